@@ -1,0 +1,168 @@
+"""Vision Transformer building blocks with the timm / Facebook MAE parameter names.
+
+Written here rather than taken from a library because the released USF-MAE and Facebook MAE checkpoints use timm's
+key names (``blocks.i.attn.qkv``, ``mlp.fc1`` ...). MONAI's ``TransformerBlock`` names them differently and carries
+an unused cross-attention norm (which breaks plain DDP), and timm itself requires torchvision, which cannot be
+installed beside the CPU torch this project targets.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def to_2tuple(value: int | tuple[int, int]) -> tuple[int, int]:
+    """Return ``(value, value)`` for an int and the pair unchanged otherwise."""
+    if isinstance(value, int):
+        return (value, value)
+    if len(value) != 2:
+        raise ValueError(f"expected an int or a pair, got {value!r}")
+    return (int(value[0]), int(value[1]))
+
+
+class PatchEmbed(nn.Module):
+    """Non-overlapping patch embedding by a strided convolution.
+
+    Args:
+        img_size: input (H, W) or one int for a square image; must be divisible by ``patch_size``.
+        patch_size: patch side P.
+        in_chans: input channels C.
+        embed_dim: token width D.
+    """
+
+    def __init__(self, img_size: int | tuple[int, int], patch_size: int, in_chans: int, embed_dim: int) -> None:
+        super().__init__()
+        self.img_size = to_2tuple(img_size)
+        self.patch_size = int(patch_size)
+        for side in self.img_size:
+            if side <= 0 or side % self.patch_size:
+                raise ValueError(
+                    f"image size {self.img_size!r} must be positive and divisible by patch size {self.patch_size!r}"
+                )
+        self.grid_size = (self.img_size[0] // self.patch_size, self.img_size[1] // self.patch_size)
+        self.num_patches = self.grid_size[0] * self.grid_size[1]
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=self.patch_size, stride=self.patch_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Embed patches.
+
+        Args:
+            x: images (N, C, H, W) with (H, W) equal to ``img_size``.
+
+        Returns:
+            tokens (N, L, D) in row-major patch order, L = (H / P) * (W / P).
+        """
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention through ``F.scaled_dot_product_attention`` (flash / memory-efficient kernels).
+
+    Args:
+        dim: token width D, divisible by ``num_heads``.
+        num_heads: number of heads.
+        qkv_bias: learn a bias on the fused qkv projection (True for ViT-B/16 MAE).
+    """
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"width {dim!r} must be divisible by the number of heads {num_heads!r}")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Args: x (N, T, D). Returns: (N, T, D)."""
+        batch, tokens, dim = x.shape
+        # (N, T, 3*D) -> (3, N, heads, T, head_dim): the fused layout of timm's qkv weight.
+        qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        x = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(x.transpose(1, 2).reshape(batch, tokens, dim))
+
+
+class Mlp(nn.Module):
+    """Two-layer GELU MLP: ``fc1 -> GELU -> fc2``. Shapes (N, T, D) -> (N, T, D)."""
+
+    def __init__(self, dim: int, hidden_dim: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden_dim)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden_dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drop the whole residual branch per sample with probability ``drop_prob`` in training."""
+
+    def __init__(self, drop_prob: float = 0.0) -> None:
+        super().__init__()
+        if not 0.0 <= drop_prob < 1.0:
+            raise ValueError(f"drop path probability must be in [0, 1), got {drop_prob!r}")
+        self.drop_prob = drop_prob
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.drop_prob == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.drop_prob
+        # One Bernoulli draw per sample, broadcast over tokens and channels; drawn on x's device (no host sync).
+        shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+        return x * x.new_empty(shape).bernoulli_(keep).div_(keep)
+
+
+class Block(nn.Module):
+    """Pre-norm Transformer block: ``x + attn(norm1(x))`` then ``x + mlp(norm2(x))``.
+
+    Args:
+        dim: token width D.
+        num_heads: attention heads.
+        mlp_ratio: hidden width of the MLP as a multiple of D.
+        qkv_bias: bias on the qkv projection.
+        drop_path: stochastic-depth probability of both residual branches.
+        norm_eps: LayerNorm epsilon (1e-6 in MAE).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        drop_path: float = 0.0,
+        norm_eps: float = 1e-6,
+    ) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
+        self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias)
+        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Args: x (N, T, D). Returns: (N, T, D)."""
+        x = x + self.drop_path(self.attn(self.norm1(x)))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+def init_vit_weights(module: nn.Module) -> None:
+    """The MAE reference initialisation: xavier-uniform linears with zero bias, unit LayerNorms."""
+    if isinstance(module, nn.Linear):
+        nn.init.xavier_uniform_(module.weight)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+def init_patch_embed(patch_embed: PatchEmbed) -> None:
+    """Initialise the patch projection like a linear layer (xavier on the flattened kernel), as MAE does."""
+    weight = patch_embed.proj.weight.data
+    nn.init.xavier_uniform_(weight.view(weight.shape[0], -1))
+    nn.init.zeros_(patch_embed.proj.bias)

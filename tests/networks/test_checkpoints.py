@@ -1,0 +1,226 @@
+"""Checkpoint interoperability: released USF-MAE layout, Facebook files, MONAI and timm layouts, safety, adaptation."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+
+import pytest
+import torch
+
+from monai_ext.networks import checkpoints as ck
+from monai_ext.networks.classifier import ViTClassifier, build_classifier
+from monai_ext.networks.mae import MaskedAutoencoderViT, build_mae
+
+TINY = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=4, decoder_embed_dim=16, decoder_depth=1,
+            decoder_num_heads=2)
+TINY_ENC = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=4)
+HEAD_KEYS_AVG = ["fc_norm.bias", "fc_norm.weight", "head.bias", "head.weight"]
+
+
+def released_layout(d=768, depth=12, dd=512, ddepth=8, p=16, c=3, grid=14, mlp=4) -> dict[str, torch.Tensor]:
+    """A state dict with the released USF-MAE keys and shapes, built from the reference doc, not from our model."""
+    sd = {"cls_token": (1, 1, d), "pos_embed": (1, grid * grid + 1, d), "patch_embed.proj.weight": (d, c, p, p),
+          "patch_embed.proj.bias": (d,), "norm.weight": (d,), "norm.bias": (d,), "mask_token": (1, 1, dd),
+          "decoder_embed.weight": (dd, d), "decoder_embed.bias": (dd,), "decoder_pos_embed": (1, grid * grid + 1, dd),
+          "decoder_norm.weight": (dd,), "decoder_norm.bias": (dd,), "decoder_pred.weight": (p * p * c, dd),
+          "decoder_pred.bias": (p * p * c,)}
+    for prefix, width, n in (("blocks", d, depth), ("decoder_blocks", dd, ddepth)):
+        for i in range(n):
+            for name, shape in (("norm1", (width,)), ("norm2", (width,))):
+                sd[f"{prefix}.{i}.{name}.weight"], sd[f"{prefix}.{i}.{name}.bias"] = shape, shape
+            sd[f"{prefix}.{i}.attn.qkv.weight"], sd[f"{prefix}.{i}.attn.qkv.bias"] = (3 * width, width), (3 * width,)
+            sd[f"{prefix}.{i}.attn.proj.weight"], sd[f"{prefix}.{i}.attn.proj.bias"] = (width, width), (width,)
+            sd[f"{prefix}.{i}.mlp.fc1.weight"], sd[f"{prefix}.{i}.mlp.fc1.bias"] = (mlp * width, width), (mlp * width,)
+            sd[f"{prefix}.{i}.mlp.fc2.weight"], sd[f"{prefix}.{i}.mlp.fc2.bias"] = (width, mlp * width), (width,)
+    gen = torch.Generator().manual_seed(0)
+    return {k: torch.randn(shape, generator=gen) * 0.02 for k, shape in sd.items()}
+
+
+def test_released_layout_loads_strict_into_base_and_encoder_into_classifier() -> None:
+    sd = released_layout()
+    assert 111e6 < sum(v.numel() for v in sd.values()) < 113e6
+    mae = build_mae("mae_vit_base_patch16_dec512d8b")
+    report = ck.load_mae_weights(mae, sd)
+    assert report.layout == "usf_mae" and report.missing == [] and report.dropped == []
+    torch.testing.assert_close(mae.blocks[3].attn.qkv.weight, sd["blocks.3.attn.qkv.weight"], atol=0, rtol=0)
+
+    clf = build_classifier("mae_vit_base_patch16_dec512d8b", num_classes=2)
+    report = ck.load_encoder_weights(clf, sd)
+    assert report.missing == HEAD_KEYS_AVG
+    decoder = {k for k in sd if k.startswith("decoder") or k == "mask_token"}
+    assert set(report.dropped) == decoder | {"norm.weight", "norm.bias"}
+    torch.testing.assert_close(clf.pos_embed, sd["pos_embed"], atol=0, rtol=0)
+
+
+def test_cls_pooling_keeps_the_pretrained_norm() -> None:
+    mae = MaskedAutoencoderViT(**TINY)
+    clf = ViTClassifier(3, global_pool="cls", **TINY_ENC)
+    report = ck.load_encoder_weights(clf, mae.state_dict())
+    assert report.missing == ["head.bias", "head.weight"]
+    torch.testing.assert_close(clf.norm.weight, mae.norm.weight)
+
+
+def test_facebook_file_with_namespace_loads(tmp_path) -> None:
+    mae = MaskedAutoencoderViT(**TINY)
+    path = tmp_path / "mae_pretrain_vit_base_full.pth"
+    torch.save({"model": mae.state_dict(), "args": argparse.Namespace(model="mae", norm_pix_loss=True),
+                "epoch": 799, "optimizer": {"state": {}, "param_groups": []}}, path)
+    target = MaskedAutoencoderViT(**TINY)
+    report = ck.load_mae_weights(target, path)
+    assert report.layout == "facebook_mae"
+    torch.testing.assert_close(target.decoder_pred.weight, mae.decoder_pred.weight, atol=0, rtol=0)
+
+
+class _Exploit:
+    """Pickles as a call that would write a marker file when unpickled."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_arbitrary_pickled_object_is_refused_and_not_run(tmp_path) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    torch.save({"model": {"w": torch.zeros(1)}, "payload": _Exploit(str(marker))}, path)
+    with pytest.raises(ck.CheckpointError, match="refused to load .*evil.pth"):
+        ck.read_checkpoint(path)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"not a torch file", b"PK\x03\x04truncated"])
+def test_corrupt_file_gives_clear_error(tmp_path, content: bytes) -> None:
+    path = tmp_path / "broken.pth"
+    path.write_bytes(content)
+    with pytest.raises(ck.CheckpointError, match="broken.pth"):
+        ck.read_checkpoint(path)
+
+
+def test_sha256_is_checked(tmp_path) -> None:
+    path = tmp_path / "w.pth"
+    torch.save(MaskedAutoencoderViT(**TINY).state_dict(), path)
+    good = hashlib.sha256(path.read_bytes()).hexdigest()
+    ck.read_checkpoint(path, sha256=good)
+    with pytest.raises(ck.CheckpointError, match="expected 'f815c6"):
+        ck.read_checkpoint(path, sha256=ck.USF_MAE_100EP_SHA256)
+
+
+def test_shape_mismatch_names_the_key() -> None:
+    sd = MaskedAutoencoderViT(**{**TINY, "decoder_embed_dim": 24}).state_dict()
+    with pytest.raises(ValueError, match=r"'mask_token' has shape \(1, 1, 24\).*\(1, 1, 16\)"):
+        ck.load_mae_weights(MaskedAutoencoderViT(**TINY), sd)
+
+
+def test_missing_encoder_keys_are_named() -> None:
+    sd = MaskedAutoencoderViT(**TINY).state_dict()
+    del sd["blocks.1.mlp.fc2.bias"]
+    with pytest.raises(ValueError, match="blocks.1.mlp.fc2.bias"):
+        ck.load_encoder_weights(ViTClassifier(2, **TINY_ENC), sd)
+    with pytest.raises(ValueError, match="blocks.1.mlp.fc2.bias"):
+        ck.load_mae_weights(MaskedAutoencoderViT(**TINY), sd)
+
+
+def test_wrapper_prefixes_are_stripped() -> None:
+    mae = MaskedAutoencoderViT(**TINY)
+    wrapped = {f"module._orig_mod.{k}": v for k, v in mae.state_dict().items()}
+    ck.load_mae_weights(MaskedAutoencoderViT(**TINY), wrapped)
+
+
+def test_timm_vit_layout_into_classifier() -> None:
+    timm_like = ViTClassifier(1000, global_pool="cls", **TINY_ENC).state_dict()  # timm names: norm + head
+    clf = ViTClassifier(2, **TINY_ENC)
+    report = ck.load_encoder_weights(clf, timm_like)
+    assert report.layout == "timm_vit"
+    assert set(report.dropped) == {"norm.weight", "norm.bias", "head.weight", "head.bias"}
+    assert report.missing == HEAD_KEYS_AVG
+
+
+def test_monai_vit_gives_the_same_logits() -> None:
+    from monai.networks.nets import ViT
+
+    torch.manual_seed(0)
+    monai_vit = ViT(in_channels=3, img_size=32, patch_size=8, hidden_size=32, mlp_dim=128, num_layers=2,
+                    num_heads=4, spatial_dims=2, classification=True, num_classes=3, qkv_bias=True,
+                    post_activation=None).eval()
+    clf = ViTClassifier(3, global_pool="cls", norm_eps=1e-5, **TINY_ENC).eval()
+    layout, sd = ck.to_state_dict(monai_vit.state_dict())
+    assert layout == "monai_vit"
+    clf.load_state_dict(sd, strict=True)
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(clf(x), monai_vit(x)[0], atol=1e-5, rtol=1e-5)
+
+
+def test_monai_mae_gives_the_same_reconstruction() -> None:
+    from monai.networks.nets import MaskedAutoEncoderViT
+
+    torch.manual_seed(0)
+    theirs = MaskedAutoEncoderViT(in_channels=3, img_size=32, patch_size=8, hidden_size=32, mlp_dim=128,
+                                  num_layers=2, num_heads=4, decoder_hidden_size=16, decoder_mlp_dim=64,
+                                  decoder_num_layers=1, decoder_num_heads=2, spatial_dims=2, qkv_bias=True,
+                                  pos_embed_type="sincos", decoder_pos_embed_type="sincos").eval()
+    ours = MaskedAutoencoderViT(**TINY, norm_eps=1e-5).eval()
+    report = ck.load_mae_weights(ours, theirs.state_dict())
+    assert report.layout == "monai_mae"
+    x = torch.randn(2, 3, 32, 32)
+    # Mask ratio 0 keeps every patch, so MONAI's host-side random selection cannot change the result.
+    their_pred, _ = theirs(x, masking_ratio=0.0)
+    _, our_pred, _ = ours(x, mask_ratio=0.0)
+    torch.testing.assert_close(our_pred, their_pred, atol=1e-5, rtol=1e-5)
+
+
+def test_position_embedding_interpolated_to_a_larger_grid() -> None:
+    sd = MaskedAutoencoderViT(**TINY).state_dict()
+    bigger = MaskedAutoencoderViT(**{**TINY, "img_size": 48})
+    report = ck.load_mae_weights(bigger, sd)
+    assert report.adapted == ["pos_embed", "decoder_pos_embed"]
+    torch.testing.assert_close(bigger.pos_embed[:, 0], sd["pos_embed"][:, 0])  # cls slot kept
+
+
+def test_three_to_one_channel_adaptation_preserves_gray_response() -> None:
+    rgb = ViTClassifier(2, **TINY_ENC).eval()
+    gray = ViTClassifier(2, in_chans=1, **TINY_ENC).eval()
+    report = ck.load_encoder_weights(gray, rgb.state_dict())
+    assert report.adapted == ["patch_embed.proj.weight"]
+    x = torch.rand(2, 1, 32, 32)
+    torch.testing.assert_close(gray.forward_features(x), rgb.forward_features(x.expand(-1, 3, -1, -1)),
+                               atol=1e-5, rtol=1e-4)
+
+
+def test_mae_channel_adaptation_round_trip() -> None:
+    gray = MaskedAutoencoderViT(**TINY, in_chans=1)
+    rgb = MaskedAutoencoderViT(**TINY, in_chans=3)
+    report = ck.load_mae_weights(rgb, gray.state_dict())
+    assert "decoder_pred.weight" in report.adapted
+    back = MaskedAutoencoderViT(**TINY, in_chans=1)
+    ck.load_mae_weights(back, rgb.state_dict())
+    torch.testing.assert_close(back.decoder_pred.weight, gray.decoder_pred.weight)
+
+
+@pytest.mark.parametrize("kind, model", [("mae", MaskedAutoencoderViT(**TINY)),
+                                         ("classifier", ViTClassifier(4, **TINY_ENC))])
+def test_own_checkpoint_rebuilds_the_model(tmp_path, kind, model) -> None:
+    path = tmp_path / "model.pt"
+    ck.save_model_checkpoint(path, model.eval(), kind, config={"recipe": "ultrasound"})
+    rebuilt = ck.build_from_checkpoint(path).eval()
+    assert type(rebuilt) is type(model) and rebuilt.arch_args == model.arch_args
+    x = torch.randn(1, 3, 32, 32)
+    if kind == "mae":
+        noise = torch.rand(1, 16)
+        torch.testing.assert_close(rebuilt(x, noise=noise)[1], model(x, noise=noise)[1])
+    else:
+        torch.testing.assert_close(rebuilt(x), model(x))
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_foreign_file_cannot_be_rebuilt() -> None:
+    with pytest.raises(ValueError, match="no architecture record"):
+        ck.build_from_checkpoint(MaskedAutoencoderViT(**TINY).state_dict())
+
+
+def test_unknown_layout_is_refused() -> None:
+    with pytest.raises(ValueError, match="unrecognised checkpoint layout"):
+        ck.to_state_dict({"encoder.weight": torch.zeros(1)})
