@@ -1,0 +1,117 @@
+"""Image folders as MONAI datalists, the synthetic default, and a dataset that survives corrupt files."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from monai.data import Dataset
+
+from monai_ext.data.synthetic import SimulatorConfig, generate_dataset
+
+logger = logging.getLogger(__name__)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+def list_images(folder: str | os.PathLike, suffixes: Sequence[str] = IMAGE_SUFFIXES) -> list[Path]:
+    """All image files under ``folder`` (recursive, case-insensitive suffixes, hidden files skipped), sorted."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise ValueError(f"dataset folder {str(root)!r} does not exist or is not a folder")
+    wanted = {s.lower() for s in suffixes}
+    files = sorted(
+        p for p in root.rglob("*") if p.suffix.lower() in wanted and p.is_file() and not p.name.startswith(".")
+    )
+    if not files:
+        raise ValueError(f"no images ({', '.join(sorted(wanted))}) found under {str(root)!r}")
+    return files
+
+
+def split_train_val(items: Sequence[Any], val_fraction: float, seed: int) -> tuple[list[Any], list[Any]]:
+    """Deterministic random split; at least one validation item when ``val_fraction`` > 0 and two or more items."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
+    order = np.random.default_rng(seed).permutation(len(items))
+    n_val = int(round(val_fraction * len(items)))
+    if val_fraction > 0 and len(items) > 1:
+        n_val = max(1, n_val)
+    val_idx = set(order[:n_val].tolist())
+    train = [x for i, x in enumerate(items) if i not in val_idx]
+    val = [x for i, x in enumerate(items) if i in val_idx]
+    return train, val
+
+
+def synthetic_default(cache_dir: str | os.PathLike, num_images: int, seed: int = 0) -> Path:
+    """The embedded default dataset: ``num_images`` simulated screen captures, generated once into ``cache_dir``."""
+    folder = Path(cache_dir) / f"synthetic_{num_images}_seed{seed}"
+    record = generate_dataset(folder, num_images, seed=seed, config=SimulatorConfig(screen_capture=True))
+    logger.info("synthetic default data: %d images in %s (%.0f images/s when generated)",
+                len(record["files"]), folder, record["images_per_second"])
+    return folder
+
+
+def pretrain_datalists(
+    dataset_dir: str | os.PathLike | None,
+    cache_dir: str | os.PathLike,
+    num_synthetic: int = 2000,
+    val_fraction: float = 0.1,
+    seed: int = 42,
+) -> dict[str, list[dict[str, str]]]:
+    """Train and validation datalists (``[{"image": path}, ...]``) for MAE pretraining.
+
+    Args:
+        dataset_dir: a folder of images (searched recursively); None for the synthetic default.
+        cache_dir: where the synthetic default is generated.
+        num_synthetic: images of the synthetic default.
+        val_fraction: share held out for validation reconstruction loss.
+        seed: split seed.
+    """
+    folder = synthetic_default(cache_dir, num_synthetic) if dataset_dir in (None, "", "None") else dataset_dir
+    files = [{"image": str(p)} for p in list_images(folder)]
+    train, val = split_train_val(files, val_fraction, seed)
+    logger.info("pretraining data from %s: %d train, %d validation images", folder, len(train), len(val))
+    return {"train": train, "validation": val}
+
+
+def root_cause(error: BaseException) -> str:
+    """The innermost cause of an exception chain as one line (MONAI wraps transform errors in RuntimeErrors)."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0][:300] if text else ''}"
+
+
+class SkipCorruptDataset(Dataset):
+    """``monai.data.Dataset`` that skips items whose loading or transforms fail, with a warning naming the file.
+
+    A failed item is replaced by the next good one, so batches keep their size and a long run is never stopped by
+    one bad file. Each bad file is reported once per process.
+
+    Args:
+        data: datalist of dicts.
+        transform: MONAI transform chain.
+        name_key: key whose value names the item in warnings.
+    """
+
+    def __init__(self, data: Sequence[dict[str, Any]], transform: Any = None, name_key: str = "image") -> None:
+        if len(data) == 0:
+            raise ValueError("the datalist is empty")
+        super().__init__(data, transform)
+        self.name_key = name_key
+        self.bad: set[int] = set()
+
+    def _transform(self, index: int) -> Any:
+        for step in range(len(self.data)):
+            i = (index + step) % len(self.data)
+            if i in self.bad:
+                continue
+            try:
+                return super()._transform(i)
+            except Exception as e:  # any decoder or transform error means this one file is unusable
+                self.bad.add(i)
+                logger.warning("skipping unreadable image %s: %s", self.data[i].get(self.name_key, i), root_cause(e))
+        raise RuntimeError("every item of the dataset failed to load")

@@ -1,0 +1,204 @@
+"""Fault-tolerant checkpoints for ignite/MONAI engines: atomic writes, automatic resume, fallback past corrupt files.
+
+MONAI's ``CheckpointSaver`` writes in place (``atomic=False``), so a crash mid-write leaves a truncated newest file,
+and ignite's atomic mode cannot keep a fixed best-model file name. These handlers write through
+:func:`atomic_torch_save`, read through the safe :func:`read_checkpoint`, and restore with ignite's own
+``Checkpoint.load_objects``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from ignite.engine import Engine, Events
+from ignite.handlers import Checkpoint
+
+from monai_ext.engines.distributed import is_main_process
+from monai_ext.networks.checkpoints import CheckpointError, arch_record, atomic_torch_save, read_checkpoint
+
+logger = logging.getLogger(__name__)
+CHECKPOINT_PATTERN = re.compile(r"^checkpoint_iteration=(\d+)\.pt$")
+
+
+class ModelRecord:
+    """Stateful stand-in that stores the architecture record beside the weights (so files rebuild the model)."""
+
+    def __init__(self, network: torch.nn.Module, kind: str, config: Mapping[str, Any] | None = None) -> None:
+        self.network = getattr(network, "module", network)
+        self.kind = kind
+        self.config = dict(config or {})
+
+    def state_dict(self) -> dict[str, Any]:
+        return arch_record(self.network, self.kind, self.config)
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if state.get("arch_args") != self.network.arch_args:
+            raise CheckpointError(
+                f"checkpoint architecture {state.get('arch_args')!r} differs from the network's {self.network.arch_args!r}"
+            )
+
+
+class RandomStates:
+    """Python, NumPy and torch (CPU and CUDA) generator states, stored as tensors and plain numbers.
+
+    NumPy's state holds an ndarray, which ``weights_only`` loading refuses; it is kept as an int64 tensor instead.
+    """
+
+    def state_dict(self) -> dict[str, Any]:
+        name, keys, pos, has_gauss, cached = np.random.get_state()
+        state = {
+            "python": random.getstate(),
+            "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                      "has_gauss": int(has_gauss), "cached": float(cached)},
+            "torch": torch.get_rng_state(),
+        }
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        random.setstate(_as_tuple(state["python"]))
+        npy = state["numpy"]
+        np.random.set_state((npy["name"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"],
+                             npy["cached"]))
+        torch.set_rng_state(state["torch"])
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_tuple(value: Any) -> Any:
+    """Restore the nested tuples of ``random.getstate()`` (they may come back as lists)."""
+    return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def list_checkpoints(save_dir: str | os.PathLike) -> list[Path]:
+    """Trainer checkpoints in ``save_dir``, newest (highest iteration) first."""
+    folder = Path(save_dir)
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := CHECKPOINT_PATTERN.match(p.name))]
+    return [p for _, p in sorted(found, reverse=True)]
+
+
+class TrainingCheckpointer:
+    """Save the training state periodically and at the end; optionally resume from the newest valid checkpoint.
+
+    Args:
+        save_dir: folder of ``checkpoint_iteration=N.pt`` files.
+        save_dict: name -> object with ``state_dict``/``load_state_dict`` (network, optimizer, lr_scheduler,
+            trainer, ...). Wrapped networks are saved without their ``module.`` prefix.
+        save_interval: save every this many epochs (or iterations with ``epoch_level=False``); 0: only at the end.
+        epoch_level: interval in epochs (True) or iterations.
+        n_saved: how many of the newest checkpoints to keep.
+        resume: at start, restore the newest checkpoint that reads; corrupt ones are skipped with a warning.
+    """
+
+    def __init__(
+        self,
+        save_dir: str | os.PathLike,
+        save_dict: Mapping[str, Any],
+        save_interval: int = 1,
+        epoch_level: bool = True,
+        n_saved: int = 2,
+        resume: bool = False,
+    ) -> None:
+        if save_interval < 0 or n_saved < 1:
+            raise ValueError(f"need save_interval >= 0 and n_saved >= 1, got {save_interval!r} and {n_saved!r}")
+        self.save_dir = Path(save_dir)
+        self.save_dict = {k: getattr(v, "module", v) for k, v in save_dict.items()}
+        self.save_interval, self.epoch_level = save_interval, epoch_level
+        self.n_saved, self.resume = n_saved, resume
+        self.resumed_from: Path | None = None
+
+    def attach(self, engine: Engine) -> None:
+        if self.resume:
+            engine.add_event_handler(Events.STARTED, self.load_latest)
+        if self.save_interval:
+            event = Events.EPOCH_COMPLETED if self.epoch_level else Events.ITERATION_COMPLETED
+            engine.add_event_handler(event(every=self.save_interval), self.save)
+        engine.add_event_handler(Events.COMPLETED, self.save)
+
+    def save(self, engine: Engine) -> None:
+        if not is_main_process():
+            return
+        path = self.save_dir / f"checkpoint_iteration={engine.state.iteration}.pt"
+        if path.exists():  # the final save right after an interval save of the same iteration
+            return
+        atomic_torch_save({name: obj.state_dict() for name, obj in self.save_dict.items()}, path)
+        for old in list_checkpoints(self.save_dir)[self.n_saved :]:
+            old.unlink(missing_ok=True)
+        logger.info("saved checkpoint %s", path)
+
+    def load_latest(self, engine: Engine) -> None:
+        """Restore the newest readable checkpoint (keeping the configured ``max_epochs``)."""
+        for path in list_checkpoints(self.save_dir):
+            try:
+                checkpoint = read_checkpoint(path)
+                missing = sorted(set(self.save_dict) - set(checkpoint))
+                if missing:
+                    raise CheckpointError(f"{str(path)!r} lacks entries {missing!r}")
+            except CheckpointError as e:
+                logger.warning("skipping unusable checkpoint %s: %s", path, e)
+                continue
+            max_epochs = engine.state.max_epochs
+            Checkpoint.load_objects(to_load=self.save_dict, checkpoint=checkpoint)
+            if max_epochs is not None:
+                engine.state.max_epochs = max_epochs
+            self.resumed_from = path
+            logger.info("resumed from %s at epoch %d, iteration %d", path, engine.state.epoch, engine.state.iteration)
+            return
+        logger.info("no checkpoint to resume from in %s; starting from the beginning", self.save_dir)
+
+
+class BestModelSaver:
+    """Write ``{"model": weights, "arch": record}`` atomically whenever a validation metric improves.
+
+    Args:
+        save_path: file to (over)write, e.g. ``models/model.pt``.
+        network: the network (wrappers are unwrapped).
+        record: its :class:`ModelRecord`.
+        metric_name: key in the evaluator's ``state.metrics``.
+        mode: "min" or "max".
+    """
+
+    def __init__(
+        self, save_path: str | os.PathLike, network: torch.nn.Module, record: ModelRecord, metric_name: str, mode: str = "min"
+    ) -> None:
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        self.save_path = Path(save_path)
+        self.network = getattr(network, "module", network)
+        self.record, self.metric_name, self.mode = record, metric_name, mode
+        self.best: float | None = None
+
+    def attach(self, evaluator: Engine) -> None:
+        evaluator.add_event_handler(Events.EPOCH_COMPLETED, self)
+
+    def improved(self, value: float) -> bool:
+        if self.best is None:
+            return True
+        return value < self.best if self.mode == "min" else value > self.best
+
+    def __call__(self, evaluator: Engine) -> None:
+        value = float(evaluator.state.metrics[self.metric_name])
+        if not self.improved(value):
+            return
+        self.best = value
+        if is_main_process():
+            state = {k: v for k, v in self.network.state_dict().items()}
+            atomic_torch_save({"model": state, "arch": self.record.state_dict(), self.metric_name: value}, self.save_path)
+            logger.info("new best %s %.6f: saved %s", self.metric_name, value, self.save_path)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.best = state.get("best")

@@ -1,0 +1,98 @@
+"""Optimiser and learning-rate schedule of the MAE recipes."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
+
+#: Parameters that never get weight decay besides biases and norm weights (every tensor of ndim <= 1).
+NO_DECAY_NAMES = ("cls_token", "mask_token", "pos_embed", "decoder_pos_embed")
+
+
+def scaled_lr(base_lr: float, batch_size: int) -> float:
+    """The MAE scaling rule: ``lr = base_lr * effective batch / 256``."""
+    if base_lr <= 0 or batch_size < 1:
+        raise ValueError(f"need base_lr > 0 and batch_size >= 1, got {base_lr!r} and {batch_size!r}")
+    return base_lr * batch_size / 256.0
+
+
+def param_groups_weight_decay(
+    model: nn.Module, weight_decay: float, no_decay_all: bool = False
+) -> list[dict]:
+    """Split trainable parameters into a decayed group and one without decay (biases, norms, tokens).
+
+    Args:
+        model: the network (wrappers such as DDP are fine: names are matched by their last part).
+        weight_decay: decay of the first group.
+        no_decay_all: decay every parameter alike (the published USF-MAE notebook did).
+
+    Returns:
+        Two parameter groups for an optimiser.
+    """
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        plain = param.ndim <= 1 or name.split(".")[-1] in NO_DECAY_NAMES
+        (no_decay if plain and not no_decay_all else decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def build_adamw(
+    model: nn.Module,
+    lr: float,
+    weight_decay: float = 0.05,
+    betas: tuple[float, float] = (0.9, 0.95),
+    decay_everything: bool = False,
+) -> torch.optim.AdamW:
+    """AdamW over :func:`param_groups_weight_decay`, fused when the parameters are on CUDA."""
+    fused = all(p.is_cuda for p in model.parameters())
+    groups = param_groups_weight_decay(model, weight_decay, no_decay_all=decay_everything)
+    return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), fused=fused or None)
+
+
+def warmup_cosine_factor(step: int, warmup_steps: int, total_steps: int, min_factor: float) -> float:
+    """Multiplier of the peak lr at ``step``: linear warmup, then a half cosine from 1 down to ``min_factor``."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class WarmupCosineLR(LambdaLR):
+    """Per-iteration warmup and half-cosine decay to ``min_lr``, as in MAE's ``lr_sched``.
+
+    MONAI's ``WarmupCosineSchedule`` decays to zero and clamps at its end lr, which is a different curve from the
+    MAE recipe's ``min_lr + (lr - min_lr) * cosine``; hence this small class.
+
+    Args:
+        optimizer: optimiser whose groups' initial lr is the peak lr.
+        total_steps: optimiser steps of the whole run.
+        warmup_steps: steps of linear warmup (or give ``warmup_fraction``).
+        warmup_fraction: warmup as a fraction of ``total_steps`` when ``warmup_steps`` is None.
+        min_lr: final learning rate.
+    """
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        total_steps: int,
+        warmup_steps: int | None = None,
+        warmup_fraction: float = 0.1,
+        min_lr: float = 0.0,
+        last_epoch: int = -1,
+    ) -> None:
+        if total_steps < 1:
+            raise ValueError(f"total_steps must be at least 1, got {total_steps!r}")
+        if warmup_steps is None:
+            if not 0.0 <= warmup_fraction < 1.0:
+                raise ValueError(f"warmup_fraction must be in [0, 1), got {warmup_fraction!r}")
+            warmup_steps = int(round(warmup_fraction * total_steps))
+        self.total_steps, self.warmup_steps = int(total_steps), int(warmup_steps)
+        peaks = [group.get("initial_lr", group["lr"]) for group in optimizer.param_groups]
+        factors = [min(1.0, min_lr / peak) for peak in peaks]
+        lambdas = [lambda s, f=f: warmup_cosine_factor(s, self.warmup_steps, self.total_steps, f) for f in factors]
+        super().__init__(optimizer, lambdas, last_epoch)

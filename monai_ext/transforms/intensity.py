@@ -1,0 +1,81 @@
+"""Intensity transforms: grayscale conversion of whatever the scanner exported."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.transforms import MapTransform, Transform
+
+#: ITU-R BT.601 luma weights, the ones OpenCV and PIL use for RGB -> gray.
+LUMA = (0.299, 0.587, 0.114)
+
+
+class ToGrayscale(Transform):
+    """Channel-first image with 1 (gray), 2 (gray + alpha), 3 (RGB) or 4 (RGBA) channels -> (1, H, W) luma.
+
+    Alpha is dropped (ultrasound exports carry no meaningful transparency). Works on numpy arrays and tensors,
+    returning the same type.
+    """
+
+    def __call__(self, img: Any) -> Any:
+        channels = img.shape[0]
+        if channels in (1, 2):
+            return img[:1]
+        if channels not in (3, 4):
+            raise ValueError(f"expected 1 to 4 channels (channel-first), got shape {tuple(img.shape)!r}")
+        rgb = img[:3]
+        if isinstance(rgb, torch.Tensor):
+            weights = torch.tensor(LUMA, dtype=torch.float32, device=rgb.device).view(3, 1, 1)
+            return (rgb.float() * weights).sum(0, keepdim=True)
+        return (rgb.astype(np.float32) * np.asarray(LUMA, np.float32).reshape(3, 1, 1)).sum(0, keepdims=True)
+
+
+class ToGrayscaled(MapTransform):
+    """Dictionary version of :class:`ToGrayscale`."""
+
+    def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.converter = ToGrayscale()
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.converter(d[key])
+        return d
+
+
+class ScaleIntensityByDtype(Transform):
+    """Scale integer images to [0, 1] by their type's range (uint8 / 255, uint16 / 65535), as ``ToTensor`` does.
+
+    Float inputs are assumed to be in [0, 1] already and are returned as float32. Per-image min-max scaling is
+    avoided on purpose: it would change the brightness of dark ultrasound frames.
+    """
+
+    def __call__(self, img: Any) -> Any:
+        dtype = img.dtype
+        if isinstance(img, torch.Tensor):
+            peak = {torch.uint8: 255.0, torch.int16: 32767.0, torch.int32: 65535.0}.get(dtype)
+            if peak is None and not dtype.is_floating_point:
+                peak = float(torch.iinfo(dtype).max)
+            return img.float() / peak if peak else img.float()
+        if np.issubdtype(dtype, np.integer):
+            return img.astype(np.float32) / float(np.iinfo(dtype).max)
+        return img.astype(np.float32)
+
+
+class ScaleIntensityByDtyped(MapTransform):
+    """Dictionary version of :class:`ScaleIntensityByDtype`."""
+
+    def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.scaler = ScaleIntensityByDtype()
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.scaler(d[key])
+        return d
