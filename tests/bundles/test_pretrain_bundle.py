@@ -1,0 +1,145 @@
+"""The pretraining bundle end to end, through ``python -m monai.bundle`` as users run it."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from monai_ext.networks.checkpoints import build_from_checkpoint, read_checkpoint
+from tests.bundles.helpers import PRETRAIN, REPO, bundle_command, run_bundle, tiny_pretrain_overrides
+
+pytestmark = pytest.mark.slow
+TRAIN = "bundles/usf_mae_pretrain/configs/train.yaml"
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("synthetic_cache")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, cache):
+    """One short training run from the repository root, shared by the tests that inspect its outputs."""
+    out = tmp_path_factory.mktemp("pretrain")
+    result = run_bundle([TRAIN], {**tiny_pretrain_overrides(out, cache), "train#trainer#max_epochs": 2})
+    return out, result
+
+
+def test_training_writes_history_best_model_grid_and_checkpoint(trained) -> None:
+    out, result = trained
+    history = json.loads((out / "eval" / "metrics.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert all(np.isfinite(h["val_loss"]) for h in history)
+    best = read_checkpoint(out / "models" / "model.pt")
+    assert best["val_loss"] == pytest.approx(min(h["val_loss"] for h in history))
+    model = build_from_checkpoint(out / "models" / "model.pt")
+    assert model.arch_args["img_size"] == 64
+    grid = cv2.imread(str(out / "eval" / "reconstructions" / "latest.png"))
+    assert grid.shape == (2 * 64, 4 * 64, 3)
+    assert (out / "models" / "checkpoint_iteration=4.pt").is_file()  # 18 train images // 8 = 2 steps x 2 epochs
+    assert "reconstruction grid:" in result.stdout
+
+
+def test_evaluate_reproduces_the_training_validation_loss(trained, cache) -> None:
+    out, _ = trained
+    configs = [TRAIN, "bundles/usf_mae_pretrain/configs/evaluate.yaml"]
+    result = run_bundle(configs, tiny_pretrain_overrides(out, cache))
+    reported = float(result.stdout.split("val_loss ")[-1].split()[0])
+    assert reported == pytest.approx(read_checkpoint(out / "models" / "model.pt")["val_loss"], rel=1e-6)
+
+
+def test_inference_writes_the_reconstruction_picture(trained, cache, tmp_path) -> None:
+    out, _ = trained
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(images / f"scan {i}.png"), np.random.default_rng(i).integers(0, 255, (90, 120), np.uint8))
+    configs = [TRAIN, "bundles/usf_mae_pretrain/configs/inference.yaml"]
+    run_bundle(configs, {**tiny_pretrain_overrides(out, cache), "input_dir": str(images)})
+    grid = cv2.imread(str(out / "eval" / "reconstructions" / "inference.png"))
+    assert grid.shape == (2 * 64, 4 * 64, 3)
+
+
+def test_runs_from_inside_the_bundle_folder(tmp_path, cache) -> None:
+    run_bundle(["configs/train.yaml"], tiny_pretrain_overrides(tmp_path, cache, epochs=1), cwd=PRETRAIN)
+    assert (tmp_path / "models" / "model.pt").is_file()
+
+
+def test_corrupt_images_are_skipped_with_a_warning(tmp_path, cache) -> None:
+    data = tmp_path / "data"
+    (data / "nested").mkdir(parents=True)
+    for i in range(20):
+        cv2.imwrite(str(data / f"good_{i}.png"), np.random.default_rng(i).integers(0, 255, (80, 80), np.uint8))
+    good = (data / "good_0.png").read_bytes()
+    (data / "nested" / "truncated.png").write_bytes(good[: len(good) // 3])
+    (data / "text.png").write_text("this is not an image")
+    (data / "empty.jpg").write_bytes(b"")
+    result = run_bundle([TRAIN], tiny_pretrain_overrides(tmp_path, cache, dataset_dir=str(data), epochs=1,
+                                                         val_fraction=0.25))
+    log = result.stdout + result.stderr
+    warned = [line for line in log.splitlines() if "skipping unreadable image" in line]
+    for name in ("truncated.png", "text.png", "empty.jpg"):
+        assert any(name in line for line in warned), (name, warned)
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())[0]["epoch"] == 1
+
+
+def _final_checkpoint(folder):
+    return read_checkpoint(sorted(folder.glob("checkpoint_iteration=*.pt"))[-1])
+
+
+def test_killed_run_resumes_at_the_right_epoch_iteration_and_lr(tmp_path, cache) -> None:
+    """SIGKILL during epoch 2 of 3, restart with resume: same steps, lr and weights as an uninterrupted run."""
+    settings = dict(epochs=3, num_workers=1, save_interval=1)
+    straight = tmp_path / "straight"
+    run_bundle([TRAIN], tiny_pretrain_overrides(straight, cache, **settings))
+
+    broken = tmp_path / "broken"
+    cmd = bundle_command("run", [TRAIN], tiny_pretrain_overrides(broken, cache, **settings))
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = broken / "models" / "checkpoint_iteration=2.pt"
+    deadline = time.time() + 300
+    while not first.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert first.exists()
+    assert not (broken / "models" / "checkpoint_iteration=6.pt").exists()
+
+    result = run_bundle([TRAIN], tiny_pretrain_overrides(broken, cache, resume=True, **settings))
+    assert "resumed from" in result.stdout + result.stderr
+    a, b = _final_checkpoint(straight / "models"), _final_checkpoint(broken / "models")
+    assert a["trainer"]["iteration"] == b["trainer"]["iteration"] == 6
+    assert a["lr_scheduler"]["last_epoch"] == b["lr_scheduler"]["last_epoch"] == 6
+    assert a["lr_scheduler"]["_last_lr"] == pytest.approx(b["lr_scheduler"]["_last_lr"])
+    steps = {s["step"].item() for s in b["optimizer"]["state"].values()}
+    assert steps == {6.0}
+    for key, value in a["network"].items():
+        torch.testing.assert_close(b["network"][key], value, atol=1e-6, rtol=0, msg=key)
+    history = json.loads((broken / "eval" / "metrics.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+
+
+def test_metadata_verifies_offline_and_checkpoint_exports_to_torchscript(trained, cache, tmp_path) -> None:
+    out, _ = trained
+    meta = "bundles/usf_mae_pretrain/configs/metadata.json"
+    verify = subprocess.run(
+        [*bundle_command("verify_metadata", [TRAIN], {})[:4], "--meta_file", meta, "--filepath", "bundles/meta_schema.json"],
+        cwd=REPO, capture_output=True, text=True)
+    assert verify.returncode == 0 and "verified with no error" in verify.stdout + verify.stderr
+    overrides = {**tiny_pretrain_overrides(out, cache), "filepath": str(tmp_path / "mae.ts"),
+                 "ckpt_file": str(out / "models" / "model.pt"), "key_in_ckpt": "model", "meta_file": meta,
+                 "use_trace": True, "input_shape": [1, 3, 64, 64]}
+    cmd = bundle_command("ckpt_export", [TRAIN], overrides)
+    cmd.insert(4, "network_def")
+    export = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    assert export.returncode == 0, export.stderr[-3000:]
+    scripted = torch.jit.load(str(tmp_path / "mae.ts"))
+    loss, pred, mask = scripted(torch.randn(2, 3, 64, 64))
+    assert pred.shape == (2, 16, 768) and torch.isfinite(loss)

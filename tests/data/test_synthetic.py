@@ -1,0 +1,125 @@
+"""The B-mode simulator: determinism, geometry, speckle statistics, annotation ground truth, writers, throughput."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from scipy import stats
+
+from monai_ext.data import synthetic as syn
+
+
+def test_same_seed_same_image_and_different_seeds_differ() -> None:
+    config = syn.SimulatorConfig(screen_capture=True)
+    a, b, c = syn.simulate_frame(7, config), syn.simulate_frame(7, config), syn.simulate_frame(8, config)
+    np.testing.assert_array_equal(a.screen, b.screen)
+    np.testing.assert_array_equal(a.annotation_mask, b.annotation_mask)
+    assert not np.array_equal(a.image, c.image)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / (a | b).sum())
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_sector_fov_matches_geometry(seed: int) -> None:
+    frame = syn.simulate_frame(seed, syn.SimulatorConfig(geometry="curvilinear"))
+    g = frame.meta["geometry"]
+    # Independent reference: an annular sector drawn with OpenCV's ellipse arcs (angles from the +x axis, clockwise).
+    ref = np.zeros((256, 256), np.uint8)
+    center = (int(round(g["apex_col"] * 16)), int(round(g["apex_row"] * 16)))
+    span = np.degrees(g["half_angle"])
+    for radius, value in ((g["r_outer"], 255), (g["r_inner"], 0)):
+        axes = (int(round(radius * 16)), int(round(radius * 16)))
+        cv2.ellipse(ref, center, axes, 0, 90 - span, 90 + span, value, -1, cv2.LINE_8, shift=4)
+    if g["r_inner"] > 0:  # the inner wedge down to the apex removed as well
+        cv2.ellipse(ref, center, (int(g["r_inner"] * 16),) * 2, 0, 0, 360, 0, -1, cv2.LINE_8, shift=4)
+    assert _iou(frame.fov_mask, ref > 0) > 0.97
+    assert (frame.bmode[~frame.fov_mask] == 0).all()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_linear_fov_is_the_rectangle(seed: int) -> None:
+    frame = syn.simulate_frame(seed, syn.SimulatorConfig(geometry="linear"))
+    g = frame.meta["geometry"]
+    ref = np.zeros((256, 256), bool)
+    ref[g["top"] : g["top"] + g["height"], g["left"] : g["left"] + g["width"]] = True
+    np.testing.assert_array_equal(frame.fov_mask, ref)
+    assert (frame.bmode[frame.fov_mask] > 0).mean() > 0.9  # tissue fills the field of view
+
+
+def test_fully_developed_speckle_is_rayleigh() -> None:
+    rng = np.random.default_rng(0)
+    shape = (512, 512)
+    psf = syn.point_spread_function(4.0, 2.0, 1.2)
+    env = syn.beamform_envelope(rng, np.ones(shape), np.zeros(shape), psf, tgc_per_sample=0.0).astype(np.float64)
+    ratio = env.mean() / env.std()
+    assert abs(ratio - np.sqrt(np.pi / (4 - np.pi))) < 0.05, ratio  # 1.913
+    sample = env[::8, ::4].ravel()  # decimated: roughly independent speckle cells
+    sigma = sample.mean() / np.sqrt(np.pi / 2)
+    assert stats.kstest(sample, "rayleigh", args=(0, sigma)).statistic < 0.03
+
+
+def test_annotation_mask_is_exactly_what_was_drawn() -> None:
+    frame = syn.simulate_frame(3, syn.SimulatorConfig(screen_capture=True))
+    ann = frame.annotation_mask
+    assert 200 < ann.sum() < 0.2 * ann.size
+    untouched = np.repeat(frame.bmode[:, :, None], 3, axis=2)
+    np.testing.assert_array_equal(frame.screen[~ann], untouched[~ann])
+
+
+def test_lesion_styles_have_their_cues() -> None:
+    rng_cfg = syn.SimulatorConfig(geometry="linear", lesion_probability=0.0)
+    for style in syn.LESION_STYLES:
+        frame = syn.simulate_frame(11, rng_cfg, lesion=style)
+        assert frame.lesion_mask.sum() > 50, style
+        inside = frame.bmode[frame.lesion_mask].mean()
+        ring = cv2.dilate(frame.lesion_mask.astype(np.uint8), np.ones((15, 15), np.uint8)).astype(bool)
+        around = frame.bmode[ring & ~frame.lesion_mask & frame.fov_mask].mean()
+        assert inside < around, style  # hypo- or anechoic
+    with pytest.raises(ValueError, match="'round'"):
+        syn.simulate_frame(0, rng_cfg, lesion="round")
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ValueError, match="'fan'"):
+        syn.SimulatorConfig(geometry="fan")
+    with pytest.raises(ValueError, match="16"):
+        syn.SimulatorConfig(size=16)
+
+
+@pytest.mark.parametrize("fmt", ["png", "dcm", "nii"])
+def test_writers_round_trip(tmp_path, fmt: str) -> None:
+    import nibabel as nib
+    import pydicom
+
+    frame = syn.simulate_frame(1, syn.SimulatorConfig(screen_capture=False))
+    path = syn.write_frame(frame, tmp_path / "frame", fmt)
+    if fmt == "png":
+        back = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    elif fmt == "dcm":
+        ds = pydicom.dcmread(path)
+        assert ds.Modality == "US" and str(ds.PatientName) == ""
+        back = ds.pixel_array
+    else:
+        back = np.asarray(nib.load(str(path)).dataobj)
+    np.testing.assert_array_equal(back, frame.image)
+
+
+def test_dataset_generation_is_reused_and_cli_prints_throughput(tmp_path) -> None:
+    out = tmp_path / "syn"
+    cmd = [sys.executable, "-m", "monai_ext", "synthesize", str(out), "--num", "24", "--workers", "2"]
+    result = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    assert "24 images in" in result.stdout and "images/s" in result.stdout
+    print(result.stdout.strip())
+    first = sorted(p.name for p in out.glob("us_*.png"))
+    assert len(first) == 24
+    record = syn.generate_dataset(out, 24, 0, syn.SimulatorConfig(screen_capture=True))
+    assert record["files"] == first  # reused, same names
+    same = syn.simulate_frame(np.random.default_rng([0, 5]), syn.SimulatorConfig(screen_capture=True))
+    written = cv2.imread(str(out / "us_000005.png"), cv2.IMREAD_COLOR_RGB)
+    np.testing.assert_array_equal(written, same.screen)

@@ -1,0 +1,51 @@
+"""ToGrayscale(d) against OpenCV's conversion; ScaleIntensityByDtype(d) by dtype range."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from monai_ext.transforms import ScaleIntensityByDtype, ScaleIntensityByDtyped, ToGrayscale, ToGrayscaled
+
+RGB = np.random.default_rng(0).integers(0, 256, (32, 40, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("as_tensor", [False, True])
+def test_rgb_matches_opencv(as_tensor: bool) -> None:
+    chw = RGB.transpose(2, 0, 1)
+    img = torch.as_tensor(chw) if as_tensor else chw
+    gray = np.asarray(ToGrayscale()(img))
+    ref = cv2.cvtColor(RGB, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    assert gray.shape == (1, 32, 40)
+    assert np.abs(gray[0] - ref).max() <= 1.0
+
+
+@pytest.mark.parametrize("channels", [1, 2, 4])
+def test_gray_alpha_and_rgba(channels: int) -> None:
+    img = np.concatenate([RGB.transpose(2, 0, 1), np.full((1, 32, 40), 255, np.uint8)])[:channels]
+    if channels < 3:
+        img = np.concatenate([RGB.transpose(2, 0, 1)[:1], img[1:]])
+    out = ToGrayscale()(img)
+    assert out.shape == (1, 32, 40)
+    if channels == 4:
+        np.testing.assert_allclose(out, ToGrayscale()(img[:3]))
+
+
+def test_too_many_channels() -> None:
+    with pytest.raises(ValueError, match=r"\(5, 4, 4\)"):
+        ToGrayscale()(np.zeros((5, 4, 4)))
+
+
+def test_dict_version() -> None:
+    out = ToGrayscaled("image")({"image": RGB.transpose(2, 0, 1), "other": 1})
+    assert out["image"].shape == (1, 32, 40) and out["other"] == 1
+
+
+@pytest.mark.parametrize("dtype, peak", [(np.uint8, 255), (np.uint16, 65535)])
+def test_scale_by_dtype(dtype, peak: int) -> None:
+    img = np.array([[[0, peak // 2, peak]]], dtype=dtype)
+    np.testing.assert_allclose(ScaleIntensityByDtype()(img), img.astype(np.float32) / peak)
+    t = ScaleIntensityByDtyped("image")({"image": torch.as_tensor(img.astype(np.int32) if dtype == np.uint16 else img)})
+    assert float(t["image"].max()) == pytest.approx(1.0)

@@ -1,0 +1,57 @@
+"""RandResizedCrop(d): MONAI conventions, torchvision-style sampling, keep_top, one draw for image and mask."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from monai_ext.transforms import RandResizedCrop, RandResizedCropd
+
+
+def row_index_image(h: int = 60, w: int = 80) -> np.ndarray:
+    return np.repeat(np.arange(h, dtype=np.float32)[:, None], w, axis=1)[None]  # value = row
+
+
+@pytest.mark.parametrize("as_tensor", [False, True])
+def test_deterministic_after_set_random_state(as_tensor: bool) -> None:
+    img = np.random.default_rng(0).random((1, 60, 80)).astype(np.float32)
+    img = torch.as_tensor(img) if as_tensor else img
+    a = RandResizedCrop(32).set_random_state(5)(img)
+    b = RandResizedCrop(32).set_random_state(5)(img)
+    c = RandResizedCrop(32).set_random_state(6)(img)
+    assert tuple(a.shape) == (1, 32, 32)
+    torch.testing.assert_close(torch.as_tensor(a), torch.as_tensor(b))
+    assert not torch.allclose(torch.as_tensor(a), torch.as_tensor(c))
+
+
+def test_keep_top_always_starts_at_the_first_row() -> None:
+    crop = RandResizedCrop(16, scale=(0.2, 0.6), keep_top=True, mode="nearest").set_random_state(0)
+    for _ in range(20):
+        out = crop(row_index_image())
+        assert float(out[0, 0].min()) == 0.0  # the top row of the output is image row 0
+    free = RandResizedCrop(16, scale=(0.2, 0.6), mode="nearest").set_random_state(0)
+    assert any(float(free(row_index_image())[0, 0].min()) > 0 for _ in range(20))
+
+
+def test_crop_area_and_ratio_within_ranges() -> None:
+    crop = RandResizedCrop(16, scale=(0.3, 0.5), ratio=(0.8, 1.25)).set_random_state(1)
+    for _ in range(50):
+        crop.randomize((100, 100))
+        _, _, h, w = crop._box
+        assert 0.27 <= h * w / 1e4 <= 0.53 and 0.75 <= w / h <= 1.33
+
+
+def test_dict_version_applies_one_draw_to_image_and_mask() -> None:
+    img = row_index_image()
+    data = {"image": img, "mask": img.copy()}
+    out = RandResizedCropd(["image", "mask"], 24, mode=["nearest", "nearest"]).set_random_state(3)(data)
+    torch.testing.assert_close(torch.as_tensor(out["image"]), torch.as_tensor(out["mask"]))
+    single = RandResizedCrop(24, mode="nearest").set_random_state(3)(img)
+    torch.testing.assert_close(torch.as_tensor(out["image"]), torch.as_tensor(single))
+
+
+@pytest.mark.parametrize("kwargs", [dict(scale=(0.0, 1.0)), dict(scale=(0.9, 0.5)), dict(ratio=(2.0, 1.0))])
+def test_bad_arguments(kwargs: dict) -> None:
+    with pytest.raises(ValueError, match="got"):
+        RandResizedCrop(16, **kwargs)
