@@ -11,7 +11,14 @@ from typing import Any
 
 import torch
 
-from monai_ext.networks.checkpoints import load_encoder_weights, load_mae_weights
+from monai_ext.networks.checkpoints import (
+    check_shapes,
+    detect_layout,
+    filter_monai_ext,
+    load_encoder_weights,
+    load_mae_weights,
+    read_checkpoint,
+)
 
 logger = logging.getLogger(__name__)
 REPO_BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
@@ -56,8 +63,16 @@ def initialize_weights(
     if checkpoint in (None, "", "None"):
         summary = "random initialisation"
     else:
-        load = load_encoder_weights if encoder_only else load_mae_weights
-        summary = f"{checkpoint}: {load(network, checkpoint, sha256).summary()}"
+        content = read_checkpoint(checkpoint, sha256)
+        if detect_layout(content) == "monai_ext" and content["arch"].get("kind") != "mae":
+            # A file of this same kind of network (a classifier or an external CNN): everything must match.
+            state_dict = filter_monai_ext(content)
+            check_shapes(state_dict, network, str(checkpoint))
+            network.load_state_dict(state_dict, strict=True)
+            summary = f"{checkpoint}: all {len(state_dict)} tensors (strict)"
+        else:
+            load = load_encoder_weights if encoder_only else load_mae_weights
+            summary = f"{checkpoint}: {load(network, content).summary()}"
     logger.info("initial weights: %s", summary)
     return summary
 
@@ -68,3 +83,50 @@ def first_images(dataset: Sequence[Mapping[str, Any]], count: int, key: str = "i
     if count < 1:
         raise ValueError(f"need at least one image, the dataset has {len(dataset)!r}")
     return torch.stack([torch.as_tensor(dataset[i][key]) for i in range(count)])
+
+
+def classification_split(
+    datalist_file: str | os.PathLike | None, cache_dir: str | os.PathLike, fold: int = 0, seed: int = 0,
+    per_class: int = 60, max_train: int = 100, multiclass: bool = False,
+) -> dict[str, Any]:
+    """The classification bundle's data: a JSON datalist file, or else fold ``fold`` of the synthetic lesion benchmark.
+
+    Returns:
+        ``{"class_names": [...], "train": [...], "validation": [...], "test": [...]}``.
+    """
+    from monai_ext.data.downstream import folder_protocol, read_split
+    from monai_ext.data.synthetic import synthetic_lesion_dataset
+
+    if datalist_file not in (None, "", "None"):
+        return read_split(datalist_file)
+    folder = synthetic_lesion_dataset(Path(cache_dir), per_class=per_class, multiclass=multiclass, seed=seed)
+    protocol = folder_protocol(folder, folds=5, val_fraction=0.2, seed=seed, max_train=max_train)
+    if not 0 <= fold < len(protocol.splits):
+        raise ValueError(f"fold must be in [0, {len(protocol.splits)}), got {fold!r}")
+    return {"class_names": protocol.class_names, **protocol.splits[fold]}
+
+
+def empty_split_error(name: str) -> None:
+    """Raise the error for evaluating on a split that has no items."""
+    raise ValueError(f"the datalist has no {name!r} items to evaluate")
+
+
+def class_names_from_checkpoint(path: str | os.PathLike) -> list[str]:
+    """Class names stored in a classification-bundle checkpoint's architecture record."""
+    from monai_ext.networks.checkpoints import read_checkpoint
+
+    names = (read_checkpoint(path).get("arch") or {}).get("config", {}).get("class_names")
+    if not names:
+        raise ValueError(f"checkpoint {str(path)!r} records no class names; is it from the classification bundle?")
+    return list(names)
+
+
+def inference_files(input_dir: str | os.PathLike | None, input_files: Sequence[str] | None) -> list[str]:
+    """Files to predict: every image (and DICOM) under ``input_dir`` plus ``input_files``."""
+    from monai_ext.data.folders import IMAGE_SUFFIXES, list_images
+
+    files = [str(p) for p in list_images(input_dir, IMAGE_SUFFIXES + (".dcm",))] if input_dir else []
+    files += [str(f) for f in input_files or []]
+    if not files:
+        raise ValueError("give --input_dir or --input_files")
+    return files

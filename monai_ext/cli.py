@@ -4,6 +4,8 @@ Commands:
     synthesize          write simulated ultrasound images (the embedded default data) and print the throughput
     inspect-checkpoint  name a checkpoint's layout and list what it holds
     convert-checkpoint  convert any known layout into this project's self-describing file
+    make-datalist       write one fold of a dataset protocol as the classification bundle's JSON datalist
+    cross-validate      fine-tune and test every fold for several starting points; mean +/- std table
 """
 
 from __future__ import annotations
@@ -75,10 +77,77 @@ def convert_checkpoint(src: str, dst: str, arch: str = "mae_vit_base_patch16_dec
     print(f"{src} -> {dst}: {report.summary()}")
 
 
+def _as_list(value: object) -> list[str]:
+    """``"a,b"``, ``("a", "b")`` (fire parses ``a,b`` into a tuple) or a single value -> ``["a", "b"]``."""
+    if isinstance(value, (list, tuple)):
+        return [str(v).strip() for v in value]
+    return [v.strip() for v in str(value).split(",") if v.strip()]
+
+
+def make_datalist(protocol: str, root: str, out: str, fold: int = 0, folds: int | None = None) -> None:
+    """Write fold ``fold`` of a protocol (busbra, mmotu, gist514, folder, csv) to ``out`` (JSON).
+
+    Args:
+        protocol: dataset protocol name.
+        root: the dataset folder as distributed (a CSV file for ``csv``).
+        out: JSON file for ``--datalist_file``.
+        fold: which split.
+        folds: BUS-BRA 5 or 10; k for folder/csv.
+    """
+    from monai_ext.data.downstream import load_protocol, write_split
+
+    kwargs = {"folds": folds} if folds is not None else {}
+    proto = load_protocol(protocol, root, **kwargs)
+    if not 0 <= fold < len(proto.splits):
+        raise ValueError(f"fold must be in [0, {len(proto.splits)}), got {fold!r}")
+    split = proto.splits[fold]
+    write_split(split, proto.class_names, out)
+    sizes = ", ".join(f"{k} {len(v)}" for k, v in split.items())
+    print(f"{proto.name} fold {fold}: {sizes} -> {out}")
+
+
+def cross_validate(
+    protocol: str,
+    out: str,
+    root: str | None = None,
+    init_checkpoint: str | None = None,
+    methods: str | tuple[str, ...] = "pretrained,random,cnn",
+    folds: str | tuple[int, ...] | None = None,
+    cache_dir: str = "demo_output/cache",
+    per_class: int = 60,
+    max_train: int = 100,
+    **overrides: object,
+) -> None:
+    """Fine-tune and test every fold; print and write the mean +/- std table (``OUT/cv_table.md``).
+
+    Args:
+        protocol: synthetic, busbra, mmotu, gist514, folder or csv.
+        out: results folder.
+        root: dataset folder (not for synthetic).
+        init_checkpoint: pretrained weights for the "pretrained" start.
+        methods: comma-separated starts: pretrained, random, cnn.
+        folds: comma-separated fold indices (default all).
+        cache_dir: where the synthetic benchmark is generated.
+        per_class: synthetic benchmark images per class.
+        max_train: at most this many labelled training images per synthetic fold.
+        overrides: any classification-bundle override, e.g. --arch ... --epochs 20 --image_size 128.
+    """
+    from monai_ext.engines.crossval import cross_validate as run_cv
+    from monai_ext.engines.crossval import protocol_by_name
+
+    kwargs = {"per_class": per_class, "max_train": max_train} if protocol == "synthetic" else {}
+    proto = protocol_by_name(protocol, root, cache_dir, **kwargs)
+    fold_list = [int(f) for f in _as_list(folds)] if folds not in (None, "") else None
+    record = run_cv(proto, out, _as_list(methods), init_checkpoint, fold_list, {"cache_dir": cache_dir, **overrides})
+    print(record["table"])
+
+
 COMMANDS = {
     "synthesize": synthesize,
     "inspect-checkpoint": inspect_checkpoint,
     "convert-checkpoint": convert_checkpoint,
+    "make-datalist": make_datalist,
+    "cross-validate": cross_validate,
 }
 
 

@@ -54,6 +54,7 @@ class SimulatorConfig:
         dynamic_range_db: log-compression dynamic range; a (low, high) pair draws one per image.
         screen_capture: render burned-in text, calipers, colour bar and depth scale.
         lesion_probability: chance of a random lesion when no lesion style is asked for.
+        lesion_scale: multiplier of the lesion size (1 = 8-14 % of the smaller beam-space side).
     """
 
     size: int = 256
@@ -67,6 +68,7 @@ class SimulatorConfig:
     dynamic_range_db: tuple[float, float] = (45.0, 65.0)
     screen_capture: bool = False
     lesion_probability: float = 0.5
+    lesion_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.size < 32:
@@ -129,7 +131,7 @@ def _irregular_mask(
 
 
 def lesion_model(
-    rng: np.random.Generator, shape: tuple[int, int], style: LesionStyle
+    rng: np.random.Generator, shape: tuple[int, int], style: LesionStyle, scale: float = 1.0
 ) -> tuple[np.ndarray, float, float, dict[str, Any]]:
     """Lesion mask with its echogenicity and attenuation, carrying BI-RADS-like cues.
 
@@ -146,7 +148,7 @@ def lesion_model(
         raise ValueError(f"lesion style must be one of {LESION_STYLES}, got {style!r}")
     depth, lines = shape
     center = (rng.uniform(0.35, 0.6) * depth, rng.uniform(0.3, 0.7) * lines)
-    size = rng.uniform(0.08, 0.14) * min(depth, lines)
+    size = rng.uniform(0.08, 0.14) * min(depth, lines) * scale
     if style == "irregular":
         mask = _irregular_mask(rng, shape, center, size, spiculated=bool(rng.random() < 0.6))
         echo, atten = rng.uniform(0.12, 0.3), rng.uniform(0.04, 0.06)
@@ -159,7 +161,8 @@ def lesion_model(
 
 
 def tissue_model(
-    rng: np.random.Generator, shape: tuple[int, int], base_attenuation: float, lesion: LesionStyle | None
+    rng: np.random.Generator, shape: tuple[int, int], base_attenuation: float, lesion: LesionStyle | None,
+    lesion_scale: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
     """Echogenicity and attenuation maps of a random soft-tissue scene.
 
@@ -200,7 +203,7 @@ def tissue_model(
     atten = np.full(shape, base_attenuation, np.float32)
     lesion_mask, params = np.zeros(shape, bool), {}
     if lesion is not None:
-        lesion_mask, lesion_echo, lesion_atten, params = lesion_model(rng, shape, lesion)
+        lesion_mask, lesion_echo, lesion_atten, params = lesion_model(rng, shape, lesion, lesion_scale)
         echo[lesion_mask] = lesion_echo * np.clip(echo[lesion_mask], 0.5, 1.5)
         atten[lesion_mask] = lesion_atten
     return echo, atten, lesion_mask, params
@@ -397,7 +400,9 @@ def simulate_frame(
     if lesion == "random":
         lesion = str(rng.choice(LESION_STYLES)) if rng.random() < config.lesion_probability else None
     geometry_kind = config.geometry or str(rng.choice(GEOMETRIES))
-    echo, atten, lesion_beam, lesion_params = tissue_model(rng, config.beam_shape, config.attenuation, lesion)
+    echo, atten, lesion_beam, lesion_params = tissue_model(
+        rng, config.beam_shape, config.attenuation, lesion, config.lesion_scale
+    )
     psf = point_spread_function(config.pulse_period, config.axial_sigma * rng.uniform(0.9, 1.1), config.lateral_sigma)
     envelope = beamform_envelope(rng, echo, atten, psf, config.attenuation * config.tgc_compensation)
     low, high = config.dynamic_range_db
@@ -511,3 +516,28 @@ def generate_dataset(
     tmp.write_text(json.dumps(record, indent=1))
     os.replace(tmp, record_path)
     return record
+
+
+#: Class folders of the synthetic downstream benchmark and the lesion style each is drawn from.
+LESION_CLASSES = {"benign": "oval", "malignant": "irregular"}
+LESION_CLASSES_MULTI = {"benign": "oval", "cyst": "cyst", "malignant": "irregular"}
+
+
+def synthetic_lesion_dataset(
+    cache_dir: str | os.PathLike, per_class: int = 60, multiclass: bool = False, seed: int = 0
+) -> Path:
+    """A labelled benchmark with BI-RADS-like cues: one folder per class of simulated screen captures.
+
+    benign: oval, circumscribed, parallel, mildly hypoechoic, posterior enhancement; malignant: irregular or
+    spiculated, taller than wide, markedly hypoechoic, posterior shadowing; (multiclass) cyst: anechoic, strong
+    enhancement. Seeds differ from the pretraining default's, so no image is shared with it.
+
+    Returns:
+        The folder (``cache_dir/lesions_{binary|multiclass}_{per_class}_seed{seed}``), generated once.
+    """
+    classes = LESION_CLASSES_MULTI if multiclass else LESION_CLASSES
+    root = Path(cache_dir) / f"lesions_{'multiclass' if multiclass else 'binary'}_{per_class}_seed{seed}"
+    config = SimulatorConfig(screen_capture=True, lesion_scale=1.6)
+    for offset, (name, style) in enumerate(classes.items()):
+        generate_dataset(root / name, per_class, seed=10_000 + 1000 * offset + seed, config=config, lesion=style)
+    return root

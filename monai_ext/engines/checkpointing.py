@@ -40,7 +40,7 @@ class ModelRecord:
         return arch_record(self.network, self.kind, self.config)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        if state.get("arch_args") != self.network.arch_args:
+        if state.get("arch_args") != getattr(self.network, "arch_args", None):
             raise CheckpointError(
                 f"checkpoint architecture {state.get('arch_args')!r} differs from the network's {self.network.arch_args!r}"
             )

@@ -15,7 +15,7 @@ from ignite.engine import Engine, Events
 from PIL import Image
 
 from monai_ext.engines.distributed import is_main_process
-from monai_ext.engines.mae import autocast
+from monai_ext.engines.base import autocast
 
 logger = logging.getLogger(__name__)
 

@@ -92,7 +92,9 @@ class WarmupCosineLR(LambdaLR):
                 raise ValueError(f"warmup_fraction must be in [0, 1), got {warmup_fraction!r}")
             warmup_steps = int(round(warmup_fraction * total_steps))
         self.total_steps, self.warmup_steps = int(total_steps), int(warmup_steps)
-        peaks = [group.get("initial_lr", group["lr"]) for group in optimizer.param_groups]
-        factors = [min(1.0, min_lr / peak) for peak in peaks]
-        lambdas = [lambda s, f=f: warmup_cosine_factor(s, self.warmup_steps, self.total_steps, f) for f in factors]
-        super().__init__(optimizer, lambdas, last_epoch)
+        # One multiplier for every group: groups scaled by layer-wise decay keep their ratio down to the end, as in
+        # MAE (where min_lr is reached by the largest group).
+        peak = max(group.get("initial_lr", group["lr"]) for group in optimizer.param_groups)
+        factor = min(1.0, min_lr / peak)
+        super().__init__(optimizer, lambda s: warmup_cosine_factor(s, self.warmup_steps, self.total_steps, factor),
+                         last_epoch)

@@ -406,13 +406,18 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
 
 def arch_record(model: nn.Module, kind: str, config: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The architecture record stored beside the weights, enough to rebuild ``model`` from the file alone."""
-    if kind not in ("mae", "classifier"):
-        raise ValueError(f"kind must be 'mae' or 'classifier', got {kind!r}")
+    if kind not in ("mae", "classifier", "external"):
+        raise ValueError(f"kind must be 'mae', 'classifier' or 'external', got {kind!r}")
+    # "external" networks (e.g. MONAI CNN baselines) have no arch_args: their files hold weights and the config only.
+    arch_args = getattr(model, "arch_args", None)
+    if kind != "external" and arch_args is None:
+        raise ValueError(f"a {kind!r} model must carry arch_args; {type(model).__name__} does not")
     return {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "kind": kind,
-        "arch_args": dict(model.arch_args),
+        "arch_args": dict(arch_args) if arch_args is not None else None,
+        "network": f"{type(model).__module__}.{type(model).__qualname__}",
         "config": dict(config or {}),
     }
 

@@ -87,10 +87,11 @@ class ViTClassifier(nn.Module):
         self.blocks = nn.ModuleList(
             [Block(embed_dim, num_heads, mlp_ratio, qkv_bias=True, drop_path=r, norm_eps=norm_eps) for r in rates]
         )
-        if global_pool == "avg":
-            self.fc_norm = nn.LayerNorm(embed_dim, eps=norm_eps)
-        else:
-            self.norm = nn.LayerNorm(embed_dim, eps=norm_eps)
+        # The unused one of the two norms is a parameter-free Identity: the state dict keeps the reference's keys
+        # and TorchScript can compile both pooling branches.
+        avg = global_pool == "avg"
+        self.fc_norm = nn.LayerNorm(embed_dim, eps=norm_eps) if avg else nn.Identity()
+        self.norm = nn.Identity() if avg else nn.LayerNorm(embed_dim, eps=norm_eps)
         self.head_drop = nn.Dropout(head_dropout)
         linear = nn.Linear(embed_dim, num_classes)
         self.head: nn.Module = (

@@ -46,3 +46,22 @@ def tiny_pretrain_overrides(tmp: Path, cache: Path, **extra: object) -> dict[str
         "cache_dir": str(cache),
         **extra,
     }
+
+
+CLASSIFY = REPO / "bundles" / "usf_mae_classify"
+
+
+def tiny_classify_overrides(tmp: Path, cache: Path, **extra: object) -> dict[str, object]:
+    """A ViT-Tiny classifier at 64 px on a 5-fold synthetic benchmark of 12 images per class."""
+    return {
+        "arch": "mae_vit_tiny_patch16_dec128d2b",
+        "image_size": 64,
+        "synthetic_per_class": 12,
+        "batch_size": 8,
+        "num_workers": 0,
+        "epochs": 2,
+        "ckpt_dir": str(tmp / "models"),
+        "output_dir": str(tmp / "eval"),
+        "cache_dir": str(cache),
+        **extra,
+    }

@@ -39,11 +39,14 @@ def test_drop_path_is_identity_in_eval_and_random_in_train() -> None:
     assert not torch.allclose(model(x), model(x))
 
 
-def test_torchscript_trace_matches_eager() -> None:
-    model = build_classifier("vit_tiny_patch16", 2, img_size=32).eval()
-    scripted = torch.jit.trace(model, torch.randn(1, 3, 32, 32))
+@pytest.mark.parametrize("pool", ["avg", "cls"])
+def test_torchscript_script_and_trace_match_eager(pool: str) -> None:
+    model = build_classifier("vit_tiny_patch16", 2, img_size=32, global_pool=pool, drop_path_rate=0.1).eval()
     x = torch.randn(2, 3, 32, 32)
-    torch.testing.assert_close(scripted(x), model(x))
+    torch.testing.assert_close(torch.jit.script(model)(x), model(x))
+    torch.testing.assert_close(torch.jit.trace(model, torch.randn(1, 3, 32, 32))(x), model(x))
+    keys = set(model.state_dict())
+    assert ("fc_norm.weight" in keys) == (pool == "avg") and ("norm.weight" in keys) == (pool == "cls")
 
 
 @pytest.mark.parametrize("kwargs, match", [(dict(num_classes=0), "num_classes must be at least 1, got 0"),

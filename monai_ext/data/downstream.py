@@ -1,0 +1,263 @@
+"""Downstream classification datasets read in their distributed layouts, and their evaluation protocols.
+
+Each adapter returns a :class:`Protocol`: class names and one split per run, each split a dict with ``train``,
+``validation`` and ``test`` datalists of ``{"image": path, "label": int, "id": str[, "patient": str]}``. Layouts and
+protocol facts: ``shared/reference/datasets.md``. Nothing is renamed or copied.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+from monai_ext.data.folders import IMAGE_SUFFIXES
+
+Item = dict[str, Any]
+Split = dict[str, list[Item]]
+
+BUSBRA_CLASSES = ["benign", "malignant"]
+MMOTU_CLASSES = [
+    "chocolate cyst", "serous cystadenoma", "teratoma", "theca cell tumour", "simple cyst", "normal ovary",
+    "mucinous cystadenoma", "high-grade serous cystadenocarcinoma",
+]
+GIST_CLASSES = ["leiomyoma", "GIST"]  # COCO category ids 1 and 2
+
+
+@dataclass
+class Protocol:
+    """A dataset's evaluation protocol: class names and the splits of its runs (one per fold)."""
+
+    name: str
+    class_names: list[str]
+    splits: list[Split] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "class_names": self.class_names, "splits": self.splits}
+
+
+def _require(path: Path, what: str) -> Path:
+    if not path.exists():
+        raise ValueError(f"{what} not found: {str(path)!r}")
+    return path
+
+
+def validation_from_train(train: list[Item], val_fraction: float, seed: int) -> tuple[list[Item], list[Item]]:
+    """Carve a stratified validation part out of ``train``; patient-disjoint when items carry ``patient``."""
+    if not 0.0 < val_fraction < 0.5:
+        raise ValueError(f"val_fraction must be in (0, 0.5), got {val_fraction!r}")
+    labels = np.array([it["label"] for it in train])
+    n_splits = max(2, int(round(1.0 / val_fraction)))
+    min_count = np.bincount(labels).min() if len(labels) else 0
+    n_splits = min(n_splits, max(2, int(min_count)))
+    if all("patient" in it for it in train):
+        groups = np.array([str(it["patient"]) for it in train])
+        splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+        train_idx, val_idx = next(splitter.split(np.zeros(len(train)), labels, groups))
+    else:
+        splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+        train_idx, val_idx = next(splitter.split(np.zeros(len(train)), labels))
+    return [train[i] for i in sorted(train_idx)], [train[i] for i in sorted(val_idx)]
+
+
+# --------------------------------------------------------------------------------------------------------- BUS-BRA
+def busbra_protocol(root: str | os.PathLike, folds: int = 5) -> Protocol:
+    """BUS-BRA with its official patient-disjoint ``5-fold-cv.csv`` or ``10-fold-cv.csv``.
+
+    Run k tests on fold k (``kFold == k``); its training rows have ``valid_k == 1`` and validation rows ``valid_k == 0``.
+    """
+    if folds not in (5, 10):
+        raise ValueError(f"BUS-BRA ships 5- and 10-fold files, got folds={folds!r}")
+    root = Path(root)
+    cases = {}
+    with open(_require(root / "bus_data.csv", "BUS-BRA bus_data.csv"), newline="") as f:
+        for row in csv.DictReader(f):
+            cases[row["ID"]] = row["Case"]
+    with open(_require(root / f"{folds}-fold-cv.csv", f"BUS-BRA {folds}-fold-cv.csv"), newline="") as f:
+        rows = list(csv.DictReader(f))
+    protocol = Protocol("busbra", BUSBRA_CLASSES)
+    for k in range(1, folds + 1):
+        split: Split = {"train": [], "validation": [], "test": []}
+        for row in rows:
+            pathology = row["Pathology"].strip().lower()
+            if pathology not in BUSBRA_CLASSES:
+                raise ValueError(f"BUS-BRA row {row['ID']!r} has pathology {row['Pathology']!r}")
+            item = {"image": str(root / "Images" / f"{row['ID']}.png"), "label": BUSBRA_CLASSES.index(pathology),
+                    "id": row["ID"], "patient": cases.get(row["ID"], row["ID"])}
+            if int(row["kFold"]) == k:
+                split["test"].append(item)
+            elif str(row[f"valid_{k}"]).strip() == "1":
+                split["train"].append(item)
+            elif str(row[f"valid_{k}"]).strip() == "0":
+                split["validation"].append(item)
+        protocol.splits.append(split)
+    return protocol
+
+
+# --------------------------------------------------------------------------------------------------------- MMOTU-2D
+def _read_cls_list(path: Path, images: Path) -> list[Item]:
+    items = []
+    for line_no, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit() or not 0 <= int(parts[1]) < len(MMOTU_CLASSES):
+            raise ValueError(f"{path}:{line_no}: expected 'FILE  LABEL' with a label 0-7, got {line!r}")
+        items.append({"image": str(images / parts[0]), "label": int(parts[1]), "id": Path(parts[0]).stem})
+    return items
+
+
+def mmotu_protocol(root: str | os.PathLike, val_fraction: float = 0.1, seed: int = 0) -> Protocol:
+    """MMOTU-2D (8 classes): train on ``train_cls.txt``, test on ``val_cls.txt``; validation from the train part."""
+    root = Path(root)
+    train = _read_cls_list(_require(root / "train_cls.txt", "MMOTU train_cls.txt"), root / "images")
+    test = _read_cls_list(_require(root / "val_cls.txt", "MMOTU val_cls.txt"), root / "images")
+    train, validation = validation_from_train(train, val_fraction, seed)
+    return Protocol("mmotu", MMOTU_CLASSES, [{"train": train, "validation": validation, "test": test}])
+
+
+# ------------------------------------------------------------------------------------------------------- GIST514-DB
+def _read_coco(path: Path, images: Path) -> list[Item]:
+    coco = json.loads(path.read_text())
+    labels: dict[int, set[int]] = {}
+    for ann in coco.get("annotations", []):
+        labels.setdefault(ann["image_id"], set()).add(int(ann["category_id"]))
+    items = []
+    for image in coco["images"]:
+        categories = labels.get(image["id"], set())
+        if len(categories) != 1 or not categories <= {1, 2}:
+            raise ValueError(f"{path}: image {image['file_name']!r} has categories {sorted(categories)!r}, expected one of 1, 2")
+        items.append({"image": str(images / image["file_name"]), "label": categories.pop() - 1,
+                      "id": Path(image["file_name"]).stem})
+    return items
+
+
+def gist514_protocol(root: str | os.PathLike, val_fraction: float = 0.1, seed: int = 0) -> Protocol:
+    """GIST514-DB: the five COCO splits ``{train,val}_anno_crop_split_{0..4}.json``; ``val`` is the test part."""
+    root = Path(root)
+    protocol = Protocol("gist514", GIST_CLASSES)
+    for k in range(5):
+        ann = root / "annotations"
+        train = _read_coco(_require(ann / f"train_anno_crop_split_{k}.json", "GIST514 split"), root / "images")
+        test = _read_coco(_require(ann / f"val_anno_crop_split_{k}.json", "GIST514 split"), root / "images")
+        train, validation = validation_from_train(train, val_fraction, seed + k)
+        protocol.splits.append({"train": train, "validation": validation, "test": test})
+    return protocol
+
+
+# ------------------------------------------------------------------------------------------------ generic layouts
+def _kfold(items: list[Item], folds: int, val_fraction: float, seed: int, max_train: int | None) -> list[Split]:
+    labels = np.array([it["label"] for it in items])
+    if all("patient" in it for it in items):
+        groups = np.array([str(it["patient"]) for it in items])
+        splits = StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(items)), labels, groups)
+    else:
+        splits = StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(items)), labels)
+    out = []
+    for k, (train_idx, test_idx) in enumerate(splits):
+        train = [items[i] for i in train_idx]
+        if max_train is not None and len(train) > max_train:
+            train = _stratified_subset(train, max_train, np.random.default_rng(seed + k))
+        train, validation = validation_from_train(train, val_fraction, seed + k)
+        out.append({"train": train, "validation": validation, "test": [items[i] for i in sorted(test_idx)]})
+    return out
+
+
+def _stratified_subset(items: list[Item], size: int, rng: np.random.Generator) -> list[Item]:
+    """``size`` items keeping the class proportions (largest remainders)."""
+    labels = np.array([it["label"] for it in items])
+    classes, counts = np.unique(labels, return_counts=True)
+    quota = counts / counts.sum() * size
+    take = np.floor(quota).astype(int)
+    for i in np.argsort(-(quota - take))[: size - take.sum()]:
+        take[i] += 1
+    chosen = []
+    for c, n in zip(classes, take):
+        idx = np.flatnonzero(labels == c)
+        chosen.extend(rng.choice(idx, size=n, replace=False).tolist())
+    return [items[i] for i in sorted(chosen)]
+
+
+def folder_protocol(root: str | os.PathLike, folds: int = 5, val_fraction: float = 0.2, seed: int = 0,
+                    max_train: int | None = None) -> Protocol:
+    """Folder per class (``root/<class>/*.png``), stratified k-fold; optionally at most ``max_train`` training images."""
+    root = Path(root)
+    classes = sorted(p.name for p in _require(root, "dataset folder").iterdir() if p.is_dir() and not p.name.startswith("."))
+    if len(classes) < 2:
+        raise ValueError(f"{str(root)!r} needs one sub-folder per class (at least two), found {classes!r}")
+    items = [
+        {"image": str(p), "label": c, "id": p.stem}
+        for c, name in enumerate(classes)
+        for p in sorted((root / name).rglob("*"))
+        if p.suffix.lower() in IMAGE_SUFFIXES + (".dcm",)
+    ]
+    return Protocol(root.name, classes, _kfold(items, folds, val_fraction, seed, max_train))
+
+
+def csv_protocol(csv_path: str | os.PathLike, folds: int = 5, val_fraction: float = 0.2, seed: int = 0) -> Protocol:
+    """CSV with columns ``path, label`` and optional ``fold`` (test fold of the row) and ``patient``.
+
+    Relative paths are relative to the CSV's folder. Labels may be names (sorted into indices) or integers.
+    """
+    csv_path = Path(_require(Path(csv_path), "CSV file"))
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or not {"path", "label"} <= set(rows[0]):
+        raise ValueError(f"{str(csv_path)!r} needs columns 'path' and 'label'")
+    names = sorted({r["label"] for r in rows}, key=lambda v: (not v.isdigit(), int(v) if v.isdigit() else v))
+    items = []
+    for r in rows:
+        item = {"image": str((csv_path.parent / r["path"]).resolve()), "label": names.index(r["label"]),
+                "id": Path(r["path"]).stem}
+        if r.get("patient"):
+            item["patient"] = r["patient"]
+        if r.get("fold"):
+            item["fold"] = int(r["fold"])
+        items.append(item)
+    if all("fold" in it for it in items):
+        splits = []
+        for k in sorted({it["fold"] for it in items}):
+            train = [it for it in items if it["fold"] != k]
+            train, validation = validation_from_train(train, val_fraction, seed + k)
+            splits.append({"train": train, "validation": validation, "test": [it for it in items if it["fold"] == k]})
+    else:
+        splits = _kfold(items, folds, val_fraction, seed, None)
+    return Protocol(csv_path.stem, names, splits)
+
+
+PROTOCOLS = {"busbra": busbra_protocol, "mmotu": mmotu_protocol, "gist514": gist514_protocol,
+             "folder": folder_protocol, "csv": csv_protocol}
+
+
+def load_protocol(name: str, root: str | os.PathLike, **kwargs: Any) -> Protocol:
+    """Build a protocol by name: busbra, mmotu, gist514, folder or csv."""
+    if name not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {name!r}; choose one of {sorted(PROTOCOLS)}")
+    return PROTOCOLS[name](root, **kwargs)
+
+
+def write_split(split: Split, class_names: Sequence[str], path: str | os.PathLike) -> Path:
+    """Write one split (and the class names) as the JSON datalist the classification bundle reads."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"class_names": list(class_names), **split}, indent=1))
+    os.replace(tmp, path)
+    return path
+
+
+def read_split(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a JSON datalist written by :func:`write_split` (``class_names``, ``train``, ``validation``, ``test``)."""
+    data = json.loads(Path(_require(Path(path), "datalist")).read_text())
+    missing = {"class_names", "train", "validation"} - set(data)
+    if missing:
+        raise ValueError(f"datalist {str(path)!r} lacks {sorted(missing)!r}")
+    data.setdefault("test", [])
+    return data

@@ -1,0 +1,122 @@
+"""Classifier inference on image files: class probabilities as JSON, optional token Grad-CAM heat maps as PNGs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from monai_ext.data.folders import root_cause
+from monai_ext.engines.base import autocast
+from monai_ext.engines.handlers import atomic_write_bytes, save_png
+
+logger = logging.getLogger(__name__)
+
+
+def token_gradcam(model: torch.nn.Module, image: torch.Tensor, class_index: int) -> torch.Tensor:
+    """Grad-CAM on a ViT's patch tokens (output of the last block): ReLU(sum_d grad * activation) per patch.
+
+    MONAI's ``GradCAM`` needs a convolutional feature map; for a ViT the last block's patch tokens play that role.
+
+    Args:
+        model: a :class:`~monai_ext.networks.classifier.ViTClassifier`.
+        image: (1, C, H, W).
+        class_index: the class whose logit is explained.
+
+    Returns:
+        (H, W) map in [0, 1] at the image's resolution.
+    """
+    model = getattr(model, "module", model)
+    captured: dict[str, torch.Tensor] = {}
+
+    def keep(_module: Any, _inputs: Any, output: torch.Tensor) -> None:
+        output.retain_grad()
+        captured["tokens"] = output
+
+    handle = model.blocks[-1].register_forward_hook(keep)
+    try:
+        with torch.enable_grad():
+            logits = model(image.requires_grad_(True))
+            model.zero_grad(set_to_none=True)
+            logits[0, class_index].backward()
+    finally:
+        handle.remove()
+    tokens = captured["tokens"][0, 1:]  # (L, D), cls token dropped
+    grads = captured["tokens"].grad[0, 1:]
+    cam = F.relu((tokens * grads).sum(dim=-1)).detach()
+    gh, gw = model.patch_embed.grid_size
+    cam = F.interpolate(cam.reshape(1, 1, gh, gw), size=tuple(image.shape[-2:]), mode="bilinear", align_corners=False)
+    cam = cam[0, 0]
+    return cam / cam.max() if cam.max() > 0 else cam
+
+
+def overlay_heatmap(gray: np.ndarray, cam: np.ndarray) -> np.ndarray:
+    """Blend a [0, 1] heat map (jet colours) over a [0, 1] gray image: (H, W, 3) uint8."""
+    import cv2
+
+    colour = cv2.applyColorMap((cam * 255).astype(np.uint8), cv2.COLORMAP_JET)[..., ::-1]
+    base = np.repeat((np.clip(gray, 0, 1) * 255).astype(np.uint8)[..., None], 3, axis=2)
+    return (0.6 * base + 0.4 * colour).astype(np.uint8)
+
+
+def predict_files(
+    network: torch.nn.Module,
+    files: Sequence[str | os.PathLike],
+    transform: Callable[[dict[str, Any]], dict[str, Any]],
+    class_names: Sequence[str],
+    device: torch.device | str,
+    output_json: str | os.PathLike,
+    heatmap_dir: str | os.PathLike | None = None,
+    precision: str = "bf16",
+) -> dict[str, Any]:
+    """Predict every file; unreadable ones are listed with the reason and skipped.
+
+    Args:
+        network: classifier returning logits (N, K).
+        files: image paths (PNG/JPG/BMP/TIFF/DICOM).
+        transform: the bundle's validation preprocessing (dict in, ``{"image": (C, H, W)}`` out).
+        class_names: K names.
+        device: where to run.
+        output_json: result file (written atomically).
+        heatmap_dir: folder for ``<stem>_gradcam.png`` files, or None.
+        precision: autocast precision on CUDA.
+
+    Returns:
+        ``{"predictions": {path: {"label", "class", "probabilities": {name: p}}}, "errors": {path: reason}}``.
+    """
+    if not files:
+        raise ValueError("no input files to predict")
+    device = torch.device(device)
+    network.eval()
+    result: dict[str, Any] = {"class_names": list(class_names), "predictions": {}, "errors": {}}
+    for path in tqdm(files, desc="predict", unit="image"):
+        try:
+            image = torch.as_tensor(transform({"image": str(path)})["image"]).float()[None].to(device)
+        except Exception as e:  # one bad file must not stop the batch
+            result["errors"][str(path)] = root_cause(e)
+            logger.warning("skipping %s: %s", path, result["errors"][str(path)])
+            continue
+        with torch.no_grad(), autocast(device, precision):
+            probs = torch.softmax(network(image).float(), dim=1)[0].cpu()
+        label = int(probs.argmax())
+        result["predictions"][str(path)] = {
+            "label": label,
+            "class": class_names[label],
+            "probabilities": {name: float(p) for name, p in zip(class_names, probs)},
+        }
+        if heatmap_dir is not None and hasattr(getattr(network, "module", network), "blocks"):
+            cam = token_gradcam(network, image.clone(), label).cpu().numpy()
+            gray = image[0].mean(0).cpu().numpy()
+            gray = (gray - gray.min()) / max(float(gray.max() - gray.min()), 1e-6)
+            save_png(overlay_heatmap(gray, cam), Path(heatmap_dir) / f"{Path(path).stem}_gradcam.png")
+    atomic_write_bytes(Path(output_json), json.dumps(result, indent=1).encode())
+    logger.info("%d predictions, %d errors: %s", len(result["predictions"]), len(result["errors"]), output_json)
+    return result

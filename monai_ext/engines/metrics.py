@@ -1,0 +1,115 @@
+"""Classification metrics as ignite metrics (distributed-aware), computed with scikit-learn.
+
+The headline is macro-F1 (the USF-MAE paper's F1); the report adds accuracy, balanced accuracy, one-vs-rest AUC,
+per-class precision/recall/F1, the confusion matrix and ROC curves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from ignite.metrics import Metric
+from ignite.metrics.metric import reinit__is_reduced, sync_all_reduce  # noqa: F401  (re-exported for subclasses)
+from sklearn import metrics as skm
+
+
+def classification_report(probs: np.ndarray, labels: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
+    """Metrics of predicted probabilities against integer labels.
+
+    Args:
+        probs: (N, K) class probabilities.
+        labels: (N,) integer labels in [0, K).
+        class_names: K names.
+
+    Returns:
+        JSON-serialisable dict: macro_f1, accuracy, balanced_accuracy, auc (macro one-vs-rest; NaN when a class is
+        absent), per_class, confusion_matrix (rows = truth), roc (per class fpr/tpr), n.
+    """
+    k = len(class_names)
+    if probs.ndim != 2 or probs.shape[1] != k:
+        raise ValueError(f"probabilities must have shape (N, {k}), got {probs.shape!r}")
+    pred = probs.argmax(axis=1)
+    classes = list(range(k))
+    precision, recall, f1, support = skm.precision_recall_fscore_support(
+        labels, pred, labels=classes, zero_division=0
+    )
+    report: dict[str, Any] = {
+        "n": int(len(labels)),
+        "macro_f1": float(skm.f1_score(labels, pred, labels=classes, average="macro", zero_division=0)),
+        "accuracy": float(skm.accuracy_score(labels, pred)),
+        "balanced_accuracy": float(skm.balanced_accuracy_score(labels, pred)) if len(labels) else float("nan"),
+        "auc": _auc(probs, labels, k),
+        "per_class": {
+            name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+            for name, p, r, f, s in zip(class_names, precision, recall, f1, support)
+        },
+        "confusion_matrix": skm.confusion_matrix(labels, pred, labels=classes).tolist(),
+        "roc": {},
+    }
+    for c, name in enumerate(class_names):
+        positives = labels == c
+        if positives.any() and (~positives).any():
+            fpr, tpr, _ = skm.roc_curve(positives, probs[:, c])
+            report["roc"][name] = {"fpr": fpr.tolist(), "tpr": tpr.tolist()}
+    return report
+
+
+def _auc(probs: np.ndarray, labels: np.ndarray, k: int) -> float:
+    present = np.unique(labels)
+    if len(present) < 2:
+        return float("nan")
+    if k == 2:
+        return float(skm.roc_auc_score(labels, probs[:, 1]))
+    aucs = [skm.roc_auc_score(labels == c, probs[:, c]) for c in range(k) if c in present]
+    return float(np.mean(aucs))
+
+
+class _ProbabilityAccumulator(Metric):
+    """Collects softmax probabilities and labels over an epoch, gathered across ranks at compute time."""
+
+    def __init__(self, class_names: Sequence[str], output_transform: Any = lambda out: (out["pred"], out["label"]),
+                 device: str | torch.device = "cpu") -> None:
+        self.class_names = list(class_names)
+        super().__init__(output_transform=output_transform, device=device)
+
+    @reinit__is_reduced
+    def reset(self) -> None:
+        self._probs: list[torch.Tensor] = []
+        self._labels: list[torch.Tensor] = []
+
+    @reinit__is_reduced
+    def update(self, output: tuple[torch.Tensor, torch.Tensor]) -> None:
+        logits, labels = output
+        self._probs.append(torch.softmax(logits.detach().float(), dim=1).cpu())
+        self._labels.append(torch.as_tensor(labels).detach().reshape(-1).long().cpu())
+
+    def gathered(self) -> tuple[np.ndarray, np.ndarray]:
+        import ignite.distributed as idist
+
+        k = len(self.class_names)
+        probs = torch.cat(self._probs) if self._probs else torch.zeros(0, k)
+        labels = torch.cat(self._labels) if self._labels else torch.zeros(0, dtype=torch.long)
+        if idist.get_world_size() > 1:
+            probs, labels = idist.all_gather(probs), idist.all_gather(labels)
+        return probs.numpy(), labels.numpy()
+
+
+class MacroF1(_ProbabilityAccumulator):
+    """Macro-averaged F1 over the epoch (the key metric for model selection)."""
+
+    def compute(self) -> float:
+        probs, labels = self.gathered()
+        return classification_report(probs, labels, self.class_names)["macro_f1"]
+
+
+class ClassificationReport(_ProbabilityAccumulator):
+    """The full report; ignite also stores its top-level entries (accuracy, auc, ...) as separate metrics."""
+
+    def compute(self) -> dict[str, Any]:
+        probs, labels = self.gathered()
+        report = classification_report(probs, labels, self.class_names)
+        report.pop("macro_f1")  # the key metric already has it; a second copy would clash in state.metrics
+        return report

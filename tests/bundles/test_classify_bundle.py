@@ -1,0 +1,128 @@
+"""The classification bundle end to end: released-layout init, evaluate parity, inference, export, cross-validation."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from monai_ext.data.writers import write_dicom
+from monai_ext.networks.checkpoints import read_checkpoint
+from monai_ext.networks.mae import build_mae
+from tests.bundles.helpers import CLASSIFY, REPO, bundle_command, run_bundle, tiny_classify_overrides
+
+pytestmark = pytest.mark.slow
+TRAIN = "bundles/usf_mae_classify/configs/train.yaml"
+EVALUATE = "bundles/usf_mae_classify/configs/evaluate.yaml"
+INFERENCE = "bundles/usf_mae_classify/configs/inference.yaml"
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("classify_cache")
+
+
+@pytest.fixture(scope="module")
+def released_layout_file(tmp_path_factory):
+    """A tiny MAE saved as a plain state dict: the released USF-MAE file's layout."""
+    path = tmp_path_factory.mktemp("weights") / "usf_mae_tiny.pth"
+    torch.save(build_mae("mae_vit_tiny_patch16_dec128d2b", img_size=64).state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, cache, released_layout_file):
+    out = tmp_path_factory.mktemp("classify")
+    result = run_bundle([TRAIN], tiny_classify_overrides(out, cache, init_checkpoint=str(released_layout_file)))
+    return out, result
+
+
+def test_released_layout_init_reports_dropped_and_new_keys(trained) -> None:
+    out, result = trained
+    log = result.stdout + result.stderr
+    line = next(x for x in log.splitlines() if "initial weights:" in x)
+    assert "layout=usf_mae" in line
+    assert "new (initialised here)=4 (fc_norm, head)" in line
+    assert "dropped=34 (decoder_blocks, decoder_embed, decoder_norm, decoder_pos_embed, decoder_pred, mask_token, norm)" in line
+    history = json.loads((out / "eval" / "metrics.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert {"val_macro_f1", "accuracy", "balanced_accuracy", "auc"} <= set(history[0])
+
+
+def test_evaluate_reproduces_the_validation_metrics_of_training(trained, cache) -> None:
+    out, _ = trained
+    best = read_checkpoint(out / "models" / "model.pt")
+    run_bundle([TRAIN, EVALUATE], tiny_classify_overrides(out, cache, eval_split="validation"))
+    report = json.loads((out / "eval" / "validation_report.json").read_text())
+    assert report["macro_f1"] == pytest.approx(best["val_macro_f1"], abs=1e-9)
+    history = json.loads((out / "eval" / "metrics.json").read_text())
+    assert report["macro_f1"] == pytest.approx(max(h["val_macro_f1"] for h in history), abs=1e-9)
+    assert (out / "eval" / "validation_confusion_matrix.png").stat().st_size > 1000
+    assert (out / "eval" / "validation_roc.png").stat().st_size > 1000
+    assert set(report["per_class"]) == {"benign", "malignant"}
+    assert sum(map(sum, report["confusion_matrix"])) == report["n"]
+
+
+def test_test_split_report(trained, cache) -> None:
+    out, _ = trained
+    result = run_bundle([TRAIN, EVALUATE], tiny_classify_overrides(out, cache))
+    assert "test macro-F1" in result.stdout
+    assert json.loads((out / "eval" / "test_report.json").read_text())["n"] == 5  # 24 images / 5 folds
+
+
+def test_dicom_and_png_with_the_same_pixels_give_the_same_probabilities(trained, cache, tmp_path) -> None:
+    out, _ = trained
+    pixels = np.random.default_rng(3).integers(0, 256, (96, 128), np.uint8)
+    cv2.imwrite(str(tmp_path / "scan.png"), pixels)
+    write_dicom(pixels, tmp_path / "scan.dcm")
+    (tmp_path / "notes.png").write_text("not an image")
+    run_bundle([TRAIN, INFERENCE], {**tiny_classify_overrides(out, cache), "input_dir": str(tmp_path),
+                                    "heatmaps": True})
+    result = json.loads((out / "eval" / "predictions.json").read_text())
+    png, dcm = result["predictions"][str(tmp_path / "scan.png")], result["predictions"][str(tmp_path / "scan.dcm")]
+    assert png["probabilities"] == pytest.approx(dcm["probabilities"], abs=1e-6)
+    assert sum(png["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert str(tmp_path / "notes.png") in result["errors"]
+    heat = cv2.imread(str(out / "eval" / "heatmaps" / "scan_gradcam.png"))
+    assert heat.shape == (64, 64, 3)
+
+
+def test_torchscript_export_and_verify_net_in_out(trained, cache, tmp_path) -> None:
+    out, _ = trained
+    meta = str(CLASSIFY / "configs" / "metadata.json")
+    common = {**tiny_classify_overrides(out, cache), "meta_file": meta}
+    export = bundle_command("ckpt_export", [TRAIN], {**common, "filepath": str(tmp_path / "clf.ts"),
+                                                     "ckpt_file": str(out / "models" / "model.pt"),
+                                                     "key_in_ckpt": "model"})
+    export.insert(4, "network_def")
+    result = subprocess.run(export, cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    scripted = torch.jit.load(str(tmp_path / "clf.ts"))
+    assert scripted(torch.randn(2, 3, 64, 64)).shape == (2, 2)
+    verify = bundle_command("verify_net_in_out", [TRAIN], {**common, "_meta_#network_data_format#inputs#image#spatial_shape": [64, 64]})
+    verify.insert(4, "network_def")
+    result = subprocess.run(verify, cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0 and "data shape of network is verified" in result.stdout + result.stderr, \
+        result.stderr[-3000:]
+
+
+def test_cross_validation_runner_writes_the_table(tmp_path, cache, released_layout_file) -> None:
+    cmd = [sys.executable, "-m", "monai_ext", "cross-validate", "synthetic", str(tmp_path / "cv"),
+           "--init_checkpoint", str(released_layout_file), "--methods", "pretrained,random,cnn", "--folds", "0,1",
+           "--cache_dir", str(cache), "--arch", "mae_vit_tiny_patch16_dec128d2b", "--image_size", "64",
+           "--per_class", "12", "--epochs", "1", "--batch_size", "8", "--num_workers", "0"]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-4000:]
+    summary = json.loads((tmp_path / "cv" / "cv_summary.json").read_text())["summary"]
+    assert set(summary) == {"pretrained", "random", "cnn"}
+    for method in summary.values():
+        assert len(method["macro_f1"]["folds"]) == 2
+        assert method["macro_f1"]["mean"] == pytest.approx(np.mean(method["macro_f1"]["folds"]))
+    table = (tmp_path / "cv" / "cv_table.md").read_text()
+    assert "| pretrained |" in table and "±" in table
+    assert table in result.stdout

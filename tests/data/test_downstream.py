@@ -1,0 +1,170 @@
+"""Dataset adapters on miniature trees in each dataset's exact distributed layout."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from monai_ext.data import downstream as ds
+
+
+def make_busbra(root: Path, patients: int = 30, folds: int = 5) -> dict[str, str]:
+    """BUSBRA/ with Images/, Masks/, bus_data.csv and k-fold-cv.csv as distributed (1-2 images per patient)."""
+    (root / "Images").mkdir(parents=True)
+    (root / "Masks").mkdir()
+    rng = np.random.default_rng(0)
+    rows, case_of = [], {}
+    for p in range(1, patients + 1):
+        pathology = "malignant" if p % 3 == 0 else "benign"
+        for side in ("l", "r")[: 1 + p % 2]:
+            image_id = f"bus_{p:04d}-{side}"
+            (root / "Images" / f"{image_id}.png").write_bytes(b"png")
+            (root / "Masks" / f"mask_{p:04d}-{side}.png").write_bytes(b"png")
+            rows.append((image_id, p, pathology))
+            case_of[image_id] = str(p)
+    with open(root / "bus_data.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["ID", "Case", "Histology", "Pathology", "BIRADS", "Device", "Width", "Height", "Side", "BBOX"])
+        for image_id, p, pathology in rows:
+            w.writerow([image_id, p, "x", pathology, 3, "dev", 100, 80, "left", "[1, 2, 3, 4]"])
+    test_fold = {p: 1 + (p % folds) for p in range(1, patients + 1)}  # patient-disjoint test folds
+    for k_files in (5, 10):
+        with open(root / f"{k_files}-fold-cv.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["ID", "Pathology", "kFold"] + [f"valid_{k}" for k in range(1, k_files + 1)])
+            for image_id, p, pathology in rows:
+                kf = 1 + (p % k_files)
+                valid = ["" if k == kf else ("0" if (p + k) % 4 == 0 else "1") for k in range(1, k_files + 1)]
+                w.writerow([image_id, pathology, kf, *valid])
+    return case_of
+
+
+@pytest.mark.parametrize("folds", [5, 10])
+def test_busbra_folds_are_patient_disjoint_and_complete(tmp_path, folds: int) -> None:
+    case_of = make_busbra(tmp_path / "BUSBRA")
+    proto = ds.busbra_protocol(tmp_path / "BUSBRA", folds=folds)
+    assert proto.class_names == ["benign", "malignant"] and len(proto.splits) == folds
+    all_ids = set(case_of)
+    tested = set()
+    for split in proto.splits:
+        parts = {name: {it["id"] for it in items} for name, items in split.items()}
+        assert parts["train"] | parts["validation"] | parts["test"] == all_ids
+        assert not (parts["train"] & parts["validation"]) and not (parts["train"] & parts["test"])
+        patients = {name: {case_of[i] for i in ids} for name, ids in parts.items()}
+        assert not (patients["test"] & (patients["train"] | patients["validation"]))
+        tested |= parts["test"]
+        for it in split["train"]:
+            assert Path(it["image"]).is_file() and it["label"] == (int(case_of[it["id"]]) % 3 == 0)
+    assert tested == all_ids  # every image tested exactly once over the folds
+
+
+def test_busbra_rejects_unknown_pathology(tmp_path) -> None:
+    make_busbra(tmp_path / "B")
+    text = (tmp_path / "B" / "5-fold-cv.csv").read_text().replace("benign", "unclear", 1)
+    (tmp_path / "B" / "5-fold-cv.csv").write_text(text)
+    with pytest.raises(ValueError, match="'unclear'"):
+        ds.busbra_protocol(tmp_path / "B")
+
+
+def make_mmotu(root: Path, train: int = 40, test: int = 16) -> None:
+    (root / "images").mkdir(parents=True)
+    (root / "annotations").mkdir()
+    lines = {"train_cls.txt": [], "val_cls.txt": []}
+    for i in range(1, train + test + 1):
+        (root / "images" / f"{i}.JPG").write_bytes(b"jpg")
+        (root / "annotations" / f"{i}.PNG").write_bytes(b"png")
+        lines["train_cls.txt" if i <= train else "val_cls.txt"].append(f"{i}.JPG  {i % 8}")
+    for name, content in lines.items():
+        (root / name).write_text("\n".join(content) + "\n")
+    (root / "train.txt").write_text("\n".join(str(i) for i in range(1, train + 1)))
+
+
+def test_mmotu_reads_the_two_space_lists(tmp_path) -> None:
+    make_mmotu(tmp_path / "OTU_2d")
+    proto = ds.mmotu_protocol(tmp_path / "OTU_2d", val_fraction=0.25)
+    split = proto.splits[0]
+    assert len(proto.class_names) == 8 and proto.class_names[7] == "high-grade serous cystadenocarcinoma"
+    assert len(split["train"]) + len(split["validation"]) == 40 and len(split["test"]) == 16
+    assert {it["label"] for it in split["validation"]} == set(range(8))  # stratified
+    first_test = split["test"][0]
+    assert first_test["id"] == "41" and first_test["label"] == 41 % 8 and first_test["image"].endswith("images/41.JPG")
+
+
+def test_mmotu_bad_line_is_reported(tmp_path) -> None:
+    make_mmotu(tmp_path / "OTU_2d")
+    (tmp_path / "OTU_2d" / "val_cls.txt").write_text("41.JPG  9\n")
+    with pytest.raises(ValueError, match=r"val_cls.txt:1: .*'41.JPG  9'"):
+        ds.mmotu_protocol(tmp_path / "OTU_2d")
+
+
+def make_gist(root: Path, n: int = 50) -> dict[str, int]:
+    (root / "images").mkdir(parents=True)
+    (root / "annotations").mkdir()
+    truth = {}
+    images = []
+    annotations = []
+    for i in range(n):
+        name = f"case_{i:03d}.jpg"
+        (root / "images" / name).write_bytes(b"jpg")
+        category = 2 if i % 2 else 1
+        truth[Path(name).stem] = category - 1
+        images.append({"id": i + 1, "file_name": name, "width": 64, "height": 64})
+        annotations.append({"id": i + 1, "image_id": i + 1, "category_id": category,
+                            "segmentation": [[1, 1, 5, 1, 5, 5]], "bbox": [1, 1, 4, 4], "area": 8, "iscrowd": 0})
+    categories = [{"id": 1, "name": "lmym"}, {"id": 2, "name": "gist"}]
+    coco = lambda idx: {"images": [images[j] for j in idx],  # noqa: E731
+                        "annotations": [annotations[j] for j in idx], "categories": categories}
+    (root / "annotations" / "all_anno_crop.json").write_text(json.dumps(coco(range(n))))
+    for k in range(5):
+        test_idx = [j for j in range(n) if j % 5 == k]
+        train_idx = [j for j in range(n) if j % 5 != k]
+        (root / "annotations" / f"train_anno_crop_split_{k}.json").write_text(json.dumps(coco(train_idx)))
+        (root / "annotations" / f"val_anno_crop_split_{k}.json").write_text(json.dumps(coco(test_idx)))
+    return truth
+
+
+def test_gist514_reads_coco_splits(tmp_path) -> None:
+    truth = make_gist(tmp_path / "usd514_jpeg_roi")
+    proto = ds.gist514_protocol(tmp_path / "usd514_jpeg_roi")
+    assert proto.class_names == ["leiomyoma", "GIST"] and len(proto.splits) == 5
+    for k, split in enumerate(proto.splits):
+        assert len(split["test"]) == 10 and len(split["train"]) + len(split["validation"]) == 40
+        for items in split.values():
+            for it in items:
+                assert it["label"] == truth[it["id"]]
+        assert {it["id"] for it in split["test"]} == {f"case_{j:03d}" for j in range(50) if j % 5 == k}
+
+
+def test_folder_and_csv_protocols(tmp_path) -> None:
+    for name in ("benign", "malignant"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i in range(15):
+            (tmp_path / "data" / name / f"{name}_{i}.png").write_bytes(b"png")
+    proto = ds.folder_protocol(tmp_path / "data", folds=5, val_fraction=0.2, max_train=10)
+    assert proto.class_names == ["benign", "malignant"]
+    for split in proto.splits:
+        assert len(split["train"]) + len(split["validation"]) == 10 and len(split["test"]) == 6
+    rows = [("data/benign/benign_0.png", "benign", 1, "p1"), ("data/benign/benign_1.png", "benign", 2, "p2"),
+            ("data/malignant/malignant_0.png", "malignant", 1, "p3"),
+            ("data/malignant/malignant_1.png", "malignant", 2, "p4")] * 1
+    rows += [(f"data/benign/benign_{i}.png", "benign", 1 + i % 2, f"q{i}") for i in range(2, 12)]
+    rows += [(f"data/malignant/malignant_{i}.png", "malignant", 1 + i % 2, f"r{i}") for i in range(2, 12)]
+    with open(tmp_path / "labels.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "label", "fold", "patient"])
+        w.writerows(rows)
+    proto = ds.csv_protocol(tmp_path / "labels.csv", val_fraction=0.2)
+    assert proto.class_names == ["benign", "malignant"] and len(proto.splits) == 2
+    assert all(Path(it["image"]).is_file() for s in proto.splits for items in s.values() for it in items)
+
+
+def test_split_round_trip(tmp_path) -> None:
+    split = {"train": [{"image": "a.png", "label": 0}], "validation": [{"image": "b.png", "label": 1}], "test": []}
+    path = ds.write_split(split, ["x", "y"], tmp_path / "fold.json")
+    assert ds.read_split(path) == {"class_names": ["x", "y"], **split}
+    with pytest.raises(ValueError, match="'busbra2'"):
+        ds.load_protocol("busbra2", tmp_path)
