@@ -17,6 +17,8 @@ from monai.data import MetaTensor
 from monai.engines import SupervisedTrainer
 from monai.engines.utils import IterationEvents
 
+from monai_ext.engines.distributed import all_reduce_mean
+
 logger = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "bf16")
@@ -119,4 +121,5 @@ class RobustStepTrainer(SupervisedTrainer):
         if step:
             self._optimizer_step(engine, loss.detach())
             engine.fire_event(IterationEvents.MODEL_COMPLETED)
-        return {**outputs, "loss": loss.detach()}
+        # What is logged is the loss over all ranks (the local one stays available as "local_loss").
+        return {**outputs, "loss": all_reduce_mean(loss.detach()), "local_loss": loss.detach()}

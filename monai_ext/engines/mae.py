@@ -35,7 +35,11 @@ class MAETrainer(RobustStepTrainer):
 
     def forward_loss(self, engine: MAETrainer, batchdata: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         images = batch_images(batchdata, engine.state.device, engine.non_blocking)
-        loss, pred, mask = engine.network(images, self.mask_ratio)
+        # A batch may carry its own masking noise (N, L) for reproducible masks; else it is drawn on the device.
+        noise = batchdata.get("noise") if isinstance(batchdata, dict) else None
+        if noise is not None:
+            noise = torch.as_tensor(noise).to(engine.state.device, non_blocking=engine.non_blocking)
+        loss, pred, mask = engine.network(images, self.mask_ratio, noise)
         return loss, {"image": images, "pred": pred.detach(), "mask": mask.detach()}
 
 

@@ -342,10 +342,12 @@ def _load_exact(
     check_shapes(state_dict, model, name)
     result = model.load_state_dict(state_dict, strict=False)
     missing, unexpected = set(result.missing_keys), set(result.unexpected_keys)
+    # BatchNorm never reports its num_batches_tracked counter as missing (torch keeps old files loadable).
+    expected_missing = {k for k in expected_missing if not k.endswith("num_batches_tracked")}
     if missing != expected_missing or unexpected:
         raise CheckpointError(
             f"{name}: keys do not match the model. Missing beyond the expected: {sorted(missing - expected_missing)!r}; "
-            f"unexpected: {sorted(unexpected)!r}"
+            f"expected missing but provided: {sorted(expected_missing - missing)!r}; unexpected: {sorted(unexpected)!r}"
         )
     report.missing = sorted(missing)
     return report

@@ -224,3 +224,10 @@ def test_foreign_file_cannot_be_rebuilt() -> None:
 def test_unknown_layout_is_refused() -> None:
     with pytest.raises(ValueError, match="unrecognised checkpoint layout"):
         ck.to_state_dict({"encoder.weight": torch.zeros(1)})
+
+
+def test_encoder_into_linear_probe_head() -> None:
+    clf = ViTClassifier(3, linear_probe=True, **TINY_ENC)
+    report = ck.load_encoder_weights(clf, MaskedAutoencoderViT(**TINY).state_dict())
+    assert report.missing == ["fc_norm.bias", "fc_norm.weight", "head.0.running_mean", "head.0.running_var",
+                              "head.1.bias", "head.1.weight"]

@@ -1,0 +1,52 @@
+"""One MAETrainer epoch of one optimiser step on a fixed global batch; run directly or under torchrun (gloo).
+
+    python tests/engines/ddp_worker.py OUT.pt ACCUMULATION
+    python -m torch.distributed.run --standalone --nproc_per_node 2 tests/engines/ddp_worker.py OUT.pt ACCUMULATION
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+from torch.utils.data import DataLoader
+
+from monai_ext.engines.distributed import destroy_process_group, init_process_group, rank, world_size, wrap_ddp
+from monai_ext.engines.mae import MAETrainer
+from monai_ext.networks.mae import MaskedAutoencoderViT
+
+TINY = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=4, decoder_embed_dim=16, decoder_depth=1,
+            decoder_num_heads=2)
+GLOBAL_BATCH = 8
+
+
+def main(out: str, accumulation: int) -> None:
+    init_process_group()
+    gen = torch.Generator().manual_seed(123)
+    images = torch.randn(GLOBAL_BATCH, 3, 32, 32, generator=gen)
+    noise = torch.rand(GLOBAL_BATCH, 16, generator=gen)
+    per_rank = GLOBAL_BATCH // world_size()
+    mine = range(rank() * per_rank, (rank() + 1) * per_rank)
+    items = [{"image": images[i], "noise": noise[i]} for i in mine]
+    loader = DataLoader(items, batch_size=per_rank // accumulation, shuffle=False)
+
+    torch.manual_seed(0)
+    model = MaskedAutoencoderViT(**TINY)
+    device = torch.device("cpu")
+    network = wrap_ddp(model, device)
+    # Plain SGD: the step is the gradient itself, so equal weights mean equal all-reduced gradients. (Adam's first
+    # step divides by |g|, which turns the float noise of exactly-zero gradients, e.g. of the key bias, into lr-sized
+    # updates.)
+    optimizer = torch.optim.SGD(network.parameters(), lr=0.5)
+    trainer = MAETrainer(device=device, max_epochs=1, train_data_loader=loader, network=network,
+                         optimizer=optimizer, accumulation_steps=accumulation, precision="fp32", clip_grad_norm=1.0)
+    initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    trainer.run()
+    if rank() == 0:
+        final = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        torch.save({"initial": initial, "final": final}, out)
+    destroy_process_group()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]))
