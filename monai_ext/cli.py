@@ -116,6 +116,8 @@ def cross_validate(
     cache_dir: str = "demo_output/cache",
     per_class: int = 60,
     max_train: int = 100,
+    tracking: str | None = None,
+    tracking_uri: str | None = None,
     **overrides: object,
 ) -> None:
     """Fine-tune and test every fold; print and write the mean +/- std table (``OUT/cv_table.md``).
@@ -130,6 +132,9 @@ def cross_validate(
         cache_dir: where the synthetic benchmark is generated.
         per_class: synthetic benchmark images per class.
         max_train: at most this many labelled training images per synthetic fold.
+        tracking: MLflow tracking settings (bundles/usf_mae_classify/configs/mlflow_tracking.yaml): a parent run
+            with one nested run per fold.
+        tracking_uri: MLflow server or store (default MLFLOW_TRACKING_URI, else SQLite under OUT).
         overrides: any classification-bundle override, e.g. --arch ... --epochs 20 --image_size 128.
     """
     from monai_ext.engines.crossval import cross_validate as run_cv
@@ -138,7 +143,8 @@ def cross_validate(
     kwargs = {"per_class": per_class, "max_train": max_train} if protocol == "synthetic" else {}
     proto = protocol_by_name(protocol, root, cache_dir, **kwargs)
     fold_list = [int(f) for f in _as_list(folds)] if folds not in (None, "") else None
-    record = run_cv(proto, out, _as_list(methods), init_checkpoint, fold_list, {"cache_dir": cache_dir, **overrides})
+    record = run_cv(proto, out, _as_list(methods), init_checkpoint, fold_list, {"cache_dir": cache_dir, **overrides},
+                    tracking, tracking_uri)
     print(record["table"])
 
 

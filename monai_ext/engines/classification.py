@@ -159,20 +159,25 @@ class ClassificationReportWriter:
         report_name: the ``ClassificationReport`` metric's name in ``state.metrics``.
         key_metric: the macro-F1 metric's name.
         prefix: file-name prefix (e.g. "test_").
+        best_only: write only when macro-F1 improves on the best so far (during training).
     """
 
     def __init__(self, output_dir: str | os.PathLike, class_names: list[str], report_name: str = "report",
-                 key_metric: str = "val_macro_f1", prefix: str = "") -> None:
+                 key_metric: str = "val_macro_f1", prefix: str = "", best_only: bool = False) -> None:
         self.folder = Path(output_dir)
         self.class_names = list(class_names)
         self.report_name, self.key_metric, self.prefix = report_name, key_metric, prefix
+        self.best_only = best_only
         self.last_report: dict[str, Any] | None = None
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self)
 
     def __call__(self, engine: Engine) -> None:
-        report = {"macro_f1": float(engine.state.metrics[self.key_metric]), **engine.state.metrics[self.report_name]}
+        score = float(engine.state.metrics[self.key_metric])
+        if self.best_only and self.last_report is not None and score <= self.last_report["macro_f1"]:
+            return
+        report = {"macro_f1": score, **engine.state.metrics[self.report_name]}
         report["class_names"] = self.class_names
         self.last_report = report
         if not is_main_process():

@@ -45,8 +45,10 @@ def method_overrides(method: str, init_checkpoint: str | None) -> dict[str, Any]
     raise ValueError(f"unknown method {method!r}; choose pretrained, random or cnn")
 
 
-def run_fold(split_file: Path, out: Path, overrides: Mapping[str, Any], bundle: Path = CLASSIFY) -> dict[str, Any]:
-    """Fine-tune on one split, then evaluate the best checkpoint on its test part. Returns the test report."""
+def run_fold(split_file: Path, out: Path, overrides: Mapping[str, Any], bundle: Path = CLASSIFY,
+             tracking: str | None = None) -> dict[str, Any]:
+    """Fine-tune on one split (tracked when ``tracking`` names MONAI tracking settings), then evaluate the best
+    checkpoint on its test part. Returns the test report."""
     from monai.bundle import run
 
     configs = bundle / "configs"
@@ -58,7 +60,7 @@ def run_fold(split_file: Path, out: Path, overrides: Mapping[str, Any], bundle: 
         "output_dir": str(out / "eval"),
         **overrides,
     }
-    run(config_file=str(configs / "train.yaml"), **common)
+    run(config_file=str(configs / "train.yaml"), tracking=tracking, **common)
     run(config_file=[str(configs / "train.yaml"), str(configs / "evaluate.yaml")], eval_split="test", **common)
     return json.loads((out / "eval" / "test_report.json").read_text())
 
@@ -102,6 +104,8 @@ def cross_validate(
     init_checkpoint: str | None = None,
     folds: Sequence[int] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    tracking: str | None = None,
+    tracking_uri: str | None = None,
 ) -> dict[str, Any]:
     """Run every (method, fold) and write ``cv_summary.json`` and ``cv_table.md`` into ``out_dir``.
 
@@ -112,6 +116,9 @@ def cross_validate(
         init_checkpoint: weights for "pretrained".
         folds: which folds (default: all).
         overrides: bundle overrides for every run (arch, image_size, epochs, ...).
+        tracking: MONAI tracking settings (e.g. the bundle's ``mlflow_tracking.yaml``): a parent MLflow run with one
+            nested run per (method, fold) and the mean/std summary on the parent.
+        tracking_uri: MLflow server or store for ``tracking`` (default MLFLOW_TRACKING_URI, else SQLite in out_dir).
 
     Returns:
         ``{"protocol", "class_names", "summary", "table", "folds"}``.
@@ -119,11 +126,14 @@ def cross_validate(
     out = Path(out_dir)
     folds = list(range(len(protocol.splits))) if folds is None else list(folds)
     results: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
+    parent = ParentRun(protocol.name, out, tracking_uri) if tracking else None
+    tracked = {"tracking_uri": parent.uri, "experiment_name": parent.experiment} if parent else {}
     for k in folds:
         split_file = write_split(protocol.splits[k], protocol.class_names, out / "splits" / f"fold{k}.json")
         for method in methods:
-            run_overrides = {**(overrides or {}), **method_overrides(method, init_checkpoint)}
-            report = run_fold(split_file, out / method / f"fold{k}", run_overrides)
+            run_overrides = {**(overrides or {}), **method_overrides(method, init_checkpoint), **tracked,
+                             **({"run_name": f"{method}_fold{k}"} if parent else {})}
+            report = run_fold(split_file, out / method / f"fold{k}", run_overrides, tracking=tracking)
             logger.info("%s fold %d: test macro-F1 %.4f", method, k, report["macro_f1"])
             print(f"[cross-validation] {protocol.name} fold {k} {method}: test macro-F1 {report['macro_f1']:.4f}",
                   flush=True)
@@ -135,7 +145,39 @@ def cross_validate(
               "table": table}
     atomic_write_bytes(out / "cv_summary.json", json.dumps(record, indent=1).encode())
     atomic_write_bytes(out / "cv_table.md", table.encode())
+    if parent:
+        parent.finish(summary, [out / "cv_summary.json", out / "cv_table.md"])
     return record
+
+
+class ParentRun:
+    """The MLflow parent run of a cross-validation; fold runs attach to it through MLFLOW_PARENT_RUN_ID."""
+
+    def __init__(self, name: str, out: Path, tracking_uri: str | None) -> None:
+        from mlflow.tracking import MlflowClient
+        from monai.utils import path_to_sqlite_uri
+
+        from monai_ext.tracking import check_tracking_server, git_commit
+
+        self.uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or path_to_sqlite_uri(str(out / "mlruns.db"))
+        check_tracking_server(self.uri)
+        self.experiment = f"cv_{name}"
+        self.client = MlflowClient(self.uri)
+        found = self.client.get_experiment_by_name(self.experiment)
+        experiment_id = found.experiment_id if found else self.client.create_experiment(self.experiment)
+        run = self.client.create_run(experiment_id, run_name=f"cv_{name}", tags={"git_commit": git_commit()})
+        self.run_id = run.info.run_id
+        os.environ["MLFLOW_PARENT_RUN_ID"] = self.run_id
+
+    def finish(self, summary: Mapping[str, Any], artifacts: Sequence[Path]) -> None:
+        for method, metrics in summary.items():
+            for metric, stats in metrics.items():
+                self.client.log_metric(self.run_id, f"{method}_{metric}_mean", stats["mean"])
+                self.client.log_metric(self.run_id, f"{method}_{metric}_std", stats["std"])
+        for path in artifacts:
+            self.client.log_artifact(self.run_id, str(path))
+        self.client.set_terminated(self.run_id, status="FINISHED")
+        os.environ.pop("MLFLOW_PARENT_RUN_ID", None)
 
 
 def protocol_by_name(name: str, root: str | os.PathLike | None, cache_dir: str | os.PathLike, **kwargs: Any) -> Protocol:

@@ -1,0 +1,260 @@
+"""MLflow tracking for both bundles, on top of MONAI's ``--tracking`` mechanism and its ``MLFlowHandler``.
+
+``python -m monai.bundle run ... --tracking bundles/<bundle>/configs/mlflow_tracking.yaml`` patches the bundle with
+:class:`ProjectMLFlowHandler` on the trainer and the validator. Beyond MONAI's handler it:
+
+* always starts a fresh run for a training process (MONAI's handler would append to any unfinished run of the
+  experiment, such as one left by a crash) and shares it with the validator through a :class:`RunHolder`;
+* ends a crashed run as FAILED;
+* checks a remote tracking server before training starts, with a clear error;
+* logs the flattened resolved config, a hash of the data lists, git commit and bundle version tags, the pictures and
+  metric files, the best checkpoint, and the model through ``mlflow.pytorch`` with a signature and input example
+  (optionally registered);
+* logs nothing on ranks other than 0.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from ignite.engine import Engine, Events
+from monai.handlers import MLFlowHandler
+from torch import nn
+
+from monai_ext.engines.distributed import is_main_process
+
+logger = logging.getLogger(__name__)
+PARAM_VALUE_LIMIT = 500
+
+
+def _is_scalar(value: Any) -> bool:
+    if isinstance(value, torch.Tensor):
+        return value.numel() == 1
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+class RunHolder:
+    """The id of the MLflow run of this process, shared by the trainer's and the validator's handlers.
+
+    Args:
+        parent_run_id: make the run a nested child of this run (cross-validation folds), or MLFLOW_PARENT_RUN_ID.
+    """
+
+    def __init__(self, parent_run_id: str | None = None) -> None:
+        self.run_id: str | None = None
+        self.parent_run_id = parent_run_id or os.environ.get("MLFLOW_PARENT_RUN_ID") or None
+
+
+def check_tracking_server(tracking_uri: str | None, timeout: float = 5.0) -> None:
+    """Raise ``ConnectionError`` now, before any training, when an http(s) tracking server does not answer."""
+    if not tracking_uri or not str(tracking_uri).startswith(("http://", "https://")):
+        return
+    import urllib.request
+
+    url = str(tracking_uri).rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (the user's own server)
+            if response.status != 200:
+                raise OSError(f"HTTP {response.status}")
+    except Exception as e:  # URLError, timeouts, refused connections
+        raise ConnectionError(
+            f"MLflow tracking server {tracking_uri!r} is unreachable ({e}); start it, fix --tracking_uri / "
+            "MLFLOW_TRACKING_URI, or run without --tracking"
+        ) from e
+
+
+def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Flatten a (resolved) bundle config into MLflow params: ``a.b.c -> value`` ('#' is not allowed in keys).
+
+    Values longer than :data:`PARAM_VALUE_LIMIT` characters are cut; lists of dicts (data lists) are summarised by
+    their length, so no file names (which may carry patient identifiers) reach the params.
+    """
+    params: dict[str, str] = {}
+    for key, value in config.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if str(key).startswith("_") and prefix == "":
+            continue  # _meta_ and _requires_: logged as tags instead
+        if isinstance(value, Mapping):
+            params.update(flatten_config(value, name))
+        elif isinstance(value, list) and value and isinstance(value[0], Mapping):
+            params[name] = f"<{len(value)} items>"
+        else:
+            params[name] = str(value)[:PARAM_VALUE_LIMIT]
+    return {k.replace("#", "."): v for k, v in params.items()}
+
+
+def datalist_hash(datalists: Sequence[Sequence[Mapping[str, Any]]]) -> str:
+    """SHA-256 (first 16 hex digits) of the sorted image paths and labels of the given data lists."""
+    digest = hashlib.sha256()
+    for datalist in datalists:
+        for item in sorted(json.dumps(dict(i), sort_keys=True, default=str) for i in datalist):
+            digest.update(item.encode())
+        digest.update(b"|")
+    return digest.hexdigest()[:16]
+
+
+def git_commit(repo: str | os.PathLike | None = None) -> str:
+    """The repository's HEAD commit, or "unknown" outside a git checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo or Path(__file__).parent, capture_output=True,
+                             text=True, timeout=5)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+class ReconstructionModel(nn.Module):
+    """The MAE as a plain predictor for MLflow: images (N, C, H, W) -> per-patch reconstruction (N, L, P*P*C).
+
+    Every image gets the same fixed mask (a stored noise row), so the logged model predicts deterministically and
+    exports with a dynamic batch dimension.
+    """
+
+    def __init__(self, mae: nn.Module, mask_ratio: float = 0.75) -> None:
+        super().__init__()
+        self.mae = mae
+        self.mask_ratio = mask_ratio
+        noise = torch.rand(1, mae.num_patches, generator=torch.Generator().manual_seed(0))
+        self.register_buffer("noise", noise.to(next(mae.parameters()).device))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.mae(images, self.mask_ratio, self.noise.expand(images.shape[0], -1))[1]
+
+
+class ProjectMLFlowHandler(MLFlowHandler):
+    """MONAI's ``MLFlowHandler`` with this project's run handling and logging (see the module docstring).
+
+    Args:
+        run_holder: shared between the trainer's and validator's handlers.
+        config_dir: folder where MONAI saved the executed config (``config_<time>.json``, with
+            ``save_execute_config``); the newest one is flattened into params and logged as an artifact.
+        datalists: data lists whose hash becomes the ``dataset_hash`` param.
+        tags: extra tags (bundle name and version, recipe ...).
+        network: the model to log with ``mlflow.pytorch`` at completion (trainer handler only).
+        input_shape: (C, H, W) of the model input, for the signature and input example.
+        model_kind: "mae" (logged as :class:`ReconstructionModel`) or "classifier".
+        artifact_paths: files or folders logged as artifacts at completion (missing ones are skipped).
+        registered_model_name: also register the logged model under this name.
+        **kwargs: ``MLFlowHandler`` arguments (tracking_uri, experiment_name, run_name, ...).
+    """
+
+    def __init__(
+        self,
+        run_holder: RunHolder,
+        config_dir: str | None = None,
+        datalists: Sequence[Sequence[Mapping[str, Any]]] | None = None,
+        tags: Mapping[str, Any] | None = None,
+        network: nn.Module | None = None,
+        input_shape: Sequence[int] | None = None,
+        model_kind: str = "classifier",
+        artifact_paths: Sequence[str] | None = None,
+        registered_model_name: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        check_tracking_server(kwargs.get("tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI"))
+        super().__init__(**kwargs)
+        self.run_holder = run_holder
+        self.config_dir = config_dir
+        self.datalists = datalists
+        self.tags = {k: str(v) for k, v in (tags or {}).items()}
+        self.network = network
+        self.input_shape = tuple(input_shape) if input_shape else None
+        self.model_kind = model_kind
+        self.artifact_paths = [str(p) for p in artifact_paths or []]
+        self.registered_model_name = registered_model_name
+
+    # ------------------------------------------------------------------------------------------------ run handling
+    def attach(self, engine: Engine) -> None:
+        super().attach(engine)
+        # The failure handler must run first: other handlers (StatsHandler) re-raise and would stop the chain.
+        # ignite has no public way to reorder handlers, so the entry it just added is moved to the front.
+        engine.add_event_handler(Events.EXCEPTION_RAISED, self._mark_failed)
+        handlers = engine._event_handlers[Events.EXCEPTION_RAISED]
+        handlers.insert(0, handlers.pop())
+
+    def start(self, engine: Engine) -> None:
+        if not self.cur_run:
+            self._set_experiment()
+            if self.run_holder.run_id is None:
+                tags = {"git_commit": git_commit(), **self.tags}
+                if self.run_holder.parent_run_id:
+                    tags["mlflow.parentRunId"] = self.run_holder.parent_run_id
+                run = self.client.create_run(self.experiment.experiment_id, run_name=self.run_name, tags=tags)
+                self.run_holder.run_id = run.info.run_id
+            self.cur_run = self.client.get_run(self.run_holder.run_id)
+        super().start(engine)
+        params: dict[str, str] = {}
+        # MONAI names the file after the time; its own "save_execute_config" reference is broken when output_dir
+        # is overridden with a plain path, so the newest file in the folder is taken.
+        configs = sorted(Path(self.config_dir).glob("config_*.json"), key=os.path.getmtime) if self.config_dir else []
+        if configs:
+            params.update(flatten_config(json.loads(configs[-1].read_text())))
+            if configs[-1].as_posix() not in self.artifact_paths:
+                self.artifact_paths.append(configs[-1].as_posix())
+        if self.datalists is not None:
+            params["dataset_hash"] = datalist_hash(self.datalists)
+            params["dataset_sizes"] = ",".join(str(len(d)) for d in self.datalists)
+        logged = self.client.get_run(self.cur_run.info.run_id).data.params
+        params = {k: v for k, v in params.items() if k not in logged}
+        items = list(params.items())
+        for i in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
+            self._log_params(dict(items[i : i + 100]))
+
+    def _log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        """Log scalar metrics only: the classification report's per-class tables, confusion matrix and ROC points
+        are artifacts (the report JSON and PNGs), not metric series."""
+        scalars = {k: float(v) for k, v in metrics.items() if _is_scalar(v)}
+        if scalars:
+            super()._log_metrics(scalars, step)
+
+    def _mark_failed(self, engine: Engine, error: BaseException) -> None:
+        if self.cur_run and is_main_process():
+            self.client.set_terminated(self.cur_run.info.run_id, status="FAILED")
+            logger.error("MLflow run %s ended as FAILED: %s", self.cur_run.info.run_id, error)
+            self.cur_run = None
+        raise error
+
+    # ---------------------------------------------------------------------------------------------- completion
+    def complete(self) -> None:
+        if self.cur_run:
+            run_id = self.cur_run.info.run_id
+            for path in self.artifact_paths:
+                if Path(path).is_dir():
+                    self.client.log_artifacts(run_id, path, artifact_path=Path(path).name)
+                elif Path(path).is_file():
+                    self.client.log_artifact(run_id, path)
+            if self.network is not None and self.input_shape is not None:
+                self.log_model(run_id)
+        super().complete()
+
+    def log_model(self, run_id: str) -> None:
+        """Log the network with ``mlflow.pytorch`` (signature and input example from a forward pass)."""
+        import mlflow
+        from mlflow.models import infer_signature
+
+        model = getattr(self.network, "module", self.network)
+        model = ReconstructionModel(model) if self.model_kind == "mae" else model
+        device = next(model.parameters()).device
+        # Batch of 2: MLflow exports with torch.export (pt2, no pickle), which fixes a batch dimension of size 1.
+        example = torch.zeros(2, *self.input_shape)
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            output = model(example.to(device)).float().cpu().numpy()
+        model.train(was_training)
+        signature = infer_signature(example.numpy(), output)
+        mlflow.set_tracking_uri(self.client.tracking_uri)
+        with mlflow.start_run(run_id=run_id):
+            mlflow.pytorch.log_model(model.cpu() if device.type != "cpu" else model, name="model",
+                                     signature=signature, input_example=example.numpy(),
+                                     registered_model_name=self.registered_model_name)
+        if device.type != "cpu":
+            model.to(device)

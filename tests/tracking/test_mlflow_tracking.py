@@ -1,0 +1,165 @@
+"""MLflow tracking of both bundles against a live ``mlflow server`` on 127.0.0.1 (SQLite backend)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.bundles.helpers import REPO, run_bundle, tiny_classify_overrides, tiny_pretrain_overrides
+
+mlflow = pytest.importorskip("mlflow")
+pytestmark = pytest.mark.slow
+PRETRAIN = "bundles/usf_mae_pretrain/configs"
+CLASSIFY = "bundles/usf_mae_classify/configs"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mlflow_server")
+    port = free_port()
+    exe = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
+    cmd = [exe, "server", "--backend-store-uri", f"sqlite:///{root}/mlflow.db", "--artifacts-destination",
+           str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(uri + "/health", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("mlflow server did not start within 120 s")
+    yield uri
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def runs_of(uri: str, experiment: str):
+    client = mlflow.tracking.MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    return client, client.search_runs([exp.experiment_id], order_by=["attribute.start_time ASC"]) if exp else []
+
+
+def artifact_paths(client, run_id: str, path: str | None = None) -> set[str]:
+    found = set()
+    for item in client.list_artifacts(run_id, path):
+        found |= artifact_paths(client, run_id, item.path) if item.is_dir else {item.path}
+    return found
+
+
+def tracked(settings: str, uri: str, experiment: str) -> dict[str, object]:
+    return {"tracking": f"{settings}/mlflow_tracking.yaml", "tracking_uri": uri, "experiment_name": experiment}
+
+
+def test_pretrain_run_is_tracked(server, tmp_path) -> None:
+    overrides = {**tiny_pretrain_overrides(tmp_path, tmp_path / "cache", epochs=2), **tracked(PRETRAIN, server, "pre")}
+    run_bundle([f"{PRETRAIN}/train.yaml"], overrides)
+    client, runs = runs_of(server, "pre")
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    run = runs[0]
+    params, tags = run.data.params, run.data.tags
+    assert params["arch"] == "mae_vit_tiny_patch16_dec128d2b" and params["recipe"] == "ultrasound"
+    assert len(params["dataset_hash"]) == 16 and params["dataset_sizes"] == "18,6"
+    assert tags["bundle"] == "usf_mae_pretrain" and tags["bundle_version"] and len(tags["git_commit"]) in (7, 40)
+    train_loss = client.get_metric_history(run.info.run_id, "train_loss")
+    assert [m.step for m in train_loss] == [1, 2, 3, 4]  # per iteration: 2 steps x 2 epochs
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [1, 2]
+    assert len(client.get_metric_history(run.info.run_id, "lr_group_0")) == 4
+    files = artifact_paths(client, run.info.run_id)
+    assert {"reconstructions/epoch_0001.png", "reconstructions/latest.png", "metrics.json", "model.pt"} <= files
+    assert any(f.startswith("config_") and f.endswith(".json") for f in files)
+    mlflow.set_tracking_uri(server)
+    model = mlflow.pytorch.load_model(f"runs:/{run.info.run_id}/model")
+    pred = model(__import__("torch").zeros(2, 3, 64, 64))
+    assert tuple(pred.shape) == (2, 16, 768)
+
+
+def test_classify_run_is_tracked(server, tmp_path) -> None:
+    overrides = {**tiny_classify_overrides(tmp_path, tmp_path / "cache"), **tracked(CLASSIFY, server, "clf")}
+    run_bundle([f"{CLASSIFY}/train.yaml"], overrides)
+    client, runs = runs_of(server, "clf")
+    run = runs[-1]
+    assert run.info.status == "FINISHED"
+    for name in ("val_macro_f1", "accuracy", "auc", "balanced_accuracy"):
+        assert [m.step for m in client.get_metric_history(run.info.run_id, name)] == [1, 2], name
+    files = artifact_paths(client, run.info.run_id)
+    assert {"validation_confusion_matrix.png", "validation_roc.png", "validation_report.json", "metrics.json",
+            "model.pt"} <= files
+    mlflow.set_tracking_uri(server)
+    loaded = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
+    probs = loaded.predict(np.zeros((2, 3, 64, 64), np.float32))
+    assert np.asarray(probs).shape == (2, 2)
+    assert not any("bus_" in v or "/" in v and v.endswith(".png") for v in run.data.params.values())
+
+
+def test_crashed_run_is_failed_and_a_rerun_starts_a_new_one(server, tmp_path) -> None:
+    base = {**tiny_pretrain_overrides(tmp_path, tmp_path / "cache", epochs=1), **tracked(PRETRAIN, server, "crash")}
+    # NaN clipping poisons the weights after the first step; the next loss is non-finite and the run stops.
+    crash = {**base, "clip_grad_norm": "$float('nan')", "train#trainer#max_nonfinite_steps": 1}
+    result = run_bundle([f"{PRETRAIN}/train.yaml"], crash, check=False)
+    assert result.returncode != 0 and "non-finite" in result.stdout + result.stderr
+    client, runs = runs_of(server, "crash")
+    assert [r.info.status for r in runs] == ["FAILED"]
+    run_bundle([f"{PRETRAIN}/train.yaml"], base)
+    _, runs = runs_of(server, "crash")
+    assert [r.info.status for r in runs] == ["FAILED", "FINISHED"]
+    assert runs[0].info.run_id != runs[1].info.run_id
+
+
+def test_unreachable_server_fails_before_training(tmp_path) -> None:
+    uri = f"http://127.0.0.1:{free_port()}"
+    overrides = {**tiny_pretrain_overrides(tmp_path, tmp_path / "cache", epochs=1), **tracked(PRETRAIN, uri, "x")}
+    start = time.time()
+    result = run_bundle([f"{PRETRAIN}/train.yaml"], overrides, check=False)
+    log = result.stdout + result.stderr
+    assert result.returncode != 0 and f"MLflow tracking server '{uri}' is unreachable" in log
+    assert not (tmp_path / "models").exists()  # nothing trained
+    assert time.time() - start < 120
+
+
+def test_local_sqlite_store_by_default(tmp_path) -> None:
+    overrides = {**tiny_pretrain_overrides(tmp_path, tmp_path / "cache", epochs=1),
+                 "tracking": f"{PRETRAIN}/mlflow_tracking.yaml"}
+    env_uri = os.environ.pop("MLFLOW_TRACKING_URI", None)
+    try:
+        run_bundle([f"{PRETRAIN}/train.yaml"], overrides)
+    finally:
+        if env_uri:
+            os.environ["MLFLOW_TRACKING_URI"] = env_uri
+    assert (tmp_path / "eval" / "mlruns.db").is_file()
+    client, runs = runs_of(f"sqlite:///{tmp_path}/eval/mlruns.db", "usf_mae_pretrain")
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+
+
+def test_cross_validation_logs_nested_runs(server, tmp_path) -> None:
+    cmd = [sys.executable, "-m", "monai_ext", "cross-validate", "synthetic", str(tmp_path / "cv"), "--methods",
+           "random", "--folds", "0,1", "--cache_dir", str(tmp_path / "cache"), "--per_class", "12",
+           "--arch", "mae_vit_tiny_patch16_dec128d2b", "--image_size", "64", "--epochs", "1", "--batch_size", "8",
+           "--num_workers", "0", "--tracking", f"{CLASSIFY}/mlflow_tracking.yaml", "--tracking_uri", server]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-4000:]
+    client, runs = runs_of(server, "cv_lesions_binary_12_seed0")
+    parent = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent[0].info.run_id]
+    assert len(parent) == 1 and sorted(r.info.run_name for r in children) == ["random_fold0", "random_fold1"]
+    assert "random_macro_f1_mean" in parent[0].data.metrics
+    assert {"cv_table.md", "cv_summary.json"} <= artifact_paths(client, parent[0].info.run_id)
