@@ -43,7 +43,7 @@ python -m monai_ext cross-validate synthetic "$OUT/finetune" \
   --init_checkpoint "$OUT/pretrain/models/model.pt" --methods pretrained,random \
   --cache_dir "$OUT/cache" --per_class 100 --max_train 100 \
   --arch mae_vit_tiny_patch16_dec128d2b --image_size 128 --batch_size 16 --num_workers 0 \
-  --epochs 25 --linear_probe true --base_lr 2e-2 \
+  --epochs 15 --linear_probe true --base_lr 2e-2 \
   2>&1 | grep --line-buffered -E "^\[cross-validation\]|^###|^\||Error" || true
 
 echo "== 3/3 results =="

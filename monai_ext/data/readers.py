@@ -18,6 +18,8 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 from PIL import Image
 
+from monai_ext.transforms.intensity import LUMA
+
 DICOM_SUFFIXES = (".dcm", ".dicom")
 
 
@@ -31,7 +33,7 @@ def _to_gray_unit(pixels: np.ndarray, source: str) -> np.ndarray:
     peak = float(np.iinfo(pixels.dtype).max) if np.issubdtype(pixels.dtype, np.integer) else 1.0
     if pixels.ndim == 3:
         if pixels.shape[2] in (3, 4):
-            pixels = pixels[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+            pixels = pixels[..., :3].astype(np.float32) @ np.array(LUMA, np.float32)
         else:
             pixels = pixels[..., 0]
     if pixels.ndim != 2:

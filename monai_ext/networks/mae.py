@@ -67,7 +67,7 @@ class MaskedAutoencoderViT(nn.Module):
         super().__init__()
         if in_chans not in (1, 3):
             raise ValueError(f"in_chans must be 1 or 3, got {in_chans!r}")
-        # Kept so that checkpoints can rebuild the model from the file alone (see checkpoints.save_checkpoint).
+        # Kept so that checkpoints can rebuild the model from the file alone (see checkpoints.arch_record).
         self.arch_args: dict[str, Any] = {
             "img_size": img_size,
             "patch_size": patch_size,
