@@ -56,6 +56,9 @@ gap = 100 * (pre["mean"] - rnd["mean"])
 print(f"test macro-F1, MAE-pretrained start: {100 * pre['mean']:.1f} ± {100 * pre['std']:.1f}")
 print(f"test macro-F1, random start:         {100 * rnd['mean']:.1f} ± {100 * rnd['std']:.1f}")
 print(f"pretrained minus random: {gap:+.1f} macro-F1 points (report: {sys.argv[2]})")
+auc_pre, auc_rnd = (record["summary"][m]["auc"]["mean"] for m in ("pretrained", "random"))
+print(f"one-vs-rest AUC, pretrained {100 * auc_pre:.1f} vs random {100 * auc_rnd:.1f}: read both; a random encoder's "
+      "features can rank lesions while its linear probe's threshold collapses to one class (low F1)")
 print(f"per-fold confusion matrices and ROC curves: {sys.argv[1].rsplit('/', 1)[0]}/<start>/fold<k>/eval/test_*.png")
 print(f"demo wall time: {time.time() - float(sys.argv[3]):.0f} s")
 PY
