@@ -109,7 +109,7 @@ def plot_confusion_matrix(matrix: list[list[int]], class_names: list[str], path:
     import matplotlib.pyplot as plt
 
     cm = np.asarray(matrix)
-    fig, ax = plt.subplots(figsize=(1.2 + 0.7 * len(class_names), 1.0 + 0.7 * len(class_names)), dpi=120)
+    fig, ax = plt.subplots(figsize=(2.6 + 0.8 * len(class_names), 2.2 + 0.8 * len(class_names)), dpi=120)
     ax.imshow(cm, cmap="Blues")
     ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
     ax.set_yticks(range(len(class_names)), class_names)
