@@ -456,7 +456,9 @@ def _write_range(args: tuple[str, int, int, int, SimulatorConfig, str, Any]) -> 
     out, names = Path(out_dir), []
     for i in range(start, stop):
         frame = simulate_frame(np.random.default_rng([seed, i]), config, lesion)
-        written = write_frame(frame, out / f".tmp_us_{i:06d}", fmt)
+        # Process-unique temporary names: several processes (torchrun ranks) may generate the same folder at once;
+        # the frames are identical by seed, so whichever rename lands last is as good as the first.
+        written = write_frame(frame, out / f".tmp{os.getpid()}_us_{i:06d}", fmt)
         target = out / f"us_{i:06d}{''.join(written.suffixes)}"
         os.replace(written, target)
         names.append(target.name)
@@ -512,7 +514,7 @@ def generate_dataset(
             files = [name for names in pool.map(_write_range, jobs) for name in names]
     elapsed = time.perf_counter() - start
     record = {**wanted, "files": files, "seconds": elapsed, "images_per_second": num / max(elapsed, 1e-9)}
-    tmp = record_path.with_suffix(".json.tmp")
+    tmp = record_path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(record, indent=1))
     os.replace(tmp, record_path)
     return record

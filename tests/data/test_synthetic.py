@@ -123,3 +123,18 @@ def test_dataset_generation_is_reused_and_cli_prints_throughput(tmp_path) -> Non
     same = syn.simulate_frame(np.random.default_rng([0, 5]), syn.SimulatorConfig(screen_capture=True))
     written = cv2.imread(str(out / "us_000005.png"), cv2.IMREAD_COLOR_RGB)
     np.testing.assert_array_equal(written, same.screen)
+
+
+def _generate(folder: str) -> int:
+    return len(syn.generate_dataset(folder, 12, 0, syn.SimulatorConfig(), workers=1)["files"])
+
+
+def test_two_processes_may_generate_the_same_folder_at_once(tmp_path) -> None:
+    """torchrun ranks each build the default data on first use; the writes must not collide."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(2) as pool:
+        counts = list(pool.map(_generate, [str(tmp_path / "same")] * 2))
+    assert counts == [12, 12]
+    assert sorted(p.name for p in (tmp_path / "same").iterdir()) == sorted(
+        [f"us_{i:06d}.png" for i in range(12)] + ["synthetic.json"])
