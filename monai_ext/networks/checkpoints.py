@@ -152,14 +152,10 @@ def filter_monai_vit(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
     out["pos_embed"] = _with_zero_cls_slot(sd["patch_embedding.position_embeddings"])
     out["patch_embed.proj.weight"] = sd["patch_embedding.patch_embeddings.weight"]
     out["patch_embed.proj.bias"] = sd["patch_embedding.patch_embeddings.bias"]
+    # ViT keeps its final norm as "norm.*", so no "blocks.{n}.weight" key exists for the renamer to take as one.
+    out.update(_rename_monai_blocks(sd, "blocks", "norm"))
     for key, value in sd.items():
-        if key.startswith("blocks."):
-            if ".norm_cross_attn." in key:
-                continue
-            for pattern, repl in _MONAI_BLOCK_RENAMES:
-                key = re.sub(pattern, repl, key)
-            out[key] = value
-        elif key.startswith("norm."):
+        if key.startswith("norm."):
             out[key] = value
         elif key.startswith("classification_head."):
             # Linear head with or without MONAI's Tanh post-activation (``classification_head.0.*`` then).

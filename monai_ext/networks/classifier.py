@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from monai_ext.networks.layers import Block, PatchEmbed, init_patch_embed, init_vit_weights
+from monai_ext.networks.layers import Block, PatchEmbed, init_patch_embed, init_vit_weights, prepend_cls_token
 from monai_ext.networks.pos_embed import sincos_2d
 
 POOLINGS = ("avg", "cls")
@@ -115,9 +115,7 @@ class ViTClassifier(nn.Module):
     def forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
         """Encode all patches. Args: x (N, C, H, W). Returns: tokens (N, 1 + L, D), cls first, before norm."""
         x = self.patch_embed(x)
-        x = x + self.pos_embed[:, 1:, :].to(x.dtype)
-        cls = (self.cls_token + self.pos_embed[:, :1, :]).to(x.dtype).expand(x.shape[0], -1, -1)
-        x = torch.cat([cls, x], dim=1)
+        x = prepend_cls_token(x + self.pos_embed[:, 1:, :].to(x.dtype), self.cls_token, self.pos_embed)
         for block in self.blocks:
             x = block(x)
         return x

@@ -150,6 +150,21 @@ class Block(nn.Module):
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
+def prepend_cls_token(tokens: torch.Tensor, cls_token: torch.Tensor, pos_embed: torch.Tensor) -> torch.Tensor:
+    """Prepend the cls token, plus its slot of the position embedding, to already position-embedded patch tokens.
+
+    Args:
+        tokens: (N, T, D) patch tokens.
+        cls_token: (1, 1, D).
+        pos_embed: (1, 1 + L, D), cls slot first.
+
+    Returns:
+        (N, 1 + T, D) in the tokens' dtype (so bf16 autocast does not promote the stream back to float32).
+    """
+    cls = (cls_token + pos_embed[:, :1, :]).to(tokens.dtype).expand(tokens.shape[0], -1, -1)
+    return torch.cat([cls, tokens], dim=1)
+
+
 def init_vit_weights(module: nn.Module) -> None:
     """The MAE reference initialisation: xavier-uniform linears with zero bias, unit LayerNorms."""
     if isinstance(module, nn.Linear):

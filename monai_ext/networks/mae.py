@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from monai_ext.networks.layers import Block, PatchEmbed, init_patch_embed, init_vit_weights
+from monai_ext.networks.layers import Block, PatchEmbed, init_patch_embed, init_vit_weights, prepend_cls_token
 from monai_ext.networks.pos_embed import sincos_2d
 
 
@@ -190,8 +190,7 @@ class MaskedAutoencoderViT(nn.Module):
         x = self.patch_embed(imgs)
         x = x + self.pos_embed[:, 1:, :].to(x.dtype)
         x, mask, ids_restore = self.random_masking(x, mask_ratio, noise)
-        cls = (self.cls_token + self.pos_embed[:, :1, :]).to(x.dtype).expand(x.shape[0], -1, -1)
-        x = torch.cat([cls, x], dim=1)
+        x = prepend_cls_token(x, self.cls_token, self.pos_embed)
         for block in self.blocks:
             x = block(x)
         return self.norm(x), mask, ids_restore
