@@ -24,14 +24,26 @@ logger = logging.getLogger(__name__)
 class ClassificationTrainer(RobustStepTrainer):
     """Supervised fine-tuning: ``logits = network(image)``, ``loss = loss_function(logits, label)``.
 
-    Iteration output: ``{"image": (N, C, H, W), "label": (N,), "pred": (N, K) logits, "loss": scalar}``.
+    Args:
+        mixer: optional batch mixer such as :class:`monai_ext.transforms.MixupCutmix`: ``(images, labels) ->
+            (mixed images, soft targets (N, K))``. The loss then receives the soft targets, which
+            ``torch.nn.CrossEntropyLoss`` accepts as class probabilities (label smoothing and class weights included).
+        *args, **kwargs: as :class:`RobustStepTrainer`.
+
+    Iteration output: ``{"image": (N, C, H, W), "label": (N,), "pred": (N, K) logits, "loss": scalar}``; "image" and
+    "label" are the unmixed batch.
     """
+
+    def __init__(self, *args: Any, mixer: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.mixer = mixer
 
     def forward_loss(self, engine: ClassificationTrainer, batchdata: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         images = batch_images(batchdata, engine.state.device, engine.non_blocking)
         labels = torch.as_tensor(batchdata["label"]).reshape(-1).long().to(engine.state.device)
-        logits = engine.network(images)
-        loss = engine.loss_function(logits.float(), labels)
+        inputs, targets = engine.mixer(images, labels) if engine.mixer is not None else (images, labels)
+        logits = engine.network(inputs)
+        loss = engine.loss_function(logits.float(), targets)
         return loss, {"image": images, "label": labels, "pred": logits.detach().float()}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from monai_ext.transforms.intensity import ScaleIntensityByDtype, ScaleIntensityByDtyped, ToGrayscale, ToGrayscaled
+from monai_ext.transforms.regularization import MixupCutmix
 from monai_ext.transforms.spatial import RandResizedCrop, RandResizedCropd
 
 #: ImageNet statistics used by the released USF-MAE recipe (gray replicated to 3 channels).
@@ -23,6 +24,7 @@ def normalization_stats(in_channels: int) -> tuple[list[float], list[float]]:
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "MixupCutmix",
     "RandResizedCrop",
     "RandResizedCropd",
     "ScaleIntensityByDtype",

@@ -38,7 +38,9 @@ def released_layout_file(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, cache, released_layout_file):
     out = tmp_path_factory.mktemp("classify")
-    result = run_bundle([TRAIN], tiny_classify_overrides(out, cache, init_checkpoint=str(released_layout_file)))
+    # mixup + cutmix on, so the bundle's soft-target path runs end to end
+    result = run_bundle([TRAIN], tiny_classify_overrides(out, cache, init_checkpoint=str(released_layout_file),
+                                                         mixup_alpha=0.8, cutmix_alpha=1.0))
     return out, result
 
 

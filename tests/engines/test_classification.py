@@ -1,0 +1,59 @@
+"""ClassificationTrainer: the network sees the mixed batch, the loss gets the soft targets, outputs stay unmixed."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from monai_ext.engines.classification import ClassificationTrainer
+from monai_ext.transforms import MixupCutmix
+
+
+class Recorder(nn.Module):
+    """Linear classifier on 1x4x4 images that remembers its last input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(16, 3)
+        self.seen: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen = x.detach().clone()
+        return self.fc(x.flatten(1))
+
+
+def run_one_step(mixer: MixupCutmix | None) -> tuple[Recorder, dict, list[torch.Tensor]]:
+    torch.manual_seed(0)
+    network = Recorder()
+    images = torch.rand(6, 1, 4, 4)
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    targets_seen: list[torch.Tensor] = []
+
+    def loss_function(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        targets_seen.append(targets)
+        return nn.functional.cross_entropy(logits, targets)
+
+    trainer = ClassificationTrainer(
+        device=torch.device("cpu"), max_epochs=1, train_data_loader=[{"image": images, "label": labels}],
+        network=network, optimizer=torch.optim.SGD(network.parameters(), lr=0.1), loss_function=loss_function,
+        precision="fp32", mixer=mixer,
+    )
+    trainer.run()
+    return network, {"image": images, "label": labels, **trainer.state.output}, targets_seen
+
+
+@pytest.mark.parametrize("mixup_alpha,cutmix_alpha", [(1.0, 0.0), (0.0, 1.0)])
+def test_network_sees_the_mixed_batch_and_loss_the_soft_targets(mixup_alpha, cutmix_alpha):
+    network, out, targets_seen = run_one_step(MixupCutmix(3, mixup_alpha, cutmix_alpha).set_random_state(5))
+    reference = MixupCutmix(3, mixup_alpha, cutmix_alpha).set_random_state(5)
+    expected_images, expected_targets = reference(out["image"], out["label"])
+    torch.testing.assert_close(network.seen, expected_images)
+    torch.testing.assert_close(targets_seen[0], expected_targets)
+    torch.testing.assert_close(out["label"], torch.tensor([0, 1, 2, 0, 1, 2]))  # metrics see the true labels
+
+
+def test_without_mixer_the_loss_gets_hard_labels():
+    network, out, targets_seen = run_one_step(None)
+    torch.testing.assert_close(network.seen, out["image"])
+    assert targets_seen[0].dtype == torch.int64
