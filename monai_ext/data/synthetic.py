@@ -342,8 +342,13 @@ def render_screen(
     white = (235, 235, 235)
 
     def text(value: str, row: int, col: int) -> None:
-        for canvas, colour in ((screen, white), (ann, 255)):
-            cv2.putText(canvas, value, (col, row), cv2.FONT_HERSHEY_SIMPLEX, size / 700.0, colour, 1, cv2.LINE_8)
+        # OpenCV blends Hershey glyph edges even with LINE_8, so render the glyphs once, keep the pixels at least
+        # half covered and write those: crisp text, as scanners' bitmap fonts are, and an exact mask.
+        glyphs = np.zeros_like(ann)
+        cv2.putText(glyphs, value, (col, row), cv2.FONT_HERSHEY_SIMPLEX, size / 700.0, 255, 1, cv2.LINE_8)
+        written = glyphs >= 128
+        screen[written] = white
+        ann[written] = 255
 
     def line(p: tuple[int, int], q: tuple[int, int], colour: tuple[int, int, int]) -> None:
         for canvas, c in ((screen, colour), (ann, 255)):
@@ -359,15 +364,22 @@ def render_screen(
     right = min(int(fov_cols.max()) + 4, size - 6)
     for row in range(int(fov_rows.min()), int(fov_rows.max()), max(4, size // 16)):
         line((right, row), (right + 3, row), white)
-    # Colour (or gray) bar in the left margin.
-    top, height, left = int(size * 0.3), int(size * 0.3), int(size * 0.02)
-    level = np.linspace(255, 0, height)[:, None]
-    if rng.random() < 0.5:
-        bar = np.concatenate([level, 128 + 127 * np.sin(np.arange(height)[:, None] / 7), 255 - level], axis=1)
-    else:
-        bar = np.repeat(level, 3, axis=1)
-    screen[top : top + height, left : left + 5] = bar.astype(np.uint8)[:, None, :]
-    ann[top : top + height, left : left + 5] = 255
+    # Colour (or gray) bar in the left margin, beside the image and never over it, as scanners place it: the
+    # highest rows where the strip is clear of the field of view, shortened where a wide fan leaves less room.
+    height, left = int(size * 0.3), int(size * 0.02)
+    clear = ~fov[:, max(left - 2, 0) : left + 8].any(axis=1)
+    top = int(size * 0.15)
+    while top < size and not clear[top]:
+        top += 1
+    height = int(np.argmin(np.append(clear[top : top + height], False))) if top < size else 0
+    if height >= 8:
+        level = np.linspace(255, 0, height)[:, None]
+        if rng.random() < 0.5:
+            bar = np.concatenate([level, 128 + 127 * np.sin(np.arange(height)[:, None] / 7), 255 - level], axis=1)
+        else:
+            bar = np.repeat(level, 3, axis=1)
+        screen[top : top + height, left : left + 5] = bar.astype(np.uint8)[:, None, :]
+        ann[top : top + height, left : left + 5] = 255
     # Calipers: two '+' marks inside the field of view joined by a dotted line.
     inside = np.argwhere(cv2.erode(fov.astype(np.uint8), np.ones((15, 15), np.uint8)) > 0)
     if len(inside) and rng.random() < 0.85:

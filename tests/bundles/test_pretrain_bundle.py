@@ -67,9 +67,24 @@ def test_inference_writes_the_reconstruction_picture(trained, cache, tmp_path) -
     assert grid.shape == (2 * 64, 4 * 64, 3)
 
 
-def test_runs_from_inside_the_bundle_folder(tmp_path, cache) -> None:
-    run_bundle(["configs/train.yaml"], tiny_pretrain_overrides(tmp_path, cache, epochs=1), cwd=PRETRAIN)
+def test_runs_from_inside_the_bundle_folder_with_deannotation_and_physics_recipe(tmp_path, cache) -> None:
+    overrides = tiny_pretrain_overrides(tmp_path, cache, epochs=1, deannotate=True, recipe="ultrasound_physics")
+    run_bundle(["configs/train.yaml"], overrides, cwd=PRETRAIN)
     assert (tmp_path / "models" / "model.pt").is_file()
+
+
+@pytest.mark.parametrize("deannotate,recipe,expected,absent", [
+    (True, "ultrasound_physics", {"Deannotated", "RandSpeckled", "RandDepthGaind", "RandResizedCropd"}, set()),
+    (False, "ultrasound", {"RandResizedCropd"}, {"Deannotated", "RandSpeckled"}),
+])
+def test_deannotation_and_recipe_choose_the_transforms(tmp_path, deannotate, recipe, expected, absent) -> None:
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(REPO / TRAIN))
+    parser.update({"deannotate": deannotate, "recipe": recipe, "bundle_root": str(PRETRAIN)})
+    names = {type(t).__name__ for t in parser.get_parsed_content("train#preprocessing").transforms}
+    assert expected <= names and not (absent & names)
 
 
 def test_corrupt_images_are_skipped_with_a_warning(tmp_path, cache) -> None:

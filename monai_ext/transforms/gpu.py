@@ -1,0 +1,227 @@
+"""Training-time augmentation of a whole batch on the device, so data loading never limits the GPU.
+
+The loader only decodes and collates uint8 frames; :class:`UltrasoundBatchAugment` then does, per sample and in one
+pass on the batch's device: random resized crop (torchvision's sampling, optionally anchored at the probe),
+horizontal flip and a small rotation as a single ``grid_sample``; the physics augmentations of
+:mod:`monai_ext.transforms.physics` (the same functions the CPU transforms call, with per-sample parameters);
+and normalisation. Works on CPU tensors too (how the tests compare it with the CPU transforms).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from monai_ext.transforms.normalize import NORMALIZATION_MODES, normalize_batch
+from monai_ext.transforms.physics import (
+    NOMINAL_DYNAMIC_RANGE_DB,
+    apply_axial_lateral_blur,
+    apply_depth_gain,
+    apply_dynamic_range,
+    apply_gamma_gain,
+    apply_speckle,
+    depth_gain_curve,
+    gamma_envelope,
+    rayleigh_from_uniform,
+)
+
+
+class UltrasoundBatchAugment:
+    """Augment and normalise a batch on its device.
+
+    Args:
+        size: output side S.
+        scale, ratio, keep_top: random resized crop, as :class:`monai_ext.transforms.RandResizedCrop`.
+        flip_prob: probability of a horizontal flip.
+        rotate_range: rotations drawn uniformly in [-rotate_range, rotate_range] radians (0: none).
+        speckle_prob, speckle_strength, speckle_distribution, gamma_shape: as :class:`RandSpeckle`.
+        depth_gain_prob, attenuation_db, tgc_db, tgc_nodes: as :class:`RandDepthGain`.
+        dynamic_range_prob, range_db: as :class:`RandDynamicRange`.
+        gamma_gain_prob, gamma, gain: as :class:`RandGammaGain`.
+        blur_prob, axial_sigma, lateral_sigma: as :class:`RandAxialLateralBlur`.
+        normalize: "imagenet", "zscore", "corpus" or None (leave in [0, 1]); ``channels``, ``mean``, ``std`` as
+            :class:`NormalizeUltrasound`.
+        dynamic_range_db: assumed dynamic range of the inputs.
+        seed: seed of the per-device generator (None: nondeterministic).
+
+    Call with a batch (N, 1, H, W), uint8 (scaled by 1/255) or float in [0, 1], on any device; returns
+    (N, channels, S, S) float32 on the same device. Gamma speckle draws from torch's default generator (no
+    generator argument exists for Gamma sampling); everything else from this object's generator.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        scale: Sequence[float] = (0.2, 1.0),
+        ratio: Sequence[float] = (3 / 4, 4 / 3),
+        keep_top: bool = True,
+        flip_prob: float = 0.5,
+        rotate_range: float = 0.0,
+        speckle_prob: float = 0.0,
+        speckle_strength: Sequence[float] = (0.0, 0.5),
+        speckle_distribution: str = "rayleigh",
+        gamma_shape: Sequence[float] = (1.0, 4.0),
+        depth_gain_prob: float = 0.0,
+        attenuation_db: Sequence[float] = (-8.0, 8.0),
+        tgc_db: Sequence[float] = (-3.0, 3.0),
+        tgc_nodes: int = 4,
+        dynamic_range_prob: float = 0.0,
+        range_db: Sequence[float] = (40.0, 80.0),
+        gamma_gain_prob: float = 0.0,
+        gamma: Sequence[float] = (0.7, 1.4),
+        gain: Sequence[float] = (0.8, 1.25),
+        blur_prob: float = 0.0,
+        axial_sigma: Sequence[float] = (0.0, 1.5),
+        lateral_sigma: Sequence[float] = (0.0, 1.5),
+        normalize: str | None = "imagenet",
+        channels: int = 3,
+        mean: float | None = None,
+        std: float | None = None,
+        dynamic_range_db: float = NOMINAL_DYNAMIC_RANGE_DB,
+        seed: int | None = None,
+    ) -> None:
+        if size < 1:
+            raise ValueError(f"size must be positive, got {size!r}")
+        if not 0 < scale[0] <= scale[1] <= 1:
+            raise ValueError(f"scale must satisfy 0 < low <= high <= 1, got {tuple(scale)!r}")
+        if not 0 < ratio[0] <= ratio[1]:
+            raise ValueError(f"ratio must satisfy 0 < low <= high, got {tuple(ratio)!r}")
+        if normalize is not None and normalize not in NORMALIZATION_MODES:
+            raise ValueError(f"normalize must be one of {NORMALIZATION_MODES} or None, got {normalize!r}")
+        if speckle_distribution not in ("rayleigh", "gamma"):
+            raise ValueError(f"speckle_distribution must be 'rayleigh' or 'gamma', got {speckle_distribution!r}")
+        for name, p in (("flip_prob", flip_prob), ("speckle_prob", speckle_prob), ("depth_gain_prob", depth_gain_prob),
+                        ("dynamic_range_prob", dynamic_range_prob), ("gamma_gain_prob", gamma_gain_prob),
+                        ("blur_prob", blur_prob)):
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {p!r}")
+        self.size, self.scale, self.ratio, self.keep_top = size, tuple(scale), tuple(ratio), keep_top
+        self.flip_prob, self.rotate_range = flip_prob, rotate_range
+        self.speckle = (speckle_prob, tuple(speckle_strength), speckle_distribution, tuple(gamma_shape))
+        self.depth_gain = (depth_gain_prob, tuple(attenuation_db), tuple(tgc_db), tgc_nodes)
+        self.dynamic_range = (dynamic_range_prob, tuple(range_db))
+        self.gamma_gain = (gamma_gain_prob, tuple(gamma), tuple(gain))
+        self.blur = (blur_prob, tuple(axial_sigma), tuple(lateral_sigma))
+        self.normalize, self.channels, self.mean, self.std = normalize, channels, mean, std
+        self.dynamic_range_db = dynamic_range_db
+        self.seed = seed
+        self._generators: dict[torch.device, torch.Generator] = {}
+
+    # ------------------------------------------------------------------------------------------------- randomness
+    def set_random_state(self, seed: int | None) -> UltrasoundBatchAugment:
+        self.seed, self._generators = seed, {}
+        return self
+
+    def _generator(self, device: torch.device) -> torch.Generator:
+        if device not in self._generators:
+            g = torch.Generator(device=device)
+            g.manual_seed(self.seed) if self.seed is not None else g.seed()
+            self._generators[device] = g
+        return self._generators[device]
+
+    def _uniform(self, g: torch.Generator, low: float, high: float, *shape: int) -> torch.Tensor:
+        return torch.rand(*shape, generator=g, device=g.device) * (high - low) + low
+
+    def _chosen(self, g: torch.Generator, prob: float, n: int) -> torch.Tensor:
+        return torch.rand(n, generator=g, device=g.device) < prob
+
+    # ---------------------------------------------------------------------------------------------------- spatial
+    def crop_boxes(self, g: torch.Generator, n: int, height: int, width: int) -> torch.Tensor:
+        """Crop boxes (N, 4) as (top, left, h, w), torchvision's sampling: 10 tries, else the ratio-clipped image."""
+        area = self._uniform(g, *self.scale, n, 10) * height * width
+        log_r = self._uniform(g, math.log(self.ratio[0]), math.log(self.ratio[1]), n, 10)
+        w = torch.sqrt(area * log_r.exp()).round()
+        h = torch.sqrt(area / log_r.exp()).round()
+        valid = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+        first = valid.float().argmax(1, keepdim=True)
+        w, h = w.gather(1, first)[:, 0], h.gather(1, first)[:, 0]
+        fallback_w = min(width, round(height * self.ratio[1])) if width / height > self.ratio[1] else width
+        fallback_h = min(height, round(width / self.ratio[0])) if width / height < self.ratio[0] else height
+        ok = valid.any(1)
+        w = torch.where(ok, w, torch.full_like(w, fallback_w))
+        h = torch.where(ok, h, torch.full_like(h, fallback_h))
+        top = torch.zeros_like(h) if self.keep_top else (torch.rand(n, generator=g, device=g.device) * (height - h + 1)).floor()
+        left = (torch.rand(n, generator=g, device=g.device) * (width - w + 1)).floor()
+        if not self.keep_top:
+            top = torch.where(ok, top, ((height - h) // 2).to(top))
+        left = torch.where(ok, left, ((width - w) // 2).to(left))
+        return torch.stack([top, left, h, w], 1)
+
+    def sampling_grid(self, boxes: torch.Tensor, flip: torch.Tensor, angle: torch.Tensor, height: int,
+                      width: int) -> torch.Tensor:
+        """``grid_sample`` grid (N, S, S, 2) for crop boxes (N, 4), flips (N,) and rotation angles (N,) in radians.
+
+        Output pixel centre (i + 0.5) / S maps into the box in continuous pixel coordinates (pixel k spans
+        [k, k + 1]), which is ``F.interpolate``'s mapping with ``align_corners=False``; the rotation turns about the
+        box centre in pixel units, so it stays a rotation for non-square boxes.
+        """
+        s = self.size
+        centres = (torch.arange(s, device=boxes.device, dtype=torch.float32) + 0.5) / s
+        v, u = torch.meshgrid(centres, centres, indexing="ij")
+        u = torch.where(flip.view(-1, 1, 1), 1.0 - u, u)
+        top, left, h, w = (boxes[:, k].view(-1, 1, 1) for k in range(4))
+        dx, dy = (u - 0.5) * w, (v - 0.5) * h
+        cos, sin = angle.cos().view(-1, 1, 1), angle.sin().view(-1, 1, 1)
+        x = left + w / 2 + cos * dx - sin * dy
+        y = top + h / 2 + sin * dx + cos * dy
+        return torch.stack([x / width * 2 - 1, y / height * 2 - 1], -1)
+
+    # -------------------------------------------------------------------------------------------------- intensity
+    def _intensity(self, g: torch.Generator, x: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = x.shape
+        prob, axial, lateral = self.blur
+        if prob > 0:
+            x = torch.where(self._chosen(g, prob, n).view(-1, 1, 1, 1),
+                            apply_axial_lateral_blur(x, self._uniform(g, *axial, n), self._uniform(g, *lateral, n)), x)
+        prob, attenuation, tgc, nodes = self.depth_gain
+        if prob > 0:
+            curve = depth_gain_curve(self._uniform(g, *attenuation, n), self._uniform(g, *tgc, n, nodes), h)
+            curve = curve * self._chosen(g, prob, n).view(-1, 1)
+            x = apply_depth_gain(x, curve, self.dynamic_range_db)
+        prob, range_db = self.dynamic_range
+        if prob > 0:
+            new = torch.where(self._chosen(g, prob, n), self._uniform(g, *range_db, n),
+                              torch.full((n,), self.dynamic_range_db, device=x.device))
+            x = apply_dynamic_range(x, new, self.dynamic_range_db)
+        x = self._speckle(g, x)
+        prob, gamma, gain = self.gamma_gain
+        if prob > 0:
+            chosen = self._chosen(g, prob, n)
+            gam = torch.exp(self._uniform(g, math.log(gamma[0]), math.log(gamma[1]), n))
+            gan = self._uniform(g, *gain, n)
+            x = apply_gamma_gain(x, torch.where(chosen, gam, 1.0), torch.where(chosen, gan, 1.0))
+        return x
+
+    def _speckle(self, g: torch.Generator, x: torch.Tensor) -> torch.Tensor:
+        prob, strength, distribution, gamma_shape = self.speckle
+        if prob == 0:
+            return x
+        n = x.shape[0]
+        size = (n, 1, *x.shape[2:])
+        if distribution == "rayleigh":
+            noise = rayleigh_from_uniform(torch.rand(size, generator=g, device=x.device))
+        else:
+            noise = gamma_envelope(self._uniform(g, *gamma_shape, n), size)
+        amount = self._uniform(g, *strength, n) * self._chosen(g, prob, n)
+        return apply_speckle(x, noise, amount, self.dynamic_range_db)
+
+    # ------------------------------------------------------------------------------------------------------- call
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        if batch.ndim != 4 or batch.shape[1] != 1:
+            raise ValueError(f"expected a gray batch (N, 1, H, W), got shape {tuple(batch.shape)!r}")
+        g = self._generator(batch.device)
+        x = batch.float() / 255.0 if batch.dtype == torch.uint8 else batch.float()
+        n, _, height, width = x.shape
+        boxes = self.crop_boxes(g, n, height, width)
+        flip = self._chosen(g, self.flip_prob, n)
+        angle = self._uniform(g, -self.rotate_range, self.rotate_range, n)
+        grid = self.sampling_grid(boxes, flip, angle, height, width)
+        # "border" clamps source coordinates to the image, as F.interpolate (MONAI's Resize) does at the edges.
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        x = self._intensity(g, x)
+        if self.normalize is None:
+            return x.expand(-1, self.channels, -1, -1).contiguous()
+        return normalize_batch(x, self.normalize, self.channels, self.mean, self.std)

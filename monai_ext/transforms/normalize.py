@@ -1,0 +1,99 @@
+"""Normalisation options: ImageNet statistics on the 3-channel replica, per-image z-score, or corpus statistics."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.transforms import MapTransform, Transform
+from monai.utils import convert_to_dst_type, convert_to_tensor
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+NORMALIZATION_MODES = ("imagenet", "zscore", "corpus")
+
+
+def normalization_stats(in_channels: int) -> tuple[list[float], list[float]]:
+    """(mean, std) per channel: ImageNet's for 3 channels, their averages for 1 channel."""
+    if in_channels == 3:
+        return list(IMAGENET_MEAN), list(IMAGENET_STD)
+    if in_channels == 1:
+        return [sum(IMAGENET_MEAN) / 3], [sum(IMAGENET_STD) / 3]
+    raise ValueError(f"in_channels must be 1 or 3, got {in_channels!r}")
+
+
+def corpus_statistics(images: Iterable[Any]) -> tuple[float, float]:
+    """Mean and standard deviation of all pixels of ``images`` (arrays in [0, 1]), accumulated in float64."""
+    count, total, squares = 0, 0.0, 0.0
+    for img in images:
+        arr = np.asarray(img, dtype=np.float64)
+        count += arr.size
+        total += float(arr.sum())
+        squares += float(np.square(arr).sum())
+    if count == 0:
+        raise ValueError("corpus_statistics got no images")
+    mean = total / count
+    return mean, float(np.sqrt(max(squares / count - mean * mean, 0.0)))
+
+
+class NormalizeUltrasound(Transform):
+    """Gray image (1, H, W) in [0, 1] -> normalised (channels, H, W) float32, same array type and device.
+
+    Args:
+        mode: "imagenet" (the published recipe: replicate gray to 3 channels, ImageNet mean/std per channel),
+            "zscore" (per image: zero mean, unit variance over all pixels), or "corpus" (``mean`` and ``std`` of the
+            training corpus, e.g. from :func:`corpus_statistics`).
+        channels: output channels (1 or 3); the gray channel is replicated.
+        mean, std: corpus statistics, required by "corpus".
+    """
+
+    def __init__(self, mode: str = "imagenet", channels: int = 3, mean: float | None = None,
+                 std: float | None = None) -> None:
+        if mode not in NORMALIZATION_MODES:
+            raise ValueError(f"mode must be one of {NORMALIZATION_MODES}, got {mode!r}")
+        if channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+        if mode == "corpus" and (mean is None or std is None or std <= 0):
+            raise ValueError(f"mode 'corpus' needs mean and a positive std, got mean={mean!r}, std={std!r}")
+        self.mode, self.channels, self.mean, self.std = mode, channels, mean, std
+
+    def __call__(self, img: Any) -> Any:
+        t = convert_to_tensor(img, track_meta=False, dtype=torch.float32)
+        out = normalize_batch(t[None], self.mode, self.channels, self.mean, self.std)[0]
+        return convert_to_dst_type(out, img, dtype=torch.float32 if isinstance(img, torch.Tensor) else np.float32)[0]
+
+
+def normalize_batch(batch: torch.Tensor, mode: str, channels: int, mean: float | None = None,
+                    std: float | None = None) -> torch.Tensor:
+    """(N, 1, H, W) gray in [0, 1] -> (N, channels, H, W) normalised as :class:`NormalizeUltrasound` describes."""
+    if batch.ndim != 4 or batch.shape[1] != 1:
+        raise ValueError(f"expected gray images (N, 1, H, W), got shape {tuple(batch.shape)!r}")
+    x = batch.float().expand(-1, channels, -1, -1)
+    if mode == "imagenet":
+        m, s = (torch.tensor(v, device=x.device).view(1, -1, 1, 1) for v in normalization_stats(channels))
+    elif mode == "zscore":
+        m = x.mean(dim=(1, 2, 3), keepdim=True)
+        s = x.std(dim=(1, 2, 3), keepdim=True).clamp_min(1e-6)
+    elif mode == "corpus":
+        m, s = torch.tensor(mean, device=x.device), torch.tensor(std, device=x.device)
+    else:
+        raise ValueError(f"mode must be one of {NORMALIZATION_MODES}, got {mode!r}")
+    return (x - m) / s
+
+
+class NormalizeUltrasoundd(MapTransform):
+    """Dictionary version of :class:`NormalizeUltrasound`."""
+
+    def __init__(self, keys: KeysCollection, mode: str = "imagenet", channels: int = 3, mean: float | None = None,
+                 std: float | None = None, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.normalizer = NormalizeUltrasound(mode, channels, mean, std)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.normalizer(d[key])
+        return d

@@ -1,0 +1,119 @@
+"""The GPU batch path matches the CPU transforms (run here on CPU tensors)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from monai.transforms import Resize
+from scipy.stats import ks_2samp
+
+from monai_ext.data.synthetic import SimulatorConfig, simulate_frame
+from monai_ext.transforms import (
+    NormalizeUltrasound,
+    RandAxialLateralBlur,
+    RandDepthGain,
+    RandDynamicRange,
+    RandGammaGain,
+    RandResizedCrop,
+    RandSpeckle,
+    UltrasoundBatchAugment,
+)
+
+DRAWS = 300
+OFF = {"flip_prob": 0.0, "normalize": None, "channels": 1}
+
+
+@pytest.fixture(scope="module")
+def frame() -> np.ndarray:
+    """(1, 48, 40) float image in [0, 1] with black background, from the simulator."""
+    bmode = simulate_frame(2, SimulatorConfig(size=48, geometry="curvilinear")).bmode[:, 4:44]
+    return (bmode.astype(np.float32) / 255.0)[None]
+
+
+def gpu_path(frame: np.ndarray, **kwargs) -> torch.Tensor:
+    batch = torch.as_tensor(frame)[None].expand(DRAWS, -1, -1, -1)
+    return UltrasoundBatchAugment(seed=0, **{**OFF, **kwargs})(batch)
+
+
+def cpu_path(frame: np.ndarray, transform) -> torch.Tensor:
+    transform.set_random_state(0)
+    return torch.stack([torch.as_tensor(np.asarray(transform(frame))) for _ in range(DRAWS)])
+
+
+def assert_same_distribution(gpu: torch.Tensor, cpu: torch.Tensor) -> None:
+    """Per-image mean and standard deviation: same distributions (two-sample KS) across the draws."""
+    for stat in (lambda x: x.mean(dim=(1, 2, 3)), lambda x: x.std(dim=(1, 2, 3))):
+        a, b = stat(gpu.float()).numpy(), stat(cpu.float()).numpy()
+        assert ks_2samp(a, b).pvalue > 1e-3, (a.mean(), b.mean(), a.std(), b.std())
+
+
+PHYSICS = [
+    ({"speckle_prob": 0.7, "speckle_strength": (0.2, 0.6)}, RandSpeckle(0.7, (0.2, 0.6))),
+    ({"depth_gain_prob": 0.7}, RandDepthGain(0.7)),
+    ({"dynamic_range_prob": 0.7}, RandDynamicRange(0.7)),
+    ({"gamma_gain_prob": 0.7}, RandGammaGain(0.7)),
+    ({"blur_prob": 0.7, "axial_sigma": (0.5, 2.0)}, RandAxialLateralBlur(0.7, (0.5, 2.0))),
+]
+
+
+@pytest.mark.parametrize("gpu_kwargs,cpu_transform", PHYSICS, ids=lambda v: type(v).__name__ if not isinstance(v, dict) else "")
+def test_intensity_augmentations_match_cpu_statistics(frame, gpu_kwargs, cpu_transform):
+    size = {"size": 48, "scale": (1.0, 1.0), "ratio": (40 / 48, 40 / 48)}  # the crop is the identity resize
+    resized = Resize((48, 48), mode="bilinear", anti_aliasing=False)(frame).numpy()
+    assert_same_distribution(gpu_path(frame, **size, **gpu_kwargs), cpu_path(resized, cpu_transform))
+
+
+def test_crop_matches_cpu_statistics(frame):
+    crop = {"scale": (0.3, 1.0), "keep_top": True}
+    gpu = gpu_path(frame, size=24, **crop)
+    cpu = cpu_path(frame, RandResizedCrop(24, **crop))
+    assert_same_distribution(gpu, cpu)
+
+
+def test_full_crop_equals_monai_resize_and_flip_mirrors(frame):
+    kwargs = {"size": 32, "scale": (1.0, 1.0), "ratio": (40 / 48, 40 / 48)}
+    out = UltrasoundBatchAugment(**{**OFF, **kwargs})(torch.as_tensor(frame)[None])
+    expected = Resize((32, 32), mode="bilinear", anti_aliasing=False)(frame)
+    torch.testing.assert_close(out[0], torch.as_tensor(np.asarray(expected)), atol=1e-5, rtol=0)
+    flipped = UltrasoundBatchAugment(**{**OFF, **kwargs, "flip_prob": 1.0})(torch.as_tensor(frame)[None])
+    torch.testing.assert_close(flipped, out.flip(-1), atol=1e-5, rtol=0)
+
+
+def test_normalisation_matches_the_cpu_transform(frame):
+    kwargs = {"size": 48, "scale": (1.0, 1.0), "ratio": (40 / 48, 40 / 48), "flip_prob": 0.0}
+    resized = Resize((48, 48), mode="bilinear", anti_aliasing=False)(frame).numpy()
+    for mode in ("imagenet", "zscore"):
+        out = UltrasoundBatchAugment(normalize=mode, channels=3, **kwargs)(torch.as_tensor(frame)[None])[0]
+        torch.testing.assert_close(out, torch.as_tensor(NormalizeUltrasound(mode, 3)(resized)), atol=1e-4, rtol=0)
+
+
+def test_uint8_input_seeds_and_shapes(frame):
+    u8 = torch.as_tensor(np.rint(frame * 255).astype(np.uint8))[None].expand(4, -1, -1, -1)
+    aug = {"size": 16, "rotate_range": 0.2, "speckle_prob": 1.0, "blur_prob": 1.0, "depth_gain_prob": 1.0}
+    a = UltrasoundBatchAugment(seed=3, **aug)(u8)
+    b = UltrasoundBatchAugment(seed=3, **aug)(u8.float() / 255.0)
+    assert a.shape == (4, 3, 16, 16) and a.dtype == torch.float32
+    torch.testing.assert_close(a, b)
+    c = UltrasoundBatchAugment(seed=4, **aug)(u8)
+    assert not torch.allclose(a, c)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"size": 0}, "size must be positive, got 0"),
+    ({"size": 8, "scale": (0.0, 1.0)}, r"scale must satisfy 0 < low <= high <= 1, got \(0.0, 1.0\)"),
+    ({"size": 8, "normalize": "minmax"}, "normalize must be one of"),
+    ({"size": 8, "blur_prob": 2.0}, r"blur_prob must be in \[0, 1\], got 2.0"),
+])
+def test_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        UltrasoundBatchAugment(**kwargs)
+    with pytest.raises(ValueError, match=r"\(2, 3, 8, 8\)"):
+        UltrasoundBatchAugment(8)(torch.zeros(2, 3, 8, 8))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_runs_on_the_gpu(frame):
+    batch = torch.as_tensor(frame)[None].expand(8, -1, -1, -1).cuda()
+    out = UltrasoundBatchAugment(16, speckle_prob=1.0, blur_prob=1.0, seed=0)(batch)
+    assert out.is_cuda and out.shape == (8, 3, 16, 16)

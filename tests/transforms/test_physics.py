@@ -1,0 +1,110 @@
+"""Physics-grounded augmentations: MONAI conventions, physics checked against closed forms."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from monai_ext.transforms import (
+    RandAxialLateralBlur,
+    RandAxialLateralBlurd,
+    RandDepthGain,
+    RandDepthGaind,
+    RandDynamicRange,
+    RandDynamicRanged,
+    RandGammaGain,
+    RandGammaGaind,
+    RandSpeckle,
+    RandSpeckled,
+)
+from monai_ext.transforms.physics import apply_dynamic_range, depth_gain_curve, rayleigh_from_uniform
+
+PAIRS = [
+    (RandSpeckle, RandSpeckled, {"strength": (0.3, 0.6)}),
+    (RandSpeckle, RandSpeckled, {"distribution": "gamma"}),
+    (RandDepthGain, RandDepthGaind, {}),
+    (RandDynamicRange, RandDynamicRanged, {}),
+    (RandGammaGain, RandGammaGaind, {}),
+    (RandAxialLateralBlur, RandAxialLateralBlurd, {"axial_sigma": (1.0, 2.0)}),
+]
+
+
+def image() -> np.ndarray:
+    img = np.random.default_rng(0).uniform(0.2, 0.9, size=(1, 40, 32)).astype(np.float32)
+    img[:, :, :4] = 0.0  # background outside the field of view
+    return img
+
+
+@pytest.mark.parametrize("array_cls,dict_cls,kwargs", PAIRS)
+@pytest.mark.parametrize("as_tensor", [False, True])
+def test_deterministic_typed_and_background_kept(array_cls, dict_cls, kwargs, as_tensor):
+    img = torch.as_tensor(image()) if as_tensor else image()
+    a = array_cls(prob=1.0, **kwargs).set_random_state(4)(img)
+    b = array_cls(prob=1.0, **kwargs).set_random_state(4)(img)
+    c = array_cls(prob=1.0, **kwargs).set_random_state(5)(img)
+    assert isinstance(a, torch.Tensor) == as_tensor and a.shape == img.shape and a.dtype == img.dtype
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert not np.array_equal(np.asarray(a), np.asarray(c))
+    assert not np.array_equal(np.asarray(a), np.asarray(img))
+    assert float(np.abs(np.asarray(a)[:, :, :4]).max()) == 0.0
+    assert 0.0 <= float(np.asarray(a).min()) and float(np.asarray(a).max()) <= 1.0
+    assert array_cls(prob=0.0, **kwargs)(img) is img
+
+
+@pytest.mark.parametrize("array_cls,dict_cls,kwargs", PAIRS)
+def test_dict_version_one_draw_for_every_key_equals_array_version(array_cls, dict_cls, kwargs):
+    img = image()
+    out = dict_cls(["image", "other"], prob=1.0, **kwargs).set_random_state(9)({"image": img, "other": img.copy()})
+    np.testing.assert_array_equal(out["image"], out["other"])
+    np.testing.assert_array_equal(out["image"], array_cls(prob=1.0, **kwargs).set_random_state(9)(img))
+
+
+def test_rayleigh_noise_has_unit_power_and_rayleigh_median():
+    u = torch.rand(200_000, generator=torch.Generator().manual_seed(0))
+    n = rayleigh_from_uniform(u)
+    assert abs(float((n**2).mean()) - 1.0) < 0.01
+    assert abs(float(n.median()) - np.sqrt(np.log(2))) < 0.01  # Rayleigh median with E[n^2] = 1
+
+
+def test_speckle_adds_its_log_noise_in_db():
+    """On the dB scale speckle is additive: img' - img = strength * 20 log10(n) / D where nothing clips."""
+    t = RandSpeckle(prob=1.0, strength=(0.5, 0.5)).set_random_state(1)
+    img = np.full((1, 16, 16), 0.5, np.float32)
+    out = t(img)
+    expected = 0.5 + 0.5 * 20 * np.log10(t._noise.numpy()[0]) / 60.0
+    inside = (expected > 0) & (expected < 1)
+    np.testing.assert_allclose(out[inside], expected[inside], atol=1e-5)
+
+
+def test_dynamic_range_keeps_white_and_stretches_db():
+    img = torch.tensor([1.0, 0.5, 0.25]).view(1, 1, 1, 3)
+    out = apply_dynamic_range(img, 120.0, 60.0)  # twice the range: every dB value halves
+    torch.testing.assert_close(out.flatten(), torch.tensor([1.0, 0.75, 0.625]))
+
+
+def test_depth_gain_curve_interpolates_nodes_and_ramps_attenuation():
+    curve = depth_gain_curve(torch.tensor([6.0]), torch.tensor([[0.0, 3.0, 0.0]]), 5)
+    torch.testing.assert_close(curve, torch.tensor([[0.0, 1.5 + 1.5, 3.0 + 3.0, 1.5 + 4.5, 6.0]]))
+
+
+def test_blur_is_axial_or_lateral():
+    img = np.full((1, 21, 21), 0.1, np.float32)  # tissue everywhere (zeros would count as background)
+    img[0, 10, 10] = 1.0
+    axial = RandAxialLateralBlur(1.0, (1.5, 1.5), (0.0, 0.0))(img)
+    lateral = RandAxialLateralBlur(1.0, (0.0, 0.0), (1.5, 1.5))(img)
+    assert axial[0, 9, 10] > 0.15 and axial[0, 10, 9] == pytest.approx(0.1)  # spread along depth only
+    assert lateral[0, 10, 9] > 0.15 and lateral[0, 9, 10] == pytest.approx(0.1)
+    assert axial[0, :, 10].sum() == pytest.approx(img[0, :, 10].sum(), rel=1e-5)  # energy kept
+
+
+@pytest.mark.parametrize("cls,kwargs,message", [
+    (RandSpeckle, {"distribution": "uniform"}, "distribution must be one of"),
+    (RandSpeckle, {"strength": (0.5, 0.1)}, r"strength must be an increasing pair >= 0.0, got \(0.5, 0.1\)"),
+    (RandDepthGain, {"nodes": 0}, "nodes must be at least 1, got 0"),
+    (RandDynamicRange, {"range_db": (0.0, 10.0)}, "range_db must be an increasing pair >= 1.0"),
+    (RandGammaGain, {"gamma": (0.0, 1.0)}, "gamma must be an increasing pair"),
+])
+def test_bad_arguments(cls, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        cls(**kwargs)
