@@ -148,12 +148,55 @@ def cross_validate(
     print(record["table"])
 
 
+def prepare_corpus(
+    root: str,
+    out: str,
+    size: int = 256,
+    workers: int = 1,
+    frame_stride: int = 1,
+    slice_axis: int = 2,
+    slice_stride: int = 1,
+    modality: str | None = None,
+    dedup_threshold: int = 4,
+    exclude_datasets: object = (),
+    evaluation: object = (),
+    files_per_chunk: int = 64,
+    crop_fov: bool = True,
+) -> None:
+    """Ingest ROOT/<dataset>/... into a memory-mapped cache at OUT (resumable: rerun the same command).
+
+    Args:
+        root: folder with one sub-folder per dataset.
+        out: cache folder (chunks, manifest.csv, kept.npy, report.json, report.png).
+        size: side of the cached square frames.
+        workers: parallel processes.
+        frame_stride, slice_axis, slice_stride: how cine loops and volumes are cut into frames.
+        modality: keep only DICOM files of this Modality, e.g. US.
+        dedup_threshold: perceptual-hash distance for near-duplicates (-1: exact duplicates only).
+        exclude_datasets: dataset folder names to leave out, comma-separated.
+        evaluation: evaluation folders whose images must not be in the corpus, comma-separated.
+        files_per_chunk: files per unit of work and of resuming.
+        crop_fov: crop to the DICOM region or the detected field of view.
+    """
+    from monai_ext.data.corpus import CorpusOptions
+    from monai_ext.data.corpus import prepare_corpus as prepare
+    from monai_ext.data.frames import FrameOptions
+
+    frames = FrameOptions(frame_stride, slice_axis, slice_stride, modality)
+    options = CorpusOptions(size=size, crop_fov=crop_fov, files_per_chunk=files_per_chunk, frames=frames,
+                            dedup_threshold=dedup_threshold)
+    report = prepare(root, out, options, workers, _as_list(exclude_datasets), _as_list(evaluation))
+    print(f"{report['kept']} of {report['frames']} frames kept; removed: {report['removed']}; "
+          f"skipped files: {len(report['skipped_files'])} (reasons in {out}/report.json, overview in {out}/report.png)")
+
+
 COMMANDS = {
     "synthesize": synthesize,
     "inspect-checkpoint": inspect_checkpoint,
     "convert-checkpoint": convert_checkpoint,
     "make-datalist": make_datalist,
     "cross-validate": cross_validate,
+    "prepare-corpus": prepare_corpus,
 }
 
 

@@ -131,7 +131,7 @@ def plot_confusion_matrix(matrix: list[list[int]], class_names: list[str], path:
     for (i, j), v in np.ndenumerate(cm):
         ax.text(j, i, str(v), ha="center", va="center", color="white" if v > cm.max() / 2 else "black")
     fig.tight_layout()
-    _save_figure(fig, path)
+    save_figure(fig, path)
 
 
 def plot_roc(roc: dict[str, dict[str, list[float]]], auc: float, path: Path, title: str) -> None:
@@ -149,10 +149,11 @@ def plot_roc(roc: dict[str, dict[str, list[float]]], auc: float, path: Path, tit
     ax.set_title(f"{title} (AUC {auc:.3f})")
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    _save_figure(fig, path)
+    save_figure(fig, path)
 
 
-def _save_figure(fig: Any, path: Path) -> None:
+def save_figure(fig: Any, path: Path) -> None:
+    """Save a matplotlib figure as PNG atomically and close it."""
     import matplotlib.pyplot as plt
     from io import BytesIO
 

@@ -1,0 +1,120 @@
+"""A generated ultrasound corpus with every supported format and the bad inputs a real archive has."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from monai_ext.data.synthetic import SimulatorConfig, simulate_frame
+from monai_ext.data.writers import write_dicom_frames
+
+IDENTITY = {"PatientName": "DOE^SECRETNAME", "PatientID": "PHI-ID-73519", "PatientBirthDate": "19610407",
+            "AccessionNumber": "ACC-884213"}
+DICOM_CASES = [  # (photometric, transfer syntax): every transfer syntax and every photometric interpretation
+    ("MONOCHROME2", "explicit"), ("MONOCHROME1", "explicit"), ("RGB", "explicit"), ("YBR_FULL", "explicit"),
+    ("PALETTE COLOR", "explicit"), ("MONOCHROME2", "rle"), ("RGB", "rle"), ("MONOCHROME2", "jpeg2000"),
+    ("YBR_FULL_422", "jpeg_baseline"), ("MONOCHROME2", "jpeg_baseline"),
+]
+FRAMES_PER_DICOM = 3
+_seed = iter(range(10_000))
+
+
+def us_image(size: int = 96) -> np.ndarray:
+    """A distinct simulated B-mode frame (H, W) uint8."""
+    return simulate_frame(next(_seed) + 1000, SimulatorConfig(size=size)).image
+
+
+def build(root: Path) -> dict[str, object]:
+    """Write the corpus under ``root``; returns the expected frame counts per dataset and the planted files."""
+    images, dicom, volumes, video, dups = (root / n for n in ("images", "dicom", "volumes", "video", "dups"))
+    for folder in (images, dicom, volumes, video, dups):
+        folder.mkdir(parents=True)
+    expected = {"images": 0, "dicom": 0, "volumes": 0, "video": 0, "dups": 0}
+    # ---- images: every format and mode, plus the awkward ones
+    cv2.imwrite(str(images / "gray.png"), us_image())
+    cv2.imwrite(str(images / "photo.jpg"), us_image(), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    cv2.imwrite(str(images / "bitmap.bmp"), us_image())
+    cv2.imwrite(str(images / "scan.tiff"), us_image())
+    cv2.imwrite(str(images / "deep16.png"), us_image().astype(np.uint16) * 257)
+    Image.fromarray(np.dstack([np.repeat(us_image()[..., None], 3, 2), np.full((96, 96), 255, np.uint8)]), "RGBA").save(images / "alpha.png")
+    Image.fromarray(us_image()).convert("P").save(images / "palette.png")
+    cv2.imwrite(str(images / "name with spaces éü.png"), us_image())
+    huge = np.zeros((12000, 12000), np.uint8)
+    huge[1000:11000, 2000:10000] = cv2.resize(us_image(), (8000, 10000), interpolation=cv2.INTER_NEAREST)
+    cv2.imwrite(str(images / "huge.png"), huge, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    expected["images"] = 9
+    bad = {"tiny.png": "smaller than", "empty.png": "empty file", "truncated.png": "cannot decode",
+           "truncated.jpg": "cannot decode", "missing.png": "cannot open"}
+    cv2.imwrite(str(images / "tiny.png"), np.full((1, 1), 128, np.uint8))
+    (images / "empty.png").write_bytes(b"")
+    full = cv2.imencode(".png", us_image())[1].tobytes()
+    (images / "truncated.png").write_bytes(full[: len(full) // 2])
+    full = cv2.imencode(".jpg", us_image())[1].tobytes()
+    (images / "truncated.jpg").write_bytes(full[: len(full) // 3])
+    os.symlink(images / "does-not-exist.png", images / "missing.png")  # unreadable: a broken link
+    # ---- DICOM: multi-frame in every transfer syntax and photometric interpretation
+    for photometric, syntax in DICOM_CASES:
+        frames = np.stack([us_image() for _ in range(FRAMES_PER_DICOM)])
+        write_dicom_frames(frames, dicom / f"{photometric.replace(' ', '_')}_{syntax}.dcm", photometric, syntax,
+                           identity=IDENTITY)
+        expected["dicom"] += FRAMES_PER_DICOM
+    region = np.zeros((1, 120, 160), np.uint8)
+    region[0, 10:106, 40:136] = us_image()
+    region[0, 2:8, 2:150] = 255  # a text-like bar outside the region
+    write_dicom_frames(region, dicom / "with_region.dcm", region_box=(40, 10, 136, 106), identity=IDENTITY)
+    expected["dicom"] += 1
+    (dicom / "notes.dcm").write_text("this is not a DICOM file\n")
+    bad["notes.dcm"] = "cannot decode"
+    write_dicom_frames(np.stack([us_image()]), dicom / "ct_scan.dcm", modality="CT")
+    bad["ct_scan.dcm"] = "modality 'CT' is not 'US'"
+    _dicom_without_pixels(dicom / "no_pixels.dcm")
+    bad["no_pixels.dcm"] = "no pixel data"
+    # ---- volumes: NIfTI and MHA, (x, y, z) with empty slices that must be skipped
+    import nibabel as nib
+    import SimpleITK as sitk
+
+    volume = np.zeros((96, 96, 6), np.float32)  # (x, y, z)
+    for z in (0, 2, 3, 5):
+        volume[..., z] = us_image().T
+    nib.save(nib.Nifti1Image(volume, np.eye(4)), str(volumes / "volume.nii.gz"))
+    sitk.WriteImage(sitk.GetImageFromArray(volume.transpose(2, 1, 0)), str(volumes / "volume.mha"))
+    nib.save(nib.Nifti1Image(np.zeros((32, 32, 4), np.float32), np.eye(4)), str(volumes / "zeros.nii.gz"))
+    expected["volumes"] = 8
+    bad["zeros.nii.gz"] = "constant"
+    # ---- cine loop
+    writer = cv2.VideoWriter(str(video / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (96, 96), isColor=True)
+    for _ in range(5):
+        writer.write(cv2.cvtColor(us_image(), cv2.COLOR_GRAY2BGR))
+    writer.release()
+    expected["video"] = 5
+    # ---- planted duplicates: an exact copy and a slightly noisy copy of one image
+    original = us_image()
+    cv2.imwrite(str(dups / "original.png"), original)
+    cv2.imwrite(str(dups / "exact_copy.png"), original)
+    noisy = np.clip(original.astype(int) + np.random.default_rng(0).integers(-2, 3, original.shape), 0, 255)
+    cv2.imwrite(str(dups / "near_copy.png"), noisy.astype(np.uint8))
+    expected["dups"] = 3
+    # ---- an evaluation set: one image that also sits in the corpus, one that does not
+    evaluation = root.parent / f"{root.name}_evaluation" / "busbra"
+    evaluation.mkdir(parents=True)
+    cv2.imwrite(str(evaluation / "bus_0001.png"), cv2.imread(str(images / "gray.png"), cv2.IMREAD_UNCHANGED))
+    cv2.imwrite(str(evaluation / "bus_0002.png"), us_image())
+    return {"expected": expected, "bad": bad, "evaluation": evaluation}
+
+
+def _dicom_without_pixels(path: Path) -> None:
+    import pydicom
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, UltrasoundImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = UltrasoundImageStorage, generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID, "US"
+    ds.save_as(path, enforce_file_format=True)
+    assert pydicom.dcmread(path).get("PixelData") is None
