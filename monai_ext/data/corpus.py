@@ -21,7 +21,7 @@ import json
 import logging
 import multiprocessing
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,6 +30,8 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
+from monai.config import KeysCollection
+from monai.transforms import MapTransform
 
 from monai_ext.data.frames import ALL_SUFFIXES, FrameOptions, SkippedSource, iter_frames, source_kind
 from monai_ext.data.readers import UnreadableImageError
@@ -110,15 +112,30 @@ def shrink_large(gray: np.ndarray, region_box: Sequence[int] | None, size: int) 
     return small, box
 
 
-def crop_to_view(gray: np.ndarray, region_box: Sequence[int] | None, threshold: int = 10) -> np.ndarray:
-    """Crop to the DICOM region if given, else to the detected field of view (unchanged if none is found)."""
+def crop_to_view(gray: np.ndarray, region_box: Sequence[int] | None, threshold: int = 10,
+                 detect_side: int = 256) -> np.ndarray:
+    """Crop to the DICOM region if given, else to the detected field of view (unchanged if none is found); pixels
+    outside the view inside the crop are set to black.
+
+    Detection runs on a copy reduced to ``detect_side`` on its long side (INTER_AREA): the view is a large,
+    smooth shape, and detection at full size would cost more than decoding the file.
+    """
     from monai_ext.transforms.fov import detect_fov
 
-    fov = detect_fov(gray, threshold, region_box)
+    if region_box is not None:
+        x0, y0, x1, y1 = (int(v) for v in region_box)
+        gray = gray[max(y0, 0) : y1, max(x0, 0) : x1]
+    h, w = gray.shape
+    scale = min(1.0, detect_side / max(h, w))
+    small = gray if scale == 1.0 else cv2.resize(gray, (max(1, round(w * scale)), max(1, round(h * scale))),
+                                                 interpolation=cv2.INTER_AREA)
+    fov = detect_fov(small, threshold)
     if fov.kind == "none":
         return gray
-    top, left, bottom, right = fov.bbox
-    return np.where(fov.mask, gray, 0)[top:bottom, left:right]
+    mask = fov.mask if scale == 1.0 else cv2.resize(fov.mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    return np.where(mask, gray, 0)[top:bottom, left:right]
 
 
 def process_file(path: Path, root: Path, options: CorpusOptions) -> tuple[list[np.ndarray], list[dict], str | None]:
@@ -426,3 +443,20 @@ class CorpusFrames(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         chunk, row = (int(v) for v in self.kept[index])
         return {"image": torch.from_numpy(np.array(self.frame(chunk, row)))[None], "frame_id": f"{chunk}:{row}"}
+
+
+class LoadCorpusFramed(MapTransform):
+    """``{"image": index of a kept frame}`` -> ``{"image": (1, S, S) uint8 tensor}`` from a prepared cache.
+
+    The dataset keeps one memory map per shard (opened lazily, so each DataLoader worker maps its own).
+    """
+
+    def __init__(self, keys: KeysCollection, cache_dir: str | os.PathLike, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.frames = CorpusFrames(cache_dir)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.frames[int(d[key])]["image"]
+        return d

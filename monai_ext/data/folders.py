@@ -60,18 +60,25 @@ def pretrain_datalists(
     num_synthetic: int = 2000,
     val_fraction: float = 0.1,
     seed: int = 42,
-) -> dict[str, list[dict[str, str]]]:
+) -> dict[str, list[dict[str, Any]]]:
     """Train and validation datalists (``[{"image": path}, ...]``) for MAE pretraining.
 
     Args:
-        dataset_dir: a folder of images (searched recursively); None for the synthetic default.
+        dataset_dir: a folder of images (searched recursively), a corpus cache written by ``prepare-corpus``
+            (items are then ``{"image": index of a kept frame}``, read by ``LoadCorpusFramed``), or None for the
+            synthetic default.
         cache_dir: where the synthetic default is generated.
         num_synthetic: images of the synthetic default.
         val_fraction: share held out for validation reconstruction loss.
         seed: split seed.
     """
+    from monai_ext.data.corpus import CorpusFrames, is_corpus_cache
+
     folder = synthetic_default(cache_dir, num_synthetic) if dataset_dir in (None, "", "None") else dataset_dir
-    files = [{"image": str(p)} for p in list_images(folder)]
+    if is_corpus_cache(folder):
+        files = [{"image": i} for i in range(len(CorpusFrames(folder)))]
+    else:
+        files = [{"image": str(p)} for p in list_images(folder)]
     train, val = split_train_val(files, val_fraction, seed)
     logger.info("pretraining data from %s: %d train, %d validation images", folder, len(train), len(val))
     return {"train": train, "validation": val}

@@ -80,6 +80,9 @@ def source_kind(path: str | os.PathLike) -> str | None:
 
 def to_uint8_gray(pixels: np.ndarray, source: str) -> np.ndarray:
     """(H, W) or (H, W, C) pixels of any integer type -> (H, W) uint8 luma (integers scaled by their type's range)."""
+    if pixels.dtype == np.uint8 and (pixels.ndim == 2 or (pixels.ndim == 3 and pixels.shape[2] in (3, 4))):
+        # OpenCV's fixed-point BT.601 luma: the same weights as below, several times faster on 8-bit input.
+        return pixels if pixels.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(pixels[..., :3]), cv2.COLOR_RGB2GRAY)
     return np.clip(np.rint(_to_gray_unit(pixels, source) * 255.0), 0, 255).astype(np.uint8)
 
 

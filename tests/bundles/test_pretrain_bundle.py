@@ -158,3 +158,16 @@ def test_metadata_verifies_offline_and_checkpoint_exports_to_torchscript(trained
     scripted = torch.jit.load(str(tmp_path / "mae.ts"))
     loss, pred, mask = scripted(torch.randn(2, 3, 64, 64))
     assert pred.shape == (2, 16, 768) and torch.isfinite(loss)
+
+
+def test_trains_from_a_prepared_corpus_cache(tmp_path, cache) -> None:
+    from monai_ext.data.corpus import CorpusOptions, prepare_corpus
+    from monai_ext.data.synthetic import SimulatorConfig, generate_dataset
+
+    generate_dataset(tmp_path / "root" / "synthetic", 20, seed=3, config=SimulatorConfig(size=96, screen_capture=True))
+    report = prepare_corpus(tmp_path / "root", tmp_path / "corpus", CorpusOptions(size=64))
+    result = run_bundle([TRAIN], tiny_pretrain_overrides(tmp_path, cache, epochs=1, dataset_dir=str(tmp_path / "corpus")))
+    log = result.stdout + result.stderr
+    train, val = report["kept"] - round(report["kept"] * 0.25), round(report["kept"] * 0.25)
+    assert f"pretraining data from {tmp_path / 'corpus'}: {train} train, {val} validation images" in log
+    assert (tmp_path / "models" / "model.pt").is_file()

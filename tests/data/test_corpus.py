@@ -1,0 +1,146 @@
+"""prepare-corpus end to end on a generated archive: counts, bad inputs, dedup, leak exclusion, PHI, resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from monai_ext.data.corpus import (
+    CorpusFrames,
+    CorpusOptions,
+    NearDuplicateIndex,
+    hamming,
+    prepare_corpus,
+    process_file,
+)
+from monai_ext.data.frames import FrameOptions
+from tests.data.corpus_builder import IDENTITY, build, us_image
+
+REPO = Path(__file__).resolve().parents[2]
+OPTIONS = CorpusOptions(size=64, files_per_chunk=4, frames=FrameOptions(modality="US"))
+
+
+def manifest(out: Path) -> list[dict]:
+    with open(out / "manifest.csv", newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    base = tmp_path_factory.mktemp("corpus")
+    info = build(base / "root")
+    out = base / "cache"
+    report = prepare_corpus(base / "root", out, OPTIONS, workers=2, evaluation_folders=[info["evaluation"]])
+    return base, info, out, report
+
+
+def test_every_format_ingests_with_the_expected_frame_counts(prepared):
+    _, info, out, report = prepared
+    counts = {name: entry["frames"] for name, entry in report["datasets"].items()}
+    assert counts == info["expected"]
+    rows = manifest(out)
+    assert "images/name with spaces éü.png" in {r["source"] for r in rows}
+    assert {r["source"] for r in rows if r["dataset"] == "images"} >= {
+        "images/huge.png", "images/deep16.png", "images/alpha.png", "images/palette.png", "images/scan.tiff"}
+
+
+def test_bad_inputs_are_skipped_with_their_reason_and_good_data_is_kept(prepared):
+    _, info, out, report = prepared
+    reasons = {Path(s["source"]).name: s["reason"] for s in report["skipped_files"]}
+    assert set(reasons) == set(info["bad"])
+    for name, fragment in info["bad"].items():
+        assert fragment in reasons[name]
+    data = CorpusFrames(out)
+    assert len(data) == report["kept"] > 0
+    item = data[len(data) - 1]
+    assert item["image"].shape == (1, 64, 64) and str(item["image"].dtype) == "torch.uint8"
+    assert (out / "report.png").stat().st_size > 0
+
+
+def test_planted_duplicates_and_evaluation_images_are_removed(prepared):
+    _, _, out, report = prepared
+    by_source = {r["source"]: r for r in manifest(out)}
+    assert by_source["dups/exact_copy.png"]["keep"] == "1"
+    assert by_source["dups/original.png"]["reason"].startswith("duplicate_of:")
+    assert by_source["dups/near_copy.png"]["reason"].startswith("near_duplicate_of:")
+    assert by_source["images/gray.png"]["reason"] == "matches_evaluation:busbra/bus_0001.png"
+    # the NIfTI and MHA volumes hold the same slices: the later file's slices are duplicates
+    assert all(r["reason"].startswith("duplicate_of:") for r in manifest(out) if r["source"] == "volumes/volume.nii.gz")
+    assert report["removed"] == {"duplicate_of": 5, "near_duplicate_of": 1, "matches_evaluation": 1}
+
+
+def test_excluding_a_dataset_on_rerun_reuses_the_cache(prepared, caplog):
+    base, _, out, _ = prepared
+    before = {p.name: p.stat().st_mtime_ns for p in (out / "chunks").iterdir()}
+    report = prepare_corpus(base / "root", out, OPTIONS, exclude_datasets=["video"])
+    assert report["removed"]["excluded_dataset"] == 5
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "chunks").iterdir()} == before  # nothing re-decoded
+    with pytest.raises(ValueError, match="prepared with other settings"):
+        prepare_corpus(base / "root", out, CorpusOptions(size=32, files_per_chunk=4))
+
+
+def test_no_patient_identifier_reaches_any_output(prepared, caplog, capsys):
+    base, info, out, _ = prepared
+    with caplog.at_level(logging.DEBUG):
+        prepare_corpus(base / "root", out, OPTIONS, evaluation_folders=[info["evaluation"]])
+    texts = [caplog.text, *capsys.readouterr()]
+    for path in out.rglob("*"):
+        if path.is_file():
+            texts.append(path.read_bytes().decode("latin-1"))
+    for value in IDENTITY.values():
+        for text in texts:
+            assert value not in text and value.replace("^", " ") not in text
+
+
+def test_near_duplicate_index_is_exact_within_the_threshold():
+    rng = np.random.default_rng(0)
+    stored = [int(v) for v in rng.integers(0, 2**63, size=200)]
+    index = NearDuplicateIndex(threshold=4)
+    for i, value in enumerate(stored):
+        index.add(value, str(i))
+    for value in stored[:50]:
+        flipped = value
+        for bit in rng.choice(64, size=4, replace=False):
+            flipped ^= 1 << int(bit)
+        match = index.find(flipped)
+        assert match is not None and hamming(stored[int(match)], flipped) <= 4
+    assert index.find(~stored[0] & (2**64 - 1)) is None  # 64 bits away from its source, far from the rest
+
+
+def test_killed_midway_resumes_without_duplicates_or_corrupt_entries(tmp_path):
+    root = tmp_path / "root" / "set"
+    root.mkdir(parents=True)
+    for i in range(24):
+        cv2.imwrite(str(root / f"img_{i:02d}.png"), us_image(128))
+    command = [sys.executable, "-m", "monai_ext", "prepare-corpus", str(tmp_path / "root"), "--out",
+               str(tmp_path / "cache"), "--size", "64", "--files_per_chunk", "1", "--dedup_threshold", "-1"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list((tmp_path / "cache" / "chunks").glob("*.json"))) < 4:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done = len(list((tmp_path / "cache" / "chunks").glob("*.json")))
+    assert 4 <= done < 24, "the run was not interrupted midway"
+    assert not (tmp_path / "cache" / "manifest.csv").exists()
+    subprocess.run(command, env=env, check=True, capture_output=True, timeout=300)
+    rows = manifest(tmp_path / "cache")
+    assert sorted(r["source"] for r in rows) == [f"set/img_{i:02d}.png" for i in range(24)]
+    assert len({r["frame_id"] for r in rows}) == 24 and all(r["keep"] == "1" for r in rows)
+    data = CorpusFrames(tmp_path / "cache")
+    options = CorpusOptions(size=64, files_per_chunk=1, dedup_threshold=-1)
+    for i in range(len(data)):  # every entry holds its own source, prepared exactly as a fresh run would
+        frames, _, _ = process_file(tmp_path / "root" / rows[i]["source"], tmp_path / "root", options)
+        np.testing.assert_array_equal(data[i]["image"][0].numpy(), frames[0])

@@ -1,0 +1,60 @@
+"""Frame sources: every DICOM transfer syntax and photometric interpretation decodes to the written pixels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from monai_ext.data.corpus import crop_to_view
+from monai_ext.data.frames import FrameOptions, SkippedSource, iter_frames
+from monai_ext.data.readers import UnreadableImageError
+from monai_ext.data.writers import write_dicom_frames
+from tests.data.corpus_builder import DICOM_CASES, us_image
+
+
+@pytest.mark.parametrize("photometric,syntax", DICOM_CASES)
+def test_multiframe_dicom_displays_the_written_frames(tmp_path, photometric, syntax):
+    frames = np.stack([us_image(64) for _ in range(4)])
+    path = write_dicom_frames(frames, tmp_path / "cine.dcm", photometric, syntax)
+    decoded = list(iter_frames(path))
+    assert [f.index for f in decoded] == [0, 1, 2, 3]
+    tolerance = 12 if syntax == "jpeg_baseline" else 1  # lossy JPEG; YBR <-> RGB rounding for the rest
+    for got, want in zip(decoded, frames):
+        assert got.pixels.dtype == np.uint8 and got.pixels.shape == (64, 64)
+        assert np.abs(got.pixels.astype(int) - want.astype(int)).mean() <= tolerance / 4
+        assert np.abs(got.pixels.astype(int) - want.astype(int)).max() <= (80 if syntax == "jpeg_baseline" else 1)
+
+
+def test_frame_stride_and_modality_filter(tmp_path):
+    frames = np.stack([us_image(48) for _ in range(5)])
+    path = write_dicom_frames(frames, tmp_path / "cine.dcm")
+    assert [f.index for f in iter_frames(path, FrameOptions(frame_stride=2))] == [0, 2, 4]
+    with pytest.raises(SkippedSource, match="modality 'US' is not 'CT'"):
+        list(iter_frames(path, FrameOptions(modality="CT")))
+
+
+def test_region_box_is_read_and_used_for_the_crop(tmp_path):
+    screen = np.zeros((1, 120, 160), np.uint8)
+    screen[0, 10:106, 40:136] = us_image(96)
+    screen[0, 2:8, 2:150] = 255  # a bright banner outside the region that would join a detected view
+    path = write_dicom_frames(screen, tmp_path / "region.dcm", region_box=(40, 10, 136, 106))
+    frame = next(iter_frames(path))
+    assert frame.region_box == (40, 10, 136, 106)
+    np.testing.assert_array_equal(crop_to_view(frame.pixels, frame.region_box),
+                                  crop_to_view(screen[0, 10:106, 40:136], None))
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"frame_stride": 0}, "frame_stride must be at least 1, got 0"),
+    ({"slice_axis": 3}, "slice_axis must be 0, 1 or 2, got 3"),
+])
+def test_bad_options(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        FrameOptions(**kwargs)
+
+
+def test_unsupported_suffix_is_named(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("x")
+    with pytest.raises(UnreadableImageError, match="notes.txt: unsupported file type"):
+        list(iter_frames(path))
