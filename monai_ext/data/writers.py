@@ -8,26 +8,34 @@ from pathlib import Path
 import numpy as np
 
 
-def write_dicom(image: np.ndarray, path: str | os.PathLike, modality: str = "US") -> Path:
-    """Write a uint8 grayscale (H, W) or RGB (H, W, 3) image as an uncompressed single-frame DICOM file.
-
-    The file carries no patient identity: the patient name and ID are empty, as anonymised exports are.
-    """
-    import pydicom
+def new_dicom_dataset(path: Path, sop_class: str, modality: str = "US") -> object:
+    """An empty explicit-little-endian DICOM dataset of ``sop_class`` with fresh UIDs and an empty patient identity
+    (as anonymised exports have); callers add the image attributes and pixel data."""
     from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, UltrasoundImageStorage, generate_uid
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-    if image.dtype != np.uint8 or image.ndim not in (2, 3):
-        raise ValueError(f"expected a uint8 (H, W) or (H, W, 3) image, got {image.dtype} {image.shape!r}")
-    path = Path(path)
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = UltrasoundImageStorage
+    meta.MediaStorageSOPClassUID = sop_class
     meta.MediaStorageSOPInstanceUID = generate_uid()
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
     ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
     ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
     ds.Modality, ds.PatientName, ds.PatientID = modality, "", ""
+    return ds
+
+
+def write_dicom(image: np.ndarray, path: str | os.PathLike, modality: str = "US") -> Path:
+    """Write a uint8 grayscale (H, W) or RGB (H, W, 3) image as an uncompressed single-frame DICOM file.
+
+    The file carries no patient identity: the patient name and ID are empty, as anonymised exports are.
+    """
+    from pydicom.uid import UltrasoundImageStorage
+
+    if image.dtype != np.uint8 or image.ndim not in (2, 3):
+        raise ValueError(f"expected a uint8 (H, W) or (H, W, 3) image, got {image.dtype} {image.shape!r}")
+    path = Path(path)
+    ds = new_dicom_dataset(path, UltrasoundImageStorage, modality)
     ds.Rows, ds.Columns = int(image.shape[0]), int(image.shape[1])
     ds.SamplesPerPixel = 1 if image.ndim == 2 else 3
     ds.PhotometricInterpretation = "MONOCHROME2" if image.ndim == 2 else "RGB"
@@ -82,16 +90,9 @@ def write_dicom_frames(frames: np.ndarray, path: str | os.PathLike, photometric:
 
     import pydicom
     from PIL import Image
-    from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+    from pydicom.dataset import Dataset
     from pydicom.encaps import encapsulate
-    from pydicom.uid import (
-        ExplicitVRLittleEndian,
-        JPEG2000Lossless,
-        JPEGBaseline8Bit,
-        RLELossless,
-        UltrasoundMultiFrameImageStorage,
-        generate_uid,
-    )
+    from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit, RLELossless, UltrasoundMultiFrameImageStorage
 
     if photometric not in PHOTOMETRICS:
         raise ValueError(f"photometric must be one of {PHOTOMETRICS}, got {photometric!r}")
@@ -100,14 +101,7 @@ def write_dicom_frames(frames: np.ndarray, path: str | os.PathLike, photometric:
     frames = np.ascontiguousarray(frames, dtype=np.uint8)
     stored = _stored_pixels(frames, photometric)
     path = Path(path)
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = UltrasoundMultiFrameImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
-    ds.Modality, ds.PatientName, ds.PatientID = modality, "", ""
+    ds = new_dicom_dataset(path, UltrasoundMultiFrameImageStorage, modality)
     for key, value in (identity or {}).items():
         setattr(ds, key, value)
     ds.NumberOfFrames = int(frames.shape[0])

@@ -108,13 +108,9 @@ def build(root: Path) -> dict[str, object]:
 
 def _dicom_without_pixels(path: Path) -> None:
     import pydicom
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, UltrasoundImageStorage, generate_uid
+    from pydicom.uid import UltrasoundImageStorage
 
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = UltrasoundImageStorage, generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID, "US"
-    ds.save_as(path, enforce_file_format=True)
+    from monai_ext.data.writers import new_dicom_dataset
+
+    new_dicom_dataset(path, UltrasoundImageStorage).save_as(path, enforce_file_format=True)
     assert pydicom.dcmread(path).get("PixelData") is None
