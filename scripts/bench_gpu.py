@@ -1,0 +1,235 @@
+"""GPU benchmark of the pretraining and fine-tuning steps (issue #10).
+
+In one run on one GPU: times this project's MAE pretraining step (ViT-B/16 + 8x512 decoder by default), MONAI's
+``MaskedAutoEncoderViT`` with the same sizes as the in-run baseline, the fine-tuning step of the ViT-B classifier,
+and the end-to-end pretraining loop reading a memory-mapped corpus cache (#4) through the GPU batch augmentation
+(#5). Prints images/s, FLOPs per image (``torch.utils.flop_counter``), model FLOPs utilisation against the card's
+bf16 peak, peak memory, the ratio to MONAI, and the bf16-vs-fp32 loss difference of the same batch.
+
+Without a GPU it says so and exits 0. ``--smoke`` runs every part with tiny sizes on whatever device there is (a
+check that the script works, not a measurement).
+
+    python scripts/bench_gpu.py                 # on an H100: batch 256, 224 px, bf16, torch.compile
+    python scripts/bench_gpu.py --smoke         # a one-minute functional check, CPU or GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+#: Dense bf16 peak by device-name fragment, TFLOP/s (the issue's H100 figure; H200 has the same tensor cores).
+PEAK_BF16_TFLOPS = {"H100": 788.0, "H200": 788.0, "A100": 312.0}
+
+
+def flops_per_image(step: Callable[[], None], batch: int) -> float:
+    """FLOPs of one forward + backward step divided by the batch size (``FlopCounterMode``)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        step()
+    return counter.get_total_flops() / batch
+
+
+def time_steps(step: Callable[[], None], warmup: int, steps: int, device: torch.device) -> tuple[float, float]:
+    """(seconds per step, peak GiB) after ``warmup`` steps; synchronises only around the timed loop."""
+    for _ in range(warmup):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    elapsed = (time.perf_counter() - start) / steps
+    peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
+    return elapsed, peak
+
+
+def autocast(device: torch.device, bf16: bool):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda")
+
+
+def mae_step(model: torch.nn.Module, images: torch.Tensor, bf16: bool, loss_of: Callable) -> Callable[[], None]:
+    """One optimiser step of an MAE: fused AdamW on CUDA, gradients set to None, no host synchronisation."""
+    fused = images.is_cuda
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), fused=fused or None)
+
+    def step() -> None:
+        with autocast(images.device, bf16):
+            loss = loss_of(model, images)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step
+
+
+def project_mae_loss(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    return model(images, 0.75)[0]
+
+
+def monai_mae_loss(patch: int) -> Callable:
+    """MSE on the removed patches of MONAI's ``MaskedAutoEncoderViT`` output (its forward returns no loss)."""
+
+    def loss(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+        pred, mask = model(images)
+        n, c, h, w = images.shape
+        target = images.reshape(n, c, h // patch, patch, w // patch, patch).permute(0, 2, 4, 3, 5, 1)
+        target = target.reshape(n, (h // patch) * (w // patch), patch * patch * c)
+        per_patch = ((pred.float() - target) ** 2).mean(-1)
+        return (per_patch * mask).sum() / mask.sum()
+
+    return loss
+
+
+def build_models(args: argparse.Namespace, device: torch.device) -> dict[str, torch.nn.Module]:
+    from monai.networks.nets import MaskedAutoEncoderViT
+
+    from monai_ext.networks.classifier import build_classifier
+    from monai_ext.networks.mae import build_mae
+
+    small = args.smoke
+    arch = "mae_vit_tiny_patch16_dec128d2b" if small else "mae_vit_base_patch16_dec512d8b"
+    ours = build_mae(arch, img_size=args.image_size).to(device)
+    dims = (192, 3, 768, 128, 2, 512) if small else (768, 12, 3072, 512, 8, 2048)
+    hidden, heads_layers, mlp, dec_hidden, dec_layers, dec_mlp = dims
+    monai = MaskedAutoEncoderViT(
+        in_channels=3, img_size=args.image_size, patch_size=16, hidden_size=hidden, mlp_dim=mlp, spatial_dims=2,
+        num_layers=12, num_heads=heads_layers, masking_ratio=0.75,
+        decoder_hidden_size=dec_hidden, decoder_mlp_dim=dec_mlp, decoder_num_layers=dec_layers,
+        decoder_num_heads=16 if not small else 4,
+    ).to(device)
+    classifier = build_classifier(arch, num_classes=3, img_size=args.image_size).to(device)
+    return {"ours": ours, "monai": monai, "classifier": classifier}
+
+
+def maybe_compile(model: torch.nn.Module, enabled: bool) -> torch.nn.Module:
+    return torch.compile(model) if enabled else model
+
+
+def report(name: str, batch: int, seconds: float, flops: float, peak_gib: float, peak_tflops: float | None) -> float:
+    rate = batch / seconds
+    mfu = f"{rate * flops / (peak_tflops * 1e12):6.1%}" if peak_tflops else "   n/a"
+    print(f"{name:<44} {rate:10.1f} images/s   {flops / 1e9:6.1f} GFLOP/image   MFU {mfu}   peak {peak_gib:5.1f} GiB")
+    return rate
+
+
+def bf16_vs_fp32(model: torch.nn.Module, images: torch.Tensor) -> float:
+    """Relative difference of the MAE loss of one batch under bf16 autocast and in float32 (same mask)."""
+    noise = torch.rand(images.shape[0], model.patch_embed.num_patches, device=images.device)
+    with torch.no_grad():
+        fp32 = model(images, 0.75, noise)[0].float()
+        with autocast(images.device, True):
+            bf16 = model(images, 0.75, noise)[0].float()
+    return float((bf16 - fp32).abs() / fp32.abs())
+
+
+def end_to_end(model: torch.nn.Module, args: argparse.Namespace, device: torch.device, bf16: bool) -> float:
+    """Images/s of the pretraining loop fed from a corpus cache through ``UltrasoundBatchAugment`` on the device."""
+    from monai_ext.data.corpus import CorpusFrames, CorpusOptions, prepare_corpus
+    from monai_ext.data.synthetic import SimulatorConfig, generate_dataset
+    from monai_ext.transforms import UltrasoundBatchAugment
+
+    work = Path(tempfile.mkdtemp(prefix="bench_gpu_"))
+    count = max(args.batch * 2, 64) if args.smoke else 2048
+    generate_dataset(work / "root" / "synthetic", count, seed=0, config=SimulatorConfig(size=256, screen_capture=True))
+    prepare_corpus(work / "root", work / "cache", CorpusOptions(size=256, dedup_threshold=-1), workers=args.workers)
+    loader = torch.utils.data.DataLoader(CorpusFrames(work / "cache"), batch_size=args.batch, shuffle=True,
+                                         num_workers=args.workers, pin_memory=device.type == "cuda",
+                                         drop_last=True, persistent_workers=args.workers > 0)
+    augment = UltrasoundBatchAugment(args.image_size, speckle_prob=0.3, depth_gain_prob=0.3, gamma_gain_prob=0.3,
+                                     seed=0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda" or None)
+    seen, start = 0, None
+    for epoch in range(math.ceil((args.warmup + args.steps) * args.batch / len(loader.dataset)) + 1):
+        for i, batch in enumerate(loader):
+            images = augment(batch["image"].to(device, non_blocking=True))
+            with autocast(device, bf16):
+                loss = model(images, 0.75)[0]
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            seen += 1
+            if seen == args.warmup:
+                torch.cuda.synchronize() if device.type == "cuda" else None
+                start, counted = time.perf_counter(), 0
+            elif start is not None:
+                counted += args.batch
+            if start is not None and counted >= args.steps * args.batch:
+                torch.cuda.synchronize() if device.type == "cuda" else None
+                return counted / (time.perf_counter() - start)
+    raise RuntimeError("the cache was too small for the requested steps")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--finetune-batch", type=int, default=128)
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--skip-end-to-end", action="store_true")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes on any device: checks the script runs")
+    args = parser.parse_args()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type != "cuda" and not args.smoke:
+        print("no GPU: skipped (use --smoke for a functional check on the CPU)")
+        return
+    if args.smoke:
+        args.batch, args.finetune_batch, args.image_size = 4, 4, 32
+        args.steps, args.warmup, args.workers = 2, 1, 0
+    bf16, compile_ = device.type == "cuda", not args.no_compile and device.type == "cuda"
+    name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
+    peak = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
+    print(f"device {name}; batch {args.batch}, {args.image_size} px, bf16 {bf16}, torch.compile {compile_}, "
+          f"torch {torch.__version__}")
+    models = build_models(args, device)
+    images = torch.randn(args.batch, 3, args.image_size, args.image_size, device=device)
+    print(f"bf16 vs fp32 MAE loss, relative difference: {bf16_vs_fp32(models['ours'], images[:8]):.2e} (goal <= 1e-2)"
+          if bf16 else "bf16 vs fp32: needs CUDA")
+    rates = {}
+    for key, loss_of, label in (("ours", project_mae_loss, "pretraining step, this project"),
+                                ("monai", monai_mae_loss(16), "pretraining step, MONAI MaskedAutoEncoderViT")):
+        model = models[key]
+        flops = flops_per_image(mae_step(model, images, bf16, loss_of), args.batch)
+        step = mae_step(maybe_compile(model, compile_), images, bf16, loss_of)
+        try:
+            seconds, gib = time_steps(step, args.warmup, args.steps, device)
+        except Exception as e:  # MONAI's model has failed under bf16 before: report it, keep going
+            print(f"{label}: failed ({type(e).__name__}: {str(e)[:200]})")
+            continue
+        rates[key] = report(label, args.batch, seconds, flops, gib, peak)
+    if "monai" in rates and "ours" in rates:
+        print(f"pretraining step, this project / MONAI = {rates['ours'] / rates['monai']:.2f}")
+    labels = torch.randint(0, 3, (args.finetune_batch,), device=device)
+    ft_images = images[: args.finetune_batch] if args.finetune_batch <= args.batch else torch.randn(
+        args.finetune_batch, 3, args.image_size, args.image_size, device=device)
+    classifier = models["classifier"]
+    ce = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
+    finetune_loss = lambda m, x: ce(m(x).float(), labels)  # noqa: E731
+    flops = flops_per_image(mae_step(classifier, ft_images, bf16, finetune_loss), args.finetune_batch)
+    seconds, gib = time_steps(mae_step(maybe_compile(classifier, compile_), ft_images, bf16, finetune_loss),
+                              args.warmup, args.steps, device)
+    report("fine-tuning step, ViT classifier", args.finetune_batch, seconds, flops, gib, peak)
+    if not args.skip_end_to_end:
+        rate = end_to_end(maybe_compile(models["ours"], compile_), args, device, bf16)
+        line = f"end to end (cache -> GPU augmentation -> step): {rate:10.1f} images/s"
+        if "ours" in rates:
+            line += f"   / model step alone = {rate / rates['ours']:.2f} (goal >= 0.9)"
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
