@@ -17,10 +17,30 @@ IDENTITY = {"PatientName": "DOE^SECRETNAME", "PatientID": "PHI-ID-73519", "Patie
 DICOM_CASES = [  # (photometric, transfer syntax): every transfer syntax and every photometric interpretation
     ("MONOCHROME2", "explicit"), ("MONOCHROME1", "explicit"), ("RGB", "explicit"), ("YBR_FULL", "explicit"),
     ("PALETTE COLOR", "explicit"), ("MONOCHROME2", "rle"), ("RGB", "rle"), ("MONOCHROME2", "jpeg2000"),
-    ("YBR_FULL_422", "jpeg_baseline"), ("MONOCHROME2", "jpeg_baseline"),
+    ("YBR_FULL_422", "jpeg_baseline"), ("MONOCHROME2", "jpeg_baseline"), ("MONOCHROME2", "jpeg_lossless"),
 ]
 FRAMES_PER_DICOM = 3
 _seed = iter(range(10_000))
+
+
+def write_case(frames: np.ndarray, path: Path, photometric: str, syntax: str,
+               identity: dict[str, str] | None = None) -> Path:
+    """``write_dicom_frames``, plus JPEG lossless (process 14), which only this project's test encoder writes."""
+    if syntax != "jpeg_lossless":
+        return write_dicom_frames(frames, path, photometric, syntax, identity=identity)
+    import pydicom
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGLosslessSV1
+
+    from tests.data.jpeg_lossless import encode_jpeg_lossless
+
+    write_dicom_frames(frames, path, photometric, "explicit", identity=identity)
+    ds = pydicom.dcmread(path)
+    ds.PixelData = encapsulate([encode_jpeg_lossless(frame) for frame in frames])
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = JPEGLosslessSV1
+    ds.save_as(path, enforce_file_format=True)
+    return path
 
 
 def us_image(size: int = 96) -> np.ndarray:
@@ -59,8 +79,7 @@ def build(root: Path) -> dict[str, object]:
     # ---- DICOM: multi-frame in every transfer syntax and photometric interpretation
     for photometric, syntax in DICOM_CASES:
         frames = np.stack([us_image() for _ in range(FRAMES_PER_DICOM)])
-        write_dicom_frames(frames, dicom / f"{photometric.replace(' ', '_')}_{syntax}.dcm", photometric, syntax,
-                           identity=IDENTITY)
+        write_case(frames, dicom / f"{photometric.replace(' ', '_')}_{syntax}.dcm", photometric, syntax, IDENTITY)
         expected["dicom"] += FRAMES_PER_DICOM
     region = np.zeros((1, 120, 160), np.uint8)
     region[0, 10:106, 40:136] = us_image()

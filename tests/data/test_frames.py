@@ -9,13 +9,13 @@ from monai_ext.data.corpus import crop_to_view
 from monai_ext.data.frames import FrameOptions, SkippedSource, iter_frames
 from monai_ext.data.readers import UnreadableImageError
 from monai_ext.data.writers import write_dicom_frames
-from tests.data.corpus_builder import DICOM_CASES, us_image
+from tests.data.corpus_builder import DICOM_CASES, us_image, write_case
 
 
 @pytest.mark.parametrize("photometric,syntax", DICOM_CASES)
 def test_multiframe_dicom_displays_the_written_frames(tmp_path, photometric, syntax):
     frames = np.stack([us_image(64) for _ in range(4)])
-    path = write_dicom_frames(frames, tmp_path / "cine.dcm", photometric, syntax)
+    path = write_case(frames, tmp_path / "cine.dcm", photometric, syntax)
     decoded = list(iter_frames(path))
     assert [f.index for f in decoded] == [0, 1, 2, 3]
     tolerance = 12 if syntax == "jpeg_baseline" else 1  # lossy JPEG; YBR <-> RGB rounding for the rest
@@ -58,3 +58,14 @@ def test_unsupported_suffix_is_named(tmp_path):
     path.write_text("x")
     with pytest.raises(UnreadableImageError, match="notes.txt: unsupported file type"):
         list(iter_frames(path))
+
+
+def test_test_encoder_for_jpeg_lossless_round_trips_through_libjpeg():
+    """The hand-written test encoder is checked against pylibjpeg-libjpeg, an independent decoder."""
+    from libjpeg import decode
+
+    from tests.data.jpeg_lossless import encode_jpeg_lossless
+
+    for shape in [(37, 53), (64, 64), (1, 9)]:
+        image = (np.random.default_rng(shape[0]).random(shape) * 255).astype(np.uint8)
+        np.testing.assert_array_equal(decode(encode_jpeg_lossless(image)), image)
