@@ -26,7 +26,7 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 from monai.utils import convert_to_dst_type
 
-from monai_ext.transforms.fov import FieldOfView, detect_fov, to_gray_uint8
+from monai_ext.transforms.fov import FieldOfView, detect_fov, to_gray_uint8, to_hwc_uint8
 
 #: Inpainting radius in pixels (OpenCV's Telea method).
 INPAINT_RADIUS = 3
@@ -45,19 +45,6 @@ class Deannotation:
     image: np.ndarray
     annotations: np.ndarray
     fov: FieldOfView
-
-
-def to_hwc_uint8(image: Any) -> np.ndarray:
-    """(H, W), (H, W, C) or channel-first (C, H, W), uint8 or float in [0, 1] (numpy or tensor) -> (H, W, C) uint8."""
-    img = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
-    if img.ndim == 2:
-        img = img[..., None]
-    elif img.shape[0] in (1, 3, 4) and img.shape[-1] not in (1, 3, 4):
-        img = np.moveaxis(img, 0, -1)
-    if img.dtype != np.uint8:
-        scale = 255.0 if float(np.max(img, initial=0)) <= 1.0 else 1.0
-        img = np.clip(np.rint(img.astype(np.float32) * scale), 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(img[..., :3])
 
 
 def colour_mask(rgb: np.ndarray, chroma: int = 40) -> np.ndarray:

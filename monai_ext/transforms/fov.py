@@ -22,7 +22,6 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 
-from monai_ext.transforms.intensity import LUMA
 
 #: A fitted model must agree with the detected region at least this well (IoU) to replace it.
 MIN_MODEL_IOU = 0.9
@@ -50,17 +49,30 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return np.count_nonzero(a & b) / union if union else 0.0
 
 
-def to_gray_uint8(image: np.ndarray) -> np.ndarray:
-    """(H, W), (H, W, 3) or channel-first (C, H, W) uint8/float image -> (H, W) uint8 luma."""
-    img = np.asarray(image)
-    if img.ndim == 3 and img.shape[0] in (1, 3, 4) and img.shape[-1] not in (1, 3, 4):
+def to_hwc_uint8(image: Any) -> np.ndarray:
+    """(H, W), (H, W, C) or channel-first (C, H, W) image (numpy or tensor) -> (H, W, 1 or 3) uint8.
+
+    Integer types are scaled by their range (uint16 / 257), floats are taken as [0, 1] (or as [0, 255] when their
+    maximum exceeds 1); alpha is dropped.
+    """
+    img = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+    if img.ndim == 2:
+        img = img[..., None]
+    elif img.shape[0] in (1, 3, 4) and img.shape[-1] not in (1, 3, 4):
         img = np.moveaxis(img, 0, -1)
-    if img.ndim == 3:
-        img = img[..., 0] if img.shape[-1] == 1 else img[..., :3].astype(np.float32) @ np.asarray(LUMA, np.float32)
     if img.dtype != np.uint8:
-        scale = 255.0 if float(np.max(img, initial=0)) <= 1.0 else 1.0
+        if np.issubdtype(img.dtype, np.integer):
+            scale = 255.0 / float(np.iinfo(img.dtype).max)
+        else:
+            scale = 255.0 if float(np.max(img, initial=0)) <= 1.0 else 1.0
         img = np.clip(np.rint(img.astype(np.float32) * scale), 0, 255).astype(np.uint8)
-    return img
+    return np.ascontiguousarray(img[..., :3] if img.shape[-1] >= 3 else img[..., :1])
+
+
+def to_gray_uint8(image: Any) -> np.ndarray:
+    """Any image :func:`to_hwc_uint8` accepts -> (H, W) uint8 BT.601 luma (OpenCV's, the weights of ``LUMA``)."""
+    img = to_hwc_uint8(image)
+    return img[..., 0] if img.shape[-1] == 1 else cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
 
 
 def signal_region(gray: np.ndarray, threshold: int = 0, kernel: int | None = None) -> np.ndarray:
@@ -164,11 +176,11 @@ def fit_sector(region: np.ndarray) -> np.ndarray | None:
     return mask
 
 
-def detect_fov(image: np.ndarray, threshold: int = 0, region_box: Sequence[int] | None = None) -> FieldOfView:
+def detect_fov(image: Any, threshold: int = 0, region_box: Sequence[int] | None = None) -> FieldOfView:
     """Find the field of view of a screen capture.
 
     Args:
-        image: (H, W) gray, (H, W, 3) or (C, H, W) image, uint8 or float in [0, 1].
+        image: (H, W) gray, (H, W, 3) or (C, H, W) image, numpy or tensor (see :func:`to_hwc_uint8`).
         threshold: gray level at or below which a pixel counts as background (raise it for noisy JPEG screens).
         region_box: (x0, y0, x1, y1) of the B-mode region from DICOM ``SequenceOfUltrasoundRegions``: detection
             runs inside it only.
@@ -204,10 +216,6 @@ def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
     return int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1
 
 
-def _as_numpy_image(img: Any) -> np.ndarray:
-    return img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
-
-
 def _like(mask: np.ndarray, img: Any) -> Any:
     """(H, W) bool -> (1, H, W) bool, as a tensor on ``img``'s device when ``img`` is one."""
     out = mask[None]
@@ -225,7 +233,7 @@ class FieldOfViewMask(Transform):
         self.threshold = threshold
 
     def __call__(self, img: Any, region_box: Sequence[int] | None = None) -> Any:
-        fov = detect_fov(_as_numpy_image(img), self.threshold, region_box)
+        fov = detect_fov(img, self.threshold, region_box)
         return _like(fov.mask, img)
 
 
@@ -247,7 +255,7 @@ class FieldOfViewMaskd(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             region = d.get(self.region_key)
-            fov = detect_fov(_as_numpy_image(d[key]), self.threshold, region)
+            fov = detect_fov(d[key], self.threshold, region)
             d[self.mask_key] = _like(fov.mask, d[key])
             d[f"{self.mask_key}_bbox"] = fov.bbox
         return d
