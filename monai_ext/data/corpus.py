@@ -33,7 +33,7 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
-from monai_ext.data.frames import ALL_SUFFIXES, FrameOptions, SkippedSource, iter_frames, source_kind
+from monai_ext.data.frames import FrameOptions, SkippedSource, iter_frames, source_kind
 from monai_ext.data.readers import UnreadableImageError
 from monai_ext.engines.handlers import atomic_write_bytes
 
@@ -206,7 +206,7 @@ def list_sources(root: Path) -> list[str]:
         for name in filenames:
             path = Path(dirpath) / name
             relative = path.relative_to(root).as_posix()
-            if "/" in relative and not name.startswith(".") and (source_kind(path) or name.lower().endswith(ALL_SUFFIXES)):
+            if "/" in relative and not name.startswith(".") and source_kind(path):
                 found.append(relative)
     return sorted(found)
 
@@ -287,7 +287,7 @@ def evaluation_hashes(folders: Iterable[str | os.PathLike], options: CorpusOptio
                 path = Path(dirpath) / name
                 if source_kind(path) is None:
                     continue
-                frames, records, _ = process_file(path, folder.parent, options)
+                _, records, _ = process_file(path, folder.parent, options)
                 for record in records:
                     exact.setdefault(record["sha256"], record["source"])
                     near.add(int(record["phash"], 16), record["source"])
