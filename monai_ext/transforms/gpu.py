@@ -27,6 +27,7 @@ from monai_ext.transforms.physics import (
     gamma_envelope,
     rayleigh_from_uniform,
 )
+from monai_ext.transforms.spatial import check_crop_ranges
 
 
 class UltrasoundBatchAugment:
@@ -85,10 +86,7 @@ class UltrasoundBatchAugment:
     ) -> None:
         if size < 1:
             raise ValueError(f"size must be positive, got {size!r}")
-        if not 0 < scale[0] <= scale[1] <= 1:
-            raise ValueError(f"scale must satisfy 0 < low <= high <= 1, got {tuple(scale)!r}")
-        if not 0 < ratio[0] <= ratio[1]:
-            raise ValueError(f"ratio must satisfy 0 < low <= high, got {tuple(ratio)!r}")
+        check_crop_ranges(scale, ratio)
         if normalize is not None and normalize not in NORMALIZATION_MODES:
             raise ValueError(f"normalize must be one of {NORMALIZATION_MODES} or None, got {normalize!r}")
         if speckle_distribution not in ("rayleigh", "gamma"):

@@ -12,6 +12,14 @@ from monai.transforms import MapTransform, Randomizable, Resize, SpatialCrop, Tr
 from monai.utils import ensure_tuple_rep
 
 
+def check_crop_ranges(scale: Sequence[float], ratio: Sequence[float]) -> None:
+    """Validate random-resized-crop ranges: area fraction 0 < low <= high <= 1, aspect ratio 0 < low <= high."""
+    if not 0 < scale[0] <= scale[1] <= 1:
+        raise ValueError(f"scale must satisfy 0 < low <= high <= 1, got {tuple(scale)!r}")
+    if not 0 < ratio[0] <= ratio[1]:
+        raise ValueError(f"ratio must satisfy 0 < low <= high, got {tuple(ratio)!r}")
+
+
 class RandResizedCrop(Randomizable, Transform):
     """Crop a random area and aspect ratio, then resize to ``size`` (torchvision's ``RandomResizedCrop`` sampling).
 
@@ -36,10 +44,7 @@ class RandResizedCrop(Randomizable, Transform):
         keep_top: bool = False,
         mode: str = "bilinear",
     ) -> None:
-        if not 0 < scale[0] <= scale[1] <= 1:
-            raise ValueError(f"scale must satisfy 0 < low <= high <= 1, got {tuple(scale)!r}")
-        if not 0 < ratio[0] <= ratio[1]:
-            raise ValueError(f"ratio must satisfy 0 < low <= high, got {tuple(ratio)!r}")
+        check_crop_ranges(scale, ratio)
         self.size = ensure_tuple_rep(size, 2)
         self.scale, self.ratio = tuple(scale), tuple(ratio)
         self.keep_top = keep_top
