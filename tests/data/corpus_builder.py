@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 
@@ -43,52 +44,61 @@ def write_case(frames: np.ndarray, path: Path, photometric: str, syntax: str,
     return path
 
 
-def us_image(size: int = 96) -> np.ndarray:
-    """A distinct simulated B-mode frame (H, W) uint8."""
-    return simulate_frame(next(_seed) + 1000, SimulatorConfig(size=size)).image
+def us_image(size: int = 96, seed: int | None = None) -> np.ndarray:
+    """A simulated B-mode frame (H, W) uint8; distinct from earlier calls unless ``seed`` is given."""
+    return simulate_frame(next(_seed) + 1000 if seed is None else seed, SimulatorConfig(size=size)).image
 
 
 def build(root: Path) -> dict[str, object]:
-    """Write the corpus under ``root``; returns the expected frame counts per dataset and the planted files."""
+    """Write the corpus under ``root``; returns the expected frame counts per dataset and the planted files.
+
+    The frames' seeds restart on every call, so the corpus (and so which frames hash alike) does not depend on
+    which tests ran before in the same process.
+    """
+    seeds = itertools.count(1000)
+
+    def image(size: int = 96) -> np.ndarray:
+        return us_image(size, next(seeds))
+
     images, dicom, volumes, video, dups = (root / n for n in ("images", "dicom", "volumes", "video", "dups"))
     for folder in (images, dicom, volumes, video, dups):
         folder.mkdir(parents=True)
     expected = {"images": 0, "dicom": 0, "volumes": 0, "video": 0, "dups": 0}
     # ---- images: every format and mode, plus the awkward ones
-    cv2.imwrite(str(images / "gray.png"), us_image())
-    cv2.imwrite(str(images / "photo.jpg"), us_image(), [cv2.IMWRITE_JPEG_QUALITY, 95])
-    cv2.imwrite(str(images / "bitmap.bmp"), us_image())
-    cv2.imwrite(str(images / "scan.tiff"), us_image())
-    cv2.imwrite(str(images / "deep16.png"), us_image().astype(np.uint16) * 257)
-    Image.fromarray(np.dstack([np.repeat(us_image()[..., None], 3, 2), np.full((96, 96), 255, np.uint8)]), "RGBA").save(images / "alpha.png")
-    Image.fromarray(us_image()).convert("P").save(images / "palette.png")
-    cv2.imwrite(str(images / "name with spaces éü.png"), us_image())
+    cv2.imwrite(str(images / "gray.png"), image())
+    cv2.imwrite(str(images / "photo.jpg"), image(), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    cv2.imwrite(str(images / "bitmap.bmp"), image())
+    cv2.imwrite(str(images / "scan.tiff"), image())
+    cv2.imwrite(str(images / "deep16.png"), image().astype(np.uint16) * 257)
+    Image.fromarray(np.dstack([np.repeat(image()[..., None], 3, 2), np.full((96, 96), 255, np.uint8)]), "RGBA").save(images / "alpha.png")
+    Image.fromarray(image()).convert("P").save(images / "palette.png")
+    cv2.imwrite(str(images / "name with spaces éü.png"), image())
     huge = np.zeros((12000, 12000), np.uint8)
-    huge[1000:11000, 2000:10000] = cv2.resize(us_image(), (8000, 10000), interpolation=cv2.INTER_NEAREST)
+    huge[1000:11000, 2000:10000] = cv2.resize(image(), (8000, 10000), interpolation=cv2.INTER_NEAREST)
     cv2.imwrite(str(images / "huge.png"), huge, [cv2.IMWRITE_PNG_COMPRESSION, 1])
     expected["images"] = 9
     bad = {"tiny.png": "smaller than", "empty.png": "empty file", "truncated.png": "cannot decode",
            "truncated.jpg": "cannot decode", "missing.png": "cannot open"}
     cv2.imwrite(str(images / "tiny.png"), np.full((1, 1), 128, np.uint8))
     (images / "empty.png").write_bytes(b"")
-    full = cv2.imencode(".png", us_image())[1].tobytes()
+    full = cv2.imencode(".png", image())[1].tobytes()
     (images / "truncated.png").write_bytes(full[: len(full) // 2])
-    full = cv2.imencode(".jpg", us_image())[1].tobytes()
+    full = cv2.imencode(".jpg", image())[1].tobytes()
     (images / "truncated.jpg").write_bytes(full[: len(full) // 3])
     os.symlink(images / "does-not-exist.png", images / "missing.png")  # unreadable: a broken link
     # ---- DICOM: multi-frame in every transfer syntax and photometric interpretation
     for photometric, syntax in DICOM_CASES:
-        frames = np.stack([us_image() for _ in range(FRAMES_PER_DICOM)])
+        frames = np.stack([image() for _ in range(FRAMES_PER_DICOM)])
         write_case(frames, dicom / f"{photometric.replace(' ', '_')}_{syntax}.dcm", photometric, syntax, IDENTITY)
         expected["dicom"] += FRAMES_PER_DICOM
     region = np.zeros((1, 120, 160), np.uint8)
-    region[0, 10:106, 40:136] = us_image()
+    region[0, 10:106, 40:136] = image()
     region[0, 2:8, 2:150] = 255  # a text-like bar outside the region
     write_dicom_frames(region, dicom / "with_region.dcm", region_box=(40, 10, 136, 106), identity=IDENTITY)
     expected["dicom"] += 1
     (dicom / "notes.dcm").write_text("this is not a DICOM file\n")
     bad["notes.dcm"] = "cannot decode"
-    write_dicom_frames(np.stack([us_image()]), dicom / "ct_scan.dcm", modality="CT")
+    write_dicom_frames(np.stack([image()]), dicom / "ct_scan.dcm", modality="CT")
     bad["ct_scan.dcm"] = "modality 'CT' is not 'US'"
     _dicom_without_pixels(dicom / "no_pixels.dcm")
     bad["no_pixels.dcm"] = "no pixel data"
@@ -98,7 +108,7 @@ def build(root: Path) -> dict[str, object]:
 
     volume = np.zeros((96, 96, 6), np.float32)  # (x, y, z)
     for z in (0, 2, 3, 5):
-        volume[..., z] = us_image().T
+        volume[..., z] = image().T
     nib.save(nib.Nifti1Image(volume, np.eye(4)), str(volumes / "volume.nii.gz"))
     sitk.WriteImage(sitk.GetImageFromArray(volume.transpose(2, 1, 0)), str(volumes / "volume.mha"))
     nib.save(nib.Nifti1Image(np.zeros((32, 32, 4), np.float32), np.eye(4)), str(volumes / "zeros.nii.gz"))
@@ -107,11 +117,11 @@ def build(root: Path) -> dict[str, object]:
     # ---- cine loop
     writer = cv2.VideoWriter(str(video / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (96, 96), isColor=True)
     for _ in range(5):
-        writer.write(cv2.cvtColor(us_image(), cv2.COLOR_GRAY2BGR))
+        writer.write(cv2.cvtColor(image(), cv2.COLOR_GRAY2BGR))
     writer.release()
     expected["video"] = 5
     # ---- planted duplicates: an exact copy and a slightly noisy copy of one image
-    original = us_image()
+    original = image()
     cv2.imwrite(str(dups / "original.png"), original)
     cv2.imwrite(str(dups / "exact_copy.png"), original)
     noisy = np.clip(original.astype(int) + np.random.default_rng(0).integers(-2, 3, original.shape), 0, 255)
@@ -121,7 +131,7 @@ def build(root: Path) -> dict[str, object]:
     evaluation = root.parent / f"{root.name}_evaluation" / "busbra"
     evaluation.mkdir(parents=True)
     cv2.imwrite(str(evaluation / "bus_0001.png"), cv2.imread(str(images / "gray.png"), cv2.IMREAD_UNCHANGED))
-    cv2.imwrite(str(evaluation / "bus_0002.png"), us_image())
+    cv2.imwrite(str(evaluation / "bus_0002.png"), image())
     return {"expected": expected, "bad": bad, "evaluation": evaluation}
 
 
