@@ -44,7 +44,11 @@ def _to_gray_unit(pixels: np.ndarray, source: str) -> np.ndarray:
 def read_dicom_pixels(path: str | os.PathLike) -> np.ndarray:
     """First frame of a DICOM file as displayed: (H, W) or (H, W, 3) RGB, MONOCHROME1 inverted."""
     import pydicom
-    from pydicom.pixels import apply_color_lut, convert_color_space
+
+    try:
+        from pydicom.pixels import apply_color_lut, convert_color_space
+    except ImportError:  # pydicom 2.4: MONAI Label's environment needs it (pydicom-seg imports 2.x-only modules)
+        from pydicom.pixel_data_handlers.util import apply_color_lut, convert_color_space
 
     ds = pydicom.dcmread(path)
     if "PixelData" not in ds:

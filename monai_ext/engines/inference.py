@@ -67,6 +67,56 @@ def overlay_heatmap(gray: np.ndarray, cam: np.ndarray) -> np.ndarray:
     return (0.6 * base + 0.4 * colour).astype(np.uint8)
 
 
+def prepare_image(
+    path: str | os.PathLike, transform: Callable[[dict[str, Any]], dict[str, Any]], device: torch.device
+) -> torch.Tensor:
+    """Read and preprocess one file into a batch of one: (1, C, H, W) float32 on ``device``.
+
+    Raises:
+        Whatever the transform raises for an unreadable file (``UnreadableImageError`` names the file and reason).
+    """
+    return torch.as_tensor(transform({"image": str(path)})["image"]).float()[None].to(device)
+
+
+def classify_image(
+    network: torch.nn.Module, image: torch.Tensor, class_names: Sequence[str], precision: str = "bf16"
+) -> dict[str, Any]:
+    """Class probabilities for one preprocessed image.
+
+    Args:
+        network: classifier returning logits (1, K), in eval mode.
+        image: (1, C, H, W) from :func:`prepare_image`.
+        class_names: K names.
+        precision: autocast precision on CUDA.
+
+    Returns:
+        ``{"label": index, "class": name, "probabilities": {name: p}}``.
+    """
+    with torch.no_grad(), autocast(image.device, precision):
+        probs = torch.softmax(network(image).float(), dim=1)[0].cpu()
+    if probs.numel() != len(class_names):
+        raise ValueError(f"network gives {probs.numel()} classes but class_names has {len(class_names)}: {class_names!r}")
+    label = int(probs.argmax())
+    return {
+        "label": label,
+        "class": class_names[label],
+        "probabilities": {name: float(p) for name, p in zip(class_names, probs)},
+    }
+
+
+def gradcam_overlay(network: torch.nn.Module, image: torch.Tensor, class_index: int) -> np.ndarray:
+    """Grad-CAM for ``class_index`` blended over the (channel-mean, min-max scaled) image: (H, W, 3) uint8."""
+    cam = token_gradcam(network, image.clone(), class_index).cpu().numpy()
+    gray = image[0].mean(0).detach().cpu().numpy()
+    gray = (gray - gray.min()) / max(float(gray.max() - gray.min()), 1e-6)
+    return overlay_heatmap(gray, cam)
+
+
+def has_token_blocks(network: torch.nn.Module) -> bool:
+    """Whether token Grad-CAM applies (a ViT with ``blocks``; the CNN baseline has none)."""
+    return hasattr(getattr(network, "module", network), "blocks")
+
+
 def predict_files(
     network: torch.nn.Module,
     files: Sequence[str | os.PathLike],
@@ -99,24 +149,16 @@ def predict_files(
     result: dict[str, Any] = {"class_names": list(class_names), "predictions": {}, "errors": {}}
     for path in tqdm(files, desc="predict", unit="image"):
         try:
-            image = torch.as_tensor(transform({"image": str(path)})["image"]).float()[None].to(device)
+            image = prepare_image(path, transform, device)
         except Exception as e:  # one bad file must not stop the batch
             result["errors"][str(path)] = root_cause(e)
             logger.warning("skipping %s: %s", path, result["errors"][str(path)])
             continue
-        with torch.no_grad(), autocast(device, precision):
-            probs = torch.softmax(network(image).float(), dim=1)[0].cpu()
-        label = int(probs.argmax())
-        result["predictions"][str(path)] = {
-            "label": label,
-            "class": class_names[label],
-            "probabilities": {name: float(p) for name, p in zip(class_names, probs)},
-        }
-        if heatmap_dir is not None and hasattr(getattr(network, "module", network), "blocks"):
-            cam = token_gradcam(network, image.clone(), label).cpu().numpy()
-            gray = image[0].mean(0).cpu().numpy()
-            gray = (gray - gray.min()) / max(float(gray.max() - gray.min()), 1e-6)
-            save_png(overlay_heatmap(gray, cam), Path(heatmap_dir) / f"{Path(path).stem}_gradcam.png")
+        prediction = classify_image(network, image, class_names, precision)
+        result["predictions"][str(path)] = prediction
+        if heatmap_dir is not None and has_token_blocks(network):
+            overlay = gradcam_overlay(network, image, prediction["label"])
+            save_png(overlay, Path(heatmap_dir) / f"{Path(path).stem}_gradcam.png")
     atomic_write_bytes(Path(output_json), json.dumps(result, indent=1).encode())
     logger.info("%d predictions, %d errors: %s", len(result["predictions"]), len(result["errors"]), output_json)
     return result

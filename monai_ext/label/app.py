@@ -1,0 +1,87 @@
+"""The MONAI Label app: serves the classification bundle's model to annotators (3D Slicer, OHIF, REST clients).
+
+Start it with ``scripts/run_label_server.sh`` (loopback only by default). Settings come as ``--conf key value``:
+
+- ``bundle_root``: the ``usf_mae_classify`` bundle folder (default: the one in this repository);
+- ``checkpoint``: the fine-tuned model (default: ``<bundle_root>/models/model.pt``);
+- ``model_name``: the name under ``/infer/<model_name>`` (default ``usf_mae_classifier``);
+- ``device``: ``cpu``, ``cuda`` or ``cuda:1`` (default: CUDA when available);
+- ``overrides``: JSON of further bundle settings, e.g. ``'{"precision": "fp32"}'``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from fastapi import HTTPException
+from monailabel.datastore.local import LocalDatastore
+from monailabel.interfaces.app import MONAILabelApp
+from monailabel.interfaces.datastore import Datastore
+from monailabel.interfaces.tasks.infer_v2 import InferTask
+
+from monai_ext.bundle_support import locate_bundle_root
+from monai_ext.data.readers import UnreadableImageError
+from monai_ext.label.bundle_model import load_bundle_classifier
+from monai_ext.label.infer import UltrasoundClassifyInfer
+
+logger = logging.getLogger(__name__)
+DEFAULT_MODEL_NAME = "usf_mae_classifier"
+# MONAI Label's default datastore patterns omit DICOM, JPEG spelled .jpeg, BMP and .tiff.
+IMAGE_PATTERNS = ["*.png", "*.jpg", "*.jpeg", "*.bmp", "*.tif", "*.tiff", "*.dcm"]
+
+
+def parse_overrides(text: str) -> dict[str, Any]:
+    """The ``overrides`` setting: a JSON object of bundle settings."""
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        raise ValueError(f"conf 'overrides' must be a JSON object, got {text!r} ({e})") from e
+    if not isinstance(value, dict):
+        raise ValueError(f"conf 'overrides' must be a JSON object, got {text!r}")
+    return value
+
+
+class UltrasoundClassifierApp(MONAILabelApp):
+    """One classification model from the ``usf_mae_classify`` bundle, plus MONAI Label's local datastore."""
+
+    def __init__(self, app_dir: str, studies: str, conf: dict[str, str]) -> None:
+        conf = dict(conf or {})
+        self.bundle_root = Path(conf.get("bundle_root") or locate_bundle_root("usf_mae_classify"))
+        self.checkpoint = Path(conf.get("checkpoint") or self.bundle_root / "models" / "model.pt")
+        self.model_name = conf.get("model_name", DEFAULT_MODEL_NAME)
+        self.device = conf.get("device") or None
+        self.overrides = parse_overrides(conf.get("overrides", "{}"))
+        # loaded before MONAILabelApp.__init__, which calls init_infers()
+        self.classifier = load_bundle_classifier(self.bundle_root, self.checkpoint, self.device, self.overrides)
+        logger.info("serving %s (%s) as %r on %s", self.checkpoint, ", ".join(self.classifier.class_names),
+                    self.model_name, self.classifier.device)
+        super().__init__(
+            app_dir=app_dir,
+            studies=studies,
+            conf=conf,
+            name="USF-MAE ultrasound classifier",
+            description="Ultrasound image classification with a fine-tuned USF-MAE ViT (usf_mae_classify bundle)",
+            labels=self.classifier.class_names,
+        )
+
+    def init_datastore(self) -> Datastore:
+        if self.studies.startswith(("http://", "https://")):
+            return super().init_datastore()
+        return LocalDatastore(self.studies, extensions=IMAGE_PATTERNS, auto_reload=True)
+
+    def init_infers(self) -> dict[str, InferTask]:
+        description = f"{', '.join(self.classifier.class_names)} from {self.checkpoint.name}"
+        return {self.model_name: UltrasoundClassifyInfer(self.classifier, description)}
+
+    def infer(self, request: dict[str, Any], datastore: Datastore | None = None) -> dict[str, Any]:
+        """MONAI Label's infer, with unreadable uploads answered as HTTP 422 instead of a server error."""
+        try:
+            return super().infer(request, datastore)
+        except UnreadableImageError as e:
+            logger.warning("refused %s: %s", request.get("image"), e)
+            raise HTTPException(
+                status_code=422, detail=f"not a readable PNG/JPG/BMP/TIFF/DICOM image: {e}"
+            ) from e

@@ -1,0 +1,74 @@
+"""MONAI Label infer task: one ultrasound image (PNG/JPG/BMP/TIFF/DICOM) in, class and per-class scores out.
+
+MONAI Label's ``BasicInferTask`` is built around segmentation (pre/inferer/post transforms and a label writer) and
+its ``BundleInferTask`` imports torchvision; a classifier needs neither, so this implements the small ``InferTask``
+interface directly and delegates the work to :class:`~monai_ext.label.bundle_model.BundleClassifier`.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
+
+from monai_ext.engines.handlers import save_png
+from monai_ext.label.bundle_model import BundleClassifier
+
+logger = logging.getLogger(__name__)
+
+
+class UltrasoundClassifyInfer(InferTask):
+    """Classify one image with the classification bundle's model and preprocessing.
+
+    The response's JSON (``params``) holds ``label`` (index), ``class`` (name), ``probabilities`` ({name: p}) and
+    ``latency_s``. With ``{"heatmap": true}`` in the request params the result file is a Grad-CAM overlay PNG.
+
+    Args:
+        model: the loaded classifier (loaded when the app starts, so a bad checkpoint stops the server at once).
+        description: shown by ``/info/``.
+    """
+
+    def __init__(self, model: BundleClassifier, description: str) -> None:
+        super().__init__(
+            type=InferType.CLASSIFICATION,
+            labels={name: index for index, name in enumerate(model.class_names)},
+            dimension=2,
+            description=description,
+            config={"heatmap": False},
+        )
+        self.model = model
+
+    def is_valid(self) -> bool:
+        return True
+
+    def __call__(self, request: Mapping[str, Any]) -> tuple[str | None, dict[str, Any]]:
+        """Run on ``request["image"]`` (a local path: MONAI Label saves uploads to a temporary file first).
+
+        Returns:
+            (heat-map PNG path or None, result JSON).
+
+        Raises:
+            UnreadableImageError: the file is not a decodable image; the app turns it into an HTTP 4xx.
+        """
+        start = time.perf_counter()
+        model = self.model
+        result = model.predict(request["image"])
+        result["latency_s"] = round(time.perf_counter() - start, 4)
+        heatmap_file = None
+        if _truthy(request.get("heatmap", False)):
+            overlay = model.heatmap(request["image"], result["label"])
+            if overlay is not None:
+                heatmap_file = tempfile.NamedTemporaryFile(suffix="_gradcam.png", delete=False).name
+                save_png(overlay, Path(heatmap_file))
+        logger.info("classified %s as %s in %.3f s", request["image"], result["class"], result["latency_s"])
+        return heatmap_file, result
+
+
+def _truthy(value: Any) -> bool:
+    """Request params arrive as JSON (true) or as form strings ("true")."""
+    return value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "yes")

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Serve the fine-tuned classifier to annotators through MONAI Label (creates .venv-label on first use).
+#
+#   [LABEL_PORT=8000] scripts/run_label_server.sh STUDIES_DIR [monailabel start_server options, e.g. --conf device cuda]
+#
+# STUDIES_DIR holds the images annotators browse (PNG/JPG/BMP/TIFF/DICOM). The model defaults to
+# bundles/usf_mae_classify/models/model.pt; choose another with --conf checkpoint /path/model.pt.
+# Binds 127.0.0.1 unless --host is given. MONAI Label 0.8.5 allows every CORS origin and fails to start when
+# MONAI_LABEL_CORS_ORIGINS is set, so before exposing it beyond this machine enable authentication
+# (README, "Serving with MONAI Label").
+source "$(dirname "$0")/_venv.sh"
+if [ $# -lt 1 ] || [ "${1#-}" != "$1" ]; then
+  echo "usage: $0 STUDIES_DIR [monailabel start_server options]" >&2
+  exit 2
+fi
+STUDIES="$1"
+shift
+ensure_label_venv
+APP_DIR="${LABEL_APP_DIR:-$REPO_ROOT/.monailabel/app}"
+# MONAI Label writes logs/, model/ and lib/ next to main.py, so the app runs from a working folder, not the package.
+mkdir -p "$APP_DIR"
+cp "$REPO_ROOT/monai_ext/label/main.py" "$APP_DIR/main.py"
+PORT="${LABEL_PORT:-8000}"
+export PYTHONUNBUFFERED=1
+# python -m rather than the bin/monailabel wrapper, which runs whichever python is first on PATH and splits
+# arguments that contain spaces (such as --conf overrides JSON).
+exec "$LABEL_VENV/bin/python" -m monailabel.main start_server --app "$APP_DIR" --studies "$STUDIES" \
+  --host 127.0.0.1 --port "$PORT" "$@"

@@ -1,0 +1,83 @@
+"""The bundle-backed classifier that MONAI Label serves, tested in the main environment (no MONAI Label needed)."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from monai_ext.data.folders import root_cause
+from monai_ext.data.readers import UnreadableImageError
+from monai_ext.data.writers import write_dicom
+from monai_ext.label.bundle_model import load_bundle_classifier, overrides_from_checkpoint
+from tests.bundles.helpers import CLASSIFY, run_bundle, tiny_classify_overrides
+from tests.label.conftest import INFERENCE, TRAIN
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def classifier(classifier_run):
+    return load_bundle_classifier(CLASSIFY, classifier_run / "models" / "model.pt", device="cpu")
+
+
+def test_architecture_comes_from_the_checkpoint(classifier_run, classifier) -> None:
+    found = overrides_from_checkpoint(classifier_run / "models" / "model.pt")
+    assert found == {"arch": "mae_vit_tiny_patch16_dec128d2b", "image_size": 64, "in_channels": 3,
+                     "global_pool": "avg", "linear_probe": False}
+    assert classifier.class_names == ["benign", "malignant"]
+    assert classifier.network.patch_embed.grid_size == (4, 4)
+
+
+def test_predictions_equal_the_bundle_inference(classifier_run, classifier, tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    files = []
+    for index in range(3):
+        pixels = cv2.GaussianBlur(rng.integers(0, 256, (80 + 16 * index, 120), np.uint8), (0, 0), 1 + index)
+        cv2.imwrite(str(tmp_path / f"image{index}.png"), pixels)
+        files.append(tmp_path / f"image{index}.png")
+    write_dicom(pixels, tmp_path / "image3.dcm")
+    files.append(tmp_path / "image3.dcm")
+    run_bundle([TRAIN, INFERENCE], {**tiny_classify_overrides(classifier_run, classifier_run / "cache"),
+                                    "input_dir": str(tmp_path)})
+    expected = json.loads((classifier_run / "eval" / "predictions.json").read_text())["predictions"]
+    for path in files:
+        got = classifier.predict(path)
+        assert got["class"] == expected[str(path)]["class"]
+        assert got["probabilities"] == pytest.approx(expected[str(path)]["probabilities"], abs=1e-6)
+    spread = [classifier.predict(p)["probabilities"]["benign"] for p in files[:3]]
+    assert max(spread) - min(spread) > 1e-4  # distinct inputs give distinct scores, so equality above means something
+
+
+@pytest.mark.parametrize("content", [b"", b"plain text, not pixels", b"\x89PNG\r\n\x1a\n truncated"])
+def test_unreadable_upload_raises_the_reader_error_naming_the_file(classifier, tmp_path, content) -> None:
+    bad = tmp_path / "upload.png"
+    bad.write_bytes(content)
+    with pytest.raises(UnreadableImageError, match="upload.png"):
+        classifier.predict(bad)
+
+
+def test_heatmap_is_an_rgb_overlay_at_network_resolution(classifier, tmp_path) -> None:
+    cv2.imwrite(str(tmp_path / "scan.png"), np.random.default_rng(1).integers(0, 256, (90, 70), np.uint8))
+    overlay = classifier.heatmap(tmp_path / "scan.png", class_index=1)
+    assert overlay.shape == (64, 64, 3) and overlay.dtype == np.uint8
+    assert overlay.std() > 0
+
+
+@pytest.mark.parametrize(
+    "bundle_root, checkpoint, match",
+    [("missing_bundle", None, "is not a classification bundle"), (None, "missing.pt", "does not exist")],
+)
+def test_bad_paths_raise_value_errors_quoting_them(classifier_run, tmp_path, bundle_root, checkpoint, match) -> None:
+    root = tmp_path / bundle_root if bundle_root else CLASSIFY
+    ckpt = tmp_path / checkpoint if checkpoint else classifier_run / "models" / "model.pt"
+    with pytest.raises(ValueError, match=match):
+        load_bundle_classifier(root, ckpt, device="cpu")
+
+
+def test_explicit_overrides_win_over_the_checkpoint(classifier_run) -> None:
+    with pytest.raises(Exception) as caught:
+        load_bundle_classifier(CLASSIFY, classifier_run / "models" / "model.pt", "cpu", {"image_size": 96})
+    assert "pos_embed" in root_cause(caught.value)  # a 96 px network cannot take the 64 px weights

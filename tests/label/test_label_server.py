@@ -1,0 +1,152 @@
+"""A real MONAI Label server (``scripts/run_label_server.sh``, which creates ``.venv-label``) on loopback.
+
+The first run installs MONAI Label's environment (about two minutes); later runs reuse it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import requests
+
+from monai_ext.data.writers import write_dicom
+from tests.bundles.helpers import REPO, run_bundle, tiny_classify_overrides
+from tests.label.conftest import INFERENCE, TRAIN
+
+pytestmark = pytest.mark.slow
+MODEL = "usf_mae_classifier"
+START_TIMEOUT_S = 1200  # includes creating .venv-label on a fresh machine
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sample_images(folder: Path) -> dict[str, Path]:
+    """Three textured gray images as PNG, and the last one's pixels again as DICOM."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(5)
+    files = {}
+    for index in range(3):
+        pixels = cv2.GaussianBlur(rng.integers(0, 256, (80 + 16 * index, 120), np.uint8), (0, 0), 1 + index)
+        files[f"case{index}_png"] = folder / f"case{index}.png"
+        cv2.imwrite(str(files[f"case{index}_png"]), pixels)
+    files["case3_dcm"] = folder / "case3.dcm"
+    write_dicom(pixels, files["case3_dcm"])
+    return files
+
+
+@pytest.fixture(scope="module")
+def server(classifier_run, tmp_path_factory):
+    """(base URL, sample files, log path) of a running server; stopped after the module."""
+    work = tmp_path_factory.mktemp("label_server")
+    files = sample_images(work / "studies")
+    port = free_port()
+    log = work / "server.log"
+    env = {**os.environ, "LABEL_PORT": str(port), "LABEL_APP_DIR": str(work / "app"), "OMP_NUM_THREADS": "2"}
+    cmd = ["bash", str(REPO / "scripts" / "run_label_server.sh"), str(work / "studies"),
+           "--conf", "checkpoint", str(classifier_run / "models" / "model.pt"), "--conf", "device", "cpu"]
+    with open(log, "wb") as out:
+        process = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_serving(url, process, log)
+        yield url, files, log
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def wait_until_serving(url: str, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"server exited with {process.returncode}:\n{log.read_text()[-6000:]}")
+        try:
+            if requests.get(f"{url}/info/", timeout=5).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(2)
+    pytest.fail(f"server not serving after {START_TIMEOUT_S} s:\n{log.read_text()[-6000:]}")
+
+
+def infer(url: str, path: Path, **params) -> requests.Response:
+    with open(path, "rb") as f:
+        return requests.post(f"{url}/infer/{MODEL}", params={"output": "json"}, files={"file": (path.name, f)},
+                             data={"params": json.dumps(params)}, timeout=120)
+
+
+def test_info_lists_the_classifier_and_its_classes(server) -> None:
+    url, _, _ = server
+    info = requests.get(f"{url}/info/", timeout=10).json()
+    assert info["labels"] == ["benign", "malignant"]
+    assert info["models"][MODEL]["type"] == "classification"
+    assert info["models"][MODEL]["labels"] == {"benign": 0, "malignant": 1}
+    assert info["datastore"]["total"] == 4  # case0-2.png and case3.dcm: DICOM is in the datastore's patterns
+
+
+def test_png_and_dicom_predictions_equal_the_bundle_inference(server, classifier_run, tmp_path) -> None:
+    url, files, _ = server
+    out = tmp_path / "bundle"
+    run_bundle([TRAIN, INFERENCE], {**tiny_classify_overrides(classifier_run, classifier_run / "cache"),
+                                    "output_dir": str(out), "input_files": [str(p) for p in files.values()]})
+    expected = json.loads((out / "predictions.json").read_text())["predictions"]
+    served = {}
+    for path in files.values():
+        response = infer(url, path)
+        assert response.status_code == 200, response.text
+        served[path] = response.json()
+        assert served[path]["class"] == expected[str(path)]["class"]
+        assert served[path]["probabilities"] == pytest.approx(expected[str(path)]["probabilities"], abs=1e-6)
+    scores = [served[p]["probabilities"]["malignant"] for p in list(files.values())[:3]]
+    assert max(scores) - min(scores) > 1e-4  # the images are told apart, so the equality is not trivial
+
+
+def test_datastore_image_by_id(server) -> None:
+    url, files, _ = server
+    response = requests.post(f"{url}/infer/{MODEL}", params={"image": "case0", "output": "json"}, timeout=120)
+    assert response.status_code == 200, response.text
+    assert response.json()["probabilities"] == pytest.approx(infer(url, files["case0_png"]).json()["probabilities"])
+
+
+@pytest.mark.parametrize("name, content", [("notes.png", b"meeting notes, not pixels"), ("report.dcm", b"%PDF-1.4"),
+                                           ("empty.jpg", b"")])
+def test_non_image_upload_is_a_client_error_and_the_server_keeps_serving(server, tmp_path, name, content) -> None:
+    url, files, _ = server
+    (tmp_path / name).write_bytes(content)
+    response = infer(url, tmp_path / name)
+    assert response.status_code == 422, response.text
+    assert "not a readable PNG/JPG/BMP/TIFF/DICOM image" in response.json()["detail"]
+    assert infer(url, files["case0_png"]).status_code == 200
+
+
+def test_heatmap_request_returns_the_grad_cam_png(server) -> None:
+    url, files, _ = server
+    with open(files["case1_png"], "rb") as f:
+        response = requests.post(f"{url}/infer/{MODEL}", params={"output": "image"},
+                                 files={"file": ("case1.png", f)}, data={"params": json.dumps({"heatmap": True})},
+                                 timeout=120)
+    assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+    overlay = cv2.imdecode(np.frombuffer(response.content, np.uint8), cv2.IMREAD_COLOR)
+    assert overlay.shape == (64, 64, 3)
+
+
+def test_server_listens_on_loopback_only(server) -> None:
+    _, _, log = server
+    assert "Uvicorn running on http://127.0.0.1:" in log.read_text()
