@@ -69,3 +69,44 @@ def test_test_encoder_for_jpeg_lossless_round_trips_through_libjpeg():
     for shape in [(37, 53), (64, 64), (1, 9)]:
         image = (np.random.default_rng(shape[0]).random(shape) * 255).astype(np.uint8)
         np.testing.assert_array_equal(decode(encode_jpeg_lossless(image)), image)
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA", "P", "I;16", "1"])
+def test_png_frames_equal_the_pil_reader_for_every_mode(tmp_path, mode):
+    # PNGs take OpenCV's faster decoder; every mode must give what the general (PIL) reader gives
+    from PIL import Image
+
+    from monai_ext.data.frames import to_uint8_gray
+    from monai_ext.data.readers import read_image_pixels
+
+    rgb = np.stack([us_image(40), np.roll(us_image(40), 7, axis=1), us_image(40)[::-1]], axis=-1)
+    image = Image.fromarray(rgb)
+    if mode == "I;16":
+        image = Image.fromarray((rgb[..., 0].astype(np.uint16) * 257 + 3))
+    elif mode == "P":
+        image = image.quantize(64)
+    else:
+        image = image.convert(mode)
+    path = tmp_path / f"frame_{mode.replace(';', '')}.png"
+    image.save(path)
+    (frame,) = iter_frames(path)
+    np.testing.assert_array_equal(frame.pixels, to_uint8_gray(read_image_pixels(path), str(path)))
+    assert frame.pixels.std() > 0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_crop_from_the_reduced_detection_matches_the_true_field_of_view(seed):
+    # crop_to_view detects on a copy halved twice (640 x 480 -> 160 x 120); the crop must still hug the true view
+    from monai_ext.data.synthetic import SimulatorConfig, simulate_frame
+
+    frame = simulate_frame(np.random.default_rng([11, seed]), SimulatorConfig(size=480, screen_capture=True))
+    screen = np.zeros((480, 640), np.uint8)
+    screen[:, 80:560] = frame.image
+    truth = np.zeros((480, 640), bool)
+    truth[:, 80:560] = frame.fov_mask
+    rows, cols = np.flatnonzero(truth.any(1)), np.flatnonzero(truth.any(0))
+    view = crop_to_view(screen, None)
+    height, width = rows[-1] + 1 - rows[0], cols[-1] + 1 - cols[0]
+    assert abs(view.shape[0] - height) <= 6 and abs(view.shape[1] - width) <= 6  # 1.5 reduced pixels
+    kept = view > 0
+    assert kept.mean() >= 0.9 * truth[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].mean()
