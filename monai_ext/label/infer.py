@@ -56,12 +56,11 @@ class UltrasoundClassifyInfer(InferTask):
             UnreadableImageError: the file is not a decodable image; the app turns it into an HTTP 4xx.
         """
         start = time.perf_counter()
-        model = self.model
-        result = model.predict(request["image"])
+        result = self.model.predict(request["image"])
         result["latency_s"] = round(time.perf_counter() - start, 4)
         heatmap_file = None
         if _truthy(request.get("heatmap", False)):
-            overlay = model.heatmap(request["image"], result["label"])
+            overlay = self.model.heatmap(request["image"], result["label"])
             if overlay is not None:
                 heatmap_file = tempfile.NamedTemporaryFile(suffix="_gradcam.png", delete=False).name
                 save_png(overlay, Path(heatmap_file))
