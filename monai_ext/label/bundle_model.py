@@ -54,9 +54,16 @@ class BundleClassifier:
 
     def heatmap(self, path: str | os.PathLike, class_index: int) -> np.ndarray | None:
         """Grad-CAM overlay (H, W, 3) uint8 for ``class_index``, or None for networks without ViT blocks."""
-        if not has_token_blocks(self.network):
-            return None
-        return gradcam_overlay(self.network, self.prepare(path), class_index)
+        return self._overlay(self.prepare(path), class_index)
+
+    def predict_and_explain(self, path: str | os.PathLike) -> tuple[dict[str, Any], np.ndarray | None]:
+        """:meth:`predict` plus the Grad-CAM overlay of the predicted class, reading the file once."""
+        image = self.prepare(path)
+        result = classify_image(self.network, image, self.class_names, self.precision)
+        return result, self._overlay(image, result["label"])
+
+    def _overlay(self, image: torch.Tensor, class_index: int) -> np.ndarray | None:
+        return gradcam_overlay(self.network, image, class_index) if has_token_blocks(self.network) else None
 
 
 def _unreadable_cause(error: BaseException) -> UnreadableImageError | None:

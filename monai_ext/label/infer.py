@@ -56,14 +56,15 @@ class UltrasoundClassifyInfer(InferTask):
             UnreadableImageError: the file is not a decodable image; the app turns it into an HTTP 4xx.
         """
         start = time.perf_counter()
-        result = self.model.predict(request["image"])
-        result["latency_s"] = round(time.perf_counter() - start, 4)
         heatmap_file = None
         if _truthy(request.get("heatmap", False)):
-            overlay = self.model.heatmap(request["image"], result["label"])
+            result, overlay = self.model.predict_and_explain(request["image"])
             if overlay is not None:
                 heatmap_file = tempfile.NamedTemporaryFile(suffix="_gradcam.png", delete=False).name
                 save_png(overlay, Path(heatmap_file))
+        else:
+            result = self.model.predict(request["image"])
+        result["latency_s"] = round(time.perf_counter() - start, 4)
         logger.info("classified %s as %s in %.3f s", request["image"], result["class"], result["latency_s"])
         return heatmap_file, result
 

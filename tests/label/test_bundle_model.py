@@ -81,3 +81,10 @@ def test_explicit_overrides_win_over_the_checkpoint(classifier_run) -> None:
     with pytest.raises(Exception) as caught:
         load_bundle_classifier(CLASSIFY, classifier_run / "models" / "model.pt", "cpu", {"image_size": 96})
     assert "pos_embed" in root_cause(caught.value)  # a 96 px network cannot take the 64 px weights
+
+
+def test_predict_and_explain_gives_the_prediction_and_its_class_overlay(classifier, tmp_path) -> None:
+    cv2.imwrite(str(tmp_path / "scan.png"), np.random.default_rng(2).integers(0, 256, (90, 70), np.uint8))
+    result, overlay = classifier.predict_and_explain(tmp_path / "scan.png")
+    assert result == classifier.predict(tmp_path / "scan.png")
+    np.testing.assert_array_equal(overlay, classifier.heatmap(tmp_path / "scan.png", result["label"]))
