@@ -1,4 +1,5 @@
-"""The MONAI Label app: serves the classification bundle's model to annotators (3D Slicer, OHIF, REST clients).
+"""The MONAI Label app: serves the classification bundle's model to annotators (3D Slicer, OHIF, REST clients) and
+fine-tunes it on the class labels they save.
 
 Start it with ``scripts/run_label_server.sh`` (loopback only by default). Settings come as ``--conf key value``:
 
@@ -21,11 +22,13 @@ from monailabel.datastore.local import LocalDatastore
 from monailabel.interfaces.app import MONAILabelApp
 from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.infer_v2 import InferTask
+from monailabel.interfaces.tasks.train import TrainTask
 
 from monai_ext.bundle_support import locate_bundle_root
 from monai_ext.data.readers import UnreadableImageError
-from monai_ext.label.bundle_model import load_bundle_classifier
+from monai_ext.label.bundle_model import BundleClassifier, load_bundle_classifier
 from monai_ext.label.infer import UltrasoundClassifyInfer
+from monai_ext.label.train import UltrasoundClassifyTrain
 
 logger = logging.getLogger(__name__)
 DEFAULT_MODEL_NAME = "usf_mae_classifier"
@@ -54,18 +57,28 @@ class UltrasoundClassifierApp(MONAILabelApp):
         self.model_name = conf.get("model_name", DEFAULT_MODEL_NAME)
         self.device = conf.get("device") or None
         self.overrides = parse_overrides(conf.get("overrides", "{}"))
-        # loaded before MONAILabelApp.__init__, which calls init_infers()
-        self.classifier = load_bundle_classifier(self.bundle_root, self.checkpoint, self.device, self.overrides)
-        logger.info("serving %s (%s) as %r on %s", self.checkpoint, ", ".join(self.classifier.class_names),
-                    self.model_name, self.classifier.device)
+        # where the train task publishes fine-tuned models (MONAI Label's model/ folder of the app)
+        self.published = Path(app_dir) / "model" / f"{self.model_name}.pt"
+        # the infer task loads the model before MONAILabelApp.__init__ asks for the tasks
+        self.infer_task = UltrasoundClassifyInfer(self.load_classifier, self.served_checkpoint)
+        self.class_names = self.infer_task.model.class_names
+        logger.info("serving %s (%s) as %r on %s", self.served_checkpoint(), ", ".join(self.class_names),
+                    self.model_name, self.infer_task.model.device)
         super().__init__(
             app_dir=app_dir,
             studies=studies,
             conf=conf,
             name="USF-MAE ultrasound classifier",
             description="Ultrasound image classification with a fine-tuned USF-MAE ViT (usf_mae_classify bundle)",
-            labels=self.classifier.class_names,
+            labels=self.class_names,
         )
+
+    def served_checkpoint(self) -> Path:
+        """The fine-tuned model once the train task has published one, else the configured checkpoint."""
+        return self.published if self.published.is_file() else self.checkpoint
+
+    def load_classifier(self, checkpoint: Path) -> BundleClassifier:
+        return load_bundle_classifier(self.bundle_root, checkpoint, self.device, self.overrides)
 
     def init_datastore(self) -> Datastore:
         if self.studies.startswith(("http://", "https://")):
@@ -73,8 +86,12 @@ class UltrasoundClassifierApp(MONAILabelApp):
         return LocalDatastore(self.studies, extensions=IMAGE_PATTERNS, auto_reload=True)
 
     def init_infers(self) -> dict[str, InferTask]:
-        description = f"{', '.join(self.classifier.class_names)} from {self.checkpoint.name}"
-        return {self.model_name: UltrasoundClassifyInfer(self.classifier, description)}
+        return {self.model_name: self.infer_task}
+
+    def init_trainers(self) -> dict[str, TrainTask]:
+        task = UltrasoundClassifyTrain(self.bundle_root, self.served_checkpoint, self.published, self.class_names,
+                                       self.overrides)
+        return {self.model_name: task}
 
     def infer(self, request: dict[str, Any], datastore: Datastore | None = None) -> dict[str, Any]:
         """MONAI Label's infer, with unreadable uploads answered as HTTP 422 instead of a server error."""

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,19 +30,33 @@ class UltrasoundClassifyInfer(InferTask):
     ``latency_s``. With ``{"heatmap": true}`` in the request params the result file is a Grad-CAM overlay PNG.
 
     Args:
-        model: the loaded classifier (loaded when the app starts, so a bad checkpoint stops the server at once).
-        description: shown by ``/info/``.
+        load: builds the classifier from a checkpoint.
+        served: returns the checkpoint to serve now; when it changes (a train task published a fine-tuned model)
+            the next request loads it.
     """
 
-    def __init__(self, model: BundleClassifier, description: str) -> None:
+    def __init__(self, load: Callable[[Path], BundleClassifier], served: Callable[[], Path]) -> None:
+        self._load, self._served = load, served
+        self._version: tuple[Path, int] | None = None
+        self._lock = threading.Lock()  # MONAI Label may run infers in a thread pool
+        self.model = self._current()  # loaded at start-up, so a bad checkpoint stops the server at once
         super().__init__(
             type=InferType.CLASSIFICATION,
-            labels={name: index for index, name in enumerate(model.class_names)},
+            labels={name: index for index, name in enumerate(self.model.class_names)},
             dimension=2,
-            description=description,
+            description=f"ultrasound classification: {', '.join(self.model.class_names)}",
             config={"heatmap": False},
         )
-        self.model = model
+
+    def _current(self) -> BundleClassifier:
+        """The classifier of the served checkpoint, reloaded when the file is replaced."""
+        path = Path(self._served())
+        version = (path, path.stat().st_mtime_ns if path.is_file() else -1)  # a missing file: the loader says so
+        with self._lock:
+            if version != self._version:
+                logger.info("loading %s", path)
+                self.model, self._version = self._load(path), version
+            return self.model
 
     def is_valid(self) -> bool:
         return True
@@ -56,14 +71,15 @@ class UltrasoundClassifyInfer(InferTask):
             UnreadableImageError: the file is not a decodable image; the app turns it into an HTTP 4xx.
         """
         start = time.perf_counter()
+        model = self._current()
         heatmap_file = None
         if _truthy(request.get("heatmap", False)):
-            result, overlay = self.model.predict_and_explain(request["image"])
+            result, overlay = model.predict_and_explain(request["image"])
             if overlay is not None:
                 heatmap_file = tempfile.NamedTemporaryFile(suffix="_gradcam.png", delete=False).name
                 save_png(overlay, Path(heatmap_file))
         else:
-            result = self.model.predict(request["image"])
+            result = model.predict(request["image"])
         result["latency_s"] = round(time.perf_counter() - start, 4)
         logger.info("classified %s as %s in %.3f s", request["image"], result["class"], result["latency_s"])
         return heatmap_file, result

@@ -98,6 +98,7 @@ def test_info_lists_the_classifier_and_its_classes(server) -> None:
     assert info["labels"] == ["benign", "malignant"]
     assert info["models"][MODEL]["type"] == "classification"
     assert info["models"][MODEL]["labels"] == {"benign": 0, "malignant": 1}
+    assert MODEL in info["trainers"]
     assert info["datastore"]["total"] == 4  # case0-2.png and case3.dcm: DICOM is in the datastore's patterns
 
 
@@ -150,3 +151,59 @@ def test_heatmap_request_returns_the_grad_cam_png(server) -> None:
 def test_server_listens_on_loopback_only(server) -> None:
     _, _, log = server
     assert "Uvicorn running on http://127.0.0.1:" in log.read_text()
+
+
+def save_class_label(url: str, image_id: str, class_name: str) -> None:
+    label = json.dumps({"class": class_name}).encode()
+    response = requests.put(f"{url}/datastore/label", params={"image": image_id, "tag": "final"},
+                            files={"label": ("label.json", label)}, timeout=30)
+    assert response.status_code == 200, response.text
+
+
+def wait_for_training(url: str, timeout_s: float = 600) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status = requests.get(f"{url}/train/", timeout=10).json()
+        if status.get("status") in ("DONE", "ERROR"):
+            return status
+        time.sleep(2)
+    pytest.fail(f"training still running after {timeout_s} s")
+
+
+def test_train_with_a_bad_parameter_ends_in_error_naming_it(server) -> None:
+    url, _, _ = server
+    response = requests.post(f"{url}/train/{MODEL}", json={"max_epochs": 0}, timeout=30)
+    assert response.status_code == 200, response.text
+    status = wait_for_training(url)
+    assert status["status"] == "ERROR"
+    assert any("'max_epochs' must be an integer of at least 1, got 0" in line for line in status["details"])
+    assert requests.get(f"{url}/info/", timeout=10).status_code == 200
+
+
+def test_train_task_fine_tunes_on_datastore_labels_and_the_server_serves_the_result(server, classifier_run,
+                                                                                     tmp_path) -> None:
+    # last in this file: it replaces the served model
+    url, files, log = server
+    info = requests.get(f"{url}/info/", timeout=10).json()
+    assert MODEL in info["trainers"] and info["trainers"][MODEL]["config"]["max_epochs"] == 10
+    before = infer(url, files["case0_png"]).json()["probabilities"]
+    for image_id, name in [("case0", "benign"), ("case1", "benign"), ("case2", "malignant"), ("case3", "malignant")]:
+        save_class_label(url, image_id, name)
+    response = requests.post(f"{url}/train/{MODEL}", json={"max_epochs": 2, "num_workers": 0, "batch_size": 4,
+                                                           "base_lr": 0.05}, timeout=30)
+    assert response.status_code == 200, response.text
+    status = wait_for_training(url)
+    assert status["status"] == "DONE", "\n".join(status.get("details", [])) + log.read_text()[-4000:]
+    published = log.parent / "app" / "model" / f"{MODEL}.pt"
+    stats = json.loads((published.with_suffix("") / "train_stats.json").read_text())
+    assert (stats["train"], stats["validation"], stats["epochs"]) == (2, 2, 2)
+    assert stats["started_from"] == str(classifier_run / "models" / "model.pt")
+
+    out = tmp_path / "bundle"
+    run_bundle([TRAIN, INFERENCE], {**tiny_classify_overrides(classifier_run, classifier_run / "cache"),
+                                    "ckpt_path": str(published), "output_dir": str(out),
+                                    "input_files": [str(files["case0_png"])]})
+    expected = json.loads((out / "predictions.json").read_text())["predictions"][str(files["case0_png"])]
+    after = infer(url, files["case0_png"]).json()["probabilities"]
+    assert after == pytest.approx(expected["probabilities"], abs=1e-6)
+    assert after != pytest.approx(before, abs=1e-6)  # the fine-tuned model is the one served

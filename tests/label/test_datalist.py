@@ -1,0 +1,58 @@
+"""Class labels from a MONAI Label datastore to the classification bundle's datalist (no MONAI Label needed)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from monai_ext.data.downstream import read_split
+from monai_ext.label.datalist import labelled_datalist, read_class_label
+
+CLASSES = ["benign", "malignant"]
+
+
+@pytest.mark.parametrize("content, expected", [('{"class": "malignant"}', 1), ('{"label": "benign"}', 0),
+                                               ("malignant\n", 1), ("1", 1), ('{"class": 0}', 0)])
+def test_label_file_formats(tmp_path, content, expected) -> None:
+    (tmp_path / "label.json").write_text(content)
+    assert read_class_label(tmp_path / "label.json", CLASSES) == expected
+
+
+@pytest.mark.parametrize("content", ['{"class": "cyst"}', "2", "true", '{"other": 1}', ""])
+def test_unknown_classes_are_refused_naming_the_file(tmp_path, content) -> None:
+    (tmp_path / "label.json").write_text(content)
+    with pytest.raises(ValueError, match="label.json"):
+        read_class_label(tmp_path / "label.json", CLASSES)
+
+
+def test_binary_label_file_is_refused(tmp_path) -> None:
+    (tmp_path / "mask.nii.gz").write_bytes(b"\x1f\x8b\x08\x00\xff\xfe")
+    with pytest.raises(ValueError, match="mask.nii.gz: cannot read"):
+        read_class_label(tmp_path / "mask.nii.gz", CLASSES)
+
+
+def make_items(tmp_path, names: list[str]) -> list[dict[str, str]]:
+    items = []
+    for index, name in enumerate(names):
+        label = tmp_path / f"label{index}.json"
+        label.write_text(json.dumps({"class": name}))
+        items.append({"image": str(tmp_path / f"image{index}.png"), "label": str(label)})
+    return items
+
+
+def test_datalist_is_stratified_and_reports_skipped_labels(tmp_path) -> None:
+    items = make_items(tmp_path, ["benign"] * 6 + ["malignant"] * 4 + ["cyst"])
+    path, skipped = labelled_datalist(items, CLASSES, tmp_path / "datalist.json", val_fraction=0.25)
+    split = read_split(path)
+    assert split["class_names"] == CLASSES
+    assert len(split["train"]) + len(split["validation"]) == 10
+    assert {it["label"] for it in split["validation"]} == {0, 1}  # every class in validation
+    assert set(skipped) == {str(tmp_path / "label10.json")} and "cyst" in skipped[str(tmp_path / "label10.json")]
+    images = [it["image"] for it in split["train"] + split["validation"]]
+    assert len(set(images)) == 10
+
+
+def test_too_few_labels_per_class_is_a_clear_error(tmp_path) -> None:
+    with pytest.raises(ValueError, match=r"too few: \{'malignant': 1\}"):
+        labelled_datalist(make_items(tmp_path, ["benign", "benign", "malignant"]), CLASSES, tmp_path / "d.json")
