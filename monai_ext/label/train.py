@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ class UltrasoundClassifyTrain(TrainTask):
         overrides: further bundle settings (the app's ``overrides`` conf).
     """
 
-    def __init__(self, bundle_root: Path, served: Any, published: Path, class_names: list[str],
+    def __init__(self, bundle_root: Path, served: Callable[[], Path], published: Path, class_names: list[str],
                  overrides: Mapping[str, Any]) -> None:
         super().__init__(f"Fine-tune on the datastore's class labels ({', '.join(class_names)})")
         self.bundle_root = Path(bundle_root)
