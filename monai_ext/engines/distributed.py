@@ -56,7 +56,14 @@ def init_process_group(timeout_minutes: int = 30) -> bool:
 
 
 def destroy_process_group() -> None:
+    """Tear the process group down once every rank has arrived.
+
+    Without the barrier a rank that finishes first (rank 0 is still writing its checkpoint) destroys its gloo
+    transport while a peer's is still connected, and the peer can abort in C++ ("terminate called without an active
+    exception").
+    """
     if is_distributed():
+        dist.barrier()
         dist.destroy_process_group()
 
 
