@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.train import TrainTask
 
+from monai_ext.engines.handlers import atomic_write_bytes
 from monai_ext.label.bundle_model import overrides_from_checkpoint
 from monai_ext.label.datalist import labelled_datalist
 
@@ -73,10 +73,8 @@ class UltrasoundClassifyTrain(TrainTask):
         run_dir = self.work / "run"
         shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run: no resume from an older training's files
         self._run_bundle(datalist, start_from, run_dir, params, train_size=len(split["train"]))
-        best = run_dir / "models" / "model.pt"
-        tmp = self.published.with_suffix(".pt.tmp")
-        shutil.copyfile(best, tmp)
-        os.replace(tmp, self.published)  # atomic: the server never reads a half-written model
+        # atomic: the serving process never reads a half-written model
+        atomic_write_bytes(self.published, (run_dir / "models" / "model.pt").read_bytes())
         history = json.loads((run_dir / "eval" / "metrics.json").read_text())
         summary = {
             "published": str(self.published),
@@ -87,7 +85,7 @@ class UltrasoundClassifyTrain(TrainTask):
             "epochs": len(history),
             "best_val_macro_f1": max(h["val_macro_f1"] for h in history),
         }
-        (self.work / "train_stats.json").write_text(json.dumps(summary, indent=1))
+        atomic_write_bytes(self.work / "train_stats.json", json.dumps(summary, indent=1).encode())
         logger.info("fine-tuned on %d labelled images: %s", summary["train"], summary)
         return summary
 
@@ -96,24 +94,26 @@ class UltrasoundClassifyTrain(TrainTask):
         from monai.bundle import run
 
         configs = self.bundle_root / "configs"
-        run(
-            config_file=str(configs / "train.yaml"),
-            meta_file=str(configs / "metadata.json"),
-            logging_file=str(configs / "logging.conf"),
-            bundle_root=str(self.bundle_root),
-            datalist_file=str(datalist),
-            init_checkpoint=str(start_from),
-            ckpt_dir=str(run_dir / "models"),
-            output_dir=str(run_dir / "eval"),
-            cache_dir=str(run_dir / "cache"),
-            epochs=params["max_epochs"],
+        settings: dict[str, Any] = {
+            "meta_file": str(configs / "metadata.json"),
+            "logging_file": str(configs / "logging.conf"),
+            "bundle_root": str(self.bundle_root),
+            "datalist_file": str(datalist),
+            "init_checkpoint": str(start_from),
+            "ckpt_dir": str(run_dir / "models"),
+            "output_dir": str(run_dir / "eval"),
+            "cache_dir": str(run_dir / "cache"),
+            "epochs": params["max_epochs"],
             # the training loader drops its last partial batch: never ask for more than there are images
-            batch_size=min(params["batch_size"], train_size),
-            num_workers=params["num_workers"],
-            **({"base_lr": params["base_lr"]} if params["base_lr"] is not None else {}),
+            "batch_size": min(params["batch_size"], train_size),
+            "num_workers": params["num_workers"],
+            # later entries win, as in load_bundle_classifier: the checkpoint's architecture, then the app's conf
             **overrides_from_checkpoint(start_from),
             **self.overrides,
-        )
+        }
+        if params["base_lr"] is not None:
+            settings["base_lr"] = params["base_lr"]
+        run(config_file=str(configs / "train.yaml"), **settings)
 
 
 def _parameters(request: Mapping[str, Any]) -> dict[str, Any]:

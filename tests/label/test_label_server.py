@@ -56,7 +56,9 @@ def server(classifier_run, tmp_path_factory):
     log = work / "server.log"
     env = {**os.environ, "LABEL_PORT": str(port), "LABEL_APP_DIR": str(work / "app"), "OMP_NUM_THREADS": "2"}
     cmd = ["bash", str(REPO / "scripts" / "run_label_server.sh"), str(work / "studies"),
-           "--conf", "checkpoint", str(classifier_run / "models" / "model.pt"), "--conf", "device", "cpu"]
+           "--conf", "checkpoint", str(classifier_run / "models" / "model.pt"), "--conf", "device", "cpu",
+           # repeats a setting the checkpoint also fixes: the conf must win without a clash in the train task
+           "--conf", "overrides", json.dumps({"image_size": 64})]
     with open(log, "wb") as out:
         process = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
                                    start_new_session=True)
