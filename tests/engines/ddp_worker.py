@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 
 import torch
@@ -45,6 +46,10 @@ def main(out: str, accumulation: int) -> None:
     if rank() == 0:
         final = {k: v.detach().clone() for k, v in model.state_dict().items()}
         torch.save({"initial": initial, "final": final}, out)
+    # Release DDP's reducer (it holds gloo work objects with tensors) while the interpreter is fully alive: left to
+    # interpreter finalization, gloo's threads can abort the process (pytorch/pytorch#179291).
+    del trainer, optimizer, network
+    gc.collect()
     destroy_process_group()
 
 
