@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+
 import fire
 
 
@@ -137,8 +138,8 @@ def cross_validate(
         tracking_uri: MLflow server or store (default MLFLOW_TRACKING_URI, else SQLite under OUT).
         overrides: any classification-bundle override, e.g. --arch ... --epochs 20 --image_size 128.
     """
-    from monai_ext.engines.crossval import cross_validate as run_cv
-    from monai_ext.engines.crossval import protocol_by_name
+    from monai_ext.apps.crossval import cross_validate as run_cv
+    from monai_ext.apps.crossval import protocol_by_name
 
     kwargs = {"per_class": per_class, "max_train": max_train} if protocol == "synthetic" else {}
     proto = protocol_by_name(protocol, root, cache_dir, **kwargs)

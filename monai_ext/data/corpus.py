@@ -34,8 +34,8 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
 from monai_ext.data.frames import FrameOptions, SkippedSource, iter_frames, source_kind
-from monai_ext.data.readers import UnreadableImageError
-from monai_ext.engines.handlers import atomic_write_bytes
+from monai_ext.io.atomic import atomic_write_bytes
+from monai_ext.io.errors import UnreadableImageError
 
 logger = logging.getLogger(__name__)
 MANIFEST_COLUMNS = ("frame_id", "dataset", "source", "frame", "orig_height", "orig_width", "sha256", "phash",
@@ -399,7 +399,7 @@ def write_report_png(out: Path, records: list[dict], report: dict[str, Any], mon
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from monai_ext.engines.classification import save_figure
+    from monai_ext.io.figures import save_figure
 
     names = sorted(report["datasets"])
     kept = [report["datasets"][n]["kept"] for n in names]

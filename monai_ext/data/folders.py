@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from monai.data import Dataset
 
 from monai_ext.data.synthetic import SimulatorConfig, generate_dataset
 
@@ -84,41 +83,5 @@ def pretrain_datalists(
     return {"train": train, "validation": val}
 
 
-def root_cause(error: BaseException) -> str:
-    """The innermost cause of an exception chain as one line (MONAI wraps transform errors in RuntimeErrors)."""
-    while error.__cause__ is not None:
-        error = error.__cause__
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0][:300] if text else ''}"
 
 
-class SkipCorruptDataset(Dataset):
-    """``monai.data.Dataset`` that skips items whose loading or transforms fail, with a warning naming the file.
-
-    A failed item is replaced by the next good one, so batches keep their size and a long run is never stopped by
-    one bad file. Each bad file is reported once per process.
-
-    Args:
-        data: datalist of dicts.
-        transform: MONAI transform chain.
-        name_key: key whose value names the item in warnings.
-    """
-
-    def __init__(self, data: Sequence[dict[str, Any]], transform: Any = None, name_key: str = "image") -> None:
-        if len(data) == 0:
-            raise ValueError("the datalist is empty")
-        super().__init__(data, transform)
-        self.name_key = name_key
-        self.bad: set[int] = set()
-
-    def _transform(self, index: int) -> Any:
-        for step in range(len(self.data)):
-            i = (index + step) % len(self.data)
-            if i in self.bad:
-                continue
-            try:
-                return super()._transform(i)
-            except Exception as e:  # any decoder or transform error means this one file is unusable
-                self.bad.add(i)
-                logger.warning("skipping unreadable image %s: %s", self.data[i].get(self.name_key, i), root_cause(e))
-        raise RuntimeError("every item of the dataset failed to load")

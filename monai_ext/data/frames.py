@@ -16,7 +16,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from monai_ext.data.readers import DICOM_SUFFIXES, UnreadableImageError, _to_gray_unit, read_image_pixels
+from monai_ext.io.errors import UnreadableImageError
+from monai_ext.io.images import DICOM_SUFFIXES, _to_gray_unit, read_image_pixels
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 NIFTI_SUFFIXES = (".nii", ".nii.gz")

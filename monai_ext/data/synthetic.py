@@ -452,11 +452,11 @@ def write_frame(frame: SimulatedFrame, path: Path, fmt: str = "png") -> Path:
             raise OSError(f"could not write {str(path)!r}")
         return path
     if fmt == "dcm":
-        from monai_ext.data.writers import write_dicom
+        from monai_ext.io.writers import write_dicom
 
         return write_dicom(frame.image, path.with_suffix(".dcm"))
     if fmt == "nii":
-        from monai_ext.data.writers import write_nifti
+        from monai_ext.io.writers import write_nifti
 
         return write_nifti(frame.image, path.with_suffix(".nii.gz"))
     raise ValueError(f"format must be 'png', 'dcm' or 'nii', got {fmt!r}")

@@ -14,6 +14,7 @@ from monai.engines.utils import IterationEvents
 
 from monai_ext.engines.base import RobustStepTrainer, autocast, batch_images
 
+
 def _unused_loss(*_: Any) -> torch.Tensor:
     raise RuntimeError("the MAE network computes its own loss")
 

@@ -98,3 +98,46 @@ class WarmupCosineLR(LambdaLR):
         factor = min(1.0, min_lr / peak)
         super().__init__(optimizer, lambda s: warmup_cosine_factor(s, self.warmup_steps, self.total_steps, factor),
                          last_epoch)
+
+
+def layer_id_for_vit(name: str, num_layers: int) -> int:
+    """MAE's ``get_layer_id_for_vit``: embeddings 0, block i -> i + 1, everything after the blocks num_layers + 1."""
+    if name in ("cls_token", "pos_embed") or name.startswith("patch_embed"):
+        return 0
+    if name.startswith("blocks."):
+        return int(name.split(".")[1]) + 1
+    return num_layers + 1
+
+
+def param_groups_layer_decay(model: nn.Module, lr: float, weight_decay: float, layer_decay: float) -> list[dict]:
+    """Parameter groups with layer-wise lr decay (MAE fine-tuning): block i gets ``lr * decay^(L + 1 - (i + 1))``.
+
+    No weight decay on biases, norms and tokens. Models without ViT ``blocks`` (the CNN baselines) get the plain
+    two groups at ``lr``.
+    """
+    if not 0.0 < layer_decay <= 1.0:
+        raise ValueError(f"layer_decay must be in (0, 1], got {layer_decay!r}")
+    inner = getattr(model, "module", model)
+    if not hasattr(inner, "blocks"):
+        groups = param_groups_weight_decay(inner, weight_decay)
+        return [{**g, "lr": lr} for g in groups]
+    num_layers = len(inner.blocks)
+    groups: dict[tuple[int, bool], dict] = {}
+    for name, param in inner.named_parameters():
+        if not param.requires_grad:
+            continue
+        no_decay = param.ndim <= 1 or name in ("cls_token", "pos_embed")
+        layer = layer_id_for_vit(name, num_layers)
+        scale = layer_decay ** (num_layers + 1 - layer)
+        group = groups.setdefault((layer, no_decay), {"params": [], "weight_decay": 0.0 if no_decay else weight_decay,
+                                                       "lr": lr * scale, "lr_scale": scale})
+        group["params"].append(param)
+    return list(groups.values())
+
+
+def build_finetune_adamw(model: nn.Module, lr: float, weight_decay: float = 0.05, layer_decay: float = 0.75,
+                         betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.AdamW:
+    """AdamW over :func:`param_groups_layer_decay` (fused on CUDA)."""
+    fused = all(p.is_cuda for p in model.parameters())
+    groups = param_groups_layer_decay(model, lr, weight_decay, layer_decay)
+    return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), fused=fused or None)

@@ -22,7 +22,6 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 
-
 #: A fitted model must agree with the detected region at least this well (IoU) to replace it.
 MIN_MODEL_IOU = 0.9
 

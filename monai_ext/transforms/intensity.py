@@ -10,8 +10,7 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 
-#: ITU-R BT.601 luma weights, the ones OpenCV and PIL use for RGB -> gray.
-LUMA = (0.299, 0.587, 0.114)
+from monai_ext.io.images import LUMA
 
 
 class ToGrayscale(Transform):

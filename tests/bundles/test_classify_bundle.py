@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from monai_ext.data.writers import write_dicom
+from monai_ext.io.writers import write_dicom
 from monai_ext.networks.checkpoints import read_checkpoint
 from monai_ext.networks.mae import build_mae
 from tests.bundles.helpers import CLASSIFY, REPO, bundle_command, run_bundle, tiny_classify_overrides

@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from monai_ext.data.synthetic import SimulatorConfig, simulate_frame
-from monai_ext.data.writers import write_dicom_frames
+from monai_ext.io.writers import write_dicom_frames
 
 IDENTITY = {"PatientName": "DOE^SECRETNAME", "PatientID": "PHI-ID-73519", "PatientBirthDate": "19610407",
             "AccessionNumber": "ACC-884213"}
@@ -139,7 +139,7 @@ def _dicom_without_pixels(path: Path) -> None:
     import pydicom
     from pydicom.uid import UltrasoundImageStorage
 
-    from monai_ext.data.writers import new_dicom_dataset
+    from monai_ext.io.writers import new_dicom_dataset
 
     new_dicom_dataset(path, UltrasoundImageStorage).save_as(path, enforce_file_format=True)
     assert pydicom.dcmread(path).get("PixelData") is None

@@ -7,8 +7,8 @@ import pytest
 
 from monai_ext.data.corpus import crop_to_view
 from monai_ext.data.frames import FrameOptions, SkippedSource, iter_frames
-from monai_ext.data.readers import UnreadableImageError
-from monai_ext.data.writers import write_dicom_frames
+from monai_ext.io.errors import UnreadableImageError
+from monai_ext.io.writers import write_dicom_frames
 from tests.data.corpus_builder import DICOM_CASES, us_image, write_case
 
 
@@ -77,7 +77,7 @@ def test_png_frames_equal_the_pil_reader_for_every_mode(tmp_path, mode):
     from PIL import Image
 
     from monai_ext.data.frames import to_uint8_gray
-    from monai_ext.data.readers import read_image_pixels
+    from monai_ext.io.images import read_image_pixels
 
     rgb = np.stack([us_image(40), np.roll(us_image(40), 7, axis=1), us_image(40)[::-1]], axis=-1)
     image = Image.fromarray(rgb)

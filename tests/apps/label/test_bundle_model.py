@@ -8,12 +8,12 @@ import cv2
 import numpy as np
 import pytest
 
-from monai_ext.data.folders import root_cause
-from monai_ext.data.readers import UnreadableImageError
-from monai_ext.data.writers import write_dicom
-from monai_ext.label.bundle_model import load_bundle_classifier, overrides_from_checkpoint
+from monai_ext.io.errors import root_cause
+from monai_ext.io.errors import UnreadableImageError
+from monai_ext.io.writers import write_dicom
+from monai_ext.apps.label.bundle_model import load_bundle_classifier, overrides_from_checkpoint
 from tests.bundles.helpers import CLASSIFY, run_bundle, tiny_classify_overrides
-from tests.label.conftest import INFERENCE, TRAIN
+from tests.apps.label.conftest import INFERENCE, TRAIN
 
 pytestmark = pytest.mark.slow
 

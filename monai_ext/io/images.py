@@ -9,22 +9,18 @@ small MONAI transform pair puts one convention on both: (1, rows, columns), floa
 from __future__ import annotations
 
 import os
-from collections.abc import Hashable, Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-from monai.config import KeysCollection
-from monai.transforms import MapTransform, Transform
 from PIL import Image
 
-from monai_ext.transforms.intensity import LUMA
+from monai_ext.io.errors import UnreadableImageError
 
+#: ITU-R BT.601 luma weights (R, G, B), the conversion OpenCV and PIL use.
+LUMA = (0.299, 0.587, 0.114)
 DICOM_SUFFIXES = (".dcm", ".dicom")
 
 
-class UnreadableImageError(ValueError):
-    """A file that is not a decodable image; the message names the file and the reason."""
 
 
 def _to_gray_unit(pixels: np.ndarray, source: str) -> np.ndarray:
@@ -89,26 +85,5 @@ def read_image_pixels(path: str | os.PathLike) -> np.ndarray:
         raise UnreadableImageError(f"{path}: cannot decode ({type(e).__name__}: {e})") from e
 
 
-class LoadUltrasoundImage(Transform):
-    """Path -> (1, H, W) float32 gray image in [0, 1]."""
-
-    def __call__(self, path: str | os.PathLike) -> np.ndarray:
-        pixels = read_image_pixels(path)
-        if pixels.size == 0 or min(pixels.shape[:2]) < 1:
-            raise UnreadableImageError(f"{path}: empty image")
-        return _to_gray_unit(pixels, str(path))[None]
 
 
-class LoadUltrasoundImaged(MapTransform):
-    """Dictionary version of :class:`LoadUltrasoundImage` (keeps the path under ``<key>_path``)."""
-
-    def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False) -> None:
-        super().__init__(keys, allow_missing_keys)
-        self.loader = LoadUltrasoundImage()
-
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            d[f"{key}_path"] = str(d[key])
-            d[key] = self.loader(d[key])
-        return d

@@ -4,6 +4,6 @@
 ``model/`` and ``lib/`` beside it.
 """
 
-from monai_ext.label.app import UltrasoundClassifierApp
+from monai_ext.apps.label.app import UltrasoundClassifierApp
 
 __all__ = ["UltrasoundClassifierApp"]

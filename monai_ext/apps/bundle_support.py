@@ -21,7 +21,7 @@ from monai_ext.networks.checkpoints import (
 )
 
 logger = logging.getLogger(__name__)
-REPO_BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
+REPO_BUNDLES = Path(__file__).resolve().parents[2] / "bundles"
 
 
 def _bundle_name(folder: Path) -> str | None:

@@ -2,7 +2,7 @@
 
 MONAI Label's ``BasicInferTask`` is built around segmentation (pre/inferer/post transforms and a label writer) and
 its ``BundleInferTask`` imports torchvision; a classifier needs neither, so this implements the small ``InferTask``
-interface directly and delegates the work to :class:`~monai_ext.label.bundle_model.BundleClassifier`.
+interface directly and delegates the work to :class:`~monai_ext.apps.label.bundle_model.BundleClassifier`.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any
 
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
-from monai_ext.engines.handlers import save_png
-from monai_ext.label.bundle_model import BundleClassifier
+from monai_ext.apps.label.bundle_model import BundleClassifier
+from monai_ext.io.figures import save_png
 
 logger = logging.getLogger(__name__)
 

@@ -7,8 +7,9 @@ import pydicom
 import pytest
 from PIL import Image
 
-from monai_ext.data.readers import LoadUltrasoundImage, LoadUltrasoundImaged, UnreadableImageError
-from monai_ext.data.writers import write_dicom
+from monai_ext.transforms.loading import LoadUltrasoundImage, LoadUltrasoundImaged
+from monai_ext.io.errors import UnreadableImageError
+from monai_ext.io.writers import write_dicom
 
 GRAY = np.random.default_rng(0).integers(0, 256, (20, 30), np.uint8)
 RGB = np.random.default_rng(1).integers(0, 256, (20, 30, 3), np.uint8)

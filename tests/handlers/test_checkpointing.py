@@ -9,7 +9,7 @@ import pytest
 import torch
 from ignite.engine import Engine, Events
 
-from monai_ext.engines.checkpointing import RandomStates, TrainingCheckpointer, list_checkpoints
+from monai_ext.handlers.checkpointing import RandomStates, TrainingCheckpointer, list_checkpoints
 from monai_ext.networks.checkpoints import read_checkpoint
 
 

@@ -24,11 +24,11 @@ from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.infer_v2 import InferTask
 from monailabel.interfaces.tasks.train import TrainTask
 
-from monai_ext.bundle_support import locate_bundle_root
-from monai_ext.data.readers import UnreadableImageError
-from monai_ext.label.bundle_model import BundleClassifier, load_bundle_classifier
-from monai_ext.label.infer import UltrasoundClassifyInfer
-from monai_ext.label.train import UltrasoundClassifyTrain
+from monai_ext.apps.bundle_support import locate_bundle_root
+from monai_ext.apps.label.bundle_model import BundleClassifier, load_bundle_classifier
+from monai_ext.apps.label.infer import UltrasoundClassifyInfer
+from monai_ext.apps.label.train import UltrasoundClassifyTrain
+from monai_ext.io.errors import UnreadableImageError
 
 logger = logging.getLogger(__name__)
 DEFAULT_MODEL_NAME = "usf_mae_classifier"

@@ -18,9 +18,9 @@ from typing import Any
 from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.train import TrainTask
 
-from monai_ext.engines.handlers import atomic_write_bytes
-from monai_ext.label.bundle_model import overrides_from_checkpoint
-from monai_ext.label.datalist import labelled_datalist
+from monai_ext.apps.label.bundle_model import overrides_from_checkpoint
+from monai_ext.apps.label.datalist import labelled_datalist
+from monai_ext.io.atomic import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 #: Request parameters and their defaults (shown to clients by ``/info/``).

@@ -18,9 +18,10 @@ import numpy as np
 import torch
 from monai.bundle import ConfigParser
 
-from monai_ext.data.readers import UnreadableImageError
-from monai_ext.engines.inference import classify_image, gradcam_overlay, has_token_blocks, prepare_image
+from monai_ext.engines.inference import classify_image, prepare_image
+from monai_ext.io.errors import UnreadableImageError
 from monai_ext.networks.checkpoints import read_checkpoint
+from monai_ext.visualize.gradcam import gradcam_overlay, has_token_blocks
 
 logger = logging.getLogger(__name__)
 CONFIG_FILES = ("train.yaml", "inference.yaml")

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 import requests
 
-from monai_ext.data.writers import write_dicom
+from monai_ext.io.writers import write_dicom
 from tests.bundles.helpers import REPO, run_bundle, tiny_classify_overrides
-from tests.label.conftest import INFERENCE, TRAIN
+from tests.apps.label.conftest import INFERENCE, TRAIN
 
 pytestmark = pytest.mark.slow
 MODEL = "usf_mae_classifier"

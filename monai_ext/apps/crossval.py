@@ -18,7 +18,7 @@ import numpy as np
 
 from monai_ext.data.downstream import Protocol, folder_protocol, load_protocol, write_split
 from monai_ext.data.synthetic import synthetic_lesion_dataset
-from monai_ext.engines.handlers import atomic_write_bytes
+from monai_ext.io.atomic import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 CLASSIFY = Path(__file__).resolve().parents[2] / "bundles" / "usf_mae_classify"
@@ -157,7 +157,7 @@ class ParentRun:
         from mlflow.tracking import MlflowClient
         from monai.utils import path_to_sqlite_uri
 
-        from monai_ext.tracking import check_tracking_server, git_commit
+        from monai_ext.handlers.tracking import check_tracking_server, git_commit
 
         self.uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or path_to_sqlite_uri(str(out / "mlruns.db"))
         check_tracking_server(self.uri)

@@ -1,0 +1,1 @@
+"""Applications built on the layers below: bundle support, the cross-validation runner, the MONAI Label app."""

@@ -1,0 +1,1 @@
+"""ignite event handlers for the engines: checkpointing, metric history, reconstruction grids, reports, MLflow."""

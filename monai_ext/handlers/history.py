@@ -1,0 +1,69 @@
+"""Training history handlers: a tqdm progress bar and the per-validation metrics JSON, written by rank 0."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from ignite.engine import Engine, Events
+
+from monai_ext.engines.distributed import is_main_process
+from monai_ext.io.atomic import atomic_write_bytes
+
+logger = logging.getLogger(__name__)
+
+
+
+class ProgressBar:
+    """ignite's tqdm progress bar showing the running loss, attachable from a bundle's handler list."""
+
+    def __init__(self, loss_key: str = "loss", persist: bool = False) -> None:
+        self.loss_key, self.persist = loss_key, persist
+
+    def attach(self, engine: Engine) -> None:
+        from ignite.handlers import ProgressBar as IgniteProgressBar
+
+        if is_main_process():
+            bar = IgniteProgressBar(persist=self.persist)
+            bar.attach(engine, output_transform=lambda out: {self.loss_key: out[self.loss_key]})
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, (int, float)) or (isinstance(value, torch.Tensor) and value.numel() == 1)
+
+
+class MetricsHistory:
+    """Append each validation's metrics (with the trainer's epoch) to a JSON list at ``path``.
+
+    Args:
+        path: JSON file, rewritten atomically after each validation.
+        epoch_engine: the trainer, whose epoch labels the entries.
+
+    Saved in trainer checkpoints (``state_dict``), so a resumed run keeps the history of the epochs before it.
+    """
+
+    def __init__(self, path: str | os.PathLike, epoch_engine: Engine | None = None) -> None:
+        self.path = Path(path)
+        self.epoch_engine = epoch_engine
+        self.history: list[dict[str, Any]] = []
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        epoch = (self.epoch_engine or engine).state.epoch
+        entry = {"epoch": epoch, **{k: float(v) for k, v in engine.state.metrics.items() if _is_scalar(v)}}
+        self.history = [h for h in self.history if h["epoch"] < epoch] + [entry]
+        if is_main_process():
+            atomic_write_bytes(self.path, json.dumps(self.history, indent=1).encode())
+            logger.info("epoch %d validation: %s", epoch, {k: round(v, 6) for k, v in entry.items() if k != "epoch"})
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": self.history}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.history = list(state.get("history", []))

@@ -1,0 +1,88 @@
+"""After each validation, a PNG grid of MAE reconstructions of fixed validation images."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from ignite.engine import Engine, Events
+
+from monai_ext.engines.base import autocast
+from monai_ext.engines.distributed import is_main_process
+from monai_ext.io.figures import save_png
+from monai_ext.visualize.reconstructions import reconstruction_panels, to_display
+
+logger = logging.getLogger(__name__)
+
+
+
+class ReconstructionGridSaver:
+    """After each validation, reconstruct fixed validation images and save a PNG grid.
+
+    Rows are images; columns are original | masked input | reconstruction | reconstruction + visible patches.
+    Files: ``<output_dir>/reconstructions/epoch_NNNN.png`` and ``latest.png``.
+
+    Args:
+        output_dir: run output folder.
+        images: (K, C, H, W) normalised validation images (fixed across the run).
+        mean, std: the normalisation to undo for display.
+        mask_ratio: fraction of patches removed.
+        noise_seed: seed of the fixed masks.
+        precision: autocast precision.
+        epoch_engine: engine whose epoch numbers the files (the trainer); defaults to the attached one.
+    """
+
+    def __init__(
+        self,
+        output_dir: str | os.PathLike,
+        images: torch.Tensor,
+        mean: Sequence[float] = (0.485, 0.456, 0.406),
+        std: Sequence[float] = (0.229, 0.224, 0.225),
+        mask_ratio: float = 0.75,
+        noise_seed: int = 1234,
+        precision: str = "bf16",
+        epoch_engine: Engine | None = None,
+    ) -> None:
+        self.folder = Path(output_dir) / "reconstructions"
+        self.images = images
+        self.mean, self.std = list(mean), list(std)
+        self.mask_ratio, self.noise_seed, self.precision = mask_ratio, noise_seed, precision
+        self.epoch_engine = epoch_engine
+        self.last_path: Path | None = None
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+
+    def render(self, network: torch.nn.Module, device: torch.device) -> np.ndarray:
+        """The grid as a uint8 (K*H, 4*W, 3) array."""
+        model = getattr(network, "module", network)
+        images = self.images.to(device)
+        noise = torch.rand(images.shape[0], model.num_patches, generator=torch.Generator().manual_seed(self.noise_seed))
+        was_training = model.training
+        model.eval()
+        with torch.no_grad(), autocast(device, self.precision):
+            _, pred, mask = model(images, self.mask_ratio, noise.to(device))
+        model.train(was_training)
+        panels = [images, *reconstruction_panels(model, images.float(), pred.float(), mask.float())]
+        columns = [to_display(p, self.mean, self.std) for p in panels]  # each (K, H, W, 3)
+        rows = [np.concatenate([col[i] for col in columns], axis=1) for i in range(images.shape[0])]
+        return np.concatenate(rows, axis=0)
+
+    def save(self, network: torch.nn.Module, device: torch.device, name: str) -> Path:
+        """Render and write ``<output_dir>/reconstructions/<name>`` (and ``latest.png``). Returns the path."""
+        grid = self.render(network, device)
+        path = self.folder / name
+        save_png(grid, path)
+        save_png(grid, self.folder / "latest.png")
+        self.last_path = path
+        logger.info("reconstruction grid written to %s", path)
+        return path
+
+    def __call__(self, engine: Engine) -> None:
+        if is_main_process():
+            epoch = (self.epoch_engine or engine).state.epoch
+            self.save(engine.network, engine.state.device, f"epoch_{epoch:04d}.png")

@@ -1,0 +1,59 @@
+"""Classification reports after an evaluation: JSON, confusion matrix and ROC PNGs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from ignite.engine import Engine, Events
+
+from monai_ext.engines.distributed import is_main_process
+from monai_ext.io.atomic import atomic_write_bytes
+from monai_ext.visualize.plots import plot_confusion_matrix, plot_roc
+
+logger = logging.getLogger(__name__)
+
+
+
+class ClassificationReportWriter:
+    """After an evaluation, write ``<prefix>report.json``, ``<prefix>confusion_matrix.png`` and ``<prefix>roc.png``.
+
+    Args:
+        output_dir: folder of the files.
+        class_names: names of the classes.
+        report_name: the ``ClassificationReport`` metric's name in ``state.metrics``.
+        key_metric: the macro-F1 metric's name.
+        prefix: file-name prefix (e.g. "test_").
+        best_only: write only when macro-F1 improves on the best so far (during training).
+    """
+
+    def __init__(self, output_dir: str | os.PathLike, class_names: list[str], report_name: str = "report",
+                 key_metric: str = "val_macro_f1", prefix: str = "", best_only: bool = False) -> None:
+        self.folder = Path(output_dir)
+        self.class_names = list(class_names)
+        self.report_name, self.key_metric, self.prefix = report_name, key_metric, prefix
+        self.best_only = best_only
+        self.last_report: dict[str, Any] | None = None
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        score = float(engine.state.metrics[self.key_metric])
+        if self.best_only and self.last_report is not None and score <= self.last_report["macro_f1"]:
+            return
+        report = {"macro_f1": score, **engine.state.metrics[self.report_name]}
+        report["class_names"] = self.class_names
+        self.last_report = report
+        if not is_main_process():
+            return
+        atomic_write_bytes(self.folder / f"{self.prefix}report.json", json.dumps(report, indent=1).encode())
+        title = f"macro-F1 {report['macro_f1']:.3f}"
+        plot_confusion_matrix(report["confusion_matrix"], self.class_names, self.folder / f"{self.prefix}confusion_matrix.png", title)
+        if report["roc"]:
+            plot_roc(report["roc"], report["auc"], self.folder / f"{self.prefix}roc.png", "ROC")
+        logger.info("classification report: %s (macro-F1 %.4f, accuracy %.4f, AUC %.4f)",
+                    self.folder / f"{self.prefix}report.json", report["macro_f1"], report["accuracy"], report["auc"])

@@ -1,0 +1,59 @@
+"""Reading checkpoint files safely: they are untrusted input, so always ``weights_only=True`` with only ``argparse.Namespace`` (found in Facebook's MAE files) allow-listed, and an optional SHA-256 check before anything is unpickled."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read safely or does not fit the model."""
+
+
+# --------------------------------------------------------------------------------------------------------- reading
+def sha256_of(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_checkpoint(path: str | os.PathLike, sha256: str | None = None) -> Any:
+    """Load a checkpoint file safely onto the CPU.
+
+    Args:
+        path: file written by ``torch.save``.
+        sha256: expected hex digest; checked before anything is unpickled.
+
+    Returns:
+        The unpickled object (tensors, containers, numbers, strings, ``argparse.Namespace``).
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointError: digest mismatch, or the file is corrupt or pickles anything beyond the allow-list.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    if sha256 is not None:
+        actual = sha256_of(path)
+        if actual.lower() != sha256.lower():
+            raise CheckpointError(f"checkpoint {str(path)!r} has SHA-256 {actual!r}, expected {sha256!r}")
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"refused to load {str(path)!r}: it pickles objects outside the allow-list "
+            f"(tensors, containers, argparse.Namespace); nothing in it was run. Detail: {e}"
+        ) from e
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise CheckpointError(f"cannot read checkpoint {str(path)!r}: corrupt or not a torch file ({e})") from e

@@ -1,0 +1,15 @@
+"""Errors of reading files."""
+
+from __future__ import annotations
+
+
+def root_cause(error: BaseException) -> str:
+    """The innermost cause of an exception chain as one line (MONAI wraps transform errors in RuntimeErrors)."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0][:300] if text else ''}"
+
+
+class UnreadableImageError(ValueError):
+    """A file that is not a decodable image; the message names the file and the reason."""

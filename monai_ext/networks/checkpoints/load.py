@@ -1,0 +1,128 @@
+"""Loading foreign or own checkpoints into this project's models with the exact missing and dropped keys checked.
+
+Following timm's ``checkpoint_filter_fn`` pattern, the file is first mapped to this project's MAE key names by its
+layout's filter (:mod:`.layouts`) and fitted to the model (:mod:`.adapt`); loading then checks the exact sets of
+missing and dropped keys instead of trusting a silent ``strict=False``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from monai_ext.io.checkpoints import CheckpointError, read_checkpoint
+from monai_ext.networks.checkpoints.adapt import adapt_to_model, check_shapes
+from monai_ext.networks.checkpoints.layouts import (
+    FORMAT_NAME,
+    StateDict,
+    detect_layout,
+    filter_monai_ext,
+    to_state_dict,
+)
+
+
+@dataclass
+class LoadReport:
+    """What a load did: the source layout, parameters the model kept at initialisation, and what was left out."""
+
+    layout: str
+    missing: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+    adapted: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        def brief(keys: list[str]) -> str:
+            groups = sorted({k.split(".")[0] for k in keys})
+            return f"{len(keys)} ({', '.join(groups)})" if keys else "0"
+
+        return (
+            f"layout={self.layout}; new (initialised here)={brief(self.missing)}; "
+            f"dropped={brief(self.dropped)}; adapted={self.adapted or 'none'}"
+        )
+
+
+def _resolve(source: str | os.PathLike | Mapping[str, Any], sha256: str | None) -> tuple[str, StateDict, str]:
+    name = str(source) if not isinstance(source, Mapping) else "<in-memory checkpoint>"
+    checkpoint = source if isinstance(source, Mapping) else read_checkpoint(source, sha256)
+    layout, state_dict = to_state_dict(checkpoint)
+    return layout, state_dict, name
+
+
+def _load_exact(
+    model: nn.Module, state_dict: StateDict, expected_missing: set[str], report: LoadReport, name: str
+) -> LoadReport:
+    """Load, then assert that exactly ``expected_missing`` were missing and nothing unexpected arrived."""
+    check_shapes(state_dict, model, name)
+    result = model.load_state_dict(state_dict, strict=False)
+    missing, unexpected = set(result.missing_keys), set(result.unexpected_keys)
+    # BatchNorm never reports its num_batches_tracked counter as missing (torch keeps old files loadable).
+    expected_missing = {k for k in expected_missing if not k.endswith("num_batches_tracked")}
+    if missing != expected_missing or unexpected:
+        raise CheckpointError(
+            f"{name}: keys do not match the model. Missing beyond the expected: {sorted(missing - expected_missing)!r}; "
+            f"expected missing but provided: {sorted(expected_missing - missing)!r}; unexpected: {sorted(unexpected)!r}"
+        )
+    report.missing = sorted(missing)
+    return report
+
+
+def load_mae_weights(
+    model: nn.Module, source: str | os.PathLike | Mapping[str, Any], sha256: str | None = None
+) -> LoadReport:
+    """Load a full MAE (encoder and decoder) from any known layout into ``model``, strictly.
+
+    Every model key must be provided and every provided key used, after position grids and channels are adapted.
+    """
+    layout, state_dict, name = _resolve(source, sha256)
+    state_dict, adapted = adapt_to_model(state_dict, model)
+    report = LoadReport(layout=layout, adapted=adapted)
+    return _load_exact(model, state_dict, set(), report, name)
+
+
+def load_encoder_weights(
+    model: nn.Module, source: str | os.PathLike | Mapping[str, Any], sha256: str | None = None
+) -> LoadReport:
+    """Initialise a :class:`ViTClassifier`'s encoder from an MAE or ViT checkpoint.
+
+    Keys the classifier has no use for (decoder, mask token, a foreign head, the unused final norm) are dropped
+    and reported; the head (and ``fc_norm`` with average pooling) must be exactly the keys left at initialisation.
+    """
+    layout, state_dict, name = _resolve(source, sha256)
+    wanted = set(model.encoder_parameter_names())
+    absent = sorted(wanted - set(state_dict))
+    if absent:
+        raise CheckpointError(f"{name}: layout {layout!r} lacks encoder keys {absent[:8]!r}")
+    kept = {k: v for k, v in state_dict.items() if k in wanted}
+    kept, adapted = adapt_to_model(kept, model)
+    report = LoadReport(layout=layout, dropped=sorted(set(state_dict) - wanted), adapted=adapted)
+    expected_missing = set(model.state_dict()) - wanted
+    return _load_exact(model, kept, expected_missing, report, name)
+
+
+
+
+
+
+
+
+def build_from_checkpoint(source: str | os.PathLike | Mapping[str, Any]) -> nn.Module:
+    """Rebuild and load a model from a file written by this project (its ``arch`` record)."""
+    from monai_ext.networks.classifier import ViTClassifier
+    from monai_ext.networks.mae import MaskedAutoencoderViT
+
+    checkpoint = source if isinstance(source, Mapping) else read_checkpoint(source)
+    if detect_layout(checkpoint) != "monai_ext":
+        raise CheckpointError(f"{source!s}: not a {FORMAT_NAME} checkpoint; it carries no architecture record")
+    arch = checkpoint["arch"]
+    cls = {"mae": MaskedAutoencoderViT, "classifier": ViTClassifier}.get(arch.get("kind"))
+    if cls is None:
+        raise CheckpointError(f"{source!s}: unknown model kind {arch.get('kind')!r}")
+    model = cls(**arch["arch_args"])
+    state_dict = filter_monai_ext(checkpoint)
+    check_shapes(state_dict, model, str(source))
+    model.load_state_dict(state_dict, strict=True)
+    return model

@@ -1,0 +1,1 @@
+"""Pictures for people: Grad-CAM heat maps, confusion-matrix and ROC plots, MAE reconstructions."""
