@@ -6,6 +6,7 @@ Commands:
     convert-checkpoint  convert any known layout into this project's self-describing file
     make-datalist       write one fold of a dataset protocol as the classification bundle's JSON datalist
     cross-validate      fine-tune and test every fold for several starting points; mean +/- std table
+    bundle-path         print the folder of a bundle shipped with the package (for --config_file when installed)
 """
 
 from __future__ import annotations
@@ -191,6 +192,21 @@ def prepare_corpus(
           f"skipped files: {len(report['skipped_files'])} (reasons in {out}/report.json, overview in {out}/report.png)")
 
 
+def bundle_path(name: str) -> None:
+    """Print the folder of bundle ``name`` (usf_mae_pretrain or usf_mae_classify) that came with this package.
+
+    After ``pip install``: ``python -m monai.bundle run --config_file "$(monai-ext bundle-path usf_mae_classify)/
+    configs/train.yaml" --ckpt_dir ... --output_dir ... --cache_dir ...`` from any folder.
+    """
+    from monai_ext.apps.bundle_support import bundle_path as locate
+
+    try:
+        print(locate(name))
+    except ValueError as e:
+        print(f"monai_ext bundle-path: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 COMMANDS = {
     "synthesize": synthesize,
     "inspect-checkpoint": inspect_checkpoint,
@@ -198,6 +214,7 @@ COMMANDS = {
     "make-datalist": make_datalist,
     "cross-validate": cross_validate,
     "prepare-corpus": prepare_corpus,
+    "bundle-path": bundle_path,
 }
 
 

@@ -19,7 +19,7 @@ ensure_label_venv
 APP_DIR="${LABEL_APP_DIR:-$REPO_ROOT/.monailabel/app}"
 # MONAI Label writes logs/, model/ and lib/ next to main.py, so the app runs from a working folder, not the package.
 mkdir -p "$APP_DIR"
-cp "$REPO_ROOT/monai_ext/label/main.py" "$APP_DIR/main.py"
+cp "$REPO_ROOT/monai_ext/apps/label/main.py" "$APP_DIR/main.py"
 PORT="${LABEL_PORT:-8000}"
 export PYTHONUNBUFFERED=1
 # python -m rather than the bin/monailabel wrapper, which runs whichever python is first on PATH and splits

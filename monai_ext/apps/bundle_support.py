@@ -6,6 +6,7 @@ import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,19 @@ from monai_ext.networks.checkpoints import (
 )
 
 logger = logging.getLogger(__name__)
-REPO_BUNDLES = Path(__file__).resolve().parents[2] / "bundles"
+BUNDLE_NAMES = ("usf_mae_pretrain", "usf_mae_classify")
+
+
+def shipped_bundles_dir() -> Path:
+    """The folder holding the bundles that came with this package.
+
+    Installed (``pip install .``: ``setup.py`` ships ``bundles/`` as ``monai_ext/bundles``), that is the package's
+    data folder; in a checkout or an editable install, the repository's ``bundles/`` beside the package.
+    """
+    installed = Path(str(resources.files("monai_ext").joinpath("bundles")))
+    if installed.is_dir():
+        return installed
+    return Path(__file__).resolve().parents[2] / "bundles"
 
 
 def _bundle_name(folder: Path) -> str | None:
@@ -32,17 +45,36 @@ def _bundle_name(folder: Path) -> str | None:
         return None
 
 
+def bundle_path(name: str) -> Path:
+    """The folder of the bundle ``name`` that ships with this package (installed or in a checkout).
+
+    Raises:
+        ValueError: an unknown bundle name, or a broken installation without it.
+    """
+    if name not in BUNDLE_NAMES:
+        raise ValueError(f"unknown bundle {name!r}; choose one of {list(BUNDLE_NAMES)}")
+    folder = shipped_bundles_dir() / name
+    if _bundle_name(folder) != name:
+        raise ValueError(f"bundle {name!r} is missing from {str(folder.parent)!r}; reinstall the package")
+    return folder
+
+
 def locate_bundle_root(name: str) -> str:
     """Find bundle ``name`` so that commands work from the bundle folder, the repository root or anywhere else.
 
-    Looks in this order: the current folder (when it is that bundle), ``./bundles/<name>``, and the copy beside this
-    package. Override with ``--bundle_root`` to use a bundle elsewhere.
+    Looks in this order: the current folder (when it is that bundle), ``./bundles/<name>``, and the copy that ships
+    with this package (:func:`bundle_path`; in a checkout, the repository's). Override with ``--bundle_root`` to use
+    a bundle elsewhere.
     """
     cwd = Path.cwd()
-    for candidate in (cwd, cwd / "bundles" / name, REPO_BUNDLES / name):
+    for candidate in (cwd, cwd / "bundles" / name):
         if _bundle_name(candidate) == name:
             return str(candidate)
-    raise ValueError(f"cannot find bundle {name!r} from {str(cwd)!r}; pass --bundle_root /path/to/{name}")
+    try:
+        return str(bundle_path(name))
+    except ValueError as e:
+        raise ValueError(f"cannot find bundle {name!r} from {str(cwd)!r} ({e}); pass --bundle_root /path/to/{name}") \
+            from e
 
 
 def select_recipe(recipes: Mapping[str, Any], name: str) -> Any:

@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 
+from monai_ext.apps.bundle_support import locate_bundle_root
 from monai_ext.data.downstream import Protocol, folder_protocol, load_protocol, write_split
 from monai_ext.data.synthetic import synthetic_lesion_dataset
 from monai_ext.io.atomic import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
-CLASSIFY = Path(__file__).resolve().parents[2] / "bundles" / "usf_mae_classify"
 SUMMARY_METRICS = ("macro_f1", "accuracy", "balanced_accuracy", "auc")
 
 
@@ -45,13 +45,16 @@ def method_overrides(method: str, init_checkpoint: str | None) -> dict[str, Any]
     raise ValueError(f"unknown method {method!r}; choose pretrained, random or cnn")
 
 
-def run_fold(split_file: Path, out: Path, overrides: Mapping[str, Any], bundle: Path = CLASSIFY,
+def run_fold(split_file: Path, out: Path, overrides: Mapping[str, Any], bundle: str | os.PathLike | None = None,
              tracking: str | None = None) -> dict[str, Any]:
     """Fine-tune on one split (tracked when ``tracking`` names MONAI tracking settings), then evaluate the best
-    checkpoint on its test part. Returns the test report."""
+    checkpoint on its test part. Returns the test report.
+
+    ``bundle`` defaults to the ``usf_mae_classify`` bundle that the bundle's own ``bundle_root`` finds (the
+    checkout's, or the one installed with the package), so the configs and the bundle root agree."""
     from monai.bundle import run
 
-    configs = bundle / "configs"
+    configs = Path(bundle or locate_bundle_root("usf_mae_classify")) / "configs"
     common = {
         "meta_file": str(configs / "metadata.json"),
         "logging_file": str(configs / "logging.conf"),

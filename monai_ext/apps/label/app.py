@@ -3,7 +3,8 @@ fine-tunes it on the class labels they save.
 
 Start it with ``scripts/run_label_server.sh`` (loopback only by default). Settings come as ``--conf key value``:
 
-- ``bundle_root``: the ``usf_mae_classify`` bundle folder (default: the one in this repository);
+- ``bundle_root``: the ``usf_mae_classify`` bundle folder (default: the checkout's, or the one installed with the
+  package);
 - ``checkpoint``: the fine-tuned model (default: ``<bundle_root>/models/model.pt``);
 - ``model_name``: the name under ``/infer/<model_name>`` (default ``usf_mae_classifier``);
 - ``device``: ``cpu``, ``cuda`` or ``cuda:1`` (default: CUDA when available);
