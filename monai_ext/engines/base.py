@@ -13,9 +13,11 @@ from contextlib import nullcontext
 from typing import Any
 
 import torch
+from ignite.engine import Events
 from monai.data import MetaTensor
 from monai.engines import SupervisedTrainer
 from monai.engines.utils import IterationEvents
+from monai.transforms import Decollated
 
 from monai_ext.engines.distributed import all_reduce_mean
 
@@ -61,7 +63,10 @@ class RobustStepTrainer(SupervisedTrainer):
         max_nonfinite_steps: int = 5,
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("decollate", False)
+        # state.output is MONAI's decollated list of per-item dicts (the loss replicated in each), the form MONAI's
+        # stock handlers and its `--tracking mlflow` settings read with from_engine(["loss"], first=True); on an
+        # undecollated dict that returns a 1-tuple, which MLflow cannot log as a metric.
+        kwargs.setdefault("decollate", True)
         super().__init__(*args, **kwargs)
         autocast(self.state.device, precision)  # validates the name early
         if max_nonfinite_steps < 1:
@@ -70,6 +75,21 @@ class RobustStepTrainer(SupervisedTrainer):
         self.clip_grad_norm = clip_grad_norm
         self.max_nonfinite_steps = max_nonfinite_steps
         self.nonfinite_in_a_row = 0
+
+    def _register_decollate(self) -> None:
+        """Decollate the batch and the output once the iteration is complete (first ITERATION_COMPLETED handler).
+
+        MONAI decollates on MODEL_COMPLETED, which its trainer fires after setting ``state.output``; here the output
+        is the iteration's return value (set by ignite afterwards) and MODEL_COMPLETED comes only on optimiser steps.
+        """
+        transform = Decollated(keys=None, detach=True)
+
+        @self.on(Events.ITERATION_COMPLETED)
+        def _decollate_data(engine: RobustStepTrainer) -> None:
+            if isinstance(engine.state.batch, (list, dict)):
+                engine.state.batch = transform(engine.state.batch)
+            if isinstance(engine.state.output, (list, dict)):
+                engine.state.output = transform(engine.state.output)
 
     def forward_loss(self, engine: RobustStepTrainer, batchdata: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Compute ``(loss, outputs)`` for one micro-batch (called inside autocast)."""

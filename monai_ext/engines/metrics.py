@@ -113,3 +113,19 @@ class ClassificationReport(_ProbabilityAccumulator):
         report = classification_report(probs, labels, self.class_names)
         report.pop("macro_f1")  # the key metric already has it; a second copy would clash in state.metrics
         return report
+
+    def completed(self, engine: Any, name: str) -> None:
+        """Store the scalars (n, accuracy, balanced_accuracy, auc) in ``state.metrics`` and the whole report in
+        ``state.metric_details[name]``.
+
+        ignite's default would put the report and its tables (per_class, confusion_matrix, roc) in
+        ``state.metrics``, which MONAI's handlers log as numbers: MONAI's stock MLflow handler then fails on the
+        confusion matrix. ``metric_details`` is where MONAI engines keep non-scalar metric results.
+        """
+        report = self.compute()
+        if getattr(engine.state, "metric_details", None) is None:
+            engine.state.metric_details = {}
+        engine.state.metric_details[name] = report
+        for key, value in report.items():
+            if isinstance(value, (int, float)):
+                engine.state.metrics[key] = value

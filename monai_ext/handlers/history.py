@@ -29,7 +29,9 @@ class ProgressBar:
 
         if is_main_process():
             bar = IgniteProgressBar(persist=self.persist)
-            bar.attach(engine, output_transform=lambda out: {self.loss_key: out[self.loss_key]})
+            # the first item of a decollated output (MONAI's default), or the output itself when not decollated
+            bar.attach(engine, output_transform=lambda out: {
+                self.loss_key: (out[0] if isinstance(out, list) else out)[self.loss_key]})
 
 
 def _is_scalar(value: Any) -> bool:

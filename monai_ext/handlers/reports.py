@@ -24,7 +24,7 @@ class ClassificationReportWriter:
     Args:
         output_dir: folder of the files.
         class_names: names of the classes.
-        report_name: the ``ClassificationReport`` metric's name in ``state.metrics``.
+        report_name: the ``ClassificationReport`` metric's name in ``state.metric_details``.
         key_metric: the macro-F1 metric's name.
         prefix: file-name prefix (e.g. "test_").
         best_only: write only when macro-F1 improves on the best so far (during training).
@@ -45,7 +45,7 @@ class ClassificationReportWriter:
         score = float(engine.state.metrics[self.key_metric])
         if self.best_only and self.last_report is not None and score <= self.last_report["macro_f1"]:
             return
-        report = {"macro_f1": score, **engine.state.metrics[self.report_name]}
+        report = {"macro_f1": score, **engine.state.metric_details[self.report_name]}
         report["class_names"] = self.class_names
         self.last_report = report
         if not is_main_process():

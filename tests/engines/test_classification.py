@@ -37,7 +37,7 @@ def run_one_step(mixer: MixupCutmix | None) -> tuple[Recorder, dict, list[torch.
     trainer = ClassificationTrainer(
         device=torch.device("cpu"), max_epochs=1, train_data_loader=[{"image": images, "label": labels}],
         network=network, optimizer=torch.optim.SGD(network.parameters(), lr=0.1), loss_function=loss_function,
-        precision="fp32", mixer=mixer,
+        precision="fp32", mixer=mixer, decollate=False,  # the whole batch's output, to compare with a reference
     )
     trainer.run()
     return network, {"image": images, "label": labels, **trainer.state.output}, targets_seen
