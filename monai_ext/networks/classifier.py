@@ -120,16 +120,26 @@ class ViTClassifier(nn.Module):
             x = block(x)
         return x
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Pooled features. Args: x (N, C, H, W). Returns: (N, D)."""
-        tokens = self.forward_tokens(x)
+    def pool(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Pooled features of encoded tokens. Args: tokens (N, 1 + L, D) from :meth:`forward_tokens`. Returns: (N, D)."""
         if self.global_pool == "avg":
             return self.fc_norm(tokens[:, 1:, :].mean(dim=1))
         return self.norm(tokens)[:, 0]
 
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled features. Args: x (N, C, H, W). Returns: (N, D)."""
+        return self.pool(self.forward_tokens(x))
+
+    def forward_head(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Logits of encoded tokens (what token Grad-CAM differentiates against the tokens without hooking the model).
+
+        Args: tokens (N, 1 + L, D) from :meth:`forward_tokens`. Returns: logits (N, K).
+        """
+        return self.head(self.head_drop(self.pool(tokens)))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Args: x (N, C, H, W). Returns: logits (N, K)."""
-        return self.head(self.head_drop(self.forward_features(x)))
+        return self.forward_head(self.forward_tokens(x))
 
 
 def vit_base_patch16(num_classes: int, **kwargs: Any) -> ViTClassifier:

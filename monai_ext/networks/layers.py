@@ -3,13 +3,15 @@
 Written here rather than taken from a library because the released USF-MAE and Facebook MAE checkpoints use timm's
 key names (``blocks.i.attn.qkv``, ``mlp.fc1`` ...). MONAI's ``TransformerBlock`` names them differently and carries
 an unused cross-attention norm (which breaks plain DDP), and timm itself requires torchvision, which cannot be
-installed beside the CPU torch this project targets.
+installed beside the CPU torch this project targets. Stochastic depth is MONAI's ``DropPath`` (timm's rule: one
+Bernoulli draw per sample, kept branches scaled by ``1 / (1 - p)``).
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from monai.networks.layers import DropPath
 from torch import nn
 
 
@@ -98,24 +100,6 @@ class Mlp(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
-class DropPath(nn.Module):
-    """Stochastic depth: drop the whole residual branch per sample with probability ``drop_prob`` in training."""
-
-    def __init__(self, drop_prob: float = 0.0) -> None:
-        super().__init__()
-        if not 0.0 <= drop_prob < 1.0:
-            raise ValueError(f"drop path probability must be in [0, 1), got {drop_prob!r}")
-        self.drop_prob = drop_prob
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.drop_prob == 0.0 or not self.training:
-            return x
-        keep = 1.0 - self.drop_prob
-        # One Bernoulli draw per sample, broadcast over tokens and channels; drawn on x's device (no host sync).
-        shape = (x.shape[0],) + (1,) * (x.ndim - 1)
-        return x * x.new_empty(shape).bernoulli_(keep).div_(keep)
-
-
 class Block(nn.Module):
     """Pre-norm Transformer block: ``x + attn(norm1(x))`` then ``x + mlp(norm2(x))``.
 
@@ -142,6 +126,8 @@ class Block(nn.Module):
         self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias)
         self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        if not 0.0 <= drop_path < 1.0:
+            raise ValueError(f"drop path probability must be in [0, 1), got {drop_path!r}")
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -13,33 +11,30 @@ def token_gradcam(model: torch.nn.Module, image: torch.Tensor, class_index: int)
     """Grad-CAM on a ViT's patch tokens (output of the last block): ReLU(sum_d grad * activation) per patch.
 
     MONAI's ``GradCAM`` needs a convolutional feature map; for a ViT the last block's patch tokens play that role.
+    The gradient is taken with ``torch.autograd.grad`` of the logit with respect to the tokens, which the model
+    returns from ``forward_tokens``: no hook is registered on the model and no parameter's ``.grad`` is touched, so
+    any number of threads may explain images with one shared model at once (as a serving app does).
 
     Args:
-        model: a :class:`~monai_ext.networks.classifier.ViTClassifier`.
-        image: (1, C, H, W).
-        class_index: the class whose logit is explained.
+        model: a :class:`~monai_ext.networks.classifier.ViTClassifier` (or a wrapper of one with ``.module``), in
+            the mode it should explain (``eval()`` for served models).
+        image: (1, C, H, W); left as it is (no ``requires_grad`` set on it).
+        class_index: the class whose logit is explained, in [0, K).
 
     Returns:
         (H, W) map in [0, 1] at the image's resolution.
     """
     model = getattr(model, "module", model)
-    captured: dict[str, torch.Tensor] = {}
-
-    def keep(_module: Any, _inputs: Any, output: torch.Tensor) -> None:
-        output.retain_grad()
-        captured["tokens"] = output
-
-    handle = model.blocks[-1].register_forward_hook(keep)
-    try:
-        with torch.enable_grad():
-            logits = model(image.requires_grad_(True))
-            model.zero_grad(set_to_none=True)
-            logits[0, class_index].backward()
-    finally:
-        handle.remove()
-    tokens = captured["tokens"][0, 1:]  # (L, D), cls token dropped
-    grads = captured["tokens"].grad[0, 1:]
-    cam = F.relu((tokens * grads).sum(dim=-1)).detach()
+    if image.ndim != 4 or image.shape[0] != 1:
+        raise ValueError(f"image must have shape (1, C, H, W), got {tuple(image.shape)!r}")
+    if not 0 <= class_index < model.num_classes:
+        raise ValueError(f"class_index must be in [0, {model.num_classes}), got {class_index!r}")
+    with torch.enable_grad():
+        # A private leaf that requires grad: the tokens get a graph even when the encoder is frozen (linear probe).
+        tokens = model.forward_tokens(image.detach().requires_grad_(True))
+        logit = model.forward_head(tokens)[0, class_index]
+        (grads,) = torch.autograd.grad(logit, tokens)
+    cam = F.relu((tokens.detach()[0, 1:] * grads[0, 1:]).sum(dim=-1))  # (L,), cls token dropped
     gh, gw = model.patch_embed.grid_size
     cam = F.interpolate(cam.reshape(1, 1, gh, gw), size=tuple(image.shape[-2:]), mode="bilinear", align_corners=False)
     cam = cam[0, 0]
@@ -57,12 +52,13 @@ def overlay_heatmap(gray: np.ndarray, cam: np.ndarray) -> np.ndarray:
 
 def gradcam_overlay(network: torch.nn.Module, image: torch.Tensor, class_index: int) -> np.ndarray:
     """Grad-CAM for ``class_index`` blended over the (channel-mean, min-max scaled) image: (H, W, 3) uint8."""
-    cam = token_gradcam(network, image.clone(), class_index).cpu().numpy()
+    cam = token_gradcam(network, image, class_index).cpu().numpy()
     gray = image[0].mean(0).detach().cpu().numpy()
     gray = (gray - gray.min()) / max(float(gray.max() - gray.min()), 1e-6)
     return overlay_heatmap(gray, cam)
 
 
 def has_token_blocks(network: torch.nn.Module) -> bool:
-    """Whether token Grad-CAM applies (a ViT with ``blocks``; the CNN baseline has none)."""
-    return hasattr(getattr(network, "module", network), "blocks")
+    """Whether token Grad-CAM applies (a ViT classifier with ``forward_tokens`` / ``forward_head``; not the CNN)."""
+    inner = getattr(network, "module", network)
+    return hasattr(inner, "forward_tokens") and hasattr(inner, "forward_head")

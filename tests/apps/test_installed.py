@@ -37,7 +37,7 @@ def installed(tmp_path_factory) -> dict[str, Path]:
     # --no-build-isolation: the venv's setuptools builds it, so the test needs no network
     result = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
                              "--no-index", "--target", str(site), str(source)], capture_output=True, text=True,
-                            timeout=300)
+                            timeout=300, check=False)
     assert result.returncode == 0, result.stderr[-4000:]
     shutil.rmtree(source)  # nothing may be found through the copy the package was built from
     work = root / "work"
@@ -53,7 +53,7 @@ def user_env(site: Path) -> dict[str, str]:
 
 def run_as_user(cmd: list[str], installed: dict[str, Path], timeout: float = 300) -> subprocess.CompletedProcess:
     result = subprocess.run(cmd, cwd=installed["work"], env=user_env(installed["site"]), capture_output=True,
-                            text=True, timeout=timeout)
+                            text=True, timeout=timeout, check=False)
     assert result.returncode == 0, f"{cmd}\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
     return result
 

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
 import pytest
 
-from monai_ext.io.errors import root_cause
-from monai_ext.io.errors import UnreadableImageError
-from monai_ext.io.writers import write_dicom
 from monai_ext.apps.label.bundle_model import load_bundle_classifier, overrides_from_checkpoint
-from tests.bundles.helpers import CLASSIFY, run_bundle, tiny_classify_overrides
+from monai_ext.io.errors import UnreadableImageError, root_cause
+from monai_ext.io.writers import write_dicom
 from tests.apps.label.conftest import INFERENCE, TRAIN
+from tests.bundles.helpers import CLASSIFY, run_bundle, tiny_classify_overrides
 
 pytestmark = pytest.mark.slow
 
@@ -88,3 +88,20 @@ def test_predict_and_explain_gives_the_prediction_and_its_class_overlay(classifi
     result, overlay = classifier.predict_and_explain(tmp_path / "scan.png")
     assert result == classifier.predict(tmp_path / "scan.png")
     np.testing.assert_array_equal(overlay, classifier.heatmap(tmp_path / "scan.png", result["label"]))
+
+
+def test_heatmaps_from_concurrent_threads_equal_sequential_ones(classifier, tmp_path) -> None:
+    """The served model is shared by every request: Grad-CAM must not let concurrent requests interfere."""
+    rng = np.random.default_rng(3)
+    files = []
+    for index in range(4):
+        pixels = cv2.GaussianBlur(rng.integers(0, 256, (72, 96), np.uint8), (0, 0), 1 + index)
+        files.append(tmp_path / f"image{index}.png")
+        cv2.imwrite(str(files[-1]), pixels)
+    jobs = [(path, index % 2) for index, path in enumerate(files * 2)]
+    sequential = [classifier.heatmap(path, class_index) for path, class_index in jobs]
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        concurrent = list(pool.map(lambda job: classifier.heatmap(*job), jobs))
+    for got, want in zip(concurrent, sequential):
+        np.testing.assert_array_equal(got, want)
+    assert all(p.grad is None for p in classifier.network.parameters())
