@@ -13,6 +13,7 @@ from monai_ext.networks.checkpoints import (
 )
 from monai_ext.networks.classifier import CLASSIFIER_FACTORIES, ViTClassifier, build_classifier
 from monai_ext.networks.mae import MAE_FACTORIES, MaskedAutoencoderViT, build_mae
+from monai_ext.networks.segmentation import ViTSegmenter, build_segmenter
 
 __all__ = [
     "CLASSIFIER_FACTORIES",
@@ -21,9 +22,11 @@ __all__ = [
     "LoadReport",
     "MaskedAutoencoderViT",
     "ViTClassifier",
+    "ViTSegmenter",
     "build_classifier",
     "build_from_checkpoint",
     "build_mae",
+    "build_segmenter",
     "load_encoder_weights",
     "load_mae_weights",
     "read_checkpoint",

@@ -86,7 +86,7 @@ def load_mae_weights(
 def load_encoder_weights(
     model: nn.Module, source: str | os.PathLike | Mapping[str, Any], sha256: str | None = None
 ) -> LoadReport:
-    """Initialise a :class:`ViTClassifier`'s encoder from an MAE or ViT checkpoint.
+    """Initialise the encoder of a :class:`ViTClassifier` or :class:`ViTSegmenter` from an MAE or ViT checkpoint.
 
     Keys the classifier has no use for (decoder, mask token, a foreign head, the unused final norm) are dropped
     and reported; the head (and ``fc_norm`` with average pooling) must be exactly the keys left at initialisation.
@@ -113,12 +113,13 @@ def build_from_checkpoint(source: str | os.PathLike | Mapping[str, Any]) -> nn.M
     """Rebuild and load a model from a file written by this project (its ``arch`` record)."""
     from monai_ext.networks.classifier import ViTClassifier
     from monai_ext.networks.mae import MaskedAutoencoderViT
+    from monai_ext.networks.segmentation import ViTSegmenter
 
     checkpoint = source if isinstance(source, Mapping) else read_checkpoint(source)
     if detect_layout(checkpoint) != "monai_ext":
         raise CheckpointError(f"{source!s}: not a {FORMAT_NAME} checkpoint; it carries no architecture record")
     arch = checkpoint["arch"]
-    cls = {"mae": MaskedAutoencoderViT, "classifier": ViTClassifier}.get(arch.get("kind"))
+    cls = {"mae": MaskedAutoencoderViT, "classifier": ViTClassifier, "segmenter": ViTSegmenter}.get(arch.get("kind"))
     if cls is None:
         raise CheckpointError(f"{source!s}: unknown model kind {arch.get('kind')!r}")
     model = cls(**arch["arch_args"])

@@ -14,8 +14,8 @@ from monai_ext.networks.checkpoints.layouts import FORMAT_NAME, FORMAT_VERSION, 
 
 def arch_record(model: nn.Module, kind: str, config: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The architecture record stored beside the weights, enough to rebuild ``model`` from the file alone."""
-    if kind not in ("mae", "classifier", "external"):
-        raise ValueError(f"kind must be 'mae', 'classifier' or 'external', got {kind!r}")
+    if kind not in ("mae", "classifier", "segmenter", "external"):
+        raise ValueError(f"kind must be 'mae', 'classifier', 'segmenter' or 'external', got {kind!r}")
     # "external" networks (e.g. MONAI CNN baselines) have no arch_args: their files hold weights and the config only.
     arch_args = getattr(model, "arch_args", None)
     if kind != "external" and arch_args is None:

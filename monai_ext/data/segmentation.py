@@ -1,0 +1,305 @@
+"""Lesion-segmentation datasets read in their distributed layouts, their evaluation protocols, and the simulated
+default.
+
+Each adapter returns a :class:`~monai_ext.data.downstream.Protocol` whose class names start with ``background``
+and whose datalist items are ``{"image": path, "label": mask path or [mask paths], "id": str}`` plus, where the
+layout has them, ``patient`` (splits never separate a patient's images), ``group`` (a class folder or pathology that
+splits are stratified by) and ``foreground`` (the class index a binary mask's pixels get). Layouts:
+``shared/reference/datasets.md``. Nothing is renamed or copied.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
+
+from monai_ext.data.downstream import MMOTU_CLASSES, Item, Protocol, Split, busbra_protocol
+from monai_ext.data.folders import IMAGE_SUFFIXES
+from monai_ext.data.synthetic import SimulatorConfig, simulate_frame
+from monai_ext.io.atomic import atomic_write_bytes
+
+BINARY_CLASSES = ["background", "lesion"]
+MMOTU_SEG_CLASSES = ["background", *MMOTU_CLASSES]
+#: BUSI-style mask names: the image stem plus ``_mask`` or ``_mask_<k>``.
+BUSI_MASK = re.compile(r"^(?P<stem>.+)_mask(?:_(?P<k>\d+))?$")
+
+
+def _require(path: Path, what: str) -> Path:
+    if not path.exists():
+        raise ValueError(f"{what} not found: {str(path)!r}")
+    return path
+
+
+def _check_files(items: list[Item], dataset: str) -> list[Item]:
+    """Raise naming up to five missing image or mask files (an incomplete download), else return ``items``."""
+    missing = [p for it in items for p in [it["image"], *_as_list(it["label"])] if not Path(p).is_file()]
+    if missing:
+        raise ValueError(f"{dataset}: {len(missing)} listed files are missing, e.g. {missing[:5]!r}")
+    return items
+
+
+def _as_list(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+# --------------------------------------------------------------------------------------------------------- splits
+def _splitter(items: list[Item], n_splits: int, seed: int):
+    """The k-fold splitter that keeps patients together and strata balanced, as far as the items allow."""
+    groups = [str(it["patient"]) for it in items] if all("patient" in it for it in items) else None
+    strata = [str(it.get("group", "")) for it in items]
+    stratified = len(set(strata)) > 1 and min(strata.count(s) for s in set(strata)) >= n_splits
+    if groups is not None:
+        if stratified:
+            return StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed), strata, groups
+        return GroupKFold(n_splits), strata, groups
+    if stratified:
+        return StratifiedKFold(n_splits, shuffle=True, random_state=seed), strata, None
+    return KFold(n_splits, shuffle=True, random_state=seed), strata, None
+
+
+def split_validation(train: list[Item], val_fraction: float, seed: int) -> tuple[list[Item], list[Item]]:
+    """A validation part carved out of ``train`` (patient-disjoint and stratified by ``group`` where known)."""
+    if not 0.0 < val_fraction < 0.5:
+        raise ValueError(f"val_fraction must be in (0, 0.5), got {val_fraction!r}")
+    if len(train) < 2:
+        raise ValueError(f"need at least two training images to carve a validation part, got {len(train)}")
+    n_splits = min(max(2, int(round(1.0 / val_fraction))), len(train))
+    splitter, strata, groups = _splitter(train, n_splits, seed)
+    train_idx, val_idx = next(splitter.split(np.zeros(len(train)), strata, groups))
+    return [train[i] for i in sorted(train_idx)], [train[i] for i in sorted(val_idx)]
+
+
+def kfold_splits(items: list[Item], folds: int = 5, val_fraction: float = 0.2, seed: int = 0,
+                 max_train: int | None = None) -> list[Split]:
+    """``folds`` test folds; each run trains on at most ``max_train`` labelled images (training + validation)."""
+    if folds < 2 or len(items) < folds:
+        raise ValueError(f"need 2 <= folds <= number of images ({len(items)}), got folds={folds!r}")
+    if max_train is not None and max_train < 2:
+        raise ValueError(f"max_train must be at least 2, got {max_train!r}")
+    splitter, strata, groups = _splitter(items, folds, seed)
+    out = []
+    for k, (train_idx, test_idx) in enumerate(splitter.split(np.zeros(len(items)), strata, groups)):
+        train = [items[i] for i in sorted(train_idx)]
+        if max_train is not None and len(train) > max_train:
+            keep = np.random.default_rng(seed + k).choice(len(train), size=max_train, replace=False)
+            train = [train[i] for i in sorted(keep)]
+        train, validation = split_validation(train, val_fraction, seed + k)
+        out.append({"train": train, "validation": validation, "test": [items[i] for i in sorted(test_idx)]})
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------- BUS-BRA
+def busbra_mask_path(root: Path, image_id: str) -> Path:
+    """``Masks/mask_0001-l.png`` for image ``bus_0001-l``."""
+    if not image_id.startswith("bus_"):
+        raise ValueError(f"BUS-BRA image IDs start with 'bus_', got {image_id!r}")
+    return root / "Masks" / f"mask_{image_id[len('bus_'):]}.png"
+
+
+def busbra_segmentation_protocol(root: str | os.PathLike, folds: int = 5) -> Protocol:
+    """BUS-BRA lesion masks with the official patient-disjoint folds (``5-fold-cv.csv`` or ``10-fold-cv.csv``)."""
+    root = Path(root)
+    classification = busbra_protocol(root, folds)
+    protocol = Protocol("busbra_seg", BINARY_CLASSES)
+    for split in classification.splits:
+        seg_split: Split = {}
+        for part, items in split.items():
+            seg_split[part] = [
+                {"image": it["image"], "label": str(busbra_mask_path(root, it["id"])), "id": it["id"],
+                 "patient": it["patient"], "group": classification.class_names[it["label"]]}
+                for it in items
+            ]
+            _check_files(seg_split[part], "BUS-BRA")
+        protocol.splits.append(seg_split)
+    return protocol
+
+
+# --------------------------------------------------------------------------------------------------------- MMOTU-2D
+def _mmotu_image(images: Path, stem: str) -> Path:
+    """``images/<stem>.JPG`` as distributed (any image suffix accepted, since stems are what the lists give)."""
+    exact = images / f"{stem}.JPG"
+    if exact.is_file():
+        return exact
+    found = sorted(p for p in images.glob(f"{stem}.*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    return found[0] if found else exact
+
+
+def _mmotu_classes(root: Path) -> dict[str, int]:
+    """Image stem -> tumour class 0-7 from ``train_cls.txt`` and ``val_cls.txt``."""
+    classes = {}
+    for name in ("train_cls.txt", "val_cls.txt"):
+        path = _require(root / name, f"MMOTU {name} (needed for multi-class masks)")
+        for line_no, line in enumerate(path.read_text().splitlines(), 1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != 2 or not parts[1].isdigit() or not 0 <= int(parts[1]) < len(MMOTU_CLASSES):
+                raise ValueError(f"{path}:{line_no}: expected 'FILE  LABEL' with a label 0-7, got {line!r}")
+            classes[Path(parts[0]).stem] = int(parts[1])
+    return classes
+
+
+def _read_stems(path: Path) -> list[str]:
+    return [Path(line.strip()).stem for line in path.read_text().splitlines() if line.strip()]
+
+
+def mmotu_segmentation_protocol(root: str | os.PathLike, multiclass: bool = False, val_fraction: float = 0.1,
+                                seed: int = 0) -> Protocol:
+    """MMOTU-2D segmentation: train on ``train.txt``, test on ``val.txt`` (the official split).
+
+    Masks are ``annotations/<stem>_binary.PNG``. With ``multiclass`` each image's tumour pixels get its class from
+    ``train_cls.txt`` / ``val_cls.txt`` (1..8, background 0): every MMOTU image holds one tumour, so this equals the
+    RGB multi-class annotation without depending on its colour table.
+    """
+    root = Path(root)
+    classes = _mmotu_classes(root) if multiclass else {}
+    parts = {}
+    for part, name in (("train", "train.txt"), ("test", "val.txt")):
+        items = []
+        for stem in _read_stems(_require(root / name, f"MMOTU {name}")):
+            item: Item = {"image": str(_mmotu_image(root / "images", stem)),
+                          "label": str(root / "annotations" / f"{stem}_binary.PNG"), "id": stem}
+            if multiclass:
+                if stem not in classes:
+                    raise ValueError(f"MMOTU image {stem!r} of {name} has no class in train_cls.txt / val_cls.txt")
+                item["foreground"], item["group"] = classes[stem] + 1, MMOTU_CLASSES[classes[stem]]
+            items.append(item)
+        parts[part] = _check_files(items, "MMOTU-2D")
+    train, validation = split_validation(parts["train"], val_fraction, seed)
+    names = MMOTU_SEG_CLASSES if multiclass else ["background", "ovarian tumour"]
+    return Protocol("mmotu_seg", names, [{"train": train, "validation": validation, "test": parts["test"]}])
+
+
+# ------------------------------------------------------------------------------------------------ generic layouts
+def busi_items(root: str | os.PathLike) -> list[Item]:
+    """Images with their ``<stem>_mask.png`` / ``<stem>_mask_<k>.png`` files (merged), in one or more folders.
+
+    The folder of an image (``benign``, ``malignant``, ``normal`` in BUSI) becomes its ``group``. An image without
+    any mask is an error naming it (BUSI ships an empty mask for normal images).
+    """
+    root = _require(Path(root), "dataset folder")
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                   and not p.name.startswith("."))
+    masks: dict[tuple[Path, str], list[Path]] = {}
+    images = []
+    for path in files:
+        match = BUSI_MASK.match(path.stem)
+        if match:
+            masks.setdefault((path.parent, match.group("stem")), []).append(path)
+        else:
+            images.append(path)
+    if not images:
+        raise ValueError(f"no images found under {str(root)!r}")
+    items = []
+    for image in images:
+        found = sorted(masks.get((image.parent, image.stem), []), key=lambda p: (len(p.stem), p.stem))
+        if not found:
+            raise ValueError(f"{str(image)!r} has no mask ({image.stem}_mask{image.suffix} or _mask_<k>)")
+        label: str | list[str] = str(found[0]) if len(found) == 1 else [str(p) for p in found]
+        group = image.parent.relative_to(root).as_posix() if image.parent != root else ""
+        items.append({"image": str(image), "label": label, "id": f"{group}/{image.stem}" if group else image.stem,
+                      "group": group})
+    return items
+
+
+def busi_protocol(root: str | os.PathLike, folds: int = 5, val_fraction: float = 0.2, seed: int = 0,
+                  max_train: int | None = None) -> Protocol:
+    """A BUSI-style folder (``image.png`` + ``image_mask.png`` [+ ``image_mask_1.png`` ...]), k-fold stratified by
+    class folder."""
+    return Protocol(Path(root).name, BINARY_CLASSES, kfold_splits(busi_items(root), folds, val_fraction, seed, max_train))
+
+
+def image_mask_folder_items(root: str | os.PathLike, images: str = "images", masks: str = "masks") -> list[Item]:
+    """``root/images/<stem>.*`` with ``root/masks/<stem>.*`` (equal stems, any image suffixes)."""
+    root = Path(root)
+    image_dir, mask_dir = _require(root / images, "images folder"), _require(root / masks, "masks folder")
+    mask_by_stem = {p.stem: p for p in sorted(mask_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+    image_files = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES + (".dcm",))
+    if not image_files:
+        raise ValueError(f"no images found in {str(image_dir)!r}")
+    unmatched = [p.name for p in image_files if p.stem not in mask_by_stem]
+    if unmatched:
+        raise ValueError(f"{len(unmatched)} images in {str(image_dir)!r} have no mask of the same stem in "
+                         f"{str(mask_dir)!r}, e.g. {unmatched[:5]!r}")
+    return [{"image": str(p), "label": str(mask_by_stem[p.stem]), "id": p.stem} for p in image_files]
+
+
+def image_mask_folder_protocol(root: str | os.PathLike, folds: int = 5, val_fraction: float = 0.2, seed: int = 0,
+                               max_train: int | None = None) -> Protocol:
+    """A folder with ``images/`` and ``masks/`` side by side (thyroid, kidney, nerve, fetal-head sets), k-fold."""
+    items = image_mask_folder_items(root)
+    return Protocol(Path(root).name, BINARY_CLASSES, kfold_splits(items, folds, val_fraction, seed, max_train))
+
+
+# ------------------------------------------------------------------------------------------------------ simulated
+def synthetic_segmentation_dataset(cache_dir: str | os.PathLike, num: int = 75, seed: int = 0) -> Path:
+    """Simulated screen captures with one lesion each (oval, irregular or cyst) and its ground-truth mask, written
+    BUSI-style (``us_000000.png`` + ``us_000000_mask.png``, 0/255) into ``cache_dir/seg_lesions_{num}_seed{seed}``.
+
+    Generated once: the folder is complete when its ``synthetic.json`` record exists. Seeds differ from the
+    pretraining default's and from the classification benchmark's, so no image is shared with them.
+    """
+    if num < 5:
+        raise ValueError(f"num must be at least 5 (one per fold), got {num!r}")
+    root = Path(cache_dir) / f"seg_lesions_{num}_seed{seed}"
+    record_path = root / "synthetic.json"
+    config = SimulatorConfig(screen_capture=True, lesion_scale=1.6, lesion_probability=1.0)
+    if record_path.is_file():
+        return root
+    for i in range(num):
+        frame = simulate_frame(np.random.default_rng([50_000 + seed, i]), config, "random")
+        image = cv2.cvtColor(frame.screen, cv2.COLOR_RGB2BGR) if frame.annotation_mask.any() else frame.image
+        for name, pixels in ((f"us_{i:06d}.png", image), (f"us_{i:06d}_mask.png", frame.lesion_mask.astype(np.uint8) * 255)):
+            ok, encoded = cv2.imencode(".png", pixels)
+            if not ok:
+                raise OSError(f"could not encode {name}")
+            atomic_write_bytes(root / name, encoded.tobytes())
+    record = {"num": num, "seed": seed, "layout": "busi", "config": repr(config)}
+    atomic_write_bytes(record_path, json.dumps(record, indent=1).encode())
+    return root
+
+
+def synthetic_segmentation_protocol(cache_dir: str | os.PathLike, num: int = 75, seed: int = 0,
+                                    max_train: int = 50) -> Protocol:
+    """The simulated lesion set as 5 folds with at most ``max_train`` labelled images per run (80/20 train/val)."""
+    root = synthetic_segmentation_dataset(cache_dir, num, seed)
+    return Protocol("synthetic_seg", BINARY_CLASSES, kfold_splits(busi_items(root), 5, 0.2, seed, max_train))
+
+
+SEGMENTATION_PROTOCOLS = {
+    "busbra-seg": busbra_segmentation_protocol,
+    "mmotu-seg": mmotu_segmentation_protocol,
+    "busi": busi_protocol,
+    "image-mask-folders": image_mask_folder_protocol,
+}
+
+
+def load_segmentation_protocol(name: str, root: str | os.PathLike, **kwargs: Any) -> Protocol:
+    """Build a segmentation protocol by name: busbra-seg, mmotu-seg, busi or image-mask-folders."""
+    if name not in SEGMENTATION_PROTOCOLS:
+        raise ValueError(f"unknown segmentation protocol {name!r}; choose one of {sorted(SEGMENTATION_PROTOCOLS)}")
+    return SEGMENTATION_PROTOCOLS[name](root, **kwargs)
+
+
+def segmentation_split(datalist_file: str | os.PathLike | None, cache_dir: str | os.PathLike, fold: int = 0,
+                       seed: int = 0, synthetic_images: int = 75, max_train: int = 50) -> dict[str, Any]:
+    """The segmentation bundle's data: a JSON datalist file, or else fold ``fold`` of the simulated lesion set.
+
+    Returns:
+        ``{"class_names": [...], "train": [...], "validation": [...], "test": [...]}``.
+    """
+    from monai_ext.data.downstream import read_split
+
+    if datalist_file not in (None, "", "None"):
+        return read_split(datalist_file)
+    protocol = synthetic_segmentation_protocol(cache_dir, synthetic_images, seed, max_train)
+    if not 0 <= fold < len(protocol.splits):
+        raise ValueError(f"fold must be in [0, {len(protocol.splits)}), got {fold!r}")
+    return {"class_names": protocol.class_names, **protocol.splits[fold]}

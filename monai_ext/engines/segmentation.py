@@ -1,0 +1,128 @@
+"""Segmentation engine parts: the fine-tuning trainer, the per-image metric collector's inputs, and whole-image
+inference at the training size with the mask brought back to the original image size."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from monai_ext.engines.base import RobustStepTrainer, autocast, batch_images
+from monai_ext.io.atomic import atomic_write_bytes
+from monai_ext.io.errors import root_cause
+from monai_ext.io.figures import save_png
+
+logger = logging.getLogger(__name__)
+
+
+class SegmentationTrainer(RobustStepTrainer):
+    """Supervised fine-tuning: ``logits = network(image)``, ``loss = loss_function(logits, label)``.
+
+    The loss takes logits (N, K, H, W) and class-index labels (N, 1, H, W), as MONAI's ``DiceCELoss(to_onehot_y=True,
+    softmax=True)`` does; it runs in float32 whatever the autocast dtype.
+
+    Iteration output: ``{"image": (N, C, H, W), "label": (N, 1, H, W), "pred": (N, K, H, W) logits, "loss": scalar}``.
+    """
+
+    def forward_loss(self, engine: SegmentationTrainer, batchdata: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        images = batch_images(batchdata, engine.state.device, engine.non_blocking)
+        labels = torch.as_tensor(batchdata["label"]).to(engine.state.device, non_blocking=engine.non_blocking)
+        logits = engine.network(images)
+        loss = engine.loss_function(logits.float(), labels.long())
+        return loss, {"image": images, "label": labels, "pred": logits.detach().float()}
+
+
+def segment_image(network: torch.nn.Module, image: torch.Tensor, original_size: Sequence[int],
+                  precision: str = "bf16") -> tuple[np.ndarray, np.ndarray]:
+    """Whole-image inference at the training size, resized back to the original image.
+
+    The class probabilities (not the hard mask) are resized bilinearly and then the arg-max taken, so borders stay
+    smooth at the original resolution.
+
+    Args:
+        network: segmentation network in eval mode, logits (1, K, h, w) for the preprocessed image.
+        image: (1, C, h, w) preprocessed image at the training size.
+        original_size: (H, W) of the file as read.
+        precision: autocast precision on CUDA.
+
+    Returns:
+        mask (H, W) uint8 class indices; probabilities (K, H, W) float32.
+    """
+    with torch.no_grad(), autocast(image.device, precision):
+        logits = network(image).float()
+    probs = torch.softmax(logits, dim=1)
+    probs = F.interpolate(probs, size=tuple(int(s) for s in original_size), mode="bilinear", align_corners=False)
+    return probs[0].argmax(dim=0).to(torch.uint8).cpu().numpy(), probs[0].cpu().numpy()
+
+
+def mask_summary(mask: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
+    """Per-class pixel counts and area fractions of a (H, W) class-index mask (background included)."""
+    counts = np.bincount(mask.reshape(-1), minlength=len(class_names))[: len(class_names)]
+    total = max(int(mask.size), 1)
+    return {"size": list(mask.shape), "pixels": {n: int(c) for n, c in zip(class_names, counts)},
+            "fraction": {n: float(c) / total for n, c in zip(class_names, counts)}}
+
+
+def predict_mask_files(
+    network: torch.nn.Module,
+    files: Sequence[str | os.PathLike],
+    load: Callable[[dict[str, Any]], dict[str, Any]],
+    preprocess: Callable[[dict[str, Any]], dict[str, Any]],
+    class_names: Sequence[str],
+    device: torch.device | str,
+    output_dir: str | os.PathLike,
+    precision: str = "bf16",
+    overlays: bool = False,
+) -> dict[str, Any]:
+    """Segment every file; unreadable ones are listed with the reason and skipped.
+
+    Writes ``<output_dir>/masks/<stem>_mask.png`` (uint8 class indices at the original size, the label-map that
+    3D Slicer and OHIF display), optional ``<output_dir>/overlays/<stem>_overlay.png``, and ``masks.json``.
+
+    Args:
+        network: segmentation network.
+        files: image paths (PNG/JPG/BMP/TIFF/DICOM).
+        load: reads ``{"image": path}`` into ``{"image": (1, H, W)}`` at the original size.
+        preprocess: the bundle's resize + normalisation for a loaded item.
+        class_names: K names, background first.
+        device: where to run.
+        output_dir: folder of the results.
+        precision: autocast precision on CUDA.
+        overlays: also write a colour overlay of the mask on the image.
+
+    Returns:
+        ``{"class_names", "masks": {path: {"mask": file, "size", "pixels", "fraction"}}, "errors": {path: reason}}``.
+    """
+    from monai_ext.visualize.overlays import mask_overlay
+
+    if not files:
+        raise ValueError("no input files to segment")
+    device, out = torch.device(device), Path(output_dir)
+    network.eval()
+    result: dict[str, Any] = {"class_names": list(class_names), "masks": {}, "errors": {}}
+    for path in tqdm(files, desc="segment", unit="image"):
+        try:
+            loaded = load({"image": str(path)})
+            original = np.asarray(loaded["image"])[0]
+            image = torch.as_tensor(preprocess(loaded)["image"]).float()[None].to(device)
+        except Exception as e:  # one bad file must not stop the batch
+            result["errors"][str(path)] = root_cause(e)
+            logger.warning("skipping %s: %s", path, result["errors"][str(path)])
+            continue
+        mask, _ = segment_image(network, image, original.shape, precision)
+        mask_file = out / "masks" / f"{Path(path).stem}_mask.png"
+        save_png(mask, mask_file)
+        if overlays:
+            save_png(mask_overlay(original, mask), out / "overlays" / f"{Path(path).stem}_overlay.png")
+        result["masks"][str(path)] = {"mask": str(mask_file), **mask_summary(mask, class_names)}
+    atomic_write_bytes(out / "masks.json", json.dumps(result, indent=1).encode())
+    logger.info("%d masks, %d errors: %s", len(result["masks"]), len(result["errors"]), out / "masks.json")
+    return result

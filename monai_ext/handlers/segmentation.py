@@ -1,0 +1,152 @@
+"""Segmentation reports after an evaluation: per-image and per-class Dice, IoU and HD95 as JSON, and PNG overlays of
+prediction against ground truth for a sample of images.
+
+The numbers are MONAI's own (``MeanDice``, ``MeanIoUHandler``, ``HausdorffDistance`` with ``save_details``): their
+per-image buffers are gathered over ranks by MONAI (``evenly_divisible_all_gather``, exact for unequal shards), and
+this handler gathers the matching image ids in the same rank order, so every validation image appears once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from ignite.engine import Engine, Events
+
+from monai_ext.engines.distributed import is_distributed, is_main_process, world_size
+from monai_ext.io.atomic import atomic_write_bytes
+from monai_ext.io.figures import save_png
+from monai_ext.visualize.overlays import comparison_overlay
+
+logger = logging.getLogger(__name__)
+#: Report entry -> the evaluator metric holding its per-image (N, K - 1) details.
+DETAIL_METRICS = {"dice": "val_mean_dice", "iou": "val_mean_iou", "hd95": "val_hd95"}
+
+
+def _finite_mean(values: np.ndarray) -> float | None:
+    """Mean over finite values (NaN: class absent from both; inf: one of the two masks empty), None if none."""
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else None
+
+
+def _json_number(value: float) -> float | None:
+    return float(value) if math.isfinite(float(value)) else None
+
+
+def gather_ids(ids: list[str]) -> list[str]:
+    """Every rank's ids concatenated in rank order (the order of MONAI's gathered metric buffers)."""
+    if not is_distributed():
+        return list(ids)
+    parts: list[Any] = [None] * world_size()
+    dist.all_gather_object(parts, list(ids))
+    return [i for part in parts for i in part]
+
+
+def segmentation_report(details: dict[str, torch.Tensor], ids: Sequence[str], class_names: Sequence[str]) -> dict[str, Any]:
+    """Per-image and per-class metrics from the metrics' gathered details.
+
+    Args:
+        details: ``{"dice" | "iou" | "hd95": (N, K - 1)}`` per image and foreground class.
+        ids: N image ids in the same order.
+        class_names: K names, background first.
+
+    Returns:
+        JSON-serialisable dict: n, per-class means (finite values only), per-image values (None for undefined ones:
+        NaN when a class is absent from prediction and ground truth, inf distances when one of them is empty) and the
+        number of images whose HD95 is infinite.
+    """
+    foreground = list(class_names[1:])
+    arrays = {k: v.detach().float().cpu().reshape(len(ids), -1).numpy() for k, v in details.items()}
+    for key, array in arrays.items():
+        if array.shape != (len(ids), len(foreground)):
+            raise ValueError(f"{key} details have shape {array.shape!r}, expected {(len(ids), len(foreground))!r}")
+    report: dict[str, Any] = {"n": len(ids), "class_names": list(class_names), "per_class": {}, "per_image": []}
+    for c, name in enumerate(foreground):
+        report["per_class"][name] = {key: _finite_mean(array[:, c]) for key, array in arrays.items()}
+    for key, array in arrays.items():
+        report[f"mean_{key}"] = _finite_mean(array)
+    if "hd95" in arrays:
+        report["hd95_infinite_images"] = int(np.isinf(arrays["hd95"]).any(axis=1).sum())
+    for i, image_id in enumerate(ids):
+        entry: dict[str, Any] = {"id": image_id}
+        for key, array in arrays.items():
+            entry[key] = {name: _json_number(array[i, c]) for c, name in enumerate(foreground)}
+        report["per_image"].append(entry)
+    return report
+
+
+class SegmentationReportWriter:
+    """After an evaluation, write ``<prefix>report.json`` and ``<prefix>overlays/<id>.png`` for ``num_overlays`` images.
+
+    Args:
+        output_dir: folder of the files.
+        class_names: K names, background first.
+        key_metric: the Dice metric's name (the model-selection metric).
+        prefix: file-name prefix (e.g. "test_").
+        num_overlays: images (of rank 0's shard, in loader order) drawn with prediction (red) and truth (green).
+        best_only: write only when the key metric improves on the best so far (during training).
+        id_key: the batch field naming each image.
+    """
+
+    def __init__(self, output_dir: str | os.PathLike, class_names: Sequence[str], key_metric: str = "val_mean_dice",
+                 prefix: str = "", num_overlays: int = 4, best_only: bool = False, id_key: str = "id") -> None:
+        if num_overlays < 0:
+            raise ValueError(f"num_overlays must be >= 0, got {num_overlays!r}")
+        self.folder, self.class_names = Path(output_dir), list(class_names)
+        self.key_metric, self.prefix, self.num_overlays = key_metric, prefix, num_overlays
+        self.best_only, self.id_key = best_only, id_key
+        self.best: float | None = None
+        self.last_report: dict[str, Any] | None = None
+        self._ids: list[str] = []
+        self._samples: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_STARTED, self._reset)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+
+    def _reset(self, engine: Engine) -> None:
+        self._ids, self._samples = [], []
+
+    def _collect(self, engine: Engine) -> None:
+        """Record the ids of this iteration's images and, on rank 0, keep the first few for overlays."""
+        batch, output = engine.state.batch, engine.state.output
+        items = batch if isinstance(batch, list) else [batch]  # decollated by the evaluator
+        for index, item in enumerate(items):
+            image_id = str(item.get(self.id_key) or item.get("image_path") or len(self._ids))
+            self._ids.append(image_id)
+            if is_main_process() and len(self._samples) < self.num_overlays and isinstance(output, list):
+                out = output[index]
+                self._samples.append((
+                    image_id,
+                    torch.as_tensor(out["image"])[0].detach().float().cpu().numpy(),
+                    torch.as_tensor(out["pred"]).argmax(dim=0).cpu().numpy(),
+                    torch.as_tensor(out["label"]).argmax(dim=0).cpu().numpy(),
+                ))
+
+    def __call__(self, engine: Engine) -> None:
+        ids = gather_ids(self._ids)  # every rank takes part, whatever it then writes
+        score = float(engine.state.metrics[self.key_metric])
+        if self.best_only and self.best is not None and not score > self.best:
+            return
+        self.best = score
+        details = {key: engine.state.metric_details[name] for key, name in DETAIL_METRICS.items()
+                   if name in getattr(engine.state, "metric_details", {})}
+        report = {"key_metric": self.key_metric, "score": score, **segmentation_report(details, ids, self.class_names)}
+        self.last_report = report
+        if not is_main_process():
+            return
+        atomic_write_bytes(self.folder / f"{self.prefix}report.json", json.dumps(report, indent=1).encode())
+        for image_id, image, prediction, truth in self._samples:
+            name = image_id.replace("/", "_")
+            save_png(comparison_overlay(image, prediction, truth), self.folder / f"{self.prefix}overlays" / f"{name}.png")
+        logger.info("segmentation report: %s (n %d, Dice %.4f, IoU %s, HD95 %s)", self.folder / f"{self.prefix}report.json",
+                    report["n"], score, report.get("mean_iou"), report.get("mean_hd95"))

@@ -1,0 +1,129 @@
+"""Loading segmentation masks as (1, H, W) class-index maps, as a MONAI transform pair.
+
+Public datasets encode masks in several ways: 8-bit 0/255 PNGs (BUSI, BUS-BRA), 0/1 PNGs (many ``masks/`` folders,
+MONAI Label's saved labels), class indices, and several masks of one image to be merged (BUSI's ``_mask_1``). One
+loader turns them all into the same class-index map, so every layout feeds the same training pipeline.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from monai.config import KeysCollection
+from monai.transforms import MapTransform, Transform
+from monai.utils import TransformBackends
+from PIL import Image
+
+from monai_ext.io.errors import UnreadableImageError
+
+MASK_ENCODINGS = ("binary", "index")
+
+
+def read_mask_pixels(path: str | os.PathLike) -> np.ndarray:
+    """The stored values of a mask file, (H, W) or (H, W, C).
+
+    Read with PIL directly rather than through the image reader: a mask needs its stored values (palette indices
+    included), not the display conversion that images get.
+    """
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img)
+    except Exception as e:  # decoders raise many types; all mean the same thing to the caller
+        raise UnreadableImageError(f"{path}: cannot decode mask ({type(e).__name__}: {e})") from e
+
+
+def _single_channel(pixels: np.ndarray, source: str) -> np.ndarray:
+    """(H, W) from a gray, gray + alpha, or RGB(A) mask; colour masks count a pixel as set when any channel is."""
+    if pixels.ndim == 3:
+        pixels = pixels[..., :3].max(axis=2) if pixels.shape[2] >= 3 else pixels[..., 0]
+    if pixels.ndim != 2:
+        raise UnreadableImageError(f"{source}: expected a 2-D mask, got shape {pixels.shape!r}")
+    return pixels
+
+
+class LoadMask(Transform):
+    """Mask file(s) -> (1, H, W) uint8 class indices.
+
+    Args:
+        encoding: ``"binary"``: any non-zero pixel is class ``foreground`` (0/1 and 0/255 alike); ``"index"``: pixel
+            values are class indices already.
+        foreground: the class a binary mask's set pixels get (e.g. the tumour class of an MMOTU image).
+        num_classes: with ``"index"``, values must be below it (a mask with 255s is then reported, not trained on).
+
+    Several files (a list) are merged: for binary masks their union, for index masks the largest index per pixel.
+    """
+
+    backend = [TransformBackends.NUMPY]
+
+    def __init__(self, encoding: str = "binary", foreground: int = 1, num_classes: int | None = None) -> None:
+        if encoding not in MASK_ENCODINGS:
+            raise ValueError(f"encoding must be one of {MASK_ENCODINGS}, got {encoding!r}")
+        if not 0 < foreground < 256:
+            raise ValueError(f"foreground must be a class index in [1, 255], got {foreground!r}")
+        self.encoding, self.foreground, self.num_classes = encoding, int(foreground), num_classes
+
+    def read_one(self, path: str | os.PathLike) -> np.ndarray:
+        """One mask file as (H, W) uint8 class indices."""
+        pixels = _single_channel(read_mask_pixels(path), str(path))
+        if self.encoding == "binary":
+            return (pixels > 0).astype(np.uint8) * np.uint8(self.foreground)
+        if self.num_classes is not None and int(pixels.max(initial=0)) >= self.num_classes:
+            raise UnreadableImageError(
+                f"{path}: mask value {int(pixels.max())} is not a class index below {self.num_classes}"
+            )
+        return pixels.astype(np.uint8)
+
+    def __call__(self, paths: str | os.PathLike | Sequence[str | os.PathLike]) -> np.ndarray:
+        files = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+        if not files:
+            raise ValueError("no mask file given")
+        masks = [self.read_one(f) for f in files]
+        shapes = {m.shape for m in masks}
+        if len(shapes) != 1:
+            raise UnreadableImageError(f"{files[0]}: the masks of one image differ in size: {sorted(shapes)!r}")
+        return np.maximum.reduce(masks)[None]
+
+
+class LoadMaskd(MapTransform):
+    """Dictionary version of :class:`LoadMask`; ``foreground_key`` names an item field holding the foreground class.
+
+    Keeps the file name(s) under ``<key>_path`` (several joined by ``;``). Checks that the mask and ``image_key``'s already loaded image have the same size, naming the file otherwise.
+    """
+
+    backend = LoadMask.backend
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        encoding: str = "binary",
+        foreground: int = 1,
+        num_classes: int | None = None,
+        foreground_key: str | None = None,
+        image_key: str | None = "image",
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.encoding, self.default_foreground, self.num_classes = encoding, foreground, num_classes
+        self.loader = LoadMask(encoding, foreground, num_classes)
+        self.foreground_key, self.image_key = foreground_key, image_key
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            loader = self.loader
+            if self.foreground_key is not None and self.foreground_key in d:
+                loader = LoadMask(self.encoding, int(d[self.foreground_key]), self.num_classes)
+            # one string per item whatever the number of masks, so batches of items collate
+            d[f"{key}_path"] = str(d[key]) if isinstance(d[key], (str, os.PathLike)) else ";".join(map(str, d[key]))
+            mask = loader(d[key])
+            image = d.get(self.image_key) if self.image_key else None
+            if image is not None and tuple(image.shape[-2:]) != tuple(mask.shape[-2:]):
+                raise UnreadableImageError(
+                    f"{d[f'{key}_path']}: mask size {tuple(mask.shape[-2:])!r} differs from the image's "
+                    f"{tuple(image.shape[-2:])!r}"
+                )
+            d[key] = mask
+        return d

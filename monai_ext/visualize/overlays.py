@@ -1,0 +1,55 @@
+"""Segmentation overlays: a mask, or a prediction against its ground truth, drawn on the gray image."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+#: Contour colours (RGB): ground truth green, prediction red; further classes cycle through the rest.
+GROUND_TRUTH_RGB = (0, 220, 0)
+PREDICTION_RGB = (255, 40, 40)
+CLASS_RGB = ((255, 40, 40), (40, 120, 255), (255, 200, 0), (200, 0, 255), (0, 220, 220), (255, 120, 0),
+             (160, 255, 60), (255, 0, 140))
+
+
+def to_uint8_gray(image: np.ndarray) -> np.ndarray:
+    """(H, W) float or integer image -> (H, W) uint8 stretched to its own min-max (normalised inputs included)."""
+    image = np.asarray(image, dtype=np.float32)
+    low, high = float(image.min(initial=0.0)), float(image.max(initial=0.0))
+    return np.zeros(image.shape, np.uint8) if high <= low else ((image - low) / (high - low) * 255).astype(np.uint8)
+
+
+def _draw_contours(canvas: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int]) -> None:
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    cv2.drawContours(canvas, contours, -1, colour, 1)
+
+
+def mask_overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.35) -> np.ndarray:
+    """A class-index mask (H, W) tinted and outlined on the gray image (H, W). Returns (H, W, 3) uint8 RGB."""
+    canvas = np.repeat(to_uint8_gray(image)[..., None], 3, axis=2)
+    for k in range(1, int(mask.max(initial=0)) + 1):
+        region = mask == k
+        if not region.any():
+            continue
+        colour = np.array(CLASS_RGB[(k - 1) % len(CLASS_RGB)], np.float32)
+        canvas[region] = ((1 - alpha) * canvas[region] + alpha * colour).astype(np.uint8)
+        _draw_contours(canvas, region, tuple(int(c) for c in colour))
+    return canvas
+
+
+def comparison_overlay(image: np.ndarray, prediction: np.ndarray, ground_truth: np.ndarray) -> np.ndarray:
+    """Prediction (red) and ground-truth (green) outlines of every foreground class on the gray image.
+
+    Args:
+        image: (H, W) any range.
+        prediction: (H, W) class indices.
+        ground_truth: (H, W) class indices.
+
+    Returns:
+        (H, 2W, 3) uint8 RGB: the image with both outlines, then the image alone for comparison.
+    """
+    gray = np.repeat(to_uint8_gray(image)[..., None], 3, axis=2)
+    canvas = gray.copy()
+    _draw_contours(canvas, ground_truth > 0, GROUND_TRUTH_RGB)
+    _draw_contours(canvas, prediction > 0, PREDICTION_RGB)
+    return np.concatenate([canvas, gray], axis=1)
