@@ -55,9 +55,29 @@ def freeze_encoder(model: nn.Module) -> nn.Module:
 
 
 def class_weights(datalist: list[dict[str, Any]], num_classes: int) -> torch.Tensor:
-    """Inverse-frequency class weights normalised to mean 1 (a class absent from the data gets weight 0)."""
-    counts = np.bincount([int(d["label"]) for d in datalist], minlength=num_classes).astype(np.float64)
-    weights = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / num_classes, 0.0)
+    """scikit-learn's "balanced" class weights ``n / (n_present * count_c)``; a class absent from the data gets 0.
+
+    The weights average 1 over the items. scikit-learn refuses a class without items, so the present classes are
+    weighted among themselves and an absent one gets 0: with label smoothing or mixup targets, which put mass on
+    every class, the loss then does not pull towards a class the training data never shows.
+
+    Args:
+        datalist: items with an integer ``"label"`` in [0, num_classes).
+        num_classes: K.
+
+    Returns:
+        (K,) float32 weights for ``torch.nn.CrossEntropyLoss(weight=...)``.
+    """
+    from sklearn.utils.class_weight import compute_class_weight
+
+    labels = np.array([int(d["label"]) for d in datalist], dtype=np.int64)
+    if len(labels) == 0:
+        raise ValueError("cannot weight classes of an empty datalist")
+    if labels.min() < 0 or labels.max() >= num_classes:
+        raise ValueError(f"labels must be in [0, {num_classes}), got {sorted(set(labels.tolist()))!r}")
+    present = np.unique(labels)
+    weights = np.zeros(num_classes, dtype=np.float64)
+    weights[present] = compute_class_weight("balanced", classes=present, y=labels)
     return torch.tensor(weights, dtype=torch.float32)
 
 

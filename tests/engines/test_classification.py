@@ -1,12 +1,14 @@
-"""ClassificationTrainer: the network sees the mixed batch, the loss gets the soft targets, outputs stay unmixed."""
+"""ClassificationTrainer: the network sees the mixed batch, the loss gets the soft targets, outputs stay unmixed;
+class weights are scikit-learn's balanced ones."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from monai_ext.engines.classification import ClassificationTrainer
+from monai_ext.engines.classification import ClassificationTrainer, class_weights
 from monai_ext.transforms import MixupCutmix
 
 
@@ -57,3 +59,27 @@ def test_without_mixer_the_loss_gets_hard_labels():
     network, out, targets_seen = run_one_step(None)
     torch.testing.assert_close(network.seen, out["image"])
     assert targets_seen[0].dtype == torch.int64
+
+
+@pytest.mark.parametrize("labels, num_classes", [([0, 1, 1, 1], 2), ([0, 0, 1, 2, 2, 2, 2], 3), ([3, 1, 2, 0] * 5, 4),
+                                                 ([0] * 9 + [1], 2)])
+def test_class_weights_are_sklearns_balanced_weights(labels: list[int], num_classes: int) -> None:
+    from sklearn.utils.class_weight import compute_class_weight
+
+    weights = class_weights([{"label": y} for y in labels], num_classes)
+    expected = compute_class_weight("balanced", classes=np.arange(num_classes), y=np.array(labels))
+    assert weights.dtype == torch.float32
+    np.testing.assert_allclose(weights.numpy(), expected, rtol=1e-6)
+    assert float(weights[torch.tensor(labels)].mean()) == pytest.approx(1.0)  # the items' mean weight
+
+
+def test_an_absent_class_gets_weight_zero_and_the_others_are_balanced_among_themselves() -> None:
+    labels = [0, 0, 0, 2]
+    weights = class_weights([{"label": y} for y in labels], 3)
+    np.testing.assert_allclose(weights.numpy(), [4 / (2 * 3), 0.0, 4 / (2 * 1)], rtol=1e-6)
+
+
+@pytest.mark.parametrize("labels, match", [([], "empty"), ([0, 3], r"\[0, 3\)"), ([-1, 0], r"\[0, 3\)")])
+def test_class_weights_bad_labels(labels: list[int], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        class_weights([{"label": y} for y in labels], 3)
