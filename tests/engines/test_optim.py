@@ -1,4 +1,5 @@
-"""Optimiser groups and the warmup-cosine schedule against MAE's lr_sched formula."""
+"""Optimiser groups and the warmup-cosine schedule against MAE's lr_sched formula; layer-wise lr decay against MAE's
+lr_decay.py."""
 
 from __future__ import annotations
 
@@ -7,7 +8,15 @@ import math
 import pytest
 import torch
 
-from monai_ext.engines.optim import WarmupCosineLR, build_adamw, param_groups_weight_decay, scaled_lr
+from monai_ext.engines.classification import freeze_encoder
+from monai_ext.engines.optim import (
+    WarmupCosineLR,
+    build_adamw,
+    param_groups_layer_decay,
+    param_groups_weight_decay,
+    scaled_lr,
+)
+from monai_ext.networks.classifier import ViTClassifier
 from monai_ext.networks.mae import MaskedAutoencoderViT
 
 TINY = dict(img_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=4, decoder_embed_dim=16, decoder_depth=1,
@@ -66,3 +75,76 @@ def test_bad_values() -> None:
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     with pytest.raises(ValueError, match="total_steps must be at least 1, got 0"):
         WarmupCosineLR(opt, total_steps=0)
+
+
+# --- facebookresearch/mae util/lr_decay.py, written out -----------------------------------------------------------
+def param_groups_lrd(model, weight_decay=0.05, no_weight_decay_list=(), layer_decay=0.75):
+    param_groups = {}
+    num_layers = len(model.blocks) + 1
+    layer_scales = list(layer_decay ** (num_layers - i) for i in range(num_layers + 1))
+    for n, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        # no decay: all 1D parameters and model specific ones
+        if p.ndim == 1 or n in no_weight_decay_list:
+            g_decay = "no_decay"
+            this_decay = 0.0
+        else:
+            g_decay = "decay"
+            this_decay = weight_decay
+        layer_id = get_layer_id_for_vit(n, num_layers)
+        group_name = "layer_%d_%s" % (layer_id, g_decay)
+        if group_name not in param_groups:
+            param_groups[group_name] = {"lr_scale": layer_scales[layer_id], "weight_decay": this_decay, "params": []}
+        param_groups[group_name]["params"].append(p)
+    return list(param_groups.values())
+
+
+def get_layer_id_for_vit(name, num_layers):
+    if name in ["cls_token", "pos_embed"]:
+        return 0
+    elif name.startswith("patch_embed"):
+        return 0
+    elif name.startswith("blocks"):
+        return int(name.split(".")[1]) + 1
+    else:
+        return num_layers
+# --- end of the reference; timm's VisionTransformer.no_weight_decay() is the list MAE's main_finetune passes ------
+TIMM_NO_WEIGHT_DECAY = {"pos_embed", "cls_token", "dist_token"}
+
+
+def by_parameter(groups: list[dict], lr: float) -> dict[int, tuple[float, float, float]]:
+    """id(param) -> (lr, lr_scale, weight_decay), rounded; MAE's lr_sched sets a group's lr to lr * lr_scale."""
+    return {id(p): tuple(round(v, 12) for v in (g.get("lr", lr * g["lr_scale"]), g["lr_scale"], g["weight_decay"]))
+            for g in groups for p in g["params"]}
+
+
+class Wrapped(torch.nn.Module):
+    """A DDP-like wrapper: the network under ``.module``."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+
+@pytest.mark.parametrize("global_pool", ["avg", "cls"])
+@pytest.mark.parametrize("layer_decay", [0.75, 0.65, 1.0])
+@pytest.mark.parametrize("wrap", [False, True])
+@pytest.mark.parametrize("linear_probe", [False, True])
+def test_layer_decay_groups_equal_facebook_mae(global_pool: str, layer_decay: float, wrap: bool,
+                                               linear_probe: bool) -> None:
+    model = ViTClassifier(4, img_size=32, patch_size=8, embed_dim=32, depth=3, num_heads=4, global_pool=global_pool,
+                          linear_probe=linear_probe)
+    if linear_probe:
+        freeze_encoder(model)
+    lr = 1e-3
+    ours = param_groups_layer_decay(Wrapped(model) if wrap else model, lr, 0.05, layer_decay)
+    reference = param_groups_lrd(model, 0.05, TIMM_NO_WEIGHT_DECAY, layer_decay)
+    assert by_parameter(ours, lr) == by_parameter(reference, lr)
+    # the same partition into groups, parameters in the same order (the optimiser state follows it)
+    assert sorted([id(p) for p in g["params"]] for g in ours) == sorted([id(p) for p in g["params"]] for g in reference)
+    if not linear_probe:
+        scales = {name: by_parameter(ours, lr)[id(p)][1] for name, p in model.named_parameters()}
+        assert scales["patch_embed.proj.weight"] == pytest.approx(layer_decay ** 4)
+        assert scales["blocks.2.mlp.fc1.weight"] == pytest.approx(layer_decay)
+        assert scales["head.weight"] == 1.0
