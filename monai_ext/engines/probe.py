@@ -1,0 +1,424 @@
+"""Frozen-feature evaluation of an encoder: a tuned logistic-regression probe and a cosine kNN classifier.
+
+The protocols follow the published ones (``shared/reference/evaluation_protocols.md``):
+
+* linear probe (CLIP, Radford et al. 2021): features extracted once with the encoder in eval mode (no drop path, no
+  augmentation), standardised, then scikit-learn's L-BFGS ``LogisticRegression``; the L2 strength ``C`` is chosen
+  by a sweep on the validation split, then the probe is refit on train + validation;
+* kNN (DINO, Caron et al. 2021): cosine similarity of L2-normalised features, votes weighted by
+  ``exp(similarity / 0.07)``; ``k`` is chosen on the validation split.
+
+A gradient-descent probe on a few dozen images is at the mercy of its lr, epochs and BatchNorm statistics (it can
+collapse to one class); the closed-form-quality L-BFGS fit removes that variable, so the numbers describe the encoder.
+The fitted probe is exported into the classifier's ``BatchNorm1d(affine=False) + Linear`` head
+(:func:`export_to_head`), so a probed checkpoint is an ordinary classifier for evaluation, inference and export.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import log_loss
+from sklearn.preprocessing import StandardScaler
+from torch import nn
+
+from monai_ext.engines.metrics import classification_report
+
+logger = logging.getLogger(__name__)
+
+#: CLIP sweeps C over 1e-6 .. 1e6; on a few hundred images the useful range is narrower, half-decade steps suffice.
+DEFAULT_CS: tuple[float, ...] = tuple(float(c) for c in np.logspace(-5, 3, 17))
+DEFAULT_KS: tuple[int, ...] = (1, 3, 5, 10, 20, 50)
+KNN_TEMPERATURE = 0.07
+SPLITS = ("train", "validation", "test")
+
+
+# ------------------------------------------------------------------------------------------------ features
+def encoder_features(network: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Pooled encoder features of a classifier or an MAE.
+
+    A classifier gives its ``forward_features`` (the features its head sees). An MAE gives the mean of its
+    normalised patch tokens with no masking (``mask_ratio`` 0), the pooling MAE fine-tunes with.
+
+    Args:
+        network: a :class:`~monai_ext.networks.classifier.ViTClassifier`, an MAE, or a wrapped one (DDP).
+        images: (N, C, H, W).
+
+    Returns:
+        (N, D) features.
+    """
+    model = getattr(network, "module", network)
+    if hasattr(model, "forward_features"):
+        return model.forward_features(images)
+    if hasattr(model, "forward_encoder"):
+        latent, _, _ = model.forward_encoder(images, 0.0)
+        return latent[:, 1:, :].mean(dim=1)
+    raise ValueError(f"{type(model).__name__} has neither forward_features nor forward_encoder")
+
+
+def extract_features(
+    network: nn.Module, batches: Iterable[Mapping[str, Any]], device: torch.device | str = "cpu"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Features of every batch, computed once with the network in eval mode (train mode restored afterwards).
+
+    Args:
+        network: see :func:`encoder_features`.
+        batches: dicts with ``image`` (N, C, H, W) and ``label`` (N,), e.g. a DataLoader without augmentation.
+        device: where the network runs.
+
+    Returns:
+        features (M, D) float32 and labels (M,) int64, M = all images.
+    """
+    was_training = network.training
+    network.eval()
+    feats, labels = [], []
+    try:
+        with torch.no_grad():
+            for batch in batches:
+                images = torch.as_tensor(batch["image"]).to(device)
+                feats.append(encoder_features(network, images).float().cpu())
+                labels.append(torch.as_tensor(batch["label"]).reshape(-1).long())
+    finally:
+        network.train(was_training)
+    if not feats:
+        raise ValueError("no batches to extract features from")
+    return torch.cat(feats).numpy(), torch.cat(labels).numpy()
+
+
+# ------------------------------------------------------------------------------------------------ linear probe
+@dataclass
+class LinearProbe:
+    """A fitted probe: standardisation and multinomial logistic regression.
+
+    Attributes:
+        mean, scale: (D,) standardisation of the features.
+        coef: (K, D) weights on standardised features (K = 1 for two classes, as scikit-learn stores it).
+        intercept: (K,) biases.
+        num_classes: classes of the task.
+        c: the chosen inverse L2 strength.
+        sweep: per C, the validation macro-F1 and log loss.
+    """
+
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray
+    intercept: np.ndarray
+    num_classes: int
+    c: float
+    sweep: list[dict[str, float]] = field(default_factory=list)
+
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        """(N, D) features -> (N, K) logits (two columns for a binary task)."""
+        z = (features - self.mean) / self.scale @ self.coef.T + self.intercept
+        return np.concatenate([-z / 2, z / 2], axis=1) if self.num_classes == 2 else z
+
+    def probabilities(self, features: np.ndarray) -> np.ndarray:
+        """(N, D) features -> (N, K) softmax probabilities."""
+        z = self.logits(features)
+        z = z - z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+
+
+def _check_pair(features: np.ndarray, labels: np.ndarray, name: str) -> None:
+    if features.ndim != 2 or len(features) != len(labels) or len(labels) == 0:
+        raise ValueError(f"{name}: need (N, D) features and N labels with N > 0, got {features.shape!r} and "
+                         f"{np.shape(labels)!r}")
+
+
+def _fit(features: np.ndarray, labels: np.ndarray, c: float, class_weight: str | None, seed: int) -> tuple[StandardScaler, LogisticRegression]:
+    scaler = StandardScaler().fit(features)
+    model = LogisticRegression(C=c, max_iter=2000, class_weight=class_weight, random_state=seed)
+    with warnings.catch_warnings():
+        # Very weak regularisation on separable data stops at max_iter; such a C then loses on validation anyway.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(scaler.transform(features), labels)
+    return scaler, model
+
+
+def _as_probe(scaler: StandardScaler, model: LogisticRegression, num_classes: int, c: float) -> LinearProbe:
+    coef, intercept = model.coef_, model.intercept_
+    if len(model.classes_) != num_classes:  # a class absent from training: give it logits that never win
+        full_coef = np.zeros((num_classes, coef.shape[1]))
+        full_intercept = np.full(num_classes, -1e4)
+        if len(model.classes_) == 2:
+            coef, intercept = np.concatenate([-coef / 2, coef / 2]), np.concatenate([-intercept / 2, intercept / 2])
+        full_coef[model.classes_], full_intercept[model.classes_] = coef, intercept
+        coef, intercept = full_coef, full_intercept
+    return LinearProbe(scaler.mean_.copy(), scaler.scale_.copy(), np.asarray(coef, np.float64),
+                       np.asarray(intercept, np.float64), num_classes, float(c))
+
+
+def fit_linear_probe(
+    train: tuple[np.ndarray, np.ndarray],
+    validation: tuple[np.ndarray, np.ndarray],
+    num_classes: int,
+    cs: Sequence[float] = DEFAULT_CS,
+    class_weight: str | None = "balanced",
+    refit: bool = True,
+    seed: int = 0,
+) -> LinearProbe:
+    """CLIP's linear-probe protocol: sweep C on validation, then refit on train + validation with the best C.
+
+    The best C has the highest validation macro-F1; ties (frequent on a few dozen validation images) go to the
+    lower validation log loss, then to the stronger regularisation.
+
+    Args:
+        train, validation: (features (N, D), integer labels (N,)).
+        num_classes: K.
+        cs: candidate inverse L2 strengths.
+        class_weight: ``"balanced"`` (inverse class frequency, for imbalanced sets) or None.
+        refit: refit on train + validation after choosing C (CLIP); else keep the train-only fit.
+        seed: for scikit-learn's solver.
+
+    Returns:
+        The fitted :class:`LinearProbe`, its ``sweep`` holding the validation figures of every C.
+    """
+    _check_pair(*train, "train")
+    _check_pair(*validation, "validation")
+    if not cs or any(c <= 0 for c in cs):
+        raise ValueError(f"cs must be positive inverse regularisation strengths, got {cs!r}")
+    if num_classes < 2 or int(max(train[1].max(), validation[1].max())) >= num_classes:
+        raise ValueError(f"labels must lie in [0, {num_classes}) with num_classes >= 2")
+    if len(np.unique(train[1])) < 2:
+        raise ValueError(f"the training part has one class only ({np.unique(train[1])!r}); a probe needs two")
+    names = [str(i) for i in range(num_classes)]
+    sweep, best = [], None
+    for c in sorted(cs):
+        scaler, model = _fit(*train, c, class_weight, seed)
+        probe = _as_probe(scaler, model, num_classes, c)
+        probs = probe.probabilities(validation[0])
+        f1 = classification_report(probs, validation[1], names)["macro_f1"]
+        loss = float(log_loss(validation[1], np.clip(probs, 1e-12, 1), labels=list(range(num_classes))))
+        sweep.append({"C": float(c), "val_macro_f1": f1, "val_log_loss": loss})
+        if best is None or (f1, -loss) > (best[1], -best[2]):
+            best = (probe, f1, loss)
+    probe = best[0]
+    probe.sweep = sweep
+    logger.info("linear probe: C=%g (validation macro-F1 %.4f)", probe.c, best[1])
+    if refit:
+        both = (np.concatenate([train[0], validation[0]]), np.concatenate([train[1], validation[1]]))
+        probe = refit_probe(probe, both, class_weight, seed)
+    return probe
+
+
+def refit_probe(probe: LinearProbe, data: tuple[np.ndarray, np.ndarray], class_weight: str | None = "balanced",
+                seed: int = 0) -> LinearProbe:
+    """The same C fitted again on ``data`` (features (N, D), labels (N,)), e.g. train + validation."""
+    _check_pair(*data, "refit data")
+    refit = _as_probe(*_fit(*data, probe.c, class_weight, seed), probe.num_classes, probe.c)
+    refit.sweep = probe.sweep
+    return refit
+
+
+def export_to_head(probe: LinearProbe, head: nn.Module) -> None:
+    """Write a probe into a ``Sequential(BatchNorm1d(affine=False), Linear)`` head (the classifier's probe head).
+
+    In eval mode the BatchNorm computes ``(x - running_mean) / sqrt(running_var + eps)``, which is the probe's
+    standardisation when ``running_var = scale**2 - eps``; the Linear layer then holds the logistic regression.
+    """
+    if not (isinstance(head, nn.Sequential) and isinstance(head[0], nn.BatchNorm1d) and isinstance(head[-1], nn.Linear)):
+        raise TypeError(f"expected a BatchNorm1d + Linear probe head (linear_probe=True), got {head!r}")
+    norm, linear = head[0], head[-1]
+    logit_weight, logit_bias = _logit_layer(probe)
+    if tuple(linear.weight.shape) != logit_weight.shape:
+        raise ValueError(f"head weight shape {tuple(linear.weight.shape)!r} differs from the probe's {logit_weight.shape!r}")
+    with torch.no_grad():
+        norm.running_mean.copy_(torch.from_numpy(probe.mean))
+        norm.running_var.copy_(torch.from_numpy(np.maximum(probe.scale**2 - norm.eps, 0.0)))
+        linear.weight.copy_(torch.from_numpy(logit_weight))
+        linear.bias.copy_(torch.from_numpy(logit_bias))
+
+
+def _logit_layer(probe: LinearProbe) -> tuple[np.ndarray, np.ndarray]:
+    """(K, D) weights and (K,) biases whose softmax equals the probe's probabilities."""
+    if probe.num_classes == 2 and probe.coef.shape[0] == 1:
+        return np.concatenate([-probe.coef / 2, probe.coef / 2]), np.concatenate([-probe.intercept / 2, probe.intercept / 2])
+    return probe.coef, probe.intercept
+
+
+# ------------------------------------------------------------------------------------------------ kNN
+def knn_probabilities(
+    bank: tuple[np.ndarray, np.ndarray], queries: np.ndarray, k: int, num_classes: int,
+    temperature: float = KNN_TEMPERATURE,
+) -> np.ndarray:
+    """DINO's weighted kNN: class scores from the ``k`` most cosine-similar bank items, each voting exp(sim / T).
+
+    Args:
+        bank: (features (M, D), labels (M,)) of the labelled memory.
+        queries: (N, D) features.
+        k: neighbours (capped at M).
+        num_classes: K.
+        temperature: T of the vote weights.
+
+    Returns:
+        (N, K) class probabilities (normalised votes).
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k!r}")
+    bank_x = torch.nn.functional.normalize(torch.as_tensor(bank[0], dtype=torch.float32), dim=1)
+    query_x = torch.nn.functional.normalize(torch.as_tensor(queries, dtype=torch.float32), dim=1)
+    sims, idx = (query_x @ bank_x.T).topk(min(k, len(bank_x)), dim=1)
+    votes = torch.zeros(len(query_x), num_classes)
+    labels = torch.as_tensor(bank[1], dtype=torch.long)[idx]
+    votes.scatter_add_(1, labels, (sims / temperature).exp())
+    return (votes / votes.sum(dim=1, keepdim=True)).numpy()
+
+
+def choose_knn_k(
+    train: tuple[np.ndarray, np.ndarray], validation: tuple[np.ndarray, np.ndarray], num_classes: int,
+    ks: Sequence[int] = DEFAULT_KS,
+) -> tuple[int, list[dict[str, float]]]:
+    """The k (among ``ks`` up to the bank size) with the best validation macro-F1, ties to the higher AUC, then
+    the larger k (smoother). Returns (k, per-k validation figures)."""
+    _check_pair(*train, "train")
+    _check_pair(*validation, "validation")
+    names = [str(i) for i in range(num_classes)]
+    candidates = sorted({min(int(k), len(train[1])) for k in ks})
+    sweep, best = [], None
+    for k in candidates:
+        report = classification_report(knn_probabilities(train, validation[0], k, num_classes), validation[1], names)
+        auc = report["auc"] if np.isfinite(report["auc"]) else 0.0
+        sweep.append({"k": k, "val_macro_f1": report["macro_f1"], "val_auc": report["auc"]})
+        if best is None or (report["macro_f1"], auc, k) > best[1:]:
+            best = (k, report["macro_f1"], auc, k)
+    return best[0], sweep
+
+
+# ------------------------------------------------------------------------------------------------ both at once
+def evaluate_frozen_features(
+    splits: Mapping[str, tuple[np.ndarray, np.ndarray]], class_names: Sequence[str], cs: Sequence[float] = DEFAULT_CS,
+    ks: Sequence[int] = DEFAULT_KS, class_weight: str | None = "balanced", seed: int = 0,
+) -> tuple[LinearProbe, dict[str, Any]]:
+    """Tuned linear probe and tuned kNN on precomputed features, scored on every split other than ``train``.
+
+    Args:
+        splits: ``train`` and ``validation`` (required) and optionally ``test``: (features (N, D), labels (N,)).
+        class_names: K names.
+        cs, ks: the sweeps.
+        class_weight: of the logistic regression.
+        seed: solver seed.
+
+    Returns:
+        (the refit probe, a JSON-ready record: chosen ``C`` and ``k``, both sweeps, and per scored split the full
+        classification reports ``linear_<split>`` and ``knn_<split>``). Validation is scored with the train-only
+        probe and kNN memory (the figures C and k were chosen on, so optimistic); the test split with the probe
+        refit on train + validation and with train + validation as the kNN memory.
+    """
+    k_classes = len(class_names)
+    train, validation = splits["train"], splits["validation"]
+    train_only = fit_linear_probe(train, validation, k_classes, cs, class_weight, refit=False, seed=seed)
+    k, knn_sweep = choose_knn_k(train, validation, k_classes, ks)
+    both = (np.concatenate([train[0], validation[0]]), np.concatenate([train[1], validation[1]]))
+    probe = refit_probe(train_only, both, class_weight, seed)
+    record: dict[str, Any] = {"C": probe.c, "k": k, "linear_sweep": probe.sweep, "knn_sweep": knn_sweep,
+                              "feature_dim": int(train[0].shape[1]), "n_train": len(train[1]),
+                              "n_validation": len(validation[1])}
+    for name, (x, y) in splits.items():
+        if name == "train" or len(y) == 0:
+            continue
+        bank, fitted = (train, train_only) if name == "validation" else (both, probe)
+        record[f"knn_{name}"] = classification_report(knn_probabilities(bank, x, k, k_classes), y, class_names)
+        record[f"linear_{name}"] = classification_report(fitted.probabilities(x), y, class_names)
+    return probe, record
+
+
+# ------------------------------------------------------------------------------------------------ bundle runner
+def _json_safe(value: Any) -> Any:
+    """NaN (an AUC with one class present) -> None, so the report is strict JSON."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+class FrozenFeatureProbe:
+    """The classification bundle's ``linear_probe`` run: extract, fit, export, save.
+
+    Features of the train, validation and (when present) test datalists are extracted once through ``transform``
+    (loading and normalisation, no augmentation) with the network in eval mode; :func:`evaluate_frozen_features`
+    tunes the probe and kNN; the refit probe is written into the network's probe head and the network saved to
+    ``save_path`` in the bundle's checkpoint format, so ``evaluate.yaml`` and inference read it like any other.
+    ``<output_dir>/probe_report.json`` holds C, k, both sweeps and the kNN and probe reports per split.
+
+    Args:
+        network: a classifier built with ``linear_probe=True``, encoder weights already loaded.
+        datalists: ``train``, ``validation`` and optionally ``test`` lists of ``{"image", "label"}`` dicts (other
+            keys, such as a datalist file's ``class_names``, are ignored).
+        transform: the bundle's evaluation preprocessing.
+        class_names: K names.
+        save_path: checkpoint to write (``models/model.pt``).
+        record: the bundle's model record (its ``state_dict()`` is the architecture record).
+        output_dir: where ``probe_report.json`` goes.
+        device: where the encoder runs.
+        batch_size, num_workers: of the extraction loader.
+        cs, ks, class_weight, seed: see :func:`evaluate_frozen_features`.
+    """
+
+    def __init__(
+        self, network: nn.Module, datalists: Mapping[str, Sequence[Mapping[str, Any]]], transform: Any,
+        class_names: Sequence[str], save_path: str, record: Any, output_dir: str, device: torch.device | str = "cpu",
+        batch_size: int = 32, num_workers: int = 0, cs: Sequence[float] | None = None, ks: Sequence[int] | None = None,
+        class_weight: str | None = "balanced", seed: int = 0,
+    ) -> None:
+        for name in ("train", "validation"):
+            if not datalists.get(name):
+                raise ValueError(f"the linear probe needs a non-empty {name!r} datalist")
+        self.network, self.datalists, self.transform = network, datalists, transform
+        self.class_names, self.save_path, self.record, self.output_dir = list(class_names), save_path, record, output_dir
+        self.device, self.batch_size, self.num_workers = device, batch_size, num_workers
+        self.cs, self.ks = tuple(cs or DEFAULT_CS), tuple(ks or DEFAULT_KS)
+        self.class_weight, self.seed = class_weight, seed
+        self.report: dict[str, Any] = {}
+
+    def features(self, datalist: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+        """(N, D) features and (N,) labels of one datalist."""
+        from monai.data import DataLoader
+
+        from monai_ext.data.datasets import SkipCorruptDataset
+
+        loader = DataLoader(SkipCorruptDataset(list(datalist), self.transform), batch_size=self.batch_size,
+                            shuffle=False, num_workers=self.num_workers)
+        return extract_features(self.network, loader, self.device)
+
+    def run(self) -> dict[str, Any]:
+        """Fit and save (main process only). Returns the report."""
+        from monai_ext.engines.distributed import is_main_process
+        from monai_ext.io.atomic import atomic_torch_save, atomic_write_text
+
+        if not is_main_process():
+            return {}
+        splits = {name: self.features(self.datalists[name]) for name in SPLITS if self.datalists.get(name)}
+        probe, report = evaluate_frozen_features(splits, self.class_names, self.cs, self.ks, self.class_weight,
+                                                 self.seed)
+        model = getattr(self.network, "module", self.network)
+        export_to_head(probe, model.head)
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        val_f1 = report["linear_validation"]["macro_f1"]
+        atomic_torch_save({"model": state, "arch": self.record.state_dict(), "val_macro_f1": val_f1}, self.save_path)
+        self.report = _json_safe(report)
+        atomic_write_text(f"{self.output_dir}/probe_report.json", json.dumps(self.report, indent=1))
+        logger.info("probe saved to %s: C=%g, k=%d, validation macro-F1 probe %.4f, kNN %.4f", self.save_path,
+                    probe.c, report["k"], val_f1, report["knn_validation"]["macro_f1"])
+        return self.report
+
+    def summary(self) -> str:
+        """One line for the bundle's finalize step."""
+        if not self.report:
+            return "linear probe: nothing fitted on this process"
+        r = self.report
+        return (f"linear probe C={r['C']:g}: validation macro-F1 {r['linear_validation']['macro_f1']:.4f}; "
+                f"kNN k={r['k']}: {r['knn_validation']['macro_f1']:.4f} | report: {self.output_dir}/probe_report.json "
+                f"| model: {self.save_path}")

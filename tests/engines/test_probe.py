@@ -1,0 +1,132 @@
+"""Frozen-feature probe and kNN: against scikit-learn and brute-force references, head export, eval-mode features."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import f1_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from monai_ext.engines.probe import (
+    choose_knn_k,
+    evaluate_frozen_features,
+    export_to_head,
+    extract_features,
+    fit_linear_probe,
+    knn_probabilities,
+)
+from monai_ext.networks.classifier import ViTClassifier
+
+TINY = {"img_size": 32, "patch_size": 16, "embed_dim": 24, "depth": 2, "num_heads": 2}
+
+
+def blobs(num_classes: int, n: int, dim: int = 16, shift: float = 1.0, seed: int = 0,
+          weights: tuple[float, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian classes whose means differ along a few axes, features on very different scales."""
+    rng = np.random.default_rng(seed)
+    p = np.array(weights) if weights else np.full(num_classes, 1 / num_classes)
+    y = rng.choice(num_classes, size=n, p=p / p.sum())
+    means = rng.standard_normal((num_classes, dim)) * shift
+    x = means[y] + rng.standard_normal((n, dim))
+    return (x * np.logspace(-2, 2, dim)).astype(np.float32), y  # badly scaled, as raw ViT features are
+
+
+@pytest.mark.parametrize("num_classes", [2, 4])
+def test_chosen_c_and_refit_match_an_independent_sklearn_pipeline(num_classes: int) -> None:
+    train, val = blobs(num_classes, 80, seed=1), blobs(num_classes, 40, seed=2)
+    val = (val[0], val[1])
+    cs = [1e-3, 1e-2, 1e-1, 1.0, 10.0]
+    probe = fit_linear_probe(train, val, num_classes, cs=cs, refit=True)
+    names = list(range(num_classes))
+    scores = {}
+    for c in cs:  # the reference: a plain scikit-learn pipeline per C, scored on validation
+        ref = make_pipeline(StandardScaler(), LogisticRegression(C=c, class_weight="balanced", max_iter=2000))
+        ref.fit(*train)
+        scores[c] = f1_score(val[1], ref.predict(val[0]), labels=names, average="macro")
+    assert scores[probe.c] == pytest.approx(max(scores.values()))
+    both = (np.concatenate([train[0], val[0]]), np.concatenate([train[1], val[1]]))
+    ref = make_pipeline(StandardScaler(), LogisticRegression(C=probe.c, class_weight="balanced", max_iter=2000))
+    ref.fit(*both)
+    test = blobs(num_classes, 50, seed=3)[0]
+    np.testing.assert_allclose(probe.probabilities(test), ref.predict_proba(test), atol=1e-5)
+
+
+@pytest.mark.parametrize("num_classes", [2, 3])
+def test_export_to_head_gives_the_probe_probabilities(num_classes: int) -> None:
+    model = ViTClassifier(num_classes, linear_probe=True, **TINY).eval()
+    images = torch.randn(12, 3, 32, 32)
+    with torch.no_grad():
+        feats = model.forward_features(images).numpy()
+    labels = np.arange(12) % num_classes
+    probe = fit_linear_probe((feats, labels), (feats, labels), num_classes, cs=[1.0])
+    export_to_head(probe, model.head)
+    with torch.no_grad():
+        probs = torch.softmax(model(images), dim=1).numpy()
+    np.testing.assert_allclose(probs, probe.probabilities(feats), atol=1e-4)
+
+
+def test_export_refuses_a_plain_linear_head() -> None:
+    model = ViTClassifier(2, linear_probe=False, **TINY)
+    x, y = blobs(2, 20, dim=24)
+    with pytest.raises(TypeError, match="BatchNorm1d"):
+        export_to_head(fit_linear_probe((x, y), (x, y), 2, cs=[1.0]), model.head)
+
+
+def test_probe_predicts_both_classes_of_an_imbalanced_weak_task() -> None:
+    """The SGD probe it replaces collapsed to one class on such data (issue #19)."""
+    train, val = blobs(2, 60, shift=0.4, seed=4, weights=(2, 1)), blobs(2, 20, shift=0.4, seed=5, weights=(2, 1))
+    probe = fit_linear_probe(train, val, 2)
+    pred = probe.probabilities(blobs(2, 200, shift=0.4, seed=6, weights=(2, 1))[0]).argmax(1)
+    assert set(pred.tolist()) == {0, 1}
+
+
+def test_knn_matches_a_brute_force_reference() -> None:
+    rng = np.random.default_rng(0)
+    bank_x, bank_y, queries = rng.standard_normal((30, 8)), rng.integers(0, 3, 30), rng.standard_normal((7, 8))
+    probs = knn_probabilities((bank_x, bank_y), queries, k=5, num_classes=3)
+    unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)
+    sims = unit(queries) @ unit(bank_x).T
+    for q in range(len(queries)):
+        top = np.argsort(-sims[q])[:5]
+        votes = np.bincount(bank_y[top], weights=np.exp(sims[q, top] / 0.07), minlength=3)
+        np.testing.assert_allclose(probs[q], votes / votes.sum(), rtol=1e-4)
+
+
+def test_k_is_chosen_on_validation_and_capped_at_the_bank_size() -> None:
+    train, val = blobs(3, 12, seed=7), blobs(3, 30, seed=8)
+    k, sweep = choose_knn_k(train, val, 3, ks=(1, 5, 50))
+    assert [s["k"] for s in sweep] == [1, 5, 12]
+    assert k == max(sweep, key=lambda s: (s["val_macro_f1"], s["val_auc"], s["k"]))["k"]
+
+
+def test_evaluate_frozen_features_reports_every_scored_split() -> None:
+    splits = {"train": blobs(2, 40, seed=9), "validation": blobs(2, 20, seed=10), "test": blobs(2, 30, seed=11)}
+    _, record = evaluate_frozen_features(splits, ["a", "b"], cs=[0.1, 1.0], ks=(3, 5))
+    assert {"linear_validation", "knn_validation", "linear_test", "knn_test"} <= set(record)
+    assert record["linear_test"]["n"] == 30 and record["C"] in (0.1, 1.0) and record["k"] in (3, 5)
+
+
+def test_features_come_from_eval_mode_and_train_mode_is_restored() -> None:
+    model = ViTClassifier(2, drop_path_rate=0.5, **TINY).train()
+    batches = [{"image": torch.randn(4, 3, 32, 32), "label": torch.tensor([0, 1, 0, 1])}]
+    first, labels = extract_features(model, batches)
+    second, _ = extract_features(model, batches)
+    np.testing.assert_array_equal(first, second)  # no drop path: deterministic
+    assert model.training and first.shape == (4, 24) and labels.tolist() == [0, 1, 0, 1]
+
+
+@pytest.mark.parametrize(
+    ("train", "cs", "match"),
+    [
+        ((np.zeros((4, 3)), np.array([0, 0, 0, 0])), [1.0], "one class"),
+        ((np.zeros((4, 3)), np.array([0, 1, 0, 1])), [0.0], "positive"),
+        ((np.zeros((4, 3)), np.array([0, 1, 0, 5])), [1.0], r"\[0, 2\)"),
+        ((np.zeros((4, 3)), np.array([0, 1])), [1.0], "train"),
+    ],
+)
+def test_bad_arguments_are_refused(train, cs, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        fit_linear_probe(train, (np.zeros((2, 3)), np.array([0, 1])), 2, cs=cs)
