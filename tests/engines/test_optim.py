@@ -81,7 +81,7 @@ def test_bad_values() -> None:
 def param_groups_lrd(model, weight_decay=0.05, no_weight_decay_list=(), layer_decay=0.75):
     param_groups = {}
     num_layers = len(model.blocks) + 1
-    layer_scales = list(layer_decay ** (num_layers - i) for i in range(num_layers + 1))
+    layer_scales = list(layer_decay ** (num_layers - i) for i in range(num_layers + 1))  # noqa: C400  (verbatim)
     for n, p in model.named_parameters():
         if not p.requires_grad:
             continue
@@ -93,7 +93,7 @@ def param_groups_lrd(model, weight_decay=0.05, no_weight_decay_list=(), layer_de
             g_decay = "decay"
             this_decay = weight_decay
         layer_id = get_layer_id_for_vit(n, num_layers)
-        group_name = "layer_%d_%s" % (layer_id, g_decay)
+        group_name = "layer_%d_%s" % (layer_id, g_decay)  # noqa: UP031  (verbatim)
         if group_name not in param_groups:
             param_groups[group_name] = {"lr_scale": layer_scales[layer_id], "weight_decay": this_decay, "params": []}
         param_groups[group_name]["params"].append(p)
@@ -101,7 +101,7 @@ def param_groups_lrd(model, weight_decay=0.05, no_weight_decay_list=(), layer_de
 
 
 def get_layer_id_for_vit(name, num_layers):
-    if name in ["cls_token", "pos_embed"]:
+    if name in ["cls_token", "pos_embed"]:  # noqa: SIM114  (verbatim)
         return 0
     elif name.startswith("patch_embed"):
         return 0
