@@ -1,0 +1,85 @@
+"""classification_report, MacroF1 and ClassificationReport against scikit-learn's metrics computed independently."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from ignite.engine import Engine, Events
+from sklearn import metrics as skm
+
+from monai_ext.engines.metrics import ClassificationReport, MacroF1, classification_report
+
+
+def scored_sample(n: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(logits (N, K), softmax probabilities (N, K), labels (N,)) with every class present and errors made."""
+    rng = np.random.default_rng(seed)
+    labels = np.concatenate([np.arange(k), rng.integers(0, k, n - k)])
+    logits = rng.normal(size=(n, k)) + 1.5 * np.eye(k)[labels]  # informative but imperfect
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    return logits.astype(np.float32), probs, labels
+
+
+def sklearn_auc(probs: np.ndarray, labels: np.ndarray) -> float:
+    if probs.shape[1] == 2:
+        return skm.roc_auc_score(labels, probs[:, 1])
+    return skm.roc_auc_score(labels, probs, multi_class="ovr", average="macro")
+
+
+@pytest.mark.parametrize("n, k, seed", [(37, 2, 0), (50, 3, 1), (101, 4, 2), (9, 5, 3)])
+def test_report_equals_sklearn(n: int, k: int, seed: int) -> None:
+    _, probs, labels = scored_sample(n, k, seed)
+    names = [f"class{c}" for c in range(k)]
+    report = classification_report(probs, labels, names)
+    pred = probs.argmax(axis=1)
+    assert report["n"] == n
+    assert report["macro_f1"] == pytest.approx(skm.f1_score(labels, pred, average="macro"))
+    assert report["accuracy"] == pytest.approx(skm.accuracy_score(labels, pred))
+    assert report["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(labels, pred))
+    assert report["auc"] == pytest.approx(sklearn_auc(probs, labels))
+    matrix = skm.confusion_matrix(labels, pred)
+    assert report["confusion_matrix"] == matrix.tolist()
+    for c, name in enumerate(names):  # per-class figures from the confusion matrix, by hand
+        tp, predicted, actual = matrix[c, c], matrix[:, c].sum(), matrix[c].sum()
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / actual
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        assert report["per_class"][name] == pytest.approx({"precision": precision, "recall": recall, "f1": f1,
+                                                            "support": actual})
+        fpr, tpr, _ = skm.roc_curve(labels == c, probs[:, c])
+        assert report["roc"][name] == {"fpr": fpr.tolist(), "tpr": tpr.tolist()}
+    assert 0.2 < report["macro_f1"] < 1.0  # neither trivial nor perfect, so the comparisons mean something
+
+
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
+def test_one_class_only_has_no_auc_and_no_roc() -> None:
+    probs = np.array([[0.8, 0.2], [0.4, 0.6], [0.9, 0.1]])
+    report = classification_report(probs, np.zeros(3, dtype=int), ["a", "b"])
+    assert np.isnan(report["auc"]) and report["roc"] == {}
+    assert report["accuracy"] == pytest.approx(2 / 3)
+
+
+def test_probabilities_of_the_wrong_width_are_refused() -> None:
+    with pytest.raises(ValueError, match=r"\(N, 3\)"):
+        classification_report(np.full((4, 2), 0.5), np.zeros(4, dtype=int), ["a", "b", "c"])
+
+
+@pytest.mark.parametrize("batch_size", [4, 7, 50])
+def test_epoch_metrics_over_uneven_batches_equal_sklearn_on_the_whole_epoch(batch_size: int) -> None:
+    logits, probs, labels = scored_sample(50, 3, 4)
+    batches = [{"pred": torch.from_numpy(logits[i:i + batch_size]), "label": torch.from_numpy(labels[i:i + batch_size])}
+               for i in range(0, len(labels), batch_size)]
+    names = ["a", "b", "c"]
+    engine = Engine(lambda _engine, batch: batch)
+    MacroF1(names).attach(engine, "macro_f1")
+    report = ClassificationReport(names)
+    engine.add_event_handler(Events.ITERATION_COMPLETED, lambda e: report.update((e.state.output["pred"],
+                                                                             e.state.output["label"])))
+    engine.run(batches, max_epochs=1)
+    pred = probs.argmax(axis=1)
+    assert engine.state.metrics["macro_f1"] == pytest.approx(skm.f1_score(labels, pred, average="macro"))
+    computed = report.compute()
+    assert computed["n"] == 50
+    assert computed["accuracy"] == pytest.approx(skm.accuracy_score(labels, pred))
+    assert computed["auc"] == pytest.approx(sklearn_auc(probs, labels), rel=1e-6)
+    assert computed["confusion_matrix"] == skm.confusion_matrix(labels, pred).tolist()
