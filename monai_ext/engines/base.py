@@ -19,7 +19,7 @@ from monai.engines import SupervisedTrainer
 from monai.engines.utils import IterationEvents
 from monai.transforms import Decollated
 
-from monai_ext.engines.distributed import all_reduce_mean
+from monai_ext.engines.distributed import all_reduce_mean, collective_device, is_distributed, ranks_flagged
 
 logger = logging.getLogger(__name__)
 
@@ -44,15 +44,46 @@ def batch_images(batch: Mapping[str, Any] | torch.Tensor, device: torch.device, 
     return images.to(device, non_blocking=non_blocking)
 
 
+class ShardSafeEvaluatorMixin:
+    """Evaluator mixin: a rank whose validation shard is empty still takes part in the metrics' gathers.
+
+    With a validation set smaller than the world (1 image on 3 ranks) and a sampler that does not pad, some ranks get
+    no image. MONAI's ``Workflow.run`` then returns at once, and the ranks that do have images wait forever in the
+    metrics' collectives. Here such a rank fires the run's events without iterations, so its metrics reset,
+    contribute nothing and gather like everyone else's. Put it before the MONAI evaluator class in the bases.
+    """
+
+    def run(self, global_epoch: int = 1) -> None:
+        if self.state.epoch_length != 0 or not is_distributed():
+            super().run(global_epoch)  # type: ignore[misc]
+            return
+        self.state.max_epochs = max(global_epoch, 1)
+        self.state.epoch = global_epoch - 1
+        self.state.iteration = 0
+        self._fire_event(Events.STARTED)
+        self.state.epoch += 1
+        for event in (Events.EPOCH_STARTED, Events.EPOCH_COMPLETED, Events.COMPLETED):
+            self._fire_event(event)
+
+
 class RobustStepTrainer(SupervisedTrainer):
     """``SupervisedTrainer`` with bf16 autocast, gradient accumulation under DDP's ``no_sync``, gradient clipping and
     a guard against non-finite losses. Subclasses implement :meth:`forward_loss` for their batches.
 
+    Under DDP every decision is global: an optimiser step is taken only when the loss and the clipped gradient norm
+    are finite on every rank (one all-reduced flag per step), so the replicas never drift apart, and the run stops on
+    every rank at the same step after ``max_nonfinite_steps`` skipped steps in a row.
+
     Args:
         precision: "bf16" (autocast on CUDA) or "fp32".
         clip_grad_norm: max gradient norm (None or 0: no clipping).
-        max_nonfinite_steps: stop after this many consecutive non-finite losses (each such step is skipped).
+        max_nonfinite_steps: stop after this many consecutive skipped (non-finite) optimiser steps.
+        log_interval: the loss is averaged over ranks every this many iterations and on each epoch's last one (the
+            iterations whose loss is logged); in between "loss" is this rank's own, which saves a collective a step.
         *args, **kwargs: as ``SupervisedTrainer`` (``accumulation_steps`` included).
+
+    Iteration output: the subclass's outputs plus "loss" (scalar; the mean over ranks on logged iterations),
+    "local_loss" (this rank's) and "loss_is_global" (bool).
     """
 
     def __init__(
@@ -61,6 +92,7 @@ class RobustStepTrainer(SupervisedTrainer):
         precision: str = "bf16",
         clip_grad_norm: float | None = 1.0,
         max_nonfinite_steps: int = 5,
+        log_interval: int = 1,
         **kwargs: Any,
     ) -> None:
         # state.output is MONAI's decollated list of per-item dicts (the loss replicated in each), the form MONAI's
@@ -71,9 +103,12 @@ class RobustStepTrainer(SupervisedTrainer):
         autocast(self.state.device, precision)  # validates the name early
         if max_nonfinite_steps < 1:
             raise ValueError(f"max_nonfinite_steps must be at least 1, got {max_nonfinite_steps!r}")
+        if log_interval < 1:
+            raise ValueError(f"log_interval must be at least 1, got {log_interval!r}")
         self.precision = precision
         self.clip_grad_norm = clip_grad_norm
         self.max_nonfinite_steps = max_nonfinite_steps
+        self.log_interval = log_interval
         self.nonfinite_in_a_row = 0
 
     def _register_decollate(self) -> None:
@@ -103,24 +138,40 @@ class RobustStepTrainer(SupervisedTrainer):
         last_of_epoch = length is not None and local + 1 == length
         return local % acc == 0, (local + 1) % acc == 0 or last_of_epoch
 
+    def _logs_loss(self, engine: RobustStepTrainer) -> bool:
+        """Whether this iteration's loss is logged (and so averaged over ranks): every ``log_interval`` and the
+        epoch's last iteration. The same answer on every rank, as the collective requires."""
+        length = engine.state.epoch_length
+        last_of_epoch = bool(length) and engine.state.iteration % length == 0
+        return engine.state.iteration % self.log_interval == 0 or last_of_epoch
+
     def _optimizer_step(self, engine: RobustStepTrainer, loss: torch.Tensor) -> None:
-        """Clip and step, or skip the step when the loss or the gradients are not finite."""
+        """Clip and step when the loss and the clipped gradient norm are finite on every rank; otherwise every rank
+        skips the step (and stops after ``max_nonfinite_steps`` skips in a row)."""
         params = [p for group in engine.optimizer.param_groups for p in group["params"]]
         max_norm = self.clip_grad_norm or float("inf")
         total_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
-        # One host read per optimiser step; it is what lets a bad batch be skipped instead of poisoning the weights.
-        if bool(torch.isfinite(loss) & torch.isfinite(total_norm)):
+        # The norm of the clipped gradients is min(total, max_norm): finite exactly when the total is.
+        finite = bool(torch.isfinite(loss) & torch.isfinite(total_norm))
+        # One host read and one small collective per optimiser step: a bad batch on any rank is skipped everywhere.
+        bad_ranks = ranks_flagged(not finite, collective_device(engine.state.device))
+        if not bad_ranks:
             engine.optimizer.step()
             self.nonfinite_in_a_row = 0
             return
         self.nonfinite_in_a_row += 1
         logger.warning(
-            "non-finite loss or gradient at iteration %d: step skipped (%d in a row, limit %d)",
-            engine.state.iteration, self.nonfinite_in_a_row, self.max_nonfinite_steps,
+            "non-finite loss or gradient norm on rank(s) %s at iteration %d: step skipped on every rank "
+            "(%d in a row, limit %d)",
+            bad_ranks, engine.state.iteration, self.nonfinite_in_a_row, self.max_nonfinite_steps,
         )
         engine.optimizer.zero_grad(set_to_none=True)
         if self.nonfinite_in_a_row >= self.max_nonfinite_steps:
-            raise FloatingPointError(f"{self.nonfinite_in_a_row} non-finite losses in a row; stopping the run")
+            raise FloatingPointError(
+                f"{self.nonfinite_in_a_row} optimiser steps in a row had a non-finite loss or gradient norm (last at "
+                f"iteration {engine.state.iteration}, on rank(s) {bad_ranks}); every rank stops "
+                f"(max_nonfinite_steps={self.max_nonfinite_steps})"
+            )
 
     def _iteration(self, engine: RobustStepTrainer, batchdata: Any) -> dict[str, torch.Tensor]:
         if batchdata is None:
@@ -141,5 +192,7 @@ class RobustStepTrainer(SupervisedTrainer):
         if step:
             self._optimizer_step(engine, loss.detach())
             engine.fire_event(IterationEvents.MODEL_COMPLETED)
-        # What is logged is the loss over all ranks (the local one stays available as "local_loss").
-        return {**outputs, "loss": all_reduce_mean(loss.detach()), "local_loss": loss.detach()}
+        local = loss.detach()
+        logged = self._logs_loss(engine)
+        return {**outputs, "loss": all_reduce_mean(local) if logged else local, "local_loss": local,
+                "loss_is_global": logged}

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sized
+from typing import Any
+
 import torch
 import torch.distributed as dist
+from torch.utils.data import DistributedSampler as TorchDistributedSampler
 
 
 def is_distributed() -> bool:
@@ -68,7 +72,45 @@ def destroy_process_group() -> None:
         dist.destroy_process_group()
 
 
-def all_reduce_mean(value: "torch.Tensor") -> "torch.Tensor":
+def broadcast_object(value: Any, src: int = 0) -> Any:
+    """``value`` of rank ``src`` on every rank (picklable objects; the identity in a single process)."""
+    if not is_distributed():
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def gather_objects(value: Any) -> list[Any]:
+    """Every rank's ``value``, in rank order, on every rank (``[value]`` in a single process)."""
+    if not is_distributed():
+        return [value]
+    out: list[Any] = [None] * world_size()
+    dist.all_gather_object(out, value)
+    return out
+
+
+def ranks_flagged(flag: bool, device: torch.device | str = "cpu") -> list[int]:
+    """The ranks on which ``flag`` is true, known to every rank after one small all-reduce.
+
+    Each rank writes its flag into its own slot of a (world size,) vector and the vector is summed, so a single
+    collective tells every rank the same answer (what makes decisions such as "skip this optimiser step" global).
+    """
+    slots = torch.zeros(world_size(), dtype=torch.int32, device=device)
+    slots[rank()] = int(bool(flag))
+    if is_distributed():
+        dist.all_reduce(slots, op=dist.ReduceOp.SUM)
+    return [r for r, bad in enumerate(slots.tolist()) if bad]
+
+
+def collective_device(preferred: torch.device | str) -> torch.device:
+    """Where tensors for a collective must live: the rank's GPU under NCCL, the CPU under gloo (or no group)."""
+    if is_distributed() and dist.get_backend() == "nccl":
+        return torch.device(preferred) if torch.device(preferred).type == "cuda" else torch.device("cuda")
+    return torch.device("cpu")
+
+
+def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
     """Mean of a tensor over ranks (a copy; the input is unchanged). The identity in a single process."""
     if not is_distributed():
         return value
@@ -77,7 +119,34 @@ def all_reduce_mean(value: "torch.Tensor") -> "torch.Tensor":
     return out / world_size()
 
 
-def wrap_ddp(network: "torch.nn.Module", device: "torch.device") -> "torch.nn.Module":
+class UnpaddedShardSampler(TorchDistributedSampler):
+    """Evaluation sampler: rank r gets items r, r + world, r + 2 world, ... in order; no item repeated, none left out.
+
+    ``torch.utils.data.DistributedSampler`` pads the shards to equal length by repeating items (which then count
+    twice in the metrics), and MONAI's ``DistributedSampler(even_divisible=False)`` does not pad but refuses sets
+    smaller than the world (1 image on 2 GPUs). This one accepts any size: a rank may get no item at all (the
+    evaluators take part in the metrics' gathers regardless, see ``ShardSafeEvaluatorMixin``).
+
+    Args:
+        dataset: anything with a length.
+        num_replicas, rank: the world (default: the current process group, or a single process).
+    """
+
+    def __init__(self, dataset: Sized, num_replicas: int | None = None, rank: int | None = None) -> None:
+        num_replicas = world_size() if num_replicas is None else num_replicas
+        rank = (dist.get_rank() if is_distributed() else 0) if rank is None else rank
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)  # type: ignore[arg-type]
+        self.indices = list(range(self.rank, len(dataset), self.num_replicas))
+        self.num_samples = self.total_size = len(self.indices)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def wrap_ddp(network: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """DistributedDataParallel over ``network`` when distributed (only parameters that require gradients take part;
     no blanket ``find_unused_parameters``: the project's networks use every trainable parameter)."""
     import torch

@@ -6,17 +6,42 @@ micro-batch becomes a loss (training) or a masked reconstruction with fixed mask
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from monai.engines import SupervisedEvaluator
 from monai.engines.utils import IterationEvents
 
-from monai_ext.engines.base import RobustStepTrainer, autocast, batch_images
+from monai_ext.engines.base import RobustStepTrainer, ShardSafeEvaluatorMixin, autocast, batch_images
 
 
 def _unused_loss(*_: Any) -> torch.Tensor:
     raise RuntimeError("the MAE network computes its own loss")
+
+
+def check_training_mask_ratio(mask_ratio: float, network: torch.nn.Module) -> float:
+    """``mask_ratio`` as a float, if it removes at least one patch and keeps at least one.
+
+    The network itself accepts 0 (no masking, for features), but its loss is the mean over removed patches: with
+    none removed it is 0/0 = NaN, and with none kept the encoder sees nothing.
+
+    Raises:
+        ValueError: quoting the value, when it is not in (0, 1) or keeps no patch of ``network``'s images.
+    """
+    ratio = float(mask_ratio)
+    if not 0.0 < ratio < 1.0:
+        raise ValueError(f"mask_ratio must be in (0, 1) for training and validation, got {mask_ratio!r}")
+    patches = getattr(getattr(network, "module", network), "num_patches", None)
+    if patches is not None and int(patches * (1 - ratio)) < 1:
+        raise ValueError(f"mask_ratio {mask_ratio!r} keeps no patch of the {patches} in an image")
+    return ratio
+
+
+def with_positions(datalist: Sequence[Mapping[str, Any]], key: str = "index") -> list[dict[str, Any]]:
+    """Copies of the datalist's items with their position in it under ``key`` (collated into batches), which
+    :class:`MAEEvaluator` seeds each image's mask with."""
+    return [{**item, key: i} for i, item in enumerate(datalist)]
 
 
 class MAETrainer(RobustStepTrainer):
@@ -32,7 +57,7 @@ class MAETrainer(RobustStepTrainer):
     def __init__(self, *args: Any, mask_ratio: float = 0.75, **kwargs: Any) -> None:
         kwargs.setdefault("loss_function", _unused_loss)
         super().__init__(*args, **kwargs)
-        self.mask_ratio = mask_ratio
+        self.mask_ratio = check_training_mask_ratio(mask_ratio, self.network)
 
     def forward_loss(self, engine: MAETrainer, batchdata: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         images = batch_images(batchdata, engine.state.device, engine.non_blocking)
@@ -44,14 +69,21 @@ class MAETrainer(RobustStepTrainer):
         return loss, {"image": images, "pred": pred.detach(), "mask": mask.detach()}
 
 
-class MAEEvaluator(SupervisedEvaluator):
-    """Validation reconstruction loss with the same masks at every validation (seeded per batch).
+class MAEEvaluator(ShardSafeEvaluatorMixin, SupervisedEvaluator):
+    """Validation reconstruction loss with the same masks at every validation.
+
+    Masks are seeded per image when batches carry the image's position in the validation set ("index", see
+    :func:`with_positions`): image i uses ``noise_seed + i``, so the loss does not depend on
+    how images are batched or split over ranks. Without it, batch i of this process uses ``noise_seed + i``.
 
     Args:
-        mask_ratio: fraction of patches removed.
+        mask_ratio: fraction of patches removed, in (0, 1).
         precision: "bf16" or "fp32".
-        noise_seed: base seed of the masking noise; batch i uses ``noise_seed + i``.
+        noise_seed: base seed of the masking noise.
         *args, **kwargs: as ``SupervisedEvaluator``.
+
+    Iteration output: ``{"image": (N, C, H, W), "loss": scalar (mean over the batch's images), "pred": (N, L, D),
+    "mask": (N, L), "count": N}``.
     """
 
     def __init__(
@@ -60,7 +92,7 @@ class MAEEvaluator(SupervisedEvaluator):
         kwargs.setdefault("decollate", False)
         super().__init__(*args, **kwargs)
         autocast(self.state.device, precision)
-        self.mask_ratio = mask_ratio
+        self.mask_ratio = check_training_mask_ratio(mask_ratio, self.network)
         self.precision = precision
         self.noise_seed = noise_seed
 
@@ -69,14 +101,25 @@ class MAEEvaluator(SupervisedEvaluator):
         gen = torch.Generator().manual_seed(self.noise_seed + index)
         return torch.rand(batch, num_patches, generator=gen).to(device, non_blocking=True)
 
+    def image_masking_noise(self, positions: Sequence[int], num_patches: int, device: torch.device) -> torch.Tensor:
+        """(len(positions), L) noise, row j seeded by ``noise_seed + positions[j]`` (drawn on the CPU)."""
+        rows = [torch.rand(num_patches, generator=torch.Generator().manual_seed(self.noise_seed + int(i)))
+                for i in positions]
+        return torch.stack(rows).to(device, non_blocking=True)
+
     def _iteration(self, engine: MAEEvaluator, batchdata: Any) -> dict[str, torch.Tensor]:
         if batchdata is None:
             raise ValueError("Must provide batch data for current iteration.")
         images = batch_images(batchdata, engine.state.device, engine.non_blocking)
         network = getattr(engine.network, "module", engine.network)
-        noise = self.masking_noise(images.shape[0], network.num_patches, engine.state.iteration, images.device)
+        positions = batchdata.get("index") if isinstance(batchdata, Mapping) else None
+        if positions is not None:
+            noise = self.image_masking_noise(torch.as_tensor(positions).reshape(-1).tolist(), network.num_patches,
+                                             images.device)
+        else:
+            noise = self.masking_noise(images.shape[0], network.num_patches, engine.state.iteration, images.device)
         engine.network.eval()
         with torch.no_grad(), autocast(engine.state.device, self.precision):
             loss, pred, mask = engine.network(images, self.mask_ratio, noise)
         engine.fire_event(IterationEvents.FORWARD_COMPLETED)
-        return {"image": images, "loss": loss.float(), "pred": pred.float(), "mask": mask}
+        return {"image": images, "loss": loss.float(), "pred": pred.float(), "mask": mask, "count": images.shape[0]}

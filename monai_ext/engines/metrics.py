@@ -9,10 +9,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import ignite.distributed as idist
 import numpy as np
 import torch
+from ignite.exceptions import NotComputableError
 from ignite.metrics import Metric
-from ignite.metrics.metric import reinit__is_reduced, sync_all_reduce  # noqa: F401  (re-exported for subclasses)
+from ignite.metrics.metric import reinit__is_reduced, sync_all_reduce
+from monai.utils import evenly_divisible_all_gather
 from sklearn import metrics as skm
 
 
@@ -37,7 +40,7 @@ def classification_report(probs: np.ndarray, labels: np.ndarray, class_names: Se
         labels, pred, labels=classes, zero_division=0
     )
     report: dict[str, Any] = {
-        "n": int(len(labels)),
+        "n": len(labels),
         "macro_f1": float(skm.f1_score(labels, pred, labels=classes, average="macro", zero_division=0)),
         "accuracy": float(skm.accuracy_score(labels, pred)),
         "balanced_accuracy": float(skm.balanced_accuracy_score(labels, pred)) if len(labels) else float("nan"),
@@ -87,13 +90,18 @@ class _ProbabilityAccumulator(Metric):
         self._labels.append(torch.as_tensor(labels).detach().reshape(-1).long().cpu())
 
     def gathered(self) -> tuple[np.ndarray, np.ndarray]:
-        import ignite.distributed as idist
+        """Every rank's probabilities (N, K) and labels (N,), concatenated in rank order.
 
+        Ranks hold different numbers of images (the validation sampler does not pad, so no image is counted twice),
+        and a rank may hold none: MONAI's ``evenly_divisible_all_gather`` pads each rank's rows to the longest, gathers
+        and drops the padding again.
+        """
         k = len(self.class_names)
         probs = torch.cat(self._probs) if self._probs else torch.zeros(0, k)
         labels = torch.cat(self._labels) if self._labels else torch.zeros(0, dtype=torch.long)
         if idist.get_world_size() > 1:
-            probs, labels = idist.all_gather(probs), idist.all_gather(labels)
+            probs = evenly_divisible_all_gather(probs.to(idist.device()), concat=True).cpu()
+            labels = evenly_divisible_all_gather(labels.to(idist.device()), concat=True).cpu()
         return probs.numpy(), labels.numpy()
 
 
@@ -129,3 +137,52 @@ class ClassificationReport(_ProbabilityAccumulator):
         for key, value in report.items():
             if isinstance(value, (int, float)):
                 engine.state.metrics[key] = value
+
+
+class ImageMeanLoss(Metric):
+    """Mean over images of a per-batch mean loss, summed over every rank's images.
+
+    Expects ``(batch mean loss, number of images in the batch)`` per update; the result is the mean over images
+    whatever the batching and however the images are split over ranks (ignite's ``Average`` averages batches, so
+    its value changes when a shard ends in a short batch). One all-reduce of (sum, count) at compute time.
+    """
+
+    def __init__(self, output_transform: Any = lambda out: (out["loss"], out["count"]),
+                 device: str | torch.device = "cpu") -> None:
+        super().__init__(output_transform=output_transform, device=device)
+
+    @reinit__is_reduced
+    def reset(self) -> None:
+        self._sum = torch.zeros((), dtype=torch.float64, device=self._device)
+        self._count = torch.zeros((), dtype=torch.float64, device=self._device)
+
+    @reinit__is_reduced
+    def update(self, output: tuple[torch.Tensor, int]) -> None:
+        loss, count = output
+        self._sum += torch.as_tensor(loss).detach().double().to(self._device) * int(count)
+        self._count += int(count)
+
+    @sync_all_reduce("_sum", "_count")
+    def compute(self) -> float:
+        if self._count.item() == 0:
+            raise NotComputableError("ImageMeanLoss needs at least one image before it can be computed")
+        return float(self._sum / self._count)
+
+
+class ImageCount(Metric):
+    """How many images were evaluated, over every rank (the ``n`` of a validation)."""
+
+    def __init__(self, output_transform: Any = lambda out: out["count"], device: str | torch.device = "cpu") -> None:
+        super().__init__(output_transform=output_transform, device=device)
+
+    @reinit__is_reduced
+    def reset(self) -> None:
+        self._count = torch.zeros((), dtype=torch.int64, device=self._device)
+
+    @reinit__is_reduced
+    def update(self, output: int) -> None:
+        self._count += int(output)
+
+    @sync_all_reduce("_count")
+    def compute(self) -> int:
+        return int(self._count.item())

@@ -8,15 +8,34 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
+from monai_ext.engines.distributed import is_main_process
+
 #: Parameters that never get weight decay besides biases and norm weights (every tensor of ndim <= 1).
 NO_DECAY_NAMES = ("cls_token", "mask_token", "pos_embed", "decoder_pos_embed")
 
 
-def scaled_lr(base_lr: float, batch_size: int) -> float:
-    """The MAE scaling rule: ``lr = base_lr * effective batch / 256``."""
-    if base_lr <= 0 or batch_size < 1:
-        raise ValueError(f"need base_lr > 0 and batch_size >= 1, got {base_lr!r} and {batch_size!r}")
-    return base_lr * batch_size / 256.0
+def scaled_lr(base_lr: float, batch_size: int, accumulation_steps: int = 1, world_size: int = 1,
+              announce: bool = False) -> float:
+    """The MAE scaling rule: ``lr = base_lr * batch_size * accumulation_steps * world_size / 256``.
+
+    The product is the effective batch: images per optimiser step over all processes.
+
+    Args:
+        base_lr: lr for an effective batch of 256.
+        batch_size: images per process per micro-step.
+        accumulation_steps: micro-steps per optimiser step.
+        world_size: processes (GPUs).
+        announce: print the rule with its parts (on rank 0 only), as a run does at start.
+    """
+    parts = {"batch_size": batch_size, "accumulation_steps": accumulation_steps, "world_size": world_size}
+    if base_lr <= 0 or any(int(v) != v or v < 1 for v in parts.values()):
+        raise ValueError(f"need base_lr > 0 and whole numbers >= 1 for {sorted(parts)}, got {base_lr!r} and {parts!r}")
+    lr = base_lr * batch_size * accumulation_steps * world_size / 256.0
+    if announce and is_main_process():
+        print(f"lr = base_lr {base_lr:g} x batch {batch_size} x accumulation {accumulation_steps} x world "
+              f"{world_size} / 256 = {lr:g} (effective batch {batch_size * accumulation_steps * world_size})",
+              flush=True)
+    return lr
 
 
 def param_groups_weight_decay(

@@ -21,7 +21,7 @@ import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint
 
-from monai_ext.engines.distributed import is_main_process
+from monai_ext.engines.distributed import broadcast_object, gather_objects, is_main_process, rank, world_size
 from monai_ext.networks.checkpoints import CheckpointError, arch_record, atomic_torch_save, read_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -47,12 +47,20 @@ class ModelRecord:
 
 
 class RandomStates:
-    """Python, NumPy and torch (CPU and CUDA) generator states, stored as tensors and plain numbers.
+    """Every rank's Python, NumPy and torch (CPU and CUDA) generator states, each restored on its own rank.
+
+    ``state_dict`` gathers the states of all ranks (a collective: every rank must call it, as
+    :meth:`TrainingCheckpointer.save` does) into ``{"per_rank": [rank 0's, rank 1's, ...]}``; ``load_state_dict``
+    restores this rank's entry, so the ranks keep drawing different masks and augmentations after a resume. A
+    checkpoint from another number of ranks restores nothing (with a warning): the generators are then those seeded
+    at start (and :class:`monai_ext.handlers.seeding.PositionSeeding`, which the bundles use, re-derives them anyway).
 
     NumPy's state holds an ndarray, which ``weights_only`` loading refuses; it is kept as an int64 tensor instead.
     """
 
-    def state_dict(self) -> dict[str, Any]:
+    @staticmethod
+    def local_state() -> dict[str, Any]:
+        """This process's generator states."""
         name, keys, pos, has_gauss, cached = np.random.get_state()
         state = {
             "python": random.getstate(),
@@ -61,17 +69,30 @@ class RandomStates:
             "torch": torch.get_rng_state(),
         }
         if torch.cuda.is_available():
-            state["cuda"] = torch.cuda.get_rng_state_all()
+            state["cuda"] = [s.cpu() for s in torch.cuda.get_rng_state_all()]
         return state
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+    @staticmethod
+    def restore_local(state: Mapping[str, Any]) -> None:
+        """Set this process's generators from one rank's entry."""
         random.setstate(_as_tuple(state["python"]))
         npy = state["numpy"]
         np.random.set_state((npy["name"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"],
                              npy["cached"]))
         torch.set_rng_state(state["torch"])
-        if "cuda" in state and torch.cuda.is_available():
+        if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(state["cuda"])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"per_rank": gather_objects(self.local_state())}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        per_rank = state.get("per_rank", [state])  # [state]: files written before per-rank states
+        if len(per_rank) != world_size():
+            logger.warning("the checkpoint holds random states of %d rank(s) and this run has %d: not restored",
+                           len(per_rank), world_size())
+            return
+        self.restore_local(per_rank[rank()])
 
 
 def _as_tuple(value: Any) -> Any:
@@ -117,6 +138,7 @@ class TrainingCheckpointer:
         self.save_interval, self.epoch_level = save_interval, epoch_level
         self.n_saved, self.resume = n_saved, resume
         self.resumed_from: Path | None = None
+        self._saved_iteration: int | None = None
 
     def attach(self, engine: Engine) -> None:
         if self.resume:
@@ -127,35 +149,74 @@ class TrainingCheckpointer:
         engine.add_event_handler(Events.COMPLETED, self.save)
 
     def save(self, engine: Engine) -> None:
+        """Write ``checkpoint_iteration=N.pt`` (rank 0) and keep the newest ``n_saved``.
+
+        Every rank builds the state (per-rank random states are gathered, a collective) and only rank 0 writes, so
+        under several nodes ``save_dir`` must be on a filesystem every node reads (see :meth:`load_latest`).
+        """
+        iteration = engine.state.iteration
+        if self._saved_iteration == iteration:  # the final save right after an interval save of the same iteration
+            return
+        self._saved_iteration = iteration
+        state = {name: obj.state_dict() for name, obj in self.save_dict.items()}
         if not is_main_process():
             return
-        path = self.save_dir / f"checkpoint_iteration={engine.state.iteration}.pt"
-        if path.exists():  # the final save right after an interval save of the same iteration
-            return
-        atomic_torch_save({name: obj.state_dict() for name, obj in self.save_dict.items()}, path)
+        path = self.save_dir / f"checkpoint_iteration={iteration}.pt"
+        atomic_torch_save(state, path)
         for old in list_checkpoints(self.save_dir)[self.n_saved :]:
             old.unlink(missing_ok=True)
         logger.info("saved checkpoint %s", path)
 
-    def load_latest(self, engine: Engine) -> None:
-        """Restore the newest readable checkpoint (keeping the configured ``max_epochs``)."""
+    def _read_usable(self, path: Path) -> dict[str, Any]:
+        """The checkpoint at ``path`` if it reads and has every entry of ``save_dict``."""
+        checkpoint = read_checkpoint(path)
+        missing = sorted(set(self.save_dict) - set(checkpoint))
+        if missing:
+            raise CheckpointError(f"{str(path)!r} lacks entries {missing!r}")
+        return checkpoint
+
+    def _newest_usable(self) -> tuple[Path, dict[str, Any]] | None:
         for path in list_checkpoints(self.save_dir):
             try:
-                checkpoint = read_checkpoint(path)
-                missing = sorted(set(self.save_dict) - set(checkpoint))
-                if missing:
-                    raise CheckpointError(f"{str(path)!r} lacks entries {missing!r}")
+                return path, self._read_usable(path)
             except CheckpointError as e:
                 logger.warning("skipping unusable checkpoint %s: %s", path, e)
-                continue
-            max_epochs = engine.state.max_epochs
-            Checkpoint.load_objects(to_load=self.save_dict, checkpoint=checkpoint)
-            if max_epochs is not None:
-                engine.state.max_epochs = max_epochs
-            self.resumed_from = path
-            logger.info("resumed from %s at epoch %d, iteration %d", path, engine.state.epoch, engine.state.iteration)
+        return None
+
+    def load_latest(self, engine: Engine) -> None:
+        """Restore the newest readable checkpoint (keeping the configured ``max_epochs``).
+
+        Rank 0 chooses the file (skipping corrupt ones) and every rank reads that same file name from its own
+        ``save_dir``. If any rank cannot read it (on several nodes: ``save_dir`` is not on a shared filesystem),
+        every rank raises :class:`CheckpointError` naming the path and the requirement, instead of ranks resuming
+        from different states or waiting for each other forever.
+        """
+        found = self._newest_usable() if is_main_process() else None
+        name = broadcast_object(found[0].name if found else None)
+        if name is None:
+            logger.info("no checkpoint to resume from in %s; starting from the beginning", self.save_dir)
             return
-        logger.info("no checkpoint to resume from in %s; starting from the beginning", self.save_dir)
+        path = self.save_dir / name
+        checkpoint, error = (found[1], None) if found else (None, None)
+        if checkpoint is None:
+            try:
+                checkpoint = self._read_usable(path)
+            except (CheckpointError, OSError) as e:
+                error = str(e) if str(path) in str(e) else f"{str(path)!r}: {e}"
+        failed = {r: e for r, e in enumerate(gather_objects(error)) if e is not None}
+        if failed:
+            detail = "; ".join(f"rank {r}: {e}" for r, e in failed.items())
+            raise CheckpointError(
+                f"cannot resume: rank(s) {sorted(failed)} cannot read {name!r}, the newest checkpoint in rank 0's "
+                f"ckpt_dir ({detail}). Rank 0 alone writes checkpoints, so with several nodes ckpt_dir must be on a "
+                "filesystem every node reads at the same path (NFS, Lustre, GPFS, ...); every rank stops."
+            )
+        max_epochs = engine.state.max_epochs
+        Checkpoint.load_objects(to_load=self.save_dict, checkpoint=checkpoint)
+        if max_epochs is not None:
+            engine.state.max_epochs = max_epochs
+        self.resumed_from = path
+        logger.info("resumed from %s at epoch %d, iteration %d", path, engine.state.epoch, engine.state.iteration)
 
 
 class BestModelSaver:
