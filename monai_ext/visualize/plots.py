@@ -1,7 +1,8 @@
-"""Confusion-matrix and ROC plots."""
+"""Confusion-matrix and ROC plots drawn by scikit-learn's ``ConfusionMatrixDisplay`` and ``RocCurveDisplay``."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -9,36 +10,61 @@ import numpy as np
 from monai_ext.io.figures import save_figure
 
 
-def plot_confusion_matrix(matrix: list[list[int]], class_names: list[str], path: Path, title: str) -> None:
+def _pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (servers and CI have no display)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def plot_confusion_matrix(matrix: Sequence[Sequence[int]], class_names: Sequence[str], path: Path, title: str) -> None:
+    """Write the confusion matrix as a PNG: counts in the cells, rows the true class, columns the predicted one.
+
+    Args:
+        matrix: (K, K) counts, rows = truth (``classification_report``'s ``confusion_matrix``).
+        class_names: K names.
+        path: the PNG file (written atomically).
+        title: figure title.
+    """
+    from sklearn.metrics import ConfusionMatrixDisplay
+
     cm = np.asarray(matrix)
-    fig, ax = plt.subplots(figsize=(2.6 + 0.8 * len(class_names), 2.2 + 0.8 * len(class_names)), dpi=120)
-    ax.imshow(cm, cmap="Blues")
-    ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
-    ax.set_yticks(range(len(class_names)), class_names)
+    if cm.ndim != 2 or cm.shape != (len(class_names), len(class_names)):
+        raise ValueError(f"matrix must be ({len(class_names)}, {len(class_names)}) for {list(class_names)!r}, "
+                         f"got shape {cm.shape!r}")
+    plt = _pyplot()
+    side = 0.8 * len(class_names)
+    fig, ax = plt.subplots(figsize=(2.6 + side, 2.2 + side), dpi=120)
+    display = ConfusionMatrixDisplay(confusion_matrix=cm, display_labels=list(class_names))
+    display.plot(ax=ax, cmap="Blues", xticks_rotation=45, colorbar=False, values_format="d")
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
-    for (i, j), v in np.ndenumerate(cm):
-        ax.text(j, i, str(v), ha="center", va="center", color="white" if v > cm.max() / 2 else "black")
     fig.tight_layout()
     save_figure(fig, path)
 
 
-def plot_roc(roc: dict[str, dict[str, list[float]]], auc: float, path: Path, title: str) -> None:
-    import matplotlib
+def plot_roc(roc: Mapping[str, Mapping[str, Sequence[float]]], auc: float, path: Path, title: str) -> None:
+    """Write one-vs-rest ROC curves as a PNG, each labelled with its own AUC, plus the chance line.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Args:
+        roc: ``{class name: {"fpr": [...], "tpr": [...]}}`` (``classification_report``'s ``roc``).
+        auc: the macro AUC, shown in the title.
+        path: the PNG file (written atomically).
+        title: figure title.
+    """
+    from sklearn.metrics import RocCurveDisplay
+    from sklearn.metrics import auc as area_under
 
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(4.5, 4.2), dpi=120)
-    for name, curve in roc.items():
-        ax.plot(curve["fpr"], curve["tpr"], label=name)
-    ax.plot([0, 1], [0, 1], color="gray", linestyle=":")
+    for index, (name, curve) in enumerate(roc.items()):
+        fpr, tpr = np.asarray(curve["fpr"]), np.asarray(curve["tpr"])
+        display = RocCurveDisplay(fpr=fpr, tpr=tpr, roc_auc=area_under(fpr, tpr), name=name)
+        display.plot(ax=ax, plot_chance_level=index == len(roc) - 1)  # one chance line, drawn with the last curve
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
     ax.set_title(f"{title} (AUC {auc:.3f})")

@@ -1,0 +1,70 @@
+"""Confusion-matrix and ROC figures: what is drawn equals the report's numbers, and the PNG is written."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from monai_ext.engines.metrics import classification_report
+from monai_ext.visualize import plots
+
+
+@pytest.fixture
+def drawn(monkeypatch) -> list:
+    """The figures the plot functions save, kept open for inspection (they are still written)."""
+    figures = []
+    real_save = plots.save_figure
+
+    def keep(fig, path):
+        figures.append(fig)
+        fig.canvas.draw()
+        real_save(fig, path)
+
+    monkeypatch.setattr(plots, "save_figure", keep)
+    return figures
+
+
+def report_of(seed: int = 0, k: int = 3) -> dict:
+    rng = np.random.default_rng(seed)
+    labels = np.concatenate([np.arange(k), rng.integers(0, k, 40)])
+    logits = rng.normal(size=(len(labels), k)) + np.eye(k)[labels]
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    return classification_report(probs, labels, [f"class {c}" for c in range(k)])
+
+
+def test_confusion_matrix_cells_and_labels(drawn, tmp_path) -> None:
+    report = report_of()
+    names = list(report["per_class"])
+    plots.plot_confusion_matrix(report["confusion_matrix"], names, tmp_path / "cm.png", "test")
+    ax = drawn[0].axes[0]
+    cells = [int(t.get_text()) for t in ax.texts]
+    assert cells == np.asarray(report["confusion_matrix"]).ravel().tolist()  # row-major: rows are the truth
+    assert [t.get_text() for t in ax.get_xticklabels()] == names
+    assert [t.get_text() for t in ax.get_yticklabels()] == names
+    assert (ax.get_xlabel(), ax.get_ylabel(), ax.get_title()) == ("predicted", "true", "test")
+    png = cv2.imread(str(tmp_path / "cm.png"))
+    assert png is not None and png.shape[0] > 100
+
+
+def test_roc_curves_their_areas_and_one_chance_line(drawn, tmp_path) -> None:
+    report = report_of(1)
+    plots.plot_roc(report["roc"], report["auc"], tmp_path / "roc.png", "ROC")
+    ax = drawn[0].axes[0]
+    curves = {line.get_label(): line for line in ax.get_lines()}
+    assert len(curves) == len(report["roc"]) + 1
+    for name, curve in report["roc"].items():
+        area = float(np.sum(np.diff(curve["fpr"]) * (np.array(curve["tpr"][1:]) + curve["tpr"][:-1]) / 2))
+        line = curves[f"{name} (AUC = {area:.2f})"]
+        np.testing.assert_allclose(line.get_xdata(), curve["fpr"])
+        np.testing.assert_allclose(line.get_ydata(), curve["tpr"])
+    chance = [line for label, line in curves.items() if "chance" in label.lower()]
+    assert len(chance) == 1 and list(chance[0].get_xdata()) == [0, 1]
+    assert ax.get_title() == f"ROC (AUC {report['auc']:.3f})"
+    assert cv2.imread(str(tmp_path / "roc.png")) is not None
+
+
+def test_a_matrix_that_does_not_fit_the_class_names_is_refused(tmp_path) -> None:
+    with pytest.raises(ValueError, match=r"\(2, 2\)"):
+        plots.plot_confusion_matrix([[1, 2, 3], [4, 5, 6], [7, 8, 9]], ["a", "b"], tmp_path / "cm.png", "t")
+    assert not (tmp_path / "cm.png").exists()
