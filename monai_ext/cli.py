@@ -125,7 +125,7 @@ def cross_validate(
     """Fine-tune and test every fold; print and write the mean +/- std table (``OUT/cv_table.md``).
 
     Args:
-        protocol: synthetic, busbra, mmotu, gist514, folder or csv.
+        protocol: synthetic, subtle, busbra, mmotu, gist514, folder or csv.
         out: results folder.
         root: dataset folder (not for synthetic).
         init_checkpoint: pretrained weights for the "pretrained" start.
@@ -142,7 +142,7 @@ def cross_validate(
     from monai_ext.apps.crossval import cross_validate as run_cv
     from monai_ext.apps.crossval import protocol_by_name
 
-    kwargs = {"per_class": per_class, "max_train": max_train} if protocol == "synthetic" else {}
+    kwargs = {"per_class": per_class, "max_train": max_train} if protocol in ("synthetic", "subtle") else {}
     proto = protocol_by_name(protocol, root, cache_dir, **kwargs)
     fold_list = [int(f) for f in _as_list(folds)] if folds not in (None, "") else None
     record = run_cv(proto, out, _as_list(methods), init_checkpoint, fold_list, {"cache_dir": cache_dir, **overrides},

@@ -17,6 +17,13 @@ from typing import Any
 import numpy as np
 
 from monai_ext.apps.bundle_support import locate_bundle_root
+from monai_ext.apps.comparison import (
+    add_knn_summary,
+    comparison_table,
+    knn_test_metrics,
+    paired_differences,
+    subtle_protocol,
+)
 from monai_ext.data.downstream import Protocol, folder_protocol, load_protocol, write_split
 from monai_ext.data.synthetic import synthetic_lesion_dataset
 from monai_ext.io.atomic import atomic_write_bytes
@@ -65,7 +72,8 @@ def run_fold(split_file: Path, out: Path, overrides: Mapping[str, Any], bundle: 
     }
     run(config_file=str(configs / "train.yaml"), tracking=tracking, **common)
     run(config_file=[str(configs / "train.yaml"), str(configs / "evaluate.yaml")], eval_split="test", **common)
-    return json.loads((out / "eval" / "test_report.json").read_text())
+    # a linear-probe run also tuned a kNN on the same frozen features: its test metrics join the report
+    return {**json.loads((out / "eval" / "test_report.json").read_text()), **knn_test_metrics(out / "eval")}
 
 
 def summarise(results: Mapping[str, list[dict[str, Any]]]) -> dict[str, dict[str, dict[str, float]]]:
@@ -142,10 +150,13 @@ def cross_validate(
                   flush=True)
             results[method].append(report)
     summary = summarise(results)
+    add_knn_summary(summary, results)
     title = f"{protocol.name}: test metrics over {len(folds)} folds (mean ± std, %)"
-    table = markdown_table(summary, title)
+    table = markdown_table(summary, title) + comparison_table(summary)
     record = {"protocol": protocol.name, "class_names": protocol.class_names, "folds": folds, "summary": summary,
               "table": table}
+    if {"pretrained", "random"} <= set(summary):
+        record["paired_differences"] = paired_differences(summary, "pretrained", "random")
     atomic_write_bytes(out / "cv_summary.json", json.dumps(record, indent=1).encode())
     atomic_write_bytes(out / "cv_table.md", table.encode())
     if parent:
@@ -187,6 +198,8 @@ def protocol_by_name(name: str, root: str | os.PathLike | None, cache_dir: str |
     """``synthetic`` (generated into ``cache_dir``) or a dataset protocol read from ``root``."""
     if name == "synthetic":
         return synthetic_protocol(cache_dir, **kwargs)
+    if name == "subtle":
+        return subtle_protocol(cache_dir, **kwargs)
     if root is None:
         raise ValueError(f"protocol {name!r} needs --root, the dataset folder as distributed")
     return load_protocol(name, root, **kwargs)

@@ -1,0 +1,111 @@
+"""Comparing two starting points over the same folds: kNN test metrics of linear-probe runs, paired differences with
+95 % intervals, and the subtle synthetic benchmark as a cross-validation protocol.
+
+A gap between two means over five folds says little when the folds disagree; the paired per-fold difference and its
+t interval (``shared/reference/evaluation_protocols.md``) say whether it is real.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from monai_ext.data.downstream import Protocol, folder_protocol
+from monai_ext.data.lesion_benchmark import subtle_lesion_dataset
+
+#: Test metrics of the kNN classifier that a linear-probe run tunes beside the probe (``probe_report.json``).
+KNN_METRICS = ("knn_macro_f1", "knn_balanced_accuracy", "knn_auc")
+#: The metrics the paired comparison shows, in this order, when the runs have them.
+COMPARED_METRICS = ("macro_f1", "auc", "balanced_accuracy", "accuracy", *KNN_METRICS)
+
+
+def knn_test_metrics(eval_dir: str | os.PathLike) -> dict[str, float]:
+    """``knn_<metric>`` of the kNN test report in ``eval_dir/probe_report.json``; empty when there is none."""
+    path = Path(eval_dir) / "probe_report.json"
+    if not path.is_file():
+        return {}
+    knn = json.loads(path.read_text()).get("knn_test") or {}
+    return {f"knn_{k}": knn[k] for k in ("macro_f1", "balanced_accuracy", "auc") if k in knn}
+
+
+def add_knn_summary(summary: dict[str, dict[str, Any]], results: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
+    """Add mean, std and per-fold values of the kNN metrics to ``summary`` (in place) for methods that have them."""
+    for method, reports in results.items():
+        for metric in KNN_METRICS:
+            if reports and all(r.get(metric) is not None for r in reports):
+                values = np.array([r[metric] for r in reports], dtype=float)
+                summary[method][metric] = {"mean": float(values.mean()),
+                                           "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+                                           "folds": values.tolist()}
+
+
+def paired_differences(summary: Mapping[str, Mapping[str, Mapping[str, Any]]], first: str, second: str,
+                       confidence: float = 0.95) -> dict[str, dict[str, Any]]:
+    """Per metric, ``first - second`` fold by fold (the same folds), its mean and a paired-t interval.
+
+    Args:
+        summary: ``{method: {metric: {"folds": [...], ...}}}`` as the cross-validation writes it.
+        first, second: the two methods.
+        confidence: of the interval.
+
+    Returns:
+        ``{metric: {"folds": [d_k], "mean": d, "low": l, "high": h}}``; the interval is NaN with fewer than two folds.
+    """
+    from scipy import stats
+
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    out = {}
+    for metric in COMPARED_METRICS:
+        if metric not in summary[first] or metric not in summary[second]:
+            continue
+        diffs = np.array(summary[first][metric]["folds"], float) - np.array(summary[second][metric]["folds"], float)
+        diffs = diffs[np.isfinite(diffs)]
+        mean = float(diffs.mean()) if len(diffs) else float("nan")
+        half = float("nan")
+        if len(diffs) > 1:
+            half = float(stats.t.ppf(0.5 + confidence / 2, len(diffs) - 1) * diffs.std(ddof=1) / np.sqrt(len(diffs)))
+        out[metric] = {"folds": diffs.tolist(), "mean": mean, "low": mean - half, "high": mean + half}
+    return out
+
+
+def comparison_table(summary: Mapping[str, Mapping[str, Mapping[str, Any]]], first: str = "pretrained",
+                     second: str = "random") -> str:
+    """Markdown: the kNN means (when present) and ``first - second`` paired over folds with 95 % intervals.
+
+    Empty when ``summary`` lacks one of the two methods.
+    """
+    if not {first, second} <= set(summary):
+        return ""
+    diffs = paired_differences(summary, first, second)
+    if not diffs:  # e.g. segmentation metrics: nothing of this comparison to show
+        return ""
+    lines = []
+    knn = [m for m in KNN_METRICS if all(m in summary[s] for s in summary)]
+    if knn:
+        lines += ["", "kNN on the same frozen features (k tuned on validation; mean ± std, %):", "",
+                  "| start | " + " | ".join(knn) + " |", "|---|" + "---|" * len(knn)]
+        for method, values in summary.items():
+            lines.append(f"| {method} | " + " | ".join(f"{100 * values[m]['mean']:.1f} ± {100 * values[m]['std']:.1f}"
+                                                      for m in knn) + " |")
+    lines += ["", f"{first} minus {second}, paired over the same folds (points: mean [95 % paired-t interval]):", "",
+              "| metric | difference [95 % CI] | per fold |", "|---|---|---|"]
+    for metric, d in diffs.items():
+        folds = ", ".join(f"{100 * v:+.1f}" for v in d["folds"])
+        lines.append(f"| {metric} | {100 * d['mean']:+.1f} [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}] | {folds} |")
+    return "\n".join(lines) + "\n"
+
+
+def subtle_protocol(cache_dir: str | os.PathLike, per_class: int = 60, max_train: int | None = 100, seed: int = 0,
+                    strength: float = 1.0) -> Protocol:
+    """The subtle lesion benchmark (:mod:`monai_ext.data.lesion_benchmark`) as a 5-fold protocol with at most
+    ``max_train`` labelled training images per fold (a fifth of them for validation)."""
+    folder = subtle_lesion_dataset(cache_dir, per_class=per_class, seed=seed, strength=strength)
+    protocol = folder_protocol(folder, folds=5, val_fraction=0.2, seed=seed, max_train=max_train or 100)
+    protocol.name = "subtle_lesions"
+    return protocol

@@ -1,0 +1,81 @@
+"""Paired comparison of two starts over folds (against scipy's paired t-test), kNN metrics of probe runs, and the
+cross-validation runner's linear-probe path on the subtle benchmark."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from monai_ext.apps.comparison import (
+    add_knn_summary,
+    comparison_table,
+    knn_test_metrics,
+    paired_differences,
+    subtle_protocol,
+)
+
+
+def summary_of(folds: dict[str, dict[str, list[float]]]) -> dict:
+    return {m: {k: {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)), "folds": v} for k, v in ms.items()}
+            for m, ms in folds.items()}
+
+
+@pytest.mark.parametrize("confidence", [0.9, 0.95])
+def test_paired_interval_matches_scipy_ttest_rel(confidence: float) -> None:
+    a, b = [0.71, 0.64, 0.80, 0.58, 0.69], [0.55, 0.60, 0.61, 0.57, 0.49]
+    d = paired_differences(summary_of({"p": {"auc": a}, "r": {"auc": b}}), "p", "r", confidence)["auc"]
+    ci = stats.ttest_rel(a, b).confidence_interval(confidence)
+    assert d["mean"] == pytest.approx(np.mean(np.subtract(a, b)))
+    assert (d["low"], d["high"]) == pytest.approx((ci.low, ci.high))
+    assert d["folds"] == pytest.approx(np.subtract(a, b).tolist())
+
+
+def test_one_fold_has_no_interval_and_missing_metrics_are_skipped() -> None:
+    d = paired_differences(summary_of({"p": {"auc": [0.7], "dice": [0.5]}, "r": {"auc": [0.6]}}), "p", "r")
+    assert set(d) == {"auc"} and np.isnan(d["auc"]["low"])
+
+
+def test_knn_metrics_join_the_summary_and_the_table(tmp_path) -> None:
+    (tmp_path / "probe_report.json").write_text(json.dumps({"knn_test": {"macro_f1": 0.5, "auc": 0.75,
+                                                                         "balanced_accuracy": 0.5, "n": 8}}))
+    assert knn_test_metrics(tmp_path) == {"knn_macro_f1": 0.5, "knn_balanced_accuracy": 0.5, "knn_auc": 0.75}
+    assert knn_test_metrics(tmp_path / "absent") == {}
+    results = {m: [{"macro_f1": f, "auc": f, "knn_macro_f1": f, "knn_auc": f, "knn_balanced_accuracy": f}
+                   for f in fs] for m, fs in {"pretrained": [0.8, 0.9], "random": [0.5, 0.7]}.items()}
+    summary = summary_of({m: {"macro_f1": [r["macro_f1"] for r in rs], "auc": [r["auc"] for r in rs]}
+                          for m, rs in results.items()})
+    add_knn_summary(summary, results)
+    assert summary["random"]["knn_auc"]["folds"] == [0.5, 0.7]
+    table = comparison_table(summary)
+    assert "| pretrained | 85.0 ± 7.1" in table and "| knn_auc | +25.0 [" in table and "+30.0, +20.0" in table
+    assert comparison_table({"pretrained": summary["pretrained"]}) == ""
+
+
+def test_subtle_protocol_has_four_classes_and_at_most_max_train(tmp_path) -> None:
+    protocol = subtle_protocol(tmp_path, per_class=5, max_train=10)
+    assert protocol.class_names == ["circumscribed", "heterogeneous", "microlobulated", "shadowing"]
+    assert len(protocol.splits) == 5
+    for split in protocol.splits:
+        assert len(split["train"]) + len(split["validation"]) <= 10 and len(split["test"]) == 4
+
+
+@pytest.mark.slow
+def test_cross_validation_probe_path_prints_knn_and_paired_differences(tmp_path) -> None:
+    import torch
+
+    from monai_ext.apps.crossval import cross_validate
+    from monai_ext.networks.mae import build_mae
+
+    torch.save(build_mae("mae_vit_tiny_patch16_dec128d2b", img_size=32).state_dict(), tmp_path / "mae.pth")
+    protocol = subtle_protocol(tmp_path / "cache", per_class=6, max_train=16)
+    overrides = {"arch": "mae_vit_tiny_patch16_dec128d2b", "image_size": 32, "batch_size": 8, "num_workers": 0,
+                 "linear_probe": "true", "cache_dir": str(tmp_path / "cache")}
+    record = cross_validate(protocol, tmp_path / "cv", ["pretrained", "random"], str(tmp_path / "mae.pth"),
+                            folds=[0, 1], overrides=overrides)
+    assert {"knn_macro_f1", "knn_auc"} <= set(record["summary"]["random"])
+    assert len(record["paired_differences"]["macro_f1"]["folds"]) == 2
+    assert "pretrained minus random, paired" in record["table"] and "| knn_auc |" in record["table"]
+    assert json.loads((tmp_path / "cv" / "cv_summary.json").read_text())["paired_differences"]

@@ -1,0 +1,50 @@
+"""The subtle lesion benchmark: deterministic, each class carries its cue, the same lesion sizes in every class."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from monai_ext.data.lesion_benchmark import SUBTLE_CLASSES, simulate_subtle_frame, subtle_lesion, subtle_lesion_dataset
+from monai_ext.data.synthetic import SimulatorConfig
+
+SHAPE = (256, 192)
+
+
+def test_frames_are_deterministic_and_carry_a_lesion() -> None:
+    config = SimulatorConfig(size=128, beam_shape=(128, 96), screen_capture=False)
+    a, b = (simulate_subtle_frame(3, "shadowing", config) for _ in range(2))
+    np.testing.assert_array_equal(a.image, b.image)
+    assert a.lesion_mask.any() and a.meta["lesion"]["kind"] == "shadowing"
+
+
+def perimeter_ratio(mask: np.ndarray) -> float:
+    """Perimeter squared over area: 4 pi for a disc, larger for a wavy margin."""
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    return cv2.arcLength(contours[0], True) ** 2 / mask.sum()
+
+
+def test_each_class_differs_from_circumscribed_by_its_own_cue_only() -> None:
+    def draws(kind):
+        return [subtle_lesion(np.random.default_rng(i), SHAPE, kind) for i in range(12)]
+
+    base, lobed, hetero, shadow = (draws(k) for k in SUBTLE_CLASSES)
+    # same sizes and mean echogenicity distribution (same generator draws before the cue)
+    assert [p["size"] for *_, p in base] == [p["size"] for *_, p in shadow]
+    assert np.mean([perimeter_ratio(m) for m, *_ in lobed]) > 1.1 * np.mean([perimeter_ratio(m) for m, *_ in base])
+    spread = lambda ds: np.mean([np.std(np.log(e[m])) for m, e, *_ in ds])
+    assert spread(hetero) > 3 * spread(base) + 0.1
+    assert all(a > 0.012 for *_, a, _ in shadow) and all(a == pytest.approx(0.012) for *_, a, _ in base)
+
+
+def test_dataset_folder_is_reused_and_bad_arguments_are_refused(tmp_path) -> None:
+    root = subtle_lesion_dataset(tmp_path, per_class=2, size=64)
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == sorted(SUBTLE_CLASSES)
+    stamp = (root / "shadowing" / "us_000001.png").stat().st_mtime_ns
+    assert subtle_lesion_dataset(tmp_path, per_class=2, size=64) == root
+    assert (root / "shadowing" / "us_000001.png").stat().st_mtime_ns == stamp
+    with pytest.raises(ValueError, match="per_class"):
+        subtle_lesion_dataset(tmp_path, per_class=0)
+    with pytest.raises(ValueError, match="kind"):
+        subtle_lesion(np.random.default_rng(0), SHAPE, "spiculated")
