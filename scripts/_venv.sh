@@ -31,7 +31,8 @@ install_torch() {
 }
 
 ensure_venv() {
-  local files=("$REPO_ROOT/requirements.txt" "$REPO_ROOT/requirements-dev.txt" "$REPO_ROOT/pyproject.toml")
+  local files=("$REPO_ROOT/requirements.txt" "$REPO_ROOT/requirements-dev.txt" "$REPO_ROOT/pyproject.toml"
+               "$REPO_ROOT/setup.py")
   if venv_is_stale "$VENV" "${files[@]}"; then
     echo "[setup] installing requirements into $VENV (first run only)"
     install_torch "$VENV"
@@ -44,7 +45,7 @@ ensure_venv() {
 }
 
 ensure_label_venv() {
-  local files=("$REPO_ROOT/requirements-label.txt" "$REPO_ROOT/pyproject.toml")
+  local files=("$REPO_ROOT/requirements-label.txt" "$REPO_ROOT/pyproject.toml" "$REPO_ROOT/setup.py")
   if venv_is_stale "$LABEL_VENV" "${files[@]}"; then
     echo "[setup] installing MONAI Label into $LABEL_VENV (first run only, about 2 minutes)"
     install_torch "$LABEL_VENV"
