@@ -4,18 +4,21 @@ Commands:
     synthesize          write simulated ultrasound images (the embedded default data) and print the throughput
     inspect-checkpoint  name a checkpoint's layout and list what it holds
     convert-checkpoint  convert any known layout into this project's self-describing file
-    make-datalist       write one fold of a dataset protocol as the classification bundle's JSON datalist
+    make-datalist       write one fold of a dataset protocol as a bundle's JSON datalist (classification or segmentation)
     cross-validate      fine-tune and test every fold for several starting points; mean +/- std table
     bundle-path         print the folder of a bundle shipped with the package (for --config_file when installed)
+    export-onnx         export a classifier checkpoint to ONNX, checked against the eager model with onnxruntime
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
 import fire
+import fire.core
 
 
 def synthesize(
@@ -86,20 +89,27 @@ def _as_list(value: object) -> list[str]:
     return [v.strip() for v in str(value).split(",") if v.strip()]
 
 
-def make_datalist(protocol: str, root: str, out: str, fold: int = 0, folds: int | None = None) -> None:
-    """Write fold ``fold`` of a protocol (busbra, mmotu, gist514, folder, csv) to ``out`` (JSON).
+def make_datalist(protocol: str, root: str, out: str, fold: int = 0, folds: int | None = None,
+                  multiclass: bool = False) -> None:
+    """Write fold ``fold`` of a protocol to ``out`` (JSON): classification (busbra, mmotu, gist514, folder, csv) or
+    segmentation (busbra-seg, mmotu-seg, busi, image-mask-folders; for the usf_mae_segment bundle).
 
     Args:
         protocol: dataset protocol name.
         root: the dataset folder as distributed (a CSV file for ``csv``).
         out: JSON file for ``--datalist_file``.
         fold: which split.
-        folds: BUS-BRA 5 or 10; k for folder/csv.
+        folds: BUS-BRA 5 or 10; k for folder/csv/busi/image-mask-folders.
+        multiclass: mmotu-seg with the 8 tumour classes instead of tumour vs background.
     """
     from monai_ext.data.downstream import load_protocol, write_split
+    from monai_ext.data.segmentation import SEGMENTATION_PROTOCOLS, load_segmentation_protocol
 
-    kwargs = {"folds": folds} if folds is not None else {}
-    proto = load_protocol(protocol, root, **kwargs)
+    kwargs: dict[str, object] = {"folds": folds} if folds is not None else {}
+    if multiclass:
+        kwargs["multiclass"] = True
+    load = load_segmentation_protocol if protocol in SEGMENTATION_PROTOCOLS else load_protocol
+    proto = load(protocol, root, **kwargs)
     if not 0 <= fold < len(proto.splits):
         raise ValueError(f"fold must be in [0, {len(proto.splits)}), got {fold!r}")
     split = proto.splits[fold]
@@ -117,7 +127,8 @@ def cross_validate(
     folds: str | tuple[int, ...] | None = None,
     cache_dir: str = "demo_output/cache",
     per_class: int = 60,
-    max_train: int = 100,
+    max_train: int | None = None,
+    synthetic_images: int = 75,
     tracking: str | None = None,
     tracking_uri: str | None = None,
     **overrides: object,
@@ -125,7 +136,8 @@ def cross_validate(
     """Fine-tune and test every fold; print and write the mean +/- std table (``OUT/cv_table.md``).
 
     Args:
-        protocol: synthetic, subtle, busbra, mmotu, gist514, folder or csv.
+        protocol: synthetic, subtle, busbra, mmotu, gist514, folder or csv; segmentation (usf_mae_segment bundle):
+            synthetic-seg, busbra-seg, mmotu-seg, busi or image-mask-folders.
         out: results folder.
         root: dataset folder (not for synthetic).
         init_checkpoint: pretrained weights for the "pretrained" start.
@@ -133,21 +145,32 @@ def cross_validate(
         folds: comma-separated fold indices (default all).
         cache_dir: where the synthetic benchmark is generated.
         per_class: synthetic benchmark images per class.
-        max_train: at most this many labelled training images per synthetic fold.
+        max_train: at most this many labelled training images per synthetic fold (default 100; 50 for synthetic-seg).
+        synthetic_images: images of the simulated segmentation set (synthetic-seg).
         tracking: MLflow tracking settings (bundles/usf_mae_classify/configs/mlflow_tracking.yaml): a parent run
             with one nested run per fold.
         tracking_uri: MLflow server or store (default MLFLOW_TRACKING_URI, else SQLite under OUT).
         overrides: any classification-bundle override, e.g. --arch ... --epochs 20 --image_size 128.
     """
     from monai_ext.apps.crossval import cross_validate as run_cv
-    from monai_ext.apps.crossval import protocol_by_name
+    from monai_ext.apps.crossval import protocol_by_name, task_of
 
-    kwargs = {"per_class": per_class, "max_train": max_train} if protocol in ("synthetic", "subtle") else {}
+    kwargs: dict[str, object] = {}
+    if protocol in ("synthetic", "subtle"):
+        kwargs = {"per_class": per_class, "max_train": max_train or 100}
+    elif protocol == "synthetic-seg":
+        kwargs = {"num": synthetic_images, "max_train": max_train or 50}
     proto = protocol_by_name(protocol, root, cache_dir, **kwargs)
     fold_list = [int(f) for f in _as_list(folds)] if folds not in (None, "") else None
     record = run_cv(proto, out, _as_list(methods), init_checkpoint, fold_list, {"cache_dir": cache_dir, **overrides},
-                    tracking, tracking_uri)
+                    tracking, tracking_uri, task_of(protocol))
     print(record["table"])
+
+
+def _require_number(name: str, value: object, kind: type | tuple[type, ...]) -> None:
+    """fire passes a value it cannot parse as a number on as a string: name it (booleans are not numbers here)."""
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise ValueError(f"--{name} must be {'an integer' if kind is int else 'a number'}, got {value!r}")
 
 
 def prepare_corpus(
@@ -164,11 +187,16 @@ def prepare_corpus(
     evaluation: object = (),
     files_per_chunk: int = 64,
     crop_fov: bool = True,
+    deannotate: bool = True,
+    doppler: str = "inpaint",
+    doppler_threshold: float = 0.02,
+    split_views: bool = True,
 ) -> None:
     """Ingest ROOT/<dataset>/... into a memory-mapped cache at OUT (resumable: rerun the same command).
 
     Args:
-        root: folder with one sub-folder per dataset.
+        root: folder with one sub-folder per dataset (symbolic links followed); files directly in it form one
+            dataset named after it.
         out: cache folder (chunks, manifest.csv, kept.npy, report.json, report.png).
         size: side of the cached square frames.
         workers: parallel processes.
@@ -179,14 +207,25 @@ def prepare_corpus(
         evaluation: evaluation folders whose images must not be in the corpus, comma-separated.
         files_per_chunk: files per unit of work and of resuming.
         crop_fov: crop to the DICOM region or the detected field of view.
+        deannotate: remove burned-in text, calipers, markers and overlays on the colour frame (true|false).
+        doppler: colour-Doppler flow: inpaint (fill from the B-mode around), drop (also leave out frames whose flow
+            covers more than doppler_threshold of the field of view) or keep (as gray luma).
+        doppler_threshold: flow fraction of the field of view above which --doppler drop leaves a frame out.
+        split_views: one frame per view on side-by-side (dual-view) screens (true|false).
     """
     from monai_ext.data.corpus import CorpusOptions
     from monai_ext.data.corpus import prepare_corpus as prepare
     from monai_ext.data.frames import FrameOptions
 
+    for name, value, kind in (("size", size, int), ("workers", workers, int), ("frame_stride", frame_stride, int),
+                              ("slice_axis", slice_axis, int), ("slice_stride", slice_stride, int),
+                              ("dedup_threshold", dedup_threshold, int), ("files_per_chunk", files_per_chunk, int),
+                              ("doppler_threshold", doppler_threshold, (int, float))):
+        _require_number(name, value, kind)
     frames = FrameOptions(frame_stride, slice_axis, slice_stride, modality)
     options = CorpusOptions(size=size, crop_fov=crop_fov, files_per_chunk=files_per_chunk, frames=frames,
-                            dedup_threshold=dedup_threshold)
+                            dedup_threshold=dedup_threshold, deannotate=deannotate, doppler=doppler,
+                            doppler_threshold=doppler_threshold, split_views=split_views)
     report = prepare(root, out, options, workers, _as_list(exclude_datasets), _as_list(evaluation))
     print(f"{report['kept']} of {report['frames']} frames kept; removed: {report['removed']}; "
           f"skipped files: {len(report['skipped_files'])} (reasons in {out}/report.json, overview in {out}/report.png)")
@@ -207,6 +246,24 @@ def bundle_path(name: str) -> None:
         raise SystemExit(2) from None
 
 
+def export_onnx(checkpoint: str, out: str, opset: int = 18, tolerance: float = 1e-4) -> None:
+    """Export a classification-bundle checkpoint to ONNX (input "image" (N, C, H, W), output "pred" logits (N, K),
+    N dynamic) and check onnxruntime's outputs against the eager model's on random images.
+
+    Args:
+        checkpoint: the classification bundle's models/model.pt.
+        out: the .onnx file to write.
+        opset: ONNX opset version.
+        tolerance: largest allowed absolute difference of the logits.
+    """
+    from monai_ext.networks.export import export_checkpoint_onnx
+
+    info = export_checkpoint_onnx(checkpoint, out, opset, tolerance)
+    print(f"{info['path']}: input image (N, {', '.join(map(str, info['input_shape']))}), output pred (N, "
+          f"{len(info['class_names'] or [])}) logits for {info['class_names']}; onnxruntime matches eager within "
+          f"{info['max_difference']:.2e}")
+
+
 COMMANDS = {
     "synthesize": synthesize,
     "inspect-checkpoint": inspect_checkpoint,
@@ -215,12 +272,43 @@ COMMANDS = {
     "cross-validate": cross_validate,
     "prepare-corpus": prepare_corpus,
     "bundle-path": bundle_path,
+    "export-onnx": export_onnx,
 }
 
 
+#: Errors that mean "the command line asks for something impossible" (validation raises these naming the value):
+#: reported as one line with exit code 2. Set MONAI_EXT_TRACEBACK=1 to see the traceback instead.
+USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, FileExistsError, PermissionError)
+
+
+def _one_line_fire_error(component_trace: object) -> None:
+    """fire's own usage errors (a missing argument, an unknown command or flag) as one line; fire would print the
+    whole usage text after it. ``--help`` output is unchanged."""
+    element = component_trace.elements[-1]
+    if {"-h", "--help"} & set(element.args or ()):
+        _FIRE_DISPLAY_ERROR(component_trace)
+        return
+    print(f"monai_ext: {element.ErrorAsStr()} (see --help)", file=sys.stderr)
+
+
+_FIRE_DISPLAY_ERROR = fire.core._DisplayError  # fire has no public hook for how usage errors are shown
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of ``python -m monai_ext`` and the ``monai-ext`` script."""
-    fire.Fire(COMMANDS, command=argv if argv is not None else sys.argv[1:], name="monai_ext")
+    """Entry point of ``python -m monai_ext`` and the ``monai-ext`` script: user errors end in one line on stderr
+    and exit code 2, whatever the command."""
+    args = argv if argv is not None else sys.argv[1:]
+    fire.core._DisplayError = _one_line_fire_error
+    try:
+        fire.Fire(COMMANDS, command=args, name="monai_ext")
+    except USER_ERRORS as e:
+        if os.environ.get("MONAI_EXT_TRACEBACK"):
+            raise
+        command = next((a for a in args if not a.startswith("-")), "")
+        print(f"monai_ext {command}: {e}".replace("  ", " "), file=sys.stderr)
+        raise SystemExit(2) from None
+    finally:
+        fire.core._DisplayError = _FIRE_DISPLAY_ERROR
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""Cross-validation runner: train and test every fold of a protocol with the classification bundle, for several
-starting points, and summarise as mean +/- std in the paper's format.
+"""Cross-validation runner: train and test every fold of a protocol with the classification bundle (or, for the
+segmentation protocols, the segmentation bundle), for several starting points, and summarise as mean +/- std in the
+paper's format.
 
 Each fold is two ``monai.bundle`` runs in this process (train, then the ``evaluate`` overlay on the fold's test
 part), so what it reports is exactly what a user gets from the bundle commands.
@@ -25,11 +26,33 @@ from monai_ext.apps.comparison import (
     subtle_protocol,
 )
 from monai_ext.data.downstream import Protocol, folder_protocol, load_protocol, write_split
+from monai_ext.data.segmentation import (
+    SEGMENTATION_PROTOCOLS,
+    load_segmentation_protocol,
+    synthetic_segmentation_protocol,
+)
 from monai_ext.data.synthetic import synthetic_lesion_dataset
 from monai_ext.io.atomic import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 SUMMARY_METRICS = ("macro_f1", "accuracy", "balanced_accuracy", "auc")
+SEGMENTATION_METRICS = ("mean_dice", "mean_iou", "mean_hd95")
+#: Metrics shown as percentages in the table; the others (HD95, in pixels) as they are.
+PERCENT_METRICS = SUMMARY_METRICS + ("mean_dice", "mean_iou")
+#: Protocol names read by the segmentation bundle.
+SEGMENTATION_PROTOCOL_NAMES = ("synthetic-seg", *SEGMENTATION_PROTOCOLS)
+
+
+def task_of(protocol_name: str) -> str:
+    """"segment" for the segmentation protocols, else "classify"."""
+    return "segment" if protocol_name in SEGMENTATION_PROTOCOL_NAMES else "classify"
+
+
+def unet_baseline_overrides() -> dict[str, Any]:
+    """MONAI's BasicUNet, the segmentation counterpart of the CNN baseline (random initialisation)."""
+    network = {"_target_": "monai.networks.nets.BasicUNet", "spatial_dims": 2, "in_channels": "@in_channels",
+               "out_channels": "@num_classes"}
+    return {"network_def": network, "model_kind": "external", "init_checkpoint": None}
 
 
 def cnn_baseline_overrides() -> dict[str, Any]:
@@ -39,8 +62,9 @@ def cnn_baseline_overrides() -> dict[str, Any]:
     return {"network_def": network, "model_kind": "external", "init_checkpoint": None}
 
 
-def method_overrides(method: str, init_checkpoint: str | None) -> dict[str, Any]:
-    """Bundle overrides of a starting point: pretrained (``init_checkpoint``), random (ViT from scratch) or cnn."""
+def method_overrides(method: str, init_checkpoint: str | None, task: str = "classify") -> dict[str, Any]:
+    """Bundle overrides of a starting point: pretrained (``init_checkpoint``), random (ViT from scratch) or cnn
+    (ResNet-18 for classification, BasicUNet for segmentation)."""
     if method == "pretrained":
         if not init_checkpoint:
             raise ValueError("method 'pretrained' needs an init checkpoint")
@@ -48,7 +72,7 @@ def method_overrides(method: str, init_checkpoint: str | None) -> dict[str, Any]
     if method == "random":
         return {"init_checkpoint": None}
     if method == "cnn":
-        return cnn_baseline_overrides()
+        return unet_baseline_overrides() if task == "segment" else cnn_baseline_overrides()
     raise ValueError(f"unknown method {method!r}; choose pretrained, random or cnn")
 
 
@@ -76,13 +100,14 @@ def run_fold(split_file: Path, out: Path, overrides: Mapping[str, Any], bundle: 
     return {**json.loads((out / "eval" / "test_report.json").read_text()), **knn_test_metrics(out / "eval")}
 
 
-def summarise(results: Mapping[str, list[dict[str, Any]]]) -> dict[str, dict[str, dict[str, float]]]:
+def summarise(results: Mapping[str, list[dict[str, Any]]],
+              metrics: Sequence[str] = SUMMARY_METRICS) -> dict[str, dict[str, dict[str, float]]]:
     """Mean and sample standard deviation of each summary metric per method (over folds)."""
     summary = {}
     for method, reports in results.items():
         summary[method] = {}
-        for metric in SUMMARY_METRICS:
-            values = np.array([r[metric] for r in reports], dtype=float)
+        for metric in metrics:
+            values = np.array([np.nan if r[metric] is None else r[metric] for r in reports], dtype=float)
             summary[method][metric] = {
                 "mean": float(np.nanmean(values)),
                 "std": float(np.nanstd(values, ddof=1)) if len(values) > 1 else 0.0,
@@ -91,12 +116,14 @@ def summarise(results: Mapping[str, list[dict[str, Any]]]) -> dict[str, dict[str
     return summary
 
 
-def markdown_table(summary: Mapping[str, Mapping[str, Mapping[str, float]]], title: str) -> str:
-    """The paper's format: percent, mean +/- std over folds."""
-    lines = [f"### {title}", "", "| start | " + " | ".join(SUMMARY_METRICS) + " |",
-             "|---|" + "---|" * len(SUMMARY_METRICS)]
-    for method, metrics in summary.items():
-        cells = [f"{100 * m['mean']:.1f} ± {100 * m['std']:.1f}" for m in (metrics[k] for k in SUMMARY_METRICS)]
+def markdown_table(summary: Mapping[str, Mapping[str, Mapping[str, float]]], title: str,
+                   metrics: Sequence[str] = SUMMARY_METRICS) -> str:
+    """The paper's format: percent (distances as they are), mean +/- std over folds."""
+    lines = [f"### {title}", "", "| start | " + " | ".join(metrics) + " |",
+             "|---|" + "---|" * len(metrics)]
+    for method, values in summary.items():
+        cells = [f"{scale * m['mean']:.1f} ± {scale * m['std']:.1f}"
+                 for scale, m in ((100 if k in PERCENT_METRICS else 1, values[k]) for k in metrics)]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -117,6 +144,7 @@ def cross_validate(
     overrides: Mapping[str, Any] | None = None,
     tracking: str | None = None,
     tracking_uri: str | None = None,
+    task: str = "classify",
 ) -> dict[str, Any]:
     """Run every (method, fold) and write ``cv_summary.json`` and ``cv_table.md`` into ``out_dir``.
 
@@ -133,7 +161,15 @@ def cross_validate(
 
     Returns:
         ``{"protocol", "class_names", "summary", "table", "folds"}``.
+
+    ``task="segment"`` (the protocols of :data:`SEGMENTATION_PROTOCOL_NAMES`, see :func:`task_of`) runs the
+    ``usf_mae_segment`` bundle and reports Dice, IoU and HD95 instead of the classification metrics.
     """
+    if task not in ("classify", "segment"):
+        raise ValueError(f"task must be 'classify' or 'segment', got {task!r}")
+    metrics = SEGMENTATION_METRICS if task == "segment" else SUMMARY_METRICS
+    key = metrics[0]
+    bundle = locate_bundle_root("usf_mae_segment") if task == "segment" else None
     out = Path(out_dir)
     folds = list(range(len(protocol.splits))) if folds is None else list(folds)
     results: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
@@ -142,17 +178,17 @@ def cross_validate(
     for k in folds:
         split_file = write_split(protocol.splits[k], protocol.class_names, out / "splits" / f"fold{k}.json")
         for method in methods:
-            run_overrides = {**(overrides or {}), **method_overrides(method, init_checkpoint), **tracked,
+            run_overrides = {**(overrides or {}), **method_overrides(method, init_checkpoint, task), **tracked,
                              **({"run_name": f"{method}_fold{k}"} if parent else {})}
-            report = run_fold(split_file, out / method / f"fold{k}", run_overrides, tracking=tracking)
-            logger.info("%s fold %d: test macro-F1 %.4f", method, k, report["macro_f1"])
-            print(f"[cross-validation] {protocol.name} fold {k} {method}: test macro-F1 {report['macro_f1']:.4f}",
-                  flush=True)
+            report = run_fold(split_file, out / method / f"fold{k}", run_overrides, bundle, tracking=tracking)
+            logger.info("%s fold %d: test %s %.4f", method, k, key, report[key])
+            print(f"[cross-validation] {protocol.name} fold {k} {method}: test {key} {report[key]:.4f}", flush=True)
             results[method].append(report)
-    summary = summarise(results)
+    summary = summarise(results, metrics)
     add_knn_summary(summary, results)
-    title = f"{protocol.name}: test metrics over {len(folds)} folds (mean ± std, %)"
-    table = markdown_table(summary, title) + comparison_table(summary)
+    unit = "%; HD95 in pixels at the training size" if task == "segment" else "%"
+    title = f"{protocol.name}: test metrics over {len(folds)} folds (mean ± std, {unit})"
+    table = markdown_table(summary, title, metrics) + comparison_table(summary)
     record = {"protocol": protocol.name, "class_names": protocol.class_names, "folds": folds, "summary": summary,
               "table": table}
     if {"pretrained", "random"} <= set(summary):
@@ -195,11 +231,15 @@ class ParentRun:
 
 
 def protocol_by_name(name: str, root: str | os.PathLike | None, cache_dir: str | os.PathLike, **kwargs: Any) -> Protocol:
-    """``synthetic`` (generated into ``cache_dir``) or a dataset protocol read from ``root``."""
+    """``synthetic`` / ``synthetic-seg`` (generated into ``cache_dir``) or a dataset protocol read from ``root``."""
     if name == "synthetic":
         return synthetic_protocol(cache_dir, **kwargs)
     if name == "subtle":
         return subtle_protocol(cache_dir, **kwargs)
+    if name == "synthetic-seg":
+        return synthetic_segmentation_protocol(cache_dir, **kwargs)
     if root is None:
         raise ValueError(f"protocol {name!r} needs --root, the dataset folder as distributed")
+    if name in SEGMENTATION_PROTOCOLS:
+        return load_segmentation_protocol(name, root, **kwargs)
     return load_protocol(name, root, **kwargs)

@@ -70,7 +70,7 @@ def split_validation(train: list[Item], val_fraction: float, seed: int) -> tuple
         raise ValueError(f"val_fraction must be in (0, 0.5), got {val_fraction!r}")
     if len(train) < 2:
         raise ValueError(f"need at least two training images to carve a validation part, got {len(train)}")
-    n_splits = min(max(2, int(round(1.0 / val_fraction))), len(train))
+    n_splits = min(max(2, round(1.0 / val_fraction)), len(train))
     splitter, strata, groups = _splitter(train, n_splits, seed)
     train_idx, val_idx = next(splitter.split(np.zeros(len(train)), strata, groups))
     return [train[i] for i in sorted(train_idx)], [train[i] for i in sorted(val_idx)]

@@ -79,8 +79,8 @@ class ViTSegmenter(nn.Module):
         if patch_size != 16:
             raise ValueError(f"the UNETR decoder upsamples the patch grid 16 times; patch_size must be 16, got {patch_size!r}")
         blocks_used = tuple(int(b) for b in (feature_blocks or default_feature_blocks(depth)))
-        if len(blocks_used) != 3 or not all(0 <= b < depth - 1 for b in blocks_used) or list(blocks_used) != sorted(set(blocks_used)):
-            raise ValueError(f"feature_blocks must be three increasing block ids below {depth - 1}, got {feature_blocks!r}")
+        if len(blocks_used) != 3 or not all(0 <= b < depth for b in blocks_used) or list(blocks_used) != sorted(set(blocks_used)):
+            raise ValueError(f"feature_blocks must be three increasing block ids below {depth}, got {feature_blocks!r}")
         if feature_size < 1 or not 0.0 <= drop_path_rate < 1.0:
             raise ValueError(f"need feature_size >= 1 and drop_path_rate in [0, 1), got {feature_size!r}, {drop_path_rate!r}")
         self.arch_args: dict[str, Any] = {
