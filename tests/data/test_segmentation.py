@@ -1,0 +1,233 @@
+"""Segmentation datasets on tiny fixtures written in each dataset's real on-disk layout (names, mask encodings,
+splits), and the mask loader that turns every encoding into the same class-index map."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from monai_ext.cli import make_datalist
+from monai_ext.data.segmentation import (
+    busbra_segmentation_protocol,
+    busi_protocol,
+    image_mask_folder_protocol,
+    kfold_splits,
+    mmotu_segmentation_protocol,
+    synthetic_segmentation_protocol,
+)
+from monai_ext.io.errors import UnreadableImageError
+from monai_ext.transforms.masks import LoadMask, LoadMaskd
+
+
+def _write(path: Path, pixels: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), pixels), path
+    return path
+
+
+def _disc(size: int = 24, centre: tuple[int, int] = (12, 12), radius: int = 5, value: int = 255) -> np.ndarray:
+    mask = np.zeros((size, size), np.uint8)
+    cv2.circle(mask, centre[::-1], radius, value, -1)
+    return mask
+
+
+def _image(size: int = 24, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (size, size), np.uint8)
+
+
+def _every_item(protocol) -> list[dict]:
+    return [it for split in protocol.splits for part in split.values() for it in part]
+
+
+# ----------------------------------------------------------------------------------------------------------- BUS-BRA
+@pytest.fixture
+def busbra(tmp_path: Path) -> Path:
+    """10 images of 5 patients (two sides each), official 5-fold file with patient-disjoint folds."""
+    root = tmp_path / "BUSBRA"
+    rows, folds = [], []
+    for patient in range(5):
+        for side in "lr":
+            image_id = f"bus_{patient + 1:04d}-{side}"
+            _write(root / "Images" / f"{image_id}.png", _image(seed=patient))
+            _write(root / "Masks" / f"mask_{patient + 1:04d}-{side}.png", _disc(radius=3 + patient))
+            pathology = "malignant" if patient % 2 else "benign"
+            rows.append({"ID": image_id, "Case": str(patient + 1), "Histology": "x", "Pathology": pathology,
+                         "BIRADS": "4", "Device": "d", "Width": "24", "Height": "24", "Side": side, "BBOX": "[]"})
+            test_fold = patient + 1
+            row = {"ID": image_id, "Pathology": pathology, "kFold": str(test_fold)}
+            for k in range(1, 6):
+                # run k: its test fold empty, patient (k % 5) + 1 validates, the others train
+                row[f"valid_{k}"] = "" if k == test_fold else ("0" if patient + 1 == k % 5 + 1 else "1")
+            folds.append(row)
+    for name, table in (("bus_data.csv", rows), ("5-fold-cv.csv", folds)):
+        with open(root / name, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(table[0]))
+            writer.writeheader()
+            writer.writerows(table)
+    return root
+
+
+def test_busbra_masks_follow_the_official_patient_disjoint_folds(busbra: Path) -> None:
+    protocol = busbra_segmentation_protocol(busbra, folds=5)
+    assert protocol.class_names == ["background", "lesion"] and len(protocol.splits) == 5
+    first = protocol.splits[0]
+    assert {it["patient"] for it in first["test"]} == {"1"}
+    assert {it["patient"] for it in first["validation"]} == {"2"}
+    assert {it["patient"] for it in first["train"]} == {"3", "4", "5"}
+    item = next(it for it in first["test"] if it["id"] == "bus_0001-l")
+    assert item["label"] == str(busbra / "Masks" / "mask_0001-l.png")
+    assert item["image"] == str(busbra / "Images" / "bus_0001-l.png") and item["group"] == "benign"
+    mask = LoadMask()(item["label"])
+    assert mask.shape == (1, 24, 24) and set(np.unique(mask)) == {0, 1}
+
+
+def test_busbra_missing_mask_is_named(busbra: Path) -> None:
+    (busbra / "Masks" / "mask_0003-r.png").unlink()
+    with pytest.raises(ValueError, match="mask_0003-r.png"):
+        busbra_segmentation_protocol(busbra)
+
+
+# ---------------------------------------------------------------------------------------------------------- MMOTU-2D
+@pytest.fixture
+def mmotu(tmp_path: Path) -> Path:
+    root = tmp_path / "OTU_2d"
+    for stem in range(1, 9):
+        _write(root / "images" / f"{stem}.JPG", _image(seed=stem))
+        _write(root / "annotations" / f"{stem}_binary.PNG", _disc(radius=2 + stem % 4, value=1 if stem % 2 else 255))
+        rgb = np.zeros((24, 24, 3), np.uint8)
+        rgb[_disc() > 0] = (64, 0, 128)
+        _write(root / "annotations" / f"{stem}.PNG", rgb)
+    (root / "train.txt").write_text("1\n2\n3\n4\n5\n6\n")
+    (root / "val.txt").write_text("7\n8\n")
+    (root / "train_cls.txt").write_text("".join(f"{s}.JPG  {s - 1}\n" for s in range(1, 7)))
+    (root / "val_cls.txt").write_text("7.JPG  6\n8.JPG  7\n")
+    return root
+
+
+def test_mmotu_official_split_binary_masks_of_both_encodings(mmotu: Path) -> None:
+    protocol = mmotu_segmentation_protocol(mmotu, val_fraction=0.2)
+    split = protocol.splits[0]
+    assert [it["id"] for it in split["test"]] == ["7", "8"]
+    assert sorted(it["id"] for it in split["train"] + split["validation"]) == ["1", "2", "3", "4", "5", "6"]
+    assert len(split["validation"]) >= 1
+    assert split["test"][0]["image"] == str(mmotu / "images" / "7.JPG")
+    assert split["test"][0]["label"] == str(mmotu / "annotations" / "7_binary.PNG")
+    # 0/1 (odd stems) and 0/255 (even stems) masks load alike
+    assert set(np.unique(LoadMask()(str(mmotu / "annotations" / "7_binary.PNG")))) == {0, 1}
+    assert set(np.unique(LoadMask()(str(mmotu / "annotations" / "8_binary.PNG")))) == {0, 1}
+
+
+def test_mmotu_multiclass_masks_take_the_image_class(mmotu: Path) -> None:
+    protocol = mmotu_segmentation_protocol(mmotu, multiclass=True, val_fraction=0.2)
+    assert len(protocol.class_names) == 9 and protocol.class_names[0] == "background"
+    item = protocol.splits[0]["test"][1]  # 8.JPG, class 7 -> mask value 8
+    assert item["foreground"] == 8 and protocol.class_names[8] == "high-grade serous cystadenocarcinoma"
+    loaded = LoadMaskd("label", foreground_key="foreground", image_key=None)(item)
+    assert set(np.unique(loaded["label"])) == {0, 8}
+
+
+# ----------------------------------------------------------------------------------------------------------- BUSI
+@pytest.fixture
+def busi(tmp_path: Path) -> Path:
+    root = tmp_path / "Dataset_BUSI_with_GT"
+    for cls in ("benign", "malignant", "normal"):
+        for i in range(1, 6):
+            name = f"{cls} ({i})"
+            _write(root / cls / f"{name}.png", _image(seed=i))
+            empty = cls == "normal"
+            _write(root / cls / f"{name}_mask.png", np.zeros((24, 24), np.uint8) if empty else _disc((24), (8, 8), 3))
+    # a second lesion in its own mask file: the masks of one image are merged
+    _write(root / "benign" / "benign (2)_mask_1.png", _disc(24, (16, 16), 3))
+    return root
+
+
+def test_busi_merges_several_masks_and_keeps_names_with_spaces(busi: Path) -> None:
+    protocol = busi_protocol(busi, folds=5, seed=1)
+    items = {it["id"]: it for it in _every_item(protocol)}
+    assert len(items) == 15 and protocol.class_names == ["background", "lesion"]
+    two = items["benign/benign (2)"]
+    assert two["label"] == [str(busi / "benign" / "benign (2)_mask.png"), str(busi / "benign" / "benign (2)_mask_1.png")]
+    merged = LoadMask()(two["label"])[0]
+    expected = ((_disc(24, (8, 8), 3) > 0) | (_disc(24, (16, 16), 3) > 0)).astype(np.uint8)
+    np.testing.assert_array_equal(merged, expected)
+    assert LoadMask()(items["normal/normal (3)"]["label"]).max() == 0
+    for split in protocol.splits:  # each test fold holds one image of each class (stratified by folder)
+        assert sorted(it["group"] for it in split["test"]) == ["benign", "malignant", "normal"]
+
+
+def test_busi_image_without_mask_is_named(busi: Path) -> None:
+    (busi / "malignant" / "malignant (4)_mask.png").unlink()
+    with pytest.raises(ValueError, match=r"malignant \(4\)\.png"):
+        busi_protocol(busi)
+
+
+# ---------------------------------------------------------------------------------------------- images/ + masks/
+def test_images_and_masks_folders_with_equal_stems(tmp_path: Path) -> None:
+    root = tmp_path / "thyroid"
+    for i in range(6):
+        _write(root / "images" / f"case_{i}.jpg", _image(seed=i))
+        _write(root / "masks" / f"case_{i}.png", _disc(value=1 if i == 0 else 255))  # first mask 0/1, as in the wild
+    protocol = image_mask_folder_protocol(root, folds=3)
+    items = _every_item(protocol)
+    assert sorted({it["id"] for it in items}) == [f"case_{i}" for i in range(6)]
+    for split in protocol.splits:
+        ids = [it["id"] for part in split.values() for it in part]
+        assert len(ids) == len(set(ids)) == 6  # train, validation and test are disjoint and cover everything
+    np.testing.assert_array_equal(LoadMask()(str(root / "masks" / "case_0.png")),
+                                  LoadMask()(str(root / "masks" / "case_1.png")))
+    (root / "masks" / "case_5.png").unlink()
+    with pytest.raises(ValueError, match="case_5.jpg"):
+        image_mask_folder_protocol(root, folds=3)
+
+
+def test_make_datalist_writes_a_segmentation_datalist(busi: Path, tmp_path: Path, capsys) -> None:
+    make_datalist("busi", str(busi), str(tmp_path / "busi.json"), fold=2)
+    data = json.loads((tmp_path / "busi.json").read_text())
+    assert data["class_names"] == ["background", "lesion"]
+    assert sum(len(data[k]) for k in ("train", "validation", "test")) == 15
+    assert "fold 2" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------------------------ splits, loader
+@pytest.mark.parametrize("max_train", [None, 8])
+def test_kfold_splits_cover_every_image_once_as_test_and_cap_training(max_train: int | None) -> None:
+    items = [{"image": f"{i}.png", "label": f"{i}_mask.png", "id": str(i), "patient": str(i // 2)} for i in range(30)]
+    splits = kfold_splits(items, folds=5, val_fraction=0.25, seed=3, max_train=max_train)
+    assert sorted(it["id"] for s in splits for it in s["test"]) == sorted(it["id"] for it in items)
+    for split in splits:
+        labelled = split["train"] + split["validation"]
+        assert len(labelled) == (max_train or 24)
+        patients = [{it["patient"] for it in split[p]} for p in ("train", "validation", "test")]
+        assert not (patients[0] & patients[1]) and not (patients[0] & patients[2]) and not (patients[1] & patients[2])
+
+
+def test_index_masks_out_of_range_and_mismatched_sizes_are_reported(tmp_path: Path) -> None:
+    path = _write(tmp_path / "m.png", _disc(value=255))
+    with pytest.raises(UnreadableImageError, match="255 is not a class index below 3"):
+        LoadMask("index", num_classes=3)(str(path))
+    small = _write(tmp_path / "small.png", _disc(size=12, centre=(6, 6)))
+    with pytest.raises(UnreadableImageError, match="differ in size"):
+        LoadMask()([str(path), str(small)])
+    with pytest.raises(UnreadableImageError, match="differs from the image"):
+        LoadMaskd("label")({"image": np.zeros((1, 24, 30), np.float32), "label": str(path)})
+    (tmp_path / "bad.png").write_text("not a png")
+    with pytest.raises(UnreadableImageError, match="bad.png"):
+        LoadMask()(str(tmp_path / "bad.png"))
+
+
+def test_simulated_set_masks_match_the_lesions(tmp_path: Path) -> None:
+    protocol = synthetic_segmentation_protocol(tmp_path, num=10, max_train=6)
+    split = protocol.splits[0]
+    assert len(split["test"]) == 2 and len(split["train"]) + len(split["validation"]) == 6
+    item = split["test"][0]
+    mask = LoadMask()(item["label"])[0]
+    image = cv2.imread(item["image"], cv2.IMREAD_GRAYSCALE).astype(float)
+    assert 0.003 < mask.mean() < 0.2  # one lesion per image
+    # simulated lesions are hypoechoic or anechoic: darker inside the mask than in a ring around it
+    ring = cv2.dilate(mask, np.ones((15, 15), np.uint8)).astype(bool) & ~mask.astype(bool)
+    assert image[mask.astype(bool)].mean() < image[ring].mean()
