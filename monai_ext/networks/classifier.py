@@ -112,10 +112,14 @@ class ViTClassifier(nn.Module):
         """Names of the parameters that a pretrained MAE encoder provides (everything but the pooling head)."""
         return [n for n in self.state_dict() if not n.startswith(("head.", "fc_norm."))]
 
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Tokens entering the first block. Args: x (N, C, H, W). Returns: (N, 1 + L, D), cls first."""
+        x = self.patch_embed(x)
+        return prepend_cls_token(x + self.pos_embed[:, 1:, :].to(x.dtype), self.cls_token, self.pos_embed)
+
     def forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
         """Encode all patches. Args: x (N, C, H, W). Returns: tokens (N, 1 + L, D), cls first, before norm."""
-        x = self.patch_embed(x)
-        x = prepend_cls_token(x + self.pos_embed[:, 1:, :].to(x.dtype), self.cls_token, self.pos_embed)
+        x = self.embed(x)
         for block in self.blocks:
             x = block(x)
         return x

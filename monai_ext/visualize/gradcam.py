@@ -7,13 +7,21 @@ import torch
 import torch.nn.functional as F
 
 
-def token_gradcam(model: torch.nn.Module, image: torch.Tensor, class_index: int) -> torch.Tensor:
-    """Grad-CAM on a ViT's patch tokens (output of the last block): ReLU(sum_d grad * activation) per patch.
+def explained_depth(model: torch.nn.Module) -> int:
+    """After how many blocks Grad-CAM takes the tokens: all of them for average pooling; for cls pooling all but the
+    last, because after the last block the logit sees the cls token alone (the patch tokens' gradient is 0)."""
+    blocks = len(model.blocks)
+    return blocks if getattr(model, "global_pool", "avg") == "avg" else max(blocks - 1, 0)
 
-    MONAI's ``GradCAM`` needs a convolutional feature map; for a ViT the last block's patch tokens play that role.
-    The gradient is taken with ``torch.autograd.grad`` of the logit with respect to the tokens, which the model
-    returns from ``forward_tokens``: no hook is registered on the model and no parameter's ``.grad`` is touched, so
-    any number of threads may explain images with one shared model at once (as a serving app does).
+
+def token_gradcam(model: torch.nn.Module, image: torch.Tensor, class_index: int) -> torch.Tensor:
+    """Grad-CAM on a ViT's patch tokens: ReLU(sum_d grad * activation) per patch, upsampled to the image.
+
+    MONAI's ``GradCAM`` needs a convolutional feature map; for a ViT the patch tokens play that role: the last
+    block's output with average pooling, the last block's input with cls pooling (:func:`explained_depth`). The
+    gradient is taken with ``torch.autograd.grad`` of the logit with respect to those tokens, computed in this call's
+    own forward pass: no hook is registered on the model and no parameter's ``.grad`` is touched, so any number of
+    threads may explain images with one shared model at once (as a serving app does).
 
     Args:
         model: a :class:`~monai_ext.networks.classifier.ViTClassifier` (or a wrapper of one with ``.module``), in
@@ -29,10 +37,16 @@ def token_gradcam(model: torch.nn.Module, image: torch.Tensor, class_index: int)
         raise ValueError(f"image must have shape (1, C, H, W), got {tuple(image.shape)!r}")
     if not 0 <= class_index < model.num_classes:
         raise ValueError(f"class_index must be in [0, {model.num_classes}), got {class_index!r}")
+    split = explained_depth(model)
     with torch.enable_grad():
         # A private leaf that requires grad: the tokens get a graph even when the encoder is frozen (linear probe).
-        tokens = model.forward_tokens(image.detach().requires_grad_(True))
-        logit = model.forward_head(tokens)[0, class_index]
+        tokens = model.embed(image.detach().requires_grad_(True))
+        for block in model.blocks[:split]:
+            tokens = block(tokens)
+        x = tokens
+        for block in model.blocks[split:]:
+            x = block(x)
+        logit = model.forward_head(x)[0, class_index]
         (grads,) = torch.autograd.grad(logit, tokens)
     cam = F.relu((tokens.detach()[0, 1:] * grads[0, 1:]).sum(dim=-1))  # (L,), cls token dropped
     gh, gw = model.patch_embed.grid_size
@@ -59,6 +73,6 @@ def gradcam_overlay(network: torch.nn.Module, image: torch.Tensor, class_index: 
 
 
 def has_token_blocks(network: torch.nn.Module) -> bool:
-    """Whether token Grad-CAM applies (a ViT classifier with ``forward_tokens`` / ``forward_head``; not the CNN)."""
+    """Whether token Grad-CAM applies (a ViT classifier with ``embed``, ``blocks`` and ``forward_head``; not the CNN)."""
     inner = getattr(network, "module", network)
-    return hasattr(inner, "forward_tokens") and hasattr(inner, "forward_head")
+    return all(hasattr(inner, name) for name in ("embed", "blocks", "forward_head"))

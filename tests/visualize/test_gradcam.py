@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from concurrent.futures import ThreadPoolExecutor
 
 import cv2
@@ -15,14 +16,16 @@ from monai_ext.visualize.gradcam import gradcam_overlay, has_token_blocks, token
 IMAGE_SHAPE = (1, 3, 32, 48)  # a 4 x 6 patch grid: rows and columns cannot be swapped unnoticed
 
 
-def tiny_classifier(seed: int = 0) -> ViTClassifier:
+def tiny_classifier(seed: int = 0, global_pool: str = "avg") -> ViTClassifier:
     """A 2-block ViT (D = 16, P = 8) with a non-trivial head and norm, in eval mode."""
     torch.manual_seed(seed)
-    model = ViTClassifier(num_classes=3, img_size=IMAGE_SHAPE[2:], patch_size=8, embed_dim=16, depth=2, num_heads=2)
+    model = ViTClassifier(num_classes=3, img_size=IMAGE_SHAPE[2:], patch_size=8, embed_dim=16, depth=2, num_heads=2,
+                          global_pool=global_pool)
+    norm = model.fc_norm if global_pool == "avg" else model.norm
     with torch.no_grad():  # the reference head starts at N(0, 2e-5): make the logits depend on the features
         model.head.weight.normal_(0, 0.5)
-        model.fc_norm.weight.uniform_(0.5, 1.5)
-        model.fc_norm.bias.normal_(0, 0.1)
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.normal_(0, 0.1)
     return model.eval()
 
 
@@ -63,6 +66,36 @@ def test_equals_the_hand_computation(class_index: int, seed: int) -> None:
     expected = hand_gradcam(model, image, class_index)
     assert 0 < (expected > 0).mean() < 1  # some patches count for the class and some against it
     np.testing.assert_allclose(cam.numpy(), expected, atol=2e-5)
+
+
+def hooked_gradcam(model: ViTClassifier, image: torch.Tensor, class_index: int, layer: str) -> torch.Tensor:
+    """The classic recipe on a private copy: a forward hook keeps ``layer``'s output, ``.backward()`` fills its grad.
+
+    Returns the normalised map, or NaNs when every weighted activation is 0 (0 / 0).
+    """
+    model = copy.deepcopy(model)
+    kept = {}
+
+    def keep(_module, _inputs, output):
+        output.retain_grad()
+        kept["tokens"] = output
+
+    dict(model.named_modules())[layer].register_forward_hook(keep)
+    model(image)[0, class_index].backward()
+    tokens, grads = kept["tokens"][0, 1:], kept["tokens"].grad[0, 1:]
+    cam = torch.relu((tokens * grads).sum(-1)).detach().reshape(1, 1, *model.patch_embed.grid_size)
+    cam = torch.nn.functional.interpolate(cam, size=IMAGE_SHAPE[2:], mode="bilinear", align_corners=False)[0, 0]
+    return cam / cam.max()
+
+
+@pytest.mark.parametrize("class_index", [0, 2])
+def test_cls_pooling_explains_the_last_blocks_input(class_index: int) -> None:
+    # after the last block a cls-pooled logit depends on the cls token only: the map is taken one block earlier
+    model, image = tiny_classifier(5, global_pool="cls"), images(1, 6)[0]
+    cam = token_gradcam(model, image, class_index)
+    assert float(cam.max()) == 1.0
+    torch.testing.assert_close(cam, hooked_gradcam(model, image, class_index, "blocks.0"), rtol=0, atol=2e-5)
+    assert hooked_gradcam(model, image, class_index, "blocks.1").isnan().all()  # the last block's output: all 0
 
 
 def test_leaves_no_hooks_no_gradients_and_the_image_untouched() -> None:
