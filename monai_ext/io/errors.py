@@ -1,4 +1,4 @@
-"""Errors of reading files."""
+"""Errors of reading files: unreadable ones, and readable ones that are deliberately left out."""
 
 from __future__ import annotations
 
@@ -13,3 +13,7 @@ def root_cause(error: BaseException) -> str:
 
 class UnreadableImageError(ValueError):
     """A file that is not a decodable image; the message names the file and the reason."""
+
+
+class SkippedSource(ValueError):
+    """A source that is valid but deliberately not ingested (a modality filter, a volume with no content)."""

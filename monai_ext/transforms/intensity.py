@@ -10,7 +10,7 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 
-from monai_ext.io.images import LUMA
+from monai_ext.io.display import LUMA
 
 
 class ToGrayscale(Transform):

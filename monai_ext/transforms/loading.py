@@ -1,39 +1,62 @@
-"""Loading one ultrasound image file as a (1, H, W) float32 gray image in [0, 1], as a MONAI transform pair."""
+"""Loading one ultrasound file as a (1, H, W) float32 gray image in [0, 1], as a MONAI transform pair.
+
+MONAI's ``LoadImage`` picks a reader by suffix and the readers disagree on axis order and on what a DICOM shows
+(none applies the photometric interpretation, LUTs or windows of the display pipeline); this pair reads every format
+through :func:`monai_ext.io.images.read_image`, the decoder the corpus uses too, and converts with the shared
+:func:`monai_ext.io.display.to_gray_unit`. The classification bundle, its inference and MONAI Label load with it.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Hashable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
+from monai.utils import TransformBackends
 
-from monai_ext.io.errors import UnreadableImageError
-from monai_ext.io.images import _to_gray_unit, read_image_pixels
+from monai_ext.io.display import to_gray_unit
+from monai_ext.io.images import read_image
+
+__all__ = ["LoadUltrasoundImage", "LoadUltrasoundImaged"]
 
 
 class LoadUltrasoundImage(Transform):
-    """Path -> (1, H, W) float32 gray image in [0, 1]."""
+    """Path -> (1, H, W) float32 gray image in [0, 1]: the first frame of any supported file, as displayed."""
+
+    backend: ClassVar[list[TransformBackends]] = [TransformBackends.NUMPY]
 
     def __call__(self, path: str | os.PathLike) -> np.ndarray:
-        pixels = read_image_pixels(path)
-        if pixels.size == 0 or min(pixels.shape[:2]) < 1:
-            raise UnreadableImageError(f"{path}: empty image")
-        return _to_gray_unit(pixels, str(path))[None]
+        """Raises ``UnreadableImageError`` (a ``ValueError``) naming the file and the reason."""
+        return to_gray_unit(read_image(path).pixels, str(path))[None]
 
 
 class LoadUltrasoundImaged(MapTransform):
-    """Dictionary version of :class:`LoadUltrasoundImage` (keeps the path under ``<key>_path``)."""
+    """Dictionary version of :class:`LoadUltrasoundImage` (keeps the path under ``<key>_path``).
 
-    def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False) -> None:
+    Args:
+        keys: keys holding file paths.
+        region_key: if given, the DICOM B-mode region (x0, y0, x1, y1) is stored under this key when the file has
+            one (``FieldOfViewMaskd`` reads it from ``"us_region"``). Off by default: items with and without the key
+            cannot be collated into one batch.
+        allow_missing_keys: skip keys that are absent.
+    """
+
+    backend = LoadUltrasoundImage.backend
+
+    def __init__(self, keys: KeysCollection, region_key: str | None = None, allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.loader = LoadUltrasoundImage()
+        self.region_key = region_key
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         for key in self.key_iterator(d):
-            d[f"{key}_path"] = str(d[key])
-            d[key] = self.loader(d[key])
+            path = str(d[key])
+            image = read_image(path)
+            d[f"{key}_path"] = path
+            d[key] = to_gray_unit(image.pixels, path)[None]
+            if self.region_key is not None and image.region_box is not None:
+                d[self.region_key] = image.region_box
         return d

@@ -103,14 +103,14 @@ def build(root: Path) -> dict[str, object]:
     _dicom_without_pixels(dicom / "no_pixels.dcm")
     bad["no_pixels.dcm"] = "no pixel data"
     # ---- volumes: NIfTI and MHA, (x, y, z) with empty slices that must be skipped
+    import itk
     import nibabel as nib
-    import SimpleITK as sitk
 
     volume = np.zeros((96, 96, 6), np.float32)  # (x, y, z)
     for z in (0, 2, 3, 5):
         volume[..., z] = image().T
     nib.save(nib.Nifti1Image(volume, np.eye(4)), str(volumes / "volume.nii.gz"))
-    sitk.WriteImage(sitk.GetImageFromArray(volume.transpose(2, 1, 0)), str(volumes / "volume.mha"))
+    itk.imwrite(itk.image_from_array(np.ascontiguousarray(volume.transpose(2, 1, 0))), str(volumes / "volume.mha"))
     nib.save(nib.Nifti1Image(np.zeros((32, 32, 4), np.float32), np.eye(4)), str(volumes / "zeros.nii.gz"))
     expected["volumes"] = 8
     bad["zeros.nii.gz"] = "constant"

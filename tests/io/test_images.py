@@ -1,52 +1,82 @@
-"""One reader for PNG/JPG/TIFF and DICOM: same pixels, same array; clear errors naming the file."""
+"""The single-image loader: every container, same pixels for the same picture; clear errors naming the file."""
 
 from __future__ import annotations
 
+import cv2
+import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
 from PIL import Image
 
-from monai_ext.transforms.loading import LoadUltrasoundImage, LoadUltrasoundImaged
 from monai_ext.io.errors import UnreadableImageError
-from monai_ext.io.writers import write_dicom
+from monai_ext.io.images import read_image, source_kind
+from monai_ext.io.writers import write_dicom, write_dicom_frames
+from monai_ext.transforms.loading import LoadUltrasoundImage, LoadUltrasoundImaged
 
 GRAY = np.random.default_rng(0).integers(0, 256, (20, 30), np.uint8)
 RGB = np.random.default_rng(1).integers(0, 256, (20, 30, 3), np.uint8)
 
 
-def test_png_and_dicom_with_the_same_pixels_read_the_same(tmp_path) -> None:
-    Image.fromarray(GRAY).save(tmp_path / "a.png")
-    write_dicom(GRAY, tmp_path / "a.dcm")
-    png, dcm = LoadUltrasoundImage()(tmp_path / "a.png"), LoadUltrasoundImage()(tmp_path / "a.dcm")
-    assert png.shape == (1, 20, 30) and png.dtype == np.float32
-    np.testing.assert_array_equal(png, dcm)
-    np.testing.assert_allclose(png[0], GRAY / 255.0, rtol=1e-6)
+def bt601(rgb: np.ndarray) -> np.ndarray:
+    """ITU-R BT.601 luma of uint8 RGB, written out, in [0, 1]."""
+    return (0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]) / 255.0
 
 
-@pytest.mark.parametrize("mode", ["RGB", "RGBA", "P", "I;16"])
+def write_gray(kind: str, path_stem) -> str:
+    """GRAY written as ``kind``; returns the path."""
+    if kind == "dcm":
+        return str(write_dicom(GRAY, f"{path_stem}.dcm"))
+    if kind == "nii":
+        nib.save(nib.Nifti1Image(GRAY.T.copy(), np.eye(4)), f"{path_stem}.nii.gz")
+        return f"{path_stem}.nii.gz"
+    if kind == "avi":
+        writer = cv2.VideoWriter(f"{path_stem}.avi", cv2.VideoWriter_fourcc(*"FFV1"), 5, (30, 20), isColor=True)
+        writer.write(cv2.cvtColor(GRAY, cv2.COLOR_GRAY2BGR))
+        writer.write(np.zeros((20, 30, 3), np.uint8))
+        writer.release()
+        return f"{path_stem}.avi"
+    Image.fromarray(GRAY).save(f"{path_stem}.{kind}")
+    return f"{path_stem}.{kind}"
+
+
+@pytest.mark.parametrize("kind", ["png", "bmp", "tiff", "dcm", "nii", "avi"])
+def test_the_same_gray_picture_reads_the_same_from_every_lossless_container(tmp_path, kind) -> None:
+    out = LoadUltrasoundImage()(write_gray(kind, tmp_path / "a"))
+    assert out.shape == (1, 20, 30) and out.dtype == np.float32
+    np.testing.assert_array_equal(out[0], GRAY.astype(np.float32) / np.float32(255))
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "P", "I;16", "1"])
 def test_png_modes(tmp_path, mode: str) -> None:
     if mode == "I;16":
-        img = Image.fromarray((GRAY.astype(np.uint16) * 257))
-        expected = GRAY / 255.0
+        img, expected = Image.fromarray(GRAY.astype(np.uint16) * 257), GRAY / 255.0
+    elif mode == "1":
+        img = Image.fromarray(GRAY > 127)
+        expected = (GRAY > 127).astype(float)
     else:
         img = Image.fromarray(RGB).convert(mode)
-        rgb = np.asarray(img.convert("RGB")).astype(np.float32)
-        expected = (rgb @ np.array([0.299, 0.587, 0.114], np.float32)) / 255.0
+        expected = bt601(np.asarray(img.convert("RGB")).astype(np.float64))
     img.save(tmp_path / "x.png")
-    np.testing.assert_allclose(LoadUltrasoundImage()(tmp_path / "x.png")[0], expected, atol=1e-5)
+    np.testing.assert_allclose(LoadUltrasoundImage()(tmp_path / "x.png")[0], expected, atol=1 / 255)
 
 
 def test_dicom_rgb_and_monochrome1(tmp_path) -> None:
     write_dicom(RGB, tmp_path / "rgb.dcm")
-    out = LoadUltrasoundImage()(tmp_path / "rgb.dcm")[0]
-    np.testing.assert_allclose(out, (RGB.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)) / 255,
-                               atol=1e-5)
+    np.testing.assert_allclose(LoadUltrasoundImage()(tmp_path / "rgb.dcm")[0], bt601(RGB.astype(float)), atol=1 / 255)
     path = write_dicom(GRAY, tmp_path / "m1.dcm")
     ds = pydicom.dcmread(path)
     ds.PhotometricInterpretation = "MONOCHROME1"
     ds.save_as(path)
     np.testing.assert_allclose(LoadUltrasoundImage()(path)[0], (255 - GRAY) / 255.0, atol=1e-6)
+
+
+def test_multi_frame_dicom_gives_its_first_frame_and_its_region(tmp_path) -> None:
+    frames = np.stack([GRAY, 255 - GRAY])
+    path = write_dicom_frames(frames, tmp_path / "cine.dcm", region_box=(2, 3, 25, 18))
+    image = read_image(path)
+    np.testing.assert_array_equal(image.pixels, GRAY)
+    assert image.region_box == (2, 3, 25, 18)
 
 
 def test_errors_name_the_file(tmp_path) -> None:
@@ -56,12 +86,25 @@ def test_errors_name_the_file(tmp_path) -> None:
     ds = pydicom.dcmread(path)
     del ds.PixelData
     ds.save_as(path)
-    for name, reason in (("notes.dcm", "cannot decode"), ("empty.png", "cannot decode"), ("nopix.dcm", "no pixel data")):
+    nib.save(nib.Nifti1Image(np.zeros((8, 8, 2), np.float32), np.eye(4)), str(tmp_path / "blank.nii.gz"))
+    for name, reason in (("notes.dcm", "cannot decode"), ("empty.png", "cannot decode"),
+                         ("nopix.dcm", "no pixel data"), ("blank.nii.gz", "volume is constant"),
+                         ("missing.png", "cannot decode")):
         with pytest.raises(UnreadableImageError, match=f"{name}.*{reason}"):
             LoadUltrasoundImage()(tmp_path / name)
 
 
-def test_dict_version_keeps_the_path(tmp_path) -> None:
+def test_dict_version_keeps_the_path_and_optionally_the_region(tmp_path) -> None:
     Image.fromarray(GRAY).save(tmp_path / "a.png")
     out = LoadUltrasoundImaged("image")({"image": str(tmp_path / "a.png"), "label": 1})
     assert out["image"].shape == (1, 20, 30) and out["image_path"].endswith("a.png") and out["label"] == 1
+    path = write_dicom_frames(GRAY[None], tmp_path / "region.dcm", region_box=(2, 3, 25, 18))
+    assert "us_region" not in LoadUltrasoundImaged("image")({"image": str(path)})
+    assert LoadUltrasoundImaged("image", region_key="us_region")({"image": str(path)})["us_region"] == (2, 3, 25, 18)
+    assert "us_region" not in LoadUltrasoundImaged("image", region_key="us_region")({"image": str(tmp_path / "a.png")})
+
+
+@pytest.mark.parametrize("name, kind", [("a.PNG", "image"), ("b.nii.gz", "nifti"), ("c.nii", "nifti"),
+                                        ("d.mhd", "itk"), ("e.DCM", "dicom"), ("f.mp4", "video"), ("g.txt", None)])
+def test_source_kind_by_suffix_in_any_case(name, kind) -> None:
+    assert source_kind(name) == kind

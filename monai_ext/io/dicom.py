@@ -1,0 +1,288 @@
+"""DICOM frames as displayed, with pydicom: the pixel pipeline of DICOM PS3.4 N.2 up to the presentation.
+
+For each frame: the stored values (``BitsStored`` bits at ``HighBit``; bits outside them masked, signed values
+sign-extended), then for monochrome images the modality LUT (``ModalityLUTSequence`` or ``RescaleSlope`` /
+``RescaleIntercept``), the VOI LUT (``VOILUTSequence``, else the first ``WindowCenter`` / ``WindowWidth``), scaled by
+the output range of that chain (the one pydicom's windowing uses) and inverted for MONOCHROME1; palette colour
+through its LUT; YBR_FULL and YBR_FULL_422 converted to RGB by pydicom's ``convert_color_space`` (YBR_ICT / YBR_RCT
+by the JPEG 2000 codec), planar configuration undone by pydicom. The result is display-ready in the sense of
+:mod:`monai_ext.io.display`.
+
+pydicom 2.4 is supported too: MONAI Label's environment pins it (``pydicom-seg`` imports 2.x-only modules). There
+``pixel_array`` neither masks unused bits nor converts YBR, so both are done here for either version, and lossy
+JPEG is decoded by the same codec (pylibjpeg) in both: a file gives the same pixels in either environment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from monai_ext.io.errors import UnreadableImageError
+
+__all__ = ["DICOM_SUFFIXES", "dicom_display", "first_dicom_frame", "iter_dicom_frames", "read_dicom",
+           "read_dicom_header", "ultrasound_region_box"]
+
+DICOM_SUFFIXES = (".dcm", ".dicom")
+#: Colour encodings converted to RGB here (YBR_ICT / YBR_RCT come back RGB from the JPEG 2000 codec).
+_YBR_TO_CONVERT = ("YBR_FULL", "YBR_FULL_422")
+
+
+def _pixel_tools() -> SimpleNamespace:
+    """pydicom's pixel functions, from ``pydicom.pixels`` (3.x) or ``pixel_data_handlers.util`` (2.4)."""
+    try:
+        from pydicom.pixels import (
+            apply_color_lut,
+            apply_modality_lut,
+            apply_windowing,
+            convert_color_space,
+            iter_pixels,
+        )
+    except ImportError:  # pydicom 2.4 (MONAI Label's environment)
+        from pydicom.pixel_data_handlers.util import (
+            apply_color_lut,
+            apply_modality_lut,
+            apply_windowing,
+            convert_color_space,
+        )
+
+        iter_pixels = None
+    return SimpleNamespace(apply_color_lut=apply_color_lut, apply_modality_lut=apply_modality_lut,
+                           apply_windowing=apply_windowing, convert_color_space=convert_color_space,
+                           iter_pixels=iter_pixels)
+
+
+def read_dicom_header(path: str | os.PathLike) -> Any:
+    """The dataset without its pixel data (cheap: for filters that need no decoding)."""
+    import pydicom
+
+    return pydicom.dcmread(path, stop_before_pixels=True)
+
+
+def read_dicom(path: str | os.PathLike) -> Any:
+    """The whole dataset; raises :class:`UnreadableImageError` when it has no (integer) pixel data."""
+    import pydicom
+
+    ds = pydicom.dcmread(path)
+    if "PixelData" not in ds:
+        reason = "float pixel data (a parametric map, not an image)" if "FloatPixelData" in ds else "no pixel data"
+        raise UnreadableImageError(f"{path}: DICOM file has {reason}")
+    return ds
+
+
+def ultrasound_region_box(ds: Any) -> tuple[int, int, int, int] | None:
+    """(x0, y0, x1, y1), exclusive ends, of the first 2-D tissue region in ``SequenceOfUltrasoundRegions``."""
+    for region in getattr(ds, "SequenceOfUltrasoundRegions", []) or []:
+        if int(region.get("RegionSpatialFormat", 0)) == 1 and int(region.get("RegionDataType", 0)) == 1:
+            return (int(region.RegionLocationMinX0), int(region.RegionLocationMinY0),
+                    int(region.RegionLocationMaxX1) + 1, int(region.RegionLocationMaxY1) + 1)
+    return None
+
+
+def frame_count(ds: Any) -> int:
+    """Number of frames (``NumberOfFrames``, 1 when absent or empty)."""
+    return int(ds.get("NumberOfFrames", 1) or 1)
+
+
+def iter_dicom_frames(ds: Any, source: str, frame_stride: int = 1) -> Iterator[tuple[int, np.ndarray]]:
+    """(index, display-ready frame) for every ``frame_stride``-th frame of a dataset read by :func:`read_dicom`.
+
+    Frames are (H, W) uint8 (8-bit monochrome with no LUT), (H, W) float32 in [0, 1] (any other monochrome) or
+    (H, W, 3) RGB (uint8 / uint16 from their type's range, float32 for colour stored in fewer bits).
+    """
+    if frame_stride < 1:
+        raise ValueError(f"frame_stride must be at least 1, got {frame_stride!r}")
+    tools = _pixel_tools()
+    indices = range(0, frame_count(ds), frame_stride)
+    for index, decoded in zip(indices, _decoded_frames(ds, indices, source, tools)):
+        yield index, dicom_display(decoded, ds, source, tools)
+
+
+def first_dicom_frame(ds: Any, source: str) -> np.ndarray:
+    """The first frame as displayed (what single-image loaders use for cine loops and multi-frame files)."""
+    return next(iter_dicom_frames(ds, source, frame_stride=frame_count(ds)))[1]
+
+
+# ------------------------------------------------------------------------------------------------------- decoding
+def _decoded_frames(ds: Any, indices: range, source: str, tools: SimpleNamespace) -> Iterable[np.ndarray]:
+    """Frames ``indices`` as decoded (stored values), colour converted to RGB by the same pydicom function in
+    either version: pydicom 3 is asked for the codec's raw output (``as_rgb=False``) as 2.4 gives it."""
+    if _needs_high_bit_shift(ds):
+        frames: Iterable[np.ndarray] = iter(_native_values_at_high_bit(ds, source)[indices.start::indices.step])
+    elif tools.iter_pixels is not None:  # pydicom 3 decodes only the frames asked for
+        frames = tools.iter_pixels(ds, indices=indices, as_rgb=False, decoding_plugin=_lossy_codec_plugin(ds))
+    else:  # pydicom 2.4: all frames at once
+        if _lossy_codec_plugin(ds):
+            ds.convert_pixel_data(handler_name="pylibjpeg")
+        pixels = ds.pixel_array
+        frames = iter((pixels[None] if frame_count(ds) == 1 else pixels)[indices.start::indices.step])
+    photometric = str(ds.get("PhotometricInterpretation", "")).strip()
+    if photometric in _YBR_TO_CONVERT:
+        return (tools.convert_color_space(frame, photometric, "RGB") for frame in frames)
+    return frames
+
+
+def _lossy_codec_plugin(ds: Any) -> str:
+    """"pylibjpeg" for the JPEG, JPEG-LS and JPEG 2000 families where it is installed, else "" (pydicom's choice).
+
+    Lossy codecs' decoders differ in the last level (chroma upsampling, IDCT rounding): one decoder in every
+    environment keeps MONAI Label's pixels (pydicom 2.4) equal to the main environment's. RLE and uncompressed
+    data decode alike whatever the decoder.
+    """
+    from pydicom.uid import RLELossless
+
+    syntax = ds.file_meta.TransferSyntaxUID
+    if not syntax.is_compressed or syntax == RLELossless:
+        return ""
+    try:
+        from pydicom.pixels import get_decoder
+    except ImportError:  # pydicom 2.4
+        from pydicom.pixel_data_handlers import pylibjpeg_handler
+
+        usable = pylibjpeg_handler.is_available() and pylibjpeg_handler.supports_transfer_syntax(syntax)
+    else:
+        try:
+            usable = "pylibjpeg" in get_decoder(syntax).available_plugins
+        except NotImplementedError:  # a syntax pydicom has no decoder for: let it raise its own error later
+            usable = False
+    return "pylibjpeg" if usable else ""
+
+
+def _needs_high_bit_shift(ds: Any) -> bool:
+    """True for uncompressed monochrome data whose stored bits do not end at bit ``BitsStored - 1``.
+
+    pydicom assumes ``HighBit = BitsStored - 1`` (and 3.x masks the bits above), so such files are read here.
+    """
+    bits_stored = int(ds.get("BitsStored", ds.get("BitsAllocated", 8)))
+    high_bit = int(ds.get("HighBit", bits_stored - 1))
+    return (high_bit != bits_stored - 1 and int(ds.get("SamplesPerPixel", 1)) == 1
+            and not ds.file_meta.TransferSyntaxUID.is_compressed and int(ds.get("BitsAllocated", 8)) in (8, 16, 32))
+
+
+def _native_values_at_high_bit(ds: Any, source: str) -> np.ndarray:
+    """(frames, rows, cols) stored values of uncompressed data, shifted down so the high bit is ``BitsStored - 1``."""
+    allocated, stored = int(ds.BitsAllocated), int(ds.BitsStored)
+    shift = int(ds.HighBit) + 1 - stored
+    if shift < 0 or int(ds.HighBit) >= allocated:
+        raise UnreadableImageError(f"{source}: HighBit {int(ds.HighBit)} does not fit BitsStored {stored} "
+                                   f"in BitsAllocated {allocated}")
+    shape = (frame_count(ds), int(ds.Rows), int(ds.Columns))
+    order = "<" if ds.file_meta.TransferSyntaxUID.is_little_endian else ">"
+    raw = np.frombuffer(ds.PixelData, dtype=f"{order}u{allocated // 8}", count=int(np.prod(shape)))
+    return (raw.reshape(shape) >> shift).astype(f"u{allocated // 8}")
+
+
+def _stored_values(values: np.ndarray, bits_stored: int, signed: bool) -> np.ndarray:
+    """Keep the low ``bits_stored`` bits (pydicom 2.4 leaves overlay or garbage bits above) and sign-extend."""
+    width = values.dtype.itemsize * 8
+    if not np.issubdtype(values.dtype, np.integer) or bits_stored >= width:
+        return values
+    unsigned = values.view(f"u{values.dtype.itemsize}") & np.array((1 << bits_stored) - 1, f"u{values.dtype.itemsize}")
+    if not signed:
+        return unsigned
+    half = 1 << (bits_stored - 1)
+    return ((unsigned.astype(np.int64) ^ half) - half).astype(f"i{values.dtype.itemsize}")
+
+
+# -------------------------------------------------------------------------------------------------------- display
+def dicom_display(decoded: np.ndarray, ds: Any, source: str, tools: SimpleNamespace | None = None) -> np.ndarray:
+    """One decoded frame (stored values, colour as RGB) -> display-ready pixels (see :func:`iter_dicom_frames`)."""
+    tools = tools or _pixel_tools()
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip()
+    bits_stored = int(ds.get("BitsStored", decoded.dtype.itemsize * 8))
+    signed = int(ds.get("PixelRepresentation", 0)) == 1
+    if photometric == "PALETTE COLOR":
+        return tools.apply_color_lut(_stored_values(decoded, bits_stored, False), ds)  # uint8 or uint16 RGB
+    if decoded.ndim == 3:
+        return _colour_display(decoded, bits_stored)
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise UnreadableImageError(f"{source}: one sample per pixel with photometric interpretation {photometric!r}")
+    return _monochrome_display(_stored_values(decoded, bits_stored, signed), ds, photometric, tools)
+
+
+def _colour_display(rgb: np.ndarray, bits_stored: int) -> np.ndarray:
+    """RGB of ``bits_stored`` bits: as is when they fill the type, else scaled to [0, 1]."""
+    if bits_stored >= rgb.dtype.itemsize * 8:
+        return rgb
+    rgb = _stored_values(rgb, bits_stored, False)
+    return rgb.astype(np.float32) / np.float32(2**bits_stored - 1)
+
+
+def _has_voi_lut(ds: Any) -> bool:
+    item = (ds.get("VOILUTSequence") or [None])[0]
+    return item is not None and "LUTDescriptor" in item and "LUTData" in item
+
+
+def _has_window(ds: Any) -> bool:
+    return ds.get("WindowCenter") is not None and ds.get("WindowWidth") is not None
+
+
+def _has_modality_transform(ds: Any) -> bool:
+    """A modality LUT, or a rescale other than the identity (many files carry slope 1, intercept 0)."""
+    if ds.get("ModalityLUTSequence"):
+        return True
+    slope, intercept = ds.get("RescaleSlope"), ds.get("RescaleIntercept")
+    return slope is not None and intercept is not None and (float(slope), float(intercept)) != (1.0, 0.0)
+
+
+def _modality_output_range(ds: Any, bits_stored: int, signed: bool) -> tuple[float, float]:
+    """(value of black, value of white) after the modality LUT, as pydicom's ``apply_windowing`` defines its output:
+    the modality LUT's range, else the stored range mapped through the rescale."""
+    if ds.get("ModalityLUTSequence"):
+        return 0.0, float(2 ** int(ds.ModalityLUTSequence[0].LUTDescriptor[2]) - 1)
+    low, high = (-(2 ** (bits_stored - 1)), 2 ** (bits_stored - 1) - 1) if signed else (0, 2**bits_stored - 1)
+    slope, intercept = ds.get("RescaleSlope"), ds.get("RescaleIntercept")
+    if slope is not None and intercept is not None:
+        low, high = low * float(slope) + float(intercept), high * float(slope) + float(intercept)
+    return float(low), float(high)
+
+
+def _apply_voi_lut_item(values: np.ndarray, item: Any, ds: Any) -> np.ndarray:
+    """Look ``values`` up in a VOI LUT item (PS3.3 C.11.2.1.1): inputs below the first mapped value take the first
+    entry, inputs past the end the last.
+
+    Written here because pydicom's ``apply_voi`` (2.4 and 3.0) indexes with an array of the LUT's own type, which
+    wraps around for 8-bit LUTs of more than 256 entries. Entries are 16-bit words, as pydicom reads them too.
+    """
+    count, first = int(item.LUTDescriptor[0]) or 65536, int(item.LUTDescriptor[1])
+    data = item.LUTData
+    if isinstance(data, (bytes, bytearray)):  # VR OW: raw words in the file's byte order
+        order = "<" if ds.file_meta.TransferSyntaxUID.is_little_endian else ">"
+        entries = np.frombuffer(data, dtype=f"{order}u2", count=count)
+    else:
+        entries = np.asarray(data if isinstance(data, (list, tuple)) else [data], dtype=np.int64)[:count]
+    index = np.clip(np.rint(values).astype(np.int64) - first, 0, len(entries) - 1)
+    return entries[index]
+
+
+def _lut_entry_range(ds: Any, tools: SimpleNamespace) -> tuple[float, float]:
+    """(smallest, largest) entry of the modality LUT: every input it maps, through pydicom's own lookup."""
+    count, first = (int(v) for v in ds.ModalityLUTSequence[0].LUTDescriptor[:2])
+    entries = tools.apply_modality_lut(np.arange(first, first + (count or 65536)), ds)
+    return float(entries.min()), float(entries.max())
+
+
+def _monochrome_display(values: np.ndarray, ds: Any, photometric: str, tools: SimpleNamespace) -> np.ndarray:
+    """Stored values -> modality LUT -> VOI LUT or window -> [0, 1] over the chain's output range -> MONOCHROME1."""
+    bits_stored = int(ds.get("BitsStored", values.dtype.itemsize * 8))
+    signed = int(ds.get("PixelRepresentation", 0)) == 1
+    voi_lut, window = _has_voi_lut(ds), _has_window(ds)
+    if values.dtype == np.uint8 and bits_stored == 8 and not (voi_lut or window or _has_modality_transform(ds)):
+        return 255 - values if photometric == "MONOCHROME1" else values  # plain 8-bit: exact, no float round trip
+    output = tools.apply_modality_lut(values, ds) if _has_modality_transform(ds) else values
+    black, white = _modality_output_range(ds, bits_stored, signed)
+    if voi_lut:  # a VOI LUT sequence wins over a window, as in pydicom's apply_voi_lut(prefer_lut=True)
+        output = _apply_voi_lut_item(output, ds.VOILUTSequence[0], ds)
+        black, white = 0.0, float(2 ** int(ds.VOILUTSequence[0].LUTDescriptor[2]) - 1)
+    elif window:
+        output = tools.apply_windowing(output, ds, 0)  # output spans (black, white) as computed above
+    elif ds.get("ModalityLUTSequence"):  # no VOI: the LUT's own entries span the display
+        black, white = _lut_entry_range(ds, tools)
+    else:
+        black, white = min(black, white), max(black, white)  # a negative slope reverses the ends
+    unit = np.clip((np.asarray(output, np.float64) - black) / (white - black), 0.0, 1.0).astype(np.float32)
+    return 1.0 - unit if photometric == "MONOCHROME1" else unit

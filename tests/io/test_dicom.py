@@ -1,0 +1,174 @@
+"""The DICOM display pipeline against values computed by hand from the standard (PS3.3 C.7.6.3, C.11.1, C.11.2)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+
+from monai_ext.io.dicom import first_dicom_frame, iter_dicom_frames, read_dicom
+from monai_ext.io.display import to_gray_unit
+from monai_ext.io.errors import UnreadableImageError
+from monai_ext.io.writers import write_dicom, write_dicom_frames, write_dicom_values
+
+RAMP12 = np.arange(4096, dtype=np.uint16).reshape(64, 64)  # every 12-bit value once
+
+
+def displayed(path) -> np.ndarray:
+    """(H, W) float gray of the first frame, as every loader sees it."""
+    return to_gray_unit(first_dicom_frame(read_dicom(path), str(path)), str(path))
+
+
+def linear_window(x: np.ndarray, center: float, width: float) -> np.ndarray:
+    """PS3.3 C.11.2.1.2.1, the LINEAR VOI function, with output range [0, 1]."""
+    low, high = center - 0.5 - (width - 1) / 2, center - 0.5 + (width - 1) / 2
+    return np.where(x <= low, 0.0, np.where(x > high, 1.0, (x - (center - 0.5)) / (width - 1) + 0.5))
+
+
+def lut_item(lut: np.ndarray, first_mapped: int, bits: int) -> Dataset:
+    """A VOI / modality LUT item; LUT Descriptor and LUT Data have ambiguous VRs, given as US here."""
+    item = Dataset()
+    item.add_new(0x00283002, "US", [len(lut) % 65536, first_mapped, bits])
+    item.add_new(0x00283006, "US", [int(v) for v in lut])
+    return item
+
+
+def test_12_bit_scales_by_its_stored_range_not_the_type(tmp_path) -> None:
+    path = write_dicom_values(RAMP12, tmp_path / "deep.dcm", bits_stored=12)
+    out = displayed(path)
+    assert out.max() == 1.0 and out[RAMP12 == 4095] == 1.0 and out[RAMP12 == 0] == 0.0
+    np.testing.assert_allclose(out, RAMP12 / 4095, rtol=1e-6)
+
+
+@pytest.mark.parametrize("high_bit", [11, 13, 15])
+def test_bits_outside_bits_stored_are_ignored_wherever_high_bit_puts_them(tmp_path, high_bit) -> None:
+    path = write_dicom_values(RAMP12, tmp_path / "shifted.dcm", bits_stored=12, high_bit=high_bit)
+    ds = pydicom.dcmread(path)
+    raw = np.frombuffer(ds.PixelData, "<u2")
+    unused = np.uint16(0xFFFF ^ (0x0FFF << (high_bit - 11)))  # overlay or garbage bits some scanners leave
+    ds.PixelData = (raw | unused).astype("<u2").tobytes()
+    ds.save_as(path)
+    np.testing.assert_allclose(displayed(path), RAMP12 / 4095, rtol=1e-6)
+
+
+def test_signed_values_span_their_signed_range(tmp_path) -> None:
+    values = RAMP12.astype(np.int16) - 2048
+    path = write_dicom_values(values, tmp_path / "signed.dcm", bits_stored=12)
+    np.testing.assert_allclose(displayed(path), (values + 2048) / 4095, rtol=1e-6)
+
+
+@pytest.mark.parametrize("photometric", ["MONOCHROME2", "MONOCHROME1"])
+def test_window_centre_and_width(tmp_path, photometric) -> None:
+    path = write_dicom_values(RAMP12, tmp_path / "window.dcm", bits_stored=12, photometric=photometric,
+                              attributes={"WindowCenter": [1000, 3000], "WindowWidth": [500, 100]})
+    expected = linear_window(RAMP12.astype(float), 1000, 500)  # the first window is the default
+    np.testing.assert_allclose(displayed(path), 1 - expected if photometric == "MONOCHROME1" else expected, atol=1e-6)
+
+
+def test_rescale_then_window_in_output_units(tmp_path) -> None:
+    path = write_dicom_values(RAMP12, tmp_path / "ct_like.dcm", bits_stored=12, attributes={
+        "RescaleSlope": 2, "RescaleIntercept": -1024, "WindowCenter": 40, "WindowWidth": 400})
+    np.testing.assert_allclose(displayed(path), linear_window(RAMP12 * 2.0 - 1024, 40, 400), atol=1e-6)
+
+
+def test_rescale_without_a_window_spans_the_rescaled_stored_range(tmp_path) -> None:
+    path = write_dicom_values(RAMP12, tmp_path / "rescaled.dcm", bits_stored=12,
+                              attributes={"RescaleSlope": -0.5, "RescaleIntercept": 100})
+    units = RAMP12 * -0.5 + 100  # a negative slope makes high stored values dark
+    low, high = 4095 * -0.5 + 100, 100
+    np.testing.assert_allclose(displayed(path), (units - low) / (high - low), atol=1e-6)
+
+
+def test_voi_lut_sequence_wins_over_a_window(tmp_path) -> None:
+    lut = np.rint(65535 * np.sqrt(np.arange(3000) / 2999)).astype(np.uint16)  # maps stored 500..3499
+    path = write_dicom_values(RAMP12, tmp_path / "voi_lut.dcm", bits_stored=12, attributes={
+        "VOILUTSequence": Sequence([lut_item(lut, 500, 16)]), "WindowCenter": 2048, "WindowWidth": 4096})
+    expected = lut[np.clip(RAMP12.astype(int) - 500, 0, 2999)] / 65535  # below / above the LUT: its end entries
+    np.testing.assert_allclose(displayed(path), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("window", [None, (1000, 500)])
+def test_modality_lut_sequence(tmp_path, window) -> None:
+    lut = (4095 - np.arange(4096)).astype(np.uint16)  # an inverting modality LUT with 16-bit entries
+    item = lut_item(lut, 0, 16)
+    item.ModalityLUTType = "US"
+    attributes = {"ModalityLUTSequence": Sequence([item])}
+    if window:
+        attributes.update(WindowCenter=window[0], WindowWidth=window[1])
+    path = write_dicom_values(RAMP12, tmp_path / "modality_lut.dcm", bits_stored=12, attributes=attributes)
+    mapped = 4095.0 - RAMP12
+    # no window: the LUT's entries span the display; a window works on the LUT's output
+    expected = linear_window(mapped, *window) if window else mapped / 4095
+    np.testing.assert_allclose(displayed(path), expected, atol=1e-6)
+
+
+def test_identity_rescale_keeps_8_bit_exact(tmp_path) -> None:
+    gray = np.random.default_rng(0).integers(0, 256, (20, 30), np.uint8)
+    path = write_dicom_values(gray, tmp_path / "plain.dcm", bits_stored=8,
+                              attributes={"RescaleSlope": 1, "RescaleIntercept": 0})
+    frame = first_dicom_frame(read_dicom(path), "plain.dcm")
+    assert frame.dtype == np.uint8
+    np.testing.assert_array_equal(frame, gray)
+
+
+def colourful_frames(count: int = 3) -> np.ndarray:
+    """(N, 48, 64, 3) smooth colour frames (smooth so that 4:2:2 JPEG keeps them close)."""
+    rows, cols = np.mgrid[0:48, 0:64]
+    frames = [np.stack([(rows * 5 + 10 * k) % 256, cols * 4, 255 - (rows + cols) * 2 - k], -1) for k in range(count)]
+    return np.clip(frames, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("photometric, syntax, tolerance", [
+    ("RGB", "explicit", 0), ("YBR_FULL", "explicit", 1), ("YBR_FULL", "rle", 1), ("RGB", "jpeg2000", 0),
+    ("YBR_FULL_422", "jpeg_baseline", 10),
+])
+def test_colour_encodings_display_the_written_rgb(tmp_path, photometric, syntax, tolerance) -> None:
+    frames = colourful_frames()
+    path = write_dicom_frames(frames, tmp_path / "colour.dcm", photometric, syntax)
+    decoded = list(iter_dicom_frames(read_dicom(path), "colour.dcm"))
+    assert [index for index, _ in decoded] == [0, 1, 2]
+    for (_, got), want in zip(decoded, frames):
+        assert got.shape == want.shape and got.dtype == np.uint8
+        assert np.abs(got.astype(int) - want).max() <= tolerance
+
+
+def test_planar_configuration_1(tmp_path) -> None:
+    frames = colourful_frames(1)
+    path = write_dicom(frames[0], tmp_path / "planar.dcm")
+    ds = pydicom.dcmread(path)
+    ds.PlanarConfiguration = 1
+    ds.PixelData = np.ascontiguousarray(frames[0].transpose(2, 0, 1)).tobytes()  # R plane, G plane, B plane
+    ds.save_as(path)
+    np.testing.assert_array_equal(first_dicom_frame(read_dicom(path), "planar.dcm"), frames[0])
+
+
+def test_palette_colour_goes_through_its_lut(tmp_path) -> None:
+    gray = np.random.default_rng(1).integers(0, 256, (2, 20, 30), np.uint8)
+    path = write_dicom_frames(gray, tmp_path / "palette.dcm", "PALETTE COLOR")
+    np.testing.assert_allclose(displayed(path), gray[0] / 255, atol=1e-6)
+
+
+def test_frame_stride_and_first_frame(tmp_path) -> None:
+    frames = np.stack([np.full((8, 8), 40 * k, np.uint8) for k in range(5)])
+    ds = read_dicom(write_dicom_frames(frames, tmp_path / "cine.dcm"))
+    got = list(iter_dicom_frames(ds, "cine.dcm", frame_stride=2))
+    assert [index for index, _ in got] == [0, 2, 4]
+    assert [int(pixels[0, 0]) for _, pixels in got] == [0, 80, 160]
+    np.testing.assert_array_equal(first_dicom_frame(ds, "cine.dcm"), frames[0])
+    with pytest.raises(ValueError, match="frame_stride must be at least 1, got 0"):
+        list(iter_dicom_frames(ds, "cine.dcm", frame_stride=0))
+
+
+def test_files_without_image_pixels_are_refused_with_the_reason(tmp_path) -> None:
+    path = write_dicom(np.zeros((4, 4), np.uint8), tmp_path / "float.dcm")
+    ds = pydicom.dcmread(path)
+    del ds.PixelData
+    ds.save_as(path)
+    with pytest.raises(UnreadableImageError, match="float.dcm: DICOM file has no pixel data"):
+        read_dicom(path)
+    ds.FloatPixelData = np.zeros(16, np.float32).tobytes()
+    ds.save_as(path)
+    with pytest.raises(UnreadableImageError, match="float.dcm: DICOM file has float pixel data"):
+        read_dicom(path)

@@ -1,0 +1,78 @@
+"""MONAI Label runs in its own environment with pydicom 2.4 (``.venv-label``): its decoding of awkward DICOMs must
+equal the main environment's (pydicom 3) to the last bit, or the served model would see other pixels than training."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+
+from monai_ext.io.display import to_gray_unit
+from monai_ext.io.images import read_image
+from monai_ext.io.writers import write_dicom_frames, write_dicom_values
+
+REPO = Path(__file__).resolve().parents[2]
+LABEL_PYTHON = REPO / ".venv-label" / "bin" / "python"
+rows, cols = np.mgrid[0:48, 0:64]
+SCENE12 = np.rint(4095 * (0.5 + 0.5 * np.sin(rows / 5.0) * np.cos(cols / 7.0))).astype(np.uint16)
+RGB = np.stack([SCENE12 >> 4, cols * 4, 255 - rows * 5], -1).astype(np.uint8)
+
+DECODE = """
+import json, sys
+import numpy as np
+import pydicom
+from monai_ext.io.display import to_gray_unit
+from monai_ext.io.images import read_image
+paths = json.loads(sys.argv[1])
+np.savez(sys.argv[2], **{name: to_gray_unit(read_image(path).pixels, path) for name, path in paths.items()})
+print(pydicom.__version__)
+"""
+
+
+def write_cases(folder: Path) -> dict[str, str]:
+    """The DICOM forms whose decoding differs between pydicom versions or decoders unless the decoder evens it out."""
+    voi = Dataset()
+    voi.add_new(0x00283002, "US", [2048, 1024, 8])
+    voi.add_new(0x00283006, "US", np.rint(255 * (np.arange(2048) / 2047) ** 0.5).astype(int).tolist())
+    garbage = write_dicom_values(SCENE12, folder / "garbage_bits.dcm", bits_stored=12)
+    ds = pydicom.dcmread(garbage)
+    ds.PixelData = (np.frombuffer(ds.PixelData, "<u2") | np.uint16(0xF000)).astype("<u2").tobytes()
+    ds.save_as(garbage)
+    paths = {
+        "garbage_bits": garbage,
+        "high_bit_15": write_dicom_values(SCENE12, folder / "high_bit.dcm", bits_stored=12, high_bit=15),
+        "window": write_dicom_values(SCENE12, folder / "window.dcm", bits_stored=12, photometric="MONOCHROME1",
+                                     attributes={"WindowCenter": 1500, "WindowWidth": 1200}),
+        "rescaled": write_dicom_values(SCENE12.astype(np.int16) - 2048, folder / "rescaled.dcm", bits_stored=12,
+                                       attributes={"RescaleSlope": 0.5, "RescaleIntercept": 20,
+                                                   "WindowCenter": 100, "WindowWidth": 600}),
+        "voi_lut": write_dicom_values(SCENE12, folder / "voi_lut.dcm", bits_stored=12,
+                                      attributes={"VOILUTSequence": Sequence([voi])}),
+        "palette": write_dicom_frames((SCENE12 >> 4).astype(np.uint8)[None], folder / "palette.dcm", "PALETTE COLOR"),
+    }
+    for photometric, syntax in [("YBR_FULL_422", "jpeg_baseline"), ("YBR_FULL", "explicit"), ("YBR_FULL", "rle"),
+                                ("RGB", "jpeg2000")]:
+        name = f"{photometric}_{syntax}"
+        paths[name] = write_dicom_frames(RGB[None], folder / f"{name}.dcm", photometric, syntax)
+    return {name: str(path) for name, path in paths.items()}
+
+
+@pytest.mark.skipif(not LABEL_PYTHON.exists(), reason="MONAI Label environment not built (scripts/run_label_server.sh)")
+def test_monai_label_environment_decodes_every_dicom_form_identically(tmp_path) -> None:
+    paths = write_cases(tmp_path)
+    result = subprocess.run([str(LABEL_PYTHON), "-c", DECODE, json.dumps(paths), str(tmp_path / "label.npz")], check=False,
+                            cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().startswith("2."), f"expected pydicom 2.x there, got {result.stdout!r}"
+    label = np.load(tmp_path / "label.npz")
+    for name, path in paths.items():
+        main = to_gray_unit(read_image(path).pixels, path)
+        assert main.std() > 0.05, name
+        np.testing.assert_array_equal(label[name], main, err_msg=name)

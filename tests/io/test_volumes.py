@@ -1,0 +1,72 @@
+"""NIfTI (MONAI NibabelReader) and NRRD / MHA / MHD (MONAI ITKReader): slices shown as their viewers show them."""
+
+from __future__ import annotations
+
+import itk
+import nibabel as nib
+import numpy as np
+import pytest
+
+from monai_ext.io.errors import SkippedSource
+from monai_ext.io.volumes import first_volume_frame, iter_volume_frames
+
+ROWS, COLS = 12, 20
+
+
+def picture(seed: int = 0) -> np.ndarray:
+    """(rows, cols) uint8 with distinct rows and columns, so a transposed slice cannot pass."""
+    return np.random.default_rng(seed).integers(1, 256, (ROWS, COLS), np.uint8)
+
+
+def write_itk(array_zyx: np.ndarray, path, is_vector: bool = False):
+    """ITK writes numpy arrays in (z, y, x) order: rows = y, as the viewer shows."""
+    itk.imwrite(itk.image_from_array(np.ascontiguousarray(array_zyx), is_vector=is_vector), str(path))
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".nrrd", ".mha", ".mhd", ".nii.gz"])
+def test_8_bit_images_are_shown_as_stored(tmp_path, suffix) -> None:
+    gray = picture()
+    path = tmp_path / f"image{suffix}"
+    if suffix == ".nii.gz":
+        nib.save(nib.Nifti1Image(gray.T.copy(), np.eye(4)), str(path))  # NIfTI is (x, y)
+    else:
+        write_itk(gray, path)
+    frame = first_volume_frame(path)
+    assert frame.dtype == np.uint8
+    np.testing.assert_array_equal(frame, gray)
+
+
+def test_other_types_are_windowed_to_the_volume_percentiles(tmp_path) -> None:
+    volume = np.random.default_rng(3).normal(100.0, 40.0, (4, ROWS, COLS)).astype(np.float32)  # (z, y, x)
+    volume[1] = 0.0  # an empty slice is skipped
+    path = write_itk(volume, tmp_path / "volume.mha")
+    low, high = np.percentile(volume, [0.5, 99.5])  # one window for the whole volume, empty slice included
+    frames = list(iter_volume_frames(path))
+    assert [k for k, _ in frames] == [0, 2, 3]
+    for k, pixels in frames:
+        np.testing.assert_allclose(pixels, np.clip((volume[k] - low) / (high - low), 0, 1), atol=1e-6)
+
+
+def test_slice_axis_and_stride_follow_x_y_z_order(tmp_path) -> None:
+    volume = np.random.default_rng(4).integers(1, 256, (6, ROWS, COLS), np.uint8)  # (z, y, x)
+    path = write_itk(volume, tmp_path / "volume.nrrd")
+    along_z = list(iter_volume_frames(path, slice_axis=2, slice_stride=2))
+    assert [k for k, _ in along_z] == [0, 2, 4]
+    np.testing.assert_array_equal(along_z[1][1], volume[2])
+    _, along_x = next(iter_volume_frames(path, slice_axis=0))
+    np.testing.assert_array_equal(along_x, volume[:, :, 0])  # rows = z, columns = y for an x slice
+
+
+def test_colour_images_keep_their_components_last(tmp_path) -> None:
+    rgb = np.stack([picture(1), picture(2), picture(3)], axis=-1)
+    path = write_itk(rgb, tmp_path / "colour.nrrd", is_vector=True)
+    np.testing.assert_array_equal(first_volume_frame(path), rgb)
+
+
+@pytest.mark.parametrize("fill, match", [(0.0, "volume is constant"), (np.nan, "volume is constant")])
+def test_volumes_without_content_are_skipped_with_the_reason(tmp_path, fill, match) -> None:
+    path = tmp_path / "blank.nii.gz"
+    nib.save(nib.Nifti1Image(np.full((8, 8, 3), fill, np.float32), np.eye(4)), str(path))
+    with pytest.raises(SkippedSource, match=f"blank.nii.gz: {match}"):
+        first_volume_frame(path)
