@@ -19,6 +19,7 @@ import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from monai_ext.data.folders import IMAGE_SUFFIXES
+from monai_ext.io.atomic import atomic_write_text
 
 Item = dict[str, Any]
 Split = dict[str, list[Item]]
@@ -245,12 +246,7 @@ def load_protocol(name: str, root: str | os.PathLike, **kwargs: Any) -> Protocol
 
 def write_split(split: Split, class_names: Sequence[str], path: str | os.PathLike) -> Path:
     """Write one split (and the class names) as the JSON datalist the classification bundle reads."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"class_names": list(class_names), **split}, indent=1))
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(path, json.dumps({"class_names": list(class_names), **split}, indent=1))
 
 
 def read_split(path: str | os.PathLike) -> dict[str, Any]:
