@@ -143,14 +143,43 @@ def empty_split_error(name: str) -> None:
     raise ValueError(f"the datalist has no {name!r} items to evaluate")
 
 
-def class_names_from_checkpoint(path: str | os.PathLike) -> list[str]:
-    """Class names stored in a classification-bundle checkpoint's architecture record."""
-    from monai_ext.networks.checkpoints import read_checkpoint
+def trained_settings(path: str | os.PathLike) -> dict[str, Any]:
+    """Bundle settings fixed by a trained bundle checkpoint's architecture record, or ``{}`` before training.
 
-    names = (read_checkpoint(path).get("arch") or {}).get("config", {}).get("class_names")
-    if not names:
-        raise ValueError(f"checkpoint {str(path)!r} records no class names; is it from the classification bundle?")
-    return list(names)
+    Standalone inference configs read their network settings from here, so they need no training config, run
+    before any checkpoint exists (``verify_net_in_out``, ``ckpt_export``) and follow the checkpoint once it does.
+
+    Returns:
+        The recorded ones of: arch, image_size, class_names (classifiers), in_channels, global_pool, linear_probe,
+        norm_pix_loss (MAEs).
+    """
+    if not Path(path).is_file():
+        logger.info("no checkpoint at %s yet: the inference config's defaults apply", path)
+        return {}
+    record = read_checkpoint(path).get("arch") or {}
+    config, arch_args = record.get("config") or {}, record.get("arch_args") or {}
+    found = {
+        "arch": config.get("arch"),
+        "image_size": config.get("image_size"),
+        "class_names": config.get("class_names"),
+        "in_channels": arch_args.get("in_chans"),
+        "global_pool": arch_args.get("global_pool"),
+        "linear_probe": arch_args.get("linear_probe"),
+        "norm_pix_loss": arch_args.get("norm_pix_loss"),
+    }
+    return {key: value for key, value in found.items() if value is not None}
+
+
+def load_inference_weights(network: torch.nn.Module, path: str | os.PathLike) -> str:
+    """Load a trained bundle checkpoint into ``network``, or keep random weights, loudly, when there is none yet.
+
+    Returns:
+        A one-line summary of what was loaded.
+    """
+    if not Path(path).is_file():
+        logger.warning("no checkpoint at %s: RANDOM WEIGHTS (train the bundle first, or pass --ckpt_path)", path)
+        return "random initialisation (no checkpoint yet)"
+    return initialize_weights(network, path)
 
 
 def inference_files(input_dir: str | os.PathLike | None, input_files: Sequence[str] | None) -> list[str]:

@@ -37,7 +37,12 @@ def prepare_image(
 
 
 def classify_image(
-    network: torch.nn.Module, image: torch.Tensor, class_names: Sequence[str], precision: str = "bf16"
+    network: torch.nn.Module,
+    image: torch.Tensor,
+    class_names: Sequence[str],
+    precision: str = "bf16",
+    inferer: Callable[[torch.Tensor, torch.nn.Module], torch.Tensor] | None = None,
+    postprocessing: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> dict[str, Any]:
     """Class probabilities for one preprocessed image.
 
@@ -46,12 +51,16 @@ def classify_image(
         image: (1, C, H, W) from :func:`prepare_image`.
         class_names: K names.
         precision: autocast precision on CUDA.
+        inferer: MONAI inferer, called as ``inferer(image, network)``; None calls the network directly.
+        postprocessing: logits (K,) of the image to probabilities (K,), e.g. MONAI's ``Activations(softmax=True)``;
+            None applies a softmax.
 
     Returns:
         ``{"label": index, "class": name, "probabilities": {name: p}}``.
     """
     with torch.no_grad(), autocast(image.device, precision):
-        probs = torch.softmax(network(image).float(), dim=1)[0].cpu()
+        logits = (inferer(image, network) if inferer is not None else network(image)).float()
+    probs = (postprocessing(logits[0]) if postprocessing is not None else torch.softmax(logits[0], dim=0)).cpu()
     if probs.numel() != len(class_names):
         raise ValueError(f"network gives {probs.numel()} classes but class_names has {len(class_names)}: {class_names!r}")
     label = int(probs.argmax())
@@ -75,6 +84,8 @@ def predict_files(
     output_json: str | os.PathLike,
     heatmap_dir: str | os.PathLike | None = None,
     precision: str = "bf16",
+    inferer: Callable[[torch.Tensor, torch.nn.Module], torch.Tensor] | None = None,
+    postprocessing: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> dict[str, Any]:
     """Predict every file; unreadable ones are listed with the reason and skipped.
 
@@ -87,6 +98,7 @@ def predict_files(
         output_json: result file (written atomically).
         heatmap_dir: folder for ``<stem>_gradcam.png`` files, or None.
         precision: autocast precision on CUDA.
+        inferer, postprocessing: as :func:`classify_image`.
 
     Returns:
         ``{"predictions": {path: {"label", "class", "probabilities": {name: p}}}, "errors": {path: reason}}``.
@@ -103,7 +115,7 @@ def predict_files(
             result["errors"][str(path)] = root_cause(e)
             logger.warning("skipping %s: %s", path, result["errors"][str(path)])
             continue
-        prediction = classify_image(network, image, class_names, precision)
+        prediction = classify_image(network, image, class_names, precision, inferer, postprocessing)
         result["predictions"][str(path)] = prediction
         if heatmap_dir is not None and has_token_blocks(network):
             overlay = gradcam_overlay(network, image, prediction["label"])

@@ -83,8 +83,9 @@ def test_dicom_and_png_with_the_same_pixels_give_the_same_probabilities(trained,
     cv2.imwrite(str(tmp_path / "scan.png"), pixels)
     write_dicom(pixels, tmp_path / "scan.dcm")
     (tmp_path / "notes.png").write_text("not an image")
-    run_bundle([TRAIN, INFERENCE], {**tiny_classify_overrides(out, cache), "input_dir": str(tmp_path),
-                                    "heatmaps": True})
+    # standalone inference config: arch, image size and class names come from the checkpoint's record
+    run_bundle([INFERENCE], {"ckpt_dir": str(out / "models"), "output_dir": str(out / "eval"),
+                             "input_dir": str(tmp_path), "heatmaps": True})
     result = json.loads((out / "eval" / "predictions.json").read_text())
     png, dcm = result["predictions"][str(tmp_path / "scan.png")], result["predictions"][str(tmp_path / "scan.dcm")]
     assert png["probabilities"] == pytest.approx(dcm["probabilities"], abs=1e-6)

@@ -61,8 +61,10 @@ def test_inference_writes_the_reconstruction_picture(trained, cache, tmp_path) -
     images.mkdir()
     for i in range(3):
         cv2.imwrite(str(images / f"scan {i}.png"), np.random.default_rng(i).integers(0, 255, (90, 120), np.uint8))
-    configs = [TRAIN, "bundles/usf_mae_pretrain/configs/inference.yaml"]
-    run_bundle(configs, {**tiny_pretrain_overrides(out, cache), "input_dir": str(images)})
+    # standalone inference config: arch and image size come from the checkpoint's record
+    run_bundle(["bundles/usf_mae_pretrain/configs/inference.yaml"],
+               {"ckpt_dir": str(out / "models"), "output_dir": str(out / "eval"), "input_dir": str(images),
+                "grid_images": 2})
     grid = cv2.imread(str(out / "eval" / "reconstructions" / "inference.png"))
     assert grid.shape == (2 * 64, 4 * 64, 3)
 

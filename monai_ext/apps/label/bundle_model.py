@@ -24,7 +24,7 @@ from monai_ext.networks.checkpoints import read_checkpoint
 from monai_ext.visualize.gradcam import gradcam_overlay, has_token_blocks
 
 logger = logging.getLogger(__name__)
-CONFIG_FILES = ("train.yaml", "inference.yaml")
+CONFIG_FILES = ("inference.yaml",)  # standalone: the model and preprocessing that bundle inference uses
 
 
 @dataclass
@@ -101,7 +101,7 @@ def load_bundle_classifier(
     overrides: Mapping[str, Any] | None = None,
     config_files: Sequence[str] = CONFIG_FILES,
 ) -> BundleClassifier:
-    """Parse the classification bundle's train + inference configs and build its network with ``checkpoint``.
+    """Parse the classification bundle's inference config and build its network with ``checkpoint``.
 
     Args:
         bundle_root: the ``usf_mae_classify`` bundle folder.
@@ -134,7 +134,7 @@ def load_bundle_classifier(
     network.eval()
     return BundleClassifier(
         network=network,
-        transform=parser.get_parsed_content("validate#preprocessing"),
+        transform=parser.get_parsed_content("preprocessing"),
         class_names=list(parser.get_parsed_content("class_names")),
         device=torch.device(parser.get_parsed_content("device")),
         precision=str(parser.get_parsed_content("precision")),

@@ -1,0 +1,106 @@
+"""ONNX export of a trained network, with a check of the exported graph against the eager model (onnxruntime)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from monai_ext.io.atomic import atomic_write_bytes
+
+logger = logging.getLogger(__name__)
+
+
+def export_onnx(
+    model: nn.Module, path: str | os.PathLike, input_shape: Sequence[int], opset: int = 18, dynamic_batch: bool = True
+) -> Path:
+    """Export ``model`` (in eval mode, on the CPU) to an ONNX file with torch's exporter, written atomically.
+
+    Args:
+        model: a network taking one image batch (N, C, H, W) and returning one tensor.
+        path: the ``.onnx`` file to write.
+        input_shape: (N, C, H, W) of the example input; H and W stay fixed in the graph.
+        opset: ONNX opset version.
+        dynamic_batch: let the batch dimension vary (named "batch").
+
+    Returns:
+        The written path. Input name "image", output name "pred".
+    """
+    if len(input_shape) != 4 or any(int(s) < 1 for s in input_shape):
+        raise ValueError(f"input_shape must be (N, C, H, W) with positive sizes, got {input_shape!r}")
+    model = model.eval().cpu()
+    example = torch.zeros(*(int(s) for s in input_shape))
+    dynamic_shapes = ({0: torch.export.Dim("batch")},) if dynamic_batch else None
+    if dynamic_batch and example.shape[0] == 1:
+        example = example.expand(2, *example.shape[1:]).contiguous()  # torch.export specialises a size-1 dimension
+    with torch.no_grad():
+        program = torch.onnx.export(model, (example,), input_names=["image"], output_names=["pred"], opset_version=opset,
+                                    dynamic_shapes=dynamic_shapes, dynamo=True)
+    path = Path(path)
+    atomic_write_bytes(path, program.model_proto.SerializeToString())
+    logger.info("ONNX model written to %s (opset %d, input %s)", path, opset, tuple(example.shape[1:]))
+    return path
+
+
+def onnx_max_difference(model: nn.Module, path: str | os.PathLike, images: torch.Tensor) -> float:
+    """Largest absolute difference between onnxruntime's outputs for ``path`` and the eager ``model``'s.
+
+    Args:
+        model: the eager network the file was exported from.
+        path: the ``.onnx`` file.
+        images: (N, C, H, W) float32 inputs.
+    """
+    import onnxruntime as ort  # a test / export-time dependency only
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (onnx_out,) = session.run(None, {session.get_inputs()[0].name: images.float().numpy()})
+    with torch.no_grad():
+        eager = model.eval().cpu()(images.float()).numpy()
+    if onnx_out.shape != eager.shape:
+        raise ValueError(f"ONNX output shape {onnx_out.shape} differs from the eager output shape {eager.shape}")
+    return float(np.abs(onnx_out - eager).max())
+
+
+def export_checkpoint_onnx(
+    checkpoint: str | os.PathLike, path: str | os.PathLike, opset: int = 18, tolerance: float = 1e-4, seed: int = 0
+) -> dict[str, object]:
+    """Export a classifier checkpoint of this project to ONNX and check the file against the eager model.
+
+    Args:
+        checkpoint: a classification-bundle ``models/model.pt`` (it records its architecture and class names).
+        path: the ``.onnx`` file to write (input "image" (N, C, H, W), output "pred" (N, K) logits; N dynamic).
+        opset: ONNX opset version.
+        tolerance: largest allowed absolute difference between onnxruntime's and the eager logits.
+        seed: seed of the random check images.
+
+    Returns:
+        ``{"path", "input_shape" (C, H, W), "class_names", "max_difference"}``.
+
+    Raises:
+        CheckpointError: not a classifier checkpoint of this project.
+        RuntimeError: onnxruntime's outputs differ from the eager model's by more than ``tolerance``.
+    """
+    from monai_ext.io.checkpoints import CheckpointError, read_checkpoint
+    from monai_ext.networks.checkpoints import build_from_checkpoint
+
+    content = read_checkpoint(checkpoint)
+    kind = (content.get("arch") or {}).get("kind") if isinstance(content, dict) else None
+    if kind != "classifier":
+        raise CheckpointError(f"{str(checkpoint)!r} holds a {kind!r} model; ONNX export takes a classifier checkpoint "
+                              "(the classification bundle's models/model.pt)")
+    model = build_from_checkpoint(content).eval()
+    size = model.arch_args["img_size"]
+    height, width = (size, size) if isinstance(size, int) else tuple(size)
+    shape = (model.arch_args["in_chans"], height, width)
+    export_onnx(model, path, (2, *shape), opset)
+    images = torch.randn(3, *shape, generator=torch.Generator().manual_seed(seed))  # a batch size not exported with
+    difference = onnx_max_difference(model, path, images)
+    if difference > tolerance:
+        raise RuntimeError(f"{path}: onnxruntime differs from the eager model by {difference:.3g} > {tolerance:g}")
+    return {"path": str(path), "input_shape": shape, "class_names": content["arch"].get("config", {}).get("class_names"),
+            "max_difference": difference}

@@ -1,0 +1,191 @@
+"""MONAI model-zoo conformance of both bundles, run with MONAI's own bundle tools in a subprocess as a user would.
+
+The standalone inference configs must verify before any checkpoint exists (default ViT-B at 224), follow a
+checkpoint's architecture record once it does, export to TorchScript with ``ckpt_export`` and (classifier) to ONNX,
+each matching the eager network within 1e-4.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from monai.bundle import ConfigParser
+
+from monai_ext.io.writers import write_dicom
+from monai_ext.networks import build_classifier
+from monai_ext.networks.checkpoints import build_from_checkpoint, save_model_checkpoint
+from monai_ext.networks.mae import build_mae
+from monai_ext.networks.reconstruction import build_mae_reconstructor
+from tests.bundles.helpers import REPO, bundle_command
+
+pytestmark = pytest.mark.slow
+BUNDLES = ("usf_mae_pretrain", "usf_mae_classify")
+TINY = "mae_vit_tiny_patch16_dec128d2b"
+CLASS_NAMES = ["cyst", "solid", "mixed"]  # not the default pair: the record must win
+
+
+def configs(bundle: str) -> Path:
+    return REPO / "bundles" / bundle / "configs"
+
+
+def run(cmd: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
+    result = subprocess.run(cmd, check=False, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, f"{cmd}\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+    return result
+
+
+def randomised(model: torch.nn.Module) -> torch.nn.Module:
+    """Weights far from their initialisation (a new head is near zero), so that output comparisons mean something."""
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.copy_(torch.randn(param.shape, generator=gen) * 0.05)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> dict[str, Path]:
+    """A tiny 64-px checkpoint of each bundle, written as the bundles write them (weights + architecture record)."""
+    root = tmp_path_factory.mktemp("zoo_models")
+    (root / "usf_mae_pretrain").mkdir()
+    (root / "usf_mae_classify").mkdir()
+    mae = randomised(build_mae(TINY, img_size=64))
+    save_model_checkpoint(root / "usf_mae_pretrain" / "model.pt", mae, "mae", {"arch": TINY, "image_size": 64})
+    classifier = randomised(build_classifier(TINY, len(CLASS_NAMES), img_size=64))
+    save_model_checkpoint(root / "usf_mae_classify" / "model.pt", classifier, "classifier",
+                          {"arch": TINY, "class_names": CLASS_NAMES, "image_size": 64})
+    return {name: root / name / "model.pt" for name in BUNDLES}
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_metadata_verifies_against_the_offline_schema(bundle: str) -> None:
+    result = run([sys.executable, "-m", "monai.bundle", "verify_metadata", "--meta_file",
+                  str(configs(bundle) / "metadata.json"), "--filepath", str(REPO / "bundles" / "meta_schema.json")])
+    assert "metadata is verified with no error" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_inference_config_verifies_net_in_out_before_any_checkpoint(bundle: str, tmp_path) -> None:
+    """The default network (ViT-B, 224 px) against metadata.json, with no model.pt anywhere."""
+    cmd = bundle_command("verify_net_in_out", [str(configs(bundle) / "inference.yaml")],
+                         {"meta_file": str(configs(bundle) / "metadata.json"), "ckpt_dir": str(tmp_path)})
+    cmd.insert(4, "network_def")
+    result = run(cmd)
+    assert "data shape of network is verified with no error" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_torchscript_export_of_the_inference_network_matches_eager(bundle: str, checkpoints, tmp_path) -> None:
+    ckpt = checkpoints[bundle]
+    overrides = {"ckpt_dir": str(ckpt.parent), "filepath": str(tmp_path / "model.ts"), "ckpt_file": str(ckpt),
+                 "key_in_ckpt": "model", "meta_file": str(configs(bundle) / "metadata.json")}
+    if bundle == "usf_mae_pretrain":  # the MAE's masking code traces (with its fixed mask) but does not script
+        overrides.update(use_trace=True, input_shape=[1, 3, 64, 64])
+    cmd = bundle_command("ckpt_export", [str(configs(bundle) / "inference.yaml")], overrides)
+    cmd.insert(4, "network_def")
+    run(cmd)
+    exported = torch.jit.load(str(tmp_path / "model.ts"))
+    if bundle == "usf_mae_classify":
+        eager = build_from_checkpoint(ckpt).eval()
+        expected_shape = (3, len(CLASS_NAMES))
+    else:
+        eager = build_mae_reconstructor(TINY, img_size=64).eval()
+        eager.load_state_dict(torch.load(ckpt, weights_only=True)["model"])
+        expected_shape = (3, 3, 64, 64)
+    images = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        reference, output = eager(images), exported(images)
+    assert tuple(output.shape) == expected_shape
+    assert reference.abs().max() > 1e-2  # a comparison of near-zero outputs would prove nothing
+    torch.testing.assert_close(output, reference, atol=1e-4, rtol=0)
+
+
+def test_onnx_export_command_matches_eager_through_onnxruntime(checkpoints, tmp_path) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    ckpt, out = checkpoints["usf_mae_classify"], tmp_path / "model.onnx"
+    result = run([sys.executable, "-m", "monai_ext", "export-onnx", str(ckpt), str(out)])
+    assert "onnxruntime matches eager" in result.stdout
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["image"]
+    eager = build_from_checkpoint(ckpt).eval()
+    for batch in (1, 5):  # the batch dimension is dynamic
+        images = torch.randn(batch, 3, 64, 64, generator=torch.Generator().manual_seed(batch))
+        (logits,) = session.run(None, {"image": images.numpy()})
+        with torch.no_grad():
+            reference = eager(images).numpy()
+        assert logits.shape == (batch, len(CLASS_NAMES))
+        assert np.abs(reference).max() > 1e-2
+        np.testing.assert_allclose(logits, reference, atol=1e-4, rtol=0)
+
+
+def test_onnx_export_of_a_pretraining_checkpoint_is_a_one_line_user_error(checkpoints, tmp_path) -> None:
+    result = subprocess.run([sys.executable, "-m", "monai_ext", "export-onnx", str(checkpoints["usf_mae_pretrain"]),
+                             str(tmp_path / "x.onnx")], check=False, cwd=REPO, capture_output=True,
+                            text=True)
+    assert result.returncode == 2 and "holds a 'mae' model" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "x.onnx").exists()
+
+
+def test_classifier_inference_follows_the_checkpoint_record(checkpoints, tmp_path) -> None:
+    """arch, image size and class names from model.pt: no --arch / --image_size / class names on the command line."""
+    image = tmp_path / "in" / "scan.png"
+    image.parent.mkdir()
+    cv2.imwrite(str(image), np.random.default_rng(0).integers(0, 256, (70, 90), np.uint8))
+    cmd = bundle_command("run", [str(configs("usf_mae_classify") / "inference.yaml")],
+                         {"ckpt_dir": str(checkpoints["usf_mae_classify"].parent), "output_dir": str(tmp_path / "out"),
+                          "input_files": [str(image)]})
+    run(cmd)
+    result = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert result["class_names"] == CLASS_NAMES
+    probabilities = result["predictions"][str(image)]["probabilities"]
+    eager = build_from_checkpoint(checkpoints["usf_mae_classify"]).eval()
+    parser = ConfigParser()
+    parser.read_config(str(configs("usf_mae_classify") / "inference.yaml"))
+    parser.update({"ckpt_dir": str(checkpoints["usf_mae_classify"].parent)})
+    tensor = parser.get_parsed_content("preprocessing")({"image": str(image)})["image"][None]
+    with torch.no_grad():
+        expected = torch.softmax(eager(torch.as_tensor(tensor).float()), dim=1)[0]
+    assert list(probabilities.values()) == pytest.approx(expected.tolist(), abs=1e-5)
+
+
+def test_classifier_inference_runs_before_training_with_default_classes(tmp_path) -> None:
+    image = tmp_path / "scan.png"
+    cv2.imwrite(str(image), np.random.default_rng(1).integers(0, 256, (64, 64), np.uint8))
+    cmd = bundle_command("run", [str(configs("usf_mae_classify") / "inference.yaml")],
+                         {"ckpt_dir": str(tmp_path / "none"), "output_dir": str(tmp_path / "out"), "arch": TINY,
+                          "image_size": 64, "input_files": [str(image)]})
+    result = run(cmd)
+    assert "RANDOM WEIGHTS" in result.stdout + result.stderr
+    assert json.loads((tmp_path / "out" / "predictions.json").read_text())["class_names"] == ["benign", "malignant"]
+
+
+def _preprocessing(config: Path, key: str, bundle: str, image_size: int = 64):
+    parser = ConfigParser()
+    parser.read_config(str(config))
+    parser.update({"bundle_root": str(REPO / "bundles" / bundle), "image_size": image_size})
+    return parser.get_parsed_content(key)
+
+
+@pytest.mark.parametrize("bundle,suffix", [("usf_mae_pretrain", ".png"), ("usf_mae_classify", ".png"),
+                                           ("usf_mae_classify", ".dcm")])
+def test_inference_preprocessing_is_training_validation_preprocessing(bundle: str, suffix: str, tmp_path) -> None:
+    """The standalone config restates train.yaml's validation reading and normalisation; they must not drift."""
+    pixels = np.random.default_rng(2).integers(0, 256, (96, 128), np.uint8)
+    path = tmp_path / f"scan{suffix}"
+    if suffix == ".dcm":
+        write_dicom(pixels, path)
+    else:
+        cv2.imwrite(str(path), pixels)
+    train = _preprocessing(configs(bundle) / "train.yaml", "validate#preprocessing", bundle)
+    infer = _preprocessing(configs(bundle) / "inference.yaml", "preprocessing", bundle)
+    expected = torch.as_tensor(train({"image": str(path)})["image"])
+    actual = torch.as_tensor(infer({"image": str(path)})["image"])
+    assert actual.shape == (3, 64, 64)
+    torch.testing.assert_close(actual, expected, atol=0, rtol=0)
