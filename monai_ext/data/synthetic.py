@@ -32,6 +32,8 @@ import cv2
 import numpy as np
 from scipy.signal import fftconvolve, hilbert
 
+from monai_ext.io.atomic import atomic_write_bytes, atomic_write_text
+
 Geometry = Literal["linear", "curvilinear"]
 LesionStyle = Literal["oval", "irregular", "cyst"]
 GEOMETRIES: tuple[str, ...] = ("linear", "curvilinear")
@@ -443,14 +445,16 @@ def iter_frames(
 
 
 def write_frame(frame: SimulatedFrame, path: Path, fmt: str = "png") -> Path:
-    """Write a frame's screen image as PNG (gray, or RGB for screen captures), DICOM or NIfTI. Returns the path."""
+    """Write a frame's screen image as PNG (gray, or RGB for screen captures), DICOM or NIfTI, atomically (a
+    reader never sees a partial file). Returns the path."""
     if fmt == "png":
         path = path.with_suffix(".png")
         colour = bool(frame.annotation_mask.any())
         data = cv2.cvtColor(frame.screen, cv2.COLOR_RGB2BGR) if colour else frame.image
-        if not cv2.imwrite(str(path), data):
-            raise OSError(f"could not write {str(path)!r}")
-        return path
+        ok, encoded = cv2.imencode(".png", data)
+        if not ok:
+            raise OSError(f"could not encode {str(path)!r} as PNG")
+        return atomic_write_bytes(path, encoded.tobytes())
     if fmt == "dcm":
         from monai_ext.io.writers import write_dicom
 
@@ -463,17 +467,14 @@ def write_frame(frame: SimulatedFrame, path: Path, fmt: str = "png") -> Path:
 
 
 def _write_range(args: tuple[str, int, int, int, SimulatorConfig, str, Any]) -> list[str]:
-    """Worker: simulate and write frames ``start..stop`` (each under a temporary name, then renamed)."""
+    """Worker: simulate and write frames ``start..stop``."""
     out_dir, start, stop, seed, config, fmt, lesion = args
     out, names = Path(out_dir), []
     for i in range(start, stop):
         frame = simulate_frame(np.random.default_rng([seed, i]), config, lesion)
-        # Process-unique temporary names: several processes (torchrun ranks) may generate the same folder at once;
-        # the frames are identical by seed, so whichever rename lands last is as good as the first.
-        written = write_frame(frame, out / f".tmp{os.getpid()}_us_{i:06d}", fmt)
-        target = out / f"us_{i:06d}{''.join(written.suffixes)}"
-        os.replace(written, target)
-        names.append(target.name)
+        # Atomic writes: several processes (torchrun ranks) may generate the same folder at once; the frames are
+        # identical by seed, so whichever write lands last is as good as the first.
+        names.append(write_frame(frame, out / f"us_{i:06d}", fmt).name)
     return names
 
 
@@ -526,9 +527,7 @@ def generate_dataset(
             files = [name for names in pool.map(_write_range, jobs) for name in names]
     elapsed = time.perf_counter() - start
     record = {**wanted, "files": files, "seconds": elapsed, "images_per_second": num / max(elapsed, 1e-9)}
-    tmp = record_path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(record, indent=1))
-    os.replace(tmp, record_path)
+    atomic_write_text(record_path, json.dumps(record, indent=1))
     return record
 
 
