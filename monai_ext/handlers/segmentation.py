@@ -59,9 +59,9 @@ def segmentation_report(details: dict[str, torch.Tensor], ids: Sequence[str], cl
         class_names: K names, background first.
 
     Returns:
-        JSON-serialisable dict: n, per-class means (finite values only), per-image values (None for undefined ones:
-        NaN when a class is absent from prediction and ground truth, inf distances when one of them is empty) and the
-        number of images whose HD95 is infinite.
+        JSON-serialisable dict: n, per-class means (finite values only), per-image values (None where undefined:
+        Dice and IoU when a class is absent from prediction and ground truth, HD95 when it is absent from either) and
+        ``hd95_undefined``, the number of (image, class) pairs without a distance.
     """
     foreground = list(class_names[1:])
     arrays = {k: v.detach().float().cpu().reshape(len(ids), -1).numpy() for k, v in details.items()}
@@ -73,8 +73,8 @@ def segmentation_report(details: dict[str, torch.Tensor], ids: Sequence[str], cl
         report["per_class"][name] = {key: _finite_mean(array[:, c]) for key, array in arrays.items()}
     for key, array in arrays.items():
         report[f"mean_{key}"] = _finite_mean(array)
-    if "hd95" in arrays:
-        report["hd95_infinite_images"] = int(np.isinf(arrays["hd95"]).any(axis=1).sum())
+    if "hd95" in arrays:  # distances are undefined where the class is missing from the prediction or the truth
+        report["hd95_undefined"] = int((~np.isfinite(arrays["hd95"])).sum())
     for i, image_id in enumerate(ids):
         entry: dict[str, Any] = {"id": image_id}
         for key, array in arrays.items():

@@ -1,0 +1,89 @@
+"""Segmentation report: MONAI's per-image Dice / IoU / HD95 through an evaluator against NumPy references, JSON
+layout, undefined values, overlays and best-only writing."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from monai.engines import SupervisedEvaluator
+from monai.handlers import HausdorffDistance, MeanDice, MeanIoUHandler, from_engine
+from monai.transforms import AsDiscreted, Compose
+
+from monai_ext.handlers.segmentation import SegmentationReportWriter, segmentation_report
+
+
+def _disc(size: int, centre: tuple[int, int], radius: int) -> np.ndarray:
+    rows, cols = np.ogrid[:size, :size]
+    return ((rows - centre[0]) ** 2 + (cols - centre[1]) ** 2 <= radius**2).astype(np.int64)
+
+
+class _Lookup(torch.nn.Module):
+    """A 'network' returning fixed logits for the image whose first pixel holds its index."""
+
+    def __init__(self, predictions: list[np.ndarray], classes: int) -> None:
+        super().__init__()
+        self.logits = torch.stack([torch.nn.functional.one_hot(torch.as_tensor(p), classes).permute(2, 0, 1).float()
+                                   for p in predictions])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits[x[:, 0, 0, 0].long()]
+
+
+def _evaluate(predictions, truths, tmp_path, classes=2, best_only=False, runs=1):
+    data = [{"image": torch.full((1, 32, 32), float(i)), "label": torch.as_tensor(t)[None], "id": f"img{i}"}
+            for i, t in enumerate(truths)]
+    writer = SegmentationReportWriter(tmp_path, ["background"] + [f"c{k}" for k in range(1, classes)],
+                                      prefix="test_", num_overlays=2, best_only=best_only)
+    pair = from_engine(["pred", "label"])
+    evaluator = SupervisedEvaluator(
+        device=torch.device("cpu"), val_data_loader=torch.utils.data.DataLoader(data, batch_size=2),
+        network=_Lookup(predictions, classes),
+        postprocessing=Compose([AsDiscreted(keys=["pred", "label"], argmax=[True, False], to_onehot=classes)]),
+        key_val_metric={"val_mean_dice": MeanDice(include_background=False, output_transform=pair)},
+        additional_metrics={"val_mean_iou": MeanIoUHandler(include_background=False, output_transform=pair),
+                            "val_hd95": HausdorffDistance(include_background=False, percentile=95, output_transform=pair)},
+        val_handlers=[writer],
+    )
+    for _ in range(runs):
+        evaluator.run()
+    return json.loads((tmp_path / "test_report.json").read_text()), writer
+
+
+def test_per_image_dice_and_iou_match_numpy(tmp_path) -> None:
+    truths = [_disc(32, (16, 16), 8), _disc(32, (10, 12), 5), _disc(32, (20, 20), 6)]
+    predictions = [_disc(32, (16, 18), 8), _disc(32, (10, 12), 5), _disc(32, (22, 19), 4)]
+    report, _ = _evaluate(predictions, truths, tmp_path)
+    assert report["n"] == 3 and [e["id"] for e in report["per_image"]] == ["img0", "img1", "img2"]
+    for entry, p, t in zip(report["per_image"], predictions, truths):
+        inter = float((p & t).sum())
+        assert entry["dice"]["c1"] == pytest.approx(2 * inter / (p.sum() + t.sum()), abs=1e-6)
+        assert entry["iou"]["c1"] == pytest.approx(inter / (p | t).sum(), abs=1e-6)
+    assert report["per_image"][1]["hd95"]["c1"] == 0.0  # identical masks
+    assert report["per_class"]["c1"]["dice"] == pytest.approx(np.mean([e["dice"]["c1"] for e in report["per_image"]]))
+    assert report["mean_dice"] == pytest.approx(report["score"])
+    assert sorted(p.name for p in (tmp_path / "test_overlays").iterdir()) == ["img0.png", "img1.png"]
+
+
+def test_undefined_values_are_null_and_excluded_from_means(tmp_path) -> None:
+    """Class 2 absent from truth and prediction of image 0 (Dice undefined); image 1 predicts nothing (no HD95)."""
+    truths = [_disc(32, (16, 16), 8), _disc(32, (16, 16), 8) * 2]
+    predictions = [_disc(32, (16, 16), 8), np.zeros((32, 32), np.int64)]
+    report, _ = _evaluate(predictions, truths, tmp_path, classes=3)
+    first, second = report["per_image"]
+    assert first["dice"] == {"c1": pytest.approx(1.0), "c2": None}
+    assert second["dice"]["c2"] == 0.0 and second["hd95"]["c2"] is None
+    assert report["per_class"]["c2"]["dice"] == 0.0 and report["hd95_undefined"] == 3
+
+
+def test_best_only_keeps_the_first_of_equal_scores(tmp_path) -> None:
+    truths = [_disc(32, (16, 16), 8)]
+    _, writer = _evaluate(truths, truths, tmp_path, best_only=True, runs=2)
+    assert writer.best == pytest.approx(1.0)
+
+
+def test_report_checks_detail_shapes() -> None:
+    with pytest.raises(ValueError, match=r"expected \(2, 1\)"):
+        segmentation_report({"dice": torch.zeros(2, 2)}, ["a", "b"], ["background", "lesion"])
