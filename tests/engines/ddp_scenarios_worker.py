@@ -39,8 +39,8 @@ from monai_ext.handlers.checkpointing import RandomStates, TrainingCheckpointer
 from monai_ext.handlers.seeding import PositionSeeding
 from monai_ext.networks.mae import MaskedAutoencoderViT
 
-TINY = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=4, decoder_embed_dim=16, decoder_depth=1,
-            decoder_num_heads=2)
+TINY = {"img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 4, "decoder_embed_dim": 16, "decoder_depth": 1,
+            "decoder_num_heads": 2}
 SEED = 7
 IMAGES = 12  # 6 per rank, batches of 2: 3 iterations an epoch
 
@@ -98,18 +98,18 @@ def build(out: Path, scenario: str, epochs: int, ckpt_dir: Path | None, resume: 
 def run_scenario(out: Path, scenario: str) -> None:
     ckpt = out / "ckpt"
     settings = {
-        "train": dict(epochs=3, ckpt_dir=ckpt, resume=False),
-        "resume": dict(epochs=3, ckpt_dir=ckpt, resume=True),
-        "nan_once": dict(epochs=2, ckpt_dir=None, resume=False, nan_iterations={2}),
-        "nan_limit": dict(epochs=3, ckpt_dir=None, resume=False, nan_iterations=set(range(2, 10)),
-                          max_nonfinite_steps=3),
-        "unreadable": dict(epochs=3, ckpt_dir=ckpt if rank() == 0 else out / f"node{rank()}_ckpt", resume=True),
+        "train": {"epochs": 3, "ckpt_dir": ckpt, "resume": False},
+        "resume": {"epochs": 3, "ckpt_dir": ckpt, "resume": True},
+        "nan_once": {"epochs": 2, "ckpt_dir": None, "resume": False, "nan_iterations": {2}},
+        "nan_limit": {"epochs": 3, "ckpt_dir": None, "resume": False, "nan_iterations": set(range(2, 10)),
+                          "max_nonfinite_steps": 3},
+        "unreadable": {"epochs": 3, "ckpt_dir": ckpt if rank() == 0 else out / f"node{rank()}_ckpt", "resume": True},
     }[scenario]
     model, optimizer, trainer, masks = build(out, scenario, **settings)
     record: dict[str, object] = {"rank": rank()}
     try:
         trainer.run()
-    except Exception as e:  # what each rank raised is the scenario's outcome
+    except Exception as e:  # noqa: BLE001  (what each rank raised is the scenario's outcome)
         record.update(error_type=type(e).__name__, error=str(e), traceback=traceback.format_exc())
     record["iteration"] = trainer.state.iteration
     record["optimizer_steps"] = int(max((s["step"] for s in optimizer.state_dict()["state"].values()),

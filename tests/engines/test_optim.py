@@ -148,3 +148,32 @@ def test_layer_decay_groups_equal_facebook_mae(global_pool: str, layer_decay: fl
         assert scales["patch_embed.proj.weight"] == pytest.approx(layer_decay ** 4)
         assert scales["blocks.2.mlp.fc1.weight"] == pytest.approx(layer_decay)
         assert scales["head.weight"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("base_lr", "batch", "accumulation", "world", "expected"),
+    [
+        (1.5e-4, 64, 1, 1, 1.5e-4 / 4),  # MAE: blr 1.5e-4 at batch 64 on one GPU
+        (1.5e-4, 64, 1, 64, 1.5e-4 * 16),  # 64 GPUs: effective batch 4096, as in the MAE paper
+        (1.5e-4, 64, 4, 16, 1.5e-4 * 16),  # the same effective batch with accumulation on a quarter of the GPUs
+        (1.0e-3, 32, 2, 3, 1.0e-3 * 192 / 256),  # fine-tuning: an odd world size
+    ],
+)
+def test_lr_rule_counts_batch_accumulation_and_world(base_lr, batch, accumulation, world, expected) -> None:
+    assert scaled_lr(base_lr, batch, accumulation, world) == pytest.approx(expected, rel=1e-12)
+    # accumulation and world size are interchangeable: only the effective batch matters
+    assert scaled_lr(base_lr, batch * accumulation * world) == pytest.approx(expected, rel=1e-12)
+
+
+def test_lr_rule_is_printed_with_its_parts(capsys) -> None:
+    scaled_lr(1.5e-4, 64, 4, 16, announce=True)
+    line = capsys.readouterr().out.strip()
+    assert line == "lr = base_lr 0.00015 x batch 64 x accumulation 4 x world 16 / 256 = 0.0024 (effective batch 4096)"
+    scaled_lr(1.5e-4, 64, 4, 16)
+    assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("bad", [(0.0, 64, 1, 1), (1e-4, 0, 1, 1), (1e-4, 64, 0, 1), (1e-4, 64, 1, 0), (1e-4, 64, 1.5, 1)])
+def test_lr_rule_rejects_bad_parts(bad) -> None:
+    with pytest.raises(ValueError, match="base_lr"):
+        scaled_lr(*bad)

@@ -56,3 +56,31 @@ def test_random_states_round_trip_through_safe_loading(tmp_path) -> None:
         random.random(), np.random.rand(), torch.rand(1)
     states.load_state_dict(read_checkpoint(tmp_path / "rng.pt"))
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
+
+
+def test_random_states_are_kept_per_rank_and_restored_only_for_the_same_world(tmp_path, caplog, monkeypatch) -> None:
+    from monai_ext.handlers import checkpointing
+
+    states = RandomStates()
+    saved = states.state_dict()
+    assert len(saved["per_rank"]) == 1  # a single process: one entry
+    torch.manual_seed(1)
+    rank0 = RandomStates.local_state()
+    torch.manual_seed(2)
+    rank1 = RandomStates.local_state()
+    two_ranks = {"per_rank": [rank0, rank1]}
+    torch.save(two_ranks, tmp_path / "rng.pt")
+    # As rank 1 of 2: rank 1's generators come back, not rank 0's.
+    monkeypatch.setattr(checkpointing, "world_size", lambda: 2)
+    monkeypatch.setattr(checkpointing, "rank", lambda: 1)
+    states.load_state_dict(read_checkpoint(tmp_path / "rng.pt"))
+    torch.manual_seed(2)
+    expected = torch.rand(3)
+    states.load_state_dict(read_checkpoint(tmp_path / "rng.pt"))
+    assert torch.equal(torch.rand(3), expected)
+    # A run of another size restores nothing, and says so.
+    monkeypatch.setattr(checkpointing, "world_size", lambda: 3)
+    before = torch.get_rng_state()
+    with caplog.at_level("WARNING"):
+        states.load_state_dict(two_ranks)
+    assert torch.equal(torch.get_rng_state(), before) and "2 rank(s) and this run has 3" in caplog.text
