@@ -14,7 +14,7 @@ from ignite.engine import Engine, Events
 from monai_ext.engines.base import autocast
 from monai_ext.engines.distributed import is_main_process
 from monai_ext.io.figures import save_png
-from monai_ext.visualize.reconstructions import reconstruction_panels, to_display
+from monai_ext.visualize.reconstructions import caption, is_gray, masked_patch_losses, reconstruction_panels, to_display
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +23,9 @@ logger = logging.getLogger(__name__)
 class ReconstructionGridSaver:
     """After each validation, reconstruct fixed validation images and save a PNG grid.
 
-    Rows are images; columns are original | masked input | reconstruction | reconstruction + visible patches.
+    Rows are images; columns are original | masked input | reconstruction | reconstruction + visible patches, each
+    captioned; the reconstruction carries that image's masked-patch loss (the training loss, in the target's units).
+    Normalisation is undone (per-patch statistics too with ``norm_pix_loss``) and gray inputs are shown gray.
     Files: ``<output_dir>/reconstructions/epoch_NNNN.png`` and ``latest.png``.
 
     Args:
@@ -67,9 +69,15 @@ class ReconstructionGridSaver:
         with torch.no_grad(), autocast(device, self.precision):
             _, pred, mask = model(images, self.mask_ratio, noise.to(device))
         model.train(was_training)
+        losses = masked_patch_losses(model, images.float(), pred.float(), mask.float()).cpu().tolist()
         panels = [images, *reconstruction_panels(model, images.float(), pred.float(), mask.float())]
-        columns = [to_display(p, self.mean, self.std) for p in panels]  # each (K, H, W, 3)
-        rows = [np.concatenate([col[i] for col in columns], axis=1) for i in range(images.shape[0])]
+        gray = is_gray(images.float(), self.mean, self.std)
+        columns = [to_display(p, self.mean, self.std, gray) for p in panels]  # each (K, H, W, 3)
+        names = ("original", f"masked {round(100 * self.mask_ratio)}%", "reconstruction", "recon + visible")
+        rows = []
+        for i, loss in enumerate(losses):
+            titles = (names[0], names[1], f"{names[2]}: loss {loss:.3f}", names[3]) if i == 0 else ("", "", f"loss {loss:.3f}", "")
+            rows.append(np.concatenate([caption(col[i], t) if t else col[i] for col, t in zip(columns, titles)], axis=1))
         return np.concatenate(rows, axis=0)
 
     def save(self, network: torch.nn.Module, device: torch.device, name: str) -> Path:

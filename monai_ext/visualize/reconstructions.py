@@ -4,18 +4,63 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 import torch
 
 
-def to_display(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """Undo channel normalisation: (N, C, H, W) float -> (N, H, W, 3) uint8 (gray replicated to RGB)."""
+def undo_normalization(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """(N, C, H, W) normalised -> (N, C, H, W) pixels in [0, 1] (per-channel ``x * std + mean``, clamped)."""
     mean_t = torch.tensor(mean, dtype=images.dtype).view(1, -1, 1, 1)[:, : images.shape[1]]
     std_t = torch.tensor(std, dtype=images.dtype).view(1, -1, 1, 1)[:, : images.shape[1]]
-    pixels = (images.cpu() * std_t + mean_t).clamp(0, 1)
-    if pixels.shape[1] == 1:
-        pixels = pixels.expand(-1, 3, -1, -1)
+    return (images.detach().cpu() * std_t + mean_t).clamp(0, 1)
+
+
+def is_gray(images: torch.Tensor, mean: Sequence[float], std: Sequence[float], tolerance: float = 1.5 / 255) -> bool:
+    """Whether (N, C, H, W) normalised images are gray: one channel, or channels equal once normalisation is undone
+    (a gray image replicated to three channels and normalised with ImageNet's per-channel statistics)."""
+    pixels = undo_normalization(images, mean, std)
+    return pixels.shape[1] == 1 or bool((pixels - pixels[:, :1]).abs().max() <= tolerance)
+
+
+def to_display(images: torch.Tensor, mean: Sequence[float], std: Sequence[float], gray: bool = False) -> np.ndarray:
+    """Undo channel normalisation: (N, C, H, W) float -> (N, H, W, 3) uint8.
+
+    With ``gray`` (or one channel) the channels are averaged and shown gray: a reconstruction of a gray image has
+    slightly different values per channel, which per-channel de-normalisation would show as a colour cast.
+    """
+    pixels = undo_normalization(images, mean, std)
+    if gray or pixels.shape[1] == 1:
+        pixels = pixels.mean(dim=1, keepdim=True).expand(-1, 3, -1, -1)
     return (pixels.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+
+
+def masked_patch_losses(model: torch.nn.Module, images: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Each image's training loss: mean squared error over its removed patches, against the model's targets.
+
+    Args:
+        model: the (unwrapped) MAE.
+        images: (N, C, H, W) normalised inputs.
+        pred: (N, L, P*P*C) raw predictions (per-patch normalised with ``norm_pix_loss``).
+        mask: (N, L), 1 = removed.
+
+    Returns:
+        (N,) losses.
+    """
+    per_patch = (pred.float() - model.patch_targets(images.float())).pow(2).mean(dim=-1)
+    mask = mask.float()
+    return (per_patch * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1)
+
+
+def caption(panel: np.ndarray, text: str) -> np.ndarray:
+    """Write ``text`` in the top-left corner of a uint8 (H, W, 3) panel, white on a dark outline (readable on any
+    background); returns a copy."""
+    out = np.ascontiguousarray(panel.copy())
+    scale = max(0.3, panel.shape[0] / 400)
+    for colour, thickness in (((0, 0, 0), 3), ((255, 255, 255), 1)):
+        cv2.putText(out, text, (3, int(14 * scale) + 2), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thickness,
+                    cv2.LINE_AA)
+    return out
 
 
 def reconstruction_panels(

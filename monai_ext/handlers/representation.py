@@ -1,0 +1,157 @@
+"""Representation quality during pretraining: kNN and tuned linear-probe accuracy of the encoder on a labelled set.
+
+Reconstruction loss says how well the MAE fills in patches, not whether its encoder's features separate anything.
+As solo-learn's and lightly's online kNN monitors do, every ``interval`` epochs this handler extracts the encoder's
+features of a small labelled set (eval mode, no masking, no augmentation) and scores a cosine kNN and a tuned
+logistic-regression probe (:mod:`monai_ext.engines.probe`) by stratified k-fold cross-validation over that set.
+The scores go into the evaluator's metrics (hence ``metrics.json`` and MLflow, whose handlers run after this one),
+into ``<output_dir>/representation.json``, and into a PNG beside the reconstruction grids.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from ignite.engine import Engine, Events
+from sklearn.model_selection import StratifiedKFold
+
+from monai_ext.engines.distributed import is_main_process
+from monai_ext.engines.probe import evaluate_frozen_features, extract_features
+from monai_ext.io.atomic import atomic_write_text
+from monai_ext.visualize.curves import plot_curves
+
+logger = logging.getLogger(__name__)
+#: A coarser C sweep than the bundle's probe: the monitor runs every few epochs and must stay cheap.
+MONITOR_CS = tuple(float(c) for c in np.logspace(-4, 2, 7))
+
+
+def monitor_items(datalist_file: str | os.PathLike | None, cache_dir: str | os.PathLike, per_class: int = 30,
+                  seed: int = 0) -> tuple[list[dict[str, Any]], list[str]]:
+    """The labelled set the monitor scores: every item of a classification datalist (train, validation and test
+    pooled), or else ``per_class`` images per class of the subtle lesion benchmark.
+
+    Returns:
+        (items ``{"image", "label"}``, class names).
+    """
+    from monai_ext.data.downstream import folder_protocol, read_split
+    from monai_ext.data.lesion_benchmark import subtle_lesion_dataset
+
+    if datalist_file not in (None, "", "None"):
+        split = read_split(datalist_file)
+        items = [it for part in ("train", "validation", "test") for it in split.get(part, [])]
+        return items, list(split["class_names"])
+    protocol = folder_protocol(subtle_lesion_dataset(cache_dir, per_class=per_class, seed=seed + 500), folds=5)
+    items = {it["image"]: it for part in protocol.splits[0].values() for it in part}
+    return [items[k] for k in sorted(items)], protocol.class_names
+
+
+def cross_validated_scores(features: np.ndarray, labels: np.ndarray, class_names: Sequence[str], folds: int = 5,
+                           seed: int = 0, cs: Sequence[float] = MONITOR_CS) -> dict[str, float]:
+    """Mean test scores over stratified folds: each fold's rest split into train and validation (for C and k).
+
+    Args:
+        features: (N, D); labels: (N,).
+        class_names: K names.
+        folds: number of folds (capped by the smallest class).
+        seed: of the fold assignment.
+        cs: the probe's C sweep.
+
+    Returns:
+        ``knn_accuracy``, ``knn_macro_f1``, ``probe_accuracy``, ``probe_macro_f1``, ``probe_auc`` (fold means).
+    """
+    folds = min(folds, int(np.bincount(labels).min()))
+    if folds < 2:
+        raise ValueError(f"need at least 2 images of every class for the monitor, got counts {np.bincount(labels)!r}")
+    scores: dict[str, list[float]] = {}
+    outer = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    for k, (rest, test) in enumerate(outer.split(features, labels)):
+        inner = StratifiedKFold(min(4, folds), shuffle=True, random_state=seed + k)
+        fit, val = next(inner.split(features[rest], labels[rest]))
+        splits = {"train": (features[rest][fit], labels[rest][fit]),
+                  "validation": (features[rest][val], labels[rest][val]), "test": (features[test], labels[test])}
+        _, record = evaluate_frozen_features(splits, class_names, cs=cs, seed=seed)
+        for name, report in (("knn", record["knn_test"]), ("probe", record["linear_test"])):
+            for metric in ("accuracy", "macro_f1") + (("auc",) if name == "probe" else ()):
+                scores.setdefault(f"{name}_{metric}", []).append(report[metric])
+    return {k: float(np.nanmean(v)) for k, v in scores.items()}
+
+
+class RepresentationMonitor:
+    """Every ``interval`` epochs, score the encoder's frozen features on a labelled set (see the module docstring).
+
+    Attach to the validation evaluator before the metrics history and tracking handlers; the values appear in the
+    evaluator's ``state.metrics`` as ``monitor_<score>``.
+
+    Args:
+        network: the MAE being pretrained (or any encoder :func:`~monai_ext.engines.probe.encoder_features` takes).
+        items: labelled datalist ``{"image", "label"}``.
+        class_names: K names.
+        transform: loading + normalisation (the bundle's validation preprocessing; no augmentation).
+        output_dir: run output folder.
+        interval: epochs between checks (0: never); the last epoch (``max_epochs``) and a validation at the start
+            (epoch 0, the ValidationHandler's ``exec_at_start``: the initial weights' baseline) are always checked.
+        max_epochs: the trainer's epochs (the evaluator's own count restarts every validation).
+        device: where features are computed.
+        batch_size: of the extraction loader.
+        folds: cross-validation folds over ``items``.
+        seed: fold assignment.
+    """
+
+    def __init__(self, network: torch.nn.Module, items: Sequence[Mapping[str, Any]], class_names: Sequence[str],
+                 transform: Any, output_dir: str | os.PathLike, interval: int = 1, max_epochs: int | None = None,
+                 device: torch.device | str = "cpu", batch_size: int = 32, folds: int = 5, seed: int = 0) -> None:
+        if interval < 0:
+            raise ValueError(f"interval must be >= 0 (0 = off), got {interval!r}")
+        if interval and (len(class_names) < 2 or not items):
+            raise ValueError(f"the monitor needs labelled items of at least two classes, got {len(items)} items of "
+                             f"{list(class_names)!r}")
+        self.network, self.items, self.class_names = network, list(items), list(class_names)
+        self.transform, self.interval, self.max_epochs, self.device = transform, interval, max_epochs, device
+        self.batch_size, self.folds, self.seed = batch_size, folds, seed
+        self.json_path = Path(output_dir) / "representation.json"
+        self.png_path = Path(output_dir) / "reconstructions" / "representation_quality.png"
+        self.history: list[dict[str, float]] = []
+
+    def attach(self, engine: Engine) -> None:
+        if self.interval:
+            engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+
+    def due(self, epoch: int) -> bool:
+        """Whether epoch ``epoch`` is checked."""
+        return bool(self.interval) and (epoch % self.interval == 0 or epoch == self.max_epochs)
+
+    def scores(self) -> dict[str, float]:
+        """Extract the features now and score them (the network's train/eval mode is restored)."""
+        from monai.data import DataLoader, Dataset
+
+        loader = DataLoader(Dataset(self.items, self.transform), batch_size=self.batch_size, shuffle=False)
+        features, labels = extract_features(self.network, loader, self.device)
+        return cross_validated_scores(features, labels, self.class_names, self.folds, self.seed)
+
+    def __call__(self, engine: Engine) -> None:
+        epoch = engine.state.epoch  # MONAI's Evaluator.run(global_epoch) numbers it with the trainer's epoch
+        if not self.due(epoch) or not is_main_process():
+            return
+        scores = self.scores()
+        engine.state.metrics.update({f"monitor_{k}": v for k, v in scores.items()})
+        self.history = [h for h in self.history if h["epoch"] < epoch] + [{"epoch": epoch, **scores}]
+        atomic_write_text(self.json_path, json.dumps(self.history, indent=1))
+        epochs = [h["epoch"] for h in self.history]
+        curves = {name: (epochs, [h[key] for h in self.history]) for name, key in
+                  (("kNN accuracy", "knn_accuracy"), ("probe accuracy", "probe_accuracy"), ("probe AUC", "probe_auc"))}
+        plot_curves(curves, self.png_path, f"encoder features on {len(self.items)} labelled images "
+                    f"({len(self.class_names)} classes, {self.folds}-fold)", "epoch", "score")
+        logger.info("epoch %d representation: %s", epoch, {k: round(v, 4) for k, v in scores.items()})
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": self.history}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.history = list(state.get("history", []))

@@ -1,0 +1,76 @@
+"""The representation monitor: cross-validated kNN/probe scores, its schedule, its outputs, and MLflow (live server)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from ignite.engine import Engine
+
+from monai_ext.handlers.representation import RepresentationMonitor, cross_validated_scores
+from monai_ext.networks.classifier import ViTClassifier
+from tests.bundles.helpers import run_bundle, tiny_pretrain_overrides
+from tests.handlers.test_tracking import artifact_paths, runs_of, server  # noqa: F401  (the live-server fixture)
+
+TINY = {"img_size": 32, "patch_size": 16, "embed_dim": 24, "depth": 2, "num_heads": 2}
+
+
+def test_scores_are_near_perfect_on_separable_and_near_chance_on_shuffled_labels() -> None:
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 20)
+    features = rng.standard_normal((60, 8)) + 4.0 * np.eye(8)[labels]
+    good = cross_validated_scores(features, labels, ["a", "b", "c"])
+    bad = cross_validated_scores(features, rng.permutation(labels), ["a", "b", "c"])
+    assert good["knn_accuracy"] > 0.95 and good["probe_accuracy"] > 0.95 and good["probe_auc"] > 0.98
+    assert bad["knn_accuracy"] < 0.6 and bad["probe_accuracy"] < 0.6
+
+
+def test_a_class_with_one_image_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least 2 images"):
+        cross_validated_scores(np.zeros((5, 2)), np.array([0, 0, 0, 0, 1]), ["a", "b"])
+
+
+def make_monitor(tmp_path, interval: int, max_epochs: int = 5) -> RepresentationMonitor:
+    items = [{"image": torch.randn(3, 32, 32) + (2.0 if i % 2 else -2.0), "label": i % 2} for i in range(20)]
+    return RepresentationMonitor(ViTClassifier(2, **TINY).train(), items, ["a", "b"], transform=None,
+                                 output_dir=tmp_path, interval=interval, max_epochs=max_epochs, batch_size=8)
+
+
+@pytest.mark.parametrize(("interval", "checked"), [(2, [0, 2, 4, 5]), (5, [0, 5]), (1, [0, 1, 2, 3, 4, 5])])
+def test_checks_run_every_interval_at_the_start_and_at_the_last_epoch(tmp_path, interval, checked) -> None:
+    monitor = make_monitor(tmp_path, interval)
+    assert [e for e in range(6) if monitor.due(e)] == checked
+
+
+def test_a_check_fills_the_evaluator_metrics_json_and_png(tmp_path) -> None:
+    monitor = make_monitor(tmp_path, interval=1)
+    engine = Engine(lambda e, b: None)
+    for epoch in (0, 1):
+        engine.state.epoch, engine.state.metrics = epoch, {"val_loss": 1.0}
+        monitor(engine)
+    assert {"monitor_knn_accuracy", "monitor_probe_accuracy", "monitor_probe_auc"} <= set(engine.state.metrics)
+    assert [h["epoch"] for h in json.loads((tmp_path / "representation.json").read_text())] == [0, 1]
+    assert (tmp_path / "reconstructions" / "representation_quality.png").stat().st_size > 1000
+    assert monitor.network.training  # restored after extraction in eval mode
+
+
+def test_off_by_default_needs_no_labelled_set(tmp_path) -> None:
+    RepresentationMonitor(torch.nn.Linear(1, 1), [], [], None, tmp_path, interval=0).attach(Engine(lambda e, b: None))
+    with pytest.raises(ValueError, match="two classes"):
+        RepresentationMonitor(torch.nn.Linear(1, 1), [], [], None, tmp_path, interval=1)
+
+
+@pytest.mark.slow
+def test_monitor_scores_are_tracked(server, tmp_path) -> None:  # noqa: F811
+    overrides = {**tiny_pretrain_overrides(tmp_path, tmp_path / "cache", epochs=2), "monitor_interval": 1,
+                 "monitor_per_class": 5, "tracking": "bundles/usf_mae_pretrain/configs/mlflow_tracking.yaml",
+                 "tracking_uri": server, "experiment_name": "monitor"}
+    run_bundle(["bundles/usf_mae_pretrain/configs/train.yaml"], overrides)
+    history = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert [h["epoch"] for h in history] == [0, 1, 2] and all("monitor_knn_accuracy" in h for h in history)
+    client, runs = runs_of(server, "monitor")
+    run_id = runs[-1].info.run_id
+    assert len(client.get_metric_history(run_id, "monitor_knn_accuracy")) == 3
+    assert "reconstructions/representation_quality.png" in artifact_paths(client, run_id)
