@@ -61,7 +61,7 @@ def check_tracking_server(tracking_uri: str | None, timeout: float = 5.0) -> Non
 
     url = str(tracking_uri).rstrip("/") + "/health"
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (the user's own server)
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # the user's own server
             if response.status != 200:
                 raise OSError(f"HTTP {response.status}")
     except Exception as e:  # URLError, timeouts, refused connections
@@ -104,8 +104,8 @@ def datalist_hash(datalists: Sequence[Sequence[Mapping[str, Any]]]) -> str:
 def git_commit(repo: str | os.PathLike | None = None) -> str:
     """The repository's HEAD commit, or "unknown" outside a git checkout."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo or Path(__file__).parent, capture_output=True,
-                             text=True, timeout=5)
+        out = subprocess.run(["git", "rev-parse", "HEAD"], check=False, cwd=repo or Path(__file__).parent,
+                             capture_output=True, text=True, timeout=5)
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"

@@ -111,13 +111,37 @@ def test_classify_run_is_tracked(server, tmp_path) -> None:
     assert not any("bus_" in v or "/" in v and v.endswith(".png") for v in run.data.params.values())
 
 
+@pytest.mark.parametrize("bundle", ["pretrain", "classify"])
+def test_monai_stock_tracking_setting_records_params_metrics_and_artifacts(server, tmp_path, bundle: str) -> None:
+    """`--tracking mlflow`, MONAI's own settings (its MLFlowHandler with from_engine(["loss"], first=True)), which
+    crashed at the first iteration while the trainers' output was not decollated."""
+    settings, tiny = {"pretrain": (PRETRAIN, tiny_pretrain_overrides), "classify": (CLASSIFY, tiny_classify_overrides)}[bundle]
+    overrides = tiny(tmp_path, tmp_path / "cache", epochs=1)
+    # MONAI builds the executed-config path by appending to output_dir's config text, which only works while
+    # output_dir is its default expression: outputs are moved with bundle_root instead of output_dir here.
+    overrides.pop("output_dir")
+    overrides.update(bundle_root=str(tmp_path), tracking="mlflow", tracking_uri=server, experiment_name=f"stock_{bundle}")
+    run_bundle([f"{settings}/train.yaml"], overrides)
+    client, runs = runs_of(server, f"stock_{bundle}")
+    assert [r.info.status for r in runs] == ["FINISHED"]
+    run = runs[0]
+    assert run.data.params["max_epochs"] == "1" and int(run.data.params["epoch_length"]) >= 1
+    steps = int(run.data.params["epoch_length"])
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")] == list(range(1, steps + 1))
+    assert all(np.isfinite(m.value) for m in client.get_metric_history(run.info.run_id, "train_loss"))
+    validation = {"pretrain": {"val_loss"}, "classify": {"val_macro_f1", "accuracy", "balanced_accuracy", "auc"}}
+    assert validation[bundle] <= set(run.data.metrics)
+    files = artifact_paths(client, run.info.run_id)
+    assert [f for f in files if f.startswith("config_") and f.endswith(".json")], files
+
+
 def test_crashed_run_is_failed_and_a_rerun_starts_a_new_one(server, tmp_path) -> None:
     base = {**tiny_pretrain_overrides(tmp_path, tmp_path / "cache", epochs=1), **tracked(PRETRAIN, server, "crash")}
     # NaN clipping poisons the weights after the first step; the next loss is non-finite and the run stops.
     crash = {**base, "clip_grad_norm": "$float('nan')", "train#trainer#max_nonfinite_steps": 1}
     result = run_bundle([f"{PRETRAIN}/train.yaml"], crash, check=False)
     assert result.returncode != 0 and "non-finite" in result.stdout + result.stderr
-    client, runs = runs_of(server, "crash")
+    _, runs = runs_of(server, "crash")
     assert [r.info.status for r in runs] == ["FAILED"]
     run_bundle([f"{PRETRAIN}/train.yaml"], base)
     _, runs = runs_of(server, "crash")
@@ -146,7 +170,7 @@ def test_local_sqlite_store_by_default(tmp_path) -> None:
         if env_uri:
             os.environ["MLFLOW_TRACKING_URI"] = env_uri
     assert (tmp_path / "eval" / "mlruns.db").is_file()
-    client, runs = runs_of(f"sqlite:///{tmp_path}/eval/mlruns.db", "usf_mae_pretrain")
+    _, runs = runs_of(f"sqlite:///{tmp_path}/eval/mlruns.db", "usf_mae_pretrain")
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
 
 
@@ -155,7 +179,7 @@ def test_cross_validation_logs_nested_runs(server, tmp_path) -> None:
            "random", "--folds", "0,1", "--cache_dir", str(tmp_path / "cache"), "--per_class", "12",
            "--arch", "mae_vit_tiny_patch16_dec128d2b", "--image_size", "64", "--epochs", "1", "--batch_size", "8",
            "--num_workers", "0", "--tracking", f"{CLASSIFY}/mlflow_tracking.yaml", "--tracking_uri", server]
-    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
+    result = subprocess.run(cmd, check=False, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-4000:]
     client, runs = runs_of(server, "cv_lesions_binary_12_seed0")
     parent = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
