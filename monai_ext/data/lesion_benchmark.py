@@ -166,3 +166,30 @@ def subtle_lesion_dataset(
             os.replace(written, folder / f"us_{i:06d}.png")
     atomic_write_text(record_path, json.dumps(record, indent=1))
     return root
+
+
+def subtle_pretraining_frames(cache_dir: str | os.PathLike, num: int = 1000, seed: int = 0, size: int = 256) -> Path:
+    """Unlabelled frames of the benchmark's domain for pretraining: each with one lesion of a random class (kept in
+    no label), from seeds ``(30_000 + seed, i)``, disjoint from the benchmark's. Generated once.
+
+    Returns:
+        ``cache_dir/subtle_unlabelled_{num}_seed{seed}`` (a flat folder of PNGs).
+    """
+    from monai_ext.io.atomic import atomic_write_text
+
+    if num < 1:
+        raise ValueError(f"num must be at least 1, got {num!r}")
+    root = Path(cache_dir) / (f"subtle_unlabelled_{num}_seed{seed}" + ("" if size == 256 else f"_{size}px"))
+    record = {"version": BENCHMARK_VERSION, "num": num, "seed": seed, "size": size}
+    record_path = root / "frames.json"
+    if record_path.is_file() and json.loads(record_path.read_text()) == record:
+        return root
+    root.mkdir(parents=True, exist_ok=True)
+    config = SimulatorConfig(size=size, screen_capture=True)
+    for i in range(num):
+        rng = np.random.default_rng([30_000 + seed, i])
+        frame = simulate_subtle_frame(rng, SUBTLE_CLASSES[int(rng.integers(len(SUBTLE_CLASSES)))], config)
+        written = write_frame(frame, root / f".tmp{os.getpid()}_us_{i:06d}")
+        os.replace(written, root / f"us_{i:06d}.png")
+    atomic_write_text(record_path, json.dumps(record, indent=1))
+    return root
