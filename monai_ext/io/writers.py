@@ -17,10 +17,11 @@ import numpy as np
 
 from monai_ext.io.atomic import atomic_write_bytes
 
-__all__ = ["PHOTOMETRICS", "new_dicom_dataset", "save_dicom", "write_dicom", "write_dicom_frames", "write_dicom_values",
-           "write_nifti"]
+__all__ = ["PHOTOMETRICS", "TRANSFER_SYNTAXES", "new_dicom_dataset", "save_dicom", "write_dicom", "write_dicom_frames",
+           "write_dicom_values", "write_nifti"]
 
 PHOTOMETRICS = ("MONOCHROME2", "MONOCHROME1", "RGB", "YBR_FULL", "YBR_FULL_422", "PALETTE COLOR")
+TRANSFER_SYNTAXES = ("explicit", "rle", "jpeg2000", "jpeg_baseline")
 _COLOUR = ("RGB", "YBR_FULL", "YBR_FULL_422")
 
 
@@ -150,6 +151,8 @@ def write_dicom_frames(frames: np.ndarray, path: str | os.PathLike, photometric:
     """
     if photometric not in PHOTOMETRICS:
         raise ValueError(f"photometric must be one of {PHOTOMETRICS}, got {photometric!r}")
+    if transfer_syntax not in TRANSFER_SYNTAXES:
+        raise ValueError(f"transfer_syntax must be one of {TRANSFER_SYNTAXES}, got {transfer_syntax!r}")
     if photometric == "YBR_FULL_422" and transfer_syntax != "jpeg_baseline":
         raise ValueError(f"YBR_FULL_422 goes with jpeg_baseline only, got {photometric!r} with {transfer_syntax!r}")
     frames = np.ascontiguousarray(frames, dtype=np.uint8)
@@ -215,10 +218,8 @@ def _set_pixel_data(ds: Any, stored: np.ndarray, transfer_syntax: str, colour: b
         ds["PixelData"].VR = "OB"
         ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
         ds.LossyImageCompression = "01"
-    elif transfer_syntax in ("explicit", "rle", "jpeg2000"):
+    else:
         ds.PixelData = stored.tobytes()
         if transfer_syntax != "explicit":
             pixels = stored[0] if len(stored) == 1 else stored  # pydicom wants a single frame without its axis
             ds.compress(RLELossless if transfer_syntax == "rle" else JPEG2000Lossless, pixels)
-    else:
-        raise ValueError(f"transfer_syntax must be explicit, rle, jpeg2000 or jpeg_baseline, got {transfer_syntax!r}")
