@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from tests.bundles.helpers import REPO, bundle_command, tiny_classify_overrides, tiny_pretrain_overrides
@@ -79,6 +81,26 @@ def test_each_bundle_trains_one_tiny_epoch_from_outside_the_checkout(installed, 
     run_as_user(bundle_command("run", [str(train)], tiny_overrides(out, out / "cache", epochs=1)), installed)
     assert (out / "models" / "model.pt").is_file()
     assert [h["epoch"] for h in json.loads((out / "eval" / "metrics.json").read_text())] == [1]
+
+
+def test_the_label_apps_model_loads_from_the_installed_bundle(installed) -> None:
+    """What the MONAI Label app serves: the installed classification bundle's model, found without a checkout."""
+    checkpoint = installed["work"] / "usf_mae_classify" / "models" / "model.pt"
+    if not checkpoint.is_file():
+        run_as_user(bundle_command("run", [str(installed["site"] / "monai_ext" / "bundles" / "usf_mae_classify" /
+                                              "configs" / "train.yaml")],
+                                   tiny_classify_overrides(checkpoint.parents[1], checkpoint.parents[1] / "cache",
+                                                           epochs=1)), installed)
+    image = installed["work"] / "scan.png"
+    cv2.imwrite(str(image), np.random.default_rng(0).integers(0, 256, (70, 90), np.uint8))
+    code = ("import json, sys; from monai_ext.apps.bundle_support import locate_bundle_root; "
+            "from monai_ext.apps.label.bundle_model import load_bundle_classifier; "
+            "model = load_bundle_classifier(locate_bundle_root('usf_mae_classify'), sys.argv[1], 'cpu'); "
+            "print(json.dumps(model.predict(sys.argv[2])))")
+    result = json.loads(run_as_user([sys.executable, "-c", code, str(checkpoint), str(image)], installed)
+                        .stdout.strip().splitlines()[-1])
+    assert set(result["probabilities"]) == {"benign", "malignant"}
+    assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
 
 
 def test_cross_validate_runs_the_installed_classification_bundle(installed) -> None:
