@@ -1,13 +1,17 @@
-"""A pretraining corpus from a tree of ultrasound datasets: frames cropped to the field of view, resized, hashed,
-deduplicated, cleared of evaluation images, and stored as memory-mapped uint8 shards.
+"""A pretraining corpus from a tree of ultrasound datasets: frames split into views, cropped to the field of view,
+de-annotated on their colour pixels, resized, hashed, deduplicated, cleared of evaluation images and of frames
+without signal, and stored as memory-mapped uint8 shards (how one frame becomes views: :mod:`monai_ext.data.views`).
 
-Layout of ``ROOT``: one folder per dataset (``ROOT/<dataset>/...``, any depth below). Layout of the cache:
+Layout of ``ROOT``: one folder per dataset (``ROOT/<dataset>/...``, any depth below; symbolic links to folders are
+followed, each real folder once); files directly under ``ROOT`` form one dataset named after ``ROOT``. Layout of
+the cache:
 
 - ``chunks/chunk_NNNNNN.npy``: (n, S, S) uint8 frames of one chunk of source files, and ``chunk_NNNNNN.json``: their
   records and the files skipped with reasons. The JSON is written after the array, both atomically, so a chunk
   with a JSON is complete; a rerun skips those (resumable).
-- ``manifest.csv``: every frame (kept or not, with the reason), ``kept.npy``: (K, 2) int32 (chunk, row) of the
-  training frames, ``report.json`` and ``report.png``.
+- ``manifest.csv``: every frame view (kept or not, with the reason; its crop on the source frame; the fractions of
+  its field of view found as annotation and as colour flow), ``kept.npy``: (K, 2) int32 (chunk, row) of the
+  training frames, ``report.json`` and ``report.png`` (counts per dataset, before/after de-annotation pairs).
 
 Only pixels and pixel-describing attributes are read from DICOM files (see :mod:`monai_ext.data.frames`); the
 manifest holds paths relative to ``ROOT``, never header values.
@@ -23,7 +27,7 @@ import multiprocessing
 import os
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +38,28 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
 from monai_ext.data.frames import FrameOptions, SkippedSource, iter_frames, source_kind
+from monai_ext.data.views import (
+    DOPPLER_POLICIES,
+    ViewOptions,
+    crop_to_view,
+    fit_square,
+    halve_until,
+    prepare_views,
+)
 from monai_ext.io.atomic import atomic_write_bytes
 from monai_ext.io.errors import UnreadableImageError
 
+__all__ = ["DOPPLER_POLICIES", "CorpusFrames", "CorpusOptions", "LoadCorpusFramed", "NearDuplicateIndex",
+           "crop_to_view", "fit_square", "halve_until", "is_corpus_cache", "list_sources", "perceptual_hash",
+           "prepare_corpus", "process_file"]
+
 logger = logging.getLogger(__name__)
-MANIFEST_COLUMNS = ("frame_id", "dataset", "source", "frame", "orig_height", "orig_width", "sha256", "phash",
-                    "chunk", "row", "keep", "reason")
+MANIFEST_COLUMNS = ("frame_id", "dataset", "source", "frame", "view", "orig_height", "orig_width", "crop",
+                    "annotation_fraction", "flow_fraction", "sha256", "phash", "chunk", "row", "keep", "reason")
+#: Test-only hook (documented in docs/performance.md and tests/data/test_corpus.py): when set to N, a run kills
+#: itself with SIGKILL right after its N-th chunk is on disk, so the resume test interrupts at a known point
+#: instead of racing the wall clock.
+KILL_AFTER_CHUNKS_ENV = "MONAI_EXT_TEST_KILL_AFTER_CHUNKS"
 
 
 @dataclass(frozen=True)
@@ -56,6 +76,9 @@ class CorpusOptions:
             exact duplicates are removed).
         fov_threshold: gray level at or below which a pixel is background for field-of-view detection (above 0 so
             that JPEG noise around the image does not count as image).
+        deannotate, doppler, doppler_threshold, split_views, min_signal_std: how frames become views, see
+            :class:`monai_ext.data.views.ViewOptions` (de-annotation on, colour flow inpainted, side-by-side views
+            split, frames without signal left out, by default).
     """
 
     size: int = 256
@@ -65,31 +88,29 @@ class CorpusOptions:
     frames: FrameOptions = field(default_factory=FrameOptions)
     dedup_threshold: int = 4
     fov_threshold: int = 10
+    deannotate: bool = True
+    doppler: str = "inpaint"
+    doppler_threshold: float = 0.02
+    split_views: bool = True
+    min_signal_std: float = 2.0
 
     def __post_init__(self) -> None:
-        if self.size < 16:
-            raise ValueError(f"size must be at least 16, got {self.size!r}")
+        self.views  # validates the view settings  # noqa: B018
         if self.files_per_chunk < 1:
             raise ValueError(f"files_per_chunk must be at least 1, got {self.files_per_chunk!r}")
         if not -1 <= self.dedup_threshold <= 16:
             raise ValueError(f"dedup_threshold must be in [-1, 16], got {self.dedup_threshold!r}")
+        if self.min_size < 1:
+            raise ValueError(f"min_size must be at least 1, got {self.min_size!r}")
+
+    @property
+    def views(self) -> ViewOptions:
+        """The settings of :func:`monai_ext.data.views.prepare_views`."""
+        return ViewOptions(self.size, self.crop_fov, self.fov_threshold, self.deannotate, self.doppler,
+                           self.doppler_threshold, self.split_views, self.min_signal_std)
 
 
 # ----------------------------------------------------------------------------------------------------- per frame
-def fit_square(gray: np.ndarray, size: int) -> np.ndarray:
-    """Resize (H, W) uint8 keeping the aspect ratio, then pad to (size, size): centred across, padded below (the
-    probe stays at the top)."""
-    h, w = gray.shape
-    scale = size / max(h, w)
-    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    resized = cv2.resize(gray, (nw, nh), interpolation=interpolation)
-    out = np.zeros((size, size), np.uint8)
-    left = (size - nw) // 2
-    out[:nh, left : left + nw] = resized
-    return out
-
-
 def perceptual_hash(gray: np.ndarray) -> int:
     """64-bit DCT perceptual hash (pHash): sign of the 8x8 low-frequency DCT of a 32x32 reduction against its
     median. Written here because the ``imagehash`` package would pull a second image stack for ten lines."""
@@ -99,80 +120,32 @@ def perceptual_hash(gray: np.ndarray) -> int:
     return int(np.packbits(bits).view(">u8")[0])
 
 
-def shrink_large(gray: np.ndarray, region_box: Sequence[int] | None, size: int) -> tuple[np.ndarray, Any]:
-    """Frames far larger than the cache resolution are reduced to ``max(1024, 4 * size)`` on their long side first:
-    field-of-view detection then costs the same on a 12000 x 12000 scan as on a screen capture."""
-    limit = max(1024, 4 * size)
-    h, w = gray.shape
-    if max(h, w) <= limit:
-        return gray, region_box
-    scale = limit / max(h, w)
-    small = cv2.resize(gray, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-    box = None if region_box is None else tuple(int(round(v * scale)) for v in region_box)
-    return small, box
-
-
-def halve_until(gray: np.ndarray, side: int) -> tuple[np.ndarray, int]:
-    """Halve (H, W) uint8 with 2x2 means while its long side stays at least ``side``: (reduced, total factor).
-
-    Exact halvings take OpenCV's integer-factor INTER_AREA path, over ten times faster than an arbitrary scale (an
-    odd last row or column is dropped, which detection does not notice).
-    """
-    factor = 1
-    while max(gray.shape) >= 2 * side and min(gray.shape) >= 4:
-        h, w = gray.shape[0] // 2 * 2, gray.shape[1] // 2 * 2
-        gray = cv2.resize(gray[:h, :w], (w // 2, h // 2), interpolation=cv2.INTER_AREA)
-        factor *= 2
-    return gray, factor
-
-
-def crop_to_view(gray: np.ndarray, region_box: Sequence[int] | None, threshold: int = 10,
-                 detect_side: int = 160) -> np.ndarray:
-    """Crop to the DICOM region if given, else to the detected field of view (unchanged if none is found); pixels
-    outside the view inside the crop are set to black.
-
-    Detection runs on a copy halved until its long side is below ``2 * detect_side``: the view is a large, smooth
-    shape, and detection at full size would cost more than decoding the file. The reduced mask is scaled back up
-    over the crop only, bilinearly, so its edges are smooth rather than blocky.
-    """
-    from monai_ext.transforms.fov import detect_fov
-
-    if region_box is not None:
-        x0, y0, x1, y1 = (int(v) for v in region_box)
-        gray = gray[max(y0, 0) : y1, max(x0, 0) : x1]
-    small, factor = halve_until(gray, detect_side)
-    fov = detect_fov(small, threshold)
-    if fov.kind == "none":
-        return gray
-    top, left, bottom, right = fov.bbox
-    h, w = gray.shape
-    # the reduced copy dropped odd last rows/columns: a box reaching its edge reaches the full image's edge
-    bottom = h if bottom == small.shape[0] else bottom * factor
-    right = w if right == small.shape[1] else right * factor
-    top, left = top * factor, left * factor
-    view = gray[top:bottom, left:right]
-    mask = fov.mask[fov.bbox[0] : fov.bbox[2], fov.bbox[1] : fov.bbox[3]]
-    if factor > 1:
-        mask = cv2.resize(mask.astype(np.float32), (view.shape[1], view.shape[0]), interpolation=cv2.INTER_LINEAR) >= 0.5
-    return np.where(mask, view, 0).astype(np.uint8)
-
-
 def process_file(path: Path, root: Path, options: CorpusOptions) -> tuple[list[np.ndarray], list[dict], str | None]:
-    """Frames of one file, cached-ready: (frames (S, S) uint8, their records, skip reason or None)."""
+    """Views of every frame of one file, cache-ready: (views (S, S) uint8, their records, skip reason or None).
+
+    Args:
+        path: the source file.
+        root: the corpus root (records hold paths relative to it; files directly in it belong to the dataset named
+            after it).
+        options: corpus settings.
+    """
     relative = path.relative_to(root).as_posix()
+    dataset = relative.split("/")[0] if "/" in relative else root.name
     frames, records = [], []
     try:
         for frame in iter_frames(path, options.frames):
-            h, w = frame.pixels.shape
+            h, w = frame.pixels.shape[:2]
             if min(h, w) < options.min_size:
                 raise SkippedSource(f"{relative}: frame {frame.index} is {h}x{w}, smaller than {options.min_size}")
-            pixels, box = shrink_large(frame.pixels, frame.region_box, options.size)
-            view = crop_to_view(pixels, box, options.fov_threshold) if options.crop_fov else pixels
-            square = fit_square(view, options.size)
-            frames.append(square)
-            records.append({"dataset": relative.split("/")[0], "source": relative, "frame": frame.index,
-                            "orig_height": h, "orig_width": w, "sha256": hashlib.sha256(square.tobytes()).hexdigest(),
-                            "phash": f"{perceptual_hash(square):016x}"})
+            for view in prepare_views(frame.pixels, frame.region_box, options.views):
+                frames.append(view.pixels)
+                record = {"dataset": dataset, "source": relative, "frame": frame.index,
+                          "view": getattr(frame, "view", 0) + view.view, "orig_height": h, "orig_width": w,
+                          "crop": " ".join(str(v) for v in view.crop),
+                          "annotation_fraction": view.annotation_fraction, "flow_fraction": view.flow_fraction,
+                          "drop": view.drop, "sha256": hashlib.sha256(view.pixels.tobytes()).hexdigest(),
+                          "phash": f"{perceptual_hash(view.pixels):016x}"}
+                records.append(record)
     except (UnreadableImageError, SkippedSource) as e:
         return [], [], _relative_message(e, path, relative)
     except MemoryError:
@@ -218,16 +191,26 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def walk_files(root: Path) -> Iterable[Path]:
+    """Every file under ``root``, following symbolic links to folders; each real folder is entered once, so a link
+    back up the tree (a loop) or two links to one folder cannot repeat files. Hidden files are left out."""
+    seen: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        stat = os.stat(dirpath)
+        if (stat.st_dev, stat.st_ino) in seen:
+            dirnames.clear()
+            continue
+        seen.add((stat.st_dev, stat.st_ino))
+        dirnames.sort()
+        for name in sorted(filenames):
+            if not name.startswith("."):
+                yield Path(dirpath) / name
+
+
 def list_sources(root: Path) -> list[str]:
-    """Supported files under ``root`` (relative POSIX paths, sorted), at least one folder deep (the dataset)."""
-    found = []
-    for dirpath, _, filenames in os.walk(root):
-        for name in filenames:
-            path = Path(dirpath) / name
-            relative = path.relative_to(root).as_posix()
-            if "/" in relative and not name.startswith(".") and source_kind(path):
-                found.append(relative)
-    return sorted(found)
+    """Supported files under ``root`` (relative POSIX paths, sorted): ``<dataset>/...``, or a bare file name for
+    files directly under ``root`` (their dataset is named after ``root``)."""
+    return sorted(path.relative_to(root).as_posix() for path in walk_files(root) if source_kind(path))
 
 
 def _plan(root: Path, out: Path, options: CorpusOptions) -> list[list[str]]:
@@ -241,7 +224,8 @@ def _plan(root: Path, out: Path, options: CorpusOptions) -> list[list[str]]:
         return plan["chunks"]
     sources = list_sources(root)
     if not sources:
-        raise ValueError(f"no supported files under {str(root)!r} (expected ROOT/<dataset>/...)")
+        raise ValueError(f"no supported files under {str(root)!r} (expected images, DICOM, volumes or videos in "
+                         f"ROOT/<dataset>/... or directly in ROOT)")
     chunks = [sources[i : i + options.files_per_chunk] for i in range(0, len(sources), options.files_per_chunk)]
     atomic_write_bytes(plan_path, json.dumps({"settings": settings, "chunks": chunks}).encode())
     return chunks
@@ -256,16 +240,27 @@ def ingest(root: Path, out: Path, options: CorpusOptions, workers: int = 1) -> N
     todo = [i for i in range(len(chunks)) if not _chunk_paths(out, i)[1].exists()]
     jobs = [(i, chunks[i], str(root), str(out), options) for i in todo]
     bar = tqdm(total=len(chunks), initial=len(chunks) - len(todo), desc="ingest (chunks)", unit="chunk")
+    kill_after = int(os.environ.get(KILL_AFTER_CHUNKS_ENV, "0") or 0)
     if workers <= 1:
-        for job in jobs:
+        for done, job in enumerate(jobs, 1):
             _write_chunk(job)
             bar.update()
+            _kill_hook(done, kill_after)
     else:
         # spawn, not fork: forking a process that already runs OpenMP / OpenCV threads can deadlock the children.
         with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            for _ in pool.map(_write_chunk, jobs):
+            for done, _ in enumerate(pool.map(_write_chunk, jobs), 1):
                 bar.update()
+                _kill_hook(done, kill_after)
     bar.close()
+
+
+def _kill_hook(done: int, kill_after: int) -> None:
+    """Test-only (``MONAI_EXT_TEST_KILL_AFTER_CHUNKS``): SIGKILL this process once ``kill_after`` chunks are written."""
+    if kill_after and done >= kill_after:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 # ------------------------------------------------------------------------------------------- dedup and exclusion
@@ -300,16 +295,14 @@ def evaluation_hashes(folders: Iterable[str | os.PathLike], options: CorpusOptio
     """Hashes of every frame of the evaluation folders, prepared exactly as the corpus frames are."""
     exact, near = {}, NearDuplicateIndex(max(options.dedup_threshold, 0))
     for folder in folders:
-        folder = Path(folder)
-        for dirpath, _, names in os.walk(folder):
-            for name in sorted(names):
-                path = Path(dirpath) / name
-                if source_kind(path) is None:
-                    continue
-                _, records, _ = process_file(path, folder.parent, options)
-                for record in records:
-                    exact.setdefault(record["sha256"], record["source"])
-                    near.add(int(record["phash"], 16), record["source"])
+        folder = Path(folder).resolve()
+        for path in walk_files(folder):
+            if source_kind(path) is None:
+                continue
+            _, records, _ = process_file(path, folder.parent, options)
+            for record in records:
+                exact.setdefault(record["sha256"], record["source"])
+                near.add(int(record["phash"], 16), record["source"])
     return exact, near
 
 
@@ -321,8 +314,10 @@ def decide(records: list[dict], options: CorpusOptions, exclude_datasets: Sequen
     near = NearDuplicateIndex(options.dedup_threshold) if options.dedup_threshold >= 0 else None
     for r in records:
         phash = int(r["phash"], 16)
-        reason = ""
-        if r["dataset"].lower() in excluded:
+        reason = r.get("drop", "")
+        if reason:
+            pass  # left out while the view was prepared (no_signal, doppler_flow)
+        elif r["dataset"].lower() in excluded:
             reason = "excluded_dataset"
         elif r["sha256"] in eval_exact:
             reason = f"matches_evaluation:{eval_exact[r['sha256']]}"
@@ -346,8 +341,13 @@ def prepare_corpus(root: str | os.PathLike, out: str | os.PathLike, options: Cor
     """Ingest ``root`` into the cache ``out`` (resumable), then deduplicate, exclude, and write the manifest,
     ``kept.npy`` and the report. Returns the report."""
     root, out = Path(root).resolve(), Path(out)
-    if not root.is_dir():
-        raise ValueError(f"corpus root {str(root)!r} is not a folder")
+    for folder, role in [(root, "corpus root"), *((Path(f), "evaluation folder") for f in evaluation_folders)]:
+        if not Path(folder).exists():
+            raise FileNotFoundError(f"{role} {str(folder)!r} does not exist")
+        if not Path(folder).is_dir():
+            raise NotADirectoryError(f"{role} {str(folder)!r} is not a folder")
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers!r}")
     ingest(root, out, options, workers)
     chunks = _plan(root, out, options)
     records, skipped = [], []
@@ -363,7 +363,7 @@ def prepare_corpus(root: str | os.PathLike, out: str | os.PathLike, options: Cor
     atomic_write_bytes(out / "kept.npy", _npy_bytes(kept))
     report = build_report(records, skipped, options)
     atomic_write_bytes(out / "report.json", json.dumps(report, indent=2).encode())
-    write_report_png(out, records, report)
+    write_report_png(out, root, records, report, options)
     return report
 
 
@@ -378,22 +378,53 @@ def _write_manifest(path: Path, records: list[dict]) -> None:
 
 
 def build_report(records: list[dict], skipped: list[dict], options: CorpusOptions) -> dict[str, Any]:
-    """Counts per dataset, removals by cause, skipped files with reasons."""
-    per_dataset: dict[str, dict[str, int]] = {}
+    """Counts per dataset, removals by cause, skipped files with reasons, and per dataset the mean fractions of the
+    field of view found as annotation and as colour flow with the number of frames that had any."""
+    per_dataset: dict[str, dict[str, Any]] = {}
     removed: dict[str, int] = {}
     for r in records:
-        entry = per_dataset.setdefault(r["dataset"], {"frames": 0, "kept": 0})
+        entry = per_dataset.setdefault(r["dataset"], {"frames": 0, "kept": 0, "annotation_fraction_mean": 0.0,
+                                                      "frames_with_annotation": 0, "flow_fraction_mean": 0.0,
+                                                      "frames_with_flow": 0})
         entry["frames"] += 1
         entry["kept"] += r["keep"]
+        entry["annotation_fraction_mean"] += float(r.get("annotation_fraction", 0.0))
+        entry["flow_fraction_mean"] += float(r.get("flow_fraction", 0.0))
+        entry["frames_with_annotation"] += int(float(r.get("annotation_fraction", 0.0)) > 0)
+        entry["frames_with_flow"] += int(float(r.get("flow_fraction", 0.0)) > 0)
         if not r["keep"]:
             cause = r["reason"].split(":")[0]
             removed[cause] = removed.get(cause, 0) + 1
+    for entry in per_dataset.values():
+        for key in ("annotation_fraction_mean", "flow_fraction_mean"):
+            entry[key] = round(entry[key] / entry["frames"], 5)
     return {"frames": len(records), "kept": sum(r["keep"] for r in records), "removed": removed,
             "datasets": per_dataset, "skipped_files": skipped, "settings": json.loads(json.dumps(asdict(options)))}
 
 
-def write_report_png(out: Path, records: list[dict], report: dict[str, Any], montage: int = 16) -> None:
-    """``report.png``: kept and removed frames per dataset, and a montage of kept frames."""
+def before_after_pairs(root: Path, out: Path, records: list[dict], options: CorpusOptions,
+                       count: int = 8) -> list[tuple[np.ndarray, np.ndarray, dict]]:
+    """(before, after, record) for up to ``count`` kept frames, those with the most annotation and flow first: the
+    cached frame and the same view prepared again without de-annotation (the cache does not keep it)."""
+    kept = [r for r in records if r["keep"]]
+    kept.sort(key=lambda r: -(float(r["annotation_fraction"]) + float(r["flow_fraction"])))
+    chosen = kept[:count]
+    cache = CorpusFrames(out, kept_only=False)
+    plain = replace(options, deannotate=False)
+    pairs = []
+    for source in dict.fromkeys(r["source"] for r in chosen):
+        frames, again, _ = process_file(root / source, root, plain)
+        before = {(a["frame"], a["view"]): f for f, a in zip(frames, again)}
+        for r in (r for r in chosen if r["source"] == source):
+            if (r["frame"], r["view"]) in before:
+                pairs.append((before[(r["frame"], r["view"])], cache.frame(r["chunk"], r["row"]), r))
+    return pairs
+
+
+def write_report_png(out: Path, root: Path, records: list[dict], report: dict[str, Any], options: CorpusOptions,
+                     pairs: int = 8, tile: int = 96) -> None:
+    """``report.png``: kept and removed frames per dataset, and before/after de-annotation pairs for the kept frames
+    with the most annotation and colour flow (after only, when de-annotation is off)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -404,24 +435,28 @@ def write_report_png(out: Path, records: list[dict], report: dict[str, Any], mon
     names = sorted(report["datasets"])
     kept = [report["datasets"][n]["kept"] for n in names]
     removed = [report["datasets"][n]["frames"] - report["datasets"][n]["kept"] for n in names]
-    fig, (bars, tiles) = plt.subplots(1, 2, figsize=(12, max(3.5, 0.35 * len(names) + 1.5)), dpi=100)
+    fig, (bars, tiles) = plt.subplots(1, 2, figsize=(13, max(4.0, 0.35 * len(names) + 1.5)), dpi=100)
     bars.barh(names, kept, label="kept")
     bars.barh(names, removed, left=kept, label="removed")
     bars.set_xlabel("frames")
     bars.legend()
     bars.set_title(f"{report['kept']} of {report['frames']} frames kept")
-    samples = [r for r in records if r["keep"]][:: max(1, report["kept"] // montage)][:montage]
-    side = int(np.ceil(np.sqrt(max(len(samples), 1))))
-    grid = np.zeros((side * 64, side * 64), np.uint8)
-    cache = CorpusFrames(out, kept_only=False)
-    for i, r in enumerate(samples):
-        frame = cache.frame(r["chunk"], r["row"])
-        grid[(i // side) * 64 : (i // side + 1) * 64, (i % side) * 64 : (i % side + 1) * 64] = cv2.resize(frame, (64, 64))
-    tiles.imshow(grid, cmap="gray")
+    chosen = before_after_pairs(root, out, records, options, pairs)
+    columns = 2  # pairs per row
+    rows = max(1, int(np.ceil(len(chosen) / columns)))
+    grid = np.full((rows * tile, columns * (2 * tile + tile // 8)), 255, np.uint8)
+    for i, (before, after, _) in enumerate(chosen):
+        top, left = (i // columns) * tile, (i % columns) * (2 * tile + tile // 8)
+        grid[top : top + tile, left : left + tile] = cv2.resize(before, (tile, tile), interpolation=cv2.INTER_AREA)
+        grid[top : top + tile, left + tile : left + 2 * tile] = cv2.resize(after, (tile, tile), interpolation=cv2.INTER_AREA)
+    tiles.imshow(grid, cmap="gray", vmin=0, vmax=255)
     tiles.axis("off")
-    tiles.set_title("kept frames (sample)")
+    state = "on" if options.deannotate else "off"
+    tiles.set_title(f"pairs: before | after de-annotation ({state}; doppler {options.doppler})")
     fig.tight_layout()
     save_figure(fig, out / "report.png")
+
+
 
 
 # ------------------------------------------------------------------------------------------------ training reader

@@ -12,7 +12,8 @@ The image formation follows the textbook chain, in beam space (rows = depth samp
 5. log compression to a dynamic range in dB;
 6. scan conversion to a linear (rectangle) or curvilinear (sector) field of view;
 7. optionally, rendering as a scanner screen capture with burned-in text, calipers, a colour bar and a depth scale,
-   keeping the ground-truth mask of what is annotation (for the de-annotation tests).
+   keeping the ground-truth mask of what is annotation (for the de-annotation tests), and a colour-Doppler box whose
+   flow replaces the B-mode beneath it (ground-truth flow mask kept as well).
 
 No library simulates ultrasound at this level of cost (Field II and k-Wave are far slower and not on PyPI), so it is
 written here with NumPy, SciPy and OpenCV. Everything is deterministic given the seed.
@@ -57,6 +58,9 @@ class SimulatorConfig:
         screen_capture: render burned-in text, calipers, colour bar and depth scale.
         lesion_probability: chance of a random lesion when no lesion style is asked for.
         lesion_scale: multiplier of the lesion size (1 = 8-14 % of the smaller beam-space side).
+        doppler_probability: chance of a colour-Doppler box (white outline, colour flow inside) over the image.
+        edge_gain_db: gain lost towards the outer scan lines (0 at the centre, this many dB at the edge lines), as
+            on scanners with low-gain sector edges; 0 keeps the gain flat.
     """
 
     size: int = 256
@@ -71,6 +75,8 @@ class SimulatorConfig:
     screen_capture: bool = False
     lesion_probability: float = 0.5
     lesion_scale: float = 1.0
+    doppler_probability: float = 0.0
+    edge_gain_db: float = 0.0
 
     def __post_init__(self) -> None:
         if self.size < 32:
@@ -79,6 +85,10 @@ class SimulatorConfig:
             raise ValueError(f"geometry must be one of {GEOMETRIES} or None, got {self.geometry!r}")
         if not 0.0 <= self.lesion_probability <= 1.0:
             raise ValueError(f"lesion_probability must be in [0, 1], got {self.lesion_probability!r}")
+        if not 0.0 <= self.doppler_probability <= 1.0:
+            raise ValueError(f"doppler_probability must be in [0, 1], got {self.doppler_probability!r}")
+        if self.edge_gain_db < 0:
+            raise ValueError(f"edge_gain_db must be >= 0, got {self.edge_gain_db!r}")
 
 
 @dataclass
@@ -94,6 +104,8 @@ class SimulatedFrame:
         lesion_mask: bool (H, W) the lesion, if any.
         envelope: float32 (depth, lines) detected envelope before log compression, in beam space.
         meta: geometry and lesion parameters.
+        flow_mask: bool (H, W) pixels showing colour-Doppler flow instead of B-mode (all False without Doppler); the
+            B-mode beneath them is in ``bmode``.
     """
 
     image: np.ndarray
@@ -104,6 +116,7 @@ class SimulatedFrame:
     lesion_mask: np.ndarray
     envelope: np.ndarray
     meta: dict[str, Any] = field(default_factory=dict)
+    flow_mask: np.ndarray | None = None
 
 
 # ---------------------------------------------------------------------------------------------------- tissue model
@@ -396,6 +409,70 @@ def render_screen(
     return screen, ann > 0
 
 
+def velocity_colours(velocity: np.ndarray) -> np.ndarray:
+    """Colour-Doppler scale: (N,) velocities in [-1, 1] -> (N, 3) uint8 RGB, red to yellow towards the probe, blue
+    to cyan away from it. Every colour has a channel spread of at least 150 levels (never gray)."""
+    speed = np.clip(np.abs(velocity), 0.0, 1.0)
+    strong = 150.0 + 105.0 * speed
+    weak = 230.0 * np.clip((speed - 0.4) / 0.6, 0.0, 1.0)
+    towards = velocity >= 0
+    rgb = np.zeros((len(velocity), 3), np.float32)
+    rgb[:, 0] = np.where(towards, strong, 0.0)
+    rgb[:, 1] = weak
+    rgb[:, 2] = np.where(towards, 0.0, strong)
+    return rgb.astype(np.uint8)
+
+
+def render_doppler(rng: np.random.Generator, screen: np.ndarray, ann: np.ndarray, fov: np.ndarray) -> np.ndarray:
+    """Paint a colour-Doppler box over the field of view, in place: a white one-pixel outline (an annotation, added
+    to ``ann``) and inside it a vessel whose flow, in the velocity colour scale with a parabolic profile and
+    estimator noise, replaces the B-mode pixels.
+
+    Args:
+        rng: random generator.
+        screen: (H, W, 3) uint8 screen capture, modified.
+        ann: (H, W) bool annotation mask, modified.
+        fov: (H, W) bool field of view.
+
+    Returns:
+        (H, W) bool flow mask (empty when no box fits inside the field of view).
+    """
+    inner = cv2.erode(fov.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+    rows, cols = np.flatnonzero(inner.any(1)), np.flatnonzero(inner.any(0))
+    flow = np.zeros(fov.shape, bool)
+    if len(rows) < 16 or len(cols) < 16:
+        return flow
+    for _ in range(20):  # a box with all four corners inside the (eroded) field of view
+        h = int((rows[-1] - rows[0]) * rng.uniform(0.3, 0.45))
+        w = int((cols[-1] - cols[0]) * rng.uniform(0.3, 0.45))
+        top, left = int(rng.integers(rows[0], rows[-1] - h)), int(rng.integers(cols[0], cols[-1] - w))
+        if inner[top, left] and inner[top, left + w] and inner[top + h, left] and inner[top + h, left + w]:
+            break
+    else:
+        return flow
+    center = (top + h / 2, left + w / 2)
+    axes = (max(2.0, h * rng.uniform(0.12, 0.2)), w * rng.uniform(0.35, 0.48))
+    vessel = _ellipse_mask(fov.shape, center, axes, rng.uniform(-0.3, 0.3))
+    flow[top + 1 : top + h, left + 1 : left + w] = vessel[top + 1 : top + h, left + 1 : left + w]
+    rr, cc = np.nonzero(flow)
+    radial = np.clip(np.abs(rr - center[0]) / axes[0], 0.0, 1.0)
+    velocity = (1.0 - radial**2) * rng.choice([-1.0, 1.0]) + rng.normal(0.0, 0.1, len(rr))
+    screen[rr, cc] = velocity_colours(velocity)
+    cv2.rectangle(screen, (left, top), (left + w, top + h), (235, 235, 235), 1, cv2.LINE_8)
+    outline = np.zeros(fov.shape, np.uint8)
+    cv2.rectangle(outline, (left, top), (left + w, top + h), 255, 1, cv2.LINE_8)
+    ann |= outline > 0
+    return flow
+
+
+def edge_gain(lines: int, edge_gain_db: float) -> np.ndarray:
+    """(lines,) amplitude gain falling quadratically from 1 over the outer 20% of the scan lines to -edge_gain_db dB
+    at the outermost line on each side."""
+    distance = np.minimum(np.arange(lines), np.arange(lines)[::-1]) / max(0.2 * lines, 1.0)
+    loss_db = edge_gain_db * (1.0 - np.clip(distance, 0.0, 1.0)) ** 2
+    return (10.0 ** (-loss_db / 20.0)).astype(np.float32)
+
+
 # ------------------------------------------------------------------------------------------------------ top level
 def simulate_frame(
     seed: int | np.random.Generator, config: SimulatorConfig = SimulatorConfig(), lesion: LesionStyle | None | str = "random"
@@ -420,7 +497,14 @@ def simulate_frame(
     psf = point_spread_function(config.pulse_period, config.axial_sigma * rng.uniform(0.9, 1.1), config.lateral_sigma)
     envelope = beamform_envelope(rng, echo, atten, psf, config.attenuation * config.tgc_compensation)
     low, high = config.dynamic_range_db
-    beam = log_compress(envelope, float(rng.uniform(low, high)), float(rng.uniform(22.0, 30.0)))
+    dynamic_range, gain_db = float(rng.uniform(low, high)), float(rng.uniform(22.0, 30.0))
+    if config.edge_gain_db:
+        # the log-compression reference is the median echo: taken before the edge loss, so the centre is unchanged
+        ref_envelope = envelope
+        envelope = envelope * edge_gain(envelope.shape[1], config.edge_gain_db)[None, :]
+        beam = log_compress(envelope, dynamic_range, gain_db + 20.0 * np.log10(np.median(ref_envelope) / np.median(envelope)))
+    else:
+        beam = log_compress(envelope, dynamic_range, gain_db)
     make = linear_geometry if geometry_kind == "linear" else curvilinear_geometry
     geometry = make(rng, config.size)
     maps = scan_maps(geometry, config.size, config.beam_shape)
@@ -431,9 +515,13 @@ def simulate_frame(
         screen, ann = render_screen(rng, bmode, fov, geometry)
     else:
         screen, ann = np.repeat(bmode[:, :, None], 3, axis=2), np.zeros_like(fov)
+    flow = np.zeros_like(fov)
+    # drawn last and only when asked for, so frames without Doppler are the same as before the option existed
+    if config.doppler_probability and rng.random() < config.doppler_probability:
+        flow = render_doppler(rng, screen, ann, fov)
     image = cv2.cvtColor(screen, cv2.COLOR_RGB2GRAY)
     meta = {"geometry": geometry, "lesion": lesion_params or None}
-    return SimulatedFrame(image, screen, bmode, fov, ann, lesion_img > 127, envelope, meta)
+    return SimulatedFrame(image, screen, bmode, fov, ann, lesion_img > 127, envelope, meta, flow)
 
 
 def iter_frames(
@@ -449,7 +537,7 @@ def write_frame(frame: SimulatedFrame, path: Path, fmt: str = "png") -> Path:
     reader never sees a partial file). Returns the path."""
     if fmt == "png":
         path = path.with_suffix(".png")
-        colour = bool(frame.annotation_mask.any())
+        colour = bool(frame.annotation_mask.any() or (frame.flow_mask is not None and frame.flow_mask.any()))
         data = cv2.cvtColor(frame.screen, cv2.COLOR_RGB2BGR) if colour else frame.image
         ok, encoded = cv2.imencode(".png", data)
         if not ok:

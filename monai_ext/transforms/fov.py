@@ -24,6 +24,10 @@ from monai.transforms import MapTransform, Transform
 
 #: A fitted model must agree with the detected region at least this well (IoU) to replace it.
 MIN_MODEL_IOU = 0.9
+#: Side-by-side views: each must have at least this fraction of the largest view's area ...
+MIN_VIEW_AREA = 0.4
+#: ... and share at least this fraction of the shorter one's rows with it.
+MIN_VIEW_ROW_OVERLAP = 0.5
 
 
 @dataclass
@@ -74,12 +78,12 @@ def to_gray_uint8(image: Any) -> np.ndarray:
     return img[..., 0] if img.shape[-1] == 1 else cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
 
 
-def signal_region(gray: np.ndarray, threshold: int = 0, kernel: int | None = None) -> np.ndarray:
-    """The largest solid bright region, holes filled: (H, W) uint8 gray -> (H, W) bool.
+def solid_components(gray: np.ndarray, threshold: int = 0, kernel: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Connected solid bright regions: (H, W) uint8 gray -> (labels (H, W) int32, OpenCV stats (n, 5)), label 0 the
+    background.
 
     Closing with a ``kernel`` disk bridges dark speckle; opening with a disk twice that size removes strokes (text,
-    ticks, calipers) and cuts off bars and boxes that touch the image; the largest connected component drops what
-    is left apart from it. Corners rounded by the opening do not matter: the geometric fits use the straight parts.
+    ticks, calipers) and cuts off bars and boxes that touch the image.
     """
     size = kernel or max(5, (min(gray.shape) // 50) | 1)
     close = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
@@ -89,11 +93,62 @@ def signal_region(gray: np.ndarray, threshold: int = 0, kernel: int | None = Non
     signal = cv2.copyMakeBorder((gray > threshold).astype(np.uint8), pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
     solid = cv2.morphologyEx(cv2.morphologyEx(signal, cv2.MORPH_CLOSE, close), cv2.MORPH_OPEN, opened)
     solid = np.ascontiguousarray(solid[pad:-pad, pad:-pad])
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(solid, connectivity=8)
-    if count < 2:
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(solid, connectivity=8)
+    return labels, stats
+
+
+def signal_region(gray: np.ndarray, threshold: int = 0, kernel: int | None = None) -> np.ndarray:
+    """The largest solid bright region, holes filled: (H, W) uint8 gray -> (H, W) bool.
+
+    The largest of :func:`solid_components` drops what is apart from it (text, bars). Corners rounded by the
+    opening do not matter: the geometric fits use the straight parts.
+    """
+    labels, stats = solid_components(gray, threshold, kernel)
+    if len(stats) < 2:
         return np.zeros(gray.shape, bool)
     largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
     return fill_holes(labels == largest)
+
+
+def detect_views(image: Any, threshold: int = 0) -> list[tuple[int, int, int, int]]:
+    """Side-by-side views of a screen capture (dual-view screens): one (x0, y0, x1, y1) box per view, left to right,
+    exclusive ends; a single box covering the image when the screen holds one view.
+
+    Views are solid regions of at least ``MIN_VIEW_AREA`` of the largest one's area, side by side (no column in
+    common) and level with each other (sharing at least ``MIN_VIEW_ROW_OVERLAP`` of the shorter one's rows). The
+    screen is cut at the middle of the gaps between them and keeps its full height, so each box still holds its
+    view's whole field of view for :func:`detect_fov`.
+
+    Args:
+        image: (H, W) gray or any image :func:`to_gray_uint8` accepts.
+        threshold: background gray level (see :func:`detect_fov`).
+    """
+    gray = to_gray_uint8(image)
+    height, width = gray.shape
+    _, stats = solid_components(gray, threshold)
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    if len(areas) < 2:
+        return [(0, 0, width, height)]
+    large = stats[1:][areas >= MIN_VIEW_AREA * areas.max()]
+    large = large[np.argsort(large[:, cv2.CC_STAT_LEFT])]
+    views = [large[0]]
+    for candidate in large[1:]:
+        previous = views[-1]
+        previous_right = previous[cv2.CC_STAT_LEFT] + previous[cv2.CC_STAT_WIDTH]
+        top = max(previous[cv2.CC_STAT_TOP], candidate[cv2.CC_STAT_TOP])
+        bottom = min(previous[cv2.CC_STAT_TOP] + previous[cv2.CC_STAT_HEIGHT],
+                     candidate[cv2.CC_STAT_TOP] + candidate[cv2.CC_STAT_HEIGHT])
+        shorter = min(previous[cv2.CC_STAT_HEIGHT], candidate[cv2.CC_STAT_HEIGHT])
+        if candidate[cv2.CC_STAT_LEFT] >= previous_right and bottom - top >= MIN_VIEW_ROW_OVERLAP * shorter:
+            views.append(candidate)
+    if len(views) < 2:
+        return [(0, 0, width, height)]
+    cuts = [0]
+    for left_view, right_view in zip(views[:-1], views[1:]):
+        gap_start = left_view[cv2.CC_STAT_LEFT] + left_view[cv2.CC_STAT_WIDTH]
+        cuts.append(int((gap_start + right_view[cv2.CC_STAT_LEFT]) // 2))
+    cuts.append(width)
+    return [(x0, 0, x1, height) for x0, x1 in zip(cuts[:-1], cuts[1:])]
 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:
@@ -141,9 +196,39 @@ def _fit_edge(rows: np.ndarray, cols: np.ndarray, tolerance: float = 1.5, trials
     return float(a_fit), float(b_fit)
 
 
-def fit_sector(region: np.ndarray) -> np.ndarray | None:
+def widen_to_dim_edges(gray: np.ndarray, apex: tuple[float, float], slopes: tuple[float, float],
+                       radii: tuple[float, float], level: int) -> tuple[float, float]:
+    """Move a sector's sides outwards over dim signal: (left, right) side slopes (columns per row from the apex).
+
+    Scanners lose gain towards a sector's outer scan lines, so its edges can fall below the detection threshold and
+    the fitted sides then cut them off. Outside each side, one-pixel-wide angular bands (at the outer radius) are
+    taken while at least 60% of their pixels are above ``level`` (a band the side only grazes is not);
+    the background beyond a sector is black.
+    """
+    rows, cols = np.nonzero(gray >= 0)  # every pixel, row-major
+    dr, dc = rows - apex[0], cols - apex[1]
+    radius = np.hypot(dr, dc)
+    inside_ring = (dr > 0) & (radius >= radii[0]) & (radius <= radii[1])
+    angle = np.arctan2(dc[inside_ring], dr[inside_ring])  # 0 straight down, positive to the right
+    bright = gray.ravel()[inside_ring] > level
+    step = 1.0 / max(radii[1], 1.0)
+    widened = []
+    for slope, sign in ((slopes[0], -1.0), (slopes[1], 1.0)):
+        beyond = (angle - np.arctan(slope)) * sign  # > 0 outside this side
+        band = np.floor(beyond[beyond > 0] / step).astype(np.int64)
+        counts = np.bincount(band, minlength=1)
+        hits = np.bincount(band, weights=bright[beyond > 0], minlength=1)
+        full = (counts > 0) & (hits >= 0.6 * counts)
+        extra = int(np.argmin(full)) if not full.all() else len(full)
+        # the last band taken is only partly inside: the side runs through its middle
+        widened.append(float(np.tan(np.arctan(slope) + sign * max(extra - 0.5, 0.0) * step)))
+    return widened[0], widened[1]
+
+
+def fit_sector(region: np.ndarray, gray: np.ndarray | None = None, dim_level: int = 0) -> np.ndarray | None:
     """Annular sector (apex above the image, straight sides, arcs top and bottom) fitted to ``region``; None if the
-    sides do not meet above the region."""
+    sides do not meet above the region. With ``gray``, the sides then widen over dim edges above ``dim_level``
+    (see :func:`widen_to_dim_edges`)."""
     height, width = region.shape
     present = np.flatnonzero(region.any(1))
     if len(present) < 8:
@@ -162,6 +247,10 @@ def fit_sector(region: np.ndarray) -> np.ndarray | None:
     rr, cc = np.nonzero(region)
     radius_px = np.hypot(rr - apex_row, cc - apex_col)
     r_inner, r_outer = np.percentile(radius_px, [0.05, 99.95])
+    if gray is not None:
+        slope_l, slope_r = widen_to_dim_edges(gray, (apex_row, apex_col), (fit_l[0], fit_r[0]), (r_inner, r_outer),
+                                              dim_level)
+        fit_l, fit_r = (slope_l, fit_l[1]), (slope_r, fit_r[1])
     # Render the sector only over rows it can reach (float32 is exact enough at screen sizes and twice as fast).
     bottom = min(height, int(np.ceil(apex_row + r_outer)) + 1)
     top = max(0, int(np.floor(apex_row + r_inner * min(1.0, 1 / np.hypot(1, max(abs(fit_l[0]), abs(fit_r[0]))))) - 1))
@@ -175,7 +264,8 @@ def fit_sector(region: np.ndarray) -> np.ndarray | None:
     return mask
 
 
-def detect_fov(image: Any, threshold: int = 0, region_box: Sequence[int] | None = None) -> FieldOfView:
+def detect_fov(image: Any, threshold: int = 0, region_box: Sequence[int] | None = None,
+               dim_edges: bool = True) -> FieldOfView:
     """Find the field of view of a screen capture.
 
     Args:
@@ -183,6 +273,7 @@ def detect_fov(image: Any, threshold: int = 0, region_box: Sequence[int] | None 
         threshold: gray level at or below which a pixel counts as background (raise it for noisy JPEG screens).
         region_box: (x0, y0, x1, y1) of the B-mode region from DICOM ``SequenceOfUltrasoundRegions``: detection
             runs inside it only.
+        dim_edges: widen a fitted sector over dim edges above ``threshold // 2`` (low-gain outer scan lines).
 
     Returns:
         :class:`FieldOfView` with an (H, W) mask.
@@ -192,7 +283,7 @@ def detect_fov(image: Any, threshold: int = 0, region_box: Sequence[int] | None 
         x0, y0, x1, y1 = (int(v) for v in region_box)
         if not (0 <= x0 < x1 <= gray.shape[1] and 0 <= y0 < y1 <= gray.shape[0]):
             raise ValueError(f"region_box {tuple(region_box)!r} is not inside the image of shape {gray.shape!r}")
-        inner = detect_fov(gray[y0:y1, x0:x1], threshold)
+        inner = detect_fov(gray[y0:y1, x0:x1], threshold, dim_edges=dim_edges)
         mask = np.zeros(gray.shape, bool)
         mask[y0:y1, x0:x1] = inner.mask
         t, l, b, r = inner.bbox
@@ -205,6 +296,9 @@ def detect_fov(image: Any, threshold: int = 0, region_box: Sequence[int] | None 
     candidates = [("linear", fit_rectangle(region)), ("sector", fit_sector(region))]
     scored = [(name, mask, _iou(mask, region)) for name, mask in candidates if mask is not None]
     name, mask, score = max(scored, key=lambda item: item[2])
+    if name == "sector" and score >= MIN_MODEL_IOU:
+        # judged against the region as found; then widened over dim edges the threshold left out of the region
+        mask = fit_sector(region, gray, threshold // 2) if dim_edges else mask
     if score >= MIN_MODEL_IOU:
         best = FieldOfView(mask, _bbox(mask), name, score)
     return best

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -17,6 +15,7 @@ import numpy as np
 import pytest
 
 from monai_ext.data.corpus import (
+    KILL_AFTER_CHUNKS_ENV,
     CorpusFrames,
     CorpusOptions,
     NearDuplicateIndex,
@@ -119,6 +118,8 @@ def test_near_duplicate_index_is_exact_within_the_threshold():
 
 
 def test_killed_midway_resumes_without_duplicates_or_corrupt_entries(tmp_path):
+    """SIGKILL right after the 4th of 24 chunks is on disk (the corpus writer's test-only hook kills its own process
+    there: no timing involved), then a rerun completes the cache."""
     root = tmp_path / "root" / "set"
     root.mkdir(parents=True)
     for i in range(24):
@@ -126,14 +127,10 @@ def test_killed_midway_resumes_without_duplicates_or_corrupt_entries(tmp_path):
     command = [sys.executable, "-m", "monai_ext", "prepare-corpus", str(tmp_path / "root"), "--out",
                str(tmp_path / "cache"), "--size", "64", "--files_per_chunk", "1", "--dedup_threshold", "-1"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and len(list((tmp_path / "cache" / "chunks").glob("*.json"))) < 4:
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    done = len(list((tmp_path / "cache" / "chunks").glob("*.json")))
-    assert 4 <= done < 24, "the run was not interrupted midway"
+    killed = subprocess.run(command, env={**env, KILL_AFTER_CHUNKS_ENV: "4"}, capture_output=True, timeout=300,
+                            check=False)
+    assert killed.returncode == -signal.SIGKILL
+    assert len(list((tmp_path / "cache" / "chunks").glob("*.json"))) == 4
     assert not (tmp_path / "cache" / "manifest.csv").exists()
     subprocess.run(command, env=env, check=True, capture_output=True, timeout=300)
     rows = manifest(tmp_path / "cache")
@@ -144,3 +141,30 @@ def test_killed_midway_resumes_without_duplicates_or_corrupt_entries(tmp_path):
     for i in range(len(data)):  # every entry holds its own source, prepared exactly as a fresh run would
         frames, _, _ = process_file(tmp_path / "root" / rows[i]["source"], tmp_path / "root", options)
         np.testing.assert_array_equal(data[i]["image"][0].numpy(), frames[0])
+
+
+def test_symlinked_dataset_folders_are_followed_once_and_loops_end(tmp_path):
+    real = tmp_path / "elsewhere" / "thyroid"
+    (real / "deeper").mkdir(parents=True)
+    cv2.imwrite(str(real / "a.png"), us_image(64, seed=1))
+    cv2.imwrite(str(real / "deeper" / "b.png"), us_image(64, seed=2))
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "thyroid").symlink_to(real, target_is_directory=True)
+    (real / "deeper" / "loop").symlink_to(real, target_is_directory=True)  # a link back up the tree
+    report = prepare_corpus(root, tmp_path / "cache", CorpusOptions(size=32, dedup_threshold=-1))
+    assert sorted(r["source"] for r in manifest(tmp_path / "cache")) == ["thyroid/a.png", "thyroid/deeper/b.png"]
+    assert list(report["datasets"]) == ["thyroid"] and report["kept"] == 2
+
+
+def test_files_directly_under_root_form_one_dataset_named_after_it(tmp_path):
+    root = tmp_path / "busi_export"
+    (root / "sub").mkdir(parents=True)
+    for i in range(2):
+        cv2.imwrite(str(root / f"flat_{i}.png"), us_image(64, seed=10 + i))
+    cv2.imwrite(str(root / "sub" / "nested.png"), us_image(64, seed=20))
+    report = prepare_corpus(root, tmp_path / "cache", CorpusOptions(size=32, dedup_threshold=-1))
+    rows = manifest(tmp_path / "cache")
+    assert {r["source"]: r["dataset"] for r in rows} == {"flat_0.png": "busi_export", "flat_1.png": "busi_export",
+                                                         "sub/nested.png": "sub"}
+    assert {name: entry["kept"] for name, entry in report["datasets"].items()} == {"busi_export": 2, "sub": 1}

@@ -1,0 +1,267 @@
+"""From one decoded frame to the square training views of a pretraining corpus.
+
+A frame (a screen capture, a DICOM frame, a volume slice) holds one view or several: DICOM ultrasound regions name
+them; otherwise side-by-side views are detected on the screen. Each view is cropped to its field of view,
+de-annotated on the colour pixels (colour is what tells Doppler flow and coloured calipers from tissue; in gray it
+is lost), turned gray, checked for signal, and fitted into a square:
+
+    colour frame -> views -> field of view -> crop -> de-annotation (colour) -> gray -> no-signal check -> square
+
+Detection runs on copies halved until small (the field of view is a large, smooth shape); de-annotation runs at the
+frame's own resolution inside the crop only, where the one- and two-pixel strokes it looks for are still thin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from monai_ext.transforms.deannotate import deannotate
+from monai_ext.transforms.fov import FieldOfView, detect_fov, detect_views
+
+#: What happens to frames with colour-Doppler flow (see :class:`ViewOptions`).
+DOPPLER_POLICIES = ("inpaint", "drop", "keep")
+
+
+@dataclass(frozen=True)
+class ViewOptions:
+    """How a frame becomes cached views (part of the corpus settings).
+
+    Args:
+        size: side of the square views.
+        crop_fov: crop each view to its DICOM region or detected field of view.
+        fov_threshold: gray level at or below which a pixel is background for field-of-view detection (above 0 so
+            that JPEG noise around the image does not count as image).
+        deannotate: remove burned-in text, calipers, markers and overlays (on the colour frame) before gray.
+        doppler: colour flow inside the image: "inpaint" fills it from the B-mode around it; "drop" also leaves
+            frames whose flow covers more than ``doppler_threshold`` of the field of view out of training (reason
+            ``doppler_flow``); "keep" leaves the flow in as its gray luma.
+        doppler_threshold: flow fraction of the field of view above which "drop" leaves a frame out.
+        split_views: detect side-by-side views on screens without DICOM regions and give one frame per view.
+        min_signal_std: frames whose field of view varies less than this (gray levels, standard deviation), or
+            that hold nothing above ``fov_threshold``, have no signal and are left out (reason ``no_signal``).
+    """
+
+    size: int = 256
+    crop_fov: bool = True
+    fov_threshold: int = 10
+    deannotate: bool = True
+    doppler: str = "inpaint"
+    doppler_threshold: float = 0.02
+    split_views: bool = True
+    min_signal_std: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.size < 16:
+            raise ValueError(f"size must be at least 16, got {self.size!r}")
+        if self.doppler not in DOPPLER_POLICIES:
+            raise ValueError(f"doppler must be one of {', '.join(DOPPLER_POLICIES)}, got {self.doppler!r}")
+        if not 0.0 <= self.doppler_threshold <= 1.0:
+            raise ValueError(f"doppler_threshold must be in [0, 1], got {self.doppler_threshold!r}")
+        if not 0 <= self.fov_threshold < 255:
+            raise ValueError(f"fov_threshold must be in [0, 255), got {self.fov_threshold!r}")
+        if self.min_signal_std < 0:
+            raise ValueError(f"min_signal_std must be >= 0, got {self.min_signal_std!r}")
+        for name in ("crop_fov", "deannotate", "split_views"):
+            if not isinstance(getattr(self, name), bool):
+                # ValueError, not TypeError: a command-line value, reported to the user as one line
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")  # noqa: TRY004
+
+
+@dataclass
+class PreparedView:
+    """One view of a frame, ready for the cache.
+
+    Attributes:
+        pixels: (size, size) uint8 gray.
+        view: number of the view on its frame (0 for a single view).
+        crop: (x0, y0, x1, y1) of the crop in the frame's pixels, exclusive ends.
+        annotation_fraction: fraction of the field-of-view pixels found as annotation (and filled).
+        flow_fraction: fraction of the field-of-view pixels found as colour-Doppler flow.
+        drop: "" or why the view is left out of training (``no_signal``, ``doppler_flow``).
+    """
+
+    pixels: np.ndarray
+    view: int
+    crop: tuple[int, int, int, int]
+    annotation_fraction: float = 0.0
+    flow_fraction: float = 0.0
+    drop: str = ""
+
+
+# ------------------------------------------------------------------------------------------------- resizing helpers
+def fit_square(gray: np.ndarray, size: int) -> np.ndarray:
+    """Resize (H, W) uint8 keeping the aspect ratio, then pad to (size, size): centred across, padded below (the
+    probe stays at the top)."""
+    h, w = gray.shape
+    scale = size / max(h, w)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    resized = cv2.resize(gray, (nw, nh), interpolation=interpolation)
+    out = np.zeros((size, size), np.uint8)
+    left = (size - nw) // 2
+    out[:nh, left : left + nw] = resized
+    return out
+
+
+def shrink_large(pixels: np.ndarray, size: int) -> tuple[np.ndarray, float]:
+    """Frames far larger than the cache resolution are reduced to ``max(1024, 4 * size)`` on their long side first:
+    detection and de-annotation then cost the same on a 12000 x 12000 scan as on a screen capture.
+
+    Returns:
+        (pixels (h, w) or (h, w, 3), the scale applied).
+    """
+    limit = max(1024, 4 * size)
+    h, w = pixels.shape[:2]
+    if max(h, w) <= limit:
+        return pixels, 1.0
+    scale = limit / max(h, w)
+    small = cv2.resize(pixels, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    return small, scale
+
+
+def halve_until(gray: np.ndarray, side: int) -> tuple[np.ndarray, int]:
+    """Halve (H, W) uint8 with 2x2 means while its long side stays at least ``side``: (reduced, total factor).
+
+    Exact halvings take OpenCV's integer-factor INTER_AREA path, over ten times faster than an arbitrary scale (an
+    odd last row or column is dropped, which detection does not notice).
+    """
+    factor = 1
+    while max(gray.shape) >= 2 * side and min(gray.shape) >= 4:
+        h, w = gray.shape[0] // 2 * 2, gray.shape[1] // 2 * 2
+        gray = cv2.resize(gray[:h, :w], (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+        factor *= 2
+    return gray, factor
+
+
+def to_gray(pixels: np.ndarray) -> np.ndarray:
+    """(H, W) or (H, W, 3) RGB uint8 -> (H, W) uint8 BT.601 luma."""
+    return pixels if pixels.ndim == 2 else cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
+
+
+# --------------------------------------------------------------------------------------------------- field of view
+def locate_fov(gray: np.ndarray, threshold: int = 10, detect_side: int = 160) -> tuple[tuple[int, int, int, int], np.ndarray]:
+    """Field of view of a gray view: (crop (x0, y0, x1, y1), mask over the crop (h, w) bool); the whole view with
+    an all-True mask when none is found.
+
+    Detection runs on a copy halved until its long side is below ``2 * detect_side``. The reduced mask is scaled
+    back up over the crop only, bilinearly, so its edges are smooth rather than blocky.
+    """
+    small, factor = halve_until(gray, detect_side)
+    # Each reduced pixel averages factor**2 pixels: noise around the image (JPEG ringing) averages out towards 0,
+    # while low-gain speckle at a sector's dim edges averages to its (low but steady) mean. Half the threshold
+    # still rejects the first and keeps the second.
+    fov = detect_fov(small, threshold // 2 if factor > 1 else threshold)
+    h, w = gray.shape
+    if fov.kind == "none":
+        return (0, 0, w, h), np.ones((h, w), bool)
+    top, left, bottom, right = fov.bbox
+    mask = fov.mask[top:bottom, left:right]
+    # the reduced copy dropped odd last rows/columns: a box reaching its edge reaches the full image's edge
+    bottom = h if bottom == small.shape[0] else bottom * factor
+    right = w if right == small.shape[1] else right * factor
+    top, left = top * factor, left * factor
+    if factor > 1:
+        mask = cv2.resize(mask.astype(np.uint8) * 255, (right - left, bottom - top), interpolation=cv2.INTER_LINEAR) >= 128
+    return (left, top, right, bottom), mask
+
+
+def crop_to_view(gray: np.ndarray, region_box: Sequence[int] | None, threshold: int = 10,
+                 detect_side: int = 160) -> np.ndarray:
+    """Crop (H, W) uint8 to the DICOM region if given, then to the detected field of view (unchanged if none is
+    found); pixels outside the view inside the crop are set to black."""
+    if region_box is not None:
+        x0, y0, x1, y1 = (int(v) for v in region_box)
+        gray = gray[max(y0, 0) : y1, max(x0, 0) : x1]
+    (x0, y0, x1, y1), mask = locate_fov(gray, threshold, detect_side)
+    return np.where(mask, gray[y0:y1, x0:x1], 0).astype(np.uint8)
+
+
+def view_boxes(gray: np.ndarray, region_box: Sequence[int] | None, options: ViewOptions) -> list[tuple[int, int, int, int]]:
+    """(x0, y0, x1, y1) of each view on a frame: the DICOM region if given, else detected side-by-side views."""
+    h, w = gray.shape
+    if region_box is not None:
+        x0, y0, x1, y1 = (int(v) for v in region_box)
+        return [(max(x0, 0), max(y0, 0), min(x1, w), min(y1, h))]
+    if not (options.crop_fov and options.split_views):
+        return [(0, 0, w, h)]
+    small, factor = halve_until(gray, 160)
+    boxes = detect_views(small, options.fov_threshold)
+    return [(x0 * factor, 0, w if x1 == small.shape[1] else x1 * factor, h) for x0, _, x1, _ in boxes]
+
+
+# ---------------------------------------------------------------------------------------------------------- a view
+def prepare_view(pixels: np.ndarray, gray: np.ndarray, box: tuple[int, int, int, int], index: int,
+                 options: ViewOptions) -> PreparedView:
+    """One view of a frame: crop, de-annotate, gray, check the signal, fit the square.
+
+    Args:
+        pixels: (H, W) gray or (H, W, 3) RGB uint8 frame.
+        gray: (H, W) its luma.
+        box: (x0, y0, x1, y1) of the view on the frame.
+        index: view number.
+        options: how views are prepared.
+    """
+    x0, y0, x1, y1 = box
+    region_gray = gray[y0:y1, x0:x1]
+    if options.crop_fov:
+        (cx0, cy0, cx1, cy1), mask = locate_fov(region_gray, options.fov_threshold)
+    else:
+        (cx0, cy0, cx1, cy1), mask = (0, 0, region_gray.shape[1], region_gray.shape[0]), np.ones(region_gray.shape, bool)
+    crop = (x0 + cx0, y0 + cy0, x0 + cx1, y0 + cy1)
+    view_pixels = pixels[crop[1] : crop[3], crop[0] : crop[2]]
+    view_gray = gray[crop[1] : crop[3], crop[0] : crop[2]]
+    plain = np.where(mask, view_gray, 0).astype(np.uint8)
+    fov_pixels = max(int(np.count_nonzero(mask)), 1)
+    annotation_fraction = flow_fraction = 0.0
+    if options.deannotate:
+        fov = FieldOfView(mask, (0, 0, mask.shape[0], mask.shape[1]), "given", 1.0)
+        doppler = "keep" if options.doppler == "keep" else "inpaint"
+        result = deannotate(view_pixels, fov=fov, doppler=doppler, fill="mean")
+        # the margin deannotate() keeps around the field of view is for masks it detected itself; this one is final
+        cleaned = np.where(mask, result.image, 0).astype(np.uint8)
+        annotation_fraction = np.count_nonzero(result.annotations & mask) / fov_pixels
+        flow_fraction = np.count_nonzero(result.flow & mask) / fov_pixels
+    else:
+        cleaned = plain
+    drop = ""
+    if options.doppler == "drop" and flow_fraction > options.doppler_threshold:
+        drop = "doppler_flow"
+    if has_no_signal(cleaned, mask, options):
+        drop = "no_signal"
+    return PreparedView(fit_square(cleaned, options.size), index, crop, round(annotation_fraction, 5),
+                        round(flow_fraction, 5), drop)
+
+
+def has_no_signal(gray: np.ndarray, mask: np.ndarray, options: ViewOptions) -> bool:
+    """True when the field of view is black or near constant (standard deviation below ``min_signal_std``)."""
+    if gray.size == 0 or int(gray.max(initial=0)) <= options.fov_threshold:
+        return True
+    _, std = cv2.meanStdDev(gray, mask=mask.astype(np.uint8))
+    return float(std[0, 0]) < options.min_signal_std
+
+
+def prepare_views(pixels: np.ndarray, region_box: Sequence[int] | None, options: ViewOptions) -> list[PreparedView]:
+    """Every view of one frame.
+
+    Args:
+        pixels: (H, W) gray or (H, W, 3) RGB uint8 frame as displayed.
+        region_box: (x0, y0, x1, y1) of a DICOM ultrasound region holding the view, or None.
+        options: how views are prepared.
+
+    Returns:
+        One :class:`PreparedView` per view, left to right; crops in the frame's own pixels.
+    """
+    small, scale = shrink_large(pixels, options.size)
+    if region_box is not None and scale != 1.0:
+        region_box = tuple(int(round(v * scale)) for v in region_box)
+    gray = to_gray(small)
+    views = [prepare_view(small, gray, box, i, options)
+             for i, box in enumerate(view_boxes(gray, region_box, options))]
+    if scale != 1.0:
+        for view in views:
+            view.crop = tuple(int(round(v / scale)) for v in view.crop)
+    return views

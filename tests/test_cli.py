@@ -1,0 +1,77 @@
+"""``python -m monai_ext``: every user error on the command line ends in one line naming it and exit code 2."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from monai_ext.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_main(args: list[str], capsys) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.err
+
+
+@pytest.fixture
+def dataset(tmp_path: Path) -> Path:
+    folder = tmp_path / "root" / "set"
+    folder.mkdir(parents=True)
+    cv2.imwrite(str(folder / "a.png"), np.random.default_rng(0).integers(0, 255, (64, 64), np.uint8))
+    return tmp_path / "root"
+
+
+@pytest.mark.parametrize("args,message", [
+    (["prepare-corpus", "{tmp}/missing", "--out", "{tmp}/cache"], "corpus root '{tmp}/missing' does not exist"),
+    (["prepare-corpus", "{tmp}/empty", "--out", "{tmp}/cache"], "no supported files under '{tmp}/empty'"),
+    (["prepare-corpus", "{tmp}/root/set/a.png", "--out", "{tmp}/cache"], "is not a folder"),
+    (["prepare-corpus", "{tmp}/root", "--out", "{tmp}/cache", "--doppler", "blur"],
+     "doppler must be one of inpaint, drop, keep, got 'blur'"),
+    (["prepare-corpus", "{tmp}/root", "--out", "{tmp}/cache", "--deannotate", "maybe"],
+     "deannotate must be true or false, got 'maybe'"),
+    (["prepare-corpus", "{tmp}/root", "--out", "{tmp}/cache", "--size", "8"], "size must be at least 16, got 8"),
+    (["prepare-corpus", "{tmp}/root", "--out", "{tmp}/cache", "--workers", "many"],
+     "--workers must be an integer, got 'many'"),
+    (["prepare-corpus", "{tmp}/root", "--out", "{tmp}/cache", "--doppler_threshold", "2"],
+     "doppler_threshold must be in [0, 1], got 2"),
+    (["prepare-corpus", "{tmp}/root", "--out", "{tmp}/cache", "--evaluation", "{tmp}/nowhere"],
+     "evaluation folder '{tmp}/nowhere' does not exist"),
+    (["prepare-corpus", "{tmp}/root"], "no value for the required argument: out"),
+    (["synthesize", "{tmp}/sim", "--num", "0"], "num must be at least 1, got 0"),
+    (["make-datalist", "nosuchprotocol", "{tmp}/root", "{tmp}/list.json"], "nosuchprotocol"),
+    (["inspect-checkpoint", "{tmp}/missing.pt"], "missing.pt"),
+    (["no-such-command"], "no-such-command"),
+])
+def test_user_errors_are_one_line_with_exit_code_2(args, message, dataset, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    code, err = run_main([a.format(tmp=tmp_path) for a in args], capsys)
+    assert code == 2
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert message.format(tmp=tmp_path) in err
+
+
+def test_out_prepared_with_other_settings_is_a_user_error(dataset, tmp_path, capsys):
+    main(["prepare-corpus", str(dataset), "--out", str(tmp_path / "cache"), "--size", "32"])
+    capsys.readouterr()
+    code, err = run_main(["prepare-corpus", str(dataset), "--out", str(tmp_path / "cache"), "--size", "64"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "was prepared with other settings" in err
+
+
+def test_the_module_entry_point_reports_the_same_way(tmp_path):
+    """Through ``python -m monai_ext`` itself: one line on stderr, nothing on stdout, exit code 2."""
+    result = subprocess.run([sys.executable, "-m", "monai_ext", "prepare-corpus", str(tmp_path / "missing"), "--out",
+                             str(tmp_path / "cache")], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO, check=False)
+    assert result.returncode == 2 and result.stdout == ""
+    expected = f"monai_ext prepare-corpus: corpus root '{tmp_path / 'missing'}' does not exist"
+    assert result.stderr.strip().splitlines() == [expected]
