@@ -14,7 +14,14 @@ from ignite.engine import Engine, Events
 from monai_ext.engines.base import autocast
 from monai_ext.engines.distributed import is_main_process
 from monai_ext.io.figures import save_png
-from monai_ext.visualize.reconstructions import caption, is_gray, masked_patch_losses, reconstruction_panels, to_display
+from monai_ext.visualize.reconstructions import (
+    caption,
+    enlarge,
+    is_gray,
+    masked_patch_losses,
+    reconstruction_panels,
+    to_display,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +67,7 @@ class ReconstructionGridSaver:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self)
 
     def render(self, network: torch.nn.Module, device: torch.device) -> np.ndarray:
-        """The grid as a uint8 (K*H, 4*W, 3) array."""
+        """The grid as a uint8 (K*H', 4*W', 3) array (panels enlarged to at least 192 rows, see ``enlarge``)."""
         model = getattr(network, "module", network)
         images = self.images.to(device)
         noise = torch.rand(images.shape[0], model.num_patches, generator=torch.Generator().manual_seed(self.noise_seed))
@@ -72,12 +79,13 @@ class ReconstructionGridSaver:
         losses = masked_patch_losses(model, images.float(), pred.float(), mask.float()).cpu().tolist()
         panels = [images, *reconstruction_panels(model, images.float(), pred.float(), mask.float())]
         gray = is_gray(images.float(), self.mean, self.std)
-        columns = [to_display(p, self.mean, self.std, gray) for p in panels]  # each (K, H, W, 3)
+        columns = [enlarge(to_display(p, self.mean, self.std, gray)) for p in panels]  # each (K, H', W', 3)
         names = ("original", f"masked {round(100 * self.mask_ratio)}%", "reconstruction", "recon + visible")
         rows = []
         for i, loss in enumerate(losses):
-            titles = (names[0], names[1], f"{names[2]}: loss {loss:.3f}", names[3]) if i == 0 else ("", "", f"loss {loss:.3f}", "")
-            rows.append(np.concatenate([caption(col[i], t) if t else col[i] for col, t in zip(columns, titles)], axis=1))
+            cells = [caption(col[i], name) if i == 0 else col[i] for col, name in zip(columns, names)]
+            cells[2] = caption(cells[2], f"loss {loss:.3f}", bottom=True)
+            rows.append(np.concatenate(cells, axis=1))
         return np.concatenate(rows, axis=0)
 
     def save(self, network: torch.nn.Module, device: torch.device, name: str) -> Path:

@@ -52,15 +52,22 @@ def masked_patch_losses(model: torch.nn.Module, images: torch.Tensor, pred: torc
     return (per_patch * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1)
 
 
-def caption(panel: np.ndarray, text: str) -> np.ndarray:
-    """Write ``text`` in the top-left corner of a uint8 (H, W, 3) panel, white on a dark outline (readable on any
-    background); returns a copy."""
+def caption(panel: np.ndarray, text: str, bottom: bool = False) -> np.ndarray:
+    """Write ``text`` in the top-left (or bottom-left) corner of a uint8 (H, W, 3) panel, white on a dark outline
+    (readable on any background); returns a copy."""
     out = np.ascontiguousarray(panel.copy())
-    scale = max(0.3, panel.shape[0] / 400)
+    scale = max(0.35, panel.shape[0] / 450)
+    row = panel.shape[0] - 5 if bottom else int(14 * scale) + 3
     for colour, thickness in (((0, 0, 0), 3), ((255, 255, 255), 1)):
-        cv2.putText(out, text, (3, int(14 * scale) + 2), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thickness,
-                    cv2.LINE_AA)
+        cv2.putText(out, text, (3, row), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thickness, cv2.LINE_AA)
     return out
+
+
+def enlarge(panels: np.ndarray, min_side: int = 192) -> np.ndarray:
+    """(N, H, W, 3) uint8 -> the same enlarged by the smallest integer factor reaching ``min_side`` rows (nearest
+    neighbour: patches stay sharp), so that small training images stay readable and captions fit."""
+    factor = max(1, -(-min_side // panels.shape[1]))
+    return panels if factor == 1 else panels.repeat(factor, axis=1).repeat(factor, axis=2)
 
 
 def reconstruction_panels(

@@ -59,7 +59,7 @@ def test_a_perfect_prediction_reconstructs_the_image(norm_pix_loss: bool) -> Non
 def test_grid_is_gray_captioned_and_sized(tmp_path) -> None:
     model = MaskedAutoencoderViT(**TINY)
     grid = ReconstructionGridSaver(tmp_path, normalised_gray(2), MEAN, STD, precision="fp32").render(model, "cpu")
-    assert grid.shape == (64, 128, 3)
+    assert grid.shape == (2 * 192, 4 * 192, 3)  # 32 px panels enlarged 6x
     assert np.array_equal(grid[..., 0], grid[..., 1]) and np.array_equal(grid[..., 1], grid[..., 2])
     plain = np.zeros((32, 32, 3), np.uint8)
     assert caption(plain, "loss 0.123").any() and not plain.any()  # written on a copy
