@@ -65,3 +65,25 @@ def tiny_classify_overrides(tmp: Path, cache: Path, **extra: object) -> dict[str
         "cache_dir": str(cache),
         **extra,
     }
+
+
+SEGMENT = REPO / "bundles" / "usf_mae_segment"
+
+
+def tiny_segment_overrides(tmp: Path, cache: Path, **extra: object) -> dict[str, object]:
+    """A ViT-Tiny UNETR at 64 px on 5 folds of 20 simulated lesions (11 train, 3 validation, 4 test images)."""
+    return {
+        "arch": "mae_vit_tiny_patch16_dec128d2b",
+        "image_size": 64,
+        "feature_size": 8,
+        "synthetic_images": 20,
+        "max_train": 14,
+        "batch_size": 4,
+        "num_workers": 0,
+        "epochs": 2,
+        "num_overlays": 2,
+        "ckpt_dir": str(tmp / "models"),
+        "output_dir": str(tmp / "eval"),
+        "cache_dir": str(cache),
+        **extra,
+    }

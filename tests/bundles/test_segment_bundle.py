@@ -1,0 +1,124 @@
+"""The segmentation bundle end to end: released-layout init with the exact new and dropped keys, per-image reports,
+evaluate parity with training, inference at the original size, verify_net_in_out and verify_metadata."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from monai_ext.data.segmentation import synthetic_segmentation_protocol
+from monai_ext.io.writers import write_dicom
+from monai_ext.networks import build_from_checkpoint
+from monai_ext.networks.checkpoints import read_checkpoint
+from monai_ext.networks.mae import build_mae
+from monai_ext.transforms import IMAGENET_MEAN, IMAGENET_STD
+from tests.bundles.helpers import REPO, SEGMENT, bundle_command, run_bundle, tiny_segment_overrides
+
+pytestmark = pytest.mark.slow
+TRAIN = "bundles/usf_mae_segment/configs/train.yaml"
+EVALUATE = "bundles/usf_mae_segment/configs/evaluate.yaml"
+INFERENCE = "bundles/usf_mae_segment/configs/inference.yaml"
+META = str(SEGMENT / "configs" / "metadata.json")
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("segment_cache")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, cache):
+    """Two epochs from a tiny MAE saved as a plain state dict (the released USF-MAE file's layout)."""
+    out = tmp_path_factory.mktemp("segment")
+    released = out / "usf_mae_tiny.pth"
+    torch.save(build_mae("mae_vit_tiny_patch16_dec128d2b", img_size=64).state_dict(), released)
+    result = run_bundle([TRAIN], tiny_segment_overrides(out, cache, init_checkpoint=str(released)))
+    return out, result
+
+
+def test_released_layout_init_reports_exactly_the_new_decoder_and_the_dropped_mae_decoder(trained) -> None:
+    out, result = trained
+    line = next(x for x in (result.stdout + result.stderr).splitlines() if "initial weights:" in x)
+    assert "layout=usf_mae" in line
+    assert "(decoder2, decoder3, decoder4, decoder5, encoder1, encoder2, encoder3, encoder4, out)" in line
+    assert "dropped=32 (decoder_blocks, decoder_embed, decoder_norm, decoder_pos_embed, decoder_pred, mask_token)" in line
+    history = json.loads((out / "eval" / "metrics.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert {"val_mean_dice", "val_mean_iou", "val_hd95"} <= set(history[0])
+    assert read_checkpoint(out / "models" / "model.pt")["arch"]["kind"] == "segmenter"
+
+
+def test_evaluate_reproduces_the_best_validation_dice_of_training(trained, cache) -> None:
+    out, _ = trained
+    best = read_checkpoint(out / "models" / "model.pt")["val_mean_dice"]
+    history = json.loads((out / "eval" / "metrics.json").read_text())
+    assert best == pytest.approx(max(h["val_mean_dice"] for h in history), abs=1e-9)
+    run_bundle([TRAIN, EVALUATE], tiny_segment_overrides(out, cache, eval_split="validation"))
+    report = json.loads((out / "eval" / "validation_report.json").read_text())
+    assert report["score"] == pytest.approx(best, abs=1e-6)
+
+
+def test_test_report_has_every_test_image_and_overlays(trained, cache) -> None:
+    out, _ = trained
+    result = run_bundle([TRAIN, EVALUATE], tiny_segment_overrides(out, cache))
+    assert "test Dice" in result.stdout
+    report = json.loads((out / "eval" / "test_report.json").read_text())
+    expected = [it["id"] for it in synthetic_segmentation_protocol(cache, 20, 42, 14).splits[0]["test"]]
+    assert [e["id"] for e in report["per_image"]] == expected and report["n"] == 4
+    assert set(report["per_class"]) == {"lesion"} and set(report["per_image"][0]) == {"id", "dice", "iou", "hd95"}
+    overlays = sorted((out / "eval" / "test_overlays").iterdir())
+    assert len(overlays) == 2 and cv2.imread(str(overlays[0])).shape == (64, 128, 3)
+
+
+def _expected_mask(network: torch.nn.Module, gray: np.ndarray) -> np.ndarray:
+    """Independent reference at the training size: [0, 1] gray to 3 ImageNet-normalised channels, arg-max."""
+    x = torch.as_tensor(gray, dtype=torch.float32)[None].repeat(3, 1, 1) / 255.0
+    x = (x - torch.tensor(IMAGENET_MEAN)[:, None, None]) / torch.tensor(IMAGENET_STD)[:, None, None]
+    with torch.no_grad():
+        return network(x[None])[0].argmax(0).numpy().astype(np.uint8)
+
+
+def test_inference_masks_at_the_original_size_png_and_dicom_alike(trained, tmp_path) -> None:
+    out, _ = trained
+    rng = np.random.default_rng(5)
+    wide = rng.integers(0, 256, (96, 128), np.uint8)
+    cv2.imwrite(str(tmp_path / "wide.png"), wide)
+    write_dicom(wide, tmp_path / "wide.dcm")
+    at_size = rng.integers(0, 256, (64, 64), np.uint8)
+    cv2.imwrite(str(tmp_path / "square.png"), at_size)
+    (tmp_path / "notes.png").write_text("not an image")
+    run_bundle([INFERENCE], {"ckpt_dir": str(out / "models"), "output_dir": str(out / "infer"),
+                             "input_dir": str(tmp_path), "overlays": True, "precision": "fp32"})
+    result = json.loads((out / "infer" / "masks.json").read_text())
+    assert str(tmp_path / "notes.png") in result["errors"]
+    png = cv2.imread(result["masks"][str(tmp_path / "wide.png")]["mask"], cv2.IMREAD_UNCHANGED)
+    dcm = cv2.imread(result["masks"][str(tmp_path / "wide.dcm")]["mask"], cv2.IMREAD_UNCHANGED)
+    assert png.shape == (96, 128) and png.dtype == np.uint8
+    np.testing.assert_array_equal(png, dcm)
+    assert result["masks"][str(tmp_path / "wide.png")]["size"] == [96, 128]
+    square = cv2.imread(result["masks"][str(tmp_path / "square.png")]["mask"], cv2.IMREAD_UNCHANGED)
+    network = build_from_checkpoint(out / "models" / "model.pt").eval()
+    np.testing.assert_array_equal(square, _expected_mask(network, at_size))
+    assert cv2.imread(str(out / "infer" / "overlays" / "wide_overlay.png")).shape == (96, 128, 3)
+
+
+def test_verify_net_in_out_and_metadata(cache, tmp_path) -> None:
+    common = {**tiny_segment_overrides(tmp_path, cache), "meta_file": META,
+              "_meta_#network_data_format#inputs#image#spatial_shape": [64, 64],
+              "_meta_#network_data_format#outputs#pred#spatial_shape": [64, 64]}
+    verify = bundle_command("verify_net_in_out", [TRAIN], common)
+    verify.insert(4, "network_def")
+    result = subprocess.run(verify, cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0 and "data shape of network is verified" in result.stdout + result.stderr, \
+        result.stderr[-3000:]
+    meta = bundle_command("verify_metadata", [TRAIN], {"meta_file": META, "filepath": str(REPO / "bundles" / "meta_schema.json")})
+    meta.remove("--config_file")
+    meta.remove(TRAIN)
+    result = subprocess.run(meta, cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0 and "metadata is verified with no error" in result.stdout + result.stderr, \
+        result.stderr[-3000:]
