@@ -1,7 +1,10 @@
 """Every 2-D frame of an ultrasound file, whatever its container: images, DICOM (single or multi-frame, any
 transfer syntax pydicom's pylibjpeg plugins decode), NIfTI and NRRD/MHA/MHD volumes, AVI/MP4 cine loops.
 
-Each source yields :class:`Frame` objects holding 8-bit grayscale pixels as displayed. The decoding is
+Each source yields :class:`Frame` objects holding 8-bit pixels as displayed, gray or RGB: colour is kept, because
+de-annotation needs it to tell colour flow and coloured marks from tissue (gray is taken after it, with the same
+luma as :func:`monai_ext.io.display.to_gray_uint8`). A DICOM frame with several views in
+``SequenceOfUltrasoundRegions`` gives one :class:`Frame` per view. The decoding is
 :mod:`monai_ext.io`'s, the one the training loader, bundle inference and MONAI Label use (they take a file's first
 frame): a frame here equals ``rint(255 * LoadUltrasoundImage()(path))`` of that frame. Only pixel-describing DICOM
 attributes are read (photometric interpretation, bits, LUTs and windows, frames, modality, ultrasound regions);
@@ -17,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from monai_ext.io.dicom import iter_dicom_frames, read_dicom, read_dicom_header, ultrasound_region_box
+from monai_ext.io.dicom import iter_dicom_frames, read_dicom, read_dicom_header, ultrasound_region_boxes
 from monai_ext.io.display import to_gray_uint8
 from monai_ext.io.errors import SkippedSource, UnreadableImageError
 from monai_ext.io.images import ALL_SUFFIXES, read_picture, source_kind
@@ -33,13 +36,19 @@ class Frame:
 
     Attributes:
         index: frame (cine, multi-frame DICOM) or slice (volume) number in the source; 0 for a plain image.
-        pixels: (H, W) uint8 grayscale as displayed.
-        region_box: (x0, y0, x1, y1) of the DICOM B-mode region, if the file gives one.
+        pixels: (H, W) uint8 gray or (H, W, 3) uint8 RGB as displayed.
+        region_box: (x0, y0, x1, y1) of the DICOM region holding this view, if the file gives one.
+        view: number of the view on the frame (DICOM regions, left to right); 0 for a single view.
     """
 
     index: int
     pixels: np.ndarray
     region_box: tuple[int, int, int, int] | None = None
+    view: int = 0
+
+    def gray(self) -> np.ndarray:
+        """(H, W) uint8 BT.601 luma of the pixels (the gray every other path of the project reads)."""
+        return to_gray_uint8(self.pixels, f"frame {self.index}")
 
 
 @dataclass(frozen=True)
@@ -86,8 +95,20 @@ def iter_frames(path: str | os.PathLike, options: FrameOptions = FrameOptions())
         raise UnreadableImageError(f"{path}: cannot decode ({type(e).__name__}: {e})") from e
 
 
+def to_display_uint8(pixels: np.ndarray, source: str) -> np.ndarray:
+    """Display-ready pixels (see :mod:`monai_ext.io.display`) -> (H, W) uint8 gray or (H, W, 3) uint8 RGB (alpha
+    dropped; deeper colour scaled from its white level: the type's maximum, or 1 for floats)."""
+    if pixels.ndim == 3 and pixels.shape[2] in (3, 4):
+        rgb = pixels[..., :3]
+        if rgb.dtype == np.uint8:
+            return np.ascontiguousarray(rgb)
+        white = float(np.iinfo(rgb.dtype).max) if np.issubdtype(rgb.dtype, np.unsignedinteger) else 1.0
+        return np.clip(np.rint(rgb.astype(np.float32) * np.float32(255.0 / white)), 0, 255).astype(np.uint8)
+    return to_gray_uint8(pixels, source)
+
+
 def _image_frames(path: Path, options: FrameOptions) -> Iterator[Frame]:
-    yield Frame(0, to_gray_uint8(read_picture(path), str(path)))
+    yield Frame(0, to_display_uint8(read_picture(path, colour=True), str(path)))
 
 
 def _dicom_frames(path: Path, options: FrameOptions) -> Iterator[Frame]:
@@ -97,9 +118,11 @@ def _dicom_frames(path: Path, options: FrameOptions) -> Iterator[Frame]:
         if modality.upper() != options.modality.upper():
             raise SkippedSource(f"{path}: modality {modality or 'missing'!r} is not {options.modality!r}")
     ds = read_dicom(path)
-    box = ultrasound_region_box(ds)
+    boxes = ultrasound_region_boxes(ds) or [None]
     for index, pixels in iter_dicom_frames(ds, str(path), options.frame_stride):
-        yield Frame(index, to_gray_uint8(pixels, str(path)), box)
+        display = to_display_uint8(pixels, str(path))
+        for view, box in enumerate(boxes):
+            yield Frame(index, display, box, view)
 
 
 def _volume_frames(path: Path, options: FrameOptions) -> Iterator[Frame]:
@@ -108,5 +131,5 @@ def _volume_frames(path: Path, options: FrameOptions) -> Iterator[Frame]:
 
 
 def _video_frames(path: Path, options: FrameOptions) -> Iterator[Frame]:
-    for index, pixels in iter_video_frames(path, options.frame_stride):
+    for index, pixels in iter_video_frames(path, options.frame_stride, colour=True):
         yield Frame(index, pixels)

@@ -25,7 +25,7 @@ import numpy as np
 from monai_ext.io.errors import UnreadableImageError
 
 __all__ = ["DICOM_SUFFIXES", "dicom_display", "first_dicom_frame", "iter_dicom_frames", "read_dicom",
-           "read_dicom_header", "ultrasound_region_box"]
+           "read_dicom_header", "ultrasound_region_box", "ultrasound_region_boxes"]
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 #: Colour encodings converted to RGB here (YBR_ICT / YBR_RCT come back RGB from the JPEG 2000 codec).
@@ -81,6 +81,24 @@ def ultrasound_region_box(ds: Any) -> tuple[int, int, int, int] | None:
             return (int(region.RegionLocationMinX0), int(region.RegionLocationMinY0),
                     int(region.RegionLocationMaxX1) + 1, int(region.RegionLocationMaxY1) + 1)
     return None
+
+
+def ultrasound_region_boxes(ds: Any) -> list[tuple[int, int, int, int]]:
+    """(x0, y0, x1, y1), exclusive ends, of every 2-D view in ``SequenceOfUltrasoundRegions``: spatial format 1 with
+    tissue (1) or colour flow (2) data, left to right then top to bottom. A region inside another one (a colour box
+    over its B-mode region) is part of that view, not a view of its own. Spectral, M-mode, traces and bars are not
+    images of tissue and are left out."""
+    boxes = []
+    for region in getattr(ds, "SequenceOfUltrasoundRegions", []) or []:
+        if int(region.get("RegionSpatialFormat", 0)) == 1 and int(region.get("RegionDataType", 0)) in (1, 2):
+            boxes.append((int(region.RegionLocationMinX0), int(region.RegionLocationMinY0),
+                          int(region.RegionLocationMaxX1) + 1, int(region.RegionLocationMaxY1) + 1))
+    boxes = list(dict.fromkeys(boxes))
+
+    def inside(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+        return a != b and b[0] <= a[0] and b[1] <= a[1] and a[2] <= b[2] and a[3] <= b[3]
+
+    return sorted((a for a in boxes if not any(inside(a, b) for b in boxes)), key=lambda box: (box[0], box[1]))
 
 
 def frame_count(ds: Any) -> int:

@@ -66,6 +66,17 @@ def _png_gray(path: Path) -> np.ndarray | None:
     return pixels
 
 
+def _png_rgb(path: Path) -> np.ndarray | None:
+    """8-bit PNGs through OpenCV with their colour: (H, W) gray or (H, W, 3) RGB (alpha dropped); None as
+    :func:`_png_gray`."""
+    pixels = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)
+    if pixels is None or pixels.dtype != np.uint8:
+        return None
+    if pixels.ndim == 3:
+        pixels = cv2.cvtColor(pixels, cv2.COLOR_BGRA2RGB if pixels.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+    return pixels
+
+
 def pil_display_pixels(img: Image.Image) -> np.ndarray:
     """A PIL image as display-ready pixels: 16/32-bit integers as uint16, palettes and other colour modes as RGB."""
     if img.mode in ("I;16", "I;16B", "I;16L"):
@@ -79,13 +90,19 @@ def pil_display_pixels(img: Image.Image) -> np.ndarray:
     return np.asarray(img)
 
 
-def read_picture(path: str | os.PathLike) -> np.ndarray:
-    """Display-ready pixels of a PNG/JPG/BMP/TIFF (first page) or any other format PIL opens."""
+def read_picture(path: str | os.PathLike, colour: bool = False) -> np.ndarray:
+    """Display-ready pixels of a PNG/JPG/BMP/TIFF (first page) or any other format PIL opens.
+
+    Args:
+        path: the file.
+        colour: keep 8-bit PNG colour as (H, W, 3) RGB instead of taking OpenCV's luma at decoding (the corpus
+            de-annotates on colour); other formats keep their colour either way.
+    """
     path = Path(path)
     if path.suffix.lower() == ".png":
-        gray = _png_gray(path)
-        if gray is not None:
-            return gray
+        pixels = _png_rgb(path) if colour else _png_gray(path)
+        if pixels is not None:
+            return pixels
     with Image.open(path) as img:
         return pil_display_pixels(img)
 

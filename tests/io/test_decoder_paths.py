@@ -146,7 +146,7 @@ def test_every_path_gives_the_same_pixels_and_the_file_s_display(tmp_path, name,
                                                                   label_classifier) -> None:
     path, expected, tolerance = FILES[name](tmp_path)
     # (a) corpus: the frame it crops and caches
-    corpus = next(iter_frames(path)).pixels
+    corpus = next(iter_frames(path)).gray()  # frames keep colour for de-annotation; gray is taken after it
     # (b) training loader
     training = LoadUltrasoundImaged("image")({"image": str(path)})["image"]
     # (c) bundle inference: its loading stage, then the whole preprocessing
