@@ -168,6 +168,8 @@ def test_trains_from_a_prepared_corpus_cache(tmp_path, cache) -> None:
 
     generate_dataset(tmp_path / "root" / "synthetic", 20, seed=3, config=SimulatorConfig(size=96, screen_capture=True))
     report = prepare_corpus(tmp_path / "root", tmp_path / "corpus", CorpusOptions(size=64))
+    # the cache of issue #17's ingestion: de-annotated on the colour screens by default
+    assert report["settings"]["deannotate"] and report["datasets"]["synthetic"]["frames_with_annotation"] > 0
     result = run_bundle([TRAIN], tiny_pretrain_overrides(tmp_path, cache, epochs=1, dataset_dir=str(tmp_path / "corpus")))
     log = result.stdout + result.stderr
     train, val = report["kept"] - round(report["kept"] * 0.25), round(report["kept"] * 0.25)
