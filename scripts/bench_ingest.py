@@ -10,11 +10,17 @@
 
     python scripts/bench_ingest.py [--images 120] [--size 224] [--repeats 3]
 
-Each rate is the best of ``--repeats`` passes: on a machine shared with other jobs the best pass is the one least
-disturbed by them (note the load with ``uptime`` next to the numbers).
+Each rate is the best of ``--repeats`` passes, given twice: per second of wall-clock time, and per second of CPU time
+of this (single-threaded) process, which is frames per core-second even when other jobs share the cores (note the
+load with ``uptime`` next to the numbers; on an idle machine the two agree).
 """
 
 from __future__ import annotations
+
+import os
+
+for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # one core: no BLAS thread pools
+    os.environ.setdefault(_name, "1")
 
 import argparse
 import shutil
@@ -42,15 +48,27 @@ def write_screens(folder: Path, count: int) -> list[Path]:
     return paths
 
 
-def per_second(fn, items, repeats: int = 1) -> float:
-    """Items per second of ``fn`` over ``items``, the best of ``repeats`` passes."""
-    best = float("inf")
+class Rate(float):
+    """Items per wall-clock second (the float value), with ``cpu``: items per CPU-second of this process."""
+
+    cpu: float
+
+    def __format__(self, spec: str) -> str:
+        return f"{format(float(self), spec)} ({format(self.cpu, spec)} per CPU-s)"
+
+
+def per_second(fn, items, repeats: int = 1) -> Rate:
+    """Items per second of ``fn`` over ``items``, wall-clock and CPU time, each the best of ``repeats`` passes."""
+    wall = cpu = float("inf")
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         for item in items:
             fn(item)
-        best = min(best, time.perf_counter() - start)
-    return len(items) / best
+        wall = min(wall, time.perf_counter() - start)
+        cpu = min(cpu, time.process_time() - start_cpu)
+    rate = Rate(len(items) / wall)
+    rate.cpu = len(items) / max(cpu, 1e-9)
+    return rate
 
 
 def main() -> None:
@@ -74,23 +92,22 @@ def main() -> None:
         ingest = per_second(lambda p: process_file(p, work / "root", options), paths, args.repeats)
         ingest_plain = per_second(lambda p: process_file(p, work / "root", plain), paths, args.repeats)
         print(f"{len(paths)} screens 640x480 RGB PNG, {colour} decoded as colour frames")
-        print(f"ingest, de-annotation on:    {ingest:8.1f} frames/s   (goal >= 80 per core)   "
-              f"ingest / decode = {ingest / decode:.2f}")
-        print(f"ingest, de-annotation off:   {ingest_plain:8.1f} frames/s   (goal >= 150 per core)  "
-              f"ingest / decode = {ingest_plain / decode:.2f}")
-        print(f"decoding alone (iter_frames):{decode:8.1f} frames/s   1 core")
-        start = time.perf_counter()
-        prepare_corpus(work / "root", work / "cache", options, workers=1)
-        whole = len(paths) / (time.perf_counter() - start)
-        print(f"whole prepare-corpus run:    {whole:8.1f} frames/s   (1 worker; adds chunk writes, dedup, manifest,"
-              f" report PNG)")
+        print(f"ingest, de-annotation on:     {ingest:8.1f} frames/s  (goal >= 80 per core)   "
+              f"ingest / decode = {ingest.cpu / decode.cpu:.2f}")
+        print(f"ingest, de-annotation off:    {ingest_plain:8.1f} frames/s  (goal >= 150 per core)  "
+              f"ingest / decode = {ingest_plain.cpu / decode.cpu:.2f}")
+        print(f"decoding alone (iter_frames): {decode:8.1f} frames/s  1 core")
+        whole = per_second(lambda _: prepare_corpus(work / "root", work / "cache", options, workers=1), [None])
+        whole, whole.cpu = Rate(len(paths) * whole), len(paths) * whole.cpu
+        print(f"whole prepare-corpus run:     {whole:8.1f} frames/s  (1 worker; adds chunk writes, dedup, "
+              f"manifest, report PNG)")
         data = CorpusFrames(work / "cache")
         order = np.random.default_rng(0).integers(0, len(data), size=20 * len(data))
         data[0]  # open the shard
         cached = per_second(lambda i: data[int(i)], order)
         source = per_second(lambda p: cv2.imread(str(p), cv2.IMREAD_GRAYSCALE), paths)
-        print(f"cached reader, 1 core:       {cached:8.1f} images/s   (goal >= 5000)")
-        print(f"source PNG reads, 1 core:    {source:8.1f} images/s   cached / PNG = {cached / source:.1f}")
+        print(f"cached reader, 1 core:        {cached:8.1f} images/s  (goal >= 5000)")
+        print(f"source PNG reads, 1 core:     {source:8.1f} images/s  cached / PNG = {cached.cpu / source.cpu:.1f}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -56,9 +56,9 @@ __all__ = ["DOPPLER_POLICIES", "CorpusFrames", "CorpusOptions", "LoadCorpusFrame
 logger = logging.getLogger(__name__)
 MANIFEST_COLUMNS = ("frame_id", "dataset", "source", "frame", "view", "orig_height", "orig_width", "crop",
                     "annotation_fraction", "flow_fraction", "sha256", "phash", "chunk", "row", "keep", "reason")
-#: Test-only hook (documented in docs/performance.md and tests/data/test_corpus.py): when set to N, a run kills
-#: itself with SIGKILL right after its N-th chunk is on disk, so the resume test interrupts at a known point
-#: instead of racing the wall clock.
+#: Test-only hook, not a user setting: when this environment variable is N, a run kills itself with SIGKILL right
+#: after its N-th chunk is on disk, so the resume test (tests/data/test_corpus.py) interrupts at a known point
+#: instead of racing the wall clock. Unset (the normal case) it costs one environment lookup per run.
 KILL_AFTER_CHUNKS_ENV = "MONAI_EXT_TEST_KILL_AFTER_CHUNKS"
 
 

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from monai_ext.transforms.deannotate import deannotate
-from monai_ext.transforms.fov import FieldOfView, detect_fov, detect_views
+from monai_ext.transforms.fov import FieldOfView, detect_fov, detect_views, solid_components
 
 #: What happens to frames with colour-Doppler flow (see :class:`ViewOptions`).
 DOPPLER_POLICIES = ("inpaint", "drop", "keep")
@@ -143,18 +143,39 @@ def to_gray(pixels: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------------- field of view
-def locate_fov(gray: np.ndarray, threshold: int = 10, detect_side: int = 160) -> tuple[tuple[int, int, int, int], np.ndarray]:
-    """Field of view of a gray view: (crop (x0, y0, x1, y1), mask over the crop (h, w) bool); the whole view with
-    an all-True mask when none is found.
+@dataclass
+class ReducedCopy:
+    """A gray view halved for detection, with its detection threshold and solid regions (computed once, used by
+    both side-by-side view detection and field-of-view detection)."""
 
-    Detection runs on a copy halved until its long side is below ``2 * detect_side``. The reduced mask is scaled
-    back up over the crop only, bilinearly, so its edges are smooth rather than blocky.
-    """
+    small: np.ndarray
+    factor: int
+    threshold: int
+    solid: tuple[np.ndarray, np.ndarray]
+
+
+def reduce_for_detection(gray: np.ndarray, threshold: int, detect_side: int = 160) -> ReducedCopy:
+    """(H, W) uint8 -> :class:`ReducedCopy`, halved until its long side is below ``2 * detect_side``."""
     small, factor = halve_until(gray, detect_side)
     # Each reduced pixel averages factor**2 pixels: noise around the image (JPEG ringing) averages out towards 0,
     # while low-gain speckle at a sector's dim edges averages to its (low but steady) mean. Half the threshold
     # still rejects the first and keeps the second.
-    fov = detect_fov(small, threshold // 2 if factor > 1 else threshold)
+    level = threshold // 2 if factor > 1 else threshold
+    return ReducedCopy(small, factor, level, solid_components(small, level))
+
+
+def locate_fov(gray: np.ndarray, threshold: int = 10, detect_side: int = 160,
+               reduced: ReducedCopy | None = None) -> tuple[tuple[int, int, int, int], np.ndarray]:
+    """Field of view of a gray view: (crop (x0, y0, x1, y1), mask over the crop (h, w) bool); the whole view with
+    an all-True mask when none is found.
+
+    Detection runs on a copy halved until its long side is below ``2 * detect_side`` (``reduced``, when made
+    already). The reduced mask is scaled back up over the crop only, bilinearly, so its edges are smooth rather
+    than blocky.
+    """
+    reduced = reduced or reduce_for_detection(gray, threshold, detect_side)
+    small, factor = reduced.small, reduced.factor
+    fov = detect_fov(small, reduced.threshold, solid=reduced.solid)
     h, w = gray.shape
     if fov.kind == "none":
         return (0, 0, w, h), np.ones((h, w), bool)
@@ -180,22 +201,26 @@ def crop_to_view(gray: np.ndarray, region_box: Sequence[int] | None, threshold: 
     return np.where(mask, gray[y0:y1, x0:x1], 0).astype(np.uint8)
 
 
-def view_boxes(gray: np.ndarray, region_box: Sequence[int] | None, options: ViewOptions) -> list[tuple[int, int, int, int]]:
-    """(x0, y0, x1, y1) of each view on a frame: the DICOM region if given, else detected side-by-side views."""
+def view_boxes(gray: np.ndarray, region_box: Sequence[int] | None,
+               options: ViewOptions) -> tuple[list[tuple[int, int, int, int]], ReducedCopy | None]:
+    """(x0, y0, x1, y1) of each view on a frame: the DICOM region if given, else detected side-by-side views; and
+    the frame's reduced copy when the single view is the whole frame (its field-of-view detection reuses it)."""
     h, w = gray.shape
     if region_box is not None:
         x0, y0, x1, y1 = (int(v) for v in region_box)
-        return [(max(x0, 0), max(y0, 0), min(x1, w), min(y1, h))]
+        return [(max(x0, 0), max(y0, 0), min(x1, w), min(y1, h))], None
     if not (options.crop_fov and options.split_views):
-        return [(0, 0, w, h)]
-    small, factor = halve_until(gray, 160)
-    boxes = detect_views(small, options.fov_threshold)
-    return [(x0 * factor, 0, w if x1 == small.shape[1] else x1 * factor, h) for x0, _, x1, _ in boxes]
+        return [(0, 0, w, h)], None
+    reduced = reduce_for_detection(gray, options.fov_threshold)
+    small, factor = reduced.small, reduced.factor
+    boxes = detect_views(small, reduced.threshold, reduced.solid)
+    boxes = [(x0 * factor, 0, w if x1 == small.shape[1] else x1 * factor, h) for x0, _, x1, _ in boxes]
+    return boxes, reduced if len(boxes) == 1 else None
 
 
 # ---------------------------------------------------------------------------------------------------------- a view
 def prepare_view(pixels: np.ndarray, gray: np.ndarray, box: tuple[int, int, int, int], index: int,
-                 options: ViewOptions) -> PreparedView:
+                 options: ViewOptions, reduced: ReducedCopy | None = None) -> PreparedView:
     """One view of a frame: crop, de-annotate, gray, check the signal, fit the square.
 
     Args:
@@ -204,11 +229,12 @@ def prepare_view(pixels: np.ndarray, gray: np.ndarray, box: tuple[int, int, int,
         box: (x0, y0, x1, y1) of the view on the frame.
         index: view number.
         options: how views are prepared.
+        reduced: the view's reduced copy for detection, when made already.
     """
     x0, y0, x1, y1 = box
     region_gray = gray[y0:y1, x0:x1]
     if options.crop_fov:
-        (cx0, cy0, cx1, cy1), mask = locate_fov(region_gray, options.fov_threshold)
+        (cx0, cy0, cx1, cy1), mask = locate_fov(region_gray, options.fov_threshold, reduced=reduced)
     else:
         (cx0, cy0, cx1, cy1), mask = (0, 0, region_gray.shape[1], region_gray.shape[0]), np.ones(region_gray.shape, bool)
     crop = (x0 + cx0, y0 + cy0, x0 + cx1, y0 + cy1)
@@ -259,8 +285,8 @@ def prepare_views(pixels: np.ndarray, region_box: Sequence[int] | None, options:
     if region_box is not None and scale != 1.0:
         region_box = tuple(int(round(v * scale)) for v in region_box)
     gray = to_gray(small)
-    views = [prepare_view(small, gray, box, i, options)
-             for i, box in enumerate(view_boxes(gray, region_box, options))]
+    boxes, reduced = view_boxes(gray, region_box, options)
+    views = [prepare_view(small, gray, box, i, options, reduced) for i, box in enumerate(boxes)]
     if scale != 1.0:
         for view in views:
             view.crop = tuple(int(round(v / scale)) for v in view.crop)

@@ -97,20 +97,23 @@ def solid_components(gray: np.ndarray, threshold: int = 0, kernel: int | None = 
     return labels, stats
 
 
-def signal_region(gray: np.ndarray, threshold: int = 0, kernel: int | None = None) -> np.ndarray:
+def signal_region(gray: np.ndarray, threshold: int = 0, kernel: int | None = None,
+                  solid: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """The largest solid bright region, holes filled: (H, W) uint8 gray -> (H, W) bool.
 
-    The largest of :func:`solid_components` drops what is apart from it (text, bars). Corners rounded by the
-    opening do not matter: the geometric fits use the straight parts.
+    The largest of :func:`solid_components` (``solid``, when computed already with the same settings) drops what is
+    apart from it (text, bars). Corners rounded by the opening do not matter: the geometric fits use the straight
+    parts.
     """
-    labels, stats = solid_components(gray, threshold, kernel)
+    labels, stats = solid if solid is not None else solid_components(gray, threshold, kernel)
     if len(stats) < 2:
         return np.zeros(gray.shape, bool)
     largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
     return fill_holes(labels == largest)
 
 
-def detect_views(image: Any, threshold: int = 0) -> list[tuple[int, int, int, int]]:
+def detect_views(image: Any, threshold: int = 0,
+                 solid: tuple[np.ndarray, np.ndarray] | None = None) -> list[tuple[int, int, int, int]]:
     """Side-by-side views of a screen capture (dual-view screens): one (x0, y0, x1, y1) box per view, left to right,
     exclusive ends; a single box covering the image when the screen holds one view.
 
@@ -122,10 +125,11 @@ def detect_views(image: Any, threshold: int = 0) -> list[tuple[int, int, int, in
     Args:
         image: (H, W) gray or any image :func:`to_gray_uint8` accepts.
         threshold: background gray level (see :func:`detect_fov`).
+        solid: :func:`solid_components` of the image computed already with this threshold.
     """
     gray = to_gray_uint8(image)
     height, width = gray.shape
-    _, stats = solid_components(gray, threshold)
+    _, stats = solid if solid is not None else solid_components(gray, threshold)
     areas = stats[1:, cv2.CC_STAT_AREA]
     if len(areas) < 2:
         return [(0, 0, width, height)]
@@ -225,11 +229,19 @@ def widen_to_dim_edges(gray: np.ndarray, apex: tuple[float, float], slopes: tupl
     return widened[0], widened[1]
 
 
-def fit_sector(region: np.ndarray, gray: np.ndarray | None = None, dim_level: int = 0) -> np.ndarray | None:
-    """Annular sector (apex above the image, straight sides, arcs top and bottom) fitted to ``region``; None if the
-    sides do not meet above the region. With ``gray``, the sides then widen over dim edges above ``dim_level``
-    (see :func:`widen_to_dim_edges`)."""
-    height, width = region.shape
+@dataclass
+class SectorFit:
+    """An annular sector: apex (row, col), side slopes (columns per row from the apex, left and right), and inner
+    and outer radii in pixels."""
+
+    apex: tuple[float, float]
+    slopes: tuple[float, float]
+    radii: tuple[float, float]
+
+
+def sector_fit(region: np.ndarray) -> SectorFit | None:
+    """The sector (apex above the image, straight sides) of ``region``; None if the sides do not meet above it."""
+    width = region.shape[1]
     present = np.flatnonzero(region.any(1))
     if len(present) < 8:
         return None
@@ -247,25 +259,40 @@ def fit_sector(region: np.ndarray, gray: np.ndarray | None = None, dim_level: in
     rr, cc = np.nonzero(region)
     radius_px = np.hypot(rr - apex_row, cc - apex_col)
     r_inner, r_outer = np.percentile(radius_px, [0.05, 99.95])
-    if gray is not None:
-        slope_l, slope_r = widen_to_dim_edges(gray, (apex_row, apex_col), (fit_l[0], fit_r[0]), (r_inner, r_outer),
-                                              dim_level)
-        fit_l, fit_r = (slope_l, fit_l[1]), (slope_r, fit_r[1])
-    # Render the sector only over rows it can reach (float32 is exact enough at screen sizes and twice as fast).
+    return SectorFit((float(apex_row), float(apex_col)), (fit_l[0], fit_r[0]), (float(r_inner), float(r_outer)))
+
+
+def render_sector(shape: tuple[int, int], fit: SectorFit) -> np.ndarray:
+    """(H, W) bool mask of a :class:`SectorFit`, rendered only over the rows it can reach (float32 is exact enough
+    at screen sizes and twice as fast)."""
+    height, width = shape
+    (apex_row, apex_col), (slope_l, slope_r), (r_inner, r_outer) = fit.apex, fit.slopes, fit.radii
     bottom = min(height, int(np.ceil(apex_row + r_outer)) + 1)
-    top = max(0, int(np.floor(apex_row + r_inner * min(1.0, 1 / np.hypot(1, max(abs(fit_l[0]), abs(fit_r[0]))))) - 1))
+    top = max(0, int(np.floor(apex_row + r_inner * min(1.0, 1 / np.hypot(1, max(abs(slope_l), abs(slope_r))))) - 1))
     rows = np.arange(top, bottom, dtype=np.float32)[:, None] - np.float32(apex_row)
     cols = np.arange(width, dtype=np.float32)[None, :] - np.float32(apex_col)
     radius_sq = rows * rows + cols * cols
-    left_ok, right_ok = cols >= np.float32(fit_l[0]) * rows, cols <= np.float32(fit_r[0]) * rows  # rows > 0 here
+    left_ok, right_ok = cols >= np.float32(slope_l) * rows, cols <= np.float32(slope_r) * rows  # rows > 0 here
     inside = (radius_sq >= np.float32(r_inner) ** 2) & (radius_sq <= np.float32(r_outer) ** 2) & left_ok & right_ok
-    mask = np.zeros(region.shape, bool)
+    mask = np.zeros(shape, bool)
     mask[top:bottom] = inside & (rows > 0)
     return mask
 
 
+def fit_sector(region: np.ndarray, gray: np.ndarray | None = None, dim_level: int = 0) -> np.ndarray | None:
+    """Annular sector (apex above the image, straight sides, arcs top and bottom) fitted to ``region``; None if the
+    sides do not meet above the region. With ``gray``, the sides then widen over dim edges above ``dim_level``
+    (see :func:`widen_to_dim_edges`)."""
+    fit = sector_fit(region)
+    if fit is None:
+        return None
+    if gray is not None:
+        fit = SectorFit(fit.apex, widen_to_dim_edges(gray, fit.apex, fit.slopes, fit.radii, dim_level), fit.radii)
+    return render_sector(region.shape, fit)
+
+
 def detect_fov(image: Any, threshold: int = 0, region_box: Sequence[int] | None = None,
-               dim_edges: bool = True) -> FieldOfView:
+               dim_edges: bool = True, solid: tuple[np.ndarray, np.ndarray] | None = None) -> FieldOfView:
     """Find the field of view of a screen capture.
 
     Args:
@@ -274,6 +301,8 @@ def detect_fov(image: Any, threshold: int = 0, region_box: Sequence[int] | None 
         region_box: (x0, y0, x1, y1) of the B-mode region from DICOM ``SequenceOfUltrasoundRegions``: detection
             runs inside it only.
         dim_edges: widen a fitted sector over dim edges above ``threshold // 2`` (low-gain outer scan lines).
+        solid: :func:`solid_components` of the whole image computed already with this threshold (not with
+            ``region_box``).
 
     Returns:
         :class:`FieldOfView` with an (H, W) mask.
@@ -289,16 +318,18 @@ def detect_fov(image: Any, threshold: int = 0, region_box: Sequence[int] | None 
         t, l, b, r = inner.bbox
         bbox = (t + y0, l + x0, b + y0, r + x0) if inner.kind != "none" else (0, 0, 0, 0)
         return FieldOfView(mask, bbox, inner.kind, inner.fit_iou)
-    region = signal_region(gray, threshold)
+    region = signal_region(gray, threshold, solid=solid)
     if not region.any():
         return FieldOfView(region, (0, 0, 0, 0), "none", 0.0)
     best = FieldOfView(region, _bbox(region), "freeform", 1.0)
-    candidates = [("linear", fit_rectangle(region)), ("sector", fit_sector(region))]
+    sector = sector_fit(region)
+    candidates = [("linear", fit_rectangle(region)), ("sector", None if sector is None else render_sector(region.shape, sector))]
     scored = [(name, mask, _iou(mask, region)) for name, mask in candidates if mask is not None]
     name, mask, score = max(scored, key=lambda item: item[2])
-    if name == "sector" and score >= MIN_MODEL_IOU:
+    if name == "sector" and score >= MIN_MODEL_IOU and dim_edges:
         # judged against the region as found; then widened over dim edges the threshold left out of the region
-        mask = fit_sector(region, gray, threshold // 2) if dim_edges else mask
+        slopes = widen_to_dim_edges(gray, sector.apex, sector.slopes, sector.radii, threshold // 2)
+        mask = render_sector(region.shape, SectorFit(sector.apex, slopes, sector.radii))
     if score >= MIN_MODEL_IOU:
         best = FieldOfView(mask, _bbox(mask), name, score)
     return best
