@@ -216,6 +216,7 @@ class TrainingCheckpointer:
         if max_epochs is not None:
             engine.state.max_epochs = max_epochs
         self.resumed_from = path
+        self._saved_iteration = engine.state.iteration  # that state is on disk already
         logger.info("resumed from %s at epoch %d, iteration %d", path, engine.state.epoch, engine.state.iteration)
 
 
