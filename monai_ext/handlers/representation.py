@@ -137,6 +137,8 @@ class RepresentationMonitor:
 
     def __call__(self, engine: Engine) -> None:
         epoch = engine.state.epoch  # MONAI's Evaluator.run(global_epoch) numbers it with the trainer's epoch
+        for key in [k for k in engine.state.metrics if k.startswith("monitor_")]:
+            del engine.state.metrics[key]  # the evaluator's state outlives a run: no stale scores on unchecked epochs
         if not self.due(epoch) or not is_main_process():
             return
         scores = self.scores()

@@ -56,6 +56,17 @@ def test_a_check_fills_the_evaluator_metrics_json_and_png(tmp_path) -> None:
     assert monitor.network.training  # restored after extraction in eval mode
 
 
+def test_unchecked_epochs_carry_no_stale_scores(tmp_path) -> None:
+    monitor = make_monitor(tmp_path, interval=2)
+    engine = Engine(lambda e, b: None)
+    engine.state.metrics = {"val_loss": 1.0}
+    for epoch, checked in ((0, True), (1, False), (2, True)):
+        engine.state.epoch = epoch
+        engine.state.metrics["val_loss"] = 1.0  # the evaluator keeps its metrics dict from run to run
+        monitor(engine)
+        assert ("monitor_knn_accuracy" in engine.state.metrics) is checked, epoch
+
+
 def test_off_by_default_needs_no_labelled_set(tmp_path) -> None:
     RepresentationMonitor(torch.nn.Linear(1, 1), [], [], None, tmp_path, interval=0).attach(Engine(lambda e, b: None))
     with pytest.raises(ValueError, match="two classes"):
