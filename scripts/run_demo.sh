@@ -1,64 +1,62 @@
 #!/usr/bin/env bash
-# End-to-end demo on the embedded synthetic-ultrasound data, sized for a 2-core CPU (under 10 minutes):
-#   1. MAE pretraining through `python -m monai.bundle run` (ViT-Tiny, 128 px, short schedule), printing the
-#      validation reconstruction loss per epoch and the reconstruction grid PNG;
-#   2. the synthetic lesion benchmark (benign-like vs malignant-like, at most 100 labelled training images per fold):
-#      5-fold cross-validation of the classification bundle from the pretrained encoder and from a random one,
-#      printing both macro-F1 scores (mean +/- std) and writing the table.
-# Outputs go to demo_output/ (override with OUT=...). Creates or reuses .venv.
+# End-to-end demo on simulated ultrasound, sized for a 2-core CPU:
+#   1. MAE pretraining through `python -m monai.bundle run` (ViT-Tiny, 128 px, one native gray channel, per-patch
+#      normalised targets) on unlabelled frames of the benchmark's domain, with the representation monitor (kNN and
+#      tuned-probe scores of the encoder on a labelled set every 2 epochs) and the reconstruction grids;
+#   2. the subtle lesion benchmark (4 classes told apart by margin, echotexture or posterior shadowing; at most 100
+#      labelled training images per fold): 5-fold cross-validation of the classification bundle's linear probe
+#      (frozen features, logistic regression with C tuned on validation) and kNN, from the pretrained encoder and from
+#      a random one, with the paired per-fold differences and their 95 % intervals.
+# Outputs go to demo_output/ (override with OUT=...); SEED=1 or 2 repeats it with other pretraining seeds.
+# Creates or reuses .venv.
 source "$(dirname "$0")/_venv.sh"
 ensure_venv
 cd "$REPO_ROOT"
+SEED="${SEED:-0}"
 OUT="${OUT:-$REPO_ROOT/demo_output}"
-EPOCHS="${EPOCHS:-6}"
-NUM_IMAGES="${NUM_IMAGES:-1200}"
+EPOCHS="${EPOCHS:-8}"
+NUM_IMAGES="${NUM_IMAGES:-1000}"
+PER_CLASS="${PER_CLASS:-60}"
+COMMON=(--arch mae_vit_tiny_patch16_dec128d2b --image_size 128 --in_channels 1)
 mkdir -p "$OUT"
 start=$(date +%s)
 
-echo "== 1/3 MAE pretraining on $NUM_IMAGES synthetic ultrasound images, $EPOCHS epochs (ViT-Tiny, 128 px, CPU) =="
-# A short schedule needs a larger lr than the 100-epoch recipe (base lr 8e-3 -> lr 1e-3 at batch 32); per-patch
-# normalised targets (norm_pix_loss) give the better representation, as in the MAE paper.
+echo "== 1/3 MAE pretraining on $NUM_IMAGES unlabelled simulated frames, $EPOCHS epochs, seed $SEED (ViT-Tiny, 128 px, gray) =="
+frames=$(python -c "from monai_ext.data.lesion_benchmark import subtle_pretraining_frames as f; print(f('$OUT/cache', $NUM_IMAGES))")
 python -m monai.bundle run \
-  --config_file bundles/usf_mae_pretrain/configs/train.yaml \
-  --arch mae_vit_tiny_patch16_dec128d2b --image_size 128 --batch_size 32 --num_workers 2 \
-  --epochs "$EPOCHS" --save_interval 2 --num_synthetic "$NUM_IMAGES" --norm_pix_loss true \
-  --recipes#ultrasound#base_lr 8e-3 \
-  --ckpt_dir "$OUT/pretrain/models" --output_dir "$OUT/pretrain/eval" --cache_dir "$OUT/cache" \
-  2>&1 | grep --line-buffered -E "pretraining data|synthetic default|epoch [0-9]+ validation|reconstruction grid written|Error" || true
-python - "$OUT/pretrain/eval/metrics.json" "$OUT/pretrain/eval/reconstructions/latest.png" <<'PY'
+  --config_file bundles/usf_mae_pretrain/configs/train.yaml "${COMMON[@]}" --seed "$SEED" \
+  --dataset_dir "$frames" --batch_size 32 --num_workers 2 --epochs "$EPOCHS" --save_interval "$EPOCHS" \
+  --norm_pix_loss true --recipes#ultrasound#base_lr 8e-3 \
+  --monitor_interval 2 --monitor_per_class 20 \
+  --ckpt_dir "$OUT/pretrain_seed$SEED/models" --output_dir "$OUT/pretrain_seed$SEED/eval" --cache_dir "$OUT/cache" \
+  2>&1 | grep --line-buffered -E "epoch [0-9]+ (validation|representation)|reconstruction grid written|Error" || true
+python - "$OUT/pretrain_seed$SEED/eval" <<'PY'
 import json, sys
-history = json.load(open(sys.argv[1]))
-print("validation reconstruction loss (MSE on masked, per-patch normalised patches) by epoch:")
+folder = sys.argv[1]
+history = json.load(open(f"{folder}/metrics.json"))
+print("epoch | val loss (masked patches, per-patch normalised) | monitor kNN acc | monitor probe acc")
 for h in history:
-    print(f"  epoch {h['epoch']:3d}: {h['val_loss']:.4f}")
-first, last = history[0]["val_loss"], history[-1]["val_loss"]
-print(f"fell from {first:.4f} to {last:.4f} ({100 * (first - last) / first:.1f}% lower)")
-print("reconstruction grid (original | masked | reconstruction | reconstruction + visible):", sys.argv[2])
-if not last < first:
-    sys.exit("validation loss did not fall")
+    print(f"{h['epoch']:5d} | {h['val_loss']:.4f} | {h.get('monitor_knn_accuracy', float('nan')):.3f} | "
+          f"{h.get('monitor_probe_accuracy', float('nan')):.3f}")
+print(f"grids and representation curve: {folder}/reconstructions/ (latest.png, representation_quality.png)")
 PY
 
-echo "== 2/3 few-label benchmark: 5-fold linear probing from the pretrained and from a random encoder =="
-python -m monai_ext cross-validate synthetic "$OUT/finetune" \
-  --init_checkpoint "$OUT/pretrain/models/model.pt" --methods pretrained,random \
-  --cache_dir "$OUT/cache" --per_class 100 --max_train 100 \
-  --arch mae_vit_tiny_patch16_dec128d2b --image_size 128 --batch_size 16 --num_workers 0 \
-  --epochs 15 --linear_probe true --base_lr 2e-2 \
-  2>&1 | grep --line-buffered -E "^\[cross-validation\]|^###|^\||Error" || true
+echo "== 2/3 subtle lesion benchmark: 5-fold tuned linear probe + kNN, pretrained vs random encoder =="
+python -m monai_ext cross-validate subtle "$OUT/probe_seed$SEED" \
+  --init_checkpoint "$OUT/pretrain_seed$SEED/models/model.pt" --methods pretrained,random \
+  --cache_dir "$OUT/cache" --per_class "$PER_CLASS" --max_train 100 "${COMMON[@]}" --seed "$SEED" \
+  --batch_size 32 --num_workers 0 --linear_probe true \
+  2>&1 | grep --line-buffered -E "^\[cross-validation\]|Error" || true
 
 echo "== 3/3 results =="
-python - "$OUT/finetune/cv_summary.json" "$OUT/finetune/cv_table.md" "$start" <<'PY'
+python - "$OUT/probe_seed$SEED/cv_summary.json" "$start" <<'PY'
 import json, sys, time
 record = json.load(open(sys.argv[1]))
-pre = record["summary"]["pretrained"]["macro_f1"]
-rnd = record["summary"]["random"]["macro_f1"]
-gap = 100 * (pre["mean"] - rnd["mean"])
-print(f"test macro-F1, MAE-pretrained start: {100 * pre['mean']:.1f} ± {100 * pre['std']:.1f}")
-print(f"test macro-F1, random start:         {100 * rnd['mean']:.1f} ± {100 * rnd['std']:.1f}")
-print(f"pretrained minus random: {gap:+.1f} macro-F1 points (report: {sys.argv[2]})")
-auc_pre, auc_rnd = (record["summary"][m]["auc"]["mean"] for m in ("pretrained", "random"))
-print(f"one-vs-rest AUC, pretrained {100 * auc_pre:.1f} vs random {100 * auc_rnd:.1f}: read both; a random encoder's "
-      "features can rank lesions while its linear probe's threshold collapses to one class (low F1)")
-print(f"per-fold confusion matrices and ROC curves: {sys.argv[1].rsplit('/', 1)[0]}/<start>/fold<k>/eval/test_*.png")
-print(f"demo wall time: {time.time() - float(sys.argv[3]):.0f} s")
+print(record["table"])
+diffs = record["paired_differences"]
+for metric in ("macro_f1", "auc", "balanced_accuracy", "knn_macro_f1"):
+    d = diffs[metric]
+    print(f"pretrained - random, {metric}: {100 * d['mean']:+.1f} points "
+          f"[95% CI {100 * d['low']:+.1f}, {100 * d['high']:+.1f}]")
+print(f"demo wall time: {time.time() - float(sys.argv[2]):.0f} s")
 PY
