@@ -1,4 +1,4 @@
-"""Field of view and de-annotation against the simulator's ground truth (issue #5, acceptance 2)."""
+"""Field of view, side-by-side views and de-annotation against the simulator's ground truth (issues #5, #17)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from monai_ext.transforms import (
     Deannotated,
     DopplerToGray,
     DopplerToGrayd,
+    FieldOfView,
     FieldOfViewMask,
     FieldOfViewMaskd,
     deannotate,
@@ -139,3 +140,75 @@ def test_bad_arguments(kwargs, message):
         deannotate(np.zeros((32, 32), np.uint8), **kwargs)
     with pytest.raises(ValueError, match="mode must be 'inpaint' or 'mask', got 'blur'"):
         DopplerToGray("blur")
+
+
+def test_fill_with_local_mean_matches_a_brute_force_reference():
+    """Every masked pixel gets the mean of the known pixels in the smallest window (5, 15, 45 ...) that has one;
+    known pixels never change and masked values never matter."""
+    from monai_ext.transforms.deannotate import fill_with_local_mean
+
+    rng = np.random.default_rng(0)
+    gray = rng.integers(0, 256, (40, 50), np.uint8)
+    mask = np.zeros_like(gray, bool)
+    mask[5, 3:30] = True  # a line
+    mask[20:34, 20:36] = True  # a block deeper than the first window
+    filled = fill_with_local_mean(gray, mask)
+    np.testing.assert_array_equal(filled[~mask], gray[~mask])
+    for r, c in zip(*np.nonzero(mask)):
+        half = 2
+        while True:
+            window = (slice(max(r - half, 0), r + half + 1), slice(max(c - half, 0), c + half + 1))
+            known = gray[window][~mask[window]]
+            if known.size:
+                break
+            half = 3 * half + 1
+        assert abs(int(filled[r, c]) - int(np.rint(known.mean()))) <= 1, (r, c)
+    other = gray.copy()
+    other[mask] = 255 - other[mask]
+    np.testing.assert_array_equal(fill_with_local_mean(other, mask), filled)
+
+
+def test_flat_bright_runs_find_drawn_lines_not_tissue_bands_or_saturation():
+    from monai_ext.transforms.deannotate import flat_bright_runs
+
+    frame = simulate_frame(3, SimulatorConfig(size=256, geometry="linear"))
+    image = frame.bmode.copy()
+    image[100, 60:140] = 200  # a one-pixel box outline, barely brighter than the tissue around
+    image[150:154, 60:140] = 210  # a flat 4-pixel band: not a stroke
+    image[200, 60:140] = 255  # saturation: left to the top-hat
+    runs = flat_bright_runs(image)
+    assert runs[100, 60:140].mean() >= 0.95  # a tissue pixel two rows away may share the level by chance
+    assert not runs[150:154].any() and not runs[200].any()
+    assert (runs & frame.fov_mask).sum() - 80 <= 0.001 * frame.fov_mask.sum()  # tissue itself hardly ever
+
+
+def test_colour_flow_is_split_from_marks_and_kept_or_filled():
+    bmode, blob, rgb = doppler_frame()
+    rgb = rgb.copy()
+    rgb[:, 30, 40:47] = np.array([255, 255, 0])[:, None]  # a yellow caliper arm: a mark, not flow
+    fov = FieldOfView(np.ones(bmode.shape, bool), (0, 0, 128, 128), "given", 1.0)
+    inpainted = deannotate(rgb, fov=fov, fill="mean")
+    np.testing.assert_array_equal(inpainted.flow, blob)
+    assert inpainted.annotations[30, 40:47].all() and not inpainted.annotations[blob].any()
+    kept = deannotate(rgb, fov=fov, doppler="keep")
+    luma = np.rint(np.moveaxis(rgb, 0, -1)[blob].astype(float) @ [0.299, 0.587, 0.114])
+    assert np.abs(kept.image[blob] - luma).max() <= 1
+    assert np.abs(inpainted.image[blob].astype(float) - luma).mean() > 20
+    with pytest.raises(ValueError, match="fill must be one of"):
+        deannotate(rgb, fill="blur")
+    with pytest.raises(ValueError, match="doppler must be one of"):
+        deannotate(rgb, doppler="drop")
+
+
+@pytest.mark.parametrize("views", [1, 2, 3])
+def test_side_by_side_views_are_found(views):
+    from monai_ext.transforms.fov import detect_views
+
+    frames = [simulate_frame(np.random.default_rng([41, k]), SimulatorConfig(size=160, screen_capture=True))
+              for k in range(views)]
+    screen = np.hstack([f.image for f in frames])
+    boxes = detect_views(screen, threshold=5)
+    assert len(boxes) == views
+    for k, (x0, y0, x1, y1) in enumerate(boxes):
+        cols = np.flatnonzero(frames[k].fov_mask.any(0)) + 160 * k
+        assert x0 <= cols[0] and cols[-1] < x1 and (y0, y1) == (0, 160)
