@@ -458,6 +458,7 @@ def render_doppler(rng: np.random.Generator, screen: np.ndarray, ann: np.ndarray
     radial = np.clip(np.abs(rr - center[0]) / axes[0], 0.0, 1.0)
     velocity = (1.0 - radial**2) * rng.choice([-1.0, 1.0]) + rng.normal(0.0, 0.1, len(rr))
     screen[rr, cc] = velocity_colours(velocity)
+    ann &= ~flow  # marks drawn earlier where the flow now shows are no longer on the screen
     cv2.rectangle(screen, (left, top), (left + w, top + h), (235, 235, 235), 1, cv2.LINE_8)
     outline = np.zeros(fov.shape, np.uint8)
     cv2.rectangle(outline, (left, top), (left + w, top + h), 255, 1, cv2.LINE_8)

@@ -138,3 +138,36 @@ def test_two_processes_may_generate_the_same_folder_at_once(tmp_path) -> None:
     assert counts == [12, 12]
     assert sorted(p.name for p in (tmp_path / "same").iterdir()) == sorted(
         [f"us_{i:06d}.png" for i in range(12)] + ["synthetic.json"])
+
+
+@pytest.mark.parametrize("geometry", ["linear", "curvilinear"])
+def test_doppler_box_ground_truth(geometry: str) -> None:
+    """Colour flow replaces the B-mode inside the field of view and is never gray; the box outline is annotation."""
+    config = syn.SimulatorConfig(size=256, geometry=geometry, screen_capture=True, doppler_probability=1.0)
+    frame = syn.simulate_frame(3, config)
+    flow = frame.flow_mask
+    assert flow.sum() > 200 and not (flow & ~frame.fov_mask).any() and not (flow & frame.annotation_mask).any()
+    colours = frame.screen[flow].astype(int)
+    assert (colours.max(1) - colours.min(1)).min() >= 150
+    outline = frame.annotation_mask & frame.fov_mask & (frame.screen == 235).all(-1)
+    rows, cols = np.nonzero(flow)
+    assert outline[rows.min() - 1 :, cols.min() - 1 :].any()  # the box's outline around the flow
+    still_gray = ~flow & ~frame.annotation_mask
+    np.testing.assert_array_equal(frame.screen[still_gray][:, 0], frame.bmode[still_gray])
+    again = syn.simulate_frame(3, config)
+    np.testing.assert_array_equal(again.screen, frame.screen)
+    plain = syn.simulate_frame(3, syn.SimulatorConfig(size=256, geometry=geometry, screen_capture=True))
+    np.testing.assert_array_equal(plain.screen[~frame.annotation_mask & ~flow],
+                                  frame.screen[~frame.annotation_mask & ~flow])  # drawn last: nothing else moves
+    assert not plain.flow_mask.any()
+
+
+def test_low_gain_edges_darken_the_outer_scan_lines_only() -> None:
+    flat = syn.simulate_frame(5, syn.SimulatorConfig(geometry="linear"))
+    dim = syn.simulate_frame(5, syn.SimulatorConfig(geometry="linear", edge_gain_db=20.0))
+    cols = np.flatnonzero(flat.fov_mask.any(0))
+    edge, centre = cols[:3], cols[len(cols) // 2 - 10 : len(cols) // 2 + 10]
+    assert dim.bmode[:, edge].mean() < flat.bmode[:, edge].mean() - 40
+    assert abs(dim.bmode[:, centre].mean() - flat.bmode[:, centre].mean()) < 3
+    with pytest.raises(ValueError, match="edge_gain_db must be >= 0, got -1"):
+        syn.SimulatorConfig(edge_gain_db=-1)
