@@ -295,12 +295,32 @@ def _one_line_fire_error(component_trace: object) -> None:
 _FIRE_DISPLAY_ERROR = fire.core._DisplayError  # fire has no public hook for how usage errors are shown
 
 
+def _check_options(args: list[str]) -> None:
+    """Refuse an option the command does not have before it runs: fire would run the command with the others and
+    only then complain about the leftover (an hour of ingestion, then an error about a misspelt flag)."""
+    import inspect
+
+    command = next((a for a in args if not a.startswith("-")), None)
+    function = COMMANDS.get(command or "")
+    if function is None or "--help" in args or "-h" in args:
+        return
+    parameters = inspect.signature(function).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return  # the command forwards any option (bundle overrides)
+    for arg in args:
+        if arg.startswith("--") and len(arg) > 2:
+            name = arg[2:].split("=", 1)[0].replace("-", "_")
+            if name not in parameters and not (name.startswith("no") and name[2:] in parameters):
+                raise ValueError(f"unknown option {arg.split('=', 1)[0]} (see --help for the options)")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m monai_ext`` and the ``monai-ext`` script: user errors end in one line on stderr
     and exit code 2, whatever the command."""
     args = argv if argv is not None else sys.argv[1:]
     fire.core._DisplayError = _one_line_fire_error
     try:
+        _check_options(args)
         fire.Fire(COMMANDS, command=args, name="monai_ext")
     except USER_ERRORS as e:
         if os.environ.get("MONAI_EXT_TRACEBACK"):

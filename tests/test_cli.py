@@ -60,6 +60,13 @@ def test_user_errors_are_one_line_with_exit_code_2(args, message, dataset, tmp_p
     assert message.format(tmp=tmp_path) in err
 
 
+def test_a_misspelt_option_is_refused_before_anything_runs(dataset, tmp_path, capsys):
+    code, err = run_main(["prepare-corpus", str(dataset), "--out", str(tmp_path / "cache"), "--deanotate", "false"],
+                         capsys)
+    assert code == 2 and err == "monai_ext prepare-corpus: unknown option --deanotate (see --help for the options)\n"
+    assert not (tmp_path / "cache").exists()
+
+
 def test_out_prepared_with_other_settings_is_a_user_error(dataset, tmp_path, capsys):
     main(["prepare-corpus", str(dataset), "--out", str(tmp_path / "cache"), "--size", "32"])
     capsys.readouterr()
