@@ -307,7 +307,7 @@ def _check_options(args: list[str]) -> None:
     parameters = inspect.signature(function).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
         return  # the command forwards any option (bundle overrides)
-    for arg in args:
+    for arg in args[: args.index("--")] if "--" in args else args:  # after "--" come fire's own flags
         if arg.startswith("--") and len(arg) > 2:
             name = arg[2:].split("=", 1)[0].replace("-", "_")
             if name not in parameters and not (name.startswith("no") and name[2:] in parameters):
