@@ -22,7 +22,7 @@ from monai_ext.networks.checkpoints import (
 )
 
 logger = logging.getLogger(__name__)
-BUNDLE_NAMES = ("usf_mae_pretrain", "usf_mae_classify")
+BUNDLE_NAMES = ("usf_mae_pretrain", "usf_mae_classify", "usf_mae_segment")
 
 
 def shipped_bundles_dir() -> Path:

@@ -8,7 +8,10 @@ Start it with ``scripts/run_label_server.sh`` (loopback only by default). Settin
 - ``checkpoint``: the fine-tuned model (default: ``<bundle_root>/models/model.pt``);
 - ``model_name``: the name under ``/infer/<model_name>`` (default ``usf_mae_classifier``);
 - ``device``: ``cpu``, ``cuda`` or ``cuda:1`` (default: CUDA when available);
-- ``overrides``: JSON of further bundle settings, e.g. ``'{"precision": "fp32"}'``.
+- ``overrides``: JSON of further bundle settings, e.g. ``'{"precision": "fp32"}'``;
+- ``segmentation_checkpoint``: a ``usf_mae_segment`` model; when given, the app also serves lesion masks under
+  ``/infer/usf_mae_segmenter`` (``segmentation_model_name``) and fine-tunes them on saved masks
+  (``segmentation_bundle_root`` defaults to the repository's ``usf_mae_segment``).
 """
 
 from __future__ import annotations
@@ -28,11 +31,15 @@ from monailabel.interfaces.tasks.train import TrainTask
 from monai_ext.apps.bundle_support import locate_bundle_root
 from monai_ext.apps.label.bundle_model import BundleClassifier, load_bundle_classifier
 from monai_ext.apps.label.infer import UltrasoundClassifyInfer
+from monai_ext.apps.label.segment_infer import UltrasoundSegmentInfer
+from monai_ext.apps.label.segment_model import BundleSegmenter, load_bundle_segmenter
+from monai_ext.apps.label.segment_train import UltrasoundSegmentTrain
 from monai_ext.apps.label.train import UltrasoundClassifyTrain
 from monai_ext.io.errors import UnreadableImageError
 
 logger = logging.getLogger(__name__)
 DEFAULT_MODEL_NAME = "usf_mae_classifier"
+DEFAULT_SEGMENTATION_NAME = "usf_mae_segmenter"
 # MONAI Label's default datastore patterns omit DICOM, JPEG spelled .jpeg, BMP and .tiff.
 IMAGE_PATTERNS = ["*.png", "*.jpg", "*.jpeg", "*.bmp", "*.tif", "*.tiff", "*.dcm"]
 
@@ -63,6 +70,7 @@ class UltrasoundClassifierApp(MONAILabelApp):
         # the infer task loads the model before MONAILabelApp.__init__ asks for the tasks
         self.infer_task = UltrasoundClassifyInfer(self.load_classifier, self.served_checkpoint)
         self.class_names = self.infer_task.model.class_names
+        self.segmentation = SegmentationService(app_dir, conf, self.device) if conf.get("segmentation_checkpoint") else None
         logger.info("serving %s (%s) as %r on %s", self.served_checkpoint(), ", ".join(self.class_names),
                     self.model_name, self.infer_task.model.device)
         super().__init__(
@@ -87,12 +95,14 @@ class UltrasoundClassifierApp(MONAILabelApp):
         return LocalDatastore(self.studies, extensions=IMAGE_PATTERNS, auto_reload=True)
 
     def init_infers(self) -> dict[str, InferTask]:
-        return {self.model_name: self.infer_task}
+        segmentation = {self.segmentation.name: self.segmentation.infer_task} if self.segmentation else {}
+        return {self.model_name: self.infer_task, **segmentation}
 
     def init_trainers(self) -> dict[str, TrainTask]:
         task = UltrasoundClassifyTrain(self.bundle_root, self.served_checkpoint, self.published, self.class_names,
                                        self.overrides)
-        return {self.model_name: task}
+        segmentation = {self.segmentation.name: self.segmentation.train_task()} if self.segmentation else {}
+        return {self.model_name: task, **segmentation}
 
     def infer(self, request: dict[str, Any], datastore: Datastore | None = None) -> dict[str, Any]:
         """MONAI Label's infer, with unreadable uploads answered as HTTP 422 instead of a server error."""
@@ -103,3 +113,26 @@ class UltrasoundClassifierApp(MONAILabelApp):
             raise HTTPException(
                 status_code=422, detail=f"not a readable PNG/JPG/BMP/TIFF/DICOM image: {e}"
             ) from e
+
+
+class SegmentationService:
+    """The segmentation model of the app: its checkpoint, published file, infer task and train task."""
+
+    def __init__(self, app_dir: str, conf: dict[str, str], device: str | None) -> None:
+        self.bundle_root = Path(conf.get("segmentation_bundle_root") or locate_bundle_root("usf_mae_segment"))
+        self.checkpoint = Path(conf["segmentation_checkpoint"])
+        self.name = conf.get("segmentation_model_name", DEFAULT_SEGMENTATION_NAME)
+        self.device = device
+        self.published = Path(app_dir) / "model" / f"{self.name}.pt"
+        self.infer_task = UltrasoundSegmentInfer(self.load, self.served_checkpoint)
+        logger.info("serving %s as %r", self.served_checkpoint(), self.name)
+
+    def served_checkpoint(self) -> Path:
+        return self.published if self.published.is_file() else self.checkpoint
+
+    def load(self, checkpoint: Path) -> BundleSegmenter:
+        return load_bundle_segmenter(self.bundle_root, checkpoint, self.device)
+
+    def train_task(self) -> UltrasoundSegmentTrain:
+        return UltrasoundSegmentTrain(self.bundle_root, self.served_checkpoint, self.published,
+                                      self.infer_task.model.class_names, {})

@@ -1,0 +1,74 @@
+"""MONAI Label infer task: one ultrasound image in, the lesion mask out as the label file.
+
+The result file is a PNG label map (uint8 class indices, 0 background) at the image's own size, what 3D Slicer and
+OHIF load as a 2-D segmentation, as in MONAI Label's 2-D endoscopy app. The mask is the segmentation bundle's
+inference output for the same image (:class:`~monai_ext.apps.label.segment_model.BundleSegmenter`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
+
+from monai_ext.apps.label.segment_model import BundleSegmenter
+from monai_ext.io.figures import save_png
+
+logger = logging.getLogger(__name__)
+
+
+class UltrasoundSegmentInfer(InferTask):
+    """Segment one image with the segmentation bundle's model; reload when a newly published model appears.
+
+    Args:
+        load: builds the segmenter from a checkpoint.
+        served: returns the checkpoint to serve now (the train task's published model once there is one).
+    """
+
+    def __init__(self, load: Callable[[Path], BundleSegmenter], served: Callable[[], Path]) -> None:
+        self._load, self._served = load, served
+        self._version: tuple[Path, int] | None = None
+        self._lock = threading.Lock()
+        self.model = self._current()  # loaded at start-up: a bad checkpoint stops the server at once
+        foreground = self.model.class_names[1:]
+        super().__init__(
+            type=InferType.SEGMENTATION,
+            labels={name: index for index, name in enumerate(self.model.class_names) if index > 0},
+            dimension=2,
+            description=f"ultrasound lesion segmentation: {', '.join(foreground)}",
+            config={},
+        )
+
+    def _current(self) -> BundleSegmenter:
+        path = Path(self._served())
+        version = (path, path.stat().st_mtime_ns if path.is_file() else -1)
+        with self._lock:
+            if version != self._version:
+                logger.info("loading %s", path)
+                self.model, self._version = self._load(path), version
+            return self.model
+
+    def is_valid(self) -> bool:
+        return True
+
+    def __call__(self, request: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        """Run on ``request["image"]`` (a local path). Returns (mask PNG path, per-class pixel counts and fractions).
+
+        Raises:
+            UnreadableImageError: the file is not a decodable image; the app answers HTTP 422.
+        """
+        start = time.perf_counter()
+        mask, summary = self._current().segment(request["image"])
+        handle, mask_file = tempfile.mkstemp(suffix="_mask.png")  # MONAI Label sends the file, then removes it
+        os.close(handle)
+        save_png(mask, Path(mask_file))
+        summary["latency_s"] = round(time.perf_counter() - start, 4)
+        logger.info("segmented %s: %s in %.3f s", request["image"], summary["fraction"], summary["latency_s"])
+        return mask_file, summary

@@ -1,0 +1,126 @@
+"""The segmentation bundle's inference pieces (network, loading, preprocessing, class names), loaded once, and the
+datastore's masks as the bundle's datalist.
+
+MONAI Label serves exactly what ``bundles/usf_mae_segment/configs/inference.yaml`` computes by parsing that standalone
+config with the served checkpoint and calling the same :func:`~monai_ext.engines.segmentation.segment_image`, so a
+served mask and the bundle's mask for one image cannot differ. Nothing here imports MONAI Label.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from monai.bundle import ConfigParser
+
+from monai_ext.apps.label.bundle_model import _unreadable_cause
+from monai_ext.data.downstream import write_split
+from monai_ext.data.folders import IMAGE_SUFFIXES
+from monai_ext.data.segmentation import split_validation
+from monai_ext.engines.segmentation import mask_summary, segment_image
+from monai_ext.io.errors import UnreadableImageError
+from monai_ext.networks.checkpoints import read_checkpoint
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class BundleSegmenter:
+    """A ready-to-run segmenter: ``segment(path)`` gives the bundle inference's mask for one file."""
+
+    network: torch.nn.Module
+    load: Callable[[dict[str, Any]], dict[str, Any]]
+    preprocess: Callable[[dict[str, Any]], dict[str, Any]]
+    class_names: list[str]
+    device: torch.device
+    precision: str
+    checkpoint: str
+
+    def segment(self, path: str | os.PathLike) -> tuple[np.ndarray, dict[str, Any]]:
+        """(mask (H, W) uint8 class indices at the file's size, per-class pixel counts and area fractions).
+
+        Raises:
+            UnreadableImageError: the file is not a decodable image (MONAI's Compose wrapping removed).
+        """
+        try:
+            loaded = self.load({"image": str(path)})
+            size = np.asarray(loaded["image"]).shape[1:]
+            image = torch.as_tensor(self.preprocess(loaded)["image"]).float()[None].to(self.device)
+        except Exception as e:
+            unreadable = _unreadable_cause(e)
+            if unreadable is None and not isinstance(e, UnreadableImageError):
+                raise
+            raise UnreadableImageError(str(unreadable or e)) from e
+        mask, _ = segment_image(self.network, image, size, self.precision)
+        return mask, mask_summary(mask, self.class_names)
+
+
+def load_bundle_segmenter(
+    bundle_root: str | os.PathLike, checkpoint: str | os.PathLike, device: str | torch.device | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> BundleSegmenter:
+    """Parse the segmentation bundle's standalone ``inference.yaml`` with ``checkpoint``.
+
+    Raises:
+        ValueError: a missing bundle config or checkpoint, quoting the path.
+    """
+    config, ckpt = Path(bundle_root) / "configs" / "inference.yaml", Path(checkpoint)
+    if not config.is_file():
+        raise ValueError(f"bundle_root {str(bundle_root)!r} is not a segmentation bundle: missing {str(config)!r}")
+    if not ckpt.is_file():
+        raise ValueError(f"checkpoint {str(ckpt)!r} does not exist; train the segmentation bundle first")
+    parser = ConfigParser()
+    parser.read_config(str(config))
+    settings = {"bundle_root": str(bundle_root), "ckpt_path": str(ckpt), **(overrides or {})}
+    if device is not None:
+        settings["device"] = f"$torch.device({str(device)!r})"
+    for key, value in settings.items():
+        parser[key] = value
+    parser.parse()
+    network = parser.get_parsed_content("network")
+    network.eval()
+    return BundleSegmenter(
+        network=network,
+        load=parser.get_parsed_content("load"),
+        preprocess=parser.get_parsed_content("preprocessing"),
+        class_names=list(parser.get_parsed_content("class_names")),
+        device=torch.device(parser.get_parsed_content("device")),
+        precision=str(parser.get_parsed_content("precision")),
+        checkpoint=str(ckpt),
+    )
+
+
+def segmenter_overrides(checkpoint: str | Path) -> dict[str, Any]:
+    """Bundle settings the segmentation checkpoint fixes (arch, image size, channels, decoder)."""
+    record = read_checkpoint(checkpoint).get("arch") or {}
+    config, args = record.get("config") or {}, record.get("arch_args") or {}
+    found = {"arch": config.get("arch"), "image_size": config.get("image_size"), "in_channels": args.get("in_chans"),
+             "feature_size": args.get("feature_size"), "feature_blocks": args.get("feature_blocks"),
+             "mask_encoding": config.get("mask_encoding")}
+    return {key: value for key, value in found.items() if value is not None}
+
+
+def mask_datalist(items: Sequence[Mapping[str, str]], class_names: Sequence[str], out: Path, val_fraction: float,
+                  seed: int) -> tuple[Path, dict[str, str]]:
+    """The datastore's images with mask labels as a datalist; labels that are not image files are skipped.
+
+    Raises:
+        ValueError: fewer than two masks (one must go to validation).
+    """
+    kept, skipped = [], {}
+    for item in items:
+        label = str(item.get("label", ""))
+        if Path(label).suffix.lower() in IMAGE_SUFFIXES:
+            kept.append({"image": item["image"], "label": label, "id": Path(item["image"]).stem})
+        else:
+            skipped[label] = "not a mask image (PNG/JPG/BMP/TIFF)"
+    if len(kept) < 2:
+        raise ValueError(f"need at least 2 images with saved masks (one for validation), found {len(kept)}")
+    train, validation = split_validation(kept, val_fraction, seed)
+    return write_split({"train": train, "validation": validation, "test": []}, class_names, out), skipped
