@@ -1,0 +1,104 @@
+"""A real MONAI Label server serving the segmentation bundle beside the classifier (``--conf
+segmentation_checkpoint``): masks equal to the bundle's inference, 422 for non-images, fine-tuning on saved masks."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+
+import cv2
+import numpy as np
+import pytest
+import requests
+
+from tests.apps.label.test_label_server import free_port, sample_images, wait_for_training, wait_until_serving
+from tests.apps.label.test_segment_model import SEG_INFERENCE, segmenter_run  # noqa: F401  (fixture)
+from tests.bundles.helpers import REPO, run_bundle
+
+pytestmark = pytest.mark.slow
+MODEL = "usf_mae_segmenter"
+
+
+@pytest.fixture(scope="module")
+def seg_server(classifier_run, segmenter_run, tmp_path_factory):  # noqa: F811
+    work = tmp_path_factory.mktemp("seg_label_server")
+    files = sample_images(work / "studies")
+    port, log = free_port(), work / "server.log"
+    env = {**os.environ, "LABEL_PORT": str(port), "LABEL_APP_DIR": str(work / "app"), "OMP_NUM_THREADS": "2"}
+    cmd = ["bash", str(REPO / "scripts" / "run_label_server.sh"), str(work / "studies"),
+           "--conf", "checkpoint", str(classifier_run / "models" / "model.pt"), "--conf", "device", "cpu",
+           "--conf", "overrides", json.dumps({"image_size": 64}),
+           "--conf", "segmentation_checkpoint", str(segmenter_run / "models" / "model.pt")]
+    with open(log, "wb") as out:
+        process = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_serving(url, process, log)
+        yield url, files, log
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def segment(url: str, path) -> requests.Response:
+    with open(path, "rb") as f:
+        return requests.post(f"{url}/infer/{MODEL}", params={"output": "image"}, files={"file": (path.name, f)},
+                             timeout=300)
+
+
+def bundle_masks(run_dir, files, out) -> dict[str, np.ndarray]:
+    run_bundle([SEG_INFERENCE], {"ckpt_path": str(run_dir), "output_dir": str(out),
+                                 "input_files": [str(p) for p in files]})
+    masks = json.loads((out / "masks.json").read_text())["masks"]
+    return {p: cv2.imread(m["mask"], cv2.IMREAD_UNCHANGED) for p, m in masks.items()}
+
+
+def test_info_lists_the_segmenter(seg_server) -> None:
+    url, _, _ = seg_server
+    info = requests.get(f"{url}/info/", timeout=10).json()
+    assert info["models"][MODEL]["type"] == "segmentation" and info["models"][MODEL]["labels"] == {"lesion": 1}
+    assert MODEL in info["trainers"]
+
+
+def test_served_masks_equal_the_bundle_inference(seg_server, segmenter_run, tmp_path) -> None:  # noqa: F811
+    url, files, _ = seg_server
+    expected = bundle_masks(segmenter_run / "models" / "model.pt", files.values(), tmp_path / "bundle")
+    for path in files.values():
+        response = segment(url, path)
+        assert response.status_code == 200, response.text
+        served = cv2.imdecode(np.frombuffer(response.content, np.uint8), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_array_equal(served, expected[str(path)])
+
+
+def test_non_image_upload_is_a_client_error_and_the_server_keeps_serving(seg_server, tmp_path) -> None:
+    url, files, _ = seg_server
+    (tmp_path / "notes.png").write_bytes(b"meeting notes, not pixels")
+    response = segment(url, tmp_path / "notes.png")
+    assert response.status_code == 422, response.text
+    assert segment(url, files["case0_png"]).status_code == 200
+
+
+def test_train_on_saved_masks_publishes_the_model_the_next_request_uses(seg_server, segmenter_run, tmp_path) -> None:  # noqa: F811
+    url, files, log = seg_server
+    for index, image_id in enumerate(["case0", "case1", "case2", "case3"]):
+        mask = np.zeros((80 + 16 * min(index, 2), 120), np.uint8)
+        cv2.circle(mask, (60, 40), 12 + 3 * index, 255, -1)
+        ok, encoded = cv2.imencode(".png", mask)
+        response = requests.put(f"{url}/datastore/label", params={"image": image_id, "tag": "final"},
+                                files={"label": (f"{image_id}.png", encoded.tobytes())}, timeout=30)
+        assert ok and response.status_code == 200, response.text
+    response = requests.post(f"{url}/train/{MODEL}", json={"max_epochs": 2, "num_workers": 0, "batch_size": 2,
+                                                           "base_lr": 0.05}, timeout=30)
+    assert response.status_code == 200, response.text
+    status = wait_for_training(url, timeout_s=1200)
+    assert status["status"] == "DONE", "\n".join(status.get("details", [])) + log.read_text()[-4000:]
+    published = log.parent / "app" / "model" / f"{MODEL}.pt"
+    assert published.is_file()
+    expected = bundle_masks(published, [files["case0_png"]], tmp_path / "after")[str(files["case0_png"])]
+    served = cv2.imdecode(np.frombuffer(segment(url, files["case0_png"]).content, np.uint8), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(served, expected)
