@@ -42,7 +42,7 @@ def test_training_writes_history_best_model_grid_and_checkpoint(trained) -> None
     model = build_from_checkpoint(out / "models" / "model.pt")
     assert model.arch_args["img_size"] == 64
     grid = cv2.imread(str(out / "eval" / "reconstructions" / "latest.png"))
-    assert grid.shape == (2 * 64, 4 * 64, 3)
+    assert grid.shape == (2 * 192, 4 * 192, 3)  # 2 images x 4 columns, 64 px panels enlarged 3x for the captions
     assert (out / "models" / "checkpoint_iteration=4.pt").is_file()  # 18 train images // 8 = 2 steps x 2 epochs
     assert "reconstruction grid:" in result.stdout
 
@@ -66,7 +66,7 @@ def test_inference_writes_the_reconstruction_picture(trained, cache, tmp_path) -
                {"ckpt_dir": str(out / "models"), "output_dir": str(out / "eval"), "input_dir": str(images),
                 "grid_images": 2})
     grid = cv2.imread(str(out / "eval" / "reconstructions" / "inference.png"))
-    assert grid.shape == (2 * 64, 4 * 64, 3)
+    assert grid.shape == (2 * 192, 4 * 192, 3)  # 2 images x 4 columns, 64 px panels enlarged 3x for the captions
 
 
 def test_runs_from_inside_the_bundle_folder_with_deannotation_and_physics_recipe(tmp_path, cache) -> None:
