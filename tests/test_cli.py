@@ -42,6 +42,7 @@ def dataset(tmp_path: Path) -> Path:
     (["prepare-corpus", "{tmp}/root", "--out", "{tmp}/cache", "--size", "8"], "size must be at least 16, got 8"),
     (["prepare-corpus", "{tmp}/root", "--out", "{tmp}/cache", "--workers", "many"],
      "--workers must be an integer, got 'many'"),
+    (["prepare-corpus", "{tmp}/root", "--out", "{tmp}/cache", "--workers", "-2"], "workers must be >= 0, got -2"),
     (["prepare-corpus", "{tmp}/root", "--out", "{tmp}/cache", "--doppler_threshold", "2"],
      "doppler_threshold must be in [0, 1], got 2"),
     (["prepare-corpus", "{tmp}/root", "--out", "{tmp}/cache", "--evaluation", "{tmp}/nowhere"],

@@ -346,8 +346,8 @@ def prepare_corpus(root: str | os.PathLike, out: str | os.PathLike, options: Cor
             raise FileNotFoundError(f"{role} {str(folder)!r} does not exist")
         if not Path(folder).is_dir():
             raise NotADirectoryError(f"{role} {str(folder)!r} is not a folder")
-    if workers < 1:
-        raise ValueError(f"workers must be at least 1, got {workers!r}")
+    if workers < 0:  # 0 and 1 both ingest in this process
+        raise ValueError(f"workers must be >= 0, got {workers!r}")
     ingest(root, out, options, workers)
     chunks = _plan(root, out, options)
     records, skipped = [], []
