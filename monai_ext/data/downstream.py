@@ -186,6 +186,39 @@ def _stratified_subset(items: list[Item], size: int, rng: np.random.Generator) -
     return [items[i] for i in sorted(chosen)]
 
 
+def labels_per_class(split: Split, count: int, val_fraction: float = 0.2, seed: int = 0) -> Split:
+    """The split with exactly ``count`` labelled images per class (training + validation together); test unchanged.
+
+    ``max_train`` of the protocols caps the total and keeps the class proportions; a label-efficiency curve needs
+    the count per class. The images are drawn from the split's training and validation parts, per class in one
+    seeded order that does not depend on ``count``, so the labelled set of a smaller count is a subset of that of a
+    larger one (nested budgets: the curve moves with the count, not with a new draw); then a stratified validation
+    part (:func:`validation_from_train`, patient-disjoint when items carry ``patient``) is carved out of them.
+
+    Args:
+        split: ``{"train", "validation", "test"}`` datalists.
+        count: labelled images per class, at least 2 (one for training, one for validation).
+        val_fraction: share of the ``count`` images per class held out for validation.
+        seed: the draw.
+
+    Raises:
+        ValueError: ``count`` below 2 or not an integer, or a class with fewer than ``count`` labelled images.
+    """
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 2:
+        raise ValueError(f"labels per class must be an integer of at least 2, got {count!r}")
+    pool = sorted(split["train"] + split["validation"], key=lambda it: (it["label"], str(it["id"]), str(it["image"])))
+    labels = np.array([it["label"] for it in pool])
+    rng = np.random.default_rng(seed)
+    chosen: list[Item] = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        if len(idx) < count:
+            raise ValueError(f"class {int(c)} has {len(idx)} labelled images, fewer than {count} labels per class")
+        chosen.extend(pool[i] for i in idx[rng.permutation(len(idx))[:count]])
+    train, validation = validation_from_train(chosen, val_fraction, seed)
+    return {"train": train, "validation": validation, "test": list(split["test"])}
+
+
 def folder_protocol(root: str | os.PathLike, folds: int = 5, val_fraction: float = 0.2, seed: int = 0,
                     max_train: int | None = None) -> Protocol:
     """Folder per class (``root/<class>/*.png``), stratified k-fold; optionally at most ``max_train`` training images."""
