@@ -183,10 +183,12 @@ def load_inference_weights(network: torch.nn.Module, path: str | os.PathLike) ->
 
 
 def inference_files(input_dir: str | os.PathLike | None, input_files: Sequence[str] | None) -> list[str]:
-    """Files to predict: every image (and DICOM) under ``input_dir`` plus ``input_files``."""
-    from monai_ext.data.folders import IMAGE_SUFFIXES, list_images
+    """Files to predict: every file under ``input_dir`` that the decoder reads as one image (pictures, DICOM, NIfTI,
+    NRRD / MHA / MHD) plus ``input_files``."""
+    from monai_ext.data.folders import list_images
+    from monai_ext.io.images import SINGLE_IMAGE_SUFFIXES
 
-    files = [str(p) for p in list_images(input_dir, IMAGE_SUFFIXES + (".dcm",))] if input_dir else []
+    files = [str(p) for p in list_images(input_dir, SINGLE_IMAGE_SUFFIXES)] if input_dir else []
     files += [str(f) for f in input_files or []]
     if not files:
         raise ValueError("give --input_dir or --input_files")

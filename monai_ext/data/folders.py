@@ -11,19 +11,21 @@ from typing import Any
 import numpy as np
 
 from monai_ext.data.synthetic import SimulatorConfig, generate_dataset
+from monai_ext.io.images import IMAGE_SUFFIXES
 
 logger = logging.getLogger(__name__)
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
 def list_images(folder: str | os.PathLike, suffixes: Sequence[str] = IMAGE_SUFFIXES) -> list[Path]:
-    """All image files under ``folder`` (recursive, case-insensitive suffixes, hidden files skipped), sorted."""
+    """All image files under ``folder`` (recursive, case-insensitive suffixes, hidden files skipped), sorted.
+
+    Suffixes are matched on the whole name, so double ones such as ``.nii.gz`` work."""
     root = Path(folder)
     if not root.is_dir():
         raise ValueError(f"dataset folder {str(root)!r} does not exist or is not a folder")
-    wanted = {s.lower() for s in suffixes}
+    wanted = tuple(sorted({s.lower() for s in suffixes}))
     files = sorted(
-        p for p in root.rglob("*") if p.suffix.lower() in wanted and p.is_file() and not p.name.startswith(".")
+        p for p in root.rglob("*") if p.name.lower().endswith(wanted) and p.is_file() and not p.name.startswith(".")
     )
     if not files:
         raise ValueError(f"no images ({', '.join(sorted(wanted))}) found under {str(root)!r}")
@@ -35,7 +37,7 @@ def split_train_val(items: Sequence[Any], val_fraction: float, seed: int) -> tup
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
     order = np.random.default_rng(seed).permutation(len(items))
-    n_val = int(round(val_fraction * len(items)))
+    n_val = round(val_fraction * len(items))
     if val_fraction > 0 and len(items) > 1:
         n_val = max(1, n_val)
     val_idx = set(order[:n_val].tolist())

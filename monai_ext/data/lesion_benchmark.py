@@ -162,8 +162,7 @@ def subtle_lesion_dataset(
         folder.mkdir(parents=True, exist_ok=True)
         for i in range(per_class):
             frame = simulate_subtle_frame(np.random.default_rng([20_000 + 1000 * c + seed, i]), kind, config, strength)
-            written = write_frame(frame, folder / f".tmp{os.getpid()}_us_{i:06d}")
-            os.replace(written, folder / f"us_{i:06d}.png")
+            write_frame(frame, folder / f"us_{i:06d}")  # atomic: a killed run leaves no partial PNG
     atomic_write_text(record_path, json.dumps(record, indent=1))
     return root
 
@@ -189,7 +188,6 @@ def subtle_pretraining_frames(cache_dir: str | os.PathLike, num: int = 1000, see
     for i in range(num):
         rng = np.random.default_rng([30_000 + seed, i])
         frame = simulate_subtle_frame(rng, SUBTLE_CLASSES[int(rng.integers(len(SUBTLE_CLASSES)))], config)
-        written = write_frame(frame, root / f".tmp{os.getpid()}_us_{i:06d}")
-        os.replace(written, root / f"us_{i:06d}.png")
+        write_frame(frame, root / f"us_{i:06d}")
     atomic_write_text(record_path, json.dumps(record, indent=1))
     return root

@@ -22,11 +22,13 @@ from monai_ext.io.errors import SkippedSource, UnreadableImageError
 from monai_ext.io.video import VIDEO_SUFFIXES, iter_video_frames
 from monai_ext.io.volumes import ITK_SUFFIXES, NIFTI_SUFFIXES, first_volume_frame
 
-__all__ = ["ALL_SUFFIXES", "DICOM_SUFFIXES", "IMAGE_SUFFIXES", "ITK_SUFFIXES", "NIFTI_SUFFIXES", "VIDEO_SUFFIXES",
-           "DisplayImage", "pil_display_pixels", "read_image", "read_picture", "source_kind"]
+__all__ = ["ALL_SUFFIXES", "DICOM_SUFFIXES", "IMAGE_SUFFIXES", "ITK_SUFFIXES", "NIFTI_SUFFIXES", "SINGLE_IMAGE_SUFFIXES",
+           "VIDEO_SUFFIXES", "DisplayImage", "pil_display_pixels", "read_image", "read_picture", "source_kind"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-ALL_SUFFIXES = IMAGE_SUFFIXES + DICOM_SUFFIXES + NIFTI_SUFFIXES + ITK_SUFFIXES + VIDEO_SUFFIXES
+#: Everything a single-image loader (training, bundle inference, MONAI Label) reads: cine loops only enter the corpus.
+SINGLE_IMAGE_SUFFIXES = IMAGE_SUFFIXES + DICOM_SUFFIXES + NIFTI_SUFFIXES + ITK_SUFFIXES
+ALL_SUFFIXES = SINGLE_IMAGE_SUFFIXES + VIDEO_SUFFIXES
 #: PIL modes whose arrays are display-ready as they are (see monai_ext.io.display).
 _DISPLAY_READY_MODES = ("1", "L", "LA", "RGB", "RGBA", "F")
 
