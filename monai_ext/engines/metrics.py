@@ -28,8 +28,9 @@ def classification_report(probs: np.ndarray, labels: np.ndarray, class_names: Se
         class_names: K names.
 
     Returns:
-        JSON-serialisable dict: macro_f1, accuracy, balanced_accuracy, auc (macro one-vs-rest; NaN when a class is
-        absent), per_class, confusion_matrix (rows = truth), roc (per class fpr/tpr), n.
+        JSON-serialisable dict: macro_f1, accuracy, balanced_accuracy, auc (two classes: ROC AUC of class 1;
+        more: mean one-vs-rest AUC over the classes present in ``labels``; NaN when fewer than two are present),
+        per_class, confusion_matrix (rows = truth), roc (per class fpr/tpr), n.
     """
     k = len(class_names)
     if probs.ndim != 2 or probs.shape[1] != k:
@@ -61,6 +62,8 @@ def classification_report(probs: np.ndarray, labels: np.ndarray, class_names: Se
 
 
 def _auc(probs: np.ndarray, labels: np.ndarray, k: int) -> float:
+    """ROC AUC, defined whenever two classes are present: a small validation split often lacks one class, and a NaN
+    there would hide the other classes' separability."""
     present = np.unique(labels)
     if len(present) < 2:
         return float("nan")
