@@ -1,4 +1,4 @@
-"""Packaging beyond ``pyproject.toml``: the two MONAI bundles ship inside the package as ``monai_ext/bundles``.
+"""Packaging beyond ``pyproject.toml``: the MONAI bundles ship inside the package as ``monai_ext/bundles``.
 
 ``pyproject.toml`` holds the project's metadata. It cannot both find the packages automatically and map a folder
 that lies outside them (``bundles/``, kept at the repository root so ``python -m monai.bundle run --config_file
