@@ -218,7 +218,7 @@ def main() -> None:
         args.finetune_batch, 3, args.image_size, args.image_size, device=device)
     classifier = models["classifier"]
     ce = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
-    finetune_loss = lambda m, x: ce(m(x).float(), labels)  # noqa: E731
+    finetune_loss = lambda m, x: ce(m(x).float(), labels)
     flops = flops_per_image(mae_step(classifier, ft_images, bf16, finetune_loss), args.finetune_batch)
     seconds, gib = time_steps(mae_step(maybe_compile(classifier, compile_), ft_images, bf16, finetune_loss),
                               args.warmup, args.steps, device)

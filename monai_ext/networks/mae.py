@@ -88,7 +88,6 @@ class MaskedAutoencoderViT(nn.Module):
 
         self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
         grid = self.patch_embed.grid_size
-        num_patches = self.patch_embed.num_patches
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         # Fixed sin-cos embeddings stored as frozen parameters, exactly as in the reference (they are in its checkpoints).
         self.pos_embed = nn.Parameter(sincos_2d(embed_dim, grid).unsqueeze(0), requires_grad=False)

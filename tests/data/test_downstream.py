@@ -6,7 +6,6 @@ import csv
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from monai_ext.data import downstream as ds
@@ -16,7 +15,6 @@ def make_busbra(root: Path, patients: int = 30, folds: int = 5) -> dict[str, str
     """BUSBRA/ with Images/, Masks/, bus_data.csv and k-fold-cv.csv as distributed (1-2 images per patient)."""
     (root / "Images").mkdir(parents=True)
     (root / "Masks").mkdir()
-    rng = np.random.default_rng(0)
     rows, case_of = [], {}
     for p in range(1, patients + 1):
         pathology = "malignant" if p % 3 == 0 else "benign"
@@ -31,7 +29,6 @@ def make_busbra(root: Path, patients: int = 30, folds: int = 5) -> dict[str, str
         w.writerow(["ID", "Case", "Histology", "Pathology", "BIRADS", "Device", "Width", "Height", "Side", "BBOX"])
         for image_id, p, pathology in rows:
             w.writerow([image_id, p, "x", pathology, 3, "dev", 100, 80, "left", "[1, 2, 3, 4]"])
-    test_fold = {p: 1 + (p % folds) for p in range(1, patients + 1)}  # patient-disjoint test folds
     for k_files in (5, 10):
         with open(root / f"{k_files}-fold-cv.csv", "w", newline="") as f:
             w = csv.writer(f)
@@ -116,7 +113,7 @@ def make_gist(root: Path, n: int = 50) -> dict[str, int]:
         annotations.append({"id": i + 1, "image_id": i + 1, "category_id": category,
                             "segmentation": [[1, 1, 5, 1, 5, 5]], "bbox": [1, 1, 4, 4], "area": 8, "iscrowd": 0})
     categories = [{"id": 1, "name": "lmym"}, {"id": 2, "name": "gist"}]
-    coco = lambda idx: {"images": [images[j] for j in idx],  # noqa: E731
+    coco = lambda idx: {"images": [images[j] for j in idx],
                         "annotations": [annotations[j] for j in idx], "categories": categories}
     (root / "annotations" / "all_anno_crop.json").write_text(json.dumps(coco(range(n))))
     for k in range(5):

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from monai_ext.data.downstream import read_split
 from monai_ext.apps.label.datalist import labelled_datalist, read_class_label
+from monai_ext.data.downstream import read_split
 
 CLASSES = ["benign", "malignant"]
 
