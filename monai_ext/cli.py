@@ -6,6 +6,7 @@ Commands:
     convert-checkpoint  convert any known layout into this project's self-describing file
     make-datalist       write one fold of a dataset protocol as a bundle's JSON datalist (classification or segmentation)
     cross-validate      fine-tune and test every fold for several starting points; mean +/- std table
+    label-efficiency    full fine-tuning, pretrained vs random, at several labels per class: table and PNG
     bundle-path         print the folder of a bundle shipped with the package (for --config_file when installed)
     export-onnx         export a classifier checkpoint to ONNX, checked against the eager model with onnxruntime
 """
@@ -167,6 +168,60 @@ def cross_validate(
     print(record["table"])
 
 
+def _int_list(name: str, value: object) -> list[int]:
+    """``"10,25"`` or fire's tuple ``(10, 25)`` or a single ``10`` -> ``[10, 25]``; anything else a user error."""
+    items = _as_list(value)
+    if not items or not all(v.isdigit() for v in items):
+        raise ValueError(f"--{name} must be comma-separated whole numbers, got {value!r}")
+    return [int(v) for v in items]
+
+
+def label_efficiency(
+    out: str,
+    init_checkpoint: str,
+    protocol: str = "subtle",
+    root: str | None = None,
+    counts: object = "10,25,50,100",
+    repeats: int = 3,
+    cache_dir: str = "demo_output/cache",
+    per_class: int | None = None,
+    seed: int = 0,
+    val_fraction: float = 0.2,
+    **overrides: object,
+) -> None:
+    """Full fine-tuning (the classification bundle, layer decay) from INIT_CHECKPOINT and from a random start with
+    10, 25, 50 and 100 labelled images per class, tested on each repeat's held-out images; writes
+    OUT/label_efficiency.{json,md,png} and prints the table.
+
+    Args:
+        out: results folder.
+        init_checkpoint: the pretrained start (the pretraining bundle's models/model.pt or any MAE file).
+        protocol: subtle, synthetic, busbra, mmotu, gist514, folder or csv (repeat r uses its fold r).
+        root: dataset folder (not for subtle or synthetic).
+        counts: comma-separated labelled images per class (training + validation), each at least 2.
+        repeats: runs per count and start (folds of the protocol), mean +/- std and paired 95 % intervals over them.
+        cache_dir: where the generated benchmarks are written.
+        per_class: images per class of a generated benchmark (default: enough for the largest count plus a fifth
+            for testing).
+        seed: draw of the labelled images.
+        val_fraction: share of each count held out for validation.
+        overrides: any classification-bundle override, e.g. --arch ... --image_size 128 --epochs 30.
+    """
+    from monai_ext.apps.label_efficiency import check_counts, curve_protocol
+    from monai_ext.apps.label_efficiency import label_efficiency as run_curve
+
+    for name, value, kind in (("repeats", repeats, int), ("seed", seed, int), ("val_fraction", val_fraction, float)):
+        _require_number(name, value, kind if kind is int else (int, float))
+    if per_class is not None:
+        _require_number("per_class", per_class, int)
+    count_list = check_counts(_int_list("counts", counts))
+    proto = curve_protocol(protocol, root, cache_dir, count_list, per_class, seed)
+    record = run_curve(proto, out, init_checkpoint, count_list, repeats, {"cache_dir": cache_dir, **overrides},
+                       val_fraction, seed)
+    print(record["table"])
+    print(f"figure: {record['outputs']['png']}")
+
+
 def _require_number(name: str, value: object, kind: type | tuple[type, ...]) -> None:
     """fire passes a value it cannot parse as a number on as a string: name it (booleans are not numbers here)."""
     if isinstance(value, bool) or not isinstance(value, kind):
@@ -271,6 +326,7 @@ COMMANDS = {
     "convert-checkpoint": convert_checkpoint,
     "make-datalist": make_datalist,
     "cross-validate": cross_validate,
+    "label-efficiency": label_efficiency,
     "prepare-corpus": prepare_corpus,
     "bundle-path": bundle_path,
     "export-onnx": export_onnx,

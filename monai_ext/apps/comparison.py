@@ -104,8 +104,8 @@ def comparison_table(summary: Mapping[str, Mapping[str, Mapping[str, Any]]], fir
 def subtle_protocol(cache_dir: str | os.PathLike, per_class: int = 60, max_train: int | None = 100, seed: int = 0,
                     strength: float = 1.0) -> Protocol:
     """The subtle lesion benchmark (:mod:`monai_ext.data.lesion_benchmark`) as a 5-fold protocol with at most
-    ``max_train`` labelled training images per fold (a fifth of them for validation)."""
+    ``max_train`` labelled training images per fold (a fifth of them for validation; None: all of the fold's)."""
     folder = subtle_lesion_dataset(cache_dir, per_class=per_class, seed=seed, strength=strength)
-    protocol = folder_protocol(folder, folds=5, val_fraction=0.2, seed=seed, max_train=max_train or 100)
+    protocol = folder_protocol(folder, folds=5, val_fraction=0.2, seed=seed, max_train=max_train)
     protocol.name = "subtle_lesions"
     return protocol

@@ -51,3 +51,50 @@ def plot_curves(
     ax.legend(fontsize=8)
     fig.tight_layout()
     save_figure(fig, path)
+
+
+def plot_errorbar_panels(
+    panels: Mapping[str, Mapping[str, tuple[Sequence[float], Sequence[float], Sequence[float]]]],
+    path: Path,
+    title: str,
+    xlabel: str,
+    log_x: bool = False,
+) -> None:
+    """Write side-by-side panels, one per metric, each with one error-bar line per named curve, as a PNG.
+
+    Args:
+        panels: panel title (the metric, also its y label) -> curve name -> (x values, means, error half-widths),
+            all three the same length.
+        path: the PNG file (written atomically).
+        title: figure title.
+        xlabel: x label of every panel.
+        log_x: logarithmic x axis, ticks at the x values themselves (labels per class: 10, 25, 50, 100).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    if not panels or not all(panels.values()):
+        raise ValueError("no curves to plot")
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), dpi=120, squeeze=False)
+    for ax, (metric, curves) in zip(axes[0], panels.items()):
+        for name, (xs, ys, errs) in curves.items():
+            if not len(xs) == len(ys) == len(errs):
+                raise ValueError(f"curve {name!r} of {metric!r} has {len(xs)} x values, {len(ys)} y values and "
+                                 f"{len(errs)} error bars")
+            ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=4, label=name)
+        if log_x:
+            ax.set_xscale("log")
+            ax.set_xticks(sorted({x for xs, _, _ in curves.values() for x in xs}))
+            ax.xaxis.set_major_formatter(ScalarFormatter())
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(metric)
+        ax.set_title(metric)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, path)

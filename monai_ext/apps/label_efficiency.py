@@ -1,0 +1,181 @@
+"""Label-efficiency curve: full fine-tuning from the pretrained and from a random start at several labelled-image
+budgets per class, each tested on the same held-out images.
+
+Every run is :func:`monai_ext.apps.crossval.run_fold` (the classification bundle's train config, then its evaluate
+overlay on the test part): full fine-tuning with layer-wise lr decay, as the bundle does by default, never the linear
+probe. Repeat ``r`` draws its labelled images from fold ``r``'s training + validation part of the protocol
+(:func:`monai_ext.data.downstream.labels_per_class`: exactly ``count`` per class, smaller budgets nested in larger
+ones) and tests on fold ``r``'s test part, which is the same for every budget and both starts; so the pretrained and
+the random run of a (budget, repeat) are paired, and :func:`monai_ext.apps.comparison.paired_differences` gives the
+difference with its 95 % interval per budget.
+
+Writes ``label_efficiency.json`` (everything, with each run's report path), ``label_efficiency.md`` (the table) and
+``label_efficiency.png`` (macro-F1 and AUC against labels per class, log x axis, mean ± std over repeats).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from monai_ext.apps.comparison import paired_differences
+from monai_ext.apps.crossval import SUMMARY_METRICS, method_overrides, protocol_by_name, run_fold, summarise, task_of
+from monai_ext.data.downstream import Protocol, labels_per_class, write_split
+from monai_ext.io.atomic import atomic_write_text
+from monai_ext.visualize.curves import plot_errorbar_panels
+
+logger = logging.getLogger(__name__)
+DEFAULT_COUNTS = (10, 25, 50, 100)
+#: The two starting points compared, in the table's order.
+STARTS = ("pretrained", "random")
+#: Metrics of the table (percent); the first two are plotted.
+CURVE_METRICS = ("macro_f1", "auc", "balanced_accuracy", "accuracy")
+PLOTTED = {"macro_f1": "test macro-F1 (%)", "auc": "test AUC, one-vs-rest (%)"}
+
+
+def check_counts(counts: Sequence[object]) -> list[int]:
+    """Labels-per-class budgets as sorted distinct integers of at least 2 (one training, one validation image).
+
+    Raises:
+        ValueError: an empty list, a value that is not an integer, below 2, or given twice.
+    """
+    values = list(counts)
+    if not values:
+        raise ValueError("counts must name at least one number of labels per class")
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+            raise ValueError(f"labels per class must be integers of at least 2, got {value!r} in {values!r}")
+    if len(set(values)) != len(values):
+        raise ValueError(f"labels per class must be distinct, got {values!r}")
+    return sorted(values)
+
+
+def curve_protocol(name: str, root: str | os.PathLike | None, cache_dir: str | os.PathLike, counts: Sequence[int],
+                   per_class: int | None = None, seed: int = 0) -> Protocol:
+    """A classification protocol for the curve: no total cap on the training images (the budget is per class).
+
+    For the generated benchmarks (``subtle``, ``synthetic``: 5 folds, a fifth of each class tested) ``per_class``
+    defaults to the smallest size whose training part holds the largest budget: ``ceil(max(counts) * 5 / 4)``.
+    """
+    if task_of(name) != "classify":
+        raise ValueError(f"protocol {name!r} is a segmentation protocol; the label-efficiency curve classifies")
+    if name in ("subtle", "synthetic"):
+        per_class = per_class or math.ceil(max(counts) * 5 / 4)
+        return protocol_by_name(name, root, cache_dir, per_class=per_class, max_train=None, seed=seed)
+    return protocol_by_name(name, root, cache_dir)
+
+
+def _run_dir(out: Path, count: int, start: str, repeat: int) -> Path:
+    return out / f"n{count}" / start / f"rep{repeat}"
+
+
+def budget_splits(protocol: Protocol, counts: Sequence[int], repeats: int, val_fraction: float, seed: int,
+                  out: Path) -> dict[tuple[int, int], Path]:
+    """Write every (count, repeat) datalist before any training, so an impossible budget fails at once."""
+    files = {}
+    for r in range(repeats):
+        for n in counts:
+            split = labels_per_class(protocol.splits[r], n, val_fraction, seed + r)
+            files[(n, r)] = write_split(split, protocol.class_names, out / "splits" / f"n{n}_rep{r}.json")
+    return files
+
+
+def label_efficiency(
+    protocol: Protocol,
+    out_dir: str | os.PathLike,
+    init_checkpoint: str | os.PathLike,
+    counts: Sequence[int] = DEFAULT_COUNTS,
+    repeats: int = 3,
+    overrides: Mapping[str, Any] | None = None,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Fine-tune both starts at every budget and repeat; write the JSON record, the table and the figure.
+
+    Args:
+        protocol: a classification protocol (:func:`curve_protocol`); repeat ``r`` uses its split ``r``.
+        out_dir: results folder (``splits/``, ``n<count>/<start>/rep<r>/`` per run, the three outputs).
+        init_checkpoint: the pretrained start (pretraining bundle ``models/model.pt`` or any MAE file).
+        counts: labelled images per class (training + validation).
+        repeats: runs per (budget, start), at most the protocol's number of splits.
+        overrides: classification-bundle overrides for every run (arch, image_size, epochs, ...).
+        val_fraction: share of each budget held out for validation (best-checkpoint choice).
+        seed: the draw of the labelled images (repeat ``r`` uses ``seed + r``).
+
+    Returns:
+        ``{"protocol", "class_names", "counts", "repeats", "per_count", "runs", "table", "outputs"}``.
+    """
+    counts = check_counts(counts)
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or not 1 <= repeats <= len(protocol.splits):
+        raise ValueError(f"repeats must be an integer in [1, {len(protocol.splits)}] (the protocol's splits), "
+                         f"got {repeats!r}")
+    if not init_checkpoint or not Path(init_checkpoint).is_file():
+        raise ValueError(f"init checkpoint not found: {str(init_checkpoint)!r}")
+    overrides = dict(overrides or {})
+    if str(overrides.get("linear_probe", "false")).strip().lower() in ("true", "1", "yes"):
+        raise ValueError("the label-efficiency curve fine-tunes the whole network: linear_probe must stay false")
+    out = Path(out_dir)
+    files = budget_splits(protocol, counts, repeats, val_fraction, seed, out)
+    reports: dict[int, dict[str, list[dict[str, Any]]]] = {n: {s: [] for s in STARTS} for n in counts}
+    runs = []
+    for r in range(repeats):
+        for n in counts:
+            for start in STARTS:
+                run_dir = _run_dir(out, n, start, r)
+                report = run_fold(files[(n, r)], run_dir, {**overrides, **method_overrides(start, str(init_checkpoint))})
+                reports[n][start].append(report)
+                runs.append({"labels_per_class": n, "start": start, "repeat": r, "datalist": str(files[(n, r)]),
+                             "report": str(run_dir / "eval" / "test_report.json")})
+                print(f"[label-efficiency] {n} labels per class, {start}, repeat {r}: test macro-F1 "
+                      f"{report['macro_f1']:.4f}", flush=True)
+    summaries = {n: summarise(reports[n], SUMMARY_METRICS) for n in counts}
+    per_count = {str(n): {"summary": summaries[n], "paired_differences": paired_differences(summaries[n], *STARTS)}
+                 for n in counts}
+    table = efficiency_table(per_count, protocol.name, repeats)
+    outputs = {k: out / f"label_efficiency.{k}" for k in ("json", "md", "png")}
+    record = {"protocol": protocol.name, "class_names": protocol.class_names, "counts": counts, "repeats": repeats,
+              "val_fraction": val_fraction, "seed": seed, "init_checkpoint": str(init_checkpoint),
+              "overrides": {k: str(v) for k, v in overrides.items()}, "per_count": per_count, "runs": runs,
+              "table": table, "outputs": {k: str(v) for k, v in outputs.items()}}
+    plot_efficiency(per_count, outputs["png"], f"{protocol.name}: full fine-tuning, {repeats} repeat(s)")
+    atomic_write_text(outputs["md"], table)
+    atomic_write_text(outputs["json"], json.dumps(record, indent=1))
+    return record
+
+
+def efficiency_table(per_count: Mapping[str, Mapping[str, Any]], name: str, repeats: int) -> str:
+    """Markdown: mean ± std per (budget, start) in percent, then pretrained minus random with 95 % paired intervals."""
+    title = f"### {name}: full fine-tuning by labelled images per class (test, mean ± std over {repeats} repeat(s), %)"
+    lines = [title, "", "| labels per class | start | " + " | ".join(CURVE_METRICS) + " |",
+             "|---|---|" + "---|" * len(CURVE_METRICS)]
+    for n, entry in per_count.items():
+        for start in STARTS:
+            values = entry["summary"][start]
+            lines.append(f"| {n} | {start} | " + " | ".join(
+                f"{100 * values[m]['mean']:.1f} ± {100 * values[m]['std']:.1f}" for m in CURVE_METRICS) + " |")
+    diff_metrics = CURVE_METRICS[:3]
+    lines += ["", "pretrained minus random, paired over the same repeats (points: mean [95 % paired-t interval]):", "",
+              "| labels per class | " + " | ".join(diff_metrics) + " |", "|---|" + "---|" * len(diff_metrics)]
+    for n, entry in per_count.items():
+        d = entry["paired_differences"]
+        lines.append(f"| {n} | " + " | ".join(
+            f"{100 * d[m]['mean']:+.1f} [{100 * d[m]['low']:+.1f}, {100 * d[m]['high']:+.1f}]" for m in diff_metrics)
+            + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_efficiency(per_count: Mapping[str, Mapping[str, Any]], path: Path, title: str) -> None:
+    """Macro-F1 and AUC (percent) against labels per class, one error-bar line (mean ± std) per start."""
+    counts = [int(n) for n in per_count]
+    panels = {
+        label: {start: (counts, [100 * per_count[str(n)]["summary"][start][metric]["mean"] for n in counts],
+                        [100 * per_count[str(n)]["summary"][start][metric]["std"] for n in counts])
+                for start in STARTS}
+        for metric, label in PLOTTED.items()
+    }
+    plot_errorbar_panels(panels, path, title, "labelled images per class (training + validation)", log_x=True)

@@ -1,0 +1,156 @@
+"""Label-efficiency curve: the per-class budgets in the datalists written, the table and figure against the per-run
+reports (recomputed here), and refusals of impossible budgets before anything trains."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from scipy import stats
+
+from monai_ext.apps import label_efficiency as le
+from monai_ext.apps.label_efficiency import check_counts, curve_protocol, label_efficiency
+from monai_ext.cli import main
+
+COUNTS = (2, 4)
+TINY = {"arch": "mae_vit_tiny_patch16_dec128d2b", "image_size": 32, "in_channels": 1, "batch_size": 8,
+        "num_workers": 0, "epochs": 1, "precision": "fp32"}
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    """A tiny MAE (32 px, one channel) standing in for a pretraining run's model."""
+    import torch
+
+    from monai_ext.networks.mae import build_mae
+
+    torch.manual_seed(7)
+    path = tmp_path_factory.mktemp("mae") / "mae.pth"
+    torch.save(build_mae("mae_vit_tiny_patch16_dec128d2b", img_size=32, in_chans=1).state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def curve(tmp_path_factory, cache, checkpoint) -> tuple[dict, dict]:
+    """One real curve: 2 budgets x 2 starts x 2 repeats of 1-epoch fine-tuning; the panels the figure was drawn from."""
+    drawn: dict = {}
+    real_plot = le.plot_errorbar_panels
+
+    def keep(panels, path, *args, **kwargs):
+        drawn.update(panels)
+        real_plot(panels, path, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(le, "plot_errorbar_panels", keep)
+        protocol = curve_protocol("subtle", None, cache, COUNTS, per_class=6)
+        out = tmp_path_factory.mktemp("curve")
+        record = label_efficiency(protocol, out, checkpoint, COUNTS, repeats=2,
+                                  overrides={**TINY, "cache_dir": str(cache)})
+    return record, drawn
+
+
+@pytest.mark.slow
+def test_each_class_has_exactly_the_budget_in_the_datalists_and_the_test_part_is_shared(curve) -> None:
+    record, _ = curve
+    for r in range(2):
+        datalists = {n: json.loads(Path(record["outputs"]["json"]).parent.joinpath("splits", f"n{n}_rep{r}.json")
+                                   .read_text()) for n in COUNTS}
+        for n, data in datalists.items():
+            labelled = data["train"] + data["validation"]
+            assert Counter(it["label"] for it in labelled) == {c: n for c in range(4)}
+        assert datalists[2]["test"] == datalists[4]["test"] and len(datalists[2]["test"]) in (4, 5)  # 24 images, 5 folds
+        ids = {n: {it["image"] for it in d["train"] + d["validation"]} for n, d in datalists.items()}
+        assert ids[2] < ids[4]  # nested budgets
+    assert {run["datalist"] for run in record["runs"]} == {
+        str(Path(record["outputs"]["json"]).parent / "splits" / f"n{n}_rep{r}.json") for n in COUNTS for r in range(2)}
+
+
+@pytest.mark.slow
+def test_table_and_json_equal_statistics_recomputed_from_the_run_reports(curve) -> None:
+    record, _ = curve
+    reports = {(run["labels_per_class"], run["start"], run["repeat"]): json.loads(Path(run["report"]).read_text())
+               for run in record["runs"]}
+    assert len(reports) == 8
+    table = Path(record["outputs"]["md"]).read_text()
+    assert table == record["table"]
+    for n in COUNTS:
+        cells = []
+        for start in ("pretrained", "random"):
+            values = {m: np.array([reports[(n, start, r)][m] for r in range(2)]) for m in le.CURVE_METRICS}
+            summary = record["per_count"][str(n)]["summary"][start]
+            for m, v in values.items():
+                assert summary[m]["mean"] == pytest.approx(v.mean()) and summary[m]["std"] == pytest.approx(v.std(ddof=1))
+            cells = " | ".join(f"{100 * v.mean():.1f} ± {100 * v.std(ddof=1):.1f}" for v in values.values())
+            assert f"| {n} | {start} | {cells} |" in table
+        for m in ("macro_f1", "auc", "balanced_accuracy"):
+            a = [reports[(n, "pretrained", r)][m] for r in range(2)]
+            b = [reports[(n, "random", r)][m] for r in range(2)]
+            d = record["per_count"][str(n)]["paired_differences"][m]
+            assert d["mean"] == pytest.approx(np.mean(np.subtract(a, b)))
+            if np.ptp(np.subtract(a, b)) > 0:  # scipy's interval is NaN-free only when the differences vary
+                ci = stats.ttest_rel(a, b).confidence_interval(0.95)
+                assert (d["low"], d["high"]) == pytest.approx((ci.low, ci.high))
+        assert f"| {n} | {100 * record['per_count'][str(n)]['paired_differences']['macro_f1']['mean']:+.1f} [" in table
+
+
+@pytest.mark.slow
+def test_the_figure_is_a_png_of_the_summary_numbers(curve) -> None:
+    record, drawn = curve
+    image = cv2.imread(record["outputs"]["png"])
+    assert image is not None and image.shape[0] > 300 and image.shape[1] > 600 and image.std() > 10
+    assert set(drawn) == set(le.PLOTTED.values())
+    for metric, label in le.PLOTTED.items():
+        for start in ("pretrained", "random"):
+            xs, means, errs = drawn[label][start]
+            summary = [record["per_count"][str(n)]["summary"][start][metric] for n in COUNTS]
+            assert list(xs) == list(COUNTS)
+            assert means == pytest.approx([100 * s["mean"] for s in summary])
+            assert errs == pytest.approx([100 * s["std"] for s in summary])
+
+
+@pytest.mark.parametrize("counts, message", [((), "at least one"), ((10, 1), "at least 2, got 1"),
+                                             ((10, 2.5), "got 2.5"), ((10, 10), "distinct"), ((True,), "got True")])
+def test_bad_counts_are_refused(counts: tuple, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        check_counts(counts)
+
+
+def test_counts_above_the_labelled_images_are_refused_before_any_run(tmp_path, cache, checkpoint) -> None:
+    protocol = curve_protocol("subtle", None, cache, COUNTS, per_class=6)  # 4 or 5 labelled images per class
+    with pytest.raises(ValueError, match="fewer than 6 labels per class"):
+        label_efficiency(protocol, tmp_path / "out", checkpoint, (2, 6), repeats=1, overrides=TINY)
+    assert not list((tmp_path / "out").glob("n2/*"))  # nothing trained
+
+
+@pytest.mark.parametrize("kwargs, message", [({"repeats": 6}, "repeats must be an integer in \\[1, 5\\]"),
+                                             ({"overrides": {"linear_probe": "true"}}, "linear_probe must stay false"),
+                                             ({"init_checkpoint": "/nonexistent.pt"}, "init checkpoint not found")])
+def test_bad_settings_are_refused(tmp_path, cache, checkpoint, kwargs: dict, message: str) -> None:
+    protocol = curve_protocol("subtle", None, cache, COUNTS, per_class=6)
+    settings = {"init_checkpoint": checkpoint, "counts": COUNTS, "repeats": 1, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        label_efficiency(protocol, tmp_path / "out", **settings)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--counts", "10,abc"], "--counts must be comma-separated whole numbers"),
+    (["--counts", "10,1"], "at least 2, got 1"),
+    (["--repeats", "two"], "--repeats must be an integer"),
+    (["--protocol", "busbra-seg"], "segmentation protocol"),
+])
+def test_cli_user_errors_are_one_line_with_exit_code_2(tmp_path, checkpoint, capsys, args, message) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["label-efficiency", str(tmp_path / "out"), "--init_checkpoint", str(checkpoint),
+              "--cache_dir", str(tmp_path / "cache"), *args])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
