@@ -142,7 +142,8 @@ def label_efficiency(
               "val_fraction": val_fraction, "seed": seed, "init_checkpoint": str(init_checkpoint),
               "overrides": {k: str(v) for k, v in overrides.items()}, "per_count": per_count, "runs": runs,
               "table": table, "outputs": {k: str(v) for k, v in outputs.items()}}
-    plot_efficiency(per_count, outputs["png"], f"{protocol.name}: full fine-tuning, {repeats} repeat(s)")
+    plot_efficiency(per_count, outputs["png"], f"{protocol.name}: full fine-tuning, {repeats} repeat(s)",
+                    len(protocol.class_names))
     atomic_write_text(outputs["md"], table)
     atomic_write_text(outputs["json"], json.dumps(record, indent=1))
     return record
@@ -169,8 +170,9 @@ def efficiency_table(per_count: Mapping[str, Mapping[str, Any]], name: str, repe
     return "\n".join(lines) + "\n"
 
 
-def plot_efficiency(per_count: Mapping[str, Mapping[str, Any]], path: Path, title: str) -> None:
-    """Macro-F1 and AUC (percent) against labels per class, one error-bar line (mean ± std) per start."""
+def plot_efficiency(per_count: Mapping[str, Mapping[str, Any]], path: Path, title: str, num_classes: int) -> None:
+    """Macro-F1 and AUC (percent) against labels per class, one error-bar line (mean ± std) per start, and the
+    chance level of each (AUC 50 %; macro-F1 100 / K % for guessing uniformly among K balanced classes)."""
     counts = [int(n) for n in per_count]
     panels = {
         label: {start: (counts, [100 * per_count[str(n)]["summary"][start][metric]["mean"] for n in counts],
@@ -178,4 +180,6 @@ def plot_efficiency(per_count: Mapping[str, Mapping[str, Any]], path: Path, titl
                 for start in STARTS}
         for metric, label in PLOTTED.items()
     }
-    plot_errorbar_panels(panels, path, title, "labelled images per class (training + validation)", log_x=True)
+    chance = {PLOTTED["macro_f1"]: (100 / num_classes, "chance"), PLOTTED["auc"]: (50.0, "chance")}
+    plot_errorbar_panels(panels, path, title, "labelled images per class (training + validation)", log_x=True,
+                         reference_lines=chance)

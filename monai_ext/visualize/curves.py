@@ -59,6 +59,7 @@ def plot_errorbar_panels(
     title: str,
     xlabel: str,
     log_x: bool = False,
+    reference_lines: Mapping[str, tuple[float, str]] | None = None,
 ) -> None:
     """Write side-by-side panels, one per metric, each with one error-bar line per named curve, as a PNG.
 
@@ -69,6 +70,7 @@ def plot_errorbar_panels(
         title: figure title.
         xlabel: x label of every panel.
         log_x: logarithmic x axis, ticks at the x values themselves (labels per class: 10, 25, 50, 100).
+        reference_lines: optional panel title -> (y, label) drawn as a dashed horizontal line (e.g. chance).
     """
     import matplotlib
 
@@ -85,6 +87,9 @@ def plot_errorbar_panels(
                 raise ValueError(f"curve {name!r} of {metric!r} has {len(xs)} x values, {len(ys)} y values and "
                                  f"{len(errs)} error bars")
             ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=4, label=name)
+        if reference_lines and metric in reference_lines:
+            y, label = reference_lines[metric]
+            ax.axhline(y, color="gray", linestyle="--", linewidth=1, label=label)
         if log_x:
             ax.set_xscale("log")
             ax.set_xticks(sorted({x for xs, _, _ in curves.values() for x in xs}))

@@ -46,7 +46,7 @@ def curve(tmp_path_factory, cache, checkpoint) -> tuple[dict, dict]:
     real_plot = le.plot_errorbar_panels
 
     def keep(panels, path, *args, **kwargs):
-        drawn.update(panels)
+        drawn.update(panels, reference_lines=kwargs["reference_lines"])
         real_plot(panels, path, *args, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
@@ -107,7 +107,8 @@ def test_the_figure_is_a_png_of_the_summary_numbers(curve) -> None:
     record, drawn = curve
     image = cv2.imread(record["outputs"]["png"])
     assert image is not None and image.shape[0] > 300 and image.shape[1] > 600 and image.std() > 10
-    assert set(drawn) == set(le.PLOTTED.values())
+    assert set(drawn) == {*le.PLOTTED.values(), "reference_lines"}
+    assert drawn["reference_lines"] == {le.PLOTTED["macro_f1"]: (25.0, "chance"), le.PLOTTED["auc"]: (50.0, "chance")}
     for metric, label in le.PLOTTED.items():
         for start in ("pretrained", "random"):
             xs, means, errs = drawn[label][start]

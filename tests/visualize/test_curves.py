@@ -1,0 +1,52 @@
+"""Error-bar panels (the label-efficiency figure): what is drawn equals what was given, and the PNG is written."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from monai_ext.visualize import curves
+
+
+@pytest.fixture
+def drawn(monkeypatch) -> list:
+    """The figures saved, kept open for inspection (they are still written)."""
+    figures = []
+    real_save = curves.save_figure
+
+    def keep(fig, path):
+        figures.append(fig)
+        real_save(fig, path)
+
+    monkeypatch.setattr(curves, "save_figure", keep)
+    return figures
+
+
+def test_each_panel_draws_its_curves_error_bars_and_reference_line(drawn, tmp_path) -> None:
+    xs = [10, 25, 50, 100]
+    panels = {"F1": {"a": (xs, [30.0, 40.0, 50.0, 60.0], [1.0, 2.0, 3.0, 4.0]), "b": (xs, [20.0, 25.0, 30.0, 35.0],
+                                                                                       [0.5, 0.5, 0.5, 0.5])},
+              "AUC": {"a": (xs, [55.0, 60.0, 70.0, 80.0], [2.0, 2.0, 2.0, 2.0])}}
+    curves.plot_errorbar_panels(panels, tmp_path / "p.png", "title", "labels", log_x=True,
+                                reference_lines={"AUC": (50.0, "chance")})
+    left, right = drawn[0].axes
+    assert (left.get_title(), right.get_title(), left.get_xscale()) == ("F1", "AUC", "log")
+    assert list(left.get_xticks()) == xs
+    for ax, curves_of in ((left, panels["F1"]), (right, panels["AUC"])):
+        for container, (name, (x, y, err)) in zip(ax.containers, curves_of.items()):
+            line, _, (bars,) = container
+            assert container.get_label() == name and list(line.get_xdata()) == x and list(line.get_ydata()) == y
+            spans = [seg[1, 1] - seg[0, 1] for seg in bars.get_segments()]
+            assert spans == pytest.approx([2 * e for e in err])
+    assert [line.get_ydata()[0] for line in right.lines if line.get_linestyle() == "--"] == [50.0]
+    assert not [line for line in left.lines if line.get_linestyle() == "--"]
+    png = cv2.imread(str(tmp_path / "p.png"))
+    assert png is not None and png.shape[1] > 2 * png.shape[0] * 0.9 and float(np.std(png)) > 10
+
+
+@pytest.mark.parametrize("panels, message", [({}, "no curves"), ({"F1": {}}, "no curves"),
+                                             ({"F1": {"a": ([1, 2], [1.0], [0.0, 0.0])}}, "2 x values, 1 y values")])
+def test_bad_panels_are_refused(tmp_path, panels: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        curves.plot_errorbar_panels(panels, tmp_path / "p.png", "t", "x")
