@@ -70,12 +70,21 @@ def tracked(settings: str, uri: str, experiment: str) -> dict[str, object]:
     return {"tracking": f"{settings}/mlflow_tracking.yaml", "tracking_uri": uri, "experiment_name": experiment}
 
 
-def test_pretrain_run_is_tracked(server, tmp_path) -> None:
+def test_pretrain_run_is_tracked_and_a_crashed_run_is_marked_failed(server, tmp_path) -> None:
+    """A run that stops on non-finite losses ends FAILED; the next run of the same experiment is a new run that
+    records params, per-iteration metrics and artifacts (one experiment for both saves a bundle run)."""
     overrides = {**tiny_pretrain_overrides(tmp_path, tmp_path / "cache", epochs=2), **tracked(PRETRAIN, server, "pre")}
+    # NaN clipping poisons the weights after the first step; the next loss is non-finite and the run stops.
+    crash = {**overrides, "epochs": 1, "clip_grad_norm": "$float('nan')", "train#trainer#max_nonfinite_steps": 1}
+    result = run_bundle([f"{PRETRAIN}/train.yaml"], crash, check=False)
+    assert result.returncode != 0 and "non-finite" in result.stdout + result.stderr
+    _, runs = runs_of(server, "pre")
+    assert [r.info.status for r in runs] == ["FAILED"]
+    shutil.rmtree(tmp_path / "models", ignore_errors=True)  # the rerun starts afresh rather than resuming the poisoned weights
     run_bundle([f"{PRETRAIN}/train.yaml"], overrides)
     client, runs = runs_of(server, "pre")
-    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
-    run = runs[0]
+    assert [r.info.status for r in runs] == ["FAILED", "FINISHED"]
+    run = runs[1]
     params, tags = run.data.params, run.data.tags
     assert params["arch"] == "mae_vit_tiny_patch16_dec128d2b" and params["recipe"] == "ultrasound"
     assert len(params["dataset_hash"]) == 16 and params["dataset_sizes"] == "18,6"
@@ -133,20 +142,6 @@ def test_monai_stock_tracking_setting_records_params_metrics_and_artifacts(serve
     assert validation[bundle] <= set(run.data.metrics)
     files = artifact_paths(client, run.info.run_id)
     assert [f for f in files if f.startswith("config_") and f.endswith(".json")], files
-
-
-def test_crashed_run_is_failed_and_a_rerun_starts_a_new_one(server, tmp_path) -> None:
-    base = {**tiny_pretrain_overrides(tmp_path, tmp_path / "cache", epochs=1), **tracked(PRETRAIN, server, "crash")}
-    # NaN clipping poisons the weights after the first step; the next loss is non-finite and the run stops.
-    crash = {**base, "clip_grad_norm": "$float('nan')", "train#trainer#max_nonfinite_steps": 1}
-    result = run_bundle([f"{PRETRAIN}/train.yaml"], crash, check=False)
-    assert result.returncode != 0 and "non-finite" in result.stdout + result.stderr
-    _, runs = runs_of(server, "crash")
-    assert [r.info.status for r in runs] == ["FAILED"]
-    run_bundle([f"{PRETRAIN}/train.yaml"], base)
-    _, runs = runs_of(server, "crash")
-    assert [r.info.status for r in runs] == ["FAILED", "FINISHED"]
-    assert runs[0].info.run_id != runs[1].info.run_id
 
 
 def test_unreachable_server_fails_before_training(tmp_path) -> None:
