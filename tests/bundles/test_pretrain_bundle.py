@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
 
 import cv2
 import numpy as np
@@ -111,6 +110,16 @@ def _final_checkpoint(folder):
     return read_checkpoint(sorted(folder.glob("checkpoint_iteration=*.pt"))[-1])
 
 
+# An overlay that SIGKILLs the run right after iteration 3 (the first of epoch 2 of 3): MONAI's "+" keys append to
+# the base config's lists, so the kill point is exact and no test loop races the run's progress.
+KILL_AFTER_ITERATION_3 = """
++imports:
+  - $import signal
++initialize:
+  - "$@train#trainer.add_event_handler(ignite.engine.Events.ITERATION_COMPLETED(once=3), lambda e: os.kill(os.getpid(), signal.SIGKILL))"
+"""
+
+
 def test_killed_run_resumes_at_the_right_epoch_iteration_and_lr(tmp_path, cache) -> None:
     """SIGKILL during epoch 2 of 3, restart with resume: same steps, lr and weights as an uninterrupted run."""
     settings = dict(epochs=3, num_workers=1, save_interval=1)
@@ -118,16 +127,11 @@ def test_killed_run_resumes_at_the_right_epoch_iteration_and_lr(tmp_path, cache)
     run_bundle([TRAIN], tiny_pretrain_overrides(straight, cache, **settings))
 
     broken = tmp_path / "broken"
-    cmd = bundle_command("run", [TRAIN], tiny_pretrain_overrides(broken, cache, **settings))
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    first = broken / "models" / "checkpoint_iteration=2.pt"
-    deadline = time.time() + 300
-    while not first.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert first.exists()
-    assert not (broken / "models" / "checkpoint_iteration=6.pt").exists()
+    kill = tmp_path / "kill_after_iteration_3.yaml"
+    kill.write_text(KILL_AFTER_ITERATION_3)
+    killed = run_bundle([TRAIN, str(kill)], tiny_pretrain_overrides(broken, cache, **settings), check=False)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert [p.name for p in (broken / "models").glob("checkpoint_*.pt")] == ["checkpoint_iteration=2.pt"]
 
     result = run_bundle([TRAIN], tiny_pretrain_overrides(broken, cache, resume=True, **settings))
     assert "resumed from" in result.stdout + result.stderr
