@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
 from monai_ext.apps.label.bundle_model import BundleClassifier
+from monai_ext.apps.label.served import ServedModel
 from monai_ext.io.figures import save_png
 
 logger = logging.getLogger(__name__)
@@ -36,10 +36,8 @@ class UltrasoundClassifyInfer(InferTask):
     """
 
     def __init__(self, load: Callable[[Path], BundleClassifier], served: Callable[[], Path]) -> None:
-        self._load, self._served = load, served
-        self._version: tuple[Path, int] | None = None
-        self._lock = threading.Lock()  # MONAI Label may run infers in a thread pool
-        self.model = self._current()  # loaded at start-up, so a bad checkpoint stops the server at once
+        self._served_model = ServedModel(load, served)
+        self._served_model.current()  # loaded at start-up, so a bad checkpoint stops the server at once
         super().__init__(
             type=InferType.CLASSIFICATION,
             labels={name: index for index, name in enumerate(self.model.class_names)},
@@ -48,15 +46,10 @@ class UltrasoundClassifyInfer(InferTask):
             config={"heatmap": False},
         )
 
-    def _current(self) -> BundleClassifier:
-        """The classifier of the served checkpoint, reloaded when the file is replaced."""
-        path = Path(self._served())
-        version = (path, path.stat().st_mtime_ns if path.is_file() else -1)  # a missing file: the loader says so
-        with self._lock:
-            if version != self._version:
-                logger.info("loading %s", path)
-                self.model, self._version = self._load(path), version
-            return self.model
+    @property
+    def model(self) -> BundleClassifier:
+        """The model of the served checkpoint (reloaded when a newly published one replaced it)."""
+        return self._served_model.current()
 
     def is_valid(self) -> bool:
         return True
@@ -71,7 +64,7 @@ class UltrasoundClassifyInfer(InferTask):
             UnreadableImageError: the file is not a decodable image; the app turns it into an HTTP 4xx.
         """
         start = time.perf_counter()
-        model = self._current()
+        model = self.model
         heatmap_file = None
         if _truthy(request.get("heatmap", False)):
             result, overlay = model.predict_and_explain(request["image"])

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
 from monai_ext.apps.label.segment_model import BundleSegmenter
+from monai_ext.apps.label.served import ServedModel
 from monai_ext.io.figures import save_png
 
 logger = logging.getLogger(__name__)
@@ -33,10 +33,8 @@ class UltrasoundSegmentInfer(InferTask):
     """
 
     def __init__(self, load: Callable[[Path], BundleSegmenter], served: Callable[[], Path]) -> None:
-        self._load, self._served = load, served
-        self._version: tuple[Path, int] | None = None
-        self._lock = threading.Lock()
-        self.model = self._current()  # loaded at start-up: a bad checkpoint stops the server at once
+        self._served_model = ServedModel(load, served)
+        self._served_model.current()  # loaded at start-up: a bad checkpoint stops the server at once
         foreground = self.model.class_names[1:]
         super().__init__(
             type=InferType.SEGMENTATION,
@@ -46,14 +44,10 @@ class UltrasoundSegmentInfer(InferTask):
             config={},
         )
 
-    def _current(self) -> BundleSegmenter:
-        path = Path(self._served())
-        version = (path, path.stat().st_mtime_ns if path.is_file() else -1)
-        with self._lock:
-            if version != self._version:
-                logger.info("loading %s", path)
-                self.model, self._version = self._load(path), version
-            return self.model
+    @property
+    def model(self) -> BundleSegmenter:
+        """The model of the served checkpoint (reloaded when a newly published one replaced it)."""
+        return self._served_model.current()
 
     def is_valid(self) -> bool:
         return True
@@ -65,7 +59,7 @@ class UltrasoundSegmentInfer(InferTask):
             UnreadableImageError: the file is not a decodable image; the app answers HTTP 422.
         """
         start = time.perf_counter()
-        mask, summary = self._current().segment(request["image"])
+        mask, summary = self.model.segment(request["image"])
         handle, mask_file = tempfile.mkstemp(suffix="_mask.png")  # MONAI Label sends the file, then removes it
         os.close(handle)
         save_png(mask, Path(mask_file))

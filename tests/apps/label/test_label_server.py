@@ -11,7 +11,9 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -48,19 +50,16 @@ def sample_images(folder: Path) -> dict[str, Path]:
     return files
 
 
-@pytest.fixture(scope="module")
-def server(classifier_run, tmp_path_factory):
-    """(base URL, sample files, log path) of a running server; stopped after the module."""
-    work = tmp_path_factory.mktemp("label_server")
+@contextmanager
+def label_server(work: Path, conf: dict[str, str], **env: str) -> Iterator[tuple[str, dict[str, Path], Path]]:
+    """Start ``scripts/run_label_server.sh`` on ``work/studies`` (sample images written there) with ``--conf`` pairs
+    on a free loopback port; yield (base URL, sample files, log path) once it serves; stop its process group."""
     files = sample_images(work / "studies")
-    port = free_port()
-    log = work / "server.log"
-    env = {**os.environ, "LABEL_PORT": str(port), "LABEL_APP_DIR": str(work / "app"), "OMP_NUM_THREADS": "2",
-           "MONAI_LABEL_INFER_CONCURRENCY": "8"}  # infer tasks in MONAI Label's thread pool, as a busy site runs it
-    cmd = ["bash", str(REPO / "scripts" / "run_label_server.sh"), str(work / "studies"),
-           "--conf", "checkpoint", str(classifier_run / "models" / "model.pt"), "--conf", "device", "cpu",
-           # repeats a setting the checkpoint also fixes: the conf must win without a clash in the train task
-           "--conf", "overrides", json.dumps({"image_size": 64})]
+    port, log = free_port(), work / "server.log"
+    env = {**os.environ, "LABEL_PORT": str(port), "LABEL_APP_DIR": str(work / "app"), "OMP_NUM_THREADS": "2", **env}
+    cmd = ["bash", str(REPO / "scripts" / "run_label_server.sh"), str(work / "studies")]
+    for key, value in conf.items():
+        cmd += ["--conf", key, value]
     with open(log, "wb") as out:
         process = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
                                    start_new_session=True)
@@ -74,6 +73,17 @@ def server(classifier_run, tmp_path_factory):
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def server(classifier_run, tmp_path_factory):
+    """(base URL, sample files, log path) of a running server; stopped after the module."""
+    conf = {"checkpoint": str(classifier_run / "models" / "model.pt"), "device": "cpu",
+            # repeats a setting the checkpoint also fixes: the conf must win without a clash in the train task
+            "overrides": json.dumps({"image_size": 64})}
+    # infer tasks in MONAI Label's thread pool, as a busy site runs it
+    with label_server(tmp_path_factory.mktemp("label_server"), conf, MONAI_LABEL_INFER_CONCURRENCY="8") as running:
+        yield running
 
 
 def wait_until_serving(url: str, process: subprocess.Popen, log: Path) -> None:

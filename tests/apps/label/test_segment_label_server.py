@@ -4,18 +4,15 @@ segmentation_checkpoint``): masks equal to the bundle's inference, 422 for non-i
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 
 import cv2
 import numpy as np
 import pytest
 import requests
 
-from tests.apps.label.test_label_server import free_port, sample_images, wait_for_training, wait_until_serving
+from tests.apps.label.test_label_server import label_server, wait_for_training
 from tests.apps.label.test_segment_model import SEG_INFERENCE, segmenter_run  # noqa: F401  (fixture)
-from tests.bundles.helpers import REPO, run_bundle
+from tests.bundles.helpers import run_bundle
 
 pytestmark = pytest.mark.slow
 MODEL = "usf_mae_segmenter"
@@ -23,26 +20,11 @@ MODEL = "usf_mae_segmenter"
 
 @pytest.fixture(scope="module")
 def seg_server(classifier_run, segmenter_run, tmp_path_factory):  # noqa: F811
-    work = tmp_path_factory.mktemp("seg_label_server")
-    files = sample_images(work / "studies")
-    port, log = free_port(), work / "server.log"
-    env = {**os.environ, "LABEL_PORT": str(port), "LABEL_APP_DIR": str(work / "app"), "OMP_NUM_THREADS": "2"}
-    cmd = ["bash", str(REPO / "scripts" / "run_label_server.sh"), str(work / "studies"),
-           "--conf", "checkpoint", str(classifier_run / "models" / "model.pt"), "--conf", "device", "cpu",
-           "--conf", "overrides", json.dumps({"image_size": 64}),
-           "--conf", "segmentation_checkpoint", str(segmenter_run / "models" / "model.pt")]
-    with open(log, "wb") as out:
-        process = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_serving(url, process, log)
-        yield url, files, log
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+    conf = {"checkpoint": str(classifier_run / "models" / "model.pt"), "device": "cpu",
+            "overrides": json.dumps({"image_size": 64}),
+            "segmentation_checkpoint": str(segmenter_run / "models" / "model.pt")}
+    with label_server(tmp_path_factory.mktemp("seg_label_server"), conf) as running:
+        yield running
 
 
 def segment(url: str, path) -> requests.Response:
