@@ -4,7 +4,7 @@ Commands:
     synthesize          write simulated ultrasound images (the embedded default data) and print the throughput
     inspect-checkpoint  name a checkpoint's layout and list what it holds
     convert-checkpoint  convert any known layout into this project's self-describing file
-    make-datalist       write one fold of a dataset protocol as a bundle's JSON datalist (classification or segmentation)
+    make-datalist       write one fold of a dataset protocol as a bundle's JSON datalist (classify or segment)
     cross-validate      fine-tune and test every fold for several starting points; mean +/- std table
     label-efficiency    full fine-tuning, pretrained vs random, at several labels per class: table and PNG
     bundle-path         print the folder of a bundle shipped with the package (for --config_file when installed)
@@ -130,6 +130,7 @@ def cross_validate(
     per_class: int = 60,
     max_train: int | None = None,
     synthetic_images: int = 75,
+    data_seed: int = 0,
     tracking: str | None = None,
     tracking_uri: str | None = None,
     **overrides: object,
@@ -148,6 +149,8 @@ def cross_validate(
         per_class: synthetic benchmark images per class.
         max_train: at most this many labelled training images per synthetic fold (default 100; 50 for synthetic-seg).
         synthetic_images: images of the simulated segmentation set (synthetic-seg).
+        data_seed: seed of a generated set (synthetic, subtle, synthetic-seg) and of its folds: another value draws
+            other images and other splits, to repeat a comparison on new data (``--seed`` is the bundles' seed).
         tracking: MLflow tracking settings (bundles/usf_mae_classify/configs/mlflow_tracking.yaml): a parent run
             with one nested run per fold.
         tracking_uri: MLflow server or store (default MLFLOW_TRACKING_URI, else SQLite under OUT).
@@ -156,11 +159,12 @@ def cross_validate(
     from monai_ext.apps.crossval import cross_validate as run_cv
     from monai_ext.apps.crossval import protocol_by_name, task_of
 
+    _require_number("data_seed", data_seed, int)
     kwargs: dict[str, object] = {}
     if protocol in ("synthetic", "subtle"):
-        kwargs = {"per_class": per_class, "max_train": max_train or 100}
+        kwargs = {"per_class": per_class, "max_train": max_train or 100, "seed": data_seed}
     elif protocol == "synthetic-seg":
-        kwargs = {"num": synthetic_images, "max_train": max_train or 50}
+        kwargs = {"num": synthetic_images, "max_train": max_train or 50, "seed": data_seed}
     proto = protocol_by_name(protocol, root, cache_dir, **kwargs)
     fold_list = [int(f) for f in _as_list(folds)] if folds not in (None, "") else None
     record = run_cv(proto, out, _as_list(methods), init_checkpoint, fold_list, {"cache_dir": cache_dir, **overrides},

@@ -83,3 +83,33 @@ def test_the_module_entry_point_reports_the_same_way(tmp_path):
     assert result.returncode == 2 and result.stdout == ""
     expected = f"monai_ext prepare-corpus: corpus root '{tmp_path / 'missing'}' does not exist"
     assert result.stderr.strip().splitlines() == [expected]
+
+
+@pytest.mark.parametrize("protocol,expected", [
+    ("synthetic-seg", {"num": 75, "max_train": 50, "seed": 3}),
+    ("subtle", {"per_class": 60, "max_train": 100, "seed": 3}),
+])
+def test_cross_validate_data_seed_reaches_the_generated_protocol(protocol, expected, tmp_path, monkeypatch, capsys):
+    """--data_seed draws another synthetic set and other folds; --seed stays the bundles' seed."""
+    import monai_ext.apps.crossval as crossval
+
+    seen = {}
+
+    def fake_protocol(name, root, cache_dir, **kwargs):
+        seen["protocol"] = (name, kwargs)
+        return "protocol"
+
+    def fake_run(proto, out, methods, init, folds, overrides, *rest):
+        seen["overrides"] = overrides
+        return {"table": "table"}
+
+    monkeypatch.setattr(crossval, "protocol_by_name", fake_protocol)
+    monkeypatch.setattr(crossval, "cross_validate", fake_run)
+    main(["cross-validate", protocol, str(tmp_path / "cv"), "--data_seed", "3", "--seed", "7"])
+    assert seen["protocol"] == (protocol, expected)
+    assert seen["overrides"]["seed"] == 7
+
+
+def test_cross_validate_refuses_a_data_seed_that_is_not_an_integer(tmp_path, capsys):
+    code, err = run_main(["cross-validate", "synthetic-seg", str(tmp_path / "cv"), "--data_seed", "one"], capsys)
+    assert code == 2 and err.strip().endswith("--data_seed must be an integer, got 'one'"), err
