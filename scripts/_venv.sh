@@ -44,7 +44,11 @@ ensure_venv() {
   export PYTHONUNBUFFERED=1
 }
 
-ensure_label_venv() {
+# In a subshell holding a lock: parallel test workers (the label server tests, the pydicom 2.x parity test) may ask
+# for it at the same time, and the second must wait for the first install, not start another into the same folder.
+ensure_label_venv() (
+  exec 9>"$LABEL_VENV.lock"
+  flock 9
   local files=("$REPO_ROOT/requirements-label.txt" "$REPO_ROOT/pyproject.toml" "$REPO_ROOT/setup.py")
   if venv_is_stale "$LABEL_VENV" "${files[@]}"; then
     echo "[setup] installing MONAI Label into $LABEL_VENV (first run only, about 2 minutes)"
@@ -56,4 +60,4 @@ ensure_label_venv() {
     "$LABEL_VENV/bin/python" -m pip install -q --no-deps -e "$REPO_ROOT"
     mark_installed "$LABEL_VENV" "${files[@]}"
   fi
-}
+)

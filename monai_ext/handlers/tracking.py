@@ -184,12 +184,17 @@ class ProjectMLFlowHandler(MLFlowHandler):
         if not self.cur_run:
             self._set_experiment()
             if self.run_holder.run_id is None:
-                tags = {"git_commit": git_commit(), **self.tags}
+                tags = {"git_commit": git_commit()}
                 if self.run_holder.parent_run_id:
                     tags["mlflow.parentRunId"] = self.run_holder.parent_run_id
                 run = self.client.create_run(self.experiment.experiment_id, run_name=self.run_name, tags=tags)
                 self.run_holder.run_id = run.info.run_id
             self.cur_run = self.client.get_run(self.run_holder.run_id)
+            # Whichever handler starts first creates the shared run (the validator does, when an evaluation runs
+            # before training: the representation monitor's epoch-0 baseline), so each adds its own tags here.
+            for key, value in self.tags.items():
+                if self.cur_run.data.tags.get(key) != value:
+                    self.client.set_tag(self.run_holder.run_id, key, value)
         super().start(engine)
         params: dict[str, str] = {}
         # MONAI names the file after the time; its own "save_execute_config" reference is broken when output_dir

@@ -14,7 +14,7 @@ import torch
 from monai_ext.io.writers import write_dicom
 from monai_ext.networks.checkpoints import read_checkpoint
 from monai_ext.networks.mae import build_mae
-from tests.bundles.helpers import CLASSIFY, REPO, bundle_command, run_bundle, tiny_classify_overrides
+from tests.bundles.helpers import REPO, run_bundle, tiny_classify_overrides
 
 pytestmark = pytest.mark.slow
 TRAIN = "bundles/usf_mae_classify/configs/train.yaml"
@@ -93,25 +93,6 @@ def test_dicom_and_png_with_the_same_pixels_give_the_same_probabilities(trained,
     assert str(tmp_path / "notes.png") in result["errors"]
     heat = cv2.imread(str(out / "eval" / "heatmaps" / "scan_gradcam.png"))
     assert heat.shape == (64, 64, 3)
-
-
-def test_torchscript_export_and_verify_net_in_out(trained, cache, tmp_path) -> None:
-    out, _ = trained
-    meta = str(CLASSIFY / "configs" / "metadata.json")
-    common = {**tiny_classify_overrides(out, cache), "meta_file": meta}
-    export = bundle_command("ckpt_export", [TRAIN], {**common, "filepath": str(tmp_path / "clf.ts"),
-                                                     "ckpt_file": str(out / "models" / "model.pt"),
-                                                     "key_in_ckpt": "model"})
-    export.insert(4, "network_def")
-    result = subprocess.run(export, cwd=REPO, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-3000:]
-    scripted = torch.jit.load(str(tmp_path / "clf.ts"))
-    assert scripted(torch.randn(2, 3, 64, 64)).shape == (2, 2)
-    verify = bundle_command("verify_net_in_out", [TRAIN], {**common, "_meta_#network_data_format#inputs#image#spatial_shape": [64, 64]})
-    verify.insert(4, "network_def")
-    result = subprocess.run(verify, cwd=REPO, capture_output=True, text=True)
-    assert result.returncode == 0 and "data shape of network is verified" in result.stdout + result.stderr, \
-        result.stderr[-3000:]
 
 
 def test_cross_validation_runner_writes_the_table(tmp_path, cache, released_layout_file) -> None:

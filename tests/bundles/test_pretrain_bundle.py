@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 
 import cv2
 import numpy as np
@@ -12,7 +11,7 @@ import pytest
 import torch
 
 from monai_ext.networks.checkpoints import build_from_checkpoint, read_checkpoint
-from tests.bundles.helpers import PRETRAIN, REPO, bundle_command, run_bundle, tiny_pretrain_overrides
+from tests.bundles.helpers import PRETRAIN, REPO, run_bundle, tiny_pretrain_overrides
 
 pytestmark = pytest.mark.slow
 TRAIN = "bundles/usf_mae_pretrain/configs/train.yaml"
@@ -145,25 +144,6 @@ def test_killed_run_resumes_at_the_right_epoch_iteration_and_lr(tmp_path, cache)
         torch.testing.assert_close(b["network"][key], value, atol=1e-6, rtol=0, msg=key)
     history = json.loads((broken / "eval" / "metrics.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2, 3]
-
-
-def test_metadata_verifies_offline_and_checkpoint_exports_to_torchscript(trained, cache, tmp_path) -> None:
-    out, _ = trained
-    meta = "bundles/usf_mae_pretrain/configs/metadata.json"
-    verify = subprocess.run(
-        [*bundle_command("verify_metadata", [TRAIN], {})[:4], "--meta_file", meta, "--filepath", "bundles/meta_schema.json"],
-        cwd=REPO, capture_output=True, text=True)
-    assert verify.returncode == 0 and "verified with no error" in verify.stdout + verify.stderr
-    overrides = {**tiny_pretrain_overrides(out, cache), "filepath": str(tmp_path / "mae.ts"),
-                 "ckpt_file": str(out / "models" / "model.pt"), "key_in_ckpt": "model", "meta_file": meta,
-                 "use_trace": True, "input_shape": [1, 3, 64, 64]}
-    cmd = bundle_command("ckpt_export", [TRAIN], overrides)
-    cmd.insert(4, "network_def")
-    export = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
-    assert export.returncode == 0, export.stderr[-3000:]
-    scripted = torch.jit.load(str(tmp_path / "mae.ts"))
-    loss, pred, mask = scripted(torch.randn(2, 3, 64, 64))
-    assert pred.shape == (2, 16, 768) and torch.isfinite(loss)
 
 
 def test_trains_from_a_prepared_corpus_cache(tmp_path, cache) -> None:

@@ -1,4 +1,5 @@
-"""The representation monitor: cross-validated kNN/probe scores, its schedule, its outputs, and MLflow (live server)."""
+"""The representation monitor: cross-validated kNN/probe scores, its schedule and its outputs (its MLflow logging
+against a live server: tests/handlers/test_tracking.py)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,6 @@ from ignite.engine import Engine
 
 from monai_ext.handlers.representation import RepresentationMonitor, cross_validated_scores
 from monai_ext.networks.classifier import ViTClassifier
-from tests.bundles.helpers import run_bundle, tiny_pretrain_overrides
-from tests.handlers.test_tracking import artifact_paths, runs_of, server  # noqa: F401  (the live-server fixture)
 
 TINY = {"img_size": 32, "patch_size": 16, "embed_dim": 24, "depth": 2, "num_heads": 2}
 
@@ -71,17 +70,3 @@ def test_off_by_default_needs_no_labelled_set(tmp_path) -> None:
     RepresentationMonitor(torch.nn.Linear(1, 1), [], [], None, tmp_path, interval=0).attach(Engine(lambda e, b: None))
     with pytest.raises(ValueError, match="two classes"):
         RepresentationMonitor(torch.nn.Linear(1, 1), [], [], None, tmp_path, interval=1)
-
-
-@pytest.mark.slow
-def test_monitor_scores_are_tracked(server, tmp_path) -> None:  # noqa: F811
-    overrides = {**tiny_pretrain_overrides(tmp_path, tmp_path / "cache", epochs=2), "monitor_interval": 1,
-                 "monitor_per_class": 5, "tracking": "bundles/usf_mae_pretrain/configs/mlflow_tracking.yaml",
-                 "tracking_uri": server, "experiment_name": "monitor"}
-    run_bundle(["bundles/usf_mae_pretrain/configs/train.yaml"], overrides)
-    history = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    assert [h["epoch"] for h in history] == [0, 1, 2] and all("monitor_knn_accuracy" in h for h in history)
-    client, runs = runs_of(server, "monitor")
-    run_id = runs[-1].info.run_id
-    assert len(client.get_metric_history(run_id, "monitor_knn_accuracy")) == 3
-    assert "reconstructions/representation_quality.png" in artifact_paths(client, run_id)

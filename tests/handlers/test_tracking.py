@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -72,7 +73,8 @@ def tracked(settings: str, uri: str, experiment: str) -> dict[str, object]:
 
 def test_pretrain_run_is_tracked_and_a_crashed_run_is_marked_failed(server, tmp_path) -> None:
     """A run that stops on non-finite losses ends FAILED; the next run of the same experiment is a new run that
-    records params, per-iteration metrics and artifacts (one experiment for both saves a bundle run)."""
+    records params, per-iteration metrics, the representation monitor's scores and artifacts (one experiment for
+    both saves a bundle run)."""
     overrides = {**tiny_pretrain_overrides(tmp_path, tmp_path / "cache", epochs=2), **tracked(PRETRAIN, server, "pre")}
     # NaN clipping poisons the weights after the first step; the next loss is non-finite and the run stops.
     crash = {**overrides, "epochs": 1, "clip_grad_norm": "$float('nan')", "train#trainer#max_nonfinite_steps": 1}
@@ -80,21 +82,29 @@ def test_pretrain_run_is_tracked_and_a_crashed_run_is_marked_failed(server, tmp_
     assert result.returncode != 0 and "non-finite" in result.stdout + result.stderr
     _, runs = runs_of(server, "pre")
     assert [r.info.status for r in runs] == ["FAILED"]
-    shutil.rmtree(tmp_path / "models", ignore_errors=True)  # the rerun starts afresh rather than resuming the poisoned weights
-    run_bundle([f"{PRETRAIN}/train.yaml"], overrides)
+    shutil.rmtree(tmp_path / "models", ignore_errors=True)  # a fresh rerun, not a resume of the poisoned weights
+    # The rerun also has the representation monitor: its scores (before training and after each epoch) reach MLflow,
+    # and the run it makes the validator start first still gets the trainer's tags.
+    monitored = {**overrides, "monitor_interval": 1, "monitor_per_class": 5}
+    run_bundle([f"{PRETRAIN}/train.yaml"], monitored)
     client, runs = runs_of(server, "pre")
     assert [r.info.status for r in runs] == ["FAILED", "FINISHED"]
     run = runs[1]
+    history = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert [h["epoch"] for h in history] == [0, 1, 2] and all("monitor_knn_accuracy" in h for h in history)
+    assert len(client.get_metric_history(run.info.run_id, "monitor_knn_accuracy")) == 3
     params, tags = run.data.params, run.data.tags
     assert params["arch"] == "mae_vit_tiny_patch16_dec128d2b" and params["recipe"] == "ultrasound"
     assert len(params["dataset_hash"]) == 16 and params["dataset_sizes"] == "18,6"
     assert tags["bundle"] == "usf_mae_pretrain" and tags["bundle_version"] and len(tags["git_commit"]) in (7, 40)
     train_loss = client.get_metric_history(run.info.run_id, "train_loss")
     assert [m.step for m in train_loss] == [1, 2, 3, 4]  # per iteration: 2 steps x 2 epochs
-    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [1, 2]
+    # epoch 0: the evaluation of the initial weights that the monitor adds as its baseline
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [0, 1, 2]
     assert len(client.get_metric_history(run.info.run_id, "lr_group_0")) == 4
     files = artifact_paths(client, run.info.run_id)
-    assert {"reconstructions/epoch_0001.png", "reconstructions/latest.png", "metrics.json", "model.pt"} <= files
+    assert {"reconstructions/epoch_0001.png", "reconstructions/latest.png", "metrics.json", "model.pt",
+            "reconstructions/representation_quality.png"} <= files
     assert any(f.startswith("config_") and f.endswith(".json") for f in files)
     mlflow.set_tracking_uri(server)
     model = mlflow.pytorch.load_model(f"runs:/{run.info.run_id}/model")
