@@ -181,7 +181,7 @@ def test_local_sqlite_store_by_default(tmp_path) -> None:
 
 def test_cross_validation_logs_nested_runs(server, tmp_path) -> None:
     cmd = [sys.executable, "-m", "monai_ext", "cross-validate", "synthetic", str(tmp_path / "cv"), "--methods",
-           "random", "--folds", "0,1", "--cache_dir", str(tmp_path / "cache"), "--per_class", "12",
+           "random", "--folds", "0", "--cache_dir", str(tmp_path / "cache"), "--per_class", "12",
            "--arch", "mae_vit_tiny_patch16_dec128d2b", "--image_size", "64", "--epochs", "1", "--batch_size", "8",
            "--num_workers", "0", "--tracking", f"{CLASSIFY}/mlflow_tracking.yaml", "--tracking_uri", server]
     result = subprocess.run(cmd, check=False, cwd=REPO, capture_output=True, text=True, timeout=900)
@@ -189,6 +189,6 @@ def test_cross_validation_logs_nested_runs(server, tmp_path) -> None:
     client, runs = runs_of(server, "cv_lesions_binary_12_seed0")
     parent = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent[0].info.run_id]
-    assert len(parent) == 1 and sorted(r.info.run_name for r in children) == ["random_fold0", "random_fold1"]
+    assert len(parent) == 1 and [r.info.run_name for r in children] == ["random_fold0"]
     assert "random_macro_f1_mean" in parent[0].data.metrics
     assert {"cv_table.md", "cv_summary.json"} <= artifact_paths(client, parent[0].info.run_id)
