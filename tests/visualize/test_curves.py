@@ -10,17 +10,9 @@ from monai_ext.visualize import curves
 
 
 @pytest.fixture
-def drawn(monkeypatch) -> list:
+def drawn(keep_figures) -> list:
     """The figures saved, kept open for inspection (they are still written)."""
-    figures = []
-    real_save = curves.save_figure
-
-    def keep(fig, path):
-        figures.append(fig)
-        real_save(fig, path)
-
-    monkeypatch.setattr(curves, "save_figure", keep)
-    return figures
+    return keep_figures(curves)
 
 
 def test_each_panel_draws_its_curves_error_bars_and_reference_line(drawn, tmp_path) -> None:

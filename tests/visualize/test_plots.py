@@ -11,18 +11,9 @@ from monai_ext.visualize import plots
 
 
 @pytest.fixture
-def drawn(monkeypatch) -> list:
+def drawn(keep_figures) -> list:
     """The figures the plot functions save, kept open for inspection (they are still written)."""
-    figures = []
-    real_save = plots.save_figure
-
-    def keep(fig, path):
-        figures.append(fig)
-        fig.canvas.draw()
-        real_save(fig, path)
-
-    monkeypatch.setattr(plots, "save_figure", keep)
-    return figures
+    return keep_figures(plots)
 
 
 def report_of(seed: int = 0, k: int = 3) -> dict:
