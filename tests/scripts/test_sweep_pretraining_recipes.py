@@ -1,0 +1,76 @@
+"""scripts/sweep_pretraining_recipes.py: its blurred target, its cross-validation protocol and its command line."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from monai_ext.networks.mae import build_mae
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "scripts" / "sweep_pretraining_recipes.py"
+
+
+@pytest.fixture(scope="module")
+def sweep():
+    spec = importlib.util.spec_from_file_location("sweep_pretraining_recipes", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def tiny_mae() -> torch.nn.Module:
+    return build_mae("mae_vit_tiny_patch16_dec128d2b", img_size=32, patch_size=8, in_chans=1, depth=2,
+                     decoder_depth=1)
+
+
+def test_blurred_target_keeps_structure_and_removes_speckle_scale_detail(sweep):
+    torch.manual_seed(0)
+    rows = torch.arange(32).view(32, 1).expand(32, 32)
+    checker = ((rows + torch.arange(32)) % 2).float()      # one-pixel detail, like speckle
+    ramp = rows.float() / 31                                  # structure: a brightness gradient in depth
+    images = (checker + 4 * ramp).view(1, 1, 32, 32).repeat(2, 1, 1, 1)
+    model = tiny_mae()
+    raw = model.patch_targets(images)
+    sweep.use_blurred_targets(model, 2.0)
+    blurred = model.patch_targets(images)
+    assert blurred.shape == raw.shape == (2, 16, 64)
+    # in the interior patches (away from the zero-padded border) the checkerboard is gone and the gradient is left
+    structure = tiny_mae().patch_targets((0.5 + 4 * ramp).view(1, 1, 32, 32).repeat(2, 1, 1, 1))
+    interior = [5, 6, 9, 10]
+    assert not torch.allclose(raw[:, interior], structure[:, interior], atol=0.4)
+    assert torch.allclose(blurred[:, interior], structure[:, interior], atol=0.05)
+    assert type(blurred) is torch.Tensor
+    loss, _, _ = model(images, 0.75)                          # the training loss uses the blurred target
+    assert torch.isfinite(loss)
+
+
+@pytest.mark.parametrize("informative", [True, False])
+def test_cross_validation_separates_informative_features_and_not_noise(sweep, informative):
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(4), 60)
+    features = rng.standard_normal((240, 16))
+    if informative:
+        features[np.arange(240), labels] += 4.0
+    per_fold = sweep.cross_validate(features, labels, seed=0)
+    assert set(per_fold) == {"macro_f1", "auc", "balanced_accuracy", "knn_macro_f1"}
+    assert all(len(v) == 5 for v in per_fold.values())
+    if informative:
+        assert per_fold["macro_f1"].mean() > 0.9 and per_fold["knn_macro_f1"].mean() > 0.9
+    else:
+        assert 0.35 < per_fold["auc"].mean() < 0.65 and per_fold["macro_f1"].mean() < 0.4
+
+
+def test_an_unknown_recipe_is_one_line_and_exit_code_2(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, str(SCRIPT), "--recipes", "demo,bogus", "--out", str(tmp_path)],
+                            check=False, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 2
+    assert "unknown recipes ['bogus']" in result.stderr and "Traceback" not in result.stderr
