@@ -95,7 +95,7 @@ class CorpusOptions:
     min_signal_std: float = 2.0
 
     def __post_init__(self) -> None:
-        self.views  # validates the view settings
+        _ = self.views  # the property validates the view settings
         if self.files_per_chunk < 1:
             raise ValueError(f"files_per_chunk must be at least 1, got {self.files_per_chunk!r}")
         if not -1 <= self.dedup_threshold <= 16:

@@ -68,7 +68,7 @@ class ViewOptions:
         for name in ("crop_fov", "deannotate", "split_views"):
             if not isinstance(getattr(self, name), bool):
                 # ValueError, not TypeError: a command-line value, reported to the user as one line
-                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")  # noqa: TRY004
 
 
 @dataclass

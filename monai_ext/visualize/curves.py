@@ -80,12 +80,14 @@ def plot_errorbar_panels(
 
     if not panels or not all(panels.values()):
         raise ValueError("no curves to plot")
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), dpi=120, squeeze=False)
-    for ax, (metric, curves) in zip(axes[0], panels.items()):
+    for metric, curves in panels.items():  # all checked before a figure exists, so a bad input leaks none
         for name, (xs, ys, errs) in curves.items():
             if not len(xs) == len(ys) == len(errs):
                 raise ValueError(f"curve {name!r} of {metric!r} has {len(xs)} x values, {len(ys)} y values and "
                                  f"{len(errs)} error bars")
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), dpi=120, squeeze=False)
+    for ax, (metric, curves) in zip(axes[0], panels.items()):
+        for name, (xs, ys, errs) in curves.items():
             ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=4, label=name)
         if reference_lines and metric in reference_lines:
             y, label = reference_lines[metric]

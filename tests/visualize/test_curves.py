@@ -40,5 +40,10 @@ def test_each_panel_draws_its_curves_error_bars_and_reference_line(drawn, tmp_pa
 @pytest.mark.parametrize("panels, message", [({}, "no curves"), ({"F1": {}}, "no curves"),
                                              ({"F1": {"a": ([1, 2], [1.0], [0.0, 0.0])}}, "2 x values, 1 y values")])
 def test_bad_panels_are_refused(tmp_path, panels: dict, message: str) -> None:
+    import matplotlib.pyplot as plt
+
+    open_before = plt.get_fignums()
     with pytest.raises(ValueError, match=message):
         curves.plot_errorbar_panels(panels, tmp_path / "p.png", "t", "x")
+    assert plt.get_fignums() == open_before  # no figure left open by the refusal
+    assert not (tmp_path / "p.png").exists()
