@@ -36,6 +36,7 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from monai_ext.data.lesion_benchmark import SUBTLE_CLASSES, subtle_lesion_dataset, subtle_pretraining_frames
 from monai_ext.engines.probe import evaluate_frozen_features
+from monai_ext.io.atomic import atomic_write_text
 from monai_ext.networks.mae import MaskedAutoencoderViT, build_mae
 from monai_ext.transforms import normalization_stats
 from monai_ext.transforms.spatial import RandResizedCrop
@@ -203,7 +204,6 @@ def main() -> None:
     unknown = [n for n in names if n not in RECIPES]
     if unknown:
         parser.error(f"unknown recipes {unknown!r}; choose from {sorted(RECIPES)}")
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     cache, out = Path(args.cache_dir), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     images, labels = benchmark(cache, args.per_class, args.strength, args.image_size)
@@ -214,8 +214,8 @@ def main() -> None:
         results[name] = run_recipe(name, args, images, labels, frames)
         print("\n".join(table({name: results[name]}).splitlines()[2:]), flush=True)
     text = table(results)
-    (out / "sweep.json").write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
-    (out / "sweep.md").write_text(text + "\n")
+    atomic_write_text(out / "sweep.json", json.dumps({"args": vars(args), "results": results}, indent=1))
+    atomic_write_text(out / "sweep.md", text + "\n")
     print(text)
 
 
