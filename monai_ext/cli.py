@@ -189,7 +189,7 @@ def label_efficiency(
     repeats: int = 3,
     cache_dir: str = "demo_output/cache",
     per_class: int | None = None,
-    seed: int = 0,
+    data_seed: int = 0,
     val_fraction: float = 0.2,
     **overrides: object,
 ) -> None:
@@ -207,21 +207,23 @@ def label_efficiency(
         cache_dir: where the generated benchmarks are written.
         per_class: images per class of a generated benchmark (default: enough for the largest count plus a fifth
             for testing).
-        seed: draw of the labelled images.
+        data_seed: seed of a generated benchmark (subtle, synthetic) and of its folds, and of the draw of the
+            labelled images (repeat r draws with data_seed + r), as in cross-validate; ``--seed`` is the bundles'.
         val_fraction: share of each count held out for validation.
-        overrides: any classification-bundle override, e.g. --arch ... --image_size 128 --epochs 30.
+        overrides: any classification-bundle override, e.g. --arch ... --image_size 128 --epochs 30 --seed 1.
     """
     from monai_ext.apps.label_efficiency import check_counts, curve_protocol
     from monai_ext.apps.label_efficiency import label_efficiency as run_curve
 
-    for name, value, kind in (("repeats", repeats, int), ("seed", seed, int), ("val_fraction", val_fraction, float)):
+    for name, value, kind in (("repeats", repeats, int), ("data_seed", data_seed, int),
+                              ("val_fraction", val_fraction, float)):
         _require_number(name, value, kind if kind is int else (int, float))
     if per_class is not None:
         _require_number("per_class", per_class, int)
     count_list = check_counts(_int_list("counts", counts))
-    proto = curve_protocol(protocol, root, cache_dir, count_list, per_class, seed)
+    proto = curve_protocol(protocol, root, cache_dir, count_list, per_class, data_seed)
     record = run_curve(proto, out, init_checkpoint, count_list, repeats, {"cache_dir": cache_dir, **overrides},
-                       val_fraction, seed)
+                       val_fraction, data_seed)
     print(record["table"])
     print(f"figure: {record['outputs']['png']}")
 

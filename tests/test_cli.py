@@ -110,6 +110,28 @@ def test_cross_validate_data_seed_reaches_the_generated_protocol(protocol, expec
     assert seen["overrides"]["seed"] == 7
 
 
+def test_label_efficiency_data_seed_draws_the_data_and_seed_reaches_the_bundles(tmp_path, monkeypatch):
+    """As in cross-validate: --data_seed draws the benchmark, its folds and the labelled images; --seed is the bundles'."""
+    import monai_ext.apps.label_efficiency as label_efficiency
+
+    seen = {}
+
+    def fake_protocol(name, root, cache_dir, counts, per_class, data_seed):
+        seen["protocol"] = (name, counts, data_seed)
+        return "protocol"
+
+    def fake_curve(proto, out, init, counts, repeats, overrides, val_fraction, data_seed):
+        seen["curve"] = (overrides, data_seed)
+        return {"table": "table", "outputs": {"png": "curve.png"}}
+
+    monkeypatch.setattr(label_efficiency, "curve_protocol", fake_protocol)
+    monkeypatch.setattr(label_efficiency, "label_efficiency", fake_curve)
+    main(["label-efficiency", str(tmp_path / "curve"), "model.pt", "--counts", "2,4", "--data_seed", "3", "--seed", "7"])
+    assert seen["protocol"] == ("subtle", [2, 4], 3)
+    overrides, data_seed = seen["curve"]
+    assert data_seed == 3 and overrides["seed"] == 7
+
+
 def test_cross_validate_refuses_a_data_seed_that_is_not_an_integer(tmp_path, capsys):
     code, err = run_main(["cross-validate", "synthetic-seg", str(tmp_path / "cv"), "--data_seed", "one"], capsys)
     assert code == 2 and err.strip().endswith("--data_seed must be an integer, got 'one'"), err

@@ -56,17 +56,18 @@ def check_counts(counts: Sequence[object]) -> list[int]:
 
 
 def curve_protocol(name: str, root: str | os.PathLike | None, cache_dir: str | os.PathLike, counts: Sequence[int],
-                   per_class: int | None = None, seed: int = 0) -> Protocol:
+                   per_class: int | None = None, data_seed: int = 0) -> Protocol:
     """A classification protocol for the curve: no total cap on the training images (the budget is per class).
 
     For the generated benchmarks (``subtle``, ``synthetic``: 5 folds, a fifth of each class tested) ``per_class``
-    defaults to the smallest size whose training part holds the largest budget: ``ceil(max(counts) * 5 / 4)``.
+    defaults to the smallest size whose training part holds the largest budget: ``ceil(max(counts) * 5 / 4)``;
+    ``data_seed`` draws their images and folds.
     """
     if task_of(name) != "classify":
         raise ValueError(f"protocol {name!r} is a segmentation protocol; the label-efficiency curve classifies")
     if name in ("subtle", "synthetic"):
         per_class = per_class or math.ceil(max(counts) * 5 / 4)
-        return protocol_by_name(name, root, cache_dir, per_class=per_class, max_train=None, seed=seed)
+        return protocol_by_name(name, root, cache_dir, per_class=per_class, max_train=None, seed=data_seed)
     return protocol_by_name(name, root, cache_dir)
 
 
@@ -74,13 +75,13 @@ def _run_dir(out: Path, count: int, start: str, repeat: int) -> Path:
     return out / f"n{count}" / start / f"rep{repeat}"
 
 
-def budget_splits(protocol: Protocol, counts: Sequence[int], repeats: int, val_fraction: float, seed: int,
+def budget_splits(protocol: Protocol, counts: Sequence[int], repeats: int, val_fraction: float, data_seed: int,
                   out: Path) -> dict[tuple[int, int], Path]:
     """Write every (count, repeat) datalist before any training, so an impossible budget fails at once."""
     files = {}
     for r in range(repeats):
         for n in counts:
-            split = labels_per_class(protocol.splits[r], n, val_fraction, seed + r)
+            split = labels_per_class(protocol.splits[r], n, len(protocol.class_names), val_fraction, data_seed + r)
             files[(n, r)] = write_split(split, protocol.class_names, out / "splits" / f"n{n}_rep{r}.json")
     return files
 
@@ -93,7 +94,7 @@ def label_efficiency(
     repeats: int = 3,
     overrides: Mapping[str, Any] | None = None,
     val_fraction: float = 0.2,
-    seed: int = 0,
+    data_seed: int = 0,
 ) -> dict[str, Any]:
     """Fine-tune both starts at every budget and repeat; write the JSON record, the table and the figure.
 
@@ -105,7 +106,8 @@ def label_efficiency(
         repeats: runs per (budget, start), at most the protocol's number of splits.
         overrides: classification-bundle overrides for every run (arch, image_size, epochs, ...).
         val_fraction: share of each budget held out for validation (best-checkpoint choice).
-        seed: the draw of the labelled images (repeat ``r`` uses ``seed + r``).
+        data_seed: the draw of the labelled images (repeat ``r`` uses ``data_seed + r``); the bundles' own seed is
+            ``overrides["seed"]``.
 
     Returns:
         ``{"protocol", "class_names", "counts", "repeats", "per_count", "runs", "table", "outputs"}``.
@@ -120,7 +122,7 @@ def label_efficiency(
     if str(overrides.get("linear_probe", "false")).strip().lower() in ("true", "1", "yes"):
         raise ValueError("the label-efficiency curve fine-tunes the whole network: linear_probe must stay false")
     out = Path(out_dir)
-    files = budget_splits(protocol, counts, repeats, val_fraction, seed, out)
+    files = budget_splits(protocol, counts, repeats, val_fraction, data_seed, out)
     reports: dict[int, dict[str, list[dict[str, Any]]]] = {n: {s: [] for s in STARTS} for n in counts}
     runs = []
     for r in range(repeats):
@@ -139,7 +141,7 @@ def label_efficiency(
     table = efficiency_table(per_count, protocol.name, repeats)
     outputs = {k: out / f"label_efficiency.{k}" for k in ("json", "md", "png")}
     record = {"protocol": protocol.name, "class_names": protocol.class_names, "counts": counts, "repeats": repeats,
-              "val_fraction": val_fraction, "seed": seed, "init_checkpoint": str(init_checkpoint),
+              "val_fraction": val_fraction, "data_seed": data_seed, "init_checkpoint": str(init_checkpoint),
               "overrides": {k: str(v) for k, v in overrides.items()}, "per_count": per_count, "runs": runs,
               "table": table, "outputs": {k: str(v) for k, v in outputs.items()}}
     plot_efficiency(per_count, outputs["png"], f"{protocol.name}: full fine-tuning, {repeats} repeat(s)",

@@ -186,7 +186,7 @@ def _stratified_subset(items: list[Item], size: int, rng: np.random.Generator) -
     return [items[i] for i in sorted(chosen)]
 
 
-def labels_per_class(split: Split, count: int, val_fraction: float = 0.2, seed: int = 0) -> Split:
+def labels_per_class(split: Split, count: int, num_classes: int, val_fraction: float = 0.2, seed: int = 0) -> Split:
     """The split with exactly ``count`` labelled images per class (training + validation together); test unchanged.
 
     ``max_train`` of the protocols caps the total and keeps the class proportions; a label-efficiency curve needs
@@ -198,6 +198,8 @@ def labels_per_class(split: Split, count: int, val_fraction: float = 0.2, seed: 
     Args:
         split: ``{"train", "validation", "test"}`` datalists.
         count: labelled images per class, at least 2 (one for training, one for validation).
+        num_classes: K; every class 0..K-1 must have ``count`` labelled images, including a class that has none in
+            this split's training and validation parts (a rare class can be absent from a fold).
         val_fraction: share of the ``count`` images per class held out for validation.
         seed: the draw.
 
@@ -206,14 +208,16 @@ def labels_per_class(split: Split, count: int, val_fraction: float = 0.2, seed: 
     """
     if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 2:
         raise ValueError(f"labels per class must be an integer of at least 2, got {count!r}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
+        raise ValueError(f"num_classes must be an integer of at least 2, got {num_classes!r}")
     pool = sorted(split["train"] + split["validation"], key=lambda it: (it["label"], str(it["id"]), str(it["image"])))
     labels = np.array([it["label"] for it in pool])
     rng = np.random.default_rng(seed)
     chosen: list[Item] = []
-    for c in np.unique(labels):
+    for c in range(num_classes):
         idx = np.flatnonzero(labels == c)
         if len(idx) < count:
-            raise ValueError(f"class {int(c)} has {len(idx)} labelled images, fewer than {count} labels per class")
+            raise ValueError(f"class {c} has {len(idx)} labelled images, fewer than {count} labels per class")
         chosen.extend(pool[i] for i in idx[rng.permutation(len(idx))[:count]])
     train, validation = validation_from_train(chosen, val_fraction, seed)
     return {"train": train, "validation": validation, "test": list(split["test"])}

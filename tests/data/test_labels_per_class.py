@@ -21,7 +21,7 @@ def unbalanced_split(patients: bool = False) -> Split:
 @pytest.mark.parametrize("patients", [False, True])
 def test_every_class_gets_exactly_count_labels_and_test_is_untouched(count: int, patients: bool) -> None:
     split = unbalanced_split(patients)
-    capped = labels_per_class(split, count, seed=3)
+    capped = labels_per_class(split, count, 3, seed=3)
     labelled = capped["train"] + capped["validation"]
     assert Counter(it["label"] for it in labelled) == {0: count, 1: count, 2: count}
     assert len({it["id"] for it in labelled}) == len(labelled)  # no image twice
@@ -35,10 +35,10 @@ def test_every_class_gets_exactly_count_labels_and_test_is_untouched(count: int,
 
 def test_smaller_budgets_are_subsets_of_larger_ones_and_the_seed_changes_the_draw() -> None:
     split = unbalanced_split()
-    ids = {n: {it["id"] for it in labels_per_class(split, n, seed=1)["train"] + labels_per_class(split, n, seed=1)["validation"]}
+    ids = {n: {it["id"] for it in labels_per_class(split, n, 3, seed=1)["train"] + labels_per_class(split, n, 3, seed=1)["validation"]}
            for n in (3, 6, 9)}
     assert ids[3] < ids[6] < ids[9]
-    other = labels_per_class(split, 6, seed=2)
+    other = labels_per_class(split, 6, 3, seed=2)
     assert {it["id"] for it in other["train"] + other["validation"]} != ids[6]
 
 
@@ -53,8 +53,11 @@ def test_the_total_cap_of_the_protocols_is_not_a_per_class_cap() -> None:
     assert Counter(it["label"] for it in subset)[0] > 9
 
 
-@pytest.mark.parametrize("count, message", [(10, "class 2 has 9 labelled images"), (1, "at least 2, got 1"),
-                                            (2.5, "got 2.5"), (True, "got True")])
-def test_impossible_budgets_are_refused(count: object, message: str) -> None:
+@pytest.mark.parametrize("count, num_classes, message", [
+    (10, 3, "class 2 has 9 labelled images"), (1, 3, "at least 2, got 1"), (2.5, 3, "got 2.5"), (True, 3, "got True"),
+    (2, 4, "class 3 has 0 labelled images"),  # a class absent from the labelled part (only in test, or nowhere)
+    (2, 1, "num_classes must be an integer of at least 2, got 1"),
+])
+def test_impossible_budgets_are_refused(count: object, num_classes: int, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        labels_per_class(unbalanced_split(), count)  # type: ignore[arg-type]
+        labels_per_class(unbalanced_split(), count, num_classes)  # type: ignore[arg-type]
