@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
-from monai_ext.data.folders import IMAGE_SUFFIXES
 from monai_ext.io.atomic import atomic_write_text
+from monai_ext.io.images import image_stem, is_single_image
 
 Item = dict[str, Any]
 Split = dict[str, list[Item]]
@@ -225,16 +225,17 @@ def labels_per_class(split: Split, count: int, num_classes: int, val_fraction: f
 
 def folder_protocol(root: str | os.PathLike, folds: int = 5, val_fraction: float = 0.2, seed: int = 0,
                     max_train: int | None = None) -> Protocol:
-    """Folder per class (``root/<class>/*.png``), stratified k-fold; optionally at most ``max_train`` training images."""
+    """Folder per class (``root/<class>/*.png``, or any format the loader reads: DICOM, NIfTI, NRRD, MHA, ...),
+    stratified k-fold; optionally at most ``max_train`` training images."""
     root = Path(root)
     classes = sorted(p.name for p in _require(root, "dataset folder").iterdir() if p.is_dir() and not p.name.startswith("."))
     if len(classes) < 2:
         raise ValueError(f"{str(root)!r} needs one sub-folder per class (at least two), found {classes!r}")
     items = [
-        {"image": str(p), "label": c, "id": p.stem}
+        {"image": str(p), "label": c, "id": image_stem(p)}
         for c, name in enumerate(classes)
         for p in sorted((root / name).rglob("*"))
-        if p.suffix.lower() in IMAGE_SUFFIXES + (".dcm",)
+        if is_single_image(p) and p.is_file() and not p.name.startswith(".")
     ]
     return Protocol(root.name, classes, _kfold(items, folds, val_fraction, seed, max_train))
 

@@ -24,6 +24,7 @@ from monai_ext.data.downstream import MMOTU_CLASSES, Item, Protocol, Split, busb
 from monai_ext.data.folders import IMAGE_SUFFIXES
 from monai_ext.data.synthetic import SimulatorConfig, simulate_frame
 from monai_ext.io.atomic import atomic_write_bytes
+from monai_ext.io.images import image_stem, is_single_image
 
 BINARY_CLASSES = ["background", "lesion"]
 MMOTU_SEG_CLASSES = ["background", *MMOTU_CLASSES]
@@ -217,18 +218,19 @@ def busi_protocol(root: str | os.PathLike, folds: int = 5, val_fraction: float =
 
 
 def image_mask_folder_items(root: str | os.PathLike, images: str = "images", masks: str = "masks") -> list[Item]:
-    """``root/images/<stem>.*`` with ``root/masks/<stem>.*`` (equal stems, any image suffixes)."""
+    """``root/images/<stem>.*`` (any format the loader reads) with ``root/masks/<stem>.*`` (picture masks; equal
+    stems, ``case.nii.gz`` pairs with ``case.png``)."""
     root = Path(root)
     image_dir, mask_dir = _require(root / images, "images folder"), _require(root / masks, "masks folder")
     mask_by_stem = {p.stem: p for p in sorted(mask_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
-    image_files = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES + (".dcm",))
+    image_files = sorted(p for p in image_dir.iterdir() if is_single_image(p) and not p.name.startswith("."))
     if not image_files:
         raise ValueError(f"no images found in {str(image_dir)!r}")
-    unmatched = [p.name for p in image_files if p.stem not in mask_by_stem]
+    unmatched = [p.name for p in image_files if image_stem(p) not in mask_by_stem]
     if unmatched:
         raise ValueError(f"{len(unmatched)} images in {str(image_dir)!r} have no mask of the same stem in "
                          f"{str(mask_dir)!r}, e.g. {unmatched[:5]!r}")
-    return [{"image": str(p), "label": str(mask_by_stem[p.stem]), "id": p.stem} for p in image_files]
+    return [{"image": str(p), "label": str(mask_by_stem[image_stem(p)]), "id": image_stem(p)} for p in image_files]
 
 
 def image_mask_folder_protocol(root: str | os.PathLike, folds: int = 5, val_fraction: float = 0.2, seed: int = 0,

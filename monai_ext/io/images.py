@@ -23,10 +23,12 @@ from monai_ext.io.video import VIDEO_SUFFIXES, iter_video_frames
 from monai_ext.io.volumes import ITK_SUFFIXES, NIFTI_SUFFIXES, first_volume_frame
 
 __all__ = ["ALL_SUFFIXES", "DICOM_SUFFIXES", "IMAGE_SUFFIXES", "ITK_SUFFIXES", "NIFTI_SUFFIXES", "SINGLE_IMAGE_SUFFIXES",
-           "VIDEO_SUFFIXES", "DisplayImage", "pil_display_pixels", "read_image", "read_picture", "source_kind"]
+           "VIDEO_SUFFIXES", "DisplayImage", "image_stem", "is_single_image", "pil_display_pixels", "read_image",
+           "read_picture", "source_kind"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-#: Everything a single-image loader (training, bundle inference, MONAI Label) reads: cine loops only enter the corpus.
+#: Everything the single-image loader reads (training datalists of the folder protocols, bundle inference); cine loops
+#: only enter the corpus. The MONAI Label datastore lists the picture formats and DICOM, what its 2-D viewers show.
 SINGLE_IMAGE_SUFFIXES = IMAGE_SUFFIXES + DICOM_SUFFIXES + NIFTI_SUFFIXES + ITK_SUFFIXES
 ALL_SUFFIXES = SINGLE_IMAGE_SUFFIXES + VIDEO_SUFFIXES
 #: PIL modes whose arrays are display-ready as they are (see monai_ext.io.display).
@@ -44,6 +46,21 @@ class DisplayImage:
 
     pixels: np.ndarray
     region_box: tuple[int, int, int, int] | None = None
+
+
+def is_single_image(path: str | os.PathLike) -> bool:
+    """Whether the single-image loader reads ``path`` (whole-name, case-insensitive suffix match: ``.nii.gz`` too)."""
+    return Path(path).name.lower().endswith(SINGLE_IMAGE_SUFFIXES)
+
+
+def image_stem(path: str | os.PathLike) -> str:
+    """The file name without its image suffix, double ones included: ``case.nii.gz`` -> ``case`` (``Path.stem``
+    would give ``case.nii`` and miss the mask ``case.png``)."""
+    name = Path(path).name
+    for suffix in sorted(ALL_SUFFIXES, key=len, reverse=True):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(name).stem
 
 
 def source_kind(path: str | os.PathLike) -> str | None:

@@ -159,6 +159,19 @@ def test_folder_and_csv_protocols(tmp_path) -> None:
     assert all(Path(it["image"]).is_file() for s in proto.splits for items in s.values() for it in items)
 
 
+def test_folder_protocol_lists_every_format_the_loader_reads(tmp_path) -> None:
+    """DICOM, NIfTI (double suffix), NRRD and MHA files count as images, like bundle inference's --input_dir;
+    other files and hidden ones do not."""
+    for name, files in (("benign", ["a.png", "b.dcm", "c.nii.gz", "notes.txt"]),
+                        ("malignant", ["d.NRRD", "e.mha", "f.jpg", ".hidden.png", "clip.mp4"])):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for f in files:
+            (tmp_path / "data" / name / f).write_bytes(b"x")
+    proto = ds.folder_protocol(tmp_path / "data", folds=2, val_fraction=0.25)
+    items = proto.splits[0]["train"] + proto.splits[0]["validation"] + proto.splits[0]["test"]
+    assert sorted((it["label"], it["id"]) for it in items) == [(0, "a"), (0, "b"), (0, "c"), (1, "d"), (1, "e"), (1, "f")]
+
+
 def test_split_round_trip(tmp_path) -> None:
     split = {"train": [{"image": "a.png", "label": 0}], "validation": [{"image": "b.png", "label": 1}], "test": []}
     path = ds.write_split(split, ["x", "y"], tmp_path / "fold.json")

@@ -15,6 +15,7 @@ from monai_ext.cli import make_datalist
 from monai_ext.data.segmentation import (
     busbra_segmentation_protocol,
     busi_protocol,
+    image_mask_folder_items,
     image_mask_folder_protocol,
     kfold_splits,
     mmotu_segmentation_protocol,
@@ -183,6 +184,21 @@ def test_images_and_masks_folders_with_equal_stems(tmp_path: Path) -> None:
     (root / "masks" / "case_5.png").unlink()
     with pytest.raises(ValueError, match="case_5.jpg"):
         image_mask_folder_protocol(root, folds=3)
+
+
+def test_volume_images_pair_with_masks_of_the_name_without_the_double_suffix(tmp_path: Path) -> None:
+    """``case.nii.gz`` is image ``case`` (not ``case.nii``) and pairs with ``masks/case.png``; hidden files are skipped."""
+    import nibabel as nib
+
+    root = tmp_path / "kidney"
+    for i in range(3):
+        (root / "images").mkdir(parents=True, exist_ok=True)
+        nib.save(nib.Nifti1Image(_image(seed=i)[:, :, None].astype(np.uint8), np.eye(4)), root / "images" / f"case_{i}.nii.gz")
+        _write(root / "masks" / f"case_{i}.png", _disc())
+    (root / "images" / ".DS_Store").write_bytes(b"x")
+    items = image_mask_folder_items(root)
+    assert [it["id"] for it in items] == ["case_0", "case_1", "case_2"]
+    assert [Path(it["label"]).name for it in items] == ["case_0.png", "case_1.png", "case_2.png"]
 
 
 def test_make_datalist_writes_a_segmentation_datalist(busi: Path, tmp_path: Path, capsys) -> None:

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from monai_ext.io.errors import UnreadableImageError
-from monai_ext.io.images import read_image, source_kind
+from monai_ext.io.images import image_stem, is_single_image, read_image, source_kind
 from monai_ext.io.writers import write_dicom, write_dicom_frames
 from monai_ext.transforms.loading import LoadUltrasoundImage, LoadUltrasoundImaged
 
@@ -108,3 +108,11 @@ def test_dict_version_keeps_the_path_and_optionally_the_region(tmp_path) -> None
                                         ("d.mhd", "itk"), ("e.DCM", "dicom"), ("f.mp4", "video"), ("g.txt", None)])
 def test_source_kind_by_suffix_in_any_case(name, kind) -> None:
     assert source_kind(name) == kind
+
+
+@pytest.mark.parametrize("name, stem, single", [
+    ("case.nii.gz", "case", True), ("Case.NII.GZ", "Case", True), ("scan.dcm", "scan", True), ("scan.dicom", "scan", True),
+    ("a.b.png", "a.b", True), ("vol.nrrd", "vol", True), ("loop.mp4", "loop", False), ("notes.txt", "notes", False),
+])
+def test_image_stem_drops_the_whole_image_suffix(name: str, stem: str, single: bool) -> None:
+    assert image_stem(name) == stem and is_single_image(name) is single
