@@ -16,6 +16,7 @@ from monai_ext.engines.base import autocast
 from monai_ext.io.atomic import atomic_write_bytes
 from monai_ext.io.errors import root_cause
 from monai_ext.io.figures import save_png
+from monai_ext.io.images import unique_output_stems
 from monai_ext.visualize.gradcam import gradcam_overlay, has_token_blocks
 
 logger = logging.getLogger(__name__)
@@ -108,7 +109,7 @@ def predict_files(
     device = torch.device(device)
     network.eval()
     result: dict[str, Any] = {"class_names": list(class_names), "predictions": {}, "errors": {}}
-    for path in tqdm(files, desc="predict", unit="image"):
+    for path, stem in zip(tqdm(files, desc="predict", unit="image"), unique_output_stems(files)):
         try:
             image = prepare_image(path, transform, device)
         except Exception as e:  # one bad file must not stop the batch
@@ -119,7 +120,7 @@ def predict_files(
         result["predictions"][str(path)] = prediction
         if heatmap_dir is not None and has_token_blocks(network):
             overlay = gradcam_overlay(network, image, prediction["label"])
-            save_png(overlay, Path(heatmap_dir) / f"{Path(path).stem}_gradcam.png")
+            save_png(overlay, Path(heatmap_dir) / f"{stem}_gradcam.png")
     atomic_write_bytes(Path(output_json), json.dumps(result, indent=1).encode())
     logger.info("%d predictions, %d errors: %s", len(result["predictions"]), len(result["errors"]), output_json)
     return result

@@ -19,6 +19,7 @@ from monai_ext.engines.base import RobustStepTrainer, autocast, batch_images
 from monai_ext.io.atomic import atomic_write_bytes
 from monai_ext.io.errors import root_cause
 from monai_ext.io.figures import save_png
+from monai_ext.io.images import unique_output_stems
 
 logger = logging.getLogger(__name__)
 
@@ -85,11 +86,13 @@ def predict_mask_files(
     """Segment every file; unreadable ones are listed with the reason and skipped.
 
     Writes ``<output_dir>/masks/<stem>_mask.png`` (uint8 class indices at the original size, the label-map that
-    3D Slicer and OHIF display), optional ``<output_dir>/overlays/<stem>_overlay.png``, and ``masks.json``.
+    3D Slicer and OHIF display), optional ``<output_dir>/overlays/<stem>_overlay.png``, and ``masks.json``; ``stem``
+    is the file's name without suffix, or a longer distinct one where inputs share it
+    (:func:`~monai_ext.io.images.unique_output_stems`).
 
     Args:
         network: segmentation network.
-        files: image paths (PNG/JPG/BMP/TIFF/DICOM).
+        files: image paths (any format the single-image loader reads).
         load: reads ``{"image": path}`` into ``{"image": (1, H, W)}`` at the original size.
         preprocess: the bundle's resize + normalisation for a loaded item.
         class_names: K names, background first.
@@ -108,7 +111,7 @@ def predict_mask_files(
     device, out = torch.device(device), Path(output_dir)
     network.eval()
     result: dict[str, Any] = {"class_names": list(class_names), "masks": {}, "errors": {}}
-    for path in tqdm(files, desc="segment", unit="image"):
+    for path, stem in zip(tqdm(files, desc="segment", unit="image"), unique_output_stems(files)):
         try:
             loaded = load({"image": str(path)})
             original = np.asarray(loaded["image"])[0]
@@ -118,10 +121,10 @@ def predict_mask_files(
             logger.warning("skipping %s: %s", path, result["errors"][str(path)])
             continue
         mask, _ = segment_image(network, image, original.shape, precision)
-        mask_file = out / "masks" / f"{Path(path).stem}_mask.png"
+        mask_file = out / "masks" / f"{stem}_mask.png"
         save_png(mask, mask_file)
         if overlays:
-            save_png(mask_overlay(original, mask), out / "overlays" / f"{Path(path).stem}_overlay.png")
+            save_png(mask_overlay(original, mask), out / "overlays" / f"{stem}_overlay.png")
         result["masks"][str(path)] = {"mask": str(mask_file), **mask_summary(mask, class_names)}
     atomic_write_bytes(out / "masks.json", json.dumps(result, indent=1).encode())
     logger.info("%d masks, %d errors: %s", len(result["masks"]), len(result["errors"]), out / "masks.json")

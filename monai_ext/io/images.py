@@ -10,6 +10,9 @@ pixels wherever it is read.
 from __future__ import annotations
 
 import os
+import re
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,9 +25,23 @@ from monai_ext.io.errors import SkippedSource, UnreadableImageError
 from monai_ext.io.video import VIDEO_SUFFIXES, iter_video_frames
 from monai_ext.io.volumes import ITK_SUFFIXES, NIFTI_SUFFIXES, first_volume_frame
 
-__all__ = ["ALL_SUFFIXES", "DICOM_SUFFIXES", "IMAGE_SUFFIXES", "ITK_SUFFIXES", "NIFTI_SUFFIXES", "SINGLE_IMAGE_SUFFIXES",
-           "VIDEO_SUFFIXES", "DisplayImage", "image_stem", "is_single_image", "pil_display_pixels", "read_image",
-           "read_picture", "source_kind"]
+__all__ = [
+    "ALL_SUFFIXES",
+    "DICOM_SUFFIXES",
+    "IMAGE_SUFFIXES",
+    "ITK_SUFFIXES",
+    "NIFTI_SUFFIXES",
+    "SINGLE_IMAGE_SUFFIXES",
+    "VIDEO_SUFFIXES",
+    "DisplayImage",
+    "image_stem",
+    "is_single_image",
+    "pil_display_pixels",
+    "read_image",
+    "read_picture",
+    "source_kind",
+    "unique_output_stems",
+]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 #: Everything the single-image loader reads (training datalists of the folder protocols, bundle inference); cine loops
@@ -61,6 +78,29 @@ def image_stem(path: str | os.PathLike) -> str:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return Path(name).stem
+
+
+def unique_output_stems(paths: Sequence[str | os.PathLike]) -> list[str]:
+    """One distinct base name per input for the files written about it (masks, overlays, heat maps).
+
+    The image stem where it is unique; inputs that share a stem (``a/scan.dcm`` and ``b/scan.dcm`` of a recursive
+    folder, or ``case.png`` beside ``case.nrrd``) get their path relative to the inputs' common folder, suffix
+    included, flattened into one name (``a__scan_dcm``); a name still taken gets ``_2``, ``_3``, ... so that no
+    output overwrites another.
+    """
+    stems = [image_stem(p) for p in paths]
+    shared = {stem for stem, n in Counter(stems).items() if n > 1}
+    if shared:
+        absolute = [os.path.abspath(p) for p in paths]
+        common = os.path.commonpath([os.path.dirname(p) for p in absolute])
+        stems = [re.sub(r"[^\w-]", "_", os.path.relpath(p, common).replace(os.sep, "__")) if stem in shared else stem
+                 for p, stem in zip(absolute, stems)]
+    seen: Counter[str] = Counter()
+    names = []
+    for stem in stems:
+        seen[stem] += 1
+        names.append(stem if seen[stem] == 1 else f"{stem}_{seen[stem]}")
+    return names
 
 
 def source_kind(path: str | os.PathLike) -> str | None:

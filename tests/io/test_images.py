@@ -116,3 +116,16 @@ def test_source_kind_by_suffix_in_any_case(name, kind) -> None:
 ])
 def test_image_stem_drops_the_whole_image_suffix(name: str, stem: str, single: bool) -> None:
     assert image_stem(name) == stem and is_single_image(name) is single
+
+
+@pytest.mark.parametrize("paths, names", [
+    (["d/a.png", "d/b.dcm"], ["a", "b"]),                                        # the usual case: unchanged
+    (["d/x/scan.dcm", "d/y/scan.dcm", "d/z.png"], ["x__scan_dcm", "y__scan_dcm", "z"]),  # a recursive export folder
+    (["d/case1.png", "d/case1.nrrd"], ["case1_png", "case1_nrrd"]),             # one case in two formats
+    (["d/v.nii.gz", "e/v.nii.gz"], ["d__v_nii_gz", "e__v_nii_gz"]),
+    (["d/a.png", "d/a.png"], ["a_png", "a_png_2"]),                              # the same file listed twice
+])
+def test_unique_output_stems_never_give_two_inputs_one_name(tmp_path, paths: list[str], names: list[str]) -> None:
+    from monai_ext.io.images import unique_output_stems
+
+    assert unique_output_stems([tmp_path / p for p in paths]) == names
