@@ -91,8 +91,9 @@ def test_dicom_and_png_with_the_same_pixels_give_the_same_probabilities(trained,
     assert png["probabilities"] == pytest.approx(dcm["probabilities"], abs=1e-6)
     assert sum(png["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
     assert str(tmp_path / "notes.png") in result["errors"]
-    heat = cv2.imread(str(out / "eval" / "heatmaps" / "scan_gradcam.png"))
-    assert heat.shape == (64, 64, 3)
+    # scan.png and scan.dcm share a stem: each gets its own heat map (named with its suffix), none overwrites the other
+    for name in ("scan_png_gradcam.png", "scan_dcm_gradcam.png"):
+        assert cv2.imread(str(out / "eval" / "heatmaps" / name)).shape == (64, 64, 3)
 
 
 def test_cross_validation_runner_writes_the_table(tmp_path, cache, released_layout_file) -> None:

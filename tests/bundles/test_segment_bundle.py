@@ -104,7 +104,11 @@ def test_inference_masks_at_the_original_size_png_and_dicom_alike(trained, tmp_p
     square = cv2.imread(result["masks"][str(tmp_path / "square.png")]["mask"], cv2.IMREAD_UNCHANGED)
     network = build_from_checkpoint(out / "models" / "model.pt").eval()
     np.testing.assert_array_equal(square, _expected_mask(network, at_size))
-    assert cv2.imread(str(out / "infer" / "overlays" / "wide_overlay.png")).shape == (96, 128, 3)
+    # wide.png and wide.dcm share a stem: distinct files, named with their suffix; square.png keeps its plain name
+    for name in ("wide_png_overlay.png", "wide_dcm_overlay.png"):
+        assert cv2.imread(str(out / "infer" / "overlays" / name)).shape == (96, 128, 3)
+    assert (out / "infer" / "overlays" / "square_overlay.png").is_file()
+    assert len({entry["mask"] for entry in result["masks"].values()}) == len(result["masks"])
 
 
 def test_verify_net_in_out_and_metadata(cache, tmp_path) -> None:
