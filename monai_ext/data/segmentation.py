@@ -223,14 +223,14 @@ def image_mask_folder_items(root: str | os.PathLike, images: str = "images", mas
     root = Path(root)
     image_dir, mask_dir = _require(root / images, "images folder"), _require(root / masks, "masks folder")
     mask_by_stem = {p.stem: p for p in sorted(mask_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
-    image_files = sorted(p for p in image_dir.iterdir() if is_single_image(p) and not p.name.startswith("."))
-    if not image_files:
+    images = [(p, image_stem(p)) for p in sorted(image_dir.iterdir()) if is_single_image(p) and not p.name.startswith(".")]
+    if not images:
         raise ValueError(f"no images found in {str(image_dir)!r}")
-    unmatched = [p.name for p in image_files if image_stem(p) not in mask_by_stem]
+    unmatched = [p.name for p, stem in images if stem not in mask_by_stem]
     if unmatched:
         raise ValueError(f"{len(unmatched)} images in {str(image_dir)!r} have no mask of the same stem in "
                          f"{str(mask_dir)!r}, e.g. {unmatched[:5]!r}")
-    return [{"image": str(p), "label": str(mask_by_stem[image_stem(p)]), "id": image_stem(p)} for p in image_files]
+    return [{"image": str(p), "label": str(mask_by_stem[stem]), "id": stem} for p, stem in images]
 
 
 def image_mask_folder_protocol(root: str | os.PathLike, folds: int = 5, val_fraction: float = 0.2, seed: int = 0,

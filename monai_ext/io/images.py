@@ -48,6 +48,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 #: only enter the corpus. The MONAI Label datastore lists the picture formats and DICOM, what its 2-D viewers show.
 SINGLE_IMAGE_SUFFIXES = IMAGE_SUFFIXES + DICOM_SUFFIXES + NIFTI_SUFFIXES + ITK_SUFFIXES
 ALL_SUFFIXES = SINGLE_IMAGE_SUFFIXES + VIDEO_SUFFIXES
+_LONGEST_SUFFIX_FIRST = tuple(sorted(ALL_SUFFIXES, key=len, reverse=True))  # ".nii.gz" before ".gz"-like tails
 #: PIL modes whose arrays are display-ready as they are (see monai_ext.io.display).
 _DISPLAY_READY_MODES = ("1", "L", "LA", "RGB", "RGBA", "F")
 
@@ -74,7 +75,7 @@ def image_stem(path: str | os.PathLike) -> str:
     """The file name without its image suffix, double ones included: ``case.nii.gz`` -> ``case`` (``Path.stem``
     would give ``case.nii`` and miss the mask ``case.png``)."""
     name = Path(path).name
-    for suffix in sorted(ALL_SUFFIXES, key=len, reverse=True):
+    for suffix in _LONGEST_SUFFIX_FIRST:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return Path(name).stem
