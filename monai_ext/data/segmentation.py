@@ -223,7 +223,8 @@ def image_mask_folder_items(root: str | os.PathLike, images: str = "images", mas
     root = Path(root)
     image_dir, mask_dir = _require(root / images, "images folder"), _require(root / masks, "masks folder")
     mask_by_stem = {p.stem: p for p in sorted(mask_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
-    images = [(p, image_stem(p)) for p in sorted(image_dir.iterdir()) if is_single_image(p) and not p.name.startswith(".")]
+    images = [(p, image_stem(p)) for p in sorted(image_dir.iterdir())
+              if is_single_image(p) and not p.name.startswith(".")]
     if not images:
         raise ValueError(f"no images found in {str(image_dir)!r}")
     unmatched = [p.name for p, stem in images if stem not in mask_by_stem]
