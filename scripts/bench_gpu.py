@@ -207,7 +207,7 @@ def main() -> None:
         step = mae_step(maybe_compile(model, compile_), images, bf16, loss_of)
         try:
             seconds, gib = time_steps(step, args.warmup, args.steps, device)
-        except Exception as e:  # MONAI's model has failed under bf16 before: report it, keep going
+        except Exception as e:  # noqa: BLE001 - MONAI's model has failed under bf16 before: report it, keep going
             print(f"{label}: failed ({type(e).__name__}: {str(e)[:200]})")
             continue
         rates[key] = report(label, args.batch, seconds, flops, gib, peak)
@@ -218,7 +218,10 @@ def main() -> None:
         args.finetune_batch, 3, args.image_size, args.image_size, device=device)
     classifier = models["classifier"]
     ce = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
-    finetune_loss = lambda m, x: ce(m(x).float(), labels)
+
+    def finetune_loss(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return ce(model(x).float(), labels)
+
     flops = flops_per_image(mae_step(classifier, ft_images, bf16, finetune_loss), args.finetune_batch)
     seconds, gib = time_steps(mae_step(maybe_compile(classifier, compile_), ft_images, bf16, finetune_loss),
                               args.warmup, args.steps, device)

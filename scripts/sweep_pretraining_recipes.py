@@ -12,7 +12,8 @@ initialisation of the same seed, paired over the same folds.
 Recipes (``--recipes``, comma-separated; see RECIPES): the demo's (``demo``), raw-pixel targets, mask ratio 0.5,
 8-pixel patches (256 tokens at 128 px), a blurred reconstruction target (speckle is unpredictable from context, so
 a Gaussian-smoothed target leaves the structure to learn), and more epochs. ``--strength`` scales the class cues
-(3 = obvious to the eye). Pooling: the mean of the final normalised patch tokens (the bundle's) and the cls token.
+(3 = obvious to the eye). Pooling (``--poolings``): the mean of the final normalised patch tokens (the bundle's),
+the cls token, the max of the patch tokens; ``--depths`` probes the output of earlier blocks as well.
 
     python scripts/sweep_pretraining_recipes.py --recipes demo,raw_pixels --out /tmp/sweep
 
@@ -25,12 +26,14 @@ import argparse
 import json
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 from monai.transforms import GaussianSmooth
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
@@ -55,6 +58,7 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 METRICS = ("macro_f1", "auc", "balanced_accuracy")
 POOLINGS = ("mean", "cls")
+ALL_POOLINGS = ("mean", "cls", "max")
 
 
 def load_gray(paths: list[Path], size: int) -> torch.Tensor:
@@ -121,16 +125,39 @@ def pretrain(model: MaskedAutoencoderViT, frames: torch.Tensor, recipe: dict[str
     return losses
 
 
+def pool_tokens(tokens: torch.Tensor, pooling: str) -> torch.Tensor:
+    """(N, 1 + L, D) tokens, cls first -> (N, D): mean or max of the patch tokens, or the cls token."""
+    if pooling == "cls":
+        return tokens[:, 0]
+    patches = tokens[:, 1:]
+    return patches.amax(1) if pooling == "max" else patches.mean(1)
+
+
 @torch.no_grad()
-def pooled_features(model: MaskedAutoencoderViT, images: torch.Tensor, batch_size: int = 64) -> dict[str, np.ndarray]:
-    """Eval-mode encoder features without masking: mean of patch tokens (N, D) and cls token (N, D)."""
+def pooled_features(model: MaskedAutoencoderViT, images: torch.Tensor, poolings: Sequence[str] = POOLINGS,
+                    depths: Sequence[int] = (), batch_size: int = 64) -> dict[str, np.ndarray]:
+    """Eval-mode encoder features without masking, (N, D) per pooling and depth.
+
+    Keys: the pooling (``mean``, ``cls``, ``max``) for the encoder's output; ``mean@4`` for the output of block 4
+    (1-based), layer-normalised without affine parameters, because only the last block is followed by the
+    encoder's own norm. MAE's last blocks specialise in reconstruction, so an earlier block may probe better.
+    """
     model.eval()
-    means, cls = [], []
-    for start in range(0, len(images), batch_size):
-        latent, _, _ = model.forward_encoder(images[start:start + batch_size], 0.0)
-        means.append(latent[:, 1:].mean(1))
-        cls.append(latent[:, 0])
-    return {"mean": torch.cat(means).numpy(), "cls": torch.cat(cls).numpy()}
+    captured: dict[int, torch.Tensor] = {}
+    hooks = [model.blocks[d - 1].register_forward_hook(lambda _m, _i, out, d=d: captured.__setitem__(d, out))
+             for d in depths]
+    out: dict[str, list[torch.Tensor]] = {}
+    try:
+        for start in range(0, len(images), batch_size):
+            latent, _, _ = model.forward_encoder(images[start:start + batch_size], 0.0)
+            layers = {"": latent, **{f"@{d}": F.layer_norm(t, t.shape[-1:]) for d, t in captured.items()}}
+            for suffix, tokens in layers.items():
+                for pooling in poolings:
+                    out.setdefault(pooling + suffix, []).append(pool_tokens(tokens, pooling))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return {k: torch.cat(v).numpy() for k, v in out.items()}
 
 
 def cross_validate(features: np.ndarray, labels: np.ndarray, seed: int, max_train: int = 100) -> dict[str, np.ndarray]:
@@ -165,9 +192,9 @@ def run_recipe(name: str, args: argparse.Namespace, images: torch.Tensor, labels
     started = time.time()
     losses = pretrain(model, frames, recipe, args.seed)
     seconds = time.time() - started
-    before, after = pooled_features(random_start, images), pooled_features(model, images)
+    before, after = (pooled_features(m, images, args.poolings, args.depths) for m in (random_start, model))
     result: dict[str, Any] = {"recipe": recipe, "losses": losses, "pretrain_seconds": seconds, "poolings": {}}
-    for pooling in POOLINGS:
+    for pooling in before:
         r, p = cross_validate(before[pooling], labels, args.seed), cross_validate(after[pooling], labels, args.seed)
         result["poolings"][pooling] = {k: {"random": r[k].tolist(), "pretrained": p[k].tolist()} for k in r}
     return result
@@ -189,6 +216,17 @@ def table(results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def parse_depths(parser: argparse.ArgumentParser, text: str, blocks: int = 12) -> list[int]:
+    """``"2,4"`` -> [2, 4]; a depth outside 1..blocks (ViT-Tiny has 12) is a command-line error."""
+    try:
+        depths = [int(d) for d in text.split(",") if d]
+    except ValueError:
+        parser.error(f"--depths must be comma-separated integers, got {text!r}")
+    if any(not 1 <= d <= blocks for d in depths):
+        parser.error(f"--depths must lie in 1..{blocks}, got {text!r}")
+    return depths
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--recipes", default=",".join(RECIPES), help=f"comma-separated, of {sorted(RECIPES)}")
@@ -199,11 +237,17 @@ def main() -> None:
     parser.add_argument("--per_class", type=int, default=60)
     parser.add_argument("--cache_dir", default=str(REPO / "demo_output" / "cache"))
     parser.add_argument("--out", default=str(REPO / "demo_output" / "recipe_sweep"))
+    parser.add_argument("--poolings", default=",".join(POOLINGS), help=f"comma-separated, of {list(ALL_POOLINGS)}")
+    parser.add_argument("--depths", default="", help="comma-separated encoder blocks (1-based) to probe as well")
     args = parser.parse_args()
     names = [n for n in args.recipes.split(",") if n]
     unknown = [n for n in names if n not in RECIPES]
     if unknown:
         parser.error(f"unknown recipes {unknown!r}; choose from {sorted(RECIPES)}")
+    args.poolings = [p for p in args.poolings.split(",") if p]
+    if not args.poolings or any(p not in ALL_POOLINGS for p in args.poolings):
+        parser.error(f"--poolings must be a comma-separated choice of {list(ALL_POOLINGS)}, got {args.poolings!r}")
+    args.depths = parse_depths(parser, args.depths)
     cache, out = Path(args.cache_dir), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     images, labels = benchmark(cache, args.per_class, args.strength, args.image_size)

@@ -40,7 +40,7 @@ class SkipCorruptDataset(Dataset):
                 continue
             try:
                 return super()._transform(i)
-            except Exception as e:  # any decoder or transform error means this one file is unusable
+            except Exception as e:  # noqa: BLE001 - any decoder or transform error means this one file is unusable
                 self.bad.add(i)
                 logger.warning("skipping unreadable image %s: %s", self.data[i].get(self.name_key, i), root_cause(e))
         raise RuntimeError("every item of the dataset failed to load")

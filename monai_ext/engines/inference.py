@@ -112,7 +112,7 @@ def predict_files(
     for path, stem in zip(tqdm(files, desc="predict", unit="image"), unique_output_stems(files)):
         try:
             image = prepare_image(path, transform, device)
-        except Exception as e:  # one bad file must not stop the batch
+        except Exception as e:  # noqa: BLE001 - one bad file must not stop the batch
             result["errors"][str(path)] = root_cause(e)
             logger.warning("skipping %s: %s", path, result["errors"][str(path)])
             continue

@@ -116,7 +116,7 @@ def predict_mask_files(
             loaded = load({"image": str(path)})
             original = np.asarray(loaded["image"])[0]
             image = torch.as_tensor(preprocess(loaded)["image"]).float()[None].to(device)
-        except Exception as e:  # one bad file must not stop the batch
+        except Exception as e:  # noqa: BLE001 - one bad file must not stop the batch
             result["errors"][str(path)] = root_cause(e)
             logger.warning("skipping %s: %s", path, result["errors"][str(path)])
             continue

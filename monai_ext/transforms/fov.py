@@ -315,8 +315,8 @@ def detect_fov(image: Any, threshold: int = 0, region_box: Sequence[int] | None 
         inner = detect_fov(gray[y0:y1, x0:x1], threshold, dim_edges=dim_edges)
         mask = np.zeros(gray.shape, bool)
         mask[y0:y1, x0:x1] = inner.mask
-        t, l, b, r = inner.bbox
-        bbox = (t + y0, l + x0, b + y0, r + x0) if inner.kind != "none" else (0, 0, 0, 0)
+        top, left, bottom, right = inner.bbox
+        bbox = (top + y0, left + x0, bottom + y0, right + x0) if inner.kind != "none" else (0, 0, 0, 0)
         return FieldOfView(mask, bbox, inner.kind, inner.fit_iou)
     region = signal_region(gray, threshold, solid=solid)
     if not region.any():

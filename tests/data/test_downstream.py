@@ -113,8 +113,11 @@ def make_gist(root: Path, n: int = 50) -> dict[str, int]:
         annotations.append({"id": i + 1, "image_id": i + 1, "category_id": category,
                             "segmentation": [[1, 1, 5, 1, 5, 5]], "bbox": [1, 1, 4, 4], "area": 8, "iscrowd": 0})
     categories = [{"id": 1, "name": "lmym"}, {"id": 2, "name": "gist"}]
-    coco = lambda idx: {"images": [images[j] for j in idx],
-                        "annotations": [annotations[j] for j in idx], "categories": categories}
+
+    def coco(idx):
+        return {"images": [images[j] for j in idx], "annotations": [annotations[j] for j in idx],
+                "categories": categories}
+
     (root / "annotations" / "all_anno_crop.json").write_text(json.dumps(coco(range(n))))
     for k in range(5):
         test_idx = [j for j in range(n) if j % 5 == k]

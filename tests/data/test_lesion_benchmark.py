@@ -33,7 +33,10 @@ def test_each_class_differs_from_circumscribed_by_its_own_cue_only() -> None:
     # same sizes and mean echogenicity distribution (same generator draws before the cue)
     assert [p["size"] for *_, p in base] == [p["size"] for *_, p in shadow]
     assert np.mean([perimeter_ratio(m) for m, *_ in lobed]) > 1.1 * np.mean([perimeter_ratio(m) for m, *_ in base])
-    spread = lambda ds: np.mean([np.std(np.log(e[m])) for m, e, *_ in ds])
+
+    def spread(ds):
+        return np.mean([np.std(np.log(e[m])) for m, e, *_ in ds])
+
     assert spread(hetero) > 3 * spread(base) + 0.1
     assert all(a > 0.012 for *_, a, _ in shadow) and all(a == pytest.approx(0.012) for *_, a, _ in base)
 

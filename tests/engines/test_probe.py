@@ -87,7 +87,10 @@ def test_knn_matches_a_brute_force_reference() -> None:
     rng = np.random.default_rng(0)
     bank_x, bank_y, queries = rng.standard_normal((30, 8)), rng.integers(0, 3, 30), rng.standard_normal((7, 8))
     probs = knn_probabilities((bank_x, bank_y), queries, k=5, num_classes=3)
-    unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)
+
+    def unit(a):
+        return a / np.linalg.norm(a, axis=1, keepdims=True)
+
     sims = unit(queries) @ unit(bank_x).T
     for q in range(len(queries)):
         top = np.argsort(-sims[q])[:5]

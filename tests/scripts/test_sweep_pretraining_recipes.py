@@ -74,3 +74,34 @@ def test_an_unknown_recipe_is_one_line_and_exit_code_2(tmp_path):
                             check=False, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 2
     assert "unknown recipes ['bogus']" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_pooled_features_at_earlier_depths_match_a_manual_forward(sweep):
+    torch.manual_seed(0)
+    model, images = tiny_mae(), torch.randn(5, 1, 32, 32)
+    features = sweep.pooled_features(model, images, ("mean", "cls", "max"), depths=(1,), batch_size=2)
+    assert set(features) == {"mean", "cls", "max", "mean@1", "cls@1", "max@1"}
+    assert all(f.shape == (5, model.cls_token.shape[-1]) for f in features.values())
+    # independent reference: embed, add positions, prepend cls, run the blocks by hand
+    with torch.no_grad():
+        x = model.patch_embed(images) + model.pos_embed[:, 1:]
+        x = torch.cat([(model.cls_token + model.pos_embed[:, :1]).expand(5, -1, -1), x], 1)
+        first = model.blocks[0](x)
+        last = model.norm(model.blocks[1](first))
+        first = torch.nn.functional.layer_norm(first, first.shape[-1:])
+    np.testing.assert_allclose(features["mean@1"], first[:, 1:].mean(1).numpy(), atol=1e-5)
+    np.testing.assert_allclose(features["max@1"], first[:, 1:].amax(1).numpy(), atol=1e-5)
+    np.testing.assert_allclose(features["cls"], last[:, 0].numpy(), atol=1e-5)
+    np.testing.assert_allclose(features["mean"], last[:, 1:].mean(1).numpy(), atol=1e-5)
+    assert not model.blocks[0]._forward_hooks                  # the capture hook is removed
+
+
+@pytest.mark.parametrize("flag, value, message", [("--depths", "0,4", "--depths must lie in 1..12"),
+                                                   ("--depths", "two", "--depths must be comma-separated integers"),
+                                                   ("--poolings", "mean,median", "--poolings must be")])
+def test_a_bad_depth_or_pooling_is_one_line_and_exit_code_2(tmp_path, flag, value, message):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, str(SCRIPT), flag, value, "--out", str(tmp_path)],
+                            check=False, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
