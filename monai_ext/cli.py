@@ -103,9 +103,11 @@ def make_datalist(protocol: str, root: str, out: str, fold: int = 0, folds: int 
         folds: BUS-BRA 5 or 10; k for folder/csv/busi/image-mask-folders.
         multiclass: mmotu-seg with the 8 tumour classes instead of tumour vs background.
     """
-    from monai_ext.data.downstream import load_protocol, write_split
+    from monai_ext.data.downstream import PROTOCOLS, load_protocol, write_split
     from monai_ext.data.segmentation import SEGMENTATION_PROTOCOLS, load_segmentation_protocol
 
+    if protocol not in PROTOCOLS and protocol not in SEGMENTATION_PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; choose one of {sorted(PROTOCOLS) + sorted(SEGMENTATION_PROTOCOLS)}")
     kwargs: dict[str, object] = {"folds": folds} if folds is not None else {}
     if multiclass:
         kwargs["multiclass"] = True
@@ -388,7 +390,7 @@ def main(argv: list[str] | None = None) -> None:
         if os.environ.get("MONAI_EXT_TRACEBACK"):
             raise
         command = next((a for a in args if not a.startswith("-")), "")
-        print(f"monai_ext {command}: {e}".replace("  ", " "), file=sys.stderr)
+        print(f"monai_ext {command}: " + " ".join(str(e).split()), file=sys.stderr)  # one line, whatever e says
         raise SystemExit(2) from None
     finally:
         fire.core._DisplayError = _FIRE_DISPLAY_ERROR

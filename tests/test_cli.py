@@ -50,7 +50,9 @@ def dataset(tmp_path: Path) -> Path:
     (["prepare-corpus", "{tmp}/root"], "no value for the required argument: out"),
     (["synthesize", "{tmp}/sim", "--num", "0"], "num must be at least 1, got 0"),
     (["make-datalist", "nosuchprotocol", "{tmp}/root", "{tmp}/list.json"], "nosuchprotocol"),
+    (["make-datalist", "nosuchprotocol", "{tmp}/root", "{tmp}/list.json"], "'busi'"),  # the list names every task's
     (["inspect-checkpoint", "{tmp}/missing.pt"], "missing.pt"),
+    (["inspect-checkpoint", "{tmp}/root/set/a.png"], "corrupt or not a torch file"),
     (["no-such-command"], "no-such-command"),
 ])
 def test_user_errors_are_one_line_with_exit_code_2(args, message, dataset, tmp_path, capsys):
@@ -59,6 +61,24 @@ def test_user_errors_are_one_line_with_exit_code_2(args, message, dataset, tmp_p
     assert code == 2
     assert err.count("\n") == 1 and "Traceback" not in err, err
     assert message.format(tmp=tmp_path) in err
+
+
+@pytest.mark.parametrize("args,message", [
+    (["make-datalist", "folder", "{root}", "{tmp}/list.json", "--fold", "7"], "fold must be in [0, 5), got 7"),
+    (["cross-validate", "folder", "{tmp}/cv", "--root", "{root}", "--folds", "0,9"],
+     "folds [0, 9]: protocol 'classes' has folds 0..4"),
+    (["cross-validate", "folder", "{tmp}/cv", "--root", "{root}", "--folds", "1,1"], "folds [1, 1] name a fold twice"),
+])
+def test_a_fold_the_protocol_lacks_is_a_user_error_before_any_training(args, message, tmp_path, capsys):
+    root = tmp_path / "classes"
+    for name in ("benign", "malignant"):
+        (root / name).mkdir(parents=True)
+        for i in range(7):  # 14 images: folds of 2 and 3, not even
+            cv2.imwrite(str(root / name / f"{i}.png"), np.full((32, 32), 40 * i, np.uint8))
+    code, err = run_main([a.format(tmp=tmp_path, root=root) for a in args], capsys)
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert message in err
+    assert not (tmp_path / "cv" / "splits").exists()   # refused before the first fold was written
 
 
 def test_a_misspelt_option_is_refused_before_anything_runs(dataset, tmp_path, capsys):

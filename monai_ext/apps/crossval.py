@@ -135,6 +135,20 @@ def synthetic_protocol(cache_dir: str | os.PathLike, per_class: int = 60, max_tr
     return folder_protocol(folder, folds=5, val_fraction=0.2, seed=seed, max_train=max_train)
 
 
+def check_folds(protocol: Protocol, folds: Sequence[int] | None) -> list[int]:
+    """The fold indices to run (all by default); each once and within the protocol's folds, else ``ValueError``."""
+    count = len(protocol.splits)
+    if folds is None:
+        return list(range(count))
+    folds = list(folds)
+    outside = [k for k in folds if not 0 <= k < count]
+    if outside or not folds:
+        raise ValueError(f"folds {folds!r}: protocol {protocol.name!r} has folds 0..{count - 1}")
+    if len(set(folds)) != len(folds):
+        raise ValueError(f"folds {folds!r} name a fold twice")
+    return folds
+
+
 def cross_validate(
     protocol: Protocol,
     out_dir: str | os.PathLike,
@@ -171,7 +185,7 @@ def cross_validate(
     key = metrics[0]
     bundle = locate_bundle_root("usf_mae_segment") if task == "segment" else None
     out = Path(out_dir)
-    folds = list(range(len(protocol.splits))) if folds is None else list(folds)
+    folds = check_folds(protocol, folds)
     results: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
     parent = ParentRun(protocol.name, out, tracking_uri) if tracking else None
     tracked = {"tracking_uri": parent.uri, "experiment_name": parent.experiment} if parent else {}

@@ -6,10 +6,14 @@ import argparse
 import hashlib
 import os
 import pickle
+import struct
 from pathlib import Path
 from typing import Any
 
 import torch
+
+# torch.save writes a zip archive (torch >= 1.6) or, in the legacy format, a pickle stream (protocol >= 2 opcode)
+TORCH_FILE_MAGIC = (b"PK\x03\x04", b"\x80")
 
 
 class CheckpointError(ValueError):
@@ -47,6 +51,11 @@ def read_checkpoint(path: str | os.PathLike, sha256: str | None = None) -> Any:
         actual = sha256_of(path)
         if actual.lower() != sha256.lower():
             raise CheckpointError(f"checkpoint {str(path)!r} has SHA-256 {actual!r}, expected {sha256!r}")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head.startswith(TORCH_FILE_MAGIC):
+        raise CheckpointError(f"cannot read checkpoint {str(path)!r}: corrupt or not a torch file "
+                              f"(starts with {head!r}, not a zip archive or a pickle stream)")
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True)
@@ -55,5 +64,6 @@ def read_checkpoint(path: str | os.PathLike, sha256: str | None = None) -> Any:
             f"refused to load {str(path)!r}: it pickles objects outside the allow-list "
             f"(tensors, containers, argparse.Namespace); nothing in it was run. Detail: {e}"
         ) from e
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
+    # a text file or a truncated legacy (non-zip) file fails inside the unpickler with IndexError or struct.error
+    except (RuntimeError, EOFError, OSError, ValueError, IndexError, KeyError, struct.error) as e:
         raise CheckpointError(f"cannot read checkpoint {str(path)!r}: corrupt or not a torch file ({e})") from e

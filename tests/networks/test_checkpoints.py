@@ -92,8 +92,18 @@ def test_arbitrary_pickled_object_is_refused_and_not_run(tmp_path) -> None:
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("content", [b"", b"not a torch file", b"PK\x03\x04truncated"])
-def test_corrupt_file_gives_clear_error(tmp_path, content: bytes) -> None:
+def _legacy_checkpoint_prefix(tmp_path, length: int) -> bytes:
+    """The first ``length`` bytes of a checkpoint in torch's legacy (pre-zip) format: a raw pickle stream."""
+    torch.save({"w": torch.ones(3)}, tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
+    return (tmp_path / "legacy.pth").read_bytes()[:length]
+
+
+@pytest.mark.parametrize("content", [b"", b"not a torch file", b"PK\x03\x04truncated",
+                                     b"root:x:0:0:root:/root:/bin/bash\n",  # a text file given by mistake
+                                     16, 30, 90])                           # legacy files cut short
+def test_corrupt_file_gives_clear_error(tmp_path, content: bytes | int) -> None:
+    if isinstance(content, int):
+        content = _legacy_checkpoint_prefix(tmp_path, content)
     path = tmp_path / "broken.pth"
     path.write_bytes(content)
     with pytest.raises(ck.CheckpointError, match="broken.pth"):
