@@ -1,0 +1,139 @@
+"""What the MONAI Label train tasks share: run a bundle's ``train.yaml`` from the served checkpoint on the
+datastore's labels and publish the best model atomically.
+
+MONAI Label runs a train request in a child process of the server. A task writes the annotators' labels as the
+bundle's datalist, runs the bundle's own ``train.yaml`` (``monai.bundle.run``) from the checkpoint served now, and
+publishes the best model at ``<app_dir>/model/<model_name>.pt``, which the infer task picks up on its next request.
+The classification and segmentation tasks differ only in how labels become a datalist, which settings the
+checkpoint fixes and which validation metric they report.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from abc import abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from monailabel.interfaces.datastore import Datastore
+from monailabel.interfaces.tasks.train import TrainTask
+
+from monai_ext.io.atomic import atomic_write_bytes
+
+logger = logging.getLogger(__name__)
+#: Request parameters and their defaults (shown to clients by ``/info/``). ``base_lr`` None keeps the bundle's.
+TRAIN_DEFAULTS: dict[str, Any] = {"max_epochs": 10, "batch_size": 8, "num_workers": 2, "val_fraction": 0.2, "seed": 0,
+                                  "base_lr": None}
+
+
+class BundleTrainTask(TrainTask):
+    """Fine-tune a bundle on the datastore's labels; subclasses say how labels become a datalist.
+
+    Args:
+        description: shown to clients.
+        bundle_root: the bundle folder.
+        served: returns the checkpoint being served now (the published one after a first training).
+        published: where the fine-tuned model is published.
+        class_names: the served model's classes.
+        overrides: further bundle settings (the app's ``overrides`` conf); they win over the checkpoint's.
+    """
+
+    #: the validation metric in the bundle's ``metrics.json`` whose best value the summary reports
+    metric: str = ""
+    #: what one training item is, for the log
+    item: str = "labelled images"
+
+    def __init__(self, description: str, bundle_root: Path, served: Callable[[], Path], published: Path,
+                 class_names: Sequence[str], overrides: Mapping[str, Any]) -> None:
+        super().__init__(description)
+        self.bundle_root, self.served, self.published = Path(bundle_root), served, Path(published)
+        self.class_names, self.overrides = list(class_names), dict(overrides)
+        self.work = self.published.with_suffix("")  # <app_dir>/model/<model_name>/
+
+    @abstractmethod
+    def write_datalist(self, items: Sequence[Mapping[str, str]], out: Path,
+                       params: Mapping[str, Any]) -> tuple[Path, dict[str, str]]:
+        """The datastore's labelled ``items`` as the bundle's datalist at ``out``; returns it and the skipped labels."""
+
+    @abstractmethod
+    def checkpoint_overrides(self, checkpoint: Path) -> dict[str, Any]:
+        """Bundle settings the checkpoint's architecture record fixes."""
+
+    def config(self) -> dict[str, Any]:
+        return dict(TRAIN_DEFAULTS)
+
+    def stats(self) -> dict[str, Any]:
+        """The last run's summary, if any."""
+        path = self.work / "train_stats.json"
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    def __call__(self, request: Mapping[str, Any], datastore: Datastore) -> dict[str, Any]:
+        """Train from the served model, publish atomically, return the run's summary.
+
+        Raises:
+            ValueError: a parameter of the wrong type or range, or too few labels.
+        """
+        params = train_parameters(request)
+        self.work.mkdir(parents=True, exist_ok=True)
+        datalist, skipped = self.write_datalist(datastore.datalist(), self.work / "datalist.json", params)
+        split = json.loads(datalist.read_text())
+        start_from, run_dir = Path(self.served()), self.work / "run"
+        shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run: no resume from an older training's files
+        self._run_bundle(datalist, start_from, run_dir, params, train_size=len(split["train"]))
+        # atomic: the serving process never reads a half-written model
+        atomic_write_bytes(self.published, (run_dir / "models" / "model.pt").read_bytes())
+        history = json.loads((run_dir / "eval" / "metrics.json").read_text())
+        summary = {"published": str(self.published), "started_from": str(start_from), "train": len(split["train"]),
+                   "validation": len(split["validation"]), "skipped_labels": skipped, "epochs": len(history),
+                   f"best_{self.metric}": max(h[self.metric] for h in history)}
+        atomic_write_bytes(self.work / "train_stats.json", json.dumps(summary, indent=1).encode())
+        logger.info("fine-tuned on %d %s: %s", summary["train"], self.item, summary)
+        return summary
+
+    def _run_bundle(self, datalist: Path, start_from: Path, run_dir: Path, params: Mapping[str, Any],
+                    train_size: int) -> None:
+        from monai.bundle import run
+
+        configs = self.bundle_root / "configs"
+        settings: dict[str, Any] = {
+            "meta_file": str(configs / "metadata.json"),
+            "logging_file": str(configs / "logging.conf"),
+            "bundle_root": str(self.bundle_root),
+            "datalist_file": str(datalist),
+            "init_checkpoint": str(start_from),
+            "ckpt_dir": str(run_dir / "models"),
+            "output_dir": str(run_dir / "eval"),
+            "cache_dir": str(run_dir / "cache"),
+            "epochs": params["max_epochs"],
+            # the training loader drops its last partial batch: never ask for more than there are images
+            "batch_size": min(params["batch_size"], train_size),
+            "num_workers": params["num_workers"],
+            # later entries win: the checkpoint's architecture, then the app's conf
+            **self.checkpoint_overrides(start_from),
+            **self.overrides,
+        }
+        if params["base_lr"] is not None:
+            settings["base_lr"] = params["base_lr"]
+        run(config_file=str(configs / "train.yaml"), **settings)
+
+
+def train_parameters(request: Mapping[str, Any]) -> dict[str, Any]:
+    """Request values over :data:`TRAIN_DEFAULTS`, checked.
+
+    Raises:
+        ValueError: quoting the parameter and its bad value.
+    """
+    params = {key: request.get(key, default) for key, default in TRAIN_DEFAULTS.items()}
+    for key, lowest in (("max_epochs", 1), ("batch_size", 1), ("num_workers", 0), ("seed", 0)):
+        value = params[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
+            raise ValueError(f"train parameter {key!r} must be an integer of at least {lowest}, got {value!r}")
+    base_lr = params["base_lr"]
+    if base_lr is not None and (isinstance(base_lr, bool) or not isinstance(base_lr, (int, float)) or base_lr <= 0):
+        raise ValueError(f"train parameter 'base_lr' must be a positive number, got {base_lr!r}")
+    if not 0.0 < float(params["val_fraction"]) < 0.5:
+        raise ValueError(f"train parameter 'val_fraction' must be in (0, 0.5), got {params['val_fraction']!r}")
+    return params
