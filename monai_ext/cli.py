@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -106,8 +107,9 @@ def make_datalist(protocol: str, root: str, out: str, fold: int = 0, folds: int 
     from monai_ext.data.downstream import PROTOCOLS, load_protocol, write_split
     from monai_ext.data.segmentation import SEGMENTATION_PROTOCOLS, load_segmentation_protocol
 
-    if protocol not in PROTOCOLS and protocol not in SEGMENTATION_PROTOCOLS:
-        raise ValueError(f"unknown protocol {protocol!r}; choose one of {sorted(PROTOCOLS) + sorted(SEGMENTATION_PROTOCOLS)}")
+    known = sorted(PROTOCOLS) + sorted(SEGMENTATION_PROTOCOLS)
+    if protocol not in known:
+        raise ValueError(f"unknown protocol {protocol!r}; choose one of {known}")
     kwargs: dict[str, object] = {"folds": folds} if folds is not None else {}
     if multiclass:
         kwargs["multiclass"] = True
@@ -168,7 +170,7 @@ def cross_validate(
     elif protocol == "synthetic-seg":
         kwargs = {"num": synthetic_images, "max_train": max_train or 50, "seed": data_seed}
     proto = protocol_by_name(protocol, root, cache_dir, **kwargs)
-    fold_list = [int(f) for f in _as_list(folds)] if folds not in (None, "") else None
+    fold_list = _int_list("folds", folds) if folds not in (None, "") else None
     record = run_cv(proto, out, _as_list(methods), init_checkpoint, fold_list, {"cache_dir": cache_dir, **overrides},
                     tracking, tracking_uri, task_of(protocol))
     print(record["table"])
@@ -378,6 +380,11 @@ def _check_options(args: list[str]) -> None:
                 raise ValueError(f"unknown option {arg.split('=', 1)[0]} (see --help for the options)")
 
 
+def one_line(message: str) -> str:
+    """``message`` on one line: terminal colour codes dropped (torch's refusals carry them), whitespace runs joined."""
+    return " ".join(re.sub(r"\x1b\[[0-9;]*m", "", message).split())
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m monai_ext`` and the ``monai-ext`` script: user errors end in one line on stderr
     and exit code 2, whatever the command."""
@@ -390,7 +397,7 @@ def main(argv: list[str] | None = None) -> None:
         if os.environ.get("MONAI_EXT_TRACEBACK"):
             raise
         command = next((a for a in args if not a.startswith("-")), "")
-        print(f"monai_ext {command}: " + " ".join(str(e).split()), file=sys.stderr)  # one line, whatever e says
+        print(f"monai_ext {command}: {one_line(str(e))}", file=sys.stderr)
         raise SystemExit(2) from None
     finally:
         fire.core._DisplayError = _FIRE_DISPLAY_ERROR

@@ -127,6 +127,8 @@ def pretrain(model: MaskedAutoencoderViT, frames: torch.Tensor, recipe: dict[str
 
 def pool_tokens(tokens: torch.Tensor, pooling: str) -> torch.Tensor:
     """(N, 1 + L, D) tokens, cls first -> (N, D): mean or max of the patch tokens, or the cls token."""
+    if pooling not in ALL_POOLINGS:
+        raise ValueError(f"pooling must be one of {list(ALL_POOLINGS)}, got {pooling!r}")
     if pooling == "cls":
         return tokens[:, 0]
     patches = tokens[:, 1:]
@@ -142,6 +144,8 @@ def pooled_features(model: MaskedAutoencoderViT, images: torch.Tensor, poolings:
     (1-based), layer-normalised without affine parameters, because only the last block is followed by the
     encoder's own norm. MAE's last blocks specialise in reconstruction, so an earlier block may probe better.
     """
+    if any(not 1 <= d <= len(model.blocks) for d in depths):
+        raise ValueError(f"depths must lie in 1..{len(model.blocks)} (the encoder's blocks), got {list(depths)!r}")
     model.eval()
     captured: dict[int, torch.Tensor] = {}
     hooks = [model.blocks[d - 1].register_forward_hook(lambda _m, _i, out, d=d: captured.__setitem__(d, out))
@@ -216,6 +220,14 @@ def table(results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def parse_poolings(parser: argparse.ArgumentParser, text: str) -> list[str]:
+    """``"mean,max"`` -> ["mean", "max"]; an empty or unknown choice is a command-line error."""
+    poolings = [p for p in text.split(",") if p]
+    if not poolings or any(p not in ALL_POOLINGS for p in poolings):
+        parser.error(f"--poolings must be a comma-separated choice of {list(ALL_POOLINGS)}, got {text!r}")
+    return poolings
+
+
 def parse_depths(parser: argparse.ArgumentParser, text: str, blocks: int = 12) -> list[int]:
     """``"2,4"`` -> [2, 4]; a depth outside 1..blocks (ViT-Tiny has 12) is a command-line error."""
     try:
@@ -244,9 +256,7 @@ def main() -> None:
     unknown = [n for n in names if n not in RECIPES]
     if unknown:
         parser.error(f"unknown recipes {unknown!r}; choose from {sorted(RECIPES)}")
-    args.poolings = [p for p in args.poolings.split(",") if p]
-    if not args.poolings or any(p not in ALL_POOLINGS for p in args.poolings):
-        parser.error(f"--poolings must be a comma-separated choice of {list(ALL_POOLINGS)}, got {args.poolings!r}")
+    args.poolings = parse_poolings(parser, args.poolings)
     args.depths = parse_depths(parser, args.depths)
     cache, out = Path(args.cache_dir), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from monai_ext.cli import main
 
@@ -68,6 +69,8 @@ def test_user_errors_are_one_line_with_exit_code_2(args, message, dataset, tmp_p
     (["cross-validate", "folder", "{tmp}/cv", "--root", "{root}", "--folds", "0,9"],
      "folds [0, 9]: protocol 'classes' has folds 0..4"),
     (["cross-validate", "folder", "{tmp}/cv", "--root", "{root}", "--folds", "1,1"], "folds [1, 1] name a fold twice"),
+    (["cross-validate", "folder", "{tmp}/cv", "--root", "{root}", "--folds", "a"],
+     "--folds must be comma-separated whole numbers, got 'a'"),
 ])
 def test_a_fold_the_protocol_lacks_is_a_user_error_before_any_training(args, message, tmp_path, capsys):
     root = tmp_path / "classes"
@@ -79,6 +82,14 @@ def test_a_fold_the_protocol_lacks_is_a_user_error_before_any_training(args, mes
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
     assert message in err
     assert not (tmp_path / "cv" / "splits").exists()   # refused before the first fold was written
+
+
+def test_a_multi_line_error_is_printed_on_one_line(tmp_path, capsys):
+    path = tmp_path / "paths.pt"
+    torch.save({"where": Path("/tmp")}, path)  # a PosixPath is outside the allow-list; torch's refusal spans lines
+    code, err = run_main(["inspect-checkpoint", str(path)], capsys)
+    assert code == 2 and err.count("\n") == 1 and "\x1b" not in err, err
+    assert "refused to load" in err and "outside the allow-list" in err
 
 
 def test_a_misspelt_option_is_refused_before_anything_runs(dataset, tmp_path, capsys):

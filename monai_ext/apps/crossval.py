@@ -136,7 +136,18 @@ def synthetic_protocol(cache_dir: str | os.PathLike, per_class: int = 60, max_tr
 
 
 def check_folds(protocol: Protocol, folds: Sequence[int] | None) -> list[int]:
-    """The fold indices to run (all by default); each once and within the protocol's folds, else ``ValueError``."""
+    """The fold indices to run.
+
+    Args:
+        protocol: the protocol whose folds are meant.
+        folds: indices, or None for all of them.
+
+    Returns:
+        The indices in the given order.
+
+    Raises:
+        ValueError: an index outside the protocol's folds, an index named twice, or an empty list.
+    """
     count = len(protocol.splits)
     if folds is None:
         return list(range(count))
@@ -167,7 +178,7 @@ def cross_validate(
         out_dir: results folder (one sub-folder per method and fold).
         methods: starting points: pretrained, random, cnn.
         init_checkpoint: weights for "pretrained".
-        folds: which folds (default: all).
+        folds: which folds (default: all); checked before anything runs (:func:`check_folds`).
         overrides: bundle overrides for every run (arch, image_size, epochs, ...).
         tracking: MONAI tracking settings (e.g. the bundle's ``mlflow_tracking.yaml``): a parent MLflow run with one
             nested run per (method, fold) and the mean/std summary on the parent.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import re
 
 import pytest
 import torch
@@ -92,22 +93,42 @@ def test_arbitrary_pickled_object_is_refused_and_not_run(tmp_path) -> None:
     assert not marker.exists()
 
 
-def _legacy_checkpoint_prefix(tmp_path, length: int) -> bytes:
-    """The first ``length`` bytes of a checkpoint in torch's legacy (pre-zip) format: a raw pickle stream."""
+def _legacy_checkpoint_prefix(tmp_path, length: int | None) -> bytes:
+    """The first ``length`` bytes (all if None) of a checkpoint in torch's legacy (pre-zip) format: a pickle stream."""
     torch.save({"w": torch.ones(3)}, tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
     return (tmp_path / "legacy.pth").read_bytes()[:length]
 
 
+def _legacy_checkpoint_with_a_changed_storage_key(tmp_path) -> bytes:
+    """A legacy checkpoint whose list of storage keys (pickled after the object) no longer matches the object's."""
+    data = bytearray(_legacy_checkpoint_prefix(tmp_path, None))
+    last_key = [m.start() for m in re.finditer(rb"\d{6,}", bytes(data))][-1]
+    data[last_key] = ord("9") if data[last_key] != ord("9") else ord("8")
+    return bytes(data)
+
+
 @pytest.mark.parametrize("content", [b"", b"not a torch file", b"PK\x03\x04truncated",
                                      b"root:x:0:0:root:/root:/bin/bash\n",  # a text file given by mistake
-                                     16, 30, 90])                           # legacy files cut short
-def test_corrupt_file_gives_clear_error(tmp_path, content: bytes | int) -> None:
+                                     16, 30, 90,                            # legacy files cut short
+                                     "changed storage key"])
+def test_corrupt_file_gives_clear_error(tmp_path, content: bytes | int | str) -> None:
     if isinstance(content, int):
         content = _legacy_checkpoint_prefix(tmp_path, content)
+    elif isinstance(content, str):
+        content = _legacy_checkpoint_with_a_changed_storage_key(tmp_path)
     path = tmp_path / "broken.pth"
     path.write_bytes(content)
-    with pytest.raises(ck.CheckpointError, match="broken.pth"):
+    with pytest.raises(ck.CheckpointError, match="cannot read checkpoint .*broken.pth.*: corrupt or not a torch file"):
         ck.read_checkpoint(path)
+
+
+@pytest.mark.parametrize("zip_format", [True, False])
+def test_both_torch_file_formats_load(tmp_path, zip_format: bool) -> None:
+    state = {"w": torch.arange(6.0).view(2, 3), "step": 3}
+    path = tmp_path / "w.pth"
+    torch.save(state, path, _use_new_zipfile_serialization=zip_format)
+    loaded = ck.read_checkpoint(path)
+    assert torch.equal(loaded["w"], state["w"]) and loaded["step"] == 3
 
 
 def test_sha256_is_checked(tmp_path) -> None:

@@ -23,7 +23,6 @@ from monailabel.interfaces.tasks.train import TrainTask
 
 from monai_ext.io.atomic import atomic_write_bytes
 
-logger = logging.getLogger(__name__)
 #: Request parameters and their defaults (shown to clients by ``/info/``). ``base_lr`` None keeps the bundle's.
 TRAIN_DEFAULTS: dict[str, Any] = {"max_epochs": 10, "batch_size": 8, "num_workers": 2, "val_fraction": 0.2, "seed": 0,
                                   "base_lr": None}
@@ -48,6 +47,8 @@ class BundleTrainTask(TrainTask):
 
     def __init__(self, description: str, bundle_root: Path, served: Callable[[], Path], published: Path,
                  class_names: Sequence[str], overrides: Mapping[str, Any]) -> None:
+        if not self.metric:
+            raise TypeError(f"{type(self).__name__} must name its validation metric (class attribute 'metric')")
         super().__init__(description)
         self.bundle_root, self.served, self.published = Path(bundle_root), served, Path(published)
         self.class_names, self.overrides = list(class_names), dict(overrides)
@@ -63,6 +64,7 @@ class BundleTrainTask(TrainTask):
         """Bundle settings the checkpoint's architecture record fixes."""
 
     def config(self) -> dict[str, Any]:
+        """The request parameters and their defaults, shown to clients by ``/info/``."""
         return dict(TRAIN_DEFAULTS)
 
     def stats(self) -> dict[str, Any]:
@@ -90,7 +92,7 @@ class BundleTrainTask(TrainTask):
                    "validation": len(split["validation"]), "skipped_labels": skipped, "epochs": len(history),
                    f"best_{self.metric}": max(h[self.metric] for h in history)}
         atomic_write_bytes(self.work / "train_stats.json", json.dumps(summary, indent=1).encode())
-        logger.info("fine-tuned on %d %s: %s", summary["train"], self.item, summary)
+        logging.getLogger(type(self).__module__).info("fine-tuned on %d %s: %s", summary["train"], self.item, summary)
         return summary
 
     def _run_bundle(self, datalist: Path, start_from: Path, run_dir: Path, params: Mapping[str, Any],

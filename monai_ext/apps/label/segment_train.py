@@ -28,7 +28,9 @@ class UltrasoundSegmentTrain(BundleTrainTask):
 
     def write_datalist(self, items: Sequence[Mapping[str, str]], out: Path,
                        params: Mapping[str, Any]) -> tuple[Path, dict[str, str]]:
+        """See :meth:`BundleTrainTask.write_datalist`."""
         return mask_datalist(items, self.class_names, out, float(params["val_fraction"]), params["seed"])
 
     def checkpoint_overrides(self, checkpoint: Path) -> dict[str, Any]:
+        """See :meth:`BundleTrainTask.checkpoint_overrides`."""
         return segmenter_overrides(checkpoint)

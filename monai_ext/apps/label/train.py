@@ -28,7 +28,9 @@ class UltrasoundClassifyTrain(BundleTrainTask):
 
     def write_datalist(self, items: Sequence[Mapping[str, str]], out: Path,
                        params: Mapping[str, Any]) -> tuple[Path, dict[str, str]]:
+        """See :meth:`BundleTrainTask.write_datalist`."""
         return labelled_datalist(items, self.class_names, out, params["val_fraction"], params["seed"])
 
     def checkpoint_overrides(self, checkpoint: Path) -> dict[str, Any]:
+        """See :meth:`BundleTrainTask.checkpoint_overrides`."""
         return overrides_from_checkpoint(checkpoint)
