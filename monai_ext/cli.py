@@ -13,10 +13,15 @@ Commands:
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import os
 import re
 import sys
+import types
+import typing
+from collections.abc import Callable
 from pathlib import Path
 
 import fire
@@ -107,6 +112,8 @@ def make_datalist(protocol: str, root: str, out: str, fold: int = 0, folds: int 
     from monai_ext.data.downstream import PROTOCOLS, load_protocol, write_split
     from monai_ext.data.segmentation import SEGMENTATION_PROTOCOLS, load_segmentation_protocol
 
+    if Path(out).is_dir():
+        raise IsADirectoryError(f"out {out!r} is a folder; give the JSON file to write")
     known = sorted(PROTOCOLS) + sorted(SEGMENTATION_PROTOCOLS)
     if protocol not in known:
         raise ValueError(f"unknown protocol {protocol!r}; choose one of {known}")
@@ -330,6 +337,61 @@ def export_onnx(checkpoint: str, out: str, opset: int = 18, tolerance: float = 1
           f"{info['max_difference']:.2e}")
 
 
+FLAG_WORDS = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}
+
+
+def _coerce(name: str, value: object, hint: object) -> object:
+    """``value`` as fire parsed it, checked against the parameter's annotation: fire passes on whatever it cannot
+    parse as a Python literal as a string (``--num abc``, ``--screen_capture no``), so check here, naming the option.
+
+    Raises:
+        ValueError: the value does not fit (main() reports it as one line, exit code 2).
+    """
+    if hint in (None, object, inspect.Parameter.empty):
+        return value
+    members = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    if value is None and type(None) in members:
+        return None
+    if bool in members:
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in FLAG_WORDS:
+            return FLAG_WORDS[str(value).lower()]
+        raise ValueError(f"--{name} must be true or false, got {value!r}")
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    for member in members:
+        kind = typing.get_origin(member) or member
+        if (kind is int and is_number and isinstance(value, int)) or (kind is str and isinstance(value, str)):
+            return value
+        if kind is float and is_number:
+            return float(value)
+        if kind in (tuple, list) and isinstance(value, (tuple, list)):
+            return value
+    if int in members:
+        raise ValueError(f"--{name} must be an integer, got {value!r}")
+    if float in members:
+        raise ValueError(f"--{name} must be a number, got {value!r}")
+    if str in members:  # a name or digest that fire read as a number, a bool or a comma-separated tuple
+        return ",".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
+    return value
+
+
+def _typed(command: Callable[..., None]) -> Callable[..., None]:
+    """``command`` with every argument checked against its annotation before it runs (``**overrides`` pass through
+    to the bundles unchecked). fire reads the signature of the wrapped function, so ``--help`` is unchanged."""
+    signature, hints = inspect.signature(command), typing.get_type_hints(command)
+
+    @functools.wraps(command)
+    def run(*args: object, **kwargs: object) -> None:
+        bound = signature.bind(*args, **kwargs)
+        for name, value in bound.arguments.items():
+            if signature.parameters[name].kind is not inspect.Parameter.VAR_KEYWORD:
+                bound.arguments[name] = _coerce(name, value, hints.get(name))
+        return command(*bound.args, **bound.kwargs)
+
+    return run
+
+
 COMMANDS = {
     "synthesize": synthesize,
     "inspect-checkpoint": inspect_checkpoint,
@@ -341,11 +403,12 @@ COMMANDS = {
     "bundle-path": bundle_path,
     "export-onnx": export_onnx,
 }
+COMMANDS = {name: _typed(command) for name, command in COMMANDS.items()}
 
 
 #: Errors that mean "the command line asks for something impossible" (validation raises these naming the value):
 #: reported as one line with exit code 2. Set MONAI_EXT_TRACEBACK=1 to see the traceback instead.
-USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, FileExistsError, PermissionError)
+USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, FileExistsError, PermissionError)
 
 
 def _one_line_fire_error(component_trace: object) -> None:
@@ -364,16 +427,18 @@ _FIRE_DISPLAY_ERROR = fire.core._DisplayError  # fire has no public hook for how
 def _check_options(args: list[str]) -> None:
     """Refuse an option the command does not have before it runs: fire would run the command with the others and
     only then complain about the leftover (an hour of ingestion, then an error about a misspelt flag)."""
-    import inspect
-
     command = next((a for a in args if not a.startswith("-")), None)
     function = COMMANDS.get(command or "")
     if function is None or "--help" in args or "-h" in args:
         return
+    options = args[: args.index("--")] if "--" in args else args  # after "--" come fire's own flags
+    short = next((a for a in options if re.fullmatch(r"-[A-Za-z][\w-]*(=.*)?", a)), None)
+    if short is not None:  # fire would guess a parameter from a short flag, or complain only after the run
+        raise ValueError(f"unknown option {short.split('=', 1)[0]}: use the long --name form (see --help)")
     parameters = inspect.signature(function).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
         return  # the command forwards any option (bundle overrides)
-    for arg in args[: args.index("--")] if "--" in args else args:  # after "--" come fire's own flags
+    for arg in options:
         if arg.startswith("--") and len(arg) > 2:
             name = arg[2:].split("=", 1)[0].replace("-", "_")
             if name not in parameters and not (name.startswith("no") and name[2:] in parameters):

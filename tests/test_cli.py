@@ -50,6 +50,13 @@ def dataset(tmp_path: Path) -> Path:
      "evaluation folder '{tmp}/nowhere' does not exist"),
     (["prepare-corpus", "{tmp}/root"], "no value for the required argument: out"),
     (["synthesize", "{tmp}/sim", "--num", "0"], "num must be at least 1, got 0"),
+    (["synthesize", "{tmp}/sim", "--num", "abc"], "--num must be an integer, got 'abc'"),
+    (["synthesize", "{tmp}/sim", "--num", "2.5"], "--num must be an integer, got 2.5"),
+    (["synthesize", "{tmp}/sim", "--screen_capture", "maybe"], "--screen_capture must be true or false, got 'maybe'"),
+    (["synthesize", "{tmp}/sim", "-n", "3"], "unknown option -n: use the long --name form"),
+    (["make-datalist", "folder", "{tmp}/root", "{tmp}/empty"], "is a folder; give the JSON file to write"),
+    (["export-onnx", "{tmp}/missing.pt", "{tmp}/x.onnx", "--tolerance", "-1"], "tolerance must be a number >= 0"),
+    (["export-onnx", "{tmp}/missing.pt", "{tmp}/x.onnx", "--opset", "new"], "--opset must be an integer, got 'new'"),
     (["make-datalist", "nosuchprotocol", "{tmp}/root", "{tmp}/list.json"], "nosuchprotocol"),
     (["make-datalist", "nosuchprotocol", "{tmp}/root", "{tmp}/list.json"], "'busi'"),  # the list names every task's
     (["inspect-checkpoint", "{tmp}/missing.pt"], "missing.pt"),
@@ -82,6 +89,20 @@ def test_a_fold_the_protocol_lacks_is_a_user_error_before_any_training(args, mes
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
     assert message in err
     assert not (tmp_path / "cv" / "splits").exists()   # refused before the first fold was written
+
+
+@pytest.mark.parametrize("hint, given, expected", [
+    (bool, "no", False), (bool, "True", True), (bool, True, True), (bool, "1", True),
+    (int, 3, 3), (float, 3, 3.0), ("int | None", None, None), ("str | None", 123, "123"),  # a digest read as a number
+    (str, ("a", "b"), "a,b"),                          # fire splits a,b into a tuple
+    ("str | tuple[str, ...]", ("pretrained", "random"), ("pretrained", "random")), (object, [1], [1]),
+])
+def test_arguments_are_coerced_to_their_annotation(hint, given, expected):
+    from monai_ext.cli import _coerce
+
+    hint = eval(hint) if isinstance(hint, str) else hint  # noqa: S307 - a fixed annotation string of this test
+    value = _coerce("x", given, hint)
+    assert value == expected and type(value) is type(expected)
 
 
 def test_a_multi_line_error_is_printed_on_one_line(tmp_path, capsys):

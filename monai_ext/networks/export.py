@@ -83,11 +83,18 @@ def export_checkpoint_onnx(
 
     Raises:
         CheckpointError: not a classifier checkpoint of this project.
-        RuntimeError: onnxruntime's outputs differ from the eager model's by more than ``tolerance``.
+        ValueError: a negative ``tolerance``; onnxruntime's outputs differ from the eager model's by more than
+            ``tolerance`` (then nothing is written at ``path``).
+        IsADirectoryError: ``path`` is a folder.
     """
     from monai_ext.io.checkpoints import CheckpointError, read_checkpoint
     from monai_ext.networks.checkpoints import build_from_checkpoint
 
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or tolerance < 0:
+        raise ValueError(f"tolerance must be a number >= 0, got {tolerance!r}")
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"ONNX output {str(path)!r} is a folder; give the .onnx file to write")
     content = read_checkpoint(checkpoint)
     kind = (content.get("arch") or {}).get("kind") if isinstance(content, dict) else None
     if kind != "classifier":
@@ -97,10 +104,17 @@ def export_checkpoint_onnx(
     size = model.arch_args["img_size"]
     height, width = (size, size) if isinstance(size, int) else tuple(size)
     shape = (model.arch_args["in_chans"], height, width)
-    export_onnx(model, path, (2, *shape), opset)
-    images = torch.randn(3, *shape, generator=torch.Generator().manual_seed(seed))  # a batch size not exported with
-    difference = onnx_max_difference(model, path, images)
-    if difference > tolerance:
-        raise RuntimeError(f"{path}: onnxruntime differs from the eager model by {difference:.3g} > {tolerance:g}")
+    # exported beside the target and published only once checked: a file that failed its check is never left behind
+    candidate = path.with_name(f".{path.stem[:40]}.unchecked.onnx")
+    try:
+        export_onnx(model, candidate, (2, *shape), opset)
+        images = torch.randn(3, *shape, generator=torch.Generator().manual_seed(seed))  # a batch size not exported
+        difference = onnx_max_difference(model, candidate, images)
+        if difference > tolerance:
+            raise ValueError(f"{path}: onnxruntime differs from the eager model by {difference:.3g} > tolerance "
+                             f"{tolerance:g}; nothing written")
+        atomic_write_bytes(path, candidate.read_bytes())
+    finally:
+        candidate.unlink(missing_ok=True)
     return {"path": str(path), "input_shape": shape, "class_names": content["arch"].get("config", {}).get("class_names"),
             "max_difference": difference}

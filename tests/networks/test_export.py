@@ -23,3 +23,36 @@ def test_checkpoint_export_refuses_a_pretraining_checkpoint_before_writing(tmp_p
     with pytest.raises(CheckpointError, match="holds a 'mae' model"):
         export_checkpoint_onnx(tmp_path / "mae.pt", tmp_path / "x.onnx")
     assert not (tmp_path / "x.onnx").exists()
+
+
+def _tiny_classifier_checkpoint(path):
+    from monai_ext.networks.classifier import build_classifier
+
+    torch.manual_seed(0)
+    model = build_classifier(arch="mae_vit_tiny_patch16_dec128d2b", num_classes=2, img_size=32, in_chans=1, depth=1)
+    save_model_checkpoint(path, model, "classifier", {"class_names": ["benign", "malignant"]})
+    return path
+
+
+@pytest.mark.parametrize("tolerance", [-1.0, "tight"])
+def test_checkpoint_export_refuses_a_bad_tolerance_before_reading(tolerance, tmp_path) -> None:
+    with pytest.raises(ValueError, match="tolerance must be a number >= 0"):
+        export_checkpoint_onnx(tmp_path / "missing.pt", tmp_path / "x.onnx", tolerance=tolerance)
+
+
+def test_checkpoint_export_refuses_a_folder_as_output_before_exporting(tmp_path) -> None:
+    with pytest.raises(IsADirectoryError, match="is a folder"):
+        export_checkpoint_onnx(tmp_path / "missing.pt", tmp_path)
+
+
+def test_a_file_that_fails_its_check_is_not_left_behind(tmp_path, monkeypatch) -> None:
+    from monai_ext.networks import export
+
+    checkpoint = _tiny_classifier_checkpoint(tmp_path / "model.pt")
+    (tmp_path / "model.onnx").write_bytes(b"the previous export")
+    # the check is what is under test, not onnxruntime's numerics: make it disagree by a known amount
+    monkeypatch.setattr(export, "onnx_max_difference", lambda model, path, images: 0.5)
+    with pytest.raises(ValueError, match="differs from the eager model by 0.5 > tolerance 0.1; nothing written"):
+        export_checkpoint_onnx(checkpoint, tmp_path / "model.onnx", tolerance=0.1)
+    assert (tmp_path / "model.onnx").read_bytes() == b"the previous export"   # the old file stands
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model.pt"]  # no candidate left
