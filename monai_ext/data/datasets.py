@@ -1,4 +1,10 @@
-"""Datasets that skip unreadable items with a warning naming the file and the reason."""
+"""Datasets that skip unreadable items with a warning naming the file and the reason.
+
+Training and evaluation treat a bad item differently. A training epoch is a sample: replacing a bad image by the next
+good one merely changes what is drawn, and keeps batches full. An evaluation is a count: a substitute would score one
+image twice and hide the bad one, so there the bad item is dropped before any loader sees the dataset and recorded in
+``skipped`` for the reports (each good image then counts exactly once, on one rank, whatever the sampler).
+"""
 
 from __future__ import annotations
 
@@ -6,34 +12,122 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+import torch.distributed as dist
 from monai.data import Dataset
+from monai.transforms import Compose, OneOf, RandomizableTrait, RandomOrder, SomeOf
 
 from monai_ext.io.errors import root_cause
 
 logger = logging.getLogger(__name__)
 
 
+def is_random_transform(transform: Any) -> bool:
+    """Whether a transform (a ``Compose`` chain, a list of transforms, or one transform) draws random numbers.
+
+    ``Compose`` is itself ``Randomizable`` (it forwards seeds to its members), so chains are judged by their members;
+    ``OneOf``, ``SomeOf`` and ``RandomOrder`` choose at random and so are random whatever their members.
+    """
+    if transform is None:
+        return False
+    if isinstance(transform, (OneOf, SomeOf, RandomOrder)):
+        return True
+    if isinstance(transform, Compose):
+        return any(is_random_transform(t) for t in transform.transforms)
+    if isinstance(transform, (list, tuple)):
+        return any(is_random_transform(t) for t in transform)
+    return isinstance(transform, RandomizableTrait)
+
+
+def _warn_once_per_job(message: str, *args: Any) -> None:
+    """Warn on rank 0 only: under DDP every rank screens the same evaluation list, one warning per file suffices."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0:
+        logger.warning(message, *args)
+
 
 class SkipCorruptDataset(Dataset):
     """``monai.data.Dataset`` that skips items whose loading or transforms fail, with a warning naming the file.
 
-    A failed item is replaced by the next good one, so batches keep their size and a long run is never stopped by
-    one bad file. Each bad file is reported once per process.
+    Two behaviours, chosen by ``evaluation``:
+
+    * training (``evaluation=False``): a failed item is replaced by the next good one, so batches keep their size and
+      a long run is never stopped by one bad file. Each bad file is reported once per process. The data is read
+      lazily, as by ``monai.data.Dataset``.
+    * evaluation (``evaluation=True``): every item is run through ``transform`` once, at construction, and the
+      unreadable ones are removed from ``data`` and listed in :attr:`skipped`. The length is then the number of good
+      items, so any sampler (``UnpaddedShardSampler`` included) and any collate see only good items and each is
+      evaluated exactly once. Every DDP rank screens the same list and so drops the same items. An item that passed
+      the screening but fails later (the file changed during the run) raises instead of being replaced.
+
+    By default (``evaluation=None``) a dataset whose transform is random (augmentation) is a training one and a
+    deterministic one is an evaluation one: the bundles build their training and evaluation datasets with the same
+    class, and the augmentation is what tells them apart.
 
     Args:
         data: datalist of dicts.
         transform: MONAI transform chain.
-        name_key: key whose value names the item in warnings.
+        name_key: key whose value names the item in warnings and in :attr:`skipped`.
+        evaluation: drop unreadable items (True) or replace them (False); None: decided from ``transform``.
+
+    Attributes:
+        skipped: ``[{name_key: value, "reason": "ErrorType: message"}]`` for each item dropped at screening (evaluation)
+            or replaced so far in this process (training; items found bad in loader workers are not seen here).
+
+    Raises:
+        ValueError: the datalist is empty, or (evaluation) no item of it can be read.
     """
 
-    def __init__(self, data: Sequence[dict[str, Any]], transform: Any = None, name_key: str = "image") -> None:
+    def __init__(self, data: Sequence[dict[str, Any]], transform: Any = None, name_key: str = "image",
+                 evaluation: bool | None = None) -> None:
         if len(data) == 0:
             raise ValueError("the datalist is empty")
-        super().__init__(data, transform)
         self.name_key = name_key
+        self.evaluation = not is_random_transform(transform) if evaluation is None else bool(evaluation)
+        self.skipped: list[dict[str, str]] = []
         self.bad: set[int] = set()
+        super().__init__(data, transform)
+        if self.evaluation:
+            self.data = self._screen()
+
+    def _name(self, index: int) -> str:
+        return str(self.data[index].get(self.name_key, index))
+
+    def _record(self, index: int, error: Exception) -> None:
+        reason = root_cause(error)
+        self.skipped.append({self.name_key: self._name(index), "reason": reason})
+        # training ranks meet different bad files, each warns of its own; evaluation ranks all screen the same list
+        warn = _warn_once_per_job if self.evaluation else logger.warning
+        warn("skipping unreadable image %s: %s", self._name(index), reason)
+
+    def _screen(self) -> list[dict[str, Any]]:
+        """The items whose transform succeeds; the others go to :attr:`skipped`.
+
+        Decoding each file is the only reliable test of readability (a zero-byte, truncated or mislabelled file has
+        a name like any other); the result is discarded, so memory stays that of a plain ``Dataset``.
+        """
+        good = []
+        for index, item in enumerate(self.data):
+            try:
+                super()._transform(index)
+            except Exception as e:  # noqa: BLE001 - any decoder or transform error means this one file is unusable
+                self._record(index, e)
+            else:
+                good.append(item)
+        if not good:
+            reasons = "; ".join(f"{s[self.name_key]}: {s['reason']}" for s in self.skipped[:3])
+            raise ValueError(f"none of the {len(self.data)} items of the dataset can be read ({reasons}"
+                             f"{'; ...' if len(self.skipped) > 3 else ''})")
+        if self.skipped:
+            logger.info("%d of %d items are unreadable and left out of the evaluation", len(self.skipped),
+                        len(self.data))
+        return good
 
     def _transform(self, index: int) -> Any:
+        if self.evaluation:
+            try:
+                return super()._transform(index)
+            except Exception as e:  # noqa: BLE001 - re-raised with the file's name; a substitute would count twice
+                raise RuntimeError(f"{self._name(index)} was readable when the evaluation started but failed now: "
+                                   f"{root_cause(e)}") from e
         for step in range(len(self.data)):
             i = (index + step) % len(self.data)
             if i in self.bad:
@@ -42,5 +136,5 @@ class SkipCorruptDataset(Dataset):
                 return super()._transform(i)
             except Exception as e:  # noqa: BLE001 - any decoder or transform error means this one file is unusable
                 self.bad.add(i)
-                logger.warning("skipping unreadable image %s: %s", self.data[i].get(self.name_key, i), root_cause(e))
+                self._record(i, e)
         raise RuntimeError("every item of the dataset failed to load")
