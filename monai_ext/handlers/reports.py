@@ -17,9 +17,21 @@ from monai_ext.visualize.plots import plot_confusion_matrix, plot_roc
 logger = logging.getLogger(__name__)
 
 
+def skipped_items(engine: Engine) -> list[dict[str, str]]:
+    """The items the evaluated dataset left out as unreadable, each with its reason (``[]`` when it keeps no list).
+
+    :class:`~monai_ext.data.datasets.SkipCorruptDataset` screens an evaluation list once when it is built, the same on
+    every rank, so this list is complete on each rank without a gather.
+    """
+    dataset = getattr(getattr(engine, "data_loader", None), "dataset", None)
+    return [dict(item) for item in getattr(dataset, "skipped", [])]
+
 
 class ClassificationReportWriter:
     """After an evaluation, write ``<prefix>report.json``, ``<prefix>confusion_matrix.png`` and ``<prefix>roc.png``.
+
+    The report's ``n`` counts the evaluated images; ``skipped`` lists the unreadable ones left out (see
+    :func:`skipped_items`).
 
     Args:
         output_dir: folder of the files.
@@ -47,6 +59,7 @@ class ClassificationReportWriter:
             return
         report = {"macro_f1": score, **engine.state.metric_details[self.report_name]}
         report["class_names"] = self.class_names
+        report["skipped"] = skipped_items(engine)  # unreadable files: not in n, not replaced by others
         self.last_report = report
         if not is_main_process():
             return
@@ -55,5 +68,6 @@ class ClassificationReportWriter:
         plot_confusion_matrix(report["confusion_matrix"], self.class_names, self.folder / f"{self.prefix}confusion_matrix.png", title)
         if report["roc"]:
             plot_roc(report["roc"], report["auc"], self.folder / f"{self.prefix}roc.png", "ROC")
-        logger.info("classification report: %s (macro-F1 %.4f, accuracy %.4f, AUC %.4f)",
-                    self.folder / f"{self.prefix}report.json", report["macro_f1"], report["accuracy"], report["auc"])
+        logger.info("classification report: %s (n %d, %d unreadable left out; macro-F1 %.4f, accuracy %.4f, AUC %.4f)",
+                    self.folder / f"{self.prefix}report.json", report["n"], len(report["skipped"]), report["macro_f1"],
+                    report["accuracy"], report["auc"])

@@ -4,6 +4,8 @@ prediction against ground truth for a sample of images.
 The numbers are MONAI's own (``MeanDice``, ``MeanIoUHandler``, ``HausdorffDistance`` with ``save_details``): their
 per-image buffers are gathered over ranks by MONAI (``evenly_divisible_all_gather``, exact for unequal shards), and
 this handler gathers the matching image ids in the same rank order, so every validation image appears once.
+Unreadable images are left out of the evaluation by the dataset (never replaced by another) and listed under
+``skipped`` with their reason.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch.distributed as dist
 from ignite.engine import Engine, Events
 
 from monai_ext.engines.distributed import is_distributed, is_main_process, world_size
+from monai_ext.handlers.reports import skipped_items
 from monai_ext.io.atomic import atomic_write_bytes
 from monai_ext.io.figures import save_png
 from monai_ext.visualize.overlays import comparison_overlay
@@ -140,7 +143,8 @@ class SegmentationReportWriter:
         self.best = score
         details = {key: engine.state.metric_details[name] for key, name in DETAIL_METRICS.items()
                    if name in getattr(engine.state, "metric_details", {})}
-        report = {"key_metric": self.key_metric, "score": score, **segmentation_report(details, ids, self.class_names)}
+        report = {"key_metric": self.key_metric, "score": score, **segmentation_report(details, ids, self.class_names),
+                  "skipped": skipped_items(engine)}
         self.last_report = report
         if not is_main_process():
             return
@@ -148,5 +152,6 @@ class SegmentationReportWriter:
         for image_id, image, prediction, truth in self._samples:
             name = image_id.replace("/", "_")
             save_png(comparison_overlay(image, prediction, truth), self.folder / f"{self.prefix}overlays" / f"{name}.png")
-        logger.info("segmentation report: %s (n %d, Dice %.4f, IoU %s, HD95 %s)", self.folder / f"{self.prefix}report.json",
-                    report["n"], score, report.get("mean_iou"), report.get("mean_hd95"))
+        logger.info("segmentation report: %s (n %d, %d unreadable left out; Dice %.4f, IoU %s, HD95 %s)",
+                    self.folder / f"{self.prefix}report.json", report["n"], len(report["skipped"]), score,
+                    report.get("mean_iou"), report.get("mean_hd95"))

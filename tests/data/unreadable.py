@@ -26,15 +26,21 @@ def image_folder(folder: Path, good: int = 8) -> list[dict[str, object]]:
     return items
 
 
+def square_mask(index: int, size: int = 16) -> np.ndarray:
+    """(size, size) two-class mask of case ``index``: a square of side 4 + index at (2, 2)."""
+    mask = np.zeros((size, size), np.uint8)
+    mask[2 : 6 + index, 2 : 6 + index] = 1
+    return mask
+
+
 def with_masks(items: list[dict[str, object]], folder: Path) -> list[dict[str, object]]:
-    """The items with a readable (16, 16) two-class mask under "label" (a square of side 4 + index, for good and bad
-    images alike: only the images are unreadable)."""
+    """The items with a readable mask file under "label": :func:`square_mask` of the case's index for the good
+    images, of 0 for the bad ones (only the images are unreadable)."""
     out = []
-    for i, item in enumerate(items):
-        mask = np.zeros((16, 16), np.uint8)
-        mask[2 : 6 + i % 8, 2 : 6 + i % 8] = 1
-        path = folder / f"mask{i}.png"
-        Image.fromarray(mask).save(path)
+    for position, item in enumerate(items):
+        name = str(item["id"])
+        path = folder / f"mask{position}.png"
+        Image.fromarray(square_mask(int(name[4:]) if name.startswith("case") else 0)).save(path)
         out.append({**item, "label": str(path)})
     return out
 

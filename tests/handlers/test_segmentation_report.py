@@ -1,9 +1,10 @@
 """Segmentation report: MONAI's per-image Dice / IoU / HD95 through an evaluator against NumPy references, JSON
-layout, undefined values, overlays and best-only writing."""
+layout, undefined values, overlays, best-only writing, and unreadable images left out and listed."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +13,9 @@ from monai.engines import SupervisedEvaluator
 from monai.handlers import HausdorffDistance, MeanDice, MeanIoUHandler, from_engine
 from monai.transforms import AsDiscreted, Compose
 
+from monai_ext.data.datasets import SkipCorruptDataset
 from monai_ext.handlers.segmentation import SegmentationReportWriter, segmentation_report
+from tests.data.unreadable import BAD, image_folder, load, square_mask, with_masks
 
 
 def _disc(size: int, centre: tuple[int, int], radius: int) -> np.ndarray:
@@ -87,3 +90,33 @@ def test_best_only_keeps_the_first_of_equal_scores(tmp_path) -> None:
 def test_report_checks_detail_shapes() -> None:
     with pytest.raises(ValueError, match=r"expected \(2, 1\)"):
         segmentation_report({"dice": torch.zeros(2, 2)}, ["a", "b"], ["background", "lesion"])
+
+
+class _Squares(torch.nn.Module):
+    """Predicts the square mask of the case whose index the image's pixels hold (the truth of a good image)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        masks = torch.stack([torch.as_tensor(square_mask(int(v))) for v in x[:, 0, 0, 0].tolist()]).long()
+        return torch.nn.functional.one_hot(masks, 2).permute(0, 3, 1, 2).float()
+
+
+def test_unreadable_images_are_left_out_of_the_per_image_report_and_listed(tmp_path) -> None:
+    """11 cases, 3 unreadable: the per-image report holds the 8 readable ones once each, paired with their own masks
+    (Dice 1), and lists the 3 others with their reason (a substitute would repeat a neighbour under its id)."""
+    items = with_masks(image_folder(tmp_path, good=8), tmp_path)
+    dataset = SkipCorruptDataset(items, load(keys=("image", "label")))  # the bundles' call
+    writer = SegmentationReportWriter(tmp_path, ["background", "lesion"], prefix="test_", num_overlays=0)
+    pair = from_engine(["pred", "label"])
+    evaluator = SupervisedEvaluator(
+        device=torch.device("cpu"), val_data_loader=torch.utils.data.DataLoader(dataset, batch_size=3),
+        network=_Squares(),
+        postprocessing=Compose([AsDiscreted(keys=["pred", "label"], argmax=[True, False], to_onehot=2)]),
+        key_val_metric={"val_mean_dice": MeanDice(include_background=False, output_transform=pair)},
+        val_handlers=[writer],
+    )
+    evaluator.run()
+    report = json.loads((tmp_path / "test_report.json").read_text())
+    assert [e["id"] for e in report["per_image"]] == [f"case{i}" for i in range(8)] and report["n"] == 8
+    assert [e["dice"]["lesion"] for e in report["per_image"]] == pytest.approx([1.0] * 8)
+    assert sorted(Path(s["image"]).name for s in report["skipped"]) == sorted(BAD)
+    assert all(s["reason"] for s in report["skipped"])

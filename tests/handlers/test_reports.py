@@ -1,0 +1,53 @@
+"""Classification report of an evaluation over a split with unreadable files: each readable image counts once (n,
+per-class support, confusion matrix) and the unreadable ones are listed with their reason."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from monai_ext.data.datasets import SkipCorruptDataset
+from monai_ext.engines.classification import ClassificationEvaluator
+from monai_ext.engines.metrics import ClassificationReport, MacroF1
+from monai_ext.handlers.reports import ClassificationReportWriter
+from tests.data.unreadable import BAD, image_folder, load
+
+CLASSES = ["even", "odd"]
+
+
+class _Parity(torch.nn.Module):
+    """A 'network' that knows the answer: the image's pixels hold its index, whose parity is its label."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.one_hot(x[:, 0, 0, 0].long() % 2, 2).float() * 10
+
+
+def _evaluate(tmp_path: Path, items: list[dict]) -> dict:
+    dataset = SkipCorruptDataset(items, load())  # the bundles' call: a deterministic chain is an evaluation one
+    evaluator = ClassificationEvaluator(
+        device=torch.device("cpu"), val_data_loader=torch.utils.data.DataLoader(dataset, batch_size=3),
+        network=_Parity(), decollate=False,
+        key_val_metric={"val_macro_f1": MacroF1(CLASSES)},
+        additional_metrics={"report": ClassificationReport(CLASSES)},
+        val_handlers=[ClassificationReportWriter(tmp_path, CLASSES, prefix="test_")],
+    )
+    evaluator.run()
+    return json.loads((tmp_path / "test_report.json").read_text())
+
+
+def test_unreadable_files_are_left_out_of_the_counts_and_listed(tmp_path) -> None:
+    items = image_folder(tmp_path, good=8)  # 11 items: 8 readable (4 even, 4 odd) and 3 unreadable
+    report = _evaluate(tmp_path, items)
+    assert report["n"] == 8
+    assert {name: c["support"] for name, c in report["per_class"].items()} == {"even": 4, "odd": 4}
+    assert report["confusion_matrix"] == [[4, 0], [0, 4]] and report["macro_f1"] == 1.0
+    assert sorted(Path(s["image"]).name for s in report["skipped"]) == sorted(BAD)
+    assert all(s["reason"] for s in report["skipped"])
+
+
+def test_a_clean_split_reports_nothing_skipped(tmp_path) -> None:
+    items = [item for item in image_folder(tmp_path, good=5) if item["id"] not in BAD]
+    report = _evaluate(tmp_path, items)
+    assert report["n"] == 5 and report["skipped"] == []
