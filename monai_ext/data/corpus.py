@@ -37,6 +37,7 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
+from monai_ext.data.folders import walk_files  # symbolic links followed, each real folder once
 from monai_ext.data.frames import FrameOptions, SkippedSource, iter_frames, source_kind
 from monai_ext.data.views import (
     DOPPLER_POLICIES,
@@ -191,25 +192,10 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def walk_files(root: Path) -> Iterable[Path]:
-    """Every file under ``root``, following symbolic links to folders; each real folder is entered once, so a link
-    back up the tree (a loop) or two links to one folder cannot repeat files. Hidden files are left out."""
-    seen: set[tuple[int, int]] = set()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        stat = os.stat(dirpath)
-        if (stat.st_dev, stat.st_ino) in seen:
-            dirnames.clear()
-            continue
-        seen.add((stat.st_dev, stat.st_ino))
-        dirnames.sort()
-        for name in sorted(filenames):
-            if not name.startswith("."):
-                yield Path(dirpath) / name
-
-
 def list_sources(root: Path) -> list[str]:
     """Supported files under ``root`` (relative POSIX paths, sorted): ``<dataset>/...``, or a bare file name for
-    files directly under ``root`` (their dataset is named after ``root``)."""
+    files directly under ``root`` (their dataset is named after ``root``). Supported by suffix, or DICOM by content
+    where the name has no suffix (``IM0001`` of a DICOMDIR export; see ``monai_ext.io.images.source_kind``)."""
     return sorted(path.relative_to(root).as_posix() for path in walk_files(root) if source_kind(path))
 
 

@@ -4,29 +4,48 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from monai_ext.data.synthetic import SimulatorConfig, generate_dataset
-from monai_ext.io.images import IMAGE_SUFFIXES
+from monai_ext.io.images import IMAGE_SUFFIXES, matches_suffixes
 
 logger = logging.getLogger(__name__)
 
 
-def list_images(folder: str | os.PathLike, suffixes: Sequence[str] = IMAGE_SUFFIXES) -> list[Path]:
-    """All image files under ``folder`` (recursive, case-insensitive suffixes, hidden files skipped), sorted.
+def walk_files(root: str | os.PathLike) -> Iterator[Path]:
+    """Every file under ``root`` (paths as reached, under ``root``), following symbolic links to folders: each real
+    folder is entered once, so a link back up the tree (a loop) or two links to one folder cannot repeat files.
+    Hidden files are left out. Folders in sorted order, files sorted within each.
 
-    Suffixes are matched on the whole name, so double ones such as ``.nii.gz`` work."""
+    ``Path.rglob`` is not used: before Python 3.13 it does not follow links to folders, and a study folder linked
+    into a dataset (``study1 -> /data/exports/study1``) would be skipped without a word.
+    """
+    seen: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        stat = os.stat(dirpath)
+        if (stat.st_dev, stat.st_ino) in seen:
+            dirnames.clear()
+            continue
+        seen.add((stat.st_dev, stat.st_ino))
+        dirnames.sort()
+        for name in sorted(filenames):
+            if not name.startswith("."):
+                yield Path(dirpath) / name
+
+
+def list_images(folder: str | os.PathLike, suffixes: Sequence[str] = IMAGE_SUFFIXES) -> list[Path]:
+    """All image files under ``folder``, sorted: recursive through symbolic links to folders (:func:`walk_files`),
+    case-insensitive suffixes matched on the whole name (``.nii.gz`` works), hidden files skipped. Where
+    ``suffixes`` hold a DICOM one, DICOM files without a suffix (``IM0001``) are found by their content."""
     root = Path(folder)
     if not root.is_dir():
         raise ValueError(f"dataset folder {str(root)!r} does not exist or is not a folder")
     wanted = tuple(sorted({s.lower() for s in suffixes}))
-    files = sorted(
-        p for p in root.rglob("*") if p.name.lower().endswith(wanted) and p.is_file() and not p.name.startswith(".")
-    )
+    files = sorted(p for p in walk_files(root) if matches_suffixes(p, wanted) and p.is_file())
     if not files:
         raise ValueError(f"no images ({', '.join(sorted(wanted))}) found under {str(root)!r}")
     return files

@@ -21,7 +21,7 @@ import numpy as np
 from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
 
 from monai_ext.data.downstream import MMOTU_CLASSES, Item, Protocol, Split, busbra_protocol
-from monai_ext.data.folders import IMAGE_SUFFIXES
+from monai_ext.data.folders import IMAGE_SUFFIXES, walk_files
 from monai_ext.data.synthetic import SimulatorConfig, simulate_frame
 from monai_ext.io.atomic import atomic_write_bytes
 from monai_ext.io.images import image_stem, is_single_image
@@ -180,14 +180,14 @@ def mmotu_segmentation_protocol(root: str | os.PathLike, multiclass: bool = Fals
 
 # ------------------------------------------------------------------------------------------------ generic layouts
 def busi_items(root: str | os.PathLike) -> list[Item]:
-    """Images with their ``<stem>_mask.png`` / ``<stem>_mask_<k>.png`` files (merged), in one or more folders.
+    """Images with their ``<stem>_mask.png`` / ``<stem>_mask_<k>.png`` files (merged), in one or more folders
+    (symbolic links to folders followed, :func:`~monai_ext.data.folders.walk_files`).
 
     The folder of an image (``benign``, ``malignant``, ``normal`` in BUSI) becomes its ``group``. An image without
     any mask is an error naming it (BUSI ships an empty mask for normal images).
     """
     root = _require(Path(root), "dataset folder")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                   and not p.name.startswith("."))
+    files = sorted(p for p in walk_files(root) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     masks: dict[tuple[Path, str], list[Path]] = {}
     images = []
     for path in files:

@@ -22,10 +22,6 @@ from monai_ext.visualize.gradcam import gradcam_overlay, has_token_blocks
 logger = logging.getLogger(__name__)
 
 
-
-
-
-
 def prepare_image(
     path: str | os.PathLike, transform: Callable[[dict[str, Any]], dict[str, Any]], device: torch.device
 ) -> torch.Tensor:
@@ -72,10 +68,6 @@ def classify_image(
     }
 
 
-
-
-
-
 def predict_files(
     network: torch.nn.Module,
     files: Sequence[str | os.PathLike],
@@ -102,25 +94,56 @@ def predict_files(
         inferer, postprocessing: as :func:`classify_image`.
 
     Returns:
-        ``{"predictions": {path: {"label", "class", "probabilities": {name: p}}}, "errors": {path: reason}}``.
+        ``{"class_names", "predictions": {path: {"label", "class", "probabilities": {name: p}[, "heatmap": file]}},
+        "errors": {path: reason}}``. A file whose heat map could not be written keeps its prediction (without
+        ``heatmap``) and is listed under ``errors`` too; the JSON is written whatever single files do.
+
+    Raises:
+        FileExistsError: the JSON's folder or ``heatmap_dir`` is an existing file (before any prediction).
     """
     if not files:
         raise ValueError("no input files to predict")
+    output_json = Path(output_json)
+    make_output_folders(output_json.parent, *([Path(heatmap_dir)] if heatmap_dir is not None else []))
     device = torch.device(device)
     network.eval()
+    heatmaps = heatmap_dir is not None and has_token_blocks(network)
     result: dict[str, Any] = {"class_names": list(class_names), "predictions": {}, "errors": {}}
     for path, stem in zip(tqdm(files, desc="predict", unit="image"), unique_output_stems(files)):
         try:
             image = prepare_image(path, transform, device)
         except Exception as e:  # noqa: BLE001 - one bad file must not stop the batch
-            result["errors"][str(path)] = root_cause(e)
-            logger.warning("skipping %s: %s", path, result["errors"][str(path)])
+            _record_error(result, path, root_cause(e))
             continue
         prediction = classify_image(network, image, class_names, precision, inferer, postprocessing)
         result["predictions"][str(path)] = prediction
-        if heatmap_dir is not None and has_token_blocks(network):
-            overlay = gradcam_overlay(network, image, prediction["label"])
-            save_png(overlay, Path(heatmap_dir) / f"{stem}_gradcam.png")
-    atomic_write_bytes(Path(output_json), json.dumps(result, indent=1).encode())
+        if heatmaps:
+            heatmap_file = Path(heatmap_dir) / f"{stem}_gradcam.png"
+            try:
+                save_png(gradcam_overlay(network, image, prediction["label"]), heatmap_file)
+            except OSError as e:  # a full disk or a name the filesystem refuses: this file's heat map only
+                _record_error(result, path, f"heat map not written: {type(e).__name__}: {e}")
+            else:
+                prediction["heatmap"] = str(heatmap_file)
+    atomic_write_bytes(output_json, json.dumps(result, indent=1).encode())
     logger.info("%d predictions, %d errors: %s", len(result["predictions"]), len(result["errors"]), output_json)
     return result
+
+
+def make_output_folders(*folders: Path) -> None:
+    """Create the output folders before any work, so that a path that is taken (an existing file) fails at once
+    rather than after every prediction has been made.
+
+    Raises:
+        FileExistsError: naming a path that exists and is not a folder.
+    """
+    for folder in folders:
+        if folder.exists() and not folder.is_dir():
+            raise FileExistsError(f"output folder {str(folder)!r} exists and is not a folder")
+        folder.mkdir(parents=True, exist_ok=True)
+
+
+def _record_error(result: dict[str, Any], path: str | os.PathLike, reason: str) -> None:
+    """List ``reason`` under ``result["errors"]`` for ``path`` and log it."""
+    result["errors"][str(path)] = reason
+    logger.warning("%s: %s", path, reason)

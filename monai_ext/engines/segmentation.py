@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from monai_ext.engines.base import RobustStepTrainer, autocast, batch_images
+from monai_ext.engines.inference import make_output_folders
 from monai_ext.io.atomic import atomic_write_bytes
 from monai_ext.io.errors import root_cause
 from monai_ext.io.figures import save_png
@@ -102,13 +103,20 @@ def predict_mask_files(
         overlays: also write a colour overlay of the mask on the image.
 
     Returns:
-        ``{"class_names", "masks": {path: {"mask": file, "size", "pixels", "fraction"}}, "errors": {path: reason}}``.
+        ``{"class_names", "masks": {path: {"mask": file, "size", "pixels", "fraction"}}, "errors": {path: reason}}``;
+        a file whose mask (or overlay) could not be written is under ``errors``. ``masks.json`` is written whatever
+        single files do.
+
+    Raises:
+        FileExistsError: ``output_dir`` (or its ``masks`` / ``overlays`` folder) is an existing file, before any
+            file is segmented.
     """
     from monai_ext.visualize.overlays import mask_overlay
 
     if not files:
         raise ValueError("no input files to segment")
     device, out = torch.device(device), Path(output_dir)
+    make_output_folders(out, out / "masks", *([out / "overlays"] if overlays else []))
     network.eval()
     result: dict[str, Any] = {"class_names": list(class_names), "masks": {}, "errors": {}}
     for path, stem in zip(tqdm(files, desc="segment", unit="image"), unique_output_stems(files)):
@@ -122,9 +130,14 @@ def predict_mask_files(
             continue
         mask, _ = segment_image(network, image, original.shape, precision)
         mask_file = out / "masks" / f"{stem}_mask.png"
-        save_png(mask, mask_file)
-        if overlays:
-            save_png(mask_overlay(original, mask), out / "overlays" / f"{stem}_overlay.png")
+        try:
+            save_png(mask, mask_file)
+            if overlays:
+                save_png(mask_overlay(original, mask), out / "overlays" / f"{stem}_overlay.png")
+        except OSError as e:  # a full disk or a name the filesystem refuses: this file fails, the batch goes on
+            result["errors"][str(path)] = f"mask not written: {type(e).__name__}: {e}"
+            logger.warning("%s: %s", path, result["errors"][str(path)])
+            continue
         result["masks"][str(path)] = {"mask": str(mask_file), **mask_summary(mask, class_names)}
     atomic_write_bytes(out / "masks.json", json.dumps(result, indent=1).encode())
     logger.info("%d masks, %d errors: %s", len(result["masks"]), len(result["errors"]), out / "masks.json")

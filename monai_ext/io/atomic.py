@@ -18,6 +18,9 @@ from typing import IO, Any
 
 __all__ = ["atomic_open", "atomic_torch_save", "atomic_write", "atomic_write_bytes", "atomic_write_text"]
 
+#: Bytes of the target's name kept in the temporary file's name (``.{head}.XXXXXXXX.tmp``, at most 78 bytes).
+_TMP_NAME_HEAD_BYTES = 64
+
 
 def _umask_mode() -> int:
     """The mode ``open(path, "w")`` would give a new file: 0o666 less the umask (read without changing it for long)."""
@@ -40,6 +43,12 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _name_head(name: str) -> str:
+    """The first ``_TMP_NAME_HEAD_BYTES`` bytes of ``name`` (whole characters): the temporary file's name must fit
+    the filesystem's 255 bytes whenever the target's does, and this head is enough to tell whose leftover it is."""
+    return name.encode("utf-8", "surrogateescape")[:_TMP_NAME_HEAD_BYTES].decode("utf-8", "ignore")
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike) -> Iterator[IO[bytes]]:
     """Open a binary file object whose content replaces ``path`` atomically when the block exits without error.
@@ -52,7 +61,7 @@ def atomic_open(path: str | os.PathLike) -> Iterator[IO[bytes]]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{_name_head(path.name)}.", suffix=".tmp", dir=path.parent)
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as f:

@@ -24,10 +24,12 @@ import numpy as np
 
 from monai_ext.io.errors import UnreadableImageError
 
-__all__ = ["DICOM_SUFFIXES", "dicom_display", "first_dicom_frame", "iter_dicom_frames", "read_dicom",
-           "read_dicom_header", "ultrasound_region_box", "ultrasound_region_boxes"]
+__all__ = ["DICOM_SUFFIXES", "dicom_display", "first_dicom_frame", "has_dicom_preamble", "iter_dicom_frames",
+           "read_dicom", "read_dicom_header", "ultrasound_region_box", "ultrasound_region_boxes"]
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
+#: DICOM PS3.10 7.1: a 128-byte preamble, then the magic b"DICM" at bytes 128-131.
+_MAGIC_OFFSET, _MAGIC = 128, b"DICM"
 #: Colour encodings converted to RGB here (YBR_ICT / YBR_RCT come back RGB from the JPEG 2000 codec).
 _YBR_TO_CONVERT = ("YBR_FULL", "YBR_FULL_422")
 
@@ -54,6 +56,20 @@ def _pixel_tools() -> SimpleNamespace:
     return SimpleNamespace(apply_color_lut=apply_color_lut, apply_modality_lut=apply_modality_lut,
                            apply_windowing=apply_windowing, convert_color_space=convert_color_space,
                            iter_pixels=iter_pixels)
+
+
+def has_dicom_preamble(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a DICOM file by its content: b"DICM" at bytes 128-131 (PS3.10), as files named by their
+    instance number or UID (``IM0001`` of a DICOMDIR / CD export, PACS dumps) are recognised without a suffix.
+
+    Reads 132 bytes at most; False for anything that cannot be opened (a folder, a missing file, no permission).
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_MAGIC_OFFSET + len(_MAGIC))
+    except OSError:
+        return False
+    return head[_MAGIC_OFFSET:] == _MAGIC
 
 
 def read_dicom_header(path: str | os.PathLike) -> Any:

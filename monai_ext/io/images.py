@@ -9,6 +9,7 @@ pixels wherever it is read.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections import Counter
@@ -20,7 +21,13 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from monai_ext.io.dicom import DICOM_SUFFIXES, first_dicom_frame, read_dicom, ultrasound_region_box
+from monai_ext.io.dicom import (
+    DICOM_SUFFIXES,
+    first_dicom_frame,
+    has_dicom_preamble,
+    read_dicom,
+    ultrasound_region_box,
+)
 from monai_ext.io.errors import SkippedSource, UnreadableImageError
 from monai_ext.io.video import VIDEO_SUFFIXES, iter_video_frames
 from monai_ext.io.volumes import ITK_SUFFIXES, NIFTI_SUFFIXES, first_volume_frame
@@ -34,8 +41,11 @@ __all__ = [
     "SINGLE_IMAGE_SUFFIXES",
     "VIDEO_SUFFIXES",
     "DisplayImage",
+    "check_file",
     "image_stem",
+    "is_dicom_without_suffix",
     "is_single_image",
+    "matches_suffixes",
     "pil_display_pixels",
     "read_image",
     "read_picture",
@@ -51,6 +61,9 @@ ALL_SUFFIXES = SINGLE_IMAGE_SUFFIXES + VIDEO_SUFFIXES
 _LONGEST_SUFFIX_FIRST = tuple(sorted(ALL_SUFFIXES, key=len, reverse=True))  # ".nii.gz" before ".gz"-like tails
 #: PIL modes whose arrays are display-ready as they are (see monai_ext.io.display).
 _DISPLAY_READY_MODES = ("1", "L", "LA", "RGB", "RGBA", "F")
+#: Longest output stem, in bytes: file names are limited to 255 bytes (ext4, XFS, APFS, NTFS in UTF-16 units), and
+#: the writers append ``_gradcam.png`` / ``_overlay.png``; 200 leaves room for those and for a ``_N`` counter.
+MAX_OUTPUT_STEM_BYTES = 200
 
 
 @dataclass(frozen=True)
@@ -66,19 +79,52 @@ class DisplayImage:
     region_box: tuple[int, int, int, int] | None = None
 
 
+def _lacks_suffix(name: str) -> bool:
+    """No file-type suffix: none at all (``IM0001``) or a number (``1.2.840.113619.2.55.3``, a UID as PACS dumps
+    name files), the names DICOM exports give their files."""
+    suffix = Path(name).suffix
+    return suffix == "" or suffix[1:].isdigit()
+
+
+def is_dicom_without_suffix(path: str | os.PathLike) -> bool:
+    """A DICOM file named without a suffix (DICOMDIR / CD exports: ``DICOM/IM0001``), recognised by its b"DICM"
+    magic; the file is opened (132 bytes read) only when the name has no suffix, so listing a folder of pictures
+    reads nothing."""
+    return _lacks_suffix(Path(path).name) and has_dicom_preamble(path)
+
+
+def matches_suffixes(path: str | os.PathLike, suffixes: Sequence[str]) -> bool:
+    """Whether ``path`` is of one of ``suffixes`` (whole-name, case-insensitive: ``.nii.gz`` too); a DICOM file
+    without a suffix counts as ``.dcm`` where a DICOM suffix is among ``suffixes``."""
+    wanted = tuple(s.lower() for s in suffixes)
+    if Path(path).name.lower().endswith(wanted):
+        return True
+    return any(s in DICOM_SUFFIXES for s in wanted) and is_dicom_without_suffix(path)
+
+
 def is_single_image(path: str | os.PathLike) -> bool:
-    """Whether the single-image loader reads ``path`` (whole-name, case-insensitive suffix match: ``.nii.gz`` too)."""
-    return Path(path).name.lower().endswith(SINGLE_IMAGE_SUFFIXES)
+    """Whether the single-image loader reads ``path``: by its suffix, or a DICOM file without one."""
+    return matches_suffixes(path, SINGLE_IMAGE_SUFFIXES)
 
 
 def image_stem(path: str | os.PathLike) -> str:
     """The file name without its image suffix, double ones included: ``case.nii.gz`` -> ``case`` (``Path.stem``
-    would give ``case.nii`` and miss the mask ``case.png``)."""
+    would give ``case.nii`` and miss the mask ``case.png``); a name without a suffix (``IM0001``, a UID) whole."""
     name = Path(path).name
     for suffix in _LONGEST_SUFFIX_FIRST:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
-    return Path(name).stem
+    return name if _lacks_suffix(name) else Path(name).stem
+
+
+def _shorten_stem(stem: str, max_bytes: int = MAX_OUTPUT_STEM_BYTES) -> str:
+    """``stem`` if it fits in ``max_bytes`` (UTF-8), else its longest whole-character prefix that leaves room for
+    ``~`` and 8 hex digits of the full stem's SHA-1, so that two long stems sharing a prefix stay apart."""
+    encoded = stem.encode("utf-8", "surrogateescape")
+    if len(encoded) <= max_bytes:
+        return stem
+    digest = hashlib.sha1(encoded).hexdigest()[:8]
+    return f"{encoded[: max_bytes - 9].decode('utf-8', 'ignore')}~{digest}"
 
 
 def unique_output_stems(paths: Sequence[str | os.PathLike]) -> list[str]:
@@ -86,8 +132,9 @@ def unique_output_stems(paths: Sequence[str | os.PathLike]) -> list[str]:
 
     The image stem where it is unique; inputs that share a stem (``a/scan.dcm`` and ``b/scan.dcm`` of a recursive
     folder, or ``case.png`` beside ``case.nrrd``) get their path relative to the inputs' common folder, suffix
-    included, flattened into one name (``a__scan_dcm``); a name still taken gets ``_2``, ``_3``, ... so that no
-    output overwrites another.
+    included, flattened into one name (``a__scan_dcm``); a name longer than ``MAX_OUTPUT_STEM_BYTES`` is cut and
+    ends in ``~`` and a hash of the whole name (an output file name must fit the filesystem's 255 bytes); a name
+    still taken gets ``_2``, ``_3``, ... so that no output overwrites another.
     """
     stems = [image_stem(p) for p in paths]
     shared = {stem for stem, n in Counter(stems).items() if n > 1}
@@ -96,6 +143,7 @@ def unique_output_stems(paths: Sequence[str | os.PathLike]) -> list[str]:
         common = os.path.commonpath([os.path.dirname(p) for p in absolute])
         stems = [re.sub(r"[^\w-]", "_", os.path.relpath(p, common).replace(os.sep, "__")) if stem in shared else stem
                  for p, stem in zip(absolute, stems)]
+    stems = [_shorten_stem(stem) for stem in stems]
     seen: Counter[str] = Counter()
     names = []
     for stem in stems:
@@ -105,21 +153,31 @@ def unique_output_stems(paths: Sequence[str | os.PathLike]) -> list[str]:
 
 
 def source_kind(path: str | os.PathLike) -> str | None:
-    """"image", "dicom", "nifti", "itk", "video", or None for an unsupported suffix."""
+    """"image", "dicom", "nifti", "itk", "video" by the suffix; "dicom" for a DICOM file without a suffix (by its
+    content, :func:`is_dicom_without_suffix`); None otherwise."""
     name = Path(path).name.lower()
     for kind, suffixes in (("nifti", NIFTI_SUFFIXES), ("image", IMAGE_SUFFIXES), ("dicom", DICOM_SUFFIXES),
                            ("itk", ITK_SUFFIXES), ("video", VIDEO_SUFFIXES)):
         if name.endswith(suffixes):
             return kind
-    return None
+    return "dicom" if is_dicom_without_suffix(path) else None
+
+
+def _png_8bit(path: Path) -> np.ndarray | None:
+    """OpenCV's decoding of a PNG as stored (BGR order), or None where PIL should read it instead: other depths, a
+    file OpenCV cannot decode (PIL then gives the reason), or an empty one (``cv2.imdecode`` asserts on no bytes)."""
+    data = np.fromfile(path, np.uint8)
+    if data.size == 0:
+        return None
+    pixels = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    return pixels if pixels is not None and pixels.dtype == np.uint8 else None
 
 
 def _png_gray(path: Path) -> np.ndarray | None:
     """8-bit PNGs through OpenCV: its decoder and colour conversion run about 15% faster than PIL's, the largest
-    single cost of ingestion, with the same luma. None for other depths (PIL's path reads them) or when OpenCV
-    cannot decode the file (a truncated PNG is then reported by PIL with its reason)."""
-    pixels = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)
-    if pixels is None or pixels.dtype != np.uint8:
+    single cost of ingestion, with the same luma. None as :func:`_png_8bit`."""
+    pixels = _png_8bit(path)
+    if pixels is None:
         return None
     if pixels.ndim == 3:
         pixels = cv2.cvtColor(pixels, cv2.COLOR_BGRA2GRAY if pixels.shape[2] == 4 else cv2.COLOR_BGR2GRAY)
@@ -128,9 +186,9 @@ def _png_gray(path: Path) -> np.ndarray | None:
 
 def _png_rgb(path: Path) -> np.ndarray | None:
     """8-bit PNGs through OpenCV with their colour: (H, W) gray or (H, W, 3) RGB (alpha dropped); None as
-    :func:`_png_gray`."""
-    pixels = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)
-    if pixels is None or pixels.dtype != np.uint8:
+    :func:`_png_8bit`."""
+    pixels = _png_8bit(path)
+    if pixels is None:
         return None
     if pixels.ndim == 3:
         pixels = cv2.cvtColor(pixels, cv2.COLOR_BGRA2RGB if pixels.shape[2] == 4 else cv2.COLOR_BGR2RGB)
@@ -179,13 +237,24 @@ def _decode_first(path: Path) -> DisplayImage:
     return DisplayImage(read_picture(path))  # pictures, and any other suffix PIL can open
 
 
+def check_file(path: Path) -> None:
+    """Raise :class:`UnreadableImageError` for a path that is no readable file or holds no bytes, before any
+    decoder gives its own less telling error (OpenCV's is an internal assertion, PIL's "cannot identify")."""
+    if not path.is_file():
+        raise UnreadableImageError(f"{path}: cannot open (missing, a broken link or not a file)")
+    if path.stat().st_size == 0:
+        raise UnreadableImageError(f"{path}: empty file (0 bytes)")
+
+
 def read_image(path: str | os.PathLike) -> DisplayImage:
     """The first frame of any supported file, as displayed (what the corpus's first frame of it holds).
 
     Raises:
-        UnreadableImageError: naming the file and the reason (not decodable, no pixel data, an empty volume).
+        UnreadableImageError: naming the file and the reason (missing, empty, not decodable, no pixel data, an
+            empty volume).
     """
     path = Path(path)
+    check_file(path)
     try:
         image = _decode_first(path)
     except UnreadableImageError:

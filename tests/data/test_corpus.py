@@ -168,3 +168,20 @@ def test_files_directly_under_root_form_one_dataset_named_after_it(tmp_path):
     assert {r["source"]: r["dataset"] for r in rows} == {"flat_0.png": "busi_export", "flat_1.png": "busi_export",
                                                          "sub/nested.png": "sub"}
     assert {name: entry["kept"] for name, entry in report["datasets"].items()} == {"busi_export": 2, "sub": 1}
+
+
+def test_dicom_files_without_a_suffix_are_ingested(tmp_path):
+    """A DICOMDIR / CD export names its files ``IM0001``: found by their b"DICM" magic, alone or among others."""
+    from monai_ext.io.writers import write_dicom
+
+    only = tmp_path / "only"
+    write_dicom(us_image(64, seed=30), only / "IM0001")
+    report = prepare_corpus(only, tmp_path / "cache_only", CorpusOptions(size=32, dedup_threshold=-1))
+    assert report["kept"] == 1 and report["skipped_files"] == []
+    mixed = tmp_path / "mixed"
+    write_dicom(us_image(64, seed=31), mixed / "study" / "DICOM" / "IM0001")
+    cv2.imwrite(str(mixed / "study" / "b.png"), us_image(64, seed=32))
+    (mixed / "study" / "DICOMDIR_NOTES").write_text("no image")  # no suffix, not DICOM: not a source
+    report = prepare_corpus(mixed, tmp_path / "cache_mixed", CorpusOptions(size=32, dedup_threshold=-1))
+    assert sorted(r["source"] for r in manifest(tmp_path / "cache_mixed")) == ["study/DICOM/IM0001", "study/b.png"]
+    assert report["kept"] == 2 and report["skipped_files"] == []

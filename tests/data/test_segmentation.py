@@ -14,6 +14,7 @@ import pytest
 from monai_ext.cli import make_datalist
 from monai_ext.data.segmentation import (
     busbra_segmentation_protocol,
+    busi_items,
     busi_protocol,
     image_mask_folder_items,
     image_mask_folder_protocol,
@@ -247,3 +248,29 @@ def test_simulated_set_masks_match_the_lesions(tmp_path: Path) -> None:
     # simulated lesions are hypoechoic or anechoic: darker inside the mask than in a ring around it
     ring = cv2.dilate(mask, np.ones((15, 15), np.uint8)).astype(bool) & ~mask.astype(bool)
     assert image[mask.astype(bool)].mean() < image[ring].mean()
+
+
+# ------------------------------------------------------------------------------------ links and DICOM without suffix
+def test_busi_class_folders_reached_through_symbolic_links_are_listed(busi: Path, tmp_path: Path) -> None:
+    """A class folder linked in from elsewhere (``malignant -> /data/exports/malignant``) is read like a real one."""
+    moved = tmp_path / "elsewhere" / "malignant"
+    moved.parent.mkdir()
+    (busi / "malignant").rename(moved)
+    (busi / "malignant").symlink_to(moved, target_is_directory=True)
+    (moved / "loop").symlink_to(busi, target_is_directory=True)  # a link back up the tree must end
+    items = busi_items(busi)
+    assert sorted(it["id"] for it in items if it["group"] == "malignant") == [f"malignant/malignant ({i})"
+                                                                               for i in range(1, 6)]
+    assert len(items) == 15 and all(it["image"].startswith(str(busi)) for it in items)
+
+
+def test_dicom_images_without_a_suffix_pair_with_their_masks(tmp_path: Path) -> None:
+    from monai_ext.io.writers import write_dicom
+
+    root = tmp_path / "export"
+    write_dicom(_image(seed=1), root / "images" / "IM0001")
+    _write(root / "images" / "IM0002.png", _image(seed=2))
+    for stem in ("IM0001", "IM0002"):
+        _write(root / "masks" / f"{stem}.png", _disc())
+    items = image_mask_folder_items(root)
+    assert [(Path(it["image"]).name, it["id"]) for it in items] == [("IM0001", "IM0001"), ("IM0002.png", "IM0002")]

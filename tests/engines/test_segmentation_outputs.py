@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from monai_ext.engines.segmentation import predict_mask_files
@@ -33,3 +34,56 @@ def test_inputs_sharing_a_stem_get_their_own_masks(tmp_path):
     assert [entry["pixels"]["lesion"] > 0 for entry in result["masks"].values()] == [True, False]
     assert "missing/other.png" in result["errors"]
     assert json.loads((tmp_path / "out" / "masks.json").read_text())["masks"] == result["masks"]
+
+
+LONG = "超" * 80  # 240 bytes in UTF-8: a name the filesystem takes, whose outputs' names it would not
+
+
+def bright_or_dark(item: dict) -> dict:
+    """The loader stand-in: (1, 6, 8) bright for ``z_`` names, dark otherwise; no file is read."""
+    return {"image": np.full((1, 6, 8), 1.0 if "z_" in item["image"] else -1.0, np.float32)}
+
+
+def test_a_name_too_long_for_its_mask_still_gets_one_and_every_output_is_written(tmp_path):
+    files = [str(tmp_path / "in" / n) for n in ("a_first.png", f"{LONG}.png", "z_last.png")]
+    result = predict_mask_files(Threshold(), files, bright_or_dark, lambda item: item, ["background", "lesion"], "cpu",
+                                tmp_path / "out", overlays=True)
+    assert set(result["masks"]) == set(files) and result["errors"] == {}
+    assert len(list((tmp_path / "out" / "masks").iterdir())) == len(list((tmp_path / "out" / "overlays").iterdir())) == 3
+    assert json.loads((tmp_path / "out" / "masks.json").read_text()) == result
+
+
+def test_a_failed_mask_write_is_listed_and_the_batch_goes_on(tmp_path, monkeypatch):
+    import errno
+
+    from monai_ext.engines import segmentation
+
+    def full_disk_for_the_long_name(image: np.ndarray, path) -> None:
+        if LONG[:10] in path.name:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"png")
+
+    monkeypatch.setattr(segmentation, "save_png", full_disk_for_the_long_name)
+    files = [str(tmp_path / "in" / n) for n in ("a_first.png", f"{LONG}.png", "z_last.png")]
+    result = predict_mask_files(Threshold(), files, bright_or_dark, lambda item: item, ["background", "lesion"], "cpu",
+                                tmp_path / "out")
+    assert set(result["masks"]) == {files[0], files[2]} and list(result["errors"]) == [files[1]]
+    assert "No space left" in result["errors"][files[1]]
+    assert json.loads((tmp_path / "out" / "masks.json").read_text()) == result
+
+
+@pytest.mark.parametrize("taken", ["out", "out/masks", "out/overlays"])
+def test_an_output_folder_that_is_a_file_fails_before_any_image_is_segmented(tmp_path, taken: str):
+    (tmp_path / taken).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / taken).write_text("a file where the outputs go")
+    read: list[str] = []
+
+    def counting(item: dict) -> dict:
+        read.append(item["image"])
+        return bright_or_dark(item)
+
+    with pytest.raises(FileExistsError, match=taken):
+        predict_mask_files(Threshold(), ["a.png", "b.png"], counting, lambda item: item, ["background", "lesion"],
+                           "cpu", tmp_path / "out", overlays=True)
+    assert read == []

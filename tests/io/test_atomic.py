@@ -116,3 +116,11 @@ def test_concurrent_writers_never_produce_a_torn_file(tmp_path) -> None:
     assert seen <= {p[:1] + b"\x01" + len(p).to_bytes(4, "big") for p in payloads}
     assert target.read_bytes() in payloads
     assert [p.name for p in tmp_path.iterdir()] == ["chunk.bin"]
+
+
+@pytest.mark.parametrize("name", ["超" * 81 + ".png", "a" * 255], ids=["cjk_247_bytes", "ascii_255_bytes"])
+@pytest.mark.parametrize("kind", ["bytes", "open"])
+def test_any_name_the_filesystem_takes_can_be_written(tmp_path, kind: str, name: str) -> None:
+    """The temporary name (``.{head}.XXXXXXXX.tmp``) must not be longer than the target's by more than it can take."""
+    write_with(kind)(tmp_path / name, b"content")
+    assert [p.name for p in tmp_path.iterdir()] == [name] and (tmp_path / name).read_bytes() == b"content"

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import re
+
 import cv2
 import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
+from monai.transforms import Compose
 from PIL import Image
 
-from monai_ext.io.errors import UnreadableImageError
-from monai_ext.io.images import image_stem, is_single_image, read_image, source_kind
+from monai_ext.io.errors import UnreadableImageError, root_cause
+from monai_ext.io.images import image_stem, is_single_image, read_image, source_kind, unique_output_stems
 from monai_ext.io.writers import write_dicom, write_dicom_frames
 from monai_ext.transforms.loading import LoadUltrasoundImage, LoadUltrasoundImaged
 
@@ -87,9 +90,9 @@ def test_errors_name_the_file(tmp_path) -> None:
     del ds.PixelData
     ds.save_as(path)
     nib.save(nib.Nifti1Image(np.zeros((8, 8, 2), np.float32), np.eye(4)), str(tmp_path / "blank.nii.gz"))
-    for name, reason in (("notes.dcm", "cannot decode"), ("empty.png", "cannot decode"),
+    for name, reason in (("notes.dcm", "cannot decode"), ("empty.png", r"empty file \(0 bytes\)"),
                          ("nopix.dcm", "no pixel data"), ("blank.nii.gz", "volume is constant"),
-                         ("missing.png", "cannot decode")):
+                         ("missing.png", "cannot open")):
         with pytest.raises(UnreadableImageError, match=f"{name}.*{reason}"):
             LoadUltrasoundImage()(tmp_path / name)
 
@@ -129,3 +132,49 @@ def test_unique_output_stems_never_give_two_inputs_one_name(tmp_path, paths: lis
     from monai_ext.io.images import unique_output_stems
 
     assert unique_output_stems([tmp_path / p for p in paths]) == names
+
+
+@pytest.mark.parametrize("name", ["IM0001", "1.2.840.113619.2.55.3"])  # a DICOMDIR export's name; a UID
+def test_dicom_without_a_suffix_is_read_as_dicom_by_its_content(tmp_path, name: str) -> None:
+    path = write_dicom(GRAY, tmp_path / name)
+    assert source_kind(path) == "dicom" and is_single_image(path) and image_stem(path) == name
+    np.testing.assert_array_equal(read_image(path).pixels, GRAY)
+
+
+def test_a_file_without_a_suffix_that_is_no_dicom_stays_unsupported(tmp_path) -> None:
+    (tmp_path / "README").write_bytes(b"x" * 200)
+    (tmp_path / "short").write_bytes(b"DICM")  # shorter than the 128-byte preamble
+    assert source_kind(tmp_path / "README") is None and source_kind(tmp_path / "short") is None
+    assert not is_single_image(tmp_path / "README")
+
+
+def test_only_names_without_a_suffix_are_opened_to_look_for_dicom(tmp_path, monkeypatch) -> None:
+    def must_not_open(path):
+        raise AssertionError(f"opened {path}")
+
+    monkeypatch.setattr("monai_ext.io.images.has_dicom_preamble", must_not_open)
+    for name, kind in (("a.png", "image"), ("b.dcm", "dicom"), ("notes.txt", None), ("c.nii.gz", "nifti")):
+        assert source_kind(tmp_path / name) == kind
+
+
+@pytest.mark.parametrize("name, reason", [("empty.png", r"empty file \(0 bytes\)"), ("corrupt.png", "cannot decode")])
+def test_root_cause_of_a_pipeline_error_keeps_the_message_naming_the_file(tmp_path, name: str, reason: str) -> None:
+    """MONAI's Compose wraps the loader's error in a RuntimeError; the decoder's own error (OpenCV's assertion on
+    no bytes, PIL's "cannot identify") lies below the project's error and names no file."""
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    with pytest.raises(RuntimeError) as caught:
+        Compose([LoadUltrasoundImaged("image")])({"image": str(tmp_path / name)})
+    cause = root_cause(caught.value)
+    assert cause.startswith("UnreadableImageError: ") and name in cause
+    assert re.search(reason, cause) and "OpenCV" not in cause, cause
+
+
+def test_over_long_names_are_cut_to_fit_the_filesystem_and_stay_distinct(tmp_path) -> None:
+    long_a, long_b = "超" * 80, "超" * 79 + "a"  # 240 bytes each in UTF-8, the same first 200
+    names = unique_output_stems([tmp_path / "a_first.png", tmp_path / f"{long_a}.png", tmp_path / f"{long_b}.dcm",
+                                 tmp_path / "z_last.png"])
+    assert names[0] == "a_first" and names[3] == "z_last" and len(set(names)) == 4
+    for name in names[1:3]:
+        assert name.startswith("超" * 60) and len(name.encode()) <= 200
+        (tmp_path / f"{name}_overlay.png").write_bytes(b"fits")  # the longest suffix the writers add

@@ -1,0 +1,56 @@
+"""Image folders as datalists: files found through symbolic links (loops ended) and DICOM files without a suffix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from monai_ext.data.folders import list_images, walk_files
+from monai_ext.io.images import IMAGE_SUFFIXES, SINGLE_IMAGE_SUFFIXES
+from monai_ext.io.writers import write_dicom
+
+GRAY = np.random.default_rng(0).integers(0, 256, (12, 16), np.uint8)
+
+
+def picture(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(GRAY).save(path)
+    return path
+
+
+def test_dicom_files_without_a_suffix_are_listed_where_dicom_is_wanted(tmp_path) -> None:
+    """A DICOMDIR export (``DICOM/IM0001``) beside a picture and a text file without a suffix."""
+    picture(tmp_path / "a.png")
+    write_dicom(GRAY, tmp_path / "DICOM" / "IM0001")
+    (tmp_path / "DICOM" / "README").write_text("not an image")
+    assert list_images(tmp_path, SINGLE_IMAGE_SUFFIXES) == [tmp_path / "DICOM" / "IM0001", tmp_path / "a.png"]
+    assert list_images(tmp_path, IMAGE_SUFFIXES) == [tmp_path / "a.png"]  # pictures only: no DICOM of any name
+
+
+def test_a_folder_holding_only_a_dicom_without_a_suffix_is_not_empty(tmp_path) -> None:
+    write_dicom(GRAY, tmp_path / "IM0001")
+    assert list_images(tmp_path, SINGLE_IMAGE_SUFFIXES) == [tmp_path / "IM0001"]
+    with pytest.raises(ValueError, match="no images"):
+        list_images(tmp_path, IMAGE_SUFFIXES)
+
+
+def test_symlinked_folders_are_followed_once_and_loops_end(tmp_path) -> None:
+    study = tmp_path / "elsewhere" / "study"
+    picture(study / "good.png")
+    picture(study / "results" / "deep.png")
+    (study / "results" / "loop").symlink_to(study, target_is_directory=True)  # a link back up the tree
+    root = tmp_path / "input"
+    picture(root / "own.png")
+    (root / "study1").symlink_to(study, target_is_directory=True)
+    (root / "study1_again").symlink_to(study, target_is_directory=True)  # a second link to the same folder
+    found = [p.relative_to(root).as_posix() for p in list_images(root)]
+    assert found == ["own.png", "study1/good.png", "study1/results/deep.png"]
+
+
+def test_walk_files_leaves_hidden_files_out(tmp_path) -> None:
+    picture(tmp_path / ".hidden.png")
+    picture(tmp_path / "shown.png")
+    assert list(walk_files(tmp_path)) == [tmp_path / "shown.png"]

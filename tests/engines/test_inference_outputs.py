@@ -1,0 +1,84 @@
+"""predict_files: every input gets its prediction and heat map or its reason; the JSON is always written."""
+
+from __future__ import annotations
+
+import errno
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from monai_ext.engines import inference
+from monai_ext.engines.inference import predict_files
+
+LONG = "超" * 80  # 240 bytes in UTF-8: a name the filesystem takes, whose outputs' names it would not
+
+
+class Mean(torch.nn.Module):
+    """Two-class logits from the image mean: (N, C, H, W) -> (N, 2)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = x.mean(dim=(1, 2, 3))[:, None]
+        return torch.cat([-m, m], dim=1)
+
+
+def brightness(item: dict) -> dict:
+    """The preprocessing stand-in: (1, 4, 4) of a value taken from the name; no file is read."""
+    return {"image": np.full((1, 4, 4), 1.0 if "z_" in item["image"] else -1.0, np.float32)}
+
+
+@pytest.fixture
+def heatmaps(monkeypatch) -> None:
+    """Grad-CAM on: the overlay is a plain (4, 4, 3) image (token Grad-CAM itself is tested in tests/visualize)."""
+    monkeypatch.setattr(inference, "has_token_blocks", lambda network: True)
+    monkeypatch.setattr(inference, "gradcam_overlay", lambda network, image, label: np.zeros((4, 4, 3), np.uint8))
+
+
+def files_in(folder: Path) -> list[str]:
+    return [str(folder / "a_first.png"), str(folder / f"{LONG}.png"), str(folder / "z_last.png")]
+
+
+def test_a_name_too_long_for_its_heat_map_still_gets_one(tmp_path, heatmaps) -> None:
+    files = files_in(tmp_path / "in")
+    result = predict_files(Mean(), files, brightness, ["dark", "bright"], "cpu", tmp_path / "out" / "predictions.json",
+                           tmp_path / "out" / "heatmaps")
+    assert set(result["predictions"]) == set(files) and result["errors"] == {}
+    assert [result["predictions"][f]["class"] for f in files] == ["dark", "dark", "bright"]
+    written = {Path(p["heatmap"]) for p in result["predictions"].values()}
+    assert written == set((tmp_path / "out" / "heatmaps").iterdir()) and len(written) == 3
+    assert json.loads((tmp_path / "out" / "predictions.json").read_text()) == result
+
+
+def test_a_failed_heat_map_write_is_listed_and_the_batch_goes_on(tmp_path, heatmaps, monkeypatch) -> None:
+    def full_disk_for_the_long_name(image: np.ndarray, path: Path) -> None:
+        if LONG[:10] in path.name:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"png")
+
+    monkeypatch.setattr(inference, "save_png", full_disk_for_the_long_name)
+    files = files_in(tmp_path / "in")
+    result = predict_files(Mean(), files, brightness, ["dark", "bright"], "cpu", tmp_path / "out" / "predictions.json",
+                           tmp_path / "out" / "heatmaps")
+    assert set(result["predictions"]) == set(files)  # the prediction itself stands
+    assert list(result["errors"]) == [files[1]] and "No space left" in result["errors"][files[1]]
+    assert "heatmap" not in result["predictions"][files[1]] and Path(result["predictions"][files[2]]["heatmap"]).exists()
+    assert json.loads((tmp_path / "out" / "predictions.json").read_text()) == result
+
+
+@pytest.mark.parametrize("taken", ["out", "out/heatmaps"])
+def test_an_output_folder_that_is_a_file_fails_before_any_prediction(tmp_path, heatmaps, taken: str) -> None:
+    (tmp_path / taken).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / taken).write_text("a file where the outputs go")
+    read: list[str] = []
+
+    def counting(item: dict) -> dict:
+        read.append(item["image"])
+        return brightness(item)
+
+    with pytest.raises(FileExistsError, match=taken):
+        predict_files(Mean(), files_in(tmp_path), counting, ["dark", "bright"], "cpu",
+                      tmp_path / "out" / "predictions.json", tmp_path / "out" / "heatmaps")
+    assert read == []
