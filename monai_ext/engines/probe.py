@@ -351,7 +351,8 @@ class FrozenFeatureProbe:
     (loading and normalisation, no augmentation) with the network in eval mode; :func:`evaluate_frozen_features`
     tunes the probe and kNN; the refit probe is written into the network's probe head and the network saved to
     ``save_path`` in the bundle's checkpoint format, so ``evaluate.yaml`` and inference read it like any other.
-    ``<output_dir>/probe_report.json`` holds C, k, both sweeps and the kNN and probe reports per split.
+    ``<output_dir>/probe_report.json`` holds C, k, both sweeps and the kNN and probe reports per split, and under
+    ``skipped`` each split's unreadable files with their reason (left out of the fit and the scores, not replaced).
 
     Args:
         network: a classifier built with ``linear_probe=True``, encoder weights already loaded.
@@ -383,15 +384,17 @@ class FrozenFeatureProbe:
         self.class_weight, self.seed = class_weight, seed
         self.report: dict[str, Any] = {}
 
-    def features(self, datalist: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
-        """(N, D) features and (N,) labels of one datalist."""
+    def features(self, datalist: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray, list[dict[str, str]]]:
+        """(N, D) features and (N,) labels of the N readable items of one datalist, and the unreadable ones left out
+        (``[{"image", "reason"}]``): a substitute image would enter the fit or the scores twice."""
         from monai.data import DataLoader
 
         from monai_ext.data.datasets import SkipCorruptDataset
 
-        loader = DataLoader(SkipCorruptDataset(list(datalist), self.transform), batch_size=self.batch_size,
-                            shuffle=False, num_workers=self.num_workers)
-        return extract_features(self.network, loader, self.device)
+        dataset = SkipCorruptDataset(list(datalist), self.transform, evaluation=True)
+        loader = DataLoader(dataset, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers)
+        features, labels = extract_features(self.network, loader, self.device)
+        return features, labels, dataset.skipped
 
     def run(self) -> dict[str, Any]:
         """Fit and save (main process only). Returns the report."""
@@ -400,9 +403,14 @@ class FrozenFeatureProbe:
 
         if not is_main_process():
             return {}
-        splits = {name: self.features(self.datalists[name]) for name in SPLITS if self.datalists.get(name)}
+        splits, skipped = {}, {}
+        for name in SPLITS:
+            if self.datalists.get(name):
+                features, labels, skipped[name] = self.features(self.datalists[name])
+                splits[name] = (features, labels)
         probe, report = evaluate_frozen_features(splits, self.class_names, self.cs, self.ks, self.class_weight,
                                                  self.seed)
+        report["skipped"] = skipped
         model = getattr(self.network, "module", self.network)
         export_to_head(probe, model.head)
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}

@@ -1,6 +1,10 @@
-"""Frozen-feature probe and kNN: against scikit-learn and brute-force references, head export, eval-mode features."""
+"""Frozen-feature probe and kNN: against scikit-learn and brute-force references, head export, eval-mode features,
+unreadable files left out of the features and listed in the report."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +15,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from monai_ext.engines.probe import (
+    FrozenFeatureProbe,
     choose_knn_k,
     evaluate_frozen_features,
     export_to_head,
@@ -19,6 +24,7 @@ from monai_ext.engines.probe import (
     knn_probabilities,
 )
 from monai_ext.networks.classifier import ViTClassifier
+from tests.data.unreadable import BAD, image_folder, load
 
 TINY = {"img_size": 32, "patch_size": 16, "embed_dim": 24, "depth": 2, "num_heads": 2}
 
@@ -133,3 +139,43 @@ def test_features_come_from_eval_mode_and_train_mode_is_restored() -> None:
 def test_bad_arguments_are_refused(train, cs, match) -> None:
     with pytest.raises(ValueError, match=match):
         fit_linear_probe(train, (np.zeros((2, 3)), np.array([0, 1])), 2, cs=cs)
+
+
+class _PixelFeature(torch.nn.Module):
+    """Features (N, 1): the value every pixel of the image holds (its case index in ``image_folder``)."""
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, 0, 0, :1].float()
+
+
+def test_features_leave_unreadable_files_out_instead_of_repeating_a_neighbour(tmp_path) -> None:
+    probe = FrozenFeatureProbe(_PixelFeature(), {"train": [{}], "validation": [{}]}, load(), ["even", "odd"],
+                               str(tmp_path / "model.pt"), None, str(tmp_path), batch_size=3)
+    features, labels, skipped = probe.features(image_folder(tmp_path, good=8))
+    assert features[:, 0].tolist() == list(range(8)) and labels.tolist() == [0, 1] * 4
+    assert sorted(Path(s["image"]).name for s in skipped) == sorted(BAD) and all(s["reason"] for s in skipped)
+
+
+class _Record:
+    def state_dict(self) -> dict:
+        return {"kind": "classifier"}
+
+
+def test_probe_report_counts_each_readable_image_once_and_lists_the_skipped(tmp_path) -> None:
+    splits = {}
+    for name in ("train", "validation", "test"):
+        (tmp_path / name).mkdir()
+        splits[name] = image_folder(tmp_path / name, good=8)
+    model = ViTClassifier(2, img_size=16, patch_size=8, in_chans=1, embed_dim=24, depth=1, num_heads=2,
+                          linear_probe=True)
+    probe = FrozenFeatureProbe(model, splits, load(), ["even", "odd"], str(tmp_path / "model.pt"), _Record(),
+                               str(tmp_path), batch_size=4, cs=[1.0], ks=[1, 3])
+    report = probe.run()
+    assert json.loads((tmp_path / "probe_report.json").read_text()) == report
+    for name in ("validation", "test"):
+        for kind in ("linear", "knn"):
+            assert report[f"{kind}_{name}"]["n"] == 8
+            assert [c["support"] for c in report[f"{kind}_{name}"]["per_class"].values()] == [4, 4]
+    assert set(report["skipped"]) == {"train", "validation", "test"}
+    for skipped in report["skipped"].values():
+        assert sorted(Path(s["image"]).name for s in skipped) == sorted(BAD)
