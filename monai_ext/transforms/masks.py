@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Hashable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ from monai.utils import TransformBackends
 from PIL import Image
 
 from monai_ext.io.errors import UnreadableImageError
+from monai_ext.io.images import check_file
 
 MASK_ENCODINGS = ("binary", "index")
 
@@ -28,6 +30,7 @@ def read_mask_pixels(path: str | os.PathLike) -> np.ndarray:
     Read with PIL directly rather than through the image reader: a mask needs its stored values (palette indices
     included), not the display conversion that images get.
     """
+    check_file(Path(path))  # a missing or empty mask is named as such, not as PIL's "cannot identify image file"
     try:
         with Image.open(path) as img:
             return np.asarray(img)

@@ -235,6 +235,9 @@ def test_index_masks_out_of_range_and_mismatched_sizes_are_reported(tmp_path: Pa
     (tmp_path / "bad.png").write_text("not a png")
     with pytest.raises(UnreadableImageError, match="bad.png"):
         LoadMask()(str(tmp_path / "bad.png"))
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(UnreadableImageError, match=r"empty.png: empty file \(0 bytes\)"):
+        LoadMask()(str(tmp_path / "empty.png"))
 
 
 def test_simulated_set_masks_match_the_lesions(tmp_path: Path) -> None:
