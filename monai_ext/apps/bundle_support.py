@@ -13,6 +13,8 @@ from typing import Any
 import torch
 
 from monai_ext.networks.checkpoints import (
+    FORMAT_NAME,
+    CheckpointError,
     check_shapes,
     detect_layout,
     filter_monai_ext,
@@ -95,18 +97,34 @@ def initialize_weights(
     if checkpoint in (None, "", "None"):
         summary = "random initialisation"
     else:
-        content = read_checkpoint(checkpoint, sha256)
-        if detect_layout(content) == "monai_ext" and content["arch"].get("kind") != "mae":
-            # A file of this same kind of network (a classifier or an external CNN): everything must match.
-            state_dict = filter_monai_ext(content)
-            check_shapes(state_dict, network, str(checkpoint))
-            network.load_state_dict(state_dict, strict=True)
-            summary = f"{checkpoint}: all {len(state_dict)} tensors (strict)"
-        else:
-            load = load_encoder_weights if encoder_only else load_mae_weights
-            summary = f"{checkpoint}: {load(network, content).summary()}"
+        summary = _load_content(network, read_checkpoint(checkpoint, sha256), str(checkpoint), encoder_only)
     logger.info("initial weights: %s", summary)
     return summary
+
+
+def _trained_with(content: Mapping[str, Any]) -> str:
+    """``arch=..., image_size=..., in_channels=...`` as a checkpoint's record states them (for error messages)."""
+    record = content.get("arch") or {}
+    config, arch_args = record.get("config") or {}, record.get("arch_args") or {}
+    found = {"arch": config.get("arch"), "image_size": config.get("image_size"), "in_channels": arch_args.get("in_chans")}
+    return ", ".join(f"{key}={value!r}" for key, value in found.items() if value is not None)
+
+
+def _load_content(network: torch.nn.Module, content: Any, name: str, encoder_only: bool) -> str:
+    """Load a read checkpoint into ``network`` (see :func:`initialize_weights`); returns the one-line summary."""
+    if detect_layout(content) == "monai_ext" and content["arch"].get("kind") != "mae":
+        # A file of this same kind of network (a classifier or an external CNN): everything must match.
+        state_dict = filter_monai_ext(content)
+        try:
+            check_shapes(state_dict, network, name)
+        except CheckpointError as e:
+            trained = _trained_with(content)
+            raise CheckpointError(f"{e}; the checkpoint was trained with {trained} (pass those, or leave them to "
+                                  "the checkpoint's record)" if trained else str(e)) from e
+        network.load_state_dict(state_dict, strict=True)
+        return f"{name}: all {len(state_dict)} tensors (strict)"
+    load = load_encoder_weights if encoder_only else load_mae_weights
+    return f"{name}: {load(network, content).summary()}"
 
 
 def first_images(dataset: Sequence[Mapping[str, Any]], count: int, key: str = "image") -> torch.Tensor:
@@ -143,52 +161,185 @@ def empty_split_error(name: str) -> None:
     raise ValueError(f"the datalist has no {name!r} items to evaluate")
 
 
-def trained_settings(path: str | os.PathLike) -> dict[str, Any]:
+# ---------------------------------------------------------------------------------------------------- yes/no settings
+_FLAG_WORDS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+
+
+def as_flag(value: Any, name: str) -> bool:
+    """A yes/no bundle setting as a bool, whether it came from YAML or from the command line.
+
+    ``monai.bundle run --resume false`` hands the config the text ``'false'``, which Python reads as true; every
+    config reads its yes/no settings through this instead of testing their truth.
+
+    Args:
+        value: a bool, the integer 0 or 1 (``--resume 1``), or one of the words true/false, yes/no, 1/0 in any case.
+        name: the setting's id, quoted in the error.
+
+    Raises:
+        ValueError: anything else, quoting ``name`` and ``value``.
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _FLAG_WORDS:
+        return _FLAG_WORDS[value.strip().lower()]
+    raise ValueError(f"{name} must be true or false (or yes/no, 1/0), got {value!r}")
+
+
+# ---------------------------------------------------------------------------------------------------- checkpoints
+#: The model kinds (``arch["kind"]`` of :func:`monai_ext.networks.checkpoints.arch_record`) each bundle writes.
+BUNDLE_KINDS = {"usf_mae_pretrain": ("mae",), "usf_mae_classify": ("classifier",), "usf_mae_segment": ("segmenter",)}
+_KIND_BUNDLE = {kind: bundle for bundle, kinds in BUNDLE_KINDS.items() for kind in kinds}
+_KIND_ORIGIN = {"mae": "pretraining, usf_mae_pretrain", "classifier": "a classifier, usf_mae_classify",
+                "segmenter": "a segmenter, usf_mae_segment", "external": "an external network without arch_args"}
+
+
+def _same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    return os.path.abspath(os.path.expanduser(a)) == os.path.abspath(os.path.expanduser(b))
+
+
+def checkpoint_file(path: str | os.PathLike, default_path: str | os.PathLike | None = None) -> Path | None:
+    """The checkpoint file to load, or None where the bundle's own default file simply does not exist yet.
+
+    Only ``default_path`` (``<ckpt_dir>/model.pt``) may be missing: the configs then parse and run with random weights,
+    which MONAI's ``verify_net_in_out`` and ``ckpt_export`` need before training. A path the user gave must exist.
+
+    Raises:
+        FileNotFoundError: ``path`` is not ``default_path`` and there is no such file.
+        ValueError: ``path`` is a folder.
+    """
+    if Path(path).is_file():
+        return Path(path)
+    if Path(path).is_dir():
+        raise ValueError(f"ckpt_path {str(path)!r} is a folder, not a checkpoint file (give its model.pt)")
+    if default_path is not None and _same_file(path, default_path):
+        return None
+    raise FileNotFoundError(f"ckpt_path {str(path)!r}: no such checkpoint file")
+
+
+def check_kind(content: Any, path: str | os.PathLike, bundle: str, kinds: Sequence[str] | None = None) -> None:
+    """Refuse a project checkpoint whose recorded kind is not one ``bundle`` can use (files without a record pass).
+
+    Raises:
+        CheckpointError: naming the file, its kind and what to do with it instead.
+    """
+    accepted = tuple(kinds) if kinds is not None else BUNDLE_KINDS[bundle]
+    record = content.get("arch") if isinstance(content, Mapping) else None
+    if not isinstance(record, Mapping) or record.get("format") != FORMAT_NAME:
+        return
+    kind = record.get("kind")
+    if kind in accepted:
+        return
+    if kind == "mae" and bundle != "usf_mae_pretrain":
+        advice = f"fine-tune it with {bundle} first (--init_checkpoint {str(path)})"
+    elif kind in _KIND_BUNDLE:
+        advice = f"use it with the {_KIND_BUNDLE[kind]} bundle"
+    else:
+        advice = "this config cannot rebuild it"
+    raise CheckpointError(f"{str(path)} is a checkpoint of kind {kind!r} ({_KIND_ORIGIN.get(kind, 'unknown')}), "
+                          f"but {bundle} needs kind {' or '.join(repr(k) for k in accepted)}; {advice}")
+
+
+def trained_settings(path: str | os.PathLike, bundle: str, default_path: str | os.PathLike | None = None,
+                     kinds: Sequence[str] | None = None) -> dict[str, Any]:
     """Bundle settings fixed by a trained bundle checkpoint's architecture record, or ``{}`` before training.
 
     Standalone inference configs read their network settings from here, so they need no training config, run
-    before any checkpoint exists (``verify_net_in_out``, ``ckpt_export``) and follow the checkpoint once it does.
+    before any checkpoint exists (``verify_net_in_out``, ``ckpt_export``) and follow the checkpoint once it does; the
+    evaluate overlays read them so that a model.pt evaluates without restating its architecture.
+
+    Args:
+        path: the checkpoint (``ckpt_path``).
+        bundle: the bundle reading it; its checkpoint kinds (:data:`BUNDLE_KINDS`) are the accepted ones.
+        default_path: the bundle's default file, the only one allowed not to exist (:func:`checkpoint_file`).
+        kinds: accepted kinds instead of the bundle's own (evaluate also takes ``external`` networks).
 
     Returns:
-        The recorded ones of: arch, image_size, class_names (classifiers), in_channels, global_pool, linear_probe,
-        norm_pix_loss (MAEs).
+        The recorded ones of: arch, image_size, class_names, mask_encoding (segmenters), in_channels, global_pool,
+        linear_probe (classifiers), norm_pix_loss (MAEs), feature_size, feature_blocks (segmenters).
+
+    Raises:
+        FileNotFoundError, ValueError: as :func:`checkpoint_file`.
+        CheckpointError: a checkpoint of another kind (:func:`check_kind`), or an unreadable file.
     """
-    if not Path(path).is_file():
-        logger.info("no checkpoint at %s yet: the inference config's defaults apply", path)
+    found_file = checkpoint_file(path, default_path)
+    if found_file is None:
+        logger.info("no checkpoint at %s yet: the config's defaults apply", path)
         return {}
-    record = read_checkpoint(path).get("arch") or {}
+    content = read_checkpoint(found_file)
+    check_kind(content, path, bundle, kinds)
+    record = (content.get("arch") if isinstance(content, Mapping) else None) or {}
     config, arch_args = record.get("config") or {}, record.get("arch_args") or {}
     found = {
         "arch": config.get("arch"),
         "image_size": config.get("image_size"),
         "class_names": config.get("class_names"),
+        "mask_encoding": config.get("mask_encoding"),
         "in_channels": arch_args.get("in_chans"),
         "global_pool": arch_args.get("global_pool"),
         "linear_probe": arch_args.get("linear_probe"),
         "norm_pix_loss": arch_args.get("norm_pix_loss"),
+        "feature_size": arch_args.get("feature_size"),
+        "feature_blocks": arch_args.get("feature_blocks"),
     }
     return {key: value for key, value in found.items() if value is not None}
 
 
-def load_inference_weights(network: torch.nn.Module, path: str | os.PathLike) -> str:
-    """Load a trained bundle checkpoint into ``network``, or keep random weights, loudly, when there is none yet.
+def load_inference_weights(network: torch.nn.Module, path: str | os.PathLike, bundle: str,
+                           default_path: str | os.PathLike | None = None) -> str:
+    """Load a trained bundle checkpoint into ``network``, or keep random weights, loudly, before training.
+
+    Random weights only where ``path`` is the bundle's default file (``default_path``) and it does not exist yet;
+    any other missing path is an error (:func:`checkpoint_file`).
 
     Returns:
-        A one-line summary of what was loaded.
+        What the outputs were made with: the checkpoint's absolute path, or ``"random"``.
     """
-    if not Path(path).is_file():
+    found_file = checkpoint_file(path, default_path)
+    if found_file is None:
         logger.warning("no checkpoint at %s: RANDOM WEIGHTS (train the bundle first, or pass --ckpt_path)", path)
-        return "random initialisation (no checkpoint yet)"
-    return initialize_weights(network, path)
+        return "random"
+    content = read_checkpoint(found_file)
+    check_kind(content, path, bundle)
+    logger.info("weights: %s", _load_content(network, content, str(path), encoder_only=False))
+    return str(found_file.resolve())
 
 
-def inference_files(input_dir: str | os.PathLike | None, input_files: Sequence[str] | None) -> list[str]:
+def record_weights(json_file: str | os.PathLike, weights: str) -> str:
+    """Add ``"weights": weights`` (a checkpoint path, or ``"random"``) to an inference result file; returns it."""
+    from monai_ext.io.atomic import atomic_write_text
+
+    result = json.loads(Path(json_file).read_text())
+    result["weights"] = weights
+    atomic_write_text(Path(json_file), json.dumps(result, indent=1))
+    return str(json_file)
+
+
+# ---------------------------------------------------------------------------------------------------- inputs
+def inference_files(input_dir: str | os.PathLike | None, input_files: str | os.PathLike | Sequence[str] | None,
+                    output_dir: str | os.PathLike | None = None) -> list[str]:
     """Files to predict: every file under ``input_dir`` that the decoder reads as one image (pictures, DICOM, NIfTI,
-    NRRD / MHA / MHD) plus ``input_files``."""
+    NRRD / MHA / MHD) plus ``input_files``.
+
+    Args:
+        input_dir: a folder, searched recursively; whatever lies under ``output_dir`` is left out, so that an output
+            folder inside it does not feed a run's own masks and heat maps into the next run.
+        input_files: a list of paths, or one path (``--input_files scan.png``: a string is one file, not letters).
+        output_dir: the run's output folder.
+
+    Raises:
+        ValueError: neither gives any file.
+    """
     from monai_ext.data.folders import list_images
     from monai_ext.io.images import SINGLE_IMAGE_SUFFIXES
 
     files = [str(p) for p in list_images(input_dir, SINGLE_IMAGE_SUFFIXES)] if input_dir else []
+    if output_dir:
+        outputs = Path(os.path.abspath(os.path.expanduser(output_dir)))
+        files = [f for f in files if not Path(os.path.abspath(f)).is_relative_to(outputs)]
+    if isinstance(input_files, (str, os.PathLike)):
+        input_files = [input_files] if str(input_files) else []
     files += [str(f) for f in input_files or []]
     if not files:
         raise ValueError("give --input_dir or --input_files")

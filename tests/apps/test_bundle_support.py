@@ -1,12 +1,29 @@
-"""Bundle support: the files a bundle's ``inference.yaml`` predicts on."""
+"""Bundle support: the files a bundle's ``inference.yaml`` predicts on, yes/no settings, which checkpoint it loads."""
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
+import torch
 
-from monai_ext.apps.bundle_support import inference_files
+from monai_ext.apps.bundle_support import (
+    as_flag,
+    inference_files,
+    initialize_weights,
+    load_inference_weights,
+    record_weights,
+    trained_settings,
+)
+from monai_ext.io.checkpoints import CheckpointError
 from monai_ext.io.writers import write_dicom, write_nifti
+from monai_ext.networks import build_classifier
+from monai_ext.networks.checkpoints import save_model_checkpoint
+from monai_ext.networks.mae import build_mae
+from monai_ext.networks.segmentation import build_segmenter
 from tests.io.test_volumes import write_itk
 
 IMAGE = (np.arange(32 * 48, dtype=np.uint8).reshape(32, 48) * 3) % 251
@@ -39,3 +56,140 @@ def test_input_files_are_appended_and_nothing_given_is_refused(tmp_path):
     assert inference_files(None, [extra]) == [extra]
     with pytest.raises(ValueError, match="--input_dir or --input_files"):
         inference_files(None, None)
+
+
+def test_a_single_input_file_given_as_text_is_one_file_not_its_letters(tmp_path):
+    """``--input_files scan.png`` reaches the config as the string, not a list."""
+    single = str(tmp_path / "scan.png")
+    assert inference_files(None, single) == [single]
+    assert inference_files(None, tmp_path / "scan.png") == [single]
+    with pytest.raises(ValueError, match="--input_dir or --input_files"):
+        inference_files(None, "")
+
+
+def test_outputs_inside_the_input_folder_are_not_read_back(tmp_path):
+    """An output folder inside the input folder: a second run must not segment the first run's masks."""
+    import cv2
+
+    root = tmp_path / "nest"
+    (root / "results" / "masks").mkdir(parents=True)
+    (root / "results_old").mkdir()
+    for path in (root / "good.png", root / "results" / "masks" / "good_mask.png", root / "results_old" / "a.png"):
+        cv2.imwrite(str(path), IMAGE)
+    for output_dir in (root / "results", str(root / "results") + "/", tmp_path / "nest" / "." / "results"):
+        found = inference_files(root, None, output_dir)
+        assert sorted(Path(p).relative_to(root).as_posix() for p in found) == ["good.png", "results_old/a.png"]
+    assert len(inference_files(root, None, tmp_path / "elsewhere")) == 3
+
+
+# ------------------------------------------------------------------------------------------------ yes/no settings
+@pytest.mark.parametrize("value", [True, 1, "true", "True", "TRUE", " yes ", "Yes", "1"])
+def test_as_flag_reads_yes(value):
+    assert as_flag(value, "resume") is True
+
+
+@pytest.mark.parametrize("value", [False, 0, "false", "False", "FALSE", "no", "NO", "0", " false\n"])
+def test_as_flag_reads_no(value):
+    """``--resume false`` arrives as the text 'false', which Python's truth test reads as yes."""
+    assert as_flag(value, "resume") is False
+
+
+@pytest.mark.parametrize("value", ["", "flase", "none", "null", "on", "2", 2, -1, 0.0, None, [], ["false"]])
+def test_as_flag_refuses_anything_else_quoting_name_and_value(value):
+    with pytest.raises(ValueError, match=r"heatmaps must be true or false.*got " + re.escape(repr(value))):
+        as_flag(value, "heatmaps")
+
+
+# ------------------------------------------------------------------------------------------------ checkpoints
+TINY = "mae_vit_tiny_patch16_dec128d2b"
+
+
+@pytest.fixture(scope="module")
+def tiny_files(tmp_path_factory) -> dict[str, Path]:
+    """A ViT-Tiny 64-px checkpoint of each kind, as the bundles write them."""
+    root = tmp_path_factory.mktemp("kinds")
+    files = {kind: root / f"{kind}.pt" for kind in ("mae", "classifier", "segmenter")}
+    save_model_checkpoint(files["mae"], build_mae(TINY, img_size=64), "mae", {"arch": TINY, "image_size": 64})
+    save_model_checkpoint(files["classifier"], build_classifier(TINY, 3, img_size=64), "classifier",
+                          {"arch": TINY, "image_size": 64, "class_names": ["a", "b", "c"]})
+    save_model_checkpoint(files["segmenter"], build_segmenter(TINY, 2, img_size=64, feature_size=8), "segmenter",
+                          {"arch": TINY, "image_size": 64, "class_names": ["background", "lesion"]})
+    return files
+
+
+def test_only_the_default_checkpoint_may_be_missing(tmp_path):
+    """Before training the bundle's own models/model.pt is absent (random weights); a path the user gave must exist."""
+    default = tmp_path / "models" / "model.pt"
+    network = build_classifier(TINY, 2, img_size=64)
+    assert trained_settings(default, "usf_mae_classify", default) == {}
+    assert load_inference_weights(network, str(default), "usf_mae_classify", str(tmp_path / "models" / ".." /
+                                                                                 "models" / "model.pt")) == "random"
+    given = tmp_path / "nope.pt"
+    with pytest.raises(FileNotFoundError, match=f"ckpt_path '{given}': no such checkpoint file"):
+        trained_settings(given, "usf_mae_classify", default)
+    with pytest.raises(FileNotFoundError, match="nope.pt"):
+        load_inference_weights(network, given, "usf_mae_classify", default)
+    with pytest.raises(FileNotFoundError, match="no such checkpoint"):  # no default at all: evaluate, segmentation
+        trained_settings(default, "usf_mae_segment")
+
+
+def test_a_folder_is_not_a_checkpoint_even_at_the_default_path(tmp_path):
+    (tmp_path / "model.pt").mkdir()
+    network = build_classifier(TINY, 2, img_size=64)
+    for path in (tmp_path, tmp_path / "model.pt"):
+        with pytest.raises(ValueError, match=f"ckpt_path '{path}' is a folder"):
+            load_inference_weights(network, path, "usf_mae_classify", tmp_path / "model.pt")
+
+
+def test_inference_weights_are_loaded_and_named(tiny_files, tmp_path):
+    network = build_classifier(TINY, 3, img_size=64)
+    used = load_inference_weights(network, tiny_files["classifier"], "usf_mae_classify", tmp_path / "model.pt")
+    assert used == str(tiny_files["classifier"].resolve())
+    expected = torch.load(tiny_files["classifier"], weights_only=True)["model"]["head.weight"]
+    torch.testing.assert_close(network.state_dict()["head.weight"], expected, atol=0, rtol=0)
+    assert trained_settings(tiny_files["classifier"], "usf_mae_classify") == {
+        "arch": TINY, "image_size": 64, "class_names": ["a", "b", "c"], "in_channels": 3, "global_pool": "avg",
+        "linear_probe": False}
+    assert trained_settings(tiny_files["segmenter"], "usf_mae_segment")["feature_size"] == 8
+
+
+def test_record_weights_adds_the_weights_to_the_result_file(tmp_path):
+    result = tmp_path / "predictions.json"
+    result.write_text(json.dumps({"class_names": ["a"], "predictions": {}, "errors": {}}))
+    record_weights(result, "random")
+    assert json.loads(result.read_text()) == {"class_names": ["a"], "predictions": {}, "errors": {}, "weights": "random"}
+
+
+@pytest.mark.parametrize("kind,bundle,advice", [
+    ("mae", "usf_mae_classify", "fine-tune it with usf_mae_classify first"),
+    ("mae", "usf_mae_segment", "fine-tune it with usf_mae_segment first"),
+    ("segmenter", "usf_mae_classify", "use it with the usf_mae_segment bundle"),
+    ("classifier", "usf_mae_segment", "use it with the usf_mae_classify bundle"),
+    ("classifier", "usf_mae_pretrain", "use it with the usf_mae_classify bundle"),
+])
+def test_a_checkpoint_of_another_kind_is_refused_with_what_to_do(tiny_files, kind, bundle, advice, tmp_path):
+    path = tiny_files[kind]
+    message = f"{path} is a checkpoint of kind '{kind}'.*{advice}"
+    with pytest.raises(CheckpointError, match=message):
+        trained_settings(path, bundle, tmp_path / "model.pt")
+    with pytest.raises(CheckpointError, match=message):
+        load_inference_weights(build_classifier(TINY, 3, img_size=64), path, bundle)
+
+
+def test_evaluate_accepts_the_kinds_it_is_given(tiny_files):
+    assert trained_settings(tiny_files["classifier"], "usf_mae_classify", kinds=["classifier", "external"])
+    with pytest.raises(CheckpointError, match="needs kind 'segmenter' or 'external'"):
+        trained_settings(tiny_files["classifier"], "usf_mae_segment", kinds=["segmenter", "external"])
+
+
+def test_a_file_without_a_record_passes_the_kind_check(tmp_path):
+    """Released USF-MAE / Facebook MAE weights carry no record: the pretraining configs still read them."""
+    torch.save(build_mae(TINY, img_size=64).state_dict(), tmp_path / "released.pth")
+    assert trained_settings(tmp_path / "released.pth", "usf_mae_pretrain") == {}
+
+
+def test_a_shape_mismatch_says_what_the_checkpoint_was_trained_with(tiny_files):
+    """evaluate.yaml given --arch of another size: the error names the recorded arch and image size."""
+    network = build_classifier("mae_vit_small_patch16_dec256d4b", 3, img_size=64)
+    with pytest.raises(CheckpointError, match=f"trained with arch='{TINY}', image_size=64, in_channels=3"):
+        initialize_weights(network, tiny_files["classifier"])

@@ -144,6 +144,7 @@ def test_classifier_inference_follows_the_checkpoint_record(checkpoints, tmp_pat
     run(cmd)
     result = json.loads((tmp_path / "out" / "predictions.json").read_text())
     assert result["class_names"] == CLASS_NAMES
+    assert result["weights"] == str(checkpoints["usf_mae_classify"].resolve())
     probabilities = result["predictions"][str(image)]["probabilities"]
     eager = build_from_checkpoint(checkpoints["usf_mae_classify"]).eval()
     parser = ConfigParser()
@@ -163,7 +164,8 @@ def test_classifier_inference_runs_before_training_with_default_classes(tmp_path
                           "image_size": 64, "input_files": [str(image)]})
     result = run(cmd)
     assert "RANDOM WEIGHTS" in result.stdout + result.stderr
-    assert json.loads((tmp_path / "out" / "predictions.json").read_text())["class_names"] == ["benign", "malignant"]
+    predictions = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert predictions["class_names"] == ["benign", "malignant"] and predictions["weights"] == "random"
 
 
 def _preprocessing(config: Path, key: str, bundle: str, image_size: int = 64):

@@ -96,6 +96,7 @@ def test_inference_masks_at_the_original_size_png_and_dicom_alike(trained, tmp_p
                              "input_dir": str(tmp_path), "overlays": True, "precision": "fp32"})
     result = json.loads((out / "infer" / "masks.json").read_text())
     assert str(tmp_path / "notes.png") in result["errors"]
+    assert result["weights"] == str((out / "models" / "model.pt").resolve())
     png = cv2.imread(result["masks"][str(tmp_path / "wide.png")]["mask"], cv2.IMREAD_UNCHANGED)
     dcm = cv2.imread(result["masks"][str(tmp_path / "wide.dcm")]["mask"], cv2.IMREAD_UNCHANGED)
     assert png.shape == (96, 128) and png.dtype == np.uint8

@@ -1,0 +1,189 @@
+"""Bundle settings as ``monai.bundle run`` hands them over, checked with MONAI's ConfigParser (no training, seconds).
+
+The command line passes ``--resume false`` as the text 'false'; every yes/no setting must read it as no. A
+``--ckpt_path`` that is not a file is an error; evaluate follows the checkpoint's architecture record as inference
+does; a checkpoint of another kind is refused by name.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from monai.bundle import ConfigParser
+
+from monai_ext.networks import build_classifier
+from monai_ext.networks.checkpoints import save_model_checkpoint
+from monai_ext.networks.segmentation import build_segmenter
+from tests.bundles.helpers import REPO
+
+TINY = "mae_vit_tiny_patch16_dec128d2b"
+BUNDLES = ("usf_mae_pretrain", "usf_mae_classify", "usf_mae_segment")
+#: Every yes/no setting a user may type on the command line, per bundle.
+FLAGS = {
+    "usf_mae_pretrain": {"norm_pix_loss", "resume", "compile", "deannotate"},
+    "usf_mae_classify": {"synthetic_multiclass", "linear_probe", "resume", "compile", "class_weighting",
+                         "balanced_sampler", "heatmaps"},
+    "usf_mae_segment": {"resume", "compile", "overlays"},
+}
+
+
+def configs(bundle: str) -> Path:
+    return REPO / "bundles" / bundle / "configs"
+
+
+def strings(node) -> list[str]:
+    """Every string in a parsed YAML tree."""
+    if isinstance(node, str):
+        return [node]
+    if isinstance(node, dict):
+        return [s for value in node.values() for s in strings(value)]
+    if isinstance(node, list):
+        return [s for value in node for s in strings(value)]
+    return []
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_every_yes_no_setting_is_read_through_as_flag(bundle: str) -> None:
+    """A top-level true/false id read any other way (``if @resume``, ``resume: "@resume"``) takes 'false' as yes."""
+    texts, declared = [], set()
+    for path in sorted(configs(bundle).glob("*.yaml")):
+        content = yaml.safe_load(path.read_text())
+        declared |= {key for key, value in content.items() if isinstance(value, bool)}
+        texts += strings(content)
+    assert declared <= FLAGS[bundle], f"new yes/no settings {declared - FLAGS[bundle]}: add them to FLAGS"
+    for flag in FLAGS[bundle]:
+        uses = [t for t in texts if re.search(rf"@{flag}\b(?![#\w])", t)]
+        assert uses, f"{flag} is never read"
+        wrong = [t for t in uses if len(re.findall(rf"@{flag}\b(?![#\w])", t)) != t.count(f"as_flag(@{flag}, '{flag}')")]
+        assert not wrong, f"{bundle}: {flag} read without as_flag in {wrong}"
+
+
+def parser_for(bundle: str, files: list[str], tmp_path: Path, **overrides) -> ConfigParser:
+    parser = ConfigParser()
+    parser.read_config([str(configs(bundle) / f) for f in files])
+    parser.update({"bundle_root": str(REPO / "bundles" / bundle), "ckpt_dir": str(tmp_path / "models"),
+                   "output_dir": str(tmp_path / "out"), "arch": TINY, "image_size": 64, **overrides})
+    return parser
+
+
+# (bundle, config files, the setting, the id holding its effect, the effect of 'false', the effect of 'true')
+EFFECTS = [
+    ("usf_mae_pretrain", ["train.yaml"], "resume", "checkpointer#resume", False, True),
+    ("usf_mae_pretrain", ["train.yaml"], "compile", "train#trainer#compile", False, True),
+    ("usf_mae_pretrain", ["train.yaml"], "norm_pix_loss", "network_def#norm_pix_loss", False, True),
+    ("usf_mae_pretrain", ["train.yaml"], "deannotate", "$len(@deannotate_transforms)", 0, 1),
+    ("usf_mae_pretrain", ["inference.yaml"], "deannotate", "$len(@deannotate_transforms)", 0, 1),
+    ("usf_mae_pretrain", ["inference.yaml"], "norm_pix_loss", "network_def#norm_pix_loss", False, True),
+    ("usf_mae_classify", ["train.yaml"], "resume", "checkpointer#resume", False, True),
+    ("usf_mae_classify", ["train.yaml"], "linear_probe", "probe_mode", False, True),
+    ("usf_mae_classify", ["inference.yaml"], "heatmaps", "$@heatmap_dir is None", True, False),
+    ("usf_mae_classify", ["inference.yaml"], "linear_probe", "network_def#linear_probe", False, True),
+    ("usf_mae_segment", ["train.yaml"], "resume", "checkpointer#resume", False, True),
+    ("usf_mae_segment", ["inference.yaml"], "overlays", "draw_overlays", False, True),
+]
+
+
+@pytest.mark.parametrize("bundle,files,flag,effect,when_false,when_true", EFFECTS)
+def test_false_typed_on_the_command_line_switches_the_setting_off(bundle, files, flag, effect, when_false, when_true,
+                                                                  tmp_path) -> None:
+    for typed, expected in (("false", when_false), ("False", when_false), ("no", when_false), ("true", when_true)):
+        parser = parser_for(bundle, files, tmp_path, **{flag: typed})
+        if effect.startswith("$"):
+            parser["probe_effect"] = effect
+            effect_id = "probe_effect"
+        else:
+            effect_id = effect
+        assert parser.get_parsed_content(effect_id) == expected, (flag, typed)
+
+
+def test_a_misspelt_flag_is_an_error_naming_it(tmp_path) -> None:
+    parser = parser_for("usf_mae_pretrain", ["train.yaml"], tmp_path, resume="flase")
+    with pytest.raises(Exception) as error:
+        parser.get_parsed_content("checkpointer#resume")
+    assert "resume must be true or false (or yes/no, 1/0), got 'flase'" in repr(error.value.__cause__)
+
+
+# ---------------------------------------------------------------------------------------------------- checkpoints
+def cause(error: BaseException) -> str:
+    """The message at the bottom of MONAI's 'Failed to evaluate' chain."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return f"{type(error).__name__}: {error}"
+
+
+@pytest.mark.parametrize("bundle", ["usf_mae_pretrain", "usf_mae_classify"])
+def test_inference_with_a_missing_ckpt_path_is_an_error_not_random_weights(bundle, tmp_path) -> None:
+    """The default models/model.pt may be missing (verify_net_in_out, ckpt_export); a --ckpt_path must exist."""
+    parser = parser_for(bundle, ["inference.yaml"], tmp_path)
+    parser.get_parsed_content("network_def")  # the default file is absent: defaults, random weights
+    assert parser.get_parsed_content("weights") == "random"
+    for given in (tmp_path / "nope.pt", tmp_path):
+        parser = parser_for(bundle, ["inference.yaml"], tmp_path, ckpt_path=str(given))
+        with pytest.raises(Exception) as error:
+            parser.get_parsed_content("network_def")
+        assert str(given) in cause(error.value) and "Error" in cause(error.value)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> dict[str, Path]:
+    """ViT-Tiny 64-px bundle checkpoints (not the bundles' ViT-B 224 default), and a file without any record."""
+    root = tmp_path_factory.mktemp("flags_models")
+    files = {"classifier": root / "classifier.pt", "segmenter": root / "segmenter.pt", "bare": root / "bare.pth"}
+    save_model_checkpoint(files["classifier"], build_classifier(TINY, 2, img_size=64, global_pool="cls"),
+                          "classifier", {"arch": TINY, "image_size": 64, "class_names": ["benign", "malignant"]})
+    save_model_checkpoint(files["segmenter"], build_segmenter(TINY, 2, img_size=64, feature_size=8), "segmenter",
+                          {"arch": TINY, "image_size": 64, "class_names": ["background", "lesion"]})
+    torch.save({"patch_embed.proj.weight": torch.zeros(1)}, files["bare"])
+    return files
+
+
+def evaluate_parser(bundle: str, ckpt: Path, **overrides) -> ConfigParser:
+    parser = ConfigParser()
+    parser.read_config([str(configs(bundle) / "train.yaml"), str(configs(bundle) / "evaluate.yaml")])
+    parser.update({"bundle_root": str(REPO / "bundles" / bundle), "ckpt_path": str(ckpt), **overrides})
+    return parser
+
+
+@pytest.mark.parametrize("bundle,kind,expected", [
+    ("usf_mae_classify", "classifier", {"arch": TINY, "image_size": 64, "global_pool": "cls"}),
+    ("usf_mae_segment", "segmenter", {"arch": TINY, "image_size": 64, "feature_size": 8}),
+])
+def test_evaluate_follows_the_checkpoint_record_and_an_explicit_override_wins(bundle, kind, expected,
+                                                                              trained) -> None:
+    parser = evaluate_parser(bundle, trained[kind])
+    assert {key: parser.get_parsed_content(key) for key in expected} == expected
+    parser = evaluate_parser(bundle, trained[kind], image_size=32)
+    assert parser.get_parsed_content("image_size") == 32 and parser.get_parsed_content("arch") == TINY
+
+
+@pytest.mark.parametrize("bundle,keys", [
+    ("usf_mae_pretrain", ["arch", "image_size", "in_channels", "norm_pix_loss"]),
+    ("usf_mae_classify", ["arch", "image_size", "in_channels", "global_pool", "linear_probe"]),
+    ("usf_mae_segment", ["arch", "image_size", "in_channels", "feature_size", "feature_blocks"]),
+])
+def test_evaluate_falls_back_to_train_defaults_for_a_file_without_a_record(bundle, keys, trained) -> None:
+    """evaluate.yaml restates train.yaml's defaults for files without a record; the two must not drift."""
+    train = ConfigParser()
+    train.read_config(str(configs(bundle) / "train.yaml"))
+    parser = evaluate_parser(bundle, trained["bare"])
+    assert {key: parser.get_parsed_content(key) for key in keys} == {key: train.get_parsed_content(key)
+                                                                        for key in keys}
+
+
+@pytest.mark.parametrize("bundle,files,ckpt,expected", [
+    ("usf_mae_segment", ["inference.yaml"], "classifier",
+     "(a classifier, usf_mae_classify), but usf_mae_segment needs kind 'segmenter'; use it with the usf_mae_classify "
+     "bundle"),
+    ("usf_mae_classify", ["inference.yaml"], "segmenter", "use it with the usf_mae_segment bundle"),
+    ("usf_mae_classify", ["train.yaml", "evaluate.yaml"], "segmenter", "use it with the usf_mae_segment bundle"),
+])
+def test_a_checkpoint_of_another_kind_is_named(bundle, files, ckpt, expected, trained, tmp_path) -> None:
+    parser = parser_for(bundle, files, tmp_path, ckpt_path=str(trained[ckpt]))
+    with pytest.raises(Exception) as error:
+        parser.get_parsed_content("trained")
+    message = cause(error.value)
+    assert message.startswith(f"CheckpointError: {trained[ckpt]} is a checkpoint of kind '{ckpt}'") and expected in message
