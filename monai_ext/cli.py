@@ -167,10 +167,12 @@ def cross_validate(
         tracking_uri: MLflow server or store (default MLFLOW_TRACKING_URI, else SQLite under OUT).
         overrides: any classification-bundle override, e.g. --arch ... --epochs 20 --image_size 128.
     """
+    from monai_ext.apps.crossval import check_run_inputs, protocol_by_name, task_of
     from monai_ext.apps.crossval import cross_validate as run_cv
-    from monai_ext.apps.crossval import protocol_by_name, task_of
 
     _require_number("data_seed", data_seed, int)
+    # before any data is generated or read: a bad start, checkpoint or bundle setting fails in a second, not later
+    check_run_inputs(_as_list(methods), init_checkpoint, {"cache_dir": cache_dir, **overrides}, task_of(protocol))
     kwargs: dict[str, object] = {}
     if protocol in ("synthetic", "subtle"):
         kwargs = {"per_class": per_class, "max_train": max_train or 100, "seed": data_seed}
@@ -223,7 +225,8 @@ def label_efficiency(
         val_fraction: share of each count held out for validation.
         overrides: any classification-bundle override, e.g. --arch ... --image_size 128 --epochs 30 --seed 1.
     """
-    from monai_ext.apps.label_efficiency import check_counts, curve_protocol
+    from monai_ext.apps.crossval import check_run_inputs
+    from monai_ext.apps.label_efficiency import STARTS, check_counts, curve_protocol
     from monai_ext.apps.label_efficiency import label_efficiency as run_curve
 
     for name, value, kind in (("repeats", repeats, int), ("data_seed", data_seed, int),
@@ -232,6 +235,7 @@ def label_efficiency(
     if per_class is not None:
         _require_number("per_class", per_class, int)
     count_list = check_counts(_int_list("counts", counts))
+    check_run_inputs(STARTS, init_checkpoint, {"cache_dir": cache_dir, **overrides})
     proto = curve_protocol(protocol, root, cache_dir, count_list, per_class, data_seed)
     record = run_curve(proto, out, init_checkpoint, count_list, repeats, {"cache_dir": cache_dir, **overrides},
                        val_fraction, data_seed)

@@ -13,6 +13,8 @@ import pytest
 import torch
 
 from monai_ext.cli import main
+from monai_ext.networks.checkpoints import save_model_checkpoint
+from monai_ext.networks.mae import build_mae
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,6 +62,16 @@ def dataset(tmp_path: Path) -> Path:
     (["make-datalist", "nosuchprotocol", "{tmp}/root", "{tmp}/list.json"], "nosuchprotocol"),
     (["make-datalist", "nosuchprotocol", "{tmp}/root", "{tmp}/list.json"], "'busi'"),  # the list names every task's
     (["inspect-checkpoint", "{tmp}/missing.pt"], "missing.pt"),
+    # refused before any data is generated or any training starts
+    (["cross-validate", "subtle", "{tmp}/cv", "--methods", "pretrained", "--init_checkpoint", "{tmp}/missing.pt"],
+     "checkpoint '{tmp}/missing.pt' does not exist"),
+    (["cross-validate", "subtle", "{tmp}/cv", "--methods", "pretrained", "--init_checkpoint", "{tmp}/root/set/a.png"],
+     "corrupt or not a torch file"),
+    (["cross-validate", "subtle", "{tmp}/cv", "--methods", "random", "--epoch", "1"],
+     "usf_mae_classify has no setting --epoch"),
+    (["cross-validate", "synthetic-seg", "{tmp}/cv", "--methods", "random", "--feature_sise", "8"],
+     "usf_mae_segment has no setting --feature_sise"),
+    (["label-efficiency", "{tmp}/le", "{tmp}/root/set/a.png"], "corrupt or not a torch file"),
     (["inspect-checkpoint", "{tmp}/root/set/a.png"], "corrupt or not a torch file"),
     (["no-such-command"], "no-such-command"),
 ])
@@ -73,10 +85,11 @@ def test_user_errors_are_one_line_with_exit_code_2(args, message, dataset, tmp_p
 
 @pytest.mark.parametrize("args,message", [
     (["make-datalist", "folder", "{root}", "{tmp}/list.json", "--fold", "7"], "fold must be in [0, 5), got 7"),
-    (["cross-validate", "folder", "{tmp}/cv", "--root", "{root}", "--folds", "0,9"],
+    (["cross-validate", "folder", "{tmp}/cv", "--root", "{root}", "--methods", "random", "--folds", "0,9"],
      "folds [0, 9]: protocol 'classes' has folds 0..4"),
-    (["cross-validate", "folder", "{tmp}/cv", "--root", "{root}", "--folds", "1,1"], "folds [1, 1] name a fold twice"),
-    (["cross-validate", "folder", "{tmp}/cv", "--root", "{root}", "--folds", "a"],
+    (["cross-validate", "folder", "{tmp}/cv", "--root", "{root}", "--methods", "random", "--folds", "1,1"],
+     "folds [1, 1] name a fold twice"),
+    (["cross-validate", "folder", "{tmp}/cv", "--root", "{root}", "--methods", "random", "--folds", "a"],
      "--folds must be comma-separated whole numbers, got 'a'"),
 ])
 def test_a_fold_the_protocol_lacks_is_a_user_error_before_any_training(args, message, tmp_path, capsys):
@@ -157,7 +170,7 @@ def test_cross_validate_data_seed_reaches_the_generated_protocol(protocol, expec
 
     monkeypatch.setattr(crossval, "protocol_by_name", fake_protocol)
     monkeypatch.setattr(crossval, "cross_validate", fake_run)
-    main(["cross-validate", protocol, str(tmp_path / "cv"), "--data_seed", "3", "--seed", "7"])
+    main(["cross-validate", protocol, str(tmp_path / "cv"), "--methods", "random", "--data_seed", "3", "--seed", "7"])
     assert seen["protocol"] == (protocol, expected)
     assert seen["overrides"]["seed"] == 7
 
@@ -178,7 +191,10 @@ def test_label_efficiency_data_seed_draws_the_data_and_seed_reaches_the_bundles(
 
     monkeypatch.setattr(label_efficiency, "curve_protocol", fake_protocol)
     monkeypatch.setattr(label_efficiency, "label_efficiency", fake_curve)
-    main(["label-efficiency", str(tmp_path / "curve"), "model.pt", "--counts", "2,4", "--data_seed", "3", "--seed", "7"])
+    checkpoint = tmp_path / "model.pt"  # checked before anything runs: a real (tiny) MAE file
+    save_model_checkpoint(checkpoint, build_mae("mae_vit_tiny_patch16_dec128d2b", img_size=32, depth=1), "mae")
+    main(["label-efficiency", str(tmp_path / "curve"), str(checkpoint), "--counts", "2,4", "--data_seed", "3",
+          "--seed", "7"])
     assert seen["protocol"] == ("subtle", [2, 4], 3)
     overrides, data_seed = seen["curve"]
     assert data_seed == 3 and overrides["seed"] == 7

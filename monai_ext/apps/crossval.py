@@ -76,6 +76,33 @@ def method_overrides(method: str, init_checkpoint: str | None, task: str = "clas
     raise ValueError(f"unknown method {method!r}; choose pretrained, random or cnn")
 
 
+def check_run_inputs(methods: Sequence[str], init_checkpoint: str | os.PathLike | None,
+                     overrides: Mapping[str, Any] | None, task: str = "classify") -> None:
+    """Refuse what would otherwise fail only after hours of training: an unknown start, an init checkpoint that
+    cannot be read, a bundle setting the bundle does not have (a misspelt ``--epoch`` would be ignored).
+
+    Raises:
+        ValueError: quoting the bad method, checkpoint or setting (CheckpointError is one).
+        FileNotFoundError: the init checkpoint does not exist.
+    """
+    from monai.bundle import ConfigParser
+
+    from monai_ext.networks.checkpoints import read_checkpoint, to_state_dict
+
+    for method in methods:
+        method_overrides(method, init_checkpoint, task)
+    if "pretrained" in methods:
+        to_state_dict(read_checkpoint(init_checkpoint))  # readable, and a layout the loaders know
+    configs = Path(locate_bundle_root("usf_mae_segment" if task == "segment" else "usf_mae_classify")) / "configs"
+    # the configs a fold runs: train, its evaluate overlay and the tracking settings
+    known = {key for name in ("train.yaml", "evaluate.yaml", "mlflow_tracking.yaml") if (configs / name).is_file()
+             for key in ConfigParser.load_config_file(configs / name)}
+    unknown = sorted(k for k in (overrides or {}) if k.split("#", 1)[0] not in known)
+    if unknown:
+        raise ValueError(f"{configs.parent.name} has no setting {', '.join('--' + k for k in unknown)} "
+                         f"(see its configs/train.yaml)")
+
+
 def run_fold(split_file: Path, out: Path, overrides: Mapping[str, Any], bundle: str | os.PathLike | None = None,
              tracking: str | None = None) -> dict[str, Any]:
     """Fine-tune on one split (tracked when ``tracking`` names MONAI tracking settings), then evaluate the best
@@ -197,6 +224,7 @@ def cross_validate(
     bundle = locate_bundle_root("usf_mae_segment") if task == "segment" else None
     out = Path(out_dir)
     folds = check_folds(protocol, folds)
+    check_run_inputs(methods, init_checkpoint, overrides, task)
     results: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
     parent = ParentRun(protocol.name, out, tracking_uri) if tracking else None
     tracked = {"tracking_uri": parent.uri, "experiment_name": parent.experiment} if parent else {}

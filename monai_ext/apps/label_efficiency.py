@@ -24,7 +24,15 @@ from pathlib import Path
 from typing import Any
 
 from monai_ext.apps.comparison import paired_differences
-from monai_ext.apps.crossval import SUMMARY_METRICS, method_overrides, protocol_by_name, run_fold, summarise, task_of
+from monai_ext.apps.crossval import (
+    SUMMARY_METRICS,
+    check_run_inputs,
+    method_overrides,
+    protocol_by_name,
+    run_fold,
+    summarise,
+    task_of,
+)
 from monai_ext.data.downstream import Protocol, labels_per_class, write_split
 from monai_ext.io.atomic import atomic_write_text
 from monai_ext.visualize.curves import plot_errorbar_panels
@@ -118,6 +126,7 @@ def label_efficiency(
                          f"got {repeats!r}")
     if not init_checkpoint or not Path(init_checkpoint).is_file():
         raise ValueError(f"init checkpoint not found: {str(init_checkpoint)!r}")
+    check_run_inputs(STARTS, init_checkpoint, overrides)
     overrides = dict(overrides or {})
     if str(overrides.get("linear_probe", "false")).strip().lower() in ("true", "1", "yes"):
         raise ValueError("the label-efficiency curve fine-tunes the whole network: linear_probe must stay false")
