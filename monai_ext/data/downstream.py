@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
+from monai_ext.data.folders import walk_files
 from monai_ext.io.atomic import atomic_write_text
 from monai_ext.io.images import image_stem, is_single_image
 
@@ -83,6 +84,10 @@ def busbra_protocol(root: str | os.PathLike, folds: int = 5) -> Protocol:
             cases[row["ID"]] = row["Case"]
     with open(_require(root / f"{folds}-fold-cv.csv", f"BUS-BRA {folds}-fold-cv.csv"), newline="") as f:
         rows = list(csv.DictReader(f))
+    missing = [row["ID"] for row in rows if not (root / "Images" / f"{row['ID']}.png").is_file()]
+    if missing:  # an incomplete download or copy: say so now, not as a skipped image deep in training
+        raise ValueError(f"BUS-BRA {folds}-fold-cv.csv lists {len(missing)} image(s) missing from "
+                         f"{str(root / 'Images')!r}, e.g. {missing[:5]!r}")
     protocol = Protocol("busbra", BUSBRA_CLASSES)
     for k in range(1, folds + 1):
         split: Split = {"train": [], "validation": [], "test": []}
@@ -225,19 +230,48 @@ def labels_per_class(split: Split, count: int, num_classes: int, val_fraction: f
 
 def folder_protocol(root: str | os.PathLike, folds: int = 5, val_fraction: float = 0.2, seed: int = 0,
                     max_train: int | None = None) -> Protocol:
-    """Folder per class (``root/<class>/*.png``, or any format the loader reads: DICOM, NIfTI, NRRD, MHA, ...),
-    stratified k-fold; optionally at most ``max_train`` training images."""
+    """Folder per class (``root/<class>/*.png``, or any format the loader reads: DICOM, NIfTI, NRRD, MHA, ...;
+    linked study folders followed), stratified k-fold; optionally at most ``max_train`` training images.
+
+    Raises:
+        ValueError: fewer than two class folders, or a class folder without images (an unzipped archive's
+            ``__MACOSX`` or an empty class would otherwise become a class no image has).
+    """
     root = Path(root)
-    classes = sorted(p.name for p in _require(root, "dataset folder").iterdir() if p.is_dir() and not p.name.startswith("."))
-    if len(classes) < 2:
-        raise ValueError(f"{str(root)!r} needs one sub-folder per class (at least two), found {classes!r}")
-    items = [
-        {"image": str(p), "label": c, "id": image_stem(p)}
-        for c, name in enumerate(classes)
-        for p in sorted((root / name).rglob("*"))
-        if is_single_image(p) and p.is_file() and not p.name.startswith(".")
-    ]
-    return Protocol(root.name, classes, _kfold(items, folds, val_fraction, seed, max_train))
+    folders = sorted(p.name for p in _require(root, "dataset folder").iterdir()
+                     if p.is_dir() and not p.name.startswith("."))
+    images = {name: [p for p in walk_files(root / name) if is_single_image(p)] for name in folders}
+    empty = [name for name, found in images.items() if not found]
+    if empty:
+        raise ValueError(f"class folders without images under {str(root)!r}: {empty!r}; remove them or add images")
+    if len(folders) < 2:
+        raise ValueError(f"{str(root)!r} needs one sub-folder per class (at least two), found {folders!r}")
+    items = [{"image": str(p), "label": c, "id": image_stem(p)} for c, name in enumerate(folders) for p in images[name]]
+    return Protocol(root.name, folders, _kfold(items, folds, val_fraction, seed, max_train))
+
+
+def _read_csv_rows(csv_path: str | os.PathLike) -> list[dict[str, str]]:
+    """The rows of a ``path, label`` CSV as a spreadsheet writes it: a UTF-8 byte-order mark (Excel's "CSV UTF-8")
+    is dropped, labels lose surrounding spaces; paths resolved against the CSV's folder.
+
+    Raises:
+        ValueError: no rows or columns missing, an empty label, or files that do not exist (the rows named).
+    """
+    csv_path = Path(_require(Path(csv_path), "CSV file"))
+    with open(csv_path, newline="", encoding="utf-8-sig") as f:
+        rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in csv.DictReader(f)]
+    if not rows or not {"path", "label"} <= set(rows[0]):
+        raise ValueError(f"{str(csv_path)!r} needs columns 'path' and 'label'")
+    unlabelled = [n for n, r in enumerate(rows, start=2) if not r["label"]]  # line 1 is the header
+    if unlabelled:
+        raise ValueError(f"{str(csv_path)!r}: empty label on line(s) {unlabelled[:10]!r}")
+    for r in rows:
+        r["path"] = str((csv_path.parent / r["path"]).resolve())
+    missing = [n for n, r in enumerate(rows, start=2) if not Path(r["path"]).is_file()]
+    if missing:
+        raise ValueError(f"{str(csv_path)!r}: {len(missing)} file(s) not found, on line(s) {missing[:10]!r}, e.g. "
+                         f"{rows[missing[0] - 2]['path']!r}")
+    return rows
 
 
 def csv_protocol(csv_path: str | os.PathLike, folds: int = 5, val_fraction: float = 0.2, seed: int = 0) -> Protocol:
@@ -245,16 +279,11 @@ def csv_protocol(csv_path: str | os.PathLike, folds: int = 5, val_fraction: floa
 
     Relative paths are relative to the CSV's folder. Labels may be names (sorted into indices) or integers.
     """
-    csv_path = Path(_require(Path(csv_path), "CSV file"))
-    with open(csv_path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows or not {"path", "label"} <= set(rows[0]):
-        raise ValueError(f"{str(csv_path)!r} needs columns 'path' and 'label'")
+    rows = _read_csv_rows(csv_path)
     names = sorted({r["label"] for r in rows}, key=lambda v: (not v.isdigit(), int(v) if v.isdigit() else v))
     items = []
     for r in rows:
-        item = {"image": str((csv_path.parent / r["path"]).resolve()), "label": names.index(r["label"]),
-                "id": Path(r["path"]).stem}
+        item = {"image": r["path"], "label": names.index(r["label"]), "id": Path(r["path"]).stem}
         if r.get("patient"):
             item["patient"] = r["patient"]
         if r.get("fold"):

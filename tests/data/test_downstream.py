@@ -67,6 +67,14 @@ def test_busbra_rejects_unknown_pathology(tmp_path) -> None:
         ds.busbra_protocol(tmp_path / "B")
 
 
+def test_busbra_refuses_a_listed_image_missing_on_disk(tmp_path) -> None:
+    make_busbra(tmp_path / "B")
+    victim = sorted((tmp_path / "B" / "Images").glob("*.png"))[3]
+    victim.unlink()
+    with pytest.raises(ValueError, match=f"lists 1 image\\(s\\) missing .*'{victim.stem}'"):
+        ds.busbra_protocol(tmp_path / "B")
+
+
 def make_mmotu(root: Path, train: int = 40, test: int = 16) -> None:
     (root / "images").mkdir(parents=True)
     (root / "annotations").mkdir()
@@ -173,6 +181,57 @@ def test_folder_protocol_lists_every_format_the_loader_reads(tmp_path) -> None:
     proto = ds.folder_protocol(tmp_path / "data", folds=2, val_fraction=0.25)
     items = proto.splits[0]["train"] + proto.splits[0]["validation"] + proto.splits[0]["test"]
     assert sorted((it["label"], it["id"]) for it in items) == [(0, "a"), (0, "b"), (0, "c"), (1, "d"), (1, "e"), (1, "f")]
+
+
+def _class_folders(root: Path, per_class: int = 6, classes=("benign", "malignant")) -> None:
+    for name in classes:
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            (root / name / f"{name}_{i}.png").write_bytes(b"png")
+
+
+def test_folder_protocol_follows_a_linked_study_folder(tmp_path) -> None:
+    _class_folders(tmp_path / "data")
+    (tmp_path / "exports" / "study1").mkdir(parents=True)
+    for i in range(3):
+        (tmp_path / "exports" / "study1" / f"s{i}.png").write_bytes(b"png")
+    (tmp_path / "data" / "malignant" / "study1").symlink_to(tmp_path / "exports" / "study1")
+    proto = ds.folder_protocol(tmp_path / "data", folds=3)
+    ids = sorted(it["id"] for items in proto.splits[0].values() for it in items if it["label"] == 1)
+    assert ids == sorted([f"malignant_{i}" for i in range(6)] + ["s0", "s1", "s2"])
+
+
+@pytest.mark.parametrize("stray", ["__MACOSX", "empty_class"])
+def test_folder_protocol_refuses_a_class_folder_without_images(tmp_path, stray) -> None:
+    _class_folders(tmp_path / "data")
+    (tmp_path / "data" / stray).mkdir()
+    (tmp_path / "data" / stray / "._benign_0.png.txt").write_bytes(b"resource fork")
+    with pytest.raises(ValueError, match=f"class folders without images .*\\['{stray}'\\]"):
+        ds.folder_protocol(tmp_path / "data")
+
+
+def _write_csv(path: Path, rows, encoding: str = "utf-8") -> Path:
+    with open(path, "w", newline="", encoding=encoding) as f:
+        w = csv.writer(f)
+        w.writerow(["path", "label"])
+        w.writerows(rows)
+    return path
+
+
+def test_csv_from_a_spreadsheet_bom_and_padded_labels_is_read(tmp_path) -> None:
+    _class_folders(tmp_path / "data")
+    rows = [(f"data/{c}/{c}_{i}.png", f" {c} " if i % 2 else c) for c in ("benign", "malignant") for i in range(6)]
+    proto = ds.csv_protocol(_write_csv(tmp_path / "labels.csv", rows, "utf-8-sig"), folds=3)
+    assert proto.class_names == ["benign", "malignant"]            # ' benign ' is benign, not a third class
+
+
+@pytest.mark.parametrize("bad_row, message", [(("data/benign/benign_0.png", ""), r"empty label on line\(s\) \[2\]"),
+                                              (("data/benign/gone.png", "benign"), r"1 file\(s\) not found.*gone.png")])
+def test_csv_refuses_empty_labels_and_missing_files_naming_the_line(tmp_path, bad_row, message) -> None:
+    _class_folders(tmp_path / "data")
+    rows = [bad_row] + [(f"data/{c}/{c}_{i}.png", c) for c in ("benign", "malignant") for i in range(1, 6)]
+    with pytest.raises(ValueError, match=message):
+        ds.csv_protocol(_write_csv(tmp_path / "labels.csv", rows), folds=3)
 
 
 def test_split_round_trip(tmp_path) -> None:
