@@ -68,13 +68,20 @@ def curve_protocol(name: str, root: str | os.PathLike | None, cache_dir: str | o
     """A classification protocol for the curve: no total cap on the training images (the budget is per class).
 
     For the generated benchmarks (``subtle``, ``synthetic``: 5 folds, a fifth of each class tested) ``per_class``
-    defaults to the smallest size whose training part holds the largest budget: ``ceil(max(counts) * 5 / 4)``;
-    ``data_seed`` draws their images and folds.
+    defaults to the smallest size whose training part holds the largest budget, ``ceil(max(counts) * 5 / 4)``, and
+    at least 5 (one test image per class in each of the 5 folds); ``data_seed`` draws their images and folds.
+
+    Raises:
+        ValueError: a segmentation protocol, or a ``per_class`` too small for 5 folds or for the largest budget.
     """
     if task_of(name) != "classify":
         raise ValueError(f"protocol {name!r} is a segmentation protocol; the label-efficiency curve classifies")
     if name in ("subtle", "synthetic"):
-        per_class = per_class or math.ceil(max(counts) * 5 / 4)
+        smallest = max(5, math.ceil(max(counts) * 5 / 4))
+        per_class = per_class or smallest
+        if per_class < smallest:
+            raise ValueError(f"per_class {per_class!r} is too small: 5 folds with {max(counts)} labels per class "
+                             f"need at least {smallest} images per class")
         return protocol_by_name(name, root, cache_dir, per_class=per_class, max_train=None, seed=data_seed)
     return protocol_by_name(name, root, cache_dir)
 

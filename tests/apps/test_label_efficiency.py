@@ -155,3 +155,19 @@ def test_cli_user_errors_are_one_line_with_exit_code_2(tmp_path, checkpoint, cap
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("counts, expected", [([2], 5), ([2, 4], 5), ([10, 100], 125)])
+def test_generated_benchmark_default_size_holds_five_folds_and_the_largest_budget(counts, expected, monkeypatch):
+    import monai_ext.apps.label_efficiency as module
+
+    seen = {}
+    monkeypatch.setattr(module, "protocol_by_name", lambda name, root, cache, **kw: seen.update(kw) or "protocol")
+    assert curve_protocol("subtle", None, "cache", counts) == "protocol"
+    assert seen["per_class"] == expected
+
+
+def test_a_per_class_too_small_for_five_folds_is_refused_before_generating(tmp_path):
+    with pytest.raises(ValueError, match="per_class 4 is too small: .* need at least 5 images per class"):
+        curve_protocol("subtle", None, tmp_path, [2], per_class=4)
+    assert not any(tmp_path.iterdir())
