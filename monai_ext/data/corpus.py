@@ -321,6 +321,21 @@ def decide(records: list[dict], options: CorpusOptions, exclude_datasets: Sequen
 
 
 # --------------------------------------------------------------------------------------------------- top level
+def check_dataset_names(root: Path, names: Sequence[str]) -> None:
+    """Refuse, before hours of ingestion, a dataset to exclude that is not under ``root``: a misspelt name
+    (``BUSBRA`` for ``BUS-BRA``) would otherwise let an evaluation set leak into the pretraining corpus unnoticed.
+
+    Raises:
+        ValueError: naming the unknown names and the datasets found (compared case-insensitively, as excluded).
+    """
+    if not names:
+        return
+    found = sorted({source.split("/")[0] if "/" in source else root.name for source in list_sources(root)})
+    unknown = [name for name in names if name.lower() not in {d.lower() for d in found}]
+    if unknown:
+        raise ValueError(f"exclude_datasets {unknown!r} match no dataset under {str(root)!r}; its datasets: {found!r}")
+
+
 def prepare_corpus(root: str | os.PathLike, out: str | os.PathLike, options: CorpusOptions = CorpusOptions(),
                    workers: int = 1, exclude_datasets: Sequence[str] = (),
                    evaluation_folders: Sequence[str | os.PathLike] = ()) -> dict[str, Any]:
@@ -334,6 +349,7 @@ def prepare_corpus(root: str | os.PathLike, out: str | os.PathLike, options: Cor
             raise NotADirectoryError(f"{role} {str(folder)!r} is not a folder")
     if workers < 0:  # 0 and 1 both ingest in this process
         raise ValueError(f"workers must be >= 0, got {workers!r}")
+    check_dataset_names(root, exclude_datasets)
     ingest(root, out, options, workers)
     chunks = _plan(root, out, options)
     records, skipped = [], []

@@ -79,6 +79,13 @@ def test_planted_duplicates_and_evaluation_images_are_removed(prepared):
     assert report["removed"] == {"duplicate_of": 5, "near_duplicate_of": 1, "matches_evaluation": 1}
 
 
+def test_a_dataset_to_exclude_that_is_not_there_is_refused_before_ingesting(prepared, tmp_path):
+    base, _, _, _ = prepared
+    with pytest.raises(ValueError, match=r"exclude_datasets \['VIDEOS'\] match no dataset .*'images'.*'video'"):
+        prepare_corpus(base / "root", tmp_path / "fresh", OPTIONS, exclude_datasets=["Video", "VIDEOS"])
+    assert not (tmp_path / "fresh").exists()                 # refused before any ingestion
+
+
 def test_excluding_a_dataset_on_rerun_reuses_the_cache(prepared, caplog):
     base, _, out, _ = prepared
     before = {p.name: p.stat().st_mtime_ns for p in (out / "chunks").iterdir()}
