@@ -277,7 +277,9 @@ def prepare_corpus(
         out: cache folder (chunks, manifest.csv, kept.npy, report.json, report.png).
         size: side of the cached square frames.
         workers: parallel processes.
-        frame_stride, slice_axis, slice_stride: how cine loops and volumes are cut into frames.
+        frame_stride: every n-th frame of a cine loop.
+        slice_axis: the axis along which volumes are cut into frames.
+        slice_stride: every n-th slice of a volume.
         modality: keep only DICOM files of this Modality, e.g. US.
         dedup_threshold: perceptual-hash distance for near-duplicates (-1: exact duplicates only).
         exclude_datasets: dataset folder names to leave out, comma-separated.
@@ -309,7 +311,8 @@ def prepare_corpus(
 
 
 def bundle_path(name: str) -> None:
-    """Print the folder of bundle ``name`` (usf_mae_pretrain or usf_mae_classify) that came with this package.
+    """Print the folder of bundle ``name`` (usf_mae_pretrain, usf_mae_classify or usf_mae_segment) that came with
+    this package.
 
     After ``pip install``: ``python -m monai.bundle run --config_file "$(monai-ext bundle-path usf_mae_classify)/
     configs/train.yaml" --ckpt_dir ... --output_dir ... --cache_dir ...`` from any folder.

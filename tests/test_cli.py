@@ -62,6 +62,7 @@ def dataset(tmp_path: Path) -> Path:
     (["make-datalist", "nosuchprotocol", "{tmp}/root", "{tmp}/list.json"], "nosuchprotocol"),
     (["make-datalist", "nosuchprotocol", "{tmp}/root", "{tmp}/list.json"], "'busi'"),  # the list names every task's
     (["inspect-checkpoint", "{tmp}/missing.pt"], "missing.pt"),
+    (["inspect-checkpoint", "{tmp}/empty"], "checkpoint '{tmp}/empty' is a folder; give the checkpoint file"),
     # refused before any data is generated or any training starts
     (["cross-validate", "subtle", "{tmp}/cv", "--methods", "pretrained", "--init_checkpoint", "{tmp}/missing.pt"],
      "checkpoint '{tmp}/missing.pt' does not exist"),

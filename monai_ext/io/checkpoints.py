@@ -41,9 +41,12 @@ def read_checkpoint(path: str | os.PathLike, sha256: str | None = None) -> Any:
 
     Raises:
         FileNotFoundError: no such file.
+        IsADirectoryError: ``path`` is a folder.
         CheckpointError: digest mismatch, or the file is corrupt or pickles anything beyond the allow-list.
     """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"checkpoint {str(path)!r} is a folder; give the checkpoint file (e.g. models/model.pt)")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
     if sha256 is not None:
