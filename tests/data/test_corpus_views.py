@@ -109,7 +109,7 @@ def test_colour_flow_never_reaches_the_cache_as_its_luma(doppler_corpus, tmp_pat
         (a,), (b,) = rows[f"doppler/screen_{i}.png"], rows[f"recoloured/screen_{i}.png"]
         np.testing.assert_array_equal(cached(base / "cache", a), cached(base / "cache", b))
     keep = CorpusOptions(size=SIZE, doppler="keep", dedup_threshold=-1)
-    prepare_corpus(base / "root", tmp_path / "keep", keep, exclude_datasets=["none"])
+    prepare_corpus(base / "root", tmp_path / "keep", keep)
     kept_rows = manifest(tmp_path / "keep")
     a, b = kept_rows["doppler/screen_0.png"][0], kept_rows["recoloured/screen_0.png"][0]
     assert not np.array_equal(cached(tmp_path / "keep", a), cached(tmp_path / "keep", b))
