@@ -53,6 +53,7 @@ def dataset(tmp_path: Path) -> Path:
     (["prepare-corpus", "{tmp}/root"], "no value for the required argument: out"),
     (["synthesize", "{tmp}/sim", "--num", "0"], "num must be at least 1, got 0"),
     (["synthesize", "{tmp}/sim", "--num", "abc"], "--num must be an integer, got 'abc'"),
+    (["synthesize", "{tmp}/sim", "--num", "2", "--seed", "-1"], "seed must be >= 0, got -1"),
     (["synthesize", "{tmp}/sim", "--num", "2.5"], "--num must be an integer, got 2.5"),
     (["synthesize", "{tmp}/sim", "--screen_capture", "maybe"], "--screen_capture must be true or false, got 'maybe'"),
     (["synthesize", "{tmp}/sim", "-n", "3"], "unknown option -n: use the long --name form"),
@@ -86,6 +87,9 @@ def test_user_errors_are_one_line_with_exit_code_2(args, message, dataset, tmp_p
 
 @pytest.mark.parametrize("args,message", [
     (["make-datalist", "folder", "{root}", "{tmp}/list.json", "--fold", "7"], "fold must be in [0, 5), got 7"),
+    (["make-datalist", "folder", "{root}", "{tmp}/list.json", "--folds", "1"],
+     "folds must be an integer from 2 to 7 (the images of the smallest class), got 1"),
+    (["make-datalist", "folder", "{root}", "{tmp}/list.json", "--folds", "8"], "from 2 to 7"),
     (["cross-validate", "folder", "{tmp}/cv", "--root", "{root}", "--methods", "random", "--folds", "0,9"],
      "folds [0, 9]: protocol 'classes' has folds 0..4"),
     (["cross-validate", "folder", "{tmp}/cv", "--root", "{root}", "--methods", "random", "--folds", "1,1"],

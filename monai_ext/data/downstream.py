@@ -161,6 +161,10 @@ def gist514_protocol(root: str | os.PathLike, val_fraction: float = 0.1, seed: i
 # ------------------------------------------------------------------------------------------------ generic layouts
 def _kfold(items: list[Item], folds: int, val_fraction: float, seed: int, max_train: int | None) -> list[Split]:
     labels = np.array([it["label"] for it in items])
+    smallest = int(np.bincount(labels).min()) if len(labels) else 0
+    if isinstance(folds, bool) or not isinstance(folds, int) or not 2 <= folds <= max(smallest, 2):
+        raise ValueError(f"folds must be an integer from 2 to {smallest} (the images of the smallest class), "
+                         f"got {folds!r}")
     if all("patient" in it for it in items):
         groups = np.array([str(it["patient"]) for it in items])
         splits = StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(items)), labels, groups)

@@ -595,6 +595,8 @@ def generate_dataset(
     """
     if num < 1:
         raise ValueError(f"num must be at least 1, got {num!r}")
+    if seed < 0:  # numpy's SeedSequence refuses it deep inside a worker, without naming the option
+        raise ValueError(f"seed must be >= 0, got {seed!r}")
     out = Path(out_dir)
     record_path = out / "synthetic.json"
     wanted = json.loads(json.dumps({"num": num, "seed": seed, "config": asdict(config), "format": fmt, "lesion": lesion}))
