@@ -344,9 +344,6 @@ def export_onnx(checkpoint: str, out: str, opset: int = 18, tolerance: float = 1
           f"{info['max_difference']:.2e}")
 
 
-FLAG_WORDS = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}
-
-
 def _coerce(name: str, value: object, hint: object) -> object:
     """``value`` as fire parsed it, checked against the parameter's annotation: fire passes on whatever it cannot
     parse as a Python literal as a string (``--num abc``, ``--screen_capture no``), so check here, naming the option.
@@ -354,6 +351,8 @@ def _coerce(name: str, value: object, hint: object) -> object:
     Raises:
         ValueError: the value does not fit (main() reports it as one line, exit code 2).
     """
+    from monai_ext.apps.bundle_support import FLAG_WORDS
+
     if hint in (None, object, inspect.Parameter.empty):
         return value
     members = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)

@@ -162,7 +162,8 @@ def empty_split_error(name: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- yes/no settings
-_FLAG_WORDS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+#: The words a yes/no setting may be given as, on a bundle's or the CLI's command line.
+FLAG_WORDS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
 
 def as_flag(value: Any, name: str) -> bool:
@@ -182,8 +183,8 @@ def as_flag(value: Any, name: str) -> bool:
         return value
     if isinstance(value, int) and value in (0, 1):
         return bool(value)
-    if isinstance(value, str) and value.strip().lower() in _FLAG_WORDS:
-        return _FLAG_WORDS[value.strip().lower()]
+    if isinstance(value, str) and value.strip().lower() in FLAG_WORDS:
+        return FLAG_WORDS[value.strip().lower()]
     raise ValueError(f"{name} must be true or false (or yes/no, 1/0), got {value!r}")
 
 

@@ -113,7 +113,7 @@ def predict_files(
         try:
             image = prepare_image(path, transform, device)
         except Exception as e:  # noqa: BLE001 - one bad file must not stop the batch
-            _record_error(result, path, root_cause(e))
+            record_error(result, path, root_cause(e))
             continue
         prediction = classify_image(network, image, class_names, precision, inferer, postprocessing)
         result["predictions"][str(path)] = prediction
@@ -122,7 +122,7 @@ def predict_files(
             try:
                 save_png(gradcam_overlay(network, image, prediction["label"]), heatmap_file)
             except OSError as e:  # a full disk or a name the filesystem refuses: this file's heat map only
-                _record_error(result, path, f"heat map not written: {type(e).__name__}: {e}")
+                record_error(result, path, f"heat map not written: {type(e).__name__}: {e}")
             else:
                 prediction["heatmap"] = str(heatmap_file)
     atomic_write_bytes(output_json, json.dumps(result, indent=1).encode())
@@ -143,7 +143,7 @@ def make_output_folders(*folders: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
 
 
-def _record_error(result: dict[str, Any], path: str | os.PathLike, reason: str) -> None:
+def record_error(result: dict[str, Any], path: str | os.PathLike, reason: str) -> None:
     """List ``reason`` under ``result["errors"]`` for ``path`` and log it."""
     result["errors"][str(path)] = reason
     logger.warning("%s: %s", path, reason)

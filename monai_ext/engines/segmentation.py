@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from monai_ext.engines.base import RobustStepTrainer, autocast, batch_images
-from monai_ext.engines.inference import make_output_folders
+from monai_ext.engines.inference import make_output_folders, record_error
 from monai_ext.io.atomic import atomic_write_bytes
 from monai_ext.io.errors import root_cause
 from monai_ext.io.figures import save_png
@@ -125,8 +125,7 @@ def predict_mask_files(
             original = np.asarray(loaded["image"])[0]
             image = torch.as_tensor(preprocess(loaded)["image"]).float()[None].to(device)
         except Exception as e:  # noqa: BLE001 - one bad file must not stop the batch
-            result["errors"][str(path)] = root_cause(e)
-            logger.warning("skipping %s: %s", path, result["errors"][str(path)])
+            record_error(result, path, root_cause(e))
             continue
         mask, _ = segment_image(network, image, original.shape, precision)
         mask_file = out / "masks" / f"{stem}_mask.png"
@@ -135,8 +134,7 @@ def predict_mask_files(
             if overlays:
                 save_png(mask_overlay(original, mask), out / "overlays" / f"{stem}_overlay.png")
         except OSError as e:  # a full disk or a name the filesystem refuses: this file fails, the batch goes on
-            result["errors"][str(path)] = f"mask not written: {type(e).__name__}: {e}"
-            logger.warning("%s: %s", path, result["errors"][str(path)])
+            record_error(result, path, f"mask not written: {type(e).__name__}: {e}")
             continue
         result["masks"][str(path)] = {"mask": str(mask_file), **mask_summary(mask, class_names)}
     atomic_write_bytes(out / "masks.json", json.dumps(result, indent=1).encode())
