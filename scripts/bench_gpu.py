@@ -138,15 +138,24 @@ def end_to_end(model: torch.nn.Module, args: argparse.Namespace, device: torch.d
     """Images/s of the pretraining loop fed from a corpus cache through ``UltrasoundBatchAugment`` on the device."""
     from monai_ext.data.corpus import CorpusFrames, CorpusOptions, prepare_corpus
     from monai_ext.data.synthetic import SimulatorConfig, generate_dataset
+
+    with tempfile.TemporaryDirectory(prefix="bench_gpu_") as scratch:
+        work = Path(scratch)
+        count = max(args.batch * 2, 64) if args.smoke else 2048
+        generate_dataset(work / "root" / "synthetic", count, seed=0,
+                         config=SimulatorConfig(size=256, screen_capture=True))
+        prepare_corpus(work / "root", work / "cache", CorpusOptions(size=256, dedup_threshold=-1), workers=args.workers)
+        loader = torch.utils.data.DataLoader(CorpusFrames(work / "cache"), batch_size=args.batch, shuffle=True,
+                                             num_workers=args.workers, pin_memory=device.type == "cuda",
+                                             drop_last=True, persistent_workers=args.workers > 0)
+        return _timed_steps(model, loader, args, device, bf16)
+
+
+def _timed_steps(model: torch.nn.Module, loader: torch.utils.data.DataLoader, args: argparse.Namespace,
+                 device: torch.device, bf16: bool) -> float:
+    """Images/s over ``args.steps`` optimiser steps after ``args.warmup`` untimed ones."""
     from monai_ext.transforms import UltrasoundBatchAugment
 
-    work = Path(tempfile.mkdtemp(prefix="bench_gpu_"))
-    count = max(args.batch * 2, 64) if args.smoke else 2048
-    generate_dataset(work / "root" / "synthetic", count, seed=0, config=SimulatorConfig(size=256, screen_capture=True))
-    prepare_corpus(work / "root", work / "cache", CorpusOptions(size=256, dedup_threshold=-1), workers=args.workers)
-    loader = torch.utils.data.DataLoader(CorpusFrames(work / "cache"), batch_size=args.batch, shuffle=True,
-                                         num_workers=args.workers, pin_memory=device.type == "cuda",
-                                         drop_last=True, persistent_workers=args.workers > 0)
     augment = UltrasoundBatchAugment(args.image_size, speckle_prob=0.3, depth_gain_prob=0.3, gamma_gain_prob=0.3,
                                      seed=0)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda" or None)

@@ -107,7 +107,7 @@ def test_pretrain_run_is_tracked_and_a_crashed_run_is_marked_failed(server, tmp_
             "reconstructions/representation_quality.png"} <= files
     assert any(f.startswith("config_") and f.endswith(".json") for f in files)
     mlflow.set_tracking_uri(server)
-    model = mlflow.pytorch.load_model(f"runs:/{run.info.run_id}/model")
+    model = mlflow.pytorch.load_model(f"runs:/{run.info.run_id}/model", dst_path=str(tmp_path))
     pred = model(__import__("torch").zeros(2, 3, 64, 64))
     assert tuple(pred.shape) == (2, 16, 768)
 
@@ -124,7 +124,7 @@ def test_classify_run_is_tracked(server, tmp_path) -> None:
     assert {"validation_confusion_matrix.png", "validation_roc.png", "validation_report.json", "metrics.json",
             "model.pt"} <= files
     mlflow.set_tracking_uri(server)
-    loaded = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
+    loaded = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model", dst_path=str(tmp_path))
     probs = loaded.predict(np.zeros((2, 3, 64, 64), np.float32))
     assert np.asarray(probs).shape == (2, 2)
     assert not any("bus_" in v or "/" in v and v.endswith(".png") for v in run.data.params.values())
