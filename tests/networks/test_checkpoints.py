@@ -88,9 +88,10 @@ def test_arbitrary_pickled_object_is_refused_and_not_run(tmp_path) -> None:
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pth"
     torch.save({"model": {"w": torch.zeros(1)}, "payload": _Exploit(str(marker))}, path)
-    with pytest.raises(ck.CheckpointError, match="refused to load .*evil.pth"):
+    with pytest.raises(ck.CheckpointError, match="refused to load .*evil.pth") as refused:
         ck.read_checkpoint(path)
     assert not marker.exists()
+    assert "torch.load(path, weights_only=False)['state_dict']" in str(refused.value)  # how to keep the weights
 
 
 def _legacy_checkpoint_prefix(tmp_path, length: int | None) -> bytes:
@@ -170,7 +171,12 @@ def test_timm_vit_layout_into_classifier() -> None:
     assert report.missing == HEAD_KEYS_AVG
 
 
-def test_monai_vit_gives_the_same_logits() -> None:
+@pytest.mark.parametrize("nest, layout", [
+    (lambda sd: sd, "monai_vit"),
+    (lambda sd: {"model": sd, "optimizer": {"state": {}}, "epoch": 4}, "facebook_mae"),  # a MONAI bundle's save dict
+    (lambda sd: {"state_dict": {f"net.{k}": v for k, v in sd.items()}, "epoch": 4}, "wrapped(state_dict: monai_vit)"),
+])
+def test_monai_vit_gives_the_same_logits(nest, layout: str) -> None:
     from monai.networks.nets import ViT
 
     torch.manual_seed(0)
@@ -178,8 +184,8 @@ def test_monai_vit_gives_the_same_logits() -> None:
                     num_heads=4, spatial_dims=2, classification=True, num_classes=3, qkv_bias=True,
                     post_activation=None).eval()
     clf = ViTClassifier(3, global_pool="cls", norm_eps=1e-5, **TINY_ENC).eval()
-    layout, sd = ck.to_state_dict(monai_vit.state_dict())
-    assert layout == "monai_vit"
+    found, sd = ck.to_state_dict(nest(monai_vit.state_dict()))
+    assert found == layout
     clf.load_state_dict(sd, strict=True)
     x = torch.randn(2, 3, 32, 32)
     torch.testing.assert_close(clf(x), monai_vit(x)[0], atol=1e-5, rtol=1e-5)
@@ -255,6 +261,38 @@ def test_foreign_file_cannot_be_rebuilt() -> None:
 def test_unknown_layout_is_refused() -> None:
     with pytest.raises(ValueError, match="unrecognised checkpoint layout"):
         ck.to_state_dict({"encoder.weight": torch.zeros(1)})
+    with pytest.raises(ValueError, match="weights under 'state_dict' have an unrecognised layout.*'model.w'"):
+        ck.to_state_dict({"state_dict": {"model.w": torch.zeros(1)}, "epoch": 1})
+
+
+def lightning_checkpoint(state_dict: dict[str, torch.Tensor], container: str, owner: str) -> dict:
+    """A training checkpoint as PyTorch Lightning (``state_dict`` with the module attribute as prefix) and other
+    trainers write one: the network's weights nested under ``container``, beside the loop's own state."""
+    return {container: {owner + k: v for k, v in state_dict.items()}, "epoch": 7, "global_step": 70,
+            "pytorch-lightning_version": "2.5.1", "optimizer_states": [{"state": {}, "param_groups": []}],
+            "lr_schedulers": [], "hparams_name": "kwargs", "hyper_parameters": {"lr": 1.5e-4, "mask_ratio": 0.75}}
+
+
+@pytest.mark.parametrize("container, owner", [("state_dict", "model."), ("state_dict", "mae."),
+                                              ("model_state_dict", ""), ("network", "module."),
+                                              ("net", "module.backbone.")])
+def test_training_checkpoint_file_loads_strict(tmp_path, container: str, owner: str) -> None:
+    trained = MaskedAutoencoderViT(**TINY)
+    torch.save(lightning_checkpoint(trained.state_dict(), container, owner), tmp_path / "last.ckpt")
+    fresh = MaskedAutoencoderViT(**TINY)
+    report = ck.load_mae_weights(fresh, tmp_path / "last.ckpt")
+    assert report.layout == f"wrapped({container}: usf_mae)"
+    for key, value in trained.state_dict().items():
+        torch.testing.assert_close(fresh.state_dict()[key], value, rtol=0, atol=0)
+
+
+def test_training_checkpoint_keys_outside_the_network_are_named() -> None:
+    nested = lightning_checkpoint(MaskedAutoencoderViT(**TINY).state_dict(), "state_dict", "model.")
+    nested["state_dict"]["criterion.weight"] = torch.ones(2)  # a loss's class weights, saved with the module
+    with pytest.raises(ValueError, match=r"unexpected: \['criterion.weight'\]"):
+        ck.load_mae_weights(MaskedAutoencoderViT(**TINY), nested)
+    report = ck.load_encoder_weights(ViTClassifier(2, **TINY_ENC), nested)
+    assert "criterion.weight" in report.dropped and report.layout == "wrapped(state_dict: usf_mae)"
 
 
 def test_encoder_into_linear_probe_head() -> None:

@@ -1,4 +1,5 @@
-"""Checkpoint interoperability: released USF-MAE, Facebook MAE, timm, MONAI and this project's own files.
+"""Checkpoint interoperability: released USF-MAE, Facebook MAE, timm, MONAI, training checkpoints that nest any of
+these (PyTorch Lightning's ``state_dict``) and this project's own files.
 
 ``layouts`` recognises a file and maps it to this project's key names (one pure filter per layout), ``adapt`` fits it
 to a model of another size, ``load`` loads with the exact missing and dropped keys checked, ``save`` writes files that
@@ -29,8 +30,10 @@ from monai_ext.networks.checkpoints.layouts import (
     filter_monai_vit,
     filter_timm_vit,
     filter_usf_mae,
+    filter_wrapped,
     strip_prefixes,
     to_state_dict,
+    unwrap_container,
 )
 from monai_ext.networks.checkpoints.load import (
     LoadReport,
@@ -44,7 +47,7 @@ __all__ = [
     "FORMAT_NAME", "FORMAT_VERSION", "PREFIXES", "USF_MAE_100EP_SHA256", "CheckpointError", "LoadReport", "StateDict",
     "adapt_decoder_pred_channels", "adapt_patch_embed_channels", "adapt_to_model", "arch_record", "atomic_torch_save",
     "build_from_checkpoint", "check_shapes", "detect_layout", "filter_facebook_mae", "filter_monai_ext",
-    "filter_monai_mae", "filter_monai_vit", "filter_timm_vit", "filter_usf_mae", "interpolate_pos_embed",
+    "filter_monai_mae", "filter_monai_vit", "filter_timm_vit", "filter_usf_mae", "filter_wrapped", "interpolate_pos_embed",
     "load_encoder_weights", "load_mae_weights", "read_checkpoint", "save_model_checkpoint", "sha256_of",
-    "strip_prefixes", "to_state_dict",
+    "strip_prefixes", "to_state_dict", "unwrap_container",
 ]

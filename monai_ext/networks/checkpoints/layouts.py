@@ -46,8 +46,13 @@ def filter_usf_mae(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
 
 
 def filter_facebook_mae(checkpoint: Mapping[str, Any]) -> StateDict:
-    """Facebook MAE ``.pth``: ``{"model": state_dict, "optimizer"?, "epoch"?, "args"?, ...}``."""
-    return strip_prefixes(checkpoint["model"])
+    """Facebook MAE ``.pth``: ``{"model": state_dict, "optimizer"?, "epoch"?, "args"?, ...}``.
+
+    MONAI bundles save ``{"model": ..., "optimizer": ...}`` too, so the nested dict goes through the filter of its own
+    flat layout (a MONAI ``ViT`` trained in a bundle is renamed; Facebook's keys are ours already)."""
+    inner = checkpoint["model"]
+    layout = _plain_layout(inner)
+    return LAYOUT_FILTERS[layout](inner) if layout else strip_prefixes(inner)
 
 
 def filter_timm_vit(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
@@ -124,6 +129,64 @@ def filter_monai_mae(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
     return out
 
 
+#: Keys under which training code nests the weights: PyTorch Lightning and many repositories (``state_dict``),
+#: PyTorch's saving tutorial (``model_state_dict``), MONAI / ignite ``CheckpointSaver`` save dicts (``network``, ``net``).
+CONTAINER_KEYS = ("state_dict", "model_state_dict", "network", "net")
+
+
+#: Attribute names under which a training module (a ``LightningModule``, a wrapper ``nn.Module``) holds the network.
+OWNER_PREFIXES = ("model.", "net.", "network.", "mae.", "backbone.", "encoder.")
+
+
+#: Keys that every known flat layout has: they tell which owner prefix holds the network.
+MARKER_KEYS = ("patch_embed.proj.weight", "patch_embedding.patch_embeddings.weight")
+
+
+def _container_key(checkpoint: Mapping[str, Any]) -> str | None:
+    """The first of ``CONTAINER_KEYS`` that holds a mapping, or None."""
+    return next((k for k in CONTAINER_KEYS if isinstance(checkpoint.get(k), Mapping)), None)
+
+
+def unwrap_container(checkpoint: Mapping[str, Any]) -> StateDict:
+    """The weights nested under a container key, wrapper prefixes removed, and the owner prefix that holds the
+    network's marker key (``model.`` in ``model.patch_embed.proj.weight``) removed from the keys that carry it.
+
+    Keys outside the owner (a loss's class weights, a metric's buffers) keep their names, so the loaders name them as
+    unexpected instead of dropping them unseen.
+
+    Raises:
+        CheckpointError: no container key holds a mapping.
+    """
+    key = _container_key(checkpoint)
+    if key is None:
+        raise CheckpointError(f"no weights under any of {CONTAINER_KEYS}")
+    inner = strip_prefixes(checkpoint[key])
+    owner = next((p for p in OWNER_PREFIXES for m in MARKER_KEYS if p + m in inner), None)
+    if owner is None:
+        return inner
+    return {k[len(owner):] if k.startswith(owner) else k: v for k, v in inner.items()}
+
+
+def _plain_layout(state_dict: Mapping[str, Any]) -> str | None:
+    """Name the flat state-dict layout by its marker keys, or None."""
+    keys = set(strip_prefixes(state_dict))
+    if MARKER_KEYS[0] in keys:
+        return "usf_mae" if "decoder_pred.weight" in keys else "timm_vit"
+    if MARKER_KEYS[1] in keys:
+        return "monai_mae" if "decoder_pred.weight" in keys else "monai_vit"
+    return None
+
+
+def filter_wrapped(checkpoint: Mapping[str, Any]) -> StateDict:
+    """A training checkpoint (Lightning ``{"state_dict": {"model.blocks.0...": ...}, "epoch": ...}`` and the like):
+    the nested weights, mapped by the filter of their own flat layout."""
+    inner = unwrap_container(checkpoint)
+    layout = _plain_layout(inner)
+    if layout is None:
+        raise CheckpointError(f"weights under {_container_key(checkpoint)!r} have an unrecognised layout; "
+                              f"first keys: {sorted(inner)[:5]!r}")
+    return LAYOUT_FILTERS[layout](inner)
+
 
 LAYOUT_FILTERS: dict[str, Callable[[Any], StateDict]] = {
     "monai_ext": filter_monai_ext,
@@ -132,6 +195,7 @@ LAYOUT_FILTERS: dict[str, Callable[[Any], StateDict]] = {
     "monai_mae": filter_monai_mae,
     "monai_vit": filter_monai_vit,
     "timm_vit": filter_timm_vit,
+    "wrapped": filter_wrapped,
 }
 
 
@@ -148,12 +212,12 @@ def detect_layout(checkpoint: Any) -> str:
         return "monai_ext"
     if isinstance(checkpoint.get("model"), Mapping):
         return "facebook_mae"
-    keys = {k for k in strip_prefixes(checkpoint)}
-    if "patch_embed.proj.weight" in keys:
-        return "usf_mae" if "decoder_pred.weight" in keys else "timm_vit"
-    if "patch_embedding.patch_embeddings.weight" in keys:
-        return "monai_mae" if "decoder_pred.weight" in keys else "monai_vit"
-    sample = sorted(keys)[:5]
+    layout = _plain_layout(checkpoint)
+    if layout is not None:
+        return layout
+    if _container_key(checkpoint) is not None:
+        return "wrapped"
+    sample = sorted(str(k) for k in checkpoint)[:5]
     raise CheckpointError(f"unrecognised checkpoint layout; first keys: {sample!r}")
 
 
@@ -161,6 +225,9 @@ def to_state_dict(checkpoint: Any) -> tuple[str, StateDict]:
     """Detect the layout and map it to this project's key names. Returns ``(layout, state_dict)``."""
     layout = detect_layout(checkpoint)
     try:
-        return layout, LAYOUT_FILTERS[layout](checkpoint)
+        state_dict = LAYOUT_FILTERS[layout](checkpoint)
     except KeyError as e:
         raise CheckpointError(f"checkpoint looks like layout {layout!r} but lacks key {e.args[0]!r}") from e
+    if layout == "wrapped":  # reports name what was inside, e.g. "wrapped(state_dict: timm_vit)"
+        layout = f"wrapped({_container_key(checkpoint)}: {_plain_layout(unwrap_container(checkpoint))})"
+    return layout, state_dict
