@@ -64,6 +64,7 @@ def dataset(tmp_path: Path) -> Path:
     (["make-datalist", "nosuchprotocol", "{tmp}/root", "{tmp}/list.json"], "'busi'"),  # the list names every task's
     (["inspect-checkpoint", "{tmp}/missing.pt"], "missing.pt"),
     (["inspect-checkpoint", "{tmp}/empty"], "checkpoint '{tmp}/empty' is a folder; give the checkpoint file"),
+    (["inspect-checkpoint", "/dev/null"], "checkpoint '/dev/null' is not a regular file"),
     # refused before any data is generated or any training starts
     (["cross-validate", "subtle", "{tmp}/cv", "--methods", "pretrained", "--init_checkpoint", "{tmp}/missing.pt"],
      "checkpoint '{tmp}/missing.pt' does not exist"),
@@ -73,6 +74,13 @@ def dataset(tmp_path: Path) -> Path:
      "usf_mae_classify has no setting --epoch"),
     (["cross-validate", "synthetic-seg", "{tmp}/cv", "--methods", "random", "--feature_sise", "8"],
      "usf_mae_segment has no setting --feature_sise"),
+    (["cross-validate", "subtle", "{tmp}/cv", "--methods", "random,ours={tmp}/missing.pt"],
+     "checkpoint '{tmp}/missing.pt' does not exist"),
+    (["cross-validate", "subtle", "{tmp}/cv", "--methods", "random,random={tmp}/root/set/a.png"],
+     "write NAME=CHECKPOINT with NAME a plain word other than pretrained, random, cnn"),
+    (["cross-validate", "subtle", "{tmp}/cv", "--methods", "random,ours="], "start 'ours=': write NAME=CHECKPOINT"),
+    (["cross-validate", "subtle", "{tmp}/cv", "--methods", "random,random"], "name each start once"),
+    (["cross-validate", "subtle", "{tmp}/cv", "--methods", "pretrian"], "unknown method 'pretrian'"),
     (["label-efficiency", "{tmp}/le", "{tmp}/root/set/a.png"], "corrupt or not a torch file"),
     (["inspect-checkpoint", "{tmp}/root/set/a.png"], "corrupt or not a torch file"),
     (["no-such-command"], "no-such-command"),

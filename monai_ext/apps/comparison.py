@@ -74,31 +74,45 @@ def paired_differences(summary: Mapping[str, Mapping[str, Mapping[str, Any]]], f
     return out
 
 
-def comparison_table(summary: Mapping[str, Mapping[str, Mapping[str, Any]]], first: str = "pretrained",
-                     second: str = "random") -> str:
-    """Markdown: the kNN means (when present) and ``first - second`` paired over folds with 95 % intervals.
-
-    Empty when ``summary`` lacks one of the two methods.
-    """
-    if not {first, second} <= set(summary):
-        return ""
-    diffs = paired_differences(summary, first, second)
-    if not diffs:  # e.g. segmentation metrics: nothing of this comparison to show
-        return ""
-    lines = []
+def knn_table(summary: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[str]:
+    """Markdown lines: the kNN means of every start, when every start has them (a linear-probe run)."""
     knn = [m for m in KNN_METRICS if all(m in summary[s] for s in summary)]
-    if knn:
-        lines += ["", "kNN on the same frozen features (k tuned on validation; mean ± std, %):", "",
-                  "| start | " + " | ".join(knn) + " |", "|---|" + "---|" * len(knn)]
-        for method, values in summary.items():
-            lines.append(f"| {method} | " + " | ".join(f"{100 * values[m]['mean']:.1f} ± {100 * values[m]['std']:.1f}"
-                                                      for m in knn) + " |")
-    lines += ["", f"{first} minus {second}, paired over the same folds (points: mean [95 % paired-t interval]):", "",
-              "| metric | difference [95 % CI] | per fold |", "|---|---|---|"]
+    if not knn:
+        return []
+    lines = ["", "kNN on the same frozen features (k tuned on validation; mean ± std, %):", "",
+             "| start | " + " | ".join(knn) + " |", "|---|" + "---|" * len(knn)]
+    for method, values in summary.items():
+        lines.append(f"| {method} | " + " | ".join(f"{100 * values[m]['mean']:.1f} ± {100 * values[m]['std']:.1f}"
+                                                  for m in knn) + " |")
+    return lines
+
+
+def difference_table(diffs: Mapping[str, Mapping[str, Any]], first: str, second: str) -> list[str]:
+    """Markdown lines: ``first - second`` per metric, paired over folds, with its interval and the fold values."""
+    lines = ["", f"{first} minus {second}, paired over the same folds (points: mean [95 % paired-t interval]):", "",
+             "| metric | difference [95 % CI] | per fold |", "|---|---|---|"]
     for metric, d in diffs.items():
         folds = ", ".join(f"{100 * v:+.1f}" for v in d["folds"])
         lines.append(f"| {metric} | {100 * d['mean']:+.1f} [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}] | {folds} |")
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def comparison_table(summary: Mapping[str, Mapping[str, Mapping[str, Any]]],
+                     firsts: Sequence[str] = ("pretrained",), second: str = "random") -> str:
+    """Markdown: the kNN means (when present), then each of ``firsts`` minus ``second`` paired over folds with 95 %
+    intervals.
+
+    Empty when ``summary`` lacks ``second`` or every one of ``firsts``, or has none of the compared metrics.
+    """
+    firsts = [f for f in firsts if f in summary and f != second]
+    if second not in summary or not firsts:
+        return ""
+    tables = []
+    for first in firsts:
+        diffs = paired_differences(summary, first, second)
+        if diffs:  # segmentation metrics: nothing of this comparison to show
+            tables += difference_table(diffs, first, second)
+    return "\n".join(knn_table(summary) + tables) + "\n" if tables else ""
 
 
 def subtle_protocol(cache_dir: str | os.PathLike, per_class: int = 60, max_train: int | None = 100, seed: int = 0,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -62,9 +63,38 @@ def cnn_baseline_overrides() -> dict[str, Any]:
     return {"network_def": network, "model_kind": "external", "init_checkpoint": None}
 
 
+#: The starts that need no file of their own ("pretrained" reads ``init_checkpoint``).
+BUILTIN_METHODS = ("pretrained", "random", "cnn")
+
+
+def named_checkpoint(method: str) -> tuple[str, str] | None:
+    """``"released=/data/usf_mae.pth"`` -> ``("released", "/data/usf_mae.pth")``: a start from that file, reported
+    under that name, so that one cross-validation compares several checkpoints on the same folds. None for a built-in.
+
+    Raises:
+        ValueError: an empty path, or a name that is not a plain word or is a built-in start's.
+    """
+    if "=" not in method:
+        return None
+    name, path = (part.strip() for part in method.split("=", 1))
+    if not re.fullmatch(r"[A-Za-z][\w-]*", name) or name in BUILTIN_METHODS or not path:
+        raise ValueError(f"start {method!r}: write NAME=CHECKPOINT with NAME a plain word other than "
+                         f"{', '.join(BUILTIN_METHODS)} (e.g. released=/data/usf_mae_100ep.pth)")
+    return name, path
+
+
+def method_name(method: str) -> str:
+    """The name a start is reported and stored under (the part before ``=`` of a named checkpoint)."""
+    named = named_checkpoint(method)
+    return named[0] if named else method
+
+
 def method_overrides(method: str, init_checkpoint: str | None, task: str = "classify") -> dict[str, Any]:
-    """Bundle overrides of a starting point: pretrained (``init_checkpoint``), random (ViT from scratch) or cnn
-    (ResNet-18 for classification, BasicUNet for segmentation)."""
+    """Bundle overrides of a starting point: pretrained (``init_checkpoint``), random (ViT from scratch), cnn
+    (ResNet-18 for classification, BasicUNet for segmentation) or ``NAME=CHECKPOINT`` (:func:`named_checkpoint`)."""
+    named = named_checkpoint(method)
+    if named:
+        return {"init_checkpoint": named[1]}
     if method == "pretrained":
         if not init_checkpoint:
             raise ValueError("method 'pretrained' needs an init checkpoint")
@@ -73,7 +103,7 @@ def method_overrides(method: str, init_checkpoint: str | None, task: str = "clas
         return {"init_checkpoint": None}
     if method == "cnn":
         return unet_baseline_overrides() if task == "segment" else cnn_baseline_overrides()
-    raise ValueError(f"unknown method {method!r}; choose pretrained, random or cnn")
+    raise ValueError(f"unknown method {method!r}; choose pretrained, random, cnn or NAME=CHECKPOINT")
 
 
 def check_run_inputs(methods: Sequence[str], init_checkpoint: str | os.PathLike | None,
@@ -89,10 +119,13 @@ def check_run_inputs(methods: Sequence[str], init_checkpoint: str | os.PathLike 
 
     from monai_ext.networks.checkpoints import read_checkpoint, to_state_dict
 
+    names = [method_name(m) for m in methods]  # also refuses a malformed NAME=CHECKPOINT
+    if len(set(names)) != len(names) or not names:
+        raise ValueError(f"methods {list(methods)!r}: name each start once")
     for method in methods:
-        method_overrides(method, init_checkpoint, task)
-    if "pretrained" in methods:
-        to_state_dict(read_checkpoint(init_checkpoint))  # readable, and a layout the loaders know
+        checkpoint = method_overrides(method, init_checkpoint, task).get("init_checkpoint")
+        if checkpoint:
+            to_state_dict(read_checkpoint(checkpoint))  # readable, and a layout the loaders know
     configs = Path(locate_bundle_root("usf_mae_segment" if task == "segment" else "usf_mae_classify")) / "configs"
     # the configs a fold runs: train, its evaluate overlay and the tracking settings
     known = {key for name in ("train.yaml", "evaluate.yaml", "mlflow_tracking.yaml") if (configs / name).is_file()
@@ -203,7 +236,8 @@ def cross_validate(
     Args:
         protocol: from :func:`monai_ext.data.downstream.load_protocol` or :func:`synthetic_protocol`.
         out_dir: results folder (one sub-folder per method and fold).
-        methods: starting points: pretrained, random, cnn.
+        methods: starting points: pretrained, random, cnn, or ``NAME=CHECKPOINT`` for a start from that file
+            reported as NAME (several may be given to compare checkpoints on the same folds).
         init_checkpoint: weights for "pretrained".
         folds: which folds (default: all); checked before anything runs (:func:`check_folds`).
         overrides: bundle overrides for every run (arch, image_size, epochs, ...).
@@ -212,7 +246,9 @@ def cross_validate(
         tracking_uri: MLflow server or store for ``tracking`` (default MLFLOW_TRACKING_URI, else SQLite in out_dir).
 
     Returns:
-        ``{"protocol", "class_names", "summary", "table", "folds"}``.
+        ``{"protocol", "class_names", "summary", "table", "folds"}``; with a random start also
+        ``"differences_from_random"`` (``{start: paired differences}`` for every start from weights) and, for the
+        "pretrained" start, the same as ``"paired_differences"``.
 
     ``task="segment"`` (the protocols of :data:`SEGMENTATION_PROTOCOL_NAMES`, see :func:`task_of`) runs the
     ``usf_mae_segment`` bundle and reports Dice, IoU and HD95 instead of the classification metrics.
@@ -225,27 +261,32 @@ def cross_validate(
     out = Path(out_dir)
     folds = check_folds(protocol, folds)
     check_run_inputs(methods, init_checkpoint, overrides, task)
-    results: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
+    results: dict[str, list[dict[str, Any]]] = {method_name(m): [] for m in methods}
     parent = ParentRun(protocol.name, out, tracking_uri) if tracking else None
     tracked = {"tracking_uri": parent.uri, "experiment_name": parent.experiment} if parent else {}
     for k in folds:
         split_file = write_split(protocol.splits[k], protocol.class_names, out / "splits" / f"fold{k}.json")
         for method in methods:
+            name = method_name(method)
             run_overrides = {**(overrides or {}), **method_overrides(method, init_checkpoint, task), **tracked,
-                             **({"run_name": f"{method}_fold{k}"} if parent else {})}
-            report = run_fold(split_file, out / method / f"fold{k}", run_overrides, bundle, tracking=tracking)
-            logger.info("%s fold %d: test %s %.4f", method, k, key, report[key])
-            print(f"[cross-validation] {protocol.name} fold {k} {method}: test {key} {report[key]:.4f}", flush=True)
-            results[method].append(report)
+                             **({"run_name": f"{name}_fold{k}"} if parent else {})}
+            report = run_fold(split_file, out / name / f"fold{k}", run_overrides, bundle, tracking=tracking)
+            logger.info("%s fold %d: test %s %.4f", name, k, key, report[key])
+            print(f"[cross-validation] {protocol.name} fold {k} {name}: test {key} {report[key]:.4f}", flush=True)
+            results[name].append(report)
     summary = summarise(results, metrics)
     add_knn_summary(summary, results)
     unit = "%; HD95 in pixels at the training size" if task == "segment" else "%"
     title = f"{protocol.name}: test metrics over {len(folds)} folds (mean ± std, {unit})"
-    table = markdown_table(summary, title, metrics) + comparison_table(summary)
+    # every start from weights (pretrained, NAME=CHECKPOINT) is compared with the random one on the same folds
+    weighted = [method_name(m) for m in methods if m == "pretrained" or named_checkpoint(m)]
+    table = markdown_table(summary, title, metrics) + comparison_table(summary, weighted)
     record = {"protocol": protocol.name, "class_names": protocol.class_names, "folds": folds, "summary": summary,
               "table": table}
-    if {"pretrained", "random"} <= set(summary):
-        record["paired_differences"] = paired_differences(summary, "pretrained", "random")
+    if "random" in summary and weighted:
+        record["differences_from_random"] = {name: paired_differences(summary, name, "random") for name in weighted}
+        if "pretrained" in weighted:
+            record["paired_differences"] = record["differences_from_random"]["pretrained"]
     atomic_write_bytes(out / "cv_summary.json", json.dumps(record, indent=1).encode())
     atomic_write_bytes(out / "cv_table.md", table.encode())
     if parent:

@@ -47,6 +47,8 @@ def read_checkpoint(path: str | os.PathLike, sha256: str | None = None) -> Any:
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"checkpoint {str(path)!r} is a folder; give the checkpoint file (e.g. models/model.pt)")
+    if path.exists() and not path.is_file():  # a device or a pipe: torch.load needs to seek
+        raise CheckpointError(f"checkpoint {str(path)!r} is not a regular file")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
     if sha256 is not None:

@@ -52,6 +52,11 @@ def test_knn_metrics_join_the_summary_and_the_table(tmp_path) -> None:
     table = comparison_table(summary)
     assert "| pretrained | 85.0 ± 7.1" in table and "| knn_auc | +25.0 [" in table and "+30.0, +20.0" in table
     assert comparison_table({"pretrained": summary["pretrained"]}) == ""
+    # several starts from weights: one difference table each, the kNN table once
+    summary["released"] = summary["pretrained"]
+    table = comparison_table(summary, ["pretrained", "released", "absent"])
+    assert table.count("kNN on the same frozen features") == 1 and table.count("| released | 85.0 ± 7.1") == 1
+    assert "pretrained minus random" in table and "released minus random" in table and "absent" not in table
 
 
 def test_subtle_protocol_has_four_classes_and_at_most_max_train(tmp_path) -> None:
@@ -69,13 +74,24 @@ def test_cross_validation_probe_path_prints_knn_and_paired_differences(tmp_path)
     from monai_ext.apps.crossval import cross_validate
     from monai_ext.networks.mae import build_mae
 
-    torch.save(build_mae("mae_vit_tiny_patch16_dec128d2b", img_size=32).state_dict(), tmp_path / "mae.pth")
+    weights = build_mae("mae_vit_tiny_patch16_dec128d2b", img_size=32).state_dict()
+    torch.save(weights, tmp_path / "mae.pth")
     protocol = subtle_protocol(tmp_path / "cache", per_class=6, max_train=16)
     overrides = {"arch": "mae_vit_tiny_patch16_dec128d2b", "image_size": 32, "batch_size": 8, "num_workers": 0,
                  "linear_probe": "true", "cache_dir": str(tmp_path / "cache")}
-    record = cross_validate(protocol, tmp_path / "cv", ["pretrained", "random"], str(tmp_path / "mae.pth"),
-                            folds=[0, 1], overrides=overrides)
+    # a second start: the same weights nested as in a Lightning training checkpoint
+    torch.save({"state_dict": {f"model.{k}": v for k, v in weights.items()}, "epoch": 3}, tmp_path / "last.ckpt")
+    methods = ["pretrained", "random", f"lightning={tmp_path / 'last.ckpt'}"]
+    record = cross_validate(protocol, tmp_path / "cv", methods, str(tmp_path / "mae.pth"), folds=[0, 1],
+                            overrides=overrides)
     assert {"knn_macro_f1", "knn_auc"} <= set(record["summary"]["random"])
     assert len(record["paired_differences"]["macro_f1"]["folds"]) == 2
+    assert record["paired_differences"] == record["differences_from_random"]["pretrained"]
     assert "pretrained minus random, paired" in record["table"] and "| knn_auc |" in record["table"]
+    assert "lightning minus random, paired" in record["table"] and "| lightning |" in record["table"]
     assert json.loads((tmp_path / "cv" / "cv_summary.json").read_text())["paired_differences"]
+    # the named start read the nested file: the same weights as "pretrained", so the same probe, not random's
+    auc = {name: record["summary"][name]["auc"]["folds"] for name in ("pretrained", "lightning", "random")}
+    assert auc["lightning"] == pytest.approx(auc["pretrained"]) and auc["lightning"] != pytest.approx(auc["random"])
+    assert sorted(p.name for p in (tmp_path / "cv").iterdir() if p.is_dir()) == ["lightning", "pretrained", "random",
+                                                                                  "splits"]
