@@ -61,3 +61,20 @@ ensure_label_venv() (
     mark_installed "$LABEL_VENV" "${files[@]}"
   fi
 )
+
+# run_shown LOG PATTERN COMMAND...: run COMMAND with its whole output appended to LOG and only the lines matching
+# PATTERN shown; when it fails, shows the errors of its traceback chain (the first is the cause: MONAI's bundle
+# runner wraps it in its own) and exits with COMMAND's status, naming LOG (a filter alone would hide the failure).
+run_shown() {
+  local log="$1" pattern="$2" status
+  shift 2
+  set +e
+  "$@" 2>&1 | tee -a "$log" | grep --line-buffered -E "$pattern"
+  status=${PIPESTATUS[0]}
+  set -e
+  if [ "$status" != 0 ]; then
+    grep -E "^[A-Za-z_.]*(Error|Exception|Interrupt)(: |$)" "$log" | awk '!seen[$0]++' | head -n 4 >&2 || tail -n 5 "$log" >&2
+    echo "failed (exit $status): ${*:1:5} ...; whole output in $log" >&2
+    exit "$status"
+  fi
+}

@@ -7,8 +7,12 @@
 #      labelled training images per fold): 5-fold cross-validation of the classification bundle's linear probe
 #      (frozen features, logistic regression with C tuned on validation) and kNN, from the pretrained encoder and from
 #      a random one, with the paired per-fold differences and their 95 % intervals.
-# Outputs go to demo_output/ (override with OUT=...); SEED=1 or 2 repeats it with other pretraining seeds.
-# Creates or reuses .venv.
+# Start: from a random initialisation, unless START names a small MAE checkpoint to continue from (default: the
+# GPU-pretrained one in checkpoints/demo_start/ when that folder holds one; START=none forces the random start).
+# With a start, step 1 continues pretraining from it (its SHA-256 checked against SHA256SUMS beside it) and step 2
+# compares three starts: random, the start as it is, and the continued one.
+# Outputs go to demo_output/ (override with OUT=...); SEED=1 or 2 repeats it with other pretraining seeds;
+# FOLDS=0,1 runs only those folds of step 2. Creates or reuses .venv.
 source "$(dirname "$0")/_venv.sh"
 ensure_venv
 cd "$REPO_ROOT"
@@ -17,19 +21,30 @@ OUT="${OUT:-$REPO_ROOT/demo_output}"
 EPOCHS="${EPOCHS:-8}"
 NUM_IMAGES="${NUM_IMAGES:-1000}"
 PER_CLASS="${PER_CLASS:-60}"
+START="${START:-}"
+if [ -z "$START" ] && [ -f checkpoints/demo_start/model.pt ]; then START=checkpoints/demo_start/model.pt; fi
+if [ "$START" = none ]; then START=""; fi
 COMMON=(--arch mae_vit_tiny_patch16_dec128d2b --image_size 128 --in_channels 1)
+INIT=()
+if [ -n "$START" ]; then
+  [ -f "$START" ] || { echo "START=$START: no such file" >&2; exit 2; }
+  INIT=(--init_checkpoint "$START")
+  sums="$(dirname "$START")/SHA256SUMS"
+  if [ -f "$sums" ]; then INIT+=(--init_sha256 "$(awk -v f="$(basename "$START")" '{sub(/^\*/, "", $2)} $2 == f {print $1}' "$sums")"); fi
+fi
 mkdir -p "$OUT"
 start=$(date +%s)
+PRETRAINED="$OUT/pretrain_seed$SEED/models/model.pt"
 
-echo "== 1/3 MAE pretraining on $NUM_IMAGES unlabelled simulated frames, $EPOCHS epochs, seed $SEED (ViT-Tiny, 128 px, gray) =="
+echo "== 1/3 MAE pretraining on $NUM_IMAGES unlabelled simulated frames, $EPOCHS epochs, seed $SEED (ViT-Tiny, 128 px, gray), from ${START:-a random initialisation} =="
 frames=$(python -c "from monai_ext.data.lesion_benchmark import subtle_pretraining_frames as f; print(f('$OUT/cache', $NUM_IMAGES))")
-python -m monai.bundle run \
-  --config_file bundles/usf_mae_pretrain/configs/train.yaml "${COMMON[@]}" --seed "$SEED" \
+run_shown "$OUT/pretrain_seed$SEED.log" "epoch [0-9]+ (validation|representation)|reconstruction grid written|initial weights" \
+  python -m monai.bundle run \
+  --config_file bundles/usf_mae_pretrain/configs/train.yaml "${COMMON[@]}" --seed "$SEED" "${INIT[@]}" \
   --dataset_dir "$frames" --batch_size 32 --num_workers 2 --epochs "$EPOCHS" --save_interval "$EPOCHS" \
   --norm_pix_loss true --recipes#ultrasound#base_lr 8e-3 \
   --monitor_interval 2 --monitor_per_class 20 \
-  --ckpt_dir "$OUT/pretrain_seed$SEED/models" --output_dir "$OUT/pretrain_seed$SEED/eval" --cache_dir "$OUT/cache" \
-  2>&1 | grep --line-buffered -E "epoch [0-9]+ (validation|representation)|reconstruction grid written|Error" || true
+  --ckpt_dir "$OUT/pretrain_seed$SEED/models" --output_dir "$OUT/pretrain_seed$SEED/eval" --cache_dir "$OUT/cache"
 python - "$OUT/pretrain_seed$SEED/eval" <<'PY'
 import json, sys
 folder = sys.argv[1]
@@ -41,22 +56,25 @@ for h in history:
 print(f"grids and representation curve: {folder}/reconstructions/ (latest.png, representation_quality.png)")
 PY
 
-echo "== 2/3 subtle lesion benchmark: 5-fold tuned linear probe + kNN, pretrained vs random encoder =="
-python -m monai_ext cross-validate subtle "$OUT/probe_seed$SEED" \
-  --init_checkpoint "$OUT/pretrain_seed$SEED/models/model.pt" --methods pretrained,random \
+METHODS=(--init_checkpoint "$PRETRAINED" --methods pretrained,random)
+if [ -n "$START" ]; then METHODS=(--methods "random,start=$START,continued=$PRETRAINED"); fi
+FOLD_ARGS=()
+if [ -n "${FOLDS:-}" ]; then FOLD_ARGS=(--folds "$FOLDS"); fi
+echo "== 2/3 subtle lesion benchmark: 5-fold tuned linear probe + kNN, starts: ${METHODS[*]: -1} =="
+run_shown "$OUT/probe_seed$SEED.log" "^\[cross-validation\]" \
+  python -m monai_ext cross-validate subtle "$OUT/probe_seed$SEED" "${METHODS[@]}" "${FOLD_ARGS[@]}" \
   --cache_dir "$OUT/cache" --per_class "$PER_CLASS" --max_train 100 "${COMMON[@]}" --seed "$SEED" \
-  --batch_size 32 --num_workers 0 --linear_probe true \
-  2>&1 | grep --line-buffered -E "^\[cross-validation\]|Error" || true
+  --batch_size 32 --num_workers 0 --linear_probe true
 
 echo "== 3/3 results =="
 python - "$OUT/probe_seed$SEED/cv_summary.json" "$start" <<'PY'
 import json, sys, time
 record = json.load(open(sys.argv[1]))
 print(record["table"])
-diffs = record["paired_differences"]
-for metric in ("macro_f1", "auc", "balanced_accuracy", "knn_macro_f1"):
-    d = diffs[metric]
-    print(f"pretrained - random, {metric}: {100 * d['mean']:+.1f} points "
-          f"[95% CI {100 * d['low']:+.1f}, {100 * d['high']:+.1f}]")
+for name, diffs in record["differences_from_random"].items():
+    for metric in ("macro_f1", "auc", "balanced_accuracy", "knn_macro_f1"):
+        d = diffs[metric]
+        print(f"{name} - random, {metric}: {100 * d['mean']:+.1f} points "
+              f"[95% CI {100 * d['low']:+.1f}, {100 * d['high']:+.1f}]")
 print(f"demo wall time: {time.time() - float(sys.argv[2]):.0f} s")
 PY

@@ -19,6 +19,8 @@ Image formation (speckle, attenuation, log compression, scan conversion, burned-
 
 from __future__ import annotations
 
+import concurrent.futures
+import functools
 import json
 import os
 from pathlib import Path
@@ -167,9 +169,17 @@ def subtle_lesion_dataset(
     return root
 
 
-def subtle_pretraining_frames(cache_dir: str | os.PathLike, num: int = 1000, seed: int = 0, size: int = 256) -> Path:
+def subtle_pretraining_frames(cache_dir: str | os.PathLike, num: int = 1000, seed: int = 0, size: int = 256,
+                              workers: int = 1) -> Path:
     """Unlabelled frames of the benchmark's domain for pretraining: each with one lesion of a random class (kept in
     no label), from seeds ``(30_000 + seed, i)``, disjoint from the benchmark's. Generated once.
+
+    Args:
+        cache_dir: where the folder is made.
+        num: frames.
+        seed: the draw.
+        size: side of the square frames.
+        workers: processes that simulate in parallel; each frame has its own seed, so the files do not depend on it.
 
     Returns:
         ``cache_dir/subtle_unlabelled_{num}_seed{seed}`` (a flat folder of PNGs).
@@ -178,16 +188,30 @@ def subtle_pretraining_frames(cache_dir: str | os.PathLike, num: int = 1000, see
 
     if num < 1:
         raise ValueError(f"num must be at least 1, got {num!r}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
     root = Path(cache_dir) / (f"subtle_unlabelled_{num}_seed{seed}" + ("" if size == 256 else f"_{size}px"))
     record = {"version": BENCHMARK_VERSION, "num": num, "seed": seed, "size": size}
     record_path = root / "frames.json"
     if record_path.is_file() and json.loads(record_path.read_text()) == record:
         return root
     root.mkdir(parents=True, exist_ok=True)
+    chunks = [(start, min(start + 256, num)) for start in range(0, num, 256)]
+    write = functools.partial(_write_pretraining_frames, root, seed, size)
+    if workers == 1:
+        for chunk in chunks:
+            write(chunk)
+    else:
+        with concurrent.futures.ProcessPoolExecutor(min(workers, len(chunks))) as pool:
+            list(pool.map(write, chunks))
+    atomic_write_text(record_path, json.dumps(record, indent=1))
+    return root
+
+
+def _write_pretraining_frames(root: Path, seed: int, size: int, chunk: tuple[int, int]) -> None:
+    """Simulate and write frames ``chunk[0] .. chunk[1] - 1`` of :func:`subtle_pretraining_frames`."""
     config = SimulatorConfig(size=size, screen_capture=True)
-    for i in range(num):
+    for i in range(*chunk):
         rng = np.random.default_rng([30_000 + seed, i])
         frame = simulate_subtle_frame(rng, SUBTLE_CLASSES[int(rng.integers(len(SUBTLE_CLASSES)))], config)
         write_frame(frame, root / f"us_{i:06d}")
-    atomic_write_text(record_path, json.dumps(record, indent=1))
-    return root

@@ -6,6 +6,7 @@ import argparse
 import hashlib
 import os
 import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,10 @@ def read_checkpoint(path: str | os.PathLike, sha256: str | None = None) -> Any:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
     if sha256 is not None:
+        # a command-line parser may have read an all-digit digest as a number: refuse, never compare str(0)
+        if not isinstance(sha256, str) or not re.fullmatch(r"[0-9a-fA-F]{64}", sha256.strip()):
+            raise ValueError(f"sha256 must be 64 hexadecimal characters, got {sha256!r}")
+        sha256 = sha256.strip()
         actual = sha256_of(path)
         if actual.lower() != sha256.lower():
             raise CheckpointError(f"checkpoint {str(path)!r} has SHA-256 {actual!r}, expected {sha256!r}")

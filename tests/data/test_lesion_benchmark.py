@@ -6,7 +6,13 @@ import cv2
 import numpy as np
 import pytest
 
-from monai_ext.data.lesion_benchmark import SUBTLE_CLASSES, simulate_subtle_frame, subtle_lesion, subtle_lesion_dataset
+from monai_ext.data.lesion_benchmark import (
+    SUBTLE_CLASSES,
+    simulate_subtle_frame,
+    subtle_lesion,
+    subtle_lesion_dataset,
+    subtle_pretraining_frames,
+)
 from monai_ext.data.synthetic import SimulatorConfig
 
 SHAPE = (256, 192)
@@ -51,3 +57,15 @@ def test_dataset_folder_is_reused_and_bad_arguments_are_refused(tmp_path) -> Non
         subtle_lesion_dataset(tmp_path, per_class=0)
     with pytest.raises(ValueError, match="kind"):
         subtle_lesion(np.random.default_rng(0), SHAPE, "spiculated")
+
+
+def test_pretraining_frames_do_not_depend_on_the_worker_count(tmp_path) -> None:
+    one = subtle_pretraining_frames(tmp_path / "one", num=300, seed=3, size=64)  # two chunks of 256 and 44
+    two = subtle_pretraining_frames(tmp_path / "two", num=300, seed=3, size=64, workers=2)
+    files = sorted(p.name for p in one.glob("*.png"))
+    assert len(files) == 300 and files == sorted(p.name for p in two.glob("*.png"))
+    for name in files[::37] + files[-1:]:
+        assert (one / name).read_bytes() == (two / name).read_bytes(), name
+    assert len({(one / name).read_bytes() for name in files[:5]}) == 5  # frames differ from one another
+    with pytest.raises(ValueError, match="workers must be an integer >= 1, got 0"):
+        subtle_pretraining_frames(tmp_path / "three", num=3, workers=0)

@@ -139,6 +139,16 @@ def test_sha256_is_checked(tmp_path) -> None:
     ck.read_checkpoint(path, sha256=good)
     with pytest.raises(ck.CheckpointError, match="expected 'f815c6"):
         ck.read_checkpoint(path, sha256=ck.USF_MAE_100EP_SHA256)
+    ck.read_checkpoint(path, sha256=f" {good.upper()}\n")  # as pasted from sha256sum output
+
+
+@pytest.mark.parametrize("digest", [0, 1234, "f815c6", "z" * 64, ["f815"]])
+def test_malformed_sha256_is_refused_naming_it(tmp_path, digest) -> None:
+    """An all-digit digest given on a command line may arrive as a number: it must not be compared as text."""
+    path = tmp_path / "w.pth"
+    torch.save({"w": torch.zeros(1)}, path)
+    with pytest.raises(ValueError, match=re.escape(f"sha256 must be 64 hexadecimal characters, got {digest!r}")):
+        ck.read_checkpoint(path, sha256=digest)
 
 
 def test_shape_mismatch_names_the_key() -> None:

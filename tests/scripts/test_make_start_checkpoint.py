@@ -1,0 +1,71 @@
+"""The demo's GPU route on the CPU: scripts/make_start_checkpoint.sh publishes a checked start, and
+scripts/run_demo.sh continues from it and compares random, the start and the continued encoder."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from monai_ext.networks.checkpoints import build_from_checkpoint, read_checkpoint
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+def run_script(name: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(REPO / "scripts" / name)], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "2", **env}, check=False, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def start(tmp_path_factory) -> Path:
+    """A start published by the script in its SMOKE mode (a few CPU steps)."""
+    root = tmp_path_factory.mktemp("start")
+    result = run_script("make_start_checkpoint.sh", SMOKE="1", DEST=str(root / "dest"), WORK=str(root / "work"))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return root / "dest"
+
+
+def test_published_start_is_checked_small_and_described(start: Path) -> None:
+    model = start / "model.pt"
+    digest, name = (start / "SHA256SUMS").read_text().split()
+    assert name == "model.pt" and digest == hashlib.sha256(model.read_bytes()).hexdigest()
+    assert model.stat().st_size <= 25 * 2**20
+    mae = build_from_checkpoint(read_checkpoint(model))  # the demo's architecture, rebuilt from the file alone
+    assert (mae.arch_args["img_size"], mae.arch_args["in_chans"], mae.arch_args["embed_dim"]) == (128, 1, 192)
+    command = (start / "command.txt").read_text()
+    assert "monai.bundle run" in command and "--norm_pix_loss true" in command and "--image_size 128" in command
+    assert json.loads((start / "machine.txt").read_text())["device"] == "none (CPU)"
+    assert "epoch 1 validation" in (start / "train.log").read_text()
+    assert (start / "representation_quality.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_demo_continues_from_the_start_and_compares_three_starts(start: Path, tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    result = run_script("run_demo.sh", OUT=str(out), START=str(start / "model.pt"), EPOCHS="1", NUM_IMAGES="80",
+                        PER_CLASS="6", FOLDS="0,1")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert f"initial weights: {start / 'model.pt'}: layout=monai_ext" in result.stdout
+    record = json.loads((out / "probe_seed0" / "cv_summary.json").read_text())
+    assert set(record["summary"]) == {"random", "start", "continued"}
+    assert set(record["differences_from_random"]) == {"start", "continued"}
+    assert "start - random, macro_f1:" in result.stdout and "continued - random, auc:" in result.stdout
+    # the continued encoder is the start after more training: the two are different encoders
+    assert record["summary"]["start"]["auc"]["folds"] != record["summary"]["continued"]["auc"]["folds"]
+
+
+def test_demo_refuses_a_start_whose_digest_does_not_match(start: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "start"
+    copy.mkdir()
+    (copy / "model.pt").write_bytes((start / "model.pt").read_bytes())
+    (copy / "SHA256SUMS").write_text(f"{'ab' * 32}  model.pt\n")
+    result = run_script("run_demo.sh", OUT=str(tmp_path / "demo"), START=str(copy / "model.pt"), EPOCHS="1",
+                        NUM_IMAGES="80", PER_CLASS="6", FOLDS="0")
+    assert result.returncode != 0
+    assert "has SHA-256" in result.stdout + result.stderr and "expected 'abab" in result.stdout + result.stderr
+    assert not (tmp_path / "demo" / "probe_seed0").exists()  # stopped before the benchmark
