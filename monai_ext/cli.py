@@ -156,7 +156,7 @@ def cross_validate(
         init_checkpoint: pretrained weights for the "pretrained" start.
         methods: comma-separated starts: pretrained, random, cnn, and NAME=CHECKPOINT for a start from that file
             reported as NAME (e.g. random,released=usf_mae_100ep.pth,ours=models/model.pt compares two checkpoints
-            with a random start on the same folds).
+            with a random start on the same folds; a path with a comma needs a link without one).
         folds: comma-separated fold indices (default all).
         cache_dir: where the synthetic benchmark is generated.
         per_class: synthetic benchmark images per class.

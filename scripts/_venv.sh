@@ -66,14 +66,17 @@ ensure_label_venv() (
 # PATTERN shown; when it fails, shows the errors of its traceback chain (the first is the cause: MONAI's bundle
 # runner wraps it in its own) and exits with COMMAND's status, naming LOG (a filter alone would hide the failure).
 run_shown() {
-  local log="$1" pattern="$2" status
+  local log="$1" pattern="$2" status before=0
   shift 2
+  # LOG keeps earlier runs (a rerun, a resumed run): only what this run appends is searched for its errors
+  if [ -f "$log" ]; then before=$(wc -c < "$log"); fi
   set +e
   "$@" 2>&1 | tee -a "$log" | grep --line-buffered -E "$pattern"
   status=${PIPESTATUS[0]}
   set -e
   if [ "$status" != 0 ]; then
-    grep -E "^[A-Za-z_.]*(Error|Exception|Interrupt)(: |$)" "$log" | awk '!seen[$0]++' | head -n 4 >&2 || tail -n 5 "$log" >&2
+    tail -c +$((before + 1)) "$log" | grep -E "^[A-Za-z_.]*(Error|Exception|Interrupt)(: |$)" \
+      | awk '!seen[$0]++' | head -n 4 >&2 || tail -c +$((before + 1)) "$log" | tail -n 5 >&2
     echo "failed (exit $status): ${*:1:5} ...; whole output in $log" >&2
     exit "$status"
   fi

@@ -44,7 +44,7 @@ command=(python -m monai.bundle run
 run_shown "$WORK/train.log" "epoch [0-9]+ (validation|representation)" "${command[@]}"
 
 echo "== 3/3 publishing into $DEST =="
-python - "$WORK" "$DEST" "${command[*]}" <<'PY'
+python - "$WORK" "$DEST" "$(printf '%q ' "${command[@]}")" <<'PY'
 import json, os, platform, subprocess, sys, time
 from pathlib import Path
 
@@ -62,7 +62,7 @@ build_from_checkpoint(read_checkpoint(source))  # rebuilds from its own record, 
 dest.mkdir(parents=True, exist_ok=True)
 atomic_write_bytes(dest / "model.pt", source.read_bytes())
 atomic_write_text(dest / "SHA256SUMS", f"{sha256_of(dest / 'model.pt')}  model.pt\n")
-atomic_write_text(dest / "command.txt", command + "\n")
+atomic_write_text(dest / "command.txt", command.rstrip() + "\n")
 gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "none (CPU)"
 commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
 machine = {"device": gpu, "torch": torch.__version__, "cuda": torch.version.cuda, "cpus": os.cpu_count(),

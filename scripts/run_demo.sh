@@ -30,7 +30,11 @@ if [ -n "$START" ]; then
   [ -f "$START" ] || { echo "START=$START: no such file" >&2; exit 2; }
   INIT=(--init_checkpoint "$START")
   sums="$(dirname "$START")/SHA256SUMS"
-  if [ -f "$sums" ]; then INIT+=(--init_sha256 "$(awk -v f="$(basename "$START")" '{sub(/^\*/, "", $2)} $2 == f {print $1}' "$sums")"); fi
+  if [ -f "$sums" ]; then
+    digest=$(awk -v f="$(basename "$START")" '{sub(/^\*/, "", $2)} $2 == f {print $1}' "$sums")
+    [ -n "$digest" ] || { echo "$sums has no line for $(basename "$START")" >&2; exit 2; }
+    INIT+=(--init_sha256 "$digest")
+  fi
 fi
 mkdir -p "$OUT"
 start=$(date +%s)
@@ -40,7 +44,7 @@ echo "== 1/3 MAE pretraining on $NUM_IMAGES unlabelled simulated frames, $EPOCHS
 frames=$(python -c "from monai_ext.data.lesion_benchmark import subtle_pretraining_frames as f; print(f('$OUT/cache', $NUM_IMAGES))")
 run_shown "$OUT/pretrain_seed$SEED.log" "epoch [0-9]+ (validation|representation)|reconstruction grid written|initial weights" \
   python -m monai.bundle run \
-  --config_file bundles/usf_mae_pretrain/configs/train.yaml "${COMMON[@]}" --seed "$SEED" "${INIT[@]}" \
+  --config_file bundles/usf_mae_pretrain/configs/train.yaml "${COMMON[@]}" --seed "$SEED" ${INIT[@]+"${INIT[@]}"} \
   --dataset_dir "$frames" --batch_size 32 --num_workers 2 --epochs "$EPOCHS" --save_interval "$EPOCHS" \
   --norm_pix_loss true --recipes#ultrasound#base_lr 8e-3 \
   --monitor_interval 2 --monitor_per_class 20 \
@@ -62,7 +66,7 @@ FOLD_ARGS=()
 if [ -n "${FOLDS:-}" ]; then FOLD_ARGS=(--folds "$FOLDS"); fi
 echo "== 2/3 subtle lesion benchmark: 5-fold tuned linear probe + kNN, starts: ${METHODS[*]: -1} =="
 run_shown "$OUT/probe_seed$SEED.log" "^\[cross-validation\]" \
-  python -m monai_ext cross-validate subtle "$OUT/probe_seed$SEED" "${METHODS[@]}" "${FOLD_ARGS[@]}" \
+  python -m monai_ext cross-validate subtle "$OUT/probe_seed$SEED" "${METHODS[@]}" ${FOLD_ARGS[@]+"${FOLD_ARGS[@]}"} \
   --cache_dir "$OUT/cache" --per_class "$PER_CLASS" --max_train 100 "${COMMON[@]}" --seed "$SEED" \
   --batch_size 32 --num_workers 0 --linear_probe true
 

@@ -80,6 +80,9 @@ def dataset(tmp_path: Path) -> Path:
      "write NAME=CHECKPOINT with NAME a plain word other than pretrained, random, cnn"),
     (["cross-validate", "subtle", "{tmp}/cv", "--methods", "random,ours="], "start 'ours=': write NAME=CHECKPOINT"),
     (["cross-validate", "subtle", "{tmp}/cv", "--methods", "random,random"], "name each start once"),
+    (["cross-validate", "subtle", "{tmp}/cv", "--methods", "random,splits={tmp}/x.pt"], "other than pretrained, "
+                                                                                     "random, cnn, splits"),
+    (["cross-validate", "subtle", "{tmp}/cv", "--methods", ""], "methods is empty"),
     (["cross-validate", "subtle", "{tmp}/cv", "--methods", "pretrian"], "unknown method 'pretrian'"),
     (["label-efficiency", "{tmp}/le", "{tmp}/root/set/a.png"], "corrupt or not a torch file"),
     (["inspect-checkpoint", "{tmp}/root/set/a.png"], "corrupt or not a torch file"),

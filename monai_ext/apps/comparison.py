@@ -104,6 +104,7 @@ def comparison_table(summary: Mapping[str, Mapping[str, Mapping[str, Any]]],
 
     Empty when ``summary`` lacks ``second`` or every one of ``firsts``, or has none of the compared metrics.
     """
+    firsts = [firsts] if isinstance(firsts, str) else firsts  # one start given as a plain name
     firsts = [f for f in firsts if f in summary and f != second]
     if second not in summary or not firsts:
         return ""

@@ -67,6 +67,10 @@ def cnn_baseline_overrides() -> dict[str, Any]:
 BUILTIN_METHODS = ("pretrained", "random", "cnn")
 
 
+#: Names a start cannot take: its folder would mix with these under the results folder.
+RESERVED_NAMES = ("splits",)
+
+
 def named_checkpoint(method: str) -> tuple[str, str] | None:
     """``"released=/data/usf_mae.pth"`` -> ``("released", "/data/usf_mae.pth")``: a start from that file, reported
     under that name, so that one cross-validation compares several checkpoints on the same folds. None for a built-in.
@@ -77,9 +81,9 @@ def named_checkpoint(method: str) -> tuple[str, str] | None:
     if "=" not in method:
         return None
     name, path = (part.strip() for part in method.split("=", 1))
-    if not re.fullmatch(r"[A-Za-z][\w-]*", name) or name in BUILTIN_METHODS or not path:
+    if not re.fullmatch(r"[A-Za-z][\w-]*", name) or name in BUILTIN_METHODS + RESERVED_NAMES or not path:
         raise ValueError(f"start {method!r}: write NAME=CHECKPOINT with NAME a plain word other than "
-                         f"{', '.join(BUILTIN_METHODS)} (e.g. released=/data/usf_mae_100ep.pth)")
+                         f"{', '.join(BUILTIN_METHODS + RESERVED_NAMES)} (e.g. released=/data/usf_mae_100ep.pth)")
     return name, path
 
 
@@ -119,8 +123,10 @@ def check_run_inputs(methods: Sequence[str], init_checkpoint: str | os.PathLike 
 
     from monai_ext.networks.checkpoints import read_checkpoint, to_state_dict
 
+    if not methods:
+        raise ValueError("methods is empty: give at least one start (pretrained, random, cnn or NAME=CHECKPOINT)")
     names = [method_name(m) for m in methods]  # also refuses a malformed NAME=CHECKPOINT
-    if len(set(names)) != len(names) or not names:
+    if len(set(names)) != len(names):
         raise ValueError(f"methods {list(methods)!r}: name each start once")
     for method in methods:
         checkpoint = method_overrides(method, init_checkpoint, task).get("init_checkpoint")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import json
+import multiprocessing
 import os
 from pathlib import Path
 from typing import Any
@@ -196,13 +197,17 @@ def subtle_pretraining_frames(cache_dir: str | os.PathLike, num: int = 1000, see
     if record_path.is_file() and json.loads(record_path.read_text()) == record:
         return root
     root.mkdir(parents=True, exist_ok=True)
-    chunks = [(start, min(start + 256, num)) for start in range(0, num, 256)]
+    step = max(16, min(256, -(-num // workers)))  # every worker busy, chunks large enough to amortise a task
+    chunks = [(start, min(start + step, num)) for start in range(0, num, step)]
     write = functools.partial(_write_pretraining_frames, root, seed, size)
     if workers == 1:
         for chunk in chunks:
             write(chunk)
     else:
-        with concurrent.futures.ProcessPoolExecutor(min(workers, len(chunks))) as pool:
+        # spawn, not fork: the caller may hold torch / OpenCV thread pools, which a forked child can deadlock on
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(min(workers, len(chunks)), mp_context=context,
+                                                    initializer=cv2.setNumThreads, initargs=(1,)) as pool:
             list(pool.map(write, chunks))
     atomic_write_text(record_path, json.dumps(record, indent=1))
     return root

@@ -94,9 +94,10 @@ def predict_files(
         inferer, postprocessing: as :func:`classify_image`.
 
     Returns:
-        ``{"class_names", "predictions": {path: {"label", "class", "probabilities": {name: p}[, "heatmap": file]}},
-        "errors": {path: reason}}``. A file whose heat map could not be written keeps its prediction (without
-        ``heatmap``) and is listed under ``errors`` too; the JSON is written whatever single files do.
+        ``{"class_names", "predictions": {path: {"label", "class", "probabilities": {name: p}[, "heatmap": file]
+        [, "warning": text]}}, "errors": {path: reason}}``. A file whose heat map could not be written keeps its
+        prediction (without ``heatmap``) and is listed under ``errors`` too; a blank image's prediction carries a
+        ``warning`` (:func:`note_if_blank`); the JSON is written whatever single files do.
 
     Raises:
         FileExistsError: the JSON's folder or ``heatmap_dir`` is an existing file (before any prediction).
@@ -116,6 +117,7 @@ def predict_files(
             record_error(result, path, root_cause(e))
             continue
         prediction = classify_image(network, image, class_names, precision, inferer, postprocessing)
+        note_if_blank(prediction, path, image)
         result["predictions"][str(path)] = prediction
         if heatmaps:
             heatmap_file = Path(heatmap_dir) / f"{stem}_gradcam.png"
@@ -141,6 +143,23 @@ def make_output_folders(*folders: Path) -> None:
         if folder.exists() and not folder.is_dir():
             raise FileExistsError(f"output folder {str(folder)!r} exists and is not a folder")
         folder.mkdir(parents=True, exist_ok=True)
+
+
+BLANK_IMAGE_WARNING = "blank image: every pixel has the same value, so the output says nothing about it"
+
+
+def note_if_blank(entry: dict[str, Any], path: str | os.PathLike, image: torch.Tensor) -> None:
+    """Add ``BLANK_IMAGE_WARNING`` to ``entry`` (and the log) when every pixel of the preprocessed ``image``
+    ((N, C, H, W) or (C, H, W)) has one value per channel: one gray level or one colour.
+
+    A blank frame (an empty DICOM export, a 1 x 1 placeholder) decodes fine and still gets a confident-looking
+    answer; an annotator or a batch report should see that it was about nothing. Per channel, because channel-wise
+    normalisation gives a gray image repeated into three channels a different value in each.
+    """
+    pixels = image.reshape(-1, *image.shape[-3:]).flatten(2)  # (N, C, H*W)
+    if pixels.numel() and bool((pixels.amax(dim=2) == pixels.amin(dim=2)).all()):
+        entry["warning"] = BLANK_IMAGE_WARNING
+        logger.warning("%s: %s", path, BLANK_IMAGE_WARNING)
 
 
 def record_error(result: dict[str, Any], path: str | os.PathLike, reason: str) -> None:

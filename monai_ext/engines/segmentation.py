@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from monai_ext.engines.base import RobustStepTrainer, autocast, batch_images
-from monai_ext.engines.inference import make_output_folders, record_error
+from monai_ext.engines.inference import make_output_folders, note_if_blank, record_error
 from monai_ext.io.atomic import atomic_write_bytes
 from monai_ext.io.errors import root_cause
 from monai_ext.io.figures import save_png
@@ -103,8 +103,9 @@ def predict_mask_files(
         overlays: also write a colour overlay of the mask on the image.
 
     Returns:
-        ``{"class_names", "masks": {path: {"mask": file, "size", "pixels", "fraction"}}, "errors": {path: reason}}``;
-        a file whose mask (or overlay) could not be written is under ``errors``. ``masks.json`` is written whatever
+        ``{"class_names", "masks": {path: {"mask": file, "size", "pixels", "fraction"[, "warning"]}},
+        "errors": {path: reason}}``; a file whose mask (or overlay) could not be written is under ``errors``, a blank
+        image's entry carries a ``warning`` (:func:`~monai_ext.engines.inference.note_if_blank`). ``masks.json`` is written whatever
         single files do.
 
     Raises:
@@ -137,6 +138,7 @@ def predict_mask_files(
             record_error(result, path, f"mask not written: {type(e).__name__}: {e}")
             continue
         result["masks"][str(path)] = {"mask": str(mask_file), **mask_summary(mask, class_names)}
+        note_if_blank(result["masks"][str(path)], path, image)
     atomic_write_bytes(out / "masks.json", json.dumps(result, indent=1).encode())
     logger.info("%d masks, %d errors: %s", len(result["masks"]), len(result["errors"]), out / "masks.json")
     return result

@@ -73,7 +73,8 @@ def read_checkpoint(path: str | os.PathLike, sha256: str | None = None) -> Any:
             f"refused to load {str(path)!r}: it pickles objects outside the allow-list "
             f"(tensors, containers, argparse.Namespace); nothing in it was run. A training checkpoint that keeps "
             f"hyper-parameters or callback states (PyTorch Lightning) can be cut down to its weights where it is "
-            f"trusted: torch.save(torch.load(path, weights_only=False)['state_dict'], 'weights.pt'). Detail: {e}"
+            f"trusted: torch.save(torch.load(path, weights_only=False)['state_dict'], 'weights.pt') (or the key "
+            f"that holds its weights). Detail: {e}"
         ) from e
     # torch.load of damaged bytes fails in many ways (a cut-short legacy file: IndexError, struct.error; a changed
     # storage key: AssertionError, KeyError; a damaged zip: RuntimeError): all mean the file is unreadable

@@ -72,6 +72,7 @@ def test_cross_validation_probe_path_prints_knn_and_paired_differences(tmp_path)
     import torch
 
     from monai_ext.apps.crossval import cross_validate
+    from monai_ext.io.checkpoints import read_checkpoint
     from monai_ext.networks.mae import build_mae
 
     weights = build_mae("mae_vit_tiny_patch16_dec128d2b", img_size=32).state_dict()
@@ -90,8 +91,13 @@ def test_cross_validation_probe_path_prints_knn_and_paired_differences(tmp_path)
     assert "pretrained minus random, paired" in record["table"] and "| knn_auc |" in record["table"]
     assert "lightning minus random, paired" in record["table"] and "| lightning |" in record["table"]
     assert json.loads((tmp_path / "cv" / "cv_summary.json").read_text())["paired_differences"]
-    # the named start read the nested file: the same weights as "pretrained", so the same probe, not random's
-    auc = {name: record["summary"][name]["auc"]["folds"] for name in ("pretrained", "lightning", "random")}
-    assert auc["lightning"] == pytest.approx(auc["pretrained"]) and auc["lightning"] != pytest.approx(auc["random"])
+    # the named start read the nested file: its frozen encoder (saved with the probe's head) is those weights
+    def encoder_of(name: str) -> torch.Tensor:
+        return read_checkpoint(tmp_path / "cv" / name / "fold1" / "models" / "model.pt")["model"]["patch_embed.proj.weight"]
+
+    assert torch.equal(encoder_of("lightning"), weights["patch_embed.proj.weight"])
+    assert torch.equal(encoder_of("pretrained"), weights["patch_embed.proj.weight"])
+    assert not torch.equal(encoder_of("random"), weights["patch_embed.proj.weight"])
+    assert record["summary"]["lightning"]["auc"]["folds"] == pytest.approx(record["summary"]["pretrained"]["auc"]["folds"])
     assert sorted(p.name for p in (tmp_path / "cv").iterdir() if p.is_dir()) == ["lightning", "pretrained", "random",
                                                                                   "splits"]

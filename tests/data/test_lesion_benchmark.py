@@ -60,7 +60,7 @@ def test_dataset_folder_is_reused_and_bad_arguments_are_refused(tmp_path) -> Non
 
 
 def test_pretraining_frames_do_not_depend_on_the_worker_count(tmp_path) -> None:
-    one = subtle_pretraining_frames(tmp_path / "one", num=300, seed=3, size=64)  # two chunks of 256 and 44
+    one = subtle_pretraining_frames(tmp_path / "one", num=300, seed=3, size=64)  # chunks of 150 in parallel
     two = subtle_pretraining_frames(tmp_path / "two", num=300, seed=3, size=64, workers=2)
     files = sorted(p.name for p in one.glob("*.png"))
     assert len(files) == 300 and files == sorted(p.name for p in two.glob("*.png"))

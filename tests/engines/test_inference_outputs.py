@@ -82,3 +82,20 @@ def test_an_output_folder_that_is_a_file_fails_before_any_prediction(tmp_path, h
         predict_files(Mean(), files_in(tmp_path), counting, ["dark", "bright"], "cpu",
                       tmp_path / "out" / "predictions.json", tmp_path / "out" / "heatmaps")
     assert read == []
+
+
+@pytest.mark.parametrize("pixels, blank", [
+    (np.zeros((1, 4, 4), np.float32), True),                   # an all-black export
+    (np.full((3, 1, 1), 0.7, np.float32), True),               # a 1 x 1 placeholder, any channels
+    (np.array([-2.1, -2.0, -1.8], np.float32)[:, None, None] * np.ones((3, 4, 4), np.float32), True),  # black,
+    # normalised channel-wise: one value per channel
+    (np.stack([np.eye(4), np.zeros((4, 4)), np.zeros((4, 4))]).astype(np.float32), False),  # detail in one channel
+    (np.eye(4, dtype=np.float32)[None], False),                # a real picture, however small
+    (np.full((1, 4, 4), 5.0, np.float32) + np.eye(4, dtype=np.float32)[None] * 1e-3, False),
+])
+def test_a_blank_image_gets_its_prediction_and_a_warning(tmp_path, pixels: np.ndarray, blank: bool) -> None:
+    result = predict_files(Mean(), ["scan.png"], lambda item: {"image": pixels}, ["dark", "bright"], "cpu",
+                           tmp_path / "predictions.json")
+    prediction = result["predictions"]["scan.png"]
+    assert set(prediction["probabilities"]) == {"dark", "bright"} and result["errors"] == {}
+    assert (prediction.get("warning") == inference.BLANK_IMAGE_WARNING) is blank

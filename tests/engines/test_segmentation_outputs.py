@@ -34,6 +34,8 @@ def test_inputs_sharing_a_stem_get_their_own_masks(tmp_path):
     assert [entry["pixels"]["lesion"] > 0 for entry in result["masks"].values()] == [True, False]
     assert "missing/other.png" in result["errors"]
     assert json.loads((tmp_path / "out" / "masks.json").read_text())["masks"] == result["masks"]
+    # the uniform image is flagged, the gradient is not
+    assert "warning" not in result["masks"][files[0]] and result["masks"][files[1]]["warning"].startswith("blank image")
 
 
 LONG = "超" * 80  # 240 bytes in UTF-8: a name the filesystem takes, whose outputs' names it would not

@@ -285,7 +285,8 @@ def lightning_checkpoint(state_dict: dict[str, torch.Tensor], container: str, ow
 
 @pytest.mark.parametrize("container, owner", [("state_dict", "model."), ("state_dict", "mae."),
                                               ("model_state_dict", ""), ("network", "module."),
-                                              ("net", "module.backbone.")])
+                                              ("net", "module.backbone."),
+                                              ("state_dict", "model._orig_mod.")])  # compiled inside the module
 def test_training_checkpoint_file_loads_strict(tmp_path, container: str, owner: str) -> None:
     trained = MaskedAutoencoderViT(**TINY)
     torch.save(lightning_checkpoint(trained.state_dict(), container, owner), tmp_path / "last.ckpt")
@@ -294,6 +295,34 @@ def test_training_checkpoint_file_loads_strict(tmp_path, container: str, owner: 
     assert report.layout == f"wrapped({container}: usf_mae)"
     for key, value in trained.state_dict().items():
         torch.testing.assert_close(fresh.state_dict()[key], value, rtol=0, atol=0)
+
+
+def test_training_checkpoint_with_two_networks_is_refused_naming_them() -> None:
+    """A teacher and a student (or an EMA copy under an owner of its own): which one is meant cannot be guessed."""
+    sd = MaskedAutoencoderViT(**TINY).state_dict()
+    nested = {"state_dict": {**{f"model.{k}": v for k, v in sd.items()}, **{f"encoder.{k}": v for k, v in sd.items()}}}
+    with pytest.raises(ck.CheckpointError, match=r"hold several networks \(model\., encoder\.\)"):
+        ck.to_state_dict(nested)
+
+
+def test_training_checkpoint_with_the_network_at_the_top_keeps_owned_copies_as_unexpected() -> None:
+    sd = MaskedAutoencoderViT(**TINY).state_dict()
+    nested = {"state_dict": {**sd, **{f"backbone.{k}": torch.zeros_like(v) for k, v in sd.items()}}}
+    with pytest.raises(ValueError, match=r"unexpected: \['backbone\."):
+        ck.load_mae_weights(MaskedAutoencoderViT(**TINY), nested)  # never silently the zero copy
+
+
+@pytest.mark.parametrize("checkpoint, match", [
+    ({"state_dict": {"model.patch_embed.proj.weight": torch.zeros(1), "model.head.weight": torch.zeros(1),
+                     "head.weight": torch.ones(1)}}, r"removing 'model\.' gives names that other keys already have, "
+                                                     r"e\.g\. \['head\.weight'\]"),
+    ({0: torch.zeros(1)}, "keyed by int 0, not by parameter names"),
+    ({"state_dict": {1: torch.zeros(1)}}, "weights under 'state_dict' are keyed by int 1"),
+    ({"model": {2: torch.zeros(1)}}, "weights under 'model' are keyed by int 2"),
+])
+def test_ambiguous_or_odd_nesting_is_refused(checkpoint, match: str) -> None:
+    with pytest.raises(ck.CheckpointError, match=match):
+        ck.to_state_dict(checkpoint)
 
 
 def test_training_checkpoint_keys_outside_the_network_are_named() -> None:

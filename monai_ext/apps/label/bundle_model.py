@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from monai.bundle import ConfigParser
 
-from monai_ext.engines.inference import classify_image, prepare_image
+from monai_ext.engines.inference import classify_image, note_if_blank, prepare_image
 from monai_ext.io.errors import UnreadableImageError
 from monai_ext.networks.checkpoints import read_checkpoint
 from monai_ext.visualize.gradcam import gradcam_overlay, has_token_blocks
@@ -50,8 +50,12 @@ class BundleClassifier:
             raise UnreadableImageError(str(unreadable)) from e
 
     def predict(self, path: str | os.PathLike) -> dict[str, Any]:
-        """``{"label", "class", "probabilities": {name: p}}`` for one image file."""
-        return classify_image(self.network, self.prepare(path), self.class_names, self.precision)
+        """``{"label", "class", "probabilities": {name: p}[, "warning"]}`` for one image file (a blank image is
+        flagged, :func:`~monai_ext.engines.inference.note_if_blank`)."""
+        image = self.prepare(path)
+        result = classify_image(self.network, image, self.class_names, self.precision)
+        note_if_blank(result, path, image)
+        return result
 
     def heatmap(self, path: str | os.PathLike, class_index: int) -> np.ndarray | None:
         """Grad-CAM overlay (H, W, 3) uint8 for ``class_index``, or None for networks without ViT blocks."""
@@ -61,6 +65,7 @@ class BundleClassifier:
         """:meth:`predict` plus the Grad-CAM overlay of the predicted class, reading the file once."""
         image = self.prepare(path)
         result = classify_image(self.network, image, self.class_names, self.precision)
+        note_if_blank(result, path, image)
         return result, self._overlay(image, result["label"])
 
     def _overlay(self, image: torch.Tensor, class_index: int) -> np.ndarray | None:

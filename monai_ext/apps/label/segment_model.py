@@ -23,6 +23,7 @@ from monai_ext.apps.label.bundle_model import _unreadable_cause
 from monai_ext.data.downstream import write_split
 from monai_ext.data.folders import IMAGE_SUFFIXES
 from monai_ext.data.segmentation import split_validation
+from monai_ext.engines.inference import note_if_blank
 from monai_ext.engines.segmentation import mask_summary, segment_image
 from monai_ext.io.errors import UnreadableImageError
 from monai_ext.networks.checkpoints import read_checkpoint
@@ -43,7 +44,8 @@ class BundleSegmenter:
     checkpoint: str
 
     def segment(self, path: str | os.PathLike) -> tuple[np.ndarray, dict[str, Any]]:
-        """(mask (H, W) uint8 class indices at the file's size, per-class pixel counts and area fractions).
+        """(mask (H, W) uint8 class indices at the file's size, per-class pixel counts and area fractions, and a
+        ``warning`` for a blank image).
 
         Raises:
             UnreadableImageError: the file is not a decodable image (MONAI's Compose wrapping removed).
@@ -58,7 +60,9 @@ class BundleSegmenter:
                 raise
             raise UnreadableImageError(str(unreadable or e)) from e
         mask, _ = segment_image(self.network, image, size, self.precision)
-        return mask, mask_summary(mask, self.class_names)
+        summary = mask_summary(mask, self.class_names)
+        note_if_blank(summary, path, image)
+        return mask, summary
 
 
 def load_bundle_segmenter(

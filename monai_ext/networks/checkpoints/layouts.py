@@ -49,8 +49,9 @@ def filter_facebook_mae(checkpoint: Mapping[str, Any]) -> StateDict:
     """Facebook MAE ``.pth``: ``{"model": state_dict, "optimizer"?, "epoch"?, "args"?, ...}``.
 
     MONAI bundles save ``{"model": ..., "optimizer": ...}`` too, so the nested dict goes through the filter of its own
-    flat layout (a MONAI ``ViT`` trained in a bundle is renamed; Facebook's keys are ours already)."""
-    inner = checkpoint["model"]
+    flat layout (a MONAI ``ViT`` trained in a bundle is renamed; Facebook's keys are ours already).
+    """
+    inner = _string_keys(checkpoint["model"], "weights under 'model'")
     layout = _plain_layout(inner)
     return LAYOUT_FILTERS[layout](inner) if layout else strip_prefixes(inner)
 
@@ -148,23 +149,53 @@ def _container_key(checkpoint: Mapping[str, Any]) -> str | None:
 
 
 def unwrap_container(checkpoint: Mapping[str, Any]) -> StateDict:
-    """The weights nested under a container key, wrapper prefixes removed, and the owner prefix that holds the
-    network's marker key (``model.`` in ``model.patch_embed.proj.weight``) removed from the keys that carry it.
+    """The weights nested under a container key, with wrapper prefixes removed and, unless the network is already
+    at the top level, the owner prefix that holds its marker key (``model.`` in ``model.patch_embed.proj.weight``,
+    also ``model._orig_mod.patch_embed...`` of a compiled module) removed from the keys that carry it.
 
-    Keys outside the owner (a loss's class weights, a metric's buffers) keep their names, so the loaders name them as
-    unexpected instead of dropping them unseen.
+    Keys outside the owner (a loss's class weights, a metric's buffers, an EMA copy) keep their names, so the loaders
+    name them as unexpected instead of dropping them unseen.
+
+    Returns:
+        The flat state dict.
 
     Raises:
-        CheckpointError: no container key holds a mapping.
+        CheckpointError: no container key holds a mapping; several owners hold a network (a teacher and a student:
+            which one is meant cannot be guessed); removing the owner would give two tensors one name.
     """
     key = _container_key(checkpoint)
     if key is None:
         raise CheckpointError(f"no weights under any of {CONTAINER_KEYS}")
-    inner = strip_prefixes(checkpoint[key])
-    owner = next((p for p in OWNER_PREFIXES for m in MARKER_KEYS if p + m in inner), None)
-    if owner is None:
+    inner = strip_prefixes(_string_keys(checkpoint[key], f"weights under {key!r}"))
+    if _plain_layout(inner) is not None:
         return inner
-    return {k[len(owner):] if k.startswith(owner) else k: v for k, v in inner.items()}
+    owners = [p for p in OWNER_PREFIXES if any(k.startswith(p) and _has_marker(k[len(p):]) for k in inner)]
+    if len(owners) > 1:
+        raise CheckpointError(f"weights under {key!r} hold several networks ({', '.join(owners)}); save the one meant "
+                              f"on its own, e.g. {{k[len('{owners[0]}'):]: v for k, v in sd.items() if k.startswith"
+                              f"('{owners[0]}')}}")
+    if not owners:
+        return inner
+    owner = owners[0]
+    renamed = strip_prefixes({(k[len(owner):] if k.startswith(owner) else k): v for k, v in inner.items()})
+    if len(renamed) < len(inner):  # e.g. "model.head.weight" beside a top-level "head.weight"
+        clashes = sorted({k[len(owner):] for k in inner if k.startswith(owner)} & set(inner))
+        raise CheckpointError(f"weights under {key!r}: removing {owner!r} gives names that other keys already "
+                              f"have, e.g. {clashes[:3]!r}")
+    return renamed
+
+
+def _string_keys(state_dict: Mapping[Any, Any], what: str) -> Mapping[str, Any]:
+    """``state_dict`` itself when every key is a string; a state dict keyed otherwise is not a checkpoint we know."""
+    odd = [k for k in state_dict if not isinstance(k, str)]
+    if odd:
+        raise CheckpointError(f"{what} are keyed by {type(odd[0]).__name__} {odd[0]!r}, not by parameter names")
+    return state_dict
+
+
+def _has_marker(key: str) -> bool:
+    """``key``, after wrapper prefixes, is one of ``MARKER_KEYS``."""
+    return next(iter(strip_prefixes({key: None}))) in MARKER_KEYS
 
 
 def _plain_layout(state_dict: Mapping[str, Any]) -> str | None:
@@ -179,7 +210,8 @@ def _plain_layout(state_dict: Mapping[str, Any]) -> str | None:
 
 def filter_wrapped(checkpoint: Mapping[str, Any]) -> StateDict:
     """A training checkpoint (Lightning ``{"state_dict": {"model.blocks.0...": ...}, "epoch": ...}`` and the like):
-    the nested weights, mapped by the filter of their own flat layout."""
+    the nested weights (:func:`unwrap_container`), mapped by the filter of their own flat layout.
+    """
     inner = unwrap_container(checkpoint)
     layout = _plain_layout(inner)
     if layout is None:
@@ -212,12 +244,12 @@ def detect_layout(checkpoint: Any) -> str:
         return "monai_ext"
     if isinstance(checkpoint.get("model"), Mapping):
         return "facebook_mae"
-    layout = _plain_layout(checkpoint)
+    layout = _plain_layout(_string_keys(checkpoint, "the checkpoint's entries"))
     if layout is not None:
         return layout
     if _container_key(checkpoint) is not None:
         return "wrapped"
-    sample = sorted(str(k) for k in checkpoint)[:5]
+    sample = sorted(checkpoint)[:5]
     raise CheckpointError(f"unrecognised checkpoint layout; first keys: {sample!r}")
 
 

@@ -90,6 +90,14 @@ def test_predict_and_explain_gives_the_prediction_and_its_class_overlay(classifi
     np.testing.assert_array_equal(overlay, classifier.heatmap(tmp_path / "scan.png", result["label"]))
 
 
+def test_a_blank_upload_is_answered_and_flagged(classifier, tmp_path) -> None:
+    cv2.imwrite(str(tmp_path / "blank.png"), np.zeros((48, 64), np.uint8))
+    cv2.imwrite(str(tmp_path / "scan.png"), np.random.default_rng(3).integers(0, 256, (48, 64), np.uint8))
+    blank, _ = classifier.predict_and_explain(tmp_path / "blank.png")
+    assert blank["warning"].startswith("blank image") and classifier.predict(tmp_path / "blank.png") == blank
+    assert "warning" not in classifier.predict(tmp_path / "scan.png")
+
+
 def test_heatmaps_from_concurrent_threads_equal_sequential_ones(classifier, tmp_path) -> None:
     """The served model is shared by every request: Grad-CAM must not let concurrent requests interfere."""
     rng = np.random.default_rng(3)

@@ -33,6 +33,8 @@ def test_served_mask_equals_the_bundle_inference_mask(segmenter_run, tmp_path) -
     for index, shape in enumerate([(80, 120), (64, 64), (150, 100)]):
         files.append(tmp_path / f"case{index}.png")
         cv2.imwrite(str(files[-1]), cv2.GaussianBlur(rng.integers(0, 256, shape, np.uint8), (0, 0), 2))
+    files.append(tmp_path / "blank.png")  # an all-black export: segmented, and flagged
+    cv2.imwrite(str(files[-1]), np.zeros((50, 70), np.uint8))
     run_bundle([SEG_INFERENCE], {"ckpt_dir": str(segmenter_run / "models"), "output_dir": str(tmp_path / "bundle"),
                                  "input_files": [str(f) for f in files]})
     expected = json.loads((tmp_path / "bundle" / "masks.json").read_text())["masks"]
@@ -41,6 +43,8 @@ def test_served_mask_equals_the_bundle_inference_mask(segmenter_run, tmp_path) -
         mask, summary = model.segment(path)
         np.testing.assert_array_equal(mask, cv2.imread(expected[str(path)]["mask"], cv2.IMREAD_UNCHANGED))
         assert summary["pixels"] == expected[str(path)]["pixels"]
+        assert summary.get("warning") == expected[str(path)].get("warning")
+        assert ("warning" in summary) is (path.name == "blank.png")
     (tmp_path / "notes.png").write_text("not an image")
     with pytest.raises(UnreadableImageError, match="notes.png"):
         model.segment(tmp_path / "notes.png")
