@@ -27,6 +27,8 @@ from pathlib import Path
 import fire
 import fire.core
 
+from monai_ext.io.errors import USER_ERRORS, one_line
+
 
 def synthesize(
     out: str,
@@ -414,10 +416,6 @@ COMMANDS = {
 COMMANDS = {name: _typed(command) for name, command in COMMANDS.items()}
 
 
-#: Errors that mean "the command line asks for something impossible" (validation raises these naming the value):
-#: reported as one line with exit code 2. Set MONAI_EXT_TRACEBACK=1 to see the traceback instead.
-USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, FileExistsError, PermissionError)
-
 
 def _one_line_fire_error(component_trace: object) -> None:
     """fire's own usage errors (a missing argument, an unknown command or flag) as one line; fire would print the
@@ -451,11 +449,6 @@ def _check_options(args: list[str]) -> None:
             name = arg[2:].split("=", 1)[0].replace("-", "_")
             if name not in parameters and not (name.startswith("no") and name[2:] in parameters):
                 raise ValueError(f"unknown option {arg.split('=', 1)[0]} (see --help for the options)")
-
-
-def one_line(message: str) -> str:
-    """``message`` on one line: terminal colour codes dropped (torch's refusals carry them), whitespace runs joined."""
-    return " ".join(re.sub(r"\x1b\[[0-9;]*m", "", message).split())
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,6 +1,33 @@
-"""Errors of reading files: unreadable ones, and readable ones that are deliberately left out."""
+"""Errors of reading files (unreadable ones, and readable ones that are deliberately left out), and which errors
+mean a user's mistake: those end in one line and exit code 2 on every command line (``python -m monai_ext``,
+``python -m monai.bundle run``)."""
 
 from __future__ import annotations
+
+import re
+
+#: Errors that mean "the command line asks for something impossible" (validation raises these naming the value):
+#: reported as one line with exit code 2. Set MONAI_EXT_TRACEBACK=1 to see the traceback instead.
+USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, FileExistsError, PermissionError)
+
+
+def one_line(message: str) -> str:
+    """``message`` on one line: terminal colour codes dropped (torch's refusals carry them), whitespace runs joined."""
+    return " ".join(re.sub(r"\x1b\[[0-9;]*m", "", message).split())
+
+
+def user_error_in(error: BaseException) -> BaseException | None:
+    """The outermost of ``USER_ERRORS`` in ``error``'s cause chain, or None.
+
+    MONAI's bundle runner wraps what a config expression raised in ``RuntimeError``s ("Failed to evaluate ...");
+    the validation error inside names the bad value. Errors wrapped deliberately below it (a ``CheckpointError``
+    over an unpickling error) keep their own, clearer message."""
+    current: BaseException | None = error
+    while current is not None:
+        if isinstance(current, USER_ERRORS):
+            return current
+        current = current.__cause__
+    return None
 
 
 def root_cause(error: BaseException) -> str:

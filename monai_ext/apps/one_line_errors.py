@@ -1,0 +1,71 @@
+"""One line and exit code 2 for a user's mistake under ``python -m monai.bundle run``, as ``python -m monai_ext``
+gives: ``usf_mae_classify: resume must be true or false, got 'maybe'`` instead of MONAI's wrapped traceback.
+
+The bundle configs import this module first among their imports; importing it installs the hook, and only in a
+``python -m monai.bundle`` process (also under ``torchrun``), never in a program that runs bundles in-process (the
+``monai_ext`` command line, the tests). A user error is one of :data:`~monai_ext.io.errors.USER_ERRORS` anywhere in
+the chain of causes; anything else keeps its full traceback, and ``MONAI_EXT_TRACEBACK=1`` keeps it for every error.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+from monai_ext.io.errors import one_line, user_error_in
+
+_EXIT_CODE: list[int] = []
+
+
+def bundle_name(argv: Sequence[str]) -> str:
+    """The bundle a ``monai.bundle run`` command line runs: the folder above ``configs/`` of its first config file
+    (``--config_file`` may be one path or MONAI's list syntax), else ``"monai.bundle run"``."""
+    for index, arg in enumerate(argv):
+        value = arg.split("=", 1)[1] if arg.startswith("--config_file=") else None
+        if arg == "--config_file" and index + 1 < len(argv):
+            value = argv[index + 1]
+        first = re.findall(r"[^'\"\[\],\s]+\.(?:ya?ml|json)", value or "")
+        if first:
+            return Path(first[0]).resolve().parent.parent.name
+    return "monai.bundle run"
+
+
+def report_user_error(kind: type[BaseException], error: BaseException, trace: TracebackType | None) -> None:
+    """``sys.excepthook``: one line on stderr for a user error (the exit code becomes 2), the usual traceback else."""
+    cause = user_error_in(error)
+    if cause is None or os.environ.get("MONAI_EXT_TRACEBACK"):
+        sys.__excepthook__(kind, error, trace)
+        return
+    print(f"{bundle_name(sys.argv)}: {one_line(str(cause))} (MONAI_EXT_TRACEBACK=1 shows where)", file=sys.stderr)
+    _EXIT_CODE.append(2)
+
+
+def _exit_with_code() -> None:
+    """Runs after every other exit handler (registered first, run last): Python itself would exit with 1 after an
+    uncaught exception and offers no other way to choose the code."""
+    if _EXIT_CODE:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_EXIT_CODE[-1])
+
+
+def running_monai_bundle(argv0: str) -> bool:
+    """Whether this process is ``python -m monai.bundle`` (its ``argv[0]`` is ``.../monai/bundle/__main__.py``)."""
+    return Path(argv0).parts[-3:] == ("monai", "bundle", "__main__.py")
+
+
+def install() -> None:
+    """Install the hook once, in a ``python -m monai.bundle`` process only."""
+    if running_monai_bundle(sys.argv[0] if sys.argv else "") and sys.excepthook is not report_user_error:
+        atexit.register(_exit_with_code)
+        sys.excepthook = report_user_error
+
+
+install()
