@@ -3,14 +3,15 @@ gives: ``usf_mae_classify: resume must be true or false, got 'maybe'`` instead o
 
 The bundle configs import this module first among their imports; importing it installs the hook, and only in a
 ``python -m monai.bundle`` process (also under ``torchrun``), never in a program that runs bundles in-process (the
-``monai_ext`` command line, the tests). A user error is one of :data:`~monai_ext.io.errors.USER_ERRORS` anywhere in
-the chain of causes; anything else keeps its full traceback, and ``MONAI_EXT_TRACEBACK=1`` keeps it for every error.
+``monai_ext`` command line, the tests). A user error is one of :data:`~monai_ext.io.errors.USER_ERRORS` in the
+chain of causes, raised by this package's validation or MONAI's bundle config machinery
+(:func:`~monai_ext.io.errors.user_error_in`); anything else, a library's ``ValueError`` included, keeps its full
+traceback, and ``MONAI_EXT_TRACEBACK=1`` keeps it for every error.
 """
 
 from __future__ import annotations
 
 import atexit
-import logging
 import os
 import re
 import sys
@@ -19,8 +20,6 @@ from pathlib import Path
 from types import TracebackType
 
 from monai_ext.io.errors import one_line, user_error_in
-
-_EXIT_CODE: list[int] = []
 
 
 def bundle_name(argv: Sequence[str]) -> str:
@@ -37,23 +36,23 @@ def bundle_name(argv: Sequence[str]) -> str:
 
 
 def report_user_error(kind: type[BaseException], error: BaseException, trace: TracebackType | None) -> None:
-    """``sys.excepthook``: one line on stderr for a user error (the exit code becomes 2), the usual traceback else."""
+    """``sys.excepthook``: one line on stderr for a user error, then exit code 2; the usual traceback else."""
     cause = user_error_in(error)
     if cause is None or os.environ.get("MONAI_EXT_TRACEBACK"):
         sys.__excepthook__(kind, error, trace)
         return
     print(f"{bundle_name(sys.argv)}: {one_line(str(cause))} (MONAI_EXT_TRACEBACK=1 shows where)", file=sys.stderr)
-    _EXIT_CODE.append(2)
+    exit_now(2)
 
 
-def _exit_with_code() -> None:
-    """Runs after every other exit handler (registered first, run last): Python itself would exit with 1 after an
-    uncaught exception and offers no other way to choose the code."""
-    if _EXIT_CODE:
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(_EXIT_CODE[-1])
+def exit_now(code: int) -> None:
+    """Run every exit handler once (MLflow ends its run, multiprocessing joins its children, finalizers clean up,
+    logging flushes), then leave with ``code``: after an uncaught exception Python would exit with 1 and offers no
+    other way to choose the code."""
+    atexit._run_exitfuncs()  # private, but the only way to run them before os._exit
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def running_monai_bundle(argv0: str) -> bool:
@@ -64,7 +63,6 @@ def running_monai_bundle(argv0: str) -> bool:
 def install() -> None:
     """Install the hook once, in a ``python -m monai.bundle`` process only."""
     if running_monai_bundle(sys.argv[0] if sys.argv else "") and sys.excepthook is not report_user_error:
-        atexit.register(_exit_with_code)
         sys.excepthook = report_user_error
 
 

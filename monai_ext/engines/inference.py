@@ -155,9 +155,19 @@ def note_if_blank(entry: dict[str, Any], path: str | os.PathLike, image: torch.T
     A blank frame (an empty DICOM export, a 1 x 1 placeholder) decodes fine and still gets a confident-looking
     answer; an annotator or a batch report should see that it was about nothing. Per channel, because channel-wise
     normalisation gives a gray image repeated into three channels a different value in each.
+
+    Raises:
+        ValueError: ``image`` has fewer than three dimensions.
     """
-    pixels = image.reshape(-1, *image.shape[-3:]).flatten(2)  # (N, C, H*W)
-    if pixels.numel() and bool((pixels.amax(dim=2) == pixels.amin(dim=2)).all()):
+    if image.ndim < 3:
+        raise ValueError(f"note_if_blank needs (C, H, W) or (N, C, H, W), got shape {tuple(image.shape)}")
+    pixels = image.reshape(-1, *image.shape[-3:]).flatten(2).float()  # (N, C, H*W)
+    if not pixels.numel():
+        return
+    high, low = pixels.amax(dim=2), pixels.amin(dim=2)
+    # a relative tolerance: area resizing of a uniform gray leaves a spread of ~1e-7 (float rounding), while the
+    # smallest real contrast, one 16-bit level after normalisation, is ~1e-5 of the range
+    if bool((high - low <= 1e-6 * torch.maximum(high.abs(), low.abs()).clamp(min=1.0)).all()):
         entry["warning"] = BLANK_IMAGE_WARNING
         logger.warning("%s: %s", path, BLANK_IMAGE_WARNING)
 

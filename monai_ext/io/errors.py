@@ -4,7 +4,9 @@ mean a user's mistake: those end in one line and exit code 2 on every command li
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 
 #: Errors that mean "the command line asks for something impossible" (validation raises these naming the value):
 #: reported as one line with exit code 2. Set MONAI_EXT_TRACEBACK=1 to see the traceback instead.
@@ -16,8 +18,27 @@ def one_line(message: str) -> str:
     return " ".join(re.sub(r"\x1b\[[0-9;]*m", "", message).split())
 
 
+#: Code whose ``USER_ERRORS`` are validation of what a user asked for: this package, and MONAI's bundle config
+#: machinery (an undefined ``@reference``, a malformed override).
+_VALIDATING_CODE = (str(Path(__file__).resolve().parents[1]) + os.sep, os.sep + os.path.join("monai", "bundle") + os.sep)
+
+
+def raised_by_validation(error: BaseException) -> bool:
+    """Whether ``error`` was raised in :data:`_VALIDATING_CODE` (its traceback's innermost frame is there).
+
+    A ``ValueError`` from inside a library (torch's "Expected input batch_size ... to match", scikit-learn's "Input
+    contains NaN" after a diverged run, a DataLoader worker's error re-raised by torch) is a fault to debug, not a
+    user's mistake: it keeps its traceback."""
+    trace = error.__traceback__
+    if trace is None:  # made but never raised: nothing says where it came from
+        return False
+    while trace.tb_next is not None:
+        trace = trace.tb_next
+    return any(part in trace.tb_frame.f_code.co_filename for part in _VALIDATING_CODE)
+
+
 def user_error_in(error: BaseException) -> BaseException | None:
-    """The outermost of ``USER_ERRORS`` in ``error``'s cause chain, or None.
+    """The outermost of ``USER_ERRORS`` in ``error``'s cause chain that validation raised, or None.
 
     MONAI's bundle runner wraps what a config expression raised in ``RuntimeError``s ("Failed to evaluate ...");
     the validation error inside names the bad value. Errors wrapped deliberately below it (a ``CheckpointError``
@@ -25,7 +46,7 @@ def user_error_in(error: BaseException) -> BaseException | None:
     current: BaseException | None = error
     while current is not None:
         if isinstance(current, USER_ERRORS):
-            return current
+            return current if raised_by_validation(current) else None
         current = current.__cause__
     return None
 

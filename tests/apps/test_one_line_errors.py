@@ -6,11 +6,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+import torch
 
 from monai_ext.apps import one_line_errors
-from monai_ext.io.checkpoints import CheckpointError
+from monai_ext.apps.bundle_support import as_flag
+from monai_ext.io.checkpoints import read_checkpoint
 from tests.bundles.helpers import REPO, bundle_command
 
 
@@ -30,11 +34,11 @@ def test_the_hook_is_installed_only_under_python_m_monai_bundle() -> None:
     assert sys.excepthook is not one_line_errors.report_user_error
 
 
-def wrapped(error: BaseException) -> RuntimeError:
-    """``error`` inside two RuntimeErrors, as MONAI's config evaluation raises it."""
+def wrapped(call: Callable[[], object]) -> RuntimeError:
+    """What ``call`` raises, inside two RuntimeErrors, as MONAI's config evaluation raises it."""
     try:
         try:
-            raise error
+            call()
         except BaseException as inner:
             raise RuntimeError("Failed to evaluate ConfigExpression") from inner
     except RuntimeError as middle:
@@ -42,26 +46,43 @@ def wrapped(error: BaseException) -> RuntimeError:
             raise RuntimeError("Failed to instantiate component") from middle
         except RuntimeError as outer:
             return outer
+    raise AssertionError("the call raised nothing")
 
 
-@pytest.mark.parametrize("error, one_line", [
-    (ValueError("epochs must be at least 1,\n got 0"), "epochs must be at least 1, got 0"),
-    (CheckpointError("checkpoint 'x.pt' has SHA-256 'ab', expected 'cd'"), "checkpoint 'x.pt' has SHA-256"),
-    (FileNotFoundError("no such folder: '/data/BUSBRA'"), "no such folder: '/data/BUSBRA'"),
-    (KeyError("a bug, not a user's mistake"), None),
+def refused_flag() -> None:
+    as_flag("maybe", "resume")
+
+
+def wrong_digest(tmp: Path) -> None:
+    torch.save({"w": torch.zeros(1)}, tmp / "w.pt")
+    read_checkpoint(tmp / "w.pt", sha256="ab" * 32)
+
+
+def library_value_error() -> None:
+    """A ValueError raised inside torch: a fault to debug, not a user's mistake."""
+    torch.nn.functional.cross_entropy(torch.zeros(4, 2), torch.zeros(3, dtype=torch.long))
+
+
+@pytest.mark.parametrize("call, one_line", [
+    (lambda tmp: refused_flag(), "resume must be true or false (or yes/no, 1/0), got 'maybe'"),
+    (wrong_digest, "has SHA-256"),
+    (lambda tmp: read_checkpoint(tmp / "missing.pt"), "missing.pt' does not exist"),
+    (lambda tmp: library_value_error(), None),
+    (lambda tmp: {}["a bug"], None),
 ])
-def test_user_errors_are_one_line_and_others_keep_the_traceback(error, one_line, monkeypatch, capsys) -> None:
+def test_user_errors_are_one_line_and_others_keep_the_traceback(call, one_line, tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.setattr(sys, "argv", ["monai/bundle/__main__.py", "run", "--config_file", "b/usf_mae_x/configs/t.yaml"])
-    monkeypatch.setattr(one_line_errors, "_EXIT_CODE", [])
+    exits: list[int] = []
+    monkeypatch.setattr(one_line_errors, "exit_now", exits.append)
     monkeypatch.delenv("MONAI_EXT_TRACEBACK", raising=False)
-    outer = wrapped(error)
+    outer = wrapped(lambda: call(tmp_path))
     one_line_errors.report_user_error(RuntimeError, outer, outer.__traceback__)
     err = capsys.readouterr().err
     if one_line is None:
-        assert "Traceback" in err and "a bug" in err and one_line_errors._EXIT_CODE == []
+        assert "Traceback" in err and exits == []
     else:
-        assert err.startswith(f"usf_mae_x: {one_line}") and err.count("\n") == 1
-        assert err.endswith("(MONAI_EXT_TRACEBACK=1 shows where)\n") and one_line_errors._EXIT_CODE == [2]
+        assert err.startswith("usf_mae_x: ") and one_line in err and err.count("\n") == 1, err
+        assert err.endswith("(MONAI_EXT_TRACEBACK=1 shows where)\n") and exits == [2]
 
 
 @pytest.mark.parametrize("traceback", [False, True])

@@ -94,8 +94,38 @@ def test_an_output_folder_that_is_a_file_fails_before_any_prediction(tmp_path, h
     (np.full((1, 4, 4), 5.0, np.float32) + np.eye(4, dtype=np.float32)[None] * 1e-3, False),
 ])
 def test_a_blank_image_gets_its_prediction_and_a_warning(tmp_path, pixels: np.ndarray, blank: bool) -> None:
+    """Exactly uniform images; the resized and the 16-bit cases are below."""
     result = predict_files(Mean(), ["scan.png"], lambda item: {"image": pixels}, ["dark", "bright"], "cpu",
                            tmp_path / "predictions.json")
     prediction = result["predictions"]["scan.png"]
     assert set(prediction["probabilities"]) == {"dark", "bright"} and result["errors"] == {}
     assert (prediction.get("warning") == inference.BLANK_IMAGE_WARNING) is blank
+
+
+def resized(frame: np.ndarray) -> np.ndarray:
+    """(1, H, W) through the inference configs' area resize to 224 and a normalisation: (1, 224, 224)."""
+    from monai.transforms import Resize
+
+    return ((np.asarray(Resize((224, 224), mode="area")(frame)) - 0.45) / 0.22).astype(np.float32)
+
+
+@pytest.mark.parametrize("level", [77, 130, 202])
+def test_a_uniform_gray_stays_blank_through_area_resizing(level: int) -> None:
+    image = resized(np.full((1, 480, 640), level / 255, np.float32))
+    assert image.max() > image.min()  # float rounding of the resize: not exactly uniform any more
+    entry: dict = {}
+    inference.note_if_blank(entry, "gray.png", torch.from_numpy(image))
+    assert entry["warning"] == inference.BLANK_IMAGE_WARNING
+
+
+def test_one_16_bit_level_of_contrast_is_not_blank() -> None:
+    frame = np.zeros((1, 480, 640), np.float32)
+    frame[0, 100:200, 100:200] = 1 / 65535
+    entry: dict = {}
+    inference.note_if_blank(entry, "faint.dcm", torch.from_numpy(resized(frame)))
+    assert entry == {}
+
+
+def test_a_two_dimensional_image_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"got shape \(4, 4\)"):
+        inference.note_if_blank({}, "x.png", torch.zeros(4, 4))
