@@ -13,9 +13,10 @@
 # SMOKE=1 makes a tiny one on the CPU in seconds: a functional check only (tests/scripts/test_make_start_checkpoint.py).
 source "$(dirname "$0")/_venv.sh"
 ensure_venv
+# paths a user gives are relative to where they ran the command, not to the repository the script moves into
+DEST="$(realpath -m -- "${DEST:-$REPO_ROOT/checkpoints/demo_start}")"
+WORK="$(realpath -m -- "${WORK:-$REPO_ROOT/demo_output/start_work}")"
 cd "$REPO_ROOT"
-DEST="${DEST:-$REPO_ROOT/checkpoints/demo_start}"
-WORK="${WORK:-$REPO_ROOT/demo_output/start_work}"
 FRAMES="${FRAMES:-40000}"
 EPOCHS="${EPOCHS:-100}"
 BATCH="${BATCH:-256}"

@@ -15,13 +15,15 @@
 # FOLDS=0,1 runs only those folds of step 2. Creates or reuses .venv.
 source "$(dirname "$0")/_venv.sh"
 ensure_venv
+# paths a user gives are relative to where they ran the command, not to the repository the script moves into
+OUT="$(realpath -m -- "${OUT:-$REPO_ROOT/demo_output}")"
+START="${START:-}"
+if [ -n "$START" ] && [ "$START" != none ]; then START="$(realpath -m -- "$START")"; fi
 cd "$REPO_ROOT"
 SEED="${SEED:-0}"
-OUT="${OUT:-$REPO_ROOT/demo_output}"
 EPOCHS="${EPOCHS:-8}"
 NUM_IMAGES="${NUM_IMAGES:-1000}"
 PER_CLASS="${PER_CLASS:-60}"
-START="${START:-}"
 if [ -z "$START" ] && [ -f checkpoints/demo_start/model.pt ]; then START=checkpoints/demo_start/model.pt; fi
 if [ "$START" = none ]; then START=""; fi
 COMMON=(--arch mae_vit_tiny_patch16_dec128d2b --image_size 128 --in_channels 1)

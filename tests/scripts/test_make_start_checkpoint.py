@@ -18,8 +18,8 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
-def run_script(name: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(REPO / "scripts" / name)], cwd=REPO, capture_output=True, text=True,
+def run_script(name: str, cwd: Path = REPO, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(REPO / "scripts" / name)], cwd=cwd, capture_output=True, text=True,
                           env={**os.environ, "OMP_NUM_THREADS": "2", **env}, check=False, timeout=600)
 
 
@@ -72,8 +72,10 @@ def test_demo_refuses_a_start_whose_digest_does_not_match(start: Path, tmp_path:
     copy.mkdir()
     (copy / "model.pt").write_bytes((start / "model.pt").read_bytes())
     (copy / "SHA256SUMS").write_text(f"{'ab' * 32}  model.pt\n")
-    result = run_script("run_demo.sh", OUT=str(tmp_path / "demo"), START=str(copy / "model.pt"), EPOCHS="1",
+    # run from the user's own folder with relative paths: they mean that folder, not the repository
+    result = run_script("run_demo.sh", cwd=tmp_path, OUT="demo", START="start/model.pt", EPOCHS="1",
                         NUM_IMAGES="80", PER_CLASS="6", FOLDS="0")
     assert result.returncode != 0
     assert "has SHA-256" in result.stdout + result.stderr and "expected 'abab" in result.stdout + result.stderr
+    assert (tmp_path / "demo" / "pretrain_seed0.log").is_file()
     assert not (tmp_path / "demo" / "probe_seed0").exists()  # stopped before the benchmark
