@@ -212,12 +212,17 @@ def filter_wrapped(checkpoint: Mapping[str, Any]) -> StateDict:
     """A training checkpoint (Lightning ``{"state_dict": {"model.blocks.0...": ...}, "epoch": ...}`` and the like):
     the nested weights (:func:`unwrap_container`), mapped by the filter of their own flat layout.
     """
+    return _filter_nested(checkpoint)[1]
+
+
+def _filter_nested(checkpoint: Mapping[str, Any]) -> tuple[str, StateDict]:
+    """(name of the nested flat layout, the nested weights mapped by its filter) of a wrapped checkpoint."""
     inner = unwrap_container(checkpoint)
     layout = _plain_layout(inner)
     if layout is None:
         raise CheckpointError(f"weights under {_container_key(checkpoint)!r} have an unrecognised layout; "
                               f"first keys: {sorted(inner)[:5]!r}")
-    return LAYOUT_FILTERS[layout](inner)
+    return layout, LAYOUT_FILTERS[layout](inner)
 
 
 LAYOUT_FILTERS: dict[str, Callable[[Any], StateDict]] = {
@@ -257,9 +262,10 @@ def to_state_dict(checkpoint: Any) -> tuple[str, StateDict]:
     """Detect the layout and map it to this project's key names. Returns ``(layout, state_dict)``."""
     layout = detect_layout(checkpoint)
     try:
-        state_dict = LAYOUT_FILTERS[layout](checkpoint)
+        if layout != "wrapped":
+            return layout, LAYOUT_FILTERS[layout](checkpoint)
+        inner_layout, state_dict = _filter_nested(checkpoint)
     except KeyError as e:
         raise CheckpointError(f"checkpoint looks like layout {layout!r} but lacks key {e.args[0]!r}") from e
-    if layout == "wrapped":  # reports name what was inside, e.g. "wrapped(state_dict: timm_vit)"
-        layout = f"wrapped({_container_key(checkpoint)}: {_plain_layout(unwrap_container(checkpoint))})"
-    return layout, state_dict
+    # reports name what was inside, e.g. "wrapped(state_dict: timm_vit)"
+    return f"wrapped({_container_key(checkpoint)}: {inner_layout})", state_dict
