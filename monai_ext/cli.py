@@ -27,7 +27,7 @@ from pathlib import Path
 import fire
 import fire.core
 
-from monai_ext.io.errors import USER_ERRORS, one_line
+from monai_ext.io.errors import one_line, user_error_in
 
 
 def synthesize(
@@ -111,7 +111,8 @@ def make_datalist(protocol: str, root: str, out: str, fold: int = 0, folds: int 
         folds: BUS-BRA 5 or 10; k for folder/csv/busi/image-mask-folders.
         multiclass: mmotu-seg with the 8 tumour classes instead of tumour vs background.
     """
-    from monai_ext.data.downstream import PROTOCOLS, load_protocol, write_split
+    from monai_ext.data.datalists import write_split
+    from monai_ext.data.downstream import PROTOCOLS, load_protocol
     from monai_ext.data.segmentation import SEGMENTATION_PROTOCOLS, load_segmentation_protocol
 
     if Path(out).is_dir():
@@ -459,11 +460,12 @@ def main(argv: list[str] | None = None) -> None:
     try:
         _check_options(args)
         fire.Fire(COMMANDS, command=args, name="monai_ext")
-    except USER_ERRORS as e:
-        if os.environ.get("MONAI_EXT_TRACEBACK"):
-            raise
+    except Exception as e:  # MONAI wraps a user error of an in-process bundle run (cross-validate) in RuntimeErrors
+        cause = user_error_in(e)
+        if cause is None or os.environ.get("MONAI_EXT_TRACEBACK"):
+            raise  # a library's own ValueError (torch, scikit-learn) is a fault to debug: keep its traceback
         command = next((a for a in args if not a.startswith("-")), "")
-        print(f"monai_ext {command}: {one_line(str(e))}", file=sys.stderr)
+        print(f"monai_ext {command}: {one_line(str(cause))}", file=sys.stderr)
         raise SystemExit(2) from None
     finally:
         fire.core._DisplayError = _FIRE_DISPLAY_ERROR

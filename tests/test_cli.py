@@ -142,6 +142,35 @@ def test_a_multi_line_error_is_printed_on_one_line(tmp_path, capsys):
     assert "refused to load" in err and "outside the allow-list" in err
 
 
+def test_a_library_value_error_keeps_its_traceback(monkeypatch, capsys):
+    """torch's own ValueError in the middle of a command is a fault to debug, not a user's mistake: no one line."""
+    from monai_ext import cli
+
+    def failing(name: str = "x") -> None:
+        torch.nn.functional.cross_entropy(torch.zeros(4, 2), torch.zeros(3, dtype=torch.long))  # batch mismatch
+
+    monkeypatch.setitem(cli.COMMANDS, "bundle-path", failing)
+    with pytest.raises(ValueError, match="batch_size"):
+        main(["bundle-path", "classify"])
+    assert "monai_ext bundle-path:" not in capsys.readouterr().err
+
+
+def test_a_user_error_wrapped_by_an_in_process_bundle_run_is_one_line(monkeypatch, tmp_path, capsys):
+    """cross-validate runs the bundles in this process: MONAI wraps a config's refusal in RuntimeErrors."""
+    from monai_ext import cli
+    from monai_ext.apps.bundle_support import bundle_path as locate
+
+    def wrapped(name: str = "x") -> None:
+        try:
+            locate("no_such_bundle")
+        except ValueError as inner:
+            raise RuntimeError("Failed to evaluate ConfigExpression") from inner
+
+    monkeypatch.setitem(cli.COMMANDS, "bundle-path", wrapped)
+    code, err = run_main(["bundle-path", "classify"], capsys)
+    assert code == 2 and err.startswith("monai_ext bundle-path: ") and "no_such_bundle" in err, err
+
+
 def test_a_misspelt_option_is_refused_before_anything_runs(dataset, tmp_path, capsys):
     code, err = run_main(["prepare-corpus", str(dataset), "--out", str(tmp_path / "cache"), "--deanotate", "false"],
                          capsys)

@@ -144,7 +144,8 @@ def classification_split(
     Returns:
         ``{"class_names": [...], "train": [...], "validation": [...], "test": [...]}``.
     """
-    from monai_ext.data.downstream import folder_protocol, read_split
+    from monai_ext.data.datalists import read_split
+    from monai_ext.data.downstream import folder_protocol
     from monai_ext.data.synthetic import synthetic_lesion_dataset
 
     if datalist_file not in (None, "", "None"):

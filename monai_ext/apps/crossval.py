@@ -26,7 +26,8 @@ from monai_ext.apps.comparison import (
     paired_differences,
     subtle_protocol,
 )
-from monai_ext.data.downstream import Protocol, folder_protocol, load_protocol, write_split
+from monai_ext.data.datalists import write_split
+from monai_ext.data.downstream import Protocol, folder_protocol, load_protocol
 from monai_ext.data.segmentation import (
     SEGMENTATION_PROTOCOLS,
     load_segmentation_protocol,

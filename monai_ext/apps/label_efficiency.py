@@ -33,7 +33,8 @@ from monai_ext.apps.crossval import (
     summarise,
     task_of,
 )
-from monai_ext.data.downstream import Protocol, labels_per_class, write_split
+from monai_ext.data.datalists import write_split
+from monai_ext.data.downstream import Protocol, labels_per_class
 from monai_ext.io.atomic import atomic_write_text
 from monai_ext.visualize.curves import plot_errorbar_panels
 

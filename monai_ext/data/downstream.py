@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,6 @@ import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from monai_ext.data.folders import walk_files
-from monai_ext.io.atomic import atomic_write_text
 from monai_ext.io.images import image_stem, is_single_image
 
 Item = dict[str, Any]
@@ -313,18 +311,3 @@ def load_protocol(name: str, root: str | os.PathLike, **kwargs: Any) -> Protocol
     if name not in PROTOCOLS:
         raise ValueError(f"unknown protocol {name!r}; choose one of {sorted(PROTOCOLS)}")
     return PROTOCOLS[name](root, **kwargs)
-
-
-def write_split(split: Split, class_names: Sequence[str], path: str | os.PathLike) -> Path:
-    """Write one split (and the class names) as the JSON datalist the classification bundle reads."""
-    return atomic_write_text(path, json.dumps({"class_names": list(class_names), **split}, indent=1))
-
-
-def read_split(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a JSON datalist written by :func:`write_split` (``class_names``, ``train``, ``validation``, ``test``)."""
-    data = json.loads(Path(_require(Path(path), "datalist")).read_text())
-    missing = {"class_names", "train", "validation"} - set(data)
-    if missing:
-        raise ValueError(f"datalist {str(path)!r} lacks {sorted(missing)!r}")
-    data.setdefault("test", [])
-    return data

@@ -298,10 +298,10 @@ def segmentation_split(datalist_file: str | os.PathLike | None, cache_dir: str |
     Returns:
         ``{"class_names": [...], "train": [...], "validation": [...], "test": [...]}``.
     """
-    from monai_ext.data.downstream import read_split
+    from monai_ext.data.datalists import read_split
 
     if datalist_file not in (None, "", "None"):
-        return read_split(datalist_file)
+        return read_split(datalist_file, "segmentation")
     protocol = synthetic_segmentation_protocol(cache_dir, synthetic_images, seed, max_train)
     if not 0 <= fold < len(protocol.splits):
         raise ValueError(f"fold must be in [0, {len(protocol.splits)}), got {fold!r}")

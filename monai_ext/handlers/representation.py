@@ -40,7 +40,8 @@ def monitor_items(datalist_file: str | os.PathLike | None, cache_dir: str | os.P
     Returns:
         (items ``{"image", "label"}``, class names).
     """
-    from monai_ext.data.downstream import folder_protocol, read_split
+    from monai_ext.data.datalists import read_split
+    from monai_ext.data.downstream import folder_protocol
     from monai_ext.data.lesion_benchmark import subtle_lesion_dataset
 
     if datalist_file not in (None, "", "None"):

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from monai_ext.apps import one_line_errors
-from monai_ext.apps.bundle_support import as_flag
+from monai_ext.apps.bundle_support import as_flag, classification_split
 from monai_ext.io.checkpoints import read_checkpoint
 from tests.bundles.helpers import REPO, bundle_command
 
@@ -58,6 +58,11 @@ def wrong_digest(tmp: Path) -> None:
     read_checkpoint(tmp / "w.pt", sha256="ab" * 32)
 
 
+def malformed_datalist(tmp: Path) -> None:
+    (tmp / "fold0.json").write_text('{"class_names": ["benign", "malignant"], "train": [')  # a hand edit cut short
+    classification_split(tmp / "fold0.json", tmp / "cache")
+
+
 def library_value_error() -> None:
     """A ValueError raised inside torch: a fault to debug, not a user's mistake."""
     torch.nn.functional.cross_entropy(torch.zeros(4, 2), torch.zeros(3, dtype=torch.long))
@@ -67,6 +72,7 @@ def library_value_error() -> None:
     (lambda tmp: refused_flag(), "resume must be true or false (or yes/no, 1/0), got 'maybe'"),
     (wrong_digest, "has SHA-256"),
     (lambda tmp: read_checkpoint(tmp / "missing.pt"), "missing.pt' does not exist"),
+    (malformed_datalist, "fold0.json' is not valid JSON: Expecting value at line 1 column 52"),
     (lambda tmp: library_value_error(), None),
     (lambda tmp: {}["a bug"], None),
 ])

@@ -13,7 +13,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from monai_ext.data.downstream import validation_from_train, write_split
+from monai_ext.data.datalists import write_split
+from monai_ext.data.downstream import validation_from_train
 
 
 def read_class_label(path: str | os.PathLike, class_names: Sequence[str]) -> int:

@@ -20,7 +20,7 @@ import torch
 from monai.bundle import ConfigParser
 
 from monai_ext.apps.label.bundle_model import _unreadable_cause
-from monai_ext.data.downstream import write_split
+from monai_ext.data.datalists import write_split
 from monai_ext.data.folders import IMAGE_SUFFIXES
 from monai_ext.data.segmentation import split_validation
 from monai_ext.engines.inference import note_if_blank

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from monai_ext.apps.label.datalist import labelled_datalist, read_class_label
-from monai_ext.data.downstream import read_split
+from monai_ext.data.datalists import read_split
 
 CLASSES = ["benign", "malignant"]
 
@@ -37,6 +37,7 @@ def make_items(tmp_path, names: list[str]) -> list[dict[str, str]]:
     for index, name in enumerate(names):
         label = tmp_path / f"label{index}.json"
         label.write_text(json.dumps({"class": name}))
+        (tmp_path / f"image{index}.png").write_bytes(b"\x89PNG")  # the datalist reader checks that images exist
         items.append({"image": str(tmp_path / f"image{index}.png"), "label": str(label)})
     return items
 

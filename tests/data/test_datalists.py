@@ -1,0 +1,121 @@
+"""JSON datalists: written absolute, read from the datalist's folder, checked whole with errors naming the item."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from monai_ext.data.datalists import read_split, write_split
+
+
+def _files(root: Path, *names: str) -> None:
+    for name in names:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"\x89PNG")  # existence is what the reader checks; decoding comes later
+
+
+def _write(path: Path, data: object) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(data if isinstance(data, str) else json.dumps(data), encoding="utf-8")
+    return path
+
+
+GOOD = {"class_names": ["benign", "malignant"], "train": [{"image": "img/a.png", "label": 0, "id": "a"}],
+        "validation": [{"image": "img/b.png", "label": "malignant"}]}
+
+
+def test_relative_paths_are_read_from_the_datalist_folder_and_names_become_indices(tmp_path, monkeypatch) -> None:
+    _files(tmp_path / "data", "img/a.png", "img/b.png")
+    path = _write(tmp_path / "data" / "fold0.json", GOOD)
+    monkeypatch.chdir(tmp_path)  # another folder than the datalist's: relative paths must not depend on it
+    split = read_split(path)
+    assert split["train"] == [{"image": str(tmp_path / "data/img/a.png"), "label": 0, "id": "a"}]
+    assert split["validation"] == [{"image": str(tmp_path / "data/img/b.png"), "label": 1}]
+    assert split["test"] == [] and split["class_names"] == ["benign", "malignant"]
+
+
+def test_write_then_read_round_trips_from_any_folder(tmp_path, monkeypatch) -> None:
+    _files(tmp_path / "dataset", "a.png", "b.png", "a_mask.png")
+    monkeypatch.chdir(tmp_path)  # the protocol was built from a relative root, as make-datalist gets it
+    split = {"train": [{"image": "dataset/a.png", "label": ["dataset/a_mask.png"]}],
+             "validation": [{"image": "dataset/b.png", "label": "dataset/a_mask.png"}], "test": []}
+    path = write_split(split, ["lesion"], tmp_path / "splits" / "fold0.json")
+    monkeypatch.chdir(tmp_path / "splits")
+    read = read_split(path, "segmentation")
+    assert read["train"] == [{"image": str(tmp_path / "dataset/a.png"), "label": [str(tmp_path / "dataset/a_mask.png")]}]
+    assert read["validation"][0]["label"] == str(tmp_path / "dataset/a_mask.png")
+
+
+def test_a_byte_order_mark_is_accepted(tmp_path) -> None:
+    _files(tmp_path, "img/a.png", "img/b.png")
+    path = tmp_path / "fold.json"
+    path.write_text(json.dumps(GOOD), encoding="utf-8-sig")  # what Notepad saves as "UTF-8"
+    assert len(read_split(path)["train"]) == 1
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"class_names": ["a"], "train": [', r"is not valid JSON: Expecting value at line 1 column 34"),
+    ("", r"is not valid JSON: Expecting value at line 1 column 1"),
+    (b"\xff\xfe{", r"is not UTF-8 text"),
+    ([{"image": "img/a.png", "label": 0}], r"must be a JSON object .* got a list"),
+    ({"class_names": ["a", "b"], "train": []}, r"lacks \['validation'\]"),
+    ({**GOOD, "class_names": []}, r"'class_names' must be a non-empty list of names, got \[\]"),
+    ({**GOOD, "class_names": ["a", "a"]}, r"'class_names' has repeated names"),
+    ({**GOOD, "train": "img/a.png"}, r"'train' must be a list of items, got str"),
+    ({**GOOD, "test": ["img/a.png"]}, r"test\[0\] must be an object with 'image' and 'label', got 'img/a.png'"),
+    ({**GOOD, "train": [{"label": 0}]}, r"train\[0\] needs 'image'"),
+    ({**GOOD, "train": [{"image": "img/a.png"}]}, r"train\[0\] has no 'label'"),
+    ({**GOOD, "train": [{"image": "img/a.png", "label": 2}]}, r"train\[0\] has label 2, which is not a class: give an "
+                                                               r"index 0..1 or one of \['benign', 'malignant'\]"),
+    ({**GOOD, "train": [{"image": "img/a.png", "label": "Benign"}]}, r"train\[0\] has label 'Benign'"),
+    ({**GOOD, "train": [{"image": "img/a.png", "label": True}]}, r"train\[0\] has label True"),
+    ({**GOOD, "validation": [{"image": "img/b.png", "label": 0}, {"image": "img/gone.png", "label": 1}]},
+     r"1 file\(s\) not found \(validation\[1\]: '.*img/gone.png'\); relative paths are read from the datalist's"),
+])
+def test_malformed_datalists_are_refused_naming_the_file_and_item(tmp_path, content, message) -> None:
+    _files(tmp_path, "img/a.png", "img/b.png")
+    path = tmp_path / "fold.json"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        _write(path, content)
+    with pytest.raises(ValueError, match=message) as error:
+        read_split(path)
+    assert str(path) in str(error.value)
+
+
+@pytest.mark.parametrize("label, message", [
+    (0, r"train\[0\] needs 'label' as a mask file or a list of mask files, got 0"),
+    ([], r"train\[0\] needs 'label' as a mask file"),
+    (["masks/gone.png"], r"1 file\(s\) not found \(train\[0\]: '.*masks/gone.png'\)"),
+])
+def test_segmentation_labels_must_be_existing_mask_files(tmp_path, label, message) -> None:
+    _files(tmp_path, "img/a.png", "img/b.png", "masks/b.png")
+    path = _write(tmp_path / "seg.json", {"class_names": ["lesion"], "train": [{"image": "img/a.png", "label": label}],
+                                          "validation": [{"image": "img/b.png", "label": "masks/b.png"}]})
+    with pytest.raises(ValueError, match=message):
+        read_split(path, "segmentation")
+
+
+def test_many_missing_files_are_counted_and_the_first_three_named(tmp_path) -> None:
+    items = [{"image": f"gone{i}.png", "label": 0} for i in range(5)]
+    path = _write(tmp_path / "fold.json", {"class_names": ["a"], "train": items, "validation": []})
+    with pytest.raises(ValueError, match=r"5 file\(s\) not found .*gone0.*gone1.*gone2.png', \.\.\.\)") as error:
+        read_split(path)
+    assert "gone3" not in str(error.value)
+
+
+@pytest.mark.parametrize("make, message", [(lambda p: None, "datalist not found"),
+                                           (os.mkdir, "is not a file")])
+def test_a_missing_path_or_a_folder_is_refused(tmp_path, make, message) -> None:
+    make(tmp_path / "fold.json")
+    with pytest.raises(ValueError, match=message):
+        read_split(tmp_path / "fold.json")
+
+
+def test_task_is_validated(tmp_path) -> None:
+    with pytest.raises(ValueError, match="task must be .* got 'detection'"):
+        read_split(tmp_path / "fold.json", "detection")  # type: ignore[arg-type]
