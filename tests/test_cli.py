@@ -57,6 +57,8 @@ def dataset(tmp_path: Path) -> Path:
     (["synthesize", "{tmp}/sim", "--num", "2.5"], "--num must be an integer, got 2.5"),
     (["synthesize", "{tmp}/sim", "--screen_capture", "maybe"], "--screen_capture must be true or false, got 'maybe'"),
     (["synthesize", "{tmp}/sim", "-n", "3"], "unknown option -n: use the long --name form"),
+    # the operating system's refusal of a path, raised inside pathlib: the user's paths, not a fault to debug
+    (["synthesize", "{tmp}/root/set/a.png/sim", "--num", "2"], "[Errno 20] Not a directory: '{tmp}/root/set/a.png/sim'"),
     (["make-datalist", "folder", "{tmp}/root", "{tmp}/empty"], "is a folder; give the JSON file to write"),
     (["export-onnx", "{tmp}/missing.pt", "{tmp}/x.onnx", "--tolerance", "-1"], "tolerance must be a number >= 0"),
     (["export-onnx", "{tmp}/missing.pt", "{tmp}/x.onnx", "--opset", "new"], "--opset must be an integer, got 'new'"),

@@ -46,9 +46,15 @@ def user_error_in(error: BaseException) -> BaseException | None:
     current: BaseException | None = error
     while current is not None:
         if isinstance(current, USER_ERRORS):
-            return current if raised_by_validation(current) else None
+            return current if raised_by_validation(current) or names_a_file(current) else None
         current = current.__cause__
     return None
+
+
+def names_a_file(error: BaseException) -> bool:
+    """Whether ``error`` is the operating system refusing a file (``[Errno 20] Not a directory: 'out/sub'``): the
+    message names the file and the reason, and the cause is the user's paths or disk, wherever it was raised."""
+    return isinstance(error, OSError) and error.errno is not None and error.filename is not None
 
 
 def root_cause(error: BaseException) -> str:

@@ -58,6 +58,12 @@ def wrong_digest(tmp: Path) -> None:
     read_checkpoint(tmp / "w.pt", sha256="ab" * 32)
 
 
+def folder_under_a_file(tmp: Path) -> None:
+    """The operating system refusing a path, raised inside pathlib: the user's paths, not a fault to debug."""
+    (tmp / "out").touch()
+    (tmp / "out" / "models").mkdir(parents=True)
+
+
 def malformed_datalist(tmp: Path) -> None:
     (tmp / "fold0.json").write_text('{"class_names": ["benign", "malignant"], "train": [')  # a hand edit cut short
     classification_split(tmp / "fold0.json", tmp / "cache")
@@ -72,6 +78,7 @@ def library_value_error() -> None:
     (lambda tmp: refused_flag(), "resume must be true or false (or yes/no, 1/0), got 'maybe'"),
     (wrong_digest, "has SHA-256"),
     (lambda tmp: read_checkpoint(tmp / "missing.pt"), "missing.pt' does not exist"),
+    (folder_under_a_file, "[Errno 20] Not a directory"),
     (malformed_datalist, "fold0.json' is not valid JSON: Expecting value at line 1 column 52"),
     (lambda tmp: library_value_error(), None),
     (lambda tmp: {}["a bug"], None),
