@@ -252,7 +252,7 @@ def _require_number(name: str, value: object, kind: type | tuple[type, ...]) -> 
     """fire passes a value it cannot parse as a number on as a string: name it (booleans are not numbers here)."""
     if isinstance(value, bool) or not isinstance(value, kind):
         # ValueError, not TypeError: main() reports ValueErrors as user errors (one line, exit code 2)
-        raise ValueError(f"--{name} must be {'an integer' if kind is int else 'a number'}, got {value!r}")  # noqa: TRY004
+        raise ValueError(f"--{name} must be {'an integer' if kind is int else 'a number'}, got {value!r}")
 
 
 def prepare_corpus(

@@ -57,6 +57,11 @@ def dataset(tmp_path: Path) -> Path:
     (["synthesize", "{tmp}/sim", "--num", "2.5"], "--num must be an integer, got 2.5"),
     (["synthesize", "{tmp}/sim", "--screen_capture", "maybe"], "--screen_capture must be true or false, got 'maybe'"),
     (["synthesize", "{tmp}/sim", "-n", "3"], "unknown option -n: use the long --name form"),
+    # checked before the process pool starts (its workers' errors would surface from concurrent.futures)
+    (["synthesize", "{tmp}/sim", "--num", "4", "--workers", "2", "--lesion", "nosuch"],
+     "lesion must be 'random', None or one of ('oval', 'irregular', 'cyst'), got 'nosuch'"),
+    (["synthesize", "{tmp}/sim", "--num", "4", "--workers", "2", "--fmt", "bmpx"],
+     "format must be one of ('png', 'dcm', 'nii'), got 'bmpx'"),
     # the operating system's refusal of a path, raised inside pathlib: the user's paths, not a fault to debug
     (["synthesize", "{tmp}/root/set/a.png/sim", "--num", "2"], "[Errno 20] Not a directory: '{tmp}/root/set/a.png/sim'"),
     (["make-datalist", "folder", "{tmp}/root", "{tmp}/empty"], "is a folder; give the JSON file to write"),
@@ -101,7 +106,7 @@ def test_user_errors_are_one_line_with_exit_code_2(args, message, dataset, tmp_p
 @pytest.mark.parametrize("args,message", [
     (["make-datalist", "folder", "{root}", "{tmp}/list.json", "--fold", "7"], "fold must be in [0, 5), got 7"),
     (["make-datalist", "folder", "{root}", "{tmp}/list.json", "--folds", "1"],
-     "folds must be an integer from 2 to 7 (the images of the smallest class), got 1"),
+     "folds must be an integer from 2 to 7 (the smallest class has 7 image(s)), got 1"),
     (["make-datalist", "folder", "{root}", "{tmp}/list.json", "--folds", "8"], "from 2 to 7"),
     (["cross-validate", "folder", "{tmp}/cv", "--root", "{root}", "--methods", "random", "--folds", "0,9"],
      "folds [0, 9]: protocol 'classes' has folds 0..4"),
@@ -120,6 +125,26 @@ def test_a_fold_the_protocol_lacks_is_a_user_error_before_any_training(args, mes
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
     assert message in err
     assert not (tmp_path / "cv" / "splits").exists()   # refused before the first fold was written
+
+
+@pytest.mark.parametrize("per_class, patients, folds, message", [
+    # 2 folds of 2 images per class leave one image per class to train on: no validation part can be carved
+    (2, None, 2, "the training part has fewer than 2 images in every class (images per class index: {0: 1, 1: 1})"),
+    # 2 patients, 2 folds: each training part holds one patient, and validation must be another one
+    (4, 2, 2, "the training part has 1 patient(s); 2 patient-disjoint parts need at least 2"),
+    (4, 2, 3, "the dataset has 2 patient(s); 3 patient-disjoint parts need at least 3"),
+])
+def test_too_small_a_dataset_is_a_user_error_not_a_scikit_learn_traceback(per_class, patients, folds, message,
+                                                                           tmp_path, capsys):
+    rows = ["path,label" + (",patient" if patients else "")]
+    for c in ("benign", "malignant"):
+        for i in range(per_class):
+            cv2.imwrite(str(tmp_path / f"{c}{i}.png"), np.full((8, 8), i, np.uint8))
+            rows.append(f"{c}{i}.png,{c}" + (f",p{i % patients}" if patients else ""))
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    args = ["make-datalist", "csv", str(tmp_path / "labels.csv"), str(tmp_path / "list.json"), "--folds", str(folds)]
+    code, err = run_main(args, capsys)
+    assert code == 2 and err.count("\n") == 1 and message in err, err
 
 
 @pytest.mark.parametrize("hint, given, expected", [

@@ -33,9 +33,18 @@ def write_split(split: Mapping[str, Sequence[Item]], class_names: Sequence[str],
 
     Relative paths (``image``, a segmentation ``label``) are written absolute, as they stand from the current
     folder: the reader resolves relative paths from the datalist's own folder, so a protocol built from a relative
-    dataset root would otherwise point somewhere else once written."""
-    parts = {name: [_absolute_paths(item) for item in items] for name, items in split.items()}
-    return atomic_write_text(path, json.dumps({"class_names": list(class_names), **parts}, indent=1))
+    dataset root would otherwise point somewhere else once written.
+
+    Args:
+        split: ``{"train": [...], "validation": [...], "test": [...]}`` items.
+        class_names: the classes; a string label that is one of them is a class, any other a mask file.
+        path: the JSON file to write.
+
+    Returns:
+        ``path``.
+    """
+    parts = {name: [_absolute_paths(item, class_names) for item in items] for name, items in split.items()}
+    return atomic_write_text(Path(path).expanduser(), json.dumps({"class_names": list(class_names), **parts}, indent=1))
 
 
 def read_split(path: str | os.PathLike, task: Task = "classification") -> dict[str, Any]:
@@ -58,7 +67,7 @@ def read_split(path: str | os.PathLike, task: Task = "classification") -> dict[s
     """
     if task not in ("classification", "segmentation"):
         raise ValueError(f"task must be 'classification' or 'segmentation', got {task!r}")
-    path = Path(path)
+    path = Path(_absolute(os.fspath(path)))
     data = _read_json_object(path)
     missing = {"class_names", "train", "validation"} - set(data)
     if missing:
@@ -70,7 +79,8 @@ def read_split(path: str | os.PathLike, task: Task = "classification") -> dict[s
         if not isinstance(items, list):
             raise ValueError(f"datalist {str(path)!r}: {part!r} must be a list of items, got {type(items).__name__}")
         result[part] = [_checked_item(item, f"{part}[{i}]", path, task, class_names) for i, item in enumerate(items)]
-    _require_files(result, path)
+    _require_distinct_parts(result, path)
+    _require_files(result, path, data)
     return {**{k: v for k, v in data.items() if k not in result}, **result}
 
 
@@ -93,6 +103,7 @@ def _read_json_object(path: Path) -> dict[str, Any]:
 
 
 def _class_names(names: Any, path: Path) -> list[str]:
+    """``names`` checked: a non-empty list of distinct non-empty strings."""
     if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
         raise ValueError(f"datalist {str(path)!r}: 'class_names' must be a non-empty list of names, got {names!r}")
     if len(set(names)) != len(names):
@@ -117,8 +128,11 @@ def _checked_item(item: Any, where: str, path: Path, task: Task, class_names: li
 
 
 def _class_index(label: Any, class_names: list[str], where: str, path: Path) -> int:
+    """A classification label as its class index: an index, a whole float (1.0) or a class name."""
     if isinstance(label, str) and label in class_names:
         return class_names.index(label)
+    if isinstance(label, float) and label.is_integer():  # 1.0 from a spreadsheet or pandas export
+        label = int(label)
     if isinstance(label, int) and not isinstance(label, bool) and 0 <= label < len(class_names):
         return label
     raise ValueError(f"datalist {str(path)!r}: {where} has label {label!r}, which is not a class: give an index "
@@ -126,6 +140,7 @@ def _class_index(label: Any, class_names: list[str], where: str, path: Path) -> 
 
 
 def _mask_paths(label: Any, where: str, path: Path) -> str | list[str]:
+    """A segmentation label as absolute mask paths: one file, or a non-empty list of files (merged)."""
     if isinstance(label, str) and label:
         return _resolve(label, path.parent)
     if isinstance(label, list) and label and all(isinstance(p, str) and p for p in label):
@@ -141,27 +156,58 @@ def _resolve(file: str, folder: Path) -> str:
     return os.path.normpath(os.path.join(folder, os.path.expanduser(file)))
 
 
-def _require_files(split: Mapping[str, Any], path: Path) -> None:
-    """Every image and mask exists, else one error naming how many are missing and the first few with their items."""
-    missing = [(f"{part}[{i}]", file) for part in PARTS for i, item in enumerate(split[part])
+def _require_files(split: Mapping[str, Any], path: Path, written: Mapping[str, Any]) -> None:
+    """Every image and mask exists, else one error naming how many are missing and the first few with their items.
+
+    Args:
+        split: the checked parts, paths resolved.
+        path: the datalist, named in the error.
+        written: the parts as the file has them, to tell a path relative to the current folder (what make-datalist
+            wrote before it wrote absolute paths) from a file that is simply missing.
+    """
+    missing = [(part, i, file) for part in PARTS for i, item in enumerate(split[part])
                for file in _files_of(item) if not os.path.isfile(file)]
-    if missing:
-        shown = ", ".join(f"{where}: {file!r}" for where, file in missing[:3])
-        raise ValueError(f"datalist {str(path)!r}: {len(missing)} file(s) not found ({shown}{', ...' * (len(missing) > 3)}"
-                         f"); relative paths are read from the datalist's folder")
+    if not missing:
+        return
+    shown = ", ".join(f"{part}[{i}]: {file!r}" for part, i, file in missing[:3])
+    more = ", ..." if len(missing) > 3 else ""
+    part, index, _ = missing[0]
+    image = written[part][index]["image"]
+    hint = (f"; {image!r} exists from the current folder: the datalist was written with paths relative to where "
+            f"make-datalist ran (before classify 0.6.5 / segment 0.1.5), so run make-datalist again"
+            if not os.path.isabs(image) and os.path.isfile(image) else "")
+    raise ValueError(f"datalist {str(path)!r}: {len(missing)} file(s) not found ({shown}{more}); relative paths are "
+                     f"read from the datalist's folder{hint}")
+
+
+def _require_distinct_parts(split: Mapping[str, Any], path: Path) -> None:
+    """No image in two parts: an image trained on and tested on would inflate the test figures unseen."""
+    seen: dict[str, str] = {}
+    for part in PARTS:
+        for i, item in enumerate(split[part]):
+            first = seen.setdefault(item["image"], f"{part}[{i}]")
+            if not first.startswith(f"{part}["):
+                raise ValueError(f"datalist {str(path)!r}: {item['image']!r} is both {first} and {part}[{i}]; an "
+                                 f"image belongs to one of train, validation and test")
 
 
 def _files_of(item: Item) -> list[str]:
+    """The image and mask files of a checked item."""
     label = item["label"]
     masks = [label] if isinstance(label, str) else label if isinstance(label, list) else []
     return [item["image"], *masks]
 
 
-def _absolute_paths(item: Item) -> Item:
+def _absolute_paths(item: Item, class_names: Sequence[str]) -> Item:
+    """``item`` with its image and mask paths absolute; a class index or class name label is kept."""
     label = item.get("label")
-    absolute = {**item, "image": os.path.abspath(item["image"])} if "image" in item else dict(item)
-    if isinstance(label, str):
-        absolute["label"] = os.path.abspath(label)
+    absolute = {**item, "image": _absolute(item["image"])} if "image" in item else dict(item)
+    if isinstance(label, str) and label not in class_names:
+        absolute["label"] = _absolute(label)
     elif isinstance(label, list):
-        absolute["label"] = [os.path.abspath(p) if isinstance(p, str) else p for p in label]
+        absolute["label"] = [_absolute(p) if isinstance(p, str) else p for p in label]
     return absolute
+
+
+def _absolute(file: str) -> str:
+    return os.path.abspath(os.path.expanduser(file))

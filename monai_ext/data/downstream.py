@@ -49,6 +49,27 @@ def _require(path: Path, what: str) -> Path:
     return path
 
 
+def check_splittable(labels: np.ndarray, groups: np.ndarray | None, n_splits: int, what: str) -> None:
+    """Refuse, with the counts, a split that scikit-learn's k-fold splitters would refuse with their own traceback.
+
+    Args:
+        labels: (N,) class index of each item.
+        groups: (N,) patient of each item, or None.
+        n_splits: the parts to make.
+        what: names the items in the message ("the training part").
+
+    Raises:
+        ValueError: fewer patients than parts, or fewer images than parts in every class.
+    """
+    if groups is not None and len(set(groups.tolist())) < n_splits:
+        raise ValueError(f"{what} has {len(set(groups.tolist()))} patient(s); {n_splits} patient-disjoint parts need "
+                         f"at least {n_splits}: add images of other patients or ask for fewer folds")
+    counts = {int(c): int(n) for c, n in enumerate(np.bincount(labels)) if n} if len(labels) else {}
+    if counts and max(counts.values()) < n_splits:
+        raise ValueError(f"{what} has fewer than {n_splits} images in every class (images per class index: "
+                         f"{counts}): add images or ask for fewer folds")
+
+
 def validation_from_train(train: list[Item], val_fraction: float, seed: int) -> tuple[list[Item], list[Item]]:
     """Carve a stratified validation part out of ``train``; patient-disjoint when items carry ``patient``."""
     if not 0.0 < val_fraction < 0.5:
@@ -57,8 +78,11 @@ def validation_from_train(train: list[Item], val_fraction: float, seed: int) -> 
     n_splits = max(2, int(round(1.0 / val_fraction)))
     min_count = np.bincount(labels).min() if len(labels) else 0
     n_splits = min(n_splits, max(2, int(min_count)))
-    if all("patient" in it for it in train):
-        groups = np.array([str(it["patient"]) for it in train])
+    groups = np.array([str(it["patient"]) for it in train]) if all("patient" in it for it in train) else None
+    if groups is not None:  # few patients: a larger validation share rather than none
+        n_splits = min(n_splits, max(2, len(set(groups.tolist()))))
+    check_splittable(labels, groups, n_splits, "the training part")
+    if groups is not None:
         splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
         train_idx, val_idx = next(splitter.split(np.zeros(len(train)), labels, groups))
     else:
@@ -161,10 +185,11 @@ def _kfold(items: list[Item], folds: int, val_fraction: float, seed: int, max_tr
     labels = np.array([it["label"] for it in items])
     smallest = int(np.bincount(labels).min()) if len(labels) else 0
     if isinstance(folds, bool) or not isinstance(folds, int) or not 2 <= folds <= max(smallest, 2):
-        raise ValueError(f"folds must be an integer from 2 to {smallest} (the images of the smallest class), "
-                         f"got {folds!r}")
-    if all("patient" in it for it in items):
-        groups = np.array([str(it["patient"]) for it in items])
+        raise ValueError(f"folds must be an integer from 2 to {max(smallest, 2)} (the smallest class has {smallest} "
+                         f"image(s)), got {folds!r}")
+    groups = np.array([str(it["patient"]) for it in items]) if all("patient" in it for it in items) else None
+    check_splittable(labels, groups, folds, "the dataset")
+    if groups is not None:
         splits = StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(items)), labels, groups)
     else:
         splits = StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(items)), labels)

@@ -57,6 +57,9 @@ def _splitter(items: list[Item], n_splits: int, seed: int):
     strata = [str(it.get("group", "")) for it in items]
     stratified = len(set(strata)) > 1 and min(strata.count(s) for s in set(strata)) >= n_splits
     if groups is not None:
+        if len(set(groups)) < n_splits:  # scikit-learn would refuse with its own traceback
+            raise ValueError(f"{len(set(groups))} patient(s) cannot make {n_splits} patient-disjoint parts: add images "
+                             f"of other patients or ask for fewer folds")
         if stratified:
             return StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed), strata, groups
         return GroupKFold(n_splits), strata, groups
@@ -72,6 +75,8 @@ def split_validation(train: list[Item], val_fraction: float, seed: int) -> tuple
     if len(train) < 2:
         raise ValueError(f"need at least two training images to carve a validation part, got {len(train)}")
     n_splits = min(max(2, round(1.0 / val_fraction)), len(train))
+    if all("patient" in it for it in train):  # few patients: a larger validation share rather than none
+        n_splits = min(n_splits, max(2, len({str(it["patient"]) for it in train})))
     splitter, strata, groups = _splitter(train, n_splits, seed)
     train_idx, val_idx = next(splitter.split(np.zeros(len(train)), strata, groups))
     return [train[i] for i in sorted(train_idx)], [train[i] for i in sorted(val_idx)]

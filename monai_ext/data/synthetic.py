@@ -533,6 +533,10 @@ def iter_frames(
         yield simulate_frame(np.random.default_rng([seed, i]), config, lesion)
 
 
+#: The file formats :func:`write_frame` writes.
+FRAME_FORMATS = ("png", "dcm", "nii")
+
+
 def write_frame(frame: SimulatedFrame, path: Path, fmt: str = "png") -> Path:
     """Write a frame's screen image as PNG (gray, or RGB for screen captures), DICOM or NIfTI, atomically (a
     reader never sees a partial file). Returns the path."""
@@ -552,7 +556,7 @@ def write_frame(frame: SimulatedFrame, path: Path, fmt: str = "png") -> Path:
         from monai_ext.io.writers import write_nifti
 
         return write_nifti(frame.image, path.with_suffix(".nii.gz"))
-    raise ValueError(f"format must be 'png', 'dcm' or 'nii', got {fmt!r}")
+    raise ValueError(f"format must be one of {FRAME_FORMATS}, got {fmt!r}")
 
 
 def _write_range(args: tuple[str, int, int, int, SimulatorConfig, str, Any]) -> list[str]:
@@ -597,6 +601,11 @@ def generate_dataset(
         raise ValueError(f"num must be at least 1, got {num!r}")
     if seed < 0:  # numpy's SeedSequence refuses it deep inside a worker, without naming the option
         raise ValueError(f"seed must be >= 0, got {seed!r}")
+    # checked here too, before the folder is made: the workers' own checks would surface from the process pool
+    if fmt not in FRAME_FORMATS:
+        raise ValueError(f"format must be one of {FRAME_FORMATS}, got {fmt!r}")
+    if lesion is not None and lesion not in ("random", *LESION_STYLES):
+        raise ValueError(f"lesion must be 'random', None or one of {LESION_STYLES}, got {lesion!r}")
     out = Path(out_dir)
     record_path = out / "synthetic.json"
     wanted = json.loads(json.dumps({"num": num, "seed": seed, "config": asdict(config), "format": fmt, "lesion": lesion}))

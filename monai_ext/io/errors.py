@@ -4,9 +4,7 @@ mean a user's mistake: those end in one line and exit code 2 on every command li
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 
 #: Errors that mean "the command line asks for something impossible" (validation raises these naming the value):
 #: reported as one line with exit code 2. Set MONAI_EXT_TRACEBACK=1 to see the traceback instead.
@@ -18,13 +16,14 @@ def one_line(message: str) -> str:
     return " ".join(re.sub(r"\x1b\[[0-9;]*m", "", message).split())
 
 
-#: Code whose ``USER_ERRORS`` are validation of what a user asked for: this package, and MONAI's bundle config
-#: machinery (an undefined ``@reference``, a malformed override).
-_VALIDATING_CODE = (str(Path(__file__).resolve().parents[1]) + os.sep, os.sep + os.path.join("monai", "bundle") + os.sep)
+#: Modules whose ``USER_ERRORS`` are validation of what a user asked for: this package, and MONAI's bundle config
+#: machinery (an undefined ``@reference``, a malformed override). Told by module name, not file path: a package
+#: imported through a symbolic link (a cluster's /home -> /gpfs/...) has frames under the linked path.
+_VALIDATING_MODULES = (__name__.split(".")[0] + ".", "monai.bundle.")
 
 
 def raised_by_validation(error: BaseException) -> bool:
-    """Whether ``error`` was raised in :data:`_VALIDATING_CODE` (its traceback's innermost frame is there).
+    """Whether ``error`` was raised in :data:`_VALIDATING_MODULES` (its traceback's innermost frame is there).
 
     A ``ValueError`` from inside a library (torch's "Expected input batch_size ... to match", scikit-learn's "Input
     contains NaN" after a diverged run, a DataLoader worker's error re-raised by torch) is a fault to debug, not a
@@ -34,7 +33,7 @@ def raised_by_validation(error: BaseException) -> bool:
         return False
     while trace.tb_next is not None:
         trace = trace.tb_next
-    return any(part in trace.tb_frame.f_code.co_filename for part in _VALIDATING_CODE)
+    return str(trace.tb_frame.f_globals.get("__name__", "")).startswith(_VALIDATING_MODULES)
 
 
 def user_error_in(error: BaseException) -> BaseException | None:
@@ -45,8 +44,10 @@ def user_error_in(error: BaseException) -> BaseException | None:
     over an unpickling error) keep their own, clearer message."""
     current: BaseException | None = error
     while current is not None:
+        if names_a_file(current):
+            return current
         if isinstance(current, USER_ERRORS):
-            return current if raised_by_validation(current) or names_a_file(current) else None
+            return current if raised_by_validation(current) else None
         current = current.__cause__
     return None
 

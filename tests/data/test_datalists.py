@@ -45,7 +45,8 @@ def test_write_then_read_round_trips_from_any_folder(tmp_path, monkeypatch) -> N
     path = write_split(split, ["lesion"], tmp_path / "splits" / "fold0.json")
     monkeypatch.chdir(tmp_path / "splits")
     read = read_split(path, "segmentation")
-    assert read["train"] == [{"image": str(tmp_path / "dataset/a.png"), "label": [str(tmp_path / "dataset/a_mask.png")]}]
+    mask = str(tmp_path / "dataset/a_mask.png")
+    assert read["train"] == [{"image": str(tmp_path / "dataset/a.png"), "label": [mask]}]
     assert read["validation"][0]["label"] == str(tmp_path / "dataset/a_mask.png")
 
 
@@ -72,6 +73,9 @@ def test_a_byte_order_mark_is_accepted(tmp_path) -> None:
                                                                r"index 0..1 or one of \['benign', 'malignant'\]"),
     ({**GOOD, "train": [{"image": "img/a.png", "label": "Benign"}]}, r"train\[0\] has label 'Benign'"),
     ({**GOOD, "train": [{"image": "img/a.png", "label": True}]}, r"train\[0\] has label True"),
+    ({**GOOD, "test": [{"image": "img/a.png", "label": 0}]},
+     r"'.*img/a.png' is both train\[0\] and test\[0\]; an image belongs to one of train, validation and test"),
+    ({**GOOD, "train": [{"image": "img/a.png", "label": 0.5}]}, r"train\[0\] has label 0.5, which is not a class"),
     ({**GOOD, "validation": [{"image": "img/b.png", "label": 0}, {"image": "img/gone.png", "label": 1}]},
      r"1 file\(s\) not found \(validation\[1\]: '.*img/gone.png'\); relative paths are read from the datalist's"),
 ])
@@ -119,3 +123,43 @@ def test_a_missing_path_or_a_folder_is_refused(tmp_path, make, message) -> None:
 def test_task_is_validated(tmp_path) -> None:
     with pytest.raises(ValueError, match="task must be .* got 'detection'"):
         read_split(tmp_path / "fold.json", "detection")  # type: ignore[arg-type]
+
+
+def test_whole_float_labels_are_indices_and_repeats_within_a_part_are_kept(tmp_path) -> None:
+    """1.0 is what a spreadsheet or pandas export writes for class 1; the same image twice in training is
+    oversampling, not leakage."""
+    _files(tmp_path, "img/a.png", "img/b.png")
+    train = [{"image": "img/a.png", "label": 1.0}, {"image": "img/a.png", "label": 1.0}]
+    split = read_split(_write(tmp_path / "fold.json", {**GOOD, "train": train}))
+    assert [it["label"] for it in split["train"]] == [1, 1] and all(type(it["label"]) is int for it in split["train"])
+
+
+def test_a_datalist_written_relative_to_another_folder_says_so(tmp_path, monkeypatch) -> None:
+    """Datalists that make-datalist wrote from a relative root before 0.6.5 hold paths relative to where it ran."""
+    _files(tmp_path / "data", "a.png", "b.png")
+    monkeypatch.chdir(tmp_path)
+    old = {"class_names": ["x", "y"], "train": [{"image": "data/a.png", "label": 0}],
+           "validation": [{"image": "data/b.png", "label": 1}]}
+    with pytest.raises(ValueError, match=r"2 file\(s\) not found .*'data/a.png' exists from the current folder: .* "
+                                         r"run make-datalist again"):
+        read_split(_write(tmp_path / "folds" / "fold0.json", old))
+
+
+def test_write_split_keeps_class_name_labels_and_expands_the_home_folder(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    _files(tmp_path, "img/a.png", "img/b.png")
+    split = {"train": [{"image": "~/img/a.png", "label": "malignant"}], "validation": [{"image": "~/img/b.png",
+                                                                                         "label": 0}]}
+    path = write_split(split, ["benign", "malignant"], "~/fold.json")
+    assert path == tmp_path / "fold.json"
+    written = json.loads((tmp_path / "fold.json").read_text())
+    assert written["train"] == [{"image": str(tmp_path / "img/a.png"), "label": "malignant"}]
+    assert read_split("~/fold.json")["train"][0]["label"] == 1
+
+
+def test_a_relative_datalist_path_gives_absolute_items(tmp_path, monkeypatch) -> None:
+    _files(tmp_path / "data", "img/a.png", "img/b.png")
+    _write(tmp_path / "data" / "fold.json", GOOD)
+    monkeypatch.chdir(tmp_path)
+    split = read_split("data/fold.json")
+    assert split["train"][0]["image"] == str(tmp_path / "data/img/a.png")

@@ -237,3 +237,16 @@ def test_csv_refuses_empty_labels_and_missing_files_naming_the_line(tmp_path, ba
 def test_unknown_protocol_is_named(tmp_path) -> None:
     with pytest.raises(ValueError, match="'busbra2'"):
         ds.load_protocol("busbra2", tmp_path)
+
+
+def test_three_patients_in_three_folds_hold_one_patient_out_for_validation(tmp_path) -> None:
+    """Each training part has two patients, fewer than the five parts a 0.2 validation share asks for: one patient
+    is held out for validation instead of scikit-learn refusing."""
+    rows = ["path,label,patient"]
+    for i in range(12):
+        (tmp_path / f"{i}.png").write_bytes(b"png")
+        rows.append(f"{i}.png,{'benign' if i % 2 else 'malignant'},p{i % 3}")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    for split in ds.csv_protocol(tmp_path / "labels.csv", folds=3).splits:
+        patients = [{it["patient"] for it in split[p]} for p in ("train", "validation", "test")]
+        assert [len(p) for p in patients] == [1, 1, 1] and len(set.union(*patients)) == 3

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -221,6 +222,25 @@ def test_kfold_splits_cover_every_image_once_as_test_and_cap_training(max_train:
         assert len(labelled) == (max_train or 24)
         patients = [{it["patient"] for it in split[p]} for p in ("train", "validation", "test")]
         assert not (patients[0] & patients[1]) and not (patients[0] & patients[2]) and not (patients[1] & patients[2])
+
+
+@pytest.mark.parametrize("patients, folds, message", [
+    (2, 3, "2 patient(s) cannot make 3 patient-disjoint parts"),       # the test folds
+    (2, 2, "1 patient(s) cannot make 2 patient-disjoint parts"),       # a fold's training part, for validation
+])
+def test_too_few_patients_are_named_before_scikit_learn_refuses(patients: int, folds: int, message: str) -> None:
+    items = [{"image": f"{i}.png", "label": f"{i}_mask.png", "id": str(i), "patient": str(i % patients)}
+             for i in range(12)]
+    with pytest.raises(ValueError, match=re.escape(message)):
+        kfold_splits(items, folds=folds)
+
+
+def test_two_patients_in_training_give_one_to_validation() -> None:
+    """Fewer patients than the validation share asks for (5 parts): one patient is still held out, not an error."""
+    items = [{"image": f"{i}.png", "label": f"{i}_mask.png", "id": str(i), "patient": str(i % 3)} for i in range(12)]
+    for split in kfold_splits(items, folds=3):
+        patients = [{it["patient"] for it in split[p]} for p in ("train", "validation", "test")]
+        assert len(patients[0]) == len(patients[1]) == len(patients[2]) == 1 and len(set.union(*patients)) == 3
 
 
 def test_index_masks_out_of_range_and_mismatched_sizes_are_reported(tmp_path: Path) -> None:
