@@ -148,6 +148,7 @@ def test_a_datalist_written_relative_to_another_folder_says_so(tmp_path, monkeyp
 def test_write_split_keeps_class_name_labels_and_expands_the_home_folder(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
     _files(tmp_path, "img/a.png", "img/b.png")
+    monkeypatch.chdir(tmp_path / "img")  # an unexpanded "~" would make a folder named "~" here, not in the repository
     split = {"train": [{"image": "~/img/a.png", "label": "malignant"}], "validation": [{"image": "~/img/b.png",
                                                                                          "label": 0}]}
     path = write_split(split, ["benign", "malignant"], "~/fold.json")
