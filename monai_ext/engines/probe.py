@@ -158,6 +158,23 @@ def _as_probe(scaler: StandardScaler, model: LogisticRegression, num_classes: in
                        np.asarray(intercept, np.float64), num_classes, float(c))
 
 
+def probe_class_weight(value: str | None) -> str | None:
+    """The probe's class weighting, ``"balanced"`` or None, from YAML or the command line.
+
+    ``--probe#class_weight null`` on a ``monai.bundle`` command line arrives as the text ``'null'``, which
+    scikit-learn would refuse only at the fit, after the features were extracted; ``null`` and ``none`` (any case)
+    mean None here.
+
+    Raises:
+        ValueError: anything else, quoting it.
+    """
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("null", "none", "")):
+        return None
+    if isinstance(value, str) and value.strip().lower() == "balanced":
+        return "balanced"
+    raise ValueError(f"class_weight must be 'balanced' or null (none), got {value!r}")
+
+
 def fit_linear_probe(
     train: tuple[np.ndarray, np.ndarray],
     validation: tuple[np.ndarray, np.ndarray],
@@ -185,6 +202,7 @@ def fit_linear_probe(
     """
     _check_pair(*train, "train")
     _check_pair(*validation, "validation")
+    class_weight = probe_class_weight(class_weight)
     if not cs or any(c <= 0 for c in cs):
         raise ValueError(f"cs must be positive inverse regularisation strengths, got {cs!r}")
     if num_classes < 2 or int(max(train[1].max(), validation[1].max())) >= num_classes:
@@ -381,7 +399,7 @@ class FrozenFeatureProbe:
         self.class_names, self.save_path, self.record, self.output_dir = list(class_names), save_path, record, output_dir
         self.device, self.batch_size, self.num_workers = device, batch_size, num_workers
         self.cs, self.ks = tuple(cs or DEFAULT_CS), tuple(ks or DEFAULT_KS)
-        self.class_weight, self.seed = class_weight, seed
+        self.class_weight, self.seed = probe_class_weight(class_weight), seed
         self.report: dict[str, Any] = {}
 
     def features(self, datalist: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray, list[dict[str, str]]]:

@@ -22,6 +22,7 @@ from monai_ext.engines.probe import (
     extract_features,
     fit_linear_probe,
     knn_probabilities,
+    probe_class_weight,
 )
 from monai_ext.networks.classifier import ViTClassifier
 from tests.data.unreadable import BAD, image_folder, load
@@ -139,6 +140,21 @@ def test_features_come_from_eval_mode_and_train_mode_is_restored() -> None:
 def test_bad_arguments_are_refused(train, cs, match) -> None:
     with pytest.raises(ValueError, match=match):
         fit_linear_probe(train, (np.zeros((2, 3)), np.array([0, 1])), 2, cs=cs)
+
+
+@pytest.mark.parametrize("given, expected", [
+    ("balanced", "balanced"), (" Balanced", "balanced"), (None, None), ("null", None), ("None", None), ("NONE", None),
+])
+def test_class_weight_from_yaml_or_the_command_line(given, expected) -> None:
+    """``--probe#class_weight null`` reaches the config as the text 'null'."""
+    assert probe_class_weight(given) == expected
+
+
+@pytest.mark.parametrize("given", ["balance", "inverse", 1, {"0": 2.0}])
+def test_other_class_weights_are_refused_before_any_fit(given) -> None:
+    with pytest.raises(ValueError, match=r"class_weight must be 'balanced' or null \(none\), got"):
+        fit_linear_probe((np.zeros((4, 3)), np.array([0, 1, 0, 1])), (np.zeros((2, 3)), np.array([0, 1])), 2,
+                         class_weight=given)
 
 
 class _PixelFeature(torch.nn.Module):
