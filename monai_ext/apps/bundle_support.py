@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from monai_ext.io.settings import is_unset
 from monai_ext.networks.checkpoints import (
     FORMAT_NAME,
     CheckpointError,
@@ -94,10 +95,11 @@ def initialize_weights(
     Returns:
         A one-line summary of what was loaded, also logged.
     """
-    if checkpoint in (None, "", "None"):
+    if is_unset(checkpoint):
         summary = "random initialisation"
     else:
-        summary = _load_content(network, read_checkpoint(checkpoint, sha256), str(checkpoint), encoder_only)
+        summary = _load_content(network, read_checkpoint(checkpoint, None if is_unset(sha256) else sha256),
+                                str(checkpoint), encoder_only)
     logger.info("initial weights: %s", summary)
     return summary
 
@@ -148,7 +150,7 @@ def classification_split(
     from monai_ext.data.downstream import folder_protocol
     from monai_ext.data.synthetic import synthetic_lesion_dataset
 
-    if datalist_file not in (None, "", "None"):
+    if not is_unset(datalist_file):
         return read_split(datalist_file)
     folder = synthetic_lesion_dataset(Path(cache_dir), per_class=per_class, multiclass=multiclass, seed=seed)
     protocol = folder_protocol(folder, folds=5, val_fraction=0.2, seed=seed, max_train=max_train)
@@ -336,12 +338,12 @@ def inference_files(input_dir: str | os.PathLike | None, input_files: str | os.P
     from monai_ext.data.folders import list_images
     from monai_ext.io.images import SINGLE_IMAGE_SUFFIXES
 
-    files = [str(p) for p in list_images(input_dir, SINGLE_IMAGE_SUFFIXES)] if input_dir else []
+    files = [str(p) for p in list_images(input_dir, SINGLE_IMAGE_SUFFIXES)] if not is_unset(input_dir) else []
     if output_dir:
         outputs = Path(os.path.abspath(os.path.expanduser(output_dir)))
         files = [f for f in files if not Path(os.path.abspath(f)).is_relative_to(outputs)]
     if isinstance(input_files, (str, os.PathLike)):
-        input_files = [input_files] if str(input_files) else []
+        input_files = [] if is_unset(str(input_files)) else [input_files]
     files += [str(f) for f in input_files or []]
     if not files:
         raise ValueError("give --input_dir or --input_files")

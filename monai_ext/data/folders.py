@@ -12,6 +12,7 @@ import numpy as np
 
 from monai_ext.data.synthetic import SimulatorConfig, generate_dataset
 from monai_ext.io.images import IMAGE_SUFFIXES, matches_suffixes
+from monai_ext.io.settings import is_unset
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ def pretrain_datalists(
     """
     from monai_ext.data.corpus import CorpusFrames, is_corpus_cache
 
-    folder = synthetic_default(cache_dir, num_synthetic) if dataset_dir in (None, "", "None") else dataset_dir
+    folder = synthetic_default(cache_dir, num_synthetic) if is_unset(dataset_dir) else dataset_dir
     if is_corpus_cache(folder):
         files = [{"image": i} for i in range(len(CorpusFrames(folder)))]
     else:

@@ -25,6 +25,7 @@ from monai_ext.data.folders import IMAGE_SUFFIXES, walk_files
 from monai_ext.data.synthetic import SimulatorConfig, simulate_frame
 from monai_ext.io.atomic import atomic_write_bytes
 from monai_ext.io.images import image_stem, is_single_image
+from monai_ext.io.settings import is_unset
 
 BINARY_CLASSES = ["background", "lesion"]
 MMOTU_SEG_CLASSES = ["background", *MMOTU_CLASSES]
@@ -305,7 +306,7 @@ def segmentation_split(datalist_file: str | os.PathLike | None, cache_dir: str |
     """
     from monai_ext.data.datalists import read_split
 
-    if datalist_file not in (None, "", "None"):
+    if not is_unset(datalist_file):
         return read_split(datalist_file, "segmentation")
     protocol = synthetic_segmentation_protocol(cache_dir, synthetic_images, seed, max_train)
     if not 0 <= fold < len(protocol.splits):

@@ -25,6 +25,7 @@ from sklearn.model_selection import StratifiedKFold
 from monai_ext.engines.distributed import is_main_process
 from monai_ext.engines.probe import evaluate_frozen_features, extract_features
 from monai_ext.io.atomic import atomic_write_text
+from monai_ext.io.settings import is_unset
 from monai_ext.visualize.curves import plot_curves
 
 logger = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ def monitor_items(datalist_file: str | os.PathLike | None, cache_dir: str | os.P
     from monai_ext.data.downstream import folder_protocol
     from monai_ext.data.lesion_benchmark import subtle_lesion_dataset
 
-    if datalist_file not in (None, "", "None"):
+    if not is_unset(datalist_file):
         split = read_split(datalist_file)
         items = [it for part in ("train", "validation", "test") for it in split.get(part, [])]
         return items, list(split["class_names"])

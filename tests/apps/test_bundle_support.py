@@ -12,6 +12,7 @@ import torch
 
 from monai_ext.apps.bundle_support import (
     as_flag,
+    classification_split,
     inference_files,
     initialize_weights,
     load_inference_weights,
@@ -56,6 +57,20 @@ def test_input_files_are_appended_and_nothing_given_is_refused(tmp_path):
     assert inference_files(None, [extra]) == [extra]
     with pytest.raises(ValueError, match="--input_dir or --input_files"):
         inference_files(None, None)
+
+
+@pytest.mark.parametrize("unset", ["null", "None", "none"])
+def test_settings_given_as_null_on_the_command_line_are_unset(unset, tmp_path):
+    """``--init_checkpoint null`` reaches the config as the text 'null' (fire makes only ``None`` None): it means
+    random weights as the YAML's null does, not a file named 'null'."""
+    network = build_classifier("mae_vit_tiny_patch16_dec128d2b", num_classes=2, img_size=32)
+    assert initialize_weights(network, unset) == "random initialisation"
+    path = tmp_path / "w.pt"
+    save_model_checkpoint(path, build_mae("mae_vit_tiny_patch16_dec128d2b", img_size=32), "mae")
+    assert "layout=monai_ext" in initialize_weights(network, str(path), sha256=unset, encoder_only=True)
+    with pytest.raises(ValueError, match="--input_dir or --input_files"):
+        inference_files(unset, unset)
+    assert classification_split(unset, tmp_path / "cache", per_class=5)["class_names"] == ["benign", "malignant"]
 
 
 def test_a_single_input_file_given_as_text_is_one_file_not_its_letters(tmp_path):
