@@ -147,6 +147,23 @@ def test_too_small_a_dataset_is_a_user_error_not_a_scikit_learn_traceback(per_cl
     assert code == 2 and err.count("\n") == 1 and message in err, err
 
 
+def test_make_datalist_from_a_csv_writes_a_datalist_the_bundles_read(tmp_path, capsys, monkeypatch) -> None:
+    """The whole command, as a user runs it from the CSV's folder with relative paths (the CLI passes text)."""
+    from monai_ext.data.datalists import read_split
+
+    rows = ["path,label"]
+    for i in range(10):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((8, 8), i, np.uint8))
+        rows.append(f"{i}.png,{'benign' if i % 2 else 'malignant'}")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    monkeypatch.chdir(tmp_path)
+    main(["make-datalist", "csv", "labels.csv", "folds/fold1.json", "--fold", "1", "--folds", "5"])
+    assert "labels fold 1: train" in capsys.readouterr().out
+    split = read_split(tmp_path / "folds" / "fold1.json")
+    assert split["class_names"] == ["benign", "malignant"] and len(split["test"]) == 2
+    assert sum(len(split[p]) for p in ("train", "validation", "test")) == 10
+
+
 @pytest.mark.parametrize("hint, given, expected", [
     (bool, "no", False), (bool, "True", True), (bool, True, True), (bool, "1", True),
     (int, 3, 3), (float, 3, 3.0), ("int | None", None, None), ("str | None", 123, "123"),  # a digest read as a number

@@ -324,7 +324,7 @@ def csv_protocol(csv_path: str | os.PathLike, folds: int = 5, val_fraction: floa
             splits.append({"train": train, "validation": validation, "test": [it for it in items if it["fold"] == k]})
     else:
         splits = _kfold(items, folds, val_fraction, seed, None)
-    return Protocol(csv_path.stem, names, splits)
+    return Protocol(Path(csv_path).stem, names, splits)
 
 
 PROTOCOLS = {"busbra": busbra_protocol, "mmotu": mmotu_protocol, "gist514": gist514_protocol,

@@ -87,7 +87,7 @@ def test_deannotation_and_recipe_choose_the_transforms(tmp_path, deannotate, rec
     assert expected <= names and not (absent & names)
 
 
-def test_corrupt_images_are_skipped_with_a_warning(tmp_path, cache) -> None:
+def test_corrupt_images_are_skipped_with_a_warning_and_a_set_smaller_than_a_batch_trains(tmp_path, cache) -> None:
     data = tmp_path / "data"
     (data / "nested").mkdir(parents=True)
     for i in range(20):
@@ -96,13 +96,16 @@ def test_corrupt_images_are_skipped_with_a_warning(tmp_path, cache) -> None:
     (data / "nested" / "truncated.png").write_bytes(good[: len(good) // 3])
     (data / "text.png").write_text("this is not an image")
     (data / "empty.jpg").write_bytes(b"")
+    # 23 files, 17 for training: fewer than one batch of 32 (it used to give zero steps and "total_steps must be at
+    # least 1, got 0")
     result = run_bundle([TRAIN], tiny_pretrain_overrides(tmp_path, cache, dataset_dir=str(data), epochs=1,
-                                                         val_fraction=0.25))
+                                                         val_fraction=0.25, batch_size=32))
     log = result.stdout + result.stderr
     warned = [line for line in log.splitlines() if "skipping unreadable image" in line]
     for name in ("truncated.png", "text.png", "empty.jpg"):
         assert any(name in line for line in warned), (name, warned)
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())[0]["epoch"] == 1
+    assert [p.name for p in (tmp_path / "models").glob("checkpoint_iteration=*.pt")] == ["checkpoint_iteration=1.pt"]
 
 
 def _final_checkpoint(folder):
