@@ -49,6 +49,7 @@ from monai_ext.data.views import (
 )
 from monai_ext.io.atomic import atomic_write_bytes
 from monai_ext.io.errors import UnreadableImageError
+from monai_ext.io.settings import is_unset
 
 __all__ = ["DOPPLER_POLICIES", "CorpusFrames", "CorpusOptions", "LoadCorpusFramed", "NearDuplicateIndex",
            "crop_to_view", "fit_square", "halve_until", "is_corpus_cache", "list_sources", "perceptual_hash",
@@ -463,7 +464,7 @@ def write_report_png(out: Path, root: Path, records: list[dict], report: dict[st
 
 # ------------------------------------------------------------------------------------------------ training reader
 def is_corpus_cache(path: str | os.PathLike | None) -> bool:
-    return path is not None and (Path(path) / "kept.npy").is_file() and (Path(path) / "chunks").is_dir()
+    return not is_unset(path) and (Path(path) / "kept.npy").is_file() and (Path(path) / "chunks").is_dir()
 
 
 class CorpusFrames(torch.utils.data.Dataset):

@@ -165,17 +165,17 @@ def _require_files(split: Mapping[str, Any], path: Path, written: Mapping[str, A
         written: the parts as the file has them, to tell a path relative to the current folder (what make-datalist
             wrote before it wrote absolute paths) from a file that is simply missing.
     """
-    missing = [(part, i, file) for part in PARTS for i, item in enumerate(split[part])
-               for file in _files_of(item) if not os.path.isfile(file)]
+    # each resolved file beside the path as written (a classification label resolves to no file, so zip stops)
+    missing = [(part, i, file, as_written) for part in PARTS for i, item in enumerate(split[part])
+               for file, as_written in zip(_files_of(item), _files_of(written[part][i])) if not os.path.isfile(file)]
     if not missing:
         return
-    shown = ", ".join(f"{part}[{i}]: {file!r}" for part, i, file in missing[:3])
+    shown = ", ".join(f"{part}[{i}]: {file!r}" for part, i, file, _ in missing[:3])
     more = ", ..." if len(missing) > 3 else ""
-    part, index, _ = missing[0]
-    image = written[part][index]["image"]
-    hint = (f"; {image!r} exists from the current folder: the datalist was written with paths relative to where "
+    first = missing[0][3]
+    hint = (f"; {first!r} exists from the current folder: the datalist was written with paths relative to where "
             f"make-datalist ran (before classify 0.6.5 / segment 0.1.5), so run make-datalist again"
-            if not os.path.isabs(image) and os.path.isfile(image) else "")
+            if not os.path.isabs(first) and os.path.isfile(first) else "")
     raise ValueError(f"datalist {str(path)!r}: {len(missing)} file(s) not found ({shown}{more}); relative paths are "
                      f"read from the datalist's folder{hint}")
 
@@ -192,7 +192,7 @@ def _require_distinct_parts(split: Mapping[str, Any], path: Path) -> None:
 
 
 def _files_of(item: Item) -> list[str]:
-    """The image and mask files of a checked item."""
+    """The image and mask files of an item: its image, then its mask or masks (a class label names no file)."""
     label = item["label"]
     masks = [label] if isinstance(label, str) else label if isinstance(label, list) else []
     return [item["image"], *masks]

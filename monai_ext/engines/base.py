@@ -20,6 +20,7 @@ from monai.engines.utils import IterationEvents
 from monai.transforms import Decollated
 
 from monai_ext.engines.distributed import all_reduce_mean, collective_device, is_distributed, ranks_flagged
+from monai_ext.io.settings import is_unset
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,23 @@ def batch_images(batch: Mapping[str, Any] | torch.Tensor, device: torch.device, 
         images = images.as_tensor()
     return images.to(device, non_blocking=non_blocking)
 
+
+
+def gradient_norm_limit(value: Any) -> float | None:
+    """``clip_grad_norm`` as a number, or None for no clipping (null, none, or 0, from YAML or a command line).
+
+    Raises:
+        ValueError: not a number, or negative, quoting it.
+    """
+    if is_unset(value):
+        return None
+    try:
+        limit = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"clip_grad_norm must be a number, or null for no clipping, got {value!r}") from None
+    if not limit >= 0:
+        raise ValueError(f"clip_grad_norm must be positive, or null for no clipping, got {value!r}")
+    return limit or None
 
 class ShardSafeEvaluatorMixin:
     """Evaluator mixin: a rank whose validation shard is empty still takes part in the metrics' gathers.
@@ -106,7 +124,7 @@ class RobustStepTrainer(SupervisedTrainer):
         if log_interval < 1:
             raise ValueError(f"log_interval must be at least 1, got {log_interval!r}")
         self.precision = precision
-        self.clip_grad_norm = clip_grad_norm
+        self.clip_grad_norm = gradient_norm_limit(clip_grad_norm)
         self.max_nonfinite_steps = max_nonfinite_steps
         self.log_interval = log_interval
         self.nonfinite_in_a_row = 0

@@ -32,6 +32,7 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from monai_ext.engines.metrics import classification_report
+from monai_ext.io.settings import is_unset
 
 logger = logging.getLogger(__name__)
 
@@ -158,8 +159,9 @@ def _as_probe(scaler: StandardScaler, model: LogisticRegression, num_classes: in
                        np.asarray(intercept, np.float64), num_classes, float(c))
 
 
-def probe_class_weight(value: str | None) -> str | None:
-    """The probe's class weighting, ``"balanced"`` or None, from YAML or the command line.
+def probe_class_weight(value: str | Mapping[Any, float] | None) -> str | dict[int, float] | None:
+    """The probe's class weighting from YAML or the command line: ``"balanced"``, None, or ``{class index: weight}``
+    as scikit-learn takes it.
 
     ``--probe#class_weight null`` on a ``monai.bundle`` command line arrives as the text ``'null'``, which
     scikit-learn would refuse only at the fit, after the features were extracted; ``null`` and ``none`` (any case)
@@ -168,11 +170,16 @@ def probe_class_weight(value: str | None) -> str | None:
     Raises:
         ValueError: anything else, quoting it.
     """
-    if value is None or (isinstance(value, str) and value.strip().lower() in ("null", "none", "")):
+    if is_unset(value):
         return None
     if isinstance(value, str) and value.strip().lower() == "balanced":
         return "balanced"
-    raise ValueError(f"class_weight must be 'balanced' or null (none), got {value!r}")
+    if isinstance(value, Mapping):  # YAML or a command line may give the class indices as text
+        try:
+            return {int(k): float(w) for k, w in value.items()}
+        except (TypeError, ValueError):
+            pass
+    raise ValueError(f"class_weight must be 'balanced', null (none) or {{class index: weight}}, got {value!r}")
 
 
 def fit_linear_probe(
@@ -334,6 +341,7 @@ def evaluate_frozen_features(
     """
     k_classes = len(class_names)
     train, validation = splits["train"], splits["validation"]
+    class_weight = probe_class_weight(class_weight)  # cleaned once: the refit below receives it too
     train_only = fit_linear_probe(train, validation, k_classes, cs, class_weight, refit=False, seed=seed)
     k, knn_sweep = choose_knn_k(train, validation, k_classes, ks)
     both = (np.concatenate([train[0], validation[0]]), np.concatenate([train[1], validation[1]]))
@@ -398,7 +406,9 @@ class FrozenFeatureProbe:
         self.network, self.datalists, self.transform = network, datalists, transform
         self.class_names, self.save_path, self.record, self.output_dir = list(class_names), save_path, record, output_dir
         self.device, self.batch_size, self.num_workers = device, batch_size, num_workers
-        self.cs, self.ks = tuple(cs or DEFAULT_CS), tuple(ks or DEFAULT_KS)
+        # --probe#cs null arrives as the text 'null', which tuple() would split into letters
+        self.cs = DEFAULT_CS if is_unset(cs) or not cs else tuple(float(c) for c in cs)
+        self.ks = DEFAULT_KS if is_unset(ks) or not ks else tuple(int(k) for k in ks)
         self.class_weight, self.seed = probe_class_weight(class_weight), seed
         self.report: dict[str, Any] = {}
 

@@ -30,6 +30,7 @@ from monai.handlers import MLFlowHandler
 from torch import nn
 
 from monai_ext.engines.distributed import is_main_process
+from monai_ext.io.settings import is_unset
 
 logger = logging.getLogger(__name__)
 PARAM_VALUE_LIMIT = 500
@@ -160,6 +161,8 @@ class ProjectMLFlowHandler(MLFlowHandler):
         **kwargs: Any,
     ) -> None:
         check_tracking_server(kwargs.get("tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI"))
+        if is_unset(kwargs.get("run_name")):  # --run_name null arrives as text: MLflow would name the run "null"
+            kwargs["run_name"] = None
         super().__init__(**kwargs)
         self.run_holder = run_holder
         self.config_dir = config_dir
@@ -169,7 +172,7 @@ class ProjectMLFlowHandler(MLFlowHandler):
         self.input_shape = tuple(input_shape) if input_shape else None
         self.model_kind = model_kind
         self.artifact_paths = [str(p) for p in artifact_paths or []]
-        self.registered_model_name = registered_model_name
+        self.registered_model_name = None if is_unset(registered_model_name) else registered_model_name
 
     # ------------------------------------------------------------------------------------------------ run handling
     def attach(self, engine: Engine) -> None:

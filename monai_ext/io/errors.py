@@ -4,6 +4,7 @@ mean a user's mistake: those end in one line and exit code 2 on every command li
 
 from __future__ import annotations
 
+import errno
 import re
 
 #: Errors that mean "the command line asks for something impossible" (validation raises these naming the value):
@@ -33,7 +34,16 @@ def raised_by_validation(error: BaseException) -> bool:
         return False
     while trace.tb_next is not None:
         trace = trace.tb_next
-    return str(trace.tb_frame.f_globals.get("__name__", "")).startswith(_VALIDATING_MODULES)
+    return module_name(trace.tb_frame.f_globals).startswith(_VALIDATING_MODULES)
+
+
+def module_name(frame_globals: dict) -> str:
+    """The module a frame runs in: its import name even when it runs as ``__main__`` (``python -m
+    monai_ext.cli``), whose spec keeps the real name; "" for code without a module (MONAI's ``eval`` of a config
+    expression)."""
+    name = str(frame_globals.get("__name__", ""))
+    spec = frame_globals.get("__spec__")
+    return getattr(spec, "name", name) if name == "__main__" and spec is not None else name
 
 
 def user_error_in(error: BaseException) -> BaseException | None:
@@ -52,10 +62,17 @@ def user_error_in(error: BaseException) -> BaseException | None:
     return None
 
 
+#: Operating-system refusals that come from the paths or the disk a user gave: missing, wrong kind, no permission,
+#: too long, full or read-only. Others (too many open files, a bad descriptor, a cross-device rename) are faults.
+USER_ERRNOS = frozenset(getattr(errno, name) for name in (
+    "ENOENT", "ENOTDIR", "EISDIR", "EACCES", "EPERM", "EEXIST", "ENAMETOOLONG", "ENOSPC", "EDQUOT", "EROFS", "ELOOP")
+    if hasattr(errno, name))
+
+
 def names_a_file(error: BaseException) -> bool:
-    """Whether ``error`` is the operating system refusing a file (``[Errno 20] Not a directory: 'out/sub'``): the
-    message names the file and the reason, and the cause is the user's paths or disk, wherever it was raised."""
-    return isinstance(error, OSError) and error.errno is not None and error.filename is not None
+    """Whether ``error`` is the operating system refusing a file the user gave (``[Errno 20] Not a directory:
+    'out/sub'``): the message names the file and the reason, wherever it was raised."""
+    return isinstance(error, OSError) and error.errno in USER_ERRNOS and error.filename is not None
 
 
 def root_cause(error: BaseException) -> str:

@@ -17,6 +17,7 @@ import torch
 from monai.networks.blocks import UnetOutBlock, UnetrBasicBlock, UnetrPrUpBlock, UnetrUpBlock
 from torch import nn
 
+from monai_ext.io.settings import is_unset
 from monai_ext.networks.classifier import ENCODER_OF_MAE
 from monai_ext.networks.layers import Block, PatchEmbed, init_patch_embed, init_vit_weights, prepend_cls_token
 from monai_ext.networks.pos_embed import sincos_2d
@@ -78,7 +79,8 @@ class ViTSegmenter(nn.Module):
             raise ValueError(f"num_classes counts the background too and must be at least 2, got {num_classes!r}")
         if patch_size != 16:
             raise ValueError(f"the UNETR decoder upsamples the patch grid 16 times; patch_size must be 16, got {patch_size!r}")
-        blocks_used = tuple(int(b) for b in (feature_blocks or default_feature_blocks(depth)))
+        unset = is_unset(feature_blocks) or not feature_blocks  # --feature_blocks null arrives as text
+        blocks_used = tuple(int(b) for b in (default_feature_blocks(depth) if unset else feature_blocks))
         if len(blocks_used) != 3 or not all(0 <= b < depth for b in blocks_used) or list(blocks_used) != sorted(set(blocks_used)):
             raise ValueError(f"feature_blocks must be three increasing block ids below {depth}, got {feature_blocks!r}")
         if feature_size < 1 or not 0.0 <= drop_path_rate < 1.0:

@@ -164,3 +164,14 @@ def test_a_relative_datalist_path_gives_absolute_items(tmp_path, monkeypatch) ->
     monkeypatch.chdir(tmp_path)
     split = read_split("data/fold.json")
     assert split["train"][0]["image"] == str(tmp_path / "data/img/a.png")
+
+
+def test_the_relative_folder_hint_is_about_the_missing_file_itself(tmp_path, monkeypatch) -> None:
+    """The image is found, its mask is missing: no hint about where make-datalist ran."""
+    _files(tmp_path, "a.png", "b.png", "b_mask.png")
+    monkeypatch.chdir(tmp_path)
+    seg = {"class_names": ["lesion"], "train": [{"image": "a.png", "label": "gone_mask.png"}],
+           "validation": [{"image": "b.png", "label": "b_mask.png"}]}
+    with pytest.raises(ValueError, match=r"1 file\(s\) not found \(train\[0\]: '.*gone_mask.png'\)") as error:
+        read_split(_write(tmp_path / "seg.json", seg), "segmentation")
+    assert "exists from the current folder" not in str(error.value)

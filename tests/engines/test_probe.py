@@ -144,15 +144,16 @@ def test_bad_arguments_are_refused(train, cs, match) -> None:
 
 @pytest.mark.parametrize("given, expected", [
     ("balanced", "balanced"), (" Balanced", "balanced"), (None, None), ("null", None), ("None", None), ("NONE", None),
+    ({"0": 1, 1: 5.0}, {0: 1.0, 1: 5.0}),   # scikit-learn's own form; keys may arrive as text
 ])
 def test_class_weight_from_yaml_or_the_command_line(given, expected) -> None:
     """``--probe#class_weight null`` reaches the config as the text 'null'."""
     assert probe_class_weight(given) == expected
 
 
-@pytest.mark.parametrize("given", ["balance", "inverse", 1, {"0": 2.0}])
+@pytest.mark.parametrize("given", ["balance", "inverse", 1, {"zero": 2.0}])
 def test_other_class_weights_are_refused_before_any_fit(given) -> None:
-    with pytest.raises(ValueError, match=r"class_weight must be 'balanced' or null \(none\), got"):
+    with pytest.raises(ValueError, match=r"class_weight must be 'balanced', null \(none\) or \{class index: weight\}, got"):
         fit_linear_probe((np.zeros((4, 3)), np.array([0, 1, 0, 1])), (np.zeros((2, 3)), np.array([0, 1])), 2,
                          class_weight=given)
 
@@ -195,3 +196,14 @@ def test_probe_report_counts_each_readable_image_once_and_lists_the_skipped(tmp_
     assert set(report["skipped"]) == {"train", "validation", "test"}
     for skipped in report["skipped"].values():
         assert sorted(Path(s["image"]).name for s in skipped) == sorted(BAD)
+
+
+def test_evaluate_frozen_features_reads_class_weight_null_as_none() -> None:
+    """Both its fits (the C sweep and the refit on train + validation) see None, not the text 'null'."""
+    rng = np.random.default_rng(0)
+    labels = (np.arange(12) % 3 == 0).astype(int)  # 4 against 8: balanced weighting would change the fit
+    splits = {name: (rng.normal(size=(12, 4)), labels) for name in ("train", "validation", "test")}
+    probe, _ = evaluate_frozen_features(splits, ["a", "b"], cs=[1.0], ks=[1], class_weight="null")
+    unweighted, _ = evaluate_frozen_features(splits, ["a", "b"], cs=[1.0], ks=[1], class_weight=None)
+    balanced, _ = evaluate_frozen_features(splits, ["a", "b"], cs=[1.0], ks=[1], class_weight="balanced")
+    assert np.allclose(probe.coef, unweighted.coef) and not np.allclose(probe.coef, balanced.coef)

@@ -192,3 +192,13 @@ def test_cross_validation_logs_nested_runs(server, tmp_path) -> None:
     assert len(parent) == 1 and [r.info.run_name for r in children] == ["random_fold0"]
     assert "random_macro_f1_mean" in parent[0].data.metrics
     assert {"cv_table.md", "cv_summary.json"} <= artifact_paths(client, parent[0].info.run_id)
+
+
+@pytest.mark.parametrize("unset", ["null", "None", "none"])
+def test_run_name_and_registered_model_left_unset_on_the_command_line(unset, tmp_path) -> None:
+    """``--run_name null`` arrives as text: MLflow would name the run "null" and register a model named "null"."""
+    from monai_ext.handlers.tracking import ProjectMLFlowHandler, RunHolder
+
+    handler = ProjectMLFlowHandler(run_holder=RunHolder(), tracking_uri=f"sqlite:///{tmp_path}/mlruns.db",
+                                   run_name=unset, registered_model_name=unset)
+    assert handler.run_name is None and handler.registered_model_name is None

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import errno
+import importlib.machinery
 
 import pytest
 
 from monai_ext.io.errors import user_error_in
 
 
-def raised_in(module: str, filename: str, error: BaseException) -> BaseException:
-    """``error`` as raised by code of ``module`` stored at ``filename`` (any path: a symbolic link, a wheel)."""
+def raised_in(module: str, filename: str, error: BaseException, spec_name: str | None = None) -> BaseException:
+    """``error`` as raised by code of ``module`` stored at ``filename`` (any path: a symbolic link, a wheel);
+    ``spec_name``: the import name of a module run as ``__main__``."""
     code = compile("raise error", filename, "exec")
+    spec = importlib.machinery.ModuleSpec(spec_name, None) if spec_name else None
     with pytest.raises(type(error)) as raised:
-        exec(code, {"__name__": module, "error": error})
+        exec(code, {"__name__": module, "__spec__": spec, "error": error})
     return raised.value
 
 
@@ -31,10 +34,22 @@ def test_a_value_error_is_the_users_when_this_package_or_monai_bundle_raised_it(
     assert (user_error_in(error) is error) == user_error
 
 
+@pytest.mark.parametrize("spec_name, user_error", [("monai_ext.cli", True), ("torch.utils.collect_env", False),
+                                                   (None, False)])
+def test_a_module_run_as_main_is_told_by_its_import_name(spec_name, user_error) -> None:
+    """``python -m monai_ext.cli``: the module's ``__name__`` is ``__main__``, its spec keeps ``monai_ext.cli``."""
+    error = raised_in("__main__", "/anywhere/cli.py", ValueError("unknown option --bogus"), spec_name)
+    assert (user_error_in(error) is error) == user_error
+
+
 @pytest.mark.parametrize("error, user_error", [
     (OSError(errno.ENAMETOOLONG, "File name too long", "x" * 300), True),   # not one of USER_ERRORS, still the path's
     (NotADirectoryError(errno.ENOTDIR, "Not a directory", "out/models"), True),
     (OSError(errno.EIO, "Input/output error"), False),                        # names no file: the disk, not the path
+    (OSError(errno.EMFILE, "Too many open files", "/data/x.png"), False),     # a descriptor leak: a fault to debug
+    (OSError(errno.EXDEV, "Invalid cross-device link", "/tmp/a"), False),
+    (PermissionError(errno.EACCES, "Permission denied", "/data/out"), True),
+    (OSError(errno.ENOSPC, "No space left on device", "/data/out/x.pt"), True),
     (FileNotFoundError("config missing"), False),                             # no errno: a library's own message
 ])
 def test_the_operating_systems_refusal_of_a_path_is_the_users_wherever_raised(error, user_error) -> None:

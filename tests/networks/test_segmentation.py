@@ -68,6 +68,12 @@ def test_layer_decay_gives_the_decoder_the_full_lr_and_the_embedding_the_smalles
     assert len(scale_of) == sum(1 for _ in model.parameters())
 
 
+@pytest.mark.parametrize("unset", [None, "null", "None", []])
+def test_feature_blocks_left_unset_take_the_default(unset) -> None:
+    """``--feature_blocks null`` reaches the network as the text 'null'."""
+    assert ViTSegmenter(2, img_size=32, feature_blocks=unset, **TINY_ENC).feature_blocks == (1, 2, 3)
+
+
 @pytest.mark.parametrize("kwargs, match", [
     ({"num_classes": 1}, "at least 2, got 1"),
     ({"num_classes": 2, "patch_size": 8}, "patch_size must be 16, got 8"),
