@@ -71,14 +71,22 @@ def tracked(settings: str, uri: str, experiment: str) -> dict[str, object]:
     return {"tracking": f"{settings}/mlflow_tracking.yaml", "tracking_uri": uri, "experiment_name": experiment}
 
 
+# MONAI's "+" keys append to the base config's list: NaN weights once the first iteration is done.
+POISON_AFTER_ITERATION_1 = """
++initialize:
+  - "$@train#trainer.add_event_handler(ignite.engine.Events.ITERATION_COMPLETED(once=1), lambda e: [p.data.fill_(float('nan')) for p in @network.parameters()])"
+"""
+
+
 def test_pretrain_run_is_tracked_and_a_crashed_run_is_marked_failed(server, tmp_path) -> None:
     """A run that stops on non-finite losses ends FAILED; the next run of the same experiment is a new run that
     records params, per-iteration metrics, the representation monitor's scores and artifacts (one experiment for
     both saves a bundle run)."""
     overrides = {**tiny_pretrain_overrides(tmp_path, tmp_path / "cache", epochs=2), **tracked(PRETRAIN, server, "pre")}
-    # NaN clipping poisons the weights after the first step; the next loss is non-finite and the run stops.
-    crash = {**overrides, "epochs": 1, "clip_grad_norm": "$float('nan')", "train#trainer#max_nonfinite_steps": 1}
-    result = run_bundle([f"{PRETRAIN}/train.yaml"], crash, check=False)
+    # An overlay poisons the weights after the first step; the next loss is non-finite and the run stops.
+    (tmp_path / "poison.yaml").write_text(POISON_AFTER_ITERATION_1)
+    crash = {**overrides, "epochs": 1, "train#trainer#max_nonfinite_steps": 1}
+    result = run_bundle([f"{PRETRAIN}/train.yaml", str(tmp_path / "poison.yaml")], crash, check=False)
     assert result.returncode != 0 and "non-finite" in result.stdout + result.stderr
     _, runs = runs_of(server, "pre")
     assert [r.info.status for r in runs] == ["FAILED"]
