@@ -47,7 +47,8 @@ def module_name(frame_globals: dict) -> str:
 
 
 def user_error_in(error: BaseException) -> BaseException | None:
-    """The outermost of ``USER_ERRORS`` in ``error``'s cause chain that validation raised, or None.
+    """The outermost user's mistake in ``error``'s cause chain, or None: the operating system refusing a path the
+    user gave (:func:`names_a_file`), or one of ``USER_ERRORS`` that validation raised (:func:`raised_by_validation`).
 
     MONAI's bundle runner wraps what a config expression raised in ``RuntimeError``s ("Failed to evaluate ...");
     the validation error inside names the bad value. Errors wrapped deliberately below it (a ``CheckpointError``
