@@ -210,4 +210,5 @@ def _absolute_paths(item: Item, class_names: Sequence[str]) -> Item:
 
 
 def _absolute(file: str) -> str:
-    return os.path.abspath(os.path.expanduser(file))
+    """``file`` as it stands from the current folder."""
+    return _resolve(file, Path.cwd())
