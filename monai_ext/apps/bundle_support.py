@@ -159,9 +159,25 @@ def classification_split(
     return {"class_names": protocol.class_names, **protocol.splits[fold]}
 
 
-def empty_split_error(name: str) -> None:
-    """Raise the error for evaluating on a split that has no items."""
-    raise ValueError(f"the datalist has no {name!r} items to evaluate")
+def split_part(split: Mapping[str, Any], name: str, purpose: str) -> list[dict[str, Any]]:
+    """``split[name]``, refused in one line when it is missing or has no items.
+
+    A hand-written datalist may leave a part empty (a test-only list for ``evaluate``), so :func:`read_split` accepts
+    empty parts; the bundle refuses one only when it is about to use it, naming the part and what it was for, instead
+    of an error from deep inside the dataset or the sampler.
+
+    Args:
+        split: the datalist, as read by :func:`monai_ext.data.datalists.read_split`.
+        name: the part (``"train"``, ``"validation"``, ``"test"``).
+        purpose: what the items are for, e.g. ``"train on"`` or ``"evaluate"``.
+
+    Raises:
+        ValueError: the part is missing or empty.
+    """
+    items = split.get(name)
+    if not items:
+        raise ValueError(f"the datalist has no {name!r} items to {purpose}")
+    return list(items)
 
 
 # ---------------------------------------------------------------------------------------------------- yes/no settings
