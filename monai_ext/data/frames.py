@@ -22,7 +22,7 @@ import numpy as np
 
 from monai_ext.io.dicom import iter_dicom_frames, read_dicom, read_dicom_header, ultrasound_region_boxes
 from monai_ext.io.display import to_gray_uint8
-from monai_ext.io.errors import SkippedSource, UnreadableImageError
+from monai_ext.io.errors import SkippedSource, UnreadableImageError, one_line
 from monai_ext.io.images import ALL_SUFFIXES, read_picture, source_kind
 from monai_ext.io.video import iter_video_frames
 from monai_ext.io.volumes import iter_volume_frames
@@ -92,7 +92,7 @@ def iter_frames(path: str | os.PathLike, options: FrameOptions = FrameOptions())
     except (UnreadableImageError, SkippedSource):
         raise
     except Exception as e:  # decoders raise many types; all mean "this file cannot be read"
-        raise UnreadableImageError(f"{path}: cannot decode ({type(e).__name__}: {e})") from e
+        raise UnreadableImageError(one_line(f"{path}: cannot decode ({type(e).__name__}: {e})")) from e
 
 
 def to_display_uint8(pixels: np.ndarray, source: str) -> np.ndarray:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from monai_ext.io.errors import UnreadableImageError
+from monai_ext.io.errors import UnreadableImageError, one_line
 
 __all__ = ["DICOM_SUFFIXES", "dicom_display", "first_dicom_frame", "has_dicom_preamble", "iter_dicom_frames",
            "read_dicom", "read_dicom_header", "ultrasound_region_box", "ultrasound_region_boxes"]
@@ -73,21 +73,166 @@ def has_dicom_preamble(path: str | os.PathLike) -> bool:
 
 
 def read_dicom_header(path: str | os.PathLike) -> Any:
-    """The dataset without its pixel data (cheap: for filters that need no decoding)."""
-    import pydicom
-
-    return pydicom.dcmread(path, stop_before_pixels=True)
+    """The dataset without its pixel data (cheap: for filters that need no decoding); read as :func:`read_dicom`."""
+    return _dcmread(path, header_only=True)
 
 
 def read_dicom(path: str | os.PathLike) -> Any:
-    """The whole dataset; raises :class:`UnreadableImageError` when it has no (integer) pixel data."""
-    import pydicom
+    """The whole dataset, checked to be decodable as far as its header tells.
 
-    ds = pydicom.dcmread(path)
+    Read as DICOM readers of scanner archives (dcm2niix, GDCM) read: a file without the 128-byte preamble and
+    b"DICM" (an ACR-NEMA-style or raw data set export) is parsed as a bare data set, and a file without
+    ``TransferSyntaxUID`` takes the encoding found while parsing it. Only files already taken for DICOM (by their
+    suffix, or by b"DICM" where they have none: :func:`has_dicom_preamble`) come here, and one that parses to no
+    pixel data is refused, so a stray non-DICOM file named ``.dcm`` gives a reason, not garbage pixels.
+
+    Raises:
+        UnreadableImageError: naming the file and the reason: not DICOM, no (integer) pixel data, a required
+            Image Pixel attribute missing or not an integer, pixel data shorter than its header says, compressed
+            pixel data without a transfer syntax, or a transfer syntax no installed codec decodes.
+    """
+    ds = _dcmread(path)
     if "PixelData" not in ds:
         reason = "float pixel data (a parametric map, not an image)" if "FloatPixelData" in ds else "no pixel data"
         raise UnreadableImageError(f"{path}: DICOM file has {reason}")
+    _check_pixel_module(ds, str(path))
+    _fill_transfer_syntax(ds, str(path))
+    _check_pixel_length(ds, str(path))
+    _check_codec(ds, str(path))
     return ds
+
+
+def _dcmread(path: str | os.PathLike, header_only: bool = False) -> Any:
+    """pydicom's reading (without the pixel data where ``header_only``); a file without File Meta Information is
+    read again as a bare data set (``force=True``), whole even for a header: only pixel data tells a bare data set
+    from bytes that merely parse.
+
+    pydicom's own refusal of such files ends "Use force=True to force reading.", an option our users do not have;
+    a file that does not parse either, or parses to no pixel data, is refused in our words.
+    """
+    import warnings
+
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=header_only)
+    except InvalidDicomError:
+        pass
+    try:
+        with warnings.catch_warnings():  # a non-DICOM file parses into warnings about nonsense tags and VRs
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path, force=True)
+    except Exception as e:  # pydicom raises many types on bytes that are no data set
+        raise UnreadableImageError(f"{path}: not a DICOM file: no b'DICM' at byte 128, and it does not parse as a "
+                                   f"bare data set ({_short_detail(e)})") from e
+    if "PixelData" not in ds:
+        raise UnreadableImageError(f"{path}: not a DICOM image: no b'DICM' at byte 128 (no File Meta Information), "
+                                   f"and read as a bare data set it has no pixel data")
+    return ds
+
+
+#: Image Pixel module attributes (PS3.3 C.7.6.3, type 1) without which pixel data cannot be decoded.
+_REQUIRED_PIXEL_ATTRIBUTES = ("Rows", "Columns", "SamplesPerPixel", "PhotometricInterpretation", "BitsAllocated",
+                              "BitsStored", "PixelRepresentation")
+_INTEGER_PIXEL_ATTRIBUTES = ("Rows", "Columns", "SamplesPerPixel", "BitsAllocated", "BitsStored", "HighBit",
+                             "PixelRepresentation", "NumberOfFrames")
+
+
+def _check_pixel_module(ds: Any, source: str) -> None:
+    """Refuse pixel data whose Image Pixel module lacks a required attribute or holds a non-integer where an
+    integer belongs (``NumberOfFrames`` "1A"), naming them: pydicom's errors for these are an ``AttributeError``
+    or Python's "invalid literal for int()"."""
+    missing = [name for name in _REQUIRED_PIXEL_ATTRIBUTES if ds.get(name) in (None, "")]
+    if missing:
+        raise UnreadableImageError(f"{source}: pixel data without the required Image Pixel attribute(s) "
+                                   f"{', '.join(missing)}")
+    for name in _INTEGER_PIXEL_ATTRIBUTES:
+        value = ds.get(name)
+        if value in (None, ""):
+            continue
+        try:
+            int(value)
+        except (TypeError, ValueError):
+            raise UnreadableImageError(f"{source}: {name} is {str(value)!r}, not an integer") from None
+
+
+def _fill_transfer_syntax(ds: Any, source: str) -> None:
+    """Give a dataset without ``TransferSyntaxUID`` (no File Meta Information, or one without it) the syntax of the
+    encoding pydicom found while parsing: implicit or explicit VR, little or big endian (PS3.5 A.1-A.3).
+
+    Native (uncompressed) pixel data only: encapsulated pixel data does not tell its codec.
+    """
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    if getattr(ds, "file_meta", None) is None:
+        ds.file_meta = FileMetaDataset()
+    if ds.file_meta.get("TransferSyntaxUID"):
+        return
+    if ds["PixelData"].is_undefined_length:
+        raise UnreadableImageError(f"{source}: compressed (encapsulated) pixel data without a TransferSyntaxUID "
+                                   f"to tell its codec")
+    # pydicom 3 keeps the parsed encoding in original_encoding; 2.4 in is_implicit_VR / is_little_endian
+    encoding = ds.original_encoding if hasattr(ds, "original_encoding") else (ds.is_implicit_VR, ds.is_little_endian)
+    syntaxes = {(True, True): ImplicitVRLittleEndian, (False, True): ExplicitVRLittleEndian,
+                (False, False): ExplicitVRBigEndian}
+    if tuple(encoding) not in syntaxes:
+        raise UnreadableImageError(f"{source}: no TransferSyntaxUID and no encoding found while parsing")
+    ds.file_meta.TransferSyntaxUID = syntaxes[tuple(encoding)]
+
+
+def _check_pixel_length(ds: Any, source: str) -> None:
+    """Refuse native pixel data shorter than its header says (a file cut off while copied)."""
+    if ds.file_meta.TransferSyntaxUID.is_compressed:
+        return  # each frame's codec stream tells its own length
+    try:
+        from pydicom.pixels.utils import get_expected_length
+    except ImportError:  # pydicom 2.4
+        from pydicom.pixel_data_handlers.util import get_expected_length
+    expected, actual = get_expected_length(ds), len(ds.PixelData)
+    if actual < expected:
+        raise UnreadableImageError(f"{source}: pixel data truncated: {actual} of the {expected} bytes that "
+                                   f"{frame_count(ds)} frame(s) of {int(ds.Rows)}x{int(ds.Columns)} take")
+
+
+def _check_codec(ds: Any, source: str) -> None:
+    """Refuse compressed pixel data that no installed codec decodes, naming the transfer syntax and what to install
+    (pydicom 3: its decoders list their plugins' requirements; 2.4 raises its own error while decoding)."""
+    syntax = ds.file_meta.TransferSyntaxUID
+    if not syntax.is_compressed:
+        return
+    try:
+        from pydicom.pixels import get_decoder
+    except ImportError:  # pydicom 2.4
+        return
+    import pydicom
+
+    try:
+        decoder = get_decoder(syntax)
+    except NotImplementedError:  # MPEG-2, H.264, HEVC video, JPEG 2000 Part 2, ...
+        raise UnreadableImageError(f"{source}: pydicom {pydicom.__version__} has no decoder for its pixel data "
+                                   f"({_syntax_name(syntax)})") from None
+    if not decoder.is_available:  # "pylibjpeg - requires pylibjpeg>=2.0 and pylibjpeg-libjpeg>=2.1" per plugin
+        needs = "; ".join(entry.split(" - requires ", 1)[-1] for entry in decoder.missing_dependencies)
+        raise UnreadableImageError(f"{source}: no installed codec decodes its pixel data ({_syntax_name(syntax)}); "
+                                   f"install one of: {needs}")
+
+
+def _syntax_name(syntax: Any) -> str:
+    """``"JPEG-LS Lossless Image Compression, 1.2.840.10008.1.2.4.80"``; the UID alone where pydicom has no name."""
+    name = getattr(syntax, "name", "")
+    return f"{name}, {syntax}" if name and name != str(syntax) else f"transfer syntax {syntax}"
+
+
+def _short_detail(error: BaseException, limit: int = 200) -> str:
+    """One line of a library's error: pydicom's "Unable to decode as exceptions were raised by all available
+    plugins:" header dropped (the plugin lines after it say what failed), whitespace joined, cut at ``limit``."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].endswith(":"):
+        lines = lines[1:]
+    detail = one_line("; ".join(lines)) or type(error).__name__
+    return detail if len(detail) <= limit else detail[: limit - 3] + "..."
 
 
 def ultrasound_region_box(ds: Any) -> tuple[int, int, int, int] | None:
@@ -126,14 +271,24 @@ def iter_dicom_frames(ds: Any, source: str, frame_stride: int = 1) -> Iterator[t
     """(index, display-ready frame) for every ``frame_stride``-th frame of a dataset read by :func:`read_dicom`.
 
     Frames are (H, W) uint8 (8-bit monochrome with no LUT), (H, W) float32 in [0, 1] (any other monochrome) or
-    (H, W, 3) RGB (uint8 / uint16 from their type's range, float32 for colour stored in fewer bits).
+    (H, W, 3) RGB (uint8 / uint16 / uint32 from their type's range, float32 for colour stored in fewer bits).
+
+    Raises:
+        UnreadableImageError: naming the file, the transfer syntax and the codec's reason in one line, where a
+            frame does not decode (a corrupt codec stream).
     """
     if frame_stride < 1:
         raise ValueError(f"frame_stride must be at least 1, got {frame_stride!r}")
     tools = _pixel_tools()
     indices = range(0, frame_count(ds), frame_stride)
-    for index, decoded in zip(indices, _decoded_frames(ds, indices, source, tools)):
-        yield index, dicom_display(decoded, ds, source, tools)
+    try:
+        for index, decoded in zip(indices, _decoded_frames(ds, indices, source, tools)):
+            yield index, dicom_display(decoded, ds, source, tools)
+    except (UnreadableImageError, MemoryError):
+        raise
+    except Exception as e:  # codecs raise many types, some over several lines (one per plugin tried)
+        raise UnreadableImageError(f"{source}: cannot decode its pixel data "
+                                   f"({_syntax_name(ds.file_meta.TransferSyntaxUID)}): {_short_detail(e)}") from e
 
 
 def first_dicom_frame(ds: Any, source: str) -> np.ndarray:

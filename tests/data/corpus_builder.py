@@ -97,7 +97,7 @@ def build(root: Path) -> dict[str, object]:
     write_dicom_frames(region, dicom / "with_region.dcm", region_box=(40, 10, 136, 106), identity=IDENTITY)
     expected["dicom"] += 1
     (dicom / "notes.dcm").write_text("this is not a DICOM file\n")
-    bad["notes.dcm"] = "cannot decode"
+    bad["notes.dcm"] = "not a DICOM image"
     write_dicom_frames(np.stack([image()]), dicom / "ct_scan.dcm", modality="CT")
     bad["ct_scan.dcm"] = "modality 'CT' is not 'US'"
     _dicom_without_pixels(dicom / "no_pixels.dcm")

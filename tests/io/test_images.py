@@ -90,7 +90,7 @@ def test_errors_name_the_file(tmp_path) -> None:
     del ds.PixelData
     ds.save_as(path)
     nib.save(nib.Nifti1Image(np.zeros((8, 8, 2), np.float32), np.eye(4)), str(tmp_path / "blank.nii.gz"))
-    for name, reason in (("notes.dcm", "cannot decode"), ("empty.png", r"empty file \(0 bytes\)"),
+    for name, reason in (("notes.dcm", "not a DICOM image"), ("empty.png", r"empty file \(0 bytes\)"),
                          ("nopix.dcm", "no pixel data"), ("blank.nii.gz", "volume is constant"),
                          ("missing.png", "cannot open")):
         with pytest.raises(UnreadableImageError, match=f"{name}.*{reason}"):
