@@ -24,8 +24,8 @@ import numpy as np
 
 from monai_ext.io.errors import UnreadableImageError, one_line
 
-__all__ = ["DICOM_SUFFIXES", "dicom_display", "first_dicom_frame", "has_dicom_preamble", "iter_dicom_frames",
-           "read_dicom", "read_dicom_header", "ultrasound_region_box", "ultrasound_region_boxes"]
+__all__ = ["DICOM_SUFFIXES", "dicom_display", "first_dicom_frame", "has_dicom_preamble", "has_dicom_signature",
+           "iter_dicom_frames", "read_dicom", "read_dicom_header", "ultrasound_region_box", "ultrasound_region_boxes"]
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 #: DICOM PS3.10 7.1: a 128-byte preamble, then the magic b"DICM" at bytes 128-131.
@@ -72,6 +72,25 @@ def has_dicom_preamble(path: str | os.PathLike) -> bool:
     return head[_MAGIC_OFFSET:] == _MAGIC
 
 
+def has_dicom_signature(path: str | os.PathLike) -> bool:
+    """Whether ``path`` holds DICOM by its content: b"DICM" at bytes 128-131 (:func:`has_dicom_preamble`), or a bare
+    data set (no preamble, no File Meta Information: ACR-NEMA-style exports) whose first element is in group 0008,
+    the test dcm2niix's ``isDICOMfile`` makes (little endian ``08 00 xx 00``; big endian ``00 08 00 xx`` here too).
+
+    For files named without a suffix; one recognised by its first element still needs pixel data to be read
+    (:func:`read_dicom`), so a stray binary file that happens to start so is refused with a reason.
+    """
+    if has_dicom_preamble(path):
+        return True
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_MAGIC_OFFSET + len(_MAGIC))
+    except OSError:
+        return False
+    little, big = head[:2] == b"\x08\x00" and head[3:4] == b"\x00", head[:3] == b"\x00\x08\x00"
+    return len(head) == _MAGIC_OFFSET + len(_MAGIC) and (little or big)
+
+
 def read_dicom_header(path: str | os.PathLike) -> Any:
     """The dataset without its pixel data (cheap: for filters that need no decoding); read as :func:`read_dicom`."""
     return _dcmread(path, header_only=True)
@@ -83,7 +102,7 @@ def read_dicom(path: str | os.PathLike) -> Any:
     Read as DICOM readers of scanner archives (dcm2niix, GDCM) read: a file without the 128-byte preamble and
     b"DICM" (an ACR-NEMA-style or raw data set export) is parsed as a bare data set, and a file without
     ``TransferSyntaxUID`` takes the encoding found while parsing it. Only files already taken for DICOM (by their
-    suffix, or by b"DICM" where they have none: :func:`has_dicom_preamble`) come here, and one that parses to no
+    suffix, or by their content where they have none: :func:`has_dicom_signature`) come here, and one that parses to no
     pixel data is refused, so a stray non-DICOM file named ``.dcm`` gives a reason, not garbage pixels.
 
     Raises:

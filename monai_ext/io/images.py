@@ -24,7 +24,7 @@ from PIL import Image
 from monai_ext.io.dicom import (
     DICOM_SUFFIXES,
     first_dicom_frame,
-    has_dicom_preamble,
+    has_dicom_signature,
     read_dicom,
     ultrasound_region_box,
 )
@@ -88,9 +88,10 @@ def _lacks_suffix(name: str) -> bool:
 
 def is_dicom_without_suffix(path: str | os.PathLike) -> bool:
     """A DICOM file named without a suffix (DICOMDIR / CD exports: ``DICOM/IM0001``), recognised by its b"DICM"
-    magic; the file is opened (132 bytes read) only when the name has no suffix, so listing a folder of pictures
-    reads nothing."""
-    return _lacks_suffix(Path(path).name) and has_dicom_preamble(path)
+    magic or, without File Meta Information, by its first element (:func:`monai_ext.io.dicom.has_dicom_signature`);
+    the file is opened (132 bytes read) only when the name has no suffix, so listing a folder of pictures reads
+    nothing."""
+    return _lacks_suffix(Path(path).name) and has_dicom_signature(path)
 
 
 def matches_suffixes(path: str | os.PathLike, suffixes: Sequence[str]) -> bool:

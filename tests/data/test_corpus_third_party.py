@@ -33,8 +33,9 @@ BAD = {
     "rtplan.dcm": r"DICOM file has no pixel data",
     "no_meta.dcm": r"not a DICOM image: no b'DICM' at byte 128",
 }
-#: CT_small.dcm as an ACR-NEMA-style export (no preamble, no b"DICM", no File Meta Information): read, not skipped.
-BARE = "ct_small_no_file_meta.dcm"
+#: CT_small.dcm as an ACR-NEMA-style export (no preamble, no b"DICM", no File Meta Information), named ``.dcm`` and,
+#: as CD exports name files, without a suffix: both read, not skipped.
+BARE = ["ct_small_no_file_meta.dcm", "IM0001"]
 
 
 def shipped(name: str) -> Path:
@@ -53,7 +54,8 @@ def prepared(tmp_path_factory):
         shutil.copy(shipped(name), folder / name)
     ds = pydicom.dcmread(shipped("CT_small.dcm"))
     ds.preamble, ds.file_meta = None, FileMetaDataset()
-    ds.save_as(folder / BARE, implicit_vr=True, little_endian=True, enforce_file_format=False)
+    for name in BARE:
+        ds.save_as(folder / name, implicit_vr=True, little_endian=True, enforce_file_format=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pydicom warns about the invalid values of the bad files
         report = prepare_corpus(base / "root", base / "cache", CorpusOptions(size=64, files_per_chunk=8))
@@ -66,7 +68,7 @@ def test_every_file_gives_frames_or_is_skipped_with_a_reason_naming_it(prepared)
     folder, _, report, rows = prepared
     with_frames = {Path(r["source"]).name for r in rows}
     skipped = {Path(s["source"]).name: s["reason"] for s in report["skipped_files"]}
-    assert with_frames == {*GOOD, BARE}
+    assert with_frames == {*GOOD, *BARE}
     assert set(skipped) == set(BAD)
     for name, reason in skipped.items():
         assert reason.startswith(f"pydicom/{name}: ") and "\n" not in reason, reason
@@ -76,7 +78,7 @@ def test_every_file_gives_frames_or_is_skipped_with_a_reason_naming_it(prepared)
 
 def test_kept_frames_have_the_source_size_and_the_cache_format(prepared):
     folder, cache, report, rows = prepared
-    for name in [*GOOD, BARE]:
+    for name in [*GOOD, *BARE]:
         ds = pydicom.dcmread(folder / name, force=True)
         records = [r for r in rows if Path(r["source"]).name == name]
         assert {int(r["frame"]) for r in records} == set(range(int(ds.get("NumberOfFrames", 1) or 1))), name
@@ -88,8 +90,9 @@ def test_kept_frames_have_the_source_size_and_the_cache_format(prepared):
         assert image.shape == (1, 64, 64) and str(image.dtype) == "torch.uint8"
 
 
-def test_the_file_without_file_meta_is_a_copy_of_ct_small(prepared):
+@pytest.mark.parametrize("name", BARE)
+def test_the_files_without_file_meta_are_copies_of_ct_small(prepared, name):
     _, _, _, rows = prepared
-    bare = next(r for r in rows if r["source"] == f"pydicom/{BARE}")
+    bare = next(r for r in rows if r["source"] == f"pydicom/{name}")
     original = next(r for r in rows if r["source"] == "pydicom/CT_small.dcm")
     assert bare["sha256"] == original["sha256"]  # the same pixels, displayed alike

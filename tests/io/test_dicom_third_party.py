@@ -11,6 +11,7 @@ range mapped to [0, 1], which is the scaling :func:`monai_ext.io.dicom.iter_dico
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import warnings
@@ -25,6 +26,7 @@ from pydicom.pixels import apply_color_lut, apply_modality_lut
 
 from monai_ext.io.dicom import iter_dicom_frames, read_dicom
 from monai_ext.io.errors import UnreadableImageError
+from monai_ext.io.images import read_image, source_kind
 
 
 def shipped(name: str) -> Path:
@@ -172,6 +174,26 @@ def test_a_data_set_without_preamble_and_file_meta_reads_like_the_original(tmp_p
     assert bare.read_bytes()[128:132] != b"DICM"
     for ours, original in zip(frames_of(bare), frames_of(shipped(name)), strict=True):
         np.testing.assert_array_equal(ours, original)
+
+
+@pytest.mark.parametrize("name, implicit_vr, little_endian", [
+    ("CT_small.dcm", True, True), ("MR_small.dcm", False, True), ("MR_small_bigendian.dcm", False, False)])
+def test_a_bare_data_set_named_without_a_suffix_is_found_by_its_first_element(tmp_path, name, implicit_vr,
+                                                                              little_endian) -> None:
+    """An ACR-NEMA-style CD export names its files ``IM0001``: no suffix, no b"DICM"; as dcm2niix, told by the
+    first element's group (0008)."""
+    ds = pydicom.dcmread(shipped(name))
+    ds.preamble, ds.file_meta = None, FileMetaDataset()
+    path = tmp_path / "IM0001"
+    ds.save_as(path, implicit_vr=implicit_vr, little_endian=little_endian, enforce_file_format=False)
+    assert source_kind(path) == "dicom"
+    np.testing.assert_array_equal(read_image(path).pixels, frames_of(shipped(name))[0])
+
+
+def test_a_binary_file_named_without_a_suffix_is_not_taken_for_dicom(tmp_path) -> None:
+    (tmp_path / "blob").write_bytes(b"\x89PNG" + bytes(300))
+    shutil.copy(Path(pydicom.__file__).parent / "data" / "test_files" / "zipMR.gz", tmp_path / "zipMR")
+    assert source_kind(tmp_path / "blob") is None and source_kind(tmp_path / "zipMR") is None
 
 
 @pytest.mark.parametrize("name", ["MR_small.dcm", "MR_small_implicit.dcm", "MR_small_bigendian.dcm"])

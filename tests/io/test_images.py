@@ -152,7 +152,7 @@ def test_only_names_without_a_suffix_are_opened_to_look_for_dicom(tmp_path, monk
     def must_not_open(path):
         raise AssertionError(f"opened {path}")
 
-    monkeypatch.setattr("monai_ext.io.images.has_dicom_preamble", must_not_open)
+    monkeypatch.setattr("monai_ext.io.images.has_dicom_signature", must_not_open)
     for name, kind in (("a.png", "image"), ("b.dcm", "dicom"), ("notes.txt", None), ("c.nii.gz", "nifti")):
         assert source_kind(tmp_path / name) == kind
 
