@@ -102,6 +102,18 @@ def datalist_hash(datalists: Sequence[Sequence[Mapping[str, Any]]]) -> str:
     return digest.hexdigest()[:16]
 
 
+def file_stamps(paths: Sequence[str | os.PathLike]) -> dict[Path, tuple[int, int, int]]:
+    """``{file: (inode, mtime in ns, size)}`` of each existing file in ``paths`` (a folder stands for every file under
+    it). The inode tells an atomically replaced file from the old one even where timestamps are coarse."""
+    stamps = {}
+    for path in map(Path, paths):
+        files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path] if path.is_file() else []
+        for file in files:
+            status = file.stat()
+            stamps[file] = (status.st_ino, status.st_mtime_ns, status.st_size)
+    return stamps
+
+
 def git_commit(repo: str | os.PathLike | None = None) -> str:
     """The repository's HEAD commit, or "unknown" outside a git checkout."""
     try:
@@ -142,7 +154,11 @@ class ProjectMLFlowHandler(MLFlowHandler):
         network: the model to log with ``mlflow.pytorch`` at completion (trainer handler only).
         input_shape: (C, H, W) of the model input, for the signature and input example.
         model_kind: "mae" (logged as :class:`ReconstructionModel`) or "classifier".
-        artifact_paths: files or folders logged as artifacts at completion (missing ones are skipped).
+        artifact_paths: files or folders logged as artifacts at completion (missing ones are skipped). Only files
+            written or changed since this handler was built are logged: a rerun into the same ``output_dir`` leaves
+            the earlier run's pictures there (``epoch_0009.png`` of a longer run), and they are not this run's.
+        resumed: the run continues an earlier one in the same folders (``--resume true``), so the files that were
+            there before it started are its own earlier outputs and are logged too.
         registered_model_name: also register the logged model under this name.
         **kwargs: ``MLFlowHandler`` arguments (tracking_uri, experiment_name, run_name, ...).
     """
@@ -157,6 +173,7 @@ class ProjectMLFlowHandler(MLFlowHandler):
         input_shape: Sequence[int] | None = None,
         model_kind: str = "classifier",
         artifact_paths: Sequence[str] | None = None,
+        resumed: bool = False,
         registered_model_name: str | None = None,
         **kwargs: Any,
     ) -> None:
@@ -172,6 +189,9 @@ class ProjectMLFlowHandler(MLFlowHandler):
         self.input_shape = tuple(input_shape) if input_shape else None
         self.model_kind = model_kind
         self.artifact_paths = [str(p) for p in artifact_paths or []]
+        # file -> modification stamp before this run wrote anything; compared, not timed, so clock skew on a shared
+        # file system cannot hide a file of this run or pass off an old one as new
+        self.stamps_before: dict[Path, tuple[int, int, int]] = {} if resumed else file_stamps(self.artifact_paths)
         self.registered_model_name = None if is_unset(registered_model_name) else registered_model_name
 
     # ------------------------------------------------------------------------------------------------ run handling
@@ -234,14 +254,24 @@ class ProjectMLFlowHandler(MLFlowHandler):
     def complete(self) -> None:
         if self.cur_run:
             run_id = self.cur_run.info.run_id
-            for path in self.artifact_paths:
-                if Path(path).is_dir():
-                    self.client.log_artifacts(run_id, path, artifact_path=Path(path).name)
-                elif Path(path).is_file():
-                    self.client.log_artifact(run_id, path)
+            self.log_new_artifacts(run_id)
             if self.network is not None and self.input_shape is not None:
                 self.log_model(run_id)
         super().complete()
+
+    def log_new_artifacts(self, run_id: str) -> None:
+        """Log each file of ``artifact_paths`` that is new or changed since the handler was built (a folder's files
+        under the folder's name, as ``log_artifacts`` lays them out)."""
+        stale = 0
+        for path in map(Path, self.artifact_paths):
+            for file, stamp in file_stamps([path]).items():
+                if self.stamps_before.get(file) == stamp:
+                    stale += 1
+                    continue
+                folder = path.name / file.parent.relative_to(path) if path.is_dir() else None
+                self.client.log_artifact(run_id, str(file), artifact_path=None if folder is None else folder.as_posix())
+        if stale:
+            logger.info("MLflow: %d file(s) left by an earlier run in the output folders were not logged", stale)
 
     def log_model(self, run_id: str) -> None:
         """Log the network with ``mlflow.pytorch`` (signature and input example from a forward pass)."""

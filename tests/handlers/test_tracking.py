@@ -91,6 +91,9 @@ def test_pretrain_run_is_tracked_and_a_crashed_run_is_marked_failed(server, tmp_
     _, runs = runs_of(server, "pre")
     assert [r.info.status for r in runs] == ["FAILED"]
     shutil.rmtree(tmp_path / "models", ignore_errors=True)  # a fresh rerun, not a resume of the poisoned weights
+    # a picture an earlier, longer run left in the same folder: not this run's, so not logged with it
+    (tmp_path / "eval" / "reconstructions").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "eval" / "reconstructions" / "epoch_0009.png").write_bytes(b"an earlier run's grid")
     # The rerun also has the representation monitor: its scores (before training and after each epoch) reach MLflow,
     # and the run it makes the validator start first still gets the trainer's tags.
     monitored = {**overrides, "monitor_interval": 1, "monitor_per_class": 5}
@@ -113,6 +116,7 @@ def test_pretrain_run_is_tracked_and_a_crashed_run_is_marked_failed(server, tmp_
     files = artifact_paths(client, run.info.run_id)
     assert {"reconstructions/epoch_0001.png", "reconstructions/latest.png", "metrics.json", "model.pt",
             "reconstructions/representation_quality.png"} <= files
+    assert "reconstructions/epoch_0009.png" not in files
     assert any(f.startswith("config_") and f.endswith(".json") for f in files)
     mlflow.set_tracking_uri(server)
     model = mlflow.pytorch.load_model(f"runs:/{run.info.run_id}/model", dst_path=str(tmp_path))
@@ -210,3 +214,33 @@ def test_run_name_and_registered_model_left_unset_on_the_command_line(unset, tmp
     handler = ProjectMLFlowHandler(run_holder=RunHolder(), tracking_uri=f"sqlite:///{tmp_path}/mlruns.db",
                                    run_name=unset, registered_model_name=unset)
     assert handler.run_name is None and handler.registered_model_name is None
+
+
+@pytest.mark.parametrize("resumed, expected", [
+    (False, {"reconstructions/epoch_0001.png", "reconstructions/latest.png", "reconstructions/sub/new.png",
+             "model.pt"}),
+    (True, {"reconstructions/epoch_0001.png", "reconstructions/latest.png", "reconstructions/sub/new.png",
+            "reconstructions/epoch_0009.png", "model.pt", "validation_roc.png"}),
+])
+def test_only_this_runs_files_are_logged_unless_it_resumes(resumed, expected, tmp_path, monkeypatch) -> None:
+    """A rerun into the same output folder finds the earlier run's pictures there (epoch_0009.png of a longer run,
+    an ROC curve this run does not draw): they are not this run's unless it resumes that run."""
+    from monai_ext.handlers.tracking import ProjectMLFlowHandler, RunHolder
+    from monai_ext.io.atomic import atomic_write_bytes
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # mlflow.set_tracking_uri of another test sets it
+    grids = tmp_path / "reconstructions"
+    for old in (grids / "epoch_0009.png", grids / "latest.png", tmp_path / "validation_roc.png", tmp_path / "model.pt"):
+        atomic_write_bytes(old, b"earlier run")
+    handler = ProjectMLFlowHandler(run_holder=RunHolder(), tracking_uri=f"sqlite:///{tmp_path}/mlruns.db",
+                                   artifact_paths=[str(grids), str(tmp_path / "validation_roc.png"),
+                                                   str(tmp_path / "model.pt"), str(tmp_path / "absent.json")],
+                                   resumed=resumed)
+    # this run: a new grid, a new file in a sub-folder, and rewrites of latest.png and model.pt (same size, as
+    # atomic replacements: a new file where the timestamp alone might not tell)
+    for new in (grids / "epoch_0001.png", grids / "sub" / "new.png", grids / "latest.png", tmp_path / "model.pt"):
+        atomic_write_bytes(new, b"this run!!!" if new.name in ("latest.png", "model.pt") else b"this run")
+    experiment = handler.client.create_experiment("stale")
+    run_id = handler.client.create_run(experiment).info.run_id
+    handler.log_new_artifacts(run_id)
+    assert artifact_paths(handler.client, run_id) == expected
