@@ -176,7 +176,8 @@ def split_part(split: Mapping[str, Any], name: str, purpose: str) -> list[dict[s
     """
     items = split.get(name)
     if not items:
-        raise ValueError(f"the datalist has no {name!r} items to {purpose}")
+        parts = ", ".join(f"{part} {len(split[part])}" for part in ("train", "validation", "test") if split.get(part))
+        raise ValueError(f"the datalist has no {name!r} items to {purpose} (items per part: {parts or 'none'})")
     return list(items)
 
 

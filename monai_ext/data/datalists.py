@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import unicodedata
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -28,7 +29,8 @@ Task = Literal["classification", "segmentation"]
 PARTS = ("train", "validation", "test")
 
 
-def write_split(split: Mapping[str, Sequence[Item]], class_names: Sequence[str], path: str | os.PathLike) -> Path:
+def write_split(split: Mapping[str, Sequence[Item]], class_names: Sequence[str], path: str | os.PathLike,
+                task: Task = "classification") -> Path:
     """Write one split and the class names as a JSON datalist (atomically).
 
     Relative paths (``image``, a segmentation ``label``) are written absolute, as they stand from the current
@@ -37,13 +39,16 @@ def write_split(split: Mapping[str, Sequence[Item]], class_names: Sequence[str],
 
     Args:
         split: ``{"train": [...], "validation": [...], "test": [...]}`` items.
-        class_names: the classes; a string label that is one of them is a class, any other a mask file.
+        class_names: the classes.
         path: the JSON file to write.
+        task: ``"classification"`` (a label is a class index or name, written as it is) or ``"segmentation"`` (a
+            label is a mask file or a list of them, written absolute).
 
     Returns:
         ``path``.
     """
-    parts = {name: [_absolute_paths(item, class_names) for item in items] for name, items in split.items()}
+    _check_task(task)
+    parts = {name: [_absolute_paths(item, task) for item in items] for name, items in split.items()}
     return atomic_write_text(Path(path).expanduser(), json.dumps({"class_names": list(class_names), **parts}, indent=1))
 
 
@@ -65,21 +70,21 @@ def read_split(path: str | os.PathLike, task: Task = "classification") -> dict[s
         ValueError: the file is missing, is not JSON, lacks a part, or has an item that is malformed, has a label
             that is not a class, or names files that do not exist; the message names the file and the first items.
     """
-    if task not in ("classification", "segmentation"):
-        raise ValueError(f"task must be 'classification' or 'segmentation', got {task!r}")
+    _check_task(task)
     path = Path(_absolute(os.fspath(path)))
     data = _read_json_object(path)
-    missing = {"class_names", "train", "validation"} - set(data)
-    if missing:
-        raise ValueError(f"datalist {str(path)!r} lacks {sorted(missing)!r}")
-    class_names = _class_names(data["class_names"], path)
+    if "class_names" not in data:
+        raise ValueError(f"datalist {str(path)!r} lacks 'class_names'")
+    if not any(data.get(part) for part in PARTS):
+        raise ValueError(f"datalist {str(path)!r} has no items in any of {list(PARTS)!r}")
+    class_names = _class_names(data["class_names"], path, task)
     result: dict[str, Any] = {"class_names": class_names}
     for part in PARTS:
         items = data.get(part, [])
         if not isinstance(items, list):
             raise ValueError(f"datalist {str(path)!r}: {part!r} must be a list of items, got {type(items).__name__}")
         result[part] = [_checked_item(item, f"{part}[{i}]", path, task, class_names) for i, item in enumerate(items)]
-    _require_distinct_parts(result, path)
+    _require_no_repeats(result, path)
     _require_files(result, path, data)
     return {**{k: v for k, v in data.items() if k not in result}, **result}
 
@@ -102,10 +107,21 @@ def _read_json_object(path: Path) -> dict[str, Any]:
     return data
 
 
-def _class_names(names: Any, path: Path) -> list[str]:
-    """``names`` checked: a non-empty list of distinct non-empty strings."""
-    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
-        raise ValueError(f"datalist {str(path)!r}: 'class_names' must be a non-empty list of names, got {names!r}")
+def _check_task(task: str) -> None:
+    if task not in ("classification", "segmentation"):
+        raise ValueError(f"task must be 'classification' or 'segmentation', got {task!r}")
+
+
+def _class_names(names: Any, path: Path, task: Task) -> list[str]:
+    """``names`` checked: a list of at least two distinct non-empty strings (one class has nothing to tell apart;
+    a segmentation's classes count the background as class 0)."""
+    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+        raise ValueError(f"datalist {str(path)!r}: 'class_names' must be a list of names, got {names!r}")
+    if len(names) < 2:
+        example = '["background", "lesion"]: the background is class 0' if task == "segmentation" else \
+            '["benign", "malignant"]'
+        raise ValueError(f"datalist {str(path)!r}: 'class_names' needs at least two classes, got {names!r} "
+                         f"(e.g. {example})")
     if len(set(names)) != len(names):
         raise ValueError(f"datalist {str(path)!r}: 'class_names' has repeated names: {names!r}")
     return names
@@ -128,12 +144,19 @@ def _checked_item(item: Any, where: str, path: Path, task: Task, class_names: li
 
 
 def _class_index(label: Any, class_names: list[str], where: str, path: Path) -> int:
-    """A classification label as its class index: an index, a whole float (1.0) or a class name."""
+    """A classification label as its class index: a class name, an index, a whole float (``1.0``) or an index
+    written as text (``"1"``: spreadsheet and CSV exports give text), unless that reads two ways."""
     if isinstance(label, str) and label in class_names:
         return class_names.index(label)
+    if isinstance(label, str) and label.strip().isdigit():  # not a class name, so the index it spells
+        label = int(label)
     if isinstance(label, float) and label.is_integer():  # 1.0 from a spreadsheet or pandas export
         label = int(label)
     if isinstance(label, int) and not isinstance(label, bool) and 0 <= label < len(class_names):
+        if str(label) in class_names and class_names.index(str(label)) != label:
+            raise ValueError(f"datalist {str(path)!r}: {where} has label {label!r}, which reads two ways: index "
+                             f"{label} is class {class_names[label]!r} but class {str(label)!r} is index "
+                             f"{class_names.index(str(label))}; write the class name in quotes")
         return label
     raise ValueError(f"datalist {str(path)!r}: {where} has label {label!r}, which is not a class: give an index "
                      f"0..{len(class_names) - 1} or one of {class_names!r}")
@@ -170,7 +193,7 @@ def _require_files(split: Mapping[str, Any], path: Path, written: Mapping[str, A
                for file, as_written in zip(_files_of(item), _files_of(written[part][i])) if not os.path.isfile(file)]
     if not missing:
         return
-    shown = ", ".join(f"{part}[{i}]: {file!r}" for part, i, file, _ in missing[:3])
+    shown = ", ".join(f"{part}[{i}]: {file!r}{_why_not_a_file(file)}" for part, i, file, _ in missing[:3])
     more = ", ..." if len(missing) > 3 else ""
     first = missing[0][3]
     hint = (f"; {first!r} exists from the current folder: the datalist was written with paths relative to where "
@@ -180,15 +203,43 @@ def _require_files(split: Mapping[str, Any], path: Path, written: Mapping[str, A
                      f"read from the datalist's folder{hint}")
 
 
-def _require_distinct_parts(split: Mapping[str, Any], path: Path) -> None:
-    """No image in two parts: an image trained on and tested on would inflate the test figures unseen."""
-    seen: dict[str, str] = {}
+def _why_not_a_file(file: str) -> str:
+    """What stands at ``file`` instead of a file, where something does: a folder, or the same name in another
+    Unicode form (macOS writes names decomposed, "e" + accent, and an editor may save the datalist composed)."""
+    if os.path.isdir(file):
+        return " is a folder, not a file"
+    for form in ("NFC", "NFD"):
+        other = unicodedata.normalize(form, file)
+        if other != file and os.path.isfile(other):
+            return f" is spelled in another Unicode form on disk ({form}: {ascii(other)}); write it as the disk has it"
+    return ""
+
+
+def _require_no_repeats(split: Mapping[str, Any], path: Path) -> None:
+    """No image in two parts (trained on and tested on, it would inflate the test figures unseen), none twice in
+    validation or test (counted twice in their figures) and none with two labels. A repeat in train with the same
+    label is allowed: it is oversampling.
+
+    Images are compared as files (``os.path.realpath``), so a folder reached through a symbolic link or a ``..``
+    does not hide a repeat.
+    """
+    seen: dict[str, tuple[str, int, Any]] = {}
     for part in PARTS:
         for i, item in enumerate(split[part]):
-            first = seen.setdefault(item["image"], f"{part}[{i}]")
-            if not first.startswith(f"{part}["):
-                raise ValueError(f"datalist {str(path)!r}: {item['image']!r} is both {first} and {part}[{i}]; an "
-                                 f"image belongs to one of train, validation and test")
+            where = f"{part}[{i}]"
+            first = seen.setdefault(os.path.realpath(item["image"]), (part, i, item["label"]))
+            if first == (part, i, item["label"]):
+                continue
+            earlier = f"{first[0]}[{first[1]}]"
+            if first[2] != item["label"]:
+                reason = f"has two labels, {first[2]!r} as {earlier} and {item['label']!r} as {where}"
+            elif first[0] != part:
+                reason = f"is both {earlier} and {where}; an image belongs to one of train, validation and test"
+            elif part != "train":
+                reason = f"is {earlier} and {where} again; it would be counted twice in the {part} figures"
+            else:
+                continue
+            raise ValueError(f"datalist {str(path)!r}: {item['image']!r} {reason}")
 
 
 def _files_of(item: Item) -> list[str]:
@@ -198,13 +249,13 @@ def _files_of(item: Item) -> list[str]:
     return [item["image"], *masks]
 
 
-def _absolute_paths(item: Item, class_names: Sequence[str]) -> Item:
-    """``item`` with its image and mask paths absolute; a class index or class name label is kept."""
+def _absolute_paths(item: Item, task: Task) -> Item:
+    """``item`` with its image (and, for segmentation, its mask) paths absolute; a class label is kept."""
     label = item.get("label")
     absolute = {**item, "image": _absolute(item["image"])} if "image" in item else dict(item)
-    if isinstance(label, str) and label not in class_names:
+    if task == "segmentation" and isinstance(label, str):
         absolute["label"] = _absolute(label)
-    elif isinstance(label, list):
+    elif task == "segmentation" and isinstance(label, list):
         absolute["label"] = [_absolute(p) if isinstance(p, str) else p for p in label]
     return absolute
 

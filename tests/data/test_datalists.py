@@ -42,7 +42,7 @@ def test_write_then_read_round_trips_from_any_folder(tmp_path, monkeypatch) -> N
     monkeypatch.chdir(tmp_path)  # the protocol was built from a relative root, as make-datalist gets it
     split = {"train": [{"image": "dataset/a.png", "label": ["dataset/a_mask.png"]}],
              "validation": [{"image": "dataset/b.png", "label": "dataset/a_mask.png"}], "test": []}
-    path = write_split(split, ["lesion"], tmp_path / "splits" / "fold0.json")
+    path = write_split(split, ["background", "lesion"], tmp_path / "splits" / "fold0.json", "segmentation")
     monkeypatch.chdir(tmp_path / "splits")
     read = read_split(path, "segmentation")
     mask = str(tmp_path / "dataset/a_mask.png")
@@ -62,8 +62,11 @@ def test_a_byte_order_mark_is_accepted(tmp_path) -> None:
     ("", r"is not valid JSON: Expecting value at line 1 column 1"),
     (b"\xff\xfe{", r"is not UTF-8 text"),
     ([{"image": "img/a.png", "label": 0}], r"must be a JSON object .* got a list"),
-    ({"class_names": ["a", "b"], "train": []}, r"lacks \['validation'\]"),
-    ({**GOOD, "class_names": []}, r"'class_names' must be a non-empty list of names, got \[\]"),
+    ({"class_names": ["a", "b"], "train": []}, r"has no items in any of \['train', 'validation', 'test'\]"),
+    ({"train": GOOD["train"]}, r"lacks 'class_names'"),
+    ({**GOOD, "class_names": []}, r"'class_names' needs at least two classes, got \[\] \(e.g. \[\"benign\""),
+    ({**GOOD, "class_names": ["benign"]}, r"'class_names' needs at least two classes, got \['benign'\]"),
+    ({**GOOD, "class_names": ["a", 1]}, r"'class_names' must be a list of names, got \['a', 1\]"),
     ({**GOOD, "class_names": ["a", "a"]}, r"'class_names' has repeated names"),
     ({**GOOD, "train": "img/a.png"}, r"'train' must be a list of items, got str"),
     ({**GOOD, "test": ["img/a.png"]}, r"test\[0\] must be an object with 'image' and 'label', got 'img/a.png'"),
@@ -76,6 +79,15 @@ def test_a_byte_order_mark_is_accepted(tmp_path) -> None:
     ({**GOOD, "test": [{"image": "img/a.png", "label": 0}]},
      r"'.*img/a.png' is both train\[0\] and test\[0\]; an image belongs to one of train, validation and test"),
     ({**GOOD, "train": [{"image": "img/a.png", "label": 0.5}]}, r"train\[0\] has label 0.5, which is not a class"),
+    ({**GOOD, "train": [{"image": "img/a.png", "label": "2"}]}, r"train\[0\] has label 2, which is not a class"),
+    ({**GOOD, "class_names": ["1", "0"], "train": [{"image": "img/a.png", "label": 1}]},
+     r"train\[0\] has label 1, which reads two ways: index 1 is class '0' but class '1' is index 0"),
+    ({**GOOD, "validation": [{"image": "img/b.png", "label": 1}, {"image": "img/./b.png", "label": 1}]},
+     r"'.*img/b.png' is validation\[0\] and validation\[1\] again; it would be counted twice in the validation"),
+    ({**GOOD, "train": [{"image": "img/a.png", "label": 0}, {"image": "img/a.png", "label": 1}]},
+     r"'.*img/a.png' has two labels, 0 as train\[0\] and 1 as train\[1\]"),
+    ({**GOOD, "train": [{"image": "img/a.png", "label": 0}, {"image": "img", "label": 1}]},
+     r"train\[1\]: '.*img' is a folder, not a file"),
     ({**GOOD, "validation": [{"image": "img/b.png", "label": 0}, {"image": "img/gone.png", "label": 1}]},
      r"1 file\(s\) not found \(validation\[1\]: '.*img/gone.png'\); relative paths are read from the datalist's"),
 ])
@@ -98,7 +110,7 @@ def test_malformed_datalists_are_refused_naming_the_file_and_item(tmp_path, cont
 ])
 def test_segmentation_labels_must_be_existing_mask_files(tmp_path, label, message) -> None:
     _files(tmp_path, "img/a.png", "img/b.png", "masks/b.png")
-    path = _write(tmp_path / "seg.json", {"class_names": ["lesion"], "train": [{"image": "img/a.png", "label": label}],
+    path = _write(tmp_path / "seg.json", {"class_names": ["background", "lesion"], "train": [{"image": "img/a.png", "label": label}],
                                           "validation": [{"image": "img/b.png", "label": "masks/b.png"}]})
     with pytest.raises(ValueError, match=message):
         read_split(path, "segmentation")
@@ -106,7 +118,7 @@ def test_segmentation_labels_must_be_existing_mask_files(tmp_path, label, messag
 
 def test_many_missing_files_are_counted_and_the_first_three_named(tmp_path) -> None:
     items = [{"image": f"gone{i}.png", "label": 0} for i in range(5)]
-    path = _write(tmp_path / "fold.json", {"class_names": ["a"], "train": items, "validation": []})
+    path = _write(tmp_path / "fold.json", {"class_names": ["a", "b"], "train": items, "validation": []})
     with pytest.raises(ValueError, match=r"5 file\(s\) not found .*gone0.*gone1.*gone2.png', \.\.\.\)") as error:
         read_split(path)
     assert "gone3" not in str(error.value)
@@ -170,8 +182,64 @@ def test_the_relative_folder_hint_is_about_the_missing_file_itself(tmp_path, mon
     """The image is found, its mask is missing: no hint about where make-datalist ran."""
     _files(tmp_path, "a.png", "b.png", "b_mask.png")
     monkeypatch.chdir(tmp_path)
-    seg = {"class_names": ["lesion"], "train": [{"image": "a.png", "label": "gone_mask.png"}],
+    seg = {"class_names": ["background", "lesion"], "train": [{"image": "a.png", "label": "gone_mask.png"}],
            "validation": [{"image": "b.png", "label": "b_mask.png"}]}
     with pytest.raises(ValueError, match=r"1 file\(s\) not found \(train\[0\]: '.*gone_mask.png'\)") as error:
         read_split(_write(tmp_path / "seg.json", seg), "segmentation")
     assert "exists from the current folder" not in str(error.value)
+
+
+@pytest.mark.parametrize("label, index", [("1", 1), (" 0", 0), ("malignant", 1), (1.0, 1)])
+def test_labels_from_spreadsheets_are_read_as_the_class_they_spell(tmp_path, label, index) -> None:
+    """CSV and spreadsheet exports give an index as text ("1") or as a float (1.0)."""
+    _files(tmp_path, "img/a.png", "img/b.png")
+    path = _write(tmp_path / "fold.json", {**GOOD, "train": [{"image": "img/a.png", "label": label}]})
+    assert read_split(path)["train"][0]["label"] == index
+
+
+def test_repeats_in_train_with_one_label_are_oversampling(tmp_path) -> None:
+    _files(tmp_path, "img/a.png", "img/b.png")
+    path = _write(tmp_path / "fold.json", {**GOOD, "train": [{"image": "img/a.png", "label": 0}] * 3})
+    assert len(read_split(path)["train"]) == 3
+
+
+def test_an_image_reached_through_a_linked_folder_is_still_the_same_image(tmp_path) -> None:
+    """Trained on as img/a.png and tested on as link/a.png: one file, so the test figures would be inflated."""
+    _files(tmp_path, "img/a.png", "img/b.png")
+    (tmp_path / "link").symlink_to(tmp_path / "img", target_is_directory=True)
+    path = _write(tmp_path / "fold.json", {**GOOD, "test": [{"image": "link/a.png", "label": 0}]})
+    with pytest.raises(ValueError, match=r"link/a.png' is both train\[0\] and test\[0\]"):
+        read_split(path)
+
+
+def test_a_name_in_another_unicode_form_is_pointed_out(tmp_path) -> None:
+    """macOS writes "é" decomposed (NFD); an editor may save the datalist composed (NFC): the names look alike."""
+    import unicodedata
+
+    composed, decomposed = unicodedata.normalize("NFC", "é.png"), unicodedata.normalize("NFD", "é.png")
+    _files(tmp_path, "img/b.png", f"img/{decomposed}")
+    path = _write(tmp_path / "fold.json", {**GOOD, "train": [{"image": f"img/{composed}", "label": 0}]})
+    with pytest.raises(ValueError, match=r"is spelled in another Unicode form on disk \(NFD: '.*\\u0301"):
+        read_split(path)
+
+
+def test_a_test_only_datalist_is_read_for_evaluation(tmp_path) -> None:
+    """The parts a run does not use may be left out; the bundle refuses an empty part only when it uses it."""
+    _files(tmp_path, "img/a.png")
+    path = _write(tmp_path / "fold.json", {"class_names": ["a", "b"], "test": [{"image": "img/a.png", "label": 1}]})
+    split = read_split(path)
+    assert (split["train"], split["validation"], len(split["test"])) == ([], [], 1)
+
+
+@pytest.mark.parametrize("task, label, written", [
+    ("classification", "Benign", "Benign"),  # a class name (or a typo of one) is kept, never made a path
+    ("classification", "1", "1"),
+    ("segmentation", "masks/a.png", "MASKS"),
+])
+def test_write_split_makes_only_segmentation_labels_paths(tmp_path, monkeypatch, task, label, written) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = write_split({"train": [{"image": "a.png", "label": label}]}, ["benign", "malignant"],
+                       tmp_path / "fold.json", task)
+    item = json.loads(path.read_text())["train"][0]
+    assert item["image"] == str(tmp_path / "a.png")
+    assert item["label"] == (str(tmp_path / label) if written == "MASKS" else written)

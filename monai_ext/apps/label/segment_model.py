@@ -127,4 +127,4 @@ def mask_datalist(items: Sequence[Mapping[str, str]], class_names: Sequence[str]
     if len(kept) < 2:
         raise ValueError(f"need at least 2 images with saved masks (one for validation), found {len(kept)}")
     train, validation = split_validation(kept, val_fraction, seed)
-    return write_split({"train": train, "validation": validation, "test": []}, class_names, out), skipped
+    return write_split({"train": train, "validation": validation, "test": []}, class_names, out, "segmentation"), skipped
