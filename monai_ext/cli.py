@@ -28,6 +28,7 @@ import fire
 import fire.core
 
 from monai_ext.io.errors import one_line, user_error_in
+from monai_ext.io.settings import setting_text
 
 
 def synthesize(
@@ -382,8 +383,8 @@ def _coerce(name: str, value: object, hint: object) -> object:
         raise ValueError(f"--{name} must be an integer, got {value!r}")
     if float in members:
         raise ValueError(f"--{name} must be a number, got {value!r}")
-    if str in members:  # a name or digest that fire read as a number, a bool or a comma-separated tuple
-        return ",".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
+    if str in members:  # a path, name or digest that fire read as a number or a comma-separated tuple
+        return setting_text(value, f"--{name}")
     return value
 
 

@@ -178,6 +178,15 @@ def test_arguments_are_coerced_to_their_annotation(hint, given, expected):
     assert value == expected and type(value) is type(expected)
 
 
+@pytest.mark.parametrize("given", [2024.1, 1e3, True])
+def test_a_text_argument_whose_typed_text_is_lost_is_refused(given):
+    """``--root 2024.10`` arrives as 2024.1: the folder '2024.1' would be a wrong guess; the option is named."""
+    from monai_ext.cli import _coerce
+
+    with pytest.raises(ValueError, match=r"--root must be text \(a path or a name\), got"):
+        _coerce("root", given, str | None)
+
+
 def test_a_multi_line_error_is_printed_on_one_line(tmp_path, capsys):
     path = tmp_path / "paths.pt"
     torch.save({"where": Path("/tmp")}, path)  # a PosixPath is outside the allow-list; torch's refusal spans lines

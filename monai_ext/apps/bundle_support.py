@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from monai_ext.io.settings import is_unset
+from monai_ext.io.settings import is_unset, path_list_setting, path_setting, setting_text
 from monai_ext.networks.checkpoints import (
     FORMAT_NAME,
     CheckpointError,
@@ -95,11 +95,12 @@ def initialize_weights(
     Returns:
         A one-line summary of what was loaded, also logged.
     """
-    if is_unset(checkpoint):
+    checkpoint = path_setting(checkpoint, "init_checkpoint")
+    if checkpoint is None:
         summary = "random initialisation"
     else:
         summary = _load_content(network, read_checkpoint(checkpoint, None if is_unset(sha256) else sha256),
-                                str(checkpoint), encoder_only)
+                                checkpoint, encoder_only)
     logger.info("initial weights: %s", summary)
     return summary
 
@@ -150,8 +151,10 @@ def classification_split(
     from monai_ext.data.downstream import folder_protocol
     from monai_ext.data.synthetic import synthetic_lesion_dataset
 
-    if not is_unset(datalist_file):
+    datalist_file = path_setting(datalist_file, "datalist_file")
+    if datalist_file is not None:
         return read_split(datalist_file)
+    cache_dir = setting_text(cache_dir, "cache_dir")
     folder = synthetic_lesion_dataset(Path(cache_dir), per_class=per_class, multiclass=multiclass, seed=seed)
     protocol = folder_protocol(folder, folds=5, val_fraction=0.2, seed=seed, max_train=max_train)
     if not 0 <= fold < len(protocol.splits):
@@ -230,6 +233,7 @@ def checkpoint_file(path: str | os.PathLike, default_path: str | os.PathLike | N
         FileNotFoundError: ``path`` is not ``default_path`` and there is no such file.
         ValueError: ``path`` is a folder.
     """
+    path = setting_text(path, "ckpt_path")
     if Path(path).is_file():
         return Path(path)
     if Path(path).is_dir():
@@ -355,13 +359,12 @@ def inference_files(input_dir: str | os.PathLike | None, input_files: str | os.P
     from monai_ext.data.folders import list_images
     from monai_ext.io.images import SINGLE_IMAGE_SUFFIXES
 
-    files = [str(p) for p in list_images(input_dir, SINGLE_IMAGE_SUFFIXES)] if not is_unset(input_dir) else []
-    if output_dir:
+    input_dir, output_dir = path_setting(input_dir, "input_dir"), path_setting(output_dir, "output_dir")
+    files = [str(p) for p in list_images(input_dir, SINGLE_IMAGE_SUFFIXES)] if input_dir is not None else []
+    if output_dir is not None:
         outputs = Path(os.path.abspath(os.path.expanduser(output_dir)))
         files = [f for f in files if not Path(os.path.abspath(f)).is_relative_to(outputs)]
-    if isinstance(input_files, (str, os.PathLike)):
-        input_files = [] if is_unset(str(input_files)) else [input_files]
-    files += [str(f) for f in input_files or []]
+    files += path_list_setting(input_files, "input_files")
     if not files:
         raise ValueError("give --input_dir or --input_files")
     return files

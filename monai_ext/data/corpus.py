@@ -49,7 +49,7 @@ from monai_ext.data.views import (
 )
 from monai_ext.io.atomic import atomic_write_bytes
 from monai_ext.io.errors import UnreadableImageError
-from monai_ext.io.settings import is_unset
+from monai_ext.io.settings import path_setting, setting_text
 
 __all__ = ["DOPPLER_POLICIES", "CorpusFrames", "CorpusOptions", "LoadCorpusFramed", "NearDuplicateIndex",
            "crop_to_view", "fit_square", "halve_until", "is_corpus_cache", "list_sources", "perceptual_hash",
@@ -464,7 +464,8 @@ def write_report_png(out: Path, root: Path, records: list[dict], report: dict[st
 
 # ------------------------------------------------------------------------------------------------ training reader
 def is_corpus_cache(path: str | os.PathLike | None) -> bool:
-    return not is_unset(path) and (Path(path) / "kept.npy").is_file() and (Path(path) / "chunks").is_dir()
+    folder = path_setting(path, "dataset_dir")
+    return folder is not None and (Path(folder) / "kept.npy").is_file() and (Path(folder) / "chunks").is_dir()
 
 
 class CorpusFrames(torch.utils.data.Dataset):
@@ -480,7 +481,7 @@ class CorpusFrames(torch.utils.data.Dataset):
     """
 
     def __init__(self, cache_dir: str | os.PathLike, indices: Sequence[int] | None = None, kept_only: bool = True) -> None:
-        self.root = Path(cache_dir)
+        self.root = Path(setting_text(cache_dir, "dataset_dir"))
         if kept_only and not is_corpus_cache(self.root):
             raise ValueError(f"{str(self.root)!r} is not a prepared corpus cache (no kept.npy / chunks)")
         self.kept = np.load(self.root / "kept.npy") if kept_only else np.zeros((0, 2), np.int32)

@@ -12,7 +12,7 @@ import numpy as np
 
 from monai_ext.data.synthetic import SimulatorConfig, generate_dataset
 from monai_ext.io.images import IMAGE_SUFFIXES, matches_suffixes
-from monai_ext.io.settings import is_unset
+from monai_ext.io.settings import path_setting, setting_text
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,8 @@ def pretrain_datalists(
     """
     from monai_ext.data.corpus import CorpusFrames, is_corpus_cache
 
-    folder = synthetic_default(cache_dir, num_synthetic) if is_unset(dataset_dir) else dataset_dir
+    dataset_dir = path_setting(dataset_dir, "dataset_dir")
+    folder = synthetic_default(setting_text(cache_dir, "cache_dir"), num_synthetic) if dataset_dir is None else dataset_dir
     if is_corpus_cache(folder):
         files = [{"image": i} for i in range(len(CorpusFrames(folder)))]
     else:

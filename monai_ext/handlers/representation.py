@@ -25,7 +25,7 @@ from sklearn.model_selection import StratifiedKFold
 from monai_ext.engines.distributed import is_main_process
 from monai_ext.engines.probe import evaluate_frozen_features, extract_features
 from monai_ext.io.atomic import atomic_write_text
-from monai_ext.io.settings import is_unset
+from monai_ext.io.settings import path_setting, setting_text
 from monai_ext.visualize.curves import plot_curves
 
 logger = logging.getLogger(__name__)
@@ -45,11 +45,12 @@ def monitor_items(datalist_file: str | os.PathLike | None, cache_dir: str | os.P
     from monai_ext.data.downstream import folder_protocol
     from monai_ext.data.lesion_benchmark import subtle_lesion_dataset
 
-    if not is_unset(datalist_file):
+    datalist_file = path_setting(datalist_file, "monitor_datalist")
+    if datalist_file is not None:
         split = read_split(datalist_file)
         items = [it for part in ("train", "validation", "test") for it in split.get(part, [])]
         return items, list(split["class_names"])
-    protocol = folder_protocol(subtle_lesion_dataset(cache_dir, per_class=per_class, seed=seed + 500), folds=5)
+    protocol = folder_protocol(subtle_lesion_dataset(setting_text(cache_dir, "cache_dir"), per_class=per_class, seed=seed + 500), folds=5)
     items = {it["image"]: it for part in protocol.splits[0].values() for it in part}
     return [items[k] for k in sorted(items)], protocol.class_names
 

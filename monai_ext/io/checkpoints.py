@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from monai_ext.io.settings import setting_text
+
 # torch.save writes a zip archive (torch >= 1.6) or, in the legacy format, a pickle stream (protocol >= 2 opcode)
 TORCH_FILE_MAGIC = (b"PK\x03\x04", b"\x80")
 
@@ -45,7 +47,7 @@ def read_checkpoint(path: str | os.PathLike, sha256: str | None = None) -> Any:
         IsADirectoryError: ``path`` is a folder.
         CheckpointError: digest mismatch, or the file is corrupt or pickles anything beyond the allow-list.
     """
-    path = Path(path)
+    path = Path(setting_text(path, "checkpoint"))  # --ckpt_path 2024 arrives as a number
     if path.is_dir():
         raise IsADirectoryError(f"checkpoint {str(path)!r} is a folder; give the checkpoint file (e.g. models/model.pt)")
     if path.exists() and not path.is_file():  # a device or a pipe: torch.load needs to seek

@@ -208,3 +208,49 @@ def test_a_shape_mismatch_says_what_the_checkpoint_was_trained_with(tiny_files):
     network = build_classifier("mae_vit_small_patch16_dec256d4b", 3, img_size=64)
     with pytest.raises(CheckpointError, match=f"trained with arch='{TINY}', image_size=64, in_channels=3"):
         initialize_weights(network, tiny_files["classifier"])
+
+
+# ------------------------------------------------------------------------------------------- paths typed as numbers
+def _named_2024(setting: str, root: Path, tiny_files: dict[str, Path]) -> Path:
+    """Put what ``setting`` names at ``root/2024``: a folder of images, an image, a datalist or a checkpoint."""
+    import cv2
+
+    target = root / "2024"
+    if setting == "input_dir":
+        target.mkdir()
+        cv2.imwrite(str(target / "a.png"), IMAGE)
+    elif setting == "input_files":
+        cv2.imwrite(str(root / "a.png"), IMAGE)
+        target.write_bytes((root / "a.png").read_bytes())
+    elif setting == "datalist_file":
+        for name in ("a.png", "b.png"):
+            cv2.imwrite(str(root / name), IMAGE)
+        parts = {"train": [{"image": "a.png", "label": 1}], "validation": [{"image": "b.png", "label": 0}]}
+        target.write_text(json.dumps({"class_names": ["x", "y"], **parts}))
+    else:
+        target.write_bytes(tiny_files["classifier"].read_bytes())
+    return target
+
+
+PATH_READERS = {  # how the bundle configs read each setting (see bundles/*/configs/*.yaml)
+    "input_dir": lambda value: inference_files(value, None),
+    "input_files": lambda value: inference_files(None, [value, "b.png"]),
+    "datalist_file": lambda value: classification_split(value, "cache")["train"][0]["label"],
+    "init_checkpoint": lambda value: initialize_weights(build_classifier(TINY, 3, img_size=64), value),
+    "ckpt_path": lambda value: trained_settings(value, "usf_mae_classify")["class_names"],
+}
+PATH_READ_AS = {"input_dir": ["2024/a.png"], "input_files": ["2024", "b.png"], "datalist_file": 1,
+                "init_checkpoint": "2024: all ", "ckpt_path": ["a", "b", "c"]}
+
+
+@pytest.mark.parametrize("setting", sorted(PATH_READERS))
+def test_a_path_typed_as_a_number_names_the_file_or_folder_of_that_name(setting, tiny_files, tmp_path, monkeypatch):
+    """``--input_dir 2024`` reaches the config as the int 2024 (fire reads values as literals): it is the folder
+    '2024', not ``Path(2024)``'s TypeError; 2024.10 arrives as 2024.1, whose text is lost, and is refused by name."""
+    monkeypatch.chdir(tmp_path)
+    _named_2024(setting, tmp_path, tiny_files)
+    found = PATH_READERS[setting](2024)
+    expected = PATH_READ_AS[setting]
+    assert found.startswith(expected) if isinstance(expected, str) else found == expected
+    with pytest.raises(ValueError, match=rf"{setting} must be text \(a path or a name\), got float 2024\.1"):
+        PATH_READERS[setting](2024.1)

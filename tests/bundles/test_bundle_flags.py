@@ -187,3 +187,23 @@ def test_a_checkpoint_of_another_kind_is_named(bundle, files, ckpt, expected, tr
         parser.get_parsed_content("trained")
     message = cause(error.value)
     assert message.startswith(f"CheckpointError: {trained[ckpt]} is a checkpoint of kind '{ckpt}'") and expected in message
+
+
+@pytest.mark.parametrize("datalist_file", [2024, "2024"])
+def test_a_segment_datalist_typed_as_a_number_is_the_file_of_that_name(datalist_file, tmp_path, monkeypatch) -> None:
+    """``--datalist_file 2024`` reaches the segment config as the int 2024 (fire reads values as literals)."""
+    import json
+
+    import cv2
+    import numpy as np
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("a", "b"):
+        cv2.imwrite(str(tmp_path / f"{name}.png"), np.full((8, 8), 90, np.uint8))
+        cv2.imwrite(str(tmp_path / f"{name}_mask.png"), np.eye(8, dtype=np.uint8) * 255)
+    parts = {part: [{"image": f"{name}.png", "label": f"{name}_mask.png"}] for part, name in (("train", "a"),
+                                                                                             ("validation", "b"))}
+    (tmp_path / "2024").write_text(json.dumps({"class_names": ["background", "lesion"], **parts}))
+    parser = parser_for("usf_mae_segment", ["train.yaml"], tmp_path, datalist_file=datalist_file)
+    split = parser.get_parsed_content("split")
+    assert split["class_names"] == ["background", "lesion"] and len(split["train"]) == 1

@@ -54,3 +54,24 @@ def test_walk_files_leaves_hidden_files_out(tmp_path) -> None:
     picture(tmp_path / ".hidden.png")
     picture(tmp_path / "shown.png")
     assert list(walk_files(tmp_path)) == [tmp_path / "shown.png"]
+
+
+@pytest.mark.parametrize("dataset_dir, setting", [(2024, None), ("2024", None), (2024.1, "dataset_dir"),
+                                                  ("2024", "cache_dir")])
+def test_a_dataset_folder_typed_as_a_number_is_read(dataset_dir, setting, tmp_path, monkeypatch) -> None:
+    """``--dataset_dir 2024`` reaches the config as the int 2024; 2024.10 arrives as 2024.1 and is refused by name
+    (its text is lost), as is a cache_dir that is not text."""
+    from monai_ext.data.corpus import is_corpus_cache
+    from monai_ext.data.folders import pretrain_datalists
+
+    monkeypatch.chdir(tmp_path)
+    for i in range(4):
+        picture(tmp_path / "2024" / f"{i}.png")
+    cache_dir = 1.5 if setting == "cache_dir" else "cache"
+    if setting is None:
+        lists = pretrain_datalists(dataset_dir, cache_dir, val_fraction=0.25, seed=0)
+        assert sorted(it["image"] for part in lists.values() for it in part) == [f"2024/{i}.png" for i in range(4)]
+        assert is_corpus_cache(dataset_dir) is False
+        return
+    with pytest.raises(ValueError, match=rf"{setting} must be text \(a path or a name\), got float"):
+        pretrain_datalists(dataset_dir if setting == "dataset_dir" else None, cache_dir)

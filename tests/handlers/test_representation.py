@@ -70,3 +70,23 @@ def test_off_by_default_needs_no_labelled_set(tmp_path) -> None:
     RepresentationMonitor(torch.nn.Linear(1, 1), [], [], None, tmp_path, interval=0).attach(Engine(lambda e, b: None))
     with pytest.raises(ValueError, match="two classes"):
         RepresentationMonitor(torch.nn.Linear(1, 1), [], [], None, tmp_path, interval=1)
+
+
+@pytest.mark.parametrize("datalist_file", [2024, "2024", 2024.1])
+def test_a_monitor_datalist_typed_as_a_number_is_read(datalist_file, tmp_path, monkeypatch) -> None:
+    """``--monitor_datalist 2024`` reaches the config as the int 2024: the file '2024'; 2024.1 is refused by name."""
+    from PIL import Image
+
+    from monai_ext.handlers.representation import monitor_items
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("a.png", "b.png"):
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / name)
+    parts = {"train": [{"image": "a.png", "label": 0}], "validation": [{"image": "b.png", "label": 1}]}
+    (tmp_path / "2024").write_text(json.dumps({"class_names": ["x", "y"], **parts}))
+    if isinstance(datalist_file, float):
+        with pytest.raises(ValueError, match=r"monitor_datalist must be text \(a path or a name\), got float 2024\.1"):
+            monitor_items(datalist_file, "cache")
+        return
+    items, class_names = monitor_items(datalist_file, "cache")
+    assert class_names == ["x", "y"] and [it["label"] for it in items] == [0, 1]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from monai_ext.io.settings import is_unset
+from monai_ext.io.settings import is_unset, path_list_setting, path_setting, setting_text
 
 
 @pytest.mark.parametrize("value, unset", [
@@ -13,3 +15,33 @@ from monai_ext.io.settings import is_unset
 ])
 def test_unset_settings(value, unset) -> None:
     assert is_unset(value) is unset
+
+
+@pytest.mark.parametrize("value, text", [
+    ("scans", "scans"), (2024, "2024"), (0, "0"), (Path("a/b"), "a/b"),  # --input_dir 2024: fire makes it an int
+    (("my", "data"), "my,data"), ([2024, "x"], "2024,x"),  # --input_dir my,data: fire makes it a tuple
+])
+def test_text_settings_come_back_as_typed(value, text) -> None:
+    assert setting_text(value, "input_dir") == text
+    assert path_setting(value, "input_dir") == text
+
+
+@pytest.mark.parametrize("value", [2024.1, 1e3, True, False, {"a": 1}, 1j, [1, 2.5]])
+def test_a_value_whose_text_is_lost_is_refused_naming_the_setting(value) -> None:
+    """``--input_dir 2024.10`` arrives as 2024.1: reading the folder '2024.1' would be a wrong guess."""
+    for read in (setting_text, path_setting, path_list_setting):
+        with pytest.raises(ValueError, match=r"dataset_dir must be text .*got \w+ "):
+            read(value, "dataset_dir")
+
+
+@pytest.mark.parametrize("value, paths", [
+    (None, []), ("null", []), ([], []), ("scan.png", ["scan.png"]), (2024, ["2024"]), (Path("s.png"), ["s.png"]),
+    (["a.png", 2024, "none"], ["a.png", "2024"]), (("a.png", "b.png"), ["a.png", "b.png"]),
+])
+def test_a_list_setting_reads_each_item_as_a_path(value, paths) -> None:
+    assert path_list_setting(value, "input_files") == paths
+
+
+@pytest.mark.parametrize("value", [None, "null", " None "])
+def test_an_unset_path_setting_is_none(value) -> None:
+    assert path_setting(value, "datalist_file") is None
