@@ -131,8 +131,10 @@ def test_a_fold_the_protocol_lacks_is_a_user_error_before_any_training(args, mes
     # 2 folds of 2 images per class leave one image per class to train on: no validation part can be carved
     (2, None, 2, "the training part has fewer than 2 images in every class (images per class index: {0: 1, 1: 1})"),
     # 2 patients, 2 folds: each training part holds one patient, and validation must be another one
-    (4, 2, 2, "the training part has 1 patient(s); 2 patient-disjoint parts need at least 2"),
-    (4, 2, 3, "the dataset has 2 patient(s); 3 patient-disjoint parts need at least 3"),
+    (4, 2, 2, "the training part has images of 1 patient(s); a patient-disjoint validation part needs images of at "
+              "least 2 patients: add images of other patients\n"),
+    (4, 2, 3, "the dataset has images of 2 patient(s); 3 patient-disjoint test folds need images of at least 3 "
+              "patients: add images of other patients\n"),   # no fewer folds: 2 would leave 1 patient per training part
 ])
 def test_too_small_a_dataset_is_a_user_error_not_a_scikit_learn_traceback(per_class, patients, folds, message,
                                                                            tmp_path, capsys):

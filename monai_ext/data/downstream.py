@@ -49,39 +49,75 @@ def _require(path: Path, what: str) -> Path:
     return path
 
 
-def check_splittable(labels: np.ndarray, groups: np.ndarray | None, n_splits: int, what: str) -> None:
-    """Refuse, with the counts, a split that scikit-learn's k-fold splitters would refuse with their own traceback.
+SPLIT_PURPOSES = ("folds", "validation")
+
+
+def smallest_class(labels: np.ndarray) -> int:
+    """Images in the smallest class present in ``labels`` (N,), 0 when empty; a class index no item has is no class
+    of these items (a fold's training part can lack a rare class), not a class of 0 images."""
+    counts = np.bincount(labels) if len(labels) else np.zeros(0, int)
+    return int(counts[counts > 0].min()) if counts.any() else 0
+
+
+def check_splittable(labels: np.ndarray | None, groups: np.ndarray | None, n_splits: int, purpose: str) -> None:
+    """Refuse, with the counts and what the user can do, a split that scikit-learn's k-fold splitters would refuse
+    with their own traceback. Shared by the classification and segmentation protocols, so both say the same.
 
     Args:
-        labels: (N,) class index of each item.
+        labels: (N,) class index of each item, or None when the split is not stratified by class.
         groups: (N,) patient of each item, or None.
         n_splits: the parts to make.
-        what: names the items in the message ("the training part").
+        purpose: ``"folds"``: the dataset into ``n_splits`` test folds, a number the user asked for (fewer folds
+            are advised only where fewer would do, see :func:`_needs`); ``"validation"``: a fold's training part
+            into ``n_splits`` parts, one of them its validation part (no fold count can help there).
 
     Raises:
         ValueError: fewer patients than parts, or fewer images than parts in every class.
     """
+    if purpose not in SPLIT_PURPOSES:
+        raise ValueError(f"purpose must be one of {SPLIT_PURPOSES}, got {purpose!r}")
+    whole = "the dataset" if purpose == "folds" else "the training part"
     if groups is not None and len(set(groups.tolist())) < n_splits:
-        raise ValueError(f"{what} has {len(set(groups.tolist()))} patient(s); {n_splits} patient-disjoint parts need "
-                         f"at least {n_splits}: add images of other patients or ask for fewer folds")
-    counts = {int(c): int(n) for c, n in enumerate(np.bincount(labels)) if n} if len(labels) else {}
+        patients = len(set(groups.tolist()))
+        raise ValueError(f"{whole} has images of {patients} patient(s); " + _needs(
+            purpose, n_splits, patients, "patient-disjoint", f"images of at least {n_splits} patients",
+            "add images of other patients"))
+    present = labels is not None and len(labels) > 0
+    counts = {int(c): int(n) for c, n in enumerate(np.bincount(labels)) if n} if present else {}
     if counts and max(counts.values()) < n_splits:
-        raise ValueError(f"{what} has fewer than {n_splits} images in every class (images per class index: "
-                         f"{counts}): add images or ask for fewer folds")
+        raise ValueError(f"{whole} has fewer than {n_splits} images in every class (images per class index: {counts}); "
+                         + _needs(purpose, n_splits, max(counts.values()), "stratified",
+                                  f"a class with at least {n_splits} images", "add images"))
+
+
+def _needs(purpose: str, n_splits: int, most: int, kind: str, need: str, remedy: str) -> str:
+    """The second half of :func:`check_splittable`'s message: what the split needs and what the user can do.
+
+    ``most`` is the largest fold count the data allows (its patients, or the images of its largest class). Fewer
+    folds are offered only when ``most`` is at least 3: each fold's training part must still hold two patients (or
+    two images of a class) to give one to its validation part, and 2 folds of 2 leave it one.
+    """
+    if purpose == "validation":
+        return f"a {kind} validation part needs {need}: {remedy}"
+    fewer = f" or ask for at most {most} folds" if most >= 3 else ""
+    return f"{n_splits} {kind} test folds need {need}: {remedy}{fewer}"
 
 
 def validation_from_train(train: list[Item], val_fraction: float, seed: int) -> tuple[list[Item], list[Item]]:
-    """Carve a stratified validation part out of ``train``; patient-disjoint when items carry ``patient``."""
+    """Carve a stratified validation part out of ``train``; patient-disjoint when items carry ``patient``.
+
+    The validation part is about ``val_fraction`` of ``train``, more when its smallest class or its patients are too
+    few for that many parts (one part in two at most).
+    """
     if not 0.0 < val_fraction < 0.5:
         raise ValueError(f"val_fraction must be in (0, 0.5), got {val_fraction!r}")
-    labels = np.array([it["label"] for it in train])
+    labels = np.array([it["label"] for it in train], dtype=int)
     n_splits = max(2, int(round(1.0 / val_fraction)))
-    min_count = np.bincount(labels).min() if len(labels) else 0
-    n_splits = min(n_splits, max(2, int(min_count)))
+    n_splits = min(n_splits, max(2, smallest_class(labels)))
     groups = np.array([str(it["patient"]) for it in train]) if all("patient" in it for it in train) else None
     if groups is not None:  # few patients: a larger validation share rather than none
         n_splits = min(n_splits, max(2, len(set(groups.tolist()))))
-    check_splittable(labels, groups, n_splits, "the training part")
+    check_splittable(labels, groups, n_splits, "validation")
     if groups is not None:
         splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
         train_idx, val_idx = next(splitter.split(np.zeros(len(train)), labels, groups))
@@ -182,13 +218,13 @@ def gist514_protocol(root: str | os.PathLike, val_fraction: float = 0.1, seed: i
 
 # ------------------------------------------------------------------------------------------------ generic layouts
 def _kfold(items: list[Item], folds: int, val_fraction: float, seed: int, max_train: int | None) -> list[Split]:
-    labels = np.array([it["label"] for it in items])
-    smallest = int(np.bincount(labels).min()) if len(labels) else 0
+    labels = np.array([it["label"] for it in items], dtype=int)
+    smallest = smallest_class(labels)
     if isinstance(folds, bool) or not isinstance(folds, int) or not 2 <= folds <= max(smallest, 2):
-        raise ValueError(f"folds must be an integer from 2 to {max(smallest, 2)} (the smallest class has {smallest} "
-                         f"image(s)), got {folds!r}")
+        allowed = "2" if smallest <= 2 else f"an integer from 2 to {smallest}"  # "from 2 to 2" reads as a range
+        raise ValueError(f"folds must be {allowed} (the smallest class has {smallest} image(s)), got {folds!r}")
     groups = np.array([str(it["patient"]) for it in items]) if all("patient" in it for it in items) else None
-    check_splittable(labels, groups, folds, "the dataset")
+    check_splittable(labels, groups, folds, "folds")
     if groups is not None:
         splits = StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(items)), labels, groups)
     else:

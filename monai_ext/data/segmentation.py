@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
 
-from monai_ext.data.downstream import MMOTU_CLASSES, Item, Protocol, Split, busbra_protocol
+from monai_ext.data.downstream import MMOTU_CLASSES, Item, Protocol, Split, busbra_protocol, check_splittable
 from monai_ext.data.folders import IMAGE_SUFFIXES, walk_files
 from monai_ext.data.synthetic import SimulatorConfig, simulate_frame
 from monai_ext.io.atomic import atomic_write_bytes
@@ -52,15 +52,18 @@ def _as_list(value: str | list[str]) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------------------- splits
-def _splitter(items: list[Item], n_splits: int, seed: int):
-    """The k-fold splitter that keeps patients together and strata balanced, as far as the items allow."""
+def _splitter(items: list[Item], n_splits: int, seed: int, purpose: str):
+    """The k-fold splitter that keeps patients together and strata balanced, as far as the items allow.
+
+    ``purpose`` is that of :func:`~monai_ext.data.downstream.check_splittable`: ``"folds"`` or ``"validation"``.
+    """
     groups = [str(it["patient"]) for it in items] if all("patient" in it for it in items) else None
     strata = [str(it.get("group", "")) for it in items]
+    # over the strata present only: a group absent from a fold's training part is no stratum of it
     stratified = len(set(strata)) > 1 and min(strata.count(s) for s in set(strata)) >= n_splits
+    # no class check: strata too small for n_splits fall back to unstratified folds below, never refused
+    check_splittable(None, None if groups is None else np.array(groups), n_splits, purpose)
     if groups is not None:
-        if len(set(groups)) < n_splits:  # scikit-learn would refuse with its own traceback
-            raise ValueError(f"{len(set(groups))} patient(s) cannot make {n_splits} patient-disjoint parts: add images "
-                             f"of other patients or ask for fewer folds")
         if stratified:
             return StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed), strata, groups
         return GroupKFold(n_splits), strata, groups
@@ -78,7 +81,7 @@ def split_validation(train: list[Item], val_fraction: float, seed: int) -> tuple
     n_splits = min(max(2, round(1.0 / val_fraction)), len(train))
     if all("patient" in it for it in train):  # few patients: a larger validation share rather than none
         n_splits = min(n_splits, max(2, len({str(it["patient"]) for it in train})))
-    splitter, strata, groups = _splitter(train, n_splits, seed)
+    splitter, strata, groups = _splitter(train, n_splits, seed, "validation")
     train_idx, val_idx = next(splitter.split(np.zeros(len(train)), strata, groups))
     return [train[i] for i in sorted(train_idx)], [train[i] for i in sorted(val_idx)]
 
@@ -90,7 +93,7 @@ def kfold_splits(items: list[Item], folds: int = 5, val_fraction: float = 0.2, s
         raise ValueError(f"need 2 <= folds <= number of images ({len(items)}), got folds={folds!r}")
     if max_train is not None and max_train < 2:
         raise ValueError(f"max_train must be at least 2, got {max_train!r}")
-    splitter, strata, groups = _splitter(items, folds, seed)
+    splitter, strata, groups = _splitter(items, folds, seed, "folds")
     out = []
     for k, (train_idx, test_idx) in enumerate(splitter.split(np.zeros(len(items)), strata, groups)):
         train = [items[i] for i in sorted(train_idx)]

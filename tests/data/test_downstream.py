@@ -6,6 +6,7 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from monai_ext.data import downstream as ds
@@ -250,3 +251,87 @@ def test_three_patients_in_three_folds_hold_one_patient_out_for_validation(tmp_p
     for split in ds.csv_protocol(tmp_path / "labels.csv", folds=3).splits:
         patients = [{it["patient"] for it in split[p]} for p in ("train", "validation", "test")]
         assert [len(p) for p in patients] == [1, 1, 1] and len(set.union(*patients)) == 3
+
+
+def write_labels_csv(root: Path, per_class: int, patients: int | None = None, fold_of=None) -> Path:
+    """``labels.csv`` over stand-in files: ``per_class`` images of benign and malignant, patient ``p{i % patients}``
+    and test fold ``fold_of(class, i)`` where given."""
+    header = ["path", "label"] + (["patient"] if patients else []) + (["fold"] if fold_of else [])
+    rows = []
+    for c in ("benign", "malignant"):
+        for i in range(per_class):
+            (root / f"{c}{i}.png").write_bytes(b"png")
+            rows.append([f"{c}{i}.png", c] + ([f"p{i % patients}"] if patients else [])
+                        + ([fold_of(c, i)] if fold_of else []))
+    with open(root / "labels.csv", "w", newline="") as f:
+        csv.writer(f).writerows([header, *rows])
+    return root / "labels.csv"
+
+
+@pytest.mark.parametrize("per_class, patients, folds, message, advised", [
+    # 2 patients in 2 folds: each fold trains on one patient, and its validation part needs another one
+    (4, 2, 2, "the training part has images of 1 patient(s); a patient-disjoint validation part needs images of at "
+              "least 2 patients: add images of other patients", None),
+    # 2 images per class in 2 folds leave one per class to train on: none to hold out for validation
+    (2, None, 2, "the training part has fewer than 2 images in every class (images per class index: {0: 1, 1: 1}); "
+                 "a stratified validation part needs a class with at least 2 images: add images", None),
+    (2, None, 1, "folds must be 2 (the smallest class has 2 image(s)), got 1", None),
+    (2, None, 3, "folds must be 2 (the smallest class has 2 image(s)), got 3", None),
+    (6, None, 7, "folds must be an integer from 2 to 6 (the smallest class has 6 image(s)), got 7", 6),
+    # 2 patients: 2 folds would leave one patient per training part (the first case), so no fold count is offered
+    (4, 2, 3, "the dataset has images of 2 patient(s); 3 patient-disjoint test folds need images of at least 3 "
+              "patients: add images of other patients", None),
+    (6, 3, 4, "the dataset has images of 3 patient(s); 4 patient-disjoint test folds need images of at least 4 "
+              "patients: add images of other patients or ask for at most 3 folds", 3),
+])
+def test_too_small_a_split_says_what_can_be_done_and_that_works(tmp_path, per_class, patients, folds, message,
+                                                                 advised) -> None:
+    """The whole message is compared: fewer folds are advised only where fewer would make every split, and then
+    the largest count advised does."""
+    labels = write_labels_csv(tmp_path, per_class, patients)
+    with pytest.raises(ValueError) as refused:
+        ds.csv_protocol(labels, folds=folds)
+    assert str(refused.value) == message
+    if advised is not None:
+        assert len(ds.csv_protocol(labels, folds=advised).splits) == advised
+
+
+@pytest.mark.parametrize("purpose", ["fold", "", None])
+def test_check_splittable_refuses_an_unknown_purpose(purpose) -> None:
+    with pytest.raises(ValueError, match=f"purpose must be one of.*got {purpose!r}"):
+        ds.check_splittable(np.array([0, 1]), None, 2, purpose)
+
+
+@pytest.mark.parametrize("labels, smallest", [
+    ([0, 0, 1, 1, 1], 2), ([0, 0, 2, 2, 2], 2), ([1, 1, 1], 3), ([0, 3, 3], 1), ([], 0),
+])
+def test_smallest_class_counts_the_classes_present(labels, smallest) -> None:
+    assert ds.smallest_class(np.array(labels, dtype=int)) == smallest
+
+
+@pytest.mark.parametrize("classes", [(0, 1), (0, 2), (1, 2), (0, 5)])
+@pytest.mark.parametrize("val_fraction, validation", [(0.2, 8), (0.25, 10), (0.1, 4)])
+def test_a_class_index_absent_from_the_training_part_keeps_the_validation_share(classes, val_fraction,
+                                                                                validation) -> None:
+    """Two present classes of 20 images: 1/val_fraction stratified parts, whatever their indices (an absent middle
+    class once counted as a class of 0 images and made the validation part half of the training part)."""
+    train = [{"image": f"{c}_{i}.png", "label": c, "id": f"{c}_{i}"} for c in classes for i in range(20)]
+    kept, held_out = ds.validation_from_train(train, val_fraction, seed=0)
+    assert (len(kept), len(held_out)) == (40 - validation, validation)
+    assert sorted(it["label"] for it in held_out) == sorted([*classes] * (validation // 2))
+
+
+def test_a_fold_whose_training_part_lacks_a_class_keeps_the_validation_share(tmp_path) -> None:
+    """The CSV ``fold`` column puts all of rare class b (index 0) in fold 0: fold 0 trains on classes 1 and 2."""
+    labels = write_labels_csv(tmp_path, 10, fold_of=lambda c, i: str(i % 2))
+    rows = (tmp_path / "labels.csv").read_text().splitlines()
+    for i in range(4):  # class "b", sorted first, all in test fold 0
+        (tmp_path / f"b{i}.png").write_bytes(b"png")
+        rows.append(f"b{i}.png,b,0")
+    labels.write_text("\n".join(rows) + "\n")
+    protocol = ds.csv_protocol(labels, val_fraction=0.2)
+    assert protocol.class_names == ["b", "benign", "malignant"]
+    assert [{part: len(items) for part, items in split.items()} for split in protocol.splits] == [
+        {"train": 8, "validation": 2, "test": 14},
+        {"train": 10, "validation": 4, "test": 10},   # with b's 4 images: 4 parts, the first of 4 of the 14
+    ]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 from pathlib import Path
 
 import cv2
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 
 from monai_ext.cli import make_datalist
+from monai_ext.data.downstream import csv_protocol
 from monai_ext.data.segmentation import (
     busbra_segmentation_protocol,
     busi_items,
@@ -21,6 +21,7 @@ from monai_ext.data.segmentation import (
     image_mask_folder_protocol,
     kfold_splits,
     mmotu_segmentation_protocol,
+    split_validation,
     synthetic_segmentation_protocol,
 )
 from monai_ext.io.errors import UnreadableImageError
@@ -224,15 +225,53 @@ def test_kfold_splits_cover_every_image_once_as_test_and_cap_training(max_train:
         assert not (patients[0] & patients[1]) and not (patients[0] & patients[2]) and not (patients[1] & patients[2])
 
 
-@pytest.mark.parametrize("patients, folds, message", [
-    (2, 3, "2 patient(s) cannot make 3 patient-disjoint parts"),       # the test folds
-    (2, 2, "1 patient(s) cannot make 2 patient-disjoint parts"),       # a fold's training part, for validation
-])
+TOO_FEW_PATIENTS = [  # (patients, folds, the whole message): fewer folds are advised only where they would do
+    (2, 3, "the dataset has images of 2 patient(s); 3 patient-disjoint test folds need images of at least 3 patients: "
+           "add images of other patients"),
+    (2, 2, "the training part has images of 1 patient(s); a patient-disjoint validation part needs images of at "
+           "least 2 patients: add images of other patients"),                  # a fold's training part, for validation
+    (3, 4, "the dataset has images of 3 patient(s); 4 patient-disjoint test folds need images of at least 4 patients: "
+           "add images of other patients or ask for at most 3 folds"),
+]
+
+
+@pytest.mark.parametrize("patients, folds, message", TOO_FEW_PATIENTS)
 def test_too_few_patients_are_named_before_scikit_learn_refuses(patients: int, folds: int, message: str) -> None:
     items = [{"image": f"{i}.png", "label": f"{i}_mask.png", "id": str(i), "patient": str(i % patients)}
              for i in range(12)]
-    with pytest.raises(ValueError, match=re.escape(message)):
+    with pytest.raises(ValueError) as refused:
         kfold_splits(items, folds=folds)
+    assert str(refused.value) == message
+    if "at most" in message:  # the advice works
+        advised = int(message.split("at most ")[1].split()[0])
+        assert len(kfold_splits(items, folds=advised)) == advised
+
+
+@pytest.mark.parametrize("patients, folds, message", TOO_FEW_PATIENTS)
+def test_classification_says_the_same_of_the_same_patients(tmp_path: Path, patients: int, folds: int,
+                                                            message: str) -> None:
+    """One wording for both tasks: the classification CSV protocol over the same 12 images of the same patients."""
+    rows = ["path,label,patient"]
+    for i in range(12):
+        (tmp_path / f"{i}.png").write_bytes(b"png")
+        rows.append(f"{i}.png,{'benign' if i < 6 else 'malignant'},p{i % patients}")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    with pytest.raises(ValueError) as refused:
+        csv_protocol(tmp_path / "labels.csv", folds=folds)
+    assert str(refused.value) == message
+
+
+@pytest.mark.parametrize("groups", [("benign", "malignant"), ("a", "c"), ("GIST", "leiomyoma")])
+@pytest.mark.parametrize("val_fraction, validation", [(0.2, 8), (0.25, 10)])
+def test_validation_share_does_not_depend_on_which_groups_a_training_part_has(groups, val_fraction,
+                                                                               validation) -> None:
+    """The twin of classification's absent class: strata are counted over the groups present, so a fold's training
+    part that lacks one keeps 1/val_fraction parts."""
+    train = [{"image": f"{g}{i}.png", "label": f"{g}{i}_mask.png", "id": f"{g}{i}", "group": g}
+             for g in groups for i in range(20)]
+    kept, held_out = split_validation(train, val_fraction, seed=0)
+    assert (len(kept), len(held_out)) == (40 - validation, validation)
+    assert sorted(it["group"] for it in held_out) == sorted([*groups] * (validation // 2))
 
 
 def test_two_patients_in_training_give_one_to_validation() -> None:
