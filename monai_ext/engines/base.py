@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from contextlib import nullcontext
 from typing import Any
 
+import numpy as np
 import torch
 from ignite.engine import Events
 from monai.data import MetaTensor
@@ -45,22 +46,25 @@ def batch_images(batch: Mapping[str, Any] | torch.Tensor, device: torch.device, 
     return images.to(device, non_blocking=non_blocking)
 
 
-
 def gradient_norm_limit(value: Any) -> float | None:
-    """``clip_grad_norm`` as a number, or None for no clipping (null, none, or 0, from YAML or a command line).
+    """``clip_grad_norm`` as a positive number, or None for no clipping (0, null or none, from YAML or a command line).
 
     Raises:
-        ValueError: not a number, or negative, quoting it.
+        ValueError: a bool (YAML ``true``, ``--clip_grad_norm True``), not a number, or negative, quoting it.
     """
     if is_unset(value):
         return None
+    if isinstance(value, (bool, np.bool_)):  # a bool is an int in Python: float(True) would silently clip at 1.0
+        raise ValueError(f"clip_grad_norm must be a gradient-norm limit, not true or false (0 or null: no clipping), "
+                         f"got {value!r}")
     try:
         limit = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"clip_grad_norm must be a number, or null for no clipping, got {value!r}") from None
-    if not limit >= 0:
-        raise ValueError(f"clip_grad_norm must be positive, or null for no clipping, got {value!r}")
+        raise ValueError(f"clip_grad_norm must be a number, or 0 or null for no clipping, got {value!r}") from None
+    if not limit >= 0:  # also refuses NaN
+        raise ValueError(f"clip_grad_norm must be at least 0 (0 or null: no clipping), got {value!r}")
     return limit or None
+
 
 class ShardSafeEvaluatorMixin:
     """Evaluator mixin: a rank whose validation shard is empty still takes part in the metrics' gathers.
