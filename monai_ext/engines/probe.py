@@ -32,7 +32,7 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from monai_ext.engines.metrics import classification_report
-from monai_ext.io.settings import is_unset
+from monai_ext.io.settings import is_unset, number_list_setting
 
 logger = logging.getLogger(__name__)
 
@@ -406,9 +406,13 @@ class FrozenFeatureProbe:
         self.network, self.datalists, self.transform = network, datalists, transform
         self.class_names, self.save_path, self.record, self.output_dir = list(class_names), save_path, record, output_dir
         self.device, self.batch_size, self.num_workers = device, batch_size, num_workers
-        # --probe#cs null arrives as the text 'null', which tuple() would split into letters
-        self.cs = DEFAULT_CS if is_unset(cs) or not cs else tuple(float(c) for c in cs)
-        self.ks = DEFAULT_KS if is_unset(ks) or not ks else tuple(int(k) for k in ks)
+        # --probe#cs 0.1 arrives as a float and --probe#cs null as text: one number is a one-value sweep
+        self.cs = number_list_setting(cs, "probe#cs", float, "a positive number or a list of them") or DEFAULT_CS
+        self.ks = number_list_setting(ks, "probe#ks", int, "a whole number >= 1 or a list of them") or DEFAULT_KS
+        if min(self.cs) <= 0:
+            raise ValueError(f"probe#cs must be a positive number or a list of them, got {cs!r}")
+        if min(self.ks) < 1:
+            raise ValueError(f"probe#ks must be a whole number >= 1 or a list of them, got {ks!r}")
         self.class_weight, self.seed = probe_class_weight(class_weight), seed
         self.report: dict[str, Any] = {}
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 from typing import Any
 
@@ -65,3 +67,43 @@ def path_list_setting(value: Any, name: str) -> list[str]:
     """
     items = value if isinstance(value, (tuple, list)) else [value]
     return [path for path in (path_setting(item, name) for item in items) if path is not None]
+
+
+def number_list_setting(value: Any, name: str, kind: type = float, expected: str | None = None) -> tuple | None:
+    """A setting holding several numbers (a sweep, block ids) as YAML or fire hand it over.
+
+    ``--probe#cs 0.1,1,10`` arrives as a tuple but ``--probe#cs 0.1`` as the float 0.1 and ``--probe#cs abc`` as the
+    text ``'abc'``, which ``tuple()`` would split into letters: one number is a one-item list, and text is read as
+    comma-separated numbers (``"0.1,1,10"``, as a YAML string may hold them).
+
+    Args:
+        value: the setting as parsed.
+        name: the setting's name, quoted in the error.
+        kind: ``float`` (finite real numbers; whole numbers accepted) or ``int`` (whole numbers only).
+        expected: what the setting must be, for the error (default: "a number or a list of numbers").
+
+    Returns:
+        The numbers as ``kind``, or None when left empty (null, none, ``[]``, ``""``): the caller's default applies.
+
+    Raises:
+        ValueError: anything else, ``f"{name} must be {expected}, got {value!r}"``.
+    """
+    if is_unset(value) or (isinstance(value, (list, tuple)) and not value):
+        return None
+    what = "whole numbers" if kind is int else "numbers"
+    error = ValueError(f"{name} must be {expected or f'a number or a list of {what}'}, got {value!r}")
+    items = value.split(",") if isinstance(value, str) else value if isinstance(value, (list, tuple)) else [value]
+    parsed = []
+    for item in items:
+        if isinstance(item, str):
+            try:
+                item = kind(item.strip())
+            except ValueError:
+                raise error from None
+        whole = isinstance(item, numbers.Integral)
+        if isinstance(item, bool) or not isinstance(item, numbers.Real) or (kind is int and not whole):
+            raise error
+        if not math.isfinite(item):  # NaN would pass any range check the caller makes
+            raise error
+        parsed.append(kind(item))
+    return tuple(parsed)

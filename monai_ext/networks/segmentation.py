@@ -17,7 +17,7 @@ import torch
 from monai.networks.blocks import UnetOutBlock, UnetrBasicBlock, UnetrPrUpBlock, UnetrUpBlock
 from torch import nn
 
-from monai_ext.io.settings import is_unset
+from monai_ext.io.settings import number_list_setting
 from monai_ext.networks.classifier import ENCODER_OF_MAE
 from monai_ext.networks.layers import Block, PatchEmbed, init_patch_embed, init_vit_weights, prepend_cls_token
 from monai_ext.networks.pos_embed import sincos_2d
@@ -79,10 +79,11 @@ class ViTSegmenter(nn.Module):
             raise ValueError(f"num_classes counts the background too and must be at least 2, got {num_classes!r}")
         if patch_size != 16:
             raise ValueError(f"the UNETR decoder upsamples the patch grid 16 times; patch_size must be 16, got {patch_size!r}")
-        unset = is_unset(feature_blocks) or not feature_blocks  # --feature_blocks null arrives as text
-        blocks_used = tuple(int(b) for b in (default_feature_blocks(depth) if unset else feature_blocks))
+        rule = f"three increasing block ids below {depth}"
+        # --feature_blocks 3 arrives as an int and --feature_blocks null as text; both are checked against the rule
+        blocks_used = number_list_setting(feature_blocks, "feature_blocks", int, rule) or default_feature_blocks(depth)
         if len(blocks_used) != 3 or not all(0 <= b < depth for b in blocks_used) or list(blocks_used) != sorted(set(blocks_used)):
-            raise ValueError(f"feature_blocks must be three increasing block ids below {depth}, got {feature_blocks!r}")
+            raise ValueError(f"feature_blocks must be {rule}, got {feature_blocks!r}")
         if feature_size < 1 or not 0.0 <= drop_path_rate < 1.0:
             raise ValueError(f"need feature_size >= 1 and drop_path_rate in [0, 1), got {feature_size!r}, {drop_path_rate!r}")
         self.arch_args: dict[str, Any] = {

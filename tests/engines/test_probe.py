@@ -4,6 +4,7 @@ unreadable files left out of the features and listed in the report."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from monai_ext.engines.probe import (
+    DEFAULT_CS,
+    DEFAULT_KS,
     FrozenFeatureProbe,
     choose_knn_k,
     evaluate_frozen_features,
@@ -156,6 +159,32 @@ def test_other_class_weights_are_refused_before_any_fit(given) -> None:
     with pytest.raises(ValueError, match=r"class_weight must be 'balanced', null \(none\) or \{class index: weight\}, got"):
         fit_linear_probe((np.zeros((4, 3)), np.array([0, 1, 0, 1])), (np.zeros((2, 3)), np.array([0, 1])), 2,
                          class_weight=given)
+
+
+def _probe_with(tmp_path: Path, **sweeps: object) -> FrozenFeatureProbe:
+    return FrozenFeatureProbe(None, {"train": [{}], "validation": [{}]}, None, ["a", "b"], str(tmp_path / "m.pt"),
+                              None, str(tmp_path), **sweeps)
+
+
+@pytest.mark.parametrize("sweeps, cs, ks", [
+    ({"cs": 0.1}, (0.1,), DEFAULT_KS), ({"ks": 5}, DEFAULT_CS, (5,)),   # --probe#cs 0.1 arrives as a float
+    ({"cs": (0.1, 1, 10), "ks": [1, 3]}, (0.1, 1.0, 10.0), (1, 3)),     # --probe#cs 0.1,1,10: fire's tuple
+    ({"cs": "0.1,1,10", "ks": "1, 3"}, (0.1, 1.0, 10.0), (1, 3)),       # a YAML string
+    ({"cs": "null", "ks": []}, DEFAULT_CS, DEFAULT_KS),
+])
+def test_probe_sweeps_from_yaml_or_the_command_line(sweeps, cs, ks, tmp_path) -> None:
+    probe = _probe_with(tmp_path, **sweeps)
+    assert probe.cs == cs and probe.ks == ks
+    assert all(type(c) is float for c in probe.cs) and all(type(k) is int for k in probe.ks)
+
+
+@pytest.mark.parametrize("setting, given", [
+    ("cs", "abc"), ("cs", 0), ("cs", [1, -1]), ("cs", float("nan")), ("cs", True), ("cs", {"a": 1}),
+    ("ks", "abc"), ("ks", 0), ("ks", 2.5), ("ks", [1, "x"]),
+])
+def test_bad_probe_sweeps_are_refused_naming_the_setting(setting, given, tmp_path) -> None:
+    with pytest.raises(ValueError, match=rf"^probe#{setting} must be .*, got {re.escape(repr(given))}$"):
+        _probe_with(tmp_path, **{setting: given})
 
 
 class _PixelFeature(torch.nn.Module):

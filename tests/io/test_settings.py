@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from monai_ext.io.settings import is_unset, path_list_setting, path_setting, setting_text
+from monai_ext.io.settings import is_unset, number_list_setting, path_list_setting, path_setting, setting_text
 
 
 @pytest.mark.parametrize("value, unset", [
@@ -45,3 +45,24 @@ def test_a_list_setting_reads_each_item_as_a_path(value, paths) -> None:
 @pytest.mark.parametrize("value", [None, "null", " None "])
 def test_an_unset_path_setting_is_none(value) -> None:
     assert path_setting(value, "datalist_file") is None
+
+
+@pytest.mark.parametrize("value, kind, numbers", [
+    (0.1, float, (0.1,)), (5, int, (5,)), (5, float, (5.0,)), ((0.1, 1, 10), float, (0.1, 1.0, 10.0)),
+    ("0.1, 1,10", float, (0.1, 1.0, 10.0)), ("3,6,9", int, (3, 6, 9)), ([3], int, (3,)),
+    (None, float, None), ("null", int, None), ([], float, None), ((), int, None),
+])
+def test_number_lists_from_yaml_or_the_command_line(value, kind, numbers) -> None:
+    found = number_list_setting(value, "probe#cs", kind)
+    assert found == numbers and (found is None or all(type(n) is kind for n in found))
+
+
+@pytest.mark.parametrize("value, kind", [
+    ("abc", float), ("0.1,x", float), (True, int), (2.5, int), ("2.5", int), ([1, None], int), ({"a": 1}, float),
+    (float("nan"), float), ("inf", float), ([1, float("-inf")], float),
+])
+def test_number_lists_that_are_not_numbers_are_refused_naming_the_setting(value, kind) -> None:
+    with pytest.raises(ValueError, match=r"^probe#ks must be a number or a list of (whole )?numbers, got "):
+        number_list_setting(value, "probe#ks", kind)
+    with pytest.raises(ValueError, match=r"^feature_blocks must be three block ids, got "):
+        number_list_setting(value, "feature_blocks", kind, "three block ids")

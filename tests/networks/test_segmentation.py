@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -83,6 +85,18 @@ def test_feature_blocks_left_unset_take_the_default(unset) -> None:
 def test_bad_arguments(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         ViTSegmenter(**{"img_size": 32, **TINY_ENC, **kwargs})
+
+
+@pytest.mark.parametrize("given", [3, "abc", 2.5, True, [0, 1, 2.0], "0,1", {"a": 1}])
+def test_feature_blocks_that_are_not_three_block_ids_are_refused_by_the_rule(given) -> None:
+    """``--feature_blocks 3`` arrives as the int 3 and ``--feature_blocks abc`` as text: the rule, quoting them."""
+    with pytest.raises(ValueError, match=rf"^feature_blocks must be three increasing block ids below 4, got {re.escape(repr(given))}$"):
+        ViTSegmenter(2, img_size=32, feature_blocks=given, **TINY_ENC)
+
+
+@pytest.mark.parametrize("given", ["0,2,3", " 0, 2 ,3", (0, 2, 3), [0, 2, 3]])
+def test_feature_blocks_as_text_or_a_sequence_are_read(given) -> None:
+    assert ViTSegmenter(2, img_size=32, feature_blocks=given, **TINY_ENC).feature_blocks == (0, 2, 3)
 
 
 def test_unknown_arch() -> None:
