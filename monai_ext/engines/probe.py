@@ -138,6 +138,8 @@ def _check_pair(features: np.ndarray, labels: np.ndarray, name: str) -> None:
 
 def _fit(features: np.ndarray, labels: np.ndarray, c: float, class_weight: str | None, seed: int) -> tuple[StandardScaler, LogisticRegression]:
     scaler = StandardScaler().fit(features)
+    if isinstance(class_weight, Mapping):  # scikit-learn refuses keys of classes this fit lacks (a fold's rare class)
+        class_weight = {int(c): class_weight.get(int(c), 1.0) for c in np.unique(labels)}
     model = LogisticRegression(C=c, max_iter=2000, class_weight=class_weight, random_state=seed)
     with warnings.catch_warnings():
         # Very weak regularisation on separable data stops at max_iter; such a C then loses on validation anyway.
@@ -159,27 +161,82 @@ def _as_probe(scaler: StandardScaler, model: LogisticRegression, num_classes: in
                        np.asarray(intercept, np.float64), num_classes, float(c))
 
 
-def probe_class_weight(value: str | Mapping[Any, float] | None) -> str | dict[int, float] | None:
-    """The probe's class weighting from YAML or the command line: ``"balanced"``, None, or ``{class index: weight}``
-    as scikit-learn takes it.
+ClassWeight = str | dict[int, float] | None
 
-    ``--probe#class_weight null`` on a ``monai.bundle`` command line arrives as the text ``'null'``, which
-    scikit-learn would refuse only at the fit, after the features were extracted; ``null`` and ``none`` (any case)
-    mean None here.
+
+def probe_class_weight(value: Any, class_names: Sequence[str] | None = None,
+                       num_classes: int | None = None) -> ClassWeight:
+    """The probe's class weighting (``probe#class_weight``) from YAML or the command line, checked before any
+    feature is extracted: ``"balanced"``, None, or ``{class: weight}`` as scikit-learn takes it.
+
+    ``--probe#class_weight null`` on a ``monai.bundle`` command line arrives as the text ``'null'``; ``null`` and
+    ``none`` (any case) mean None here. In the dict form a class is its index 0..K-1 (``0`` or ``"0"``: YAML and a
+    command line may give it as text) or its name in ``class_names``; a class left out weighs 1, as in scikit-learn.
+    Weights are finite and >= 0, and not 0 for every class (every sample would weigh nothing).
+
+    Args:
+        value: the setting as given.
+        class_names: the K class names, when known (names are then accepted as keys, and indices checked below K).
+        num_classes: K, when the names are not known.
+
+    Returns:
+        ``"balanced"``, None, or ``{class index: weight}``.
 
     Raises:
-        ValueError: anything else, quoting it.
+        ValueError: anything else, quoting it and saying what is wrong.
     """
     if is_unset(value):
         return None
     if isinstance(value, str) and value.strip().lower() == "balanced":
         return "balanced"
-    if isinstance(value, Mapping):  # YAML or a command line may give the class indices as text
-        try:
-            return {int(k): float(w) for k, w in value.items()}
-        except (TypeError, ValueError):
-            pass
-    raise ValueError(f"class_weight must be 'balanced', null (none) or {{class index: weight}}, got {value!r}")
+    names = list(class_names) if class_names is not None else None
+    count = len(names) if names is not None else num_classes
+    reason = "not 'balanced', null or a dict"
+    if isinstance(value, Mapping) and value:
+        weights: dict[int, float] = {}
+        for key, weight in value.items():
+            index, number = _class_index(key, names, count), _weight(weight)
+            if index is None:
+                reason = f"{key!r} is not a class index{f' 0..{count - 1}' if count else ''}" + (
+                    f" or a class name in {names}" if names else "")
+            elif index in weights:
+                reason = f"class {index} is given twice"
+            elif number is None:
+                reason = f"the weight of {key!r} must be a finite number >= 0, got {weight!r}"
+            else:
+                weights[index] = number
+                continue
+            break
+        else:
+            if any(weights.values()) or len(weights) != count:  # a class left out weighs 1
+                return weights
+            reason = "every class weighs 0"
+    elif isinstance(value, Mapping):
+        reason = "the dict is empty"
+    raise ValueError(f"probe#class_weight must be 'balanced', null (none) or {{class index or name: weight}}, got {value!r}: "
+                     f"{reason}")
+
+
+def _class_index(key: Any, names: list[str] | None, count: int | None) -> int | None:
+    """A class_weight key as a class index: an int or its text, or a class name; None when it is neither."""
+    if isinstance(key, str) and names and key.strip() in names:
+        return names.index(key.strip())
+    if isinstance(key, str) and key.strip().isdigit():
+        key = int(key.strip())
+    if isinstance(key, bool) or not isinstance(key, (int, np.integer)):
+        return None
+    return int(key) if 0 <= key and (count is None or key < count) else None
+
+
+def _weight(weight: Any) -> float | None:
+    """A class weight as a finite float >= 0 (a number or its text), else None."""
+    if isinstance(weight, bool):
+        return None
+    try:
+        weight = float(weight)
+    except (TypeError, ValueError):
+        return None
+    return weight if np.isfinite(weight) and weight >= 0 else None
 
 
 def fit_linear_probe(
@@ -200,7 +257,8 @@ def fit_linear_probe(
         train, validation: (features (N, D), integer labels (N,)).
         num_classes: K.
         cs: candidate inverse L2 strengths.
-        class_weight: ``"balanced"`` (inverse class frequency, for imbalanced sets) or None.
+        class_weight: ``"balanced"`` (inverse class frequency, for imbalanced sets), None, or ``{class index:
+            weight}`` (:func:`probe_class_weight`).
         refit: refit on train + validation after choosing C (CLIP); else keep the train-only fit.
         seed: for scikit-learn's solver.
 
@@ -209,7 +267,7 @@ def fit_linear_probe(
     """
     _check_pair(*train, "train")
     _check_pair(*validation, "validation")
-    class_weight = probe_class_weight(class_weight)
+    class_weight = probe_class_weight(class_weight, num_classes=num_classes)
     if not cs or any(c <= 0 for c in cs):
         raise ValueError(f"cs must be positive inverse regularisation strengths, got {cs!r}")
     if num_classes < 2 or int(max(train[1].max(), validation[1].max())) >= num_classes:
@@ -341,7 +399,7 @@ def evaluate_frozen_features(
     """
     k_classes = len(class_names)
     train, validation = splits["train"], splits["validation"]
-    class_weight = probe_class_weight(class_weight)  # cleaned once: the refit below receives it too
+    class_weight = probe_class_weight(class_weight, class_names)  # cleaned once: the refit below receives it too
     train_only = fit_linear_probe(train, validation, k_classes, cs, class_weight, refit=False, seed=seed)
     k, knn_sweep = choose_knn_k(train, validation, k_classes, ks)
     both = (np.concatenate([train[0], validation[0]]), np.concatenate([train[1], validation[1]]))
@@ -413,7 +471,8 @@ class FrozenFeatureProbe:
             raise ValueError(f"probe#cs must be a positive number or a list of them, got {cs!r}")
         if min(self.ks) < 1:
             raise ValueError(f"probe#ks must be a whole number >= 1 or a list of them, got {ks!r}")
-        self.class_weight, self.seed = probe_class_weight(class_weight), seed
+        # before any feature is extracted: a bad weight would otherwise stop scikit-learn's fit minutes later
+        self.class_weight, self.seed = probe_class_weight(class_weight, class_names), seed
         self.report: dict[str, Any] = {}
 
     def features(self, datalist: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray, list[dict[str, str]]]:

@@ -154,16 +154,55 @@ def test_class_weight_from_yaml_or_the_command_line(given, expected) -> None:
     assert probe_class_weight(given) == expected
 
 
-@pytest.mark.parametrize("given", ["balance", "inverse", 1, {"zero": 2.0}])
-def test_other_class_weights_are_refused_before_any_fit(given) -> None:
-    with pytest.raises(ValueError, match=r"class_weight must be 'balanced', null \(none\) or \{class index: weight\}, got"):
+def _probe_with(tmp_path: Path, **settings: object) -> FrozenFeatureProbe:
+    return FrozenFeatureProbe(None, {"train": [{}], "validation": [{}]}, None, ["benign", "malignant"], str(tmp_path / "m.pt"),
+                              None, str(tmp_path), **settings)
+
+
+BAD_CLASS_WEIGHTS = [
+    ("balance", "not 'balanced'"), (1, "not 'balanced'"), ({"zero": 2.0}, "'zero' is not a class index 0..1"),
+    ({0: 1, 5: 2}, "5 is not a class index 0..1"), ({-1: 1}, "-1 is not a class index"),
+    ({True: 1}, "True is not a class index"), ({0: 1, "0": 2}, "class 0 is given twice"),
+    ({0: 1, 1: -3}, "the weight of 1 must be a finite number >= 0, got -3"),
+    ({0: 1, 1: float("nan")}, "got nan"), ({0: float("inf")}, "got inf"), ({0: "heavy"}, "got 'heavy'"),
+    ({0: True}, "got True"), ({0: 0, 1: 0.0}, "every class weighs 0"), ({}, "the dict is empty"),
+]
+
+
+@pytest.mark.parametrize("given, reason", BAD_CLASS_WEIGHTS)
+def test_other_class_weights_are_refused_before_any_fit(given, reason) -> None:
+    with pytest.raises(ValueError, match=r"^probe#class_weight must be 'balanced', null \(none\) or \{class index or "
+                                         rf"name: weight\}}, got .*: .*{re.escape(reason)}"):
         fit_linear_probe((np.zeros((4, 3)), np.array([0, 1, 0, 1])), (np.zeros((2, 3)), np.array([0, 1])), 2,
                          class_weight=given)
 
 
-def _probe_with(tmp_path: Path, **sweeps: object) -> FrozenFeatureProbe:
-    return FrozenFeatureProbe(None, {"train": [{}], "validation": [{}]}, None, ["a", "b"], str(tmp_path / "m.pt"),
-                              None, str(tmp_path), **sweeps)
+@pytest.mark.parametrize("given, reason", BAD_CLASS_WEIGHTS)
+def test_the_bundle_probe_refuses_a_bad_class_weight_before_extracting_features(given, reason, tmp_path) -> None:
+    """The runner checks it when the config builds it: no network, no data are touched before the refusal."""
+    with pytest.raises(ValueError, match=re.escape(reason)):
+        _probe_with(tmp_path, class_weight=given)
+
+
+@pytest.mark.parametrize("given, expected", [
+    ({"benign": 3, "malignant": "0.5"}, {0: 3.0, 1: 0.5}), ({" malignant ": 2}, {1: 2.0}), ({"1": 0}, {1: 0.0}),
+])
+def test_class_weights_may_name_the_classes(given, expected, tmp_path) -> None:
+    assert probe_class_weight(given, ["benign", "malignant"]) == expected
+    assert _probe_with(tmp_path, class_weight=given).class_weight == expected
+
+
+def test_a_weighted_class_missing_from_a_fit_weighs_nothing_there() -> None:
+    """A fold's training part may lack a rare class: scikit-learn refuses a class_weight naming it while leaving out
+    a class it has; the probe fits the classes it has with their weights (1 where left out)."""
+    rng = np.random.default_rng(0)
+    features, labels = rng.normal(size=(40, 3)), np.array([0, 2] * 20)
+    features[labels == 2] += 1.5
+    probe = fit_linear_probe((features, labels), (features[:6], labels[:6]), 3, cs=[1.0],
+                             class_weight={0: 3.0, 1: 4.0}, refit=False)  # class 2 left out: it weighs 1
+    ref = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, class_weight={0: 3.0, 2: 1.0}, max_iter=2000))
+    ref.fit(features, labels)
+    assert (probe.logits(features).argmax(1) == ref.predict(features)).all()
 
 
 @pytest.mark.parametrize("sweeps, cs, ks", [
