@@ -2,7 +2,7 @@
 95 % intervals, and the subtle synthetic benchmark as a cross-validation protocol.
 
 A gap between two means over five folds says little when the folds disagree; the paired per-fold difference and its
-t interval (``shared/reference/evaluation_protocols.md``) say whether it is real.
+t interval say whether it is real.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Each adapter returns a :class:`Protocol`: class names and one split per run, each split a dict with ``train``,
 ``validation`` and ``test`` datalists of ``{"image": path, "label": int, "id": str[, "patient": str]}``. Layouts and
-protocol facts: ``shared/reference/datasets.md``. Nothing is renamed or copied.
+where to get each dataset: ``docs/datasets.md``. Nothing is renamed or copied.
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ default.
 Each adapter returns a :class:`~monai_ext.data.downstream.Protocol` whose class names start with ``background``
 and whose datalist items are ``{"image": path, "label": mask path or [mask paths], "id": str}`` plus, where the
 layout has them, ``patient`` (splits never separate a patient's images), ``group`` (a class folder or pathology that
-splits are stratified by) and ``foreground`` (the class index a binary mask's pixels get). Layouts:
-``shared/reference/datasets.md``. Nothing is renamed or copied.
+splits are stratified by) and ``foreground`` (the class index a binary mask's pixels get). Layouts and where to
+get each dataset: ``docs/datasets.md``. Nothing is renamed or copied.
 """
 
 from __future__ import annotations

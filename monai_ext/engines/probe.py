@@ -1,6 +1,6 @@
 """Frozen-feature evaluation of an encoder: a tuned logistic-regression probe and a cosine kNN classifier.
 
-The protocols follow the published ones (``shared/reference/evaluation_protocols.md``):
+The protocols follow the published ones:
 
 * linear probe (CLIP, Radford et al. 2021): features extracted once with the encoder in eval mode (no drop path, no
   augmentation), standardised, then scikit-learn's L-BFGS ``LogisticRegression``; the L2 strength ``C`` is chosen
