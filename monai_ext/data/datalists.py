@@ -140,6 +140,9 @@ def _checked_item(item: Any, where: str, path: Path, task: Task, class_names: li
         checked["label"] = _class_index(item["label"], class_names, where, path)
     else:
         checked["label"] = _mask_paths(item["label"], where, path)
+        masks = [checked["label"]] if isinstance(checked["label"], str) else checked["label"]
+        if any(os.path.realpath(mask) == os.path.realpath(checked["image"]) for mask in masks):
+            raise ValueError(f"datalist {str(path)!r}: {where} gives its image {item['image']!r} as its own mask")
     return checked
 
 

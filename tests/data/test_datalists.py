@@ -107,10 +107,12 @@ def test_malformed_datalists_are_refused_naming_the_file_and_item(tmp_path, cont
     (0, r"train\[0\] needs 'label' as a mask file or a list of mask files, got 0"),
     ([], r"train\[0\] needs 'label' as a mask file"),
     (["masks/gone.png"], r"1 file\(s\) not found \(train\[0\]: '.*masks/gone.png'\)"),
+    ("img/./a.png", r"train\[0\] gives its image 'img/a.png' as its own mask"),  # a copy-paste slip
 ])
 def test_segmentation_labels_must_be_existing_mask_files(tmp_path, label, message) -> None:
     _files(tmp_path, "img/a.png", "img/b.png", "masks/b.png")
-    path = _write(tmp_path / "seg.json", {"class_names": ["background", "lesion"], "train": [{"image": "img/a.png", "label": label}],
+    path = _write(tmp_path / "seg.json", {"class_names": ["background", "lesion"],
+                                          "train": [{"image": "img/a.png", "label": label}],
                                           "validation": [{"image": "img/b.png", "label": "masks/b.png"}]})
     with pytest.raises(ValueError, match=message):
         read_split(path, "segmentation")
