@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import inspect
 import json
-import os
 import re
 import sys
 import types
@@ -27,6 +26,7 @@ from pathlib import Path
 import fire
 import fire.core
 
+from monai_ext.apps.one_line_errors import traceback_wanted
 from monai_ext.io.errors import one_line, user_error_in
 from monai_ext.io.settings import setting_text
 
@@ -463,7 +463,7 @@ def main(argv: list[str] | None = None) -> None:
         fire.Fire(COMMANDS, command=args, name="monai_ext")
     except Exception as e:  # MONAI wraps a user error of an in-process bundle run (cross-validate) in RuntimeErrors
         cause = user_error_in(e)
-        if cause is None or os.environ.get("MONAI_EXT_TRACEBACK"):
+        if cause is None or traceback_wanted():
             raise  # a library's own ValueError (torch, scikit-learn) is a fault to debug: keep its traceback
         command = next((a for a in args if not a.startswith("-")), "")
         print(f"monai_ext {command}: {one_line(str(cause))}", file=sys.stderr)

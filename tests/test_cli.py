@@ -103,6 +103,20 @@ def test_user_errors_are_one_line_with_exit_code_2(args, message, dataset, tmp_p
     assert message.format(tmp=tmp_path) in err
 
 
+@pytest.mark.parametrize("value, one_line", [("0", True), ("False", True), ("no", True), ("", True),
+                                             ("1", False), ("yes", False)])
+def test_monai_ext_traceback_0_keeps_the_one_line(value, one_line, tmp_path, monkeypatch, capsys):
+    """MONAI_EXT_TRACEBACK is read with the yes/no words: 0 used to turn tracebacks on (any text did)."""
+    monkeypatch.setenv("MONAI_EXT_TRACEBACK", value)
+    args = ["inspect-checkpoint", str(tmp_path / "missing.pt")]
+    if one_line:
+        code, err = run_main(args, capsys)
+        assert code == 2 and err.count("\n") == 1 and "missing.pt" in err, err
+    else:
+        with pytest.raises(FileNotFoundError, match="missing.pt"):
+            main(args)
+
+
 @pytest.mark.parametrize("args,message", [
     (["make-datalist", "folder", "{root}", "{tmp}/list.json", "--fold", "7"], "fold must be in [0, 5), got 7"),
     (["make-datalist", "folder", "{root}", "{tmp}/list.json", "--folds", "1"],

@@ -6,7 +6,7 @@ The bundle configs import this module first among their imports; importing it in
 ``monai_ext`` command line, the tests). A user error is one of :data:`~monai_ext.io.errors.USER_ERRORS` in the
 chain of causes, raised by this package's validation or MONAI's bundle config machinery
 (:func:`~monai_ext.io.errors.user_error_in`); anything else, a library's ``ValueError`` included, keeps its full
-traceback, and ``MONAI_EXT_TRACEBACK=1`` keeps it for every error.
+traceback, and ``MONAI_EXT_TRACEBACK=1`` keeps it for every error (:func:`traceback_wanted`; ``0`` means no).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import atexit
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -38,11 +38,31 @@ def bundle_name(argv: Sequence[str]) -> str:
 def report_user_error(kind: type[BaseException], error: BaseException, trace: TracebackType | None) -> None:
     """``sys.excepthook``: one line on stderr for a user error, then exit code 2; the usual traceback else."""
     cause = user_error_in(error)
-    if cause is None or os.environ.get("MONAI_EXT_TRACEBACK"):
+    if cause is None or traceback_wanted():
         sys.__excepthook__(kind, error, trace)
         return
     print(f"{bundle_name(sys.argv)}: {one_line(str(cause))} (MONAI_EXT_TRACEBACK=1 shows where)", file=sys.stderr)
     exit_now(2)
+
+
+def traceback_wanted(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether ``MONAI_EXT_TRACEBACK`` asks for the full traceback of every error, on both command lines.
+
+    Read with the yes/no words of the bundles' settings (:data:`~monai_ext.apps.bundle_support.FLAG_WORDS`: 1/0,
+    true/false, yes/no, any case); unset or empty is no. Any other word is yes, with a note on stderr: whoever set
+    the variable wants to see where, and a misspelt value must neither hide that nor break the error report.
+
+    Args:
+        environ: the environment (default ``os.environ``).
+    """
+    from monai_ext.apps.bundle_support import FLAG_WORDS
+
+    given = (os.environ if environ is None else environ).get("MONAI_EXT_TRACEBACK", "")
+    word = given.strip().lower()
+    if not word or word in FLAG_WORDS:
+        return bool(word) and FLAG_WORDS[word]
+    print(f"MONAI_EXT_TRACEBACK={given!r} is not one of {'/'.join(FLAG_WORDS)}: showing the traceback", file=sys.stderr)
+    return True
 
 
 def exit_now(code: int) -> None:

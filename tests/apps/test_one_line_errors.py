@@ -113,3 +113,31 @@ def test_bundle_command_line_mistake_exits_2_with_one_line(tmp_path, traceback: 
     else:
         assert result.returncode == 2, result.stderr[-3000:]
         assert "Traceback" not in result.stderr and len(lines) == 1 and "missing.pt" in lines[0], result.stderr[-3000:]
+
+
+@pytest.mark.parametrize("value, wanted, note", [
+    (None, False, False), ("", False, False), ("0", False, False), ("false", False, False), (" No ", False, False),
+    ("1", True, False), ("TRUE", True, False), ("yes", True, False),
+    ("always", True, True), ("off", True, True),  # not a yes/no word: shown, with a note, never a crash
+])
+def test_monai_ext_traceback_reads_the_yes_no_words(value, wanted, note, monkeypatch, capsys) -> None:
+    """MONAI_EXT_TRACEBACK=0 means no traceback (any non-empty text used to mean yes)."""
+    if value is None:
+        monkeypatch.delenv("MONAI_EXT_TRACEBACK", raising=False)
+    else:
+        monkeypatch.setenv("MONAI_EXT_TRACEBACK", value)
+    assert one_line_errors.traceback_wanted() is wanted
+    err = capsys.readouterr().err
+    assert (f"MONAI_EXT_TRACEBACK={value!r} is not one of true/yes/1/false/no/0" in err) is note
+
+
+@pytest.mark.parametrize("value, one_line", [("0", True), ("false", True), ("1", False), ("maybe", False)])
+def test_monai_ext_traceback_0_keeps_the_one_line(value, one_line, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(sys, "argv", ["monai/bundle/__main__.py", "run", "--config_file", "b/usf_mae_x/configs/t.yaml"])
+    exits: list[int] = []
+    monkeypatch.setattr(one_line_errors, "exit_now", exits.append)
+    monkeypatch.setenv("MONAI_EXT_TRACEBACK", value)
+    outer = wrapped(refused_flag)
+    one_line_errors.report_user_error(RuntimeError, outer, outer.__traceback__)
+    err = capsys.readouterr().err
+    assert ("Traceback" not in err and exits == [2]) if one_line else ("Traceback" in err and exits == [])
