@@ -116,8 +116,7 @@ def make_datalist(protocol: str, root: str, out: str, fold: int = 0, folds: int 
     from monai_ext.data.downstream import PROTOCOLS, load_protocol
     from monai_ext.data.segmentation import SEGMENTATION_PROTOCOLS, load_segmentation_protocol
 
-    if Path(out).is_dir():
-        raise IsADirectoryError(f"out {out!r} is a folder; give the JSON file to write")
+    _check_output_file(out)
     known = sorted(PROTOCOLS) + sorted(SEGMENTATION_PROTOCOLS)
     if protocol not in known:
         raise ValueError(f"unknown protocol {protocol!r}; choose one of {known}")
@@ -132,6 +131,23 @@ def make_datalist(protocol: str, root: str, out: str, fold: int = 0, folds: int 
     write_split(split, proto.class_names, out, "segmentation" if protocol in SEGMENTATION_PROTOCOLS else "classification")
     sizes = ", ".join(f"{k} {len(v)}" for k, v in split.items())
     print(f"{proto.name} fold {fold}: {sizes} -> {out}")
+
+
+def _check_output_file(out: str) -> None:
+    """Refuse, before any work, an ``out`` that cannot be written as a file (``~`` expanded, as the writer does): a
+    folder, or a path under a file. The writer would fail after reading the dataset, naming its temporary file
+    (``[Errno 21] Is a directory: '.folds.lt6otgaa.tmp' -> 'folds'``) or only the file in the way (``[Errno 17]``).
+
+    Raises:
+        IsADirectoryError: ``out`` is a folder.
+        NotADirectoryError: the nearest existing folder above ``out`` is a file.
+    """
+    path = Path(out).expanduser()
+    if path.is_dir():
+        raise IsADirectoryError(f"out {out!r} is a folder; give the JSON file to write")
+    existing = next((parent for parent in path.parents if parent.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise NotADirectoryError(f"out {out!r}: {str(existing)!r} is a file, not a folder")
 
 
 def cross_validate(

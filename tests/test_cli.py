@@ -117,6 +117,27 @@ def test_monai_ext_traceback_0_keeps_the_one_line(value, one_line, tmp_path, mon
             main(args)
 
 
+@pytest.mark.parametrize("out, message", [
+    ("~/folds", "out '~/folds' is a folder; give the JSON file to write"),   # ~ expanded before the check
+    ("afile/out.json", "out 'afile/out.json': 'afile' is a file, not a folder"),
+    ("afile/sub/out.json", "'afile' is a file, not a folder"),
+    ("~/afile/out.json", "'{home}/afile' is a file, not a folder"),
+])
+def test_make_datalist_refuses_an_out_it_cannot_write_in_one_line(out, message, dataset, tmp_path, monkeypatch,
+                                                                  capsys):
+    """Before any dataset is read, without the writer's temporary file name or a bare ``[Errno 17]``."""
+    home = tmp_path / "home"
+    (home / "folds").mkdir(parents=True)
+    (home / "afile").touch()
+    (tmp_path / "afile").touch()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    code, err = run_main(["make-datalist", "folder", str(dataset), out], capsys)
+    assert code == 2 and err.count("\n") == 1 and ".tmp" not in err and "Errno" not in err, err
+    assert message.format(home=home) in err, err
+    assert sorted(p.name for p in home.iterdir()) == ["afile", "folds"] and not any((home / "folds").iterdir())
+
+
 @pytest.mark.parametrize("args,message", [
     (["make-datalist", "folder", "{root}", "{tmp}/list.json", "--fold", "7"], "fold must be in [0, 5), got 7"),
     (["make-datalist", "folder", "{root}", "{tmp}/list.json", "--folds", "1"],
