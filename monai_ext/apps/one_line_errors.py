@@ -38,11 +38,56 @@ def bundle_name(argv: Sequence[str]) -> str:
 def report_user_error(kind: type[BaseException], error: BaseException, trace: TracebackType | None) -> None:
     """``sys.excepthook``: one line on stderr for a user error, then exit code 2; the usual traceback else."""
     cause = user_error_in(error)
-    if cause is None or traceback_wanted():
+    message = one_line(str(cause)) if cause is not None else setting_typed_as_number(error, sys.argv)
+    if message is None or traceback_wanted():
         sys.__excepthook__(kind, error, trace)
         return
-    print(f"{bundle_name(sys.argv)}: {one_line(str(cause))} (MONAI_EXT_TRACEBACK=1 shows where)", file=sys.stderr)
+    print(f"{bundle_name(sys.argv)}: {message} (MONAI_EXT_TRACEBACK=1 shows where)", file=sys.stderr)
     exit_now(2)
+
+
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+_CONFIG_REF = re.compile(r"__local_refs\['([^']+)'\]")
+
+
+def setting_typed_as_number(error: BaseException, argv: Sequence[str]) -> str | None:
+    """What to say when a config expression failed on a number where text belongs: ``--output_dir 2024`` reaches
+    the config as the int 2024 (the command line is read as Python literals) and ``$@output_dir + '/eval'`` then
+    fails with a ``TypeError`` deep in MONAI. The settings that the failed expression uses and that the command line
+    gave as numbers are named, with the quoting that keeps them text; None when the error is anything else.
+
+    Args:
+        error: the exception that reached the hook.
+        argv: the command line (``--name value`` or ``--name=value``).
+    """
+    chain, link = [], error
+    while link is not None and link not in chain:
+        chain.append(link)
+        link = link.__cause__ or link.__context__
+    numbers = dict(_numbers_given(argv))
+    for outer, inner in zip(chain, chain[1:]):
+        if isinstance(inner, TypeError) and str(outer).startswith("Failed to evaluate ConfigExpression"):
+            named = [name for name in dict.fromkeys(_CONFIG_REF.findall(str(outer))) if name in numbers]
+            if named:
+                given = ", ".join(f"--{name} {numbers[name]}" for name in named)
+                quoted = ", ".join(f"--{name} \"'{numbers[name]}'\"" for name in named)
+                return (f"{given}: read as a number where a name or path belongs; a name made of digits needs "
+                        f"quotes that reach Python: {quoted}")
+    return None
+
+
+def _numbers_given(argv: Sequence[str]) -> list[tuple[str, str]]:
+    """(setting, value) of each ``--setting value`` whose value the command line reads as a number."""
+    pairs = []
+    for index, arg in enumerate(argv):
+        if not arg.startswith("--"):
+            continue
+        name, equals, value = arg[2:].partition("=")
+        if not equals and index + 1 < len(argv):
+            value = argv[index + 1]
+        if _NUMBER.fullmatch(value.strip()):
+            pairs.append((name, value.strip()))
+    return pairs
 
 
 def traceback_wanted(environ: Mapping[str, str] | None = None) -> bool:

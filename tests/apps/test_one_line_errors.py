@@ -141,3 +141,48 @@ def test_monai_ext_traceback_0_keeps_the_one_line(value, one_line, monkeypatch, 
     one_line_errors.report_user_error(RuntimeError, outer, outer.__traceback__)
     err = capsys.readouterr().err
     assert ("Traceback" not in err and exits == [2]) if one_line else ("Traceback" in err and exits == [])
+
+
+def failed_expression(config: dict, key: str) -> BaseException:
+    """What MONAI's ``ConfigParser`` raises when evaluating ``key`` of ``config`` fails."""
+    from monai.bundle import ConfigParser
+
+    try:
+        ConfigParser(config).get_parsed_content(key)
+    except Exception as error:  # noqa: BLE001 - whatever MONAI raises is what the hook meets
+        return error
+    raise AssertionError(f"{key} evaluated without error")
+
+
+@pytest.mark.parametrize("argv, config, named", [
+    # a folder named by digits: the command line reads it as an int, the path expression then fails
+    (["--ckpt_dir", "2025"], {"ckpt_dir": 2025, "path": "$@ckpt_dir + '/model.pt'"}, "--ckpt_dir 2025"),
+    (["--output_dir=7.5"], {"output_dir": 7.5, "path": "$@output_dir + '/eval'"}, "--output_dir 7.5"),
+    (["--bundle_root", "1", "--seed", "3"], {"bundle_root": 1, "seed": 3, "path": "$@bundle_root + '/x'"},
+     "--bundle_root 1"),
+])
+def test_a_name_typed_as_a_number_is_named_with_the_quoting_that_keeps_it_text(argv, config, named) -> None:
+    message = one_line_errors.setting_typed_as_number(failed_expression(config, "path"), ["run", *argv])
+    assert message is not None and message.startswith(f"{named}: read as a number")
+    assert "--seed" not in message and message.endswith(f"""{named.split()[0]} "'{named.split()[1]}'\"""")
+
+
+@pytest.mark.parametrize("argv, config", [
+    (["--ckpt_dir", "models"], {"ckpt_dir": 2025, "path": "$@ckpt_dir + '/model.pt'"}),  # not given as a number
+    (["--ckpt_dir", "2025"], {"ckpt_dir": 2025, "path": "$@ckpt_dir / 0"}),              # not a TypeError
+    (["--seed", "3"], {"seed": 3, "ckpt_dir": 5, "path": "$@ckpt_dir + '/model.pt'"}),   # the number is elsewhere
+])
+def test_other_expression_failures_are_left_to_the_traceback(argv, config) -> None:
+    assert one_line_errors.setting_typed_as_number(failed_expression(config, "path"), ["run", *argv]) is None
+
+
+def test_the_hook_gives_that_one_line_and_exit_code_2(monkeypatch, capsys) -> None:
+    monkeypatch.setattr(sys, "argv", ["monai/bundle/__main__.py", "run", "--config_file", "b/usf_mae_x/configs/t.yaml",
+                                      "--ckpt_dir", "2025"])
+    exits: list[int] = []
+    monkeypatch.setattr(one_line_errors, "exit_now", exits.append)
+    monkeypatch.delenv("MONAI_EXT_TRACEBACK", raising=False)
+    error = failed_expression({"ckpt_dir": 2025, "path": "$@ckpt_dir + '/model.pt'"}, "path")
+    one_line_errors.report_user_error(type(error), error, error.__traceback__)
+    err = capsys.readouterr().err
+    assert err.startswith("usf_mae_x: --ckpt_dir 2025: read as a number") and err.count("\n") == 1 and exits == [2]
