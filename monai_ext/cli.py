@@ -128,7 +128,8 @@ def make_datalist(protocol: str, root: str, out: str, fold: int = 0, folds: int 
     if not 0 <= fold < len(proto.splits):
         raise ValueError(f"fold must be in [0, {len(proto.splits)}), got {fold!r}")
     split = proto.splits[fold]
-    write_split(split, proto.class_names, out, "segmentation" if protocol in SEGMENTATION_PROTOCOLS else "classification")
+    task = "segmentation" if protocol in SEGMENTATION_PROTOCOLS else "classification"
+    write_split(split, proto.class_names, out, task)
     sizes = ", ".join(f"{k} {len(v)}" for k, v in split.items())
     print(f"{proto.name} fold {fold}: {sizes} -> {out}")
 
