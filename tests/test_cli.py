@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -338,3 +339,15 @@ def test_label_efficiency_data_seed_draws_the_data_and_seed_reaches_the_bundles(
 def test_cross_validate_refuses_a_data_seed_that_is_not_an_integer(tmp_path, capsys):
     code, err = run_main(["cross-validate", "synthetic-seg", str(tmp_path / "cv"), "--data_seed", "one"], capsys)
     assert code == 2 and err.strip().endswith("--data_seed must be an integer, got 'one'"), err
+
+
+@pytest.mark.slow
+def test_segmentation_cross_validation_from_a_relative_cache_dir(tmp_path, monkeypatch, capsys):
+    """The fold datalists are written in splits/ and read from there: the masks of a relative --cache_dir must be
+    written absolute, as the images are, or every fold is refused as 'file(s) not found'."""
+    monkeypatch.chdir(tmp_path)
+    main(["cross-validate", "synthetic-seg", "cv", "--methods", "random", "--folds", "0", "--synthetic_images", "12",
+          "--epochs", "1", "--image_size", "32", "--cache_dir", "cache"])
+    fold = json.loads((tmp_path / "cv" / "splits" / "fold0.json").read_text())
+    assert all(os.path.isabs(item["label"]) for item in fold["train"] + fold["validation"] + fold["test"])
+    assert "mean_dice" in (tmp_path / "cv" / "cv_table.md").read_text()

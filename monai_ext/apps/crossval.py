@@ -272,7 +272,8 @@ def cross_validate(
     parent = ParentRun(protocol.name, out, tracking_uri) if tracking else None
     tracked = {"tracking_uri": parent.uri, "experiment_name": parent.experiment} if parent else {}
     for k in folds:
-        split_file = write_split(protocol.splits[k], protocol.class_names, out / "splits" / f"fold{k}.json")
+        split_file = write_split(protocol.splits[k], protocol.class_names, out / "splits" / f"fold{k}.json",
+                                 "segmentation" if task == "segment" else "classification")
         for method in methods:
             name = method_name(method)
             run_overrides = {**(overrides or {}), **method_overrides(method, init_checkpoint, task), **tracked,

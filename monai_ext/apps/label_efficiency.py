@@ -98,7 +98,8 @@ def budget_splits(protocol: Protocol, counts: Sequence[int], repeats: int, val_f
     for r in range(repeats):
         for n in counts:
             split = labels_per_class(protocol.splits[r], n, len(protocol.class_names), val_fraction, data_seed + r)
-            files[(n, r)] = write_split(split, protocol.class_names, out / "splits" / f"n{n}_rep{r}.json")
+            files[(n, r)] = write_split(split, protocol.class_names, out / "splits" / f"n{n}_rep{r}.json",
+                                         "classification")
     return files
 
 

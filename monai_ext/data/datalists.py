@@ -30,7 +30,7 @@ PARTS = ("train", "validation", "test")
 
 
 def write_split(split: Mapping[str, Sequence[Item]], class_names: Sequence[str], path: str | os.PathLike,
-                task: Task = "classification") -> Path:
+                task: Task) -> Path:
     """Write one split and the class names as a JSON datalist (atomically).
 
     Relative paths (``image``, a segmentation ``label``) are written absolute, as they stand from the current
@@ -42,7 +42,8 @@ def write_split(split: Mapping[str, Sequence[Item]], class_names: Sequence[str],
         class_names: the classes.
         path: the JSON file to write.
         task: ``"classification"`` (a label is a class index or name, written as it is) or ``"segmentation"`` (a
-            label is a mask file or a list of them, written absolute).
+            label is a mask file or a list of them, written absolute). No default: a segmentation split written as
+            a classification one would keep relative mask paths that the reader then resolves from the wrong folder.
 
     Returns:
         ``path``.

@@ -165,7 +165,7 @@ def test_write_split_keeps_class_name_labels_and_expands_the_home_folder(tmp_pat
     monkeypatch.chdir(tmp_path / "img")  # an unexpanded "~" would make a folder named "~" here, not in the repository
     split = {"train": [{"image": "~/img/a.png", "label": "malignant"}], "validation": [{"image": "~/img/b.png",
                                                                                          "label": 0}]}
-    path = write_split(split, ["benign", "malignant"], "~/fold.json")
+    path = write_split(split, ["benign", "malignant"], "~/fold.json", "classification")
     assert path == tmp_path / "fold.json"
     written = json.loads((tmp_path / "fold.json").read_text())
     assert written["train"] == [{"image": str(tmp_path / "img/a.png"), "label": "malignant"}]

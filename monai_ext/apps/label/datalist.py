@@ -70,4 +70,5 @@ def labelled_datalist(
     if short:
         raise ValueError(f"every class needs at least 2 labelled images (one for validation); too few: {short!r}")
     train, validation = validation_from_train(train, val_fraction, seed)
-    return write_split({"train": train, "validation": validation, "test": []}, class_names, out), skipped
+    return write_split({"train": train, "validation": validation, "test": []}, class_names, out,
+                       "classification"), skipped
