@@ -22,6 +22,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+
 from monai_ext.io.atomic import atomic_write_text
 
 Item = dict[str, Any]
@@ -147,23 +149,44 @@ def _checked_item(item: Any, where: str, path: Path, task: Task, class_names: li
     return checked
 
 
+def class_index_of(label: Any, class_names: Sequence[str] | None, count: int | None = None) -> int | None:
+    """A class label as its class index, or None when it names no class.
+
+    A label is a class name, or an index: an int, a whole float (``1.0`` from a spreadsheet or pandas export) or its
+    decimal text (``"1"``, as CSV exports and command lines give it). Text that is not a class name is read as an
+    index only while no class name is made of digits: with ``class_names`` ``["2", "3", "4"]`` (BI-RADS folders),
+    ``"1"`` could mean either, so it names no class. A number is always an index: every writer of this project
+    writes indices.
+
+    Args:
+        label: the label as read from a datalist or a setting.
+        class_names: the classes, or None where only their number is known.
+        count: the number of classes when ``class_names`` is None.
+    """
+    count = len(class_names) if class_names is not None else count
+    if isinstance(label, str):
+        text = label.strip()
+        if class_names and text in class_names:
+            return list(class_names).index(text)
+        if not text.isdecimal() or any(name.strip().isdecimal() for name in class_names or []):
+            return None
+        label = int(text)
+    if isinstance(label, (float, np.floating)) and float(label).is_integer():
+        label = int(label)
+    if isinstance(label, bool) or not isinstance(label, (int, np.integer)):
+        return None
+    return int(label) if 0 <= label and (count is None or label < count) else None
+
+
 def _class_index(label: Any, class_names: list[str], where: str, path: Path) -> int:
-    """A classification label as its class index: a class name, an index, a whole float (``1.0``) or an index
-    written as text (``"1"``: spreadsheet and CSV exports give text), unless that reads two ways."""
-    if isinstance(label, str) and label in class_names:
-        return class_names.index(label)
-    if isinstance(label, str) and label.strip().isdigit():  # not a class name, so the index it spells
-        label = int(label)
-    if isinstance(label, float) and label.is_integer():  # 1.0 from a spreadsheet or pandas export
-        label = int(label)
-    if isinstance(label, int) and not isinstance(label, bool) and 0 <= label < len(class_names):
-        if str(label) in class_names and class_names.index(str(label)) != label:
-            raise ValueError(f"datalist {str(path)!r}: {where} has label {label!r}, which reads two ways: index "
-                             f"{label} is class {class_names[label]!r} but class {str(label)!r} is index "
-                             f"{class_names.index(str(label))}; write the class name in quotes")
-        return label
+    """A classification label as its class index (:func:`class_index_of`), else an error naming the item."""
+    index = class_index_of(label, class_names)
+    if index is not None:
+        return index
+    digits = isinstance(label, str) and label.strip().isdecimal()
+    hint = "; with class names made of digits, write an index as a number" if digits else ""
     raise ValueError(f"datalist {str(path)!r}: {where} has label {label!r}, which is not a class: give an index "
-                     f"0..{len(class_names) - 1} or one of {class_names!r}")
+                     f"0..{len(class_names) - 1} or one of {class_names!r}{hint}")
 
 
 def _mask_paths(label: Any, where: str, path: Path) -> str | list[str]:
@@ -231,12 +254,14 @@ def _require_no_repeats(split: Mapping[str, Any], path: Path) -> None:
     for part in PARTS:
         for i, item in enumerate(split[part]):
             where = f"{part}[{i}]"
-            first = seen.setdefault(os.path.realpath(item["image"]), (part, i, item["label"]))
-            if first == (part, i, item["label"]):
+            label = _same_file_key(item["label"])
+            first = seen.setdefault(os.path.realpath(item["image"]), (part, i, label))
+            if first == (part, i, label):
                 continue
             earlier = f"{first[0]}[{first[1]}]"
-            if first[2] != item["label"]:
-                reason = f"has two labels, {first[2]!r} as {earlier} and {item['label']!r} as {where}"
+            if first[2] != label:
+                given = split[first[0]][first[1]]["label"]
+                reason = f"has two labels, {given!r} as {earlier} and {item['label']!r} as {where}"
             elif first[0] != part:
                 reason = f"is both {earlier} and {where}; an image belongs to one of train, validation and test"
             elif part != "train":
@@ -244,6 +269,13 @@ def _require_no_repeats(split: Mapping[str, Any], path: Path) -> None:
             else:
                 continue
             raise ValueError(f"datalist {str(path)!r}: {item['image']!r} {reason}")
+
+
+def _same_file_key(label: Any) -> Any:
+    """A label to compare: a class index as it is; mask files as the files they are (``os.path.realpath``)."""
+    if isinstance(label, str):
+        return os.path.realpath(label)
+    return tuple(os.path.realpath(mask) for mask in label) if isinstance(label, list) else label
 
 
 def _files_of(item: Item) -> list[str]:

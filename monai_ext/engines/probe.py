@@ -31,6 +31,7 @@ from sklearn.metrics import log_loss
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
+from monai_ext.data.datalists import class_index_of
 from monai_ext.engines.metrics import classification_report
 from monai_ext.io.settings import is_unset, number_list_setting
 
@@ -195,7 +196,7 @@ def probe_class_weight(value: Any, class_names: Sequence[str] | None = None,
     if isinstance(value, Mapping) and value:
         weights: dict[int, float] = {}
         for key, weight in value.items():
-            index, number = _class_index(key, names, count), _weight(weight)
+            index, number = class_index_of(key, names, count), _weight(weight)
             if index is None:
                 reason = f"{key!r} is not a class index{f' 0..{count - 1}' if count else ''}" + (
                     f" or a class name in {names}" if names else "")
@@ -215,17 +216,6 @@ def probe_class_weight(value: Any, class_names: Sequence[str] | None = None,
         reason = "the dict is empty"
     raise ValueError(f"probe#class_weight must be 'balanced', null (none) or {{class index or name: weight}}, got {value!r}: "
                      f"{reason}")
-
-
-def _class_index(key: Any, names: list[str] | None, count: int | None) -> int | None:
-    """A class_weight key as a class index: an int or its text, or a class name; None when it is neither."""
-    if isinstance(key, str) and names and key.strip() in names:
-        return names.index(key.strip())
-    if isinstance(key, str) and key.strip().isdigit():
-        key = int(key.strip())
-    if isinstance(key, bool) or not isinstance(key, (int, np.integer)):
-        return None
-    return int(key) if 0 <= key and (count is None or key < count) else None
 
 
 def _weight(weight: Any) -> float | None:

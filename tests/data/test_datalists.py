@@ -79,9 +79,10 @@ def test_a_byte_order_mark_is_accepted(tmp_path) -> None:
     ({**GOOD, "test": [{"image": "img/a.png", "label": 0}]},
      r"'.*img/a.png' is both train\[0\] and test\[0\]; an image belongs to one of train, validation and test"),
     ({**GOOD, "train": [{"image": "img/a.png", "label": 0.5}]}, r"train\[0\] has label 0.5, which is not a class"),
-    ({**GOOD, "train": [{"image": "img/a.png", "label": "2"}]}, r"train\[0\] has label 2, which is not a class"),
-    ({**GOOD, "class_names": ["1", "0"], "train": [{"image": "img/a.png", "label": 1}]},
-     r"train\[0\] has label 1, which reads two ways: index 1 is class '0' but class '1' is index 0"),
+    ({**GOOD, "train": [{"image": "img/a.png", "label": "2"}]}, r"train\[0\] has label '2', which is not a class"),
+    ({**GOOD, "class_names": ["2", "3", "4"], "train": [{"image": "img/a.png", "label": "1"}]},
+     r"train\[0\] has label '1', which is not a class: .*; with class names made of digits, write an index as a"),
+    ({**GOOD, "train": [{"image": "img/a.png", "label": "²"}]}, r"train\[0\] has label '²', which is not a class"),
     ({**GOOD, "validation": [{"image": "img/b.png", "label": 1}, {"image": "img/./b.png", "label": 1}]},
      r"'.*img/b.png' is validation\[0\] and validation\[1\] again; it would be counted twice in the validation"),
     ({**GOOD, "train": [{"image": "img/a.png", "label": 0}, {"image": "img/a.png", "label": 1}]},
@@ -245,3 +246,34 @@ def test_write_split_makes_only_segmentation_labels_paths(tmp_path, monkeypatch,
     item = json.loads(path.read_text())["train"][0]
     assert item["image"] == str(tmp_path / "a.png")
     assert item["label"] == (str(tmp_path / label) if written == "MASKS" else written)
+
+
+@pytest.mark.parametrize("names", [["2", "3", "4"], ["1", "0", "2"]])
+def test_class_names_made_of_digits_round_trip_from_what_the_writers_write(tmp_path, names) -> None:
+    """Folder-per-class datasets named by BI-RADS category, or a CSV with labels 1/2: the writers store indices."""
+    _files(tmp_path, "img/a.png", "img/b.png", "img/c.png")
+    items = [{"image": str(tmp_path / f"img/{n}.png"), "label": i} for i, n in enumerate("abc")]
+    path = write_split({"train": items[:2], "validation": items[2:]}, names, tmp_path / "fold.json", "classification")
+    split = read_split(path)
+    assert [it["label"] for it in split["train"] + split["validation"]] == [0, 1, 2]
+    # written by hand: the name and the index of the same class
+    by_name = _write(tmp_path / "named.json", {"class_names": names,
+                                               "train": [{"image": "img/a.png", "label": names[2]}],
+                                               "validation": [{"image": "img/b.png", "label": 2}]})
+    named = read_split(by_name)
+    assert (named["train"][0]["label"], named["validation"][0]["label"]) == (2, 2)
+
+
+def test_one_mask_reached_two_ways_is_one_label(tmp_path) -> None:
+    """A segmentation image repeated in train with its mask once as masks/a.png, once through a linked folder."""
+    _files(tmp_path, "img/a.png", "img/b.png", "masks/a.png", "masks/b.png")
+    (tmp_path / "linked").symlink_to(tmp_path / "masks", target_is_directory=True)
+    train = [{"image": "img/a.png", "label": "masks/a.png"}, {"image": "img/a.png", "label": "linked/a.png"}]
+    path = _write(tmp_path / "seg.json", {"class_names": ["background", "lesion"], "train": train,
+                                          "validation": [{"image": "img/b.png", "label": "masks/b.png"}]})
+    assert len(read_split(path, "segmentation")["train"]) == 2
+    train[1]["label"] = "masks/b.png"
+    _write(path, {"class_names": ["background", "lesion"], "train": train,
+                  "validation": [{"image": "img/b.png", "label": "masks/b.png"}]})
+    with pytest.raises(ValueError, match=r"img/a.png' has two labels, '.*masks/a.png' as train\[0\] and"):
+        read_split(path, "segmentation")
