@@ -48,13 +48,22 @@ def report_user_error(kind: type[BaseException], error: BaseException, trace: Tr
 
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 _CONFIG_REF = re.compile(r"__local_refs\['([^']+)'\]")
+#: The TypeErrors of a number where text belongs: joined to a path (``2024 + '/eval'``, ``'runs/' + 2024``) or
+#: given to a path function (``Path(2024)``); a number compared or multiplied with text is another mistake.
+_NUMBER_AS_TEXT = re.compile(r"unsupported operand type\(s\) for \+: '(int|float)' and 'str'|"
+                             r"can only concatenate str \(not \"(int|float)\"\) to str|"
+                             r"expected str, bytes or os\.PathLike object, not (int|float)")
+#: Settings that hold a path or a name: what a number typed on the command line can only be by mistake.
+_TEXT_SETTING = re.compile(r"(^|#)(\w+_(dir|root|file|files|path|name)|run_name)$")
 
 
 def setting_typed_as_number(error: BaseException, argv: Sequence[str]) -> str | None:
     """What to say when a config expression failed on a number where text belongs: ``--output_dir 2024`` reaches
     the config as the int 2024 (the command line is read as Python literals) and ``$@output_dir + '/eval'`` then
-    fails with a ``TypeError`` deep in MONAI. The settings that the failed expression uses and that the command line
-    gave as numbers are named, with the quoting that keeps them text; None when the error is anything else.
+    fails with a ``TypeError`` deep in MONAI. The path and name settings (``*_dir``, ``*_root``, ``*_file``,
+    ``*_path``, ``*_name``) that the failed expression uses and that the command line gave as numbers are named,
+    with the quoting that keeps them text; None for any other error, which keeps its traceback (a number where a
+    number belongs, beside text where a number belongs, must not be blamed).
 
     Args:
         error: the exception that reached the hook.
@@ -66,8 +75,10 @@ def setting_typed_as_number(error: BaseException, argv: Sequence[str]) -> str | 
         link = link.__cause__ or link.__context__
     numbers = dict(_numbers_given(argv))
     for outer, inner in zip(chain, chain[1:]):
-        if isinstance(inner, TypeError) and str(outer).startswith("Failed to evaluate ConfigExpression"):
-            named = [name for name in dict.fromkeys(_CONFIG_REF.findall(str(outer))) if name in numbers]
+        if (isinstance(inner, TypeError) and _NUMBER_AS_TEXT.search(str(inner))
+                and str(outer).startswith("Failed to evaluate ConfigExpression")):
+            named = [name for name in dict.fromkeys(_CONFIG_REF.findall(str(outer)))
+                     if name in numbers and _TEXT_SETTING.search(name)]
             if named:
                 given = ", ".join(f"--{name} {numbers[name]}" for name in named)
                 quoted = ", ".join(f"--{name} \"'{numbers[name]}'\"" for name in named)

@@ -160,6 +160,8 @@ def failed_expression(config: dict, key: str) -> BaseException:
     (["--output_dir=7.5"], {"output_dir": 7.5, "path": "$@output_dir + '/eval'"}, "--output_dir 7.5"),
     (["--bundle_root", "1", "--seed", "3"], {"bundle_root": 1, "seed": 3, "path": "$@bundle_root + '/x'"},
      "--bundle_root 1"),
+    (["--dataset_dir", "2024"], {"dataset_dir": 2024, "path": "$'/data/' + @dataset_dir"}, "--dataset_dir 2024"),
+    (["--run_name", "7"], {"run_name": 7, "path": "$'fold0_' + @run_name"}, "--run_name 7"),
 ])
 def test_a_name_typed_as_a_number_is_named_with_the_quoting_that_keeps_it_text(argv, config, named) -> None:
     message = one_line_errors.setting_typed_as_number(failed_expression(config, "path"), ["run", *argv])
@@ -171,6 +173,10 @@ def test_a_name_typed_as_a_number_is_named_with_the_quoting_that_keeps_it_text(a
     (["--ckpt_dir", "models"], {"ckpt_dir": 2025, "path": "$@ckpt_dir + '/model.pt'"}),  # not given as a number
     (["--ckpt_dir", "2025"], {"ckpt_dir": 2025, "path": "$@ckpt_dir / 0"}),              # not a TypeError
     (["--seed", "3"], {"seed": 3, "ckpt_dir": 5, "path": "$@ckpt_dir + '/model.pt'"}),   # the number is elsewhere
+    # text typed where a number belongs fails beside a number typed right: the number is not to blame
+    (["--base_lr", "1e-3x", "--batch_size", "16"], {"base_lr": "1e-3x", "batch_size": 16,
+                                                     "path": "$@base_lr * @batch_size <= 0"}),
+    (["--batch_size", "16"], {"batch_size": 16, "path": "$@batch_size + 'x'"}),         # not a path or name setting
 ])
 def test_other_expression_failures_are_left_to_the_traceback(argv, config) -> None:
     assert one_line_errors.setting_typed_as_number(failed_expression(config, "path"), ["run", *argv]) is None
