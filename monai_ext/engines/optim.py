@@ -28,6 +28,10 @@ def scaled_lr(base_lr: float, batch_size: int, accumulation_steps: int = 1, worl
         announce: print the rule with its parts (on rank 0 only), as a run does at start.
     """
     parts = {"batch_size": batch_size, "accumulation_steps": accumulation_steps, "world_size": world_size}
+    # a command-line typo (--base_lr 1e-3x, --batch_size 16.5x) arrives as text: refused here, not by a TypeError
+    numbers = [base_lr, *parts.values()]
+    if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) for v in numbers):
+        raise ValueError(f"need base_lr > 0 and whole numbers >= 1 for {sorted(parts)}, got {base_lr!r} and {parts!r}")
     if base_lr <= 0 or any(int(v) != v or v < 1 for v in parts.values()):
         raise ValueError(f"need base_lr > 0 and whole numbers >= 1 for {sorted(parts)}, got {base_lr!r} and {parts!r}")
     lr = base_lr * batch_size * accumulation_steps * world_size / 256.0

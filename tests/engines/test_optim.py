@@ -4,6 +4,7 @@ lr_decay.py."""
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -69,9 +70,15 @@ def test_no_weight_decay_on_norms_biases_and_tokens() -> None:
     assert opt.param_groups[1]["weight_decay"] == 0.0
 
 
+@pytest.mark.parametrize("base_lr, batch", [(-1, 64), ("1e-3x", 16), (float("nan"), 16), (1e-3, "16"), (1e-3, True),
+                                            (1e-3, 16.5)])
+def test_scaled_lr_refuses_what_is_not_a_positive_lr_and_a_whole_batch(base_lr, batch) -> None:
+    """Command-line typos arrive as text (--base_lr 1e-3x): a ValueError quoting them, not a TypeError from '<='."""
+    with pytest.raises(ValueError, match=re.escape(repr(base_lr))):
+        scaled_lr(base_lr, batch)
+
+
 def test_bad_values() -> None:
-    with pytest.raises(ValueError, match="-1"):
-        scaled_lr(-1, 64)
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     with pytest.raises(ValueError, match="total_steps must be at least 1, got 0"):
         WarmupCosineLR(opt, total_steps=0)
