@@ -114,6 +114,7 @@ def read_dicom(path: str | os.PathLike) -> Any:
     if "PixelData" not in ds:
         reason = "float pixel data (a parametric map, not an image)" if "FloatPixelData" in ds else "no pixel data"
         raise UnreadableImageError(f"{path}: DICOM file has {reason}")
+    _fill_pixel_defaults(ds)
     _check_pixel_module(ds, str(path))
     _fill_transfer_syntax(ds, str(path))
     _check_pixel_length(ds, str(path))
@@ -151,11 +152,29 @@ def _dcmread(path: str | os.PathLike, header_only: bool = False) -> Any:
     return ds
 
 
-#: Image Pixel module attributes (PS3.3 C.7.6.3, type 1) without which pixel data cannot be decoded.
-_REQUIRED_PIXEL_ATTRIBUTES = ("Rows", "Columns", "SamplesPerPixel", "PhotometricInterpretation", "BitsAllocated",
-                              "BitsStored", "PixelRepresentation")
+#: Image Pixel module attributes (PS3.3 C.7.6.3, type 1) without which pixel data cannot be decoded; the others
+#: have the defaults of :func:`_fill_pixel_defaults`.
+_REQUIRED_PIXEL_ATTRIBUTES = ("Rows", "Columns", "SamplesPerPixel", "PhotometricInterpretation", "BitsAllocated")
 _INTEGER_PIXEL_ATTRIBUTES = ("Rows", "Columns", "SamplesPerPixel", "BitsAllocated", "BitsStored", "HighBit",
                              "PixelRepresentation", "NumberOfFrames")
+
+
+def _fill_pixel_defaults(ds: Any) -> None:
+    """Give a monochrome dataset the Image Pixel attributes that old or hand-made exports leave out, with the values
+    DICOM readers of such archives assume (GDCM, dcm2niix): one sample, MONOCHROME2, unsigned, every allocated bit
+    stored. Colour data (several samples, or a colour PhotometricInterpretation) gets nothing: its layout cannot be
+    guessed."""
+    photometric = str(ds.get("PhotometricInterpretation") or "")
+    if ds.get("SamplesPerPixel") in (None, "") and photometric in ("", "MONOCHROME1", "MONOCHROME2"):
+        ds.SamplesPerPixel = 1
+    if ds.get("SamplesPerPixel") != 1:
+        return
+    if not photometric:
+        ds.PhotometricInterpretation = "MONOCHROME2"
+    if ds.get("PixelRepresentation") in (None, ""):
+        ds.PixelRepresentation = 0
+    if ds.get("BitsStored") in (None, "") and ds.get("BitsAllocated") not in (None, ""):
+        ds.BitsStored = ds.BitsAllocated
 
 
 def _check_pixel_module(ds: Any, source: str) -> None:

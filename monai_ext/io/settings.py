@@ -79,7 +79,7 @@ def number_list_setting(value: Any, name: str, kind: type = float, expected: str
     Args:
         value: the setting as parsed.
         name: the setting's name, quoted in the error.
-        kind: ``float`` (finite real numbers; whole numbers accepted) or ``int`` (whole numbers only).
+        kind: ``float`` (finite real numbers; whole numbers accepted) or ``int`` (whole numbers, ``5.0`` too).
         expected: what the setting must be, for the error (default: "a number or a list of numbers").
 
     Returns:
@@ -100,10 +100,11 @@ def number_list_setting(value: Any, name: str, kind: type = float, expected: str
                 item = kind(item.strip())
             except ValueError:
                 raise error from None
-        whole = isinstance(item, numbers.Integral)
-        if isinstance(item, bool) or not isinstance(item, numbers.Real) or (kind is int and not whole):
+        if isinstance(item, bool) or not isinstance(item, numbers.Real):
             raise error
         if not math.isfinite(item):  # NaN would pass any range check the caller makes
+            raise error
+        if kind is int and not float(item).is_integer():  # 5.0 from a YAML list or a spreadsheet is 5
             raise error
         parsed.append(kind(item))
     return tuple(parsed)

@@ -247,3 +247,30 @@ def test_a_missing_codec_is_named_with_what_to_install() -> None:
     assert out.startswith(f"{path}: no installed codec decodes its pixel data (JPEG-LS Lossless Image Compression, "
                           f"1.2.840.10008.1.2.4.80); install one of: ")
     assert "pylibjpeg-libjpeg" in out and "pyjpegls" in out and "\n" not in out
+
+
+@pytest.mark.parametrize("name, attribute", [
+    ("CT_small.dcm", "SamplesPerPixel"), ("CT_small.dcm", "PhotometricInterpretation"),
+    ("CT_small.dcm", "BitsStored"),  # 16 of 16 bits: the default is the value left out
+    ("examples_overlay.dcm", "PixelRepresentation"),  # unsigned: likewise
+])
+def test_a_monochrome_file_without_a_defaultable_pixel_attribute_reads_like_the_original(tmp_path, name,
+                                                                                        attribute) -> None:
+    """Old and hand-made exports leave out Image Pixel attributes that GDCM and dcm2niix default: one sample,
+    MONOCHROME2, unsigned, every allocated bit stored."""
+    ds = pydicom.dcmread(shipped(name))
+    delattr(ds, attribute)
+    path = tmp_path / "cut.dcm"
+    ds.save_as(path)
+    for ours, original in zip(frames_of(path), frames_of(shipped(name)), strict=True):
+        np.testing.assert_array_equal(ours, original)
+
+
+@pytest.mark.parametrize("attribute", ["PhotometricInterpretation", "BitsAllocated", "Rows"])
+def test_colour_layout_and_sizes_are_not_guessed(tmp_path, attribute) -> None:
+    ds = pydicom.dcmread(shipped("SC_rgb_small_odd.dcm"))
+    delattr(ds, attribute)
+    path = tmp_path / "cut.dcm"
+    ds.save_as(path)
+    with pytest.raises(UnreadableImageError, match=f"without the required Image Pixel attribute\\(s\\) {attribute}"):
+        read_dicom(path)
