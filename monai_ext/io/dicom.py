@@ -319,14 +319,19 @@ def iter_dicom_frames(ds: Any, source: str, frame_stride: int = 1) -> Iterator[t
         raise ValueError(f"frame_stride must be at least 1, got {frame_stride!r}")
     tools = _pixel_tools()
     indices = range(0, frame_count(ds), frame_stride)
-    try:
-        for index, decoded in zip(indices, _decoded_frames(ds, indices, source, tools)):
-            yield index, dicom_display(decoded, ds, source, tools)
-    except (UnreadableImageError, MemoryError):
-        raise
-    except Exception as e:  # codecs raise many types, some over several lines (one per plugin tried)
-        raise UnreadableImageError(f"{source}: cannot decode its pixel data "
-                                   f"({_syntax_name(ds.file_meta.TransferSyntaxUID)}): {_short_detail(e)}") from e
+    decoded_frames = _decoded_frames(ds, indices, source, tools)
+    for index in indices:
+        # only the codec's decoding is wrapped: an error of the display step is this package's, with its traceback
+        try:
+            decoded = next(decoded_frames)
+        except StopIteration:
+            return
+        except (UnreadableImageError, MemoryError):
+            raise
+        except Exception as e:  # codecs raise many types, some over several lines (one per plugin tried)
+            raise UnreadableImageError(f"{source}: cannot decode its pixel data "
+                                       f"({_syntax_name(ds.file_meta.TransferSyntaxUID)}): {_short_detail(e)}") from e
+        yield index, dicom_display(decoded, ds, source, tools)
 
 
 def first_dicom_frame(ds: Any, source: str) -> np.ndarray:
