@@ -70,8 +70,11 @@ def read_split(path: str | os.PathLike, task: Task = "classification") -> dict[s
         ``{"class_names": [...], "train": [...], "validation": [...], "test": [...]}`` with absolute paths.
 
     Raises:
-        ValueError: the file is missing, is not JSON, lacks a part, or has an item that is malformed, has a label
-            that is not a class, or names files that do not exist; the message names the file and the first items.
+        ValueError: the file is missing, is not JSON, lacks ``class_names`` or has no item at all, or has an item
+            that is malformed, has a label that is not a class, names files that do not exist or repeats an image
+            where that would count it twice; the message names the file and the first items. A part left out is
+            empty: the bundle refuses it only when it uses it
+            (:func:`monai_ext.apps.bundle_support.split_part`).
     """
     _check_task(task)
     path = Path(_absolute(os.fspath(path)))
