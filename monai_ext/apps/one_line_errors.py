@@ -60,8 +60,9 @@ _TEXT_SETTING = re.compile(r"(^|#)(\w+_(dir|root|file|files|path|name)|run_name)
 def setting_typed_as_number(error: BaseException, argv: Sequence[str]) -> str | None:
     """What to say when a config expression failed on a number where text belongs: ``--output_dir 2024`` reaches
     the config as the int 2024 (the command line is read as Python literals) and ``$@output_dir + '/eval'`` then
-    fails with a ``TypeError`` deep in MONAI. The path and name settings (``*_dir``, ``*_root``, ``*_file``,
-    ``*_path``, ``*_name``) that the failed expression uses and that the command line gave as numbers are named,
+    fails with a ``TypeError`` deep in MONAI (or a component given ``output_dir: "@output_dir"`` does). The path and
+    name settings (``*_dir``, ``*_root``, ``*_file``, ``*_path``, ``*_name``) that the failed expression or
+    component uses and that the command line gave as numbers are named,
     with the quoting that keeps them text; None for any other error, which keeps its traceback (a number where a
     number belongs, beside text where a number belongs, must not be blamed).
 
@@ -75,16 +76,24 @@ def setting_typed_as_number(error: BaseException, argv: Sequence[str]) -> str | 
         link = link.__cause__ or link.__context__
     numbers = dict(_numbers_given(argv))
     for outer, inner in zip(chain, chain[1:]):
-        if (isinstance(inner, TypeError) and _NUMBER_AS_TEXT.search(str(inner))
-                and str(outer).startswith("Failed to evaluate ConfigExpression")):
-            named = [name for name in dict.fromkeys(_CONFIG_REF.findall(str(outer)))
-                     if name in numbers and _TEXT_SETTING.search(name)]
+        if isinstance(inner, TypeError) and _NUMBER_AS_TEXT.search(str(inner)):
+            named = [name for name in _settings_used(str(outer)) if name in numbers and _TEXT_SETTING.search(name)]
             if named:
                 given = ", ".join(f"--{name} {numbers[name]}" for name in named)
                 quoted = ", ".join(f"--{name} \"'{numbers[name]}'\"" for name in named)
                 return (f"{given}: read as a number where a name or path belongs; a name made of digits needs "
                         f"quotes that reach Python: {quoted}")
     return None
+
+
+def _settings_used(failure: str) -> list[str]:
+    """The settings a failed config item used, from MONAI's message: the references of an expression (``Failed to
+    evaluate ConfigExpression: $@output_dir + ...``), or the keywords of a component (``Failed to instantiate
+    component '...' with keywords: output_dir,...``: a setting passed on as ``output_dir: "@output_dir"``)."""
+    if failure.startswith("Failed to evaluate ConfigExpression"):
+        return list(dict.fromkeys(_CONFIG_REF.findall(failure)))
+    keywords = re.match(r"Failed to instantiate component '[^']*' with keywords: ([^\n]*)", failure)
+    return [word.strip() for word in keywords.group(1).split(",")] if keywords else []
 
 
 def _numbers_given(argv: Sequence[str]) -> list[tuple[str, str]]:
