@@ -222,7 +222,9 @@ def _kfold(items: list[Item], folds: int, val_fraction: float, seed: int, max_tr
     smallest = smallest_class(labels)
     if isinstance(folds, bool) or not isinstance(folds, int) or not 2 <= folds <= max(smallest, 2):
         allowed = "2" if smallest <= 2 else f"an integer from 2 to {smallest}"  # "from 2 to 2" reads as a range
-        raise ValueError(f"folds must be {allowed} (the smallest class has {smallest} image(s)), got {folds!r}")
+        more = ("; more folds need more images in that class"
+                if isinstance(folds, int) and not isinstance(folds, bool) and folds > smallest else "")
+        raise ValueError(f"folds must be {allowed} (the smallest class has {smallest} image(s)), got {folds!r}{more}")
     groups = np.array([str(it["patient"]) for it in items]) if all("patient" in it for it in items) else None
     check_splittable(labels, groups, folds, "folds")
     if groups is not None:

@@ -276,8 +276,8 @@ def write_labels_csv(root: Path, per_class: int, patients: int | None = None, fo
     (2, None, 2, "the training part has fewer than 2 images in every class (images per class index: {0: 1, 1: 1}); "
                  "a stratified validation part needs a class with at least 2 images: add images", None),
     (2, None, 1, "folds must be 2 (the smallest class has 2 image(s)), got 1", None),
-    (2, None, 3, "folds must be 2 (the smallest class has 2 image(s)), got 3", None),
-    (6, None, 7, "folds must be an integer from 2 to 6 (the smallest class has 6 image(s)), got 7", 6),
+    (2, None, 3, "folds must be 2 (the smallest class has 2 image(s)), got 3; more folds need more images in that class", None),
+    (6, None, 7, "folds must be an integer from 2 to 6 (the smallest class has 6 image(s)), got 7; more folds need more images in that class", 6),
     # 2 patients: 2 folds would leave one patient per training part (the first case), so no fold count is offered
     (4, 2, 3, "the dataset has images of 2 patient(s); 3 patient-disjoint test folds need images of at least 3 "
               "patients: add images of other patients", None),
