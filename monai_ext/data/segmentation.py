@@ -89,8 +89,11 @@ def split_validation(train: list[Item], val_fraction: float, seed: int) -> tuple
 def kfold_splits(items: list[Item], folds: int = 5, val_fraction: float = 0.2, seed: int = 0,
                  max_train: int | None = None) -> list[Split]:
     """``folds`` test folds; each run trains on at most ``max_train`` labelled images (training + validation)."""
-    if folds < 2 or len(items) < folds:
-        raise ValueError(f"need 2 <= folds <= number of images ({len(items)}), got folds={folds!r}")
+    if isinstance(folds, bool) or not isinstance(folds, int) or not 2 <= folds <= max(len(items), 2):
+        # the classification protocols' words (downstream._kfold): what is allowed, and what more folds need
+        allowed = "2" if len(items) <= 2 else f"an integer from 2 to {len(items)}"
+        more = "; more folds need more images" if isinstance(folds, int) and folds > len(items) else ""
+        raise ValueError(f"folds must be {allowed} (there are {len(items)} image(s)), got {folds!r}{more}")
     if max_train is not None and max_train < 2:
         raise ValueError(f"max_train must be at least 2, got {max_train!r}")
     splitter, strata, groups = _splitter(items, folds, seed, "folds")

@@ -336,3 +336,16 @@ def test_dicom_images_without_a_suffix_pair_with_their_masks(tmp_path: Path) -> 
         _write(root / "masks" / f"{stem}.png", _disc())
     items = image_mask_folder_items(root)
     assert [(Path(it["image"]).name, it["id"]) for it in items] == [("IM0001", "IM0001"), ("IM0002.png", "IM0002")]
+
+
+@pytest.mark.parametrize("images, folds, message", [
+    (4, 5, "folds must be an integer from 2 to 4 (there are 4 image(s)), got 5; more folds need more images"),
+    (4, 1, "folds must be an integer from 2 to 4 (there are 4 image(s)), got 1"),
+    (2, 3, "folds must be 2 (there are 2 image(s)), got 3; more folds need more images"),
+    (6, True, "folds must be an integer from 2 to 6 (there are 6 image(s)), got True"),
+])
+def test_too_many_folds_for_the_images_are_refused_in_the_classification_words(images, folds, message) -> None:
+    items = [{"image": f"{i}.png", "label": f"{i}_mask.png", "id": str(i)} for i in range(images)]
+    with pytest.raises(ValueError) as error:
+        kfold_splits(items, folds=folds)
+    assert str(error.value) == message
