@@ -64,12 +64,16 @@ def has_dicom_preamble(path: str | os.PathLike) -> bool:
 
     Reads 132 bytes at most; False for anything that cannot be opened (a folder, a missing file, no permission).
     """
+    return _file_head(path)[_MAGIC_OFFSET:] == _MAGIC
+
+
+def _file_head(path: str | os.PathLike) -> bytes:
+    """The first 132 bytes of ``path`` (fewer for a short file; none for what cannot be opened)."""
     try:
         with open(path, "rb") as f:
-            head = f.read(_MAGIC_OFFSET + len(_MAGIC))
+            return f.read(_MAGIC_OFFSET + len(_MAGIC))
     except OSError:
-        return False
-    return head[_MAGIC_OFFSET:] == _MAGIC
+        return b""
 
 
 def has_dicom_signature(path: str | os.PathLike) -> bool:
@@ -80,13 +84,9 @@ def has_dicom_signature(path: str | os.PathLike) -> bool:
     For files named without a suffix; one recognised by its first element still needs pixel data to be read
     (:func:`read_dicom`), so a stray binary file that happens to start so is refused with a reason.
     """
-    if has_dicom_preamble(path):
+    head = _file_head(path)
+    if head[_MAGIC_OFFSET:] == _MAGIC:
         return True
-    try:
-        with open(path, "rb") as f:
-            head = f.read(_MAGIC_OFFSET + len(_MAGIC))
-    except OSError:
-        return False
     little, big = head[:2] == b"\x08\x00" and head[3:4] == b"\x00", head[:3] == b"\x00\x08\x00"
     return len(head) == _MAGIC_OFFSET + len(_MAGIC) and (little or big)
 
