@@ -192,30 +192,29 @@ def probe_class_weight(value: Any, class_names: Sequence[str] | None = None,
         return "balanced"
     names = list(class_names) if class_names is not None else None
     count = len(names) if names is not None else num_classes
-    reason = "not 'balanced', null or a dict"
-    if isinstance(value, Mapping) and value:
-        weights: dict[int, float] = {}
-        for key, weight in value.items():
-            index, number = class_index_of(key, names, count), _weight(weight)
-            if index is None:
-                reason = f"{key!r} is not a class index{f' 0..{count - 1}' if count else ''}" + (
-                    f" or a class name in {names}" if names else "")
-            elif index in weights:
-                reason = f"class {index} is given twice"
-            elif number is None:
-                reason = f"the weight of {key!r} must be a finite number >= 0, got {weight!r}"
-            else:
-                weights[index] = number
-                continue
-            break
-        else:
-            if any(weights.values()) or len(weights) != count:  # a class left out weighs 1
-                return weights
-            reason = "every class weighs 0"
-    elif isinstance(value, Mapping):
-        reason = "the dict is empty"
-    raise ValueError(f"probe#class_weight must be 'balanced', null (none) or {{class index or name: weight}}, got {value!r}: "
-                     f"{reason}")
+    if not isinstance(value, Mapping):
+        raise _class_weight_error(value, "not 'balanced', null or a dict")
+    if not value:
+        raise _class_weight_error(value, "the dict is empty")
+    weights: dict[int, float] = {}
+    for key, weight in value.items():
+        index, number = class_index_of(key, names, count), _weight(weight)
+        if index is None:
+            raise _class_weight_error(value, f"{key!r} is not a class index{f' 0..{count - 1}' if count else ''}"
+                                             + (f" or a class name in {names}" if names else ""))
+        if index in weights:
+            raise _class_weight_error(value, f"class {index} is given twice")
+        if number is None:
+            raise _class_weight_error(value, f"the weight of {key!r} must be a finite number >= 0, got {weight!r}")
+        weights[index] = number
+    if not any(weights.values()) and len(weights) == count:  # a class left out weighs 1
+        raise _class_weight_error(value, "every class weighs 0")
+    return weights
+
+
+def _class_weight_error(value: Any, reason: str) -> ValueError:
+    return ValueError(f"probe#class_weight must be 'balanced', null (none) or {{class index or name: weight}}, got "
+                      f"{value!r}: {reason}")
 
 
 def _weight(weight: Any) -> float | None:
