@@ -13,15 +13,20 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from monai_ext.data.datalists import write_split
+from monai_ext.data.datalists import class_index_of, write_split
 from monai_ext.data.downstream import validation_from_train
 
 
 def read_class_label(path: str | os.PathLike, class_names: Sequence[str]) -> int:
     """The class index a label file names.
 
+    The file holds JSON ``{"class": name or index}`` (or ``"label"``), a bare JSON index, or the plain class name as
+    text; an index may be written as text (``{"class": "1"}``), read by the datalists' own rule
+    (:func:`~monai_ext.data.datalists.class_index_of`).
+
     Raises:
-        ValueError: unreadable file, or a class that is not one of ``class_names``, naming the file.
+        ValueError: unreadable file, a class that is not one of ``class_names``, or a bare ``2`` where a class is
+            named ``"2"`` and another has index 2 (BI-RADS classes), naming the file.
     """
     try:
         text = Path(path).read_text(encoding="utf-8").strip()
@@ -33,11 +38,17 @@ def read_class_label(path: str | os.PathLike, class_names: Sequence[str]) -> int
         value = text  # a plain class name
     if isinstance(value, dict):
         value = value.get("class", value.get("label"))
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(class_names):
-        return value
-    if isinstance(value, str) and value in class_names:
-        return list(class_names).index(value)
-    raise ValueError(f"{path}: label {value!r} is not one of the model's classes {list(class_names)!r}")
+    index = class_index_of(value, class_names)
+    names = list(class_names)
+    if not isinstance(value, str) and text in names and index not in (None, names.index(text)):
+        # a bare `2` parses as the JSON index 2, but the annotator may have typed the class name "2"
+        raise ValueError(f"{path}: label {text!r} is both the class named {text!r} and the index of class "
+                         f"{names[index]!r}; write {{\"class\": \"{text}\"}} or {{\"class\": {index}}}")
+    if index is None and text in names:
+        index = names.index(text)  # `3` with classes "2", "3", "4": no index 3, so the name
+    if index is None:
+        raise ValueError(f"{path}: label {value!r} is not one of the model's classes {names!r}")
+    return index
 
 
 def labelled_datalist(

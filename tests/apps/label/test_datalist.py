@@ -26,6 +26,28 @@ def test_unknown_classes_are_refused_naming_the_file(tmp_path, content) -> None:
         read_class_label(tmp_path / "label.json", CLASSES)
 
 
+@pytest.mark.parametrize("content, expected", [('{"class": "1"}', 1), ('{"label": 1.0}', 1), ("0.0", 0)])
+def test_indices_written_as_text_or_float_are_read(tmp_path, content, expected) -> None:
+    (tmp_path / "label.json").write_text(content)
+    assert read_class_label(tmp_path / "label.json", CLASSES) == expected
+
+
+BIRADS = ["2", "3", "4"]
+
+
+@pytest.mark.parametrize("content, expected", [("3", 1), ("4\n", 2), ('{"class": "2"}', 0), ('{"class": 2}', 2),
+                                               ('"2"', 0), ("1", 1)])
+def test_class_names_made_of_digits_are_read_as_names_or_indices(tmp_path, content, expected) -> None:
+    (tmp_path / "label.json").write_text(content)
+    assert read_class_label(tmp_path / "label.json", BIRADS) == expected
+
+
+def test_a_bare_number_naming_one_class_and_indexing_another_is_refused(tmp_path) -> None:
+    (tmp_path / "label.json").write_text("2")  # class "2" (index 0), or index 2 (class "4")?
+    with pytest.raises(ValueError, match="label.json: label '2' is both the class named '2' and the index of class '4'"):
+        read_class_label(tmp_path / "label.json", BIRADS)
+
+
 def test_binary_label_file_is_refused(tmp_path) -> None:
     (tmp_path / "mask.nii.gz").write_bytes(b"\x1f\x8b\x08\x00\xff\xfe")
     with pytest.raises(ValueError, match="mask.nii.gz: cannot read"):
