@@ -44,7 +44,8 @@ def test_class_names_made_of_digits_are_read_as_names_or_indices(tmp_path, conte
 
 def test_a_bare_number_naming_one_class_and_indexing_another_is_refused(tmp_path) -> None:
     (tmp_path / "label.json").write_text("2")  # class "2" (index 0), or index 2 (class "4")?
-    with pytest.raises(ValueError, match="label.json: label '2' is both the class named '2' and the index of class '4'"):
+    with pytest.raises(ValueError, match="label.json: label '2' is both the class named '2' and the index of "
+                                         "class '4'"):
         read_class_label(tmp_path / "label.json", BIRADS)
 
 
