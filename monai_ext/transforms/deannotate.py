@@ -31,7 +31,7 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 from monai.utils import convert_to_dst_type
 
-from monai_ext.transforms.fov import FieldOfView, detect_fov, to_gray_uint8, to_hwc_uint8
+from monai_ext.transforms.fov import FieldOfView, detect_fov, display_scale, to_gray_uint8, to_hwc_uint8
 
 #: Inpainting radius in pixels (OpenCV's Telea method).
 INPAINT_RADIUS = 3
@@ -196,13 +196,14 @@ def deannotate(image: Any, fov: FieldOfView | None = None, margin: int = 2, chro
 
 
 def _gray_out(cleaned: np.ndarray, like: Any) -> Any:
-    """(H, W) uint8 -> (1, H, W) in ``like``'s type, device and value range (float inputs in [0, 1] stay so)."""
-    out = cleaned[None]
-    dtype = like.dtype
-    is_float = like.is_floating_point() if isinstance(like, torch.Tensor) else np.issubdtype(dtype, np.floating)
-    if is_float:
-        out = out.astype(np.float32) / 255.0
-    return convert_to_dst_type(out, like, dtype=dtype)[0]
+    """(H, W) uint8 -> (1, H, W) in ``like``'s type, device, dtype and value range: the scaling of
+    :func:`to_hwc_uint8` undone (uint16 and int32 back to 0-65535, floats back to [0, 1] or [0, 255]), so the
+    transforms after this one see the same range with or without it."""
+    values = like.detach().cpu().numpy() if isinstance(like, torch.Tensor) else np.asarray(like)
+    out = cleaned[None].astype(np.float32) / display_scale(values)
+    if not np.issubdtype(values.dtype, np.floating):
+        out = np.rint(out)
+    return convert_to_dst_type(out, like, dtype=like.dtype)[0]
 
 
 class Deannotate(Transform):

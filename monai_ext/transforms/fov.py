@@ -22,6 +22,8 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 
+from monai_ext.transforms.intensity import integer_peak
+
 #: A fitted model must agree with the detected region at least this well (IoU) to replace it.
 MIN_MODEL_IOU = 0.9
 #: Side-by-side views: each must have at least this fraction of the largest view's area ...
@@ -52,23 +54,30 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return np.count_nonzero(a & b) / union if union else 0.0
 
 
-def to_hwc_uint8(image: Any) -> np.ndarray:
-    """(H, W), (H, W, C) or channel-first (C, H, W) image (numpy or tensor) -> (H, W, 1 or 3) uint8.
+def display_scale(img: np.ndarray) -> float:
+    """The factor that takes ``img``'s values to [0, 255]: integer types by their full scale (uint16 / 257, and
+    int32, PIL's container of 16-bit PNGs, as 16-bit: see :func:`integer_peak`); floats are taken as [0, 1], or as
+    [0, 255] when their largest finite value exceeds 1 (NaN and inf are ignored: one bad pixel must not decide it)."""
+    if np.issubdtype(img.dtype, np.integer):
+        return 255.0 / integer_peak(img.dtype)
+    finite_max = float(np.max(img, initial=0, where=np.isfinite(img)))
+    return 255.0 if finite_max <= 1.0 else 1.0
 
-    Integer types are scaled by their range (uint16 / 257), floats are taken as [0, 1] (or as [0, 255] when their
-    maximum exceeds 1); alpha is dropped.
+
+def to_hwc_uint8(image: Any) -> np.ndarray:
+    """(H, W), (H, W, C) or channel-first (C, H, W) image (numpy or tensor), C of 1 to 4 -> (H, W, 1 or 3) uint8.
+
+    Values are scaled by :func:`display_scale`; NaN and inf pixels become 0 (background); alpha is dropped (gray +
+    alpha keeps its gray channel).
     """
     img = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
     if img.ndim == 2:
         img = img[..., None]
-    elif img.shape[0] in (1, 3, 4) and img.shape[-1] not in (1, 3, 4):
+    elif img.shape[0] in (1, 2, 3, 4) and img.shape[-1] not in (1, 2, 3, 4):
         img = np.moveaxis(img, 0, -1)
     if img.dtype != np.uint8:
-        if np.issubdtype(img.dtype, np.integer):
-            scale = 255.0 / float(np.iinfo(img.dtype).max)
-        else:
-            scale = 255.0 if float(np.max(img, initial=0)) <= 1.0 else 1.0
-        img = np.clip(np.rint(img.astype(np.float32) * scale), 0, 255).astype(np.uint8)
+        values = np.nan_to_num(img.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+        img = np.clip(np.rint(values * display_scale(img)), 0, 255).astype(np.uint8)
     return np.ascontiguousarray(img[..., :3] if img.shape[-1] >= 3 else img[..., :1])
 
 

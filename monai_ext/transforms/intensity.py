@@ -12,6 +12,16 @@ from monai.transforms import MapTransform, Transform
 
 from monai_ext.io.display import LUMA
 
+#: Full scale of int32 images: PIL, and so MONAI's ``PILReader``, stores 16-bit PNGs and TIFFs as int32.
+INT32_IMAGE_PEAK = 65535.0
+
+
+def integer_peak(dtype: np.dtype | torch.dtype) -> float:
+    """Full-scale value of an integer image type (numpy or torch): the type's maximum, except int32, which holds
+    16-bit images (see ``INT32_IMAGE_PEAK``)."""
+    info = torch.iinfo(dtype) if isinstance(dtype, torch.dtype) else np.iinfo(dtype)
+    return INT32_IMAGE_PEAK if info.bits == 32 and info.min < 0 else float(info.max)
+
 
 class ToGrayscale(Transform):
     """Channel-first image with 1 (gray), 2 (gray + alpha), 3 (RGB) or 4 (RGBA) channels -> (1, H, W) luma.

@@ -1,0 +1,100 @@
+"""De-annotation and field of view on the pixel formats a scanner archive holds: 16-bit PNGs (uint16, or int32 as
+PIL and MONAI's ``PILReader`` store them), floats in [0, 255], NaN pixels, gray + alpha and RGBA, channel-last.
+
+The reference is the same frame as 8-bit: every format must give the same result, in the input's own value range.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from monai.data import MetaTensor
+from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
+from PIL import Image
+
+from monai_ext.data.synthetic import SimulatorConfig, simulate_frame
+from monai_ext.transforms import Deannotate, Deannotated, DopplerToGray, FieldOfViewMask, ScaleIntensityByDtyped
+
+
+def screen() -> np.ndarray:
+    """(3, 128, 128) uint8 screen capture: gray B-mode, colour bar, text and calipers."""
+    return np.moveaxis(simulate_frame(11, SimulatorConfig(size=128, screen_capture=True)).screen, -1, 0).copy()
+
+
+def gray_screen() -> np.ndarray:
+    """(1, 128, 128) uint8: the screen's first channel (gray everywhere but the overlays)."""
+    return screen()[:1].copy()
+
+
+# Each case: (name, 8-bit source, the source in the awkward format, how an 8-bit result maps to that format's range)
+def as_uint16(u8: np.ndarray) -> np.ndarray:
+    return u8.astype(np.uint16) * 257
+
+
+def as_int32_metatensor(u8: np.ndarray) -> MetaTensor:
+    return MetaTensor(torch.as_tensor(u8.astype(np.int32) * 257))
+
+
+def as_float255(u8: np.ndarray) -> np.ndarray:
+    return u8.astype(np.float32)
+
+
+def as_float_with_nan(u8: np.ndarray) -> np.ndarray:
+    img = u8.astype(np.float32) / 255.0
+    img[:, 0, 0] = np.nan  # a corner pixel: background, black in the 8-bit reference
+    return img
+
+
+def with_alpha(u8: np.ndarray) -> np.ndarray:
+    return np.concatenate([u8, np.full_like(u8[:1], 255)])
+
+
+CASES = [
+    ("uint16", screen, as_uint16, lambda out: out.astype(np.float64) * 257),
+    ("int32 MetaTensor (16-bit PNG via PILReader)", screen, as_int32_metatensor, lambda out: out.astype(np.float64) * 257),
+    ("float in [0, 255]", screen, as_float255, lambda out: out.astype(np.float64)),
+    ("float in [0, 1] with NaN", screen, as_float_with_nan, lambda out: out.astype(np.float64) / 255),
+    ("gray + alpha (2, H, W)", gray_screen, with_alpha, lambda out: out.astype(np.float64)),
+    ("RGBA (4, H, W)", screen, with_alpha, lambda out: out.astype(np.float64)),
+    ("channel-last (H, W, 3)", screen, lambda u8: np.moveaxis(u8, 0, -1).copy(), lambda out: out.astype(np.float64)),
+]
+
+
+@pytest.mark.parametrize("name,source,convert,to_range", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("transform", [Deannotate(), DopplerToGray("inpaint"), DopplerToGray("mask")],
+                         ids=["Deannotate", "DopplerToGray-inpaint", "DopplerToGray-mask"])
+def test_every_pixel_format_gives_the_8bit_result_in_its_own_range(name, source, convert, to_range, transform):
+    u8 = source()
+    img = convert(u8)
+    expected = to_range(np.asarray(transform(u8)))
+    out = transform(img)
+    assert type(out) is type(img) and out.dtype == img.dtype, name
+    assert tuple(out.shape) == (1, 128, 128), name
+    values = out.detach().cpu().numpy() if isinstance(out, torch.Tensor) else out
+    np.testing.assert_allclose(values.astype(np.float64), expected, atol=1e-6, err_msg=name)
+
+
+@pytest.mark.parametrize("name,source,convert,to_range", CASES, ids=[c[0] for c in CASES])
+def test_every_pixel_format_gives_the_8bit_field_of_view(name, source, convert, to_range):
+    u8 = source()
+    np.testing.assert_array_equal(np.asarray(FieldOfViewMask()(convert(u8))), np.asarray(FieldOfViewMask()(u8)),
+                                  err_msg=name)
+
+
+def test_16bit_png_through_the_pretraining_bundle_reader_matches_the_8bit_png(tmp_path):
+    """The bundle's reading (LoadImaged with PILReader, dtype kept) then Deannotated then ScaleIntensityByDtyped:
+    a 16-bit PNG of a frame gives what the 8-bit PNG of the same frame gives."""
+    gray = gray_screen()[0]
+    Image.fromarray(gray).save(tmp_path / "frame8.png")
+    Image.fromarray(gray.astype(np.uint16) * 257).save(tmp_path / "frame16.png")
+    pipeline = Compose([
+        LoadImaged("image", reader="PILReader", reverse_indexing=False, dtype=None, image_only=True),
+        EnsureChannelFirstd("image"),
+        Deannotated("image"),
+        ScaleIntensityByDtyped("image"),
+    ])
+    eight = pipeline({"image": str(tmp_path / "frame8.png")})["image"]
+    sixteen = pipeline({"image": str(tmp_path / "frame16.png")})["image"]
+    assert float(eight.max()) > 0.5
+    torch.testing.assert_close(torch.as_tensor(sixteen), torch.as_tensor(eight), atol=1e-6, rtol=0)
