@@ -40,10 +40,19 @@ class ModelRecord:
         return arch_record(self.network, self.kind, self.config)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        if state.get("arch_args") != getattr(self.network, "arch_args", None):
-            raise CheckpointError(
-                f"checkpoint architecture {state.get('arch_args')!r} differs from the network's {self.network.arch_args!r}"
-            )
+        """Check that the checkpoint's record describes this network; restores nothing.
+
+        Raises:
+            CheckpointError: another kind of model (a classifier's checkpoint in a pretraining run) or other
+                architecture settings, naming only what differs.
+        """
+        if state.get("kind") != self.kind:
+            raise CheckpointError(f"it holds a {state.get('kind')!r} model and this run trains a {self.kind!r} model")
+        theirs, ours = state.get("arch_args") or {}, getattr(self.network, "arch_args", None) or {}
+        differing = [f"{k}: {theirs.get(k)!r} there, {ours.get(k)!r} here" for k in sorted(set(theirs) | set(ours))
+                     if theirs.get(k) != ours.get(k)]
+        if differing:
+            raise CheckpointError(f"its architecture differs from this run's ({'; '.join(differing)})")
 
 
 class RandomStates:
@@ -183,6 +192,23 @@ class TrainingCheckpointer:
                 logger.warning("skipping unusable checkpoint %s: %s", path, e)
         return None
 
+    def _check_records(self, path: Path, checkpoint: Mapping[str, Any]) -> None:
+        """Compare the architecture records before any weights are loaded.
+
+        Loading the network first would fail on a checkpoint of another architecture or bundle with torch's dump of
+        every mismatched key; the record says in one line what differs. The same on every rank (same file).
+
+        Raises:
+            CheckpointError: naming ``path`` and the difference.
+        """
+        for name, obj in self.save_dict.items():
+            if isinstance(obj, ModelRecord):
+                try:
+                    obj.load_state_dict(checkpoint[name])
+                except CheckpointError as e:
+                    raise CheckpointError(f"cannot resume from {str(path)!r}: {e}; give this run its own ckpt_dir "
+                                          "or the settings that checkpoint was trained with") from None
+
     def load_latest(self, engine: Engine) -> None:
         """Restore the newest readable checkpoint (keeping the configured ``max_epochs``).
 
@@ -212,6 +238,7 @@ class TrainingCheckpointer:
                 "filesystem every node reads at the same path (NFS, Lustre, GPFS, ...); every rank stops."
             )
         max_epochs = engine.state.max_epochs
+        self._check_records(path, checkpoint)
         Checkpoint.load_objects(to_load=self.save_dict, checkpoint=checkpoint)
         if max_epochs is not None:
             engine.state.max_epochs = max_epochs

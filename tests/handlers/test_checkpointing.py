@@ -9,8 +9,10 @@ import pytest
 import torch
 from ignite.engine import Engine, Events
 
-from monai_ext.handlers.checkpointing import RandomStates, TrainingCheckpointer, list_checkpoints
-from monai_ext.networks.checkpoints import read_checkpoint
+from monai_ext.handlers.checkpointing import ModelRecord, RandomStates, TrainingCheckpointer, list_checkpoints
+from monai_ext.networks.checkpoints import CheckpointError, read_checkpoint
+from monai_ext.networks.classifier import ViTClassifier
+from monai_ext.networks.mae import MaskedAutoencoderViT
 
 
 def counting_engine(model: torch.nn.Module) -> Engine:
@@ -84,3 +86,42 @@ def test_random_states_are_kept_per_rank_and_restored_only_for_the_same_world(tm
     with caplog.at_level("WARNING"):
         states.load_state_dict(two_ranks)
     assert torch.equal(torch.get_rng_state(), before) and "2 rank(s) and this run has 3" in caplog.text
+
+
+TINY_MAE = {"img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 1, "num_heads": 2, "decoder_embed_dim": 16,
+            "decoder_depth": 1, "decoder_num_heads": 2}
+
+
+def idle_engine() -> Engine:
+    """An engine whose iterations change nothing: the tests look only at what the checkpointer restores."""
+    return Engine(lambda engine, batch: batch)
+
+
+def write_checkpoint_of(folder, network: torch.nn.Module, kind: str) -> None:
+    """One epoch of a run training ``network`` as ``kind``, leaving its checkpoint in ``folder``."""
+    engine = idle_engine()
+    TrainingCheckpointer(folder, {"network": network, "trainer": engine, "arch": ModelRecord(network, kind)}).attach(
+        engine)
+    engine.run([0, 1], max_epochs=1)
+
+
+@pytest.mark.parametrize("other, other_kind, expected", [
+    (MaskedAutoencoderViT(**{**TINY_MAE, "embed_dim": 64}), "mae", "(embed_dim: 64 there, 32 here)"),
+    (ViTClassifier(num_classes=3, **{k: TINY_MAE[k] for k in ("img_size", "patch_size", "embed_dim", "depth",
+                                                                "num_heads")}),
+     "classifier", "it holds a 'classifier' model and this run trains a 'mae' model"),
+])
+def test_resume_from_another_architecture_or_bundle_says_what_differs_in_one_line(
+        tmp_path, other, other_kind, expected) -> None:
+    write_checkpoint_of(tmp_path, other, other_kind)
+    network = MaskedAutoencoderViT(**TINY_MAE)
+    before = {k: v.clone() for k, v in network.state_dict().items()}
+    engine = idle_engine()
+    TrainingCheckpointer(tmp_path, {"network": network, "trainer": engine, "arch": ModelRecord(network, "mae")},
+                         resume=True).attach(engine)
+    with pytest.raises(CheckpointError) as error:
+        engine.run([0, 1], max_epochs=2)
+    message = str(error.value)
+    assert message.startswith(f"cannot resume from '{tmp_path / 'checkpoint_iteration=2.pt'}': ")
+    assert expected in message and "\n" not in message and "size mismatch" not in message
+    assert all(torch.equal(v, before[k]) for k, v in network.state_dict().items())  # nothing was half-loaded
