@@ -58,21 +58,18 @@ class ToGrayscaled(MapTransform):
 
 
 class ScaleIntensityByDtype(Transform):
-    """Scale integer images to [0, 1] by their type's range (uint8 / 255, uint16 / 65535), as ``ToTensor`` does.
+    """Scale integer images to [0, 1] by their type's full scale (:func:`integer_peak`: uint8 / 255, uint16 and
+    int32 / 65535), numpy arrays and tensors alike, as ``ToTensor`` does.
 
     Float inputs are assumed to be in [0, 1] already and are returned as float32. Per-image min-max scaling is
     avoided on purpose: it would change the brightness of dark ultrasound frames.
     """
 
     def __call__(self, img: Any) -> Any:
-        dtype = img.dtype
         if isinstance(img, torch.Tensor):
-            peak = {torch.uint8: 255.0, torch.int16: 32767.0, torch.int32: 65535.0}.get(dtype)
-            if peak is None and not dtype.is_floating_point:
-                peak = float(torch.iinfo(dtype).max)
-            return img.float() / peak if peak else img.float()
-        if np.issubdtype(dtype, np.integer):
-            return img.astype(np.float32) / float(np.iinfo(dtype).max)
+            return img.float() if img.dtype.is_floating_point else img.float() / integer_peak(img.dtype)
+        if np.issubdtype(img.dtype, np.integer):
+            return img.astype(np.float32) / integer_peak(img.dtype)
         return img.astype(np.float32)
 
 

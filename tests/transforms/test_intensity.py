@@ -49,3 +49,22 @@ def test_scale_by_dtype(dtype, peak: int) -> None:
     np.testing.assert_allclose(ScaleIntensityByDtype()(img), img.astype(np.float32) / peak)
     t = ScaleIntensityByDtyped("image")({"image": torch.as_tensor(img.astype(np.int32) if dtype == np.uint16 else img)})
     assert float(t["image"].max()) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("dtype, peak", [(np.uint8, 255), (np.uint16, 65535), (np.int16, 32767), (np.int32, 65535)])
+@pytest.mark.parametrize("as_tensor", [False, True])
+def test_numpy_and_tensor_scale_alike(dtype, peak: int, as_tensor: bool) -> None:
+    """int32 holds 16-bit images (PIL's mode "I", MONAI's PILReader): full scale 65535 for numpy and tensors alike."""
+    img = np.array([[[0, peak // 2, peak]]], dtype=dtype)
+    out = ScaleIntensityByDtype()(torch.as_tensor(img) if as_tensor else img)
+    np.testing.assert_allclose(np.asarray(out), img.astype(np.float32) / peak, rtol=1e-6)
+
+
+def test_16bit_png_read_by_pil_as_numpy_reaches_one(tmp_path) -> None:
+    from PIL import Image
+
+    Image.fromarray(np.array([[0, 65535]], np.uint16)).save(tmp_path / "frame16.png")
+    with Image.open(tmp_path / "frame16.png") as frame:
+        pixels = np.array(frame.convert("I"))  # mode "I": the int32 array PIL gives for 16-bit images
+    assert pixels.dtype == np.int32
+    np.testing.assert_allclose(ScaleIntensityByDtype()(pixels[None]), [[[0.0, 1.0]]])
