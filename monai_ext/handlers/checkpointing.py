@@ -172,9 +172,25 @@ class TrainingCheckpointer:
             return
         path = self.save_dir / f"checkpoint_iteration={iteration}.pt"
         atomic_torch_save(state, path)
+        self._remove_stale(iteration)
         for old in list_checkpoints(self.save_dir)[self.n_saved :]:
             old.unlink(missing_ok=True)
         logger.info("saved checkpoint %s", path)
+
+    def _remove_stale(self, iteration: int) -> None:
+        """Delete checkpoints of iterations after ``iteration``, the one this run has just written.
+
+        A run writes its checkpoints in increasing iteration, so a later one in ``save_dir`` is another run's: an
+        earlier run into the same folder (started without ``resume``), or files the resume skipped as unreadable.
+        Kept, they would outrank this run's files: the pruning to ``n_saved`` would delete this run's newest
+        checkpoint and a later ``resume`` would continue the other run.
+        """
+        stale = [p for p in list_checkpoints(self.save_dir) if int(CHECKPOINT_PATTERN.match(p.name).group(1)) > iteration]
+        for old in stale:
+            old.unlink(missing_ok=True)
+        if stale:
+            logger.warning("removed %d checkpoint(s) of a later iteration than this run's %d, left by another run in "
+                           "%s: %s", len(stale), iteration, self.save_dir, ", ".join(p.name for p in stale))
 
     def _read_usable(self, path: Path) -> dict[str, Any]:
         """The checkpoint at ``path`` if it reads and has every entry of ``save_dict``."""

@@ -125,3 +125,31 @@ def test_resume_from_another_architecture_or_bundle_says_what_differs_in_one_lin
     assert message.startswith(f"cannot resume from '{tmp_path / 'checkpoint_iteration=2.pt'}': ")
     assert expected in message and "\n" not in message and "size mismatch" not in message
     assert all(torch.equal(v, before[k]) for k, v in network.state_dict().items())  # nothing was half-loaded
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_new_run_is_what_resume_continues_despite_later_checkpoints_of_another_run(tmp_path, caplog, resume) -> None:
+    """An earlier, longer run left checkpoints of later iterations in the folder; a new run (not resumed, or resumed
+    after every file proved unreadable) must keep its own newest checkpoint and be the one a resume continues."""
+    earlier_model = torch.nn.Linear(1, 1, bias=False)
+    earlier = counting_engine(earlier_model)
+    TrainingCheckpointer(tmp_path, {"model": earlier_model, "trainer": earlier}).attach(earlier)
+    earlier.run([1.0, 1.0], max_epochs=5)  # leaves iterations 10 and 8
+    if resume:
+        for path in list_checkpoints(tmp_path):
+            path.write_bytes(b"PK\x03\x04 cut short")
+    model = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.zeros_(model.weight)
+    engine = counting_engine(model)
+    TrainingCheckpointer(tmp_path, {"model": model, "trainer": engine}, resume=resume).attach(engine)
+    with caplog.at_level("WARNING"):
+        engine.run([1.0, 1.0], max_epochs=2)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint_iteration=4.pt", "checkpoint_iteration=2.pt"]
+    assert "checkpoint_iteration=10.pt" in caplog.text  # the removal is said
+    resumed_model = torch.nn.Linear(1, 1, bias=False)
+    resumed = counting_engine(resumed_model)
+    ckpt = TrainingCheckpointer(tmp_path, {"model": resumed_model, "trainer": resumed}, resume=True)
+    ckpt.attach(resumed)
+    resumed.run([1.0, 1.0], max_epochs=3)
+    assert ckpt.resumed_from.name == "checkpoint_iteration=4.pt"
+    assert resumed_model.weight.item() == pytest.approx(6.0)  # this run's 4 steps, then 2 more
