@@ -20,6 +20,7 @@ the image is set to black.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -147,6 +148,37 @@ def fill_with_local_mean(gray: np.ndarray, mask: np.ndarray, radius: int = 2) ->
     return out
 
 
+def check_chroma(chroma: int) -> None:
+    """``chroma`` is a channel spread of 8-bit levels: in [0, 255] (255: nothing counts as colour)."""
+    if not 0 <= chroma <= 255:
+        raise ValueError(f"chroma must be in [0, 255], got {chroma!r}")
+
+
+def check_options(margin: int = 2, chroma: int = 40, min_level: int = 180, min_contrast: int = 60,
+                  dilate_marks: int = 0, doppler: str = "inpaint", fill: str = "telea") -> None:
+    """Raise ``ValueError`` quoting the first bad option of :func:`deannotate`."""
+    for name, value in (("margin", margin), ("dilate_marks", dilate_marks)):
+        if value < 0:
+            raise ValueError(f"{name} must be >= 0, got {value!r}")
+    check_chroma(chroma)
+    for name, value in (("min_level", min_level), ("min_contrast", min_contrast)):
+        if not 0 <= value <= 255:
+            raise ValueError(f"{name} must be in [0, 255], got {value!r}")
+    if doppler not in DOPPLER_MODES:
+        raise ValueError(f"doppler must be one of {DOPPLER_MODES}, got {doppler!r}")
+    if fill not in FILL_METHODS:
+        raise ValueError(f"fill must be one of {FILL_METHODS}, got {fill!r}")
+
+
+def _checked_options(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` of :func:`deannotate` checked when a transform is built, so a bad bundle config fails there and
+    not in a loader worker: an unknown name raises ``TypeError`` (as the call would), a bad value ``ValueError``."""
+    bound = inspect.signature(deannotate).bind(None, **kwargs)
+    bound.apply_defaults()
+    check_options(**{name: value for name, value in bound.arguments.items() if name not in ("image", "fov")})
+    return dict(kwargs)
+
+
 def deannotate(image: Any, fov: FieldOfView | None = None, margin: int = 2, chroma: int = 40, min_level: int = 180,
                min_contrast: int = 60, dilate_marks: int = 0, doppler: str = "inpaint", fill: str = "telea") -> Deannotation:
     """Remove burned-in annotations from a screen capture.
@@ -166,13 +198,7 @@ def deannotate(image: Any, fov: FieldOfView | None = None, margin: int = 2, chro
     Returns:
         :class:`Deannotation`.
     """
-    for name, value in (("margin", margin), ("dilate_marks", dilate_marks)):
-        if value < 0:
-            raise ValueError(f"{name} must be >= 0, got {value!r}")
-    if doppler not in DOPPLER_MODES:
-        raise ValueError(f"doppler must be one of {DOPPLER_MODES}, got {doppler!r}")
-    if fill not in FILL_METHODS:
-        raise ValueError(f"fill must be one of {FILL_METHODS}, got {fill!r}")
+    check_options(margin, chroma, min_level, min_contrast, dilate_marks, doppler, fill)
     rgb = to_hwc_uint8(image)
     gray = to_gray_uint8(rgb)
     fov = fov or detect_fov(gray)
@@ -211,11 +237,11 @@ class Deannotate(Transform):
 
     Args:
         **kwargs: options of :func:`deannotate` (``margin``, ``chroma``, ``min_level``, ``min_contrast``,
-            ``dilate_marks``, ``doppler``).
+            ``dilate_marks``, ``doppler``, ``fill``), checked here.
     """
 
     def __init__(self, **kwargs: Any) -> None:
-        self.kwargs = kwargs
+        self.kwargs = _checked_options(kwargs)
 
     def __call__(self, img: Any) -> Any:
         return _gray_out(deannotate(img, **self.kwargs).image, img)
@@ -230,7 +256,7 @@ class Deannotated(MapTransform):
         super().__init__(keys, allow_missing_keys)
         self.annotation_key = annotation_key
         self.fov_key = fov_key
-        self.kwargs = kwargs
+        self.kwargs = _checked_options(kwargs)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
@@ -259,6 +285,7 @@ class DopplerToGray(Transform):
     def __init__(self, mode: str = "inpaint", chroma: int = 40) -> None:
         if mode not in ("inpaint", "mask"):
             raise ValueError(f"mode must be 'inpaint' or 'mask', got {mode!r}")
+        check_chroma(chroma)
         self.mode = mode
         self.chroma = chroma
 

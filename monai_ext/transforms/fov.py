@@ -349,6 +349,12 @@ def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
     return int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1
 
 
+def check_threshold(threshold: int) -> None:
+    """A background level of 8-bit gray: in [0, 254] (at 255 nothing could be signal)."""
+    if not 0 <= threshold <= 254:
+        raise ValueError(f"threshold must be in [0, 254], got {threshold!r}")
+
+
 def _like(mask: np.ndarray, img: Any) -> Any:
     """(H, W) bool -> (1, H, W) bool, as a tensor on ``img``'s device when ``img`` is one."""
     out = mask[None]
@@ -363,6 +369,7 @@ class FieldOfViewMask(Transform):
     """
 
     def __init__(self, threshold: int = 0) -> None:
+        check_threshold(threshold)
         self.threshold = threshold
 
     def __call__(self, img: Any, region_box: Sequence[int] | None = None) -> Any:
@@ -380,6 +387,7 @@ class FieldOfViewMaskd(MapTransform):
     def __init__(self, keys: KeysCollection, mask_key: str = "fov", region_key: str = "us_region",
                  threshold: int = 0, allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
+        check_threshold(threshold)
         self.mask_key = mask_key
         self.region_key = region_key
         self.threshold = threshold

@@ -212,3 +212,22 @@ def test_side_by_side_views_are_found(views):
     for k, (x0, y0, x1, y1) in enumerate(boxes):
         cols = np.flatnonzero(frames[k].fov_mask.any(0)) + 160 * k
         assert x0 <= cols[0] and cols[-1] < x1 and (y0, y1) == (0, 160)
+
+
+@pytest.mark.parametrize("make,error,message", [
+    (lambda: Deannotate(margin=-1), ValueError, "margin must be >= 0, got -1"),
+    (lambda: Deannotated("image", dilate_marks=-2), ValueError, "dilate_marks must be >= 0, got -2"),
+    (lambda: Deannotated("image", doppler="drop"), ValueError, "doppler must be one of .*, got 'drop'"),
+    (lambda: Deannotate(fill="blur"), ValueError, "fill must be one of .*, got 'blur'"),
+    (lambda: Deannotate(chroma=-5), ValueError, r"chroma must be in \[0, 255\], got -5"),
+    (lambda: Deannotate(min_level=300), ValueError, r"min_level must be in \[0, 255\], got 300"),
+    (lambda: Deannotate(marign=2), TypeError, "marign"),
+    (lambda: DopplerToGray(chroma=-5), ValueError, r"chroma must be in \[0, 255\], got -5"),
+    (lambda: DopplerToGrayd("image", chroma=256), ValueError, r"chroma must be in \[0, 255\], got 256"),
+    (lambda: FieldOfViewMask(threshold=255), ValueError, r"threshold must be in \[0, 254\], got 255"),
+    (lambda: FieldOfViewMaskd("image", threshold=-1), ValueError, r"threshold must be in \[0, 254\], got -1"),
+])
+def test_bad_options_are_refused_at_construction(make, error, message):
+    """A bundle config with a bad value fails when the transform is built, not in a loader worker mid-epoch."""
+    with pytest.raises(error, match=message):
+        make()
