@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -121,6 +122,28 @@ class WarmupCosineLR(LambdaLR):
         factor = min(1.0, min_lr / peak)
         super().__init__(optimizer, lambda s: warmup_cosine_factor(s, self.warmup_steps, self.total_steps, factor),
                          last_epoch)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the position in the schedule (the steps taken), keeping this run's shape.
+
+        The shape (``total_steps``, ``warmup_steps``, the peak lr of each group) comes from this run's settings, as
+        MAE's ``lr_sched`` recomputes the lr from its arguments at every step: a finished run resumed with more
+        epochs continues on the longer cosine (the saved shape kept it at ``min_lr`` for every added epoch), and a
+        run resumed on another number of processes uses the lr it announced for its effective batch. The
+        optimiser's groups, which ``optimizer.load_state_dict`` set to the saved run's lr, get this schedule's.
+        """
+        own_shape = {"total_steps": self.total_steps, "warmup_steps": self.warmup_steps, "base_lrs": list(self.base_lrs)}
+        super().load_state_dict({**state_dict, **own_shape})
+        self.seek(self.last_epoch)
+
+    def seek(self, step: int) -> None:
+        """Move to ``step`` (steps taken) and give every optimiser group the schedule's lr there."""
+        if step < 0:
+            raise ValueError(f"step must be >= 0, got {step!r}")
+        self.last_epoch = int(step)
+        self._last_lr = [base * factor(self.last_epoch) for factor, base in zip(self.lr_lambdas, self.base_lrs)]
+        for group, lr in zip(self.optimizer.param_groups, self._last_lr):
+            group["lr"] = lr
 
 
 def layer_id_for_vit(name: str, num_layers: int) -> int:

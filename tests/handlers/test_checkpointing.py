@@ -9,6 +9,7 @@ import pytest
 import torch
 from ignite.engine import Engine, Events
 
+from monai_ext.engines.optim import WarmupCosineLR
 from monai_ext.handlers.checkpointing import ModelRecord, RandomStates, TrainingCheckpointer, list_checkpoints
 from monai_ext.networks.checkpoints import CheckpointError, read_checkpoint
 from monai_ext.networks.classifier import ViTClassifier
@@ -153,3 +154,32 @@ def test_a_new_run_is_what_resume_continues_despite_later_checkpoints_of_another
     resumed.run([1.0, 1.0], max_epochs=3)
     assert ckpt.resumed_from.name == "checkpoint_iteration=4.pt"
     assert resumed_model.weight.item() == pytest.approx(6.0)  # this run's 4 steps, then 2 more
+
+
+def scheduled_run(folder, epochs: int, lr: float, resume: bool) -> dict[int, float]:
+    """A run of ``epochs`` epochs of 3 iterations on a warmup-cosine schedule over all its steps, as the bundles
+    build it (optimizer, then its scheduler, stepped every iteration); returns iteration -> lr used there."""
+    model = torch.nn.Linear(1, 1, bias=False)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    scheduler = WarmupCosineLR(optimizer, total_steps=epochs * 3, warmup_steps=2, min_lr=0.0)
+    engine = Engine(lambda e, b: (optimizer.step(), scheduler.step()))
+    used: dict[int, float] = {}
+    engine.add_event_handler(Events.ITERATION_STARTED,
+                             lambda e: used.__setitem__(e.state.iteration, optimizer.param_groups[0]["lr"]))
+    TrainingCheckpointer(folder, {"network": model, "optimizer": optimizer, "lr_scheduler": scheduler,
+                                  "trainer": engine}, resume=resume).attach(engine)
+    engine.run([0, 1, 2], max_epochs=epochs)
+    return used
+
+
+@pytest.mark.parametrize("resumed_lr", [1.0, 2.0])  # 2.0: the lr scaled for twice the processes
+def test_a_finished_run_resumed_with_more_epochs_follows_the_longer_schedule(tmp_path, resumed_lr) -> None:
+    """The optimiser and the schedule's position come from the checkpoint; the schedule's length and peak lr from
+    the resumed run's settings, so the added epochs are not all at min_lr (MAE's lr_sched behaves so)."""
+    finished = scheduled_run(tmp_path, epochs=2, lr=1.0, resume=False)
+    assert finished[6] < 0.2  # the 2-epoch schedule was near its end
+    extended = scheduled_run(tmp_path, epochs=4, lr=resumed_lr, resume=True)
+    reference = scheduled_run(tmp_path / "reference", epochs=4, lr=resumed_lr, resume=False)
+    assert sorted(extended) == list(range(7, 13))
+    assert extended == pytest.approx({i: reference[i] for i in extended}, rel=1e-12)
+    assert extended[7] > 0.4 * resumed_lr
