@@ -150,6 +150,9 @@ def test_make_datalist_refuses_an_out_it_cannot_write_in_one_line(out, message, 
      "folds [1, 1] name a fold twice"),
     (["cross-validate", "folder", "{tmp}/cv", "--root", "{root}", "--methods", "random", "--folds", "a"],
      "--folds must be comma-separated whole numbers, got 'a'"),
+    # a misspelt protocol is named as such, with or without --root (it was answered with "needs --root")
+    (["cross-validate", "bus-bra", "{tmp}/cv", "--methods", "random"], "unknown protocol 'bus-bra'; choose one of"),
+    (["cross-validate", "bus-bra", "{tmp}/cv", "--root", "{root}", "--methods", "random"], "'busbra', 'busbra-seg', 'busi'"),
 ])
 def test_a_fold_the_protocol_lacks_is_a_user_error_before_any_training(args, message, tmp_path, capsys):
     root = tmp_path / "classes"

@@ -27,7 +27,7 @@ from monai_ext.apps.comparison import (
     subtle_protocol,
 )
 from monai_ext.data.datalists import write_split
-from monai_ext.data.downstream import Protocol, folder_protocol, load_protocol
+from monai_ext.data.downstream import PROTOCOLS, Protocol, folder_protocol, load_protocol
 from monai_ext.data.segmentation import (
     SEGMENTATION_PROTOCOLS,
     load_segmentation_protocol,
@@ -340,6 +340,10 @@ def protocol_by_name(name: str, root: str | os.PathLike | None, cache_dir: str |
         return subtle_protocol(cache_dir, **kwargs)
     if name == "synthetic-seg":
         return synthetic_segmentation_protocol(cache_dir, **kwargs)
+    if name not in PROTOCOLS and name not in SEGMENTATION_PROTOCOLS:
+        # checked before --root, so that a misspelt name is not answered with "needs --root"
+        known = sorted({"synthetic", "subtle", "synthetic-seg", *PROTOCOLS, *SEGMENTATION_PROTOCOLS})
+        raise ValueError(f"unknown protocol {name!r}; choose one of {known}")
     if root is None:
         raise ValueError(f"protocol {name!r} needs --root, the dataset folder as distributed")
     if name in SEGMENTATION_PROTOCOLS:
