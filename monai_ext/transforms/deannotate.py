@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
-from monai.utils import convert_to_dst_type
+from monai.utils import TransformBackends, convert_to_dst_type
 
 from monai_ext.transforms.fov import FieldOfView, detect_fov, display_scale, to_gray_uint8, to_hwc_uint8
 
@@ -240,6 +240,8 @@ class Deannotate(Transform):
             ``dilate_marks``, ``doppler``, ``fill``), checked here.
     """
 
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
+
     def __init__(self, **kwargs: Any) -> None:
         self.kwargs = _checked_options(kwargs)
 
@@ -250,6 +252,8 @@ class Deannotate(Transform):
 class Deannotated(MapTransform):
     """Dictionary version of :class:`Deannotate`; optionally stores the annotation and field-of-view masks
     (1, H, W) bool under ``annotation_key`` / ``fov_key``."""
+
+    backend = Deannotate.backend
 
     def __init__(self, keys: KeysCollection, annotation_key: str | None = None, fov_key: str | None = None,
                  allow_missing_keys: bool = False, **kwargs: Any) -> None:
@@ -282,6 +286,8 @@ class DopplerToGray(Transform):
         chroma: channel spread above which a pixel is colour.
     """
 
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
+
     def __init__(self, mode: str = "inpaint", chroma: int = 40) -> None:
         if mode not in ("inpaint", "mask"):
             raise ValueError(f"mode must be 'inpaint' or 'mask', got {mode!r}")
@@ -303,6 +309,8 @@ class DopplerToGray(Transform):
 class DopplerToGrayd(MapTransform):
     """Dictionary version of :class:`DopplerToGray`; optionally stores the colour mask (1, H, W) under
     ``colour_key``."""
+
+    backend = DopplerToGray.backend
 
     def __init__(self, keys: KeysCollection, mode: str = "inpaint", chroma: int = 40, colour_key: str | None = None,
                  allow_missing_keys: bool = False) -> None:

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
+from monai.utils import TransformBackends
 
 from monai_ext.transforms.intensity import integer_peak
 
@@ -368,6 +369,8 @@ class FieldOfViewMask(Transform):
         threshold: background gray level (see :func:`detect_fov`).
     """
 
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
+
     def __init__(self, threshold: int = 0) -> None:
         check_threshold(threshold)
         self.threshold = threshold
@@ -383,6 +386,8 @@ class FieldOfViewMaskd(MapTransform):
     The DICOM B-mode region is taken from ``data[region_key]`` when present (``LoadUltrasoundImaged`` puts it
     there as (x0, y0, x1, y1)).
     """
+
+    backend = FieldOfViewMask.backend
 
     def __init__(self, keys: KeysCollection, mask_key: str = "fov", region_key: str = "us_region",
                  threshold: int = 0, allow_missing_keys: bool = False) -> None:

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
+from monai.utils import TransformBackends
 
 from monai_ext.io.display import LUMA
 
@@ -30,6 +31,8 @@ class ToGrayscale(Transform):
     returning the same type.
     """
 
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
+
     def __call__(self, img: Any) -> Any:
         channels = img.shape[0]
         if channels in (1, 2):
@@ -45,6 +48,8 @@ class ToGrayscale(Transform):
 
 class ToGrayscaled(MapTransform):
     """Dictionary version of :class:`ToGrayscale`."""
+
+    backend = ToGrayscale.backend
 
     def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
@@ -65,6 +70,8 @@ class ScaleIntensityByDtype(Transform):
     avoided on purpose: it would change the brightness of dark ultrasound frames.
     """
 
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
+
     def __call__(self, img: Any) -> Any:
         if isinstance(img, torch.Tensor):
             return img.float() if img.dtype.is_floating_point else img.float() / integer_peak(img.dtype)
@@ -75,6 +82,8 @@ class ScaleIntensityByDtype(Transform):
 
 class ScaleIntensityByDtyped(MapTransform):
     """Dictionary version of :class:`ScaleIntensityByDtype`."""
+
+    backend = ScaleIntensityByDtype.backend
 
     def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
-from monai.utils import convert_to_dst_type, convert_to_tensor
+from monai.utils import TransformBackends, convert_to_dst_type, convert_to_tensor
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -50,6 +50,8 @@ class NormalizeUltrasound(Transform):
         mean, std: corpus statistics, required by "corpus".
     """
 
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
+
     def __init__(self, mode: str = "imagenet", channels: int = 3, mean: float | None = None,
                  std: float | None = None) -> None:
         if mode not in NORMALIZATION_MODES:
@@ -86,6 +88,8 @@ def normalize_batch(batch: torch.Tensor, mode: str, channels: int, mean: float |
 
 class NormalizeUltrasoundd(MapTransform):
     """Dictionary version of :class:`NormalizeUltrasound`."""
+
+    backend = NormalizeUltrasound.backend
 
     def __init__(self, keys: KeysCollection, mode: str = "imagenet", channels: int = 3, mean: float | None = None,
                  std: float | None = None, allow_missing_keys: bool = False) -> None:

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, RandomizableTransform
-from monai.utils import convert_to_dst_type, convert_to_tensor
+from monai.utils import TransformBackends, convert_to_dst_type, convert_to_tensor
 
 #: Dynamic range assumed for images whose compression is unknown (typical scanner presets span 40-80 dB).
 NOMINAL_DYNAMIC_RANGE_DB = 60.0
@@ -121,6 +121,8 @@ def _check_range(name: str, value: Sequence[float], low: float | None = None) ->
 
 class _RandUltrasound(RandomizableTransform):
     """Base: (C, H, W) float image in [0, 1] (numpy or tensor) -> same type, device and dtype."""
+
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
     def _apply(self, img: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -259,6 +261,8 @@ class RandAxialLateralBlur(_RandUltrasound):
 
 class _RandUltrasoundd(RandomizableTransform, MapTransform):
     """Dictionary base: one draw per sample (from the first key's shape) applied to every key."""
+
+    backend = _RandUltrasound.backend
 
     transform_class: type[_RandUltrasound]
 

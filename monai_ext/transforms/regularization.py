@@ -12,6 +12,7 @@ import math
 
 import torch
 from monai.transforms import RandomizableTransform
+from monai.utils import TransformBackends
 
 
 class MixupCutmix(RandomizableTransform):
@@ -31,6 +32,8 @@ class MixupCutmix(RandomizableTransform):
     Call with ``images`` (N, C, H, W) and integer ``labels`` (N,); returns mixed images (N, C, H, W), same dtype and
     device, and soft targets (N, K) float32 whose rows sum to 1. An unmixed batch returns one-hot targets.
     """
+
+    backend = [TransformBackends.TORCH]
 
     def __init__(self, num_classes: int, mixup_alpha: float = 0.8, cutmix_alpha: float = 1.0, prob: float = 1.0,
                  switch_prob: float = 0.5) -> None:

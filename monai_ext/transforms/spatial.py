@@ -36,6 +36,8 @@ class RandResizedCrop(Randomizable, Transform):
     Input (C, H, W) numpy array or tensor; output (C, size_h, size_w) MetaTensor.
     """
 
+    backend = Resize.backend
+
     def __init__(
         self,
         size: int | Sequence[int],
@@ -92,6 +94,8 @@ class RandResizedCropd(Randomizable, MapTransform):
         mode: interpolation per key (e.g. ``["bilinear", "nearest"]`` for image and mask).
         allow_missing_keys: skip absent keys.
     """
+
+    backend = RandResizedCrop.backend
 
     def __init__(
         self,
