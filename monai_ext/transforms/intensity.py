@@ -28,7 +28,8 @@ class ToGrayscale(Transform):
     """Channel-first image with 1 (gray), 2 (gray + alpha), 3 (RGB) or 4 (RGBA) channels -> (1, H, W) luma.
 
     Alpha is dropped (ultrasound exports carry no meaningful transparency). Works on numpy arrays and tensors,
-    returning the same type.
+    returning the same type; integer images stay in their type (luma rounded, as OpenCV's), so a scaling by type
+    after this treats RGB and gray files alike; float images come back as float32.
     """
 
     backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
@@ -42,8 +43,10 @@ class ToGrayscale(Transform):
         rgb = img[:3]
         if isinstance(rgb, torch.Tensor):
             weights = torch.tensor(LUMA, dtype=torch.float32, device=rgb.device).view(3, 1, 1)
-            return (rgb.float() * weights).sum(0, keepdim=True)
-        return (rgb.astype(np.float32) * np.asarray(LUMA, np.float32).reshape(3, 1, 1)).sum(0, keepdims=True)
+            luma = (rgb.float() * weights).sum(0, keepdim=True)
+            return luma if rgb.dtype.is_floating_point else luma.round().to(rgb.dtype)
+        luma = (rgb.astype(np.float32) * np.asarray(LUMA, np.float32).reshape(3, 1, 1)).sum(0, keepdims=True)
+        return luma if np.issubdtype(rgb.dtype, np.floating) else np.rint(luma).astype(rgb.dtype)
 
 
 class ToGrayscaled(MapTransform):

@@ -68,3 +68,19 @@ def test_16bit_png_read_by_pil_as_numpy_reaches_one(tmp_path) -> None:
         pixels = np.array(frame.convert("I"))  # mode "I": the int32 array PIL gives for 16-bit images
     assert pixels.dtype == np.int32
     np.testing.assert_allclose(ScaleIntensityByDtype()(pixels[None]), [[[0.0, 1.0]]])
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+@pytest.mark.parametrize("as_tensor", [False, True])
+def test_gray_keeps_the_type_so_scaling_after_it_treats_rgb_and_gray_alike(dtype, as_tensor: bool) -> None:
+    """ToGrayscale before ScaleIntensityByDtype: an RGB frame and a gray frame of the same scene land in the same
+    range (before, RGB luma came out as float in [0, 255] and was then taken as already in [0, 1])."""
+    peak = 1.0 if dtype == np.float32 else float(np.iinfo(dtype).max)
+    rgb = (RGB.transpose(2, 0, 1).astype(np.float64) / 255 * peak).astype(dtype)
+    gray = (cv2.cvtColor(RGB, cv2.COLOR_RGB2GRAY)[None].astype(np.float64) / 255 * peak).astype(dtype)
+    convert = torch.as_tensor if as_tensor else np.asarray
+    from_rgb = ToGrayscale()(convert(rgb))
+    assert from_rgb.dtype == convert(rgb).dtype
+    scaled_rgb = np.asarray(ScaleIntensityByDtype()(from_rgb))
+    scaled_gray = np.asarray(ScaleIntensityByDtype()(ToGrayscale()(convert(gray))))
+    assert np.abs(scaled_rgb - scaled_gray).max() <= 1.5 / 255
