@@ -23,6 +23,8 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, RandomizableTransform
 from monai.utils import TransformBackends, convert_to_dst_type, convert_to_tensor
 
+from monai_ext.transforms.intensity import integer_peak
+
 #: Dynamic range assumed for images whose compression is unknown (typical scanner presets span 40-80 dB).
 NOMINAL_DYNAMIC_RANGE_DB = 60.0
 SPECKLE_DISTRIBUTIONS = ("rayleigh", "gamma")
@@ -120,7 +122,8 @@ def _check_range(name: str, value: Sequence[float], low: float | None = None) ->
 
 
 class _RandUltrasound(RandomizableTransform):
-    """Base: (C, H, W) float image in [0, 1] (numpy or tensor) -> same type, device and dtype."""
+    """Base: (C, H, W) image (numpy or tensor), float in [0, 1] or integer (taken over its full scale, see
+    :func:`integer_peak`) -> same type, device, dtype and range."""
 
     backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
@@ -141,7 +144,11 @@ class _RandUltrasound(RandomizableTransform):
         if not self._do_transform:
             return img
         t = convert_to_tensor(img, track_meta=False, dtype=torch.float32)
-        return convert_to_dst_type(self._apply(t[None])[0], img, dtype=img.dtype)[0]
+        # the physics works on [0, 1]: integer frames are scaled there and back, not clamped to it
+        is_float = img.dtype.is_floating_point if isinstance(img, torch.Tensor) else np.issubdtype(img.dtype, np.floating)
+        peak = 1.0 if is_float else integer_peak(img.dtype)
+        out = self._apply(t[None] / peak)[0] * peak
+        return convert_to_dst_type(out if is_float else out.round(), img, dtype=img.dtype)[0]
 
 
 class RandSpeckle(_RandUltrasound):

@@ -108,3 +108,15 @@ def test_blur_is_axial_or_lateral():
 def test_bad_arguments(cls, kwargs, message):
     with pytest.raises(ValueError, match=message):
         cls(**kwargs)
+
+
+@pytest.mark.parametrize("array_cls,dict_cls,kwargs", PAIRS)
+@pytest.mark.parametrize("dtype,peak", [(np.uint8, 255), (np.uint16, 65535)])
+def test_integer_images_are_augmented_in_their_own_range(array_cls, dict_cls, kwargs, dtype, peak):
+    """An 8- or 16-bit frame is augmented as its [0, 1] version and comes back in its type; before, it was clamped
+    to [0, 1] (every tissue pixel became 1)."""
+    frame = np.rint(image() * peak).astype(dtype)
+    out = array_cls(prob=1.0, **kwargs).set_random_state(4)(frame)
+    reference = array_cls(prob=1.0, **kwargs).set_random_state(4)(frame.astype(np.float32) / peak)
+    assert out.dtype == dtype
+    assert np.abs(out.astype(np.float64) - np.rint(reference.astype(np.float64) * peak)).max() <= 1
