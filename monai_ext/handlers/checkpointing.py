@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint
+from torch.optim.lr_scheduler import LRScheduler
 
 from monai_ext.engines.distributed import broadcast_object, gather_objects, is_main_process, rank, world_size
 from monai_ext.networks.checkpoints import CheckpointError, arch_record, atomic_torch_save, read_checkpoint
@@ -225,6 +226,39 @@ class TrainingCheckpointer:
                     raise CheckpointError(f"cannot resume from {str(path)!r}: {e}; give this run its own ckpt_dir "
                                           "or the settings that checkpoint was trained with") from None
 
+    def _keep_epoch_length(self, engine: Engine, epoch_length: int | None, path: Path) -> None:
+        """Resume at the saved epoch with this run's iterations per epoch, where the two differ.
+
+        ignite restores the saved ``epoch_length``; another batch size, number of processes (each rank's shard) or
+        data set gives this run's data loader another length, and the saved one would cut the resumed epochs across
+        the loader's passes (and misplace the accumulation steps and the sampler's shuffles). The trainer is put at
+        the end of the saved epoch in this run's iterations, and so is a scheduler stepped every iteration (one
+        whose position is the saved iteration) that can ``seek`` (:class:`monai_ext.engines.optim.WarmupCosineLR`).
+
+        Raises:
+            CheckpointError: the checkpoint was saved mid-epoch, which has no position in epochs of another length.
+        """
+        saved_length, saved_iteration = engine.state.epoch_length, engine.state.iteration
+        if epoch_length is None or saved_length is None or saved_length == epoch_length:
+            return
+        if saved_iteration % saved_length:
+            raise CheckpointError(
+                f"cannot resume from {str(path)!r}: it was saved mid-epoch (iteration {saved_iteration}, epochs of "
+                f"{saved_length} iterations) and this run's epochs have {epoch_length} (another batch size, number of "
+                "processes or data set); resume with the settings it was saved with"
+            )
+        engine.state.epoch_length = epoch_length
+        engine.state.iteration = engine.state.epoch * epoch_length
+        for name, obj in self.save_dict.items():
+            if isinstance(obj, LRScheduler) and obj.last_epoch == saved_iteration:
+                if hasattr(obj, "seek"):
+                    obj.seek(engine.state.iteration)
+                else:
+                    logger.warning("%s (%s) stays at step %d of the saved epochs of %d iterations", name,
+                                   type(obj).__name__, saved_iteration, saved_length)
+        logger.warning("%s was saved with epochs of %d iterations and this run's have %d: resuming after epoch %d at "
+                       "iteration %d", path, saved_length, epoch_length, engine.state.epoch, engine.state.iteration)
+
     def load_latest(self, engine: Engine) -> None:
         """Restore the newest readable checkpoint (keeping the configured ``max_epochs``).
 
@@ -253,11 +287,12 @@ class TrainingCheckpointer:
                 f"ckpt_dir ({detail}). Rank 0 alone writes checkpoints, so with several nodes ckpt_dir must be on a "
                 "filesystem every node reads at the same path (NFS, Lustre, GPFS, ...); every rank stops."
             )
-        max_epochs = engine.state.max_epochs
+        max_epochs, epoch_length = engine.state.max_epochs, engine.state.epoch_length
         self._check_records(path, checkpoint)
         Checkpoint.load_objects(to_load=self.save_dict, checkpoint=checkpoint)
         if max_epochs is not None:
             engine.state.max_epochs = max_epochs
+        self._keep_epoch_length(engine, epoch_length, path)
         self.resumed_from = path
         self._saved_iteration = engine.state.iteration  # that state is on disk already
         logger.info("resumed from %s at epoch %d, iteration %d", path, engine.state.epoch, engine.state.iteration)

@@ -183,3 +183,45 @@ def test_a_finished_run_resumed_with_more_epochs_follows_the_longer_schedule(tmp
     assert sorted(extended) == list(range(7, 13))
     assert extended == pytest.approx({i: reference[i] for i in extended}, rel=1e-12)
     assert extended[7] > 0.4 * resumed_lr
+
+
+def test_resume_with_epochs_of_another_length_continues_at_the_saved_epoch(tmp_path, caplog) -> None:
+    """A larger batch or more processes give fewer iterations an epoch (3 -> 2 here): the resumed run starts the
+    epoch after the saved one at that epoch's first batch, and its lr is the new run's at the same epoch."""
+    def run(folder, batches: int, epochs: int, resume: bool) -> tuple[list, dict[int, float]]:
+        model = torch.nn.Linear(1, 1, bias=False)
+        optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+        scheduler = WarmupCosineLR(optimizer, total_steps=epochs * batches, warmup_steps=1, min_lr=0.0)
+        engine = Engine(lambda e, b: (optimizer.step(), scheduler.step()))
+        seen, lrs = [], {}
+        engine.add_event_handler(Events.EPOCH_STARTED, lambda e: seen.append(("epoch", e.state.epoch)))
+        engine.add_event_handler(Events.ITERATION_STARTED, lambda e: (
+            seen.append((e.state.iteration, e.state.batch)), lrs.__setitem__(e.state.iteration,
+                                                                            optimizer.param_groups[0]["lr"])))
+        TrainingCheckpointer(folder, {"network": model, "optimizer": optimizer, "lr_scheduler": scheduler,
+                                      "trainer": engine}, resume=resume).attach(engine)
+        engine.run(list(range(batches)), max_epochs=epochs)
+        return seen, lrs
+
+    run(tmp_path, batches=3, epochs=2, resume=False)
+    with caplog.at_level("WARNING"):
+        seen, lrs = run(tmp_path, batches=2, epochs=4, resume=True)
+    assert seen == [("epoch", 3), (5, 0), (6, 1), ("epoch", 4), (7, 0), (8, 1)]
+    assert "epochs of 3 iterations and this run's have 2" in caplog.text
+    _, reference = run(tmp_path / "reference", batches=2, epochs=4, resume=False)
+    assert lrs == pytest.approx({i: reference[i] for i in lrs}, rel=1e-12)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint_iteration=8.pt", "checkpoint_iteration=6.pt"]
+
+
+def test_a_mid_epoch_checkpoint_with_epochs_of_another_length_is_refused_in_one_line(tmp_path) -> None:
+    model = torch.nn.Linear(1, 1, bias=False)
+    engine = counting_engine(model)
+    TrainingCheckpointer(tmp_path, {"model": model, "trainer": engine}, save_interval=2, epoch_level=False).attach(
+        engine)
+    engine.run([1.0, 1.0, 1.0], max_epochs=1, epoch_length=3)
+    (tmp_path / "checkpoint_iteration=3.pt").unlink()  # the end-of-run one: iteration 2 of 3 is left
+    resumed = counting_engine(model)
+    TrainingCheckpointer(tmp_path, {"model": model, "trainer": resumed}, resume=True).attach(resumed)
+    with pytest.raises(CheckpointError, match=r"saved mid-epoch \(iteration 2, epochs of 3 iterations\) and this "
+                                              r"run's epochs have 2"):
+        resumed.run([1.0, 1.0], max_epochs=2)
