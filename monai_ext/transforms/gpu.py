@@ -15,7 +15,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from monai_ext.transforms.normalize import NORMALIZATION_MODES, normalize_batch
+from monai_ext.transforms.intensity import integer_peak
+from monai_ext.transforms.normalize import NORMALIZATION_MODES, NormalizeUltrasound, normalize_batch
 from monai_ext.transforms.physics import (
     NOMINAL_DYNAMIC_RANGE_DB,
     apply_axial_lateral_blur,
@@ -23,6 +24,7 @@ from monai_ext.transforms.physics import (
     apply_dynamic_range,
     apply_gamma_gain,
     apply_speckle,
+    check_range,
     depth_gain_curve,
     gamma_envelope,
     rayleigh_from_uniform,
@@ -48,7 +50,8 @@ class UltrasoundBatchAugment:
         dynamic_range_db: assumed dynamic range of the inputs.
         seed: seed of the per-device generator (None: nondeterministic).
 
-    Call with a batch (N, 1, H, W), uint8 (scaled by 1/255) or float in [0, 1], on any device; returns
+    Call with a batch (N, 1, H, W), integer (scaled by its type's full scale, see
+    :func:`monai_ext.transforms.intensity.integer_peak`) or float in [0, 1], on any device; returns
     (N, channels, S, S) float32 on the same device. Gamma speckle draws from torch's default generator (no
     generator argument exists for Gamma sampling); everything else from this object's generator.
     """
@@ -91,6 +94,20 @@ class UltrasoundBatchAugment:
             raise ValueError(f"normalize must be one of {NORMALIZATION_MODES} or None, got {normalize!r}")
         if speckle_distribution not in ("rayleigh", "gamma"):
             raise ValueError(f"speckle_distribution must be 'rayleigh' or 'gamma', got {speckle_distribution!r}")
+        # the checks of the CPU transforms, so a config fails here and not at the first batch (or never, silently)
+        for name, value, low in (("speckle_strength", speckle_strength, 0.0), ("gamma_shape", gamma_shape, 1e-3),
+                                 ("attenuation_db", attenuation_db, None), ("tgc_db", tgc_db, None),
+                                 ("range_db", range_db, 1.0), ("gamma", gamma, 1e-3), ("gain", gain, 0.0),
+                                 ("axial_sigma", axial_sigma, 0.0), ("lateral_sigma", lateral_sigma, 0.0)):
+            check_range(name, value, low)
+        if tgc_nodes < 1:
+            raise ValueError(f"tgc_nodes must be at least 1, got {tgc_nodes!r}")
+        if rotate_range < 0:
+            raise ValueError(f"rotate_range must be >= 0, got {rotate_range!r}")
+        if normalize is not None:
+            NormalizeUltrasound(normalize, channels, mean, std)  # checks channels and corpus statistics
+        elif channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {channels!r}")
         for name, p in (("flip_prob", flip_prob), ("speckle_prob", speckle_prob), ("depth_gain_prob", depth_gain_prob),
                         ("dynamic_range_prob", dynamic_range_prob), ("gamma_gain_prob", gamma_gain_prob),
                         ("blur_prob", blur_prob)):
@@ -211,7 +228,8 @@ class UltrasoundBatchAugment:
         if batch.ndim != 4 or batch.shape[1] != 1:
             raise ValueError(f"expected a gray batch (N, 1, H, W), got shape {tuple(batch.shape)!r}")
         g = self._generator(batch.device)
-        x = batch.float() / 255.0 if batch.dtype == torch.uint8 else batch.float()
+        # integer frames by their type's full scale: uint8 / 255, 16-bit (uint16, or int32 as PIL holds it) / 65535
+        x = batch.float() if batch.is_floating_point() else batch.float() / integer_peak(batch.dtype)
         n, _, height, width = x.shape
         boxes = self.crop_boxes(g, n, height, width)
         flip = self._chosen(g, self.flip_prob, n)

@@ -114,7 +114,8 @@ def gamma_envelope(shape_k: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------------- array / dict classes
-def _check_range(name: str, value: Sequence[float], low: float | None = None) -> tuple[float, float]:
+def check_range(name: str, value: Sequence[float], low: float | None = None) -> tuple[float, float]:
+    """``value`` as a (low, high) pair of floats; ``ValueError`` quoting it unless low <= high (and >= ``low``)."""
     lo, hi = (float(v) for v in value)
     if lo > hi or (low is not None and lo < low):
         raise ValueError(f"{name} must be an increasing pair{'' if low is None else f' >= {low}'}, got {tuple(value)!r}")
@@ -167,8 +168,8 @@ class RandSpeckle(_RandUltrasound):
         super().__init__(prob)
         if distribution not in SPECKLE_DISTRIBUTIONS:
             raise ValueError(f"distribution must be one of {SPECKLE_DISTRIBUTIONS}, got {distribution!r}")
-        self.strength = _check_range("strength", strength, 0.0)
-        self.gamma_shape = _check_range("gamma_shape", gamma_shape, 1e-3)
+        self.strength = check_range("strength", strength, 0.0)
+        self.gamma_shape = check_range("gamma_shape", gamma_shape, 1e-3)
         self.distribution = distribution
         self.dynamic_range_db = dynamic_range_db
 
@@ -203,8 +204,8 @@ class RandDepthGain(_RandUltrasound):
         super().__init__(prob)
         if nodes < 1:
             raise ValueError(f"nodes must be at least 1, got {nodes!r}")
-        self.attenuation_db = _check_range("attenuation_db", attenuation_db)
-        self.tgc_db = _check_range("tgc_db", tgc_db)
+        self.attenuation_db = check_range("attenuation_db", attenuation_db)
+        self.tgc_db = check_range("tgc_db", tgc_db)
         self.nodes = nodes
         self.dynamic_range_db = dynamic_range_db
 
@@ -223,7 +224,7 @@ class RandDynamicRange(_RandUltrasound):
     def __init__(self, prob: float = 0.5, range_db: Sequence[float] = (40.0, 80.0),
                  dynamic_range_db: float = NOMINAL_DYNAMIC_RANGE_DB) -> None:
         super().__init__(prob)
-        self.range_db = _check_range("range_db", range_db, 1.0)
+        self.range_db = check_range("range_db", range_db, 1.0)
         self.dynamic_range_db = dynamic_range_db
 
     def _draw(self, spatial_shape: tuple[int, int]) -> None:
@@ -238,8 +239,8 @@ class RandGammaGain(_RandUltrasound):
 
     def __init__(self, prob: float = 0.5, gamma: Sequence[float] = (0.7, 1.4), gain: Sequence[float] = (0.8, 1.25)) -> None:
         super().__init__(prob)
-        self.gamma = _check_range("gamma", gamma, 1e-3)
-        self.gain = _check_range("gain", gain, 0.0)
+        self.gamma = check_range("gamma", gamma, 1e-3)
+        self.gain = check_range("gain", gain, 0.0)
 
     def _draw(self, spatial_shape: tuple[int, int]) -> None:
         self._gamma = math.exp(self.R.uniform(math.log(self.gamma[0]), math.log(self.gamma[1])))
@@ -255,8 +256,8 @@ class RandAxialLateralBlur(_RandUltrasound):
     def __init__(self, prob: float = 0.5, axial_sigma: Sequence[float] = (0.0, 1.5),
                  lateral_sigma: Sequence[float] = (0.0, 1.5)) -> None:
         super().__init__(prob)
-        self.axial_sigma = _check_range("axial_sigma", axial_sigma, 0.0)
-        self.lateral_sigma = _check_range("lateral_sigma", lateral_sigma, 0.0)
+        self.axial_sigma = check_range("axial_sigma", axial_sigma, 0.0)
+        self.lateral_sigma = check_range("lateral_sigma", lateral_sigma, 0.0)
 
     def _draw(self, spatial_shape: tuple[int, int]) -> None:
         self._sigmas = (self.R.uniform(*self.axial_sigma), self.R.uniform(*self.lateral_sigma))

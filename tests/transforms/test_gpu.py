@@ -99,11 +99,32 @@ def test_uint8_input_seeds_and_shapes(frame):
     assert not torch.allclose(a, c)
 
 
+@pytest.mark.parametrize("dtype,peak", [(torch.int32, 65535), (torch.uint16, 65535), (torch.int16, 32767)])
+def test_16bit_batches_are_scaled_by_their_type_as_uint8_is(frame, dtype, peak):
+    """int32 is how PIL / MONAI's PILReader hold 16-bit PNGs; before, such a batch went in unscaled and clipped white."""
+    u8 = np.rint(frame * 255).astype(np.int64)
+    deep = torch.as_tensor(np.rint(u8 / 255 * peak)).to(dtype)[None].expand(4, -1, -1, -1)
+    aug = {"size": 16, "speckle_prob": 1.0, "depth_gain_prob": 1.0, "normalize": None}
+    out = UltrasoundBatchAugment(seed=3, **aug)(deep)
+    reference = UltrasoundBatchAugment(seed=3, **aug)(torch.as_tensor(u8).to(torch.uint8)[None].expand(4, -1, -1, -1))
+    torch.testing.assert_close(out, reference, atol=1e-4, rtol=0)
+
+
 @pytest.mark.parametrize("kwargs,message", [
     ({"size": 0}, "size must be positive, got 0"),
     ({"size": 8, "scale": (0.0, 1.0)}, r"scale must satisfy 0 < low <= high <= 1, got \(0.0, 1.0\)"),
     ({"size": 8, "normalize": "minmax"}, "normalize must be one of"),
     ({"size": 8, "blur_prob": 2.0}, r"blur_prob must be in \[0, 1\], got 2.0"),
+    ({"size": 8, "speckle_strength": (0.5, 0.1)}, r"speckle_strength must be an increasing pair >= 0.0, got \(0.5, 0.1\)"),
+    ({"size": 8, "gamma_shape": (0.0, 1.0)}, r"gamma_shape must be an increasing pair >= 0.001, got \(0.0, 1.0\)"),
+    ({"size": 8, "tgc_nodes": 0}, "tgc_nodes must be at least 1, got 0"),
+    ({"size": 8, "attenuation_db": (8.0, -8.0)}, r"attenuation_db must be an increasing pair, got \(8.0, -8.0\)"),
+    ({"size": 8, "range_db": (0.0, 10.0)}, r"range_db must be an increasing pair >= 1.0, got \(0.0, 10.0\)"),
+    ({"size": 8, "gamma": (0.0, 1.0)}, r"gamma must be an increasing pair >= 0.001, got \(0.0, 1.0\)"),
+    ({"size": 8, "axial_sigma": (-1.0, 1.0)}, r"axial_sigma must be an increasing pair >= 0.0, got \(-1.0, 1.0\)"),
+    ({"size": 8, "rotate_range": -0.2}, "rotate_range must be >= 0, got -0.2"),
+    ({"size": 8, "normalize": "corpus"}, "mode 'corpus' needs mean and a positive std, got mean=None, std=None"),
+    ({"size": 8, "channels": 2}, "channels must be 1 or 3, got 2"),
 ])
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
