@@ -341,4 +341,37 @@ class BestModelSaver:
         return {"best": self.best}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore the best value, or the better one that the file at ``save_path`` holds.
+
+        Checkpoints come every ``save_interval`` epochs, so a killed run may have saved a better model in epochs its
+        last checkpoint does not know of. The resumed run replays them and, unless it computes the very same values
+        (other GPU kernels, another number of processes), would replace that file with a worse model when it beats
+        only the checkpoint's value. Rank 0 reads the file and every rank takes its answer (one broadcast).
+        """
         self.best = state.get("best")
+        on_disk = broadcast_object(self._best_on_disk() if is_main_process() else None)
+        if on_disk is not None and self.improved(on_disk):
+            logger.info("%s holds a better %s (%.6f) than the checkpoint's best (%s): kept as the best to beat",
+                        self.save_path, self.metric_name, on_disk, self.best)
+            self.best = on_disk
+
+    def _best_on_disk(self) -> float | None:
+        """The metric stored in the file at ``save_path`` when it is a model of this architecture, else None."""
+        if not self.save_path.is_file():
+            return None
+        try:
+            saved = read_checkpoint(self.save_path)
+        except (CheckpointError, OSError) as e:
+            logger.warning("cannot read the best model %s (%s): it will be replaced by this run's", self.save_path, e)
+            return None
+        record = self.record.state_dict()
+        if not isinstance(saved, Mapping) or not isinstance(saved.get("arch"), Mapping):
+            return None
+        if any(saved["arch"].get(k) != record[k] for k in ("kind", "arch_args")):  # another model's file
+            return None
+        value = saved.get(self.metric_name)
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            value = value.item()
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+            return None
+        return float(value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -10,7 +11,13 @@ import torch
 from ignite.engine import Engine, Events
 
 from monai_ext.engines.optim import WarmupCosineLR
-from monai_ext.handlers.checkpointing import ModelRecord, RandomStates, TrainingCheckpointer, list_checkpoints
+from monai_ext.handlers.checkpointing import (
+    BestModelSaver,
+    ModelRecord,
+    RandomStates,
+    TrainingCheckpointer,
+    list_checkpoints,
+)
 from monai_ext.networks.checkpoints import CheckpointError, read_checkpoint
 from monai_ext.networks.classifier import ViTClassifier
 from monai_ext.networks.mae import MaskedAutoencoderViT
@@ -225,3 +232,46 @@ def test_a_mid_epoch_checkpoint_with_epochs_of_another_length_is_refused_in_one_
     with pytest.raises(CheckpointError, match=r"saved mid-epoch \(iteration 2, epochs of 3 iterations\) and this "
                                               r"run's epochs have 2"):
         resumed.run([1.0, 1.0], max_epochs=2)
+
+
+def best_saver(path, network: torch.nn.Module, mode: str) -> BestModelSaver:
+    return BestModelSaver(path, network, ModelRecord(network, "mae"), metric_name="val_loss", mode=mode)
+
+
+def validate(saver: BestModelSaver, value: float) -> None:
+    saver(SimpleNamespace(state=SimpleNamespace(metrics={"val_loss": value})))
+
+
+@pytest.mark.parametrize("mode, lost_best, checkpoint_best, replayed, better_replay", [
+    ("min", 0.5, 1.0, 0.8, 0.4),
+    ("max", 0.9, 0.6, 0.7, 0.95),
+])
+def test_a_resume_does_not_replace_a_better_model_saved_after_its_checkpoint(
+        tmp_path, mode, lost_best, checkpoint_best, replayed, better_replay) -> None:
+    """The killed run saved its best model (``lost_best``) in an epoch after its last checkpoint, which knew only
+    ``checkpoint_best``; the replayed epochs compute ``replayed``, between the two: the file must stay."""
+    path = tmp_path / "model.pt"
+    network = MaskedAutoencoderViT(**TINY_MAE)
+    validate(best_saver(path, network, mode), lost_best)
+    lost_weights = read_checkpoint(path)["model"]
+    resumed = best_saver(path, MaskedAutoencoderViT(**TINY_MAE), mode)
+    resumed.load_state_dict({"best": checkpoint_best})
+    assert resumed.best == lost_best
+    validate(resumed, replayed)
+    saved = read_checkpoint(path)
+    assert saved["val_loss"] == lost_best
+    assert all(torch.equal(saved["model"][k], v) for k, v in lost_weights.items())
+    validate(resumed, better_replay)
+    assert read_checkpoint(path)["val_loss"] == better_replay
+
+
+@pytest.mark.parametrize("other", ["another architecture", "not a checkpoint"])
+def test_a_best_model_file_of_another_model_does_not_set_the_best(tmp_path, other) -> None:
+    path = tmp_path / "model.pt"
+    if other == "not a checkpoint":
+        path.write_bytes(b"not a torch file")
+    else:
+        validate(best_saver(path, MaskedAutoencoderViT(**{**TINY_MAE, "embed_dim": 64}), "min"), 0.1)
+    resumed = best_saver(path, MaskedAutoencoderViT(**TINY_MAE), "min")
+    resumed.load_state_dict({"best": 1.0})
+    assert resumed.best == 1.0
