@@ -11,6 +11,8 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends, convert_to_dst_type, convert_to_tensor
 
+from monai_ext.transforms.intensity import integer_peak
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 NORMALIZATION_MODES = ("imagenet", "zscore", "corpus")
@@ -40,7 +42,8 @@ def corpus_statistics(images: Iterable[Any]) -> tuple[float, float]:
 
 
 class NormalizeUltrasound(Transform):
-    """Gray image (1, H, W) in [0, 1] -> normalised (channels, H, W) float32, same array type and device.
+    """Gray image (1, H, W), float in [0, 1] or integer (scaled by its type's full scale, see :func:`integer_peak`)
+    -> normalised (channels, H, W) float32, same array type and device.
 
     Args:
         mode: "imagenet" (the published recipe: replicate gray to 3 channels, ImageNet mean/std per channel),
@@ -64,6 +67,9 @@ class NormalizeUltrasound(Transform):
 
     def __call__(self, img: Any) -> Any:
         t = convert_to_tensor(img, track_meta=False, dtype=torch.float32)
+        is_float = img.dtype.is_floating_point if isinstance(img, torch.Tensor) else np.issubdtype(img.dtype, np.floating)
+        if not is_float:  # statistics are of [0, 1] images: integer frames are scaled there by their type first
+            t = t / integer_peak(img.dtype)
         out = normalize_batch(t[None], self.mode, self.channels, self.mean, self.std)[0]
         return convert_to_dst_type(out, img, dtype=torch.float32 if isinstance(img, torch.Tensor) else np.float32)[0]
 
