@@ -24,6 +24,7 @@ from monai_ext.transforms.physics import (
     apply_dynamic_range,
     apply_gamma_gain,
     apply_speckle,
+    check_dynamic_range,
     check_range,
     depth_gain_curve,
     gamma_envelope,
@@ -121,7 +122,7 @@ class UltrasoundBatchAugment:
         self.gamma_gain = (gamma_gain_prob, tuple(gamma), tuple(gain))
         self.blur = (blur_prob, tuple(axial_sigma), tuple(lateral_sigma))
         self.normalize, self.channels, self.mean, self.std = normalize, channels, mean, std
-        self.dynamic_range_db = dynamic_range_db
+        self.dynamic_range_db = check_dynamic_range(dynamic_range_db)
         self.seed = seed
         self._generators: dict[torch.device, torch.Generator] = {}
 

@@ -122,6 +122,13 @@ def check_range(name: str, value: Sequence[float], low: float | None = None) -> 
     return lo, hi
 
 
+def check_dynamic_range(dynamic_range_db: float) -> float:
+    """The assumed dynamic range divides every dB value: positive, or ``ValueError`` quoting it."""
+    if not dynamic_range_db > 0:
+        raise ValueError(f"dynamic_range_db must be positive, got {dynamic_range_db!r}")
+    return dynamic_range_db
+
+
 class _RandUltrasound(RandomizableTransform):
     """Base: (C, H, W) image (numpy or tensor), float in [0, 1] or integer (taken over its full scale, see
     :func:`integer_peak`) -> same type, device, dtype and range."""
@@ -171,7 +178,7 @@ class RandSpeckle(_RandUltrasound):
         self.strength = check_range("strength", strength, 0.0)
         self.gamma_shape = check_range("gamma_shape", gamma_shape, 1e-3)
         self.distribution = distribution
-        self.dynamic_range_db = dynamic_range_db
+        self.dynamic_range_db = check_dynamic_range(dynamic_range_db)
 
     def _draw(self, spatial_shape: tuple[int, int]) -> None:
         self._strength = self.R.uniform(*self.strength)
@@ -207,7 +214,7 @@ class RandDepthGain(_RandUltrasound):
         self.attenuation_db = check_range("attenuation_db", attenuation_db)
         self.tgc_db = check_range("tgc_db", tgc_db)
         self.nodes = nodes
-        self.dynamic_range_db = dynamic_range_db
+        self.dynamic_range_db = check_dynamic_range(dynamic_range_db)
 
     def _draw(self, spatial_shape: tuple[int, int]) -> None:
         attenuation = torch.tensor([self.R.uniform(*self.attenuation_db)], dtype=torch.float32)
@@ -225,7 +232,7 @@ class RandDynamicRange(_RandUltrasound):
                  dynamic_range_db: float = NOMINAL_DYNAMIC_RANGE_DB) -> None:
         super().__init__(prob)
         self.range_db = check_range("range_db", range_db, 1.0)
-        self.dynamic_range_db = dynamic_range_db
+        self.dynamic_range_db = check_dynamic_range(dynamic_range_db)
 
     def _draw(self, spatial_shape: tuple[int, int]) -> None:
         self._new = self.R.uniform(*self.range_db)

@@ -48,6 +48,8 @@ class RandResizedCrop(Randomizable, Transform):
     ) -> None:
         check_crop_ranges(scale, ratio)
         self.size = ensure_tuple_rep(size, 2)
+        if min(self.size) < 1:
+            raise ValueError(f"size must be positive, got {tuple(self.size)!r}")
         self.scale, self.ratio = tuple(scale), tuple(ratio)
         self.keep_top = keep_top
         self.mode = mode

@@ -125,6 +125,7 @@ def test_16bit_batches_are_scaled_by_their_type_as_uint8_is(frame, dtype, peak):
     ({"size": 8, "rotate_range": -0.2}, "rotate_range must be >= 0, got -0.2"),
     ({"size": 8, "normalize": "corpus"}, "mode 'corpus' needs mean and a positive std, got mean=None, std=None"),
     ({"size": 8, "channels": 2}, "channels must be 1 or 3, got 2"),
+    ({"size": 8, "dynamic_range_db": 0.0}, "dynamic_range_db must be positive, got 0.0"),
 ])
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):

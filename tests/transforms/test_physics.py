@@ -104,6 +104,10 @@ def test_blur_is_axial_or_lateral():
     (RandDepthGain, {"nodes": 0}, "nodes must be at least 1, got 0"),
     (RandDynamicRange, {"range_db": (0.0, 10.0)}, "range_db must be an increasing pair >= 1.0"),
     (RandGammaGain, {"gamma": (0.0, 1.0)}, "gamma must be an increasing pair"),
+    (RandSpeckle, {"dynamic_range_db": 0.0}, "dynamic_range_db must be positive, got 0.0"),
+    (RandDepthGain, {"dynamic_range_db": -60}, "dynamic_range_db must be positive, got -60"),
+    (RandDynamicRange, {"dynamic_range_db": 0}, "dynamic_range_db must be positive, got 0"),
+    (RandSpeckled, {"keys": "image", "dynamic_range_db": 0.0}, "dynamic_range_db must be positive, got 0.0"),
 ])
 def test_bad_arguments(cls, kwargs, message):
     with pytest.raises(ValueError, match=message):

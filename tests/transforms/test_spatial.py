@@ -55,3 +55,13 @@ def test_dict_version_applies_one_draw_to_image_and_mask() -> None:
 def test_bad_arguments(kwargs: dict) -> None:
     with pytest.raises(ValueError, match="got"):
         RandResizedCrop(16, **kwargs)
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda: RandResizedCrop(0), r"size must be positive, got \(0, 0\)"),
+    (lambda: RandResizedCrop((32, -1)), r"size must be positive, got \(32, -1\)"),
+    (lambda: RandResizedCropd("image", size=(0, 16)), r"size must be positive, got \(0, 16\)"),
+])
+def test_bad_size_is_refused_at_construction(make, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        make()
