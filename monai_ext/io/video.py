@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import BinaryIO
 
 import cv2
 import numpy as np
@@ -23,10 +24,10 @@ def iter_video_frames(path: str | os.PathLike, frame_stride: int = 1,
     step.)"""
     if frame_stride < 1:
         raise ValueError(f"frame_stride must be at least 1, got {frame_stride!r}")
-    capture = cv2.VideoCapture(str(path))
-    if not capture.isOpened():
-        raise UnreadableImageError(f"{path}: OpenCV cannot open the video")
+    capture, stream = _open_capture(path)
     try:
+        if not capture.isOpened():
+            raise UnreadableImageError(f"{path}: OpenCV cannot open the video")
         index = 0
         while True:
             ok, bgr = capture.read()
@@ -39,3 +40,27 @@ def iter_video_frames(path: str | os.PathLike, frame_stride: int = 1,
             raise UnreadableImageError(f"{path}: video has no decodable frames")
     finally:
         capture.release()
+        if stream is not None:
+            stream.close()
+
+
+def _open_capture(path: str | os.PathLike) -> tuple[cv2.VideoCapture, BinaryIO | None]:
+    """An OpenCV capture of ``path``, and the open file it reads from when it reads from one (to close after it).
+
+    OpenCV takes a file name as UTF-8 and ends the whole process with SIGSEGV on a name holding bytes that are not
+    UTF-8 (``os.walk`` returns them as surrogate escapes: a Windows archive unzipped on Linux names ``é`` as the
+    byte 0xE9). Such a file is opened here and handed to OpenCV as a stream (``VideoCapture`` streams, OpenCV 4.11
+    and later); an older OpenCV cannot read it at all, which is said in one line instead of crashing.
+    """
+    name = os.fsdecode(path)
+    try:
+        name.encode("utf-8")  # fails on surrogate escapes only
+    except UnicodeEncodeError:
+        pass
+    else:
+        return cv2.VideoCapture(name), None
+    if not hasattr(cv2, "IStreamReader"):
+        raise UnreadableImageError(f"{path}: the file name is not UTF-8, which OpenCV {cv2.__version__} cannot open "
+                                   "(4.11 or later can); rename the file")
+    stream = open(name, "rb")  # noqa: SIM115 - closed by the caller once the capture is released
+    return cv2.VideoCapture(stream, cv2.CAP_FFMPEG, []), stream  # a stream needs a named backend

@@ -1,0 +1,76 @@
+"""Cine loops (OpenCV): every frame as written; files OpenCV cannot read refused in one line naming the file."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from monai_ext.io.errors import UnreadableImageError
+from monai_ext.io.video import iter_video_frames
+
+FRAMES = np.random.default_rng(0).integers(0, 256, (3, 24, 32), np.uint8)
+
+
+def write_avi(path: Path, frames: np.ndarray = FRAMES) -> Path:
+    """(N, H, W) uint8 gray frames as a lossless (FFV1) AVI: decoded frames equal the written ones exactly."""
+    height, width = frames.shape[1:]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"FFV1"), 5, (width, height), isColor=True)
+    for frame in frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
+    writer.release()
+    return path
+
+
+def non_utf8_name(folder: Path, suffix: str) -> Path:
+    """A path whose name holds a byte that is not UTF-8 (a Windows archive unzipped on Linux: Latin-1 ``é``), as
+    ``os.walk`` returns it (a surrogate escape); skipped where the filesystem refuses such names (macOS)."""
+    name = os.fsencode(folder) + b"/cin\xe9" + suffix.encode()
+    try:
+        with open(name, "wb"):
+            pass
+    except OSError:
+        pytest.skip("this filesystem refuses file names that are not UTF-8")
+    return Path(os.fsdecode(name))
+
+
+def test_every_frame_is_read_as_written(tmp_path) -> None:
+    frames = [pixels for _, pixels in iter_video_frames(write_avi(tmp_path / "loop.avi"))]
+    np.testing.assert_array_equal(np.stack(frames), FRAMES)
+
+
+def test_a_name_that_is_not_utf8_is_read_not_a_crash(tmp_path) -> None:
+    path = non_utf8_name(tmp_path, ".avi")
+    write_avi(tmp_path / "loop.avi").replace(path)
+    # In a child process: OpenCV used to end the whole process with SIGSEGV on such a name (a corpus run died with it)
+    script = ("import sys, os, numpy as np; from monai_ext.io.video import iter_video_frames; "
+              "frames = [p for _, p in iter_video_frames(os.fsdecode(sys.argv[1].encode('utf-8', 'surrogateescape')))]; "
+              "print(len(frames), int(np.stack(frames).astype(np.int64).sum()))")
+    result = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True,
+                            errors="surrogateescape", cwd=Path(__file__).parents[2], timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == [str(len(FRAMES)), str(int(FRAMES.astype(np.int64).sum()))]
+
+
+def test_without_opencv_streams_such_a_name_is_refused_in_one_line(tmp_path, monkeypatch) -> None:
+    path = non_utf8_name(tmp_path, ".avi")
+    monkeypatch.delattr(cv2, "IStreamReader", raising=False)  # an OpenCV before 4.11
+    with pytest.raises(UnreadableImageError, match=r"cin.\.avi: the file name is not UTF-8.*rename the file"):
+        next(iter_video_frames(path))
+
+
+@pytest.mark.parametrize("content, reason", [(b"not a video at all" * 8, "OpenCV cannot open the video"),
+                                             (None, "video has no decodable frames")])
+def test_unreadable_videos_name_the_file_and_the_reason(tmp_path, content: bytes | None, reason: str) -> None:
+    path = tmp_path / "bad.avi"
+    if content is None:  # a loop with no frame: the writer is opened and closed
+        write_avi(path, FRAMES[:0].reshape(0, 24, 32))
+    else:
+        path.write_bytes(content)
+    with pytest.raises(UnreadableImageError, match=f"bad.avi: {reason}"):
+        next(iter_video_frames(path))
