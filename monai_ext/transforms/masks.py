@@ -66,6 +66,10 @@ class LoadMask(Transform):
             raise ValueError(f"encoding must be one of {MASK_ENCODINGS}, got {encoding!r}")
         if not 0 < foreground < 256:
             raise ValueError(f"foreground must be a class index in [1, 255], got {foreground!r}")
+        if num_classes is not None and not 2 <= num_classes <= 256:  # background + at least one, uint8 indices
+            raise ValueError(f"num_classes must be in 2..256, got {num_classes!r}")
+        if num_classes is not None and foreground >= num_classes:
+            raise ValueError(f"foreground {foreground!r} is not a class index below num_classes {num_classes!r}")
         self.encoding, self.foreground, self.num_classes = encoding, int(foreground), num_classes
 
     def read_one(self, path: str | os.PathLike) -> np.ndarray:
@@ -73,10 +77,10 @@ class LoadMask(Transform):
         pixels = _single_channel(read_mask_pixels(path), str(path))
         if self.encoding == "binary":
             return (pixels > 0).astype(np.uint8) * np.uint8(self.foreground)
-        if self.num_classes is not None and int(pixels.max(initial=0)) >= self.num_classes:
-            raise UnreadableImageError(
-                f"{path}: mask value {int(pixels.max())} is not a class index below {self.num_classes}"
-            )
+        # without num_classes, still refuse what uint8 cannot hold (a 16-bit mask's 256 would wrap to class 0)
+        limit = self.num_classes if self.num_classes is not None else 256
+        if int(pixels.max(initial=0)) >= limit:
+            raise UnreadableImageError(f"{path}: mask value {int(pixels.max())} is not a class index below {limit}")
         return pixels.astype(np.uint8)
 
     def __call__(self, paths: str | os.PathLike | Sequence[str | os.PathLike]) -> np.ndarray:
@@ -117,10 +121,13 @@ class LoadMaskd(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             loader = self.loader
-            if self.foreground_key is not None and self.foreground_key in d:
-                loader = LoadMask(self.encoding, int(d[self.foreground_key]), self.num_classes)
             # one string per item whatever the number of masks, so batches of items collate
             d[f"{key}_path"] = str(d[key]) if isinstance(d[key], (str, os.PathLike)) else ";".join(map(str, d[key]))
+            if self.foreground_key is not None and self.foreground_key in d:
+                try:
+                    loader = LoadMask(self.encoding, int(d[self.foreground_key]), self.num_classes)
+                except ValueError as e:  # a bad class in the datalist: name the item's file, as for bad files
+                    raise UnreadableImageError(f"{d[f'{key}_path']}: {e}") from e
             mask = loader(d[key])
             image = d.get(self.image_key) if self.image_key else None
             if image is not None and tuple(image.shape[-2:]) != tuple(mask.shape[-2:]):
