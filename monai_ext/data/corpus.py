@@ -377,7 +377,10 @@ def _write_manifest(path: Path, records: list[dict]) -> None:
     writer = csv.DictWriter(buffer, fieldnames=MANIFEST_COLUMNS, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(records)
-    atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
+    # A source name holding bytes that are not UTF-8 (a Windows archive unzipped on Linux) comes from os.walk as
+    # surrogate escapes, which strict UTF-8 refuses after the whole ingestion; "backslashreplace" keeps the CSV
+    # UTF-8 and writes such a byte as \udcXX, the escape report.json (json.dumps) gives the same name.
+    atomic_write_bytes(path, buffer.getvalue().encode("utf-8", "backslashreplace"))
 
 
 def build_report(records: list[dict], skipped: list[dict], options: CorpusOptions) -> dict[str, Any]:

@@ -192,3 +192,19 @@ def test_dicom_files_without_a_suffix_are_ingested(tmp_path):
     report = prepare_corpus(mixed, tmp_path / "cache_mixed", CorpusOptions(size=32, dedup_threshold=-1))
     assert sorted(r["source"] for r in manifest(tmp_path / "cache_mixed")) == ["study/DICOM/IM0001", "study/b.png"]
     assert report["kept"] == 2 and report["skipped_files"] == []
+
+
+def test_file_names_that_are_not_utf8_reach_a_utf8_manifest(tmp_path):
+    """A Windows archive unzipped on Linux names ``café.png`` with the Latin-1 byte 0xE9: the frame is ingested and
+    the manifest stays UTF-8, the byte written as the escape ``\\udce9`` that report.json gives it too."""
+    root = tmp_path / "root" / "thyroid"
+    root.mkdir(parents=True)
+    try:
+        name = Path(os.fsdecode(os.fsencode(root) + b"/caf\xe9.png"))
+        cv2.imencode(".png", us_image(64, seed=40))[1].tofile(name)
+    except OSError:
+        pytest.skip("this filesystem refuses file names that are not UTF-8")
+    cv2.imwrite(str(root / "plain.png"), us_image(64, seed=41))
+    report = prepare_corpus(root.parent, tmp_path / "cache", CorpusOptions(size=32, dedup_threshold=-1))
+    assert report["kept"] == 2 and report["skipped_files"] == []
+    assert sorted(r["source"] for r in manifest(tmp_path / "cache")) == ["thyroid/caf\\udce9.png", "thyroid/plain.png"]
