@@ -309,7 +309,7 @@ def detect_fov(image: Any, threshold: int = 0, region_box: Sequence[int] | None 
         image: (H, W) gray, (H, W, 3) or (C, H, W) image, numpy or tensor (see :func:`to_hwc_uint8`).
         threshold: gray level at or below which a pixel counts as background (raise it for noisy JPEG screens).
         region_box: (x0, y0, x1, y1) of the B-mode region from DICOM ``SequenceOfUltrasoundRegions``: detection
-            runs inside it only.
+            runs inside it only (clipped to the image; ``ValueError`` when it does not overlap it).
         dim_edges: widen a fitted sector over dim edges above ``threshold // 2`` (low-gain outer scan lines).
         solid: :func:`solid_components` of the whole image computed already with this threshold (not with
             ``region_box``).
@@ -319,9 +319,12 @@ def detect_fov(image: Any, threshold: int = 0, region_box: Sequence[int] | None 
     """
     gray = to_gray_uint8(image)
     if region_box is not None:
-        x0, y0, x1, y1 = (int(v) for v in region_box)
-        if not (0 <= x0 < x1 <= gray.shape[1] and 0 <= y0 < y1 <= gray.shape[0]):
-            raise ValueError(f"region_box {tuple(region_box)!r} is not inside the image of shape {gray.shape!r}")
+        # clipped to the image, as ingestion (data/views.py) clips it: some scanners write the region's inclusive
+        # maximum coordinates as exclusive ones, one pixel past the image
+        x0, y0 = max(int(region_box[0]), 0), max(int(region_box[1]), 0)
+        x1, y1 = min(int(region_box[2]), gray.shape[1]), min(int(region_box[3]), gray.shape[0])
+        if not (x0 < x1 and y0 < y1):
+            raise ValueError(f"region_box {tuple(region_box)!r} does not overlap the image of shape {gray.shape!r}")
         inner = detect_fov(gray[y0:y1, x0:x1], threshold, dim_edges=dim_edges)
         mask = np.zeros(gray.shape, bool)
         mask[y0:y1, x0:x1] = inner.mask

@@ -79,8 +79,23 @@ def test_dicom_region_restricts_detection():
     fov = detect_fov(frame.screen, region_box=box)
     assert iou(fov.mask, frame.fov_mask) >= 0.97
     assert not fov.mask[:, : box[0]].any() and not fov.mask[: box[1]].any()
-    with pytest.raises(ValueError, match=r"region_box \(0, 0, 999, 10\)"):
-        detect_fov(frame.screen, region_box=(0, 0, 999, 10))
+    with pytest.raises(ValueError, match=r"region_box \(300, 0, 999, 10\) does not overlap the image"):
+        detect_fov(frame.screen, region_box=(300, 0, 999, 10))
+
+
+@pytest.mark.parametrize("overshoot", [1, 5])
+def test_dicom_region_reaching_past_the_image_is_clipped_as_ingestion_clips_it(overshoot):
+    """Some scanners write RegionLocationMaxX1/Y1 as exclusive (one past the last pixel), so the box read from the
+    standard's inclusive coordinates reaches one pixel outside. Before, FieldOfViewMaskd raised on such files while
+    corpus ingestion (data/views.py) clipped them."""
+    frame = simulate_frame(7, SimulatorConfig(size=256, geometry="linear", screen_capture=True))
+    rows, cols = np.flatnonzero(frame.fov_mask.any(1)), np.flatnonzero(frame.fov_mask.any(0))
+    inside = (int(cols[0]) - 2, int(rows[0]) - 2, 256, 256)
+    past = (inside[0], inside[1], 256 + overshoot, 256 + overshoot)
+    expected = detect_fov(frame.screen, region_box=inside)
+    found = FieldOfViewMaskd("image")({"image": np.moveaxis(frame.screen, -1, 0), "us_region": past})
+    np.testing.assert_array_equal(found["fov"][0], expected.mask)
+    assert found["fov_bbox"] == expected.bbox
 
 
 def test_blank_image_has_no_fov():
