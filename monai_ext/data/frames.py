@@ -1,5 +1,6 @@
 """Every 2-D frame of an ultrasound file, whatever its container: images, DICOM (single or multi-frame, any
-transfer syntax pydicom's pylibjpeg plugins decode), NIfTI and NRRD/MHA/MHD volumes, AVI/MP4 cine loops.
+transfer syntax pydicom's pylibjpeg plugins decode), NIfTI and NRRD/MHA/MHD volumes (3-D, or 4-D time series),
+AVI/MP4 cine loops.
 
 Each source yields :class:`Frame` objects holding 8-bit pixels as displayed, gray or RGB: colour is kept, because
 de-annotation needs it to tell colour flow and coloured marks from tissue (gray is taken after it, with the same
@@ -35,7 +36,8 @@ class Frame:
     """One 2-D frame.
 
     Attributes:
-        index: frame (cine, multi-frame DICOM) or slice (volume) number in the source; 0 for a plain image.
+        index: frame (cine, multi-frame DICOM) or slice (volume) number in the source, ``t * slices + slice`` in a
+            4-D volume; 0 for a plain image.
         pixels: (H, W) uint8 gray or (H, W, 3) uint8 RGB as displayed.
         region_box: (x0, y0, x1, y1) of the DICOM region holding this view, if the file gives one.
         view: number of the view on the frame (DICOM regions, left to right); 0 for a single view.
@@ -56,7 +58,7 @@ class FrameOptions:
     """How sources are cut into frames.
 
     Args:
-        frame_stride: keep every n-th frame of cine loops and multi-frame DICOM.
+        frame_stride: keep every n-th frame of cine loops and multi-frame DICOM, and time point of 4-D volumes.
         slice_axis: volume axis to slice along, in (x, y, z) order (2: axial slices of a NIfTI volume).
         slice_stride: keep every n-th slice.
         modality: keep only DICOM files of this Modality (e.g. "US"); None keeps all.
@@ -126,7 +128,7 @@ def _dicom_frames(path: Path, options: FrameOptions) -> Iterator[Frame]:
 
 
 def _volume_frames(path: Path, options: FrameOptions) -> Iterator[Frame]:
-    for index, pixels in iter_volume_frames(path, options.slice_axis, options.slice_stride):
+    for index, pixels in iter_volume_frames(path, options.slice_axis, options.slice_stride, options.frame_stride):
         yield Frame(index, to_gray_uint8(pixels, str(path)))
 
 

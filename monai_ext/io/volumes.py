@@ -1,7 +1,8 @@
 """NIfTI, NRRD, MHA and MHD files as display-ready 2-D slices, read by MONAI's ``NibabelReader`` and ``ITKReader``.
 
 Both readers return arrays in (x, y, z) order (``ITKReader`` with its default ``reverse_indexing=False``), a
-vector-pixel ITK image with its components last. A slice is shown with rows = y (second axis) and columns = x, as
+vector-pixel ITK image with its components last. A 4-D file is a time series (x, y, z, t): NIfTI-1 keeps time on its
+4th axis and colour or vector components on its 5th. A slice is shown with rows = y (second axis) and columns = x, as
 the files' viewers show it. Intensities: 8-bit volumes are display values already (ultrasound sequences, e.g. the
 PLUS toolkit's MHA recordings) and stay as stored; any other type (CT or MR units, float) is windowed to the
 volume's 0.5-99.5 percentiles, one window for every slice so that slices of a volume stay comparable.
@@ -26,26 +27,33 @@ WINDOW_PERCENTILES = (0.5, 99.5)
 
 
 def read_volume(path: str | os.PathLike) -> tuple[np.ndarray, bool]:
-    """(array, has_channels): (x, y, z) or (x, y) voxels, plus a last component axis when ``has_channels``."""
+    """(array, has_channels): (x, y[, z[, t]]) voxels, plus a last component axis when ``has_channels``."""
     from monai.data import ITKReader, NibabelReader
 
     name = Path(path).name.lower()
-    reader = NibabelReader() if name.endswith(NIFTI_SUFFIXES) else ITKReader()
+    nifti = name.endswith(NIFTI_SUFFIXES)
+    reader = NibabelReader() if nifti else ITKReader()
     array, meta = reader.get_data(reader.read(str(path)))
+    array = np.asarray(array)
+    if nifti:
+        # MONAI's NibabelReader calls every axis after the third a channel; NIfTI-1 puts time on the 4th (dim[4])
+        # and components on the 5th (dim[5]), so 3 or 4 time points would be shown as one RGB(A) picture.
+        return array, array.ndim >= 5
     channel_dim = meta.get("original_channel_dim", float("nan"))
     has_channels = isinstance(channel_dim, (int, np.integer)) and not isinstance(channel_dim, bool)
-    return np.asarray(array), has_channels
+    return array, has_channels
 
 
-def _as_xyz(volume: np.ndarray, has_channels: bool, source: str) -> np.ndarray:
-    """(x, y, z[, c]): a 2-D image gains a z axis, singleton axes after z are dropped."""
+def _as_xyzt(volume: np.ndarray, has_channels: bool, source: str) -> np.ndarray:
+    """(x, y, z, t[, c]): a 2-D image gains z, a 3-D one a single time point; singleton axes after t are dropped."""
     spatial = volume.ndim - int(has_channels)
-    while spatial > 3 and volume.shape[3] == 1:
-        volume, spatial = np.squeeze(volume, axis=3), spatial - 1
-    if spatial == 2:
-        volume, spatial = np.expand_dims(volume, 2), 3
-    if spatial != 3:
-        raise UnreadableImageError(f"{source}: expected a 2-D or 3-D volume, got shape {volume.shape!r}")
+    while spatial > 4 and volume.shape[4] == 1:
+        volume, spatial = np.squeeze(volume, axis=4), spatial - 1
+    if not 2 <= spatial <= 4:
+        raise UnreadableImageError(f"{source}: expected a 2-D, 3-D or 4-D (3-D + time) volume, got shape "
+                                   f"{volume.shape!r}")
+    for axis in range(spatial, 4):
+        volume = np.expand_dims(volume, axis)
     return volume
 
 
@@ -65,34 +73,42 @@ def _has_content(plane: np.ndarray) -> bool:
     return finite.size > 0 and float(finite.max()) != float(finite.min())
 
 
-def iter_volume_frames(path: str | os.PathLike, slice_axis: int = 2,
-                       slice_stride: int = 1) -> Iterator[tuple[int, np.ndarray]]:
-    """(slice index, display-ready (rows, cols[, c]) slice) for every ``slice_stride``-th slice with content.
+def iter_volume_frames(path: str | os.PathLike, slice_axis: int = 2, slice_stride: int = 1,
+                       frame_stride: int = 1) -> Iterator[tuple[int, np.ndarray]]:
+    """(frame index, display-ready (rows, cols[, c]) slice) for every ``slice_stride``-th slice with content of
+    every ``frame_stride``-th time point.
 
     Args:
         path: a NIfTI, NRRD, MHA or MHD file.
         slice_axis: axis to slice along, in (x, y, z) order (2: axial slices; a 2-D image is one slice).
         slice_stride: keep every n-th slice.
+        frame_stride: keep every n-th time point of a 4-D (x, y, z, t) file.
+
+    Yields:
+        (t * slices + k, slice k of time point t): the slice index itself for a 3-D file, the time point for a 2-D
+        cine (x, y, 1, t).
 
     Raises:
         SkippedSource: a constant volume, or no slice with content.
-        UnreadableImageError: a shape that is not a 2-D or 3-D image.
+        UnreadableImageError: a shape that is not a 2-D, 3-D or 4-D image.
     """
-    if slice_axis not in (0, 1, 2) or slice_stride < 1:
-        raise ValueError(f"slice_axis must be 0, 1 or 2 and slice_stride at least 1, got {slice_axis!r}, "
-                         f"{slice_stride!r}")
+    if slice_axis not in (0, 1, 2) or slice_stride < 1 or frame_stride < 1:
+        raise ValueError(f"slice_axis must be 0, 1 or 2 and slice_stride and frame_stride at least 1, got "
+                         f"{slice_axis!r}, {slice_stride!r}, {frame_stride!r}")
     source = str(path)
     raw, has_channels = read_volume(path)
-    volume = _as_xyz(raw, has_channels, source)
+    volume = _as_xyzt(raw, has_channels, source)
     if not _has_content(volume):
         raise SkippedSource(f"{source}: volume is constant (no content)")
-    display = _display_volume(volume)
-    emitted = 0
-    for k in range(0, volume.shape[slice_axis], slice_stride):
-        if not _has_content(np.take(volume, k, axis=slice_axis)):
-            continue  # an empty slice: padding, or outside the scanned region
-        emitted += 1
-        yield k, np.ascontiguousarray(np.swapaxes(np.take(display, k, axis=slice_axis), 0, 1))
+    display = _display_volume(volume)  # one window for every slice and time point
+    slices, emitted = volume.shape[slice_axis], 0
+    for t in range(0, volume.shape[3], frame_stride):
+        for k in range(0, slices, slice_stride):
+            if not _has_content(np.take(volume[:, :, :, t], k, axis=slice_axis)):
+                continue  # an empty slice: padding, or outside the scanned region
+            emitted += 1
+            plane = np.take(display[:, :, :, t], k, axis=slice_axis)
+            yield t * slices + k, np.ascontiguousarray(np.swapaxes(plane, 0, 1))
     if emitted == 0:
         raise SkippedSource(f"{source}: every slice along axis {slice_axis} is empty")
 

@@ -116,3 +116,14 @@ def test_crop_from_the_reduced_detection_matches_the_true_field_of_view(seed):
     assert abs(view.shape[0] - height) <= 6 and abs(view.shape[1] - width) <= 6  # 1.5 reduced pixels
     kept = view > 0
     assert kept.mean() >= 0.9 * truth[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].mean()
+
+
+def test_frame_stride_takes_every_nth_time_point_of_a_4d_nifti(tmp_path):
+    import nibabel as nib
+
+    cine = np.stack([us_image(32, seed=t) for t in range(5)], axis=-1).transpose(1, 0, 2)[:, :, None, :]  # x, y, 1, t
+    nib.save(nib.Nifti1Image(cine, np.eye(4)), str(tmp_path / "cine.nii.gz"))
+    frames = list(iter_frames(tmp_path / "cine.nii.gz", FrameOptions(frame_stride=2)))
+    assert [f.index for f in frames] == [0, 2, 4]
+    for frame in frames:
+        np.testing.assert_array_equal(frame.pixels, cine[:, :, 0, frame.index].T)

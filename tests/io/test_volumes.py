@@ -70,3 +70,26 @@ def test_volumes_without_content_are_skipped_with_the_reason(tmp_path, fill, mat
     nib.save(nib.Nifti1Image(np.full((8, 8, 3), fill, np.float32), np.eye(4)), str(path))
     with pytest.raises(SkippedSource, match=f"blank.nii.gz: {match}"):
         first_volume_frame(path)
+
+
+@pytest.mark.parametrize("depth, times", [(1, 3), (1, 6), (2, 4)])  # a 2-D cine, and a 3-D one (x, y, z, t)
+def test_a_4d_nifti_gives_every_slice_of_every_time_point(tmp_path, depth: int, times: int) -> None:
+    """NIfTI's 4th axis is time (its 5th holds components): 3 or 4 time points are not one RGB(A) picture, and more
+    are not refused as a picture with that many channels."""
+    volume = np.random.default_rng(5).integers(1, 256, (COLS, ROWS, depth, times), np.uint8)  # (x, y, z, t)
+    path = tmp_path / "cine.nii.gz"
+    nib.save(nib.Nifti1Image(volume, np.eye(4)), str(path))
+    frames = list(iter_volume_frames(path))
+    assert [k for k, _ in frames] == list(range(depth * times))  # time point t, slice k: frame t * depth + k
+    for index, pixels in frames:
+        np.testing.assert_array_equal(pixels, volume[:, :, index % depth, index // depth].T)
+    assert [k for k, _ in iter_volume_frames(path, frame_stride=2)] == [
+        t * depth + k for t in range(0, times, 2) for k in range(depth)]
+    np.testing.assert_array_equal(first_volume_frame(path), volume[:, :, 0, 0].T)
+
+
+def test_a_nifti_5th_axis_holds_colour_components(tmp_path) -> None:
+    rgb = np.stack([picture(1), picture(2), picture(3)], axis=-1)  # (rows, cols, 3)
+    path = tmp_path / "colour.nii.gz"
+    nib.save(nib.Nifti1Image(rgb.transpose(1, 0, 2)[:, :, None, None, :].copy(), np.eye(4)), str(path))  # x, y, z, t, c
+    np.testing.assert_array_equal(first_volume_frame(path), rgb)
