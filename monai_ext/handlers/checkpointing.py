@@ -119,6 +119,17 @@ def list_checkpoints(save_dir: str | os.PathLike) -> list[Path]:
     return [p for _, p in sorted(found, reverse=True)]
 
 
+def will_resume(save_dir: str | os.PathLike, resume: bool) -> bool:
+    """Whether a :class:`TrainingCheckpointer` with these settings will continue a run: ``resume`` is on and
+    ``save_dir`` holds a checkpoint (whether it reads is found out at the start; all unreadable: a fresh start).
+
+    Known before the trainer is built, for what a resumed run must not repeat: the baseline validation of the
+    initial weights at the start (MONAI ``ValidationHandler(exec_at_start=True)``), which runs before the
+    checkpoint is restored and would publish the initial weights as the best model and rewrite the metrics history.
+    """
+    return bool(resume) and bool(list_checkpoints(save_dir))
+
+
 class TrainingCheckpointer:
     """Save the training state periodically and at the end; optionally resume from the newest valid checkpoint.
 

@@ -162,3 +162,17 @@ def test_trains_from_a_prepared_corpus_cache(tmp_path, cache) -> None:
     train, val = report["kept"] - round(report["kept"] * 0.25), round(report["kept"] * 0.25)
     assert f"pretraining data from {tmp_path / 'corpus'}: {train} train, {val} validation images" in log
     assert (tmp_path / "models" / "model.pt").is_file()
+
+
+def test_resuming_a_monitored_run_keeps_its_best_model_and_history(tmp_path, cache) -> None:
+    """With the representation monitor on, the initial weights are validated at the start as a baseline; a resumed
+    run must not: that validation ran before the checkpoint was restored, published the initial weights as the best
+    model and cut metrics.json down to its epoch-0 entry."""
+    overrides = tiny_pretrain_overrides(tmp_path, cache, epochs=1, monitor_interval=1, monitor_per_class=6)
+    run_bundle([TRAIN], overrides)
+    best, history = (tmp_path / "models" / "model.pt").read_bytes(), (tmp_path / "eval" / "metrics.json").read_text()
+    assert [h["epoch"] for h in json.loads(history)] == [0, 1]
+    result = run_bundle([TRAIN], {**overrides, "resume": True})  # the finished run: nothing left to train
+    assert "resumed from" in result.stdout + result.stderr
+    assert (tmp_path / "models" / "model.pt").read_bytes() == best
+    assert (tmp_path / "eval" / "metrics.json").read_text() == history

@@ -17,6 +17,7 @@ from monai_ext.handlers.checkpointing import (
     RandomStates,
     TrainingCheckpointer,
     list_checkpoints,
+    will_resume,
 )
 from monai_ext.networks.checkpoints import CheckpointError, read_checkpoint
 from monai_ext.networks.classifier import ViTClassifier
@@ -275,3 +276,11 @@ def test_a_best_model_file_of_another_model_does_not_set_the_best(tmp_path, othe
     resumed = best_saver(path, MaskedAutoencoderViT(**TINY_MAE), "min")
     resumed.load_state_dict({"best": 1.0})
     assert resumed.best == 1.0
+
+
+def test_will_resume_only_with_resume_on_and_a_checkpoint_file(tmp_path) -> None:
+    assert not will_resume(tmp_path / "missing", True)
+    (tmp_path / "model.pt").write_bytes(b"")  # a best model is not a training checkpoint
+    assert not will_resume(tmp_path, True)
+    (tmp_path / "checkpoint_iteration=4.pt").write_bytes(b"")
+    assert will_resume(tmp_path, True) and not will_resume(tmp_path, False)
