@@ -32,7 +32,7 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends, convert_to_dst_type
 
-from monai_ext.transforms.fov import FieldOfView, detect_fov, display_scale, to_gray_uint8, to_hwc_uint8
+from monai_ext.transforms.fov import FieldOfView, detect_screen_fov, display_scale, to_gray_uint8, to_hwc_uint8
 
 #: Inpainting radius in pixels (OpenCV's Telea method).
 INPAINT_RADIUS = 3
@@ -185,7 +185,8 @@ def deannotate(image: Any, fov: FieldOfView | None = None, margin: int = 2, chro
 
     Args:
         image: (H, W), (H, W, 3) or (C, H, W) screen capture, uint8 or float in [0, 1].
-        fov: a field of view found already (for example from DICOM regions); detected when None.
+        fov: a field of view found already (for example from DICOM regions); detected when None, in every view of
+            a dual- or quad-view screen (:func:`detect_screen_fov`).
         margin: the field of view is grown by this many pixels before blanking, so tissue at its edge is never lost.
         chroma: channel spread above which a pixel is colour (see :func:`colour_mask`).
         min_level, min_contrast: thresholds of :func:`thin_bright_strokes` (``min_level`` also of
@@ -201,7 +202,7 @@ def deannotate(image: Any, fov: FieldOfView | None = None, margin: int = 2, chro
     check_options(margin, chroma, min_level, min_contrast, dilate_marks, doppler, fill)
     rgb = to_hwc_uint8(image)
     gray = to_gray_uint8(rgb)
-    fov = fov or detect_fov(gray)
+    fov = fov or detect_screen_fov(gray)  # every view of a dual- or quad-view screen
     zone = cv2.dilate(fov.mask.astype(np.uint8), np.ones((2 * margin + 1,) * 2, np.uint8)) > 0
     colour = colour_mask(rgb, chroma)
     outside = ~zone & ((gray > 0) | colour)

@@ -40,7 +40,8 @@ class FieldOfView:
     Attributes:
         mask: bool (H, W).
         bbox: (top, left, bottom, right), bottom/right exclusive; all zeros when nothing was found.
-        kind: "linear", "sector", "freeform" or "none".
+        kind: "linear", "sector", "freeform", "views" (several views of one screen, see :func:`detect_screen_fov`)
+            or "none".
         fit_iou: agreement of the chosen model with the detected region (1.0 for freeform).
     """
 
@@ -348,6 +349,51 @@ def detect_fov(image: Any, threshold: int = 0, region_box: Sequence[int] | None 
     return best
 
 
+def detect_view_boxes(gray: np.ndarray, threshold: int = 0,
+                      solid: tuple[np.ndarray, np.ndarray] | None = None) -> list[tuple[int, int, int, int]]:
+    """Views of a screen laid out in a grid (dual-view side by side, quad-view 2 x 2): (x0, y0, x1, y1) per view,
+    exclusive ends, column by column and top to bottom in each; one box covering the screen for a single view.
+
+    Columns are :func:`detect_views`; views stacked inside a column are found by the same rule on the column's solid
+    regions turned on their side (one connected-components pass over the regions found already, no new morphology).
+
+    Args:
+        gray: (H, W) uint8 screen.
+        threshold: background gray level (see :func:`detect_fov`).
+        solid: :func:`solid_components` of ``gray`` with this threshold, when computed already.
+    """
+    labels, stats = solid if solid is not None else solid_components(gray, threshold)
+    boxes = []
+    for x0, _, x1, _ in detect_views(gray, threshold, (labels, stats)):
+        on_side = np.ascontiguousarray((labels[:, x0:x1] > 0).T).astype(np.uint8)
+        _, side_labels, side_stats, _ = cv2.connectedComponentsWithStats(on_side, connectivity=8)
+        boxes += [(x0, y0, x1, y1) for y0, _, y1, _ in detect_views(on_side, threshold, (side_labels, side_stats))]
+    return boxes
+
+
+def detect_screen_fov(image: Any, threshold: int = 0) -> FieldOfView:
+    """The field of view of a whole screen capture: on a dual- or quad-view screen the union of every view's
+    (:func:`detect_view_boxes`, then :func:`detect_fov` in each, kind "views"); on a single view, :func:`detect_fov`.
+
+    Args:
+        image: any image :func:`to_gray_uint8` accepts.
+        threshold: background gray level (see :func:`detect_fov`).
+
+    Returns:
+        :class:`FieldOfView` with an (H, W) mask; ``fit_iou`` is the worst view's.
+    """
+    gray = to_gray_uint8(image)
+    solid = solid_components(gray, threshold)
+    boxes = detect_view_boxes(gray, threshold, solid)
+    if len(boxes) == 1:
+        return detect_fov(gray, threshold, solid=solid)
+    found = [fov for fov in (detect_fov(gray, threshold, region_box=box) for box in boxes) if fov.kind != "none"]
+    if not found:
+        return FieldOfView(np.zeros(gray.shape, bool), (0, 0, 0, 0), "none", 0.0)
+    mask = np.logical_or.reduce([fov.mask for fov in found])
+    return FieldOfView(mask, _bbox(mask), "views", min(fov.fit_iou for fov in found))
+
+
 def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
     rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
     return int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1
@@ -359,6 +405,13 @@ def check_threshold(threshold: int) -> None:
         raise ValueError(f"threshold must be in [0, 254], got {threshold!r}")
 
 
+def screen_or_region_fov(image: Any, threshold: int = 0, region_box: Sequence[int] | None = None) -> FieldOfView:
+    """The DICOM B-mode region's field of view when there is one, else the whole screen's (every view's)."""
+    if region_box is not None:
+        return detect_fov(image, threshold, region_box)
+    return detect_screen_fov(image, threshold)
+
+
 def _like(mask: np.ndarray, img: Any) -> Any:
     """(H, W) bool -> (1, H, W) bool, as a tensor on ``img``'s device when ``img`` is one."""
     out = mask[None]
@@ -366,7 +419,8 @@ def _like(mask: np.ndarray, img: Any) -> Any:
 
 
 class FieldOfViewMask(Transform):
-    """Channel-first image (C, H, W) -> its field-of-view mask (1, H, W) bool (same array type and device).
+    """Channel-first image (C, H, W) -> its field-of-view mask (1, H, W) bool (same array type and device): every
+    view's on a dual- or quad-view screen (see :func:`detect_screen_fov`).
 
     Args:
         threshold: background gray level (see :func:`detect_fov`).
@@ -379,8 +433,7 @@ class FieldOfViewMask(Transform):
         self.threshold = threshold
 
     def __call__(self, img: Any, region_box: Sequence[int] | None = None) -> Any:
-        fov = detect_fov(img, self.threshold, region_box)
-        return _like(fov.mask, img)
+        return _like(screen_or_region_fov(img, self.threshold, region_box).mask, img)
 
 
 class FieldOfViewMaskd(MapTransform):
@@ -403,8 +456,7 @@ class FieldOfViewMaskd(MapTransform):
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         for key in self.key_iterator(d):
-            region = d.get(self.region_key)
-            fov = detect_fov(d[key], self.threshold, region)
+            fov = screen_or_region_fov(d[key], self.threshold, d.get(self.region_key))
             d[self.mask_key] = _like(fov.mask, d[key])
             d[f"{self.mask_key}_bbox"] = fov.bbox
         return d

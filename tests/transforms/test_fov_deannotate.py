@@ -246,3 +246,42 @@ def test_bad_options_are_refused_at_construction(make, error, message):
     """A bundle config with a bad value fails when the transform is built, not in a loader worker mid-epoch."""
     with pytest.raises(error, match=message):
         make()
+
+
+def view_screen(layout: tuple[int, int], seed: int) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """A (rows x columns) grid of simulated screen captures: (3, H, W) screen, (H, W) true field of view, and each
+    view's own true mask placed on the whole screen."""
+    rows, cols = layout
+    frames = [simulate_frame(np.random.default_rng([seed, k]), SimulatorConfig(size=160, screen_capture=True))
+              for k in range(rows * cols)]
+    screen = np.vstack([np.hstack([frames[r * cols + c].screen for c in range(cols)]) for r in range(rows)])
+    truth = np.vstack([np.hstack([frames[r * cols + c].fov_mask for c in range(cols)]) for r in range(rows)])
+    views = []
+    for k in range(rows * cols):
+        own = np.zeros_like(truth)
+        r, c = divmod(k, cols)
+        own[160 * r : 160 * (r + 1), 160 * c : 160 * (c + 1)] = frames[k].fov_mask
+        views.append(own)
+    return np.moveaxis(screen, -1, 0), truth, views
+
+
+@pytest.mark.parametrize("layout", [(1, 2), (1, 3), (2, 2)], ids=["dual", "triple", "quad"])
+def test_multi_view_screens_keep_every_view(layout):
+    """Before, de-annotation kept only the largest view's field of view and blacked out the others."""
+    screen, truth, views = view_screen(layout, 41)
+    result = deannotate(screen)
+    assert iou(result.fov.mask, truth) >= 0.95
+    for k, own in enumerate(views):
+        assert (result.image[own] > 0).mean() >= 0.95, f"view {k} blanked"
+    np.testing.assert_array_equal(np.asarray(FieldOfViewMask()(screen))[0], result.fov.mask)
+    assert FieldOfViewMaskd("image")({"image": screen})["fov_bbox"] == result.fov.bbox
+
+
+@pytest.mark.parametrize("geometry", ["linear", "curvilinear"])
+def test_single_view_screens_are_detected_as_before(geometry):
+    from monai_ext.transforms.fov import detect_screen_fov
+
+    for frame in screens(256, geometry)[:4]:
+        alone, screen = detect_fov(frame.screen), detect_screen_fov(frame.screen)
+        np.testing.assert_array_equal(screen.mask, alone.mask)
+        assert (screen.kind, screen.bbox) == (alone.kind, alone.bbox)
