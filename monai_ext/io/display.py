@@ -15,10 +15,27 @@ import numpy as np
 
 from monai_ext.io.errors import UnreadableImageError
 
-__all__ = ["LUMA", "to_gray_uint8", "to_gray_unit"]
+__all__ = ["LUMA", "WINDOW_PERCENTILES", "to_gray_uint8", "to_gray_unit", "window_to_unit"]
 
 #: ITU-R BT.601 luma weights (R, G, B), the conversion OpenCV and PIL use.
 LUMA = (0.299, 0.587, 0.114)
+#: Percentiles of the window for intensities that are not display values (volumes that are not 8-bit, float
+#: pictures beyond [0, 1], signed pictures below 0).
+WINDOW_PERCENTILES = (0.5, 99.5)
+
+
+def window_to_unit(values: np.ndarray) -> np.ndarray:
+    """Intensities of any real type and shape -> float32 display values in [0, 1] of the same shape, windowed to
+    their ``WINDOW_PERCENTILES`` (to the finite maximum where the two are equal). NaN is shown as black, infinities
+    as black or white; without a finite value (or with one value only) everything is black."""
+    values = values.astype(np.float32)
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return np.zeros_like(values)
+    low, high = (float(v) for v in np.percentile(finite, WINDOW_PERCENTILES))
+    high = high if high > low else float(finite.max())
+    width = high - low if high > low else 1.0
+    return np.clip((np.nan_to_num(values, nan=low, posinf=high, neginf=low) - low) / width, 0.0, 1.0)
 
 
 def _gray_at_source_depth(pixels: np.ndarray, source: str) -> np.ndarray:

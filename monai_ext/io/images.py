@@ -28,6 +28,7 @@ from monai_ext.io.dicom import (
     read_dicom,
     ultrasound_region_box,
 )
+from monai_ext.io.display import window_to_unit
 from monai_ext.io.errors import SkippedSource, UnreadableImageError
 from monai_ext.io.video import VIDEO_SUFFIXES, iter_video_frames
 from monai_ext.io.volumes import ITK_SUFFIXES, NIFTI_SUFFIXES, first_volume_frame
@@ -197,16 +198,35 @@ def _png_rgb(path: Path) -> np.ndarray | None:
 
 
 def pil_display_pixels(img: Image.Image) -> np.ndarray:
-    """A PIL image as display-ready pixels: 16/32-bit integers as uint16, palettes and other colour modes as RGB."""
+    """A PIL image as display-ready (H, W) or (H, W, C) pixels: 16/32-bit integers as uint16, palettes and other
+    colour modes as RGB; intensities outside their type's display range (float beyond [0, 1], signed below 0,
+    32-bit beyond 65535) windowed to [0, 1] as volumes of such types are (:func:`monai_ext.io.display.window_to_unit`)."""
     if img.mode in ("I;16", "I;16B", "I;16L"):
         return np.asarray(img, dtype=np.uint16)
-    if img.mode == "I":  # 32-bit signed container of (usually 16-bit) values
-        return np.clip(np.asarray(img), 0, 65535).astype(np.uint16)
+    if img.mode in ("I", "F"):
+        return _intensities_for_display(np.asarray(img))
     if img.mode in ("P", "PA"):
         img = img.convert("RGBA" if "transparency" in img.info or img.mode == "PA" else "RGB")
     elif img.mode not in _DISPLAY_READY_MODES:  # CMYK, YCbCr, LAB, HSV, ...
         img = img.convert("RGB")
     return np.asarray(img)
+
+
+def _intensities_for_display(values: np.ndarray) -> np.ndarray:
+    """PIL's 32-bit "I" and "F" modes -> display-ready (H, W) pixels.
+
+    "I" holds 16-bit PNGs (older Pillow) and signed or 32-bit TIFFs; "F" floats from ImageJ or MATLAB. Values that
+    fit the display range (0..65535 as uint16, [0, 1] as float) are display values; others (decibels, signed or raw
+    intensities) were clipped to black or white, so they are windowed like a volume of that type.
+    """
+    if values.dtype.kind in "iu":
+        if values.size == 0 or (0 <= values.min() and values.max() <= 65535):
+            return values.astype(np.uint16)
+        return window_to_unit(values)
+    finite = values[np.isfinite(values)]
+    if finite.size == 0 or (0.0 <= finite.min() and finite.max() <= 1.0):
+        return np.nan_to_num(values, nan=0.0, posinf=1.0, neginf=0.0)  # NaN black, as in a windowed volume
+    return window_to_unit(values)
 
 
 def read_picture(path: str | os.PathLike, colour: bool = False) -> np.ndarray:

@@ -16,14 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
+from monai_ext.io.display import window_to_unit
 from monai_ext.io.errors import SkippedSource, UnreadableImageError
 
 __all__ = ["ITK_SUFFIXES", "NIFTI_SUFFIXES", "first_volume_frame", "iter_volume_frames", "read_volume"]
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 ITK_SUFFIXES = (".nrrd", ".mha", ".mhd")
-#: Percentiles of the window for volumes that are not 8-bit.
-WINDOW_PERCENTILES = (0.5, 99.5)
 
 
 def read_volume(path: str | os.PathLike) -> tuple[np.ndarray, bool]:
@@ -59,13 +58,7 @@ def _as_xyzt(volume: np.ndarray, has_channels: bool, source: str) -> np.ndarray:
 
 def _display_volume(volume: np.ndarray) -> np.ndarray:
     """8-bit as stored; anything else windowed to its percentiles as float32 in [0, 1] (NaN shown as black)."""
-    if volume.dtype == np.uint8:
-        return volume
-    values = volume.astype(np.float32)
-    finite = values[np.isfinite(values)]  # not empty: the caller checked that the volume has content
-    low, high = (float(v) for v in np.percentile(finite, WINDOW_PERCENTILES))
-    high = high if high > low else float(finite.max())
-    return np.clip((np.nan_to_num(values, nan=low, posinf=high, neginf=low) - low) / (high - low), 0.0, 1.0)
+    return volume if volume.dtype == np.uint8 else window_to_unit(volume)
 
 
 def _has_content(plane: np.ndarray) -> bool:

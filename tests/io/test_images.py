@@ -64,6 +64,24 @@ def test_png_modes(tmp_path, mode: str) -> None:
     np.testing.assert_allclose(LoadUltrasoundImage()(tmp_path / "x.png")[0], expected, atol=1 / 255)
 
 
+@pytest.mark.parametrize("values", [
+    np.random.default_rng(2).random((20, 30)).astype(np.float32),  # display values: shown as they are
+    np.random.default_rng(3).normal(500.0, 200.0, (20, 30)).astype(np.float32),  # ImageJ / MATLAB intensities
+    np.random.default_rng(4).uniform(-60.0, 0.0, (20, 30)).astype(np.float32),  # decibels
+    np.random.default_rng(5).integers(-1000, 1000, (20, 30)).astype(np.int16),  # signed 16-bit
+])
+def test_tiff_intensities_outside_the_display_range_are_windowed_like_volumes(tmp_path, values: np.ndarray) -> None:
+    """Float TIFFs beyond [0, 1] and signed ones below 0 were clipped to white or black; such values are windowed
+    to their 0.5-99.5 percentiles, as volumes of those types are."""
+    Image.fromarray(values).save(tmp_path / "x.tif")
+    if values.dtype == np.float32 and 0.0 <= values.min() and values.max() <= 1.0:
+        expected = values
+    else:
+        low, high = np.percentile(values.astype(np.float64), [0.5, 99.5])
+        expected = np.clip((values - low) / (high - low), 0.0, 1.0)
+    np.testing.assert_allclose(LoadUltrasoundImage()(tmp_path / "x.tif")[0], expected, atol=1e-5)
+
+
 def test_dicom_rgb_and_monochrome1(tmp_path) -> None:
     write_dicom(RGB, tmp_path / "rgb.dcm")
     np.testing.assert_allclose(LoadUltrasoundImage()(tmp_path / "rgb.dcm")[0], bt601(RGB.astype(float)), atol=1 / 255)
