@@ -10,7 +10,15 @@ from monai_ext.transforms.deannotate import (
     colour_mask,
     deannotate,
 )
-from monai_ext.transforms.fov import FieldOfView, FieldOfViewMask, FieldOfViewMaskd, detect_fov, detect_views
+from monai_ext.transforms.fov import (
+    FieldOfView,
+    FieldOfViewMask,
+    FieldOfViewMaskd,
+    detect_fov,
+    detect_screen_fov,
+    detect_view_boxes,
+    detect_views,
+)
 from monai_ext.transforms.gpu import UltrasoundBatchAugment
 from monai_ext.transforms.intensity import ScaleIntensityByDtype, ScaleIntensityByDtyped, ToGrayscale, ToGrayscaled
 from monai_ext.transforms.normalize import (
@@ -42,5 +50,6 @@ __all__ = [
     "RandAxialLateralBlur", "RandAxialLateralBlurd", "RandDepthGain", "RandDepthGaind", "RandDynamicRange",
     "RandDynamicRanged", "RandGammaGain", "RandGammaGaind", "RandResizedCrop", "RandResizedCropd", "RandSpeckle",
     "RandSpeckled", "ScaleIntensityByDtype", "ScaleIntensityByDtyped", "ToGrayscale", "ToGrayscaled",
-    "UltrasoundBatchAugment", "colour_mask", "corpus_statistics", "deannotate", "detect_fov", "detect_views", "normalization_stats",
+    "UltrasoundBatchAugment", "colour_mask", "corpus_statistics", "deannotate", "detect_fov", "detect_screen_fov",
+    "detect_view_boxes", "detect_views", "normalization_stats",
 ]
