@@ -73,7 +73,8 @@ def iter_volume_frames(path: str | os.PathLike, slice_axis: int = 2, slice_strid
 
     Args:
         path: a NIfTI, NRRD, MHA or MHD file.
-        slice_axis: axis to slice along, in (x, y, z) order (2: axial slices; a 2-D image is one slice).
+        slice_axis: axis to slice along, in (x, y, z) order (2: axial slices); a 2-D image, or a volume one plane
+            thick along any axis, is one slice.
         slice_stride: keep every n-th slice.
         frame_stride: keep every n-th time point of a 4-D (x, y, z, t) file.
 
@@ -94,16 +95,26 @@ def iter_volume_frames(path: str | os.PathLike, slice_axis: int = 2, slice_strid
     if not _has_content(volume):
         raise SkippedSource(f"{source}: volume is constant (no content)")
     display = _display_volume(volume)  # one window for every slice and time point
-    slices, emitted = volume.shape[slice_axis], 0
+    axis = _plane_axis(volume.shape[:3], slice_axis)
+    slices, emitted = volume.shape[axis], 0
     for t in range(0, volume.shape[3], frame_stride):
         for k in range(0, slices, slice_stride):
-            if not _has_content(np.take(volume[:, :, :, t], k, axis=slice_axis)):
+            if not _has_content(np.take(volume[:, :, :, t], k, axis=axis)):
                 continue  # an empty slice: padding, or outside the scanned region
             emitted += 1
-            plane = np.take(display[:, :, :, t], k, axis=slice_axis)
+            plane = np.take(display[:, :, :, t], k, axis=axis)
             yield t * slices + k, np.ascontiguousarray(np.swapaxes(plane, 0, 1))
     if emitted == 0:
-        raise SkippedSource(f"{source}: every slice along axis {slice_axis} is empty")
+        raise SkippedSource(f"{source}: every slice along axis {axis} is empty")
+
+
+def _plane_axis(shape_xyz: tuple[int, ...], slice_axis: int) -> int:
+    """The axis to slice along: ``slice_axis``, or the singleton axis of a volume one plane thick ((x, y, 1), or
+    (1, H, W) as a channel-first 2-D array is saved), whose one plane is the image: slicing across it would give
+    one-pixel-wide lines, which a loader resizes without a word."""
+    if shape_xyz[slice_axis] == 1 or 1 not in shape_xyz:
+        return slice_axis
+    return shape_xyz.index(1)
 
 
 def first_volume_frame(path: str | os.PathLike) -> np.ndarray:

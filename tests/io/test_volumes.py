@@ -93,3 +93,16 @@ def test_a_nifti_5th_axis_holds_colour_components(tmp_path) -> None:
     path = tmp_path / "colour.nii.gz"
     nib.save(nib.Nifti1Image(rgb.transpose(1, 0, 2)[:, :, None, None, :].copy(), np.eye(4)), str(path))  # x, y, z, t, c
     np.testing.assert_array_equal(first_volume_frame(path), rgb)
+
+
+@pytest.mark.parametrize("slice_axis", [0, 1, 2])
+@pytest.mark.parametrize("flat_axis", [0, 1, 2])  # (1, H, W): a channel-first 2-D array saved as it was
+def test_a_volume_one_plane_thick_is_that_plane_whatever_the_slice_axis(tmp_path, flat_axis: int,
+                                                                        slice_axis: int) -> None:
+    """Slicing across the plane gave one-pixel-wide lines: a silent 1 x N image to the loader."""
+    volume = np.expand_dims(picture(6).T, flat_axis)  # the (x, y) plane, with a singleton axis inserted
+    path = tmp_path / "plane.nii.gz"
+    nib.save(nib.Nifti1Image(volume, np.eye(4)), str(path))
+    frames = list(iter_volume_frames(path, slice_axis=slice_axis))
+    assert len(frames) == 1
+    np.testing.assert_array_equal(frames[0][1], np.swapaxes(np.take(volume, 0, axis=flat_axis), 0, 1))
