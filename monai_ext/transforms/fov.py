@@ -56,14 +56,20 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return np.count_nonzero(a & b) / union if union else 0.0
 
 
+#: A float image whose largest finite value is above this is taken as [0, 255], else as [0, 1]: above 1 and not
+#: above 1.5 is a [0, 1] frame overshooting after bicubic resizing or noise (a [0, 255] frame that dark is black).
+FLOAT_UNIT_RANGE_LIMIT = 1.5
+
+
 def display_scale(img: np.ndarray) -> float:
     """The factor that takes ``img``'s values to [0, 255]: integer types by their full scale (uint16 / 257, and
     int32, PIL's container of 16-bit PNGs, as 16-bit: see :func:`integer_peak`); floats are taken as [0, 1], or as
-    [0, 255] when their largest finite value exceeds 1 (NaN and inf are ignored: one bad pixel must not decide it)."""
+    [0, 255] when their largest finite value exceeds ``FLOAT_UNIT_RANGE_LIMIT`` (NaN and inf are ignored: one bad
+    pixel must not decide it)."""
     if np.issubdtype(img.dtype, np.integer):
         return 255.0 / integer_peak(img.dtype)
     finite_max = float(np.max(img, initial=0, where=np.isfinite(img)))
-    return 255.0 if finite_max <= 1.0 else 1.0
+    return 255.0 if finite_max <= FLOAT_UNIT_RANGE_LIMIT else 1.0
 
 
 def to_hwc_uint8(image: Any) -> np.ndarray:

@@ -98,3 +98,15 @@ def test_16bit_png_through_the_pretraining_bundle_reader_matches_the_8bit_png(tm
     sixteen = pipeline({"image": str(tmp_path / "frame16.png")})["image"]
     assert float(eight.max()) > 0.5
     torch.testing.assert_close(torch.as_tensor(sixteen), torch.as_tensor(eight), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("overshoot", [1.0005, 1.02, 1.2])
+def test_float_frame_overshooting_one_is_still_read_as_unit_range(overshoot):
+    """Bicubic resizing or added noise leaves a [0, 1] frame slightly above 1. Before, any value above 1 made the
+    whole frame be read as [0, 255]: it became black and de-annotation returned nothing."""
+    unit = screen().astype(np.float32) / 255.0
+    over = unit.copy()
+    over[:, 64, 64] = overshoot  # one pixel inside the field of view
+    expected = np.asarray(Deannotate()(np.clip(over, 0.0, 1.0)))
+    np.testing.assert_allclose(np.asarray(Deannotate()(over)), expected, atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(FieldOfViewMask()(over)), np.asarray(FieldOfViewMask()(unit)))
