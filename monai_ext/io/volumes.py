@@ -84,13 +84,15 @@ def iter_volume_frames(path: str | os.PathLike, slice_axis: int = 2, slice_strid
 
     Raises:
         SkippedSource: a constant volume, or no slice with content.
-        UnreadableImageError: a shape that is not a 2-D, 3-D or 4-D image.
+        UnreadableImageError: no voxels, or a shape that is not a 2-D, 3-D or 4-D image.
     """
     if slice_axis not in (0, 1, 2) or slice_stride < 1 or frame_stride < 1:
         raise ValueError(f"slice_axis must be 0, 1 or 2 and slice_stride and frame_stride at least 1, got "
                          f"{slice_axis!r}, {slice_stride!r}, {frame_stride!r}")
     source = str(path)
     raw, has_channels = read_volume(path)
+    if raw.size == 0:  # said before the shape check: MONAI gives any such file as shape (0,)
+        raise UnreadableImageError(f"{source}: empty volume (no voxels)")
     volume = _as_xyzt(raw, has_channels, source)
     if not _has_content(volume):
         raise SkippedSource(f"{source}: volume is constant (no content)")

@@ -7,7 +7,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from monai_ext.io.errors import SkippedSource
+from monai_ext.io.errors import SkippedSource, UnreadableImageError
 from monai_ext.io.volumes import first_volume_frame, iter_volume_frames
 
 ROWS, COLS = 12, 20
@@ -106,3 +106,12 @@ def test_a_volume_one_plane_thick_is_that_plane_whatever_the_slice_axis(tmp_path
     frames = list(iter_volume_frames(path, slice_axis=slice_axis))
     assert len(frames) == 1
     np.testing.assert_array_equal(frames[0][1], np.swapaxes(np.take(volume, 0, axis=flat_axis), 0, 1))
+
+
+@pytest.mark.parametrize("shape", [(0, ROWS, 3), (COLS, 0), (COLS, ROWS, 0)])
+def test_a_volume_without_voxels_is_refused_as_empty(tmp_path, shape: tuple[int, ...]) -> None:
+    """MONAI's reader gives such a file as shape (0,): it was refused as 'expected a 2-D ... volume, got (0,)'."""
+    path = tmp_path / "empty.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros(shape, np.int16), np.eye(4)), str(path))
+    with pytest.raises(UnreadableImageError, match=r"empty.nii.gz: empty volume \(no voxels\)$"):
+        first_volume_frame(path)
