@@ -20,7 +20,9 @@ logger = logging.getLogger(__name__)
 def walk_files(root: str | os.PathLike) -> Iterator[Path]:
     """Every file under ``root`` (paths as reached, under ``root``), following symbolic links to folders: each real
     folder is entered once, so a link back up the tree (a loop) or two links to one folder cannot repeat files.
-    Hidden files are left out. Folders in sorted order, files sorted within each.
+    Hidden files and folders below ``root`` are left out (a drive's ``.Trash-1000`` holds deleted images, evaluation
+    ones among them; ``.thumbnails`` copies; ``._name`` macOS metadata). Folders in sorted order, files sorted within
+    each.
 
     ``Path.rglob`` is not used: before Python 3.13 it does not follow links to folders, and a study folder linked
     into a dataset (``study1 -> /data/exports/study1``) would be skipped without a word.
@@ -32,7 +34,7 @@ def walk_files(root: str | os.PathLike) -> Iterator[Path]:
             dirnames.clear()
             continue
         seen.add((stat.st_dev, stat.st_ino))
-        dirnames.sort()
+        dirnames[:] = sorted(name for name in dirnames if not name.startswith("."))  # in place: os.walk prunes
         for name in sorted(filenames):
             if not name.startswith("."):
                 yield Path(dirpath) / name
