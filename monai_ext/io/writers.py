@@ -115,11 +115,15 @@ def write_dicom_values(values: np.ndarray, path: str | os.PathLike, bits_stored:
 
 
 def write_nifti(image: np.ndarray, path: str | os.PathLike) -> Path:
-    """Write a (H, W) image as a 2-D NIfTI file (rows along the first axis); ``.nii.gz`` paths are gzipped."""
+    """Write a (H, W) image as a 2-D NIfTI file that displays as the image; ``.nii.gz`` paths are gzipped.
+
+    The voxels are stored (x, y) = (columns, rows): NIfTI viewers, and :mod:`monai_ext.io.volumes`, show x across
+    and y down, so an array stored rows-first would be shown transposed.
+    """
     import nibabel as nib
 
     path = Path(path)
-    data = nib.Nifti1Image(np.asarray(image), affine=np.eye(4)).to_bytes()
+    data = nib.Nifti1Image(np.ascontiguousarray(np.asarray(image).T), affine=np.eye(4)).to_bytes()
     return atomic_write_bytes(path, gzip.compress(data, mtime=0) if path.name.endswith(".gz") else data)
 
 

@@ -106,7 +106,7 @@ def test_writers_round_trip(tmp_path, fmt: str) -> None:
         assert ds.Modality == "US" and str(ds.PatientName) == ""
         back = ds.pixel_array
     else:
-        back = np.asarray(nib.load(str(path)).dataobj)
+        back = np.asarray(nib.load(str(path)).dataobj).T  # (x, y): columns along x
     np.testing.assert_array_equal(back, frame.image)
 
 

@@ -7,14 +7,18 @@ import numpy as np
 import pydicom
 import pytest
 
+from monai_ext.io.images import read_image
 from monai_ext.io.writers import write_dicom_frames, write_dicom_values, write_nifti
 
 
 @pytest.mark.parametrize("name", ["image.nii", "image.nii.gz"])
-def test_nifti_reads_back_with_nibabel(tmp_path, name) -> None:
-    image = np.arange(12, dtype=np.int16).reshape(3, 4)
+def test_nifti_reads_back_as_written_with_columns_along_x(tmp_path, name) -> None:
+    """Columns along x, rows along y, as NIfTI viewers and this project's reader show a slice (the image was
+    stored rows along x, so every reader showed it transposed)."""
+    image = (np.arange(12, dtype=np.uint8).reshape(3, 4) + 1) * 20
     path = write_nifti(image, tmp_path / name)
-    np.testing.assert_array_equal(np.asanyarray(nib.load(str(path)).dataobj), image)
+    np.testing.assert_array_equal(np.asanyarray(nib.load(str(path)).dataobj), image.T)
+    np.testing.assert_array_equal(read_image(path).pixels, image)
     assert [p.name for p in tmp_path.iterdir()] == [name]  # written atomically: no temporary left
 
 
