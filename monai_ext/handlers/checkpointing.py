@@ -12,7 +12,7 @@ import logging
 import os
 import random
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +141,8 @@ class TrainingCheckpointer:
         epoch_level: interval in epochs (True) or iterations.
         n_saved: how many of the newest checkpoints to keep.
         resume: at start, restore the newest checkpoint that reads; corrupt ones are skipped with a warning.
+        optional_entries: names in ``save_dict`` that a checkpoint may lack (entries added to a bundle after files
+            were written: those files still resume, the entry keeps its fresh state); every other entry is required.
     """
 
     def __init__(
@@ -151,6 +153,7 @@ class TrainingCheckpointer:
         epoch_level: bool = True,
         n_saved: int = 2,
         resume: bool = False,
+        optional_entries: Sequence[str] = (),
     ) -> None:
         if save_interval < 0 or n_saved < 1:
             raise ValueError(f"need save_interval >= 0 and n_saved >= 1, got {save_interval!r} and {n_saved!r}")
@@ -158,6 +161,10 @@ class TrainingCheckpointer:
         self.save_dict = {k: getattr(v, "module", v) for k, v in save_dict.items()}
         self.save_interval, self.epoch_level = save_interval, epoch_level
         self.n_saved, self.resume = n_saved, resume
+        unknown = sorted(set(optional_entries) - set(self.save_dict))
+        if unknown:
+            raise ValueError(f"optional_entries {unknown!r} are not in save_dict {sorted(self.save_dict)!r}")
+        self.optional_entries = frozenset(optional_entries)
         self.resumed_from: Path | None = None
         self._saved_iteration: int | None = None
 
@@ -207,7 +214,7 @@ class TrainingCheckpointer:
     def _read_usable(self, path: Path) -> dict[str, Any]:
         """The checkpoint at ``path`` if it reads and has every entry of ``save_dict``."""
         checkpoint = read_checkpoint(path)
-        missing = sorted(set(self.save_dict) - set(checkpoint))
+        missing = sorted(set(self.save_dict) - set(checkpoint) - self.optional_entries)
         if missing:
             raise CheckpointError(f"{str(path)!r} lacks entries {missing!r}")
         return checkpoint
@@ -230,7 +237,7 @@ class TrainingCheckpointer:
             CheckpointError: naming ``path`` and the difference.
         """
         for name, obj in self.save_dict.items():
-            if isinstance(obj, ModelRecord):
+            if isinstance(obj, ModelRecord) and name in checkpoint:
                 try:
                     obj.load_state_dict(checkpoint[name])
                 except CheckpointError as e:
@@ -300,7 +307,8 @@ class TrainingCheckpointer:
             )
         max_epochs, epoch_length = engine.state.max_epochs, engine.state.epoch_length
         self._check_records(path, checkpoint)
-        Checkpoint.load_objects(to_load=self.save_dict, checkpoint=checkpoint)
+        present = {name: obj for name, obj in self.save_dict.items() if name in checkpoint}
+        Checkpoint.load_objects(to_load=present, checkpoint=checkpoint)
         if max_epochs is not None:
             engine.state.max_epochs = max_epochs
         self._keep_epoch_length(engine, epoch_length, path)

@@ -176,3 +176,8 @@ def test_resuming_a_monitored_run_keeps_its_best_model_and_history(tmp_path, cac
     assert "resumed from" in result.stdout + result.stderr
     assert (tmp_path / "models" / "model.pt").read_bytes() == best
     assert (tmp_path / "eval" / "metrics.json").read_text() == history
+    # extended by an epoch: the monitor's scores go on from the checkpoint's (they restarted empty)
+    scores = json.loads((tmp_path / "eval" / "representation.json").read_text())
+    run_bundle([TRAIN], {**overrides, "resume": True, "epochs": 2})
+    extended = json.loads((tmp_path / "eval" / "representation.json").read_text())
+    assert [h["epoch"] for h in extended] == [0, 1, 2] and extended[:2] == scores

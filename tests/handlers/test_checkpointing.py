@@ -284,3 +284,37 @@ def test_will_resume_only_with_resume_on_and_a_checkpoint_file(tmp_path) -> None
     assert not will_resume(tmp_path, True)
     (tmp_path / "checkpoint_iteration=4.pt").write_bytes(b"")
     assert will_resume(tmp_path, True) and not will_resume(tmp_path, False)
+
+
+class Scores:
+    """A handler's history, as MetricsHistory and RepresentationMonitor keep it."""
+
+    def __init__(self) -> None:
+        self.history: list[int] = []
+
+    def state_dict(self) -> dict:
+        return {"history": list(self.history)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.history = list(state["history"])
+
+
+def test_an_optional_entry_is_restored_when_present_and_may_be_absent_from_older_files(tmp_path) -> None:
+    model = torch.nn.Linear(1, 1, bias=False)
+    engine = counting_engine(model)
+    TrainingCheckpointer(tmp_path / "older", {"model": model, "trainer": engine}).attach(engine)
+    engine.run([1.0], max_epochs=1)
+    scores = Scores()
+    engine = counting_engine(model)
+    engine.add_event_handler(Events.EPOCH_COMPLETED, lambda e: scores.history.append(e.state.epoch))
+    TrainingCheckpointer(tmp_path / "newer", {"model": model, "trainer": engine, "scores": scores}).attach(engine)
+    engine.run([1.0], max_epochs=2)
+    for folder, expected in (("older", []), ("newer", [1, 2])):
+        restored, resumed = Scores(), counting_engine(model)
+        ckpt = TrainingCheckpointer(tmp_path / folder, {"model": model, "trainer": resumed, "scores": restored},
+                                    resume=True, optional_entries=["scores"])
+        ckpt.attach(resumed)
+        resumed.run([1.0], max_epochs=2)
+        assert ckpt.resumed_from is not None and restored.history == expected, folder
+    with pytest.raises(ValueError, match=r"optional_entries \['score'\] are not in save_dict"):
+        TrainingCheckpointer(tmp_path, {"model": model}, optional_entries=["score"])
