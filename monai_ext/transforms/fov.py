@@ -360,8 +360,10 @@ def detect_view_boxes(gray: np.ndarray, threshold: int = 0,
     """Views of a screen laid out in a grid (dual-view side by side, quad-view 2 x 2): (x0, y0, x1, y1) per view,
     exclusive ends, column by column and top to bottom in each; one box covering the screen for a single view.
 
-    Columns are :func:`detect_views`; views stacked inside a column are found by the same rule on the column's solid
-    regions turned on their side (one connected-components pass over the regions found already, no new morphology).
+    Columns are :func:`detect_views`; when there are several, views stacked inside each column are found by the same
+    rule on the column's solid regions turned on their side (one connected-components pass over the regions found
+    already, no new morphology). A single column is never split: on a duplex screen the spectral Doppler strip
+    under the B-mode image is not tissue and must stay outside the field of view.
 
     Args:
         gray: (H, W) uint8 screen.
@@ -369,8 +371,11 @@ def detect_view_boxes(gray: np.ndarray, threshold: int = 0,
         solid: :func:`solid_components` of ``gray`` with this threshold, when computed already.
     """
     labels, stats = solid if solid is not None else solid_components(gray, threshold)
+    columns = detect_views(gray, threshold, (labels, stats))
+    if len(columns) == 1:
+        return columns
     boxes = []
-    for x0, _, x1, _ in detect_views(gray, threshold, (labels, stats)):
+    for x0, _, x1, _ in columns:
         on_side = np.ascontiguousarray((labels[:, x0:x1] > 0).T).astype(np.uint8)
         _, side_labels, side_stats, _ = cv2.connectedComponentsWithStats(on_side, connectivity=8)
         boxes += [(x0, y0, x1, y1) for y0, _, y1, _ in detect_views(on_side, threshold, (side_labels, side_stats))]

@@ -285,3 +285,18 @@ def test_single_view_screens_are_detected_as_before(geometry):
         alone, screen = detect_fov(frame.screen), detect_screen_fov(frame.screen)
         np.testing.assert_array_equal(screen.mask, alone.mask)
         assert (screen.kind, screen.bbox) == (alone.kind, alone.bbox)
+
+
+def test_duplex_screen_spectral_strip_below_the_image_stays_outside():
+    """A single column (B-mode above a spectral Doppler strip of similar area) is not split into stacked views:
+    the strip is not tissue and stays outside the field of view, as before; only grids (quad screens) split rows."""
+    from monai_ext.transforms.fov import detect_screen_fov
+
+    frame = simulate_frame(np.random.default_rng([7, 0]), SimulatorConfig(size=160, screen_capture=True))
+    strip = np.zeros((70, 160, 3), np.uint8)
+    strip[10:60, 5:155] = np.random.default_rng(1).integers(30, 200, (50, 150, 1), np.uint8)  # 7500 px: 84% of the image
+    screen = np.vstack([frame.screen, strip])
+    alone = detect_fov(screen)
+    assert not alone.mask[160:].any()
+    np.testing.assert_array_equal(detect_screen_fov(screen).mask, alone.mask)
+    assert (deannotate(np.moveaxis(screen, -1, 0)).image[160:] == 0).all()
