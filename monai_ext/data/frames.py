@@ -1,6 +1,6 @@
-"""Every 2-D frame of an ultrasound file, whatever its container: images, DICOM (single or multi-frame, any
-transfer syntax pydicom's pylibjpeg plugins decode), NIfTI and NRRD/MHA/MHD volumes (3-D, or 4-D time series),
-AVI/MP4 cine loops.
+"""Every 2-D frame of an ultrasound file, whatever its container: images (every page of a multi-page TIFF), DICOM
+(single or multi-frame, any transfer syntax pydicom's pylibjpeg plugins decode), NIfTI and NRRD/MHA/MHD volumes (3-D,
+or 4-D time series), AVI/MP4 cine loops.
 
 Each source yields :class:`Frame` objects holding 8-bit pixels as displayed, gray or RGB: colour is kept, because
 de-annotation needs it to tell colour flow and coloured marks from tissue (gray is taken after it, with the same
@@ -24,7 +24,7 @@ import numpy as np
 from monai_ext.io.dicom import iter_dicom_frames, read_dicom, read_dicom_header, ultrasound_region_boxes
 from monai_ext.io.display import to_gray_uint8
 from monai_ext.io.errors import SkippedSource, UnreadableImageError, one_line
-from monai_ext.io.images import ALL_SUFFIXES, read_picture, source_kind
+from monai_ext.io.images import ALL_SUFFIXES, iter_picture_frames, source_kind
 from monai_ext.io.video import iter_video_frames
 from monai_ext.io.volumes import iter_volume_frames
 
@@ -36,8 +36,8 @@ class Frame:
     """One 2-D frame.
 
     Attributes:
-        index: frame (cine, multi-frame DICOM) or slice (volume) number in the source, ``t * slices + slice`` in a
-            4-D volume; 0 for a plain image.
+        index: frame (cine, multi-frame DICOM), page (multi-page TIFF) or slice (volume) number in the source,
+            ``t * slices + slice`` in a 4-D volume; 0 for a plain image.
         pixels: (H, W) uint8 gray or (H, W, 3) uint8 RGB as displayed.
         region_box: (x0, y0, x1, y1) of the DICOM region holding this view, if the file gives one.
         view: number of the view on the frame (DICOM regions, left to right); 0 for a single view.
@@ -58,7 +58,8 @@ class FrameOptions:
     """How sources are cut into frames.
 
     Args:
-        frame_stride: keep every n-th frame of cine loops and multi-frame DICOM, and time point of 4-D volumes.
+        frame_stride: keep every n-th frame of cine loops, multi-frame DICOM and multi-page TIFF, and time point of
+            4-D volumes.
         slice_axis: volume axis to slice along, in (x, y, z) order (2: axial slices of a NIfTI volume).
         slice_stride: keep every n-th slice.
         modality: keep only DICOM files of this Modality (e.g. "US"); None keeps all.
@@ -110,7 +111,8 @@ def to_display_uint8(pixels: np.ndarray, source: str) -> np.ndarray:
 
 
 def _image_frames(path: Path, options: FrameOptions) -> Iterator[Frame]:
-    yield Frame(0, to_display_uint8(read_picture(path, colour=True), str(path)))
+    for index, pixels in iter_picture_frames(path, options.frame_stride, colour=True):
+        yield Frame(index, to_display_uint8(pixels, str(path)))
 
 
 def _dicom_frames(path: Path, options: FrameOptions) -> Iterator[Frame]:

@@ -1,6 +1,7 @@
 """One decoder for every ultrasound file a user brings, used by every path (corpus, training, inference, MONAI Label).
 
-Pictures (PNG/JPG/BMP/TIFF, PIL; 8-bit PNGs through OpenCV, faster with the same pixels), DICOM
+Pictures (PNG/JPG/BMP/TIFF, every page of a multi-page TIFF; PIL, 8-bit PNGs through OpenCV, faster with the same
+pixels), DICOM
 (:mod:`monai_ext.io.dicom`), NIfTI / NRRD / MHA / MHD (:mod:`monai_ext.io.volumes`) and cine loops
 (:mod:`monai_ext.io.video`) all come out as *display-ready* pixels (:mod:`monai_ext.io.display`); the corpus takes
 every frame, single-image loaders the first, and both convert with the same function, so a file gives the same
@@ -13,7 +14,7 @@ import hashlib
 import os
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +47,7 @@ __all__ = [
     "image_stem",
     "is_dicom_without_suffix",
     "is_single_image",
+    "iter_picture_frames",
     "matches_suffixes",
     "pil_display_pixels",
     "read_image",
@@ -65,6 +67,8 @@ _DISPLAY_READY_MODES = ("1", "L", "LA", "RGB", "RGBA", "F")
 #: Longest output stem, in bytes: file names are limited to 255 bytes (ext4, XFS, APFS, NTFS in UTF-16 units), and
 #: the writers append ``_gradcam.png`` / ``_overlay.png``; 200 leaves room for those and for a ``_N`` counter.
 MAX_OUTPUT_STEM_BYTES = 200
+#: TIFF tag whose bit 0 marks a reduced-resolution copy of a page (a thumbnail).
+_NEW_SUBFILE_TYPE = 254
 
 
 @dataclass(frozen=True)
@@ -244,6 +248,29 @@ def read_picture(path: str | os.PathLike, colour: bool = False) -> np.ndarray:
             return pixels
     with Image.open(path) as img:
         return pil_display_pixels(img)
+
+
+def iter_picture_frames(path: str | os.PathLike, frame_stride: int = 1,
+                        colour: bool = False) -> Iterator[tuple[int, np.ndarray]]:
+    """(page, display-ready pixels) of every ``frame_stride``-th page of a multi-page TIFF (a cine loop or a stack
+    exported page by page), or (0, :func:`read_picture`) of any other picture; the first page is what
+    :func:`read_picture` reads.
+
+    Reduced-resolution pages after the first (TIFF NewSubfileType bit 0: thumbnails, pyramid levels) are smaller
+    copies of a page, not frames, and are left out.
+    """
+    if frame_stride < 1:
+        raise ValueError(f"frame_stride must be at least 1, got {frame_stride!r}")
+    if Path(path).suffix.lower() not in (".tif", ".tiff"):
+        yield 0, read_picture(path, colour)
+        return
+    with Image.open(path) as img:
+        pages = getattr(img, "n_frames", 1) if img.format == "TIFF" else 1  # a JPEG named .tif has one
+        for page in range(0, pages, frame_stride):
+            img.seek(page)
+            if page > 0 and int(img.tag_v2.get(_NEW_SUBFILE_TYPE, 0)) & 1:
+                continue
+            yield page, pil_display_pixels(img)
 
 
 def _decode_first(path: Path) -> DisplayImage:

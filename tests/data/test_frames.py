@@ -127,3 +127,28 @@ def test_frame_stride_takes_every_nth_time_point_of_a_4d_nifti(tmp_path):
     assert [f.index for f in frames] == [0, 2, 4]
     for frame in frames:
         np.testing.assert_array_equal(frame.pixels, cine[:, :, 0, frame.index].T)
+
+
+def write_tiff_pages(path, pages: list[np.ndarray], reduced: tuple[int, ...] = ()) -> None:
+    """A multi-page TIFF; pages whose index is in ``reduced`` are marked reduced-resolution (NewSubfileType bit 0:
+    thumbnails, pyramid levels). Pillow's public save_all gives every page the same tags, hence its page writer."""
+    from PIL import Image, TiffImagePlugin
+
+    with TiffImagePlugin.AppendingTiffWriter(str(path), new=True) as tiff:
+        for index, page in enumerate(pages):
+            image = Image.fromarray(page)
+            image.encoderinfo, image.encoderconfig = {"tiffinfo": {254: int(index in reduced)}}, ()
+            TiffImagePlugin._save(image, tiff, str(path))
+            tiff.newFrame()
+
+
+def test_every_full_resolution_page_of_a_multi_page_tiff_is_a_frame(tmp_path):
+    """A cine loop or a stack exported page by page: only the first page was read, the rest lost without a word."""
+    pages = [us_image(48, seed=s) for s in range(4)]
+    thumbnail = us_image(48, seed=9)[::4, ::4]
+    write_tiff_pages(tmp_path / "loop.tif", [pages[0], thumbnail, *pages[1:]], reduced=(1,))
+    frames = list(iter_frames(tmp_path / "loop.tif"))
+    assert [f.index for f in frames] == [0, 2, 3, 4]  # page numbers; the thumbnail (page 1) is no frame
+    for frame, page in zip(frames, pages):
+        np.testing.assert_array_equal(frame.pixels, page)
+    assert [f.index for f in iter_frames(tmp_path / "loop.tif", FrameOptions(frame_stride=2))] == [0, 2, 4]
