@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,9 @@ class ClassificationReportWriter:
         key_metric: the macro-F1 metric's name.
         prefix: file-name prefix (e.g. "test_").
         best_only: write only when macro-F1 improves on the best so far (during training).
+
+    The best so far is saved in training checkpoints (``state_dict``): a resumed run does not replace the best
+    epoch's report by a worse one's.
     """
 
     def __init__(self, output_dir: str | os.PathLike, class_names: list[str], report_name: str = "report",
@@ -48,6 +52,7 @@ class ClassificationReportWriter:
         self.class_names = list(class_names)
         self.report_name, self.key_metric, self.prefix = report_name, key_metric, prefix
         self.best_only = best_only
+        self.best: float | None = None
         self.last_report: dict[str, Any] | None = None
 
     def attach(self, engine: Engine) -> None:
@@ -55,8 +60,9 @@ class ClassificationReportWriter:
 
     def __call__(self, engine: Engine) -> None:
         score = float(engine.state.metrics[self.key_metric])
-        if self.best_only and self.last_report is not None and score <= self.last_report["macro_f1"]:
+        if self.best_only and self.best is not None and score <= self.best:
             return
+        self.best = score
         report = {"macro_f1": score, **engine.state.metric_details[self.report_name]}
         report["class_names"] = self.class_names
         report["skipped"] = skipped_items(engine)  # unreadable files: not in n, not replaced by others
@@ -71,3 +77,9 @@ class ClassificationReportWriter:
         logger.info("classification report: %s (n %d, %d unreadable left out; macro-F1 %.4f, accuracy %.4f, AUC %.4f)",
                     self.folder / f"{self.prefix}report.json", report["n"], len(report["skipped"]), report["macro_f1"],
                     report["accuracy"], report["auc"])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.best = state.get("best")

@@ -14,7 +14,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +97,9 @@ class SegmentationReportWriter:
         num_overlays: images (of rank 0's shard, in loader order) drawn with prediction (red) and truth (green).
         best_only: write only when the key metric improves on the best so far (during training).
         id_key: the batch field naming each image.
+
+    The best so far is saved in training checkpoints (``state_dict``): a resumed run does not replace the best
+    epoch's report and overlays by a worse one's.
     """
 
     def __init__(self, output_dir: str | os.PathLike, class_names: Sequence[str], key_metric: str = "val_mean_dice",
@@ -155,3 +158,9 @@ class SegmentationReportWriter:
         logger.info("segmentation report: %s (n %d, %d unreadable left out; Dice %.4f, IoU %s, HD95 %s)",
                     self.folder / f"{self.prefix}report.json", report["n"], len(report["skipped"]), score,
                     report.get("mean_iou"), report.get("mean_hd95"))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.best = state.get("best")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from monai_ext.data.datasets import SkipCorruptDataset
@@ -24,17 +25,18 @@ class _Parity(torch.nn.Module):
         return torch.nn.functional.one_hot(x[:, 0, 0, 0].long() % 2, 2).float() * 10
 
 
-def _evaluate(tmp_path: Path, items: list[dict]) -> dict:
+def _evaluate(tmp_path: Path, items: list[dict], writer: ClassificationReportWriter | None = None) -> dict:
     dataset = SkipCorruptDataset(items, load())  # the bundles' call: a deterministic chain is an evaluation one
     evaluator = ClassificationEvaluator(
         device=torch.device("cpu"), val_data_loader=torch.utils.data.DataLoader(dataset, batch_size=3),
         network=_Parity(), decollate=False,
         key_val_metric={"val_macro_f1": MacroF1(CLASSES)},
         additional_metrics={"report": ClassificationReport(CLASSES)},
-        val_handlers=[ClassificationReportWriter(tmp_path, CLASSES, prefix="test_")],
+        val_handlers=[writer or ClassificationReportWriter(tmp_path, CLASSES, prefix="test_")],
     )
     evaluator.run()
-    return json.loads((tmp_path / "test_report.json").read_text())
+    report = tmp_path / "test_report.json"
+    return json.loads(report.read_text()) if report.is_file() else {}
 
 
 def test_unreadable_files_are_left_out_of_the_counts_and_listed(tmp_path) -> None:
@@ -51,3 +53,16 @@ def test_a_clean_split_reports_nothing_skipped(tmp_path) -> None:
     items = [item for item in image_folder(tmp_path, good=5) if item["id"] not in BAD]
     report = _evaluate(tmp_path, items)
     assert report["n"] == 5 and report["skipped"] == []
+
+
+@pytest.mark.parametrize("restored_best, written", [(1.0, False), (0.5, True)])
+def test_a_resumed_best_only_writer_writes_only_what_beats_the_restored_best(tmp_path, restored_best, written) -> None:
+    """A resumed training run restores the writer's best from its checkpoint: an evaluation scoring no better (the
+    perfect 'network' scores macro-F1 1.0) leaves the best epoch's report in place."""
+    items = [item for item in image_folder(tmp_path, good=4) if item["id"] not in BAD]
+    saved = ClassificationReportWriter(tmp_path, CLASSES, prefix="test_", best_only=True)
+    saved.best = restored_best
+    writer = ClassificationReportWriter(tmp_path, CLASSES, prefix="test_", best_only=True)
+    writer.load_state_dict(saved.state_dict())
+    report = _evaluate(tmp_path, items, writer)
+    assert bool(report) == written and writer.best == max(restored_best, 1.0)

@@ -35,11 +35,13 @@ class _Lookup(torch.nn.Module):
         return self.logits[x[:, 0, 0, 0].long()]
 
 
-def _evaluate(predictions, truths, tmp_path, classes=2, best_only=False, runs=1):
+def _evaluate(predictions, truths, tmp_path, classes=2, best_only=False, runs=1, restored=None):
     data = [{"image": torch.full((1, 32, 32), float(i)), "label": torch.as_tensor(t)[None], "id": f"img{i}"}
             for i, t in enumerate(truths)]
     writer = SegmentationReportWriter(tmp_path, ["background"] + [f"c{k}" for k in range(1, classes)],
                                       prefix="test_", num_overlays=2, best_only=best_only)
+    if restored is not None:
+        writer.load_state_dict(restored)
     pair = from_engine(["pred", "label"])
     evaluator = SupervisedEvaluator(
         device=torch.device("cpu"), val_data_loader=torch.utils.data.DataLoader(data, batch_size=2),
@@ -52,7 +54,8 @@ def _evaluate(predictions, truths, tmp_path, classes=2, best_only=False, runs=1)
     )
     for _ in range(runs):
         evaluator.run()
-    return json.loads((tmp_path / "test_report.json").read_text()), writer
+    report = tmp_path / "test_report.json"
+    return (json.loads(report.read_text()) if report.is_file() else {}), writer
 
 
 def test_per_image_dice_and_iou_match_numpy(tmp_path) -> None:
@@ -85,6 +88,16 @@ def test_best_only_keeps_the_first_of_equal_scores(tmp_path) -> None:
     truths = [_disc(32, (16, 16), 8)]
     _, writer = _evaluate(truths, truths, tmp_path, best_only=True, runs=2)
     assert writer.best == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("restored_best, written", [(1.0, False), (0.5, True)])
+def test_a_resumed_best_only_writer_writes_only_what_beats_the_restored_best(tmp_path, restored_best, written) -> None:
+    """The best Dice so far comes back from a training checkpoint: a perfect prediction (Dice 1.0) that does not beat
+    it leaves the best epoch's report and overlays in place."""
+    truths = [_disc(32, (16, 16), 8)]
+    report, writer = _evaluate(truths, truths, tmp_path, best_only=True, restored={"best": restored_best})
+    assert bool(report) == written and (tmp_path / "test_overlays").is_dir() == written
+    assert writer.state_dict() == {"best": pytest.approx(max(restored_best, 1.0))}
 
 
 def test_report_checks_detail_shapes() -> None:
