@@ -216,6 +216,19 @@ def pil_display_pixels(img: Image.Image) -> np.ndarray:
     return np.asarray(img)
 
 
+def pil_display_image(img: Image.Image) -> Image.Image:
+    """:func:`pil_display_pixels` as a PIL image, for MONAI's ``PILReader(converter=...)`` in the pretraining bundle.
+
+    ``PILReader`` hands on PIL's raw values: a palette PNG's indices (a nearly black frame), CMYK ink, floats in
+    any range. Converted here, such files reach a bundle as they reach every other reader of this project. Modes
+    that are display-ready already (8-bit gray or colour, 16-bit gray) are returned as they are.
+    """
+    if img.mode in ("1", "L", "LA", "RGB", "RGBA", "I;16", "I;16B", "I;16L"):
+        return img
+    pixels = pil_display_pixels(img)
+    return Image.fromarray(pixels.astype(np.float32) if pixels.dtype.kind == "f" else pixels)
+
+
 def _intensities_for_display(values: np.ndarray) -> np.ndarray:
     """PIL's 32-bit "I" and "F" modes -> display-ready (H, W) pixels.
 

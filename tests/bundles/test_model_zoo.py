@@ -17,12 +17,15 @@ import numpy as np
 import pytest
 import torch
 from monai.bundle import ConfigParser
+from monai.transforms import Compose
+from PIL import Image
 
 from monai_ext.io.writers import write_dicom
 from monai_ext.networks import build_classifier
 from monai_ext.networks.checkpoints import build_from_checkpoint, save_model_checkpoint
 from monai_ext.networks.mae import build_mae
 from monai_ext.networks.reconstruction import build_mae_reconstructor
+from monai_ext.transforms.loading import LoadUltrasoundImage
 from tests.bundles.helpers import REPO, bundle_command
 
 pytestmark = pytest.mark.slow
@@ -191,3 +194,40 @@ def test_inference_preprocessing_is_training_validation_preprocessing(bundle: st
     actual = torch.as_tensor(infer({"image": str(path)})["image"])
     assert actual.shape == (3, 64, 64)
     torch.testing.assert_close(actual, expected, atol=0, rtol=0)
+
+
+def _awkward_picture(kind: str, path: Path) -> None:
+    """A gray screen saved as a palette PNG, a CMYK JPEG, a float TIFF in [0, 255] or a 16-bit PNG."""
+    gray = np.random.default_rng(3).integers(0, 256, (40, 56), np.uint8)
+    rgb = np.repeat(gray[..., None], 3, axis=2)
+    if kind == "palette":
+        Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE, colors=256).save(path)
+    elif kind == "cmyk":
+        Image.fromarray(rgb).convert("CMYK").save(path, quality=100)
+    elif kind == "float":
+        Image.fromarray(gray.astype(np.float32)).save(path)
+    else:
+        cv2.imwrite(str(path), gray.astype(np.uint16) * 257)
+
+
+@pytest.mark.parametrize("config,key", [("train.yaml", "load_transforms"), ("inference.yaml", "preprocessing")])
+@pytest.mark.parametrize("kind,suffix", [("palette", ".png"), ("cmyk", ".jpg"), ("float", ".tif"), ("16bit", ".png")])
+def test_pretraining_reads_pictures_as_the_project_reader_does(config, key, kind, suffix, tmp_path) -> None:
+    """MONAI's PILReader gives a palette PNG's indices (nearly black), CMYK ink and raw floats (255 times too
+    bright); the pretraining bundle reads them as the classification bundle's reader does."""
+    path = tmp_path / f"screen{suffix}"
+    _awkward_picture(kind, path)
+    parser = ConfigParser()
+    parser.read_config(str(configs("usf_mae_pretrain") / config))
+    parser.update({"bundle_root": str(REPO / "bundles" / "usf_mae_pretrain"), "image_size": 40, "in_channels": 1})
+    if key == "load_transforms":
+        parser["dataset_dir"] = str(tmp_path)  # a picture folder, not a corpus cache
+    read = parser.get_parsed_content(key)
+    read = read if callable(read) else Compose(read)
+    actual = torch.as_tensor(np.asarray(read({"image": str(path)})["image"]))
+    reference = LoadUltrasoundImage()(path)
+    expected = torch.nn.functional.interpolate(torch.as_tensor(reference)[None], size=(40, 40), mode="area")[0]
+    if key == "preprocessing":
+        mean, std = parser.get_parsed_content("norm_stats")
+        expected = (expected - torch.as_tensor(mean).view(-1, 1, 1)) / torch.as_tensor(std).view(-1, 1, 1)
+    torch.testing.assert_close(actual.float(), expected.float(), atol=1e-5, rtol=0)
