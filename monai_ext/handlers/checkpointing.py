@@ -167,6 +167,7 @@ class TrainingCheckpointer:
         self.optional_entries = frozenset(optional_entries)
         self.resumed_from: Path | None = None
         self._saved_iteration: int | None = None
+        self._swept = False
 
     def attach(self, engine: Engine) -> None:
         if self.resume:
@@ -190,17 +191,35 @@ class TrainingCheckpointer:
         if not is_main_process():
             return
         path = self.save_dir / f"checkpoint_iteration={iteration}.pt"
+        if not self._swept:
+            self._remove_partial_writes()
         atomic_torch_save(state, path)
         self._remove_stale(iteration)
         for old in list_checkpoints(self.save_dir)[self.n_saved :]:
             old.unlink(missing_ok=True)
         logger.info("saved checkpoint %s", path)
 
+    def _remove_partial_writes(self) -> None:
+        """Delete the temporary files of checkpoint writes that a killed process left (once, at this run's first save).
+
+        :func:`atomic_torch_save` removes its temporary file on an exception, but a SIGKILL or a lost node mid-write
+        leaves it: a full-size file (over a GB for ViT-B with AdamW) per crash that nothing reads. No other writer
+        is busy in ``save_dir``: only rank 0 of the one run that owns it writes there, and its writes are complete.
+        """
+        self._swept = True
+        leftovers = sorted(self.save_dir.glob(".checkpoint_iteration=*.pt.*.tmp"))
+        for leftover in leftovers:
+            leftover.unlink(missing_ok=True)
+        if leftovers:
+            logger.warning("removed %d unfinished checkpoint write(s) of a killed run from %s: %s", len(leftovers),
+                           self.save_dir, ", ".join(p.name for p in leftovers))
+
     def _remove_stale(self, iteration: int) -> None:
         """Delete checkpoints of iterations after ``iteration``, the one this run has just written.
 
         A run writes its checkpoints in increasing iteration, so a later one in ``save_dir`` is another run's: an
-        earlier run into the same folder (started without ``resume``), or files the resume skipped as unreadable.
+        earlier run into the same folder (started without ``resume``), files the resume skipped as unreadable, or
+        files of this run from before a resume with shorter epochs (renumbered in this run's iterations).
         Kept, they would outrank this run's files: the pruning to ``n_saved`` would delete this run's newest
         checkpoint and a later ``resume`` would continue the other run.
         """
@@ -208,8 +227,9 @@ class TrainingCheckpointer:
         for old in stale:
             old.unlink(missing_ok=True)
         if stale:
-            logger.warning("removed %d checkpoint(s) of a later iteration than this run's %d, left by another run in "
-                           "%s: %s", len(stale), iteration, self.save_dir, ", ".join(p.name for p in stale))
+            logger.warning("removed %d checkpoint(s) numbered after this run's iteration %d from %s (another run's, "
+                           "unreadable, or of epochs of another length): %s", len(stale), iteration, self.save_dir,
+                           ", ".join(p.name for p in stale))
 
     def _read_usable(self, path: Path) -> dict[str, Any]:
         """The checkpoint at ``path`` if it reads and has every entry of ``save_dict``."""

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -318,3 +322,28 @@ def test_an_optional_entry_is_restored_when_present_and_may_be_absent_from_older
         assert ckpt.resumed_from is not None and restored.history == expected, folder
     with pytest.raises(ValueError, match=r"optional_entries \['score'\] are not in save_dict"):
         TrainingCheckpointer(tmp_path, {"model": model}, optional_entries=["score"])
+
+
+def test_a_checkpoint_write_cut_by_a_kill_leaves_no_file_behind_after_the_next_run(tmp_path) -> None:
+    """A SIGKILL inside torch.save leaves the atomic write's temporary file (the target is untouched); the next
+    run's first save removes it, and leaves other files alone."""
+    model = torch.nn.Linear(1, 1, bias=False)
+    engine = counting_engine(model)
+    TrainingCheckpointer(tmp_path, {"model": model, "trainer": engine}).attach(engine)
+    engine.run([1.0], max_epochs=1)
+    code = ("import os, signal, torch\n"
+            "from monai_ext.io.atomic import atomic_write\n"
+            "def write(f):\n"
+            "    f.write(b'PK\\x03\\x04 half of a checkpoint')\n"
+            "    f.flush()\n"
+            "    os.kill(os.getpid(), signal.SIGKILL)\n"
+            f"atomic_write({str(tmp_path / 'checkpoint_iteration=2.pt')!r}, write)\n")
+    killed = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2], check=False)
+    assert killed.returncode == -signal.SIGKILL
+    assert len(list(tmp_path.glob(".checkpoint_iteration=2.pt.*.tmp"))) == 1
+    (tmp_path / ".model.pt.x1y2z3.tmp").write_bytes(b"another writer's")
+    resumed = counting_engine(model)
+    TrainingCheckpointer(tmp_path, {"model": model, "trainer": resumed}, resume=True).attach(resumed)
+    resumed.run([1.0], max_epochs=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".model.pt.x1y2z3.tmp", "checkpoint_iteration=1.pt", "checkpoint_iteration=2.pt"]
