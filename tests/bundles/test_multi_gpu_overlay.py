@@ -15,10 +15,10 @@ from tests.bundles.helpers import REPO, tiny_classify_overrides, tiny_pretrain_o
 pytestmark = pytest.mark.slow
 
 
-def torchrun_bundle(bundle: str, overrides: dict[str, object]) -> subprocess.CompletedProcess:
+def torchrun_bundle(bundle: str, overrides: dict[str, object], processes: int = 2) -> subprocess.CompletedProcess:
     configs = json.dumps([f"bundles/{bundle}/configs/train.yaml", f"bundles/{bundle}/configs/multi_gpu_train.yaml"])
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "monai.bundle",
-           "run", "--config_file", configs]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", "-m",
+           "monai.bundle", "run", "--config_file", configs]
     for key, value in overrides.items():
         cmd += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -43,3 +43,25 @@ def test_classify_bundle_under_torchrun(tmp_path) -> None:
     # The validation metric was computed over both ranks' shards: all 4 validation images of fold 0.
     assert history[-1]["n"] == 4
     assert (tmp_path / "models" / "model.pt").is_file()
+
+
+def test_classify_run_of_two_processes_resumes_on_three_with_more_epochs(tmp_path) -> None:
+    """A node lost: the run saved on 2 ranks (2 batches of 4 an epoch on each) goes on on 3 (1 batch an epoch) after
+    its saved epoch, with its metrics history, best model and best report kept."""
+    overrides = tiny_classify_overrides(tmp_path, tmp_path / "cache", epochs=1, batch_size=4)
+    torchrun_bundle("usf_mae_classify", overrides)
+    best, report = (tmp_path / "models" / "model.pt").read_bytes(), (tmp_path / "eval" / "validation_report.json")
+    first_report = report.read_text()
+    result = torchrun_bundle("usf_mae_classify", {**overrides, "epochs": 3, "resume": True}, processes=3)
+    assert "resumed from" in result.stdout + result.stderr
+    history = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2, 3] and {h["n"] for h in history} == {4}
+    saved = read_checkpoint(tmp_path / "models" / "checkpoint_iteration=2.pt")["trainer"]  # 1 epoch of 2 batches
+    assert (saved["epoch_length"], saved["iteration"]) == (2, 2)
+    final = read_checkpoint(tmp_path / "models" / "checkpoint_iteration=3.pt")["trainer"]
+    assert (final["epoch_length"], final["iteration"]) == (1, 3)  # then epochs 2 and 3 of 1 batch each
+    best_f1 = max(h["val_macro_f1"] for h in history)
+    assert read_checkpoint(tmp_path / "models" / "model.pt")["val_macro_f1"] == best_f1
+    assert json.loads(report.read_text())["macro_f1"] == best_f1
+    if history[0]["val_macro_f1"] == best_f1:  # no later epoch beat the first: its files stay as they were
+        assert (tmp_path / "models" / "model.pt").read_bytes() == best and report.read_text() == first_report
