@@ -313,7 +313,7 @@ def prepare_corpus(
         doppler: colour-Doppler flow: inpaint (fill from the B-mode around), drop (also leave out frames whose flow
             covers more than doppler_threshold of the field of view) or keep (as gray luma).
         doppler_threshold: flow fraction of the field of view above which --doppler drop leaves a frame out.
-        split_views: one frame per view on side-by-side (dual-view) screens (true|false).
+        split_views: one frame per view on multi-view screens: side by side, or a 2 x 2 quad grid (true|false).
     """
     from monai_ext.data.corpus import CorpusOptions
     from monai_ext.data.corpus import prepare_corpus as prepare

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from monai_ext.transforms.deannotate import deannotate
-from monai_ext.transforms.fov import FieldOfView, detect_fov, detect_views, solid_components
+from monai_ext.transforms.fov import FieldOfView, detect_fov, detect_view_boxes, solid_components
 
 #: What happens to frames with colour-Doppler flow (see :class:`ViewOptions`).
 DOPPLER_POLICIES = ("inpaint", "drop", "keep")
@@ -203,8 +203,9 @@ def crop_to_view(gray: np.ndarray, region_box: Sequence[int] | None, threshold: 
 
 def view_boxes(gray: np.ndarray, region_box: Sequence[int] | None,
                options: ViewOptions) -> tuple[list[tuple[int, int, int, int]], ReducedCopy | None]:
-    """(x0, y0, x1, y1) of each view on a frame: the DICOM region if given, else detected side-by-side views; and
-    the frame's reduced copy when the single view is the whole frame (its field-of-view detection reuses it)."""
+    """(x0, y0, x1, y1) of each view on a frame: the DICOM region if given, else the detected views of a screen
+    (side by side, or a 2 x 2 quad grid: :func:`detect_view_boxes`); and the frame's reduced copy when the single
+    view is the whole frame (its field-of-view detection reuses it)."""
     h, w = gray.shape
     if region_box is not None:
         x0, y0, x1, y1 = (int(v) for v in region_box)
@@ -213,8 +214,10 @@ def view_boxes(gray: np.ndarray, region_box: Sequence[int] | None,
         return [(0, 0, w, h)], None
     reduced = reduce_for_detection(gray, options.fov_threshold)
     small, factor = reduced.small, reduced.factor
-    boxes = detect_views(small, reduced.threshold, reduced.solid)
-    boxes = [(x0 * factor, 0, w if x1 == small.shape[1] else x1 * factor, h) for x0, _, x1, _ in boxes]
+    boxes = detect_view_boxes(small, reduced.threshold, reduced.solid)
+    # the reduced copy dropped odd last rows/columns: a box reaching its edge reaches the full frame's edge
+    boxes = [(x0 * factor, y0 * factor, w if x1 == small.shape[1] else x1 * factor,
+              h if y1 == small.shape[0] else y1 * factor) for x0, y0, x1, y1 in boxes]
     return boxes, reduced if len(boxes) == 1 else None
 
 

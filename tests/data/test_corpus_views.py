@@ -177,6 +177,31 @@ def test_side_by_side_screen_gives_one_frame_per_view(tmp_path):
     assert off["frames"] == 2
 
 
+def test_quad_screen_gives_one_frame_per_view(tmp_path):
+    """A 2 x 2 quad-view screen (views 16 px apart): four frames, each crop holding its own view's whole field of
+    view and no part of another's. Before, each column's box kept the screen's full height, so the two views of a
+    column were cached as one frame."""
+    config = SimulatorConfig(size=240, screen_capture=True)
+    frames = [simulate_frame(np.random.default_rng([9, k]), config) for k in range(4)]
+    cells = [np.pad(frame.screen, ((8, 8), (8, 8), (0, 0))) for frame in frames]
+    write_rgb(tmp_path / "root" / "quad" / "quad.png", np.vstack([np.hstack(cells[:2]), np.hstack(cells[2:])]))
+    prepare_corpus(tmp_path / "root", tmp_path / "cache", CorpusOptions(size=64))
+    rows = manifest(tmp_path / "cache")["quad/quad.png"]
+    assert [r["view"] for r in rows] == ["0", "1", "2", "3"]
+    truths = []  # each view's field of view on the screen, in the manifest's order: column by column, top to bottom
+    for k in (0, 2, 1, 3):
+        x0, y0, x1, y1 = bbox(frames[k].fov_mask)
+        dx, dy = 8 + 256 * (k % 2), 8 + 256 * (k // 2)
+        truths.append((x0 + dx, y0 + dy, x1 + dx, y1 + dy))
+    for index, row in enumerate(rows):
+        cx0, cy0, cx1, cy1 = (int(v) for v in row["crop"].split())
+        x0, y0, x1, y1 = truths[index]
+        assert cx0 <= x0 + 2 and cy0 <= y0 + 2 and cx1 >= x1 - 2 and cy1 >= y1 - 2, (row["crop"], truths[index])
+        for other, (ox0, oy0, ox1, oy1) in enumerate(truths):
+            overlap = min(cx1, ox1) > max(cx0, ox0) and min(cy1, oy1) > max(cy0, oy0)
+            assert other == index or not overlap, (row["crop"], other)
+
+
 def test_two_region_dicom_gives_one_frame_per_tissue_region(tmp_path):
     """Acceptance 2: two B-mode regions and a spectral-Doppler strip in SequenceOfUltrasoundRegions."""
     import pydicom
