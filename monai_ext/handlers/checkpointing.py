@@ -264,6 +264,29 @@ class TrainingCheckpointer:
                     raise CheckpointError(f"cannot resume from {str(path)!r}: {e}; give this run its own ckpt_dir "
                                           "or the settings that checkpoint was trained with") from None
 
+    def _load_entries(self, path: Path, checkpoint: Mapping[str, Any]) -> None:
+        """Restore every entry of ``save_dict`` the checkpoint holds, one at a time (ignite's ``load_objects``).
+
+        An entry that does not fit this run (weights renamed by a code change, another number of optimiser groups)
+        fails inside torch with a message of one line per key; here it becomes one line naming the file, the entry
+        and the start of torch's message. Same file on every rank, so every rank raises alike.
+
+        Raises:
+            CheckpointError: naming ``path`` and the entry.
+        """
+        for name, obj in self.save_dict.items():
+            if name not in checkpoint:  # an optional entry (see ``optional_entries``)
+                continue
+            try:
+                Checkpoint.load_objects(to_load={name: obj}, checkpoint={name: checkpoint[name]})
+            except (RuntimeError, ValueError, KeyError, TypeError) as e:
+                lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+                detail = " ".join(lines[:2])
+                detail = detail if len(detail) <= 300 else detail[:297] + "..."
+                more = f" (+{len(lines) - 2} more lines)" if len(lines) > 2 else ""
+                raise CheckpointError(f"cannot resume from {str(path)!r}: its {name!r} entry does not fit this run: "
+                                      f"{detail}{more}") from None
+
     def _keep_epoch_length(self, engine: Engine, epoch_length: int | None, path: Path) -> None:
         """Resume at the saved epoch with this run's iterations per epoch, where the two differ.
 
@@ -327,8 +350,7 @@ class TrainingCheckpointer:
             )
         max_epochs, epoch_length = engine.state.max_epochs, engine.state.epoch_length
         self._check_records(path, checkpoint)
-        present = {name: obj for name, obj in self.save_dict.items() if name in checkpoint}
-        Checkpoint.load_objects(to_load=present, checkpoint=checkpoint)
+        self._load_entries(path, checkpoint)
         if max_epochs is not None:
             engine.state.max_epochs = max_epochs
         self._keep_epoch_length(engine, epoch_length, path)

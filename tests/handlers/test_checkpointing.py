@@ -347,3 +347,27 @@ def test_a_checkpoint_write_cut_by_a_kill_leaves_no_file_behind_after_the_next_r
     resumed.run([1.0], max_epochs=2)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         ".model.pt.x1y2z3.tmp", "checkpoint_iteration=1.pt", "checkpoint_iteration=2.pt"]
+
+
+@pytest.mark.parametrize("entry, resumed_objects", [
+    ("model", lambda: (torch.nn.Linear(2, 1, bias=False), None)),  # weights of another shape, no record to tell
+    ("optimizer", lambda: (lambda m: (m, torch.optim.SGD([{"params": [m.weight]}, {"params": [], "lr": 0.1}],
+                                                          lr=1.0)))(torch.nn.Linear(1, 1, bias=False))),
+])
+def test_an_entry_that_does_not_fit_is_refused_in_one_line_naming_file_and_entry(tmp_path, entry,
+                                                                               resumed_objects) -> None:
+    model = torch.nn.Linear(1, 1, bias=False)
+    engine = counting_engine(model)
+    TrainingCheckpointer(tmp_path, {"model": model, "optimizer": torch.optim.SGD(model.parameters(), lr=1.0),
+                                    "trainer": engine}).attach(engine)
+    engine.run([1.0], max_epochs=1)
+    network, optimizer = resumed_objects()
+    optimizer = optimizer or torch.optim.SGD(network.parameters(), lr=1.0)
+    resumed = counting_engine(network)
+    TrainingCheckpointer(tmp_path, {"model": network, "optimizer": optimizer, "trainer": resumed},
+                         resume=True).attach(resumed)
+    with pytest.raises(CheckpointError) as error:
+        resumed.run([1.0], max_epochs=2)
+    message = str(error.value)
+    assert message.startswith(f"cannot resume from '{tmp_path / 'checkpoint_iteration=1.pt'}': its '{entry}' entry "
+                              "does not fit this run: ") and "\n" not in message
