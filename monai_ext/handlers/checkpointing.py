@@ -121,7 +121,7 @@ def list_checkpoints(save_dir: str | os.PathLike) -> list[Path]:
 
 def will_resume(save_dir: str | os.PathLike, resume: bool) -> bool:
     """Whether a :class:`TrainingCheckpointer` with these settings will continue a run: ``resume`` is on and
-    ``save_dir`` holds a checkpoint (whether it reads is found out at the start; all unreadable: a fresh start).
+    ``save_dir`` holds a checkpoint (whether it reads is found out at the start; none readable stops the run).
 
     Known before the trainer is built, for what a resumed run must not repeat: the baseline validation of the
     initial weights at the start (MONAI ``ValidationHandler(exec_at_start=True)``), which runs before the
@@ -140,7 +140,8 @@ class TrainingCheckpointer:
         save_interval: save every this many epochs (or iterations with ``epoch_level=False``); 0: only at the end.
         epoch_level: interval in epochs (True) or iterations.
         n_saved: how many of the newest checkpoints to keep.
-        resume: at start, restore the newest checkpoint that reads; corrupt ones are skipped with a warning.
+        resume: at start, restore the newest checkpoint that reads; corrupt ones are skipped with a warning, and
+            when none reads the run stops (:class:`CheckpointError`) rather than start over; none at all: a fresh start.
         optional_entries: names in ``save_dict`` that a checkpoint may lack (entries added to a bundle after files
             were written: those files still resume, the entry keeps its fresh state); every other entry is required.
     """
@@ -329,7 +330,17 @@ class TrainingCheckpointer:
         from different states or waiting for each other forever.
         """
         found = self._newest_usable() if is_main_process() else None
-        name = broadcast_object(found[0].name if found else None)
+        # rank 0's verdict for every rank: the file to read, or why there is none when checkpoints exist
+        unusable = None if found or not is_main_process() else [p.name for p in list_checkpoints(self.save_dir)]
+        name, unusable = broadcast_object((found[0].name if found else None, unusable))
+        if unusable:
+            # Starting over would throw the run's progress away without being asked to (and this run's first save
+            # would then remove those files as another run's): the user decides.
+            raise CheckpointError(
+                f"cannot resume: none of the {len(unusable)} checkpoint(s) in {str(self.save_dir)!r} reads "
+                f"({', '.join(unusable)}; the reasons are in the warnings above); restore a readable one, or start "
+                "over with resume false"
+            )
         if name is None:
             logger.info("no checkpoint to resume from in %s; starting from the beginning", self.save_dir)
             return

@@ -140,21 +140,17 @@ def test_resume_from_another_architecture_or_bundle_says_what_differs_in_one_lin
     assert all(torch.equal(v, before[k]) for k, v in network.state_dict().items())  # nothing was half-loaded
 
 
-@pytest.mark.parametrize("resume", [False, True])
-def test_a_new_run_is_what_resume_continues_despite_later_checkpoints_of_another_run(tmp_path, caplog, resume) -> None:
-    """An earlier, longer run left checkpoints of later iterations in the folder; a new run (not resumed, or resumed
-    after every file proved unreadable) must keep its own newest checkpoint and be the one a resume continues."""
+def test_a_new_run_is_what_resume_continues_despite_later_checkpoints_of_another_run(tmp_path, caplog) -> None:
+    """An earlier, longer run left checkpoints of later iterations in the folder; a new run (not resumed) must keep
+    its own newest checkpoint and be the one a resume continues."""
     earlier_model = torch.nn.Linear(1, 1, bias=False)
     earlier = counting_engine(earlier_model)
     TrainingCheckpointer(tmp_path, {"model": earlier_model, "trainer": earlier}).attach(earlier)
     earlier.run([1.0, 1.0], max_epochs=5)  # leaves iterations 10 and 8
-    if resume:
-        for path in list_checkpoints(tmp_path):
-            path.write_bytes(b"PK\x03\x04 cut short")
     model = torch.nn.Linear(1, 1, bias=False)
     torch.nn.init.zeros_(model.weight)
     engine = counting_engine(model)
-    TrainingCheckpointer(tmp_path, {"model": model, "trainer": engine}, resume=resume).attach(engine)
+    TrainingCheckpointer(tmp_path, {"model": model, "trainer": engine}).attach(engine)
     with caplog.at_level("WARNING"):
         engine.run([1.0, 1.0], max_epochs=2)
     assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint_iteration=4.pt", "checkpoint_iteration=2.pt"]
@@ -371,3 +367,22 @@ def test_an_entry_that_does_not_fit_is_refused_in_one_line_naming_file_and_entry
     message = str(error.value)
     assert message.startswith(f"cannot resume from '{tmp_path / 'checkpoint_iteration=1.pt'}': its '{entry}' entry "
                               "does not fit this run: ") and "\n" not in message
+
+
+def test_resume_when_no_checkpoint_reads_stops_instead_of_starting_over(tmp_path, caplog) -> None:
+    model = torch.nn.Linear(1, 1, bias=False)
+    engine = counting_engine(model)
+    TrainingCheckpointer(tmp_path, {"model": model, "trainer": engine}).attach(engine)
+    engine.run([1.0, 1.0], max_epochs=2)
+    for path in list_checkpoints(tmp_path):
+        path.write_bytes(path.read_bytes()[:100])  # both cut short
+    resumed = counting_engine(model)
+    TrainingCheckpointer(tmp_path, {"model": model, "trainer": resumed}, resume=True).attach(resumed)
+    with caplog.at_level("WARNING"), pytest.raises(CheckpointError) as error:
+        resumed.run([1.0, 1.0], max_epochs=3)
+    assert str(error.value) == (
+        f"cannot resume: none of the 2 checkpoint(s) in {str(tmp_path)!r} reads (checkpoint_iteration=4.pt, "
+        "checkpoint_iteration=2.pt; the reasons are in the warnings above); restore a readable one, or start over "
+        "with resume false")
+    assert caplog.text.count("skipping unusable checkpoint") == 2 and resumed.state.iteration == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_iteration=2.pt", "checkpoint_iteration=4.pt"]
