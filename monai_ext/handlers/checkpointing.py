@@ -401,6 +401,11 @@ class BestModelSaver:
 
     def __call__(self, evaluator: Engine) -> None:
         value = float(evaluator.state.metrics[self.metric_name])
+        if not np.isfinite(value):
+            # A NaN taken as the first best would never be beaten (every comparison with it is false): no later model
+            # would be saved, in this run or, through the checkpoint, in a resumed one.
+            logger.warning("validation %s is %s: the best model is not replaced", self.metric_name, value)
+            return
         if not self.improved(value):
             return
         self.best = value

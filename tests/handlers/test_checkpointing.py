@@ -386,3 +386,13 @@ def test_resume_when_no_checkpoint_reads_stops_instead_of_starting_over(tmp_path
         "with resume false")
     assert caplog.text.count("skipping unusable checkpoint") == 2 and resumed.state.iteration == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_iteration=2.pt", "checkpoint_iteration=4.pt"]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_a_non_finite_validation_is_never_the_best(tmp_path, bad) -> None:
+    path = tmp_path / "model.pt"
+    saver = best_saver(path, MaskedAutoencoderViT(**TINY_MAE), "min")
+    validate(saver, bad)
+    assert saver.best is None and not path.exists()
+    validate(saver, 0.7)
+    assert saver.best == 0.7 and read_checkpoint(path)["val_loss"] == 0.7
