@@ -330,7 +330,8 @@ def prepare_corpus(
                             doppler_threshold=doppler_threshold, split_views=split_views)
     report = prepare(root, out, options, workers, _as_list(exclude_datasets), _as_list(evaluation))
     print(f"{report['kept']} of {report['frames']} frames kept; removed: {report['removed']}; "
-          f"skipped files: {len(report['skipped_files'])} (reasons in {out}/report.json, overview in {out}/report.png)")
+          f"skipped files: {len(report['skipped_files'])}; files read with readers' warnings: "
+          f"{len(report['reader_warnings'])} (reasons and warnings in {out}/report.json, overview in {out}/report.png)")
 
 
 def bundle_path(name: str) -> None:

@@ -7,11 +7,12 @@ followed, each real folder once); files directly under ``ROOT`` form one dataset
 the cache:
 
 - ``chunks/chunk_NNNNNN.npy``: (n, S, S) uint8 frames of one chunk of source files, and ``chunk_NNNNNN.json``: their
-  records and the files skipped with reasons. The JSON is written after the array, both atomically, so a chunk
-  with a JSON is complete; a rerun skips those (resumable).
+  records, the files skipped with reasons and the readers' warnings about files (not printed). The JSON is
+  written after the array, both atomically, so a chunk with a JSON is complete; a rerun skips those (resumable).
 - ``manifest.csv``: every frame view (kept or not, with the reason; its crop on the source frame; the fractions of
   its field of view found as annotation and as colour flow), ``kept.npy``: (K, 2) int32 (chunk, row) of the
-  training frames, ``report.json`` and ``report.png`` (counts per dataset, before/after de-annotation pairs).
+  training frames, ``report.json`` (counts per dataset, removals, skipped files, readers' warnings per file) and
+  ``report.png`` (counts per dataset, before/after de-annotation pairs).
 
 Only pixels and pixel-describing attributes are read from DICOM files (see :mod:`monai_ext.data.frames`); the
 manifest holds paths relative to ``ROOT``, never header values.
@@ -48,7 +49,7 @@ from monai_ext.data.views import (
     prepare_views,
 )
 from monai_ext.io.atomic import atomic_write_bytes
-from monai_ext.io.errors import UnreadableImageError
+from monai_ext.io.errors import UnreadableImageError, collected_reader_warnings
 from monai_ext.io.settings import path_setting, setting_text
 
 __all__ = ["DOPPLER_POLICIES", "CorpusFrames", "CorpusOptions", "LoadCorpusFramed", "NearDuplicateIndex",
@@ -167,21 +168,28 @@ def _chunk_paths(out: Path, index: int) -> tuple[Path, Path]:
 
 
 def _write_chunk(args: tuple[int, list[str], str, str, CorpusOptions]) -> tuple[int, int, int]:
-    """Worker: process the files of one chunk and write the chunk atomically. Returns (index, frames, skipped)."""
+    """Worker: process the files of one chunk and write the chunk atomically. Returns (index, frames, skipped).
+
+    Readers' warnings about a file are kept in the chunk under its name (``warnings``), not printed.
+    """
     index, files, root, out, options = args
     cv2.setNumThreads(1)  # one process per core already
-    frames, records, skipped = [], [], []
+    frames, records, skipped, warned = [], [], [], []
     for name in files:
-        f, r, reason = process_file(Path(root) / name, Path(root), options)
+        with collected_reader_warnings() as notes:
+            f, r, reason = process_file(Path(root) / name, Path(root), options)
         if reason:
             skipped.append({"source": name, "reason": reason})
+        if notes:
+            warned.append({"source": name, "warnings": notes})
         frames += f
         records += r
     array_path, json_path = _chunk_paths(Path(out), index)
     stack = np.stack(frames) if frames else np.zeros((0, options.size, options.size), np.uint8)
     buffer = _npy_bytes(stack)
     atomic_write_bytes(array_path, buffer)
-    atomic_write_bytes(json_path, json.dumps({"files": files, "records": records, "skipped": skipped}).encode())
+    chunk = {"files": files, "records": records, "skipped": skipped, "warnings": warned}
+    atomic_write_bytes(json_path, json.dumps(chunk).encode())
     return index, len(frames), len(skipped)
 
 
@@ -286,7 +294,8 @@ def evaluation_hashes(folders: Iterable[str | os.PathLike], options: CorpusOptio
         for path in walk_files(folder):
             if source_kind(path) is None:
                 continue
-            _, records, _ = process_file(path, folder.parent, options)
+            with collected_reader_warnings():  # not corpus files: their readers' notes are not the report's
+                _, records, _ = process_file(path, folder.parent, options)
             for record in records:
                 exact.setdefault(record["sha256"], record["source"])
                 near.add(int(record["phash"], 16), record["source"])
@@ -353,10 +362,11 @@ def prepare_corpus(root: str | os.PathLike, out: str | os.PathLike, options: Cor
     check_dataset_names(root, exclude_datasets)
     ingest(root, out, options, workers)
     chunks = _plan(root, out, options)
-    records, skipped = [], []
+    records, skipped, warned = [], [], []
     for index in range(len(chunks)):
         result = json.loads(_chunk_paths(out, index)[1].read_text())
         skipped += result["skipped"]
+        warned += result.get("warnings", [])  # chunks written before readers' warnings were kept have none
         for row, record in enumerate(result["records"]):
             records.append({**record, "frame_id": f"{index}:{row}", "chunk": index, "row": row})
     eval_exact, eval_near = evaluation_hashes(evaluation_folders, options) if evaluation_folders else ({}, None)
@@ -364,7 +374,7 @@ def prepare_corpus(root: str | os.PathLike, out: str | os.PathLike, options: Cor
     _write_manifest(out / "manifest.csv", records)
     kept = np.array([[r["chunk"], r["row"]] for r in records if r["keep"]], np.int32).reshape(-1, 2)
     atomic_write_bytes(out / "kept.npy", _npy_bytes(kept))
-    report = build_report(records, skipped, options)
+    report = build_report(records, skipped, warned, options)
     atomic_write_bytes(out / "report.json", json.dumps(report, indent=2).encode())
     write_report_png(out, root, records, report, options)
     return report
@@ -383,9 +393,11 @@ def _write_manifest(path: Path, records: list[dict]) -> None:
     atomic_write_bytes(path, buffer.getvalue().encode("utf-8", "backslashreplace"))
 
 
-def build_report(records: list[dict], skipped: list[dict], options: CorpusOptions) -> dict[str, Any]:
-    """Counts per dataset, removals by cause, skipped files with reasons, and per dataset the mean fractions of the
-    field of view found as annotation and as colour flow with the number of frames that had any."""
+def build_report(records: list[dict], skipped: list[dict], warned: list[dict],
+                 options: CorpusOptions) -> dict[str, Any]:
+    """Counts per dataset, removals by cause, skipped files with reasons, files read with readers' warnings (each
+    ``{"source", "warnings"}``), and per dataset the mean fractions of the field of view found as annotation and as
+    colour flow with the number of frames that had any."""
     per_dataset: dict[str, dict[str, Any]] = {}
     removed: dict[str, int] = {}
     for r in records:
@@ -405,7 +417,8 @@ def build_report(records: list[dict], skipped: list[dict], options: CorpusOption
         for key in ("annotation_fraction_mean", "flow_fraction_mean"):
             entry[key] = round(entry[key] / entry["frames"], 5)
     return {"frames": len(records), "kept": sum(r["keep"] for r in records), "removed": removed,
-            "datasets": per_dataset, "skipped_files": skipped, "settings": json.loads(json.dumps(asdict(options)))}
+            "datasets": per_dataset, "skipped_files": skipped, "reader_warnings": warned,
+            "settings": json.loads(json.dumps(asdict(options)))}
 
 
 def before_after_pairs(root: Path, out: Path, records: list[dict], options: CorpusOptions,
@@ -419,7 +432,8 @@ def before_after_pairs(root: Path, out: Path, records: list[dict], options: Corp
     plain = replace(options, deannotate=False)
     pairs = []
     for source in dict.fromkeys(r["source"] for r in chosen):
-        frames, again, _ = process_file(root / source, root, plain)
+        with collected_reader_warnings():  # read before: its notes are in the report already
+            frames, again, _ = process_file(root / source, root, plain)
         before = {(a["frame"], a["view"]): f for f, a in zip(frames, again)}
         for r in (r for r in chosen if r["source"] == source):
             if (r["frame"], r["view"]) in before:

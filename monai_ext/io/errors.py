@@ -4,8 +4,12 @@ mean a user's mistake: those end in one line and exit code 2 on every command li
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import logging
 import re
+import warnings
+from collections.abc import Iterator, Sequence
 
 #: Errors that mean "the command line asks for something impossible" (validation raises these naming the value):
 #: reported as one line with exit code 2. Set MONAI_EXT_TRACEBACK=1 to see the traceback instead.
@@ -93,3 +97,47 @@ class UnreadableImageError(ValueError):
 
 class SkippedSource(ValueError):
     """A source that is valid but deliberately not ingested (a modality filter, a volume with no content)."""
+
+
+class _MessageList(logging.Handler):
+    """A logging handler that keeps each record's message, on one line."""
+
+    def __init__(self, messages: list[str]) -> None:
+        super().__init__(logging.WARNING)
+        self.messages = messages
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(one_line(record.getMessage()))
+
+
+@contextlib.contextmanager
+def collected_reader_warnings(loggers: Sequence[str] = ("pydicom",)) -> Iterator[list[str]]:
+    """Warnings raised (``warnings``) and logged (``loggers``) while reading a file, collected instead of printed.
+
+    Over a scanner archive, pydicom's notes on odd files ("Invalid value for VR IS", "Expected explicit VR, but
+    found implicit VR", excess pixel padding) would be printed among the progress bar's updates, thousands of lines
+    that name no file; a batch job keeps them under the file's name instead. pydicom sends most notes both ways, so
+    repeats are dropped (first occurrence kept).
+
+    Yields:
+        The list the messages are added to; complete when the block ends.
+    """
+    messages: list[str] = []
+    handler = _MessageList(messages)
+    chosen = [logging.getLogger(name) for name in loggers]
+    propagate = [logger.propagate for logger in chosen]
+    for logger in chosen:
+        logger.addHandler(handler)
+        logger.propagate = False  # otherwise Python's last-resort handler prints them too
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                yield messages
+            finally:
+                messages.extend(one_line(str(warning.message)) for warning in caught)
+                messages[:] = dict.fromkeys(messages)
+    finally:
+        for logger, before in zip(chosen, propagate):
+            logger.removeHandler(handler)
+            logger.propagate = before

@@ -96,3 +96,20 @@ def test_the_files_without_file_meta_are_copies_of_ct_small(prepared, name):
     bare = next(r for r in rows if r["source"] == f"pydicom/{name}")
     original = next(r for r in rows if r["source"] == "pydicom/CT_small.dcm")
     assert bare["sha256"] == original["sha256"]  # the same pixels, displayed alike
+
+
+def test_readers_warnings_are_reported_under_the_file_not_printed(tmp_path, capfd):
+    """pydicom's notes on odd files (implicit VR where explicit was declared, excess pixel padding) go into
+    report.json under the file's name; before, each was printed among the progress bar's lines, naming no file."""
+    folder = tmp_path / "root" / "pydicom"
+    folder.mkdir(parents=True)
+    for name in ("SC_rgb_jpeg.dcm", "MR_small_padded.dcm", "CT_small.dcm"):
+        shutil.copy(shipped(name), folder / name)
+    report = prepare_corpus(tmp_path / "root", tmp_path / "cache", CorpusOptions(size=64))
+    notes = {Path(entry["source"]).name: entry["warnings"] for entry in report["reader_warnings"]}
+    assert set(notes) == {"SC_rgb_jpeg.dcm", "MR_small_padded.dcm"}
+    assert notes["SC_rgb_jpeg.dcm"] == ["Expected explicit VR, but found implicit VR - using implicit VR for reading"]
+    assert "excess padding" in notes["MR_small_padded.dcm"][0]
+    assert report["frames"] == 3 and report["skipped_files"] == []
+    err = capfd.readouterr().err
+    assert "explicit VR" not in err and "padding" not in err

@@ -57,3 +57,33 @@ def test_the_operating_systems_refusal_of_a_path_is_the_users_wherever_raised(er
     wrapped = RuntimeError("Failed to evaluate ConfigExpression")
     wrapped.__cause__ = raised
     assert (user_error_in(wrapped) is raised) == user_error
+
+
+def _warn_both_ways(message: str) -> None:
+    """What pydicom's ``warn_and_log`` does: the same note to ``warnings`` and to the "pydicom" logger."""
+    import logging
+    import warnings
+
+    warnings.warn(message, UserWarning, stacklevel=1)
+    logging.getLogger("pydicom").warning(message)
+
+
+@pytest.mark.parametrize("emit, expected", [
+    (lambda: _warn_both_ways("Invalid value for VR IS: '1A'"), ["Invalid value for VR IS: '1A'"]),
+    (lambda: __import__("logging").getLogger("pydicom.filereader").warning("Expected explicit VR,\n  found implicit"),
+     ["Expected explicit VR, found implicit"]),
+    (lambda: [_warn_both_ways("a"), _warn_both_ways("b"), _warn_both_ways("a")], ["a", "b"]),
+    (lambda: None, []),
+])
+def test_reader_warnings_are_collected_not_printed(emit, expected, capfd) -> None:
+    import logging
+
+    from monai_ext.io.errors import collected_reader_warnings
+
+    logger = logging.getLogger("pydicom")
+    before = (logger.propagate, list(logger.handlers))
+    with collected_reader_warnings() as notes:
+        emit()
+    assert notes == expected
+    assert capfd.readouterr().err == ""  # nothing reached the terminal
+    assert (logger.propagate, list(logger.handlers)) == before  # the logger is as it was
