@@ -425,7 +425,8 @@ class BestModelSaver:
         (other GPU kernels, another number of processes), would replace that file with a worse model when it beats
         only the checkpoint's value. Rank 0 reads the file and every rank takes its answer (one broadcast).
         """
-        self.best = state.get("best")
+        best = state.get("best")
+        self.best = best if best is not None and np.isfinite(best) else None  # a NaN saved by earlier versions
         on_disk = broadcast_object(self._best_on_disk() if is_main_process() else None)
         if on_disk is not None and self.improved(on_disk):
             logger.info("%s holds a better %s (%.6f) than the checkpoint's best (%s): kept as the best to beat",

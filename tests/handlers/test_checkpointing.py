@@ -396,3 +396,6 @@ def test_a_non_finite_validation_is_never_the_best(tmp_path, bad) -> None:
     assert saver.best is None and not path.exists()
     validate(saver, 0.7)
     assert saver.best == 0.7 and read_checkpoint(path)["val_loss"] == 0.7
+    restored = best_saver(tmp_path / "other.pt", MaskedAutoencoderViT(**TINY_MAE), "min")
+    restored.load_state_dict({"best": bad})  # a checkpoint written before non-finite values were refused
+    assert restored.best is None
