@@ -35,7 +35,8 @@ DETAIL_METRICS = {"dice": "val_mean_dice", "iou": "val_mean_iou", "hd95": "val_h
 
 
 def _finite_mean(values: np.ndarray) -> float | None:
-    """Mean over finite values (NaN: class absent from both; inf: one of the two masks empty), None if none."""
+    """Mean over finite values (NaN: Dice and IoU of a class absent from the truth, HD95 of one absent from
+    either mask), None if none."""
     finite = values[np.isfinite(values)]
     return float(finite.mean()) if finite.size else None
 
@@ -44,8 +45,8 @@ def _json_number(value: float) -> float | None:
     return float(value) if math.isfinite(float(value)) else None
 
 
-def gather_ids(ids: list[str]) -> list[str]:
-    """Every rank's ids concatenated in rank order (the order of MONAI's gathered metric buffers)."""
+def gather_ids(ids: list[Any]) -> list[Any]:
+    """Every rank's ids (or per-image records) concatenated in rank order (the order of MONAI's gathered buffers)."""
     if not is_distributed():
         return list(ids)
     parts: list[Any] = [None] * world_size()
@@ -53,18 +54,42 @@ def gather_ids(ids: list[str]) -> list[str]:
     return [i for part in parts for i in part]
 
 
-def segmentation_report(details: dict[str, torch.Tensor], ids: Sequence[str], class_names: Sequence[str]) -> dict[str, Any]:
+def _empty_truth(ids: Sequence[str], presence: np.ndarray, foreground: Sequence[str]) -> dict[str, Any]:
+    """Per foreground class: the images whose truth lacks it and those of them where it was predicted anyway.
+
+    MONAI's Dice and IoU (``ignore_empty=True``) are NaN for every such image, a false positive included, so these
+    images are in no mean; this is where a false positive on a lesion-free (BUSI ``normal``) image shows.
+
+    Args:
+        ids: N image ids.
+        presence: (N, 2, K - 1) bool, [:, 0] the class is in the truth, [:, 1] in the prediction.
+        foreground: the K - 1 foreground class names.
+    """
+    out = {}
+    for c, name in enumerate(foreground):
+        empty = ~presence[:, 0, c]
+        out[name] = {"images": int(empty.sum()),
+                     "predicted": [ids[i] for i in np.flatnonzero(empty & presence[:, 1, c])]}
+    return out
+
+
+def segmentation_report(details: dict[str, torch.Tensor], ids: Sequence[str], class_names: Sequence[str],
+                        presence: np.ndarray | None = None) -> dict[str, Any]:
     """Per-image and per-class metrics from the metrics' gathered details.
 
     Args:
         details: ``{"dice" | "iou" | "hd95": (N, K - 1)}`` per image and foreground class.
         ids: N image ids in the same order.
         class_names: K names, background first.
+        presence: optional (N, 2, K - 1) bool, whether each foreground class is in the truth ([:, 0]) and in the
+            prediction ([:, 1]) of each image.
 
     Returns:
         JSON-serialisable dict: n, per-class means (finite values only), per-image values (None where undefined:
-        Dice and IoU when a class is absent from prediction and ground truth, HD95 when it is absent from either) and
-        ``hd95_undefined``, the number of (image, class) pairs without a distance.
+        Dice and IoU when a class is absent from the ground truth, whatever was predicted (MONAI's ``ignore_empty``),
+        HD95 when it is absent from either), ``hd95_undefined``, the number of (image, class) pairs without a
+        distance, and with ``presence`` ``empty_truth``: per class, the number of images without it in the truth
+        and the ids of those where it was predicted (false positives that no Dice or IoU counts).
     """
     foreground = list(class_names[1:])
     arrays = {k: v.detach().float().cpu().reshape(len(ids), -1).numpy() for k, v in details.items()}
@@ -78,6 +103,10 @@ def segmentation_report(details: dict[str, torch.Tensor], ids: Sequence[str], cl
         report[f"mean_{key}"] = _finite_mean(array)
     if "hd95" in arrays:  # distances are undefined where the class is missing from the prediction or the truth
         report["hd95_undefined"] = int((~np.isfinite(arrays["hd95"])).sum())
+    if presence is not None:
+        if presence.shape != (len(ids), 2, len(foreground)):
+            raise ValueError(f"presence has shape {presence.shape!r}, expected {(len(ids), 2, len(foreground))!r}")
+        report["empty_truth"] = _empty_truth(ids, presence, foreground)
     for i, image_id in enumerate(ids):
         entry: dict[str, Any] = {"id": image_id}
         for key, array in arrays.items():
@@ -112,6 +141,7 @@ class SegmentationReportWriter:
         self.best: float | None = None
         self.last_report: dict[str, Any] | None = None
         self._ids: list[str] = []
+        self._presence: list[np.ndarray] = []  # per image (2, K - 1): foreground class in truth, in prediction
         self._samples: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []
 
     def attach(self, engine: Engine) -> None:
@@ -120,17 +150,23 @@ class SegmentationReportWriter:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self)
 
     def _reset(self, engine: Engine) -> None:
-        self._ids, self._samples = [], []
+        self._ids, self._presence, self._samples = [], [], []
 
     def _collect(self, engine: Engine) -> None:
-        """Record the ids of this iteration's images and, on rank 0, keep the first few for overlays."""
+        """Record the ids of this iteration's images, which foreground classes their truth and prediction hold, and,
+        on rank 0, keep the first few for overlays."""
         batch, output = engine.state.batch, engine.state.output
         items = batch if isinstance(batch, list) else [batch]  # decollated by the evaluator
         for index, item in enumerate(items):
             image_id = str(item.get(self.id_key) or item.get("image_path") or len(self._ids))
             self._ids.append(image_id)
-            if is_main_process() and len(self._samples) < self.num_overlays and isinstance(output, list):
-                out = output[index]
+            if not isinstance(output, list):
+                continue
+            out = output[index]
+            # one-hot (K, H, W) after the postprocessing; background (channel 0) left out as by the metrics
+            self._presence.append(np.stack([torch.as_tensor(out[key])[1:].flatten(1).any(dim=1).cpu().numpy()
+                                            for key in ("label", "pred")]))
+            if is_main_process() and len(self._samples) < self.num_overlays:
                 self._samples.append((
                     image_id,
                     torch.as_tensor(out["image"])[0].detach().float().cpu().numpy(),
@@ -140,13 +176,15 @@ class SegmentationReportWriter:
 
     def __call__(self, engine: Engine) -> None:
         ids = gather_ids(self._ids)  # every rank takes part, whatever it then writes
+        presence = gather_ids(self._presence)
         score = float(engine.state.metrics[self.key_metric])
         if self.best_only and self.best is not None and not score > self.best:
             return
         self.best = score
         details = {key: engine.state.metric_details[name] for key, name in DETAIL_METRICS.items()
                    if name in getattr(engine.state, "metric_details", {})}
-        report = {"key_metric": self.key_metric, "score": score, **segmentation_report(details, ids, self.class_names),
+        report = {"key_metric": self.key_metric, "score": score, **segmentation_report(details, ids, self.class_names,
+                                                       np.stack(presence) if len(presence) == len(ids) else None),
                   "skipped": skipped_items(engine)}
         self.last_report = report
         if not is_main_process():

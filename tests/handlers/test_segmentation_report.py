@@ -133,3 +133,16 @@ def test_unreadable_images_are_left_out_of_the_per_image_report_and_listed(tmp_p
     assert [e["dice"]["lesion"] for e in report["per_image"]] == pytest.approx([1.0] * 8)
     assert sorted(Path(s["image"]).name for s in report["skipped"]) == sorted(BAD)
     assert all(s["reason"] for s in report["skipped"])
+
+
+def test_false_positives_on_images_without_the_class_are_counted_though_dice_leaves_them_out(tmp_path) -> None:
+    """MONAI's DiceMetric and MeanIoU (``ignore_empty=True``) give NaN wherever the truth lacks a class, whatever
+    was predicted: a BUSI 'normal' image with a large false positive is then as null as a correctly empty one. The
+    report counts such images per class and names the ones with a prediction, so no false positive goes unseen."""
+    empty = np.zeros((32, 32), np.int64)
+    truths = [_disc(32, (16, 16), 8), empty, empty, _disc(32, (16, 16), 8)]
+    predictions = [_disc(32, (16, 16), 8), _disc(32, (10, 10), 6) * 2, empty, empty]
+    report, _ = _evaluate(predictions, truths, tmp_path, classes=3)
+    assert [e["dice"]["c1"] for e in report["per_image"]] == [pytest.approx(1.0), None, None, 0.0]
+    assert report["empty_truth"] == {"c1": {"images": 2, "predicted": []},
+                                     "c2": {"images": 4, "predicted": ["img1"]}}
