@@ -47,6 +47,25 @@ def _single_channel(pixels: np.ndarray, source: str) -> np.ndarray:
     return pixels
 
 
+def _binary_foreground(pixels: np.ndarray, path: str | os.PathLike) -> np.ndarray:
+    """(H, W) bool: the set pixels of a binary mask.
+
+    Lossless masks: any non-zero pixel (0/1 and 0/255 alike). A JPEG mask rings: its 0/255 edges decode to values
+    1..254 around the lesion and specks further out, so there a pixel is set from half the mask's maximum up (128 of
+    255, 1 of a 0/1 mask).
+    """
+    peak = int(pixels.max(initial=0))
+    if peak > 1 and _is_jpeg(path):
+        return pixels >= peak / 2
+    return pixels > 0
+
+
+def _is_jpeg(path: str | os.PathLike) -> bool:
+    """Whether the file is a JPEG, by its content (a lazy open reads the header only), whatever its suffix."""
+    with Image.open(path) as img:
+        return img.format in ("JPEG", "MPO")
+
+
 class LoadMask(Transform):
     """Mask file(s) -> (1, H, W) uint8 class indices.
 
@@ -76,7 +95,7 @@ class LoadMask(Transform):
         """One mask file as (H, W) uint8 class indices."""
         pixels = _single_channel(read_mask_pixels(path), str(path))
         if self.encoding == "binary":
-            return (pixels > 0).astype(np.uint8) * np.uint8(self.foreground)
+            return _binary_foreground(pixels, path).astype(np.uint8) * np.uint8(self.foreground)
         # without num_classes, still refuse what uint8 cannot hold (a 16-bit mask's 256 would wrap to class 0)
         limit = self.num_classes if self.num_classes is not None else 256
         if int(pixels.max(initial=0)) >= limit:

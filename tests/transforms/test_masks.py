@@ -50,3 +50,28 @@ def test_item_foreground_outside_num_classes_names_the_file(tmp_path: Path) -> N
     assert loader({"label": path, "foreground": 2})["label"].max() == 2
     with pytest.raises(UnreadableImageError, match="m16.png: foreground 5 is not a class index below num_classes 3"):
         loader({"label": path, "foreground": 5})
+
+
+def _disc(value: int) -> np.ndarray:
+    rows, cols = np.ogrid[:48, :64]
+    return (((rows - 24) ** 2 + (cols - 30) ** 2) <= 15**2).astype(np.uint8) * np.uint8(value)
+
+
+@pytest.mark.parametrize("quality", [75, 95])
+@pytest.mark.parametrize("mode", ["L", "RGB"])
+def test_jpeg_mask_halo_is_not_foreground(tmp_path: Path, quality: int, mode: str) -> None:
+    """A 0/255 mask saved as JPEG rings: values 1..254 around the edge and specks further out. 'Any non-zero pixel'
+    made them lesion (an enlarged, noisy mask); the decoded mask matches the drawn disc up to the edge pixels."""
+    truth = _disc(255)
+    path = tmp_path / "mask.jpg"
+    Image.fromarray(truth).convert(mode).save(path, quality=quality)
+    mask = LoadMask("binary")(str(path))[0]
+    assert int((mask != (truth > 0)).sum()) <= 4  # ringing right at the edge may still flip a pixel or two
+
+
+def test_png_binary_mask_keeps_any_non_zero_pixel(tmp_path: Path) -> None:
+    """Lossless masks keep their documented rule: a faint value (a 0/1 mask drawn at value 1, a 50) is foreground."""
+    pixels = _disc(255)
+    pixels[0, 0], pixels[1, 1] = 1, 50
+    Image.fromarray(pixels).save(tmp_path / "mask.png")
+    np.testing.assert_array_equal(LoadMask("binary")(str(tmp_path / "mask.png"))[0], pixels > 0)
