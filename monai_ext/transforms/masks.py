@@ -39,7 +39,15 @@ def read_mask_pixels(path: str | os.PathLike) -> np.ndarray:
 
 
 def _single_channel(pixels: np.ndarray, source: str) -> np.ndarray:
-    """(H, W) from a gray, gray + alpha, or RGB(A) mask; colour masks count a pixel as set when any channel is."""
+    """(H, W) from a gray, gray + alpha, or RGB(A) mask; colour masks count a pixel as set when any channel is.
+
+    Where the alpha channel varies, the mask was painted on a transparent layer: a transparent pixel is background
+    whatever colour it stores (editors often store white), and a mask drawn in black shows only in its alpha.
+    """
+    if pixels.ndim == 3 and pixels.shape[2] in (2, 4) and pixels[..., -1].min() < pixels[..., -1].max():
+        alpha, colour = pixels[..., -1], pixels[..., :-1].max(axis=2)
+        painted = alpha > 0
+        return np.where(painted, colour, 0).astype(pixels.dtype) if colour[painted].any() else alpha
     if pixels.ndim == 3:
         pixels = pixels[..., :3].max(axis=2) if pixels.shape[2] >= 3 else pixels[..., 0]
     if pixels.ndim != 2:

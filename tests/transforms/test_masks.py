@@ -75,3 +75,23 @@ def test_png_binary_mask_keeps_any_non_zero_pixel(tmp_path: Path) -> None:
     pixels[0, 0], pixels[1, 1] = 1, 50
     Image.fromarray(pixels).save(tmp_path / "mask.png")
     np.testing.assert_array_equal(LoadMask("binary")(str(tmp_path / "mask.png"))[0], pixels > 0)
+
+
+@pytest.mark.parametrize("transparent", [(255, 255, 255, 0), (0, 0, 0, 0), (255, 0, 0, 0)])
+@pytest.mark.parametrize("drawn", [(255, 255, 255, 255), (255, 0, 0, 255), (0, 0, 0, 255)])
+def test_rgba_mask_transparent_pixels_are_background(tmp_path: Path, transparent: tuple, drawn: tuple) -> None:
+    """A mask painted on a transparent layer (an image editor's export): transparent pixels are background whatever
+    colour they store (white before made the whole image lesion), and a lesion drawn in black, visible only through
+    its alpha, is still the lesion (before: an empty mask)."""
+    truth = _disc(1).astype(bool)
+    rgba = np.where(truth[..., None], np.array(drawn, np.uint8), np.array(transparent, np.uint8))
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "mask.png")
+    np.testing.assert_array_equal(LoadMask("binary")(str(tmp_path / "mask.png"))[0], truth)
+
+
+def test_gray_alpha_and_opaque_rgba_masks_read_their_values(tmp_path: Path) -> None:
+    truth = _disc(255)
+    Image.fromarray(np.stack([truth, np.full_like(truth, 255)], -1), "LA").save(tmp_path / "la.png")
+    Image.fromarray(np.stack([truth] * 3 + [np.full_like(truth, 255)], -1), "RGBA").save(tmp_path / "rgba.png")
+    for name in ("la.png", "rgba.png"):
+        np.testing.assert_array_equal(LoadMask("binary")(str(tmp_path / name))[0], truth > 0)
