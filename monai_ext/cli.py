@@ -190,9 +190,10 @@ def cross_validate(
         tracking_uri: MLflow server or store (default MLFLOW_TRACKING_URI, else SQLite under OUT).
         overrides: any classification-bundle override, e.g. --arch ... --epochs 20 --image_size 128.
     """
-    from monai_ext.apps.crossval import check_run_inputs, protocol_by_name, task_of
+    from monai_ext.apps.crossval import check_protocol_name, check_run_inputs, protocol_by_name, task_of
     from monai_ext.apps.crossval import cross_validate as run_cv
 
+    check_protocol_name(protocol)  # first: the protocol decides which bundle the other inputs are checked against
     _require_number("data_seed", data_seed, int)
     # before any data is generated or read: a bad start, checkpoint or bundle setting fails in a second, not later
     check_run_inputs(_as_list(methods), init_checkpoint, {"cache_dir": cache_dir, **overrides}, task_of(protocol))

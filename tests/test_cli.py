@@ -153,6 +153,11 @@ def test_make_datalist_refuses_an_out_it_cannot_write_in_one_line(out, message, 
     # a misspelt protocol is named as such, with or without --root (it was answered with "needs --root")
     (["cross-validate", "bus-bra", "{tmp}/cv", "--methods", "random"], "unknown protocol 'bus-bra'; choose one of"),
     (["cross-validate", "bus-bra", "{tmp}/cv", "--root", "{root}", "--methods", "random"], "'busbra', 'busbra-seg', 'busi'"),
+    # named before the other inputs are checked: a misspelt segmentation protocol was answered as a classification
+    # one ("usf_mae_classify has no setting --feature_size"), and the default methods asked for an init checkpoint
+    (["cross-validate", "busbra_seg", "{tmp}/cv", "--root", "{root}", "--methods", "random", "--feature_size", "16"],
+     "unknown protocol 'busbra_seg'; choose one of"),
+    (["cross-validate", "bus-bra", "{tmp}/cv", "--root", "{root}"], "unknown protocol 'bus-bra'; choose one of"),
 ])
 def test_a_fold_the_protocol_lacks_is_a_user_error_before_any_training(args, message, tmp_path, capsys):
     root = tmp_path / "classes"

@@ -332,18 +332,31 @@ class ParentRun:
         os.environ.pop("MLFLOW_PARENT_RUN_ID", None)
 
 
+#: Protocols generated into the cache folder rather than read from ``--root``.
+GENERATED_PROTOCOLS = ("synthetic", "subtle", "synthetic-seg")
+
+
+def check_protocol_name(name: str) -> None:
+    """Refuse an unknown protocol name before anything else is checked: a misspelt segmentation protocol would
+    otherwise be taken for a classification one and answered about the wrong bundle's settings.
+
+    Raises:
+        ValueError: quoting the name and listing the known ones.
+    """
+    if name not in GENERATED_PROTOCOLS and name not in PROTOCOLS and name not in SEGMENTATION_PROTOCOLS:
+        known = sorted({*GENERATED_PROTOCOLS, *PROTOCOLS, *SEGMENTATION_PROTOCOLS})
+        raise ValueError(f"unknown protocol {name!r}; choose one of {known}")
+
+
 def protocol_by_name(name: str, root: str | os.PathLike | None, cache_dir: str | os.PathLike, **kwargs: Any) -> Protocol:
     """``synthetic`` / ``synthetic-seg`` (generated into ``cache_dir``) or a dataset protocol read from ``root``."""
+    check_protocol_name(name)  # before --root, so that a misspelt name is not answered with "needs --root"
     if name == "synthetic":
         return synthetic_protocol(cache_dir, **kwargs)
     if name == "subtle":
         return subtle_protocol(cache_dir, **kwargs)
     if name == "synthetic-seg":
         return synthetic_segmentation_protocol(cache_dir, **kwargs)
-    if name not in PROTOCOLS and name not in SEGMENTATION_PROTOCOLS:
-        # checked before --root, so that a misspelt name is not answered with "needs --root"
-        known = sorted({"synthetic", "subtle", "synthetic-seg", *PROTOCOLS, *SEGMENTATION_PROTOCOLS})
-        raise ValueError(f"unknown protocol {name!r}; choose one of {known}")
     if root is None:
         raise ValueError(f"protocol {name!r} needs --root, the dataset folder as distributed")
     if name in SEGMENTATION_PROTOCOLS:
