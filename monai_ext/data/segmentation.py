@@ -11,6 +11,7 @@ get each dataset: ``docs/datasets.md``. Nothing is renamed or copied.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from pathlib import Path
@@ -27,6 +28,7 @@ from monai_ext.io.atomic import atomic_write_bytes
 from monai_ext.io.images import image_stem, is_single_image
 from monai_ext.io.settings import is_unset
 
+logger = logging.getLogger(__name__)
 BINARY_CLASSES = ["background", "lesion"]
 MMOTU_SEG_CLASSES = ["background", *MMOTU_CLASSES]
 #: BUSI-style mask names: the image stem plus ``_mask`` or ``_mask_<k>``.
@@ -49,6 +51,14 @@ def _check_files(items: list[Item], dataset: str) -> list[Item]:
 
 def _as_list(value: str | list[str]) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
+
+
+def _warn_orphan_masks(masks: list[Path]) -> None:
+    """Name the mask files no image pairs with: left out of the datalist, but said (an incomplete download or a
+    renamed image would otherwise just make the dataset smaller)."""
+    if masks:
+        shown = ", ".join(repr(str(p)) for p in sorted(masks)[:5])
+        logger.warning("%d mask files have no image and are left out, e.g. %s", len(masks), shown)
 
 
 # --------------------------------------------------------------------------------------------------------- splits
@@ -210,6 +220,8 @@ def busi_items(root: str | os.PathLike) -> list[Item]:
             images.append(path)
     if not images:
         raise ValueError(f"no images found under {str(root)!r}")
+    paired = {(image.parent, image.stem) for image in images}
+    _warn_orphan_masks([m for key, found in masks.items() if key not in paired for m in found])
     items = []
     for image in images:
         found = sorted(masks.get((image.parent, image.stem), []), key=lambda p: (len(p.stem), p.stem))
@@ -243,6 +255,8 @@ def image_mask_folder_items(root: str | os.PathLike, images: str = "images", mas
     if unmatched:
         raise ValueError(f"{len(unmatched)} images in {str(image_dir)!r} have no mask of the same stem in "
                          f"{str(mask_dir)!r}, e.g. {unmatched[:5]!r}")
+    stems = {stem for _, stem in images}
+    _warn_orphan_masks([mask for stem, mask in mask_by_stem.items() if stem not in stems])
     return [{"image": str(p), "label": str(mask_by_stem[stem]), "id": stem} for p, stem in images]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from pathlib import Path
 
 import cv2
@@ -349,3 +350,28 @@ def test_too_many_folds_for_the_images_are_refused_in_the_classification_words(i
     with pytest.raises(ValueError) as error:
         kfold_splits(items, folds=folds)
     assert str(error.value) == message
+
+
+@pytest.mark.parametrize("layout", ["busi", "image-mask-folders"])
+def test_masks_without_an_image_are_named_in_a_warning(tmp_path: Path, layout: str, caplog) -> None:
+    """An annotation whose image is missing (an incomplete download, a renamed file) was dropped without a word,
+    leaving a smaller dataset; the listing still goes on, and the warning names the mask files."""
+    if layout == "busi":
+        for i in range(1, 6):
+            _write(tmp_path / "benign" / f"benign ({i}).png", _image(seed=i))
+            _write(tmp_path / "benign" / f"benign ({i})_mask.png", _disc())
+        orphans = [tmp_path / "benign" / "benign (7)_mask.png", tmp_path / "benign" / "benign (9)_mask_1.png"]
+        items = busi_items
+    else:
+        for i in range(5):
+            _write(tmp_path / "images" / f"case_{i}.png", _image(seed=i))
+            _write(tmp_path / "masks" / f"case_{i}.png", _disc())
+        orphans = [tmp_path / "masks" / "case_7.png", tmp_path / "masks" / "case_9.png"]
+        items = image_mask_folder_items
+    for path in orphans:
+        _write(path, _disc())
+    with caplog.at_level(logging.WARNING, logger="monai_ext.data.segmentation"):
+        listed = items(tmp_path)
+    assert len(listed) == 5
+    [record] = [r for r in caplog.records if "no image" in r.getMessage()]
+    assert "2 mask files" in record.getMessage() and all(str(p) in record.getMessage() for p in orphans)
