@@ -37,5 +37,6 @@ def test_each_readable_image_counts_once_over_uneven_shards(tmp_path, processes:
         assert cls["confusion_matrix"] == [[4, 0], [0, 4]]
         assert sorted(e["id"] for e in seg["per_image"]) == [f"case{i}" for i in range(8)]
         assert [e["dice"]["lesion"] for e in seg["per_image"]] == pytest.approx([1.0] * 8)
+        assert seg["empty_truth"] == {"lesion": {"images": 0, "predicted": []}}  # gathered with the ids, 8 in all
         for report in (cls, seg):
             assert sorted(Path(s["image"]).name for s in report["skipped"]) == sorted(BAD)
