@@ -27,6 +27,7 @@ from monai_ext.engines.distributed import is_distributed, is_main_process, world
 from monai_ext.handlers.reports import skipped_items
 from monai_ext.io.atomic import atomic_write_bytes
 from monai_ext.io.figures import save_png
+from monai_ext.io.images import unique_output_stems
 from monai_ext.visualize.overlays import comparison_overlay
 
 logger = logging.getLogger(__name__)
@@ -116,7 +117,8 @@ def segmentation_report(details: dict[str, torch.Tensor], ids: Sequence[str], cl
 
 
 class SegmentationReportWriter:
-    """After an evaluation, write ``<prefix>report.json`` and ``<prefix>overlays/<id>.png`` for ``num_overlays`` images.
+    """After an evaluation, write ``<prefix>report.json`` and ``<prefix>overlays/<id>.png`` for ``num_overlays`` images
+    (``/`` in the id as ``_``; a name too long for the filesystem is cut, :func:`~monai_ext.io.images.unique_output_stems`).
 
     Args:
         output_dir: folder of the files.
@@ -190,8 +192,9 @@ class SegmentationReportWriter:
         if not is_main_process():
             return
         atomic_write_bytes(self.folder / f"{self.prefix}report.json", json.dumps(report, indent=1).encode())
-        for image_id, image, prediction, truth in self._samples:
-            name = image_id.replace("/", "_")
+        # ids may be whole paths (a datalist without "id"): flattened, then cut to a name the filesystem takes
+        names = unique_output_stems([image_id.replace("/", "_") for image_id, *_ in self._samples])
+        for (image_id, image, prediction, truth), name in zip(self._samples, names):
             save_png(comparison_overlay(image, prediction, truth), self.folder / f"{self.prefix}overlays" / f"{name}.png")
         logger.info("segmentation report: %s (n %d, %d unreadable left out; Dice %.4f, IoU %s, HD95 %s)",
                     self.folder / f"{self.prefix}report.json", report["n"], len(report["skipped"]), score,

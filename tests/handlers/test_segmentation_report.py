@@ -146,3 +146,25 @@ def test_false_positives_on_images_without_the_class_are_counted_though_dice_lea
     assert [e["dice"]["c1"] for e in report["per_image"]] == [pytest.approx(1.0), None, None, 0.0]
     assert report["empty_truth"] == {"c1": {"images": 2, "predicted": []},
                                      "c2": {"images": 4, "predicted": ["img1"]}}
+
+
+def test_overlays_of_images_named_by_long_paths_are_written_under_names_the_filesystem_takes(tmp_path) -> None:
+    """A hand-written datalist has no "id": images are named by their path, flattened into the overlay's name. A
+    deep folder made that name longer than 255 bytes and the evaluation ended in 'File name too long'."""
+    deep = "/data/" + "/".join(["ultrasound_study_folder_" + "x" * 40] * 5)
+    truth = _disc(32, (16, 16), 8)
+    data = [{"image": torch.full((1, 32, 32), float(i)), "label": torch.as_tensor(truth)[None],
+             "image_path": f"{deep}/case {i}.png"} for i in range(2)]
+    writer = SegmentationReportWriter(tmp_path, ["background", "lesion"], prefix="test_", num_overlays=2)
+    pair = from_engine(["pred", "label"])
+    SupervisedEvaluator(
+        device=torch.device("cpu"), val_data_loader=torch.utils.data.DataLoader(data, batch_size=2),
+        network=_Lookup([truth, truth], 2),
+        postprocessing=Compose([AsDiscreted(keys=["pred", "label"], argmax=[True, False], to_onehot=2)]),
+        key_val_metric={"val_mean_dice": MeanDice(include_background=False, output_transform=pair)},
+        val_handlers=[writer],
+    ).run()
+    report = json.loads((tmp_path / "test_report.json").read_text())
+    assert [e["id"] for e in report["per_image"]] == [d["image_path"] for d in data]
+    names = sorted(p.name for p in (tmp_path / "test_overlays").iterdir())
+    assert len(names) == 2 and all(len(n.encode()) <= 255 for n in names)
