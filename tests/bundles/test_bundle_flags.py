@@ -136,7 +136,8 @@ def trained(tmp_path_factory) -> dict[str, Path]:
     save_model_checkpoint(files["classifier"], build_classifier(TINY, 2, img_size=64, global_pool="cls"),
                           "classifier", {"arch": TINY, "image_size": 64, "class_names": ["benign", "malignant"]})
     save_model_checkpoint(files["segmenter"], build_segmenter(TINY, 2, img_size=64, feature_size=8), "segmenter",
-                          {"arch": TINY, "image_size": 64, "class_names": ["background", "lesion"]})
+                          {"arch": TINY, "image_size": 64, "class_names": ["background", "lesion"],
+                           "mask_encoding": "index"})
     torch.save({"patch_embed.proj.weight": torch.zeros(1)}, files["bare"])
     return files
 
@@ -150,7 +151,8 @@ def evaluate_parser(bundle: str, ckpt: Path, **overrides) -> ConfigParser:
 
 @pytest.mark.parametrize("bundle,kind,expected", [
     ("usf_mae_classify", "classifier", {"arch": TINY, "image_size": 64, "global_pool": "cls"}),
-    ("usf_mae_segment", "segmenter", {"arch": TINY, "image_size": 64, "feature_size": 8}),
+    # masks read as in training: index masks read as binary collapse every class into class 1 without a word
+    ("usf_mae_segment", "segmenter", {"arch": TINY, "image_size": 64, "feature_size": 8, "mask_encoding": "index"}),
 ])
 def test_evaluate_follows_the_checkpoint_record_and_an_explicit_override_wins(bundle, kind, expected,
                                                                               trained) -> None:
@@ -163,7 +165,7 @@ def test_evaluate_follows_the_checkpoint_record_and_an_explicit_override_wins(bu
 @pytest.mark.parametrize("bundle,keys", [
     ("usf_mae_pretrain", ["arch", "image_size", "in_channels", "norm_pix_loss"]),
     ("usf_mae_classify", ["arch", "image_size", "in_channels", "global_pool", "linear_probe"]),
-    ("usf_mae_segment", ["arch", "image_size", "in_channels", "feature_size", "feature_blocks"]),
+    ("usf_mae_segment", ["arch", "image_size", "in_channels", "feature_size", "feature_blocks", "mask_encoding"]),
 ])
 def test_evaluate_falls_back_to_train_defaults_for_a_file_without_a_record(bundle, keys, trained) -> None:
     """evaluate.yaml restates train.yaml's defaults for files without a record; the two must not drift."""
