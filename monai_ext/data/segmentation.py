@@ -246,11 +246,15 @@ def image_mask_folder_items(root: str | os.PathLike, images: str = "images", mas
     stems, ``case.nii.gz`` pairs with ``case.png``)."""
     root = Path(root)
     image_dir, mask_dir = _require(root / images, "images folder"), _require(root / masks, "masks folder")
-    mask_by_stem = {p.stem: p for p in sorted(mask_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+    mask_files = [(p, p.stem) for p in sorted(mask_dir.iterdir())
+                  if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")]  # macOS ._ copies
     images = [(p, image_stem(p)) for p in sorted(image_dir.iterdir())
               if is_single_image(p) and not p.name.startswith(".")]
     if not images:
         raise ValueError(f"no images found in {str(image_dir)!r}")
+    _one_file_per_stem(images, image_dir)
+    _one_file_per_stem(mask_files, mask_dir)
+    mask_by_stem = {stem: p for p, stem in mask_files}
     unmatched = [p.name for p, stem in images if stem not in mask_by_stem]
     if unmatched:
         raise ValueError(f"{len(unmatched)} images in {str(image_dir)!r} have no mask of the same stem in "
@@ -258,6 +262,18 @@ def image_mask_folder_items(root: str | os.PathLike, images: str = "images", mas
     stems = {stem for _, stem in images}
     _warn_orphan_masks([mask for stem, mask in mask_by_stem.items() if stem not in stems])
     return [{"image": str(p), "label": str(mask_by_stem[stem]), "id": stem} for p, stem in images]
+
+
+def _one_file_per_stem(files: list[tuple[Path, str]], folder: Path) -> None:
+    """Raise naming the files of ``folder`` that share a stem: stems pair images with masks, so two masks of one
+    stem would leave one unused, and two images of one stem would be two items of one id and one mask."""
+    names: dict[str, list[str]] = {}
+    for path, stem in files:
+        names.setdefault(stem, []).append(path.name)
+    shared = [found for found in names.values() if len(found) > 1]
+    if shared:
+        raise ValueError(f"{len(shared)} stems name more than one file in {str(folder)!r}, e.g. {shared[0]!r}; "
+                         "stems pair images with masks: keep one file per stem")
 
 
 def image_mask_folder_protocol(root: str | os.PathLike, folds: int = 5, val_fraction: float = 0.2, seed: int = 0,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import re
 from pathlib import Path
 
 import cv2
@@ -375,3 +376,16 @@ def test_masks_without_an_image_are_named_in_a_warning(tmp_path: Path, layout: s
     assert len(listed) == 5
     [record] = [r for r in caplog.records if "no image" in r.getMessage()]
     assert "2 mask files" in record.getMessage() and all(str(p) in record.getMessage() for p in orphans)
+
+
+@pytest.mark.parametrize("folder, extra", [("masks", "case_1.tif"), ("images", "case_1.bmp")])
+def test_two_files_of_one_stem_in_images_or_masks_are_refused_naming_both(tmp_path: Path, folder: str,
+                                                                          extra: str) -> None:
+    """Stems pair images with masks: two masks of one stem left one of them unused at random (the last in name
+    order), and two images of one stem became two items with one id and one mask, free to land in different folds."""
+    for i in range(3):
+        _write(tmp_path / "images" / f"case_{i}.png", _image(seed=i))
+        _write(tmp_path / "masks" / f"case_{i}.png", _disc())
+    _write(tmp_path / folder / extra, _disc() if folder == "masks" else _image(seed=9))
+    with pytest.raises(ValueError, match=rf"case_1\.png.*{re.escape(extra)}|{re.escape(extra)}.*case_1\.png"):
+        image_mask_folder_items(tmp_path)
