@@ -12,6 +12,7 @@ traceback, and ``MONAI_EXT_TRACEBACK=1`` keeps it for every error (:func:`traceb
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import re
 import sys
@@ -145,10 +146,47 @@ def running_monai_bundle(argv0: str) -> bool:
     return Path(argv0).parts[-3:] == ("monai", "bundle", "__main__.py")
 
 
+class UserErrorLogFilter(logging.Filter):
+    """Drops a log record that carries a user's mistake with its traceback, which the hook then reports in one line.
+
+    An error raised inside an ignite run (``--resume true`` refused when the trainer starts) is first handed to the
+    engine's ``EXCEPTION_RAISED`` handlers, and MONAI's ``StatsHandler`` logs it with ``logger.exception``: the whole
+    traceback, before the one line. Records without an exception, faults, and every record under
+    ``MONAI_EXT_TRACEBACK=1`` pass.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return error is None or user_error_in(error) is None or traceback_wanted()
+
+
+def install_log_filter() -> None:
+    """Put :class:`UserErrorLogFilter` on the loggers an engine's error reaches, and on their handlers, once each.
+
+    MONAI's ``StatsHandler`` logs to its own logger (its ``name`` default, ``monai.handlers.StatsHandler``, which
+    MONAI's ``get_logger`` gives a stdout handler and no propagation) or, given no name, to the engine's logger,
+    whose records reach the root logger's handlers. That logger is made here as ``StatsHandler`` would make it, so
+    its handler exists to be filtered; ``StatsHandler`` then finds it and adds no second one. The bundle's
+    ``logging.conf`` has set up the root handlers before the config imports this module.
+    """
+    import inspect
+
+    from monai.apps import get_logger
+    from monai.handlers import StatsHandler
+
+    stats_name = inspect.signature(StatsHandler).parameters["name"].default
+    loggers = [logging.getLogger()] + ([get_logger(stats_name)] if stats_name else [])
+    for logger in loggers:
+        for target in (logger, *logger.handlers):
+            if not any(isinstance(f, UserErrorLogFilter) for f in target.filters):
+                target.addFilter(UserErrorLogFilter())
+
+
 def install() -> None:
-    """Install the hook once, in a ``python -m monai.bundle`` process only."""
+    """Install the hook and the log filter once, in a ``python -m monai.bundle`` process only."""
     if running_monai_bundle(sys.argv[0] if sys.argv else "") and sys.excepthook is not report_user_error:
         sys.excepthook = report_user_error
+        install_log_filter()
 
 
 install()

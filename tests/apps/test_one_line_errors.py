@@ -3,6 +3,7 @@ errors, and every error with MONAI_EXT_TRACEBACK=1, keep their traceback."""
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -201,3 +202,43 @@ def test_the_hook_gives_that_one_line_and_exit_code_2(monkeypatch, capsys) -> No
     one_line_errors.report_user_error(type(error), error, error.__traceback__)
     err = capsys.readouterr().err
     assert err.startswith("usf_mae_x: --ckpt_dir 2025: read as a number") and err.count("\n") == 1 and exits == [2]
+
+
+@pytest.mark.slow
+def test_a_user_error_raised_inside_the_engine_is_one_line_without_the_engines_traceback(tmp_path) -> None:
+    """``--resume true`` where no checkpoint reads is refused when the trainer starts, inside ignite's run: MONAI's
+    StatsHandler logged the error with its whole traceback before the hook's one line."""
+    from tests.bundles.helpers import run_bundle, tiny_pretrain_overrides
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "checkpoint_iteration=3.pt").write_bytes(b"PK\x03\x04 cut short")
+    overrides = tiny_pretrain_overrides(tmp_path, tmp_path / "cache", epochs=1, num_synthetic=8, resume="true")
+    result = run_bundle(["bundles/usf_mae_pretrain/configs/train.yaml"], overrides, check=False, timeout=300)
+    lines = [line for line in result.stderr.splitlines() if line.startswith("usf_mae_pretrain: ")]
+    assert result.returncode == 2, result.stderr[-3000:]
+    # the bundles' logging.conf sends log records to stdout: the terminal shows both streams
+    assert "Traceback" not in result.stdout + result.stderr, result.stdout[-3000:]
+    assert len(lines) == 1 and "none of the 1 checkpoint(s)" in lines[0] and "checkpoint_iteration=3.pt" in lines[0]
+
+
+def _record_of(error: BaseException) -> logging.LogRecord:
+    try:
+        raise error
+    except BaseException:  # noqa: BLE001 - the record needs the exception as logging.exception sees it
+        return logging.LogRecord("StatsHandler", logging.ERROR, __file__, 1, f"Exception: {error}", None, sys.exc_info())
+
+
+@pytest.mark.parametrize("make_error, environ, kept", [
+    (lambda tmp: wrapped(lambda: refused_flag()), {}, False),                      # a user's mistake: the hook says it
+    (lambda tmp: wrapped(lambda: read_checkpoint(tmp / "missing.pt")), {}, False),
+    (lambda tmp: wrapped(library_value_error), {}, True),                          # a fault keeps its traceback
+    (lambda tmp: wrapped(lambda: refused_flag()), {"MONAI_EXT_TRACEBACK": "1"}, True),  # asked for
+])
+def test_the_engines_log_of_a_user_error_is_left_to_the_hook(make_error, environ, kept, tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("MONAI_EXT_TRACEBACK", raising=False)
+    for key, value in environ.items():
+        monkeypatch.setenv(key, value)
+    error_filter = one_line_errors.UserErrorLogFilter()
+    assert error_filter.filter(_record_of(make_error(tmp_path))) is kept
+    plain = logging.LogRecord("ignite", logging.ERROR, __file__, 1, "Engine run is terminating", None, None)
+    assert error_filter.filter(plain) is True  # records without an exception are never touched
