@@ -220,6 +220,11 @@ def busi_items(root: str | os.PathLike) -> list[Item]:
             images.append(path)
     if not images:
         raise ValueError(f"no images found under {str(root)!r}")
+    by_folder: dict[Path, list[tuple[Path, str]]] = {}
+    for image in images:
+        by_folder.setdefault(image.parent, []).append((image, image.stem))
+    for folder, found in by_folder.items():
+        _one_file_per_stem(found, folder)
     paired = {(image.parent, image.stem) for image in images}
     _warn_orphan_masks([m for key, found in masks.items() if key not in paired for m in found])
     items = []

@@ -389,3 +389,10 @@ def test_two_files_of_one_stem_in_images_or_masks_are_refused_naming_both(tmp_pa
     _write(tmp_path / folder / extra, _disc() if folder == "masks" else _image(seed=9))
     with pytest.raises(ValueError, match=rf"case_1\.png.*{re.escape(extra)}|{re.escape(extra)}.*case_1\.png"):
         image_mask_folder_items(tmp_path)
+
+
+def test_busi_two_images_of_one_stem_are_refused_naming_both(busi: Path) -> None:
+    """``benign (3).png`` beside a ``benign (3).jpg`` export: both took the same masks and the same id."""
+    _write(busi / "benign" / "benign (3).jpg", _image(seed=3))
+    with pytest.raises(ValueError, match=r"benign \(3\)\.jpg', 'benign \(3\)\.png"):
+        busi_items(busi)
