@@ -301,7 +301,7 @@ def prepare_corpus(
         out: cache folder (chunks, manifest.csv, kept.npy, report.json, report.png).
         size: side of the cached square frames.
         workers: parallel processes.
-        frame_stride: every n-th frame of a cine loop (and time point of a 4-D volume).
+        frame_stride: every n-th frame of a cine loop (and page of a multi-page TIFF, time point of a 4-D volume).
         slice_axis: the axis along which volumes are cut into frames.
         slice_stride: every n-th slice of a volume.
         modality: keep only DICOM files of this Modality, e.g. US.
