@@ -396,3 +396,34 @@ def test_busi_two_images_of_one_stem_are_refused_naming_both(busi: Path) -> None
     _write(busi / "benign" / "benign (3).jpg", _image(seed=3))
     with pytest.raises(ValueError, match=r"benign \(3\)\.jpg', 'benign \(3\)\.png"):
         busi_items(busi)
+
+
+@pytest.mark.parametrize("mask_shape, message", [
+    ((20, 30), None),                                          # drawn on the image: loads, aligned
+    ((30, 20), r"mask size \(30, 20\) differs from the image's \(20, 30\)"),  # transposed
+    ((20, 31), r"mask size \(20, 31\) differs from the image's \(20, 30\)"),  # one column more
+])
+@pytest.mark.parametrize("suffix", [".png", ".dcm"])
+def test_mask_against_the_image_as_the_bundle_loads_it(tmp_path: Path, mask_shape, message, suffix: str) -> None:
+    """The image loader and the mask reader agree on rows and columns (a picture or a DICOM image of 20 rows and 30
+    columns takes a 20 x 30 mask, pixel for pixel); a transposed or off-by-one mask is named, not resized to fit."""
+    from monai_ext.io.writers import write_dicom
+    from monai_ext.transforms.loading import LoadUltrasoundImaged
+
+    pixels = np.zeros((20, 30), np.uint8)
+    pixels[2:6, 20:27] = 200  # a bright block off the diagonal: a transposition would move it
+    image = tmp_path / f"scan{suffix}"
+    write_dicom(pixels, image) if suffix == ".dcm" else _write(image, pixels)
+    mask = np.zeros(mask_shape, np.uint8)
+    mask[2:6, 20:27] = 255 if mask_shape[1] > 27 else 0
+    mask_file = _write(tmp_path / "scan_mask.png", mask)
+    def load(item: dict) -> dict:  # the bundle's first two transforms, without Compose's wrapping of the error
+        return LoadMaskd("label")(LoadUltrasoundImaged("image")(item))
+
+    if message is None:
+        loaded = load({"image": str(image), "label": str(mask_file)})
+        bright = np.asarray(loaded["image"])[0] > np.asarray(loaded["image"]).mean()
+        np.testing.assert_array_equal(bright, loaded["label"][0] > 0)
+    else:
+        with pytest.raises(UnreadableImageError, match=f"scan_mask.png: {message}"):
+            load({"image": str(image), "label": str(mask_file)})
