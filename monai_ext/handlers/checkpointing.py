@@ -390,9 +390,12 @@ class BestModelSaver:
         self.network = getattr(network, "module", network)
         self.record, self.metric_name, self.mode = record, metric_name, mode
         self.best: float | None = None
+        self.best_epoch: int | None = None  # the (trainer's) epoch whose validation gave ``best``
+        self.evaluator: Engine | None = None
 
     def attach(self, evaluator: Engine) -> None:
         evaluator.add_event_handler(Events.EPOCH_COMPLETED, self)
+        self.evaluator = evaluator
 
     def improved(self, value: float) -> bool:
         if self.best is None:
@@ -408,14 +411,15 @@ class BestModelSaver:
             return
         if not self.improved(value):
             return
-        self.best = value
+        self.best, self.best_epoch = value, getattr(evaluator.state, "epoch", None)
         if is_main_process():
             state = {k: v for k, v in self.network.state_dict().items()}
-            atomic_torch_save({"model": state, "arch": self.record.state_dict(), self.metric_name: value}, self.save_path)
+            saved = {"model": state, "arch": self.record.state_dict(), self.metric_name: value, "epoch": self.best_epoch}
+            atomic_torch_save(saved, self.save_path)
             logger.info("new best %s %.6f: saved %s", self.metric_name, value, self.save_path)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best}
+        return {"best": self.best, "epoch": self.best_epoch}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore the best value, or the better one that the file at ``save_path`` holds.
@@ -426,15 +430,32 @@ class BestModelSaver:
         only the checkpoint's value. Rank 0 reads the file and every rank takes its answer (one broadcast).
         """
         best = state.get("best")
-        self.best = best if best is not None and np.isfinite(best) else None  # a NaN saved by earlier versions
+        finite = best is not None and np.isfinite(best)  # a NaN saved by earlier versions is no best
+        self.best, self.best_epoch = (best, state.get("epoch")) if finite else (None, None)
         on_disk = broadcast_object(self._best_on_disk() if is_main_process() else None)
-        if on_disk is not None and self.improved(on_disk):
+        if on_disk is not None and self.improved(on_disk[0]):
             logger.info("%s holds a better %s (%.6f) than the checkpoint's best (%s): kept as the best to beat",
-                        self.save_path, self.metric_name, on_disk, self.best)
-            self.best = on_disk
+                        self.save_path, self.metric_name, on_disk[0], self.best)
+            self.best, self.best_epoch = on_disk
+        self._restore_evaluator_best()
 
-    def _best_on_disk(self) -> float | None:
-        """The metric stored in the file at ``save_path`` when it is a model of this architecture, else None."""
+    def _restore_evaluator_best(self) -> None:
+        """Give MONAI's evaluator the restored best, when it tracks the same metric.
+
+        MONAI keeps its own ``best_metric`` / ``best_metric_epoch`` (for its "Got new best metric" and "Key metric
+        ... best value ... at epoch" lines), which no checkpoint restores: a resumed run would announce a worse
+        value as a new best while the file at ``save_path`` rightly stays. Epoch 0 stands for a best whose epoch
+        files of earlier versions did not record (MONAI's -1 means "none yet" and would take any value).
+        """
+        state = getattr(self.evaluator, "state", None)
+        if self.best is None or getattr(state, "key_metric_name", None) != self.metric_name:
+            return
+        state.best_metric = self.best
+        state.best_metric_epoch = self.best_epoch if self.best_epoch is not None else 0
+
+    def _best_on_disk(self) -> tuple[float, int | None] | None:
+        """(metric, epoch or None) stored in the file at ``save_path`` when it is a model of this architecture, else
+        None."""
         if not self.save_path.is_file():
             return None
         try:
@@ -452,4 +473,5 @@ class BestModelSaver:
             value = value.item()
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
             return None
-        return float(value)
+        epoch = saved.get("epoch")
+        return float(value), epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None

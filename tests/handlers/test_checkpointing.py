@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import signal
 import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 from ignite.engine import Engine, Events
+from ignite.metrics import Metric
+from monai.engines import SupervisedEvaluator
 
 from monai_ext.engines.optim import WarmupCosineLR
 from monai_ext.handlers.checkpointing import (
@@ -399,3 +403,51 @@ def test_a_non_finite_validation_is_never_the_best(tmp_path, bad) -> None:
     restored = best_saver(tmp_path / "other.pt", MaskedAutoencoderViT(**TINY_MAE), "min")
     restored.load_state_dict({"best": bad})  # a checkpoint written before non-finite values were refused
     assert restored.best is None
+
+
+class Constant(Metric):
+    """An ignite metric that computes a given value: the validation score of one epoch."""
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+        super().__init__()
+
+    def reset(self) -> None:
+        pass
+
+    def update(self, output: Any) -> None:
+        pass
+
+    def compute(self) -> float:
+        return self.value
+
+
+def monai_evaluator(value: float) -> SupervisedEvaluator:
+    """MONAI's evaluator whose key metric (lower is better) is ``value``, over one batch."""
+    data = [{"image": torch.zeros(1, 1), "label": torch.zeros(1)}]
+    return SupervisedEvaluator(device=torch.device("cpu"), val_data_loader=data, network=torch.nn.Identity(),
+                               key_val_metric={"val_loss": Constant(value)},
+                               metric_cmp_fn=lambda current, best: current < best)
+
+
+@pytest.mark.parametrize("from_file", [False, True])
+def test_a_resumed_evaluator_knows_the_restored_best_and_announces_no_worse_one(tmp_path, from_file, caplog) -> None:
+    """MONAI's evaluator keeps its own best (its "Got new best metric" log line), which no checkpoint restored: a
+    resumed run announced a worse value as the new best while model.pt rightly stayed. The best and its epoch come
+    from the checkpoint, or from model.pt when that holds a better one saved after the checkpoint."""
+    path = tmp_path / "model.pt"
+    first = monai_evaluator(0.5)
+    best_saver(path, MaskedAutoencoderViT(**TINY_MAE), "min").attach(first)
+    first.run(1)  # validation after the trainer's epoch 1: best 0.5, saved with its epoch
+    assert read_checkpoint(path)["epoch"] == 1
+    resumed = monai_evaluator(0.8)
+    saver = best_saver(path, MaskedAutoencoderViT(**TINY_MAE), "min")
+    saver.attach(resumed)
+    saver.load_state_dict({"best": 1.0, "epoch": 0} if from_file else {"best": 0.5, "epoch": 1})
+    assert (saver.best, saver.best_epoch) == (0.5, 1)
+    assert (resumed.state.best_metric, resumed.state.best_metric_epoch) == (0.5, 1)
+    with caplog.at_level(logging.INFO):
+        resumed.run(2)
+    assert "Got new best metric" not in caplog.text
+    assert (resumed.state.best_metric, resumed.state.best_metric_epoch) == (0.5, 1)
+    assert read_checkpoint(path)["val_loss"] == 0.5
