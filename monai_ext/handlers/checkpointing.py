@@ -126,8 +126,15 @@ def will_resume(save_dir: str | os.PathLike, resume: bool) -> bool:
     Known before the trainer is built, for what a resumed run must not repeat: the baseline validation of the
     initial weights at the start (MONAI ``ValidationHandler(exec_at_start=True)``), which runs before the
     checkpoint is restored and would publish the initial weights as the best model and rewrite the metrics history.
+
+    Every rank takes rank 0's answer (all ranks must call this): on nodes that do not share ``save_dir``, each
+    rank's own look would differ, and the ranks running the baseline validation would wait in its collectives for
+    the ones that skip it, a hang before :meth:`TrainingCheckpointer.load_latest` can say that ``save_dir`` must be
+    shared.
     """
-    return bool(resume) and bool(list_checkpoints(save_dir))
+    if not resume:
+        return False
+    return bool(broadcast_object(bool(list_checkpoints(save_dir)) if is_main_process() else None))
 
 
 class TrainingCheckpointer:

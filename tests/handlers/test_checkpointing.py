@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import random
 import signal
 import subprocess
@@ -451,3 +453,17 @@ def test_a_resumed_evaluator_knows_the_restored_best_and_announces_no_worse_one(
     assert "Got new best metric" not in caplog.text
     assert (resumed.state.best_metric, resumed.state.best_metric_epoch) == (0.5, 1)
     assert read_checkpoint(path)["val_loss"] == 0.5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("processes", [2, 3])
+def test_every_rank_takes_rank_0s_view_of_whether_the_run_resumes(tmp_path, processes) -> None:
+    """Ranks whose ckpt_dir is not shared see different folders; answering each from its own, the ranks that run
+    the start-of-run validation would wait in its collectives for those that skip it."""
+    worker = Path(__file__).with_name("ddp_resume_view_worker.py")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+           str(worker), str(tmp_path)]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [json.loads((tmp_path / f"answer.rank{r}.json").read_text()) for r in range(processes)] == [True] * processes
