@@ -9,9 +9,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from ignite.engine import Engine, Events
 
-from monai_ext.engines.distributed import is_main_process
+from monai_ext.engines.distributed import broadcast_object, is_main_process
 from monai_ext.io.atomic import atomic_write_bytes
 from monai_ext.visualize.plots import plot_confusion_matrix, plot_roc
 
@@ -26,6 +27,38 @@ def skipped_items(engine: Engine) -> list[dict[str, str]]:
     """
     dataset = getattr(getattr(engine, "data_loader", None), "dataset", None)
     return [dict(item) for item in getattr(dataset, "skipped", [])]
+
+
+def is_new_best(score: float, best: float | None) -> bool:
+    """Whether a best-only report writer (higher is better) writes ``score``: a finite score above ``best``.
+
+    A NaN (a diverged epoch) is never the best: taken as the first best it would never be beaten, or every later
+    comparison with it would pass, depending on how it is compared.
+    """
+    return bool(np.isfinite(score)) and (best is None or score > best)
+
+
+def best_after_resume(saved: float | None, report: Path, key: str) -> float | None:
+    """The best a resumed best-only report writer must beat: its checkpoint's ``saved`` best, or the higher ``key``
+    score of the ``report`` file on disk.
+
+    Checkpoints come every few epochs: the killed run may have written a better epoch's report (and model.pt, which
+    :class:`~monai_ext.handlers.checkpointing.BestModelSaver` keeps the same way) after its last checkpoint, and the
+    replayed epoch, computed again a little differently, would replace that report while model.pt stays. Rank 0
+    reads the file and every rank takes its answer.
+    """
+    on_disk = broadcast_object(_score_in(report, key) if is_main_process() else None)
+    finite = [float(v) for v in (saved, on_disk) if isinstance(v, (int, float)) and np.isfinite(v)]
+    return max(finite) if finite else None
+
+
+def _score_in(report: Path, key: str) -> float | None:
+    """``report[key]`` when the file is a readable JSON report holding a number there, else None."""
+    try:
+        value = json.loads(report.read_text(encoding="utf-8")).get(key)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 class ClassificationReportWriter:
@@ -43,7 +76,8 @@ class ClassificationReportWriter:
         best_only: write only when macro-F1 improves on the best so far (during training).
 
     The best so far is saved in training checkpoints (``state_dict``): a resumed run does not replace the best
-    epoch's report by a worse one's.
+    epoch's report by a worse one's: it restores the higher of the checkpoint's best and the report on disk
+    (:func:`best_after_resume`). A non-finite score is never the best (:func:`is_new_best`).
     """
 
     def __init__(self, output_dir: str | os.PathLike, class_names: list[str], report_name: str = "report",
@@ -60,7 +94,7 @@ class ClassificationReportWriter:
 
     def __call__(self, engine: Engine) -> None:
         score = float(engine.state.metrics[self.key_metric])
-        if self.best_only and self.best is not None and score <= self.best:
+        if self.best_only and not is_new_best(score, self.best):
             return
         self.best = score
         report = {"macro_f1": score, **engine.state.metric_details[self.report_name]}
@@ -82,4 +116,4 @@ class ClassificationReportWriter:
         return {"best": self.best}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.best = state.get("best")
+        self.best = best_after_resume(state.get("best"), self.folder / f"{self.prefix}report.json", "macro_f1")

@@ -24,7 +24,7 @@ import torch.distributed as dist
 from ignite.engine import Engine, Events
 
 from monai_ext.engines.distributed import is_distributed, is_main_process, world_size
-from monai_ext.handlers.reports import skipped_items
+from monai_ext.handlers.reports import best_after_resume, is_new_best, skipped_items
 from monai_ext.io.atomic import atomic_write_bytes
 from monai_ext.io.figures import save_png
 from monai_ext.io.images import unique_output_stems
@@ -130,7 +130,8 @@ class SegmentationReportWriter:
         id_key: the batch field naming each image.
 
     The best so far is saved in training checkpoints (``state_dict``): a resumed run does not replace the best
-    epoch's report and overlays by a worse one's.
+    epoch's report and overlays by a worse one's: it restores the higher of the checkpoint's best and the report on
+    disk (:func:`~monai_ext.handlers.reports.best_after_resume`). A non-finite score is never the best.
     """
 
     def __init__(self, output_dir: str | os.PathLike, class_names: Sequence[str], key_metric: str = "val_mean_dice",
@@ -180,7 +181,7 @@ class SegmentationReportWriter:
         ids = gather_ids(self._ids)  # every rank takes part, whatever it then writes
         presence = gather_ids(self._presence)
         score = float(engine.state.metrics[self.key_metric])
-        if self.best_only and self.best is not None and not score > self.best:
+        if self.best_only and not is_new_best(score, self.best):
             return
         self.best = score
         details = {key: engine.state.metric_details[name] for key, name in DETAIL_METRICS.items()
@@ -204,4 +205,4 @@ class SegmentationReportWriter:
         return {"best": self.best}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.best = state.get("best")
+        self.best = best_after_resume(state.get("best"), self.folder / f"{self.prefix}report.json", "score")

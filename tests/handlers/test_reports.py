@@ -12,7 +12,7 @@ import torch
 from monai_ext.data.datasets import SkipCorruptDataset
 from monai_ext.engines.classification import ClassificationEvaluator
 from monai_ext.engines.metrics import ClassificationReport, MacroF1
-from monai_ext.handlers.reports import ClassificationReportWriter
+from monai_ext.handlers.reports import ClassificationReportWriter, is_new_best
 from tests.data.unreadable import BAD, image_folder, load
 
 CLASSES = ["even", "odd"]
@@ -66,3 +66,29 @@ def test_a_resumed_best_only_writer_writes_only_what_beats_the_restored_best(tmp
     writer.load_state_dict(saved.state_dict())
     report = _evaluate(tmp_path, items, writer)
     assert bool(report) == written and writer.best == max(restored_best, 1.0)
+
+
+@pytest.mark.parametrize("on_disk, written", [(1.0, False), (0.8, True), (None, True)])
+def test_a_resumed_writer_keeps_a_better_report_written_after_its_checkpoint(tmp_path, on_disk, written) -> None:
+    """The killed run wrote a better epoch's report (and model.pt) after its last checkpoint, whose best was 0.5; the
+    replayed evaluation (macro-F1 1.0 here) replaces it only when better than that report, as model.pt is kept."""
+    report = tmp_path / "test_report.json"
+    if on_disk is not None:
+        report.write_text(json.dumps({"macro_f1": on_disk, "written": "after the checkpoint"}))
+    items = [item for item in image_folder(tmp_path, good=4) if item["id"] not in BAD]
+    writer = ClassificationReportWriter(tmp_path, CLASSES, prefix="test_", best_only=True)
+    writer.load_state_dict({"best": 0.5})
+    assert writer.best == (on_disk if on_disk is not None else 0.5)
+    _evaluate(tmp_path, items, writer)
+    assert ("written" not in json.loads(report.read_text())) == written
+
+
+@pytest.mark.parametrize("scores, best", [([float("nan"), 0.5], 0.5), ([0.5, float("nan"), 0.4], 0.5),
+                                          ([float("inf"), 0.3], 0.3)])
+def test_a_non_finite_score_is_never_the_best(scores, best) -> None:
+    """A diverged epoch's NaN taken as the best would either never be beaten or let every later epoch through."""
+    kept = None
+    for score in scores:
+        if is_new_best(score, kept):
+            kept = score
+    assert kept == best

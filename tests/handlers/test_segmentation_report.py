@@ -100,6 +100,17 @@ def test_a_resumed_best_only_writer_writes_only_what_beats_the_restored_best(tmp
     assert writer.state_dict() == {"best": pytest.approx(max(restored_best, 1.0))}
 
 
+@pytest.mark.parametrize("on_disk, written", [(1.0, False), (0.8, True)])
+def test_a_resumed_writer_keeps_a_better_report_written_after_its_checkpoint(tmp_path, on_disk, written) -> None:
+    """The killed run wrote a better epoch's report after its last checkpoint (best 0.5): the replayed evaluation
+    (Dice 1.0) replaces it only when better than that report, as model.pt is kept."""
+    (tmp_path / "test_report.json").write_text(json.dumps({"score": on_disk, "written": "after the checkpoint"}))
+    truths = [_disc(32, (16, 16), 8)]
+    _, writer = _evaluate(truths, truths, tmp_path, best_only=True, restored={"best": 0.5})
+    assert ("written" not in json.loads((tmp_path / "test_report.json").read_text())) == written
+    assert writer.best == pytest.approx(1.0 if written else on_disk)
+
+
 def test_report_checks_detail_shapes() -> None:
     with pytest.raises(ValueError, match=r"expected \(2, 1\)"):
         segmentation_report({"dice": torch.zeros(2, 2)}, ["a", "b"], ["background", "lesion"])
