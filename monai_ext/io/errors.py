@@ -117,12 +117,15 @@ def collected_reader_warnings(loggers: Sequence[str] = ("pydicom",)) -> Iterator
     Over a scanner archive, pydicom's notes on odd files ("Invalid value for VR IS", "Expected explicit VR, but
     found implicit VR", excess pixel padding) would be printed among the progress bar's updates, thousands of lines
     that name no file; a batch job keeps them under the file's name instead. pydicom sends most notes both ways, so
-    repeats are dropped (first occurrence kept).
+    repeats are dropped (first occurrence kept). Only notes about data are kept (``UserWarning``, ``RuntimeWarning``
+    and their kinds); others, such as a library's ``DeprecationWarning`` on its first import, are no note about the
+    file and go on to the warning filters as if not caught.
 
     Yields:
         The list the messages are added to; complete when the block ends.
     """
     messages: list[str] = []
+    passed_on: list[warnings.WarningMessage] = []
     handler = _MessageList(messages)
     chosen = [logging.getLogger(name) for name in loggers]
     propagate = [logger.propagate for logger in chosen]
@@ -135,8 +138,14 @@ def collected_reader_warnings(loggers: Sequence[str] = ("pydicom",)) -> Iterator
             try:
                 yield messages
             finally:
-                messages.extend(one_line(str(warning.message)) for warning in caught)
+                for warning in caught:
+                    if issubclass(warning.category, (UserWarning, RuntimeWarning)):
+                        messages.append(one_line(str(warning.message)))
+                    else:
+                        passed_on.append(warning)
                 messages[:] = dict.fromkeys(messages)
+        for warning in passed_on:  # outside catch_warnings: the caller's filters decide
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     finally:
         for logger, before in zip(chosen, propagate):
             logger.removeHandler(handler)

@@ -87,3 +87,18 @@ def test_reader_warnings_are_collected_not_printed(emit, expected, capfd) -> Non
     assert notes == expected
     assert capfd.readouterr().err == ""  # nothing reached the terminal
     assert (logger.propagate, list(logger.handlers)) == before  # the logger is as it was
+
+
+def test_warnings_that_are_no_note_about_the_file_go_on_to_the_filters() -> None:
+    """A library's DeprecationWarning on its first import is not a note about the file being read."""
+    import warnings
+
+    from monai_ext.io.errors import collected_reader_warnings
+
+    with warnings.catch_warnings(record=True) as outside:
+        warnings.simplefilter("always")
+        with collected_reader_warnings() as notes:
+            warnings.warn("old API", DeprecationWarning, stacklevel=1)
+            warnings.warn("Invalid value for VR IS", UserWarning, stacklevel=1)
+    assert notes == ["Invalid value for VR IS"]
+    assert [(str(w.message), w.category) for w in outside] == [("old API", DeprecationWarning)]
