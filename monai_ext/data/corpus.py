@@ -63,6 +63,10 @@ MANIFEST_COLUMNS = ("frame_id", "dataset", "source", "frame", "view", "orig_heig
 #: after its N-th chunk is on disk, so the resume test (tests/data/test_corpus.py) interrupts at a known point
 #: instead of racing the wall clock. Unset (the normal case) it costs one environment lookup per run.
 KILL_AFTER_CHUNKS_ENV = "MONAI_EXT_TEST_KILL_AFTER_CHUNKS"
+#: What a cache's chunks hold, stored in ``plan.json``: a run resumed by another version must not finish a cache
+#: in other rules. 2: hidden folders left out, every page of a multi-page TIFF, 4-D NIfTI as time series, quad
+#: screens split into views, readers' warnings kept per file (1: caches before these, whose plan names no format).
+CACHE_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -214,6 +218,10 @@ def _plan(root: Path, out: Path, options: CorpusOptions) -> list[list[str]]:
     settings = json.loads(json.dumps(asdict(options)))
     if plan_path.exists():
         plan = json.loads(plan_path.read_text())
+        if plan.get("format", 1) != CACHE_FORMAT:
+            raise ValueError(f"{out} was prepared by another version of prepare-corpus (cache format "
+                             f"{plan.get('format', 1)}, this version writes {CACHE_FORMAT}: it lists and reads files "
+                             "by other rules); use a new --out folder")
         if plan["settings"] != settings:
             raise ValueError(f"{out} was prepared with other settings {plan['settings']!r}; use a new --out folder")
         return plan["chunks"]
@@ -222,7 +230,7 @@ def _plan(root: Path, out: Path, options: CorpusOptions) -> list[list[str]]:
         raise ValueError(f"no supported files under {str(root)!r} (expected images, DICOM, volumes or videos in "
                          f"ROOT/<dataset>/... or directly in ROOT)")
     chunks = [sources[i : i + options.files_per_chunk] for i in range(0, len(sources), options.files_per_chunk)]
-    atomic_write_bytes(plan_path, json.dumps({"settings": settings, "chunks": chunks}).encode())
+    atomic_write_bytes(plan_path, json.dumps({"format": CACHE_FORMAT, "settings": settings, "chunks": chunks}).encode())
     return chunks
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +17,7 @@ import numpy as np
 import pytest
 
 from monai_ext.data.corpus import (
+    CACHE_FORMAT,
     KILL_AFTER_CHUNKS_ENV,
     CorpusFrames,
     CorpusOptions,
@@ -94,6 +97,24 @@ def test_excluding_a_dataset_on_rerun_reuses_the_cache(prepared, caplog):
     assert {p.name: p.stat().st_mtime_ns for p in (out / "chunks").iterdir()} == before  # nothing re-decoded
     with pytest.raises(ValueError, match="prepared with other settings"):
         prepare_corpus(base / "root", out, CorpusOptions(size=32, files_per_chunk=4))
+
+
+@pytest.mark.parametrize("written_format", [None, 3])
+def test_a_cache_of_another_format_is_not_finished_by_this_version(prepared, tmp_path, written_format):
+    """A run cut short and resumed after an upgrade would finish the cache in other rules (files listed by the old
+    plan, chunks read by the new code): refused, whatever the settings."""
+    base, _, out, _ = prepared
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["format"] == CACHE_FORMAT
+    if written_format is None:
+        del plan["format"]  # as versions before the format was recorded wrote it
+    else:
+        plan["format"] = written_format
+    shutil.copytree(out, tmp_path / "old")
+    (tmp_path / "old" / "plan.json").write_text(json.dumps(plan))
+    with pytest.raises(ValueError, match=rf"prepared by another version of prepare-corpus \(cache format "
+                                         rf"{written_format or 1}, this version writes {CACHE_FORMAT}"):
+        prepare_corpus(base / "root", tmp_path / "old", OPTIONS)
 
 
 def test_no_patient_identifier_reaches_any_output(prepared, caplog, capsys):
