@@ -31,6 +31,9 @@ MIN_MODEL_IOU = 0.9
 MIN_VIEW_AREA = 0.4
 #: ... and share at least this fraction of the shorter one's rows with it.
 MIN_VIEW_ROW_OVERLAP = 0.5
+#: Views stacked in a column of a grid are no wider than this many times their height: a spectral Doppler strip
+#: under a duplex B-mode view is (a band some 3-4 times as wide as tall), the views of a quad screen are not.
+MAX_STACKED_VIEW_ASPECT = 2.0
 
 
 @dataclass
@@ -362,8 +365,10 @@ def detect_view_boxes(gray: np.ndarray, threshold: int = 0,
 
     Columns are :func:`detect_views`; when there are several, views stacked inside each column are found by the same
     rule on the column's solid regions turned on their side (one connected-components pass over the regions found
-    already, no new morphology). A single column is never split: on a duplex screen the spectral Doppler strip
-    under the B-mode image is not tissue and must stay outside the field of view.
+    already, no new morphology). A single column is never split, and a column whose stacked regions include a band
+    wider than :data:`MAX_STACKED_VIEW_ASPECT` times its height stays whole: on a duplex screen (one view, or two
+    side by side) the spectral Doppler strip under each B-mode image is not tissue and must stay outside the field
+    of view, which :func:`detect_fov` of the whole column keeps it.
 
     Args:
         gray: (H, W) uint8 screen.
@@ -378,8 +383,20 @@ def detect_view_boxes(gray: np.ndarray, threshold: int = 0,
     for x0, _, x1, _ in columns:
         on_side = np.ascontiguousarray((labels[:, x0:x1] > 0).T).astype(np.uint8)
         _, side_labels, side_stats, _ = cv2.connectedComponentsWithStats(on_side, connectivity=8)
-        boxes += [(x0, y0, x1, y1) for y0, _, y1, _ in detect_views(on_side, threshold, (side_labels, side_stats))]
+        stacked = [(x0, y0, x1, y1) for y0, _, y1, _ in detect_views(on_side, threshold, (side_labels, side_stats))]
+        boxes += stacked if all(_content_aspect(labels, box) <= MAX_STACKED_VIEW_ASPECT for box in stacked) else \
+            [(x0, 0, x1, gray.shape[0])]
     return boxes
+
+
+def _content_aspect(labels: np.ndarray, box: tuple[int, int, int, int]) -> float:
+    """Width over height of the solid regions inside ``box`` (x0, y0, x1, y1) of a labels map."""
+    x0, y0, x1, y1 = box
+    solid = labels[y0:y1, x0:x1] > 0
+    rows, cols = np.flatnonzero(solid.any(1)), np.flatnonzero(solid.any(0))
+    if rows.size == 0:
+        return 0.0
+    return (cols[-1] - cols[0] + 1) / (rows[-1] - rows[0] + 1)
 
 
 def detect_screen_fov(image: Any, threshold: int = 0) -> FieldOfView:

@@ -300,3 +300,23 @@ def test_duplex_screen_spectral_strip_below_the_image_stays_outside():
     assert not alone.mask[160:].any()
     np.testing.assert_array_equal(detect_screen_fov(screen).mask, alone.mask)
     assert (deannotate(np.moveaxis(screen, -1, 0)).image[160:] == 0).all()
+
+
+def test_dual_view_duplex_screen_keeps_each_spectral_strip_outside():
+    """Two duplex views side by side (each B-mode over its spectral Doppler strip): the columns are views, the strips
+    under them are not (before, each column was split into two stacked 'views' and the strips kept as tissue);
+    a quad screen's stacked views are still split (test_multi_view_screens_keep_every_view)."""
+    from monai_ext.transforms.fov import detect_screen_fov, detect_view_boxes, solid_components, to_gray_uint8
+
+    cells = []
+    for k in range(2):
+        frame = simulate_frame(np.random.default_rng([7, k]), SimulatorConfig(size=160, screen_capture=True))
+        strip = np.zeros((70, 160, 3), np.uint8)
+        strip[10:60, 5:155] = np.random.default_rng(k).integers(30, 200, (50, 150, 1), np.uint8)
+        cells.append(np.pad(np.vstack([frame.screen, strip]), ((0, 0), (8, 8), (0, 0))))
+    screen = np.hstack(cells)
+    gray = to_gray_uint8(screen)
+    boxes = detect_view_boxes(gray, 10, solid_components(gray, 10))
+    assert len(boxes) == 2 and all(y0 == 0 and y1 == screen.shape[0] for _, y0, _, y1 in boxes)
+    fov = detect_screen_fov(screen, 10)
+    assert fov.mask[:160].any() and not fov.mask[160:].any()
