@@ -63,4 +63,8 @@ def _open_capture(path: str | os.PathLike) -> tuple[cv2.VideoCapture, BinaryIO |
         raise UnreadableImageError(f"{path}: the file name is not UTF-8, which OpenCV {cv2.__version__} cannot open "
                                    "(4.11 or later can); rename the file")
     stream = open(name, "rb")  # noqa: SIM115 - closed by the caller once the capture is released
-    return cv2.VideoCapture(stream, cv2.CAP_FFMPEG, []), stream  # a stream needs a named backend
+    try:
+        return cv2.VideoCapture(stream, cv2.CAP_FFMPEG, []), stream  # a stream needs a named backend
+    except BaseException:
+        stream.close()  # the caller never receives it
+        raise

@@ -184,7 +184,8 @@ def deannotate(image: Any, fov: FieldOfView | None = None, margin: int = 2, chro
     """Remove burned-in annotations from a screen capture.
 
     Args:
-        image: (H, W), (H, W, 3) or (C, H, W) screen capture, uint8 or float in [0, 1].
+        image: (H, W), (H, W, 3) or (C, H, W) screen capture: 8-bit, 16-bit (uint16, or int32 as PIL holds it),
+            or float in [0, 1] or [0, 255]; the result is in the input's range.
         fov: a field of view found already (for example from DICOM regions); detected when None, in every view of
             a dual- or quad-view screen (:func:`detect_screen_fov`).
         margin: the field of view is grown by this many pixels before blanking, so tissue at its edge is never lost.

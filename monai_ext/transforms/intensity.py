@@ -28,8 +28,9 @@ class ToGrayscale(Transform):
     """Channel-first image with 1 (gray), 2 (gray + alpha), 3 (RGB) or 4 (RGBA) channels -> (1, H, W) luma.
 
     Alpha is dropped (ultrasound exports carry no meaningful transparency). Works on numpy arrays and tensors,
-    returning the same type; integer images stay in their type (luma rounded, as OpenCV's), so a scaling by type
-    after this treats RGB and gray files alike; float images come back as float32.
+    returning the same type; integer images stay in their type (luma rounded to the nearest level; OpenCV's
+    fixed-point ``cvtColor`` may differ by one level), so a scaling by type after this treats RGB and gray files
+    alike; float images come back as float32.
     """
 
     backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
