@@ -17,6 +17,11 @@ from monai_ext.io.display import LUMA
 INT32_IMAGE_PEAK = 65535.0
 
 
+def is_float_dtype(dtype: np.dtype | torch.dtype) -> bool:
+    """Whether an image type (numpy or torch) is floating point: values in [0, 1], not scaled by a full scale."""
+    return dtype.is_floating_point if isinstance(dtype, torch.dtype) else bool(np.issubdtype(dtype, np.floating))
+
+
 def integer_peak(dtype: np.dtype | torch.dtype) -> float:
     """Full-scale value of an integer image type (numpy or torch): the type's maximum, except int32, which holds
     16-bit images (see ``INT32_IMAGE_PEAK``)."""

@@ -11,7 +11,7 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends, convert_to_dst_type, convert_to_tensor
 
-from monai_ext.transforms.intensity import integer_peak
+from monai_ext.transforms.intensity import integer_peak, is_float_dtype
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -67,7 +67,7 @@ class NormalizeUltrasound(Transform):
 
     def __call__(self, img: Any) -> Any:
         t = convert_to_tensor(img, track_meta=False, dtype=torch.float32)
-        is_float = img.dtype.is_floating_point if isinstance(img, torch.Tensor) else np.issubdtype(img.dtype, np.floating)
+        is_float = is_float_dtype(img.dtype)
         if not is_float:  # statistics are of [0, 1] images: integer frames are scaled there by their type first
             t = t / integer_peak(img.dtype)
         out = normalize_batch(t[None], self.mode, self.channels, self.mean, self.std)[0]

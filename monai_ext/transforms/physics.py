@@ -23,7 +23,7 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, RandomizableTransform
 from monai.utils import TransformBackends, convert_to_dst_type, convert_to_tensor
 
-from monai_ext.transforms.intensity import integer_peak
+from monai_ext.transforms.intensity import integer_peak, is_float_dtype
 
 #: Dynamic range assumed for images whose compression is unknown (typical scanner presets span 40-80 dB).
 NOMINAL_DYNAMIC_RANGE_DB = 60.0
@@ -153,7 +153,7 @@ class _RandUltrasound(RandomizableTransform):
             return img
         t = convert_to_tensor(img, track_meta=False, dtype=torch.float32)
         # the physics works on [0, 1]: integer frames are scaled there and back, not clamped to it
-        is_float = img.dtype.is_floating_point if isinstance(img, torch.Tensor) else np.issubdtype(img.dtype, np.floating)
+        is_float = is_float_dtype(img.dtype)
         peak = 1.0 if is_float else integer_peak(img.dtype)
         out = self._apply(t[None] / peak)[0] * peak
         return convert_to_dst_type(out if is_float else out.round(), img, dtype=img.dtype)[0]
