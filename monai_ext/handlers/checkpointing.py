@@ -294,6 +294,11 @@ class TrainingCheckpointer:
                 more = f" (+{len(lines) - 2} more lines)" if len(lines) > 2 else ""
                 raise CheckpointError(f"cannot resume from {str(path)!r}: its {name!r} entry does not fit this run: "
                                       f"{detail}{more}") from None
+        for obj in self.save_dict.values():
+            # A scheduler that can seek sets the optimiser groups' lr to its schedule's; restored before the
+            # optimiser (save_dict order), the optimiser's saved lr would otherwise stand for the first resumed step.
+            if isinstance(obj, LRScheduler) and hasattr(obj, "seek"):
+                obj.seek(obj.last_epoch)
 
     def _keep_epoch_length(self, engine: Engine, epoch_length: int | None, path: Path) -> None:
         """Resume at the saved epoch with this run's iterations per epoch, where the two differ.

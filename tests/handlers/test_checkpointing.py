@@ -170,9 +170,10 @@ def test_a_new_run_is_what_resume_continues_despite_later_checkpoints_of_another
     assert resumed_model.weight.item() == pytest.approx(6.0)  # this run's 4 steps, then 2 more
 
 
-def scheduled_run(folder, epochs: int, lr: float, resume: bool) -> dict[int, float]:
+def scheduled_run(folder, epochs: int, lr: float, resume: bool, scheduler_first: bool = False) -> dict[int, float]:
     """A run of ``epochs`` epochs of 3 iterations on a warmup-cosine schedule over all its steps, as the bundles
-    build it (optimizer, then its scheduler, stepped every iteration); returns iteration -> lr used there."""
+    build it (optimizer, then its scheduler, stepped every iteration; ``scheduler_first`` lists the scheduler
+    before the optimiser in the checkpoint); returns iteration -> lr used there."""
     model = torch.nn.Linear(1, 1, bias=False)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
     scheduler = WarmupCosineLR(optimizer, total_steps=epochs * 3, warmup_steps=2, min_lr=0.0)
@@ -180,19 +181,23 @@ def scheduled_run(folder, epochs: int, lr: float, resume: bool) -> dict[int, flo
     used: dict[int, float] = {}
     engine.add_event_handler(Events.ITERATION_STARTED,
                              lambda e: used.__setitem__(e.state.iteration, optimizer.param_groups[0]["lr"]))
-    TrainingCheckpointer(folder, {"network": model, "optimizer": optimizer, "lr_scheduler": scheduler,
-                                  "trainer": engine}, resume=resume).attach(engine)
+    entries = {"lr_scheduler": scheduler, "optimizer": optimizer} if scheduler_first else \
+        {"optimizer": optimizer, "lr_scheduler": scheduler}
+    TrainingCheckpointer(folder, {"network": model, **entries, "trainer": engine}, resume=resume).attach(engine)
     engine.run([0, 1, 2], max_epochs=epochs)
     return used
 
 
+@pytest.mark.parametrize("scheduler_first", [False, True])  # True: restored before the optimiser's saved lr
 @pytest.mark.parametrize("resumed_lr", [1.0, 2.0])  # 2.0: the lr scaled for twice the processes
-def test_a_finished_run_resumed_with_more_epochs_follows_the_longer_schedule(tmp_path, resumed_lr) -> None:
+def test_a_finished_run_resumed_with_more_epochs_follows_the_longer_schedule(tmp_path, resumed_lr,
+                                                                             scheduler_first) -> None:
     """The optimiser and the schedule's position come from the checkpoint; the schedule's length and peak lr from
-    the resumed run's settings, so the added epochs are not all at min_lr (MAE's lr_sched behaves so)."""
-    finished = scheduled_run(tmp_path, epochs=2, lr=1.0, resume=False)
+    the resumed run's settings, so the added epochs are not all at min_lr (MAE's lr_sched behaves so), whatever
+    order the checkpoint's entries are restored in."""
+    finished = scheduled_run(tmp_path, epochs=2, lr=1.0, resume=False, scheduler_first=scheduler_first)
     assert finished[6] < 0.2  # the 2-epoch schedule was near its end
-    extended = scheduled_run(tmp_path, epochs=4, lr=resumed_lr, resume=True)
+    extended = scheduled_run(tmp_path, epochs=4, lr=resumed_lr, resume=True, scheduler_first=scheduler_first)
     reference = scheduled_run(tmp_path / "reference", epochs=4, lr=resumed_lr, resume=False)
     assert sorted(extended) == list(range(7, 13))
     assert extended == pytest.approx({i: reference[i] for i in extended}, rel=1e-12)
