@@ -37,3 +37,23 @@ def test_two_processes_match_one_process_on_the_global_batch(tmp_path, accumulat
         torch.testing.assert_close(ddp["final"][key], value, atol=1e-6, rtol=0)
     moved = [k for k in single["final"] if not torch.equal(single["final"][k], single["initial"][k])]
     assert len(moved) >= len(single["final"]) - 2  # every trainable tensor took the step (not the pos embeddings)
+
+
+
+def test_destroy_process_group_releases_the_reducer_of_a_kept_ddp_wrapper(tmp_path) -> None:
+    """The DDP wrapper lives on after the group is destroyed (a bundle's config keeps it to interpreter exit): its
+    reducer (which holds the gloo group in C++) and its group are dropped then, not at exit; other networks passed
+    along are left as they are."""
+    import torch.distributed as dist
+
+    from monai_ext.engines.distributed import destroy_process_group, is_distributed
+
+    dist.init_process_group("gloo", store=dist.FileStore(str(tmp_path / "store"), 1), rank=0, world_size=1)
+    wrapper = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(3, 2))
+    wrapper(torch.randn(4, 3)).sum().backward()  # one step, so the reducer has run
+    plain = torch.nn.Linear(2, 2)
+    assert hasattr(wrapper, "reducer") and wrapper.process_group is not None
+    destroy_process_group(wrapper, plain)
+    assert not is_distributed()
+    assert not hasattr(wrapper, "reducer") and not hasattr(wrapper, "logger") and wrapper.process_group is None
+    assert plain.weight.shape == (2, 2) and plain.weight.requires_grad
