@@ -72,8 +72,8 @@ def destroy_process_group(*networks: torch.nn.Module) -> None:
             the group (``process_group``, and in C++ its reducer), and a bundle's config keeps the wrapper alive
             until the interpreter exits, so without this its reducer and its share of the gloo group were freed
             during interpreter finalisation, where gloo's C++ side can end in the same abort (a 3-rank CPU loop
-            that keeps the wrapper in a global: 15 aborts in 100 runs before, none in 100 after). The wrappers cannot train
-            afterwards.
+            that keeps the wrapper in a global: 15 aborts in 100 runs before, none in 100 after). The wrappers
+            cannot train afterwards.
     """
     if is_distributed():
         dist.barrier()
