@@ -24,8 +24,8 @@ from monai_ext.io.images import check_file
 MASK_ENCODINGS = ("binary", "index")
 
 
-def read_mask_pixels(path: str | os.PathLike) -> np.ndarray:
-    """The stored values of a mask file, (H, W) or (H, W, C).
+def read_mask_file(path: str | os.PathLike) -> tuple[np.ndarray, bool]:
+    """The stored values of a mask file, (H, W) or (H, W, C), and whether it is a JPEG (by content, any suffix).
 
     Read with PIL directly rather than through the image reader: a mask needs its stored values (palette indices
     included), not the display conversion that images get.
@@ -33,7 +33,7 @@ def read_mask_pixels(path: str | os.PathLike) -> np.ndarray:
     check_file(Path(path))  # a missing or empty mask is named as such, not as PIL's "cannot identify image file"
     try:
         with Image.open(path) as img:
-            return np.asarray(img)
+            return np.asarray(img), img.format in ("JPEG", "MPO")
     except Exception as e:  # decoders raise many types; all mean the same thing to the caller
         raise UnreadableImageError(f"{path}: cannot decode mask ({type(e).__name__}: {e})") from e
 
@@ -55,7 +55,7 @@ def _single_channel(pixels: np.ndarray, source: str) -> np.ndarray:
     return pixels
 
 
-def _binary_foreground(pixels: np.ndarray, path: str | os.PathLike) -> np.ndarray:
+def _binary_foreground(pixels: np.ndarray, jpeg: bool) -> np.ndarray:
     """(H, W) bool: the set pixels of a binary mask.
 
     Lossless masks: any non-zero pixel (0/1 and 0/255 alike). A JPEG mask rings: its 0/255 edges decode to values
@@ -63,15 +63,9 @@ def _binary_foreground(pixels: np.ndarray, path: str | os.PathLike) -> np.ndarra
     255, 1 of a 0/1 mask).
     """
     peak = int(pixels.max(initial=0))
-    if peak > 1 and _is_jpeg(path):
+    if peak > 1 and jpeg:
         return pixels >= peak / 2
     return pixels > 0
-
-
-def _is_jpeg(path: str | os.PathLike) -> bool:
-    """Whether the file is a JPEG, by its content (a lazy open reads the header only), whatever its suffix."""
-    with Image.open(path) as img:
-        return img.format in ("JPEG", "MPO")
 
 
 class LoadMask(Transform):
@@ -101,9 +95,10 @@ class LoadMask(Transform):
 
     def read_one(self, path: str | os.PathLike) -> np.ndarray:
         """One mask file as (H, W) uint8 class indices."""
-        pixels = _single_channel(read_mask_pixels(path), str(path))
+        stored, jpeg = read_mask_file(path)  # one open: the JPEG rule needs the format, read with the pixels
+        pixels = _single_channel(stored, str(path))
         if self.encoding == "binary":
-            return _binary_foreground(pixels, path).astype(np.uint8) * np.uint8(self.foreground)
+            return _binary_foreground(pixels, jpeg).astype(np.uint8) * np.uint8(self.foreground)
         # without num_classes, still refuse what uint8 cannot hold (a 16-bit mask's 256 would wrap to class 0)
         limit = self.num_classes if self.num_classes is not None else 256
         if int(pixels.max(initial=0)) >= limit:
