@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -23,3 +24,26 @@ def temp_files_inside_basetemp(tmp_path_factory: pytest.TempPathFactory) -> Iter
     patch.setattr(tempfile, "tempdir", str(folder))
     yield folder
     patch.undo()
+
+
+@pytest.fixture(scope="module")
+def module_tmp(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[[str], Path]]:
+    """``tmp_path_factory.mktemp`` for module-scoped fixtures, whose folders go when the module's tests are done.
+
+    pytest removes a passing test's ``tmp_path`` (``tmp_path_retention_policy = "failed"``) but keeps every
+    ``mktemp`` folder until the run ends: the trained bundles, caches and servers of all modules together came to
+    7 GB per full run, enough to fill a CI disk. Folders stay when a test of the module failed, for inspection.
+    """
+    made: list[Path] = []
+    failures_before = request.session.testsfailed
+
+    def mktemp(name: str) -> Path:
+        made.append(tmp_path_factory.mktemp(name))
+        return made[-1]
+
+    yield mktemp
+    if request.session.testsfailed == failures_before:
+        for folder in made:
+            shutil.rmtree(folder, ignore_errors=True)

@@ -120,9 +120,9 @@ TINY = "mae_vit_tiny_patch16_dec128d2b"
 
 
 @pytest.fixture(scope="module")
-def tiny_files(tmp_path_factory) -> dict[str, Path]:
+def tiny_files(module_tmp) -> dict[str, Path]:
     """A ViT-Tiny 64-px checkpoint of each kind, as the bundles write them."""
-    root = tmp_path_factory.mktemp("kinds")
+    root = module_tmp("kinds")
     files = {kind: root / f"{kind}.pt" for kind in ("mae", "classifier", "segmenter")}
     save_model_checkpoint(files["mae"], build_mae(TINY, img_size=64), "mae", {"arch": TINY, "image_size": 64})
     save_model_checkpoint(files["classifier"], build_classifier(TINY, 3, img_size=64), "classifier",

@@ -24,9 +24,9 @@ NOT_SOURCE = shutil.ignore_patterns("__pycache__", "*.pyc", "models", "eval", "c
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory) -> dict[str, Path]:
+def installed(module_tmp) -> dict[str, Path]:
     """``site``: the install target; ``work``: an empty working folder outside the checkout; ``env``-ready paths."""
-    root = tmp_path_factory.mktemp("installed")
+    root = module_tmp("installed")
     source = root / "source"
     source.mkdir()
     for entry in SOURCE_ENTRIES:

@@ -22,25 +22,25 @@ TINY = {"arch": "mae_vit_tiny_patch16_dec128d2b", "image_size": 32, "in_channels
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("cache")
+def cache(module_tmp) -> Path:
+    return module_tmp("cache")
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
+def checkpoint(module_tmp) -> Path:
     """A tiny MAE (32 px, one channel) standing in for a pretraining run's model."""
     import torch
 
     from monai_ext.networks.mae import build_mae
 
     torch.manual_seed(7)
-    path = tmp_path_factory.mktemp("mae") / "mae.pth"
+    path = module_tmp("mae") / "mae.pth"
     torch.save(build_mae("mae_vit_tiny_patch16_dec128d2b", img_size=32, in_chans=1).state_dict(), path)
     return path
 
 
 @pytest.fixture(scope="module")
-def curve(tmp_path_factory, cache, checkpoint) -> tuple[dict, dict]:
+def curve(module_tmp, cache, checkpoint) -> tuple[dict, dict]:
     """One real curve: 2 budgets x 2 starts x 2 repeats of 1-epoch fine-tuning; the panels the figure was drawn from."""
     drawn: dict = {}
     real_plot = le.plot_errorbar_panels
@@ -52,7 +52,7 @@ def curve(tmp_path_factory, cache, checkpoint) -> tuple[dict, dict]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(le, "plot_errorbar_panels", keep)
         protocol = curve_protocol("subtle", None, cache, COUNTS, per_class=6)
-        out = tmp_path_factory.mktemp("curve")
+        out = module_tmp("curve")
         record = label_efficiency(protocol, out, checkpoint, COUNTS, repeats=2,
                                   overrides={**TINY, "cache_dir": str(cache)})
     return record, drawn

@@ -129,9 +129,9 @@ def test_inference_with_a_missing_ckpt_path_is_an_error_not_random_weights(bundl
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> dict[str, Path]:
+def trained(module_tmp) -> dict[str, Path]:
     """ViT-Tiny 64-px bundle checkpoints (not the bundles' ViT-B 224 default), and a file without any record."""
-    root = tmp_path_factory.mktemp("flags_models")
+    root = module_tmp("flags_models")
     files = {"classifier": root / "classifier.pt", "segmenter": root / "segmenter.pt", "bare": root / "bare.pth"}
     save_model_checkpoint(files["classifier"], build_classifier(TINY, 2, img_size=64, global_pool="cls"),
                           "classifier", {"arch": TINY, "image_size": 64, "class_names": ["benign", "malignant"]})

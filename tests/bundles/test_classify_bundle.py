@@ -23,21 +23,21 @@ INFERENCE = "bundles/usf_mae_classify/configs/inference.yaml"
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("classify_cache")
+def cache(module_tmp):
+    return module_tmp("classify_cache")
 
 
 @pytest.fixture(scope="module")
-def released_layout_file(tmp_path_factory):
+def released_layout_file(module_tmp):
     """A tiny MAE saved as a plain state dict: the released USF-MAE file's layout."""
-    path = tmp_path_factory.mktemp("weights") / "usf_mae_tiny.pth"
+    path = module_tmp("weights") / "usf_mae_tiny.pth"
     torch.save(build_mae("mae_vit_tiny_patch16_dec128d2b", img_size=64).state_dict(), path)
     return path
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, cache, released_layout_file):
-    out = tmp_path_factory.mktemp("classify")
+def trained(module_tmp, cache, released_layout_file):
+    out = module_tmp("classify")
     # mixup + cutmix on, so the bundle's soft-target path runs end to end
     result = run_bundle([TRAIN], tiny_classify_overrides(out, cache, init_checkpoint=str(released_layout_file),
                                                          mixup_alpha=0.8, cutmix_alpha=1.0))

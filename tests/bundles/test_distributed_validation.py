@@ -36,9 +36,9 @@ def launch(out: Path, cache: Path, processes: int) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def single_process(tmp_path_factory) -> tuple[dict, Path]:
-    cache = tmp_path_factory.mktemp("cache")  # written here once (synthetic images), then only read by the ranks
-    return launch(tmp_path_factory.mktemp("single") / "metrics.json", cache, 1)[0], cache
+def single_process(module_tmp) -> tuple[dict, Path]:
+    cache = module_tmp("cache")  # written here once (synthetic images), then only read by the ranks
+    return launch(module_tmp("single") / "metrics.json", cache, 1)[0], cache
 
 
 @pytest.mark.parametrize("processes", [2, 3])

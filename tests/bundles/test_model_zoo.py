@@ -54,9 +54,9 @@ def randomised(model: torch.nn.Module) -> torch.nn.Module:
 
 
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory) -> dict[str, Path]:
+def checkpoints(module_tmp) -> dict[str, Path]:
     """A tiny 64-px checkpoint of each bundle, written as the bundles write them (weights + architecture record)."""
-    root = tmp_path_factory.mktemp("zoo_models")
+    root = module_tmp("zoo_models")
     (root / "usf_mae_pretrain").mkdir()
     (root / "usf_mae_classify").mkdir()
     mae = randomised(build_mae(TINY, img_size=64))

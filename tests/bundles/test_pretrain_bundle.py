@@ -18,14 +18,14 @@ TRAIN = "bundles/usf_mae_pretrain/configs/train.yaml"
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("synthetic_cache")
+def cache(module_tmp):
+    return module_tmp("synthetic_cache")
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, cache):
+def trained(module_tmp, cache):
     """One short training run from the repository root, shared by the tests that inspect its outputs."""
-    out = tmp_path_factory.mktemp("pretrain")
+    out = module_tmp("pretrain")
     result = run_bundle([TRAIN], {**tiny_pretrain_overrides(out, cache), "train#trainer#max_epochs": 2})
     return out, result
 

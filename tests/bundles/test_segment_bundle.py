@@ -27,14 +27,14 @@ META = str(SEGMENT / "configs" / "metadata.json")
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("segment_cache")
+def cache(module_tmp):
+    return module_tmp("segment_cache")
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, cache):
+def trained(module_tmp, cache):
     """Two epochs from a tiny MAE saved as a plain state dict (the released USF-MAE file's layout)."""
-    out = tmp_path_factory.mktemp("segment")
+    out = module_tmp("segment")
     released = out / "usf_mae_tiny.pth"
     torch.save(build_mae("mae_vit_tiny_patch16_dec128d2b", img_size=64).state_dict(), released)
     result = run_bundle([TRAIN], tiny_segment_overrides(out, cache, init_checkpoint=str(released)))

@@ -39,8 +39,8 @@ def manifest(out: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    base = tmp_path_factory.mktemp("corpus")
+def prepared(module_tmp):
+    base = module_tmp("corpus")
     info = build(base / "root")
     out = base / "cache"
     report = prepare_corpus(base / "root", out, OPTIONS, workers=2, evaluation_folders=[info["evaluation"]])

@@ -46,8 +46,8 @@ def shipped(name: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    base = tmp_path_factory.mktemp("third_party")
+def prepared(module_tmp):
+    base = module_tmp("third_party")
     folder = base / "root" / "pydicom"
     folder.mkdir(parents=True)
     for name in [*GOOD, *BAD]:

@@ -54,8 +54,8 @@ def recoloured(frame) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def doppler_corpus(tmp_path_factory):
-    base = tmp_path_factory.mktemp("screens")
+def doppler_corpus(module_tmp):
+    base = module_tmp("screens")
     frames = [doppler_frame(i) for i in range(SCREENS)]
     for i, frame in enumerate(frames):
         write_rgb(base / "root" / "doppler" / f"screen_{i}.png", on_screen(frame.screen))

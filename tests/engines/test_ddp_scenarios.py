@@ -59,8 +59,8 @@ def optimizer_tensors(state: dict) -> dict[str, torch.Tensor]:
 
 
 @pytest.fixture(scope="module")
-def scenarios(tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProcess]:
-    uninterrupted, killed = tmp_path_factory.mktemp("uninterrupted"), tmp_path_factory.mktemp("killed")
+def scenarios(module_tmp) -> tuple[Path, Path, subprocess.CompletedProcess]:
+    uninterrupted, killed = module_tmp("uninterrupted"), module_tmp("killed")
     a = launch(uninterrupted, "train", "nan_once", "nan_limit", "unreadable")
     assert a.returncode == 0, a.stderr[-5000:]
     b = launch(killed, "train", kill_at=KILL_AT)

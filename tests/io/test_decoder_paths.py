@@ -130,12 +130,12 @@ def bundle_preprocessing() -> Compose:
 
 
 @pytest.fixture(scope="module")
-def label_classifier(tmp_path_factory):
+def label_classifier(module_tmp):
     """The MONAI Label model (``load_bundle_classifier``) over an untrained tiny checkpoint: only its
     preprocessing matters here."""
     torch.manual_seed(0)
     network = build_classifier(ARCH, num_classes=2, img_size=SIZE)
-    checkpoint = tmp_path_factory.mktemp("label_model") / "model.pt"
+    checkpoint = module_tmp("label_model") / "model.pt"
     save_model_checkpoint(checkpoint, network, "classifier",
                           {"arch": ARCH, "class_names": ["benign", "malignant"], "image_size": SIZE})
     return load_bundle_classifier(CLASSIFY, checkpoint, device="cpu")

@@ -24,9 +24,9 @@ def run_script(name: str, cwd: Path = REPO, **env: str) -> subprocess.CompletedP
 
 
 @pytest.fixture(scope="module")
-def start(tmp_path_factory) -> Path:
+def start(module_tmp) -> Path:
     """A start published by the script in its SMOKE mode (a few CPU steps)."""
-    root = tmp_path_factory.mktemp("start")
+    root = module_tmp("start")
     result = run_script("make_start_checkpoint.sh", SMOKE="1", DEST=str(root / "dest"), WORK=str(root / "work"))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return root / "dest"

@@ -76,13 +76,13 @@ def label_server(work: Path, conf: dict[str, str], **env: str) -> Iterator[tuple
 
 
 @pytest.fixture(scope="module")
-def server(classifier_run, tmp_path_factory):
+def server(classifier_run, module_tmp):
     """(base URL, sample files, log path) of a running server; stopped after the module."""
     conf = {"checkpoint": str(classifier_run / "models" / "model.pt"), "device": "cpu",
             # repeats a setting the checkpoint also fixes: the conf must win without a clash in the train task
             "overrides": json.dumps({"image_size": 64})}
     # infer tasks in MONAI Label's thread pool, as a busy site runs it
-    with label_server(tmp_path_factory.mktemp("label_server"), conf, MONAI_LABEL_INFER_CONCURRENCY="8") as running:
+    with label_server(module_tmp("label_server"), conf, MONAI_LABEL_INFER_CONCURRENCY="8") as running:
         yield running
 
 

@@ -19,11 +19,11 @@ MODEL = "usf_mae_segmenter"
 
 
 @pytest.fixture(scope="module")
-def seg_server(classifier_run, segmenter_run, tmp_path_factory):  # noqa: F811
+def seg_server(classifier_run, segmenter_run, module_tmp):  # noqa: F811
     conf = {"checkpoint": str(classifier_run / "models" / "model.pt"), "device": "cpu",
             "overrides": json.dumps({"image_size": 64}),
             "segmentation_checkpoint": str(segmenter_run / "models" / "model.pt")}
-    with label_server(tmp_path_factory.mktemp("seg_label_server"), conf) as running:
+    with label_server(module_tmp("seg_label_server"), conf) as running:
         yield running
 
 
