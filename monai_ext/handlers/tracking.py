@@ -3,8 +3,10 @@
 ``python -m monai.bundle run ... --tracking bundles/<bundle>/configs/mlflow_tracking.yaml`` patches the bundle with
 :class:`ProjectMLFlowHandler` on the trainer and the validator. Beyond MONAI's handler it:
 
-* always starts a fresh run for a training process (MONAI's handler would append to any unfinished run of the
-  experiment, such as one left by a crash) and shares it with the validator through a :class:`RunHolder`;
+* starts a fresh run for a training process (MONAI's handler would append to any unfinished run of the
+  experiment, such as one left by a crash) and shares it with the validator through a :class:`RunHolder`; a run
+  resumed from its checkpoints (``--resume true``) continues the MLflow run recorded beside them, so its curves go
+  on from the saved step;
 * ends a crashed run as FAILED;
 * checks a remote tracking server before training starts, with a clear error;
 * logs the flattened resolved config, a hash of the data lists, git commit and bundle version tags, the pictures and
@@ -30,6 +32,7 @@ from monai.handlers import MLFlowHandler
 from torch import nn
 
 from monai_ext.engines.distributed import is_main_process
+from monai_ext.io.atomic import atomic_write_text
 from monai_ext.io.settings import is_unset
 
 logger = logging.getLogger(__name__)
@@ -47,11 +50,41 @@ class RunHolder:
 
     Args:
         parent_run_id: make the run a nested child of this run (cross-validation folds), or MLFLOW_PARENT_RUN_ID.
+        record_file: JSON file (in the checkpoint folder) naming the run that wrote the checkpoints there.
+        resume: this process resumes from those checkpoints, so it continues the recorded run (when the tracking
+            store and experiment still hold it) instead of starting a new one.
     """
 
-    def __init__(self, parent_run_id: str | None = None) -> None:
+    def __init__(self, parent_run_id: str | None = None, record_file: str | None = None, resume: bool = False) -> None:
         self.run_id: str | None = None
         self.parent_run_id = parent_run_id or os.environ.get("MLFLOW_PARENT_RUN_ID") or None
+        self.record_file = Path(record_file) if record_file else None
+        self.resume = bool(resume)
+
+    def recorded_run(self, client: Any, experiment_id: str) -> str | None:
+        """The id of the run recorded in ``record_file`` when this process resumes it, else None.
+
+        A record from another tracking store or experiment, or of a deleted run, is not continued: the resumed
+        training then starts a new MLflow run, as it did before runs were recorded.
+        """
+        if not (self.resume and self.record_file and self.record_file.is_file()):
+            return None
+        from mlflow.exceptions import MlflowException
+
+        try:
+            run_id = str(json.loads(self.record_file.read_text(encoding="utf-8"))["run_id"])
+            run = client.get_run(run_id)
+        except (OSError, ValueError, KeyError, TypeError, MlflowException) as e:  # unreadable, or not in this store
+            logger.info("MLflow: not continuing the run recorded in %s (%s); starting a new run", self.record_file, e)
+            return None
+        if run.info.experiment_id != experiment_id or run.info.lifecycle_stage != "active":
+            return None
+        return run_id
+
+    def record(self, run_id: str) -> None:
+        """Write ``record_file`` for a later resume (rank 0 only: the handlers are disabled on other ranks)."""
+        if self.record_file is not None:
+            atomic_write_text(self.record_file, json.dumps({"run_id": run_id}) + "\n")
 
 
 def check_tracking_server(tracking_uri: str | None, timeout: float = 5.0) -> None:
@@ -160,6 +193,8 @@ class ProjectMLFlowHandler(MLFlowHandler):
         resumed: the run continues an earlier one in the same folders (``--resume true``), so the files that were
             there before it started are its own earlier outputs and are logged too.
         registered_model_name: also register the logged model under this name.
+        record_run: write the run's id to the run holder's ``record_file`` (the trainer's handler: the checkpoints
+            beside it are this run's; an evaluation, which has no trainer, leaves the record of the training run).
         **kwargs: ``MLFlowHandler`` arguments (tracking_uri, experiment_name, run_name, ...).
     """
 
@@ -175,6 +210,7 @@ class ProjectMLFlowHandler(MLFlowHandler):
         artifact_paths: Sequence[str] | None = None,
         resumed: bool = False,
         registered_model_name: str | None = None,
+        record_run: bool = False,
         **kwargs: Any,
     ) -> None:
         check_tracking_server(kwargs.get("tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI"))
@@ -193,6 +229,7 @@ class ProjectMLFlowHandler(MLFlowHandler):
         # file system cannot hide a file of this run or pass off an old one as new
         self.stamps_before: dict[Path, tuple[int, int, int]] = {} if resumed else file_stamps(self.artifact_paths)
         self.registered_model_name = None if is_unset(registered_model_name) else registered_model_name
+        self.record_run = record_run
 
     # ------------------------------------------------------------------------------------------------ run handling
     def attach(self, engine: Engine) -> None:
@@ -207,11 +244,9 @@ class ProjectMLFlowHandler(MLFlowHandler):
         if not self.cur_run:
             self._set_experiment()
             if self.run_holder.run_id is None:
-                tags = {"git_commit": git_commit()}
-                if self.run_holder.parent_run_id:
-                    tags["mlflow.parentRunId"] = self.run_holder.parent_run_id
-                run = self.client.create_run(self.experiment.experiment_id, run_name=self.run_name, tags=tags)
-                self.run_holder.run_id = run.info.run_id
+                self.run_holder.run_id = self._continued_run() or self._new_run()
+            if self.record_run:
+                self.run_holder.record(self.run_holder.run_id)
             self.cur_run = self.client.get_run(self.run_holder.run_id)
             # Whichever handler starts first creates the shared run (the validator does, when an evaluation runs
             # before training: the representation monitor's epoch-0 baseline), so each adds its own tags here.
@@ -235,6 +270,22 @@ class ProjectMLFlowHandler(MLFlowHandler):
         items = list(params.items())
         for i in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
             self._log_params(dict(items[i : i + 100]))
+
+    def _new_run(self) -> str:
+        tags = {"git_commit": git_commit()}
+        if self.run_holder.parent_run_id:
+            tags["mlflow.parentRunId"] = self.run_holder.parent_run_id
+        return self.client.create_run(self.experiment.experiment_id, run_name=self.run_name, tags=tags).info.run_id
+
+    def _continued_run(self) -> str | None:
+        """Reopen the run this process resumes (a crashed run ended FAILED or was left RUNNING by a kill)."""
+        run_id = self.run_holder.recorded_run(self.client, self.experiment.experiment_id)
+        if run_id is not None:
+            self.client.update_run(run_id, status="RUNNING")
+            resumes = int(self.client.get_run(run_id).data.tags.get("resumes", "0")) + 1
+            self.client.set_tag(run_id, "resumes", str(resumes))
+            logger.info("MLflow: continuing run %s (resume %d)", run_id, resumes)
+        return run_id
 
     def _log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
         """Log scalar metrics only: the classification report's per-class tables, confusion matrix and ROC points

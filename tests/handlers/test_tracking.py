@@ -142,6 +142,71 @@ def test_classify_run_is_tracked(server, tmp_path) -> None:
     assert not any("bus_" in v or "/" in v and v.endswith(".png") for v in run.data.params.values())
 
 
+def test_a_resumed_training_continues_its_mlflow_run(server, tmp_path) -> None:
+    """``--resume true`` goes on in the MLflow run that wrote the checkpoints: one run whose loss curve continues
+    from the saved step and whose params stay the first run's; a rerun without --resume is a new run."""
+    overrides = {**tiny_pretrain_overrides(tmp_path, tmp_path / "cache", epochs=1), **tracked(PRETRAIN, server, "res")}
+    run_bundle([f"{PRETRAIN}/train.yaml"], overrides)
+    run_bundle([f"{PRETRAIN}/train.yaml"], {**overrides, "epochs": 2, "resume": True})
+    client, runs = runs_of(server, "res")
+    assert [(r.info.status, r.data.tags.get("resumes")) for r in runs] == [("FINISHED", "1")]
+    run_id = runs[0].info.run_id
+    assert json.loads((tmp_path / "models" / "mlflow_run.json").read_text()) == {"run_id": run_id}
+    assert [m.step for m in client.get_metric_history(run_id, "train_loss")] == [1, 2, 3, 4]  # 2 steps x 2 epochs
+    assert [m.step for m in client.get_metric_history(run_id, "val_loss")] == [1, 2]
+    assert runs[0].data.params["epochs"] == "1"  # MLflow keeps a param's first value; the new config is an artifact
+    assert len([f for f in artifact_paths(client, run_id) if f.startswith("config_")]) == 2
+    run_bundle([f"{PRETRAIN}/train.yaml"], overrides)
+    _, runs = runs_of(server, "res")
+    assert len(runs) == 2 and json.loads((tmp_path / "models" / "mlflow_run.json").read_text()) == {
+        "run_id": runs[1].info.run_id}
+
+
+def _recorded_run(tmp_path: Path, state: str) -> tuple[object, str, Path]:
+    """A run in a local store, ended as a crash ends it, and the record a training would leave beside its
+    checkpoints; ``state`` spoils one part of that."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns.db")
+    experiment = client.create_experiment("usf_mae_pretrain")
+    run_id = client.create_run(experiment).info.run_id
+    client.set_terminated(run_id, status="FAILED")
+    record = tmp_path / "models" / "mlflow_run.json"
+    record.parent.mkdir()
+    record.write_text({"garbled": "{run_id", "unknown_id": json.dumps({"run_id": "0" * 32})}.get(
+        state, json.dumps({"run_id": run_id})))
+    if state == "other_experiment":
+        client.rename_experiment(experiment, "another")
+        client.create_experiment("usf_mae_pretrain")
+    if state == "deleted":
+        client.delete_run(run_id)
+    return client, run_id, record
+
+
+@pytest.mark.parametrize("state, resume, continued", [
+    ("crashed", True, True), ("crashed", False, False), ("garbled", True, False), ("unknown_id", True, False),
+    ("other_experiment", True, False), ("deleted", True, False),
+])
+def test_which_recorded_runs_a_resume_continues(state, resume, continued, tmp_path, monkeypatch) -> None:
+    """Only a resume continues the recorded run, and only a live run of this store and experiment; otherwise a
+    new run starts, and the trainer's handler records it for the next resume."""
+    from ignite.engine import Engine
+
+    from monai_ext.handlers.tracking import ProjectMLFlowHandler, RunHolder
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    client, run_id, record = _recorded_run(tmp_path, state)
+    holder = RunHolder(record_file=str(record), resume=resume)
+    handler = ProjectMLFlowHandler(run_holder=holder, tracking_uri=client.tracking_uri,
+                                   experiment_name="usf_mae_pretrain", record_run=True)
+    handler.start(Engine(lambda engine, batch: None))
+    assert (holder.run_id == run_id) is continued
+    assert json.loads(record.read_text()) == {"run_id": holder.run_id}
+    run = client.get_run(holder.run_id)
+    assert run.info.status == "RUNNING" and run.data.tags.get("resumes") == ("1" if continued else None)
+    assert client.get_run(run_id).info.status == ("RUNNING" if continued else "FAILED")
+
+
 @pytest.mark.parametrize("bundle", ["pretrain", "classify"])
 def test_monai_stock_tracking_setting_records_params_metrics_and_artifacts(server, tmp_path, bundle: str) -> None:
     """`--tracking mlflow`, MONAI's own settings (its MLFlowHandler with from_engine(["loss"], first=True)), which
