@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,6 @@ from monai_ext.engines.distributed import is_main_process
 from monai_ext.io.atomic import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
-
 
 
 class ProgressBar:
@@ -38,8 +38,16 @@ def _is_scalar(value: Any) -> bool:
     return isinstance(value, (int, float)) or (isinstance(value, torch.Tensor) and value.numel() == 1)
 
 
+def _finite_or_none(value: float | torch.Tensor) -> float | None:
+    """A metric as JSON has it: NaN or infinite (a diverged loss, a mean over no values) as null, which every JSON
+    reader takes; Python's ``NaN`` token is not JSON."""
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
 class MetricsHistory:
-    """Append each validation's metrics (with the trainer's epoch) to a JSON list at ``path``.
+    """Append each validation's metrics (with the trainer's epoch) to a JSON list at ``path`` (null where a metric
+    is not finite).
 
     Args:
         path: JSON file, rewritten atomically after each validation.
@@ -58,11 +66,12 @@ class MetricsHistory:
 
     def __call__(self, engine: Engine) -> None:
         epoch = (self.epoch_engine or engine).state.epoch
-        entry = {"epoch": epoch, **{k: float(v) for k, v in engine.state.metrics.items() if _is_scalar(v)}}
+        entry = {"epoch": epoch, **{k: _finite_or_none(v) for k, v in engine.state.metrics.items() if _is_scalar(v)}}
         self.history = [h for h in self.history if h["epoch"] < epoch] + [entry]
         if is_main_process():
-            atomic_write_bytes(self.path, json.dumps(self.history, indent=1).encode())
-            logger.info("epoch %d validation: %s", epoch, {k: round(v, 6) for k, v in entry.items() if k != "epoch"})
+            atomic_write_bytes(self.path, json.dumps(self.history, indent=1, allow_nan=False).encode())
+            logger.info("epoch %d validation: %s", epoch,
+                        {k: v if v is None else round(v, 6) for k, v in entry.items() if k != "epoch"})
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": self.history}

@@ -61,6 +61,13 @@ def test_evaluate_reproduces_the_best_validation_dice_of_training(trained, cache
     run_bundle([TRAIN, EVALUATE], tiny_segment_overrides(out, cache, eval_split="validation"))
     report = json.loads((out / "eval" / "validation_report.json").read_text())
     assert report["score"] == pytest.approx(best, abs=1e-6)
+    # HD95 in the history is the report's mean over defined distances, null where no image had one (MONAI's own
+    # mean over no values is 0.0, a perfect distance)
+    at_best = next(h for h in history if h["val_mean_dice"] == pytest.approx(best, abs=1e-9))
+    if report["mean_hd95"] is None:
+        assert at_best["val_hd95"] is None
+    else:
+        assert at_best["val_hd95"] == pytest.approx(report["mean_hd95"], rel=1e-5)
 
 
 def test_test_report_has_every_test_image_and_overlays(trained, cache) -> None:

@@ -90,7 +90,8 @@ class BundleTrainTask(TrainTask):
         history = json.loads((run_dir / "eval" / "metrics.json").read_text())
         summary = {"published": str(self.published), "started_from": str(start_from), "train": len(split["train"]),
                    "validation": len(split["validation"]), "skipped_labels": skipped, "epochs": len(history),
-                   f"best_{self.metric}": max(h[self.metric] for h in history)}
+                   f"best_{self.metric}": max((h[self.metric] for h in history if h.get(self.metric) is not None),
+                                                   default=None)}  # null: no epoch had a defined value
         atomic_write_bytes(self.work / "train_stats.json", json.dumps(summary, indent=1).encode())
         logging.getLogger(type(self).__module__).info("fine-tuned on %d %s: %s", summary["train"], self.item, summary)
         return summary

@@ -1,0 +1,33 @@
+"""MetricsHistory: the per-validation metrics JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from ignite.engine import Engine
+
+from monai_ext.handlers.history import MetricsHistory
+
+
+def strict_json(text: str) -> object:
+    """Parse as a strict JSON reader (jq, a browser) does: Python's NaN and Infinity tokens are refused."""
+    def refuse(token: str) -> None:
+        raise ValueError(f"not JSON: {token}")
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.mark.parametrize("value, written", [(0.25, 0.25), (torch.tensor(0.5), 0.5), (math.nan, None),
+                                            (torch.tensor(float("inf")), None), (-math.inf, None)])
+def test_non_finite_metrics_are_written_as_null(value, written, tmp_path) -> None:
+    history = MetricsHistory(tmp_path / "metrics.json")
+    engine = Engine(lambda e, b: None)
+    for epoch in (1, 2):  # what the evaluator holds after each validation
+        engine.state.epoch = epoch
+        engine.state.metrics = {"val_hd95": value, "val_mean_dice": 0.75, "report": {"not": "scalar"}}
+        history(engine)
+    entries = strict_json((tmp_path / "metrics.json").read_text())
+    assert entries == [{"epoch": 1, "val_hd95": written, "val_mean_dice": 0.75},
+                       {"epoch": 2, "val_hd95": written, "val_mean_dice": 0.75}]
