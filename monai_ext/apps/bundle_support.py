@@ -311,6 +311,34 @@ def trained_settings(path: str | os.PathLike, bundle: str, default_path: str | o
     return {key: value for key, value in found.items() if value is not None}
 
 
+def class_names_trained_for(datalist_names: Sequence[str], trained: Mapping[str, Any],
+                            path: str | os.PathLike) -> list[str]:
+    """The datalist's class names, once they are the ones the checkpoint at ``path`` was trained for.
+
+    A label is an index into ``class_names``: scored against a datalist that names the classes in another order,
+    a benign/malignant model has its metrics inverted without any error, and with another number of classes the
+    head's shape fails to load with a message about tensors. Checkpoints without a record (external networks)
+    are not checked.
+
+    Args:
+        datalist_names: the evaluated datalist's ``class_names``.
+        trained: :func:`trained_settings` of the checkpoint.
+        path: the checkpoint, for the message.
+
+    Raises:
+        ValueError: the recorded names differ from the datalist's, in names, number or order.
+    """
+    names = [str(name) for name in datalist_names]
+    recorded = trained.get("class_names")
+    if recorded is not None and [str(name) for name in recorded] != names:
+        raise ValueError(
+            f"{path} was trained for classes {list(recorded)!r} but the datalist has {names!r}: labels are indices "
+            "into these lists, so they must name the same classes in the same order (write the datalist's "
+            "class_names and labels in the checkpoint's order, or pass the --ckpt_path trained for these classes)"
+        )
+    return names
+
+
 def load_inference_weights(network: torch.nn.Module, path: str | os.PathLike, bundle: str,
                            default_path: str | os.PathLike | None = None) -> str:
     """Load a trained bundle checkpoint into ``network``, or keep random weights, loudly, before training.

@@ -12,6 +12,7 @@ import torch
 
 from monai_ext.apps.bundle_support import (
     as_flag,
+    class_names_trained_for,
     classification_split,
     inference_files,
     initialize_weights,
@@ -254,3 +255,21 @@ def test_a_path_typed_as_a_number_names_the_file_or_folder_of_that_name(setting,
     assert found.startswith(expected) if isinstance(expected, str) else found == expected
     with pytest.raises(ValueError, match=rf"{setting} must be text \(a path or a name\), got float 2024\.1"):
         PATH_READERS[setting](2024.1)
+
+
+@pytest.mark.parametrize("datalist, recorded, refused", [
+    (["benign", "malignant"], ["benign", "malignant"], False),
+    (["benign", "malignant"], None, False),                       # no record (an external network): not checked
+    (["background", "lesion"], ["background", "lesion"], False),
+    (["malignant", "benign"], ["benign", "malignant"], True),     # same classes, other order: labels would swap
+    (["benign", "malignant", "normal"], ["benign", "malignant"], True),
+    (["2", "3", "4"], [2, 3, 4], False),                          # BI-RADS digits recorded as numbers
+    (["background", "tumour"], ["background", "lesion"], True),
+])
+def test_evaluated_class_names_must_be_the_checkpoints(datalist, recorded, refused) -> None:
+    trained = {} if recorded is None else {"class_names": recorded}
+    if refused:
+        with pytest.raises(ValueError, match=r"model\.pt was trained for classes .* but the datalist has"):
+            class_names_trained_for(datalist, trained, "runs/a/models/model.pt")
+    else:
+        assert class_names_trained_for(datalist, trained, "runs/a/models/model.pt") == datalist

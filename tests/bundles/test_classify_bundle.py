@@ -77,24 +77,47 @@ def test_test_split_report(trained, cache) -> None:
     assert json.loads((out / "eval" / "test_report.json").read_text())["n"] == 5  # 24 images / 5 folds
 
 
-def test_a_hand_written_datalist_is_read_from_its_own_folder(trained, cache, tmp_path) -> None:
-    """Relative paths and class names as labels, as a user writes a datalist by hand, run from another folder."""
-    out, _ = trained
+def hand_written_datalist(cache, folder, class_names: list[str]) -> None:
+    """``folder/data/fold.json`` with relative paths and class names as labels, as a user writes one by hand."""
     images = {c: sorted(cache.rglob(f"{c}/*.png"))[:3] for c in ("benign", "malignant")}
-    (tmp_path / "data" / "images").mkdir(parents=True)
+    (folder / "data" / "images").mkdir(parents=True)
     items = []
     for name, files in images.items():
         for file in files:
-            (tmp_path / "data" / "images" / f"{name}_{file.name}").write_bytes(file.read_bytes())
+            (folder / "data" / "images" / f"{name}_{file.name}").write_bytes(file.read_bytes())
             items.append({"image": f"images/{name}_{file.name}", "label": name})
-    datalist = {"class_names": ["benign", "malignant"], "train": items[:1], "validation": items[3:4],
+    datalist = {"class_names": class_names, "train": items[:1], "validation": items[3:4],
                 "test": items[1:3] + items[4:]}
-    (tmp_path / "data" / "fold.json").write_text(json.dumps(datalist))
-    (tmp_path / "elsewhere").mkdir()
+    (folder / "data" / "fold.json").write_text(json.dumps(datalist))
+    (folder / "elsewhere").mkdir()
+
+
+def test_a_hand_written_datalist_is_read_from_its_own_folder(trained, cache, tmp_path) -> None:
+    """Relative paths and class names as labels, as a user writes a datalist by hand, run from another folder."""
+    out, _ = trained
+    hand_written_datalist(cache, tmp_path, ["benign", "malignant"])
     overrides = tiny_classify_overrides(out, cache, datalist_file="../data/fold.json", output_dir=str(tmp_path / "eval"))
     run_bundle([str(REPO / TRAIN), str(REPO / EVALUATE)], overrides, cwd=tmp_path / "elsewhere")
     report = json.loads((tmp_path / "eval" / "test_report.json").read_text())
     assert report["n"] == 4 and [sum(row) for row in report["confusion_matrix"]] == [2, 2]  # names became indices
+
+
+@pytest.mark.parametrize("class_names", [["malignant", "benign"], ["benign", "malignant", "normal"]])
+def test_evaluate_refuses_a_datalist_with_other_classes_than_the_checkpoints(class_names, trained, cache,
+                                                                             tmp_path) -> None:
+    """Labels index class_names: in the other order every benign image is scored as malignant, without an error
+    (a third class failed on the head's shape with a message about tensors)."""
+    out, _ = trained
+    hand_written_datalist(cache, tmp_path, class_names)
+    overrides = tiny_classify_overrides(out, cache, datalist_file="../data/fold.json", output_dir=str(tmp_path / "eval"))
+    result = run_bundle([str(REPO / TRAIN), str(REPO / EVALUATE)], overrides, cwd=tmp_path / "elsewhere", check=False)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"usf_mae_classify: {out / 'models' / 'model.pt'} was trained for classes ['benign', 'malignant'] but the "
+        f"datalist has {class_names!r}: labels are indices into these lists, so they must name the same classes in "
+        "the same order (write the datalist's class_names and labels in the checkpoint's order, or pass the "
+        "--ckpt_path trained for these classes) (MONAI_EXT_TRACEBACK=1 shows where)")
+    assert not (tmp_path / "eval" / "test_report.json").exists()
 
 
 def test_dicom_and_png_with_the_same_pixels_give_the_same_probabilities(trained, cache, tmp_path) -> None:
