@@ -55,10 +55,11 @@ python - "$OUT/pretrain_seed$SEED/eval" <<'PY'
 import json, sys
 folder = sys.argv[1]
 history = json.load(open(f"{folder}/metrics.json"))
+shown = lambda h, key, spec: "nan" if h.get(key) is None else format(h[key], spec)  # null: not finite
 print("epoch | val loss (masked patches, per-patch normalised) | monitor kNN acc | monitor probe acc")
 for h in history:
-    print(f"{h['epoch']:5d} | {h['val_loss']:.4f} | {h.get('monitor_knn_accuracy', float('nan')):.3f} | "
-          f"{h.get('monitor_probe_accuracy', float('nan')):.3f}")
+    print(f"{h['epoch']:5d} | {shown(h, 'val_loss', '.4f')} | {shown(h, 'monitor_knn_accuracy', '.3f')} | "
+          f"{shown(h, 'monitor_probe_accuracy', '.3f')}")
 print(f"grids and representation curve: {folder}/reconstructions/ (latest.png, representation_quality.png)")
 PY
 

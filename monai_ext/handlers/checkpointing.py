@@ -27,6 +27,11 @@ from monai_ext.networks.checkpoints import CheckpointError, arch_record, atomic_
 
 logger = logging.getLogger(__name__)
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint_iteration=(\d+)\.pt$")
+#: The file in a checkpoint folder naming the MLflow run whose checkpoints are there (written by the tracking
+#: handler, :class:`~monai_ext.handlers.tracking.RunHolder`). A run started without ``resume`` removes it: an
+#: untracked run into the folder would otherwise leave the earlier run's record, and a later resume of the new
+#: checkpoints would continue the earlier MLflow run.
+MLFLOW_RUN_RECORD = "mlflow_run.json"
 
 
 class ModelRecord:
@@ -180,6 +185,8 @@ class TrainingCheckpointer:
     def attach(self, engine: Engine) -> None:
         if self.resume:
             engine.add_event_handler(Events.STARTED, self.load_latest)
+        elif is_main_process():  # before the tracking handler records this run's MLflow run, at STARTED
+            (self.save_dir / MLFLOW_RUN_RECORD).unlink(missing_ok=True)
         if self.save_interval:
             event = Events.EPOCH_COMPLETED if self.epoch_level else Events.ITERATION_COMPLETED
             engine.add_event_handler(event(every=self.save_interval), self.save)

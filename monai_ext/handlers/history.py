@@ -77,4 +77,6 @@ class MetricsHistory:
         return {"history": self.history}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.history = list(state.get("history", []))
+        # checkpoints of earlier versions hold NaN where this version holds None
+        self.history = [{k: v if k == "epoch" or v is None else _finite_or_none(v) for k, v in entry.items()}
+                        for entry in state.get("history", [])]

@@ -22,6 +22,7 @@ from monai.engines import SupervisedEvaluator
 
 from monai_ext.engines.optim import WarmupCosineLR
 from monai_ext.handlers.checkpointing import (
+    MLFLOW_RUN_RECORD,
     BestModelSaver,
     ModelRecord,
     RandomStates,
@@ -168,6 +169,25 @@ def test_a_new_run_is_what_resume_continues_despite_later_checkpoints_of_another
     resumed.run([1.0, 1.0], max_epochs=3)
     assert ckpt.resumed_from.name == "checkpoint_iteration=4.pt"
     assert resumed_model.weight.item() == pytest.approx(6.0)  # this run's 4 steps, then 2 more
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_new_run_removes_the_record_of_an_earlier_runs_mlflow_run(tmp_path, resume) -> None:
+    """An untracked new run into the folder must not leave the earlier tracked run's record: a later resume of the
+    new checkpoints would add their curves to the earlier MLflow run. A resume keeps the record it continues."""
+    (tmp_path / MLFLOW_RUN_RECORD).write_text(json.dumps({"run_id": "a" * 32}))
+    if resume:
+        tracked_model = torch.nn.Linear(1, 1, bias=False)
+        tracked = counting_engine(tracked_model)
+        TrainingCheckpointer(tmp_path, {"model": tracked_model, "trainer": tracked}).attach(tracked)
+        tracked.run([1.0], max_epochs=1)
+        (tmp_path / MLFLOW_RUN_RECORD).write_text(json.dumps({"run_id": "a" * 32}))  # the tracked run recorded
+    model = torch.nn.Linear(1, 1, bias=False)
+    engine = counting_engine(model)
+    TrainingCheckpointer(tmp_path, {"model": model, "trainer": engine}, resume=resume).attach(engine)
+    assert (tmp_path / MLFLOW_RUN_RECORD).exists() is resume
+    engine.run([1.0], max_epochs=2)
+    assert (tmp_path / MLFLOW_RUN_RECORD).exists() is resume
 
 
 def scheduled_run(folder, epochs: int, lr: float, resume: bool, scheduler_first: bool = False) -> dict[int, float]:

@@ -31,3 +31,15 @@ def test_non_finite_metrics_are_written_as_null(value, written, tmp_path) -> Non
     entries = strict_json((tmp_path / "metrics.json").read_text())
     assert entries == [{"epoch": 1, "val_hd95": written, "val_mean_dice": 0.75},
                        {"epoch": 2, "val_hd95": written, "val_mean_dice": 0.75}]
+
+
+def test_a_history_from_an_older_checkpoint_with_nan_is_written_as_json(tmp_path) -> None:
+    """Checkpoints of earlier versions hold NaN in the history (a diverged loss); a resume from one must still
+    write valid JSON at its first validation (it stopped with 'Out of range float values are not JSON compliant')."""
+    history = MetricsHistory(tmp_path / "metrics.json")
+    history.load_state_dict({"history": [{"epoch": 1, "val_loss": math.nan, "auc": 0.5}]})
+    engine = Engine(lambda e, b: None)
+    engine.state.epoch, engine.state.metrics = 2, {"val_loss": 0.25, "auc": 0.75}
+    history(engine)
+    assert strict_json((tmp_path / "metrics.json").read_text()) == [{"epoch": 1, "val_loss": None, "auc": 0.5},
+                                                                     {"epoch": 2, "val_loss": 0.25, "auc": 0.75}]

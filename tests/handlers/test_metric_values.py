@@ -1,4 +1,4 @@
-"""UndefinedMetricsAsNaN against MONAI's own metric handlers on an ignite engine."""
+"""The NaN-when-undefined metric handlers against MONAI's own ones, on MONAI's SupervisedEvaluator."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ import math
 
 import pytest
 import torch
-from ignite.engine import Engine
-from monai.handlers import HausdorffDistance, MeanDice, from_engine
+from monai.engines import SupervisedEvaluator
+from monai.handlers import HausdorffDistance, MeanDice, MeanIoUHandler, from_engine
+from torch import nn
 
-from monai_ext.handlers.metric_values import UndefinedMetricsAsNaN
+from monai_ext.handlers.metric_values import HausdorffDistanceOrNaN, MeanDiceOrNaN, MeanIoUOrNaN
 
 
 def disc(size: int = 16, radius: int = 4) -> torch.Tensor:
@@ -22,46 +23,50 @@ def disc(size: int = 16, radius: int = 4) -> torch.Tensor:
 EMPTY = torch.stack([torch.ones(16, 16), torch.zeros(16, 16)])  # no lesion
 
 
-def evaluate(pairs: list[tuple[torch.Tensor, torch.Tensor]], with_handler: bool) -> dict[str, float]:
-    """Run MONAI's HD95 and Dice handlers over (prediction, truth) pairs, one image per iteration."""
-    engine = Engine(lambda e, pair: [{"pred": pair[0], "label": pair[1]}])
-    for name, metric in {"val_hd95": HausdorffDistance(include_background=False, percentile=95),
-                         "val_mean_dice": MeanDice(include_background=False)}.items():
-        metric._output_transform = from_engine(["pred", "label"])
-        metric.attach(engine, name)
-    if with_handler:
-        UndefinedMetricsAsNaN(["val_hd95", "val_mean_dice"]).attach(engine)
-    return engine.run(pairs, max_epochs=1).metrics
+class Replay(nn.Module):
+    """A "network" whose prediction for an image is the one-hot mask stored in it (the batch carries the index)."""
+
+    def __init__(self, predictions: list[torch.Tensor]) -> None:
+        super().__init__()
+        self.register_buffer("predictions", torch.stack(predictions))
+
+    def forward(self, index: torch.Tensor) -> torch.Tensor:
+        return self.predictions[index.flatten().long()]
 
 
-@pytest.mark.parametrize("pairs, hd95, dice", [
-    # a model that predicts no lesion: every distance undefined; Dice defined (0) where the truth has the lesion
-    ([(EMPTY, disc()), (EMPTY, disc(radius=5))], "nan", 0.0),
+def evaluate(pairs: list[tuple[torch.Tensor, torch.Tensor]], ours: bool) -> SupervisedEvaluator:
+    """One validation of (prediction, truth) pairs, one image per batch, with MONAI's or this project's metrics."""
+    pair = from_engine(["pred", "label"])
+    dice, iou, hd = (MeanDiceOrNaN, MeanIoUOrNaN, HausdorffDistanceOrNaN) if ours else (
+        MeanDice, MeanIoUHandler, HausdorffDistance)
+    data = [{"image": torch.tensor([[i]]), "label": truth[None]} for i, (_, truth) in enumerate(pairs)]
+    evaluator = SupervisedEvaluator(
+        device=torch.device("cpu"), val_data_loader=data, network=Replay([p for p, _ in pairs]),
+        key_val_metric={"val_mean_dice": dice(include_background=False, output_transform=pair)},
+        additional_metrics={"val_mean_iou": iou(include_background=False, output_transform=pair),
+                            "val_hd95": hd(include_background=False, percentile=95, output_transform=pair)})
+    evaluator.run()
+    return evaluator
+
+
+@pytest.mark.parametrize("pairs, expected", [
+    # a model that predicts no lesion: every distance undefined; Dice and IoU defined (0) where the truth has one
+    ([(EMPTY, disc()), (EMPTY, disc(radius=5))], {"val_hd95": "nan", "val_mean_dice": 0.0, "val_mean_iou": 0.0}),
     # a validation set without any lesion, predicted empty: Dice and IoU undefined for every image (ignore_empty)
-    ([(EMPTY, EMPTY), (EMPTY, EMPTY)], "nan", "nan"),
+    ([(EMPTY, EMPTY), (EMPTY, EMPTY)], {"val_hd95": "nan", "val_mean_dice": "nan", "val_mean_iou": "nan"}),
     # one image with both masks: the means over that image are MONAI's own, unchanged
-    ([(disc(), disc()), (EMPTY, disc())], 0.0, 0.5),
+    ([(disc(), disc()), (EMPTY, disc())], {"val_hd95": 0.0, "val_mean_dice": 0.5, "val_mean_iou": 0.5}),
 ])
-def test_a_mean_over_no_values_is_nan_not_zero(pairs, hd95, dice) -> None:
-    monai_only = evaluate(pairs, with_handler=False)
-    fixed = evaluate(pairs, with_handler=True)
-    for name, expected in (("val_hd95", hd95), ("val_mean_dice", dice)):
-        if expected == "nan":
-            assert monai_only[name] == 0.0  # MONAI's reduction over no finite value: what this handler corrects
-            assert math.isnan(fixed[name]), name
+def test_a_mean_over_no_values_is_nan_not_zero(pairs, expected) -> None:
+    monai_only, ours = evaluate(pairs, ours=False).state, evaluate(pairs, ours=True).state
+    for name, value in expected.items():
+        if value == "nan":
+            assert monai_only.metrics[name] == 0.0  # MONAI's reduction over no finite value: what is corrected
+            assert math.isnan(ours.metrics[name]), name
         else:
-            assert fixed[name] == pytest.approx(expected) == monai_only[name]
-
-
-def test_a_metric_without_per_image_values_is_named() -> None:
-    engine = Engine(lambda e, pair: [{"pred": pair[0], "label": pair[1]}])
-    MeanDice(include_background=False, output_transform=from_engine(["pred", "label"])).attach(engine, "val_dice")
-    UndefinedMetricsAsNaN(["val_hd95"]).attach(engine)
-    with pytest.raises(KeyError, match=r"'val_hd95' has no per-image values.*\['val_dice'\]"):
-        engine.run([(disc(), disc())], max_epochs=1)
-
-
-@pytest.mark.parametrize("names", ["val_hd95", [], None])
-def test_metric_names_must_be_a_list_of_names(names) -> None:
-    with pytest.raises(ValueError, match="non-empty list of metric names"):
-        UndefinedMetricsAsNaN(names)
+            assert ours.metrics[name] == pytest.approx(value) == monai_only.metrics[name]
+    # the evaluator's own best-metric record, which runs before any handler, no longer holds 0.0 as a best Dice
+    if expected["val_mean_dice"] == "nan":
+        assert monai_only.best_metric == 0.0 and math.isnan(ours.best_metric)
+    else:
+        assert ours.best_metric == monai_only.best_metric == expected["val_mean_dice"]
