@@ -339,6 +339,34 @@ def class_names_trained_for(datalist_names: Sequence[str], trained: Mapping[str,
     return names
 
 
+def require_best_model(path: str | os.PathLike, best_model: Any) -> None:
+    """Stop with what to do when training ended without a best model at ``path``.
+
+    A validation metric that no image defines (Dice when no validation mask has the class) is NaN at every epoch,
+    so no epoch is the best and nothing is written; evaluate, inference and the MONAI Label app would then fail
+    later on a missing file.
+
+    Args:
+        path: the best-model file (``<ckpt_dir>/model.pt``).
+        best_model: the run's :class:`~monai_ext.handlers.checkpointing.BestModelSaver`.
+
+    Raises:
+        ValueError: no validation ran, or none gave a finite value of the saver's metric: ``path`` is not this
+            run's best model (an earlier run's file there is not replaced).
+    """
+    if best_model.best is not None:
+        return
+    evaluator = best_model.evaluator
+    if evaluator is None or not evaluator.state.iteration:
+        raise ValueError(f"no validation ran during training, so no best model was chosen and {path} was not "
+                         "written; set val_interval to at most the number of epochs")
+    raise ValueError(
+        f"no validation epoch had a defined {best_model.metric_name} (Dice and IoU need the class in a validation "
+        f"mask: are all of them empty?), so no best model was chosen and {path} was not written; put images that "
+        "show the class in the validation part"
+    )
+
+
 def load_inference_weights(network: torch.nn.Module, path: str | os.PathLike, bundle: str,
                            default_path: str | os.PathLike | None = None) -> str:
     """Load a trained bundle checkpoint into ``network``, or keep random weights, loudly, before training.

@@ -47,3 +47,14 @@ class MeanIoUOrNaN(_NaNWhenUndefined, MeanIoUHandler):
 class HausdorffDistanceOrNaN(_NaNWhenUndefined, HausdorffDistance):
     """MONAI's ``HausdorffDistance`` handler; NaN when no image has a distance (the class missing from the
     prediction or the truth of every image)."""
+
+
+def finite_improvement(current: float, best: float) -> bool:
+    """``metric_cmp_fn`` for MONAI's evaluators: a finite value beats a NaN best, and NaN is never better.
+
+    MONAI takes the first validation as its best whatever the value and then asks ``current > best``, which is
+    never true once the best is NaN: a NaN first epoch would stay "best value: nan at epoch 1" for the whole run.
+    """
+    if not math.isfinite(current):
+        return False
+    return not math.isfinite(best) or current > best

@@ -134,3 +134,37 @@ def test_verify_net_in_out_and_metadata(cache, tmp_path) -> None:
     result = subprocess.run(meta, cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0 and "metadata is verified with no error" in result.stdout + result.stderr, \
         result.stderr[-3000:]
+
+
+def lesion_free_validation_datalist(cache, folder) -> str:
+    """Fold 0 of the simulated set with every validation mask replaced by an empty one (normal images)."""
+    split = synthetic_segmentation_protocol(cache, 20, 42, 14).splits[0]
+    validation = []
+    for item in split["validation"]:
+        empty = folder / f"{item['id']}_empty_mask.png"
+        cv2.imwrite(str(empty), np.zeros_like(cv2.imread(item["label"], cv2.IMREAD_GRAYSCALE)))
+        validation.append({**item, "label": str(empty)})
+    datalist = {"class_names": ["background", "lesion"], "train": split["train"], "validation": validation,
+                "test": split["test"]}
+    (folder / "fold.json").write_text(json.dumps(datalist))
+    return str(folder / "fold.json")
+
+
+@pytest.mark.parametrize("case, message", [
+    ("lesion_free_validation", "no validation epoch had a defined val_mean_dice (Dice and IoU need the class in a "
+                               "validation mask: are all of them empty?)"),
+    ("no_validation", "no validation ran during training"),
+])
+def test_training_without_a_best_model_says_why(case, message, cache, tmp_path) -> None:
+    """No epoch can be the best when every validation Dice is undefined (MONAI gave 0.0, which made an arbitrary
+    epoch the best) or when no validation ran: the run stops in one line instead of leaving no model.pt."""
+    extra = {"datalist_file": lesion_free_validation_datalist(cache, tmp_path)} if case == "lesion_free_validation" \
+        else {"val_interval": 5}
+    result = run_bundle([TRAIN], tiny_segment_overrides(tmp_path, cache, **extra), check=False)
+    assert result.returncode == 2, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"usf_mae_segment: {message}") and "model.pt was not written" in last, last
+    assert not (tmp_path / "models" / "model.pt").exists()
+    if case == "lesion_free_validation":
+        history = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+        assert [(h["val_mean_dice"], h["val_mean_iou"]) for h in history] == [(None, None), (None, None)]

@@ -10,7 +10,12 @@ from monai.engines import SupervisedEvaluator
 from monai.handlers import HausdorffDistance, MeanDice, MeanIoUHandler, from_engine
 from torch import nn
 
-from monai_ext.handlers.metric_values import HausdorffDistanceOrNaN, MeanDiceOrNaN, MeanIoUOrNaN
+from monai_ext.handlers.metric_values import (
+    HausdorffDistanceOrNaN,
+    MeanDiceOrNaN,
+    MeanIoUOrNaN,
+    finite_improvement,
+)
 
 
 def disc(size: int = 16, radius: int = 4) -> torch.Tensor:
@@ -70,3 +75,34 @@ def test_a_mean_over_no_values_is_nan_not_zero(pairs, expected) -> None:
         assert monai_only.best_metric == 0.0 and math.isnan(ours.best_metric)
     else:
         assert ours.best_metric == monai_only.best_metric == expected["val_mean_dice"]
+
+
+@pytest.mark.parametrize("current, best, better", [
+    (0.5, 0.25, True), (0.25, 0.5, False), (0.5, 0.5, False),
+    (0.5, math.nan, True), (math.nan, 0.5, False), (math.nan, math.nan, False), (0.1, -1, True),
+])
+def test_finite_improvement(current, best, better) -> None:
+    assert finite_improvement(current, best) is better
+
+
+def test_a_finite_dice_replaces_a_nan_best_in_monais_evaluator() -> None:
+    """MONAI takes the first validation as its best whatever it is, then asks current > best: never true of NaN."""
+    pair = from_engine(["pred", "label"])
+
+    def evaluator_for(cmp):
+        data = [{"image": torch.tensor([[0]]), "label": disc()[None]}]
+        extra = {} if cmp is None else {"metric_cmp_fn": cmp}
+        return SupervisedEvaluator(
+            device=torch.device("cpu"), val_data_loader=data, network=Replay([disc()]),
+            key_val_metric={"val_mean_dice": MeanDiceOrNaN(include_background=False, output_transform=pair)},
+            **extra)
+
+    for cmp, expected_best in ((None, "nan"), (finite_improvement, 1.0)):
+        evaluator, truths = evaluator_for(cmp), iter([EMPTY, disc()])  # no lesion, then one
+        for epoch in (1, 2):
+            evaluator.data_loader = [{"image": torch.tensor([[0]]), "label": next(truths)[None]}]
+            evaluator.run(global_epoch=epoch)
+        if expected_best == "nan":
+            assert math.isnan(evaluator.state.best_metric)
+        else:
+            assert evaluator.state.best_metric == expected_best and evaluator.state.best_metric_epoch == 2
