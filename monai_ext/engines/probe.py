@@ -33,6 +33,7 @@ from torch import nn
 
 from monai_ext.data.datalists import class_index_of
 from monai_ext.engines.metrics import classification_report
+from monai_ext.io.json_values import json_number
 from monai_ext.io.settings import is_unset, number_list_setting
 
 logger = logging.getLogger(__name__)
@@ -409,7 +410,7 @@ def evaluate_frozen_features(
 def _json_safe(value: Any) -> Any:
     """NaN (an AUC with one class present) -> None, so the report is strict JSON."""
     if isinstance(value, float):
-        return value if np.isfinite(value) else None
+        return json_number(value)
     if isinstance(value, dict):
         return {k: _json_safe(v) for k, v in value.items()}
     if isinstance(value, list):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from ignite.engine import Engine, Events
 
 from monai_ext.engines.distributed import is_main_process
 from monai_ext.io.atomic import atomic_write_bytes
+from monai_ext.io.json_values import json_number
 
 logger = logging.getLogger(__name__)
 
@@ -38,13 +38,6 @@ def _is_scalar(value: Any) -> bool:
     return isinstance(value, (int, float)) or (isinstance(value, torch.Tensor) and value.numel() == 1)
 
 
-def _finite_or_none(value: float | torch.Tensor) -> float | None:
-    """A metric as JSON has it: NaN or infinite (a diverged loss, a mean over no values) as null, which every JSON
-    reader takes; Python's ``NaN`` token is not JSON."""
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
 class MetricsHistory:
     """Append each validation's metrics (with the trainer's epoch) to a JSON list at ``path`` (null where a metric
     is not finite).
@@ -66,7 +59,7 @@ class MetricsHistory:
 
     def __call__(self, engine: Engine) -> None:
         epoch = (self.epoch_engine or engine).state.epoch
-        entry = {"epoch": epoch, **{k: _finite_or_none(v) for k, v in engine.state.metrics.items() if _is_scalar(v)}}
+        entry = {"epoch": epoch, **{k: json_number(v) for k, v in engine.state.metrics.items() if _is_scalar(v)}}
         self.history = [h for h in self.history if h["epoch"] < epoch] + [entry]
         if is_main_process():
             atomic_write_bytes(self.path, json.dumps(self.history, indent=1, allow_nan=False).encode())
@@ -78,5 +71,5 @@ class MetricsHistory:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         # checkpoints of earlier versions hold NaN where this version holds None
-        self.history = [{k: v if k == "epoch" or v is None else _finite_or_none(v) for k, v in entry.items()}
+        self.history = [{k: v if k == "epoch" or v is None else json_number(v) for k, v in entry.items()}
                         for entry in state.get("history", [])]

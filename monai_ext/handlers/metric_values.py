@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from monai.handlers import HausdorffDistance, MeanDice, MeanIoUHandler
 
+from monai_ext.handlers.reports import is_new_best
+
 logger = logging.getLogger(__name__)
 
 
@@ -55,6 +57,4 @@ def finite_improvement(current: float, best: float) -> bool:
     MONAI takes the first validation as its best whatever the value and then asks ``current > best``, which is
     never true once the best is NaN: a NaN first epoch would stay "best value: nan at epoch 1" for the whole run.
     """
-    if not math.isfinite(current):
-        return False
-    return not math.isfinite(best) or current > best
+    return is_new_best(current, best if math.isfinite(best) else None)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -28,6 +27,7 @@ from monai_ext.handlers.reports import best_after_resume, is_new_best, skipped_i
 from monai_ext.io.atomic import atomic_write_bytes
 from monai_ext.io.figures import save_png
 from monai_ext.io.images import unique_output_stems
+from monai_ext.io.json_values import json_number
 from monai_ext.visualize.overlays import comparison_overlay
 
 logger = logging.getLogger(__name__)
@@ -40,10 +40,6 @@ def _finite_mean(values: np.ndarray) -> float | None:
     either mask), None if none."""
     finite = values[np.isfinite(values)]
     return float(finite.mean()) if finite.size else None
-
-
-def _json_number(value: float) -> float | None:
-    return float(value) if math.isfinite(float(value)) else None
 
 
 def gather_ids(ids: list[Any]) -> list[Any]:
@@ -111,7 +107,7 @@ def segmentation_report(details: dict[str, torch.Tensor], ids: Sequence[str], cl
     for i, image_id in enumerate(ids):
         entry: dict[str, Any] = {"id": image_id}
         for key, array in arrays.items():
-            entry[key] = {name: _json_number(array[i, c]) for c, name in enumerate(foreground)}
+            entry[key] = {name: json_number(array[i, c]) for c, name in enumerate(foreground)}
         report["per_image"].append(entry)
     return report
 

@@ -1,0 +1,22 @@
+"""json_number: numbers as strict JSON holds them."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from monai_ext.io.json_values import json_number
+
+
+@pytest.mark.parametrize("value, expected", [
+    (0.25, 0.25), (3, 3.0), (np.float32(0.5), 0.5), (torch.tensor(0.75), 0.75), (np.int64(2), 2.0),
+    (math.nan, None), (np.float64("inf"), None), (torch.tensor(-math.inf), None),
+])
+def test_finite_numbers_are_floats_and_the_rest_null(value, expected) -> None:
+    number = json_number(value)
+    assert number == expected and (number is None or type(number) is float)
+    json.dumps(number, allow_nan=False)  # strict JSON either way
