@@ -32,6 +32,7 @@ from monai.handlers import MLFlowHandler
 from torch import nn
 
 from monai_ext.engines.distributed import is_main_process
+from monai_ext.handlers.checkpointing import list_checkpoints
 from monai_ext.io.atomic import atomic_write_text
 from monai_ext.io.settings import is_unset
 
@@ -48,11 +49,15 @@ def _is_scalar(value: Any) -> bool:
 class RunHolder:
     """The id of the MLflow run of this process, shared by the trainer's and the validator's handlers.
 
+    The record names the run and the checkpoints that were in the folder before it started (an earlier run's,
+    removed only at this run's first save): a run killed before it saved anything must not have a later resume of
+    those earlier checkpoints continue its MLflow run.
+
     Args:
         parent_run_id: make the run a nested child of this run (cross-validation folds), or MLFLOW_PARENT_RUN_ID.
         record_file: JSON file (in the checkpoint folder) naming the run that wrote the checkpoints there.
         resume: this process resumes from those checkpoints, so it continues the recorded run (when the tracking
-            store and experiment still hold it) instead of starting a new one.
+            store and experiment still hold it and it wrote a checkpoint there) instead of starting a new one.
     """
 
     def __init__(self, parent_run_id: str | None = None, record_file: str | None = None, resume: bool = False) -> None:
@@ -60,31 +65,55 @@ class RunHolder:
         self.parent_run_id = parent_run_id or os.environ.get("MLFLOW_PARENT_RUN_ID") or None
         self.record_file = Path(record_file) if record_file else None
         self.resume = bool(resume)
+        self._continued: dict[str, Any] | None = None  # the record of the run this process continues
 
     def recorded_run(self, client: Any, experiment_id: str) -> str | None:
         """The id of the run recorded in ``record_file`` when this process resumes it, else None.
 
-        A record from another tracking store or experiment, or of a deleted run, is not continued: the resumed
-        training then starts a new MLflow run, as it did before runs were recorded.
+        A record from another tracking store or experiment, of a deleted run, or of a run that wrote none of the
+        checkpoints in the folder is not continued: the resumed training then starts a new MLflow run, as it did
+        before runs were recorded.
         """
         if not (self.resume and self.record_file and self.record_file.is_file()):
             return None
         from mlflow.exceptions import MlflowException
 
         try:
-            run_id = str(json.loads(self.record_file.read_text(encoding="utf-8"))["run_id"])
+            record = json.loads(self.record_file.read_text(encoding="utf-8"))
+            run_id = str(record["run_id"])
+            earlier = {name: tuple(stamp) for name, stamp in record.get("earlier_checkpoints", {}).items()}
             run = client.get_run(run_id)
-        except (OSError, ValueError, KeyError, TypeError, MlflowException) as e:  # unreadable, or not in this store
+        # unreadable, of another layout, or not in this store
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, MlflowException) as e:
             logger.info("MLflow: not continuing the run recorded in %s (%s); starting a new run", self.record_file, e)
             return None
         if run.info.experiment_id != experiment_id or run.info.lifecycle_stage != "active":
             return None
+        if earlier and all(earlier.get(name) == stamp for name, stamp in self._checkpoint_stamps().items()):
+            logger.info("MLflow: run %s saved no checkpoint in %s; the resumed checkpoints start a new run", run_id,
+                        self.record_file.parent)
+            return None
+        self._continued = {"run_id": run_id, "earlier_checkpoints": record.get("earlier_checkpoints", {})}
         return run_id
 
     def record(self, run_id: str) -> None:
-        """Write ``record_file`` for a later resume (rank 0 only: the handlers are disabled on other ranks)."""
-        if self.record_file is not None:
-            atomic_write_text(self.record_file, json.dumps({"run_id": run_id}) + "\n")
+        """Write ``record_file`` for a later resume (rank 0 only: the handlers are disabled on other ranks).
+
+        A new run lists the checkpoints already in the folder as earlier ones; a resumed run continues their
+        lineage, so it lists none (or keeps the list of the run it continues).
+        """
+        if self.record_file is None:
+            return
+        if self._continued is not None and self._continued["run_id"] == run_id:
+            record = self._continued
+        else:
+            earlier = {} if self.resume else {name: list(stamp) for name, stamp in self._checkpoint_stamps().items()}
+            record = {"run_id": run_id, "earlier_checkpoints": earlier}
+        atomic_write_text(self.record_file, json.dumps(record) + "\n")
+
+    def _checkpoint_stamps(self) -> dict[str, tuple[int, int, int]]:
+        """``{name: (inode, mtime in ns, size)}`` of the trainer checkpoints beside ``record_file``."""
+        return {path.name: stamp for path, stamp in file_stamps(list_checkpoints(self.record_file.parent)).items()}
 
 
 def check_tracking_server(tracking_uri: str | None, timeout: float = 5.0) -> None:

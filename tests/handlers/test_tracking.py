@@ -151,7 +151,8 @@ def test_a_resumed_training_continues_its_mlflow_run(server, tmp_path) -> None:
     client, runs = runs_of(server, "res")
     assert [(r.info.status, r.data.tags.get("resumes")) for r in runs] == [("FINISHED", "1")]
     run_id = runs[0].info.run_id
-    assert json.loads((tmp_path / "models" / "mlflow_run.json").read_text()) == {"run_id": run_id}
+    assert json.loads((tmp_path / "models" / "mlflow_run.json").read_text()) == {"run_id": run_id,
+                                                                                "earlier_checkpoints": {}}
     assert [m.step for m in client.get_metric_history(run_id, "train_loss")] == [1, 2, 3, 4]  # 2 steps x 2 epochs
     assert [m.step for m in client.get_metric_history(run_id, "val_loss")] == [1, 2]
     assert runs[0].data.params["epochs"] == "1"  # MLflow keeps a param's first value; the new config is an artifact
@@ -199,10 +200,54 @@ def test_which_recorded_runs_a_resume_continues(state, resume, continued, tmp_pa
                                    experiment_name="usf_mae_pretrain", record_run=True)
     handler.start(Engine(lambda engine, batch: None))
     assert (holder.run_id == run_id) is continued
-    assert json.loads(record.read_text()) == {"run_id": holder.run_id}
+    assert json.loads(record.read_text()) == {"run_id": holder.run_id, "earlier_checkpoints": {}}
     run = client.get_run(holder.run_id)
     assert run.info.status == "RUNNING" and run.data.tags.get("resumes") == ("1" if continued else None)
     assert client.get_run(run_id).info.status == ("RUNNING" if continued else "FAILED")
+
+
+def _start_tracked(client, folder: Path, resume: bool) -> str:
+    """Start the trainer's tracking handler as a bundle run into ``folder`` would; the id of its MLflow run."""
+    from ignite.engine import Engine
+
+    from monai_ext.handlers.tracking import ProjectMLFlowHandler, RunHolder
+
+    holder = RunHolder(record_file=str(folder / "mlflow_run.json"), resume=resume)
+    handler = ProjectMLFlowHandler(run_holder=holder, tracking_uri=client.tracking_uri,
+                                   experiment_name="usf_mae_pretrain", record_run=True)
+    handler.start(Engine(lambda engine, batch: None))
+    return holder.run_id
+
+
+@pytest.mark.parametrize("new_run_saved, continued", [
+    (None, False),                         # killed before its first save: only the earlier run's checkpoint is there
+    ("checkpoint_iteration=2.pt", True),   # saved one of its own beside the earlier run's
+    ("checkpoint_iteration=4.pt", True),   # saved one of its own under the earlier run's name, replacing that file
+])
+def test_a_resume_continues_only_a_run_that_saved_a_checkpoint(new_run_saved, continued, tmp_path, monkeypatch) -> None:
+    """A new run into a folder holding an earlier run's checkpoints records itself at its start; if it is killed
+    before it saves, a resume loads the earlier run's checkpoint, and must not add those curves to the killed
+    run's MLflow run."""
+    from mlflow.tracking import MlflowClient
+
+    from monai_ext.io.atomic import atomic_write_text
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns.db")
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / "checkpoint_iteration=4.pt").write_bytes(b"the earlier run's checkpoint")
+    new_run = _start_tracked(client, folder, resume=False)
+    assert list(json.loads((folder / "mlflow_run.json").read_text())["earlier_checkpoints"]) == [
+        "checkpoint_iteration=4.pt"]
+    if new_run_saved:
+        atomic_write_text(folder / new_run_saved, "the new run's checkpoint")  # a new file, as every save writes
+    client.set_terminated(new_run, status="FAILED")  # as the crash handler ends it (a kill leaves it RUNNING)
+    resumed_run = _start_tracked(client, folder, resume=True)
+    assert (resumed_run == new_run) is continued
+    record = json.loads((folder / "mlflow_run.json").read_text())
+    assert record["run_id"] == resumed_run
+    assert bool(record["earlier_checkpoints"]) is continued  # a continued run keeps its list; a new one continues all
 
 
 @pytest.mark.parametrize("bundle", ["pretrain", "classify"])
