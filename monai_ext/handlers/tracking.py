@@ -71,8 +71,8 @@ class RunHolder:
         """The id of the run recorded in ``record_file`` when this process resumes it, else None.
 
         A record from another tracking store or experiment, of a deleted run, or of a run that wrote none of the
-        checkpoints in the folder is not continued: the resumed training then starts a new MLflow run, as it did
-        before runs were recorded.
+        checkpoints in the folder (or a folder without checkpoints, where training starts afresh) is not continued:
+        the training then starts a new MLflow run, as it did before runs were recorded.
         """
         if not (self.resume and self.record_file and self.record_file.is_file()):
             return None
@@ -89,8 +89,9 @@ class RunHolder:
             return None
         if run.info.experiment_id != experiment_id or run.info.lifecycle_stage != "active":
             return None
-        if earlier and all(earlier.get(name) == stamp for name, stamp in self._checkpoint_stamps().items()):
-            logger.info("MLflow: run %s saved no checkpoint in %s; the resumed checkpoints start a new run", run_id,
+        # every checkpoint there is an earlier run's, or there is none (the training starts afresh)
+        if all(earlier.get(name) == stamp for name, stamp in self._checkpoint_stamps().items()):
+            logger.info("MLflow: run %s has no checkpoint in %s to resume; starting a new run", run_id,
                         self.record_file.parent)
             return None
         self._continued = {"run_id": run_id, "earlier_checkpoints": record.get("earlier_checkpoints", {})}

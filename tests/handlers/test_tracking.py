@@ -172,6 +172,8 @@ def _recorded_run(tmp_path: Path, state: str) -> tuple[object, str, Path]:
     client.set_terminated(run_id, status="FAILED")
     record = tmp_path / "models" / "mlflow_run.json"
     record.parent.mkdir()
+    if state != "no_checkpoint":  # the one the run saved before it crashed
+        (record.parent / "checkpoint_iteration=4.pt").write_bytes(b"weights")
     record.write_text({"garbled": "{run_id", "unknown_id": json.dumps({"run_id": "0" * 32})}.get(
         state, json.dumps({"run_id": run_id})))
     if state == "other_experiment":
@@ -185,10 +187,11 @@ def _recorded_run(tmp_path: Path, state: str) -> tuple[object, str, Path]:
 @pytest.mark.parametrize("state, resume, continued", [
     ("crashed", True, True), ("crashed", False, False), ("garbled", True, False), ("unknown_id", True, False),
     ("other_experiment", True, False), ("deleted", True, False),
+    ("no_checkpoint", True, False),  # --resume true with no checkpoint to resume starts training afresh
 ])
 def test_which_recorded_runs_a_resume_continues(state, resume, continued, tmp_path, monkeypatch) -> None:
-    """Only a resume continues the recorded run, and only a live run of this store and experiment; otherwise a
-    new run starts, and the trainer's handler records it for the next resume."""
+    """Only a resume of a checkpoint continues the recorded run, and only a live run of this store and experiment;
+    otherwise a new run starts, and the trainer's handler records it for the next resume."""
     from ignite.engine import Engine
 
     from monai_ext.handlers.tracking import ProjectMLFlowHandler, RunHolder
@@ -200,7 +203,10 @@ def test_which_recorded_runs_a_resume_continues(state, resume, continued, tmp_pa
                                    experiment_name="usf_mae_pretrain", record_run=True)
     handler.start(Engine(lambda engine, batch: None))
     assert (holder.run_id == run_id) is continued
-    assert json.loads(record.read_text()) == {"run_id": holder.run_id, "earlier_checkpoints": {}}
+    recorded = json.loads(record.read_text())
+    assert recorded["run_id"] == holder.run_id
+    # a new run lists the checkpoint it found as another run's; a resume continues it
+    assert list(recorded["earlier_checkpoints"]) == ([] if resume else ["checkpoint_iteration=4.pt"])
     run = client.get_run(holder.run_id)
     assert run.info.status == "RUNNING" and run.data.tags.get("resumes") == ("1" if continued else None)
     assert client.get_run(run_id).info.status == ("RUNNING" if continued else "FAILED")
