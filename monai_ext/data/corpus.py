@@ -49,7 +49,7 @@ from monai_ext.data.views import (
     prepare_views,
 )
 from monai_ext.io.atomic import atomic_write_bytes
-from monai_ext.io.errors import UnreadableImageError, collected_reader_warnings
+from monai_ext.io.errors import UnreadableImageError, collected_reader_warnings, one_line
 from monai_ext.io.settings import path_setting, setting_text
 
 __all__ = ["DOPPLER_POLICIES", "CorpusFrames", "CorpusOptions", "LoadCorpusFramed", "NearDuplicateIndex",
@@ -157,6 +157,10 @@ def process_file(path: Path, root: Path, options: CorpusOptions) -> tuple[list[n
         return [], [], _relative_message(e, path, relative)
     except MemoryError:
         return [], [], f"{relative}: too large to decode in memory"
+    # Any other failure on one odd file (an OpenCV or codec error) skips it, named, and the batch goes on: raised in
+    # a worker, it would stop the run and lose the files of the chunks in flight.
+    except Exception as e:  # noqa: BLE001
+        return [], [], f"{relative}: {type(e).__name__}: {one_line(str(e))}"
     return frames, records, None
 
 

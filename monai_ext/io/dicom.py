@@ -16,6 +16,7 @@ JPEG is decoded by the same codec (pylibjpeg) in both: a file gives the same pix
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable, Iterator
 from types import SimpleNamespace
 from typing import Any
@@ -130,8 +131,6 @@ def _dcmread(path: str | os.PathLike, header_only: bool = False) -> Any:
     pydicom's own refusal of such files ends "Use force=True to force reading.", an option our users do not have;
     a file that does not parse either, or parses to no pixel data, is refused in our words.
     """
-    import warnings
-
     import pydicom
     from pydicom.errors import InvalidDicomError
 
@@ -273,26 +272,48 @@ def _short_detail(error: BaseException, limit: int = 200) -> str:
     return detail if len(detail) <= limit else detail[: limit - 3] + "..."
 
 
-def ultrasound_region_box(ds: Any) -> tuple[int, int, int, int] | None:
-    """(x0, y0, x1, y1), exclusive ends, of the first 2-D tissue region in ``SequenceOfUltrasoundRegions``."""
+#: Sides (pixels, after clipping to the frame) below which a region holds no image a view could show.
+MIN_REGION_SIDE = 8
+
+
+def _region_boxes(ds: Any, data_types: tuple[int, ...]) -> list[tuple[int, int, int, int]]:
+    """(x0, y0, x1, y1), exclusive ends and clipped to the frame, of the 2-D regions of these data types.
+
+    A region that misses the frame or is smaller than :data:`MIN_REGION_SIDE` on a side is left out with a warning
+    (the file's other regions, or field-of-view detection on the whole frame, take its place): de-identification
+    tools that crop or resize the pixels but keep ``SequenceOfUltrasoundRegions`` leave such regions behind, and
+    an empty crop would reach OpenCV.
+    """
+    rows, columns = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    boxes = []
     for region in getattr(ds, "SequenceOfUltrasoundRegions", []) or []:
-        if int(region.get("RegionSpatialFormat", 0)) == 1 and int(region.get("RegionDataType", 0)) == 1:
-            return (int(region.RegionLocationMinX0), int(region.RegionLocationMinY0),
-                    int(region.RegionLocationMaxX1) + 1, int(region.RegionLocationMaxY1) + 1)
-    return None
+        if int(region.get("RegionSpatialFormat", 0)) != 1 or int(region.get("RegionDataType", 0)) not in data_types:
+            continue
+        box = (int(region.RegionLocationMinX0), int(region.RegionLocationMinY0),
+               int(region.RegionLocationMaxX1) + 1, int(region.RegionLocationMaxY1) + 1)
+        clipped = (max(box[0], 0), max(box[1], 0), min(box[2], columns or box[2]), min(box[3], rows or box[3]))
+        if min(clipped[2] - clipped[0], clipped[3] - clipped[1]) < MIN_REGION_SIDE:
+            warnings.warn(f"{getattr(ds, 'filename', None) or 'DICOM'}: ultrasound region {box} lies outside the "
+                          f"{columns}x{rows} frame or is under {MIN_REGION_SIDE} pixels on a side; ignored",
+                          UserWarning, stacklevel=3)
+            continue
+        boxes.append(clipped)
+    return boxes
+
+
+def ultrasound_region_box(ds: Any) -> tuple[int, int, int, int] | None:
+    """(x0, y0, x1, y1), exclusive ends, of the first 2-D tissue region in ``SequenceOfUltrasoundRegions`` that
+    lies on the frame (see :func:`_region_boxes`)."""
+    boxes = _region_boxes(ds, (1,))
+    return boxes[0] if boxes else None
 
 
 def ultrasound_region_boxes(ds: Any) -> list[tuple[int, int, int, int]]:
     """(x0, y0, x1, y1), exclusive ends, of every 2-D view in ``SequenceOfUltrasoundRegions``: spatial format 1 with
     tissue (1) or colour flow (2) data, left to right then top to bottom. A region inside another one (a colour box
     over its B-mode region) is part of that view, not a view of its own. Spectral, M-mode, traces and bars are not
-    images of tissue and are left out."""
-    boxes = []
-    for region in getattr(ds, "SequenceOfUltrasoundRegions", []) or []:
-        if int(region.get("RegionSpatialFormat", 0)) == 1 and int(region.get("RegionDataType", 0)) in (1, 2):
-            boxes.append((int(region.RegionLocationMinX0), int(region.RegionLocationMinY0),
-                          int(region.RegionLocationMaxX1) + 1, int(region.RegionLocationMaxY1) + 1))
-    boxes = list(dict.fromkeys(boxes))
+    images of tissue and are left out, and so are regions off the frame (see :func:`_region_boxes`)."""
+    boxes = list(dict.fromkeys(_region_boxes(ds, (1, 2))))
 
     def inside(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
         return a != b and b[0] <= a[0] and b[1] <= a[1] and a[2] <= b[2] and a[3] <= b[3]

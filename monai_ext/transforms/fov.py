@@ -105,6 +105,8 @@ def solid_components(gray: np.ndarray, threshold: int = 0, kernel: int | None = 
     Closing with a ``kernel`` disk bridges dark speckle; opening with a disk twice that size removes strokes (text,
     ticks, calipers) and cuts off bars and boxes that touch the image.
     """
+    if gray.size == 0:  # OpenCV's morphology crashes the process (no Python error) on an empty image
+        raise ValueError(f"cannot find the field of view of an empty image of shape {gray.shape!r}")
     size = kernel or max(5, (min(gray.shape) // 50) | 1)
     close = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
     opened = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * size + 1, 2 * size + 1))

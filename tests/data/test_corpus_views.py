@@ -229,6 +229,53 @@ def test_two_region_dicom_gives_one_frame_per_tissue_region(tmp_path):
     assert_crop_hugs(rows[1]["crop"], bbox(right_fov))
 
 
+def test_a_region_off_the_frame_does_not_stop_the_ingestion(tmp_path):
+    """A de-identification tool cropped the pixels but kept SequenceOfUltrasoundRegions: the region lies right of the
+    frame. The empty crop it gave crashed the process inside OpenCV (no file named, nothing cached); now the view is
+    detected on the whole frame and the report names the file and the region."""
+    from monai_ext.io.writers import write_dicom_frames
+
+    frame = simulate_frame(np.random.default_rng(5), SimulatorConfig(size=128)).image
+    root = tmp_path / "root" / "site"
+    root.mkdir(parents=True)
+    write_dicom_frames(frame[None], root / "cropped.dcm", region_box=(200, 10, 300, 100))
+    cv2.imwrite(str(root / "plain.png"), frame)
+    prepare_corpus(tmp_path / "root", tmp_path / "cache", CorpusOptions(size=64))
+    rows = manifest(tmp_path / "cache")
+    assert sorted(rows) == ["site/cropped.dcm", "site/plain.png"]
+    assert rows["site/cropped.dcm"][0]["crop"] == rows["site/plain.png"][0]["crop"]  # the same field of view found
+    report = json.loads((tmp_path / "cache" / "report.json").read_text())
+    notes = {entry["source"]: entry["warnings"] for entry in report["reader_warnings"]}
+    assert list(notes) == ["site/cropped.dcm"]
+    assert "ultrasound region (200, 10, 300, 100) lies outside the 128x128 frame" in notes["site/cropped.dcm"][0]
+
+
+def test_a_failure_on_one_file_is_a_named_skip_and_the_batch_goes_on(tmp_path, monkeypatch):
+    """An error no reader foresaw (here OpenCV's, on one file's pixels) skips that file with the reason and keeps
+    the rest; raised, it stopped the run."""
+    import monai_ext.data.corpus as corpus
+
+    images = {name: simulate_frame(np.random.default_rng(seed), SimulatorConfig(size=96)).image
+              for seed, name in enumerate(("a.png", "b.png", "c.png"))}
+    root = tmp_path / "root" / "site"
+    root.mkdir(parents=True)
+    for name, image in images.items():
+        cv2.imwrite(str(root / name), image)
+    prepare = corpus.prepare_views
+
+    def fails_on_b(pixels, region_box, options):
+        if not np.isclose(pixels.mean(), images["b.png"].mean()):
+            return prepare(pixels, region_box, options)
+        raise cv2.error("OpenCV(4.x) error: (-215:Assertion failed) !_src.empty()")
+
+    monkeypatch.setattr(corpus, "prepare_views", fails_on_b)
+    prepare_corpus(tmp_path / "root", tmp_path / "cache", CorpusOptions(size=64, dedup_threshold=-1))
+    assert sorted(manifest(tmp_path / "cache")) == ["site/a.png", "site/c.png"]
+    report = json.loads((tmp_path / "cache" / "report.json").read_text())
+    assert report["skipped_files"] == [{"source": "site/b.png", "reason": "site/b.png: error: OpenCV(4.x) error: "
+                                        "(-215:Assertion failed) !_src.empty()"}]
+
+
 @pytest.mark.parametrize("edge_gain_db", [20, 25])
 def test_sector_crop_keeps_dim_edges(edge_gain_db):
     """Low-gain outer scan lines: the field of view still holds at least 99% of the sector's signal pixels."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -44,6 +46,27 @@ def test_region_box_is_read_and_used_for_the_crop(tmp_path):
     assert frame.region_box == (40, 10, 136, 106)
     np.testing.assert_array_equal(crop_to_view(frame.pixels, frame.region_box),
                                   crop_to_view(screen[0, 10:106, 40:136], None))
+
+
+@pytest.mark.parametrize("box, kept", [
+    ((100, 10, 200, 90), (100, 10, 160, 90)),  # reaches past the right edge: clipped to the frame
+    ((200, 10, 300, 90), None),                # right of the frame (the pixels were cropped, the regions kept)
+    ((10, 130, 120, 200), None),               # below it
+    ((100, 100, 20, 20), None),                # inverted
+    ((10, 10, 14, 100), None),                 # four pixels wide
+    ((0, 0, 1, 1), None),                      # a zeroed region
+])
+def test_a_region_off_the_frame_is_ignored_with_a_warning(tmp_path, box, kept):
+    """Such a region used to become an empty crop, on which OpenCV crashed the whole ingestion process."""
+    path = write_dicom_frames(np.zeros((1, 120, 160), np.uint8) + us_image(160)[:120], tmp_path / "region.dcm",
+                              region_box=box)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        frame = next(iter_frames(path))
+    assert frame.region_box == kept
+    notes = [str(w.message) for w in caught if "ultrasound region" in str(w.message)]
+    assert notes == ([] if kept else [f"{path}: ultrasound region {box} lies outside the 160x120 frame or is under "
+                                      "8 pixels on a side; ignored"])
 
 
 @pytest.mark.parametrize("kwargs,message", [

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -320,3 +322,12 @@ def test_dual_view_duplex_screen_keeps_each_spectral_strip_outside():
     assert len(boxes) == 2 and all(y0 == 0 and y1 == screen.shape[0] for _, y0, _, y1 in boxes)
     fov = detect_screen_fov(screen, 10)
     assert fov.mask[:160].any() and not fov.mask[160:].any()
+
+
+@pytest.mark.parametrize("shape", [(0, 40), (40, 0), (0, 0)])
+def test_an_empty_image_is_refused_before_opencv(shape):
+    """OpenCV's morphology on an empty array crashes the process without a Python error."""
+    from monai_ext.transforms.fov import solid_components
+
+    with pytest.raises(ValueError, match=re.escape(f"empty image of shape {shape!r}")):
+        solid_components(np.zeros(shape, np.uint8), 10)
