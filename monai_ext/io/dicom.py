@@ -364,6 +364,10 @@ def first_dicom_frame(ds: Any, source: str) -> np.ndarray:
 def _decoded_frames(ds: Any, indices: range, source: str, tools: SimpleNamespace) -> Iterable[np.ndarray]:
     """Frames ``indices`` as decoded (stored values), colour converted to RGB by the same pydicom function in
     either version: pydicom 3 is asked for the codec's raw output (``as_rgb=False``) as 2.4 gives it."""
+    photometric = _codestream_photometric(ds, source)
+    if photometric != str(ds.get("PhotometricInterpretation", "")).strip():
+        # the codecs of both pydicom versions then return the stream's YCbCr, converted below as any YBR file's
+        ds.PhotometricInterpretation = photometric
     if _needs_high_bit_shift(ds):
         frames: Iterable[np.ndarray] = iter(_native_values_at_high_bit(ds, source)[indices.start::indices.step])
     elif tools.iter_pixels is not None:  # pydicom 3 decodes only the frames asked for
@@ -373,10 +377,62 @@ def _decoded_frames(ds: Any, indices: range, source: str, tools: SimpleNamespace
             ds.convert_pixel_data(handler_name="pylibjpeg")
         pixels = ds.pixel_array
         frames = iter((pixels[None] if frame_count(ds) == 1 else pixels)[indices.start::indices.step])
-    photometric = str(ds.get("PhotometricInterpretation", "")).strip()
     if photometric in _YBR_TO_CONVERT:
         return (tools.convert_color_space(frame, photometric, "RGB") for frame in frames)
     return frames
+
+
+def _codestream_photometric(ds: Any, source: str) -> str:
+    """The header's ``PhotometricInterpretation``, unless a lossy JPEG stream labelled RGB is JFIF (YCbCr).
+
+    Many exports wrap a JFIF frame, which is YCbCr by definition, and keep "RGB" in the header; read as RGB, colour
+    comes out false and gray tissue green-tinted (luma 117 read as (117, 128, 128)). pydicom 3 corrects this
+    only when it converts colour itself, which the codec's raw output asked for here does not do; under 2.4
+    libjpeg converts any "RGB" JPEG itself, rounding differently from pydicom's conversion. Both are given the
+    corrected value instead, so both convert alike. The file keeps a warning that names it.
+    """
+    from pydicom.uid import JPEGBaseline8Bit, JPEGExtended12Bit
+
+    photometric = str(ds.get("PhotometricInterpretation", "")).strip()
+    syntax = ds.file_meta.TransferSyntaxUID
+    if photometric != "RGB" or int(ds.get("SamplesPerPixel", 1)) != 3 or syntax not in (JPEGBaseline8Bit,
+                                                                                      JPEGExtended12Bit):
+        return photometric
+    try:
+        from pydicom.encaps import generate_frames
+
+        first = next(generate_frames(ds.PixelData, number_of_frames=frame_count(ds)))
+    except ImportError:  # pydicom 2.4
+        from pydicom.encaps import generate_pixel_data_frame
+
+        first = next(generate_pixel_data_frame(ds.PixelData, frame_count(ds)))
+    except (StopIteration, ValueError):  # no frame to read: the decoder names the problem
+        return photometric
+    if not _has_jfif_marker(first):
+        return photometric
+    corrected = "YBR_FULL_422" if syntax == JPEGBaseline8Bit else "YBR_FULL"
+    warnings.warn(f"{source}: PhotometricInterpretation is 'RGB' but its JPEG stream is JFIF (YCbCr); read as "
+                  f"{corrected!r}", UserWarning, stacklevel=2)
+    return corrected
+
+
+def _has_jfif_marker(stream: bytes) -> bool:
+    """Whether a JPEG codestream carries a JFIF APP0 segment before its first scan (ITU-T T.81 B.1.1.2).
+
+    Written here because pydicom's marker reader is private (3.x) or absent (2.4); the segments before the scan are
+    a marker (0xFF, code) and a big-endian length each.
+    """
+    if stream[:2] != b"\xff\xd8":
+        return False
+    at = 2
+    while at + 4 <= len(stream) and stream[at] == 0xFF:
+        code, length = stream[at + 1], int.from_bytes(stream[at + 2 : at + 4], "big")
+        if code == 0xDA:  # start of scan: no more header segments
+            return False
+        if code == 0xE0 and stream[at + 4 : at + 9] == b"JFIF\x00":
+            return True
+        at += 2 + length
+    return False
 
 
 def _lossy_codec_plugin(ds: Any) -> str:

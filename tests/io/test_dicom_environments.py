@@ -63,6 +63,10 @@ def write_cases(folder: Path) -> dict[str, str]:
                                 ("RGB", "jpeg2000")]:
         name = f"{photometric}_{syntax}"
         paths[name] = write_dicom_frames(RGB[None], folder / f"{name}.dcm", photometric, syntax)
+    mislabelled = pydicom.dcmread(paths["YBR_FULL_422_jpeg_baseline"])  # a JFIF stream whose header says RGB
+    mislabelled.PhotometricInterpretation = "RGB"
+    mislabelled.save_as(folder / "RGB_jfif.dcm")
+    paths["RGB_jfif"] = folder / "RGB_jfif.dcm"
     return {name: str(path) for name, path in paths.items()}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 
 import cv2
 import nibabel as nib
@@ -98,6 +99,28 @@ def test_multi_frame_dicom_gives_its_first_frame_and_its_region(tmp_path) -> Non
     image = read_image(path)
     np.testing.assert_array_equal(image.pixels, GRAY)
     assert image.region_box == (2, 3, 25, 18)
+
+
+@pytest.mark.parametrize("header", ["RGB", "YBR_FULL_422"])
+def test_a_jfif_stream_labelled_rgb_is_read_as_ycbcr(tmp_path, header) -> None:
+    """A JFIF frame (YCbCr by definition) in a file whose header says RGB, as many exports write it: read as RGB,
+    red came out blue-violet and gray tissue green-tinted. Smooth colours, so lossy JPEG keeps them close."""
+    rows, cols = np.mgrid[0:32, 0:48]
+    scene = np.stack([np.full_like(rows, 200), 30 + 2 * cols, 220 - 3 * rows], -1).astype(np.uint8)
+    scene[:, :8] = 117  # gray B-mode: must stay gray
+    path = write_dicom_frames(scene[None], tmp_path / "exported.dcm", "YBR_FULL_422", "jpeg_baseline")
+    ds = pydicom.dcmread(path)
+    ds.PhotometricInterpretation = header
+    ds.save_as(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pixels = read_image(path).pixels
+    error = np.abs(pixels.astype(int) - scene.astype(int))
+    assert error[:, :6].max() <= 4 and error[:, 12:].max() <= 6  # off the edge that 4:2:2 chroma blurs
+    assert np.ptp(pixels[:, :6].astype(int), axis=-1).mean() <= 2  # gray stays gray (read as RGB: 11)
+    ours = [str(w.message) for w in caught if str(w.message).startswith(str(path))]
+    assert ours == ([f"{path}: PhotometricInterpretation is 'RGB' but its JPEG stream is JFIF (YCbCr); read as "
+                     "'YBR_FULL_422'"] if header == "RGB" else [])
 
 
 def test_errors_name_the_file(tmp_path) -> None:
