@@ -307,7 +307,8 @@ def prepare_corpus(
         modality: keep only DICOM files of this Modality, e.g. US.
         dedup_threshold: perceptual-hash distance for near-duplicates (-1: exact duplicates only).
         exclude_datasets: dataset folder names to leave out, comma-separated.
-        evaluation: evaluation folders whose images must not be in the corpus, comma-separated.
+        evaluation: evaluation folders whose images must not be in the corpus, comma-separated (every frame of
+            every file, whatever modality and strides; near matches within at least 4 bits).
         files_per_chunk: files per unit of work and of resuming.
         crop_fov: crop to the DICOM region or the detected field of view.
         deannotate: remove burned-in text, calipers, markers and overlays on the colour frame (true|false).

@@ -298,20 +298,35 @@ class NearDuplicateIndex:
             table.setdefault(value & mask, []).append((value, name))
 
 
-def evaluation_hashes(folders: Iterable[str | os.PathLike], options: CorpusOptions) -> tuple[dict[str, str], NearDuplicateIndex]:
-    """Hashes of every frame of the evaluation folders, prepared exactly as the corpus frames are."""
-    exact, near = {}, NearDuplicateIndex(max(options.dedup_threshold, 0))
+#: Perceptual-hash bits within which a corpus frame matches an evaluation image. The leak guard stays on when
+#: ``dedup_threshold`` turns near-duplicate removal inside the corpus off (-1, to keep every cine frame).
+EVALUATION_NEAR_BITS = 4
+
+
+def evaluation_hashes(folders: Iterable[str | os.PathLike],
+                      options: CorpusOptions) -> tuple[dict[str, str], NearDuplicateIndex, list[dict[str, str]]]:
+    """Hashes of every frame of the evaluation folders, prepared as the corpus frames are, and the evaluation files
+    that could not be read (``{"source", "reason"}``: their frames could still be in the corpus).
+
+    Every frame and slice and every DICOM whatever its modality is hashed: the corpus's own strides and modality
+    filter say what to train on, not what must stay out of training.
+    """
+    every_frame = replace(options, frames=replace(options.frames, frame_stride=1, slice_stride=1, modality=None))
+    exact, near = {}, NearDuplicateIndex(max(options.dedup_threshold, EVALUATION_NEAR_BITS))
+    unread = []
     for folder in folders:
         folder = Path(folder).resolve()
         for path in walk_files(folder):
             if source_kind(path) is None:
                 continue
             with collected_reader_warnings():  # not corpus files: their readers' notes are not the report's
-                _, records, _ = process_file(path, folder.parent, options)
+                _, records, reason = process_file(path, folder.parent, every_frame)
+            if reason:
+                unread.append({"source": path.relative_to(folder.parent).as_posix(), "reason": reason})
             for record in records:
                 exact.setdefault(record["sha256"], record["source"])
                 near.add(int(record["phash"], 16), record["source"])
-    return exact, near
+    return exact, near, unread
 
 
 def decide(records: list[dict], options: CorpusOptions, exclude_datasets: Sequence[str],
@@ -329,7 +344,7 @@ def decide(records: list[dict], options: CorpusOptions, exclude_datasets: Sequen
             reason = "excluded_dataset"
         elif r["sha256"] in eval_exact:
             reason = f"matches_evaluation:{eval_exact[r['sha256']]}"
-        elif eval_near is not None and options.dedup_threshold >= 0 and (match := eval_near.find(phash)):
+        elif eval_near is not None and (match := eval_near.find(phash)):
             reason = f"near_evaluation:{match}"
         elif r["sha256"] in seen:
             reason = f"duplicate_of:{seen[r['sha256']]}"
@@ -381,12 +396,15 @@ def prepare_corpus(root: str | os.PathLike, out: str | os.PathLike, options: Cor
         warned += result.get("warnings", [])  # chunks written before readers' warnings were kept have none
         for row, record in enumerate(result["records"]):
             records.append({**record, "frame_id": f"{index}:{row}", "chunk": index, "row": row})
-    eval_exact, eval_near = evaluation_hashes(evaluation_folders, options) if evaluation_folders else ({}, None)
+    eval_exact, eval_near, eval_unread = evaluation_hashes(evaluation_folders, options) if evaluation_folders \
+        else ({}, None, [])
+    for entry in eval_unread:
+        logger.warning("evaluation file not read, so not checked against the corpus: %s", entry["reason"])
     decide(records, options, exclude_datasets, eval_exact, eval_near)
     _write_manifest(out / "manifest.csv", records)
     kept = np.array([[r["chunk"], r["row"]] for r in records if r["keep"]], np.int32).reshape(-1, 2)
     atomic_write_bytes(out / "kept.npy", _npy_bytes(kept))
-    report = build_report(records, skipped, warned, options)
+    report = build_report(records, skipped, warned, options, eval_unread)
     atomic_write_bytes(out / "report.json", json.dumps(report, indent=2).encode())
     write_report_png(out, root, records, report, options)
     return report
@@ -405,11 +423,12 @@ def _write_manifest(path: Path, records: list[dict]) -> None:
     atomic_write_bytes(path, buffer.getvalue().encode("utf-8", "backslashreplace"))
 
 
-def build_report(records: list[dict], skipped: list[dict], warned: list[dict],
-                 options: CorpusOptions) -> dict[str, Any]:
+def build_report(records: list[dict], skipped: list[dict], warned: list[dict], options: CorpusOptions,
+                 evaluation_unread: Sequence[dict] = ()) -> dict[str, Any]:
     """Counts per dataset, removals by cause, skipped files with reasons, files read with readers' warnings (each
-    ``{"source", "warnings"}``), and per dataset the mean fractions of the field of view found as annotation and as
-    colour flow with the number of frames that had any."""
+    ``{"source", "warnings"}``), evaluation files that could not be checked against the corpus (each ``{"source",
+    "reason"}``), and per dataset the mean fractions of the field of view found as annotation and as colour flow
+    with the number of frames that had any."""
     per_dataset: dict[str, dict[str, Any]] = {}
     removed: dict[str, int] = {}
     for r in records:
@@ -430,6 +449,7 @@ def build_report(records: list[dict], skipped: list[dict], warned: list[dict],
             entry[key] = round(entry[key] / entry["frames"], 5)
     return {"frames": len(records), "kept": sum(r["keep"] for r in records), "removed": removed,
             "datasets": per_dataset, "skipped_files": skipped, "reader_warnings": warned,
+            "evaluation_files_unread": list(evaluation_unread),
             "settings": json.loads(json.dumps(asdict(options)))}
 
 

@@ -229,3 +229,38 @@ def test_file_names_that_are_not_utf8_reach_a_utf8_manifest(tmp_path):
     report = prepare_corpus(root.parent, tmp_path / "cache", CorpusOptions(size=32, dedup_threshold=-1))
     assert report["kept"] == 2 and report["skipped_files"] == []
     assert sorted(r["source"] for r in manifest(tmp_path / "cache")) == ["thyroid/caf\\udce9.png", "thyroid/plain.png"]
+
+
+@pytest.mark.parametrize("modality, dedup_threshold, frame_stride", [
+    (None, 4, 1),   # the defaults
+    ("US", 4, 1),   # the corpus keeps ultrasound only; the evaluation copy is a secondary capture (Modality OT)
+    (None, -1, 1),  # near-duplicates inside the corpus kept (every cine frame wanted)
+    (None, 4, 2),   # every second cine frame ingested; the evaluation's second frame is in the corpus
+])
+def test_evaluation_images_are_kept_out_whatever_the_corpus_settings(tmp_path, modality, dedup_threshold,
+                                                                     frame_stride):
+    """The corpus's modality filter, near-duplicate setting and frame stride choose what to train on; they must not
+    choose which evaluation images are checked: each let an evaluation image into the corpus, and an evaluation
+    file that could not be read was not reported."""
+    from monai_ext.io.writers import write_dicom_frames
+
+    exact, near, cine_second = (us_image(96, seed) for seed in (1, 2, 3))
+    (tmp_path / "root" / "site").mkdir(parents=True)
+    evaluation = tmp_path / "evalset"
+    evaluation.mkdir()
+    cv2.imwrite(str(tmp_path / "root" / "site" / "exact.png"), exact)
+    cv2.imwrite(str(tmp_path / "root" / "site" / "near.jpg"), near, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    cv2.imwrite(str(tmp_path / "root" / "site" / "frame.png"), cine_second)
+    write_dicom_frames(exact[None], evaluation / "capture.dcm", modality="OT")
+    cv2.imwrite(str(evaluation / "near.png"), near)
+    write_dicom_frames(np.stack([us_image(96, 4), cine_second]), evaluation / "cine.dcm")
+    (evaluation / "broken.png").write_bytes(b"")
+    options = CorpusOptions(size=64, dedup_threshold=dedup_threshold,
+                            frames=FrameOptions(modality=modality, frame_stride=frame_stride))
+    report = prepare_corpus(tmp_path / "root", tmp_path / "cache", options, evaluation_folders=[evaluation])
+    reasons = {r["source"]: r["reason"] for r in manifest(tmp_path / "cache")}
+    assert reasons == {"site/exact.png": "matches_evaluation:evalset/capture.dcm",
+                       "site/near.jpg": "near_evaluation:evalset/near.png",
+                       "site/frame.png": "matches_evaluation:evalset/cine.dcm"}
+    assert report["evaluation_files_unread"] == [{"source": "evalset/broken.png",
+                                                  "reason": "evalset/broken.png: empty file (0 bytes)"}]
