@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from monai_ext.transforms.deannotate import deannotate
+from monai_ext.transforms.deannotate import colour_flow, colour_mask, deannotate, fill_with_local_mean
 from monai_ext.transforms.fov import FieldOfView, detect_fov, detect_view_boxes, solid_components
 
 #: What happens to frames with colour-Doppler flow (see :class:`ViewOptions`).
@@ -38,7 +38,7 @@ class ViewOptions:
         deannotate: remove burned-in text, calipers, markers and overlays (on the colour frame) before gray.
         doppler: colour flow inside the image: "inpaint" fills it from the B-mode around it; "drop" also leaves
             frames whose flow covers more than ``doppler_threshold`` of the field of view out of training (reason
-            ``doppler_flow``); "keep" leaves the flow in as its gray luma.
+            ``doppler_flow``); "keep" leaves the flow in as its gray luma. With or without ``deannotate``.
         doppler_threshold: flow fraction of the field of view above which "drop" leaves a frame out.
         split_views: detect side-by-side views on screens without DICOM regions and give one frame per view.
         min_signal_std: frames whose field of view varies less than this (gray levels, standard deviation), or
@@ -254,7 +254,11 @@ def prepare_view(pixels: np.ndarray, gray: np.ndarray, box: tuple[int, int, int,
         cleaned = np.where(mask, result.image, 0).astype(np.uint8)
         annotation_fraction = np.count_nonzero(result.annotations & mask) / fov_pixels
         flow_fraction = np.count_nonzero(result.flow & mask) / fov_pixels
-    else:
+    else:  # colour flow is still measured, and inpainted unless kept: --doppler does not depend on de-annotation
+        flow = mask & colour_flow(colour_mask(view_pixels)) if view_pixels.ndim == 3 else np.zeros_like(mask)
+        flow_fraction = np.count_nonzero(flow) / fov_pixels
+        if options.doppler != "keep" and flow.any():
+            plain = np.where(mask, fill_with_local_mean(view_gray, flow), 0).astype(np.uint8)
         cleaned = plain
     drop = ""
     if options.doppler == "drop" and flow_fraction > options.doppler_threshold:

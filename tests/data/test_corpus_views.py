@@ -113,6 +113,14 @@ def test_colour_flow_never_reaches_the_cache_as_its_luma(doppler_corpus, tmp_pat
     kept_rows = manifest(tmp_path / "keep")
     a, b = kept_rows["doppler/screen_0.png"][0], kept_rows["recoloured/screen_0.png"][0]
     assert not np.array_equal(cached(tmp_path / "keep", a), cached(tmp_path / "keep", b))
+    # without de-annotation (--deannotate false) the flow is still inpainted: it was kept as its luma, recorded as
+    # no flow at all
+    plain = CorpusOptions(size=SIZE, deannotate=False, dedup_threshold=-1)
+    prepare_corpus(base / "root", tmp_path / "plain", plain)
+    plain_rows = manifest(tmp_path / "plain")
+    a, b = plain_rows["doppler/screen_0.png"][0], plain_rows["recoloured/screen_0.png"][0]
+    np.testing.assert_array_equal(cached(tmp_path / "plain", a), cached(tmp_path / "plain", b))
+    assert float(a["flow_fraction"]) == float(rows["doppler/screen_0.png"][0]["flow_fraction"]) > 0.005
 
 
 def test_manifest_report_and_before_after_pairs_describe_the_cleaning(doppler_corpus):
@@ -133,11 +141,14 @@ def test_manifest_report_and_before_after_pairs_describe_the_cleaning(doppler_co
     assert cv2.imread(str(base / "cache" / "report.png")) is not None
 
 
-def test_doppler_drop_leaves_out_frames_with_flow_with_the_reason(tmp_path):
+@pytest.mark.parametrize("deannotate", [True, False])
+def test_doppler_drop_leaves_out_frames_with_flow_with_the_reason(tmp_path, deannotate):
+    """Also without de-annotation, which used to measure no flow and so drop nothing."""
     write_rgb(tmp_path / "root" / "mixed" / "flow.png", on_screen(doppler_frame(0).screen))
     plain = simulate_frame(np.random.default_rng([17, 99]), SimulatorConfig(size=480, screen_capture=True))
     write_rgb(tmp_path / "root" / "mixed" / "plain.png", on_screen(plain.screen))
-    report = prepare_corpus(tmp_path / "root", tmp_path / "cache", CorpusOptions(size=64, doppler="drop"))
+    report = prepare_corpus(tmp_path / "root", tmp_path / "cache",
+                            CorpusOptions(size=64, doppler="drop", deannotate=deannotate))
     rows = manifest(tmp_path / "cache")
     assert rows["mixed/flow.png"][0]["reason"] == "doppler_flow" and rows["mixed/flow.png"][0]["keep"] == "0"
     assert rows["mixed/plain.png"][0]["keep"] == "1"
