@@ -217,9 +217,14 @@ def list_sources(root: Path) -> list[str]:
 
 
 def _plan(root: Path, out: Path, options: CorpusOptions) -> list[list[str]]:
-    """Chunks of source files; the plan is stored so that a resumed run cuts the same chunks."""
+    """Chunks of source files; the plan is stored so that a resumed run cuts the same chunks.
+
+    A rerun into the same ``out`` continues that plan: it must come from the same root and settings, and files
+    added under the root since are appended as new chunks (an archive that grows is ingested incrementally).
+    """
     plan_path = out / "plan.json"
     settings = json.loads(json.dumps(asdict(options)))
+    sources = list_sources(root)
     if plan_path.exists():
         plan = json.loads(plan_path.read_text())
         if plan.get("format", 1) != CACHE_FORMAT:
@@ -228,14 +233,37 @@ def _plan(root: Path, out: Path, options: CorpusOptions) -> list[list[str]]:
                              "by other rules); use a new --out folder")
         if plan["settings"] != settings:
             raise ValueError(f"{out} was prepared with other settings {plan['settings']!r}; use a new --out folder")
-        return plan["chunks"]
-    sources = list_sources(root)
+        if plan.get("root", str(root)) != str(root):  # plans written before the root was stored name none
+            raise ValueError(f"{out} was prepared from {plan['root']!r}, not {str(root)!r}; use a new --out folder")
+        return _extend_plan(plan, sources, plan_path, root, options)
     if not sources:
         raise ValueError(f"no supported files under {str(root)!r} (expected images, DICOM, volumes or videos in "
                          f"ROOT/<dataset>/... or directly in ROOT)")
-    chunks = [sources[i : i + options.files_per_chunk] for i in range(0, len(sources), options.files_per_chunk)]
-    atomic_write_bytes(plan_path, json.dumps({"format": CACHE_FORMAT, "settings": settings, "chunks": chunks}).encode())
+    chunks = _chunked(sources, options.files_per_chunk)
+    plan = {"format": CACHE_FORMAT, "settings": settings, "root": str(root), "chunks": chunks}
+    atomic_write_bytes(plan_path, json.dumps(plan).encode())
     return chunks
+
+
+def _chunked(files: list[str], size: int) -> list[list[str]]:
+    return [files[i : i + size] for i in range(0, len(files), size)]
+
+
+def _extend_plan(plan: dict[str, Any], sources: list[str], plan_path: Path, root: Path,
+                 options: CorpusOptions) -> list[list[str]]:
+    """The stored chunks, with the files now under ``root`` that they lack appended as new chunks."""
+    planned = {name for chunk in plan["chunks"] for name in chunk}
+    added = [name for name in sources if name not in planned]
+    gone = len(planned - set(sources))
+    if gone:
+        logger.warning("%d planned file(s) are no longer under %s; frames cached from them stay (use a new --out "
+                       "folder to leave them out)", gone, root)
+    if added:
+        logger.info("%d file(s) added under %s since the cache was planned; ingesting them", len(added), root)
+        plan["chunks"] = plan["chunks"] + _chunked(added, options.files_per_chunk)
+        plan["root"] = str(root)
+        atomic_write_bytes(plan_path, json.dumps(plan).encode())
+    return plan["chunks"]
 
 
 def ingest(root: Path, out: Path, options: CorpusOptions, workers: int = 1) -> None:
@@ -388,7 +416,7 @@ def prepare_corpus(root: str | os.PathLike, out: str | os.PathLike, options: Cor
         raise ValueError(f"workers must be >= 0, got {workers!r}")
     check_dataset_names(root, exclude_datasets)
     ingest(root, out, options, workers)
-    chunks = _plan(root, out, options)
+    chunks = json.loads((out / "plan.json").read_text())["chunks"]  # as ingest() planned and finished them
     records, skipped, warned = [], [], []
     for index in range(len(chunks)):
         result = json.loads(_chunk_paths(out, index)[1].read_text())

@@ -264,3 +264,27 @@ def test_evaluation_images_are_kept_out_whatever_the_corpus_settings(tmp_path, m
                        "site/frame.png": "matches_evaluation:evalset/cine.dcm"}
     assert report["evaluation_files_unread"] == [{"source": "evalset/broken.png",
                                                   "reason": "evalset/broken.png: empty file (0 bytes)"}]
+
+
+def test_a_rerun_ingests_the_files_added_since_and_refuses_another_root(tmp_path, caplog):
+    """A rerun into the same --out used to reuse the stored plan as it was: files added to the archive were never
+    ingested, and a run over another root reported the old root's cache as its own."""
+    options = CorpusOptions(size=32, files_per_chunk=2, dedup_threshold=-1)
+    site = tmp_path / "root" / "site"
+    site.mkdir(parents=True)
+    for i in range(3):
+        cv2.imwrite(str(site / f"scan_{i}.png"), us_image(64, 10 + i))
+    out = tmp_path / "cache"
+    assert prepare_corpus(tmp_path / "root", out, options)["kept"] == 3
+    before = {p.name: p.stat().st_mtime_ns for p in (out / "chunks").iterdir()}
+    for i in range(3, 6):
+        cv2.imwrite(str(site / f"scan_{i}.png"), us_image(64, 10 + i))
+    (site / "scan_0.png").unlink()
+    with caplog.at_level(logging.INFO, logger="monai_ext.data.corpus"):
+        report = prepare_corpus(tmp_path / "root", out, options)
+    assert report["kept"] == 6  # the three new files, and the frame cached from the one removed since
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "chunks").iterdir() if p.name in before} == before
+    assert "3 file(s) added under" in caplog.text and "1 planned file(s) are no longer under" in caplog.text
+    shutil.copytree(tmp_path / "root", tmp_path / "other")
+    with pytest.raises(ValueError, match=f"was prepared from '{tmp_path / 'root'}', not '{tmp_path / 'other'}'"):
+        prepare_corpus(tmp_path / "other", out, options)
