@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -28,16 +29,27 @@ def iter_video_frames(path: str | os.PathLike, frame_stride: int = 1,
     try:
         if not capture.isOpened():
             raise UnreadableImageError(f"{path}: OpenCV cannot open the video")
-        index = 0
+        expected = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))  # from the container; 0 or less where it gives none
+        index, pending = 0, None
         while True:
             ok, bgr = capture.read()
             if not ok:
                 break
+            if pending is not None:
+                yield pending
+                pending = None
             if index % frame_stride == 0:
-                yield index, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB if colour else cv2.COLOR_BGR2GRAY)
+                # held back one read: in a file cut short the last frame that decodes can be partly decoded
+                pending = index, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB if colour else cv2.COLOR_BGR2GRAY)
             index += 1
         if index == 0:
             raise UnreadableImageError(f"{path}: video has no decodable frames")
+        cut_short = 0 < index < expected
+        if cut_short:
+            warnings.warn(f"{path}: the video ends after {index} of its {expected} frames (cut short); its last "
+                          "decoded frame is left out, as it may be partly decoded", UserWarning, stacklevel=2)
+        if pending is not None and not (cut_short and pending[0] == index - 1):
+            yield pending
     finally:
         capture.release()
         if stream is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -42,6 +43,32 @@ def non_utf8_name(folder: Path, suffix: str) -> Path:
 def test_every_frame_is_read_as_written(tmp_path) -> None:
     frames = [pixels for _, pixels in iter_video_frames(write_avi(tmp_path / "loop.avi"))]
     np.testing.assert_array_equal(np.stack(frames), FRAMES)
+
+
+@pytest.mark.parametrize("stride", [1, 2, 3])
+def test_a_video_cut_short_warns_and_leaves_out_its_last_decoded_frame(tmp_path, stride) -> None:
+    """An MJPEG AVI cut in half (a copy interrupted): the decoder stops early, and the last frame it returns may be
+    half decoded. It used to end silently, that frame included, while the header says how many there are."""
+    rows, cols = np.mgrid[0:128, 0:128]
+    # fine structure, so the frames and not the headers make up most of the file
+    frames = np.stack([np.rint(127.5 + 100 * np.sin(rows / (2 + i / 4)) * np.cos(cols / 3)) for i in range(12)])
+    frames = frames.astype(np.uint8)
+    path = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (128, 128), isColor=True)
+    for frame in frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
+    writer.release()
+    whole = [index for index, _ in iter_video_frames(path, stride)]
+    assert whole == list(range(0, 12, stride))
+    cut = tmp_path / "clip_cut.avi"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.warns(UserWarning, match=r"clip_cut.avi: the video ends after (\d+) of its 12 frames") as caught:
+        read = list(iter_video_frames(cut, stride))
+    decoded = int(re.search(r"after (\d+) of", str(caught[0].message)).group(1))
+    assert 0 < decoded < 12
+    assert [index for index, _ in read] == [i for i in range(0, decoded - 1, stride)]
+    for index, pixels in read:
+        assert np.abs(pixels.astype(int) - frames[index]).mean() < 4  # whole frames only
 
 
 def test_a_name_that_is_not_utf8_is_read_not_a_crash(tmp_path) -> None:
