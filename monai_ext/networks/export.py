@@ -33,6 +33,8 @@ def export_onnx(
     """
     if len(input_shape) != 4 or any(int(s) < 1 for s in input_shape):
         raise ValueError(f"input_shape must be (N, C, H, W) with positive sizes, got {input_shape!r}")
+    if isinstance(opset, bool) or not isinstance(opset, int) or opset < 1:
+        raise ValueError(f"opset must be a positive integer, got {opset!r}")
     model = model.eval().cpu()
     example = torch.zeros(*(int(s) for s in input_shape))
     dynamic_shapes = ({0: torch.export.Dim("batch")},) if dynamic_batch else None
@@ -41,6 +43,12 @@ def export_onnx(
     with torch.no_grad():
         program = torch.onnx.export(model, (example,), input_names=["image"], output_names=["pred"], opset_version=opset,
                                     dynamic_shapes=dynamic_shapes, dynamo=True)
+    # torch's exporter falls back to its own opset when converting down fails (it logs the error and goes on): a
+    # file for an older runtime must be refused, not written at another opset
+    written = {entry.domain: entry.version for entry in program.model_proto.opset_import}.get("", None)
+    if written != opset:
+        raise ValueError(f"the model could not be exported at opset {opset} (torch wrote opset {written}); choose "
+                         f"opset {written} or a torch version that converts to {opset}")
     path = Path(path)
     atomic_write_bytes(path, program.model_proto.SerializeToString())
     logger.info("ONNX model written to %s (opset %d, input %s)", path, opset, tuple(example.shape[1:]))

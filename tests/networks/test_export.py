@@ -56,3 +56,29 @@ def test_a_file_that_fails_its_check_is_not_left_behind(tmp_path, monkeypatch) -
         export_checkpoint_onnx(checkpoint, tmp_path / "model.onnx", tolerance=0.1)
     assert (tmp_path / "model.onnx").read_bytes() == b"the previous export"   # the old file stands
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model.pt"]  # no candidate left
+
+
+@pytest.mark.parametrize("opset", [18, 17, 11])
+def test_a_written_file_has_the_opset_asked_for(tmp_path, opset) -> None:
+    """torch's exporter logs a failed down-conversion and writes its own opset instead; a user exporting for an older
+    runtime was told it worked. Either the file has the opset asked for, or nothing is written."""
+    import onnx
+
+    from monai_ext.networks.classifier import build_classifier
+
+    model = build_classifier(arch="mae_vit_tiny_patch16_dec128d2b", num_classes=2, img_size=32, in_chans=1, depth=1)
+    path = tmp_path / "x.onnx"
+    try:
+        export_onnx(model, path, (1, 1, 32, 32), opset=opset)
+    except ValueError as e:
+        assert str(e).startswith(f"the model could not be exported at opset {opset} (torch wrote opset ")
+        assert not path.exists()
+    else:
+        written = {entry.domain: entry.version for entry in onnx.load(str(path)).opset_import}
+        assert written[""] == opset
+
+
+@pytest.mark.parametrize("opset", [0, -1, 18.0, True])
+def test_export_refuses_an_opset_that_is_not_a_positive_integer(tmp_path, opset) -> None:
+    with pytest.raises(ValueError, match=f"opset must be a positive integer, got {opset!r}"):
+        export_onnx(torch.nn.Identity(), tmp_path / "x.onnx", (1, 1, 8, 8), opset=opset)
