@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -95,9 +97,11 @@ def predict_files(
 
     Returns:
         ``{"class_names", "predictions": {path: {"label", "class", "probabilities": {name: p}[, "heatmap": file]
-        [, "warning": text]}}, "errors": {path: reason}}``. A file whose heat map could not be written keeps its
-        prediction (without ``heatmap``) and is listed under ``errors`` too; a blank image's prediction carries a
-        ``warning`` (:func:`note_if_blank`); the JSON is written whatever single files do.
+        [, "warning": text]}}, "errors": {path: reason}, "complete": true}``. A file whose heat map could not be
+        written keeps its prediction (without ``heatmap``) and is listed under ``errors`` too; a blank image's
+        prediction carries a ``warning`` (:func:`note_if_blank`); the JSON is written whatever single files do, and
+        kept while the batch runs (:func:`kept_results`: a stopped run leaves the files done, ``"complete":
+        false``).
 
     Raises:
         FileExistsError: the JSON's folder or ``heatmap_dir`` is an existing file (before any prediction).
@@ -110,26 +114,34 @@ def predict_files(
     network.eval()
     heatmaps = heatmap_dir is not None and has_token_blocks(network)
     result: dict[str, Any] = {"class_names": list(class_names), "predictions": {}, "errors": {}}
-    for path, stem in zip(tqdm(files, desc="predict", unit="image"), unique_output_stems(files)):
-        try:
-            image = prepare_image(path, transform, device)
-        except Exception as e:  # noqa: BLE001 - one bad file must not stop the batch
-            record_error(result, path, root_cause(e))
-            continue
-        prediction = classify_image(network, image, class_names, precision, inferer, postprocessing)
-        note_if_blank(prediction, path, image)
-        result["predictions"][str(path)] = prediction
-        if heatmaps:
-            heatmap_file = Path(heatmap_dir) / f"{stem}_gradcam.png"
+    with kept_results(output_json, result) as one_more_file:
+        for path, stem in zip(tqdm(files, desc="predict", unit="image"), unique_output_stems(files)):
+            one_more_file()
             try:
-                save_png(gradcam_overlay(network, image, prediction["label"]), heatmap_file)
-            except OSError as e:  # a full disk or a name the filesystem refuses: this file's heat map only
-                record_error(result, path, f"heat map not written: {type(e).__name__}: {e}")
-            else:
-                prediction["heatmap"] = str(heatmap_file)
-    atomic_write_bytes(output_json, json.dumps(result, indent=1).encode())
+                image = prepare_image(path, transform, device)
+            except Exception as e:  # noqa: BLE001 - one bad file must not stop the batch
+                record_error(result, path, root_cause(e))
+                continue
+            prediction = classify_image(network, image, class_names, precision, inferer, postprocessing)
+            note_if_blank(prediction, path, image)
+            result["predictions"][str(path)] = prediction
+            if heatmaps:
+                prediction.update(_heatmap(network, image, prediction["label"], Path(heatmap_dir), stem, result,
+                                           path))
     logger.info("%d predictions, %d errors: %s", len(result["predictions"]), len(result["errors"]), output_json)
     return result
+
+
+def _heatmap(network: torch.nn.Module, image: torch.Tensor, label: int, folder: Path, stem: str,
+             result: dict[str, Any], path: str | os.PathLike) -> dict[str, str]:
+    """Write ``<stem>_gradcam.png``; ``{"heatmap": file}``, or ``{}`` with the reason under ``errors``."""
+    heatmap_file = folder / f"{stem}_gradcam.png"
+    try:
+        save_png(gradcam_overlay(network, image, label), heatmap_file)
+    except OSError as e:  # a full disk or a name the filesystem refuses: this file's heat map only
+        record_error(result, path, f"heat map not written: {type(e).__name__}: {e}")
+        return {}
+    return {"heatmap": str(heatmap_file)}
 
 
 def make_output_folders(*folders: Path) -> None:
@@ -143,6 +155,40 @@ def make_output_folders(*folders: Path) -> None:
         if folder.exists() and not folder.is_dir():
             raise FileExistsError(f"output folder {str(folder)!r} exists and is not a folder")
         folder.mkdir(parents=True, exist_ok=True)
+
+
+#: Files between two writes of the results file while a batch runs: a run killed outright (SIGKILL, a lost
+#: machine) on a large archive loses at most this many files' results; an exception or Ctrl-C loses none.
+SAVE_EVERY = 50
+
+
+@contextmanager
+def kept_results(path: Path, result: dict[str, Any], save_every: int = SAVE_EVERY) -> Iterator[Callable[[], None]]:
+    """Keep ``result`` in the JSON file ``path`` while a batch fills it.
+
+    Yields a function to call once per file: every ``save_every`` calls the file is rewritten (atomically) with
+    ``"complete": false``, and so it is when the batch stops on an exception or Ctrl-C (then re-raised); at the
+    end it is written with ``"complete": true``.
+    """
+    if save_every < 1:
+        raise ValueError(f"save_every must be at least 1, got {save_every!r}")
+    calls = itertools.count(1)
+
+    def one_more_file() -> None:
+        if next(calls) % save_every == 0:
+            _write_results(path, result, complete=False)
+
+    try:
+        yield one_more_file
+    except BaseException:
+        _write_results(path, result, complete=False)
+        raise
+    _write_results(path, result, complete=True)
+
+
+def _write_results(path: Path, result: dict[str, Any], complete: bool) -> None:
+    result["complete"] = complete
+    atomic_write_bytes(path, json.dumps(result, indent=1).encode())
 
 
 BLANK_IMAGE_WARNING = "blank image: every pixel has the same value, so the output says nothing about it"

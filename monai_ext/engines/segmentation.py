@@ -3,7 +3,6 @@ inference at the training size with the mask brought back to the original image 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -16,8 +15,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from monai_ext.engines.base import RobustStepTrainer, autocast, batch_images
-from monai_ext.engines.inference import make_output_folders, note_if_blank, record_error
-from monai_ext.io.atomic import atomic_write_bytes
+from monai_ext.engines.inference import kept_results, make_output_folders, note_if_blank, record_error
 from monai_ext.io.errors import root_cause
 from monai_ext.io.figures import save_png
 from monai_ext.io.images import unique_output_stems
@@ -104,7 +102,7 @@ def predict_mask_files(
 
     Returns:
         ``{"class_names", "masks": {path: {"mask": file, "size", "pixels", "fraction"[, "warning"]}},
-        "errors": {path: reason}}``; a file whose mask (or overlay) could not be written is under ``errors``, a blank
+        "errors": {path: reason}, "complete": true}``; a file whose mask (or overlay) could not be written is under ``errors``, a blank
         image's entry carries a ``warning`` (:func:`~monai_ext.engines.inference.note_if_blank`). ``masks.json`` is written whatever
         single files do.
 
@@ -120,25 +118,26 @@ def predict_mask_files(
     make_output_folders(out, out / "masks", *([out / "overlays"] if overlays else []))
     network.eval()
     result: dict[str, Any] = {"class_names": list(class_names), "masks": {}, "errors": {}}
-    for path, stem in zip(tqdm(files, desc="segment", unit="image"), unique_output_stems(files)):
-        try:
-            loaded = load({"image": str(path)})
-            original = np.asarray(loaded["image"])[0]
-            image = torch.as_tensor(preprocess(loaded)["image"]).float()[None].to(device)
-        except Exception as e:  # noqa: BLE001 - one bad file must not stop the batch
-            record_error(result, path, root_cause(e))
-            continue
-        mask, _ = segment_image(network, image, original.shape, precision)
-        mask_file = out / "masks" / f"{stem}_mask.png"
-        try:
-            save_png(mask, mask_file)
-            if overlays:
-                save_png(mask_overlay(original, mask), out / "overlays" / f"{stem}_overlay.png")
-        except OSError as e:  # a full disk or a name the filesystem refuses: this file fails, the batch goes on
-            record_error(result, path, f"mask not written: {type(e).__name__}: {e}")
-            continue
-        result["masks"][str(path)] = {"mask": str(mask_file), **mask_summary(mask, class_names)}
-        note_if_blank(result["masks"][str(path)], path, image)
-    atomic_write_bytes(out / "masks.json", json.dumps(result, indent=1).encode())
+    with kept_results(out / "masks.json", result) as one_more_file:
+        for path, stem in zip(tqdm(files, desc="segment", unit="image"), unique_output_stems(files)):
+            one_more_file()
+            try:
+                loaded = load({"image": str(path)})
+                original = np.asarray(loaded["image"])[0]
+                image = torch.as_tensor(preprocess(loaded)["image"]).float()[None].to(device)
+            except Exception as e:  # noqa: BLE001 - one bad file must not stop the batch
+                record_error(result, path, root_cause(e))
+                continue
+            mask, _ = segment_image(network, image, original.shape, precision)
+            mask_file = out / "masks" / f"{stem}_mask.png"
+            try:
+                save_png(mask, mask_file)
+                if overlays:
+                    save_png(mask_overlay(original, mask), out / "overlays" / f"{stem}_overlay.png")
+            except OSError as e:  # a full disk or a name the filesystem refuses: this file fails, the batch goes on
+                record_error(result, path, f"mask not written: {type(e).__name__}: {e}")
+                continue
+            result["masks"][str(path)] = {"mask": str(mask_file), **mask_summary(mask, class_names)}
+            note_if_blank(result["masks"][str(path)], path, image)
     logger.info("%d masks, %d errors: %s", len(result["masks"]), len(result["errors"]), out / "masks.json")
     return result

@@ -129,3 +129,35 @@ def test_one_16_bit_level_of_contrast_is_not_blank() -> None:
 def test_a_two_dimensional_image_is_refused() -> None:
     with pytest.raises(ValueError, match=r"got shape \(4, 4\)"):
         inference.note_if_blank({}, "x.png", torch.zeros(4, 4))
+
+
+def test_a_stopped_batch_keeps_the_predictions_made(tmp_path) -> None:
+    """Ctrl-C (or any error outside one file's reading) on file 4 of 5: the JSON used to be written only at the end,
+    so a long run over an archive lost everything."""
+    files = [f"scan_{i}.png" for i in range(5)]
+
+    def stops_at_the_fourth(item: dict) -> dict:
+        if item["image"] == files[3]:
+            raise KeyboardInterrupt
+        return brightness(item)
+
+    with pytest.raises(KeyboardInterrupt):
+        predict_files(Mean(), files, stops_at_the_fourth, ["dark", "bright"], "cpu", tmp_path / "predictions.json")
+    kept = json.loads((tmp_path / "predictions.json").read_text())
+    assert list(kept["predictions"]) == files[:3] and kept["complete"] is False
+
+
+def test_results_are_rewritten_every_few_files_while_the_batch_runs(tmp_path) -> None:
+    """What a run killed outright (no exception to catch) leaves: the results as of the last write."""
+    path, result, seen = tmp_path / "results.json", {"done": []}, []
+    with inference.kept_results(path, result, save_every=2) as one_more_file:
+        for i in range(5):
+            one_more_file()
+            seen.append(json.loads(path.read_text()) if path.exists() else None)
+            result["done"].append(i)
+    assert seen == [None, {"done": [0], "complete": False}, {"done": [0], "complete": False},
+                    {"done": [0, 1, 2], "complete": False}, {"done": [0, 1, 2], "complete": False}]
+    assert json.loads(path.read_text()) == {"done": [0, 1, 2, 3, 4], "complete": True}
+    with pytest.raises(ValueError, match="save_every must be at least 1, got 0"):
+        with inference.kept_results(path, result, save_every=0):
+            pass

@@ -89,3 +89,19 @@ def test_an_output_folder_that_is_a_file_fails_before_any_image_is_segmented(tmp
         predict_mask_files(Threshold(), ["a.png", "b.png"], counting, lambda item: item, ["background", "lesion"],
                            "cpu", tmp_path / "out", overlays=True)
     assert read == []
+
+
+def test_a_stopped_batch_keeps_the_masks_made(tmp_path):
+    """Ctrl-C on file 3 of 4: the masks written so far are listed in masks.json, marked incomplete."""
+    files = [f"scan_{i}.png" for i in range(4)]
+
+    def stops_at_the_third(item: dict) -> dict:
+        if item["image"] == files[2]:
+            raise KeyboardInterrupt
+        return bright_or_dark(item)
+
+    with pytest.raises(KeyboardInterrupt):
+        predict_mask_files(Threshold(), files, stops_at_the_third, lambda item: item, ["background", "lesion"], "cpu",
+                           tmp_path / "out")
+    kept = json.loads((tmp_path / "out" / "masks.json").read_text())
+    assert list(kept["masks"]) == files[:2] and kept["complete"] is False
