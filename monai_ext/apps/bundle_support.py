@@ -416,11 +416,15 @@ def inference_files(input_dir: str | os.PathLike | None, input_files: str | os.P
     from monai_ext.io.images import SINGLE_IMAGE_SUFFIXES
 
     input_dir, output_dir = path_setting(input_dir, "input_dir"), path_setting(output_dir, "output_dir")
-    files = [str(p) for p in list_images(input_dir, SINGLE_IMAGE_SUFFIXES)] if input_dir is not None else []
+    found = [str(p) for p in list_images(input_dir, SINGLE_IMAGE_SUFFIXES)] if input_dir is not None else []
+    files = found
     if output_dir is not None:
         outputs = Path(os.path.abspath(os.path.expanduser(output_dir)))
-        files = [f for f in files if not Path(os.path.abspath(f)).is_relative_to(outputs)]
+        files = [f for f in found if not Path(os.path.abspath(f)).is_relative_to(outputs)]
     files += path_list_setting(input_files, "input_files")
+    if not files and found:
+        raise ValueError(f"all {len(found)} images under --input_dir {input_dir!r} lie inside --output_dir "
+                         f"{output_dir!r}, whose files are never read back; choose an --output_dir outside it")
     if not files:
         raise ValueError("give --input_dir or --input_files")
     return files

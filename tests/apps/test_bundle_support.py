@@ -60,6 +60,18 @@ def test_input_files_are_appended_and_nothing_given_is_refused(tmp_path):
         inference_files(None, None)
 
 
+@pytest.mark.parametrize("output", ["same", "parent"])
+def test_an_output_dir_holding_every_input_is_named_as_the_reason(tmp_path, output):
+    """--output_dir equal to (or above) --input_dir leaves out every input as a run's own output; the error said
+    "give --input_dir or --input_files", though both were given."""
+    scans = _scan_folder(tmp_path / "scans")
+    out = scans if output == "same" else tmp_path
+    with pytest.raises(ValueError, match=r"all \d+ images under --input_dir .* lie inside --output_dir .*; choose an "
+                                         r"--output_dir outside it"):
+        inference_files(scans, None, out)
+    assert inference_files(scans, None, scans / "eval")  # an output folder inside the inputs is fine
+
+
 @pytest.mark.parametrize("unset", ["null", "None", "none"])
 def test_settings_given_as_null_on_the_command_line_are_unset(unset, tmp_path):
     """``--init_checkpoint null`` reaches the config as the text 'null' (fire makes only ``None`` None): it means
