@@ -127,7 +127,7 @@ def _load_content(network: torch.nn.Module, content: Any, name: str, encoder_onl
         network.load_state_dict(state_dict, strict=True)
         return f"{name}: all {len(state_dict)} tensors (strict)"
     load = load_encoder_weights if encoder_only else load_mae_weights
-    return f"{name}: {load(network, content).summary()}"
+    return f"{name}: {load(network, content, name=name).summary()}"
 
 
 def first_images(dataset: Sequence[Mapping[str, Any]], count: int, key: str = "image") -> torch.Tensor:

@@ -285,3 +285,16 @@ def test_evaluated_class_names_must_be_the_checkpoints(datalist, recorded, refus
             class_names_trained_for(datalist, trained, "runs/a/models/model.pt")
     else:
         assert class_names_trained_for(datalist, trained, "runs/a/models/model.pt") == datalist
+
+
+@pytest.mark.parametrize("encoder_only", [True, False])
+def test_a_foreign_file_that_does_not_fit_is_named_in_the_error(tmp_path, encoder_only):
+    """A bare state dict of a larger ViT: the error named '<in-memory checkpoint>' instead of the file."""
+    big = build_mae("mae_vit_tiny_patch16_dec128d2b", img_size=32, embed_dim=96, num_heads=3)
+    path = tmp_path / "bare_weights.pt"
+    torch.save(big.state_dict() if not encoder_only else {"model": big.state_dict()}, path)
+    network = (build_classifier("mae_vit_tiny_patch16_dec128d2b", num_classes=2, img_size=32) if encoder_only
+               else build_mae("mae_vit_tiny_patch16_dec128d2b", img_size=32))
+    with pytest.raises(CheckpointError, match=rf"^{re.escape(str(path))}: ") as caught:
+        initialize_weights(network, str(path), encoder_only=encoder_only)
+    assert "in-memory" not in str(caught.value)

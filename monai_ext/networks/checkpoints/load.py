@@ -45,8 +45,9 @@ class LoadReport:
         )
 
 
-def _resolve(source: str | os.PathLike | Mapping[str, Any], sha256: str | None) -> tuple[str, StateDict, str]:
-    name = str(source) if not isinstance(source, Mapping) else "<in-memory checkpoint>"
+def _resolve(source: str | os.PathLike | Mapping[str, Any], sha256: str | None,
+             name: str | None = None) -> tuple[str, StateDict, str]:
+    name = name or (str(source) if not isinstance(source, Mapping) else "<in-memory checkpoint>")
     checkpoint = source if isinstance(source, Mapping) else read_checkpoint(source, sha256)
     layout, state_dict = to_state_dict(checkpoint)
     return layout, state_dict, name
@@ -71,27 +72,31 @@ def _load_exact(
 
 
 def load_mae_weights(
-    model: nn.Module, source: str | os.PathLike | Mapping[str, Any], sha256: str | None = None
+    model: nn.Module, source: str | os.PathLike | Mapping[str, Any], sha256: str | None = None,
+    name: str | None = None,
 ) -> LoadReport:
     """Load a full MAE (encoder and decoder) from any known layout into ``model``, strictly.
 
     Every model key must be provided and every provided key used, after position grids and channels are adapted.
+    ``name`` names the file in errors when ``source`` is its content, read already.
     """
-    layout, state_dict, name = _resolve(source, sha256)
+    layout, state_dict, name = _resolve(source, sha256, name)
     state_dict, adapted = adapt_to_model(state_dict, model)
     report = LoadReport(layout=layout, adapted=adapted)
     return _load_exact(model, state_dict, set(), report, name)
 
 
 def load_encoder_weights(
-    model: nn.Module, source: str | os.PathLike | Mapping[str, Any], sha256: str | None = None
+    model: nn.Module, source: str | os.PathLike | Mapping[str, Any], sha256: str | None = None,
+    name: str | None = None,
 ) -> LoadReport:
     """Initialise the encoder of a :class:`ViTClassifier` or :class:`ViTSegmenter` from an MAE or ViT checkpoint.
 
     Keys the classifier has no use for (decoder, mask token, a foreign head, the unused final norm) are dropped
     and reported; the head (and ``fc_norm`` with average pooling) must be exactly the keys left at initialisation.
+    ``name`` names the file in errors when ``source`` is its content, read already.
     """
-    layout, state_dict, name = _resolve(source, sha256)
+    layout, state_dict, name = _resolve(source, sha256, name)
     wanted = set(model.encoder_parameter_names())
     absent = sorted(wanted - set(state_dict))
     if absent:
