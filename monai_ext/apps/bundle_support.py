@@ -298,7 +298,7 @@ def trained_settings(path: str | os.PathLike, bundle: str, default_path: str | o
     config, arch_args = record.get("config") or {}, record.get("arch_args") or {}
     found = {
         "arch": config.get("arch"),
-        "image_size": config.get("image_size"),
+        "image_size": config.get("image_size", arch_args.get("img_size")),  # files saved outside a bundle run
         "class_names": config.get("class_names"),
         "mask_encoding": config.get("mask_encoding"),
         "in_channels": arch_args.get("in_chans"),
@@ -309,6 +309,26 @@ def trained_settings(path: str | os.PathLike, bundle: str, default_path: str | o
         "feature_blocks": arch_args.get("feature_blocks"),
     }
     return {key: value for key, value in found.items() if value is not None}
+
+
+def as_trained(network: torch.nn.Module, given: Mapping[str, Any], trained: Mapping[str, Any],
+               path: str | os.PathLike) -> torch.nn.Module:
+    """``network`` (rebuilt from the checkpoint at ``path``), once the settings ``given`` to the preprocessing are
+    the ones it was trained with.
+
+    A standalone inference config rebuilds the network from the checkpoint's record, so an ``--image_size`` or
+    ``--in_channels`` given on the command line reaches the preprocessing only, and failed inside the network with
+    a message about tensor sizes.
+
+    Raises:
+        ValueError: naming each setting given, the value the checkpoint records, and what to do.
+    """
+    differ = [f"--{key} {value!r} (trained with {trained[key]!r})" for key, value in given.items()
+              if key in trained and value != trained[key]]
+    if differ:
+        raise ValueError(f"{path}: {'; '.join(differ)}: the network is rebuilt from the checkpoint, so leave these "
+                         "to it")
+    return network
 
 
 def class_names_trained_for(datalist_names: Sequence[str], trained: Mapping[str, Any],

@@ -298,3 +298,12 @@ def test_a_foreign_file_that_does_not_fit_is_named_in_the_error(tmp_path, encode
     with pytest.raises(CheckpointError, match=rf"^{re.escape(str(path))}: ") as caught:
         initialize_weights(network, str(path), encoder_only=encoder_only)
     assert "in-memory" not in str(caught.value)
+
+
+def test_a_checkpoint_saved_outside_a_bundle_run_still_gives_its_image_size(tmp_path):
+    """A segmenter saved with no bundle config (by a script) records img_size among its architecture arguments only;
+    the standalone inference config failed on a bare KeyError 'image_size'."""
+    path = tmp_path / "seg.pt"
+    save_model_checkpoint(path, build_segmenter(TINY, 2, img_size=48, feature_size=8), "segmenter", {})
+    trained = trained_settings(path, "usf_mae_segment")
+    assert trained["image_size"] == 48 and trained["in_channels"] == 3

@@ -119,6 +119,22 @@ def test_inference_masks_at_the_original_size_png_and_dicom_alike(trained, tmp_p
     assert len({entry["mask"] for entry in result["masks"].values()}) == len(result["masks"])
 
 
+@pytest.mark.parametrize("override", [{"image_size": 32}, {"in_channels": 1}])
+def test_inference_refuses_a_setting_the_checkpoint_was_not_trained_with(trained, tmp_path, override) -> None:
+    """The network is rebuilt from the checkpoint, so such a setting reached the preprocessing only and failed inside
+    the network, a traceback about tensor sizes (exit 1)."""
+    out, _ = trained
+    cv2.imwrite(str(tmp_path / "scan.png"), np.random.default_rng(0).integers(0, 256, (40, 50), np.uint8))
+    (key, value), = override.items()
+    result = run_bundle([INFERENCE], {"ckpt_dir": str(out / "models"), "output_dir": str(tmp_path / "infer"),
+                                      "input_dir": str(tmp_path), **override}, check=False)
+    assert result.returncode == 2, result.stderr[-3000:]
+    trained_value = {"image_size": 64, "in_channels": 3}[key]
+    assert f"--{key} {value!r} (trained with {trained_value!r}): the network is rebuilt from the checkpoint" in \
+        result.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in result.stderr
+
+
 def test_verify_net_in_out_and_metadata(cache, tmp_path) -> None:
     common = {**tiny_segment_overrides(tmp_path, cache), "meta_file": META,
               "_meta_#network_data_format#inputs#image#spatial_shape": [64, 64],
