@@ -55,6 +55,8 @@ def dataset(tmp_path: Path) -> Path:
     (["synthesize", "{tmp}/sim", "--num", "0"], "num must be at least 1, got 0"),
     (["synthesize", "{tmp}/sim", "--num", "abc"], "--num must be an integer, got 'abc'"),
     (["synthesize", "{tmp}/sim", "--num", "2", "--seed", "-1"], "seed must be >= 0, got -1"),
+    (["synthesize", "{tmp}/sim", "--num", "2", "--workers", "0"], "workers must be at least 1 (or None: all cores), got 0"),
+    (["synthesize", "{tmp}/sim", "--num", "2", "--workers", "-1"], "workers must be at least 1 (or None: all cores), got -1"),
     (["synthesize", "{tmp}/sim", "--num", "2.5"], "--num must be an integer, got 2.5"),
     (["synthesize", "{tmp}/sim", "--screen_capture", "maybe"], "--screen_capture must be true or false, got 'maybe'"),
     (["synthesize", "{tmp}/sim", "-n", "3"], "unknown option -n: use the long --name form"),

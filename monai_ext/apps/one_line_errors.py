@@ -12,6 +12,7 @@ traceback, and ``MONAI_EXT_TRACEBACK=1`` keeps it for every error (:func:`traceb
 from __future__ import annotations
 
 import atexit
+import difflib
 import logging
 import os
 import re
@@ -182,11 +183,93 @@ def install_log_filter() -> None:
                 target.addFilter(UserErrorLogFilter())
 
 
+#: Settings of ``monai.bundle run`` itself (its own arguments and its workflow's), not config ids.
+_RUN_ARGUMENTS = frozenset({"run_id", "init_id", "final_id", "meta_file", "config_file", "logging_file", "tracking",
+                            "args_file", "workflow_name", "workflow_type", "properties_path"})
+
+
+def unknown_settings(argv: Sequence[str]) -> list[str]:
+    """The ``--name`` settings of a ``monai.bundle run`` command line that its configs do not define, each with the
+    closest defined name where one is close (``--ckpt_pth (did you mean --ckpt_path?)``).
+
+    MONAI adds any ``--name value`` to the config as a new item, so a misspelt ``--ckpt_pth`` is accepted in silence
+    and the run goes on with the default (random weights, outputs inside the bundle). Known are the ids of the
+    config files (``a#b`` for nested ones; an id under an existing mapping counts, being a new argument of a
+    component), ``_meta_`` ids, ``run``'s own arguments, and with ``--tracking`` the tracking settings' items.
+    """
+    from monai.bundle import ConfigParser
+
+    names = [name for name, _ in _settings_given(argv)]
+    given = dict(_settings_given(argv))
+    config = ConfigParser.load_config_files(_config_paths(given.get("config_file", "")))
+    tracking = given.get("tracking")
+    if tracking:
+        from monai.bundle.utils import DEFAULT_MLFLOW_SETTINGS
+
+        settings = DEFAULT_MLFLOW_SETTINGS if tracking == "mlflow" else ConfigParser.load_config_file(tracking)
+        config = {**config, **(settings.get("configs") or {})}
+    unknown = [name for name in names if name not in _RUN_ARGUMENTS and not name.startswith("_meta_")
+               and not _defined(config, name.split("#"))]
+    known = sorted({*config, *_RUN_ARGUMENTS})
+    return [f"--{name}" + (f" (did you mean --{close[0]}?)" if (close := difflib.get_close_matches(name, known, 1))
+                           else "") for name in unknown]
+
+
+def _defined(config: object, path: list[str]) -> bool:
+    """Whether the id ``path`` is in ``config``, or names a new key of a mapping that is."""
+    for depth, key in enumerate(path):
+        if isinstance(config, Mapping) and key in config:
+            config = config[key]
+        elif isinstance(config, list) and key.isdigit() and int(key) < len(config):
+            config = config[int(key)]
+        else:
+            return depth == len(path) - 1 and depth > 0 and isinstance(config, Mapping)
+    return True
+
+
+def _config_paths(value: str) -> list[str]:
+    """The files of ``--config_file``: one path or MONAI's list syntax (``"['a.yaml','b.yaml']"``)."""
+    return re.findall(r"[^'\"\[\],\s]+\.(?:ya?ml|json)", value)
+
+
+def _settings_given(argv: Sequence[str]) -> list[tuple[str, str]]:
+    """(name, value) of each ``--name value`` / ``--name=value`` after the verb (fire's syntax)."""
+    pairs = []
+    for index, arg in enumerate(argv):
+        if arg.startswith("--") and len(arg) > 2:
+            name, equals, value = arg[2:].partition("=")
+            if not equals:
+                value = argv[index + 1] if index + 1 < len(argv) and not argv[index + 1].startswith("--") else ""
+            pairs.append((name, value))
+    return pairs
+
+
+def check_settings(argv: Sequence[str]) -> None:
+    """Refuse misspelt settings of a ``monai.bundle run`` command line (:func:`unknown_settings`).
+
+    Raises:
+        ValueError: naming each unknown setting, with the closest known one.
+    """
+    if len(argv) < 2 or argv[1] != "run":
+        return
+    unknown = unknown_settings(argv)
+    if unknown:
+        raise ValueError(f"unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}: "
+                         "not defined by the bundle's configs (MONAI would add it and ignore it); check the spelling "
+                         "in the bundle's docs/README.md")
+
+
 def install() -> None:
-    """Install the hook and the log filter once, in a ``python -m monai.bundle`` process only."""
+    """Install the hook and the log filter once, in a ``python -m monai.bundle`` process only, and refuse misspelt
+    settings of its command line."""
     if running_monai_bundle(sys.argv[0] if sys.argv else "") and sys.excepthook is not report_user_error:
         sys.excepthook = report_user_error
         install_log_filter()
+        try:
+            check_settings(sys.argv)
+        except ValueError as e:  # reported here: MONAI's config imports turn an error raised on import into a stub
+            report_user_error(type(e), e, e.__traceback__)  # one line and exit code 2, or the traceback, then:
+            exit_now(1)
 
 
 install()

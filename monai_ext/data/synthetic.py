@@ -601,6 +601,8 @@ def generate_dataset(
         raise ValueError(f"num must be at least 1, got {num!r}")
     if seed < 0:  # numpy's SeedSequence refuses it deep inside a worker, without naming the option
         raise ValueError(f"seed must be >= 0, got {seed!r}")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ValueError(f"workers must be at least 1 (or None: all cores), got {workers!r}")
     # checked here too, before the folder is made: the workers' own checks would surface from the process pool
     if fmt not in FRAME_FORMATS:
         raise ValueError(f"format must be one of {FRAME_FORMATS}, got {fmt!r}")

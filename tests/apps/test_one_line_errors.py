@@ -116,6 +116,39 @@ def test_bundle_command_line_mistake_exits_2_with_one_line(tmp_path, traceback: 
         assert "Traceback" not in result.stderr and len(lines) == 1 and "missing.pt" in lines[0], result.stderr[-3000:]
 
 
+TRAIN = "bundles/usf_mae_pretrain/configs/train.yaml"
+TRACKING = "bundles/usf_mae_pretrain/configs/mlflow_tracking.yaml"
+
+
+@pytest.mark.parametrize("settings, unknown", [
+    (["--ckpt_dri", "models", "--epochs", "2"], ["--ckpt_dri (did you mean --ckpt_dir?)"]),
+    (["--ouptut_dir=/tmp/o"], ["--ouptut_dir (did you mean --output_dir?)"]),
+    (["--recipes#ultrasound#base_lr", "1e-3", "--optimizer#betas", "[0.9,0.95]"], []),  # nested ids; a new argument
+    (["--recipes#ultrasnd#base_lr", "1e-3"], ["--recipes#ultrasnd#base_lr"]),  # a misspelt level is no new argument
+    (["--_meta_#version", "9", "--meta_file", "m.json", "--run_id", "run", "--tracking", TRACKING], []),
+    (["--tracking", TRACKING, "--tracking_uri", "http://127.0.0.1:5000", "--experiment_name", "e"], []),
+    (["--tracking", "mlflow", "--tracking_uri", "http://127.0.0.1:5000"], []),
+    (["--tracking_uri", "http://127.0.0.1:5000"], ["--tracking_uri (did you mean --tracking?)"]),  # needs it
+])
+def test_misspelt_settings_are_found(settings, unknown) -> None:
+    """MONAI adds any --name to the config, so a misspelt one was ignored in silence (random weights, outputs in the
+    bundle folder)."""
+    argv = ["/x/monai/bundle/__main__.py", "run", "--config_file", str(REPO / TRAIN), *settings]
+    assert one_line_errors.unknown_settings(argv) == unknown
+
+
+def test_a_misspelt_setting_stops_the_run_in_one_line(tmp_path) -> None:
+    cmd = bundle_command("run", ["bundles/usf_mae_classify/configs/inference.yaml"],
+                         {"ckpt_pth": str(tmp_path / "model.pt"), "input_files": [str(tmp_path / "scan.png")],
+                          "output_dir": str(tmp_path / "out")})
+    env = {k: v for k, v in os.environ.items() if k != "MONAI_EXT_TRACEBACK"}
+    result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "usf_mae_classify: unknown setting --ckpt_pth (did you mean --ckpt_path?): not defined by the bundle's configs")
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("value, wanted, note", [
     (None, False, False), ("", False, False), ("0", False, False), ("false", False, False), (" No ", False, False),
     ("1", True, False), ("TRUE", True, False), ("yes", True, False),
