@@ -407,16 +407,6 @@ def load_inference_weights(network: torch.nn.Module, path: str | os.PathLike, bu
     return str(found_file.resolve())
 
 
-def record_weights(json_file: str | os.PathLike, weights: str) -> str:
-    """Add ``"weights": weights`` (a checkpoint path, or ``"random"``) to an inference result file; returns it."""
-    from monai_ext.io.atomic import atomic_write_text
-
-    result = json.loads(Path(json_file).read_text())
-    result["weights"] = weights
-    atomic_write_text(Path(json_file), json.dumps(result, indent=1))
-    return str(json_file)
-
-
 # ---------------------------------------------------------------------------------------------------- inputs
 def inference_files(input_dir: str | os.PathLike | None, input_files: str | os.PathLike | Sequence[str] | None,
                     output_dir: str | os.PathLike | None = None) -> list[str]:

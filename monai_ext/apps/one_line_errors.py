@@ -194,22 +194,29 @@ def unknown_settings(argv: Sequence[str]) -> list[str]:
 
     MONAI adds any ``--name value`` to the config as a new item, so a misspelt ``--ckpt_pth`` is accepted in silence
     and the run goes on with the default (random weights, outputs inside the bundle). Known are the ids of the
-    config files (``a#b`` for nested ones; an id under an existing mapping counts, being a new argument of a
-    component), ``_meta_`` ids, ``run``'s own arguments, and with ``--tracking`` the tracking settings' items.
+    config files (``a#b`` or ``a::b`` for nested ones; an id under an existing mapping counts, being a new argument
+    of a component), ``_meta_`` ids, ``run``'s own arguments, and with ``--tracking`` the tracking settings' items.
+    Settings read from ``--args_file`` count as given there. Where the configs or the tracking settings cannot be
+    read here (a dict typed as ``--tracking``), nothing is refused: MONAI says what is wrong with them.
     """
     from monai.bundle import ConfigParser
 
-    names = [name for name, _ in _settings_given(argv)]
     given = dict(_settings_given(argv))
-    config = ConfigParser.load_config_files(_config_paths(given.get("config_file", "")))
+    if given.get("args_file"):
+        given = {**ConfigParser.load_config_file(given["args_file"]), **given}
+    paths = _config_paths(str(given.get("config_file", "")))
     tracking = given.get("tracking")
+    if not paths or not all(Path(path).is_file() for path in paths) or (
+            tracking and tracking != "mlflow" and not Path(str(tracking)).is_file()):
+        return []
+    config = ConfigParser.load_config_files(paths)
     if tracking:
         from monai.bundle.utils import DEFAULT_MLFLOW_SETTINGS
 
         settings = DEFAULT_MLFLOW_SETTINGS if tracking == "mlflow" else ConfigParser.load_config_file(tracking)
         config = {**config, **(settings.get("configs") or {})}
-    unknown = [name for name in names if name not in _RUN_ARGUMENTS and not name.startswith("_meta_")
-               and not _defined(config, name.split("#"))]
+    unknown = [name for name, _ in _settings_given(argv) if name not in _RUN_ARGUMENTS
+               and not name.startswith("_meta_") and not _defined(config, name.split("#"))]
     known = sorted({*config, *_RUN_ARGUMENTS})
     return [f"--{name}" + (f" (did you mean --{close[0]}?)" if (close := difflib.get_close_matches(name, known, 1))
                            else "") for name in unknown]
@@ -233,28 +240,35 @@ def _config_paths(value: str) -> list[str]:
 
 
 def _settings_given(argv: Sequence[str]) -> list[tuple[str, str]]:
-    """(name, value) of each ``--name value`` / ``--name=value`` after the verb (fire's syntax)."""
+    """(name, value) of each ``--name value`` / ``--name=value`` after the verb, named as fire and MONAI take them
+    (``-`` read as ``_``; ``::`` as ``#``); fire's own flags after a bare ``--`` are not settings."""
     pairs = []
     for index, arg in enumerate(argv):
-        if arg.startswith("--") and len(arg) > 2:
+        if arg == "--":
+            break
+        if arg.startswith("--"):
             name, equals, value = arg[2:].partition("=")
             if not equals:
                 value = argv[index + 1] if index + 1 < len(argv) and not argv[index + 1].startswith("--") else ""
-            pairs.append((name, value))
+            pairs.append((name.replace("-", "_").replace("::", "#"), value))
     return pairs
+
+
+class UnknownSettings(ValueError):
+    """Settings on a ``monai.bundle run`` command line that the bundle does not define."""
 
 
 def check_settings(argv: Sequence[str]) -> None:
     """Refuse misspelt settings of a ``monai.bundle run`` command line (:func:`unknown_settings`).
 
     Raises:
-        ValueError: naming each unknown setting, with the closest known one.
+        UnknownSettings: a ValueError naming each unknown setting, with the closest known one.
     """
     if len(argv) < 2 or argv[1] != "run":
         return
     unknown = unknown_settings(argv)
     if unknown:
-        raise ValueError(f"unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}: "
+        raise UnknownSettings(f"unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}: "
                          "not defined by the bundle's configs (MONAI would add it and ignore it); check the spelling "
                          "in the bundle's docs/README.md")
 
@@ -267,9 +281,11 @@ def install() -> None:
         install_log_filter()
         try:
             check_settings(sys.argv)
-        except ValueError as e:  # reported here: MONAI's config imports turn an error raised on import into a stub
+        except UnknownSettings as e:  # reported here: MONAI's config imports turn an error on import into a stub
             report_user_error(type(e), e, e.__traceback__)  # one line and exit code 2, or the traceback, then:
             exit_now(1)
+        except Exception:  # noqa: BLE001 - a command line this check cannot read is MONAI's to judge
+            logging.getLogger(__name__).debug("settings not checked", exc_info=True)
 
 
 install()

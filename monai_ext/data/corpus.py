@@ -66,7 +66,9 @@ KILL_AFTER_CHUNKS_ENV = "MONAI_EXT_TEST_KILL_AFTER_CHUNKS"
 #: What a cache's chunks hold, stored in ``plan.json``: a run resumed by another version must not finish a cache
 #: in other rules. 2: hidden folders left out, every page of a multi-page TIFF, 4-D NIfTI as time series, quad
 #: screens split into views, readers' warnings kept per file (1: caches before these, whose plan names no format).
-CACHE_FORMAT = 2
+#: 3: colour flow inpainted without de-annotation too, JFIF streams labelled RGB read as YCbCr, a cine loop cut
+#: short without its last decoded frame, DICOM regions off the frame ignored, the root stored in the plan.
+CACHE_FORMAT = 3
 
 
 @dataclass(frozen=True)
@@ -233,7 +235,7 @@ def _plan(root: Path, out: Path, options: CorpusOptions) -> list[list[str]]:
                              "by other rules); use a new --out folder")
         if plan["settings"] != settings:
             raise ValueError(f"{out} was prepared with other settings {plan['settings']!r}; use a new --out folder")
-        if plan.get("root", str(root)) != str(root):  # plans written before the root was stored name none
+        if plan["root"] != str(root):
             raise ValueError(f"{out} was prepared from {plan['root']!r}, not {str(root)!r}; use a new --out folder")
         return _extend_plan(plan, sources, plan_path, root, options)
     if not sources:
@@ -261,7 +263,6 @@ def _extend_plan(plan: dict[str, Any], sources: list[str], plan_path: Path, root
     if added:
         logger.info("%d file(s) added under %s since the cache was planned; ingesting them", len(added), root)
         plan["chunks"] = plan["chunks"] + _chunked(added, options.files_per_chunk)
-        plan["root"] = str(root)
         atomic_write_bytes(plan_path, json.dumps(plan).encode())
     return plan["chunks"]
 

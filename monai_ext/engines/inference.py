@@ -81,6 +81,7 @@ def predict_files(
     precision: str = "bf16",
     inferer: Callable[[torch.Tensor, torch.nn.Module], torch.Tensor] | None = None,
     postprocessing: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    weights: str | None = None,
 ) -> dict[str, Any]:
     """Predict every file; unreadable ones are listed with the reason and skipped.
 
@@ -94,10 +95,12 @@ def predict_files(
         heatmap_dir: folder for ``<stem>_gradcam.png`` files, or None.
         precision: autocast precision on CUDA.
         inferer, postprocessing: as :func:`classify_image`.
+        weights: the weights the network holds (a checkpoint path, or "random"), recorded as ``"weights"`` from the
+            first write on, so a stopped run's file says which model made its predictions.
 
     Returns:
         ``{"class_names", "predictions": {path: {"label", "class", "probabilities": {name: p}[, "heatmap": file]
-        [, "warning": text]}}, "errors": {path: reason}, "complete": true}``. A file whose heat map could not be
+        [, "warning": text]}}, "errors": {path: reason}[, "weights"], "complete": true}``. A file whose heat map could not be
         written keeps its prediction (without ``heatmap``) and is listed under ``errors`` too; a blank image's
         prediction carries a ``warning`` (:func:`note_if_blank`); the JSON is written whatever single files do, and
         kept while the batch runs (:func:`kept_results`: a stopped run leaves the files done, ``"complete":
@@ -113,7 +116,8 @@ def predict_files(
     device = torch.device(device)
     network.eval()
     heatmaps = heatmap_dir is not None and has_token_blocks(network)
-    result: dict[str, Any] = {"class_names": list(class_names), "predictions": {}, "errors": {}}
+    result: dict[str, Any] = {"class_names": list(class_names), "predictions": {}, "errors": {},
+                              **({"weights": weights} if weights is not None else {})}
     with kept_results(output_json, result) as one_more_file:
         for path, stem in zip(tqdm(files, desc="predict", unit="image"), unique_output_stems(files)):
             one_more_file()

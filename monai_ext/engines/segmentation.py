@@ -81,6 +81,7 @@ def predict_mask_files(
     output_dir: str | os.PathLike,
     precision: str = "bf16",
     overlays: bool = False,
+    weights: str | None = None,
 ) -> dict[str, Any]:
     """Segment every file; unreadable ones are listed with the reason and skipped.
 
@@ -99,10 +100,11 @@ def predict_mask_files(
         output_dir: folder of the results.
         precision: autocast precision on CUDA.
         overlays: also write a colour overlay of the mask on the image.
+        weights: the checkpoint the network holds, recorded as ``"weights"`` from the first write on.
 
     Returns:
         ``{"class_names", "masks": {path: {"mask": file, "size", "pixels", "fraction"[, "warning"]}},
-        "errors": {path: reason}, "complete": true}``; a file whose mask (or overlay) could not be written is under ``errors``, a blank
+        "errors": {path: reason}[, "weights"], "complete": true}``; a file whose mask (or overlay) could not be written is under ``errors``, a blank
         image's entry carries a ``warning`` (:func:`~monai_ext.engines.inference.note_if_blank`). ``masks.json`` is written whatever
         single files do.
 
@@ -117,7 +119,8 @@ def predict_mask_files(
     device, out = torch.device(device), Path(output_dir)
     make_output_folders(out, out / "masks", *([out / "overlays"] if overlays else []))
     network.eval()
-    result: dict[str, Any] = {"class_names": list(class_names), "masks": {}, "errors": {}}
+    result: dict[str, Any] = {"class_names": list(class_names), "masks": {}, "errors": {},
+                              **({"weights": weights} if weights is not None else {})}
     with kept_results(out / "masks.json", result) as one_more_file:
         for path, stem in zip(tqdm(files, desc="segment", unit="image"), unique_output_stems(files)):
             one_more_file()

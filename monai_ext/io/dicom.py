@@ -425,13 +425,19 @@ def _has_jfif_marker(stream: bytes) -> bool:
     if stream[:2] != b"\xff\xd8":
         return False
     at = 2
-    while at + 4 <= len(stream) and stream[at] == 0xFF:
-        code, length = stream[at + 1], int.from_bytes(stream[at + 2 : at + 4], "big")
-        if code == 0xDA:  # start of scan: no more header segments
+    while at + 1 < len(stream) and stream[at] == 0xFF:
+        code = stream[at + 1]
+        if code == 0xFF:  # a fill byte before the marker (B.1.1.2)
+            at += 1
+            continue
+        if code == 0x01 or 0xD0 <= code <= 0xD7:  # markers without a length
+            at += 2
+            continue
+        if code == 0xDA or at + 4 > len(stream):  # start of scan: no more header segments
             return False
         if code == 0xE0 and stream[at + 4 : at + 9] == b"JFIF\x00":
             return True
-        at += 2 + length
+        at += 2 + int.from_bytes(stream[at + 2 : at + 4], "big")
     return False
 
 

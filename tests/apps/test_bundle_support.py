@@ -17,7 +17,6 @@ from monai_ext.apps.bundle_support import (
     inference_files,
     initialize_weights,
     load_inference_weights,
-    record_weights,
     trained_settings,
 )
 from monai_ext.io.checkpoints import CheckpointError
@@ -179,13 +178,6 @@ def test_inference_weights_are_loaded_and_named(tiny_files, tmp_path):
         "arch": TINY, "image_size": 64, "class_names": ["a", "b", "c"], "in_channels": 3, "global_pool": "avg",
         "linear_probe": False}
     assert trained_settings(tiny_files["segmenter"], "usf_mae_segment")["feature_size"] == 8
-
-
-def test_record_weights_adds_the_weights_to_the_result_file(tmp_path):
-    result = tmp_path / "predictions.json"
-    result.write_text(json.dumps({"class_names": ["a"], "predictions": {}, "errors": {}}))
-    record_weights(result, "random")
-    assert json.loads(result.read_text()) == {"class_names": ["a"], "predictions": {}, "errors": {}, "weights": "random"}
 
 
 @pytest.mark.parametrize("kind,bundle,advice", [

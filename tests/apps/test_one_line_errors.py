@@ -129,11 +129,30 @@ TRACKING = "bundles/usf_mae_pretrain/configs/mlflow_tracking.yaml"
     (["--tracking", TRACKING, "--tracking_uri", "http://127.0.0.1:5000", "--experiment_name", "e"], []),
     (["--tracking", "mlflow", "--tracking_uri", "http://127.0.0.1:5000"], []),
     (["--tracking_uri", "http://127.0.0.1:5000"], ["--tracking_uri (did you mean --tracking?)"]),  # needs it
+    (["--ckpt-dir", "/tmp/a", "--recipes::ultrasound::base_lr", "8e-3"], []),  # fire's hyphens, MONAI's "::"
+    (["--epochs", "2", "--", "--verbose"], []),  # fire's own flag after a bare --
+    (["--tracking", "{'configs': {}}", "--epochs", "2"], []),  # settings this check cannot read: MONAI's to judge
 ])
 def test_misspelt_settings_are_found(settings, unknown) -> None:
     """MONAI adds any --name to the config, so a misspelt one was ignored in silence (random weights, outputs in the
     bundle folder)."""
     argv = ["/x/monai/bundle/__main__.py", "run", "--config_file", str(REPO / TRAIN), *settings]
+    assert one_line_errors.unknown_settings(argv) == unknown
+
+
+@pytest.mark.parametrize("args, unknown", [
+    ({"config_file": str(REPO / TRAIN)}, ["--epoch (did you mean --epochs?)"]),
+    ({"config_file": str(REPO / TRAIN), "epoch": 2}, ["--epoch (did you mean --epochs?)"]),  # argv's own is checked
+    ({}, []),  # no config named: nothing to check against
+])
+def test_the_args_file_can_name_the_config(tmp_path, args, unknown) -> None:
+    """MONAI reads config_file (and any setting) from --args_file; the check read argv only and refused every
+    setting of such a command line."""
+    import json
+
+    (tmp_path / "args.json").write_text(json.dumps(args))
+    argv = ["/x/monai/bundle/__main__.py", "run", "--args_file", str(tmp_path / "args.json"), "--ckpt_dir", "m",
+            "--epoch", "2"]
     assert one_line_errors.unknown_settings(argv) == unknown
 
 

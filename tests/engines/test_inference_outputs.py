@@ -142,9 +142,11 @@ def test_a_stopped_batch_keeps_the_predictions_made(tmp_path) -> None:
         return brightness(item)
 
     with pytest.raises(KeyboardInterrupt):
-        predict_files(Mean(), files, stops_at_the_fourth, ["dark", "bright"], "cpu", tmp_path / "predictions.json")
+        predict_files(Mean(), files, stops_at_the_fourth, ["dark", "bright"], "cpu", tmp_path / "predictions.json",
+                      weights="/models/model.pt")
     kept = json.loads((tmp_path / "predictions.json").read_text())
     assert list(kept["predictions"]) == files[:3] and kept["complete"] is False
+    assert kept["weights"] == "/models/model.pt"  # which model made them, though the run did not end
 
 
 def test_results_are_rewritten_every_few_files_while_the_batch_runs(tmp_path) -> None:

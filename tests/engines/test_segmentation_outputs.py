@@ -102,6 +102,6 @@ def test_a_stopped_batch_keeps_the_masks_made(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         predict_mask_files(Threshold(), files, stops_at_the_third, lambda item: item, ["background", "lesion"], "cpu",
-                           tmp_path / "out")
+                           tmp_path / "out", weights="/models/model.pt")
     kept = json.loads((tmp_path / "out" / "masks.json").read_text())
-    assert list(kept["masks"]) == files[:2] and kept["complete"] is False
+    assert list(kept["masks"]) == files[:2] and kept["complete"] is False and kept["weights"] == "/models/model.pt"

@@ -219,3 +219,23 @@ def test_over_long_names_are_cut_to_fit_the_filesystem_and_stay_distinct(tmp_pat
     for name in names[1:3]:
         assert name.startswith("超" * 60) and len(name.encode()) <= 200
         (tmp_path / f"{name}_overlay.png").write_bytes(b"fits")  # the longest suffix the writers add
+
+
+def _jfif_stream() -> bytes:
+    stream = cv2.imencode(".jpg", np.full((8, 8, 3), 90, np.uint8))[1].tobytes()
+    assert stream[2:4] == b"\xff\xe0" and stream[6:11] == b"JFIF\x00"  # OpenCV writes the APP0 segment first
+    return stream
+
+
+@pytest.mark.parametrize("edit, jfif", [
+    (lambda s: s, True),
+    (lambda s: s[:2] + b"\xff\xff\xff" + s[2:], True),             # fill bytes before the marker (T.81 B.1.1.2)
+    (lambda s: s[:2] + b"\xff\xd0" + s[2:], True),                 # a marker without a length first
+    (lambda s: s[:2] + s[4 + int.from_bytes(s[4:6], "big"):], False),  # the APP0 segment taken out
+    (lambda s: s[:5], False),                                      # cut inside the first segment
+    (lambda s: b"\x89PNG" + s[4:], False),                         # not a JPEG stream
+])
+def test_the_jfif_marker_is_found_as_the_jpeg_standard_lays_out_the_header(edit, jfif) -> None:
+    from monai_ext.io.dicom import _has_jfif_marker
+
+    assert _has_jfif_marker(edit(_jfif_stream())) is jfif
