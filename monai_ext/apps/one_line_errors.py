@@ -31,7 +31,7 @@ def bundle_name(argv: Sequence[str]) -> str:
         value = arg.split("=", 1)[1] if arg.startswith("--config_file=") else None
         if arg == "--config_file" and index + 1 < len(argv):
             value = argv[index + 1]
-        first = re.findall(r"[^'\"\[\],\s]+\.(?:ya?ml|json)", value or "")
+        first = _config_paths(value or "")
         if first:
             return Path(first[0]).resolve().parent.parent.name
     return "monai.bundle run"
@@ -268,9 +268,9 @@ def check_settings(argv: Sequence[str]) -> None:
         return
     unknown = unknown_settings(argv)
     if unknown:
-        raise UnknownSettings(f"unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}: "
-                         "not defined by the bundle's configs (MONAI would add it and ignore it); check the spelling "
-                         "in the bundle's docs/README.md")
+        raise UnknownSettings(f"unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}: not "
+                              "defined by the bundle's configs (MONAI would add it and ignore it); check the "
+                              "spelling in the bundle's docs/README.md")
 
 
 def install() -> None:
