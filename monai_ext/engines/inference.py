@@ -100,11 +100,11 @@ def predict_files(
 
     Returns:
         ``{"class_names", "predictions": {path: {"label", "class", "probabilities": {name: p}[, "heatmap": file]
-        [, "warning": text]}}, "errors": {path: reason}[, "weights"], "complete": true}``. A file whose heat map could not be
-        written keeps its prediction (without ``heatmap``) and is listed under ``errors`` too; a blank image's
-        prediction carries a ``warning`` (:func:`note_if_blank`); the JSON is written whatever single files do, and
-        kept while the batch runs (:func:`kept_results`: a stopped run leaves the files done, ``"complete":
-        false``).
+        [, "warning": text]}}, "errors": {path: reason}[, "weights"], "complete": true}``. A file whose heat map
+        could not be written keeps its prediction (without ``heatmap``) and is listed under ``errors`` too; a blank
+        image's prediction carries a ``warning`` (:func:`note_if_blank`); the JSON is written whatever single files
+        do, and kept while the batch runs (:func:`kept_results`: a stopped run leaves the files done,
+        ``"complete": false``).
 
     Raises:
         FileExistsError: the JSON's folder or ``heatmap_dir`` is an existing file (before any prediction).

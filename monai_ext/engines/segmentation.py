@@ -104,9 +104,10 @@ def predict_mask_files(
 
     Returns:
         ``{"class_names", "masks": {path: {"mask": file, "size", "pixels", "fraction"[, "warning"]}},
-        "errors": {path: reason}[, "weights"], "complete": true}``; a file whose mask (or overlay) could not be written is under ``errors``, a blank
-        image's entry carries a ``warning`` (:func:`~monai_ext.engines.inference.note_if_blank`). ``masks.json`` is written whatever
-        single files do.
+        "errors": {path: reason}[, "weights"], "complete": true}``; a file whose mask (or overlay) could not be
+        written is under ``errors``, a blank image's entry carries a ``warning``
+        (:func:`~monai_ext.engines.inference.note_if_blank`). ``masks.json`` is written whatever single files do, and
+        kept while the batch runs (:func:`~monai_ext.engines.inference.kept_results`).
 
     Raises:
         FileExistsError: ``output_dir`` (or its ``masks`` / ``overlays`` folder) is an existing file, before any
