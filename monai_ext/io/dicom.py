@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from monai_ext.io.dicom_frames import frame_count, reconcile_frame_count
 from monai_ext.io.errors import UnreadableImageError, one_line
 
 __all__ = ["DICOM_SUFFIXES", "dicom_display", "first_dicom_frame", "has_dicom_preamble", "has_dicom_signature",
@@ -118,6 +119,7 @@ def read_dicom(path: str | os.PathLike) -> Any:
     _fill_pixel_defaults(ds)
     _check_pixel_module(ds, str(path))
     _fill_transfer_syntax(ds, str(path))
+    reconcile_frame_count(ds, str(path))
     _check_pixel_length(ds, str(path))
     _check_codec(ds, str(path))
     return ds
@@ -319,11 +321,6 @@ def ultrasound_region_boxes(ds: Any) -> list[tuple[int, int, int, int]]:
         return a != b and b[0] <= a[0] and b[1] <= a[1] and a[2] <= b[2] and a[3] <= b[3]
 
     return sorted((a for a in boxes if not any(inside(a, b) for b in boxes)), key=lambda box: (box[0], box[1]))
-
-
-def frame_count(ds: Any) -> int:
-    """Number of frames (``NumberOfFrames``, 1 when absent or empty)."""
-    return int(ds.get("NumberOfFrames", 1) or 1)
 
 
 def iter_dicom_frames(ds: Any, source: str, frame_stride: int = 1) -> Iterator[tuple[int, np.ndarray]]:

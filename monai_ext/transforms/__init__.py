@@ -43,6 +43,7 @@ from monai_ext.transforms.physics import (
 )
 from monai_ext.transforms.regularization import MixupCutmix
 from monai_ext.transforms.spatial import RandResizedCrop, RandResizedCropd
+from monai_ext.transforms.tint import display_tint
 
 __all__ = [
     "IMAGENET_MEAN", "IMAGENET_STD", "Deannotate", "Deannotated", "DopplerToGray", "DopplerToGrayd", "FieldOfView",
@@ -51,5 +52,5 @@ __all__ = [
     "RandDynamicRanged", "RandGammaGain", "RandGammaGaind", "RandResizedCrop", "RandResizedCropd", "RandSpeckle",
     "RandSpeckled", "ScaleIntensityByDtype", "ScaleIntensityByDtyped", "ToGrayscale", "ToGrayscaled",
     "UltrasoundBatchAugment", "colour_mask", "corpus_statistics", "deannotate", "detect_fov", "detect_screen_fov",
-    "detect_view_boxes", "detect_views", "normalization_stats",
+    "detect_view_boxes", "detect_views", "display_tint", "normalization_stats",
 ]

@@ -4,8 +4,9 @@ The published pipeline found burned-in text with OCR, colours by clustering, the
 OCR binary. Here annotations are found by what they are on a screen, with OpenCV morphology:
 
 * everything outside the field of view that is not black (text, depth scales, colour bars, logos);
-* coloured pixels (B-mode is gray; calipers, markers and Doppler overlays are not), split into colour flow (solid
-  areas that survive a 3x3 opening) and coloured marks (thin strokes, which do not);
+* coloured pixels (B-mode is gray, or follows the display's tint: :mod:`monai_ext.transforms.tint`; calipers,
+  markers and Doppler overlays do not), split into colour flow (solid areas that survive a 3x3 opening) and
+  coloured marks (thin strokes, which do not);
 * bright strokes one or two pixels thin inside the field of view (white calipers, dotted measurement lines, text
   over the image), found with a white top-hat under a 3x3 opening. The scanner's point-spread function makes tissue
   echoes, including specular reflectors, wider than the opening, so they survive; the rare bright, isolated speckle
@@ -33,6 +34,7 @@ from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends, convert_to_dst_type
 
 from monai_ext.transforms.fov import FieldOfView, detect_screen_fov, display_scale, to_gray_uint8, to_hwc_uint8
+from monai_ext.transforms.tint import channel_spread, display_tint, map_deviation
 
 #: Inpainting radius in pixels (OpenCV's Telea method).
 INPAINT_RADIUS = 3
@@ -62,14 +64,19 @@ class Deannotation:
 
 
 def colour_mask(rgb: np.ndarray, chroma: int = 40) -> np.ndarray:
-    """Pixels whose channels differ by more than ``chroma`` levels: (H, W, C) uint8 -> (H, W) bool (gray input:
-    all False)."""
+    """Pixels that are colour, not B-mode: (H, W, C) uint8 -> (H, W) bool (gray input: all False).
+
+    On a gray display, pixels whose channels differ by more than ``chroma`` levels; on a tinted one (B-mode shown
+    through a colour map, :func:`~monai_ext.transforms.tint.display_tint`), pixels more than ``chroma`` levels
+    from the map's colour at their luma.
+    """
     if rgb.shape[-1] < 3:
         return np.zeros(rgb.shape[:2], bool)
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    # Channel slices with cv2.max/min: numpy's reductions over a last axis of 3 are an order of magnitude slower.
-    spread = cv2.subtract(cv2.max(cv2.max(r, g), b), cv2.min(cv2.min(r, g), b))
-    return spread > chroma
+    rgb = np.ascontiguousarray(rgb[..., :3])
+    tint = display_tint(rgb, chroma)
+    if tint is None:
+        return channel_spread(rgb) > chroma
+    return map_deviation(rgb, cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), tint) > chroma
 
 
 def thin_bright_strokes(gray: np.ndarray, min_level: int = 180, min_contrast: int = 60) -> np.ndarray:

@@ -13,7 +13,8 @@ import pytest
 
 from monai_ext.data.corpus import CorpusFrames, CorpusOptions, before_after_pairs, fit_square, prepare_corpus
 from monai_ext.data.synthetic import SimulatorConfig, simulate_frame
-from monai_ext.data.views import ViewOptions, locate_fov
+from monai_ext.data.views import ViewOptions, locate_fov, prepare_views
+from tests.transforms.helpers import shown_through
 
 SIZE = 256
 SCREENS = 6
@@ -315,3 +316,14 @@ def test_frames_without_signal_are_dropped_with_the_reason(tmp_path):
     assert rows["blank/scan.png"][0]["keep"] == "1"
     assert report["removed"] == {"no_signal": 2}
     assert json.loads((tmp_path / "cache" / "report.json").read_text())["kept"] == 1
+
+
+@pytest.mark.parametrize("doppler", ["inpaint", "drop"])
+def test_a_tinted_frame_is_kept_whole_by_ingestion(doppler):
+    """A sepia-tinted B-mode frame was 89% "flow": inpainted from its edges, or dropped as Doppler."""
+    frame = simulate_frame(3, SimulatorConfig(size=256, screen_capture=True))
+    shown = shown_through(frame.screen, np.zeros_like(frame.fov_mask), "sepia")
+    for pixels in (shown, frame.screen):
+        (view,) = prepare_views(pixels, None, ViewOptions(size=128, doppler=doppler))
+        assert view.drop == "" and view.flow_fraction == 0.0
+        assert view.annotation_fraction <= 0.05

@@ -15,6 +15,7 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
+from monai_ext.io.dicom import iter_dicom_frames, read_dicom
 from monai_ext.io.display import to_gray_unit
 from monai_ext.io.images import read_image
 from monai_ext.io.writers import write_dicom_frames, write_dicom_values
@@ -30,6 +31,7 @@ DECODE = """
 import json, sys
 import numpy as np
 import pydicom
+from monai_ext.io.dicom import iter_dicom_frames, read_dicom
 from monai_ext.io.display import to_gray_unit
 from monai_ext.io.images import read_image
 paths = json.loads(sys.argv[1])
@@ -92,3 +94,31 @@ def test_monai_label_environment_decodes_every_dicom_form_identically(label_pyth
         main = to_gray_unit(read_image(path).pixels, path)
         assert main.std() > 0.05, name
         np.testing.assert_array_equal(label[name], main, err_msg=name)
+
+
+FRAME_MEANS = """
+import json, sys, warnings
+from monai_ext.io.dicom import iter_dicom_frames, read_dicom
+warnings.simplefilter("ignore")
+paths = json.loads(sys.argv[1])
+print(json.dumps({name: [float(f.mean()) for _, f in iter_dicom_frames(read_dicom(p), p)] for name, p in paths.items()}))
+"""
+
+
+@pytest.mark.slow
+def test_monai_label_environment_counts_the_frames_a_wrong_header_leaves_out(label_python, tmp_path) -> None:
+    """pydicom 2.4 parses encapsulated data with other functions than 3.x: both count the frames alike."""
+    from tests.io.test_dicom_frames import loop_with_header
+
+    paths = {f"{syntax}_{header}_{table}": str(loop_with_header(tmp_path, syntax, header, table))
+             for syntax in ("rle", "jpeg2000", "jpeg_baseline") for header in (None, 8) for table in (True, False)}
+    paths["explicit_None"] = str(loop_with_header(tmp_path, "explicit", None))
+    result = subprocess.run([str(label_python), "-c", FRAME_MEANS, json.dumps(paths)], check=False, cwd=REPO,
+                            env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    label = json.loads(result.stdout)
+    for name, path in paths.items():
+        with pytest.warns(UserWarning, match="holds 5 frames"):
+            main = [float(frame.mean()) for _, frame in iter_dicom_frames(read_dicom(path), path)]
+        assert len(main) == 5 and label[name] == main, name

@@ -1,0 +1,101 @@
+"""Tinted gray displays: B-mode shown through a colour map of its gray level (sepia, "chroma" or "colorize" presets).
+
+Many scanners can show B-mode through such a map, and archives keep the screen as shown. Every bright pixel of a
+tinted image has channels that differ, so the test "channels differ, so it is colour" (Doppler flow, coloured
+calipers) takes the tissue itself for flow: a sepia frame loses most of its field of view to inpainting, or is
+dropped as Doppler. The display's map is estimated from the image itself: at each luma level, the per-channel median
+of the pixels at that level (saturated colours left out: no tint has them), smoothed across levels. It is taken as the display's map only when it is one:
+
+* it explains most of the pixels that look like colour (a tint colours nearly all bright pixels; colour flow or
+  marks over gray B-mode leave the median at nearly every level gray);
+* few gray pixels disagree with it (under a tint, tissue is never gray where the map is coloured; over gray B-mode,
+  tissue stays gray at the levels where flow is common).
+
+Colour is then what departs from the map, so flow and coloured marks over a tinted image are still found. No
+library estimates a display's colour map from one frame, hence this module.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+#: Levels at or below this are left out of the estimate: background and dark tissue, where tints and gray coincide.
+TINT_MIN_LEVEL = 16
+#: Below this fraction of non-dark pixels looking like colour, a frame is gray B-mode (no estimate is made).
+TINT_MIN_COLOUR_FRACTION = 0.02
+#: The map must explain at least this fraction of the pixels that look like colour.
+TINT_MIN_EXPLAINED = 0.5
+#: Gray pixels off the map, at most this many per coloured pixel on it (white text and scales over a tinted image).
+TINT_MAX_GRAY_CONFLICT = 0.2
+#: Pixels more saturated than this (channel spread over the largest channel) are left out of the estimate: a
+#: display's tint keeps every channel lit, while Doppler scales and marks switch one off (pure red, blue, yellow).
+TINT_MAX_SATURATION = 0.8
+#: Width, in levels, of the running median that smooths the map (a display's map is smooth in the level).
+TINT_SMOOTHING = 9
+
+
+def channel_spread(rgb: np.ndarray) -> np.ndarray:
+    """How far a pixel's channels differ: (H, W, 3) uint8 -> (H, W) uint8, max minus min."""
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    # Channel slices with cv2.max/min: numpy's reductions over a last axis of 3 are an order of magnitude slower.
+    return cv2.subtract(cv2.max(cv2.max(r, g), b), cv2.min(cv2.min(r, g), b))
+
+
+def map_deviation(rgb: np.ndarray, luma: np.ndarray, tint: np.ndarray) -> np.ndarray:
+    """How far each pixel is from the map's colour at its luma: (H, W, 3) uint8, (H, W) uint8, (256, 3) uint8 ->
+    (H, W) uint8, the largest channel difference."""
+    deviation = [cv2.absdiff(rgb[..., c], cv2.LUT(luma, tint[:, c].copy())) for c in range(3)]
+    return cv2.max(cv2.max(deviation[0], deviation[1]), deviation[2])
+
+
+def display_tint(rgb: np.ndarray, chroma: int = 40) -> np.ndarray | None:
+    """The colour map of a tinted gray display, or None when the frame is gray B-mode (with or without colour).
+
+    Args:
+        rgb: (H, W, 3) uint8 frame.
+        chroma: channel spread above which a pixel looks like colour (see ``colour_mask``).
+
+    Returns:
+        (256, 3) uint8: the colour shown for each luma level; None when the frame is not tinted.
+    """
+    luma = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    lit = luma > TINT_MIN_LEVEL
+    spread = channel_spread(rgb)
+    looks_coloured = (spread > chroma) & lit
+    coloured = int(np.count_nonzero(looks_coloured))
+    if coloured <= TINT_MIN_COLOUR_FRACTION * max(int(np.count_nonzero(lit)), 1):
+        return None
+    brightest = cv2.max(cv2.max(rgb[..., 0], rgb[..., 1]), rgb[..., 2])
+    candidates = lit & (spread.astype(np.float32) <= TINT_MAX_SATURATION * brightest.astype(np.float32))
+    if not candidates.any():
+        return None
+    tint = _level_medians(rgb[candidates], luma[candidates])
+    on_map = (map_deviation(rgb, luma, tint) <= chroma) & lit
+    explained = int(np.count_nonzero(on_map & looks_coloured))
+    conflicting = int(np.count_nonzero(lit & ~on_map & ~looks_coloured))
+    if explained < TINT_MIN_EXPLAINED * coloured or conflicting > TINT_MAX_GRAY_CONFLICT * explained:
+        return None
+    return tint
+
+
+def _level_medians(pixels: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """Per-channel median colour at each luma level, smoothed: (N, 3) uint8 pixels, (N,) uint8 levels -> (256, 3)
+    uint8 (levels without pixels interpolated from their neighbours, gray below the lowest)."""
+    counts = np.bincount(levels, minlength=256)
+    present = np.flatnonzero(counts)
+    tint = np.empty((256, 3), np.float64)
+    for c in range(3):
+        # a (level, value) histogram: the median is where a level's cumulative count passes half its count
+        histogram = np.bincount(levels.astype(np.int64) * 256 + pixels[:, c], minlength=256 * 256).reshape(256, 256)
+        medians = np.argmax(np.cumsum(histogram, axis=1) * 2 >= counts[:, None], axis=1)
+        tint[:, c] = np.interp(np.arange(256), present, medians[present])
+    tint[: present[0]] = np.arange(present[0])[:, None]
+    return np.round(_running_median(tint, TINT_SMOOTHING)).clip(0, 255).astype(np.uint8)
+
+
+def _running_median(values: np.ndarray, width: int) -> np.ndarray:
+    """Median over ``width`` neighbouring rows of (256, 3) ``values``, edges repeated."""
+    half = width // 2
+    padded = np.pad(values, ((half, half), (0, 0)), mode="edge")
+    return np.median(np.lib.stride_tricks.sliding_window_view(padded, width, axis=0), axis=-1)

@@ -1,0 +1,78 @@
+"""Multi-frame DICOMs whose ``NumberOfFrames`` is missing or wrong: every frame the pixel data holds is read, with a
+warning naming the file. Before, pydicom's reading of the header cut a 5-frame loop to its first frame in silence
+(no ``NumberOfFrames``), or made the whole file unreadable (a header promising more frames than were written)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.encaps import encapsulate, generate_frames
+
+from monai_ext.io.dicom import iter_dicom_frames, read_dicom
+from monai_ext.io.dicom_frames import stored_frame_count
+from monai_ext.io.writers import write_dicom_frames
+
+#: Five frames, each one flat gray level, so a frame's identity survives lossy coding.
+LEVELS = (40, 80, 120, 160, 200)
+FRAMES = np.stack([np.full((32, 48), level, np.uint8) for level in LEVELS])
+SYNTAXES = ("explicit", "rle", "jpeg2000", "jpeg_baseline")
+
+
+def loop_with_header(folder: Path, syntax: str, header: int | None, offset_table: bool = True) -> Path:
+    """The five-frame loop written with ``syntax``, then ``NumberOfFrames`` set to ``header`` (deleted for None)
+    and, for encapsulated data, its Basic Offset Table emptied unless ``offset_table``."""
+    path = write_dicom_frames(FRAMES, folder / f"{syntax}.dcm", transfer_syntax=syntax)
+    ds = pydicom.dcmread(path)
+    if not offset_table:
+        ds.PixelData = encapsulate(list(generate_frames(ds.PixelData, number_of_frames=len(LEVELS))), has_bot=False)
+    if header is None:
+        del ds.NumberOfFrames
+    else:
+        ds.NumberOfFrames = header
+    out = folder / f"{syntax}_{header}_{offset_table}.dcm"
+    ds.save_as(out)
+    return out
+
+
+def frame_levels(path: Path) -> list[int]:
+    return [int(round(float(frame.mean()))) for _, frame in iter_dicom_frames(read_dicom(path), str(path))]
+
+
+@pytest.mark.parametrize("syntax", SYNTAXES)
+@pytest.mark.parametrize("header", [None, 1, 2, 8])
+def test_every_stored_frame_is_read_whatever_the_header_says(tmp_path, syntax, header):
+    path = loop_with_header(tmp_path, syntax, header)
+    told = "no NumberOfFrames" if header is None else f"NumberOfFrames is {header}"
+    with pytest.warns(UserWarning, match=rf"{path.name}: {told} but its pixel data holds 5 frames"):
+        levels = frame_levels(path)
+    assert np.abs(np.array(levels) - LEVELS).max() <= 2
+
+
+@pytest.mark.parametrize("syntax", ["rle", "jpeg2000", "jpeg_baseline"])
+@pytest.mark.parametrize("header", [None, 2, 8])
+def test_frames_are_counted_without_an_offset_table(tmp_path, syntax, header):
+    """One fragment per frame counts as is (the header agreeing or not); JPEG and JPEG 2000 frames end with their
+    codestream's end marker."""
+    path = loop_with_header(tmp_path, syntax, header, offset_table=False)
+    assert stored_frame_count(pydicom.dcmread(path)) == len(LEVELS)
+    with pytest.warns(UserWarning, match="holds 5 frames"):
+        assert len(frame_levels(path)) == len(LEVELS)
+
+
+@pytest.mark.parametrize("syntax", SYNTAXES)
+def test_a_right_header_reads_as_before_and_warns_nothing(tmp_path, syntax, recwarn):
+    path = loop_with_header(tmp_path, syntax, len(LEVELS))
+    assert len(frame_levels(path)) == len(LEVELS)
+    assert not [w for w in recwarn if "NumberOfFrames" in str(w.message)]
+
+
+def test_native_data_cut_inside_a_frame_keeps_its_whole_frames(tmp_path):
+    path = loop_with_header(tmp_path, "explicit", len(LEVELS))
+    ds = pydicom.dcmread(path)
+    ds.PixelData = ds.PixelData[: 3 * FRAMES[0].size + 100]  # three whole frames and part of a fourth
+    ds.save_as(path)
+    with pytest.warns(UserWarning, match="NumberOfFrames is 5 but its pixel data holds 3 frames; only those are read"):
+        assert frame_levels(path) == list(LEVELS[:3])
