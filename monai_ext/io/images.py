@@ -140,21 +140,25 @@ def unique_output_stems(paths: Sequence[str | os.PathLike]) -> list[str]:
     folder, or ``case.png`` beside ``case.nrrd``) get their path relative to the inputs' common folder, suffix
     included, flattened into one name (``a__scan_dcm``); a name longer than ``MAX_OUTPUT_STEM_BYTES`` is cut and
     ends in ``~`` and a hash of the whole name (an output file name must fit the filesystem's 255 bytes); a name
-    still taken gets ``_2``, ``_3``, ... so that no output overwrites another.
+    still taken gets ``_2``, ``_3``, ... so that no output overwrites another. Names that differ only in case count
+    as the same (``IMG1.png`` and ``img1.png`` give ``IMG1_png`` and ``img1_png_2``): on macOS and Windows they
+    are one file.
     """
     stems = [image_stem(p) for p in paths]
-    shared = {stem for stem, n in Counter(stems).items() if n > 1}
+    # names are compared case-folded: on the case-insensitive filesystems of macOS and Windows ``Scan`` is ``scan``
+    shared = {stem for stem, n in Counter(stem.casefold() for stem in stems).items() if n > 1}
     if shared:
         absolute = [os.path.abspath(p) for p in paths]
         common = os.path.commonpath([os.path.dirname(p) for p in absolute])
-        stems = [re.sub(r"[^\w-]", "_", os.path.relpath(p, common).replace(os.sep, "__")) if stem in shared else stem
-                 for p, stem in zip(absolute, stems)]
+        stems = [re.sub(r"[^\w-]", "_", os.path.relpath(p, common).replace(os.sep, "__"))
+                 if stem.casefold() in shared else stem for p, stem in zip(absolute, stems)]
     stems = [_shorten_stem(stem) for stem in stems]
     seen: Counter[str] = Counter()
     names = []
     for stem in stems:
-        seen[stem] += 1
-        names.append(stem if seen[stem] == 1 else f"{stem}_{seen[stem]}")
+        seen[stem.casefold()] += 1
+        count = seen[stem.casefold()]
+        names.append(stem if count == 1 else f"{stem}_{count}")
     return names
 
 

@@ -168,6 +168,9 @@ def test_image_stem_drops_the_whole_image_suffix(name: str, stem: str, single: b
     (["d/case1.png", "d/case1.nrrd"], ["case1_png", "case1_nrrd"]),             # one case in two formats
     (["d/v.nii.gz", "e/v.nii.gz"], ["d__v_nii_gz", "e__v_nii_gz"]),
     (["d/a.png", "d/a.png"], ["a_png", "a_png_2"]),                              # the same file listed twice
+    # names that differ only in case are one file on macOS and Windows
+    (["d/x/Scan.dcm", "d/y/scan.dcm"], ["x__Scan_dcm", "y__scan_dcm"]),
+    (["d/IMG1.png", "d/img1.png"], ["IMG1_png", "img1_png_2"]),
 ])
 def test_unique_output_stems_never_give_two_inputs_one_name(tmp_path, paths: list[str], names: list[str]) -> None:
     from monai_ext.io.images import unique_output_stems
