@@ -20,7 +20,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from monai_ext.io.dicom import (
     DICOM_SUFFIXES,
@@ -69,6 +69,8 @@ _DISPLAY_READY_MODES = ("1", "L", "LA", "RGB", "RGBA", "F")
 MAX_OUTPUT_STEM_BYTES = 200
 #: TIFF tag whose bit 0 marks a reduced-resolution copy of a page (a thumbnail).
 _NEW_SUBFILE_TYPE = 254
+#: EXIF (and TIFF) Orientation tag: 1 is upright; 2-8 are the flips and rotations viewers undo.
+_EXIF_ORIENTATION = 0x0112
 
 
 @dataclass(frozen=True)
@@ -177,10 +179,17 @@ def _png_8bit(path: Path) -> np.ndarray | None:
     """OpenCV's decoding of a PNG as stored (BGR order), or None where PIL should read it instead: other depths, a
     file OpenCV cannot decode (PIL then gives the reason), or an empty one (``cv2.imdecode`` asserts on no bytes)."""
     data = np.fromfile(path, np.uint8)
-    if data.size == 0:
+    if data.size == 0 or _has_exif_chunk(data):  # OpenCV ignores its orientation under IMREAD_UNCHANGED; PIL reads it
         return None
     pixels = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     return pixels if pixels is not None and pixels.dtype == np.uint8 else None
+
+
+def _has_exif_chunk(png: np.ndarray) -> bool:
+    """Whether a PNG's bytes hold an ``eXIf`` chunk before its image data (PNG 1.5 puts it there)."""
+    head = png[: 1 << 16].tobytes()
+    end = head.find(b"IDAT")
+    return b"eXIf" in (head if end < 0 else head[:end])
 
 
 def _png_gray(path: Path) -> np.ndarray | None:
@@ -205,10 +214,20 @@ def _png_rgb(path: Path) -> np.ndarray | None:
     return pixels
 
 
+def upright(img: Image.Image) -> Image.Image:
+    """The picture the way viewers show it: an EXIF Orientation other than 1 (phone photographs of a scanner's
+    screen, some exporters) applied by PIL's ``exif_transpose``, so that pixels match masks drawn in a viewer."""
+    if img.getexif().get(_EXIF_ORIENTATION, 1) in (1, 0, None):
+        return img
+    return ImageOps.exif_transpose(img)
+
+
 def pil_display_pixels(img: Image.Image) -> np.ndarray:
-    """A PIL image as display-ready (H, W) or (H, W, C) pixels: 16/32-bit integers as uint16, palettes and other
-    colour modes as RGB; intensities outside their type's display range (float beyond [0, 1], signed below 0,
-    32-bit beyond 65535) windowed to [0, 1] as volumes of such types are (:func:`monai_ext.io.display.window_to_unit`)."""
+    """A PIL image as display-ready (H, W) or (H, W, C) pixels, upright (:func:`upright`): 16/32-bit integers as
+    uint16, palettes and other colour modes as RGB; intensities outside their type's display range (float beyond
+    [0, 1], signed below 0, 32-bit beyond 65535) windowed to [0, 1] as volumes of such types are
+    (:func:`monai_ext.io.display.window_to_unit`)."""
+    img = upright(img)
     if img.mode in ("I;16", "I;16B", "I;16L"):
         return np.asarray(img, dtype=np.uint16)
     if img.mode in ("I", "F"):
@@ -227,6 +246,7 @@ def pil_display_image(img: Image.Image) -> Image.Image:
     any range. Converted here, such files reach a bundle as they reach every other reader of this project. Modes
     that are display-ready already (8-bit gray or colour, 16-bit gray) are returned as they are.
     """
+    img = upright(img)
     if img.mode in ("1", "L", "LA", "RGB", "RGBA", "I;16", "I;16B", "I;16L"):
         return img
     pixels = pil_display_pixels(img)

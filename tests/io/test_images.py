@@ -242,3 +242,32 @@ def test_the_jfif_marker_is_found_as_the_jpeg_standard_lays_out_the_header(edit,
     from monai_ext.io.dicom import _has_jfif_marker
 
     assert _has_jfif_marker(edit(_jfif_stream())) is jfif
+
+
+#: EXIF Orientation -> what a viewer does to the stored pixels to show them (EXIF 2.3, tag 0x0112).
+ORIENTATIONS = {3: lambda a: np.rot90(a, 2), 6: lambda a: np.rot90(a, -1), 8: lambda a: np.rot90(a, 1),
+                2: lambda a: a[:, ::-1]}
+
+
+@pytest.mark.parametrize("suffix", ["png", "jpg"])
+@pytest.mark.parametrize("orientation", sorted(ORIENTATIONS))
+def test_a_picture_with_an_exif_orientation_is_read_upright_on_every_path(tmp_path, suffix, orientation) -> None:
+    """A phone's photograph of a scanner's screen stores its pixels sideways and says so in EXIF; every viewer
+    shows it upright, and masks are drawn on that. It was read sideways (and PNGs through OpenCV ignored it)."""
+    from monai.data import PILReader
+
+    from monai_ext.io.images import pil_display_image
+
+    path = tmp_path / f"photo.{suffix}"
+    exif = Image.new("L", (1, 1)).getexif()
+    exif[0x0112] = orientation
+    Image.fromarray(GRAY).save(path, exif=exif.tobytes(), **({"quality": 100} if suffix == "jpg" else {}))
+    with Image.open(path) as img:
+        stored = np.asarray(img.convert("L"))  # the decoded pixels as stored, before any orientation
+    expected = ORIENTATIONS[orientation](stored) / 255.0
+    read = read_image(path).pixels
+    np.testing.assert_allclose(np.asarray(read, np.float64) / 255.0, expected, atol=1e-6)
+    loaded = LoadUltrasoundImaged("image")({"image": str(path)})["image"]
+    np.testing.assert_allclose(np.asarray(loaded)[0], expected, atol=1e-6)
+    monai_read = PILReader(converter=pil_display_image).get_data(PILReader(converter=pil_display_image).read(path))[0]
+    np.testing.assert_allclose(np.asarray(monai_read, np.float64).T / 255.0, expected, atol=1e-6)  # MONAI's (W, H)
