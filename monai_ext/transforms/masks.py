@@ -19,7 +19,7 @@ from monai.utils import TransformBackends
 from PIL import Image
 
 from monai_ext.io.errors import UnreadableImageError
-from monai_ext.io.images import check_file
+from monai_ext.io.images import check_file, upright
 
 MASK_ENCODINGS = ("binary", "index")
 
@@ -28,12 +28,13 @@ def read_mask_file(path: str | os.PathLike) -> tuple[np.ndarray, bool]:
     """The stored values of a mask file, (H, W) or (H, W, C), and whether it is a JPEG (by content, any suffix).
 
     Read with PIL directly rather than through the image reader: a mask needs its stored values (palette indices
-    included), not the display conversion that images get.
+    included), not the display conversion that images get; an EXIF orientation is applied as it is to images
+    (:func:`~monai_ext.io.images.upright`), so a mask stays on its image.
     """
     check_file(Path(path))  # a missing or empty mask is named as such, not as PIL's "cannot identify image file"
     try:
         with Image.open(path) as img:
-            return np.asarray(img), img.format in ("JPEG", "MPO")
+            return np.asarray(upright(img)), img.format in ("JPEG", "MPO")
     except Exception as e:  # decoders raise many types; all mean the same thing to the caller
         raise UnreadableImageError(f"{path}: cannot decode mask ({type(e).__name__}: {e})") from e
 

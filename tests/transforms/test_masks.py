@@ -95,3 +95,21 @@ def test_gray_alpha_and_opaque_rgba_masks_read_their_values(tmp_path: Path) -> N
     Image.fromarray(np.stack([truth] * 3 + [np.full_like(truth, 255)], -1), "RGBA").save(tmp_path / "rgba.png")
     for name in ("la.png", "rgba.png"):
         np.testing.assert_array_equal(LoadMask("binary")(str(tmp_path / name))[0], truth > 0)
+
+
+def test_a_mask_with_an_exif_orientation_stays_on_its_image(tmp_path: Path) -> None:
+    """Image and mask saved sideways with EXIF orientation 6 (as a phone stores a photograph): both are read
+    upright, so the lesion's mask still covers the lesion."""
+    from monai_ext.transforms.loading import LoadUltrasoundImage
+
+    image = np.zeros((8, 12), np.uint8)
+    image[1:3, 2:5] = 200  # the "lesion"
+    exif = Image.new("L", (1, 1)).getexif()
+    exif[0x0112] = 6
+    Image.fromarray(image).save(tmp_path / "image.png", exif=exif.tobytes())
+    Image.fromarray((image > 0).astype(np.uint8) * 255).save(tmp_path / "mask.png", exif=exif.tobytes())
+    loaded = np.asarray(LoadUltrasoundImage()(str(tmp_path / "image.png")))[0]
+    mask = np.asarray(LoadMask("binary")(str(tmp_path / "mask.png")))[0]
+    assert loaded.shape == mask.shape == (12, 8)  # upright: 90 degrees clockwise
+    np.testing.assert_array_equal(mask.astype(bool), loaded > 0.5)
+    np.testing.assert_array_equal(mask.astype(bool), np.rot90(image > 0, -1))
