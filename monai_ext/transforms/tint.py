@@ -22,15 +22,17 @@ import numpy as np
 
 #: Levels at or below this are left out of the estimate: background and dark tissue, where tints and gray coincide.
 TINT_MIN_LEVEL = 16
-#: Below this fraction of non-dark pixels looking like colour, a frame is gray B-mode (no estimate is made).
-TINT_MIN_COLOUR_FRACTION = 0.02
+#: Below this fraction of non-dark pixels looking like colour, unsaturated, a frame is gray B-mode (no estimate).
+TINT_MIN_COLOUR_FRACTION = 0.005
 #: The map must explain at least this fraction of the pixels that look like colour.
-TINT_MIN_EXPLAINED = 0.5
+TINT_MIN_EXPLAINED = 0.3
 #: Gray pixels off the map, at most this many per coloured pixel on it (white text and scales over a tinted image).
 TINT_MAX_GRAY_CONFLICT = 0.2
 #: Pixels more saturated than this (channel spread over the largest channel) are left out of the estimate: a
 #: display's tint keeps every channel lit, while Doppler scales and marks switch one off (pure red, blue, yellow).
 TINT_MAX_SATURATION = 0.8
+#: The map is estimated on at most this many pixels, taken on a regular grid.
+TINT_SAMPLE_PIXELS = 1 << 15
 #: Width, in levels, of the running median that smooths the map (a display's map is smooth in the level).
 TINT_SMOOTHING = 9
 
@@ -53,22 +55,25 @@ def display_tint(rgb: np.ndarray, chroma: int = 40) -> np.ndarray | None:
     """The colour map of a tinted gray display, or None when the frame is gray B-mode (with or without colour).
 
     Args:
-        rgb: (H, W, 3) uint8 frame.
+        rgb: (H, W, 3) uint8 frame (C-contiguous).
         chroma: channel spread above which a pixel looks like colour (see ``colour_mask``).
 
     Returns:
         (256, 3) uint8: the colour shown for each luma level; None when the frame is not tinted.
     """
+    rgb = _sample(rgb)
     luma = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     lit = luma > TINT_MIN_LEVEL
     spread = channel_spread(rgb)
     looks_coloured = (spread > chroma) & lit
-    coloured = int(np.count_nonzero(looks_coloured))
-    if coloured <= TINT_MIN_COLOUR_FRACTION * max(int(np.count_nonzero(lit)), 1):
-        return None
     brightest = cv2.max(cv2.max(rgb[..., 0], rgb[..., 1]), rgb[..., 2])
     candidates = lit & (spread.astype(np.float32) <= TINT_MAX_SATURATION * brightest.astype(np.float32))
-    if not candidates.any():
+    coloured = int(np.count_nonzero(looks_coloured))
+    tint_like = int(np.count_nonzero(looks_coloured & candidates))
+    # a map estimated from unsaturated pixels explains at most the unsaturated colour: where that cannot pass the
+    # tests below (gray B-mode, with or without Doppler, whose scales are saturated), nothing is estimated
+    if tint_like <= TINT_MIN_COLOUR_FRACTION * max(int(np.count_nonzero(lit)), 1) or (
+            tint_like < TINT_MIN_EXPLAINED * coloured):
         return None
     tint = _level_medians(rgb[candidates], luma[candidates])
     on_map = (map_deviation(rgb, luma, tint) <= chroma) & lit
@@ -77,6 +82,13 @@ def display_tint(rgb: np.ndarray, chroma: int = 40) -> np.ndarray | None:
     if explained < TINT_MIN_EXPLAINED * coloured or conflicting > TINT_MAX_GRAY_CONFLICT * explained:
         return None
     return tint
+
+
+def _sample(rgb: np.ndarray) -> np.ndarray:
+    """Every k-th row and column, k chosen to keep at most ``TINT_SAMPLE_PIXELS`` pixels: a display's map is a
+    property of the whole frame, and the estimate then costs the same on any screen size."""
+    step = max(1, int(np.ceil(np.sqrt(rgb.shape[0] * rgb.shape[1] / TINT_SAMPLE_PIXELS))))
+    return rgb if step == 1 else np.ascontiguousarray(rgb[::step, ::step])
 
 
 def _level_medians(pixels: np.ndarray, levels: np.ndarray) -> np.ndarray:
