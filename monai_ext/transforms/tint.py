@@ -4,10 +4,13 @@ Many scanners can show B-mode through such a map, and archives keep the screen a
 tinted image has channels that differ, so the test "channels differ, so it is colour" (Doppler flow, coloured
 calipers) takes the tissue itself for flow: a sepia frame loses most of its field of view to inpainting, or is
 dropped as Doppler. The display's map is estimated from the image itself: at each luma level, the per-channel median
-of the pixels at that level (saturated colours left out: no tint has them), smoothed across levels. It is taken as the display's map only when it is one:
+of the pixels at that level (Doppler-like colours left out: no tint has them), smoothed across levels. It is taken as
+the display's map only when it is one:
 
-* it explains most of the pixels that look like colour (a tint colours nearly all bright pixels; colour flow or
-  marks over gray B-mode leave the median at nearly every level gray);
+* the bulk of the tissue is coloured, not only its bright tail (pale flow or coloured text over dark gray B-mode
+  can outnumber tissue at the brightest levels);
+* it explains much of what looks like colour (a tint colours nearly all bright pixels; colour flow or marks over
+  gray B-mode leave the median at nearly every level gray);
 * few gray pixels disagree with it (under a tint, tissue is never gray where the map is coloured; over gray B-mode,
   tissue stays gray at the levels where flow is common).
 
@@ -22,15 +25,27 @@ import numpy as np
 
 #: Levels at or below this are left out of the estimate: background and dark tissue, where tints and gray coincide.
 TINT_MIN_LEVEL = 16
-#: Below this fraction of non-dark pixels looking like colour, unsaturated, a frame is gray B-mode (no estimate).
+#: Below this fraction of non-dark pixels looking like colour (Doppler-like colours aside), a frame is gray B-mode.
 TINT_MIN_COLOUR_FRACTION = 0.005
+#: A tint colours the bulk of the tissue (lit pixels between these luma percentiles), not only its bright tail:
+#: their median channel spread must be at least ``TINT_MIN_BULK_RATIO`` of their luma. Gray B-mode stays near 0
+#: there (JPEG chroma noise included), whatever pale flow or coloured text covers its bright levels.
+TINT_BULK_PERCENTILES = (25, 90)
+TINT_MIN_BULK_RATIO = 0.1
+#: ... in at least this share of the tiles of a ``TINT_TILES`` x ``TINT_TILES`` grid that hold at least
+#: ``TINT_MIN_TILE_PIXELS`` such pixels.
+TINT_TILES = 6
+TINT_MIN_TILE_PIXELS = 16
+TINT_MIN_TINTED_TILES = 0.9
 #: The map must explain at least this fraction of the pixels that look like colour.
-TINT_MIN_EXPLAINED = 0.3
+TINT_MIN_EXPLAINED = 0.15
 #: Gray pixels off the map, at most this many per coloured pixel on it (white text and scales over a tinted image).
 TINT_MAX_GRAY_CONFLICT = 0.2
-#: Pixels more saturated than this (channel spread over the largest channel) are left out of the estimate: a
-#: display's tint keeps every channel lit, while Doppler scales and marks switch one off (pure red, blue, yellow).
-TINT_MAX_SATURATION = 0.8
+#: Doppler-like colours are left out of the estimate: a channel at most this share of the brightest one, which is
+#: at least ``TINT_DOPPLER_MIN_PEAK``. Velocity and power scales switch a channel off; a tint, amber included,
+#: keeps every channel lit where the tissue is bright.
+TINT_DOPPLER_MAX_SHARE = 0.1
+TINT_DOPPLER_MIN_PEAK = 96
 #: The map is estimated on at most this many pixels, taken on a regular grid.
 TINT_SAMPLE_PIXELS = 1 << 15
 #: Width, in levels, of the running median that smooths the map (a display's map is smooth in the level).
@@ -66,14 +81,13 @@ def display_tint(rgb: np.ndarray, chroma: int = 40) -> np.ndarray | None:
     lit = luma > TINT_MIN_LEVEL
     spread = channel_spread(rgb)
     looks_coloured = (spread > chroma) & lit
-    brightest = cv2.max(cv2.max(rgb[..., 0], rgb[..., 1]), rgb[..., 2])
-    candidates = lit & (spread.astype(np.float32) <= TINT_MAX_SATURATION * brightest.astype(np.float32))
+    candidates = lit & ~_doppler_like(rgb)
     coloured = int(np.count_nonzero(looks_coloured))
     tint_like = int(np.count_nonzero(looks_coloured & candidates))
-    # a map estimated from unsaturated pixels explains at most the unsaturated colour: where that cannot pass the
-    # tests below (gray B-mode, with or without Doppler, whose scales are saturated), nothing is estimated
+    # a map estimated from the candidates explains at most their colour: where that cannot pass the tests below
+    # (gray B-mode, with or without Doppler), nothing is estimated
     if tint_like <= TINT_MIN_COLOUR_FRACTION * max(int(np.count_nonzero(lit)), 1) or (
-            tint_like < TINT_MIN_EXPLAINED * coloured):
+            tint_like < TINT_MIN_EXPLAINED * coloured) or not _bulk_is_tinted(luma, spread, candidates):
         return None
     tint = _level_medians(rgb[candidates], luma[candidates])
     on_map = (map_deviation(rgb, luma, tint) <= chroma) & lit
@@ -82,6 +96,34 @@ def display_tint(rgb: np.ndarray, chroma: int = 40) -> np.ndarray | None:
     if explained < TINT_MIN_EXPLAINED * coloured or conflicting > TINT_MAX_GRAY_CONFLICT * explained:
         return None
     return tint
+
+
+def _doppler_like(rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 -> (H, W) bool: bright pixels with a channel (nearly) off, the colours of Doppler scales."""
+    brightest = cv2.max(cv2.max(rgb[..., 0], rgb[..., 1]), rgb[..., 2]).astype(np.float32)
+    darkest = cv2.min(cv2.min(rgb[..., 0], rgb[..., 1]), rgb[..., 2]).astype(np.float32)
+    return (brightest >= TINT_DOPPLER_MIN_PEAK) & (darkest <= TINT_DOPPLER_MAX_SHARE * brightest)
+
+
+def _bulk_is_tinted(luma: np.ndarray, spread: np.ndarray, candidates: np.ndarray) -> bool:
+    """Whether the bulk of the tissue is coloured all over the frame, as a display's map colours it: in nearly every
+    tile of a ``TINT_TILES`` grid that holds tissue, the candidate pixels between the frame's
+    ``TINT_BULK_PERCENTILES`` of luma have a median channel spread of at least ``TINT_MIN_BULK_RATIO`` of their luma.
+    Colour flow, however pale and large, fills a box, not the whole image."""
+    levels = luma[candidates]
+    low, high = np.percentile(levels, TINT_BULK_PERCENTILES)
+    bulk = candidates & (luma >= low) & (luma <= high)
+    tinted = eligible = 0
+    for rows in np.array_split(np.arange(luma.shape[0]), TINT_TILES):
+        for cols in np.array_split(np.arange(luma.shape[1]), TINT_TILES):
+            tile = np.ix_(rows, cols)
+            inside = bulk[tile]
+            if np.count_nonzero(inside) < TINT_MIN_TILE_PIXELS:
+                continue
+            eligible += 1
+            ratio = spread[tile][inside].astype(np.float32) / luma[tile][inside].astype(np.float32)
+            tinted += float(np.median(ratio)) >= TINT_MIN_BULK_RATIO
+    return eligible > 0 and tinted >= TINT_MIN_TINTED_TILES * eligible
 
 
 def _sample(rgb: np.ndarray) -> np.ndarray:
