@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import Any
 
@@ -337,19 +338,28 @@ def iter_dicom_frames(ds: Any, source: str, frame_stride: int = 1) -> Iterator[t
         raise ValueError(f"frame_stride must be at least 1, got {frame_stride!r}")
     tools = _pixel_tools()
     indices = range(0, frame_count(ds), frame_stride)
-    decoded_frames = _decoded_frames(ds, indices, source, tools)
+    # only the codec's decoding is wrapped: an error of the display step is this package's, with its traceback;
+    # pydicom 2.4 decodes every frame when asked for the iterator, 3.x one frame at a time
+    with _codec_errors_named(ds, source):
+        decoded_frames = _decoded_frames(ds, indices, source, tools)
     for index in indices:
-        # only the codec's decoding is wrapped: an error of the display step is this package's, with its traceback
-        try:
-            decoded = next(decoded_frames)
-        except StopIteration:
+        with _codec_errors_named(ds, source):
+            decoded = next(decoded_frames, None)
+        if decoded is None:
             return
-        except (UnreadableImageError, MemoryError):
-            raise
-        except Exception as e:  # codecs raise many types, some over several lines (one per plugin tried)
-            raise UnreadableImageError(f"{source}: cannot decode its pixel data "
-                                       f"({_syntax_name(ds.file_meta.TransferSyntaxUID)}): {_short_detail(e)}") from e
         yield index, dicom_display(decoded, ds, source, tools)
+
+
+@contextmanager
+def _codec_errors_named(ds: Any, source: str) -> Iterator[None]:
+    """Re-raise a codec's error as :class:`UnreadableImageError` naming the file and the transfer syntax."""
+    try:
+        yield
+    except (UnreadableImageError, MemoryError):
+        raise
+    except Exception as e:  # codecs raise many types, some over several lines (one per plugin tried)
+        raise UnreadableImageError(f"{source}: cannot decode its pixel data "
+                                   f"({_syntax_name(ds.file_meta.TransferSyntaxUID)}): {_short_detail(e)}") from e
 
 
 def first_dicom_frame(ds: Any, source: str) -> np.ndarray:

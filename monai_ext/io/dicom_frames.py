@@ -6,7 +6,8 @@ the other 39 were there; a header that promises more frames than were written ma
 frames are counted from the pixel data instead: whole frames of native data, the Extended or Basic Offset Table of
 encapsulated data, else its fragments (one per frame where their count says so, as RLE always has; otherwise the
 fragments that end a JPEG or JPEG 2000 codestream, pydicom's own rule for frame boundaries). Where the count differs
-from the header, the file is read with the count and a warning names it.
+from the header, the file is read with the count and a warning names it; so is a Basic Offset Table that the
+fragments contradict.
 """
 
 from __future__ import annotations
@@ -29,17 +30,27 @@ def frame_count(ds: Any) -> int:
 
 
 def reconcile_frame_count(ds: Any, source: str) -> None:
-    """Set ``NumberOfFrames`` to the frames the pixel data holds when the header says otherwise, warning with the
-    file's name. Native data shorter than one frame is left as it is (refused as truncated by the reader)."""
-    stored, header = stored_frame_count(ds), frame_count(ds)
-    if not stored or stored == header:
+    """Make ``NumberOfFrames`` (and, where it is wrong, the Basic Offset Table) say what the pixel data holds,
+    warning with the file's name.
+
+    Native data is only ever cut to its whole frames (a file cut off while copied); more bytes than the header's
+    frames are left to pydicom, which warns, because they are as often a mislabelled sample size as more frames.
+    Native data shorter than one frame is left as it is, refused as truncated by the reader.
+    """
+    header = frame_count(ds)
+    if not ds.file_meta.TransferSyntaxUID.is_compressed:
+        stored = _native_frame_count(ds)
+        if stored and stored < header:
+            _set_frames(ds, source, header, stored)
+            ds.PixelData = ds.PixelData[: _expected_length(ds)]  # the part of a frame cut off is not a frame
         return
-    told = f"NumberOfFrames is {header}" if ds.get("NumberOfFrames") not in (None, "") else "no NumberOfFrames"
-    fate = "all are read" if stored > header else "only those are read"
-    warnings.warn(f"{source}: {told} but its pixel data holds {stored} frames; {fate}", UserWarning, stacklevel=3)
-    ds.NumberOfFrames = stored
-    if stored < header and not ds.file_meta.TransferSyntaxUID.is_compressed:
-        ds.PixelData = ds.PixelData[: _expected_length(ds)]  # the part of a frame cut off is not a frame
+    stored, table_is_wrong = _encapsulated_frame_count(ds)
+    if table_is_wrong:
+        warnings.warn(f"{source}: its Basic Offset Table does not fit its {stored} frames; they are read by their "
+                      f"fragments", UserWarning, stacklevel=3)
+        ds.PixelData = _without_offset_table(ds.PixelData)
+    if stored and stored != header:
+        _set_frames(ds, source, header, stored)
 
 
 def stored_frame_count(ds: Any) -> int | None:
@@ -47,23 +58,66 @@ def stored_frame_count(ds: Any) -> int | None:
     byte boundaries; encapsulated data with neither offset table nor codestream ends)."""
     if not ds.file_meta.TransferSyntaxUID.is_compressed:
         return _native_frame_count(ds)
+    return _encapsulated_frame_count(ds)[0]
+
+
+def _set_frames(ds: Any, source: str, header: int, stored: int) -> None:
+    told = f"NumberOfFrames is {header}" if ds.get("NumberOfFrames") not in (None, "") else "no NumberOfFrames"
+    fate = "all are read" if stored > header else "only those are read"
+    warnings.warn(f"{source}: {told} but its pixel data holds {stored} frames; {fate}", UserWarning, stacklevel=4)
+    ds.NumberOfFrames = stored
+
+
+def _encapsulated_frame_count(ds: Any) -> tuple[int | None, bool]:
+    """(frames, whether the Basic Offset Table is wrong) of encapsulated pixel data.
+
+    The Extended Offset Table is trusted, as pydicom trusts it. The Basic Offset Table is trusted where it lists the
+    header's frames, or where the fragments cannot tell; a table that the fragments contradict (a one-entry ``[0]``
+    table before a loop, a table an editor left short) is wrong, and the fragments count.
+    """
     if ds.get("ExtendedOffsetTable"):
-        return len(ds.ExtendedOffsetTable) // 8
+        return len(ds.ExtendedOffsetTable) // 8, False
     try:
-        offsets, fragments = _offsets_and_fragments(ds.PixelData)
-        if offsets:
-            return len(offsets)
-        count = ends = 0
-        for fragment in fragments:  # one at a time: a long cine loop is not copied whole
-            count += 1
-            ends += _END_OF_CODESTREAM in fragment[-_END_MARKER_WINDOW:]
+        offsets, by_fragments = _offsets_and_fragment_count(ds)
     except (ValueError, EOFError, struct.error):  # items that do not parse: the decoder names the problem
-        return None
+        return None, False
+    if offsets and (len(offsets) == frame_count(ds) or by_fragments in (None, len(offsets))):
+        return len(offsets), False
+    return by_fragments, bool(offsets) and by_fragments is not None
+
+
+def _offsets_and_fragment_count(ds: Any) -> tuple[list[int], int | None]:
+    """The Basic Offset Table's offsets, and the frames its fragments hold: one per fragment where their count is
+    the header's, the fragments that begin an RLE frame (PS3.5 G.5) for RLE, else the fragments that end a JPEG
+    or JPEG 2000 codestream (pydicom's own rule); None where none does."""
     from pydicom.uid import RLELossless
 
-    if count == frame_count(ds) or ds.file_meta.TransferSyntaxUID == RLELossless:
-        return count  # one fragment per frame (always so for RLE, PS3.5 A.4.2)
-    return ends or None
+    rle = ds.file_meta.TransferSyntaxUID == RLELossless
+    offsets, fragments = _offsets_and_fragments(ds.PixelData)
+    count = ends = rle_starts = 0
+    for fragment in fragments:  # one at a time: a long cine loop is not copied whole
+        count += 1
+        ends += _END_OF_CODESTREAM in fragment[-_END_MARKER_WINDOW:]
+        rle_starts += rle and _begins_rle_frame(fragment)
+    if count == frame_count(ds) and (not rle or rle_starts == count):
+        return offsets, count
+    return offsets, (rle_starts if rle else ends) or None
+
+
+def _begins_rle_frame(fragment: bytes) -> bool:
+    """Whether a fragment starts with an RLE header: 1 to 15 segments, the first one right after the 64-byte
+    header (PS3.5 G.5)."""
+    if len(fragment) < 64:
+        return False
+    segments, first_offset = struct.unpack("<2I", fragment[:8])
+    return 1 <= segments <= 15 and first_offset == 64
+
+
+def _without_offset_table(pixel_data: bytes) -> bytes:
+    """Encapsulated pixel data with its Basic Offset Table item emptied (PS3.5 A.4: an item tag, a 4-byte
+    length, then the table), so that pydicom finds the frames by their fragments."""
+    (length,) = struct.unpack("<I", pixel_data[4:8])
+    return pixel_data[:4] + b"\x00\x00\x00\x00" + pixel_data[8 + length :]
 
 
 def _native_frame_count(ds: Any) -> int | None:

@@ -108,17 +108,47 @@ print(json.dumps({name: [float(f.mean()) for _, f in iter_dicom_frames(read_dico
 @pytest.mark.slow
 def test_monai_label_environment_counts_the_frames_a_wrong_header_leaves_out(label_python, tmp_path) -> None:
     """pydicom 2.4 parses encapsulated data with other functions than 3.x: both count the frames alike."""
-    from tests.io.test_dicom_frames import loop_with_header
+    from pydicom.encaps import generate_frames
+
+    from tests.io.test_dicom_frames import loop_with_header, with_offset_table
 
     paths = {f"{syntax}_{header}_{table}": str(loop_with_header(tmp_path, syntax, header, table))
              for syntax in ("rle", "jpeg2000", "jpeg_baseline") for header in (None, 8) for table in (True, False)}
-    paths["explicit_None"] = str(loop_with_header(tmp_path, "explicit", None))
+    for entries in (1, 3):  # a Basic Offset Table the fragments contradict is dropped alike
+        loop = loop_with_header(tmp_path, "jpeg_baseline", 5)
+        lengths = [len(f) + 8 for f in generate_frames(pydicom.dcmread(loop).PixelData, number_of_frames=5)]
+        paths[f"table_{entries}"] = str(with_offset_table(loop, [int(sum(lengths[:i])) for i in range(entries)]))
     result = subprocess.run([str(label_python), "-c", FRAME_MEANS, json.dumps(paths)], check=False, cwd=REPO,
                             env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     label = json.loads(result.stdout)
     for name, path in paths.items():
-        with pytest.warns(UserWarning, match="holds 5 frames"):
+        with pytest.warns(UserWarning, match="holds 5 frames|does not fit its 5 frames"):
             main = [float(frame.mean()) for _, frame in iter_dicom_frames(read_dicom(path), path)]
         assert len(main) == 5 and label[name] == main, name
+
+
+CODEC_ERROR = """
+import sys
+from monai_ext.io.dicom import iter_dicom_frames, read_dicom
+from monai_ext.io.errors import UnreadableImageError
+try:
+    list(iter_dicom_frames(read_dicom(sys.argv[1]), sys.argv[1]))
+except UnreadableImageError as e:
+    print(e)
+"""
+
+
+@pytest.mark.slow
+def test_a_codec_error_names_the_file_in_monai_labels_environment_too(label_python, tmp_path) -> None:
+    """pydicom 2.4 decodes every frame when the frames are first asked for: its codec errors escaped unnamed (a
+    RuntimeError or ValueError, a server error in MONAI Label instead of the file's reason)."""
+    from tests.io.test_dicom_frames import rle_split_over_fragments
+
+    path = rle_split_over_fragments(tmp_path)
+    result = subprocess.run([str(label_python), "-c", CODEC_ERROR, str(path)], check=False, cwd=REPO,
+                            env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"{path}: cannot decode its pixel data (RLE Lossless" in result.stdout

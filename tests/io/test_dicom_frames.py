@@ -4,6 +4,7 @@ warning naming the file. Before, pydicom's reading of the header cut a 5-frame l
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -13,12 +14,14 @@ from pydicom.encaps import encapsulate, generate_frames
 
 from monai_ext.io.dicom import iter_dicom_frames, read_dicom
 from monai_ext.io.dicom_frames import stored_frame_count
+from monai_ext.io.errors import UnreadableImageError
 from monai_ext.io.writers import write_dicom_frames
 
 #: Five frames, each one flat gray level, so a frame's identity survives lossy coding.
 LEVELS = (40, 80, 120, 160, 200)
 FRAMES = np.stack([np.full((32, 48), level, np.uint8) for level in LEVELS])
 SYNTAXES = ("explicit", "rle", "jpeg2000", "jpeg_baseline")
+ENCAPSULATED = SYNTAXES[1:]
 
 
 def loop_with_header(folder: Path, syntax: str, header: int | None, offset_table: bool = True) -> Path:
@@ -41,7 +44,7 @@ def frame_levels(path: Path) -> list[int]:
     return [int(round(float(frame.mean()))) for _, frame in iter_dicom_frames(read_dicom(path), str(path))]
 
 
-@pytest.mark.parametrize("syntax", SYNTAXES)
+@pytest.mark.parametrize("syntax", ENCAPSULATED)
 @pytest.mark.parametrize("header", [None, 1, 2, 8])
 def test_every_stored_frame_is_read_whatever_the_header_says(tmp_path, syntax, header):
     path = loop_with_header(tmp_path, syntax, header)
@@ -76,3 +79,57 @@ def test_native_data_cut_inside_a_frame_keeps_its_whole_frames(tmp_path):
     ds.save_as(path)
     with pytest.warns(UserWarning, match="NumberOfFrames is 5 but its pixel data holds 3 frames; only those are read"):
         assert frame_levels(path) == list(LEVELS[:3])
+
+
+@pytest.mark.parametrize("header", [None, 1, 2])
+def test_native_data_longer_than_its_header_is_left_to_pydicom(tmp_path, header):
+    """More bytes than the header's frames are as often a mislabelled sample size (16-bit data said to be 8-bit) or
+    a single-frame file with trailing bytes as they are frames: the header's frames are read, pydicom warns."""
+    path = loop_with_header(tmp_path, "explicit", header)
+    with pytest.warns(UserWarning, match="larger than the given"):
+        assert frame_levels(path) == list(LEVELS[: header or 1])
+
+
+def with_offset_table(path: Path, offsets: list[int]) -> Path:
+    """The file with its Basic Offset Table replaced by ``offsets`` (PS3.5 A.4: item tag, length, offsets)."""
+    ds = pydicom.dcmread(path)
+    fragments = encapsulate(list(generate_frames(ds.PixelData, number_of_frames=len(LEVELS))), has_bot=False)
+    table = b"\xfe\xff\x00\xe0" + struct.pack(f"<I{len(offsets)}I", 4 * len(offsets), *offsets)
+    ds.PixelData = table + fragments[8:]  # the empty table item is 8 bytes
+    out = path.with_name(f"table_{len(offsets)}.dcm")
+    ds.save_as(out)
+    return out
+
+
+@pytest.mark.parametrize("entries", [1, 3])
+def test_a_short_offset_table_gives_way_to_the_fragments(tmp_path, entries):
+    """A one-entry ``[0]`` table (some writers' way of writing "no table") or one an editor left short: pydicom 3
+    refused the file, 2.4 decoded garbage frames, and counting by the table lost frames. The fragments count."""
+    path = loop_with_header(tmp_path, "jpeg_baseline", len(LEVELS))
+    ds = pydicom.dcmread(path)
+    lengths = [len(f) + 8 for f in generate_frames(ds.PixelData, number_of_frames=len(LEVELS))]
+    short = with_offset_table(path, [int(sum(lengths[:i])) for i in range(entries)])
+    with pytest.warns(UserWarning, match=r"Basic Offset Table does not fit its 5 frames"):
+        levels = frame_levels(short)
+    assert np.abs(np.array(levels) - LEVELS).max() <= 2
+
+
+def rle_split_over_fragments(folder: Path) -> Path:
+    """The RLE loop with each frame split over two fragments and no offset table (not allowed for RLE)."""
+    path = loop_with_header(folder, "rle", len(LEVELS))
+    ds = pydicom.dcmread(path)
+    frames = list(generate_frames(ds.PixelData, number_of_frames=len(LEVELS)))
+    ds.PixelData = encapsulate([part for frame in frames for part in (frame[: len(frame) // 4 * 2],
+                                                                      frame[len(frame) // 4 * 2 :])], has_bot=False)
+    ds.save_as(path)
+    return path
+
+
+def test_rle_frames_split_over_fragments_are_counted_as_frames(tmp_path):
+    """RLE frames must be one fragment each (PS3.5 A.4.2); a file that splits them has twice the fragments, and
+    the count is of those that begin an RLE frame: no "holds 10 frames" warning, and the decoder's refusal is
+    named."""
+    path = rle_split_over_fragments(tmp_path)
+    assert stored_frame_count(pydicom.dcmread(path)) == len(LEVELS)
+    with pytest.raises(UnreadableImageError, match=rf"{path.name}: cannot decode its pixel data \(RLE Lossless"):
+        frame_levels(path)
