@@ -53,7 +53,7 @@ from monai_ext.io.errors import UnreadableImageError, collected_reader_warnings,
 from monai_ext.io.settings import path_setting, setting_text
 
 __all__ = ["DOPPLER_POLICIES", "CorpusFrames", "CorpusOptions", "LoadCorpusFramed", "NearDuplicateIndex",
-           "crop_to_view", "fit_square", "halve_until", "is_corpus_cache", "list_sources", "perceptual_hash",
+           "crop_to_view", "files_not_read", "fit_square", "halve_until", "is_corpus_cache", "list_sources", "perceptual_hash",
            "prepare_corpus", "process_file"]
 
 logger = logging.getLogger(__name__)
@@ -216,6 +216,18 @@ def list_sources(root: Path) -> list[str]:
     files directly under ``root`` (their dataset is named after ``root``). Supported by suffix, or DICOM by content
     where the name has no suffix (``IM0001`` of a DICOMDIR export; see ``monai_ext.io.images.source_kind``)."""
     return sorted(path.relative_to(root).as_posix() for path in walk_files(root) if source_kind(path))
+
+
+def files_not_read(root: Path) -> dict[str, int]:
+    """How many files under ``root`` are of no type the corpus reads, by lower-case suffix (``""`` for none),
+    most first: label sheets and notes are expected there, MATLAB or HDF5 arrays and unlisted video formats are
+    images the corpus leaves out, which the report says rather than passing over them."""
+    counts: dict[str, int] = {}
+    for path in walk_files(root):
+        if not source_kind(path):
+            suffix = path.suffix.lower()
+            counts[suffix] = counts.get(suffix, 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
 def _plan(root: Path, out: Path, options: CorpusOptions) -> list[list[str]]:
@@ -434,6 +446,11 @@ def prepare_corpus(root: str | os.PathLike, out: str | os.PathLike, options: Cor
     kept = np.array([[r["chunk"], r["row"]] for r in records if r["keep"]], np.int32).reshape(-1, 2)
     atomic_write_bytes(out / "kept.npy", _npy_bytes(kept))
     report = build_report(records, skipped, warned, options, eval_unread)
+    report["files_not_read"] = files_not_read(root)
+    if report["files_not_read"]:
+        logger.warning("%d file(s) under %s are of types the corpus does not read, left out (by suffix: %s)",
+                       sum(report["files_not_read"].values()), root,
+                       ", ".join(f"{suffix or '(none)'} {n}" for suffix, n in report["files_not_read"].items()))
     atomic_write_bytes(out / "report.json", json.dumps(report, indent=2).encode())
     write_report_png(out, root, records, report, options)
     return report

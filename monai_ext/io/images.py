@@ -56,7 +56,7 @@ __all__ = [
     "unique_output_stems",
 ]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp")
 #: Everything the single-image loader reads (training datalists of the folder protocols, bundle inference); cine loops
 #: only enter the corpus. The MONAI Label datastore lists the picture formats and DICOM, what its 2-D viewers show.
 SINGLE_IMAGE_SUFFIXES = IMAGE_SUFFIXES + DICOM_SUFFIXES + NIFTI_SUFFIXES + ITK_SUFFIXES
@@ -69,6 +69,8 @@ _DISPLAY_READY_MODES = ("1", "L", "LA", "RGB", "RGBA", "F")
 MAX_OUTPUT_STEM_BYTES = 200
 #: TIFF tag whose bit 0 marks a reduced-resolution copy of a page (a thumbnail).
 _NEW_SUBFILE_TYPE = 254
+#: Pictures that can hold several frames (pages of a TIFF, frames of an animated GIF or WebP).
+_MULTI_FRAME_PICTURES = (".tif", ".tiff", ".gif", ".webp")
 #: EXIF (and TIFF) Orientation tag: 1 is upright; 2-8 are the flips and rotations viewers undo.
 _EXIF_ORIENTATION = 0x0112
 
@@ -290,22 +292,24 @@ def read_picture(path: str | os.PathLike, colour: bool = False) -> np.ndarray:
 def iter_picture_frames(path: str | os.PathLike, frame_stride: int = 1,
                         colour: bool = False) -> Iterator[tuple[int, np.ndarray]]:
     """(page, display-ready pixels) of every ``frame_stride``-th page of a multi-page TIFF (a cine loop or a stack
-    exported page by page), or (0, :func:`read_picture`) of any other picture; the first page is what
-    :func:`read_picture` reads.
+    exported page by page) or frame of an animated GIF or WebP (loops shared that way), or (0,
+    :func:`read_picture`) of any other picture; the first page is what :func:`read_picture` reads.
 
     Reduced-resolution pages after the first (TIFF NewSubfileType bit 0: thumbnails, pyramid levels) are smaller
-    copies of a page, not frames, and are left out.
+    copies of a page, not frames, and are left out. Animated frames are PIL's, each composed over the ones before
+    as a viewer shows it.
     """
     if frame_stride < 1:
         raise ValueError(f"frame_stride must be at least 1, got {frame_stride!r}")
-    if Path(path).suffix.lower() not in (".tif", ".tiff"):
+    if Path(path).suffix.lower() not in _MULTI_FRAME_PICTURES:
         yield 0, read_picture(path, colour)
         return
     with Image.open(path) as img:
-        pages = getattr(img, "n_frames", 1) if img.format == "TIFF" else 1  # a JPEG named .tif has one
+        # the format, not the name, says whether there are pages: a JPEG named .tif has one
+        pages = getattr(img, "n_frames", 1) if img.format in ("TIFF", "GIF", "WEBP") else 1
         for page in range(0, pages, frame_stride):
             img.seek(page)
-            if page > 0 and int(img.tag_v2.get(_NEW_SUBFILE_TYPE, 0)) & 1:
+            if page > 0 and img.format == "TIFF" and int(img.tag_v2.get(_NEW_SUBFILE_TYPE, 0)) & 1:
                 continue
             yield page, pil_display_pixels(img)
 

@@ -1,4 +1,4 @@
-"""Cine loops (AVI, MP4) as display-ready frames, decoded by OpenCV."""
+"""Cine loops (AVI, MP4, MOV, MKV, WebM, WMV, MPEG) as display-ready frames, decoded by OpenCV's FFmpeg."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from monai_ext.io.errors import UnreadableImageError
 
 __all__ = ["VIDEO_SUFFIXES", "iter_video_frames"]
 
-VIDEO_SUFFIXES = (".avi", ".mp4")
+VIDEO_SUFFIXES = (".avi", ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".wmv", ".mpg", ".mpeg")
 
 
 def iter_video_frames(path: str | os.PathLike, frame_stride: int = 1,

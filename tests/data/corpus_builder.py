@@ -132,7 +132,20 @@ def build(root: Path) -> dict[str, object]:
     evaluation.mkdir(parents=True)
     cv2.imwrite(str(evaluation / "bus_0001.png"), cv2.imread(str(images / "gray.png"), cv2.IMREAD_UNCHANGED))
     cv2.imwrite(str(evaluation / "bus_0002.png"), image())
-    return {"expected": expected, "bad": bad, "evaluation": evaluation}
+    # ---- loops in other containers (written last: the frames above keep their seeds), and files of no image type
+    Image.fromarray(image()).save(video / "loop.gif", save_all=True, append_images=[Image.fromarray(image())
+                                                                                    for _ in range(2)], duration=100)
+    writer = cv2.VideoWriter(str(video / "clip.mov"), cv2.VideoWriter_fourcc(*"mp4v"), 10, (96, 96), isColor=True)
+    for _ in range(4):
+        writer.write(cv2.cvtColor(image(), cv2.COLOR_GRAY2BGR))
+    writer.release()
+    expected["video"] += 3 + 4
+    (video / "labels.csv").write_text("file,label\nclip.avi,normal\n")
+    (video / "rf_data.mat").write_bytes(b"MATLAB 5.0 MAT-file" + bytes(200))
+    (volumes / "beams.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(200))
+    (volumes / "notes.txt").write_text("acquired 2019\n")
+    not_read = {".csv": 1, ".h5": 1, ".mat": 1, ".txt": 1}
+    return {"expected": expected, "bad": bad, "evaluation": evaluation, "not_read": not_read}
 
 
 def _dicom_without_pixels(path: Path) -> None:

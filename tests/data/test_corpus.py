@@ -57,6 +57,14 @@ def test_every_format_ingests_with_the_expected_frame_counts(prepared):
         "images/huge.png", "images/deep16.png", "images/alpha.png", "images/palette.png", "images/scan.tiff"}
 
 
+def test_files_of_no_image_type_are_counted_in_the_report_by_suffix(prepared):
+    """A MATLAB or HDF5 export of images, a sheet of labels: left out, and the report says so (they were passed
+    over without a word). Loops in GIF and MOV are read (test above: the video dataset's frame count)."""
+    _, info, out, report = prepared
+    assert report["files_not_read"] == info["not_read"]
+    assert json.loads((out / "report.json").read_text())["files_not_read"] == info["not_read"]
+
+
 def test_bad_inputs_are_skipped_with_their_reason_and_good_data_is_kept(prepared):
     _, info, out, report = prepared
     reasons = {Path(s["source"]).name: s["reason"] for s in report["skipped_files"]}
@@ -90,10 +98,10 @@ def test_a_dataset_to_exclude_that_is_not_there_is_refused_before_ingesting(prep
 
 
 def test_excluding_a_dataset_on_rerun_reuses_the_cache(prepared, caplog):
-    base, _, out, _ = prepared
+    base, info, out, _ = prepared
     before = {p.name: p.stat().st_mtime_ns for p in (out / "chunks").iterdir()}
     report = prepare_corpus(base / "root", out, OPTIONS, exclude_datasets=["video"])
-    assert report["removed"]["excluded_dataset"] == 5
+    assert report["removed"]["excluded_dataset"] == info["expected"]["video"]
     assert {p.name: p.stat().st_mtime_ns for p in (out / "chunks").iterdir()} == before  # nothing re-decoded
     with pytest.raises(ValueError, match="prepared with other settings"):
         prepare_corpus(base / "root", out, CorpusOptions(size=32, files_per_chunk=4))

@@ -271,3 +271,19 @@ def test_a_picture_with_an_exif_orientation_is_read_upright_on_every_path(tmp_pa
     np.testing.assert_allclose(np.asarray(loaded)[0], expected, atol=1e-6)
     monai_read = PILReader(converter=pil_display_image).get_data(PILReader(converter=pil_display_image).read(path))[0]
     np.testing.assert_allclose(np.asarray(monai_read, np.float64).T / 255.0, expected, atol=1e-6)  # MONAI's (W, H)
+
+
+@pytest.mark.parametrize("suffix, options", [("gif", {}), ("webp", {"lossless": True})])
+def test_an_animated_picture_is_a_loop_of_frames(tmp_path, suffix, options) -> None:
+    """Loops shared as animated GIF or WebP: every frame to the corpus, the first to the single-image loader."""
+    from monai_ext.io.images import iter_picture_frames
+
+    frames = [Image.fromarray(np.roll(GRAY, 3 * i, axis=1)) for i in range(4)]
+    path = tmp_path / f"loop.{suffix}"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0, **options)
+    read = list(iter_picture_frames(path, frame_stride=1))
+    assert [index for index, _ in read] == [0, 1, 2, 3]
+    for (_, pixels), frame in zip(read, frames):
+        np.testing.assert_array_equal(pixels[..., 0] if pixels.ndim == 3 else pixels, np.asarray(frame))
+    np.testing.assert_array_equal(read_image(path).pixels[..., 0], GRAY)
+    assert [index for index, _ in iter_picture_frames(path, frame_stride=3)] == [0, 3]
