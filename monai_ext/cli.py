@@ -20,7 +20,7 @@ import re
 import sys
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import fire
@@ -124,6 +124,7 @@ def make_datalist(protocol: str, root: str, out: str, fold: int = 0, folds: int 
     if multiclass:
         kwargs["multiclass"] = True
     load = load_segmentation_protocol if protocol in SEGMENTATION_PROTOCOLS else load_protocol
+    _check_protocol_options(protocol, {**PROTOCOLS, **SEGMENTATION_PROTOCOLS}, kwargs)
     proto = load(protocol, root, **kwargs)
     if not 0 <= fold < len(proto.splits):
         raise ValueError(f"fold must be in [0, {len(proto.splits)}), got {fold!r}")
@@ -132,6 +133,16 @@ def make_datalist(protocol: str, root: str, out: str, fold: int = 0, folds: int 
     write_split(split, proto.class_names, out, task)
     sizes = ", ".join(f"{k} {len(v)}" for k, v in split.items())
     print(f"{proto.name} fold {fold}: {sizes} -> {out}")
+
+
+def _check_protocol_options(protocol: str, loaders: dict[str, Callable[..., object]],
+                            options: dict[str, object]) -> None:
+    """Refuse an option the protocol's loader does not take, in one line naming those that do (Python's own error
+    is a TypeError traceback): MMOTU and GIST514 have one official split (no ``--folds``)."""
+    for name in options:
+        if name not in inspect.signature(loaders[protocol]).parameters:
+            takers = sorted(other for other, loader in loaders.items() if name in inspect.signature(loader).parameters)
+            raise ValueError(f"--{name} does not apply to protocol {protocol!r}; it applies to {', '.join(takers)}")
 
 
 def _check_output_file(out: str) -> None:
@@ -452,25 +463,38 @@ def _one_line_fire_error(component_trace: object) -> None:
 _FIRE_DISPLAY_ERROR = fire.core._DisplayError  # fire has no public hook for how usage errors are shown
 
 
-def _check_options(args: list[str]) -> None:
+def _check_options(args: list[str]) -> list[str]:
     """Refuse an option the command does not have before it runs: fire would run the command with the others and
-    only then complain about the leftover (an hour of ingestion, then an error about a misspelt flag)."""
+    only then complain about the leftover (an hour of ingestion, then an error about a misspelt flag). Returns the
+    arguments with each short flag that ``--help`` shows (``-n`` where one option starts with n) in its long form."""
     command = next((a for a in args if not a.startswith("-")), None)
     function = COMMANDS.get(command or "")
     if function is None or "--help" in args or "-h" in args:
-        return
-    options = args[: args.index("--")] if "--" in args else args  # after "--" come fire's own flags
-    short = next((a for a in options if re.fullmatch(r"-[A-Za-z][\w-]*(=.*)?", a)), None)
-    if short is not None:  # fire would guess a parameter from a short flag, or complain only after the run
-        raise ValueError(f"unknown option {short.split('=', 1)[0]}: use the long --name form (see --help)")
+        return args
+    end = args.index("--") if "--" in args else len(args)  # after "--" come fire's own flags
     parameters = inspect.signature(function).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-        return  # the command forwards any option (bundle overrides)
-    for arg in options:
+    forwards = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())  # bundle overrides
+    args = [_long_form(arg, parameters, forwards) if i < end else arg for i, arg in enumerate(args)]
+    if forwards:
+        return args
+    for arg in args[:end]:
         if arg.startswith("--") and len(arg) > 2:
             name = arg[2:].split("=", 1)[0].replace("-", "_")
             if name not in parameters and not (name.startswith("no") and name[2:] in parameters):
                 raise ValueError(f"unknown option {arg.split('=', 1)[0]} (see --help for the options)")
+    return args
+
+
+def _long_form(arg: str, parameters: Mapping[str, inspect.Parameter], forwards: bool) -> str:
+    """``-n`` (or ``-n=3``) as ``--num`` where ``num`` is the one option starting with n, as fire's help shows it;
+    any other dash word is refused in one line (fire would guess, or complain only after the run)."""
+    if not re.fullmatch(r"-[A-Za-z][\w-]*(=.*)?", arg):
+        return arg
+    flag, _, value = arg.partition("=")
+    named = [name for name in parameters if name.startswith(flag[1:])] if len(flag) == 2 and not forwards else []
+    if len(named) != 1:
+        raise ValueError(f"unknown option {flag}: use the long --name form (see --help)")
+    return f"--{named[0]}" + (f"={value}" if value else "")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -479,8 +503,7 @@ def main(argv: list[str] | None = None) -> None:
     args = argv if argv is not None else sys.argv[1:]
     fire.core._DisplayError = _one_line_fire_error
     try:
-        _check_options(args)
-        fire.Fire(COMMANDS, command=args, name="monai_ext")
+        fire.Fire(COMMANDS, command=_check_options(args), name="monai_ext")
     except Exception as e:  # MONAI wraps a user error of an in-process bundle run (cross-validate) in RuntimeErrors
         cause = user_error_in(e)
         if cause is None or traceback_wanted():

@@ -59,7 +59,15 @@ def dataset(tmp_path: Path) -> Path:
     (["synthesize", "{tmp}/sim", "--num", "2", "--workers", "-1"], "workers must be at least 1 (or None: all cores), got -1"),
     (["synthesize", "{tmp}/sim", "--num", "2.5"], "--num must be an integer, got 2.5"),
     (["synthesize", "{tmp}/sim", "--screen_capture", "maybe"], "--screen_capture must be true or false, got 'maybe'"),
-    (["synthesize", "{tmp}/sim", "-n", "3"], "unknown option -n: use the long --name form"),
+    (["synthesize", "{tmp}/sim", "-x", "3"], "unknown option -x: use the long --name form"),
+    (["synthesize", "{tmp}/sim", "-s", "3"], "unknown option -s: use the long --name form"),  # seed or size?
+    (["synthesize", "{tmp}/sim", "-num", "3"], "unknown option -num: use the long --name form"),
+    # an option the protocol does not take (its own error was a TypeError traceback)
+    (["make-datalist", "mmotu", "{tmp}/root", "{tmp}/list.json", "--folds", "5"],
+     "--folds does not apply to protocol 'mmotu'; it applies to busbra, busbra-seg, busi, csv, folder, "
+     "image-mask-folders"),
+    (["make-datalist", "folder", "{tmp}/root", "{tmp}/list.json", "--multiclass", "true"],
+     "--multiclass does not apply to protocol 'folder'; it applies to mmotu-seg"),
     # checked before the process pool starts (its workers' errors would surface from concurrent.futures)
     (["synthesize", "{tmp}/sim", "--num", "4", "--workers", "2", "--lesion", "nosuch"],
      "lesion must be 'random', None or one of ('oval', 'irregular', 'cyst'), got 'nosuch'"),
@@ -361,3 +369,10 @@ def test_segmentation_cross_validation_from_a_relative_cache_dir(tmp_path, monke
     fold = json.loads((tmp_path / "cv" / "splits" / "fold0.json").read_text())
     assert all(os.path.isabs(item["label"]) for item in fold["train"] + fold["validation"] + fold["test"])
     assert "mean_dice" in (tmp_path / "cv" / "cv_table.md").read_text()
+
+
+def test_the_short_flags_help_shows_are_taken(tmp_path, capsys):
+    """``--help`` lists ``-n, --num`` and ``-w, --workers`` (fire's short forms, one option to a letter): they were
+    refused as unknown options."""
+    main(["synthesize", str(tmp_path / "sim"), "-n", "2", "-w=1", "--fmt", "png"])
+    assert sorted(p.name for p in (tmp_path / "sim").glob("*.png")) == ["us_000000.png", "us_000001.png"]
