@@ -33,7 +33,7 @@ class ReconstructionGridSaver:
     Rows are images; columns are original | masked input | reconstruction | reconstruction + visible patches, each
     captioned; the reconstruction carries that image's masked-patch loss (the training loss, in the target's units).
     Normalisation is undone (per-patch statistics too with ``norm_pix_loss``) and gray inputs are shown gray.
-    Files: ``<output_dir>/reconstructions/epoch_NNNN.png`` and ``latest.png``.
+    Files: ``<output_dir>/reconstructions/epoch_NNNN.png`` and ``latest.png``, or ``file_name``.
 
     Args:
         output_dir: run output folder.
@@ -43,6 +43,8 @@ class ReconstructionGridSaver:
         noise_seed: seed of the fixed masks.
         precision: autocast precision.
         epoch_engine: engine whose epoch numbers the files (the trainer); defaults to the attached one.
+        file_name: one file written at every validation instead of ``epoch_NNNN.png`` and ``latest.png`` (an
+            evaluation's ``evaluate.png``, which must not overwrite the training's grids in the same folder).
     """
 
     def __init__(
@@ -55,8 +57,10 @@ class ReconstructionGridSaver:
         noise_seed: int = 1234,
         precision: str = "bf16",
         epoch_engine: Engine | None = None,
+        file_name: str | None = None,
     ) -> None:
         self.folder = Path(output_dir) / "reconstructions"
+        self.file_name = file_name
         self.images = images
         self.mean, self.std = list(mean), list(std)
         self.mask_ratio, self.noise_seed, self.precision = mask_ratio, noise_seed, precision
@@ -88,17 +92,23 @@ class ReconstructionGridSaver:
             rows.append(np.concatenate(cells, axis=1))
         return np.concatenate(rows, axis=0)
 
-    def save(self, network: torch.nn.Module, device: torch.device, name: str) -> Path:
-        """Render and write ``<output_dir>/reconstructions/<name>`` (and ``latest.png``). Returns the path."""
+    def save(self, network: torch.nn.Module, device: torch.device, name: str, latest: bool = False) -> Path:
+        """Render and write ``<output_dir>/reconstructions/<name>``, and ``latest.png`` with ``latest`` (the
+        training's grids only: an evaluation or inference into the same folder leaves them as they are). Returns
+        the path."""
         grid = self.render(network, device)
         path = self.folder / name
         save_png(grid, path)
-        save_png(grid, self.folder / "latest.png")
+        if latest:
+            save_png(grid, self.folder / "latest.png")
         self.last_path = path
         logger.info("reconstruction grid written to %s", path)
         return path
 
     def __call__(self, engine: Engine) -> None:
         if is_main_process():
+            if self.file_name is not None:
+                self.save(engine.network, engine.state.device, self.file_name)
+                return
             epoch = (self.epoch_engine or engine).state.epoch
-            self.save(engine.network, engine.state.device, f"epoch_{epoch:04d}.png")
+            self.save(engine.network, engine.state.device, f"epoch_{epoch:04d}.png", latest=True)

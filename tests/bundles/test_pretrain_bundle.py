@@ -47,10 +47,15 @@ def test_training_writes_history_best_model_grid_and_checkpoint(trained) -> None
 
 def test_evaluate_reproduces_the_training_validation_loss(trained, cache) -> None:
     out, _ = trained
+    grids = out / "eval" / "reconstructions"
+    training_grids = {p.name: p.read_bytes() for p in grids.glob("*.png")}
     configs = [TRAIN, "bundles/usf_mae_pretrain/configs/evaluate.yaml"]
     result = run_bundle(configs, tiny_pretrain_overrides(out, cache))
     reported = float(result.stdout.split("val_loss ")[-1].split()[0])
     assert reported == pytest.approx(read_checkpoint(out / "models" / "model.pt")["val_loss"], rel=1e-6)
+    # its grid is its own: the training's epoch_0001.png and latest.png in the same folder were overwritten
+    assert f"grid: {grids / 'evaluate.png'}" in result.stdout
+    assert {name: (grids / name).read_bytes() for name in training_grids} == training_grids
 
 
 def test_inference_writes_the_reconstruction_picture(trained, cache, tmp_path) -> None:
@@ -65,6 +70,7 @@ def test_inference_writes_the_reconstruction_picture(trained, cache, tmp_path) -
                 "grid_images": 2})
     grid = cv2.imread(str(out / "eval" / "reconstructions" / "inference.png"))
     assert grid.shape == (2 * 192, 4 * 192, 3)  # 2 images x 4 columns, 64 px panels enlarged 3x for the captions
+    assert not np.array_equal(cv2.imread(str(out / "eval" / "reconstructions" / "latest.png")), grid)  # training's
 
 
 def test_runs_from_inside_the_bundle_folder_with_deannotation_and_physics_recipe(tmp_path, cache) -> None:
@@ -178,6 +184,12 @@ def test_resuming_a_monitored_run_keeps_its_best_model_and_history(tmp_path, cac
     assert (tmp_path / "eval" / "metrics.json").read_text() == history
     # extended by an epoch: the monitor's scores go on from the checkpoint's (they restarted empty)
     scores = json.loads((tmp_path / "eval" / "representation.json").read_text())
-    run_bundle([TRAIN], {**overrides, "resume": True, "epochs": 2})
+    log = run_bundle([TRAIN], {**overrides, "resume": True, "epochs": 2})
     extended = json.loads((tmp_path / "eval" / "representation.json").read_text())
     assert [h["epoch"] for h in extended] == [0, 1, 2] and extended[:2] == scores
+    # the epoch's log line shows this check's scores: it was printed before the check, with the previous one's
+    lines = (log.stdout + log.stderr).splitlines()
+    check = next(i for i, line in enumerate(lines) if "epoch 2 representation:" in line)
+    printed = next(i for i, line in enumerate(lines) if "Epoch[2] Metrics" in line)
+    assert check < printed
+    assert f"monitor_knn_accuracy: {extended[2]['knn_accuracy']:.4f}" in lines[printed]
