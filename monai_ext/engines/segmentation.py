@@ -12,15 +12,21 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from monai.engines import SupervisedEvaluator
 from tqdm import tqdm
 
-from monai_ext.engines.base import RobustStepTrainer, autocast, batch_images
+from monai_ext.engines.base import RobustStepTrainer, ShardSafeEvaluatorMixin, autocast, batch_images
 from monai_ext.engines.inference import kept_results, make_output_folders, note_if_blank, record_error
 from monai_ext.io.errors import root_cause
 from monai_ext.io.figures import save_png
 from monai_ext.io.images import unique_output_stems
 
 logger = logging.getLogger(__name__)
+
+
+class SegmentationEvaluator(ShardSafeEvaluatorMixin, SupervisedEvaluator):
+    """MONAI's ``SupervisedEvaluator`` that also works when a rank's validation shard is empty (a validation set
+    smaller than the number of GPUs; see :class:`~monai_ext.engines.base.ShardSafeEvaluatorMixin`)."""
 
 
 class SegmentationTrainer(RobustStepTrainer):

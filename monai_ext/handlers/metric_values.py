@@ -15,7 +15,9 @@ from typing import Any
 
 import torch
 from monai.handlers import HausdorffDistance, MeanDice, MeanIoUHandler
+from monai.utils import evenly_divisible_all_gather
 
+from monai_ext.engines.distributed import is_distributed
 from monai_ext.handlers.reports import is_new_best
 
 logger = logging.getLogger(__name__)
@@ -23,12 +25,14 @@ logger = logging.getLogger(__name__)
 
 class _NaNWhenUndefined:
     """Mixin for a MONAI ``IgniteMetricHandler`` over a cumulative per-image metric: ``compute`` gives NaN when none
-    of the (N, C) per-image values of the epoch (gathered from every rank) is finite, else MONAI's own mean."""
+    of the (N, C) per-image values of the epoch (gathered from every rank) is finite, else MONAI's own mean; a rank
+    without images takes part (:func:`join_from_an_empty_shard`)."""
 
     metric_fn: Any
     _name: str | None
 
     def compute(self) -> Any:
+        join_from_an_empty_shard(self.metric_fn)
         result = super().compute()  # type: ignore[misc]
         values = torch.as_tensor(self.metric_fn.get_buffer())
         if values.numel() and torch.isfinite(values).any():
@@ -36,6 +40,29 @@ class _NaNWhenUndefined:
         logger.info("%s is undefined for every image (Dice and IoU need the class in the truth, HD95 in both masks):"
                     " NaN, not MONAI's 0.0", self._name)
         return math.nan
+
+
+def join_from_an_empty_shard(metric_fn: Any) -> None:
+    """Let a rank that evaluated no image take part in MONAI's gather of per-image values.
+
+    MONAI's ``Cumulative`` gathers each buffer with ``evenly_divisible_all_gather`` on ranks that hold values and skips
+    the gather on a rank that holds none, which then fails ("data to aggregate must be PyTorch Tensor, got None")
+    while the others wait: a validation set smaller than the number of GPUs under an unpadded sampler. Every rank
+    tells the shapes and types of its buffers' entries; a rank without values then gathers a zero-row tensor of the
+    others' shape, in the same order, and keeps the result as MONAI's own ``_sync`` would. No MONAI API does this.
+    """
+    if not is_distributed() or metric_fn._synced:
+        return
+    buffers = metric_fn._buffers
+    mine = None if buffers is None else [(tuple(b[0].shape), b[0].dtype) if b else None for b in buffers]
+    everyone: list[Any] = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(everyone, mine)
+    layout = next((shapes for shapes in everyone if shapes and None not in shapes), None)
+    if buffers is not None or layout is None:
+        return  # this rank gathers in MONAI's _sync; or no rank has values and none gathers
+    metric_fn._synced_tensors = [evenly_divisible_all_gather(torch.zeros((0, *shape), dtype=dtype), concat=True)
+                                 for shape, dtype in layout]
+    metric_fn._synced = True
 
 
 class MeanDiceOrNaN(_NaNWhenUndefined, MeanDice):

@@ -32,6 +32,9 @@ BUNDLES = {
     # 24 synthetic lesions; fold 0's validation and test parts together hold more than 7
     "usf_mae_classify": ({"synthetic_per_class": 12},
                          {"validate#datalist": "$(@split['validation'] + @split['test'])[:{n}]"}),
+    # 20 simulated lesions: fold 0's 3 validation and 4 test images
+    "usf_mae_segment": ({"synthetic_images": 20, "max_train": 14, "feature_size": 8},
+                        {"validate#datalist": "$(@split['validation'] + @split['test'])[:{n}]"}),
 }
 
 

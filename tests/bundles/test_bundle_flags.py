@@ -209,3 +209,21 @@ def test_a_segment_datalist_typed_as_a_number_is_the_file_of_that_name(datalist_
     parser = parser_for("usf_mae_segment", ["train.yaml"], tmp_path, datalist_file=datalist_file)
     split = parser.get_parsed_content("split")
     assert split["class_names"] == ["background", "lesion"] and len(split["train"]) == 1
+
+
+#: The trainer settings the README gives for every bundle (the segmentation bundle lacked them: "unknown setting").
+TRAINER_SETTINGS = {"accumulation_steps": 3, "log_interval": 7, "max_nonfinite_steps": 2}
+
+
+@pytest.mark.parametrize("bundle", ["usf_mae_classify", "usf_mae_segment"])
+def test_every_fine_tuning_bundle_takes_the_trainer_settings_and_scales_the_lr_by_them(bundle) -> None:
+    parser = ConfigParser()
+    parser.read_config(str(configs(bundle) / "train.yaml"))
+    trainer = yaml.safe_load((configs(bundle) / "train.yaml").read_text())["train"]["trainer"]
+    for name, value in TRAINER_SETTINGS.items():
+        assert name in parser.get(), name
+        assert trainer[name] == f"@{name}", name
+    base = parser.get_parsed_content("optimizer#lr", instantiate=True)
+    parser.update({"accumulation_steps": TRAINER_SETTINGS["accumulation_steps"]})
+    parser.parse()
+    assert parser.get_parsed_content("optimizer#lr") == pytest.approx(3 * base)
