@@ -68,7 +68,9 @@ KILL_AFTER_CHUNKS_ENV = "MONAI_EXT_TEST_KILL_AFTER_CHUNKS"
 #: screens split into views, readers' warnings kept per file (1: caches before these, whose plan names no format).
 #: 3: colour flow inpainted without de-annotation too, JFIF streams labelled RGB read as YCbCr, a cine loop cut
 #: short without its last decoded frame, DICOM regions off the frame ignored, the root stored in the plan.
-CACHE_FORMAT = 3
+#: 4: tinted displays recognised (tissue no longer flow), EXIF orientation applied, DICOM frames counted from the
+#: pixel data, GIF, WebP and more video containers listed and read.
+CACHE_FORMAT = 4
 
 
 @dataclass(frozen=True)

@@ -120,9 +120,9 @@ def read_dicom(path: str | os.PathLike) -> Any:
     _fill_pixel_defaults(ds)
     _check_pixel_module(ds, str(path))
     _fill_transfer_syntax(ds, str(path))
+    _check_codec(ds, str(path))  # first: the fragments of a video syntax (MPEG, H.264) are not frames to count
     reconcile_frame_count(ds, str(path))
     _check_pixel_length(ds, str(path))
-    _check_codec(ds, str(path))
     return ds
 
 

@@ -34,13 +34,14 @@ def reconcile_frame_count(ds: Any, source: str) -> None:
     warning with the file's name.
 
     Native data is only ever cut to its whole frames (a file cut off while copied); more bytes than the header's
-    frames are left to pydicom, which warns, because they are as often a mislabelled sample size as more frames.
+    frames are left to pydicom, which warns, because they are as often a mislabelled sample size as more frames,
+    and so are exactly a half, a third or a quarter of the bytes the header needs.
     Native data shorter than one frame is left as it is, refused as truncated by the reader.
     """
     header = frame_count(ds)
     if not ds.file_meta.TransferSyntaxUID.is_compressed:
         stored = _native_frame_count(ds)
-        if stored and stored < header:
+        if stored and stored < header and not _is_a_whole_fraction(len(ds.PixelData), _expected_length(ds)):
             _set_frames(ds, source, header, stored)
             ds.PixelData = ds.PixelData[: _expected_length(ds)]  # the part of a frame cut off is not a frame
         return
@@ -59,6 +60,13 @@ def stored_frame_count(ds: Any) -> int | None:
     if not ds.file_meta.TransferSyntaxUID.is_compressed:
         return _native_frame_count(ds)
     return _encapsulated_frame_count(ds)[0]
+
+
+def _is_a_whole_fraction(actual: int, expected: int) -> bool:
+    """Whether ``actual`` bytes are exactly 1/2, 1/3 or 1/4 of ``expected`` (one padding byte allowed): a sample
+    size or count said wrong in the header (gray frames said to be RGB, 8-bit said to be 16), not frames cut off;
+    such a file is left to be refused as truncated rather than read as garbage frames."""
+    return any(abs(actual * parts - expected) <= parts for parts in (2, 3, 4))
 
 
 def _set_frames(ds: Any, source: str, header: int, stored: int) -> None:
@@ -81,7 +89,8 @@ def _encapsulated_frame_count(ds: Any) -> tuple[int | None, bool]:
         offsets, by_fragments = _offsets_and_fragment_count(ds)
     except (ValueError, EOFError, struct.error):  # items that do not parse: the decoder names the problem
         return None, False
-    if offsets and (len(offsets) == frame_count(ds) or by_fragments in (None, len(offsets))):
+    header_agrees = ds.get("NumberOfFrames") not in (None, "") and len(offsets) == frame_count(ds)
+    if offsets and (header_agrees or by_fragments in (None, len(offsets))):
         return len(offsets), False
     return by_fragments, bool(offsets) and by_fragments is not None
 

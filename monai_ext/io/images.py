@@ -188,10 +188,11 @@ def _png_8bit(path: Path) -> np.ndarray | None:
 
 
 def _has_exif_chunk(png: np.ndarray) -> bool:
-    """Whether a PNG's bytes hold an ``eXIf`` chunk before its image data (PNG 1.5 puts it there)."""
-    head = png[: 1 << 16].tobytes()
-    end = head.find(b"IDAT")
-    return b"eXIf" in (head if end < 0 else head[:end])
+    """Whether a PNG may carry an orientation, in any of the places PIL's ``getexif`` reads it: an ``eXIf`` chunk
+    (before or after the image data), ImageMagick's "Raw profile type exif" text, or XMP's ``tiff:Orientation``.
+    A false alarm only sends the file to PIL's decoder."""
+    data = png.tobytes()
+    return any(marker in data for marker in (b"eXIf", b"Raw profile type exif", b"tiff:Orientation"))
 
 
 def _png_gray(path: Path) -> np.ndarray | None:

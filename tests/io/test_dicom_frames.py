@@ -101,14 +101,19 @@ def with_offset_table(path: Path, offsets: list[int]) -> Path:
     return out
 
 
+@pytest.mark.parametrize("header", [None, len(LEVELS)])
 @pytest.mark.parametrize("entries", [1, 3])
-def test_a_short_offset_table_gives_way_to_the_fragments(tmp_path, entries):
+def test_a_short_offset_table_gives_way_to_the_fragments(tmp_path, entries, header):
     """A one-entry ``[0]`` table (some writers' way of writing "no table") or one an editor left short: pydicom 3
     refused the file, 2.4 decoded garbage frames, and counting by the table lost frames. The fragments count."""
     path = loop_with_header(tmp_path, "jpeg_baseline", len(LEVELS))
     ds = pydicom.dcmread(path)
     lengths = [len(f) + 8 for f in generate_frames(ds.PixelData, number_of_frames=len(LEVELS))]
     short = with_offset_table(path, [int(sum(lengths[:i])) for i in range(entries)])
+    if header is None:  # a "[0]" table agrees with a missing header's 1: it must not be taken for the count
+        ds = pydicom.dcmread(short)
+        del ds.NumberOfFrames
+        ds.save_as(short)
     with pytest.warns(UserWarning, match=r"Basic Offset Table does not fit its 5 frames"):
         levels = frame_levels(short)
     assert np.abs(np.array(levels) - LEVELS).max() <= 2
@@ -132,4 +137,15 @@ def test_rle_frames_split_over_fragments_are_counted_as_frames(tmp_path):
     path = rle_split_over_fragments(tmp_path)
     assert stored_frame_count(pydicom.dcmread(path)) == len(LEVELS)
     with pytest.raises(UnreadableImageError, match=rf"{path.name}: cannot decode its pixel data \(RLE Lossless"):
+        frame_levels(path)
+
+
+def test_native_data_a_whole_fraction_short_is_a_mislabelled_header_and_refused(tmp_path):
+    """Gray frames whose header says RGB hold exactly a third of the bytes it needs: not frames cut off (read as
+    garbage colour frames), but a header to fix; refused as truncated, as before."""
+    path = loop_with_header(tmp_path, "explicit", len(LEVELS))
+    ds = pydicom.dcmread(path)
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+    ds.save_as(path)
+    with pytest.raises(UnreadableImageError, match="pixel data truncated"):
         frame_levels(path)

@@ -287,3 +287,22 @@ def test_an_animated_picture_is_a_loop_of_frames(tmp_path, suffix, options) -> N
         np.testing.assert_array_equal(pixels[..., 0] if pixels.ndim == 3 else pixels, np.asarray(frame))
     np.testing.assert_array_equal(read_image(path).pixels[..., 0], GRAY)
     assert [index for index, _ in iter_picture_frames(path, frame_stride=3)] == [0, 3]
+
+
+def test_a_png_with_an_xmp_orientation_is_read_upright_like_its_mask(tmp_path) -> None:
+    """ImageMagick and photo tools keep a phone's orientation in XMP, not in an eXIf chunk: PIL applies it, and the
+    OpenCV fast path for 8-bit PNGs (which ignores it) must hand such a file to PIL, or image and mask part."""
+    from PIL.PngImagePlugin import PngInfo
+
+    from monai_ext.transforms.masks import LoadMask
+
+    xmp = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+           '<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="6"/></rdf:RDF></x:xmpmeta>')
+    info = PngInfo()
+    info.add_itxt("XML:com.adobe.xmp", xmp)
+    Image.fromarray(GRAY).save(tmp_path / "image.png", pnginfo=info)
+    Image.fromarray((GRAY > 128).astype(np.uint8) * 255).save(tmp_path / "mask.png", pnginfo=info)
+    read = read_image(tmp_path / "image.png").pixels
+    np.testing.assert_array_equal(read, np.rot90(GRAY, -1))
+    mask = np.asarray(LoadMask("binary")(str(tmp_path / "mask.png")))[0]
+    np.testing.assert_array_equal(mask.astype(bool), np.rot90(GRAY > 128, -1))
