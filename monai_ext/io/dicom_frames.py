@@ -33,10 +33,10 @@ def reconcile_frame_count(ds: Any, source: str) -> None:
     """Make ``NumberOfFrames`` (and, where it is wrong, the Basic Offset Table) say what the pixel data holds,
     warning with the file's name.
 
-    Native data is only ever cut to its whole frames (a file cut off while copied); more bytes than the header's
-    frames are left to pydicom, which warns, because they are as often a mislabelled sample size as more frames,
-    and so are exactly a half, a third or a quarter of the bytes the header needs.
-    Native data shorter than one frame is left as it is, refused as truncated by the reader.
+    Native data is only ever cut to its whole frames (a file cut off while copied). More bytes than the header's
+    frames are left to pydicom, which warns, because they are as often a mislabelled sample size as more frames;
+    data exactly a half, a third or a quarter of the length the header needs (a mislabelled header too) and data
+    shorter than one frame are left as they are, refused as truncated by the reader.
     """
     header = frame_count(ds)
     if not ds.file_meta.TransferSyntaxUID.is_compressed:
@@ -70,6 +70,7 @@ def _is_a_whole_fraction(actual: int, expected: int) -> bool:
 
 
 def _set_frames(ds: Any, source: str, header: int, stored: int) -> None:
+    """Warn that the header's frame count is not the stored one, naming the file, and take the stored one."""
     told = f"NumberOfFrames is {header}" if ds.get("NumberOfFrames") not in (None, "") else "no NumberOfFrames"
     fate = "all are read" if stored > header else "only those are read"
     warnings.warn(f"{source}: {told} but its pixel data holds {stored} frames; {fate}", UserWarning, stacklevel=4)

@@ -7,8 +7,8 @@ dropped as Doppler. The display's map is estimated from the image itself: at eac
 of the pixels at that level (Doppler-like colours left out: no tint has them), smoothed across levels. It is taken as
 the display's map only when it is one:
 
-* the bulk of the tissue is coloured, not only its bright tail (pale flow or coloured text over dark gray B-mode
-  can outnumber tissue at the brightest levels);
+* the bulk of the tissue is coloured all over the frame, not only its bright tail (pale flow or coloured text over
+  dark gray B-mode can outnumber tissue at the brightest levels, and flow fills a box, not the frame);
 * it explains much of what looks like colour (a tint colours nearly all bright pixels; colour flow or marks over
   gray B-mode leave the median at nearly every level gray);
 * few gray pixels disagree with it (under a tint, tissue is never gray where the map is coloured; over gray B-mode,
