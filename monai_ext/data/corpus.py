@@ -53,8 +53,8 @@ from monai_ext.io.errors import UnreadableImageError, collected_reader_warnings,
 from monai_ext.io.settings import path_setting, setting_text
 
 __all__ = ["DOPPLER_POLICIES", "CorpusFrames", "CorpusOptions", "LoadCorpusFramed", "NearDuplicateIndex",
-           "crop_to_view", "files_not_read", "fit_square", "halve_until", "is_corpus_cache", "list_sources", "perceptual_hash",
-           "prepare_corpus", "process_file"]
+           "crop_to_view", "files_not_read", "fit_square", "halve_until", "is_corpus_cache", "list_sources",
+           "perceptual_hash", "prepare_corpus", "process_file"]
 
 logger = logging.getLogger(__name__)
 MANIFEST_COLUMNS = ("frame_id", "dataset", "source", "frame", "view", "orig_height", "orig_width", "crop",
