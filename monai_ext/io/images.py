@@ -180,19 +180,18 @@ def source_kind(path: str | os.PathLike) -> str | None:
 def _png_8bit(path: Path) -> np.ndarray | None:
     """OpenCV's decoding of a PNG as stored (BGR order), or None where PIL should read it instead: other depths, a
     file OpenCV cannot decode (PIL then gives the reason), or an empty one (``cv2.imdecode`` asserts on no bytes)."""
-    data = np.fromfile(path, np.uint8)
-    if data.size == 0 or _has_exif_chunk(data):  # OpenCV ignores its orientation under IMREAD_UNCHANGED; PIL reads it
+    data = path.read_bytes()
+    if not data or _may_carry_orientation(data):  # OpenCV ignores orientation under IMREAD_UNCHANGED; PIL reads it
         return None
-    pixels = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     return pixels if pixels is not None and pixels.dtype == np.uint8 else None
 
 
-def _has_exif_chunk(png: np.ndarray) -> bool:
+def _may_carry_orientation(png: bytes) -> bool:
     """Whether a PNG may carry an orientation, in any of the places PIL's ``getexif`` reads it: an ``eXIf`` chunk
     (before or after the image data), ImageMagick's "Raw profile type exif" text, or XMP's ``tiff:Orientation``.
     A false alarm only sends the file to PIL's decoder."""
-    data = png.tobytes()
-    return any(marker in data for marker in (b"eXIf", b"Raw profile type exif", b"tiff:Orientation"))
+    return any(marker in png for marker in (b"eXIf", b"Raw profile type exif", b"tiff:Orientation"))
 
 
 def _png_gray(path: Path) -> np.ndarray | None:
@@ -230,7 +229,11 @@ def pil_display_pixels(img: Image.Image) -> np.ndarray:
     uint16, palettes and other colour modes as RGB; intensities outside their type's display range (float beyond
     [0, 1], signed below 0, 32-bit beyond 65535) windowed to [0, 1] as volumes of such types are
     (:func:`monai_ext.io.display.window_to_unit`)."""
-    img = upright(img)
+    return _display_pixels(upright(img))
+
+
+def _display_pixels(img: Image.Image) -> np.ndarray:
+    """:func:`pil_display_pixels` of an image already upright."""
     if img.mode in ("I;16", "I;16B", "I;16L"):
         return np.asarray(img, dtype=np.uint16)
     if img.mode in ("I", "F"):
@@ -252,7 +255,7 @@ def pil_display_image(img: Image.Image) -> Image.Image:
     img = upright(img)
     if img.mode in ("1", "L", "LA", "RGB", "RGBA", "I;16", "I;16B", "I;16L"):
         return img
-    pixels = pil_display_pixels(img)
+    pixels = _display_pixels(img)
     return Image.fromarray(pixels.astype(np.float32) if pixels.dtype.kind == "f" else pixels)
 
 
