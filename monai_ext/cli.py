@@ -169,6 +169,7 @@ def cross_validate(
     init_checkpoint: str | None = None,
     methods: str | tuple[str, ...] = "pretrained,random,cnn",
     folds: str | tuple[int, ...] | None = None,
+    num_folds: int | None = None,
     cache_dir: str = "demo_output/cache",
     per_class: int = 60,
     max_train: int | None = None,
@@ -189,23 +190,35 @@ def cross_validate(
         methods: comma-separated starts: pretrained, random, cnn, and NAME=CHECKPOINT for a start from that file
             reported as NAME (e.g. random,released=usf_mae_100ep.pth,ours=models/model.pt compares two checkpoints
             with a random start on the same folds; a path with a comma needs a link without one).
-        folds: comma-separated fold indices (default all).
+        folds: comma-separated fold indices to run (default all).
+        num_folds: how many folds to split a dataset into (folder, csv, busi, image-mask-folders; busbra and
+            busbra-seg: 5 or 10, the official files); default 5. Fewer folds let a class with few images be tested.
         cache_dir: where the synthetic benchmark is generated.
         per_class: synthetic benchmark images per class.
         max_train: at most this many labelled training images per synthetic fold (default 100; 50 for synthetic-seg).
         synthetic_images: images of the simulated segmentation set (synthetic-seg).
-        data_seed: seed of a generated set (synthetic, subtle, synthetic-seg) and of its folds: another value draws
-            other images and other splits, to repeat a comparison on new data (``--seed`` is the bundles' seed).
+        data_seed: seed of a generated set (synthetic, subtle, synthetic-seg) and of the folds and validation parts
+            of any protocol that draws them: another value draws other images and other splits, to repeat a
+            comparison on new data (``--seed`` is the bundles' seed).
         tracking: MLflow tracking settings (bundles/usf_mae_classify/configs/mlflow_tracking.yaml): a parent run
             with one nested run per fold.
         tracking_uri: MLflow server or store (default MLFLOW_TRACKING_URI, else SQLite under OUT).
         overrides: any classification-bundle override, e.g. --arch ... --epochs 20 --image_size 128.
     """
-    from monai_ext.apps.crossval import check_protocol_name, check_run_inputs, protocol_by_name, task_of
+    from monai_ext.apps.crossval import (
+        GENERATED_PROTOCOLS,
+        check_protocol_name,
+        check_run_inputs,
+        dataset_options,
+        protocol_by_name,
+        task_of,
+    )
     from monai_ext.apps.crossval import cross_validate as run_cv
 
     check_protocol_name(protocol)  # first: the protocol decides which bundle the other inputs are checked against
     _require_number("data_seed", data_seed, int)
+    if num_folds is not None:
+        _require_number("num_folds", num_folds, int)
     # before any data is generated or read: a bad start, checkpoint or bundle setting fails in a second, not later
     check_run_inputs(_as_list(methods), init_checkpoint, {"cache_dir": cache_dir, **overrides}, task_of(protocol))
     kwargs: dict[str, object] = {}
@@ -213,6 +226,10 @@ def cross_validate(
         kwargs = {"per_class": per_class, "max_train": max_train or 100, "seed": data_seed}
     elif protocol == "synthetic-seg":
         kwargs = {"num": synthetic_images, "max_train": max_train or 50, "seed": data_seed}
+    else:
+        kwargs = dataset_options(protocol, num_folds, data_seed)
+    if num_folds is not None and protocol in GENERATED_PROTOCOLS:
+        raise ValueError(f"protocol {protocol!r} is generated with 5 folds: --num_folds does not apply to it")
     proto = protocol_by_name(protocol, root, cache_dir, **kwargs)
     fold_list = _int_list("folds", folds) if folds not in (None, "") else None
     record = run_cv(proto, out, _as_list(methods), init_checkpoint, fold_list, {"cache_dir": cache_dir, **overrides},
@@ -239,6 +256,7 @@ def label_efficiency(
     per_class: int | None = None,
     data_seed: int = 0,
     val_fraction: float = 0.2,
+    num_folds: int | None = None,
     **overrides: object,
 ) -> None:
     """Full fine-tuning (the classification bundle, layer decay) from INIT_CHECKPOINT and from a random start with
@@ -258,6 +276,8 @@ def label_efficiency(
         data_seed: seed of a generated benchmark (subtle, synthetic) and of its folds, and of the draw of the
             labelled images (repeat r draws with data_seed + r), as in cross-validate; ``--seed`` is the bundles'.
         val_fraction: share of each count held out for validation.
+        num_folds: how many folds a dataset read from ROOT is split into (folder, csv; busbra: 5 or 10); repeat r
+            tests on fold r, so repeats may not exceed it. Default 5.
         overrides: any classification-bundle override, e.g. --arch ... --image_size 128 --epochs 30 --seed 1.
     """
     from monai_ext.apps.crossval import check_run_inputs
@@ -269,9 +289,11 @@ def label_efficiency(
         _require_number(name, value, kind if kind is int else (int, float))
     if per_class is not None:
         _require_number("per_class", per_class, int)
+    if num_folds is not None:
+        _require_number("num_folds", num_folds, int)
     count_list = check_counts(_int_list("counts", counts))
     check_run_inputs(STARTS, init_checkpoint, {"cache_dir": cache_dir, **overrides})
-    proto = curve_protocol(protocol, root, cache_dir, count_list, per_class, data_seed)
+    proto = curve_protocol(protocol, root, cache_dir, count_list, per_class, data_seed, num_folds)
     record = run_curve(proto, out, init_checkpoint, count_list, repeats, {"cache_dir": cache_dir, **overrides},
                        val_fraction, data_seed)
     print(record["table"])

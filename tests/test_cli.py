@@ -335,7 +335,7 @@ def test_label_efficiency_data_seed_draws_the_data_and_seed_reaches_the_bundles(
 
     seen = {}
 
-    def fake_protocol(name, root, cache_dir, counts, per_class, data_seed):
+    def fake_protocol(name, root, cache_dir, counts, per_class, data_seed, num_folds):
         seen["protocol"] = (name, counts, data_seed)
         return "protocol"
 
@@ -352,6 +352,38 @@ def test_label_efficiency_data_seed_draws_the_data_and_seed_reaches_the_bundles(
     assert seen["protocol"] == ("subtle", [2, 4], 3)
     overrides, data_seed = seen["curve"]
     assert data_seed == 3 and overrides["seed"] == 7
+
+
+@pytest.mark.parametrize("protocol, num_folds, expected", [
+    ("folder", "3", {"seed": 4, "folds": 3}),  # a class of 3 images can be cross-validated in 3 folds
+    ("csv", None, {"seed": 4}),
+    ("busbra", "10", {"folds": 10}),
+])
+def test_cross_validate_num_folds_and_data_seed_reach_a_dataset_protocol(protocol, num_folds, expected, tmp_path,
+                                                                         monkeypatch):
+    import monai_ext.apps.crossval as crossval
+
+    seen = {}
+    monkeypatch.setattr(crossval, "protocol_by_name", lambda name, root, cache_dir, **kwargs: seen.update(kwargs))
+    monkeypatch.setattr(crossval, "cross_validate", lambda *args: {"table": "table"})
+    main(["cross-validate", protocol, str(tmp_path / "cv"), "--root", str(tmp_path), "--methods", "random",
+          "--data_seed", "4", *(["--num_folds", num_folds] if num_folds else [])])
+    assert seen == expected
+
+
+@pytest.mark.parametrize("args, message", [
+    (["cross-validate", "subtle", "OUT", "--methods", "random", "--num_folds", "3"],
+     "protocol 'subtle' is generated with 5 folds: --num_folds does not apply to it"),
+    (["cross-validate", "mmotu", "OUT", "--root", "OUT", "--methods", "random", "--num_folds", "3"],
+     "protocol 'mmotu' has fixed splits: --num_folds does not apply to it"),
+    (["cross-validate", "folder", "OUT", "--root", "OUT", "--methods", "random", "--num_folds", "three"],
+     "--num_folds must be an integer, got 'three'"),
+    (["cross-validate", "subtle", "OUT", "--methods", "random", "--epochs", "0"],
+     "--epochs must be a whole number of at least 1, got 0"),
+])
+def test_fold_and_count_mistakes_are_one_line_before_anything_runs(args, message, tmp_path, capsys):
+    code, err = run_main([str(tmp_path) if a == "OUT" else a for a in args], capsys)
+    assert code == 2 and err.strip().endswith(message), err
 
 
 def test_cross_validate_refuses_a_data_seed_that_is_not_an_integer(tmp_path, capsys):

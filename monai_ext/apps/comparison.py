@@ -54,7 +54,9 @@ def paired_differences(summary: Mapping[str, Mapping[str, Mapping[str, Any]]], f
         confidence: of the interval.
 
     Returns:
-        ``{metric: {"folds": [d_k], "mean": d, "low": l, "high": h}}``; the interval is NaN with fewer than two folds.
+        ``{metric: {"folds": [d_k], "mean": d, "low": l, "high": h, "n": n}}``: ``folds`` holds every fold, NaN where
+        either method's metric is undefined (a test fold with one class has no AUC); mean and interval are over the
+        ``n`` defined ones, the interval NaN when fewer than two.
     """
     from scipy import stats
 
@@ -64,13 +66,14 @@ def paired_differences(summary: Mapping[str, Mapping[str, Mapping[str, Any]]], f
     for metric in COMPARED_METRICS:
         if metric not in summary[first] or metric not in summary[second]:
             continue
-        diffs = np.array(summary[first][metric]["folds"], float) - np.array(summary[second][metric]["folds"], float)
-        diffs = diffs[np.isfinite(diffs)]
+        every = np.array(summary[first][metric]["folds"], float) - np.array(summary[second][metric]["folds"], float)
+        diffs = every[np.isfinite(every)]
         mean = float(diffs.mean()) if len(diffs) else float("nan")
         half = float("nan")
         if len(diffs) > 1:
             half = float(stats.t.ppf(0.5 + confidence / 2, len(diffs) - 1) * diffs.std(ddof=1) / np.sqrt(len(diffs)))
-        out[metric] = {"folds": diffs.tolist(), "mean": mean, "low": mean - half, "high": mean + half}
+        out[metric] = {"folds": every.tolist(), "mean": mean, "low": mean - half, "high": mean + half,
+                       "n": len(diffs)}
     return out
 
 
@@ -92,8 +95,11 @@ def difference_table(diffs: Mapping[str, Mapping[str, Any]], first: str, second:
     lines = ["", f"{first} minus {second}, paired over the same folds (points: mean [95 % paired-t interval]):", "",
              "| metric | difference [95 % CI] | per fold |", "|---|---|---|"]
     for metric, d in diffs.items():
-        folds = ", ".join(f"{100 * v:+.1f}" for v in d["folds"])
-        lines.append(f"| {metric} | {100 * d['mean']:+.1f} [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}] | {folds} |")
+        folds = ", ".join(f"{100 * v:+.1f}" if np.isfinite(v) else "n/a" for v in d["folds"])
+        over = f" (over {d['n']} of {len(d['folds'])} folds)" if d["n"] < len(d["folds"]) else ""
+        interval = (f"[{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]" if np.isfinite(d["low"]) else
+                    "[n/a]")
+        lines.append(f"| {metric} | {100 * d['mean']:+.1f} {interval}{over} | {folds} |")
     return lines
 
 

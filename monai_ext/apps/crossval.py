@@ -8,6 +8,7 @@ part), so what it reports is exactly what a user gets from the bundle commands.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -35,6 +36,7 @@ from monai_ext.data.segmentation import (
 )
 from monai_ext.data.synthetic import synthetic_lesion_dataset
 from monai_ext.io.atomic import atomic_write_bytes
+from monai_ext.io.json_values import json_tree
 
 logger = logging.getLogger(__name__)
 SUMMARY_METRICS = ("macro_f1", "accuracy", "balanced_accuracy", "auc")
@@ -141,6 +143,27 @@ def check_run_inputs(methods: Sequence[str], init_checkpoint: str | os.PathLike 
     if unknown:
         raise ValueError(f"{configs.parent.name} has no setting {', '.join('--' + k for k in unknown)} "
                          f"(see its configs/train.yaml)")
+    check_counts(overrides or {})
+
+
+#: Bundle settings that must be whole numbers of at least this much; a bad one would otherwise fail inside ignite
+#: or the loader with a traceback, once per fold.
+COUNT_SETTINGS = {"epochs": 1, "batch_size": 1, "num_workers": 0, "seed": 0}
+
+
+def check_counts(overrides: Mapping[str, Any]) -> None:
+    """Refuse ``--epochs 0``, ``--batch_size -1``, ``--seed 1.5`` and the like (config expressions, ``$...`` or
+    ``@...``, are left to the bundle).
+
+    Raises:
+        ValueError: quoting the setting and its value.
+    """
+    for key, lowest in COUNT_SETTINGS.items():
+        value = overrides.get(key)
+        if value is None or (isinstance(value, str) and value.startswith(("$", "@"))):
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
+            raise ValueError(f"--{key} must be a whole number of at least {lowest}, got {value!r}")
 
 
 def run_fold(split_file: Path, out: Path, overrides: Mapping[str, Any], bundle: str | os.PathLike | None = None,
@@ -161,6 +184,10 @@ def run_fold(split_file: Path, out: Path, overrides: Mapping[str, Any], bundle: 
         "output_dir": str(out / "eval"),
         **overrides,
     }
+    # a results folder may be reused: an older run's reports must not be read as this one's (a kNN report of a
+    # linear-probe run would join a fine-tuning run's results)
+    for stale in ("probe_report.json", "test_report.json"):
+        (out / "eval" / stale).unlink(missing_ok=True)
     run(config_file=str(configs / "train.yaml"), tracking=tracking, **common)
     run(config_file=[str(configs / "train.yaml"), str(configs / "evaluate.yaml")], eval_split="test", **common)
     # a linear-probe run also tuned a kNN on the same frozen features: its test metrics join the report
@@ -175,10 +202,12 @@ def summarise(results: Mapping[str, list[dict[str, Any]]],
         summary[method] = {}
         for metric in metrics:
             values = np.array([np.nan if r[metric] is None else r[metric] for r in reports], dtype=float)
+            defined = values[np.isfinite(values)]
             summary[method][metric] = {
-                "mean": float(np.nanmean(values)),
-                "std": float(np.nanstd(values, ddof=1)) if len(values) > 1 else 0.0,
+                "mean": float(defined.mean()) if len(defined) else float("nan"),
+                "std": float(defined.std(ddof=1)) if len(defined) > 1 else 0.0,
                 "folds": values.tolist(),
+                "n": len(defined),  # folds that define the metric (a one-class test fold has no AUC)
             }
     return summary
 
@@ -189,10 +218,17 @@ def markdown_table(summary: Mapping[str, Mapping[str, Mapping[str, float]]], tit
     lines = [f"### {title}", "", "| start | " + " | ".join(metrics) + " |",
              "|---|" + "---|" * len(metrics)]
     for method, values in summary.items():
-        cells = [f"{scale * m['mean']:.1f} ± {scale * m['std']:.1f}"
+        cells = [f"{scale * m['mean']:.1f} ± {scale * m['std']:.1f}" + _fold_count(m)
                  for scale, m in ((100 if k in PERCENT_METRICS else 1, values[k]) for k in metrics)]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _fold_count(stats: Mapping[str, Any]) -> str:
+    """`` (4 of 5 folds)`` where some folds leave the metric undefined, else nothing: the title's fold count would
+    otherwise claim folds the mean does not cover."""
+    total, defined = len(stats["folds"]), stats.get("n", len(stats["folds"]))
+    return f" ({defined} of {total} folds)" if defined < total else ""
 
 
 def synthetic_protocol(cache_dir: str | os.PathLike, per_class: int = 60, max_train: int = 100,
@@ -271,17 +307,22 @@ def cross_validate(
     results: dict[str, list[dict[str, Any]]] = {method_name(m): [] for m in methods}
     parent = ParentRun(protocol.name, out, tracking_uri) if tracking else None
     tracked = {"tracking_uri": parent.uri, "experiment_name": parent.experiment} if parent else {}
-    for k in folds:
-        split_file = write_split(protocol.splits[k], protocol.class_names, out / "splits" / f"fold{k}.json",
-                                 "segmentation" if task == "segment" else "classification")
-        for method in methods:
-            name = method_name(method)
-            run_overrides = {**(overrides or {}), **method_overrides(method, init_checkpoint, task), **tracked,
-                             **({"run_name": f"{name}_fold{k}"} if parent else {})}
-            report = run_fold(split_file, out / name / f"fold{k}", run_overrides, bundle, tracking=tracking)
-            logger.info("%s fold %d: test %s %.4f", name, k, key, report[key])
-            print(f"[cross-validation] {protocol.name} fold {k} {name}: test {key} {report[key]:.4f}", flush=True)
-            results[name].append(report)
+    try:
+        for k in folds:
+            split_file = write_split(protocol.splits[k], protocol.class_names, out / "splits" / f"fold{k}.json",
+                                     "segmentation" if task == "segment" else "classification")
+            for method in methods:
+                name = method_name(method)
+                run_overrides = {**(overrides or {}), **method_overrides(method, init_checkpoint, task), **tracked,
+                                 **({"run_name": f"{name}_fold{k}"} if parent else {})}
+                report = run_fold(split_file, out / name / f"fold{k}", run_overrides, bundle, tracking=tracking)
+                logger.info("%s fold %d: test %s %.4f", name, k, key, report[key])
+                print(f"[cross-validation] {protocol.name} fold {k} {name}: test {key} {report[key]:.4f}", flush=True)
+                results[name].append(report)
+    except BaseException:
+        if parent:
+            parent.fail()  # closed, so that later runs in this process do not attach to it
+        raise
     summary = summarise(results, metrics)
     add_knn_summary(summary, results)
     unit = "%; HD95 in pixels at the training size" if task == "segment" else "%"
@@ -295,7 +336,7 @@ def cross_validate(
         record["differences_from_random"] = {name: paired_differences(summary, name, "random") for name in weighted}
         if "pretrained" in weighted:
             record["paired_differences"] = record["differences_from_random"]["pretrained"]
-    atomic_write_bytes(out / "cv_summary.json", json.dumps(record, indent=1).encode())
+    atomic_write_bytes(out / "cv_summary.json", json.dumps(json_tree(record), indent=1, allow_nan=False).encode())
     atomic_write_bytes(out / "cv_table.md", table.encode())
     if parent:
         parent.finish(summary, [out / "cv_summary.json", out / "cv_table.md"])
@@ -331,6 +372,11 @@ class ParentRun:
         self.client.set_terminated(self.run_id, status="FINISHED")
         os.environ.pop("MLFLOW_PARENT_RUN_ID", None)
 
+    def fail(self) -> None:
+        """Close the run as FAILED (a fold raised, or the user stopped the run)."""
+        os.environ.pop("MLFLOW_PARENT_RUN_ID", None)
+        self.client.set_terminated(self.run_id, status="FAILED")
+
 
 #: Protocols generated into the cache folder rather than read from ``--root``.
 GENERATED_PROTOCOLS = ("synthetic", "subtle", "synthetic-seg")
@@ -346,6 +392,24 @@ def check_protocol_name(name: str) -> None:
     if name not in GENERATED_PROTOCOLS and name not in PROTOCOLS and name not in SEGMENTATION_PROTOCOLS:
         known = sorted({*GENERATED_PROTOCOLS, *PROTOCOLS, *SEGMENTATION_PROTOCOLS})
         raise ValueError(f"unknown protocol {name!r}; choose one of {known}")
+
+
+def dataset_options(name: str, num_folds: int | None = None, seed: int = 0) -> dict[str, Any]:
+    """Keyword arguments for a dataset protocol read from ``--root``: ``seed`` (its folds and validation parts) where
+    it takes one, and ``folds`` where it takes a fold count and ``num_folds`` is given.
+
+    Raises:
+        ValueError: ``num_folds`` for a protocol with fixed splits (MMOTU's, GIST514-DB's) or a generated one.
+    """
+    check_protocol_name(name)
+    loader = PROTOCOLS.get(name) or SEGMENTATION_PROTOCOLS.get(name)
+    params = inspect.signature(loader).parameters if loader is not None else {}
+    options: dict[str, Any] = {"seed": seed} if "seed" in params else {}
+    if num_folds is not None:
+        if "folds" not in params:
+            raise ValueError(f"protocol {name!r} has fixed splits: --num_folds does not apply to it")
+        options["folds"] = num_folds
+    return options
 
 
 def protocol_by_name(name: str, root: str | os.PathLike | None, cache_dir: str | os.PathLike, **kwargs: Any) -> Protocol:

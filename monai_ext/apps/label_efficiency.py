@@ -27,6 +27,7 @@ from monai_ext.apps.comparison import paired_differences
 from monai_ext.apps.crossval import (
     SUMMARY_METRICS,
     check_run_inputs,
+    dataset_options,
     method_overrides,
     protocol_by_name,
     run_fold,
@@ -36,6 +37,7 @@ from monai_ext.apps.crossval import (
 from monai_ext.data.datalists import write_split
 from monai_ext.data.downstream import Protocol, labels_per_class
 from monai_ext.io.atomic import atomic_write_text
+from monai_ext.io.json_values import json_tree
 from monai_ext.visualize.curves import plot_errorbar_panels
 
 logger = logging.getLogger(__name__)
@@ -65,26 +67,31 @@ def check_counts(counts: Sequence[object]) -> list[int]:
 
 
 def curve_protocol(name: str, root: str | os.PathLike | None, cache_dir: str | os.PathLike, counts: Sequence[int],
-                   per_class: int | None = None, data_seed: int = 0) -> Protocol:
+                   per_class: int | None = None, data_seed: int = 0, num_folds: int | None = None) -> Protocol:
     """A classification protocol for the curve: no total cap on the training images (the budget is per class).
 
     For the generated benchmarks (``subtle``, ``synthetic``: 5 folds, a fifth of each class tested) ``per_class``
     defaults to the smallest size whose training part holds the largest budget, ``ceil(max(counts) * 5 / 4)``, and
-    at least 5 (one test image per class in each of the 5 folds); ``data_seed`` draws their images and folds.
+    at least 5 (one test image per class in each of the 5 folds); ``data_seed`` draws their images and folds. A
+    dataset read from ``root`` takes ``num_folds`` where its protocol has a fold count, and ``data_seed`` seeds its
+    folds (:func:`~monai_ext.apps.crossval.dataset_options`).
 
     Raises:
-        ValueError: a segmentation protocol, or a ``per_class`` too small for 5 folds or for the largest budget.
+        ValueError: a segmentation protocol, a ``per_class`` too small for 5 folds or for the largest budget, or
+            ``num_folds`` where the folds are fixed.
     """
     if task_of(name) != "classify":
         raise ValueError(f"protocol {name!r} is a segmentation protocol; the label-efficiency curve classifies")
     if name in ("subtle", "synthetic"):
+        if num_folds is not None:
+            raise ValueError(f"protocol {name!r} is generated with 5 folds: --num_folds does not apply to it")
         smallest = max(5, math.ceil(max(counts) * 5 / 4))
         per_class = per_class or smallest
         if per_class < smallest:
             raise ValueError(f"per_class {per_class!r} is too small: 5 folds with {max(counts)} labels per class "
                              f"need at least {smallest} images per class")
         return protocol_by_name(name, root, cache_dir, per_class=per_class, max_train=None, seed=data_seed)
-    return protocol_by_name(name, root, cache_dir)
+    return protocol_by_name(name, root, cache_dir, **dataset_options(name, num_folds, data_seed))
 
 
 def _run_dir(out: Path, count: int, start: str, repeat: int) -> Path:
@@ -165,7 +172,7 @@ def label_efficiency(
     plot_efficiency(per_count, outputs["png"], f"{protocol.name}: full fine-tuning, {repeats} repeat(s)",
                     len(protocol.class_names))
     atomic_write_text(outputs["md"], table)
-    atomic_write_text(outputs["json"], json.dumps(record, indent=1))
+    atomic_write_text(outputs["json"], json.dumps(json_tree(record), indent=1, allow_nan=False))
     return record
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from monai_ext.data.folders import walk_files
 from monai_ext.io.images import image_stem, is_single_image
 
+logger = logging.getLogger(__name__)
 Item = dict[str, Any]
 Split = dict[str, list[Item]]
 
@@ -103,6 +105,54 @@ def _needs(purpose: str, n_splits: int, most: int, kind: str, need: str, remedy:
     return f"{n_splits} {kind} test folds need {need}: {remedy}{fewer}"
 
 
+def patient_groups(items: list[Item]) -> np.ndarray | None:
+    """Each item's ``patient`` as text, or None where no item carries one.
+
+    Raises:
+        ValueError: only some items carry ``patient``: splitting by image would let the others' patients cross the
+            split, so the mix is refused rather than grouping silently dropped.
+    """
+    carried = ["patient" in it for it in items]
+    if not any(carried):
+        return None
+    if not all(carried):
+        bare = [str(it.get("image", it.get("id"))) for it in items if "patient" not in it]
+        raise ValueError(f"{len(bare)} of {len(items)} images have no patient while the others do, e.g. {bare[0]!r}: "
+                         "give every image its patient (or none) so that no patient crosses a split")
+    return np.array([str(it["patient"]) for it in items])
+
+
+def _covering_split(splits: Any, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The first (train, validation) index pair whose two sides each hold every class of ``labels``, or None."""
+    classes = set(labels.tolist())
+    for train_idx, val_idx in splits:
+        if set(labels[train_idx].tolist()) == classes == set(labels[val_idx].tolist()):
+            return train_idx, val_idx
+    return None
+
+
+def _grouped_validation_split(labels: np.ndarray, groups: np.ndarray, n_splits: int,
+                              seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A patient-disjoint (train, validation) split with every class on both sides, where any split gives one.
+
+    Grouped splits cannot always stratify: with few patients a class may fall wholly on one side, and the best
+    checkpoint would be chosen on a validation part without it. The folds of ``n_splits`` parts are tried in order,
+    then those of fewer, larger parts (down to halves); if none holds every class on both sides, the first fold of
+    ``n_splits`` is kept and a warning says so.
+    """
+    for n in range(n_splits, 1, -1):
+        splitter = StratifiedGroupKFold(n_splits=n, shuffle=True, random_state=seed)
+        found = _covering_split(splitter.split(np.zeros(len(labels)), labels, groups), labels)
+        if found is not None:
+            return found
+    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    train_idx, val_idx = next(splitter.split(np.zeros(len(labels)), labels, groups))
+    logger.warning("no patient-disjoint validation part holds every class (classes in validation: %s, in training: "
+                   "%s): a class has too few patients", sorted(set(labels[val_idx].tolist())),
+                   sorted(set(labels[train_idx].tolist())))
+    return train_idx, val_idx
+
+
 def validation_from_train(train: list[Item], val_fraction: float, seed: int) -> tuple[list[Item], list[Item]]:
     """Carve a stratified validation part out of ``train``; patient-disjoint when items carry ``patient``.
 
@@ -114,13 +164,12 @@ def validation_from_train(train: list[Item], val_fraction: float, seed: int) -> 
     labels = np.array([it["label"] for it in train], dtype=int)
     n_splits = max(2, int(round(1.0 / val_fraction)))
     n_splits = min(n_splits, max(2, smallest_class(labels)))
-    groups = np.array([str(it["patient"]) for it in train]) if all("patient" in it for it in train) else None
+    groups = patient_groups(train)
     if groups is not None:  # few patients: a larger validation share rather than none
         n_splits = min(n_splits, max(2, len(set(groups.tolist()))))
     check_splittable(labels, groups, n_splits, "validation")
     if groups is not None:
-        splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-        train_idx, val_idx = next(splitter.split(np.zeros(len(train)), labels, groups))
+        train_idx, val_idx = _grouped_validation_split(labels, groups, n_splits, seed)
     else:
         splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
         train_idx, val_idx = next(splitter.split(np.zeros(len(train)), labels))
@@ -225,7 +274,7 @@ def _kfold(items: list[Item], folds: int, val_fraction: float, seed: int, max_tr
         more = ("; more folds need more images in that class"
                 if isinstance(folds, int) and not isinstance(folds, bool) and folds > smallest else "")
         raise ValueError(f"folds must be {allowed} (the smallest class has {smallest} image(s)), got {folds!r}{more}")
-    groups = np.array([str(it["patient"]) for it in items]) if all("patient" in it for it in items) else None
+    groups = patient_groups(items)
     check_splittable(labels, groups, folds, "folds")
     if groups is not None:
         splits = StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(items)), labels, groups)
@@ -342,19 +391,28 @@ def _read_csv_rows(csv_path: str | os.PathLike) -> list[dict[str, str]]:
 def csv_protocol(csv_path: str | os.PathLike, folds: int = 5, val_fraction: float = 0.2, seed: int = 0) -> Protocol:
     """CSV with columns ``path, label`` and optional ``fold`` (test fold of the row) and ``patient``.
 
-    Relative paths are relative to the CSV's folder. Labels may be names (sorted into indices) or integers.
+    Relative paths are relative to the CSV's folder. Labels may be names (sorted into indices) or integers. An
+    optional column is used only when every row fills it (a blank cell is refused: it would silently turn the
+    user's folds or patient grouping off); a patient's images must share one fold.
+
+    Raises:
+        ValueError: as :func:`_read_csv_rows`; a partly blank ``fold`` or ``patient`` column, a fold that is not a
+            whole number, or a patient in several folds (naming the lines).
     """
     rows = _read_csv_rows(csv_path)
     names = sorted({r["label"] for r in rows}, key=lambda v: (not v.isdigit(), int(v) if v.isdigit() else v))
+    patients = _complete_column(rows, "patient", csv_path)
+    fold_cells = _complete_column(rows, "fold", csv_path)
     items = []
-    for r in rows:
+    for line, r in enumerate(rows, start=2):
         item = {"image": r["path"], "label": names.index(r["label"]), "id": Path(r["path"]).stem}
-        if r.get("patient"):
+        if patients:
             item["patient"] = r["patient"]
-        if r.get("fold"):
-            item["fold"] = int(r["fold"])
+        if fold_cells:
+            item["fold"] = _whole_number(r["fold"], csv_path, line, "fold")
         items.append(item)
-    if all("fold" in it for it in items):
+    if fold_cells:
+        _check_patients_in_one_fold(items, csv_path)
         splits = []
         for k in sorted({it["fold"] for it in items}):
             train = [it for it in items if it["fold"] != k]
@@ -363,6 +421,49 @@ def csv_protocol(csv_path: str | os.PathLike, folds: int = 5, val_fraction: floa
     else:
         splits = _kfold(items, folds, val_fraction, seed, None)
     return Protocol(Path(csv_path).stem, names, splits)
+
+
+def _complete_column(rows: list[dict[str, str]], column: str, csv_path: str | os.PathLike) -> bool:
+    """Whether the optional ``column`` is in use: filled on every row (True) or on none (False).
+
+    Raises:
+        ValueError: filled on some rows only, naming the blank lines (line 1 is the header).
+    """
+    blank = [line for line, r in enumerate(rows, start=2) if not r.get(column)]
+    if len(blank) == len(rows):
+        return False
+    if blank:
+        raise ValueError(f"{str(csv_path)!r}: column {column!r} is blank on line(s) {blank[:10]!r} but filled on "
+                         f"others; fill it on every row or leave it empty on all")
+    return True
+
+
+def _whole_number(text: str, csv_path: str | os.PathLike, line: int, column: str) -> int:
+    """``"2"``, or ``"2.0"`` as spreadsheets export whole numbers, as 2.
+
+    Raises:
+        ValueError: anything else, naming the file, line and column.
+    """
+    try:
+        number = float(text)
+    except ValueError:
+        number = float("nan")
+    if not number.is_integer():
+        raise ValueError(f"{str(csv_path)!r}: {column} {text!r} on line {line} is not a whole number")
+    return int(number)
+
+
+def _check_patients_in_one_fold(items: list[Item], csv_path: str | os.PathLike) -> None:
+    """Refuse a ``fold`` column that splits a patient's images: they would be tested on a model trained on them."""
+    folds_of: dict[str, set[int]] = {}
+    for it in items:
+        if "patient" in it:
+            folds_of.setdefault(str(it["patient"]), set()).add(it["fold"])
+    split = {patient: sorted(folds) for patient, folds in folds_of.items() if len(folds) > 1}
+    if split:
+        shown = dict(list(split.items())[:5])
+        raise ValueError(f"{str(csv_path)!r}: {len(split)} patient(s) have images in several folds, e.g. {shown!r}; "
+                         "give each patient's images one fold")
 
 
 PROTOCOLS = {"busbra": busbra_protocol, "mmotu": mmotu_protocol, "gist514": gist514_protocol,

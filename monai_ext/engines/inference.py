@@ -16,9 +16,9 @@ from tqdm import tqdm
 
 from monai_ext.engines.base import autocast
 from monai_ext.io.atomic import atomic_write_bytes
-from monai_ext.io.errors import root_cause
+from monai_ext.io.errors import UnreadableImageError, root_cause
 from monai_ext.io.figures import save_png
-from monai_ext.io.images import unique_output_stems
+from monai_ext.io.images import read_image, unique_output_stems
 from monai_ext.visualize.gradcam import gradcam_overlay, has_token_blocks
 
 logger = logging.getLogger(__name__)
@@ -141,8 +141,10 @@ def _heatmap(network: torch.nn.Module, image: torch.Tensor, label: int, folder: 
     """Write ``<stem>_gradcam.png``; ``{"heatmap": file}``, or ``{}`` with the reason under ``errors``."""
     heatmap_file = folder / f"{stem}_gradcam.png"
     try:
-        save_png(gradcam_overlay(network, image, label), heatmap_file)
-    except OSError as e:  # a full disk or a name the filesystem refuses: this file's heat map only
+        # over the file's own pixels at its size, as a viewer shows it (the network saw a square resize of it)
+        save_png(gradcam_overlay(network, image, label, read_image(path).pixels), heatmap_file)
+    except (OSError, UnreadableImageError) as e:  # a full disk, a name the filesystem refuses, a file changed since
+        # it was read: this file's heat map only
         record_error(result, path, f"heat map not written: {type(e).__name__}: {e}")
         return {}
     return {"heatmap": str(heatmap_file)}

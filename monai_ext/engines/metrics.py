@@ -28,7 +28,8 @@ def classification_report(probs: np.ndarray, labels: np.ndarray, class_names: Se
         class_names: K names.
 
     Returns:
-        JSON-serialisable dict: macro_f1, accuracy, balanced_accuracy, auc (two classes: ROC AUC of class 1;
+        JSON-serialisable dict: macro_f1 (over the classes in ``labels`` or predicted, :func:`_macro_f1`),
+        accuracy, balanced_accuracy, auc (two classes: ROC AUC of class 1;
         more: mean one-vs-rest AUC over the classes present in ``labels``; NaN when fewer than two are present),
         per_class, confusion_matrix (rows = truth), roc (per class fpr/tpr), n.
     """
@@ -42,7 +43,7 @@ def classification_report(probs: np.ndarray, labels: np.ndarray, class_names: Se
     )
     report: dict[str, Any] = {
         "n": len(labels),
-        "macro_f1": float(skm.f1_score(labels, pred, labels=classes, average="macro", zero_division=0)),
+        "macro_f1": _macro_f1(labels, pred, classes),
         "accuracy": float(skm.accuracy_score(labels, pred)),
         "balanced_accuracy": float(skm.balanced_accuracy_score(labels, pred)) if len(labels) else float("nan"),
         "auc": _auc(probs, labels, k),
@@ -59,6 +60,17 @@ def classification_report(probs: np.ndarray, labels: np.ndarray, class_names: Se
             fpr, tpr, _ = skm.roc_curve(positives, probs[:, c])
             report["roc"][name] = {"fpr": fpr.tolist(), "tpr": tpr.tolist()}
     return report
+
+
+def _macro_f1(labels: np.ndarray, pred: np.ndarray, classes: list[int]) -> float:
+    """Macro-F1 over the classes in the truth or the predictions (scikit-learn's default set).
+
+    A class that is neither (a rare class missing from a small test fold) has no F1: counting it as 0 would cap a
+    perfect classifier at (K - 1) / K there, while balanced accuracy and AUC, beside it, leave the class out.
+    A class that is predicted but absent still counts, with F1 0.
+    """
+    present = np.union1d(labels, pred).astype(int).tolist() if len(labels) else classes
+    return float(skm.f1_score(labels, pred, labels=present, average="macro", zero_division=0))
 
 
 def _auc(probs: np.ndarray, labels: np.ndarray, k: int) -> float:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import SupportsFloat
+from typing import Any, SupportsFloat
 
 
 def json_number(value: SupportsFloat) -> float | None:
@@ -14,3 +14,15 @@ def json_number(value: SupportsFloat) -> float | None:
     """
     number = float(value)
     return number if math.isfinite(number) else None
+
+
+def json_tree(value: Any) -> Any:
+    """``value`` with every NaN or infinite float inside dicts, lists and tuples made ``None`` (see
+    :func:`json_number`); other values as they are."""
+    if isinstance(value, float):
+        return json_number(value)
+    if isinstance(value, dict):
+        return {key: json_tree(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_tree(item) for item in value]
+    return value

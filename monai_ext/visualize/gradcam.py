@@ -6,6 +6,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from monai_ext.io.display import to_gray_unit
+
 
 def explained_depth(model: torch.nn.Module) -> int:
     """After how many blocks Grad-CAM takes the tokens: all of them for average pooling; for cls pooling all but the
@@ -64,12 +66,27 @@ def overlay_heatmap(gray: np.ndarray, cam: np.ndarray) -> np.ndarray:
     return (0.6 * base + 0.4 * colour).astype(np.uint8)
 
 
-def gradcam_overlay(network: torch.nn.Module, image: torch.Tensor, class_index: int) -> np.ndarray:
-    """Grad-CAM for ``class_index`` blended over the (channel-mean, min-max scaled) image: (H, W, 3) uint8."""
+def gradcam_overlay(network: torch.nn.Module, image: torch.Tensor, class_index: int,
+                    display: np.ndarray | None = None) -> np.ndarray:
+    """Grad-CAM for ``class_index`` blended over the image: (H, W, 3) uint8.
+
+    Args:
+        network, image, class_index: as :func:`token_gradcam`; ``image`` is (1, C, h, w), the network's input.
+        display: the file's own pixels as shown ((H, W) or (H, W, C), :func:`monai_ext.io.images.read_image`). The
+            map is resized to them and drawn over their gray, so that the overlay lines up with the image a viewer
+            shows, whatever its size and aspect. Default: over the network's input (channel mean, min-max scaled),
+            at the network's (h, w).
+    """
     cam = token_gradcam(network, image, class_index).cpu().numpy()
-    gray = image[0].mean(0).detach().cpu().numpy()
-    gray = (gray - gray.min()) / max(float(gray.max() - gray.min()), 1e-6)
-    return overlay_heatmap(gray, cam)
+    if display is None:
+        gray = image[0].mean(0).detach().cpu().numpy()
+        gray = (gray - gray.min()) / max(float(gray.max() - gray.min()), 1e-6)
+        return overlay_heatmap(gray, cam)
+    import cv2
+
+    gray = to_gray_unit(display, "the displayed image")
+    cam = cv2.resize(cam, (gray.shape[1], gray.shape[0]), interpolation=cv2.INTER_LINEAR)
+    return overlay_heatmap(gray, np.clip(cam, 0.0, 1.0))
 
 
 def has_token_blocks(network: torch.nn.Module) -> bool:

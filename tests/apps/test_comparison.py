@@ -101,3 +101,19 @@ def test_cross_validation_probe_path_prints_knn_and_paired_differences(tmp_path)
     assert record["summary"]["lightning"]["auc"]["folds"] == pytest.approx(record["summary"]["pretrained"]["auc"]["folds"])
     assert sorted(p.name for p in (tmp_path / "cv").iterdir() if p.is_dir()) == ["lightning", "pretrained", "random",
                                                                                   "splits"]
+
+
+def test_folds_without_a_metric_are_shown_and_counted_not_dropped() -> None:
+    # a one-class test fold has no AUC: the mean covers the other folds, and the table says so
+    from monai_ext.apps.crossval import markdown_table, summarise
+
+    reports = {"pretrained": [{"auc": 0.8}, {"auc": None}, {"auc": 0.6}], "random": [{"auc": 0.5}, {"auc": 0.7},
+                                                                                      {"auc": None}]}
+    summary = summarise(reports, ["auc"])
+    assert summary["pretrained"]["auc"]["mean"] == pytest.approx(0.7) and summary["pretrained"]["auc"]["n"] == 2
+    table = markdown_table(summary, "toy: test metrics over 3 folds", ["auc"])
+    assert "| pretrained | 70.0 ± 14.1 (2 of 3 folds) |" in table
+    d = paired_differences(summary, "pretrained", "random")["auc"]
+    assert d["n"] == 1 and d["mean"] == pytest.approx(0.3) and np.isnan(d["folds"][1:]).all()
+    lines = comparison_table(summary, ["pretrained"])
+    assert "| auc | +30.0 [n/a] (over 1 of 3 folds) | +30.0, n/a, n/a |" in lines

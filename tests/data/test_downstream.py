@@ -335,3 +335,73 @@ def test_a_fold_whose_training_part_lacks_a_class_keeps_the_validation_share(tmp
         {"train": 8, "validation": 2, "test": 14},
         {"train": 10, "validation": 4, "test": 10},   # with b's 4 images: 4 parts, the first of 4 of the 14
     ]
+
+
+def _rewrite_cell(labels: Path, column: str, line: int, value: str) -> None:
+    """Set one cell of ``labels.csv`` (line 1 is the header), as a user editing it in a spreadsheet would."""
+    with open(labels, newline="") as f:
+        rows = list(csv.reader(f))
+    rows[line - 1][rows[0].index(column)] = value
+    with open(labels, "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+
+
+@pytest.mark.parametrize("column, fold_of", [("patient", None), ("fold", lambda c, i: i % 4 % 2)])
+def test_a_partly_blank_optional_column_is_refused_naming_the_line(tmp_path, column, fold_of) -> None:
+    # one blank patient cell used to turn patient grouping off for every row: patients then crossed the folds
+    labels = write_labels_csv(tmp_path, 12, patients=4, fold_of=fold_of)
+    ds.csv_protocol(labels, folds=2)  # complete: accepted
+    _rewrite_cell(labels, column, 5, "")
+    with pytest.raises(ValueError, match=rf"column '{column}' is blank on line\(s\) \[5\] but filled on others"):
+        ds.csv_protocol(labels, folds=3)
+
+
+def test_one_blank_patient_cell_no_longer_lets_patients_cross_folds(tmp_path) -> None:
+    labels = write_labels_csv(tmp_path, 12, patients=4)
+    for split in ds.csv_protocol(labels, folds=3).splits:
+        tested = {it["patient"] for it in split["test"]}
+        assert not tested & {it["patient"] for it in split["train"] + split["validation"]}
+
+
+@pytest.mark.parametrize("cell, fold", [("1.0", 1), (" 2 ", 2)])
+def test_spreadsheet_folds_written_as_decimals_are_read(tmp_path, cell, fold) -> None:
+    labels = write_labels_csv(tmp_path, 6, fold_of=lambda c, i: i % 3)
+    _rewrite_cell(labels, "fold", 2, cell)  # benign0, fold 0 before
+    protocol = ds.csv_protocol(labels)
+    assert str(tmp_path / "benign0.png") in [it["image"] for it in protocol.splits[fold]["test"]]
+
+
+@pytest.mark.parametrize("cell", ["1.5", "first", "nan"])
+def test_a_fold_that_is_not_a_whole_number_names_file_line_and_column(tmp_path, cell) -> None:
+    labels = write_labels_csv(tmp_path, 6, fold_of=lambda c, i: i % 3)
+    _rewrite_cell(labels, "fold", 3, cell)
+    with pytest.raises(ValueError, match=rf"labels.csv': fold '{cell}' on line 3 is not a whole number"):
+        ds.csv_protocol(labels)
+
+
+def test_a_patient_whose_images_sit_in_several_folds_is_refused(tmp_path) -> None:
+    # patient p{i % 4}, fold i % 3: every patient's images are spread over the folds
+    labels = write_labels_csv(tmp_path, 12, patients=4, fold_of=lambda c, i: i % 3)
+    with pytest.raises(ValueError, match=r"4 patient\(s\) have images in several folds, e\.g\. \{'p0': \[0, 1, 2\]"):
+        ds.csv_protocol(labels)
+    consistent = write_labels_csv(tmp_path, 12, patients=4, fold_of=lambda c, i: i % 4 % 2)
+    assert len(ds.csv_protocol(consistent).splits) == 2
+
+
+def test_items_with_and_without_patients_are_not_split_by_image() -> None:
+    items = [{"image": f"{i}.png", "label": i % 2, "patient": f"p{i % 3}"} for i in range(12)]
+    items[7].pop("patient")
+    with pytest.raises(ValueError, match=r"1 of 12 images have no patient while the others do, e\.g\. '7.png'"):
+        ds.validation_from_train(items, 0.2, 0)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_a_patient_grouped_validation_part_holds_every_class_where_a_split_allows(seed) -> None:
+    # 4 labels per class from 2-image patients, as a label-efficiency draw gives: the first grouped fold often put
+    # a class wholly in training, and the best model was then chosen on one class only
+    rng = np.random.default_rng(seed)
+    items = [{"image": f"{c}{i}.png", "label": c, "patient": f"{c}-{i // 2}"} for c in (0, 1) for i in range(4)]
+    items = [items[i] for i in rng.permutation(len(items))]
+    train, validation = ds.validation_from_train(items, 0.2, seed)
+    assert {it["label"] for it in validation} == {0, 1} and {it["label"] for it in train} == {0, 1}
+    assert not {it["patient"] for it in train} & {it["patient"] for it in validation}

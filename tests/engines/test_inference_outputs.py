@@ -12,6 +12,7 @@ import torch
 
 from monai_ext.engines import inference
 from monai_ext.engines.inference import predict_files
+from monai_ext.io.images import DisplayImage
 
 LONG = "超" * 80  # 240 bytes in UTF-8: a name the filesystem takes, whose outputs' names it would not
 
@@ -33,7 +34,9 @@ def brightness(item: dict) -> dict:
 def heatmaps(monkeypatch) -> None:
     """Grad-CAM on: the overlay is a plain (4, 4, 3) image (token Grad-CAM itself is tested in tests/visualize)."""
     monkeypatch.setattr(inference, "has_token_blocks", lambda network: True)
-    monkeypatch.setattr(inference, "gradcam_overlay", lambda network, image, label: np.zeros((4, 4, 3), np.uint8))
+    monkeypatch.setattr(inference, "gradcam_overlay",
+                        lambda network, image, label, display: np.zeros((*display.shape[:2], 3), np.uint8))
+    monkeypatch.setattr(inference, "read_image", lambda path: DisplayImage(np.zeros((4, 6), np.uint8)))
 
 
 def files_in(folder: Path) -> list[str]:

@@ -52,6 +52,21 @@ def test_report_equals_sklearn(n: int, k: int, seed: int) -> None:
 
 
 @pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
+@pytest.mark.parametrize("labels, pred, expected", [
+    ([0, 0, 1, 1], [0, 0, 1, 1], 1.0),  # class 2 neither true nor predicted: perfect, not 2/3
+    ([0, 0, 1, 1], [0, 2, 1, 1], (2 / 3 + 1 + 0) / 3),  # class 2 predicted but absent: it counts, with F1 0
+    ([0, 1, 2, 2], [0, 1, 2, 1], (1 + 2 / 3 + 2 / 3) / 3),
+])
+def test_macro_f1_averages_over_the_classes_true_or_predicted(labels, pred, expected) -> None:
+    # a small test fold often lacks a rare class: balanced accuracy and AUC leave it out, so must macro-F1
+    probs = np.eye(3)[pred] * 0.7 + 0.1
+    report = classification_report(probs, np.array(labels), ["a", "b", "c"])
+    assert report["macro_f1"] == pytest.approx(expected)
+    assert report["macro_f1"] == pytest.approx(skm.f1_score(labels, pred, average="macro"))  # scikit-learn's default
+    assert set(report["per_class"]) == {"a", "b", "c"}
+
+
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
 def test_one_class_only_has_no_auc_and_no_roc() -> None:
     probs = np.array([[0.8, 0.2], [0.4, 0.6], [0.9, 0.1]])
     report = classification_report(probs, np.zeros(3, dtype=int), ["a", "b"])

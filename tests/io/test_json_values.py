@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from monai_ext.io.json_values import json_number
+from monai_ext.io.json_values import json_number, json_tree
 
 
 @pytest.mark.parametrize("value, expected", [
@@ -20,3 +20,14 @@ def test_finite_numbers_are_floats_and_the_rest_null(value, expected) -> None:
     number = json_number(value)
     assert number == expected and (number is None or type(number) is float)
     json.dumps(number, allow_nan=False)  # strict JSON either way
+
+
+def test_a_report_tree_loses_every_nan_and_keeps_the_rest() -> None:
+    tree = {"auc": {"mean": float("nan"), "folds": [0.5, float("nan"), np.float64("inf")], "n": 3},
+            "names": ("a", "b"), "table": "| NaN |", "ok": True, "none": None}
+    cleaned = json_tree(tree)
+    assert cleaned == {"auc": {"mean": None, "folds": [0.5, None, None], "n": 3}, "names": ["a", "b"],
+                       "table": "| NaN |", "ok": True, "none": None}
+    json.dumps(cleaned, allow_nan=False)  # strict JSON now
+    with pytest.raises(ValueError):
+        json.dumps(tree, allow_nan=False)

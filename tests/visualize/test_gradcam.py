@@ -138,6 +138,22 @@ def test_overlay_is_uint8_rgb_and_cnn_networks_have_no_token_blocks() -> None:
     assert has_token_blocks(model) and has_token_blocks(torch.nn.Sequential()) is False
 
 
+@pytest.mark.parametrize("display_shape", [(90, 50), (30, 200, 3), (7, 5, 4)])
+def test_overlay_over_the_displayed_file_has_its_size_and_a_resized_map(display_shape) -> None:
+    # the served and saved heat maps must line up with the file a viewer shows, not with the network's square input
+    model, image = tiny_classifier(), images(1)[0]
+    dark = np.zeros(display_shape, np.uint8)
+    overlay = gradcam_overlay(model, image, 1, dark)
+    assert overlay.shape == (*display_shape[:2], 3) and overlay.dtype == np.uint8
+    # over black, the overlay is the jet colours of the map alone: the map resized bilinearly to the file's size
+    cam = cv2.resize(token_gradcam(model, image, 1).numpy(), (display_shape[1], display_shape[0]),
+                     interpolation=cv2.INTER_LINEAR)
+    jet = cv2.applyColorMap((np.clip(cam, 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_JET)[..., ::-1]
+    np.testing.assert_array_equal(overlay, (0.4 * jet).astype(np.uint8))
+    bright = gradcam_overlay(model, image, 1, np.full(display_shape, 255, np.uint8))
+    assert (bright.astype(int) >= overlay.astype(int)).all() and (bright > overlay).any()  # the file's pixels show
+
+
 @pytest.mark.parametrize("shape, class_index, message", [((2, 3, 32, 48), 0, "shape"), (IMAGE_SHAPE, 3, "class_index"),
                                                          (IMAGE_SHAPE, -1, "class_index")])
 def test_bad_arguments(shape: tuple[int, ...], class_index: int, message: str) -> None:

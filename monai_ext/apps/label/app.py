@@ -30,6 +30,7 @@ from monailabel.interfaces.tasks.train import TrainTask
 
 from monai_ext.apps.bundle_support import locate_bundle_root
 from monai_ext.apps.label.bundle_model import BundleClassifier, load_bundle_classifier
+from monai_ext.apps.label.datastore import IMAGE_PATTERNS, warn_unlisted_files
 from monai_ext.apps.label.infer import UltrasoundClassifyInfer
 from monai_ext.apps.label.segment_infer import UltrasoundSegmentInfer
 from monai_ext.apps.label.segment_model import BundleSegmenter, load_bundle_segmenter
@@ -40,8 +41,6 @@ from monai_ext.io.errors import UnreadableImageError
 logger = logging.getLogger(__name__)
 DEFAULT_MODEL_NAME = "usf_mae_classifier"
 DEFAULT_SEGMENTATION_NAME = "usf_mae_segmenter"
-# MONAI Label's default datastore patterns omit DICOM, JPEG spelled .jpeg, BMP and .tiff.
-IMAGE_PATTERNS = ["*.png", "*.jpg", "*.jpeg", "*.bmp", "*.tif", "*.tiff", "*.dcm"]
 
 
 def parse_overrides(text: str) -> dict[str, Any]:
@@ -92,6 +91,7 @@ class UltrasoundClassifierApp(MONAILabelApp):
     def init_datastore(self) -> Datastore:
         if self.studies.startswith(("http://", "https://")):
             return super().init_datastore()
+        warn_unlisted_files(Path(self.studies))
         return LocalDatastore(self.studies, extensions=IMAGE_PATTERNS, auto_reload=True)
 
     def init_infers(self) -> dict[str, InferTask]:

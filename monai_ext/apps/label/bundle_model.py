@@ -20,6 +20,7 @@ from monai.bundle import ConfigParser
 
 from monai_ext.engines.inference import classify_image, note_if_blank, prepare_image
 from monai_ext.io.errors import UnreadableImageError
+from monai_ext.io.images import read_image
 from monai_ext.networks.checkpoints import read_checkpoint
 from monai_ext.visualize.gradcam import gradcam_overlay, has_token_blocks
 
@@ -58,18 +59,23 @@ class BundleClassifier:
         return result
 
     def heatmap(self, path: str | os.PathLike, class_index: int) -> np.ndarray | None:
-        """Grad-CAM overlay (H, W, 3) uint8 for ``class_index``, or None for networks without ViT blocks."""
-        return self._overlay(self.prepare(path), class_index)
+        """Grad-CAM overlay (H, W, 3) uint8 at the file's size for ``class_index``, or None for networks without ViT
+        blocks."""
+        return self._overlay(self.prepare(path), class_index, path)
 
     def predict_and_explain(self, path: str | os.PathLike) -> tuple[dict[str, Any], np.ndarray | None]:
         """:meth:`predict` plus the Grad-CAM overlay of the predicted class, reading the file once."""
         image = self.prepare(path)
         result = classify_image(self.network, image, self.class_names, self.precision)
         note_if_blank(result, path, image)
-        return result, self._overlay(image, result["label"])
+        return result, self._overlay(image, result["label"], path)
 
-    def _overlay(self, image: torch.Tensor, class_index: int) -> np.ndarray | None:
-        return gradcam_overlay(self.network, image, class_index) if has_token_blocks(self.network) else None
+    def _overlay(self, image: torch.Tensor, class_index: int, path: str | os.PathLike) -> np.ndarray | None:
+        """Drawn over the file's own pixels, so that it lines up with the image the annotator's viewer shows (the
+        network saw a square resize of it); the file is read again only for a heat map."""
+        if not has_token_blocks(self.network):
+            return None
+        return gradcam_overlay(self.network, image, class_index, read_image(path).pixels)
 
 
 def _unreadable_cause(error: BaseException) -> UnreadableImageError | None:

@@ -59,6 +59,10 @@ class BundleTrainTask(TrainTask):
                        params: Mapping[str, Any]) -> tuple[Path, dict[str, str]]:
         """The datastore's labelled ``items`` as the bundle's datalist at ``out``; returns it and the skipped labels."""
 
+    def labelled_items(self, datastore: Datastore) -> list[dict[str, Any]]:
+        """``{"image", "label"}`` of the images this task trains on: by default their ``final`` labels."""
+        return datastore.datalist()
+
     @abstractmethod
     def checkpoint_overrides(self, checkpoint: Path) -> dict[str, Any]:
         """Bundle settings the checkpoint's architecture record fixes."""
@@ -80,7 +84,7 @@ class BundleTrainTask(TrainTask):
         """
         params = train_parameters(request)
         self.work.mkdir(parents=True, exist_ok=True)
-        datalist, skipped = self.write_datalist(datastore.datalist(), self.work / "datalist.json", params)
+        datalist, skipped = self.write_datalist(self.labelled_items(datastore), self.work / "datalist.json", params)
         split = json.loads(datalist.read_text())
         start_from, run_dir = Path(self.served()), self.work / "run"
         shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run: no resume from an older training's files

@@ -1,8 +1,9 @@
 """Class labels collected in a MONAI Label datastore, as the classification bundle's JSON datalist.
 
-A classification label is a small file saved for an image through ``PUT /datastore/label?image=<id>&tag=final``:
+A classification label is a small file saved for an image through ``PUT /datastore/label?image=<id>&tag=class``:
 JSON ``{"class": "malignant"}`` (or ``{"label": ...}``, a class index, or the plain class name as text). MONAI
-Label's stock clients draw masks, not classes, so the format is this app's own; the README shows the call.
+Label's stock clients draw masks, not classes, so the format is this app's own; the README shows the call. (Class
+files saved under ``tag=final`` are read too; see :mod:`monai_ext.apps.label.datastore` for why ``class``.)
 """
 
 from __future__ import annotations
@@ -79,7 +80,21 @@ def labelled_datalist(
     counts = {name: sum(it["label"] == index for it in train) for index, name in enumerate(class_names)}
     short = {name: n for name, n in counts.items() if n < 2}
     if short:
-        raise ValueError(f"every class needs at least 2 labelled images (one for validation); too few: {short!r}")
+        raise ValueError(f"every class needs at least 2 labelled images (one for validation); too few: {short!r}"
+                         f"{skipped_text(skipped)}")
     train, validation = validation_from_train(train, val_fraction, seed)
     return write_split({"train": train, "validation": validation, "test": []}, class_names, out,
                        "classification"), skipped
+
+
+def skipped_text(skipped: Mapping[str, str], most: int = 5) -> str:
+    """``"; N label(s) skipped: reason; reason"`` for an error message (the first ``most``), or ``""``.
+
+    A "too few labels" error is only half an answer when labels were there but unusable (a misspelt class, a mask
+    of the wrong size): the reasons say what to fix.
+    """
+    if not skipped:
+        return ""
+    shown = "; ".join(list(skipped.values())[:most])
+    more = f"; and {len(skipped) - most} more" if len(skipped) > most else ""
+    return f"; {len(skipped)} label(s) skipped: {shown}{more}"

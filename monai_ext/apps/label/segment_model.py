@@ -20,13 +20,16 @@ import torch
 from monai.bundle import ConfigParser
 
 from monai_ext.apps.label.bundle_model import _unreadable_cause
+from monai_ext.apps.label.datalist import skipped_text
+from monai_ext.apps.label.datastore import is_mask_file
 from monai_ext.data.datalists import write_split
-from monai_ext.data.folders import IMAGE_SUFFIXES
 from monai_ext.data.segmentation import split_validation
 from monai_ext.engines.inference import note_if_blank
 from monai_ext.engines.segmentation import mask_summary, segment_image
 from monai_ext.io.errors import UnreadableImageError
+from monai_ext.io.images import read_image
 from monai_ext.networks.checkpoints import read_checkpoint
+from monai_ext.transforms.masks import LoadMask
 
 logger = logging.getLogger(__name__)
 
@@ -112,19 +115,49 @@ def segmenter_overrides(checkpoint: str | Path) -> dict[str, Any]:
 
 def mask_datalist(items: Sequence[Mapping[str, str]], class_names: Sequence[str], out: Path, val_fraction: float,
                   seed: int) -> tuple[Path, dict[str, str]]:
-    """The datastore's images with mask labels as a datalist; labels that are not image files are skipped.
+    """The datastore's images with mask labels as a datalist.
+
+    Every mask is read here, before training: one that is not a picture, cannot be decoded or differs in size from
+    its image is skipped with the reason (the bundle would drop it with a log line only, and the summary would
+    count it). Masks without a lesion pixel (normal scans) train, but stay out of the validation part: Dice is not
+    defined on them, and a validation part of only such masks would leave no epoch to choose the best model by.
+
+    Returns:
+        (datalist path, {label file: reason} for labels that were skipped).
 
     Raises:
-        ValueError: fewer than two masks (one must go to validation).
+        ValueError: fewer than two masks with a lesion (one must go to validation), with the skipped labels' reasons.
     """
-    kept, skipped = [], {}
+    lesion, empty, skipped = [], [], {}
     for item in items:
         label = str(item.get("label", ""))
-        if Path(label).suffix.lower() in IMAGE_SUFFIXES:
-            kept.append({"image": item["image"], "label": label, "id": Path(item["image"]).stem})
-        else:
-            skipped[label] = "not a mask image (PNG/JPG/BMP/TIFF)"
-    if len(kept) < 2:
-        raise ValueError(f"need at least 2 images with saved masks (one for validation), found {len(kept)}")
-    train, validation = split_validation(kept, val_fraction, seed)
-    return write_split({"train": train, "validation": validation, "test": []}, class_names, out, "segmentation"), skipped
+        try:
+            shows_lesion = _mask_shows_lesion(str(item["image"]), label)
+        except (UnreadableImageError, ValueError) as e:
+            skipped[label] = str(e)
+            continue
+        entry = {"image": item["image"], "label": label, "id": Path(item["image"]).stem}
+        (lesion if shows_lesion else empty).append(entry)
+    if len(lesion) < 2:
+        blank = f" ({len(empty)} saved mask(s) have no lesion pixel)" if empty else ""
+        raise ValueError(f"need at least 2 images whose saved mask shows a lesion (one for validation), found "
+                         f"{len(lesion)}{blank}{skipped_text(skipped)}")
+    train, validation = split_validation(lesion, val_fraction, seed)
+    return write_split({"train": train + empty, "validation": validation, "test": []}, class_names, out,
+                       "segmentation"), skipped
+
+
+def _mask_shows_lesion(image: str, label: str) -> bool:
+    """Whether the mask file ``label`` has a set pixel; checks that it is a picture of its image's size.
+
+    Raises:
+        ValueError: not a picture; UnreadableImageError: the mask or image cannot be read, or the sizes differ.
+    """
+    if not is_mask_file(label):
+        raise ValueError(f"{label}: not a mask image (PNG/JPG/BMP/TIFF)")
+    mask = LoadMask("binary").read_one(label)
+    size = read_image(image).pixels.shape[:2]
+    if mask.shape != size:
+        raise UnreadableImageError(f"{label}: mask size {mask.shape[1]}x{mask.shape[0]} (width x height) differs "
+                                   f"from its image's {size[1]}x{size[0]} ({image})")
+    return bool(mask.any())

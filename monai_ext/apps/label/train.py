@@ -10,9 +10,12 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from monailabel.interfaces.datastore import Datastore
+
 from monai_ext.apps.label.bundle_model import overrides_from_checkpoint
 from monai_ext.apps.label.bundle_train import BundleTrainTask
 from monai_ext.apps.label.datalist import labelled_datalist
+from monai_ext.apps.label.datastore import class_label_items
 
 
 class UltrasoundClassifyTrain(BundleTrainTask):
@@ -30,6 +33,10 @@ class UltrasoundClassifyTrain(BundleTrainTask):
                        params: Mapping[str, Any]) -> tuple[Path, dict[str, str]]:
         """See :meth:`BundleTrainTask.write_datalist`."""
         return labelled_datalist(items, self.class_names, out, params["val_fraction"], params["seed"])
+
+    def labelled_items(self, datastore: Datastore) -> list[dict[str, Any]]:
+        """See :func:`~monai_ext.apps.label.datastore.class_label_items` (class labels apart from masks)."""
+        return class_label_items(datastore)
 
     def checkpoint_overrides(self, checkpoint: Path) -> dict[str, Any]:
         """See :meth:`BundleTrainTask.checkpoint_overrides`."""

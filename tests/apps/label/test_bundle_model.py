@@ -59,10 +59,11 @@ def test_unreadable_upload_raises_the_reader_error_naming_the_file(classifier, t
         classifier.predict(bad)
 
 
-def test_heatmap_is_an_rgb_overlay_at_network_resolution(classifier, tmp_path) -> None:
+def test_heatmap_is_an_rgb_overlay_at_the_files_size(classifier, tmp_path) -> None:
+    # the network sees 64 x 64; the viewer shows the file, over which the overlay must lie
     cv2.imwrite(str(tmp_path / "scan.png"), np.random.default_rng(1).integers(0, 256, (90, 70), np.uint8))
     overlay = classifier.heatmap(tmp_path / "scan.png", class_index=1)
-    assert overlay.shape == (64, 64, 3) and overlay.dtype == np.uint8
+    assert overlay.shape == (90, 70, 3) and overlay.dtype == np.uint8
     assert overlay.std() > 0
 
 

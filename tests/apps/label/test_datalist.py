@@ -80,3 +80,20 @@ def test_datalist_is_stratified_and_reports_skipped_labels(tmp_path) -> None:
 def test_too_few_labels_per_class_is_a_clear_error(tmp_path) -> None:
     with pytest.raises(ValueError, match=r"too few: \{'malignant': 1\}"):
         labelled_datalist(make_items(tmp_path, ["benign", "benign", "malignant"]), CLASSES, tmp_path / "d.json")
+
+
+def test_too_few_labels_says_which_labels_were_skipped_and_why(tmp_path) -> None:
+    # "Benign" and "malignant." are labels an annotator typed: the error must say why they did not count
+    items = make_items(tmp_path, ["benign", "Benign", "malignant", "malignant."])
+    with pytest.raises(ValueError, match=r"too few: \{'benign': 1, 'malignant': 1\}; 2 label\(s\) skipped: "
+                                         r".*label1.json: label 'Benign' is not one of .*label3.json: label 'malignant.'"):
+        labelled_datalist(items, CLASSES, tmp_path / "d.json")
+
+
+@pytest.mark.parametrize("count, shown", [(1, "; 1 label(s) skipped: r0"), (7, "r4; and 2 more")])
+def test_skipped_text_lists_the_first_reasons(count, shown) -> None:
+    from monai_ext.apps.label.datalist import skipped_text
+
+    text = skipped_text({f"f{i}": f"r{i}" for i in range(count)})
+    assert shown in text and "r5" not in text
+    assert skipped_text({}) == ""

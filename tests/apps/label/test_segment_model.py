@@ -53,14 +53,53 @@ def test_served_mask_equals_the_bundle_inference_mask(segmenter_run, tmp_path) -
     assert overrides["feature_size"] == 8
 
 
+def write_case(folder: Path, name: str, image_shape: tuple[int, int], mask_shape: tuple[int, int] | None = None,
+               lesion: bool = True) -> dict[str, str]:
+    """An image and its mask (a disc, or empty for a normal scan) as the datastore lists them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(folder / f"{name}.png"), np.full(image_shape, 90, np.uint8))
+    mask = np.zeros(mask_shape or image_shape, np.uint8)
+    if lesion:
+        cv2.circle(mask, (mask.shape[1] // 2, mask.shape[0] // 2), 5, 255, -1)
+    cv2.imwrite(str(folder / f"{name}_mask.png"), mask)
+    return {"image": str(folder / f"{name}.png"), "label": str(folder / f"{name}_mask.png")}
+
+
 def test_mask_datalist_keeps_mask_labels_and_skips_class_labels(tmp_path) -> None:
-    items = [{"image": str(tmp_path / f"case{i}.png"), "label": str(tmp_path / "labels" / f"case{i}.png")}
-             for i in range(5)]
-    items.append({"image": str(tmp_path / "case9.png"), "label": str(tmp_path / "labels" / "case9.json")})
+    items = [write_case(tmp_path, f"case{i}", (40, 60)) for i in range(5)]
+    (tmp_path / "case9.json").write_text('{"class": "benign"}')
+    items.append({"image": items[0]["image"], "label": str(tmp_path / "case9.json")})
     path, skipped = mask_datalist(items, ["background", "lesion"], tmp_path / "datalist.json", 0.2, 0)
     data = json.loads(path.read_text())
     assert data["class_names"] == ["background", "lesion"]
     assert sorted(it["id"] for it in data["train"] + data["validation"]) == [f"case{i}" for i in range(5)]
-    assert len(data["validation"]) == 1 and list(skipped) == [str(tmp_path / "labels" / "case9.json")]
-    with pytest.raises(ValueError, match="at least 2 images with saved masks"):
+    assert len(data["validation"]) == 1 and list(skipped) == [str(tmp_path / "case9.json")]
+    with pytest.raises(ValueError, match="at least 2 images whose saved mask shows a lesion"):
         mask_datalist(items[:1], ["background", "lesion"], tmp_path / "d.json", 0.2, 0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_empty_masks_train_but_never_make_up_the_validation_part(tmp_path, seed) -> None:
+    # a normal scan's mask is empty: Dice is undefined on it, so a validation part of it alone chooses no model
+    items = [write_case(tmp_path, f"normal{i}", (40, 60), lesion=False) for i in range(2)]
+    items += [write_case(tmp_path, f"lesion{i}", (40, 60)) for i in range(3)]
+    data = json.loads(mask_datalist(items, ["background", "lesion"], tmp_path / "d.json", 0.2, seed)[0].read_text())
+    assert {it["id"] for it in data["validation"]} <= {"lesion0", "lesion1", "lesion2"} and data["validation"]
+    assert {"normal0", "normal1"} <= {it["id"] for it in data["train"]}
+    with pytest.raises(ValueError, match=r"found 1 \(2 saved mask\(s\) have no lesion pixel\)"):
+        mask_datalist(items[:3], ["background", "lesion"], tmp_path / "d.json", 0.2, seed)
+
+
+def test_a_mask_of_another_size_or_unreadable_is_skipped_with_its_reason(tmp_path) -> None:
+    # a mask drawn on a rotated copy (EXIF) or on another image: the bundle would drop it with a log line only
+    items = [write_case(tmp_path, f"case{i}", (40, 60)) for i in range(3)]
+    items.append(write_case(tmp_path, "turned", (40, 60), mask_shape=(60, 40)))
+    (tmp_path / "broken_mask.png").write_bytes(b"\x89PNG not really")
+    items.append({"image": items[0]["image"], "label": str(tmp_path / "broken_mask.png")})
+    path, skipped = mask_datalist(items, ["background", "lesion"], tmp_path / "d.json", 0.2, 0)
+    data = json.loads(path.read_text())
+    assert len(data["train"]) + len(data["validation"]) == 3
+    assert "mask size 40x60 (width x height) differs from its image's 60x40" in skipped[items[3]["label"]]
+    assert "broken_mask.png" in skipped[str(tmp_path / "broken_mask.png")]
+    with pytest.raises(ValueError, match=r"found 0; 2 label\(s\) skipped: .*turned_mask.png: mask size"):
+        mask_datalist(items[3:], ["background", "lesion"], tmp_path / "d.json", 0.2, 0)

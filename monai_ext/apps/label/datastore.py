@@ -1,0 +1,80 @@
+"""What the app asks of MONAI Label's datastore: which files it lists, and which saved labels each train task reads.
+
+Nothing here imports MONAI Label: the functions take any object with the ``Datastore`` interface's methods, so the
+main environment tests them.
+
+Two label tags keep an image's class and its mask apart. MONAI Label keeps one label per image and tag, and its
+stock clients save masks under ``final``; a class label saved under ``final`` too would replace the image's mask (or
+the mask the class), and one of the two training sets would lose the image in silence. Class labels therefore go
+under :data:`CLASS_TAG`; class files saved under ``final`` before that (JSON or text, not an image) are still read.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+from pathlib import Path
+from typing import Any, Protocol
+
+from monai_ext.io.images import IMAGE_SUFFIXES
+
+logger = logging.getLogger(__name__)
+
+#: MONAI Label's tag of finished labels: its clients save masks under it.
+FINAL_TAG = "final"
+#: This app's tag of class labels (``PUT /datastore/label?image=<id>&tag=class``).
+CLASS_TAG = "class"
+# MONAI Label's default datastore patterns omit DICOM, JPEG spelled .jpeg, BMP and .tiff. It matches them case by
+# case (fnmatch on Linux), and scanners and PACS exports write IMG0001.JPG and US4.DCM: both spellings are listed.
+_SUFFIXES = ["png", "jpg", "jpeg", "bmp", "tif", "tiff", "dcm"]
+IMAGE_PATTERNS = [f"*.{suffix}" for suffix in _SUFFIXES] + [f"*.{suffix.upper()}" for suffix in _SUFFIXES]
+#: the datastore's own record, beside the images
+_DATASTORE_FILES = {"datastore_v2.json", "datastore.json"}
+
+
+class LabelStore(Protocol):
+    """The part of MONAI Label's ``Datastore`` interface the train tasks use."""
+
+    def list_images(self) -> list[str]: ...
+
+    def get_image_uri(self, image_id: str) -> str: ...
+
+    def get_label_uri(self, label_id: str, label_tag: str) -> str: ...
+
+
+def unlisted_files(studies: Path) -> list[str]:
+    """The files directly in ``studies`` that the datastore will not list (it takes files by suffix only, from
+    :data:`IMAGE_PATTERNS`): a DICOM export's ``IM0001`` or ``1.2.840...`` names, ``.Png`` spellings, others."""
+    if not studies.is_dir():
+        return []
+    return sorted(p.name for p in studies.iterdir()
+                  if p.is_file() and not p.name.startswith(".") and p.name not in _DATASTORE_FILES
+                  and not any(fnmatch.fnmatchcase(p.name, pattern) for pattern in IMAGE_PATTERNS))
+
+
+def warn_unlisted_files(studies: Path) -> None:
+    """Say which files of the studies folder annotators will not see, instead of an unexplained short worklist."""
+    unlisted = unlisted_files(studies)
+    if unlisted:
+        logger.warning("%d file(s) in %s are not served: the datastore lists only %s, e.g. %s; give DICOM files a "
+                       ".dcm suffix and other images one of those suffixes", len(unlisted), studies,
+                       " ".join(IMAGE_PATTERNS[:len(_SUFFIXES)]), ", ".join(unlisted[:5]))
+
+
+def is_mask_file(path: str) -> bool:
+    """Whether a saved label is a picture (a mask), by its suffix."""
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def class_label_items(datastore: LabelStore) -> list[dict[str, Any]]:
+    """``{"image", "label"}`` of every image with a class label: its :data:`CLASS_TAG` label, else a class file
+    (not a mask) saved under :data:`FINAL_TAG`."""
+    items = []
+    for image_id in datastore.list_images():
+        label = datastore.get_label_uri(image_id, CLASS_TAG)
+        if not label:
+            final = datastore.get_label_uri(image_id, FINAL_TAG)
+            label = final if final and not is_mask_file(final) else ""
+        if label:
+            items.append({"image": datastore.get_image_uri(image_id), "label": label})
+    return items

@@ -1,0 +1,54 @@
+"""Which studies files the MONAI Label datastore lists, and which saved labels each train task reads (main
+environment: a stand-in with the ``Datastore`` methods the tasks call; the live server test saves labels for real)."""
+
+from __future__ import annotations
+
+import fnmatch
+
+import pytest
+
+from monai_ext.apps.label.datastore import CLASS_TAG, FINAL_TAG, IMAGE_PATTERNS, class_label_items, unlisted_files
+
+
+@pytest.mark.parametrize("name, listed", [("c1.png", True), ("C2.PNG", True), ("C3.JPG", True), ("US4.DCM", True),
+                                          ("scan.tiff", True), ("IM0005", False), ("1.2.840.113619.2.55.6", False),
+                                          ("odd.Png", False), ("notes.txt", False)])
+def test_scanner_spellings_are_listed_and_the_rest_are_named(tmp_path, name, listed) -> None:
+    (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "datastore_v2.json").write_text("{}")  # the datastore's own record, not a study
+    (tmp_path / ".lock").write_text("")
+    (tmp_path / "labels").mkdir()
+    # MONAI Label's own matching: fnmatch.filter, case-sensitive on Linux (fnmatchcase everywhere)
+    assert any(fnmatch.fnmatchcase(name, pattern) for pattern in IMAGE_PATTERNS) is listed
+    assert unlisted_files(tmp_path) == ([] if listed else [name])
+
+
+class Store:
+    """The Datastore methods the train tasks call, over {image id: {tag: label file}}."""
+
+    def __init__(self, labels: dict[str, dict[str, str]]) -> None:
+        self.labels = labels
+
+    def list_images(self) -> list[str]:
+        return sorted(self.labels)
+
+    def get_image_uri(self, image_id: str) -> str:
+        return f"/studies/{image_id}.png"
+
+    def get_label_uri(self, label_id: str, label_tag: str) -> str:
+        return self.labels[label_id].get(label_tag, "")
+
+
+def test_class_labels_come_from_their_tag_and_a_mask_never_hides_one() -> None:
+    store = Store({
+        "a": {CLASS_TAG: "/labels/class/a.json", FINAL_TAG: "/labels/final/a.png"},  # a class and a mask
+        "b": {FINAL_TAG: "/labels/final/b.json"},  # a class saved under final, as before the class tag
+        "c": {FINAL_TAG: "/labels/final/c.PNG"},  # a mask only
+        "d": {},
+        "e": {CLASS_TAG: "/labels/class/e.txt", FINAL_TAG: "/labels/final/e.json"},  # the class tag wins
+    })
+    assert class_label_items(store) == [
+        {"image": "/studies/a.png", "label": "/labels/class/a.json"},
+        {"image": "/studies/b.png", "label": "/labels/final/b.json"},
+        {"image": "/studies/e.png", "label": "/labels/class/e.txt"},
+    ]

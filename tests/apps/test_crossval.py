@@ -1,0 +1,106 @@
+"""The cross-validation runner's own rules, without training: reused results folders, failed runs' MLflow parent,
+settings checked before any fold, the options a dataset protocol takes (bundle runs are tested in tests/bundles)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from monai_ext.apps import crossval
+from monai_ext.data.downstream import Protocol
+
+
+def fake_bundle_run(config_file, tracking=None, **settings) -> None:
+    """monai.bundle.run's stand-in: training writes nothing, evaluation writes a test report."""
+    if isinstance(config_file, list):
+        out = Path(settings["output_dir"])
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "test_report.json").write_text(json.dumps({"macro_f1": 0.5, "auc": 0.6, "balanced_accuracy": 0.5}))
+
+
+def test_a_reused_folder_does_not_lend_an_older_runs_knn_report(tmp_path, monkeypatch) -> None:
+    # a linear-probe run left probe_report.json; a fine-tuning run into the same folder must not report its kNN
+    import monai.bundle
+
+    monkeypatch.setattr(monai.bundle, "run", fake_bundle_run)
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "probe_report.json").write_text(json.dumps({"knn_test": {"macro_f1": 0.9, "auc": 0.95}}))
+    report = crossval.run_fold(tmp_path / "split.json", tmp_path, {})
+    assert report == {"macro_f1": 0.5, "auc": 0.6, "balanced_accuracy": 0.5}
+    assert not (tmp_path / "eval" / "probe_report.json").exists()
+
+
+class FakeParent:
+    """ParentRun's stand-in: records how it ended."""
+
+    ended: list[str] = []
+
+    def __init__(self, name, out, tracking_uri) -> None:
+        self.uri, self.experiment = "sqlite:///unused.db", f"cv_{name}"
+
+    def finish(self, summary, artifacts) -> None:
+        FakeParent.ended.append("FINISHED")
+
+    def fail(self) -> None:
+        FakeParent.ended.append("FAILED")
+
+
+@pytest.mark.parametrize("error", [RuntimeError("a fold's training failed"), KeyboardInterrupt()])
+def test_a_failed_fold_closes_the_parent_run_as_failed(tmp_path, monkeypatch, error) -> None:
+    def failing_fold(*args, **kwargs):
+        raise error
+
+    FakeParent.ended = []
+    monkeypatch.setattr(crossval, "ParentRun", FakeParent)
+    monkeypatch.setattr(crossval, "check_run_inputs", lambda *args: None)
+    monkeypatch.setattr(crossval, "run_fold", failing_fold)
+    protocol = Protocol("toy", ["a", "b"], [{"train": [], "validation": [], "test": []}])
+    with pytest.raises(type(error)):
+        crossval.cross_validate(protocol, tmp_path, ["random"], None, tracking="mlflow_tracking.yaml")
+    assert FakeParent.ended == ["FAILED"]
+
+
+def test_parent_run_fail_ends_the_run_and_unsets_the_parent_id(monkeypatch) -> None:
+    calls = []
+
+    class Client:
+        def set_terminated(self, run_id, status) -> None:
+            calls.append((run_id, status))
+
+    parent = object.__new__(crossval.ParentRun)
+    parent.client, parent.run_id = Client(), "abc"
+    monkeypatch.setenv("MLFLOW_PARENT_RUN_ID", "abc")
+    parent.fail()
+    assert calls == [("abc", "FAILED")] and "MLFLOW_PARENT_RUN_ID" not in os.environ
+
+
+@pytest.mark.parametrize("key, value", [("epochs", 0), ("batch_size", 0), ("batch_size", -2), ("seed", 1.5),
+                                        ("seed", -1), ("num_workers", -1), ("epochs", "ten"), ("epochs", True)])
+def test_count_settings_are_refused_before_any_fold(key, value) -> None:
+    with pytest.raises(ValueError, match=rf"--{key} must be a whole number of at least \d, got {value!r}"):
+        crossval.check_counts({key: value})
+
+
+def test_count_settings_in_range_and_config_expressions_pass() -> None:
+    crossval.check_counts({"epochs": 1, "batch_size": 8, "seed": 0, "num_workers": 0, "image_size": 0.5})
+    crossval.check_counts({"epochs": "$@max_epochs * 2", "batch_size": "@train_batch"})
+
+
+@pytest.mark.parametrize("name, num_folds, seed, expected", [
+    ("folder", 3, 7, {"seed": 7, "folds": 3}),
+    ("csv", None, 2, {"seed": 2}),
+    ("busbra", 10, 2, {"folds": 10}),  # the official fold files: no seed
+    ("mmotu", None, 4, {"seed": 4}),
+    ("image-mask-folders", 4, 0, {"seed": 0, "folds": 4}),
+])
+def test_dataset_options_pass_what_the_protocol_takes(name, num_folds, seed, expected) -> None:
+    assert crossval.dataset_options(name, num_folds, seed) == expected
+
+
+@pytest.mark.parametrize("name", ["mmotu", "gist514", "mmotu-seg"])
+def test_num_folds_for_a_protocol_with_fixed_splits_is_refused(name) -> None:
+    with pytest.raises(ValueError, match=rf"protocol '{name}' has fixed splits: --num_folds does not apply"):
+        crossval.dataset_options(name, 3)
