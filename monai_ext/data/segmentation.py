@@ -21,7 +21,15 @@ import cv2
 import numpy as np
 from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
 
-from monai_ext.data.downstream import MMOTU_CLASSES, Item, Protocol, Split, busbra_protocol, check_splittable
+from monai_ext.data.downstream import (
+    MMOTU_CLASSES,
+    Item,
+    Protocol,
+    Split,
+    busbra_protocol,
+    check_splittable,
+    patient_groups,
+)
 from monai_ext.data.folders import IMAGE_SUFFIXES, walk_files
 from monai_ext.data.synthetic import SimulatorConfig, simulate_frame
 from monai_ext.io.atomic import atomic_write_bytes
@@ -67,7 +75,8 @@ def _splitter(items: list[Item], n_splits: int, seed: int, purpose: str):
 
     ``purpose`` is that of :func:`~monai_ext.data.downstream.check_splittable`: ``"folds"`` or ``"validation"``.
     """
-    groups = [str(it["patient"]) for it in items] if all("patient" in it for it in items) else None
+    found = patient_groups(items)  # refuses a mix of items with and without patients
+    groups = None if found is None else found.tolist()
     strata = [str(it.get("group", "")) for it in items]
     # over the strata present only: a group absent from a fold's training part is no stratum of it
     stratified = len(set(strata)) > 1 and min(strata.count(s) for s in set(strata)) >= n_splits
@@ -89,8 +98,9 @@ def split_validation(train: list[Item], val_fraction: float, seed: int) -> tuple
     if len(train) < 2:
         raise ValueError(f"need at least two training images to carve a validation part, got {len(train)}")
     n_splits = min(max(2, round(1.0 / val_fraction)), len(train))
-    if all("patient" in it for it in train):  # few patients: a larger validation share rather than none
-        n_splits = min(n_splits, max(2, len({str(it["patient"]) for it in train})))
+    groups = patient_groups(train)
+    if groups is not None:  # few patients: a larger validation share rather than none
+        n_splits = min(n_splits, max(2, len(set(groups.tolist()))))
     splitter, strata, groups = _splitter(train, n_splits, seed, "validation")
     train_idx, val_idx = next(splitter.split(np.zeros(len(train)), strata, groups))
     return [train[i] for i in sorted(train_idx)], [train[i] for i in sorted(val_idx)]

@@ -427,3 +427,14 @@ def test_mask_against_the_image_as_the_bundle_loads_it(tmp_path: Path, mask_shap
     else:
         with pytest.raises(UnreadableImageError, match=f"scan_mask.png: {message}"):
             load({"image": str(image), "label": str(mask_file)})
+
+
+def test_segmentation_items_with_and_without_patients_are_not_split_by_image() -> None:
+    from monai_ext.data.segmentation import kfold_splits, split_validation
+
+    items = [{"image": f"{i}.png", "label": f"{i}_mask.png", "patient": f"p{i % 4}"} for i in range(12)]
+    items[5].pop("patient")
+    with pytest.raises(ValueError, match=r"1 of 12 images have no patient while the others do, e\.g\. '5.png'"):
+        split_validation(items, 0.2, 0)
+    with pytest.raises(ValueError, match="have no patient while the others do"):
+        kfold_splits(items, folds=3)
