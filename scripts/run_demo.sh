@@ -78,10 +78,12 @@ python - "$OUT/probe_seed$SEED/cv_summary.json" "$start" <<'PY'
 import json, sys, time
 record = json.load(open(sys.argv[1]))
 print(record["table"])
+def points(value):  # cv_summary.json holds null where a value is undefined (an interval over one fold)
+    return "n/a" if value is None else f"{100 * value:+.1f}"
 for name, diffs in record["differences_from_random"].items():
     for metric in ("macro_f1", "auc", "balanced_accuracy", "knn_macro_f1"):
         d = diffs[metric]
-        print(f"{name} - random, {metric}: {100 * d['mean']:+.1f} points "
-              f"[95% CI {100 * d['low']:+.1f}, {100 * d['high']:+.1f}]")
+        print(f"{name} - random, {metric}: {points(d['mean'])} points "
+              f"[95% CI {points(d['low'])}, {points(d['high'])}]")
 print(f"demo wall time: {time.time() - float(sys.argv[2]):.0f} s")
 PY

@@ -48,16 +48,3 @@ def module_tmp(
         for folder in made:
             shutil.rmtree(folder, ignore_errors=True)
 
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Run the files with the most end-to-end runs (tests marked ``slow``) first, the rest in their usual order.
-
-    ``scripts/run_tests.sh`` gives whole files to two workers (``--dist loadfile``) in collection order. The MLflow,
-    MONAI Label and ``torchrun`` files take one to five minutes each; collected last, one of them ran alone while the
-    other worker idled. Longest first is the classic rule for finishing such a queue early. A file's tests stay
-    together and in order (the sort is stable), so module fixtures are built once, as before.
-    """
-    slow_per_file: dict[Path, int] = {}
-    for item in items:
-        slow_per_file[item.path] = slow_per_file.get(item.path, 0) + bool(item.get_closest_marker("slow"))
-    items.sort(key=lambda item: -slow_per_file[item.path])
