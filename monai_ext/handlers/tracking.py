@@ -372,8 +372,13 @@ class ProjectMLFlowHandler(MLFlowHandler):
         signature = infer_signature(example.numpy(), output)
         mlflow.set_tracking_uri(self.client.tracking_uri)
         with mlflow.start_run(run_id=run_id):
+            # pt2 (a torch.export graph, no pickle) needs torch alone to load, wherever the model is served: the
+            # flavor's own requirements say so. Left to infer them, MLflow reloads the model in a subprocess to
+            # find the same list, which cost 5 to 10 s at the end of every run.
             mlflow.pytorch.log_model(model.cpu() if device.type != "cpu" else model, name="model",
                                      signature=signature, input_example=example.numpy(),
+                                     serialization_format="pt2",
+                                     pip_requirements=mlflow.pytorch.get_default_pip_requirements(),
                                      registered_model_name=self.registered_model_name)
         if device.type != "cpu":
             model.to(device)

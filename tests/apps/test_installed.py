@@ -50,7 +50,7 @@ def installed(module_tmp) -> dict[str, Path]:
 def user_env(site: Path) -> dict[str, str]:
     """The environment of a user who installed into ``site``: the venv's packages, ``site``, nothing of the checkout."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "MLFLOW"))}
-    return {**env, "PYTHONPATH": str(site), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "2"}
+    return {**env, "PYTHONPATH": str(site), "PYTHONUNBUFFERED": "1"}
 
 
 def run_as_user(cmd: list[str], installed: dict[str, Path], timeout: float = 300) -> subprocess.CompletedProcess:

@@ -22,7 +22,7 @@ def bundle_command(verb: str, configs: list[str], overrides: dict[str, object]) 
 
 def run_bundle(configs: list[str], overrides: dict[str, object], cwd: Path = REPO, verb: str = "run",
                check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "2"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     result = subprocess.run(bundle_command(verb, configs, overrides), cwd=cwd, env=env, capture_output=True,
                             text=True, timeout=timeout)
     if check and result.returncode != 0:

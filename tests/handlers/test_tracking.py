@@ -139,6 +139,11 @@ def test_classify_run_is_tracked(server, tmp_path) -> None:
     loaded = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model", dst_path=str(tmp_path))
     probs = loaded.predict(np.zeros((2, 3, 64, 64), np.float32))
     assert np.asarray(probs).shape == (2, 2)
+    # a torch.export graph: torch alone loads it, and the flavor's list says so (MLflow's own inference of the list
+    # reloads the model in a subprocess and adds numpy, pandas and tqdm)
+    requirements = Path(mlflow.pyfunc.get_model_dependencies(f"runs:/{run.info.run_id}/model")).read_text().split()
+    assert {r.split("==")[0] for r in requirements} == {"mlflow", "torch", "cloudpickle"}
+    assert list(tmp_path.rglob("model.pt2")), "the downloaded model is not a torch.export archive"
     assert not any("bus_" in v or "/" in v and v.endswith(".png") for v in run.data.params.values())
 
 

@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def run(*args: str) -> str:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "2"}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
     result = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_gpu.py"), *args], env=env,
                             capture_output=True, text=True, timeout=600, check=True)
     return result.stdout

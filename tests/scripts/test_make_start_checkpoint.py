@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 def run_script(name: str, cwd: Path = REPO, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", str(REPO / "scripts" / name)], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, "OMP_NUM_THREADS": "2", **env}, check=False, timeout=600)
+                          env={**os.environ, **env}, check=False, timeout=600)
 
 
 @pytest.fixture(scope="module")

@@ -56,7 +56,7 @@ def label_server(work: Path, conf: dict[str, str], **env: str) -> Iterator[tuple
     on a free loopback port; yield (base URL, sample files, log path) once it serves; stop its process group."""
     files = sample_images(work / "studies")
     port, log = free_port(), work / "server.log"
-    env = {**os.environ, "LABEL_PORT": str(port), "LABEL_APP_DIR": str(work / "app"), "OMP_NUM_THREADS": "2", **env}
+    env = {**os.environ, "LABEL_PORT": str(port), "LABEL_APP_DIR": str(work / "app"), **env}
     cmd = ["bash", str(REPO / "scripts" / "run_label_server.sh"), str(work / "studies")]
     for key, value in conf.items():
         cmd += ["--conf", key, value]
