@@ -24,15 +24,24 @@ from monai_ext.visualize.gradcam import gradcam_overlay, has_token_blocks
 logger = logging.getLogger(__name__)
 
 
+#: Where the bundles' loading (``LoadUltrasoundImaged(frames_key=...)``) puts the number of frames a file holds.
+FRAMES_KEY = "image_frames"
+
+
 def prepare_image(
     path: str | os.PathLike, transform: Callable[[dict[str, Any]], dict[str, Any]], device: torch.device
-) -> torch.Tensor:
-    """Read and preprocess one file into a batch of one: (1, C, H, W) float32 on ``device``.
+) -> tuple[torch.Tensor, int]:
+    """Read and preprocess one file into a batch of one.
+
+    Returns:
+        (1, C, H, W) float32 on ``device``, and the number of frames the file holds (the image is the first; 1 when
+        ``transform`` does not record it under :data:`FRAMES_KEY`).
 
     Raises:
         Whatever the transform raises for an unreadable file (``UnreadableImageError`` names the file and reason).
     """
-    return torch.as_tensor(transform({"image": str(path)})["image"]).float()[None].to(device)
+    data = transform({"image": str(path)})
+    return torch.as_tensor(data["image"]).float()[None].to(device), int(data.get(FRAMES_KEY, 1))
 
 
 def classify_image(
@@ -100,9 +109,11 @@ def predict_files(
 
     Returns:
         ``{"class_names", "predictions": {path: {"label", "class", "probabilities": {name: p}[, "heatmap": file]
-        [, "warning": text]}}, "errors": {path: reason}[, "weights"], "complete": true}``. A file whose heat map
-        could not be written keeps its prediction (without ``heatmap``) and is listed under ``errors`` too; a blank
-        image's prediction carries a ``warning`` (:func:`note_if_blank`); the JSON is written whatever single files
+        [, "warning": text][, "frames": n]}}, "errors": {path: reason}[, "weights"], "complete": true}``. A file
+        whose heat map could not be written keeps its prediction (without ``heatmap``) and is listed under
+        ``errors`` too; a blank image's prediction carries a ``warning`` (:func:`note_if_blank`), and that of a file
+        of several frames, which is of the first, their number (:func:`note_if_several_frames`, when ``transform``
+        records it); the JSON is written whatever single files
         do, and kept while the batch runs (:func:`kept_results`: a stopped run leaves the files done,
         ``"complete": false``).
 
@@ -122,12 +133,13 @@ def predict_files(
         for path, stem in zip(tqdm(files, desc="predict", unit="image"), unique_output_stems(files)):
             one_more_file()
             try:
-                image = prepare_image(path, transform, device)
+                image, frames = prepare_image(path, transform, device)
             except Exception as e:  # noqa: BLE001 - one bad file must not stop the batch
                 record_error(result, path, root_cause(e))
                 continue
             prediction = classify_image(network, image, class_names, precision, inferer, postprocessing)
             note_if_blank(prediction, path, image)
+            note_if_several_frames(prediction, path, frames)
             result["predictions"][str(path)] = prediction
             if heatmaps:
                 prediction.update(_heatmap(network, image, prediction["label"], Path(heatmap_dir), stem, result,
@@ -222,6 +234,18 @@ def note_if_blank(entry: dict[str, Any], path: str | os.PathLike, image: torch.T
     if bool((high - low <= 1e-6 * torch.maximum(high.abs(), low.abs()).clamp(min=1.0)).all()):
         entry["warning"] = BLANK_IMAGE_WARNING
         logger.warning("%s: %s", path, BLANK_IMAGE_WARNING)
+
+
+def note_if_several_frames(entry: dict[str, Any], path: str | os.PathLike, frames: int) -> None:
+    """Add ``"frames": frames`` to ``entry`` (and say in the log that the output is of the first frame) when the
+    file holds several: a cine loop, a multi-frame DICOM, a volume or a multi-page TIFF.
+
+    The single-image loader reads the first frame. A person reading a result expects it to be about the whole loop
+    the viewer plays, and a loop's first frame is often one taken before the probe settles.
+    """
+    if frames > 1:
+        entry["frames"] = frames
+        logger.warning("%s: holds %d frames; the output is of the first", path, frames)
 
 
 def record_error(result: dict[str, Any], path: str | os.PathLike, reason: str) -> None:

@@ -16,7 +16,14 @@ from monai.engines import SupervisedEvaluator
 from tqdm import tqdm
 
 from monai_ext.engines.base import RobustStepTrainer, ShardSafeEvaluatorMixin, autocast, batch_images
-from monai_ext.engines.inference import kept_results, make_output_folders, note_if_blank, record_error
+from monai_ext.engines.inference import (
+    FRAMES_KEY,
+    kept_results,
+    make_output_folders,
+    note_if_blank,
+    note_if_several_frames,
+    record_error,
+)
 from monai_ext.io.errors import root_cause
 from monai_ext.io.figures import save_png
 from monai_ext.io.images import unique_output_stems
@@ -109,10 +116,12 @@ def predict_mask_files(
         weights: the checkpoint the network holds, recorded as ``"weights"`` from the first write on.
 
     Returns:
-        ``{"class_names", "masks": {path: {"mask": file, "size", "pixels", "fraction"[, "warning"]}},
+        ``{"class_names", "masks": {path: {"mask": file, "size", "pixels", "fraction"[, "warning"][, "frames"]}},
         "errors": {path: reason}[, "weights"], "complete": true}``; a file whose mask (or overlay) could not be
         written is under ``errors``, a blank image's entry carries a ``warning``
-        (:func:`~monai_ext.engines.inference.note_if_blank`). ``masks.json`` is written whatever single files do, and
+        (:func:`~monai_ext.engines.inference.note_if_blank`), and that of a file of several frames, whose first is
+        segmented, their number (:func:`~monai_ext.engines.inference.note_if_several_frames`, when ``load`` records
+        it). ``masks.json`` is written whatever single files do, and
         kept while the batch runs (:func:`~monai_ext.engines.inference.kept_results`).
 
     Raises:
@@ -149,5 +158,6 @@ def predict_mask_files(
                 continue
             result["masks"][str(path)] = {"mask": str(mask_file), **mask_summary(mask, class_names)}
             note_if_blank(result["masks"][str(path)], path, image)
+            note_if_several_frames(result["masks"][str(path)], path, int(loaded.get(FRAMES_KEY, 1)))
     logger.info("%d masks, %d errors: %s", len(result["masks"]), len(result["errors"]), out / "masks.json")
     return result

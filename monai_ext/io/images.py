@@ -29,10 +29,11 @@ from monai_ext.io.dicom import (
     read_dicom,
     ultrasound_region_box,
 )
+from monai_ext.io.dicom_frames import frame_count
 from monai_ext.io.display import window_to_unit
 from monai_ext.io.errors import SkippedSource, UnreadableImageError
-from monai_ext.io.video import VIDEO_SUFFIXES, iter_video_frames
-from monai_ext.io.volumes import ITK_SUFFIXES, NIFTI_SUFFIXES, first_volume_frame
+from monai_ext.io.video import VIDEO_SUFFIXES, iter_video_frames, video_frame_count
+from monai_ext.io.volumes import ITK_SUFFIXES, NIFTI_SUFFIXES, first_volume_frame_and_count
 
 __all__ = [
     "ALL_SUFFIXES",
@@ -49,6 +50,7 @@ __all__ = [
     "is_single_image",
     "iter_picture_frames",
     "matches_suffixes",
+    "picture_frame_count",
     "pil_display_pixels",
     "read_image",
     "read_picture",
@@ -82,10 +84,13 @@ class DisplayImage:
     Attributes:
         pixels: (H, W) or (H, W, C) display-ready pixels (:mod:`monai_ext.io.display`).
         region_box: (x0, y0, x1, y1) of the DICOM B-mode region, exclusive ends, when the file gives one.
+        frame_count: the frames the file holds (a cine loop's, a volume's planes, a multi-page TIFF's pages);
+            ``pixels`` is the first.
     """
 
     pixels: np.ndarray
     region_box: tuple[int, int, int, int] | None = None
+    frame_count: int = 1
 
 
 def _lacks_suffix(name: str) -> bool:
@@ -309,25 +314,42 @@ def iter_picture_frames(path: str | os.PathLike, frame_stride: int = 1,
         yield 0, read_picture(path, colour)
         return
     with Image.open(path) as img:
-        # the format, not the name, says whether there are pages: a JPEG named .tif has one
-        pages = getattr(img, "n_frames", 1) if img.format in ("TIFF", "GIF", "WEBP") else 1
-        for page in range(0, pages, frame_stride):
-            img.seek(page)
-            if page > 0 and img.format == "TIFF" and int(img.tag_v2.get(_NEW_SUBFILE_TYPE, 0)) & 1:
-                continue
+        for page in _frame_pages(img, frame_stride):
             yield page, pil_display_pixels(img)
+
+
+def picture_frame_count(path: str | os.PathLike) -> int:
+    """The frames :func:`iter_picture_frames` gives of a picture (1 for a single-frame format), reading headers
+    only."""
+    if Path(path).suffix.lower() not in _MULTI_FRAME_PICTURES:
+        return 1
+    with Image.open(path) as img:
+        return sum(1 for _ in _frame_pages(img, 1))
+
+
+def _frame_pages(img: Image.Image, frame_stride: int) -> Iterator[int]:
+    """Seek ``img`` to every ``frame_stride``-th page that is a frame, yielding its index: TIFF pages that are
+    reduced-resolution copies (NewSubfileType bit 0) are skipped."""
+    # the format, not the name, says whether there are pages: a JPEG named .tif has one
+    pages = getattr(img, "n_frames", 1) if img.format in ("TIFF", "GIF", "WEBP") else 1
+    for page in range(0, pages, frame_stride):
+        img.seek(page)
+        if page > 0 and img.format == "TIFF" and int(img.tag_v2.get(_NEW_SUBFILE_TYPE, 0)) & 1:
+            continue
+        yield page
 
 
 def _decode_first(path: Path) -> DisplayImage:
     kind = source_kind(path)
     if kind == "dicom":
-        ds = read_dicom(path)
-        return DisplayImage(first_dicom_frame(ds, str(path)), ultrasound_region_box(ds))
+        ds = read_dicom(path)  # NumberOfFrames made to say what the pixel data holds
+        return DisplayImage(first_dicom_frame(ds, str(path)), ultrasound_region_box(ds), frame_count(ds))
     if kind in ("nifti", "itk"):
-        return DisplayImage(first_volume_frame(path))
+        pixels, planes = first_volume_frame_and_count(path)
+        return DisplayImage(pixels, frame_count=planes)
     if kind == "video":
-        return DisplayImage(next(iter_video_frames(path))[1])
-    return DisplayImage(read_picture(path))  # pictures, and any other suffix PIL can open
+        return DisplayImage(next(iter_video_frames(path))[1], frame_count=video_frame_count(path))
+    return DisplayImage(read_picture(path), frame_count=picture_frame_count(path))  # and any other file PIL opens
 
 
 def check_file(path: Path) -> None:

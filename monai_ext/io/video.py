@@ -12,7 +12,7 @@ import numpy as np
 
 from monai_ext.io.errors import UnreadableImageError
 
-__all__ = ["VIDEO_SUFFIXES", "iter_video_frames"]
+__all__ = ["VIDEO_SUFFIXES", "iter_video_frames", "video_frame_count"]
 
 VIDEO_SUFFIXES = (".avi", ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".wmv", ".mpg", ".mpeg")
 
@@ -50,6 +50,18 @@ def iter_video_frames(path: str | os.PathLike, frame_stride: int = 1,
                           "decoded frame is left out, as it may be partly decoded", UserWarning, stacklevel=2)
         if pending is not None and not (cut_short and pending[0] == index - 1):
             yield pending
+    finally:
+        capture.release()
+        if stream is not None:
+            stream.close()
+
+
+def video_frame_count(path: str | os.PathLike) -> int:
+    """The number of frames the container says the video holds; 1 where it says none or OpenCV cannot open it
+    (then reading its frames says why)."""
+    capture, stream = _open_capture(path)
+    try:
+        return max(1, int(capture.get(cv2.CAP_PROP_FRAME_COUNT))) if capture.isOpened() else 1
     finally:
         capture.release()
         if stream is not None:

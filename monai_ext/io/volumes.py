@@ -19,7 +19,8 @@ import numpy as np
 from monai_ext.io.display import window_to_unit
 from monai_ext.io.errors import SkippedSource, UnreadableImageError
 
-__all__ = ["ITK_SUFFIXES", "NIFTI_SUFFIXES", "first_volume_frame", "iter_volume_frames", "read_volume"]
+__all__ = ["ITK_SUFFIXES", "NIFTI_SUFFIXES", "first_volume_frame", "first_volume_frame_and_count", "iter_volume_frames",
+           "read_volume"]
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 ITK_SUFFIXES = (".nrrd", ".mha", ".mhd")
@@ -89,6 +90,18 @@ def iter_volume_frames(path: str | os.PathLike, slice_axis: int = 2, slice_strid
     if slice_axis not in (0, 1, 2) or slice_stride < 1 or frame_stride < 1:
         raise ValueError(f"slice_axis must be 0, 1 or 2 and slice_stride and frame_stride at least 1, got "
                          f"{slice_axis!r}, {slice_stride!r}, {frame_stride!r}")
+    volume, display = _volume_and_display(path)
+    yield from _planes(volume, display, _plane_axis(volume.shape[:3], slice_axis), slice_stride, frame_stride,
+                       str(path))
+
+
+def _volume_and_display(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y, z, t) voxels as stored and as displayed, one window for every slice and time point.
+
+    Raises:
+        SkippedSource: a constant volume.
+        UnreadableImageError: no voxels, or a shape that is not a 2-D, 3-D or 4-D image.
+    """
     source = str(path)
     raw, has_channels = read_volume(path)
     if raw.size == 0:  # said before the shape check: MONAI gives any such file as shape (0,)
@@ -96,8 +109,12 @@ def iter_volume_frames(path: str | os.PathLike, slice_axis: int = 2, slice_strid
     volume = _as_xyzt(raw, has_channels, source)
     if not _has_content(volume):
         raise SkippedSource(f"{source}: volume is constant (no content)")
-    display = _display_volume(volume)  # one window for every slice and time point
-    axis = _plane_axis(volume.shape[:3], slice_axis)
+    return volume, _display_volume(volume)
+
+
+def _planes(volume: np.ndarray, display: np.ndarray, axis: int, slice_stride: int, frame_stride: int,
+            source: str) -> Iterator[tuple[int, np.ndarray]]:
+    """:func:`iter_volume_frames` over a volume already read: slices along ``axis`` of every time point."""
     slices, emitted = volume.shape[axis], 0
     for t in range(0, volume.shape[3], frame_stride):
         for k in range(0, slices, slice_stride):
@@ -121,4 +138,12 @@ def _plane_axis(shape_xyz: tuple[int, ...], slice_axis: int) -> int:
 
 def first_volume_frame(path: str | os.PathLike) -> np.ndarray:
     """The first slice with content along z: what single-image loaders use (a 2-D file's only slice)."""
-    return next(iter_volume_frames(path))[1]
+    return first_volume_frame_and_count(path)[0]
+
+
+def first_volume_frame_and_count(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """(:func:`first_volume_frame`, the number of planes the file holds: its slices along z times its time points;
+    1 for a 2-D image), from one reading of the file."""
+    volume, display = _volume_and_display(path)
+    axis = _plane_axis(volume.shape[:3], 2)
+    return next(_planes(volume, display, axis, 1, 1, str(path)))[1], volume.shape[axis] * volume.shape[3]

@@ -41,14 +41,19 @@ class LoadUltrasoundImaged(MapTransform):
         region_key: if given, the DICOM B-mode region (x0, y0, x1, y1) is stored under this key when the file has
             one (``FieldOfViewMaskd`` reads it from ``"us_region"``). Off by default: items with and without the key
             cannot be collated into one batch.
+        frames_key: if given, the number of frames the file holds (a cine loop's, a volume's planes; the image is
+            the first) is stored under this key, for every file. Inference uses it to say that a prediction is of
+            one frame of several.
         allow_missing_keys: skip keys that are absent.
     """
 
     backend = LoadUltrasoundImage.backend
 
-    def __init__(self, keys: KeysCollection, region_key: str | None = None, allow_missing_keys: bool = False) -> None:
+    def __init__(self, keys: KeysCollection, region_key: str | None = None, frames_key: str | None = None,
+                 allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         self.region_key = region_key
+        self.frames_key = frames_key
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
@@ -59,4 +64,6 @@ class LoadUltrasoundImaged(MapTransform):
             d[key] = to_gray_unit(image.pixels, path)[None]
             if self.region_key is not None and image.region_box is not None:
                 d[self.region_key] = image.region_box
+            if self.frames_key is not None:
+                d[self.frames_key] = image.frame_count
         return d

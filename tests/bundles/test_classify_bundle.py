@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from monai_ext.io.writers import write_dicom
+from monai_ext.io.writers import write_dicom_frames
 from monai_ext.networks.checkpoints import read_checkpoint
 from monai_ext.networks.mae import build_mae
 from tests.bundles.helpers import REPO, run_bundle, tiny_classify_overrides
@@ -124,7 +124,8 @@ def test_dicom_and_png_with_the_same_pixels_give_the_same_probabilities(trained,
     out, _ = trained
     pixels = np.random.default_rng(3).integers(0, 256, (96, 128), np.uint8)
     cv2.imwrite(str(tmp_path / "scan.png"), pixels)
-    write_dicom(pixels, tmp_path / "scan.dcm")
+    # a cine loop whose first frame is the picture: its first frame is classified, and the record says so
+    write_dicom_frames(np.stack([pixels, pixels[::-1], 255 - pixels]), tmp_path / "scan.dcm")
     (tmp_path / "notes.png").write_text("not an image")
     # standalone inference config: arch, image size and class names come from the checkpoint's record
     run_bundle([INFERENCE], {"ckpt_dir": str(out / "models"), "output_dir": str(out / "eval"),
@@ -133,6 +134,7 @@ def test_dicom_and_png_with_the_same_pixels_give_the_same_probabilities(trained,
     png, dcm = result["predictions"][str(tmp_path / "scan.png")], result["predictions"][str(tmp_path / "scan.dcm")]
     assert png["probabilities"] == pytest.approx(dcm["probabilities"], abs=1e-6)
     assert sum(png["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert dcm["frames"] == 3 and "frames" not in png
     assert str(tmp_path / "notes.png") in result["errors"]
     # scan.png and scan.dcm share a stem: each gets its own heat map (named with its suffix), none overwrites the other
     for name in ("scan_png_gradcam.png", "scan_dcm_gradcam.png"):

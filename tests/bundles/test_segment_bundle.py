@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from monai_ext.data.segmentation import synthetic_segmentation_protocol
-from monai_ext.io.writers import write_dicom
+from monai_ext.io.writers import write_dicom_frames
 from monai_ext.networks import build_from_checkpoint
 from monai_ext.networks.checkpoints import read_checkpoint
 from monai_ext.networks.mae import build_mae
@@ -95,7 +95,7 @@ def test_inference_masks_at_the_original_size_png_and_dicom_alike(trained, tmp_p
     rng = np.random.default_rng(5)
     wide = rng.integers(0, 256, (96, 128), np.uint8)
     cv2.imwrite(str(tmp_path / "wide.png"), wide)
-    write_dicom(wide, tmp_path / "wide.dcm")
+    write_dicom_frames(np.stack([wide, wide[::-1]]), tmp_path / "wide.dcm")  # a loop: its first frame is segmented
     at_size = rng.integers(0, 256, (64, 64), np.uint8)
     cv2.imwrite(str(tmp_path / "square.png"), at_size)
     (tmp_path / "notes.png").write_text("not an image")
@@ -109,6 +109,8 @@ def test_inference_masks_at_the_original_size_png_and_dicom_alike(trained, tmp_p
     assert png.shape == (96, 128) and png.dtype == np.uint8
     np.testing.assert_array_equal(png, dcm)
     assert result["masks"][str(tmp_path / "wide.png")]["size"] == [96, 128]
+    masks = result["masks"]
+    assert masks[str(tmp_path / "wide.dcm")]["frames"] == 2 and "frames" not in masks[str(tmp_path / "wide.png")]
     square = cv2.imread(result["masks"][str(tmp_path / "square.png")]["mask"], cv2.IMREAD_UNCHANGED)
     network = build_from_checkpoint(out / "models" / "model.pt").eval()
     np.testing.assert_array_equal(square, _expected_mask(network, at_size))

@@ -166,3 +166,19 @@ def test_results_are_rewritten_every_few_files_while_the_batch_runs(tmp_path) ->
     with pytest.raises(ValueError, match="save_every must be at least 1, got 0"):
         with inference.kept_results(path, result, save_every=0):
             pass
+
+
+def test_a_file_of_several_frames_says_how_many_and_that_the_first_was_used(tmp_path, caplog) -> None:
+    """A cine loop's prediction is of its first frame: the record gives the loop's frame count, the log says so."""
+    def loading_with_frames(item: dict) -> dict:
+        return {**brightness(item), inference.FRAMES_KEY: 48 if "loop" in item["image"] else 1}
+
+    files = [str(tmp_path / "a_single.png"), str(tmp_path / "z_loop.dcm")]
+    with caplog.at_level("WARNING", logger=inference.logger.name):
+        result = predict_files(Mean(), files, loading_with_frames, ["dark", "bright"], "cpu", tmp_path / "p.json")
+    assert "frames" not in result["predictions"][files[0]] and result["predictions"][files[1]]["frames"] == 48
+    assert f"{files[1]}: holds 48 frames; the output is of the first" in caplog.text
+    assert f"{files[0]}: holds" not in caplog.text
+    # a loading that does not count frames (a custom config) gives no count, not a wrong one
+    result = predict_files(Mean(), files, brightness, ["dark", "bright"], "cpu", tmp_path / "p.json")
+    assert all("frames" not in p for p in result["predictions"].values())

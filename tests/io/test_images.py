@@ -306,3 +306,62 @@ def test_a_png_with_an_xmp_orientation_is_read_upright_like_its_mask(tmp_path) -
     np.testing.assert_array_equal(read, np.rot90(GRAY, -1))
     mask = np.asarray(LoadMask("binary")(str(tmp_path / "mask.png")))[0]
     np.testing.assert_array_equal(mask.astype(bool), np.rot90(GRAY > 128, -1))
+
+
+def _frames_file(kind: str, folder) -> str:
+    """A file of ``kind`` whose frame count the test names; frames differ so none is dropped as a copy."""
+    frames = np.stack([np.roll(GRAY, 3 * i, axis=1) for i in range(7)])
+    if kind == "dicom_loop":
+        return str(write_dicom_frames(frames[:3], folder / "loop.dcm"))
+    if kind == "dicom_header_says_5_data_holds_3":  # copied off a scanner cut short
+        path = write_dicom_frames(frames[:5], folder / "cut.dcm")
+        ds = pydicom.dcmread(path)
+        ds.PixelData = ds.PixelData[: 3 * GRAY.size]
+        ds.save_as(path)
+        return str(path)
+    if kind == "tiff_3_pages_and_a_thumbnail":  # the thumbnail is a reduced-resolution copy, not a frame
+        from PIL import TiffImagePlugin
+
+        pages = [(Image.fromarray(f), 0) for f in frames[:3]] + [(Image.fromarray(GRAY[::2, ::2]), 1)]
+        with TiffImagePlugin.AppendingTiffWriter(folder / "pages.tif", new=True) as tiff:
+            for page, new_subfile_type in pages:  # PIL's save_all gives every page the same tags
+                page.save(tiff, format="TIFF", tiffinfo={254: new_subfile_type})
+                tiff.newFrame()
+        return str(folder / "pages.tif")
+    if kind == "gif_4":
+        pages = [Image.fromarray(f) for f in frames[:4]]
+        pages[0].save(folder / "loop.gif", save_all=True, append_images=pages[1:], duration=100, loop=0)
+        return str(folder / "loop.gif")
+    if kind == "nifti_5_slices":
+        nib.save(nib.Nifti1Image(np.moveaxis(frames[:5], 0, -1).transpose(1, 0, 2).copy(), np.eye(4)),
+                 folder / "volume.nii.gz")
+        return str(folder / "volume.nii.gz")
+    if kind == "nifti_cine_6":  # (x, y, 1, t)
+        nib.save(nib.Nifti1Image(np.moveaxis(frames[:6], 0, -1).transpose(1, 0, 2)[:, :, None].copy(), np.eye(4)),
+                 folder / "cine.nii.gz")
+        return str(folder / "cine.nii.gz")
+    if kind == "avi_7":
+        path = str(folder / "loop.avi")
+        writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"FFV1"), 5, (30, 20), isColor=True)
+        for frame in frames:
+            writer.write(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
+        writer.release()
+        return path
+    return write_gray(kind, folder / "single")
+
+
+@pytest.mark.parametrize("kind, expected", [
+    ("png", 1), ("dcm", 1), ("nii", 1), ("dicom_loop", 3), ("dicom_header_says_5_data_holds_3", 3),
+    ("tiff_3_pages_and_a_thumbnail", 3), ("gif_4", 4), ("nifti_5_slices", 5), ("nifti_cine_6", 6), ("avi_7", 7),
+])
+def test_the_frame_count_is_what_the_file_holds_and_the_pixels_its_first_frame(tmp_path, kind, expected) -> None:
+    """Inference reads a file's first frame and says how many it held (:func:`note_if_several_frames`)."""
+    path = _frames_file(kind, tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the cut DICOM's warning: tests/io/test_dicom_frames.py
+        image = read_image(path)
+        loaded = LoadUltrasoundImaged("image", frames_key="image_frames")({"image": path})
+        unasked = LoadUltrasoundImaged("image")({"image": path})
+    assert image.frame_count == expected and loaded["image_frames"] == expected
+    np.testing.assert_array_equal(image.pixels[..., 0] if image.pixels.ndim == 3 else image.pixels, GRAY)
+    assert "image_frames" not in unasked  # off unless asked for: training items stay as they were

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from monai.bundle import ConfigParser
 
-from monai_ext.engines.inference import classify_image, note_if_blank, prepare_image
+from monai_ext.engines.inference import classify_image, note_if_blank, note_if_several_frames, prepare_image
 from monai_ext.io.errors import UnreadableImageError
 from monai_ext.io.images import read_image
 from monai_ext.networks.checkpoints import read_checkpoint
@@ -39,8 +39,9 @@ class BundleClassifier:
     precision: str
     checkpoint: str
 
-    def prepare(self, path: str | os.PathLike) -> torch.Tensor:
-        """(1, C, H, W) preprocessed image; raises ``UnreadableImageError`` (a ``ValueError``) for a bad file."""
+    def prepare(self, path: str | os.PathLike) -> tuple[torch.Tensor, int]:
+        """(1, C, H, W) preprocessed image and the frames the file holds (the image is the first); raises
+        ``UnreadableImageError`` (a ``ValueError``) for a bad file."""
         try:
             return prepare_image(path, self.transform, self.device)
         except Exception as e:
@@ -51,24 +52,27 @@ class BundleClassifier:
             raise UnreadableImageError(str(unreadable)) from e
 
     def predict(self, path: str | os.PathLike) -> dict[str, Any]:
-        """``{"label", "class", "probabilities": {name: p}[, "warning"]}`` for one image file (a blank image is
-        flagged, :func:`~monai_ext.engines.inference.note_if_blank`)."""
-        image = self.prepare(path)
-        result = classify_image(self.network, image, self.class_names, self.precision)
-        note_if_blank(result, path, image)
-        return result
+        """``{"label", "class", "probabilities": {name: p}[, "warning"][, "frames"]}`` for one image file (a blank
+        image is flagged, :func:`~monai_ext.engines.inference.note_if_blank`, and a file of several frames, whose
+        first is classified, gives their number, :func:`~monai_ext.engines.inference.note_if_several_frames`)."""
+        return self._classify(path)[0]
 
     def heatmap(self, path: str | os.PathLike, class_index: int) -> np.ndarray | None:
         """Grad-CAM overlay (H, W, 3) uint8 at the file's size for ``class_index``, or None for networks without ViT
         blocks."""
-        return self._overlay(self.prepare(path), class_index, path)
+        return self._overlay(self.prepare(path)[0], class_index, path)
 
     def predict_and_explain(self, path: str | os.PathLike) -> tuple[dict[str, Any], np.ndarray | None]:
         """:meth:`predict` plus the Grad-CAM overlay of the predicted class, reading the file once."""
-        image = self.prepare(path)
+        result, image = self._classify(path)
+        return result, self._overlay(image, result["label"], path)
+
+    def _classify(self, path: str | os.PathLike) -> tuple[dict[str, Any], torch.Tensor]:
+        image, frames = self.prepare(path)
         result = classify_image(self.network, image, self.class_names, self.precision)
         note_if_blank(result, path, image)
-        return result, self._overlay(image, result["label"], path)
+        note_if_several_frames(result, path, frames)
+        return result, image
 
     def _overlay(self, image: torch.Tensor, class_index: int, path: str | os.PathLike) -> np.ndarray | None:
         """Drawn over the file's own pixels, so that it lines up with the image the annotator's viewer shows (the

@@ -24,7 +24,7 @@ from monai_ext.apps.label.datalist import skipped_text
 from monai_ext.apps.label.datastore import is_mask_file
 from monai_ext.data.datalists import write_split
 from monai_ext.data.segmentation import split_validation
-from monai_ext.engines.inference import note_if_blank
+from monai_ext.engines.inference import FRAMES_KEY, note_if_blank, note_if_several_frames
 from monai_ext.engines.segmentation import mask_summary, segment_image
 from monai_ext.io.errors import UnreadableImageError
 from monai_ext.io.images import read_image
@@ -48,7 +48,7 @@ class BundleSegmenter:
 
     def segment(self, path: str | os.PathLike) -> tuple[np.ndarray, dict[str, Any]]:
         """(mask (H, W) uint8 class indices at the file's size, per-class pixel counts and area fractions, and a
-        ``warning`` for a blank image).
+        ``warning`` for a blank image, ``frames`` for a file of several, whose first is segmented).
 
         Raises:
             UnreadableImageError: the file is not a decodable image (MONAI's Compose wrapping removed).
@@ -65,6 +65,7 @@ class BundleSegmenter:
         mask, _ = segment_image(self.network, image, size, self.precision)
         summary = mask_summary(mask, self.class_names)
         note_if_blank(summary, path, image)
+        note_if_several_frames(summary, path, int(loaded.get(FRAMES_KEY, 1)))
         return mask, summary
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from monai_ext.apps.label.bundle_model import load_bundle_classifier, overrides_from_checkpoint
 from monai_ext.io.errors import UnreadableImageError, root_cause
-from monai_ext.io.writers import write_dicom
+from monai_ext.io.writers import write_dicom_frames
 from tests.apps.label.conftest import INFERENCE, TRAIN
 from tests.bundles.helpers import CLASSIFY, run_bundle, tiny_classify_overrides
 
@@ -38,7 +38,7 @@ def test_predictions_equal_the_bundle_inference(classifier_run, classifier, tmp_
         pixels = cv2.GaussianBlur(rng.integers(0, 256, (80 + 16 * index, 120), np.uint8), (0, 0), 1 + index)
         cv2.imwrite(str(tmp_path / f"image{index}.png"), pixels)
         files.append(tmp_path / f"image{index}.png")
-    write_dicom(pixels, tmp_path / "image3.dcm")
+    write_dicom_frames(np.stack([pixels, 255 - pixels]), tmp_path / "image3.dcm")  # a loop: its first frame counts
     files.append(tmp_path / "image3.dcm")
     run_bundle([TRAIN, INFERENCE], {**tiny_classify_overrides(classifier_run, classifier_run / "cache"),
                                     "input_dir": str(tmp_path)})
@@ -47,6 +47,7 @@ def test_predictions_equal_the_bundle_inference(classifier_run, classifier, tmp_
         got = classifier.predict(path)
         assert got["class"] == expected[str(path)]["class"]
         assert got["probabilities"] == pytest.approx(expected[str(path)]["probabilities"], abs=1e-6)
+        assert got.get("frames") == expected[str(path)].get("frames") == (2 if path.suffix == ".dcm" else None)
     spread = [classifier.predict(p)["probabilities"]["benign"] for p in files[:3]]
     assert max(spread) - min(spread) > 1e-4  # distinct inputs give distinct scores, so equality above means something
 

@@ -12,6 +12,7 @@ import pytest
 
 from monai_ext.apps.label.segment_model import load_bundle_segmenter, mask_datalist, segmenter_overrides
 from monai_ext.io.errors import UnreadableImageError
+from monai_ext.io.writers import write_dicom_frames
 from tests.bundles.helpers import SEGMENT, run_bundle, tiny_segment_overrides
 
 SEG_TRAIN = "bundles/usf_mae_segment/configs/train.yaml"
@@ -35,6 +36,8 @@ def test_served_mask_equals_the_bundle_inference_mask(segmenter_run, tmp_path) -
         cv2.imwrite(str(files[-1]), cv2.GaussianBlur(rng.integers(0, 256, shape, np.uint8), (0, 0), 2))
     files.append(tmp_path / "blank.png")  # an all-black export: segmented, and flagged
     cv2.imwrite(str(files[-1]), np.zeros((50, 70), np.uint8))
+    files.append(tmp_path / "loop.dcm")  # a cine loop: its first frame segmented, its frames counted
+    write_dicom_frames(np.stack([rng.integers(0, 256, (60, 90), np.uint8) for _ in range(3)]), files[-1])
     run_bundle([SEG_INFERENCE], {"ckpt_dir": str(segmenter_run / "models"), "output_dir": str(tmp_path / "bundle"),
                                  "input_files": [str(f) for f in files]})
     expected = json.loads((tmp_path / "bundle" / "masks.json").read_text())["masks"]
@@ -45,6 +48,7 @@ def test_served_mask_equals_the_bundle_inference_mask(segmenter_run, tmp_path) -
         assert summary["pixels"] == expected[str(path)]["pixels"]
         assert summary.get("warning") == expected[str(path)].get("warning")
         assert ("warning" in summary) is (path.name == "blank.png")
+        assert summary.get("frames") == expected[str(path)].get("frames") == (3 if path.suffix == ".dcm" else None)
     (tmp_path / "notes.png").write_text("not an image")
     with pytest.raises(UnreadableImageError, match="notes.png"):
         model.segment(tmp_path / "notes.png")
