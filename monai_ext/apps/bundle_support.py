@@ -411,7 +411,11 @@ def load_inference_weights(network: torch.nn.Module, path: str | os.PathLike, bu
 def inference_files(input_dir: str | os.PathLike | None, input_files: str | os.PathLike | Sequence[str] | None,
                     output_dir: str | os.PathLike | None = None) -> list[str]:
     """Files to predict: every file under ``input_dir`` that the decoder reads as one image (pictures, DICOM, NIfTI,
-    NRRD / MHA / MHD) plus ``input_files``.
+    NRRD / MHA / MHD) plus ``input_files``, each once.
+
+    The other files under ``input_dir`` are counted by suffix in a warning (a cine loop, a ``.jfif``, notes), so a
+    batch that predicts fewer files than the folder holds says why; a file given twice (in ``input_dir`` and in
+    ``input_files``, or twice in the list) is predicted once, with a warning.
 
     Args:
         input_dir: a folder, searched recursively; whatever lies under ``output_dir`` is left out, so that an output
@@ -422,19 +426,62 @@ def inference_files(input_dir: str | os.PathLike | None, input_files: str | os.P
     Raises:
         ValueError: neither gives any file.
     """
-    from monai_ext.data.folders import list_images
     from monai_ext.io.images import SINGLE_IMAGE_SUFFIXES
 
     input_dir, output_dir = path_setting(input_dir, "input_dir"), path_setting(output_dir, "output_dir")
-    found = [str(p) for p in list_images(input_dir, SINGLE_IMAGE_SUFFIXES)] if input_dir is not None else []
-    files = found
-    if output_dir is not None:
-        outputs = Path(os.path.abspath(os.path.expanduser(output_dir)))
-        files = [f for f in found if not Path(os.path.abspath(f)).is_relative_to(outputs)]
-    files += path_list_setting(input_files, "input_files")
-    if not files and found:
-        raise ValueError(f"all {len(found)} images under --input_dir {input_dir!r} lie inside --output_dir "
+    found, others, listed = _folder_inputs(input_dir, SINGLE_IMAGE_SUFFIXES, output_dir)
+    files = found + path_list_setting(input_files, "input_files")
+    if not files and listed:
+        raise ValueError(f"all {listed} images under --input_dir {input_dir!r} lie inside --output_dir "
                          f"{output_dir!r}, whose files are never read back; choose an --output_dir outside it")
     if not files:
         raise ValueError("give --input_dir or --input_files")
-    return files
+    _warn_not_read(input_dir, others)
+    return _each_once(files)
+
+
+def _folder_inputs(input_dir: str | None, suffixes: Sequence[str],
+                   output_dir: str | None) -> tuple[list[str], list[Path], int]:
+    """(the images under ``input_dir`` outside ``output_dir``, the other files there, the images under
+    ``input_dir`` in all); ([], [], 0) without a folder."""
+    from monai_ext.data.folders import list_images_and_others
+
+    if input_dir is None:
+        return [], [], 0
+    images, others = list_images_and_others(input_dir, suffixes)
+    listed = len(images)
+    if output_dir is not None:
+        outputs = Path(os.path.abspath(os.path.expanduser(output_dir)))
+
+        def outside(path: Path) -> bool:
+            return not Path(os.path.abspath(path)).is_relative_to(outputs)
+
+        images, others = [p for p in images if outside(p)], [p for p in others if outside(p)]
+    return [str(p) for p in images], others, listed
+
+
+def _warn_not_read(input_dir: str | None, others: Sequence[Path]) -> None:
+    from monai_ext.data.folders import count_by_suffix
+    from monai_ext.io.images import VIDEO_SUFFIXES
+
+    if not others:
+        return
+    counts = ", ".join(f"{suffix} {n}" for suffix, n in count_by_suffix(others).items())
+    videos = [p for p in others if p.name.lower().endswith(VIDEO_SUFFIXES)]
+    hint = "; cine loops are predicted from their first frame when named in --input_files" if videos else ""
+    logger.warning("--input_dir %s: %d file(s) not read, not images by their suffix or content (%s)%s",
+                   input_dir, len(others), counts, hint)
+
+
+def _each_once(files: Sequence[str]) -> list[str]:
+    """``files`` in order with repeats of one file (by resolved path) dropped, with a warning."""
+    kept, seen = [], set()
+    for file in files:
+        key = os.path.realpath(os.path.expanduser(file))
+        if key not in seen:
+            seen.add(key)
+            kept.append(file)
+    if len(kept) < len(files):
+        logger.warning("%d input file(s) were given more than once (in --input_dir and --input_files, or twice); "
+                       "each is predicted once", len(files) - len(kept))
+    return kept

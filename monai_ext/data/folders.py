@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,15 +44,36 @@ def walk_files(root: str | os.PathLike) -> Iterator[Path]:
 def list_images(folder: str | os.PathLike, suffixes: Sequence[str] = IMAGE_SUFFIXES) -> list[Path]:
     """All image files under ``folder``, sorted: recursive through symbolic links to folders (:func:`walk_files`),
     case-insensitive suffixes matched on the whole name (``.nii.gz`` works), hidden files skipped. Where
-    ``suffixes`` hold a DICOM one, DICOM files without a suffix (``IM0001``) are found by their content."""
+    ``suffixes`` hold a DICOM one, DICOM files named without a known suffix (``IM0001``, ``US0001.IMA``) are found
+    by their content."""
+    return list_images_and_others(folder, suffixes)[0]
+
+
+def list_images_and_others(folder: str | os.PathLike,
+                           suffixes: Sequence[str] = IMAGE_SUFFIXES) -> tuple[list[Path], list[Path]]:
+    """(:func:`list_images`, the other files under ``folder``, hidden ones left out), from one walk: what a run
+    passes over is said, not dropped in silence.
+
+    Raises:
+        ValueError: ``folder`` is not a folder, or holds no image.
+    """
     root = Path(folder)
     if not root.is_dir():
         raise ValueError(f"dataset folder {str(root)!r} does not exist or is not a folder")
     wanted = tuple(sorted({s.lower() for s in suffixes}))
-    files = sorted(p for p in walk_files(root) if matches_suffixes(p, wanted) and p.is_file())
-    if not files:
+    images, others = [], []
+    for path in walk_files(root):
+        if path.is_file():
+            (images if matches_suffixes(path, wanted) else others).append(path)
+    if not images:
         raise ValueError(f"no images ({', '.join(sorted(wanted))}) found under {str(root)!r}")
-    return files
+    return sorted(images), sorted(others)
+
+
+def count_by_suffix(paths: Sequence[Path]) -> dict[str, int]:
+    """``{".avi": 2, ".txt": 1, "(none)": 1}``: lower-case suffixes, most frequent first."""
+    counts = Counter(p.suffix.lower() or "(none)" for p in paths)
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
 def split_train_val(items: Sequence[Any], val_fraction: float, seed: int) -> tuple[list[Any], list[Any]]:

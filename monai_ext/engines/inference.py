@@ -136,6 +136,8 @@ def predict_files(
                 image, frames = prepare_image(path, transform, device)
             except Exception as e:  # noqa: BLE001 - one bad file must not stop the batch
                 record_error(result, path, root_cause(e))
+                if heatmaps:
+                    remove_earlier_outputs(Path(heatmap_dir) / f"{stem}_gradcam.png")
                 continue
             prediction = classify_image(network, image, class_names, precision, inferer, postprocessing)
             note_if_blank(prediction, path, image)
@@ -158,6 +160,7 @@ def _heatmap(network: torch.nn.Module, image: torch.Tensor, label: int, folder: 
     except (OSError, UnreadableImageError) as e:  # a full disk, a name the filesystem refuses, a file changed since
         # it was read: this file's heat map only
         record_error(result, path, f"heat map not written: {type(e).__name__}: {e}")
+        remove_earlier_outputs(heatmap_file)
         return {}
     return {"heatmap": str(heatmap_file)}
 
@@ -246,6 +249,20 @@ def note_if_several_frames(entry: dict[str, Any], path: str | os.PathLike, frame
     if frames > 1:
         entry["frames"] = frames
         logger.warning("%s: holds %d frames; the output is of the first", path, frames)
+
+
+def remove_earlier_outputs(*files: Path) -> None:
+    """Remove what an earlier run into the same output folder wrote for an input this run could not do.
+
+    The results JSON lists the input under ``errors``; its old mask or heat map left in the folder would still be
+    taken for this run's by anyone browsing the folder or loading masks into a viewer by name. A file that cannot be
+    removed is left, with a warning: the batch goes on.
+    """
+    for file in files:
+        try:
+            file.unlink(missing_ok=True)
+        except OSError as e:
+            logger.warning("%s: an earlier run's output could not be removed: %s", file, e)
 
 
 def record_error(result: dict[str, Any], path: str | os.PathLike, reason: str) -> None:

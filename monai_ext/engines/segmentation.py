@@ -23,6 +23,7 @@ from monai_ext.engines.inference import (
     note_if_blank,
     note_if_several_frames,
     record_error,
+    remove_earlier_outputs,
 )
 from monai_ext.io.errors import root_cause
 from monai_ext.io.figures import save_png
@@ -140,21 +141,23 @@ def predict_mask_files(
     with kept_results(out / "masks.json", result) as one_more_file:
         for path, stem in zip(tqdm(files, desc="segment", unit="image"), unique_output_stems(files)):
             one_more_file()
+            mask_file, overlay_file = out / "masks" / f"{stem}_mask.png", out / "overlays" / f"{stem}_overlay.png"
             try:
                 loaded = load({"image": str(path)})
                 original = np.asarray(loaded["image"])[0]
                 image = torch.as_tensor(preprocess(loaded)["image"]).float()[None].to(device)
             except Exception as e:  # noqa: BLE001 - one bad file must not stop the batch
                 record_error(result, path, root_cause(e))
+                remove_earlier_outputs(mask_file, overlay_file)
                 continue
             mask, _ = segment_image(network, image, original.shape, precision)
-            mask_file = out / "masks" / f"{stem}_mask.png"
             try:
                 save_png(mask, mask_file)
                 if overlays:
-                    save_png(mask_overlay(original, mask), out / "overlays" / f"{stem}_overlay.png")
+                    save_png(mask_overlay(original, mask), overlay_file)
             except OSError as e:  # a full disk or a name the filesystem refuses: this file fails, the batch goes on
                 record_error(result, path, f"mask not written: {type(e).__name__}: {e}")
+                remove_earlier_outputs(mask_file, overlay_file)
                 continue
             result["masks"][str(path)] = {"mask": str(mask_file), **mask_summary(mask, class_names)}
             note_if_blank(result["masks"][str(path)], path, image)

@@ -46,7 +46,7 @@ __all__ = [
     "DisplayImage",
     "check_file",
     "image_stem",
-    "is_dicom_without_suffix",
+    "is_dicom_by_content",
     "is_single_image",
     "iter_picture_frames",
     "matches_suffixes",
@@ -100,25 +100,27 @@ def _lacks_suffix(name: str) -> bool:
     return suffix == "" or suffix[1:].isdigit()
 
 
-def is_dicom_without_suffix(path: str | os.PathLike) -> bool:
-    """A DICOM file named without a suffix (DICOMDIR / CD exports: ``DICOM/IM0001``), recognised by its b"DICM"
-    magic or, without File Meta Information, by its first element (:func:`monai_ext.io.dicom.has_dicom_signature`);
-    the file is opened (132 bytes read) only when the name has no suffix, so listing a folder of pictures reads
-    nothing."""
-    return _lacks_suffix(Path(path).name) and has_dicom_signature(path)
+def is_dicom_by_content(path: str | os.PathLike) -> bool:
+    """A DICOM file named without a suffix this package reads by name: none (DICOMDIR / CD exports:
+    ``DICOM/IM0001``), a number (a UID) or another one (Siemens' ``US0001.IMA``, ``.dic``, ``.dc3``), recognised by
+    its b"DICM" magic or, without File Meta Information, by its first element
+    (:func:`monai_ext.io.dicom.has_dicom_signature`); the file is opened (132 bytes read) only then, so listing a
+    folder of pictures reads nothing."""
+    return not Path(path).name.lower().endswith(_LONGEST_SUFFIX_FIRST) and has_dicom_signature(path)
 
 
 def matches_suffixes(path: str | os.PathLike, suffixes: Sequence[str]) -> bool:
     """Whether ``path`` is of one of ``suffixes`` (whole-name, case-insensitive: ``.nii.gz`` too); a DICOM file
-    without a suffix counts as ``.dcm`` where a DICOM suffix is among ``suffixes``."""
+    without a suffix this package knows (:func:`is_dicom_by_content`) counts as ``.dcm`` where a DICOM suffix is
+    among ``suffixes``."""
     wanted = tuple(s.lower() for s in suffixes)
     if Path(path).name.lower().endswith(wanted):
         return True
-    return any(s in DICOM_SUFFIXES for s in wanted) and is_dicom_without_suffix(path)
+    return any(s in DICOM_SUFFIXES for s in wanted) and is_dicom_by_content(path)
 
 
 def is_single_image(path: str | os.PathLike) -> bool:
-    """Whether the single-image loader reads ``path``: by its suffix, or a DICOM file without one."""
+    """Whether the single-image loader reads ``path``: by its suffix, or a DICOM file by its content."""
     return matches_suffixes(path, SINGLE_IMAGE_SUFFIXES)
 
 
@@ -172,14 +174,14 @@ def unique_output_stems(paths: Sequence[str | os.PathLike]) -> list[str]:
 
 
 def source_kind(path: str | os.PathLike) -> str | None:
-    """"image", "dicom", "nifti", "itk", "video" by the suffix; "dicom" for a DICOM file without a suffix (by its
-    content, :func:`is_dicom_without_suffix`); None otherwise."""
+    """"image", "dicom", "nifti", "itk", "video" by the suffix; "dicom" for a DICOM file named without a suffix
+    this package knows (by its content, :func:`is_dicom_by_content`: ``IM0001``, ``US0001.IMA``); None otherwise."""
     name = Path(path).name.lower()
     for kind, suffixes in (("nifti", NIFTI_SUFFIXES), ("image", IMAGE_SUFFIXES), ("dicom", DICOM_SUFFIXES),
                            ("itk", ITK_SUFFIXES), ("video", VIDEO_SUFFIXES)):
         if name.endswith(suffixes):
             return kind
-    return "dicom" if is_dicom_without_suffix(path) else None
+    return "dicom" if is_dicom_by_content(path) else None
 
 
 def _png_8bit(path: Path) -> np.ndarray | None:

@@ -34,6 +34,7 @@ def _scan_folder(root):
     """A user's export folder: every single-image format the decoder reads, in sub-folders, plus files it must skip."""
     (root / "a" / "b").mkdir(parents=True)
     write_dicom(IMAGE, root / "a" / "scan.dcm")
+    write_dicom(IMAGE, root / "a" / "US0001.IMA")  # Siemens' suffix: a DICOM by its content
     write_nifti(IMAGE, root / "a" / "b" / "volume.nii.gz")
     write_itk(IMAGE[None], root / "b_mode.nrrd")
     write_itk(IMAGE[None], root / "a" / "sweep.mha").rename(root / "a" / "sweep.MHA")  # suffixes match any case
@@ -46,10 +47,23 @@ def _scan_folder(root):
     return root
 
 
-def test_input_dir_lists_every_format_the_loader_reads_and_nothing_else(tmp_path):
-    found = inference_files(_scan_folder(tmp_path / "scans"), None)
+def test_input_dir_lists_every_format_the_loader_reads_and_says_what_it_passes_over(tmp_path, caplog):
+    with caplog.at_level("WARNING"):
+        found = inference_files(_scan_folder(tmp_path / "scans"), None)
     names = sorted(p.rsplit("/", 1)[1] for p in found)
-    assert names == ["b_mode.nrrd", "frame.png", "scan.dcm", "sweep.MHA", "volume.nii.gz"]
+    assert names == ["US0001.IMA", "b_mode.nrrd", "frame.png", "scan.dcm", "sweep.MHA", "volume.nii.gz"]
+    # a batch that predicts fewer files than the folder holds says which it left and why (hidden files aside)
+    assert "2 file(s) not read, not images by their suffix or content (.avi 1, .txt 1)" in caplog.text
+    assert "cine loops are predicted from their first frame when named in --input_files" in caplog.text
+
+
+def test_a_file_given_twice_is_predicted_once(tmp_path, caplog):
+    scans = _scan_folder(tmp_path / "scans")
+    again = [str(scans / "a" / "scan.dcm"), str(scans / "a" / ".." / "a" / "scan.dcm")]
+    with caplog.at_level("WARNING"):
+        files = inference_files(scans, again)
+    assert len(files) == 6 and files == list(dict.fromkeys(files))
+    assert "2 input file(s) were given more than once" in caplog.text
 
 
 def test_input_files_are_appended_and_nothing_given_is_refused(tmp_path):

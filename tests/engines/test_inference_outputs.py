@@ -182,3 +182,24 @@ def test_a_file_of_several_frames_says_how_many_and_that_the_first_was_used(tmp_
     # a loading that does not count frames (a custom config) gives no count, not a wrong one
     result = predict_files(Mean(), files, brightness, ["dark", "bright"], "cpu", tmp_path / "p.json")
     assert all("frames" not in p for p in result["predictions"].values())
+
+
+def test_a_rerun_where_a_file_fails_leaves_no_earlier_heat_map_of_it(tmp_path, heatmaps) -> None:
+    files = files_in(tmp_path / "in")
+    broken: set[str] = set()
+
+    def transform(item: dict) -> dict:
+        if item["image"] in broken:
+            raise ValueError(f"{item['image']}: cannot decode")
+        return brightness(item)
+
+    def run() -> dict:
+        return predict_files(Mean(), files, transform, ["dark", "bright"], "cpu", tmp_path / "out" / "p.json",
+                             tmp_path / "out" / "heatmaps")
+
+    first = run()
+    gone = Path(first["predictions"][files[2]]["heatmap"])
+    broken.add(files[2])
+    second = run()
+    assert list(second["errors"]) == [files[2]] and not gone.exists()
+    assert len(list((tmp_path / "out" / "heatmaps").iterdir())) == 2  # the others' heat maps stand

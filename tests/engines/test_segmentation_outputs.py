@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,3 +106,27 @@ def test_a_stopped_batch_keeps_the_masks_made(tmp_path):
                            tmp_path / "out", weights="/models/model.pt")
     kept = json.loads((tmp_path / "out" / "masks.json").read_text())
     assert list(kept["masks"]) == files[:2] and kept["complete"] is False and kept["weights"] == "/models/model.pt"
+
+
+def test_a_rerun_where_a_file_fails_leaves_no_earlier_mask_of_it(tmp_path):
+    """Run twice into one folder; the second time one input no longer reads (replaced by a broken copy): masks.json
+    lists it under errors, and its first-run mask and overlay are gone, not left to be taken for this run's."""
+    files = [str(tmp_path / "in" / "a_first.png"), str(tmp_path / "in" / "z_last.png")]
+    broken: set[str] = set()
+
+    def load(item: dict) -> dict:
+        if item["image"] in broken:
+            raise ValueError(f"{item['image']}: cannot decode")
+        return bright_or_dark(item)
+
+    def run() -> dict:
+        return predict_mask_files(Threshold(), files, load, lambda item: item, ["background", "lesion"], "cpu",
+                                  tmp_path / "out", overlays=True)
+
+    first = run()
+    kept, gone = first["masks"][files[0]]["mask"], first["masks"][files[1]]["mask"]
+    broken.add(files[1])
+    second = run()
+    assert list(second["errors"]) == [files[1]] and set(second["masks"]) == {files[0]}
+    assert Path(kept).is_file() and not Path(gone).exists()
+    assert sorted(p.name for p in (tmp_path / "out" / "overlays").iterdir()) == ["a_first_overlay.png"]

@@ -192,13 +192,20 @@ def test_a_file_without_a_suffix_that_is_no_dicom_stays_unsupported(tmp_path) ->
     assert not is_single_image(tmp_path / "README")
 
 
-def test_only_names_without_a_suffix_are_opened_to_look_for_dicom(tmp_path, monkeypatch) -> None:
+def test_names_with_a_known_suffix_are_never_opened_to_look_for_dicom(tmp_path, monkeypatch) -> None:
     def must_not_open(path):
         raise AssertionError(f"opened {path}")
 
-    monkeypatch.setattr("monai_ext.io.images.has_dicom_signature", must_not_open)
-    for name, kind in (("a.png", "image"), ("b.dcm", "dicom"), ("notes.txt", None), ("c.nii.gz", "nifti")):
-        assert source_kind(tmp_path / name) == kind
+    with monkeypatch.context() as patch:
+        patch.setattr("monai_ext.io.images.has_dicom_signature", must_not_open)
+        for name, kind in (("a.png", "image"), ("b.dcm", "dicom"), ("c.nii.gz", "nifti"), ("d.MP4", "video")):
+            assert source_kind(tmp_path / name) == kind
+    # any other name is looked into: Siemens' .IMA, a UID, no suffix; notes stay notes
+    write_dicom(GRAY, tmp_path / "US0001.IMA")
+    (tmp_path / "notes.txt").write_text("not an image")
+    assert [source_kind(tmp_path / n) for n in ("US0001.IMA", "notes.txt")] == ["dicom", None]
+    assert is_single_image(tmp_path / "US0001.IMA") and not is_single_image(tmp_path / "notes.txt")
+    np.testing.assert_array_equal(read_image(tmp_path / "US0001.IMA").pixels, GRAY)
 
 
 @pytest.mark.parametrize("name, reason", [("empty.png", r"empty file \(0 bytes\)"), ("corrupt.png", "cannot decode")])
