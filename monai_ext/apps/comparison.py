@@ -97,10 +97,16 @@ def difference_table(diffs: Mapping[str, Mapping[str, Any]], first: str, second:
     for metric, d in diffs.items():
         folds = ", ".join(f"{100 * v:+.1f}" if np.isfinite(v) else "n/a" for v in d["folds"])
         over = f" (over {d['n']} of {len(d['folds'])} folds)" if d["n"] < len(d["folds"]) else ""
-        interval = (f"[{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]" if np.isfinite(d["low"]) else
-                    "[n/a]")
-        lines.append(f"| {metric} | {100 * d['mean']:+.1f} {interval}{over} | {folds} |")
+        lines.append(f"| {metric} | {difference_text(d)}{over} | {folds} |")
     return lines
+
+
+def difference_text(d: Mapping[str, float]) -> str:
+    """``+1.4 [+0.2, +2.6]``: a paired difference (fractions) in points with its interval, ``[n/a]`` for the
+    interval where one pair gives none (one fold or repeat), ``n/a`` for a mean without any pair."""
+    mean = f"{100 * d['mean']:+.1f}" if np.isfinite(d["mean"]) else "n/a"
+    interval = f"[{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]" if np.isfinite(d["low"]) else "[n/a]"
+    return f"{mean} {interval}"
 
 
 def comparison_table(summary: Mapping[str, Mapping[str, Mapping[str, Any]]],

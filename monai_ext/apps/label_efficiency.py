@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from monai_ext.apps.comparison import paired_differences
+from monai_ext.apps.comparison import difference_text, paired_differences
 from monai_ext.apps.crossval import (
     SUMMARY_METRICS,
     check_run_inputs,
@@ -191,9 +191,7 @@ def efficiency_table(per_count: Mapping[str, Mapping[str, Any]], name: str, repe
               "| labels per class | " + " | ".join(diff_metrics) + " |", "|---|" + "---|" * len(diff_metrics)]
     for n, entry in per_count.items():
         d = entry["paired_differences"]
-        lines.append(f"| {n} | " + " | ".join(
-            f"{100 * d[m]['mean']:+.1f} [{100 * d[m]['low']:+.1f}, {100 * d[m]['high']:+.1f}]" for m in diff_metrics)
-            + " |")
+        lines.append(f"| {n} | " + " | ".join(difference_text(d[m]) for m in diff_metrics) + " |")
     return "\n".join(lines) + "\n"
 
 

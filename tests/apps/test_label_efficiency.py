@@ -171,3 +171,16 @@ def test_a_per_class_too_small_for_five_folds_is_refused_before_generating(tmp_p
     with pytest.raises(ValueError, match="per_class 4 is too small: .* need at least 5 images per class"):
         curve_protocol("subtle", None, tmp_path, [2], per_class=4)
     assert not any(tmp_path.iterdir())
+
+
+def test_one_repeat_gives_no_interval_and_says_so_in_the_table() -> None:
+    """``--repeats 1``: a single pair has no paired-t interval; the table printed ``[+nan, +nan]``."""
+    from monai_ext.apps.comparison import paired_differences
+
+    one = {start: {"macro_f1": [0.7 if start == "pretrained" else 0.6], "auc": [0.8], "balanced_accuracy": [0.7],
+                   "accuracy": [0.7]} for start in le.STARTS}
+    summary = {start: {m: {"folds": v, "mean": v[0], "std": 0.0} for m, v in one[start].items()}
+               for start in le.STARTS}
+    diffs = paired_differences(summary, "pretrained", "random")
+    table = le.efficiency_table({"10": {"summary": summary, "paired_differences": diffs}}, "subtle", repeats=1)
+    assert "| 10 | +10.0 [n/a] | +0.0 [n/a] | +0.0 [n/a] |" in table and "nan" not in table
