@@ -13,9 +13,11 @@ import torch
 
 
 def threads_per_worker() -> int:
-    """The cores of the machine shared out among pytest-xdist's workers (all of them on a run without xdist)."""
+    """The cores this process may use (its CPU affinity: a container's or a Slurm job's share, not the host's)
+    shared out among pytest-xdist's workers, all of them on a run without xdist."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    return max(1, (os.cpu_count() or 1) // workers)
+    return max(1, cores // workers)
 
 
 @pytest.fixture(scope="session", autouse=True)

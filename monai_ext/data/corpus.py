@@ -38,7 +38,7 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
-from monai_ext.data.folders import walk_files  # symbolic links followed, each real folder once
+from monai_ext.data.folders import count_by_suffix, walk_files  # walk: symbolic links followed, each real folder once
 from monai_ext.data.frames import FrameOptions, SkippedSource, iter_frames, source_kind
 from monai_ext.data.views import (
     DOPPLER_POLICIES,
@@ -216,7 +216,8 @@ def _npy_bytes(array: np.ndarray) -> bytes:
 def list_sources(root: Path) -> list[str]:
     """Supported files under ``root`` (relative POSIX paths, sorted): ``<dataset>/...``, or a bare file name for
     files directly under ``root`` (their dataset is named after ``root``). Supported by suffix, or DICOM by content
-    where the name has no suffix (``IM0001`` of a DICOMDIR export; see ``monai_ext.io.images.source_kind``)."""
+    where the name has no image suffix (``IM0001`` of a DICOMDIR export, ``US0001.IMA``; see
+    ``monai_ext.io.images.source_kind``)."""
     return sorted(path.relative_to(root).as_posix() for path in walk_files(root) if source_kind(path))
 
 
@@ -224,12 +225,7 @@ def files_not_read(root: Path) -> dict[str, int]:
     """How many files under ``root`` are of no type the corpus reads, by lower-case suffix (``""`` for none),
     most first: label sheets and notes are expected there, MATLAB or HDF5 arrays and unlisted video formats are
     images the corpus leaves out, which the report says rather than passing over them."""
-    counts: dict[str, int] = {}
-    for path in walk_files(root):
-        if not source_kind(path):
-            suffix = path.suffix.lower()
-            counts[suffix] = counts.get(suffix, 0) + 1
-    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+    return count_by_suffix([path for path in walk_files(root) if not source_kind(path)])
 
 
 def _plan(root: Path, out: Path, options: CorpusOptions) -> list[list[str]]:

@@ -71,8 +71,8 @@ def list_images_and_others(folder: str | os.PathLike,
 
 
 def count_by_suffix(paths: Sequence[Path]) -> dict[str, int]:
-    """``{".avi": 2, ".txt": 1, "(none)": 1}``: lower-case suffixes, most frequent first."""
-    counts = Counter(p.suffix.lower() or "(none)" for p in paths)
+    """``{".avi": 2, ".txt": 1, "": 1}``: lower-case suffixes (``""`` for none), most frequent first."""
+    counts = Counter(p.suffix.lower() for p in paths)
     return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 

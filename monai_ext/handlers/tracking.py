@@ -187,6 +187,24 @@ def git_commit(repo: str | os.PathLike | None = None) -> str:
         return "unknown"
 
 
+def pt2_model_options() -> dict[str, Any]:
+    """``mlflow.pytorch.log_model`` settings for a torch.export graph (pt2, no pickle) with the flavor's own
+    requirements, on MLflow versions that have ``serialization_format`` (early 2026 on); ``{}`` on older ones.
+
+    A pt2 model needs torch alone to load, wherever it is served, and the flavor's requirements say so. Left to infer
+    them, MLflow reloads the model in a subprocess to find the same list (5 to 10 s at the end of every run). Older
+    MLflow versions pickle the model, whose classes are this package's: their inferred requirements are kept, and
+    the keyword, which they would hand on to ``torch.save``, is not given.
+    """
+    import inspect
+
+    import mlflow.pytorch
+
+    if "serialization_format" not in inspect.signature(mlflow.pytorch.log_model).parameters:
+        return {}
+    return {"serialization_format": "pt2", "pip_requirements": mlflow.pytorch.get_default_pip_requirements()}
+
+
 class ReconstructionModel(nn.Module):
     """The MAE as a plain predictor for MLflow: images (N, C, H, W) -> per-patch reconstruction (N, L, P*P*C).
 
@@ -372,13 +390,8 @@ class ProjectMLFlowHandler(MLFlowHandler):
         signature = infer_signature(example.numpy(), output)
         mlflow.set_tracking_uri(self.client.tracking_uri)
         with mlflow.start_run(run_id=run_id):
-            # pt2 (a torch.export graph, no pickle) needs torch alone to load, wherever the model is served: the
-            # flavor's own requirements say so. Left to infer them, MLflow reloads the model in a subprocess to
-            # find the same list, which cost 5 to 10 s at the end of every run.
             mlflow.pytorch.log_model(model.cpu() if device.type != "cpu" else model, name="model",
                                      signature=signature, input_example=example.numpy(),
-                                     serialization_format="pt2",
-                                     pip_requirements=mlflow.pytorch.get_default_pip_requirements(),
-                                     registered_model_name=self.registered_model_name)
+                                     registered_model_name=self.registered_model_name, **pt2_model_options())
         if device.type != "cpu":
             model.to(device)

@@ -16,6 +16,7 @@ JPEG is decoded by the same codec (pylibjpeg) in both: a file gives the same pix
 from __future__ import annotations
 
 import os
+import stat
 import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -71,8 +72,11 @@ def has_dicom_preamble(path: str | os.PathLike) -> bool:
 
 
 def _file_head(path: str | os.PathLike) -> bytes:
-    """The first 132 bytes of ``path`` (fewer for a short file; none for what cannot be opened)."""
+    """The first 132 bytes of ``path`` (fewer for a short file; none for what cannot be opened or is no regular
+    file: opening a named pipe left in an acquisition folder would wait for a writer for ever)."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return b""
         with open(path, "rb") as f:
             return f.read(_MAGIC_OFFSET + len(_MAGIC))
     except OSError:
@@ -84,7 +88,9 @@ def has_dicom_signature(path: str | os.PathLike) -> bool:
     data set (no preamble, no File Meta Information: ACR-NEMA-style exports) whose first element is in group 0008,
     the test dcm2niix's ``isDICOMfile`` makes (little endian ``08 00 xx 00``; big endian ``00 08 00 xx`` here too).
 
-    For files named without a suffix; one recognised by its first element still needs pixel data to be read
+    For files named without an image suffix (:func:`monai_ext.io.images.is_dicom_by_content`, which asks the
+    bare data set test of names without any suffix only); one recognised by its first element still needs pixel
+    data to be read
     (:func:`read_dicom`), so a stray binary file that happens to start so is refused with a reason.
     """
     head = _file_head(path)
@@ -105,7 +111,7 @@ def read_dicom(path: str | os.PathLike) -> Any:
     Read as DICOM readers of scanner archives (dcm2niix, GDCM) read: a file without the 128-byte preamble and
     b"DICM" (an ACR-NEMA-style or raw data set export) is parsed as a bare data set, and a file without
     ``TransferSyntaxUID`` takes the encoding found while parsing it. Only files already taken for DICOM (by their
-    suffix, or by their content where they have none: :func:`has_dicom_signature`) come here, and one that parses to no
+    suffix, or by their content under any other name: :func:`monai_ext.io.images.is_dicom_by_content`) come here, and one that parses to no
     pixel data is refused, so a stray non-DICOM file named ``.dcm`` gives a reason, not garbage pixels.
 
     Raises:

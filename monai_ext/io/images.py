@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import warnings
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from PIL import Image, ImageOps
 from monai_ext.io.dicom import (
     DICOM_SUFFIXES,
     first_dicom_frame,
+    has_dicom_preamble,
     has_dicom_signature,
     read_dicom,
     ultrasound_region_box,
@@ -85,12 +87,13 @@ class DisplayImage:
         pixels: (H, W) or (H, W, C) display-ready pixels (:mod:`monai_ext.io.display`).
         region_box: (x0, y0, x1, y1) of the DICOM B-mode region, exclusive ends, when the file gives one.
         frame_count: the frames the file holds (a cine loop's, a volume's planes, a multi-page TIFF's pages);
-            ``pixels`` is the first.
+            ``pixels`` is the first. None where they were not counted: a video or a multi-frame picture format read
+            without ``read_image(..., count_frames=True)``.
     """
 
     pixels: np.ndarray
     region_box: tuple[int, int, int, int] | None = None
-    frame_count: int = 1
+    frame_count: int | None = 1
 
 
 def _lacks_suffix(name: str) -> bool:
@@ -105,8 +108,16 @@ def is_dicom_by_content(path: str | os.PathLike) -> bool:
     ``DICOM/IM0001``), a number (a UID) or another one (Siemens' ``US0001.IMA``, ``.dic``, ``.dc3``), recognised by
     its b"DICM" magic or, without File Meta Information, by its first element
     (:func:`monai_ext.io.dicom.has_dicom_signature`); the file is opened (132 bytes read) only then, so listing a
-    folder of pictures reads nothing."""
-    return not Path(path).name.lower().endswith(_LONGEST_SUFFIX_FIRST) and has_dicom_signature(path)
+    folder of pictures reads nothing.
+
+    The first-element test (ACR-NEMA-style exports, which carry no magic) is made of names without a suffix or with
+    a number for one, as those exports name their files; a name with another suffix must carry the magic: binary
+    data (an MHD's ``.raw`` voxels) starts with ``08 00 xx 00`` often enough.
+    """
+    name = Path(path).name
+    if name.lower().endswith(_LONGEST_SUFFIX_FIRST):
+        return False
+    return has_dicom_signature(path) if _lacks_suffix(name) else has_dicom_preamble(path)
 
 
 def matches_suffixes(path: str | os.PathLike, suffixes: Sequence[str]) -> bool:
@@ -321,12 +332,25 @@ def iter_picture_frames(path: str | os.PathLike, frame_stride: int = 1,
 
 
 def picture_frame_count(path: str | os.PathLike) -> int:
-    """The frames :func:`iter_picture_frames` gives of a picture (1 for a single-frame format), reading headers
-    only."""
+    """The frames :func:`iter_picture_frames` gives of a picture: 1 for a single-frame format, a GIF's or WebP's
+    frame count, a TIFF's pages but its reduced-resolution copies (each page's tags read).
+
+    Best effort, since the count only informs: a file damaged after its first frame counts the frames found before
+    the damage (at least 1), with a warning naming the file, where reading its pages would fail.
+    """
     if Path(path).suffix.lower() not in _MULTI_FRAME_PICTURES:
         return 1
-    with Image.open(path) as img:
-        return sum(1 for _ in _frame_pages(img, 1))
+    counted = 0
+    try:
+        with Image.open(path) as img:
+            if img.format in ("GIF", "WEBP"):  # no seeking: PIL decodes every GIF frame it seeks through
+                return max(1, int(getattr(img, "n_frames", 1)))
+            for _ in _frame_pages(img, 1):
+                counted += 1
+    except Exception as e:  # noqa: BLE001 - PIL raises many types for damaged pages; the count is informative
+        warnings.warn(f"{path}: its frames counted up to a damaged page ({max(1, counted)}): "
+                      f"{type(e).__name__}: {e}", UserWarning, stacklevel=2)
+    return max(1, counted)
 
 
 def _frame_pages(img: Image.Image, frame_stride: int) -> Iterator[int]:
@@ -341,7 +365,7 @@ def _frame_pages(img: Image.Image, frame_stride: int) -> Iterator[int]:
         yield page
 
 
-def _decode_first(path: Path) -> DisplayImage:
+def _decode_first(path: Path, count_frames: bool) -> DisplayImage:
     kind = source_kind(path)
     if kind == "dicom":
         ds = read_dicom(path)  # NumberOfFrames made to say what the pixel data holds
@@ -350,8 +374,12 @@ def _decode_first(path: Path) -> DisplayImage:
         pixels, planes = first_volume_frame_and_count(path)
         return DisplayImage(pixels, frame_count=planes)
     if kind == "video":
-        return DisplayImage(next(iter_video_frames(path))[1], frame_count=video_frame_count(path))
-    return DisplayImage(read_picture(path), frame_count=picture_frame_count(path))  # and any other file PIL opens
+        return DisplayImage(next(iter_video_frames(path))[1],
+                            frame_count=video_frame_count(path) if count_frames else None)
+    pixels = read_picture(path)  # pictures, and any other file PIL opens
+    if Path(path).suffix.lower() not in _MULTI_FRAME_PICTURES:
+        return DisplayImage(pixels)
+    return DisplayImage(pixels, frame_count=picture_frame_count(path) if count_frames else None)
 
 
 def check_file(path: Path) -> None:
@@ -363,8 +391,14 @@ def check_file(path: Path) -> None:
         raise UnreadableImageError(f"{path}: empty file (0 bytes)")
 
 
-def read_image(path: str | os.PathLike) -> DisplayImage:
+def read_image(path: str | os.PathLike, count_frames: bool = False) -> DisplayImage:
     """The first frame of any supported file, as displayed (what the corpus's first frame of it holds).
+
+    Args:
+        path: the file.
+        count_frames: also count the frames of a video or of a multi-frame picture format (TIFF, GIF, WebP), a
+            second, best-effort reading of the file (:func:`picture_frame_count`; a video's container count, 1
+            where it gives none). DICOM files and volumes give their count as they are read.
 
     Raises:
         UnreadableImageError: naming the file and the reason (missing, empty, not decodable, no pixel data, an
@@ -373,7 +407,7 @@ def read_image(path: str | os.PathLike) -> DisplayImage:
     path = Path(path)
     check_file(path)
     try:
-        image = _decode_first(path)
+        image = _decode_first(path, count_frames)
     except UnreadableImageError:
         raise
     except SkippedSource as e:  # a file the corpus leaves out (a constant volume) is no image to a loader either

@@ -57,8 +57,8 @@ def iter_video_frames(path: str | os.PathLike, frame_stride: int = 1,
 
 
 def video_frame_count(path: str | os.PathLike) -> int:
-    """The number of frames the container says the video holds; 1 where it says none or OpenCV cannot open it
-    (then reading its frames says why)."""
+    """The number of frames the container says the video holds (a file cut short may decode fewer, see
+    :func:`iter_video_frames`); 1 where it says none or OpenCV cannot open it (then reading its frames says why)."""
     capture, stream = _open_capture(path)
     try:
         return max(1, int(capture.get(cv2.CAP_PROP_FRAME_COUNT))) if capture.isOpened() else 1

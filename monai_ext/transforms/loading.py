@@ -59,11 +59,11 @@ class LoadUltrasoundImaged(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             path = str(d[key])
-            image = read_image(path)
+            image = read_image(path, count_frames=self.frames_key is not None)
             d[f"{key}_path"] = path
             d[key] = to_gray_unit(image.pixels, path)[None]
             if self.region_key is not None and image.region_box is not None:
                 d[self.region_key] = image.region_box
             if self.frames_key is not None:
-                d[self.frames_key] = image.frame_count
+                d[self.frames_key] = image.frame_count or 1
         return d

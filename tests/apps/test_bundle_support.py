@@ -57,6 +57,16 @@ def test_input_dir_lists_every_format_the_loader_reads_and_says_what_it_passes_o
     assert "cine loops are predicted from their first frame when named in --input_files" in caplog.text
 
 
+def test_an_mhd_voxel_file_is_neither_predicted_nor_reported_as_passed_over(tmp_path, caplog):
+    root = tmp_path / "volumes"
+    root.mkdir()
+    write_itk(IMAGE[None], root / "sweep.mhd")
+    assert sorted(p.name for p in root.iterdir()) == ["sweep.mhd", "sweep.raw"]
+    with caplog.at_level("WARNING"):
+        assert inference_files(root, None) == [str(root / "sweep.mhd")]
+    assert "not read" not in caplog.text
+
+
 def test_a_file_given_twice_is_predicted_once(tmp_path, caplog):
     scans = _scan_folder(tmp_path / "scans")
     again = [str(scans / "a" / "scan.dcm"), str(scans / "a" / ".." / "a" / "scan.dcm")]

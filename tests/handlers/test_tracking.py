@@ -363,3 +363,20 @@ def test_only_this_runs_files_are_logged_unless_it_resumes(resumed, expected, tm
     run_id = handler.client.create_run(experiment).info.run_id
     handler.log_new_artifacts(run_id)
     assert artifact_paths(handler.client, run_id) == expected
+
+
+def test_the_pt2_format_is_asked_for_only_where_mlflow_has_it(monkeypatch) -> None:
+    """MLflow before ``serialization_format`` (early 2026) hands unknown keywords on to ``torch.save``: a tracked
+    run would fail at its very end, after every epoch. Those versions keep their pickled model and inferred list."""
+    import mlflow.pytorch
+
+    from monai_ext.handlers.tracking import pt2_model_options
+
+    options = pt2_model_options()  # the installed MLflow has it
+    assert options["serialization_format"] == "pt2" and any(r.startswith("torch") for r in options["pip_requirements"])
+
+    def log_model_before_pt2(pytorch_model, artifact_path=None, conda_env=None, **kwargs):  # its signature then
+        raise AssertionError("not called")
+
+    monkeypatch.setattr(mlflow.pytorch, "log_model", log_model_before_pt2)
+    assert pt2_model_options() == {}

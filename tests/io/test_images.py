@@ -208,6 +208,28 @@ def test_names_with_a_known_suffix_are_never_opened_to_look_for_dicom(tmp_path, 
     np.testing.assert_array_equal(read_image(tmp_path / "US0001.IMA").pixels, GRAY)
 
 
+def test_under_a_suffix_only_the_dicom_magic_counts(tmp_path) -> None:
+    """Bare data sets (no preamble, no magic) are recognised by a first element of group 0008 only under names
+    without a suffix, as ACR-NEMA-style exports name files: an MHD's voxel file starting 08 00 05 00 is no DICOM."""
+    voxels = np.array([8, 5] + [0] * 200, "<u2").tobytes()
+    (tmp_path / "sweep.raw").write_bytes(voxels)
+    (tmp_path / "IM0002").write_bytes(voxels)
+    assert source_kind(tmp_path / "sweep.raw") is None and source_kind(tmp_path / "IM0002") == "dicom"
+
+
+def test_a_named_pipe_is_not_opened_to_look_for_dicom(tmp_path) -> None:
+    """A FIFO left in an acquisition folder: opening it waits for a writer for ever, so a folder walk hung."""
+    import os
+    import threading
+
+    os.mkfifo(tmp_path / "acquisition.log")
+    found: list[object] = []
+    looker = threading.Thread(target=lambda: found.append(source_kind(tmp_path / "acquisition.log")), daemon=True)
+    looker.start()
+    looker.join(timeout=60)  # microseconds when it does not open the pipe; a hang leaves ``found`` empty
+    assert found == [None]
+
+
 @pytest.mark.parametrize("name, reason", [("empty.png", r"empty file \(0 bytes\)"), ("corrupt.png", "cannot decode")])
 def test_root_cause_of_a_pipeline_error_keeps_the_message_naming_the_file(tmp_path, name: str, reason: str) -> None:
     """MONAI's Compose wraps the loader's error in a RuntimeError; the decoder's own error (OpenCV's assertion on
@@ -366,9 +388,30 @@ def test_the_frame_count_is_what_the_file_holds_and_the_pixels_its_first_frame(t
     path = _frames_file(kind, tmp_path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the cut DICOM's warning: tests/io/test_dicom_frames.py
-        image = read_image(path)
+        image = read_image(path, count_frames=True)
+        uncounted = read_image(path)
         loaded = LoadUltrasoundImaged("image", frames_key="image_frames")({"image": path})
         unasked = LoadUltrasoundImaged("image")({"image": path})
     assert image.frame_count == expected and loaded["image_frames"] == expected
     np.testing.assert_array_equal(image.pixels[..., 0] if image.pixels.ndim == 3 else image.pixels, GRAY)
     assert "image_frames" not in unasked  # off unless asked for: training items stay as they were
+    # unasked, containers that need a second reading to count (videos, multi-frame pictures) are not counted
+    second_reading = kind.startswith(("tiff", "gif", "avi"))
+    assert uncounted.frame_count == (None if second_reading else expected)
+    np.testing.assert_array_equal(uncounted.pixels, image.pixels)
+
+
+def test_a_multi_page_tiff_damaged_after_its_first_page_still_reads_and_counts_what_it_can(tmp_path) -> None:
+    """The count only informs: a copy cut off inside its second page must not turn a readable first page into an
+    unreadable file (training would drop it, inference list it as an error)."""
+    pages = [Image.fromarray(np.roll(GRAY, 3 * i, axis=1)) for i in range(3)]
+    pages[0].save(tmp_path / "full.tif", save_all=True, append_images=pages[1:])
+    with Image.open(tmp_path / "full.tif") as img:
+        img.seek(1)
+        second = img._frame_pos[1]  # where the second page's directory starts
+    (tmp_path / "cut.tif").write_bytes((tmp_path / "full.tif").read_bytes()[: second + 1])
+    np.testing.assert_array_equal(read_image(tmp_path / "cut.tif").pixels, GRAY)
+    with pytest.warns(UserWarning, match=r"cut\.tif: its frames counted up to a damaged page \(1\)"):
+        image = read_image(tmp_path / "cut.tif", count_frames=True)
+    assert image.frame_count == 1
+    np.testing.assert_array_equal(image.pixels, GRAY)
