@@ -350,14 +350,16 @@ class ParentRun:
         from mlflow.tracking import MlflowClient
         from monai.utils import path_to_sqlite_uri
 
-        from monai_ext.handlers.tracking import check_tracking_server, git_commit
+        from monai_ext.handlers.tracking import check_tracking_server, git_commit, sqlite_artifact_location
 
         self.uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or path_to_sqlite_uri(str(out / "mlruns.db"))
         check_tracking_server(self.uri)
         self.experiment = f"cv_{name}"
         self.client = MlflowClient(self.uri)
         found = self.client.get_experiment_by_name(self.experiment)
-        experiment_id = found.experiment_id if found else self.client.create_experiment(self.experiment)
+        # the fold runs log into this experiment, so its artifact location is theirs too
+        experiment_id = found.experiment_id if found else self.client.create_experiment(
+            self.experiment, artifact_location=sqlite_artifact_location(self.uri))
         run = self.client.create_run(experiment_id, run_name=f"cv_{name}", tags={"git_commit": git_commit()})
         self.run_id = run.info.run_id
         os.environ["MLFLOW_PARENT_RUN_ID"] = self.run_id

@@ -117,6 +117,20 @@ class RunHolder:
         return {path.name: stamp for path, stamp in file_stamps(list_checkpoints(self.record_file.parent)).items()}
 
 
+def sqlite_artifact_location(tracking_uri: str) -> str | None:
+    """Where the runs of a local SQLite store keep their artifacts: ``mlruns`` beside the database, where MONAI's
+    ``MLFlowHandler`` puts a bundle run's; None for other stores (a server decides itself).
+
+    Left to MLflow, an experiment created on a SQLite store keeps its artifacts in ``./mlruns`` of whichever folder
+    the command ran in, apart from the database a user was told to look in.
+    """
+    from monai.utils import path_to_uri
+
+    if not str(tracking_uri).startswith("sqlite:///"):
+        return None
+    return path_to_uri(Path(str(tracking_uri)[len("sqlite:///"):]).parent / "mlruns")
+
+
 def check_tracking_server(tracking_uri: str | None, timeout: float = 5.0) -> None:
     """Raise ``ConnectionError`` now, before any training, when an http(s) tracking server does not answer."""
     if not tracking_uri or not str(tracking_uri).startswith(("http://", "https://")):

@@ -77,6 +77,26 @@ def test_parent_run_fail_ends_the_run_and_unsets_the_parent_id(monkeypatch) -> N
     assert calls == [("abc", "FAILED")] and "MLFLOW_PARENT_RUN_ID" not in os.environ
 
 
+def test_a_local_store_keeps_the_parent_runs_artifacts_beside_its_database(tmp_path, monkeypatch) -> None:
+    """No server: the store is ``OUT/mlruns.db``, and the artifacts of the parent run (and of the fold runs, which
+    share its experiment) go to ``OUT/mlruns``, as a bundle run's do; MLflow put them in ``./mlruns`` of whichever
+    folder the command ran in."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    elsewhere = tmp_path / "where_the_user_ran_it"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    out = tmp_path / "cv"
+    out.mkdir()
+    (out / "cv_table.md").write_text("| method |")
+    parent = crossval.ParentRun("toy", out, None)
+    try:
+        parent.finish({"random": {"macro_f1": {"mean": 0.5, "std": 0.1}}}, [out / "cv_table.md"])
+    finally:
+        os.environ.pop("MLFLOW_PARENT_RUN_ID", None)
+    assert (out / "mlruns.db").is_file() and [p.name for p in (out / "mlruns").rglob("cv_table.md")] == ["cv_table.md"]
+    assert not list(elsewhere.iterdir())
+
+
 @pytest.mark.parametrize("key, value", [("epochs", 0), ("batch_size", 0), ("batch_size", -2), ("seed", 1.5),
                                         ("seed", -1), ("num_workers", -1), ("epochs", "ten"), ("epochs", True)])
 def test_count_settings_are_refused_before_any_fold(key, value) -> None:

@@ -1,13 +1,17 @@
-"""One MAETrainer epoch of one optimiser step on a fixed global batch; run directly or under torchrun (gloo).
+"""One MAETrainer epoch of one optimiser step on a fixed global batch, for each of the gradient accumulations given
+(one process group for them all: a launch costs every rank its imports); run directly or under torchrun (gloo).
 
-    python tests/engines/ddp_worker.py OUT.pt ACCUMULATION
-    python -m torch.distributed.run --standalone --nproc_per_node 2 tests/engines/ddp_worker.py OUT.pt ACCUMULATION
+    python tests/engines/ddp_worker.py OUT_DIR 1
+    python -m torch.distributed.run --standalone --nproc_per_node 2 tests/engines/ddp_worker.py OUT_DIR 1,2
+
+Rank 0 writes OUT_DIR/accumulation<N>.pt: the initial and the final weights.
 """
 
 from __future__ import annotations
 
 import gc
 import sys
+from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
@@ -21,8 +25,18 @@ TINY = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=4, decod
 GLOBAL_BATCH = 8
 
 
-def main(out: str, accumulation: int) -> None:
+def main(out_dir: str, accumulations: list[int]) -> None:
     init_process_group()
+    for accumulation in accumulations:
+        record = one_step(accumulation)
+        if rank() == 0:
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
+            torch.save(record, Path(out_dir) / f"accumulation{accumulation}.pt")
+    destroy_process_group()
+
+
+def one_step(accumulation: int) -> dict[str, dict[str, torch.Tensor]]:
+    """The initial and final weights of one epoch (one optimiser step over the global batch)."""
     gen = torch.Generator().manual_seed(123)
     images = torch.randn(GLOBAL_BATCH, 3, 32, 32, generator=gen)
     noise = torch.rand(GLOBAL_BATCH, 16, generator=gen)
@@ -43,15 +57,13 @@ def main(out: str, accumulation: int) -> None:
                          optimizer=optimizer, accumulation_steps=accumulation, precision="fp32", clip_grad_norm=1.0)
     initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
     trainer.run()
-    if rank() == 0:
-        final = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        torch.save({"initial": initial, "final": final}, out)
+    final = {k: v.detach().clone() for k, v in model.state_dict().items()}
     # Release DDP's reducer (it holds gloo work objects with tensors) while the interpreter is fully alive: left to
     # interpreter finalization, gloo's threads can abort the process (pytorch/pytorch#179291).
     del trainer, optimizer, network
     gc.collect()
-    destroy_process_group()
+    return {"initial": initial, "final": final}
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]))
+    main(sys.argv[1], [int(n) for n in sys.argv[2].split(",")])

@@ -14,30 +14,37 @@ WORKER = Path(__file__).with_name("ddp_worker.py")
 REPO = Path(__file__).resolve().parents[2]
 
 
-def run_worker(out: Path, accumulation: int, processes: int) -> None:
+ACCUMULATIONS = (1, 2)
+
+
+def run_worker(out: Path, accumulations: tuple[int, ...], processes: int) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    if processes == 1:
-        cmd = [sys.executable, str(WORKER), str(out), str(accumulation)]
-    else:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-               str(WORKER), str(out), str(accumulation)]
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    args = [str(WORKER), str(out), ",".join(map(str, accumulations))]
+    if processes > 1:
+        args = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", *args]
+    result = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-4000:]
 
 
+@pytest.fixture(scope="module")
+def steps(module_tmp) -> Path:
+    """One process's step on the global batch, and two processes' steps with each accumulation (one launch)."""
+    out = module_tmp("ddp_steps")
+    run_worker(out / "single", (1,), processes=1)
+    run_worker(out / "ddp", ACCUMULATIONS, processes=2)
+    return out
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("accumulation", [1, 2])
-def test_two_processes_match_one_process_on_the_global_batch(tmp_path, accumulation: int) -> None:
-    run_worker(tmp_path / "single.pt", 1, processes=1)
-    run_worker(tmp_path / "ddp.pt", accumulation, processes=2)
-    single = torch.load(tmp_path / "single.pt", weights_only=True)
-    ddp = torch.load(tmp_path / "ddp.pt", weights_only=True)
+@pytest.mark.parametrize("accumulation", ACCUMULATIONS)
+def test_two_processes_match_one_process_on_the_global_batch(steps: Path, accumulation: int) -> None:
+    single = torch.load(steps / "single" / "accumulation1.pt", weights_only=True)
+    ddp = torch.load(steps / "ddp" / f"accumulation{accumulation}.pt", weights_only=True)
     for key, value in single["final"].items():
         torch.testing.assert_close(ddp["initial"][key], single["initial"][key], atol=0, rtol=0)
         torch.testing.assert_close(ddp["final"][key], value, atol=1e-6, rtol=0)
     moved = [k for k in single["final"] if not torch.equal(single["final"][k], single["initial"][k])]
     assert len(moved) >= len(single["final"]) - 2  # every trainable tensor took the step (not the pos embeddings)
-
 
 
 def test_destroy_process_group_releases_the_reducer_of_a_kept_ddp_wrapper(tmp_path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -147,13 +146,18 @@ def test_classify_run_is_tracked(server, tmp_path) -> None:
     assert not any("bus_" in v or "/" in v and v.endswith(".png") for v in run.data.params.values())
 
 
-def test_a_resumed_training_continues_its_mlflow_run(server, tmp_path) -> None:
+def test_a_resumed_training_continues_its_mlflow_run_in_the_default_local_store(tmp_path, monkeypatch) -> None:
     """``--resume true`` goes on in the MLflow run that wrote the checkpoints: one run whose loss curve continues
-    from the saved step and whose params stay the first run's."""
-    overrides = {**tiny_pretrain_overrides(tmp_path, tmp_path / "cache", epochs=1), **tracked(PRETRAIN, server, "res")}
+    from the saved step and whose params stay the first run's. No server given: the store is SQLite in
+    ``output_dir`` (the other tests here log to a live server)."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    overrides = {**tiny_pretrain_overrides(tmp_path, tmp_path / "cache", epochs=1),
+                 "tracking": f"{PRETRAIN}/mlflow_tracking.yaml", "experiment_name": "res"}
     run_bundle([f"{PRETRAIN}/train.yaml"], overrides)
     run_bundle([f"{PRETRAIN}/train.yaml"], {**overrides, "epochs": 2, "resume": True})
-    client, runs = runs_of(server, "res")
+    store = f"sqlite:///{tmp_path}/eval/mlruns.db"
+    assert (tmp_path / "eval" / "mlruns.db").is_file()
+    client, runs = runs_of(store, "res")
     assert [(r.info.status, r.data.tags.get("resumes")) for r in runs] == [("FINISHED", "1")]
     run_id = runs[0].info.run_id
     assert json.loads((tmp_path / "models" / "mlflow_run.json").read_text()) == {"run_id": run_id,
@@ -296,20 +300,6 @@ def test_unreachable_server_fails_before_training(tmp_path) -> None:
     assert not (tmp_path / "models").exists()  # nothing trained
 
 
-def test_local_sqlite_store_by_default(tmp_path) -> None:
-    overrides = {**tiny_pretrain_overrides(tmp_path, tmp_path / "cache", epochs=1),
-                 "tracking": f"{PRETRAIN}/mlflow_tracking.yaml"}
-    env_uri = os.environ.pop("MLFLOW_TRACKING_URI", None)
-    try:
-        run_bundle([f"{PRETRAIN}/train.yaml"], overrides)
-    finally:
-        if env_uri:
-            os.environ["MLFLOW_TRACKING_URI"] = env_uri
-    assert (tmp_path / "eval" / "mlruns.db").is_file()
-    _, runs = runs_of(f"sqlite:///{tmp_path}/eval/mlruns.db", "usf_mae_pretrain")
-    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
-
-
 def test_cross_validation_logs_nested_runs(server, tmp_path) -> None:
     cmd = [sys.executable, "-m", "monai_ext", "cross-validate", "synthetic", str(tmp_path / "cv"), "--methods",
            "random", "--folds", "0", "--cache_dir", str(tmp_path / "cache"), "--per_class", "12",
@@ -359,7 +349,7 @@ def test_only_this_runs_files_are_logged_unless_it_resumes(resumed, expected, tm
     # atomic replacements: a new file where the timestamp alone might not tell)
     for new in (grids / "epoch_0001.png", grids / "sub" / "new.png", grids / "latest.png", tmp_path / "model.pt"):
         atomic_write_bytes(new, b"this run!!!" if new.name in ("latest.png", "model.pt") else b"this run")
-    experiment = handler.client.create_experiment("stale")
+    experiment = handler.client.create_experiment("stale", artifact_location=(tmp_path / "mlruns").as_uri())
     run_id = handler.client.create_run(experiment).info.run_id
     handler.log_new_artifacts(run_id)
     assert artifact_paths(handler.client, run_id) == expected
