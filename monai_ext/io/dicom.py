@@ -111,8 +111,9 @@ def read_dicom(path: str | os.PathLike) -> Any:
     Read as DICOM readers of scanner archives (dcm2niix, GDCM) read: a file without the 128-byte preamble and
     b"DICM" (an ACR-NEMA-style or raw data set export) is parsed as a bare data set, and a file without
     ``TransferSyntaxUID`` takes the encoding found while parsing it. Only files already taken for DICOM (by their
-    suffix, or by their content under any other name: :func:`monai_ext.io.images.is_dicom_by_content`) come here, and one that parses to no
-    pixel data is refused, so a stray non-DICOM file named ``.dcm`` gives a reason, not garbage pixels.
+    suffix, or by their content under any other name: :func:`monai_ext.io.images.is_dicom_by_content`) come here,
+    and one that parses to no pixel data is refused, so a stray non-DICOM file named ``.dcm`` gives a reason, not
+    garbage pixels.
 
     Raises:
         UnreadableImageError: naming the file and the reason: not DICOM, no (integer) pixel data, a required
