@@ -1,4 +1,5 @@
-"""Running bundles as a user does: ``python -m monai.bundle run`` in a subprocess, with small CPU overrides."""
+"""Running bundles as a user does: ``python -m monai.bundle run`` in a process of its own (forked from the test
+worker's warm interpreter, :mod:`tests.warm_python`), with small CPU overrides."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+from tests.warm_python import run_python
 
 REPO = Path(__file__).resolve().parents[2]
 PRETRAIN = REPO / "bundles" / "usf_mae_pretrain"
@@ -23,8 +26,7 @@ def bundle_command(verb: str, configs: list[str], overrides: dict[str, object]) 
 def run_bundle(configs: list[str], overrides: dict[str, object], cwd: Path = REPO, verb: str = "run",
                check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    result = subprocess.run(bundle_command(verb, configs, overrides), cwd=cwd, env=env, capture_output=True,
-                            text=True, timeout=timeout)
+    result = run_python(bundle_command(verb, configs, overrides), cwd=cwd, env=env, timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(f"bundle run failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
     return result

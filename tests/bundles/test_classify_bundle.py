@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 
 import cv2
@@ -15,6 +14,7 @@ from monai_ext.io.writers import write_dicom_frames
 from monai_ext.networks.checkpoints import read_checkpoint
 from monai_ext.networks.mae import build_mae
 from tests.bundles.helpers import REPO, run_bundle, tiny_classify_overrides
+from tests.warm_python import run_python
 
 pytestmark = pytest.mark.slow
 TRAIN = "bundles/usf_mae_classify/configs/train.yaml"
@@ -146,7 +146,7 @@ def test_cross_validation_runner_writes_the_table(tmp_path, cache, released_layo
            "--init_checkpoint", str(released_layout_file), "--methods", "pretrained,random,cnn", "--folds", "0,1",
            "--cache_dir", str(cache), "--arch", "mae_vit_tiny_patch16_dec128d2b", "--image_size", "64",
            "--per_class", "12", "--epochs", "1", "--batch_size", "8", "--num_workers", "0"]
-    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
+    result = run_python(cmd, cwd=REPO, timeout=900)
     assert result.returncode == 0, result.stderr[-4000:]
     summary = json.loads((tmp_path / "cv" / "cv_summary.json").read_text())["summary"]
     assert set(summary) == {"pretrained", "random", "cnn"}

@@ -27,6 +27,7 @@ from monai_ext.networks.mae import build_mae
 from monai_ext.networks.reconstruction import build_mae_reconstructor
 from monai_ext.transforms.loading import LoadUltrasoundImage
 from tests.bundles.helpers import REPO, bundle_command
+from tests.warm_python import run_python
 
 pytestmark = pytest.mark.slow
 BUNDLES = ("usf_mae_pretrain", "usf_mae_classify")
@@ -39,7 +40,7 @@ def configs(bundle: str) -> Path:
 
 
 def run(cmd: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
-    result = subprocess.run(cmd, check=False, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    result = run_python(cmd, cwd=REPO, timeout=timeout)
     assert result.returncode == 0, f"{cmd}\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
     return result
 
@@ -129,9 +130,8 @@ def test_onnx_export_command_matches_eager_through_onnxruntime(checkpoints, tmp_
 
 
 def test_onnx_export_of_a_pretraining_checkpoint_is_a_one_line_user_error(checkpoints, tmp_path) -> None:
-    result = subprocess.run([sys.executable, "-m", "monai_ext", "export-onnx", str(checkpoints["usf_mae_pretrain"]),
-                             str(tmp_path / "x.onnx")], check=False, cwd=REPO, capture_output=True,
-                            text=True)
+    result = run_python([sys.executable, "-m", "monai_ext", "export-onnx", str(checkpoints["usf_mae_pretrain"]),
+                         str(tmp_path / "x.onnx")], cwd=REPO)
     assert result.returncode == 2 and "holds a 'mae' model" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "x.onnx").exists()
 

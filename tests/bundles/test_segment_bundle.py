@@ -4,7 +4,6 @@ evaluate parity with training, inference at the original size, verify_net_in_out
 from __future__ import annotations
 
 import json
-import subprocess
 
 import cv2
 import numpy as np
@@ -18,6 +17,7 @@ from monai_ext.networks.checkpoints import read_checkpoint
 from monai_ext.networks.mae import build_mae
 from monai_ext.transforms import IMAGENET_MEAN, IMAGENET_STD
 from tests.bundles.helpers import REPO, SEGMENT, bundle_command, run_bundle, tiny_segment_overrides
+from tests.warm_python import run_python
 
 pytestmark = pytest.mark.slow
 TRAIN = "bundles/usf_mae_segment/configs/train.yaml"
@@ -143,13 +143,13 @@ def test_verify_net_in_out_and_metadata(cache, tmp_path) -> None:
               "_meta_#network_data_format#outputs#pred#spatial_shape": [64, 64]}
     verify = bundle_command("verify_net_in_out", [TRAIN], common)
     verify.insert(4, "network_def")
-    result = subprocess.run(verify, cwd=REPO, capture_output=True, text=True)
+    result = run_python(verify, cwd=REPO)
     assert result.returncode == 0 and "data shape of network is verified" in result.stdout + result.stderr, \
         result.stderr[-3000:]
     meta = bundle_command("verify_metadata", [TRAIN], {"meta_file": META, "filepath": str(REPO / "bundles" / "meta_schema.json")})
     meta.remove("--config_file")
     meta.remove(TRAIN)
-    result = subprocess.run(meta, cwd=REPO, capture_output=True, text=True)
+    result = run_python(meta, cwd=REPO)
     assert result.returncode == 0 and "metadata is verified with no error" in result.stdout + result.stderr, \
         result.stderr[-3000:]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 
 import cv2
@@ -11,6 +10,7 @@ import pytest
 from scipy import stats
 
 from monai_ext.data import synthetic as syn
+from tests.warm_python import run_python
 
 
 def test_same_seed_same_image_and_different_seeds_differ() -> None:
@@ -113,7 +113,7 @@ def test_writers_round_trip(tmp_path, fmt: str) -> None:
 def test_dataset_generation_is_reused_and_cli_prints_throughput(tmp_path) -> None:
     out = tmp_path / "syn"
     cmd = [sys.executable, "-m", "monai_ext", "synthesize", str(out), "--num", "24", "--workers", "2"]
-    result = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    result = run_python(cmd, check=True)
     assert "24 images in" in result.stdout and "images/s" in result.stdout
     print(result.stdout.strip())
     first = sorted(p.name for p in out.glob("us_*.png"))

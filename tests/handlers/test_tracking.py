@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from tests.bundles.helpers import REPO, run_bundle, tiny_classify_overrides, tiny_pretrain_overrides
+from tests.warm_python import run_python
 
 mlflow = pytest.importorskip("mlflow")
 pytestmark = pytest.mark.slow
@@ -305,7 +306,7 @@ def test_cross_validation_logs_nested_runs(server, tmp_path) -> None:
            "random", "--folds", "0", "--cache_dir", str(tmp_path / "cache"), "--per_class", "12",
            "--arch", "mae_vit_tiny_patch16_dec128d2b", "--image_size", "64", "--epochs", "1", "--batch_size", "8",
            "--num_workers", "0", "--tracking", f"{CLASSIFY}/mlflow_tracking.yaml", "--tracking_uri", server]
-    result = subprocess.run(cmd, check=False, cwd=REPO, capture_output=True, text=True, timeout=900)
+    result = run_python(cmd, cwd=REPO, timeout=900)
     assert result.returncode == 0, result.stderr[-4000:]
     client, runs = runs_of(server, "cv_lesions_binary_12_seed0")
     parent = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]

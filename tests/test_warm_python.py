@@ -1,0 +1,88 @@
+"""The tests' warm interpreter (``tests/warm_python.py``) gives what a fresh ``python -m`` process gives."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+
+import pytest
+
+from tests import warm_python
+from tests.warm_python import run_python
+
+# Prints what a run sees of its start-up, then ends as its first argument says.
+PROBE = textwrap.dedent("""
+    import os, sys, tempfile, threading
+    import torch
+    print("argv0", os.path.basename(sys.argv[0]), sys.argv[1:])
+    print("main", __name__, __spec__.name)
+    print("cwd", os.getcwd() == os.environ["EXPECTED_CWD"], sys.path[0] in ("", os.getcwd()))
+    print("env", os.environ.get("PROBE_SETTING"), "NOT_GIVEN" in os.environ)
+    print("tmp", tempfile.gettempdir() == os.environ["TMPDIR"])
+    print("threads", torch.get_num_threads())
+    print("monai_ext", "monai_ext" in sys.modules)
+    threading.Thread(target=lambda: print("thread joined")).start()
+    how = sys.argv[1]
+    if how == "raise":
+        raise RuntimeError("boom")
+    if how == "exit":
+        sys.exit(3)
+    if how == "message":
+        sys.exit("a message")
+    if how == "hang":
+        import time; time.sleep(60)
+""")
+
+
+@pytest.fixture(scope="module")
+def own_warm_interpreter() -> Iterator[None]:
+    """A warm interpreter of this module's, started with a setting of the worker's that no run is given, and
+    torch on two threads where the runs ask for one."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("NOT_GIVEN", "the worker's")
+        patch.setenv("OMP_NUM_THREADS", "2")
+        patch.delenv("MONAI_EXT_TEST_FRESH_PYTHON", raising=False)
+        patch.setattr(warm_python, "_server", None)
+        yield
+        if warm_python._server is not None:
+            warm_python._server.close()
+
+
+@pytest.fixture
+def probe_env(own_warm_interpreter, tmp_path) -> dict[str, str]:
+    (tmp_path / "modules").mkdir()
+    (tmp_path / "modules" / "probe_module.py").write_text(PROBE)
+    (tmp_path / "tmp").mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "NOT_GIVEN"}
+    return {**env, "PYTHONPATH": str(tmp_path / "modules"), "PROBE_SETTING": "given", "OMP_NUM_THREADS": "1",
+            "TMPDIR": str(tmp_path / "tmp"), "EXPECTED_CWD": str(tmp_path)}
+
+
+def fresh(args: list[str], cwd, env, timeout: float) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "probe_module", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("how", ["end", "raise", "exit", "message"])
+def test_a_warm_run_gives_what_a_fresh_interpreter_gives(how, tmp_path, probe_env) -> None:
+    expected = fresh([how], tmp_path, probe_env, 120)
+    warm = run_python([sys.executable, "-m", "probe_module", how], cwd=tmp_path, env=probe_env, timeout=120)
+    assert warm.returncode == expected.returncode == {"end": 0, "raise": 1, "exit": 3, "message": 1}[how]
+    assert warm.stdout == expected.stdout
+    assert "argv0 probe_module.py" in warm.stdout and "env given False" in warm.stdout
+    assert "cwd True True" in warm.stdout and "tmp True" in warm.stdout and "threads 1" in warm.stdout
+    assert "monai_ext False" in warm.stdout and "thread joined" in warm.stdout
+    # the same traceback (or message) on stderr, less the lines of runpy's frames that differ
+    def last_line(text: str) -> str:
+        return text.strip().splitlines()[-1] if text.strip() else ""
+    assert last_line(warm.stderr) == last_line(expected.stderr)
+
+
+def test_a_warm_run_past_its_timeout_is_killed_and_raises(tmp_path, probe_env) -> None:
+    with pytest.raises(subprocess.TimeoutExpired):
+        run_python([sys.executable, "-m", "probe_module", "hang"], cwd=tmp_path, env=probe_env, timeout=3)
+    again = run_python([sys.executable, "-m", "probe_module", "end"], cwd=tmp_path, env=probe_env, timeout=120)  # the server goes on
+    assert again.returncode == 0
