@@ -463,8 +463,9 @@ def _folder_inputs(input_dir: str | None, suffixes: Sequence[str],
 def _warn_not_read(input_dir: str | None, others: Sequence[Path]) -> None:
     from monai_ext.data.folders import count_by_suffix
     from monai_ext.io.images import VIDEO_SUFFIXES
+    from monai_ext.io.volumes import is_metaimage_data_file
 
-    others = [p for p in others if not _is_itk_voxel_file(p)]
+    others = [p for p in others if not is_metaimage_data_file(p)]
     if not others:
         return
     counts = ", ".join(f"{suffix or '(no suffix)'} {n}" for suffix, n in count_by_suffix(others).items())
@@ -472,12 +473,6 @@ def _warn_not_read(input_dir: str | None, others: Sequence[Path]) -> None:
     hint = "; cine loops are predicted from their first frame when named in --input_files" if videos else ""
     logger.warning("--input_dir %s: %d file(s) not read, not images by their suffix or content (%s)%s",
                    input_dir, len(others), counts, hint)
-
-
-def _is_itk_voxel_file(path: Path) -> bool:
-    """An MHD header's voxel file (``sweep.raw`` beside ``sweep.mhd``): read through its header, not passed over."""
-    return path.suffix.lower() in (".raw", ".zraw") and any(
-        path.with_suffix(suffix).is_file() for suffix in (".mhd", ".MHD"))
 
 
 def _each_once(files: Sequence[str]) -> list[str]:

@@ -51,6 +51,7 @@ from monai_ext.data.views import (
 from monai_ext.io.atomic import atomic_write_bytes
 from monai_ext.io.errors import UnreadableImageError, collected_reader_warnings, one_line
 from monai_ext.io.settings import path_setting, setting_text
+from monai_ext.io.volumes import is_metaimage_data_file
 
 __all__ = ["DOPPLER_POLICIES", "CorpusFrames", "CorpusOptions", "LoadCorpusFramed", "NearDuplicateIndex",
            "crop_to_view", "files_not_read", "fit_square", "halve_until", "is_corpus_cache", "list_sources",
@@ -224,8 +225,10 @@ def list_sources(root: Path) -> list[str]:
 def files_not_read(root: Path) -> dict[str, int]:
     """How many files under ``root`` are of no type the corpus reads, by lower-case suffix (``""`` for none),
     most first: label sheets and notes are expected there, MATLAB or HDF5 arrays and unlisted video formats are
-    images the corpus leaves out, which the report says rather than passing over them."""
-    return count_by_suffix([path for path in walk_files(root) if not source_kind(path)])
+    images the corpus leaves out, which the report says rather than passing over them. A MetaImage header's voxel
+    file (``sweep.raw`` beside ``sweep.mhd``) is read through the header, not counted."""
+    return count_by_suffix([path for path in walk_files(root)
+                            if not source_kind(path) and not is_metaimage_data_file(path)])
 
 
 def _plan(root: Path, out: Path, options: CorpusOptions) -> list[list[str]]:

@@ -19,11 +19,20 @@ import numpy as np
 from monai_ext.io.display import window_to_unit
 from monai_ext.io.errors import SkippedSource, UnreadableImageError
 
-__all__ = ["ITK_SUFFIXES", "NIFTI_SUFFIXES", "first_volume_frame", "first_volume_frame_and_count", "iter_volume_frames",
-           "read_volume"]
+__all__ = ["ITK_SUFFIXES", "NIFTI_SUFFIXES", "first_volume_frame", "first_volume_frame_and_count",
+           "is_metaimage_data_file", "iter_volume_frames", "read_volume"]
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 ITK_SUFFIXES = (".nrrd", ".mha", ".mhd")
+
+
+def is_metaimage_data_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is the voxel file of a MetaImage header beside it (``sweep.raw`` or ``sweep.zraw`` next to
+    ``sweep.mhd``): read through its header, so a folder listing neither reads it on its own nor reports it as a
+    file passed over."""
+    path = Path(path)
+    return path.suffix.lower() in (".raw", ".zraw") and any(
+        path.with_suffix(suffix).is_file() for suffix in (".mhd", ".MHD"))
 
 
 def read_volume(path: str | os.PathLike) -> tuple[np.ndarray, bool]:

@@ -112,7 +112,10 @@ def build(root: Path) -> dict[str, object]:
     nib.save(nib.Nifti1Image(volume, np.eye(4)), str(volumes / "volume.nii.gz"))
     itk.imwrite(itk.image_from_array(np.ascontiguousarray(volume.transpose(2, 1, 0))), str(volumes / "volume.mha"))
     nib.save(nib.Nifti1Image(np.zeros((32, 32, 4), np.float32), np.eye(4)), str(volumes / "zeros.nii.gz"))
-    expected["volumes"] = 8
+    # a MetaImage header and its voxel file (sweep.mhd + sweep.raw): one volume, the .raw not a file passed over;
+    # mirrored so that its slices are not near-duplicates of the MHA's
+    itk.imwrite(itk.image_from_array(np.ascontiguousarray(volume[::-1].transpose(2, 1, 0))), str(volumes / "sweep.mhd"))
+    expected["volumes"] = 12
     bad["zeros.nii.gz"] = "constant"
     # ---- cine loop
     writer = cv2.VideoWriter(str(video / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (96, 96), isColor=True)
