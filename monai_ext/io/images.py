@@ -237,8 +237,14 @@ def _png_rgb(path: Path) -> np.ndarray | None:
 def upright(img: Image.Image) -> Image.Image:
     """The picture the way viewers show it: an EXIF Orientation other than 1 (phone photographs of a scanner's
     screen, some exporters) applied by PIL's ``exif_transpose``, so that pixels match masks drawn in a viewer."""
-    if img.getexif().get(_EXIF_ORIENTATION, 1) in (1, 0, None):
+    orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
+    if orientation in (1, 0, None):
         return img
+    if orientation in (5, 6, 7, 8) and img.format == "TIFF" and img.filename:
+        # Pillow 11+ gives such a TIFF its upright size when it opens it, then memory-maps an uncompressed
+        # single-strip page (gray, 16-bit, palette, RGBA) with that size: scrambled pixels, no error. Without a file
+        # name it decodes the strip from the open file at its stored size instead.
+        img.filename = ""
     return ImageOps.exif_transpose(img)
 
 

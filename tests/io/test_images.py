@@ -273,13 +273,15 @@ def test_the_jfif_marker_is_found_as_the_jpeg_standard_lays_out_the_header(edit,
     assert _has_jfif_marker(edit(_jfif_stream())) is jfif
 
 
-#: EXIF Orientation -> what a viewer does to the stored pixels to show them (EXIF 2.3, tag 0x0112).
-ORIENTATIONS = {3: lambda a: np.rot90(a, 2), 6: lambda a: np.rot90(a, -1), 8: lambda a: np.rot90(a, 1),
-                2: lambda a: a[:, ::-1]}
+#: Every EXIF Orientation (EXIF 2.3, tag 0x0112) -> what a viewer does to the stored (H, W) pixels to show them.
+ALL_ORIENTATIONS = {1: lambda a: a, 2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+                    5: lambda a: np.swapaxes(a, 0, 1), 6: lambda a: np.rot90(a, -1),
+                    7: lambda a: np.swapaxes(np.rot90(a, 2), 0, 1),
+                    8: lambda a: np.rot90(a, 1)}
 
 
 @pytest.mark.parametrize("suffix", ["png", "jpg"])
-@pytest.mark.parametrize("orientation", sorted(ORIENTATIONS))
+@pytest.mark.parametrize("orientation", [2, 3, 6, 8])
 def test_a_picture_with_an_exif_orientation_is_read_upright_on_every_path(tmp_path, suffix, orientation) -> None:
     """A phone's photograph of a scanner's screen stores its pixels sideways and says so in EXIF; every viewer
     shows it upright, and masks are drawn on that. It was read sideways (and PNGs through OpenCV ignored it)."""
@@ -293,13 +295,40 @@ def test_a_picture_with_an_exif_orientation_is_read_upright_on_every_path(tmp_pa
     Image.fromarray(GRAY).save(path, exif=exif.tobytes(), **({"quality": 100} if suffix == "jpg" else {}))
     with Image.open(path) as img:
         stored = np.asarray(img.convert("L"))  # the decoded pixels as stored, before any orientation
-    expected = ORIENTATIONS[orientation](stored) / 255.0
+    expected = ALL_ORIENTATIONS[orientation](stored) / 255.0
     read = read_image(path).pixels
     np.testing.assert_allclose(np.asarray(read, np.float64) / 255.0, expected, atol=1e-6)
     loaded = LoadUltrasoundImaged("image")({"image": str(path)})["image"]
     np.testing.assert_allclose(np.asarray(loaded)[0], expected, atol=1e-6)
     monai_read = PILReader(converter=pil_display_image).get_data(PILReader(converter=pil_display_image).read(path))[0]
     np.testing.assert_allclose(np.asarray(monai_read, np.float64).T / 255.0, expected, atol=1e-6)  # MONAI's (W, H)
+
+
+@pytest.mark.parametrize("compression", ["raw", "tiff_lzw"])
+@pytest.mark.parametrize("mode", ["L", "I;16", "RGB"])
+@pytest.mark.parametrize("orientation", sorted(ALL_ORIENTATIONS))
+def test_a_tiff_with_an_exif_orientation_is_read_upright(tmp_path, compression, mode, orientation) -> None:
+    """Pillow 11+ memory-mapped an uncompressed one-strip TIFF of orientation 5-8 at its upright size: the pixels
+    came out scrambled, with no error, on every path that opens the file by name (images, masks, MONAI's reader).
+    Expected pixels come from the array written, not from a decoder."""
+    from monai.data import PILReader
+    from PIL import TiffImagePlugin
+
+    from monai_ext.io.images import pil_display_image
+    from monai_ext.transforms.masks import read_mask_file
+
+    stored = {"L": GRAY, "I;16": GRAY.astype(np.uint16) * 257, "RGB": np.stack([GRAY, GRAY[::-1], 255 - GRAY], -1)}
+    tags = TiffImagePlugin.ImageFileDirectory_v2()
+    tags[0x0112] = orientation
+    path = tmp_path / "scan.tif"
+    Image.fromarray(stored[mode]).save(path, tiffinfo=tags, **({} if compression == "raw" else
+                                                                {"compression": compression}))
+    expected = np.ascontiguousarray(ALL_ORIENTATIONS[orientation](stored[mode]))
+    np.testing.assert_array_equal(read_image(path).pixels, expected)
+    monai_read = PILReader(converter=pil_display_image).get_data(PILReader(converter=pil_display_image).read(path))[0]
+    np.testing.assert_array_equal(np.swapaxes(monai_read, 0, 1), expected)  # MONAI's (W, H[, C])
+    if mode != "RGB":
+        np.testing.assert_array_equal(read_mask_file(path)[0], expected)
 
 
 @pytest.mark.parametrize("suffix, options", [("gif", {}), ("webp", {"lossless": True})])
