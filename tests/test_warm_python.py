@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -24,6 +26,9 @@ PROBE = textwrap.dedent("""
     print("tmp", tempfile.gettempdir() == os.environ["TMPDIR"])
     print("threads", torch.get_num_threads())
     print("monai_ext", "monai_ext" in sys.modules)
+    import atexit, numpy
+    atexit.register(lambda: print("at exit, __main__ is", os.path.basename(sys.modules["__main__"].__file__)))
+    print("random", numpy.random.rand(), torch.rand(1).item(), file=sys.stderr)  # stderr: differs between runs
     threading.Thread(target=lambda: print("thread joined")).start()
     how = sys.argv[1]
     if how == "raise":
@@ -32,7 +37,10 @@ PROBE = textwrap.dedent("""
         sys.exit(3)
     if how == "message":
         sys.exit("a message")
+    if how == "interrupt":
+        raise KeyboardInterrupt
     if how == "hang":
+        print("started, then hangs")
         import time; time.sleep(60)
 """)
 
@@ -44,6 +52,7 @@ def own_warm_interpreter() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("NOT_GIVEN", "the worker's")
         patch.setenv("OMP_NUM_THREADS", "2")
+        patch.delenv("PYTHONUNBUFFERED", raising=False)  # the server makes its runs unbuffered itself
         patch.delenv("MONAI_EXT_TEST_FRESH_PYTHON", raising=False)
         patch.setattr(warm_python, "_server", None)
         yield
@@ -66,23 +75,37 @@ def fresh(args: list[str], cwd, env, timeout: float) -> subprocess.CompletedProc
                           text=True, timeout=timeout)
 
 
-@pytest.mark.parametrize("how", ["end", "raise", "exit", "message"])
+@pytest.mark.parametrize("how", ["end", "raise", "exit", "message", "interrupt"])
 def test_a_warm_run_gives_what_a_fresh_interpreter_gives(how, tmp_path, probe_env) -> None:
     expected = fresh([how], tmp_path, probe_env, 120)
     warm = run_python([sys.executable, "-m", "probe_module", how], cwd=tmp_path, env=probe_env, timeout=120)
-    assert warm.returncode == expected.returncode == {"end": 0, "raise": 1, "exit": 3, "message": 1}[how]
+    assert warm.returncode == expected.returncode == {"end": 0, "raise": 1, "exit": 3, "message": 1,
+                                                      "interrupt": -2}[how]
     assert warm.stdout == expected.stdout
     assert "argv0 probe_module.py" in warm.stdout and "env given False" in warm.stdout
     assert "cwd True True" in warm.stdout and "tmp True" in warm.stdout and "threads 1" in warm.stdout
     assert "monai_ext False" in warm.stdout and "thread joined" in warm.stdout
+    assert "at exit, __main__ is probe_module.py" in warm.stdout
     # the same traceback (or message) on stderr, less the lines of runpy's frames that differ
     def last_line(text: str) -> str:
-        return text.strip().splitlines()[-1] if text.strip() else ""
+        lines = [line for line in text.splitlines() if line.strip() and not line.startswith("random")]
+        return lines[-1] if lines else ""
     assert last_line(warm.stderr) == last_line(expected.stderr)
 
 
 def test_a_warm_run_past_its_timeout_is_killed_and_raises(tmp_path, probe_env) -> None:
-    with pytest.raises(subprocess.TimeoutExpired):
+    with pytest.raises(subprocess.TimeoutExpired) as stopped:
         run_python([sys.executable, "-m", "probe_module", "hang"], cwd=tmp_path, env=probe_env, timeout=3)
+    assert "started, then hangs" in stopped.value.stdout  # unbuffered: what it printed before the kill is kept
     again = run_python([sys.executable, "-m", "probe_module", "end"], cwd=tmp_path, env=probe_env, timeout=120)  # the server goes on
     assert again.returncode == 0
+    assert not list(Path(tempfile.gettempdir()).glob(f"warm_python_{os.getpid()}.*"))  # capture files removed
+
+
+def test_warm_runs_start_from_fresh_random_states(tmp_path, probe_env) -> None:
+    """Forks copy the server's numpy and torch generators: two runs drew the same numbers, which could hide a
+    missing seed in tests that compare two runs."""
+    draws = [run_python([sys.executable, "-m", "probe_module", "end"], cwd=tmp_path, env=probe_env, timeout=120)
+             for _ in range(2)]
+    lines = [next(line for line in d.stderr.splitlines() if line.startswith("random")) for d in draws]
+    assert lines[0].split()[1] != lines[1].split()[1] and lines[0].split()[2] != lines[1].split()[2]

@@ -9,9 +9,11 @@ in files, and exits with the code the interpreter would give. This package is ne
 import-time behaviour (the one-line error hook of ``python -m monai.bundle``, settings checks) runs in each child as
 it does in a user's process.
 
-What a fresh interpreter reads at start-up is re-applied in the child: ``OMP_NUM_THREADS`` (torch's thread count),
-``PYTHONPATH`` and ``TMPDIR``. ``MONAI_EXT_TEST_FRESH_PYTHON=1`` starts a new interpreter for every run instead, as
-the tests that kill a run midway, or install the package, always do.
+What a fresh interpreter sets up at start-up is redone in the child: ``OMP_NUM_THREADS`` (torch's thread count),
+``PYTHONPATH``, ``TMPDIR``, fresh random states of numpy and torch. What cannot be redone: the string hash seed
+(every run shares the server's), and ``PYTHONPATH`` cannot shadow a module of :data:`PRELOADED` or add a
+``sitecustomize``; no test needs them. ``MONAI_EXT_TEST_FRESH_PYTHON=1`` starts a new interpreter for every run
+instead, as the ``torchrun``, installed-package and kill-midway tests always do.
 """
 
 from __future__ import annotations
@@ -62,9 +64,11 @@ class _WarmInterpreter:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         boot = f"import runpy; runpy.run_path({__file__!r}, run_name='warm_python_server')"
-        # -c leaves sys.path[0] == "": the working folder, which each run sets, as -m puts it first
+        # -c leaves sys.path[0] == "": the working folder, which each run sets, as -m puts it first. Unbuffered, so
+        # that a run killed midway leaves what it printed, as run_bundle asks of fresh interpreters too.
         self.process = subprocess.Popen([sys.executable, "-c", boot], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        cwd=Path(__file__).parents[1], text=True, bufsize=1)
+                                        cwd=Path(__file__).parents[1], text=True, bufsize=1,
+                                        env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -74,24 +78,27 @@ class _WarmInterpreter:
         folder = Path(tempfile.gettempdir())
         out, err = (folder / f"warm_python_{os.getpid()}.{name}" for name in ("out", "err"))
         request = {"module": command[2], "args": command[3:], "cwd": cwd, "env": env, "stdout": str(out),
-                   "stderr": str(err)}
+                   "stderr": str(err), "timeout": timeout}
         with self.lock:
+            pid = None
             try:
                 self.process.stdin.write(json.dumps(request) + "\n")
                 pid = self._answer()["pid"]
-                ready, _, _ = select.select([self.process.stdout], [], [], timeout)
-                if not ready:
-                    with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
+                ended = self._answer()
+                stdout, stderr = (path.read_text(errors="replace") for path in (out, err))
+            except BaseException:  # interrupted (Ctrl-C, a failed read): the run and the server go, as subprocess
+                if pid is not None:  # kills its child; the next run starts a new server
+                    with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
-                returncode = self._answer()["returncode"]
-            except BaseException:  # an interrupted exchange leaves answers unread: the next run starts a new server
                 self.process.kill()
+                self.process.wait()
                 raise
-        stdout, stderr = (path.read_text(errors="replace") for path in (out, err))
-        out.unlink(), err.unlink()
-        if not ready:
+            finally:
+                out.unlink(missing_ok=True)
+                err.unlink(missing_ok=True)
+        if ended["timed_out"]:
             raise subprocess.TimeoutExpired(command, timeout, stdout, stderr)
-        return subprocess.CompletedProcess(command, returncode, stdout, stderr)
+        return subprocess.CompletedProcess(command, ended["returncode"], stdout, stderr)
 
     def _answer(self) -> dict[str, int]:
         line = self.process.stdout.readline()
@@ -118,7 +125,8 @@ def _warm() -> _WarmInterpreter:
 
 def serve() -> None:
     """The warm interpreter: import :data:`PRELOADED`, then for each request on stdin (one JSON line) fork a child
-    that runs it, and answer ``{"pid": ...}`` at once and ``{"returncode": ...}`` when the child has ended."""
+    that runs it, and answer ``{"pid": ...}`` at once and ``{"returncode": ..., "timed_out": ...}`` when the child
+    has ended (killed past its timeout, as ``subprocess.run`` does)."""
     import importlib
 
     for name in PRELOADED:
@@ -129,16 +137,32 @@ def serve() -> None:
         if pid == 0:
             _child(request)  # never returns
         print(json.dumps({"pid": pid}), flush=True)
-        _, status = os.waitpid(pid, 0)
-        print(json.dumps({"returncode": os.waitstatus_to_exitcode(status)}), flush=True)
+        status, timed_out = _wait(pid, request["timeout"])
+        print(json.dumps({"returncode": os.waitstatus_to_exitcode(status), "timed_out": timed_out}), flush=True)
+
+
+def _wait(pid: int, timeout: float | None) -> tuple[int, bool]:
+    """The wait status of child ``pid``, and whether it was killed for running past ``timeout`` seconds. It is
+    killed before it is reaped, so the pid is still its own."""
+    pidfd = os.pidfd_open(pid)  # readable when the process ends (Linux 5.3+)
+    try:
+        ended, _, _ = select.select([pidfd], [], [], timeout)
+    finally:
+        os.close(pidfd)
+    if not ended:
+        os.kill(pid, signal.SIGKILL)
+    return os.waitpid(pid, 0)[1], not ended
 
 
 def _child(request: dict) -> None:
     """Become ``python -m MODULE ARGS`` in the request's folder and environment, then exit as Python would."""
+    import ctypes
     import runpy
 
+    import numpy as np
     import torch
 
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with the server, never run on as an orphan
     for fd, path, flags in ((0, os.devnull, os.O_RDONLY), (1, request["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
                             (2, request["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)):
         opened = os.open(path, flags, 0o600)
@@ -150,13 +174,19 @@ def _child(request: dict) -> None:
     tempfile.tempdir = None  # gettempdir() caches its answer: read TMPDIR again
     if os.environ.get("OMP_NUM_THREADS", "").isdigit():
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    torch.seed()  # fresh interpreters start from fresh random states (Python's random reseeds itself on fork)
+    np.random.seed()
     sys.path[1:1] = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p not in sys.path]
-    sys.argv = [sys.argv[0], *request["args"]]  # runpy sets argv[0] to the module's file
-    code = 0
+    sys.argv = [sys.argv[0], *request["args"]]
+    code: int | None = 0
     try:
-        runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
+        # what -m runs: the module in __main__, which stays in place for the exit handlers; argv[0] its file
+        runpy._run_module_as_main(request["module"], alter_argv=True)
     except SystemExit as e:
         code = _exit_code(e.code)
+    except KeyboardInterrupt:
+        sys.excepthook(*sys.exc_info())
+        code = None  # Python ends such a run by SIGINT, after its exit handlers
     except BaseException:  # noqa: BLE001 - what the interpreter does with an uncaught exception
         sys.excepthook(*sys.exc_info())
         code = 1
@@ -164,7 +194,10 @@ def _child(request: dict) -> None:
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(code)
+    if code is None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+    os._exit(1 if code is None else code)
 
 
 def _exit_code(code: object) -> int:
