@@ -109,3 +109,10 @@ def test_warm_runs_start_from_fresh_random_states(tmp_path, probe_env) -> None:
              for _ in range(2)]
     lines = [next(line for line in d.stderr.splitlines() if line.startswith("random")) for d in draws]
     assert lines[0].split()[1] != lines[1].split()[1] and lines[0].split()[2] != lines[1].split()[2]
+
+
+def test_a_missing_working_folder_raises_as_subprocess_raises(tmp_path, probe_env) -> None:
+    with pytest.raises(FileNotFoundError):
+        fresh(["end"], tmp_path / "missing", probe_env, 120)
+    with pytest.raises(FileNotFoundError):
+        run_python([sys.executable, "-m", "probe_module", "end"], cwd=tmp_path / "missing", env=probe_env, timeout=120)

@@ -13,7 +13,7 @@ What a fresh interpreter sets up at start-up is redone in the child: ``OMP_NUM_T
 ``PYTHONPATH``, ``TMPDIR``, fresh random states of numpy and torch. What cannot be redone: the string hash seed
 (every run shares the server's), and ``PYTHONPATH`` cannot shadow a module of :data:`PRELOADED` or add a
 ``sitecustomize``; no test needs them. ``MONAI_EXT_TEST_FRESH_PYTHON=1`` starts a new interpreter for every run
-instead, as the ``torchrun``, installed-package and kill-midway tests always do.
+instead, as the ``torchrun``, installed-package, kill-midway and entry-point error tests always do.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import traceback
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -48,6 +49,8 @@ def run_python(command: Sequence[str], cwd: str | os.PathLike | None = None, env
     """
     command = [os.fspath(part) for part in command]
     env = dict(os.environ if env is None else env)
+    if cwd is not None and not os.path.isdir(cwd):  # as subprocess says it, before anything starts
+        raise (NotADirectoryError if os.path.exists(cwd) else FileNotFoundError)(f"no folder {os.fspath(cwd)!r}")
     warm = (os.environ.get("MONAI_EXT_TEST_FRESH_PYTHON") != "1" and len(command) > 2
             and command[:2] == [sys.executable, "-m"])
     if not warm:
@@ -135,7 +138,11 @@ def serve() -> None:
         request = json.loads(line)
         pid = os.fork()
         if pid == 0:
-            _child(request)  # never returns
+            try:
+                _child(request)  # never returns
+            except BaseException:  # noqa: BLE001 - a failure before the module runs: never back into this loop
+                traceback.print_exc()
+            os._exit(1)
         print(json.dumps({"pid": pid}), flush=True)
         status, timed_out = _wait(pid, request["timeout"])
         print(json.dumps({"returncode": os.waitstatus_to_exitcode(status), "timed_out": timed_out}), flush=True)

@@ -28,8 +28,9 @@ ITK_SUFFIXES = (".nrrd", ".mha", ".mhd")
 
 def is_metaimage_data_file(path: str | os.PathLike) -> bool:
     """Whether ``path`` is the voxel file of a MetaImage header beside it (``sweep.raw`` or ``sweep.zraw`` next to
-    ``sweep.mhd``): read through its header, so a folder listing neither reads it on its own nor reports it as a
-    file passed over."""
+    ``sweep.mhd``, as ITK writes them): read through its header, so a folder listing neither reads it on its own nor
+    reports it as a file passed over. Judged by name: a voxel file that a renamed header names in its
+    ``ElementDataFile`` is still reported."""
     path = Path(path)
     return path.suffix.lower() in (".raw", ".zraw") and any(
         path.with_suffix(suffix).is_file() for suffix in (".mhd", ".MHD"))
