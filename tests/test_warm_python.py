@@ -95,7 +95,7 @@ def test_a_warm_run_gives_what_a_fresh_interpreter_gives(how, tmp_path, probe_en
 
 def test_a_warm_run_past_its_timeout_is_killed_and_raises(tmp_path, probe_env) -> None:
     with pytest.raises(subprocess.TimeoutExpired) as stopped:
-        run_python([sys.executable, "-m", "probe_module", "hang"], cwd=tmp_path, env=probe_env, timeout=3)
+        run_python([sys.executable, "-m", "probe_module", "hang"], cwd=tmp_path, env=probe_env, timeout=10)
     assert "started, then hangs" in stopped.value.stdout  # unbuffered: what it printed before the kill is kept
     again = run_python([sys.executable, "-m", "probe_module", "end"], cwd=tmp_path, env=probe_env, timeout=120)  # the server goes on
     assert again.returncode == 0
