@@ -11,6 +11,7 @@ import csv
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from monai_ext.data.folders import walk_files
 from monai_ext.io.images import image_stem, is_single_image
 
 logger = logging.getLogger(__name__)
+#: BUSI-style mask names: the image stem plus ``_mask`` or ``_mask_<k>``.
+BUSI_MASK = re.compile(r"^(?P<stem>.+)_mask(?:_(?P<k>\d+))?$")
 Item = dict[str, Any]
 Split = dict[str, list[Item]]
 
@@ -185,12 +188,9 @@ def busbra_protocol(root: str | os.PathLike, folds: int = 5) -> Protocol:
     if folds not in (5, 10):
         raise ValueError(f"BUS-BRA ships 5- and 10-fold files, got folds={folds!r}")
     root = Path(root)
-    cases = {}
-    with open(_require(root / "bus_data.csv", "BUS-BRA bus_data.csv"), newline="") as f:
-        for row in csv.DictReader(f):
-            cases[row["ID"]] = row["Case"]
-    with open(_require(root / f"{folds}-fold-cv.csv", f"BUS-BRA {folds}-fold-cv.csv"), newline="") as f:
-        rows = list(csv.DictReader(f))
+    cases = {row["ID"]: row["Case"] for row in _read_sheet(root / "bus_data.csv", ("ID", "Case"))}
+    rows = _read_sheet(root / f"{folds}-fold-cv.csv",
+                       ("ID", "Pathology", "kFold", *(f"valid_{k}" for k in range(1, folds + 1))))
     missing = [row["ID"] for row in rows if not (root / "Images" / f"{row['ID']}.png").is_file()]
     if missing:  # an incomplete download or copy: say so now, not as a skipped image deep in training
         raise ValueError(f"BUS-BRA {folds}-fold-cv.csv lists {len(missing)} image(s) missing from "
@@ -204,20 +204,52 @@ def busbra_protocol(root: str | os.PathLike, folds: int = 5) -> Protocol:
                 raise ValueError(f"BUS-BRA row {row['ID']!r} has pathology {row['Pathology']!r}")
             item = {"image": str(root / "Images" / f"{row['ID']}.png"), "label": BUSBRA_CLASSES.index(pathology),
                     "id": row["ID"], "patient": cases.get(row["ID"], row["ID"])}
-            if int(row["kFold"]) == k:
+            if _sheet_number(row, "kFold") == k:
                 split["test"].append(item)
-            elif str(row[f"valid_{k}"]).strip() == "1":
-                split["train"].append(item)
-            elif str(row[f"valid_{k}"]).strip() == "0":
-                split["validation"].append(item)
+            else:  # every other row is in training (1) or validation (0): none may fall out of the fold
+                split["train" if _sheet_number(row, f"valid_{k}", (0, 1)) == 1 else "validation"].append(item)
         protocol.splits.append(split)
     return protocol
+
+
+def _read_sheet(path: Path, columns: tuple[str, ...]) -> list[dict[str, str]]:
+    """The rows of one of BUS-BRA's CSV sheets as a spreadsheet may have saved it: a UTF-8 byte-order mark (Excel's
+    "CSV UTF-8") dropped, spaces around column names and cells stripped.
+
+    Raises:
+        ValueError: the file is missing or lacks one of ``columns`` (named, with the columns it has).
+    """
+    with open(_require(path, f"BUS-BRA {path.name}"), newline="", encoding="utf-8-sig") as f:
+        rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in csv.DictReader(f)]
+    found = list(rows[0]) if rows else []
+    missing = [c for c in columns if c not in found]
+    if missing:
+        raise ValueError(f"{str(path)!r} lacks the column(s) {missing!r} (it has {found!r})")
+    return rows
+
+
+def _sheet_number(row: dict[str, str], column: str, allowed: tuple[int, ...] | None = None) -> int:
+    """A whole number of a BUS-BRA sheet's cell; ``1.0`` counts as 1, as pandas writes integers of a column that
+    has empty cells.
+
+    Raises:
+        ValueError: the cell is empty, not a whole number, or not one of ``allowed``; the row's ID is named.
+    """
+    text = row[column]
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value.is_integer() or (allowed is not None and int(value) not in allowed):
+        expected = " or ".join(map(str, allowed)) if allowed else "a whole number"
+        raise ValueError(f"BUS-BRA row {row['ID']!r}: {column} is {text!r}, expected {expected}")
+    return int(value)
 
 
 # --------------------------------------------------------------------------------------------------------- MMOTU-2D
 def _read_cls_list(path: Path, images: Path) -> list[Item]:
     items = []
-    for line_no, line in enumerate(path.read_text().splitlines(), 1):
+    for line_no, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
         if not line.strip():
             continue
         parts = line.split()
@@ -238,7 +270,10 @@ def mmotu_protocol(root: str | os.PathLike, val_fraction: float = 0.1, seed: int
 
 # ------------------------------------------------------------------------------------------------------- GIST514-DB
 def _read_coco(path: Path, images: Path) -> list[Item]:
-    coco = json.loads(path.read_text())
+    try:
+        coco = json.loads(path.read_text(encoding="utf-8-sig"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{str(path)!r} is not valid JSON: {e}") from e
     labels: dict[int, set[int]] = {}
     for ann in coco.get("annotations", []):
         labels.setdefault(ann["image_id"], set()).add(int(ann["category_id"]))
@@ -354,7 +389,8 @@ def folder_protocol(root: str | os.PathLike, folds: int = 5, val_fraction: float
     root = Path(root)
     folders = sorted(p.name for p in _require(root, "dataset folder").iterdir()
                      if p.is_dir() and not p.name.startswith("."))
-    images = {name: [p for p in walk_files(root / name) if is_single_image(p)] for name in folders}
+    images = {name: _without_masks([p for p in walk_files(root / name) if is_single_image(p)], root / name)
+              for name in folders}
     empty = [name for name, found in images.items() if not found]
     if empty:
         raise ValueError(f"class folders without images under {str(root)!r}: {empty!r}; remove them or add images")
@@ -362,6 +398,19 @@ def folder_protocol(root: str | os.PathLike, folds: int = 5, val_fraction: float
         raise ValueError(f"{str(root)!r} needs one sub-folder per class (at least two), found {folders!r}")
     items = [{"image": str(p), "label": c, "id": image_stem(p)} for c, name in enumerate(folders) for p in images[name]]
     return Protocol(root.name, folders, _kfold(items, folds, val_fraction, seed, max_train))
+
+
+def _without_masks(paths: list[Path], folder: Path) -> list[Path]:
+    """``paths`` less the lesion masks saved beside their images (BUSI's ``benign (1)_mask.png`` next to
+    ``benign (1).png``), with a warning: a class folder of BUSI is images and masks, and a mask counted as an image
+    of its class would put an outline of the answer into training and test."""
+    stems = {(p.parent, image_stem(p)) for p in paths}
+    masks = [p for p in paths if (m := BUSI_MASK.match(image_stem(p))) and (p.parent, m["stem"]) in stems]
+    if masks:
+        logger.warning("%s: %d mask file(s) beside their images (<image>_mask.png, as BUSI ships them) are not "
+                       "class images and are left out, e.g. %s; `make-datalist busi` reads them as masks",
+                       folder, len(masks), masks[0].name)
+    return [p for p in paths if p not in set(masks)]
 
 
 def _read_csv_rows(csv_path: str | os.PathLike) -> list[dict[str, str]]:

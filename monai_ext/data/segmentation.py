@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ import numpy as np
 from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
 
 from monai_ext.data.downstream import (
+    BUSI_MASK,
     MMOTU_CLASSES,
     Item,
     Protocol,
@@ -39,8 +39,6 @@ from monai_ext.io.settings import is_unset
 logger = logging.getLogger(__name__)
 BINARY_CLASSES = ["background", "lesion"]
 MMOTU_SEG_CLASSES = ["background", *MMOTU_CLASSES]
-#: BUSI-style mask names: the image stem plus ``_mask`` or ``_mask_<k>``.
-BUSI_MASK = re.compile(r"^(?P<stem>.+)_mask(?:_(?P<k>\d+))?$")
 
 
 def _require(path: Path, what: str) -> Path:
@@ -169,7 +167,7 @@ def _mmotu_classes(root: Path) -> dict[str, int]:
     classes = {}
     for name in ("train_cls.txt", "val_cls.txt"):
         path = _require(root / name, f"MMOTU {name} (needed for multi-class masks)")
-        for line_no, line in enumerate(path.read_text().splitlines(), 1):
+        for line_no, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
             parts = line.split()
             if not parts:
                 continue
@@ -180,7 +178,8 @@ def _mmotu_classes(root: Path) -> dict[str, int]:
 
 
 def _read_stems(path: Path) -> list[str]:
-    return [Path(line.strip()).stem for line in path.read_text().splitlines() if line.strip()]
+    return [Path(line.strip()).stem for line in path.read_text(encoding="utf-8-sig").splitlines()
+            if line.strip()]
 
 
 def mmotu_segmentation_protocol(root: str | os.PathLike, multiclass: bool = False, val_fraction: float = 0.1,

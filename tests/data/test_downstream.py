@@ -76,6 +76,52 @@ def test_busbra_refuses_a_listed_image_missing_on_disk(tmp_path) -> None:
         ds.busbra_protocol(tmp_path / "B")
 
 
+def _rewrite(path: Path, edit) -> None:
+    path.write_bytes(edit(path.read_bytes()))
+
+
+def _parts(proto: ds.Protocol) -> list[dict[str, list[str]]]:
+    return [{name: [it["id"] for it in items] for name, items in split.items()} for split in proto.splits]
+
+
+@pytest.mark.parametrize("edit", [
+    lambda b: b.replace(b",1,", b",1.0,").replace(b",0,", b",0.0,"),  # pandas' round trip
+    lambda b: b"\xef\xbb\xbf" + b.replace(b"\n", b"\r\n"),  # Excel's "CSV UTF-8" on Windows
+    lambda b: b.replace(b"ID,Pathology", b"ID, Pathology"),  # a space after the comma of the header
+])
+def test_busbra_sheets_saved_again_by_a_spreadsheet_give_the_same_folds(tmp_path, edit) -> None:
+    """A fold file loaded into pandas to look at it and saved again turns 1 into 1.0 (the valid_k columns have
+    empty cells): every training and validation row fell out of its fold, without a word."""
+    make_busbra(tmp_path / "B")
+    clean = _parts(ds.busbra_protocol(tmp_path / "B"))
+    for name in ("5-fold-cv.csv", "bus_data.csv"):
+        _rewrite(tmp_path / "B" / name, edit)
+    assert _parts(ds.busbra_protocol(tmp_path / "B")) == clean
+
+
+@pytest.mark.parametrize("value, column", [("yes", "valid_2"), ("", "valid_2"), ("1.5", "valid_2"), ("one", "kFold")])
+def test_busbra_refuses_a_fold_cell_that_is_not_0_or_1(tmp_path, value, column) -> None:
+    """One such cell dropped its image from the training part of that fold in silence."""
+    make_busbra(tmp_path / "B")
+    path = tmp_path / "B" / "5-fold-cv.csv"
+    rows = list(csv.DictReader(path.open(newline="")))
+    victim = next(r for r in rows if r["kFold"] != "2")
+    victim[column] = value
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    with pytest.raises(ValueError, match=f"'{victim['ID']}': {column} is '{value}'"):
+        ds.busbra_protocol(tmp_path / "B")
+
+
+def test_busbra_names_a_missing_column(tmp_path) -> None:
+    make_busbra(tmp_path / "B")
+    _rewrite(tmp_path / "B" / "bus_data.csv", lambda b: b.replace(b"ID,Case", b"Image,Case", 1))
+    with pytest.raises(ValueError, match=r"bus_data.csv' lacks the column\(s\) \['ID'\]"):
+        ds.busbra_protocol(tmp_path / "B")
+
+
 def make_mmotu(root: Path, train: int = 40, test: int = 16) -> None:
     (root / "images").mkdir(parents=True)
     (root / "annotations").mkdir()
@@ -98,6 +144,15 @@ def test_mmotu_reads_the_two_space_lists(tmp_path) -> None:
     assert {it["label"] for it in split["validation"]} == set(range(8))  # stratified
     first_test = split["test"][0]
     assert first_test["id"] == "41" and first_test["label"] == 41 % 8 and first_test["image"].endswith("images/41.JPG")
+
+
+def test_mmotu_lists_saved_with_a_byte_order_mark_read_the_same(tmp_path) -> None:
+    make_mmotu(tmp_path / "OTU_2d")
+    clean = _parts(ds.mmotu_protocol(tmp_path / "OTU_2d"))
+    for name in ("train_cls.txt", "val_cls.txt"):
+        _rewrite(tmp_path / "OTU_2d" / name, lambda b: b"\xef\xbb\xbf" + b)
+    proto = ds.mmotu_protocol(tmp_path / "OTU_2d")
+    assert _parts(proto) == clean and proto.splits[0]["test"][0]["image"].endswith("/images/41.JPG")
 
 
 def test_mmotu_bad_line_is_reported(tmp_path) -> None:
@@ -134,6 +189,20 @@ def make_gist(root: Path, n: int = 50) -> dict[str, int]:
         (root / "annotations" / f"train_anno_crop_split_{k}.json").write_text(json.dumps(coco(train_idx)))
         (root / "annotations" / f"val_anno_crop_split_{k}.json").write_text(json.dumps(coco(test_idx)))
     return truth
+
+
+@pytest.mark.parametrize("edit, error", [(lambda b: b"\xef\xbb\xbf" + b, None),
+                                         (lambda b: b[: len(b) // 2], "is not valid JSON")])
+def test_gist514_annotation_files_with_a_byte_order_mark_read_and_cut_ones_are_named(tmp_path, edit, error) -> None:
+    make_gist(tmp_path / "g")
+    clean = _parts(ds.gist514_protocol(tmp_path / "g"))
+    for path in (tmp_path / "g" / "annotations").glob("*.json"):
+        _rewrite(path, edit)
+    if error is None:
+        assert _parts(ds.gist514_protocol(tmp_path / "g")) == clean
+    else:
+        with pytest.raises(ValueError, match=f"anno_crop_split_0.json' {error}"):
+            ds.gist514_protocol(tmp_path / "g")
 
 
 def test_gist514_reads_coco_splits(tmp_path) -> None:
@@ -200,6 +269,23 @@ def test_folder_protocol_follows_a_linked_study_folder(tmp_path) -> None:
     proto = ds.folder_protocol(tmp_path / "data", folds=3)
     ids = sorted(it["id"] for items in proto.splits[0].values() for it in items if it["label"] == 1)
     assert ids == sorted([f"malignant_{i}" for i in range(6)] + ["s0", "s1", "s2"])
+
+
+def test_folder_protocol_leaves_out_busi_masks_beside_their_images(tmp_path, caplog) -> None:
+    """BUSI's class folders hold each image and its masks (``benign (1)_mask.png``, ``_mask_1.png``): they were
+    counted as images of the class, half the items, and a mask and its image could land in training and test."""
+    _class_folders(tmp_path / "Dataset_BUSI_with_GT", classes=("benign", "malignant", "normal"))
+    for name in ("benign", "malignant", "normal"):
+        folder = tmp_path / "Dataset_BUSI_with_GT" / name
+        for i in range(6):
+            (folder / f"{name}_{i}_mask.png").write_bytes(b"png")
+        (folder / f"{name}_0_mask_1.png").write_bytes(b"png")
+    (tmp_path / "Dataset_BUSI_with_GT" / "normal" / "lone_mask.png").write_bytes(b"png")  # no image: an image
+    with caplog.at_level("WARNING"):
+        proto = ds.folder_protocol(tmp_path / "Dataset_BUSI_with_GT", folds=3)
+    ids = sorted(it["id"] for items in proto.splits[0].values() for it in items)
+    assert ids == sorted([f"{n}_{i}" for n in ("benign", "malignant", "normal") for i in range(6)] + ["lone_mask"])
+    assert "7 mask file(s) beside their images" in caplog.text and "make-datalist busi" in caplog.text
 
 
 @pytest.mark.parametrize("stray", ["__MACOSX", "empty_class"])
