@@ -27,7 +27,7 @@ from monai_ext.apps.comparison import (
     paired_differences,
     subtle_protocol,
 )
-from monai_ext.data.datalists import write_split
+from monai_ext.data.datalists import check_split, write_split
 from monai_ext.data.downstream import PROTOCOLS, Protocol, folder_protocol, load_protocol
 from monai_ext.data.segmentation import (
     SEGMENTATION_PROTOCOLS,
@@ -304,13 +304,16 @@ def cross_validate(
     out = Path(out_dir)
     folds = check_folds(protocol, folds)
     check_run_inputs(methods, init_checkpoint, overrides, task)
+    split_task = "segmentation" if task == "segment" else "classification"
+    for k in folds:  # a missing file or a repeat in fold 2 is refused before fold 0 trains
+        check_split(protocol.splits[k], protocol.class_names, out / "splits" / f"fold{k}.json", split_task)
     results: dict[str, list[dict[str, Any]]] = {method_name(m): [] for m in methods}
     parent = ParentRun(protocol.name, out, tracking_uri) if tracking else None
     tracked = {"tracking_uri": parent.uri, "experiment_name": parent.experiment} if parent else {}
     try:
         for k in folds:
             split_file = write_split(protocol.splits[k], protocol.class_names, out / "splits" / f"fold{k}.json",
-                                     "segmentation" if task == "segment" else "classification")
+                                     split_task)
             for method in methods:
                 name = method_name(method)
                 run_overrides = {**(overrides or {}), **method_overrides(method, init_checkpoint, task), **tracked,

@@ -55,6 +55,25 @@ def write_split(split: Mapping[str, Sequence[Item]], class_names: Sequence[str],
     return atomic_write_text(Path(path).expanduser(), json.dumps({"class_names": list(class_names), **parts}, indent=1))
 
 
+def check_split(split: Mapping[str, Sequence[Item]], class_names: Sequence[str], path: str | os.PathLike,
+                task: Task) -> None:
+    """:func:`read_split`'s checks on a split before it is written to ``path``: a protocol that lists a file
+    missing on disk or an image twice is refused by make-datalist and before cross-validation's first fold trains,
+    not when a bundle reads the datalist (after earlier folds have trained).
+
+    Raises:
+        ValueError: as :func:`read_split`, naming ``path``.
+    """
+    _check_task(task)
+    path = Path(_absolute(os.fspath(path)))
+    written = {part: [_absolute_paths(item, task) for item in split.get(part, [])] for part in PARTS}
+    names = _class_names(list(class_names), path, task)
+    checked = {part: [_checked_item(item, f"{part}[{i}]", path, task, names) for i, item in enumerate(items)]
+               for part, items in written.items()}
+    _require_no_repeats(checked, path)
+    _require_files(checked, path, written)
+
+
 def read_split(path: str | os.PathLike, task: Task = "classification") -> dict[str, Any]:
     """Read and check a JSON datalist.
 

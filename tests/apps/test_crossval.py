@@ -124,3 +124,18 @@ def test_dataset_options_pass_what_the_protocol_takes(name, num_folds, seed, exp
 def test_num_folds_for_a_protocol_with_fixed_splits_is_refused(name) -> None:
     with pytest.raises(ValueError, match=rf"protocol '{name}' has fixed splits: --num_folds does not apply"):
         crossval.dataset_options(name, 3)
+
+
+def test_a_file_missing_in_a_later_fold_is_refused_before_the_first_fold_trains(tmp_path, monkeypatch) -> None:
+    trained = []
+    monkeypatch.setattr(crossval, "check_run_inputs", lambda *args: None)
+    monkeypatch.setattr(crossval, "run_fold", lambda *args, **kwargs: trained.append(args))
+    for name in ("a.png", "b.png"):
+        (tmp_path / name).write_bytes(b"png")
+    good = {"train": [{"image": str(tmp_path / "a.png"), "label": 0}], "validation": [],
+            "test": [{"image": str(tmp_path / "b.png"), "label": 1}]}
+    missing = {**good, "test": [{"image": str(tmp_path / "gone.png"), "label": 1}]}
+    protocol = Protocol("toy", ["a", "b"], [good, missing])
+    with pytest.raises(ValueError, match="fold1.json': 1 file\\(s\\) not found .*gone.png"):
+        crossval.cross_validate(protocol, tmp_path / "cv", ["random"], None)
+    assert trained == [] and not (tmp_path / "cv" / "splits").exists()
