@@ -413,27 +413,33 @@ def _without_masks(paths: list[Path], folder: Path) -> list[Path]:
     return [p for p in paths if p not in set(masks)]
 
 
-def _read_csv_rows(csv_path: str | os.PathLike) -> list[dict[str, str]]:
-    """The rows of a ``path, label`` CSV as a spreadsheet writes it: a UTF-8 byte-order mark (Excel's "CSV UTF-8")
-    is dropped, labels lose surrounding spaces; paths resolved against the CSV's folder.
+def _read_csv_rows(csv_path: str | os.PathLike) -> list[tuple[int, dict[str, str]]]:
+    """The rows of a ``path, label`` CSV as a spreadsheet writes it, each with its line in the file: a UTF-8
+    byte-order mark (Excel's "CSV UTF-8") is dropped, cells lose surrounding spaces, rows with every cell empty
+    (a spreadsheet's trailing ``,,``) are no entries; paths resolved against the CSV's folder.
 
     Raises:
-        ValueError: no rows or columns missing, an empty label, or files that do not exist (the rows named).
+        ValueError: no rows or columns missing, an empty label, or files that do not exist (the lines named).
     """
     csv_path = Path(_require(Path(csv_path), "CSV file"))
+    rows = []
     with open(csv_path, newline="", encoding="utf-8-sig") as f:
-        rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in csv.DictReader(f)]
-    if not rows or not {"path", "label"} <= set(rows[0]):
+        reader = csv.DictReader(f)
+        for row in reader:
+            cells = {k.strip(): (v or "").strip() for k, v in row.items() if k}
+            if any(cells.values()):
+                rows.append((reader.line_num, cells))  # the file's line: blank lines are skipped, not counted
+    if not rows or not {"path", "label"} <= set(rows[0][1]):
         raise ValueError(f"{str(csv_path)!r} needs columns 'path' and 'label'")
-    unlabelled = [n for n, r in enumerate(rows, start=2) if not r["label"]]  # line 1 is the header
+    unlabelled = [line for line, r in rows if not r["label"]]
     if unlabelled:
         raise ValueError(f"{str(csv_path)!r}: empty label on line(s) {unlabelled[:10]!r}")
-    for r in rows:
+    for _, r in rows:
         r["path"] = str((csv_path.parent / r["path"]).resolve())
-    missing = [n for n, r in enumerate(rows, start=2) if not Path(r["path"]).is_file()]
+    missing = [(line, r["path"]) for line, r in rows if not Path(r["path"]).is_file()]
     if missing:
-        raise ValueError(f"{str(csv_path)!r}: {len(missing)} file(s) not found, on line(s) {missing[:10]!r}, e.g. "
-                         f"{rows[missing[0] - 2]['path']!r}")
+        raise ValueError(f"{str(csv_path)!r}: {len(missing)} file(s) not found, on line(s) "
+                         f"{[line for line, _ in missing[:10]]!r}, e.g. {missing[0][1]!r}")
     return rows
 
 
@@ -449,11 +455,11 @@ def csv_protocol(csv_path: str | os.PathLike, folds: int = 5, val_fraction: floa
             whole number, or a patient in several folds (naming the lines).
     """
     rows = _read_csv_rows(csv_path)
-    names = sorted({r["label"] for r in rows}, key=lambda v: (not v.isdigit(), int(v) if v.isdigit() else v))
+    names = sorted({r["label"] for _, r in rows}, key=lambda v: (not v.isdigit(), int(v) if v.isdigit() else v))
     patients = _complete_column(rows, "patient", csv_path)
     fold_cells = _complete_column(rows, "fold", csv_path)
     items = []
-    for line, r in enumerate(rows, start=2):
+    for line, r in rows:
         item = {"image": r["path"], "label": names.index(r["label"]), "id": Path(r["path"]).stem}
         if patients:
             item["patient"] = r["patient"]
@@ -472,13 +478,13 @@ def csv_protocol(csv_path: str | os.PathLike, folds: int = 5, val_fraction: floa
     return Protocol(Path(csv_path).stem, names, splits)
 
 
-def _complete_column(rows: list[dict[str, str]], column: str, csv_path: str | os.PathLike) -> bool:
+def _complete_column(rows: list[tuple[int, dict[str, str]]], column: str, csv_path: str | os.PathLike) -> bool:
     """Whether the optional ``column`` is in use: filled on every row (True) or on none (False).
 
     Raises:
         ValueError: filled on some rows only, naming the blank lines (line 1 is the header).
     """
-    blank = [line for line, r in enumerate(rows, start=2) if not r.get(column)]
+    blank = [line for line, r in rows if not r.get(column)]
     if len(blank) == len(rows):
         return False
     if blank:

@@ -321,6 +321,21 @@ def test_csv_refuses_empty_labels_and_missing_files_naming_the_line(tmp_path, ba
         ds.csv_protocol(_write_csv(tmp_path / "labels.csv", rows), folds=3)
 
 
+def test_csv_names_the_files_line_after_blank_lines_and_ignores_a_spreadsheets_empty_rows(tmp_path) -> None:
+    """Blank lines were not counted (the missing file of line 6 was said to be on line 4), and Excel's trailing
+    ``,,`` row was refused as an empty label."""
+    _class_folders(tmp_path / "data")
+    good = [f"data/{c}/{c}_{i}.png,{c}" for c in ("benign", "malignant") for i in range(6)]
+    lines = ["path,label", good[0], "", "", good[1], "data/benign/gone.png,benign", *good[2:], ",", ","]
+    (tmp_path / "labels.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"1 file\(s\) not found, on line\(s\) \[6\]"):
+        ds.csv_protocol(tmp_path / "labels.csv", folds=3)
+    lines.remove("data/benign/gone.png,benign")
+    (tmp_path / "labels.csv").write_text("\n".join(lines) + "\n")
+    assert len([it for items in ds.csv_protocol(tmp_path / "labels.csv", folds=3).splits[0].values()
+                for it in items]) == 12
+
+
 def test_unknown_protocol_is_named(tmp_path) -> None:
     with pytest.raises(ValueError, match="'busbra2'"):
         ds.load_protocol("busbra2", tmp_path)
