@@ -134,6 +134,19 @@ def make_datalist(protocol: str, root: str, out: str, fold: int = 0, folds: int 
     write_split(split, proto.class_names, out, task)
     sizes = ", ".join(f"{k} {len(v)}" for k, v in split.items())
     print(f"{proto.name} fold {fold}: {sizes} -> {out}")
+    print(f"classes: {_class_counts(split, proto.class_names, task)}")
+
+
+def _class_counts(split: dict[str, list[dict]], class_names: list[str], task: str) -> str:
+    """``benign 120, malignant 80`` over every part of a classification split (a wrong class, from a typo or a
+    folder of masks, shows at once); the names alone for segmentation, whose labels are masks."""
+    if task != "classification":
+        return ", ".join(class_names)
+    counts = [0] * len(class_names)
+    for items in split.values():
+        for item in items:
+            counts[int(item["label"])] += 1
+    return ", ".join(f"{name} {n}" for name, n in zip(class_names, counts))
 
 
 def _check_protocol_options(protocol: str, loaders: dict[str, Callable[..., object]],

@@ -23,6 +23,8 @@ from monai_ext.data.folders import walk_files
 from monai_ext.io.images import image_stem, is_single_image
 
 logger = logging.getLogger(__name__)
+#: Folder names of a split's parts: a "folder per class" root whose sub-folders are these is a split layout.
+SPLIT_FOLDER_NAMES = frozenset({"train", "training", "val", "valid", "validation", "test", "testing"})
 #: BUSI-style mask names: the image stem plus ``_mask`` or ``_mask_<k>``.
 BUSI_MASK = re.compile(r"^(?P<stem>.+)_mask(?:_(?P<k>\d+))?$")
 Item = dict[str, Any]
@@ -396,6 +398,10 @@ def folder_protocol(root: str | os.PathLike, folds: int = 5, val_fraction: float
         raise ValueError(f"class folders without images under {str(root)!r}: {empty!r}; remove them or add images")
     if len(folders) < 2:
         raise ValueError(f"{str(root)!r} needs one sub-folder per class (at least two), found {folders!r}")
+    parts = [name for name in folders if name.lower() in SPLIT_FOLDER_NAMES]
+    if len(parts) >= 2:  # ROOT/train/<class>, ROOT/test/<class>: the classes would be "train" and "test"
+        raise ValueError(f"the sub-folders {parts!r} of {str(root)!r} are parts of a split, not classes; give the "
+                         "folder whose sub-folders are the classes, or a CSV with a 'fold' column (protocol csv)")
     items = [{"image": str(p), "label": c, "id": image_stem(p)} for c, name in enumerate(folders) for p in images[name]]
     return Protocol(root.name, folders, _kfold(items, folds, val_fraction, seed, max_train))
 
@@ -456,6 +462,7 @@ def csv_protocol(csv_path: str | os.PathLike, folds: int = 5, val_fraction: floa
     """
     rows = _read_csv_rows(csv_path)
     names = sorted({r["label"] for _, r in rows}, key=lambda v: (not v.isdigit(), int(v) if v.isdigit() else v))
+    _refuse_labels_differing_in_case(names, csv_path)
     patients = _complete_column(rows, "patient", csv_path)
     fold_cells = _complete_column(rows, "fold", csv_path)
     items = []
@@ -476,6 +483,20 @@ def csv_protocol(csv_path: str | os.PathLike, folds: int = 5, val_fraction: floa
     else:
         splits = _kfold(items, folds, val_fraction, seed, None)
     return Protocol(Path(csv_path).stem, names, splits)
+
+
+def _refuse_labels_differing_in_case(names: list[str], csv_path: str | os.PathLike) -> None:
+    """``benign`` and ``Benign`` in one sheet are one class typed twice, not two classes.
+
+    Raises:
+        ValueError: naming the spellings.
+    """
+    spellings: dict[str, list[str]] = {}
+    for name in names:
+        spellings.setdefault(name.casefold(), []).append(name)
+    twice = [found for found in spellings.values() if len(found) > 1]
+    if twice:
+        raise ValueError(f"{str(csv_path)!r}: labels {twice[0]!r} differ only in case; write each class one way")
 
 
 def _complete_column(rows: list[tuple[int, dict[str, str]]], column: str, csv_path: str | os.PathLike) -> bool:

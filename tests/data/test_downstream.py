@@ -336,6 +336,24 @@ def test_csv_names_the_files_line_after_blank_lines_and_ignores_a_spreadsheets_e
                 for it in items]) == 12
 
 
+def test_csv_refuses_labels_that_differ_only_in_case(tmp_path) -> None:
+    """``benign`` and ``Benign`` made two classes of one."""
+    _class_folders(tmp_path / "data")
+    rows = [(f"data/{c}/{c}_{i}.png", c.capitalize() if i == 0 else c) for c in ("benign", "malignant")
+            for i in range(6)]
+    with pytest.raises(ValueError, match=r"labels \['Benign', 'benign'\] differ only in case"):
+        ds.csv_protocol(_write_csv(tmp_path / "labels.csv", rows), folds=3)
+
+
+@pytest.mark.parametrize("parts", [("train", "test"), ("Training", "Validation", "Testing")])
+def test_folder_protocol_refuses_a_split_layout_taken_for_classes(tmp_path, parts) -> None:
+    """ROOT/train/<class>, ROOT/test/<class> gave the classes "test" and "train"."""
+    for part in parts:
+        _class_folders(tmp_path / "data" / part)
+    with pytest.raises(ValueError, match="are parts of a split, not classes"):
+        ds.folder_protocol(tmp_path / "data")
+
+
 def test_unknown_protocol_is_named(tmp_path) -> None:
     with pytest.raises(ValueError, match="'busbra2'"):
         ds.load_protocol("busbra2", tmp_path)
