@@ -449,7 +449,8 @@ def _read_csv_rows(csv_path: str | os.PathLike) -> list[tuple[int, dict[str, str
     return rows
 
 
-def csv_protocol(csv_path: str | os.PathLike, folds: int = 5, val_fraction: float = 0.2, seed: int = 0) -> Protocol:
+def csv_protocol(csv_path: str | os.PathLike, folds: int | None = None, val_fraction: float = 0.2,
+                 seed: int = 0) -> Protocol:
     """CSV with columns ``path, label`` and optional ``fold`` (test fold of the row) and ``patient``.
 
     Relative paths are relative to the CSV's folder. Labels may be names (sorted into indices) or integers. An
@@ -458,7 +459,8 @@ def csv_protocol(csv_path: str | os.PathLike, folds: int = 5, val_fraction: floa
 
     Raises:
         ValueError: as :func:`_read_csv_rows`; a partly blank ``fold`` or ``patient`` column, a fold that is not a
-            whole number, or a patient in several folds (naming the lines).
+            whole number, or a patient in several folds (naming the lines); ``folds`` given for a CSV whose
+            ``fold`` column sets them (it was ignored in silence).
     """
     rows = _read_csv_rows(csv_path)
     names = sorted({r["label"] for _, r in rows}, key=lambda v: (not v.isdigit(), int(v) if v.isdigit() else v))
@@ -473,6 +475,9 @@ def csv_protocol(csv_path: str | os.PathLike, folds: int = 5, val_fraction: floa
         if fold_cells:
             item["fold"] = _whole_number(r["fold"], csv_path, line, "fold")
         items.append(item)
+    if fold_cells and folds is not None:
+        raise ValueError(f"{str(csv_path)!r} has a 'fold' column, which sets the folds; leave out folds={folds!r} "
+                         "(--folds, --num_folds), or empty the column to let the folds be drawn")
     if fold_cells:
         _check_patients_in_one_fold(items, csv_path)
         splits = []
@@ -481,7 +486,7 @@ def csv_protocol(csv_path: str | os.PathLike, folds: int = 5, val_fraction: floa
             train, validation = validation_from_train(train, val_fraction, seed + k)
             splits.append({"train": train, "validation": validation, "test": [it for it in items if it["fold"] == k]})
     else:
-        splits = _kfold(items, folds, val_fraction, seed, None)
+        splits = _kfold(items, 5 if folds is None else folds, val_fraction, seed, None)
     return Protocol(Path(csv_path).stem, names, splits)
 
 

@@ -354,6 +354,18 @@ def test_folder_protocol_refuses_a_split_layout_taken_for_classes(tmp_path, part
         ds.folder_protocol(tmp_path / "data")
 
 
+def test_csv_with_a_fold_column_refuses_a_fold_count(tmp_path) -> None:
+    """``--folds 5`` on a CSV whose column gives 2 folds made 2, without a word."""
+    _class_folders(tmp_path / "data")
+    with open(tmp_path / "labels.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "label", "fold"])
+        w.writerows((f"data/{c}/{c}_{i}.png", c, i % 2) for c in ("benign", "malignant") for i in range(6))
+    assert len(ds.csv_protocol(tmp_path / "labels.csv").splits) == 2
+    with pytest.raises(ValueError, match="has a 'fold' column, which sets the folds; leave out folds=5"):
+        ds.csv_protocol(tmp_path / "labels.csv", folds=5)
+
+
 def test_unknown_protocol_is_named(tmp_path) -> None:
     with pytest.raises(ValueError, match="'busbra2'"):
         ds.load_protocol("busbra2", tmp_path)
@@ -469,7 +481,7 @@ def _rewrite_cell(labels: Path, column: str, line: int, value: str) -> None:
 def test_a_partly_blank_optional_column_is_refused_naming_the_line(tmp_path, column, fold_of) -> None:
     # one blank patient cell used to turn patient grouping off for every row: patients then crossed the folds
     labels = write_labels_csv(tmp_path, 12, patients=4, fold_of=fold_of)
-    ds.csv_protocol(labels, folds=2)  # complete: accepted
+    ds.csv_protocol(labels, folds=None if fold_of else 2)  # complete: accepted (a fold column sets the folds)
     _rewrite_cell(labels, column, 5, "")
     with pytest.raises(ValueError, match=rf"column '{column}' is blank on line\(s\) \[5\] but filled on others"):
         ds.csv_protocol(labels, folds=3)
