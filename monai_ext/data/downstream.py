@@ -257,8 +257,20 @@ def _read_cls_list(path: Path, images: Path) -> list[Item]:
         parts = line.split()
         if len(parts) != 2 or not parts[1].isdigit() or not 0 <= int(parts[1]) < len(MMOTU_CLASSES):
             raise ValueError(f"{path}:{line_no}: expected 'FILE  LABEL' with a label 0-7, got {line!r}")
-        items.append({"image": str(images / parts[0]), "label": int(parts[1]), "id": Path(parts[0]).stem})
+        items.append({"image": str(file_in_any_case(images / parts[0])), "label": int(parts[1]),
+                      "id": Path(parts[0]).stem})
     return items
+
+
+def file_in_any_case(path: Path) -> Path:
+    """``path``, or the one file beside it whose name differs only in case (``1.jpg`` for the listed ``1.JPG``: an
+    archive unpacked on Windows or macOS, or renamed by a tool); ``path`` itself where none is, for the caller's
+    missing-file error."""
+    if path.is_file() or not path.parent.is_dir():
+        return path
+    wanted = path.name.casefold()
+    found = sorted(p for p in path.parent.iterdir() if p.name.casefold() == wanted and p.is_file())
+    return found[0] if len(found) == 1 else path
 
 
 def mmotu_protocol(root: str | os.PathLike, val_fraction: float = 0.1, seed: int = 0) -> Protocol:

@@ -28,6 +28,7 @@ from monai_ext.data.downstream import (
     Split,
     busbra_protocol,
     check_splittable,
+    file_in_any_case,
     patient_groups,
 )
 from monai_ext.data.folders import IMAGE_SUFFIXES, walk_files
@@ -197,7 +198,7 @@ def mmotu_segmentation_protocol(root: str | os.PathLike, multiclass: bool = Fals
         items = []
         for stem in _read_stems(_require(root / name, f"MMOTU {name}")):
             item: Item = {"image": str(_mmotu_image(root / "images", stem)),
-                          "label": str(root / "annotations" / f"{stem}_binary.PNG"), "id": stem}
+                          "label": str(file_in_any_case(root / "annotations" / f"{stem}_binary.PNG")), "id": stem}
             if multiclass:
                 if stem not in classes:
                     raise ValueError(f"MMOTU image {stem!r} of {name} has no class in train_cls.txt / val_cls.txt")

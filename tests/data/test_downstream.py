@@ -155,6 +155,17 @@ def test_mmotu_lists_saved_with_a_byte_order_mark_read_the_same(tmp_path) -> Non
     assert _parts(proto) == clean and proto.splits[0]["test"][0]["image"].endswith("/images/41.JPG")
 
 
+def test_mmotu_images_renamed_in_another_case_are_found(tmp_path) -> None:
+    """``1.jpg`` on disk for the listed ``1.JPG`` (an archive unpacked or renamed by a tool): the datalist named
+    files that did not exist."""
+    make_mmotu(tmp_path / "OTU_2d")
+    for path in (tmp_path / "OTU_2d" / "images").iterdir():
+        path.rename(path.with_suffix(".jpg"))
+    split = ds.mmotu_protocol(tmp_path / "OTU_2d").splits[0]
+    assert all(Path(it["image"]).is_file() and it["image"].endswith(".jpg") for items in split.values()
+               for it in items)
+
+
 def test_mmotu_bad_line_is_reported(tmp_path) -> None:
     make_mmotu(tmp_path / "OTU_2d")
     (tmp_path / "OTU_2d" / "val_cls.txt").write_text("41.JPG  9\n")

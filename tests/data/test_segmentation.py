@@ -115,6 +115,15 @@ def mmotu(tmp_path: Path) -> Path:
     return root
 
 
+def test_mmotu_masks_and_images_renamed_in_another_case_are_found(mmotu: Path) -> None:
+    """An archive unpacked or renamed to lower-case suffixes: images were found in any case, masks were not."""
+    for path in [*(mmotu / "images").iterdir(), *(mmotu / "annotations").iterdir()]:
+        path.rename(path.with_suffix(path.suffix.lower()))
+    split = mmotu_segmentation_protocol(mmotu, val_fraction=0.2).splits[0]
+    assert split["test"][0]["image"] == str(mmotu / "images" / "7.jpg")
+    assert split["test"][0]["label"] == str(mmotu / "annotations" / "7_binary.png")
+
+
 def test_mmotu_official_split_binary_masks_of_both_encodings(mmotu: Path) -> None:
     protocol = mmotu_segmentation_protocol(mmotu, val_fraction=0.2)
     split = protocol.splits[0]
