@@ -490,6 +490,9 @@ def csv_protocol(csv_path: str | os.PathLike, folds: int | None = None, val_frac
     if fold_cells and folds is not None:
         raise ValueError(f"{str(csv_path)!r} has a 'fold' column, which sets the folds; leave out folds={folds!r} "
                          "(--folds, --num_folds), or empty the column to let the folds be drawn")
+    if fold_cells and len({it["fold"] for it in items}) < 2:
+        raise ValueError(f"{str(csv_path)!r}: its 'fold' column holds one fold ({items[0]['fold']!r}); a test fold "
+                         "needs others to train on: give at least two folds, or empty the column")
     if fold_cells:
         _check_patients_in_one_fold(items, csv_path)
         splits = []

@@ -375,6 +375,9 @@ def test_csv_with_a_fold_column_refuses_a_fold_count(tmp_path) -> None:
     assert len(ds.csv_protocol(tmp_path / "labels.csv").splits) == 2
     with pytest.raises(ValueError, match="has a 'fold' column, which sets the folds; leave out folds=5"):
         ds.csv_protocol(tmp_path / "labels.csv", folds=5)
+    (tmp_path / "labels.csv").write_text((tmp_path / "labels.csv").read_text().replace(",1\n", ",0\n"))
+    with pytest.raises(ValueError, match="holds one fold \\(0\\)"):  # it failed inside scikit-learn
+        ds.csv_protocol(tmp_path / "labels.csv")
 
 
 def test_unknown_protocol_is_named(tmp_path) -> None:
