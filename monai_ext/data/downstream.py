@@ -428,7 +428,8 @@ def _without_masks(paths: list[Path], folder: Path) -> list[Path]:
         logger.warning("%s: %d mask file(s) beside their images (<image>_mask.png, as BUSI ships them) are not "
                        "class images and are left out, e.g. %s; `make-datalist busi` reads them as masks",
                        folder, len(masks), masks[0].name)
-    return [p for p in paths if p not in set(masks)]
+    left_out = set(masks)
+    return [p for p in paths if p not in left_out]
 
 
 def _read_csv_rows(csv_path: str | os.PathLike) -> list[tuple[int, dict[str, str]]]:
