@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
-from monai_ext.data.folders import walk_files
+from monai_ext.data.folders import file_in_any_case, walk_files
 from monai_ext.io.images import image_stem, is_single_image
 
 logger = logging.getLogger(__name__)
@@ -260,17 +260,6 @@ def _read_cls_list(path: Path, images: Path) -> list[Item]:
         items.append({"image": str(file_in_any_case(images / parts[0])), "label": int(parts[1]),
                       "id": Path(parts[0]).stem})
     return items
-
-
-def file_in_any_case(path: Path) -> Path:
-    """``path``, or the one file beside it whose name differs only in case (``1.jpg`` for the listed ``1.JPG``: an
-    archive unpacked on Windows or macOS, or renamed by a tool); ``path`` itself where none is, for the caller's
-    missing-file error."""
-    if path.is_file() or not path.parent.is_dir():
-        return path
-    wanted = path.name.casefold()
-    found = sorted(p for p in path.parent.iterdir() if p.name.casefold() == wanted and p.is_file())
-    return found[0] if len(found) == 1 else path
 
 
 def mmotu_protocol(root: str | os.PathLike, val_fraction: float = 0.1, seed: int = 0) -> Protocol:

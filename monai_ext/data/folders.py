@@ -70,6 +70,17 @@ def list_images_and_others(folder: str | os.PathLike,
     return sorted(images), sorted(others)
 
 
+def file_in_any_case(path: Path) -> Path:
+    """``path``, or the one file beside it whose name differs only in case (``1.jpg`` for the listed ``1.JPG``: an
+    archive unpacked on Windows or macOS, or renamed by a tool); ``path`` itself where none is, for the caller's
+    missing-file error."""
+    if path.is_file() or not path.parent.is_dir():
+        return path
+    wanted = path.name.casefold()
+    found = [p for p in path.parent.iterdir() if p.name.casefold() == wanted and p.is_file()]
+    return found[0] if len(found) == 1 else path
+
+
 def count_by_suffix(paths: Sequence[Path]) -> dict[str, int]:
     """``{".avi": 2, ".txt": 1, "": 1}``: lower-case suffixes (``""`` for none), most frequent first."""
     counts = Counter(p.suffix.lower() for p in paths)

@@ -28,10 +28,9 @@ from monai_ext.data.downstream import (
     Split,
     busbra_protocol,
     check_splittable,
-    file_in_any_case,
     patient_groups,
 )
-from monai_ext.data.folders import IMAGE_SUFFIXES, walk_files
+from monai_ext.data.folders import IMAGE_SUFFIXES, file_in_any_case, walk_files
 from monai_ext.data.synthetic import SimulatorConfig, simulate_frame
 from monai_ext.io.atomic import atomic_write_bytes
 from monai_ext.io.images import image_stem, is_single_image
