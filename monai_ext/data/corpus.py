@@ -54,8 +54,8 @@ from monai_ext.io.settings import path_setting, setting_text
 from monai_ext.io.volumes import is_metaimage_data_file
 
 __all__ = ["DOPPLER_POLICIES", "CorpusFrames", "CorpusOptions", "LoadCorpusFramed", "NearDuplicateIndex",
-           "crop_to_view", "files_not_read", "fit_square", "halve_until", "is_corpus_cache", "list_sources",
-           "perceptual_hash", "prepare_corpus", "process_file"]
+           "RootSurvey", "crop_to_view", "fit_square", "halve_until", "is_corpus_cache", "perceptual_hash",
+           "prepare_corpus", "process_file", "survey_root"]
 
 logger = logging.getLogger(__name__)
 MANIFEST_COLUMNS = ("frame_id", "dataset", "source", "frame", "view", "orig_height", "orig_width", "crop",
@@ -214,24 +214,42 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def list_sources(root: Path) -> list[str]:
-    """Supported files under ``root`` (relative POSIX paths, sorted): ``<dataset>/...``, or a bare file name for
-    files directly under ``root`` (their dataset is named after ``root``). Supported by suffix, or DICOM by content
-    where the name has no image suffix (``IM0001`` of a DICOMDIR export, ``US0001.IMA``; see
-    ``monai_ext.io.images.source_kind``)."""
-    return sorted(path.relative_to(root).as_posix() for path in walk_files(root) if source_kind(path))
+@dataclass(frozen=True)
+class RootSurvey:
+    """What one walk of a corpus root found.
+
+    Attributes:
+        sources: supported files (relative POSIX paths, sorted): ``<dataset>/...``, or a bare file name for files
+            directly under the root (their dataset is named after the root). Supported by suffix, or DICOM by
+            content where the name has no image suffix (``IM0001`` of a DICOMDIR export, ``US0001.IMA``; see
+            ``monai_ext.io.images.source_kind``).
+        not_read: how many files are of no type the corpus reads, by lower-case suffix (``""`` for none), most
+            first: label sheets and notes are expected there, MATLAB or HDF5 arrays and unlisted video formats are
+            images the corpus leaves out, which the report says rather than passing over them. A MetaImage
+            header's voxel file (``sweep.raw`` beside ``sweep.mhd``) is read through the header, not counted.
+    """
+
+    sources: list[str]
+    not_read: dict[str, int]
+
+    def datasets(self, root: Path) -> list[str]:
+        """The dataset names the sources belong to, sorted."""
+        return sorted({source.split("/")[0] if "/" in source else root.name for source in self.sources})
 
 
-def files_not_read(root: Path) -> dict[str, int]:
-    """How many files under ``root`` are of no type the corpus reads, by lower-case suffix (``""`` for none),
-    most first: label sheets and notes are expected there, MATLAB or HDF5 arrays and unlisted video formats are
-    images the corpus leaves out, which the report says rather than passing over them. A MetaImage header's voxel
-    file (``sweep.raw`` beside ``sweep.mhd``) is read through the header, not counted."""
-    return count_by_suffix([path for path in walk_files(root)
-                            if not source_kind(path) and not is_metaimage_data_file(path)])
+def survey_root(root: Path) -> RootSurvey:
+    """Walk ``root`` once. An archive of 370K files on a network share takes minutes to walk, and telling a
+    suffix-less DICOM from a note opens the file, so the run walks it once, not once per question it asks."""
+    sources, others = [], []
+    for path in walk_files(root):
+        if source_kind(path):
+            sources.append(path.relative_to(root).as_posix())
+        elif not is_metaimage_data_file(path):
+            others.append(path)
+    return RootSurvey(sorted(sources), count_by_suffix(others))
 
 
-def _plan(root: Path, out: Path, options: CorpusOptions) -> list[list[str]]:
+def _plan(root: Path, out: Path, options: CorpusOptions, sources: list[str]) -> list[list[str]]:
     """Chunks of source files; the plan is stored so that a resumed run cuts the same chunks.
 
     A rerun into the same ``out`` continues that plan: it must come from the same root and settings, and files
@@ -239,7 +257,6 @@ def _plan(root: Path, out: Path, options: CorpusOptions) -> list[list[str]]:
     """
     plan_path = out / "plan.json"
     settings = json.loads(json.dumps(asdict(options)))
-    sources = list_sources(root)
     if plan_path.exists():
         plan = json.loads(plan_path.read_text())
         if plan.get("format", 1) != CACHE_FORMAT:
@@ -280,12 +297,16 @@ def _extend_plan(plan: dict[str, Any], sources: list[str], plan_path: Path, root
     return plan["chunks"]
 
 
-def ingest(root: Path, out: Path, options: CorpusOptions, workers: int = 1) -> None:
-    """Process every chunk that has no complete result yet, in parallel, with a progress bar."""
+def ingest(root: Path, out: Path, options: CorpusOptions, sources: list[str], workers: int = 1) -> None:
+    """Process every chunk that has no complete result yet, in parallel, with a progress bar.
+
+    Args:
+        sources: the supported files now under ``root`` (:attr:`RootSurvey.sources`).
+    """
     from tqdm import tqdm
 
     (out / "chunks").mkdir(parents=True, exist_ok=True)
-    chunks = _plan(root, out, options)
+    chunks = _plan(root, out, options, sources)
     todo = [i for i in range(len(chunks)) if not _chunk_paths(out, i)[1].exists()]
     jobs = [(i, chunks[i], str(root), str(out), options) for i in todo]
     bar = tqdm(total=len(chunks), initial=len(chunks) - len(todo), desc="ingest (chunks)", unit="chunk")
@@ -400,7 +421,7 @@ def decide(records: list[dict], options: CorpusOptions, exclude_datasets: Sequen
 
 
 # --------------------------------------------------------------------------------------------------- top level
-def check_dataset_names(root: Path, names: Sequence[str]) -> None:
+def check_dataset_names(root: Path, survey: RootSurvey, names: Sequence[str]) -> None:
     """Refuse, before hours of ingestion, a dataset to exclude that is not under ``root``: a misspelt name
     (``BUSBRA`` for ``BUS-BRA``) would otherwise let an evaluation set leak into the pretraining corpus unnoticed.
 
@@ -409,7 +430,7 @@ def check_dataset_names(root: Path, names: Sequence[str]) -> None:
     """
     if not names:
         return
-    found = sorted({source.split("/")[0] if "/" in source else root.name for source in list_sources(root)})
+    found = survey.datasets(root)
     unknown = [name for name in names if name.lower() not in {d.lower() for d in found}]
     if unknown:
         raise ValueError(f"exclude_datasets {unknown!r} match no dataset under {str(root)!r}; its datasets: {found!r}")
@@ -428,8 +449,9 @@ def prepare_corpus(root: str | os.PathLike, out: str | os.PathLike, options: Cor
             raise NotADirectoryError(f"{role} {str(folder)!r} is not a folder")
     if workers < 0:  # 0 and 1 both ingest in this process
         raise ValueError(f"workers must be >= 0, got {workers!r}")
-    check_dataset_names(root, exclude_datasets)
-    ingest(root, out, options, workers)
+    survey = survey_root(root)
+    check_dataset_names(root, survey, exclude_datasets)
+    ingest(root, out, options, survey.sources, workers)
     chunks = json.loads((out / "plan.json").read_text())["chunks"]  # as ingest() planned and finished them
     records, skipped, warned = [], [], []
     for index in range(len(chunks)):
@@ -447,7 +469,7 @@ def prepare_corpus(root: str | os.PathLike, out: str | os.PathLike, options: Cor
     kept = np.array([[r["chunk"], r["row"]] for r in records if r["keep"]], np.int32).reshape(-1, 2)
     atomic_write_bytes(out / "kept.npy", _npy_bytes(kept))
     report = build_report(records, skipped, warned, options, eval_unread)
-    report["files_not_read"] = files_not_read(root)
+    report["files_not_read"] = survey.not_read
     if report["files_not_read"]:
         logger.warning("%d file(s) under %s are of types the corpus does not read, left out (by suffix: %s)",
                        sum(report["files_not_read"].values()), root,

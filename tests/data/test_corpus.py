@@ -26,7 +26,8 @@ from monai_ext.data.corpus import (
     prepare_corpus,
     process_file,
 )
-from monai_ext.data.frames import FrameOptions
+from monai_ext.data.folders import walk_files
+from monai_ext.data.frames import FrameOptions, source_kind
 from tests.data.corpus_builder import IDENTITY, build, us_image
 
 REPO = Path(__file__).resolve().parents[2]
@@ -221,6 +222,28 @@ def test_dicom_files_without_a_suffix_are_ingested(tmp_path):
     report = prepare_corpus(mixed, tmp_path / "cache_mixed", CorpusOptions(size=32, dedup_threshold=-1))
     assert sorted(r["source"] for r in manifest(tmp_path / "cache_mixed")) == ["study/DICOM/IM0001", "study/b.png"]
     assert report["kept"] == 2 and report["skipped_files"] == []
+
+
+def test_the_root_is_walked_once_and_each_file_without_a_suffix_opened_once(tmp_path, monkeypatch):
+    """On a network share a walk of a large archive takes minutes and telling a suffix-less DICOM from a note opens
+    the file: the dataset-name check, the plan and the files-not-read count share one walk (it was three)."""
+    import monai_ext.data.corpus as corpus
+    from monai_ext.io.writers import write_dicom
+
+    root = tmp_path / "root"
+    write_dicom(us_image(64, seed=50), root / "thyroid" / "IM0001")
+    (root / "breast").mkdir(parents=True)
+    cv2.imwrite(str(root / "breast" / "a.png"), us_image(64, seed=51))
+    (root / "breast" / "NOTES").write_text("no image")
+    walked, probed = [], []
+    monkeypatch.setattr(corpus, "walk_files", lambda folder: walked.append(folder) or list(walk_files(folder)))
+    monkeypatch.setattr(corpus, "source_kind", lambda path: probed.append(path.name) or source_kind(path))
+    report = prepare_corpus(root, tmp_path / "cache", CorpusOptions(size=32, dedup_threshold=-1),
+                            exclude_datasets=["breast"])
+    assert walked == [root.resolve()]
+    assert sorted(probed) == ["IM0001", "NOTES", "a.png"]
+    assert report["files_not_read"] == {"": 1}
+    assert {name: entry["kept"] for name, entry in report["datasets"].items()} == {"breast": 0, "thyroid": 1}
 
 
 def test_file_names_that_are_not_utf8_reach_a_utf8_manifest(tmp_path):
