@@ -436,7 +436,7 @@ def inference_files(input_dir: str | os.PathLike | None, input_files: str | os.P
                          f"{output_dir!r}, whose files are never read back; choose an --output_dir outside it")
     if not files:
         raise ValueError("give --input_dir or --input_files")
-    _warn_not_read(input_dir, others)
+    _warn_not_read(input_dir, found, others)
     return _each_once(files)
 
 
@@ -460,12 +460,12 @@ def _folder_inputs(input_dir: str | None, suffixes: Sequence[str],
     return [str(p) for p in images], others, listed
 
 
-def _warn_not_read(input_dir: str | None, others: Sequence[Path]) -> None:
+def _warn_not_read(input_dir: str | None, images: Sequence[str], others: Sequence[Path]) -> None:
     from monai_ext.data.folders import count_by_suffix
     from monai_ext.io.images import VIDEO_SUFFIXES
-    from monai_ext.io.volumes import is_metaimage_data_file
+    from monai_ext.io.volumes import without_metaimage_data_files
 
-    others = [p for p in others if not is_metaimage_data_file(p)]
+    others = without_metaimage_data_files(list(others), images)
     if not others:
         return
     counts = ", ".join(f"{suffix or '(no suffix)'} {n}" for suffix, n in count_by_suffix(others).items())

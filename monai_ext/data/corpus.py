@@ -51,7 +51,7 @@ from monai_ext.data.views import (
 from monai_ext.io.atomic import atomic_write_bytes
 from monai_ext.io.errors import UnreadableImageError, collected_reader_warnings, one_line
 from monai_ext.io.settings import path_setting, setting_text
-from monai_ext.io.volumes import is_metaimage_data_file
+from monai_ext.io.volumes import without_metaimage_data_files
 
 __all__ = ["DOPPLER_POLICIES", "CorpusFrames", "CorpusOptions", "LoadCorpusFramed", "NearDuplicateIndex",
            "RootSurvey", "crop_to_view", "fit_square", "halve_until", "is_corpus_cache", "perceptual_hash",
@@ -226,7 +226,8 @@ class RootSurvey:
         not_read: how many files are of no type the corpus reads, by lower-case suffix (``""`` for none), most
             first: label sheets and notes are expected there, MATLAB or HDF5 arrays and unlisted video formats are
             images the corpus leaves out, which the report says rather than passing over them. A MetaImage
-            header's voxel file (``sweep.raw`` beside ``sweep.mhd``) is read through the header, not counted.
+            header's voxel file (``sweep.raw`` beside ``sweep.mhd``, or the file its ``ElementDataFile`` names) is
+            read through the header, not counted.
     """
 
     sources: list[str]
@@ -242,11 +243,9 @@ def survey_root(root: Path) -> RootSurvey:
     suffix-less DICOM from a note opens the file, so the run walks it once, not once per question it asks."""
     sources, others = [], []
     for path in walk_files(root):
-        if source_kind(path):
-            sources.append(path.relative_to(root).as_posix())
-        elif not is_metaimage_data_file(path):
-            others.append(path)
-    return RootSurvey(sorted(sources), count_by_suffix(others))
+        (sources if source_kind(path) else others).append(path)
+    others = without_metaimage_data_files(others, sources)
+    return RootSurvey(sorted(path.relative_to(root).as_posix() for path in sources), count_by_suffix(others))
 
 
 def _plan(root: Path, out: Path, options: CorpusOptions, sources: list[str]) -> list[list[str]]:

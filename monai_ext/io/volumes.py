@@ -11,7 +11,7 @@ volume's 0.5-99.5 percentiles, one window for every slice so that slices of a vo
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,20 +20,52 @@ from monai_ext.io.display import window_to_unit
 from monai_ext.io.errors import SkippedSource, UnreadableImageError
 
 __all__ = ["ITK_SUFFIXES", "NIFTI_SUFFIXES", "first_volume_frame", "first_volume_frame_and_count",
-           "is_metaimage_data_file", "iter_volume_frames", "read_volume"]
+           "is_metaimage_data_file", "iter_volume_frames", "metaimage_data_file", "read_volume",
+           "without_metaimage_data_files"]
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 ITK_SUFFIXES = (".nrrd", ".mha", ".mhd")
 
 
 def is_metaimage_data_file(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is the voxel file of a MetaImage header beside it (``sweep.raw`` or ``sweep.zraw`` next to
-    ``sweep.mhd``, as ITK writes them): read through its header, so a folder listing neither reads it on its own nor
-    reports it as a file passed over. Judged by name: a voxel file that a renamed header names in its
-    ``ElementDataFile`` is still reported."""
+    """Whether ``path`` is the voxel file of a MetaImage header beside it by name (``sweep.raw`` or ``sweep.zraw``
+    next to ``sweep.mhd``, as ITK writes them). A header renamed since names its voxel file only inside:
+    :func:`without_metaimage_data_files` reads that too."""
     path = Path(path)
     return path.suffix.lower() in (".raw", ".zraw") and any(
         path.with_suffix(suffix).is_file() for suffix in (".mhd", ".MHD"))
+
+
+def metaimage_data_file(header: str | os.PathLike) -> Path | None:
+    """The voxel file that a MetaImage header names in its ``ElementDataFile`` line, beside the header; None for
+    voxels inside the header (``LOCAL``), a list or a numbered pattern of slice files, or a header not readable."""
+    header = Path(header)
+    try:
+        with open(header, "rb") as f:
+            text = f.read(1 << 16)  # the header's key = value lines; voxels may follow LOCAL
+    except OSError:
+        return None
+    for line in text.split(b"\n"):
+        key, equals, value = line.partition(b"=")
+        if equals and key.strip() == b"ElementDataFile":
+            name = os.fsdecode(value.strip())
+            if not name or name.upper() == "LOCAL" or name.upper().startswith("LIST") or "%" in name:
+                return None
+            return header.parent / name
+    return None
+
+
+def without_metaimage_data_files(others: list[Path], headers: Iterable[str | os.PathLike]) -> list[Path]:
+    """``others`` less the voxel files of MetaImage headers: read through their header, so a folder listing neither
+    reads them on their own nor reports them as files passed over.
+
+    Args:
+        others: files that no reader takes by suffix or content.
+        headers: files among which the ``.mhd`` headers are (others are ignored).
+    """
+    named = {os.path.abspath(data) for header in headers if str(header).lower().endswith(".mhd")
+             if (data := metaimage_data_file(header)) is not None}
+    return [path for path in others if not is_metaimage_data_file(path) and os.path.abspath(path) not in named]
 
 
 def read_volume(path: str | os.PathLike) -> tuple[np.ndarray, bool]:

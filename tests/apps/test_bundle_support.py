@@ -57,13 +57,15 @@ def test_input_dir_lists_every_format_the_loader_reads_and_says_what_it_passes_o
     assert "cine loops are predicted from their first frame when named in --input_files" in caplog.text
 
 
-def test_an_mhd_voxel_file_is_neither_predicted_nor_reported_as_passed_over(tmp_path, caplog):
+@pytest.mark.parametrize("header", ["sweep.mhd", "study 3.mhd"])  # the second renamed after ITK wrote it
+def test_an_mhd_voxel_file_is_neither_predicted_nor_reported_as_passed_over(tmp_path, caplog, header):
     root = tmp_path / "volumes"
     root.mkdir()
     write_itk(IMAGE[None], root / "sweep.mhd")
-    assert sorted(p.name for p in root.iterdir()) == ["sweep.mhd", "sweep.raw"]
+    (root / "sweep.mhd").rename(root / header)
+    assert sorted(p.name for p in root.iterdir()) == sorted([header, "sweep.raw"])
     with caplog.at_level("WARNING"):
-        assert inference_files(root, None) == [str(root / "sweep.mhd")]
+        assert inference_files(root, None) == [str(root / header)]
     assert "not read" not in caplog.text
 
 

@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 
 from monai_ext.io.errors import SkippedSource, UnreadableImageError
-from monai_ext.io.volumes import first_volume_frame, iter_volume_frames
+from monai_ext.io.volumes import (
+    first_volume_frame,
+    iter_volume_frames,
+    metaimage_data_file,
+    without_metaimage_data_files,
+)
 
 ROWS, COLS = 12, 20
 
@@ -115,3 +120,35 @@ def test_a_volume_without_voxels_is_refused_as_empty(tmp_path, shape: tuple[int,
     nib.save(nib.Nifti1Image(np.zeros(shape, np.int16), np.eye(4)), str(path))
     with pytest.raises(UnreadableImageError, match=r"empty.nii.gz: empty volume \(no voxels\)$"):
         first_volume_frame(path)
+
+
+def _renamed_header(tmp_path):
+    """``sweep.mhd`` renamed ``study 3.mhd``: it still names ``sweep.raw``, which no longer shares its name."""
+    write_itk(picture()[None], tmp_path / "sweep.mhd")
+    header = tmp_path / "study 3.mhd"
+    (tmp_path / "sweep.mhd").rename(header)
+    return header
+
+
+def test_a_renamed_header_still_reads_and_names_its_voxel_file(tmp_path) -> None:
+    header = _renamed_header(tmp_path)
+    np.testing.assert_array_equal(first_volume_frame(header), picture())  # ITK follows ElementDataFile
+    assert metaimage_data_file(header) == tmp_path / "sweep.raw"
+    assert without_metaimage_data_files([tmp_path / "sweep.raw", tmp_path / "notes.txt"], [header]) == \
+        [tmp_path / "notes.txt"]
+
+
+@pytest.mark.parametrize("line, expected", [
+    (b"ElementDataFile = LOCAL", None),  # voxels inside the header
+    (b"ElementDataFile = LIST 2D", None),  # slice files listed on the following lines
+    (b"ElementDataFile = slice%03d.raw 1 10 1", None),  # a numbered pattern
+    (b"ElementDataFile =", None),
+    (b"ElementSpacing = 1 1", None),  # no ElementDataFile line at all
+    (b"ElementDataFile = voxels.zraw", "voxels.zraw"),
+    (b"ElementDataFile=voxels.raw\r", "voxels.raw"),  # written on Windows, no spaces
+])
+def test_the_voxel_file_named_in_a_header(tmp_path, line: bytes, expected: str | None) -> None:
+    header = tmp_path / "a.mhd"
+    header.write_bytes(b"ObjectType = Image\nNDims = 2\n" + line + b"\n")
+    assert metaimage_data_file(header) == (None if expected is None else tmp_path / expected)
+    assert metaimage_data_file(tmp_path / "missing.mhd") is None
