@@ -472,7 +472,7 @@ def prepare_corpus(root: str | os.PathLike, out: str | os.PathLike, options: Cor
     if report["files_not_read"]:
         logger.warning("%d file(s) under %s are of types the corpus does not read, left out (by suffix: %s)",
                        sum(report["files_not_read"].values()), root,
-                       ", ".join(f"{suffix or '(none)'} {n}" for suffix, n in report["files_not_read"].items()))
+                       ", ".join(f"{suffix or '(no suffix)'} {n}" for suffix, n in report["files_not_read"].items()))
     atomic_write_bytes(out / "report.json", json.dumps(report, indent=2).encode())
     write_report_png(out, root, records, report, options)
     return report

@@ -224,7 +224,7 @@ def test_dicom_files_without_a_suffix_are_ingested(tmp_path):
     assert report["kept"] == 2 and report["skipped_files"] == []
 
 
-def test_the_root_is_walked_once_and_each_file_without_a_suffix_opened_once(tmp_path, monkeypatch):
+def test_the_root_is_walked_once_and_each_file_without_a_suffix_opened_once(tmp_path, monkeypatch, caplog):
     """On a network share a walk of a large archive takes minutes and telling a suffix-less DICOM from a note opens
     the file: the dataset-name check, the plan and the files-not-read count share one walk (it was three)."""
     import monai_ext.data.corpus as corpus
@@ -238,11 +238,13 @@ def test_the_root_is_walked_once_and_each_file_without_a_suffix_opened_once(tmp_
     walked, probed = [], []
     monkeypatch.setattr(corpus, "walk_files", lambda folder: walked.append(folder) or list(walk_files(folder)))
     monkeypatch.setattr(corpus, "source_kind", lambda path: probed.append(path.name) or source_kind(path))
-    report = prepare_corpus(root, tmp_path / "cache", CorpusOptions(size=32, dedup_threshold=-1),
-                            exclude_datasets=["breast"])
+    with caplog.at_level(logging.WARNING):
+        report = prepare_corpus(root, tmp_path / "cache", CorpusOptions(size=32, dedup_threshold=-1),
+                                exclude_datasets=["breast"])
     assert walked == [root.resolve()]
     assert sorted(probed) == ["IM0001", "NOTES", "a.png"]
     assert report["files_not_read"] == {"": 1}
+    assert "(by suffix: (no suffix) 1)" in caplog.text  # as inference's --input_dir warning spells it
     assert {name: entry["kept"] for name, entry in report["datasets"].items()} == {"breast": 0, "thyroid": 1}
 
 
