@@ -24,17 +24,26 @@ from monai_ext.io.images import check_file, upright
 MASK_ENCODINGS = ("binary", "index")
 
 
-def read_mask_file(path: str | os.PathLike) -> tuple[np.ndarray, bool]:
+def read_mask_file(path: str | os.PathLike, palette_as_colours: bool = False) -> tuple[np.ndarray, bool]:
     """The stored values of a mask file, (H, W) or (H, W, C), and whether it is a JPEG (by content, any suffix).
 
-    Read with PIL directly rather than through the image reader: a mask needs its stored values (palette indices
-    included), not the display conversion that images get; an EXIF orientation is applied as it is to images
+    Read with PIL directly rather than through the image reader: a mask needs its stored values, not the display
+    conversion that images get; an EXIF orientation is applied as it is to images
     (:func:`~monai_ext.io.images.upright`), so a mask stays on its image.
+
+    Args:
+        palette_as_colours: a palette (indexed) PNG or GIF as the (H, W, 4) RGBA colours its viewers show, not its
+            palette indices. Indices are class numbers in an index-encoded mask (VOC-style palettes), but in a
+            black-and-white mask they say nothing: PIL's conversion of an RGB mask, ``quantize`` and image editors
+            often put white first, so index 0 is the lesion.
     """
     check_file(Path(path))  # a missing or empty mask is named as such, not as PIL's "cannot identify image file"
     try:
         with Image.open(path) as img:
-            return np.asarray(upright(img)), img.format in ("JPEG", "MPO")
+            upright_img = upright(img)
+            if palette_as_colours and upright_img.mode in ("P", "PA"):
+                upright_img = upright_img.convert("RGBA")  # the palette's transparency becomes alpha
+            return np.asarray(upright_img), img.format in ("JPEG", "MPO")
     except Exception as e:  # decoders raise many types; all mean the same thing to the caller
         raise UnreadableImageError(f"{path}: cannot decode mask ({type(e).__name__}: {e})") from e
 
@@ -73,8 +82,8 @@ class LoadMask(Transform):
     """Mask file(s) -> (1, H, W) uint8 class indices.
 
     Args:
-        encoding: ``"binary"``: any non-zero pixel is class ``foreground`` (0/1 and 0/255 alike); ``"index"``: pixel
-            values are class indices already.
+        encoding: ``"binary"``: any non-zero pixel is class ``foreground`` (0/1 and 0/255 alike; a palette image
+            by the colours it shows); ``"index"``: pixel values (a palette image's indices) are class indices already.
         foreground: the class a binary mask's set pixels get (e.g. the tumour class of an MMOTU image).
         num_classes: with ``"index"``, values must be below it (a mask with 255s is then reported, not trained on).
 
@@ -96,7 +105,8 @@ class LoadMask(Transform):
 
     def read_one(self, path: str | os.PathLike) -> np.ndarray:
         """One mask file as (H, W) uint8 class indices."""
-        stored, jpeg = read_mask_file(path)  # one open: the JPEG rule needs the format, read with the pixels
+        # one open: the JPEG rule needs the format, read with the pixels
+        stored, jpeg = read_mask_file(path, palette_as_colours=self.encoding == "binary")
         pixels = _single_channel(stored, str(path))
         if self.encoding == "binary":
             return _binary_foreground(pixels, jpeg).astype(np.uint8) * np.uint8(self.foreground)

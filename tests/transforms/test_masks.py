@@ -89,6 +89,48 @@ def test_rgba_mask_transparent_pixels_are_background(tmp_path: Path, transparent
     np.testing.assert_array_equal(LoadMask("binary")(str(tmp_path / "mask.png"))[0], truth)
 
 
+def _palette_mask(truth: np.ndarray, how: str) -> Image.Image:
+    """A 0/255 mask saved as an indexed image, in the ways users' tools write one."""
+    rgb = Image.fromarray(truth).convert("RGB")
+    if how == "adaptive":  # PIL's RGB -> P: white comes first in the palette, so the lesion is index 0
+        return rgb.convert("P", palette=Image.Palette.ADAPTIVE, colors=2)
+    if how == "quantize":  # PNG optimisers and editors' "indexed colour"
+        return rgb.quantize(2)
+    if how == "gray":  # L -> P: the identity palette
+        return Image.fromarray(truth).convert("P")
+    transparent = Image.fromarray((truth > 0).astype(np.uint8), "P")  # index 0 background, transparent
+    transparent.putpalette([255, 255, 255, 0, 200, 0])  # it stores white, as editors do
+    transparent.info["transparency"] = 0
+    return transparent
+
+
+@pytest.mark.parametrize("how", ["adaptive", "quantize", "gray", "transparent"])
+@pytest.mark.parametrize("suffix", ["png", "gif"])
+def test_a_palette_mask_is_read_by_the_colours_it_shows(tmp_path: Path, how: str, suffix: str) -> None:
+    """A black-and-white mask saved as an indexed image: its palette indices were taken as the mask, and where white
+    is index 0 (PIL's conversion of an RGB mask, quantize) the lesion came out as background and the background as
+    lesion, silently, in training and in evaluation."""
+    truth = _disc(255)
+    path = tmp_path / f"mask.{suffix}"
+    image = _palette_mask(truth, how)
+    image.save(path, **({"transparency": 0} if how == "transparent" else {}))
+    with Image.open(path) as saved:
+        assert saved.mode == "P"
+        if how in ("adaptive", "quantize"):
+            assert saved.getpalette()[:3] == [255, 255, 255]  # the awkward case: white is index 0
+    np.testing.assert_array_equal(LoadMask("binary")(str(path))[0], truth > 0)
+
+
+def test_an_index_mask_with_a_palette_keeps_its_indices(tmp_path: Path) -> None:
+    """VOC-style class maps are palette PNGs whose indices are the classes: read as stored, not as colours."""
+    classes = (_disc(1) * 2).astype(np.uint8)  # class 2 inside, 0 outside
+    image = Image.fromarray(classes, "P")
+    image.putpalette([0, 0, 0, 128, 0, 0, 0, 128, 0])
+    image.save(tmp_path / "classes.png")
+    np.testing.assert_array_equal(LoadMask("index", num_classes=3)(str(tmp_path / "classes.png"))[0], classes)
+    np.testing.assert_array_equal(LoadMask("binary")(str(tmp_path / "classes.png"))[0], classes > 0)
+
+
 def test_gray_alpha_and_opaque_rgba_masks_read_their_values(tmp_path: Path) -> None:
     truth = _disc(255)
     Image.fromarray(np.stack([truth, np.full_like(truth, 255)], -1), "LA").save(tmp_path / "la.png")
