@@ -19,6 +19,7 @@ from monai_ext.io.atomic import atomic_write_bytes
 from monai_ext.io.errors import UnreadableImageError, root_cause
 from monai_ext.io.figures import save_png
 from monai_ext.io.images import read_image, unique_output_stems
+from monai_ext.io.json_values import json_tree
 from monai_ext.visualize.gradcam import gradcam_overlay, has_token_blocks
 
 logger = logging.getLogger(__name__)
@@ -209,7 +210,7 @@ def kept_results(path: Path, result: dict[str, Any], save_every: int = SAVE_EVER
 
 def _write_results(path: Path, result: dict[str, Any], complete: bool) -> None:
     result["complete"] = complete
-    atomic_write_bytes(path, json.dumps(result, indent=1).encode())
+    atomic_write_bytes(path, json.dumps(json_tree(result), indent=1, allow_nan=False).encode())
 
 
 BLANK_IMAGE_WARNING = "blank image: every pixel has the same value, so the output says nothing about it"

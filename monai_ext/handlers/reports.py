@@ -14,6 +14,7 @@ from ignite.engine import Engine, Events
 
 from monai_ext.engines.distributed import broadcast_object, is_main_process
 from monai_ext.io.atomic import atomic_write_bytes
+from monai_ext.io.json_values import json_tree
 from monai_ext.visualize.plots import plot_confusion_matrix, plot_roc
 
 logger = logging.getLogger(__name__)
@@ -103,7 +104,8 @@ class ClassificationReportWriter:
         self.last_report = report
         if not is_main_process():
             return
-        atomic_write_bytes(self.folder / f"{self.prefix}report.json", json.dumps(report, indent=1).encode())
+        atomic_write_bytes(self.folder / f"{self.prefix}report.json",
+                           json.dumps(json_tree(report), indent=1, allow_nan=False).encode())
         title = f"macro-F1 {report['macro_f1']:.3f}"
         plot_confusion_matrix(report["confusion_matrix"], self.class_names, self.folder / f"{self.prefix}confusion_matrix.png", title)
         if report["roc"]:

@@ -25,6 +25,7 @@ from sklearn.model_selection import StratifiedKFold
 from monai_ext.engines.distributed import is_main_process
 from monai_ext.engines.probe import evaluate_frozen_features, extract_features
 from monai_ext.io.atomic import atomic_write_text
+from monai_ext.io.json_values import json_tree
 from monai_ext.io.settings import path_setting, setting_text
 from monai_ext.visualize.curves import plot_curves
 
@@ -147,7 +148,7 @@ class RepresentationMonitor:
         scores = self.scores()
         engine.state.metrics.update({f"monitor_{k}": v for k, v in scores.items()})
         self.history = [h for h in self.history if h["epoch"] < epoch] + [{"epoch": epoch, **scores}]
-        atomic_write_text(self.json_path, json.dumps(self.history, indent=1))
+        atomic_write_text(self.json_path, json.dumps(json_tree(self.history), indent=1, allow_nan=False))
         epochs = [h["epoch"] for h in self.history]
         curves = {name: (epochs, [h[key] for h in self.history]) for name, key in
                   (("kNN accuracy", "knn_accuracy"), ("probe accuracy", "probe_accuracy"), ("probe AUC", "probe_auc"))}

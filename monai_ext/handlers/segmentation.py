@@ -27,7 +27,7 @@ from monai_ext.handlers.reports import best_after_resume, is_new_best, skipped_i
 from monai_ext.io.atomic import atomic_write_bytes
 from monai_ext.io.figures import save_png
 from monai_ext.io.images import unique_output_stems
-from monai_ext.io.json_values import json_number
+from monai_ext.io.json_values import json_number, json_tree
 from monai_ext.visualize.overlays import comparison_overlay
 
 logger = logging.getLogger(__name__)
@@ -188,7 +188,9 @@ class SegmentationReportWriter:
         self.last_report = report
         if not is_main_process():
             return
-        atomic_write_bytes(self.folder / f"{self.prefix}report.json", json.dumps(report, indent=1).encode())
+        # strict JSON: a set without lesions has no Dice (NaN), written null, as the per-image scores are
+        atomic_write_bytes(self.folder / f"{self.prefix}report.json",
+                           json.dumps(json_tree(report), indent=1, allow_nan=False).encode())
         # ids may be whole paths (a datalist without "id"): flattened, then cut to a name the filesystem takes
         names = unique_output_stems([image_id.replace("/", "_") for image_id, *_ in self._samples])
         for (image_id, image, prediction, truth), name in zip(self._samples, names):

@@ -14,6 +14,7 @@ from monai.handlers import HausdorffDistance, MeanDice, MeanIoUHandler, from_eng
 from monai.transforms import AsDiscreted, Compose
 
 from monai_ext.data.datasets import SkipCorruptDataset
+from monai_ext.handlers.metric_values import MeanDiceOrNaN
 from monai_ext.handlers.segmentation import SegmentationReportWriter, segmentation_report
 from tests.data.unreadable import BAD, image_folder, load, square_mask, with_masks
 
@@ -35,7 +36,7 @@ class _Lookup(torch.nn.Module):
         return self.logits[x[:, 0, 0, 0].long()]
 
 
-def _evaluate(predictions, truths, tmp_path, classes=2, best_only=False, runs=1, restored=None):
+def _evaluate(predictions, truths, tmp_path, classes=2, best_only=False, runs=1, restored=None, dice=MeanDice):
     data = [{"image": torch.full((1, 32, 32), float(i)), "label": torch.as_tensor(t)[None], "id": f"img{i}"}
             for i, t in enumerate(truths)]
     writer = SegmentationReportWriter(tmp_path, ["background"] + [f"c{k}" for k in range(1, classes)],
@@ -47,7 +48,7 @@ def _evaluate(predictions, truths, tmp_path, classes=2, best_only=False, runs=1,
         device=torch.device("cpu"), val_data_loader=torch.utils.data.DataLoader(data, batch_size=2),
         network=_Lookup(predictions, classes),
         postprocessing=Compose([AsDiscreted(keys=["pred", "label"], argmax=[True, False], to_onehot=classes)]),
-        key_val_metric={"val_mean_dice": MeanDice(include_background=False, output_transform=pair)},
+        key_val_metric={"val_mean_dice": dice(include_background=False, output_transform=pair)},
         additional_metrics={"val_mean_iou": MeanIoUHandler(include_background=False, output_transform=pair),
                             "val_hd95": HausdorffDistance(include_background=False, percentile=95, output_transform=pair)},
         val_handlers=[writer],
@@ -157,6 +158,23 @@ def test_false_positives_on_images_without_the_class_are_counted_though_dice_lea
     assert [e["dice"]["c1"] for e in report["per_image"]] == [pytest.approx(1.0), None, None, 0.0]
     assert report["empty_truth"] == {"c1": {"images": 2, "predicted": []},
                                      "c2": {"images": 4, "predicted": ["img1"]}}
+
+
+@pytest.mark.parametrize("predicted", ["empty", "false positive"])
+def test_a_set_without_lesions_writes_a_strict_json_report(tmp_path, predicted) -> None:
+    """Scoring only lesion-free images (BUSI 'normal') to count false positives: the Dice of the set is undefined,
+    and the report held a bare NaN that jq, browsers and strict readers refuse; it is null, as per image."""
+    empty = np.zeros((32, 32), np.int64)
+    prediction = empty if predicted == "empty" else _disc(32, (10, 10), 6)
+    _evaluate([prediction, empty], [empty, empty], tmp_path, dice=MeanDiceOrNaN)  # as the bundle's
+    text = (tmp_path / "test_report.json").read_text()
+
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+
+    report = json.loads(text, parse_constant=refuse)
+    assert report["score"] is None and report["n"] == 2
+    assert report["empty_truth"]["c1"]["images"] == 2
 
 
 def test_overlays_of_images_named_by_long_paths_are_written_under_names_the_filesystem_takes(tmp_path) -> None:
