@@ -31,7 +31,8 @@ class RandResizedCrop(Randomizable, Transform):
         scale: range of the crop area as a fraction of the image area.
         ratio: range of the crop aspect ratio (width / height), sampled log-uniformly.
         keep_top: anchor the crop at the top edge.
-        mode: interpolation of ``Resize`` ("bilinear" for images, "nearest" for masks).
+        mode: interpolation of ``Resize`` ("bilinear" for images, "nearest-exact" for masks: centre-aligned as
+            bilinear is, where "nearest" takes each block's top-left).
 
     Input (C, H, W) numpy array or tensor; output (C, size_h, size_w) MetaTensor.
     """
@@ -93,7 +94,7 @@ class RandResizedCropd(Randomizable, MapTransform):
     Args:
         keys: keys to crop (image and masks alike).
         size, scale, ratio, keep_top: as :class:`RandResizedCrop`.
-        mode: interpolation per key (e.g. ``["bilinear", "nearest"]`` for image and mask).
+        mode: interpolation per key (e.g. ``["bilinear", "nearest-exact"]`` for image and mask).
         allow_missing_keys: skip absent keys.
     """
 
