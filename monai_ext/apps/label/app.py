@@ -100,7 +100,7 @@ class UltrasoundClassifierApp(MONAILabelApp):
 
     def init_trainers(self) -> dict[str, TrainTask]:
         task = UltrasoundClassifyTrain(self.bundle_root, self.served_checkpoint, self.published, self.class_names,
-                                       self.overrides)
+                                       self.overrides, self.device)
         segmentation = {self.segmentation.name: self.segmentation.train_task()} if self.segmentation else {}
         return {self.model_name: task, **segmentation}
 
@@ -135,4 +135,4 @@ class SegmentationService:
 
     def train_task(self) -> UltrasoundSegmentTrain:
         return UltrasoundSegmentTrain(self.bundle_root, self.served_checkpoint, self.published,
-                                      self.infer_task.model.class_names, {})
+                                      self.infer_task.model.class_names, {}, self.device)

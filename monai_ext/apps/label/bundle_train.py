@@ -21,11 +21,8 @@ from typing import Any
 from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.train import TrainTask
 
+from monai_ext.apps.label.train_settings import TRAIN_DEFAULTS, bundle_train_settings, train_parameters
 from monai_ext.io.atomic import atomic_write_bytes
-
-#: Request parameters and their defaults (shown to clients by ``/info/``). ``base_lr`` None keeps the bundle's.
-TRAIN_DEFAULTS: dict[str, Any] = {"max_epochs": 10, "batch_size": 8, "num_workers": 2, "val_fraction": 0.2, "seed": 0,
-                                  "base_lr": None}
 
 
 class BundleTrainTask(TrainTask):
@@ -38,6 +35,8 @@ class BundleTrainTask(TrainTask):
         published: where the fine-tuned model is published.
         class_names: the served model's classes.
         overrides: further bundle settings (the app's ``overrides`` conf); they win over the checkpoint's.
+        device: the app's ``device`` conf (``cpu``, ``cuda:1``); None lets the bundle choose (CUDA 0 when there is
+            one). Training goes where serving goes: a team that keeps GPU 0 for other work says so once.
     """
 
     #: the validation metric in the bundle's ``metrics.json`` whose best value the summary reports
@@ -46,12 +45,12 @@ class BundleTrainTask(TrainTask):
     item: str = "labelled images"
 
     def __init__(self, description: str, bundle_root: Path, served: Callable[[], Path], published: Path,
-                 class_names: Sequence[str], overrides: Mapping[str, Any]) -> None:
+                 class_names: Sequence[str], overrides: Mapping[str, Any], device: str | None = None) -> None:
         if not self.metric:
             raise TypeError(f"{type(self).__name__} must name its validation metric (class attribute 'metric')")
         super().__init__(description)
         self.bundle_root, self.served, self.published = Path(bundle_root), served, Path(published)
-        self.class_names, self.overrides = list(class_names), dict(overrides)
+        self.class_names, self.overrides, self.device = list(class_names), dict(overrides), device
         self.work = self.published.with_suffix("")  # <app_dir>/model/<model_name>/
 
     @abstractmethod
@@ -104,43 +103,6 @@ class BundleTrainTask(TrainTask):
                     train_size: int) -> None:
         from monai.bundle import run
 
-        configs = self.bundle_root / "configs"
-        settings: dict[str, Any] = {
-            "meta_file": str(configs / "metadata.json"),
-            "logging_file": str(configs / "logging.conf"),
-            "bundle_root": str(self.bundle_root),
-            "datalist_file": str(datalist),
-            "init_checkpoint": str(start_from),
-            "ckpt_dir": str(run_dir / "models"),
-            "output_dir": str(run_dir / "eval"),
-            "cache_dir": str(run_dir / "cache"),
-            "epochs": params["max_epochs"],
-            # the training loader drops its last partial batch: never ask for more than there are images
-            "batch_size": min(params["batch_size"], train_size),
-            "num_workers": params["num_workers"],
-            # later entries win: the checkpoint's architecture, then the app's conf
-            **self.checkpoint_overrides(start_from),
-            **self.overrides,
-        }
-        if params["base_lr"] is not None:
-            settings["base_lr"] = params["base_lr"]
-        run(config_file=str(configs / "train.yaml"), **settings)
-
-
-def train_parameters(request: Mapping[str, Any]) -> dict[str, Any]:
-    """Request values over :data:`TRAIN_DEFAULTS`, checked.
-
-    Raises:
-        ValueError: quoting the parameter and its bad value.
-    """
-    params = {key: request.get(key, default) for key, default in TRAIN_DEFAULTS.items()}
-    for key, lowest in (("max_epochs", 1), ("batch_size", 1), ("num_workers", 0), ("seed", 0)):
-        value = params[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
-            raise ValueError(f"train parameter {key!r} must be an integer of at least {lowest}, got {value!r}")
-    base_lr = params["base_lr"]
-    if base_lr is not None and (isinstance(base_lr, bool) or not isinstance(base_lr, (int, float)) or base_lr <= 0):
-        raise ValueError(f"train parameter 'base_lr' must be a positive number, got {base_lr!r}")
-    if not 0.0 < float(params["val_fraction"]) < 0.5:
-        raise ValueError(f"train parameter 'val_fraction' must be in (0, 0.5), got {params['val_fraction']!r}")
-    return params
+        settings = bundle_train_settings(self.bundle_root, datalist, start_from, run_dir, params, train_size,
+                                         self.checkpoint_overrides(start_from), self.overrides, self.device)
+        run(config_file=str(self.bundle_root / "configs" / "train.yaml"), **settings)

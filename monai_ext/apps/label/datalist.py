@@ -8,6 +8,7 @@ files saved under ``tag=final`` are read too; see :mod:`monai_ext.apps.label.dat
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -16,6 +17,8 @@ from typing import Any
 
 from monai_ext.data.datalists import class_index_of, write_split
 from monai_ext.data.downstream import validation_from_train
+from monai_ext.io.errors import UnreadableImageError
+from monai_ext.io.images import read_image
 
 
 def read_class_label(path: str | os.PathLike, class_names: Sequence[str]) -> int:
@@ -30,7 +33,7 @@ def read_class_label(path: str | os.PathLike, class_names: Sequence[str]) -> int
             named ``"2"`` and another has index 2 (BI-RADS classes), naming the file.
     """
     try:
-        text = Path(path).read_text(encoding="utf-8").strip()
+        text = _label_text(Path(path))
     except (OSError, UnicodeDecodeError) as e:
         raise ValueError(f"{path}: cannot read the class label ({type(e).__name__}: {e})") from e
     try:
@@ -52,6 +55,14 @@ def read_class_label(path: str | os.PathLike, class_names: Sequence[str]) -> int
     return index
 
 
+def _label_text(path: Path) -> str:
+    """The text of a label file: UTF-8, with or without a byte-order mark, or UTF-16 with one (Windows
+    PowerShell's ``Out-File`` and Excel write them; the mark read as part of the text made a valid class unknown)."""
+    raw = path.read_bytes()
+    encoding = "utf-16" if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) else "utf-8-sig"
+    return raw.decode(encoding).strip()
+
+
 def labelled_datalist(
     items: Sequence[Mapping[str, str]], class_names: Sequence[str], out: str | os.PathLike,
     val_fraction: float = 0.2, seed: int = 0,
@@ -66,7 +77,9 @@ def labelled_datalist(
         seed: split seed.
 
     Returns:
-        (datalist path, {label file: reason} for labels that were skipped).
+        (datalist path, {label file: reason} for labels that were skipped: a label naming no class, or an image
+        that cannot be read, such as an upload cut off at 0 bytes, which would otherwise leave its class short in
+        validation while the summary counted it).
 
     Raises:
         ValueError: a class with fewer than two labelled images (one must go to validation).
@@ -74,9 +87,12 @@ def labelled_datalist(
     train, skipped = [], {}
     for item in items:
         try:
-            train.append({"image": item["image"], "label": read_class_label(item["label"], class_names)})
-        except ValueError as e:
+            label = read_class_label(item["label"], class_names)
+            read_image(item["image"])  # decoded now, so that the split and its counts hold only usable images
+        except (ValueError, UnreadableImageError) as e:
             skipped[str(item["label"])] = str(e)
+            continue
+        train.append({"image": item["image"], "label": label})
     counts = {name: sum(it["label"] == index for it in train) for index, name in enumerate(class_names)}
     short = {name: n for name, n in counts.items() if n < 2}
     if short:

@@ -61,9 +61,19 @@ def warn_unlisted_files(studies: Path) -> None:
                        " ".join(IMAGE_PATTERNS[:len(_SUFFIXES)]), ", ".join(unlisted[:5]))
 
 
-def is_mask_file(path: str) -> bool:
-    """Whether a saved label is a picture (a mask), by its suffix."""
+#: label maps that viewers save (3D Slicer's MONAI Label module saves .nii.gz): masks, never class files
+_LABEL_MAP_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".seg.nrrd", ".mha", ".mhd", ".dcm")
+
+
+def is_picture_mask(path: str) -> bool:
+    """Whether a saved label is a picture (a PNG, JPG, BMP or TIFF mask), by its suffix."""
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def is_mask_file(path: str) -> bool:
+    """Whether a saved label is a mask, a picture or a viewer's label map (NIfTI, NRRD, MetaImage, DICOM), by its
+    suffix: never a class file."""
+    return is_picture_mask(path) or Path(path).name.lower().endswith(_LABEL_MAP_SUFFIXES)
 
 
 def class_label_items(datastore: LabelStore) -> list[dict[str, Any]]:

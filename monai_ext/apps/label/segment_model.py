@@ -21,7 +21,7 @@ from monai.bundle import ConfigParser
 
 from monai_ext.apps.label.bundle_model import _unreadable_cause
 from monai_ext.apps.label.datalist import skipped_text
-from monai_ext.apps.label.datastore import is_mask_file
+from monai_ext.apps.label.datastore import is_mask_file, is_picture_mask
 from monai_ext.data.datalists import write_split
 from monai_ext.data.segmentation import split_validation
 from monai_ext.engines.inference import FRAMES_KEY, note_if_blank, note_if_several_frames
@@ -154,7 +154,10 @@ def _mask_shows_lesion(image: str, label: str) -> bool:
     Raises:
         ValueError: not a picture; UnreadableImageError: the mask or image cannot be read, or the sizes differ.
     """
-    if not is_mask_file(label):
+    if is_mask_file(label) and not is_picture_mask(label):
+        raise ValueError(f"{label}: a label map ({Path(label).name}), as 3D Slicer saves them, is not read: save "
+                         "2-D masks as PNG label maps (0 background, 1 or 255 lesion)")
+    if not is_picture_mask(label):
         raise ValueError(f"{label}: not a mask image (PNG/JPG/BMP/TIFF)")
     mask = LoadMask("binary").read_one(label)
     size = read_image(image).pixels.shape[:2]

@@ -22,14 +22,14 @@ class UltrasoundSegmentTrain(BundleTrainTask):
     item = "masks"
 
     def __init__(self, bundle_root: Path, served: Callable[[], Path], published: Path, class_names: list[str],
-                 overrides: Mapping[str, Any]) -> None:
+                 overrides: Mapping[str, Any], device: str | None = None) -> None:
         super().__init__(f"Fine-tune on the datastore's masks ({', '.join(class_names[1:])})", bundle_root, served,
-                         published, class_names, overrides)
+                         published, class_names, overrides, device)
 
     def write_datalist(self, items: Sequence[Mapping[str, str]], out: Path,
                        params: Mapping[str, Any]) -> tuple[Path, dict[str, str]]:
         """See :meth:`BundleTrainTask.write_datalist`."""
-        return mask_datalist(items, self.class_names, out, float(params["val_fraction"]), params["seed"])
+        return mask_datalist(items, self.class_names, out, params["val_fraction"], params["seed"])
 
     def checkpoint_overrides(self, checkpoint: Path) -> dict[str, Any]:
         """See :meth:`BundleTrainTask.checkpoint_overrides`."""

@@ -25,9 +25,9 @@ class UltrasoundClassifyTrain(BundleTrainTask):
     item = "labelled images"
 
     def __init__(self, bundle_root: Path, served: Callable[[], Path], published: Path, class_names: list[str],
-                 overrides: Mapping[str, Any]) -> None:
+                 overrides: Mapping[str, Any], device: str | None = None) -> None:
         super().__init__(f"Fine-tune on the datastore's class labels ({', '.join(class_names)})", bundle_root,
-                         served, published, class_names, overrides)
+                         served, published, class_names, overrides, device)
 
     def write_datalist(self, items: Sequence[Mapping[str, str]], out: Path,
                        params: Mapping[str, Any]) -> tuple[Path, dict[str, str]]:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from monai_ext.apps.label.datalist import labelled_datalist, read_class_label
@@ -49,6 +52,18 @@ def test_a_bare_number_naming_one_class_and_indexing_another_is_refused(tmp_path
         read_class_label(tmp_path / "label.json", BIRADS)
 
 
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-16-le-bom", "utf-16-be-bom"])
+@pytest.mark.parametrize("content, expected", [('{"class": "malignant"}', 1), ("benign\r\n", 0)])
+def test_label_files_with_a_byte_order_mark_are_read(tmp_path, encoding, content, expected) -> None:
+    """Windows PowerShell's Out-File writes UTF-16 with a mark, Set-Content -Encoding UTF8 and Excel UTF-8 with one:
+    the mark was read as part of the class name (a valid class refused as unknown) or not decoded at all."""
+    data = {"utf-8-sig": lambda t: t.encode("utf-8-sig"), "utf-16": lambda t: t.encode("utf-16"),
+            "utf-16-le-bom": lambda t: b"\xff\xfe" + t.encode("utf-16-le"),
+            "utf-16-be-bom": lambda t: b"\xfe\xff" + t.encode("utf-16-be")}[encoding](content)
+    (tmp_path / "label.json").write_bytes(data)
+    assert read_class_label(tmp_path / "label.json", CLASSES) == expected
+
+
 def test_binary_label_file_is_refused(tmp_path) -> None:
     (tmp_path / "mask.nii.gz").write_bytes(b"\x1f\x8b\x08\x00\xff\xfe")
     with pytest.raises(ValueError, match="mask.nii.gz: cannot read"):
@@ -60,7 +75,7 @@ def make_items(tmp_path, names: list[str]) -> list[dict[str, str]]:
     for index, name in enumerate(names):
         label = tmp_path / f"label{index}.json"
         label.write_text(json.dumps({"class": name}))
-        (tmp_path / f"image{index}.png").write_bytes(b"\x89PNG")  # the datalist reader checks that images exist
+        cv2.imwrite(str(tmp_path / f"image{index}.png"), np.full((8, 12), 40 + index, np.uint8))
         items.append({"image": str(tmp_path / f"image{index}.png"), "label": str(label)})
     return items
 
@@ -87,6 +102,28 @@ def test_too_few_labels_says_which_labels_were_skipped_and_why(tmp_path) -> None
     items = make_items(tmp_path, ["benign", "Benign", "malignant", "malignant."])
     with pytest.raises(ValueError, match=r"too few: \{'benign': 1, 'malignant': 1\}; 2 label\(s\) skipped: "
                                          r".*label1.json: label 'Benign' is not one of .*label3.json: label 'malignant.'"):
+        labelled_datalist(items, CLASSES, tmp_path / "d.json")
+
+
+@pytest.mark.parametrize("damage", ["empty", "cut", "missing"])
+def test_labelled_images_that_cannot_be_read_are_skipped_with_their_reason(tmp_path, damage) -> None:
+    """An upload cut off (0 bytes or part of a PNG) or an image deleted since it was labelled: skipped with its
+    reason before the split. It was split first and the bundle dropped it later, so its class could be missing from
+    validation, the model chosen on what was left, and the summary counted the image as trained on."""
+    items = make_items(tmp_path, ["benign"] * 3 + ["malignant"] * 3)
+    bad = Path(items[0]["image"])
+    if damage == "missing":
+        bad.unlink()
+    else:
+        bad.write_bytes(b"" if damage == "empty" else bad.read_bytes()[:20])
+    path, skipped = labelled_datalist(items, CLASSES, tmp_path / "d.json", val_fraction=0.25)
+    split = read_split(path)
+    assert sorted(Path(it["image"]).name for it in split["train"] + split["validation"]) == \
+        [f"image{i}.png" for i in range(1, 6)]
+    assert list(skipped) == [items[0]["label"]] and "image0.png" in skipped[items[0]["label"]]
+    assert {it["label"] for it in split["validation"]} == {0, 1}
+    items[1]["image"] = items[0]["image"]  # two of the three benign images unreadable: too few, and why
+    with pytest.raises(ValueError, match=r"too few: \{'benign': 1\}; 2 label\(s\) skipped: .*image0.png"):
         labelled_datalist(items, CLASSES, tmp_path / "d.json")
 
 

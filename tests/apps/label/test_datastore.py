@@ -46,6 +46,9 @@ def test_class_labels_come_from_their_tag_and_a_mask_never_hides_one() -> None:
         "c": {FINAL_TAG: "/labels/final/c.PNG"},  # a mask only
         "d": {},
         "e": {CLASS_TAG: "/labels/class/e.txt", FINAL_TAG: "/labels/final/e.json"},  # the class tag wins
+        # label maps that 3D Slicer and other viewers save: masks, not class files to be refused as unreadable
+        "f": {FINAL_TAG: "/labels/final/f.nii.gz"}, "g": {FINAL_TAG: "/labels/final/g.seg.nrrd"},
+        "h": {FINAL_TAG: "/labels/final/h.NII"}, "i": {FINAL_TAG: "/labels/final/i.dcm"},
     })
     assert class_label_items(store) == [
         {"image": "/studies/a.png", "label": "/labels/class/a.json"},

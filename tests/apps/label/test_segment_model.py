@@ -100,10 +100,14 @@ def test_a_mask_of_another_size_or_unreadable_is_skipped_with_its_reason(tmp_pat
     items.append(write_case(tmp_path, "turned", (40, 60), mask_shape=(60, 40)))
     (tmp_path / "broken_mask.png").write_bytes(b"\x89PNG not really")
     items.append({"image": items[0]["image"], "label": str(tmp_path / "broken_mask.png")})
+    (tmp_path / "slicer.nii.gz").write_bytes(b"\x1f\x8b")  # as 3D Slicer's MONAI Label module uploads masks
+    items.append({"image": items[1]["image"], "label": str(tmp_path / "slicer.nii.gz")})
     path, skipped = mask_datalist(items, ["background", "lesion"], tmp_path / "d.json", 0.2, 0)
     data = json.loads(path.read_text())
     assert len(data["train"]) + len(data["validation"]) == 3
     assert "mask size 40x60 (width x height) differs from its image's 60x40" in skipped[items[3]["label"]]
     assert "broken_mask.png" in skipped[str(tmp_path / "broken_mask.png")]
-    with pytest.raises(ValueError, match=r"found 0; 2 label\(s\) skipped: .*turned_mask.png: mask size"):
+    assert "a label map (slicer.nii.gz), as 3D Slicer saves them, is not read: save 2-D masks as PNG" in \
+        skipped[str(tmp_path / "slicer.nii.gz")]
+    with pytest.raises(ValueError, match=r"found 0; 3 label\(s\) skipped: .*turned_mask.png: mask size"):
         mask_datalist(items[3:], ["background", "lesion"], tmp_path / "d.json", 0.2, 0)
