@@ -32,6 +32,7 @@ from monai_ext.apps.bundle_support import locate_bundle_root
 from monai_ext.apps.label.bundle_model import BundleClassifier, load_bundle_classifier
 from monai_ext.apps.label.datastore import IMAGE_PATTERNS, warn_unlisted_files
 from monai_ext.apps.label.infer import UltrasoundClassifyInfer
+from monai_ext.apps.label.lineage import Lineage, explain_unserved, serves_published
 from monai_ext.apps.label.segment_infer import UltrasoundSegmentInfer
 from monai_ext.apps.label.segment_model import BundleSegmenter, load_bundle_segmenter
 from monai_ext.apps.label.segment_train import UltrasoundSegmentTrain
@@ -64,12 +65,16 @@ class UltrasoundClassifierApp(MONAILabelApp):
         self.model_name = conf.get("model_name", DEFAULT_MODEL_NAME)
         self.device = conf.get("device") or None
         self.overrides = parse_overrides(conf.get("overrides", "{}"))
-        # where the train task publishes fine-tuned models (MONAI Label's model/ folder of the app)
+        # where the train task publishes fine-tuned models (MONAI Label's model/ folder of the app), served only
+        # while the app runs from the checkpoint and studies they were fine-tuned from
         self.published = Path(app_dir) / "model" / f"{self.model_name}.pt"
+        self.lineage = Lineage.of(self.checkpoint, studies)
+        explain_unserved(self.published, self.lineage)
         # the infer task loads the model before MONAILabelApp.__init__ asks for the tasks
         self.infer_task = UltrasoundClassifyInfer(self.load_classifier, self.served_checkpoint)
         self.class_names = self.infer_task.model.class_names
-        self.segmentation = SegmentationService(app_dir, conf, self.device) if conf.get("segmentation_checkpoint") else None
+        self.segmentation = (SegmentationService(app_dir, studies, conf, self.device)
+                             if conf.get("segmentation_checkpoint") else None)
         logger.info("serving %s (%s) as %r on %s", self.served_checkpoint(), ", ".join(self.class_names),
                     self.model_name, self.infer_task.model.device)
         super().__init__(
@@ -82,8 +87,9 @@ class UltrasoundClassifierApp(MONAILabelApp):
         )
 
     def served_checkpoint(self) -> Path:
-        """The fine-tuned model once the train task has published one, else the configured checkpoint."""
-        return self.published if self.published.is_file() else self.checkpoint
+        """The fine-tuned model the train task published from this app's checkpoint and studies, else the
+        configured checkpoint (see :mod:`monai_ext.apps.label.lineage`)."""
+        return self.published if serves_published(self.published, self.lineage) else self.checkpoint
 
     def load_classifier(self, checkpoint: Path) -> BundleClassifier:
         return load_bundle_classifier(self.bundle_root, checkpoint, self.device, self.overrides)
@@ -99,8 +105,8 @@ class UltrasoundClassifierApp(MONAILabelApp):
         return {self.model_name: self.infer_task, **segmentation}
 
     def init_trainers(self) -> dict[str, TrainTask]:
-        task = UltrasoundClassifyTrain(self.bundle_root, self.served_checkpoint, self.published, self.class_names,
-                                       self.overrides, self.device)
+        task = UltrasoundClassifyTrain(self.bundle_root, self.served_checkpoint, self.published, self.lineage,
+                                       self.class_names, self.overrides, self.device)
         segmentation = {self.segmentation.name: self.segmentation.train_task()} if self.segmentation else {}
         return {self.model_name: task, **segmentation}
 
@@ -118,21 +124,23 @@ class UltrasoundClassifierApp(MONAILabelApp):
 class SegmentationService:
     """The segmentation model of the app: its checkpoint, published file, infer task and train task."""
 
-    def __init__(self, app_dir: str, conf: dict[str, str], device: str | None) -> None:
+    def __init__(self, app_dir: str, studies: str, conf: dict[str, str], device: str | None) -> None:
         self.bundle_root = Path(conf.get("segmentation_bundle_root") or locate_bundle_root("usf_mae_segment"))
         self.checkpoint = Path(conf["segmentation_checkpoint"])
         self.name = conf.get("segmentation_model_name", DEFAULT_SEGMENTATION_NAME)
         self.device = device
         self.published = Path(app_dir) / "model" / f"{self.name}.pt"
+        self.lineage = Lineage.of(self.checkpoint, studies)
+        explain_unserved(self.published, self.lineage)
         self.infer_task = UltrasoundSegmentInfer(self.load, self.served_checkpoint)
         logger.info("serving %s as %r", self.served_checkpoint(), self.name)
 
     def served_checkpoint(self) -> Path:
-        return self.published if self.published.is_file() else self.checkpoint
+        return self.published if serves_published(self.published, self.lineage) else self.checkpoint
 
     def load(self, checkpoint: Path) -> BundleSegmenter:
         return load_bundle_segmenter(self.bundle_root, checkpoint, self.device)
 
     def train_task(self) -> UltrasoundSegmentTrain:
-        return UltrasoundSegmentTrain(self.bundle_root, self.served_checkpoint, self.published,
+        return UltrasoundSegmentTrain(self.bundle_root, self.served_checkpoint, self.published, self.lineage,
                                       self.infer_task.model.class_names, {}, self.device)

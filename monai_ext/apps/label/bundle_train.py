@@ -21,6 +21,7 @@ from typing import Any
 from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.train import TrainTask
 
+from monai_ext.apps.label.lineage import Lineage, publish
 from monai_ext.apps.label.train_settings import TRAIN_DEFAULTS, bundle_train_settings, train_parameters
 from monai_ext.io.atomic import atomic_write_bytes
 
@@ -33,6 +34,7 @@ class BundleTrainTask(TrainTask):
         bundle_root: the bundle folder.
         served: returns the checkpoint being served now (the published one after a first training).
         published: where the fine-tuned model is published.
+        lineage: the app's checkpoint and studies, recorded with each published model.
         class_names: the served model's classes.
         overrides: further bundle settings (the app's ``overrides`` conf); they win over the checkpoint's.
         device: the app's ``device`` conf (``cpu``, ``cuda:1``); None lets the bundle choose (CUDA 0 when there is
@@ -45,11 +47,12 @@ class BundleTrainTask(TrainTask):
     item: str = "labelled images"
 
     def __init__(self, description: str, bundle_root: Path, served: Callable[[], Path], published: Path,
-                 class_names: Sequence[str], overrides: Mapping[str, Any], device: str | None = None) -> None:
+                 lineage: Lineage, class_names: Sequence[str], overrides: Mapping[str, Any],
+                 device: str | None = None) -> None:
         if not self.metric:
             raise TypeError(f"{type(self).__name__} must name its validation metric (class attribute 'metric')")
         super().__init__(description)
-        self.bundle_root, self.served, self.published = Path(bundle_root), served, Path(published)
+        self.bundle_root, self.served, self.published, self.lineage = Path(bundle_root), served, Path(published), lineage
         self.class_names, self.overrides, self.device = list(class_names), dict(overrides), device
         self.work = self.published.with_suffix("")  # <app_dir>/model/<model_name>/
 
@@ -89,10 +92,11 @@ class BundleTrainTask(TrainTask):
         shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run: no resume from an older training's files
         self._run_bundle(datalist, start_from, run_dir, params, train_size=len(split["train"]))
         # atomic: the serving process never reads a half-written model
-        atomic_write_bytes(self.published, (run_dir / "models" / "model.pt").read_bytes())
+        kept = publish(run_dir / "models" / "model.pt", self.published, self.lineage)
         history = json.loads((run_dir / "eval" / "metrics.json").read_text())
         summary = {"published": str(self.published), "started_from": str(start_from), "train": len(split["train"]),
                    "validation": len(split["validation"]), "skipped_labels": skipped, "epochs": len(history),
+                   **({"kept_previous": str(kept)} if kept else {}),
                    f"best_{self.metric}": max((h[self.metric] for h in history if h.get(self.metric) is not None),
                                                    default=None)}  # null: no epoch had a defined value
         atomic_write_bytes(self.work / "train_stats.json", json.dumps(summary, indent=1).encode())

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from monai_ext.apps.label.bundle_train import BundleTrainTask
+from monai_ext.apps.label.lineage import Lineage
 from monai_ext.apps.label.segment_model import mask_datalist, segmenter_overrides
 
 
@@ -21,10 +22,10 @@ class UltrasoundSegmentTrain(BundleTrainTask):
     metric = "val_mean_dice"
     item = "masks"
 
-    def __init__(self, bundle_root: Path, served: Callable[[], Path], published: Path, class_names: list[str],
-                 overrides: Mapping[str, Any], device: str | None = None) -> None:
+    def __init__(self, bundle_root: Path, served: Callable[[], Path], published: Path, lineage: Lineage,
+                 class_names: list[str], overrides: Mapping[str, Any], device: str | None = None) -> None:
         super().__init__(f"Fine-tune on the datastore's masks ({', '.join(class_names[1:])})", bundle_root, served,
-                         published, class_names, overrides, device)
+                         published, lineage, class_names, overrides, device)
 
     def write_datalist(self, items: Sequence[Mapping[str, str]], out: Path,
                        params: Mapping[str, Any]) -> tuple[Path, dict[str, str]]:

@@ -16,6 +16,7 @@ from monai_ext.apps.label.bundle_model import overrides_from_checkpoint
 from monai_ext.apps.label.bundle_train import BundleTrainTask
 from monai_ext.apps.label.datalist import labelled_datalist
 from monai_ext.apps.label.datastore import class_label_items
+from monai_ext.apps.label.lineage import Lineage
 
 
 class UltrasoundClassifyTrain(BundleTrainTask):
@@ -24,10 +25,10 @@ class UltrasoundClassifyTrain(BundleTrainTask):
     metric = "val_macro_f1"
     item = "labelled images"
 
-    def __init__(self, bundle_root: Path, served: Callable[[], Path], published: Path, class_names: list[str],
-                 overrides: Mapping[str, Any], device: str | None = None) -> None:
+    def __init__(self, bundle_root: Path, served: Callable[[], Path], published: Path, lineage: Lineage,
+                 class_names: list[str], overrides: Mapping[str, Any], device: str | None = None) -> None:
         super().__init__(f"Fine-tune on the datastore's class labels ({', '.join(class_names)})", bundle_root,
-                         served, published, class_names, overrides, device)
+                         served, published, lineage, class_names, overrides, device)
 
     def write_datalist(self, items: Sequence[Mapping[str, str]], out: Path,
                        params: Mapping[str, Any]) -> tuple[Path, dict[str, str]]:

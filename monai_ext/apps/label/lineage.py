@@ -1,0 +1,107 @@
+"""Which model the app serves: a fine-tune published by its train task, only while the app runs from the checkpoint
+and on the studies that fine-tune came from.
+
+The train task publishes at ``<app_dir>/model/<model_name>.pt``, and the app dir outlives a run: started later with
+another ``checkpoint`` (a new base model, another task's classes) or on another studies folder, the app served the
+old fine-tune in its place, its classes included, with nothing but a log line to say so. Each published model now has
+a record beside it (``<model_name>.lineage.json``: the configured checkpoint's path and SHA-256, the studies); the
+app serves the published model only when the record matches how it was started, and a training that would replace
+a model of another lineage first keeps it as ``<model_name>.superseded-<UTC time>.pt`` with its record.
+
+No MONAI Label import: the main environment tests it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from monai_ext.io.atomic import atomic_write_bytes
+from monai_ext.io.checkpoints import sha256_of
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """Where a served model comes from: the app's configured checkpoint and its studies.
+
+    Attributes:
+        checkpoint: the configured checkpoint's absolute path (for messages; the hash decides).
+        sha256: its content's SHA-256 (a copy or a move keeps the lineage; a new file of the same name does not).
+        studies: the studies folder's absolute path, or the DICOMweb address.
+    """
+
+    checkpoint: str
+    sha256: str
+    studies: str
+
+    @classmethod
+    def of(cls, checkpoint: str | os.PathLike, studies: str) -> Lineage:
+        """The lineage of an app started from ``checkpoint`` on ``studies`` (a missing checkpoint hashes to "")."""
+        path = Path(checkpoint).expanduser().absolute()
+        where = studies if studies.startswith(("http://", "https://")) else str(Path(studies).expanduser().absolute())
+        return cls(str(path), sha256_of(path) if path.is_file() else "", where)
+
+    def matches(self, record: dict | None) -> bool:
+        """Whether a published model's ``record`` comes from this checkpoint's content and these studies."""
+        return bool(record) and record.get("sha256") == self.sha256 and record.get("studies") == self.studies
+
+
+def lineage_file(published: Path) -> Path:
+    """The record beside a published model: ``model/usf_mae_classifier.pt`` -> ``model/usf_mae_classifier.lineage.json``."""
+    return published.with_name(f"{published.stem}.lineage.json")
+
+
+def read_record(published: Path) -> dict | None:
+    """The published model's lineage record; None when there is none or it cannot be read (older publications)."""
+    try:
+        value = json.loads(lineage_file(published).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def serves_published(published: Path, lineage: Lineage) -> bool:
+    """Whether the app started with ``lineage`` serves the model published at ``published``."""
+    return published.is_file() and lineage.matches(read_record(published))
+
+
+def explain_unserved(published: Path, lineage: Lineage) -> None:
+    """Warn, at start-up, that a published model of another lineage is kept but not served."""
+    if not published.is_file() or serves_published(published, lineage):
+        return
+    record = read_record(published)
+    origin = (f"was fine-tuned from {record.get('checkpoint')!r} on {record.get('studies')!r}" if record
+              else "has no lineage record (published by an earlier version)")
+    logger.warning("%s %s, not from this app's checkpoint %r on %r: serving the checkpoint; a training keeps that "
+                   "model as %s.superseded-<time>.pt (to serve it, start with --conf checkpoint %s)", published,
+                   origin, lineage.checkpoint, lineage.studies, published.stem, published)
+
+
+def publish(model_file: Path, published: Path, lineage: Lineage) -> Path | None:
+    """Publish ``model_file`` at ``published`` atomically with its lineage record.
+
+    A model already there of another lineage is copied aside first (copied, not moved: it may be the very
+    checkpoint the app was started from).
+
+    Returns:
+        Where the replaced model of another lineage was kept, or None.
+    """
+    kept = None
+    if published.is_file() and not lineage.matches(read_record(published)):
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        kept = published.with_name(f"{published.stem}.superseded-{stamp}{published.suffix}")
+        shutil.copy2(published, kept)
+        if lineage_file(published).is_file():
+            shutil.copy2(lineage_file(published), lineage_file(kept))
+        logger.warning("the model at %s came from another checkpoint or studies folder: kept as %s", published, kept)
+    # the model first: a crash before the record leaves a model that is not served, never a record that lies
+    atomic_write_bytes(published, model_file.read_bytes())
+    atomic_write_bytes(lineage_file(published), json.dumps(asdict(lineage), indent=1).encode())
+    return kept
