@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+import os
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -52,6 +53,40 @@ def unlisted_files(studies: Path) -> list[str]:
                   and not any(fnmatch.fnmatchcase(p.name, pattern) for pattern in IMAGE_PATTERNS))
 
 
+def _image_id(name: str) -> str:
+    """The id MONAI Label's local datastore gives a listed file: its name less the matching suffix."""
+    suffix = next(pattern[1:] for pattern in reversed(IMAGE_PATTERNS) if fnmatch.fnmatchcase(name, pattern))
+    return name.replace(suffix, "")  # as LocalDatastore._to_id does
+
+
+def shadowed_files(studies: Path) -> list[list[str]]:
+    """Groups of listed files that share an id (``US0001.dcm`` and its ``US0001.png`` preview): the datastore keeps
+    one image per id, so the others are not served."""
+    if not studies.is_dir():
+        return []
+    by_id: dict[str, list[str]] = {}
+    for p in sorted(studies.iterdir()):
+        if p.is_file() and any(fnmatch.fnmatchcase(p.name, pattern) for pattern in IMAGE_PATTERNS):
+            by_id.setdefault(_image_id(p.name), []).append(p.name)
+    return [names for names in by_id.values() if len(names) > 1]
+
+
+def images_in_subfolders(studies: Path) -> dict[str, int]:
+    """Images (by suffix, any case) in sub-folders of ``studies``, counted per sub-folder: the datastore lists only
+    the files directly in ``studies``, and PACS exports often come as one folder per patient. MONAI Label's own
+    ``labels/`` folder and hidden folders are left out."""
+    if not studies.is_dir():
+        return {}
+    counts = {}
+    for folder in sorted(p for p in studies.iterdir() if p.is_dir() and not p.name.startswith(".")
+                         and p.name != "labels"):
+        n = sum(1 for _, _, files in os.walk(folder) for f in files
+                if not f.startswith(".") and Path(f).suffix.lower() in {f".{s}" for s in _SUFFIXES})
+        if n:
+            counts[folder.name] = n
+    return counts
+
+
 def warn_unlisted_files(studies: Path) -> None:
     """Say which files of the studies folder annotators will not see, instead of an unexplained short worklist."""
     unlisted = unlisted_files(studies)
@@ -59,6 +94,14 @@ def warn_unlisted_files(studies: Path) -> None:
         logger.warning("%d file(s) in %s are not served: the datastore lists only %s, e.g. %s; give DICOM files a "
                        ".dcm suffix and other images one of those suffixes", len(unlisted), studies,
                        " ".join(IMAGE_PATTERNS[:len(_SUFFIXES)]), ", ".join(unlisted[:5]))
+    nested = images_in_subfolders(studies)
+    if nested:
+        logger.warning("%d image(s) in sub-folders of %s are not served (the datastore lists only the files directly "
+                       "in it): %s; move them up, with names that stay unique", sum(nested.values()), studies,
+                       ", ".join(f"{name}/ {n}" for name, n in list(nested.items())[:5]))
+    for names in shadowed_files(studies):
+        logger.warning("%s in %s share the id %r: the datastore serves one of them only; rename the others",
+                       ", ".join(names), studies, _image_id(names[0]))
 
 
 #: label maps that viewers save (3D Slicer's MONAI Label module saves .nii.gz): masks, never class files

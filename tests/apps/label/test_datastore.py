@@ -7,7 +7,16 @@ import fnmatch
 
 import pytest
 
-from monai_ext.apps.label.datastore import CLASS_TAG, FINAL_TAG, IMAGE_PATTERNS, class_label_items, unlisted_files
+from monai_ext.apps.label.datastore import (
+    CLASS_TAG,
+    FINAL_TAG,
+    IMAGE_PATTERNS,
+    class_label_items,
+    images_in_subfolders,
+    shadowed_files,
+    unlisted_files,
+    warn_unlisted_files,
+)
 
 
 @pytest.mark.parametrize("name, listed", [("c1.png", True), ("C2.PNG", True), ("C3.JPG", True), ("US4.DCM", True),
@@ -55,3 +64,19 @@ def test_class_labels_come_from_their_tag_and_a_mask_never_hides_one() -> None:
         {"image": "/studies/b.png", "label": "/labels/final/b.json"},
         {"image": "/studies/e.png", "label": "/labels/class/e.txt"},
     ]
+
+
+def test_images_the_datastore_would_hide_are_named(tmp_path, caplog) -> None:
+    """MONAI Label's local datastore lists only the files directly in the studies folder, one per name less suffix:
+    a PACS export's per-patient folders and a DICOM's PNG preview were left out of the worklist without a word."""
+    for name in ("US0001.dcm", "US0001.png", "Läsion rechts 2.png", "patient7/scan1.png", "patient7/deeper/s2.JPG",
+                 "patient8/notes.txt", "labels/final/US0001.png", ".thumbs/a.png", "patient9/.a.png"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    assert images_in_subfolders(tmp_path) == {"patient7": 2}
+    assert shadowed_files(tmp_path) == [["US0001.dcm", "US0001.png"]]
+    with caplog.at_level("WARNING"):
+        warn_unlisted_files(tmp_path)
+    assert "2 image(s) in sub-folders of" in caplog.text and "patient7/ 2" in caplog.text
+    assert "US0001.dcm, US0001.png in" in caplog.text and "share the id 'US0001'" in caplog.text
+    assert "Läsion" not in caplog.text  # spaces and accents are served as they are
