@@ -86,6 +86,7 @@ def convert_checkpoint(src: str, dst: str, arch: str = "mae_vit_base_patch16_dec
     from monai_ext.networks.checkpoints import load_mae_weights, save_model_checkpoint
     from monai_ext.networks.mae import build_mae
 
+    _check_output_file(dst)  # before the model is built and loaded
     model = build_mae(arch, img_size=img_size, in_chans=in_chans, norm_pix_loss=norm_pix_loss)
     report = load_mae_weights(model, src, sha256)
     save_model_checkpoint(dst, model, "mae", {"arch": arch, "converted_from": str(Path(src).name)})
@@ -170,7 +171,7 @@ def _check_output_file(out: str) -> None:
     """
     path = Path(out).expanduser()
     if path.is_dir():
-        raise IsADirectoryError(f"out {out!r} is a folder; give the JSON file to write")
+        raise IsADirectoryError(f"out {out!r} is a folder; give the file to write")
     existing = next((parent for parent in path.parents if parent.exists()), None)
     if existing is not None and not existing.is_dir():
         raise NotADirectoryError(f"out {out!r}: {str(existing)!r} is a file, not a folder")
@@ -230,16 +231,19 @@ def cross_validate(
     from monai_ext.apps.crossval import cross_validate as run_cv
 
     check_protocol_name(protocol)  # first: the protocol decides which bundle the other inputs are checked against
-    _require_number("data_seed", data_seed, int)
+    _require_seed(data_seed)
     if num_folds is not None:
         _require_number("num_folds", num_folds, int)
+    for name, value in (("max_train", max_train), ("per_class", per_class), ("synthetic_images", synthetic_images)):
+        if value is not None:
+            _require_count(name, value)
     # before any data is generated or read: a bad start, checkpoint or bundle setting fails in a second, not later
     check_run_inputs(_as_list(methods), init_checkpoint, {"cache_dir": cache_dir, **overrides}, task_of(protocol))
     kwargs: dict[str, object] = {}
     if protocol in ("synthetic", "subtle"):
-        kwargs = {"per_class": per_class, "max_train": max_train or 100, "seed": data_seed}
+        kwargs = {"per_class": per_class, "max_train": 100 if max_train is None else max_train, "seed": data_seed}
     elif protocol == "synthetic-seg":
-        kwargs = {"num": synthetic_images, "max_train": max_train or 50, "seed": data_seed}
+        kwargs = {"num": synthetic_images, "max_train": 50 if max_train is None else max_train, "seed": data_seed}
     else:
         kwargs = dataset_options(protocol, num_folds, data_seed)
     if num_folds is not None and protocol in GENERATED_PROTOCOLS:
@@ -298,11 +302,11 @@ def label_efficiency(
     from monai_ext.apps.label_efficiency import STARTS, check_counts, curve_protocol
     from monai_ext.apps.label_efficiency import label_efficiency as run_curve
 
-    for name, value, kind in (("repeats", repeats, int), ("data_seed", data_seed, int),
-                              ("val_fraction", val_fraction, float)):
+    for name, value, kind in (("repeats", repeats, int), ("val_fraction", val_fraction, float)):
         _require_number(name, value, kind if kind is int else (int, float))
+    _require_seed(data_seed)
     if per_class is not None:
-        _require_number("per_class", per_class, int)
+        _require_count("per_class", per_class)
     if num_folds is not None:
         _require_number("num_folds", num_folds, int)
     count_list = check_counts(_int_list("counts", counts))
@@ -312,6 +316,24 @@ def label_efficiency(
                        val_fraction, data_seed)
     print(record["table"])
     print(f"figure: {record['outputs']['png']}")
+
+
+#: a data seed plus a fold or repeat index must stay a valid NumPy / scikit-learn seed (below 2**32)
+_MAX_DATA_SEED = 2**31
+
+
+def _require_seed(value: object) -> None:
+    """``--data_seed``: a whole number from 0 (scikit-learn refuses negative seeds deep inside a split)."""
+    _require_number("data_seed", value, int)
+    if not 0 <= value < _MAX_DATA_SEED:  # type: ignore[operator]
+        raise ValueError(f"--data_seed must be a whole number from 0 to {_MAX_DATA_SEED - 1}, got {value!r}")
+
+
+def _require_count(name: str, value: object) -> None:
+    """A count of images: a whole number of at least 1 (0 is no default in disguise)."""
+    _require_number(name, value, int)
+    if value < 1:  # type: ignore[operator]
+        raise ValueError(f"--{name} must be a whole number of at least 1, got {value!r}")
 
 
 def _require_number(name: str, value: object, kind: type | tuple[type, ...]) -> None:
@@ -411,6 +433,7 @@ def export_onnx(checkpoint: str, out: str, opset: int = 18, tolerance: float = 1
     """
     from monai_ext.networks.export import export_checkpoint_onnx
 
+    _check_output_file(out)  # before the export runs
     info = export_checkpoint_onnx(checkpoint, out, opset, tolerance)
     print(f"{info['path']}: input image (N, {', '.join(map(str, info['input_shape']))}), output pred (N, "
           f"{len(info['class_names'] or [])}) logits for {info['class_names']}; onnxruntime matches eager within "

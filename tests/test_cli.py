@@ -75,7 +75,7 @@ def dataset(tmp_path: Path) -> Path:
      "format must be one of ('png', 'dcm', 'nii'), got 'bmpx'"),
     # the operating system's refusal of a path, raised inside pathlib: the user's paths, not a fault to debug
     (["synthesize", "{tmp}/root/set/a.png/sim", "--num", "2"], "[Errno 20] Not a directory: '{tmp}/root/set/a.png/sim'"),
-    (["make-datalist", "folder", "{tmp}/root", "{tmp}/empty"], "is a folder; give the JSON file to write"),
+    (["make-datalist", "folder", "{tmp}/root", "{tmp}/empty"], "is a folder; give the file to write"),
     (["export-onnx", "{tmp}/missing.pt", "{tmp}/x.onnx", "--tolerance", "-1"], "tolerance must be a number >= 0"),
     (["export-onnx", "{tmp}/missing.pt", "{tmp}/x.onnx", "--opset", "new"], "--opset must be an integer, got 'new'"),
     (["make-datalist", "nosuchprotocol", "{tmp}/root", "{tmp}/list.json"], "nosuchprotocol"),
@@ -102,6 +102,36 @@ def dataset(tmp_path: Path) -> Path:
                                                                                      "random, cnn, splits"),
     (["cross-validate", "subtle", "{tmp}/cv", "--methods", ""], "methods is empty"),
     (["cross-validate", "subtle", "{tmp}/cv", "--methods", "pretrian"], "unknown method 'pretrian'"),
+    # settings the runner sets per fold: --fold for --folds ran every fold; --ckpt_dir kept one model of them all
+    (["cross-validate", "subtle", "{tmp}/cv", "--methods", "random", "--fold", "3"],
+     "--fold is set by the runner: each fold's split is the runner's; to run fold 3 only, give --folds 3"),
+    (["cross-validate", "subtle", "{tmp}/cv", "--methods", "random", "--ckpt_dir", "{tmp}/shared"],
+     "--ckpt_dir is set by the runner: each run's models go under OUT/<start>/fold<k>/models; choose OUT"),
+    (["cross-validate", "subtle", "{tmp}/cv", "--methods", "random", "--output_dir", "{tmp}/shared"],
+     "--output_dir is set by the runner"),
+    (["cross-validate", "subtle", "{tmp}/cv", "--methods", "random", "--datalist_file", "{tmp}/d.json"],
+     "--datalist_file is set by the runner"),
+    (["label-efficiency", "{tmp}/le", "{tmp}/root/set/a.png", "--fold", "1"], "--fold is set by the runner"),
+    # numbers a library refused deep inside (scikit-learn's seed check, NumPy's negative dimensions) or that fell
+    # back to a default in silence (0)
+    (["cross-validate", "subtle", "{tmp}/cv", "--methods", "random", "--data_seed", "-1"],
+     "--data_seed must be a whole number from 0 to 2147483647, got -1"),
+    (["cross-validate", "folder", "{tmp}/cv", "--root", "{tmp}/root", "--methods", "random", "--data_seed", "-2"],
+     "--data_seed must be a whole number from 0 to 2147483647, got -2"),
+    (["cross-validate", "subtle", "{tmp}/cv", "--methods", "random", "--max_train", "-1"],
+     "--max_train must be a whole number of at least 1, got -1"),
+    (["cross-validate", "synthetic", "{tmp}/cv", "--methods", "random", "--max_train", "0"],
+     "--max_train must be a whole number of at least 1, got 0"),
+    (["cross-validate", "synthetic", "{tmp}/cv", "--methods", "random", "--per_class", "0"],
+     "--per_class must be a whole number of at least 1, got 0"),
+    (["label-efficiency", "{tmp}/le", "{tmp}/root/set/a.png", "--per_class", "0"],
+     "--per_class must be a whole number of at least 1, got 0"),
+    (["label-efficiency", "{tmp}/le", "{tmp}/root/set/a.png", "--data_seed", "-1"],
+     "--data_seed must be a whole number from 0 to 2147483647, got -1"),
+    # the output checked before the model is built and the source read (the source here does not even exist)
+    (["convert-checkpoint", "{tmp}/missing.pt", "{tmp}/empty"], "out '{tmp}/empty' is a folder; give the file to write"),
+    (["convert-checkpoint", "{tmp}/missing.pt", "{tmp}/root/set/a.png/x.pt"], "'{tmp}/root/set/a.png' is a file"),
+    (["export-onnx", "{tmp}/missing.pt", "{tmp}/root/set/a.png/x.onnx"], "'{tmp}/root/set/a.png' is a file"),
     (["label-efficiency", "{tmp}/le", "{tmp}/root/set/a.png"], "corrupt or not a torch file"),
     (["inspect-checkpoint", "{tmp}/root/set/a.png"], "corrupt or not a torch file"),
     (["no-such-command"], "no-such-command"),
@@ -112,6 +142,22 @@ def test_user_errors_are_one_line_with_exit_code_2(args, message, dataset, tmp_p
     assert code == 2
     assert err.count("\n") == 1 and "Traceback" not in err, err
     assert message.format(tmp=tmp_path) in err
+
+
+@pytest.mark.parametrize("content, command, message", [
+    ({"model": {"patch_embed.proj.weight": 1, "cls_token": "x"}}, "inspect-checkpoint",
+     "'patch_embed.proj.weight' holds int 1, not a tensor of weights"),
+    ({"network": {"w": torch.zeros(2)}, "optimizer": {}, "arch": {"format": "monai_ext", "kind": "classifier"}},
+     "export-onnx", "a training checkpoint, for resuming a run; give the run's models/model.pt"),
+])
+def test_odd_checkpoint_contents_are_one_short_line(tmp_path, capsys, content, command, message):
+    """A state dict with a number where weights belong gave an AttributeError traceback; a training checkpoint given
+    to export-onnx printed its whole content (1.3 MB) as the "one line"."""
+    torch.save(content, tmp_path / "odd.pt")
+    extra = [str(tmp_path / "x.onnx")] if command == "export-onnx" else []
+    code, err = run_main([command, str(tmp_path / "odd.pt"), *extra], capsys)
+    assert code == 2 and err.count("\n") == 1 and len(err) < 400, err
+    assert message in err
 
 
 @pytest.mark.parametrize("value, one_line", [("0", True), ("False", True), ("no", True), ("", True),
@@ -129,7 +175,7 @@ def test_monai_ext_traceback_0_keeps_the_one_line(value, one_line, tmp_path, mon
 
 
 @pytest.mark.parametrize("out, message", [
-    ("~/folds", "out '~/folds' is a folder; give the JSON file to write"),   # ~ expanded before the check
+    ("~/folds", "out '~/folds' is a folder; give the file to write"),   # ~ expanded before the check
     ("afile/out.json", "out 'afile/out.json': 'afile' is a file, not a folder"),
     ("afile/sub/out.json", "'afile' is a file, not a folder"),
     ("~/afile/out.json", "'{home}/afile' is a file, not a folder"),

@@ -359,6 +359,27 @@ def class_names_trained_for(datalist_names: Sequence[str], trained: Mapping[str,
     return names
 
 
+#: Bundle settings that must be whole numbers of at least this much; a bad one would otherwise fail inside ignite
+#: or the loader with a traceback (once per fold under cross-validate).
+COUNT_SETTINGS = {"epochs": 1, "batch_size": 1, "num_workers": 0, "seed": 0}
+
+
+def check_counts(settings: Mapping[str, Any]) -> None:
+    """Refuse ``--epochs 0``, ``--batch_size -1``, ``--seed 1.5`` and the like, from the runners' overrides before
+    any fold, and from a bundle run's resolved settings in its ``initialize`` before any data is read (config
+    expressions, ``$...`` or ``@...``, are left to the bundle).
+
+    Raises:
+        ValueError: quoting the setting and its value.
+    """
+    for key, lowest in COUNT_SETTINGS.items():
+        value = settings.get(key)
+        if value is None or (isinstance(value, str) and value.startswith(("$", "@"))):
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
+            raise ValueError(f"--{key} must be a whole number of at least {lowest}, got {value!r}")
+
+
 def require_best_model(path: str | os.PathLike, best_model: Any) -> None:
     """Stop with what to do when training ended without a best model at ``path``.
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from monai_ext.apps.bundle_support import locate_bundle_root
+from monai_ext.apps.bundle_support import check_counts, locate_bundle_root
 from monai_ext.apps.comparison import (
     add_knn_summary,
     comparison_table,
@@ -131,10 +131,6 @@ def check_run_inputs(methods: Sequence[str], init_checkpoint: str | os.PathLike 
     names = [method_name(m) for m in methods]  # also refuses a malformed NAME=CHECKPOINT
     if len(set(names)) != len(names):
         raise ValueError(f"methods {list(methods)!r}: name each start once")
-    for method in methods:
-        checkpoint = method_overrides(method, init_checkpoint, task).get("init_checkpoint")
-        if checkpoint:
-            to_state_dict(read_checkpoint(checkpoint))  # readable, and a layout the loaders know
     configs = Path(locate_bundle_root("usf_mae_segment" if task == "segment" else "usf_mae_classify")) / "configs"
     # the configs a fold runs: train, its evaluate overlay and the tracking settings
     known = {key for name in ("train.yaml", "evaluate.yaml", "mlflow_tracking.yaml") if (configs / name).is_file()
@@ -143,27 +139,47 @@ def check_run_inputs(methods: Sequence[str], init_checkpoint: str | os.PathLike 
     if unknown:
         raise ValueError(f"{configs.parent.name} has no setting {', '.join('--' + k for k in unknown)} "
                          f"(see its configs/train.yaml)")
+    check_runner_settings(overrides or {})
     check_counts(overrides or {})
+    for method in methods:  # last: reading a base model's checkpoint takes seconds
+        checkpoint = method_overrides(method, init_checkpoint, task).get("init_checkpoint")
+        if checkpoint:
+            to_state_dict(read_checkpoint(checkpoint))  # readable, and a layout the loaders know
 
 
-#: Bundle settings that must be whole numbers of at least this much; a bad one would otherwise fail inside ignite
-#: or the loader with a traceback, once per fold.
-COUNT_SETTINGS = {"epochs": 1, "batch_size": 1, "num_workers": 0, "seed": 0}
+#: Bundle settings the runner sets for each fold and start; a user's value would win and break the run: ``--fold 3``
+#: (for ``--folds 3``) ran every fold on the same split, ``--ckpt_dir`` kept one model of all the runs.
+RUNNER_SETTINGS = {
+    "fold": "each fold's split is the runner's; to run fold 3 only, give --folds 3",
+    "datalist_file": "each fold's split is written by the runner (give the data as the protocol's ROOT)",
+    "ckpt_dir": "each run's models go under OUT/<start>/fold<k>/models; choose OUT",
+    "output_dir": "each run's outputs go under OUT/<start>/fold<k>/eval; choose OUT",
+    "eval_split": "the runner tests every fold on its test part",
+    "init_checkpoint": "each start sets it: give --init_checkpoint to the runner, or NAME=CHECKPOINT in --methods",
+}
 
 
-def check_counts(overrides: Mapping[str, Any]) -> None:
-    """Refuse ``--epochs 0``, ``--batch_size -1``, ``--seed 1.5`` and the like (config expressions, ``$...`` or
-    ``@...``, are left to the bundle).
+def check_runner_settings(overrides: Mapping[str, Any]) -> None:
+    """Refuse a bundle setting the runner sets itself (:data:`RUNNER_SETTINGS`), saying what to give instead.
 
     Raises:
-        ValueError: quoting the setting and its value.
+        ValueError: naming the setting.
     """
-    for key, lowest in COUNT_SETTINGS.items():
-        value = overrides.get(key)
-        if value is None or (isinstance(value, str) and value.startswith(("$", "@"))):
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
-            raise ValueError(f"--{key} must be a whole number of at least {lowest}, got {value!r}")
+    for key in overrides:
+        if key in RUNNER_SETTINGS:
+            raise ValueError(f"--{key} is set by the runner: {RUNNER_SETTINGS[key]}")
+
+
+def clear_previous_summary(paths: Sequence[Path]) -> None:
+    """Remove an earlier run's summary files from a results folder before the first fold trains: a rerun stopped
+    midway (Ctrl-C, a crash) left the old summary describing another run's protocol and folds beside this run's
+    splits, reports and models."""
+    removed = [path.name for path in paths if path.is_file()]
+    for path in paths:
+        path.unlink(missing_ok=True)
+    if removed:
+        logger.warning("%s: removed the previous run's %s; this run writes its own when every fold is done",
+                       paths[0].parent, ", ".join(removed))
 
 
 def run_fold(split_file: Path, out: Path, overrides: Mapping[str, Any], bundle: str | os.PathLike | None = None,
@@ -184,10 +200,11 @@ def run_fold(split_file: Path, out: Path, overrides: Mapping[str, Any], bundle: 
         "output_dir": str(out / "eval"),
         **overrides,
     }
-    # a results folder may be reused: an older run's reports must not be read as this one's (a kNN report of a
-    # linear-probe run would join a fine-tuning run's results)
-    for stale in ("probe_report.json", "test_report.json"):
-        (out / "eval" / stale).unlink(missing_ok=True)
+    # a results folder may be reused: an older run's reports and best model must not be read as this one's (a kNN
+    # report of a linear-probe run would join a fine-tuning run's results; a run that validated no epoch left the
+    # older model.pt to be tested as its own)
+    for stale in (out / "eval" / "probe_report.json", out / "eval" / "test_report.json", out / "models" / "model.pt"):
+        stale.unlink(missing_ok=True)
     run(config_file=str(configs / "train.yaml"), tracking=tracking, **common)
     run(config_file=[str(configs / "train.yaml"), str(configs / "evaluate.yaml")], eval_split="test", **common)
     # a linear-probe run also tuned a kNN on the same frozen features: its test metrics join the report
@@ -307,6 +324,7 @@ def cross_validate(
     split_task = "segmentation" if task == "segment" else "classification"
     for k in folds:  # a missing file or a repeat in fold 2 is refused before fold 0 trains
         check_split(protocol.splits[k], protocol.class_names, out / "splits" / f"fold{k}.json", split_task)
+    clear_previous_summary([out / "cv_summary.json", out / "cv_table.md"])
     results: dict[str, list[dict[str, Any]]] = {method_name(m): [] for m in methods}
     parent = ParentRun(protocol.name, out, tracking_uri) if tracking else None
     tracked = {"tracking_uri": parent.uri, "experiment_name": parent.experiment} if parent else {}

@@ -27,6 +27,7 @@ from monai_ext.apps.comparison import difference_text, paired_differences
 from monai_ext.apps.crossval import (
     SUMMARY_METRICS,
     check_run_inputs,
+    clear_previous_summary,
     dataset_options,
     method_overrides,
     protocol_by_name,
@@ -147,6 +148,8 @@ def label_efficiency(
     if str(overrides.get("linear_probe", "false")).strip().lower() in ("true", "1", "yes"):
         raise ValueError("the label-efficiency curve fine-tunes the whole network: linear_probe must stay false")
     out = Path(out_dir)
+    outputs = {k: out / f"label_efficiency.{k}" for k in ("json", "md", "png")}
+    clear_previous_summary(list(outputs.values()))
     files = budget_splits(protocol, counts, repeats, val_fraction, data_seed, out)
     reports: dict[int, dict[str, list[dict[str, Any]]]] = {n: {s: [] for s in STARTS} for n in counts}
     runs = []
@@ -164,7 +167,6 @@ def label_efficiency(
     per_count = {str(n): {"summary": summaries[n], "paired_differences": paired_differences(summaries[n], *STARTS)}
                  for n in counts}
     table = efficiency_table(per_count, protocol.name, repeats)
-    outputs = {k: out / f"label_efficiency.{k}" for k in ("json", "md", "png")}
     record = {"protocol": protocol.name, "class_names": protocol.class_names, "counts": counts, "repeats": repeats,
               "val_fraction": val_fraction, "data_seed": data_seed, "init_checkpoint": str(init_checkpoint),
               "overrides": {k: str(v) for k, v in overrides.items()}, "per_count": per_count, "runs": runs,

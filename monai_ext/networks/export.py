@@ -35,6 +35,11 @@ def export_onnx(
         raise ValueError(f"input_shape must be (N, C, H, W) with positive sizes, got {input_shape!r}")
     if isinstance(opset, bool) or not isinstance(opset, int) or opset < 1:
         raise ValueError(f"opset must be a positive integer, got {opset!r}")
+    import onnx  # torch's exporter needs it; an opset it does not know fails deep in a converter, with a traceback
+
+    if opset > onnx.defs.onnx_opset_version():
+        raise ValueError(f"opset must be at most {onnx.defs.onnx_opset_version()} (the newest this onnx "
+                         f"{onnx.__version__} knows), got {opset!r}")
     model = model.eval().cpu()
     example = torch.zeros(*(int(s) for s in input_shape))
     dynamic_shapes = ({0: torch.export.Dim("batch")},) if dynamic_batch else None
@@ -108,7 +113,7 @@ def export_checkpoint_onnx(
     if kind != "classifier":
         raise CheckpointError(f"{str(checkpoint)!r} holds a {kind!r} model; ONNX export takes a classifier checkpoint "
                               "(the classification bundle's models/model.pt)")
-    model = build_from_checkpoint(content).eval()
+    model = build_from_checkpoint(content, str(checkpoint)).eval()
     size = model.arch_args["img_size"]
     height, width = (size, size) if isinstance(size, int) else tuple(size)
     shape = (model.arch_args["in_chans"], height, width)

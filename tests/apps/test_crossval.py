@@ -21,16 +21,51 @@ def fake_bundle_run(config_file, tracking=None, **settings) -> None:
         (out / "test_report.json").write_text(json.dumps({"macro_f1": 0.5, "auc": 0.6, "balanced_accuracy": 0.5}))
 
 
-def test_a_reused_folder_does_not_lend_an_older_runs_knn_report(tmp_path, monkeypatch) -> None:
-    # a linear-probe run left probe_report.json; a fine-tuning run into the same folder must not report its kNN
+def test_a_reused_folder_does_not_lend_an_older_runs_knn_report_or_model(tmp_path, monkeypatch) -> None:
+    """A linear-probe run left probe_report.json: a fine-tuning run into the same folder must not report its kNN.
+    A run that validated no epoch wrote no model.pt: the earlier run's was tested and reported as this one's."""
     import monai.bundle
 
-    monkeypatch.setattr(monai.bundle, "run", fake_bundle_run)
+    seen = []
+
+    def run(config_file, tracking=None, **settings):
+        seen.append((Path(settings["ckpt_dir"]) / "model.pt").exists())
+        fake_bundle_run(config_file, tracking, **settings)
+
+    monkeypatch.setattr(monai.bundle, "run", run)
     (tmp_path / "eval").mkdir()
+    (tmp_path / "models").mkdir()
     (tmp_path / "eval" / "probe_report.json").write_text(json.dumps({"knn_test": {"macro_f1": 0.9, "auc": 0.95}}))
+    (tmp_path / "models" / "model.pt").write_bytes(b"an earlier run's best model")
     report = crossval.run_fold(tmp_path / "split.json", tmp_path, {})
     assert report == {"macro_f1": 0.5, "auc": 0.6, "balanced_accuracy": 0.5}
     assert not (tmp_path / "eval" / "probe_report.json").exists()
+    assert seen == [False, False]  # training started without it, and so did the test of what training wrote
+
+
+def test_a_rerun_removes_the_previous_summary_before_its_first_fold(tmp_path, monkeypatch, caplog) -> None:
+    """A rerun stopped after fold 1 left the old cv_summary.json (another protocol, other folds) beside the new
+    run's splits and reports, describing neither."""
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(crossval, "check_run_inputs", lambda *args: None)
+    monkeypatch.setattr(crossval, "run_fold", interrupted)
+    out = tmp_path / "cv"
+    out.mkdir()
+    for name in ("cv_summary.json", "cv_table.md"):
+        (out / name).write_text("an earlier run's")
+    protocol = Protocol("toy", ["a", "b"], [{"train": [], "validation": [], "test": []}])
+    with caplog.at_level("WARNING"), pytest.raises(KeyboardInterrupt):
+        crossval.cross_validate(protocol, out, ["random"], None)
+    assert not (out / "cv_summary.json").exists() and not (out / "cv_table.md").exists()
+    assert "removed the previous run's cv_summary.json, cv_table.md" in caplog.text
+
+
+@pytest.mark.parametrize("key", sorted(crossval.RUNNER_SETTINGS))
+def test_settings_the_runner_sets_are_refused_before_any_checkpoint_is_read(key, tmp_path) -> None:
+    with pytest.raises(ValueError, match=f"--{key} is set by the runner: "):
+        crossval.check_run_inputs(["pretrained"], tmp_path / "missing.pt", {key: "x"})
 
 
 class FakeParent:

@@ -227,3 +227,21 @@ def test_every_fine_tuning_bundle_takes_the_trainer_settings_and_scales_the_lr_b
     parser.update({"accumulation_steps": TRAINER_SETTINGS["accumulation_steps"]})
     parser.parse()
     assert parser.get_parsed_content("optimizer#lr") == pytest.approx(3 * base)
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+@pytest.mark.parametrize("overlay", [None, "multi_gpu_train.yaml"])
+@pytest.mark.parametrize("key, value", [("epochs", -1), ("batch_size", 0), ("num_workers", -2), ("seed", 1.5)])
+def test_counts_are_checked_before_any_data_is_read(bundle, overlay, key, value) -> None:
+    """``--epochs -1`` under ``python -m monai.bundle run`` failed inside ignite after the data was loaded, with a
+    57-line traceback; initialize now refuses it first, in the words the runners use."""
+    parser = ConfigParser()
+    configs = REPO / "bundles" / bundle / "configs"
+    parser.read_config([str(configs / "train.yaml"), *([str(configs / overlay)] if overlay else [])])
+    assert parser["initialize"][0] == "@settings_check"  # first, before the process group and the weights
+    parser.get_parsed_content("settings_check")  # the shipped values pass
+    parser[key] = value
+    parser.parse()
+    with pytest.raises(RuntimeError) as raised:  # ConfigParser wraps what an expression raises
+        parser.get_parsed_content("settings_check")
+    assert f"--{key} must be a whole number of at least" in str(raised.value.__cause__)

@@ -268,6 +268,35 @@ def test_foreign_file_cannot_be_rebuilt() -> None:
         ck.build_from_checkpoint(MaskedAutoencoderViT(**TINY).state_dict())
 
 
+def test_a_training_checkpoint_given_for_a_model_is_named_in_a_short_message() -> None:
+    """checkpoint_iteration=N.pt lies beside models/model.pt: the message quoted the whole content it was given
+    (megabytes of tensors on one line) instead of the file, and did not say which file to give."""
+    training = {"network": MaskedAutoencoderViT(**TINY).state_dict(), "optimizer": {"state": {}},
+                "arch": {"format": "monai_ext", "kind": "classifier"}}
+    with pytest.raises(ValueError) as raised:
+        ck.build_from_checkpoint(training, "run/models/checkpoint_iteration=8.pt")
+    assert str(raised.value) == ("run/models/checkpoint_iteration=8.pt: not a monai_ext model checkpoint; a training "
+                                 "checkpoint, for resuming a run; give the run's models/model.pt (the best model)")
+
+
+@pytest.mark.parametrize("value", [1, "x", None, [1.0]])
+def test_a_weight_that_is_not_a_tensor_is_refused_naming_its_key(value) -> None:
+    """A number or text where weights belong failed later as an AttributeError or IndexError traceback (in
+    inspect-checkpoint's parameter count, in the channel adaptation)."""
+    sd = {**MaskedAutoencoderViT(**TINY).state_dict(), "cls_token": value}
+    with pytest.raises(ValueError, match=re.escape(f"'cls_token' holds {type(value).__name__} {value!r}, not a tensor")):
+        ck.to_state_dict({"model": sd})
+    with pytest.raises(ValueError, match="'cls_token' holds "):
+        ck.load_mae_weights(MaskedAutoencoderViT(**TINY), {"state_dict": sd})
+
+
+def test_a_weight_of_another_rank_is_refused_before_adaptation() -> None:
+    sd = MaskedAutoencoderViT(**TINY).state_dict()
+    sd["patch_embed.proj.weight"] = torch.zeros(32)  # 1-D where a (32, 3, 8, 8) kernel belongs
+    with pytest.raises(ValueError, match=r"patch_embed.proj.weight: checkpoint shape \(32,\), the model's \(32, 3, 8, 8\)"):
+        ck.load_mae_weights(MaskedAutoencoderViT(**TINY), sd)
+
+
 def test_unknown_layout_is_refused() -> None:
     with pytest.raises(ValueError, match="unrecognised checkpoint layout"):
         ck.to_state_dict({"encoder.weight": torch.zeros(1)})

@@ -78,6 +78,16 @@ def test_a_written_file_has_the_opset_asked_for(tmp_path, opset) -> None:
         assert written[""] == opset
 
 
+def test_export_refuses_an_opset_newer_than_onnx_knows(tmp_path) -> None:
+    """--opset 99 failed inside onnxscript's converter, which printed its traceback before the one-line error."""
+    import onnx
+
+    newest = onnx.defs.onnx_opset_version()
+    with pytest.raises(ValueError, match=f"opset must be at most {newest} .*, got {newest + 1}"):
+        export_onnx(torch.nn.Identity(), tmp_path / "x.onnx", (1, 1, 8, 8), opset=newest + 1)
+    assert not list(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("opset", [0, -1, 18.0, True])
 def test_export_refuses_an_opset_that_is_not_a_positive_integer(tmp_path, opset) -> None:
     with pytest.raises(ValueError, match=f"opset must be a positive integer, got {opset!r}"):

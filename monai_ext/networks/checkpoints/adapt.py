@@ -69,6 +69,10 @@ def adapt_to_model(state_dict: StateDict, model: nn.Module) -> tuple[StateDict, 
     """Fit position grids and input channels of ``state_dict`` to ``model``. Returns (new dict, adapted keys)."""
     target = model.state_dict()
     out, adapted = dict(state_dict), []
+    for key in sorted(set(out) & set(target)):
+        if out[key].ndim != target[key].ndim:  # no adaptation changes a weight's rank: a wrong file, said plainly
+            raise CheckpointError(f"{key}: checkpoint shape {tuple(out[key].shape)}, the model's "
+                                  f"{tuple(target[key].shape)}")
     grid = model.patch_embed.grid_size
     for key in ("pos_embed", "decoder_pos_embed"):
         if key in out and key in target and out[key].shape != target[key].shape:

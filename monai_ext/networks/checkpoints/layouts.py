@@ -263,9 +263,20 @@ def to_state_dict(checkpoint: Any) -> tuple[str, StateDict]:
     layout = detect_layout(checkpoint)
     try:
         if layout != "wrapped":
-            return layout, LAYOUT_FILTERS[layout](checkpoint)
+            return layout, _only_tensors(LAYOUT_FILTERS[layout](checkpoint), layout)
         inner_layout, state_dict = _filter_nested(checkpoint)
     except KeyError as e:
         raise CheckpointError(f"checkpoint looks like layout {layout!r} but lacks key {e.args[0]!r}") from e
     # reports name what was inside, e.g. "wrapped(state_dict: timm_vit)"
-    return f"wrapped({_container_key(checkpoint)}: {inner_layout})", state_dict
+    layout = f"wrapped({_container_key(checkpoint)}: {inner_layout})"
+    return layout, _only_tensors(state_dict, layout)
+
+
+def _only_tensors(state_dict: StateDict, layout: str) -> StateDict:
+    """``state_dict`` when every value is a tensor; a number or text where weights belong is refused here, naming
+    the key, rather than failing later inside a shape check or a parameter count."""
+    for key, value in state_dict.items():
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"checkpoint of layout {layout!r}: {key!r} holds {type(value).__name__} "
+                                  f"{repr(value)[:40]}, not a tensor of weights")
+    return state_dict

@@ -108,27 +108,28 @@ def load_encoder_weights(
     return _load_exact(model, kept, expected_missing, report, name)
 
 
+def build_from_checkpoint(source: str | os.PathLike | Mapping[str, Any], name: str | None = None) -> nn.Module:
+    """Rebuild and load a model from a file written by this project (its ``arch`` record).
 
-
-
-
-
-
-def build_from_checkpoint(source: str | os.PathLike | Mapping[str, Any]) -> nn.Module:
-    """Rebuild and load a model from a file written by this project (its ``arch`` record)."""
+    ``name`` names the file in errors when ``source`` is its content, read already (never the content itself: a
+    message quoting a whole state dict runs to megabytes).
+    """
     from monai_ext.networks.classifier import ViTClassifier
     from monai_ext.networks.mae import MaskedAutoencoderViT
     from monai_ext.networks.segmentation import ViTSegmenter
 
     checkpoint = source if isinstance(source, Mapping) else read_checkpoint(source)
+    name = name or (str(source) if not isinstance(source, Mapping) else "the checkpoint")
     if detect_layout(checkpoint) != "monai_ext":
-        raise CheckpointError(f"{source!s}: not a {FORMAT_NAME} checkpoint; it carries no architecture record")
+        hint = ("a training checkpoint, for resuming a run; give the run's models/model.pt (the best model)"
+                if {"network", "optimizer"} <= set(checkpoint) else "it carries no architecture record")
+        raise CheckpointError(f"{name}: not a {FORMAT_NAME} model checkpoint; {hint}")
     arch = checkpoint["arch"]
     cls = {"mae": MaskedAutoencoderViT, "classifier": ViTClassifier, "segmenter": ViTSegmenter}.get(arch.get("kind"))
     if cls is None:
-        raise CheckpointError(f"{source!s}: unknown model kind {arch.get('kind')!r}")
+        raise CheckpointError(f"{name}: unknown model kind {arch.get('kind')!r}")
     model = cls(**arch["arch_args"])
     state_dict = filter_monai_ext(checkpoint)
-    check_shapes(state_dict, model, str(source))
+    check_shapes(state_dict, model, name)
     model.load_state_dict(state_dict, strict=True)
     return model
