@@ -396,6 +396,10 @@ def require_best_model(path: str | os.PathLike, best_model: Any) -> None:
             run's best model (an earlier run's file there is not replaced).
     """
     if best_model.best is not None:
+        if not Path(path).is_file():  # a resumed run's best so far, whose file was removed since
+            raise ValueError(f"the run resumed with a best {best_model.metric_name} of {best_model.best:.6g} from its "
+                             f"checkpoint, but {path} (that best model) is gone and no later epoch beat it; "
+                             "restore the file, or train again without --resume")
         return
     evaluator = best_model.evaluator
     if evaluator is None or not evaluator.state.iteration:

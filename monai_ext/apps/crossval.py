@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from monai_ext.apps.bundle_support import check_counts, locate_bundle_root
+from monai_ext.apps.bundle_support import as_flag, check_counts, locate_bundle_root
 from monai_ext.apps.comparison import (
     add_knn_summary,
     comparison_table,
@@ -203,8 +203,11 @@ def run_fold(split_file: Path, out: Path, overrides: Mapping[str, Any], bundle: 
     # a results folder may be reused: an older run's reports and best model must not be read as this one's (a kNN
     # report of a linear-probe run would join a fine-tuning run's results; a run that validated no epoch left the
     # older model.pt to be tested as its own)
-    for stale in (out / "eval" / "probe_report.json", out / "eval" / "test_report.json", out / "models" / "model.pt"):
-        stale.unlink(missing_ok=True)
+    # (--resume true continues a fold from its checkpoints: its best model so far is the one to keep)
+    resuming = as_flag(overrides.get("resume", False), "resume")
+    stale = [out / "eval" / "probe_report.json", out / "eval" / "test_report.json"]
+    for path in stale + ([] if resuming else [out / "models" / "model.pt"]):
+        path.unlink(missing_ok=True)
     run(config_file=str(configs / "train.yaml"), tracking=tracking, **common)
     run(config_file=[str(configs / "train.yaml"), str(configs / "evaluate.yaml")], eval_split="test", **common)
     # a linear-probe run also tuned a kNN on the same frozen features: its test metrics join the report
@@ -337,8 +340,10 @@ def cross_validate(
                 run_overrides = {**(overrides or {}), **method_overrides(method, init_checkpoint, task), **tracked,
                                  **({"run_name": f"{name}_fold{k}"} if parent else {})}
                 report = run_fold(split_file, out / name / f"fold{k}", run_overrides, bundle, tracking=tracking)
-                logger.info("%s fold %d: test %s %.4f", name, k, key, report[key])
-                print(f"[cross-validation] {protocol.name} fold {k} {name}: test {key} {report[key]:.4f}", flush=True)
+                # null where the fold defines no value (Dice of a test part without lesions)
+                score = "undefined" if report[key] is None else f"{report[key]:.4f}"
+                logger.info("%s fold %d: test %s %s", name, k, key, score)
+                print(f"[cross-validation] {protocol.name} fold {k} {name}: test {key} {score}", flush=True)
                 results[name].append(report)
     except BaseException:
         if parent:

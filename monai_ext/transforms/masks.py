@@ -41,11 +41,28 @@ def read_mask_file(path: str | os.PathLike, palette_as_colours: bool = False) ->
     try:
         with Image.open(path) as img:
             upright_img = upright(img)
-            if palette_as_colours and upright_img.mode in ("P", "PA"):
+            if palette_as_colours and upright_img.mode in ("P", "PA") and _palette_tells_indices_apart(upright_img):
                 upright_img = upright_img.convert("RGBA")  # the palette's transparency becomes alpha
             return np.asarray(upright_img), img.format in ("JPEG", "MPO")
     except Exception as e:  # decoders raise many types; all mean the same thing to the caller
         raise UnreadableImageError(f"{path}: cannot decode mask ({type(e).__name__}: {e})") from e
+
+
+def _palette_tells_indices_apart(img: Image.Image) -> bool:
+    """Whether every index a palette image uses has a colour of its own (and transparency) in its palette.
+
+    ``Image.fromarray(mask, "P")`` saved without ``putpalette`` writes a palette of one black entry: the index 1 of
+    the lesion has no colour and converts to black. Such a file only makes sense by its indices, as it was read
+    before palettes were read by colour."""
+    indices = np.asarray(img.getchannel(0) if img.mode == "PA" else img)
+    used = np.unique(indices)
+    palette = np.asarray(img.getpalette() or [], np.int64).reshape(-1, 3)
+    if used.max(initial=0) >= len(palette):
+        return False
+    alpha = np.asarray(img.convert("RGBA").getchannel("A"))
+    # the look of each used index: its colour and the transparency it is shown with
+    looks = {(*palette[i], int(alpha[indices == i][0])) for i in used}
+    return len(looks) == len(used)
 
 
 def _single_channel(pixels: np.ndarray, source: str) -> np.ndarray:

@@ -325,3 +325,25 @@ def test_a_checkpoint_saved_outside_a_bundle_run_still_gives_its_image_size(tmp_
     save_model_checkpoint(path, build_segmenter(TINY, 2, img_size=48, feature_size=8), "segmenter", {})
     trained = trained_settings(path, "usf_mae_segment")
     assert trained["image_size"] == 48 and trained["in_channels"] == 3
+
+
+class _Saver:
+    """BestModelSaver's state as require_best_model reads it."""
+
+    metric_name, evaluator = "val_macro_f1", None
+
+    def __init__(self, best: float | None) -> None:
+        self.best = best
+
+
+def test_a_resumed_best_whose_file_is_gone_is_named(tmp_path) -> None:
+    """A resumed run restores its best score from the checkpoint; if no later epoch beats it and the file was
+    removed, the run said 'best model: .../model.pt' for a file that is not there."""
+    from monai_ext.apps.bundle_support import require_best_model
+
+    with pytest.raises(ValueError, match=r"best val_macro_f1 of 0.8 from its checkpoint, but .*model.pt .* is gone"):
+        require_best_model(tmp_path / "model.pt", _Saver(0.8))
+    (tmp_path / "model.pt").write_bytes(b"x")
+    require_best_model(tmp_path / "model.pt", _Saver(0.8))
+    with pytest.raises(ValueError, match="no validation ran during training"):
+        require_best_model(tmp_path / "other.pt", _Saver(None))

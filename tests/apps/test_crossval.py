@@ -43,6 +43,25 @@ def test_a_reused_folder_does_not_lend_an_older_runs_knn_report_or_model(tmp_pat
     assert seen == [False, False]  # training started without it, and so did the test of what training wrote
 
 
+@pytest.mark.parametrize("resume", [True, "true", "yes"])
+def test_a_resumed_fold_keeps_its_best_model(tmp_path, monkeypatch, resume) -> None:
+    """--resume true continues a crashed multi-fold run: a finished fold's best model is the one to test (it was
+    deleted first, and every finished fold then failed at its evaluation)."""
+    import monai.bundle
+
+    seen = []
+
+    def run(config_file, tracking=None, **settings):
+        seen.append((Path(settings["ckpt_dir"]) / "model.pt").read_bytes())
+        fake_bundle_run(config_file, tracking, **settings)
+
+    monkeypatch.setattr(monai.bundle, "run", run)
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "model.pt").write_bytes(b"this fold's best so far")
+    crossval.run_fold(tmp_path / "split.json", tmp_path, {"resume": resume})
+    assert seen == [b"this fold's best so far"] * 2
+
+
 def test_a_rerun_removes_the_previous_summary_before_its_first_fold(tmp_path, monkeypatch, caplog) -> None:
     """A rerun stopped after fold 1 left the old cv_summary.json (another protocol, other folds) beside the new
     run's splits and reports, describing neither."""

@@ -121,6 +121,18 @@ def test_a_palette_mask_is_read_by_the_colours_it_shows(tmp_path: Path, how: str
     np.testing.assert_array_equal(LoadMask("binary")(str(path))[0], truth > 0)
 
 
+@pytest.mark.parametrize("palette", [None, [0, 0, 0], [0, 0, 0, 0, 0, 0]])
+def test_a_palette_mask_whose_palette_cannot_tell_its_indices_apart_is_read_by_index(tmp_path: Path, palette) -> None:
+    """``Image.fromarray(mask, "P")`` saved without a palette (Pillow writes one black entry), or a palette whose
+    entries look alike: by colour the lesion was black, and every such mask read as empty."""
+    truth = _disc(1)
+    image = Image.fromarray(truth, "P")
+    if palette is not None:
+        image.putpalette(palette)
+    image.save(tmp_path / "mask.png")
+    np.testing.assert_array_equal(LoadMask("binary")(str(tmp_path / "mask.png"))[0], truth > 0)
+
+
 def test_an_index_mask_with_a_palette_keeps_its_indices(tmp_path: Path) -> None:
     """VOC-style class maps are palette PNGs whose indices are the classes: read as stored, not as colours."""
     classes = (_disc(1) * 2).astype(np.uint8)  # class 2 inside, 0 outside

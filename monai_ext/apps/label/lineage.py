@@ -69,7 +69,13 @@ def read_record(published: Path) -> dict | None:
 
 def serves_published(published: Path, lineage: Lineage) -> bool:
     """Whether the app started with ``lineage`` serves the model published at ``published``."""
-    return published.is_file() and lineage.matches(read_record(published))
+    return published.is_file() and (lineage.matches(read_record(published)) or is_configured(published, lineage))
+
+
+def is_configured(published: Path, lineage: Lineage) -> bool:
+    """Whether the app was started with its own published file as the checkpoint: each training then replaces the
+    configured checkpoint in place, which the user chose; its content changes, its lineage does not."""
+    return Path(lineage.checkpoint) == published.expanduser().absolute()
 
 
 def explain_unserved(published: Path, lineage: Lineage) -> None:
@@ -80,21 +86,23 @@ def explain_unserved(published: Path, lineage: Lineage) -> None:
     origin = (f"was fine-tuned from {record.get('checkpoint')!r} on {record.get('studies')!r}" if record
               else "has no lineage record (published by an earlier version)")
     logger.warning("%s %s, not from this app's checkpoint %r on %r: serving the checkpoint; a training keeps that "
-                   "model as %s.superseded-<time>.pt (to serve it, start with --conf checkpoint %s)", published,
-                   origin, lineage.checkpoint, lineage.studies, published.stem, published)
+                   "model as %s.superseded-<time>.pt (to serve it, copy it out of %s and start with --conf "
+                   "checkpoint <the copy>)", published, origin, lineage.checkpoint, lineage.studies, published.stem,
+                   published.parent)
 
 
 def publish(model_file: Path, published: Path, lineage: Lineage) -> Path | None:
     """Publish ``model_file`` at ``published`` atomically with its lineage record.
 
-    A model already there of another lineage is copied aside first (copied, not moved: it may be the very
-    checkpoint the app was started from).
+    A model already there of another lineage is copied aside first (copied, not moved: it is still served until
+    the new one is in place). Where the app was started with the published file itself as its checkpoint, the
+    user chose to train it in place: it is replaced without a copy.
 
     Returns:
         Where the replaced model of another lineage was kept, or None.
     """
     kept = None
-    if published.is_file() and not lineage.matches(read_record(published)):
+    if published.is_file() and not serves_published(published, lineage):
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
         kept = published.with_name(f"{published.stem}.superseded-{stamp}{published.suffix}")
         shutil.copy2(published, kept)

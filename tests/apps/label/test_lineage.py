@@ -69,7 +69,7 @@ def test_a_publication_without_a_readable_record_is_not_served(app, caplog, reco
     assert not serves_published(app["published"], lineage)
     with caplog.at_level(logging.WARNING):
         explain_unserved(app["published"], lineage)
-    assert "has no lineage record" in caplog.text and f"--conf checkpoint {app['published']}" in caplog.text
+    assert "has no lineage record" in caplog.text and "--conf checkpoint <the copy>" in caplog.text
 
 
 def test_training_keeps_a_model_of_another_lineage_before_publishing(app) -> None:
@@ -85,11 +85,33 @@ def test_training_keeps_a_model_of_another_lineage_before_publishing(app) -> Non
     assert len(list(app["published"].parent.glob("*.superseded-*.pt"))) == 1
 
 
-def test_serving_a_legacy_publication_as_the_checkpoint_keeps_the_file(app) -> None:
-    """The warning's advice: start with --conf checkpoint <published>. A training then replaces that very file,
-    after keeping a copy (a move would have taken the configured checkpoint away)."""
+def test_the_published_file_configured_as_the_checkpoint_is_trained_in_place(app, caplog) -> None:
+    """Started with its own published model as --conf checkpoint: served, trained in place, restart after restart,
+    with no warning that it came "from X, not from X" and no copy of the whole model left per training."""
+    app["published"].parent.mkdir(parents=True)
+    app["published"].write_bytes(b"old fine-tune")  # published by an earlier version: no record
+    for round_ in range(3):
+        lineage = Lineage.of(app["published"], str(app["root"] / "studies_a"))  # a restart
+        assert serves_published(app["published"], lineage)
+        with caplog.at_level(logging.WARNING):
+            explain_unserved(app["published"], lineage)
+        (app["root"] / "run.pt").write_bytes(f"fine-tune {round_}".encode())
+        assert publish(app["root"] / "run.pt", app["published"], lineage) is None
+    assert app["published"].read_bytes() == b"fine-tune 2" and caplog.text == ""
+    assert not list(app["published"].parent.glob("*.superseded-*"))
+
+
+def test_the_advice_for_an_earlier_fine_tune_serves_it_from_a_copy(app, caplog) -> None:
+    """The warning says how to go on serving a publication without a record: copy it out and configure the copy."""
     app["published"].parent.mkdir(parents=True)
     app["published"].write_bytes(b"old fine-tune")
-    lineage = Lineage.of(app["published"], str(app["root"] / "studies_a"))
-    kept = publish(app["root"] / "run.pt", app["published"], lineage)
-    assert kept.read_bytes() == b"old fine-tune" and app["published"].read_bytes() == b"fine-tuned model"
+    with caplog.at_level(logging.WARNING):
+        explain_unserved(app["published"], _lineage(app, "breast.pt", "studies_a"))
+    assert f"copy it out of {app['published'].parent} and start with --conf checkpoint <the copy>" in caplog.text
+    shutil.copy(app["published"], app["root"] / "copy.pt")
+    copy = _lineage(app, "copy.pt", "studies_a")
+    assert not serves_published(app["published"], copy)  # the copy itself is served
+    kept = publish(app["root"] / "run.pt", app["published"], copy)  # the first training keeps the old file once
+    assert kept.read_bytes() == b"old fine-tune" and serves_published(app["published"], copy)
+    (app["root"] / "run.pt").write_bytes(b"fine-tune 2")
+    assert publish(app["root"] / "run.pt", app["published"], _lineage(app, "copy.pt", "studies_a")) is None
