@@ -114,7 +114,19 @@ def _trained_with(content: Mapping[str, Any]) -> str:
 
 
 def _load_content(network: torch.nn.Module, content: Any, name: str, encoder_only: bool) -> str:
-    """Load a read checkpoint into ``network`` (see :func:`initialize_weights`); returns the one-line summary."""
+    """Load a read checkpoint into ``network`` (see :func:`initialize_weights`); returns the one-line summary.
+
+    Raises:
+        CheckpointError: a project file of another kind than an MAE for an MAE (a fine-tuned classifier has no
+            decoder to continue from), or ``encoder_only`` for an MAE, named with what to give instead.
+    """
+    from monai_ext.networks.mae import MaskedAutoencoderViT
+
+    if isinstance(network, MaskedAutoencoderViT):
+        check_kind(content, name, "usf_mae_pretrain")  # before torch's list of missing and unexpected keys
+        if encoder_only:
+            raise CheckpointError("init_options encoder_only applies to fine-tuning bundles: pretraining continues "
+                                  "a whole MAE (released USF-MAE, Facebook MAE, this bundle's models/model.pt)")
     if detect_layout(content) == "monai_ext" and content["arch"].get("kind") != "mae":
         # A file of this same kind of network (a classifier or an external CNN): everything must match.
         state_dict = filter_monai_ext(content)
@@ -434,7 +446,7 @@ def load_inference_weights(network: torch.nn.Module, path: str | os.PathLike, bu
 
 # ---------------------------------------------------------------------------------------------------- inputs
 def inference_files(input_dir: str | os.PathLike | None, input_files: str | os.PathLike | Sequence[str] | None,
-                    output_dir: str | os.PathLike | None = None) -> list[str]:
+                    output_dir: str | os.PathLike | None = None, pictures_only: bool = False) -> list[str]:
     """Files to predict: every file under ``input_dir`` that the decoder reads as one image (pictures, DICOM, NIfTI,
     NRRD / MHA / MHD) plus ``input_files``, each once.
 
@@ -447,22 +459,40 @@ def inference_files(input_dir: str | os.PathLike | None, input_files: str | os.P
             folder inside it does not feed a run's own masks and heat maps into the next run.
         input_files: a list of paths, or one path (``--input_files scan.png``: a string is one file, not letters).
         output_dir: the run's output folder.
+        pictures_only: only pictures (PNG, JPG, BMP, TIFF, GIF, WebP), for a bundle that reads what it trained on
+            (the pretraining bundle reads folders of pictures); a DICOM, volume or cine file is then counted among
+            the files not read, and one named in ``input_files`` is refused.
 
     Raises:
-        ValueError: neither gives any file.
+        ValueError: neither gives any file, or (``pictures_only``) a named file is no picture.
     """
-    from monai_ext.io.images import SINGLE_IMAGE_SUFFIXES
+    from monai_ext.io.images import IMAGE_SUFFIXES, SINGLE_IMAGE_SUFFIXES
 
     input_dir, output_dir = path_setting(input_dir, "input_dir"), path_setting(output_dir, "output_dir")
-    found, others, listed = _folder_inputs(input_dir, SINGLE_IMAGE_SUFFIXES, output_dir)
-    files = found + path_list_setting(input_files, "input_files")
+    suffixes = IMAGE_SUFFIXES if pictures_only else SINGLE_IMAGE_SUFFIXES
+    found, others, listed = _folder_inputs(input_dir, suffixes, output_dir)
+    named = path_list_setting(input_files, "input_files")
+    if pictures_only:
+        _refuse_non_pictures(named)
+    files = found + named
     if not files and listed:
         raise ValueError(f"all {listed} images under --input_dir {input_dir!r} lie inside --output_dir "
                          f"{output_dir!r}, whose files are never read back; choose an --output_dir outside it")
     if not files:
         raise ValueError("give --input_dir or --input_files")
-    _warn_not_read(input_dir, found, others)
+    _warn_not_read(input_dir, found, others, pictures_only)
     return _each_once(files)
+
+
+def _refuse_non_pictures(files: Sequence[str]) -> None:
+    """Raise ValueError naming the first of ``files`` that is no picture, with where such files are read."""
+    from monai_ext.io.images import IMAGE_SUFFIXES, matches_suffixes
+
+    for file in files:
+        if not matches_suffixes(Path(file), IMAGE_SUFFIXES):
+            raise ValueError(f"--input_files {file!r}: this bundle reads pictures ({', '.join(IMAGE_SUFFIXES)}); "
+                             "frames of DICOM files, cine loops and volumes go through `python -m monai_ext "
+                             "prepare-corpus`")
 
 
 def _folder_inputs(input_dir: str | None, suffixes: Sequence[str],
@@ -485,17 +515,21 @@ def _folder_inputs(input_dir: str | None, suffixes: Sequence[str],
     return [str(p) for p in images], others, listed
 
 
-def _warn_not_read(input_dir: str | None, images: Sequence[str], others: Sequence[Path]) -> None:
-    from monai_ext.data.folders import count_by_suffix
+def _warn_not_read(input_dir: str | None, images: Sequence[str], others: Sequence[Path],
+                   pictures_only: bool = False) -> None:
+    from monai_ext.data.folders import suffix_counts
     from monai_ext.io.images import VIDEO_SUFFIXES
     from monai_ext.io.volumes import without_metaimage_data_files
 
     others = without_metaimage_data_files(list(others), images)
     if not others:
         return
-    counts = ", ".join(f"{suffix or '(no suffix)'} {n}" for suffix, n in count_by_suffix(others).items())
+    counts = suffix_counts(others)
     videos = [p for p in others if p.name.lower().endswith(VIDEO_SUFFIXES)]
-    hint = "; cine loops are predicted from their first frame when named in --input_files" if videos else ""
+    if pictures_only:
+        hint = "; this bundle reads pictures: DICOM files, cine loops and volumes go through prepare-corpus"
+    else:
+        hint = "; cine loops are predicted from their first frame when named in --input_files" if videos else ""
     logger.warning("--input_dir %s: %d file(s) not read, not images by their suffix or content (%s)%s",
                    input_dir, len(others), counts, hint)
 

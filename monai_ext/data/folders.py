@@ -66,7 +66,8 @@ def list_images_and_others(folder: str | os.PathLike,
         if path.is_file():
             (images if matches_suffixes(path, wanted) else others).append(path)
     if not images:
-        raise ValueError(f"no images ({', '.join(sorted(wanted))}) found under {str(root)!r}")
+        held = f" (it holds {len(others)} other file(s): {suffix_counts(others)})" if others else ""
+        raise ValueError(f"no images ({', '.join(sorted(wanted))}) found under {str(root)!r}{held}")
     return sorted(images), sorted(others)
 
 
@@ -85,6 +86,11 @@ def count_by_suffix(paths: Sequence[Path]) -> dict[str, int]:
     """``{".avi": 2, ".txt": 1, "": 1}``: lower-case suffixes (``""`` for none), most frequent first."""
     counts = Counter(p.suffix.lower() for p in paths)
     return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+
+def suffix_counts(paths: Sequence[Path]) -> str:
+    """``".avi 2, .txt 1, (no suffix) 1"``: :func:`count_by_suffix` for a message."""
+    return ", ".join(f"{suffix or '(no suffix)'} {n}" for suffix, n in count_by_suffix(paths).items())
 
 
 def split_train_val(items: Sequence[Any], val_fraction: float, seed: int) -> tuple[list[Any], list[Any]]:
@@ -116,30 +122,59 @@ def pretrain_datalists(
     num_synthetic: int = 2000,
     val_fraction: float = 0.1,
     seed: int = 42,
+    exclude: Sequence[str | os.PathLike | None] = (),
 ) -> dict[str, list[dict[str, Any]]]:
     """Train and validation datalists (``[{"image": path}, ...]``) for MAE pretraining.
 
     Args:
-        dataset_dir: a folder of images (searched recursively), a corpus cache written by ``prepare-corpus``
+        dataset_dir: a folder of pictures (searched recursively), a corpus cache written by ``prepare-corpus``
             (items are then ``{"image": index of a kept frame}``, read by ``LoadCorpusFramed``), or None for the
-            synthetic default.
+            synthetic default. The other files of a folder (DICOM, cine loops, volumes, notes) are counted in a
+            warning that points to ``prepare-corpus``, which reads them.
         cache_dir: where the synthetic default is generated.
         num_synthetic: images of the synthetic default.
-        val_fraction: share held out for validation reconstruction loss.
+        val_fraction: share held out for validation reconstruction loss (which chooses the best model), in (0, 1).
         seed: split seed.
+        exclude: folders whose files are left out (the run's outputs: its reconstruction grids are PNGs, and read
+            back they would join the data and reshuffle the split on the next run or resume).
+
+    Raises:
+        ValueError: ``val_fraction`` out of range, or too few images to hold one out for validation.
     """
     from monai_ext.data.corpus import CorpusFrames, is_corpus_cache
 
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1): the validation loss chooses the best model, got "
+                         f"{val_fraction!r}")
     dataset_dir = path_setting(dataset_dir, "dataset_dir")
     folder = synthetic_default(setting_text(cache_dir, "cache_dir"), num_synthetic) if dataset_dir is None else dataset_dir
     if is_corpus_cache(folder):
         files = [{"image": i} for i in range(len(CorpusFrames(folder)))]
     else:
-        files = [{"image": str(p)} for p in list_images(folder)]
+        files = [{"image": str(p)} for p in _pictures(Path(folder), exclude)]
+    if len(files) < 2:
+        raise ValueError(f"{str(folder)!r} holds {len(files)} training image(s): pretraining holds part of them out "
+                         "for its validation loss and needs at least 2")
     train, val = split_train_val(files, val_fraction, seed)
     logger.info("pretraining data from %s: %d train, %d validation images", folder, len(train), len(val))
     return {"train": train, "validation": val}
 
 
+def _pictures(folder: Path, exclude: Sequence[str | os.PathLike | None]) -> list[Path]:
+    """The pictures under ``folder`` outside ``exclude``; the files passed over are counted in a warning."""
+    images, others = list_images_and_others(folder)
+    outside = [Path(os.path.abspath(os.path.expanduser(e))) for e in exclude if e is not None]
 
+    def kept(path: Path) -> bool:
+        return not any(Path(os.path.abspath(path)).is_relative_to(o) for o in outside)
 
+    left_out = len(images) - len(kept_images := [p for p in images if kept(p)])
+    if left_out:
+        logger.warning("%d picture(s) under %s lie in this run's output folders and are not trained on", left_out,
+                       folder)
+    others = [p for p in others if kept(p)]
+    if others:
+        logger.warning("%d file(s) under %s are not pictures and are not trained on (%s); DICOM files, cine loops "
+                       "and volumes are read by `python -m monai_ext prepare-corpus`, whose cache --dataset_dir "
+                       "takes", len(others), folder, suffix_counts(others))
+    return kept_images

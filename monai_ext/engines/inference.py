@@ -6,6 +6,8 @@ import itertools
 import json
 import logging
 import os
+import signal
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -120,6 +122,7 @@ def predict_files(
 
     Raises:
         FileExistsError: the JSON's folder or ``heatmap_dir`` is an existing file (before any prediction).
+        ValueError: no file could be read (:func:`require_some_result`; the JSON is written first).
     """
     if not files:
         raise ValueError("no input files to predict")
@@ -130,6 +133,8 @@ def predict_files(
     heatmaps = heatmap_dir is not None and has_token_blocks(network)
     result: dict[str, Any] = {"class_names": list(class_names), "predictions": {}, "errors": {},
                               **({"weights": weights} if weights is not None else {})}
+    if heatmaps:
+        clear_earlier_outputs(Path(heatmap_dir), "*_gradcam.png")
     with kept_results(output_json, result) as one_more_file:
         for path, stem in zip(tqdm(files, desc="predict", unit="image"), unique_output_stems(files)):
             one_more_file()
@@ -148,6 +153,7 @@ def predict_files(
                 prediction.update(_heatmap(network, image, prediction["label"], Path(heatmap_dir), stem, result,
                                            path))
     logger.info("%d predictions, %d errors: %s", len(result["predictions"]), len(result["errors"]), output_json)
+    require_some_result(len(result["predictions"]), result["errors"], "predictions", output_json)
     return result
 
 
@@ -188,9 +194,10 @@ SAVE_EVERY = 50
 def kept_results(path: Path, result: dict[str, Any], save_every: int = SAVE_EVERY) -> Iterator[Callable[[], None]]:
     """Keep ``result`` in the JSON file ``path`` while a batch fills it.
 
-    Yields a function to call once per file: every ``save_every`` calls the file is rewritten (atomically) with
-    ``"complete": false``, and so it is when the batch stops on an exception or Ctrl-C (then re-raised); at the
-    end it is written with ``"complete": true``.
+    The file is written at once with ``"complete": false``, so an earlier run's file in the same folder never
+    outlives the start of this one. Yields a function to call once per file: every ``save_every`` calls the file
+    is rewritten (atomically), and so it is when the batch stops on an exception, Ctrl-C, SIGTERM or SIGHUP (then
+    re-raised); at the end it is written with ``"complete": true``.
     """
     if save_every < 1:
         raise ValueError(f"save_every must be at least 1, got {save_every!r}")
@@ -200,12 +207,64 @@ def kept_results(path: Path, result: dict[str, Any], save_every: int = SAVE_EVER
         if next(calls) % save_every == 0:
             _write_results(path, result, complete=False)
 
+    _write_results(path, result, complete=False)
     try:
-        yield one_more_file
+        with _stop_signals_raise():
+            yield one_more_file
     except BaseException:
         _write_results(path, result, complete=False)
         raise
     _write_results(path, result, complete=True)
+
+
+#: What a queue's time limit (SLURM), ``docker stop``, Kubernetes and ``timeout`` send (SIGTERM), and a closed SSH
+#: session (SIGHUP): by default they end the process at once, with the results of up to ``SAVE_EVERY`` files lost.
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+@contextmanager
+def _stop_signals_raise() -> Iterator[None]:
+    """Within the block, :data:`STOP_SIGNALS` raise ``SystemExit(128 + signal)`` (the exit status a shell reports
+    for a killed process) instead of ending the process, so the batch writes what it has done as Ctrl-C does.
+
+    Python delivers signals to the main thread only; elsewhere (a server's worker thread) nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = {number: signal.signal(number, stop) for number in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler if handler is not None else signal.SIG_DFL)
+
+
+def clear_earlier_outputs(folder: Path, pattern: str) -> None:
+    """Remove the files matching ``pattern`` that an earlier run wrote into this run's output ``folder``: its results
+    file is replaced whole, and its masks or heat maps of other inputs (or of another model) left beside this run's
+    would be taken for this run's by anyone browsing the folder."""
+    earlier = sorted(folder.glob(pattern))
+    remove_earlier_outputs(*earlier)
+    if earlier:
+        logger.info("%s: removed %d %s file(s) of an earlier run", folder, len(earlier), pattern)
+
+
+def require_some_result(done: int, errors: dict[str, str], what: str, output_json: Path) -> None:
+    """Stop with exit code 2 when no input gave a result: a mistyped path or a folder given as a file must not end
+    as a success with an empty output.
+
+    Raises:
+        ValueError: naming the first input's reason and the results file.
+    """
+    if done == 0 and errors:
+        first, reason = next(iter(errors.items()))
+        raise ValueError(f"no {what}: none of the {len(errors)} input file(s) could be read (first: {reason}); "
+                         f"see {output_json}")
 
 
 def _write_results(path: Path, result: dict[str, Any], complete: bool) -> None:

@@ -31,15 +31,18 @@ def classification_report(probs: np.ndarray, labels: np.ndarray, class_names: Se
         JSON-serialisable dict: macro_f1 (over the classes in ``labels`` or predicted, :func:`_macro_f1`),
         accuracy, balanced_accuracy, auc (two classes: ROC AUC of class 1;
         more: mean one-vs-rest AUC over the classes present in ``labels``; NaN when fewer than two are present),
-        per_class, confusion_matrix (rows = truth), roc (per class fpr/tpr), n.
+        per_class (precision, recall, F1 NaN where undefined: no prediction, no support), confusion_matrix
+        (rows = truth), roc (per class fpr/tpr), n.
     """
     k = len(class_names)
     if probs.ndim != 2 or probs.shape[1] != k:
         raise ValueError(f"probabilities must have shape (N, {k}), got {probs.shape!r}")
     pred = probs.argmax(axis=1)
     classes = list(range(k))
+    # NaN (null in the report) where a value is undefined: a class absent from the truth has no recall, one never
+    # predicted no precision; 0.0 there read as "every malignant case missed" on a test part without one
     precision, recall, f1, support = skm.precision_recall_fscore_support(
-        labels, pred, labels=classes, zero_division=0
+        labels, pred, labels=classes, zero_division=np.nan
     )
     report: dict[str, Any] = {
         "n": len(labels),

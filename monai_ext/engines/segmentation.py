@@ -18,12 +18,14 @@ from tqdm import tqdm
 from monai_ext.engines.base import RobustStepTrainer, ShardSafeEvaluatorMixin, autocast, batch_images
 from monai_ext.engines.inference import (
     FRAMES_KEY,
+    clear_earlier_outputs,
     kept_results,
     make_output_folders,
     note_if_blank,
     note_if_several_frames,
     record_error,
     remove_earlier_outputs,
+    require_some_result,
 )
 from monai_ext.io.errors import root_cause
 from monai_ext.io.figures import save_png
@@ -128,6 +130,7 @@ def predict_mask_files(
     Raises:
         FileExistsError: ``output_dir`` (or its ``masks`` / ``overlays`` folder) is an existing file, before any
             file is segmented.
+        ValueError: no file could be read (the JSON is written first).
     """
     from monai_ext.visualize.overlays import mask_overlay
 
@@ -138,6 +141,8 @@ def predict_mask_files(
     network.eval()
     result: dict[str, Any] = {"class_names": list(class_names), "masks": {}, "errors": {},
                               **({"weights": weights} if weights is not None else {})}
+    clear_earlier_outputs(out / "masks", "*_mask.png")
+    clear_earlier_outputs(out / "overlays", "*_overlay.png")
     with kept_results(out / "masks.json", result) as one_more_file:
         for path, stem in zip(tqdm(files, desc="segment", unit="image"), unique_output_stems(files)):
             one_more_file()
@@ -163,4 +168,5 @@ def predict_mask_files(
             note_if_blank(result["masks"][str(path)], path, image)
             note_if_several_frames(result["masks"][str(path)], path, int(loaded.get(FRAMES_KEY, 1)))
     logger.info("%d masks, %d errors: %s", len(result["masks"]), len(result["errors"]), out / "masks.json")
+    require_some_result(len(result["masks"]), result["errors"], "masks", out / "masks.json")
     return result

@@ -108,8 +108,11 @@ class ClassificationReportWriter:
                            json.dumps(json_tree(report), indent=1, allow_nan=False).encode())
         title = f"macro-F1 {report['macro_f1']:.3f}"
         plot_confusion_matrix(report["confusion_matrix"], self.class_names, self.folder / f"{self.prefix}confusion_matrix.png", title)
+        roc_png = self.folder / f"{self.prefix}roc.png"
         if report["roc"]:
-            plot_roc(report["roc"], report["auc"], self.folder / f"{self.prefix}roc.png", "ROC")
+            plot_roc(report["roc"], report["auc"], roc_png, "ROC")
+        else:  # no curve for this part (one class): an earlier run's figure must not sit beside this report
+            roc_png.unlink(missing_ok=True)
         logger.info("classification report: %s (n %d, %d unreadable left out; macro-F1 %.4f, accuracy %.4f, AUC %.4f)",
                     self.folder / f"{self.prefix}report.json", report["n"], len(report["skipped"]), report["macro_f1"],
                     report["accuracy"], report["auc"])

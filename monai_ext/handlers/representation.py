@@ -22,6 +22,7 @@ import torch
 from ignite.engine import Engine, Events
 from sklearn.model_selection import StratifiedKFold
 
+from monai_ext.data.datasets import SkipCorruptDataset
 from monai_ext.engines.distributed import is_main_process
 from monai_ext.engines.probe import evaluate_frozen_features, extract_features
 from monai_ext.io.atomic import atomic_write_text
@@ -87,6 +88,21 @@ def cross_validated_scores(features: np.ndarray, labels: np.ndarray, class_names
     return {k: float(np.nanmean(v)) for k, v in scores.items()}
 
 
+def _check_class_counts(labels: Sequence[int], class_names: Sequence[str], skipped: int) -> None:
+    """Refuse a monitor set with fewer than two readable images of a class (its folds need one to test and one to
+    fit), naming the classes.
+
+    Raises:
+        ValueError: with the counts per class.
+    """
+    counts = np.bincount(np.asarray(labels, dtype=int), minlength=len(class_names))
+    short = {name: int(n) for name, n in zip(class_names, counts) if n < 2}
+    if short:
+        unread = f" ({skipped} unreadable image(s) left out)" if skipped else ""
+        raise ValueError(f"the representation monitor needs at least 2 readable images of every class; too few: "
+                         f"{short!r}{unread}")
+
+
 class RepresentationMonitor:
     """Every ``interval`` epochs, score the encoder's frozen features on a labelled set (see the module docstring).
 
@@ -116,8 +132,14 @@ class RepresentationMonitor:
         if interval and (len(class_names) < 2 or not items):
             raise ValueError(f"the monitor needs labelled items of at least two classes, got {len(items)} items of "
                              f"{list(class_names)!r}")
-        self.network, self.items, self.class_names = network, list(items), list(class_names)
+        self.network, self.class_names = network, list(class_names)
         self.transform, self.interval, self.max_epochs, self.device = transform, interval, max_epochs, device
+        # screened now, before training: an unreadable image (a user's datalist) is left out and named, not a crash
+        # at the first check, and too few images of a class is said before the first epoch
+        self.dataset = SkipCorruptDataset(list(items), transform, evaluation=True) if interval else None
+        self.items = list(self.dataset.data) if self.dataset is not None else list(items)
+        if interval:
+            _check_class_counts([int(it["label"]) for it in self.items], self.class_names, len(self.dataset.skipped))
         self.batch_size, self.folds, self.seed = batch_size, folds, seed
         self.json_path = Path(output_dir) / "representation.json"
         self.png_path = Path(output_dir) / "reconstructions" / "representation_quality.png"
@@ -133,9 +155,9 @@ class RepresentationMonitor:
 
     def scores(self) -> dict[str, float]:
         """Extract the features now and score them (the network's train/eval mode is restored)."""
-        from monai.data import DataLoader, Dataset
+        from monai.data import DataLoader
 
-        loader = DataLoader(Dataset(self.items, self.transform), batch_size=self.batch_size, shuffle=False)
+        loader = DataLoader(self.dataset, batch_size=self.batch_size, shuffle=False)
         features, labels = extract_features(self.network, loader, self.device)
         return cross_validated_scores(features, labels, self.class_names, self.folds, self.seed)
 

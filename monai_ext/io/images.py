@@ -277,7 +277,9 @@ def pil_display_image(img: Image.Image) -> Image.Image:
     that are display-ready already (8-bit gray or colour, 16-bit gray) are returned as they are.
     """
     img = upright(img)
-    if img.mode in ("1", "L", "LA", "RGB", "RGBA", "I;16", "I;16B", "I;16L"):
+    if img.mode == "1":  # bilevel: PIL gives bools, which no intensity transform takes; shown as 0 / 255
+        return img.convert("L")
+    if img.mode in ("L", "LA", "RGB", "RGBA", "I;16", "I;16B", "I;16L"):
         return img
     pixels = _display_pixels(img)
     return Image.fromarray(pixels.astype(np.float32) if pixels.dtype.kind == "f" else pixels)

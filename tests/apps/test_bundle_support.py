@@ -234,6 +234,21 @@ def test_a_file_without_a_record_passes_the_kind_check(tmp_path):
     assert trained_settings(tmp_path / "released.pth", "usf_mae_pretrain") == {}
 
 
+@pytest.mark.parametrize("kind", ["classifier", "segmenter"])
+def test_pretraining_from_a_fine_tuned_model_is_refused_in_words(tiny_files, kind):
+    """--init_checkpoint with a classifier's model.pt ended in torch's list of missing and unexpected keys."""
+    with pytest.raises(CheckpointError, match=f"is a checkpoint of kind '{kind}'.*usf_mae_pretrain needs kind 'mae'"):
+        initialize_weights(build_mae(TINY, img_size=64), tiny_files[kind])
+
+
+def test_encoder_only_is_refused_for_pretraining(tmp_path):
+    """init_options {"encoder_only": true} raised an AttributeError inside the loader."""
+    torch.save(build_mae(TINY, img_size=64).state_dict(), tmp_path / "released.pth")
+    with pytest.raises(CheckpointError, match="encoder_only applies to fine-tuning bundles"):
+        initialize_weights(build_mae(TINY, img_size=64), tmp_path / "released.pth", encoder_only=True)
+    assert "released.pth" in initialize_weights(build_mae(TINY, img_size=64), tmp_path / "released.pth")
+
+
 def test_a_shape_mismatch_says_what_the_checkpoint_was_trained_with(tiny_files):
     """evaluate.yaml given --arch of another size: the error names the recorded arch and image size."""
     network = build_classifier("mae_vit_small_patch16_dec256d4b", 3, img_size=64)
@@ -347,3 +362,16 @@ def test_a_resumed_best_whose_file_is_gone_is_named(tmp_path) -> None:
     require_best_model(tmp_path / "model.pt", _Saver(0.8))
     with pytest.raises(ValueError, match="no validation ran during training"):
         require_best_model(tmp_path / "other.pt", _Saver(None))
+
+
+def test_pictures_only_inference_counts_dicom_among_the_files_not_read(tmp_path, caplog) -> None:
+    """The pretraining bundle reads pictures: it listed DICOM files and volumes, then called each unreadable."""
+    scans = _scan_folder(tmp_path / "scans")
+    with caplog.at_level("WARNING"):
+        files = inference_files(scans, None, pictures_only=True)
+    assert files and all(Path(f).suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff") for f in files)
+    assert "this bundle reads pictures: DICOM files, cine loops and volumes go through prepare-corpus" in caplog.text
+    dicom = next(str(p) for p in scans.rglob("*.dcm"))
+    with pytest.raises(ValueError, match="this bundle reads pictures .*prepare-corpus"):
+        inference_files(None, [dicom], pictures_only=True)
+    assert dicom in inference_files(None, [dicom])  # the fine-tuning bundles read DICOM

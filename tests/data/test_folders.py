@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from monai_ext.data.folders import list_images, walk_files
+from monai_ext.data.folders import list_images, pretrain_datalists, walk_files
 from monai_ext.io.images import IMAGE_SUFFIXES, SINGLE_IMAGE_SUFFIXES
 from monai_ext.io.writers import write_dicom
 
@@ -87,3 +87,47 @@ def test_a_dataset_folder_typed_as_a_number_is_read(dataset_dir, setting, tmp_pa
         return
     with pytest.raises(ValueError, match=rf"{setting} must be text \(a path or a name\), got float"):
         pretrain_datalists(dataset_dir if setting == "dataset_dir" else None, cache_dir)
+
+
+def _pictures(folder: Path, count: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        Image.fromarray(np.full((8, 8), 10 * i, np.uint8)).save(folder / f"p{i}.png")
+
+
+def test_pretraining_leaves_out_its_own_outputs_and_names_the_files_it_does_not_read(tmp_path, caplog) -> None:
+    """Reconstruction grids written under the data folder were trained on at the next run (and reshuffled the
+    split on resume); DICOM files, cine loops and volumes were passed over without a word."""
+    data = tmp_path / "data"
+    _pictures(data, 6)
+    _pictures(data / "run" / "eval" / "reconstructions", 2)  # an earlier run's epoch_0001.png, latest.png
+    write_dicom(np.zeros((8, 8), np.uint8), data / "IM0001")
+    (data / "loop.mp4").write_bytes(b"x")
+    with caplog.at_level("WARNING"):
+        lists = pretrain_datalists(data, tmp_path / "cache", val_fraction=0.2, seed=0,
+                                   exclude=[data / "run" / "eval", data / "run" / "models", None])
+    names = sorted(Path(it["image"]).name for part in lists.values() for it in part)
+    assert names == [f"p{i}.png" for i in range(6)]
+    assert "2 picture(s) under" in caplog.text and "are not trained on" in caplog.text
+    assert "2 file(s) under" in caplog.text and "(no suffix) 1" in caplog.text and "prepare-corpus" in caplog.text
+
+
+@pytest.mark.parametrize("count, val_fraction, message", [
+    (1, 0.1, "holds 1 training image(s): pretraining holds part of them out for its validation loss and needs at "
+             "least 2"),
+    (5, 0.0, "val_fraction must be in (0, 1): the validation loss chooses the best model, got 0.0"),
+    (5, 1.0, "val_fraction must be in (0, 1)"),
+])
+def test_too_few_pictures_or_no_validation_share_is_said_plainly(tmp_path, count, val_fraction, message) -> None:
+    """Both ended in 'the datalist is empty', naming neither the folder nor the setting."""
+    _pictures(tmp_path / "data", count)
+    with pytest.raises(ValueError) as raised:
+        pretrain_datalists(tmp_path / "data", tmp_path / "cache", val_fraction=val_fraction)
+    assert message in str(raised.value)
+
+
+def test_a_folder_of_no_pictures_says_what_it_holds(tmp_path) -> None:
+    (tmp_path / "a.mp4").write_bytes(b"x")
+    (tmp_path / "b.mp4").write_bytes(b"x")
+    with pytest.raises(ValueError, match=r"no images \(.*\) found under .* \(it holds 2 other file\(s\): .mp4 2\)"):
+        list_images(tmp_path)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import json
+import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -160,8 +162,9 @@ def test_results_are_rewritten_every_few_files_while_the_batch_runs(tmp_path) ->
             one_more_file()
             seen.append(json.loads(path.read_text()) if path.exists() else None)
             result["done"].append(i)
-    assert seen == [None, {"done": [0], "complete": False}, {"done": [0], "complete": False},
-                    {"done": [0, 1, 2], "complete": False}, {"done": [0, 1, 2], "complete": False}]
+    assert seen == [{"done": [], "complete": False}, {"done": [0], "complete": False},
+                    {"done": [0], "complete": False}, {"done": [0, 1, 2], "complete": False},
+                    {"done": [0, 1, 2], "complete": False}]
     assert json.loads(path.read_text()) == {"done": [0, 1, 2, 3, 4], "complete": True}
     with pytest.raises(ValueError, match="save_every must be at least 1, got 0"):
         with inference.kept_results(path, result, save_every=0):
@@ -203,3 +206,59 @@ def test_a_rerun_where_a_file_fails_leaves_no_earlier_heat_map_of_it(tmp_path, h
     second = run()
     assert list(second["errors"]) == [files[2]] and not gone.exists()
     assert len(list((tmp_path / "out" / "heatmaps").iterdir())) == 2  # the others' heat maps stand
+
+
+def test_an_earlier_runs_results_do_not_outlive_the_start_of_a_run(tmp_path) -> None:
+    """A rerun into the same folder stopped before its first periodic write left the earlier run's file in place,
+    saying "complete": true about other inputs (perhaps another model's)."""
+    path = tmp_path / "predictions.json"
+    path.write_text(json.dumps({"predictions": {"earlier.png": {}}, "complete": True}))
+    with inference.kept_results(path, {"predictions": {}}):
+        assert json.loads(path.read_text()) == {"predictions": {}, "complete": False}
+
+
+@pytest.mark.parametrize("name", [name for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)])
+def test_a_terminated_batch_keeps_the_predictions_made(tmp_path, name) -> None:
+    """A queue's time limit, docker stop or timeout sends SIGTERM, a closed SSH session SIGHUP: the process ended at
+    once, losing up to 49 files' results. The batch now stops as on Ctrl-C, with the exit status of the signal."""
+    files = [f"scan_{i}.png" for i in range(5)]
+    number = getattr(signal, name)
+
+    def signalled_at_the_fourth(item: dict) -> dict:
+        if item["image"] == files[3]:
+            os.kill(os.getpid(), number)
+        return brightness(item)
+
+    before = signal.getsignal(number)
+    with pytest.raises(SystemExit) as stopped:
+        predict_files(Mean(), files, signalled_at_the_fourth, ["dark", "bright"], "cpu", tmp_path / "p.json")
+    assert stopped.value.code == 128 + number
+    kept = json.loads((tmp_path / "p.json").read_text())
+    assert list(kept["predictions"]) == files[:3] and kept["complete"] is False
+    assert signal.getsignal(number) == before  # the process's own handling is back after the batch
+
+
+def test_a_batch_in_which_no_file_is_read_is_an_error_after_its_results_are_written(tmp_path) -> None:
+    """A mistyped --input_files path, or a folder given as a file, ended as a success with no prediction."""
+    def unreadable(item: dict) -> dict:
+        raise ValueError(f"{item['image']}: cannot open (missing, a broken link or not a file)")
+
+    with pytest.raises(ValueError, match=r"no predictions: none of the 2 input file\(s\) could be read \(first: "
+                                         r"ValueError: typo.png: cannot open"):
+        predict_files(Mean(), ["typo.png", "folder"], unreadable, ["dark", "bright"], "cpu", tmp_path / "p.json")
+    kept = json.loads((tmp_path / "p.json").read_text())
+    assert kept["predictions"] == {} and set(kept["errors"]) == {"typo.png", "folder"} and kept["complete"] is True
+
+
+def test_heat_maps_of_an_earlier_run_are_removed_when_a_run_draws_its_own(tmp_path, heatmaps) -> None:
+    """A rerun into the same folder with other inputs or another model left the earlier maps under names that look
+    like this run's (a clinician zipping heatmaps/ got another model's maps)."""
+    folder = tmp_path / "out" / "heatmaps"
+    folder.mkdir(parents=True)
+    (folder / "a_first_gradcam.png").write_bytes(b"another model's map")
+    (folder / "other_case_gradcam.png").write_bytes(b"an input this run does not have")
+    (folder / "notes.txt").write_text("the user's own file")
+    files = [str(tmp_path / "in" / "a_first.png")]
+    predict_files(Mean(), files, brightness, ["dark", "bright"], "cpu", tmp_path / "out" / "p.json", folder)
+    assert sorted(p.name for p in folder.iterdir()) == ["a_first_gradcam.png", "notes.txt"]
+    assert (folder / "a_first_gradcam.png").read_bytes() != b"another model's map"

@@ -39,13 +39,13 @@ def test_report_equals_sklearn(n: int, k: int, seed: int) -> None:
     assert report["auc"] == pytest.approx(sklearn_auc(probs, labels))
     matrix = skm.confusion_matrix(labels, pred)
     assert report["confusion_matrix"] == matrix.tolist()
-    for c, name in enumerate(names):  # per-class figures from the confusion matrix, by hand
+    for c, name in enumerate(names):  # per-class figures from the confusion matrix, by hand; NaN where undefined
         tp, predicted, actual = matrix[c, c], matrix[:, c].sum(), matrix[c].sum()
-        precision = tp / predicted if predicted else 0.0
-        recall = tp / actual
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        precision = tp / predicted if predicted else np.nan
+        recall = tp / actual if actual else np.nan
+        f1 = 2 * tp / (predicted + actual) if predicted + actual else np.nan
         assert report["per_class"][name] == pytest.approx({"precision": precision, "recall": recall, "f1": f1,
-                                                            "support": actual})
+                                                            "support": actual}, nan_ok=True)
         fpr, tpr, _ = skm.roc_curve(labels == c, probs[:, c])
         assert report["roc"][name] == {"fpr": fpr.tolist(), "tpr": tpr.tolist()}
     assert 0.2 < report["macro_f1"] < 1.0  # neither trivial nor perfect, so the comparisons mean something
@@ -64,6 +64,19 @@ def test_macro_f1_averages_over_the_classes_true_or_predicted(labels, pred, expe
     assert report["macro_f1"] == pytest.approx(expected)
     assert report["macro_f1"] == pytest.approx(skm.f1_score(labels, pred, average="macro"))  # scikit-learn's default
     assert set(report["per_class"]) == {"a", "b", "c"}
+
+
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
+def test_a_class_absent_from_the_truth_has_no_recall_and_a_class_never_predicted_no_precision() -> None:
+    """A test part without a malignant case reported malignant recall 0.0, read as every cancer missed."""
+    probs = np.eye(3)[[0, 0, 0, 2]] * 0.7 + 0.1  # truth: a, a, a, b; predicted: a, a, a, c
+    report = classification_report(probs, np.array([0, 0, 0, 1]), ["a", "b", "c"])
+    assert report["per_class"]["a"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 3}
+    b, c = report["per_class"]["b"], report["per_class"]["c"]
+    assert np.isnan(b["precision"]) and b["recall"] == 0.0 and b["f1"] == 0.0  # present, never predicted
+    assert c["precision"] == 0.0 and np.isnan(c["recall"]) and c["f1"] == 0.0  # absent, predicted once
+    empty = classification_report(np.eye(3)[[0, 0]] * 0.7 + 0.1, np.array([0, 0]), ["a", "b", "c"])
+    assert all(np.isnan(v) for v in list(empty["per_class"]["b"].values())[:3])  # absent and never predicted
 
 
 @pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")

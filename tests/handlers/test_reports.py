@@ -55,6 +55,18 @@ def test_a_clean_split_reports_nothing_skipped(tmp_path) -> None:
     assert report["n"] == 5 and report["skipped"] == []
 
 
+def test_a_part_of_one_class_leaves_no_earlier_roc_figure_beside_its_report(tmp_path) -> None:
+    """An evaluation whose test part holds one class has no ROC: the earlier run's test_roc.png, with its AUC, stayed
+    beside a report saying the AUC is undefined."""
+    items = [item for item in image_folder(tmp_path, good=8) if item["id"] not in BAD]
+    _evaluate(tmp_path, items)
+    assert (tmp_path / "test_roc.png").is_file()
+    even = [item for item in items if item["label"] == 0]
+    report = _evaluate(tmp_path, even)
+    assert report["roc"] == {} and report["auc"] is None
+    assert not (tmp_path / "test_roc.png").exists() and (tmp_path / "test_confusion_matrix.png").is_file()
+
+
 @pytest.mark.parametrize("restored_best, written", [(1.0, False), (0.5, True)])
 def test_a_resumed_best_only_writer_writes_only_what_beats_the_restored_best(tmp_path, restored_best, written) -> None:
     """A resumed training run restores the writer's best from its checkpoint: an evaluation scoring no better (the

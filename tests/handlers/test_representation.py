@@ -66,6 +66,34 @@ def test_unchecked_epochs_carry_no_stale_scores(tmp_path) -> None:
         assert ("monitor_knn_accuracy" in engine.state.metrics) is checked, epoch
 
 
+def _loaded(item: dict) -> dict:
+    """The loading stand-in: a file holding 'bad' cannot be read (as a truncated PNG or an unreadable DICOM)."""
+    if "bad" in str(item["image"]):
+        raise ValueError(f"{item['image']}: cannot decode")
+    return {**item, "image": torch.randn(3, 32, 32) + (2.0 if item["label"] else -2.0)}
+
+
+def test_unreadable_monitor_images_are_left_out_and_named_before_training(tmp_path) -> None:
+    """A user's classification datalist with one unreadable image killed the whole pretraining run at its first
+    check (epoch 0), after model.pt had been written."""
+    items = [{"image": f"case{i}.png", "label": i % 2} for i in range(12)] + [{"image": "bad.dcm", "label": 1}]
+    monitor = RepresentationMonitor(ViTClassifier(2, **TINY).train(), items, ["a", "b"], _loaded, tmp_path,
+                                    interval=1, max_epochs=1, batch_size=8)
+    assert len(monitor.items) == 12 and [s["image"] for s in monitor.dataset.skipped] == ["bad.dcm"]
+    engine = Engine(lambda e, b: None)
+    engine.state.epoch, engine.state.metrics = 0, {}
+    monitor(engine)
+    assert "monitor_knn_accuracy" in engine.state.metrics
+
+
+def test_a_class_left_with_one_readable_image_is_refused_before_training(tmp_path) -> None:
+    items = [{"image": f"case{i}.png", "label": 0} for i in range(6)]
+    items += [{"image": "one.png", "label": 1}, {"image": "bad.png", "label": 1}]
+    with pytest.raises(ValueError, match=r"at least 2 readable images of every class; too few: \{'b': 1\} "
+                                         r"\(1 unreadable image\(s\) left out\)"):
+        RepresentationMonitor(ViTClassifier(2, **TINY).train(), items, ["a", "b"], _loaded, tmp_path, interval=1)
+
+
 def test_off_by_default_needs_no_labelled_set(tmp_path) -> None:
     RepresentationMonitor(torch.nn.Linear(1, 1), [], [], None, tmp_path, interval=0).attach(Engine(lambda e, b: None))
     with pytest.raises(ValueError, match="two classes"):

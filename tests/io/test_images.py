@@ -444,3 +444,20 @@ def test_a_multi_page_tiff_damaged_after_its_first_page_still_reads_and_counts_w
         image = read_image(tmp_path / "cut.tif", count_frames=True)
     assert image.frame_count == 1
     np.testing.assert_array_equal(image.pixels, GRAY)
+
+
+def test_a_bilevel_picture_reaches_the_pretraining_reader_as_gray(tmp_path) -> None:
+    """A 1-bit PNG came out of MONAI's PILReader as bools, which the intensity scaling refused (the file was skipped
+    as unreadable in pretraining, read fine by the classification bundle)."""
+    from monai.data import PILReader
+
+    from monai_ext.io.images import pil_display_image
+    from monai_ext.transforms import ScaleIntensityByDtype
+
+    bits = np.zeros((6, 10), bool)
+    bits[2:4, 3:8] = True
+    Image.fromarray(bits).convert("1").save(tmp_path / "bits.png")
+    reader = PILReader(converter=pil_display_image)
+    pixels = np.swapaxes(reader.get_data(reader.read(tmp_path / "bits.png"))[0], 0, 1)
+    np.testing.assert_array_equal(pixels, bits.astype(np.uint8) * 255)
+    np.testing.assert_array_equal(ScaleIntensityByDtype()(pixels), bits.astype(np.float32))
