@@ -224,8 +224,9 @@ STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if 
 
 @contextmanager
 def _stop_signals_raise() -> Iterator[None]:
-    """Within the block, :data:`STOP_SIGNALS` raise ``SystemExit(128 + signal)`` (the exit status a shell reports
-    for a killed process) instead of ending the process, so the batch writes what it has done as Ctrl-C does.
+    """Within the block, :data:`STOP_SIGNALS` that would end the process (default handling) raise
+    ``SystemExit(128 + signal)`` (the exit status a shell reports for a killed process) instead, so the batch writes
+    what it has done as Ctrl-C does. An ignored signal (``nohup``) or one the caller handles keeps its handling.
 
     Python delivers signals to the main thread only; elsewhere (a server's worker thread) nothing changes.
     """
@@ -236,7 +237,10 @@ def _stop_signals_raise() -> Iterator[None]:
     def stop(signum: int, frame: Any) -> None:
         raise SystemExit(128 + signum)
 
-    previous = {number: signal.signal(number, stop) for number in STOP_SIGNALS}
+    # only where the signal would end the process: one that is ignored (nohup's SIGHUP) or handled by the caller
+    # keeps what it does
+    previous = {number: signal.signal(number, stop) for number in STOP_SIGNALS
+                if signal.getsignal(number) is signal.SIG_DFL}
     try:
         yield
     finally:

@@ -72,12 +72,14 @@ def cross_validated_scores(features: np.ndarray, labels: np.ndarray, class_names
         ``knn_accuracy``, ``knn_macro_f1``, ``probe_accuracy``, ``probe_macro_f1``, ``probe_auc`` (fold means).
     """
     folds = min(folds, int(np.bincount(labels).min()))
-    if folds < 2:
-        raise ValueError(f"need at least 2 images of every class for the monitor, got counts {np.bincount(labels)!r}")
+    if folds < MIN_PER_CLASS:
+        raise ValueError(f"need at least {MIN_PER_CLASS} images of every class for the monitor, got counts "
+                         f"{np.bincount(labels)!r}")
     scores: dict[str, list[float]] = {}
     outer = StratifiedKFold(folds, shuffle=True, random_state=seed)
     for k, (rest, test) in enumerate(outer.split(features, labels)):
-        inner = StratifiedKFold(min(4, folds), shuffle=True, random_state=seed + k)
+        # the rest of a fold holds at least folds - 1 images of each class: as many inner splits at most
+        inner = StratifiedKFold(min(4, folds - 1), shuffle=True, random_state=seed + k)
         fit, val = next(inner.split(features[rest], labels[rest]))
         splits = {"train": (features[rest][fit], labels[rest][fit]),
                   "validation": (features[rest][val], labels[rest][val]), "test": (features[test], labels[test])}
@@ -88,19 +90,22 @@ def cross_validated_scores(features: np.ndarray, labels: np.ndarray, class_names
     return {k: float(np.nanmean(v)) for k, v in scores.items()}
 
 
+#: Images of each class the monitor's nested folds need: one to test, and two left to fit and to tune on.
+MIN_PER_CLASS = 3
+
+
 def _check_class_counts(labels: Sequence[int], class_names: Sequence[str], skipped: int) -> None:
-    """Refuse a monitor set with fewer than two readable images of a class (its folds need one to test and one to
-    fit), naming the classes.
+    """Refuse a monitor set with fewer than :data:`MIN_PER_CLASS` readable images of a class, naming the classes.
 
     Raises:
         ValueError: with the counts per class.
     """
     counts = np.bincount(np.asarray(labels, dtype=int), minlength=len(class_names))
-    short = {name: int(n) for name, n in zip(class_names, counts) if n < 2}
+    short = {name: int(n) for name, n in zip(class_names, counts) if n < MIN_PER_CLASS}
     if short:
         unread = f" ({skipped} unreadable image(s) left out)" if skipped else ""
-        raise ValueError(f"the representation monitor needs at least 2 readable images of every class; too few: "
-                         f"{short!r}{unread}")
+        raise ValueError(f"the representation monitor needs at least {MIN_PER_CLASS} readable images of every "
+                         f"class; too few: {short!r}{unread}")
 
 
 class RepresentationMonitor:

@@ -262,3 +262,27 @@ def test_heat_maps_of_an_earlier_run_are_removed_when_a_run_draws_its_own(tmp_pa
     predict_files(Mean(), files, brightness, ["dark", "bright"], "cpu", tmp_path / "out" / "p.json", folder)
     assert sorted(p.name for p in folder.iterdir()) == ["a_first_gradcam.png", "notes.txt"]
     assert (folder / "a_first_gradcam.png").read_bytes() != b"another model's map"
+
+
+@pytest.mark.parametrize("handling", ["ignored", "the caller's"])
+def test_a_stop_signal_the_caller_ignores_or_handles_keeps_its_handling(tmp_path, handling) -> None:
+    """Started under nohup (SIGHUP ignored), a batch went on when the SSH session closed; taking every stop signal
+    over made it stop there. Only signals that would end the process are turned into a stop."""
+    number = signal.SIGHUP if hasattr(signal, "SIGHUP") else signal.SIGTERM
+    caught = []
+    handler = signal.SIG_IGN if handling == "ignored" else (lambda signum, frame: caught.append(signum))
+    before = signal.signal(number, handler)
+    try:
+        files = [f"scan_{i}.png" for i in range(4)]
+
+        def signalled_at_the_third(item: dict) -> dict:
+            if item["image"] == files[2]:
+                os.kill(os.getpid(), number)
+            return brightness(item)
+
+        result = predict_files(Mean(), files, signalled_at_the_third, ["dark", "bright"], "cpu", tmp_path / "p.json")
+        assert list(result["predictions"]) == files and result["complete"] is True
+        assert caught == ([] if handling == "ignored" else [number])
+        assert signal.getsignal(number) is handler
+    finally:
+        signal.signal(number, before)

@@ -26,9 +26,19 @@ def test_scores_are_near_perfect_on_separable_and_near_chance_on_shuffled_labels
     assert bad["knn_accuracy"] < 0.6 and bad["probe_accuracy"] < 0.6
 
 
-def test_a_class_with_one_image_is_refused() -> None:
-    with pytest.raises(ValueError, match="at least 2 images"):
-        cross_validated_scores(np.zeros((5, 2)), np.array([0, 0, 0, 0, 1]), ["a", "b"])
+@pytest.mark.parametrize("smallest", [1, 2])
+def test_a_class_with_too_few_images_is_refused(smallest) -> None:
+    with pytest.raises(ValueError, match="at least 3 images"):
+        cross_validated_scores(np.zeros((4 + smallest, 2)), np.array([0] * 4 + [1] * smallest), ["a", "b"])
+
+
+@pytest.mark.parametrize("smallest", [3, 4, 5, 6])
+def test_the_fewest_images_a_check_takes_give_scores(smallest) -> None:
+    """2 to 4 images of a class passed the count check, then failed inside scikit-learn's inner split."""
+    rng = np.random.default_rng(smallest)
+    labels = np.array([0] * 8 + [1] * smallest)
+    scores = cross_validated_scores(rng.standard_normal((len(labels), 4)) + labels[:, None], labels, ["a", "b"])
+    assert set(scores) == {"knn_accuracy", "knn_macro_f1", "probe_accuracy", "probe_macro_f1", "probe_auc"}
 
 
 def make_monitor(tmp_path, interval: int, max_epochs: int = 5) -> RepresentationMonitor:
@@ -88,8 +98,8 @@ def test_unreadable_monitor_images_are_left_out_and_named_before_training(tmp_pa
 
 def test_a_class_left_with_one_readable_image_is_refused_before_training(tmp_path) -> None:
     items = [{"image": f"case{i}.png", "label": 0} for i in range(6)]
-    items += [{"image": "one.png", "label": 1}, {"image": "bad.png", "label": 1}]
-    with pytest.raises(ValueError, match=r"at least 2 readable images of every class; too few: \{'b': 1\} "
+    items += [{"image": "one.png", "label": 1}, {"image": "two.png", "label": 1}, {"image": "bad.png", "label": 1}]
+    with pytest.raises(ValueError, match=r"at least 3 readable images of every class; too few: \{'b': 2\} "
                                          r"\(1 unreadable image\(s\) left out\)"):
         RepresentationMonitor(ViTClassifier(2, **TINY).train(), items, ["a", "b"], _loaded, tmp_path, interval=1)
 
