@@ -21,18 +21,25 @@ def fake_bundle_run(config_file, tracking=None, **settings) -> None:
         (out / "test_report.json").write_text(json.dumps({"macro_f1": 0.5, "auc": 0.6, "balanced_accuracy": 0.5}))
 
 
-def test_a_reused_folder_does_not_lend_an_older_runs_knn_report_or_model(tmp_path, monkeypatch) -> None:
-    """A linear-probe run left probe_report.json: a fine-tuning run into the same folder must not report its kNN.
-    A run that validated no epoch wrote no model.pt: the earlier run's was tested and reported as this one's."""
+def model_seen_by_each_run(monkeypatch, look) -> list:
+    """Stand in for monai.bundle.run (:func:`fake_bundle_run`); returns the list of ``look(ckpt_dir/model.pt)`` taken
+    as each run starts."""
     import monai.bundle
 
     seen = []
 
     def run(config_file, tracking=None, **settings):
-        seen.append((Path(settings["ckpt_dir"]) / "model.pt").exists())
+        seen.append(look(Path(settings["ckpt_dir"]) / "model.pt"))
         fake_bundle_run(config_file, tracking, **settings)
 
     monkeypatch.setattr(monai.bundle, "run", run)
+    return seen
+
+
+def test_a_reused_folder_does_not_lend_an_older_runs_knn_report_or_model(tmp_path, monkeypatch) -> None:
+    """A linear-probe run left probe_report.json: a fine-tuning run into the same folder must not report its kNN.
+    A run that validated no epoch wrote no model.pt: the earlier run's was tested and reported as this one's."""
+    seen = model_seen_by_each_run(monkeypatch, lambda model: model.exists())
     (tmp_path / "eval").mkdir()
     (tmp_path / "models").mkdir()
     (tmp_path / "eval" / "probe_report.json").write_text(json.dumps({"knn_test": {"macro_f1": 0.9, "auc": 0.95}}))
@@ -47,15 +54,7 @@ def test_a_reused_folder_does_not_lend_an_older_runs_knn_report_or_model(tmp_pat
 def test_a_resumed_fold_keeps_its_best_model(tmp_path, monkeypatch, resume) -> None:
     """--resume true continues a crashed multi-fold run: a finished fold's best model is the one to test (it was
     deleted first, and every finished fold then failed at its evaluation)."""
-    import monai.bundle
-
-    seen = []
-
-    def run(config_file, tracking=None, **settings):
-        seen.append((Path(settings["ckpt_dir"]) / "model.pt").read_bytes())
-        fake_bundle_run(config_file, tracking, **settings)
-
-    monkeypatch.setattr(monai.bundle, "run", run)
+    seen = model_seen_by_each_run(monkeypatch, lambda model: model.read_bytes())
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "model.pt").write_bytes(b"this fold's best so far")
     crossval.run_fold(tmp_path / "split.json", tmp_path, {"resume": resume})
