@@ -266,7 +266,7 @@ def require_some_result(done: int, errors: dict[str, str], what: str, output_jso
         ValueError: naming the first input's reason and the results file.
     """
     if done == 0 and errors:
-        first, reason = next(iter(errors.items()))
+        reason = next(iter(errors.values()))
         raise ValueError(f"no {what}: none of the {len(errors)} input file(s) could be read (first: {reason}); "
                          f"see {output_json}")
 

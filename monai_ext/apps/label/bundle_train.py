@@ -52,7 +52,8 @@ class BundleTrainTask(TrainTask):
         if not self.metric:
             raise TypeError(f"{type(self).__name__} must name its validation metric (class attribute 'metric')")
         super().__init__(description)
-        self.bundle_root, self.served, self.published, self.lineage = Path(bundle_root), served, Path(published), lineage
+        self.bundle_root, self.served, self.published = Path(bundle_root), served, Path(published)
+        self.lineage = lineage
         self.class_names, self.overrides, self.device = list(class_names), dict(overrides), device
         self.work = self.published.with_suffix("")  # <app_dir>/model/<model_name>/
 

@@ -54,7 +54,8 @@ class Lineage:
 
 
 def lineage_file(published: Path) -> Path:
-    """The record beside a published model: ``model/usf_mae_classifier.pt`` -> ``model/usf_mae_classifier.lineage.json``."""
+    """The record beside a published model: ``model/usf_mae_classifier.pt`` ->
+    ``model/usf_mae_classifier.lineage.json``."""
     return published.with_name(f"{published.stem}.lineage.json")
 
 
