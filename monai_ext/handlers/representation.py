@@ -33,6 +33,8 @@ from monai_ext.visualize.curves import plot_curves
 logger = logging.getLogger(__name__)
 #: A coarser C sweep than the bundle's probe: the monitor runs every few epochs and must stay cheap.
 MONITOR_CS = tuple(float(c) for c in np.logspace(-4, 2, 7))
+#: Images of each class the monitor's nested folds need: one to test, and two left to fit and to tune on.
+MIN_PER_CLASS = 3
 
 
 def monitor_items(datalist_file: str | os.PathLike | None, cache_dir: str | os.PathLike, per_class: int = 30,
@@ -52,7 +54,10 @@ def monitor_items(datalist_file: str | os.PathLike | None, cache_dir: str | os.P
         split = read_split(datalist_file)
         items = [it for part in ("train", "validation", "test") for it in split.get(part, [])]
         return items, list(split["class_names"])
-    protocol = folder_protocol(subtle_lesion_dataset(setting_text(cache_dir, "cache_dir"), per_class=per_class, seed=seed + 500), folds=5)
+    if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < MIN_PER_CLASS:
+        raise ValueError(f"monitor_per_class must be a whole number of at least {MIN_PER_CLASS}, got {per_class!r}")
+    folder = subtle_lesion_dataset(setting_text(cache_dir, "cache_dir"), per_class=per_class, seed=seed + 500)
+    protocol = folder_protocol(folder, folds=min(5, per_class))  # only to list the items and classes
     items = {it["image"]: it for part in protocol.splits[0].values() for it in part}
     return [items[k] for k in sorted(items)], protocol.class_names
 
@@ -88,10 +93,6 @@ def cross_validated_scores(features: np.ndarray, labels: np.ndarray, class_names
             for metric in ("accuracy", "macro_f1") + (("auc",) if name == "probe" else ()):
                 scores.setdefault(f"{name}_{metric}", []).append(report[metric])
     return {k: float(np.nanmean(v)) for k, v in scores.items()}
-
-
-#: Images of each class the monitor's nested folds need: one to test, and two left to fit and to tune on.
-MIN_PER_CLASS = 3
 
 
 def _check_class_counts(labels: Sequence[int], class_names: Sequence[str], skipped: int) -> None:

@@ -128,3 +128,16 @@ def test_a_monitor_datalist_typed_as_a_number_is_read(datalist_file, tmp_path, m
         return
     items, class_names = monitor_items(datalist_file, "cache")
     assert class_names == ["x", "y"] and [it["label"] for it in items] == [0, 1]
+
+
+@pytest.mark.parametrize("per_class, refused", [(2, True), (0, True), ("4", True), (3, False), (4, False)])
+def test_the_benchmark_monitor_set_takes_three_images_per_class(tmp_path, per_class, refused) -> None:
+    """--monitor_per_class 3 or 4 was refused with a message about folds, a setting the user never gave."""
+    from monai_ext.handlers.representation import monitor_items
+
+    if refused:
+        with pytest.raises(ValueError, match=f"monitor_per_class must be a whole number of at least 3, got {per_class!r}"):
+            monitor_items(None, tmp_path, per_class=per_class)
+        return
+    items, class_names = monitor_items(None, tmp_path, per_class=per_class)
+    assert len(class_names) == 4 and len(items) == 4 * per_class
