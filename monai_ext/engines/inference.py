@@ -133,8 +133,7 @@ def predict_files(
     heatmaps = heatmap_dir is not None and has_token_blocks(network)
     result: dict[str, Any] = {"class_names": list(class_names), "predictions": {}, "errors": {},
                               **({"weights": weights} if weights is not None else {})}
-    if heatmaps:
-        clear_earlier_outputs(Path(heatmap_dir), "*_gradcam.png")
+    clear_earlier_outputs(output_json, "predictions", ["heatmap"])
     with kept_results(output_json, result) as one_more_file:
         for path, stem in zip(tqdm(files, desc="predict", unit="image"), unique_output_stems(files)):
             one_more_file()
@@ -248,14 +247,37 @@ def _stop_signals_raise() -> Iterator[None]:
             signal.signal(number, handler if handler is not None else signal.SIG_DFL)
 
 
-def clear_earlier_outputs(folder: Path, pattern: str) -> None:
-    """Remove the files matching ``pattern`` that an earlier run wrote into this run's output ``folder``: its results
-    file is replaced whole, and its masks or heat maps of other inputs (or of another model) left beside this run's
-    would be taken for this run's by anyone browsing the folder."""
-    earlier = sorted(folder.glob(pattern))
-    remove_earlier_outputs(*earlier)
-    if earlier:
-        logger.info("%s: removed %d %s file(s) of an earlier run", folder, len(earlier), pattern)
+def clear_earlier_outputs(results_json: Path, entries_key: str, file_keys: Sequence[str],
+                          derived: Callable[[Path], Sequence[Path]] | None = None) -> None:
+    """Remove the files an earlier run into this output folder wrote, as its results file lists them, before this
+    run replaces that file: its heat maps or masks of other inputs (or of another model) left beside this run's
+    would be taken for this run's by anyone browsing the folder.
+
+    Only files the earlier results file names (and ``derived`` from them), inside its folder, are removed: a user's
+    own files there, whatever their names, stay.
+
+    Args:
+        results_json: the results file (``predictions.json``, ``masks.json``) about to be written.
+        entries_key: its per-input part (``"predictions"``, ``"masks"``).
+        file_keys: the keys of an entry that name an output file (``"heatmap"``, ``"mask"``).
+        derived: further outputs of a listed file (a mask's overlay).
+    """
+    try:
+        earlier = json.loads(results_json.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    entries = earlier.get(entries_key) if isinstance(earlier, dict) else None
+    folder = Path(os.path.abspath(results_json.parent))
+    files = []
+    for entry in (entries.values() if isinstance(entries, dict) else []):
+        for key in file_keys:
+            listed = entry.get(key) if isinstance(entry, dict) else None
+            if isinstance(listed, str):
+                files += [Path(listed), *(derived(Path(listed)) if derived else [])]
+    inside = [f for f in files if Path(os.path.abspath(f)).is_relative_to(folder)]
+    remove_earlier_outputs(*inside)
+    if inside:
+        logger.info("%s: removed %d output file(s) of the earlier run it lists", results_json, len(inside))
 
 
 def require_some_result(done: int, errors: dict[str, str], what: str, output_json: Path) -> None:

@@ -87,6 +87,12 @@ def mask_summary(mask: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]
             "fraction": {n: float(c) / total for n, c in zip(class_names, counts)}}
 
 
+def _overlay_of(mask_file: Path) -> Path:
+    """``<out>/masks/<stem>_mask.png`` -> ``<out>/overlays/<stem>_overlay.png``."""
+    stem = mask_file.name.removesuffix("_mask.png")
+    return mask_file.parent.parent / "overlays" / f"{stem}_overlay.png"
+
+
 def predict_mask_files(
     network: torch.nn.Module,
     files: Sequence[str | os.PathLike],
@@ -141,12 +147,12 @@ def predict_mask_files(
     network.eval()
     result: dict[str, Any] = {"class_names": list(class_names), "masks": {}, "errors": {},
                               **({"weights": weights} if weights is not None else {})}
-    clear_earlier_outputs(out / "masks", "*_mask.png")
-    clear_earlier_outputs(out / "overlays", "*_overlay.png")
+    clear_earlier_outputs(out / "masks.json", "masks", ["mask"], lambda mask: [_overlay_of(mask)])
     with kept_results(out / "masks.json", result) as one_more_file:
         for path, stem in zip(tqdm(files, desc="segment", unit="image"), unique_output_stems(files)):
             one_more_file()
-            mask_file, overlay_file = out / "masks" / f"{stem}_mask.png", out / "overlays" / f"{stem}_overlay.png"
+            mask_file = out / "masks" / f"{stem}_mask.png"
+            overlay_file = _overlay_of(mask_file)
             try:
                 loaded = load({"image": str(path)})
                 original = np.asarray(loaded["image"])[0]

@@ -250,18 +250,32 @@ def test_a_batch_in_which_no_file_is_read_is_an_error_after_its_results_are_writ
     assert kept["predictions"] == {} and set(kept["errors"]) == {"typo.png", "folder"} and kept["complete"] is True
 
 
-def test_heat_maps_of_an_earlier_run_are_removed_when_a_run_draws_its_own(tmp_path, heatmaps) -> None:
+def test_heat_maps_an_earlier_run_listed_are_removed_and_a_users_files_stay(tmp_path, heatmaps) -> None:
     """A rerun into the same folder with other inputs or another model left the earlier maps under names that look
-    like this run's (a clinician zipping heatmaps/ got another model's maps)."""
-    folder = tmp_path / "out" / "heatmaps"
+    like this run's (a clinician zipping heatmaps/ got another model's maps). Only what the earlier predictions.json
+    lists, inside the output folder, is removed."""
+    out, folder = tmp_path / "out", tmp_path / "out" / "heatmaps"
     folder.mkdir(parents=True)
-    (folder / "a_first_gradcam.png").write_bytes(b"another model's map")
-    (folder / "other_case_gradcam.png").write_bytes(b"an input this run does not have")
-    (folder / "notes.txt").write_text("the user's own file")
+    for name in ("a_first_gradcam.png", "other_case_gradcam.png", "users_own_gradcam.png"):
+        (folder / name).write_bytes(b"earlier")
+    (tmp_path / "elsewhere_gradcam.png").write_bytes(b"outside the output folder")
+    listed = {"x.png": {"heatmap": str(folder / "a_first_gradcam.png")},
+              "y.png": {"heatmap": str(folder / "other_case_gradcam.png")},
+              "z.png": {"heatmap": str(tmp_path / "elsewhere_gradcam.png")}, "w.png": "not an entry"}
+    (out / "p.json").write_text(json.dumps({"predictions": listed, "complete": True}))
     files = [str(tmp_path / "in" / "a_first.png")]
-    predict_files(Mean(), files, brightness, ["dark", "bright"], "cpu", tmp_path / "out" / "p.json", folder)
-    assert sorted(p.name for p in folder.iterdir()) == ["a_first_gradcam.png", "notes.txt"]
-    assert (folder / "a_first_gradcam.png").read_bytes() != b"another model's map"
+    predict_files(Mean(), files, brightness, ["dark", "bright"], "cpu", out / "p.json", folder)
+    assert sorted(p.name for p in folder.iterdir()) == ["a_first_gradcam.png", "users_own_gradcam.png"]
+    assert (folder / "a_first_gradcam.png").read_bytes() != b"earlier"  # this run's
+    assert (tmp_path / "elsewhere_gradcam.png").exists()  # named, but outside the output folder
+
+
+@pytest.mark.parametrize("earlier", ["", "{broken", "[]", '{"predictions": []}'])
+def test_an_unreadable_earlier_results_file_removes_nothing(tmp_path, earlier) -> None:
+    (tmp_path / "keep_gradcam.png").write_bytes(b"x")
+    (tmp_path / "p.json").write_text(earlier)
+    inference.clear_earlier_outputs(tmp_path / "p.json", "predictions", ["heatmap"])
+    assert (tmp_path / "keep_gradcam.png").exists()
 
 
 @pytest.mark.parametrize("handling", ["ignored", "the caller's"])

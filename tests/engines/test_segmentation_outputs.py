@@ -130,3 +130,18 @@ def test_a_rerun_where_a_file_fails_leaves_no_earlier_mask_of_it(tmp_path):
     assert list(second["errors"]) == [files[1]] and set(second["masks"]) == {files[0]}
     assert Path(kept).is_file() and not Path(gone).exists()
     assert sorted(p.name for p in (tmp_path / "out" / "overlays").iterdir()) == ["a_first_overlay.png"]
+
+
+def test_a_rerun_on_other_inputs_leaves_no_earlier_mask_or_overlay_and_keeps_the_users_files(tmp_path):
+    """Masks and overlays of another batch (or another model) stayed beside this run's under names that look like
+    its own; what the earlier masks.json lists goes, any other file in the folders stays."""
+    out = tmp_path / "out"
+    first = [str(tmp_path / "in" / n) for n in ("a_first.png", "z_last.png")]
+    predict_mask_files(Threshold(), first, bright_or_dark, lambda item: item, ["background", "lesion"], "cpu", out,
+                       overlays=True)
+    (out / "masks" / "truth_mask.png").write_bytes(b"the user's own mask, never listed")
+    second = [str(tmp_path / "in" / "b_other.png")]
+    predict_mask_files(Threshold(), second, bright_or_dark, lambda item: item, ["background", "lesion"], "cpu", out,
+                       overlays=True)
+    assert sorted(p.name for p in (out / "masks").iterdir()) == ["b_other_mask.png", "truth_mask.png"]
+    assert sorted(p.name for p in (out / "overlays").iterdir()) == ["b_other_overlay.png"]
