@@ -499,19 +499,13 @@ def _folder_inputs(input_dir: str | None, suffixes: Sequence[str],
                    output_dir: str | None) -> tuple[list[str], list[Path], int]:
     """(the images under ``input_dir`` outside ``output_dir``, the other files there, the images under
     ``input_dir`` in all); ([], [], 0) without a folder."""
-    from monai_ext.data.folders import list_images_and_others
+    from monai_ext.data.folders import list_images_and_others, outside_folders
 
     if input_dir is None:
         return [], [], 0
     images, others = list_images_and_others(input_dir, suffixes)
     listed = len(images)
-    if output_dir is not None:
-        outputs = Path(os.path.abspath(os.path.expanduser(output_dir)))
-
-        def outside(path: Path) -> bool:
-            return not Path(os.path.abspath(path)).is_relative_to(outputs)
-
-        images, others = [p for p in images if outside(p)], [p for p in others if outside(p)]
+    images, others = outside_folders(images, [output_dir]), outside_folders(others, [output_dir])
     return [str(p) for p in images], others, listed
 
 

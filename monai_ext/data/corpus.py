@@ -38,7 +38,11 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
-from monai_ext.data.folders import count_by_suffix, walk_files  # walk: symbolic links followed, each real folder once
+from monai_ext.data.folders import (  # walk: symbolic links followed, each real folder once
+    count_by_suffix,
+    counts_text,
+    walk_files,
+)
 from monai_ext.data.frames import FrameOptions, SkippedSource, iter_frames, source_kind
 from monai_ext.data.views import (
     DOPPLER_POLICIES,
@@ -472,7 +476,7 @@ def prepare_corpus(root: str | os.PathLike, out: str | os.PathLike, options: Cor
     if report["files_not_read"]:
         logger.warning("%d file(s) under %s are of types the corpus does not read, left out (by suffix: %s)",
                        sum(report["files_not_read"].values()), root,
-                       ", ".join(f"{suffix or '(no suffix)'} {n}" for suffix, n in report["files_not_read"].items()))
+                       counts_text(report["files_not_read"]))
     atomic_write_bytes(out / "report.json", json.dumps(report, indent=2).encode())
     write_report_png(out, root, records, report, options)
     return report

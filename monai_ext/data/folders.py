@@ -90,7 +90,19 @@ def count_by_suffix(paths: Sequence[Path]) -> dict[str, int]:
 
 def suffix_counts(paths: Sequence[Path]) -> str:
     """``".avi 2, .txt 1, (no suffix) 1"``: :func:`count_by_suffix` for a message."""
-    return ", ".join(f"{suffix or '(no suffix)'} {n}" for suffix, n in count_by_suffix(paths).items())
+    return counts_text(count_by_suffix(paths))
+
+
+def counts_text(counts: dict[str, int]) -> str:
+    """``{".avi": 2, "": 1}`` (as :func:`count_by_suffix` gives, or a report holds) -> ``".avi 2, (no suffix) 1"``."""
+    return ", ".join(f"{suffix or '(no suffix)'} {n}" for suffix, n in counts.items())
+
+
+def outside_folders(paths: Sequence[Path], folders: Sequence[str | os.PathLike | None]) -> list[Path]:
+    """``paths`` less those inside any of ``folders`` (None entries ignored; ``~``, relative and absolute spellings
+    compared as absolute paths): a run's own outputs kept under its input folder are never read back as inputs."""
+    outside = [Path(os.path.abspath(os.path.expanduser(f))) for f in folders if f is not None]
+    return [p for p in paths if not any(Path(os.path.abspath(p)).is_relative_to(o) for o in outside)]
 
 
 def split_train_val(items: Sequence[Any], val_fraction: float, seed: int) -> tuple[list[Any], list[Any]]:
@@ -163,16 +175,10 @@ def pretrain_datalists(
 def _pictures(folder: Path, exclude: Sequence[str | os.PathLike | None]) -> list[Path]:
     """The pictures under ``folder`` outside ``exclude``; the files passed over are counted in a warning."""
     images, others = list_images_and_others(folder)
-    outside = [Path(os.path.abspath(os.path.expanduser(e))) for e in exclude if e is not None]
-
-    def kept(path: Path) -> bool:
-        return not any(Path(os.path.abspath(path)).is_relative_to(o) for o in outside)
-
-    left_out = len(images) - len(kept_images := [p for p in images if kept(p)])
-    if left_out:
-        logger.warning("%d picture(s) under %s lie in this run's output folders and are not trained on", left_out,
-                       folder)
-    others = [p for p in others if kept(p)]
+    kept_images, others = outside_folders(images, exclude), outside_folders(others, exclude)
+    if len(kept_images) < len(images):
+        logger.warning("%d picture(s) under %s lie in this run's output folders and are not trained on",
+                       len(images) - len(kept_images), folder)
     if others:
         logger.warning("%d file(s) under %s are not pictures and are not trained on (%s); DICOM files, cine loops "
                        "and volumes are read by `python -m monai_ext prepare-corpus`, whose cache --dataset_dir "
