@@ -113,7 +113,7 @@ def make_datalist(protocol: str, root: str, out: str, fold: int = 0, folds: int 
         folds: BUS-BRA 5 or 10; k for folder/csv/busi/image-mask-folders.
         multiclass: mmotu-seg with the 8 tumour classes instead of tumour vs background.
     """
-    from monai_ext.data.datalists import check_split, write_split
+    from monai_ext.data.datalists import check_split, warn_of_several_frames, write_split
     from monai_ext.data.downstream import PROTOCOLS, load_protocol
     from monai_ext.data.segmentation import SEGMENTATION_PROTOCOLS, load_segmentation_protocol
 
@@ -132,6 +132,7 @@ def make_datalist(protocol: str, root: str, out: str, fold: int = 0, folds: int 
     split = proto.splits[fold]
     task = "segmentation" if protocol in SEGMENTATION_PROTOCOLS else "classification"
     check_split(split, proto.class_names, out, task)  # what a bundle would refuse is refused now, nothing written
+    warn_of_several_frames(split, out)
     write_split(split, proto.class_names, out, task)
     sizes = ", ".join(f"{k} {len(v)}" for k, v in split.items())
     print(f"{proto.name} fold {fold}: {sizes} -> {out}")

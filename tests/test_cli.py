@@ -477,3 +477,16 @@ def test_make_datalist_prints_each_class_with_its_count(tmp_path, capsys) -> Non
     (tmp_path / "data" / "normal" / "extra.png").write_bytes(b"png")
     main(["make-datalist", "folder", str(tmp_path / "data"), str(tmp_path / "list.json"), "--folds", "3"])
     assert "classes: benign 5, malignant 5, normal 6" in capsys.readouterr().out
+
+
+def test_make_datalist_names_labelled_cine_loops_read_by_their_first_frame(tmp_path, capsys, caplog) -> None:
+    """A class folder of multi-frame DICOM loops trains on each loop's first frame: the command says so, once."""
+    from monai_ext.io.writers import write_dicom_frames
+    from tests.data.test_downstream import _class_folders
+
+    _class_folders(tmp_path / "data", per_class=5, classes=("benign", "malignant"))
+    write_dicom_frames(np.full((4, 16, 16), 90, np.uint8), tmp_path / "data" / "benign" / "loop.dcm")
+    with caplog.at_level("WARNING", logger="monai_ext.data.datalists"):
+        main(["make-datalist", "folder", str(tmp_path / "data"), str(tmp_path / "list.json"), "--folds", "3"])
+    said = [r.getMessage() for r in caplog.records if "several frames" in r.getMessage()]
+    assert len(said) == 1 and "'loop.dcm': 4 frames" in said[0] and "1 of 11 image(s)" in said[0], said

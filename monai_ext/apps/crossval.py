@@ -27,7 +27,7 @@ from monai_ext.apps.comparison import (
     paired_differences,
     subtle_protocol,
 )
-from monai_ext.data.datalists import check_split, write_split
+from monai_ext.data.datalists import check_split, warn_of_several_frames, write_split
 from monai_ext.data.downstream import PROTOCOLS, Protocol, folder_protocol, load_protocol
 from monai_ext.data.segmentation import (
     SEGMENTATION_PROTOCOLS,
@@ -327,6 +327,7 @@ def cross_validate(
     split_task = "segmentation" if task == "segment" else "classification"
     for k in folds:  # a missing file or a repeat in fold 2 is refused before fold 0 trains
         check_split(protocol.splits[k], protocol.class_names, out / "splits" / f"fold{k}.json", split_task)
+    warn_of_several_frames(protocol.splits[folds[0]], out / "splits" / f"fold{folds[0]}.json")  # once: folds share images
     clear_previous_summary([out / "cv_summary.json", out / "cv_table.md"])
     results: dict[str, list[dict[str, Any]]] = {method_name(m): [] for m in methods}
     parent = ParentRun(protocol.name, out, tracking_uri) if tracking else None

@@ -16,6 +16,7 @@ of the first epoch.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import unicodedata
 from collections.abc import Mapping, Sequence
@@ -25,6 +26,9 @@ from typing import Any, Literal
 import numpy as np
 
 from monai_ext.io.atomic import atomic_write_text
+from monai_ext.io.images import frames_held
+
+logger = logging.getLogger(__name__)
 
 Item = dict[str, Any]
 Task = Literal["classification", "segmentation"]
@@ -111,6 +115,7 @@ def read_split(path: str | os.PathLike, task: Task = "classification") -> dict[s
         result[part] = [_checked_item(item, f"{part}[{i}]", path, task, class_names) for i, item in enumerate(items)]
     _require_no_repeats(result, path)
     _require_files(result, path, data)
+    warn_of_several_frames(result, path)
     return {**{k: v for k, v in data.items() if k not in result}, **result}
 
 
@@ -250,6 +255,31 @@ def _require_files(split: Mapping[str, Any], path: Path, written: Mapping[str, A
             if not os.path.isabs(first) and os.path.isfile(first) else "")
     raise ValueError(f"datalist {str(path)!r}: {len(missing)} file(s) not found ({shown}{more}); relative paths are "
                      f"read from the datalist's folder{hint}")
+
+
+def warn_of_several_frames(split: Mapping[str, Any], path: str | os.PathLike) -> None:
+    """Log a warning naming the images that hold several frames (a cine loop, a multi-frame DICOM, a multi-page
+    TIFF, a volume), with how many there are: the bundles train on and score the first frame of each, and a loop's
+    first frame is often taken before the probe settles, while its label is about what the whole loop shows.
+
+    Only formats that can hold several frames are opened (DICOM headers only), so a list of PNG or JPEG files
+    costs nothing here. :func:`read_split` calls it; writers of a protocol call it once for the protocol, not for
+    each fold (:func:`check_split` does not).
+
+    Args:
+        split: parts of items whose ``image`` paths exist (as :func:`read_split` and :func:`check_split` leave them).
+        path: the datalist, named in the warning.
+    """
+    several = [(f"{part}[{i}]", item["image"], frames) for part in PARTS for i, item in enumerate(split.get(part, []))
+               if (frames := frames_held(item["image"])) > 1]
+    if not several:
+        return
+    total = sum(len(split.get(part, [])) for part in PARTS)
+    shown = ", ".join(f"{where} {Path(image).name!r}: {frames} frames" for where, image, frames in several[:3])
+    more = ", ..." if len(several) > 3 else ""
+    logger.warning("datalist %r: %d of %d image(s) hold several frames (%s%s); training, evaluation and inference "
+                   "read the first frame of each. Save the frame each label is about as a picture and list that "
+                   "file instead", str(path), len(several), total, shown, more)
 
 
 def _why_not_a_file(file: str) -> str:

@@ -29,6 +29,7 @@ from monai_ext.io.dicom import (
     has_dicom_preamble,
     has_dicom_signature,
     read_dicom,
+    read_dicom_header,
     ultrasound_region_box,
 )
 from monai_ext.io.dicom_frames import frame_count
@@ -47,6 +48,7 @@ __all__ = [
     "VIDEO_SUFFIXES",
     "DisplayImage",
     "check_file",
+    "frames_held",
     "image_stem",
     "is_dicom_by_content",
     "is_single_image",
@@ -359,6 +361,27 @@ def picture_frame_count(path: str | os.PathLike) -> int:
         warnings.warn(f"{path}: its frames counted up to a damaged page ({max(1, counted)}): "
                       f"{type(e).__name__}: {e}", UserWarning, stacklevel=2)
     return max(1, counted)
+
+
+def frames_held(path: str | os.PathLike) -> int:
+    """The frames a file the single-image loader reads holds, read as cheaply as its format allows: a DICOM
+    header's ``NumberOfFrames`` (no pixel data read), a multi-frame picture's pages (:func:`picture_frame_count`), a
+    volume's planes; 1 for a single-frame picture format, without opening the file.
+
+    Informative only, for saying that a loader took the first of several frames: a file that cannot be read counts
+    1 here, and the loader names it with the reason when it comes to read it.
+    """
+    kind = source_kind(path)
+    try:
+        if kind == "dicom":
+            return frame_count(read_dicom_header(path))
+        if kind in ("nifti", "itk"):
+            return first_volume_frame_and_count(path)[1]
+        if kind == "video":
+            return video_frame_count(path)
+        return picture_frame_count(path)
+    except Exception:  # noqa: BLE001 - informative only: the loader names the reason when it reads the file
+        return 1
 
 
 def _frame_pages(img: Image.Image, frame_stride: int) -> Iterator[int]:

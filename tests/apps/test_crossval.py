@@ -192,3 +192,24 @@ def test_a_file_missing_in_a_later_fold_is_refused_before_the_first_fold_trains(
     with pytest.raises(ValueError, match="fold1.json': 1 file\\(s\\) not found .*gone.png"):
         crossval.cross_validate(protocol, tmp_path / "cv", ["random"], None)
     assert trained == [] and not (tmp_path / "cv" / "splits").exists()
+
+
+def test_images_holding_several_frames_are_named_once_not_for_every_fold(tmp_path, monkeypatch, caplog) -> None:
+    import numpy as np
+
+    from monai_ext.io.writers import write_dicom_frames
+
+    def stop(*args, **kwargs):
+        raise RuntimeError("stop before training")
+
+    monkeypatch.setattr(crossval, "check_run_inputs", lambda *args: None)
+    monkeypatch.setattr(crossval, "run_fold", stop)
+    loop = str(write_dicom_frames(np.full((3, 8, 8), 80, np.uint8), tmp_path / "loop.dcm"))
+    (tmp_path / "b.png").write_bytes(b"png")
+    still = str(tmp_path / "b.png")
+    folds = [{"train": [{"image": a, "label": 0}], "validation": [], "test": [{"image": b, "label": 1}]}
+             for a, b in ((loop, still), (still, loop))]
+    with caplog.at_level("WARNING", logger="monai_ext.data.datalists"), pytest.raises(RuntimeError, match="stop"):
+        crossval.cross_validate(Protocol("toy", ["a", "b"], folds), tmp_path / "cv", ["random"], None)
+    said = [r.getMessage() for r in caplog.records if "several frames" in r.getMessage()]
+    assert len(said) == 1 and "train[0] 'loop.dcm': 3 frames" in said[0], said

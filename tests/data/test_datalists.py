@@ -277,3 +277,56 @@ def test_one_mask_reached_two_ways_is_one_label(tmp_path) -> None:
                   "validation": [{"image": "img/b.png", "label": "masks/b.png"}]})
     with pytest.raises(ValueError, match=r"img/a.png' has two labels, '.*masks/a.png' as train\[0\] and"):
         read_split(path, "segmentation")
+
+
+def _several_frames(path: Path, kind: str) -> Path:
+    """Write a small file of ``kind`` at ``path``: 3 frames, or 1 for the ``single_*`` kinds."""
+    import numpy as np
+    from PIL import Image
+
+    from monai_ext.io.writers import write_dicom, write_dicom_frames
+
+    frames = (np.arange(3 * 16 * 16) % 251).astype(np.uint8).reshape(3, 16, 16)
+    if kind == "dicom":
+        return write_dicom_frames(frames, path)
+    if kind == "single_dicom":
+        return write_dicom(frames[0], path)
+    if kind in ("tiff", "gif"):
+        pages = [Image.fromarray(frame) for frame in frames]
+        pages[0].save(path, save_all=True, append_images=pages[1:])
+        return path
+    Image.fromarray(frames[0]).save(path)
+    return path
+
+
+@pytest.mark.parametrize("kind, name, warned", [
+    ("dicom", "loop.dcm", True), ("tiff", "pages.tif", True), ("gif", "loop.gif", True),
+    ("single_dicom", "still.dcm", False), ("png", "still.png", False),
+])
+def test_images_holding_several_frames_are_named_with_their_count(tmp_path, caplog, kind, name, warned) -> None:
+    _several_frames(tmp_path / name, kind)
+    _files(tmp_path, "b.png")
+    path = _write(tmp_path / "list.json", {"class_names": ["a", "b"], "train": [{"image": name, "label": 0}],
+                                           "validation": [{"image": "b.png", "label": 1}]})
+    with caplog.at_level("WARNING", logger="monai_ext.data.datalists"):
+        read_split(path)
+    said = [r.getMessage() for r in caplog.records if "several frames" in r.getMessage()]
+    if warned:
+        assert len(said) == 1 and f"train[0] {name!r}: 3 frames" in said[0] and "1 of 2 image(s)" in said[0]
+    else:
+        assert said == []
+
+
+def test_several_frames_are_said_for_a_protocol_without_a_test_part_and_not_by_check_split(tmp_path, caplog) -> None:
+    """Writers of a protocol say it once (check_split runs for every fold, whose images are the same)."""
+    from monai_ext.data.datalists import check_split, warn_of_several_frames
+
+    loop = _several_frames(tmp_path / "loop.dcm", "dicom")
+    _files(tmp_path, "b.png")
+    split = {"train": [{"image": str(loop), "label": 0}], "validation": [{"image": str(tmp_path / "b.png"),
+                                                                            "label": 1}]}
+    with caplog.at_level("WARNING", logger="monai_ext.data.datalists"):
+        check_split(split, ["a", "b"], tmp_path / "list.json", "classification")
+        assert not [r for r in caplog.records if "several frames" in r.getMessage()]
+        warn_of_several_frames(split, tmp_path / "list.json")
+    assert [r.getMessage() for r in caplog.records if "loop.dcm': 3 frames" in r.getMessage()]

@@ -14,7 +14,14 @@ from monai.transforms import Compose
 from PIL import Image
 
 from monai_ext.io.errors import UnreadableImageError, root_cause
-from monai_ext.io.images import image_stem, is_single_image, read_image, source_kind, unique_output_stems
+from monai_ext.io.images import (
+    frames_held,
+    image_stem,
+    is_single_image,
+    read_image,
+    source_kind,
+    unique_output_stems,
+)
 from monai_ext.io.writers import write_dicom, write_dicom_frames
 from monai_ext.transforms.loading import LoadUltrasoundImage, LoadUltrasoundImaged
 
@@ -422,6 +429,8 @@ def test_the_frame_count_is_what_the_file_holds_and_the_pixels_its_first_frame(t
         loaded = LoadUltrasoundImaged("image", frames_key="image_frames")({"image": path})
         unasked = LoadUltrasoundImaged("image")({"image": path})
     assert image.frame_count == expected and loaded["image_frames"] == expected
+    # the datalists' warning reads DICOM headers only: the cut file's header still says 5
+    assert frames_held(path) == (5 if kind == "dicom_header_says_5_data_holds_3" else expected)
     np.testing.assert_array_equal(image.pixels[..., 0] if image.pixels.ndim == 3 else image.pixels, GRAY)
     assert "image_frames" not in unasked  # off unless asked for: training items stay as they were
     # unasked, containers that need a second reading to count (videos, multi-frame pictures) are not counted
@@ -461,3 +470,12 @@ def test_a_bilevel_picture_reaches_the_pretraining_reader_as_gray(tmp_path) -> N
     pixels = np.swapaxes(reader.get_data(reader.read(tmp_path / "bits.png"))[0], 0, 1)
     np.testing.assert_array_equal(pixels, bits.astype(np.uint8) * 255)
     np.testing.assert_array_equal(ScaleIntensityByDtype()(pixels), bits.astype(np.float32))
+
+
+
+@pytest.mark.parametrize("name, content", [("bad.dcm", b"not a dicom at all"), ("empty.tif", b""),
+                                           ("still.jpg", b"")])  # a single-frame format is not opened at all
+def test_frames_held_counts_a_file_it_cannot_read_as_one(tmp_path, name, content) -> None:
+    """The count only informs; the loader names the reason when it reads the file."""
+    (tmp_path / name).write_bytes(content)
+    assert frames_held(tmp_path / name) == 1
