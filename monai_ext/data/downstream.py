@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
-from monai_ext.data.folders import file_in_any_case, walk_files
+from monai_ext.data.folders import file_in_any_case, is_hidden_name, walk_files
 from monai_ext.io.images import image_stem, is_single_image
 
 logger = logging.getLogger(__name__)
@@ -54,6 +54,31 @@ def _require(path: Path, what: str) -> Path:
     if not path.exists():
         raise ValueError(f"{what} not found: {str(path)!r}")
     return path
+
+
+def refuse_missing_images(listing: str, folder: Path, missing: list[str], dataset: str) -> None:
+    """Refuse an incomplete download or copy now, naming the list and the first missing images, rather than as a
+    missing file when the datalist is checked (which could only name the datalist, not yet written).
+
+    Args:
+        listing: the file that lists the images (``5-fold-cv.csv``, ``train_cls.txt``, a COCO split).
+        folder: where the images should be.
+        missing: the listed images not found there (as the list names them, with a line number where it has one).
+        dataset: the dataset's name, to start the message.
+    """
+    if missing:
+        raise ValueError(f"{dataset} {listing} lists {len(missing)} image(s) missing from {str(folder)!r}, e.g. "
+                         f"{missing[:5]!r}; the download or copy is incomplete")
+
+
+def warn_unlisted_images(folder: Path, protocol: Protocol, lists: str) -> None:
+    """Warn, counting them, of the images in ``folder`` that no split of ``protocol`` uses: a wrong or edited list
+    would otherwise shrink the dataset without a word."""
+    used = {os.path.realpath(item["image"]) for split in protocol.splits for part in split.values() for item in part}
+    unlisted = [p for p in walk_files(folder) if is_single_image(p) and os.path.realpath(p) not in used]
+    if unlisted:
+        logger.warning("%d image(s) in %s are in none of %s and are left out, e.g. %s", len(unlisted), folder,
+                       lists, ", ".join(p.name for p in unlisted[:5]))
 
 
 SPLIT_PURPOSES = ("folds", "validation")
@@ -191,12 +216,14 @@ def busbra_protocol(root: str | os.PathLike, folds: int = 5) -> Protocol:
         raise ValueError(f"BUS-BRA ships 5- and 10-fold files, got folds={folds!r}")
     root = Path(root)
     cases = {row["ID"]: row["Case"] for row in _read_sheet(root / "bus_data.csv", ("ID", "Case"))}
-    rows = _read_sheet(root / f"{folds}-fold-cv.csv",
-                       ("ID", "Pathology", "kFold", *(f"valid_{k}" for k in range(1, folds + 1))))
-    missing = [row["ID"] for row in rows if not (root / "Images" / f"{row['ID']}.png").is_file()]
-    if missing:  # an incomplete download or copy: say so now, not as a skipped image deep in training
-        raise ValueError(f"BUS-BRA {folds}-fold-cv.csv lists {len(missing)} image(s) missing from "
-                         f"{str(root / 'Images')!r}, e.g. {missing[:5]!r}")
+    sheet = f"{folds}-fold-cv.csv"
+    rows = _read_sheet(root / sheet, ("ID", "Pathology", "kFold", *(f"valid_{k}" for k in range(1, folds + 1))))
+    without_case = [row["ID"] for row in rows if not cases.get(row["ID"])]
+    if without_case:  # its patient unknown, an image could sit in training and validation beside its twin
+        raise ValueError(f"BUS-BRA {sheet} lists {len(without_case)} image(s) that bus_data.csv gives no Case "
+                         f"(patient), e.g. {without_case[:5]!r}; the patient-disjoint parts need it")
+    images = {row["ID"]: file_in_any_case(root / "Images" / f"{row['ID']}.png") for row in rows}
+    refuse_missing_images(sheet, root / "Images", [i for i, path in images.items() if not path.is_file()], "BUS-BRA")
     protocol = Protocol("busbra", BUSBRA_CLASSES)
     for k in range(1, folds + 1):
         split: Split = {"train": [], "validation": [], "test": []}
@@ -204,25 +231,27 @@ def busbra_protocol(root: str | os.PathLike, folds: int = 5) -> Protocol:
             pathology = row["Pathology"].strip().lower()
             if pathology not in BUSBRA_CLASSES:
                 raise ValueError(f"BUS-BRA row {row['ID']!r} has pathology {row['Pathology']!r}")
-            item = {"image": str(root / "Images" / f"{row['ID']}.png"), "label": BUSBRA_CLASSES.index(pathology),
-                    "id": row["ID"], "patient": cases.get(row["ID"], row["ID"])}
-            if _sheet_number(row, "kFold") == k:
+            item = {"image": str(images[row["ID"]]), "label": BUSBRA_CLASSES.index(pathology),
+                    "id": row["ID"], "patient": cases[row["ID"]]}
+            if _sheet_number(row, "kFold", tuple(range(1, folds + 1))) == k:
                 split["test"].append(item)
             else:  # every other row is in training (1) or validation (0): none may fall out of the fold
                 split["train" if _sheet_number(row, f"valid_{k}", (0, 1)) == 1 else "validation"].append(item)
         protocol.splits.append(split)
+    warn_unlisted_images(root / "Images", protocol, f"BUS-BRA {sheet}")
     return protocol
 
 
 def _read_sheet(path: Path, columns: tuple[str, ...]) -> list[dict[str, str]]:
     """The rows of one of BUS-BRA's CSV sheets as a spreadsheet may have saved it: a UTF-8 byte-order mark (Excel's
-    "CSV UTF-8") dropped, spaces around column names and cells stripped.
+    "CSV UTF-8") dropped, spaces around column names and cells stripped, rows without a filled cell left out.
 
     Raises:
         ValueError: the file is missing or lacks one of ``columns`` (named, with the columns it has).
     """
     with open(_require(path, f"BUS-BRA {path.name}"), newline="", encoding="utf-8-sig") as f:
         rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in csv.DictReader(f)]
+    rows = [row for row in rows if any(row.values())]  # cells cleared in a spreadsheet are saved as rows of commas
     found = list(rows[0]) if rows else []
     missing = [c for c in columns if c not in found]
     if missing:
@@ -250,15 +279,23 @@ def _sheet_number(row: dict[str, str], column: str, allowed: tuple[int, ...] | N
 
 # --------------------------------------------------------------------------------------------------------- MMOTU-2D
 def _read_cls_list(path: Path, images: Path) -> list[Item]:
-    items = []
+    """The items of ``train_cls.txt`` or ``val_cls.txt`` (``FILE  LABEL`` lines).
+
+    Raises:
+        ValueError: a malformed line (with its number), or listed images missing from ``images``.
+    """
+    items, missing = [], []
     for line_no, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
         if not line.strip():
             continue
         parts = line.split()
         if len(parts) != 2 or not parts[1].isdigit() or not 0 <= int(parts[1]) < len(MMOTU_CLASSES):
             raise ValueError(f"{path}:{line_no}: expected 'FILE  LABEL' with a label 0-7, got {line!r}")
-        items.append({"image": str(file_in_any_case(images / parts[0])), "label": int(parts[1]),
-                      "id": Path(parts[0]).stem})
+        image = file_in_any_case(images / parts[0])
+        if not image.is_file():
+            missing.append(f"{parts[0]} (line {line_no})")
+        items.append({"image": str(image), "label": int(parts[1]), "id": Path(parts[0]).stem})
+    refuse_missing_images(path.name, images, missing, "MMOTU")
     return items
 
 
@@ -268,7 +305,9 @@ def mmotu_protocol(root: str | os.PathLike, val_fraction: float = 0.1, seed: int
     train = _read_cls_list(_require(root / "train_cls.txt", "MMOTU train_cls.txt"), root / "images")
     test = _read_cls_list(_require(root / "val_cls.txt", "MMOTU val_cls.txt"), root / "images")
     train, validation = validation_from_train(train, val_fraction, seed)
-    return Protocol("mmotu", MMOTU_CLASSES, [{"train": train, "validation": validation, "test": test}])
+    protocol = Protocol("mmotu", MMOTU_CLASSES, [{"train": train, "validation": validation, "test": test}])
+    warn_unlisted_images(root / "images", protocol, "MMOTU train_cls.txt and val_cls.txt")
+    return protocol
 
 
 # ------------------------------------------------------------------------------------------------------- GIST514-DB
@@ -280,13 +319,16 @@ def _read_coco(path: Path, images: Path) -> list[Item]:
     labels: dict[int, set[int]] = {}
     for ann in coco.get("annotations", []):
         labels.setdefault(ann["image_id"], set()).add(int(ann["category_id"]))
-    items = []
+    items, missing = [], []
     for image in coco["images"]:
         categories = labels.get(image["id"], set())
         if len(categories) != 1 or not categories <= {1, 2}:
             raise ValueError(f"{path}: image {image['file_name']!r} has categories {sorted(categories)!r}, expected one of 1, 2")
-        items.append({"image": str(images / image["file_name"]), "label": categories.pop() - 1,
-                      "id": Path(image["file_name"]).stem})
+        file = file_in_any_case(images / image["file_name"])
+        if not file.is_file():
+            missing.append(image["file_name"])
+        items.append({"image": str(file), "label": categories.pop() - 1, "id": Path(image["file_name"]).stem})
+    refuse_missing_images(path.name, images, missing, "GIST514")
     return items
 
 
@@ -300,6 +342,7 @@ def gist514_protocol(root: str | os.PathLike, val_fraction: float = 0.1, seed: i
         test = _read_coco(_require(ann / f"val_anno_crop_split_{k}.json", "GIST514 split"), root / "images")
         train, validation = validation_from_train(train, val_fraction, seed + k)
         protocol.splits.append({"train": train, "validation": validation, "test": test})
+    warn_unlisted_images(root / "images", protocol, "GIST514 annotations/*_split_*.json")
     return protocol
 
 
@@ -386,12 +429,13 @@ def folder_protocol(root: str | os.PathLike, folds: int = 5, val_fraction: float
     linked study folders followed), stratified k-fold; optionally at most ``max_train`` training images.
 
     Raises:
-        ValueError: fewer than two class folders, or a class folder without images (an unzipped archive's
-            ``__MACOSX`` or an empty class would otherwise become a class no image has).
+        ValueError: fewer than two class folders, or a class folder without images (an empty class would
+            otherwise become a class no image has). Hidden folders and an unzipped archive's ``__MACOSX`` are not
+            classes.
     """
     root = Path(root)
     folders = sorted(p.name for p in _require(root, "dataset folder").iterdir()
-                     if p.is_dir() and not p.name.startswith("."))
+                     if p.is_dir() and not is_hidden_name(p.name))
     images = {name: _without_masks([p for p in walk_files(root / name) if is_single_image(p)], root / name)
               for name in folders}
     empty = [name for name, found in images.items() if not found]

@@ -18,12 +18,22 @@ from monai_ext.io.settings import path_setting, setting_text
 logger = logging.getLogger(__name__)
 
 
+#: Folders archivers add that hold no data: macOS's zip keeps resource forks in ``__MACOSX`` (``._name`` copies).
+ARCHIVE_METADATA_FOLDERS = frozenset({"__MACOSX"})
+
+
+def is_hidden_name(name: str) -> bool:
+    """Whether a file or folder name is one that readers pass over: hidden (``.Trash-1000``, ``._name``) or an
+    archiver's metadata folder (:data:`ARCHIVE_METADATA_FOLDERS`)."""
+    return name.startswith(".") or name in ARCHIVE_METADATA_FOLDERS
+
+
 def walk_files(root: str | os.PathLike) -> Iterator[Path]:
     """Every file under ``root`` (paths as reached, under ``root``), following symbolic links to folders: each real
     folder is entered once, so a link back up the tree (a loop) or two links to one folder cannot repeat files.
     Hidden files and folders below ``root`` are left out (a drive's ``.Trash-1000`` holds deleted images, evaluation
-    ones among them; ``.thumbnails`` copies; ``._name`` macOS metadata). Folders in sorted order, files sorted within
-    each.
+    ones among them; ``.thumbnails`` copies; ``._name`` macOS metadata), and so is an unzipped ``__MACOSX``. Folders
+    in sorted order, files sorted within each.
 
     ``Path.rglob`` is not used: before Python 3.13 it does not follow links to folders, and a study folder linked
     into a dataset (``study1 -> /data/exports/study1``) would be skipped without a word.
@@ -35,9 +45,9 @@ def walk_files(root: str | os.PathLike) -> Iterator[Path]:
             dirnames.clear()
             continue
         seen.add((stat.st_dev, stat.st_ino))
-        dirnames[:] = sorted(name for name in dirnames if not name.startswith("."))  # in place: os.walk prunes
+        dirnames[:] = sorted(name for name in dirnames if not is_hidden_name(name))  # in place: os.walk prunes
         for name in sorted(filenames):
-            if not name.startswith("."):
+            if not is_hidden_name(name):
                 yield Path(dirpath) / name
 
 

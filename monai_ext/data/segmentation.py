@@ -128,10 +128,10 @@ def kfold_splits(items: list[Item], folds: int = 5, val_fraction: float = 0.2, s
 
 # --------------------------------------------------------------------------------------------------------- BUS-BRA
 def busbra_mask_path(root: Path, image_id: str) -> Path:
-    """``Masks/mask_0001-l.png`` for image ``bus_0001-l``."""
+    """``Masks/mask_0001-l.png`` for image ``bus_0001-l`` (or the same name in another case, as a copy may have it)."""
     if not image_id.startswith("bus_"):
         raise ValueError(f"BUS-BRA image IDs start with 'bus_', got {image_id!r}")
-    return root / "Masks" / f"mask_{image_id[len('bus_'):]}.png"
+    return file_in_any_case(root / "Masks" / f"mask_{image_id[len('bus_'):]}.png")
 
 
 def busbra_segmentation_protocol(root: str | os.PathLike, folds: int = 5) -> Protocol:

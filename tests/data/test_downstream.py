@@ -76,6 +76,45 @@ def test_busbra_refuses_a_listed_image_missing_on_disk(tmp_path) -> None:
         ds.busbra_protocol(tmp_path / "B")
 
 
+def test_busbra_refuses_an_image_whose_patient_bus_data_does_not_give(tmp_path) -> None:
+    """Its own patient by default, it could be validated on beside its twin of the same Case."""
+    make_busbra(tmp_path / "B")
+    _rewrite(tmp_path / "B" / "bus_data.csv",
+             lambda b: b"\n".join(line for line in b.split(b"\n") if not line.startswith(b"bus_0003-r")))
+    with pytest.raises(ValueError, match=r"lists 1 image\(s\) that bus_data.csv gives no Case .*'bus_0003-r'"):
+        ds.busbra_protocol(tmp_path / "B")
+
+
+def test_busbra_images_and_masks_renamed_in_another_case_are_found(tmp_path) -> None:
+    from monai_ext.data.segmentation import busbra_segmentation_protocol
+
+    make_busbra(tmp_path / "B")
+    for folder in ("Images", "Masks"):
+        for path in (tmp_path / "B" / folder).glob("*_0001-*.png"):
+            path.rename(path.with_suffix(".PNG"))
+    items = [it for split in busbra_segmentation_protocol(tmp_path / "B").splits for part in split.values()
+             for it in part if it["id"] == "bus_0001-r"]
+    assert items and all(Path(it["image"]).is_file() and Path(it["label"]).is_file() for it in items)
+    assert items[0]["image"].endswith("bus_0001-r.PNG") and items[0]["label"].endswith("mask_0001-r.PNG")
+
+
+@pytest.mark.parametrize("dataset", ["busbra", "mmotu", "gist"])
+def test_images_that_no_list_names_are_counted_in_a_warning(tmp_path, caplog, dataset) -> None:
+    """A wrong or edited list shrank the dataset without a word."""
+    root = tmp_path / dataset
+    folder, suffix, read = {"busbra": ("Images", ".png", ds.busbra_protocol),
+                            "mmotu": ("images", ".JPG", ds.mmotu_protocol),
+                            "gist": ("images", ".jpg", ds.gist514_protocol)}[dataset]
+    {"busbra": make_busbra, "mmotu": make_mmotu, "gist": make_gist}[dataset](root)
+    with caplog.at_level("WARNING", logger="monai_ext.data.downstream"):
+        read(root)
+        assert not [r for r in caplog.records if "are in none of" in r.getMessage()]
+        (root / folder / f"stray{suffix}").write_bytes(b"img")
+        read(root)
+    said = [r.getMessage() for r in caplog.records if "are in none of" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("1 image(s) in ") and f"stray{suffix}" in said[0], said
+
+
 def _rewrite(path: Path, edit) -> None:
     path.write_bytes(edit(path.read_bytes()))
 
@@ -88,6 +127,7 @@ def _parts(proto: ds.Protocol) -> list[dict[str, list[str]]]:
     lambda b: b.replace(b",1,", b",1.0,").replace(b",0,", b",0.0,"),  # pandas' round trip
     lambda b: b"\xef\xbb\xbf" + b.replace(b"\n", b"\r\n"),  # Excel's "CSV UTF-8" on Windows
     lambda b: b.replace(b"ID,Pathology", b"ID, Pathology"),  # a space after the comma of the header
+    lambda b: b + b",,,,,,,\r\n , ,,\n",  # cells cleared, not rows deleted: rows of commas (and spaces) remain
 ])
 def test_busbra_sheets_saved_again_by_a_spreadsheet_give_the_same_folds(tmp_path, edit) -> None:
     """A fold file loaded into pandas to look at it and saved again turns 1 into 1.0 (the valid_k columns have
@@ -99,7 +139,8 @@ def test_busbra_sheets_saved_again_by_a_spreadsheet_give_the_same_folds(tmp_path
     assert _parts(ds.busbra_protocol(tmp_path / "B")) == clean
 
 
-@pytest.mark.parametrize("value, column", [("yes", "valid_2"), ("", "valid_2"), ("1.5", "valid_2"), ("one", "kFold")])
+@pytest.mark.parametrize("value, column", [("yes", "valid_2"), ("", "valid_2"), ("1.5", "valid_2"), ("one", "kFold"),
+                                           ("0", "kFold"), ("6", "kFold")])  # outside 1..5: never tested
 def test_busbra_refuses_a_fold_cell_that_is_not_0_or_1(tmp_path, value, column) -> None:
     """One such cell dropped its image from the training part of that fold in silence."""
     make_busbra(tmp_path / "B")
@@ -164,6 +205,28 @@ def test_mmotu_images_renamed_in_another_case_are_found(tmp_path) -> None:
     split = ds.mmotu_protocol(tmp_path / "OTU_2d").splits[0]
     assert all(Path(it["image"]).is_file() and it["image"].endswith(".jpg") for items in split.values()
                for it in items)
+
+
+def test_mmotu_and_gist_name_a_listed_image_missing_on_disk_with_its_list(tmp_path) -> None:
+    """The error named the datalist about to be written, with a hint about relative paths, not the list."""
+    make_mmotu(tmp_path / "OTU_2d")
+    listed = (tmp_path / "OTU_2d" / "val_cls.txt").read_text().split()[0]
+    (tmp_path / "OTU_2d" / "images" / listed).unlink()
+    with pytest.raises(ValueError, match=f"MMOTU val_cls.txt lists 1 image\\(s\\) missing .*'{listed} \\(line 1\\)'"
+                                         ".*incomplete"):
+        ds.mmotu_protocol(tmp_path / "OTU_2d")
+    make_gist(tmp_path / "g")
+    (tmp_path / "g" / "images" / "case_003.jpg").unlink()
+    with pytest.raises(ValueError, match=r"GIST514 train_anno_crop_split_0.json lists 1 image\(s\) missing "
+                                         r".*'case_003.jpg'"):
+        ds.gist514_protocol(tmp_path / "g")
+
+
+def test_gist_images_renamed_in_another_case_are_found(tmp_path) -> None:
+    make_gist(tmp_path / "g")
+    (tmp_path / "g" / "images" / "case_004.jpg").rename(tmp_path / "g" / "images" / "case_004.JPG")
+    test = ds.gist514_protocol(tmp_path / "g").splits[4]["test"]
+    assert [it["image"] for it in test if it["id"] == "case_004"] == [str(tmp_path / "g" / "images" / "case_004.JPG")]
 
 
 def test_mmotu_bad_line_is_reported(tmp_path) -> None:
@@ -299,13 +362,22 @@ def test_folder_protocol_leaves_out_busi_masks_beside_their_images(tmp_path, cap
     assert "7 mask file(s) beside their images" in caplog.text and "make-datalist busi" in caplog.text
 
 
-@pytest.mark.parametrize("stray", ["__MACOSX", "empty_class"])
-def test_folder_protocol_refuses_a_class_folder_without_images(tmp_path, stray) -> None:
+def test_folder_protocol_refuses_a_class_folder_without_images(tmp_path) -> None:
     _class_folders(tmp_path / "data")
-    (tmp_path / "data" / stray).mkdir()
-    (tmp_path / "data" / stray / "._benign_0.png.txt").write_bytes(b"resource fork")
-    with pytest.raises(ValueError, match=f"class folders without images .*\\['{stray}'\\]"):
+    (tmp_path / "data" / "empty_class").mkdir()
+    (tmp_path / "data" / "empty_class" / "notes.txt").write_bytes(b"to do")
+    with pytest.raises(ValueError, match="class folders without images .*\\['empty_class'\\]"):
         ds.folder_protocol(tmp_path / "data")
+
+
+def test_folder_protocol_passes_over_an_unzipped_macosx_folder(tmp_path) -> None:
+    """macOS's zip adds ``__MACOSX/<class>/._<name>``: the user was told to delete it before the data would read."""
+    _class_folders(tmp_path / "data")
+    clean = _parts(ds.folder_protocol(tmp_path / "data", folds=2))
+    (tmp_path / "data" / "__MACOSX" / "benign").mkdir(parents=True)
+    (tmp_path / "data" / "__MACOSX" / "benign" / "._benign_0.png").write_bytes(b"resource fork")
+    proto = ds.folder_protocol(tmp_path / "data", folds=2)
+    assert proto.class_names == ["benign", "malignant"] and _parts(proto) == clean
 
 
 def _write_csv(path: Path, rows, encoding: str = "utf-8") -> Path:
