@@ -196,6 +196,32 @@ def split_part(split: Mapping[str, Any], name: str, purpose: str) -> list[dict[s
     return list(items)
 
 
+#: What the pretraining bundle's ``evaluate`` scores: the held-out part of ``dataset_dir``, or all of it.
+PRETRAIN_EVAL_SPLITS = ("validation", "all")
+
+
+def pretrain_eval_part(datalists: Mapping[str, Sequence[Mapping[str, Any]]], eval_split: str) -> list[dict[str, Any]]:
+    """The images the pretraining ``evaluate`` scores: ``"validation"``, the part training held out of
+    ``dataset_dir``; ``"all"``, every image of it, for an archive held out of pretraining altogether (another
+    scanner, another site), in file order.
+
+    Args:
+        datalists: ``{"train": [...], "validation": [...]}`` of :func:`monai_ext.data.folders.pretrain_datalists`.
+        eval_split: one of :data:`PRETRAIN_EVAL_SPLITS`.
+
+    Raises:
+        ValueError: another ``eval_split``, quoted.
+    """
+    if eval_split not in PRETRAIN_EVAL_SPLITS:
+        raise ValueError(f"eval_split must be one of {list(PRETRAIN_EVAL_SPLITS)}, got {eval_split!r}")
+    items = list(datalists["validation"])
+    if eval_split == "all":
+        # file order (a corpus cache's frame order), not the split's shuffle: the set is the folder, whatever the seed
+        items = sorted([*datalists["train"], *items], key=lambda item: (str(type(item["image"])), item["image"]))
+    logger.info("evaluating the reconstruction loss on %d image(s) (eval_split %s)", len(items), eval_split)
+    return [dict(item) for item in items]
+
+
 # ---------------------------------------------------------------------------------------------------- yes/no settings
 #: The words a yes/no setting may be given as, on a bundle's or the CLI's command line.
 FLAG_WORDS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}

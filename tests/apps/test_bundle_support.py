@@ -375,3 +375,17 @@ def test_pictures_only_inference_counts_dicom_among_the_files_not_read(tmp_path,
     with pytest.raises(ValueError, match="this bundle reads pictures .*prepare-corpus"):
         inference_files(None, [dicom], pictures_only=True)
     assert dicom in inference_files(None, [dicom])  # the fine-tuning bundles read DICOM
+
+
+@pytest.mark.parametrize("train, validation, expected", [
+    ([{"image": "/d/c.png"}, {"image": "/d/a.png"}], [{"image": "/d/b.png"}], ["/d/a.png", "/d/b.png", "/d/c.png"]),
+    ([{"image": 7}, {"image": 2}], [{"image": 10}, {"image": 0}], [0, 2, 7, 10]),  # a corpus cache's frame indices
+])
+def test_pretrain_eval_part_all_is_the_whole_set_in_file_order(train, validation, expected) -> None:
+    from monai_ext.apps.bundle_support import pretrain_eval_part
+
+    datalists = {"train": train, "validation": validation}
+    assert [item["image"] for item in pretrain_eval_part(datalists, "all")] == expected
+    assert pretrain_eval_part(datalists, "validation") == validation
+    with pytest.raises(ValueError, match="eval_split must be one of .*got 'test'"):
+        pretrain_eval_part(datalists, "test")

@@ -58,6 +58,26 @@ def test_evaluate_reproduces_the_training_validation_loss(trained, cache) -> Non
     assert {name: (grids / name).read_bytes() for name in training_grids} == training_grids
 
 
+def test_evaluate_scores_every_image_of_a_held_out_archive_whatever_the_seed(trained, cache, tmp_path) -> None:
+    """``eval_split all``: an archive kept out of pretraining is scored whole; the validation part would be a
+    seed-dependent quarter of it."""
+    out, _ = trained
+    archive = tmp_path / "other scanner"
+    archive.mkdir()
+    for i in range(5):
+        cv2.imwrite(str(archive / f"frame {i}.png"), np.random.default_rng(i).integers(0, 255, (70, 90), np.uint8))
+    configs = [TRAIN, "bundles/usf_mae_pretrain/configs/evaluate.yaml"]
+    losses = []
+    for seed in (0, 1):
+        result = run_bundle(configs, tiny_pretrain_overrides(out, cache, dataset_dir=str(archive), seed=seed,
+                                                             eval_split="all", output_dir=str(tmp_path / "eval")))
+        assert "reconstruction loss on 5 image(s) (eval_split all)" in result.stdout + result.stderr
+        losses.append(float(result.stdout.split("val_loss ")[-1].split()[0]))
+    assert np.isfinite(losses[0]) and losses[0] == pytest.approx(losses[1], rel=1e-6)
+    bad = run_bundle(configs, tiny_pretrain_overrides(out, cache, eval_split="test"), check=False)
+    assert bad.returncode == 2 and "eval_split must be one of ['validation', 'all'], got 'test'" in bad.stderr
+
+
 def test_inference_writes_the_reconstruction_picture(trained, cache, tmp_path) -> None:
     out, _ = trained
     images = tmp_path / "images"
