@@ -14,13 +14,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from ignite.engine import Events
+from ignite.engine import Engine, Events
 from monai.data import MetaTensor
 from monai.engines import SupervisedTrainer
 from monai.engines.utils import IterationEvents
 from monai.transforms import Decollated
 
 from monai_ext.engines.distributed import all_reduce_mean, collective_device, is_distributed, ranks_flagged
+from monai_ext.engines.signals import stop_signals_raise
 from monai_ext.io.settings import is_unset
 
 logger = logging.getLogger(__name__)
@@ -133,6 +134,14 @@ class RobustStepTrainer(SupervisedTrainer):
         self.log_interval = log_interval
         self.nonfinite_in_a_row = 0
 
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        """Train. A stop signal (a queue's time limit or ``docker stop`` sends SIGTERM, a closed session SIGHUP)
+        raises ``SystemExit`` inside the run instead of ending the process at once, so the engine's exception
+        handlers run: the MLflow run ends FAILED rather than RUNNING for ever (the checkpoints are those of the
+        last save, as after any kill)."""
+        with stop_signals_raise():
+            return super().run(*args, **kwargs)
     def _register_decollate(self) -> None:
         """Decollate the batch and the output once the iteration is complete (first ITERATION_COMPLETED handler).
 
@@ -161,11 +170,7 @@ class RobustStepTrainer(SupervisedTrainer):
         return local % acc == 0, (local + 1) % acc == 0 or last_of_epoch
 
     def _logs_loss(self, engine: RobustStepTrainer) -> bool:
-        """Whether this iteration's loss is logged (and so averaged over ranks): every ``log_interval`` and the
-        epoch's last iteration. The same answer on every rank, as the collective requires."""
-        length = engine.state.epoch_length
-        last_of_epoch = bool(length) and engine.state.iteration % length == 0
-        return engine.state.iteration % self.log_interval == 0 or last_of_epoch
+        return logs_loss(engine, self.log_interval)
 
     def _optimizer_step(self, engine: RobustStepTrainer, loss: torch.Tensor) -> None:
         """Clip and step when the loss and the clipped gradient norm are finite on every rank; otherwise every rank
@@ -218,3 +223,12 @@ class RobustStepTrainer(SupervisedTrainer):
         logged = self._logs_loss(engine)
         return {**outputs, "loss": all_reduce_mean(local) if logged else local, "local_loss": local,
                 "loss_is_global": logged}
+
+
+def logs_loss(engine: Engine, log_interval: int) -> bool:
+    """Whether the trainer's loss of this iteration is logged, and so averaged over ranks: every ``log_interval``-th
+    iteration and each epoch's last. The same answer on every rank, as the collective requires; loggers of the loss
+    (the bundles' MLflow tracking under torchrun) filter on it, so that none records one rank's loss as the run's."""
+    length = engine.state.epoch_length
+    last_of_epoch = bool(length) and engine.state.iteration % length == 0
+    return engine.state.iteration % log_interval == 0 or last_of_epoch

@@ -6,8 +6,6 @@ import itertools
 import json
 import logging
 import os
-import signal
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +15,7 @@ import torch
 from tqdm import tqdm
 
 from monai_ext.engines.base import autocast
+from monai_ext.engines.signals import stop_signals_raise
 from monai_ext.io.atomic import atomic_write_bytes
 from monai_ext.io.errors import UnreadableImageError, root_cause
 from monai_ext.io.figures import save_png
@@ -208,43 +207,12 @@ def kept_results(path: Path, result: dict[str, Any], save_every: int = SAVE_EVER
 
     _write_results(path, result, complete=False)
     try:
-        with _stop_signals_raise():
+        with stop_signals_raise():
             yield one_more_file
     except BaseException:
         _write_results(path, result, complete=False)
         raise
     _write_results(path, result, complete=True)
-
-
-#: What a queue's time limit (SLURM), ``docker stop``, Kubernetes and ``timeout`` send (SIGTERM), and a closed SSH
-#: session (SIGHUP): by default they end the process at once, with the results of up to ``SAVE_EVERY`` files lost.
-STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
-
-
-@contextmanager
-def _stop_signals_raise() -> Iterator[None]:
-    """Within the block, :data:`STOP_SIGNALS` that would end the process (default handling) raise
-    ``SystemExit(128 + signal)`` (the exit status a shell reports for a killed process) instead, so the batch writes
-    what it has done as Ctrl-C does. An ignored signal (``nohup``) or one the caller handles keeps its handling.
-
-    Python delivers signals to the main thread only; elsewhere (a server's worker thread) nothing changes.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum: int, frame: Any) -> None:
-        raise SystemExit(128 + signum)
-
-    # only where the signal would end the process: one that is ignored (nohup's SIGHUP) or handled by the caller
-    # keeps what it does
-    previous = {number: signal.signal(number, stop) for number in STOP_SIGNALS
-                if signal.getsignal(number) is signal.SIG_DFL}
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler if handler is not None else signal.SIG_DFL)
 
 
 def clear_earlier_outputs(results_json: Path, entries_key: str, file_keys: Sequence[str],

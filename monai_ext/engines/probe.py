@@ -440,13 +440,16 @@ class FrozenFeatureProbe:
         device: where the encoder runs.
         batch_size, num_workers: of the extraction loader.
         cs, ks, class_weight, seed: see :func:`evaluate_frozen_features`.
+        handlers: told of the fit once its files are written, through their ``probe_completed(report)``: the
+            bundle's MLflow tracking logs the run there (an engine's handlers are attached to its events, and a
+            probe runs no engine). None entries (a handler disabled on this rank) are passed over.
     """
 
     def __init__(
         self, network: nn.Module, datalists: Mapping[str, Sequence[Mapping[str, Any]]], transform: Any,
         class_names: Sequence[str], save_path: str, record: Any, output_dir: str, device: torch.device | str = "cpu",
         batch_size: int = 32, num_workers: int = 0, cs: Sequence[float] | None = None, ks: Sequence[int] | None = None,
-        class_weight: str | None = "balanced", seed: int = 0,
+        class_weight: str | None = "balanced", seed: int = 0, handlers: Sequence[Any] | None = None,
     ) -> None:
         for name in ("train", "validation"):
             if not datalists.get(name):
@@ -464,6 +467,7 @@ class FrozenFeatureProbe:
         # before any feature is extracted: a bad weight would otherwise stop scikit-learn's fit minutes later
         self.class_weight, self.seed = probe_class_weight(class_weight, class_names), seed
         self.report: dict[str, Any] = {}
+        self.handlers = [handler for handler in handlers or [] if handler is not None]
 
     def features(self, datalist: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray, list[dict[str, str]]]:
         """(N, D) features and (N,) labels of the N readable items of one datalist, and the unreadable ones left out
@@ -501,6 +505,8 @@ class FrozenFeatureProbe:
         atomic_write_text(f"{self.output_dir}/probe_report.json", json.dumps(self.report, indent=1))
         logger.info("probe saved to %s: C=%g, k=%d, validation macro-F1 probe %.4f, kNN %.4f", self.save_path,
                     probe.c, report["k"], val_f1, report["knn_validation"]["macro_f1"])
+        for handler in self.handlers:
+            handler.probe_completed(self.report)
         return self.report
 
     def summary(self) -> str:

@@ -8,19 +8,24 @@
   resumed from its checkpoints (``--resume true``) continues the MLflow run recorded beside them, so its curves go
   on from the saved step;
 * ends a crashed run as FAILED;
-* checks a remote tracking server before training starts, with a clear error;
-* logs the flattened resolved config, a hash of the data lists, git commit and bundle version tags, the pictures and
-  metric files, the best checkpoint, and the model through ``mlflow.pytorch`` with a signature and input example
-  (optionally registered);
+* checks the tracking URI and a remote server before training starts, with a clear one-line error; a server that
+  goes away during training is warned of once, and the training goes on untracked (its outputs stay in its folders);
+* uses the ``tracking_uri`` it is given even where ``MLFLOW_TRACKING_URI`` is set (MONAI's handler prefers the
+  variable);
+* logs the flattened executed config, a hash of the data lists, git commit and bundle version tags, the pictures and
+  metric files, the best checkpoint, and the best model (the weights of ``model.pt``, not the last epoch's) through
+  ``mlflow.pytorch`` with a signature and input example (optionally registered);
 * logs nothing on ranks other than 0.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
 import os
+import re
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -34,10 +39,26 @@ from torch import nn
 from monai_ext.engines.distributed import is_main_process
 from monai_ext.handlers.checkpointing import list_checkpoints
 from monai_ext.io.atomic import atomic_write_text
+from monai_ext.io.checkpoints import read_checkpoint
+from monai_ext.io.errors import one_line
 from monai_ext.io.settings import is_unset
 
 logger = logging.getLogger(__name__)
 PARAM_VALUE_LIMIT = 500
+#: MLflow's longest param key (its own limit is 250).
+PARAM_KEY_LIMIT = 250
+#: Characters a param key keeps: those MLflow takes on every system (letters, digits, ``_ - .`` and spaces; ``/``
+#: too, but a key with ``/`` must also be a normalised path, so it is replaced with the rest).
+_PARAM_KEY_REFUSED = re.compile(r"[^\w\-. ]")
+
+
+def tracking_errors() -> tuple[type[BaseException], ...]:
+    """What a tracking call raises when the store or server fails: MLflow's own error, the HTTP layer's, the file
+    system's."""
+    import requests
+    from mlflow.exceptions import MlflowException
+
+    return MlflowException, requests.exceptions.RequestException, OSError
 
 
 def _is_scalar(value: Any) -> bool:
@@ -66,6 +87,8 @@ class RunHolder:
         self.record_file = Path(record_file) if record_file else None
         self.resume = bool(resume)
         self._continued: dict[str, Any] | None = None  # the record of the run this process continues
+        # set when the store failed during training: both handlers then stop logging (one warning, no crash)
+        self.offline = False
 
     def recorded_run(self, client: Any, experiment_id: str) -> str | None:
         """The id of the run recorded in ``record_file`` when this process resumes it, else None.
@@ -124,29 +147,57 @@ def sqlite_artifact_location(tracking_uri: str) -> str | None:
     Left to MLflow, an experiment created on a SQLite store keeps its artifacts in ``./mlruns`` of whichever folder
     the command ran in, apart from the database a user was told to look in.
     """
+    from urllib.parse import unquote
+
     from monai.utils import path_to_uri
 
     if not str(tracking_uri).startswith("sqlite:///"):
         return None
-    return path_to_uri(Path(str(tracking_uri)[len("sqlite:///"):]).parent / "mlruns")
+    # the URI's path is percent-encoded (a space is %20): taken as it is, the artifacts went to a sibling folder
+    # literally named "my%20run"
+    return path_to_uri(Path(unquote(str(tracking_uri)[len("sqlite:///"):])).parent / "mlruns")
+
+
+def check_tracking_uri(tracking_uri: str | None, timeout: float = 5.0) -> None:
+    """Raise ``ValueError`` now, before any training, for a tracking URI MLflow cannot use: a folder or ``file:``
+    URI (MLflow 3 has no file store), or an http(s) server that does not answer (:func:`check_tracking_server`)."""
+    if not tracking_uri:
+        return
+    uri = str(tracking_uri)
+    if uri.startswith("file:") or ("://" not in uri and not uri.startswith("databricks")):  # "databricks": a profile
+        raise ValueError(f"tracking_uri {uri!r} is a folder: MLflow 3 keeps runs in a database or on a server; give "
+                         f"sqlite:///<folder>/mlruns.db or http://<host>:<port>")
+    check_tracking_server(uri, timeout)
 
 
 def check_tracking_server(tracking_uri: str | None, timeout: float = 5.0) -> None:
-    """Raise ``ConnectionError`` now, before any training, when an http(s) tracking server does not answer."""
+    """Raise ``ValueError`` now, before any training, when an http(s) tracking server does not answer its health
+    check, asked as MLflow asks (its credentials, ``MLFLOW_TRACKING_USERNAME`` / ``_PASSWORD`` / ``_TOKEN``, and
+    TLS settings); a refusal of the credentials is told apart."""
     if not tracking_uri or not str(tracking_uri).startswith(("http://", "https://")):
         return
-    import urllib.request
-
-    url = str(tracking_uri).rstrip("/") + "/health"
+    uri = str(tracking_uri).rstrip("/")
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # the user's own server
-            if response.status != 200:
-                raise OSError(f"HTTP {response.status}")
-    except Exception as e:  # URLError, timeouts, refused connections
-        raise ConnectionError(
-            f"MLflow tracking server {tracking_uri!r} is unreachable ({e}); start it, fix --tracking_uri / "
-            "MLFLOW_TRACKING_URI, or run without --tracking"
-        ) from e
+        status = _health_status(uri, timeout)
+    except Exception as e:  # noqa: BLE001 - refused connections, timeouts, TLS and DNS errors: all say "unreachable"
+        raise ValueError(f"MLflow tracking server {tracking_uri!r} is unreachable ({one_line(str(e))[:300]}); start "
+                         "it, fix --tracking_uri / MLFLOW_TRACKING_URI, or run without --tracking") from e
+    if status in (401, 403):
+        raise ValueError(f"MLflow tracking server {tracking_uri!r} refused the credentials (HTTP {status}); set "
+                         "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN)")
+    if status != 200:
+        raise ValueError(f"MLflow tracking server {tracking_uri!r} is unreachable (HTTP {status} from /health); "
+                         "start it, fix --tracking_uri / MLFLOW_TRACKING_URI, or run without --tracking")
+
+
+def _health_status(uri: str, timeout: float) -> int:
+    """The HTTP status of ``uri``/health, asked once (no retries: MLflow's retry for minutes)."""
+    from mlflow.tracking._tracking_service.utils import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request
+
+    response = http_request(get_default_host_creds(uri), "/health", "GET", max_retries=0, timeout=timeout,
+                            raise_on_status=False)
+    return int(response.status_code)
 
 
 def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -166,7 +217,14 @@ def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, str
             params[name] = f"<{len(value)} items>"
         else:
             params[name] = str(value)[:PARAM_VALUE_LIMIT]
-    return {k.replace("#", "."): v for k, v in params.items()}
+    return {param_key(k): v for k, v in params.items()}
+
+
+def param_key(key: str) -> str:
+    """``key`` as MLflow takes a param key: ``#`` (MONAI's id separator) as ``.``, other characters MLflow refuses
+    (a class name such as ``benign (BI-RADS 3)`` in a user's overlay) as ``_``, at most :data:`PARAM_KEY_LIMIT`
+    characters. Refused, the key would stop the training as it starts."""
+    return _PARAM_KEY_REFUSED.sub("_", key.replace("#", "."))[:PARAM_KEY_LIMIT]
 
 
 def datalist_hash(datalists: Sequence[Sequence[Mapping[str, Any]]]) -> str:
@@ -247,6 +305,10 @@ class ProjectMLFlowHandler(MLFlowHandler):
         datalists: data lists whose hash becomes the ``dataset_hash`` param.
         tags: extra tags (bundle name and version, recipe ...).
         network: the model to log with ``mlflow.pytorch`` at completion (trainer handler only).
+        best_model: the run's :class:`~monai_ext.handlers.checkpointing.BestModelSaver`: the logged (and registered)
+            model gets the weights it saved, those that the validation metrics and ``model.pt`` describe, and the
+            run's ``logged_model`` tag says which epoch they are of. Without one, or before any validation, the
+            network as training left it is logged, and the tag says so.
         input_shape: (C, H, W) of the model input, for the signature and input example.
         model_kind: "mae" (logged as :class:`ReconstructionModel`) or "classifier".
         artifact_paths: files or folders logged as artifacts at completion (missing ones are skipped). Only files
@@ -267,6 +329,7 @@ class ProjectMLFlowHandler(MLFlowHandler):
         datalists: Sequence[Sequence[Mapping[str, Any]]] | None = None,
         tags: Mapping[str, Any] | None = None,
         network: nn.Module | None = None,
+        best_model: Any = None,
         input_shape: Sequence[int] | None = None,
         model_kind: str = "classifier",
         artifact_paths: Sequence[str] | None = None,
@@ -275,15 +338,19 @@ class ProjectMLFlowHandler(MLFlowHandler):
         record_run: bool = False,
         **kwargs: Any,
     ) -> None:
-        check_tracking_server(kwargs.get("tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI"))
+        given_uri = None if is_unset(kwargs.get("tracking_uri")) else kwargs.get("tracking_uri")
+        check_tracking_uri(given_uri or os.environ.get("MLFLOW_TRACKING_URI"))
         if is_unset(kwargs.get("run_name")):  # --run_name null arrives as text: MLflow would name the run "null"
             kwargs["run_name"] = None
         super().__init__(**kwargs)
+        if given_uri:
+            self._use_store(str(given_uri), kwargs.get("artifact_location"))
         self.run_holder = run_holder
         self.config_dir = config_dir
         self.datalists = datalists
         self.tags = {k: str(v) for k, v in (tags or {}).items()}
         self.network = network
+        self.best_model = best_model
         self.input_shape = tuple(input_shape) if input_shape else None
         self.model_kind = model_kind
         self.artifact_paths = [str(p) for p in artifact_paths or []]
@@ -292,6 +359,15 @@ class ProjectMLFlowHandler(MLFlowHandler):
         self.stamps_before: dict[Path, tuple[int, int, int]] = {} if resumed else file_stamps(self.artifact_paths)
         self.registered_model_name = None if is_unset(registered_model_name) else registered_model_name
         self.record_run = record_run
+
+    def _use_store(self, tracking_uri: str, artifact_location: str | None) -> None:
+        """Log to ``tracking_uri``: MONAI's handler gives ``MLFLOW_TRACKING_URI`` priority over it, so a variable a
+        shell profile exports sent a run asked for elsewhere to the team server (and cross-validation's folds away
+        from their parent run); a SQLite store keeps its artifacts beside the database."""
+        import mlflow
+
+        self.client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+        self.artifact_location = artifact_location or sqlite_artifact_location(tracking_uri)
 
     # ------------------------------------------------------------------------------------------------ run handling
     def attach(self, engine: Engine) -> None:
@@ -303,6 +379,14 @@ class ProjectMLFlowHandler(MLFlowHandler):
         handlers.insert(0, handlers.pop())
 
     def start(self, engine: Engine) -> None:
+        """Start (or join) the run. The first start happens before training, where a store that fails stops the
+        command; a later one (the validator's, after the first epoch) is guarded like any logging."""
+        if self.run_holder.run_id is None:
+            self._start(engine)
+        else:
+            self._guarded("join the run", self._start, engine)
+
+    def _start(self, engine: Engine) -> None:
         if not self.cur_run:
             self._set_experiment()
             if self.run_holder.run_id is None:
@@ -315,6 +399,10 @@ class ProjectMLFlowHandler(MLFlowHandler):
             for key, value in self.tags.items():
                 if self.cur_run.data.tags.get(key) != value:
                     self.client.set_tag(self.run_holder.run_id, key, value)
+        if not hasattr(engine, "optimizer"):
+            # MONAI logs the engine's max_epochs and epoch_length: a validator's (1 and its batches) would be logged
+            # first when it starts first (the monitor's baseline), and params cannot be replaced
+            self.default_tracking_params = []
         super().start(engine)
         params: dict[str, str] = {}
         # MONAI names the file after the time; its own "save_execute_config" reference is broken when output_dir
@@ -357,20 +445,66 @@ class ProjectMLFlowHandler(MLFlowHandler):
             super()._log_metrics(scalars, step)
 
     def _mark_failed(self, engine: Engine, error: BaseException) -> None:
-        if self.cur_run and is_main_process():
-            self.client.set_terminated(self.cur_run.info.run_id, status="FAILED")
-            logger.error("MLflow run %s ended as FAILED: %s", self.cur_run.info.run_id, error)
-            self.cur_run = None
+        if self.cur_run and is_main_process() and not self.run_holder.offline:
+            run_id = self.cur_run.info.run_id
+            try:
+                self.client.set_terminated(run_id, status="FAILED")
+                logger.error("MLflow run %s ended as FAILED: %s", run_id, error)
+            except tracking_errors() as e:  # the training's own error is the one to surface
+                logger.warning("MLflow: run %s could not be marked FAILED (%s)", run_id, one_line(str(e))[:300])
+        self.cur_run = None
         raise error
+
+    # ------------------------------------------------------------------------------------ logging during the run
+    def _guarded(self, what: str, log: Any, *args: Any) -> None:
+        """``log(*args)``, unless the store failed earlier in this process; a failure now (a server restarted, a
+        full disk) is warned of once and turns logging off for the rest of the run, instead of ending a training
+        that may have run for days. Its checkpoints, metrics.json and pictures are written as ever."""
+        if self.run_holder.offline:
+            return
+        try:
+            log(*args)
+        except tracking_errors() as e:
+            self.run_holder.offline = True
+            logger.warning("MLflow: could not %s (%s); the training goes on without tracking, its outputs stay in "
+                           "its folders", what, one_line(str(e))[:300])
+
+    def iteration_completed(self, engine: Engine) -> None:
+        self._guarded("log the iteration's values", super().iteration_completed, engine)
+
+    def epoch_completed(self, engine: Engine) -> None:
+        self._guarded("log the epoch's metrics", super().epoch_completed, engine)
+
+    def probe_completed(self, report: Mapping[str, Any]) -> None:
+        """Log a frozen-feature probe's fit (``--linear_probe true``) as a run of its own: it runs no engine, so the
+        start, its scores (step 0: ``C``, ``k`` and each section's scalars, as ``linear_validation_macro_f1``), its
+        files and model, and the end happen here, as a training's happen on its engine's events."""
+        self._start(Engine(lambda engine, batch: None))
+        scores = {key: value for key, value in report.items() if _is_scalar(value)}
+        scores.update({f"{section}_{key}": value for section, values in report.items() if isinstance(values, Mapping)
+                       for key, value in values.items() if _is_scalar(value)})
+        self._guarded("log the probe's scores", self._log_metrics, scores, 0)
+        self.complete()
+        self.close()
 
     # ---------------------------------------------------------------------------------------------- completion
     def complete(self) -> None:
+        self._guarded("log the run's files and model", self._complete)
+
+    def _complete(self) -> None:
         if self.cur_run:
             run_id = self.cur_run.info.run_id
             self.log_new_artifacts(run_id)
             if self.network is not None and self.input_shape is not None:
                 self.log_model(run_id)
         super().complete()
+
+    def close(self) -> None:
+        if self.run_holder.offline:  # the store failed: the run cannot be ended there; release the local store
+            self.cur_run = None
+        self._guarded("end the run", super().close)
+        if self.run_holder.offline:
+            self._dispose_sqlite_store()
 
     def log_new_artifacts(self, run_id: str) -> None:
         """Log each file of ``artifact_paths`` that is new or changed since the handler was built (a folder's files
@@ -391,7 +525,8 @@ class ProjectMLFlowHandler(MLFlowHandler):
         import mlflow
         from mlflow.models import infer_signature
 
-        model = getattr(self.network, "module", self.network)
+        model, source = self.model_to_log()
+        self.client.set_tag(run_id, "logged_model", source)
         model = ReconstructionModel(model) if self.model_kind == "mae" else model
         device = next(model.parameters()).device
         # Batch of 2: MLflow exports with torch.export (pt2, no pickle), which fixes a batch dimension of size 1.
@@ -409,3 +544,18 @@ class ProjectMLFlowHandler(MLFlowHandler):
                                      registered_model_name=self.registered_model_name, **pt2_model_options())
         if device.type != "cpu":
             model.to(device)
+
+    def model_to_log(self) -> tuple[nn.Module, str]:
+        """(the network with the weights of the run's best model, where it saved one; what they are, for the
+        ``logged_model`` tag). The training's own network is left as it is."""
+        network = getattr(self.network, "module", self.network)
+        saver = self.best_model
+        path = Path(saver.save_path) if saver is not None else None
+        if saver is None or saver.best_epoch is None or not path.is_file():
+            if saver is not None:
+                logger.warning("MLflow: no best model was saved (no validation ran); the network as training left "
+                               "it is logged")
+            return network, "the network at the end of training"
+        best = copy.deepcopy(network)
+        best.load_state_dict(read_checkpoint(path)["model"])
+        return best, f"best model, epoch {saver.best_epoch} ({saver.metric_name} {saver.best:.6g})"

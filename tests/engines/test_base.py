@@ -30,3 +30,62 @@ def test_other_clip_grad_norms_are_refused_naming_the_value(given, match) -> Non
     with pytest.raises(ValueError, match=re.escape(f"clip_grad_norm {match}") + f".*got {re.escape(repr(given))}$"):
         gradient_norm_limit(given)
 
+
+
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP"])
+def test_a_stop_signal_during_training_runs_the_exception_handlers(name) -> None:
+    """A queue's time limit (SIGTERM) ended the process at once: the MLflow run, marked FAILED by an exception
+    handler, stayed RUNNING. Now the signal raises SystemExit(128 + signal) inside the run, and the default handling
+    is back afterwards."""
+    import os
+    import signal
+
+    from ignite.engine import Events
+
+    from tests.engines.test_nonfinite_guard import FINITE, run
+
+    number = getattr(signal, name)
+    _, trainer = run([FINITE, FINITE, FINITE], max_nonfinite_steps=1)
+    seen = []
+
+    def send_signal(_) -> None:
+        # sent only where it is caught: with default handling it would end the test process itself
+        assert signal.getsignal(number) is not signal.SIG_DFL, f"{name} would end the training at once"
+        os.kill(os.getpid(), number)
+
+    def exception_handler(_, error: BaseException) -> None:
+        seen.append(error)
+        raise error
+
+    trainer.add_event_handler(Events.ITERATION_COMPLETED(once=1), send_signal)
+    trainer.add_event_handler(Events.EXCEPTION_RAISED, exception_handler)
+    with pytest.raises(SystemExit) as stopped:
+        trainer.run()
+    assert stopped.value.code == 128 + number and isinstance(seen[0], SystemExit)
+    assert trainer.state.iteration == 1 and signal.getsignal(number) is signal.SIG_DFL
+
+
+@pytest.mark.parametrize("iteration, epoch_length, interval, logged", [
+    (10, 25, 10, True), (11, 25, 10, False), (25, 25, 10, True),  # an epoch's last iteration
+    (3, 3, 10, True), (2, 3, 10, False),                            # epochs shorter than the interval: their ends
+])
+def test_logs_loss_is_every_interval_and_each_epochs_end(iteration, epoch_length, interval, logged) -> None:
+    from types import SimpleNamespace
+
+    from monai_ext.engines.base import logs_loss
+
+    engine = SimpleNamespace(state=SimpleNamespace(iteration=iteration, epoch_length=epoch_length))
+    assert logs_loss(engine, interval) is logged
+
+
+def test_every_bundles_mlflow_loss_curve_under_torchrun_keeps_to_the_averaged_iterations() -> None:
+    """The segmentation bundle logged every iteration under torchrun (rank 0's own loss 9 times in 10) and the others
+    none of an epoch shorter than log_interval; all three now log where the loss is averaged over ranks."""
+    import yaml
+
+    from tests.bundles.helpers import REPO
+
+    filters = {name: yaml.safe_load((REPO / "bundles" / name / "configs" / "mlflow_tracking.yaml").read_text())
+               ["configs"]["trainer"]["iteration_log"] for name in ("usf_mae_pretrain", "usf_mae_classify",
+                                                                     "usf_mae_segment")}
+    assert all("monai_ext.engines.base.logs_loss(engine, @log_interval)" in text for text in filters.values()), filters

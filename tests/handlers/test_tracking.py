@@ -147,6 +147,25 @@ def test_classify_run_is_tracked(server, tmp_path) -> None:
     assert not any("bus_" in v or "/" in v and v.endswith(".png") for v in run.data.params.values())
 
 
+def test_a_linear_probe_fit_is_tracked_as_a_run(tmp_path, monkeypatch) -> None:
+    """``--linear_probe true`` runs no engine, so the engines' handlers never started a run: the fit was not
+    tracked at all, without a word. Its scores, report and model now make a run (default local store)."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    overrides = {**tiny_classify_overrides(tmp_path, tmp_path / "cache"), "linear_probe": True,
+                 "tracking": f"{CLASSIFY}/mlflow_tracking.yaml", "experiment_name": "probe"}
+    run_bundle([f"{CLASSIFY}/train.yaml"], overrides)
+    client, runs = runs_of(f"sqlite:///{tmp_path}/eval/mlruns.db", "probe")
+    assert [r.info.status for r in runs] == ["FINISHED"]
+    run = runs[0]
+    report = json.loads((tmp_path / "eval" / "probe_report.json").read_text())
+    assert run.data.metrics["linear_validation_macro_f1"] == pytest.approx(report["linear_validation"]["macro_f1"])
+    assert run.data.metrics["C"] == pytest.approx(report["C"]) and run.data.tags["linear_probe"] == "true"
+    assert {"probe_report.json", "model.pt"} <= artifact_paths(client, run.info.run_id)
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/eval/mlruns.db")
+    loaded = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model", dst_path=str(tmp_path / "loaded"))
+    assert np.asarray(loaded.predict(np.zeros((2, 3, 64, 64), np.float32))).shape == (2, 2)
+
+
 def test_a_resumed_training_continues_its_mlflow_run_in_the_default_local_store(tmp_path, monkeypatch) -> None:
     """``--resume true`` goes on in the MLflow run that wrote the checkpoints: one run whose loss curve continues
     from the saved step and whose params stay the first run's. No server given: the store is SQLite in

@@ -1,0 +1,210 @@
+"""The MLflow handler's own rules, on a local SQLite store and a one-iteration ignite engine (no bundle runs): which
+store it logs to, what it does when the store fails mid-run, which model it logs, which params it writes."""
+
+from __future__ import annotations
+
+import http.server
+import logging
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+from urllib.parse import unquote, urlparse
+
+import pytest
+import torch
+from ignite.engine import Engine, Events
+
+mlflow = pytest.importorskip("mlflow")
+
+from monai_ext.handlers.tracking import (  # noqa: E402 - after the skip: the module needs MLflow
+    ProjectMLFlowHandler,
+    RunHolder,
+    check_tracking_server,
+    param_key,
+    sqlite_artifact_location,
+)
+from monai_ext.io.atomic import atomic_torch_save  # noqa: E402
+
+
+def _store(folder: Path) -> str:
+    from monai.utils import path_to_sqlite_uri
+
+    folder.mkdir(parents=True, exist_ok=True)
+    return path_to_sqlite_uri(str(folder / "mlruns.db"))
+
+
+def _handler(uri: str, **kwargs) -> ProjectMLFlowHandler:
+    return ProjectMLFlowHandler(run_holder=kwargs.pop("run_holder", RunHolder()), tracking_uri=uri,
+                                experiment_name="rules", **kwargs)
+
+
+def _trainer() -> Engine:
+    """An engine that looks like a trainer to the handler (an ``optimizer``) and returns a loss."""
+    engine = Engine(lambda e, batch: {"loss": torch.tensor(0.5)})
+    engine.optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    return engine
+
+
+def _runs(uri: str) -> list:
+    client = mlflow.MlflowClient(uri)
+    experiment = client.get_experiment_by_name("rules")
+    return client.search_runs([experiment.experiment_id]) if experiment else []
+
+
+def test_the_given_tracking_uri_wins_over_the_environment_variable(tmp_path, monkeypatch) -> None:
+    """MONAI's handler prefers MLFLOW_TRACKING_URI: a shell profile's team server got a run meant for a local store."""
+    env_store, given = _store(tmp_path / "env"), _store(tmp_path / "given")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", env_store)
+    handler = _handler(given, iteration_log=False, epoch_log=False)
+    handler.attach(engine := _trainer())
+    engine.run([0], max_epochs=1)
+    assert len(_runs(given)) == 1 and _runs(env_store) == []
+
+
+def test_a_store_under_a_folder_with_spaces_keeps_its_artifacts_beside_it(tmp_path) -> None:
+    """The URI's path is percent-encoded; taken as it was, artifacts went to a sibling folder named "my%20run"."""
+    folder = tmp_path / "my run #1" / "eval"
+    location = sqlite_artifact_location(_store(folder))
+    assert Path(unquote(urlparse(location).path)) == folder / "mlruns"
+    assert _handler(_store(folder)).artifact_location == location
+
+
+@pytest.mark.parametrize("uri", ["mlruns", "file:/tmp/mlruns", "./runs"])
+def test_a_folder_as_tracking_uri_is_refused_in_our_words(uri) -> None:
+    with pytest.raises(ValueError, match=f"tracking_uri '{uri}' is a folder: .*sqlite:///"):
+        _handler(uri)
+
+
+class _AuthServer(http.server.BaseHTTPRequestHandler):
+    """/health behind basic authentication (user "u", password "p"), as a reverse proxy in front of MLflow has it."""
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        import base64
+
+        expected = "Basic " + base64.b64encode(b"u:p").decode()
+        self.send_response(200 if self.headers.get("Authorization") == expected else 401)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def auth_server():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _AuthServer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_server_check_asks_with_the_users_credentials(auth_server, monkeypatch) -> None:
+    """A server MLflow can use (behind a proxy that wants a password) was refused as unreachable."""
+    monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD", raising=False)
+    with pytest.raises(ValueError, match=r"refused the credentials \(HTTP 401\); set MLFLOW_TRACKING_USERNAME"):
+        check_tracking_server(auth_server)
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "u")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "p")
+    check_tracking_server(auth_server)
+
+
+def _fail_logging_after_start(handler: ProjectMLFlowHandler, engine: Engine, calls: list) -> None:
+    """From the first iteration on, every write to the store fails as a stopped server makes it fail."""
+    from mlflow.exceptions import MlflowException
+
+    def down(*args, **kwargs):
+        calls.append(args)
+        raise MlflowException("API request to http://127.0.0.1:9/api/2.0/mlflow/runs/log-batch failed")
+
+    @engine.on(Events.ITERATION_STARTED(once=1))
+    def _stop_server(_: Engine) -> None:
+        for name in ("log_batch", "log_artifact", "set_terminated", "set_tag", "get_run"):
+            setattr(handler.client, name, down)
+
+
+def test_a_store_failing_during_training_is_warned_of_once_and_the_training_finishes(tmp_path, caplog) -> None:
+    handler = _handler(_store(tmp_path), iteration_log=True, epoch_log=True, output_transform=lambda out: out["loss"])
+    engine, calls = _trainer(), []
+    handler.attach(engine)
+    _fail_logging_after_start(handler, engine, calls)
+    with caplog.at_level(logging.WARNING, logger="monai_ext.handlers.tracking"):
+        engine.run([0, 1], max_epochs=3)  # 6 iterations, 3 epochs: only the first failure is tried
+    assert engine.state.epoch == 3 and len(calls) == 1 and handler.run_holder.offline
+    said = [r.getMessage() for r in caplog.records if "without tracking" in r.getMessage()]
+    assert len(said) == 1 and "log-batch failed" in said[0]
+
+
+def test_a_training_error_is_the_one_raised_when_the_run_cannot_be_marked_failed(tmp_path) -> None:
+    from mlflow.exceptions import MlflowException
+
+    handler = _handler(_store(tmp_path), iteration_log=False, epoch_log=False)
+    engine = _trainer()
+
+    @engine.on(Events.ITERATION_COMPLETED)
+    def _out_of_memory(_: Engine) -> None:
+        def down(*args, **kwargs):
+            raise MlflowException("API request to http://127.0.0.1:9/api/2.0/mlflow/runs/update failed")
+
+        handler.client.set_terminated = down
+        raise RuntimeError("CUDA out of memory")
+
+    handler.attach(engine)
+    with pytest.raises(RuntimeError, match="CUDA out of memory"):
+        engine.run([0], max_epochs=1)
+
+
+def _saver(tmp_path: Path, network: torch.nn.Module, epoch: int | None) -> SimpleNamespace:
+    """A BestModelSaver's view: its file holds ``network``'s weights as they were at ``epoch``."""
+    path = tmp_path / "model.pt"
+    atomic_torch_save({"model": network.state_dict(), "epoch": epoch}, path)
+    return SimpleNamespace(save_path=path, best_epoch=epoch, metric_name="val_macro_f1", best=0.75)
+
+
+def test_the_logged_model_is_the_best_one_not_the_last_epochs(tmp_path) -> None:
+    """The registry held the last epoch's weights while model.pt and the validation metrics described the best."""
+    network = torch.nn.Linear(4, 2)
+    handler = _handler(_store(tmp_path), network=network, best_model=_saver(tmp_path, network, epoch=1))
+    best = {k: v.clone() for k, v in network.state_dict().items()}
+    with torch.no_grad():
+        network.weight.add_(1.0)  # training went on after the best epoch
+    logged, source = handler.model_to_log()
+    assert torch.equal(logged.weight, best["weight"]) and not torch.equal(network.weight, best["weight"])
+    assert source == "best model, epoch 1 (val_macro_f1 0.75)" and logged is not network
+
+
+def test_without_a_best_model_the_network_is_logged_and_the_tag_says_so(tmp_path, caplog) -> None:
+    network = torch.nn.Linear(4, 2)
+    handler = _handler(_store(tmp_path), network=network, best_model=SimpleNamespace(
+        save_path=tmp_path / "absent.pt", best_epoch=None, metric_name="val_loss", best=None))
+    with caplog.at_level(logging.WARNING, logger="monai_ext.handlers.tracking"):
+        logged, source = handler.model_to_log()
+    assert logged is network and source == "the network at the end of training"
+    assert any("no best model was saved" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("key, expected", [
+    ("train#trainer#max_epochs", "train.trainer.max_epochs"),
+    ("class_weights.benign (BI-RADS 3)", "class_weights.benign _BI-RADS 3_"),
+    ("paths.a/../b:c", "paths.a_.._b_c"),
+    ("x" * 300, "x" * 250),
+])
+def test_param_keys_are_made_ones_mlflow_takes(key, expected) -> None:
+    from mlflow.utils.validation import _validate_param_name
+
+    assert param_key(key) == expected
+    _validate_param_name(param_key(key))  # raises on a key MLflow refuses
+
+
+def test_an_evaluator_starting_the_run_first_does_not_log_its_epochs_as_the_runs(tmp_path) -> None:
+    """The representation monitor's baseline starts the run on the validator: its max_epochs 1 was the run's."""
+    uri, holder = _store(tmp_path), RunHolder()
+    validator = Engine(lambda e, batch: None)
+    _handler(uri, run_holder=holder, iteration_log=False, epoch_log=False, close_on_complete=False).attach(validator)
+    validator.run([0], max_epochs=1)
+    trainer_handler = _handler(uri, run_holder=holder, iteration_log=False, epoch_log=False)
+    trainer_handler.attach(trainer := _trainer())
+    trainer.run([0, 1, 2], max_epochs=4)
+    params = _runs(uri)[0].data.params
+    assert params["max_epochs"] == "4" and params["epoch_length"] == "3"
