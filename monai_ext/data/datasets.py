@@ -38,6 +38,19 @@ def is_random_transform(transform: Any) -> bool:
     return isinstance(transform, RandomizableTrait)
 
 
+def _failed_on_any_rank(failed: dict[int, str]) -> dict[int, str]:
+    """``{index: reason}`` of the items any rank failed to read, the same on every rank (one ``all_gather_object``);
+    the reason of an item that only some ranks failed to read names those ranks."""
+    gathered: list[dict[int, str]] = [{} for _ in range(dist.get_world_size())]
+    dist.all_gather_object(gathered, failed)
+    union: dict[int, str] = {}
+    for index in sorted({i for found in gathered for i in found}):
+        ranks = [rank for rank, found in enumerate(gathered) if index in found]
+        reason = gathered[ranks[0]][index]
+        union[index] = reason if len(ranks) == len(gathered) else f"{reason} (on rank(s) {ranks} only)"
+    return union
+
+
 def _warn_once_per_job(message: str, *args: Any) -> None:
     """Warn on rank 0 only: under DDP every rank screens the same evaluation list, one warning per file suffices."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0:
@@ -55,8 +68,11 @@ class SkipCorruptDataset(Dataset):
     * evaluation (``evaluation=True``): every item is run through ``transform`` once, at construction, and the
       unreadable ones are removed from ``data`` and listed in :attr:`skipped`. The length is then the number of good
       items, so any sampler (``UnpaddedShardSampler`` included) and any collate see only good items and each is
-      evaluated exactly once. Every DDP rank screens the same list and so drops the same items. An item that passed
-      the screening but fails later (the file changed during the run) raises instead of being replaced.
+      evaluated exactly once. Every DDP rank screens the same list; with ``agree_across_ranks`` they then drop the
+      union of what each found unreadable (a node whose copy lacks a file, a file still syncing, a passing network
+      file system error), because shards drawn from lists that differ between ranks count some items twice and
+      others never. An item that passed the screening but fails later (the file changed during the run) raises
+      instead of being replaced.
 
     By default (``evaluation=None``) a dataset whose transform is random (augmentation) is a training one and a
     deterministic one is an evaluation one: the bundles build their training and evaluation datasets with the same
@@ -67,6 +83,9 @@ class SkipCorruptDataset(Dataset):
         transform: MONAI transform chain.
         name_key: key whose value names the item in warnings and in :attr:`skipped`.
         evaluation: drop unreadable items (True) or replace them (False); None: decided from ``transform``.
+        agree_across_ranks: (evaluation, under ``torch.distributed``) drop on every rank the items any rank found
+            unreadable, through one collective; every rank must then build the dataset, in the same order (the
+            bundles' validation datasets). Off for datasets one rank builds alone (the probe's, the monitor's).
 
     Attributes:
         skipped: ``[{name_key: value, "reason": "ErrorType: message"}]`` for each item dropped at screening (evaluation)
@@ -77,13 +96,14 @@ class SkipCorruptDataset(Dataset):
     """
 
     def __init__(self, data: Sequence[dict[str, Any]], transform: Any = None, name_key: str = "image",
-                 evaluation: bool | None = None) -> None:
+                 evaluation: bool | None = None, agree_across_ranks: bool = False) -> None:
         if len(data) == 0:
             raise ValueError("the datalist is empty")
         self.name_key = name_key
         self.evaluation = not is_random_transform(transform) if evaluation is None else bool(evaluation)
         self.skipped: list[dict[str, str]] = []
         self.bad: set[int] = set()
+        self.agree_across_ranks = bool(agree_across_ranks)
         super().__init__(data, transform)
         if self.evaluation:
             self.data = self._screen()
@@ -104,14 +124,18 @@ class SkipCorruptDataset(Dataset):
         Decoding each file is the only reliable test of readability (a zero-byte, truncated or mislabelled file has
         a name like any other); the result is discarded, so memory stays that of a plain ``Dataset``.
         """
-        good = []
-        for index, item in enumerate(self.data):
+        failed: dict[int, str] = {}
+        for index in range(len(self.data)):
             try:
                 super()._transform(index)
             except Exception as e:  # noqa: BLE001 - any decoder or transform error means this one file is unusable
-                self._record(index, e)
-            else:
-                good.append(item)
+                failed[index] = root_cause(e)
+        if self.agree_across_ranks and dist.is_available() and dist.is_initialized():
+            failed = _failed_on_any_rank(failed)
+        for index, reason in sorted(failed.items()):
+            self.skipped.append({self.name_key: self._name(index), "reason": reason})
+            _warn_once_per_job("skipping unreadable image %s: %s", self._name(index), reason)
+        good = [item for index, item in enumerate(self.data) if index not in failed]
         if not good:
             reasons = "; ".join(f"{s[self.name_key]}: {s['reason']}" for s in self.skipped[:3])
             raise ValueError(f"none of the {len(self.data)} items of the dataset can be read ({reasons}"

@@ -132,16 +132,19 @@ def balanced_sampler(
 ) -> torch.utils.data.Sampler:
     """Sampler drawing every class equally often (with replacement), one epoch = len(datalist) draws in all.
 
+    A :class:`DistributedBalancedSampler` in one process too (a world of one): its draws are seeded by
+    ``seed + epoch``, so a resumed run draws what the uninterrupted one did. PyTorch's ``WeightedRandomSampler``
+    keeps its generator's state inside itself, out of the checkpoints' reach: a run resumed at epoch 3 drew epoch 1's
+    indices again.
+
     Args:
         datalist: items with integer "label".
         seed: seed of the draws.
-        distributed: split the draws over the ranks (:class:`DistributedBalancedSampler`); default: when running
-            in a process group of more than one rank.
+        distributed: split the draws over the ranks; default: when running in a process group of more than one rank.
     """
     weights = balanced_weights(datalist)
     if distributed is None:
         distributed = world_size() > 1
     if distributed:
         return DistributedBalancedSampler(weights, seed=seed)
-    return torch.utils.data.WeightedRandomSampler(weights, num_samples=len(weights), replacement=True,
-                                                  generator=torch.Generator().manual_seed(seed))
+    return DistributedBalancedSampler(weights, num_replicas=1, rank=0, seed=seed)

@@ -15,8 +15,14 @@ def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized()
 
 
+#: The rank this process had in a group since taken down (:func:`destroy_process_group`): the steps that run after
+#: the teardown (a bundle's summary line) are still rank 0's alone.
+_rank_before_teardown = 0
+
+
 def rank() -> int:
-    return dist.get_rank() if is_distributed() else 0
+    """This process's rank: in the group, or the one it had before the group was taken down; 0 without one."""
+    return dist.get_rank() if is_distributed() else _rank_before_teardown
 
 
 def world_size() -> int:
@@ -24,7 +30,8 @@ def world_size() -> int:
 
 
 def is_main_process() -> bool:
-    """Rank 0 (or a single process): the one that writes checkpoints, logs and pictures."""
+    """Rank 0 (or a single process): the one that writes checkpoints, logs and pictures, also after its group's
+    teardown."""
     return rank() == 0
 
 
@@ -75,9 +82,11 @@ def destroy_process_group(*networks: torch.nn.Module) -> None:
             that keeps the wrapper in a global: 15 aborts in 100 runs before, none in 100 after). The wrappers
             cannot train afterwards.
     """
+    global _rank_before_teardown
     if is_distributed():
         dist.barrier()
         _release_process_group(networks)
+        _rank_before_teardown = dist.get_rank()
         dist.destroy_process_group()
 
 

@@ -5,7 +5,9 @@
                                                                             # N ranks, train.yaml + multi_gpu_train.yaml
 
 Every rank writes ``OUT.json`` with suffix ``.rank<r>``: ``{bundle: {n_images: {metric: value}}}``. Batches of 2, so
-shards end in short batches; handlers are left out (only the metrics are compared).
+shards end in short batches; handlers are left out (only the metrics are compared). Under ``"unreadable_on_last_rank"``
+the classification bundle validates 7 images of which the fourth is missing on the last rank only (a node whose copy
+lacks a file; in one process, that rank is the only one).
 """
 
 from __future__ import annotations
@@ -38,12 +40,20 @@ BUNDLES = {
 }
 
 
-def evaluate(bundle: str, cache: str, n: int, distributed: bool) -> dict[str, float]:
+#: The fourth of 7 validation images named as a file that does not exist, on the last rank alone.
+UNREADABLE_ON_LAST_RANK = {"validate#datalist": (
+    "$[dict(item, image='/nonexistent/lost_on_this_node.png') if i == 3 and monai_ext.engines.distributed.rank() == "
+    "monai_ext.engines.distributed.world_size() - 1 else item for i, item in enumerate((@split['validation'] + "
+    "@split['test'])[:7])]")}
+
+
+def evaluate(bundle: str, cache: str, n: int, distributed: bool, subset: dict[str, str] | None = None) -> dict[str, float]:
     configs = REPO / "bundles" / bundle / "configs"
     files = [str(configs / "train.yaml")] + ([str(configs / "multi_gpu_train.yaml")] if distributed else [])
     parser = ConfigParser()
     parser.read_config(files)
-    extra, subset = BUNDLES[bundle]
+    extra, default_subset = BUNDLES[bundle]
+    subset = default_subset if subset is None else subset
     parser.update({**COMMON, **extra, "cache_dir": cache, "ckpt_dir": cache + "/models",
                    "output_dir": cache + "/eval", **{k: v.replace("{n}", str(n)) for k, v in subset.items()}})
     set_determinism(seed=0)  # the same random weights in every process (DDP also broadcasts rank 0's)
@@ -58,6 +68,7 @@ def evaluate(bundle: str, cache: str, n: int, distributed: bool) -> dict[str, fl
 def main(out: str, cache: str) -> None:
     distributed = init_process_group()
     results = {b: {str(n): evaluate(b, cache, n, distributed) for n in SIZES} for b in BUNDLES}
+    results["unreadable_on_last_rank"] = evaluate("usf_mae_classify", cache, 7, distributed, UNREADABLE_ON_LAST_RANK)
     results["world_size"] = world_size()
     Path(f"{out}.rank{rank()}").write_text(json.dumps(results, indent=1))
     gc.collect()  # DDP reducers hold gloo work objects; free them before teardown (pytorch/pytorch#179291)

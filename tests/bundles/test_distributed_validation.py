@@ -57,6 +57,11 @@ def test_validation_over_unequal_shards_equals_one_process(tmp_path, single_proc
                         assert math.isnan(actual[name]), (bundle, size, name)
                     else:  # float32 losses summed in another order: equal to about 1e-7
                         assert actual[name] == pytest.approx(value, rel=1e-6, abs=1e-7), (bundle, size, name)
+        # a file missing on one rank only is left out on every rank: the 6 others each counted once, as in one
+        # process (shards drawn from lists that differ between ranks counted two images twice and two never)
+        expected, actual = reference["unreadable_on_last_rank"], got["unreadable_on_last_rank"]
+        assert actual["n"] == expected["n"] == 6
+        assert actual == pytest.approx(expected, rel=1e-6, abs=1e-7)
     assert set(reference["usf_mae_classify"]["7"]) >= {"val_macro_f1", "accuracy", "balanced_accuracy", "auc", "n"}
     assert set(reference["usf_mae_segment"]["7"]) >= {"val_mean_dice", "val_mean_iou", "n"}
     assert set(reference["usf_mae_pretrain"]["7"]) == {"val_loss", "n"}

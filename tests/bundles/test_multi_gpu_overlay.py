@@ -37,7 +37,9 @@ def test_pretrain_bundle_under_torchrun(tmp_path) -> None:
 
 
 def test_classify_bundle_under_torchrun(tmp_path) -> None:
-    torchrun_bundle("usf_mae_classify", tiny_classify_overrides(tmp_path, tmp_path / "cache"))
+    result = torchrun_bundle("usf_mae_classify", tiny_classify_overrides(tmp_path, tmp_path / "cache"))
+    # train.yaml's finish steps ran after the overlay's teardown: the best-model check, and the summary on rank 0
+    assert result.stdout.count("best validation macro-F1:") == 1
     history = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2]
     # The validation metric was computed over both ranks' shards: all 4 validation images of fold 0.

@@ -21,8 +21,24 @@ def class_fractions(draws: list[int]) -> np.ndarray:
 
 
 def single_process_fractions() -> np.ndarray:
-    sampler = balanced_sampler(DATALIST, seed=3, distributed=False)
-    return class_fractions([i for _ in range(EPOCHS) for i in sampler])
+    sampler, draws = balanced_sampler(DATALIST, seed=3, distributed=False), []
+    for epoch in range(EPOCHS):
+        sampler.set_epoch(epoch)  # as MONAI's workflows do at each epoch
+        draws += list(sampler)
+    return class_fractions(draws)
+
+
+def test_a_resumed_single_process_run_draws_what_the_uninterrupted_one_drew() -> None:
+    """PyTorch's WeightedRandomSampler kept its generator to itself: a run resumed at epoch 3 (a new sampler) drew
+    epoch 1's indices again."""
+    uninterrupted = balanced_sampler(DATALIST, seed=42, distributed=False)
+    epochs = []
+    for epoch in range(3):
+        uninterrupted.set_epoch(epoch)
+        epochs.append(list(uninterrupted))
+    resumed = balanced_sampler(DATALIST, seed=42, distributed=False)
+    resumed.set_epoch(2)
+    assert list(resumed) == epochs[2] != epochs[0] and len(epochs[2]) == len(DATALIST)
 
 
 @pytest.mark.parametrize("world", [2, 3, 8])
