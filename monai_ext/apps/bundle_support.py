@@ -431,10 +431,14 @@ def require_best_model(path: str | os.PathLike, best_model: Any) -> None:
 
     Raises:
         ValueError: no validation ran, or none gave a finite value of the saver's metric: ``path`` is not this
-            run's best model (an earlier run's file there is not replaced).
+            run's best model (an earlier run's file there is not replaced); on rank 0 (or in one process), also a
+            resumed run's best model file that is gone.
     """
+    from monai_ext.engines.distributed import is_main_process
+
     if best_model.best is not None:
-        if not Path(path).is_file():  # a resumed run's best so far, whose file was removed since
+        # rank 0 alone writes the file: another node's rank may not see it (a ckpt_dir that is not shared)
+        if is_main_process() and not Path(path).is_file():  # a resumed run's best so far, whose file was removed
             raise ValueError(f"the run resumed with a best {best_model.metric_name} of {best_model.best:.6g} from its "
                              f"checkpoint, but {path} (that best model) is gone and no later epoch beat it; "
                              "restore the file, or train again without --resume")

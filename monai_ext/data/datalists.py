@@ -257,6 +257,16 @@ def _require_files(split: Mapping[str, Any], path: Path, written: Mapping[str, A
                      f"read from the datalist's folder{hint}")
 
 
+def _first_rank() -> bool:
+    """Rank 0 of a torchrun job, or a single process: every rank reads the datalist, one warning is enough. The
+    launcher's ``RANK`` is read too, since a bundle may read its datalist before it joins the process group."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return os.environ.get("RANK", "0").strip() in ("", "0")
+
+
 def warn_of_several_frames(split: Mapping[str, Any], path: str | os.PathLike) -> None:
     """Log a warning naming the images that hold several frames (a cine loop, a multi-frame DICOM, a multi-page
     TIFF, a volume), with how many there are: the bundles train on and score the first frame of each, and a loop's
@@ -270,6 +280,8 @@ def warn_of_several_frames(split: Mapping[str, Any], path: str | os.PathLike) ->
         split: parts of items whose ``image`` paths exist (as :func:`read_split` and :func:`check_split` leave them).
         path: the datalist, named in the warning.
     """
+    if not _first_rank():
+        return
     several = [(f"{part}[{i}]", item["image"], frames) for part in PARTS for i, item in enumerate(split.get(part, []))
                if (frames := frames_held(item["image"])) > 1]
     if not several:

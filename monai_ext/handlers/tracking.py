@@ -27,7 +27,8 @@ import logging
 import os
 import re
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,17 @@ PARAM_KEY_LIMIT = 250
 #: Characters a param key keeps: those MLflow takes on every system (letters, digits, ``_ - .`` and spaces; ``/``
 #: too, but a key with ``/`` must also be a normalised path, so it is replaced with the rest).
 _PARAM_KEY_REFUSED = re.compile(r"[^\w\-. ]")
+
+
+@contextmanager
+def _environment_without(name: str | None) -> Iterator[None]:
+    """Within the block, the environment lacks the variable ``name`` (nothing changes for None); restored after."""
+    saved = os.environ.pop(name, None) if name else None
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ[name] = saved
 
 
 def tracking_errors() -> tuple[type[BaseException], ...]:
@@ -220,6 +232,13 @@ def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, str
     return {param_key(k): v for k, v in params.items()}
 
 
+def _param_text(value: Any) -> str:
+    """A param value: a list or tuple of names as ``a,b``, anything else as its text, cut at
+    :data:`PARAM_VALUE_LIMIT`."""
+    text = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+    return text[:PARAM_VALUE_LIMIT]
+
+
 def param_key(key: str) -> str:
     """``key`` as MLflow takes a param key: ``#`` (MONAI's id separator) as ``.``, other characters MLflow refuses
     (a class name such as ``benign (BI-RADS 3)`` in a user's overlay) as ``_``, at most :data:`PARAM_KEY_LIMIT`
@@ -319,6 +338,8 @@ class ProjectMLFlowHandler(MLFlowHandler):
         registered_model_name: also register the logged model under this name.
         record_run: write the run's id to the run holder's ``record_file`` (the trainer's handler: the checkpoints
             beside it are this run's; an evaluation, which has no trainer, leaves the record of the training run).
+        resolved_params: settings logged with their values, in place of the expressions the executed config holds
+            for them (``num_classes`` is ``$len(@class_names)`` there, which no search or comparison of runs reads).
         **kwargs: ``MLFlowHandler`` arguments (tracking_uri, experiment_name, run_name, ...).
     """
 
@@ -336,13 +357,15 @@ class ProjectMLFlowHandler(MLFlowHandler):
         resumed: bool = False,
         registered_model_name: str | None = None,
         record_run: bool = False,
+        resolved_params: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         given_uri = None if is_unset(kwargs.get("tracking_uri")) else kwargs.get("tracking_uri")
         check_tracking_uri(given_uri or os.environ.get("MLFLOW_TRACKING_URI"))
         if is_unset(kwargs.get("run_name")):  # --run_name null arrives as text: MLflow would name the run "null"
             kwargs["run_name"] = None
-        super().__init__(**kwargs)
+        with _environment_without("MLFLOW_TRACKING_URI" if given_uri else None):
+            super().__init__(**kwargs)  # MONAI's checks the variable first: a folder there refused the given URI
         if given_uri:
             self._use_store(str(given_uri), kwargs.get("artifact_location"))
         self.run_holder = run_holder
@@ -359,6 +382,7 @@ class ProjectMLFlowHandler(MLFlowHandler):
         self.stamps_before: dict[Path, tuple[int, int, int]] = {} if resumed else file_stamps(self.artifact_paths)
         self.registered_model_name = None if is_unset(registered_model_name) else registered_model_name
         self.record_run = record_run
+        self.resolved_params = {param_key(str(k)): _param_text(v) for k, v in (resolved_params or {}).items()}
 
     def _use_store(self, tracking_uri: str, artifact_location: str | None) -> None:
         """Log to ``tracking_uri``: MONAI's handler gives ``MLFLOW_TRACKING_URI`` priority over it, so a variable a
@@ -412,6 +436,7 @@ class ProjectMLFlowHandler(MLFlowHandler):
             params.update(flatten_config(json.loads(configs[-1].read_text())))
             if configs[-1].as_posix() not in self.artifact_paths:
                 self.artifact_paths.append(configs[-1].as_posix())
+        params.update(self.resolved_params)
         if self.datalists is not None:
             params["dataset_hash"] = datalist_hash(self.datalists)
             params["dataset_sizes"] = ",".join(str(len(d)) for d in self.datalists)
@@ -445,7 +470,8 @@ class ProjectMLFlowHandler(MLFlowHandler):
             super()._log_metrics(scalars, step)
 
     def _mark_failed(self, engine: Engine, error: BaseException) -> None:
-        if self.cur_run and is_main_process() and not self.run_holder.offline:
+        # tried even after a store error earlier in the run: that error may have passed (a server restarted)
+        if self.cur_run and is_main_process():
             run_id = self.cur_run.info.run_id
             try:
                 self.client.set_terminated(run_id, status="FAILED")
@@ -500,11 +526,14 @@ class ProjectMLFlowHandler(MLFlowHandler):
         super().complete()
 
     def close(self) -> None:
-        if self.run_holder.offline:  # the store failed: the run cannot be ended there; release the local store
+        """End the run as FINISHED, tried even after a store error earlier in the run (it may have passed: a
+        server restarted); a run left RUNNING is said in a warning."""
+        try:
+            super().close()  # MONAI's: ends the run, then releases a local SQLite store whatever happened
+        except tracking_errors() as e:
+            logger.warning("MLflow: the run could not be ended (%s); the store shows it RUNNING",
+                           one_line(str(e))[:300])
             self.cur_run = None
-        self._guarded("end the run", super().close)
-        if self.run_holder.offline:
-            self._dispose_sqlite_store()
 
     def log_new_artifacts(self, run_id: str) -> None:
         """Log each file of ``artifact_paths`` that is new or changed since the handler was built (a folder's files
@@ -516,7 +545,11 @@ class ProjectMLFlowHandler(MLFlowHandler):
                     stale += 1
                     continue
                 folder = path.name / file.parent.relative_to(path) if path.is_dir() else None
-                self.client.log_artifact(run_id, str(file), artifact_path=None if folder is None else folder.as_posix())
+                try:
+                    self.client.log_artifact(run_id, str(file),
+                                             artifact_path=None if folder is None else folder.as_posix())
+                except OSError as e:  # this one file (removed or unreadable since): the others are still logged
+                    logger.warning("MLflow: %s was not logged: %s", file, e)
         if stale:
             logger.info("MLflow: %d file(s) left by an earlier run in the output folders were not logged", stale)
 

@@ -36,7 +36,7 @@ from monai_ext.io.dicom_frames import frame_count
 from monai_ext.io.display import window_to_unit
 from monai_ext.io.errors import SkippedSource, UnreadableImageError
 from monai_ext.io.video import VIDEO_SUFFIXES, iter_video_frames, video_frame_count
-from monai_ext.io.volumes import ITK_SUFFIXES, NIFTI_SUFFIXES, first_volume_frame_and_count
+from monai_ext.io.volumes import ITK_SUFFIXES, NIFTI_SUFFIXES, first_volume_frame_and_count, volume_plane_count
 
 __all__ = [
     "ALL_SUFFIXES",
@@ -366,7 +366,7 @@ def picture_frame_count(path: str | os.PathLike) -> int:
 def frames_held(path: str | os.PathLike) -> int:
     """The frames a file the single-image loader reads holds, read as cheaply as its format allows: a DICOM
     header's ``NumberOfFrames`` (no pixel data read), a multi-frame picture's pages (:func:`picture_frame_count`), a
-    volume's planes; 1 for a single-frame picture format, without opening the file.
+    volume's planes (from its header); 1 for a single-frame picture format, without opening the file.
 
     Informative only, for saying that a loader took the first of several frames: a file that cannot be read counts
     1 here, and the loader names it with the reason when it comes to read it.
@@ -376,7 +376,7 @@ def frames_held(path: str | os.PathLike) -> int:
         if kind == "dicom":
             return frame_count(read_dicom_header(path))
         if kind in ("nifti", "itk"):
-            return first_volume_frame_and_count(path)[1]
+            return volume_plane_count(path)
         if kind == "video":
             return video_frame_count(path)
         return picture_frame_count(path)

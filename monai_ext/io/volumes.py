@@ -183,6 +183,37 @@ def first_volume_frame(path: str | os.PathLike) -> np.ndarray:
     return first_volume_frame_and_count(path)[0]
 
 
+def volume_plane_count(path: str | os.PathLike) -> int:
+    """The planes :func:`first_volume_frame_and_count` counts (slices along z times time points; 1 for a 2-D image),
+    from the header alone: a listing of many volumes is counted in milliseconds, not by reading every voxel.
+
+    Raises:
+        UnreadableImageError: the header cannot be read.
+    """
+    source = str(path)
+    try:
+        if Path(path).name.lower().endswith(NIFTI_SUFFIXES):
+            import nibabel as nib
+
+            shape = tuple(int(n) for n in nib.load(source).shape[:4])  # components, if any, come after time
+        else:
+            import itk
+
+            io = itk.ImageIOFactory.CreateImageIO(source, itk.CommonEnums.IOFileMode_ReadMode)
+            if io is None:
+                raise UnreadableImageError(f"{source}: no ITK reader takes this file")
+            io.SetFileName(source)
+            io.ReadImageInformation()
+            shape = tuple(int(io.GetDimensions(i)) for i in range(min(io.GetNumberOfDimensions(), 4)))
+    except UnreadableImageError:
+        raise
+    except Exception as e:  # noqa: BLE001 - nibabel and ITK raise many types for a damaged header
+        raise UnreadableImageError(f"{source}: cannot read the volume's header ({e})") from e
+    xyzt = (*shape, 1, 1, 1)[:4]
+    axis = _plane_axis(xyzt[:3], 2)
+    return xyzt[axis] * xyzt[3]
+
+
 def first_volume_frame_and_count(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     """(:func:`first_volume_frame`, the number of planes the file holds: its slices along z times its time points;
     1 for a 2-D image), from one reading of the file."""

@@ -389,3 +389,19 @@ def test_pretrain_eval_part_all_is_the_whole_set_in_file_order(train, validation
     assert pretrain_eval_part(datalists, "validation") == validation
     with pytest.raises(ValueError, match="eval_split must be one of .*got 'test'"):
         pretrain_eval_part(datalists, "test")
+
+
+def test_only_rank_0_requires_the_best_model_file(tmp_path, monkeypatch) -> None:
+    """Rank 0 alone writes model.pt: another node's rank (ckpt_dir not shared) failed a finished run for not
+    seeing it. Rank 0 still refuses a resumed best whose file is gone."""
+    from types import SimpleNamespace
+
+    from monai_ext.apps.bundle_support import require_best_model
+    from monai_ext.engines import distributed
+
+    saver = SimpleNamespace(best=0.81, metric_name="val_macro_f1", evaluator=None)
+    monkeypatch.setattr(distributed, "_rank_before_teardown", 1)  # what the teardown leaves on rank 1
+    require_best_model(tmp_path / "model.pt", saver)
+    monkeypatch.setattr(distributed, "_rank_before_teardown", 0)
+    with pytest.raises(ValueError, match="is gone"):
+        require_best_model(tmp_path / "model.pt", saver)

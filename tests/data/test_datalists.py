@@ -330,3 +330,17 @@ def test_several_frames_are_said_for_a_protocol_without_a_test_part_and_not_by_c
         assert not [r for r in caplog.records if "several frames" in r.getMessage()]
         warn_of_several_frames(split, tmp_path / "list.json")
     assert [r.getMessage() for r in caplog.records if "loop.dcm': 3 frames" in r.getMessage()]
+
+
+@pytest.mark.parametrize("rank, warned", [("0", True), ("1", False), ("", True)])
+def test_the_several_frames_warning_comes_from_the_first_rank_alone(tmp_path, caplog, monkeypatch, rank,
+                                                                    warned) -> None:
+    """Every torchrun rank reads the datalist (before joining the group: the launcher's RANK tells them apart)."""
+    monkeypatch.setenv("RANK", rank)
+    _several_frames(tmp_path / "loop.dcm", "dicom")
+    _files(tmp_path, "b.png")
+    path = _write(tmp_path / "list.json", {"class_names": ["a", "b"], "train": [{"image": "loop.dcm", "label": 0}],
+                                           "validation": [{"image": "b.png", "label": 1}]})
+    with caplog.at_level("WARNING", logger="monai_ext.data.datalists"):
+        read_split(path)
+    assert any("several frames" in r.getMessage() for r in caplog.records) is warned

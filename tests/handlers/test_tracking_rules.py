@@ -208,3 +208,67 @@ def test_an_evaluator_starting_the_run_first_does_not_log_its_epochs_as_the_runs
     trainer.run([0, 1, 2], max_epochs=4)
     params = _runs(uri)[0].data.params
     assert params["max_epochs"] == "4" and params["epoch_length"] == "3"
+
+
+def test_settings_given_resolved_are_logged_as_values_not_expressions(tmp_path) -> None:
+    """The executed config holds ``num_classes: $len(@class_names)``: a param no search of runs can use."""
+    import json
+
+    (tmp_path / "config_20261125_000000.json").write_text(json.dumps(
+        {"num_classes": "$len(@class_names)", "class_names": "$@split['class_names']", "epochs": 3}))
+    handler = _handler(_store(tmp_path / "store"), iteration_log=False, epoch_log=False, config_dir=str(tmp_path),
+                       resolved_params={"num_classes": 3, "class_names": ["benign", "malignant", "normal"]})
+    handler.attach(engine := _trainer())
+    engine.run([0], max_epochs=1)
+    params = _runs(_store(tmp_path / "store"))[0].data.params
+    assert (params["num_classes"], params["class_names"]) == ("3", "benign,malignant,normal")
+    assert params["epochs"] == "3"  # the others as the config has them
+
+
+def test_a_folder_in_the_environment_does_not_refuse_a_given_store(tmp_path, monkeypatch) -> None:
+    """MONAI's handler checks MLFLOW_TRACKING_URI first: a folder there refused the store the user typed."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "./mlruns")
+    given = _store(tmp_path)
+    assert _handler(given).client.tracking_uri == given
+    assert __import__("os").environ["MLFLOW_TRACKING_URI"] == "./mlruns"  # put back
+
+
+def test_after_a_store_error_the_run_is_still_ended_once_the_store_answers(tmp_path) -> None:
+    """One failed write switched tracking off and the run was never ended: the store showed it RUNNING for ever."""
+    from mlflow.exceptions import MlflowException
+
+    uri = _store(tmp_path)
+    handler = _handler(uri, iteration_log=True, epoch_log=False, output_transform=lambda out: out["loss"],
+                       close_on_complete=True)
+    engine, working = _trainer(), handler.client.log_batch
+
+    def once_down(*args, **kwargs):
+        handler.client.log_batch = working  # the server is back after this one failure
+        raise MlflowException("API request to http://127.0.0.1:9/api/2.0/mlflow/runs/log-batch failed (503)")
+
+    engine.add_event_handler(Events.ITERATION_STARTED(once=1),
+                             lambda _: setattr(handler.client, "log_batch", once_down))
+    handler.attach(engine)
+    engine.run([0, 1], max_epochs=1)
+    assert handler.run_holder.offline and [r.info.status for r in _runs(uri)] == ["FINISHED"]
+
+
+def test_an_artifact_that_cannot_be_read_is_named_and_the_others_are_logged(tmp_path, caplog) -> None:
+    uri = _store(tmp_path / "store")
+    handler = _handler(uri, artifact_paths=[str(tmp_path / "gone.png"), str(tmp_path / "kept.json")])
+    (tmp_path / "kept.json").write_text("{}")
+    (tmp_path / "gone.png").write_bytes(b"png")  # written by this run, then removed before the upload
+    experiment = handler.client.create_experiment("files", artifact_location=(tmp_path / "mlruns").as_uri())
+    run_id = handler.client.create_run(experiment).info.run_id
+    logged = handler.client.log_artifact
+
+    def upload(run, path, artifact_path=None):
+        if path.endswith("gone.png"):
+            raise FileNotFoundError(2, "No such file or directory", path)
+        logged(run, path, artifact_path=artifact_path)
+
+    handler.client.log_artifact = upload
+    with caplog.at_level(logging.WARNING, logger="monai_ext.handlers.tracking"):
+        handler.log_new_artifacts(run_id)
+    assert [a.path for a in handler.client.list_artifacts(run_id)] == ["kept.json"]
+    assert any("gone.png was not logged" in r.getMessage() for r in caplog.records)

@@ -405,6 +405,11 @@ def _frames_file(kind: str, folder) -> str:
         nib.save(nib.Nifti1Image(np.moveaxis(frames[:6], 0, -1).transpose(1, 0, 2)[:, :, None].copy(), np.eye(4)),
                  folder / "cine.nii.gz")
         return str(folder / "cine.nii.gz")
+    if kind == "mha_5_slices":  # ITK's numpy view is (z, y, x): 5 slices of the picture
+        import itk
+
+        itk.imwrite(itk.image_from_array(np.ascontiguousarray(frames[:5])), str(folder / "volume.mha"))
+        return str(folder / "volume.mha")
     if kind == "avi_7":
         path = str(folder / "loop.avi")
         writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"FFV1"), 5, (30, 20), isColor=True)
@@ -418,6 +423,7 @@ def _frames_file(kind: str, folder) -> str:
 @pytest.mark.parametrize("kind, expected", [
     ("png", 1), ("dcm", 1), ("nii", 1), ("dicom_loop", 3), ("dicom_header_says_5_data_holds_3", 3),
     ("tiff_3_pages_and_a_thumbnail", 3), ("gif_4", 4), ("nifti_5_slices", 5), ("nifti_cine_6", 6), ("avi_7", 7),
+    ("mha_5_slices", 5),
 ])
 def test_the_frame_count_is_what_the_file_holds_and_the_pixels_its_first_frame(tmp_path, kind, expected) -> None:
     """Inference reads a file's first frame and says how many it held (:func:`note_if_several_frames`)."""
@@ -474,7 +480,7 @@ def test_a_bilevel_picture_reaches_the_pretraining_reader_as_gray(tmp_path) -> N
 
 
 @pytest.mark.parametrize("name, content", [("bad.dcm", b"not a dicom at all"), ("empty.tif", b""),
-                                           ("still.jpg", b"")])  # a single-frame format is not opened at all
+                                           ("still.jpg", b""), ("cut.nii.gz", b"\x1f\x8b"), ("bad.mha", b"NDims = x")])  # a single-frame format is not opened at all
 def test_frames_held_counts_a_file_it_cannot_read_as_one(tmp_path, name, content) -> None:
     """The count only informs; the loader names the reason when it reads the file."""
     (tmp_path / name).write_bytes(content)
