@@ -33,15 +33,40 @@ def knn_test_metrics(eval_dir: str | os.PathLike) -> dict[str, float]:
     return {f"knn_{k}": knn[k] for k in ("macro_f1", "balanced_accuracy", "auc") if k in knn}
 
 
+def fold_statistics(values: Sequence[float | None]) -> dict[str, Any]:
+    """Mean and sample standard deviation (``ddof=1``) over the folds that define a metric.
+
+    Returns:
+        ``{"mean", "std", "folds", "n"}``: ``folds`` holds every fold, NaN where it leaves the metric undefined (a
+        one-class test fold has no AUC); ``n`` counts the defined ones. The mean is NaN without any and the
+        standard deviation without two: not 0.0, which would read as "no spread".
+    """
+    folds = np.array([np.nan if v is None else v for v in values], dtype=float)
+    defined = folds[np.isfinite(folds)]
+    return {"mean": float(defined.mean()) if len(defined) else float("nan"),
+            "std": float(defined.std(ddof=1)) if len(defined) > 1 else float("nan"),
+            "folds": folds.tolist(), "n": len(defined)}
+
+
+def statistic_text(stats: Mapping[str, Any], scale: float = 100.0, unit: str = "folds") -> str:
+    """``80.0 ± 3.5``, with ``n/a`` for a mean or spread that the folds leave undefined, and `` (2 of 3 folds)``
+    where some folds (or repeats: ``unit``) leave the metric undefined (the title's count would claim folds the
+    mean does not cover)."""
+    mean, std = stats["mean"], stats["std"]
+    text = (f"{scale * mean:.1f}" if np.isfinite(mean) else "n/a") + " ± " + (
+        f"{scale * std:.1f}" if np.isfinite(std) else "n/a")
+    total, defined = len(stats["folds"]), stats.get("n", len(stats["folds"]))
+    return text + (f" ({defined} of {total} {unit})" if defined < total else "")
+
+
 def add_knn_summary(summary: dict[str, dict[str, Any]], results: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
-    """Add mean, std and per-fold values of the kNN metrics to ``summary`` (in place) for methods that have them."""
+    """Add the statistics of the kNN metrics (:func:`fold_statistics`) to ``summary`` (in place) for methods whose
+    runs report them (linear-probe runs); a fold that leaves one undefined (a one-class test fold's AUC) counts as
+    undefined there, as in the main metrics, instead of removing the metric."""
     for method, reports in results.items():
         for metric in KNN_METRICS:
-            if reports and all(r.get(metric) is not None for r in reports):
-                values = np.array([r[metric] for r in reports], dtype=float)
-                summary[method][metric] = {"mean": float(values.mean()),
-                                           "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-                                           "folds": values.tolist()}
+            if reports and all(metric in r for r in reports):
+                summary[method][metric] = fold_statistics([r[metric] for r in reports])
 
 
 def paired_differences(summary: Mapping[str, Mapping[str, Mapping[str, Any]]], first: str, second: str,
@@ -66,7 +91,11 @@ def paired_differences(summary: Mapping[str, Mapping[str, Mapping[str, Any]]], f
     for metric in COMPARED_METRICS:
         if metric not in summary[first] or metric not in summary[second]:
             continue
-        every = np.array(summary[first][metric]["folds"], float) - np.array(summary[second][metric]["folds"], float)
+        a, b = (np.array(summary[method][metric]["folds"], float) for method in (first, second))
+        if a.shape != b.shape:  # numpy would pair 5 folds with one, or fail on broadcasting
+            raise ValueError(f"{metric}: {first!r} has {a.size} fold value(s) and {second!r} {b.size}; a paired "
+                             "comparison needs the same folds of both")
+        every = a - b
         diffs = every[np.isfinite(every)]
         mean = float(diffs.mean()) if len(diffs) else float("nan")
         half = float("nan")
@@ -82,11 +111,10 @@ def knn_table(summary: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[st
     knn = [m for m in KNN_METRICS if all(m in summary[s] for s in summary)]
     if not knn:
         return []
-    lines = ["", "kNN on the same frozen features (k tuned on validation; mean ± std, %):", "",
+    lines = ["", "kNN on the same frozen features (k tuned on validation; mean ± sample std, %):", "",
              "| start | " + " | ".join(knn) + " |", "|---|" + "---|" * len(knn)]
     for method, values in summary.items():
-        lines.append(f"| {method} | " + " | ".join(f"{100 * values[m]['mean']:.1f} ± {100 * values[m]['std']:.1f}"
-                                                  for m in knn) + " |")
+        lines.append(f"| {method} | " + " | ".join(statistic_text(values[m]) for m in knn) + " |")
     return lines
 
 
@@ -96,9 +124,13 @@ def difference_table(diffs: Mapping[str, Mapping[str, Any]], first: str, second:
              "| metric | difference [95 % CI] | per fold |", "|---|---|---|"]
     for metric, d in diffs.items():
         folds = ", ".join(f"{100 * v:+.1f}" if np.isfinite(v) else "n/a" for v in d["folds"])
-        over = f" (over {d['n']} of {len(d['folds'])} folds)" if d["n"] < len(d["folds"]) else ""
-        lines.append(f"| {metric} | {difference_text(d)}{over} | {folds} |")
+        lines.append(f"| {metric} | {difference_text(d)}{pairs_note(d)} | {folds} |")
     return lines
+
+
+def pairs_note(d: Mapping[str, Any], unit: str = "folds") -> str:
+    """`` (over 2 of 3 folds)`` where some pairs leave a difference undefined, else nothing."""
+    return f" (over {d['n']} of {len(d['folds'])} {unit})" if d["n"] < len(d["folds"]) else ""
 
 
 def difference_text(d: Mapping[str, float]) -> str:

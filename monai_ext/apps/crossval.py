@@ -23,8 +23,10 @@ from monai_ext.apps.bundle_support import as_flag, check_counts, locate_bundle_r
 from monai_ext.apps.comparison import (
     add_knn_summary,
     comparison_table,
+    fold_statistics,
     knn_test_metrics,
     paired_differences,
+    statistic_text,
     subtle_protocol,
 )
 from monai_ext.data.datalists import check_split, warn_of_several_frames, write_split
@@ -216,20 +218,10 @@ def run_fold(split_file: Path, out: Path, overrides: Mapping[str, Any], bundle: 
 
 def summarise(results: Mapping[str, list[dict[str, Any]]],
               metrics: Sequence[str] = SUMMARY_METRICS) -> dict[str, dict[str, dict[str, float]]]:
-    """Mean and sample standard deviation of each summary metric per method (over folds)."""
-    summary = {}
-    for method, reports in results.items():
-        summary[method] = {}
-        for metric in metrics:
-            values = np.array([np.nan if r[metric] is None else r[metric] for r in reports], dtype=float)
-            defined = values[np.isfinite(values)]
-            summary[method][metric] = {
-                "mean": float(defined.mean()) if len(defined) else float("nan"),
-                "std": float(defined.std(ddof=1)) if len(defined) > 1 else 0.0,
-                "folds": values.tolist(),
-                "n": len(defined),  # folds that define the metric (a one-class test fold has no AUC)
-            }
-    return summary
+    """Mean and sample standard deviation of each summary metric per method, over the folds that define it
+    (:func:`~monai_ext.apps.comparison.fold_statistics`)."""
+    return {method: {metric: fold_statistics([r[metric] for r in reports]) for metric in metrics}
+            for method, reports in results.items()}
 
 
 def markdown_table(summary: Mapping[str, Mapping[str, Mapping[str, float]]], title: str,
@@ -238,17 +230,9 @@ def markdown_table(summary: Mapping[str, Mapping[str, Mapping[str, float]]], tit
     lines = [f"### {title}", "", "| start | " + " | ".join(metrics) + " |",
              "|---|" + "---|" * len(metrics)]
     for method, values in summary.items():
-        cells = [f"{scale * m['mean']:.1f} ± {scale * m['std']:.1f}" + _fold_count(m)
-                 for scale, m in ((100 if k in PERCENT_METRICS else 1, values[k]) for k in metrics)]
+        cells = [statistic_text(values[k], 100 if k in PERCENT_METRICS else 1) for k in metrics]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
-
-
-def _fold_count(stats: Mapping[str, Any]) -> str:
-    """`` (4 of 5 folds)`` where some folds leave the metric undefined, else nothing: the title's fold count would
-    otherwise claim folds the mean does not cover."""
-    total, defined = len(stats["folds"]), stats.get("n", len(stats["folds"]))
-    return f" ({defined} of {total} folds)" if defined < total else ""
 
 
 def synthetic_protocol(cache_dir: str | os.PathLike, per_class: int = 60, max_train: int = 100,
@@ -353,7 +337,7 @@ def cross_validate(
     summary = summarise(results, metrics)
     add_knn_summary(summary, results)
     unit = "%; HD95 in pixels at the training size" if task == "segment" else "%"
-    title = f"{protocol.name}: test metrics over {len(folds)} folds (mean ± std, {unit})"
+    title = f"{protocol.name}: test metrics over {len(folds)} fold{'s' if len(folds) != 1 else ''} (mean ± sample std, {unit})"
     # every start from weights (pretrained, NAME=CHECKPOINT) is compared with the random one on the same folds
     weighted = [method_name(m) for m in methods if m == "pretrained" or named_checkpoint(m)]
     table = markdown_table(summary, title, metrics) + comparison_table(summary, weighted)
@@ -394,8 +378,9 @@ class ParentRun:
     def finish(self, summary: Mapping[str, Any], artifacts: Sequence[Path]) -> None:
         for method, metrics in summary.items():
             for metric, stats in metrics.items():
-                self.client.log_metric(self.run_id, f"{method}_{metric}_mean", stats["mean"])
-                self.client.log_metric(self.run_id, f"{method}_{metric}_std", stats["std"])
+                for name in ("mean", "std"):  # an undefined one (no fold, or one) is left out, not logged as NaN
+                    if np.isfinite(stats[name]):
+                        self.client.log_metric(self.run_id, f"{method}_{metric}_{name}", stats[name])
         for path in artifacts:
             self.client.log_artifact(self.run_id, str(path))
         self.client.set_terminated(self.run_id, status="FINISHED")

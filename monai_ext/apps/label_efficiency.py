@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from monai_ext.apps.comparison import difference_text, paired_differences
+from monai_ext.apps.comparison import difference_text, paired_differences, pairs_note, statistic_text
 from monai_ext.apps.crossval import (
     SUMMARY_METRICS,
     check_run_inputs,
@@ -180,20 +180,22 @@ def label_efficiency(
 
 def efficiency_table(per_count: Mapping[str, Mapping[str, Any]], name: str, repeats: int) -> str:
     """Markdown: mean ± std per (budget, start) in percent, then pretrained minus random with 95 % paired intervals."""
-    title = f"### {name}: full fine-tuning by labelled images per class (test, mean ± std over {repeats} repeat(s), %)"
+    title = (f"### {name}: full fine-tuning by labelled images per class (test, mean ± sample std over {repeats} "
+             f"repeat{'s' if repeats != 1 else ''}, %)")
     lines = [title, "", "| labels per class | start | " + " | ".join(CURVE_METRICS) + " |",
              "|---|---|" + "---|" * len(CURVE_METRICS)]
     for n, entry in per_count.items():
         for start in STARTS:
             values = entry["summary"][start]
             lines.append(f"| {n} | {start} | " + " | ".join(
-                f"{100 * values[m]['mean']:.1f} ± {100 * values[m]['std']:.1f}" for m in CURVE_METRICS) + " |")
+                statistic_text(values[m], unit="repeats") for m in CURVE_METRICS) + " |")
     diff_metrics = CURVE_METRICS[:3]
     lines += ["", "pretrained minus random, paired over the same repeats (points: mean [95 % paired-t interval]):", "",
               "| labels per class | " + " | ".join(diff_metrics) + " |", "|---|" + "---|" * len(diff_metrics)]
     for n, entry in per_count.items():
         d = entry["paired_differences"]
-        lines.append(f"| {n} | " + " | ".join(difference_text(d[m]) for m in diff_metrics) + " |")
+        lines.append(f"| {n} | " + " | ".join(difference_text(d[m]) + pairs_note(d[m], "repeats")
+                                               for m in diff_metrics) + " |")
     return "\n".join(lines) + "\n"
 
 

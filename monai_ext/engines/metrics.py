@@ -33,10 +33,22 @@ def classification_report(probs: np.ndarray, labels: np.ndarray, class_names: Se
         more: mean one-vs-rest AUC over the classes present in ``labels``; NaN when fewer than two are present),
         per_class (precision, recall, F1 NaN where undefined: no prediction, no support), confusion_matrix
         (rows = truth), roc (per class fpr/tpr), n.
+
+    Raises:
+        ValueError: no labels (an empty part), probabilities not (N, K), or a label outside [0, K).
     """
     k = len(class_names)
     if probs.ndim != 2 or probs.shape[1] != k:
         raise ValueError(f"probabilities must have shape (N, {k}), got {probs.shape!r}")
+    labels = np.asarray(labels)
+    if len(labels) != len(probs):
+        raise ValueError(f"{len(probs)} probability rows for {len(labels)} labels")
+    if len(labels) == 0:  # scikit-learn's own refusal ("Found empty input array") says nothing of the data
+        raise ValueError("no image to score: the evaluated part is empty (every image of it unreadable, or none "
+                         "given)")
+    if labels.min() < 0 or labels.max() >= k:  # outside [0, K): dropped from the matrix, AUC of the wrong class
+        raise ValueError(f"labels must be class indices in [0, {k}) for {k} class names, got values from "
+                         f"{int(labels.min())} to {int(labels.max())}")
     pred = probs.argmax(axis=1)
     classes = list(range(k))
     # NaN (null in the report) where a value is undefined: a class absent from the truth has no recall, one never
@@ -48,7 +60,7 @@ def classification_report(probs: np.ndarray, labels: np.ndarray, class_names: Se
         "n": len(labels),
         "macro_f1": _macro_f1(labels, pred, classes),
         "accuracy": float(skm.accuracy_score(labels, pred)),
-        "balanced_accuracy": float(skm.balanced_accuracy_score(labels, pred)) if len(labels) else float("nan"),
+        "balanced_accuracy": float(skm.balanced_accuracy_score(labels, pred)),
         "auc": _auc(probs, labels, k),
         "per_class": {
             name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
@@ -72,7 +84,7 @@ def _macro_f1(labels: np.ndarray, pred: np.ndarray, classes: list[int]) -> float
     perfect classifier at (K - 1) / K there, while balanced accuracy and AUC, beside it, leave the class out.
     A class that is predicted but absent still counts, with F1 0.
     """
-    present = np.union1d(labels, pred).astype(int).tolist() if len(labels) else classes
+    present = np.union1d(labels, pred).astype(int).tolist()
     return float(skm.f1_score(labels, pred, labels=present, average="macro", zero_division=0))
 
 

@@ -117,3 +117,34 @@ def test_folds_without_a_metric_are_shown_and_counted_not_dropped() -> None:
     assert d["n"] == 1 and d["mean"] == pytest.approx(0.3) and np.isnan(d["folds"][1:]).all()
     lines = comparison_table(summary, ["pretrained"])
     assert "| auc | +30.0 [n/a] (over 1 of 3 folds) | +30.0, n/a, n/a |" in lines
+
+
+def test_a_spread_of_fewer_than_two_folds_is_undefined_not_zero() -> None:
+    """``80.0 ± 0.0`` read as "no spread" for a one-fold run; an undefined mean printed as ``nan``."""
+    from monai_ext.apps.comparison import fold_statistics, statistic_text
+
+    one = fold_statistics([0.8])
+    assert one["mean"] == 0.8 and np.isnan(one["std"]) and statistic_text(one) == "80.0 ± n/a"
+    none = fold_statistics([None, None, None])
+    assert statistic_text(none) == "n/a ± n/a (0 of 3 folds)"
+    two = fold_statistics([0.5, None, 0.7])
+    assert two["std"] == pytest.approx(np.std([0.5, 0.7], ddof=1)) and statistic_text(two, unit="repeats") == \
+        "60.0 ± 14.1 (2 of 3 repeats)"
+
+
+def test_an_undefined_knn_auc_in_one_fold_is_counted_not_dropped() -> None:
+    from monai_ext.apps.comparison import add_knn_summary, knn_table
+
+    runs = {s: [{"knn_macro_f1": 0.5, "knn_balanced_accuracy": 0.5, "knn_auc": auc} for auc in (0.6, None, 0.7)]
+            for s in ("pretrained", "random")}
+    summary = {s: {} for s in runs}
+    add_knn_summary(summary, runs)
+    assert summary["random"]["knn_auc"]["n"] == 2
+    assert any("knn_auc" in line for line in knn_table(summary))
+    assert "65.0 ± 7.1 (2 of 3 folds)" in "\n".join(knn_table(summary))
+
+
+def test_paired_differences_refuse_fold_lists_of_different_lengths() -> None:
+    summary = {"a": {"macro_f1": {"folds": [0.5] * 5}}, "b": {"macro_f1": {"folds": [0.4]}}}
+    with pytest.raises(ValueError, match="'a' has 5 fold value.* 'b' 1"):
+        paired_differences(summary, "a", "b")

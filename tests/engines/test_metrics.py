@@ -111,3 +111,15 @@ def test_epoch_metrics_over_uneven_batches_equal_sklearn_on_the_whole_epoch(batc
     assert computed["accuracy"] == pytest.approx(skm.accuracy_score(labels, pred))
     assert computed["auc"] == pytest.approx(sklearn_auc(probs, labels), rel=1e-6)
     assert computed["confusion_matrix"] == skm.confusion_matrix(labels, pred).tolist()
+
+
+@pytest.mark.parametrize("labels, message", [
+    ([], "the evaluated part is empty"),
+    ([1, 2, 1, 2], r"class indices in \[0, 2\) .* from 1 to 2"),
+])
+def test_an_empty_part_or_labels_outside_the_classes_are_refused_in_words(labels, message) -> None:
+    from monai_ext.engines.metrics import classification_report
+
+    probs = np.full((len(labels), 2), 0.5)
+    with pytest.raises(ValueError, match=message):
+        classification_report(probs, np.array(labels, dtype=int), ["benign", "malignant"])
