@@ -25,8 +25,6 @@ import numpy as np
 
 #: Levels at or below this are left out of the estimate: background and dark tissue, where tints and gray coincide.
 TINT_MIN_LEVEL = 16
-#: Below this fraction of non-dark pixels looking like colour (Doppler-like colours aside), a frame is gray B-mode.
-TINT_MIN_COLOUR_FRACTION = 0.005
 #: A tint colours the bulk of the tissue (lit pixels between these luma percentiles), not only its bright tail:
 #: their median channel spread must be at least ``TINT_MIN_BULK_RATIO`` of their luma. Gray B-mode stays near 0
 #: there (JPEG chroma noise included), whatever pale flow or coloured text covers its bright levels.
@@ -85,8 +83,10 @@ def display_tint(rgb: np.ndarray, chroma: int = 40) -> np.ndarray | None:
     coloured = int(np.count_nonzero(looks_coloured))
     tint_like = int(np.count_nonzero(looks_coloured & candidates))
     # a map estimated from the candidates explains at most their colour: where that cannot pass the tests below
-    # (gray B-mode, with or without Doppler), nothing is estimated
-    if tint_like <= TINT_MIN_COLOUR_FRACTION * max(int(np.count_nonzero(lit)), 1) or (
+    # (gray B-mode, with or without Doppler), nothing is estimated. No share of coloured-looking pixels is asked
+    # for: on a dim tinted frame only the brightest echoes cross ``chroma``, and a frame taken for gray then had its
+    # bright reflectors erased as colour flow; the bulk test decides instead
+    if tint_like == 0 or (
             tint_like < TINT_MIN_EXPLAINED * coloured) or not _bulk_is_tinted(luma, spread, candidates):
         return None
     tint = _level_medians(rgb[candidates], luma[candidates])

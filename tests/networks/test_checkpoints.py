@@ -368,3 +368,17 @@ def test_encoder_into_linear_probe_head() -> None:
     report = ck.load_encoder_weights(clf, MaskedAutoencoderViT(**TINY).state_dict())
     assert report.missing == ["fc_norm.bias", "fc_norm.weight", "head.0.running_mean", "head.0.running_var",
                               "head.1.bias", "head.1.weight"]
+
+
+@pytest.mark.parametrize("extra, named", [
+    ({"depth": 3}, "blocks.2."),                       # a deeper encoder, cut to fit
+    ("layerscale", "blocks.0.ls1.gamma"),              # LayerScale gammas (1e-5) thrown away: branches 1e5 too strong
+])
+def test_encoder_keys_the_model_has_no_place_for_are_refused(extra, named) -> None:
+    state = MaskedAutoencoderViT(**{**TINY, **extra}).state_dict() if isinstance(extra, dict) else \
+        MaskedAutoencoderViT(**TINY).state_dict()
+    if extra == "layerscale":
+        state.update({f"blocks.{i}.ls{j}.gamma": torch.full((TINY["embed_dim"],), 1e-5)
+                      for i in range(TINY["depth"]) for j in (1, 2)})
+    with pytest.raises(ck.CheckpointError, match=f"have no place in this model, e.g. .*'{named}"):
+        ck.load_encoder_weights(ViTClassifier(2, **TINY_ENC), state)

@@ -155,3 +155,20 @@ def test_curved_and_strong_tints_are_recognised(curve):
     assert display_tint(shown) is not None
     tissue = frame.fov_mask & ~frame.annotation_mask
     assert colour_mask(shown)[tissue].mean() <= 0.01
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_dim_tinted_frame_keeps_its_bright_reflector(seed):
+    """On a dim sepia frame only the brightest echoes looked coloured, too few to count as a tint: the frame was
+    taken for gray and a bright reflector (bone, a stone) was inpainted away as colour flow."""
+    frame = simulate_frame(seed, SimulatorConfig(size=256, screen_capture=False, doppler_probability=0.0))
+    tissue = cv2.cvtColor(frame.screen, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    gray = np.clip(tissue * 80 / np.percentile(tissue[frame.fov_mask], 99), 0, 255).astype(np.uint8)  # a dim gain
+    ys, xs = np.nonzero(frame.fov_mask)
+    y, x = int(ys.mean()), int(xs.mean())
+    gray[y:y + 6, x:x + 20] = 210
+    shown = shown_through(np.repeat(gray[..., None], 3, -1), np.zeros(gray.shape, bool), "sepia")
+    luma = cv2.cvtColor(shown, cv2.COLOR_RGB2GRAY)
+    result = deannotate(shown)
+    assert display_tint(shown) is not None and not result.flow[y:y + 6, x:x + 20].any()
+    assert np.abs(result.image[y:y + 6, x:x + 20].astype(int) - luma[y:y + 6, x:x + 20]).max() <= 2

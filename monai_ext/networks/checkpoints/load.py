@@ -86,14 +86,23 @@ def load_mae_weights(
     return _load_exact(model, state_dict, set(), report, name)
 
 
+#: What fine-tuning may leave out of a pretraining or classification checkpoint: the MAE's decoder and mask token,
+#: a foreign head (and DeiT's distillation head), the final norm a pooling does not use. Any other key left out means
+#: the checkpoint's encoder is not this model's, and is refused (timm's rule: name exactly what does not load).
+ENCODER_DROPPABLE = ("decoder_", "mask_token", "head.", "head_dist.", "fc_norm.", "norm.", "pre_logits.")
+
+
 def load_encoder_weights(
     model: nn.Module, source: str | os.PathLike | Mapping[str, Any], sha256: str | None = None,
     name: str | None = None,
 ) -> LoadReport:
     """Initialise the encoder of a :class:`ViTClassifier` or :class:`ViTSegmenter` from an MAE or ViT checkpoint.
 
-    Keys the classifier has no use for (decoder, mask token, a foreign head, the unused final norm) are dropped
-    and reported; the head (and ``fc_norm`` with average pooling) must be exactly the keys left at initialisation.
+    Keys the classifier has no use for (:data:`ENCODER_DROPPABLE`: decoder, mask token, a foreign head, the unused
+    final norm), and keys of modules the encoder does not have (a loss's weights), are dropped and reported; a key
+    inside the encoder's own modules that the model lacks is refused, naming it (a deeper encoder, or blocks with
+    LayerScale or qk-norm, would otherwise be cut to fit without a word). The head (and ``fc_norm`` with
+    average pooling) must be exactly the keys left at initialisation.
     ``name`` names the file in errors when ``source`` is its content, read already.
     """
     layout, state_dict, name = _resolve(source, sha256, name)
@@ -101,9 +110,18 @@ def load_encoder_weights(
     absent = sorted(wanted - set(state_dict))
     if absent:
         raise CheckpointError(f"{name}: layout {layout!r} lacks encoder keys {absent[:8]!r}")
+    dropped = sorted(set(state_dict) - wanted)
+    # a key inside one of the encoder's own modules (blocks, patch_embed, ...) that the model lacks; keys of other
+    # modules (a loss's class weights saved with a training module) are dropped and reported
+    roots = {k.split(".")[0] for k in wanted}
+    foreign = [k for k in dropped if k.split(".")[0] in roots and not k.startswith(ENCODER_DROPPABLE)]
+    if foreign:  # a deeper network's blocks, LayerScale gammas, qk-norms: the encoder would start broken
+        raise CheckpointError(
+            f"{name}: {len(foreign)} encoder key(s) have no place in this model, e.g. {foreign[:6]!r}: the "
+            "checkpoint's encoder differs (more blocks, LayerScale or qk-norm); give the matching --arch")
     kept = {k: v for k, v in state_dict.items() if k in wanted}
     kept, adapted = adapt_to_model(kept, model)
-    report = LoadReport(layout=layout, dropped=sorted(set(state_dict) - wanted), adapted=adapted)
+    report = LoadReport(layout=layout, dropped=dropped, adapted=adapted)
     expected_missing = set(model.state_dict()) - wanted
     return _load_exact(model, kept, expected_missing, report, name)
 
