@@ -20,6 +20,7 @@ def _parser() -> ConfigParser:
     parser = ConfigParser()
     parser.read_config(str(REPO / "bundles" / "usf_mae_segment" / "configs" / "train.yaml"))
     parser["image_size"] = SIZE
+    parser["num_classes"] = 2  # not from the split: that would write the synthetic default into the bundle folder
     return parser
 
 
