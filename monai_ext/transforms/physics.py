@@ -89,15 +89,19 @@ def gaussian_kernels(sigma: torch.Tensor, radius: int) -> torch.Tensor:
 
 def apply_axial_lateral_blur(img: torch.Tensor, sigma_axial: torch.Tensor, sigma_lateral: torch.Tensor) -> torch.Tensor:
     """Separable Gaussian blur, ``sigma_axial`` (N,) along rows' direction (depth) and ``sigma_lateral`` (N,) across,
-    modelling a longer pulse or a wider beam. Reflect padding; black background preserved."""
+    modelling a longer pulse or a wider beam. Reflect padding (replicate along an axis one pixel long); black
+    background and NaN pixels (as 0) preserved, NaN not spread."""
     n, c, h, w = img.shape
     radius = max(1, int(math.ceil(3.0 * float(torch.max(torch.stack([sigma_axial.max(), sigma_lateral.max()]))))))
     radius = min(radius, (min(h, w) - 1) // 2) or 1
     ka = gaussian_kernels(sigma_axial.to(img), radius).repeat_interleave(c, 0)
     kl = gaussian_kernels(sigma_lateral.to(img), radius).repeat_interleave(c, 0)
-    x = img.reshape(1, n * c, h, w)
-    x = F.conv2d(F.pad(x, (0, 0, radius, radius), mode="reflect"), ka[:, None, :, None], groups=n * c)
-    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="reflect"), kl[:, None, None, :], groups=n * c)
+    # replicate padding along an axis one pixel long (reflect refuses it), and no NaN into the convolution: one NaN
+    # pixel would spread to its whole neighbourhood, where the other physics transforms zero that pixel alone
+    modes = ("replicate" if h < 2 else "reflect", "replicate" if w < 2 else "reflect")
+    x = torch.nan_to_num(img, nan=0.0).reshape(1, n * c, h, w)
+    x = F.conv2d(F.pad(x, (0, 0, radius, radius), mode=modes[0]), ka[:, None, :, None], groups=n * c)
+    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode=modes[1]), kl[:, None, None, :], groups=n * c)
     return _keep_background(x.reshape(n, c, h, w), img)
 
 

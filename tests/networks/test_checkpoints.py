@@ -382,3 +382,25 @@ def test_encoder_keys_the_model_has_no_place_for_are_refused(extra, named) -> No
                       for i in range(TINY["depth"]) for j in (1, 2)})
     with pytest.raises(ck.CheckpointError, match=f"have no place in this model, e.g. .*'{named}"):
         ck.load_encoder_weights(ViTClassifier(2, **TINY_ENC), state)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: c["model"].pop("head.bias"), r"keys do not match its architecture record: missing \['head.bias'\]"),
+    (lambda c: c["arch"]["arch_args"].update(bogus=1), "its architecture record does not build a classifier: .*bogus"),
+])
+def test_an_edited_own_file_is_refused_naming_it(tmp_path, edit, message) -> None:
+    """A hand-edited file (or one with a newer version's arguments) gave torch's key dump or a TypeError."""
+    path = tmp_path / "model.pt"
+    ck.save_model_checkpoint(path, ViTClassifier(2, **TINY_ENC), "classifier")
+    content = torch.load(path, weights_only=True)
+    edit(content)
+    with pytest.raises(ck.CheckpointError, match=f"^edited.pt: {message}"):
+        ck.build_from_checkpoint(content, "edited.pt")
+
+
+@pytest.mark.parametrize("content", [{}, {"model_ema": {"w": torch.zeros(1)}}])
+def test_a_layout_refusal_names_the_file(tmp_path, content) -> None:
+    path = tmp_path / "odd.pth"
+    torch.save(content, path)
+    with pytest.raises(ck.CheckpointError, match=f"^{re.escape(str(path))}: "):
+        ck.load_mae_weights(MaskedAutoencoderViT(**TINY), path)

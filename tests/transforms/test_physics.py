@@ -124,3 +124,18 @@ def test_integer_images_are_augmented_in_their_own_range(array_cls, dict_cls, kw
     reference = array_cls(prob=1.0, **kwargs).set_random_state(4)(frame.astype(np.float32) / peak)
     assert out.dtype == dtype
     assert np.abs(out.astype(np.float64) - np.rint(reference.astype(np.float64) * peak)).max() <= 1
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 20), (1, 20, 1), (1, 1, 1)])
+def test_the_blur_takes_images_one_pixel_wide_or_tall(shape) -> None:
+    """Reflect padding refused an axis one pixel long: a 1-row strip crashed where the other transforms passed."""
+    img = torch.rand(shape) + 0.1
+    out = RandAxialLateralBlur(prob=1.0, axial_sigma=(1.0, 1.0), lateral_sigma=(1.0, 1.0))(img)
+    assert out.shape == img.shape and torch.isfinite(torch.as_tensor(out)).all()
+
+
+def test_the_blur_does_not_spread_a_nan_pixel() -> None:
+    img = torch.rand(1, 16, 16) + 0.1
+    img[0, 8, 8] = float("nan")
+    out = torch.as_tensor(RandAxialLateralBlur(prob=1.0, axial_sigma=(1.0, 1.0), lateral_sigma=(1.0, 1.0))(img))
+    assert torch.isfinite(out).all()  # 63 NaN neighbours before

@@ -49,7 +49,10 @@ def _resolve(source: str | os.PathLike | Mapping[str, Any], sha256: str | None,
              name: str | None = None) -> tuple[str, StateDict, str]:
     name = name or (str(source) if not isinstance(source, Mapping) else "<in-memory checkpoint>")
     checkpoint = source if isinstance(source, Mapping) else read_checkpoint(source, sha256)
-    layout, state_dict = to_state_dict(checkpoint)
+    try:
+        layout, state_dict = to_state_dict(checkpoint)
+    except CheckpointError as e:  # the layout's refusal names no file: a run with several checkpoints says which
+        raise CheckpointError(f"{name}: {e}") from e
     return layout, state_dict, name
 
 
@@ -146,8 +149,15 @@ def build_from_checkpoint(source: str | os.PathLike | Mapping[str, Any], name: s
     cls = {"mae": MaskedAutoencoderViT, "classifier": ViTClassifier, "segmenter": ViTSegmenter}.get(arch.get("kind"))
     if cls is None:
         raise CheckpointError(f"{name}: unknown model kind {arch.get('kind')!r}")
-    model = cls(**arch["arch_args"])
+    try:
+        model = cls(**arch["arch_args"])
+    except (TypeError, ValueError) as e:  # an edited record, or one of a newer version with more arguments
+        raise CheckpointError(f"{name}: its architecture record does not build a {arch.get('kind')}: {e}") from e
     state_dict = filter_monai_ext(checkpoint)
     check_shapes(state_dict, model, name)
+    expected, given = set(model.state_dict()), set(state_dict)
+    if expected != given:  # torch's own refusal is a page of keys without the file's name
+        raise CheckpointError(f"{name}: keys do not match its architecture record: missing "
+                              f"{sorted(expected - given)[:8]!r}, unexpected {sorted(given - expected)[:8]!r}")
     model.load_state_dict(state_dict, strict=True)
     return model
