@@ -217,7 +217,7 @@ def pretrain_eval_part(datalists: Mapping[str, Sequence[Mapping[str, Any]]], eva
     items = list(datalists["validation"])
     if eval_split == "all":
         # file order (a corpus cache's frame order), not the split's shuffle: the set is the folder, whatever the seed
-        items = sorted([*datalists["train"], *items], key=lambda item: (str(type(item["image"])), item["image"]))
+        items = sorted([*datalists["train"], *items], key=lambda item: item["image"])  # paths, or frame indices
     logger.info("evaluating the reconstruction loss on %d image(s) (eval_split %s)", len(items), eval_split)
     return [dict(item) for item in items]
 

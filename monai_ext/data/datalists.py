@@ -257,9 +257,10 @@ def _require_files(split: Mapping[str, Any], path: Path, written: Mapping[str, A
                      f"read from the datalist's folder{hint}")
 
 
-def _first_rank() -> bool:
-    """Rank 0 of a torchrun job, or a single process: every rank reads the datalist, one warning is enough. The
-    launcher's ``RANK`` is read too, since a bundle may read its datalist before it joins the process group."""
+def first_rank() -> bool:
+    """Rank 0 of a torchrun job, or a single process: where every rank reads the same list, one warning is
+    enough. The launcher's ``RANK`` is read too, since a bundle may read its data before it joins the process
+    group."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
@@ -280,7 +281,7 @@ def warn_of_several_frames(split: Mapping[str, Any], path: str | os.PathLike) ->
         split: parts of items whose ``image`` paths exist (as :func:`read_split` and :func:`check_split` leave them).
         path: the datalist, named in the warning.
     """
-    if not _first_rank():
+    if not first_rank():
         return
     several = [(f"{part}[{i}]", item["image"], frames) for part in PARTS for i, item in enumerate(split.get(part, []))
                if (frames := frames_held(item["image"])) > 1]

@@ -16,6 +16,7 @@ import torch.distributed as dist
 from monai.data import Dataset
 from monai.transforms import Compose, OneOf, RandomizableTrait, RandomOrder, SomeOf
 
+from monai_ext.data.datalists import first_rank
 from monai_ext.io.errors import root_cause
 
 logger = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ def _failed_on_any_rank(failed: dict[int, str]) -> dict[int, str]:
 
 def _warn_once_per_job(message: str, *args: Any) -> None:
     """Warn on rank 0 only: under DDP every rank screens the same evaluation list, one warning per file suffices."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0:
+    if first_rank():
         logger.warning(message, *args)
 
 

@@ -364,10 +364,13 @@ class ProjectMLFlowHandler(MLFlowHandler):
         check_tracking_uri(given_uri or os.environ.get("MLFLOW_TRACKING_URI"))
         if is_unset(kwargs.get("run_name")):  # --run_name null arrives as text: MLflow would name the run "null"
             kwargs["run_name"] = None
+        # MONAI's handler gives MLFLOW_TRACKING_URI priority over the URI it is given (a variable a shell profile
+        # exports sent a run asked for elsewhere to the team server, and cross-validation's folds away from their
+        # parent run), and a folder there refused the given URI: without the variable, it uses the given one
         with _environment_without("MLFLOW_TRACKING_URI" if given_uri else None):
-            super().__init__(**kwargs)  # MONAI's checks the variable first: a folder there refused the given URI
-        if given_uri:
-            self._use_store(str(given_uri), kwargs.get("artifact_location"))
+            super().__init__(**kwargs)
+        if kwargs.get("artifact_location") is None:  # MONAI's leaves the SQLite URI's path percent-encoded
+            self.artifact_location = sqlite_artifact_location(self.client.tracking_uri)
         self.run_holder = run_holder
         self.config_dir = config_dir
         self.datalists = datalists
@@ -383,15 +386,6 @@ class ProjectMLFlowHandler(MLFlowHandler):
         self.registered_model_name = None if is_unset(registered_model_name) else registered_model_name
         self.record_run = record_run
         self.resolved_params = {param_key(str(k)): _param_text(v) for k, v in (resolved_params or {}).items()}
-
-    def _use_store(self, tracking_uri: str, artifact_location: str | None) -> None:
-        """Log to ``tracking_uri``: MONAI's handler gives ``MLFLOW_TRACKING_URI`` priority over it, so a variable a
-        shell profile exports sent a run asked for elsewhere to the team server (and cross-validation's folds away
-        from their parent run); a SQLite store keeps its artifacts beside the database."""
-        import mlflow
-
-        self.client = mlflow.MlflowClient(tracking_uri=tracking_uri)
-        self.artifact_location = artifact_location or sqlite_artifact_location(tracking_uri)
 
     # ------------------------------------------------------------------------------------------------ run handling
     def attach(self, engine: Engine) -> None:
