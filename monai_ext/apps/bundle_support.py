@@ -128,8 +128,11 @@ def _load_content(network: torch.nn.Module, content: Any, name: str, encoder_onl
             raise CheckpointError("init_options encoder_only applies to fine-tuning bundles: pretraining continues "
                                   "a whole MAE (released USF-MAE, Facebook MAE, this bundle's models/model.pt)")
     if detect_layout(content) == "monai_ext" and content["arch"].get("kind") != "mae":
-        # A file of this same kind of network (a classifier or an external CNN): everything must match.
         state_dict = filter_monai_ext(content)
+        if encoder_only and _transfers_encoder(network, content["arch"].get("kind"), state_dict):
+            report = load_encoder_weights(network, content, name=name)
+            return f"{name}: the encoder of a {content['arch']['kind']} (head or decoder new here); {report.summary()}"
+        # A file of this same kind of network (a classifier or an external CNN): everything must match.
         try:
             check_shapes(state_dict, network, name)
         except CheckpointError as e:
@@ -140,6 +143,34 @@ def _load_content(network: torch.nn.Module, content: Any, name: str, encoder_onl
         return f"{name}: all {len(state_dict)} tensors (strict)"
     load = load_encoder_weights if encoder_only else load_mae_weights
     return f"{name}: {load(network, content, name=name).summary()}"
+
+
+def _network_kind(network: torch.nn.Module) -> str | None:
+    """The checkpoint kind a fine-tuning network is saved as (``classifier`` or ``segmenter``), else ``None``."""
+    from monai_ext.networks.classifier import ViTClassifier
+    from monai_ext.networks.segmentation import ViTSegmenter
+
+    return {ViTClassifier: "classifier", ViTSegmenter: "segmenter"}.get(type(network))
+
+
+def _transfers_encoder(network: torch.nn.Module, file_kind: str | None, state_dict: Mapping[str, torch.Tensor]) -> bool:
+    """Whether fine-tuning takes only the encoder of this project's classifier or segmenter file.
+
+    It does where the file is the other kind (a segmenter's encoder starting a classifier, or the reverse) or where
+    its head, decoder or pooling does not fit (a classifier of 3 classes starting one of 2: transfer to a new task).
+    A file of the same kind that fits whole continues whole; one whose encoder tensors have other shapes (another
+    image size or channel count) is left to the strict load, which says what the file was trained with.
+    """
+    network_kind = _network_kind(network)
+    if network_kind is None or file_kind not in ("classifier", "segmenter"):
+        return False
+    if file_kind != network_kind:
+        return True
+    target = network.state_dict()
+    reshaped = {k for k, v in state_dict.items() if k in target and tuple(v.shape) != tuple(target[k].shape)}
+    if reshaped & set(network.encoder_parameter_names()):
+        return False
+    return bool(reshaped) or set(target) != set(state_dict)
 
 
 def first_images(dataset: Sequence[Mapping[str, Any]], count: int, key: str = "image") -> torch.Tensor:

@@ -256,6 +256,63 @@ def test_a_shape_mismatch_says_what_the_checkpoint_was_trained_with(tiny_files):
         initialize_weights(network, tiny_files["classifier"])
 
 
+# --------------------------------------------------------------------- fine-tuning from this project's own models
+_NEW_NETWORKS = {
+    "classifier of 2": lambda: build_classifier(TINY, 2, img_size=64),
+    "classifier of 3, cls token": lambda: build_classifier(TINY, 3, img_size=64, global_pool="cls"),
+    "segmenter of 3": lambda: build_segmenter(TINY, 3, img_size=64, feature_size=8),
+    "segmenter of 2": lambda: build_segmenter(TINY, 2, img_size=64, feature_size=8),
+}
+
+
+@pytest.mark.parametrize("kind, new", [
+    ("classifier", "classifier of 2"),         # transfer to a task with another class count
+    ("segmenter", "classifier of 2"),           # a segmenter's encoder starting a classifier
+    ("segmenter", "classifier of 3, cls token"),
+    ("segmenter", "segmenter of 3"),
+])
+def test_fine_tuning_takes_the_encoder_of_an_own_model_whose_head_does_not_fit(tiny_files, kind, new):
+    """A classifier of 3 classes as the start of one of 2 was refused as if the image size were wrong, and a segmenter
+    as a classifier's start ended in torch's page of missing and unexpected keys."""
+    network = _NEW_NETWORKS[new]()
+    head_before = {k: v.clone() for k, v in network.state_dict().items() if k not in network.encoder_parameter_names()}
+    summary = initialize_weights(network, tiny_files[kind], encoder_only=True)
+    assert f"the encoder of a {kind}" in summary
+    saved = torch.load(tiny_files[kind], weights_only=True)["model"]
+    for key in network.encoder_parameter_names():
+        assert torch.equal(network.state_dict()[key], saved[key]), key
+    for key, value in head_before.items():  # the head or decoder keeps its fresh initialisation
+        assert torch.equal(network.state_dict()[key], value), key
+
+
+@pytest.mark.parametrize("kind, new", [("classifier", lambda: build_classifier(TINY, 3, img_size=64)),
+                                       ("segmenter", lambda: build_segmenter(TINY, 2, img_size=64, feature_size=8))])
+def test_fine_tuning_continues_an_own_model_of_the_same_shape_whole(tiny_files, kind, new):
+    network = new()
+    assert "(strict)" in initialize_weights(network, tiny_files[kind], encoder_only=True)
+    saved = torch.load(tiny_files[kind], weights_only=True)["model"]
+    assert all(torch.equal(value, saved[key]) for key, value in network.state_dict().items())
+
+
+def test_an_own_model_whose_encoder_does_not_fit_still_says_what_it_was_trained_with(tiny_files):
+    """Another image size is a forgotten setting, not a transfer: the strict load's advice stands."""
+    with pytest.raises(CheckpointError, match="trained with .*image_size=64"):
+        initialize_weights(build_classifier(TINY, 2, img_size=96), tiny_files["classifier"], encoder_only=True)
+
+
+def test_evaluating_an_own_model_of_another_class_count_is_refused(tiny_files):
+    with pytest.raises(CheckpointError, match="'head.weight' has shape"):
+        initialize_weights(build_classifier(TINY, 2, img_size=64), tiny_files["classifier"])
+
+
+@pytest.mark.parametrize("new", ["segmenter of 2", "classifier of 3, cls token"])
+def test_an_average_pooling_classifier_cannot_start_a_network_that_needs_the_final_norm(tiny_files, new):
+    """It has no final encoder norm, which a segmenter's deepest feature map and a cls-token classifier need."""
+    with pytest.raises(CheckpointError, match=r"lacks encoder keys \['norm.bias', 'norm.weight'\]; a classifier "
+                                              "fine-tuned with average pooling"):
+        initialize_weights(_NEW_NETWORKS[new](), tiny_files["classifier"], encoder_only=True)
+
+
 # ------------------------------------------------------------------------------------------- paths typed as numbers
 def _named_2024(setting: str, root: Path, tiny_files: dict[str, Path]) -> Path:
     """Put what ``setting`` names at ``root/2024``: a folder of images, an image, a datalist or a checkpoint."""

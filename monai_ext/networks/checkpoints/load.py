@@ -112,7 +112,11 @@ def load_encoder_weights(
     wanted = set(model.encoder_parameter_names())
     absent = sorted(wanted - set(state_dict))
     if absent:
-        raise CheckpointError(f"{name}: layout {layout!r} lacks encoder keys {absent[:8]!r}")
+        # an average-pooling classifier replaces the encoder's final norm by fc_norm (MAE's fine-tuning recipe)
+        hint = ("; a classifier fine-tuned with average pooling has no final norm: start from the MAE it was "
+                "fine-tuned from" if all(k.startswith("norm.") for k in absent) and "fc_norm.weight" in state_dict
+                else "")
+        raise CheckpointError(f"{name}: layout {layout!r} lacks encoder keys {absent[:8]!r}{hint}")
     dropped = sorted(set(state_dict) - wanted)
     # a key inside one of the encoder's own modules (blocks, patch_embed, ...) that the model lacks; keys of other
     # modules (a loss's class weights saved with a training module) are dropped and reported
