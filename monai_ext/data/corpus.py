@@ -52,7 +52,7 @@ from monai_ext.data.views import (
     halve_until,
     prepare_views,
 )
-from monai_ext.io.atomic import atomic_write_bytes
+from monai_ext.io.atomic import atomic_open, atomic_write_bytes
 from monai_ext.io.errors import UnreadableImageError, collected_reader_warnings, one_line
 from monai_ext.io.settings import path_setting, setting_text
 from monai_ext.io.volumes import without_metaimage_data_files
@@ -137,7 +137,11 @@ def perceptual_hash(gray: np.ndarray) -> int:
 
 
 def process_file(path: Path, root: Path, options: CorpusOptions) -> tuple[list[np.ndarray], list[dict], str | None]:
-    """Views of every frame of one file, cache-ready: (views (S, S) uint8, their records, skip reason or None).
+    """Views of every frame of one file, cache-ready: (views (S, S) uint8, their records, reason or None).
+
+    A file that fails part way (a corrupt frame in a cine loop, a damaged last page) keeps the views of the frames
+    read before the failure: the reason is then a warning about the rest, not a skip. A file that gives no frame
+    always has a reason.
 
     Args:
         path: the source file.
@@ -163,14 +167,25 @@ def process_file(path: Path, root: Path, options: CorpusOptions) -> tuple[list[n
                           "phash": f"{perceptual_hash(view.pixels):016x}"}
                 records.append(record)
     except (UnreadableImageError, SkippedSource) as e:
-        return [], [], _relative_message(e, path, relative)
+        return _partly_read(frames, records, _relative_message(e, path, relative))
     except MemoryError:
-        return [], [], f"{relative}: too large to decode in memory"
+        return _partly_read(frames, records, f"{relative}: too large to decode in memory")
     # Any other failure on one odd file (an OpenCV or codec error) skips it, named, and the batch goes on: raised in
     # a worker, it would stop the run and lose the files of the chunks in flight.
     except Exception as e:  # noqa: BLE001
-        return [], [], f"{relative}: {type(e).__name__}: {one_line(str(e))}"
+        return _partly_read(frames, records, f"{relative}: {type(e).__name__}: {one_line(str(e))}")
+    if not records:  # a header claiming no frames, a video whose one frame was held back: said, not dropped unseen
+        return [], [], f"{relative}: no frame could be read from it"
     return frames, records, None
+
+
+def _partly_read(frames: list[np.ndarray], records: list[dict],
+                 reason: str) -> tuple[list[np.ndarray], list[dict], str]:
+    """The views read before a failure, with the failure's reason saying that they were kept."""
+    if records:
+        last = records[-1]["frame"]
+        reason = f"{reason} (read up to it: the views of frames 0-{last} are kept)"
+    return frames, records, reason
 
 
 def _relative_message(error: Exception, path: Path, relative: str) -> str:
@@ -191,23 +206,49 @@ def _write_chunk(args: tuple[int, list[str], str, str, CorpusOptions]) -> tuple[
     """
     index, files, root, out, options = args
     cv2.setNumThreads(1)  # one process per core already
+    stats = source_stats(Path(root), files)  # before reading: a file changed while it is read is read again
     frames, records, skipped, warned = [], [], [], []
     for name in files:
         with collected_reader_warnings() as notes:
             f, r, reason = process_file(Path(root) / name, Path(root), options)
-        if reason:
+        if reason and not f:
             skipped.append({"source": name, "reason": reason})
+        elif reason:  # partly read: its good frames are in the cache, the failure is a warning about the file
+            notes = [*notes, reason]
         if notes:
             warned.append({"source": name, "warnings": notes})
         frames += f
         records += r
     array_path, json_path = _chunk_paths(Path(out), index)
-    stack = np.stack(frames) if frames else np.zeros((0, options.size, options.size), np.uint8)
-    buffer = _npy_bytes(stack)
-    atomic_write_bytes(array_path, buffer)
-    chunk = {"files": files, "records": records, "skipped": skipped, "warnings": warned}
+    _write_frames(array_path, frames, options.size)
+    chunk = {"files": files, "records": records, "skipped": skipped, "warnings": warned, "stats": stats}
     atomic_write_bytes(json_path, json.dumps(chunk).encode())
     return index, len(frames), len(skipped)
+
+
+def _write_frames(path: Path, frames: list[np.ndarray], size: int) -> None:
+    """Write (n, size, size) uint8 ``frames`` as one ``.npy`` atomically, a frame at a time: stacking them and
+    serialising the stack held three copies of a chunk of cine loops in memory (gigabytes per worker)."""
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False,
+              "shape": (len(frames), size, size)}
+    with atomic_open(path) as file:
+        np.lib.format.write_array_header_1_0(file, header)
+        for frame in frames:
+            file.write(np.ascontiguousarray(frame, dtype=np.uint8).tobytes())
+
+
+def source_stats(root: Path, files: Sequence[str]) -> dict[str, list[int] | None]:
+    """``[size, mtime_ns]`` of each file under ``root`` (None for one that is gone): what a rerun compares to find the
+    files changed since their chunk was cached."""
+    stats: dict[str, list[int] | None] = {}
+    for name in files:
+        try:
+            stat = os.stat(root / name)
+        except OSError:
+            stats[name] = None
+        else:
+            stats[name] = [stat.st_size, stat.st_mtime_ns]
+    return stats
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:
@@ -242,11 +283,12 @@ class RootSurvey:
         return sorted({source.split("/")[0] if "/" in source else root.name for source in self.sources})
 
 
-def survey_root(root: Path) -> RootSurvey:
-    """Walk ``root`` once. An archive of 370K files on a network share takes minutes to walk, and telling a
-    suffix-less DICOM from a note opens the file, so the run walks it once, not once per question it asks."""
+def survey_root(root: Path, out: Path | None = None) -> RootSurvey:
+    """Walk ``root`` once, leaving out the cache folder ``out`` where it lies inside. An archive of 370K files on a
+    network share takes minutes to walk, and telling a suffix-less DICOM from a note opens the file, so the run
+    walks it once, not once per question it asks."""
     sources, others = [], []
-    for path in walk_files(root):
+    for path in walk_files(root, exclude=[out] if out is not None else []):
         (sources if source_kind(path) else others).append(path)
     others = without_metaimage_data_files(others, sources)
     return RootSurvey(sorted(path.relative_to(root).as_posix() for path in sources), count_by_suffix(others))
@@ -311,6 +353,7 @@ def ingest(root: Path, out: Path, options: CorpusOptions, sources: list[str], wo
     (out / "chunks").mkdir(parents=True, exist_ok=True)
     chunks = _plan(root, out, options, sources)
     todo = [i for i in range(len(chunks)) if not _chunk_paths(out, i)[1].exists()]
+    todo = sorted(todo + _chunks_with_changed_files(root, out, chunks, set(todo)))
     jobs = [(i, chunks[i], str(root), str(out), options) for i in todo]
     bar = tqdm(total=len(chunks), initial=len(chunks) - len(todo), desc="ingest (chunks)", unit="chunk")
     kill_after = int(os.environ.get(KILL_AFTER_CHUNKS_ENV, "0") or 0)
@@ -326,6 +369,28 @@ def ingest(root: Path, out: Path, options: CorpusOptions, sources: list[str], wo
                 bar.update()
                 _kill_hook(done, kill_after)
     bar.close()
+
+
+def _chunks_with_changed_files(root: Path, out: Path, chunks: list[list[str]], todo: set[int]) -> list[int]:
+    """Cached chunks holding a file whose size or modification time changed since it was read (a file still being
+    copied was skipped or cut short, a study re-exported in place): they are read again, said in a warning. Chunks
+    cached before sizes and times were recorded (``stats`` absent) are kept as they are."""
+    changed, names = [], []
+    for index in range(len(chunks)):
+        if index in todo:
+            continue
+        stored = json.loads(_chunk_paths(out, index)[1].read_text()).get("stats")
+        if stored is None:
+            continue
+        now = source_stats(root, list(stored))
+        moved = [name for name, stat in stored.items() if now[name] is not None and now[name] != stat]
+        if moved:
+            changed.append(index)
+            names += moved
+    if changed:
+        logger.warning("%d file(s) changed since they were cached (e.g. %s); reading their %d chunk(s) again",
+                       len(names), ", ".join(names[:3]), len(changed))
+    return changed
 
 
 def _kill_hook(done: int, kill_after: int) -> None:
@@ -397,8 +462,14 @@ def evaluation_hashes(folders: Iterable[str | os.PathLike],
 
 def decide(records: list[dict], options: CorpusOptions, exclude_datasets: Sequence[str],
            eval_exact: dict[str, str], eval_near: NearDuplicateIndex | None) -> None:
-    """Set ``keep`` and ``reason`` of every record, in manifest order (the first of a duplicate group is kept)."""
+    """Set ``keep`` and ``reason`` of every record, in manifest order (the first of a duplicate group is kept).
+
+    A frame of an excluded dataset keeps its copies in other datasets out too (``matches_excluded``, exact or within
+    :data:`EVALUATION_NEAR_BITS`): exclusion is how an evaluation set is kept out of pretraining, and the same image
+    filed under a second dataset would leak it back in.
+    """
     excluded = {name.lower() for name in exclude_datasets}
+    excluded_exact, excluded_near = _excluded_frames(records, excluded, options)
     seen: dict[str, str] = {}
     near = NearDuplicateIndex(options.dedup_threshold) if options.dedup_threshold >= 0 else None
     for r in records:
@@ -408,6 +479,10 @@ def decide(records: list[dict], options: CorpusOptions, exclude_datasets: Sequen
             pass  # left out while the view was prepared (no_signal, doppler_flow)
         elif r["dataset"].lower() in excluded:
             reason = "excluded_dataset"
+        elif r["sha256"] in excluded_exact:
+            reason = f"matches_excluded:{excluded_exact[r['sha256']]}"
+        elif excluded_exact and (match := excluded_near.find(phash)):
+            reason = f"near_excluded:{match}"
         elif r["sha256"] in eval_exact:
             reason = f"matches_evaluation:{eval_exact[r['sha256']]}"
         elif eval_near is not None and (match := eval_near.find(phash)):
@@ -421,6 +496,19 @@ def decide(records: list[dict], options: CorpusOptions, exclude_datasets: Sequen
             seen[r["sha256"]] = r["frame_id"]
             if near is not None:
                 near.add(phash, r["frame_id"])
+
+
+def _excluded_frames(records: list[dict], excluded: set[str],
+                     options: CorpusOptions) -> tuple[dict[str, str], NearDuplicateIndex]:
+    """Exact (sha256 -> frame id) and near (pHash) indexes of the frames of the excluded datasets (lower-case
+    names), gathered before any frame is decided: a copy listed before its excluded original is caught too."""
+    exact: dict[str, str] = {}
+    near = NearDuplicateIndex(max(options.dedup_threshold, EVALUATION_NEAR_BITS))
+    for r in records:
+        if r["dataset"].lower() in excluded and not r.get("drop"):
+            exact.setdefault(r["sha256"], r["frame_id"])
+            near.add(int(r["phash"], 16), r["frame_id"])
+    return exact, near
 
 
 # --------------------------------------------------------------------------------------------------- top level
@@ -452,7 +540,7 @@ def prepare_corpus(root: str | os.PathLike, out: str | os.PathLike, options: Cor
             raise NotADirectoryError(f"{role} {str(folder)!r} is not a folder")
     if workers < 0:  # 0 and 1 both ingest in this process
         raise ValueError(f"workers must be >= 0, got {workers!r}")
-    survey = survey_root(root)
+    survey = survey_root(root, out)
     check_dataset_names(root, survey, exclude_datasets)
     ingest(root, out, options, survey.sources, workers)
     chunks = json.loads((out / "plan.json").read_text())["chunks"]  # as ingest() planned and finished them

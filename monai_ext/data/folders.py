@@ -18,19 +18,24 @@ from monai_ext.io.settings import path_setting, setting_text
 logger = logging.getLogger(__name__)
 
 
-#: Folders archivers add that hold no data: macOS's zip keeps resource forks in ``__MACOSX`` (``._name`` copies).
-ARCHIVE_METADATA_FOLDERS = frozenset({"__MACOSX"})
+#: Folders that hold no data of the archive: macOS's zip keeps resource forks in ``__MACOSX`` (``._name`` copies);
+#: Windows keeps deleted files, suffixes and all, in ``$RECYCLE.BIN`` (``RECYCLER`` before Vista) on an NTFS or exFAT
+#: drive, as Linux does in ``.Trash-1000``, and its own records in ``System Volume Information``.
+ARCHIVE_METADATA_FOLDERS = frozenset({"__MACOSX", "$RECYCLE.BIN", "RECYCLER", "System Volume Information"})
+_METADATA_FOLDERS_UPPER = frozenset(name.upper() for name in ARCHIVE_METADATA_FOLDERS)
 
 
 def is_hidden_name(name: str) -> bool:
     """Whether a file or folder name is one that readers pass over: hidden (``.Trash-1000``, ``._name``) or an
     archiver's metadata folder (:data:`ARCHIVE_METADATA_FOLDERS`)."""
-    return name.startswith(".") or name in ARCHIVE_METADATA_FOLDERS
+    return name.startswith(".") or name.upper() in _METADATA_FOLDERS_UPPER  # Windows names ignore case
 
 
-def walk_files(root: str | os.PathLike) -> Iterator[Path]:
+def walk_files(root: str | os.PathLike, exclude: Sequence[str | os.PathLike] = ()) -> Iterator[Path]:
     """Every file under ``root`` (paths as reached, under ``root``), following symbolic links to folders: each real
     folder is entered once, so a link back up the tree (a loop) or two links to one folder cannot repeat files.
+    Folders in ``exclude`` (that exist) are never entered, by whatever path or link they are reached (an output
+    folder inside the root: a rerun must not read its own cache and figures as data).
     Hidden files and folders below ``root`` are left out (a drive's ``.Trash-1000`` holds deleted images, evaluation
     ones among them; ``.thumbnails`` copies; ``._name`` macOS metadata), and so is an unzipped ``__MACOSX``. Folders
     in sorted order, files sorted within each.
@@ -38,7 +43,7 @@ def walk_files(root: str | os.PathLike) -> Iterator[Path]:
     ``Path.rglob`` is not used: before Python 3.13 it does not follow links to folders, and a study folder linked
     into a dataset (``study1 -> /data/exports/study1``) would be skipped without a word.
     """
-    seen: set[tuple[int, int]] = set()
+    seen = {(stat.st_dev, stat.st_ino) for stat in (os.stat(f) for f in exclude if os.path.isdir(f))}
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         stat = os.stat(dirpath)
         if (stat.st_dev, stat.st_ino) in seen:

@@ -295,6 +295,8 @@ def prepare_views(pixels: np.ndarray, region_box: Sequence[int] | None, options:
     boxes, reduced = view_boxes(gray, region_box, options)
     views = [prepare_view(small, gray, box, i, options, reduced) for i, box in enumerate(boxes)]
     if scale != 1.0:
-        for view in views:
-            view.crop = tuple(int(round(v / scale)) for v in view.crop)
+        height, width = pixels.shape[:2]
+        for view in views:  # rounding back up may pass the frame's edge by a pixel: clipped to the frame
+            x0, y0, x1, y1 = (int(round(v / scale)) for v in view.crop)
+            view.crop = (min(x0, width), min(y0, height), min(x1, width), min(y1, height))
     return views

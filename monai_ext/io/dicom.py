@@ -25,7 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from monai_ext.io.dicom_frames import frame_count, reconcile_frame_count
+from monai_ext.io.dicom_frames import (
+    encapsulated_value,
+    fragments_before_cut,
+    frame_count,
+    reconcile_frame_count,
+    whole_frame_fragments,
+)
 from monai_ext.io.errors import UnreadableImageError, one_line
 
 __all__ = ["DICOM_SUFFIXES", "dicom_display", "first_dicom_frame", "has_dicom_preamble", "has_dicom_signature",
@@ -122,6 +128,8 @@ def read_dicom(path: str | os.PathLike) -> Any:
     """
     ds = _dcmread(path)
     if "PixelData" not in ds:
+        ds = _with_cut_pixel_data_recovered(ds, path)
+    if "PixelData" not in ds:
         reason = "float pixel data (a parametric map, not an image)" if "FloatPixelData" in ds else "no pixel data"
         raise UnreadableImageError(f"{path}: DICOM file has {reason}")
     _fill_pixel_defaults(ds)
@@ -130,6 +138,41 @@ def read_dicom(path: str | os.PathLike) -> Any:
     _check_codec(ds, str(path))  # first: the fragments of a video syntax (MPEG, H.264) are not frames to count
     reconcile_frame_count(ds, str(path))
     _check_pixel_length(ds, str(path))
+    return ds
+
+
+def _with_cut_pixel_data_recovered(ds: Any, path: str | os.PathLike) -> Any:
+    """``ds``, or where the file's end cut its encapsulated pixel data off, the file's data set read again with the
+    whole frames before the cut (pydicom drops the whole data set then), with a warning naming the file.
+
+    Raises:
+        UnreadableImageError: the file ends inside its pixel data before the end of its first frame, or inside
+            native pixel data's element header.
+    """
+    import io
+
+    import pydicom
+
+    with open(path, "rb") as file:
+        data = file.read()
+    found = fragments_before_cut(data)
+    if found is None:
+        if "FloatPixelData" not in ds and b"\xe0\x7f\x10\x00" in data[-(1 << 20):]:  # a native element's tag
+            raise UnreadableImageError(f"{path}: DICOM file is cut off inside its pixel data (an incomplete copy?)")
+        return ds
+    start, fragments = found
+    frames = whole_frame_fragments(fragments[1:])  # the first item is the Basic Offset Table
+    if not frames:
+        raise UnreadableImageError(f"{path}: DICOM file is cut off inside its pixel data before the end of its first "
+                                   "frame (an incomplete copy?)")
+    with warnings.catch_warnings():  # the part before the pixel data parses whole; notes about it were given
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(io.BytesIO(data[:start]), force=True)
+    ds.PixelData = encapsulated_value(frames)
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
+    warnings.warn(f"{path}: the file is cut off inside its pixel data (an incomplete copy?); the frames of its "
+                  f"{len(frames)} whole fragment(s) are read", UserWarning, stacklevel=3)
     return ds
 
 

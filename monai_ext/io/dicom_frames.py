@@ -24,6 +24,47 @@ _END_OF_CODESTREAM = b"\xff\xd9"
 _END_MARKER_WINDOW = 10
 
 
+#: The start of encapsulated Pixel Data in Explicit VR Little Endian (the only encoding that encapsulates): tag
+#: (7FE0,0010), VR OB or OW, two reserved bytes, undefined length.
+_ENCAPSULATED_PIXEL_DATA = tuple(b"\xe0\x7f\x10\x00" + vr + b"\x00\x00\xff\xff\xff\xff" for vr in (b"OB", b"OW"))
+_ITEM = b"\xfe\xff\x00\xe0"
+
+
+def fragments_before_cut(data: bytes) -> tuple[int, list[bytes]] | None:
+    """Where the encapsulated pixel data of a file cut off inside it starts, and its whole items (the Basic Offset
+    Table first, then the fragments); None where ``data`` holds no encapsulated pixel data.
+
+    pydicom drops the whole element when the file ends before its sequence delimiter, so a JPEG cine loop whose
+    copy was interrupted would lose every frame; read here item by item up to the cut, as for native data. The last
+    pixel data in the file is the image's (an icon's comes earlier, inside its sequence).
+    """
+    start = max(data.rfind(header) for header in _ENCAPSULATED_PIXEL_DATA)
+    if start < 0:
+        return None
+    position, items = start + len(_ENCAPSULATED_PIXEL_DATA[0]), []
+    while position + 8 <= len(data) and data[position : position + 4] == _ITEM:
+        length = int.from_bytes(data[position + 4 : position + 8], "little")
+        if position + 8 + length > len(data):  # the item the copy was cut in
+            break
+        items.append(data[position + 8 : position + 8 + length])
+        position += 8 + length
+    return start, items
+
+
+def whole_frame_fragments(fragments: list[bytes]) -> list[bytes]:
+    """The fragments up to the last that ends a JPEG or JPEG 2000 codestream (a frame split over fragments and cut
+    after some of them is no frame); all of them where none ends one (RLE has no end marker: a fragment per frame)."""
+    ends = [i for i, fragment in enumerate(fragments) if _END_OF_CODESTREAM in fragment[-_END_MARKER_WINDOW:]]
+    return fragments[: ends[-1] + 1] if ends else fragments
+
+
+def encapsulated_value(fragments: list[bytes]) -> bytes:
+    """Encapsulated Pixel Data holding ``fragments`` after an empty Basic Offset Table (frames found by their
+    fragments, see :func:`reconcile_frame_count`)."""
+    items = [_ITEM + len(fragment).to_bytes(4, "little") + fragment for fragment in fragments]
+    return _ITEM + bytes(4) + b"".join(items)
+
+
 def frame_count(ds: Any) -> int:
     """Number of frames as the header says (``NumberOfFrames``, 1 when absent or empty)."""
     return int(ds.get("NumberOfFrames", 1) or 1)
@@ -33,8 +74,9 @@ def reconcile_frame_count(ds: Any, source: str) -> None:
     """Make ``NumberOfFrames`` (and, where it is wrong, the Basic Offset Table) say what the pixel data holds,
     warning with the file's name.
 
-    Native data is only ever cut to its whole frames (a file cut off while copied). More bytes than the header's
-    frames are left to pydicom, which warns, because they are as often a mislabelled sample size as more frames;
+    Native data is only ever cut to its whole frames (a file cut off while copied). Of more bytes than the header's
+    frames, the header's frames are read, with a warning saying so, because the excess is as often a mislabelled
+    sample size or colour layout as frames left out of the count (pydicom's own warning would say they are read);
     data exactly a half, a third or a quarter of the length the header needs (a mislabelled header too) and data
     shorter than one frame are left as they are, refused as truncated by the reader.
     """
@@ -44,6 +86,13 @@ def reconcile_frame_count(ds: Any, source: str) -> None:
         if stored and stored < header and not _is_a_whole_fraction(len(ds.PixelData), _expected_length(ds)):
             _set_frames(ds, source, header, stored)
             ds.PixelData = ds.PixelData[: _expected_length(ds)]  # the part of a frame cut off is not a frame
+        elif stored and stored > header:
+            told = f"NumberOfFrames says {header}" if ds.get("NumberOfFrames") not in (None, "") else "it has no NumberOfFrames"
+            warnings.warn(f"{source}: its pixel data holds {stored} frames' bytes but {told}: {header} read (extra "
+                          "bytes are as often a mislabelled sample size or colour layout as frames; correct the "
+                          "header to read them)", UserWarning, stacklevel=3)
+            length = _expected_length(ds)
+            ds.PixelData = ds.PixelData[:length] + b"\0" * (length % 2)  # even, as DICOM values are
         return
     stored, table_is_wrong = _encapsulated_frame_count(ds)
     if table_is_wrong:

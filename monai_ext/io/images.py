@@ -11,11 +11,12 @@ pixels wherever it is read.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import re
 import warnings
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -387,10 +388,18 @@ def frames_held(path: str | os.PathLike) -> int:
 def _frame_pages(img: Image.Image, frame_stride: int) -> Iterator[int]:
     """Seek ``img`` to every ``frame_stride``-th page that is a frame, yielding its index: TIFF pages that are
     reduced-resolution copies (NewSubfileType bit 0) are skipped."""
-    # the format, not the name, says whether there are pages: a JPEG named .tif has one
-    pages = getattr(img, "n_frames", 1) if img.format in ("TIFF", "GIF", "WEBP") else 1
-    for page in range(0, pages, frame_stride):
-        img.seek(page)
+    # the format, not the name, says whether there are pages: a JPEG named .tif has one. A TIFF's pages are found by
+    # seeking until the end (n_frames walks every page first, so one damaged last page would lose the good ones);
+    # GIF and WebP give their count from the container.
+    if img.format == "TIFF":
+        pages: Iterable[int] = itertools.count(0, frame_stride)
+    else:
+        pages = range(0, getattr(img, "n_frames", 1) if img.format in ("GIF", "WEBP") else 1, frame_stride)
+    for page in pages:
+        try:
+            img.seek(page)
+        except EOFError:  # past a TIFF's last page
+            return
         if page > 0 and img.format == "TIFF" and int(img.tag_v2.get(_NEW_SUBFILE_TYPE, 0)) & 1:
             continue
         yield page

@@ -15,6 +15,10 @@ from monai_ext.io.errors import UnreadableImageError
 __all__ = ["VIDEO_SUFFIXES", "iter_video_frames", "video_frame_count"]
 
 VIDEO_SUFFIXES = (".avi", ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".wmv", ".mpg", ".mpeg")
+#: Containers whose frame count FFmpeg reads from the file (AVI's header, MP4/QuickTime's sample table): a loop that
+#: decodes fewer frames was cut short. Matroska, WebM, Windows Media and MPEG streams give a count estimated from the
+#: duration and frame rate, often several frames off (80 for a 2-frame WMV), which says nothing about a cut.
+EXACT_COUNT_SUFFIXES = (".avi", ".mp4", ".m4v", ".mov")
 
 
 def iter_video_frames(path: str | os.PathLike, frame_stride: int = 1,
@@ -44,7 +48,10 @@ def iter_video_frames(path: str | os.PathLike, frame_stride: int = 1,
             index += 1
         if index == 0:
             raise UnreadableImageError(f"{path}: video has no decodable frames")
-        cut_short = 0 < index < expected
+        cut_short = 0 < index < expected and os.fsdecode(path).lower().endswith(EXACT_COUNT_SUFFIXES)
+        if cut_short and index == 1:
+            raise UnreadableImageError(f"{path}: the video ends after 1 of its {expected} frames (cut short), and "
+                                       "that frame may be partly decoded")
         if cut_short:
             warnings.warn(f"{path}: the video ends after {index} of its {expected} frames (cut short); its last "
                           "decoded frame is left out, as it may be partly decoded", UserWarning, stacklevel=2)

@@ -236,7 +236,7 @@ def test_the_root_is_walked_once_and_each_file_without_a_suffix_opened_once(tmp_
     cv2.imwrite(str(root / "breast" / "a.png"), us_image(64, seed=51))
     (root / "breast" / "NOTES").write_text("no image")
     walked, probed = [], []
-    monkeypatch.setattr(corpus, "walk_files", lambda folder: walked.append(folder) or list(walk_files(folder)))
+    monkeypatch.setattr(corpus, "walk_files", lambda folder, exclude=(): walked.append(folder) or list(walk_files(folder, exclude)))
     monkeypatch.setattr(corpus, "source_kind", lambda path: probed.append(path.name) or source_kind(path))
     with caplog.at_level(logging.WARNING):
         report = prepare_corpus(root, tmp_path / "cache", CorpusOptions(size=32, dedup_threshold=-1),
@@ -321,3 +321,95 @@ def test_a_rerun_ingests_the_files_added_since_and_refuses_another_root(tmp_path
     shutil.copytree(tmp_path / "root", tmp_path / "other")
     with pytest.raises(ValueError, match=f"was prepared from '{tmp_path / 'root'}', not '{tmp_path / 'other'}'"):
         prepare_corpus(tmp_path / "other", out, options)
+
+
+def test_a_rerun_reads_again_the_files_changed_since_they_were_cached(tmp_path, caplog):
+    """A file still being copied was skipped as truncated, and a study re-exported in place kept its old frames:
+    the cache trusted every chunk with a JSON. Chunks of unchanged files are not read again."""
+    options = CorpusOptions(size=32, files_per_chunk=1, dedup_threshold=-1)
+    site = tmp_path / "root" / "site"
+    site.mkdir(parents=True)
+    whole = cv2.imencode(".png", us_image(64, 21))[1].tobytes()
+    (site / "copying.png").write_bytes(whole[: len(whole) // 3])   # the copy is not finished
+    cv2.imwrite(str(site / "re_exported.png"), us_image(64, 22))
+    cv2.imwrite(str(site / "unchanged.png"), us_image(64, 23))
+    out = tmp_path / "cache"
+    first = prepare_corpus(tmp_path / "root", out, options)
+    assert [s["source"] for s in first["skipped_files"]] == ["site/copying.png"] and first["kept"] == 2
+    unchanged = {p.name: p.stat().st_mtime_ns for p in (out / "chunks").iterdir() if p.stem.endswith("2")}
+    (site / "copying.png").write_bytes(whole)                           # the copy finished
+    cv2.imwrite(str(site / "re_exported.png"), us_image(48, 24))
+    with caplog.at_level(logging.WARNING, logger="monai_ext.data.corpus"):
+        second = prepare_corpus(tmp_path / "root", out, options)
+    assert second["skipped_files"] == [] and second["kept"] == 3
+    rows = {r["source"]: r for r in manifest(out)}
+    assert rows["site/re_exported.png"]["orig_height"] == "48"          # the new export's frame, not the cached one
+    assert "2 file(s) changed since they were cached" in caplog.text
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "chunks").iterdir() if p.stem.endswith("2")} == unchanged
+
+
+def test_an_out_folder_inside_the_root_is_never_read_as_data(tmp_path, caplog):
+    """The rerun ingested the cache's own report.png as a frame of a dataset named after the cache folder, and
+    warned of its .npy and .json files as files of no image type."""
+    root = tmp_path / "root"
+    (root / "site").mkdir(parents=True)
+    cv2.imwrite(str(root / "site" / "scan.png"), us_image(64, 31))
+    options = CorpusOptions(size=32, files_per_chunk=2)
+    for _ in range(2):
+        with caplog.at_level(logging.WARNING, logger="monai_ext.data.corpus"):
+            report = prepare_corpus(root, root / "cache", options)
+    assert {r["source"] for r in manifest(root / "cache")} == {"site/scan.png"}
+    assert report["files_not_read"] == {} and "types the corpus does not read" not in caplog.text
+
+
+@pytest.mark.parametrize("copy_dataset", ["AAA_export", "clinic"])  # listed before and after the excluded one
+def test_copies_of_an_excluded_dataset_filed_under_another_are_left_out(tmp_path, copy_dataset):
+    """Exclusion keeps an evaluation set out of pretraining: the same image under a second dataset leaked back."""
+    root = tmp_path / "root"
+    for folder in ("BUS-BRA", copy_dataset, "other"):
+        (root / folder).mkdir(parents=True)
+    original = us_image(64, 41)
+    cv2.imwrite(str(root / "BUS-BRA" / "bus_0001.png"), original)
+    cv2.imwrite(str(root / copy_dataset / "img7.png"), original)                       # exact copy
+    noisy = np.clip(original.astype(int) + np.random.default_rng(0).integers(-2, 3, original.shape), 0, 255)
+    cv2.imwrite(str(root / copy_dataset / "img8.png"), noisy.astype(np.uint8))         # near copy (re-encoded)
+    cv2.imwrite(str(root / "other" / "scan.png"), us_image(64, 42))
+    report = prepare_corpus(root, tmp_path / "cache", CorpusOptions(size=32), exclude_datasets=["BUS-BRA"])
+    reasons = {r["source"]: r["reason"] for r in manifest(tmp_path / "cache")}
+    assert reasons[f"{copy_dataset}/img7.png"].startswith("matches_excluded:")
+    assert reasons[f"{copy_dataset}/img8.png"].startswith("near_excluded:")
+    assert reasons["other/scan.png"] == "" and report["kept"] == 1
+
+
+def test_a_file_failing_part_way_keeps_the_frames_read_before(tmp_path):
+    """A 4-page TIFF cut inside its last page lost all four (its page count was asked for first), and one corrupt
+    frame of a JPEG cine loop lost the whole loop."""
+    from PIL import Image
+    from pydicom.encaps import encapsulate
+
+    from tests.io.test_dicom_frames import loop_with_header
+
+    root = tmp_path / "root"
+    (root / "site").mkdir(parents=True)
+    pages = [Image.fromarray(us_image(64, 50 + i)) for i in range(4)]
+    pages[0].save(root / "site" / "stack.tif", save_all=True, append_images=pages[1:], compression="tiff_deflate")
+    data = (root / "site" / "stack.tif").read_bytes()
+    (root / "site" / "stack.tif").write_bytes(data[: int(len(data) * 0.85)])
+    import pydicom
+
+    loop = loop_with_header(tmp_path, "jpeg_baseline", 5)
+    ds = pydicom.dcmread(loop)
+    fragments = [cv2.imencode(".jpg", np.full((32, 48), level, np.uint8))[1].tobytes() for level in (40, 80, 0, 160)]
+    fragments[2] = b"\xff\xd8" + np.random.default_rng(0).integers(0, 256, 600, np.uint8).tobytes() + b"\xff\xd9"
+    ds.PixelData, ds.NumberOfFrames = encapsulate(fragments), 4
+    ds.save_as(root / "site" / "loop.dcm")
+    options = CorpusOptions(size=32, dedup_threshold=-1, min_signal_std=0.0, crop_fov=False)
+    report = prepare_corpus(root, tmp_path / "cache", options)
+    frames = {}
+    for row in manifest(tmp_path / "cache"):
+        frames.setdefault(row["source"], []).append(int(row["frame"]))
+    assert frames == {"site/stack.tif": [0, 1, 2], "site/loop.dcm": [0, 1]}
+    assert report["skipped_files"] == []
+    warned = {entry["source"]: " ".join(entry["warnings"]) for entry in report["reader_warnings"]}
+    assert "the views of frames 0-2 are kept" in warned["site/stack.tif"]
+    assert "the views of frames 0-1 are kept" in warned["site/loop.dcm"]

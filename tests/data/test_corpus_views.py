@@ -327,3 +327,12 @@ def test_a_tinted_frame_is_kept_whole_by_ingestion(doppler):
         (view,) = prepare_views(pixels, None, ViewOptions(size=128, doppler=doppler))
         assert view.drop == "" and view.flow_fraction == 0.0
         assert view.annotation_fraction <= 0.05
+
+
+@pytest.mark.parametrize("shape", [(16, 2500, 3), (2500, 17), (300, 4001, 3), (999, 1001)])
+def test_the_crop_of_a_shrunk_frame_stays_inside_the_frame(shape):
+    """Crops found on a frame shrunk for speed are scaled back; rounding put an end a pixel past the frame's edge."""
+    pixels = np.random.default_rng(0).integers(0, 256, shape, np.uint8)
+    for view in prepare_views(pixels, None, ViewOptions(size=64)):
+        x0, y0, x1, y1 = view.crop
+        assert 0 <= x0 < x1 <= shape[1] and 0 <= y0 < y1 <= shape[0], (view.crop, shape)

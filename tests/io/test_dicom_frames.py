@@ -82,12 +82,49 @@ def test_native_data_cut_inside_a_frame_keeps_its_whole_frames(tmp_path):
 
 
 @pytest.mark.parametrize("header", [None, 1, 2])
-def test_native_data_longer_than_its_header_is_left_to_pydicom(tmp_path, header):
+def test_native_data_longer_than_its_header_gives_the_headers_frames_and_says_so(tmp_path, header):
     """More bytes than the header's frames are as often a mislabelled sample size (16-bit data said to be 8-bit) or
-    a single-frame file with trailing bytes as they are frames: the header's frames are read, pydicom warns."""
+    a single-frame file with trailing bytes as they are frames: the header's frames are read. pydicom's warning said
+    the extra frames were returned, while the reader took the header's."""
     path = loop_with_header(tmp_path, "explicit", header)
-    with pytest.warns(UserWarning, match="larger than the given"):
+    told = "it has no NumberOfFrames" if header is None else f"NumberOfFrames says {header}"
+    with pytest.warns(UserWarning) as caught:
         assert frame_levels(path) == list(LEVELS[: header or 1])
+    messages = [str(w.message) for w in caught]
+    assert any(f"holds 5 frames' bytes but {told}: {header or 1} read" in m for m in messages), messages
+    assert not any("include these extra frames" in m for m in messages), messages
+
+
+@pytest.mark.parametrize("syntax", ["jpeg_baseline", "jpeg2000", "rle"])
+@pytest.mark.parametrize("keep_fraction", [0.55, 0.85])
+def test_an_encapsulated_loop_cut_off_while_copied_gives_its_whole_frames(tmp_path, syntax, keep_fraction):
+    """pydicom drops the whole data set of a file that ends inside encapsulated pixel data: a JPEG cine loop whose
+    copy was interrupted lost every frame, and the reason said it had no pixel data."""
+    path = loop_with_header(tmp_path, syntax, len(LEVELS), offset_table=False)
+    data = path.read_bytes()
+    start = data.rfind(b"\xe0\x7f\x10\x00")  # the pixel data element
+    cut = tmp_path / "cut.dcm"
+    cut.write_bytes(data[: start + int((len(data) - start) * keep_fraction)])
+    with pytest.warns(UserWarning, match=r"cut.dcm: the file is cut off inside its pixel data .*whole fragment"):
+        levels = frame_levels(cut)
+    assert 1 <= len(levels) < len(LEVELS)
+    assert np.abs(np.array(levels) - LEVELS[: len(levels)]).max() <= 2
+
+
+@pytest.mark.parametrize("syntax, kept, reason", [
+    ("jpeg_baseline", 30, "DICOM file is cut off inside its pixel data before the end of its first frame"),
+    ("explicit", 6, "DICOM file is cut off inside its pixel data"),      # inside the element's header
+    ("explicit", 30, "pixel data truncated: 18 of the 7680 bytes"),     # inside its value: pydicom reads that part
+])
+def test_a_file_cut_before_a_whole_frame_says_it_is_cut_off(tmp_path, syntax, kept, reason):
+    """Such a file was refused as having no pixel data, which reads like a structured report, not a copy to redo."""
+    path = loop_with_header(tmp_path, syntax, len(LEVELS))
+    data = path.read_bytes()
+    start = data.rfind(b"\xe0\x7f\x10\x00")
+    cut = tmp_path / "cut.dcm"
+    cut.write_bytes(data[: start + kept])
+    with pytest.raises(UnreadableImageError, match=f"cut.dcm: {reason}"):
+        frame_levels(cut)
 
 
 def with_offset_table(path: Path, offsets: list[int]) -> Path:

@@ -119,3 +119,47 @@ def test_loops_in_other_containers_give_every_frame(tmp_path, suffix, fourcc):
     assert source_kind(path) == "video"
     read = [int(round(float(frame.mean()))) for _, frame in iter_video_frames(path)]
     assert len(read) == len(levels) and np.abs(np.array(read) - levels).max() <= 4
+
+
+@pytest.mark.parametrize("suffix, fourcc, count", [(".wmv", "WMV2", 1), (".wmv", "WMV2", 2), (".mpg", "PIM1", 2),
+                                                   (".mkv", "FFV1", 2)])
+def test_a_short_loop_whose_container_only_estimates_its_count_keeps_every_frame(tmp_path, suffix, fourcc, count):
+    """FFmpeg estimates the frame count of Windows Media, MPEG and Matroska files from their duration (80 for a 2-frame
+    WMV): such a loop was taken for one cut short, lost its last frame, and a 1-frame one was lost whole."""
+    path = tmp_path / f"short{suffix}"
+    levels = [60, 180][:count]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 25, (64, 48), isColor=True)
+    for level in levels:
+        writer.write(np.full((48, 64, 3), level, np.uint8))
+    writer.release()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "cut short" warning either
+        read = [int(round(float(frame.mean()))) for _, frame in iter_video_frames(path)]
+    assert len(read) == count and np.abs(np.array(read) - levels).max() <= 6
+
+
+def test_an_avi_cut_after_its_first_frame_is_refused_saying_so(tmp_path) -> None:
+    """Its one decoded frame may be half decoded: refused with that reason, not 'no frame could be read'."""
+    rows, cols = np.mgrid[0:128, 0:128]
+    frames = np.stack([np.rint(127.5 + 100 * np.sin(rows / (2 + i / 4)) * np.cos(cols / 3)) for i in range(6)])
+    path = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (128, 128), isColor=True)
+    for frame in frames.astype(np.uint8):
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
+    writer.release()
+    data = path.read_bytes()
+    for size in range(len(data) // 6, len(data), 64):  # the first cut that decodes exactly one frame
+        (tmp_path / "cut.avi").write_bytes(data[:size])
+        decoded = cv2.VideoCapture(str(tmp_path / "cut.avi"))
+        count = 0
+        while decoded.read()[0]:
+            count += 1
+        decoded.release()
+        if count == 1:
+            break
+    else:
+        pytest.fail("no cut of the loop decodes exactly one frame")
+    with pytest.raises(UnreadableImageError, match=r"cut.avi: the video ends after 1 of its 6 frames \(cut short\)"):
+        list(iter_video_frames(tmp_path / "cut.avi"))
