@@ -295,11 +295,14 @@ def _same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
 def checkpoint_file(path: str | os.PathLike, default_path: str | os.PathLike | None = None) -> Path | None:
     """The checkpoint file to load, or None where the bundle's own default file simply does not exist yet.
 
-    Only ``default_path`` (``<ckpt_dir>/model.pt``) may be missing: the configs then parse and run with random weights,
-    which MONAI's ``verify_net_in_out`` and ``ckpt_export`` need before training. A path the user gave must exist.
+    Only ``default_path`` (the bundle's own ``<bundle_root>/models/model.pt``, in an existing bundle folder) may be
+    missing: the configs then parse and run with random weights, which MONAI's ``verify_net_in_out`` and
+    ``ckpt_export`` need before training. A path the user gave must exist: a ``--ckpt_dir`` or ``--ckpt_path`` with a
+    typo, or a run that saved no model, must not give predictions from random weights with exit code 0.
 
     Raises:
-        FileNotFoundError: ``path`` is not ``default_path`` and there is no such file.
+        FileNotFoundError: ``path`` is not ``default_path`` and there is no such file, or the bundle folder of
+            ``default_path`` does not exist (a ``--bundle_root`` with a typo).
         ValueError: ``path`` is a folder.
     """
     path = setting_text(path, "ckpt_path")
@@ -307,7 +310,8 @@ def checkpoint_file(path: str | os.PathLike, default_path: str | os.PathLike | N
         return Path(path)
     if Path(path).is_dir():
         raise ValueError(f"ckpt_path {str(path)!r} is a folder, not a checkpoint file (give its model.pt)")
-    if default_path is not None and _same_file(path, default_path):
+    bundle_folder = Path(os.path.abspath(os.path.expanduser(default_path))).parent.parent if default_path else None
+    if default_path is not None and _same_file(path, default_path) and bundle_folder.is_dir():
         return None
     raise FileNotFoundError(f"ckpt_path {str(path)!r}: no such checkpoint file")
 

@@ -99,6 +99,7 @@ def export_checkpoint_onnx(
         ValueError: a negative ``tolerance``; onnxruntime's outputs differ from the eager model's by more than
             ``tolerance`` (then nothing is written at ``path``).
         IsADirectoryError: ``path`` is a folder.
+        ValueError: ``path`` is the checkpoint (by any name or link).
     """
     from monai_ext.io.checkpoints import CheckpointError, read_checkpoint
     from monai_ext.networks.checkpoints import build_from_checkpoint
@@ -108,6 +109,10 @@ def export_checkpoint_onnx(
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"ONNX output {str(path)!r} is a folder; give the .onnx file to write")
+    if path.exists() and Path(checkpoint).exists() and path.samefile(checkpoint):
+        # a slip in the shell (the .pt left as the output) would replace a trained model by its ONNX export
+        raise ValueError(f"ONNX output {str(path)!r} is the checkpoint itself; give another file, such as "
+                         f"{str(path.with_suffix('.onnx'))!r}")
     content = read_checkpoint(checkpoint)
     kind = (content.get("arch") or {}).get("kind") if isinstance(content, dict) else None
     if kind != "classifier":

@@ -177,6 +177,9 @@ def test_only_the_default_checkpoint_may_be_missing(tmp_path):
     assert trained_settings(default, "usf_mae_classify", default) == {}
     assert load_inference_weights(network, str(default), "usf_mae_classify", str(tmp_path / "models" / ".." /
                                                                                  "models" / "model.pt")) == "random"
+    elsewhere = tmp_path / "typo_bundle" / "models" / "model.pt"  # --bundle_root with a typo: no random weights
+    with pytest.raises(FileNotFoundError, match="typo_bundle/models/model.pt': no such checkpoint file"):
+        trained_settings(elsewhere, "usf_mae_classify", elsewhere)
     given = tmp_path / "nope.pt"
     with pytest.raises(FileNotFoundError, match=f"ckpt_path '{given}': no such checkpoint file"):
         trained_settings(given, "usf_mae_classify", default)

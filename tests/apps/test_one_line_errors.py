@@ -116,6 +116,21 @@ def test_bundle_command_line_mistake_exits_2_with_one_line(tmp_path, traceback: 
         assert "Traceback" not in result.stderr and len(lines) == 1 and "missing.pt" in lines[0], result.stderr[-3000:]
 
 
+@pytest.mark.parametrize("bundle", ["usf_mae_classify", "usf_mae_pretrain"])
+@pytest.mark.parametrize("setting", ["ckpt_dir", "bundle_root"])
+def test_inference_with_a_mistyped_model_folder_is_refused_not_run_with_random_weights(tmp_path, bundle, setting):
+    """Random weights are for the bundle's own models/model.pt before training; a --ckpt_dir with a typo gave
+    confident predictions from random weights with exit code 0."""
+    cmd = bundle_command("run", [f"bundles/{bundle}/configs/inference.yaml"],
+                         {setting: str(tmp_path / "typo_models"), "output_dir": str(tmp_path / "out"),
+                          "input_files": [str(tmp_path / "scan.png")]})
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    lines = [line for line in result.stderr.splitlines() if line.startswith(f"{bundle}: ")]
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert len(lines) == 1 and "typo_models" in lines[0] and "no such checkpoint file" in lines[0], lines
+    assert not (tmp_path / "out").exists()
+
+
 TRAIN = "bundles/usf_mae_pretrain/configs/train.yaml"
 TRACKING = "bundles/usf_mae_pretrain/configs/mlflow_tracking.yaml"
 

@@ -79,7 +79,7 @@ def test_metadata_verifies_against_the_offline_schema(bundle: str) -> None:
 def test_inference_config_verifies_net_in_out_before_any_checkpoint(bundle: str, tmp_path) -> None:
     """The default network (ViT-B, 224 px) against metadata.json, with no model.pt anywhere."""
     cmd = bundle_command("verify_net_in_out", [str(configs(bundle) / "inference.yaml")],
-                         {"meta_file": str(configs(bundle) / "metadata.json"), "ckpt_dir": str(tmp_path)})
+                         {"meta_file": str(configs(bundle) / "metadata.json"), "bundle_root": str(tmp_path)})
     cmd.insert(4, "network_def")
     result = run(cmd)
     assert "data shape of network is verified with no error" in result.stdout + result.stderr

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -43,6 +46,18 @@ def test_checkpoint_export_refuses_a_bad_tolerance_before_reading(tolerance, tmp
 def test_checkpoint_export_refuses_a_folder_as_output_before_exporting(tmp_path) -> None:
     with pytest.raises(IsADirectoryError, match="is a folder"):
         export_checkpoint_onnx(tmp_path / "missing.pt", tmp_path)
+
+
+@pytest.mark.parametrize("output", ["model.pt", "link.pt", "./model.pt"])
+def test_checkpoint_export_refuses_to_write_over_the_checkpoint(tmp_path, monkeypatch, output) -> None:
+    """``export-onnx model.pt model.pt`` (the .pt left as the output) replaced the trained model by ONNX bytes."""
+    checkpoint = _tiny_classifier_checkpoint(tmp_path / "model.pt")
+    (tmp_path / "link.pt").symlink_to(checkpoint)
+    before = checkpoint.read_bytes()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=f"ONNX output {re.escape(repr(str(Path(output))))} is the checkpoint itself"):
+        export_checkpoint_onnx(checkpoint, output)
+    assert checkpoint.read_bytes() == before
 
 
 def test_a_file_that_fails_its_check_is_not_left_behind(tmp_path, monkeypatch) -> None:
