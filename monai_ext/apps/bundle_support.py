@@ -391,17 +391,26 @@ def as_trained(network: torch.nn.Module, given: Mapping[str, Any], trained: Mapp
 
     A standalone inference config rebuilds the network from the checkpoint's record, so an ``--image_size`` or
     ``--in_channels`` given on the command line reaches the preprocessing only, and failed inside the network with
-    a message about tensor sizes.
+    a message about tensor sizes; ``--class_names`` in another order relabelled every prediction without a word.
 
     Raises:
         ValueError: naming each setting given, the value the checkpoint records, and what to do.
     """
     differ = [f"--{key} {value!r} (trained with {trained[key]!r})" for key, value in given.items()
-              if key in trained and value != trained[key]]
+              if key in trained and not _same_setting(value, trained[key])]
     if differ:
         raise ValueError(f"{path}: {'; '.join(differ)}: the network is rebuilt from the checkpoint, so leave these "
                          "to it")
     return network
+
+
+def _same_setting(given: Any, recorded: Any) -> bool:
+    """Whether a setting given on the command line is the recorded one; lists (class names) compare as text, since
+    names recorded as numbers (BI-RADS ``[2, 3, 4]``) come back from the command line as text."""
+    if isinstance(given, Sequence) and not isinstance(given, str) and isinstance(recorded, Sequence) \
+            and not isinstance(recorded, str):
+        return [str(v) for v in given] == [str(v) for v in recorded]
+    return given == recorded
 
 
 def class_names_trained_for(datalist_names: Sequence[str], trained: Mapping[str, Any],
@@ -571,7 +580,35 @@ def _folder_inputs(input_dir: str | None, suffixes: Sequence[str],
     images, others = list_images_and_others(input_dir, suffixes)
     listed = len(images)
     images, others = outside_folders(images, [output_dir]), outside_folders(others, [output_dir])
-    return [str(p) for p in images], others, listed
+    earlier = _earlier_output_folders(others)
+    kept = outside_folders(images, earlier)
+    if len(kept) < len(images):
+        logger.warning("%d image(s) under %s are outputs of an earlier run (%s) and are not predicted",
+                       len(images) - len(kept), input_dir, ", ".join(sorted({str(f.parent) for f in earlier})[:3]))
+    return [str(p) for p in kept], outside_folders(others, earlier), listed
+
+
+#: The results file an inference run writes, and the folders of images it writes beside it.
+_RESULTS_FILES = {"predictions.json": ("predictions", ("heatmaps",)), "masks.json": ("masks", ("masks", "overlays"))}
+
+
+def _earlier_output_folders(files: Sequence[Path]) -> list[Path]:
+    """The image folders of earlier inference runs found among ``files``: the ``heatmaps/`` beside a
+    ``predictions.json``, the ``masks/`` and ``overlays/`` beside a ``masks.json``, where the JSON is one these
+    bundles wrote. Dated output folders inside a study folder are a common habit; their masks and heat maps must
+    not be segmented or classified as scans by the next run."""
+    folders = []
+    for path in files:
+        if path.name not in _RESULTS_FILES:
+            continue
+        key, subfolders = _RESULTS_FILES[path.name]
+        try:
+            content = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(content, dict) and "class_names" in content and isinstance(content.get(key), dict):
+            folders += [path.parent / name for name in subfolders]
+    return folders
 
 
 def _warn_not_read(input_dir: str | None, images: Sequence[str], others: Sequence[Path],

@@ -114,10 +114,11 @@ def counts_text(counts: dict[str, int]) -> str:
 
 
 def outside_folders(paths: Sequence[Path], folders: Sequence[str | os.PathLike | None]) -> list[Path]:
-    """``paths`` less those inside any of ``folders`` (None entries ignored; ``~``, relative and absolute spellings
-    compared as absolute paths): a run's own outputs kept under its input folder are never read back as inputs."""
-    outside = [Path(os.path.abspath(os.path.expanduser(f))) for f in folders if f is not None]
-    return [p for p in paths if not any(Path(os.path.abspath(p)).is_relative_to(o) for o in outside)]
+    """``paths`` less those inside any of ``folders`` (None entries ignored; ``~``, relative, absolute and linked
+    spellings compared as real paths: ``/data`` is often a link, and a folder reached through it is the same folder):
+    a run's own outputs kept under its input folder are never read back as inputs."""
+    outside = [Path(os.path.realpath(os.path.expanduser(f))) for f in folders if f is not None]
+    return [p for p in paths if not any(Path(os.path.realpath(p)).is_relative_to(o) for o in outside)]
 
 
 def split_train_val(items: Sequence[Any], val_fraction: float, seed: int) -> tuple[list[Any], list[Any]]:

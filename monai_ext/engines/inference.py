@@ -167,7 +167,7 @@ def _heatmap(network: torch.nn.Module, image: torch.Tensor, label: int, folder: 
         record_error(result, path, f"heat map not written: {type(e).__name__}: {e}")
         remove_earlier_outputs(heatmap_file)
         return {}
-    return {"heatmap": str(heatmap_file)}
+    return {"heatmap": os.path.abspath(heatmap_file)}  # absolute: a later run from another folder finds it
 
 
 def make_output_folders(*folders: Path) -> None:
@@ -235,14 +235,15 @@ def clear_earlier_outputs(results_json: Path, entries_key: str, file_keys: Seque
     except (OSError, ValueError):
         return
     entries = earlier.get(entries_key) if isinstance(earlier, dict) else None
-    folder = Path(os.path.abspath(results_json.parent))
+    folder = Path(os.path.realpath(results_json.parent))
     files = []
     for entry in (entries.values() if isinstance(entries, dict) else []):
         for key in file_keys:
             listed = entry.get(key) if isinstance(entry, dict) else None
             if isinstance(listed, str):
                 files += [Path(listed), *(derived(Path(listed)) if derived else [])]
-    inside = [f for f in files if Path(os.path.abspath(f)).is_relative_to(folder)]
+    # real paths: the folder may be reached through a link (/data -> /mnt/data) by one run and not by the next
+    inside = [f for f in files if Path(os.path.realpath(f)).is_relative_to(folder)]
     remove_earlier_outputs(*inside)
     if inside:
         logger.info("%s: removed %d output file(s) of the earlier run it lists", results_json, len(inside))
@@ -302,7 +303,8 @@ def note_if_several_frames(entry: dict[str, Any], path: str | os.PathLike, frame
     """
     if frames > 1:
         entry["frames"] = frames
-        logger.warning("%s: holds %d frames; the output is of the first", path, frames)
+        logger.warning("%s: holds %d frames; the output is of the first (of a volume, its first slice with content)",
+                       path, frames)
 
 
 def remove_earlier_outputs(*files: Path) -> None:

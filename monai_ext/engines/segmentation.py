@@ -170,7 +170,8 @@ def predict_mask_files(
                 record_error(result, path, f"mask not written: {type(e).__name__}: {e}")
                 remove_earlier_outputs(mask_file, overlay_file)
                 continue
-            result["masks"][str(path)] = {"mask": str(mask_file), **mask_summary(mask, class_names)}
+            # absolute: the JSON is read (and its earlier outputs cleared) from whatever folder a later run starts in
+            result["masks"][str(path)] = {"mask": os.path.abspath(mask_file), **mask_summary(mask, class_names)}
             note_if_blank(result["masks"][str(path)], path, image)
             note_if_several_frames(result["masks"][str(path)], path, int(loaded.get(FRAMES_KEY, 1)))
     logger.info("%d masks, %d errors: %s", len(result["masks"]), len(result["errors"]), out / "masks.json")

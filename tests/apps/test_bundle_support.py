@@ -12,6 +12,7 @@ import torch
 
 from monai_ext.apps.bundle_support import (
     as_flag,
+    as_trained,
     class_names_trained_for,
     classification_split,
     inference_files,
@@ -135,6 +136,41 @@ def test_outputs_inside_the_input_folder_are_not_read_back(tmp_path):
     assert len(inference_files(root, None, tmp_path / "elsewhere")) == 3
 
 
+def test_an_output_folder_reached_through_a_link_is_not_read_back(tmp_path):
+    """``/data`` is often a link: the input folder given through it and the output folder by its real path (or a
+    relative one, which the working folder resolves physically) were taken for different folders."""
+    import cv2
+
+    (tmp_path / "study" / "out" / "masks").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "study")
+    cv2.imwrite(str(tmp_path / "study" / "scan.png"), IMAGE)
+    cv2.imwrite(str(tmp_path / "study" / "out" / "masks" / "scan_mask.png"), IMAGE)
+    for input_dir, output_dir in [(tmp_path / "link", tmp_path / "study" / "out"),
+                                  (tmp_path / "study", tmp_path / "link" / "out")]:
+        assert inference_files(input_dir, None, output_dir) == [str(input_dir / "scan.png")]
+
+
+def test_the_outputs_of_earlier_runs_inside_the_input_folder_are_not_predicted(tmp_path, caplog):
+    """Dated output folders inside a study folder: the second run segmented the first run's masks and overlays."""
+    import logging
+
+    import cv2
+
+    study = tmp_path / "study"
+    for folder in ("run1/masks", "run1/overlays", "run2/heatmaps", "notes/masks"):
+        (study / folder).mkdir(parents=True)
+    for name in ("scan.png", "run1/masks/scan_mask.png", "run1/overlays/scan_overlay.png",
+                 "run2/heatmaps/scan_gradcam.png", "notes/masks/hand_drawn.png"):
+        cv2.imwrite(str(study / name), IMAGE)
+    (study / "run1" / "masks.json").write_text(json.dumps({"class_names": ["background", "lesion"], "masks": {}}))
+    (study / "run2" / "predictions.json").write_text(json.dumps({"class_names": ["a", "b"], "predictions": {}}))
+    (study / "notes" / "masks.json").write_text(json.dumps({"todo": "a user's own file"}))
+    with caplog.at_level(logging.WARNING, logger="monai_ext.apps.bundle_support"):
+        found = inference_files(study, None, study / "run3")
+    assert sorted(Path(p).relative_to(study).as_posix() for p in found) == ["notes/masks/hand_drawn.png", "scan.png"]
+    assert "3 image(s) under" in caplog.text and "outputs of an earlier run" in caplog.text
+
+
 # ------------------------------------------------------------------------------------------------ yes/no settings
 @pytest.mark.parametrize("value", [True, 1, "true", "True", "TRUE", " yes ", "Yes", "1"])
 def test_as_flag_reads_yes(value):
@@ -250,6 +286,21 @@ def test_encoder_only_is_refused_for_pretraining(tmp_path):
     with pytest.raises(CheckpointError, match="encoder_only applies to fine-tuning bundles"):
         initialize_weights(build_mae(TINY, img_size=64), tmp_path / "released.pth", encoder_only=True)
     assert "released.pth" in initialize_weights(build_mae(TINY, img_size=64), tmp_path / "released.pth")
+
+
+@pytest.mark.parametrize("given, recorded, refused", [
+    (["2", "3", "4"], [2, 3, 4], False),              # BI-RADS digits recorded as numbers, given as text
+    (["benign", "malignant"], ["benign", "malignant"], False),
+    (["malignant", "benign"], ["benign", "malignant"], True),
+    (["benign"], ["benign", "malignant"], True),
+])
+def test_as_trained_compares_class_names_as_text_and_in_order(given, recorded, refused):
+    network = torch.nn.Identity()
+    if refused:
+        with pytest.raises(ValueError, match=r"model.pt: --class_names .* \(trained with"):
+            as_trained(network, {"class_names": given}, {"class_names": recorded}, "model.pt")
+    else:
+        assert as_trained(network, {"class_names": given}, {"class_names": recorded}, "model.pt") is network
 
 
 def test_a_shape_mismatch_says_what_the_checkpoint_was_trained_with(tiny_files):

@@ -153,6 +153,22 @@ def test_dicom_and_png_with_the_same_pixels_give_the_same_probabilities(trained,
         assert cv2.imread(str(out / "eval" / "heatmaps" / name)).shape == (96, 128, 3)  # the file's size, not 64
 
 
+@pytest.mark.parametrize("class_names, refused", [("['malignant','benign']", True), ("['benign','malignant']", False)])
+def test_inference_refuses_class_names_that_would_relabel_the_predictions(trained, tmp_path, class_names, refused):
+    """--class_names in the other order named every benign prediction malignant, with exit code 0."""
+    out, _ = trained
+    cv2.imwrite(str(tmp_path / "scan.png"), np.random.default_rng(4).integers(0, 256, (64, 64), np.uint8))
+    result = run_bundle([INFERENCE], {"ckpt_dir": str(out / "models"), "output_dir": str(tmp_path / "eval"),
+                                      "input_files": str(tmp_path / "scan.png"), "class_names": class_names},
+                        check=False)
+    if refused:
+        assert result.returncode == 2, result.stderr[-3000:]
+        assert "--class_names ['malignant', 'benign'] (trained with ['benign', 'malignant'])" in result.stderr
+        assert not (tmp_path / "eval" / "predictions.json").exists()
+    else:
+        assert result.returncode == 0, result.stderr[-3000:]
+
+
 def test_cross_validation_runner_writes_the_table(tmp_path, cache, released_layout_file) -> None:
     cmd = [sys.executable, "-m", "monai_ext", "cross-validate", "synthetic", str(tmp_path / "cv"),
            "--init_checkpoint", str(released_layout_file), "--methods", "pretrained,random,cnn", "--folds", "0,1",

@@ -145,3 +145,29 @@ def test_a_rerun_on_other_inputs_leaves_no_earlier_mask_or_overlay_and_keeps_the
                        overlays=True)
     assert sorted(p.name for p in (out / "masks").iterdir()) == ["b_other_mask.png", "truth_mask.png"]
     assert sorted(p.name for p in (out / "overlays").iterdir()) == ["b_other_overlay.png"]
+
+
+def test_a_rerun_from_another_folder_with_a_relative_output_dir_clears_the_earlier_masks(tmp_path, monkeypatch):
+    """masks.json listed its masks relative to the first run's working folder: a rerun started elsewhere resolved
+    them against its own, found nothing to clear, and left the first batch's masks beside a JSON not listing them."""
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    first = [str(tmp_path / "in" / n) for n in ("a_first.png", "z_last.png")]
+    result = predict_mask_files(Threshold(), first, bright_or_dark, lambda item: item, ["background", "lesion"],
+                                "cpu", "out")
+    assert all(Path(entry["mask"]).is_absolute() for entry in result["masks"].values())
+    monkeypatch.chdir(tmp_path)
+    predict_mask_files(Threshold(), [str(tmp_path / "in" / "b_other.png")], bright_or_dark, lambda item: item,
+                       ["background", "lesion"], "cpu", tmp_path / "work" / "out")
+    assert sorted(p.name for p in (tmp_path / "work" / "out" / "masks").iterdir()) == ["b_other_mask.png"]
+
+
+def test_a_rerun_through_a_linked_spelling_of_the_output_folder_clears_the_earlier_masks(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    first = [str(tmp_path / "in" / n) for n in ("a_first.png", "z_last.png")]
+    predict_mask_files(Threshold(), first, bright_or_dark, lambda item: item, ["background", "lesion"], "cpu",
+                       tmp_path / "link" / "out")
+    predict_mask_files(Threshold(), [str(tmp_path / "in" / "b_other.png")], bright_or_dark, lambda item: item,
+                       ["background", "lesion"], "cpu", tmp_path / "real" / "out")
+    assert sorted(p.name for p in (tmp_path / "real" / "out" / "masks").iterdir()) == ["b_other_mask.png"]
