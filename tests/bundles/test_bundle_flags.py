@@ -117,11 +117,12 @@ def cause(error: BaseException) -> str:
 
 @pytest.mark.parametrize("bundle", ["usf_mae_pretrain", "usf_mae_classify"])
 def test_inference_with_a_missing_ckpt_path_is_an_error_not_random_weights(bundle, tmp_path) -> None:
-    """The default models/model.pt may be missing (verify_net_in_out, ckpt_export); a --ckpt_path must exist."""
-    parser = parser_for(bundle, ["inference.yaml"], tmp_path)
+    """The bundle's own models/model.pt may be missing (verify_net_in_out, ckpt_export); a --ckpt_path, or a
+    --ckpt_dir other than the bundle's models folder, must hold the file."""
+    parser = parser_for(bundle, ["inference.yaml"], tmp_path, bundle_root=str(tmp_path))
     parser.get_parsed_content("network_def")  # the default file is absent: defaults, random weights
     assert parser.get_parsed_content("weights") == "random"
-    for given in (tmp_path / "nope.pt", tmp_path):
+    for given in (tmp_path / "nope.pt", tmp_path, tmp_path / "typo_models" / "model.pt"):
         parser = parser_for(bundle, ["inference.yaml"], tmp_path, ckpt_path=str(given))
         with pytest.raises(Exception) as error:
             parser.get_parsed_content("network_def")

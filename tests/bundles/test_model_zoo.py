@@ -163,7 +163,7 @@ def test_classifier_inference_runs_before_training_with_default_classes(tmp_path
     image = tmp_path / "scan.png"
     cv2.imwrite(str(image), np.random.default_rng(1).integers(0, 256, (64, 64), np.uint8))
     cmd = bundle_command("run", [str(configs("usf_mae_classify") / "inference.yaml")],
-                         {"ckpt_dir": str(tmp_path / "none"), "output_dir": str(tmp_path / "out"), "arch": TINY,
+                         {"bundle_root": str(tmp_path), "output_dir": str(tmp_path / "out"), "arch": TINY,
                           "image_size": 64, "input_files": [str(image)]})
     result = run(cmd)
     assert "RANDOM WEIGHTS" in result.stdout + result.stderr
