@@ -529,20 +529,68 @@ def _check_options(args: list[str]) -> list[str]:
     arguments with each short flag that ``--help`` shows (``-n`` where one option starts with n) in its long form."""
     command = next((a for a in args if not a.startswith("-")), None)
     function = COMMANDS.get(command or "")
-    if function is None or "--help" in args or "-h" in args:
-        return args
     end = args.index("--") if "--" in args else len(args)  # after "--" come fire's own flags
+    if function is None:
+        return args
+    if {"-h", "--help"} & set(args[:end]):
+        # fire takes --help as a request for help only before the arguments or after "--"; anywhere else the
+        # command ran (a whole ingestion, a datalist overwritten) and its result's help was shown after it
+        return [command, "--", "--help"]
     parameters = inspect.signature(function).parameters
     forwards = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())  # bundle overrides
     args = [_long_form(arg, parameters, forwards) if i < end else arg for i, arg in enumerate(args)]
+    _refuse_repeated_options(args[:end])
+    _refuse_stray_words(command, args[:end], parameters)
     if forwards:
         return args
     for arg in args[:end]:
         if arg.startswith("--") and len(arg) > 2:
-            name = arg[2:].split("=", 1)[0].replace("-", "_")
+            name = _option_name(arg)
             if name not in parameters and not (name.startswith("no") and name[2:] in parameters):
                 raise ValueError(f"unknown option {arg.split('=', 1)[0]} (see --help for the options)")
     return args
+
+
+def _option_name(arg: str) -> str:
+    """``--fold-count=3`` -> ``fold_count``; ``--noflag`` stays ``noflag`` (fire's negation, checked by name)."""
+    return arg[2:].split("=", 1)[0].replace("-", "_")
+
+
+def _refuse_repeated_options(args: list[str]) -> None:
+    """Refuse an option given twice: fire keeps the last value without a word (``--fold 0 --fold 1``)."""
+    seen: dict[str, str] = {}
+    for arg in args:
+        if arg.startswith("--") and len(arg) > 2:
+            name = _option_name(arg)
+            name = name[2:] if name.startswith("no") and name[2:] in seen else name
+            if name in seen:
+                raise ValueError(f"option --{name} given twice; give it once")
+            seen[name] = arg
+
+
+def _refuse_stray_words(command: str, args: list[str], parameters: Mapping[str, inspect.Parameter]) -> None:
+    """Refuse plain words beyond the command's required arguments: fire gives them to the next parameters in order,
+    so ``--folds 0 9`` ran fold 0 only, with ``9`` taken as ``--root`` (ignored by a generated protocol).
+
+    A word after ``--name`` (without ``=``) is that option's value, as fire reads it.
+    """
+    required = [name for name, p in parameters.items()
+                if p.default is inspect.Parameter.empty and p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
+    named = {_option_name(arg) for arg in args if arg.startswith("--")}
+    room = len([name for name in required if name not in named])
+    words, index = [], args.index(command) + 1
+    while index < len(args):
+        arg = args[index]
+        if arg.startswith("--"):
+            takes_next = "=" not in arg and index + 1 < len(args) and not args[index + 1].startswith("--")
+            index += 2 if takes_next else 1
+            continue
+        words.append(arg)
+        index += 1
+    if len(words) > room:
+        expected = " ".join(name.upper() for name in required if name not in named) or "no further plain words"
+        raise ValueError(f"unexpected argument {words[room]!r}: {command} takes {expected}, and every other setting "
+                         "as --name value (lists are comma-separated: --folds 0,1)")
 
 
 def _long_form(arg: str, parameters: Mapping[str, inspect.Parameter], forwards: bool) -> str:

@@ -135,6 +135,17 @@ def dataset(tmp_path: Path) -> Path:
     (["label-efficiency", "{tmp}/le", "{tmp}/root/set/a.png"], "corrupt or not a torch file"),
     (["inspect-checkpoint", "{tmp}/root/set/a.png"], "corrupt or not a torch file"),
     (["no-such-command"], "no-such-command"),
+    # a list typed with spaces: fire gave the stray word to the next parameter (--root) and ran fold 0 only
+    (["cross-validate", "synthetic", "{tmp}/cv", "--folds", "0", "9", "--methods", "random"],
+     "unexpected argument '9': cross-validate takes PROTOCOL OUT, and every other setting as --name value (lists are "
+     "comma-separated: --folds 0,1)"),
+    (["synthesize", "{tmp}/a1", "--out", "{tmp}/b1", "--num", "2"], "unexpected argument '{tmp}/a1'"),
+    (["bundle-path", "usf_mae_classify", "usf_mae_segment"], "unexpected argument 'usf_mae_segment'"),
+    # an option given twice: fire kept the last value without a word
+    (["synthesize", "{tmp}/sim", "--num", "2", "--num", "3"], "option --num given twice; give it once"),
+    (["make-datalist", "folder", "{tmp}/root", "{tmp}/list.json", "--fold", "0", "--fold=1"],
+     "option --fold given twice; give it once"),
+    (["cross-validate", "synthetic", "{tmp}/cv", "--epochs", "1", "--epochs", "2"], "option --epochs given twice"),
 ])
 def test_user_errors_are_one_line_with_exit_code_2(args, message, dataset, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
@@ -301,7 +312,7 @@ def test_a_library_value_error_keeps_its_traceback(monkeypatch, capsys):
     """torch's own ValueError in the middle of a command is a fault to debug, not a user's mistake: no one line."""
     from monai_ext import cli
 
-    def failing(name: str = "x") -> None:
+    def failing(name: str) -> None:
         torch.nn.functional.cross_entropy(torch.zeros(4, 2), torch.zeros(3, dtype=torch.long))  # batch mismatch
 
     monkeypatch.setitem(cli.COMMANDS, "bundle-path", failing)
@@ -315,7 +326,7 @@ def test_a_user_error_wrapped_by_an_in_process_bundle_run_is_one_line(monkeypatc
     from monai_ext import cli
     from monai_ext.apps.bundle_support import bundle_path as locate
 
-    def wrapped(name: str = "x") -> None:
+    def wrapped(name: str) -> None:
         try:
             locate("no_such_bundle")
         except ValueError as inner:
@@ -449,6 +460,25 @@ def test_segmentation_cross_validation_from_a_relative_cache_dir(tmp_path, monke
     assert "mean_dice" in (tmp_path / "cv" / "cv_table.md").read_text()
 
 
+@pytest.mark.parametrize("args", [
+    ["synthesize", "{tmp}/sim", "--help"],
+    ["make-datalist", "folder", "{tmp}/root", "{tmp}/keep.json", "-h"],
+    ["cross-validate", "synthetic", "{tmp}/cv", "--help"],
+    ["cross-validate", "--help"],
+    ["label-efficiency", "--help"],
+    ["bundle-path", "usf_mae_classify", "--help"],
+])
+def test_help_anywhere_shows_help_exits_0_and_runs_nothing(args, dataset, tmp_path, capsys):
+    """fire takes --help as a request for help only before the arguments: after them the command ran (1000 images
+    simulated, a datalist overwritten) and then showed its result's help; commands taking bundle settings exited 2."""
+    (tmp_path / "keep.json").write_text('{"mine": 1}')
+    code, err = run_main([a.format(tmp=tmp_path) for a in args], capsys)
+    assert code == 0, err
+    assert f"monai_ext {args[0]}" in err and "SYNOPSIS" in err  # fire writes its help to stderr
+    assert not (tmp_path / "sim").exists() and not (tmp_path / "cv").exists()
+    assert (tmp_path / "keep.json").read_text() == '{"mine": 1}'
+
+
 def test_the_short_flags_help_shows_are_taken(tmp_path, capsys):
     """``--help`` lists ``-n, --num`` and ``-w, --workers`` (fire's short forms, one option to a letter): they were
     refused as unknown options."""
@@ -491,3 +521,22 @@ def test_make_datalist_names_labelled_cine_loops_read_by_their_first_frame(tmp_p
         main(["make-datalist", "folder", str(tmp_path / "data"), str(tmp_path / "list.json"), "--folds", "3"])
     said = [r.getMessage() for r in caplog.records if "several frames" in r.getMessage()]
     assert len(said) == 1 and "'loop.dcm': 4 frames" in said[0] and "1 of 11 image(s)" in said[0], said
+
+
+@pytest.mark.parametrize("args, message", [
+    # a generated protocol reads no --root: it would have benchmarked generated images instead of the user's data
+    (["cross-validate", "synthetic", "{tmp}/cv", "--root", "{tmp}/root", "--methods", "random"],
+     "protocol 'synthetic' is generated into --cache_dir and reads no --root (got '{tmp}/root')"),
+    (["cross-validate", "subtle", "{tmp}/cv", "--init_checkpoint", "{tmp}/nope.pt", "--methods", "random"],
+     "--init_checkpoint '{tmp}/nope.pt' is given but no start uses it"),
+    # refused before the CNN start trains a whole fold (it ignores both)
+    (["cross-validate", "synthetic", "{tmp}/cv", "--methods", "cnn,random", "--arch", "foo"],
+     "--arch 'foo' is no architecture the bundles build"),
+    (["cross-validate", "synthetic", "{tmp}/cv", "--methods", "cnn,random", "--image_size", "100"],
+     "--image_size must be a whole multiple of the 16-pixel patch (such as 224), got 100"),
+])
+def test_settings_a_run_would_ignore_or_refuse_late_are_refused_first(args, message, tmp_path, capsys):
+    code, err = run_main([a.format(tmp=tmp_path) for a in args], capsys)
+    assert code == 2 and err.count("\n") == 1, err
+    assert message.format(tmp=tmp_path) in err
+    assert not (tmp_path / "cv").exists()

@@ -143,10 +143,35 @@ def check_run_inputs(methods: Sequence[str], init_checkpoint: str | os.PathLike 
                          f"(see its configs/train.yaml)")
     check_runner_settings(overrides or {})
     check_counts(overrides or {})
+    check_network_settings(names, overrides or {})
+    if init_checkpoint and "pretrained" not in names:
+        raise ValueError(f"--init_checkpoint {str(init_checkpoint)!r} is given but no start uses it (methods "
+                         f"{list(methods)!r}); add pretrained to --methods, or leave the checkpoint out")
     for method in methods:  # last: reading a base model's checkpoint takes seconds
         checkpoint = method_overrides(method, init_checkpoint, task).get("init_checkpoint")
         if checkpoint:
             to_state_dict(read_checkpoint(checkpoint))  # readable, and a layout the loaders know
+
+
+def check_network_settings(names: Sequence[str], overrides: Mapping[str, Any]) -> None:
+    """Refuse an ``--arch`` no bundle builds, or an ``--image_size`` that is no multiple of the 16-pixel patch,
+    before any start trains: the CNN start ignores both, so a whole CNN run finished before the first ViT start
+    refused them.
+
+    Raises:
+        ValueError: quoting the value and what is accepted.
+    """
+    from monai_ext.networks.classifier import CLASSIFIER_FACTORIES, ENCODER_OF_MAE
+
+    if all(name == "cnn" for name in names):
+        return
+    arch = overrides.get("arch")
+    if arch is not None and ENCODER_OF_MAE.get(str(arch), str(arch)) not in CLASSIFIER_FACTORIES:
+        raise ValueError(f"--arch {arch!r} is no architecture the bundles build; choose one of "
+                         f"{sorted(ENCODER_OF_MAE) + sorted(CLASSIFIER_FACTORIES)}")
+    size = overrides.get("image_size")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 16 or size % 16):
+        raise ValueError(f"--image_size must be a whole multiple of the 16-pixel patch (such as 224), got {size!r}")
 
 
 #: Bundle settings the runner sets for each fold and start; a user's value would win and break the run: ``--fold 3``
@@ -429,6 +454,9 @@ def dataset_options(name: str, num_folds: int | None = None, seed: int = 0) -> d
 def protocol_by_name(name: str, root: str | os.PathLike | None, cache_dir: str | os.PathLike, **kwargs: Any) -> Protocol:
     """``synthetic`` / ``synthetic-seg`` (generated into ``cache_dir``) or a dataset protocol read from ``root``."""
     check_protocol_name(name)  # before --root, so that a misspelt name is not answered with "needs --root"
+    if name in GENERATED_PROTOCOLS and root is not None:  # it would benchmark generated images, not the user's
+        raise ValueError(f"protocol {name!r} is generated into --cache_dir and reads no --root (got {str(root)!r}); "
+                         "for your data give its protocol (busbra, mmotu, gist514, folder, csv, busbra-seg, ...)")
     if name == "synthetic":
         return synthetic_protocol(cache_dir, **kwargs)
     if name == "subtle":

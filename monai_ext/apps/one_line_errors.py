@@ -259,13 +259,24 @@ class UnknownSettings(ValueError):
 
 
 def check_settings(argv: Sequence[str]) -> None:
-    """Refuse misspelt settings of a ``monai.bundle run`` command line (:func:`unknown_settings`).
+    """Refuse misspelt settings of a ``monai.bundle run`` command line (:func:`unknown_settings`), settings given
+    twice, and ``--help`` (which MONAI would take for a setting).
 
     Raises:
-        UnknownSettings: a ValueError naming each unknown setting, with the closest known one.
+        UnknownSettings: a ValueError naming each unknown setting, with the closest known one; a setting given twice;
+            or saying where a bundle's settings are described.
     """
     if len(argv) < 2 or argv[1] != "run":
         return
+    names = [name for name, _ in _settings_given(argv)]
+    if "help" in names or "h" in names or "-h" in argv:
+        raise UnknownSettings("a bundle's settings and one command per use are in its docs/README.md (and the "
+                              "comments of its configs/*.yaml); `python -m monai.bundle run -- --help` shows "
+                              "MONAI's own options")
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:  # MONAI keeps the last value without a word
+        raise UnknownSettings(f"setting{'s' if len(repeated) > 1 else ''} {', '.join('--' + n for n in repeated)} "
+                              "given twice; give each once")
     unknown = unknown_settings(argv)
     if unknown:
         raise UnknownSettings(f"unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}: not "

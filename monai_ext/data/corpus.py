@@ -527,6 +527,23 @@ def check_dataset_names(root: Path, survey: RootSurvey, names: Sequence[str]) ->
         raise ValueError(f"exclude_datasets {unknown!r} match no dataset under {str(root)!r}; its datasets: {found!r}")
 
 
+def check_out_folder(root: Path, out: Path) -> None:
+    """Refuse a cache folder that is the root, holds it, or is a folder of the root already holding other files (a
+    dataset): the walk leaves the cache out, so the data would be ingested without those files, or not at all, and
+    the cache's chunks would be written among the user's data.
+
+    Raises:
+        ValueError: naming the folder and what to do.
+    """
+    real = Path(os.path.realpath(out))
+    if real == root or root.is_relative_to(real):
+        raise ValueError(f"--out {str(out)!r} is (or holds) the corpus root {str(root)!r}; choose a folder for the "
+                         "cache outside the data")
+    if real.is_relative_to(root) and real.is_dir() and not (real / "plan.json").exists() and any(real.iterdir()):
+        raise ValueError(f"--out {str(out)!r} lies inside the corpus root and already holds files that are no corpus "
+                         "cache (a dataset?); choose a new folder for the cache")
+
+
 def prepare_corpus(root: str | os.PathLike, out: str | os.PathLike, options: CorpusOptions = CorpusOptions(),
                    workers: int = 1, exclude_datasets: Sequence[str] = (),
                    evaluation_folders: Sequence[str | os.PathLike] = ()) -> dict[str, Any]:
@@ -540,6 +557,7 @@ def prepare_corpus(root: str | os.PathLike, out: str | os.PathLike, options: Cor
             raise NotADirectoryError(f"{role} {str(folder)!r} is not a folder")
     if workers < 0:  # 0 and 1 both ingest in this process
         raise ValueError(f"workers must be >= 0, got {workers!r}")
+    check_out_folder(root, out)
     survey = survey_root(root, out)
     check_dataset_names(root, survey, exclude_datasets)
     ingest(root, out, options, survey.sources, workers)

@@ -104,6 +104,7 @@ def read_split(path: str | os.PathLike, task: Task = "classification") -> dict[s
     data = _read_json_object(path)
     if "class_names" not in data:
         raise ValueError(f"datalist {str(path)!r} lacks 'class_names'")
+    _refuse_misnamed_parts(data, path)
     if not any(data.get(part) for part in PARTS):
         raise ValueError(f"datalist {str(path)!r} has no items in any of {list(PARTS)!r}")
     class_names = _class_names(data["class_names"], path, task)
@@ -117,6 +118,25 @@ def read_split(path: str | os.PathLike, task: Task = "classification") -> dict[s
     _require_files(result, path, data)
     warn_of_several_frames(result, path)
     return {**{k: v for k, v in data.items() if k not in result}, **result}
+
+
+#: Names other datalists give the parts (MONAI's Decathlon lists say "training"; scripts write "val").
+_PART_ALIASES = {"training": "train", "val": "validation", "valid": "validation", "testing": "test", "eval": "test"}
+
+
+def _refuse_misnamed_parts(data: dict[str, Any], path: Path) -> None:
+    """Refuse a key that names a part this reader does not read while that part is absent (``"val"``, a misspelt
+    ``"tset"``): its items were passed over, and training ran without a test part or stopped on "no validation
+    items" without a word about the key. Other keys (a description, a source) are kept as they are."""
+    import difflib
+
+    for key in data:
+        if key in PARTS or not isinstance(data[key], list):
+            continue
+        meant = _PART_ALIASES.get(key.lower()) or next(iter(difflib.get_close_matches(key.lower(), PARTS, 1)), None)
+        if meant is not None and meant not in data:
+            raise ValueError(f"datalist {str(path)!r}: its part {key!r} is read as no part (did you mean "
+                             f"{meant!r}?); the parts are {list(PARTS)!r}")
 
 
 def _read_json_object(path: Path) -> dict[str, Any]:

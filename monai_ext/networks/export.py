@@ -45,9 +45,16 @@ def export_onnx(
     dynamic_shapes = ({0: torch.export.Dim("batch")},) if dynamic_batch else None
     if dynamic_batch and example.shape[0] == 1:
         example = example.expand(2, *example.shape[1:]).contiguous()  # torch.export specialises a size-1 dimension
-    with torch.no_grad():
-        program = torch.onnx.export(model, (example,), input_names=["image"], output_names=["pred"], opset_version=opset,
-                                    dynamic_shapes=dynamic_shapes, dynamo=True)
+    # onnxscript logs a failed conversion to an older opset with its whole traceback; it is refused below in one line
+    converter_log = logging.getLogger("onnxscript.version_converter")
+    level = converter_log.level
+    converter_log.setLevel(logging.ERROR)
+    try:
+        with torch.no_grad():
+            program = torch.onnx.export(model, (example,), input_names=["image"], output_names=["pred"],
+                                        opset_version=opset, dynamic_shapes=dynamic_shapes, dynamo=True)
+    finally:
+        converter_log.setLevel(level)
     # torch's exporter falls back to its own opset when converting down fails (it logs the error and goes on): a
     # file for an older runtime must be refused, not written at another opset
     written = {entry.domain: entry.version for entry in program.model_proto.opset_import}.get("", None)

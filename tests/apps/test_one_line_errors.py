@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -169,6 +170,19 @@ def test_the_args_file_can_name_the_config(tmp_path, args, unknown) -> None:
     argv = ["/x/monai/bundle/__main__.py", "run", "--args_file", str(tmp_path / "args.json"), "--ckpt_dir", "m",
             "--epoch", "2"]
     assert one_line_errors.unknown_settings(argv) == unknown
+
+
+@pytest.mark.parametrize("settings, message", [
+    (["--epochs", "2", "--epochs=3"], "setting --epochs given twice; give each once"),
+    (["--dataset_dir", "a", "--dataset-dir", "b"], "setting --dataset_dir given twice"),   # fire's hyphen, same name
+    (["--help"], "docs/README.md"),
+    (["--epochs", "2", "-h"], "docs/README.md"),
+])
+def test_a_setting_given_twice_or_help_is_refused_with_a_pointer(settings, message) -> None:
+    """MONAI kept the last of two values without a word, and took --help for an unknown setting."""
+    argv = ["/x/monai/bundle/__main__.py", "run", "--config_file", str(REPO / TRAIN), *settings]
+    with pytest.raises(one_line_errors.UnknownSettings, match=re.escape(message)):
+        one_line_errors.check_settings(argv)
 
 
 def test_a_misspelt_setting_stops_the_run_in_one_line(tmp_path) -> None:

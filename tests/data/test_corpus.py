@@ -413,3 +413,15 @@ def test_a_file_failing_part_way_keeps_the_frames_read_before(tmp_path):
     warned = {entry["source"]: " ".join(entry["warnings"]) for entry in report["reader_warnings"]}
     assert "the views of frames 0-2 are kept" in warned["site/stack.tif"]
     assert "the views of frames 0-1 are kept" in warned["site/loop.dcm"]
+
+
+@pytest.mark.parametrize("out", [".", "..", "site"])
+def test_an_out_folder_that_is_the_root_or_a_dataset_in_it_is_refused(tmp_path, out):
+    """--out ROOT/<dataset> left that dataset out of the walk (the cache's folder) and ended in "no supported
+    files", with empty chunk folders left in the user's data."""
+    root = tmp_path / "root"
+    (root / "site").mkdir(parents=True)
+    cv2.imwrite(str(root / "site" / "scan.png"), us_image(64, 61))
+    with pytest.raises(ValueError, match="(is \\(or holds\\) the corpus root|already holds files that are no corpus)"):
+        prepare_corpus(root, root / out, CorpusOptions(size=32))
+    assert sorted(p.name for p in root.rglob("*")) == ["scan.png", "site"]

@@ -50,6 +50,16 @@ def test_write_then_read_round_trips_from_any_folder(tmp_path, monkeypatch) -> N
     assert read["validation"][0]["label"] == str(tmp_path / "dataset/a_mask.png")
 
 
+def test_other_keys_of_a_datalist_are_kept(tmp_path) -> None:
+    """A description, a source, or a list of notes beside parts that are all there is no misnamed part."""
+    _files(tmp_path, "img/a.png", "img/b.png")
+    path = tmp_path / "fold.json"
+    extra = {"description": "BUS-BRA fold 1", "tests": ["notes"], "numTraining": 1}
+    path.write_text(json.dumps({**GOOD, "test": [], **extra}))
+    read = read_split(path)
+    assert {key: read[key] for key in extra} == extra
+
+
 def test_a_byte_order_mark_is_accepted(tmp_path) -> None:
     _files(tmp_path, "img/a.png", "img/b.png")
     path = tmp_path / "fold.json"
@@ -87,6 +97,12 @@ def test_a_byte_order_mark_is_accepted(tmp_path) -> None:
      r"'.*img/b.png' is validation\[0\] and validation\[1\] again; it would be counted twice in the validation"),
     ({**GOOD, "train": [{"image": "img/a.png", "label": 0}, {"image": "img/a.png", "label": 1}]},
      r"'.*img/a.png' has two labels, 0 as train\[0\] and 1 as train\[1\]"),
+    # a part under another name was passed over: no test part, or "no validation items" without a word about it
+    ({"class_names": GOOD["class_names"], "train": GOOD["train"], "val": GOOD["validation"]},
+     r"its part 'val' is read as no part \(did you mean 'validation'\?\); the parts are \['train', 'validation', 'test'\]"),
+    ({**GOOD, "tset": GOOD["train"]}, r"its part 'tset' is read as no part \(did you mean 'test'\?\)"),
+    ({"class_names": GOOD["class_names"], "training": GOOD["train"], "validation": GOOD["validation"]},
+     r"its part 'training' is read as no part \(did you mean 'train'\?\)"),
     ({**GOOD, "train": [{"image": "img/a.png", "label": 0}, {"image": "img", "label": 1}]},
      r"train\[1\]: '.*img' is a folder, not a file"),
     ({**GOOD, "validation": [{"image": "img/b.png", "label": 0}, {"image": "img/gone.png", "label": 1}]},

@@ -93,6 +93,17 @@ def test_a_written_file_has_the_opset_asked_for(tmp_path, opset) -> None:
         assert written[""] == opset
 
 
+def test_an_opset_torch_cannot_convert_to_is_refused_without_onnxscripts_traceback(tmp_path, caplog) -> None:
+    """``--opset 5``: onnxscript logged its conversion failure with a whole traceback above the one-line refusal."""
+    import logging
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Flatten(), torch.nn.Linear(72, 2))
+    with caplog.at_level(logging.WARNING), pytest.raises(ValueError, match="could not be exported at opset 5"):
+        export_onnx(model, tmp_path / "x.onnx", (1, 1, 8, 8), opset=5)
+    assert not [r for r in caplog.records if r.name.startswith("onnxscript") and r.exc_info], caplog.text[-2000:]
+    assert logging.getLogger("onnxscript.version_converter").level == logging.NOTSET  # put back as it was
+
+
 def test_export_refuses_an_opset_newer_than_onnx_knows(tmp_path) -> None:
     """--opset 99 failed inside onnxscript's converter, which printed its traceback before the one-line error."""
     import onnx
