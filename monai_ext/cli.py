@@ -539,7 +539,7 @@ def _check_options(args: list[str]) -> list[str]:
     parameters = inspect.signature(function).parameters
     forwards = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())  # bundle overrides
     args = [_long_form(arg, parameters, forwards) if i < end else arg for i, arg in enumerate(args)]
-    _refuse_repeated_options(args[:end])
+    _refuse_repeated_options(args[:end], parameters)
     _refuse_stray_words(command, args[:end], parameters)
     if forwards:
         return args
@@ -556,13 +556,14 @@ def _option_name(arg: str) -> str:
     return arg[2:].split("=", 1)[0].replace("-", "_")
 
 
-def _refuse_repeated_options(args: list[str]) -> None:
-    """Refuse an option given twice: fire keeps the last value without a word (``--fold 0 --fold 1``)."""
+def _refuse_repeated_options(args: list[str], parameters: Mapping[str, inspect.Parameter]) -> None:
+    """Refuse an option given twice, also as its negation (``--nocrop_fov``): fire keeps the last value without a
+    word (``--fold 0 --fold 1``)."""
     seen: dict[str, str] = {}
     for arg in args:
         if arg.startswith("--") and len(arg) > 2:
             name = _option_name(arg)
-            name = name[2:] if name.startswith("no") and name[2:] in seen else name
+            name = name[2:] if name.startswith("no") and name not in parameters and name[2:] in parameters else name
             if name in seen:
                 raise ValueError(f"option --{name} given twice; give it once")
             seen[name] = arg

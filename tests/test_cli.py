@@ -146,6 +146,8 @@ def dataset(tmp_path: Path) -> Path:
     (["make-datalist", "folder", "{tmp}/root", "{tmp}/list.json", "--fold", "0", "--fold=1"],
      "option --fold given twice; give it once"),
     (["cross-validate", "synthetic", "{tmp}/cv", "--epochs", "1", "--epochs", "2"], "option --epochs given twice"),
+    (["prepare-corpus", "{tmp}/root", "{tmp}/cache", "--nocrop_fov", "--crop_fov"], "option --crop_fov given twice"),
+    (["prepare-corpus", "{tmp}/root", "{tmp}/cache", "--crop_fov", "--nocrop_fov"], "option --crop_fov given twice"),
 ])
 def test_user_errors_are_one_line_with_exit_code_2(args, message, dataset, tmp_path, capsys):
     (tmp_path / "empty").mkdir()

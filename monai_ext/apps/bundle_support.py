@@ -131,7 +131,9 @@ def _load_content(network: torch.nn.Module, content: Any, name: str, encoder_onl
         state_dict = filter_monai_ext(content)
         if encoder_only and _transfers_encoder(network, content["arch"].get("kind"), state_dict):
             report = load_encoder_weights(network, content, name=name)
-            return f"{name}: the encoder of a {content['arch']['kind']} (head or decoder new here); {report.summary()}"
+            kept = _keep_pooling_norm(network, state_dict)
+            return (f"{name}: the encoder of a {content['arch']['kind']} (head or decoder new here){kept}; "
+                    f"{report.summary()}")
         # A file of this same kind of network (a classifier or an external CNN): everything must match.
         try:
             check_shapes(state_dict, network, name)
@@ -143,6 +145,17 @@ def _load_content(network: torch.nn.Module, content: Any, name: str, encoder_onl
         return f"{name}: all {len(state_dict)} tensors (strict)"
     load = load_encoder_weights if encoder_only else load_mae_weights
     return f"{name}: {load(network, content, name=name).summary()}"
+
+
+def _keep_pooling_norm(network: torch.nn.Module, state_dict: Mapping[str, torch.Tensor]) -> str:
+    """Copy a fine-tuned average-pooling classifier's ``fc_norm`` into one that pools the same way (transfer to a new
+    class count keeps all but the head); returns a note for the load's summary, empty where nothing was copied."""
+    target = network.state_dict()
+    keys = [k for k in ("fc_norm.weight", "fc_norm.bias") if k in target]
+    if not keys or not all(k in state_dict and state_dict[k].shape == target[k].shape for k in keys):
+        return ""
+    network.load_state_dict({**target, **{k: state_dict[k] for k in keys}}, strict=True)
+    return ", its fc_norm kept"
 
 
 def _network_kind(network: torch.nn.Module) -> str | None:

@@ -157,15 +157,17 @@ def process_file(path: Path, root: Path, options: CorpusOptions) -> tuple[list[n
             h, w = frame.pixels.shape[:2]
             if min(h, w) < options.min_size:
                 raise SkippedSource(f"{relative}: frame {frame.index} is {h}x{w}, smaller than {options.min_size}")
-            for view in prepare_views(frame.pixels, frame.region_box, options.views):
-                frames.append(view.pixels)
-                record = {"dataset": dataset, "source": relative, "frame": frame.index,
-                          "view": getattr(frame, "view", 0) + view.view, "orig_height": h, "orig_width": w,
-                          "crop": " ".join(str(v) for v in view.crop),
-                          "annotation_fraction": view.annotation_fraction, "flow_fraction": view.flow_fraction,
-                          "drop": view.drop, "sha256": hashlib.sha256(view.pixels.tobytes()).hexdigest(),
-                          "phash": f"{perceptual_hash(view.pixels):016x}"}
-                records.append(record)
+            views = prepare_views(frame.pixels, frame.region_box, options.views)
+            frame_records = [{"dataset": dataset, "source": relative, "frame": frame.index,
+                              "view": getattr(frame, "view", 0) + view.view, "orig_height": h, "orig_width": w,
+                              "crop": " ".join(str(v) for v in view.crop),
+                              "annotation_fraction": view.annotation_fraction, "flow_fraction": view.flow_fraction,
+                              "drop": view.drop, "sha256": hashlib.sha256(view.pixels.tobytes()).hexdigest(),
+                              "phash": f"{perceptual_hash(view.pixels):016x}"} for view in views]
+            # a frame's views join together, once all are done: a failure inside a frame leaves no view of it, and
+            # the views and their records (rows of the chunk) stay aligned
+            frames += [view.pixels for view in views]
+            records += frame_records
     except (UnreadableImageError, SkippedSource) as e:
         return _partly_read(frames, records, _relative_message(e, path, relative))
     except MemoryError:
@@ -207,8 +209,14 @@ def _write_chunk(args: tuple[int, list[str], str, str, CorpusOptions]) -> tuple[
     index, files, root, out, options = args
     cv2.setNumThreads(1)  # one process per core already
     stats = source_stats(Path(root), files)  # before reading: a file changed while it is read is read again
+    cached = _cached_views(Path(out), index)  # a chunk read again: what its files that are gone since gave
     frames, records, skipped, warned = [], [], [], []
     for name in files:
+        if stats[name] is None and name in cached:  # gone since it was cached: its frames stay, as the plan says
+            old_frames, old_records, old_skipped, old_warned = cached[name]
+            frames, records, skipped, warned = (frames + old_frames, records + old_records, skipped + old_skipped,
+                                                warned + old_warned)
+            continue
         with collected_reader_warnings() as notes:
             f, r, reason = process_file(Path(root) / name, Path(root), options)
         if reason and not f:
@@ -224,6 +232,27 @@ def _write_chunk(args: tuple[int, list[str], str, str, CorpusOptions]) -> tuple[
     chunk = {"files": files, "records": records, "skipped": skipped, "warnings": warned, "stats": stats}
     atomic_write_bytes(json_path, json.dumps(chunk).encode())
     return index, len(frames), len(skipped)
+
+
+def _cached_views(out: Path, index: int) -> dict[str, tuple[list[np.ndarray], list[dict], list[dict], list[dict]]]:
+    """Per source file of chunk ``index`` as cached: (its views (S, S) uint8, their records, its skip entries, its
+    readers' warnings); empty where the chunk was never written."""
+    array_path, json_path = _chunk_paths(out, index)
+    if not (json_path.exists() and array_path.exists()):
+        return {}
+    chunk = json.loads(json_path.read_text())
+    array = np.load(array_path, mmap_mode="r")
+    cached: dict[str, tuple[list[np.ndarray], list[dict], list[dict], list[dict]]] = {
+        name: ([], [], [], []) for name in chunk["files"]}
+    for row, record in enumerate(chunk["records"]):
+        if record["source"] in cached:
+            cached[record["source"]][0].append(np.array(array[row]))  # a copy: the file is about to be replaced
+            cached[record["source"]][1].append(record)
+    for key, position in (("skipped", 2), ("warnings", 3)):
+        for entry in chunk.get(key, []):
+            if entry["source"] in cached:
+                cached[entry["source"]][position].append(entry)
+    return cached
 
 
 def _write_frames(path: Path, frames: list[np.ndarray], size: int) -> None:
@@ -350,8 +379,8 @@ def ingest(root: Path, out: Path, options: CorpusOptions, sources: list[str], wo
     """
     from tqdm import tqdm
 
+    chunks = _plan(root, out, options, sources)  # first: a refused plan leaves no folder in the user's tree
     (out / "chunks").mkdir(parents=True, exist_ok=True)
-    chunks = _plan(root, out, options, sources)
     todo = [i for i in range(len(chunks)) if not _chunk_paths(out, i)[1].exists()]
     todo = sorted(todo + _chunks_with_changed_files(root, out, chunks, set(todo)))
     jobs = [(i, chunks[i], str(root), str(out), options) for i in todo]
@@ -464,9 +493,9 @@ def decide(records: list[dict], options: CorpusOptions, exclude_datasets: Sequen
            eval_exact: dict[str, str], eval_near: NearDuplicateIndex | None) -> None:
     """Set ``keep`` and ``reason`` of every record, in manifest order (the first of a duplicate group is kept).
 
-    A frame of an excluded dataset keeps its copies in other datasets out too (``matches_excluded``, exact or within
-    :data:`EVALUATION_NEAR_BITS`): exclusion is how an evaluation set is kept out of pretraining, and the same image
-    filed under a second dataset would leak it back in.
+    A frame of an excluded dataset keeps its copies in other datasets out too (``matches_excluded`` when exact,
+    ``near_excluded`` within ``dedup_threshold`` bits and at least :data:`EVALUATION_NEAR_BITS`): exclusion is how
+    an evaluation set is kept out of pretraining, and the same image filed under a second dataset would leak it back.
     """
     excluded = {name.lower() for name in exclude_datasets}
     excluded_exact, excluded_near = _excluded_frames(records, excluded, options)

@@ -130,8 +130,10 @@ def _refuse_misnamed_parts(data: dict[str, Any], path: Path) -> None:
     items" without a word about the key. Other keys (a description, a source) are kept as they are."""
     import difflib
 
-    for key in data:
-        if key in PARTS or not isinstance(data[key], list):
+    for key, items in data.items():
+        # only a list of items ({"image": ...}) is a part under another name; notes or a list of sources are not
+        if key in PARTS or not isinstance(items, list) or not items or \
+                not all(isinstance(item, dict) and "image" in item for item in items):
             continue
         meant = _PART_ALIASES.get(key.lower()) or next(iter(difflib.get_close_matches(key.lower(), PARTS, 1)), None)
         if meant is not None and meant not in data:

@@ -118,7 +118,17 @@ def outside_folders(paths: Sequence[Path], folders: Sequence[str | os.PathLike |
     spellings compared as real paths: ``/data`` is often a link, and a folder reached through it is the same folder):
     a run's own outputs kept under its input folder are never read back as inputs."""
     outside = [Path(os.path.realpath(os.path.expanduser(f))) for f in folders if f is not None]
-    return [p for p in paths if not any(Path(os.path.realpath(p)).is_relative_to(o) for o in outside)]
+    if not outside:
+        return list(paths)
+    real_folders: dict[str, Path] = {}  # one real path per folder, not per file: an archive holds 370K files
+
+    def real(path: Path) -> Path:
+        parent = os.path.dirname(os.path.abspath(path))
+        if parent not in real_folders:
+            real_folders[parent] = Path(os.path.realpath(parent))
+        return real_folders[parent] / os.path.basename(path)
+
+    return [p for p in paths if not any(real(p).is_relative_to(o) for o in outside)]
 
 
 def split_train_val(items: Sequence[Any], val_fraction: float, seed: int) -> tuple[list[Any], list[Any]]:

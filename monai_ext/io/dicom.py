@@ -29,6 +29,7 @@ from monai_ext.io.dicom_frames import (
     encapsulated_value,
     fragments_before_cut,
     frame_count,
+    native_pixel_data_cut,
     reconcile_frame_count,
     whole_frame_fragments,
 )
@@ -157,7 +158,7 @@ def _with_cut_pixel_data_recovered(ds: Any, path: str | os.PathLike) -> Any:
         data = file.read()
     found = fragments_before_cut(data)
     if found is None:
-        if "FloatPixelData" not in ds and b"\xe0\x7f\x10\x00" in data[-(1 << 20):]:  # a native element's tag
+        if "FloatPixelData" not in ds and native_pixel_data_cut(data):
             raise UnreadableImageError(f"{path}: DICOM file is cut off inside its pixel data (an incomplete copy?)")
         return ds
     start, fragments = found

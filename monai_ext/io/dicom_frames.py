@@ -51,6 +51,24 @@ def fragments_before_cut(data: bytes) -> tuple[int, list[bytes]] | None:
     return start, items
 
 
+#: Explicit VRs with a 4-byte length after two reserved bytes (PS3.5 7.1.2), as Pixel Data has.
+_LONG_VRS = (b"OB", b"OW", b"OD", b"OF", b"OL", b"OV", b"UN")
+
+
+def native_pixel_data_cut(data: bytes) -> bool:
+    """Whether ``data`` ends inside its last Pixel Data element (its header, or a value shorter than its length):
+    a copy cut off there. An icon's complete pixel data in a file without the image's is no cut."""
+    start = data.rfind(b"\xe0\x7f\x10\x00")
+    if start < 0:
+        return False
+    explicit = data[start + 4 : start + 6] in _LONG_VRS
+    header = 12 if explicit else 8
+    if len(data) < start + header:
+        return True
+    length = int.from_bytes(data[start + header - 4 : start + header], "little")
+    return length != 0xFFFFFFFF and start + header + length > len(data)
+
+
 def whole_frame_fragments(fragments: list[bytes]) -> list[bytes]:
     """The fragments up to the last that ends a JPEG or JPEG 2000 codestream (a frame split over fragments and cut
     after some of them is no frame); all of them where none ends one (RLE has no end marker: a fragment per frame)."""
@@ -86,7 +104,9 @@ def reconcile_frame_count(ds: Any, source: str) -> None:
         if stored and stored < header and not _is_a_whole_fraction(len(ds.PixelData), _expected_length(ds)):
             _set_frames(ds, source, header, stored)
             ds.PixelData = ds.PixelData[: _expected_length(ds)]  # the part of a frame cut off is not a frame
-        elif stored and stored > header:
+        elif stored and stored > header and str(ds.get("PhotometricInterpretation", "")) != "YBR_FULL_422":
+            # (YBR_FULL_422 left as it is: full-size colour data decompressed under that label is half as long
+            # again as the header says, which pydicom refuses with its own clear reason)
             told = f"NumberOfFrames says {header}" if ds.get("NumberOfFrames") not in (None, "") else "it has no NumberOfFrames"
             warnings.warn(f"{source}: its pixel data holds {stored} frames' bytes but {told}: {header} read (extra "
                           "bytes are as often a mislabelled sample size or colour layout as frames; correct the "

@@ -425,3 +425,66 @@ def test_an_out_folder_that_is_the_root_or_a_dataset_in_it_is_refused(tmp_path, 
     with pytest.raises(ValueError, match="(is \\(or holds\\) the corpus root|already holds files that are no corpus)"):
         prepare_corpus(root, root / out, CorpusOptions(size=32))
     assert sorted(p.name for p in root.rglob("*")) == ["scan.png", "site"]
+
+
+def test_a_failure_inside_a_frame_keeps_views_and_records_aligned(tmp_path, monkeypatch):
+    """A failure after a frame's pixels were kept but before its record was made shifted every later row of the
+    chunk: the manifest's hashes and kept rows pointed at other frames."""
+    from PIL import Image
+
+    import monai_ext.data.corpus as corpus
+
+    root = tmp_path / "root"
+    (root / "site").mkdir(parents=True)
+    pages = [Image.fromarray(us_image(64, 70 + i)) for i in range(3)]
+    pages[0].save(root / "site" / "loop.tif", save_all=True, append_images=pages[1:])
+    cv2.imwrite(str(root / "site" / "z_after.png"), us_image(64, 75))
+    calls = {"n": 0}
+    real_hash = corpus.perceptual_hash
+
+    def failing_second(gray):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise MemoryError
+        return real_hash(gray)
+
+    monkeypatch.setattr(corpus, "perceptual_hash", failing_second)
+    options = CorpusOptions(size=32, dedup_threshold=-1, files_per_chunk=4)
+    prepare_corpus(root, tmp_path / "cache", options)
+    rows = manifest(tmp_path / "cache")
+    assert [(r["source"], r["frame"]) for r in rows] == [("site/loop.tif", "0"), ("site/z_after.png", "0")]
+    data = CorpusFrames(tmp_path / "cache")
+    for index, row in enumerate(rows):  # each row's hash is the hash of the frame stored at its row
+        import hashlib
+
+        stored = data[index]["image"].numpy()[0]
+        assert hashlib.sha256(np.ascontiguousarray(stored).tobytes()).hexdigest() == row["sha256"]
+
+
+def test_a_rerun_after_a_refused_first_run_into_an_out_inside_the_root_goes_on(tmp_path):
+    """The refused first run left ROOT/cache/chunks, and the rerun took the folder for a dataset."""
+    root = tmp_path / "root"
+    (root / "site").mkdir(parents=True)
+    with pytest.raises(ValueError, match="no supported files"):
+        prepare_corpus(root, root / "cache", CorpusOptions(size=32))
+    cv2.imwrite(str(root / "site" / "scan.png"), us_image(64, 81))
+    assert prepare_corpus(root, root / "cache", CorpusOptions(size=32))["kept"] == 1
+
+
+def test_a_file_gone_from_a_chunk_read_again_keeps_its_cached_frames(tmp_path, caplog):
+    """The warning says the frames of files no longer under the root stay; when another file of their chunk changed
+    they were lost and the gone file listed as unreadable."""
+    options = CorpusOptions(size=32, files_per_chunk=2, dedup_threshold=-1)
+    site = tmp_path / "root" / "site"
+    site.mkdir(parents=True)
+    for i in range(2):
+        cv2.imwrite(str(site / f"scan_{i}.png"), us_image(64, 90 + i))
+    out = tmp_path / "cache"
+    prepare_corpus(tmp_path / "root", out, options)
+    before = {r["source"]: r["sha256"] for r in manifest(out)}
+    cv2.imwrite(str(site / "scan_0.png"), us_image(48, 92))   # changed
+    (site / "scan_1.png").unlink()                             # gone
+    report = prepare_corpus(tmp_path / "root", out, options)
+    after = {r["source"]: r["sha256"] for r in manifest(out)}
+    assert after["site/scan_1.png"] == before["site/scan_1.png"] and after["site/scan_0.png"] != before["site/scan_0.png"]
+    assert report["skipped_files"] == [] and report["kept"] == 2

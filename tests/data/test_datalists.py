@@ -54,8 +54,9 @@ def test_other_keys_of_a_datalist_are_kept(tmp_path) -> None:
     """A description, a source, or a list of notes beside parts that are all there is no misnamed part."""
     _files(tmp_path, "img/a.png", "img/b.png")
     path = tmp_path / "fold.json"
-    extra = {"description": "BUS-BRA fold 1", "tests": ["notes"], "numTraining": 1}
-    path.write_text(json.dumps({**GOOD, "test": [], **extra}))
+    extra = {"description": "BUS-BRA fold 1", "tests": ["notes"], "numTraining": 1,
+             "notes": ["exported from PACS 2024-05", "fold 0 of 5"], "traits": [{"name": "x"}]}
+    path.write_text(json.dumps({**GOOD, **extra}))  # no test part: "notes" is close to "test" by spelling
     read = read_split(path)
     assert {key: read[key] for key in extra} == extra
 

@@ -186,3 +186,33 @@ def test_native_data_a_whole_fraction_short_is_a_mislabelled_header_and_refused(
     ds.save_as(path)
     with pytest.raises(UnreadableImageError, match="pixel data truncated"):
         frame_levels(path)
+
+
+def test_a_complete_file_with_only_an_icons_pixel_data_has_no_pixel_data_not_a_cut(tmp_path):
+    """The icon's (7FE0,0010) tag was taken for the image's pixel data cut off: "an incomplete copy?" sent users
+    looking for a copy that was complete."""
+    from pydicom.dataset import Dataset
+
+    path = loop_with_header(tmp_path, "explicit", len(LEVELS))
+    ds = pydicom.dcmread(path)
+    del ds.PixelData
+    icon = Dataset()
+    icon.Rows, icon.Columns, icon.SamplesPerPixel, icon.PhotometricInterpretation = 8, 8, 1, "MONOCHROME2"
+    icon.BitsAllocated, icon.BitsStored, icon.HighBit, icon.PixelRepresentation = 8, 8, 7, 0
+    icon.PixelData = bytes(64)
+    ds.IconImageSequence = [icon]
+    ds.save_as(tmp_path / "icon_only.dcm")
+    with pytest.raises(UnreadableImageError, match="icon_only.dcm: DICOM file has no pixel data"):
+        read_dicom(tmp_path / "icon_only.dcm")
+
+
+def test_full_size_colour_labelled_ybr_full_422_is_refused_not_read_at_wrong_offsets(tmp_path):
+    """Decompressed colour left labelled YBR_FULL_422 is half as long again as the header says: cut to the header's
+    length, its frames were decoded from the wrong bytes (mixing frames) instead of being refused."""
+    path = write_dicom_frames(np.stack([np.full((16, 16, 3), 40 * (k + 1), np.uint8) for k in range(4)]),
+                              tmp_path / "rgb.dcm", photometric="RGB")
+    ds = pydicom.dcmread(path)
+    ds.PhotometricInterpretation = "YBR_FULL_422"
+    ds.save_as(tmp_path / "ybr.dcm")
+    with pytest.raises(UnreadableImageError, match="ybr.dcm: .*(YBR_FULL_422|third larger)"):
+        frame_levels(tmp_path / "ybr.dcm")
