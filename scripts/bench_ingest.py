@@ -7,8 +7,11 @@
    (``iter_frames``). Also the whole ``prepare_corpus`` run on one worker, fixed costs included.
 2. Training reader: random access to the memory-mapped cache (``CorpusFrames``), in images/s on one core; baseline
    in the same run: reading the source PNGs with OpenCV.
+3. Chunk writing memory: the peak Python memory (``tracemalloc``) of writing one chunk of ``--chunk_frames`` cached
+   frames (a chunk of cine loops) the way ``prepare-corpus`` writes it (a frame at a time), against the baseline
+   in the same run of stacking the frames and serialising the stack (how chunks were written before).
 
-    python scripts/bench_ingest.py [--images 120] [--size 224] [--repeats 3]
+    python scripts/bench_ingest.py [--images 120] [--size 224] [--repeats 3] [--chunk_frames 1200]
 
 Each rate is the best of ``--repeats`` passes, given twice: per second of wall-clock time, and per second of CPU time
 of this (single-threaded) process, which is frames per core-second even when other jobs share the cores (note the
@@ -71,11 +74,41 @@ def per_second(fn, items, repeats: int = 1) -> Rate:
     return rate
 
 
+def chunk_write_memory(work: Path, count: int, size: int) -> None:
+    """Print the peak memory of writing ``count`` (size, size) frames as one chunk, streamed and stacked."""
+    import io
+    import tracemalloc
+
+    from monai_ext.data.corpus import _write_frames
+    from monai_ext.io.atomic import atomic_write_bytes
+
+    def stacked(path: Path, frames: list[np.ndarray]) -> None:  # the baseline: stack, serialise, write
+        buffer = io.BytesIO()
+        np.save(buffer, np.stack(frames))
+        atomic_write_bytes(path, buffer.getvalue())
+
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (size, size), np.uint8) for _ in range(count)]
+    data_mb = count * size * size / 2**20
+    peaks = {}
+    for name, write in (("streamed", lambda path: _write_frames(path, frames, size)), ("stacked", lambda path:
+                                                                                     stacked(path, frames))):
+        tracemalloc.start()
+        write(work / f"{name}.npy")
+        peaks[name] = tracemalloc.get_traced_memory()[1] / 2**20
+        tracemalloc.stop()
+    same = np.array_equal(np.load(work / "streamed.npy"), np.load(work / "stacked.npy"))
+    print(f"chunk write, {count} frames of {size}x{size} ({data_mb:.0f} MB held as the chunk's frames): peak memory "
+          f"beyond them streamed {peaks['streamed']:.1f} MB, stacked {peaks['stacked']:.1f} MB, stacked / streamed = "
+          f"{peaks['stacked'] / max(peaks['streamed'], 1e-3):.0f}; files identical: {same}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=120)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--chunk_frames", type=int, default=1200)
     args = parser.parse_args()
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
@@ -108,6 +141,7 @@ def main() -> None:
         source = per_second(lambda p: cv2.imread(str(p), cv2.IMREAD_GRAYSCALE), paths)
         print(f"cached reader, 1 core:        {cached:8.1f} images/s  (goal >= 5000)")
         print(f"source PNG reads, 1 core:     {source:8.1f} images/s  cached / PNG = {cached.cpu / source.cpu:.1f}")
+        chunk_write_memory(work, args.chunk_frames, args.size)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
