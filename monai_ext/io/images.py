@@ -202,10 +202,28 @@ def _png_8bit(path: Path) -> np.ndarray | None:
     """OpenCV's decoding of a PNG as stored (BGR order), or None where PIL should read it instead: other depths, a
     file OpenCV cannot decode (PIL then gives the reason), or an empty one (``cv2.imdecode`` asserts on no bytes)."""
     data = path.read_bytes()
-    if not data or _may_carry_orientation(data):  # OpenCV ignores orientation under IMREAD_UNCHANGED; PIL reads it
+    # only a real PNG (a JPEG named .png carries its EXIF orientation, which OpenCV ignores here), not one carrying
+    # an orientation, and not one larger than PIL's decompression-bomb limit, which PIL enforces (OpenCV would
+    # decode a 219 KB file of 15000 x 15000 pixels into gigabytes)
+    if not data.startswith(_PNG_SIGNATURE) or _may_carry_orientation(data) or _png_pixels(data) > _pixel_limit():
         return None
     pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     return pixels if pixels is not None and pixels.dtype == np.uint8 else None
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _png_pixels(png: bytes) -> int:
+    """Width x height from a PNG's IHDR chunk (bytes 16-24); 0 where the header is too short to say."""
+    if len(png) < 24:
+        return 0
+    return int.from_bytes(png[16:20], "big") * int.from_bytes(png[20:24], "big")
+
+
+def _pixel_limit() -> float:
+    """PIL's decompression-bomb limit as set now (``Image.MAX_IMAGE_PIXELS``; None turns it off)."""
+    return Image.MAX_IMAGE_PIXELS if Image.MAX_IMAGE_PIXELS is not None else float("inf")
 
 
 def _may_carry_orientation(png: bytes) -> bool:

@@ -311,6 +311,35 @@ def test_a_picture_with_an_exif_orientation_is_read_upright_on_every_path(tmp_pa
     np.testing.assert_allclose(np.asarray(monai_read, np.float64).T / 255.0, expected, atol=1e-6)  # MONAI's (W, H)
 
 
+@pytest.mark.parametrize("orientation", [3, 6])
+def test_a_jpeg_named_png_is_read_upright_as_its_mask_is(tmp_path, orientation) -> None:
+    """The OpenCV path took the .png name's word: a JPEG with an EXIF orientation, saved as .png by a PACS export,
+    was read unrotated while its mask (read through PIL) was rotated."""
+    from monai_ext.transforms.masks import LoadMask
+
+    path = tmp_path / "scan.png"
+    exif = Image.new("L", (1, 1)).getexif()
+    exif[0x0112] = orientation
+    Image.fromarray(GRAY).save(path, format="JPEG", quality=100, exif=exif.tobytes())
+    with Image.open(path) as img:
+        stored = np.asarray(img.convert("L"))
+    expected = ALL_ORIENTATIONS[orientation](stored)
+    np.testing.assert_allclose(np.asarray(read_image(path).pixels, np.float64), expected, atol=1)
+    assert LoadMask("binary")(str(path)).shape[-2:] == expected.shape
+
+
+def test_a_png_beyond_pils_pixel_limit_is_refused_not_decoded_into_gigabytes(tmp_path, monkeypatch) -> None:
+    """OpenCV decoded PNGs before any size check: a small upload of 15000 x 15000 pixels took gigabytes."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 32 * 32)  # PIL refuses beyond twice the limit
+    cv2.imwrite(str(tmp_path / "big.png"), np.zeros((100, 100), np.uint8))
+    decoded = []
+    real_imdecode = cv2.imdecode
+    monkeypatch.setattr(cv2, "imdecode", lambda *a: decoded.append(1) or real_imdecode(*a))
+    with pytest.raises(Exception, match="(decompression bomb|exceeds limit)"):
+        read_image(tmp_path / "big.png")
+    assert decoded == []
+
+
 @pytest.mark.parametrize("compression", ["raw", "tiff_lzw"])
 @pytest.mark.parametrize("mode", ["L", "I;16", "RGB"])
 @pytest.mark.parametrize("orientation", sorted(ALL_ORIENTATIONS))

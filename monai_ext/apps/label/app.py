@@ -30,7 +30,7 @@ from monailabel.interfaces.tasks.train import TrainTask
 
 from monai_ext.apps.bundle_support import locate_bundle_root
 from monai_ext.apps.label.bundle_model import BundleClassifier, load_bundle_classifier
-from monai_ext.apps.label.datastore import IMAGE_PATTERNS, warn_unlisted_files
+from monai_ext.apps.label.datastore import IMAGE_PATTERNS, is_labelled, served_names, warn_unlisted_files
 from monai_ext.apps.label.infer import UltrasoundClassifyInfer
 from monai_ext.apps.label.lineage import Lineage, explain_unserved, serves_published
 from monai_ext.apps.label.segment_infer import UltrasoundSegmentInfer
@@ -53,6 +53,26 @@ def parse_overrides(text: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError(f"conf 'overrides' must be a JSON object, got {text!r}")
     return value
+
+
+class UltrasoundDatastore(LocalDatastore):
+    """MONAI Label's local datastore, with class labels counted as labels and hidden files not listed."""
+
+    def _list_files(self, path: str, patterns: list[str]) -> dict[str, str]:
+        return served_names(super()._list_files(path, patterns))
+
+    def get_labeled_images(self, label_tag: str | None = None, labels: list[str] | None = None) -> list[str]:
+        return [k for k, v in self._datastore.objects.items() if is_labelled(v.labels, label_tag)]
+
+    def get_unlabeled_images(self, label_tag: str | None = None, labels: list[str] | None = None) -> list[str]:
+        return [k for k, v in self._datastore.objects.items() if not is_labelled(v.labels, label_tag)]
+
+    def save_label(self, image_id: str, label_filename: str, label_tag: str, label_info: dict[str, Any]) -> str:
+        """MONAI Label's save, with a label for an image id the datastore lacks answered as HTTP 404 (its own
+        exception reached the client as a server error)."""
+        if image_id not in self._datastore.objects:
+            raise HTTPException(status_code=404, detail=f"no image {image_id!r} in the datastore")
+        return super().save_label(image_id, label_filename, label_tag, label_info)
 
 
 class UltrasoundClassifierApp(MONAILabelApp):
@@ -98,7 +118,7 @@ class UltrasoundClassifierApp(MONAILabelApp):
         if self.studies.startswith(("http://", "https://")):
             return super().init_datastore()
         warn_unlisted_files(Path(self.studies))
-        return LocalDatastore(self.studies, extensions=IMAGE_PATTERNS, auto_reload=True)
+        return UltrasoundDatastore(self.studies, extensions=IMAGE_PATTERNS, auto_reload=True)
 
     def init_infers(self) -> dict[str, InferTask]:
         segmentation = {self.segmentation.name: self.segmentation.infer_task} if self.segmentation else {}
@@ -111,7 +131,13 @@ class UltrasoundClassifierApp(MONAILabelApp):
         return {self.model_name: task, **segmentation}
 
     def infer(self, request: dict[str, Any], datastore: Datastore | None = None) -> dict[str, Any]:
-        """MONAI Label's infer, with unreadable uploads answered as HTTP 422 instead of a server error."""
+        """MONAI Label's infer, with unreadable uploads answered as HTTP 422 instead of a server error, and an image
+        id the datastore lacks as HTTP 404 (it was read as a file named '' and refused as unreadable)."""
+        image = request.get("image")
+        if isinstance(image, str) and image and not Path(image).exists():
+            store = datastore or self.datastore()
+            if image not in store.list_images():
+                raise HTTPException(status_code=404, detail=f"no image {image!r} in the datastore")
         try:
             return super().infer(request, datastore)
         except UnreadableImageError as e:

@@ -43,6 +43,23 @@ class LabelStore(Protocol):
     def get_label_uri(self, label_id: str, label_tag: str) -> str: ...
 
 
+def is_labelled(labels: dict[str, Any], label_tag: str | None = None) -> bool:
+    """Whether an image with these saved labels (tag -> label) is done: it has a label under ``label_tag`` where a
+    client asks about one tag, else under :data:`FINAL_TAG` (a mask) or :data:`CLASS_TAG` (a class).
+
+    MONAI Label's local datastore counts ``final`` labels only: an image given its class under this app's tag stayed
+    "unlabelled", so Next Sample kept offering it and the datastore's ``completed`` count stayed 0.
+    """
+    tags = (label_tag,) if label_tag else (FINAL_TAG, CLASS_TAG)
+    return any(labels.get(tag) for tag in tags)
+
+
+def served_names(names: dict[str, str]) -> dict[str, str]:
+    """The datastore's listing (name -> file) less hidden files: macOS's ``._case0.png`` companions, copied onto
+    SMB or exFAT shares beside every image, match ``*.png`` but are no images."""
+    return {name: file for name, file in names.items() if not name.startswith(".")}
+
+
 def unlisted_files(studies: Path) -> list[str]:
     """The files directly in ``studies`` that the datastore will not list (it takes files by suffix only, from
     :data:`IMAGE_PATTERNS`): a DICOM export's ``IM0001`` or ``1.2.840...`` names, ``.Png`` spellings, others."""

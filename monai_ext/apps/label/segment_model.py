@@ -115,13 +115,16 @@ def segmenter_overrides(checkpoint: str | Path) -> dict[str, Any]:
 
 
 def mask_datalist(items: Sequence[Mapping[str, str]], class_names: Sequence[str], out: Path, val_fraction: float,
-                  seed: int) -> tuple[Path, dict[str, str]]:
+                  seed: int, encoding: str = "binary") -> tuple[Path, dict[str, str]]:
     """The datastore's images with mask labels as a datalist.
 
     Every mask is read here, before training: one that is not a picture, cannot be decoded or differs in size from
     its image is skipped with the reason (the bundle would drop it with a log line only, and the summary would
     count it). Masks without a lesion pixel (normal scans) train, but stay out of the validation part: Dice is not
     defined on them, and a validation part of only such masks would leave no epoch to choose the best model by.
+
+    Masks are read in the ``encoding`` the training will read them in (the served checkpoint's: a 0/255 mask is no
+    class-index mask of a multi-class model, and the bundle would refuse it after this check had counted it).
 
     Returns:
         (datalist path, {label file: reason} for labels that were skipped).
@@ -133,7 +136,7 @@ def mask_datalist(items: Sequence[Mapping[str, str]], class_names: Sequence[str]
     for item in items:
         label = str(item.get("label", ""))
         try:
-            shows_lesion = _mask_shows_lesion(str(item["image"]), label)
+            shows_lesion = _mask_shows_lesion(str(item["image"]), label, encoding, len(class_names))
         except (UnreadableImageError, ValueError) as e:
             skipped[label] = str(e)
             continue
@@ -148,7 +151,7 @@ def mask_datalist(items: Sequence[Mapping[str, str]], class_names: Sequence[str]
                        "segmentation"), skipped
 
 
-def _mask_shows_lesion(image: str, label: str) -> bool:
+def _mask_shows_lesion(image: str, label: str, encoding: str = "binary", num_classes: int = 2) -> bool:
     """Whether the mask file ``label`` has a set pixel; checks that it is a picture of its image's size.
 
     Raises:
@@ -159,7 +162,7 @@ def _mask_shows_lesion(image: str, label: str) -> bool:
                          "2-D masks as PNG label maps (0 background, 1 or 255 lesion)")
     if not is_picture_mask(label):
         raise ValueError(f"{label}: not a mask image (PNG/JPG/BMP/TIFF)")
-    mask = LoadMask("binary").read_one(label)
+    mask = LoadMask(encoding, num_classes=num_classes if encoding == "index" else None).read_one(label)
     size = read_image(image).pixels.shape[:2]
     if mask.shape != size:
         raise UnreadableImageError(f"{label}: mask size {mask.shape[1]}x{mask.shape[0]} (width x height) differs "

@@ -30,7 +30,8 @@ class UltrasoundSegmentTrain(BundleTrainTask):
     def write_datalist(self, items: Sequence[Mapping[str, str]], out: Path,
                        params: Mapping[str, Any]) -> tuple[Path, dict[str, str]]:
         """See :meth:`BundleTrainTask.write_datalist`."""
-        return mask_datalist(items, self.class_names, out, params["val_fraction"], params["seed"])
+        encoding = segmenter_overrides(self.served()).get("mask_encoding", "binary")  # as the bundle will read them
+        return mask_datalist(items, self.class_names, out, params["val_fraction"], params["seed"], encoding)
 
     def checkpoint_overrides(self, checkpoint: Path) -> dict[str, Any]:
         """See :meth:`BundleTrainTask.checkpoint_overrides`."""

@@ -24,6 +24,7 @@ def train_parameters(request: Mapping[str, Any]) -> dict[str, Any]:
     Raises:
         ValueError: quoting the parameter and its bad value.
     """
+    _refuse_misspelt(request)
     params = {key: request.get(key, default) for key, default in TRAIN_DEFAULTS.items()}
     for key, lowest in (("max_epochs", 1), ("batch_size", 1), ("num_workers", 0), ("seed", 0)):
         value = params[key]
@@ -34,6 +35,25 @@ def train_parameters(request: Mapping[str, Any]) -> dict[str, Any]:
     params["base_lr"] = _number(params["base_lr"], "base_lr", "a positive number", lambda v: v > 0, none_ok=True)
     params["val_fraction"] = _number(params["val_fraction"], "val_fraction", "in (0, 0.5)", lambda v: 0 < v < 0.5)
     return params
+
+
+def _refuse_misspelt(request: Mapping[str, Any]) -> None:
+    """Refuse a parameter spelt close to one of :data:`TRAIN_DEFAULTS` (``epochs`` for ``max_epochs``): it was
+    ignored, and the run trained with the default. The request also holds what MONAI Label adds (the model's name,
+    its settings, ``bundle_path``), which is left alone.
+
+    Raises:
+        ValueError: naming the parameter and the one meant.
+    """
+    import difflib
+
+    for key, value in request.items():
+        if key in TRAIN_DEFAULTS or not isinstance(key, str) or isinstance(value, (dict, list)):
+            continue
+        meant = difflib.get_close_matches(key, list(TRAIN_DEFAULTS), 1, 0.7)
+        if meant:
+            raise ValueError(f"train parameter {key!r} is not one (did you mean {meant[0]!r}?); the parameters are "
+                             f"{sorted(TRAIN_DEFAULTS)}")
 
 
 def _number(value: Any, key: str, wanted: str, valid: Callable[[float], bool], none_ok: bool = False) -> float | None:

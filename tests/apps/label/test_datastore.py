@@ -13,6 +13,8 @@ from monai_ext.apps.label.datastore import (
     IMAGE_PATTERNS,
     class_label_items,
     images_in_subfolders,
+    is_labelled,
+    served_names,
     shadowed_files,
     unlisted_files,
     warn_unlisted_files,
@@ -80,3 +82,20 @@ def test_images_the_datastore_would_hide_are_named(tmp_path, caplog) -> None:
     assert "2 image(s) in sub-folders of" in caplog.text and "patient7/ 2" in caplog.text
     assert "US0001.dcm, US0001.png in" in caplog.text and "share the id 'US0001'" in caplog.text
     assert "Läsion" not in caplog.text  # spaces and accents are served as they are
+
+
+@pytest.mark.parametrize("labels, label_tag, done", [
+    ({CLASS_TAG: "/labels/class/a.json"}, None, True),   # a class: MONAI Label's own count left it "unlabelled"
+    ({FINAL_TAG: "/labels/final/a.png"}, None, True),    # a mask
+    ({}, None, False),
+    ({CLASS_TAG: "/labels/class/a.json"}, FINAL_TAG, False),  # a client asking about masks only
+    ({FINAL_TAG: "/labels/final/a.png"}, CLASS_TAG, False),
+])
+def test_an_image_with_a_class_label_is_labelled_for_next_sample_and_progress(labels, label_tag, done) -> None:
+    assert is_labelled(labels, label_tag) is done
+
+
+def test_hidden_companion_files_are_not_served() -> None:
+    """macOS writes ._case0.png beside case0.png on SMB and exFAT shares: it matched *.png and became a case."""
+    listed = {"case0.png": "case0.png", "._case0.png": "._case0.png", ".DS_Store.png": ".DS_Store.png"}
+    assert served_names(listed) == {"case0.png": "case0.png"}

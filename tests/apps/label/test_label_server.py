@@ -184,6 +184,18 @@ def test_concurrent_heatmap_requests_return_what_sequential_ones_return(server) 
     assert not np.array_equal(sequential[0], sequential[1])  # different images, different maps: a mix-up shows
 
 
+def test_an_image_id_the_datastore_lacks_is_a_404_naming_it(server) -> None:
+    """A misspelt id: saving a label ended in a server error, inferring in "not a readable image: ." (HTTP 422)."""
+    url, _, _ = server
+    response = requests.put(f"{url}/datastore/label", params={"image": "case9", "tag": "class"},
+                            files={"label": ("label.json", b'{"class": "benign"}')}, timeout=30)
+    assert response.status_code == 404 and "no image 'case9' in the datastore" in response.text, response.text
+    response = requests.post(f"{url}/infer/{MODEL}", params={"image": "case9", "output": "json"}, timeout=30)
+    assert response.status_code == 404 and "no image 'case9' in the datastore" in response.text, response.text
+    assert requests.post(f"{url}/infer/{MODEL}", params={"image": "case0", "output": "json"},
+                         timeout=60).status_code == 200
+
+
 def test_server_listens_on_loopback_only(server) -> None:
     _, _, log = server
     assert "Uvicorn running on http://127.0.0.1:" in log.read_text()
@@ -224,9 +236,15 @@ def test_train_task_fine_tunes_on_datastore_labels_and_the_server_serves_the_res
     before = infer(url, files["case0_png"]).json()["probabilities"]
     # class labels under the app's "class" tag, one under "final" as the README had it before the tag existed; and
     # a mask under "final" for case0, as an annotator's viewer saves it: neither may hide a class label
+    assert requests.get(f"{url}/datastore/", params={"output": "stats"}, timeout=10).json()["completed"] == 0
     for image_id, name, tag in [("case0", "benign", "class"), ("case1", "benign", "final"),
                                 ("case2", "malignant", "class"), ("case3", "malignant", "class")]:
         save_label(url, image_id, tag, "label.json", json.dumps({"class": name}).encode())
+    # every image has its class now: progress says so, and Next Sample offers none of them again (it counted
+    # "final" labels only: the class-tagged images stayed "unlabelled")
+    assert requests.get(f"{url}/datastore/", params={"output": "stats"}, timeout=10).json()["completed"] == 4
+    offered = requests.post(f"{url}/activelearning/random", json={}, timeout=10)
+    assert offered.status_code == 200 and not (offered.json() or {}).get("id"), offered.text
     save_label(url, "case0", "final", "case0.png", cv2.imencode(".png", np.zeros((80, 120), np.uint8))[1].tobytes())
     response = requests.post(f"{url}/train/{MODEL}", json={"max_epochs": 2, "num_workers": 0, "batch_size": 4,
                                                            "base_lr": 0.05}, timeout=30)

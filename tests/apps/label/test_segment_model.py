@@ -111,3 +111,20 @@ def test_a_mask_of_another_size_or_unreadable_is_skipped_with_its_reason(tmp_pat
         skipped[str(tmp_path / "slicer.nii.gz")]
     with pytest.raises(ValueError, match=r"found 0; 3 label\(s\) skipped: .*turned_mask.png: mask size"):
         mask_datalist(items[3:], ["background", "lesion"], tmp_path / "d.json", 0.2, 0)
+
+
+def test_masks_are_checked_in_the_encoding_the_served_model_trains_with(tmp_path) -> None:
+    """A multi-class (class-index) segmenter: a 0/255 mask passed the binary pre-check and was counted, then the
+    bundle refused it ("255 is not a class index")."""
+    items = [write_case(tmp_path, f"case{i}", (40, 60)) for i in range(2)]  # 0/255 masks
+    for i in range(2, 5):
+        mask = np.zeros((40, 60), np.uint8)
+        mask[10:20, 10:20] = 1 + i % 2                                       # class indices 1 and 2
+        cv2.imwrite(str(tmp_path / f"index{i}_mask.png"), mask)
+        cv2.imwrite(str(tmp_path / f"index{i}.png"), np.full((40, 60), 90, np.uint8))
+        items.append({"image": str(tmp_path / f"index{i}.png"), "label": str(tmp_path / f"index{i}_mask.png")})
+    names = ["background", "solid", "cystic"]
+    path, skipped = mask_datalist(items, names, tmp_path / "d.json", 0.2, 0, encoding="index")
+    data = json.loads(path.read_text())
+    assert sorted(it["id"] for it in data["train"] + data["validation"]) == ["index2", "index3", "index4"]
+    assert sorted(Path(label).name for label in skipped) == ["case0_mask.png", "case1_mask.png"]

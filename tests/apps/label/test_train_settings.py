@@ -9,6 +9,12 @@ import pytest
 from monai_ext.apps.label.train_settings import TRAIN_DEFAULTS, bundle_train_settings, train_parameters
 
 
+def test_what_monai_label_adds_to_a_train_request_is_left_alone() -> None:
+    request = {"model": "usf_mae_classifier", "usf_mae_classifier": {"max_epochs": 2}, "bundle_path": "/b",
+               "description": "train", "device": "cpu", "max_epochs": 2}
+    assert train_parameters(request)["max_epochs"] == 2
+
+
 @pytest.mark.parametrize("request_values, expected", [
     ({}, {"val_fraction": 0.2, "base_lr": None}),
     ({"val_fraction": "0.3"}, {"val_fraction": 0.3}),  # a client's option table sends text
@@ -33,6 +39,9 @@ def test_parameters_come_out_as_numbers(request_values, expected) -> None:
     ({"base_lr": "fast"}, "'base_lr' must be a positive number, got 'fast'"),
     ({"max_epochs": "10"}, "'max_epochs' must be an integer of at least 1, got '10'"),
     ({"batch_size": 0}, "'batch_size' must be an integer of at least 1, got 0"),
+    # misspelt: ignored, and the run trained with the default
+    ({"epochs": 2}, "train parameter 'epochs' is not one (did you mean 'max_epochs'"),
+    ({"batchsize": 4}, "train parameter 'batchsize' is not one (did you mean 'batch_size'"),
 ])
 def test_bad_parameters_are_refused_quoting_the_value(request_values, message) -> None:
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
