@@ -135,9 +135,15 @@ def pairs_note(d: Mapping[str, Any], unit: str = "folds") -> str:
 
 def difference_text(d: Mapping[str, float]) -> str:
     """``+1.4 [+0.2, +2.6]``: a paired difference (fractions) in points with its interval, ``[n/a]`` for the
-    interval where one pair gives none (one fold or repeat), ``n/a`` for a mean without any pair."""
+    interval where one pair gives none (one fold or repeat), ``n/a`` for a mean without any pair.
+
+    Where every pair differs by the same amount the t interval has no width; ``[n/a: every pair equal]`` says so
+    instead of an interval that reads as certainty (a few small test folds often give equal accuracy differences).
+    """
     mean = f"{100 * d['mean']:+.1f}" if np.isfinite(d["mean"]) else "n/a"
     interval = f"[{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]" if np.isfinite(d["low"]) else "[n/a]"
+    if np.isfinite(d["low"]) and d["high"] - d["low"] < 1e-12:
+        interval = "[n/a: every pair equal]"
     return f"{mean} {interval}"
 
 

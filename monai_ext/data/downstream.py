@@ -176,33 +176,64 @@ def _grouped_validation_split(labels: np.ndarray, groups: np.ndarray, n_splits: 
         if found is not None:
             return found
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    train_idx, val_idx = next(splitter.split(np.zeros(len(labels)), labels, groups))
+    splits = list(splitter.split(np.zeros(len(labels)), labels, groups))
+    # a class that cannot be on both sides goes to training: one never trained on scores 0 in every test, while
+    # a validation part without it only chooses the best checkpoint on the other classes
+    classes = set(labels.tolist())
+    train_idx, val_idx = next((s for s in splits if set(labels[s[0]].tolist()) == classes), splits[0])
     logger.warning("no patient-disjoint validation part holds every class (classes in validation: %s, in training: "
                    "%s): a class has too few patients", sorted(set(labels[val_idx].tolist())),
                    sorted(set(labels[train_idx].tolist())))
     return train_idx, val_idx
 
 
+def _per_class_validation_split(labels: np.ndarray, val_fraction: float,
+                                seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) indices of ``labels`` (N,) with ``val_fraction`` of each class in validation, rounded, at
+    least one image of a class of two or more and none of a class of one.
+
+    Written by hand because scikit-learn's stratified splitters do not fit a rare class: k-fold with fewer parts
+    makes every class's validation share larger (one class of 2 images gives half of the training part to
+    validation) and always puts a lone image in the first validation part, so the class is never trained on;
+    ``train_test_split`` refuses a class of one image.
+    """
+    rng = np.random.default_rng(seed)
+    val_idx = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        n_val = 0 if len(idx) < 2 else min(len(idx) - 1, max(1, int(round(val_fraction * len(idx)))))
+        val_idx.extend(idx[rng.permutation(len(idx))[:n_val]].tolist())
+    lone = sorted(int(c) for c, n in zip(*np.unique(labels, return_counts=True)) if n == 1)
+    if lone:
+        logger.warning("class(es) %s have one image in the training part: kept for training, so the validation "
+                       "part has none of them", lone)
+    val = np.array(sorted(val_idx), dtype=int)
+    return np.setdiff1d(np.arange(len(labels)), val), val
+
+
 def validation_from_train(train: list[Item], val_fraction: float, seed: int) -> tuple[list[Item], list[Item]]:
     """Carve a stratified validation part out of ``train``; patient-disjoint when items carry ``patient``.
 
-    The validation part is about ``val_fraction`` of ``train``, more when its smallest class or its patients are too
-    few for that many parts (one part in two at most).
+    The validation part is about ``val_fraction`` of ``train``. Without patients, a class too small to fill every
+    part is split on its own (:func:`_per_class_validation_split`: a class of one image stays in training). With
+    patients, the part is larger when a class or the patients are too few for that many parts (one part in two at
+    most), and a class that cannot be on both sides is kept in training where a split allows.
     """
     if not 0.0 < val_fraction < 0.5:
         raise ValueError(f"val_fraction must be in (0, 0.5), got {val_fraction!r}")
     labels = np.array([it["label"] for it in train], dtype=int)
     n_splits = max(2, int(round(1.0 / val_fraction)))
-    n_splits = min(n_splits, max(2, smallest_class(labels)))
     groups = patient_groups(train)
-    if groups is not None:  # few patients: a larger validation share rather than none
-        n_splits = min(n_splits, max(2, len(set(groups.tolist()))))
-    check_splittable(labels, groups, n_splits, "validation")
-    if groups is not None:
-        train_idx, val_idx = _grouped_validation_split(labels, groups, n_splits, seed)
-    else:
+    if groups is None and smallest_class(labels) < n_splits:
+        check_splittable(labels, None, 2, "validation")
+        train_idx, val_idx = _per_class_validation_split(labels, val_fraction, seed)
+    elif groups is None:  # every class fills every part: scikit-learn's stratified k-fold, its first part
         splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
         train_idx, val_idx = next(splitter.split(np.zeros(len(train)), labels))
+    else:  # few patients: a larger validation share rather than none
+        n_splits = min(n_splits, max(2, smallest_class(labels)), max(2, len(set(groups.tolist()))))
+        check_splittable(labels, groups, n_splits, "validation")
+        train_idx, val_idx = _grouped_validation_split(labels, groups, n_splits, seed)
     return [train[i] for i in sorted(train_idx)], [train[i] for i in sorted(val_idx)]
 
 

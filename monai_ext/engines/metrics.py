@@ -132,6 +132,10 @@ class _ProbabilityAccumulator(Metric):
         if idist.get_world_size() > 1:
             probs = evenly_divisible_all_gather(probs.to(idist.device()), concat=True).cpu()
             labels = evenly_divisible_all_gather(labels.to(idist.device()), concat=True).cpu()
+        bad = int((~torch.isfinite(probs)).any(dim=1).sum())
+        if bad:  # scikit-learn would stop the run with "Input contains NaN", which says nothing about the cause
+            raise ValueError(f"the network's outputs are not finite (NaN or inf) for {bad} of {len(probs)} images: "
+                             "its weights have diverged (lower the learning rate) or an input holds NaN")
         return probs.numpy(), labels.numpy()
 
 

@@ -296,8 +296,10 @@ def refit_probe(probe: LinearProbe, data: tuple[np.ndarray, np.ndarray], class_w
 def export_to_head(probe: LinearProbe, head: nn.Module) -> None:
     """Write a probe into a ``Sequential(BatchNorm1d(affine=False), Linear)`` head (the classifier's probe head).
 
-    In eval mode the BatchNorm computes ``(x - running_mean) / sqrt(running_var + eps)``, which is the probe's
-    standardisation when ``running_var = scale**2 - eps``; the Linear layer then holds the logistic regression.
+    In eval mode the BatchNorm computes ``(x - running_mean) / sqrt(running_var + eps)``: with ``running_var = 1 -
+    eps`` it only centres, and the Linear layer holds the logistic regression with the probe's scale folded into its
+    weights (``coef / scale``). Keeping the scale in ``running_var`` (``scale**2 - eps``) would be wrong for a feature
+    whose spread is under ``sqrt(eps)``: the variance cannot go below zero, so the head would divide by ``sqrt(eps)``.
     """
     if not (isinstance(head, nn.Sequential) and isinstance(head[0], nn.BatchNorm1d) and isinstance(head[-1], nn.Linear)):
         raise TypeError(f"expected a BatchNorm1d + Linear probe head (linear_probe=True), got {head!r}")
@@ -307,8 +309,8 @@ def export_to_head(probe: LinearProbe, head: nn.Module) -> None:
         raise ValueError(f"head weight shape {tuple(linear.weight.shape)!r} differs from the probe's {logit_weight.shape!r}")
     with torch.no_grad():
         norm.running_mean.copy_(torch.from_numpy(probe.mean))
-        norm.running_var.copy_(torch.from_numpy(np.maximum(probe.scale**2 - norm.eps, 0.0)))
-        linear.weight.copy_(torch.from_numpy(logit_weight))
+        norm.running_var.fill_(1.0 - norm.eps)
+        linear.weight.copy_(torch.from_numpy(logit_weight / probe.scale))
         linear.bias.copy_(torch.from_numpy(logit_bias))
 
 

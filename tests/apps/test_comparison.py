@@ -33,6 +33,16 @@ def test_paired_interval_matches_scipy_ttest_rel(confidence: float) -> None:
     assert d["folds"] == pytest.approx(np.subtract(a, b).tolist())
 
 
+@pytest.mark.parametrize("a, b, expected", [
+    ([0.8, 0.7, 0.9], [0.7, 0.6, 0.8], "+10.0 [n/a: every pair equal]"),  # once "+10.0 [+10.0, +10.0]"
+    ([0.8, 0.7, 0.9], [0.7, 0.6, 0.7], "+13.3 [-1.0, +27.7]"),  # scipy: ttest_rel(a, b).confidence_interval()
+])
+def test_an_interval_without_width_is_not_printed_as_certainty(a, b, expected) -> None:
+    from monai_ext.apps.comparison import difference_text
+
+    assert difference_text(paired_differences(summary_of({"p": {"auc": a}, "r": {"auc": b}}), "p", "r")["auc"]) == expected
+
+
 def test_one_fold_has_no_interval_and_missing_metrics_are_skipped() -> None:
     d = paired_differences(summary_of({"p": {"auc": [0.7], "dice": [0.5]}, "r": {"auc": [0.6]}}), "p", "r")
     assert set(d) == {"auc"} and np.isnan(d["auc"]["low"])

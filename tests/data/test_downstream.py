@@ -550,8 +550,42 @@ def test_a_fold_whose_training_part_lacks_a_class_keeps_the_validation_share(tmp
     assert protocol.class_names == ["b", "benign", "malignant"]
     assert [{part: len(items) for part, items in split.items()} for split in protocol.splits] == [
         {"train": 8, "validation": 2, "test": 14},
-        {"train": 10, "validation": 4, "test": 10},   # with b's 4 images: 4 parts, the first of 4 of the 14
+        {"train": 11, "validation": 3, "test": 10},   # b's 4 images: a fifth of each class, rounded, at least one
     ]
+
+
+def _items(counts: list[int], patients_of: dict[int, int] | None = None) -> list[dict]:
+    """``counts[c]`` images of class c; with ``patients_of``, class c's images come from that many patients (others
+    from one patient per image)."""
+    items = []
+    for c, n in enumerate(counts):
+        for j in range(n):
+            patient = f"{c}-{j % patients_of[c]}" if patients_of and c in patients_of else f"{c}-{j}"
+            items.append({"image": f"{c}_{j}.png", "label": c, "id": f"{c}_{j}", "patient": patient})
+    return items
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("counts, validation", [
+    ([30, 10, 1], [6, 2, 0]),   # a lone image once always went to validation: the class was never trained on
+    ([30, 10, 2], [6, 2, 1]),   # a class of 2 once made 2 parts: half of every class in validation (21 of 42)
+    ([100, 40, 3], [20, 8, 1]),
+])
+def test_a_rare_class_keeps_the_validation_share_and_stays_in_training(counts, validation, seed) -> None:
+    items = [{k: v for k, v in it.items() if k != "patient"} for it in _items(counts)]
+    train, held_out = ds.validation_from_train(items, 0.2, seed)
+    assert [sum(it["label"] == c for it in held_out) for c in range(len(counts))] == validation
+    assert {it["label"] for it in train} == set(range(len(counts)))
+    assert sorted(it["id"] for it in train + held_out) == sorted(it["id"] for it in items)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_class_of_one_patient_stays_in_training_when_grouped(seed) -> None:
+    # all 3 images of class 2 from one patient cannot be on both sides; it once went to validation for every seed
+    items = _items([30, 10, 3], patients_of={2: 1})
+    train, held_out = ds.validation_from_train(items, 0.2, seed)
+    assert {it["label"] for it in train} == {0, 1, 2}
+    assert not {it["patient"] for it in train} & {it["patient"] for it in held_out}
 
 
 def _rewrite_cell(labels: Path, column: str, line: int, value: str) -> None:

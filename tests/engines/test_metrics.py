@@ -123,3 +123,14 @@ def test_an_empty_part_or_labels_outside_the_classes_are_refused_in_words(labels
     probs = np.full((len(labels), 2), 0.5)
     with pytest.raises(ValueError, match=message):
         classification_report(probs, np.array(labels, dtype=int), ["benign", "malignant"])
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_outputs_are_refused_saying_the_network_diverged(bad: float) -> None:
+    # scikit-learn's own "Input contains NaN" once ended the run with nothing about the cause
+    logits, _, labels = scored_sample(9, 3, 5)
+    logits[4, 1] = bad
+    metric = MacroF1(["a", "b", "c"])
+    metric.update((torch.from_numpy(logits), torch.from_numpy(labels)))
+    with pytest.raises(ValueError, match=r"not finite \(NaN or inf\) for 1 of 9 images: its weights have diverged"):
+        metric.compute()

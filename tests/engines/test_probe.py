@@ -78,6 +78,23 @@ def test_export_to_head_gives_the_probe_probabilities(num_classes: int) -> None:
     np.testing.assert_allclose(probs, probe.probabilities(feats), atol=1e-4)
 
 
+@pytest.mark.parametrize("spread", [3e-4, 1e-5])
+def test_export_keeps_the_probe_exact_for_a_feature_flatter_than_the_norms_eps(spread: float) -> None:
+    # the head's BatchNorm has eps 1e-6: a feature whose spread is under 1e-3 was once divided by 1e-3, not by its
+    # spread, and the exported head's scores left the fitted probe's (test macro-F1 0.80 against 0.70)
+    model = ViTClassifier(2, linear_probe=True, **TINY).eval()
+    rng = np.random.default_rng(0)
+    labels = np.arange(60) % 2
+    feats = rng.normal(size=(60, model.head[-1].in_features)).astype(np.float32)
+    feats[:, 0] = (labels - 0.5 + rng.normal(scale=0.3, size=60)) * spread  # the one informative channel, flat
+    probe = fit_linear_probe((feats, labels), (feats, labels), 2, cs=[1.0])
+    assert probe.scale[0] < np.sqrt(model.head[0].eps)
+    export_to_head(probe, model.head)
+    with torch.no_grad():
+        probs = torch.softmax(model.head(torch.from_numpy(feats)), dim=1).numpy()
+    np.testing.assert_allclose(probs, probe.probabilities(feats), atol=1e-4)
+
+
 def test_export_refuses_a_plain_linear_head() -> None:
     model = ViTClassifier(2, linear_probe=False, **TINY)
     x, y = blobs(2, 20, dim=24)
