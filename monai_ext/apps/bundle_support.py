@@ -459,6 +459,31 @@ def class_names_trained_for(datalist_names: Sequence[str], trained: Mapping[str,
 COUNT_SETTINGS = {"epochs": 1, "batch_size": 1, "num_workers": 0, "seed": 0}
 
 
+def check_mask_encoding(split: Mapping[str, Any], mask_encoding: str) -> None:
+    """Refuse binary masks for a datalist of several foreground classes whose items do not say their class.
+
+    ``binary`` reads every set pixel as class 1 (or the item's ``foreground``): class-index masks of three or more
+    classes would train as one lesion class, and nothing would say so (the report only shows the other classes
+    without a Dice).
+
+    Args:
+        split: the datalist (``class_names``, parts of items with ``label`` mask files).
+        mask_encoding: the bundle's ``mask_encoding``.
+
+    Raises:
+        ValueError: naming the classes and an item without ``foreground``.
+    """
+    names = list(split.get("class_names", []))
+    if mask_encoding != "binary" or len(names) <= 2:
+        return
+    bare = [it for part in ("train", "validation", "test") for it in split.get(part, []) if "foreground" not in it]
+    if bare:
+        raise ValueError(f"the datalist has {len(names) - 1} foreground classes {names[1:]!r}, but --mask_encoding "
+                         f"binary reads every mask as one class and {len(bare)} item(s) do not give their "
+                         f"'foreground' class, e.g. {bare[0]['image']!r}: give --mask_encoding index for "
+                         "class-index masks (0 background, 1, 2, ...), or each item's 'foreground'")
+
+
 def check_counts(settings: Mapping[str, Any]) -> None:
     """Refuse ``--epochs 0``, ``--batch_size -1``, ``--seed 1.5`` and the like, from the runners' overrides before
     any fold, and from a bundle run's resolved settings in its ``initialize`` before any data is read (config

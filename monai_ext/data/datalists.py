@@ -113,7 +113,8 @@ def read_split(path: str | os.PathLike, task: Task = "classification") -> dict[s
         items = data.get(part, [])
         if not isinstance(items, list):
             raise ValueError(f"datalist {str(path)!r}: {part!r} must be a list of items, got {type(items).__name__}")
-        result[part] = [_checked_item(item, f"{part}[{i}]", path, task, class_names) for i, item in enumerate(items)]
+        checked = [_checked_item(item, f"{part}[{i}]", path, task, class_names) for i, item in enumerate(items)]
+        result[part] = _same_keys(checked, part, path)
     _require_no_repeats(result, path)
     _require_files(result, path, data)
     warn_of_several_frames(result, path)
@@ -139,6 +140,35 @@ def _refuse_misnamed_parts(data: dict[str, Any], path: Path) -> None:
         if meant is not None and meant not in data:
             raise ValueError(f"datalist {str(path)!r}: its part {key!r} is read as no part (did you mean "
                              f"{meant!r}?); the parts are {list(PARTS)!r}")
+
+
+#: Item keys a transform fills when an item leaves them out (the mask loader's foreground class).
+FILLED_BY_TRANSFORMS = ("foreground",)
+
+
+def _same_keys(items: list[Item], part: str, path: Path) -> list[Item]:
+    """``items`` with one set of keys: MONAI's collate refuses a batch whose items differ in their keys (a merged or
+    hand-written datalist giving ``id`` or ``patient`` to some items only), after a whole training epoch.
+
+    An ``id`` that some items lack is filled with the image path, which is what reports name an image by without
+    one (every id then text, as a batch of ids must be of one type); other keys that only some items have are left
+    out of every item, with a warning: the bundles read none of them.
+    """
+    if not items:
+        return items
+    every = set().union(*items)
+    partial = every - set.intersection(*(set(it) for it in items)) - set(FILLED_BY_TRANSFORMS)
+    if not partial:
+        return items
+    dropped = sorted(str(k) for k in partial - {"id"})
+    if dropped:
+        logger.warning("datalist %s: %s key(s) %s are given for some items only and are left out (the bundles do "
+                       "not read them)", path, part, dropped)
+    out = [{k: v for k, v in it.items() if k not in partial} for it in items]
+    if "id" in partial:
+        for item, original in zip(out, items):
+            item["id"] = str(original.get("id", original["image"]))
+    return out
 
 
 def _read_json_object(path: Path) -> dict[str, Any]:

@@ -42,6 +42,19 @@ def _finite_mean(values: np.ndarray) -> float | None:
     return float(finite.mean()) if finite.size else None
 
 
+def _image_then_class_mean(values: np.ndarray) -> float | None:
+    """MONAI's ``"mean"`` reduction of (N, K - 1) values: each image's mean over its defined (finite) classes, then
+    the mean over the images with any; None if no value is defined. The logged ``val_mean_*`` metrics reduce so,
+    and the report's ``mean_*`` must be the same number (a mean over every (image, class) pair weights an image by
+    its classes present, and differs as soon as an image holds two of them)."""
+    finite = np.isfinite(values)
+    defined = finite.any(axis=1)
+    if not defined.any():
+        return None
+    per_image = np.where(finite, values, 0.0)[defined].sum(axis=1) / finite[defined].sum(axis=1)
+    return float(per_image.mean())
+
+
 def gather_ids(ids: list[Any]) -> list[Any]:
     """Every rank's ids (or per-image records) concatenated in rank order (the order of MONAI's gathered buffers)."""
     if not is_distributed():
@@ -82,7 +95,8 @@ def segmentation_report(details: dict[str, torch.Tensor], ids: Sequence[str], cl
             prediction ([:, 1]) of each image.
 
     Returns:
-        JSON-serialisable dict: n, per-class means (finite values only), per-image values (None where undefined:
+        JSON-serialisable dict: n, per-class means (finite values only), ``mean_*`` reduced as MONAI's metrics
+        are (:func:`_image_then_class_mean`: the logged ``val_mean_*``), per-image values (None where undefined:
         Dice and IoU when a class is absent from the ground truth, whatever was predicted (MONAI's ``ignore_empty``),
         HD95 when it is absent from either), ``hd95_undefined``, the number of (image, class) pairs without a
         distance, and with ``presence`` ``empty_truth``: per class, the number of images without it in the truth
@@ -97,7 +111,7 @@ def segmentation_report(details: dict[str, torch.Tensor], ids: Sequence[str], cl
     for c, name in enumerate(foreground):
         report["per_class"][name] = {key: _finite_mean(array[:, c]) for key, array in arrays.items()}
     for key, array in arrays.items():
-        report[f"mean_{key}"] = _finite_mean(array)
+        report[f"mean_{key}"] = _image_then_class_mean(array)
     if "hd95" in arrays:  # distances are undefined where the class is missing from the prediction or the truth
         report["hd95_undefined"] = int((~np.isfinite(arrays["hd95"])).sum())
     if presence is not None:
@@ -157,7 +171,9 @@ class SegmentationReportWriter:
         batch, output = engine.state.batch, engine.state.output
         items = batch if isinstance(batch, list) else [batch]  # decollated by the evaluator
         for index, item in enumerate(items):
-            image_id = str(item.get(self.id_key) or item.get("image_path") or len(self._ids))
+            # "is None", not "or": an id of 0 (a datalist numbering its images) is an id
+            image_id = next((str(v) for v in (item.get(self.id_key), item.get("image_path")) if v is not None),
+                            str(len(self._ids)))
             self._ids.append(image_id)
             if not isinstance(output, list):
                 continue
@@ -176,6 +192,11 @@ class SegmentationReportWriter:
     def __call__(self, engine: Engine) -> None:
         ids = gather_ids(self._ids)  # every rank takes part, whatever it then writes
         presence = gather_ids(self._presence)
+        if self.best_only and presence and not np.stack(presence)[:, 0].any():
+            # whether the truth holds a class never changes between epochs: say so now, not after the last one
+            raise ValueError(f"none of the {len(ids)} validation masks holds a foreground class "
+                             f"({', '.join(self.class_names[1:])}): Dice and IoU are undefined at every epoch, so "
+                             "no epoch can be chosen as the best; give the validation part images with lesions")
         score = float(engine.state.metrics[self.key_metric])
         if self.best_only and not is_new_best(score, self.best):
             return

@@ -178,6 +178,8 @@ class LoadMaskd(MapTransform):
                     loader = LoadMask(self.encoding, int(d[self.foreground_key]), self.num_classes)
                 except ValueError as e:  # a bad class in the datalist: name the item's file, as for bad files
                     raise UnreadableImageError(f"{d[f'{key}_path']}: {e}") from e
+            if self.foreground_key is not None:  # every item then has it: a batch mixing items with and without collates
+                d[self.foreground_key] = loader.foreground
             mask = loader(d[key])
             image = d.get(self.image_key) if self.image_key else None
             if image is not None and tuple(image.shape[-2:]) != tuple(mask.shape[-2:]):

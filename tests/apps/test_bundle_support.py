@@ -524,3 +524,23 @@ def test_only_rank_0_requires_the_best_model_file(tmp_path, monkeypatch) -> None
     monkeypatch.setattr(distributed, "_rank_before_teardown", 0)
     with pytest.raises(ValueError, match="is gone"):
         require_best_model(tmp_path / "model.pt", saver)
+
+
+@pytest.mark.parametrize("names, encoding, foreground, refused", [
+    (["background", "benign", "malignant"], "binary", False, True),   # class-index masks would train as one class
+    (["background", "benign", "malignant"], "binary", True, False),   # MMOTU: each item says its class
+    (["background", "benign", "malignant"], "index", False, False),
+    (["background", "lesion"], "binary", False, False),
+])
+def test_binary_masks_of_several_classes_are_refused_unless_items_give_their_class(names, encoding, foreground,
+                                                                                    refused) -> None:
+    from monai_ext.apps.bundle_support import check_mask_encoding
+
+    item = {"image": "/d/a.png", "label": "/d/a_mask.png", **({"foreground": 2} if foreground else {})}
+    split = {"class_names": names, "train": [item], "validation": [dict(item, image="/d/b.png")]}
+    if refused:
+        with pytest.raises(ValueError, match=r"2 foreground classes \['benign', 'malignant'\], but --mask_encoding "
+                                             r"binary .* 2 item\(s\) .* e\.g\. '/d/a\.png': give --mask_encoding index"):
+            check_mask_encoding(split, encoding)
+    else:
+        check_mask_encoding(split, encoding)

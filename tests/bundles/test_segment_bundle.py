@@ -169,8 +169,7 @@ def lesion_free_validation_datalist(cache, folder) -> str:
 
 
 @pytest.mark.parametrize("case, message", [
-    ("lesion_free_validation", "no validation epoch had a defined val_mean_dice (Dice and IoU need the class in a "
-                               "validation mask: are all of them empty?)"),
+    ("lesion_free_validation", "none of the"),
     ("no_validation", "no validation ran during training"),
 ])
 def test_training_without_a_best_model_says_why(case, message, cache, tmp_path) -> None:
@@ -181,8 +180,23 @@ def test_training_without_a_best_model_says_why(case, message, cache, tmp_path) 
     result = run_bundle([TRAIN], tiny_segment_overrides(tmp_path, cache, **extra), check=False)
     assert result.returncode == 2, result.stderr[-3000:]
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"usf_mae_segment: {message}") and "model.pt was not written" in last, last
     assert not (tmp_path / "models" / "model.pt").exists()
-    if case == "lesion_free_validation":
-        history = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-        assert [(h["val_mean_dice"], h["val_mean_iou"]) for h in history] == [(None, None), (None, None)]
+    if case == "no_validation":
+        assert last.startswith(f"usf_mae_segment: {message}") and "model.pt was not written" in last, last
+    else:  # said at the first validation, not after the last epoch: empty truths never change
+        assert last.startswith("usf_mae_segment: none of the 3 validation masks holds a foreground class (lesion): "
+                               "Dice and IoU are undefined at every epoch"), last
+        assert "Epoch[2/2]" not in result.stdout + result.stderr
+
+
+def test_class_index_masks_read_as_binary_are_refused_before_training(cache, tmp_path) -> None:
+    split = synthetic_segmentation_protocol(cache, 20, 42, 14).splits[0]
+    datalist = {"class_names": ["background", "benign", "malignant"], **{k: split[k] for k in ("train", "validation")}}
+    (tmp_path / "three.json").write_text(json.dumps(datalist))
+    result = run_bundle([TRAIN], tiny_segment_overrides(tmp_path, cache, datalist_file=str(tmp_path / "three.json")),
+                        check=False)
+    assert result.returncode == 2, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert "2 foreground classes ['benign', 'malignant'], but --mask_encoding binary reads every mask as one " \
+           "class" in last and "give --mask_encoding index" in last, last
+    assert "Epoch[1/" not in result.stdout + result.stderr

@@ -50,6 +50,31 @@ def test_write_then_read_round_trips_from_any_folder(tmp_path, monkeypatch) -> N
     assert read["validation"][0]["label"] == str(tmp_path / "dataset/a_mask.png")
 
 
+def test_items_of_one_part_leave_with_one_set_of_keys(tmp_path, caplog) -> None:
+    """A merged datalist: only some items give an id, a patient or a foreground class. MONAI's collate once failed on
+    such a batch after a whole epoch; ids are filled with the image path, other partial keys left out, and the
+    foreground class is left to the mask loader, which fills it."""
+    _files(tmp_path, "a.png", "b.png", "c.png", "m.png")
+    items = [{"image": "a.png", "label": "m.png", "id": 7, "patient": "p1"},
+             {"image": "b.png", "label": "m.png", "foreground": 2},
+             {"image": "c.png", "label": "m.png", "id": "c", "patient": "p2", "foreground": 1}]
+    path = _write(tmp_path / "merged.json", {"class_names": ["background", "benign", "malignant"], "validation": items})
+    with caplog.at_level("WARNING"):
+        read = read_split(path, "segmentation")["validation"]
+    assert [it["id"] for it in read] == ["7", str(tmp_path / "b.png"), "c"]
+    assert [sorted(it) for it in read] == [["id", "image", "label"], ["foreground", "id", "image", "label"],
+                                           ["foreground", "id", "image", "label"]]
+    assert "validation key(s) ['patient'] are given for some items only and are left out" in caplog.text
+
+
+def test_items_with_the_same_keys_are_left_as_they_are(tmp_path) -> None:
+    _files(tmp_path, "a.png", "b.png")
+    items = [{"image": "a.png", "label": 0, "id": 3, "patient": "p"}, {"image": "b.png", "label": 1, "id": 4,
+                                                                        "patient": "q"}]
+    read = read_split(_write(tmp_path / "d.json", {"class_names": ["x", "y"], "train": items}))["train"]
+    assert [(it["id"], it["patient"]) for it in read] == [(3, "p"), (4, "q")]
+
+
 def test_other_keys_of_a_datalist_are_kept(tmp_path) -> None:
     """A description, a source, or a list of notes beside parts that are all there is no misnamed part."""
     _files(tmp_path, "img/a.png", "img/b.png")

@@ -85,6 +85,36 @@ def test_undefined_values_are_null_and_excluded_from_means(tmp_path) -> None:
     assert report["per_class"]["c2"]["dice"] == 0.0 and report["hd95_undefined"] == 3
 
 
+def test_the_reports_mean_dice_is_monais_score_when_an_image_holds_two_classes(tmp_path) -> None:
+    """Image 0 holds classes 1 and 2 (Dice 1 and about 0.6), image 1 class 1 only (Dice 1): MONAI averages each image
+    over its classes first (0.9), pooling every (image, class) pair gave 0.87 and a cross-validation table other
+    than the logged score."""
+    two = _disc(32, (10, 10), 6) + 2 * _disc(32, (22, 22), 6)
+    truths = [two, _disc(32, (16, 16), 8)]
+    predictions = [_disc(32, (10, 10), 6) + 2 * _disc(32, (24, 22), 4), _disc(32, (16, 16), 8)]
+    report, _ = _evaluate(predictions, truths, tmp_path, classes=3)
+    dice = [[e["dice"][c] for c in ("c1", "c2")] for e in report["per_image"]]
+    expected = np.mean([np.mean([d for d in row if d is not None]) for row in dice])
+    assert report["mean_dice"] == pytest.approx(expected) == pytest.approx(report["score"])
+    assert report["mean_dice"] != pytest.approx(np.mean([d for row in dice for d in row if d is not None]))
+
+
+def test_an_id_of_zero_is_kept(tmp_path) -> None:
+    writer = SegmentationReportWriter(tmp_path, ["background", "lesion"])
+    engine = type("E", (), {})()
+    engine.state = type("S", (), {"batch": [{"id": 0, "image_path": "/x/a.png"}, {"id": 1}], "output": None})()
+    writer._collect(engine)
+    assert writer._ids == ["0", "1"]
+
+
+def test_training_validation_without_any_lesion_stops_at_once(tmp_path) -> None:
+    empty = [np.zeros((32, 32), np.int64)] * 2
+    with pytest.raises(ValueError, match=r"none of the 2 validation masks holds a foreground class \(c1\)"):
+        _evaluate(empty, empty, tmp_path, best_only=True)
+    report, _ = _evaluate(empty, empty, tmp_path)  # an evaluation still writes its report
+    assert report["n"] == 2 and report["mean_dice"] is None
+
+
 def test_best_only_keeps_the_first_of_equal_scores(tmp_path) -> None:
     truths = [_disc(32, (16, 16), 8)]
     _, writer = _evaluate(truths, truths, tmp_path, best_only=True, runs=2)

@@ -52,6 +52,17 @@ def test_item_foreground_outside_num_classes_names_the_file(tmp_path: Path) -> N
         loader({"label": path, "foreground": 5})
 
 
+@pytest.mark.parametrize("encoding", ["binary", "index"])
+def test_every_item_leaves_with_its_foreground_so_mixed_items_collate(tmp_path: Path, encoding: str) -> None:
+    # an MMOTU-style item with its class beside one without: a batch of both once failed in MONAI's collate
+    from monai.data import list_data_collate
+
+    path = write16(tmp_path / "m.png", 1)
+    loader = LoadMaskd("label", encoding=encoding, num_classes=3, foreground_key="foreground", image_key=None)
+    batch = list_data_collate([loader({"label": path, "foreground": 2}), loader({"label": path})])
+    assert batch["foreground"].tolist() == [2, 1]
+
+
 def _disc(value: int) -> np.ndarray:
     rows, cols = np.ogrid[:48, :64]
     return (((rows - 24) ** 2 + (cols - 30) ** 2) <= 15**2).astype(np.uint8) * np.uint8(value)
