@@ -41,9 +41,15 @@ def prepare_image(
 
     Raises:
         Whatever the transform raises for an unreadable file (``UnreadableImageError`` names the file and reason).
+        UnreadableImageError: the preprocessed image holds NaN or infinite values (a class for it would be for
+            pixels nobody saw: the argmax of NaN probabilities is class 0).
     """
     data = transform({"image": str(path)})
-    return torch.as_tensor(data["image"]).float()[None].to(device), int(data.get(FRAMES_KEY, 1))
+    image = torch.as_tensor(data["image"]).float()
+    if not bool(torch.isfinite(image).all()):
+        raise UnreadableImageError(f"{path}: {int((~torch.isfinite(image)).sum())} of {image.numel()} preprocessed "
+                                   "values are NaN or infinite")
+    return image[None].to(device), int(data.get(FRAMES_KEY, 1))
 
 
 def classify_image(

@@ -135,6 +135,7 @@ def read_dicom(path: str | os.PathLike) -> Any:
         raise UnreadableImageError(f"{path}: DICOM file has {reason}")
     _fill_pixel_defaults(ds)
     _check_pixel_module(ds, str(path))
+    _repair_presentation(ds, str(path))
     _fill_transfer_syntax(ds, str(path))
     _check_codec(ds, str(path))  # first: the fragments of a video syntax (MPEG, H.264) are not frames to count
     reconcile_frame_count(ds, str(path))
@@ -246,6 +247,61 @@ def _check_pixel_module(ds: Any, source: str) -> None:
             int(value)
         except (TypeError, ValueError):
             raise UnreadableImageError(f"{source}: {name} is {str(value)!r}, not an integer") from None
+
+
+#: VOI LUT functions of PS3.3 C.11.2.1.3; another value is read as LINEAR, the default.
+_VOI_FUNCTIONS = ("LINEAR", "LINEAR_EXACT", "SIGMOID")
+
+
+def _first_number(value: Any) -> float | None:
+    """The first of a (multi-valued) DS attribute as a float, None where it does not read as one."""
+    try:
+        first = value[0] if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue" else value
+        return float(first)
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def _repair_presentation(ds: Any, source: str) -> None:
+    """Mend the optional presentation attributes that would make a decodable file unreadable or blank, each with a
+    warning naming the file, as DICOM viewers and converters (dcm2niix, GDCM) do:
+
+    - ``RescaleSlope`` 0 or not finite is read as 1 (a slope of 0 maps every pixel to the intercept, and the
+      display range to nothing: every pixel became NaN, which inference then classified), a non-finite
+      ``RescaleIntercept`` as 0;
+    - a window whose width is below 1 (LINEAR; 0 or below for the other functions) or whose centre is not a number is
+      left out, so the stored range is shown (pydicom refuses the file over it);
+    - an unknown ``VOILUTFunction`` is read as LINEAR.
+
+    Raises:
+        UnreadableImageError: ``BitsStored`` outside 1..``BitsAllocated`` (no pixel values to read).
+    """
+    allocated, stored = int(ds.BitsAllocated), ds.get("BitsStored")
+    if stored not in (None, "") and not 1 <= int(stored) <= allocated:
+        raise UnreadableImageError(f"{source}: BitsStored {int(stored)} is not in 1..BitsAllocated {allocated}")
+    slope, intercept = ds.get("RescaleSlope"), ds.get("RescaleIntercept")
+    slope_value, intercept_value = _first_number(slope), _first_number(intercept)
+    if slope is not None and (slope_value is None or not np.isfinite(slope_value) or slope_value == 0):
+        warnings.warn(f"{source}: RescaleSlope {str(slope)!r} is read as 1 (a slope of 0 would map every pixel to "
+                      "one value)", UserWarning, stacklevel=2)
+        ds.RescaleSlope = 1
+    if intercept is not None and (intercept_value is None or not np.isfinite(intercept_value)):
+        warnings.warn(f"{source}: RescaleIntercept {str(intercept)!r} is read as 0", UserWarning, stacklevel=2)
+        ds.RescaleIntercept = 0
+    function = str(ds.get("VOILUTFunction") or "LINEAR").strip().upper()
+    if function not in _VOI_FUNCTIONS:
+        warnings.warn(f"{source}: VOILUTFunction {function!r} is not one of {list(_VOI_FUNCTIONS)}; read as LINEAR",
+                      UserWarning, stacklevel=2)
+        ds.VOILUTFunction = function = "LINEAR"
+    if ds.get("WindowCenter") is None or ds.get("WindowWidth") is None:
+        return
+    centre, width = _first_number(ds.WindowCenter), _first_number(ds.WindowWidth)
+    numbers = centre is not None and width is not None and np.isfinite(centre) and np.isfinite(width)
+    if not numbers or (width < 1 if function == "LINEAR" else width <= 0):
+        warnings.warn(f"{source}: window (centre {str(ds.WindowCenter)!r}, width {str(ds.WindowWidth)!r}) cannot "
+                      "be applied; the stored range is shown instead", UserWarning, stacklevel=2)
+        del ds.WindowCenter
+        del ds.WindowWidth
 
 
 def _fill_transfer_syntax(ds: Any, source: str) -> None:
@@ -441,20 +497,23 @@ def _decoded_frames(ds: Any, indices: range, source: str, tools: SimpleNamespace
 
 
 def _codestream_photometric(ds: Any, source: str) -> str:
-    """The header's ``PhotometricInterpretation``, unless a lossy JPEG stream labelled RGB is JFIF (YCbCr).
+    """The colour space a 3-sample lossy JPEG stream declares, where it contradicts the header's
+    ``PhotometricInterpretation``; else the header's.
 
-    Many exports wrap a JFIF frame, which is YCbCr by definition, and keep "RGB" in the header; read as RGB, colour
-    comes out false and gray tissue green-tinted (luma 117 read as (117, 128, 128)). pydicom 3 corrects this
-    only when it converts colour itself, which the codec's raw output asked for here does not do; under 2.4
-    libjpeg converts any "RGB" JPEG itself, rounding differently from pydicom's conversion. Both are given the
-    corrected value instead, so both convert alike. The file keeps a warning that names it.
+    Many exports wrap a JFIF frame, which is YCbCr by definition, and keep "RGB" in the header; others label an RGB
+    stream (component ids 'R', 'G', 'B', or an Adobe APP14 marker with transform 0) YBR_FULL_422, or a YCbCr one
+    (Adobe transform 1) RGB. Read by the header, colour comes out false: gray tissue green-tinted (luma 117 read as
+    (117, 128, 128)) or magenta. The stream wins, as in libjpeg and pydicom 3's own conversion (which the codec's raw
+    output asked for here does not go through; under 2.4 libjpeg converts any "RGB" JPEG itself, rounding
+    differently from pydicom's conversion). Both are given the corrected value instead, so both convert alike. The
+    file keeps a warning that names it.
     """
     from pydicom.uid import JPEGBaseline8Bit, JPEGExtended12Bit
 
     photometric = str(ds.get("PhotometricInterpretation", "")).strip()
     syntax = ds.file_meta.TransferSyntaxUID
-    if photometric != "RGB" or int(ds.get("SamplesPerPixel", 1)) != 3 or syntax not in (JPEGBaseline8Bit,
-                                                                                      JPEGExtended12Bit):
+    if photometric not in ("RGB", *_YBR_TO_CONVERT) or int(ds.get("SamplesPerPixel", 1)) != 3 or \
+            syntax not in (JPEGBaseline8Bit, JPEGExtended12Bit):
         return photometric
     try:
         from pydicom.encaps import generate_frames
@@ -466,23 +525,27 @@ def _codestream_photometric(ds: Any, source: str) -> str:
         first = next(generate_pixel_data_frame(ds.PixelData, frame_count(ds)))
     except (StopIteration, ValueError):  # no frame to read: the decoder names the problem
         return photometric
-    if not _has_jfif_marker(first):
+    stream_is_rgb = _jpeg_stream_is_rgb(first)
+    if stream_is_rgb is None or stream_is_rgb == (photometric == "RGB"):
         return photometric
-    corrected = "YBR_FULL_422" if syntax == JPEGBaseline8Bit else "YBR_FULL"
-    warnings.warn(f"{source}: PhotometricInterpretation is 'RGB' but its JPEG stream is JFIF (YCbCr); read as "
-                  f"{corrected!r}", UserWarning, stacklevel=2)
+    corrected = "RGB" if stream_is_rgb else "YBR_FULL_422" if syntax == JPEGBaseline8Bit else "YBR_FULL"
+    warnings.warn(f"{source}: PhotometricInterpretation is {photometric!r} but its JPEG stream's markers say "
+                  f"{'RGB' if stream_is_rgb else 'YCbCr'}; read as {corrected!r}", UserWarning, stacklevel=2)
     return corrected
 
 
-def _has_jfif_marker(stream: bytes) -> bool:
-    """Whether a JPEG codestream carries a JFIF APP0 segment before its first scan (ITU-T T.81 B.1.1.2).
+def _jpeg_stream_is_rgb(stream: bytes) -> bool | None:
+    """What a JPEG codestream's markers say of its colour space: True for RGB (component ids 'R', 'G', 'B', or an
+    Adobe APP14 marker with transform 0), False for YCbCr (APP14 transform 1, or a JFIF APP0 segment, which is
+    YCbCr by definition), None when they say nothing.
 
-    Written here because pydicom's marker reader is private (3.x) or absent (2.4); the segments before the scan are
-    a marker (0xFF, code) and a big-endian length each.
+    Written here because pydicom's marker reader is private (3.x) or absent (2.4). The segments before the first
+    scan (ITU-T T.81 B.1.1.2) are a marker (0xFF, code) and a big-endian length each; a frame header (SOFn) lists
+    each component as (id, sampling, table).
     """
     if stream[:2] != b"\xff\xd8":
-        return False
-    at = 2
+        return None
+    at, jfif, adobe, ids = 2, False, None, b""
     while at + 1 < len(stream) and stream[at] == 0xFF:
         code = stream[at + 1]
         if code == 0xFF:  # a fill byte before the marker (B.1.1.2)
@@ -492,11 +555,25 @@ def _has_jfif_marker(stream: bytes) -> bool:
             at += 2
             continue
         if code == 0xDA or at + 4 > len(stream):  # start of scan: no more header segments
-            return False
-        if code == 0xE0 and stream[at + 4 : at + 9] == b"JFIF\x00":
-            return True
-        at += 2 + int.from_bytes(stream[at + 2 : at + 4], "big")
-    return False
+            break
+        length = int.from_bytes(stream[at + 2 : at + 4], "big")
+        segment = stream[at + 4 : at + 2 + length]
+        if code == 0xE0 and segment[:5] == b"JFIF\x00":
+            jfif = True
+        elif code == 0xEE and segment[:5] == b"Adobe" and len(segment) >= 12:
+            adobe = segment[11]
+        elif code in _SOF_CODES and len(segment) >= 6:
+            ids = bytes(segment[6 + 3 * k] for k in range(segment[5]) if 6 + 3 * k < len(segment))
+        at += 2 + length
+    if ids.upper() == b"RGB" or adobe == 0:
+        return True
+    if adobe == 1 or jfif:
+        return False
+    return None
+
+
+#: Start-of-frame markers (ITU-T T.81 table B.1): SOF0-3, 5-7, 9-11, 13-15.
+_SOF_CODES = frozenset((0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF))
 
 
 def _lossy_codec_plugin(ds: Any) -> str:
@@ -554,6 +631,8 @@ def _stored_values(values: np.ndarray, bits_stored: int, signed: bool) -> np.nda
     width = values.dtype.itemsize * 8
     if not np.issubdtype(values.dtype, np.integer) or bits_stored >= width:
         return values
+    # native order first: pydicom gives big-endian files ">u2" arrays, and the views below would drop the order
+    values = values.astype(values.dtype.newbyteorder("="), copy=False)
     unsigned = values.view(f"u{values.dtype.itemsize}") & np.array((1 << bits_stored) - 1, f"u{values.dtype.itemsize}")
     if not signed:
         return unsigned
@@ -657,5 +736,8 @@ def _monochrome_display(values: np.ndarray, ds: Any, photometric: str, tools: Si
         black, white = _lut_entry_range(ds, tools)
     else:
         black, white = min(black, white), max(black, white)  # a negative slope reverses the ends
+    if not (np.isfinite(black) and np.isfinite(white)) or white == black:
+        raise UnreadableImageError(f"{getattr(ds, 'filename', None) or 'DICOM'}: its display range is empty "
+                                   f"(black {black!r}, white {white!r}): no pixel values to show")
     unit = np.clip((np.asarray(output, np.float64) - black) / (white - black), 0.0, 1.0).astype(np.float32)
     return 1.0 - unit if photometric == "MONOCHROME1" else unit

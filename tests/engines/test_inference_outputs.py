@@ -300,3 +300,19 @@ def test_a_stop_signal_the_caller_ignores_or_handles_keeps_its_handling(tmp_path
         assert signal.getsignal(number) is handler
     finally:
         signal.signal(number, before)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_an_image_of_nan_pixels_is_listed_as_an_error_not_classified(tmp_path, bad: float) -> None:
+    """A DICOM the reader once turned into NaN everywhere got class 0 with null probabilities and no error."""
+    def preprocess(item: dict) -> dict:
+        image = brightness(item)["image"]
+        if "a_" in item["image"]:
+            image[0, 1, 2] = bad
+        return {"image": image}
+
+    files = files_in(tmp_path / "in")
+    result = predict_files(Mean(), files, preprocess, ["dark", "bright"], "cpu", tmp_path / "out" / "predictions.json")
+    assert set(result["predictions"]) == set(files[1:])
+    assert result["errors"] == {files[0]: f"UnreadableImageError: {files[0]}: 1 of 16 preprocessed values are NaN or "
+                                          "infinite"}

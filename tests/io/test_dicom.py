@@ -172,3 +172,46 @@ def test_files_without_image_pixels_are_refused_with_the_reason(tmp_path) -> Non
     ds.save_as(path)
     with pytest.raises(UnreadableImageError, match="float.dcm: DICOM file has float pixel data"):
         read_dicom(path)
+
+
+@pytest.mark.parametrize("bits_stored, signed", [(12, False), (12, True), (10, False)])
+def test_big_endian_values_with_unused_high_bits_keep_their_order(tmp_path, bits_stored, signed) -> None:
+    """Explicit VR Big Endian (retired, still in old archives): masking the unused bits dropped the byte order and
+    gave plausible-looking noise."""
+    from pydicom.uid import ExplicitVRBigEndian
+
+    values = (RAMP12 % (1 << bits_stored)).astype(np.int16 if signed else np.uint16)
+    if signed:
+        values = values - (1 << (bits_stored - 1))
+    path = write_dicom_values(values, tmp_path / "big.dcm", bits_stored=bits_stored)
+    ds = pydicom.dcmread(path)
+    ds.file_meta.TransferSyntaxUID = ExplicitVRBigEndian
+    ds.PixelData = values.astype(">i2" if signed else ">u2").tobytes()
+    pydicom.dcmwrite(path, ds, implicit_vr=False, little_endian=False, force_encoding=True)
+    low = -(1 << (bits_stored - 1)) if signed else 0
+    np.testing.assert_allclose(displayed(path), (values - low) / ((1 << bits_stored) - 1), rtol=1e-6)
+
+
+@pytest.mark.parametrize("attributes, expected, warning", [
+    ({"RescaleSlope": 0, "RescaleIntercept": 0}, RAMP12 / 4095, r"RescaleSlope '0(\.0)?' is read as 1"),
+    ({"WindowCenter": 2048, "WindowWidth": 0}, RAMP12 / 4095, "cannot be applied; the stored range is shown"),
+    ({"WindowCenter": 2048, "WindowWidth": -5, "VOILUTFunction": "SIGMOID"}, RAMP12 / 4095, "cannot be applied"),
+    ({"WindowCenter": 1000, "WindowWidth": 500, "VOILUTFunction": "BOGUS"},
+     linear_window(RAMP12.astype(float), 1000, 500), "VOILUTFunction 'BOGUS' is not one of"),
+])
+def test_bad_presentation_attributes_are_mended_with_a_warning(tmp_path, attributes, expected, warning) -> None:
+    """A slope of 0 gave every pixel NaN (and inference a class for it); a window of width 0 or an unknown VOI
+    function made pydicom refuse a file that every viewer shows."""
+    path = write_dicom_values(RAMP12, tmp_path / "odd.dcm", bits_stored=12, attributes=attributes)
+    with pytest.warns(UserWarning, match=warning):
+        out = displayed(path)
+    np.testing.assert_allclose(out, expected, atol=1e-6)
+
+
+def test_bits_stored_of_zero_is_refused(tmp_path) -> None:
+    path = write_dicom_values(RAMP12, tmp_path / "zero.dcm", bits_stored=12)
+    ds = pydicom.dcmread(path)
+    ds.BitsStored = 0
+    ds.save_as(path)
+    with pytest.raises(UnreadableImageError, match=r"zero.dcm: BitsStored 0 is not in 1..BitsAllocated 16"):
+        read_dicom(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 import warnings
 
@@ -126,8 +127,61 @@ def test_a_jfif_stream_labelled_rgb_is_read_as_ycbcr(tmp_path, header) -> None:
     assert error[:, :6].max() <= 4 and error[:, 12:].max() <= 6  # off the edge that 4:2:2 chroma blurs
     assert np.ptp(pixels[:, :6].astype(int), axis=-1).mean() <= 2  # gray stays gray (read as RGB: 11)
     ours = [str(w.message) for w in caught if str(w.message).startswith(str(path))]
-    assert ours == ([f"{path}: PhotometricInterpretation is 'RGB' but its JPEG stream is JFIF (YCbCr); read as "
+    assert ours == ([f"{path}: PhotometricInterpretation is 'RGB' but its JPEG stream's markers say YCbCr; read as "
                      "'YBR_FULL_422'"] if header == "RGB" else [])
+
+
+def _without_app0(stream: bytes) -> bytes:
+    return stream[:2] + stream[4 + int.from_bytes(stream[4:6], "big"):]
+
+
+def _rgb_scene() -> np.ndarray:
+    rows, cols = np.mgrid[0:32, 0:48]
+    scene = np.stack([np.full_like(rows, 200), 30 + 2 * cols, 220 - 3 * rows], -1).astype(np.uint8)
+    scene[:, :8] = 117  # gray B-mode
+    return scene
+
+
+def _rgb_id_stream(scene: np.ndarray) -> bytes:
+    """A JPEG whose planes hold R, G, B untransformed, with component ids 'R', 'G', 'B' (as Adobe-style encoders
+    write RGB): PIL writes the planes as given when told the image is YCbCr; the ids are then set."""
+    buffer = io.BytesIO()
+    Image.fromarray(scene, "YCbCr").save(buffer, "JPEG", quality=95, subsampling=0)
+    stream = bytearray(_without_app0(buffer.getvalue()))
+    sof, sos = stream.find(b"\xff\xc0"), stream.find(b"\xff\xda")
+    for k, c in enumerate(b"RGB"):
+        stream[sof + 10 + 3 * k], stream[sos + 5 + 2 * k] = c, c
+    return bytes(stream)
+
+
+def _adobe_ycbcr_stream(scene: np.ndarray) -> bytes:
+    """A YCbCr JPEG with an Adobe APP14 marker, transform 1, in place of JFIF."""
+    stream = _without_app0(cv2.imencode(".jpg", scene[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes())
+    return stream[:2] + b"\xff\xee\x00\x0eAdobe\x00\x64\x00\x00\x00\x00\x01" + stream[2:]
+
+
+@pytest.mark.parametrize("header, make, truth", [
+    ("YBR_FULL_422", _rgb_id_stream, "RGB"),       # read as YCbCr: gray (117, 117, 117) came out (0, 133, 0)-like
+    ("RGB", _adobe_ycbcr_stream, "YCbCr"),          # read as RGB: gray tissue green-tinted, contrast lost
+])
+def test_a_jpeg_streams_colour_markers_win_over_the_header(tmp_path, header, make, truth) -> None:
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGBaseline8Bit
+
+    scene = _rgb_scene()
+    path = write_dicom_frames(scene[None], tmp_path / "exported.dcm", "YBR_FULL_422", "jpeg_baseline")
+    ds = pydicom.dcmread(path)
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.PhotometricInterpretation = header
+    ds.PixelData = encapsulate([make(scene)])
+    ds.save_as(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pixels = read_image(path).pixels
+    assert np.abs(pixels.astype(int) - scene.astype(int))[:, :6].max() <= 4
+    assert np.abs(pixels.astype(int) - scene.astype(int))[:, 12:].max() <= 8
+    assert any(f"{path}: PhotometricInterpretation is {header!r} but its JPEG stream's markers say {truth}"
+               in str(w.message) for w in caught)
 
 
 def test_errors_name_the_file(tmp_path) -> None:
@@ -266,18 +320,28 @@ def _jfif_stream() -> bytes:
     return stream
 
 
-@pytest.mark.parametrize("edit, jfif", [
-    (lambda s: s, True),
-    (lambda s: s[:2] + b"\xff\xff\xff" + s[2:], True),             # fill bytes before the marker (T.81 B.1.1.2)
-    (lambda s: s[:2] + b"\xff\xd0" + s[2:], True),                 # a marker without a length first
-    (lambda s: s[:2] + s[4 + int.from_bytes(s[4:6], "big"):], False),  # the APP0 segment taken out
-    (lambda s: s[:5], False),                                      # cut inside the first segment
-    (lambda s: b"\x89PNG" + s[4:], False),                         # not a JPEG stream
+@pytest.mark.parametrize("edit, rgb", [
+    (lambda s: s, False),                                          # JFIF: YCbCr
+    (lambda s: s[:2] + b"\xff\xff\xff" + s[2:], False),            # fill bytes before the marker (T.81 B.1.1.2)
+    (lambda s: s[:2] + b"\xff\xd0" + s[2:], False),                # a marker without a length first
+    (_without_app0, None),                                         # no APP0, ids 1, 2, 3: nothing said
+    (lambda s: s[:5], None),                                       # cut inside the first segment
+    (lambda s: b"\x89PNG" + s[4:], None),                          # not a JPEG stream
+    (lambda s: _without_app0(s)[:2] + b"\xff\xee\x00\x0eAdobe\x00\x64\x00\x00\x00\x00\x00" + _without_app0(s)[2:],
+     True),                                                        # Adobe APP14, transform 0: RGB
+    (lambda s: _without_app0(s)[:2] + b"\xff\xee\x00\x0eAdobe\x00\x64\x00\x00\x00\x00\x01" + _without_app0(s)[2:],
+     False),                                                       # Adobe APP14, transform 1: YCbCr
 ])
-def test_the_jfif_marker_is_found_as_the_jpeg_standard_lays_out_the_header(edit, jfif) -> None:
-    from monai_ext.io.dicom import _has_jfif_marker
+def test_the_colour_markers_are_found_as_the_jpeg_standard_lays_out_the_header(edit, rgb) -> None:
+    from monai_ext.io.dicom import _jpeg_stream_is_rgb
 
-    assert _has_jfif_marker(edit(_jfif_stream())) is jfif
+    assert _jpeg_stream_is_rgb(edit(_jfif_stream())) is rgb
+
+
+def test_component_ids_r_g_b_say_rgb() -> None:
+    from monai_ext.io.dicom import _jpeg_stream_is_rgb
+
+    assert _jpeg_stream_is_rgb(_rgb_id_stream(_rgb_scene())) is True
 
 
 #: Every EXIF Orientation (EXIF 2.3, tag 0x0112) -> what a viewer does to the stored (H, W) pixels to show them.
