@@ -352,6 +352,10 @@ def check_kind(content: Any, path: str | os.PathLike, bundle: str, kinds: Sequen
                           f"but {bundle} needs kind {' or '.join(repr(k) for k in accepted)}; {advice}")
 
 
+#: The pretraining bundle's data and split settings its checkpoints record, read back by its evaluate overlay.
+PRETRAIN_DATA_SETTINGS = ("dataset_dir", "num_synthetic", "val_fraction", "seed")
+
+
 def trained_settings(path: str | os.PathLike, bundle: str, default_path: str | os.PathLike | None = None,
                      kinds: Sequence[str] | None = None) -> dict[str, Any]:
     """Bundle settings fixed by a trained bundle checkpoint's architecture record, or ``{}`` before training.
@@ -368,7 +372,8 @@ def trained_settings(path: str | os.PathLike, bundle: str, default_path: str | o
 
     Returns:
         The recorded ones of: arch, image_size, class_names, mask_encoding (segmenters), in_channels, global_pool,
-        linear_probe (classifiers), norm_pix_loss (MAEs), feature_size, feature_blocks (segmenters).
+        linear_probe (classifiers), norm_pix_loss (MAEs), feature_size, feature_blocks (segmenters), and the
+        pretraining data settings (:data:`PRETRAIN_DATA_SETTINGS`).
 
     Raises:
         FileNotFoundError, ValueError: as :func:`checkpoint_file`.
@@ -393,6 +398,7 @@ def trained_settings(path: str | os.PathLike, bundle: str, default_path: str | o
         "norm_pix_loss": arch_args.get("norm_pix_loss"),
         "feature_size": arch_args.get("feature_size"),
         "feature_blocks": arch_args.get("feature_blocks"),
+        **{key: config.get(key) for key in PRETRAIN_DATA_SETTINGS},
     }
     return {key: value for key, value in found.items() if value is not None}
 

@@ -164,7 +164,8 @@ def test_evaluate_follows_the_checkpoint_record_and_an_explicit_override_wins(bu
 
 
 @pytest.mark.parametrize("bundle,keys", [
-    ("usf_mae_pretrain", ["arch", "image_size", "in_channels", "norm_pix_loss"]),
+    ("usf_mae_pretrain", ["arch", "image_size", "in_channels", "norm_pix_loss", "dataset_dir", "num_synthetic",
+                          "val_fraction", "seed"]),
     ("usf_mae_classify", ["arch", "image_size", "in_channels", "global_pool", "linear_probe"]),
     ("usf_mae_segment", ["arch", "image_size", "in_channels", "feature_size", "feature_blocks", "mask_encoding"]),
 ])

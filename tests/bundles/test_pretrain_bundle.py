@@ -132,6 +132,16 @@ def test_corrupt_images_are_skipped_with_a_warning_and_a_set_smaller_than_a_batc
         assert any(name in line for line in warned), (name, warned)
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())[0]["epoch"] == 1
     assert [p.name for p in (tmp_path / "models").glob("checkpoint_iteration=*.pt")] == ["checkpoint_iteration=1.pt"]
+    # evaluate without restating the data scores the part this training held out: it once scored 200 frames of
+    # the synthetic default (after simulating 2000 of them) while the docs promised the validation part
+    record = read_checkpoint(tmp_path / "models" / "model.pt")["arch"]["config"]
+    assert {k: record[k] for k in ("dataset_dir", "val_fraction")} == {"dataset_dir": str(data), "val_fraction": 0.25}
+    evaluated = run_bundle([TRAIN, "bundles/usf_mae_pretrain/configs/evaluate.yaml"],
+                           {k: v for k, v in tiny_pretrain_overrides(tmp_path, cache).items()
+                            if k not in ("dataset_dir", "val_fraction", "seed", "num_synthetic")})
+    log = evaluated.stdout + evaluated.stderr
+    assert f"pretraining data from {data}: 17 train, 6 validation images" in log, log[-3000:]
+    assert "synthetic default data" not in log
 
 
 def _final_checkpoint(folder):
