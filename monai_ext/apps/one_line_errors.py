@@ -40,12 +40,31 @@ def bundle_name(argv: Sequence[str]) -> str:
 def report_user_error(kind: type[BaseException], error: BaseException, trace: TracebackType | None) -> None:
     """``sys.excepthook``: one line on stderr for a user error, then exit code 2; the usual traceback else."""
     cause = user_error_in(error)
-    message = one_line(str(cause)) if cause is not None else setting_typed_as_number(error, sys.argv)
+    message = one_line(str(cause)) if cause is not None else (setting_typed_as_number(error, sys.argv)
+                                                               or export_of_another_network(error, sys.argv))
     if message is None or traceback_wanted():
         sys.__excepthook__(kind, error, trace)
         return
     print(f"{bundle_name(sys.argv)}: {message} (MONAI_EXT_TRACEBACK=1 shows where)", file=sys.stderr)
     exit_now(2)
+
+
+def export_of_another_network(error: BaseException, argv: Sequence[str]) -> str | None:
+    """What to say when ``ckpt_export --ckpt_file F`` loads F's weights into a network built from another file:
+    ``inference.yaml`` builds ``network_def`` from ``--ckpt_path`` (the bundle's ``models/model.pt`` by default), so a
+    model.pt elsewhere of another size or class count gives torch's key-by-key size mismatch. None for any other
+    error or command.
+    """
+    if "ckpt_export" not in argv or "--ckpt_path" in argv or any(a.startswith("--ckpt_path=") for a in argv):
+        return None
+    link, seen = error, []
+    while link is not None and link not in seen:
+        if isinstance(link, RuntimeError) and str(link).startswith("Error(s) in loading state_dict"):
+            return ("--ckpt_file's weights do not fit the network that inference.yaml builds from --ckpt_path (the "
+                    "bundle's models/model.pt when not given): give --ckpt_path the same file as --ckpt_file")
+        seen.append(link)
+        link = link.__cause__ or link.__context__
+    return None
 
 
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")

@@ -55,7 +55,15 @@ class PatchEmbed(nn.Module):
 
         Returns:
             tokens (N, L, D) in row-major patch order, L = (H / P) * (W / P).
+
+        Raises:
+            ValueError: ``x`` is not (N, C, H, W) of this size: the position embedding would fail later with a
+                tensor-size message that names neither the expected image size nor the given one.
         """
+        if x.dim() != 4 or x.shape[1] != self.proj.in_channels or x.shape[2] != self.img_size[0] or \
+                x.shape[3] != self.img_size[1]:
+            raise ValueError(f"expected images of shape (N, {self.proj.in_channels}, {self.img_size[0]}, "
+                             f"{self.img_size[1]}), got {list(x.shape)}")
         return self.proj(x).flatten(2).transpose(1, 2)
 
 

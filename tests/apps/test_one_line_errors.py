@@ -100,6 +100,27 @@ def test_user_errors_are_one_line_and_others_keep_the_traceback(call, one_line, 
         assert err.endswith("(MONAI_EXT_TRACEBACK=1 shows where)\n") and exits == [2]
 
 
+@pytest.mark.parametrize("argv, hinted", [
+    (["ckpt_export", "network_def", "--ckpt_file", "/runs/c3/models/model.pt"], True),
+    (["ckpt_export", "network_def", "--ckpt_file", "/runs/c3/model.pt", "--ckpt_path", "/runs/c3/model.pt"], False),
+    (["run", "--ckpt_file", "/runs/c3/models/model.pt"], False),
+])
+def test_an_export_of_weights_into_another_network_says_to_give_ckpt_path(argv, hinted) -> None:
+    """The classify README's ckpt_export of a model.pt outside models/ without --ckpt_path ended in torch's
+    size-mismatch dump: the network was built from the bundle's default file."""
+    network = torch.nn.Linear(4, 3)
+    try:
+        try:
+            network.load_state_dict(torch.nn.Linear(4, 2).state_dict())
+        except RuntimeError as e:
+            raise RuntimeError("ckpt_export failed") from e
+    except RuntimeError as outer:
+        message = one_line_errors.export_of_another_network(outer, ["monai/bundle/__main__.py", *argv])
+    assert (message is not None) == hinted
+    if hinted:
+        assert message.startswith("--ckpt_file's weights do not fit the network") and "give --ckpt_path" in message
+
+
 @pytest.mark.parametrize("traceback", [False, True])
 def test_bundle_command_line_mistake_exits_2_with_one_line(tmp_path, traceback: bool) -> None:
     """The real thing: inference asked for a checkpoint that does not exist."""

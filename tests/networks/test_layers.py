@@ -1,6 +1,9 @@
-"""Stochastic depth in the ViT blocks is MONAI's ``DropPath`` and follows timm's rule."""
+"""Stochastic depth in the ViT blocks is MONAI's ``DropPath`` and follows timm's rule; the patch embedding refuses images of
+another shape in words."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 import torch
@@ -40,3 +43,18 @@ def test_no_drop_path_is_an_identity_and_bad_rates_are_refused() -> None:
     assert isinstance(Block(8, 2, drop_path=0.0).drop_path, torch.nn.Identity)
     with pytest.raises(ValueError, match="1.0"):
         Block(8, 2, drop_path=1.0)
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 224, 224), (1, 1, 64, 64), (1, 3, 64, 48), (3, 64, 64)])
+@pytest.mark.parametrize("kind", ["classifier", "segmenter"])
+def test_an_image_of_another_size_is_refused_naming_both_shapes(kind, shape) -> None:
+    """verify_net_in_out with the metadata's 224 px against a 64-px model once ended in the position embedding's
+    "size of tensor a (196) must match the size of tensor b (16)"."""
+    from monai_ext.networks import build_classifier
+    from monai_ext.networks.segmentation import build_segmenter
+
+    arch = "mae_vit_tiny_patch16_dec128d2b"
+    network = build_classifier(arch, 2, img_size=64) if kind == "classifier" else \
+        build_segmenter(arch, 2, img_size=64, feature_size=8)
+    with pytest.raises(ValueError, match=re.escape(f"expected images of shape (N, 3, 64, 64), got {list(shape)}")):
+        network(torch.zeros(shape))
