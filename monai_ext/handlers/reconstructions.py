@@ -112,3 +112,14 @@ class ReconstructionGridSaver:
                 return
             epoch = (self.epoch_engine or engine).state.epoch
             self.save(engine.network, engine.state.device, f"epoch_{epoch:04d}.png", latest=True)
+            self.remove_later_grids(epoch)
+
+    def remove_later_grids(self, epoch: int) -> None:
+        """Remove ``epoch_NNNN.png`` of epochs after ``epoch``: an earlier, longer run into the same folder (or the
+        epochs a killed run drew after its last checkpoint) left them beside this run's, whose ``metrics.json``
+        has no such epoch."""
+        for path in self.folder.glob("epoch_*.png"):
+            number = path.stem.removeprefix("epoch_")
+            if number.isdigit() and int(number) > epoch:
+                path.unlink(missing_ok=True)
+                logger.info("removed %s, an earlier run's grid", path)

@@ -212,6 +212,9 @@ class SegmentationReportWriter:
         # strict JSON: a set without lesions has no Dice (NaN), written null, as the per-image scores are
         atomic_write_bytes(self.folder / f"{self.prefix}report.json",
                            json.dumps(json_tree(report), indent=1, allow_nan=False).encode())
+        # an earlier run's overlays (another model, another dataset) would sit beside this report's as if its own
+        for old in (self.folder / f"{self.prefix}overlays").glob("*.png"):
+            old.unlink(missing_ok=True)
         # ids may be whole paths (a datalist without "id"): flattened, then cut to a name the filesystem takes
         names = unique_output_stems([image_id.replace("/", "_") for image_id, *_ in self._samples])
         for (image_id, image, prediction, truth), name in zip(self._samples, names):

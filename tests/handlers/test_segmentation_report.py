@@ -115,6 +115,14 @@ def test_training_validation_without_any_lesion_stops_at_once(tmp_path) -> None:
     assert report["n"] == 2 and report["mean_dice"] is None
 
 
+def test_an_earlier_runs_overlays_are_not_left_beside_this_reports(tmp_path) -> None:
+    (tmp_path / "test_overlays").mkdir()
+    (tmp_path / "test_overlays" / "other_dataset_case.png").write_bytes(b"another model's picture")
+    truths = [_disc(32, (16, 16), 8), _disc(32, (10, 12), 5)]
+    _evaluate(truths, truths, tmp_path)
+    assert sorted(p.name for p in (tmp_path / "test_overlays").iterdir()) == ["img0.png", "img1.png"]
+
+
 def test_best_only_keeps_the_first_of_equal_scores(tmp_path) -> None:
     truths = [_disc(32, (16, 16), 8)]
     _, writer = _evaluate(truths, truths, tmp_path, best_only=True, runs=2)

@@ -63,3 +63,20 @@ def test_grid_is_gray_captioned_and_sized(tmp_path) -> None:
     assert np.array_equal(grid[..., 0], grid[..., 1]) and np.array_equal(grid[..., 1], grid[..., 2])
     plain = np.zeros((32, 32, 3), np.uint8)
     assert caption(plain, "loss 0.123").any() and not plain.any()  # written on a copy
+
+
+def test_a_shorter_run_removes_the_later_epochs_grids_of_an_earlier_one(tmp_path) -> None:
+    """A 2-epoch run, then a 1-epoch run into the same folder: epoch_0002.png once stayed beside a 1-entry
+    metrics.json; an evaluation's own file and other pictures stay."""
+    from types import SimpleNamespace
+
+    saver = ReconstructionGridSaver(tmp_path, normalised_gray(1), MEAN, STD, precision="fp32")
+    folder = tmp_path / "reconstructions"
+    folder.mkdir()
+    for name in ("epoch_0001.png", "epoch_0002.png", "epoch_0010.png", "evaluate.png", "epoch_notes.png"):
+        (folder / name).write_bytes(b"earlier")
+    engine = SimpleNamespace(network=MaskedAutoencoderViT(**TINY), state=SimpleNamespace(epoch=1, device="cpu"))
+    saver(engine)
+    assert sorted(p.name for p in folder.iterdir()) == ["epoch_0001.png", "epoch_notes.png", "evaluate.png",
+                                                         "latest.png"]
+    assert (folder / "epoch_0001.png").read_bytes() != b"earlier"
