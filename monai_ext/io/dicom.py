@@ -480,8 +480,11 @@ def _decoded_frames(ds: Any, indices: range, source: str, tools: SimpleNamespace
     either version: pydicom 3 is asked for the codec's raw output (``as_rgb=False``) as 2.4 gives it."""
     photometric = _codestream_photometric(ds, source)
     if photometric != str(ds.get("PhotometricInterpretation", "")).strip():
-        # the codecs of both pydicom versions then return the stream's YCbCr, converted below as any YBR file's
-        ds.PhotometricInterpretation = photometric
+        # the codecs of both pydicom versions then return a YCbCr stream's planes, converted below as any YBR file's;
+        # an RGB stream's planes are RGB already, but pydicom 2.4's libjpeg would convert a frame labelled RGB from
+        # YCbCr itself: there it is labelled YBR, which it leaves alone (and nothing converts it below)
+        rgb_under_2_4 = photometric == "RGB" and tools.iter_pixels is None
+        ds.PhotometricInterpretation = "YBR_FULL" if rgb_under_2_4 else photometric
     if _needs_high_bit_shift(ds):
         frames: Iterable[np.ndarray] = iter(_native_values_at_high_bit(ds, source)[indices.start::indices.step])
     elif tools.iter_pixels is not None:  # pydicom 3 decodes only the frames asked for

@@ -69,7 +69,26 @@ def write_cases(folder: Path) -> dict[str, str]:
     mislabelled.PhotometricInterpretation = "RGB"
     mislabelled.save_as(folder / "RGB_jfif.dcm")
     paths["RGB_jfif"] = folder / "RGB_jfif.dcm"
+    paths.update(_colour_marked_streams(folder))
     return {name: str(path) for name, path in paths.items()}
+
+
+def _colour_marked_streams(folder: Path) -> dict[str, Path]:
+    """JPEG streams whose markers contradict the header: R, G, B component ids labelled YBR_FULL_422 (pydicom 2.4's
+    libjpeg converts a frame labelled RGB from YCbCr itself) and an Adobe YCbCr stream labelled RGB."""
+    from pydicom.encaps import encapsulate
+
+    from tests.io.test_images import _adobe_ycbcr_stream, _rgb_id_stream, _rgb_scene
+
+    scene, paths = _rgb_scene(), {}
+    for name, header, make in (("RGB_ids_as_YBR", "YBR_FULL_422", _rgb_id_stream),
+                               ("Adobe_YCbCr_as_RGB", "RGB", _adobe_ycbcr_stream)):
+        ds = pydicom.dcmread(write_dicom_frames(scene[None], folder / f"{name}.dcm", "YBR_FULL_422", "jpeg_baseline"))
+        ds.PhotometricInterpretation = header
+        ds.PixelData = encapsulate([make(scene)])
+        ds.save_as(folder / f"{name}.dcm")
+        paths[name] = folder / f"{name}.dcm"
+    return paths
 
 
 @pytest.fixture(scope="module")
