@@ -93,7 +93,8 @@ def _file_head(path: str | os.PathLike) -> bytes:
 def has_dicom_signature(path: str | os.PathLike) -> bool:
     """Whether ``path`` holds DICOM by its content: b"DICM" at bytes 128-131 (:func:`has_dicom_preamble`), or a bare
     data set (no preamble, no File Meta Information: ACR-NEMA-style exports) whose first element is in group 0008,
-    the test dcm2niix's ``isDICOMfile`` makes (little endian ``08 00 xx 00``; big endian ``00 08 00 xx`` here too).
+    the test dcm2niix's ``isDICOMfile`` makes (little endian ``08 00 xx 00``; big endian ``00 08 00 xx`` here too),
+    or File Meta Information written without the preamble (group 0002, always little endian: ``02 00 xx 00``).
 
     For files named without an image suffix (:func:`monai_ext.io.images.is_dicom_by_content`, which asks the
     bare data set test of names without any suffix only); one recognised by its first element still needs pixel
@@ -104,7 +105,8 @@ def has_dicom_signature(path: str | os.PathLike) -> bool:
     if head[_MAGIC_OFFSET:] == _MAGIC:
         return True
     little, big = head[:2] == b"\x08\x00" and head[3:4] == b"\x00", head[:3] == b"\x00\x08\x00"
-    return len(head) == _MAGIC_OFFSET + len(_MAGIC) and (little or big)
+    meta = head[:2] == b"\x02\x00" and head[3:4] == b"\x00"
+    return len(head) == _MAGIC_OFFSET + len(_MAGIC) and (little or big or meta)
 
 
 def read_dicom_header(path: str | os.PathLike) -> Any:
@@ -137,6 +139,7 @@ def read_dicom(path: str | os.PathLike) -> Any:
     _check_pixel_module(ds, str(path))
     _repair_presentation(ds, str(path))
     _fill_transfer_syntax(ds, str(path))
+    _fill_planar_configuration(ds, str(path))
     _check_codec(ds, str(path))  # first: the fragments of a video syntax (MPEG, H.264) are not frames to count
     reconcile_frame_count(ds, str(path))
     _check_pixel_length(ds, str(path))
@@ -327,6 +330,18 @@ def _fill_transfer_syntax(ds: Any, source: str) -> None:
     if tuple(encoding) not in syntaxes:
         raise UnreadableImageError(f"{source}: no TransferSyntaxUID and no encoding found while parsing")
     ds.file_meta.TransferSyntaxUID = syntaxes[tuple(encoding)]
+
+
+def _fill_planar_configuration(ds: Any, source: str) -> None:
+    """Give colour pixel data without ``PlanarConfiguration`` (type 1C, left out by some exports) the interleaved
+    layout, 0, as GDCM and DCMTK assume; pydicom refuses such a file. A compressed frame's codec stream sets its own
+    layout, so there it changes nothing; native data gets a warning, as the guess decides how its bytes are read."""
+    if int(ds.SamplesPerPixel) < 2 or ds.get("PlanarConfiguration") not in (None, ""):
+        return
+    if not ds.file_meta.TransferSyntaxUID.is_compressed:
+        warnings.warn(f"{source}: colour pixel data without PlanarConfiguration; read as interleaved (0)",
+                      UserWarning, stacklevel=2)
+    ds.PlanarConfiguration = 0
 
 
 def _check_pixel_length(ds: Any, source: str) -> None:
@@ -651,12 +666,22 @@ def dicom_display(decoded: np.ndarray, ds: Any, source: str, tools: SimpleNamesp
     bits_stored = int(ds.get("BitsStored", decoded.dtype.itemsize * 8))
     signed = int(ds.get("PixelRepresentation", 0)) == 1
     if photometric == "PALETTE COLOR":
-        return tools.apply_color_lut(_stored_values(decoded, bits_stored, False), ds)  # uint8 or uint16 RGB
+        return _eight_bit_palette_as_uint8(tools.apply_color_lut(_stored_values(decoded, bits_stored, False), ds), ds)
     if decoded.ndim == 3:
         return _colour_display(decoded, bits_stored)
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise UnreadableImageError(f"{source}: one sample per pixel with photometric interpretation {photometric!r}")
     return _monochrome_display(_stored_values(decoded, bits_stored, signed), ds, photometric, tools)
+
+
+def _eight_bit_palette_as_uint8(rgb: np.ndarray, ds: Any) -> np.ndarray:
+    """A palette's RGB (uint8 or uint16), as uint8 where its descriptors say 8-bit entries that pydicom returned in
+    16-bit words (PS3.3 C.7.6.3.1.5 allows such data): read by the uint16 range, 255 was near black."""
+    descriptors = [ds.get(f"{c}PaletteColorLookupTableDescriptor") for c in ("Red", "Green", "Blue")]
+    eight_bit = all(d is not None and len(d) > 2 and int(d[2]) == 8 for d in descriptors)
+    if eight_bit and rgb.dtype == np.uint16 and int(rgb.max(initial=0)) <= 255:
+        return rgb.astype(np.uint8)
+    return rgb  # uint8 or uint16 RGB by its type's range
 
 
 def _colour_display(rgb: np.ndarray, bits_stored: int) -> np.ndarray:

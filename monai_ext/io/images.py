@@ -274,12 +274,23 @@ def pil_display_pixels(img: Image.Image) -> np.ndarray:
     uint16, palettes and other colour modes as RGB; intensities outside their type's display range (float beyond
     [0, 1], signed below 0, 32-bit beyond 65535) windowed to [0, 1] as volumes of such types are
     (:func:`monai_ext.io.display.window_to_unit`)."""
-    return _display_pixels(upright(img))
+    inverted = _is_16_bit_min_is_white(img)  # asked before upright(), whose copy has no TIFF tags
+    pixels = _display_pixels(upright(img))
+    return np.uint16(65535) - pixels if inverted else pixels
+
+
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L")
+
+
+def _is_16_bit_min_is_white(img: Image.Image) -> bool:
+    """A 16-bit gray TIFF whose PhotometricInterpretation (tag 262) is 0, WhiteIsZero: Pillow inverts 8-bit ones
+    itself but hands on 16-bit values as stored, so the picture would come out as its negative."""
+    return img.format == "TIFF" and img.mode in _SIXTEEN_BIT_MODES and getattr(img, "tag_v2", {}).get(262) == 0
 
 
 def _display_pixels(img: Image.Image) -> np.ndarray:
     """:func:`pil_display_pixels` of an image already upright."""
-    if img.mode in ("I;16", "I;16B", "I;16L"):
+    if img.mode in _SIXTEEN_BIT_MODES:
         return np.asarray(img, dtype=np.uint16)
     if img.mode in ("I", "F"):
         return _intensities_for_display(np.asarray(img))
@@ -297,6 +308,8 @@ def pil_display_image(img: Image.Image) -> Image.Image:
     any range. Converted here, such files reach a bundle as they reach every other reader of this project. Modes
     that are display-ready already (8-bit gray or colour, 16-bit gray) are returned as they are.
     """
+    if _is_16_bit_min_is_white(img):
+        return Image.fromarray(np.uint16(65535) - np.asarray(upright(img), dtype=np.uint16))
     img = upright(img)
     if img.mode == "1":  # bilevel: PIL gives bools, which no intensity transform takes; shown as 0 / 255
         return img.convert("L")
@@ -425,6 +438,11 @@ def _frame_pages(img: Image.Image, frame_stride: int) -> Iterator[int]:
 
 def _decode_first(path: Path, count_frames: bool) -> DisplayImage:
     kind = source_kind(path)
+    if kind in ("image", None) and has_dicom_preamble(path):
+        # a DICOM export named .png or .jpg (PIL's "cannot identify image file" would say nothing of it)
+        warnings.warn(f"{path}: a DICOM file (b'DICM' at byte 128) under a picture's name; read as DICOM",
+                      UserWarning, stacklevel=2)
+        kind = "dicom"
     if kind == "dicom":
         ds = read_dicom(path)  # NumberOfFrames made to say what the pixel data holds
         return DisplayImage(first_dicom_frame(ds, str(path)), ultrasound_region_box(ds), frame_count(ds))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pydicom
 import pytest
@@ -215,3 +217,38 @@ def test_bits_stored_of_zero_is_refused(tmp_path) -> None:
     ds.save_as(path)
     with pytest.raises(UnreadableImageError, match=r"zero.dcm: BitsStored 0 is not in 1..BitsAllocated 16"):
         read_dicom(path)
+
+
+def test_an_8_bit_palette_in_16_bit_words_is_read_by_its_8_bits(tmp_path) -> None:
+    """PS3.3 C.7.6.3.1.5: a descriptor of 8 bits with entries in 16-bit words; read by the uint16 range, white (255)
+    came out near black."""
+    gray = np.random.default_rng(2).integers(0, 256, (1, 20, 30), np.uint8)
+    path = write_dicom_frames(gray, tmp_path / "palette8.dcm", "PALETTE COLOR")
+    ds = pydicom.dcmread(path)
+    for colour in ("Red", "Green", "Blue"):
+        ds[f"{colour}PaletteColorLookupTableDescriptor"].value = [256, 0, 8]
+        ds[f"{colour}PaletteColorLookupTableData"].value = np.arange(256).astype("<u2").tobytes()
+    assert int(ds.BitsAllocated) == 8
+    ds.PixelData = gray[0].tobytes()  # indices, looked up in the identity palette above
+    ds.save_as(path)
+    frame = first_dicom_frame(read_dicom(path), "palette8.dcm")
+    assert frame.dtype == np.uint8
+    np.testing.assert_array_equal(frame, np.repeat(gray[0][..., None], 3, axis=-1))
+
+
+@pytest.mark.parametrize("photometric, syntax, tolerance, warned", [
+    ("RGB", "explicit", 0, True), ("YBR_FULL", "rle", 1, False), ("YBR_FULL_422", "jpeg_baseline", 10, False),
+])
+def test_colour_without_planar_configuration_is_read_interleaved(tmp_path, photometric, syntax, tolerance,
+                                                                  warned) -> None:
+    """Left out by some exports (type 1C): pydicom refused the file ("Missing required element: (0028,0006)")."""
+    frames = colourful_frames(1)
+    path = write_dicom_frames(frames, tmp_path / "colour.dcm", photometric, syntax)
+    ds = pydicom.dcmread(path)
+    del ds.PlanarConfiguration
+    ds.save_as(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        frame = first_dicom_frame(read_dicom(path), "colour.dcm")
+    assert np.abs(frame.astype(int) - frames[0]).max() <= tolerance
+    assert any("without PlanarConfiguration; read as interleaved" in str(w.message) for w in caught) == warned

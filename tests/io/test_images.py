@@ -73,6 +73,19 @@ def test_png_modes(tmp_path, mode: str) -> None:
     np.testing.assert_allclose(LoadUltrasoundImage()(tmp_path / "x.png")[0], expected, atol=1 / 255)
 
 
+@pytest.mark.parametrize("photometric", [0, 1])
+def test_a_16_bit_white_is_zero_tiff_is_shown_as_its_viewer_shows_it(tmp_path, photometric: int) -> None:
+    """Pillow inverts an 8-bit WhiteIsZero TIFF itself but not a 16-bit one, which came out as its negative; the
+    pretraining bundle's PIL reader gets the same picture."""
+    from monai_ext.io.images import pil_display_image
+
+    stored = (np.arange(600).reshape(20, 30) * 100).astype(np.uint16)
+    Image.fromarray(stored).save(tmp_path / "x.tif", tiffinfo={262: photometric})
+    expected = 65535 - stored if photometric == 0 else stored
+    np.testing.assert_array_equal(read_image(tmp_path / "x.tif").pixels, expected)
+    np.testing.assert_array_equal(np.asarray(pil_display_image(Image.open(tmp_path / "x.tif")), np.uint16), expected)
+
+
 @pytest.mark.parametrize("values", [
     np.random.default_rng(2).random((20, 30)).astype(np.float32),  # display values: shown as they are
     np.random.default_rng(3).normal(500.0, 200.0, (20, 30)).astype(np.float32),  # ImageJ / MATLAB intensities
@@ -578,3 +591,25 @@ def test_frames_held_counts_a_file_it_cannot_read_as_one(tmp_path, name, content
     """The count only informs; the loader names the reason when it reads the file."""
     (tmp_path / name).write_bytes(content)
     assert frames_held(tmp_path / name) == 1
+
+
+@pytest.mark.parametrize("name", ["scan.png", "scan.jpg", "scan"])
+def test_a_dicom_export_under_a_pictures_name_is_read_as_dicom(tmp_path, name: str) -> None:
+    """PIL's "cannot identify image file" once named the file but not the reason."""
+    path = write_dicom(GRAY, tmp_path / "x.dcm")
+    path.rename(tmp_path / name)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pixels = read_image(tmp_path / name).pixels
+    np.testing.assert_array_equal(pixels, GRAY)
+    assert any("under a picture's name; read as DICOM" in str(w.message) for w in caught) == name.endswith(("png", "jpg"))
+
+
+def test_file_meta_without_the_preamble_is_dicom_by_content(tmp_path) -> None:
+    """A data set written with File Meta Information but no 128-byte preamble, named IM0001: it was not listed."""
+    from monai_ext.io.dicom import has_dicom_signature
+
+    path = write_dicom(GRAY, tmp_path / "x.dcm")
+    (tmp_path / "IM0001").write_bytes(path.read_bytes()[128 + 4:])  # group 0002 first
+    assert has_dicom_signature(tmp_path / "IM0001")
+    np.testing.assert_array_equal(read_image(tmp_path / "IM0001").pixels, GRAY)
