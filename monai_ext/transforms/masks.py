@@ -130,7 +130,11 @@ class LoadMask(Transform):
         # without num_classes, still refuse what uint8 cannot hold (a 16-bit mask's 256 would wrap to class 0)
         limit = self.num_classes if self.num_classes is not None else 256
         if int(pixels.max(initial=0)) >= limit:
-            raise UnreadableImageError(f"{path}: mask value {int(pixels.max())} is not a class index below {limit}")
+            # a 0/255 mask among index masks: say what it is, as a datalist mixing both loses every such mask
+            binary = set(np.unique(pixels).tolist()) <= {0, int(pixels.max())}
+            hint = " (it holds 0 and one other value: a binary mask; --mask_encoding binary reads those)" if binary else ""
+            raise UnreadableImageError(f"{path}: mask value {int(pixels.max())} is not a class index below {limit}"
+                                       + hint)
         return pixels.astype(np.uint8)
 
     def __call__(self, paths: str | os.PathLike | Sequence[str | os.PathLike]) -> np.ndarray:

@@ -27,6 +27,17 @@ def test_16bit_index_mask_beyond_uint8_is_reported_not_wrapped(tmp_path: Path, v
         LoadMask("index")(path)
 
 
+@pytest.mark.parametrize("values, hinted", [((0, 255), True), ((0, 3, 255), False)])
+def test_a_binary_mask_read_as_class_indices_says_what_it_is(tmp_path: Path, values, hinted: bool) -> None:
+    pixels = np.zeros((8, 10), np.uint8)
+    for i, v in enumerate(values):
+        pixels[i] = v
+    Image.fromarray(pixels).save(tmp_path / "m.png")
+    with pytest.raises(UnreadableImageError, match="mask value 255 is not a class index below 3") as caught:
+        LoadMask("index", num_classes=3)(str(tmp_path / "m.png"))
+    assert ("--mask_encoding binary reads those" in str(caught.value)) == hinted
+
+
 def test_16bit_index_mask_with_small_values_loads(tmp_path: Path) -> None:
     mask = LoadMask("index", num_classes=4)(write16(tmp_path / "m16.png", 3))
     assert mask.dtype == np.uint8 and mask.shape == (1, 8, 10) and set(np.unique(mask)) == {0, 3}
