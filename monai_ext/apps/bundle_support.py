@@ -356,6 +356,22 @@ def check_kind(content: Any, path: str | os.PathLike, bundle: str, kinds: Sequen
 PRETRAIN_DATA_SETTINGS = ("dataset_dir", "num_synthetic", "val_fraction", "seed")
 
 
+def recorded_dataset_dir(trained: Mapping[str, Any], ckpt_path: str | os.PathLike) -> str | None:
+    """The pretraining data folder a checkpoint records (:data:`PRETRAIN_DATA_SETTINGS`), for the evaluate overlay;
+    None (the synthetic default) where it records none.
+
+    Raises:
+        ValueError: the recorded folder is not here (the data moved, or the model came from another machine),
+            saying that the path came from the checkpoint and that ``--dataset_dir`` replaces it.
+    """
+    folder = trained.get("dataset_dir")
+    if folder is not None and not os.path.isdir(folder):
+        raise ValueError(f"{ckpt_path} was pretrained on {folder!r}, which is not a folder here (moved, or the model "
+                         "comes from another machine): give --dataset_dir (that data where it is now, or another "
+                         "archive with --eval_split all)")
+    return folder
+
+
 def trained_settings(path: str | os.PathLike, bundle: str, default_path: str | os.PathLike | None = None,
                      kinds: Sequence[str] | None = None) -> dict[str, Any]:
     """Bundle settings fixed by a trained bundle checkpoint's architecture record, or ``{}`` before training.

@@ -55,16 +55,45 @@ def export_of_another_network(error: BaseException, argv: Sequence[str]) -> str 
     model.pt elsewhere of another size or class count gives torch's key-by-key size mismatch. None for any other
     error or command.
     """
-    if "ckpt_export" not in argv or "--ckpt_path" in argv or any(a.startswith("--ckpt_path=") for a in argv):
+    if "ckpt_export" not in argv or _option(argv, "--ckpt_path") is not None:
         return None
+    given, default = _option(argv, "--ckpt_file"), _default_checkpoint(argv)
+    if given is None or default is None or os.path.realpath(given) == os.path.realpath(default):
+        return None  # the network was built from that very file: the mismatch is another setting's, keep the trace
     link, seen = error, []
     while link is not None and link not in seen:
-        if isinstance(link, RuntimeError) and str(link).startswith("Error(s) in loading state_dict"):
+        if isinstance(link, RuntimeError) and str(link).startswith("Error(s) in loading state_dict") and \
+                "size mismatch" in str(link):
             return ("--ckpt_file's weights do not fit the network that inference.yaml builds from --ckpt_path (the "
                     "bundle's models/model.pt when not given): give --ckpt_path the same file as --ckpt_file")
         seen.append(link)
         link = link.__cause__ or link.__context__
     return None
+
+
+def _option(argv: Sequence[str], name: str) -> str | None:
+    """The value of ``--name value`` or ``--name=value`` on a command line, None when not given."""
+    for index, arg in enumerate(argv):
+        if arg == name and index + 1 < len(argv):
+            return argv[index + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _default_checkpoint(argv: Sequence[str]) -> str | None:
+    """The file an inference config builds its network from without ``--ckpt_path``: ``<ckpt_dir>/model.pt``,
+    ``--ckpt_dir`` defaulting to ``<bundle_root>/models`` and the bundle root to the folder above ``configs/``."""
+    ckpt_dir = _option(argv, "--ckpt_dir")
+    if ckpt_dir is None:
+        root = _option(argv, "--bundle_root")
+        if root is None:
+            configs = _config_paths(_option(argv, "--config_file") or "")
+            if not configs:
+                return None
+            root = str(Path(configs[0]).resolve().parent.parent)
+        ckpt_dir = os.path.join(root, "models")
+    return os.path.join(ckpt_dir, "model.pt")
 
 
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")

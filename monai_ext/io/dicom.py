@@ -291,11 +291,14 @@ def _repair_presentation(ds: Any, source: str) -> None:
     if intercept is not None and (intercept_value is None or not np.isfinite(intercept_value)):
         warnings.warn(f"{source}: RescaleIntercept {str(intercept)!r} is read as 0", UserWarning, stacklevel=2)
         ds.RescaleIntercept = 0
-    function = str(ds.get("VOILUTFunction") or "LINEAR").strip().upper()
+    stored = ds.get("VOILUTFunction")
+    function = str(stored or "LINEAR").strip().upper()
     if function not in _VOI_FUNCTIONS:
         warnings.warn(f"{source}: VOILUTFunction {function!r} is not one of {list(_VOI_FUNCTIONS)}; read as LINEAR",
                       UserWarning, stacklevel=2)
-        ds.VOILUTFunction = function = "LINEAR"
+        function = "LINEAR"
+    if stored is not None and str(stored) != function:  # empty (type 3 allows it), padded or lower case: pydicom
+        ds.VOILUTFunction = function                     # refuses anything but the exact term
     if ds.get("WindowCenter") is None or ds.get("WindowWidth") is None:
         return
     centre, width = _first_number(ds.WindowCenter), _first_number(ds.WindowWidth)
@@ -495,11 +498,12 @@ def _decoded_frames(ds: Any, indices: range, source: str, tools: SimpleNamespace
     either version: pydicom 3 is asked for the codec's raw output (``as_rgb=False``) as 2.4 gives it."""
     photometric = _codestream_photometric(ds, source)
     if photometric != str(ds.get("PhotometricInterpretation", "")).strip():
-        # the codecs of both pydicom versions then return a YCbCr stream's planes, converted below as any YBR file's;
-        # an RGB stream's planes are RGB already, but pydicom 2.4's libjpeg would convert a frame labelled RGB from
-        # YCbCr itself: there it is labelled YBR, which it leaves alone (and nothing converts it below)
-        rgb_under_2_4 = photometric == "RGB" and tools.iter_pixels is None
-        ds.PhotometricInterpretation = "YBR_FULL" if rgb_under_2_4 else photometric
+        # the codecs of both pydicom versions then return a YCbCr stream's planes, converted below as any YBR file's
+        ds.PhotometricInterpretation = photometric
+    if tools.iter_pixels is None and _is_rgb_marked_jpeg(ds):
+        # an RGB stream's planes are RGB already, but pydicom 2.4's libjpeg converts a frame labelled RGB from
+        # YCbCr itself: labelled YBR, it leaves them alone (and nothing converts them below, photometric being RGB)
+        ds.PhotometricInterpretation = "YBR_FULL"
     if _needs_high_bit_shift(ds):
         frames: Iterable[np.ndarray] = iter(_native_values_at_high_bit(ds, source)[indices.start::indices.step])
     elif tools.iter_pixels is not None:  # pydicom 3 decodes only the frames asked for
@@ -526,23 +530,13 @@ def _codestream_photometric(ds: Any, source: str) -> str:
     differently from pydicom's conversion). Both are given the corrected value instead, so both convert alike. The
     file keeps a warning that names it.
     """
-    from pydicom.uid import JPEGBaseline8Bit, JPEGExtended12Bit
+    from pydicom.uid import JPEGBaseline8Bit
 
     photometric = str(ds.get("PhotometricInterpretation", "")).strip()
+    first = _first_jpeg_frame(ds) if photometric in ("RGB", *_YBR_TO_CONVERT) else None
+    if first is None:
+        return photometric
     syntax = ds.file_meta.TransferSyntaxUID
-    if photometric not in ("RGB", *_YBR_TO_CONVERT) or int(ds.get("SamplesPerPixel", 1)) != 3 or \
-            syntax not in (JPEGBaseline8Bit, JPEGExtended12Bit):
-        return photometric
-    try:
-        from pydicom.encaps import generate_frames
-
-        first = next(generate_frames(ds.PixelData, number_of_frames=frame_count(ds)))
-    except ImportError:  # pydicom 2.4
-        from pydicom.encaps import generate_pixel_data_frame
-
-        first = next(generate_pixel_data_frame(ds.PixelData, frame_count(ds)))
-    except (StopIteration, ValueError):  # no frame to read: the decoder names the problem
-        return photometric
     stream_is_rgb = _jpeg_stream_is_rgb(first)
     if stream_is_rgb is None or stream_is_rgb == (photometric == "RGB"):
         return photometric
@@ -552,10 +546,37 @@ def _codestream_photometric(ds: Any, source: str) -> str:
     return corrected
 
 
+def _is_rgb_marked_jpeg(ds: Any) -> bool:
+    """Whether a 3-sample lossy JPEG dataset's first frame carries markers that say RGB (:func:`_jpeg_stream_is_rgb`)."""
+    first = _first_jpeg_frame(ds)
+    return first is not None and _jpeg_stream_is_rgb(first) is True
+
+
+def _first_jpeg_frame(ds: Any) -> bytes | None:
+    """The first frame's codestream of 3-sample JPEG Baseline / Extended pixel data, else None."""
+    from pydicom.uid import JPEGBaseline8Bit, JPEGExtended12Bit
+
+    if int(ds.get("SamplesPerPixel", 1)) != 3 or ds.file_meta.TransferSyntaxUID not in (JPEGBaseline8Bit,
+                                                                                          JPEGExtended12Bit):
+        return None
+    try:
+        from pydicom.encaps import generate_frames
+
+        frames = generate_frames(ds.PixelData, number_of_frames=frame_count(ds))
+    except ImportError:  # pydicom 2.4
+        from pydicom.encaps import generate_pixel_data_frame
+
+        frames = generate_pixel_data_frame(ds.PixelData, frame_count(ds))
+    try:
+        return next(frames)
+    except (StopIteration, ValueError):  # no frame to read: the decoder names the problem
+        return None
+
+
 def _jpeg_stream_is_rgb(stream: bytes) -> bool | None:
-    """What a JPEG codestream's markers say of its colour space: True for RGB (component ids 'R', 'G', 'B', or an
-    Adobe APP14 marker with transform 0), False for YCbCr (APP14 transform 1, or a JFIF APP0 segment, which is
-    YCbCr by definition), None when they say nothing.
+    """What a JPEG codestream's markers say of its colour space, weighed as libjpeg weighs them: a JFIF APP0 segment
+    means YCbCr (False); else an Adobe APP14 marker's transform, 0 RGB (True) or YCbCr (False); else component ids
+    'R', 'G', 'B' mean RGB (True); None when they say nothing.
 
     Written here because pydicom's marker reader is private (3.x) or absent (2.4). The segments before the first
     scan (ITU-T T.81 B.1.1.2) are a marker (0xFF, code) and a big-endian length each; a frame header (SOFn) lists
@@ -583,11 +604,12 @@ def _jpeg_stream_is_rgb(stream: bytes) -> bool | None:
         elif code in _SOF_CODES and len(segment) >= 6:
             ids = bytes(segment[6 + 3 * k] for k in range(segment[5]) if 6 + 3 * k < len(segment))
         at += 2 + length
-    if ids.upper() == b"RGB" or adobe == 0:
-        return True
-    if adobe == 1 or jfif:
+    # libjpeg's order (jdapimin.c default_decompress_parms): JFIF, then the Adobe transform, then the ids
+    if jfif:
         return False
-    return None
+    if adobe is not None:
+        return adobe == 0
+    return True if ids == b"RGB" else None
 
 
 #: Start-of-frame markers (ITU-T T.81 table B.1): SOF0-3, 5-7, 9-11, 13-15.

@@ -544,3 +544,13 @@ def test_binary_masks_of_several_classes_are_refused_unless_items_give_their_cla
             check_mask_encoding(split, encoding)
     else:
         check_mask_encoding(split, encoding)
+
+
+def test_a_recorded_dataset_folder_that_is_gone_says_where_it_came_from(tmp_path) -> None:
+    from monai_ext.apps.bundle_support import recorded_dataset_dir
+
+    assert recorded_dataset_dir({}, "m.pt") is None
+    assert recorded_dataset_dir({"dataset_dir": str(tmp_path)}, "m.pt") == str(tmp_path)
+    with pytest.raises(ValueError, match=r"m\.pt was pretrained on '/home/alice/us_archive', which is not a folder "
+                                         r"here .* give --dataset_dir"):
+        recorded_dataset_dir({"dataset_dir": "/home/alice/us_archive"}, "m.pt")

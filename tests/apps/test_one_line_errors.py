@@ -100,10 +100,19 @@ def test_user_errors_are_one_line_and_others_keep_the_traceback(call, one_line, 
         assert err.endswith("(MONAI_EXT_TRACEBACK=1 shows where)\n") and exits == [2]
 
 
+CONFIG = ["--config_file", "bundles/usf_mae_classify/configs/inference.yaml"]
+
+
 @pytest.mark.parametrize("argv, hinted", [
-    (["ckpt_export", "network_def", "--ckpt_file", "/runs/c3/models/model.pt"], True),
-    (["ckpt_export", "network_def", "--ckpt_file", "/runs/c3/model.pt", "--ckpt_path", "/runs/c3/model.pt"], False),
-    (["run", "--ckpt_file", "/runs/c3/models/model.pt"], False),
+    (["ckpt_export", "network_def", "--ckpt_file", "/runs/c3/models/model.pt", *CONFIG], True),
+    (["ckpt_export", "network_def", "--ckpt_file=/runs/c3/models/model.pt", *CONFIG], True),
+    (["ckpt_export", "network_def", "--ckpt_file", "/runs/c3/model.pt", "--ckpt_path", "/runs/c3/model.pt", *CONFIG],
+     False),
+    # the network was built from that very file: a --image_size or --linear_probe override caused the mismatch
+    (["ckpt_export", "network_def", "--ckpt_file", "bundles/usf_mae_classify/models/model.pt", *CONFIG], False),
+    (["ckpt_export", "network_def", "--ckpt_file", "/runs/c3/models/model.pt", "--ckpt_dir", "/runs/c3/models",
+      *CONFIG], False),
+    (["run", "--ckpt_file", "/runs/c3/models/model.pt", *CONFIG], False),
 ])
 def test_an_export_of_weights_into_another_network_says_to_give_ckpt_path(argv, hinted) -> None:
     """The classify README's ckpt_export of a model.pt outside models/ without --ckpt_path ended in torch's
@@ -111,7 +120,7 @@ def test_an_export_of_weights_into_another_network_says_to_give_ckpt_path(argv, 
     network = torch.nn.Linear(4, 3)
     try:
         try:
-            network.load_state_dict(torch.nn.Linear(4, 2).state_dict())
+            network.load_state_dict(torch.nn.Linear(4, 2).state_dict())  # "size mismatch for weight"
         except RuntimeError as e:
             raise RuntimeError("ckpt_export failed") from e
     except RuntimeError as outer:

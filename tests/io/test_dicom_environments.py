@@ -74,14 +74,16 @@ def write_cases(folder: Path) -> dict[str, str]:
 
 
 def _colour_marked_streams(folder: Path) -> dict[str, Path]:
-    """JPEG streams whose markers contradict the header: R, G, B component ids labelled YBR_FULL_422 (pydicom 2.4's
-    libjpeg converts a frame labelled RGB from YCbCr itself) and an Adobe YCbCr stream labelled RGB."""
+    """JPEG streams whose markers say RGB (R, G, B component ids, labelled either way: pydicom 2.4's libjpeg converts
+    a frame labelled RGB from YCbCr itself) or YCbCr (JFIF beside R, G, B ids; an Adobe marker) under an RGB label."""
     from pydicom.encaps import encapsulate
 
-    from tests.io.test_images import _adobe_ycbcr_stream, _rgb_id_stream, _rgb_scene
+    from tests.io.test_images import _adobe_ycbcr_stream, _jfif_stream_with_rgb_ids, _rgb_id_stream, _rgb_scene
 
     scene, paths = _rgb_scene(), {}
     for name, header, make in (("RGB_ids_as_YBR", "YBR_FULL_422", _rgb_id_stream),
+                               ("RGB_ids_as_RGB", "RGB", _rgb_id_stream),
+                               ("JFIF_with_RGB_ids", "RGB", _jfif_stream_with_rgb_ids),
                                ("Adobe_YCbCr_as_RGB", "RGB", _adobe_ycbcr_stream)):
         ds = pydicom.dcmread(write_dicom_frames(scene[None], folder / f"{name}.dcm", "YBR_FULL_422", "jpeg_baseline"))
         ds.PhotometricInterpretation = header

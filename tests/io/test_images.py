@@ -167,6 +167,15 @@ def _rgb_id_stream(scene: np.ndarray) -> bytes:
     return bytes(stream)
 
 
+def _jfif_stream_with_rgb_ids(scene: np.ndarray) -> bytes:
+    """A JFIF (YCbCr) stream whose components are nevertheless named 'R', 'G', 'B': libjpeg goes by JFIF."""
+    stream = bytearray(cv2.imencode(".jpg", scene[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes())
+    sof, sos = stream.find(b"\xff\xc0"), stream.find(b"\xff\xda")
+    for k, c in enumerate(b"RGB"):
+        stream[sof + 10 + 3 * k], stream[sos + 5 + 2 * k] = c, c
+    return bytes(stream)
+
+
 def _adobe_ycbcr_stream(scene: np.ndarray) -> bytes:
     """A YCbCr JPEG with an Adobe APP14 marker, transform 1, in place of JFIF."""
     stream = _without_app0(cv2.imencode(".jpg", scene[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes())
@@ -351,10 +360,27 @@ def test_the_colour_markers_are_found_as_the_jpeg_standard_lays_out_the_header(e
     assert _jpeg_stream_is_rgb(edit(_jfif_stream())) is rgb
 
 
-def test_component_ids_r_g_b_say_rgb() -> None:
+def test_component_ids_r_g_b_say_rgb_unless_jfif_says_otherwise() -> None:
     from monai_ext.io.dicom import _jpeg_stream_is_rgb
 
     assert _jpeg_stream_is_rgb(_rgb_id_stream(_rgb_scene())) is True
+    assert _jpeg_stream_is_rgb(_jfif_stream_with_rgb_ids(_rgb_scene())) is False  # libjpeg's order: JFIF first
+
+
+@pytest.mark.parametrize("header", ["RGB", "YBR_FULL_422"])
+def test_a_jfif_stream_with_rgb_ids_is_read_as_ycbcr(tmp_path, header) -> None:
+    from pydicom.encaps import encapsulate
+
+    scene = _rgb_scene()
+    path = write_dicom_frames(scene[None], tmp_path / "exported.dcm", "YBR_FULL_422", "jpeg_baseline")
+    ds = pydicom.dcmread(path)
+    ds.PhotometricInterpretation = header
+    ds.PixelData = encapsulate([_jfif_stream_with_rgb_ids(scene)])
+    ds.save_as(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pixels = read_image(path).pixels
+    assert np.abs(pixels.astype(int) - scene.astype(int))[:, :6].max() <= 4
 
 
 #: Every EXIF Orientation (EXIF 2.3, tag 0x0112) -> what a viewer does to the stored (H, W) pixels to show them.

@@ -114,6 +114,16 @@ def segmenter_overrides(checkpoint: str | Path) -> dict[str, Any]:
     return {key: value for key, value in found.items() if value is not None}
 
 
+def app_mask_encoding(checkpoint: str | Path, class_names: Sequence[str]) -> str:
+    """How the app's fine-tuning reads the datastore's masks: as class indices for a model of several foreground
+    classes, the way the app saves its masks, whatever the model was first trained from (an MMOTU model learnt from
+    binary masks with a class per image, which the app's masks do not carry: read as binary, every class would be
+    class 1, and the bundle refuses that); otherwise as the served model recorded (binary by default)."""
+    if len(class_names) > 2:
+        return "index"
+    return str(segmenter_overrides(checkpoint).get("mask_encoding", "binary"))
+
+
 def mask_datalist(items: Sequence[Mapping[str, str]], class_names: Sequence[str], out: Path, val_fraction: float,
                   seed: int, encoding: str = "binary") -> tuple[Path, dict[str, str]]:
     """The datastore's images with mask labels as a datalist.

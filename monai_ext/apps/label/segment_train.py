@@ -13,7 +13,7 @@ from typing import Any
 
 from monai_ext.apps.label.bundle_train import BundleTrainTask
 from monai_ext.apps.label.lineage import Lineage
-from monai_ext.apps.label.segment_model import mask_datalist, segmenter_overrides
+from monai_ext.apps.label.segment_model import app_mask_encoding, mask_datalist, segmenter_overrides
 
 
 class UltrasoundSegmentTrain(BundleTrainTask):
@@ -30,9 +30,9 @@ class UltrasoundSegmentTrain(BundleTrainTask):
     def write_datalist(self, items: Sequence[Mapping[str, str]], out: Path,
                        params: Mapping[str, Any]) -> tuple[Path, dict[str, str]]:
         """See :meth:`BundleTrainTask.write_datalist`."""
-        encoding = segmenter_overrides(self.served()).get("mask_encoding", "binary")  # as the bundle will read them
+        encoding = app_mask_encoding(self.served(), self.class_names)  # as the bundle will read them
         return mask_datalist(items, self.class_names, out, params["val_fraction"], params["seed"], encoding)
 
     def checkpoint_overrides(self, checkpoint: Path) -> dict[str, Any]:
-        """See :meth:`BundleTrainTask.checkpoint_overrides`."""
-        return segmenter_overrides(checkpoint)
+        """See :meth:`BundleTrainTask.checkpoint_overrides` (masks in :func:`app_mask_encoding`)."""
+        return {**segmenter_overrides(checkpoint), "mask_encoding": app_mask_encoding(checkpoint, self.class_names)}

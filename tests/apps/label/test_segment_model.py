@@ -128,3 +128,25 @@ def test_masks_are_checked_in_the_encoding_the_served_model_trains_with(tmp_path
     data = json.loads(path.read_text())
     assert sorted(it["id"] for it in data["train"] + data["validation"]) == ["index2", "index3", "index4"]
     assert sorted(Path(label).name for label in skipped) == ["case0_mask.png", "case1_mask.png"]
+
+
+@pytest.mark.parametrize("names, recorded, expected", [
+    (["background", "solid", "cystic"], "binary", "index"),  # an MMOTU-style model: the app saves index masks
+    (["background", "solid", "cystic"], "index", "index"),
+    (["background", "lesion"], "index", "index"),
+    (["background", "lesion"], "binary", "binary"),
+    (["background", "lesion"], None, "binary"),
+])
+def test_the_apps_fine_tuning_reads_masks_as_the_app_saves_them(tmp_path, names, recorded, expected) -> None:
+    """A served multi-class model recorded as binary once had the app's masks read as one class (now the bundle
+    refuses that before training, which the app's user could not act on)."""
+    from monai_ext.apps.label.segment_model import app_mask_encoding
+    from monai_ext.networks.checkpoints import save_model_checkpoint
+    from monai_ext.networks.segmentation import build_segmenter
+
+    tiny = "mae_vit_tiny_patch16_dec128d2b"
+    config = {"arch": tiny, "image_size": 64, "class_names": names,
+              **({"mask_encoding": recorded} if recorded else {})}
+    save_model_checkpoint(tmp_path / "m.pt", build_segmenter(tiny, len(names), img_size=64, feature_size=8),
+                          "segmenter", config)
+    assert app_mask_encoding(tmp_path / "m.pt", names) == expected
