@@ -131,7 +131,8 @@ def _dicom_frames(path: Path, options: FrameOptions) -> Iterator[Frame]:
 
 def _volume_frames(path: Path, options: FrameOptions) -> Iterator[Frame]:
     for index, pixels in iter_volume_frames(path, options.slice_axis, options.slice_stride, options.frame_stride):
-        yield Frame(index, to_gray_uint8(pixels, str(path)))
+        # colour kept until de-annotation, as for pictures, DICOM and video: a colour-flow volume's flow is found
+        yield Frame(index, to_display_uint8(pixels, str(path)))
 
 
 def _video_frames(path: Path, options: FrameOptions) -> Iterator[Frame]:

@@ -1,9 +1,13 @@
 """NIfTI, NRRD, MHA and MHD files as display-ready 2-D slices, read by MONAI's ``NibabelReader`` and ``ITKReader``.
 
-Both readers return arrays in (x, y, z) order (``ITKReader`` with its default ``reverse_indexing=False``), a
-vector-pixel ITK image with its components last. A 4-D file is a time series (x, y, z, t): NIfTI-1 keeps time on its
-4th axis and colour or vector components on its 5th. A slice is shown with rows = y (second axis) and columns = x, as
-the files' viewers show it. Intensities: 8-bit volumes are display values already (ultrasound sequences, e.g. the
+Both readers return arrays in (x, y, z) order as stored (``ITKReader`` with its default ``reverse_indexing=False``),
+a vector-pixel ITK image with its components last. A 4-D file is a time series (x, y, z, t): NIfTI-1 keeps time on its
+4th axis and colour or vector components on its 5th (an RGB24 NIfTI, as ITK and 3D Slicer write colour, is read as
+three components). The spatial axes are then turned to the patient's LPS axes (DICOM's and ITK's): by the NIfTI
+affine (when its qform or sform is set) or the ITK direction, to the nearest axes, with nibabel's orientation
+functions. An axial slice is shown with rows = y (posterior down) and columns = x (the patient's left to the right),
+as ITK-SNAP and 3D Slicer show it and as the DICOM the file was converted from showed it (dcm2niix stores rows
+flipped, with an affine that says so); sagittal and coronal slices with superior up. Intensities: 8-bit volumes are display values already (ultrasound sequences, e.g. the
 PLUS toolkit's MHA recordings) and stay as stored; any other type (CT or MR units, float) is windowed to the
 volume's 0.5-99.5 percentiles, one window for every slice so that slices of a volume stay comparable.
 """
@@ -13,6 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -69,21 +74,99 @@ def without_metaimage_data_files(others: list[Path], headers: Iterable[str | os.
 
 
 def read_volume(path: str | os.PathLike) -> tuple[np.ndarray, bool]:
-    """(array, has_channels): (x, y[, z[, t]]) voxels, plus a last component axis when ``has_channels``."""
+    """(array, has_channels): (x, y[, z[, t]]) voxels along the LPS axes, plus a last component axis when
+    ``has_channels``."""
     from monai.data import ITKReader, NibabelReader
 
-    name = Path(path).name.lower()
-    nifti = name.endswith(NIFTI_SUFFIXES)
-    reader = NibabelReader() if nifti else ITKReader()
-    array, meta = reader.get_data(reader.read(str(path)))
-    array = np.asarray(array)
-    if nifti:
+    source = str(path)
+    if Path(path).name.lower().endswith(NIFTI_SUFFIXES):
+        reader = NibabelReader()
+        array = np.asarray(reader.get_data(reader.read(source))[0])
+        if array.dtype.names:  # RGB24 / RGBA32: one structured voxel of named components
+            array = np.stack([array[name] for name in array.dtype.names], axis=-1)
+            return _to_lps(array, True, _lps_orientation(path)), True
         # MONAI's NibabelReader calls every axis after the third a channel; NIfTI-1 puts time on the 4th (dim[4])
         # and components on the 5th (dim[5]), so 3 or 4 time points would be shown as one RGB(A) picture.
-        return array, array.ndim >= 5
-    channel_dim = meta.get("original_channel_dim", float("nan"))
-    has_channels = isinstance(channel_dim, (int, np.integer)) and not isinstance(channel_dim, bool)
-    return array, has_channels
+        return _to_lps(array, array.ndim >= 5, _lps_orientation(path)), array.ndim >= 5
+    io = _itk_header(path)
+    # MONAI's ITKReader takes a 4-D scalar file's time axis for channels: the header's component count decides
+    components = int(io.GetNumberOfComponents())
+    if components > 1:  # ITK's Python wrapping reads vector pixels (colour MetaImage, vector NRRD) only so
+        reader = ITKReader(pixel_type=_itk_vector_pixel_type(io, source))
+    else:
+        reader = ITKReader()
+    array = np.asarray(reader.get_data(reader.read(source))[0])
+    return _to_lps(array, components > 1, _lps_orientation(path)), components > 1
+
+
+def _itk_header(path: str | os.PathLike) -> Any:
+    """ITK's ImageIO for ``path`` with its header read (dimensions, components, directions; no voxels).
+
+    Raises:
+        UnreadableImageError: no ITK reader takes the file.
+    """
+    import itk
+
+    source = str(path)
+    io = itk.ImageIOFactory.CreateImageIO(source, itk.CommonEnums.IOFileMode_ReadMode)
+    if io is None:
+        raise UnreadableImageError(f"{source}: no ITK reader takes this file")
+    io.SetFileName(source)
+    io.ReadImageInformation()
+    return io
+
+
+#: ITK component types by the name ImageIO gives them, as the wrapped pixel types.
+_ITK_COMPONENTS = {"unsigned_char": "UC", "char": "SC", "unsigned_short": "US", "short": "SS", "unsigned_int": "UI",
+                   "int": "SI", "float": "F", "double": "D"}
+
+
+def _itk_vector_pixel_type(io: Any, source: str) -> Any:
+    """``itk.VariableLengthVector`` of the header's component type: any number of components, any type wrapped."""
+    import itk
+
+    name = io.GetComponentTypeAsString(io.GetComponentType())
+    if name not in _ITK_COMPONENTS:
+        raise UnreadableImageError(f"{source}: vector pixels of component type {name!r}, which ITK's Python "
+                                   "wrapping does not read")
+    return itk.VariableLengthVector[getattr(itk, _ITK_COMPONENTS[name])]
+
+
+def _lps_orientation(path: str | os.PathLike) -> np.ndarray | None:
+    """nibabel's orientation transform ((k, 2): new axis and flip of each stored spatial axis) that turns the file's
+    stored axes to LPS, or None where they are LPS already or nothing says how they lie (a NIfTI with neither qform
+    nor sform: nibabel would invent an orientation that ITK does not share)."""
+    import nibabel as nib
+    from nibabel.orientations import axcodes2ornt, io_orientation, ornt_transform
+
+    if Path(path).name.lower().endswith(NIFTI_SUFFIXES):
+        image = nib.load(str(path))
+        if int(image.header["qform_code"]) <= 0 and int(image.header["sform_code"]) <= 0:
+            return None
+        transform = ornt_transform(io_orientation(image.affine), axcodes2ornt(("L", "P", "S")))
+    else:
+        io = _itk_header(path)
+        k = min(int(io.GetNumberOfDimensions()), 3)
+        # ITK's physical space is LPS; column i of the direction matrix is stored axis i's direction there
+        directions = np.array([list(io.GetDirection(i))[:k] for i in range(k)]).T
+        transform = np.array([[np.argmax(np.abs(directions[:, i])), 1.0] for i in range(k)])
+        transform[:, 1] = [np.sign(directions[int(axis), i]) or 1.0 for i, axis in enumerate(transform[:, 0])]
+        if sorted(transform[:, 0].astype(int).tolist()) != list(range(k)):
+            return None  # two axes nearest the same patient axis (strongly oblique): stored order
+    identity = np.column_stack([np.arange(len(transform)), np.ones(len(transform))])
+    return None if np.array_equal(transform, identity) else transform
+
+
+def _to_lps(array: np.ndarray, has_channels: bool, transform: np.ndarray | None) -> np.ndarray:
+    """``array`` with its spatial axes turned by ``transform`` (:func:`_lps_orientation`); time and components,
+    after them, as they are. A 2-D array gains its z axis first, as the transform is of three axes."""
+    from nibabel.orientations import apply_orientation
+
+    if transform is None:
+        return array
+    while array.ndim - int(has_channels) < len(transform):
+        array = np.expand_dims(array, array.ndim - int(has_channels))
+    return np.ascontiguousarray(apply_orientation(array, transform))
 
 
 def _as_xyzt(volume: np.ndarray, has_channels: bool, source: str) -> np.ndarray:
@@ -163,8 +246,11 @@ def _planes(volume: np.ndarray, display: np.ndarray, axis: int, slice_stride: in
             if not _has_content(np.take(volume[:, :, :, t], k, axis=axis)):
                 continue  # an empty slice: padding, or outside the scanned region
             emitted += 1
-            plane = np.take(display[:, :, :, t], k, axis=axis)
-            yield t * slices + k, np.ascontiguousarray(np.swapaxes(plane, 0, 1))
+            plane = np.swapaxes(np.take(display[:, :, :, t], k, axis=axis), 0, 1)
+            # rows are y for an axial slice; z for a sagittal or coronal slice of a volume, whose superior end (S,
+            # its high values) viewers put on top (a 2-D image stored one plane thick keeps its stored rows)
+            sideways = axis != 2 and slices > 1
+            yield t * slices + k, np.ascontiguousarray(plane[::-1] if sideways else plane)
     if emitted == 0:
         raise SkippedSource(f"{source}: every slice along axis {axis} is empty")
 
@@ -197,19 +283,16 @@ def volume_plane_count(path: str | os.PathLike) -> int:
 
             shape = tuple(int(n) for n in nib.load(source).shape[:4])  # components, if any, come after time
         else:
-            import itk
-
-            io = itk.ImageIOFactory.CreateImageIO(source, itk.CommonEnums.IOFileMode_ReadMode)
-            if io is None:
-                raise UnreadableImageError(f"{source}: no ITK reader takes this file")
-            io.SetFileName(source)
-            io.ReadImageInformation()
+            io = _itk_header(path)
             shape = tuple(int(io.GetDimensions(i)) for i in range(min(io.GetNumberOfDimensions(), 4)))
+        transform = _lps_orientation(path)
     except UnreadableImageError:
         raise
     except Exception as e:  # noqa: BLE001 - nibabel and ITK raise many types for a damaged header
         raise UnreadableImageError(f"{source}: cannot read the volume's header ({e})") from e
-    xyzt = (*shape, 1, 1, 1)[:4]
+    xyzt = list((*shape, 1, 1, 1)[:4])
+    if transform is not None:  # the axes as read_volume turns them
+        xyzt[:len(transform)] = [xyzt[int(np.flatnonzero(transform[:, 0] == j)[0])] for j in range(len(transform))]
     axis = _plane_axis(xyzt[:3], 2)
     return xyzt[axis] * xyzt[3]
 

@@ -114,16 +114,22 @@ def write_dicom_values(values: np.ndarray, path: str | os.PathLike, bits_stored:
     return save_dicom(ds, path)
 
 
+#: A NIfTI affine (RAS) whose stored axes run along the patient's L, P and S: an axial slice stored (x, y) shows as
+#: stored, columns x and rows y, in ITK-SNAP, 3D Slicer and :mod:`monai_ext.io.volumes` (the identity, RAS, would
+#: show it turned by 180 degrees).
+LPS_AFFINE = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
 def write_nifti(image: np.ndarray, path: str | os.PathLike) -> Path:
     """Write a (H, W) image as a 2-D NIfTI file that displays as the image; ``.nii.gz`` paths are gzipped.
 
-    The voxels are stored (x, y) = (columns, rows): NIfTI viewers, and :mod:`monai_ext.io.volumes`, show x across
-    and y down, so an array stored rows-first would be shown transposed.
+    The voxels are stored (x, y) = (columns, rows) along L and P (:data:`LPS_AFFINE`): NIfTI viewers, and
+    :mod:`monai_ext.io.volumes`, show x across and y down, so an array stored rows-first would be shown transposed.
     """
     import nibabel as nib
 
     path = Path(path)
-    data = nib.Nifti1Image(np.ascontiguousarray(np.asarray(image).T), affine=np.eye(4)).to_bytes()
+    data = nib.Nifti1Image(np.ascontiguousarray(np.asarray(image).T), affine=LPS_AFFINE).to_bytes()
     return atomic_write_bytes(path, gzip.compress(data, mtime=0) if path.name.endswith(".gz") else data)
 
 

@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from monai_ext.data.synthetic import SimulatorConfig, simulate_frame
-from monai_ext.io.writers import write_dicom_frames
+from monai_ext.io.writers import LPS_AFFINE, write_dicom_frames
 
 IDENTITY = {"PatientName": "DOE^SECRETNAME", "PatientID": "PHI-ID-73519", "PatientBirthDate": "19610407",
             "AccessionNumber": "ACC-884213"}
@@ -109,9 +109,9 @@ def build(root: Path) -> dict[str, object]:
     volume = np.zeros((96, 96, 6), np.float32)  # (x, y, z)
     for z in (0, 2, 3, 5):
         volume[..., z] = image().T
-    nib.save(nib.Nifti1Image(volume, np.eye(4)), str(volumes / "volume.nii.gz"))
+    nib.save(nib.Nifti1Image(volume, LPS_AFFINE), str(volumes / "volume.nii.gz"))
     itk.imwrite(itk.image_from_array(np.ascontiguousarray(volume.transpose(2, 1, 0))), str(volumes / "volume.mha"))
-    nib.save(nib.Nifti1Image(np.zeros((32, 32, 4), np.float32), np.eye(4)), str(volumes / "zeros.nii.gz"))
+    nib.save(nib.Nifti1Image(np.zeros((32, 32, 4), np.float32), LPS_AFFINE), str(volumes / "zeros.nii.gz"))
     # a MetaImage header and its voxel file (sweep.mhd + sweep.raw): one volume, the .raw not a file passed over;
     # mirrored so that its slices are not near-duplicates of the MHA's
     itk.imwrite(itk.image_from_array(np.ascontiguousarray(volume[::-1].transpose(2, 1, 0))), str(volumes / "sweep.mhd"))

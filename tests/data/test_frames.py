@@ -10,7 +10,7 @@ import pytest
 from monai_ext.data.corpus import crop_to_view
 from monai_ext.data.frames import FrameOptions, SkippedSource, iter_frames
 from monai_ext.io.errors import UnreadableImageError
-from monai_ext.io.writers import write_dicom_frames
+from monai_ext.io.writers import LPS_AFFINE, write_dicom_frames
 from tests.data.corpus_builder import DICOM_CASES, us_image, write_case
 
 
@@ -145,7 +145,7 @@ def test_frame_stride_takes_every_nth_time_point_of_a_4d_nifti(tmp_path):
     import nibabel as nib
 
     cine = np.stack([us_image(32, seed=t) for t in range(5)], axis=-1).transpose(1, 0, 2)[:, :, None, :]  # x, y, 1, t
-    nib.save(nib.Nifti1Image(cine, np.eye(4)), str(tmp_path / "cine.nii.gz"))
+    nib.save(nib.Nifti1Image(cine, LPS_AFFINE), str(tmp_path / "cine.nii.gz"))
     frames = list(iter_frames(tmp_path / "cine.nii.gz", FrameOptions(frame_stride=2)))
     assert [f.index for f in frames] == [0, 2, 4]
     for frame in frames:
@@ -175,3 +175,16 @@ def test_every_full_resolution_page_of_a_multi_page_tiff_is_a_frame(tmp_path):
     for frame, page in zip(frames, pages):
         np.testing.assert_array_equal(frame.pixels, page)
     assert [f.index for f in iter_frames(tmp_path / "loop.tif", FrameOptions(frame_stride=2))] == [0, 2, 4]
+
+
+def test_a_colour_volume_keeps_its_colour_until_deannotation(tmp_path):
+    """An RGB NIfTI's frames came out gray, so a colour-flow patch that de-annotation removes from the same picture
+    as PNG stayed in the corpus as a gray blob."""
+    import nibabel as nib
+
+    rgb = np.repeat(us_image(48, seed=3)[..., None], 3, axis=-1)
+    rgb[10:20, 10:20] = (220, 30, 30)  # colour flow
+    voxels = rgb.transpose(1, 0, 2)[:, :, None, None, :].copy()  # x, y, z, t, c
+    nib.save(nib.Nifti1Image(voxels, LPS_AFFINE), str(tmp_path / "doppler.nii.gz"))
+    frame = next(iter_frames(tmp_path / "doppler.nii.gz", FrameOptions()))
+    np.testing.assert_array_equal(frame.pixels, rgb)

@@ -27,6 +27,7 @@ from monai_ext.data.segmentation import (
     synthetic_segmentation_protocol,
 )
 from monai_ext.io.errors import UnreadableImageError
+from monai_ext.io.writers import LPS_AFFINE
 from monai_ext.transforms.masks import LoadMask, LoadMaskd
 
 
@@ -207,7 +208,7 @@ def test_volume_images_pair_with_masks_of_the_name_without_the_double_suffix(tmp
     root = tmp_path / "kidney"
     for i in range(3):
         (root / "images").mkdir(parents=True, exist_ok=True)
-        nib.save(nib.Nifti1Image(_image(seed=i)[:, :, None].astype(np.uint8), np.eye(4)), root / "images" / f"case_{i}.nii.gz")
+        nib.save(nib.Nifti1Image(_image(seed=i)[:, :, None].astype(np.uint8), LPS_AFFINE), root / "images" / f"case_{i}.nii.gz")
         _write(root / "masks" / f"case_{i}.png", _disc())
     (root / "images" / ".DS_Store").write_bytes(b"x")
     items = image_mask_folder_items(root)

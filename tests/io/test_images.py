@@ -23,7 +23,7 @@ from monai_ext.io.images import (
     source_kind,
     unique_output_stems,
 )
-from monai_ext.io.writers import write_dicom, write_dicom_frames
+from monai_ext.io.writers import LPS_AFFINE, write_dicom, write_dicom_frames
 from monai_ext.transforms.loading import LoadUltrasoundImage, LoadUltrasoundImaged
 
 GRAY = np.random.default_rng(0).integers(0, 256, (20, 30), np.uint8)
@@ -40,7 +40,7 @@ def write_gray(kind: str, path_stem) -> str:
     if kind == "dcm":
         return str(write_dicom(GRAY, f"{path_stem}.dcm"))
     if kind == "nii":
-        nib.save(nib.Nifti1Image(GRAY.T.copy(), np.eye(4)), f"{path_stem}.nii.gz")
+        nib.save(nib.Nifti1Image(GRAY.T.copy(), LPS_AFFINE), f"{path_stem}.nii.gz")
         return f"{path_stem}.nii.gz"
     if kind == "avi":
         writer = cv2.VideoWriter(f"{path_stem}.avi", cv2.VideoWriter_fourcc(*"FFV1"), 5, (30, 20), isColor=True)
@@ -213,7 +213,7 @@ def test_errors_name_the_file(tmp_path) -> None:
     ds = pydicom.dcmread(path)
     del ds.PixelData
     ds.save_as(path)
-    nib.save(nib.Nifti1Image(np.zeros((8, 8, 2), np.float32), np.eye(4)), str(tmp_path / "blank.nii.gz"))
+    nib.save(nib.Nifti1Image(np.zeros((8, 8, 2), np.float32), LPS_AFFINE), str(tmp_path / "blank.nii.gz"))
     for name, reason in (("notes.dcm", "not a DICOM image"), ("empty.png", r"empty file \(0 bytes\)"),
                          ("nopix.dcm", "no pixel data"), ("blank.nii.gz", "volume is constant"),
                          ("missing.png", "cannot open")):
@@ -530,11 +530,11 @@ def _frames_file(kind: str, folder) -> str:
         pages[0].save(folder / "loop.gif", save_all=True, append_images=pages[1:], duration=100, loop=0)
         return str(folder / "loop.gif")
     if kind == "nifti_5_slices":
-        nib.save(nib.Nifti1Image(np.moveaxis(frames[:5], 0, -1).transpose(1, 0, 2).copy(), np.eye(4)),
+        nib.save(nib.Nifti1Image(np.moveaxis(frames[:5], 0, -1).transpose(1, 0, 2).copy(), LPS_AFFINE),
                  folder / "volume.nii.gz")
         return str(folder / "volume.nii.gz")
     if kind == "nifti_cine_6":  # (x, y, 1, t)
-        nib.save(nib.Nifti1Image(np.moveaxis(frames[:6], 0, -1).transpose(1, 0, 2)[:, :, None].copy(), np.eye(4)),
+        nib.save(nib.Nifti1Image(np.moveaxis(frames[:6], 0, -1).transpose(1, 0, 2)[:, :, None].copy(), LPS_AFFINE),
                  folder / "cine.nii.gz")
         return str(folder / "cine.nii.gz")
     if kind == "mha_5_slices":  # ITK's numpy view is (z, y, x): 5 slices of the picture

@@ -12,8 +12,10 @@ from monai_ext.io.volumes import (
     first_volume_frame,
     iter_volume_frames,
     metaimage_data_file,
+    volume_plane_count,
     without_metaimage_data_files,
 )
+from monai_ext.io.writers import LPS_AFFINE
 
 ROWS, COLS = 12, 20
 
@@ -34,7 +36,7 @@ def test_8_bit_images_are_shown_as_stored(tmp_path, suffix) -> None:
     gray = picture()
     path = tmp_path / f"image{suffix}"
     if suffix == ".nii.gz":
-        nib.save(nib.Nifti1Image(gray.T.copy(), np.eye(4)), str(path))  # NIfTI is (x, y)
+        nib.save(nib.Nifti1Image(gray.T.copy(), LPS_AFFINE), str(path))  # NIfTI is (x, y)
     else:
         write_itk(gray, path)
     frame = first_volume_frame(path)
@@ -60,7 +62,7 @@ def test_slice_axis_and_stride_follow_x_y_z_order(tmp_path) -> None:
     assert [k for k, _ in along_z] == [0, 2, 4]
     np.testing.assert_array_equal(along_z[1][1], volume[2])
     _, along_x = next(iter_volume_frames(path, slice_axis=0))
-    np.testing.assert_array_equal(along_x, volume[:, :, 0])  # rows = z, columns = y for an x slice
+    np.testing.assert_array_equal(along_x, volume[::-1, :, 0])  # rows = z, superior on top; columns = y
 
 
 def test_colour_images_keep_their_components_last(tmp_path) -> None:
@@ -72,7 +74,7 @@ def test_colour_images_keep_their_components_last(tmp_path) -> None:
 @pytest.mark.parametrize("fill, match", [(0.0, "volume is constant"), (np.nan, "volume is constant")])
 def test_volumes_without_content_are_skipped_with_the_reason(tmp_path, fill, match) -> None:
     path = tmp_path / "blank.nii.gz"
-    nib.save(nib.Nifti1Image(np.full((8, 8, 3), fill, np.float32), np.eye(4)), str(path))
+    nib.save(nib.Nifti1Image(np.full((8, 8, 3), fill, np.float32), LPS_AFFINE), str(path))
     with pytest.raises(SkippedSource, match=f"blank.nii.gz: {match}"):
         first_volume_frame(path)
 
@@ -83,7 +85,7 @@ def test_a_4d_nifti_gives_every_slice_of_every_time_point(tmp_path, depth: int, 
     are not refused as a picture with that many channels."""
     volume = np.random.default_rng(5).integers(1, 256, (COLS, ROWS, depth, times), np.uint8)  # (x, y, z, t)
     path = tmp_path / "cine.nii.gz"
-    nib.save(nib.Nifti1Image(volume, np.eye(4)), str(path))
+    nib.save(nib.Nifti1Image(volume, LPS_AFFINE), str(path))
     frames = list(iter_volume_frames(path))
     assert [k for k, _ in frames] == list(range(depth * times))  # time point t, slice k: frame t * depth + k
     for index, pixels in frames:
@@ -96,7 +98,7 @@ def test_a_4d_nifti_gives_every_slice_of_every_time_point(tmp_path, depth: int, 
 def test_a_nifti_5th_axis_holds_colour_components(tmp_path) -> None:
     rgb = np.stack([picture(1), picture(2), picture(3)], axis=-1)  # (rows, cols, 3)
     path = tmp_path / "colour.nii.gz"
-    nib.save(nib.Nifti1Image(rgb.transpose(1, 0, 2)[:, :, None, None, :].copy(), np.eye(4)), str(path))  # x, y, z, t, c
+    nib.save(nib.Nifti1Image(rgb.transpose(1, 0, 2)[:, :, None, None, :].copy(), LPS_AFFINE), str(path))  # x, y, z, t, c
     np.testing.assert_array_equal(first_volume_frame(path), rgb)
 
 
@@ -107,7 +109,7 @@ def test_a_volume_one_plane_thick_is_that_plane_whatever_the_slice_axis(tmp_path
     """Slicing across the plane gave one-pixel-wide lines: a silent 1 x N image to the loader."""
     volume = np.expand_dims(picture(6).T, flat_axis)  # the (x, y) plane, with a singleton axis inserted
     path = tmp_path / "plane.nii.gz"
-    nib.save(nib.Nifti1Image(volume, np.eye(4)), str(path))
+    nib.save(nib.Nifti1Image(volume, LPS_AFFINE), str(path))
     frames = list(iter_volume_frames(path, slice_axis=slice_axis))
     assert len(frames) == 1
     np.testing.assert_array_equal(frames[0][1], np.swapaxes(np.take(volume, 0, axis=flat_axis), 0, 1))
@@ -117,7 +119,7 @@ def test_a_volume_one_plane_thick_is_that_plane_whatever_the_slice_axis(tmp_path
 def test_a_volume_without_voxels_is_refused_as_empty(tmp_path, shape: tuple[int, ...]) -> None:
     """MONAI's reader gives such a file as shape (0,): it was refused as 'expected a 2-D ... volume, got (0,)'."""
     path = tmp_path / "empty.nii.gz"
-    nib.save(nib.Nifti1Image(np.zeros(shape, np.int16), np.eye(4)), str(path))
+    nib.save(nib.Nifti1Image(np.zeros(shape, np.int16), LPS_AFFINE), str(path))
     with pytest.raises(UnreadableImageError, match=r"empty.nii.gz: empty volume \(no voxels\)$"):
         first_volume_frame(path)
 
@@ -152,3 +154,78 @@ def test_the_voxel_file_named_in_a_header(tmp_path, line: bytes, expected: str |
     header.write_bytes(b"ObjectType = Image\nNDims = 2\n" + line + b"\n")
     assert metaimage_data_file(header) == (None if expected is None else tmp_path / expected)
     assert metaimage_data_file(tmp_path / "missing.mhd") is None
+
+
+@pytest.mark.parametrize("affine, stored", [
+    (LPS_AFFINE, lambda p: p),                          # L, P, S: shown as stored
+    (np.diag([-1.0, 1.0, 1.0, 1.0]), lambda p: p[::-1]),  # dcm2niix's rows flipped (y along A), said by the affine
+    (np.eye(4), lambda p: p[::-1, ::-1]),               # R, A, S
+    (None, lambda p: p),                                # no qform or sform: storage order
+])
+def test_a_nifti_is_shown_as_its_affine_says_viewers_show_it(tmp_path, affine, stored) -> None:
+    """Ignoring the affine showed a dcm2niix conversion upside down, and a PNG mask paired with it lay on
+    background: ITK-SNAP and 3D Slicer show the picture ``picture()``."""
+    gray = picture(5)
+    image = nib.Nifti1Image(np.ascontiguousarray(stored(gray).T), affine)
+    if affine is None:
+        assert int(image.header["qform_code"]) == int(image.header["sform_code"]) == 0
+    nib.save(image, str(tmp_path / "scan.nii.gz"))
+    np.testing.assert_array_equal(first_volume_frame(tmp_path / "scan.nii.gz"), gray)
+
+
+@pytest.mark.parametrize("direction, stored", [
+    (np.diag([1.0, -1.0]), lambda p: p[::-1]),
+    (np.diag([-1.0, 1.0]), lambda p: p[:, ::-1]),
+    (np.array([[0.0, 1.0], [1.0, 0.0]]), lambda p: p.T),  # stored x along P, y along L
+])
+def test_an_itk_image_is_shown_as_its_direction_says(tmp_path, direction, stored) -> None:
+    gray = picture(6)
+    image = itk.image_from_array(np.ascontiguousarray(stored(gray)))
+    image.SetDirection(itk.matrix_from_array(direction))
+    itk.imwrite(image, str(tmp_path / "scan.mha"))
+    np.testing.assert_array_equal(first_volume_frame(tmp_path / "scan.mha"), gray)
+
+
+def test_a_turned_volume_counts_its_planes_along_the_patients_z(tmp_path) -> None:
+    """Stored (z, x, y) by its affine: the header-only count and the loaded one agree on 4 axial planes."""
+    volume = np.random.default_rng(7).integers(1, 256, (4, COLS, ROWS), np.uint8)  # array axes: S, L, P
+    affine = np.zeros((4, 4))
+    affine[2, 0], affine[0, 1], affine[1, 2], affine[3, 3] = 1.0, -1.0, -1.0, 1.0
+    nib.save(nib.Nifti1Image(volume, affine), str(tmp_path / "turned.nii.gz"))
+    frames = list(iter_volume_frames(tmp_path / "turned.nii.gz"))
+    assert len(frames) == volume_plane_count(tmp_path / "turned.nii.gz") == 4
+    np.testing.assert_array_equal(frames[0][1], volume[0].T)
+
+
+@pytest.mark.parametrize("times", [2, 3, 5])
+def test_a_4d_itk_file_is_a_time_series_not_colour(tmp_path, times) -> None:
+    """MONAI's ITKReader takes a 4-D scalar file's last axis for channels: 3 time points were shown as one RGB
+    picture and 5 refused."""
+    series = np.random.default_rng(8).integers(1, 256, (times, 2, ROWS, COLS), np.uint8)  # (t, z, y, x)
+    itk.imwrite(itk.image_from_array(series), str(tmp_path / "sweep.nrrd"))
+    frames = list(iter_volume_frames(tmp_path / "sweep.nrrd"))
+    assert len(frames) == volume_plane_count(tmp_path / "sweep.nrrd") == 2 * times
+    np.testing.assert_array_equal(frames[0][1], series[0, 0])
+    np.testing.assert_array_equal(frames[-1][1], series[-1, 1])
+
+
+@pytest.mark.parametrize("suffix, components", [(".mha", 3), (".mhd", 4), (".nrrd", 3)])
+def test_colour_itk_images_are_read(tmp_path, suffix, components) -> None:
+    """A MetaImage with ElementNumberOfChannels 3 or 4 (what itk.imwrite writes for RGB) was refused with ITK's
+    TemplateTypeError."""
+    rgb = np.stack([picture(k) for k in range(components)], axis=-1)
+    pixel = itk.RGBPixel[itk.UC] if components == 3 else itk.RGBAPixel[itk.UC]
+    image = itk.image_from_array(rgb, ttype=itk.Image[pixel, 2])
+    itk.imwrite(image, str(tmp_path / f"colour{suffix}"))
+    np.testing.assert_array_equal(first_volume_frame(tmp_path / f"colour{suffix}"), rgb)
+
+
+def test_an_rgb24_nifti_is_read_as_colour(tmp_path) -> None:
+    """What ITK and 3D Slicer write for colour: one structured voxel (R, G, B); it was refused."""
+    rgb = np.stack([picture(k) for k in range(3)], axis=-1)
+    voxels = np.zeros((COLS, ROWS, 1), dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")])
+    for k, name in enumerate("RGB"):
+        voxels[name][..., 0] = rgb[..., k].T
+    nib.save(nib.Nifti1Image(voxels, LPS_AFFINE), str(tmp_path / "colour.nii.gz"))
+    np.testing.assert_array_equal(first_volume_frame(tmp_path / "colour.nii.gz"), rgb)
+
