@@ -238,3 +238,36 @@ def test_an_rgb24_nifti_is_read_as_colour(tmp_path) -> None:
     nib.save(nib.Nifti1Image(voxels, LPS_AFFINE), str(tmp_path / "colour.nii.gz"))
     np.testing.assert_array_equal(first_volume_frame(tmp_path / "colour.nii.gz"), rgb)
 
+
+
+def test_an_unusable_sform_gives_way_to_the_qform(tmp_path) -> None:
+    """A zeroed sform made nibabel's orientation fail ('Unable to find out axis'): the file was refused."""
+    gray = picture(11)
+    image = nib.Nifti1Image(np.ascontiguousarray(gray[::-1].T), np.diag([-1.0, 1.0, 1.0, 1.0]))  # rows flipped
+    image.set_qform(np.diag([-1.0, 1.0, 1.0, 1.0]), code=1)
+    image.set_sform(np.zeros((4, 4)), code=1)
+    nib.save(image, str(tmp_path / "odd.nii"))
+    np.testing.assert_array_equal(first_volume_frame(tmp_path / "odd.nii"), gray)
+
+
+def test_an_unusable_sform_and_qform_show_the_stored_order_with_a_warning(tmp_path) -> None:
+    gray = picture(12)
+    image = nib.Nifti1Image(np.ascontiguousarray(gray.T), None)
+    image.set_sform(np.diag([1.0, 1.0, 0.0, 1.0]), code=1)
+    nib.save(image, str(tmp_path / "flat.nii"))
+    with pytest.warns(UserWarning, match="its sform and qform cannot be used"):
+        np.testing.assert_array_equal(first_volume_frame(tmp_path / "flat.nii"), gray)
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int32, np.uint32])
+def test_colour_itk_images_of_components_itk_does_not_wrap_are_read(tmp_path, dtype) -> None:
+    """Signed-char, int and unsigned-int vector pixels ended in ITK's TemplateTypeError."""
+    rgb = np.stack([picture(k) // 2 for k in range(3)], axis=-1).astype(dtype)
+    element = {np.int8: "MET_CHAR", np.int32: "MET_INT", np.uint32: "MET_UINT"}[dtype]
+    header = (f"ObjectType = Image\nNDims = 2\nBinaryData = True\nBinaryDataByteOrderMSB = False\n"
+              f"DimSize = {COLS} {ROWS}\nElementNumberOfChannels = 3\nElementType = {element}\n"
+              "ElementDataFile = LOCAL\n")  # written by hand: ITK's Python wrapping cannot write these either
+    (tmp_path / "colour.mha").write_bytes(header.encode() + rgb.astype(rgb.dtype.newbyteorder("<")).tobytes())
+    frame = first_volume_frame(tmp_path / "colour.mha")
+    assert frame.shape == (ROWS, COLS, 3)
+    assert np.corrcoef(frame.reshape(-1), rgb.reshape(-1).astype(float))[0, 1] > 0.99  # windowed, not scrambled
