@@ -350,7 +350,7 @@ def test_out_prepared_with_other_settings_is_a_user_error(dataset, tmp_path, cap
     main(["prepare-corpus", str(dataset), "--out", str(tmp_path / "cache"), "--size", "32"])
     capsys.readouterr()
     code, err = run_main(["prepare-corpus", str(dataset), "--out", str(tmp_path / "cache"), "--size", "64"], capsys)
-    assert code == 2 and err.count("\n") == 1 and "was prepared with other settings" in err
+    assert code == 2 and err.count("\n") == 1 and "was prepared with other settings (size 32 there, 64 here)" in err
 
 
 def test_the_module_entry_point_reports_the_same_way(tmp_path):

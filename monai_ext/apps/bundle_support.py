@@ -144,7 +144,13 @@ def _load_content(network: torch.nn.Module, content: Any, name: str, encoder_onl
         network.load_state_dict(state_dict, strict=True)
         return f"{name}: all {len(state_dict)} tensors (strict)"
     load = load_encoder_weights if encoder_only else load_mae_weights
-    return f"{name}: {load(network, content, name=name).summary()}"
+    try:
+        return f"{name}: {load(network, content, name=name).summary()}"
+    except CheckpointError as e:  # e.g. a ViT-Tiny 64-px MAE of this project into the default ViT-B 224 network
+        trained = _trained_with(content) if detect_layout(content) == "monai_ext" else ""
+        if not trained:
+            raise
+        raise CheckpointError(f"{e}; the checkpoint was trained with {trained} (pass those)") from e
 
 
 def _keep_pooling_norm(network: torch.nn.Module, state_dict: Mapping[str, torch.Tensor]) -> str:
@@ -600,9 +606,14 @@ def inference_files(input_dir: str | os.PathLike | None, input_files: str | os.P
     Raises:
         ValueError: neither gives any file, or (``pictures_only``) a named file is no picture.
     """
+    from monai_ext.data.corpus import is_corpus_cache
     from monai_ext.io.images import IMAGE_SUFFIXES, SINGLE_IMAGE_SUFFIXES
 
     input_dir, output_dir = path_setting(input_dir, "input_dir"), path_setting(output_dir, "output_dir")
+    if is_corpus_cache(input_dir):  # its only picture is report.png: a run would "predict" the report's chart
+        raise ValueError(f"--input_dir {input_dir!r} is a prepare-corpus cache, whose frames are not files to "
+                         "predict; give the folder of the source files, or score the cache with the evaluate "
+                         "overlay (--dataset_dir CACHE --eval_split all)")
     suffixes = IMAGE_SUFFIXES if pictures_only else SINGLE_IMAGE_SUFFIXES
     found, others, listed = _folder_inputs(input_dir, suffixes, output_dir)
     named = path_list_setting(input_files, "input_files")

@@ -198,6 +198,20 @@ def _relative_message(error: Exception, path: Path, relative: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------------------- chunks
+def _settings_differences(before: Mapping[str, Any], now: Mapping[str, Any], prefix: str = "") -> str:
+    """``size 64 there, 128 here; frames.frame_stride 1 there, 2 here``: the settings that differ, nested ones
+    dotted (a cache's whole settings record said nothing of which one a rerun changed)."""
+    parts = []
+    for key in sorted(set(before) | set(now)):
+        a, b = before.get(key), now.get(key)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            inner = _settings_differences(a, b, f"{prefix}{key}.")
+            parts += [inner] if inner else []
+        elif a != b:
+            parts.append(f"{prefix}{key} {a!r} there, {b!r} here")
+    return "; ".join(parts)
+
+
 def _chunk_paths(out: Path, index: int) -> tuple[Path, Path]:
     base = out / "chunks" / f"chunk_{index:06d}"
     return base.with_suffix(".npy"), base.with_suffix(".json")
@@ -340,7 +354,8 @@ def _plan(root: Path, out: Path, options: CorpusOptions, sources: list[str]) -> 
                              f"{plan.get('format', 1)}, this version writes {CACHE_FORMAT}: it lists and reads files "
                              "by other rules); use a new --out folder")
         if plan["settings"] != settings:
-            raise ValueError(f"{out} was prepared with other settings {plan['settings']!r}; use a new --out folder")
+            raise ValueError(f"{out} was prepared with other settings ({_settings_differences(plan['settings'], settings)}); "
+                             "use a new --out folder, or the settings it was prepared with")
         if plan["root"] != str(root):
             raise ValueError(f"{out} was prepared from {plan['root']!r}, not {str(root)!r}; use a new --out folder")
         return _extend_plan(plan, sources, plan_path, root, options)

@@ -207,8 +207,20 @@ def _png_8bit(path: Path) -> np.ndarray | None:
     # decode a 219 KB file of 15000 x 15000 pixels into gigabytes)
     if not data.startswith(_PNG_SIGNATURE) or _may_carry_orientation(data) or _png_pixels(data) > _pixel_limit():
         return None
-    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    pixels = _quiet_imdecode(data)
     return pixels if pixels is not None and pixels.dtype == np.uint8 else None
+
+
+def _quiet_imdecode(data: bytes) -> np.ndarray | None:
+    """``cv2.imdecode`` without OpenCV's own stderr warning for a damaged file ("PNG input buffer is incomplete"),
+    which broke through progress bars: PIL then reads the file and gives the reason, which the caller reports."""
+    logging_ = cv2.utils.logging
+    level = logging_.getLogLevel()
+    logging_.setLogLevel(logging_.LOG_LEVEL_ERROR)
+    try:
+        return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    finally:
+        logging_.setLogLevel(level)
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

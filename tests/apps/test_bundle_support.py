@@ -310,6 +310,18 @@ def test_a_shape_mismatch_says_what_the_checkpoint_was_trained_with(tiny_files):
         initialize_weights(network, tiny_files["classifier"])
 
 
+@pytest.mark.parametrize("network", [
+    lambda: build_classifier("mae_vit_small_patch16_dec256d4b", 2, img_size=64),   # fine-tuning, another size
+    lambda: build_mae("mae_vit_small_patch16_dec256d4b", img_size=64),             # continued pretraining
+])
+def test_an_mae_of_another_size_says_what_it_was_trained_with(tiny_files, network):
+    """The documented pretrain -> fine-tune path with a ViT-Tiny 64-px MAE and the default network said only
+    "key 'cls_token' has shape (1, 1, 192), the model expects (1, 1, 768)"."""
+    encoder_only = not hasattr(network(), "decoder_embed")
+    with pytest.raises(CheckpointError, match=f"trained with arch='{TINY}', image_size=64, in_channels=3 \\(pass"):
+        initialize_weights(network(), tiny_files["mae"], encoder_only=encoder_only)
+
+
 # --------------------------------------------------------------------- fine-tuning from this project's own models
 _NEW_NETWORKS = {
     "classifier of 2": lambda: build_classifier(TINY, 2, img_size=64),
@@ -554,3 +566,14 @@ def test_a_recorded_dataset_folder_that_is_gone_says_where_it_came_from(tmp_path
     with pytest.raises(ValueError, match=r"m\.pt was pretrained on '/home/alice/us_archive', which is not a folder "
                                          r"here .* give --dataset_dir"):
         recorded_dataset_dir({"dataset_dir": "/home/alice/us_archive"}, "m.pt")
+
+
+def test_a_corpus_cache_given_to_inference_is_refused_in_words(tmp_path):
+    """Its one picture is report.png: the pretraining inference reconstructed the report's bar chart, exit 0."""
+    from monai_ext.data.corpus import CorpusOptions, prepare_corpus
+    from monai_ext.io.writers import write_dicom_frames
+
+    write_dicom_frames(np.random.default_rng(0).integers(0, 255, (2, 48, 64), np.uint8), tmp_path / "root" / "a" / "x.dcm")
+    prepare_corpus(tmp_path / "root", tmp_path / "cache", CorpusOptions(size=32, deannotate=False))
+    with pytest.raises(ValueError, match="is a prepare-corpus cache, whose frames are not files to predict"):
+        inference_files(tmp_path / "cache", None, pictures_only=True)

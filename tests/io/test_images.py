@@ -639,3 +639,13 @@ def test_file_meta_without_the_preamble_is_dicom_by_content(tmp_path) -> None:
     (tmp_path / "IM0001").write_bytes(path.read_bytes()[128 + 4:])  # group 0002 first
     assert has_dicom_signature(tmp_path / "IM0001")
     np.testing.assert_array_equal(read_image(tmp_path / "IM0001").pixels, GRAY)
+
+
+def test_a_truncated_png_prints_nothing_of_opencvs_own(tmp_path, capfd) -> None:
+    """OpenCV's "[ WARN:0@1.9] ... PNG input buffer is incomplete" broke through the corpus's progress bars; the
+    reason reaches the caller in the error (and the corpus report) instead."""
+    stream = cv2.imencode(".png", np.random.default_rng(0).integers(0, 255, (64, 64), np.uint8))[1].tobytes()
+    (tmp_path / "cut.png").write_bytes(stream[:300])
+    with pytest.raises(UnreadableImageError, match="cut.png: cannot decode"):
+        read_image(tmp_path / "cut.png")
+    assert "WARN" not in capfd.readouterr().err
