@@ -776,15 +776,15 @@ class CorpusFrames(torch.utils.data.Dataset):
         return {"image": torch.from_numpy(np.array(self.frame(chunk, row)))[None], "frame_id": f"{chunk}:{row}"}
 
 
-def kept_sources(cache_dir: str | os.PathLike) -> list[str]:
-    """The source file (its path under the corpus root) of each kept frame of a prepared cache, in ``kept.npy``'s
-    order: frames of one cine loop, multi-frame DICOM or volume share it."""
+def kept_sources(cache_dir: str | os.PathLike) -> list[tuple[str, int]]:
+    """(source file, its path under the corpus root; frame number in it) of each kept frame of a prepared cache, in
+    ``kept.npy``'s order: frames of one cine loop, multi-frame DICOM or volume share the file."""
     root = Path(setting_text(cache_dir, "dataset_dir"))
     kept = np.load(root / "kept.npy")
     records: dict[int, list[dict]] = {}
     for chunk in sorted({int(c) for c in kept[:, 0]}):
         records[chunk] = json.loads(_chunk_paths(root, chunk)[1].read_text())["records"]
-    return [str(records[int(chunk)][int(row)]["source"]) for chunk, row in kept]
+    return [(str(records[c][r]["source"]), int(records[c][r]["frame"])) for c, r in kept.tolist()]
 
 
 class LoadCorpusFramed(MapTransform):

@@ -132,15 +132,18 @@ def outside_folders(paths: Sequence[Path], folders: Sequence[str | os.PathLike |
 
 def split_by_source(items: Sequence[Any], sources: Sequence[str], val_fraction: float,
                     seed: int) -> tuple[list[Any], list[Any]]:
-    """(train, validation): whole sources held out by a hash of (seed, source) below ``val_fraction``.
+    """(train, validation): whole groups of items held out by a hash of (seed, group) below ``val_fraction``.
 
-    A source is a picture, or the cine loop, multi-frame DICOM or volume a corpus cache's frames come from: its
-    frames, nearly alike, never fall on both sides. The hash, not a permutation of the items, decides, so a source
-    keeps its side when the data grows (an archive extended with ``prepare-corpus``): a permutation drawn for N
-    items reshuffles at N + 1, and evaluate and resume would then score frames that training saw. Written by hand
-    because scikit-learn's group splitters also draw from the number of groups. The validation share is about
-    ``val_fraction`` (each source is a draw); with two or more sources each side gets at least one, and with one
-    source (one long loop) its frames are drawn one by one instead.
+    ``sources`` names each item's group (:func:`source_group`: a picture, or a stretch of a cine loop, multi-frame
+    DICOM or volume of a corpus cache), whose nearly alike frames never fall on both sides. The hash of the group
+    alone, not a permutation of the items, decides, so a group keeps its side when the data grows (an archive
+    extended with ``prepare-corpus``; a permutation drawn for N items reshuffles at N + 1, and evaluate and resume
+    would then score frames that training saw). Written by hand because scikit-learn's group splitters also draw
+    from the number of groups. The validation share is about ``val_fraction``. Where no group's draw falls below
+    it (a few groups), the lowest-drawn group validates anyway: a group added later either draws lower (and, new,
+    takes its place) or does not, so nothing trained on ever moves into validation. Where every group's draw falls
+    below it (a large share, few groups), the highest-drawn trains; that one can move into validation when groups
+    are added. A held-out share far from ``val_fraction`` is warned about.
 
     Raises:
         ValueError: ``val_fraction`` outside [0, 1), or ``sources`` not one per item.
@@ -149,17 +152,33 @@ def split_by_source(items: Sequence[Any], sources: Sequence[str], val_fraction: 
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
     if len(sources) != len(items):
         raise ValueError(f"{len(sources)} sources for {len(items)} items")
-    keys = list(sources) if len(set(sources)) > 1 else [f"{s}#{i}" for i, s in enumerate(sources)]
-    draws = {key: _unit_hash(seed, key) for key in set(keys)}
+    draws = {key: _unit_hash(seed, key) for key in set(sources)}
     held = {key for key, draw in draws.items() if draw < val_fraction}
     if val_fraction > 0 and len(draws) > 1:
         ranked = sorted(draws, key=draws.get)
-        if not held:  # at least one source validates
+        if not held:  # at least one group validates
             held = {ranked[0]}
         if held == set(draws):  # and at least one trains
             held -= {ranked[-1]}
-    train = [x for x, key in zip(items, keys) if key not in held]
-    return train, [x for x, key in zip(items, keys) if key in held]
+    train = [x for x, key in zip(items, sources) if key not in held]
+    val = [x for x, key in zip(items, sources) if key in held]
+    share = len(val) / max(len(items), 1)
+    if val_fraction > 0 and share > max(2 * val_fraction, val_fraction + 0.2):
+        logger.warning("%d of %d images (%.0f%%) are held out for validation, not about %.0f%%: the data has few "
+                       "source files (a long loop is held out whole, in stretches of %d frames)", len(val),
+                       len(items), 100 * share, 100 * val_fraction, FRAMES_PER_GROUP)
+    return train, val
+
+
+#: Consecutive frames of one source that a pretraining split keeps together (:func:`source_group`).
+FRAMES_PER_GROUP = 64
+
+
+def source_group(source: str, frame: int = 0) -> str:
+    """The split group of frame ``frame`` of ``source``: stretches of :data:`FRAMES_PER_GROUP` frames, so a loop's
+    neighbouring frames stay on one side (only stretch ends meet) while a single long recording can still be split,
+    by the same rule whatever else the data holds."""
+    return f"{source}#{int(frame) // FRAMES_PER_GROUP}"
 
 
 def _unit_hash(seed: int, key: str) -> float:
@@ -211,15 +230,19 @@ def pretrain_datalists(
     folder = synthetic_default(setting_text(cache_dir, "cache_dir"), num_synthetic) if dataset_dir is None else dataset_dir
     if is_corpus_cache(folder):
         files = [{"image": i} for i in range(len(CorpusFrames(folder)))]
-        sources = kept_sources(folder)
+        sources = [source_group(source, frame) for source, frame in kept_sources(folder)]
     else:
         pictures = _pictures(Path(folder), exclude)
         files = [{"image": str(p)} for p in pictures]
-        sources = [os.path.relpath(p, folder) for p in pictures]  # the folder may move; its layout stays
+        sources = [source_group(os.path.relpath(p, folder)) for p in pictures]  # the folder may move; its layout stays
     if len(files) < 2:
         raise ValueError(f"{str(folder)!r} holds {len(files)} training image(s): pretraining holds part of them out "
                          "for its validation loss and needs at least 2")
     train, val = split_by_source(files, sources, val_fraction, seed)
+    if not train or not val:
+        raise ValueError(f"all {len(files)} images under {str(folder)!r} come from one stretch of one source file "
+                         f"({sources[0].rsplit('#', 1)[0]!r}): its nearly alike frames cannot be both trained on and "
+                         "held out for the validation loss; add other files")
     logger.info("pretraining data from %s: %d train, %d validation images", folder, len(train), len(val))
     return {"train": train, "validation": val}
 

@@ -161,7 +161,7 @@ def _nifti_orientation(path: str | os.PathLike) -> np.ndarray | None:
     if int(header["qform_code"]) > 0:
         candidates.append(header.get_qform())
     for affine in candidates:
-        if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        if not _usable_affine(affine, last=affine is candidates[-1]):
             continue
         ras = io_orientation(affine)
         if np.isnan(ras).any():
@@ -177,6 +177,15 @@ def _nifti_orientation(path: str | os.PathLike) -> np.ndarray | None:
         warnings.warn(f"{path}: its sform and qform cannot be used (singular or not finite); slices are shown as "
                       "stored", UserWarning, stacklevel=3)
     return None
+
+
+def _usable_affine(affine: np.ndarray, last: bool) -> bool:
+    """Whether an sform or qform can place the axes: finite and not singular; a sheared one (columns not at right
+    angles) only where no other form follows, as ITK's NIfTI reader then prefers the qform."""
+    if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        return False
+    columns = affine[:3, :3] / np.linalg.norm(affine[:3, :3], axis=0)
+    return last or bool(np.abs(columns.T @ columns - np.eye(3)).max() <= 1e-3)
 
 
 def _display_plane(plane: np.ndarray, in_plane: tuple[int, int], orientation: np.ndarray | None) -> np.ndarray:

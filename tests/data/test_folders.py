@@ -149,14 +149,50 @@ def test_the_pretraining_split_keeps_every_source_on_its_side_when_the_data_grow
 
 
 def test_frames_of_one_source_never_fall_on_both_sides() -> None:
-    from monai_ext.data.folders import split_by_source
+    from monai_ext.data.folders import source_group, split_by_source
 
-    sources = [f"loop{i // 6}.mp4" for i in range(60)]  # 10 cine loops of 6 frames
+    sources = [source_group(f"loop{i // 6}.mp4", i % 6) for i in range(60)]  # 10 cine loops of 6 frames
     items = list(range(60))
     train, val = split_by_source(items, sources, 0.2, 0)
     assert val and not {sources[i] for i in train} & {sources[i] for i in val}
-    one = split_by_source(items[:6], sources[:6], 0.2, 0)  # one loop only: its frames are drawn one by one
-    assert one[0] and one[1]
+    assert len({s.rsplit("#", 1)[0] for s in sources}) == 10 == len(set(sources))
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_long_loop_beside_a_few_pictures_is_split_in_stretches_not_held_out_whole(seed) -> None:
+    """One 600-frame loop and two pictures: the loop was one group, held out whole for a third of the seeds (the
+    model then trained on 2 frames); and per-frame draws for a one-source corpus turned into per-source draws when a
+    file was added, moving trained frames into validation."""
+    from monai_ext.data.folders import FRAMES_PER_GROUP, source_group, split_by_source
+
+    loop = [source_group("clinic/loop.avi", f) for f in range(600)]
+    sources = loop + [source_group("clinic/a.png"), source_group("clinic/b.png")]
+    train, val = split_by_source(range(602), sources, 0.1, seed)
+    assert len(train) >= FRAMES_PER_GROUP and val  # never the 2 pictures alone; a large share is warned about
+    alone_train, _ = split_by_source(range(600), loop, 0.1, seed)  # the loop before the pictures came
+    assert not set(alone_train) & set(val)  # nothing trained on moves into validation
+
+
+def test_a_tiny_share_still_holds_out_a_group_and_a_large_held_out_share_is_warned(caplog) -> None:
+    from monai_ext.data.folders import split_by_source
+
+    for seed in range(6):  # no draw below 1e-9: the lowest-drawn group validates, "a" (9 of 10) for some seeds
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            train, val = split_by_source(range(10), ["a"] * 9 + ["b"], 1e-9, seed)
+        assert train and val and sorted(train + val) == list(range(10))
+        assert ("held out for validation, not about" in caplog.text) == (len(val) == 9)
+
+
+def test_pictures_all_from_one_stretch_of_one_file_are_refused(tmp_path) -> None:
+    from monai_ext.data.corpus import CorpusOptions, prepare_corpus
+    from monai_ext.data.folders import pretrain_datalists
+    from monai_ext.io.writers import write_dicom_frames
+
+    write_dicom_frames(np.random.default_rng(1).integers(0, 255, (5, 48, 64), np.uint8), tmp_path / "r" / "a" / "x.dcm")
+    prepare_corpus(tmp_path / "r", tmp_path / "cache", CorpusOptions(size=32, deannotate=False, dedup_threshold=-1))
+    with pytest.raises(ValueError, match=r"come from one stretch of one source file \('a/x.dcm'\)"):
+        pretrain_datalists(tmp_path / "cache", tmp_path / "c", val_fraction=0.2)
 
 
 @pytest.mark.parametrize("fraction", [0.001, 0.999])
@@ -180,6 +216,6 @@ def test_a_corpus_cache_is_split_by_the_files_its_frames_come_from(tmp_path) -> 
     prepare_corpus(tmp_path / "root", tmp_path / "cache", CorpusOptions(size=32, deannotate=False, dedup_threshold=-1))
     sources = kept_sources(tmp_path / "cache")
     lists = pretrain_datalists(tmp_path / "cache", tmp_path / "c", val_fraction=0.3, seed=1)
-    train = {sources[it["image"]] for it in lists["train"]}
-    val = {sources[it["image"]] for it in lists["validation"]}
+    train = {sources[it["image"]][0] for it in lists["train"]}
+    val = {sources[it["image"]][0] for it in lists["validation"]}
     assert train and val and not train & val and len(train | val) == 6

@@ -271,3 +271,14 @@ def test_colour_itk_images_of_components_itk_does_not_wrap_are_read(tmp_path, dt
     frame = first_volume_frame(tmp_path / "colour.mha")
     assert frame.shape == (ROWS, COLS, 3)
     assert np.corrcoef(frame.reshape(-1), rgb.reshape(-1).astype(float))[0, 1] > 0.99  # windowed, not scrambled
+
+
+def test_a_sheared_sform_gives_way_to_the_qform_as_in_itk(tmp_path) -> None:
+    gray = picture(13)
+    image = nib.Nifti1Image(np.ascontiguousarray(gray[::-1].T), None)
+    sheared = np.diag([1.0, -1.0, 1.0, 1.0])
+    sheared[0, 1] = 0.5
+    image.set_sform(sheared, code=1)
+    image.set_qform(np.diag([-1.0, 1.0, 1.0, 1.0]), code=1)  # L, A: rows stored flipped
+    nib.save(image, str(tmp_path / "sheared.nii"))
+    np.testing.assert_array_equal(first_volume_frame(tmp_path / "sheared.nii"), gray)
