@@ -155,25 +155,26 @@ def _rgb_scene() -> np.ndarray:
     return scene
 
 
+def _with_rgb_ids(stream: bytes) -> bytes:
+    """``stream`` with its three components named 'R', 'G', 'B' in the frame header and the scan header."""
+    named = bytearray(stream)
+    sof, sos = named.find(b"\xff\xc0"), named.find(b"\xff\xda")
+    for k, c in enumerate(b"RGB"):
+        named[sof + 10 + 3 * k], named[sos + 5 + 2 * k] = c, c
+    return bytes(named)
+
+
 def _rgb_id_stream(scene: np.ndarray) -> bytes:
     """A JPEG whose planes hold R, G, B untransformed, with component ids 'R', 'G', 'B' (as Adobe-style encoders
     write RGB): PIL writes the planes as given when told the image is YCbCr; the ids are then set."""
     buffer = io.BytesIO()
     Image.fromarray(scene, "YCbCr").save(buffer, "JPEG", quality=95, subsampling=0)
-    stream = bytearray(_without_app0(buffer.getvalue()))
-    sof, sos = stream.find(b"\xff\xc0"), stream.find(b"\xff\xda")
-    for k, c in enumerate(b"RGB"):
-        stream[sof + 10 + 3 * k], stream[sos + 5 + 2 * k] = c, c
-    return bytes(stream)
+    return _with_rgb_ids(_without_app0(buffer.getvalue()))
 
 
 def _jfif_stream_with_rgb_ids(scene: np.ndarray) -> bytes:
     """A JFIF (YCbCr) stream whose components are nevertheless named 'R', 'G', 'B': libjpeg goes by JFIF."""
-    stream = bytearray(cv2.imencode(".jpg", scene[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes())
-    sof, sos = stream.find(b"\xff\xc0"), stream.find(b"\xff\xda")
-    for k, c in enumerate(b"RGB"):
-        stream[sof + 10 + 3 * k], stream[sos + 5 + 2 * k] = c, c
-    return bytes(stream)
+    return _with_rgb_ids(cv2.imencode(".jpg", scene[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes())
 
 
 def _adobe_ycbcr_stream(scene: np.ndarray) -> bytes:
