@@ -611,9 +611,10 @@ def inference_files(input_dir: str | os.PathLike | None, input_files: str | os.P
 
     input_dir, output_dir = path_setting(input_dir, "input_dir"), path_setting(output_dir, "output_dir")
     if is_corpus_cache(input_dir):  # its only picture is report.png: a run would "predict" the report's chart
+        score = (", or score the cache with the evaluate overlay (--dataset_dir CACHE --eval_split all)"
+                 if pictures_only else "")  # the pretraining bundle's; the others do not read caches
         raise ValueError(f"--input_dir {input_dir!r} is a prepare-corpus cache, whose frames are not files to "
-                         "predict; give the folder of the source files, or score the cache with the evaluate "
-                         "overlay (--dataset_dir CACHE --eval_split all)")
+                         f"predict; give the folder of the source files{score}")
     suffixes = IMAGE_SUFFIXES if pictures_only else SINGLE_IMAGE_SUFFIXES
     found, others, listed = _folder_inputs(input_dir, suffixes, output_dir)
     named = path_list_setting(input_files, "input_files")

@@ -163,7 +163,7 @@ def split_by_source(items: Sequence[Any], sources: Sequence[str], val_fraction: 
     train = [x for x, key in zip(items, sources) if key not in held]
     val = [x for x, key in zip(items, sources) if key in held]
     share = len(val) / max(len(items), 1)
-    if val_fraction > 0 and share > max(2 * val_fraction, val_fraction + 0.2):
+    if val_fraction > 0 and (share > max(2 * val_fraction, val_fraction + 0.2) or share < val_fraction / 2):
         logger.warning("%d of %d images (%.0f%%) are held out for validation, not about %.0f%%: the data has few "
                        "source files (a long loop is held out whole, in stretches of %d frames)", len(val),
                        len(items), 100 * share, 100 * val_fraction, FRAMES_PER_GROUP)

@@ -60,7 +60,7 @@ class FrameOptions:
     Args:
         frame_stride: keep every n-th frame of cine loops, multi-frame DICOM and multi-page TIFF, and time point of
             4-D volumes.
-        slice_axis: volume axis to slice along, in (x, y, z) order (2: axial slices of a NIfTI volume).
+        slice_axis: stored volume axis to slice along, in (x, y, z) order (2: the acquired slices).
         slice_stride: keep every n-th slice.
         modality: keep only DICOM files of this Modality (e.g. "US"); None keeps all.
     """

@@ -239,7 +239,7 @@ def iter_volume_frames(path: str | os.PathLike, slice_axis: int = 2, slice_strid
 
     Args:
         path: a NIfTI, NRRD, MHA or MHD file.
-        slice_axis: axis to slice along, in (x, y, z) order (2: axial slices); a 2-D image, or a volume one plane
+        slice_axis: stored axis to slice along, in (x, y, z) order (2: the acquired slices); a 2-D image, or a volume one plane
             thick along any axis, is one slice.
         slice_stride: keep every n-th slice.
         frame_stride: keep every n-th time point of a 4-D (x, y, z, t) file.

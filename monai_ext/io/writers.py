@@ -115,8 +115,9 @@ def write_dicom_values(values: np.ndarray, path: str | os.PathLike, bits_stored:
 
 
 #: A NIfTI affine (RAS) whose stored axes run along the patient's L, P and S: an axial slice stored (x, y) shows as
-#: stored, columns x and rows y, in ITK-SNAP, 3D Slicer and :mod:`monai_ext.io.volumes` (the identity, RAS, would
-#: show it turned by 180 degrees).
+#: stored, columns x and rows y, in ITK-SNAP, 3D Slicer and :mod:`monai_ext.io.volumes` (with the identity, RAS,
+#: the viewers and this package show the slices of a volume turned by 180 degrees; this package shows a one-plane
+#: file with it as stored, the identity being what writers give when they know no orientation).
 LPS_AFFINE = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 

@@ -575,5 +575,8 @@ def test_a_corpus_cache_given_to_inference_is_refused_in_words(tmp_path):
 
     write_dicom_frames(np.random.default_rng(0).integers(0, 255, (2, 48, 64), np.uint8), tmp_path / "root" / "a" / "x.dcm")
     prepare_corpus(tmp_path / "root", tmp_path / "cache", CorpusOptions(size=32, deannotate=False))
-    with pytest.raises(ValueError, match="is a prepare-corpus cache, whose frames are not files to predict"):
+    with pytest.raises(ValueError, match="is a prepare-corpus cache, whose frames are not files to predict") as e:
         inference_files(tmp_path / "cache", None, pictures_only=True)
+    assert "--eval_split all" in str(e.value)  # the pretraining bundle's evaluate reads caches; the others do not
+    with pytest.raises(ValueError, match="give the folder of the source files$"):
+        inference_files(tmp_path / "cache", None)

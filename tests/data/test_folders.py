@@ -219,3 +219,15 @@ def test_a_corpus_cache_is_split_by_the_files_its_frames_come_from(tmp_path) -> 
     train = {sources[it["image"]][0] for it in lists["train"]}
     val = {sources[it["image"]][0] for it in lists["validation"]}
     assert train and val and not train & val and len(train | val) == 6
+
+
+def test_a_held_out_share_far_below_val_fraction_is_warned(caplog) -> None:
+    """Two 64-frame loops and a picture: some seeds hold out the picture alone, 1 of 129 images."""
+    from monai_ext.data.folders import source_group, split_by_source
+
+    sources = [source_group(f"loop{k}.avi", f) for k in range(2) for f in range(64)] + [source_group("a.png")]
+    for seed in range(8):
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            _, val = split_by_source(range(129), sources, 0.1, seed)
+        assert ("held out for validation, not about 10%" in caplog.text) == (len(val) in (1, 64, 65, 128))
