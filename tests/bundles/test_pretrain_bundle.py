@@ -41,7 +41,7 @@ def test_training_writes_history_best_model_grid_and_checkpoint(trained) -> None
     assert model.arch_args["img_size"] == 64
     grid = cv2.imread(str(out / "eval" / "reconstructions" / "latest.png"))
     assert grid.shape == (2 * 192, 4 * 192, 3)  # 2 images x 4 columns, 64 px panels enlarged 3x for the captions
-    assert (out / "models" / "checkpoint_iteration=4.pt").is_file()  # 18 train images // 8 = 2 steps x 2 epochs
+    assert (out / "models" / "checkpoint_iteration=4.pt").is_file()  # 17 train images // 8 = 2 steps x 2 epochs
     assert "reconstruction grid:" in result.stdout
 
 

@@ -82,6 +82,8 @@ def test_pretrain_run_is_tracked_and_a_crashed_run_is_marked_failed(server, tmp_
     """A run that stops on non-finite losses ends FAILED; the next run of the same experiment is a new run that
     records params, per-iteration metrics, the representation monitor's scores and artifacts (one experiment for
     both saves a bundle run)."""
+    from monai_ext.data.folders import pretrain_datalists
+
     overrides = {**tiny_pretrain_overrides(tmp_path, tmp_path / "cache", epochs=2), **tracked(PRETRAIN, server, "pre")}
     # An overlay poisons the weights after the first step; the next loss is non-finite and the run stops.
     (tmp_path / "poison.yaml").write_text(POISON_AFTER_ITERATION_1)
@@ -106,7 +108,9 @@ def test_pretrain_run_is_tracked_and_a_crashed_run_is_marked_failed(server, tmp_
     assert len(client.get_metric_history(run.info.run_id, "monitor_knn_accuracy")) == 3
     params, tags = run.data.params, run.data.tags
     assert params["arch"] == "mae_vit_tiny_patch16_dec128d2b" and params["recipe"] == "ultrasound"
-    assert len(params["dataset_hash"]) == 16 and params["dataset_sizes"] == "18,6"
+    split = pretrain_datalists(None, tmp_path / "cache", num_synthetic=24, val_fraction=0.25, seed=42)  # the run's
+    assert len(params["dataset_hash"]) == 16
+    assert params["dataset_sizes"] == f"{len(split['train'])},{len(split['validation'])}" == "17,7"
     assert tags["bundle"] == "usf_mae_pretrain" and tags["bundle_version"] and len(tags["git_commit"]) in (7, 40)
     train_loss = client.get_metric_history(run.info.run_id, "train_loss")
     assert [m.step for m in train_loss] == [1, 2, 3, 4]  # per iteration: 2 steps x 2 epochs
