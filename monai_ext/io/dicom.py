@@ -496,11 +496,13 @@ def first_dicom_frame(ds: Any, source: str) -> np.ndarray:
 def _decoded_frames(ds: Any, indices: range, source: str, tools: SimpleNamespace) -> Iterable[np.ndarray]:
     """Frames ``indices`` as decoded (stored values), colour converted to RGB by the same pydicom function in
     either version: pydicom 3 is asked for the codec's raw output (``as_rgb=False``) as 2.4 gives it."""
-    photometric = _codestream_photometric(ds, source)
+    first = _first_jpeg_frame(ds)
+    stream_is_rgb = None if first is None else _jpeg_stream_is_rgb(first)  # its markers, read once
+    photometric = _codestream_photometric(ds, source, stream_is_rgb)
     if photometric != str(ds.get("PhotometricInterpretation", "")).strip():
         # the codecs of both pydicom versions then return a YCbCr stream's planes, converted below as any YBR file's
         ds.PhotometricInterpretation = photometric
-    if tools.iter_pixels is None and _is_rgb_marked_jpeg(ds):
+    if tools.iter_pixels is None and stream_is_rgb is True:
         # an RGB stream's planes are RGB already, but pydicom 2.4's libjpeg converts a frame labelled RGB from
         # YCbCr itself: labelled YBR, it leaves them alone (and nothing converts them below, photometric being RGB)
         ds.PhotometricInterpretation = "YBR_FULL"
@@ -518,9 +520,9 @@ def _decoded_frames(ds: Any, indices: range, source: str, tools: SimpleNamespace
     return frames
 
 
-def _codestream_photometric(ds: Any, source: str) -> str:
-    """The colour space a 3-sample lossy JPEG stream declares, where it contradicts the header's
-    ``PhotometricInterpretation``; else the header's.
+def _codestream_photometric(ds: Any, source: str, stream_is_rgb: bool | None) -> str:
+    """The colour space a 3-sample lossy JPEG stream declares (``stream_is_rgb``, :func:`_jpeg_stream_is_rgb` of its
+    first frame), where it contradicts the header's ``PhotometricInterpretation``; else the header's.
 
     Many exports wrap a JFIF frame, which is YCbCr by definition, and keep "RGB" in the header; others label an RGB
     stream (component ids 'R', 'G', 'B', or an Adobe APP14 marker with transform 0) YBR_FULL_422, or a YCbCr one
@@ -533,23 +535,14 @@ def _codestream_photometric(ds: Any, source: str) -> str:
     from pydicom.uid import JPEGBaseline8Bit
 
     photometric = str(ds.get("PhotometricInterpretation", "")).strip()
-    first = _first_jpeg_frame(ds) if photometric in ("RGB", *_YBR_TO_CONVERT) else None
-    if first is None:
+    if photometric not in ("RGB", *_YBR_TO_CONVERT) or stream_is_rgb is None or \
+            stream_is_rgb == (photometric == "RGB"):
         return photometric
     syntax = ds.file_meta.TransferSyntaxUID
-    stream_is_rgb = _jpeg_stream_is_rgb(first)
-    if stream_is_rgb is None or stream_is_rgb == (photometric == "RGB"):
-        return photometric
     corrected = "RGB" if stream_is_rgb else "YBR_FULL_422" if syntax == JPEGBaseline8Bit else "YBR_FULL"
     warnings.warn(f"{source}: PhotometricInterpretation is {photometric!r} but its JPEG stream's markers say "
                   f"{'RGB' if stream_is_rgb else 'YCbCr'}; read as {corrected!r}", UserWarning, stacklevel=2)
     return corrected
-
-
-def _is_rgb_marked_jpeg(ds: Any) -> bool:
-    """Whether a 3-sample lossy JPEG dataset's first frame carries markers that say RGB (:func:`_jpeg_stream_is_rgb`)."""
-    first = _first_jpeg_frame(ds)
-    return first is not None and _jpeg_stream_is_rgb(first) is True
 
 
 def _first_jpeg_frame(ds: Any) -> bytes | None:

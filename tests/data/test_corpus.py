@@ -299,14 +299,23 @@ def test_evaluation_images_are_kept_out_whatever_the_corpus_settings(tmp_path, m
                                                   "reason": "evalset/broken.png: empty file (0 bytes)"}]
 
 
+#: Small chunks, no near-duplicate merging: what the rerun tests need to see chunks read again or kept.
+RERUN_OPTIONS = CorpusOptions(size=32, files_per_chunk=2, dedup_threshold=-1)
+
+
+def _site_of_scans(tmp_path, count: int, first_seed: int):
+    """``ROOT/site`` with ``count`` simulated scans ``scan_<i>.png`` (seeds from ``first_seed``)."""
+    site = tmp_path / "root" / "site"
+    site.mkdir(parents=True)
+    for i in range(count):
+        cv2.imwrite(str(site / f"scan_{i}.png"), us_image(64, first_seed + i))
+    return site
+
+
 def test_a_rerun_ingests_the_files_added_since_and_refuses_another_root(tmp_path, caplog):
     """A rerun into the same --out used to reuse the stored plan as it was: files added to the archive were never
     ingested, and a run over another root reported the old root's cache as its own."""
-    options = CorpusOptions(size=32, files_per_chunk=2, dedup_threshold=-1)
-    site = tmp_path / "root" / "site"
-    site.mkdir(parents=True)
-    for i in range(3):
-        cv2.imwrite(str(site / f"scan_{i}.png"), us_image(64, 10 + i))
+    options, site = RERUN_OPTIONS, _site_of_scans(tmp_path, 3, first_seed=10)
     out = tmp_path / "cache"
     assert prepare_corpus(tmp_path / "root", out, options)["kept"] == 3
     before = {p.name: p.stat().st_mtime_ns for p in (out / "chunks").iterdir()}
@@ -474,11 +483,7 @@ def test_a_rerun_after_a_refused_first_run_into_an_out_inside_the_root_goes_on(t
 def test_a_file_gone_from_a_chunk_read_again_keeps_its_cached_frames(tmp_path, caplog):
     """The warning says the frames of files no longer under the root stay; when another file of their chunk changed
     they were lost and the gone file listed as unreadable."""
-    options = CorpusOptions(size=32, files_per_chunk=2, dedup_threshold=-1)
-    site = tmp_path / "root" / "site"
-    site.mkdir(parents=True)
-    for i in range(2):
-        cv2.imwrite(str(site / f"scan_{i}.png"), us_image(64, 90 + i))
+    options, site = RERUN_OPTIONS, _site_of_scans(tmp_path, 2, first_seed=90)
     out = tmp_path / "cache"
     prepare_corpus(tmp_path / "root", out, options)
     before = {r["source"]: r["sha256"] for r in manifest(out)}
