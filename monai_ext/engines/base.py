@@ -161,13 +161,20 @@ class RobustStepTrainer(SupervisedTrainer):
         """Compute ``(loss, outputs)`` for one micro-batch (called inside autocast)."""
         raise NotImplementedError
 
-    def _micro_step_flags(self, engine: RobustStepTrainer) -> tuple[bool, bool]:
-        """(zero the gradients before this micro-step, step the optimiser after it)."""
+    def _micro_step_flags(self, engine: RobustStepTrainer) -> tuple[bool, bool, int]:
+        """(zero the gradients before this micro-step, step the optimiser after it, micro-steps in its window).
+
+        The last window of an epoch is shorter when ``accumulation_steps`` does not divide the epoch; its loss is
+        divided by its own length, so that its step follows the mean gradient of its images as every other step
+        does (divided by ``accumulation_steps``, its gradient would be scaled down by the missing micro-steps).
+        """
         acc = engine.accumulation_steps
         length = engine.state.epoch_length
         local = (engine.state.iteration - 1) % length if length else engine.state.iteration - 1
         last_of_epoch = length is not None and local + 1 == length
-        return local % acc == 0, (local + 1) % acc == 0 or last_of_epoch
+        window_start = local - local % acc
+        window = min(acc, length - window_start) if length else acc
+        return local % acc == 0, (local + 1) % acc == 0 or last_of_epoch, window
 
     def _logs_loss(self, engine: RobustStepTrainer) -> bool:
         return logs_loss(engine, self.log_interval)
@@ -203,7 +210,7 @@ class RobustStepTrainer(SupervisedTrainer):
     def _iteration(self, engine: RobustStepTrainer, batchdata: Any) -> dict[str, torch.Tensor]:
         if batchdata is None:
             raise ValueError("Must provide batch data for current iteration.")
-        zero_grad, step = self._micro_step_flags(engine)
+        zero_grad, step, window = self._micro_step_flags(engine)
         engine.network.train()
         if zero_grad:
             engine.optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
@@ -214,7 +221,7 @@ class RobustStepTrainer(SupervisedTrainer):
                 loss, outputs = self.forward_loss(engine, batchdata)
             engine.fire_event(IterationEvents.FORWARD_COMPLETED)
             engine.fire_event(IterationEvents.LOSS_COMPLETED)
-            (loss / engine.accumulation_steps).backward()
+            (loss / window).backward()
             engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
         if step:
             self._optimizer_step(engine, loss.detach())

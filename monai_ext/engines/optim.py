@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -13,6 +14,8 @@ from monai_ext.engines.distributed import is_main_process
 
 #: Parameters that never get weight decay besides biases and norm weights (every tensor of ndim <= 1).
 NO_DECAY_NAMES = ("cls_token", "mask_token", "pos_embed", "decoder_pos_embed")
+
+logger = logging.getLogger(__name__)
 
 
 def scaled_lr(base_lr: float, batch_size: int, accumulation_steps: int = 1, world_size: int = 1,
@@ -119,6 +122,11 @@ class WarmupCosineLR(LambdaLR):
         # One multiplier for every group: groups scaled by layer-wise decay keep their ratio down to the end, as in
         # MAE (where min_lr is reached by the largest group).
         peak = max(group.get("initial_lr", group["lr"]) for group in optimizer.param_groups)
+        if min_lr >= peak and is_main_process():
+            # min_lr is absolute while the peak scales with the batch: a small batch can put the peak below it
+            logger.warning("min_lr %g is not below the peak lr %g: the lr stays at its peak after warmup, with no "
+                           "cosine decay; lower min_lr (or raise base_lr or the batch) for a decaying schedule",
+                           min_lr, peak)
         factor = min(1.0, min_lr / peak)
         super().__init__(optimizer, lambda s: warmup_cosine_factor(s, self.warmup_steps, self.total_steps, factor),
                          last_epoch)

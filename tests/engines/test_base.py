@@ -89,3 +89,43 @@ def test_every_bundles_mlflow_loss_curve_under_torchrun_keeps_to_the_averaged_it
                ["configs"]["trainer"]["iteration_log"] for name in ("usf_mae_pretrain", "usf_mae_classify",
                                                                      "usf_mae_segment")}
     assert all("monai_ext.engines.base.logs_loss(engine, @log_interval)" in text for text in filters.values()), filters
+
+
+@pytest.mark.parametrize("micro_batches, accumulation", [(5, 2), (7, 3), (4, 4), (3, 1)])
+def test_every_optimiser_step_follows_the_mean_gradient_of_its_window(micro_batches, accumulation) -> None:
+    """An epoch whose length ``accumulation_steps`` does not divide ends on a shorter window. Its loss was divided by
+    ``accumulation_steps``, so that step took a fraction of the gradient (half of it for 5 micro-batches by 2)."""
+    import torch
+    from ignite.engine import Events
+    from torch import nn
+
+    from monai_ext.engines.classification import ClassificationTrainer
+    from tests.engines.test_nonfinite_guard import FINITE, batch
+
+    torch.manual_seed(0)
+    network = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    reference = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    batches = [batch(FINITE, i) for i in range(micro_batches)]
+    optimizer = torch.optim.SGD(network.parameters(), lr=0.1)
+    trainer = ClassificationTrainer(
+        device=torch.device("cpu"), max_epochs=1, train_data_loader=batches, network=network, optimizer=optimizer,
+        loss_function=nn.CrossEntropyLoss(), precision="fp32", accumulation_steps=accumulation, clip_grad_norm=None,
+    )
+    windows = [list(range(start, min(start + accumulation, micro_batches)))
+               for start in range(0, micro_batches, accumulation)]
+    used, expected = [], []
+
+    def keep_gradient(opt, args, kwargs) -> None:
+        used.append(torch.cat([p.grad.flatten() for p in network.parameters()]))
+        # the reference: the gradient of the mean loss over the window's micro-batches, at the same weights
+        reference.load_state_dict(network.state_dict())
+        window = windows[len(used) - 1]
+        loss = sum(nn.functional.cross_entropy(reference(batches[i]["image"]), batches[i]["label"]) for i in window)
+        grads = torch.autograd.grad(loss / len(window), list(reference.parameters()))
+        expected.append(torch.cat([g.flatten() for g in grads]))
+
+    optimizer.register_step_pre_hook(keep_gradient)
+    trainer.run()
+    assert len(used) == len(windows)
+    for step, (got, want) in enumerate(zip(used, expected)):
+        assert torch.allclose(got, want, atol=1e-6), f"step {step} of windows {windows}: {got.norm()} vs {want.norm()}"
