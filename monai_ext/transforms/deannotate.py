@@ -33,7 +33,15 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends, convert_to_dst_type
 
-from monai_ext.transforms.fov import FieldOfView, detect_screen_fov, display_scale, to_gray_uint8, to_hwc_uint8
+from monai_ext.transforms.fov import (
+    FieldOfView,
+    channel_last,
+    detect_screen_fov,
+    display_scale,
+    to_gray_uint8,
+    to_hwc_uint8,
+)
+from monai_ext.transforms.intensity import ToGrayscale
 from monai_ext.transforms.tint import channel_spread, display_tint, map_deviation
 
 #: Inpainting radius in pixels (OpenCV's Telea method).
@@ -230,14 +238,24 @@ def deannotate(image: Any, fov: FieldOfView | None = None, margin: int = 2, chro
     return Deannotation(cleaned, outside | marks, fov, flow)
 
 
-def _gray_out(cleaned: np.ndarray, like: Any) -> Any:
-    """(H, W) uint8 -> (1, H, W) in ``like``'s type, device, dtype and value range: the scaling of
-    :func:`to_hwc_uint8` undone (uint16 and int32 back to 0-65535, floats back to [0, 1] or [0, 255]), so the
-    transforms after this one see the same range with or without it."""
-    values = like.detach().cpu().numpy() if isinstance(like, torch.Tensor) else np.asarray(like)
-    out = cleaned[None].astype(np.float32) / display_scale(values)
-    if not np.issubdtype(values.dtype, np.floating):
-        out = np.rint(out)
+def _gray_out(cleaned: np.ndarray, like: Any, hwc: np.ndarray) -> Any:
+    """The 8-bit result (H, W) of a repair of ``like`` (whose (H, W, C) view is ``hwc``) -> (1, H, W) in ``like``'s
+    type, device, dtype and value range, so the transforms after this one see the same range with or without it.
+
+    Only the pixels the repair changed take its 8-bit values (scaled back: uint16 and int32 to 0-65535, floats to
+    [0, 1] or [0, 255]); every other pixel keeps the input's own gray at full precision (16-bit and float frames
+    were quantised to 256 levels everywhere).
+    """
+    full = ToGrayscale()(np.moveaxis(hwc, -1, 0))[0]  # (H, W) luma in the input's dtype (integers rounded)
+    repaired = cleaned.astype(np.float32) / display_scale(hwc)
+    is_float = np.issubdtype(hwc.dtype, np.floating)
+    if not is_float:
+        repaired = np.rint(repaired)
+    # a pixel the repair left as it was keeps its own value; one it set to 0 (blanked, or masked colour) stays 0
+    # even where the input's 8-bit gray was 0 already
+    kept = (cleaned == to_gray_uint8(hwc)) & (cleaned > 0)
+    kept &= np.isfinite(full) if is_float else True  # NaN and inf pixels stay 0, as to_hwc_uint8 made them
+    out = np.where(kept, full.astype(np.float32), repaired)[None]
     return convert_to_dst_type(out, like, dtype=like.dtype)[0]
 
 
@@ -255,7 +273,8 @@ class Deannotate(Transform):
         self.kwargs = _checked_options(kwargs)
 
     def __call__(self, img: Any) -> Any:
-        return _gray_out(deannotate(img, **self.kwargs).image, img)
+        hwc = channel_last(img)
+        return _gray_out(deannotate(hwc, **self.kwargs).image, img, hwc)
 
 
 class Deannotated(MapTransform):
@@ -274,8 +293,9 @@ class Deannotated(MapTransform):
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         for key in self.key_iterator(d):
-            result = deannotate(d[key], **self.kwargs)
-            d[key] = _gray_out(result.image, d[key])
+            hwc = channel_last(d[key])
+            result = deannotate(hwc, **self.kwargs)
+            d[key] = _gray_out(result.image, d[key], hwc)
             if self.annotation_key:
                 d[self.annotation_key] = result.annotations[None]
             if self.fov_key:
@@ -305,14 +325,15 @@ class DopplerToGray(Transform):
         self.chroma = chroma
 
     def __call__(self, img: Any) -> Any:
-        rgb = to_hwc_uint8(img)
+        hwc = channel_last(img)
+        rgb = to_hwc_uint8(hwc)
         gray = to_gray_uint8(rgb)
         colour = colour_mask(rgb, self.chroma)
         if self.mode == "mask":
             gray = np.where(colour, 0, gray).astype(np.uint8)
         elif colour.any():
             gray = cv2.inpaint(gray, colour.astype(np.uint8), INPAINT_RADIUS, cv2.INPAINT_TELEA)
-        return _gray_out(gray, img)
+        return _gray_out(gray, img, hwc)
 
 
 class DopplerToGrayd(MapTransform):
@@ -331,6 +352,6 @@ class DopplerToGrayd(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             if self.colour_key:
-                d[self.colour_key] = colour_mask(to_hwc_uint8(d[key]), self.converter.chroma)[None]
+                d[self.colour_key] = colour_mask(to_hwc_uint8(channel_last(d[key])), self.converter.chroma)[None]
             d[key] = self.converter(d[key])
         return d

@@ -23,7 +23,7 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends
 
-from monai_ext.transforms.intensity import integer_peak
+from monai_ext.transforms.intensity import FLOAT_UNIT_RANGE_LIMIT, float_peak, integer_peak
 
 #: A fitted model must agree with the detected region at least this well (IoU) to replace it.
 MIN_MODEL_IOU = 0.9
@@ -59,20 +59,13 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return np.count_nonzero(a & b) / union if union else 0.0
 
 
-#: A float image whose largest finite value is above this is taken as [0, 255], else as [0, 1]: above 1 and not
-#: above 1.5 is a [0, 1] frame overshooting after bicubic resizing or noise (a [0, 255] frame that dark is black).
-FLOAT_UNIT_RANGE_LIMIT = 1.5
-
-
 def display_scale(img: np.ndarray) -> float:
     """The factor that takes ``img``'s values to [0, 255]: integer types by their full scale (uint16 / 257, and
-    int32, PIL's container of 16-bit PNGs, as 16-bit: see :func:`integer_peak`); floats are taken as [0, 1], or as
-    [0, 255] when their largest finite value exceeds ``FLOAT_UNIT_RANGE_LIMIT`` (NaN and inf are ignored: one bad
-    pixel must not decide it)."""
-    if np.issubdtype(img.dtype, np.integer):
-        return 255.0 / integer_peak(img.dtype)
-    finite_max = float(np.max(img, initial=0, where=np.isfinite(img)))
-    return 255.0 if finite_max <= FLOAT_UNIT_RANGE_LIMIT else 1.0
+    int32, PIL's container of 16-bit PNGs, as 16-bit: see :func:`integer_peak`); floats by :func:`float_peak`
+    ([0, 1], or [0, 255] when their largest finite value exceeds ``FLOAT_UNIT_RANGE_LIMIT``)."""
+    if np.issubdtype(img.dtype, np.floating):
+        return 255.0 / float_peak(img)
+    return 255.0 / integer_peak(img.dtype)
 
 
 def to_hwc_uint8(image: Any) -> np.ndarray:
@@ -90,6 +83,24 @@ def to_hwc_uint8(image: Any) -> np.ndarray:
         values = np.nan_to_num(img.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
         img = np.clip(np.rint(values * display_scale(img)), 0, 255).astype(np.uint8)
     return np.ascontiguousarray(img[..., :3] if img.shape[-1] >= 3 else img[..., :1])
+
+
+def channel_last(image: Any) -> np.ndarray:
+    """(C, H, W) image, C of 1 to 4, or (H, W, C) or (H, W) (numpy or tensor) -> (H, W, C) numpy view.
+
+    Channel-first wins whenever the first axis can be channels: the transforms documented as channel-first hand
+    their input over this way, so that :func:`to_hwc_uint8`'s guess never reads a narrow (C, H, W) image (a width
+    of 1 to 4) as (H, W, C).
+    """
+    img = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+    if img.ndim == 2:
+        return img[..., None]
+    if img.ndim == 3 and img.shape[0] in (1, 2, 3, 4):
+        return np.moveaxis(img, 0, -1)
+    if img.ndim == 3 and img.shape[-1] in (1, 2, 3, 4):
+        return img
+    raise ValueError(f"expected an image (C, H, W) or (H, W, C) with 1 to 4 channels, or (H, W), got shape "
+                     f"{tuple(img.shape)!r}")
 
 
 def to_gray_uint8(image: Any) -> np.ndarray:
@@ -463,7 +474,7 @@ class FieldOfViewMask(Transform):
         self.threshold = threshold
 
     def __call__(self, img: Any, region_box: Sequence[int] | None = None) -> Any:
-        return _like(screen_or_region_fov(img, self.threshold, region_box).mask, img)
+        return _like(screen_or_region_fov(channel_last(img), self.threshold, region_box).mask, img)
 
 
 class FieldOfViewMaskd(MapTransform):
@@ -486,7 +497,7 @@ class FieldOfViewMaskd(MapTransform):
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         for key in self.key_iterator(d):
-            fov = screen_or_region_fov(d[key], self.threshold, d.get(self.region_key))
+            fov = screen_or_region_fov(channel_last(d[key]), self.threshold, d.get(self.region_key))
             d[self.mask_key] = _like(fov.mask, d[key])
             d[f"{self.mask_key}_bbox"] = fov.bbox
         return d

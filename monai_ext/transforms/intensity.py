@@ -22,11 +22,38 @@ def is_float_dtype(dtype: np.dtype | torch.dtype) -> bool:
     return dtype.is_floating_point if isinstance(dtype, torch.dtype) else bool(np.issubdtype(dtype, np.floating))
 
 
+#: A float image whose largest finite value is above this is taken as [0, 255], else as [0, 1]: above 1 and not
+#: above 1.5 is a [0, 1] frame overshooting after bicubic resizing or noise (a [0, 255] frame that dark is black).
+FLOAT_UNIT_RANGE_LIMIT = 1.5
+
+
 def integer_peak(dtype: np.dtype | torch.dtype) -> float:
     """Full-scale value of an integer image type (numpy or torch): the type's maximum, except int32, which holds
-    16-bit images (see ``INT32_IMAGE_PEAK``)."""
+    16-bit images (see ``INT32_IMAGE_PEAK``); a boolean image is 0 / 1.
+
+    Raises:
+        ValueError: a 64-bit or unsigned 32-bit type. No reader stores pictures so (``torch.tensor`` of Python ints
+            makes int64), and divided by the type's maximum every pixel came out black.
+    """
+    if dtype in (torch.bool, np.bool_) or (not isinstance(dtype, torch.dtype) and np.dtype(dtype) == np.bool_):
+        return 1.0
     info = torch.iinfo(dtype) if isinstance(dtype, torch.dtype) else np.iinfo(dtype)
-    return INT32_IMAGE_PEAK if info.bits == 32 and info.min < 0 else float(info.max)
+    if info.bits > 32 or (info.bits == 32 and info.min == 0):
+        raise ValueError(f"an image of type {dtype} has no known full scale: give 8- or 16-bit integers (uint8, "
+                         f"uint16, or int32 holding 16-bit values) or floats in [0, 1] or [0, 255]")
+    return INT32_IMAGE_PEAK if info.bits == 32 else float(info.max)
+
+
+def float_peak(img: np.ndarray | torch.Tensor) -> float:
+    """Full-scale value of a float image: 255 when its largest finite value exceeds ``FLOAT_UNIT_RANGE_LIMIT``
+    (MONAI's ``LoadImage`` with its default float32 keeps a PNG's 0-255), else 1 (NaN and inf are ignored: one bad
+    pixel must not decide it)."""
+    if isinstance(img, torch.Tensor):
+        finite = img[torch.isfinite(img)]
+        top = float(finite.max()) if finite.numel() else 0.0
+    else:
+        top = float(np.max(img, initial=0, where=np.isfinite(img)))
+    return 255.0 if top > FLOAT_UNIT_RANGE_LIMIT else 1.0
 
 
 class ToGrayscale(Transform):
@@ -72,21 +99,22 @@ class ToGrayscaled(MapTransform):
 
 
 class ScaleIntensityByDtype(Transform):
-    """Scale integer images to [0, 1] by their type's full scale (:func:`integer_peak`: uint8 / 255, uint16 and
-    int32 / 65535), numpy arrays and tensors alike, as ``ToTensor`` does.
+    """Scale images to [0, 1] float32 by their full scale, numpy arrays and tensors alike, as ``ToTensor`` does:
+    integers by their type's (:func:`integer_peak`: uint8 / 255, uint16 and int32 / 65535), floats by
+    :func:`float_peak` (a float image already in [0, 1] is kept; one in [0, 255], as MONAI's ``LoadImage`` gives
+    by default, is divided by 255).
 
-    Float inputs are assumed to be in [0, 1] already and are returned as float32. Per-image min-max scaling is
-    avoided on purpose: it would change the brightness of dark ultrasound frames.
+    Per-image min-max scaling is avoided on purpose: it would change the brightness of dark ultrasound frames.
     """
 
     backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
     def __call__(self, img: Any) -> Any:
         if isinstance(img, torch.Tensor):
-            return img.float() if img.dtype.is_floating_point else img.float() / integer_peak(img.dtype)
-        if np.issubdtype(img.dtype, np.integer):
-            return img.astype(np.float32) / integer_peak(img.dtype)
-        return img.astype(np.float32)
+            peak = float_peak(img) if img.dtype.is_floating_point else integer_peak(img.dtype)
+            return img.float() / peak if peak != 1.0 else img.float()
+        peak = float_peak(img) if np.issubdtype(img.dtype, np.floating) else integer_peak(img.dtype)
+        return img.astype(np.float32) / np.float32(peak) if peak != 1.0 else img.astype(np.float32)
 
 
 class ScaleIntensityByDtyped(MapTransform):

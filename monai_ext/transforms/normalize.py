@@ -28,10 +28,14 @@ def normalization_stats(in_channels: int) -> tuple[list[float], list[float]]:
 
 
 def corpus_statistics(images: Iterable[Any]) -> tuple[float, float]:
-    """Mean and standard deviation of all pixels of ``images`` (arrays in [0, 1]), accumulated in float64."""
+    """Mean and standard deviation of all pixels of ``images``, accumulated in float64, on the [0, 1] scale that
+    :class:`NormalizeUltrasound` applies them to: integer frames (the corpus cache's uint8) are scaled by their
+    type's full scale (:func:`integer_peak`) first, float frames are taken as [0, 1]."""
     count, total, squares = 0, 0.0, 0.0
     for img in images:
-        arr = np.asarray(img, dtype=np.float64)
+        arr = img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
+        peak = 1.0 if is_float_dtype(arr.dtype) else integer_peak(arr.dtype)
+        arr = arr.astype(np.float64) / peak
         count += arr.size
         total += float(arr.sum())
         squares += float(np.square(arr).sum())
@@ -47,7 +51,8 @@ class NormalizeUltrasound(Transform):
 
     Args:
         mode: "imagenet" (the published recipe: replicate gray to 3 channels, ImageNet mean/std per channel),
-            "zscore" (per image: zero mean, unit variance over all pixels), or "corpus" (``mean`` and ``std`` of the
+            "zscore" (per image: zero mean, unit population variance over its finite pixels; NaN pixels and
+            constant images become 0), or "corpus" (``mean`` and ``std`` of the
             training corpus, e.g. from :func:`corpus_statistics`).
         channels: output channels (1 or 3); the gray channel is replicated.
         mean, std: corpus statistics, required by "corpus".
@@ -83,13 +88,31 @@ def normalize_batch(batch: torch.Tensor, mode: str, channels: int, mean: float |
     if mode == "imagenet":
         m, s = (torch.tensor(v, device=x.device).view(1, -1, 1, 1) for v in normalization_stats(channels))
     elif mode == "zscore":
-        m = x.mean(dim=(1, 2, 3), keepdim=True)
-        s = x.std(dim=(1, 2, 3), keepdim=True).clamp_min(1e-6)
+        return _zscore(batch.float()).expand(-1, channels, -1, -1)
     elif mode == "corpus":
         m, s = torch.tensor(mean, device=x.device), torch.tensor(std, device=x.device)
     else:
         raise ValueError(f"mode must be one of {NORMALIZATION_MODES}, got {mode!r}")
     return (x - m) / s
+
+
+def _zscore(gray: torch.Tensor) -> torch.Tensor:
+    """(N, 1, H, W) -> per image zero mean and unit (population) variance over its finite pixels; NaN pixels
+    become 0 (the mean), and a constant image all 0.
+
+    The statistics are taken in float64 on the gray channel (so the channel count does not change them): in float32
+    a constant frame's mean is off by rounding, and that error divided by a tiny std came out as visible values.
+    """
+    x = gray.double()
+    finite = torch.isfinite(x)
+    count = finite.sum(dim=(1, 2, 3), keepdim=True).clamp_min(1)
+    values = torch.where(finite, x, torch.zeros_like(x))
+    mean = values.sum(dim=(1, 2, 3), keepdim=True) / count
+    centred = torch.where(finite, x - mean, torch.zeros_like(x))
+    std = (centred.square().sum(dim=(1, 2, 3), keepdim=True) / count).sqrt()
+    # a constant image (std at rounding level of its values) is all zero, not rounding noise blown up
+    flat = std <= 1e-6 * mean.abs().clamp_min(1.0)
+    return torch.where(flat, torch.zeros_like(centred), centred / std.clamp_min(1e-12)).float()
 
 
 class NormalizeUltrasoundd(MapTransform):

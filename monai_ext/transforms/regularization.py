@@ -92,5 +92,7 @@ class MixupCutmix(RandomizableTransform):
             images[..., top:bottom, left:right] = images[perm][..., top:bottom, left:right]
             lam = 1.0 - (bottom - top) * (right - left) / (images.shape[-2] * images.shape[-1])
         else:
-            images = images * lam + images[perm] * (1.0 - lam)
+            mixed = images.float() * lam + images[perm].float() * (1.0 - lam)
+            # the documented same dtype: an integer batch (uint8 frames) is blended in float and rounded back
+            images = mixed.to(images.dtype) if images.is_floating_point() else mixed.round().to(images.dtype)
         return images, targets * lam + targets[perm] * (1.0 - lam)

@@ -7,9 +7,10 @@ from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Randomizable, Resize, SpatialCrop, Transform
-from monai.utils import ensure_tuple_rep
+from monai.utils import convert_to_dst_type, ensure_tuple_rep
 
 
 def check_crop_ranges(scale: Sequence[float], ratio: Sequence[float]) -> None:
@@ -85,7 +86,25 @@ class RandResizedCrop(Randomizable, Transform):
             raise RuntimeError("call randomize() before applying the transform with randomize=False")
         top, left, h, w = self._box
         cropped = SpatialCrop(roi_start=(top, left), roi_end=(top + h, left + w))(img)
-        return Resize(self.size, mode=mode or self.mode, anti_aliasing=False)(cropped)
+        resized = Resize(self.size, mode=mode or self.mode, anti_aliasing=False)(cropped)
+        return _like_input_dtype(resized, img)
+
+
+def _like_input_dtype(resized: Any, img: Any) -> Any:
+    """``Resize`` returns float32 for integer input; an integer image is rounded back to its type, so that the
+    transforms after the crop, which scale by type, still read uint8 as 0-255 (float32 0-255 read as [0, 1])."""
+    dtype = img.dtype
+    if isinstance(img, np.ndarray) or not hasattr(dtype, "is_floating_point"):
+        if np.issubdtype(dtype, np.floating):
+            return resized
+        info = np.iinfo(dtype)
+    elif dtype.is_floating_point or dtype == torch.bool:
+        return resized
+    else:
+        info = torch.iinfo(dtype)
+    rounded = resized.round().clamp(info.min, info.max) if isinstance(resized, torch.Tensor) else \
+        np.clip(np.rint(resized), info.min, info.max)
+    return convert_to_dst_type(rounded, resized, dtype=dtype)[0]
 
 
 class RandResizedCropd(Randomizable, MapTransform):

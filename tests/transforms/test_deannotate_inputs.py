@@ -110,3 +110,35 @@ def test_float_frame_overshooting_one_is_still_read_as_unit_range(overshoot):
     expected = np.asarray(Deannotate()(np.clip(over, 0.0, 1.0)))
     np.testing.assert_allclose(np.asarray(Deannotate()(over)), expected, atol=1e-6)
     np.testing.assert_array_equal(np.asarray(FieldOfViewMask()(over)), np.asarray(FieldOfViewMask()(unit)))
+
+
+@pytest.mark.parametrize("transform", [Deannotate(), DopplerToGray("inpaint"), DopplerToGray("mask")],
+                         ids=["Deannotate", "DopplerToGray-inpaint", "DopplerToGray-mask"])
+def test_16bit_pixels_the_repair_leaves_keep_their_full_precision(transform):
+    """Every pixel of a 16-bit or float frame was quantised to 256 levels, repaired or not (2222 levels in, 129
+    out). Now only the repaired pixels take the 8-bit result; the others keep the input's own gray."""
+    from monai_ext.transforms import ToGrayscale
+
+    u8 = screen()
+    u8[:, 60:70, 50:64] = np.array([200, 40, 40], np.uint8)[:, None, None]  # colour flow inside the view
+    fine = np.random.default_rng(3).integers(0, 128, u8.shape[1:], dtype=np.uint16)  # below half an 8-bit level
+    # the same fine offset on R, G and B (gray stays gray), none on full white (it would wrap)
+    u16 = np.minimum(u8.astype(np.int32) * 257 + fine[None], 65535).astype(np.uint16)
+    out8, out16 = np.asarray(transform(u8))[0], np.asarray(transform(u16))[0]
+    gray8, gray16 = np.asarray(ToGrayscale()(u8))[0], np.asarray(ToGrayscale()(u16))[0]
+    kept = (out8 == gray8) & (out8 > 0)
+    assert kept.mean() > 0.3 and (out8 != gray8).any()  # the screen has marks and colour to repair
+    np.testing.assert_array_equal(out16[kept], gray16[kept])
+    np.testing.assert_array_equal(out16[~kept], out8[~kept].astype(np.uint16) * 257)
+    assert len(np.unique(out16)) > 1000
+
+
+@pytest.mark.parametrize("shape", [(1, 80, 1), (1, 1, 80), (3, 4, 4), (3, 2, 60)])
+@pytest.mark.parametrize("transform", [Deannotate(), DopplerToGray("inpaint"), FieldOfViewMask()],
+                         ids=["Deannotate", "DopplerToGray", "FieldOfViewMask"])
+def test_narrow_channel_first_images_keep_their_layout(shape, transform):
+    """A (C, H, W) image of width 1 to 4 was read as (H, W, C): (1, 80, 1) came back as (1, 1, 80) and (3, 4, 4)
+    as (1, 3, 4)."""
+    img = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    for given in (img, torch.as_tensor(img)):
+        assert tuple(transform(given).shape) == (1, *shape[1:])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import cv2
 import numpy as np
 import pytest
@@ -84,3 +86,31 @@ def test_gray_keeps_the_type_so_scaling_after_it_treats_rgb_and_gray_alike(dtype
     scaled_rgb = np.asarray(ScaleIntensityByDtype()(from_rgb))
     scaled_gray = np.asarray(ScaleIntensityByDtype()(ToGrayscale()(convert(gray))))
     assert np.abs(scaled_rgb - scaled_gray).max() <= 1.5 / 255
+
+
+@pytest.mark.parametrize("as_tensor", [False, True])
+@pytest.mark.parametrize("values, peak", [([0.0, 128.0, 255.0], 255.0), ([0.0, 0.5, 1.0], 1.0),
+                                          ([0.0, 0.5, 1.3], 1.0),      # a [0, 1] frame overshooting after resizing
+                                          ([np.nan, 0.5, 200.0], 255.0), ([np.inf, 0.2, 0.4], 1.0)])
+def test_float_frames_in_0_255_are_scaled_as_the_rest_of_the_package_reads_them(values, peak, as_tensor) -> None:
+    """MONAI's ``LoadImage`` with its default float32 keeps a PNG's 0-255: it passed through as if in [0, 1], and
+    the speckle after it clipped 99 % of the pixels to 1."""
+    frame = np.asarray(values, np.float32).reshape(1, 1, 3)
+    out = ScaleIntensityByDtype()(torch.as_tensor(frame) if as_tensor else frame)
+    np.testing.assert_allclose(np.asarray(out), frame / peak, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.uint32, np.uint64, torch.int64])
+def test_integer_types_of_no_known_full_scale_are_refused_naming_the_type(dtype) -> None:
+    """``torch.tensor([[0, 128, 255]])`` (int64) was divided by 2**63 - 1: every pixel came out black."""
+    frame = torch.tensor([[[0, 128, 255]]], dtype=dtype) if isinstance(dtype, torch.dtype) else \
+        np.array([[[0, 128, 255]]], dtype)
+    with pytest.raises(ValueError, match=f"an image of type {re.escape(str(frame.dtype))} has no known full scale"):
+        ScaleIntensityByDtype()(frame)
+
+
+@pytest.mark.parametrize("as_tensor", [False, True])
+def test_a_boolean_image_is_0_and_1(as_tensor) -> None:
+    frame = np.array([[[False, True]]])
+    out = ScaleIntensityByDtype()(torch.as_tensor(frame) if as_tensor else frame)
+    np.testing.assert_array_equal(np.asarray(out), [[[0.0, 1.0]]])

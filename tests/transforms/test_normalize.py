@@ -30,8 +30,56 @@ def test_matches_monai_for_every_pixel_type(mode, dtype, peak, as_tensor):
     frame = unit if dtype == np.float32 else np.rint(unit * peak).astype(dtype)
     out = NormalizeUltrasound(mode, 3)(torch.as_tensor(frame) if as_tensor else frame)
     assert isinstance(out, torch.Tensor) == as_tensor and out.dtype in (torch.float32, np.float32)
-    # zscore: MONAI divides by the population std, this by torch's sample std (N - 1); same to 1e-4 here
-    np.testing.assert_allclose(np.asarray(out), reference(unit, mode), atol=2e-3 if mode == "zscore" else 1e-5)
+    np.testing.assert_allclose(np.asarray(out), reference(unit, mode), atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(1, 512, 512), (1, 64, 64), (1, 1, 1)])
+@pytest.mark.parametrize("value", [0.7, 0.3, 0.0])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_zscore_of_a_constant_frame_is_zero(shape, value, channels):
+    """A constant 0.7 frame of 512 x 512 came out with values up to 0.12 (float32 rounding of the mean divided by
+    a 1e-6 floor), and a 1 x 1 image as NaN with one channel. (MONAI's ``NormalizeIntensity`` is no reference here:
+    its float32 statistics give such frames values of +-1.)"""
+    frame = np.full(shape, value, np.float32)
+    out = np.asarray(NormalizeUltrasound("zscore", channels)(frame))
+    assert out.shape == (channels, *shape[1:])
+    np.testing.assert_array_equal(out, np.zeros_like(out))
+
+
+def test_zscore_does_not_depend_on_the_channel_count():
+    """The statistics were the sample std over the replicated channels: a 2 x 2 image gave 1.377 with one channel
+    and 1.522 with three."""
+    frame = np.array([[[0.1, 0.5], [0.2, 0.9]]], np.float32)
+    one, three = (np.asarray(NormalizeUltrasound("zscore", c)(frame)) for c in (1, 3))
+    np.testing.assert_allclose(three, np.repeat(one, 3, axis=0), atol=1e-7)
+    np.testing.assert_allclose(one, (frame - frame.mean()) / frame.std(), atol=1e-6)  # numpy: population std
+
+
+def test_zscore_of_a_frame_with_nan_pixels_keeps_its_finite_pixels():
+    """One NaN pixel made the whole frame NaN. Now the statistics are of the finite pixels, and a NaN pixel is 0."""
+    unit = FRAME.astype(np.float32) / 255
+    frame = unit.copy()
+    frame[0, 3, 4] = np.nan
+    out = np.asarray(NormalizeUltrasound("zscore", 1)(frame))
+    finite = np.isfinite(frame)
+    expected = (frame[finite] - frame[finite].mean()) / frame[finite].std()
+    np.testing.assert_allclose(out[finite], expected, atol=1e-5)
+    assert out[0, 3, 4] == 0.0
+
+
+def test_corpus_statistics_of_uint8_frames_are_on_the_scale_they_are_applied_to():
+    """Statistics of the corpus cache's uint8 frames came out in 0-255 (mean 128) and were applied to frames
+    scaled to [0, 1], giving a mean of -1.7 and a std of 0.004."""
+    from monai_ext.transforms import corpus_statistics
+
+    frames = [FRAME, np.rint(FRAME * 0.5).astype(np.uint8)]
+    units = [f.astype(np.float64) / 255 for f in frames]
+    all_units = np.concatenate([u.ravel() for u in units])
+    for given in (frames, units, [torch.as_tensor(f) for f in frames]):
+        mean, std = corpus_statistics(given)
+        assert mean == pytest.approx(all_units.mean(), rel=1e-9) and std == pytest.approx(all_units.std(), rel=1e-9)
+    out = NormalizeUltrasound("corpus", 1, mean=mean, std=std)(frames[0])
+    assert abs(float(out.mean())) < 1.0 and 0.5 < float(out.std()) < 2.0
 
 
 def test_dict_version_and_corpus_mode():

@@ -95,3 +95,14 @@ def test_cross_entropy_on_soft_targets_equals_the_weighted_hard_losses():
     ce = torch.nn.CrossEntropyLoss()
     expected = lam * ce(logits, labels) + (1 - lam) * ce(logits, labels[perm])
     torch.testing.assert_close(ce(logits, targets), expected)
+
+
+def test_mixup_of_a_uint8_batch_keeps_uint8_as_documented():
+    """Mixup returned float32 for uint8 images (cutmix kept uint8); the docstring says same dtype."""
+    images = torch.randint(0, 256, (4, 1, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    mixer = MixupCutmix(num_classes=2, mixup_alpha=0.8, cutmix_alpha=0.0)
+    mixer.set_random_state(0)
+    mixed, _ = mixer(images, torch.tensor([0, 1, 0, 1]))
+    assert mixed.dtype == torch.uint8
+    blend = images.float() * mixer._lam + images[torch.as_tensor(mixer._perm)].float() * (1 - mixer._lam)
+    assert torch.equal(mixed, blend.round().to(torch.uint8))

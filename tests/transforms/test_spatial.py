@@ -65,3 +65,25 @@ def test_bad_arguments(kwargs: dict) -> None:
 def test_bad_size_is_refused_at_construction(make, message) -> None:
     with pytest.raises(ValueError, match=message):
         make()
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32])
+@pytest.mark.parametrize("as_tensor", [False, True])
+def test_an_integer_image_keeps_its_type_so_scaling_after_the_crop_still_works(dtype, as_tensor) -> None:
+    """``Resize`` gave float32 holding 0-255 for a uint8 frame: the transforms after the crop, which scale by type,
+    took it for [0, 1] (a gamma after it set every pixel to 1)."""
+    from monai_ext.transforms import ScaleIntensityByDtype
+
+    peak = 255 if dtype == np.uint8 else 65535
+    img = np.random.default_rng(0).integers(0, peak + 1, (1, 40, 50)).astype(dtype)
+    crop = RandResizedCrop(32, scale=(0.5, 1.0))
+    crop.set_random_state(0)
+    out = crop(torch.as_tensor(img) if as_tensor else img)
+    assert np.dtype(str(out.dtype).removeprefix("torch.")) == np.dtype(dtype)
+    values = np.asarray(out)
+    assert values.min() >= 0 and values.max() <= peak and values.max() > peak * 0.8
+    float_crop = RandResizedCrop(32, scale=(0.5, 1.0))
+    float_crop.set_random_state(0)
+    reference = np.asarray(float_crop(img.astype(np.float32)))  # the same box on the float image
+    np.testing.assert_array_equal(values, np.clip(np.rint(reference), 0, peak))
+    assert float(ScaleIntensityByDtype()(out).max()) <= 1.0
