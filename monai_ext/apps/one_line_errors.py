@@ -20,7 +20,9 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import TextIO
 
+from monai_ext.engines.distributed import is_distributed
 from monai_ext.io.errors import one_line, user_error_in
 
 
@@ -45,8 +47,28 @@ def report_user_error(kind: type[BaseException], error: BaseException, trace: Tr
     if message is None or traceback_wanted():
         sys.__excepthook__(kind, error, trace)
         return
-    print(f"{bundle_name(sys.argv)}: {message} (MONAI_EXT_TRACEBACK=1 shows where)", file=sys.stderr)
+    print(f"{rank_prefix()}{bundle_name(sys.argv)}: {message} (MONAI_EXT_TRACEBACK=1 shows where)",
+          file=error_stream())
     exit_now(2)
+
+
+def error_stream() -> TextIO:
+    """Where the one line goes: ``sys.stderr``, or the process's own stderr once ``torch.distributed`` has started.
+
+    ``init_process_group`` wraps ``sys.excepthook`` in one that points ``sys.stderr`` at a buffer while the hook
+    runs and prints the buffer, rank-prefixed, after it returns; this hook leaves with ``os._exit``, so under
+    torchrun the line went into the buffer and was never shown (exit code 2, no reason).
+    """
+    return (sys.__stderr__ or sys.stderr) if is_distributed() else sys.stderr
+
+
+def rank_prefix() -> str:
+    """``"[rank1]: "`` in a distributed run (as torch prefixes its own tracebacks), else nothing."""
+    if not is_distributed():
+        return ""
+    import torch.distributed as dist
+
+    return f"[rank{dist.get_rank()}]: "
 
 
 def export_of_another_network(error: BaseException, argv: Sequence[str]) -> str | None:

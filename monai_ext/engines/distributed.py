@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sized
+from collections.abc import Iterator, Mapping, Sized
 from typing import Any
 
 import torch
@@ -40,11 +40,23 @@ def barrier() -> None:
         dist.barrier()
 
 
+#: What torchrun (and any ``env://`` launcher) sets in every process it starts.
+TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+def launched_by_torchrun(environ: Mapping[str, str]) -> bool:
+    """Whether a launcher set up this process for ``env://`` rendezvous: then the group is started even for a world
+    of one (``torchrun --nproc_per_node=1``), because ``multi_gpu_train.yaml``'s ``DistributedSampler`` asks the
+    group for its size."""
+    return all(name in environ for name in TORCHRUN_VARIABLES)
+
+
 def init_process_group(timeout_minutes: int = 30) -> bool:
     """Initialise the default process group from ``torchrun``'s environment (RANK, WORLD_SIZE, MASTER_ADDR, ...).
 
     NCCL with one GPU per process (``LOCAL_RANK``) when CUDA is available, gloo on CPU. Does nothing when not
-    launched by ``torchrun`` (single process) or when already initialised.
+    launched by ``torchrun`` (a plain single process) or when already initialised; a torchrun world of one process
+    gets its group.
 
     Returns:
         True when running distributed.
@@ -56,7 +68,7 @@ def init_process_group(timeout_minutes: int = 30) -> bool:
 
     if is_distributed():
         return True
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    if not launched_by_torchrun(os.environ):
         return False
     if torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))

@@ -27,6 +27,7 @@ import logging
 import os
 import re
 import subprocess
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -101,6 +102,8 @@ class RunHolder:
         self._continued: dict[str, Any] | None = None  # the record of the run this process continues
         # set when the store failed during training: both handlers then stop logging (one warning, no crash)
         self.offline = False
+        self.resume_number = 0  # which resume of its run this process is (0: a new run)
+        self.resume_point_due = False  # the trainer's position at the resume is tagged at its first iteration
 
     def recorded_run(self, client: Any, experiment_id: str) -> str | None:
         """The id of the run recorded in ``record_file`` when this process resumes it, else None.
@@ -172,14 +175,42 @@ def sqlite_artifact_location(tracking_uri: str) -> str | None:
 
 def check_tracking_uri(tracking_uri: str | None, timeout: float = 5.0) -> None:
     """Raise ``ValueError`` now, before any training, for a tracking URI MLflow cannot use: a folder or ``file:``
-    URI (MLflow 3 has no file store), or an http(s) server that does not answer (:func:`check_tracking_server`)."""
+    URI (MLflow 3 has no file store), a SQLite database that cannot be written (:func:`check_sqlite_database`), or
+    an http(s) server that does not answer (:func:`check_tracking_server`)."""
     if not tracking_uri:
         return
     uri = str(tracking_uri)
     if uri.startswith("file:") or ("://" not in uri and not uri.startswith("databricks")):  # "databricks": a profile
         raise ValueError(f"tracking_uri {uri!r} is a folder: MLflow 3 keeps runs in a database or on a server; give "
                          f"sqlite:///<folder>/mlruns.db or http://<host>:<port>")
+    check_sqlite_database(uri)
     check_tracking_server(uri, timeout)
+
+
+def check_sqlite_database(tracking_uri: str) -> None:
+    """Raise ``ValueError`` naming the path when a ``sqlite:///`` database cannot be created or written: MLflow
+    retried for about two minutes and then ended the command with a long traceback ("unable to open database
+    file") that named no path. MLflow makes missing folders itself, so the nearest existing one must take files."""
+    import tempfile
+    from urllib.parse import unquote
+
+    if not tracking_uri.startswith("sqlite:///") or tracking_uri.startswith("sqlite:///:memory:"):
+        return
+    database = Path(unquote(tracking_uri[len("sqlite:///"):].split("?", 1)[0]))
+    if database.is_dir():
+        raise ValueError(f"tracking_uri {tracking_uri!r} names a folder, not a database file: give "
+                         f"sqlite:///{database.as_posix().rstrip('/')}/mlruns.db")
+    folder = next(p for p in (database.parent, *database.parent.parents) if p.exists())
+    if not folder.is_dir():
+        raise ValueError(f"tracking_uri {tracking_uri!r}: the database's folder cannot be made, {folder} is a file")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+        if database.exists() and not os.access(database, os.R_OK | os.W_OK):
+            raise PermissionError(f"{database} is not readable and writable")
+    except OSError as e:
+        raise ValueError(f"tracking_uri {tracking_uri!r}: cannot write the database in {folder} "
+                         f"({e.strerror or e}); give a folder this user can write") from e
 
 
 def check_tracking_server(tracking_uri: str | None, timeout: float = 5.0) -> None:
@@ -395,6 +426,7 @@ class ProjectMLFlowHandler(MLFlowHandler):
         engine.add_event_handler(Events.EXCEPTION_RAISED, self._mark_failed)
         handlers = engine._event_handlers[Events.EXCEPTION_RAISED]
         handlers.insert(0, handlers.pop())
+        engine.add_event_handler(Events.ITERATION_STARTED, self._tag_resume_point)
 
     def start(self, engine: Engine) -> None:
         """Start (or join) the run. The first start happens before training, where a store that fails stops the
@@ -421,6 +453,7 @@ class ProjectMLFlowHandler(MLFlowHandler):
             # MONAI logs the engine's max_epochs and epoch_length: a validator's (1 and its batches) would be logged
             # first when it starts first (the monitor's baseline), and params cannot be replaced
             self.default_tracking_params = []
+        engine_params = {attr: str(getattr(engine.state, attr, None)) for attr in self.default_tracking_params}
         super().start(engine)
         params: dict[str, str] = {}
         # MONAI names the file after the time; its own "save_execute_config" reference is broken when output_dir
@@ -435,16 +468,46 @@ class ProjectMLFlowHandler(MLFlowHandler):
             params["dataset_hash"] = datalist_hash(self.datalists)
             params["dataset_sizes"] = ",".join(str(len(d)) for d in self.datalists)
         logged = self.client.get_run(self.cur_run.info.run_id).data.params
+        self._tag_changed_settings({**engine_params, **params}, logged)
         params = {k: v for k, v in params.items() if k not in logged}
         items = list(params.items())
         for i in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
             self._log_params(dict(items[i : i + 100]))
 
+    def _tag_changed_settings(self, current: Mapping[str, str], logged: Mapping[str, str]) -> None:
+        """A resumed run's settings that differ from those its first attempt logged (params cannot be replaced:
+        another world size, more epochs), as tags ``resume_<n>.<name>``, so the run does not describe only its first
+        attempt."""
+        number = self.run_holder.resume_number
+        if not number or not is_main_process():
+            return
+        changed = {k: v for k, v in current.items() if k in logged and logged[k] != v}
+        for key, value in changed.items():
+            self._guarded("tag a changed setting", self.client.set_tag, self.run_holder.run_id,
+                          f"resume_{number}.{key}"[:250], value[:5000])
+        if changed:
+            logger.info("MLflow: resume %d changed %s (tagged resume_%d.<name>)", number, ", ".join(sorted(changed)),
+                        number)
+
+    def _tag_resume_point(self, engine: Engine) -> None:
+        """Tag the iteration a resumed run went on from (``resume_<n>.from_iteration``): the iterations between the
+        last checkpoint and the crash are trained and logged again, and MLflow cannot delete the first attempt's
+        points, so its curves hold two points at each of those steps; the tag says from where."""
+        if not self.run_holder.resume_point_due or not hasattr(engine, "optimizer"):  # the trainer's position only
+            return
+        self.run_holder.resume_point_due = False
+        if self.cur_run and is_main_process():
+            self._guarded("tag the resume point", self.client.set_tag, self.run_holder.run_id,
+                          f"resume_{self.run_holder.resume_number}.from_iteration", str(engine.state.iteration - 1))
+
     def _new_run(self) -> str:
         tags = {"git_commit": git_commit()}
         if self.run_holder.parent_run_id:
             tags["mlflow.parentRunId"] = self.run_holder.parent_run_id
-        return self.client.create_run(self.experiment.experiment_id, run_name=self.run_name, tags=tags).info.run_id
+        # MONAI's own default name: with none, MLflow draws one from Python's global random, which the bundles seed,
+        # so every run of a bundle was called the same
+        run_name = self.run_name or f"run_{time.strftime('%Y%m%d_%H%M%S')}"
+        return self.client.create_run(self.experiment.experiment_id, run_name=run_name, tags=tags).info.run_id
 
     def _continued_run(self) -> str | None:
         """Reopen the run this process resumes (a crashed run ended FAILED or was left RUNNING by a kill)."""
@@ -453,6 +516,7 @@ class ProjectMLFlowHandler(MLFlowHandler):
             self.client.update_run(run_id, status="RUNNING")
             resumes = int(self.client.get_run(run_id).data.tags.get("resumes", "0")) + 1
             self.client.set_tag(run_id, "resumes", str(resumes))
+            self.run_holder.resume_number, self.run_holder.resume_point_due = resumes, True
             logger.info("MLflow: continuing run %s (resume %d)", run_id, resumes)
         return run_id
 

@@ -15,7 +15,8 @@ from tests.bundles.helpers import REPO, tiny_classify_overrides, tiny_pretrain_o
 pytestmark = pytest.mark.slow
 
 
-def torchrun_bundle(bundle: str, overrides: dict[str, object], processes: int = 2) -> subprocess.CompletedProcess:
+def torchrun_bundle(bundle: str, overrides: dict[str, object], processes: int = 2,
+                    expect_rc: int = 0) -> subprocess.CompletedProcess:
     configs = json.dumps([f"bundles/{bundle}/configs/train.yaml", f"bundles/{bundle}/configs/multi_gpu_train.yaml"])
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", "-m",
            "monai.bundle", "run", "--config_file", configs]
@@ -23,8 +24,28 @@ def torchrun_bundle(bundle: str, overrides: dict[str, object], processes: int = 
         cmd += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    assert result.returncode == expect_rc, result.stdout[-3000:] + result.stderr[-5000:]
     return result
+
+
+def test_a_torchrun_world_of_one_process_runs_the_overlay(tmp_path) -> None:
+    """A 1-GPU machine (or an 8-GPU run resumed on one) with the same torchrun command: the group was not started
+    for a world of one, and the overlay's DistributedSampler failed with 'Default process group has not been
+    initialized'."""
+    torchrun_bundle("usf_mae_classify", tiny_classify_overrides(tmp_path, tmp_path / "cache", epochs=1), processes=1)
+    history = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert [h["epoch"] for h in history] == [1] and history[0]["n"] == 4
+
+
+def test_a_users_mistake_under_torchrun_is_one_line_on_every_rank(tmp_path) -> None:
+    """torch's excepthook diverts stderr into a buffer while the hook runs; the one-line hook leaves with os._exit,
+    so under torchrun the line was lost: exit code 2 and no reason."""
+    missing = tmp_path / "no_such_folder"
+    overrides = {**tiny_pretrain_overrides(tmp_path, tmp_path / "cache", num_synthetic=32), "dataset_dir": str(missing)}
+    result = torchrun_bundle("usf_mae_pretrain", overrides, expect_rc=1)
+    for rank in (0, 1):
+        assert f"[rank{rank}]: usf_mae_pretrain: dataset folder '{missing}' does not exist" in result.stderr
+    assert str(REPO / "monai_ext") not in result.stderr  # no worker traceback (torchrun still prints its own)
 
 
 def test_pretrain_bundle_under_torchrun(tmp_path) -> None:
@@ -34,6 +55,9 @@ def test_pretrain_bundle_under_torchrun(tmp_path) -> None:
     final = read_checkpoint(tmp_path / "models" / "checkpoint_iteration=2.pt")  # 24 train / (8 x 2 ranks) = 1 step
     assert final["trainer"]["iteration"] == 2 and "module." not in next(iter(final["network"]))
     assert result.stdout.count("reconstruction grid written") == 2  # rank 0 only, once per epoch
+    output = result.stdout + result.stderr
+    # the validator's per-epoch statistics line: rank 0 only (each rank printed it)
+    assert output.count("Epoch[1] Metrics") == 1 and output.count("Epoch[2] Metrics") == 1, output[-3000:]
 
 
 def test_classify_bundle_under_torchrun(tmp_path) -> None:

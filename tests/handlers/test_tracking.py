@@ -189,6 +189,10 @@ def test_a_resumed_training_continues_its_mlflow_run_in_the_default_local_store(
     assert [m.step for m in client.get_metric_history(run_id, "train_loss")] == [1, 2, 3, 4]  # 2 steps x 2 epochs
     assert [m.step for m in client.get_metric_history(run_id, "val_loss")] == [1, 2]
     assert runs[0].data.params["epochs"] == "1"  # MLflow keeps a param's first value; the new config is an artifact
+    # what the resume changed, and where it went on from (its steps after that point are logged a second time
+    # when a crash came after the last checkpoint: MLflow cannot delete points)
+    tags = runs[0].data.tags
+    assert (tags["resume_1.epochs"], tags["resume_1.max_epochs"], tags["resume_1.from_iteration"]) == ("2", "2", "2")
     assert len([f for f in artifact_paths(client, run_id) if f.startswith("config_")]) == 2
     # a rerun without --resume is a new run: test_which_recorded_runs_a_resume_continues and, for the record's
     # removal, tests/handlers/test_checkpointing.py (a third bundle run here would cost 15 s)

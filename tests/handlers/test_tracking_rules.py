@@ -4,6 +4,7 @@ store it logs to, what it does when the store fails mid-run, which model it logs
 from __future__ import annotations
 
 import http.server
+import re
 import logging
 import threading
 from pathlib import Path
@@ -272,3 +273,49 @@ def test_an_artifact_that_cannot_be_read_is_named_and_the_others_are_logged(tmp_
         handler.log_new_artifacts(run_id)
     assert [a.path for a in handler.client.list_artifacts(run_id)] == ["kept.json"]
     assert any("gone.png was not logged" in r.getMessage() for r in caplog.records)
+
+
+def _sqlite(path: Path) -> str:
+    return f"sqlite:///{path.as_posix()}"
+
+
+@pytest.mark.parametrize("case, message", [
+    ("parent_is_a_file", "the database's folder cannot be made, {file} is a file"),
+    ("database_is_a_folder", "names a folder, not a database file: give sqlite:///{folder}/mlruns.db"),
+    ("unwritable_folder", "cannot write the database in /proc"),
+])
+def test_a_sqlite_store_that_cannot_be_written_is_refused_at_once_naming_the_path(case, message, tmp_path) -> None:
+    """MLflow retried for about two minutes, then ended with 250 lines ending in 'unable to open database file',
+    naming no path."""
+    from monai_ext.handlers.tracking import check_tracking_uri
+
+    file, folder = tmp_path / "notes.txt", tmp_path / "runs"
+    file.write_text("not a folder")
+    folder.mkdir()
+    uri = {"parent_is_a_file": _sqlite(file / "mlruns.db"), "database_is_a_folder": _sqlite(folder),
+           "unwritable_folder": "sqlite:////proc/mlruns.db"}[case]
+    with pytest.raises(ValueError, match=re.escape(message.format(file=file, folder=folder.as_posix()))):
+        check_tracking_uri(uri)
+
+
+def test_a_sqlite_store_in_folders_still_to_be_made_is_accepted(tmp_path) -> None:
+    from monai_ext.handlers.tracking import check_tracking_uri
+
+    check_tracking_uri(_sqlite(tmp_path / "new" / "deeper" / "mlruns.db"))  # MLflow makes the folders
+    assert not (tmp_path / "new").exists()  # and the check makes nothing
+
+
+def test_a_new_run_is_named_by_its_start_time_not_by_the_seeded_global_random(tmp_path) -> None:
+    """With no name, MLflow drew one from Python's global random, which the bundles seed: every run of a bundle was
+    called 'capable-auk-759'."""
+    import random
+
+    uri = _store(tmp_path)
+    names = []
+    for _ in range(2):
+        random.seed(42)
+        handler = _handler(uri, iteration_log=False, epoch_log=False)
+        handler.attach(engine := _trainer())
+        engine.run([0], max_epochs=1)
+        names.append(mlflow.MlflowClient(uri).get_run(handler.run_holder.run_id).info.run_name)
+    assert all(re.fullmatch(r"run_\d{8}_\d{6}", name) for name in names), names
