@@ -87,6 +87,10 @@ def convert_checkpoint(src: str, dst: str, arch: str = "mae_vit_base_patch16_dec
     from monai_ext.networks.mae import build_mae
 
     _check_output_file(dst)  # before the model is built and loaded
+    if Path(dst).exists() and Path(src).exists() and Path(dst).samefile(src):
+        # the converted file is another layout (and image size): the source, a released checkpoint whose published
+        # SHA-256 identifies it, would be gone
+        raise ValueError(f"out {dst!r} is the source checkpoint itself; give another file to write")
     model = build_mae(arch, img_size=img_size, in_chans=in_chans, norm_pix_loss=norm_pix_loss)
     report = load_mae_weights(model, src, sha256)
     save_model_checkpoint(dst, model, "mae", {"arch": arch, "converted_from": str(Path(src).name)})

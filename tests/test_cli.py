@@ -132,6 +132,9 @@ def dataset(tmp_path: Path) -> Path:
     (["convert-checkpoint", "{tmp}/missing.pt", "{tmp}/empty"], "out '{tmp}/empty' is a folder; give the file to write"),
     (["convert-checkpoint", "{tmp}/missing.pt", "{tmp}/root/set/a.png/x.pt"], "'{tmp}/root/set/a.png' is a file"),
     (["export-onnx", "{tmp}/missing.pt", "{tmp}/root/set/a.png/x.onnx"], "'{tmp}/root/set/a.png' is a file"),
+    # converting in place replaced the source (a released checkpoint) by another layout and image size
+    (["convert-checkpoint", "{tmp}/root/set/a.png", "{tmp}/root/set/../set/a.png"],
+     "out '{tmp}/root/set/../set/a.png' is the source checkpoint itself; give another file to write"),
     (["label-efficiency", "{tmp}/le", "{tmp}/root/set/a.png"], "corrupt or not a torch file"),
     (["inspect-checkpoint", "{tmp}/root/set/a.png"], "corrupt or not a torch file"),
     (["no-such-command"], "no-such-command"),

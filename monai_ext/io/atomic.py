@@ -2,9 +2,10 @@
 
 A reader never sees a half-written file: the content goes to a unique temporary file in the target folder (same
 filesystem, so the rename is atomic), is flushed and fsynced, takes the permissions a plain ``open`` would give under
-the process umask (``mkstemp`` alone leaves 0600, which hides published models from a serving user), replaces the
-target with ``os.replace``, and the folder is fsynced so the rename itself survives a power cut. On any failure the
-temporary file is removed and the previous target, if any, is left untouched.
+the process umask (``mkstemp`` alone leaves 0600, which hides published models from a serving user; a file an older
+writer left at 0600 is opened up again by the next write), replaces the target (the file a symbolic link points to,
+not the link) with ``os.replace``, and the folder is fsynced so the rename itself survives a power cut. On any
+failure the temporary file is removed and the previous target, if any, is left untouched.
 """
 
 from __future__ import annotations
@@ -60,6 +61,10 @@ def atomic_open(path: str | os.PathLike) -> Iterator[IO[bytes]]:
         A writable binary file object (a temporary file beside ``path``).
     """
     path = Path(path)
+    if path.is_symlink():
+        # the file the link points to is replaced, not the link: replacing the link with a file left its target
+        # (a model store the link serves from) stale
+        path = Path(os.path.realpath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{_name_head(path.name)}.", suffix=".tmp", dir=path.parent)
     tmp = Path(tmp_name)

@@ -71,6 +71,11 @@ def read_checkpoint(path: str | os.PathLike, sha256: str | None = None) -> Any:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        if "GLOBAL" not in str(e):
+            # torch's weights-only reader raises the same error for damaged bytes ("Unsupported operand 149") and
+            # for a plain pickle of lists; only a refused global is the allow-list at work
+            raise CheckpointError(f"cannot read checkpoint {str(path)!r}: corrupt or not a torch file "
+                                  f"({_reason(e)})") from e
         raise CheckpointError(
             f"refused to load {str(path)!r}: it pickles objects outside the allow-list "
             f"(tensors, containers, argparse.Namespace); nothing in it was run. A training checkpoint that keeps "
@@ -81,4 +86,18 @@ def read_checkpoint(path: str | os.PathLike, sha256: str | None = None) -> Any:
     # torch.load of damaged bytes fails in many ways (a cut-short legacy file: IndexError, struct.error; a changed
     # storage key: AssertionError, KeyError; a damaged zip: RuntimeError): all mean the file is unreadable
     except Exception as e:  # noqa: BLE001
-        raise CheckpointError(f"cannot read checkpoint {str(path)!r}: corrupt or not a torch file ({e})") from e
+        raise CheckpointError(f"cannot read checkpoint {str(path)!r}: corrupt or not a torch file ({_reason(e)})") from e
+
+
+def _reason(error: BaseException) -> str:
+    """An exception's message, or its type where it has none (a cut-short legacy file raises a bare EOFError).
+
+    Of torch's weights-only message only the unpickler's own error is kept: the rest advises ``weights_only=False``,
+    which for damaged bytes would not help and for a stranger's file would run its code.
+    """
+    text = str(error).strip()
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        text = text.split(marker, 1)[1].split("Check the documentation", 1)[0]
+        text = " ".join(text.split())
+    return text if text else type(error).__name__

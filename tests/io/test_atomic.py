@@ -124,3 +124,16 @@ def test_any_name_the_filesystem_takes_can_be_written(tmp_path, kind: str, name:
     """The temporary name (``.{head}.XXXXXXXX.tmp``) must not be longer than the target's by more than it can take."""
     write_with(kind)(tmp_path / name, b"content")
     assert [p.name for p in tmp_path.iterdir()] == [name] and (tmp_path / name).read_bytes() == b"content"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_symbolic_link_keeps_pointing_at_the_written_file(tmp_path, kind) -> None:
+    """The link was replaced by a regular file, and the file it pointed to (a model store) stayed as it was."""
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "real.pt").write_bytes(b"old")
+    link = tmp_path / "served.pt"
+    link.symlink_to(store / "real.pt")
+    write_with(kind)(link, b"new")
+    assert link.is_symlink() and (store / "real.pt").read_bytes() == b"new"
+    assert sorted(p.name for p in store.iterdir()) == ["real.pt"]

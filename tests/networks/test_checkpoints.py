@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import pickle
 import os
 import re
 
@@ -108,19 +109,34 @@ def _legacy_checkpoint_with_a_changed_storage_key(tmp_path) -> bytes:
     return bytes(data)
 
 
+def _legacy_checkpoint_with_a_damaged_opcode(tmp_path) -> bytes:
+    """A legacy checkpoint whose first pickle opcode was changed to one no unpickler knows (149)."""
+    data = bytearray(_legacy_checkpoint_prefix(tmp_path, None))
+    data[2] = 149
+    return bytes(data)
+
+
 @pytest.mark.parametrize("content", [b"", b"not a torch file", b"PK\x03\x04truncated",
                                      b"root:x:0:0:root:/root:/bin/bash\n",  # a text file given by mistake
                                      16, 30, 90,                            # legacy files cut short
-                                     "changed storage key"])
+                                     "changed storage key", "damaged opcode",
+                                     pickle.dumps({"blocks.0.norm1.weight": [1.0, 2.0]}, protocol=2)])  # plain pickle
 def test_corrupt_file_gives_clear_error(tmp_path, content: bytes | int | str) -> None:
+    """Damaged bytes were reported as a security refusal ("pickles objects outside the allow-list"), advising
+    torch.load(..., weights_only=False); a cut-short legacy file gave an empty reason, "()"."""
     if isinstance(content, int):
         content = _legacy_checkpoint_prefix(tmp_path, content)
-    elif isinstance(content, str):
+    elif content == "changed storage key":
         content = _legacy_checkpoint_with_a_changed_storage_key(tmp_path)
+    elif content == "damaged opcode":
+        content = _legacy_checkpoint_with_a_damaged_opcode(tmp_path)
     path = tmp_path / "broken.pth"
     path.write_bytes(content)
-    with pytest.raises(ck.CheckpointError, match="cannot read checkpoint .*broken.pth.*: corrupt or not a torch file"):
+    with pytest.raises(ck.CheckpointError, match="cannot read checkpoint .*broken.pth.*: corrupt or not a torch file") \
+            as refused:
         ck.read_checkpoint(path)
+    message = str(refused.value)
+    assert "allow-list" not in message and "weights_only" not in message and not message.endswith("()")
 
 
 @pytest.mark.parametrize("zip_format", [True, False])
@@ -404,3 +420,76 @@ def test_a_layout_refusal_names_the_file(tmp_path, content) -> None:
     torch.save(content, path)
     with pytest.raises(ck.CheckpointError, match=f"^{re.escape(str(path))}: "):
         ck.load_mae_weights(MaskedAutoencoderViT(**TINY), path)
+
+
+def _saved_mae(tmp_path, **overrides) -> tuple[MaskedAutoencoderViT, str]:
+    mae = MaskedAutoencoderViT(**{**TINY, **overrides})
+    with torch.no_grad():
+        mae.pos_embed.normal_()  # learnt-looking values: the sin-cos table of one grid would hide a misplacement
+    path = tmp_path / "mae.pt"
+    ck.save_model_checkpoint(path, mae, "mae")
+    return mae, str(path)
+
+
+def _bicubic(pos: torch.Tensor, source: tuple[int, int], target: tuple[int, int]) -> torch.Tensor:
+    """Facebook's interpolate_pos_embed, written out for a grid of any shape: the reference."""
+    dim = pos.shape[-1]
+    grid = pos[:, 1:].reshape(1, *source, dim).permute(0, 3, 1, 2)
+    grid = torch.nn.functional.interpolate(grid, size=target, mode="bicubic", align_corners=False)
+    return torch.cat([pos[:, :1], grid.permute(0, 2, 3, 1).reshape(1, -1, dim)], dim=1)
+
+
+@pytest.mark.parametrize("source_size, target_size", [
+    ((24, 32), (32, 24)),   # 3 x 4 into 4 x 3: the same 12 patches, which loaded as they were, each misplaced
+    ((16, 64), (32, 32)),   # 2 x 8 into 4 x 4: the same 16 patches
+    ((16, 64), (40, 40)),   # a non-square grid resized: it was refused ("non-square position grid")
+])
+def test_a_recorded_grid_is_resized_by_its_own_shape(tmp_path, source_size, target_size) -> None:
+    mae, path = _saved_mae(tmp_path, img_size=source_size)
+    classifier = ViTClassifier(num_classes=2, **{**TINY_ENC, "img_size": target_size})
+    report = ck.load_encoder_weights(classifier, path)
+    source_grid = (source_size[0] // 8, source_size[1] // 8)
+    target_grid = (target_size[0] // 8, target_size[1] // 8)
+    assert report.adapted == ["pos_embed"]
+    torch.testing.assert_close(classifier.pos_embed.data, _bicubic(mae.pos_embed.data, source_grid, target_grid))
+
+
+def test_a_file_of_another_head_count_is_refused_naming_it(tmp_path) -> None:
+    """3 heads of 64 and 6 of 32 have the same weights: the encoder loaded and split its features otherwise."""
+    _, path = _saved_mae(tmp_path)
+    with pytest.raises(ck.CheckpointError, match=re.escape(f"{path}: its encoder was trained with 4 attention heads, "
+                                                           "the model has 2")):
+        ck.load_encoder_weights(ViTClassifier(num_classes=2, **{**TINY_ENC, "num_heads": 2}), path)
+
+
+def test_a_refusal_while_fitting_the_file_names_it(tmp_path) -> None:
+    sd = MaskedAutoencoderViT(**TINY).state_dict()
+    sd["pos_embed"] = sd["pos_embed"][0]  # saved without its batch axis
+    path = tmp_path / "flat.pth"
+    torch.save(sd, path)
+    with pytest.raises(ck.CheckpointError, match=re.escape(f"{path}: pos_embed: checkpoint shape (17, 32)")):
+        ck.load_mae_weights(MaskedAutoencoderViT(**TINY), path)
+
+
+def test_a_record_with_paths_and_numpy_numbers_reads_back(tmp_path) -> None:
+    """A ``Path`` or a numpy scalar in the config was written, and the file's own reader then refused it as pickling
+    objects outside the allow-list."""
+    import numpy as np
+    from pathlib import Path
+
+    path = tmp_path / "m.pt"
+    config = {"data_root": Path("/data"), "lr": np.float64(1e-3), "sizes": (np.int64(2), 3), "nested": {"k": None}}
+    ck.save_model_checkpoint(path, MaskedAutoencoderViT(**TINY), "mae", config)
+    assert ck.read_checkpoint(path)["arch"]["config"] == {"data_root": "/data", "lr": 1e-3, "sizes": [2, 3],
+                                                          "nested": {"k": None}}
+    with pytest.raises(ValueError, match=re.escape("config.hook is a builtin_function_or_method, which a checkpoint cannot hold")):
+        ck.save_model_checkpoint(path, MaskedAutoencoderViT(**TINY), "mae", {"hook": len})
+
+
+@pytest.mark.parametrize("width, named", [(192, "mae_vit_tiny_patch16_dec128d2b"), (48, "see the registered architectures")])
+def test_a_file_of_another_width_says_which_arch_fits(tmp_path, width, named) -> None:
+    """'key cls_token has shape (1, 1, 192), the model expects (1, 1, 768)' did not say what to change."""
+    sd = MaskedAutoencoderViT(**{**TINY, "embed_dim": width, "num_heads": 4}).state_dict()
+    with pytest.raises(ck.CheckpointError, match=re.escape(f"the file's encoder is {width} wide, the model's 32; give "
+                                                           f"the --arch of that width ({named})")):
+        ck.load_mae_weights(MaskedAutoencoderViT(**TINY), sd)

@@ -12,22 +12,36 @@ from monai_ext.io.checkpoints import CheckpointError
 from monai_ext.networks.checkpoints.layouts import StateDict
 
 
-def interpolate_pos_embed(pos: torch.Tensor, grid_size: tuple[int, int], num_extra_tokens: int = 1) -> torch.Tensor:
+#: The ViT sizes by embedding width, named in the hint for a file of another size.
+WIDTH_NAMES = {192: "mae_vit_tiny_patch16_dec128d2b", 384: "mae_vit_small_patch16_dec256d4b",
+               768: "mae_vit_base_patch16_dec512d8b", 1024: "mae_vit_large_patch16_dec512d8b"}
+
+
+def interpolate_pos_embed(pos: torch.Tensor, grid_size: tuple[int, int], num_extra_tokens: int = 1,
+                          source_grid: tuple[int, int] | None = None) -> torch.Tensor:
     """Resize a (1, extra + h*w, D) position embedding to another patch grid by bicubic interpolation.
 
-    The source grid must be square (as every released checkpoint is); the extra (cls) tokens are kept as they are.
+    The source grid is ``source_grid`` (h, w) when the file records it (this project's files), else taken as square
+    (as every released checkpoint is); the extra (cls) tokens are kept as they are.
 
     Returns:
         (1, extra + grid_h * grid_w, D).
     """
     extra, patches = pos[:, :num_extra_tokens], pos[:, num_extra_tokens:]
-    side = int(round(patches.shape[1] ** 0.5))
-    if side * side != patches.shape[1]:
-        raise CheckpointError(f"cannot interpolate a non-square position grid of {patches.shape[1]!r} patches")
-    if (side, side) == tuple(grid_size):
+    if source_grid is None:
+        side = int(round(patches.shape[1] ** 0.5))
+        if side * side != patches.shape[1]:
+            raise CheckpointError(f"cannot interpolate a non-square position grid of {patches.shape[1]!r} patches "
+                                  "without a record of its shape")
+        source_grid = (side, side)
+    height, width = source_grid
+    if height * width != patches.shape[1]:
+        raise CheckpointError(f"the recorded {height} x {width} patch grid does not fit a position embedding of "
+                              f"{patches.shape[1]!r} patches")
+    if (height, width) == tuple(grid_size):
         return pos
     dim = patches.shape[-1]
-    grid = patches.reshape(1, side, side, dim).permute(0, 3, 1, 2).float()
+    grid = patches.reshape(1, height, width, dim).permute(0, 3, 1, 2).float()
     grid = F.interpolate(grid, size=tuple(grid_size), mode="bicubic", align_corners=False)
     patches = grid.permute(0, 2, 3, 1).reshape(1, -1, dim).to(pos.dtype)
     return torch.cat([extra, patches], dim=1)
@@ -65,18 +79,25 @@ def adapt_decoder_pred_channels(param: torch.Tensor, patch_size: int, in_chans: 
     raise CheckpointError(f"cannot adapt decoder_pred from {old!r} to {in_chans!r} channels")
 
 
-def adapt_to_model(state_dict: StateDict, model: nn.Module) -> tuple[StateDict, list[str]]:
-    """Fit position grids and input channels of ``state_dict`` to ``model``. Returns (new dict, adapted keys)."""
+def adapt_to_model(state_dict: StateDict, model: nn.Module,
+                   source_grid: tuple[int, int] | None = None) -> tuple[StateDict, list[str]]:
+    """Fit position grids and input channels of ``state_dict`` to ``model``. Returns (new dict, adapted keys).
+
+    ``source_grid`` is the (h, w) patch grid the file records (:func:`recorded_geometry`): with it a grid of the same
+    count but another shape (12 x 16 into 16 x 12) is resized too, where comparing sizes alone loaded it as it was,
+    each embedding at another image position.
+    """
     target = model.state_dict()
     out, adapted = dict(state_dict), []
     for key in sorted(set(out) & set(target)):
         if out[key].ndim != target[key].ndim:  # no adaptation changes a weight's rank: a wrong file, said plainly
             raise CheckpointError(f"{key}: checkpoint shape {tuple(out[key].shape)}, the model's "
                                   f"{tuple(target[key].shape)}")
-    grid = model.patch_embed.grid_size
+    grid = tuple(model.patch_embed.grid_size)
+    other_shape = source_grid is not None and tuple(source_grid) != grid
     for key in ("pos_embed", "decoder_pos_embed"):
-        if key in out and key in target and out[key].shape != target[key].shape:
-            out[key] = interpolate_pos_embed(out[key], grid)
+        if key in out and key in target and (out[key].shape != target[key].shape or other_shape):
+            out[key] = interpolate_pos_embed(out[key], grid, source_grid=source_grid)
             adapted.append(key)
     key = "patch_embed.proj.weight"
     if key in out and out[key].shape[1] != target[key].shape[1]:
@@ -94,6 +115,36 @@ def check_shapes(state_dict: Mapping[str, torch.Tensor], model: nn.Module, sourc
     target = model.state_dict()
     for key, value in state_dict.items():
         if key in target and tuple(value.shape) != tuple(target[key].shape):
-            raise CheckpointError(
-                f"{source}: key {key!r} has shape {tuple(value.shape)!r}, the model expects {tuple(target[key].shape)!r}"
-            )
+            width, wanted = value.shape[-1], target[key].shape[-1]
+            hint = (f": the file's encoder is {width} wide, the model's {wanted}; give the --arch of that width "
+                    f"({WIDTH_NAMES.get(width, 'see the registered architectures')})"
+                    if key == "cls_token" and width != wanted else "")
+            raise CheckpointError(f"{source}: key {key!r} has shape {tuple(value.shape)!r}, the model expects "
+                                  f"{tuple(target[key].shape)!r}{hint}")
+
+
+def recorded_geometry(checkpoint: object) -> dict[str, object]:
+    """What a file of this project records of its encoder's geometry: ``grid`` (h, w) of patches and ``num_heads``
+    (weights cannot tell 3 heads of 64 from 6 of 32); empty for foreign files, which record nothing."""
+    record = checkpoint.get("arch") if isinstance(checkpoint, Mapping) else None
+    args = record.get("arch_args") if isinstance(record, Mapping) else None
+    if not isinstance(args, Mapping):
+        return {}
+    found: dict[str, object] = {}
+    img, patch = args.get("img_size"), args.get("patch_size")
+    if img is not None and patch is not None:
+        height, width = (img, img) if isinstance(img, int) else tuple(img)
+        found["grid"] = (int(height) // int(patch), int(width) // int(patch))
+    if args.get("num_heads") is not None:
+        found["num_heads"] = int(args["num_heads"])
+    return found
+
+
+def check_heads(geometry: Mapping[str, object], model: nn.Module) -> None:
+    """Refuse a file recorded with another number of attention heads than ``model``'s: the weights fit either way,
+    and the loaded encoder would split its features into other heads than it was trained with."""
+    heads = geometry.get("num_heads")
+    model_heads = (getattr(model, "arch_args", None) or {}).get("num_heads")
+    if heads is not None and model_heads is not None and heads != model_heads:
+        raise CheckpointError(f"its encoder was trained with {heads} attention heads, the model has {model_heads}: "
+                              "give the matching --arch (or num_heads)")

@@ -15,7 +15,7 @@ from typing import Any
 from torch import nn
 
 from monai_ext.io.checkpoints import CheckpointError, read_checkpoint
-from monai_ext.networks.checkpoints.adapt import adapt_to_model, check_shapes
+from monai_ext.networks.checkpoints.adapt import adapt_to_model, check_heads, check_shapes, recorded_geometry
 from monai_ext.networks.checkpoints.layouts import (
     FORMAT_NAME,
     StateDict,
@@ -45,15 +45,33 @@ class LoadReport:
         )
 
 
-def _resolve(source: str | os.PathLike | Mapping[str, Any], sha256: str | None,
-             name: str | None = None) -> tuple[str, StateDict, str]:
+@dataclass
+class _Source:
+    """A checkpoint read and mapped to this project's key names."""
+
+    layout: str
+    state_dict: StateDict
+    name: str
+    geometry: dict[str, Any]  # what the file records of its grid and heads (recorded_geometry)
+
+
+def _resolve(source: str | os.PathLike | Mapping[str, Any], sha256: str | None, name: str | None = None) -> _Source:
     name = name or (str(source) if not isinstance(source, Mapping) else "<in-memory checkpoint>")
     checkpoint = source if isinstance(source, Mapping) else read_checkpoint(source, sha256)
     try:
         layout, state_dict = to_state_dict(checkpoint)
     except CheckpointError as e:  # the layout's refusal names no file: a run with several checkpoints says which
         raise CheckpointError(f"{name}: {e}") from e
-    return layout, state_dict, name
+    return _Source(layout, state_dict, name, recorded_geometry(checkpoint))
+
+
+def _adapted(source: _Source, state_dict: StateDict, model: nn.Module) -> tuple[StateDict, list[str]]:
+    """``state_dict`` fitted to ``model`` (:func:`adapt_to_model`), a refusal naming the file."""
+    try:
+        check_heads(source.geometry, model)
+        return adapt_to_model(state_dict, model, source.geometry.get("grid"))
+    except CheckpointError as e:
+        raise CheckpointError(f"{source.name}: {e}") from e
 
 
 def _load_exact(
@@ -83,10 +101,10 @@ def load_mae_weights(
     Every model key must be provided and every provided key used, after position grids and channels are adapted.
     ``name`` names the file in errors when ``source`` is its content, read already.
     """
-    layout, state_dict, name = _resolve(source, sha256, name)
-    state_dict, adapted = adapt_to_model(state_dict, model)
-    report = LoadReport(layout=layout, adapted=adapted)
-    return _load_exact(model, state_dict, set(), report, name)
+    found = _resolve(source, sha256, name)
+    state_dict, adapted = _adapted(found, found.state_dict, model)
+    report = LoadReport(layout=found.layout, adapted=adapted)
+    return _load_exact(model, state_dict, set(), report, found.name)
 
 
 #: What fine-tuning may leave out of a pretraining or classification checkpoint: the MAE's decoder and mask token,
@@ -108,7 +126,8 @@ def load_encoder_weights(
     average pooling) must be exactly the keys left at initialisation.
     ``name`` names the file in errors when ``source`` is its content, read already.
     """
-    layout, state_dict, name = _resolve(source, sha256, name)
+    found = _resolve(source, sha256, name)
+    layout, state_dict, name = found.layout, found.state_dict, found.name
     wanted = set(model.encoder_parameter_names())
     absent = sorted(wanted - set(state_dict))
     if absent:
@@ -127,7 +146,7 @@ def load_encoder_weights(
             f"{name}: {len(foreign)} encoder key(s) have no place in this model, e.g. {foreign[:6]!r}: the "
             "checkpoint's encoder differs (more blocks, LayerScale or qk-norm); give the matching --arch")
     kept = {k: v for k, v in state_dict.items() if k in wanted}
-    kept, adapted = adapt_to_model(kept, model)
+    kept, adapted = _adapted(found, kept, model)
     report = LoadReport(layout=layout, dropped=dropped, adapted=adapted)
     expected_missing = set(model.state_dict()) - wanted
     return _load_exact(model, kept, expected_missing, report, name)
@@ -135,6 +154,9 @@ def load_encoder_weights(
 
 def build_from_checkpoint(source: str | os.PathLike | Mapping[str, Any], name: str | None = None) -> nn.Module:
     """Rebuild and load a model from a file written by this project (its ``arch`` record).
+
+    The model comes back in training mode, as torch builds modules: call ``.eval()`` before inference (a linear-probe
+    BatchNorm head or a batch-norm decoder otherwise uses and updates batch statistics).
 
     ``name`` names the file in errors when ``source`` is its content, read already (never the content itself: a
     message quoting a whole state dict runs to megabytes).

@@ -6,6 +6,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+import torch
 from torch import nn
 
 from monai_ext.io.atomic import atomic_torch_save
@@ -24,10 +26,28 @@ def arch_record(model: nn.Module, kind: str, config: Mapping[str, Any] | None = 
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "kind": kind,
-        "arch_args": dict(arch_args) if arch_args is not None else None,
+        "arch_args": readable_record(arch_args, "arch_args") if arch_args is not None else None,
         "network": f"{type(model).__module__}.{type(model).__qualname__}",
-        "config": dict(config or {}),
+        "config": readable_record(config or {}, "config"),
     }
+
+
+def readable_record(value: Any, key: str) -> Any:
+    """``value`` in the types the safe reader (``weights_only=True``) loads back: paths become text, numpy scalars
+    numbers, tuples lists; anything else is refused naming its key. Without this a file was written that its own
+    reader then refused as "pickling objects outside the allow-list" (a ``Path`` in the config)."""
+    if isinstance(value, np.generic):  # first: np.float64 is also a float, and pickles as a numpy scalar
+        return value.item()
+    if value is None or isinstance(value, (str, bool, int, float, torch.Tensor)):
+        return value
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, (list, tuple)):
+        return [readable_record(v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, Mapping):
+        return {str(k): readable_record(v, f"{key}.{k}") for k, v in value.items()}
+    raise ValueError(f"{key} is a {type(value).__name__}, which a checkpoint cannot hold safely; give text, numbers, "
+                     f"lists or dicts, got {value!r}")
 
 
 def save_model_checkpoint(
