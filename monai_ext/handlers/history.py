@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,20 @@ class ProgressBar:
             # the first item of a decollated output (MONAI's default), or the output itself when not decollated
             bar.attach(engine, output_transform=lambda out: {
                 self.loss_key: (out[0] if isinstance(out, list) else out)[self.loss_key]})
+
+
+def handlers_of_this_rank(handlers: Sequence[Any]) -> list[Any]:
+    """The handlers this process attaches under torchrun: every one on rank 0; on the others, none of those that
+    print (``StatsHandler``, :class:`ProgressBar`), whose lines would repeat once per rank.
+
+    Chosen by type, not by position: ``--tracking`` appends its handler to the bundle's list, and a slice of the last
+    two then dropped the progress bar and the tracking handler and kept the statistics.
+    """
+    from monai.handlers import StatsHandler
+
+    if is_main_process():
+        return list(handlers)
+    return [h for h in handlers if not isinstance(h, (StatsHandler, ProgressBar))]
 
 
 def _is_scalar(value: Any) -> bool:

@@ -28,7 +28,6 @@ from typing import Any
 
 import cv2
 import numpy as np
-import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends, convert_to_dst_type

@@ -23,7 +23,7 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends
 
-from monai_ext.transforms.intensity import FLOAT_UNIT_RANGE_LIMIT, float_peak, integer_peak
+from monai_ext.transforms.intensity import full_scale
 
 #: A fitted model must agree with the detected region at least this well (IoU) to replace it.
 MIN_MODEL_IOU = 0.9
@@ -63,9 +63,7 @@ def display_scale(img: np.ndarray) -> float:
     """The factor that takes ``img``'s values to [0, 255]: integer types by their full scale (uint16 / 257, and
     int32, PIL's container of 16-bit PNGs, as 16-bit: see :func:`integer_peak`); floats by :func:`float_peak`
     ([0, 1], or [0, 255] when their largest finite value exceeds ``FLOAT_UNIT_RANGE_LIMIT``)."""
-    if np.issubdtype(img.dtype, np.floating):
-        return 255.0 / float_peak(img)
-    return 255.0 / integer_peak(img.dtype)
+    return 255.0 / full_scale(img)
 
 
 def to_hwc_uint8(image: Any) -> np.ndarray:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from monai_ext.transforms.intensity import integer_peak
+from monai_ext.transforms.intensity import full_scale
 from monai_ext.transforms.normalize import NORMALIZATION_MODES, NormalizeUltrasound, normalize_batch
 from monai_ext.transforms.physics import (
     NOMINAL_DYNAMIC_RANGE_DB,
@@ -51,8 +51,8 @@ class UltrasoundBatchAugment:
         dynamic_range_db: assumed dynamic range of the inputs.
         seed: seed of the per-device generator (None: nondeterministic).
 
-    Call with a batch (N, 1, H, W), integer (scaled by its type's full scale, see
-    :func:`monai_ext.transforms.intensity.integer_peak`) or float in [0, 1], on any device; returns
+    Call with a batch (N, 1, H, W), integer, or float in [0, 1] or [0, 255] (scaled by
+    :func:`monai_ext.transforms.intensity.full_scale`), on any device; returns
     (N, channels, S, S) float32 on the same device. Gamma speckle draws from torch's default generator (no
     generator argument exists for Gamma sampling); everything else from this object's generator.
     """
@@ -229,8 +229,9 @@ class UltrasoundBatchAugment:
         if batch.ndim != 4 or batch.shape[1] != 1:
             raise ValueError(f"expected a gray batch (N, 1, H, W), got shape {tuple(batch.shape)!r}")
         g = self._generator(batch.device)
-        # integer frames by their type's full scale: uint8 / 255, 16-bit (uint16, or int32 as PIL holds it) / 65535
-        x = batch.float() if batch.is_floating_point() else batch.float() / integer_peak(batch.dtype)
+        # by the batch's full scale: uint8 / 255, 16-bit (uint16, or int32 as PIL holds it) / 65535, floats in
+        # [0, 255] / 255 (a float batch costs one host read for its range; the corpus cache's frames are uint8)
+        x = batch.float() / full_scale(batch)
         n, _, height, width = x.shape
         boxes = self.crop_boxes(g, n, height, width)
         flip = self._chosen(g, self.flip_prob, n)

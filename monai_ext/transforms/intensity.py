@@ -56,6 +56,13 @@ def float_peak(img: np.ndarray | torch.Tensor) -> float:
     return 255.0 if top > FLOAT_UNIT_RANGE_LIMIT else 1.0
 
 
+def full_scale(img: np.ndarray | torch.Tensor) -> float:
+    """The value that stands for full white in ``img``: its integer type's (:func:`integer_peak`), or for floats
+    1 or 255 (:func:`float_peak`). Every transform that scales by range asks this, so that a float frame in [0, 255]
+    (MONAI ``LoadImage``'s default float32) is read the same way everywhere."""
+    return float_peak(img) if is_float_dtype(img.dtype) else integer_peak(img.dtype)
+
+
 class ToGrayscale(Transform):
     """Channel-first image with 1 (gray), 2 (gray + alpha), 3 (RGB) or 4 (RGBA) channels -> (1, H, W) luma.
 
@@ -110,10 +117,9 @@ class ScaleIntensityByDtype(Transform):
     backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
     def __call__(self, img: Any) -> Any:
+        peak = full_scale(img)
         if isinstance(img, torch.Tensor):
-            peak = float_peak(img) if img.dtype.is_floating_point else integer_peak(img.dtype)
             return img.float() / peak if peak != 1.0 else img.float()
-        peak = float_peak(img) if np.issubdtype(img.dtype, np.floating) else integer_peak(img.dtype)
         return img.astype(np.float32) / np.float32(peak) if peak != 1.0 else img.astype(np.float32)
 
 

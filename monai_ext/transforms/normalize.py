@@ -11,7 +11,7 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends, convert_to_dst_type, convert_to_tensor
 
-from monai_ext.transforms.intensity import integer_peak, is_float_dtype
+from monai_ext.transforms.intensity import full_scale
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -29,13 +29,12 @@ def normalization_stats(in_channels: int) -> tuple[list[float], list[float]]:
 
 def corpus_statistics(images: Iterable[Any]) -> tuple[float, float]:
     """Mean and standard deviation of all pixels of ``images``, accumulated in float64, on the [0, 1] scale that
-    :class:`NormalizeUltrasound` applies them to: integer frames (the corpus cache's uint8) are scaled by their
-    type's full scale (:func:`integer_peak`) first, float frames are taken as [0, 1]."""
+    :class:`NormalizeUltrasound` applies them to: each frame is divided by its :func:`full_scale` first (the corpus
+    cache's uint8 by 255, a float frame in [0, 255] by 255, one in [0, 1] kept)."""
     count, total, squares = 0, 0.0, 0.0
     for img in images:
         arr = img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
-        peak = 1.0 if is_float_dtype(arr.dtype) else integer_peak(arr.dtype)
-        arr = arr.astype(np.float64) / peak
+        arr = arr.astype(np.float64) / full_scale(arr)
         count += arr.size
         total += float(arr.sum())
         squares += float(np.square(arr).sum())
@@ -46,8 +45,8 @@ def corpus_statistics(images: Iterable[Any]) -> tuple[float, float]:
 
 
 class NormalizeUltrasound(Transform):
-    """Gray image (1, H, W), float in [0, 1] or integer (scaled by its type's full scale, see :func:`integer_peak`)
-    -> normalised (channels, H, W) float32, same array type and device.
+    """Gray image (1, H, W), integer, or float in [0, 1] or [0, 255] (scaled by :func:`full_scale`) -> normalised
+    (channels, H, W) float32, same array type and device.
 
     Args:
         mode: "imagenet" (the published recipe: replicate gray to 3 channels, ImageNet mean/std per channel),
@@ -71,10 +70,8 @@ class NormalizeUltrasound(Transform):
         self.mode, self.channels, self.mean, self.std = mode, channels, mean, std
 
     def __call__(self, img: Any) -> Any:
-        t = convert_to_tensor(img, track_meta=False, dtype=torch.float32)
-        is_float = is_float_dtype(img.dtype)
-        if not is_float:  # statistics are of [0, 1] images: integer frames are scaled there by their type first
-            t = t / integer_peak(img.dtype)
+        # statistics are of [0, 1] images: integer frames (and floats in [0, 255]) are scaled there first
+        t = convert_to_tensor(img, track_meta=False, dtype=torch.float32) / full_scale(img)
         out = normalize_batch(t[None], self.mode, self.channels, self.mean, self.std)[0]
         return convert_to_dst_type(out, img, dtype=torch.float32 if isinstance(img, torch.Tensor) else np.float32)[0]
 
@@ -88,7 +85,7 @@ def normalize_batch(batch: torch.Tensor, mode: str, channels: int, mean: float |
     if mode == "imagenet":
         m, s = (torch.tensor(v, device=x.device).view(1, -1, 1, 1) for v in normalization_stats(channels))
     elif mode == "zscore":
-        return _zscore(batch.float()).expand(-1, channels, -1, -1)
+        return _zscore(batch.float()).expand(-1, channels, -1, -1).contiguous()  # no channels sharing memory
     elif mode == "corpus":
         m, s = torch.tensor(mean, device=x.device), torch.tensor(std, device=x.device)
     else:

@@ -23,7 +23,7 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, RandomizableTransform
 from monai.utils import TransformBackends, convert_to_dst_type, convert_to_tensor
 
-from monai_ext.transforms.intensity import integer_peak, is_float_dtype
+from monai_ext.transforms.intensity import full_scale, is_float_dtype
 
 #: Dynamic range assumed for images whose compression is unknown (typical scanner presets span 40-80 dB).
 NOMINAL_DYNAMIC_RANGE_DB = 60.0
@@ -134,8 +134,8 @@ def check_dynamic_range(dynamic_range_db: float) -> float:
 
 
 class _RandUltrasound(RandomizableTransform):
-    """Base: (C, H, W) image (numpy or tensor), float in [0, 1] or integer (taken over its full scale, see
-    :func:`integer_peak`) -> same type, device, dtype and range."""
+    """Base: (C, H, W) image (numpy or tensor), integer, or float in [0, 1] or [0, 255] (taken over its
+    :func:`full_scale`) -> same type, device, dtype and range."""
 
     backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
@@ -156,9 +156,9 @@ class _RandUltrasound(RandomizableTransform):
         if not self._do_transform:
             return img
         t = convert_to_tensor(img, track_meta=False, dtype=torch.float32)
-        # the physics works on [0, 1]: integer frames are scaled there and back, not clamped to it
+        # the physics works on [0, 1]: integer frames (and floats in [0, 255]) are scaled there and back, not clamped
         is_float = is_float_dtype(img.dtype)
-        peak = 1.0 if is_float else integer_peak(img.dtype)
+        peak = full_scale(img)
         out = self._apply(t[None] / peak)[0] * peak
         return convert_to_dst_type(out if is_float else out.round(), img, dtype=img.dtype)[0]
 

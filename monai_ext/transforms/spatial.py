@@ -95,7 +95,7 @@ def _like_input_dtype(resized: Any, img: Any) -> Any:
     transforms after the crop, which scale by type, still read uint8 as 0-255 (float32 0-255 read as [0, 1])."""
     dtype = img.dtype
     if isinstance(img, np.ndarray) or not hasattr(dtype, "is_floating_point"):
-        if np.issubdtype(dtype, np.floating):
+        if np.issubdtype(dtype, np.floating) or dtype == np.bool_:  # a bool mask stays float, as torch's does
             return resized
         info = np.iinfo(dtype)
     elif dtype.is_floating_point or dtype == torch.bool:

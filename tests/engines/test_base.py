@@ -96,7 +96,6 @@ def test_every_optimiser_step_follows_the_mean_gradient_of_its_window(micro_batc
     """An epoch whose length ``accumulation_steps`` does not divide ends on a shorter window. Its loss was divided by
     ``accumulation_steps``, so that step took a fraction of the gradient (half of it for 5 micro-batches by 2)."""
     import torch
-    from ignite.engine import Events
     from torch import nn
 
     from monai_ext.engines.classification import ClassificationTrainer

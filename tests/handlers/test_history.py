@@ -43,3 +43,19 @@ def test_a_history_from_an_older_checkpoint_with_nan_is_written_as_json(tmp_path
     history(engine)
     assert strict_json((tmp_path / "metrics.json").read_text()) == [{"epoch": 1, "val_loss": None, "auc": 0.5},
                                                                      {"epoch": 2, "val_loss": 0.25, "auc": 0.75}]
+
+
+@pytest.mark.parametrize("main, kept", [(True, ["stats", "bar", "checkpoint", "tracking"]),
+                                        (False, ["checkpoint", "tracking"])])
+def test_ranks_other_than_0_attach_no_printing_handler_wherever_it_is_in_the_list(monkeypatch, main, kept) -> None:
+    """--tracking appends its handler to the list: the overlay's slice of the last two then dropped the progress bar
+    and the tracking handler on ranks > 0 and kept the statistics, printed once per rank."""
+    from monai.handlers import StatsHandler
+
+    from monai_ext.handlers import history
+
+    monkeypatch.setattr(history, "is_main_process", lambda: main)
+    handlers = {"stats": StatsHandler(iteration_log=False), "bar": history.ProgressBar(), "checkpoint": object(),
+                "tracking": object()}
+    chosen = history.handlers_of_this_rank(list(handlers.values()))
+    assert chosen == [handlers[name] for name in kept]

@@ -4,8 +4,8 @@ store it logs to, what it does when the store fails mid-run, which model it logs
 from __future__ import annotations
 
 import http.server
-import re
 import logging
+import re
 import threading
 from pathlib import Path
 from types import SimpleNamespace

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import pickle
 import os
+import pickle
 import re
 
 import pytest
@@ -474,8 +474,9 @@ def test_a_refusal_while_fitting_the_file_names_it(tmp_path) -> None:
 def test_a_record_with_paths_and_numpy_numbers_reads_back(tmp_path) -> None:
     """A ``Path`` or a numpy scalar in the config was written, and the file's own reader then refused it as pickling
     objects outside the allow-list."""
-    import numpy as np
     from pathlib import Path
+
+    import numpy as np
 
     path = tmp_path / "m.pt"
     config = {"data_root": Path("/data"), "lr": np.float64(1e-3), "sizes": (np.int64(2), 3), "nested": {"k": None}}
@@ -493,3 +494,21 @@ def test_a_file_of_another_width_says_which_arch_fits(tmp_path, width, named) ->
     with pytest.raises(ck.CheckpointError, match=re.escape(f"the file's encoder is {width} wide, the model's 32; give "
                                                            f"the --arch of that width ({named})")):
         ck.load_mae_weights(MaskedAutoencoderViT(**TINY), sd)
+
+
+def test_an_mae_file_of_another_decoder_head_count_is_refused_naming_it(tmp_path) -> None:
+    _, path = _saved_mae(tmp_path)  # decoder of 2 heads
+    with pytest.raises(ck.CheckpointError, match=re.escape(f"{path}: its decoder was trained with 2 attention heads, "
+                                                           "the model has 4")):
+        ck.load_mae_weights(MaskedAutoencoderViT(**{**TINY, "decoder_num_heads": 4}), path)
+
+
+@pytest.mark.parametrize("img_size", ["224", [224], [224, 160, 3], 22.4])
+def test_a_malformed_size_in_a_record_is_refused_naming_the_file(tmp_path, img_size) -> None:
+    _, path = _saved_mae(tmp_path)
+    content = torch.load(path, weights_only=True)
+    content["arch"]["arch_args"]["img_size"] = img_size
+    torch.save(content, path)
+    with pytest.raises(ck.CheckpointError, match=re.escape(f"{path}: its architecture record has img_size "
+                                                           f"{img_size!r} and patch_size 8: not whole numbers")):
+        ck.load_mae_weights(MaskedAutoencoderViT(**TINY), path)

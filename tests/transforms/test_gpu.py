@@ -139,3 +139,21 @@ def test_runs_on_the_gpu(frame):
     batch = torch.as_tensor(frame)[None].expand(8, -1, -1, -1).cuda()
     out = UltrasoundBatchAugment(16, speckle_prob=1.0, blur_prob=1.0, seed=0)(batch)
     assert out.is_cuda and out.shape == (8, 3, 16, 16)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: (lambda f: UltrasoundBatchAugment(32, seed=0, **{**OFF, "speckle_prob": 1.0, "depth_gain_prob": 1.0})(
+        torch.as_tensor(f)[None])),
+    lambda: (lambda f: RandSpeckle(prob=1.0, strength=(0.5, 0.5)).set_random_state(1)(f)),
+    lambda: (lambda f: RandGammaGain(prob=1.0).set_random_state(1)(f)),
+    lambda: NormalizeUltrasound("imagenet", 3),
+], ids=["batch augment", "speckle", "gamma", "normalise"])
+def test_a_float_frame_in_0_255_is_read_as_the_same_uint8_frame_everywhere(frame, make) -> None:
+    """``ScaleIntensityByDtype`` read float [0, 255] frames (MONAI ``LoadImage``'s default float32) as 0-255 and every
+    other transform as [0, 1]: normalised values came out near 900 instead of 1.7."""
+    u8 = np.rint(frame * 255).astype(np.uint8)
+    from_u8 = np.asarray(make()(u8), np.float64)
+    from_float = np.asarray(make()(u8.astype(np.float32)), np.float64)
+    if from_u8.max() > 1.5:  # an image-in, image-out transform keeps each input's range: bring them to [0, 1]
+        from_u8, from_float = from_u8 / 255, from_float / 255
+    np.testing.assert_allclose(from_float, from_u8, atol=1 / 255 + 1e-6)

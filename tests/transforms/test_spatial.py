@@ -87,3 +87,16 @@ def test_an_integer_image_keeps_its_type_so_scaling_after_the_crop_still_works(d
     reference = np.asarray(float_crop(img.astype(np.float32)))  # the same box on the float image
     np.testing.assert_array_equal(values, np.clip(np.rint(reference), 0, peak))
     assert float(ScaleIntensityByDtype()(out).max()) <= 1.0
+
+
+def test_a_numpy_bool_mask_is_cropped_as_a_torch_one() -> None:
+    """The integer-type restore failed on numpy bool ('Invalid integer data type'); torch bool came back as float."""
+    mask = np.zeros((1, 32, 32), bool)
+    mask[0, 8:24, 8:24] = True
+    outs = []
+    for given in (mask, torch.as_tensor(mask)):
+        crop = RandResizedCrop(16, scale=(0.5, 1.0))
+        crop.set_random_state(0)
+        outs.append(crop(given, mode="nearest"))
+    assert all(out.dtype == torch.float32 for out in outs)
+    assert torch.equal(torch.as_tensor(outs[0]), torch.as_tensor(outs[1]))

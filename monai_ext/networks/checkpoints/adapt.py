@@ -11,7 +11,6 @@ from torch import nn
 from monai_ext.io.checkpoints import CheckpointError
 from monai_ext.networks.checkpoints.layouts import StateDict
 
-
 #: The ViT sizes by embedding width, named in the hint for a file of another size.
 WIDTH_NAMES = {192: "mae_vit_tiny_patch16_dec128d2b", 384: "mae_vit_small_patch16_dec256d4b",
                768: "mae_vit_base_patch16_dec512d8b", 1024: "mae_vit_large_patch16_dec512d8b"}
@@ -124,8 +123,13 @@ def check_shapes(state_dict: Mapping[str, torch.Tensor], model: nn.Module, sourc
 
 
 def recorded_geometry(checkpoint: object) -> dict[str, object]:
-    """What a file of this project records of its encoder's geometry: ``grid`` (h, w) of patches and ``num_heads``
-    (weights cannot tell 3 heads of 64 from 6 of 32); empty for foreign files, which record nothing."""
+    """What a file of this project records of its geometry: ``grid`` (h, w) of patches, ``num_heads`` and
+    ``decoder_num_heads`` (weights cannot tell 3 heads of 64 from 6 of 32); empty for foreign files, which record
+    nothing.
+
+    Raises:
+        CheckpointError: a record whose image or patch size is not a whole number or a pair of them.
+    """
     record = checkpoint.get("arch") if isinstance(checkpoint, Mapping) else None
     args = record.get("arch_args") if isinstance(record, Mapping) else None
     if not isinstance(args, Mapping):
@@ -133,18 +137,24 @@ def recorded_geometry(checkpoint: object) -> dict[str, object]:
     found: dict[str, object] = {}
     img, patch = args.get("img_size"), args.get("patch_size")
     if img is not None and patch is not None:
-        height, width = (img, img) if isinstance(img, int) else tuple(img)
-        found["grid"] = (int(height) // int(patch), int(width) // int(patch))
-    if args.get("num_heads") is not None:
-        found["num_heads"] = int(args["num_heads"])
+        size = [img, img] if isinstance(img, int) else list(img) if isinstance(img, (list, tuple)) else None
+        if size is None or len(size) != 2 or not all(isinstance(v, int) for v in (*size, patch)) or patch < 1:
+            raise CheckpointError(f"its architecture record has img_size {img!r} and patch_size {patch!r}: not whole "
+                                  "numbers (or a pair for the image)")
+        found["grid"] = (size[0] // patch, size[1] // patch)
+    for key in ("num_heads", "decoder_num_heads"):
+        if isinstance(args.get(key), int):
+            found[key] = args[key]
     return found
 
 
 def check_heads(geometry: Mapping[str, object], model: nn.Module) -> None:
-    """Refuse a file recorded with another number of attention heads than ``model``'s: the weights fit either way,
-    and the loaded encoder would split its features into other heads than it was trained with."""
-    heads = geometry.get("num_heads")
-    model_heads = (getattr(model, "arch_args", None) or {}).get("num_heads")
-    if heads is not None and model_heads is not None and heads != model_heads:
-        raise CheckpointError(f"its encoder was trained with {heads} attention heads, the model has {model_heads}: "
-                              "give the matching --arch (or num_heads)")
+    """Refuse a file recorded with another number of attention heads (encoder's, or decoder's for an MAE) than
+    ``model``'s: the weights fit either way, and the loaded attention would split its features into other heads than
+    it was trained with."""
+    model_args = getattr(model, "arch_args", None) or {}
+    for key, part in (("num_heads", "encoder"), ("decoder_num_heads", "decoder")):
+        heads, model_heads = geometry.get(key), model_args.get(key)
+        if heads is not None and model_heads is not None and heads != model_heads:
+            raise CheckpointError(f"its {part} was trained with {heads} attention heads, the model has {model_heads}: "
+                                  f"give the matching --arch (or {key})")

@@ -60,9 +60,10 @@ def _resolve(source: str | os.PathLike | Mapping[str, Any], sha256: str | None, 
     checkpoint = source if isinstance(source, Mapping) else read_checkpoint(source, sha256)
     try:
         layout, state_dict = to_state_dict(checkpoint)
+        geometry = recorded_geometry(checkpoint)
     except CheckpointError as e:  # the layout's refusal names no file: a run with several checkpoints says which
         raise CheckpointError(f"{name}: {e}") from e
-    return _Source(layout, state_dict, name, recorded_geometry(checkpoint))
+    return _Source(layout, state_dict, name, geometry)
 
 
 def _adapted(source: _Source, state_dict: StateDict, model: nn.Module) -> tuple[StateDict, list[str]]:
