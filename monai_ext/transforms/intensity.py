@@ -35,7 +35,7 @@ def integer_peak(dtype: np.dtype | torch.dtype) -> float:
         ValueError: a 64-bit or unsigned 32-bit type. No reader stores pictures so (``torch.tensor`` of Python ints
             makes int64), and divided by the type's maximum every pixel came out black.
     """
-    if dtype in (torch.bool, np.bool_) or (not isinstance(dtype, torch.dtype) and np.dtype(dtype) == np.bool_):
+    if dtype in (torch.bool, np.bool_):  # a numpy dtype('bool') compares equal to np.bool_
         return 1.0
     info = torch.iinfo(dtype) if isinstance(dtype, torch.dtype) else np.iinfo(dtype)
     if info.bits > 32 or (info.bits == 32 and info.min == 0):

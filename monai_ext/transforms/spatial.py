@@ -12,6 +12,8 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, Randomizable, Resize, SpatialCrop, Transform
 from monai.utils import convert_to_dst_type, ensure_tuple_rep
 
+from monai_ext.transforms.intensity import is_float_dtype
+
 
 def check_crop_ranges(scale: Sequence[float], ratio: Sequence[float]) -> None:
     """Validate random-resized-crop ranges: area fraction 0 < low <= high <= 1, aspect ratio 0 < low <= high."""
@@ -92,18 +94,13 @@ class RandResizedCrop(Randomizable, Transform):
 
 def _like_input_dtype(resized: Any, img: Any) -> Any:
     """``Resize`` returns float32 for integer input; an integer image is rounded back to its type, so that the
-    transforms after the crop, which scale by type, still read uint8 as 0-255 (float32 0-255 read as [0, 1])."""
+    transforms after the crop, which scale by type, still read uint8 as 0-255 (float32 0-255 read as [0, 1]). A
+    float or boolean image stays as ``Resize`` gives it (a bool mask comes back float, numpy or torch alike)."""
     dtype = img.dtype
-    if isinstance(img, np.ndarray) or not hasattr(dtype, "is_floating_point"):
-        if np.issubdtype(dtype, np.floating) or dtype == np.bool_:  # a bool mask stays float, as torch's does
-            return resized
-        info = np.iinfo(dtype)
-    elif dtype.is_floating_point or dtype == torch.bool:
+    if is_float_dtype(dtype) or dtype in (torch.bool, np.bool_):
         return resized
-    else:
-        info = torch.iinfo(dtype)
-    rounded = resized.round().clamp(info.min, info.max) if isinstance(resized, torch.Tensor) else \
-        np.clip(np.rint(resized), info.min, info.max)
+    info = torch.iinfo(dtype) if isinstance(dtype, torch.dtype) else np.iinfo(dtype)
+    rounded = torch.as_tensor(resized).round().clamp(info.min, info.max)  # Resize always returns a tensor
     return convert_to_dst_type(rounded, resized, dtype=dtype)[0]
 
 
