@@ -235,8 +235,8 @@ def test_a_fold_the_protocol_lacks_is_a_user_error_before_any_training(args, mes
     root = tmp_path / "classes"
     for name in ("benign", "malignant"):
         (root / name).mkdir(parents=True)
-        for i in range(7):  # 14 images: folds of 2 and 3, not even
-            cv2.imwrite(str(root / name / f"{i}.png"), np.full((32, 32), 40 * i, np.uint8))
+        for i in range(7):  # 14 images: folds of 2 and 3, not even; each its own (copies are left out)
+            cv2.imwrite(str(root / name / f"{i}.png"), np.full((32, 32), 40 * i + len(name), np.uint8))
     code, err = run_main([a.format(tmp=tmp_path, root=root) for a in args], capsys)
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
     assert message in err
@@ -257,7 +257,7 @@ def test_too_small_a_dataset_is_a_user_error_not_a_scikit_learn_traceback(per_cl
     rows = ["path,label" + (",patient" if patients else "")]
     for c in ("benign", "malignant"):
         for i in range(per_class):
-            cv2.imwrite(str(tmp_path / f"{c}{i}.png"), np.full((8, 8), i, np.uint8))
+            cv2.imwrite(str(tmp_path / f"{c}{i}.png"), np.full((8, 8), 10 * i + len(c), np.uint8))
             rows.append(f"{c}{i}.png,{c}" + (f",p{i % patients}" if patients else ""))
     (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
     args = ["make-datalist", "csv", str(tmp_path / "labels.csv"), str(tmp_path / "list.json"), "--folds", str(folds)]

@@ -8,10 +8,12 @@ where to get each dataset: ``docs/datasets.md``. Nothing is renamed or copied.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,11 +22,15 @@ import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from monai_ext.data.folders import file_in_any_case, is_hidden_name, walk_files
+from monai_ext.data.identical import keep_one_copy, warn_of_copies_across_parts
 from monai_ext.io.images import image_stem, is_single_image
 
 logger = logging.getLogger(__name__)
 #: Folder names of a split's parts: a "folder per class" root whose sub-folders are these is a split layout.
 SPLIT_FOLDER_NAMES = frozenset({"train", "training", "val", "valid", "validation", "test", "testing"})
+#: Sub-folders of a segmentation set (images beside their masks): a "folder per class" root of these is no class set.
+SEGMENTATION_FOLDER_NAMES = frozenset({"images", "image", "imgs", "masks", "mask", "labels", "label", "annotations",
+                                       "groundtruth", "ground_truth", "gt"})
 #: BUSI-style mask names: the image stem plus ``_mask`` or ``_mask_<k>``.
 BUSI_MASK = re.compile(r"^(?P<stem>.+)_mask(?:_(?P<k>\d+))?$")
 Item = dict[str, Any]
@@ -54,6 +60,19 @@ def _require(path: Path, what: str) -> Path:
     if not path.exists():
         raise ValueError(f"{what} not found: {str(path)!r}")
     return path
+
+
+def read_utf8(path: Path) -> str:
+    """A list or sheet's text, a UTF-8 byte-order mark (Excel's "CSV UTF-8") dropped.
+
+    Raises:
+        ValueError: the file is not UTF-8 (Excel's plain "CSV" on Windows saves cp1252), naming it and the byte.
+    """
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{str(path)!r} is not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}); save "
+                         "it as UTF-8 (in Excel: 'CSV UTF-8')") from None
 
 
 def refuse_missing_images(listing: str, folder: Path, missing: list[str], dataset: str) -> None:
@@ -246,9 +265,12 @@ def busbra_protocol(root: str | os.PathLike, folds: int = 5) -> Protocol:
     if folds not in (5, 10):
         raise ValueError(f"BUS-BRA ships 5- and 10-fold files, got folds={folds!r}")
     root = Path(root)
-    cases = {row["ID"]: row["Case"] for row in _read_sheet(root / "bus_data.csv", ("ID", "Case"))}
+    data = _read_sheet(root / "bus_data.csv", ("ID", "Case"))
+    cases = _case_of_each_id(data)
     sheet = f"{folds}-fold-cv.csv"
     rows = _read_sheet(root / sheet, ("ID", "Pathology", "kFold", *(f"valid_{k}" for k in range(1, folds + 1))))
+    _refuse_repeated_ids(rows, sheet)
+    _warn_of_pathology_disagreements(data, rows, sheet)
     without_case = [row["ID"] for row in rows if not cases.get(row["ID"])]
     if without_case:  # its patient unknown, an image could sit in training and validation beside its twin
         raise ValueError(f"BUS-BRA {sheet} lists {len(without_case)} image(s) that bus_data.csv gives no Case "
@@ -268,9 +290,64 @@ def busbra_protocol(root: str | os.PathLike, folds: int = 5) -> Protocol:
                 split["test"].append(item)
             else:  # every other row is in training (1) or validation (0): none may fall out of the fold
                 split["train" if _sheet_number(row, f"valid_{k}", (0, 1)) == 1 else "validation"].append(item)
+        _check_patients_apart(split, sheet, k)
         protocol.splits.append(split)
     warn_unlisted_images(root / "Images", protocol, f"BUS-BRA {sheet}")
+    warn_of_copies_across_parts(protocol.splits, f"BUS-BRA {sheet}")
     return protocol
+
+
+def _case_of_each_id(data: list[dict[str, str]]) -> dict[str, str]:
+    """``bus_data.csv``'s Case (patient) of each image ID.
+
+    Raises:
+        ValueError: an ID given two Cases: either could be right, and the wrong one could split a patient.
+    """
+    cases: dict[str, str] = {}
+    for row in data:
+        known = cases.setdefault(row["ID"], row["Case"])
+        if known != row["Case"]:
+            raise ValueError(f"BUS-BRA bus_data.csv gives image {row['ID']!r} two Cases, {known!r} and "
+                             f"{row['Case']!r}; keep the row that is right")
+    return cases
+
+
+def _refuse_repeated_ids(rows: list[dict[str, str]], sheet: str) -> None:
+    """An image listed twice in a fold sheet would be counted twice, or trained on and tested on."""
+    repeated = sorted(image_id for image_id, n in Counter(row["ID"] for row in rows).items() if n > 1)
+    if repeated:
+        raise ValueError(f"BUS-BRA {sheet} lists {len(repeated)} image ID(s) on more than one row, e.g. "
+                         f"{repeated[:5]!r}; keep one row per image")
+
+
+def _warn_of_pathology_disagreements(data: list[dict[str, str]], rows: list[dict[str, str]], sheet: str) -> None:
+    """Warn where ``bus_data.csv`` and the fold sheet give an image different pathologies: the fold sheet's is
+    used, and an edit to one sheet only would otherwise change labels without a word."""
+    if not data or "Pathology" not in data[0]:
+        return
+    given = {row["ID"]: row["Pathology"].strip().lower() for row in data}
+    differ = [row["ID"] for row in rows if row["ID"] in given and given[row["ID"]] != row["Pathology"].strip().lower()]
+    if differ:
+        logger.warning("BUS-BRA: bus_data.csv and %s give %d image(s) different pathologies, e.g. %s; %s's are used",
+                       sheet, len(differ), ", ".join(differ[:5]), sheet)
+
+
+def _check_patients_apart(split: Split, sheet: str, k: int) -> None:
+    """Refuse a test fold whose patients (Cases) have other images in its training or validation part: folds are
+    patient-disjoint as published, so an edited or damaged sheet would test on patients trained on. A patient
+    across training and validation only makes the checkpoint choice optimistic: a warning."""
+    patients = {part: {it["patient"] for it in items} for part, items in split.items()}
+    crossing = sorted(patients["test"] & (patients["train"] | patients["validation"]))
+    if crossing:
+        ids = [it["id"] for it in split["test"] if it["patient"] in crossing]
+        raise ValueError(f"BUS-BRA {sheet}: test fold {k} holds {len(crossing)} patient(s) (Case) whose other images "
+                         f"are in its training or validation part, e.g. Case {crossing[0]!r} ({ids[0]!r}); give a "
+                         "patient's images one kFold")
+    shared = sorted(patients["train"] & patients["validation"])
+    if shared:
+        logger.warning("BUS-BRA %s, run %d: %d patient(s) have images in both training and validation (valid_%d), "
+                       "e.g. Case %r; the best checkpoint is chosen on images of patients trained on", sheet, k,
+                       len(shared), k, shared[0])
 
 
 def _read_sheet(path: Path, columns: tuple[str, ...]) -> list[dict[str, str]]:
@@ -280,8 +357,10 @@ def _read_sheet(path: Path, columns: tuple[str, ...]) -> list[dict[str, str]]:
     Raises:
         ValueError: the file is missing or lacks one of ``columns`` (named, with the columns it has).
     """
-    with open(_require(path, f"BUS-BRA {path.name}"), newline="", encoding="utf-8-sig") as f:
-        rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in csv.DictReader(f)]
+    text = read_utf8(_require(path, f"BUS-BRA {path.name}"))
+    # cells past the header's last column (a trailing comma, an unquoted BBOX list) come under the key None
+    rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k is not None}
+            for row in csv.DictReader(io.StringIO(text, newline=""))]
     rows = [row for row in rows if any(row.values())]  # cells cleared in a spreadsheet are saved as rows of commas
     found = list(rows[0]) if rows else []
     missing = [c for c in columns if c not in found]
@@ -313,15 +392,19 @@ def _read_cls_list(path: Path, images: Path) -> list[Item]:
     """The items of ``train_cls.txt`` or ``val_cls.txt`` (``FILE  LABEL`` lines).
 
     Raises:
-        ValueError: a malformed line (with its number), or listed images missing from ``images``.
+        ValueError: a malformed line or an image listed twice (with the line numbers), or listed images missing from
+            ``images``.
     """
-    items, missing = [], []
-    for line_no, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
+    items, missing, line_of = [], [], {}
+    for line_no, line in enumerate(read_utf8(path).splitlines(), 1):
         if not line.strip():
             continue
         parts = line.split()
         if len(parts) != 2 or not parts[1].isdigit() or not 0 <= int(parts[1]) < len(MMOTU_CLASSES):
             raise ValueError(f"{path}:{line_no}: expected 'FILE  LABEL' with a label 0-7, got {line!r}")
+        first = line_of.setdefault(parts[0].casefold(), line_no)
+        if first != line_no:
+            raise ValueError(f"{path}: {parts[0]!r} is listed on lines {first} and {line_no}; list each image once")
         image = file_in_any_case(images / parts[0])
         if not image.is_file():
             missing.append(f"{parts[0]} (line {line_no})")
@@ -335,32 +418,66 @@ def mmotu_protocol(root: str | os.PathLike, val_fraction: float = 0.1, seed: int
     root = Path(root)
     train = _read_cls_list(_require(root / "train_cls.txt", "MMOTU train_cls.txt"), root / "images")
     test = _read_cls_list(_require(root / "val_cls.txt", "MMOTU val_cls.txt"), root / "images")
+    both = sorted({it["image"] for it in train} & {it["image"] for it in test})
+    if both:
+        raise ValueError(f"MMOTU train_cls.txt and val_cls.txt both list {len(both)} image(s), e.g. "
+                         f"{Path(both[0]).name!r}; an image is trained on or tested on, not both")
     train, validation = validation_from_train(train, val_fraction, seed)
     protocol = Protocol("mmotu", MMOTU_CLASSES, [{"train": train, "validation": validation, "test": test}])
     warn_unlisted_images(root / "images", protocol, "MMOTU train_cls.txt and val_cls.txt")
+    warn_of_copies_across_parts(protocol.splits, "MMOTU train_cls.txt and val_cls.txt")
     return protocol
 
 
 # ------------------------------------------------------------------------------------------------------- GIST514-DB
 def _read_coco(path: Path, images: Path) -> list[Item]:
+    """The items of one GIST514 COCO file: an image's label is the category of its annotation(s).
+
+    Raises:
+        ValueError: not JSON, a category table that does not name ``lmym`` and ``gist``, an image with no or two
+            categories, or listed images missing from ``images``.
+    """
     try:
-        coco = json.loads(path.read_text(encoding="utf-8-sig"))
+        coco = json.loads(read_utf8(path))
     except json.JSONDecodeError as e:
         raise ValueError(f"{str(path)!r} is not valid JSON: {e}") from e
+    label_of = _gist_category_labels(coco.get("categories"), path)
     labels: dict[int, set[int]] = {}
     for ann in coco.get("annotations", []):
         labels.setdefault(ann["image_id"], set()).add(int(ann["category_id"]))
     items, missing = [], []
     for image in coco["images"]:
         categories = labels.get(image["id"], set())
-        if len(categories) != 1 or not categories <= {1, 2}:
-            raise ValueError(f"{path}: image {image['file_name']!r} has categories {sorted(categories)!r}, expected one of 1, 2")
+        if len(categories) != 1 or not categories <= set(label_of):
+            raise ValueError(f"{path}: image {image['file_name']!r} has categories {sorted(categories)!r}, expected "
+                             f"one of {sorted(label_of)}")
         file = file_in_any_case(images / image["file_name"])
         if not file.is_file():
             missing.append(image["file_name"])
-        items.append({"image": str(file), "label": categories.pop() - 1, "id": Path(image["file_name"]).stem})
+        items.append({"image": str(file), "label": label_of[categories.pop()], "id": Path(image["file_name"]).stem})
     refuse_missing_images(path.name, images, missing, "GIST514")
     return items
+
+
+#: GIST514's COCO category names and the class index each gets (``GIST_CLASSES``).
+GIST_CATEGORY_NAMES = {"lmym": 0, "leiomyoma": 0, "gist": 1}
+
+
+def _gist_category_labels(categories: Any, path: Path) -> dict[int, int]:
+    """The class index of each COCO category id, read by name from the file's ``categories`` table (a copy whose
+    ids run the other way would otherwise have every label flipped); ids 1 (leiomyoma) and 2 (GIST), as
+    distributed, where the file has no table.
+
+    Raises:
+        ValueError: a table whose names are not those of GIST514's two classes, naming what it holds.
+    """
+    if not categories:
+        return {1: 0, 2: 1}
+    names = {int(c["id"]): str(c.get("name", "")).strip().lower() for c in categories}
+    if sorted(GIST_CATEGORY_NAMES.get(n, -1) for n in names.values()) != [0, 1]:
+        raise ValueError(f"{str(path)!r}: categories {sorted(names.items())!r} are not GIST514's 'lmym' and "
+                         "'gist' (one each)")
+    return {category: GIST_CATEGORY_NAMES[name] for category, name in names.items()}
 
 
 def gist514_protocol(root: str | os.PathLike, val_fraction: float = 0.1, seed: int = 0) -> Protocol:
@@ -374,6 +491,7 @@ def gist514_protocol(root: str | os.PathLike, val_fraction: float = 0.1, seed: i
         train, validation = validation_from_train(train, val_fraction, seed + k)
         protocol.splits.append({"train": train, "validation": validation, "test": test})
     warn_unlisted_images(root / "images", protocol, "GIST514 annotations/*_split_*.json")
+    warn_of_copies_across_parts(protocol.splits, "GIST514 annotations/*_split_*.json")
     return protocol
 
 
@@ -478,21 +596,37 @@ def folder_protocol(root: str | os.PathLike, folds: int = 5, val_fraction: float
     if len(parts) >= 2:  # ROOT/train/<class>, ROOT/test/<class>: the classes would be "train" and "test"
         raise ValueError(f"the sub-folders {parts!r} of {str(root)!r} are parts of a split, not classes; give the "
                          "folder whose sub-folders are the classes, or a CSV with a 'fold' column (protocol csv)")
+    layers = [name for name in folders if name.lower() in SEGMENTATION_FOLDER_NAMES]
+    if len(layers) >= 2:  # ROOT/images, ROOT/masks: the classes would be "images" and "masks"
+        raise ValueError(f"the sub-folders {layers!r} of {str(root)!r} are a segmentation set's images and masks, "
+                         "not classes; make a segmentation datalist (make-datalist image-mask-folders)")
     items = [{"image": str(p), "label": c, "id": image_stem(p)} for c, name in enumerate(folders) for p in images[name]]
+    items = keep_one_copy(items, folders, repr(str(root)))
     return Protocol(root.name, folders, _kfold(items, folds, val_fraction, seed, max_train))
 
 
 def _without_masks(paths: list[Path], folder: Path) -> list[Path]:
     """``paths`` less the lesion masks saved beside their images (BUSI's ``benign (1)_mask.png`` next to
     ``benign (1).png``), with a warning: a class folder of BUSI is images and masks, and a mask counted as an image
-    of its class would put an outline of the answer into training and test."""
+    of its class would put an outline of the answer into training and test.
+
+    In a folder where masks sit beside their images, a ``_mask`` file whose image is gone (a duplicate image
+    deleted, its mask kept) is a mask too, and is named in a second warning. A ``_mask`` name in a folder with no
+    such pairs is an image like any other.
+    """
     stems = {(p.parent, image_stem(p)) for p in paths}
-    masks = [p for p in paths if (m := BUSI_MASK.match(image_stem(p))) and (p.parent, m["stem"]) in stems]
-    if masks:
+    named = {p: m["stem"] for p in paths if (m := BUSI_MASK.match(image_stem(p)))}
+    paired = [p for p, stem in named.items() if (p.parent, stem) in stems]
+    if paired:
         logger.warning("%s: %d mask file(s) beside their images (<image>_mask.png, as BUSI ships them) are not "
                        "class images and are left out, e.g. %s; `make-datalist busi` reads them as masks",
-                       folder, len(masks), masks[0].name)
-    left_out = set(masks)
+                       folder, len(paired), paired[0].name)
+    with_pairs = {p.parent for p in paired}
+    lone = [p for p, stem in named.items() if (p.parent, stem) not in stems and p.parent in with_pairs]
+    if lone:
+        logger.warning("%s: %d mask file(s) have no image beside them and are left out as masks, not images: %s",
+                       folder, len(lone), ", ".join(p.name for p in lone[:5]))
+    left_out = set(paired) | set(lone)
     return [p for p in paths if p not in left_out]
 
 
@@ -506,14 +640,15 @@ def _read_csv_rows(csv_path: str | os.PathLike) -> list[tuple[int, dict[str, str
     """
     csv_path = Path(_require(Path(csv_path), "CSV file"))
     rows = []
-    with open(csv_path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        for row in reader:
-            cells = {k.strip(): (v or "").strip() for k, v in row.items() if k}
-            if any(cells.values()):
-                rows.append((reader.line_num, cells))  # the file's line: blank lines are skipped, not counted
+    reader = csv.DictReader(io.StringIO(read_utf8(csv_path), newline=""))
+    for row in reader:
+        cells = {k.strip(): (v or "").strip() for k, v in row.items() if k}
+        if any(cells.values()):
+            rows.append((reader.line_num, cells))  # the file's line: blank lines are skipped, not counted
     if not rows or not {"path", "label"} <= set(rows[0][1]):
-        raise ValueError(f"{str(csv_path)!r} needs columns 'path' and 'label'")
+        header = [name.strip() for name in reader.fieldnames or []]
+        raise ValueError(f"{str(csv_path)!r} needs columns 'path' and 'label' (lower case, comma-separated); its "
+                         f"header has {header!r}" + ("" if rows else " and no rows"))
     unlabelled = [line for line, r in rows if not r["label"]]
     if unlabelled:
         raise ValueError(f"{str(csv_path)!r}: empty label on line(s) {unlabelled[:10]!r}")
@@ -552,6 +687,7 @@ def csv_protocol(csv_path: str | os.PathLike, folds: int | None = None, val_frac
         if fold_cells:
             item["fold"] = _whole_number(r["fold"], csv_path, line, "fold")
         items.append(item)
+    items = keep_one_copy(items, names, repr(str(csv_path)))
     if fold_cells and folds is not None:
         raise ValueError(f"{str(csv_path)!r} has a 'fold' column, which sets the folds; leave out folds={folds!r} "
                          "(--folds, --num_folds), or empty the column to let the folds be drawn")

@@ -29,6 +29,7 @@ from monai_ext.data.downstream import (
     busbra_protocol,
     check_splittable,
     patient_groups,
+    read_utf8,
 )
 from monai_ext.data.folders import IMAGE_SUFFIXES, file_in_any_case, walk_files
 from monai_ext.data.synthetic import SimulatorConfig, simulate_frame
@@ -149,6 +150,8 @@ def busbra_segmentation_protocol(root: str | os.PathLike, folds: int = 5) -> Pro
             ]
             _check_files(seg_split[part], "BUS-BRA")
         protocol.splits.append(seg_split)
+    used = {os.path.realpath(item["label"]) for items in protocol.splits[0].values() for item in items}
+    _warn_orphan_masks([p for p in walk_files(root / "Masks") if os.path.realpath(p) not in used])
     return protocol
 
 
@@ -167,7 +170,7 @@ def _mmotu_classes(root: Path) -> dict[str, int]:
     classes = {}
     for name in ("train_cls.txt", "val_cls.txt"):
         path = _require(root / name, f"MMOTU {name} (needed for multi-class masks)")
-        for line_no, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
+        for line_no, line in enumerate(read_utf8(path).splitlines(), 1):
             parts = line.split()
             if not parts:
                 continue
@@ -178,7 +181,7 @@ def _mmotu_classes(root: Path) -> dict[str, int]:
 
 
 def _read_stems(path: Path) -> list[str]:
-    return [Path(line.strip()).stem for line in path.read_text(encoding="utf-8-sig").splitlines()
+    return [Path(line.strip()).stem for line in read_utf8(path).splitlines()
             if line.strip()]
 
 
@@ -257,13 +260,15 @@ def busi_protocol(root: str | os.PathLike, folds: int = 5, val_fraction: float =
 
 def image_mask_folder_items(root: str | os.PathLike, images: str = "images", masks: str = "masks") -> list[Item]:
     """``root/images/<stem>.*`` (any format the loader reads) with ``root/masks/<stem>.*`` (picture masks; equal
-    stems, ``case.nii.gz`` pairs with ``case.png``)."""
+    stems, ``case.nii.gz`` pairs with ``case.png``). Sub-folders count (``images/site2/a.png`` pairs with
+    ``masks/site2/a.png``, its id ``site2/a``): a set gathered from several sites or exports keeps one per folder,
+    and files passed over would shrink it without a word. Hidden files (macOS ``._`` copies) are not images.
+    """
     root = Path(root)
     image_dir, mask_dir = _require(root / images, "images folder"), _require(root / masks, "masks folder")
-    mask_files = [(p, p.stem) for p in sorted(mask_dir.iterdir())
-                  if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")]  # macOS ._ copies
-    images = [(p, image_stem(p)) for p in sorted(image_dir.iterdir())
-              if is_single_image(p) and not p.name.startswith(".")]
+    mask_files = [(p, _pair_key(p, mask_dir, p.stem)) for p in walk_files(mask_dir)
+                  if p.suffix.lower() in IMAGE_SUFFIXES]
+    images = [(p, _pair_key(p, image_dir, image_stem(p))) for p in walk_files(image_dir) if is_single_image(p)]
     if not images:
         raise ValueError(f"no images found in {str(image_dir)!r}")
     _one_file_per_stem(images, image_dir)
@@ -276,6 +281,12 @@ def image_mask_folder_items(root: str | os.PathLike, images: str = "images", mas
     stems = {stem for _, stem in images}
     _warn_orphan_masks([mask for stem, mask in mask_by_stem.items() if stem not in stems])
     return [{"image": str(p), "label": str(mask_by_stem[stem]), "id": stem} for p, stem in images]
+
+
+def _pair_key(path: Path, folder: Path, stem: str) -> str:
+    """What pairs an image with its mask: the file's stem, behind its sub-folder of ``folder`` where it has one."""
+    parent = path.parent.relative_to(folder).as_posix()
+    return stem if parent == "." else f"{parent}/{stem}"
 
 
 def _one_file_per_stem(files: list[tuple[Path, str]], folder: Path) -> None:

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from monai_ext.data import downstream as ds
+
+
+def write_stub(path: Path, kind: str) -> None:
+    """A stand-in file of its own bytes: the protocols compare contents, and identical stand-ins would be copies."""
+    path.write_bytes(f"{kind} {path.name} {path.parent.name}".encode())
 
 
 def make_busbra(root: Path, patients: int = 30, folds: int = 5) -> dict[str, str]:
@@ -21,8 +27,8 @@ def make_busbra(root: Path, patients: int = 30, folds: int = 5) -> dict[str, str
         pathology = "malignant" if p % 3 == 0 else "benign"
         for side in ("l", "r")[: 1 + p % 2]:
             image_id = f"bus_{p:04d}-{side}"
-            (root / "Images" / f"{image_id}.png").write_bytes(b"png")
-            (root / "Masks" / f"mask_{p:04d}-{side}.png").write_bytes(b"png")
+            write_stub((root / "Images" / f"{image_id}.png"), "png")
+            write_stub((root / "Masks" / f"mask_{p:04d}-{side}.png"), "png")
             rows.append((image_id, p, pathology))
             case_of[image_id] = str(p)
     with open(root / "bus_data.csv", "w", newline="") as f:
@@ -109,7 +115,7 @@ def test_images_that_no_list_names_are_counted_in_a_warning(tmp_path, caplog, da
     with caplog.at_level("WARNING", logger="monai_ext.data.downstream"):
         read(root)
         assert not [r for r in caplog.records if "are in none of" in r.getMessage()]
-        (root / folder / f"stray{suffix}").write_bytes(b"img")
+        write_stub((root / folder / f"stray{suffix}"), "img")
         read(root)
     said = [r.getMessage() for r in caplog.records if "are in none of" in r.getMessage()]
     assert len(said) == 1 and said[0].startswith("1 image(s) in ") and f"stray{suffix}" in said[0], said
@@ -168,8 +174,8 @@ def make_mmotu(root: Path, train: int = 40, test: int = 16) -> None:
     (root / "annotations").mkdir()
     lines = {"train_cls.txt": [], "val_cls.txt": []}
     for i in range(1, train + test + 1):
-        (root / "images" / f"{i}.JPG").write_bytes(b"jpg")
-        (root / "annotations" / f"{i}.PNG").write_bytes(b"png")
+        write_stub((root / "images" / f"{i}.JPG"), "jpg")
+        write_stub((root / "annotations" / f"{i}.PNG"), "png")
         lines["train_cls.txt" if i <= train else "val_cls.txt"].append(f"{i}.JPG  {i % 8}")
     for name, content in lines.items():
         (root / name).write_text("\n".join(content) + "\n")
@@ -244,7 +250,7 @@ def make_gist(root: Path, n: int = 50) -> dict[str, int]:
     annotations = []
     for i in range(n):
         name = f"case_{i:03d}.jpg"
-        (root / "images" / name).write_bytes(b"jpg")
+        write_stub((root / "images" / name), "jpg")
         category = 2 if i % 2 else 1
         truth[Path(name).stem] = category - 1
         images.append({"id": i + 1, "file_name": name, "width": 64, "height": 64})
@@ -295,7 +301,7 @@ def test_folder_and_csv_protocols(tmp_path) -> None:
     for name in ("benign", "malignant"):
         (tmp_path / "data" / name).mkdir(parents=True)
         for i in range(15):
-            (tmp_path / "data" / name / f"{name}_{i}.png").write_bytes(b"png")
+            write_stub((tmp_path / "data" / name / f"{name}_{i}.png"), "png")
     proto = ds.folder_protocol(tmp_path / "data", folds=5, val_fraction=0.2, max_train=10)
     assert proto.class_names == ["benign", "malignant"]
     for split in proto.splits:
@@ -321,7 +327,7 @@ def test_folder_protocol_lists_every_format_the_loader_reads(tmp_path) -> None:
                         ("malignant", ["d.NRRD", "e.mha", "f.jpg", ".hidden.png", "clip.mp4"])):
         (tmp_path / "data" / name).mkdir(parents=True)
         for f in files:
-            (tmp_path / "data" / name / f).write_bytes(b"x")
+            write_stub((tmp_path / "data" / name / f), "x")
     proto = ds.folder_protocol(tmp_path / "data", folds=2, val_fraction=0.25)
     items = proto.splits[0]["train"] + proto.splits[0]["validation"] + proto.splits[0]["test"]
     assert sorted((it["label"], it["id"]) for it in items) == [(0, "a"), (0, "b"), (0, "c"), (1, "d"), (1, "e"), (1, "f")]
@@ -331,14 +337,14 @@ def _class_folders(root: Path, per_class: int = 6, classes=("benign", "malignant
     for name in classes:
         (root / name).mkdir(parents=True, exist_ok=True)
         for i in range(per_class):
-            (root / name / f"{name}_{i}.png").write_bytes(b"png")
+            write_stub((root / name / f"{name}_{i}.png"), "png")
 
 
 def test_folder_protocol_follows_a_linked_study_folder(tmp_path) -> None:
     _class_folders(tmp_path / "data")
     (tmp_path / "exports" / "study1").mkdir(parents=True)
     for i in range(3):
-        (tmp_path / "exports" / "study1" / f"s{i}.png").write_bytes(b"png")
+        write_stub((tmp_path / "exports" / "study1" / f"s{i}.png"), "png")
     (tmp_path / "data" / "malignant" / "study1").symlink_to(tmp_path / "exports" / "study1")
     proto = ds.folder_protocol(tmp_path / "data", folds=3)
     ids = sorted(it["id"] for items in proto.splits[0].values() for it in items if it["label"] == 1)
@@ -348,18 +354,24 @@ def test_folder_protocol_follows_a_linked_study_folder(tmp_path) -> None:
 def test_folder_protocol_leaves_out_busi_masks_beside_their_images(tmp_path, caplog) -> None:
     """BUSI's class folders hold each image and its masks (``benign (1)_mask.png``, ``_mask_1.png``): they were
     counted as images of the class, half the items, and a mask and its image could land in training and test."""
-    _class_folders(tmp_path / "Dataset_BUSI_with_GT", classes=("benign", "malignant", "normal"))
+    _class_folders(tmp_path / "Dataset_BUSI_with_GT", classes=("benign", "malignant", "normal", "other"))
     for name in ("benign", "malignant", "normal"):
         folder = tmp_path / "Dataset_BUSI_with_GT" / name
         for i in range(6):
-            (folder / f"{name}_{i}_mask.png").write_bytes(b"png")
-        (folder / f"{name}_0_mask_1.png").write_bytes(b"png")
-    (tmp_path / "Dataset_BUSI_with_GT" / "normal" / "lone_mask.png").write_bytes(b"png")  # no image: an image
+            write_stub((folder / f"{name}_{i}_mask.png"), "png")
+        write_stub((folder / f"{name}_0_mask_1.png"), "png")
+    # a mask whose image was deleted, in a folder of image + mask pairs: a mask all the same
+    write_stub((tmp_path / "Dataset_BUSI_with_GT" / "normal" / "normal_9_mask.png"), "png")
+    # a "_mask" name in a folder without pairs: an image like any other
+    write_stub((tmp_path / "Dataset_BUSI_with_GT" / "other" / "lone_mask.png"), "png")
     with caplog.at_level("WARNING"):
         proto = ds.folder_protocol(tmp_path / "Dataset_BUSI_with_GT", folds=3)
     ids = sorted(it["id"] for items in proto.splits[0].values() for it in items)
-    assert ids == sorted([f"{n}_{i}" for n in ("benign", "malignant", "normal") for i in range(6)] + ["lone_mask"])
+    classes = ("benign", "malignant", "normal", "other")
+    assert ids == sorted([f"{n}_{i}" for n in classes for i in range(6)] + ["lone_mask"])
     assert "7 mask file(s) beside their images" in caplog.text and "make-datalist busi" in caplog.text
+    assert "1 mask file(s) have no image beside them and are left out as masks, not images: normal_9_mask.png" \
+        in caplog.text
 
 
 def test_folder_protocol_refuses_a_class_folder_without_images(tmp_path) -> None:
@@ -462,7 +474,7 @@ def test_three_patients_in_three_folds_hold_one_patient_out_for_validation(tmp_p
     is held out for validation instead of scikit-learn refusing."""
     rows = ["path,label,patient"]
     for i in range(12):
-        (tmp_path / f"{i}.png").write_bytes(b"png")
+        write_stub((tmp_path / f"{i}.png"), "png")
         rows.append(f"{i}.png,{'benign' if i % 2 else 'malignant'},p{i % 3}")
     (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
     for split in ds.csv_protocol(tmp_path / "labels.csv", folds=3).splits:
@@ -477,7 +489,7 @@ def write_labels_csv(root: Path, per_class: int, patients: int | None = None, fo
     rows = []
     for c in ("benign", "malignant"):
         for i in range(per_class):
-            (root / f"{c}{i}.png").write_bytes(b"png")
+            write_stub((root / f"{c}{i}.png"), "png")
             rows.append([f"{c}{i}.png", c] + ([f"p{i % patients}"] if patients else [])
                         + ([fold_of(c, i)] if fold_of else []))
     with open(root / "labels.csv", "w", newline="") as f:
@@ -543,7 +555,7 @@ def test_a_fold_whose_training_part_lacks_a_class_keeps_the_validation_share(tmp
     labels = write_labels_csv(tmp_path, 10, fold_of=lambda c, i: str(i % 2))
     rows = (tmp_path / "labels.csv").read_text().splitlines()
     for i in range(4):  # class "b", sorted first, all in test fold 0
-        (tmp_path / f"b{i}.png").write_bytes(b"png")
+        write_stub((tmp_path / f"b{i}.png"), "png")
         rows.append(f"b{i}.png,b,0")
     labels.write_text("\n".join(rows) + "\n")
     protocol = ds.csv_protocol(labels, val_fraction=0.2)
@@ -656,3 +668,208 @@ def test_a_patient_grouped_validation_part_holds_every_class_where_a_split_allow
     train, validation = ds.validation_from_train(items, 0.2, seed)
     assert {it["label"] for it in validation} == {0, 1} and {it["label"] for it in train} == {0, 1}
     assert not {it["patient"] for it in train} & {it["patient"] for it in validation}
+
+
+# ----------------------------------------------------------------------------- what a real download or edit brings
+def _edit_rows(path: Path, edit) -> None:
+    """Rewrite a CSV sheet with ``edit(rows)`` applied to its rows (dicts), header kept."""
+    rows = list(csv.DictReader(path.open(newline="")))
+    fields = list(rows[0])
+    rows = edit(rows)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _set(row_id: str, **cells):
+    def edit(rows):
+        for row in rows:
+            if row["ID"] == row_id:
+                row.update(cells)
+        return rows
+    return edit
+
+
+def test_busbra_refuses_a_fold_sheet_that_tests_a_patient_trained_on(tmp_path) -> None:
+    """Patient 1 has two images in test fold 2; one moved to fold 3 was trained on in run 2 while its twin was
+    tested, without a word."""
+    make_busbra(tmp_path / "B")
+    _edit_rows(tmp_path / "B" / "5-fold-cv.csv", _set("bus_0001-r", kFold="3", valid_2="1", valid_3=""))
+    with pytest.raises(ValueError, match=r"5-fold-cv.csv: test fold 2 holds 1 patient\(s\) \(Case\) whose other "
+                                         r"images are in its training or validation part, e.g. Case '1' "
+                                         r"\('bus_0001-l'\)"):
+        ds.busbra_protocol(tmp_path / "B")
+
+
+def test_busbra_warns_of_a_patient_in_training_and_validation(tmp_path, caplog) -> None:
+    make_busbra(tmp_path / "B")
+    with caplog.at_level("WARNING", logger="monai_ext.data.downstream"):
+        ds.busbra_protocol(tmp_path / "B")
+        assert "in both training and validation" not in caplog.text
+        row = next(r for r in csv.DictReader((tmp_path / "B" / "5-fold-cv.csv").open()) if r["ID"] == "bus_0001-r")
+        _edit_rows(tmp_path / "B" / "5-fold-cv.csv", _set("bus_0001-r", valid_1="0" if row["valid_1"] == "1" else "1"))
+        ds.busbra_protocol(tmp_path / "B")
+    assert "5-fold-cv.csv, run 1: 1 patient(s) have images in both training and validation (valid_1), e.g. " \
+           "Case '1'" in caplog.text
+
+
+@pytest.mark.parametrize("sheet, edit, message", [
+    ("5-fold-cv.csv", lambda rows: rows + rows[2:3], r"5-fold-cv.csv lists 1 image ID\(s\) on more than one row, e.g. "
+                                                     r"\['bus_0002-l'\]"),
+    ("bus_data.csv", lambda rows: rows + [{**rows[0], "Case": "99"}], "bus_data.csv gives image 'bus_0001-l' two "
+                                                                      "Cases, '1' and '99'"),
+])
+def test_busbra_refuses_sheets_that_contradict_themselves(tmp_path, sheet, edit, message) -> None:
+    """The last row won: an image counted twice, or a patient's twin split off."""
+    make_busbra(tmp_path / "B")
+    _edit_rows(tmp_path / "B" / sheet, edit)
+    with pytest.raises(ValueError, match=message):
+        ds.busbra_protocol(tmp_path / "B")
+
+
+def test_busbra_warns_where_its_two_sheets_disagree_on_a_pathology(tmp_path, caplog) -> None:
+    make_busbra(tmp_path / "B")
+    _edit_rows(tmp_path / "B" / "bus_data.csv", _set("bus_0002-l", Pathology="malignant"))
+    with caplog.at_level("WARNING", logger="monai_ext.data.downstream"):
+        proto = ds.busbra_protocol(tmp_path / "B")
+    assert "bus_data.csv and 5-fold-cv.csv give 1 image(s) different pathologies, e.g. bus_0002-l" in caplog.text
+    label = next(it["label"] for it in proto.splits[0]["test"] + proto.splits[0]["train"] + proto.splits[0]["validation"]
+                 if it["id"] == "bus_0002-l")
+    assert label == 0  # the fold sheet's benign
+
+
+def _after_header(edit):
+    def apply(data: bytes) -> bytes:
+        header, rest = data.split(b"\r\n", 1)
+        return header + b"\r\n" + edit(rest)
+    return apply
+
+
+@pytest.mark.parametrize("edit", [
+    lambda b: b.replace(b'"[1, 2, 3, 4]"', b"[1, 2, 3, 4]"),  # a BBOX list saved unquoted: cells past the header
+    _after_header(lambda rest: rest.replace(b"\r\n", b",\r\n")),  # a trailing comma on every row, not the header
+])
+def test_busbra_rows_longer_than_the_header_read_the_same(tmp_path, edit) -> None:
+    """They crashed with AttributeError: 'list' object has no attribute 'strip', naming no file."""
+    make_busbra(tmp_path / "B")
+    clean = _parts(ds.busbra_protocol(tmp_path / "B"))
+    for name in ("5-fold-cv.csv", "bus_data.csv"):
+        _rewrite(tmp_path / "B" / name, edit)
+    assert _parts(ds.busbra_protocol(tmp_path / "B")) == clean
+
+
+def _cp1252_csv(tmp_path: Path) -> tuple[Path, callable]:
+    _class_folders(tmp_path / "data", classes=("bénin", "malin"))
+    rows = ["path,label"] + [f"data/{c}/{c}_{i}.png,{c}" for c in ("bénin", "malin") for i in range(6)]
+    (tmp_path / "labels.csv").write_bytes(("\r\n".join(rows) + "\r\n").encode("cp1252"))
+    return tmp_path / "labels.csv", ds.csv_protocol
+
+
+def _cp1252_busbra(tmp_path: Path) -> tuple[Path, callable]:
+    make_busbra(tmp_path / "B")
+    _rewrite(tmp_path / "B" / "bus_data.csv", lambda b: b.replace(b",x,", ",Carcinoma é,".encode("cp1252")))
+    return tmp_path / "B" / "bus_data.csv", lambda _: ds.busbra_protocol(tmp_path / "B")
+
+
+def _cp1252_mmotu(tmp_path: Path) -> tuple[Path, callable]:
+    make_mmotu(tmp_path / "M")
+    _rewrite(tmp_path / "M" / "val_cls.txt", lambda b: "# liste validée\n".encode("cp1252") + b)
+    return tmp_path / "M" / "val_cls.txt", lambda _: ds.mmotu_protocol(tmp_path / "M")
+
+
+@pytest.mark.parametrize("make", [_cp1252_csv, _cp1252_busbra, _cp1252_mmotu])
+def test_a_list_saved_in_a_windows_code_page_is_named(tmp_path, make) -> None:
+    """Excel's plain "CSV" on Windows is cp1252: a UnicodeDecodeError traceback named no file."""
+    path, read = make(tmp_path)
+    with pytest.raises(ValueError, match=f"'{path}' is not UTF-8 text \\(byte 0xe9 at offset \\d+\\); save it as UTF-8"):
+        read(path)
+
+
+def test_mmotu_refuses_an_image_listed_twice_naming_the_lines(tmp_path) -> None:
+    make_mmotu(tmp_path / "M")
+    _rewrite(tmp_path / "M" / "train_cls.txt", lambda b: b + b"3.jpg  3\n")
+    with pytest.raises(ValueError, match=r"train_cls.txt: '3.jpg' is listed on lines 3 and 41"):
+        ds.mmotu_protocol(tmp_path / "M")
+
+
+def test_mmotu_refuses_an_image_in_both_lists(tmp_path) -> None:
+    make_mmotu(tmp_path / "M")
+    _rewrite(tmp_path / "M" / "val_cls.txt", lambda b: b + b"5.JPG  5\n")
+    with pytest.raises(ValueError, match=r"train_cls.txt and val_cls.txt both list 1 image\(s\), e.g. '5.JPG'"):
+        ds.mmotu_protocol(tmp_path / "M")
+
+
+def test_mmotu_warns_of_a_test_image_that_is_a_copy_of_a_training_one(tmp_path, caplog) -> None:
+    make_mmotu(tmp_path / "M")
+    (tmp_path / "M" / "images" / "50.JPG").write_bytes((tmp_path / "M" / "images" / "7.JPG").read_bytes())
+    with caplog.at_level("WARNING", logger="monai_ext.data.identical"):
+        ds.mmotu_protocol(tmp_path / "M")
+    assert "MMOTU train_cls.txt and val_cls.txt, split 0: 1 test image(s) are byte-identical" in caplog.text
+    assert "50.JPG" in caplog.text and "7.JPG" in caplog.text
+
+
+def _flip_gist_categories(root: Path, categories: list[dict]) -> None:
+    for path in (root / "annotations").glob("*.json"):
+        coco = json.loads(path.read_text())
+        for ann in coco["annotations"]:
+            ann["category_id"] = 3 - ann["category_id"]
+        coco["categories"] = categories
+        path.write_text(json.dumps(coco))
+
+
+def test_gist_reads_labels_by_category_name_not_by_id(tmp_path) -> None:
+    """A copy whose ids run the other way (gist = 1, lmym = 2) had every label flipped."""
+    truth = make_gist(tmp_path / "g")
+    _flip_gist_categories(tmp_path / "g", [{"id": 1, "name": "gist"}, {"id": 2, "name": "lmym"}])
+    for split in ds.gist514_protocol(tmp_path / "g").splits:
+        assert all(it["label"] == truth[it["id"]] for items in split.values() for it in items)
+
+
+@pytest.mark.parametrize("categories", [[{"id": 1, "name": "benign"}, {"id": 2, "name": "gist"}],
+                                        [{"id": 1, "name": "gist"}, {"id": 2, "name": "GIST"}]])
+def test_gist_refuses_a_category_table_of_other_classes(tmp_path, categories) -> None:
+    make_gist(tmp_path / "g")
+    _flip_gist_categories(tmp_path / "g", categories)
+    with pytest.raises(ValueError, match=r"categories \[\(1, .*\)\] are not GIST514's 'lmym' and 'gist'"):
+        ds.gist514_protocol(tmp_path / "g")
+
+
+@pytest.mark.parametrize("layers", [("images", "masks"), ("Images", "Labels"), ("image", "annotations")])
+def test_folder_protocol_refuses_a_segmentation_sets_images_and_masks_as_classes(tmp_path, layers) -> None:
+    _class_folders(tmp_path / "seg", classes=layers)
+    with pytest.raises(ValueError, match=re.escape(f"sub-folders {sorted(layers)!r}") + ".* are a segmentation set's images and masks"):
+        ds.folder_protocol(tmp_path / "seg", folds=3)
+
+
+def test_folder_protocol_keeps_one_of_byte_identical_copies_of_a_class(tmp_path, caplog) -> None:
+    """A copy could be trained on while its twin was tested."""
+    _class_folders(tmp_path / "data")
+    copy = tmp_path / "data" / "benign" / "copy of benign_2.png"
+    copy.write_bytes((tmp_path / "data" / "benign" / "benign_2.png").read_bytes())
+    with caplog.at_level("WARNING", logger="monai_ext.data.identical"):
+        proto = ds.folder_protocol(tmp_path / "data", folds=3)
+    for split in proto.splits:
+        assert sorted(it["id"] for items in split.values() for it in items) == sorted(
+            f"{c}_{i}" for c in ("benign", "malignant") for i in range(6))
+    assert "1 image(s) are byte-identical copies" in caplog.text and "copy of benign_2.png" in caplog.text
+
+
+def test_csv_protocol_refuses_one_image_under_two_classes_by_content(tmp_path) -> None:
+    _class_folders(tmp_path / "data")
+    (tmp_path / "data" / "malignant" / "m.png").write_bytes((tmp_path / "data" / "benign" / "benign_4.png").read_bytes())
+    rows = ["path,label"] + [f"data/{c}/{c}_{i}.png,{c}" for c in ("benign", "malignant") for i in range(6)]
+    (tmp_path / "l.csv").write_text("\n".join(rows + ["data/malignant/m.png,malignant"]) + "\n")
+    with pytest.raises(ValueError, match=r"benign_4.png' \(benign\) and '.*m.png' \(malignant\) hold the same bytes"):
+        ds.csv_protocol(tmp_path / "l.csv", folds=3)
+
+
+@pytest.mark.parametrize("header", ["Path,Label", "path;label"])
+def test_csv_header_without_the_columns_says_what_it_has(tmp_path, header) -> None:
+    _class_folders(tmp_path / "data")
+    sep = header[4]
+    (tmp_path / "l.csv").write_text(f"{header}\ndata/benign/benign_0.png{sep}benign\n")
+    found = [c.strip() for c in header.split(",")]
+    with pytest.raises(ValueError, match=re.escape(f"needs columns 'path' and 'label' (lower case, comma-separated); "
+                                                   f"its header has {found!r}")):
+        ds.csv_protocol(tmp_path / "l.csv")

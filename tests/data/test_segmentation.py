@@ -93,6 +93,14 @@ def test_busbra_masks_follow_the_official_patient_disjoint_folds(busbra: Path) -
     assert mask.shape == (1, 24, 24) and set(np.unique(mask)) == {0, 1}
 
 
+def test_busbra_masks_no_image_uses_are_named(busbra: Path, caplog) -> None:
+    """A mask left over from an image deleted or renamed shrank the dataset without a word."""
+    _write(busbra / "Masks" / "mask_9999-l.png", _disc())
+    with caplog.at_level("WARNING", logger="monai_ext.data.segmentation"):
+        busbra_segmentation_protocol(busbra, folds=5)
+    assert "1 mask files have no image and are left out, e.g." in caplog.text and "mask_9999-l.png" in caplog.text
+
+
 def test_busbra_missing_mask_is_named(busbra: Path) -> None:
     (busbra / "Masks" / "mask_0003-r.png").unlink()
     with pytest.raises(ValueError, match="mask_0003-r.png"):
@@ -201,6 +209,22 @@ def test_images_and_masks_folders_with_equal_stems(tmp_path: Path) -> None:
         image_mask_folder_protocol(root, folds=3)
 
 
+def test_images_and_masks_in_sub_folders_pair_by_their_sub_folder(tmp_path: Path) -> None:
+    """A set gathered from two sites keeps one sub-folder each: those images were passed over without a word."""
+    root = tmp_path / "nerve"
+    for site in ("", "site2/", "site3/b/"):
+        for i in range(2):
+            _write(root / "images" / f"{site}case_{i}.png", _image(seed=i + len(site)))
+            _write(root / "masks" / f"{site}case_{i}.png", _disc())
+    items = image_mask_folder_items(root)
+    assert [it["id"] for it in items] == ["case_0", "case_1", "site2/case_0", "site2/case_1", "site3/b/case_0",
+                                          "site3/b/case_1"]
+    assert all(Path(it["label"]).relative_to(root / "masks").with_suffix("").as_posix() == it["id"] for it in items)
+    (root / "masks" / "site2" / "case_1.png").rename(root / "masks" / "case_9.png")  # paired by folder, not by name
+    with pytest.raises(ValueError, match=r"1 images in .* have no mask of the same stem .*\['case_1.png'\]"):
+        image_mask_folder_items(root)
+
+
 def test_volume_images_pair_with_masks_of_the_name_without_the_double_suffix(tmp_path: Path) -> None:
     """``case.nii.gz`` is image ``case`` (not ``case.nii``) and pairs with ``masks/case.png``; hidden files are skipped."""
     import nibabel as nib
@@ -265,7 +289,7 @@ def test_classification_says_the_same_of_the_same_patients(tmp_path: Path, patie
     """One wording for both tasks: the classification CSV protocol over the same 12 images of the same patients."""
     rows = ["path,label,patient"]
     for i in range(12):
-        (tmp_path / f"{i}.png").write_bytes(b"png")
+        (tmp_path / f"{i}.png").write_bytes(f"png {i}".encode())  # each its own: copies are left out
         rows.append(f"{i}.png,{'benign' if i < 6 else 'malignant'},p{i % patients}")
     (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
     with pytest.raises(ValueError) as refused:
