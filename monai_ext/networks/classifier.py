@@ -115,7 +115,7 @@ class ViTClassifier(nn.Module):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Tokens entering the first block. Args: x (N, C, H, W). Returns: (N, 1 + L, D), cls first."""
         x = self.patch_embed(x)
-        return prepend_cls_token(x + self.pos_embed[:, 1:, :].to(x.dtype), self.cls_token, self.pos_embed)
+        return prepend_cls_token(x + self.pos_embed[:, 1:, :], self.cls_token, self.pos_embed)  # float32 stream
 
     def forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
         """Encode all patches. Args: x (N, C, H, W). Returns: tokens (N, 1 + L, D), cls first, before norm."""

@@ -153,10 +153,13 @@ def prepend_cls_token(tokens: torch.Tensor, cls_token: torch.Tensor, pos_embed: 
         pos_embed: (1, 1 + L, D), cls slot first.
 
     Returns:
-        (N, 1 + T, D) in the tokens' dtype (so bf16 autocast does not promote the stream back to float32).
+        (N, 1 + T, D) in the wider of the tokens' and the cls token's dtypes: float32 for a float32 model under bf16
+        autocast, as the reference's ``torch.cat`` promotes it (a bf16 residual stream keeps 3 significant digits
+        through every block), bf16 for a bf16 model.
     """
-    cls = (cls_token + pos_embed[:, :1, :]).to(tokens.dtype).expand(tokens.shape[0], -1, -1)
-    return torch.cat([cls, tokens], dim=1)
+    cls = cls_token + pos_embed[:, :1, :]
+    dtype = torch.promote_types(tokens.dtype, cls.dtype)
+    return torch.cat([cls.to(dtype).expand(tokens.shape[0], -1, -1), tokens.to(dtype)], dim=1)
 
 
 def init_vit_weights(module: nn.Module) -> None:

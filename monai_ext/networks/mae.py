@@ -5,8 +5,7 @@ The forward pass is split into the reference's named stages (``patchify``, ``ran
 from the reference that do not change the numbers:
 
 * masking noise may be passed in (reproducible, comparable masks) and is drawn on the input's device otherwise;
-* gathers use ``expand`` instead of ``repeat`` (no copies) and tokens are cast to the activation dtype before
-  concatenation, so bf16 autocast does not silently promote the token stream back to float32;
+* gathers use ``expand`` instead of ``repeat`` (no copies);
 * attention runs through ``scaled_dot_product_attention``.
 """
 
@@ -187,7 +186,9 @@ class MaskedAutoencoderViT(nn.Module):
             latent (N, 1 + L_keep, D) with the cls token first; mask (N, L); ids_restore (N, L).
         """
         x = self.patch_embed(imgs)
-        x = x + self.pos_embed[:, 1:, :].to(x.dtype)
+        # under autocast the patch embedding gives bf16 and the float32 position embedding promotes the sum: the
+        # residual stream stays float32 between the blocks, as in the reference (only matmuls run in bf16)
+        x = x + self.pos_embed[:, 1:, :]
         x, mask, ids_restore = self.random_masking(x, mask_ratio, noise)
         x = prepend_cls_token(x, self.cls_token, self.pos_embed)
         for block in self.blocks:
@@ -206,11 +207,11 @@ class MaskedAutoencoderViT(nn.Module):
         """
         x = self.decoder_embed(latent)
         n, length = ids_restore.shape
-        mask_tokens = self.mask_token.to(x.dtype).expand(n, length + 1 - x.shape[1], -1)
-        x_ = torch.cat([x[:, 1:, :], mask_tokens], dim=1)
+        mask_tokens = self.mask_token.expand(n, length + 1 - x.shape[1], -1)
+        x_ = torch.cat([x[:, 1:, :], mask_tokens], dim=1)  # promoted as the reference's cat: float32 under autocast
         x_ = torch.gather(x_, 1, ids_restore.unsqueeze(-1).expand(-1, -1, x.shape[2]))
         x = torch.cat([x[:, :1, :], x_], dim=1)
-        x = x + self.decoder_pos_embed.to(x.dtype)
+        x = x + self.decoder_pos_embed
         for block in self.decoder_blocks:
             x = block(x)
         x = self.decoder_pred(self.decoder_norm(x))

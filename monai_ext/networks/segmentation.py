@@ -132,7 +132,7 @@ class ViTSegmenter(nn.Module):
     def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Encoder feature maps. Args: x (N, C, H, W). Returns: four maps (N, D, H/16, W/16), shallow to deep."""
         tokens = self.patch_embed(x)
-        tokens = prepend_cls_token(tokens + self.pos_embed[:, 1:, :].to(tokens.dtype), self.cls_token, self.pos_embed)
+        tokens = prepend_cls_token(tokens + self.pos_embed[:, 1:, :], self.cls_token, self.pos_embed)  # float32 stream
         grid = self.patch_embed.grid_size
         features = []
         for index, block in enumerate(self.blocks):

@@ -58,3 +58,28 @@ def test_an_image_of_another_size_is_refused_naming_both_shapes(kind, shape) -> 
         build_segmenter(arch, 2, img_size=64, feature_size=8)
     with pytest.raises(ValueError, match=re.escape(f"expected images of shape (N, 3, 64, 64), got {list(shape)}")):
         network(torch.zeros(shape))
+
+
+def _three_networks() -> list[torch.nn.Module]:
+    from monai_ext.networks.classifier import ViTClassifier
+    from monai_ext.networks.mae import MaskedAutoencoderViT
+    from monai_ext.networks.segmentation import ViTSegmenter
+
+    encoder = dict(img_size=32, patch_size=16, embed_dim=32, depth=4, num_heads=4)
+    return [MaskedAutoencoderViT(**encoder, decoder_embed_dim=16, decoder_depth=2, decoder_num_heads=4),
+            ViTClassifier(num_classes=3, **encoder), ViTSegmenter(num_classes=2, feature_size=8, **encoder)]
+
+
+@pytest.mark.parametrize("index", [0, 1, 2], ids=["mae", "classifier", "segmenter"])
+@pytest.mark.parametrize("model_dtype, stream", [(torch.float32, torch.float32), (torch.bfloat16, torch.bfloat16)])
+def test_the_residual_stream_keeps_the_models_dtype_under_bf16_autocast(index, model_dtype, stream) -> None:
+    """As in Facebook's MAE and timm: under autocast only the matmuls run in bf16, and the tokens between blocks stay
+    float32 for a float32 model (they were cast to bf16, 3 significant digits carried through every block)."""
+    model = _three_networks()[index].to(model_dtype).eval()
+    seen: list[torch.dtype] = []
+    blocks = [m for m in model.modules() if isinstance(m, Block)]
+    for block in blocks:
+        block.register_forward_pre_hook(lambda _, args: seen.append(args[0].dtype))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        model(torch.randn(2, 3, 32, 32, dtype=model_dtype))
+    assert len(seen) == len(blocks) and set(seen) == {stream}, seen
