@@ -11,20 +11,16 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends, convert_to_dst_type, convert_to_tensor
 
+from monai_ext.networks.input_stats import IMAGENET_MEAN, IMAGENET_STD, input_stats  # noqa: F401 (transforms API)
 from monai_ext.transforms.intensity import full_scale
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 NORMALIZATION_MODES = ("imagenet", "zscore", "corpus")
 
 
 def normalization_stats(in_channels: int) -> tuple[list[float], list[float]]:
-    """(mean, std) per channel: ImageNet's for 3 channels, their averages for 1 channel."""
-    if in_channels == 3:
-        return list(IMAGENET_MEAN), list(IMAGENET_STD)
-    if in_channels == 1:
-        return [sum(IMAGENET_MEAN) / 3], [sum(IMAGENET_STD) / 3]
-    raise ValueError(f"in_channels must be 1 or 3, got {in_channels!r}")
+    """(mean, std) per channel: ImageNet's for 3 channels, their averages for 1 channel (the statistics the
+    networks' first layer is trained for, :func:`monai_ext.networks.input_stats.input_stats`)."""
+    return input_stats(in_channels)
 
 
 def corpus_statistics(images: Iterable[Any]) -> tuple[float, float]:

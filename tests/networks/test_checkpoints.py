@@ -13,6 +13,7 @@ import torch
 
 from monai_ext.networks import checkpoints as ck
 from monai_ext.networks.classifier import ViTClassifier, build_classifier
+from monai_ext.networks.input_stats import input_stats
 from monai_ext.networks.mae import MaskedAutoencoderViT, build_mae
 
 TINY = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=4, decoder_embed_dim=16, decoder_depth=1,
@@ -243,14 +244,28 @@ def test_position_embedding_interpolated_to_a_larger_grid() -> None:
     torch.testing.assert_close(bigger.pos_embed[:, 0], sd["pos_embed"][:, 0])  # cls slot kept
 
 
-def test_three_to_one_channel_adaptation_preserves_gray_response() -> None:
-    rgb = ViTClassifier(2, **TINY_ENC).eval()
-    gray = ViTClassifier(2, in_chans=1, **TINY_ENC).eval()
-    report = ck.load_encoder_weights(gray, rgb.state_dict())
-    assert report.adapted == ["patch_embed.proj.weight"]
-    x = torch.rand(2, 1, 32, 32)
-    torch.testing.assert_close(gray.forward_features(x), rgb.forward_features(x.expand(-1, 3, -1, -1)),
-                               atol=1e-5, rtol=1e-4)
+def _normalised(gray: torch.Tensor, channels: int) -> torch.Tensor:
+    """A gray image (N, 1, H, W) in [0, 1] as the bundles feed a model of ``channels``: replicated, then normalised
+    with that pipeline's statistics (NormalizeIntensityd with ``normalization_stats``)."""
+    mean, std = (torch.tensor(v).view(1, -1, 1, 1) for v in input_stats(channels))
+    return (gray.expand(-1, channels, -1, -1) - mean) / std
+
+
+@pytest.mark.parametrize("source, target", [(3, 1), (1, 3)])
+def test_channel_adaptation_keeps_the_response_to_a_gray_image_through_each_pipeline(source, target) -> None:
+    """Summing the RGB kernels matched raw pixels, but each pipeline normalises with its own statistics: features
+    came out shifted (max 0.27 on a response of scale 0.6 with these kernels)."""
+    torch.manual_seed(0)
+    trained = ViTClassifier(2, in_chans=source, **TINY_ENC).eval()
+    with torch.no_grad():  # kernels that differ per channel and a bias, as trained ones do (init is zero-bias)
+        trained.patch_embed.proj.weight.normal_(0.0, 0.05)
+        trained.patch_embed.proj.bias.normal_(0.0, 0.5)
+    fitted = ViTClassifier(2, in_chans=target, **TINY_ENC).eval()
+    report = ck.load_encoder_weights(fitted, trained.state_dict())
+    assert report.adapted == ["patch_embed.proj.weight", "patch_embed.proj.bias"]
+    gray = torch.rand(2, 1, 32, 32)
+    torch.testing.assert_close(fitted.forward_features(_normalised(gray, target)),
+                               trained.forward_features(_normalised(gray, source)), atol=1e-5, rtol=1e-4)
 
 
 def test_mae_channel_adaptation_round_trip() -> None:

@@ -10,6 +10,7 @@ from torch import nn
 
 from monai_ext.io.checkpoints import CheckpointError
 from monai_ext.networks.checkpoints.layouts import StateDict
+from monai_ext.networks.input_stats import input_stats
 
 #: The ViT sizes by embedding width, named in the hint for a file of another size.
 WIDTH_NAMES = {192: "mae_vit_tiny_patch16_dec128d2b", 384: "mae_vit_small_patch16_dec256d4b",
@@ -46,20 +47,36 @@ def interpolate_pos_embed(pos: torch.Tensor, grid_size: tuple[int, int], num_ext
     return torch.cat([extra, patches], dim=1)
 
 
-def adapt_patch_embed_channels(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
-    """Convert a patch-embedding kernel (D, C, P, P) between 3 and 1 input channels.
+def adapt_patch_embed(weight: torch.Tensor, bias: torch.Tensor | None,
+                      in_chans: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Convert a patch embedding, kernel (D, C, P, P) and bias (D,), between 3 and 1 input channels so that it gives
+    the same response to a gray image through either pipeline's normalisation.
 
-    3 -> 1 sums the RGB kernels (a gray image replicated to RGB gives the same response); 1 -> 3 divides the kernel
-    by 3 and replicates it (same response to a replicated gray image).
+    The two pipelines normalise differently (:func:`~monai_ext.networks.input_stats.input_stats`): 3 channels with
+    ImageNet's per-channel statistics, 1 channel with their averages. Summing the RGB kernels alone answers
+    ``(g - m_c) / s_c`` with ``(g - m) / s``: a gain off by up to 1.3 % and a bias shift per feature. So the kernel a
+    gray pixel sees, ``A = sum_c W_c / s_c`` (in raw intensity units), is shared among the new channels as
+    ``W'_c = A * s'_c / C'``, and the bias absorbs the difference of the two mean offsets,
+    ``b' = b - sum_c sum_k W_c m_c / s_c + sum_k A * mean_c(m'_c)``. A pipeline with other statistics than these
+    would need its own.
+
+    Returns:
+        (kernel (D, in_chans, P, P), bias (D,) or None where the file has none).
     """
     old = weight.shape[1]
     if old == in_chans:
-        return weight
-    if (old, in_chans) == (3, 1):
-        return weight.sum(dim=1, keepdim=True)
-    if (old, in_chans) == (1, 3):
-        return weight.repeat(1, 3, 1, 1) / 3.0
-    raise CheckpointError(f"cannot adapt patch embedding from {old!r} to {in_chans!r} channels")
+        return weight, bias
+    if {old, in_chans} != {1, 3}:
+        raise CheckpointError(f"cannot adapt patch embedding from {old!r} to {in_chans!r} channels")
+    (mean, std), (new_mean, new_std) = input_stats(old), input_stats(in_chans)
+    source = weight.double()
+    gray = sum(source[:, c] / std[c] for c in range(old))  # (D, P, P): the response to one unit of raw gray
+    new_weight = torch.stack([gray * new_std[c] / in_chans for c in range(in_chans)], dim=1).to(weight.dtype)
+    if bias is None:
+        return new_weight, None
+    offset = sum(source[:, c].sum(dim=(1, 2)) * mean[c] / std[c] for c in range(old))
+    new_offset = gray.sum(dim=(1, 2)) * (sum(new_mean) / in_chans)
+    return new_weight, (bias.double() - offset + new_offset).to(bias.dtype)
 
 
 def adapt_decoder_pred_channels(param: torch.Tensor, patch_size: int, in_chans: int) -> torch.Tensor:
@@ -98,10 +115,13 @@ def adapt_to_model(state_dict: StateDict, model: nn.Module,
         if key in out and key in target and (out[key].shape != target[key].shape or other_shape):
             out[key] = interpolate_pos_embed(out[key], grid, source_grid=source_grid)
             adapted.append(key)
-    key = "patch_embed.proj.weight"
+    key, bias_key = "patch_embed.proj.weight", "patch_embed.proj.bias"
     if key in out and out[key].shape[1] != target[key].shape[1]:
-        out[key] = adapt_patch_embed_channels(out[key], target[key].shape[1])
+        out[key], bias = adapt_patch_embed(out[key], out.get(bias_key), target[key].shape[1])
         adapted.append(key)
+        if bias is not None:
+            out[bias_key] = bias
+            adapted.append(bias_key)
     for key in ("decoder_pred.weight", "decoder_pred.bias"):
         if key in out and key in target and out[key].shape != target[key].shape:
             out[key] = adapt_decoder_pred_channels(out[key], model.patch_size, model.in_chans)
