@@ -64,6 +64,11 @@ class PatchEmbed(nn.Module):
                 x.shape[3] != self.img_size[1]:
             raise ValueError(f"expected images of shape (N, {self.proj.in_channels}, {self.img_size[0]}, "
                              f"{self.img_size[1]}), got {list(x.shape)}")
+        if torch.jit.is_tracing():
+            # a trace records tensor operations only: the check above ran once, at trace time, and a traced model
+            # took another (H, W) of the same patch count (112 x 448 for 224 x 224), its patches scrambled onto
+            # this grid. Adding zeros of this (H, W) is recorded, and its broadcast fails at run time on another size.
+            x = x + x.new_zeros(()).expand(*self.img_size)
         return self.proj(x).flatten(2).transpose(1, 2)
 
 

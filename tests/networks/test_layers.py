@@ -83,3 +83,18 @@ def test_the_residual_stream_keeps_the_models_dtype_under_bf16_autocast(index, m
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         model(torch.randn(2, 3, 32, 32, dtype=model_dtype))
     assert len(seen) == len(blocks) and set(seen) == {stream}, seen
+
+
+@pytest.mark.parametrize("index", [0, 1], ids=["mae", "classifier"])
+def test_a_traced_network_refuses_another_image_size_of_the_same_patch_count(index) -> None:
+    """The size check ran only at trace time: a model traced at 32 x 32 took 16 x 64 (the same 4 patches), its
+    patches scrambled onto the 2 x 2 grid, and returned a result."""
+    from monai_ext.networks.reconstruction import MAEReconstructor
+
+    encoder = dict(img_size=32, patch_size=16, embed_dim=32, depth=2, num_heads=4)
+    model = [MAEReconstructor(**encoder, decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=4),
+             _three_networks()[1]][index].eval()
+    traced = torch.jit.trace(model, torch.rand(1, 3, 32, 32))
+    torch.testing.assert_close(traced(torch.rand(3, 3, 32, 32) * 0), model(torch.zeros(3, 3, 32, 32)))
+    with pytest.raises(RuntimeError, match="must match the size"):
+        traced(torch.rand(2, 3, 16, 64))
