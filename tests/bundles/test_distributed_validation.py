@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.launch import run_bounded
 
 pytestmark = pytest.mark.slow
 
@@ -30,7 +31,7 @@ def launch(out: Path, cache: Path, processes: int) -> list[dict]:
     cmd = [sys.executable, str(WORKER), str(out), str(cache)]
     if processes > 1:
         cmd[1:1] = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400, check=False)
+    result = run_bounded(cmd, env=env, timeout=400, check=False)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-5000:]
     return [json.loads(Path(f"{out}.rank{r}").read_text()) for r in range(processes)]
 

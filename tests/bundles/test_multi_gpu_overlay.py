@@ -11,6 +11,7 @@ import pytest
 
 from monai_ext.networks.checkpoints import read_checkpoint
 from tests.bundles.helpers import REPO, tiny_classify_overrides, tiny_pretrain_overrides
+from tests.launch import run_bounded
 
 pytestmark = pytest.mark.slow
 
@@ -23,7 +24,7 @@ def torchrun_bundle(bundle: str, overrides: dict[str, object], processes: int = 
     for key, value in overrides.items():
         cmd += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    result = run_bounded(cmd, cwd=REPO, env=env, timeout=600)
     assert result.returncode == expect_rc, result.stdout[-3000:] + result.stderr[-5000:]
     return result
 

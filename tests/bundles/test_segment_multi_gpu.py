@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 
 import pytest
@@ -13,6 +12,7 @@ import pytest
 from monai_ext.data.segmentation import synthetic_segmentation_protocol
 from monai_ext.networks.checkpoints import read_checkpoint
 from tests.bundles.helpers import REPO, tiny_segment_overrides
+from tests.launch import run_bounded
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +24,7 @@ def test_segment_bundle_under_torchrun_reports_every_validation_image(tmp_path) 
     for key, value in tiny_segment_overrides(tmp_path, tmp_path / "cache").items():
         cmd += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    result = run_bounded(cmd, cwd=REPO, env=env, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     validation = synthetic_segmentation_protocol(tmp_path / "cache", 20, 42, 14).splits[0]["validation"]
     assert len(validation) == 3  # shards of 2 and 1 images: nothing padded, nothing counted twice

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from monai_ext.engines.optim import warmup_cosine_factor
+from tests.launch import run_bounded
 
 pytestmark = pytest.mark.slow
 
@@ -26,7 +27,7 @@ def launch(out: Path, name: str, processes: int, kill_at: int | None = None) -> 
         env["KILL_AT_ITERATION"] = str(kill_at)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
            str(WORKER), str(out), name]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)  # a hang fails
+    return run_bounded(cmd, env=env, timeout=300, check=False)  # a hang fails
 
 
 def test_killed_on_two_ranks_and_resumed_on_three_continues_at_the_saved_epoch(tmp_path) -> None:

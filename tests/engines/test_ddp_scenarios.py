@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.launch import run_bounded
+
 pytestmark = pytest.mark.slow
 
 WORKER = Path(__file__).with_name("ddp_scenarios_worker.py")
@@ -34,7 +36,7 @@ def launch(out: Path, *scenarios: str, kill_at: int | None = None) -> subprocess
         env["KILL_AT_ITERATION"] = str(kill_at)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(WORKER), str(out),
            *scenarios]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)  # a hang fails
+    return run_bounded(cmd, env=env, timeout=300, check=False)  # a hang fails
 
 
 def records(out: Path, scenario: str) -> list[dict]:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+
+from tests.launch import run_bounded
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 REPO = Path(__file__).resolve().parents[2]
@@ -22,7 +23,7 @@ def run_worker(out: Path, accumulations: tuple[int, ...], processes: int) -> Non
     args = [str(WORKER), str(out), ",".join(map(str, accumulations))]
     if processes > 1:
         args = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", *args]
-    result = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=300)
+    result = run_bounded([sys.executable, *args], env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-4000:]
 
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from tests.data.unreadable import BAD, image_folder, with_masks
+from tests.launch import run_bounded
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +28,7 @@ def test_each_readable_image_counts_once_over_uneven_shards(tmp_path, processes:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
            str(WORKER), str(tmp_path / "items.json"), str(tmp_path / "out")]
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
+    result = run_bounded(cmd, env=env, timeout=300, check=False)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-5000:]
     for r in range(processes):
         reports = json.loads((tmp_path / f"out.rank{r}.json").read_text())
