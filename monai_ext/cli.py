@@ -191,9 +191,9 @@ def cross_validate(
     folds: str | tuple[int, ...] | None = None,
     num_folds: int | None = None,
     cache_dir: str = "demo_output/cache",
-    per_class: int = 60,
+    per_class: int | None = None,
     max_train: int | None = None,
-    synthetic_images: int = 75,
+    synthetic_images: int | None = None,
     data_seed: int = 0,
     tracking: str | None = None,
     tracking_uri: str | None = None,
@@ -214,9 +214,10 @@ def cross_validate(
         num_folds: how many folds to split a dataset into (folder, csv, busi, image-mask-folders; busbra and
             busbra-seg: 5 or 10, the official files); default 5. Fewer folds let a class with few images be tested.
         cache_dir: where the synthetic benchmark is generated.
-        per_class: synthetic benchmark images per class.
-        max_train: at most this many labelled training images per synthetic fold (default 100; 50 for synthetic-seg).
-        synthetic_images: images of the simulated segmentation set (synthetic-seg).
+        per_class: synthetic benchmark images per class (synthetic, subtle; default 60).
+        max_train: at most this many labelled images (training + validation) per run (default 100 for synthetic and
+            subtle, 50 for synthetic-seg, none for a dataset; folder, busi and image-mask-folders take it too).
+        synthetic_images: images of the simulated segmentation set (synthetic-seg; default 75).
         data_seed: seed of a generated set (synthetic, subtle, synthetic-seg) and of the folds and validation parts
             of any protocol that draws them: another value draws other images and other splits, to repeat a
             comparison on new data (``--seed`` is the bundles' seed).
@@ -244,13 +245,16 @@ def cross_validate(
             _require_count(name, value)
     # before any data is generated or read: a bad start, checkpoint or bundle setting fails in a second, not later
     check_run_inputs(_as_list(methods), init_checkpoint, {"cache_dir": cache_dir, **overrides}, task_of(protocol))
+    _refuse_generator_options(protocol, per_class=per_class, synthetic_images=synthetic_images)
     kwargs: dict[str, object] = {}
     if protocol in ("synthetic", "subtle"):
-        kwargs = {"per_class": per_class, "max_train": 100 if max_train is None else max_train, "seed": data_seed}
+        kwargs = {"per_class": 60 if per_class is None else per_class,
+                  "max_train": 100 if max_train is None else max_train, "seed": data_seed}
     elif protocol == "synthetic-seg":
-        kwargs = {"num": synthetic_images, "max_train": 50 if max_train is None else max_train, "seed": data_seed}
+        kwargs = {"num": 75 if synthetic_images is None else synthetic_images,
+                  "max_train": 50 if max_train is None else max_train, "seed": data_seed}
     else:
-        kwargs = dataset_options(protocol, num_folds, data_seed)
+        kwargs = dataset_options(protocol, num_folds, data_seed, max_train)
     if num_folds is not None and protocol in GENERATED_PROTOCOLS:
         raise ValueError(f"protocol {protocol!r} is generated with 5 folds: --num_folds does not apply to it")
     proto = protocol_by_name(protocol, root, cache_dir, **kwargs)
@@ -258,6 +262,19 @@ def cross_validate(
     record = run_cv(proto, out, _as_list(methods), init_checkpoint, fold_list, {"cache_dir": cache_dir, **overrides},
                     tracking, tracking_uri, task_of(protocol))
     print(record["table"])
+
+
+#: The options that size a generated benchmark, and the protocols that generate with them.
+GENERATOR_OPTIONS = {"per_class": ("synthetic", "subtle"), "synthetic_images": ("synthetic-seg",)}
+
+
+def _refuse_generator_options(protocol: str, **given: object) -> None:
+    """Refuse an option that sizes a generated benchmark for a protocol that generates nothing with it: it was
+    dropped in silence, and the run went on with the data as it is."""
+    for name, value in given.items():
+        if value is not None and protocol not in GENERATOR_OPTIONS[name]:
+            raise ValueError(f"--{name} sizes the generated {' and '.join(GENERATOR_OPTIONS[name])} benchmark; "
+                             f"protocol {protocol!r} does not take it")
 
 
 def _int_list(name: str, value: object) -> list[int]:

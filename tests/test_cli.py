@@ -151,6 +151,18 @@ def dataset(tmp_path: Path) -> Path:
     (["cross-validate", "synthetic", "{tmp}/cv", "--epochs", "1", "--epochs", "2"], "option --epochs given twice"),
     (["prepare-corpus", "{tmp}/root", "{tmp}/cache", "--nocrop_fov", "--crop_fov"], "option --crop_fov given twice"),
     (["prepare-corpus", "{tmp}/root", "{tmp}/cache", "--crop_fov", "--nocrop_fov"], "option --crop_fov given twice"),
+    # options of another protocol: dropped in silence, every image trained on
+    (["cross-validate", "busbra", "{tmp}/cv", "--root", "{tmp}/empty", "--methods", "random", "--max_train", "10"],
+     "protocol 'busbra' takes no --max_train (the protocols that do: busi, folder, image-mask-folders, synthetic, "
+     "subtle, synthetic-seg)"),
+    (["cross-validate", "csv", "{tmp}/cv", "--root", "{tmp}/l.csv", "--methods", "random", "--per_class", "10"],
+     "--per_class sizes the generated synthetic and subtle benchmark; protocol 'csv' does not take it"),
+    (["cross-validate", "synthetic", "{tmp}/cv", "--methods", "random", "--synthetic_images", "10"],
+     "--synthetic_images sizes the generated synthetic-seg benchmark; protocol 'synthetic' does not take it"),
+    # refused before generating: it was refused after, advising a fold count the benchmark does not take
+    (["cross-validate", "subtle", "{tmp}/cv", "--methods", "random", "--per_class", "3"],
+     "per_class must be a whole number of at least 5 (the benchmark's 5 folds test one image of each class in each), "
+     "got 3"),
 ])
 def test_user_errors_are_one_line_with_exit_code_2(args, message, dataset, tmp_path, capsys):
     (tmp_path / "empty").mkdir()

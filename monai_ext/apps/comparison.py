@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from monai_ext.data.downstream import Protocol, folder_protocol
+from monai_ext.data.downstream import Protocol, check_generated_size, folder_protocol
 from monai_ext.data.lesion_benchmark import subtle_lesion_dataset
 
 #: Test metrics of the kNN classifier that a linear-probe run tunes beside the probe (``probe_report.json``).
@@ -170,6 +170,7 @@ def subtle_protocol(cache_dir: str | os.PathLike, per_class: int = 60, max_train
                     strength: float = 1.0) -> Protocol:
     """The subtle lesion benchmark (:mod:`monai_ext.data.lesion_benchmark`) as a 5-fold protocol with at most
     ``max_train`` labelled training images per fold (a fifth of them for validation; None: all of the fold's)."""
+    check_generated_size(per_class)
     folder = subtle_lesion_dataset(cache_dir, per_class=per_class, seed=seed, strength=strength)
     protocol = folder_protocol(folder, folds=5, val_fraction=0.2, seed=seed, max_train=max_train)
     protocol.name = "subtle_lesions"

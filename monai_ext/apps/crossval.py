@@ -30,7 +30,7 @@ from monai_ext.apps.comparison import (
     subtle_protocol,
 )
 from monai_ext.data.datalists import check_split, warn_of_several_frames, write_split
-from monai_ext.data.downstream import PROTOCOLS, Protocol, folder_protocol, load_protocol
+from monai_ext.data.downstream import PROTOCOLS, Protocol, check_generated_size, folder_protocol, load_protocol
 from monai_ext.data.segmentation import (
     SEGMENTATION_PROTOCOLS,
     load_segmentation_protocol,
@@ -263,6 +263,7 @@ def markdown_table(summary: Mapping[str, Mapping[str, Mapping[str, float]]], tit
 def synthetic_protocol(cache_dir: str | os.PathLike, per_class: int = 60, max_train: int = 100,
                        multiclass: bool = False, seed: int = 0) -> Protocol:
     """The synthetic lesion benchmark as a 5-fold protocol with at most ``max_train`` labelled training images."""
+    check_generated_size(per_class)
     folder = synthetic_lesion_dataset(cache_dir, per_class=per_class, multiclass=multiclass, seed=seed)
     return folder_protocol(folder, folds=5, val_fraction=0.2, seed=seed, max_train=max_train)
 
@@ -433,12 +434,15 @@ def check_protocol_name(name: str) -> None:
         raise ValueError(f"unknown protocol {name!r}; choose one of {known}")
 
 
-def dataset_options(name: str, num_folds: int | None = None, seed: int = 0) -> dict[str, Any]:
+def dataset_options(name: str, num_folds: int | None = None, seed: int = 0,
+                    max_train: int | None = None) -> dict[str, Any]:
     """Keyword arguments for a dataset protocol read from ``--root``: ``seed`` (its folds and validation parts) where
-    it takes one, and ``folds`` where it takes a fold count and ``num_folds`` is given.
+    it takes one, ``folds`` where it takes a fold count and ``num_folds`` is given, and ``max_train`` (a cap on each
+    run's labelled images) where it takes one and one is given.
 
     Raises:
-        ValueError: ``num_folds`` for a protocol with fixed splits (MMOTU's, GIST514-DB's) or a generated one.
+        ValueError: ``num_folds`` for a protocol with fixed splits (MMOTU's, GIST514-DB's) or a generated one;
+            ``max_train`` for a protocol without a cap (it was dropped in silence, and every image trained on).
     """
     check_protocol_name(name)
     loader = PROTOCOLS.get(name) or SEGMENTATION_PROTOCOLS.get(name)
@@ -448,6 +452,13 @@ def dataset_options(name: str, num_folds: int | None = None, seed: int = 0) -> d
         if "folds" not in params:
             raise ValueError(f"protocol {name!r} has fixed splits: --num_folds does not apply to it")
         options["folds"] = num_folds
+    if max_train is not None:
+        if "max_train" not in params:
+            capped = sorted(n for n, f in {**PROTOCOLS, **SEGMENTATION_PROTOCOLS}.items()
+                            if "max_train" in inspect.signature(f).parameters)
+            raise ValueError(f"protocol {name!r} takes no --max_train (the protocols that do: "
+                             f"{', '.join([*capped, *GENERATED_PROTOCOLS])})")
+        options["max_train"] = max_train
     return options
 
 

@@ -78,8 +78,8 @@ def curve_protocol(name: str, root: str | os.PathLike | None, cache_dir: str | o
     folds (:func:`~monai_ext.apps.crossval.dataset_options`).
 
     Raises:
-        ValueError: a segmentation protocol, a ``per_class`` too small for 5 folds or for the largest budget, or
-            ``num_folds`` where the folds are fixed.
+        ValueError: a segmentation protocol, a ``per_class`` too small for 5 folds or for the largest budget or
+            given for a dataset, or ``num_folds`` where the folds are fixed.
     """
     if task_of(name) != "classify":
         raise ValueError(f"protocol {name!r} is a segmentation protocol; the label-efficiency curve classifies")
@@ -92,6 +92,9 @@ def curve_protocol(name: str, root: str | os.PathLike | None, cache_dir: str | o
             raise ValueError(f"per_class {per_class!r} is too small: 5 folds with {max(counts)} labels per class "
                              f"need at least {smallest} images per class")
         return protocol_by_name(name, root, cache_dir, per_class=per_class, max_train=None, seed=data_seed)
+    if per_class is not None:  # it was dropped in silence: the budgets are drawn from the dataset as it is
+        raise ValueError(f"--per_class sizes the generated subtle and synthetic benchmarks; protocol {name!r} does "
+                         "not take it")
     return protocol_by_name(name, root, cache_dir, **dataset_options(name, num_folds, data_seed))
 
 
@@ -105,7 +108,11 @@ def budget_splits(protocol: Protocol, counts: Sequence[int], repeats: int, val_f
     files = {}
     for r in range(repeats):
         for n in counts:
-            split = labels_per_class(protocol.splits[r], n, len(protocol.class_names), val_fraction, data_seed + r)
+            try:
+                split = labels_per_class(protocol.splits[r], n, len(protocol.class_names), val_fraction, data_seed + r)
+            except ValueError as e:  # the class by name, and where: a fold's labelled part is not the whole class
+                raise ValueError(f"repeat {r} (fold {r} of protocol {protocol.name!r}, classes "
+                                 f"{protocol.class_names!r}): {e}") from None
             files[(n, r)] = write_split(split, protocol.class_names, out / "splits" / f"n{n}_rep{r}.json",
                                          "classification")
     return files

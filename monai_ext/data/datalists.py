@@ -75,6 +75,7 @@ def check_split(split: Mapping[str, Sequence[Item]], class_names: Sequence[str],
     checked = {part: [_checked_item(item, f"{part}[{i}]", path, task, names) for i, item in enumerate(items)]
                for part, items in written.items()}
     _require_no_repeats(checked, path)
+    _require_patients_apart(checked, path)
     _require_files(checked, path, written)
 
 
@@ -116,6 +117,7 @@ def read_split(path: str | os.PathLike, task: Task = "classification") -> dict[s
         checked = [_checked_item(item, f"{part}[{i}]", path, task, class_names) for i, item in enumerate(items)]
         result[part] = _same_keys(checked, part, path)
     _require_no_repeats(result, path)
+    _require_patients_apart(result, path, warn=True)
     _require_files(result, path, data)
     warn_of_several_frames(result, path)
     return {**{k: v for k, v in data.items() if k not in result}, **result}
@@ -386,6 +388,38 @@ def _require_no_repeats(split: Mapping[str, Any], path: Path) -> None:
             else:
                 continue
             raise ValueError(f"datalist {str(path)!r}: {item['image']!r} {reason}")
+
+
+def _require_patients_apart(split: Mapping[str, Any], path: Path, warn: bool = False) -> None:
+    """No patient both in test and in training or validation, where items carry ``patient``: a hand-written list
+    that splits a patient's images tests on a patient trained on, as a repeated image would (the protocols never do).
+
+    Args:
+        split: the checked parts.
+        path: the datalist, named in messages.
+        warn: also warn of a patient in both training and validation (the best checkpoint chosen on a patient
+            trained on); the bundles' reader says it, a protocol's writer already has.
+
+    Raises:
+        ValueError: naming the patient and an image of it on each side.
+    """
+    first: dict[str, dict[str, str]] = {}
+    for part in PARTS:
+        for item in split.get(part, []):
+            if "patient" in item:
+                first.setdefault(part, {}).setdefault(str(item["patient"]), item["image"])
+    test = first.get("test", {})
+    for part in ("train", "validation"):
+        crossing = sorted(set(test) & set(first.get(part, {})))
+        if crossing:
+            patient = crossing[0]
+            raise ValueError(f"datalist {str(path)!r}: {len(crossing)} patient(s) have images in test and in {part}, "
+                             f"e.g. {patient!r} ({test[patient]!r} and {first[part][patient]!r}); give each "
+                             "patient's images one part")
+    shared = sorted(set(first.get("train", {})) & set(first.get("validation", {})))
+    if warn and shared and first_rank():
+        logger.warning("datalist %r: %d patient(s) have images in both train and validation, e.g. %r; the best "
+                       "checkpoint is chosen on images of patients trained on", str(path), len(shared), shared[0])
 
 
 def _same_file_key(label: Any) -> Any:

@@ -504,6 +504,11 @@ def _kfold(items: list[Item], folds: int, val_fraction: float, seed: int, max_tr
         more = ("; more folds need more images in that class"
                 if isinstance(folds, int) and not isinstance(folds, bool) and folds > smallest else "")
         raise ValueError(f"folds must be {allowed} (the smallest class has {smallest} image(s)), got {folds!r}{more}")
+    classes = len(set(labels.tolist()))
+    if max_train is not None and (isinstance(max_train, bool) or not isinstance(max_train, int)
+                                  or max_train < 2 * classes):
+        raise ValueError(f"max_train must be a whole number of at least {2 * classes} (two labelled images for each "
+                         f"of the {classes} classes: one to train on, one to validate on), got {max_train!r}")
     groups = patient_groups(items)
     check_splittable(labels, groups, folds, "folds")
     if groups is not None:
@@ -520,14 +525,33 @@ def _kfold(items: list[Item], folds: int, val_fraction: float, seed: int, max_tr
     return out
 
 
+def check_generated_size(per_class: int, folds: int = 5) -> None:
+    """Refuse, before a benchmark is generated, a ``per_class`` too small for its fixed ``folds``: the split would
+    refuse it only after generating, advising a fold count the benchmark does not take.
+
+    Raises:
+        ValueError: quoting ``per_class``.
+    """
+    if isinstance(per_class, bool) or not isinstance(per_class, (int, np.integer)) or per_class < folds:
+        raise ValueError(f"per_class must be a whole number of at least {folds} (the benchmark's {folds} folds test "
+                         f"one image of each class in each), got {per_class!r}")
+
+
 def _stratified_subset(items: list[Item], size: int, rng: np.random.Generator) -> list[Item]:
-    """``size`` items keeping the class proportions (largest remainders)."""
+    """``size`` items keeping the class proportions (largest remainders), and at least two of every class that has
+    two (one to train on, one to validate on): a rare class's share rounds to none under a small cap, and that class
+    was then tested but never trained on. ``size`` is at least twice the number of classes (:func:`_kfold`)."""
     labels = np.array([it["label"] for it in items])
     classes, counts = np.unique(labels, return_counts=True)
     quota = counts / counts.sum() * size
     take = np.floor(quota).astype(int)
     for i in np.argsort(-(quota - take))[: size - take.sum()]:
         take[i] += 1
+    need = np.minimum(counts, 2)
+    while (short := np.flatnonzero(take < need)).size:
+        donor = int(np.argmax(take - need))  # the class with the most to spare gives one
+        take[donor] -= 1
+        take[short[0]] += 1
     chosen = []
     for c, n in zip(classes, take):
         idx = np.flatnonzero(labels == c)
@@ -566,7 +590,8 @@ def labels_per_class(split: Split, count: int, num_classes: int, val_fraction: f
     for c in range(num_classes):
         idx = np.flatnonzero(labels == c)
         if len(idx) < count:
-            raise ValueError(f"class {c} has {len(idx)} labelled images, fewer than {count} labels per class")
+            raise ValueError(f"class {c} has {len(idx)} labelled images in the split's training and validation parts "
+                             f"(its other images are in the test part), fewer than {count} labels per class")
         chosen.extend(pool[i] for i in idx[rng.permutation(len(idx))[:count]])
     train, validation = validation_from_train(chosen, val_fraction, seed)
     return {"train": train, "validation": validation, "test": list(split["test"])}

@@ -127,7 +127,9 @@ def test_bad_counts_are_refused(counts: tuple, message: str) -> None:
 
 def test_counts_above_the_labelled_images_are_refused_before_any_run(tmp_path, cache, checkpoint) -> None:
     protocol = curve_protocol("subtle", None, cache, COUNTS, per_class=6)  # 4 or 5 labelled images per class
-    with pytest.raises(ValueError, match="fewer than 6 labels per class"):
+    with pytest.raises(ValueError, match=r"repeat 0 \(fold 0 of protocol 'subtle_lesions', classes \[.*\]\): class "
+                                         r"\d has \d labelled images in the split's training and validation parts "
+                                         r"\(its other images are in the test part\), fewer than 6 labels per class"):
         label_efficiency(protocol, tmp_path / "out", checkpoint, (2, 6), repeats=1, overrides=TINY)
     assert not list((tmp_path / "out").glob("n2/*"))  # nothing trained
 
@@ -165,6 +167,13 @@ def test_generated_benchmark_default_size_holds_five_folds_and_the_largest_budge
     monkeypatch.setattr(module, "protocol_by_name", lambda name, root, cache, **kw: seen.update(kw) or "protocol")
     assert curve_protocol("subtle", None, "cache", counts) == "protocol"
     assert seen["per_class"] == expected
+
+
+def test_per_class_is_refused_for_a_dataset_it_does_not_size(tmp_path):
+    """It was dropped in silence: the budgets were drawn from the dataset as it is."""
+    with pytest.raises(ValueError, match="--per_class sizes the generated subtle and synthetic benchmarks; protocol "
+                                         "'folder' does not take it"):
+        curve_protocol("folder", tmp_path, tmp_path / "cache", [2], per_class=500)
 
 
 def test_a_per_class_too_small_for_five_folds_is_refused_before_generating(tmp_path):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from monai_ext.data.datalists import read_split, write_split
+from monai_ext.data.datalists import check_split, read_split, write_split
 
 
 def _files(root: Path, *names: str) -> None:
@@ -386,3 +386,33 @@ def test_the_several_frames_warning_comes_from_the_first_rank_alone(tmp_path, ca
     with caplog.at_level("WARNING", logger="monai_ext.data.datalists"):
         read_split(path)
     assert any("several frames" in r.getMessage() for r in caplog.records) is warned
+
+
+def _patients(tmp_path: Path, parts: dict[str, list[str]]) -> Path:
+    data = {"class_names": ["benign", "malignant"]}
+    for part, patients in parts.items():
+        data[part] = [{"image": f"img/{part}{i}.png", "label": i % 2, "patient": p} for i, p in enumerate(patients)]
+        _files(tmp_path, *(item["image"] for item in data[part]))
+    return _write(tmp_path / "fold.json", data)
+
+
+@pytest.mark.parametrize("part", ["train", "validation"])
+def test_a_patient_in_test_and_in_training_or_validation_is_refused(tmp_path, part) -> None:
+    """A hand-written list that split a patient's images was read without a word: tested on a patient trained on."""
+    other = "validation" if part == "train" else "train"
+    path = _patients(tmp_path, {part: ["P1", "P2"], other: ["P4"], "test": ["P3", "P2"]})
+    with pytest.raises(ValueError, match=r"1 patient\(s\) have images in test and in " + part + r", e.g. 'P2' "
+                                         r"\('.*test1.png' and '.*" + part + r"1.png'\)"):
+        read_split(path)
+    split = {p: [{"image": str(tmp_path / "img" / f"{p}{i}.png"), "label": i % 2, "patient": pt}
+                 for i, pt in enumerate(pts)] for p, pts in {part: ["P1", "P2"], "test": ["P2"]}.items()}
+    with pytest.raises(ValueError, match="have images in test and in"):
+        check_split(split, ["benign", "malignant"], tmp_path / "out.json", "classification")
+
+
+def test_a_patient_in_train_and_validation_is_warned_of_and_apart_is_fine(tmp_path, caplog) -> None:
+    with caplog.at_level("WARNING", logger="monai_ext.data.datalists"):
+        read_split(_patients(tmp_path / "a", {"train": ["P1", "P2"], "validation": ["P3"], "test": ["P4"]}))
+        assert not caplog.records
+        read_split(_patients(tmp_path / "b", {"train": ["P1", "P2"], "validation": ["P2"], "test": ["P4"]}))
+    assert "1 patient(s) have images in both train and validation, e.g. 'P2'" in caplog.text

@@ -873,3 +873,40 @@ def test_csv_header_without_the_columns_says_what_it_has(tmp_path, header) -> No
     with pytest.raises(ValueError, match=re.escape(f"needs columns 'path' and 'label' (lower case, comma-separated); "
                                                    f"its header has {found!r}")):
         ds.csv_protocol(tmp_path / "l.csv")
+
+
+def _classes_of(sizes: dict[str, int], root: Path) -> Path:
+    for name, n in sizes.items():
+        (root / name).mkdir(parents=True)
+        for i in range(n):
+            write_stub(root / name / f"{name}{i}.png", "png")
+    return root
+
+
+@pytest.mark.parametrize("max_train", [6, 7, 10])
+def test_a_training_cap_keeps_two_of_every_class(tmp_path, max_train) -> None:
+    """Largest remainders rounded a class of 4 to none under a cap of 3 to 10: tested but never trained on."""
+    proto = ds.folder_protocol(_classes_of({"a": 30, "b": 12, "c": 4}, tmp_path / "d"), folds=4, max_train=max_train)
+    for split in proto.splits:
+        labelled = split["train"] + split["validation"]
+        assert len(labelled) == max_train
+        assert np.bincount([it["label"] for it in labelled], minlength=3).min() >= 2
+        assert {it["label"] for it in split["train"]} == {0, 1, 2}
+
+
+@pytest.mark.parametrize("max_train", [5, 0, 2.5, True])
+def test_a_training_cap_below_two_per_class_is_refused_naming_it(tmp_path, max_train) -> None:
+    root = _classes_of({"a": 30, "b": 12, "c": 4}, tmp_path / "d")
+    with pytest.raises(ValueError, match=re.escape(f"max_train must be a whole number of at least 6 (two labelled "
+                                                   f"images for each of the 3 classes: one to train on, one to "
+                                                   f"validate on), got {max_train!r}")):
+        ds.folder_protocol(root, folds=4, max_train=max_train)
+
+
+@pytest.mark.parametrize("per_class", [4, 0, 5.0, True])
+def test_a_generated_benchmark_too_small_for_its_five_folds_is_refused(per_class) -> None:
+    with pytest.raises(ValueError, match=re.escape(f"per_class must be a whole number of at least 5 (the "
+                                                   f"benchmark's 5 folds test one image of each class in each), got "
+                                                   f"{per_class!r}")):
+        ds.check_generated_size(per_class)
+    ds.check_generated_size(5)
