@@ -360,6 +360,8 @@ def check_kind(content: Any, path: str | os.PathLike, bundle: str, kinds: Sequen
 
 #: The pretraining bundle's data and split settings its checkpoints record, read back by its evaluate overlay.
 PRETRAIN_DATA_SETTINGS = ("dataset_dir", "num_synthetic", "val_fraction", "seed")
+#: How the pretraining bundle scored its loss, recorded too (since 0.6.17): evaluate and inference score the same way.
+PRETRAIN_SCORING_SETTINGS = ("mask_ratio", "deannotate")
 
 
 def recorded_dataset_dir(trained: Mapping[str, Any], ckpt_path: str | os.PathLike) -> str | None:
@@ -395,7 +397,7 @@ def trained_settings(path: str | os.PathLike, bundle: str, default_path: str | o
     Returns:
         The recorded ones of: arch, image_size, class_names, mask_encoding (segmenters), in_channels, global_pool,
         linear_probe (classifiers), norm_pix_loss (MAEs), feature_size, feature_blocks (segmenters), and the
-        pretraining data settings (:data:`PRETRAIN_DATA_SETTINGS`).
+        pretraining data and scoring settings (:data:`PRETRAIN_DATA_SETTINGS`, :data:`PRETRAIN_SCORING_SETTINGS`).
 
     Raises:
         FileNotFoundError, ValueError: as :func:`checkpoint_file`.
@@ -420,7 +422,7 @@ def trained_settings(path: str | os.PathLike, bundle: str, default_path: str | o
         "norm_pix_loss": arch_args.get("norm_pix_loss"),
         "feature_size": arch_args.get("feature_size"),
         "feature_blocks": arch_args.get("feature_blocks"),
-        **{key: config.get(key) for key in PRETRAIN_DATA_SETTINGS},
+        **{key: config.get(key) for key in (*PRETRAIN_DATA_SETTINGS, *PRETRAIN_SCORING_SETTINGS)},
     }
     return {key: value for key, value in found.items() if value is not None}
 

@@ -15,7 +15,7 @@ import torch
 import yaml
 from monai.bundle import ConfigParser
 
-from monai_ext.networks import build_classifier
+from monai_ext.networks import build_classifier, build_mae
 from monai_ext.networks.checkpoints import save_model_checkpoint
 from monai_ext.networks.segmentation import build_segmenter
 from tests.bundles.helpers import REPO
@@ -165,7 +165,7 @@ def test_evaluate_follows_the_checkpoint_record_and_an_explicit_override_wins(bu
 
 @pytest.mark.parametrize("bundle,keys", [
     ("usf_mae_pretrain", ["arch", "image_size", "in_channels", "norm_pix_loss", "dataset_dir", "num_synthetic",
-                          "val_fraction", "seed"]),
+                          "val_fraction", "seed", "mask_ratio", "deannotate"]),
     ("usf_mae_classify", ["arch", "image_size", "in_channels", "global_pool", "linear_probe"]),
     ("usf_mae_segment", ["arch", "image_size", "in_channels", "feature_size", "feature_blocks", "mask_encoding"]),
 ])
@@ -176,6 +176,20 @@ def test_evaluate_falls_back_to_train_defaults_for_a_file_without_a_record(bundl
     parser = evaluate_parser(bundle, trained["bare"])
     assert {key: parser.get_parsed_content(key) for key in keys} == {key: train.get_parsed_content(key)
                                                                         for key in keys}
+
+
+@pytest.mark.parametrize("files", [["train.yaml", "evaluate.yaml"], ["inference.yaml"]])
+def test_pretrain_evaluate_and_inference_score_as_training_did(files, tmp_path) -> None:
+    """A model trained with --mask_ratio 0.5 or --deannotate true was scored with 0.75 and no de-annotation: another
+    loss than training's (2.48 where training reported 2.57), without a word."""
+    path = tmp_path / "mae.pt"
+    save_model_checkpoint(path, build_mae(TINY, img_size=64), "mae",
+                          {"arch": TINY, "image_size": 64, "mask_ratio": 0.5, "deannotate": True})
+    parser = parser_for("usf_mae_pretrain", files, tmp_path, ckpt_path=str(path))
+    assert parser.get_parsed_content("mask_ratio") == 0.5 and parser.get_parsed_content("deannotate") is True
+    assert len(parser.get_parsed_content("deannotate_transforms")) == 1
+    parser = parser_for("usf_mae_pretrain", files, tmp_path, ckpt_path=str(path), mask_ratio=0.9)
+    assert parser.get_parsed_content("mask_ratio") == 0.9  # a given setting still wins
 
 
 @pytest.mark.parametrize("bundle,files,ckpt,expected", [
@@ -247,3 +261,23 @@ def test_counts_are_checked_before_any_data_is_read(bundle, overlay, key, value)
     with pytest.raises(RuntimeError) as raised:  # ConfigParser wraps what an expression raises
         parser.get_parsed_content("settings_check")
     assert f"--{key} must be a whole number of at least" in str(raised.value.__cause__)
+
+
+def test_pretraining_records_how_it_scored_its_loss(tmp_path) -> None:
+    parser = parser_for("usf_mae_pretrain", ["train.yaml"], tmp_path, mask_ratio=0.6, deannotate="yes")
+    record = parser.get_parsed_content("model_record#config", instantiate=False)
+    assert {key: parser.get_parsed_content(f"model_record#config#{key}") for key in ("mask_ratio", "deannotate")} \
+        == {"mask_ratio": 0.6, "deannotate": True}, record
+
+
+@pytest.mark.parametrize("bundle", ["usf_mae_pretrain", "usf_mae_classify", "usf_mae_segment"])
+@pytest.mark.parametrize("setting, value", [("batch_size", 0), ("num_workers", -1)])
+def test_evaluate_checks_the_counts_before_anything_else(bundle, setting, value, tmp_path) -> None:
+    """The evaluate overlays replaced train.yaml's initialize without its check: --batch_size 0 gave a 68-line
+    traceback from the DataLoader instead of one line."""
+    if bundle == "usf_mae_pretrain":  # its seed follows the checkpoint's record (the validation part's draw)
+        save_model_checkpoint(tmp_path / "models" / "model.pt", build_mae(TINY, img_size=64), "mae", {"arch": TINY})
+    parser = parser_for(bundle, ["train.yaml", "evaluate.yaml"], tmp_path, **{setting: value})
+    with pytest.raises(Exception) as error:
+        parser.get_parsed_content("initialize#0")
+    assert f"--{setting} must be a whole number of at least" in cause(error.value)
