@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from monai_ext.data.synthetic import SimulatorConfig, generate_dataset
+from monai_ext.data.synthetic import GENERATION_RECORD, SimulatorConfig, generate_dataset
 from monai_ext.io.images import IMAGE_SUFFIXES, matches_suffixes
 from monai_ext.io.settings import path_setting, setting_text
 
@@ -66,7 +66,8 @@ def list_images(folder: str | os.PathLike, suffixes: Sequence[str] = IMAGE_SUFFI
 def list_images_and_others(folder: str | os.PathLike,
                            suffixes: Sequence[str] = IMAGE_SUFFIXES) -> tuple[list[Path], list[Path]]:
     """(:func:`list_images`, the other files under ``folder``, hidden ones left out), from one walk: what a run
-    passes over is said, not dropped in silence.
+    passes over is said, not dropped in silence. A generated set's own record (``synthetic.json`` at the top, which
+    ``synthesize`` writes beside its frames) is no passed-over file: every run on such a folder warned of it.
 
     Raises:
         ValueError: ``folder`` is not a folder, or holds no image.
@@ -77,7 +78,7 @@ def list_images_and_others(folder: str | os.PathLike,
     wanted = tuple(sorted({s.lower() for s in suffixes}))
     images, others = [], []
     for path in walk_files(root):
-        if path.is_file():
+        if path.is_file() and path != root / GENERATION_RECORD:
             (images if matches_suffixes(path, wanted) else others).append(path)
     if not images:
         held = f" (it holds {len(others)} other file(s): {suffix_counts(others)})" if others else ""

@@ -39,6 +39,8 @@ Geometry = Literal["linear", "curvilinear"]
 LesionStyle = Literal["oval", "irregular", "cyst"]
 GEOMETRIES: tuple[str, ...] = ("linear", "curvilinear")
 LESION_STYLES: tuple[str, ...] = ("oval", "irregular", "cyst")
+#: The record a generated folder holds beside its frames; the folder is complete once it exists.
+GENERATION_RECORD = "synthetic.json"
 
 
 @dataclass(frozen=True)
@@ -609,7 +611,7 @@ def generate_dataset(
     if lesion is not None and lesion not in ("random", *LESION_STYLES):
         raise ValueError(f"lesion must be 'random', None or one of {LESION_STYLES}, got {lesion!r}")
     out = Path(out_dir)
-    record_path = out / "synthetic.json"
+    record_path = out / GENERATION_RECORD
     wanted = json.loads(json.dumps({"num": num, "seed": seed, "config": asdict(config), "format": fmt, "lesion": lesion}))
     if record_path.is_file():
         record = json.loads(record_path.read_text())

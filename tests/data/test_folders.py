@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from monai_ext.data.folders import list_images, pretrain_datalists, walk_files
+from monai_ext.data.synthetic import generate_dataset
 from monai_ext.io.images import IMAGE_SUFFIXES, SINGLE_IMAGE_SUFFIXES
 from monai_ext.io.writers import write_dicom
 
@@ -111,6 +112,20 @@ def test_pretraining_leaves_out_its_own_outputs_and_names_the_files_it_does_not_
     assert names == [f"p{i}.png" for i in range(6)]
     assert "2 picture(s) under" in caplog.text and "are not trained on" in caplog.text
     assert "2 file(s) under" in caplog.text and "(no suffix) 1" in caplog.text and "prepare-corpus" in caplog.text
+
+
+def test_a_generated_folders_own_record_is_no_passed_over_file(tmp_path, caplog) -> None:
+    """Every pretraining on a generated folder (the bundle's default, or `synthesize`'s) warned of its synthetic.json
+    and sent the user to prepare-corpus; a JSON file of the user's own is still named."""
+    data = tmp_path / "data"
+    generate_dataset(data, num=6, seed=0)
+    with caplog.at_level("WARNING", logger="monai_ext.data.folders"):
+        pretrain_datalists(data, tmp_path / "cache", val_fraction=0.2, seed=0)
+        assert not caplog.records
+        (data / "sub").mkdir()
+        (data / "sub" / "synthetic.json").write_text("{}")
+        pretrain_datalists(data, tmp_path / "cache", val_fraction=0.2, seed=0)
+    assert "1 file(s) under" in caplog.text and "(.json 1)" in caplog.text
 
 
 @pytest.mark.parametrize("count, val_fraction, message", [
