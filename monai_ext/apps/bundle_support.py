@@ -651,6 +651,8 @@ def _folder_inputs(input_dir: str | None, suffixes: Sequence[str],
 
     if input_dir is None:
         return [], [], 0
+    if not Path(input_dir).is_dir():  # the folder lister's message says "dataset folder", not the setting
+        raise ValueError(f"--input_dir {str(input_dir)!r} does not exist or is not a folder")
     images, others = list_images_and_others(input_dir, suffixes)
     listed = len(images)
     images, others = outside_folders(images, [output_dir]), outside_folders(others, [output_dir])

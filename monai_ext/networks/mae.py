@@ -259,7 +259,7 @@ class MaskedAutoencoderViT(nn.Module):
         if imgs.ndim != 4 or imgs.shape[1] != self.in_chans or tuple(imgs.shape[2:]) != self.patch_embed.img_size:
             raise ValueError(
                 f"expected images of shape (N, {self.in_chans}, {self.patch_embed.img_size[0]}, "
-                f"{self.patch_embed.img_size[1]}), got {tuple(imgs.shape)!r}"
+                f"{self.patch_embed.img_size[1]}), got {list(map(int, imgs.shape))}"  # ints: a trace gives tensors
             )
         latent, mask, ids_restore = self.forward_encoder(imgs, mask_ratio, noise)
         pred = self.forward_decoder(latent, ids_restore)

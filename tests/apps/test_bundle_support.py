@@ -86,6 +86,14 @@ def test_input_files_are_appended_and_nothing_given_is_refused(tmp_path):
         inference_files(None, None)
 
 
+@pytest.mark.parametrize("make", [lambda p: None, lambda p: p.write_bytes(b"a file")])
+def test_an_input_dir_that_is_no_folder_names_the_setting(tmp_path, make):
+    """It said "dataset folder ... does not exist", the pretraining data's words, not the setting the user typed."""
+    make(tmp_path / "scans")
+    with pytest.raises(ValueError, match=f"--input_dir '{tmp_path / 'scans'}' does not exist or is not a folder"):
+        inference_files(str(tmp_path / "scans"), None)
+
+
 @pytest.mark.parametrize("output", ["same", "parent"])
 def test_an_output_dir_holding_every_input_is_named_as_the_reason(tmp_path, output):
     """--output_dir equal to (or above) --input_dir leaves out every input as a run's own output; the error said
