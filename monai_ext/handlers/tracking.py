@@ -243,6 +243,11 @@ def _health_status(uri: str, timeout: float) -> int:
     return int(response.status_code)
 
 
+#: Keys of MONAI's executed config that differ on every run: no setting of the run, and a resume tagged them as
+#: changed (``save_execute_config`` holds MONAI's unevaluated path text with the start time).
+PER_RUN_KEYS = frozenset({"save_execute_config"})
+
+
 def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     """Flatten a (resolved) bundle config into MLflow params: ``a.b.c -> value`` ('#' is not allowed in keys).
 
@@ -254,6 +259,8 @@ def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, str
         name = f"{prefix}.{key}" if prefix else str(key)
         if str(key).startswith("_") and prefix == "":
             continue  # _meta_ and _requires_: logged as tags instead
+        if prefix == "" and key in PER_RUN_KEYS:
+            continue
         if isinstance(value, Mapping):
             params.update(flatten_config(value, name))
         elif isinstance(value, list) and value and isinstance(value[0], Mapping):

@@ -281,3 +281,15 @@ def test_evaluate_checks_the_counts_before_anything_else(bundle, setting, value,
     with pytest.raises(Exception) as error:
         parser.get_parsed_content("initialize#0")
     assert f"--{setting} must be a whole number of at least" in cause(error.value)
+
+
+@pytest.mark.parametrize("bundle", ["usf_mae_pretrain", "usf_mae_classify", "usf_mae_segment"])
+def test_tracking_logs_where_the_files_went_as_paths(bundle, tmp_path) -> None:
+    """bundle_root and ckpt_dir were logged as the expressions the executed config holds ("$@bundle_root + ...")."""
+    tracking = yaml.safe_load((configs(bundle) / "mlflow_tracking.yaml").read_text())["configs"]
+    parser = parser_for(bundle, ["train.yaml"], tmp_path)
+    parser.update({"tracking_trainer_params": tracking["trainer"]["resolved_params"]})
+    resolved = {k: parser.get_parsed_content(f"tracking_trainer_params#{k}") for k in ("bundle_root", "ckpt_dir",
+                                                                                     "output_dir")}
+    assert resolved == {"bundle_root": str(REPO / "bundles" / bundle), "ckpt_dir": str(tmp_path / "models"),
+                        "output_dir": str(tmp_path / "out")}

@@ -216,7 +216,8 @@ def test_settings_given_resolved_are_logged_as_values_not_expressions(tmp_path) 
     import json
 
     (tmp_path / "config_20261125_000000.json").write_text(json.dumps(
-        {"num_classes": "$len(@class_names)", "class_names": "$@split['class_names']", "epochs": 3}))
+        {"num_classes": "$len(@class_names)", "class_names": "$@split['class_names']", "epochs": 3,
+         "save_execute_config": "$@output_dir + '/config_20261125_000000.json'"}))
     handler = _handler(_store(tmp_path / "store"), iteration_log=False, epoch_log=False, config_dir=str(tmp_path),
                        resolved_params={"num_classes": 3, "class_names": ["benign", "malignant", "normal"]})
     handler.attach(engine := _trainer())
@@ -224,6 +225,7 @@ def test_settings_given_resolved_are_logged_as_values_not_expressions(tmp_path) 
     params = _runs(_store(tmp_path / "store"))[0].data.params
     assert (params["num_classes"], params["class_names"]) == ("3", "benign,malignant,normal")
     assert params["epochs"] == "3"  # the others as the config has them
+    assert "save_execute_config" not in params  # MONAI's per-run file name: a resume tagged it as a changed setting
 
 
 def test_a_folder_in_the_environment_does_not_refuse_a_given_store(tmp_path, monkeypatch) -> None:
