@@ -239,6 +239,23 @@ def parse_depths(parser: argparse.ArgumentParser, text: str, blocks: int = 12) -
     return depths
 
 
+def check_sizes(parser: argparse.ArgumentParser, args: argparse.Namespace, names: list[str]) -> None:
+    """Refuse, before minutes of generation and pretraining, what would fail after them: the 5 folds need 5 images
+    per class, the seeds a non-negative number, every recipe's patch must divide the image size."""
+    if not names:
+        parser.error(f"--recipes names no recipe; choose from {sorted(RECIPES)}")
+    for name, value, least in (("per_class", args.per_class, 5), ("frames", args.frames, 1), ("seed", args.seed, 0)):
+        if value < least:
+            parser.error(f"--{name} must be at least {least}, got {value}")
+    if args.strength < 0:
+        parser.error(f"--strength must be at least 0, got {args.strength}")
+    for name in names:
+        patch = {**DEMO, **RECIPES[name]}["patch"]
+        if args.image_size <= 0 or args.image_size % patch:
+            parser.error(f"--image_size must be a positive multiple of recipe {name!r}'s patch {patch}, "
+                         f"got {args.image_size}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--recipes", default=",".join(RECIPES), help=f"comma-separated, of {sorted(RECIPES)}")
@@ -256,6 +273,7 @@ def main() -> None:
     unknown = [n for n in names if n not in RECIPES]
     if unknown:
         parser.error(f"unknown recipes {unknown!r}; choose from {sorted(RECIPES)}")
+    check_sizes(parser, args, names)
     args.poolings = parse_poolings(parser, args.poolings)
     args.depths = parse_depths(parser, args.depths)
     cache, out = Path(args.cache_dir), Path(args.out)

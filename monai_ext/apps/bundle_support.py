@@ -362,6 +362,17 @@ def check_kind(content: Any, path: str | os.PathLike, bundle: str, kinds: Sequen
 PRETRAIN_DATA_SETTINGS = ("dataset_dir", "num_synthetic", "val_fraction", "seed")
 #: How the pretraining bundle scored its loss, recorded too (since 0.6.17): evaluate and inference score the same way.
 PRETRAIN_SCORING_SETTINGS = ("mask_ratio", "deannotate")
+#: The fine-tuning bundles' data settings their checkpoints record (classify 0.6.19, segment 0.1.18), read back by
+#: their evaluate overlays: a model trained on fold 2, or on a synthetic set of another size, was tested on fold 0 of
+#: the default set, whose test part holds images it was trained on.
+FINETUNE_DATA_SETTINGS = ("datalist_file", "fold", "seed", "synthetic_per_class", "synthetic_multiclass",
+                          "synthetic_images", "max_train")
+
+
+def recorded_path(value: Any, name: str) -> str | None:
+    """A path setting as a checkpoint records it: absolute (the run may start elsewhere), None when unset."""
+    path = path_setting(value, name)
+    return None if path is None else os.path.abspath(str(path))
 
 
 def recorded_dataset_dir(trained: Mapping[str, Any], ckpt_path: str | os.PathLike) -> str | None:
@@ -397,7 +408,8 @@ def trained_settings(path: str | os.PathLike, bundle: str, default_path: str | o
     Returns:
         The recorded ones of: arch, image_size, class_names, mask_encoding (segmenters), in_channels, global_pool,
         linear_probe (classifiers), norm_pix_loss (MAEs), feature_size, feature_blocks (segmenters), and the
-        pretraining data and scoring settings (:data:`PRETRAIN_DATA_SETTINGS`, :data:`PRETRAIN_SCORING_SETTINGS`).
+        data and scoring settings (:data:`PRETRAIN_DATA_SETTINGS`, :data:`PRETRAIN_SCORING_SETTINGS`,
+        :data:`FINETUNE_DATA_SETTINGS`).
 
     Raises:
         FileNotFoundError, ValueError: as :func:`checkpoint_file`.
@@ -422,7 +434,8 @@ def trained_settings(path: str | os.PathLike, bundle: str, default_path: str | o
         "norm_pix_loss": arch_args.get("norm_pix_loss"),
         "feature_size": arch_args.get("feature_size"),
         "feature_blocks": arch_args.get("feature_blocks"),
-        **{key: config.get(key) for key in (*PRETRAIN_DATA_SETTINGS, *PRETRAIN_SCORING_SETTINGS)},
+        **{key: config.get(key) for key in (*PRETRAIN_DATA_SETTINGS, *PRETRAIN_SCORING_SETTINGS,
+                                            *FINETUNE_DATA_SETTINGS)},
     }
     return {key: value for key, value in found.items() if value is not None}
 

@@ -23,6 +23,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from monai_ext.apps.comparison import difference_text, paired_differences, pairs_note, statistic_text
 from monai_ext.apps.crossval import (
     SUMMARY_METRICS,
@@ -59,9 +61,10 @@ def check_counts(counts: Sequence[object]) -> list[int]:
     values = list(counts)
     if not values:
         raise ValueError("counts must name at least one number of labels per class")
-    for value in values:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+    for value in values:  # numpy's integers too, as labels_per_class takes them
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 2:
             raise ValueError(f"labels per class must be integers of at least 2, got {value!r} in {values!r}")
+    values = [int(value) for value in values]
     if len(set(values)) != len(values):
         raise ValueError(f"labels per class must be distinct, got {values!r}")
     return sorted(values)

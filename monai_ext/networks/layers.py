@@ -63,7 +63,7 @@ class PatchEmbed(nn.Module):
         if x.dim() != 4 or x.shape[1] != self.proj.in_channels or x.shape[2] != self.img_size[0] or \
                 x.shape[3] != self.img_size[1]:
             raise ValueError(f"expected images of shape (N, {self.proj.in_channels}, {self.img_size[0]}, "
-                             f"{self.img_size[1]}), got {list(map(int, x.shape))}")  # ints: a trace gives tensors
+                             f"{self.img_size[1]}), got {list(x.shape)}")
         if torch.jit.is_tracing():
             # a trace records tensor operations only: the check above ran once, at trace time, and a traced model
             # took another (H, W) of the same patch count (112 x 448 for 224 x 224), its patches scrambled onto

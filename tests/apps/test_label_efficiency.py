@@ -125,6 +125,11 @@ def test_bad_counts_are_refused(counts: tuple, message: str) -> None:
         check_counts(counts)
 
 
+def test_numpy_counts_are_counts() -> None:
+    """labels_per_class takes numpy integers; the curve refused them."""
+    assert check_counts(np.array([25, 10])) == [10, 25] and all(type(v) is int for v in check_counts(np.arange(2, 4)))
+
+
 def test_counts_above_the_labelled_images_are_refused_before_any_run(tmp_path, cache, checkpoint) -> None:
     protocol = curve_protocol("subtle", None, cache, COUNTS, per_class=6)  # 4 or 5 labelled images per class
     with pytest.raises(ValueError, match=r"repeat 0 \(fold 0 of protocol 'subtle_lesions', classes \[.*\]\): class "

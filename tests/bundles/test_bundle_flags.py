@@ -166,8 +166,10 @@ def test_evaluate_follows_the_checkpoint_record_and_an_explicit_override_wins(bu
 @pytest.mark.parametrize("bundle,keys", [
     ("usf_mae_pretrain", ["arch", "image_size", "in_channels", "norm_pix_loss", "dataset_dir", "num_synthetic",
                           "val_fraction", "seed", "mask_ratio", "deannotate"]),
-    ("usf_mae_classify", ["arch", "image_size", "in_channels", "global_pool", "linear_probe"]),
-    ("usf_mae_segment", ["arch", "image_size", "in_channels", "feature_size", "feature_blocks", "mask_encoding"]),
+    ("usf_mae_classify", ["arch", "image_size", "in_channels", "global_pool", "linear_probe", "datalist_file", "fold",
+                          "seed", "synthetic_per_class", "synthetic_multiclass"]),
+    ("usf_mae_segment", ["arch", "image_size", "in_channels", "feature_size", "feature_blocks", "mask_encoding",
+                         "datalist_file", "fold", "seed", "synthetic_images", "max_train"]),
 ])
 def test_evaluate_falls_back_to_train_defaults_for_a_file_without_a_record(bundle, keys, trained) -> None:
     """evaluate.yaml restates train.yaml's defaults for files without a record; the two must not drift."""
@@ -275,8 +277,12 @@ def test_pretraining_records_how_it_scored_its_loss(tmp_path) -> None:
 def test_evaluate_checks_the_counts_before_anything_else(bundle, setting, value, tmp_path) -> None:
     """The evaluate overlays replaced train.yaml's initialize without its check: --batch_size 0 gave a 68-line
     traceback from the DataLoader instead of one line."""
-    if bundle == "usf_mae_pretrain":  # its seed follows the checkpoint's record (the validation part's draw)
-        save_model_checkpoint(tmp_path / "models" / "model.pt", build_mae(TINY, img_size=64), "mae", {"arch": TINY})
+    # the seed follows the checkpoint's record (the draw of the part held out)
+    network, kind = {"usf_mae_pretrain": (lambda: build_mae(TINY, img_size=64), "mae"),
+                     "usf_mae_classify": (lambda: build_classifier(TINY, 2, img_size=64), "classifier"),
+                     "usf_mae_segment": (lambda: build_segmenter(TINY, 2, img_size=64, feature_size=8), "segmenter"),
+                     }[bundle]
+    save_model_checkpoint(tmp_path / "models" / "model.pt", network(), kind, {"arch": TINY})
     parser = parser_for(bundle, ["train.yaml", "evaluate.yaml"], tmp_path, **{setting: value})
     with pytest.raises(Exception) as error:
         parser.get_parsed_content("initialize#0")
@@ -293,3 +299,24 @@ def test_tracking_logs_where_the_files_went_as_paths(bundle, tmp_path) -> None:
                                                                                      "output_dir")}
     assert resolved == {"bundle_root": str(REPO / "bundles" / bundle), "ckpt_dir": str(tmp_path / "models"),
                         "output_dir": str(tmp_path / "out")}
+
+
+@pytest.mark.parametrize("bundle, kind, build, data", [
+    ("usf_mae_classify", "classifier", lambda: build_classifier(TINY, 2, img_size=64),
+     {"fold": 2, "seed": 7, "synthetic_per_class": 12, "synthetic_multiclass": True}),
+    ("usf_mae_segment", "segmenter", lambda: build_segmenter(TINY, 2, img_size=64, feature_size=8),
+     {"fold": 3, "seed": 5, "synthetic_images": 40, "max_train": 20}),
+])
+def test_evaluate_tests_on_the_part_its_training_held_out(bundle, kind, build, data, tmp_path) -> None:
+    """A model trained on fold 2 (or a synthetic set of another size) was evaluated on fold 0 of the default set,
+    whose test part holds images it trained on (4 of 24 for --synthetic_per_class 12): an inflated score."""
+    train = parser_for(bundle, ["train.yaml"], tmp_path, datalist_file=str(tmp_path / "list.json"), **data)
+    recorded = {key: train.get_parsed_content(f"model_record#config#{key}") for key in (*data, "datalist_file")}
+    assert recorded == {**data, "datalist_file": str(tmp_path / "list.json")}
+    path = tmp_path / "model.pt"
+    save_model_checkpoint(path, build(), kind, {"arch": TINY, "image_size": 64, "class_names": ["a", "b"],
+                                                "mask_encoding": "binary", **recorded})
+    parser = evaluate_parser(bundle, path)
+    assert {key: parser.get_parsed_content(key) for key in recorded} == recorded
+    parser = evaluate_parser(bundle, path, fold=0, datalist_file=None)
+    assert parser.get_parsed_content("fold") == 0 and parser.get_parsed_content("datalist_file") is None  # given wins

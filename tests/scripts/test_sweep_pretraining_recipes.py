@@ -77,6 +77,22 @@ def test_an_unknown_recipe_is_one_line_and_exit_code_2(tmp_path):
     assert "unknown recipes ['bogus']" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--per_class", "3"], "--per_class must be at least 5, got 3"),  # failed in scikit-learn after pretraining
+    (["--seed", "-1"], "--seed must be at least 0, got -1"),  # failed in numpy after pretraining
+    (["--frames", "0"], "--frames must be at least 1, got 0"),
+    (["--strength", "-1"], "--strength must be at least 0, got -1.0"),
+    (["--image_size", "100"], "--image_size must be a positive multiple of recipe 'demo''s patch 16, got 100"),
+    (["--recipes", "patch_8", "--image_size", "12"], "recipe 'patch_8''s patch 8, got 12"),
+    (["--recipes", ","], "--recipes names no recipe"),  # ran nothing and wrote an empty table
+])
+def test_a_bad_size_is_refused_before_any_work(sweep, capsys, monkeypatch, tmp_path, args, message):
+    monkeypatch.setattr(sys, "argv", [str(SCRIPT), "--out", str(tmp_path / "out"), *args])
+    with pytest.raises(SystemExit) as exit_info:
+        sweep.main()
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
 def test_pooled_features_at_earlier_depths_match_a_manual_forward(sweep):
     torch.manual_seed(0)
     model, images = tiny_mae(), torch.randn(5, 1, 32, 32)
