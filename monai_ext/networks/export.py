@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,7 +42,34 @@ def export_onnx(
     if opset > onnx.defs.onnx_opset_version():
         raise ValueError(f"opset must be at most {onnx.defs.onnx_opset_version()} (the newest this onnx "
                          f"{onnx.__version__} knows), got {opset!r}")
-    model = model.eval().cpu()
+    with evaluated_on_cpu(model):
+        program = _exported_program(model, input_shape, opset, dynamic_batch)
+    # torch's exporter falls back to its own opset when converting down fails (it logs the error and goes on): a
+    # file for an older runtime must be refused, not written at another opset
+    written = {entry.domain: entry.version for entry in program.model_proto.opset_import}.get("", None)
+    if written != opset:
+        raise ValueError(f"the model could not be exported at opset {opset} (torch wrote opset {written}); choose "
+                         f"opset {written} or a torch version that converts to {opset}")
+    path = Path(path)
+    atomic_write_bytes(path, program.model_proto.SerializeToString())
+    logger.info("ONNX model written to %s (opset %d, input %s)", path, opset, tuple(int(s) for s in input_shape[1:]))
+    return path
+
+
+@contextlib.contextmanager
+def evaluated_on_cpu(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` in eval mode on the CPU for an export or a comparison, given back in the mode and on the device it
+    came in: an API user exporting mid-session had a CUDA model moved to the CPU and left in eval mode."""
+    training = model.training
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    try:
+        yield model.eval().cpu()
+    finally:
+        model.to(device).train(training)
+
+
+def _exported_program(model: nn.Module, input_shape: Sequence[int], opset: int, dynamic_batch: bool) -> Any:
+    """torch's ONNX program of ``model`` (in eval mode on the CPU) for an example input of ``input_shape``."""
     example = torch.zeros(*(int(s) for s in input_shape))
     dynamic_shapes = ({0: torch.export.Dim("batch")},) if dynamic_batch else None
     if dynamic_batch and example.shape[0] == 1:
@@ -51,20 +80,10 @@ def export_onnx(
     converter_log.setLevel(logging.ERROR)
     try:
         with torch.no_grad():
-            program = torch.onnx.export(model, (example,), input_names=["image"], output_names=["pred"],
-                                        opset_version=opset, dynamic_shapes=dynamic_shapes, dynamo=True)
+            return torch.onnx.export(model, (example,), input_names=["image"], output_names=["pred"],
+                                     opset_version=opset, dynamic_shapes=dynamic_shapes, dynamo=True)
     finally:
         converter_log.setLevel(level)
-    # torch's exporter falls back to its own opset when converting down fails (it logs the error and goes on): a
-    # file for an older runtime must be refused, not written at another opset
-    written = {entry.domain: entry.version for entry in program.model_proto.opset_import}.get("", None)
-    if written != opset:
-        raise ValueError(f"the model could not be exported at opset {opset} (torch wrote opset {written}); choose "
-                         f"opset {written} or a torch version that converts to {opset}")
-    path = Path(path)
-    atomic_write_bytes(path, program.model_proto.SerializeToString())
-    logger.info("ONNX model written to %s (opset %d, input %s)", path, opset, tuple(example.shape[1:]))
-    return path
 
 
 def onnx_max_difference(model: nn.Module, path: str | os.PathLike, images: torch.Tensor) -> float:
@@ -79,8 +98,8 @@ def onnx_max_difference(model: nn.Module, path: str | os.PathLike, images: torch
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (onnx_out,) = session.run(None, {session.get_inputs()[0].name: images.float().numpy()})
-    with torch.no_grad():
-        eager = model.eval().cpu()(images.float()).numpy()
+    with torch.no_grad(), evaluated_on_cpu(model):
+        eager = model(images.float()).numpy()
     if onnx_out.shape != eager.shape:
         raise ValueError(f"ONNX output shape {onnx_out.shape} differs from the eager output shape {eager.shape}")
     return float(np.abs(onnx_out - eager).max())

@@ -9,18 +9,30 @@ Bernoulli draw per sample, kept branches scaled by ``1 / (1 - p)``).
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 import torch.nn.functional as F
 from monai.networks.layers import DropPath
 from torch import nn
 
 
+def _whole(value: object) -> bool:
+    """A whole number (numpy's too), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def to_2tuple(value: int | tuple[int, int]) -> tuple[int, int]:
-    """Return ``(value, value)`` for an int and the pair unchanged otherwise."""
-    if isinstance(value, int):
-        return (value, value)
-    if len(value) != 2:
-        raise ValueError(f"expected an int or a pair, got {value!r}")
+    """Return ``(value, value)`` for an int and the pair unchanged otherwise.
+
+    Raises:
+        ValueError: anything but a whole number or a pair of them, quoting it (``224.0`` failed with a TypeError
+            about ``len``, ``True`` was taken as 1).
+    """
+    if _whole(value):
+        return (int(value), int(value))  # type: ignore[arg-type]
+    if not isinstance(value, (tuple, list)) or len(value) != 2 or not all(_whole(v) for v in value):
+        raise ValueError(f"expected a whole number or a pair of them, got {value!r}")
     return (int(value[0]), int(value[1]))
 
 
@@ -37,6 +49,10 @@ class PatchEmbed(nn.Module):
     def __init__(self, img_size: int | tuple[int, int], patch_size: int, in_chans: int, embed_dim: int) -> None:
         super().__init__()
         self.img_size = to_2tuple(img_size)
+        if not _whole(patch_size) or patch_size < 1:
+            raise ValueError(f"patch size must be a whole number of at least 1, got {patch_size!r}")
+        if not _whole(in_chans) or in_chans < 1:
+            raise ValueError(f"in_chans must be a whole number of at least 1, got {in_chans!r}")
         self.patch_size = int(patch_size)
         for side in self.img_size:
             if side <= 0 or side % self.patch_size:
@@ -83,6 +99,8 @@ class Attention(nn.Module):
 
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True) -> None:
         super().__init__()
+        if not _whole(num_heads) or num_heads < 1:
+            raise ValueError(f"num_heads must be a whole number of at least 1, got {num_heads!r}")
         if dim % num_heads:
             raise ValueError(f"width {dim!r} must be divisible by the number of heads {num_heads!r}")
         self.num_heads = num_heads

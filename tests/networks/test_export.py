@@ -118,3 +118,16 @@ def test_export_refuses_an_opset_newer_than_onnx_knows(tmp_path) -> None:
 def test_export_refuses_an_opset_that_is_not_a_positive_integer(tmp_path, opset) -> None:
     with pytest.raises(ValueError, match=f"opset must be a positive integer, got {opset!r}"):
         export_onnx(torch.nn.Identity(), tmp_path / "x.onnx", (1, 1, 8, 8), opset=opset)
+
+
+def test_export_gives_the_model_back_in_the_mode_it_came_in(tmp_path) -> None:
+    """export_onnx and onnx_max_difference left a caller's training model in eval mode (and moved it to the CPU)."""
+    from monai_ext.networks.classifier import build_classifier
+    from monai_ext.networks.export import onnx_max_difference
+
+    model = build_classifier(arch="mae_vit_tiny_patch16_dec128d2b", num_classes=2, img_size=32, in_chans=1, depth=1)
+    model.train()
+    export_onnx(model, tmp_path / "x.onnx", (1, 1, 32, 32))
+    assert model.training and all(m.training for m in model.modules())
+    assert onnx_max_difference(model, tmp_path / "x.onnx", torch.rand(2, 1, 32, 32)) < 1e-4  # compared in eval mode
+    assert model.training

@@ -98,3 +98,28 @@ def test_a_traced_network_refuses_another_image_size_of_the_same_patch_count(ind
     torch.testing.assert_close(traced(torch.rand(3, 3, 32, 32) * 0), model(torch.zeros(3, 3, 32, 32)))
     with pytest.raises(RuntimeError, match="must match the size"):
         traced(torch.rand(2, 3, 16, 64))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"img_size": 224.0}, "expected a whole number or a pair of them, got 224.0"),  # a TypeError about len()
+    ({"img_size": True}, "got True"),  # taken as 1
+    ({"img_size": (32, 32, 32)}, "got (32, 32, 32)"),
+    ({"patch_size": 0}, "patch size must be a whole number of at least 1, got 0"),  # ZeroDivisionError
+    ({"in_chans": 0}, "in_chans must be a whole number of at least 1, got 0"),
+    ({"num_heads": 0}, "num_heads must be a whole number of at least 1, got 0"),  # ZeroDivisionError
+])
+def test_bad_sizes_are_refused_quoting_the_value(kwargs, message) -> None:
+    from monai_ext.networks.classifier import ViTClassifier
+
+    settings = {"img_size": 32, "patch_size": 16, "in_chans": 3, "embed_dim": 32, "depth": 1, "num_heads": 4, **kwargs}
+    with pytest.raises(ValueError, match=re.escape(message)):
+        ViTClassifier(num_classes=2, **settings)
+
+
+def test_numpy_sizes_are_sizes() -> None:
+    import numpy as np
+
+    from monai_ext.networks.layers import PatchEmbed
+
+    embed = PatchEmbed(np.int64(32), np.int64(16), 3, 8)
+    assert embed.img_size == (32, 32) and embed.grid_size == (2, 2)

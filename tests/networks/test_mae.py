@@ -137,7 +137,7 @@ def test_bad_mask_ratio(ratio: float) -> None:
 
 def test_bad_input_shape_and_noise() -> None:
     model = tiny_mae()
-    with pytest.raises(ValueError, match=r"\(1, 3, 40, 40\)"):
+    with pytest.raises(ValueError, match=r"got \[1, 3, 40, 40\]"):
         model(torch.randn(1, 3, 40, 40))
     with pytest.raises(ValueError, match="noise must have shape"):
         model(torch.randn(1, 3, 32, 32), noise=torch.rand(1, 5))
