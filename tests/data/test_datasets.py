@@ -61,6 +61,19 @@ def test_training_replaces_an_unreadable_file_by_the_next_good_one(tmp_path) -> 
     assert set(ids) == {f"case{i}" for i in range(8)} and len(dataset.skipped) == len(BAD)
 
 
+def test_training_reports_each_unreadable_file_once_however_many_epochs(tmp_path, caplog) -> None:
+    """A training process met the same bad files every epoch: each was decoded again, warned of again and listed
+    again in ``skipped``, so the report of a 100-epoch run listed every bad file 100 times."""
+    items = image_folder(tmp_path)
+    dataset = SkipCorruptDataset(items, load(random=True))
+    with caplog.at_level("WARNING", logger="monai_ext.data.datasets"):
+        for _ in range(3):  # three epochs in one process
+            ids = [dataset[i]["id"] for i in range(len(items))]
+            assert set(ids) == {f"case{i}" for i in range(8)}
+    assert sorted(Path(s["image"]).name for s in dataset.skipped) == sorted(BAD)
+    assert caplog.text.count("skipping unreadable image") == len(BAD)
+
+
 def test_a_file_that_breaks_after_the_screening_raises_naming_it(tmp_path) -> None:
     items = image_folder(tmp_path)
     dataset = SkipCorruptDataset(items, load(), evaluation=True)

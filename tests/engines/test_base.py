@@ -128,3 +128,42 @@ def test_every_optimiser_step_follows_the_mean_gradient_of_its_window(micro_batc
     assert len(used) == len(windows)
     for step, (got, want) in enumerate(zip(used, expected)):
         assert torch.allclose(got, want, atol=1e-6), f"step {step} of windows {windows}: {got.norm()} vs {want.norm()}"
+
+
+@pytest.mark.parametrize("limit", [0.5, None])
+def test_clip_grad_norm_bounds_the_gradient_each_step_takes(limit) -> None:
+    """``clip_grad_norm`` was read but a step could still follow the full gradient: a batch of large pixel values
+    (gradient norm in the hundreds) moved the weights as far as it liked. With no limit the gradient is untouched."""
+    import torch
+    from torch import nn
+
+    from monai_ext.engines.classification import ClassificationTrainer
+    from tests.engines.test_nonfinite_guard import FINITE, batch
+
+    torch.manual_seed(0)
+    network = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    reference = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    batches = [{**b, "image": b["image"] * 1000.0} for b in (batch(FINITE, i) for i in range(2))]
+    optimizer = torch.optim.SGD(network.parameters(), lr=1e-4)
+    trainer = ClassificationTrainer(
+        device=torch.device("cpu"), max_epochs=1, train_data_loader=batches, network=network, optimizer=optimizer,
+        loss_function=nn.CrossEntropyLoss(), precision="fp32", clip_grad_norm=limit,
+    )
+    norms, full = [], []
+
+    def keep_norm(opt, args, kwargs) -> None:
+        norms.append(float(torch.cat([p.grad.flatten() for p in network.parameters()]).norm()))
+        reference.load_state_dict(network.state_dict())
+        step = batches[len(norms) - 1]
+        loss = nn.functional.cross_entropy(reference(step["image"]), step["label"])
+        full.append(float(torch.cat([g.flatten() for g in torch.autograd.grad(loss, list(reference.parameters()))])
+                          .norm()))
+
+    optimizer.register_step_pre_hook(keep_norm)
+    trainer.run()
+    assert len(norms) == 2 and min(full) > 10, full  # the batches do have large gradients
+    if limit is None:
+        assert norms == pytest.approx(full, rel=1e-5)
+    else:
+        assert all(norm <= limit * (1 + 1e-5) for norm in norms), norms
+        assert norms == pytest.approx([limit] * 2, rel=1e-4)  # scaled down to the limit, not zeroed

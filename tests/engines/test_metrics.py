@@ -87,6 +87,23 @@ def test_one_class_only_has_no_auc_and_no_roc() -> None:
     assert report["accuracy"] == pytest.approx(2 / 3)
 
 
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
+@pytest.mark.parametrize("k, present", [(3, [0, 1]), (4, [1, 3]), (4, [0, 2, 3])])
+def test_auc_with_a_class_missing_from_the_truth_averages_the_present_classes_one_vs_rest(k, present) -> None:
+    """A small validation split without a rare class has an AUC of the classes it holds (each one against the
+    rest); scikit-learn's multi-class AUC refuses such labels, and an absent class's AUC is undefined."""
+    _, probs, _ = scored_sample(40, k, seed=5)
+    rng = np.random.default_rng(6)
+    labels = np.array(present * 2 + rng.choice(present, 40 - 2 * len(present)).tolist())
+    probs = probs + 0.2 * np.eye(k)[labels]  # informative but imperfect
+    probs /= probs.sum(axis=1, keepdims=True)
+    expected = [skm.roc_auc_score(labels == c, probs[:, c]) for c in present]
+    assert len(set(np.round(expected, 6))) == len(present)  # the classes differ, so the average means something
+    report = classification_report(probs, labels, [f"class{c}" for c in range(k)])
+    assert report["auc"] == pytest.approx(np.mean(expected))
+    assert sorted(report["roc"]) == [f"class{c}" for c in present]
+
+
 def test_probabilities_of_the_wrong_width_are_refused() -> None:
     with pytest.raises(ValueError, match=r"\(N, 3\)"):
         classification_report(np.full((4, 2), 0.5), np.zeros(4, dtype=int), ["a", "b", "c"])

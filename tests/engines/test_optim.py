@@ -16,6 +16,7 @@ from monai_ext.engines.optim import (
     param_groups_layer_decay,
     param_groups_weight_decay,
     scaled_lr,
+    warmup_cosine_factor,
 )
 from monai_ext.networks.classifier import ViTClassifier
 from monai_ext.networks.mae import MaskedAutoencoderViT
@@ -41,6 +42,19 @@ def test_schedule_follows_mae_formula() -> None:
         assert opt.param_groups[0]["lr"] == pytest.approx(expected, rel=1e-9, abs=1e-12), step
         opt.step()
         sched.step()
+
+
+@pytest.mark.parametrize("past", [0, 1, 45, 90, 1000])
+def test_steps_past_the_end_of_the_schedule_stay_at_min_lr(past) -> None:
+    """Steps beyond ``total_steps`` (a last partial window, a resume with more iterations than planned) continued the
+    cosine: the lr climbed back towards its peak, reached again 90 steps past the end of this schedule."""
+    assert warmup_cosine_factor(100 + past, 10, 100, 0.01) == pytest.approx(0.01, abs=1e-12)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    sched = WarmupCosineLR(opt, total_steps=100, warmup_steps=10, min_lr=1e-5)
+    for _ in range(100 + past):
+        opt.step()
+        sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-5, rel=1e-9)
 
 
 @pytest.mark.parametrize("peak, min_lr, warned", [(9.375e-6, 1e-5, True), (1e-5, 1e-5, True), (1e-3, 1e-5, False)])

@@ -132,6 +132,36 @@ def test_k_is_chosen_on_validation_and_capped_at_the_bank_size() -> None:
     assert k == max(sweep, key=lambda s: (s["val_macro_f1"], s["val_auc"], s["k"]))["k"]
 
 
+@pytest.mark.parametrize("shift, chosen", [(1.0, 1.0), (6.0, 10.0)])
+def test_a_macro_f1_tie_between_cs_goes_to_the_lower_validation_log_loss(shift, chosen) -> None:
+    """Every C ties in validation macro-F1 here (frequent on small validation sets); without the log-loss tie-break
+    the first or last C of the sweep was kept whatever its calibration (C=0.01 has 3x the log loss of C=1)."""
+    features, labels = blobs(2, 60, dim=8, shift=shift, seed=0)
+    cs = [1e-2, 1e-1, 1.0, 10.0]
+    probe = fit_linear_probe((features[:40], labels[:40]), (features[40:], labels[40:]), 2, cs=cs, refit=False)
+    assert len({s["val_macro_f1"] for s in probe.sweep}) == 1, probe.sweep  # the tie this test is about
+    assert probe.c == chosen == min(probe.sweep, key=lambda s: s["val_log_loss"])["C"], probe.sweep
+
+
+BANK = (np.array([[1.0, -0.6], [1.8, -1.3], [-0.7, 0.9], [0.0, 2.0], [0.2, -0.6], [-0.4, -1.1]]),
+        np.array([0, 0, 0, 1, 1, 1]))
+
+
+@pytest.mark.parametrize("queries, chosen", [
+    # k=1 and k=3 make the same mistakes (macro-F1 0.83 both), but k=1 ranks the images better (AUC 0.83 vs 0.78)
+    ([[-1.3, 0.6], [0.6, 1.3], [-0.8, 1.7], [-0.3, 1.6], [-0.4, -0.7], [0.2, 1.0]], 1),
+    # near copies of the bank: every k is perfect in macro-F1 and AUC, so the larger (smoother) k
+    ([[1.1, -0.6], [1.7, -1.3], [-0.6, 0.9], [0.1, 2.0], [0.2, -0.5], [-0.4, -1.0]], 3),
+])
+@pytest.mark.parametrize("ks", [(1, 3), (3, 1)])
+def test_a_macro_f1_tie_between_ks_goes_to_the_higher_auc_then_the_larger_k(queries, chosen, ks) -> None:
+    """The documented order of choice is macro-F1, then AUC, then the larger k: a k that only ties in macro-F1 was
+    kept for its place in the sweep, whatever its AUC."""
+    k, sweep = choose_knn_k(BANK, (np.array(queries), BANK[1]), 2, ks=ks)
+    assert len({s["val_macro_f1"] for s in sweep}) == 1, sweep  # the tie this test is about
+    assert k == chosen, sweep
+
+
 def test_evaluate_frozen_features_reports_every_scored_split() -> None:
     splits = {"train": blobs(2, 40, seed=9), "validation": blobs(2, 20, seed=10), "test": blobs(2, 30, seed=11)}
     _, record = evaluate_frozen_features(splits, ["a", "b"], cs=[0.1, 1.0], ks=(3, 5))

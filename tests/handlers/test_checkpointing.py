@@ -298,6 +298,23 @@ def test_a_resume_does_not_replace_a_better_model_saved_after_its_checkpoint(
     assert read_checkpoint(path)["val_loss"] == better_replay
 
 
+@pytest.mark.parametrize("mode", ["min", "max"])
+def test_a_tie_with_the_best_keeps_the_earlier_model(tmp_path, mode) -> None:
+    """Only a strictly better value replaces the best model: a later epoch that merely ties it (a plateau) rewrote
+    the file with its own weights and epoch, so the model kept was not the first to reach the score."""
+    path = tmp_path / "model.pt"
+    network = MaskedAutoencoderViT(**TINY_MAE)
+    saver = best_saver(path, network, mode)
+    saver(SimpleNamespace(state=SimpleNamespace(metrics={"val_loss": 0.5}, epoch=1)))
+    first = read_checkpoint(path)
+    with torch.no_grad():
+        next(network.parameters()).add_(1.0)  # the later epoch's weights differ
+    saver(SimpleNamespace(state=SimpleNamespace(metrics={"val_loss": 0.5}, epoch=2)))
+    saved = read_checkpoint(path)
+    assert saver.best == 0.5 and saver.best_epoch == 1 and saved["epoch"] == 1
+    assert all(torch.equal(saved["model"][k], v) for k, v in first["model"].items())
+
+
 @pytest.mark.parametrize("other", ["another architecture", "not a checkpoint"])
 def test_a_best_model_file_of_another_model_does_not_set_the_best(tmp_path, other) -> None:
     path = tmp_path / "model.pt"

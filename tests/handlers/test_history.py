@@ -45,6 +45,22 @@ def test_a_history_from_an_older_checkpoint_with_nan_is_written_as_json(tmp_path
                                                                      {"epoch": 2, "val_loss": 0.25, "auc": 0.75}]
 
 
+@pytest.mark.parametrize("validated, kept", [
+    ([(1, 0.1), (2, 0.2), (2, 0.25)], [(1, 0.1), (2, 0.25)]),  # validated twice in one epoch: the later figures
+    ([(1, 0.1), (2, 0.2), (3, 0.3), (2, 0.4)], [(1, 0.1), (2, 0.4)]),  # a resume replays epoch 2; 3 comes again
+])
+def test_a_validated_epoch_replaces_its_earlier_entry_and_those_after_it(validated, kept, tmp_path) -> None:
+    """An epoch validated again (a resume replays the epochs after its checkpoint) was appended: the JSON then held
+    the epoch twice, and curves drawn from it went back in time."""
+    history = MetricsHistory(tmp_path / "metrics.json")
+    engine = Engine(lambda e, b: None)
+    for epoch, loss in validated:
+        engine.state.epoch, engine.state.metrics = epoch, {"val_loss": loss}
+        history(engine)
+    expected = [{"epoch": epoch, "val_loss": loss} for epoch, loss in kept]
+    assert history.history == expected and strict_json((tmp_path / "metrics.json").read_text()) == expected
+
+
 @pytest.mark.parametrize("main, kept", [(True, ["stats", "bar", "checkpoint", "tracking"]),
                                         (False, ["checkpoint", "tracking"])])
 def test_ranks_other_than_0_attach_no_printing_handler_wherever_it_is_in_the_list(monkeypatch, main, kept) -> None:

@@ -65,3 +65,19 @@ def test_position_seed_mixes_its_inputs() -> None:
     assert len(seeds) == 200  # unlike seed + rank + iteration, no two (rank, iteration) pairs share a seed
     with pytest.raises(ValueError, match="-1"):
         position_seed(-1, 0, 0)
+
+
+def test_each_iteration_draws_from_the_seed_of_its_own_position() -> None:
+    """Iteration i must draw from ``position_seed(seed, rank, i)``, both in its computation (ITERATION_STARTED
+    comes after the counter's increment) and in the augmentation of its batch (GET_BATCH_STARTED comes before it):
+    one off, iteration i drew iteration i - 1's or i + 1's numbers and its masks repeated a neighbour's."""
+    from monai.data.utils import set_rnd
+
+    whole = draws_of_run()
+    for i, (_, noise, torch_draw, numpy_draw, python_draw) in whole.items():
+        seed = position_seed(11, 0, i)
+        assert torch_draw == torch.rand(2, generator=torch.Generator().manual_seed(seed)).tolist(), i
+        assert numpy_draw == np.random.RandomState(seed).rand() and python_draw == random.Random(seed).random(), i
+        augment = Compose([RandGaussianNoised("x", prob=1.0, std=1.0)])
+        set_rnd(augment, seed)
+        assert noise == pytest.approx([float(augment({"x": torch.zeros(1)})["x"]) for _ in noise]), i

@@ -54,6 +54,28 @@ def test_content_replaces_the_previous_file_with_umask_permissions(tmp_path, uma
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_the_content_is_fsynced_before_the_rename_and_the_folder_after_it(tmp_path, monkeypatch, kind) -> None:
+    """Without the file's fsync a power cut after the rename can leave an empty or partial checkpoint under the
+    final name; without the folder's, the rename itself can be lost (the old file back after a reboot)."""
+    target = tmp_path / "sub" / "model.pt"
+    real_fsync, synced = os.fsync, []
+
+    def recording_fsync(fd: int) -> None:
+        info = os.fstat(fd)
+        synced.append((stat.S_ISDIR(info.st_mode), info.st_ino, info.st_size, target.exists()))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    write_with(kind)(target, b"weights")
+    files = [(ino, size, existed) for is_dir, ino, size, existed in synced if not is_dir]
+    folders = [(ino, existed) for is_dir, ino, size, existed in synced if is_dir]
+    # the written file, holding all its bytes, before it took the target's name; then the folder, after the rename
+    assert files == [(target.stat().st_ino, len(b"weights"), False)], synced
+    assert folders == [(target.parent.stat().st_ino, True)], synced
+    assert [is_dir for is_dir, *_ in synced] == [False, True]
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_missing_parent_folders_are_created(tmp_path, kind) -> None:
     target = tmp_path / "a" / "b" / "c.bin"
     write_with(kind)(target, b"\x00\x01")

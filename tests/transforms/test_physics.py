@@ -88,6 +88,17 @@ def test_depth_gain_curve_interpolates_nodes_and_ramps_attenuation():
     torch.testing.assert_close(curve, torch.tensor([[0.0, 1.5 + 1.5, 3.0 + 3.0, 1.5 + 4.5, 6.0]]))
 
 
+@pytest.mark.parametrize("height", [1, 5, 64])
+def test_one_time_gain_node_is_a_flat_gain_over_depth(height):
+    """``nodes=1`` (documented as allowed) is one slider for the whole depth: the curve read past its only node."""
+    curve = depth_gain_curve(torch.tensor([0.0, 6.0]), torch.tensor([[2.5], [-1.0]]), height)
+    depth = torch.linspace(0.0, 1.0, height)
+    torch.testing.assert_close(curve, torch.stack([torch.full((height,), 2.5), -1.0 + 6.0 * depth]))
+    img = torch.full((1, height, 7), 0.5)
+    out = RandDepthGain(prob=1.0, attenuation_db=(0.0, 0.0), nodes=1).set_random_state(0)(img)
+    assert torch.all(out == out[0, 0, 0]) and out[0, 0, 0] != 0.5  # one gain, the same at every depth
+
+
 def test_blur_is_axial_or_lateral():
     img = np.full((1, 21, 21), 0.1, np.float32)  # tissue everywhere (zeros would count as background)
     img[0, 10, 10] = 1.0

@@ -44,6 +44,23 @@ def test_cutmix_pastes_a_box_from_the_partner():
         assert torch.all(outside == images[i, 0, 0, 0])
 
 
+@pytest.mark.parametrize("switch_prob, cutmix", [(0.0, False), (1.0, True)])
+def test_switch_prob_is_the_probability_of_cutmix(switch_prob, cutmix):
+    """``switch_prob`` is the chance of cutmix (timm's meaning): read the other way round, a recipe asking for
+    cutmix only (1.0) got mixup on every batch and one asking for mixup only (0.0) got cutmix."""
+    images, labels = constant_batch(4, 16, 16)
+    values = set((10.0 ** torch.arange(4).double()).tolist())
+    mixer = MixupCutmix(4, mixup_alpha=0.8, cutmix_alpha=1.0, switch_prob=switch_prob).set_random_state(0)
+    boxes = blends = 0
+    for _ in range(20):
+        mixed, _ = mixer(images, labels)
+        for image in mixed:
+            pixels = set(image.unique().tolist())
+            boxes += len(pixels) > 1  # cutmix: pure pixels of two images; mixup: one blended value everywhere
+            blends += not pixels <= values
+    assert (boxes > 0, blends > 0) == (cutmix, not cutmix), (boxes, blends)
+
+
 def test_same_seed_same_draws_and_short_batches():
     images = torch.rand(6, 1, 8, 8)
     labels = torch.tensor([0, 1, 2, 0, 1, 2])

@@ -42,6 +42,40 @@ def test_crop_area_and_ratio_within_ranges() -> None:
         assert 0.27 <= h * w / 1e4 <= 0.53 and 0.75 <= w / h <= 1.33
 
 
+def coordinate_image(h: int, w: int) -> np.ndarray:
+    rows, cols = np.mgrid[:h, :w].astype(np.float32)
+    return (rows * 1000 + cols)[None]  # value = 1000 * row + column
+
+
+@pytest.mark.parametrize("shape, keep_top, box", [
+    ((25, 100), False, (0, 33, 25, 33)),   # 4:1, wider than 4/3: the full height, 25 * 4/3 wide, centred
+    ((100, 25), False, (33, 0, 33, 25)),   # 1:4, taller than 3/4: the full width, 25 / (3/4) tall, centred
+    ((100, 25), True, (0, 0, 33, 25)),     # the same at the top
+])
+def test_when_no_draw_fits_the_crop_is_the_image_clipped_to_the_ratio_range(shape, keep_top, box) -> None:
+    """95-100% of a 4:1 image at an aspect ratio of at most 4/3 never fits, so after ten draws the crop falls back
+    as torchvision's does: width and height swapped there gave a box outside the image, or of the wrong shape."""
+    crop = RandResizedCrop(16, scale=(0.95, 1.0), keep_top=keep_top, mode="nearest").set_random_state(0)
+    img = coordinate_image(*shape)
+    for _ in range(5):
+        out = torch.as_tensor(crop(img))
+        assert crop._box == box
+        top, left, h, w = box
+        rows, cols = out // 1000, out % 1000  # every output pixel comes from inside the box
+        assert top <= rows.min() and rows.max() < top + h and left <= cols.min() and cols.max() < left + w
+
+
+@pytest.mark.parametrize("shape", [(100, 100), (60, 200), (200, 60)])
+def test_the_ratio_is_width_over_height(shape) -> None:
+    """``ratio`` is width / height (torchvision's): read the other way round, a wide (1.5-2) range gave tall crops."""
+    crop = RandResizedCrop(16, scale=(0.1, 0.3), ratio=(1.5, 2.0)).set_random_state(2)
+    for _ in range(30):
+        crop.randomize(shape)
+        top, left, h, w = crop._box
+        assert 1.5 * 0.9 <= w / h <= 2.0 * 1.1, crop._box  # rounding to whole pixels
+        assert top + h <= shape[0] and left + w <= shape[1]
+
+
 def test_dict_version_applies_one_draw_to_image_and_mask() -> None:
     img = row_index_image()
     data = {"image": img, "mask": img.copy()}
