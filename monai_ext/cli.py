@@ -232,6 +232,7 @@ def cross_validate(
         check_run_inputs,
         dataset_options,
         protocol_by_name,
+        refuse_generator_options,
         task_of,
     )
     from monai_ext.apps.crossval import cross_validate as run_cv
@@ -245,7 +246,7 @@ def cross_validate(
             _require_count(name, value)
     # before any data is generated or read: a bad start, checkpoint or bundle setting fails in a second, not later
     check_run_inputs(_as_list(methods), init_checkpoint, {"cache_dir": cache_dir, **overrides}, task_of(protocol))
-    _refuse_generator_options(protocol, per_class=per_class, synthetic_images=synthetic_images)
+    refuse_generator_options(protocol, per_class=per_class, synthetic_images=synthetic_images)
     kwargs: dict[str, object] = {}
     if protocol in ("synthetic", "subtle"):
         kwargs = {"per_class": 60 if per_class is None else per_class,
@@ -262,19 +263,6 @@ def cross_validate(
     record = run_cv(proto, out, _as_list(methods), init_checkpoint, fold_list, {"cache_dir": cache_dir, **overrides},
                     tracking, tracking_uri, task_of(protocol))
     print(record["table"])
-
-
-#: The options that size a generated benchmark, and the protocols that generate with them.
-GENERATOR_OPTIONS = {"per_class": ("synthetic", "subtle"), "synthetic_images": ("synthetic-seg",)}
-
-
-def _refuse_generator_options(protocol: str, **given: object) -> None:
-    """Refuse an option that sizes a generated benchmark for a protocol that generates nothing with it: it was
-    dropped in silence, and the run went on with the data as it is."""
-    for name, value in given.items():
-        if value is not None and protocol not in GENERATOR_OPTIONS[name]:
-            raise ValueError(f"--{name} sizes the generated {' and '.join(GENERATOR_OPTIONS[name])} benchmark; "
-                             f"protocol {protocol!r} does not take it")
 
 
 def _int_list(name: str, value: object) -> list[int]:

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from monai.transforms import GaussianSmooth
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
+from monai_ext.data.downstream import check_generated_size
 from monai_ext.data.lesion_benchmark import SUBTLE_CLASSES, subtle_lesion_dataset, subtle_pretraining_frames
 from monai_ext.engines.probe import evaluate_frozen_features
 from monai_ext.io.atomic import atomic_write_text
@@ -244,7 +245,11 @@ def check_sizes(parser: argparse.ArgumentParser, args: argparse.Namespace, names
     per class, the seeds a non-negative number, every recipe's patch must divide the image size."""
     if not names:
         parser.error(f"--recipes names no recipe; choose from {sorted(RECIPES)}")
-    for name, value, least in (("per_class", args.per_class, 5), ("frames", args.frames, 1), ("seed", args.seed, 0)):
+    try:
+        check_generated_size(args.per_class)  # the benchmark's 5 folds: the bundles' rule, with its words
+    except ValueError as e:
+        parser.error(f"--{e}")
+    for name, value, least in (("frames", args.frames, 1), ("seed", args.seed, 0)):
         if value < least:
             parser.error(f"--{name} must be at least {least}, got {value}")
     if args.strength < 0:

@@ -391,6 +391,22 @@ def recorded_dataset_dir(trained: Mapping[str, Any], ckpt_path: str | os.PathLik
     return folder
 
 
+def recorded_datalist(trained: Mapping[str, Any], ckpt_path: str | os.PathLike) -> str | None:
+    """The datalist a fine-tuned checkpoint records (:data:`FINETUNE_DATA_SETTINGS`), for the evaluate overlays; None
+    (the synthetic default) where it records none.
+
+    Raises:
+        ValueError: the recorded datalist is not here, saying that the path came from the checkpoint and that
+            ``--datalist_file`` replaces it (a "datalist not found" named a file the user never gave).
+    """
+    datalist = trained.get("datalist_file")
+    if datalist is not None and not os.path.isfile(datalist):
+        raise ValueError(f"{ckpt_path} was trained on the datalist {datalist!r}, which is not a file here (moved, or "
+                         "the model comes from another machine): give --datalist_file (that list where it is now, or "
+                         "another test set)")
+    return datalist
+
+
 def trained_settings(path: str | os.PathLike, bundle: str, default_path: str | os.PathLike | None = None,
                      kinds: Sequence[str] | None = None) -> dict[str, Any]:
     """Bundle settings fixed by a trained bundle checkpoint's architecture record, or ``{}`` before training.
@@ -434,10 +450,11 @@ def trained_settings(path: str | os.PathLike, bundle: str, default_path: str | o
         "norm_pix_loss": arch_args.get("norm_pix_loss"),
         "feature_size": arch_args.get("feature_size"),
         "feature_blocks": arch_args.get("feature_blocks"),
-        **{key: config.get(key) for key in (*PRETRAIN_DATA_SETTINGS, *PRETRAIN_SCORING_SETTINGS,
-                                            *FINETUNE_DATA_SETTINGS)},
+        **{key: config.get(key) for key in (*PRETRAIN_DATA_SETTINGS, *PRETRAIN_SCORING_SETTINGS)},
     }
-    return {key: value for key, value in found.items() if value is not None}
+    # a recorded None is a setting ("no cap", "no datalist"), not a missing record: kept, or the default replaced it
+    recorded = {key: config[key] for key in FINETUNE_DATA_SETTINGS if key in config}
+    return {**{key: value for key, value in found.items() if value is not None}, **recorded}
 
 
 def as_trained(network: torch.nn.Module, given: Mapping[str, Any], trained: Mapping[str, Any],

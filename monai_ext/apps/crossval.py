@@ -434,6 +434,23 @@ def check_protocol_name(name: str) -> None:
         raise ValueError(f"unknown protocol {name!r}; choose one of {known}")
 
 
+#: The options that size a generated benchmark, and the protocols that generate with them.
+GENERATOR_OPTIONS = {"per_class": ("synthetic", "subtle"), "synthetic_images": ("synthetic-seg",)}
+
+
+def refuse_generator_options(protocol: str, **given: object) -> None:
+    """Refuse an option that sizes a generated benchmark for a protocol that generates nothing with it: it was
+    dropped in silence, and the run went on with the data as it is.
+
+    Raises:
+        ValueError: naming the option, the protocols it sizes and the protocol given.
+    """
+    for name, value in given.items():
+        if value is not None and protocol not in GENERATOR_OPTIONS[name]:
+            raise ValueError(f"--{name} sizes the generated {' and '.join(GENERATOR_OPTIONS[name])} benchmark; "
+                             f"protocol {protocol!r} does not take it")
+
+
 def dataset_options(name: str, num_folds: int | None = None, seed: int = 0,
                     max_train: int | None = None) -> dict[str, Any]:
     """Keyword arguments for a dataset protocol read from ``--root``: ``seed`` (its folds and validation parts) where

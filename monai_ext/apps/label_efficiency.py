@@ -33,6 +33,7 @@ from monai_ext.apps.crossval import (
     dataset_options,
     method_overrides,
     protocol_by_name,
+    refuse_generator_options,
     run_fold,
     summarise,
     task_of,
@@ -95,9 +96,7 @@ def curve_protocol(name: str, root: str | os.PathLike | None, cache_dir: str | o
             raise ValueError(f"per_class {per_class!r} is too small: 5 folds with {max(counts)} labels per class "
                              f"need at least {smallest} images per class")
         return protocol_by_name(name, root, cache_dir, per_class=per_class, max_train=None, seed=data_seed)
-    if per_class is not None:  # it was dropped in silence: the budgets are drawn from the dataset as it is
-        raise ValueError(f"--per_class sizes the generated subtle and synthetic benchmarks; protocol {name!r} does "
-                         "not take it")
+    refuse_generator_options(name, per_class=per_class)  # dropped in silence: the budgets came from the dataset
     return protocol_by_name(name, root, cache_dir, **dataset_options(name, num_folds, data_seed))
 
 

@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import logging
+import numbers
 import os
 import re
 from collections import Counter
@@ -339,7 +340,7 @@ def _check_patients_apart(split: Split, sheet: str, k: int) -> None:
     patients = {part: {it["patient"] for it in items} for part, items in split.items()}
     crossing = sorted(patients["test"] & (patients["train"] | patients["validation"]))
     if crossing:
-        ids = [it["id"] for it in split["test"] if it["patient"] in crossing]
+        ids = [it["id"] for it in split["test"] if it["patient"] == crossing[0]]
         raise ValueError(f"BUS-BRA {sheet}: test fold {k} holds {len(crossing)} patient(s) (Case) whose other images "
                          f"are in its training or validation part, e.g. Case {crossing[0]!r} ({ids[0]!r}); give a "
                          "patient's images one kFold")
@@ -358,15 +359,32 @@ def _read_sheet(path: Path, columns: tuple[str, ...]) -> list[dict[str, str]]:
         ValueError: the file is missing or lacks one of ``columns`` (named, with the columns it has).
     """
     text = read_utf8(_require(path, f"BUS-BRA {path.name}"))
-    # cells past the header's last column (a trailing comma, an unquoted BBOX list) come under the key None
-    rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k is not None}
-            for row in csv.DictReader(io.StringIO(text, newline=""))]
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    rows = []
+    for row in reader:
+        _check_overflow(row, reader.fieldnames or [], path, reader.line_num)
+        # cells past the header's last column (a trailing comma, an unquoted BBOX list) come under the key None
+        rows.append({k.strip(): (v or "").strip() for k, v in row.items() if k is not None})
     rows = [row for row in rows if any(row.values())]  # cells cleared in a spreadsheet are saved as rows of commas
     found = list(rows[0]) if rows else []
     missing = [c for c in columns if c not in found]
     if missing:
         raise ValueError(f"{str(path)!r} lacks the column(s) {missing!r} (it has {found!r})")
     return rows
+
+
+def _check_overflow(row: dict[Any, Any], header: list[str], path: Path, line: int) -> None:
+    """Cells past the header's last column are harmless when empty (a trailing comma) or when that column is BBOX,
+    whose unquoted ``[x, y, w, h]`` list spills them; anywhere else a cell with a comma has shifted the columns after
+    it, Case and Pathology among them, and the row cannot be read right.
+
+    Raises:
+        ValueError: naming the file, the line and the cells past the header.
+    """
+    extra = [cell for cell in row.get(None) or [] if cell.strip()]
+    if extra and (not header or header[-1].strip() != "BBOX"):
+        raise ValueError(f"{str(path)!r} line {line} has {len(extra)} cell(s) more than its header ({extra[:3]!r}): "
+                         "a cell with a comma that is not quoted shifts the columns after it; quote it")
 
 
 def _sheet_number(row: dict[str, str], column: str, allowed: tuple[int, ...] | None = None) -> int:
@@ -505,7 +523,7 @@ def _kfold(items: list[Item], folds: int, val_fraction: float, seed: int, max_tr
                 if isinstance(folds, int) and not isinstance(folds, bool) and folds > smallest else "")
         raise ValueError(f"folds must be {allowed} (the smallest class has {smallest} image(s)), got {folds!r}{more}")
     classes = len(set(labels.tolist()))
-    if max_train is not None and (isinstance(max_train, bool) or not isinstance(max_train, int)
+    if max_train is not None and (isinstance(max_train, bool) or not isinstance(max_train, numbers.Integral)
                                   or max_train < 2 * classes):
         raise ValueError(f"max_train must be a whole number of at least {2 * classes} (two labelled images for each "
                          f"of the {classes} classes: one to train on, one to validate on), got {max_train!r}")

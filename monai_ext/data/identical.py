@@ -9,20 +9,16 @@ contents are compared (SHA-256), so only exact copies are found, not re-encoded 
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import os
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from monai_ext.io.checkpoints import sha256_of
+
 logger = logging.getLogger(__name__)
 Item = dict[str, Any]
-
-
-def file_digest(path: str | os.PathLike) -> str:
-    """The SHA-256 of a file's bytes, hex."""
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def identical_sets(paths: Sequence[str | os.PathLike]) -> list[list[int]]:
@@ -30,15 +26,17 @@ def identical_sets(paths: Sequence[str | os.PathLike]) -> list[list[int]]:
     the order of ``paths``; the lists ordered by their first index."""
     by_digest: dict[str, list[int]] = {}
     for i, path in enumerate(paths):
-        by_digest.setdefault(file_digest(path), []).append(i)
+        by_digest.setdefault(sha256_of(path), []).append(i)
     return sorted((found for found in by_digest.values() if len(found) > 1), key=lambda found: found[0])
 
 
 def keep_one_copy(items: list[Item], class_names: Sequence[str], source: str) -> list[Item]:
-    """``items`` with each image whose bytes an earlier item already holds left out, with one warning naming them.
+    """``items`` with byte-identical copies left out, each kind named in one warning.
 
-    Only the first of identical images is kept, so that no copy can be trained on while another is tested, nor be
-    counted twice in the test figures.
+    Of identical images of one class the first is kept, so that no copy can be trained on while another is tested,
+    nor be counted twice in the test figures. Identical images under different classes are all left out: which
+    class is right is the user's call, and keeping either would train or test a wrong label (public sets hold such
+    pairs; refusing them would stop the whole set on files the user can only remove).
 
     Args:
         items: ``{"image": path, "label": class index, ...}``, in the order the dataset lists them.
@@ -46,25 +44,33 @@ def keep_one_copy(items: list[Item], class_names: Sequence[str], source: str) ->
         source: the dataset (folder or CSV), named in messages.
 
     Raises:
-        ValueError: identical images with different labels, naming two of them and their classes: which class is
-            right is the user's call, and either choice made here would be a wrong label for one of them.
+        ValueError: one file listed twice (a repeated row, not a copy), naming it.
     """
+    _refuse_a_file_listed_twice(items, source)
     sets = identical_sets([it["image"] for it in items])
-    for found in sets:
-        labels = {items[i]["label"] for i in found}
-        if len(labels) > 1:
-            first = items[found[0]]
-            other = next(items[i] for i in found if items[i]["label"] != first["label"])
-            raise ValueError(f"{source}: {first['image']!r} ({class_names[first['label']]}) and {other['image']!r} "
-                             f"({class_names[other['label']]}) hold the same bytes; an image has one class: "
-                             "remove the copy from the wrong class")
-    dropped = {i for found in sets for i in found[1:]}
-    if dropped:
-        shown = ", ".join(f"{items[i]['image']!r} (a copy of {items[found[0]]['image']!r})"
-                          for found in sets[:2] for i in found[1:2])
+    conflicting = [found for found in sets if len({items[i]["label"] for i in found}) > 1]
+    copies = [found for found in sets if found not in conflicting]
+    if conflicting:
+        shown = ", ".join(f"{items[i]['image']!r} ({class_names[items[i]['label']]})" for i in conflicting[0])
+        logger.warning("%s: %d set(s) of byte-identical images have different classes and are left out, every copy, "
+                       "since which class is right is yours to say: %s", source, len(conflicting), shown)
+    if copies:
+        shown = ", ".join(f"{items[found[1]]['image']!r} (a copy of {items[found[0]]['image']!r})"
+                          for found in copies[:2])
         logger.warning("%s: %d image(s) are byte-identical copies of others of their class and are left out, so "
-                       "that no copy is tested after its twin was trained on: %s", source, len(dropped), shown)
+                       "that no copy is tested after its twin was trained on: %s", source,
+                       sum(len(found) - 1 for found in copies), shown)
+    dropped = {i for found in conflicting for i in found} | {i for found in copies for i in found[1:]}
     return [it for i, it in enumerate(items) if i not in dropped]
+
+
+def _refuse_a_file_listed_twice(items: list[Item], source: str) -> None:
+    """A file listed twice (a CSV row repeated) is a mistake in the list, not a copy: refused, naming the file."""
+    counts = Counter(os.path.realpath(it["image"]) for it in items)
+    repeated = sorted(path for path, n in counts.items() if n > 1)
+    if repeated:
+        raise ValueError(f"{source} lists {len(repeated)} file(s) more than once, e.g. {repeated[0]!r}; list each "
+                         "image once")
 
 
 def warn_of_copies_across_parts(splits: Sequence[dict[str, list[Item]]], source: str,
@@ -76,9 +82,9 @@ def warn_of_copies_across_parts(splits: Sequence[dict[str, list[Item]]], source:
     Args:
         splits: the protocol's ``{"train", "validation", "test"}`` splits.
         source: the dataset and its lists, named in the warning.
-        digest: the content of a path (defaults to :func:`file_digest`, cached over the splits).
+        digest: the content of a path (defaults to the file's SHA-256, cached over the splits).
     """
-    digest = digest or functools.lru_cache(maxsize=None)(file_digest)  # an image is in every split of k-fold
+    digest = digest or functools.lru_cache(maxsize=None)(sha256_of)  # an image is in every split of k-fold
     for k, split in enumerate(splits):
         seen = {digest(it["image"]): it["image"] for part in ("train", "validation") for it in split.get(part, [])}
         copies = [(it["image"], seen[d]) for it in split.get("test", []) if (d := digest(it["image"])) in seen

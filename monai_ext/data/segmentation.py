@@ -274,7 +274,7 @@ def image_mask_folder_items(root: str | os.PathLike, images: str = "images", mas
     _one_file_per_stem(images, image_dir)
     _one_file_per_stem(mask_files, mask_dir)
     mask_by_stem = {stem: p for p, stem in mask_files}
-    unmatched = [p.name for p, stem in images if stem not in mask_by_stem]
+    unmatched = [stem for _, stem in images if stem not in mask_by_stem]  # behind its sub-folder, where it has one
     if unmatched:
         raise ValueError(f"{len(unmatched)} images in {str(image_dir)!r} have no mask of the same stem in "
                          f"{str(mask_dir)!r}, e.g. {unmatched[:5]!r}")

@@ -58,14 +58,17 @@ def export_onnx(
 
 @contextlib.contextmanager
 def evaluated_on_cpu(model: nn.Module) -> Iterator[nn.Module]:
-    """``model`` in eval mode on the CPU for an export or a comparison, given back in the mode and on the device it
-    came in: an API user exporting mid-session had a CUDA model moved to the CPU and left in eval mode."""
-    training = model.training
+    """``model`` in eval mode on the CPU for an export or a comparison, given back with each module's mode and on the
+    device it came in (a frozen, eval-mode encoder inside a training model stays in eval mode): an API user exporting
+    mid-session had a CUDA model moved to the CPU and left in eval mode."""
+    modes = [(module, module.training) for module in model.modules()]
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     try:
         yield model.eval().cpu()
     finally:
-        model.to(device).train(training)
+        model.to(device)
+        for module, training in modes:
+            module.training = training
 
 
 def _exported_program(model: nn.Module, input_shape: Sequence[int], opset: int, dynamic_batch: bool) -> Any:

@@ -31,9 +31,10 @@ def to_2tuple(value: int | tuple[int, int]) -> tuple[int, int]:
     """
     if _whole(value):
         return (int(value), int(value))  # type: ignore[arg-type]
-    if not isinstance(value, (tuple, list)) or len(value) != 2 or not all(_whole(v) for v in value):
+    pair = list(value) if isinstance(value, (tuple, list)) or getattr(value, "ndim", None) == 1 else None
+    if pair is None or len(pair) != 2 or not all(_whole(v) for v in pair):
         raise ValueError(f"expected a whole number or a pair of them, got {value!r}")
-    return (int(value[0]), int(value[1]))
+    return (int(pair[0]), int(pair[1]))
 
 
 class PatchEmbed(nn.Module):

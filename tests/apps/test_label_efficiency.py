@@ -176,7 +176,7 @@ def test_generated_benchmark_default_size_holds_five_folds_and_the_largest_budge
 
 def test_per_class_is_refused_for_a_dataset_it_does_not_size(tmp_path):
     """It was dropped in silence: the budgets were drawn from the dataset as it is."""
-    with pytest.raises(ValueError, match="--per_class sizes the generated subtle and synthetic benchmarks; protocol "
+    with pytest.raises(ValueError, match="--per_class sizes the generated synthetic and subtle benchmark; protocol "
                                          "'folder' does not take it"):
         curve_protocol("folder", tmp_path, tmp_path / "cache", [2], per_class=500)
 

@@ -310,6 +310,7 @@ def test_tracking_logs_where_the_files_went_as_paths(bundle, tmp_path) -> None:
 def test_evaluate_tests_on_the_part_its_training_held_out(bundle, kind, build, data, tmp_path) -> None:
     """A model trained on fold 2 (or a synthetic set of another size) was evaluated on fold 0 of the default set,
     whose test part holds images it trained on (4 of 24 for --synthetic_per_class 12): an inflated score."""
+    (tmp_path / "list.json").write_text("{}")  # the recorded list must be there to be followed
     train = parser_for(bundle, ["train.yaml"], tmp_path, datalist_file=str(tmp_path / "list.json"), **data)
     recorded = {key: train.get_parsed_content(f"model_record#config#{key}") for key in (*data, "datalist_file")}
     assert recorded == {**data, "datalist_file": str(tmp_path / "list.json")}
@@ -320,3 +321,25 @@ def test_evaluate_tests_on_the_part_its_training_held_out(bundle, kind, build, d
     assert {key: parser.get_parsed_content(key) for key in recorded} == recorded
     parser = evaluate_parser(bundle, path, fold=0, datalist_file=None)
     assert parser.get_parsed_content("fold") == 0 and parser.get_parsed_content("datalist_file") is None  # given wins
+
+
+def test_a_recorded_datalist_that_is_gone_says_where_the_path_came_from(tmp_path) -> None:
+    """It said "datalist not found" of a file the user never gave."""
+    path = tmp_path / "model.pt"
+    save_model_checkpoint(path, build_classifier(TINY, 2, img_size=64), "classifier",
+                          {"arch": TINY, "image_size": 64, "class_names": ["a", "b"],
+                           "datalist_file": "/elsewhere/fold2.json"})
+    with pytest.raises(Exception) as error:
+        evaluate_parser("usf_mae_classify", path).get_parsed_content("datalist_file")
+    assert f"{path} was trained on the datalist '/elsewhere/fold2.json', which is not a file here" in cause(error.value)
+    assert "give --datalist_file" in cause(error.value)
+
+
+def test_a_recorded_none_is_kept_not_replaced_by_the_default(tmp_path) -> None:
+    """--max_train null (no cap) came back as 50: validation and train parts of another size were scored."""
+    path = tmp_path / "model.pt"
+    save_model_checkpoint(path, build_segmenter(TINY, 2, img_size=64, feature_size=8), "segmenter",
+                          {"arch": TINY, "image_size": 64, "class_names": ["background", "lesion"],
+                           "mask_encoding": "binary", "max_train": None, "datalist_file": None})
+    parser = evaluate_parser("usf_mae_segment", path)
+    assert parser.get_parsed_content("max_train") is None and parser.get_parsed_content("datalist_file") is None

@@ -855,12 +855,24 @@ def test_folder_protocol_keeps_one_of_byte_identical_copies_of_a_class(tmp_path,
     assert "1 image(s) are byte-identical copies" in caplog.text and "copy of benign_2.png" in caplog.text
 
 
-def test_csv_protocol_refuses_one_image_under_two_classes_by_content(tmp_path) -> None:
+def test_csv_protocol_leaves_out_one_image_under_two_classes_by_content(tmp_path, caplog) -> None:
     _class_folders(tmp_path / "data")
     (tmp_path / "data" / "malignant" / "m.png").write_bytes((tmp_path / "data" / "benign" / "benign_4.png").read_bytes())
     rows = ["path,label"] + [f"data/{c}/{c}_{i}.png,{c}" for c in ("benign", "malignant") for i in range(6)]
     (tmp_path / "l.csv").write_text("\n".join(rows + ["data/malignant/m.png,malignant"]) + "\n")
-    with pytest.raises(ValueError, match=r"benign_4.png' \(benign\) and '.*m.png' \(malignant\) hold the same bytes"):
+    with caplog.at_level("WARNING", logger="monai_ext.data.identical"):
+        proto = ds.csv_protocol(tmp_path / "l.csv", folds=3)
+    ids = sorted(it["id"] for items in proto.splits[0].values() for it in items)
+    assert "benign_4" not in ids and "m" not in ids and len(ids) == 11
+    assert "benign_4.png' (benign), " in caplog.text and "m.png' (malignant)" in caplog.text
+
+
+def test_csv_protocol_refuses_a_row_listed_twice(tmp_path) -> None:
+    """It was dropped as a "copy of itself"; with another label, called a copy under the wrong class."""
+    _class_folders(tmp_path / "data")
+    rows = ["path,label"] + [f"data/{c}/{c}_{i}.png,{c}" for c in ("benign", "malignant") for i in range(6)]
+    (tmp_path / "l.csv").write_text("\n".join(rows + ["data/benign/benign_0.png,malignant"]) + "\n")
+    with pytest.raises(ValueError, match=r"lists 1 file\(s\) more than once, e.g. '.*benign_0.png'; list each image once"):
         ds.csv_protocol(tmp_path / "l.csv", folds=3)
 
 
@@ -910,3 +922,29 @@ def test_a_generated_benchmark_too_small_for_its_five_folds_is_refused(per_class
                                                    f"{per_class!r}")):
         ds.check_generated_size(per_class)
     ds.check_generated_size(5)
+
+
+def test_busbra_refuses_a_row_whose_columns_a_comma_shifted(tmp_path) -> None:
+    """Cells past the header are BBOX's unquoted list only when BBOX is the last column; elsewhere a comma in a cell
+    shifted Case and Pathology, and the patient grouping went wrong without a word."""
+    make_busbra(tmp_path / "B")
+    path = tmp_path / "B" / "bus_data.csv"
+    rows = list(csv.DictReader(path.open(newline="")))
+    # BBOX first and unquoted: its list spills into ID, Case and Pathology
+    lines = ["BBOX,ID,Case,Pathology"] + [f"[1, 2, 3, 4],{r['ID']},{r['Case']},{r['Pathology']}" for r in rows]
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"bus_data.csv' line 2 has 3 cell\(s\) more than its header"):
+        ds.busbra_protocol(tmp_path / "B")
+
+
+def test_busbra_names_each_crossing_case_with_its_own_image(tmp_path) -> None:
+    make_busbra(tmp_path / "B")
+    _edit_rows(tmp_path / "B" / "5-fold-cv.csv", _set("bus_0001-r", kFold="3", valid_2="1", valid_3=""))
+    _edit_rows(tmp_path / "B" / "5-fold-cv.csv", _set("bus_0011-l", kFold="3", valid_2="1", valid_3=""))
+    with pytest.raises(ValueError, match=r"2 patient\(s\) \(Case\) .* e.g. Case '1' \('bus_0001-l'\)"):
+        ds.busbra_protocol(tmp_path / "B")
+
+
+def test_a_numpy_training_cap_is_a_cap(tmp_path) -> None:
+    proto = ds.folder_protocol(_classes_of({"a": 12, "b": 12}, tmp_path / "d"), folds=3, max_train=np.int64(6))
+    assert all(len(s["train"]) + len(s["validation"]) == 6 for s in proto.splits)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 
 import pytest
 
-from monai_ext.data.identical import file_digest, identical_sets, keep_one_copy, warn_of_copies_across_parts
+from monai_ext.data.identical import identical_sets, keep_one_copy, warn_of_copies_across_parts
 
 
 def _files(folder: Path, contents: dict[str, bytes]) -> dict[str, str]:
@@ -16,12 +15,6 @@ def _files(folder: Path, contents: dict[str, bytes]) -> dict[str, str]:
     for name, data in contents.items():
         (folder / name).write_bytes(data)
     return {name: str(folder / name) for name in contents}
-
-
-@pytest.mark.parametrize("data", [b"", b"x", bytes(range(256)) * 5000])  # empty, tiny, larger than one read
-def test_file_digest_is_the_sha256_of_the_bytes(tmp_path, data) -> None:
-    (tmp_path / "f.bin").write_bytes(data)
-    assert file_digest(tmp_path / "f.bin") == hashlib.sha256(data).hexdigest()
 
 
 def test_identical_sets_group_by_content_not_by_name(tmp_path) -> None:
@@ -54,12 +47,24 @@ def test_nothing_to_drop_says_nothing(tmp_path, caplog) -> None:
     assert not caplog.records
 
 
-def test_a_copy_under_another_class_is_refused_naming_both_and_their_classes(tmp_path) -> None:
-    paths = _files(tmp_path, {"b0.png": b"0", "b1.png": b"1", "m0.png": b"0"})
+def test_copies_under_different_classes_are_all_left_out_and_named_with_their_classes(tmp_path, caplog) -> None:
+    """Either class could be wrong: keeping one would train or test a wrong label, refusing would stop the set."""
+    paths = _files(tmp_path, {"b0.png": b"0", "b1.png": b"1", "m0.png": b"0", "m1.png": b"m"})
     items = [{"image": paths[n], "label": int(n.startswith("m")), "id": n} for n in paths]
-    with pytest.raises(ValueError, match=r"'data': '.*b0.png' \(benign\) and '.*m0.png' \(malignant\) hold the same "
-                                         "bytes"):
-        keep_one_copy(items, ["benign", "malignant"], "'data'")
+    with caplog.at_level(logging.WARNING, logger="monai_ext.data.identical"):
+        kept = keep_one_copy(items, ["benign", "malignant"], "'data'")
+    assert [it["id"] for it in kept] == ["b1.png", "m1.png"]
+    assert "'data': 1 set(s) of byte-identical images have different classes and are left out, every copy" \
+        in caplog.text
+    assert f"{paths['b0.png']!r} (benign), {paths['m0.png']!r} (malignant)" in caplog.text
+
+
+def test_one_file_listed_twice_is_refused_as_a_repeat_not_taken_for_a_copy(tmp_path) -> None:
+    paths = _files(tmp_path, {"a.png": b"a", "b.png": b"b"})
+    items = [{"image": paths["a.png"], "label": 0}, {"image": paths["b.png"], "label": 1},
+             {"image": str(tmp_path / "." / "a.png"), "label": 1}]
+    with pytest.raises(ValueError, match=f"'l.csv' lists 1 file\\(s\\) more than once, e.g. '{paths['a.png']}'"):
+        keep_one_copy(items, ["x", "y"], "'l.csv'")
 
 
 def test_copies_across_a_split_are_warned_of_once_per_split(tmp_path, caplog) -> None:

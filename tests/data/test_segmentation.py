@@ -205,7 +205,7 @@ def test_images_and_masks_folders_with_equal_stems(tmp_path: Path) -> None:
     np.testing.assert_array_equal(LoadMask()(str(root / "masks" / "case_0.png")),
                                   LoadMask()(str(root / "masks" / "case_1.png")))
     (root / "masks" / "case_5.png").unlink()
-    with pytest.raises(ValueError, match="case_5.jpg"):
+    with pytest.raises(ValueError, match=r"have no mask of the same stem .*\['case_5'\]"):
         image_mask_folder_protocol(root, folds=3)
 
 
@@ -221,7 +221,7 @@ def test_images_and_masks_in_sub_folders_pair_by_their_sub_folder(tmp_path: Path
                                           "site3/b/case_1"]
     assert all(Path(it["label"]).relative_to(root / "masks").with_suffix("").as_posix() == it["id"] for it in items)
     (root / "masks" / "site2" / "case_1.png").rename(root / "masks" / "case_9.png")  # paired by folder, not by name
-    with pytest.raises(ValueError, match=r"1 images in .* have no mask of the same stem .*\['case_1.png'\]"):
+    with pytest.raises(ValueError, match=r"1 images in .* have no mask of the same stem .*\['site2/case_1'\]"):
         image_mask_folder_items(root)
 
 

@@ -123,3 +123,4 @@ def test_numpy_sizes_are_sizes() -> None:
 
     embed = PatchEmbed(np.int64(32), np.int64(16), 3, 8)
     assert embed.img_size == (32, 32) and embed.grid_size == (2, 2)
+    assert PatchEmbed(np.array([48, 32]), 16, 3, 8).img_size == (48, 32)  # a numpy pair is a pair

@@ -78,7 +78,8 @@ def test_an_unknown_recipe_is_one_line_and_exit_code_2(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--per_class", "3"], "--per_class must be at least 5, got 3"),  # failed in scikit-learn after pretraining
+    (["--per_class", "3"], "--per_class must be a whole number of at least 5 (the benchmark's 5 folds test one image "
+                           "of each class in each), got 3"),  # failed in scikit-learn after pretraining
     (["--seed", "-1"], "--seed must be at least 0, got -1"),  # failed in numpy after pretraining
     (["--frames", "0"], "--frames must be at least 1, got 0"),
     (["--strength", "-1"], "--strength must be at least 0, got -1.0"),
