@@ -761,6 +761,25 @@ def _lut_entry_range(ds: Any, tools: SimpleNamespace) -> tuple[float, float]:
     return float(entries.min()), float(entries.max())
 
 
+def _values_held(ds: Any, output: np.ndarray, black: float, white: float) -> tuple[float, float]:
+    """(black, white) of an image deeper than 8 bits with no window: the values it holds, not every value its type
+    could hold. A 12- or 16-bit image uses a few hundred of 65,536 values, and shown over the whole range it was one
+    flat gray (pydicom's CT_small: 9 gray levels); volumes and signed TIFFs were already shown over their values.
+
+    The file's Smallest/LargestImagePixelValue where it gives them (through the rescale), one window for every frame;
+    else the frame's own range. A constant frame keeps ``(black, white)``.
+    """
+    smallest, largest = ds.get("SmallestImagePixelValue"), ds.get("LargestImagePixelValue")
+    if isinstance(smallest, int) and isinstance(largest, int) and largest > smallest:
+        slope, intercept = float(ds.get("RescaleSlope") or 1.0), float(ds.get("RescaleIntercept") or 0.0)
+        ends = sorted((smallest * slope + intercept, largest * slope + intercept))
+        return ends[0], ends[1]
+    finite = output[np.isfinite(output)]
+    if finite.size and finite.max() > finite.min():
+        return float(finite.min()), float(finite.max())
+    return black, white
+
+
 def _monochrome_display(values: np.ndarray, ds: Any, photometric: str, tools: SimpleNamespace) -> np.ndarray:
     """Stored values -> modality LUT -> VOI LUT or window -> [0, 1] over the chain's output range -> MONOCHROME1."""
     bits_stored = int(ds.get("BitsStored", values.dtype.itemsize * 8))
@@ -779,6 +798,8 @@ def _monochrome_display(values: np.ndarray, ds: Any, photometric: str, tools: Si
         black, white = _lut_entry_range(ds, tools)
     else:
         black, white = min(black, white), max(black, white)  # a negative slope reverses the ends
+        if bits_stored > 8:
+            black, white = _values_held(ds, np.asarray(output, np.float64), black, white)
     if not (np.isfinite(black) and np.isfinite(white)) or white == black:
         raise UnreadableImageError(f"{getattr(ds, 'filename', None) or 'DICOM'}: its display range is empty "
                                    f"(black {black!r}, white {white!r}): no pixel values to show")

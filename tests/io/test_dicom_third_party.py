@@ -98,8 +98,13 @@ def reference_display(frame: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:
     bits, signed = int(ds.BitsStored), int(ds.PixelRepresentation) == 1
     low, high = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
     slope, intercept = float(ds.get("RescaleSlope", 1)), float(ds.get("RescaleIntercept", 0))
+    if bits > 8:  # no window, deeper than 8 bits: the values held (the file's tags, else the frame's), not the type's
+        held = (ds.get("SmallestImagePixelValue"), ds.get("LargestImagePixelValue"))
+        low, high = held if all(isinstance(v, int) for v in held) and held[1] > held[0] else (None, None)
+        if low is None:
+            return (values - values.min()) / (values.max() - values.min())
     low, high = sorted((low * slope + intercept, high * slope + intercept))
-    return (values - low) / (high - low)
+    return np.clip((values - low) / (high - low), 0.0, 1.0)
 
 
 @pytest.mark.parametrize("name, frames, shape", IMAGES, ids=[case[0] for case in IMAGES])
