@@ -291,6 +291,12 @@ def _repair_presentation(ds: Any, source: str) -> None:
     if intercept is not None and (intercept_value is None or not np.isfinite(intercept_value)):
         warnings.warn(f"{source}: RescaleIntercept {str(intercept)!r} is read as 0", UserWarning, stacklevel=2)
         ds.RescaleIntercept = 0
+    for name in ("RescaleSlope", "RescaleIntercept"):  # one value each (VM 1): several made float() fail on the list
+        value = ds.get(name)
+        if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+            warnings.warn(f"{source}: {name} holds {len(value)} values; the first, {str(value[0])!r}, is used",
+                          UserWarning, stacklevel=2)
+            setattr(ds, name, value[0])
     stored = ds.get("VOILUTFunction")
     function = str(stored or "LINEAR").strip().upper()
     if function not in _VOI_FUNCTIONS:
@@ -415,10 +421,16 @@ def _region_boxes(ds: Any, data_types: tuple[int, ...]) -> list[tuple[int, int, 
     rows, columns = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
     boxes = []
     for region in getattr(ds, "SequenceOfUltrasoundRegions", []) or []:
-        if int(region.get("RegionSpatialFormat", 0)) != 1 or int(region.get("RegionDataType", 0)) not in data_types:
+        fields = [_region_number(region, name) for name in REGION_FIELDS]
+        fields[:2] = [0 if v is None else v for v in fields[:2]]  # no format or type: no 2-D image region
+        if None in fields:  # de-identification empties or drops them: the region is no box, not the file unreadable
+            warnings.warn(f"{getattr(ds, 'filename', None) or 'DICOM'}: an ultrasound region lacks a whole-number "
+                          f"{REGION_FIELDS[fields.index(None)]}; ignored", UserWarning, stacklevel=2)
             continue
-        box = (int(region.RegionLocationMinX0), int(region.RegionLocationMinY0),
-               int(region.RegionLocationMaxX1) + 1, int(region.RegionLocationMaxY1) + 1)
+        spatial_format, data_type, x0, y0, x1, y1 = fields
+        if spatial_format != 1 or data_type not in data_types:
+            continue
+        box = (x0, y0, x1 + 1, y1 + 1)
         clipped = (max(box[0], 0), max(box[1], 0), min(box[2], columns or box[2]), min(box[3], rows or box[3]))
         if min(clipped[2] - clipped[0], clipped[3] - clipped[1]) < MIN_REGION_SIDE:
             warnings.warn(f"{getattr(ds, 'filename', None) or 'DICOM'}: ultrasound region {box} lies outside the "
@@ -736,6 +748,27 @@ def _modality_output_range(ds: Any, bits_stored: int, signed: bool) -> tuple[flo
     return float(low), float(high)
 
 
+#: The attributes of an ultrasound region item that make it a box of a data type.
+REGION_FIELDS = ("RegionSpatialFormat", "RegionDataType", "RegionLocationMinX0", "RegionLocationMinY0",
+                 "RegionLocationMaxX1", "RegionLocationMaxY1")
+
+
+def _region_number(region: Any, name: str) -> int | None:
+    """A region attribute as a whole number, or None where it is missing, empty or not a number."""
+    value = region.get(name)
+    try:
+        return None if value in (None, "") else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _lut_first_input(descriptor: Any, ds: Any) -> int:
+    """A LUT descriptor's first mapped input value: signed where the pixels are (PS3.3 C.11.2.1.1 lets it be encoded
+    US whatever the sign; -512 then arrives as 65024 and every pixel clipped to the first entry)."""
+    first = int(descriptor[1])
+    return first - 65536 if int(ds.get("PixelRepresentation", 0)) == 1 and first > 32767 else first
+
+
 def _apply_voi_lut_item(values: np.ndarray, item: Any, ds: Any) -> np.ndarray:
     """Look ``values`` up in a VOI LUT item (PS3.3 C.11.2.1.1): inputs below the first mapped value take the first
     entry, inputs past the end the last.
@@ -743,7 +776,7 @@ def _apply_voi_lut_item(values: np.ndarray, item: Any, ds: Any) -> np.ndarray:
     Written here because pydicom's ``apply_voi`` (2.4 and 3.0) indexes with an array of the LUT's own type, which
     wraps around for 8-bit LUTs of more than 256 entries. Entries are 16-bit words, as pydicom reads them too.
     """
-    count, first = int(item.LUTDescriptor[0]) or 65536, int(item.LUTDescriptor[1])
+    count, first = int(item.LUTDescriptor[0]) or 65536, _lut_first_input(item.LUTDescriptor, ds)
     data = item.LUTData
     if isinstance(data, (bytes, bytearray)):  # VR OW: raw words in the file's byte order
         order = "<" if ds.file_meta.TransferSyntaxUID.is_little_endian else ">"

@@ -122,6 +122,38 @@ def test_multi_frame_dicom_gives_its_first_frame_and_its_region(tmp_path) -> Non
     assert image.region_box == (2, 3, 25, 18)
 
 
+@pytest.mark.parametrize("blank", ["RegionLocationMinX0", "RegionLocationMaxY1"])
+@pytest.mark.parametrize("how", ["deleted", "emptied"])
+def test_a_region_item_missing_its_location_is_ignored_not_the_file(tmp_path, blank, how) -> None:
+    """De-identification empties or drops region attributes: the whole file was refused as unreadable (AttributeError,
+    or int() of None), where the region alone is no box."""
+    path = write_dicom_frames(GRAY[None], tmp_path / "scan.dcm", region_box=(2, 3, 25, 18))
+    ds = pydicom.dcmread(path)
+    region = ds.SequenceOfUltrasoundRegions[0]
+    if how == "deleted":
+        delattr(region, blank)
+    else:
+        region[blank].value = None
+    ds.save_as(path)
+    with pytest.warns(UserWarning, match=f"an ultrasound region lacks a whole-number {blank}; ignored"):
+        image = read_image(path)
+    np.testing.assert_array_equal(image.pixels, GRAY)
+    assert image.region_box is None
+
+
+@pytest.mark.parametrize("name, values", [("RescaleSlope", ["2", "2"]), ("RescaleIntercept", ["-10", "-10"])])
+def test_a_rescale_of_several_values_reads_its_first(tmp_path, name, values) -> None:
+    """float() of a MultiValue made the file unreadable."""
+    path = write_dicom_frames(GRAY[None], tmp_path / "scan.dcm")
+    ds = pydicom.dcmread(path)
+    ds.RescaleSlope, ds.RescaleIntercept = "1", "0"
+    setattr(ds, name, values)
+    ds.save_as(path)
+    with pytest.warns(UserWarning, match=f"{name} holds 2 values; the first, '{values[0]}', is used"):
+        image = read_image(path)
+    assert image.pixels.shape == GRAY.shape
+
+
 @pytest.mark.parametrize("header", ["RGB", "YBR_FULL_422"])
 def test_a_jfif_stream_labelled_rgb_is_read_as_ycbcr(tmp_path, header) -> None:
     """A JFIF frame (YCbCr by definition) in a file whose header says RGB, as many exports write it: read as RGB,
@@ -650,3 +682,24 @@ def test_a_truncated_png_prints_nothing_of_opencvs_own(tmp_path, capfd) -> None:
     with pytest.raises(UnreadableImageError, match="cut.png: cannot decode"):
         read_image(tmp_path / "cut.png")
     assert "WARN" not in capfd.readouterr().err
+
+
+def test_a_voi_lut_for_signed_pixels_whose_first_input_is_written_unsigned_is_read_signed(tmp_path) -> None:
+    """LUTDescriptor may be encoded US whatever the pixels' sign: -512 arrived as 65024 and every pixel clipped to
+    the first entry (black)."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    from monai_ext.io.dicom import iter_dicom_frames, read_dicom
+    from monai_ext.io.writers import write_dicom_values
+
+    ramp = np.tile(np.arange(-512, 512, 8, dtype=np.int16), (16, 1))
+    path = write_dicom_values(ramp, tmp_path / "signed_voi.dcm", bits_stored=16)
+    ds = pydicom.dcmread(path)
+    item = Dataset()
+    item.add_new(0x00283002, "US", [1024, (-512) & 0xFFFF, 16])  # LUTDescriptor: 1024 entries from -512, 16 bits
+    item.add_new(0x00283006, "US", list(range(0, 65536, 64)))  # LUTData: a ramp over the 16-bit output
+    ds.VOILUTSequence = Sequence([item])
+    ds.save_as(path)
+    pixels = next(iter_dicom_frames(read_dicom(path), str(path)))[1]
+    np.testing.assert_allclose(pixels[0], (ramp[0].astype(np.float64) + 512) * 64 / 65535, atol=1e-6)
