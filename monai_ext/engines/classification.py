@@ -119,7 +119,8 @@ class DistributedBalancedSampler(DistributedSampler):
         super().__init__(range(len(self.weights)), num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
 
     def __iter__(self) -> Iterator[int]:
-        gen = torch.Generator().manual_seed(self.seed + self.epoch)
+        # (seed, epoch) as one number without collisions: seed + epoch made seed 1's epoch 0 seed 0's epoch 1
+        gen = torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, self.epoch]).generate_state(1)[0]))
         draws = torch.multinomial(self.weights, self.total_size, replacement=True, generator=gen)
         return iter(draws[self.rank :: self.num_replicas].tolist())
 

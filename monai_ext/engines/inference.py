@@ -73,9 +73,13 @@ def classify_image(
 
     Returns:
         ``{"label": index, "class": name, "probabilities": {name: p}}``.
+
+    Raises:
+        NonFiniteOutputError: the network's logits hold NaN or inf.
     """
     with torch.no_grad(), autocast(image.device, precision):
         logits = (inferer(image, network) if inferer is not None else network(image)).float()
+    require_finite_output(logits)
     probs = (postprocessing(logits[0]) if postprocessing is not None else torch.softmax(logits[0], dim=0)).cpu()
     if probs.numel() != len(class_names):
         raise ValueError(f"network gives {probs.numel()} classes but class_names has {len(class_names)}: {class_names!r}")
@@ -85,6 +89,22 @@ def classify_image(
         "class": class_names[label],
         "probabilities": {name: float(p) for name, p in zip(class_names, probs)},
     }
+
+
+class NonFiniteOutputError(ValueError):
+    """The network gave NaN or inf for an image."""
+
+
+def require_finite_output(logits: torch.Tensor) -> None:
+    """Refuse NaN or inf logits: their arg-max is class 0, so damaged or diverged weights labelled a whole archive
+    with the first class (and segmented it as background) while the run ended well.
+
+    Raises:
+        NonFiniteOutputError: naming what to suspect.
+    """
+    if not bool(torch.isfinite(logits).all()):
+        raise NonFiniteOutputError("the network's output holds NaN or inf: its weights are damaged or diverged "
+                                   "(check the checkpoint), or the image holds values it cannot take; no prediction")
 
 
 def predict_files(
@@ -136,6 +156,9 @@ def predict_files(
     device = torch.device(device)
     network.eval()
     heatmaps = heatmap_dir is not None and has_token_blocks(network)
+    if heatmap_dir is not None and not heatmaps:  # the folder stayed empty without a word
+        logger.warning("heat maps need a ViT's token blocks (Grad-CAM over patch tokens); %s has none, so none are "
+                       "written to %s", type(network).__name__, heatmap_dir)
     result: dict[str, Any] = {"class_names": list(class_names), "predictions": {}, "errors": {},
                               **({"weights": weights} if weights is not None else {})}
     clear_earlier_outputs(output_json, "predictions", ["heatmap"])
@@ -149,7 +172,13 @@ def predict_files(
                 if heatmaps:
                     remove_earlier_outputs(Path(heatmap_dir) / f"{stem}_gradcam.png")
                 continue
-            prediction = classify_image(network, image, class_names, precision, inferer, postprocessing)
+            try:
+                prediction = classify_image(network, image, class_names, precision, inferer, postprocessing)
+            except NonFiniteOutputError as e:  # this file fails (every file, for damaged weights: exit code 2)
+                record_error(result, path, str(e))
+                if heatmaps:
+                    remove_earlier_outputs(Path(heatmap_dir) / f"{stem}_gradcam.png")
+                continue
             note_if_blank(prediction, path, image)
             note_if_several_frames(prediction, path, frames)
             result["predictions"][str(path)] = prediction

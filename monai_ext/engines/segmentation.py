@@ -18,6 +18,7 @@ from tqdm import tqdm
 from monai_ext.engines.base import RobustStepTrainer, ShardSafeEvaluatorMixin, autocast, batch_images
 from monai_ext.engines.inference import (
     FRAMES_KEY,
+    NonFiniteOutputError,
     clear_earlier_outputs,
     kept_results,
     make_output_folders,
@@ -25,6 +26,7 @@ from monai_ext.engines.inference import (
     note_if_several_frames,
     record_error,
     remove_earlier_outputs,
+    require_finite_output,
     require_some_result,
 )
 from monai_ext.io.errors import root_cause
@@ -71,9 +73,13 @@ def segment_image(network: torch.nn.Module, image: torch.Tensor, original_size: 
 
     Returns:
         mask (H, W) uint8 class indices; probabilities (K, H, W) float32.
+
+    Raises:
+        NonFiniteOutputError: the network's logits hold NaN or inf.
     """
     with torch.no_grad(), autocast(image.device, precision):
         logits = network(image).float()
+    require_finite_output(logits)  # NaN logits are background everywhere: "no lesion" for every image
     probs = torch.softmax(logits, dim=1)
     probs = F.interpolate(probs, size=tuple(int(s) for s in original_size), mode="bilinear", align_corners=False)
     return probs[0].argmax(dim=0).to(torch.uint8).cpu().numpy(), probs[0].cpu().numpy()
@@ -161,7 +167,12 @@ def predict_mask_files(
                 record_error(result, path, root_cause(e))
                 remove_earlier_outputs(mask_file, overlay_file)
                 continue
-            mask, _ = segment_image(network, image, original.shape, precision)
+            try:
+                mask, _ = segment_image(network, image, original.shape, precision)
+            except NonFiniteOutputError as e:
+                record_error(result, path, str(e))
+                remove_earlier_outputs(mask_file, overlay_file)
+                continue
             try:
                 save_png(mask, mask_file)
                 if overlays:

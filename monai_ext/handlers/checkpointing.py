@@ -54,7 +54,8 @@ class ModelRecord:
         """
         if state.get("kind") != self.kind:
             raise CheckpointError(f"it holds a {state.get('kind')!r} model and this run trains a {self.kind!r} model")
-        theirs, ours = state.get("arch_args") or {}, getattr(self.network, "arch_args", None) or {}
+        # both as records are written (a tuple img_size is a list there): (32, 32) here was "[32, 32] there"
+        theirs, ours = state.get("arch_args") or {}, self.state_dict().get("arch_args") or {}
         differing = [f"{k}: {theirs.get(k)!r} there, {ours.get(k)!r} here" for k in sorted(set(theirs) | set(ours))
                      if theirs.get(k) != ours.get(k)]
         if differing:

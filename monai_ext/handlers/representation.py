@@ -147,6 +147,7 @@ class RepresentationMonitor:
         if interval:
             _check_class_counts([int(it["label"]) for it in self.items], self.class_names, len(self.dataset.skipped))
         self.batch_size, self.folds, self.seed = batch_size, folds, seed
+        self.folds_used = folds  # fewer where a class has fewer images (set by each check)
         self.json_path = Path(output_dir) / "representation.json"
         self.png_path = Path(output_dir) / "reconstructions" / "representation_quality.png"
         self.history: list[dict[str, float]] = []
@@ -165,6 +166,7 @@ class RepresentationMonitor:
 
         loader = DataLoader(self.dataset, batch_size=self.batch_size, shuffle=False)
         features, labels = extract_features(self.network, loader, self.device)
+        self.folds_used = min(self.folds, int(np.bincount(labels).min()))  # as cross_validated_scores caps them
         return cross_validated_scores(features, labels, self.class_names, self.folds, self.seed)
 
     def __call__(self, engine: Engine) -> None:
@@ -181,7 +183,7 @@ class RepresentationMonitor:
         curves = {name: (epochs, [h[key] for h in self.history]) for name, key in
                   (("kNN accuracy", "knn_accuracy"), ("probe accuracy", "probe_accuracy"), ("probe AUC", "probe_auc"))}
         plot_curves(curves, self.png_path, f"encoder features on {len(self.items)} labelled images "
-                    f"({len(self.class_names)} classes, {self.folds}-fold)", "epoch", "score")
+                    f"({len(self.class_names)} classes, {self.folds_used}-fold)", "epoch", "score")
         logger.info("epoch %d representation: %s", epoch, {k: round(v, 4) for k, v in scores.items()})
 
     def state_dict(self) -> dict[str, Any]:

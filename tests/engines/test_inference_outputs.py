@@ -316,3 +316,29 @@ def test_an_image_of_nan_pixels_is_listed_as_an_error_not_classified(tmp_path, b
     assert set(result["predictions"]) == set(files[1:])
     assert result["errors"] == {files[0]: f"UnreadableImageError: {files[0]}: 1 of 16 preprocessed values are NaN or "
                                           "infinite"}
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_network_giving_nan_or_inf_is_an_error_per_file_not_the_first_class(tmp_path, bad) -> None:
+    """The arg-max of NaN is class 0: damaged weights labelled every file "dark", wrote null probabilities, no error,
+    and the run ended well."""
+    class Broken(Mean):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            logits = super().forward(x)
+            return torch.where(x.mean(dim=(1, 2, 3))[:, None] > 0, logits, torch.full_like(logits, bad))
+
+    result = predict_files(Broken(), [str(tmp_path / "a_dark.png"), str(tmp_path / "z_bright.png")], brightness,
+                           ["dark", "bright"], "cpu", tmp_path / "predictions.json")
+    assert list(result["predictions"]) == [str(tmp_path / "z_bright.png")]
+    assert result["errors"][str(tmp_path / "a_dark.png")].startswith("the network's output holds NaN or inf")
+    with pytest.raises(ValueError, match="no predictions: none of the 1 input file\\(s\\) could be read \\(first: the network"):
+        predict_files(Broken(), [str(tmp_path / "a_dark.png")], brightness, ["dark", "bright"], "cpu",
+                      tmp_path / "again.json")
+
+
+def test_heat_maps_asked_of_a_network_without_token_blocks_are_said_not_written(tmp_path, caplog) -> None:
+    """The heat-map folder stayed empty without a word for a CNN."""
+    with caplog.at_level("WARNING", logger="monai_ext.engines.inference"):
+        predict_files(Mean(), [str(tmp_path / "a.png")], brightness, ["dark", "bright"], "cpu",
+                      tmp_path / "predictions.json", heatmap_dir=tmp_path / "heatmaps")
+    assert "heat maps need a ViT's token blocks" in caplog.text and "Mean has none" in caplog.text

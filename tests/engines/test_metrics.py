@@ -151,3 +151,14 @@ def test_non_finite_outputs_are_refused_saying_the_network_diverged(bad: float) 
     metric.update((torch.from_numpy(logits), torch.from_numpy(labels)))
     with pytest.raises(ValueError, match=r"not finite \(NaN or inf\) for 1 of 9 images: its weights have diverged"):
         metric.compute()
+
+
+def test_a_part_of_one_class_reports_its_balanced_accuracy_without_a_warning() -> None:
+    """scikit-learn warned at every validation of a small part holding one class; the value is that class's recall."""
+    import warnings
+
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = classification_report(probs, np.array([0, 0, 0]), ["a", "b"])
+    assert report["balanced_accuracy"] == pytest.approx(2 / 3)

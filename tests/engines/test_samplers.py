@@ -82,3 +82,15 @@ def test_unpadded_shards_hold_every_item_exactly_once(size: int, world: int) -> 
     assert sorted(i for shard in shards for i in shard) == list(range(size))
     assert [len(s) for s in shards] == [len(range(r, size, world)) for r in range(world)]
     assert all(s == sorted(s) for s in shards)  # in order: shard r is items r, r + world, ...
+
+
+def test_seeds_do_not_repeat_each_other_an_epoch_apart() -> None:
+    """The generator was seeded with seed + epoch: seed 1's epoch 0 drew exactly seed 0's epoch 1, so repeats over
+    seeds 0, 1, 2 shared their draws, shifted by an epoch."""
+    def draws(seed: int, epoch: int) -> list[int]:
+        sampler = DistributedBalancedSampler([1.0] * 20, num_replicas=1, rank=0, seed=seed)
+        sampler.set_epoch(epoch)
+        return list(sampler)
+
+    assert draws(0, 1) != draws(1, 0) and draws(0, 2) != draws(2, 0)
+    assert draws(3, 4) == draws(3, 4)  # still a function of (seed, epoch)

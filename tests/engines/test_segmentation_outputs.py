@@ -171,3 +171,18 @@ def test_a_rerun_through_a_linked_spelling_of_the_output_folder_clears_the_earli
     predict_mask_files(Threshold(), [str(tmp_path / "in" / "b_other.png")], bright_or_dark, lambda item: item,
                        ["background", "lesion"], "cpu", tmp_path / "real" / "out")
     assert sorted(p.name for p in (tmp_path / "real" / "out" / "masks").iterdir()) == ["b_other_mask.png"]
+
+
+def test_a_network_giving_nan_is_an_error_per_file_not_an_empty_mask(tmp_path):
+    """NaN logits are background everywhere: every image was segmented as "no lesion" and the run ended well."""
+    class Broken(Threshold):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            logits = super().forward(x)
+            return logits if float(x.mean()) > 0 else torch.full_like(logits, float("nan"))
+
+    files = [str(tmp_path / "in" / "a_dark.png"), str(tmp_path / "in" / "z_bright.png")]
+    result = predict_mask_files(Broken(), files, bright_or_dark, lambda item: item, ["background", "lesion"], "cpu",
+                                tmp_path / "out")
+    assert list(result["masks"]) == [files[1]]
+    assert result["errors"][files[0]].startswith("the network's output holds NaN or inf")
+    assert sorted(p.name for p in (tmp_path / "out" / "masks").iterdir()) == ["z_bright_mask.png"]

@@ -126,6 +126,16 @@ def write_checkpoint_of(folder, network: torch.nn.Module, kind: str) -> None:
     engine.run([0, 1], max_epochs=1)
 
 
+@pytest.mark.parametrize("img_size", [32, (32, 32), (16, 48)])
+def test_a_model_of_a_pair_image_size_resumes(tmp_path, img_size) -> None:
+    """The record writes a tuple as a list and the check compared it with the network's tuple: "(img_size: [32, 32]
+    there, (32, 32) here)" refused every resume of a model built with a pair."""
+    network = MaskedAutoencoderViT(**{**TINY_MAE, "img_size": img_size})
+    write_checkpoint_of(tmp_path, network, "mae")
+    saved = torch.load(next(tmp_path.glob("checkpoint_*.pt")), weights_only=True)
+    ModelRecord(network, "mae").load_state_dict(saved["arch"])  # no CheckpointError
+
+
 @pytest.mark.parametrize("other, other_kind, expected", [
     (MaskedAutoencoderViT(**{**TINY_MAE, "embed_dim": 64}), "mae", "(embed_dim: 64 there, 32 here)"),
     (ViTClassifier(num_classes=3, **{k: TINY_MAE[k] for k in ("img_size", "patch_size", "embed_dim", "depth",

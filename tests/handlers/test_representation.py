@@ -96,6 +96,21 @@ def test_unreadable_monitor_images_are_left_out_and_named_before_training(tmp_pa
     assert "monitor_knn_accuracy" in engine.state.metrics
 
 
+def test_the_figure_names_the_folds_used_not_those_asked_for(tmp_path, monkeypatch) -> None:
+    """Classes of 3 images cap 5 folds at 3; the figure's title still said "5-fold"."""
+    import monai_ext.handlers.representation as module
+
+    titles = []
+    monkeypatch.setattr(module, "plot_curves", lambda curves, path, title, *rest: titles.append(title))
+    items = [{"image": torch.randn(3, 32, 32) + (2.0 if i % 2 else -2.0), "label": i % 2} for i in range(6)]
+    monitor = RepresentationMonitor(ViTClassifier(2, **TINY).train(), items, ["a", "b"], transform=None,
+                                    output_dir=tmp_path, interval=1, max_epochs=1, batch_size=8)
+    engine = Engine(lambda e, b: None)
+    engine.state.epoch, engine.state.metrics = 0, {}
+    monitor(engine)
+    assert titles == ["encoder features on 6 labelled images (2 classes, 3-fold)"]
+
+
 def test_a_class_left_with_one_readable_image_is_refused_before_training(tmp_path) -> None:
     items = [{"image": f"case{i}.png", "label": 0} for i in range(6)]
     items += [{"image": "one.png", "label": 1}, {"image": "two.png", "label": 1}, {"image": "bad.png", "label": 1}]
