@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any, SupportsFloat
 
+import numpy as np
+
 
 def json_number(value: SupportsFloat) -> float | None:
     """``value`` as a float, or None (JSON ``null``) where it is NaN or infinite.
@@ -18,7 +20,14 @@ def json_number(value: SupportsFloat) -> float | None:
 
 def json_tree(value: Any) -> Any:
     """``value`` with every NaN or infinite float inside dicts, lists and tuples made ``None`` (see
-    :func:`json_number`); other values as they are."""
+    :func:`json_number`), NumPy numbers and arrays made Python's (``json`` refuses ``np.float32`` and arrays, and
+    passed a float32 NaN through); other values as they are."""
+    if isinstance(value, np.ndarray):
+        return json_tree(value.tolist())
+    if isinstance(value, np.generic) and not isinstance(value, (np.floating, np.integer, np.bool_)):
+        return value
+    if isinstance(value, np.generic):
+        value = value.item()
     if isinstance(value, float):
         return json_number(value)
     if isinstance(value, dict):

@@ -96,8 +96,8 @@ def number_list_setting(value: Any, name: str, kind: type = float, expected: str
     parsed = []
     for item in items:
         if isinstance(item, str):
-            try:
-                item = kind(item.strip())
+            try:  # read as a number first: int("5.0") fails where the float 5.0 is taken as 5
+                item = float(item.strip()) if kind is int else kind(item.strip())
             except ValueError:
                 raise error from None
         if isinstance(item, bool) or not isinstance(item, numbers.Real):

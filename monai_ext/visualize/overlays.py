@@ -13,10 +13,15 @@ CLASS_RGB = ((255, 40, 40), (40, 120, 255), (255, 200, 0), (200, 0, 255), (0, 22
 
 
 def to_uint8_gray(image: np.ndarray) -> np.ndarray:
-    """(H, W) float or integer image -> (H, W) uint8 stretched to its own min-max (normalised inputs included)."""
+    """(H, W) float or integer image -> (H, W) uint8 stretched to the min-max of its finite values (normalised inputs
+    included); NaN shows as black, infinities as the ends (one NaN made the whole picture black)."""
     image = np.asarray(image, dtype=np.float32)
-    low, high = float(image.min(initial=0.0)), float(image.max(initial=0.0))
-    return np.zeros(image.shape, np.uint8) if high <= low else ((image - low) / (high - low) * 255).astype(np.uint8)
+    finite = image[np.isfinite(image)]
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    if high <= low:
+        return np.zeros(image.shape, np.uint8)
+    image = np.nan_to_num(image, nan=low, posinf=high, neginf=low)
+    return ((image - low) / (high - low) * 255).astype(np.uint8)
 
 
 def _draw_contours(canvas: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int]) -> None:

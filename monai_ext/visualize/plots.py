@@ -38,8 +38,11 @@ def plot_confusion_matrix(matrix: Sequence[Sequence[int]], class_names: Sequence
     plt = _pyplot()
     side = 0.8 * len(class_names)
     fig, ax = plt.subplots(figsize=(2.6 + side, 2.2 + side), dpi=120)
-    display = ConfusionMatrixDisplay(confusion_matrix=cm, display_labels=list(class_names))
-    display.plot(ax=ax, cmap="Blues", xticks_rotation=45, colorbar=False, values_format="d")
+    # counts as whole numbers; a normalised (or JSON-read float) matrix with its fractions ("d" refused floats)
+    whole = np.issubdtype(cm.dtype, np.integer) or bool(np.all(np.mod(cm, 1) == 0))
+    display = ConfusionMatrixDisplay(confusion_matrix=cm.astype(np.int64) if whole else cm,
+                                     display_labels=list(class_names))
+    display.plot(ax=ax, cmap="Blues", xticks_rotation=45, colorbar=False, values_format="d" if whole else ".2f")
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
@@ -47,12 +50,12 @@ def plot_confusion_matrix(matrix: Sequence[Sequence[int]], class_names: Sequence
     save_figure(fig, path)
 
 
-def plot_roc(roc: Mapping[str, Mapping[str, Sequence[float]]], auc: float, path: Path, title: str) -> None:
+def plot_roc(roc: Mapping[str, Mapping[str, Sequence[float]]], auc: float | None, path: Path, title: str) -> None:
     """Write one-vs-rest ROC curves as a PNG, each labelled with its own AUC, plus the chance line.
 
     Args:
         roc: ``{class name: {"fpr": [...], "tpr": [...]}}`` (``classification_report``'s ``roc``).
-        auc: the macro AUC, shown in the title.
+        auc: the macro AUC, shown in the title; None or NaN (a report's JSON ``null``) as "undefined".
         path: the PNG file (written atomically).
         title: figure title.
     """
@@ -67,7 +70,9 @@ def plot_roc(roc: Mapping[str, Mapping[str, Sequence[float]]], auc: float, path:
         display.plot(ax=ax, plot_chance_level=index == len(roc) - 1)  # one chance line, drawn with the last curve
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
-    ax.set_title(f"{title} (AUC {auc:.3f})")
-    ax.legend(fontsize=7, loc="lower right")
+    defined = auc is not None and np.isfinite(auc)
+    ax.set_title(f"{title} (AUC {auc:.3f})" if defined else f"{title} (AUC undefined)")
+    if roc:  # no curve: no legend (matplotlib warns of an empty one)
+        ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     save_figure(fig, path)

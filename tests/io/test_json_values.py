@@ -31,3 +31,15 @@ def test_a_report_tree_loses_every_nan_and_keeps_the_rest() -> None:
     json.dumps(cleaned, allow_nan=False)  # strict JSON now
     with pytest.raises(ValueError):
         json.dumps(tree, allow_nan=False)
+
+
+def test_numpy_numbers_and_arrays_become_json() -> None:
+    """json refused np.float32 and arrays, and a float32 NaN went through as NaN."""
+    import json
+
+    import numpy as np
+
+    tree = {"a": np.float32("nan"), "b": np.float32(0.5), "c": np.int64(3), "d": np.bool_(True),
+            "e": np.array([[1.0, np.inf], [2.0, 3.0]], np.float32)}
+    text = json.dumps(json_tree(tree), allow_nan=False)
+    assert json.loads(text) == {"a": None, "b": 0.5, "c": 3, "d": True, "e": [[1.0, None], [2.0, 3.0]]}

@@ -50,6 +50,7 @@ def test_an_unset_path_setting_is_none(value) -> None:
 @pytest.mark.parametrize("value, kind, numbers", [
     (0.1, float, (0.1,)), (5, int, (5,)), (5, float, (5.0,)), ((0.1, 1, 10), float, (0.1, 1.0, 10.0)),
     ("0.1, 1,10", float, (0.1, 1.0, 10.0)), ("3,6,9", int, (3, 6, 9)), ([3], int, (3,)), ([2.0, 5.0], int, (2, 5)),
+    ("5.0,10", int, (5, 10)),  # a quoted YAML list: "5.0" was refused where the float 5.0 is taken
     (None, float, None), ("null", int, None), ([], float, None), ((), int, None),
 ])
 def test_number_lists_from_yaml_or_the_command_line(value, kind, numbers) -> None:

@@ -59,3 +59,30 @@ def test_a_matrix_that_does_not_fit_the_class_names_is_refused(tmp_path) -> None
     with pytest.raises(ValueError, match=r"\(2, 2\)"):
         plots.plot_confusion_matrix([[1, 2, 3], [4, 5, 6], [7, 8, 9]], ["a", "b"], tmp_path / "cm.png", "t")
     assert not (tmp_path / "cm.png").exists()
+
+
+@pytest.mark.parametrize("matrix", [[[3.0, 1.0], [0.0, 4.0]], [[0.75, 0.25], [0.0, 1.0]]])
+def test_a_float_confusion_matrix_is_drawn(tmp_path, matrix) -> None:
+    """Read back from a report's JSON or normalised: 'Unknown format code 'd' for object of type 'float''."""
+    plots.plot_confusion_matrix(matrix, ["a", "b"], tmp_path / "cm.png", "cm")
+    assert cv2.imread(str(tmp_path / "cm.png")) is not None
+
+
+@pytest.mark.parametrize("auc", [None, float("nan")])
+def test_an_undefined_auc_is_titled_so(tmp_path, auc) -> None:
+    """A report's AUC is null where undefined: plot_roc failed on formatting None."""
+    roc = {"a": {"fpr": [0.0, 0.5, 1.0], "tpr": [0.0, 0.8, 1.0]}}
+    plots.plot_roc(roc, auc, tmp_path / "roc.png", "test")
+    plots.plot_roc({}, auc, tmp_path / "empty.png", "test")
+    assert cv2.imread(str(tmp_path / "roc.png")) is not None and cv2.imread(str(tmp_path / "empty.png")) is not None
+
+
+def test_a_nan_pixel_does_not_blacken_the_picture() -> None:
+    """to_uint8_gray took the min and max with the NaN: the whole picture came out 0; and it stretched from 0, not
+    from the image's own minimum."""
+    from monai_ext.visualize.overlays import to_uint8_gray
+
+    image = np.linspace(0.5, 1.0, 12, dtype=np.float32).reshape(3, 4)
+    image[0, 0] = np.nan
+    gray = to_uint8_gray(image)
+    assert gray[0, 0] == 0 and gray[0, 1] == 0 and gray[-1, -1] == 255 and len(np.unique(gray)) == 11
