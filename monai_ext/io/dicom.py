@@ -137,6 +137,7 @@ def read_dicom(path: str | os.PathLike) -> Any:
         raise UnreadableImageError(f"{path}: DICOM file has {reason}")
     _fill_pixel_defaults(ds)
     _check_pixel_module(ds, str(path))
+    _promote_functional_groups(ds, str(path))
     _repair_presentation(ds, str(path))
     _fill_transfer_syntax(ds, str(path))
     _fill_planar_configuration(ds, str(path))
@@ -263,6 +264,42 @@ def _first_number(value: Any) -> float | None:
         return float(first)
     except (TypeError, ValueError, IndexError):
         return None
+
+
+#: Functional-group macros (enhanced multi-frame objects) that hold what classic files keep at the top level.
+_FUNCTIONAL_GROUP_ATTRIBUTES = {"FrameVOILUTSequence": ("WindowCenter", "WindowWidth", "VOILUTFunction"),
+                                "PixelValueTransformationSequence": ("RescaleSlope", "RescaleIntercept")}
+
+
+def _promote_functional_groups(ds: Any, source: str) -> None:
+    """Copy the window and rescale of an enhanced multi-frame file's functional groups to the top level, where the
+    display reads them (and pydicom's does too): they were ignored, and a 12-bit image windowed to 1100/200 showed
+    as 14 gray levels over its type's whole range.
+
+    The shared group's values apply to every frame. Per-frame values are used where every frame has the same; where
+    frames differ, the first frame's apply to all, with a warning. Top-level values already present win.
+    """
+    shared = (ds.get("SharedFunctionalGroupsSequence") or [None])[0]
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
+    for macro, names in _FUNCTIONAL_GROUP_ATTRIBUTES.items():
+        found = _macro_values(shared, macro, names)
+        if not found and per_frame:
+            frames = [_macro_values(item, macro, names) for item in per_frame]
+            found = frames[0]
+            if any(frame != found for frame in frames[1:]):
+                warnings.warn(f"{source}: frames carry their own {macro} values; the first frame's {found!r} are "
+                              "used for every frame", UserWarning, stacklevel=2)
+        for name, value in found.items():
+            if ds.get(name) is None:
+                setattr(ds, name, value)
+
+
+def _macro_values(group: Any, macro: str, names: tuple[str, ...]) -> dict[str, Any]:
+    """The ``names`` set in the first item of ``group``'s ``macro`` sequence (an empty dict where there is none)."""
+    item = (group.get(macro) or [None])[0] if group is not None else None
+    if item is None:
+        return {}
+    return {name: item.get(name) for name in names if item.get(name) not in (None, "")}
 
 
 def _repair_presentation(ds: Any, source: str) -> None:

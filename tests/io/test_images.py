@@ -703,3 +703,39 @@ def test_a_voi_lut_for_signed_pixels_whose_first_input_is_written_unsigned_is_re
     ds.save_as(path)
     pixels = next(iter_dicom_frames(read_dicom(path), str(path)))[1]
     np.testing.assert_allclose(pixels[0], (ramp[0].astype(np.float64) + 512) * 64 / 65535, atol=1e-6)
+
+
+@pytest.mark.parametrize("where", ["shared", "per_frame", "per_frame_differing"])
+def test_an_enhanced_files_functional_group_window_is_applied(tmp_path, where) -> None:
+    """Enhanced multi-frame files keep the window in functional groups: it was ignored, and a 12-bit image windowed
+    to 1100/200 showed as 14 gray levels."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    from monai_ext.io.dicom import iter_dicom_frames, read_dicom
+    from monai_ext.io.writers import write_dicom_values
+
+    values = np.random.default_rng(0).integers(1050, 1150, (2, 32, 32)).astype(np.uint16)  # inside the window
+    path = write_dicom_values(values, tmp_path / "enhanced.dcm", bits_stored=12)
+    ds = pydicom.dcmread(path)
+
+    def group(center: int) -> Dataset:
+        voi = Dataset()
+        voi.WindowCenter, voi.WindowWidth = center, 200
+        item = Dataset()
+        item.FrameVOILUTSequence = Sequence([voi])
+        return item
+
+    if where == "shared":
+        ds.SharedFunctionalGroupsSequence = Sequence([group(1100)])
+    else:
+        ds.PerFrameFunctionalGroupsSequence = Sequence([group(1100), group(1100 if where == "per_frame" else 1150)])
+    ds.save_as(path)
+    expected = np.clip((values[0].astype(np.float64) - 1099.5) / 199 + 0.5, 0, 1)  # PS3.3 LINEAR window 1100/200
+    if where == "per_frame_differing":
+        with pytest.warns(UserWarning, match="frames carry their own FrameVOILUTSequence values; the first frame's"):
+            read = read_dicom(path)
+    else:
+        read = read_dicom(path)
+    pixels = next(iter_dicom_frames(read, str(path)))[1]
+    np.testing.assert_allclose(pixels, expected, atol=1e-6)
