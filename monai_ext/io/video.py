@@ -48,7 +48,8 @@ def iter_video_frames(path: str | os.PathLike, frame_stride: int = 1,
             index += 1
         if index == 0:
             raise UnreadableImageError(f"{path}: video has no decodable frames")
-        cut_short = 0 < index < expected and os.fsdecode(path).lower().endswith(EXACT_COUNT_SUFFIXES)
+        cut_short = (0 < index < expected and os.fsdecode(path).lower().endswith(EXACT_COUNT_SUFFIXES)
+                     and _riff_cut_short(path) is not False)
         if cut_short and index == 1:
             raise UnreadableImageError(f"{path}: the video ends after 1 of its {expected} frames (cut short), and "
                                        "that frame may be partly decoded")
@@ -61,6 +62,31 @@ def iter_video_frames(path: str | os.PathLike, frame_stride: int = 1,
         capture.release()
         if stream is not None:
             stream.close()
+
+
+def _riff_cut_short(path: str | os.PathLike) -> bool | None:
+    """Whether an AVI's RIFF chunks (OpenDML's ``AVIX`` ones too) run past the end of the file: True cut, False whole,
+    None where the file is no RIFF (the frame count decides then).
+
+    An AVI's header counts the frames a capture dropped as empty chunks, which FFmpeg does not decode: a whole
+    variable-rate loop decodes fewer frames than it counts, and was taken for one cut short (its last good frame
+    left out, a 2-frame loop refused). The chunk sizes tell a cut from that.
+    """
+    if not os.fsdecode(path).lower().endswith(".avi"):
+        return None
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        position = 0
+        while position + 8 <= size:
+            f.seek(position)
+            header = f.read(12)
+            if header[:4] != b"RIFF":
+                return None if position == 0 else False  # past the RIFF chunks: padding or junk, not frames
+            length = int.from_bytes(header[4:8], "little")
+            position += 8 + length + (length & 1)
+            if position > size + 1:  # an odd last chunk may lack its pad byte
+                return True
+    return False
 
 
 def video_frame_count(path: str | os.PathLike) -> int:

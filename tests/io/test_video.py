@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import cv2
@@ -163,3 +164,58 @@ def test_an_avi_cut_after_its_first_frame_is_refused_saying_so(tmp_path) -> None
         pytest.fail("no cut of the loop decodes exactly one frame")
     with pytest.raises(UnreadableImageError, match=r"cut.avi: the video ends after 1 of its 6 frames \(cut short\)"):
         list(iter_video_frames(tmp_path / "cut.avi"))
+
+
+def _avi_with_a_dropped_frame(source: Path, target: Path) -> None:
+    """``source`` rebuilt with its third frame an empty chunk, as variable-rate captures write a dropped frame: the
+    header still counts it, FFmpeg decodes one frame fewer, and the file is whole (its RIFF size and index agree)."""
+    import struct
+
+    data = source.read_bytes()
+    parts, position = [], 12
+    while position < len(data):
+        chunk, size = data[position:position + 4], struct.unpack("<I", data[position + 4:position + 8])[0]
+        parts.append((chunk, data[position + 8:position + 8 + size]))
+        position += 8 + size + (size & 1)
+    out, index = [], b""
+    for chunk, body in parts:
+        if chunk == b"LIST" and body[:4] == b"movi":
+            frames, p = [], 4
+            while p < len(body):
+                c, s = body[p:p + 4], struct.unpack("<I", body[p + 4:p + 8])[0]
+                frames.append((c, body[p + 8:p + 8 + s]))
+                p += 8 + s + (s & 1)
+            video = [i for i, (c, _) in enumerate(frames) if c.endswith(b"dc")]
+            frames[video[2]] = (frames[video[2]][0], b"")
+            movi, offset = b"movi", 4
+            for c, b in frames:
+                index += c + struct.pack("<III", 0x10 if b else 0, offset, len(b))
+                movi += c + struct.pack("<I", len(b)) + b + (b"\0" if len(b) & 1 else b"")
+                offset += 8 + len(b) + (len(b) & 1)
+            out.append((b"LIST", movi))
+        elif chunk == b"idx1":
+            out.append((b"idx1", index))
+        else:
+            out.append((chunk, body))
+    body = b"AVI " + b"".join(c + struct.pack("<I", len(b)) + b + (b"\0" if len(b) & 1 else b"") for c, b in out)
+    target.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+
+
+def test_a_whole_avi_with_a_dropped_frame_is_not_taken_for_a_cut_one(tmp_path) -> None:
+    """Its header counts the dropped frame: the loop was taken for one cut short and lost its last good frame."""
+    source = tmp_path / "src.avi"
+    writer = cv2.VideoWriter(str(source), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for i in range(6):
+        writer.write(np.full((48, 64, 3), i * 40, np.uint8))
+    writer.release()
+    _avi_with_a_dropped_frame(source, tmp_path / "vfr.avi")
+    capture = cv2.VideoCapture(str(tmp_path / "vfr.avi"))
+    counted, decoded = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), 0
+    while capture.read()[0]:
+        decoded += 1
+    capture.release()
+    assert (counted, decoded) == (6, 5)  # the case this test is about
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "cut short"
+        levels = [int(round(frame.mean())) for _, frame in iter_video_frames(tmp_path / "vfr.avi")]
+    assert len(levels) == 5 and abs(levels[-1] - 200) <= 6  # the last frame kept
