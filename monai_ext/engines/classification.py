@@ -97,7 +97,7 @@ class DistributedBalancedSampler(DistributedSampler):
     """Weighted sampling with replacement split over ranks: the ranks' draws together are one single-process draw.
 
     Each epoch draws ``ceil(N / world) * world`` indices from the weights with a generator seeded by
-    ``seed + epoch`` (the same on every rank) and rank r takes draws r, r + world, ... Hand-written because MONAI's
+    (``seed``, ``epoch``) (the same on every rank) and rank r takes draws r, r + world, ... Hand-written because MONAI's
     ``DistributedWeightedRandomSampler`` samples each rank's shard with the global weights, which under-draws rare
     classes when shards are small (0.42 instead of 0.5 for the rare class of a 90/10 set of 100 on 8 ranks).
     Deterministic per epoch, so a resumed run draws what the uninterrupted one drew. A ``DistributedSampler``,
@@ -134,7 +134,7 @@ def balanced_sampler(
     """Sampler drawing every class equally often (with replacement), one epoch = len(datalist) draws in all.
 
     A :class:`DistributedBalancedSampler` in one process too (a world of one): its draws are seeded by
-    ``seed + epoch``, so a resumed run draws what the uninterrupted one did. PyTorch's ``WeightedRandomSampler``
+    (``seed``, ``epoch``), so a resumed run draws what the uninterrupted one did. PyTorch's ``WeightedRandomSampler``
     keeps its generator's state inside itself, out of the checkpoints' reach: a run resumed at epoch 3 drew epoch 1's
     indices again.
 

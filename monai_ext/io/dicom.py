@@ -285,10 +285,10 @@ def _promote_functional_groups(ds: Any, source: str) -> None:
         found = _macro_values(shared, macro, names)
         if not found and per_frame:
             frames = [_macro_values(item, macro, names) for item in per_frame]
-            found = frames[0]
-            if any(frame != found for frame in frames[1:]):
-                warnings.warn(f"{source}: frames carry their own {macro} values; the first frame's {found!r} are "
-                              "used for every frame", UserWarning, stacklevel=2)
+            found = next((frame for frame in frames if frame), {})  # the first frame that has them
+            if any(frame != found for frame in frames):
+                warnings.warn(f"{source}: frames carry their own (or no) {macro} values; {found!r}, the first "
+                              "found, apply to every frame", UserWarning, stacklevel=2)
         for name, value in found.items():
             if ds.get(name) is None:
                 setattr(ds, name, value)
@@ -458,15 +458,15 @@ def _region_boxes(ds: Any, data_types: tuple[int, ...]) -> list[tuple[int, int, 
     rows, columns = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
     boxes = []
     for region in getattr(ds, "SequenceOfUltrasoundRegions", []) or []:
-        fields = [_region_number(region, name) for name in REGION_FIELDS]
-        fields[:2] = [0 if v is None else v for v in fields[:2]]  # no format or type: no 2-D image region
+        # no format or type: no 2-D image region; only those that would be boxes need their location
+        if _region_number(region, REGION_FIELDS[0]) != 1 or _region_number(region, REGION_FIELDS[1]) not in data_types:
+            continue
+        fields = [_region_number(region, name) for name in REGION_FIELDS[2:]]
         if None in fields:  # de-identification empties or drops them: the region is no box, not the file unreadable
             warnings.warn(f"{getattr(ds, 'filename', None) or 'DICOM'}: an ultrasound region lacks a whole-number "
-                          f"{REGION_FIELDS[fields.index(None)]}; ignored", UserWarning, stacklevel=2)
+                          f"{REGION_FIELDS[2 + fields.index(None)]}; ignored", UserWarning, stacklevel=2)
             continue
-        spatial_format, data_type, x0, y0, x1, y1 = fields
-        if spatial_format != 1 or data_type not in data_types:
-            continue
+        x0, y0, x1, y1 = fields
         box = (x0, y0, x1 + 1, y1 + 1)
         clipped = (max(box[0], 0), max(box[1], 0), min(box[2], columns or box[2]), min(box[3], rows or box[3]))
         if min(clipped[2] - clipped[0], clipped[3] - clipped[1]) < MIN_REGION_SIDE:
@@ -836,18 +836,36 @@ def _values_held(ds: Any, output: np.ndarray, black: float, white: float) -> tup
     could hold. A 12- or 16-bit image uses a few hundred of 65,536 values, and shown over the whole range it was one
     flat gray (pydicom's CT_small: 9 gray levels); volumes and signed TIFFs were already shown over their values.
 
-    The file's Smallest/LargestImagePixelValue where it gives them (through the rescale), one window for every frame;
-    else the frame's own range. A constant frame keeps ``(black, white)``.
+    The file's Smallest/LargestImagePixelValue where they hold the frame's values (through the rescale, read signed for
+    signed pixels: they may be encoded US), one window for every frame; else a single frame's own range. A file of
+    several frames without those tags keeps ``(black, white)``, so that its frames stay comparable (a dim frame
+    stretched as bright as a bright one), and so does a constant frame.
     """
-    smallest, largest = ds.get("SmallestImagePixelValue"), ds.get("LargestImagePixelValue")
-    if isinstance(smallest, int) and isinstance(largest, int) and largest > smallest:
-        slope, intercept = float(ds.get("RescaleSlope") or 1.0), float(ds.get("RescaleIntercept") or 0.0)
-        ends = sorted((smallest * slope + intercept, largest * slope + intercept))
-        return ends[0], ends[1]
     finite = output[np.isfinite(output)]
-    if finite.size and finite.max() > finite.min():
-        return float(finite.min()), float(finite.max())
-    return black, white
+    if not finite.size or finite.max() <= finite.min():
+        return black, white
+    held = _tagged_range(ds)
+    if held is not None and held[0] <= finite.min() and finite.max() <= held[1]:
+        return held
+    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+        return black, white
+    return float(finite.min()), float(finite.max())
+
+
+def _tagged_range(ds: Any) -> tuple[float, float] | None:
+    """Smallest/LargestImagePixelValue through the rescale, or None where the file gives no usable pair."""
+    signed = int(ds.get("PixelRepresentation", 0)) == 1
+    ends = []
+    for name in ("SmallestImagePixelValue", "LargestImagePixelValue"):
+        value = ds.get(name)
+        if not isinstance(value, int):
+            return None
+        ends.append(value - 65536 if signed and value > 32767 else value)  # SS written as US
+    if ends[1] <= ends[0]:
+        return None
+    slope, intercept = float(ds.get("RescaleSlope") or 1.0), float(ds.get("RescaleIntercept") or 0.0)
+    low, high = sorted((ends[0] * slope + intercept, ends[1] * slope + intercept))
+    return low, high
 
 
 def _monochrome_display(values: np.ndarray, ds: Any, photometric: str, tools: SimpleNamespace) -> np.ndarray:

@@ -13,11 +13,12 @@ CLASS_RGB = ((255, 40, 40), (40, 120, 255), (255, 200, 0), (200, 0, 255), (0, 22
 
 
 def to_uint8_gray(image: np.ndarray) -> np.ndarray:
-    """(H, W) float or integer image -> (H, W) uint8 stretched to the min-max of its finite values (normalised inputs
-    included); NaN shows as black, infinities as the ends (one NaN made the whole picture black)."""
+    """(H, W) float or integer image -> (H, W) uint8 stretched to its own min-max, 0 included (normalised inputs
+    included), over its finite values: NaN shows as the low end, infinities as the ends (one NaN made the whole
+    picture black)."""
     image = np.asarray(image, dtype=np.float32)
     finite = image[np.isfinite(image)]
-    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    low, high = float(finite.min(initial=0.0)), float(finite.max(initial=0.0))
     if high <= low:
         return np.zeros(image.shape, np.uint8)
     image = np.nan_to_num(image, nan=low, posinf=high, neginf=low)

@@ -56,12 +56,17 @@ def test_balanced_sampling_under_ddp_matches_the_single_process_sampler(world: i
     assert class_fractions(draws) == pytest.approx([0.5, 0.5], abs=0.02)
 
 
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The draw's seed, written out: numpy's SeedSequence of (seed, epoch), one 32-bit word."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
 def test_ranks_split_one_draw_and_epochs_differ() -> None:
     weights = balanced_weights(DATALIST)
     per_rank = [DistributedBalancedSampler(weights, num_replicas=3, rank=r, seed=1) for r in range(3)]
     shards = [list(s) for s in per_rank]
     whole = torch.multinomial(torch.tensor(weights, dtype=torch.double), 102, True,
-                              generator=torch.Generator().manual_seed(1)).tolist()
+                              generator=torch.Generator().manual_seed(epoch_seed(1, 0))).tolist()
     assert [i for row in zip(*shards) for i in row] == whole  # rank r takes draws r, r + 3, ...
     per_rank[0].set_epoch(1)
     assert list(per_rank[0]) != shards[0]

@@ -98,13 +98,17 @@ def reference_display(frame: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:
     bits, signed = int(ds.BitsStored), int(ds.PixelRepresentation) == 1
     low, high = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
     slope, intercept = float(ds.get("RescaleSlope", 1)), float(ds.get("RescaleIntercept", 0))
-    if bits > 8:  # no window, deeper than 8 bits: the values held (the file's tags, else the frame's), not the type's
-        held = (ds.get("SmallestImagePixelValue"), ds.get("LargestImagePixelValue"))
-        low, high = held if all(isinstance(v, int) for v in held) and held[1] > held[0] else (None, None)
-        if low is None:
-            return (values - values.min()) / (values.max() - values.min())
+    if bits > 8 and values.max() > values.min():  # no window, deeper than 8 bits: the values held, not the type's
+        held = [ds.get("SmallestImagePixelValue"), ds.get("LargestImagePixelValue")]
+        if all(isinstance(v, int) for v in held):
+            held = [v - 65536 if signed and v > 32767 else v for v in held]
+            tagged = sorted((held[0] * slope + intercept, held[1] * slope + intercept))
+            if held[1] > held[0] and tagged[0] <= values.min() and values.max() <= tagged[1]:
+                return (values - tagged[0]) / (tagged[1] - tagged[0])  # the file's range: every frame alike
+        if int(ds.get("NumberOfFrames", 1) or 1) == 1:
+            return (values - values.min()) / (values.max() - values.min())  # one frame: its own range
     low, high = sorted((low * slope + intercept, high * slope + intercept))
-    return np.clip((values - low) / (high - low), 0.0, 1.0)
+    return (values - low) / (high - low)
 
 
 @pytest.mark.parametrize("name, frames, shape", IMAGES, ids=[case[0] for case in IMAGES])

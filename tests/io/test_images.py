@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 import warnings
+from pathlib import Path
 
 import cv2
 import nibabel as nib
@@ -733,9 +734,61 @@ def test_an_enhanced_files_functional_group_window_is_applied(tmp_path, where) -
     ds.save_as(path)
     expected = np.clip((values[0].astype(np.float64) - 1099.5) / 199 + 0.5, 0, 1)  # PS3.3 LINEAR window 1100/200
     if where == "per_frame_differing":
-        with pytest.warns(UserWarning, match="frames carry their own FrameVOILUTSequence values; the first frame's"):
+        with pytest.warns(UserWarning, match=r"frames carry their own \(or no\) FrameVOILUTSequence values; \{.*\}, the first found"):
             read = read_dicom(path)
     else:
         read = read_dicom(path)
     pixels = next(iter_dicom_frames(read, str(path)))[1]
     np.testing.assert_allclose(pixels, expected, atol=1e-6)
+
+
+def _deep_display(tmp_path: Path, values: np.ndarray, **attributes) -> list[np.ndarray]:
+    """The displayed frames of ``values`` (frames, H, W) written as a 12/16-bit DICOM without a window."""
+    from monai_ext.io.dicom import iter_dicom_frames, read_dicom
+    from monai_ext.io.writers import write_dicom_values
+
+    path = write_dicom_values(values, tmp_path / "deep.dcm", bits_stored=16 if values.dtype == np.int16 else 12)
+    ds = pydicom.dcmread(path)
+    for name, (vr, value) in attributes.items():
+        ds.add_new(pydicom.datadict.tag_for_keyword(name), vr, value)
+    ds.save_as(path)
+    return [pixels for _, pixels in iter_dicom_frames(read_dicom(path), str(path))]
+
+
+def test_a_deep_image_without_a_window_is_shown_over_its_values(tmp_path) -> None:
+    """Over its type's whole range a 12-bit image using 1000..1199 was one flat gray."""
+    values = np.random.default_rng(0).integers(1000, 1200, (1, 16, 16)).astype(np.uint16)
+    (pixels,) = _deep_display(tmp_path, values)
+    np.testing.assert_allclose(pixels, (values[0] - values.min()) / (values.max() - values.min()), atol=1e-6)
+
+
+def test_the_frames_of_a_deep_loop_without_range_tags_stay_comparable(tmp_path) -> None:
+    """Each frame stretched over its own values showed a dim frame as bright as a bright one."""
+    values = np.stack([np.full((8, 8), 2600, np.uint16), np.full((8, 8), 700, np.uint16)])
+    values[:, 0, 0] = 0
+    dim, bright = _deep_display(tmp_path, values)[::-1]
+    assert bright.max() > 3 * dim.max()
+
+
+def test_range_tags_written_unsigned_for_signed_pixels_are_read_signed(tmp_path) -> None:
+    """Smallest/LargestImagePixelValue encoded US for signed pixels came out 65024..65278: every pixel black."""
+    values = np.linspace(-512, -258, 64).astype(np.int16).reshape(1, 8, 8)
+    (pixels,) = _deep_display(tmp_path, values, PixelRepresentation=("US", 1),
+                              SmallestImagePixelValue=("US", (-512) & 0xFFFF),
+                              LargestImagePixelValue=("US", (-258) & 0xFFFF))
+    np.testing.assert_allclose(pixels, (values[0].astype(np.float64) + 512) / 254, atol=1e-6)
+
+
+def test_a_region_that_would_be_no_box_is_passed_over_without_a_warning(tmp_path) -> None:
+    """A spectral region (format 3) lacking its location warned at every read, though it is never a box."""
+    from pydicom.dataset import Dataset
+
+    path = write_dicom_frames(GRAY[None], tmp_path / "scan.dcm", region_box=(2, 3, 25, 18))
+    ds = pydicom.dcmread(path)
+    spectral = Dataset()
+    spectral.RegionSpatialFormat, spectral.RegionDataType = 3, 3
+    ds.SequenceOfUltrasoundRegions.append(spectral)
+    ds.save_as(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_image(path).region_box == (2, 3, 25, 18)

@@ -37,6 +37,7 @@ from monai_ext.apps.label.segment_infer import UltrasoundSegmentInfer
 from monai_ext.apps.label.segment_model import BundleSegmenter, load_bundle_segmenter
 from monai_ext.apps.label.segment_train import UltrasoundSegmentTrain
 from monai_ext.apps.label.train import UltrasoundClassifyTrain
+from monai_ext.engines.inference import NonFiniteOutputError
 from monai_ext.io.errors import UnreadableImageError
 
 logger = logging.getLogger(__name__)
@@ -145,6 +146,9 @@ class UltrasoundClassifierApp(MONAILabelApp):
             raise HTTPException(
                 status_code=422, detail=f"not a readable PNG/JPG/BMP/TIFF/DICOM image: {e}"
             ) from e
+        except NonFiniteOutputError as e:  # the model's fault, not the request's: said, not a bare 500
+            logger.error("no result for %s: %s", request.get("image"), e)
+            raise HTTPException(status_code=500, detail=str(e)) from e
 
 
 class SegmentationService:
