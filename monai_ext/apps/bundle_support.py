@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -383,12 +383,21 @@ def recorded_dataset_dir(trained: Mapping[str, Any], ckpt_path: str | os.PathLik
         ValueError: the recorded folder is not here (the data moved, or the model came from another machine),
             saying that the path came from the checkpoint and that ``--dataset_dir`` replaces it.
     """
-    folder = trained.get("dataset_dir")
-    if folder is not None and not os.path.isdir(folder):
-        raise ValueError(f"{ckpt_path} was pretrained on {folder!r}, which is not a folder here (moved, or the model "
-                         "comes from another machine): give --dataset_dir (that data where it is now, or another "
-                         "archive with --eval_split all)")
-    return folder
+    return _recorded_here(trained.get("dataset_dir"), ckpt_path, os.path.isdir, "pretrained on", "a folder",
+                          "--dataset_dir (that data where it is now, or another archive with --eval_split all)")
+
+
+def _recorded_here(path: str | None, ckpt_path: str | os.PathLike, exists: Callable[[str], bool], trained_on: str,
+                   kind: str, remedy: str) -> str | None:
+    """``path`` as a checkpoint records it, once it exists here.
+
+    Raises:
+        ValueError: it does not, saying that the path came from the checkpoint and what replaces it.
+    """
+    if path is not None and not exists(path):
+        raise ValueError(f"{ckpt_path} was {trained_on} {path!r}, which is not {kind} here (moved, or the model "
+                         f"comes from another machine): give {remedy}")
+    return path
 
 
 def recorded_datalist(trained: Mapping[str, Any], ckpt_path: str | os.PathLike) -> str | None:
@@ -399,12 +408,8 @@ def recorded_datalist(trained: Mapping[str, Any], ckpt_path: str | os.PathLike) 
         ValueError: the recorded datalist is not here, saying that the path came from the checkpoint and that
             ``--datalist_file`` replaces it (a "datalist not found" named a file the user never gave).
     """
-    datalist = trained.get("datalist_file")
-    if datalist is not None and not os.path.isfile(datalist):
-        raise ValueError(f"{ckpt_path} was trained on the datalist {datalist!r}, which is not a file here (moved, or "
-                         "the model comes from another machine): give --datalist_file (that list where it is now, or "
-                         "another test set)")
-    return datalist
+    return _recorded_here(trained.get("datalist_file"), ckpt_path, os.path.isfile, "trained on the datalist",
+                          "a file", "--datalist_file (that list where it is now, or another test set)")
 
 
 def trained_settings(path: str | os.PathLike, bundle: str, default_path: str | os.PathLike | None = None,

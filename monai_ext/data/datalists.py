@@ -390,6 +390,12 @@ def _require_no_repeats(split: Mapping[str, Any], path: Path) -> None:
             raise ValueError(f"datalist {str(path)!r}: {item['image']!r} {reason}")
 
 
+def patients_by_part(split: Mapping[str, Sequence[Item]]) -> dict[str, dict[str, Item]]:
+    """Each part's patients (as text), each with its first item; items without ``patient`` are passed over."""
+    return {part: {str(item["patient"]): item for item in reversed(split.get(part, [])) if "patient" in item}
+            for part in PARTS}
+
+
 def _require_patients_apart(split: Mapping[str, Any], path: Path, warn: bool = False) -> None:
     """No patient both in test and in training or validation, where items carry ``patient``: a hand-written list
     that splits a patient's images tests on a patient trained on, as a repeated image would (the protocols never do).
@@ -403,20 +409,16 @@ def _require_patients_apart(split: Mapping[str, Any], path: Path, warn: bool = F
     Raises:
         ValueError: naming the patient and an image of it on each side.
     """
-    first: dict[str, dict[str, str]] = {}
-    for part in PARTS:
-        for item in split.get(part, []):
-            if "patient" in item:
-                first.setdefault(part, {}).setdefault(str(item["patient"]), item["image"])
-    test = first.get("test", {})
+    first = patients_by_part(split)
+    test = first["test"]
     for part in ("train", "validation"):
-        crossing = sorted(set(test) & set(first.get(part, {})))
+        crossing = sorted(set(test) & set(first[part]))
         if crossing:
             patient = crossing[0]
             raise ValueError(f"datalist {str(path)!r}: {len(crossing)} patient(s) have images in test and in {part}, "
-                             f"e.g. {patient!r} ({test[patient]!r} and {first[part][patient]!r}); give each "
-                             "patient's images one part")
-    shared = sorted(set(first.get("train", {})) & set(first.get("validation", {})))
+                             f"e.g. {patient!r} ({test[patient]['image']!r} and {first[part][patient]['image']!r}); "
+                             "give each patient's images one part")
+    shared = sorted(set(first["train"]) & set(first["validation"]))
     if warn and shared and first_rank():
         logger.warning("datalist %r: %d patient(s) have images in both train and validation, e.g. %r; the best "
                        "checkpoint is chosen on images of patients trained on", str(path), len(shared), shared[0])

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
+from monai_ext.data.datalists import patients_by_part
 from monai_ext.data.folders import file_in_any_case, is_hidden_name, walk_files
 from monai_ext.data.identical import keep_one_copy, warn_of_copies_across_parts
 from monai_ext.io.images import image_stem, is_single_image
@@ -337,12 +338,13 @@ def _check_patients_apart(split: Split, sheet: str, k: int) -> None:
     """Refuse a test fold whose patients (Cases) have other images in its training or validation part: folds are
     patient-disjoint as published, so an edited or damaged sheet would test on patients trained on. A patient
     across training and validation only makes the checkpoint choice optimistic: a warning."""
-    patients = {part: {it["patient"] for it in items} for part, items in split.items()}
+    first = patients_by_part(split)
+    patients = {part: set(items) for part, items in first.items()}
     crossing = sorted(patients["test"] & (patients["train"] | patients["validation"]))
     if crossing:
-        ids = [it["id"] for it in split["test"] if it["patient"] == crossing[0]]
+        example = first["test"][crossing[0]]["id"]
         raise ValueError(f"BUS-BRA {sheet}: test fold {k} holds {len(crossing)} patient(s) (Case) whose other images "
-                         f"are in its training or validation part, e.g. Case {crossing[0]!r} ({ids[0]!r}); give a "
+                         f"are in its training or validation part, e.g. Case {crossing[0]!r} ({example!r}); give a "
                          "patient's images one kFold")
     shared = sorted(patients["train"] & patients["validation"])
     if shared:
