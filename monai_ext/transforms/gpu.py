@@ -2,9 +2,10 @@
 
 The loader only decodes and collates uint8 frames; :class:`UltrasoundBatchAugment` then does, per sample and in one
 pass on the batch's device: random resized crop (torchvision's sampling, optionally anchored at the probe),
-horizontal flip and a small rotation as a single ``grid_sample``; the physics augmentations of
-:mod:`monai_ext.transforms.physics` (the same functions the CPU transforms call, with per-sample parameters);
-and normalisation. Works on CPU tensors too (how the tests compare it with the CPU transforms).
+horizontal flip and a small rotation (corners black, as the CPU recipe leaves them) as a single ``grid_sample``;
+the physics augmentations of :mod:`monai_ext.transforms.physics` (the same functions the CPU transforms call, with
+per-sample parameters); and normalisation. Works on CPU tensors too (how the tests compare it with the CPU
+transforms).
 """
 
 from __future__ import annotations
@@ -167,12 +168,17 @@ class UltrasoundBatchAugment:
         return torch.stack([top, left, h, w], 1)
 
     def sampling_grid(self, boxes: torch.Tensor, flip: torch.Tensor, angle: torch.Tensor, height: int,
-                      width: int) -> torch.Tensor:
-        """``grid_sample`` grid (N, S, S, 2) for crop boxes (N, 4), flips (N,) and rotation angles (N,) in radians.
+                      width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``grid_sample`` grid for crop boxes (N, 4), flips (N,) and rotation angles (N,) in radians.
 
         Output pixel centre (i + 0.5) / S maps into the box in continuous pixel coordinates (pixel k spans
         [k, k + 1]), which is ``F.interpolate``'s mapping with ``align_corners=False``; the rotation turns about the
         box centre in pixel units, so it stays a rotation for non-square boxes.
+
+        Returns:
+            The grid (N, S, S, 2), and (N, 1, S, S) float in [0, 1]: how much of each output pixel the rotated box
+            covers. The CPU recipe rotates the crop it has cut, bilinearly with zero padding: its corners are black,
+            never the image around the box, and its edges ramp over one output pixel, as this coverage does.
         """
         s = self.size
         centres = (torch.arange(s, device=boxes.device, dtype=torch.float32) + 0.5) / s
@@ -181,9 +187,12 @@ class UltrasoundBatchAugment:
         top, left, h, w = (boxes[:, k].view(-1, 1, 1) for k in range(4))
         dx, dy = (u - 0.5) * w, (v - 0.5) * h
         cos, sin = angle.cos().view(-1, 1, 1), angle.sin().view(-1, 1, 1)
-        x = left + w / 2 + cos * dx - sin * dy
-        y = top + h / 2 + sin * dx + cos * dy
-        return torch.stack([x / width * 2 - 1, y / height * 2 - 1], -1)
+        turned_x, turned_y = cos * dx - sin * dy, sin * dx + cos * dy
+        # in output pixels (the CPU rotation turns the resized crop): 1 inside, 0.5 on the box edge, 0 beyond
+        cover_x = ((w / 2 - turned_x.abs()) * s / w + 0.5).clamp(0, 1)
+        cover_y = ((h / 2 - turned_y.abs()) * s / h + 0.5).clamp(0, 1)
+        x, y = left + w / 2 + turned_x, top + h / 2 + turned_y
+        return torch.stack([x / width * 2 - 1, y / height * 2 - 1], -1), (cover_x * cover_y).unsqueeze(1)
 
     # -------------------------------------------------------------------------------------------------- intensity
     def _intensity(self, g: torch.Generator, x: torch.Tensor) -> torch.Tensor:
@@ -236,9 +245,10 @@ class UltrasoundBatchAugment:
         boxes = self.crop_boxes(g, n, height, width)
         flip = self._chosen(g, self.flip_prob, n)
         angle = self._uniform(g, -self.rotate_range, self.rotate_range, n)
-        grid = self.sampling_grid(boxes, flip, angle, height, width)
-        # "border" clamps source coordinates to the image, as F.interpolate (MONAI's Resize) does at the edges.
-        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        grid, cover = self.sampling_grid(boxes, flip, angle, height, width)
+        # "border" clamps source coordinates to the image, as F.interpolate (MONAI's Resize) does at the edges;
+        # what a rotation brings in from outside the crop box is black, as RandRotated(padding_mode="zeros") leaves it
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False) * cover
         x = self._intensity(g, x)
         if self.normalize is None:
             return x.expand(-1, self.channels, -1, -1).contiguous()

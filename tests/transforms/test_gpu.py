@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from monai.transforms import Resize
+from monai.transforms import RandRotate, Resize
 from scipy.stats import ks_2samp
 
 from monai_ext.data.synthetic import SimulatorConfig, simulate_frame
@@ -78,6 +78,19 @@ def test_full_crop_equals_monai_resize_and_flip_mirrors(frame):
     torch.testing.assert_close(out[0], torch.as_tensor(np.asarray(expected)), atol=1e-5, rtol=0)
     flipped = UltrasoundBatchAugment(**{**OFF, **kwargs, "flip_prob": 1.0})(torch.as_tensor(frame)[None])
     torch.testing.assert_close(flipped, out.flip(-1), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("box", ["whole image", "crop inside a larger image"])
+def test_rotation_corners_are_black_as_the_cpu_recipe_leaves_them(box):
+    """The ultrasound recipe crops, then rotates the crop with zero padding: its corners are black. The GPU path
+    rotated within the image, so its corners held the image around the crop (or the edge pixels repeated)."""
+    bright = np.ones((1, 32, 32), np.float32)
+    image = bright if box == "whole image" else np.pad(bright, ((0, 0), (16, 16), (16, 16)), constant_values=1.0)
+    crop = {"size": 32, "scale": (1.0, 1.0) if box == "whole image" else (0.25, 0.25), "ratio": (1.0, 1.0)}
+    gpu = gpu_path(image, rotate_range=0.5, **crop)
+    cpu = cpu_path(bright, RandRotate(range_x=0.5, prob=1.0, padding_mode="zeros"))
+    assert_same_distribution(gpu, cpu)
+    assert gpu[:, :, 0, 0].min() == 0 and 0.85 < gpu.mean() < 0.97  # the corners' share of a 0.25 rad turn
 
 
 def test_normalisation_matches_the_cpu_transform(frame):
