@@ -54,8 +54,7 @@ class UltrasoundBatchAugment:
 
     Call with a batch (N, 1, H, W), integer, or float in [0, 1] or [0, 255] (scaled by
     :func:`monai_ext.transforms.intensity.full_scale`), on any device; returns
-    (N, channels, S, S) float32 on the same device. Gamma speckle draws from torch's default generator (no
-    generator argument exists for Gamma sampling); everything else from this object's generator.
+    (N, channels, S, S) float32 on the same device. Every draw comes from this object's generator.
     """
 
     def __init__(
@@ -229,7 +228,7 @@ class UltrasoundBatchAugment:
         if distribution == "rayleigh":
             noise = rayleigh_from_uniform(torch.rand(size, generator=g, device=x.device))
         else:
-            noise = gamma_envelope(self._uniform(g, *gamma_shape, n), size)
+            noise = gamma_envelope(self._uniform(g, *gamma_shape, n), size, generator=g)
         amount = self._uniform(g, *strength, n) * self._chosen(g, prob, n)
         return apply_speckle(x, noise, amount, self.dynamic_range_db)
 

@@ -13,7 +13,8 @@ Black pixels (outside the field of view) stay black: every function leaves exact
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -110,11 +111,47 @@ def rayleigh_from_uniform(u: torch.Tensor) -> torch.Tensor:
     return torch.sqrt(-torch.log1p(-u.clamp(0.0, 1.0 - 1e-7)))
 
 
-def gamma_envelope(shape_k: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """Envelope noise whose intensity is Gamma(k, 1/k) (mean 1): the square root of the draw. ``shape_k`` (N,) on
-    the target device; ``size`` = (N, 1, H, W). Uses torch's default generator of that device."""
+def gamma_envelope(shape_k: torch.Tensor, size: Sequence[int],
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """Envelope noise whose intensity is Gamma(k, 1/k) (mean 1): the square root of the draw.
+
+    Args:
+        shape_k: (N,) shape parameters on the target device.
+        size: (N, 1, H, W).
+        generator: where the randomness comes from (a generator on the target device); None: torch's default
+            generator of that device.
+
+    Returns:
+        (N, 1, H, W) float noise of mean square 1.
+    """
     k = shape_k.reshape(-1, 1, 1, 1).expand(*size)
-    return torch._standard_gamma(k).div(k).sqrt()
+    if generator is None:
+        return torch._standard_gamma(k).div(k).sqrt()
+    # torch's Gamma sampler takes no generator: seed the device's default generator from ours for this one draw,
+    # then give it back its state, so a seeded augmentation repeats and other users of the default are undisturbed
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
+    # CUDA draws on its device; another device (MPS) draws on the CPU, whose default generator can be seeded alone
+    on = k.device if k.device.type == "cuda" else torch.device("cpu")
+    with _default_generator_seeded(on, seed):
+        draw = torch._standard_gamma(k.to(on))
+    return draw.to(k.device).div(k).sqrt()
+
+
+@contextmanager
+def _default_generator_seeded(device: torch.device, seed: int) -> Iterator[None]:
+    """Seed the default generator of ``device`` (the CPU or one CUDA device, never the others) for the block, then
+    restore its state."""
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        generator = torch.cuda.default_generators[index]
+    else:
+        generator = torch.default_generator
+    state = generator.get_state()
+    generator.manual_seed(seed)
+    try:
+        yield
+    finally:
+        generator.set_state(state)
 
 
 # ------------------------------------------------------------------------------------------- array / dict classes

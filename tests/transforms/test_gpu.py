@@ -112,6 +112,24 @@ def test_uint8_input_seeds_and_shapes(frame):
     assert not torch.allclose(a, c)
 
 
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a GPU"))])
+def test_gamma_speckle_repeats_with_the_seed_and_leaves_the_default_generator_alone(frame, device):
+    """Gamma speckle drew from torch's default generator: a seeded augmentation did not repeat, and it moved the
+    default generator's state under the training code's feet."""
+    batch = torch.as_tensor(frame)[None].expand(4, -1, -1, -1).to(device)
+    aug = {"size": 16, "speckle_prob": 1.0, "speckle_distribution": "gamma", "normalize": None}
+    torch.manual_seed(11)
+    first = UltrasoundBatchAugment(seed=3, **aug)(batch)
+    after_first = torch.rand(3, device=device)
+    torch.manual_seed(12)
+    again = UltrasoundBatchAugment(seed=3, **aug)(batch)
+    torch.testing.assert_close(first, again, rtol=0, atol=0)
+    torch.manual_seed(11)
+    torch.testing.assert_close(torch.rand(3, device=device), after_first, rtol=0, atol=0)  # as if never drawn from
+    assert not torch.equal(UltrasoundBatchAugment(seed=4, **aug)(batch), first)
+
+
 @pytest.mark.parametrize("dtype,peak", [(torch.int32, 65535), (torch.uint16, 65535), (torch.int16, 32767)])
 def test_16bit_batches_are_scaled_by_their_type_as_uint8_is(frame, dtype, peak):
     """int32 is how PIL / MONAI's PILReader hold 16-bit PNGs; before, such a batch went in unscaled and clipped white."""
