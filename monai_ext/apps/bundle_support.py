@@ -359,13 +359,13 @@ def check_kind(content: Any, path: str | os.PathLike, bundle: str, kinds: Sequen
 
 
 #: The pretraining bundle's data and split settings its checkpoints record, read back by its evaluate overlay.
-PRETRAIN_DATA_SETTINGS = ("dataset_dir", "num_synthetic", "val_fraction", "seed")
+PRETRAIN_DATA_SETTINGS = ("dataset_dir", "num_synthetic", "val_fraction", "seed", "data_seed")
 #: How the pretraining bundle scored its loss, recorded too (since 0.6.17): evaluate and inference score the same way.
 PRETRAIN_SCORING_SETTINGS = ("mask_ratio", "deannotate")
 #: The fine-tuning bundles' data settings their checkpoints record (classify 0.6.19, segment 0.1.18), read back by
 #: their evaluate overlays: a model trained on fold 2, or on a synthetic set of another size, was tested on fold 0 of
 #: the default set, whose test part holds images it was trained on.
-FINETUNE_DATA_SETTINGS = ("datalist_file", "fold", "seed", "synthetic_per_class", "synthetic_multiclass",
+FINETUNE_DATA_SETTINGS = ("datalist_file", "fold", "seed", "data_seed", "synthetic_per_class", "synthetic_multiclass",
                           "synthetic_images", "max_train")
 
 
@@ -521,7 +521,7 @@ def class_names_trained_for(datalist_names: Sequence[str], trained: Mapping[str,
 
 #: Bundle settings that must be whole numbers of at least this much; a bad one would otherwise fail inside ignite
 #: or the loader with a traceback (once per fold under cross-validate).
-COUNT_SETTINGS = {"epochs": 1, "batch_size": 1, "num_workers": 0, "seed": 0}
+COUNT_SETTINGS = {"epochs": 1, "batch_size": 1, "num_workers": 0, "seed": 0, "data_seed": 0}
 
 
 def check_mask_encoding(split: Mapping[str, Any], mask_encoding: str) -> None:

@@ -147,7 +147,7 @@ def predict_files(
 
     Raises:
         FileExistsError: the JSON's folder or ``heatmap_dir`` is an existing file (before any prediction).
-        ValueError: no file could be read (:func:`require_some_result`; the JSON is written first).
+        ValueError: no file gave a prediction (:func:`require_some_result`; the JSON is written first).
     """
     if not files:
         raise ValueError("no input files to predict")
@@ -293,7 +293,8 @@ def require_some_result(done: int, errors: dict[str, str], what: str, output_jso
     """
     if done == 0 and errors:
         reason = next(iter(errors.values()))
-        raise ValueError(f"no {what}: none of the {len(errors)} input file(s) could be read (first: {reason}); "
+        # "gave" not "could be read": damaged weights (a NaN output) fail every file that was read well
+        raise ValueError(f"no {what}: none of the {len(errors)} input file(s) gave a result (first: {reason}); "
                          f"see {output_json}")
 
 

@@ -142,7 +142,7 @@ def predict_mask_files(
     Raises:
         FileExistsError: ``output_dir`` (or its ``masks`` / ``overlays`` folder) is an existing file, before any
             file is segmented.
-        ValueError: no file could be read (the JSON is written first).
+        ValueError: no file gave a mask (the JSON is written first).
     """
     from monai_ext.visualize.overlays import mask_overlay
 

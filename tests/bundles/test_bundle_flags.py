@@ -165,11 +165,11 @@ def test_evaluate_follows_the_checkpoint_record_and_an_explicit_override_wins(bu
 
 @pytest.mark.parametrize("bundle,keys", [
     ("usf_mae_pretrain", ["arch", "image_size", "in_channels", "norm_pix_loss", "dataset_dir", "num_synthetic",
-                          "val_fraction", "seed", "mask_ratio", "deannotate"]),
+                          "val_fraction", "seed", "data_seed", "mask_ratio", "deannotate"]),
     ("usf_mae_classify", ["arch", "image_size", "in_channels", "global_pool", "linear_probe", "datalist_file", "fold",
-                          "seed", "synthetic_per_class", "synthetic_multiclass"]),
+                          "seed", "data_seed", "synthetic_per_class", "synthetic_multiclass"]),
     ("usf_mae_segment", ["arch", "image_size", "in_channels", "feature_size", "feature_blocks", "mask_encoding",
-                         "datalist_file", "fold", "seed", "synthetic_images", "max_train"]),
+                         "datalist_file", "fold", "seed", "data_seed", "synthetic_images", "max_train"]),
 ])
 def test_evaluate_falls_back_to_train_defaults_for_a_file_without_a_record(bundle, keys, trained) -> None:
     """evaluate.yaml restates train.yaml's defaults for files without a record; the two must not drift."""
@@ -249,7 +249,8 @@ def test_every_fine_tuning_bundle_takes_the_trainer_settings_and_scales_the_lr_b
 
 @pytest.mark.parametrize("bundle", BUNDLES)
 @pytest.mark.parametrize("overlay", [None, "multi_gpu_train.yaml"])
-@pytest.mark.parametrize("key, value", [("epochs", -1), ("batch_size", 0), ("num_workers", -2), ("seed", 1.5)])
+@pytest.mark.parametrize("key, value", [("epochs", -1), ("batch_size", 0), ("num_workers", -2), ("seed", 1.5),
+                                        ("data_seed", -1)])
 def test_counts_are_checked_before_any_data_is_read(bundle, overlay, key, value) -> None:
     """``--epochs -1`` under ``python -m monai.bundle run`` failed inside ignite after the data was loaded, with a
     57-line traceback; initialize now refuses it first, in the words the runners use."""
@@ -303,9 +304,9 @@ def test_tracking_logs_where_the_files_went_as_paths(bundle, tmp_path) -> None:
 
 @pytest.mark.parametrize("bundle, kind, build, data", [
     ("usf_mae_classify", "classifier", lambda: build_classifier(TINY, 2, img_size=64),
-     {"fold": 2, "seed": 7, "synthetic_per_class": 12, "synthetic_multiclass": True}),
+     {"fold": 2, "seed": 7, "data_seed": 9, "synthetic_per_class": 12, "synthetic_multiclass": True}),
     ("usf_mae_segment", "segmenter", lambda: build_segmenter(TINY, 2, img_size=64, feature_size=8),
-     {"fold": 3, "seed": 5, "synthetic_images": 40, "max_train": 20}),
+     {"fold": 3, "seed": 5, "data_seed": 3, "synthetic_images": 40, "max_train": 20}),
 ])
 def test_evaluate_tests_on_the_part_its_training_held_out(bundle, kind, build, data, tmp_path) -> None:
     """A model trained on fold 2 (or a synthetic set of another size) was evaluated on fold 0 of the default set,
@@ -343,3 +344,20 @@ def test_a_recorded_none_is_kept_not_replaced_by_the_default(tmp_path) -> None:
                            "mask_encoding": "binary", "max_train": None, "datalist_file": None})
     parser = evaluate_parser("usf_mae_segment", path)
     assert parser.get_parsed_content("max_train") is None and parser.get_parsed_content("datalist_file") is None
+
+
+@pytest.mark.parametrize("bundle, data, parts", [
+    ("usf_mae_pretrain", {"num_synthetic": 12}, "datalists"),
+    ("usf_mae_classify", {"synthetic_per_class": 12}, "split"),
+    ("usf_mae_segment", {"synthetic_images": 20, "max_train": 10}, "split"),
+])
+def test_data_seed_keeps_the_data_while_the_seed_changes(bundle, data, parts, tmp_path) -> None:
+    """--seed also drew the synthetic default and its split: repeating a run over seeds changed its data too."""
+    def images(**seeds) -> dict[str, list[str]]:
+        parser = parser_for(bundle, ["train.yaml"], tmp_path, cache_dir=str(tmp_path / "cache"), **data, **seeds)
+        found = parser.get_parsed_content(parts)
+        return {part: sorted(str(it["image"]) for it in found[part])
+                for part in ("train", "validation", "test") if part in found}
+
+    assert images(seed=1, data_seed=42) == images(seed=42)
+    assert images(seed=1) != images(seed=42)  # the default still follows --seed, as before

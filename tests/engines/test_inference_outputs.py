@@ -243,7 +243,7 @@ def test_a_batch_in_which_no_file_is_read_is_an_error_after_its_results_are_writ
     def unreadable(item: dict) -> dict:
         raise ValueError(f"{item['image']}: cannot open (missing, a broken link or not a file)")
 
-    with pytest.raises(ValueError, match=r"no predictions: none of the 2 input file\(s\) could be read \(first: "
+    with pytest.raises(ValueError, match=r"no predictions: none of the 2 input file\(s\) gave a result \(first: "
                                          r"ValueError: typo.png: cannot open"):
         predict_files(Mean(), ["typo.png", "folder"], unreadable, ["dark", "bright"], "cpu", tmp_path / "p.json")
     kept = json.loads((tmp_path / "p.json").read_text())
@@ -331,7 +331,7 @@ def test_a_network_giving_nan_or_inf_is_an_error_per_file_not_the_first_class(tm
                            ["dark", "bright"], "cpu", tmp_path / "predictions.json")
     assert list(result["predictions"]) == [str(tmp_path / "z_bright.png")]
     assert result["errors"][str(tmp_path / "a_dark.png")].startswith("the network's output holds NaN or inf")
-    with pytest.raises(ValueError, match="no predictions: none of the 1 input file\\(s\\) could be read \\(first: the network"):
+    with pytest.raises(ValueError, match="no predictions: none of the 1 input file\\(s\\) gave a result \\(first: the network"):
         predict_files(Broken(), [str(tmp_path / "a_dark.png")], brightness, ["dark", "bright"], "cpu",
                       tmp_path / "again.json")
 
