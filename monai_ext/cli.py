@@ -413,6 +413,22 @@ def prepare_corpus(
     print(f"{report['kept']} of {report['frames']} frames kept; removed: {report['removed']}; "
           f"skipped files: {len(report['skipped_files'])}; files read with readers' warnings: "
           f"{len(report['reader_warnings'])} (reasons and warnings in {out}/report.json, overview in {out}/report.png)")
+    _require_kept_frames(report, out)
+
+
+def _require_kept_frames(report: Mapping[str, object], out: str) -> None:
+    """An archive of which nothing was kept is a failure (exit code 2), not an empty cache that pretraining refuses
+    later: the reasons are named here, where the user looks.
+
+    Raises:
+        ValueError: with the first skip reason and the removal counts.
+    """
+    if report["kept"]:
+        return
+    skipped = report["skipped_files"]
+    first = f"; first skipped: {skipped[0]['reason']}" if skipped else ""
+    raise ValueError(f"no frame was kept of {report['frames']} read ({len(skipped)} file(s) skipped{first}; removed: "
+                     f"{report['removed']}): see {out}/report.json")
 
 
 def bundle_path(name: str) -> None:
@@ -615,6 +631,12 @@ def _long_form(arg: str, parameters: Mapping[str, inspect.Parameter], forwards: 
     return f"--{named[0]}" + (f"={value}" if value else "")
 
 
+#: What a command interrupted midway keeps, said when Ctrl-C stops it.
+INTERRUPTED_HINTS = {
+    "prepare-corpus": "; the chunks already written are kept: rerun the same command to resume",
+}
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m monai_ext`` and the ``monai-ext`` script: user errors end in one line on stderr
     and exit code 2, whatever the command."""
@@ -622,6 +644,10 @@ def main(argv: list[str] | None = None) -> None:
     fire.core._DisplayError = _one_line_fire_error
     try:
         fire.Fire(COMMANDS, command=_check_options(args), name="monai_ext")
+    except KeyboardInterrupt:  # Ctrl-C is the user's choice: what to do next, not a traceback
+        command = next((a for a in args if not a.startswith("-")), "")
+        print(f"monai_ext {command}: interrupted{INTERRUPTED_HINTS.get(command, '')}", file=sys.stderr)
+        raise SystemExit(130) from None  # the shell's code for SIGINT
     except Exception as e:  # MONAI wraps a user error of an in-process bundle run (cross-validate) in RuntimeErrors
         cause = user_error_in(e)
         if cause is None or traceback_wanted():

@@ -557,3 +557,31 @@ def test_settings_a_run_would_ignore_or_refuse_late_are_refused_first(args, mess
     assert code == 2 and err.count("\n") == 1, err
     assert message.format(tmp=tmp_path) in err
     assert not (tmp_path / "cv").exists()
+
+
+def test_an_archive_of_which_nothing_is_kept_fails_naming_why(tmp_path, capsys) -> None:
+    """Every file unreadable ended with exit code 0 and an empty cache; pretraining refused it only later."""
+    folder = tmp_path / "root" / "set"
+    folder.mkdir(parents=True)
+    (folder / "cut.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    (folder / "empty.dcm").write_bytes(b"")
+    code, err = run_main(["prepare-corpus", str(tmp_path / "root"), "--out", str(tmp_path / "cache")], capsys)
+    lines = [line for line in err.strip().splitlines() if "ingest (chunks)" not in line]  # less the progress bar
+    assert code == 2 and len(lines) == 1, err
+    assert lines[0].startswith("monai_ext prepare-corpus: no frame was kept of 0 read (2 file(s) skipped; first "
+                               "skipped: set/"), lines[0]
+    assert lines[0].endswith(f"see {tmp_path / 'cache'}/report.json")
+    assert (tmp_path / "cache" / "report.json").is_file()  # the reasons are written first
+
+
+def test_ctrl_c_says_what_was_kept_and_how_to_resume(dataset, tmp_path, capsys, monkeypatch) -> None:
+    """Ctrl-C printed a KeyboardInterrupt traceback from the process pool's waiter, and no hint."""
+    import monai_ext.data.corpus
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(monai_ext.data.corpus, "prepare_corpus", interrupted)
+    code, err = run_main(["prepare-corpus", str(dataset), "--out", str(tmp_path / "cache")], capsys)
+    assert code == 130 and err == ("monai_ext prepare-corpus: interrupted; the chunks already written are kept: rerun "
+                                   "the same command to resume\n")

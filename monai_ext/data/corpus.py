@@ -26,8 +26,9 @@ import json
 import logging
 import multiprocessing
 import os
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ from monai_ext.data.folders import (  # walk: symbolic links followed, each real
     walk_files,
 )
 from monai_ext.data.frames import FrameOptions, SkippedSource, iter_frames, source_kind
+from monai_ext.data.isolation import files_that_kill_their_reader, started_marker
 from monai_ext.data.views import (
     DOPPLER_POLICIES,
     ViewOptions,
@@ -217,37 +219,56 @@ def _chunk_paths(out: Path, index: int) -> tuple[Path, Path]:
     return base.with_suffix(".npy"), base.with_suffix(".json")
 
 
-def _write_chunk(args: tuple[int, list[str], str, str, CorpusOptions]) -> tuple[int, int, int]:
+def _write_chunk(args: tuple[int, list[str], str, str, CorpusOptions, dict[str, str]]) -> tuple[int, int, int]:
     """Worker: process the files of one chunk and write the chunk atomically. Returns (index, frames, skipped).
 
-    Readers' warnings about a file are kept in the chunk under its name (``warnings``), not printed.
+    Readers' warnings about a file are kept in the chunk under its name (``warnings``), not printed. The last
+    argument, {file: reason}, names files known to kill their reader: skipped unread. A marker file is there while
+    the chunk is read, so that a process killed on it is known to the next attempt.
     """
-    index, files, root, out, options = args
+    index, files, root, out, options, killers = args
     cv2.setNumThreads(1)  # one process per core already
-    stats = source_stats(Path(root), files)  # before reading: a file changed while it is read is read again
-    cached = _cached_views(Path(out), index)  # a chunk read again: what its files that are gone since gave
+    marker = started_marker(_chunk_paths(Path(out), index)[1])
+    marker.touch()
+    try:  # the marker outlives only a process killed on the chunk (an exception or Ctrl-C is no crash)
+        stats = source_stats(Path(root), files)  # before reading: a file changed while it is read is read again
+        frames, records, skipped, warned = _read_chunk_files(index, files, Path(root), Path(out), options, stats,
+                                                             killers)
+        array_path, json_path = _chunk_paths(Path(out), index)
+        _write_frames(array_path, frames, options.size)
+        chunk = {"files": files, "records": records, "skipped": skipped, "warnings": warned, "stats": stats}
+        atomic_write_bytes(json_path, json.dumps(chunk).encode())
+    finally:
+        marker.unlink(missing_ok=True)
+    return index, len(frames), len(skipped)
+
+
+def _read_chunk_files(index: int, files: list[str], root: Path, out: Path, options: CorpusOptions,
+                      stats: Mapping[str, list[int] | None],
+                      killers: Mapping[str, str]) -> tuple[list[np.ndarray], list[dict], list[dict], list[dict]]:
+    """(views (S, S) uint8, their records, skip entries, readers' warnings) of a chunk's files, in order."""
+    cached = _cached_views(out, index)  # a chunk read again: what its files that are gone since gave
     frames, records, skipped, warned = [], [], [], []
     for name in files:
+        if name in killers:
+            skipped.append({"source": name, "reason": f"{name}: {killers[name]}"})
+            continue
         if stats[name] is None and name in cached:  # gone since it was cached: its frames stay, as the plan says
             old_frames, old_records, old_skipped, old_warned = cached[name]
             frames, records, skipped, warned = (frames + old_frames, records + old_records, skipped + old_skipped,
                                                 warned + old_warned)
             continue
         with collected_reader_warnings() as notes:
-            f, r, reason = process_file(Path(root) / name, Path(root), options)
+            f, r, reason = process_file(root / name, root, options)
         if reason and not f:
             skipped.append({"source": name, "reason": reason})
         elif reason:  # partly read: its good frames are in the cache, the failure is a warning about the file
             notes = [*notes, reason]
-        if notes:
-            warned.append({"source": name, "warnings": notes})
+        if notes:  # under the corpus root, as the skip reasons are: the report can travel with the cache
+            warned.append({"source": name, "warnings": [note.replace(str(root / name), name) for note in notes]})
         frames += f
         records += r
-    array_path, json_path = _chunk_paths(Path(out), index)
-    _write_frames(array_path, frames, options.size)
-    chunk = {"files": files, "records": records, "skipped": skipped, "warnings": warned, "stats": stats}
-    atomic_write_bytes(json_path, json.dumps(chunk).encode())
-    return index, len(frames), len(skipped)
+    return frames, records, skipped, warned
 
 
 def _cached_views(out: Path, index: int) -> dict[str, tuple[list[np.ndarray], list[dict], list[dict], list[dict]]]:
@@ -391,6 +412,10 @@ def _extend_plan(plan: dict[str, Any], sources: list[str], plan_path: Path, root
 def ingest(root: Path, out: Path, options: CorpusOptions, sources: list[str], workers: int = 1) -> None:
     """Process every chunk that has no complete result yet, in parallel, with a progress bar.
 
+    A chunk whose reading killed its process (here, or in an earlier run that died with it) is read again file by
+    file, each in a process of its own, and the file that kills its process is skipped, named
+    (:mod:`monai_ext.data.isolation`).
+
     Args:
         sources: the supported files now under ``root`` (:attr:`RootSurvey.sources`).
     """
@@ -400,21 +425,56 @@ def ingest(root: Path, out: Path, options: CorpusOptions, sources: list[str], wo
     (out / "chunks").mkdir(parents=True, exist_ok=True)
     todo = [i for i in range(len(chunks)) if not _chunk_paths(out, i)[1].exists()]
     todo = sorted(todo + _chunks_with_changed_files(root, out, chunks, set(todo)))
-    jobs = [(i, chunks[i], str(root), str(out), options) for i in todo]
     bar = tqdm(total=len(chunks), initial=len(chunks) - len(todo), desc="ingest (chunks)", unit="chunk")
     kill_after = int(os.environ.get(KILL_AFTER_CHUNKS_ENV, "0") or 0)
-    if workers <= 1:
-        for done, job in enumerate(jobs, 1):
-            _write_chunk(job)
+    done = 0
+    while todo:
+        suspects = [i for i in todo if started_marker(_chunk_paths(out, i)[1]).exists()]
+        for index in suspects:  # in this process, once its killers are known: progress whatever the pool does
+            _write_chunk(_job_of_suspect(index, chunks[index], root, out, options))
+            done += 1
             bar.update()
-            _kill_hook(done, kill_after)
-    else:
-        # spawn, not fork: forking a process that already runs OpenMP / OpenCV threads can deadlock the children.
-        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            for done, _ in enumerate(pool.map(_write_chunk, jobs), 1):
+        jobs = [(i, chunks[i], str(root), str(out), options, {}) for i in todo if i not in suspects]
+        try:
+            for _ in _run_chunks(jobs, workers):
+                done += 1
                 bar.update()
                 _kill_hook(done, kill_after)
+        except BrokenProcessPool:
+            if not any(started_marker(_chunk_paths(out, i)[1]).exists() for i in todo):
+                raise RuntimeError(f"a worker process died before it read any chunk of {root}: rerun with "
+                                   "--workers 1 to see why") from None
+            logger.warning("a reader process died; the chunks it was reading are read again file by file")
+        todo = [i for i in todo if not _chunk_paths(out, i)[1].exists()
+                or started_marker(_chunk_paths(out, i)[1]).exists()]
     bar.close()
+
+
+def _run_chunks(jobs: list[tuple], workers: int) -> Iterator[tuple[int, int, int]]:
+    """Write the chunks, here or in a pool of ``workers`` processes; yields as each is written."""
+    if workers <= 1:
+        yield from map(_write_chunk, jobs)
+        return
+    # spawn, not fork: forking a process that already runs OpenMP / OpenCV threads can deadlock the children.
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield from pool.map(_write_chunk, jobs)
+
+
+def _job_of_suspect(index: int, files: list[str], root: Path, out: Path, options: CorpusOptions) -> tuple:
+    """The job of a chunk whose reading killed its process: its files read one by one in processes of their own
+    first, and those that die skipped with the reason."""
+    logger.warning("chunk %d (%d files, e.g. %s) was being read when its process died: reading its files one by "
+                   "one in separate processes", index, len(files), files[0] if files else "-")
+    killers = files_that_kill_their_reader(_read_file_only, files, lambda name: (name, str(root), options))
+    return index, files, str(root), str(out), options, killers
+
+
+def _read_file_only(args: tuple[str, str, CorpusOptions]) -> None:
+    """Read one file as a chunk would, keeping nothing: does its reading kill the process?"""
+    name, root, options = args
+    cv2.setNumThreads(1)
+    with collected_reader_warnings():
+        process_file(Path(root) / name, Path(root), options)
 
 
 def _chunks_with_changed_files(root: Path, out: Path, chunks: list[list[str]], todo: set[int]) -> list[int]:
@@ -522,7 +582,7 @@ def decide(records: list[dict], options: CorpusOptions, exclude_datasets: Sequen
         phash = int(r["phash"], 16)
         reason = r.get("drop", "")
         if reason:
-            pass  # left out while the view was prepared (no_signal, doppler_flow)
+            pass  # left out while the view was prepared (no_signal, extreme_aspect, text_page, doppler_flow)
         elif r["dataset"].lower() in excluded:
             reason = "excluded_dataset"
         elif r["sha256"] in excluded_exact:
@@ -680,12 +740,13 @@ def build_report(records: list[dict], skipped: list[dict], warned: list[dict], o
 def before_after_pairs(root: Path, out: Path, records: list[dict], options: CorpusOptions,
                        count: int = 8) -> list[tuple[np.ndarray, np.ndarray, dict]]:
     """(before, after, record) for up to ``count`` kept frames, those with the most annotation and flow first: the
-    cached frame and the same view prepared again without de-annotation (the cache does not keep it)."""
+    same view prepared again as shown, without de-annotation and with its colour flow as gray (the cache does not
+    keep it), and the cached frame."""
     kept = [r for r in records if r["keep"]]
     kept.sort(key=lambda r: -(float(r["annotation_fraction"]) + float(r["flow_fraction"])))
     chosen = kept[:count]
     cache = CorpusFrames(out, kept_only=False)
-    plain = replace(options, deannotate=False)
+    plain = replace(options, deannotate=False, doppler="keep")  # "before" showed the flow already inpainted
     pairs = []
     for source in dict.fromkeys(r["source"] for r in chosen):
         with collected_reader_warnings():  # read before: its notes are in the report already
@@ -698,9 +759,9 @@ def before_after_pairs(root: Path, out: Path, records: list[dict], options: Corp
 
 
 def write_report_png(out: Path, root: Path, records: list[dict], report: dict[str, Any], options: CorpusOptions,
-                     pairs: int = 8, tile: int = 96) -> None:
+                     pairs: int = 8) -> None:
     """``report.png``: kept and removed frames per dataset, and before/after de-annotation pairs for the kept frames
-    with the most annotation and colour flow (after only, when de-annotation is off)."""
+    with the most annotation and colour flow, each titled with its source, frame and view."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -708,31 +769,43 @@ def write_report_png(out: Path, root: Path, records: list[dict], report: dict[st
 
     from monai_ext.io.figures import save_figure
 
+    chosen = before_after_pairs(root, out, records, options, pairs)
+    columns = 2  # pairs per row
+    rows = max(1, int(np.ceil(len(chosen) / columns)))
+    fig = plt.figure(figsize=(6 + 5.2 * columns, max(4.5, 2.9 * rows)), dpi=100)
+    grid = fig.add_gridspec(rows, 1 + columns, width_ratios=[1.2] + [1.0] * columns)
+    _draw_dataset_bars(fig.add_subplot(grid[:, 0]), report)
+    state = "on" if options.deannotate else "off"
+    for i, (before, after, record) in enumerate(chosen):
+        axis = fig.add_subplot(grid[i // columns, 1 + i % columns])
+        gap = np.full((before.shape[0], max(2, before.shape[1] // 32)), 255, np.uint8)
+        axis.imshow(np.hstack([before, gap, after]), cmap="gray", vmin=0, vmax=255)
+        axis.set_title(f"{_shortened(record['source'])} f{record['frame']} v{record['view']}", fontsize=8)
+        axis.axis("off")
+    if not chosen:
+        fig.text(0.7, 0.5, "no kept frame to show", ha="center")
+    fig.suptitle(f"left: kept and removed frames; pairs: as shown | as cached (de-annotation {state}, "
+                 f"doppler {options.doppler})", fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, out / "report.png")
+
+
+def _draw_dataset_bars(bars: Any, report: dict[str, Any]) -> None:
     names = sorted(report["datasets"])
     kept = [report["datasets"][n]["kept"] for n in names]
     removed = [report["datasets"][n]["frames"] - report["datasets"][n]["kept"] for n in names]
-    fig, (bars, tiles) = plt.subplots(1, 2, figsize=(13, max(4.0, 0.35 * len(names) + 1.5)), dpi=100)
     bars.barh(names, kept, label="kept")
     bars.barh(names, removed, left=kept, label="removed")
     bars.set_xlabel("frames")
     bars.legend()
     bars.set_title(f"{report['kept']} of {report['frames']} frames kept")
-    chosen = before_after_pairs(root, out, records, options, pairs)
-    columns = 2  # pairs per row
-    rows = max(1, int(np.ceil(len(chosen) / columns)))
-    grid = np.full((rows * tile, columns * (2 * tile + tile // 8)), 255, np.uint8)
-    for i, (before, after, _) in enumerate(chosen):
-        top, left = (i // columns) * tile, (i % columns) * (2 * tile + tile // 8)
-        grid[top : top + tile, left : left + tile] = cv2.resize(before, (tile, tile), interpolation=cv2.INTER_AREA)
-        grid[top : top + tile, left + tile : left + 2 * tile] = cv2.resize(after, (tile, tile), interpolation=cv2.INTER_AREA)
-    tiles.imshow(grid, cmap="gray", vmin=0, vmax=255)
-    tiles.axis("off")
-    state = "on" if options.deannotate else "off"
-    tiles.set_title(f"pairs: before | after de-annotation ({state}; doppler {options.doppler})")
-    fig.tight_layout()
-    save_figure(fig, out / "report.png")
 
 
+def _shortened(source: str, length: int = 40) -> str:
+    """A source path fit for a title: its end, where the file name is; bytes of a name that are not UTF-8 (kept
+    by Python as lone surrogates, which no font draws) as the replacement character."""
+    source = source.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return source if len(source) <= length else "..." + source[-(length - 3):]
 
 
 # ------------------------------------------------------------------------------------------------ training reader

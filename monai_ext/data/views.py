@@ -81,7 +81,8 @@ class PreparedView:
         crop: (x0, y0, x1, y1) of the crop in the frame's pixels, exclusive ends.
         annotation_fraction: fraction of the field-of-view pixels found as annotation (and filled).
         flow_fraction: fraction of the field-of-view pixels found as colour-Doppler flow.
-        drop: "" or why the view is left out of training (``no_signal``, ``doppler_flow``).
+        drop: "" or why the view is left out of training (``no_signal``, ``extreme_aspect``, ``text_page``,
+            ``doppler_flow``).
     """
 
     pixels: np.ndarray
@@ -263,6 +264,10 @@ def prepare_view(pixels: np.ndarray, gray: np.ndarray, box: tuple[int, int, int,
     drop = ""
     if options.doppler == "drop" and flow_fraction > options.doppler_threshold:
         drop = "doppler_flow"
+    if is_text_page(plain, mask):  # as shown: de-annotation leaves ghosts of thin letters, still legible
+        drop = "text_page"
+    if max(cleaned.shape) > MAX_VIEW_ASPECT * min(cleaned.shape):
+        drop = "extreme_aspect"
     if has_no_signal(cleaned, mask, options):
         drop = "no_signal"
     return PreparedView(fit_square(cleaned, options.size), index, crop, round(annotation_fraction, 5),
@@ -275,6 +280,40 @@ def has_no_signal(gray: np.ndarray, mask: np.ndarray, options: ViewOptions) -> b
         return True
     _, std = cv2.meanStdDev(gray, mask=mask.astype(np.uint8))
     return float(std[0, 0]) < options.min_signal_std
+
+
+#: Views longer than this many times their width (or the reverse) are left out: fitted to the square they would be
+#: a line or two of pixels in an empty frame (a 40 x 12000 strip became one row). An M-mode strip (9:1) is kept.
+MAX_VIEW_ASPECT = 16
+#: A text page is (nearly) two tones far apart: its two most common 8-level bins hold this share of its pixels ...
+TEXT_PAGE_TWO_TONE_SHARE = 0.9
+#: ... these many gray levels apart (text on its background, not a dim scan's neighbouring dark levels) ...
+TEXT_PAGE_TONE_GAP = 128
+#: ... and this share at most is mid-gray (the anti-aliased edges of its letters). Scans sit far above: the
+#: simulator's frames hold 0.9 or more, and a scan mostly of fluid keeps its tissue's speckle.
+TEXT_PAGE_MAX_MIDTONES = 0.1
+_MIDTONES = (40, 215)
+
+
+def is_text_page(gray: np.ndarray, mask: np.ndarray) -> bool:
+    """True for a page of text (a patient-data screen, a measurement worksheet), not a scan.
+
+    Such pages pass the signal check and de-annotation (their letters are wider than the marks it removes), so they
+    would reach the training cache whole, with the patient's name, ID and birth date legible.
+
+    Args:
+        gray: (H, W) uint8 view as shown (before de-annotation).
+        mask: (H, W) bool field of view.
+    """
+    values = gray[mask.astype(bool)]
+    if values.size == 0:
+        return False
+    histogram = np.bincount(values // 8, minlength=32)
+    first, second = np.argsort(histogram)[-2:]
+    two_tones = (histogram[first] + histogram[second]) / values.size >= TEXT_PAGE_TWO_TONE_SHARE
+    far_apart = abs(int(first) - int(second)) * 8 >= TEXT_PAGE_TONE_GAP
+    midtones = np.count_nonzero((values > _MIDTONES[0]) & (values < _MIDTONES[1])) / values.size
+    return bool(two_tones and far_apart and midtones <= TEXT_PAGE_MAX_MIDTONES)
 
 
 def prepare_views(pixels: np.ndarray, region_box: Sequence[int] | None, options: ViewOptions) -> list[PreparedView]:

@@ -133,8 +133,7 @@ def read_dicom(path: str | os.PathLike) -> Any:
     if "PixelData" not in ds:
         ds = _with_cut_pixel_data_recovered(ds, path)
     if "PixelData" not in ds:
-        reason = "float pixel data (a parametric map, not an image)" if "FloatPixelData" in ds else "no pixel data"
-        raise UnreadableImageError(f"{path}: DICOM file has {reason}")
+        raise UnreadableImageError(f"{path}: {_why_no_pixel_data(ds, path)}")
     _fill_pixel_defaults(ds)
     _check_pixel_module(ds, str(path))
     _promote_functional_groups(ds, str(path))
@@ -145,6 +144,27 @@ def read_dicom(path: str | os.PathLike) -> Any:
     reconcile_frame_count(ds, str(path))
     _check_pixel_length(ds, str(path))
     return ds
+
+
+#: SOP classes of DICOM files that hold no image by design, named in the reason a corpus report gives.
+_DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
+_STRUCTURED_REPORT_PREFIX = "1.2.840.10008.5.1.4.1.1.88."
+
+
+def _why_no_pixel_data(ds: Any, path: str | os.PathLike) -> str:
+    """Why a DICOM file without pixel data has none: a DICOMDIR, a report and a file cut short in its header were
+    all "no pixel data", which sent users looking for a codec."""
+    meta = getattr(ds, "file_meta", None)
+    sop_class = str(ds.get("SOPClassUID", "") or (meta.get("MediaStorageSOPClassUID", "") if meta else ""))
+    if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
+        return "DICOM file has float pixel data (a parametric map, not an image)"
+    if sop_class == _DICOMDIR_CLASS:
+        return "a DICOMDIR (the directory of a CD or export), not an image: the images are the files it lists"
+    if sop_class.startswith(_STRUCTURED_REPORT_PREFIX):
+        return "a DICOM structured report (measurements as text), not an image"
+    if len(ds) == 0:  # a file meta header and nothing after it
+        return f"DICOM file holds nothing after its file meta header ({os.path.getsize(path)} bytes): it is cut short"
+    return "DICOM file has no pixel data"
 
 
 def _with_cut_pixel_data_recovered(ds: Any, path: str | os.PathLike) -> Any:

@@ -137,8 +137,12 @@ def test_manifest_report_and_before_after_pairs_describe_the_cleaning(doppler_co
         r["keep"] = int(r["keep"])
     pairs = before_after_pairs(base / "root", base / "cache", rows, CorpusOptions(size=SIZE, files_per_chunk=4), 4)
     assert len(pairs) == 4
-    for before, after, _ in pairs:
+    for before, after, record in pairs:
         assert before.shape == after.shape == (SIZE, SIZE) and not np.array_equal(before, after)
+        # "before" is the view as shown, its colour flow as gray: it showed the flow already inpainted
+        screen = cv2.cvtColor(cv2.imread(str(base / "root" / record["source"])), cv2.COLOR_BGR2RGB)
+        shown = prepare_views(screen, None, ViewOptions(size=SIZE, deannotate=False, doppler="keep"))
+        np.testing.assert_array_equal(before, shown[record["view"]].pixels)
     assert cv2.imread(str(base / "cache" / "report.png")) is not None
 
 
@@ -260,6 +264,8 @@ def test_a_region_off_the_frame_does_not_stop_the_ingestion(tmp_path):
     notes = {entry["source"]: entry["warnings"] for entry in report["reader_warnings"]}
     assert list(notes) == ["site/cropped.dcm"]
     assert "ultrasound region (200, 10, 300, 100) lies outside the 128x128 frame" in notes["site/cropped.dcm"][0]
+    # named under the root, as skip reasons are: the report travels with the cache (it held the absolute path)
+    assert notes["site/cropped.dcm"][0].startswith("site/cropped.dcm: ") and str(tmp_path) not in str(notes)
 
 
 def test_a_failure_on_one_file_is_a_named_skip_and_the_batch_goes_on(tmp_path, monkeypatch):
@@ -336,3 +342,47 @@ def test_the_crop_of_a_shrunk_frame_stays_inside_the_frame(shape):
     for view in prepare_views(pixels, None, ViewOptions(size=64)):
         x0, y0, x1, y1 = view.crop
         assert 0 <= x0 < x1 <= shape[1] and 0 <= y0 < y1 <= shape[0], (view.crop, shape)
+
+
+def text_page(lines: list[str], ink: int, paper: int, thickness: int) -> np.ndarray:
+    """(480, 640) a page of text as scanners export it: a patient-data screen or a measurement worksheet."""
+    page = np.full((480, 640), paper, np.uint8)
+    for row, line in enumerate(lines):
+        cv2.putText(page, line, (30, 60 + 50 * row), cv2.FONT_HERSHEY_SIMPLEX, 1.0, ink, thickness, cv2.LINE_AA)
+    return page
+
+
+PATIENT_SCREEN = ["PATIENT: DOE, JANE", "ID: 12345678", "DOB: 1970-01-01", "EXAM: OB 2ND TRIM", "ACC: A99887766"]
+WORKSHEET = [f"BPD {40 + i}.0 mm  HC {170 + i} mm  AC {150 + i} mm" for i in range(8)]
+
+
+@pytest.mark.parametrize("lines, ink, paper, thickness", [
+    (PATIENT_SCREEN, 255, 0, 2),  # white on black, letters 3 px wide: more than de-annotation removes
+    (PATIENT_SCREEN, 230, 0, 1),
+    (WORKSHEET, 0, 255, 2),  # black on white
+])
+@pytest.mark.parametrize("deannotate", [True, False])
+def test_pages_of_text_are_left_out_not_cached_with_the_patients_name(lines, ink, paper, thickness, deannotate):
+    """A patient-data screen passed the signal check and reached the cache whole, its name and ID legible."""
+    views = prepare_views(text_page(lines, ink, paper, thickness), None, ViewOptions(size=64, deannotate=deannotate))
+    assert [view.drop for view in views] == ["text_page"] * len(views) and views
+
+
+@pytest.mark.parametrize("fluid", [0.0, 0.6, 0.85])
+def test_a_scan_mostly_of_fluid_with_its_measurements_is_kept(fluid):
+    """Anechoic fluid (near black) over most of the field of view, and burned-in text: still a scan."""
+    frame = simulate_frame(4, SimulatorConfig(size=480, geometry="linear", screen_capture=True))
+    image = frame.image.copy()
+    rows = np.flatnonzero(frame.fov_mask.any(1))
+    image[rows[0] : rows[0] + int(fluid * len(rows))] //= 12  # a full bladder: dark, its speckle faint
+    views = prepare_views(image, None, ViewOptions(size=64))
+    assert [view.drop for view in views] == [""]
+
+
+@pytest.mark.parametrize("height, width, drop", [(40, 1200, "extreme_aspect"), (1200, 40, "extreme_aspect"),
+                                                 (112, 1024, "")])  # an M-mode strip (9:1) stays
+def test_a_view_too_thin_to_fit_the_square_is_left_out(height, width, drop):
+    """A 40 x 12000 image was cached as one row of pixels in an empty frame."""
+    strip = cv2.resize(simulate_frame(5, SimulatorConfig(size=256, geometry="linear")).bmode, (width, height))
+    views = prepare_views(strip, None, ViewOptions(size=64, crop_fov=False))
+    assert [view.drop for view in views] == [drop]

@@ -164,6 +164,18 @@ def test_frame_stride_and_first_frame(tmp_path) -> None:
         list(iter_dicom_frames(ds, "cine.dcm", frame_stride=0))
 
 
+@pytest.mark.parametrize("keep", [200, "meta"])  # cut inside the file meta header, or right after it
+def test_a_file_cut_short_in_its_header_says_so(tmp_path, keep) -> None:
+    """It was refused as having no pixel data, which sends a user looking for a codec, not for a better copy."""
+    path = write_dicom(np.zeros((8, 8), np.uint8), tmp_path / "cut.dcm")
+    meta_end = 132 + 12 + pydicom.dcmread(path).file_meta.FileMetaInformationGroupLength
+    size = meta_end if keep == "meta" else keep
+    path.write_bytes(path.read_bytes()[:size])
+    with pytest.raises(UnreadableImageError, match=rf"cut.dcm: DICOM file holds nothing after its file meta header "
+                                                   rf"\({size} bytes\): it is cut short"):
+        read_dicom(path)
+
+
 def test_files_without_image_pixels_are_refused_with_the_reason(tmp_path) -> None:
     path = write_dicom(np.zeros((4, 4), np.uint8), tmp_path / "float.dcm")
     ds = pydicom.dcmread(path)

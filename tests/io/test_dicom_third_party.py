@@ -143,7 +143,9 @@ REFUSED = [
     ("rtstruct.dcm", r"not a DICOM image: no b'DICM' at byte 128"),
     ("ExplVR_LitEndNoMeta.dcm", r"not a DICOM image: no b'DICM' at byte 128"),
     ("ExplVR_BigEndNoMeta.dcm", r"not a DICOM image: no b'DICM' at byte 128"),
-    ("rtplan.dcm", r"DICOM file has no pixel data"), ("test-SR.dcm", r"DICOM file has no pixel data"),
+    ("rtplan.dcm", r"DICOM file has no pixel data"),
+    ("test-SR.dcm", r"a DICOM structured report \(measurements as text\), not an image"),
+    ("DICOMDIR", r"a DICOMDIR \(the directory of a CD or export\), not an image: the images are the files it lists"),
     ("waveform_ecg.dcm", r"DICOM file has no pixel data"), ("UN_sequence.dcm", r"DICOM file has no pixel data"),
 ]
 

@@ -1,0 +1,93 @@
+"""Files that kill their reader's process (a decoder's segfault, the out-of-memory killer): skipped by name, and the
+run goes on or resumes; monai_ext/data/isolation.py and its use by prepare-corpus."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import pytest
+
+from monai_ext.data.isolation import KILLED_READER, completes_in_own_process, files_that_kill_their_reader
+from tests.data.corpus_builder import us_image
+
+REPO = Path(__file__).resolve().parents[2]
+
+#: Loaded at the start of every Python process of the run under test (its spawned workers too): reading a file
+#: named killer.png kills the process, as a crashing decoder would.
+KILLER_HOOK = """
+import os, signal
+import monai_ext.data.corpus as corpus
+
+_read = corpus.process_file
+
+
+def process_file(path, root, options):
+    if path.name == "killer.png":
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _read(path, root, options)
+
+
+corpus.process_file = process_file
+"""
+
+
+def die_on_odd(number: int) -> int:
+    """Dies (SIGKILL) on an odd number; a picklable function for a spawned process."""
+    if number % 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return number
+
+
+def refuse(number: int) -> int:
+    raise ValueError(f"bad number {number}")
+
+
+def test_a_dying_process_is_told_from_one_that_returns_or_raises() -> None:
+    assert completes_in_own_process(die_on_odd, 2) and not completes_in_own_process(die_on_odd, 3)
+    with pytest.raises(ValueError, match="bad number 4"):  # an exception is the caller's to see, not a death
+        completes_in_own_process(refuse, 4)
+
+
+def test_the_files_that_kill_their_reader_are_named() -> None:
+    killers = files_that_kill_their_reader(die_on_odd, ["a1", "b2", "c3"], lambda name: int(name[1]))
+    assert killers == {"a1": KILLED_READER, "c3": KILLED_READER}
+
+
+def run_corpus(root: Path, out: Path, hook: Path, workers: int) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hook), str(REPO)])}
+    cmd = [sys.executable, "-m", "monai_ext", "prepare-corpus", str(root), "--out", str(out), "--size", "32",
+           "--files_per_chunk", "2", "--workers", str(workers), "--dedup_threshold", "-1"]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_file_that_kills_its_reader_is_skipped_by_name_and_the_rest_is_kept(tmp_path, workers) -> None:
+    """One such file stopped the run with BrokenProcessPool and no file named (or killed a --workers 1 run
+    outright), and every rerun met it again: the archive could never be ingested."""
+    (tmp_path / "hook").mkdir()
+    (tmp_path / "hook" / "sitecustomize.py").write_text(KILLER_HOOK)
+    site = tmp_path / "root" / "site"
+    site.mkdir(parents=True)
+    for index in range(5):  # chunks of two: the killer shares its chunk with a good file
+        cv2.imwrite(str(site / f"scan{index}.png"), us_image(96, seed=40 + index))
+    cv2.imwrite(str(site / "killer.png"), us_image(96, seed=50))
+    out = tmp_path / "cache"
+    first = run_corpus(tmp_path / "root", out, tmp_path / "hook", workers)
+    if workers == 1:  # the one process died with the file; the rerun reads its chunk file by file
+        assert first.returncode == -signal.SIGKILL, first.stderr[-2000:]
+        first = run_corpus(tmp_path / "root", out, tmp_path / "hook", workers)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "5 of 5 frames kept" in first.stdout and "skipped files: 1" in first.stdout
+    with open(out / "manifest.csv", newline="", encoding="utf-8") as f:
+        assert sorted(row["source"] for row in csv.DictReader(f)) == [f"site/scan{i}.png" for i in range(5)]
+    skipped = json.loads((out / "report.json").read_text())["skipped_files"]
+    assert skipped == [{"source": "site/killer.png", "reason": f"site/killer.png: {KILLED_READER}"}]
+    assert not list((out / "chunks").glob("*.started"))
