@@ -12,9 +12,12 @@ PYTHON_BIN="${PYTHON_BIN:-python3}"
 venv_is_stale() {
   local venv="$1"
   shift
-  if [ ! -x "$venv/bin/python" ]; then
+  # a python that does not run (its interpreter gone after a pyenv or Homebrew upgrade: a dangling link) means a
+  # new environment: --clear, and no install marker, or the old marker would skip the install
+  if ! "$venv/bin/python" -c "" 2>/dev/null; then
     echo "[setup] creating $venv"
-    "$PYTHON_BIN" -m venv "$venv"
+    "$PYTHON_BIN" -m venv --clear "$venv"
+    rm -f "$venv/.monai_ext_installed"
   fi
   [ ! -f "$venv/.monai_ext_installed" ] || [ "$(cat "$venv/.monai_ext_installed")" != "$(cat "$@" | sha256sum)" ]
 }
@@ -25,9 +28,12 @@ mark_installed() {
   cat "$@" | sha256sum > "$venv/.monai_ext_installed"
 }
 
-# torch first and pinned: 2.13.0 is the CPU wheel available offline; any other spec would download a CUDA build.
+# torch first and pinned to 2.13.0 (the project's machines hold its CPU wheel locally). From PyPI on Linux that spec
+# is the CUDA build (gigabytes); TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu takes the CPU build instead.
 install_torch() {
-  "$1/bin/python" -c "import torch" 2>/dev/null || "$1/bin/python" -m pip install -q "torch==2.13.0"
+  local index=()
+  if [ -n "${TORCH_INDEX_URL:-}" ]; then index=(--index-url "$TORCH_INDEX_URL"); fi
+  "$1/bin/python" -c "import torch" 2>/dev/null || "$1/bin/python" -m pip install -q ${index[@]+"${index[@]}"} "torch==2.13.0"
 }
 
 ensure_venv() {

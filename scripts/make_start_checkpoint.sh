@@ -10,7 +10,7 @@
 # Publishes into DEST (default checkpoints/demo_start/): model.pt (at most 25 MB), SHA256SUMS, command.txt (the exact
 # bundle command), machine.txt (device, torch, date, commit), train.log, metrics.json and the representation curve.
 # Commit that folder: the demo then starts from it and compares random, this start and the continued one.
-# SMOKE=1 makes a tiny one on the CPU in seconds: a functional check only (tests/scripts/test_make_start_checkpoint.py).
+# SMOKE=1 makes a tiny one on the CPU in a minute or two: a functional check only (tests/scripts/test_make_start_checkpoint.py).
 source "$(dirname "$0")/_venv.sh"
 ensure_venv
 # paths a user gives are relative to where they ran the command, not to the repository the script moves into
@@ -25,14 +25,17 @@ WORKERS="${WORKERS:-$(nproc)}"
 SEED="${SEED:-0}"
 RESUME="${RESUME:-false}"
 MONITOR="${MONITOR:-10}"
+MONITOR_PER_CLASS=50
 if [ "${SMOKE:-0}" = 1 ]; then
-  FRAMES=24 EPOCHS=1 BATCH=8 WORKERS=1 MONITOR=1
+  FRAMES=24 EPOCHS=1 BATCH=8 WORKERS=1 MONITOR=1 MONITOR_PER_CLASS=5
 fi
 mkdir -p "$WORK"
 
 echo "== 1/3 $FRAMES unlabelled frames of the benchmark's domain ($WORKERS processes) =="
-frames=$(python -c "from monai_ext.data.lesion_benchmark import subtle_pretraining_frames as f; \
-print(f('$WORK/cache', $FRAMES, seed=1000 + $SEED, workers=$WORKERS))")
+# paths as arguments, not pasted into the Python source: a WORK with an apostrophe stays a path
+frames=$(python -c "import sys; from monai_ext.data.lesion_benchmark import subtle_pretraining_frames as f; \
+print(f(sys.argv[1], int(sys.argv[2]), seed=1000 + int(sys.argv[3]), workers=int(sys.argv[4])))" \
+  "$WORK/cache" "$FRAMES" "$SEED" "$WORKERS")
 
 echo "== 2/3 MAE pretraining, $EPOCHS epochs, batch $BATCH, base lr $BASE_LR, seed $SEED =="
 command=(python -m monai.bundle run
@@ -40,7 +43,7 @@ command=(python -m monai.bundle run
   --arch mae_vit_tiny_patch16_dec128d2b --image_size 128 --in_channels 1 --norm_pix_loss true
   --seed "$SEED" --dataset_dir "$frames" --batch_size "$BATCH" --num_workers "$WORKERS" --epochs "$EPOCHS"
   --save_interval 10 --resume "$RESUME" --recipes#ultrasound#base_lr "$BASE_LR"
-  --monitor_interval "$MONITOR" --monitor_per_class 50
+  --monitor_interval "$MONITOR" --monitor_per_class "$MONITOR_PER_CLASS"
   --ckpt_dir "$WORK/models" --output_dir "$WORK/eval" --cache_dir "$WORK/cache")
 run_shown "$WORK/train.log" "epoch [0-9]+ (validation|representation)" "${command[@]}"
 

@@ -43,7 +43,8 @@ start=$(date +%s)
 PRETRAINED="$OUT/pretrain_seed$SEED/models/model.pt"
 
 echo "== 1/3 MAE pretraining on $NUM_IMAGES unlabelled simulated frames, $EPOCHS epochs, seed $SEED (ViT-Tiny, 128 px, gray), from ${START:-a random initialisation} =="
-frames=$(python -c "from monai_ext.data.lesion_benchmark import subtle_pretraining_frames as f; print(f('$OUT/cache', $NUM_IMAGES))")
+# paths as arguments, not pasted into the Python source: an OUT with an apostrophe stays a path
+frames=$(python -c "import sys; from monai_ext.data.lesion_benchmark import subtle_pretraining_frames as f; print(f(sys.argv[1], int(sys.argv[2])))" "$OUT/cache" "$NUM_IMAGES")
 run_shown "$OUT/pretrain_seed$SEED.log" "epoch [0-9]+ (validation|representation)|reconstruction grid written|initial weights" \
   python -m monai.bundle run \
   --config_file bundles/usf_mae_pretrain/configs/train.yaml "${COMMON[@]}" --seed "$SEED" ${INIT[@]+"${INIT[@]}"} \
@@ -55,7 +56,8 @@ python - "$OUT/pretrain_seed$SEED/eval" <<'PY'
 import json, sys
 folder = sys.argv[1]
 history = json.load(open(f"{folder}/metrics.json"))
-shown = lambda h, key, spec: "nan" if h.get(key) is None else format(h[key], spec)  # null: not finite
+# absent: not measured that epoch ("-"); null: measured and not finite ("nan")
+shown = lambda h, key, spec: "-" if key not in h else "nan" if h[key] is None else format(h[key], spec)
 print("epoch | val loss (masked patches, per-patch normalised) | monitor kNN acc | monitor probe acc")
 for h in history:
     print(f"{h['epoch']:5d} | {shown(h, 'val_loss', '.4f')} | {shown(h, 'monitor_knn_accuracy', '.3f')} | "

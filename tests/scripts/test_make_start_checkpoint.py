@@ -27,7 +27,8 @@ def run_script(name: str, cwd: Path = REPO, **env: str) -> subprocess.CompletedP
 def start(module_tmp) -> Path:
     """A start published by the script in its SMOKE mode (a few CPU steps)."""
     root = module_tmp("start")
-    result = run_script("make_start_checkpoint.sh", SMOKE="1", DEST=str(root / "dest"), WORK=str(root / "work"))
+    # an apostrophe in the path: it was pasted into Python source and ended in a SyntaxError
+    result = run_script("make_start_checkpoint.sh", SMOKE="1", DEST=str(root / "dest"), WORK=str(root / "bob's work"))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return root / "dest"
 
@@ -47,7 +48,7 @@ def test_published_start_is_checked_small_and_described(start: Path) -> None:
 
 
 def test_demo_continues_from_the_start_and_compares_three_starts(start: Path, tmp_path: Path) -> None:
-    out = tmp_path / "demo"
+    out = tmp_path / "bob's demo"  # an apostrophe: pasted into Python source it was a SyntaxError
     # one fold: the three starts' comparison is the point here; paired intervals over folds are tested in
     # tests/apps/test_comparison.py
     result = run_script("run_demo.sh", OUT=str(out), START=str(start / "model.pt"), EPOCHS="1", NUM_IMAGES="80",
@@ -59,6 +60,7 @@ def test_demo_continues_from_the_start_and_compares_three_starts(start: Path, tm
     assert set(record["differences_from_random"]) == {"start", "continued"}
     assert "start - random, macro_f1:" in result.stdout and "continued - random, auc:" in result.stdout
     assert "[95% CI n/a, n/a]" in result.stdout  # one fold: no interval (null in cv_summary.json), no crash
+    assert "    1 | " in result.stdout and " | nan" not in result.stdout  # an epoch not monitored shows "-"
     # each start's frozen encoder (saved with its probe head): the start is the published file, the continued one
     # is the demo's own pretraining output, different from both the start and the random one
     def encoder(name: str):
