@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import numpy as np
 import pytest
 
 from tests.bundles.helpers import REPO, run_bundle, tiny_classify_overrides, tiny_pretrain_overrides
+from tests.servers import free_port, serve
 from tests.warm_python import run_python
 
 mlflow = pytest.importorskip("mlflow")
@@ -23,35 +23,43 @@ PRETRAIN = "bundles/usf_mae_pretrain/configs"
 CLASSIFY = "bundles/usf_mae_classify/configs"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def wait_for_health(uri: str, proc: subprocess.Popen) -> None:
+    """Return once ``uri`` answers its health check; RuntimeError if the server exits first."""
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"mlflow server exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(uri + "/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail("mlflow server did not start within 120 s")
 
 
 @pytest.fixture(scope="module")
 def server(module_tmp):
     root = module_tmp("mlflow_server")
-    port = free_port()
     exe = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
-    cmd = [exe, "server", "--backend-store-uri", f"sqlite:///{root}/mlflow.db", "--artifacts-destination",
-           str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    uri = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(uri + "/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("mlflow server did not start within 120 s")
+    log = root / "server.log"
+
+    def start(port: int) -> subprocess.Popen:
+        cmd = [exe, "server", "--backend-store-uri", f"sqlite:///{root}/mlflow.db", "--artifacts-destination",
+               str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+        with open(log, "wb") as out:
+            return subprocess.Popen(cmd, cwd=root, stdout=out, stderr=subprocess.STDOUT)
+
+    def stop(proc: subprocess.Popen) -> None:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+    try:
+        proc, uri = serve(start, wait_for_health, stop, log)
+    except RuntimeError as error:
+        pytest.fail(f"{error}\n{log.read_text(errors='replace')[-3000:]}")
     yield uri
-    proc.terminate()
-    proc.wait(timeout=30)
+    stop(proc)
 
 
 def runs_of(uri: str, experiment: str):

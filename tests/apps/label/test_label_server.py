@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -24,16 +23,11 @@ import requests
 from monai_ext.io.writers import write_dicom
 from tests.apps.label.conftest import INFERENCE, TRAIN
 from tests.bundles.helpers import REPO, run_bundle, tiny_classify_overrides
+from tests.servers import serve
 
 pytestmark = pytest.mark.slow
 MODEL = "usf_mae_classifier"
 START_TIMEOUT_S = 1200  # includes creating .venv-label on a fresh machine
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def sample_images(folder: Path) -> dict[str, Path]:
@@ -55,24 +49,35 @@ def label_server(work: Path, conf: dict[str, str], **env: str) -> Iterator[tuple
     """Start ``scripts/run_label_server.sh`` on ``work/studies`` (sample images written there) with ``--conf`` pairs
     on a free loopback port; yield (base URL, sample files, log path) once it serves; stop its process group."""
     files = sample_images(work / "studies")
-    port, log = free_port(), work / "server.log"
-    env = {**os.environ, "LABEL_PORT": str(port), "LABEL_APP_DIR": str(work / "app"), **env}
+    log = work / "server.log"
     cmd = ["bash", str(REPO / "scripts" / "run_label_server.sh"), str(work / "studies")]
     for key, value in conf.items():
         cmd += ["--conf", key, value]
-    with open(log, "wb") as out:
-        process = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+
+    def start(port: int) -> subprocess.Popen:
+        variables = {**os.environ, "LABEL_PORT": str(port), "LABEL_APP_DIR": str(work / "app"), **env}
+        with open(log, "wb") as out:
+            return subprocess.Popen(cmd, cwd=REPO, env=variables, stdout=out, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+
     try:
-        wait_until_serving(url, process, log)
+        process, url = serve(start, wait_until_serving, stop_group, log)
+    except RuntimeError as error:
+        pytest.fail(f"{error}:\n{log.read_text(errors='replace')[-6000:]}")
+    try:
         yield url, files, log
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+        stop_group(process)
+
+
+def stop_group(process: subprocess.Popen) -> None:
+    """Stop the script and the server it started (its process group)."""
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -86,18 +91,19 @@ def server(classifier_run, module_tmp):
         yield running
 
 
-def wait_until_serving(url: str, process: subprocess.Popen, log: Path) -> None:
+def wait_until_serving(url: str, process: subprocess.Popen) -> None:
+    """Return once the server answers; RuntimeError if it exits first."""
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            pytest.fail(f"server exited with {process.returncode}:\n{log.read_text()[-6000:]}")
+            raise RuntimeError(f"server exited with {process.returncode}")
         try:
             if requests.get(f"{url}/info/", timeout=5).status_code == 200:
                 return
         except requests.ConnectionError:
             pass
         time.sleep(2)
-    pytest.fail(f"server not serving after {START_TIMEOUT_S} s:\n{log.read_text()[-6000:]}")
+    pytest.fail(f"server not serving after {START_TIMEOUT_S} s")
 
 
 def infer(url: str, path: Path, **params) -> requests.Response:
