@@ -315,6 +315,8 @@ def label_efficiency(
     for name, value, kind in (("repeats", repeats, int), ("val_fraction", val_fraction, float)):
         _require_number(name, value, kind if kind is int else (int, float))
     _require_seed(data_seed)
+    if not 0 < val_fraction < 0.5:  # here, not once a benchmark is generated or a dataset read
+        raise ValueError(f"--val_fraction must be in (0, 0.5), got {val_fraction!r}")
     if per_class is not None:
         _require_count("per_class", per_class)
     if num_folds is not None:
@@ -557,7 +559,7 @@ def _check_options(args: list[str]) -> list[str]:
     end = args.index("--") if "--" in args else len(args)  # after "--" come fire's own flags
     if function is None:
         return args
-    if {"-h", "--help"} & set(args[:end]):
+    if {"-h", "--help"} & set(args):  # after "--" too: fire ran the command first, then showed its result's help
         # fire takes --help as a request for help only before the arguments or after "--"; anywhere else the
         # command ran (a whole ingestion, a datalist overwritten) and its result's help was shown after it
         return [command, "--", "--help"]

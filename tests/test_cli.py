@@ -114,6 +114,9 @@ def dataset(tmp_path: Path) -> Path:
     (["label-efficiency", "{tmp}/le", "{tmp}/root/set/a.png", "--fold", "1"], "--fold is set by the runner"),
     # numbers a library refused deep inside (scikit-learn's seed check, NumPy's negative dimensions) or that fell
     # back to a default in silence (0)
+    # checked first: a whole benchmark was generated (or a dataset read) before it was refused
+    (["label-efficiency", "{tmp}/le", "{tmp}/root/set/a.png", "--val_fraction", "1.5", "--cache_dir", "{tmp}/gen"],
+     "--val_fraction must be in (0, 0.5), got 1.5"),
     (["cross-validate", "subtle", "{tmp}/cv", "--methods", "random", "--data_seed", "-1"],
      "--data_seed must be a whole number from 0 to 2147483647, got -1"),
     (["cross-validate", "folder", "{tmp}/cv", "--root", "{tmp}/root", "--methods", "random", "--data_seed", "-2"],
@@ -484,6 +487,9 @@ def test_segmentation_cross_validation_from_a_relative_cache_dir(tmp_path, monke
     ["cross-validate", "--help"],
     ["label-efficiency", "--help"],
     ["bundle-path", "usf_mae_classify", "--help"],
+    # fire's own way, after "--": the command ran first (a datalist written, images simulated)
+    ["make-datalist", "folder", "{tmp}/root", "{tmp}/keep.json", "--folds", "2", "--", "--help"],
+    ["synthesize", "{tmp}/sim", "--num", "3", "--", "--help"],
 ])
 def test_help_anywhere_shows_help_exits_0_and_runs_nothing(args, dataset, tmp_path, capsys):
     """fire takes --help as a request for help only before the arguments: after them the command ran (1000 images

@@ -621,6 +621,27 @@ def load_inference_weights(network: torch.nn.Module, path: str | os.PathLike, bu
     return str(found_file.resolve())
 
 
+def require_trained_weights(weights: str, allow_random: bool, bundle: str) -> None:
+    """Refuse to predict with random weights unless asked to (``--allow_random_weights true``, a smoke test).
+
+    Without a trained model the classifier's predictions look like any others (a class and its probabilities per
+    file), and the run ended well with one warning line: a user who forgot ``--ckpt_path`` labelled an archive
+    with noise.
+
+    Args:
+        weights: what :func:`load_inference_weights` returned (a path, or ``"random"``).
+        allow_random: the bundle's ``allow_random_weights`` setting, read by :func:`as_flag`.
+        bundle: the bundle's name, for the message.
+
+    Raises:
+        ValueError: random weights not allowed.
+    """
+    if weights == "random" and not allow_random:
+        raise ValueError(f"{bundle} has no trained model to predict with (no models/model.pt in the bundle yet, and "
+                         "no --ckpt_path): its predictions would be random; give --ckpt_path, train the bundle "
+                         "first, or give --allow_random_weights true for a smoke test")
+
+
 # ---------------------------------------------------------------------------------------------------- inputs
 def inference_files(input_dir: str | os.PathLike | None, input_files: str | os.PathLike | Sequence[str] | None,
                     output_dir: str | os.PathLike | None = None, pictures_only: bool = False) -> list[str]:

@@ -26,7 +26,7 @@ BUNDLES = ("usf_mae_pretrain", "usf_mae_classify", "usf_mae_segment")
 FLAGS = {
     "usf_mae_pretrain": {"norm_pix_loss", "resume", "compile", "deannotate"},
     "usf_mae_classify": {"synthetic_multiclass", "linear_probe", "resume", "compile", "class_weighting",
-                         "balanced_sampler", "heatmaps"},
+                         "balanced_sampler", "heatmaps", "allow_random_weights"},
     "usf_mae_segment": {"resume", "compile", "overlays"},
 }
 

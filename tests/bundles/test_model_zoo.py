@@ -159,12 +159,18 @@ def test_classifier_inference_follows_the_checkpoint_record(checkpoints, tmp_pat
     assert list(probabilities.values()) == pytest.approx(expected.tolist(), abs=1e-5)
 
 
-def test_classifier_inference_runs_before_training_with_default_classes(tmp_path) -> None:
+def test_classifier_inference_before_training_refuses_random_weights_unless_asked(tmp_path) -> None:
+    """It predicted with random weights after one warning line and ended well: an archive labelled with noise."""
     image = tmp_path / "scan.png"
     cv2.imwrite(str(image), np.random.default_rng(1).integers(0, 256, (64, 64), np.uint8))
+    overrides = {"bundle_root": str(tmp_path), "output_dir": str(tmp_path / "out"), "arch": TINY, "image_size": 64,
+                 "input_files": [str(image)]}
+    refused = run_python(bundle_command("run", [str(configs("usf_mae_classify") / "inference.yaml")], overrides),
+                         cwd=REPO, timeout=300)
+    assert refused.returncode == 2 and "its predictions would be random; give --ckpt_path" in refused.stderr
+    assert not (tmp_path / "out" / "predictions.json").exists()
     cmd = bundle_command("run", [str(configs("usf_mae_classify") / "inference.yaml")],
-                         {"bundle_root": str(tmp_path), "output_dir": str(tmp_path / "out"), "arch": TINY,
-                          "image_size": 64, "input_files": [str(image)]})
+                         {**overrides, "allow_random_weights": True})
     result = run(cmd)
     assert "RANDOM WEIGHTS" in result.stdout + result.stderr
     predictions = json.loads((tmp_path / "out" / "predictions.json").read_text())
