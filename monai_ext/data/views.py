@@ -20,7 +20,14 @@ import cv2
 import numpy as np
 
 from monai_ext.transforms.deannotate import colour_flow, colour_mask, deannotate, fill_with_local_mean
-from monai_ext.transforms.fov import FieldOfView, detect_fov, detect_view_boxes, solid_components
+from monai_ext.transforms.fov import (
+    FieldOfView,
+    detect_fov,
+    detect_view_boxes,
+    gap_columns,
+    solid_components,
+    view_gaps,
+)
 
 #: What happens to frames with colour-Doppler flow (see :class:`ViewOptions`).
 DOPPLER_POLICIES = ("inpaint", "drop", "keep")
@@ -206,7 +213,11 @@ def view_boxes(gray: np.ndarray, region_box: Sequence[int] | None,
                options: ViewOptions) -> tuple[list[tuple[int, int, int, int]], ReducedCopy | None]:
     """(x0, y0, x1, y1) of each view on a frame: the DICOM region if given, else the detected views of a screen
     (side by side, or a 2 x 2 quad grid: :func:`detect_view_boxes`); and the frame's reduced copy when the single
-    view is the whole frame (its field-of-view detection reuses it)."""
+    view is the whole frame (its field-of-view detection reuses it).
+
+    Gaps between views are looked for on the frame itself (:func:`view_gaps`): halved, a gap of a few pixels is
+    blended with the views around it and bridged by the detection's closing, so the views were taken for one.
+    """
     h, w = gray.shape
     if region_box is not None:
         x0, y0, x1, y1 = (int(v) for v in region_box)
@@ -215,11 +226,26 @@ def view_boxes(gray: np.ndarray, region_box: Sequence[int] | None,
         return [(0, 0, w, h)], None
     reduced = reduce_for_detection(gray, options.fov_threshold)
     small, factor = reduced.small, reduced.factor
-    boxes = detect_view_boxes(small, reduced.threshold, reduced.solid)
+    gaps = view_gaps(gray, options.fov_threshold, reduced.solid[1], factor)
+    boxes = detect_view_boxes(small, reduced.threshold, reduced.solid, gap_columns(gaps, factor, small.shape[1]))
     # the reduced copy dropped odd last rows/columns: a box reaching its edge reaches the full frame's edge
     boxes = [(x0 * factor, y0 * factor, w if x1 == small.shape[1] else x1 * factor,
               h if y1 == small.shape[0] else y1 * factor) for x0, y0, x1, y1 in boxes]
+    boxes = [(snap_to_gap(x0, gaps, factor, w), y0, snap_to_gap(x1, gaps, factor, w), y1) for x0, y0, x1, y1 in boxes]
     return boxes, reduced if len(boxes) == 1 else None
+
+
+def snap_to_gap(x: int, gaps: Sequence[tuple[int, int]], factor: int, width: int) -> int:
+    """A box edge ``x`` inside a frame ``width`` wide, found on a copy reduced by ``factor`` -> the middle of the
+    nearest full-resolution gap (start, end) within ``factor`` columns of it, else ``x`` (the frame's own edges stay).
+
+    The reduced copy places an edge up to ``factor - 1`` columns off: beside a gap narrower than that, inside a view,
+    whose edge columns then went to its neighbour's box.
+    """
+    near = [(start + end) // 2 for start, end in gaps if start - factor <= x <= end + factor]
+    if not 0 < x < width or not near:
+        return x
+    return min(near, key=lambda middle: abs(middle - x))
 
 
 # ---------------------------------------------------------------------------------------------------------- a view

@@ -5,8 +5,8 @@ OCR binary. Here annotations are found by what they are on a screen, with OpenCV
 
 * everything outside the field of view that is not black (text, depth scales, colour bars, logos);
 * coloured pixels (B-mode is gray, or follows the display's tint: :mod:`monai_ext.transforms.tint`; calipers,
-  markers and Doppler overlays do not), split into colour flow (solid areas that survive a 3x3 opening) and
-  coloured marks (thin strokes, which do not);
+  markers and Doppler overlays do not), split into colour flow (filled areas, nine pixels across or more somewhere:
+  :func:`colour_flow`) and coloured marks (strokes up to four pixels wide: text, calipers, measurement tables);
 * bright strokes one or two pixels thin inside the field of view (white calipers, dotted measurement lines, text
   over the image), found with a white top-hat under a 3x3 opening. The scanner's point-spread function makes tissue
   echoes, including specular reflectors, wider than the opening, so they survive; the rare bright, isolated speckle
@@ -47,6 +47,12 @@ from monai_ext.transforms.tint import channel_spread, display_tint, map_deviatio
 INPAINT_RADIUS = 3
 #: What :func:`deannotate` does with colour flow: fill it from the B-mode around it, or keep it as its luma.
 DOPPLER_MODES = ("inpaint", "keep")
+#: Colour flow fills an area: a colour region is flow only if a disk of this radius (pixels: the region is some
+#: nine pixels across there) fits in it somewhere (see :func:`colour_flow`). Coloured strokes up to four pixels wide stay below
+#: it where they cross (4.2 at most) and where they join in glyphs (4.0 for OpenCV text of thickness 2 up to scale
+#: 1.0); a vessel's lumen in a colour box is wider. Narrower flow (small vessels) counts as marks: it is filled all
+#: the same, only not kept by ``doppler="keep"`` nor counted as flow.
+FLOW_MIN_RADIUS = 4.5
 #: How :func:`deannotate` fills: OpenCV's Telea inpainting, or the mean of the known pixels around (see
 #: :func:`fill_with_local_mean`).
 FILL_METHODS = ("telea", "mean")
@@ -92,12 +98,54 @@ def thin_bright_strokes(gray: np.ndarray, min_level: int = 180, min_contrast: in
     return (gray >= min_level) & (tophat >= min_contrast)
 
 
-def colour_flow(colour: np.ndarray) -> np.ndarray:
-    """The solid part of a colour mask: (H, W) bool -> (H, W) bool, what survives a 3x3 opening (flow areas do,
-    calipers, markers and text one or two pixels thin do not)."""
+def colour_flow(colour: np.ndarray, min_radius: float = FLOW_MIN_RADIUS) -> np.ndarray:
+    """The colour-flow part of a colour mask: (H, W) bool -> (H, W) bool.
+
+    What survives a 3x3 opening (calipers, markers and text one or two pixels thin do not), in connected parts that
+    hold a disk of ``min_radius`` (:func:`wide_components`): flow fills an area, while bolder coloured marks (text,
+    calipers, measurement tables drawn three or four pixels thick) survive the opening but stay strokes. Colour is
+    not asked: aliased or fast flow shows yellow and cyan as marks do.
+    """
     if not colour.any():
         return colour
-    return cv2.morphologyEx(colour.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)) > 0
+    solid = cv2.morphologyEx(colour.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    return wide_components(solid, min_radius)
+
+
+def wide_components(mask: np.ndarray, min_radius: float) -> np.ndarray:
+    """The 8-connected components of (H, W) ``mask`` (bool or 0/1) that hold a disk of ``min_radius``: a pixel with
+    no background pixel (nor the image's outside) closer than that, where the Euclidean distance transform reaches
+    ``min_radius``: (H, W) bool.
+
+    That radius is half a component's widest stroke: about w/2 along a stroke w pixels wide, up to w/2 * sqrt(2)
+    where strokes cross and a little more at acute joins, but the radius of the largest disk inside a filled area.
+    Found by an erosion with the disk (:func:`disk_kernel`: the same pixels as OpenCV's exact distance transform, a
+    few times faster), then the components holding one.
+    """
+    wide = np.zeros(mask.shape, bool)
+    # inside the mask's bounding box only (background all around it): a colour box costs its size, not the frame's
+    left, top, width, height = cv2.boundingRect(mask.astype(np.uint8))
+    if width == 0:
+        return wide
+    solid = np.ascontiguousarray(mask[top : top + height, left : left + width], dtype=np.uint8)
+    core = cv2.erode(solid, disk_kernel(min_radius), borderType=cv2.BORDER_CONSTANT, borderValue=0) > 0
+    if not core.any():  # B-mode with coloured marks only: no labelling
+        return wide
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(solid, connectivity=8)
+    inside = wide[top : top + height, left : left + width]  # a view: written through
+    for label in np.unique(labels[core]):
+        x, y, box_width, box_height = stats[label, :4]
+        box = (slice(y, y + box_height), slice(x, x + box_width))
+        inside[box] |= labels[box] == label
+    return wide
+
+
+def disk_kernel(radius: float) -> np.ndarray:
+    """(2k + 1, 2k + 1) uint8 structuring element of the whole offsets closer than ``radius`` to its centre: an
+    erosion with it keeps the pixels whose distance transform is at least ``radius``."""
+    half = int(np.ceil(radius)) - 1  # the farthest whole offset closer than radius
+    offsets = np.arange(-half, half + 1)
+    return (offsets[:, None] ** 2 + offsets[None, :] ** 2 < radius**2).astype(np.uint8)
 
 
 def flat_bright_runs(gray: np.ndarray, min_level: int = 180, length: int = 7) -> np.ndarray:

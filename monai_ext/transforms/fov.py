@@ -34,6 +34,12 @@ MIN_VIEW_ROW_OVERLAP = 0.5
 #: Views stacked in a column of a grid are no wider than this many times their height: a spectral Doppler strip
 #: under a duplex B-mode view is (a band some 3-4 times as wide as tall), the views of a quad screen are not.
 MAX_STACKED_VIEW_ASPECT = 2.0
+#: Side-by-side views closer than the closing of :func:`solid_components` bridges are still apart where a run of at
+#: least this many columns of the screen, at its own resolution, ...
+MIN_GAP_WIDTH = 2
+#: ... holds signal in at most this fraction of the views' rows (a tick or a label in the gap; a dark stripe inside
+#: one view, an acoustic shadow or a cyst, has tissue above or below it).
+MAX_GAP_SIGNAL = 0.02
 
 
 @dataclass
@@ -107,12 +113,14 @@ def to_gray_uint8(image: Any) -> np.ndarray:
     return img[..., 0] if img.shape[-1] == 1 else cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
 
 
-def solid_components(gray: np.ndarray, threshold: int = 0, kernel: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def solid_components(gray: np.ndarray, threshold: int = 0, kernel: int | None = None,
+                     cuts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Connected solid bright regions: (H, W) uint8 gray -> (labels (H, W) int32, OpenCV stats (n, 5)), label 0 the
     background.
 
     Closing with a ``kernel`` disk bridges dark speckle; opening with a disk twice that size removes strokes (text,
-    ticks, calipers) and cuts off bars and boxes that touch the image.
+    ticks, calipers) and cuts off bars and boxes that touch the image. ``cuts``, (W,) bool, are columns set to
+    background after the closing: gaps between views (:func:`view_gaps`) that it would bridge.
     """
     if gray.size == 0:  # OpenCV's morphology crashes the process (no Python error) on an empty image
         raise ValueError(f"cannot find the field of view of an empty image of shape {gray.shape!r}")
@@ -122,7 +130,10 @@ def solid_components(gray: np.ndarray, threshold: int = 0, kernel: int | None = 
     # Pad with background: OpenCV's default border never erodes, so a closing would glue the region to a near edge.
     pad = 2 * size + 1
     signal = cv2.copyMakeBorder((gray > threshold).astype(np.uint8), pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
-    solid = cv2.morphologyEx(cv2.morphologyEx(signal, cv2.MORPH_CLOSE, close), cv2.MORPH_OPEN, opened)
+    closed = cv2.morphologyEx(signal, cv2.MORPH_CLOSE, close)
+    if cuts is not None:
+        closed[:, pad : pad + gray.shape[1]][:, cuts] = 0
+    solid = cv2.morphologyEx(closed, cv2.MORPH_OPEN, opened)
     solid = np.ascontiguousarray(solid[pad:-pad, pad:-pad])
     _, labels, stats, _ = cv2.connectedComponentsWithStats(solid, connectivity=8)
     return labels, stats
@@ -184,6 +195,61 @@ def detect_views(image: Any, threshold: int = 0,
         cuts.append(int((gap_start + right_view[cv2.CC_STAT_LEFT]) // 2))
     cuts.append(width)
     return [(x0, 0, x1, height) for x0, x1 in zip(cuts[:-1], cuts[1:])]
+
+
+def empty_column_runs(gray: np.ndarray, threshold: int, box: tuple[int, int, int, int],
+                      min_width: int = MIN_GAP_WIDTH) -> list[tuple[int, int]]:
+    """Runs (start, end) of at least ``min_width`` columns of (H, W) uint8 ``gray``, end exclusive, inside ``box``
+    (x0, y0, x1, y1) where at most ``MAX_GAP_SIGNAL`` of the box's rows are above ``threshold``, with signal
+    columns on both sides of the run inside the box."""
+    x0, y0, x1, y1 = box
+    if x1 - x0 < min_width + 2 or y1 <= y0:
+        return []
+    signal = np.count_nonzero(gray[y0:y1, x0:x1] > threshold, axis=0)
+    empty = np.concatenate([[False], signal <= MAX_GAP_SIGNAL * (y1 - y0), [False]])
+    edges = np.flatnonzero(np.diff(empty.astype(np.int8)))  # run starts and ends alternate
+    return [(x0 + int(start), x0 + int(end)) for start, end in zip(edges[::2], edges[1::2])
+            if end - start >= min_width and start > 0 and end < x1 - x0]
+
+
+def view_gaps(gray: np.ndarray, threshold: int, stats: np.ndarray, factor: int = 1) -> list[tuple[int, int]]:
+    """Gaps between side-by-side views, bridged or not by :func:`solid_components`: column runs (start, end) of the
+    (H, W) uint8 screen ``gray`` (:func:`empty_column_runs`), left to right.
+
+    They are searched inside the bounding box of each solid region of at least ``MIN_VIEW_AREA`` of the largest's
+    area: two views the closing joined are one region whose box spans both views' rows, and a gap holds no signal
+    over (almost) all of them. Detection may run on a copy reduced by ``factor`` (``stats`` are its
+    :func:`solid_components`); the gaps are looked for at full resolution, where a gap of two pixels is still empty
+    (a reduced copy blends it with the views around it).
+
+    Args:
+        gray: (H, W) uint8 screen at full resolution.
+        threshold: background gray level at full resolution.
+        stats: OpenCV stats (n, 5) of the solid regions of ``gray`` reduced by ``factor``.
+        factor: the reduction of the copy ``stats`` describe.
+    """
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    if len(areas) == 0:
+        return []
+    height, width = gray.shape
+    gaps = set()
+    for left, top, box_width, box_height, area in stats[1:].tolist():  # Python ints: the gaps become box edges
+        if area >= MIN_VIEW_AREA * areas.max():
+            box = (left * factor, top * factor, min((left + box_width) * factor, width),
+                   min((top + box_height) * factor, height))
+            gaps.update(empty_column_runs(gray, threshold, box))
+    return sorted(gaps)
+
+
+def gap_columns(gaps: Sequence[tuple[int, int]], factor: int, width: int) -> np.ndarray:
+    """The columns of a copy reduced by ``factor`` (``width`` wide) that cut at ``gaps`` (full-resolution column
+    runs): (width,) bool, the reduced columns inside each gap and the one holding its middle (a gap narrower than
+    ``factor`` lies inside one reduced column, blended with the views around it)."""
+    cuts = np.zeros(width, bool)
+    for start, end in gaps:
+        cuts[min((start + end) // 2 // factor, width - 1)] = True
+        cuts[-(-start // factor) : end // factor] = True
+    return cuts
 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:
@@ -369,8 +435,8 @@ def detect_fov(image: Any, threshold: int = 0, region_box: Sequence[int] | None 
     return best
 
 
-def detect_view_boxes(gray: np.ndarray, threshold: int = 0,
-                      solid: tuple[np.ndarray, np.ndarray] | None = None) -> list[tuple[int, int, int, int]]:
+def detect_view_boxes(gray: np.ndarray, threshold: int = 0, solid: tuple[np.ndarray, np.ndarray] | None = None,
+                      cuts: np.ndarray | None = None) -> list[tuple[int, int, int, int]]:
     """Views of a screen laid out in a grid (dual-view side by side, quad-view 2 x 2): (x0, y0, x1, y1) per view,
     exclusive ends, column by column and top to bottom in each; one box covering the screen for a single view.
 
@@ -381,12 +447,28 @@ def detect_view_boxes(gray: np.ndarray, threshold: int = 0,
     side by side) the spectral Doppler strip under each B-mode image is not tissue and must stay outside the field
     of view, which :func:`detect_fov` of the whole column keeps it.
 
+    Views closer together than the closing bridges are one region; ``cuts`` (:func:`gap_columns` of
+    :func:`view_gaps`) part them. The layout found with the cuts is taken only when it has more views: a cut that
+    leaves no second view of plausible size (``MIN_VIEW_AREA``, level with the first) changes nothing.
+
     Args:
         gray: (H, W) uint8 screen.
         threshold: background gray level (see :func:`detect_fov`).
         solid: :func:`solid_components` of ``gray`` with this threshold, when computed already.
+        cuts: (W,) bool columns of ``gray`` at gaps between views, or None.
     """
     labels, stats = solid if solid is not None else solid_components(gray, threshold)
+    boxes = _grid_boxes(gray, threshold, labels, stats)
+    if cuts is not None and cuts.any():
+        split = _grid_boxes(gray, threshold, *solid_components(gray, threshold, cuts=cuts))
+        if len(split) > len(boxes):
+            return split
+    return boxes
+
+
+def _grid_boxes(gray: np.ndarray, threshold: int, labels: np.ndarray,
+                stats: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """:func:`detect_view_boxes` on given solid regions (labels (H, W), OpenCV stats (n, 5))."""
     columns = detect_views(gray, threshold, (labels, stats))
     if len(columns) == 1:
         return columns
@@ -412,7 +494,8 @@ def _content_aspect(labels: np.ndarray, box: tuple[int, int, int, int]) -> float
 
 def detect_screen_fov(image: Any, threshold: int = 0) -> FieldOfView:
     """The field of view of a whole screen capture: on a dual- or quad-view screen the union of every view's
-    (:func:`detect_view_boxes`, then :func:`detect_fov` in each, kind "views"); on a single view, :func:`detect_fov`.
+    (:func:`detect_view_boxes`, parted at :func:`view_gaps` too narrow for its closing, then :func:`detect_fov` in
+    each, kind "views"); on a single view, :func:`detect_fov`.
 
     Args:
         image: any image :func:`to_gray_uint8` accepts.
@@ -423,7 +506,8 @@ def detect_screen_fov(image: Any, threshold: int = 0) -> FieldOfView:
     """
     gray = to_gray_uint8(image)
     solid = solid_components(gray, threshold)
-    boxes = detect_view_boxes(gray, threshold, solid)
+    cuts = gap_columns(view_gaps(gray, threshold, solid[1]), 1, gray.shape[1])
+    boxes = detect_view_boxes(gray, threshold, solid, cuts)
     if len(boxes) == 1:
         return detect_fov(gray, threshold, solid=solid)
     found = [fov for fov in (detect_fov(gray, threshold, region_box=box) for box in boxes) if fov.kind != "none"]

@@ -386,3 +386,70 @@ def test_a_view_too_thin_to_fit_the_square_is_left_out(height, width, drop):
     strip = cv2.resize(simulate_frame(5, SimulatorConfig(size=256, geometry="linear")).bmode, (width, height))
     views = prepare_views(strip, None, ViewOptions(size=64, crop_fov=False))
     assert [view.drop for view in views] == [drop]
+
+
+def with_measurement_table(screen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A yellow measurement table in text three pixels wide over the field of view of an :func:`on_screen` linear
+    frame: (H, W, 3) screen, (H, W) bool table pixels."""
+    drawn = np.zeros(screen.shape[:2], np.uint8)
+    for i, line in enumerate(("AC 25.1cm", "HC 31.2cm", "FL 6.1cm", "EFW 1234g")):
+        cv2.putText(drawn, line, (190, 200 + 28 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.7, 255, 2, cv2.LINE_8)
+    marked = screen.copy()
+    marked[drawn > 0] = (255, 255, 0)
+    return marked, drawn > 0
+
+
+@pytest.mark.parametrize("doppler,deannotate", [("drop", True), ("drop", False), ("keep", True)])
+def test_a_bold_coloured_measurement_table_is_not_colour_flow(doppler, deannotate):
+    """A B-mode frame with a yellow table was dropped as doppler_flow (flow fraction 0.05), and with --doppler keep
+    the text reached the cache: strokes three pixels wide survive the opening that parts flow from marks."""
+    frame = simulate_frame(np.random.default_rng([17, 98]), SimulatorConfig(size=480, geometry="linear",
+                                                                             screen_capture=True))
+    clean = on_screen(frame.screen)
+    marked, table = with_measurement_table(clean)
+    assert on_screen(frame.fov_mask)[table].all()  # the table is over the tissue
+    options = ViewOptions(size=128, doppler=doppler, deannotate=deannotate)
+    (view,) = prepare_views(marked, None, options)
+    if doppler == "keep":
+        (plain,) = prepare_views(clean, None, options)
+        x0, y0, x1, y1 = view.crop
+        assert view.crop == plain.crop
+        covered = fit_square(table[y0:y1, x0:x1].astype(np.uint8) * 255, 128) >= 128
+        assert np.abs(view.pixels.astype(int) - plain.pixels)[covered].mean() < 20  # filled, not the text's luma
+    assert view.flow_fraction == 0.0 and view.drop == ""
+
+
+def dual_screen(size: tuple[int, int], gap: int, stripe: bool = False) -> tuple[np.ndarray, list[tuple[int, ...]]]:
+    """Two simulated linear views side by side, ``gap`` columns apart, on a black (width, height) ``size`` screen:
+    (H, W) uint8 screen and each view's (x0, y0, x1, y1). With ``stripe``, the gap holds tissue in the views' top
+    tenth: one view with a dark stripe down from there (an acoustic shadow), not two."""
+    width, height = size
+    view_w, view_h, top = (width - gap - 80) // 2, height * 3 // 4, height // 8
+    screen = np.zeros((height, width), np.uint8)
+    boxes = []
+    for k in range(2):
+        frame = simulate_frame(np.random.default_rng([61, k]), SimulatorConfig(size=480, geometry="linear"))
+        rows, cols = np.flatnonzero(frame.fov_mask.any(1)), np.flatnonzero(frame.fov_mask.any(0))
+        inside = frame.bmode[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+        left = 40 + k * (view_w + gap)
+        screen[top : top + view_h, left : left + view_w] = cv2.resize(inside, (view_w, view_h))
+        boxes.append((left, top, left + view_w, top + view_h))
+    if stripe:
+        screen[top : top + view_h // 10, 40 + view_w : 40 + view_w + gap] = 60
+    return screen, boxes
+
+
+@pytest.mark.parametrize("size,gap", [((960, 480), 2), ((960, 480), 6), ((960, 480), 16), ((1920, 1080), 20),
+                                      ((1920, 1080), 40)], ids=lambda value: "x".join(map(str, value))
+                         if isinstance(value, tuple) else f"gap{value}")
+def test_views_a_narrow_gap_apart_give_one_frame_each_a_dark_stripe_does_not_split(size, gap):
+    """Detection runs on a copy halved to under 320 px, whose closing bridged gaps under about 3% of the screen's
+    width (16 px of 960, 40 of 1920): the two views were cached as one frame. A gap is looked for on the frame; a dark
+    stripe with tissue above it is not one."""
+    screen, boxes = dual_screen(size, gap)
+    views = prepare_views(screen, None, ViewOptions(size=64))
+    assert len(views) == 2
+    for view, box in zip(views, boxes):
+        assert_crop_hugs(" ".join(str(v) for v in view.crop), box, tolerance=4)
+    striped, _ = dual_screen(size, gap, stripe=True)
+    assert len(prepare_views(striped, None, ViewOptions(size=64))) == 1

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -331,3 +333,119 @@ def test_an_empty_image_is_refused_before_opencv(shape):
 
     with pytest.raises(ValueError, match=re.escape(f"empty image of shape {shape!r}")):
         solid_components(np.zeros(shape, np.uint8), 10)
+
+
+Drawing = Callable[[np.ndarray, int, int], None]
+
+
+def _text(lines: tuple[str, ...], scale: float, thickness: int) -> Drawing:
+    """Lines of OpenCV text drawn at 255 on a (H, W) uint8 canvas from (top, left), without anti-aliasing."""
+
+    def draw(canvas: np.ndarray, top: int, left: int) -> None:
+        for i, line in enumerate(lines):
+            cv2.putText(canvas, line, (left, top + 20 + int(32 * scale) * i), cv2.FONT_HERSHEY_SIMPLEX, scale, 255,
+                        thickness, cv2.LINE_8)
+
+    return draw
+
+
+def _calipers(thickness: int, tilted: bool) -> Drawing:
+    """Two caliper crosses (the second tilted when ``tilted``) and the line between them, drawn at 255 on a (H, W)
+    uint8 canvas from (top, left)."""
+
+    def draw(canvas: np.ndarray, top: int, left: int) -> None:
+        ends = ((left + 20, top + 20), (left + 110, top + 60))
+        for k, end in enumerate(ends):
+            kind = cv2.MARKER_TILTED_CROSS if tilted and k else cv2.MARKER_CROSS
+            cv2.drawMarker(canvas, end, 255, kind, 15, thickness, cv2.LINE_8)
+        cv2.line(canvas, ends[0], ends[1], 255, thickness, cv2.LINE_8)
+
+    return draw
+
+
+#: Coloured marks drawn three or four pixels wide (OpenCV thickness 2 or 3): they survive the 3x3 opening that
+#: parts colour flow from one- and two-pixel marks. Name -> (RGB colour, drawing at (top, left) on a canvas).
+BOLD_MARKS = {
+    "yellow measurement table": ((255, 255, 0), _text(("AC 25.1cm", "EFW 1234g"), 0.6, 2)),
+    "cyan label at scale 0.9": ((0, 255, 255), _text(("D1 2.3cm",), 0.9, 2)),
+    "yellow calipers 3 px": ((255, 255, 0), _calipers(2, tilted=False)),
+    "blue calipers 4 px": ((0, 0, 255), _calipers(3, tilted=True)),
+}
+
+
+def flow_and_bold_mark(mark: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Gray B-mode with a vessel in colour flow whose fast core aliases to yellow and cyan, and a bold coloured mark
+    below it: (H, W) B-mode beneath, (H, W) bool flow, (H, W) bool mark, (3, H, W) uint8 frame."""
+    from monai_ext.data.synthetic import velocity_colours
+
+    frame = simulate_frame(5, SimulatorConfig(size=256, geometry="linear"))  # field of view rows 15-217, cols 30-200
+    rgb = np.repeat(frame.bmode[:, :, None], 3, axis=2)
+    rr, cc = np.ogrid[:256, :256]
+    radial = ((rr - 60) / 9.0) ** 2 + ((cc - 115) / 55.0) ** 2
+    vessel = radial < 1
+    direction = np.where(cc < 115, 1.0, -1.0)  # towards the probe on the left (red to yellow), away on the right
+    rgb[vessel] = velocity_colours(((1 - radial) * direction)[vessel])
+    colour, draw = BOLD_MARKS[mark]
+    canvas = np.zeros((256, 256), np.uint8)
+    draw(canvas, 110, 40)
+    drawn = canvas > 0
+    rgb[drawn] = colour
+    return frame.bmode, vessel, drawn, np.moveaxis(rgb, -1, 0)
+
+
+@pytest.mark.parametrize("mark", sorted(BOLD_MARKS))
+def test_bold_coloured_marks_are_marks_and_flow_in_any_colour_is_flow(mark):
+    """Coloured text and calipers three or four pixels wide were colour flow: filled from the tissue only as flow,
+    kept as their luma with doppler="keep", counted in the flow fraction. Flow is told from marks by its width, not
+    its colours: the vessel's yellow and cyan core is flow, as its red and blue edges."""
+    bmode, vessel, drawn, rgb = flow_and_bold_mark(mark)
+    red, green, blue = rgb.astype(int)
+    assert ((red > 200) & (green > 200))[vessel].any() and ((green > 200) & (blue > 200))[vessel].any()
+    fov = FieldOfView(np.ones(bmode.shape, bool), (0, 0, 256, 256), "given", 1.0)
+    found = deannotate(rgb, fov=fov, fill="mean")
+    assert iou(found.flow, vessel) >= 0.95
+    assert not (found.flow & drawn).any()
+    assert found.annotations[drawn].mean() >= 0.99
+    kept = deannotate(rgb, fov=fov, doppler="keep", fill="mean")
+    luma = np.rint(np.moveaxis(rgb, 0, -1).astype(float) @ [0.299, 0.587, 0.114])
+    assert np.abs(kept.image[vessel] - luma[vessel]).max() <= 1  # flow kept as its luma, as asked
+    filled_error = np.abs(kept.image[drawn].astype(float) - bmode[drawn]).mean()
+    assert filled_error < 0.5 * np.abs(luma[drawn] - bmode[drawn]).mean()  # the mark is filled from the tissue
+
+
+def views_apart(gap: int, stripe: bool = False) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Two simulated linear views (fields of view resized to 367 x 304) side by side on a black 440-row screen, ``gap`` columns
+    apart: (H, W) uint8 screen and each view's true mask. With ``stripe``, the gap holds tissue in the views' top
+    tenth: one view with a dark stripe down from there (an acoustic shadow), not two."""
+    views = []
+    for k in range(2):
+        frame = simulate_frame(np.random.default_rng([43, k]), SimulatorConfig(size=480, geometry="linear"))
+        rows, cols = np.flatnonzero(frame.fov_mask.any(1)), np.flatnonzero(frame.fov_mask.any(0))
+        inside = frame.bmode[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+        views.append(cv2.resize(inside, (304, 367), interpolation=cv2.INTER_LINEAR))
+    screen = np.zeros((440, 2 * 304 + gap + 40), np.uint8)
+    truths = []
+    for k, view in enumerate(views):
+        left = 20 + k * (304 + gap)
+        screen[36:403, left : left + 304] = view
+        truth = np.zeros(screen.shape, bool)
+        truth[36:403, left : left + 304] = True
+        truths.append(truth)
+    if stripe:
+        screen[36:73, 324 : 324 + gap] = views[0][:37, -gap:]
+    return screen, truths
+
+
+@pytest.mark.parametrize("gap", [2, 6])
+def test_views_closer_than_the_closing_bridges_are_parted_a_dark_stripe_is_not(gap):
+    """The closing of a 440-row screen (a 9 px disk) bridged gaps up to 8 px: the two views were one "linear" field of
+    view over both and the gap. A gap is a run of empty columns over the views' whole height."""
+    from monai_ext.transforms.fov import detect_screen_fov
+
+    screen, truths = views_apart(gap)
+    fov = detect_screen_fov(screen)
+    assert fov.kind == "views"
+    assert iou(fov.mask, truths[0] | truths[1]) >= 0.97
+    assert not fov.mask[:, 324 : 324 + gap].any()
+    striped, _ = views_apart(gap, stripe=True)
+    assert detect_screen_fov(striped).kind == "linear"
