@@ -64,10 +64,14 @@ def synthesize(
 
 def inspect_checkpoint(path: str, sha256: str | None = None) -> None:
     """Read a checkpoint safely and report its layout, parameter count and top-level key groups."""
+    from monai_ext.io.checkpoints import CheckpointError
     from monai_ext.networks.checkpoints import read_checkpoint, to_state_dict
 
     checkpoint = read_checkpoint(path, sha256)
-    layout, state_dict = to_state_dict(checkpoint)
+    try:
+        layout, state_dict = to_state_dict(checkpoint)
+    except CheckpointError as e:  # the layout's refusal names no file
+        raise CheckpointError(f"{path}: {e}") from e
     groups = sorted({k.split(".")[0] for k in state_dict})
     info = {
         "path": path,

@@ -32,6 +32,7 @@ def dataset(tmp_path: Path) -> Path:
     folder = tmp_path / "root" / "set"
     folder.mkdir(parents=True)
     cv2.imwrite(str(folder / "a.png"), np.random.default_rng(0).integers(0, 255, (64, 64), np.uint8))
+    torch.save({"a": torch.zeros(1)}, tmp_path / "odd.pt")  # weights of no layout the project knows
     return tmp_path / "root"
 
 
@@ -81,6 +82,7 @@ def dataset(tmp_path: Path) -> Path:
     (["make-datalist", "nosuchprotocol", "{tmp}/root", "{tmp}/list.json"], "nosuchprotocol"),
     (["make-datalist", "nosuchprotocol", "{tmp}/root", "{tmp}/list.json"], "'busi'"),  # the list names every task's
     (["inspect-checkpoint", "{tmp}/missing.pt"], "missing.pt"),
+    (["inspect-checkpoint", "{tmp}/odd.pt"], "{tmp}/odd.pt: unrecognised checkpoint layout"),  # it named no file
     (["inspect-checkpoint", "{tmp}/empty"], "checkpoint '{tmp}/empty' is a folder; give the checkpoint file"),
     (["inspect-checkpoint", "/dev/null"], "checkpoint '/dev/null' is not a regular file"),
     # refused before any data is generated or any training starts

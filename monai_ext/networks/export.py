@@ -145,7 +145,8 @@ def export_checkpoint_onnx(
     content = read_checkpoint(checkpoint)
     kind = (content.get("arch") or {}).get("kind") if isinstance(content, dict) else None
     if kind != "classifier":
-        raise CheckpointError(f"{str(checkpoint)!r} holds a {kind!r} model; ONNX export takes a classifier checkpoint "
+        held = f"holds a {kind!r} model" if kind else "has no architecture record (bare weights)"
+        raise CheckpointError(f"{str(checkpoint)!r} {held}; ONNX export takes a classifier checkpoint "
                               "(the classification bundle's models/model.pt)")
     model = build_from_checkpoint(content, str(checkpoint)).eval()
     size = model.arch_args["img_size"]

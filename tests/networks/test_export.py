@@ -28,6 +28,13 @@ def test_checkpoint_export_refuses_a_pretraining_checkpoint_before_writing(tmp_p
     assert not (tmp_path / "x.onnx").exists()
 
 
+def test_checkpoint_export_says_bare_weights_have_no_architecture_record(tmp_path) -> None:
+    """It said the file "holds a None model"."""
+    torch.save({"head.weight": torch.zeros(2, 4)}, tmp_path / "bare.pt")
+    with pytest.raises(CheckpointError, match=r"bare.pt' has no architecture record \(bare weights\); ONNX export"):
+        export_checkpoint_onnx(tmp_path / "bare.pt", tmp_path / "x.onnx")
+
+
 def _tiny_classifier_checkpoint(path):
     from monai_ext.networks.classifier import build_classifier
 
