@@ -84,10 +84,15 @@ def inspect_checkpoint(path: str, sha256: str | None = None) -> None:
     print(json.dumps(info, indent=1, default=str))
 
 
-def convert_checkpoint(src: str, dst: str, arch: str = "mae_vit_base_patch16_dec512d8b", img_size: int = 224,
+def convert_checkpoint(src: str, dst: str, arch: str | None = None, img_size: int | None = None,
                        in_chans: int = 3, norm_pix_loss: bool = False, sha256: str | None = None) -> None:
-    """Load ``src`` (any known MAE layout) into ``arch`` strictly and save it with its architecture record."""
-    from monai_ext.networks.checkpoints import load_mae_weights, save_model_checkpoint
+    """Load ``src`` (any known MAE layout) into ``arch`` strictly and save it with its architecture record.
+
+    Args:
+        arch, img_size: the MAE to build; default: what ``src`` records (a file of this project), else
+            mae_vit_base_patch16_dec512d8b at 224 px (the released USF-MAE's and Facebook's).
+    """
+    from monai_ext.networks.checkpoints import load_mae_weights, read_checkpoint, save_model_checkpoint
     from monai_ext.networks.mae import build_mae
 
     _check_output_file(dst)  # before the model is built and loaded
@@ -95,10 +100,27 @@ def convert_checkpoint(src: str, dst: str, arch: str = "mae_vit_base_patch16_dec
         # the converted file is another layout (and image size): the source, a released checkpoint whose published
         # SHA-256 identifies it, would be gone
         raise ValueError(f"out {dst!r} is the source checkpoint itself; give another file to write")
+    content = read_checkpoint(src, sha256)
+    record = _mae_record(content, src)
+    arch = arch or record.get("arch") or "mae_vit_base_patch16_dec512d8b"
+    img_size = img_size or record.get("image_size") or 224
     model = build_mae(arch, img_size=img_size, in_chans=in_chans, norm_pix_loss=norm_pix_loss)
-    report = load_mae_weights(model, src, sha256)
+    report = load_mae_weights(model, content, name=src)
     save_model_checkpoint(dst, model, "mae", {"arch": arch, "converted_from": str(Path(src).name)})
     print(f"{src} -> {dst}: {report.summary()}")
+
+
+def _mae_record(content: object, src: str) -> Mapping[str, object]:
+    """The config a file of this project records ({} for foreign files); one of another kind is refused: its keys
+    would be listed at length as a mismatch with an MAE."""
+    arch = content.get("arch") if isinstance(content, Mapping) else None
+    if not isinstance(arch, Mapping):
+        return {}
+    kind = arch.get("kind")
+    if kind not in (None, "mae"):
+        raise ValueError(f"{src} is a {kind!r} checkpoint; convert-checkpoint converts MAE checkpoints (a pretraining "
+                         "bundle's, the released USF-MAE, Facebook's MAE), and a fine-tuned model needs no conversion")
+    return arch.get("config") or {}
 
 
 def _as_list(value: object) -> list[str]:

@@ -593,3 +593,18 @@ def test_ctrl_c_says_what_was_kept_and_how_to_resume(dataset, tmp_path, capsys, 
     code, err = run_main(["prepare-corpus", str(dataset), "--out", str(tmp_path / "cache")], capsys)
     assert code == 130 and err == ("monai_ext prepare-corpus: interrupted; the chunks already written are kept: rerun "
                                    "the same command to resume\n")
+
+
+def test_convert_checkpoint_takes_the_files_record_and_refuses_another_kind(tmp_path, capsys) -> None:
+    """A tiny MAE needed --arch and --img_size restated (the default ViT-B refused it naming only head counts); a
+    classifier gave a 1,200-character list of keys that did not match."""
+    from monai_ext.networks.classifier import build_classifier
+
+    tiny = "mae_vit_tiny_patch16_dec128d2b"
+    save_model_checkpoint(tmp_path / "mae.pt", build_mae(tiny, img_size=64), "mae", {"arch": tiny, "image_size": 64})
+    main(["convert-checkpoint", str(tmp_path / "mae.pt"), str(tmp_path / "converted.pt")])
+    record = torch.load(tmp_path / "converted.pt", weights_only=True)["arch"]
+    assert record["config"]["arch"] == tiny and record["arch_args"]["img_size"] == 64
+    save_model_checkpoint(tmp_path / "cls.pt", build_classifier(tiny, 2, img_size=64), "classifier", {"arch": tiny})
+    code, err = run_main(["convert-checkpoint", str(tmp_path / "cls.pt"), str(tmp_path / "x.pt")], capsys)
+    assert code == 2 and err.count("\n") == 1 and "is a 'classifier' checkpoint; convert-checkpoint converts MAE" in err
