@@ -617,7 +617,13 @@ def load_inference_weights(network: torch.nn.Module, path: str | os.PathLike, bu
         return "random"
     content = read_checkpoint(found_file)
     check_kind(content, path, bundle)
-    logger.info("weights: %s", _load_content(network, content, str(path), encoder_only=False))
+    summary = _load_content(network, content, str(path), encoder_only=False)
+    logger.info("weights: %s", summary)
+    # LoadReport.summary() ends with "adapted=[...]": a grid resized for inference means bare weights (no record
+    # of their image size) meet this run's --image_size, which may not be the size they were trained at
+    if "pos_embed" in summary.rpartition("adapted=")[2]:
+        logger.warning("%s records no image size and its position embeddings were resized to this run's: if it was "
+                       "trained at another size, give that --image_size (predictions at another size are off)", path)
     return str(found_file.resolve())
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
 
@@ -251,6 +252,15 @@ def test_inference_weights_are_loaded_and_named(tiny_files, tmp_path):
         "arch": TINY, "image_size": 64, "class_names": ["a", "b", "c"], "in_channels": 3, "global_pool": "avg",
         "linear_probe": False}
     assert trained_settings(tiny_files["segmenter"], "usf_mae_segment")["feature_size"] == 8
+
+
+@pytest.mark.parametrize("trained_at, warned", [(64, True), (32, False)])
+def test_bare_weights_resized_for_inference_are_warned_of(trained_at, warned, tmp_path, caplog):
+    """Weights without a record, trained at 64 px, ran at the default size after an INFO line only."""
+    torch.save(build_classifier(TINY, 2, img_size=trained_at).state_dict(), tmp_path / "bare.pt")
+    with caplog.at_level(logging.WARNING, logger="monai_ext"):
+        load_inference_weights(build_classifier(TINY, 2, img_size=32), tmp_path / "bare.pt", "usf_mae_classify")
+    assert ("records no image size and its position embeddings were resized" in caplog.text) is warned, caplog.text
 
 
 @pytest.mark.parametrize("kind,bundle,advice", [
