@@ -15,6 +15,15 @@ if [ $# -lt 1 ] || [ "${1#-}" != "$1" ]; then
 fi
 STUDIES="$1"
 shift
+# MONAI Label creates a missing studies folder and serves it empty: a typo would look like an empty worklist.
+# (A DICOMweb address is MONAI Label's remote datastore, not a folder.)
+case "$STUDIES" in
+  http://*|https://*) ;;
+  *) if [ ! -d "$STUDIES" ]; then
+       echo "error: STUDIES_DIR $STUDIES is not an existing folder (MONAI Label would serve it empty)" >&2
+       exit 2
+     fi ;;
+esac
 ensure_label_venv
 APP_DIR="${LABEL_APP_DIR:-$REPO_ROOT/.monailabel/app}"
 # MONAI Label writes logs/, model/ and lib/ next to main.py, so the app runs from a working folder, not the package.

@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
 from fastapi import HTTPException
 from monailabel.datastore.local import LocalDatastore
+from monailabel.endpoints.infer import run_inference
+from monailabel.endpoints.wsi_infer import run_wsi_inference
 from monailabel.interfaces.app import MONAILabelApp
 from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.infer_v2 import InferTask
@@ -32,6 +35,15 @@ from monai_ext.apps.bundle_support import locate_bundle_root
 from monai_ext.apps.label.bundle_model import BundleClassifier, load_bundle_classifier
 from monai_ext.apps.label.datastore import IMAGE_PATTERNS, is_labelled, served_names, warn_unlisted_files
 from monai_ext.apps.label.infer import UltrasoundClassifyInfer
+from monai_ext.apps.label.infer_request import (
+    EndpointCall,
+    RequestedImage,
+    RequestRefused,
+    endpoint_call,
+    request_flag,
+    requested_image,
+    shown_to_client,
+)
 from monai_ext.apps.label.lineage import Lineage, explain_unserved, serves_published
 from monai_ext.apps.label.segment_infer import UltrasoundSegmentInfer
 from monai_ext.apps.label.segment_model import BundleSegmenter, load_bundle_segmenter
@@ -43,6 +55,8 @@ from monai_ext.io.errors import UnreadableImageError
 logger = logging.getLogger(__name__)
 DEFAULT_MODEL_NAME = "usf_mae_classifier"
 DEFAULT_SEGMENTATION_NAME = "usf_mae_segmenter"
+# MONAI Label's endpoints that call app.infer with a file they saved themselves (an upload, a session's image)
+_ENDPOINTS = (run_inference.__code__, run_wsi_inference.__code__)
 
 
 def parse_overrides(text: str) -> dict[str, Any]:
@@ -132,23 +146,56 @@ class UltrasoundClassifierApp(MONAILabelApp):
         return {self.model_name: task, **segmentation}
 
     def infer(self, request: dict[str, Any], datastore: Datastore | None = None) -> dict[str, Any]:
-        """MONAI Label's infer, with unreadable uploads answered as HTTP 422 instead of a server error, and an image
-        id the datastore lacks as HTTP 404 (it was read as a file named '' and refused as unreadable)."""
-        image = request.get("image")
-        if isinstance(image, str) and image and not Path(image).exists():
-            store = datastore or self.datastore()
-            if image not in store.list_images():
-                raise HTTPException(status_code=404, detail=f"no image {image!r} in the datastore")
+        """MONAI Label's infer, serving only a datastore id or the file MONAI Label's endpoint made for this request
+        (see :mod:`monai_ext.apps.label.infer_request`), with refusals answered as HTTP 4xx naming the reason: an
+        unknown model or image id (404), a bad ``heatmap`` param, ``output=image`` without an image to send, an
+        unreadable image (422). Answers name the image as the client knows it, never by its file on the server."""
+        frame = sys._getframe(1)
         try:
-            return super().infer(request, datastore)
+            call = endpoint_call(frame, _ENDPOINTS)
+        finally:
+            del frame  # a frame kept in a local would keep the endpoint's locals alive in a reference cycle
+        store = datastore or self.datastore()
+        try:
+            image = self._accept(request, call, store)
+        except RequestRefused as e:
+            logger.warning("refused infer request for %r (%s): %s", request.get("image"), request.get("model"),
+                           e.detail)
+            raise HTTPException(status_code=e.status, detail=e.detail) from e
+        # MONAI Label resolves an id to its file; the messages below name it by the id instead
+        shown = {store.get_image_uri(request["image"]) if image.is_datastore_id else request["image"]: image.name}
+        try:
+            result = super().infer(request, datastore)
         except UnreadableImageError as e:
             logger.warning("refused %s: %s", request.get("image"), e)
             raise HTTPException(
-                status_code=422, detail=f"not a readable PNG/JPG/BMP/TIFF/DICOM image: {e}"
+                status_code=422, detail=f"not a readable PNG/JPG/BMP/TIFF/DICOM image: {shown_to_client(str(e), shown)}"
             ) from e
         except NonFiniteOutputError as e:  # the model's fault, not the request's: said, not a bare 500
             logger.error("no result for %s: %s", request.get("image"), e)
-            raise HTTPException(status_code=500, detail=str(e)) from e
+            raise HTTPException(status_code=500, detail=shown_to_client(str(e), shown)) from e
+        if call is not None and call.output == "image" and not result.get("file"):
+            # MONAI Label would send a file named None: a TypeError, HTTP 500
+            raise HTTPException(status_code=422, detail=f"model {request.get('model')!r} gave no image for "
+                                                        f"{image.name} (Grad-CAM needs a ViT network): use output=json")
+        return result
+
+    def _accept(self, request: dict[str, Any], call: EndpointCall | None, store: Datastore) -> RequestedImage:
+        """The request's image, once its model, image and params are ones this app serves.
+
+        Raises:
+            RequestRefused: the reason and its HTTP status.
+        """
+        model = request.get("model")
+        if model not in self._infers:  # MONAI Label's own refusal of it was a bare HTTP 500
+            raise RequestRefused(404, f"no model {model!r}; this server serves {', '.join(map(repr, self._infers))}")
+        image = requested_image(request.get("image"), call, store.list_images)
+        if model == self.model_name:
+            heatmap = request_flag(request, "heatmap")
+            if call is not None and call.output == "image" and not heatmap:
+                raise RequestRefused(422, 'output=image returns the Grad-CAM heat map and needs params '
+                                          '{"heatmap": true}; use output=json for the class alone')
+        return image
 
 
 class SegmentationService:

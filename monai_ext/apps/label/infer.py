@@ -16,6 +16,7 @@ from typing import Any
 
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
+from monai_ext.apps.bundle_support import as_flag
 from monai_ext.apps.label.bundle_model import BundleClassifier
 from monai_ext.apps.label.served import ServedModel
 from monai_ext.io.figures import save_png
@@ -58,15 +59,17 @@ class UltrasoundClassifyInfer(InferTask):
         """Run on ``request["image"]`` (a local path: MONAI Label saves uploads to a temporary file first).
 
         Returns:
-            (heat-map PNG path or None, result JSON).
+            (heat-map PNG path or None, result JSON): None without ``{"heatmap": true}``, or for a network without
+            ViT blocks, where Grad-CAM has no tokens to weigh.
 
         Raises:
             UnreadableImageError: the file is not a decodable image; the app turns it into an HTTP 4xx.
+            ValueError: ``heatmap`` is not a yes/no word (the app refuses such a request before it gets here).
         """
         start = time.perf_counter()
         model = self.model
         heatmap_file = None
-        if _truthy(request.get("heatmap", False)):
+        if as_flag(request.get("heatmap", False), "heatmap"):
             result, overlay = model.predict_and_explain(request["image"])
             if overlay is not None:
                 heatmap_file = tempfile.NamedTemporaryFile(suffix="_gradcam.png", delete=False).name
@@ -76,8 +79,3 @@ class UltrasoundClassifyInfer(InferTask):
         result["latency_s"] = round(time.perf_counter() - start, 4)
         logger.info("classified %s as %s in %.3f s", request["image"], result["class"], result["latency_s"])
         return heatmap_file, result
-
-
-def _truthy(value: Any) -> bool:
-    """Request params arrive as JSON (true) or as form strings ("true")."""
-    return value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "yes")

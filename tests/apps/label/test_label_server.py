@@ -153,7 +153,9 @@ def test_non_image_upload_is_a_client_error_and_the_server_keeps_serving(server,
     (tmp_path / name).write_bytes(content)
     response = infer(url, tmp_path / name)
     assert response.status_code == 422, response.text
-    assert "not a readable PNG/JPG/BMP/TIFF/DICOM image" in response.json()["detail"]
+    detail = response.json()["detail"]
+    assert detail.startswith(f"not a readable PNG/JPG/BMP/TIFF/DICOM image: the uploaded file {name!r}: "), detail
+    assert "/tmp" not in detail  # the server's temporary file of the upload was named, which means nothing to a client
     assert infer(url, files["case0_png"]).status_code == 200
 
 
@@ -200,6 +202,54 @@ def test_an_image_id_the_datastore_lacks_is_a_404_naming_it(server) -> None:
     assert response.status_code == 404 and "no image 'case9' in the datastore" in response.text, response.text
     assert requests.post(f"{url}/infer/{MODEL}", params={"image": "case0", "output": "json"},
                          timeout=60).status_code == 200
+
+
+def post_infer(url: str, query: dict, params: dict | None = None, upload: Path | None = None,
+               model: str = MODEL) -> requests.Response:
+    files = {"file": (upload.name, upload.read_bytes())} if upload else None
+    return requests.post(f"{url}/infer/{model}", params=query, files=files,
+                         data={"params": json.dumps(params or {})}, timeout=120)
+
+
+def test_no_file_of_the_server_is_read_by_path_only_datastore_ids_and_uploads(server, tmp_path) -> None:
+    """Any existing path was classified (and its Grad-CAM sent back): only ids were checked against the datastore."""
+    url, files, _ = server
+    outside = tmp_path / "rgb.png"
+    cv2.imwrite(str(outside), np.full((40, 50, 3), 128, np.uint8))
+    for image in [str(outside), str(files["case0_png"]), "../../etc/passwd"]:  # a studies file by path, too
+        for output, params in [("json", {}), ("image", {"heatmap": True})]:
+            response = post_infer(url, {"image": image, "output": output}, params)
+            assert response.status_code == 404, response.text
+            assert response.json()["detail"] == f"no image {image!r} in the datastore"
+    # the request's params are merged over the upload's temporary file by MONAI Label: a path there is refused too
+    response = post_infer(url, {"output": "json"}, {"image": str(outside)}, upload=files["case1_png"])
+    assert response.status_code == 404 and str(outside) in response.json()["detail"], response.text
+    assert post_infer(url, {"output": "json"}, upload=outside).status_code == 200  # the same file uploaded
+
+
+def test_output_image_without_a_heat_map_is_a_422_saying_what_to_ask(server) -> None:
+    """It was HTTP 500 (MONAI Label sent a result file named None)."""
+    url, files, _ = server
+    for query, upload in [({"image": "case0", "output": "image"}, None), ({"output": "image"}, files["case1_png"])]:
+        response = post_infer(url, query, {"heatmap": False} if upload else None, upload=upload)
+        assert response.status_code == 422, response.text
+        assert 'needs params {"heatmap": true}; use output=json' in response.json()["detail"]
+
+
+def test_a_heatmap_param_that_is_no_yes_no_word_is_refused(server) -> None:
+    """"maybe" was read as false: no heat map, and nothing said."""
+    url, _, _ = server
+    response = post_infer(url, {"image": "case0", "output": "json"}, {"heatmap": "maybe"})
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"].startswith("params: heatmap must be one of true/yes/1/false/no/0")
+    assert post_infer(url, {"image": "case0", "output": "json"}, {"heatmap": "no"}).status_code == 200
+
+
+def test_an_unknown_model_is_a_404_naming_the_served_ones(server) -> None:
+    url, _, _ = server
+    response = post_infer(url, {"image": "case0", "output": "json"}, model="nosuchmodel")
+    assert response.status_code == 404, response.text
+    assert response.json()["detail"] == f"no model 'nosuchmodel'; this server serves {MODEL!r}"
 
 
 def test_server_listens_on_loopback_only(server) -> None:

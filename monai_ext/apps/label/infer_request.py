@@ -1,0 +1,154 @@
+"""What the MONAI Label app accepts of an infer request, and how its answers name the image.
+
+MONAI Label 0.8.5's infer endpoint (``monailabel.endpoints.infer.run_inference``) hands ``app.infer`` one dict. Its
+``image`` is the query's ``image`` (meant as a datastore id) or, for an upload, the temporary file the endpoint saved
+it to (``tempfile.NamedTemporaryFile(suffix=...).name``), or a session's image; then the request's ``params`` JSON is
+merged over the dict, so a client may set ``image`` to any text. MONAI Label reads any existing path as the image: a
+client could have any file of the server classified (and its Grad-CAM sent back). The dict alone cannot tell the
+endpoint's own upload from a path a client wrote, so the app looks at the endpoint's variables (its frame, found by
+its code object, :func:`endpoint_call`) and serves only a datastore id or the file the endpoint made for this very
+request (:func:`requested_image`); anything else is refused, and outside the endpoint only datastore ids are served.
+
+Nothing here imports MONAI Label: the main environment tests it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from types import CodeType, FrameType
+from typing import Any
+
+from monai_ext.apps.bundle_support import FLAG_WORDS, as_flag
+
+#: how many frames above ``app.infer`` the endpoint may be (MONAI Label's ``infer_wsi`` calls ``infer`` in between)
+_MAX_DEPTH = 8
+UPLOAD_NAME = "the uploaded file"
+
+
+class RequestRefused(Exception):
+    """An infer request the app refuses; the app answers it with ``status`` and ``detail``.
+
+    Args:
+        status: the HTTP status (4xx).
+        detail: the reason, for the client.
+    """
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class EndpointCall:
+    """What MONAI Label's infer endpoint made of the HTTP request (its own variables, never the client's params).
+
+    Attributes:
+        upload: the temporary file it saved this request's upload to, or None without an upload.
+        upload_name: the client's name of the uploaded file ("" when it sent none).
+        session_id: the request's ``session_id`` ("" without one).
+        session_image: the image file of that session, when the session exists.
+        output: the requested ``output`` (``json``, ``image``, ``all``, ...), or None.
+    """
+
+    upload: str | None = None
+    upload_name: str = ""
+    session_id: str = ""
+    session_image: str | None = None
+    output: str | None = None
+
+
+@dataclass(frozen=True)
+class RequestedImage:
+    """The image an accepted request names.
+
+    Attributes:
+        name: how answers name it: ``image 'case0'`` or ``the uploaded file 'scan.png'``.
+        is_datastore_id: True for an image id of the datastore; False for the endpoint's upload or session file.
+    """
+
+    name: str
+    is_datastore_id: bool
+
+
+def endpoint_call(frame: FrameType | None, endpoints: Collection[CodeType]) -> EndpointCall | None:
+    """The endpoint's view of the request, read from the first of ``frame`` and its callers that runs one of
+    ``endpoints`` (compared by identity, so a function of the same name elsewhere is no endpoint).
+
+    Args:
+        frame: the frame of ``app.infer``'s caller.
+        endpoints: the code objects of MONAI Label's endpoint functions (``run_inference.__code__``, ...).
+
+    Returns:
+        None when ``app.infer`` was not called by an endpoint (batch inference, MONAI Label's command line).
+    """
+    depth = 0
+    while frame is not None and depth < _MAX_DEPTH:
+        if any(frame.f_code is code for code in endpoints):
+            local = frame.f_locals
+            file, session, output = local.get("file"), local.get("session"), local.get("output")
+            # image_file is set only where the endpoint saved an upload; file is the client's UploadFile
+            upload = local.get("image_file") if file else None
+            return EndpointCall(
+                upload=str(upload) if upload else None,
+                upload_name=str(getattr(file, "filename", "") or ""),
+                session_id=str(local.get("session_id") or ""),
+                session_image=str(session.image) if session is not None and getattr(session, "image", None) else None,
+                output=getattr(output, "value", output),  # MONAI Label's ResultType enum, or None
+            )
+        frame, depth = frame.f_back, depth + 1
+    return None
+
+
+def requested_image(image: Any, call: EndpointCall | None,
+                    datastore_ids: Callable[[], Collection[str]]) -> RequestedImage:
+    """Accept ``image`` when it is an id of the datastore, or the file the endpoint made for this request (its upload
+    or its session's image); refuse anything else, a path on the server above all.
+
+    Args:
+        image: the request's ``image``.
+        call: the endpoint's view of the request (:func:`endpoint_call`); None outside an endpoint.
+        datastore_ids: lists the datastore's image ids (called only when ``image`` is not the endpoint's file).
+
+    Raises:
+        RequestRefused: 404 for an id the datastore lacks (a path included: it is no id), naming it; 422 for no
+            image or an image that is not text.
+    """
+    if not isinstance(image, str):
+        raise RequestRefused(422, f"'image' must be an image id of the datastore, got {image!r}")
+    if call is not None and image:
+        if image == call.upload:
+            return RequestedImage(f"{UPLOAD_NAME} {call.upload_name!r}" if call.upload_name else UPLOAD_NAME, False)
+        if image == call.session_image:
+            return RequestedImage(f"the image of session {call.session_id!r}", False)
+    if not image:
+        if call is not None and call.session_id:
+            raise RequestRefused(404, f"no session {call.session_id!r}")
+        raise RequestRefused(422, "no image: give image=<id> of the datastore or upload a file")
+    if image in datastore_ids():
+        return RequestedImage(f"image {image!r}", True)
+    raise RequestRefused(404, f"no image {image!r} in the datastore")
+
+
+def request_flag(request: Mapping[str, Any], name: str, default: bool = False) -> bool:
+    """A yes/no request param (``{"heatmap": true}`` or a form's ``"true"``) read with the bundles' yes/no words.
+
+    Raises:
+        RequestRefused: 422 for another value (``"maybe"`` was read as false: the client got no heat map, unsaid).
+    """
+    try:
+        return as_flag(request.get(name, default), name)
+    except ValueError as e:
+        raise RequestRefused(422, f"params: {name} must be one of {'/'.join(FLAG_WORDS)} (or a JSON true/false), "
+                                  f"got {request.get(name)!r}") from e
+
+
+def shown_to_client(text: str, paths: Mapping[str, str]) -> str:
+    """``text`` with each server path of ``paths`` replaced by its name for the client (the temporary file of an
+    upload by "the uploaded file", a datastore image's file by its id): the server's file layout is not the
+    client's business, and the temporary name means nothing to it."""
+    for path, name in sorted(paths.items(), key=lambda item: -len(item[0])):  # a longer path before its prefix
+        if path:
+            text = text.replace(path, name)
+    return text
