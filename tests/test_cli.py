@@ -527,10 +527,11 @@ def test_make_datalist_refuses_a_listed_file_missing_on_disk_and_writes_nothing(
 
 def test_make_datalist_prints_each_class_with_its_count(tmp_path, capsys) -> None:
     """A wrong class (a typo, a folder of masks) shows in the command's own output, not later in a bundle."""
-    from tests.data.test_downstream import _class_folders
+    from tests.data.test_downstream import _class_folders, write_stub
 
     _class_folders(tmp_path / "data", per_class=5, classes=("benign", "malignant", "normal"))
-    (tmp_path / "data" / "normal" / "extra.png").write_bytes(b"png")
+    write_stub(tmp_path / "data" / "normal" / "extra.png", "png")
+    (tmp_path / "data" / "benign" / "cut.png").write_bytes(b"garbage")  # no picture: not counted, nor listed
     main(["make-datalist", "folder", str(tmp_path / "data"), str(tmp_path / "list.json"), "--folds", "3"])
     assert "classes: benign 5, malignant 5, normal 6" in capsys.readouterr().out
 

@@ -25,6 +25,7 @@ from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from monai_ext.data.datalists import patients_by_part
 from monai_ext.data.folders import file_in_any_case, is_hidden_name, walk_files
 from monai_ext.data.identical import keep_one_copy, warn_of_copies_across_parts
+from monai_ext.data.screening import leave_out_non_images
 from monai_ext.io.images import image_stem, is_single_image
 
 logger = logging.getLogger(__name__)
@@ -646,8 +647,17 @@ def folder_protocol(root: str | os.PathLike, folds: int = 5, val_fraction: float
         raise ValueError(f"the sub-folders {layers!r} of {str(root)!r} are a segmentation set's images and masks, "
                          "not classes; make a segmentation datalist (make-datalist image-mask-folders)")
     items = [{"image": str(p), "label": c, "id": image_stem(p)} for c, name in enumerate(folders) for p in images[name]]
-    items = keep_one_copy(items, folders, repr(str(root)))
+    items = keep_one_copy(leave_out_non_images(items, repr(str(root))), folders, repr(str(root)))
+    _require_every_class(items, folders, repr(str(root)))
     return Protocol(root.name, folders, _kfold(items, folds, val_fraction, seed, max_train))
+
+
+def _require_every_class(items: list[dict], class_names: list[str], source: str) -> None:
+    """Refuse a class left with no image once files that cannot be images and copies are left out."""
+    left = sorted(set(range(len(class_names))) - {it["label"] for it in items})
+    if left:
+        raise ValueError(f"{source}: class(es) {[class_names[c] for c in left]!r} have no image left once the files "
+                         "that cannot be images and the copies across classes are left out (see the warnings)")
 
 
 def _without_masks(paths: list[Path], folder: Path) -> list[Path]:
@@ -732,7 +742,8 @@ def csv_protocol(csv_path: str | os.PathLike, folds: int | None = None, val_frac
         if fold_cells:
             item["fold"] = _whole_number(r["fold"], csv_path, line, "fold")
         items.append(item)
-    items = keep_one_copy(items, names, repr(str(csv_path)))
+    items = keep_one_copy(leave_out_non_images(items, repr(str(csv_path))), names, repr(str(csv_path)))
+    _require_every_class(items, names, repr(str(csv_path)))
     if fold_cells and folds is not None:
         raise ValueError(f"{str(csv_path)!r} has a 'fold' column, which sets the folds; leave out folds={folds!r} "
                          "(--folds, --num_folds), or empty the column to let the folds be drawn")

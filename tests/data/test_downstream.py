@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import re
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -14,7 +16,13 @@ from monai_ext.data import downstream as ds
 
 
 def write_stub(path: Path, kind: str) -> None:
-    """A stand-in file of its own bytes: the protocols compare contents, and identical stand-ins would be copies."""
+    """A stand-in file of its own bytes: the protocols compare contents, and identical stand-ins would be copies.
+    A picture's is a real 4 x 4 one (its pixels from its name): the protocols leave out what cannot be a picture."""
+    if path.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp"):
+        seed = int.from_bytes(hashlib.sha256(f"{path.parent.name}/{path.name}".encode()).digest()[:4], "little")
+        pixels = np.random.default_rng(seed).integers(0, 256, (4, 4), np.uint8)
+        path.write_bytes(cv2.imencode(path.suffix.lower(), pixels)[1].tobytes())
+        return
     path.write_bytes(f"{kind} {path.name} {path.parent.name}".encode())
 
 

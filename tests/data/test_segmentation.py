@@ -29,6 +29,7 @@ from monai_ext.data.segmentation import (
 from monai_ext.io.errors import UnreadableImageError
 from monai_ext.io.writers import LPS_AFFINE
 from monai_ext.transforms.masks import LoadMask, LoadMaskd
+from tests.data.test_downstream import write_stub
 
 
 def _write(path: Path, pixels: np.ndarray) -> Path:
@@ -289,7 +290,7 @@ def test_classification_says_the_same_of_the_same_patients(tmp_path: Path, patie
     """One wording for both tasks: the classification CSV protocol over the same 12 images of the same patients."""
     rows = ["path,label,patient"]
     for i in range(12):
-        (tmp_path / f"{i}.png").write_bytes(f"png {i}".encode())  # each its own: copies are left out
+        write_stub(tmp_path / f"{i}.png", "png")  # each its own picture: copies and non-pictures are left out
         rows.append(f"{i}.png,{'benign' if i < 6 else 'malignant'},p{i % patients}")
     (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
     with pytest.raises(ValueError) as refused:
