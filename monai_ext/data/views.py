@@ -311,14 +311,18 @@ def has_no_signal(gray: np.ndarray, mask: np.ndarray, options: ViewOptions) -> b
 #: Views longer than this many times their width (or the reverse) are left out: fitted to the square they would be
 #: a line or two of pixels in an empty frame (a 40 x 12000 strip became one row). An M-mode strip (9:1) is kept.
 MAX_VIEW_ASPECT = 16
-#: A text page is (nearly) two tones far apart: its two most common 8-level bins hold this share of its pixels ...
-TEXT_PAGE_TWO_TONE_SHARE = 0.9
-#: ... these many gray levels apart (text on its background, not a dim scan's neighbouring dark levels) ...
-TEXT_PAGE_TONE_GAP = 128
-#: ... and this share at most is mid-gray (the anti-aliased edges of its letters). Scans sit far above: the
-#: simulator's frames hold 0.9 or more, and a scan mostly of fluid keeps its tissue's speckle.
+#: A text page is a plain background (its level give or take ``_BACKGROUND_SPREAD``) over most of the view ...
+TEXT_PAGE_MIN_BACKGROUND = 0.6
+_BACKGROUND_SPREAD = 16
+#: ... ink this many gray levels away from the background (letters: white on black or blue, black on white) ...
+TEXT_PAGE_INK_CONTRAST = 96
+#: ... little in between (the anti-aliased edges of the letters; a scan's speckle spreads over every level) ...
 TEXT_PAGE_MAX_MIDTONES = 0.1
-_MIDTONES = (40, 215)
+#: ... and the ink is letters: at least this many letter-sized marks; beside the letters and their edges, at most
+#: this share of the view is neither background nor letter (a spectral trace, a vessel wall, a sliver of a fan's
+#: tissue is, however few labels surround it; a worksheet's rules are a few lines).
+TEXT_PAGE_MIN_LETTERS = 8
+TEXT_PAGE_MAX_OTHER = 0.01
 
 
 def is_text_page(gray: np.ndarray, mask: np.ndarray) -> bool:
@@ -330,16 +334,42 @@ def is_text_page(gray: np.ndarray, mask: np.ndarray) -> bool:
     Args:
         gray: (H, W) uint8 view as shown (before de-annotation).
         mask: (H, W) bool field of view.
+
+    Returns:
+        Whether the view is a plain background (of any level) with letters on it and next to nothing else.
     """
-    values = gray[mask.astype(bool)]
+    inside = mask.astype(bool)
+    values = gray[inside]
     if values.size == 0:
         return False
-    histogram = np.bincount(values // 8, minlength=32)
-    first, second = np.argsort(histogram)[-2:]
-    two_tones = (histogram[first] + histogram[second]) / values.size >= TEXT_PAGE_TWO_TONE_SHARE
-    far_apart = abs(int(first) - int(second)) * 8 >= TEXT_PAGE_TONE_GAP
-    midtones = np.count_nonzero((values > _MIDTONES[0]) & (values < _MIDTONES[1])) / values.size
-    return bool(two_tones and far_apart and midtones <= TEXT_PAGE_MAX_MIDTONES)
+    # the background: the most common level, counted with its neighbours (a gradient or JPEG noise spreads it)
+    counts = np.convolve(np.bincount(values, minlength=256), np.ones(2 * _BACKGROUND_SPREAD + 1), mode="same")
+    distance = np.abs(gray.astype(np.int16) - int(np.argmax(counts)))
+    background = (distance <= _BACKGROUND_SPREAD) & inside
+    ink = (distance >= TEXT_PAGE_INK_CONTRAST) & inside
+    midtones = 1.0 - (np.count_nonzero(background) + np.count_nonzero(ink)) / values.size
+    if np.count_nonzero(background) < TEXT_PAGE_MIN_BACKGROUND * values.size or midtones > TEXT_PAGE_MAX_MIDTONES:
+        return False
+    letters = _letters(ink)
+    if letters is None:
+        return False
+    # what is left once the letters and their anti-aliased edges are taken out: a scan's tissue, not a page's
+    edges = cv2.dilate(letters.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    other = inside & ~background & ~edges
+    return np.count_nonzero(other) <= TEXT_PAGE_MAX_OTHER * values.size
+
+
+def _letters(ink: np.ndarray) -> np.ndarray | None:
+    """(H, W) bool: the marks of (H, W) bool ``ink`` of a letter's size, when there are enough of them to be text;
+    None otherwise."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(ink.astype(np.uint8), connectivity=8)
+    widths, heights, areas = stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT], stats[:, cv2.CC_STAT_AREA]
+    tallest = max(12, ink.shape[0] // 8)  # a glyph of a line of text, on pages of any resolution
+    letter = (heights >= 5) & (heights <= tallest) & (widths <= 3 * tallest) & (areas >= 8)
+    letter[0] = False  # label 0 is what is not ink
+    if int(letter.sum()) < TEXT_PAGE_MIN_LETTERS:
+        return None
+    return letter[labels]
 
 
 def prepare_views(pixels: np.ndarray, region_box: Sequence[int] | None, options: ViewOptions) -> list[PreparedView]:

@@ -360,12 +360,36 @@ WORKSHEET = [f"BPD {40 + i}.0 mm  HC {170 + i} mm  AC {150 + i} mm" for i in ran
     (PATIENT_SCREEN, 255, 0, 2),  # white on black, letters 3 px wide: more than de-annotation removes
     (PATIENT_SCREEN, 230, 0, 1),
     (WORKSHEET, 0, 255, 2),  # black on white
+    (PATIENT_SCREEN, 255, 128, 2),  # on gray: the fixed mid-tone test let these through
+    (PATIENT_SCREEN, 255, 64, 2),
+    (WORKSHEET, 0, 200, 2),
 ])
 @pytest.mark.parametrize("deannotate", [True, False])
 def test_pages_of_text_are_left_out_not_cached_with_the_patients_name(lines, ink, paper, thickness, deannotate):
     """A patient-data screen passed the signal check and reached the cache whole, its name and ID legible."""
     views = prepare_views(text_page(lines, ink, paper, thickness), None, ViewOptions(size=64, deannotate=deannotate))
     assert [view.drop for view in views] == ["text_page"] * len(views) and views
+
+
+def test_a_patient_screen_on_a_coloured_background_is_left_out():
+    page = np.zeros((480, 640, 3), np.uint8)
+    page[:] = (30, 40, 110)  # a scanner's dark blue
+    for row, line in enumerate(PATIENT_SCREEN):
+        cv2.putText(page, line, (30, 60 + 50 * row), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (255, 255, 255), 2, cv2.LINE_AA)
+    assert [view.drop for view in prepare_views(page, None, ViewOptions(size=64))] == ["text_page"]
+
+
+@pytest.mark.parametrize("crop_fov", [True, False])
+def test_a_spectral_doppler_strip_with_its_scale_is_kept(crop_fov):
+    """Black, with a bright trace over a few rows and a scale's digits: the two-tone test took it for a page."""
+    strip = np.zeros((300, 800), np.uint8)
+    for x in range(760):  # a gray trace over a twelfth of the strip: two tones far apart, few mid-tones
+        strip[150 - int(15 + 25 * np.sin(x / 40) ** 2) : 150, x] = 160
+    strip[150, :] = 255  # the baseline
+    for i, label in enumerate(["-40", "-20", "0", "20", "40", "cm/s"]):
+        cv2.putText(strip, label, (762, 30 + 50 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.4, 255, 1)
+    views = prepare_views(strip, (0, 0, 800, 300), ViewOptions(size=64, crop_fov=crop_fov))
+    assert [view.drop for view in views] == [""]
 
 
 @pytest.mark.parametrize("fluid", [0.0, 0.6, 0.85])
