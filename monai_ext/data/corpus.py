@@ -427,26 +427,24 @@ def ingest(root: Path, out: Path, options: CorpusOptions, sources: list[str], wo
     todo = sorted(todo + _chunks_with_changed_files(root, out, chunks, set(todo)))
     bar = tqdm(total=len(chunks), initial=len(chunks) - len(todo), desc="ingest (chunks)", unit="chunk")
     kill_after = int(os.environ.get(KILL_AFTER_CHUNKS_ENV, "0") or 0)
-    done = 0
+    written: set[int] = set()  # by this run: a chunk queued for its changed files still has its old result
     while todo:
         suspects = [i for i in todo if started_marker(_chunk_paths(out, i)[1]).exists()]
         for index in suspects:  # in this process, once its killers are known: progress whatever the pool does
-            _write_chunk(_job_of_suspect(index, chunks[index], root, out, options))
-            done += 1
+            written.add(_write_chunk(_job_of_suspect(index, chunks[index], root, out, options))[0])
             bar.update()
         jobs = [(i, chunks[i], str(root), str(out), options, {}) for i in todo if i not in suspects]
         try:
-            for _ in _run_chunks(jobs, workers):
-                done += 1
+            for index, _, _ in _run_chunks(jobs, workers):
+                written.add(index)
                 bar.update()
-                _kill_hook(done, kill_after)
+                _kill_hook(len(written), kill_after)
         except BrokenProcessPool:
             if not any(started_marker(_chunk_paths(out, i)[1]).exists() for i in todo):
                 raise RuntimeError(f"a worker process died before it read any chunk of {root}: rerun with "
                                    "--workers 1 to see why") from None
             logger.warning("a reader process died; the chunks it was reading are read again file by file")
-        todo = [i for i in todo if not _chunk_paths(out, i)[1].exists()
-                or started_marker(_chunk_paths(out, i)[1]).exists()]
+        todo = [i for i in todo if i not in written]
     bar.close()
 
 

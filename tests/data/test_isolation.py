@@ -91,3 +91,32 @@ def test_a_file_that_kills_its_reader_is_skipped_by_name_and_the_rest_is_kept(tm
     skipped = json.loads((out / "report.json").read_text())["skipped_files"]
     assert skipped == [{"source": "site/killer.png", "reason": f"site/killer.png: {KILLED_READER}"}]
     assert not list((out / "chunks").glob("*.started"))
+
+
+@pytest.mark.slow
+def test_chunks_read_again_for_changed_files_are_all_read_after_a_reader_dies(tmp_path) -> None:
+    """After the pool broke, a chunk queued for its changed files (its old result still there) was dropped from the
+    work and kept its old frames, and the run ended well."""
+    (tmp_path / "no_hook").mkdir()
+    (tmp_path / "hook").mkdir()
+    (tmp_path / "hook" / "sitecustomize.py").write_text(KILLER_HOOK)
+    site = tmp_path / "root" / "site"
+    site.mkdir(parents=True)
+    names = [f"scan{index}.png" for index in range(5)] + ["killer.png"]
+    for index, name in enumerate(names):
+        cv2.imwrite(str(site / name), us_image(96, seed=60 + index))
+    out = tmp_path / "cache"
+    assert run_corpus(tmp_path / "root", out, tmp_path / "no_hook", 2).returncode == 0
+
+    def hashes() -> dict[str, str]:
+        with open(out / "manifest.csv", newline="", encoding="utf-8") as f:
+            return {row["source"]: row["sha256"] for row in csv.DictReader(f)}
+
+    before = hashes()
+    for index, name in enumerate(names):  # every file re-exported in place
+        cv2.imwrite(str(site / name), us_image(96, seed=80 + index))
+    again = run_corpus(tmp_path / "root", out, tmp_path / "hook", 2)
+    assert again.returncode == 0, again.stderr[-3000:]
+    after = hashes()
+    assert sorted(after) == [f"site/scan{i}.png" for i in range(5)]
+    assert all(after[source] != before[source] for source in after)  # every changed file read again
