@@ -85,12 +85,14 @@ def inspect_checkpoint(path: str, sha256: str | None = None) -> None:
 
 
 def convert_checkpoint(src: str, dst: str, arch: str | None = None, img_size: int | None = None,
-                       in_chans: int = 3, norm_pix_loss: bool = False, sha256: str | None = None) -> None:
+                       in_chans: int | None = None, norm_pix_loss: bool | None = None,
+                       sha256: str | None = None) -> None:
     """Load ``src`` (any known MAE layout) into ``arch`` strictly and save it with its architecture record.
 
     Args:
-        arch, img_size: the MAE to build; default: what ``src`` records (a file of this project), else
-            mae_vit_base_patch16_dec512d8b at 224 px (the released USF-MAE's and Facebook's).
+        arch, img_size, in_chans, norm_pix_loss: the MAE to build; default: what ``src`` records (a file of this
+            project), else the released USF-MAE's and Facebook's: mae_vit_base_patch16_dec512d8b, 224 px, 3
+            channels, no per-patch normalisation.
     """
     from monai_ext.networks.checkpoints import load_mae_weights, read_checkpoint, save_model_checkpoint
     from monai_ext.networks.mae import build_mae
@@ -101,26 +103,28 @@ def convert_checkpoint(src: str, dst: str, arch: str | None = None, img_size: in
         # SHA-256 identifies it, would be gone
         raise ValueError(f"out {dst!r} is the source checkpoint itself; give another file to write")
     content = read_checkpoint(src, sha256)
-    record = _mae_record(content, src)
-    arch = arch or record.get("arch") or "mae_vit_base_patch16_dec512d8b"
-    img_size = img_size or record.get("image_size") or 224
+    config, arch_args = _mae_record(content, src)
+    arch = arch or config.get("arch") or "mae_vit_base_patch16_dec512d8b"
+    img_size = img_size or arch_args.get("img_size") or config.get("image_size") or 224
+    in_chans = in_chans or arch_args.get("in_chans") or 3
+    norm_pix_loss = bool(arch_args.get("norm_pix_loss", False)) if norm_pix_loss is None else norm_pix_loss
     model = build_mae(arch, img_size=img_size, in_chans=in_chans, norm_pix_loss=norm_pix_loss)
     report = load_mae_weights(model, content, name=src)
     save_model_checkpoint(dst, model, "mae", {"arch": arch, "converted_from": str(Path(src).name)})
     print(f"{src} -> {dst}: {report.summary()}")
 
 
-def _mae_record(content: object, src: str) -> Mapping[str, object]:
-    """The config a file of this project records ({} for foreign files); one of another kind is refused: its keys
-    would be listed at length as a mismatch with an MAE."""
+def _mae_record(content: object, src: str) -> tuple[Mapping[str, object], Mapping[str, object]]:
+    """(config, arch_args) a file of this project records (empty for foreign files); a file of another kind is
+    refused: its keys would be listed at length as a mismatch with an MAE."""
     arch = content.get("arch") if isinstance(content, Mapping) else None
     if not isinstance(arch, Mapping):
-        return {}
+        return {}, {}
     kind = arch.get("kind")
     if kind not in (None, "mae"):
         raise ValueError(f"{src} is a {kind!r} checkpoint; convert-checkpoint converts MAE checkpoints (a pretraining "
                          "bundle's, the released USF-MAE, Facebook's MAE), and a fine-tuned model needs no conversion")
-    return arch.get("config") or {}
+    return arch.get("config") or {}, arch.get("arch_args") or {}
 
 
 def _as_list(value: object) -> list[str]:

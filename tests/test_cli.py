@@ -602,10 +602,13 @@ def test_convert_checkpoint_takes_the_files_record_and_refuses_another_kind(tmp_
     from monai_ext.networks.classifier import build_classifier
 
     tiny = "mae_vit_tiny_patch16_dec128d2b"
-    save_model_checkpoint(tmp_path / "mae.pt", build_mae(tiny, img_size=64), "mae", {"arch": tiny, "image_size": 64})
+    gray = build_mae(tiny, img_size=64, in_chans=1, norm_pix_loss=True)  # a gray MAE; its config names the arch only
+    save_model_checkpoint(tmp_path / "mae.pt", gray, "mae", {"arch": tiny})
     main(["convert-checkpoint", str(tmp_path / "mae.pt"), str(tmp_path / "converted.pt")])
     record = torch.load(tmp_path / "converted.pt", weights_only=True)["arch"]
-    assert record["config"]["arch"] == tiny and record["arch_args"]["img_size"] == 64
+    assert record["config"]["arch"] == tiny
+    assert {key: record["arch_args"][key] for key in ("img_size", "in_chans", "norm_pix_loss")} == {
+        "img_size": 64, "in_chans": 1, "norm_pix_loss": True}  # it became a 3-channel 224-px MAE
     save_model_checkpoint(tmp_path / "cls.pt", build_classifier(tiny, 2, img_size=64), "classifier", {"arch": tiny})
     code, err = run_main(["convert-checkpoint", str(tmp_path / "cls.pt"), str(tmp_path / "x.pt")], capsys)
     assert code == 2 and err.count("\n") == 1 and "is a 'classifier' checkpoint; convert-checkpoint converts MAE" in err
