@@ -40,6 +40,9 @@ MIN_GAP_WIDTH = 2
 #: ... holds signal in at most this fraction of the views' rows (a tick or a label in the gap; a dark stripe inside
 #: one view, an acoustic shadow or a cyst, has tissue above or below it).
 MAX_GAP_SIGNAL = 0.02
+#: ... where signal is anything above this level: the screen's own black between views is black, while a dark
+#: column inside one view (an acoustic shadow, a dead element, lost contact) keeps the noise of its gain.
+MAX_GAP_LEVEL = 2
 
 
 @dataclass
@@ -200,12 +203,12 @@ def detect_views(image: Any, threshold: int = 0,
 def empty_column_runs(gray: np.ndarray, threshold: int, box: tuple[int, int, int, int],
                       min_width: int = MIN_GAP_WIDTH) -> list[tuple[int, int]]:
     """Runs (start, end) of at least ``min_width`` columns of (H, W) uint8 ``gray``, end exclusive, inside ``box``
-    (x0, y0, x1, y1) where at most ``MAX_GAP_SIGNAL`` of the box's rows are above ``threshold``, with signal
-    columns on both sides of the run inside the box."""
+    (x0, y0, x1, y1) where at most ``MAX_GAP_SIGNAL`` of the box's rows are above ``threshold`` (and above
+    ``MAX_GAP_LEVEL``: black), with signal columns on both sides of the run inside the box."""
     x0, y0, x1, y1 = box
     if x1 - x0 < min_width + 2 or y1 <= y0:
         return []
-    signal = np.count_nonzero(gray[y0:y1, x0:x1] > threshold, axis=0)
+    signal = np.count_nonzero(gray[y0:y1, x0:x1] > min(threshold, MAX_GAP_LEVEL), axis=0)
     empty = np.concatenate([[False], signal <= MAX_GAP_SIGNAL * (y1 - y0), [False]])
     edges = np.flatnonzero(np.diff(empty.astype(np.int8)))  # run starts and ends alternate
     return [(x0 + int(start), x0 + int(end)) for start, end in zip(edges[::2], edges[1::2])

@@ -477,3 +477,14 @@ def test_views_a_narrow_gap_apart_give_one_frame_each_a_dark_stripe_does_not_spl
         assert_crop_hugs(" ".join(str(v) for v in view.crop), box, tolerance=4)
     striped, _ = dual_screen(size, gap, stripe=True)
     assert len(prepare_views(striped, None, ViewOptions(size=64))) == 1
+
+
+@pytest.mark.parametrize("gap", [2, 6])
+def test_a_full_height_dark_column_with_noise_inside_a_view_does_not_split_it(gap):
+    """A shadow or a dead element down the whole view is dark, not the screen's black: it keeps its gain's noise,
+    and two 'views' cut at it would be halves of one."""
+    screen, _ = dual_screen((960, 480), gap)
+    top, height, left = 480 // 8, 480 * 3 // 4, 40 + (960 - gap - 80) // 2
+    noise = np.random.default_rng(3).integers(3, 10, (height, gap)).astype(np.uint8)  # under the FOV threshold
+    screen[top : top + height, left : left + gap] = noise
+    assert len(prepare_views(screen, None, ViewOptions(size=64))) == 1
