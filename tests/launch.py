@@ -7,8 +7,11 @@ import subprocess
 from collections.abc import Sequence
 from typing import Any
 
-#: Seconds a launcher gets to stop its workers after SIGTERM before it is killed.
-GRACE_S = 30
+#: Seconds a launcher gets to stop its workers after SIGTERM before it is killed. More than torchrun's own 30 s: it
+#: SIGKILLs the workers that have not stopped 30 s after its SIGTERM (a worker blocked in a collective never runs the
+#: trainer's Python SIGTERM handler). Killed at the same 30 s, torchrun left them running, orphaned and holding its
+#: output pipes, and ``communicate`` waited for them until the process group's 30-minute timeout.
+GRACE_S = 45
 
 
 def run_bounded(cmd: Sequence[str], *, timeout: float, check: bool = False,

@@ -20,7 +20,13 @@ from monai.engines import SupervisedTrainer
 from monai.engines.utils import IterationEvents
 from monai.transforms import Decollated
 
-from monai_ext.engines.distributed import all_reduce_mean, collective_device, is_distributed, ranks_flagged
+from monai_ext.engines.distributed import (
+    all_reduce_mean,
+    collective_device,
+    evaluation_network,
+    is_distributed,
+    ranks_flagged_each,
+)
 from monai_ext.engines.signals import stop_signals_raise
 from monai_ext.io.settings import is_unset
 
@@ -74,9 +80,24 @@ class ShardSafeEvaluatorMixin:
     no image. MONAI's ``Workflow.run`` then returns at once, and the ranks that do have images wait forever in the
     metrics' collectives. Here such a rank fires the run's events without iterations, so its metrics reset,
     contribute nothing and gather like everyone else's. Put it before the MONAI evaluator class in the bases.
+
+    The forwards are the only other collective: a ``DistributedDataParallel`` network broadcasts rank 0's buffers
+    (BatchNorm statistics) at the start of its forward, which a rank without images never joins. So each run takes
+    rank 0's buffers once on every rank and validates through the unwrapped module
+    (:func:`~monai_ext.engines.distributed.evaluation_network`); ``network`` is the wrapper again afterwards.
     """
 
     def run(self, global_epoch: int = 1) -> None:
+        wrapper = self.network  # type: ignore[has-type]
+        # every rank, an empty one included, before any forward: the buffers' broadcast is a collective
+        self.network = evaluation_network(wrapper)
+        try:
+            self._run_shard(global_epoch)
+        finally:
+            self.network = wrapper  # training, checkpoints and later runs see the network they were given
+
+    def _run_shard(self, global_epoch: int) -> None:
+        """MONAI's run, or for an empty shard in a process group its events without iterations."""
         if self.state.epoch_length != 0 or not is_distributed():
             super().run(global_epoch)  # type: ignore[misc]
             return
@@ -133,6 +154,9 @@ class RobustStepTrainer(SupervisedTrainer):
         self.max_nonfinite_steps = max_nonfinite_steps
         self.log_interval = log_interval
         self.nonfinite_in_a_row = 0
+        # whether every loss of the current accumulation window's earlier micro-steps was finite (None: no earlier
+        # micro-step), a tensor on the device so that keeping it costs no host read
+        self._window_losses_finite: torch.Tensor | None = None
 
 
     def run(self, *args: Any, **kwargs: Any) -> Any:
@@ -181,29 +205,39 @@ class RobustStepTrainer(SupervisedTrainer):
 
     def _optimizer_step(self, engine: RobustStepTrainer, loss: torch.Tensor) -> None:
         """Clip and step when the loss and the clipped gradient norm are finite on every rank; otherwise every rank
-        skips the step (and stops after ``max_nonfinite_steps`` skips in a row)."""
+        skips the step (and stops after ``max_nonfinite_steps`` skips in a row).
+
+        The warning names the ranks whose own loss was non-finite (over the step's micro-steps) as the source: under
+        DDP the gradient norm is measured after the gradients were averaged over ranks, so one rank's NaN makes
+        every rank's norm NaN, and naming those ranks blamed the whole world for one rank's batch.
+        """
         params = [p for group in engine.optimizer.param_groups for p in group["params"]]
         max_norm = self.clip_grad_norm or float("inf")
         total_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+        loss_finite = torch.isfinite(loss)
+        if self._window_losses_finite is not None:  # an earlier micro-step of the window had its own loss
+            loss_finite = loss_finite & self._window_losses_finite
+        self._window_losses_finite = None
         # The norm of the clipped gradients is min(total, max_norm): finite exactly when the total is.
-        finite = bool(torch.isfinite(loss) & torch.isfinite(total_norm))
-        # One host read and one small collective per optimiser step: a bad batch on any rank is skipped everywhere.
-        bad_ranks = ranks_flagged(not finite, collective_device(engine.state.device))
-        if not bad_ranks:
+        # One host read and one small collective per optimiser step, for both flags: a bad batch on any rank is
+        # skipped everywhere, and every rank learns where it came from.
+        flags = torch.stack([~loss_finite, ~torch.isfinite(total_norm)]).tolist()  # the one host read
+        loss_ranks, gradient_ranks = ranks_flagged_each(flags, collective_device(engine.state.device))
+        if not loss_ranks and not gradient_ranks:
             engine.optimizer.step()
             self.nonfinite_in_a_row = 0
             return
         self.nonfinite_in_a_row += 1
+        source = nonfinite_source(loss_ranks, gradient_ranks)
         logger.warning(
-            "non-finite loss or gradient norm on rank(s) %s at iteration %d: step skipped on every rank "
-            "(%d in a row, limit %d)",
-            bad_ranks, engine.state.iteration, self.nonfinite_in_a_row, self.max_nonfinite_steps,
+            "%s at iteration %d: step skipped on every rank (%d in a row, limit %d)",
+            source, engine.state.iteration, self.nonfinite_in_a_row, self.max_nonfinite_steps,
         )
         engine.optimizer.zero_grad(set_to_none=True)
         if self.nonfinite_in_a_row >= self.max_nonfinite_steps:
             raise FloatingPointError(
                 f"{self.nonfinite_in_a_row} optimiser steps in a row had a non-finite loss or gradient norm (last at "
-                f"iteration {engine.state.iteration}, on rank(s) {bad_ranks}); every rank stops "
+                f"iteration {engine.state.iteration}: {source}); every rank stops "
                 f"(max_nonfinite_steps={self.max_nonfinite_steps})"
             )
 
@@ -214,6 +248,8 @@ class RobustStepTrainer(SupervisedTrainer):
         engine.network.train()
         if zero_grad:
             engine.optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
+            # a new window: nothing of an earlier one's losses (a window cut short by a raised step or a resume)
+            self._window_losses_finite = None
         # DDP all-reduces gradients only on the micro-step that steps the optimiser.
         sync = nullcontext() if step or not hasattr(engine.network, "no_sync") else engine.network.no_sync()
         with sync:
@@ -223,13 +259,34 @@ class RobustStepTrainer(SupervisedTrainer):
             engine.fire_event(IterationEvents.LOSS_COMPLETED)
             (loss / window).backward()
             engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
-        if step:
+        if not step:  # kept for the window's step, which names the ranks of non-finite losses (no host read here)
+            finite = torch.isfinite(loss.detach())
+            held = self._window_losses_finite
+            self._window_losses_finite = finite if held is None else held & finite
+        else:
             self._optimizer_step(engine, loss.detach())
             engine.fire_event(IterationEvents.MODEL_COMPLETED)
         local = loss.detach()
         logged = self._logs_loss(engine)
         return {**outputs, "loss": all_reduce_mean(local) if logged else local, "local_loss": local,
                 "loss_is_global": logged}
+
+
+def nonfinite_source(loss_ranks: list[int], gradient_ranks: list[int]) -> str:
+    """Where a skipped step's non-finite values came from, for the warning and the error.
+
+    The ranks whose own loss was non-finite are the source when there are any; their gradients, all-reduced by DDP,
+    are then non-finite everywhere and not worth naming. Otherwise every loss was finite and the gradients were not
+    (an overflow in the backward pass); under DDP those are the averaged gradients, so the ranks named are usually
+    all of them and the culprit cannot be told apart.
+
+    Args:
+        loss_ranks: ranks whose own loss of the step was non-finite.
+        gradient_ranks: ranks whose (clipped) gradient norm was non-finite.
+    """
+    if loss_ranks:
+        return f"non-finite loss on rank(s) {loss_ranks}"
+    return f"non-finite gradient norm on rank(s) {gradient_ranks} (every rank's loss finite)"
 
 
 def logs_loss(engine: Engine, log_interval: int) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sized
+from collections.abc import Iterator, Mapping, Sequence, Sized
 from typing import Any
 
 import torch
@@ -139,11 +139,27 @@ def ranks_flagged(flag: bool, device: torch.device | str = "cpu") -> list[int]:
     Each rank writes its flag into its own slot of a (world size,) vector and the vector is summed, so a single
     collective tells every rank the same answer (what makes decisions such as "skip this optimiser step" global).
     """
-    slots = torch.zeros(world_size(), dtype=torch.int32, device=device)
-    slots[rank()] = int(bool(flag))
+    return ranks_flagged_each([flag], device)[0]
+
+
+def ranks_flagged_each(flags: Sequence[bool], device: torch.device | str = "cpu") -> list[list[int]]:
+    """For each of several flags, the ranks on which it is true, known to every rank after one all-reduce.
+
+    :func:`ranks_flagged` for several flags at once: a (flags, world size) matrix instead of a vector, so asking
+    about a second condition costs no second collective.
+
+    Args:
+        flags: this rank's flags; every rank passes as many, in the same order.
+        device: where the matrix lives for the collective (see :func:`collective_device`).
+
+    Returns:
+        One list of ranks per flag, in the order of ``flags``.
+    """
+    slots = torch.zeros(len(flags), world_size(), dtype=torch.int32, device=device)
+    slots[:, rank()] = torch.tensor([int(bool(f)) for f in flags], dtype=torch.int32, device=device)
     if is_distributed():
         dist.all_reduce(slots, op=dist.ReduceOp.SUM)
-    return [r for r, bad in enumerate(slots.tolist()) if bad]
+    return [[r for r, bad in enumerate(row) if bad] for row in slots.tolist()]
 
 
 def collective_device(preferred: torch.device | str) -> torch.device:
@@ -191,10 +207,53 @@ class UnpaddedShardSampler(TorchDistributedSampler):
 
 def wrap_ddp(network: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """DistributedDataParallel over ``network`` when distributed (only parameters that require gradients take part;
-    no blanket ``find_unused_parameters``: the project's networks use every trainable parameter)."""
+    no blanket ``find_unused_parameters``: the project's networks use every trainable parameter).
+
+    DDP keeps its default ``broadcast_buffers=True`` for training (rank 0's BatchNorm statistics at the start of
+    every training forward). That broadcast is a collective every rank must join, so validation, where a rank may
+    have no image, does not run through the wrapper: see :func:`evaluation_network`.
+    """
     import torch
 
     if not is_distributed():
         return network
     ids = [device.index] if device.type == "cuda" else None
     return torch.nn.parallel.DistributedDataParallel(network, device_ids=ids)
+
+
+def evaluation_network(network: torch.nn.Module) -> torch.nn.Module:
+    """The module a validation runs: the one inside a ``DistributedDataParallel``, with rank 0's buffers.
+
+    Collective when ``network`` is a DDP wrapper with ``broadcast_buffers`` (DDP's default) in a live group: every
+    rank must call it, those without validation images included. DDP broadcasts rank 0's buffers (BatchNorm running
+    statistics) at the start of a forward, the first one after a training step or the wrapper's creation included,
+    even under ``no_grad``; a rank whose validation shard is empty runs no forward, so the others waited in that
+    broadcast until the group's timeout. Here every rank takes rank 0's buffers once, up front, and the forwards
+    then go through the bare module, which has no collective: every rank validates with the statistics DDP would
+    have given it, whatever the size of its shard. Parameters need nothing: DDP's averaged gradients keep them equal.
+
+    Args:
+        network: the evaluator's network: a DDP wrapper, or any other module (returned as it is).
+
+    Returns:
+        ``network.module`` for a DDP wrapper (its buffers made rank 0's when it broadcasts them), else ``network``.
+    """
+    if not isinstance(network, torch.nn.parallel.DistributedDataParallel):
+        return network
+    if network.broadcast_buffers and is_distributed() and network.process_group is not None:
+        _broadcast_buffers(network.module, network.process_group, set(getattr(network, "parameters_to_ignore", ())))
+    return network.module
+
+
+def _broadcast_buffers(module: torch.nn.Module, group: Any, ignored: set[str]) -> None:
+    """Overwrite ``module``'s buffers with those of the group's rank 0, as DDP's own broadcast does (the buffers DDP
+    was told to ignore are left alone)."""
+    with torch.no_grad():
+        for name, buffer in module.named_buffers():
+            if name in ignored:
+                continue
+            # broadcast needs contiguous memory; a buffer is almost always contiguous, and copied back if not
+            staged = buffer if buffer.is_contiguous() else buffer.contiguous()
+            dist.broadcast(staged, group=group, group_src=0)
+            if staged is not buffer:
+                buffer.copy_(staged)

@@ -7,7 +7,9 @@
 Every rank writes ``OUT.json`` with suffix ``.rank<r>``: ``{bundle: {n_images: {metric: value}}}``. Batches of 2, so
 shards end in short batches; handlers are left out (only the metrics are compared). Under ``"unreadable_on_last_rank"``
 the classification bundle validates 7 images of which the fourth is missing on the last rank only (a node whose copy
-lacks a file; in one process, that rank is the only one).
+lacks a file; in one process, that rank is the only one). Under ``"usf_mae_classify_cnn"`` the classification bundle
+validates 1, 3 and 7 images with cross-validate's ResNet-18 baseline, a BatchNorm network (DDP broadcasts its buffers
+at the start of a forward, which a rank without images never joins).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch
 from monai.bundle import ConfigParser
 from monai.utils import set_determinism
 
+from monai_ext.apps.crossval import cnn_baseline_overrides
 from monai_ext.engines.distributed import destroy_process_group, init_process_group, rank, world_size
 
 REPO = Path(__file__).resolve().parents[2]
@@ -47,7 +50,8 @@ UNREADABLE_ON_LAST_RANK = {"validate#datalist": (
     "@split['test'])[:7])]")}
 
 
-def evaluate(bundle: str, cache: str, n: int, distributed: bool, subset: dict[str, str] | None = None) -> dict[str, float]:
+def evaluate(bundle: str, cache: str, n: int, distributed: bool, subset: dict[str, str] | None = None,
+             network: dict[str, object] | None = None) -> dict[str, float]:
     configs = REPO / "bundles" / bundle / "configs"
     files = [str(configs / "train.yaml")] + ([str(configs / "multi_gpu_train.yaml")] if distributed else [])
     parser = ConfigParser()
@@ -55,7 +59,8 @@ def evaluate(bundle: str, cache: str, n: int, distributed: bool, subset: dict[st
     extra, default_subset = BUNDLES[bundle]
     subset = default_subset if subset is None else subset
     parser.update({**COMMON, **extra, "cache_dir": cache, "ckpt_dir": cache + "/models",
-                   "output_dir": cache + "/eval", **{k: v.replace("{n}", str(n)) for k, v in subset.items()}})
+                   "output_dir": cache + "/eval", **{k: v.replace("{n}", str(n)) for k, v in subset.items()},
+                   **(network or {})})
     set_determinism(seed=0)  # the same random weights in every process (DDP also broadcasts rank 0's)
     evaluator = parser.get_parsed_content("validate#evaluator")
     evaluator.run()
@@ -69,6 +74,8 @@ def main(out: str, cache: str) -> None:
     distributed = init_process_group()
     results = {b: {str(n): evaluate(b, cache, n, distributed) for n in SIZES} for b in BUNDLES}
     results["unreadable_on_last_rank"] = evaluate("usf_mae_classify", cache, 7, distributed, UNREADABLE_ON_LAST_RANK)
+    results["usf_mae_classify_cnn"] = {str(n): evaluate("usf_mae_classify", cache, n, distributed,
+                                                        network=cnn_baseline_overrides()) for n in SIZES}
     results["world_size"] = world_size()
     Path(f"{out}.rank{rank()}").write_text(json.dumps(results, indent=1))
     gc.collect()  # DDP reducers hold gloo work objects; free them before teardown (pytorch/pytorch#179291)

@@ -1,5 +1,7 @@
 """Validation over unequal shards (issue #16, acceptance 1; #20, acceptance 4): every bundle's validation of 1, 3 and
-7 images on 2 and 3 ranks (gloo, CPU) gives the metrics of a single-process evaluation of the same images, with ``n`` the set's size.
+7 images on 2 and 3 ranks (gloo, CPU), and the classification bundle's with a BatchNorm network (the ResNet-18 CNN
+baseline, whose DDP wrapper broadcasts buffers at the start of a forward), gives the metrics of a single-process
+evaluation of the same images, with ``n`` the set's size.
 
 Shards are 1/0, 2/1, 4/3 images on 2 ranks and 1/0/0, 1/1/1, 3/2/2 on 3, in batches of 2: ranks with no image, shards
 ending in a short batch, and a set smaller than the world. A padding sampler would count images twice (``n`` too
@@ -23,7 +25,7 @@ pytestmark = pytest.mark.slow
 WORKER = Path(__file__).with_name("ddp_validation_worker.py")
 REPO = Path(__file__).resolve().parents[2]
 SIZES = ("1", "3", "7")
-BUNDLES = ("usf_mae_pretrain", "usf_mae_classify", "usf_mae_segment")
+BUNDLES = ("usf_mae_pretrain", "usf_mae_classify", "usf_mae_segment", "usf_mae_classify_cnn")  # the last: ResNet-18
 
 
 def launch(out: Path, cache: Path, processes: int) -> list[dict]:
@@ -63,6 +65,7 @@ def test_validation_over_unequal_shards_equals_one_process(tmp_path, single_proc
         expected, actual = reference["unreadable_on_last_rank"], got["unreadable_on_last_rank"]
         assert actual["n"] == expected["n"] == 6
         assert actual == pytest.approx(expected, rel=1e-6, abs=1e-7)
+    assert set(reference["usf_mae_classify_cnn"]["7"]) == set(reference["usf_mae_classify"]["7"])
     assert set(reference["usf_mae_classify"]["7"]) >= {"val_macro_f1", "accuracy", "balanced_accuracy", "auc", "n"}
     assert set(reference["usf_mae_segment"]["7"]) >= {"val_mean_dice", "val_mean_iou", "n"}
     assert set(reference["usf_mae_pretrain"]["7"]) == {"val_loss", "n"}

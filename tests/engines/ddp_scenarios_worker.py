@@ -9,6 +9,8 @@ Scenarios (run in order in one process group, each with a fresh model):
     resume      the same run with resume=True from OUT_DIR/ckpt
     nan_once    a NaN loss on rank 1 only at iteration 2 (gradients stay finite), 4 iterations
     nan_limit   NaN losses on rank 1 from iteration 2 on, max_nonfinite_steps=3
+    nan_grads   as nan_limit, but rank 1's loss is multiplied by NaN: its gradients are NaN too, and so, once DDP has
+                averaged them, are every rank's
     unreadable  resume where rank 1's checkpoint folder is empty (a node without the shared filesystem)
 
 Each scenario writes OUT_DIR/<scenario>.rank<r>.json (and .pt for the final states); the masks of every iteration are
@@ -20,6 +22,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
+import logging
 import os
 import signal
 import sys
@@ -47,21 +50,35 @@ IMAGES = 12  # 6 per rank, batches of 2: 3 iterations an epoch
 
 class NaNOnRank1(MAETrainer):
     """Adds a NaN constant to rank 1's loss at the given iterations: the loss is NaN there, the gradients are not,
-    which is the case a local check lets the ranks disagree on."""
+    which is the case a local check lets the ranks disagree on. With ``nan_gradients`` the loss is multiplied by NaN
+    instead, which makes rank 1's gradients NaN as well (and every rank's after DDP's all-reduce)."""
 
-    def __init__(self, *args, nan_iterations: set[int], **kwargs) -> None:
+    def __init__(self, *args, nan_iterations: set[int], nan_gradients: bool = False, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.nan_iterations = nan_iterations
+        self.nan_gradients = nan_gradients
 
     def forward_loss(self, engine, batchdata):
         loss, outputs = super().forward_loss(engine, batchdata)
         if rank() == 1 and engine.state.iteration in self.nan_iterations:
-            loss = loss + torch.tensor(float("nan"))
+            nan = torch.tensor(float("nan"))
+            loss = loss * nan if self.nan_gradients else loss + nan
         return loss, outputs
 
 
+class KeptMessages(logging.Handler):
+    """The messages of the records it is given, in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
 def build(out: Path, scenario: str, epochs: int, ckpt_dir: Path | None, resume: bool, nan_iterations=frozenset(),
-          max_nonfinite_steps: int = 5):
+          max_nonfinite_steps: int = 5, nan_gradients: bool = False):
     set_determinism(seed=SEED + rank())
     images = torch.randn(IMAGES, 3, 32, 32, generator=torch.Generator().manual_seed(123))
     augment = Compose([RandFlipd("image", prob=0.5, spatial_axis=1), RandGaussianNoised("image", prob=0.5, std=0.1)])
@@ -74,7 +91,7 @@ def build(out: Path, scenario: str, epochs: int, ckpt_dir: Path | None, resume: 
     scheduler = WarmupCosineLR(optimizer, total_steps=epochs * len(loader), warmup_steps=2)
     trainer = NaNOnRank1(device=torch.device("cpu"), max_epochs=epochs, train_data_loader=loader, network=network,
                          optimizer=optimizer, precision="fp32", clip_grad_norm=1.0, nan_iterations=set(nan_iterations),
-                         max_nonfinite_steps=max_nonfinite_steps, log_interval=2)
+                         max_nonfinite_steps=max_nonfinite_steps, log_interval=2, nan_gradients=nan_gradients)
     trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: scheduler.step())
     PositionSeeding(SEED, [augment]).attach(trainer)
     if ckpt_dir is not None:
@@ -103,14 +120,21 @@ def run_scenario(out: Path, scenario: str) -> None:
         "nan_once": {"epochs": 2, "ckpt_dir": None, "resume": False, "nan_iterations": {2}},
         "nan_limit": {"epochs": 3, "ckpt_dir": None, "resume": False, "nan_iterations": set(range(2, 10)),
                           "max_nonfinite_steps": 3},
+        "nan_grads": {"epochs": 3, "ckpt_dir": None, "resume": False, "nan_iterations": set(range(2, 10)),
+                      "max_nonfinite_steps": 3, "nan_gradients": True},
         "unreadable": {"epochs": 3, "ckpt_dir": ckpt if rank() == 0 else out / f"node{rank()}_ckpt", "resume": True},
     }[scenario]
     model, optimizer, trainer, masks = build(out, scenario, **settings)
     record: dict[str, object] = {"rank": rank()}
+    warnings = KeptMessages()
+    logging.getLogger("monai_ext.engines.base").addHandler(warnings)
     try:
         trainer.run()
     except Exception as e:  # noqa: BLE001  (what each rank raised is the scenario's outcome)
         record.update(error_type=type(e).__name__, error=str(e), traceback=traceback.format_exc())
+    finally:
+        logging.getLogger("monai_ext.engines.base").removeHandler(warnings)
+    record["warnings"] = warnings.messages
     record["iteration"] = trainer.state.iteration
     record["optimizer_steps"] = int(max((s["step"] for s in optimizer.state_dict()["state"].values()),
                                         default=torch.tensor(0)))

@@ -63,7 +63,7 @@ def optimizer_tensors(state: dict) -> dict[str, torch.Tensor]:
 @pytest.fixture(scope="module")
 def scenarios(module_tmp) -> tuple[Path, Path, subprocess.CompletedProcess]:
     uninterrupted, killed = module_tmp("uninterrupted"), module_tmp("killed")
-    a = launch(uninterrupted, "train", "nan_once", "nan_limit", "unreadable")
+    a = launch(uninterrupted, "train", "nan_once", "nan_limit", "nan_grads", "unreadable")
     assert a.returncode == 0, a.stderr[-5000:]
     b = launch(killed, "train", kill_at=KILL_AT)
     c = launch(killed, "resume")
@@ -118,6 +118,18 @@ def test_nonfinite_steps_in_a_row_on_one_rank_stop_every_rank(scenarios) -> None
         assert record["iteration"] == 4  # NaNs at 2, 3, 4 with max_nonfinite_steps=3: every rank stops there
         assert "3 optimiser steps in a row had a non-finite loss" in record["error"]
         assert "rank(s) [1]" in record["error"] and "max_nonfinite_steps=3" in record["error"]
+
+
+def test_the_rank_whose_loss_was_nan_is_named_not_every_rank_its_gradients_reached(scenarios) -> None:
+    """Rank 1's NaN loss makes every rank's all-reduced gradients NaN: the warnings and the error name rank 1, as the
+    loss's rank, and not every rank (the gradient norm is measured after DDP averaged the gradients)."""
+    uninterrupted, _, _ = scenarios
+    for record in records(uninterrupted, "nan_grads"):
+        assert record["error_type"] == "FloatingPointError" and record["iteration"] == 4
+        assert "(last at iteration 4: non-finite loss on rank(s) [1]); every rank stops" in record["error"]
+        assert record["warnings"] == [
+            f"non-finite loss on rank(s) [1] at iteration {i}: step skipped on every rank ({i - 1} in a row, limit 3)"
+            for i in (2, 3, 4)]
 
 
 def test_a_rank_that_cannot_read_the_checkpoint_stops_every_rank(scenarios) -> None:

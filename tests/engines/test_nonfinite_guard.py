@@ -67,3 +67,46 @@ def test_the_run_stops_after_max_nonfinite_steps_in_a_row() -> None:
     assert len(weights) == 7  # the handler saw iterations 1-6; the 7th raised inside the step
     assert same(weights[2], weights[1]) and same(weights[3], weights[1]) and same(weights[6], weights[4])
     assert not same(weights[4], weights[3])
+
+
+def skipped_step_messages(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "monai_ext.engines.base" and "skipped" in r.getMessage()]
+
+
+def test_a_non_finite_loss_is_named_as_the_source(caplog: pytest.LogCaptureFixture) -> None:
+    _, trainer = run([FINITE, NAN, FINITE], max_nonfinite_steps=2)
+    with caplog.at_level("WARNING", logger="monai_ext.engines.base"):
+        trainer.run()
+    assert skipped_step_messages(caplog) == [
+        "non-finite loss on rank(s) [0] at iteration 2: step skipped on every rank (1 in a row, limit 2)"]
+
+
+def test_non_finite_gradients_of_a_finite_loss_are_named_as_gradients(caplog: pytest.LogCaptureFixture) -> None:
+    """An overflow in the backward pass alone (the loss finite): the message says gradients, not loss."""
+    _, trainer = run([FINITE, FINITE, FINITE], max_nonfinite_steps=2)
+    weight = trainer.network[1].weight
+    weight.register_hook(lambda grad: grad * float("inf") if trainer.state.iteration == 2 else grad)
+    with caplog.at_level("WARNING", logger="monai_ext.engines.base"):
+        trainer.run()
+    assert skipped_step_messages(caplog) == [
+        "non-finite gradient norm on rank(s) [0] (every rank's loss finite) at iteration 2: step skipped on every "
+        "rank (1 in a row, limit 2)"]
+    assert trainer.nonfinite_in_a_row == 0
+
+
+def test_a_non_finite_loss_earlier_in_an_accumulation_window_is_named_as_the_loss(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The NaN loss of the window's first micro-step (the stepping one's loss finite) is still the loss's fault."""
+    torch.manual_seed(0)
+    network = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    trainer = ClassificationTrainer(
+        device=torch.device("cpu"), max_epochs=1, train_data_loader=[batch(k, i) for i, k in
+                                                                     enumerate([NAN, FINITE, FINITE, FINITE])],
+        network=network, optimizer=torch.optim.SGD(network.parameters(), lr=0.5), loss_function=nn.CrossEntropyLoss(),
+        precision="fp32", max_nonfinite_steps=2, accumulation_steps=2,
+    )
+    with caplog.at_level("WARNING", logger="monai_ext.engines.base"):
+        trainer.run()
+    assert skipped_step_messages(caplog) == [
+        "non-finite loss on rank(s) [0] at iteration 2: step skipped on every rank (1 in a row, limit 2)"]
+    assert trainer.nonfinite_in_a_row == 0  # the second window (iterations 3 and 4) stepped
