@@ -429,7 +429,7 @@ def ingest(root: Path, out: Path, options: CorpusOptions, sources: list[str], wo
     kill_after = int(os.environ.get(KILL_AFTER_CHUNKS_ENV, "0") or 0)
     written: set[int] = set()  # by this run: a chunk queued for its changed files still has its old result
     while todo:
-        suspects = [i for i in todo if started_marker(_chunk_paths(out, i)[1]).exists()]
+        suspects = [i for i in todo if _chunk_started(out, i)]
         for index in suspects:  # in this process, once its killers are known: progress whatever the pool does
             written.add(_write_chunk(_job_of_suspect(index, chunks[index], root, out, options))[0])
             bar.update()
@@ -440,12 +440,17 @@ def ingest(root: Path, out: Path, options: CorpusOptions, sources: list[str], wo
                 bar.update()
                 _kill_hook(len(written), kill_after)
         except BrokenProcessPool:
-            if not any(started_marker(_chunk_paths(out, i)[1]).exists() for i in todo):
+            if not any(_chunk_started(out, i) for i in todo):
                 raise RuntimeError(f"a worker process died before it read any chunk of {root}: rerun with "
                                    "--workers 1 to see why") from None
             logger.warning("a reader process died; the chunks it was reading are read again file by file")
         todo = [i for i in todo if i not in written]
     bar.close()
+
+
+def _chunk_started(out: Path, index: int) -> bool:
+    """Whether reading chunk ``index`` began and its process died on it (its marker outlived it)."""
+    return started_marker(_chunk_paths(out, index)[1]).exists()
 
 
 def _run_chunks(jobs: list[tuple], workers: int) -> Iterator[tuple[int, int, int]]:
