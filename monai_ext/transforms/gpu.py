@@ -42,6 +42,8 @@ class UltrasoundBatchAugment:
         scale, ratio, keep_top: random resized crop, as :class:`monai_ext.transforms.RandResizedCrop`.
         flip_prob: probability of a horizontal flip.
         rotate_range: rotations drawn uniformly in [-rotate_range, rotate_range] radians (0: none).
+        rotate_prob: probability that a sample is rotated; 0.5, as the bundles' ``RandRotated`` in the ultrasound
+            recipe, so the batch path and the per-sample path train on the same mix of turned and upright frames.
         speckle_prob, speckle_strength, speckle_distribution, gamma_shape: as :class:`RandSpeckle`.
         depth_gain_prob, attenuation_db, tgc_db, tgc_nodes: as :class:`RandDepthGain`.
         dynamic_range_prob, range_db: as :class:`RandDynamicRange`.
@@ -65,6 +67,7 @@ class UltrasoundBatchAugment:
         keep_top: bool = True,
         flip_prob: float = 0.5,
         rotate_range: float = 0.0,
+        rotate_prob: float = 0.5,
         speckle_prob: float = 0.0,
         speckle_strength: Sequence[float] = (0.0, 0.5),
         speckle_distribution: str = "rayleigh",
@@ -109,13 +112,13 @@ class UltrasoundBatchAugment:
             NormalizeUltrasound(normalize, channels, mean, std)  # checks channels and corpus statistics
         elif channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {channels!r}")
-        for name, p in (("flip_prob", flip_prob), ("speckle_prob", speckle_prob), ("depth_gain_prob", depth_gain_prob),
-                        ("dynamic_range_prob", dynamic_range_prob), ("gamma_gain_prob", gamma_gain_prob),
-                        ("blur_prob", blur_prob)):
+        for name, p in (("flip_prob", flip_prob), ("rotate_prob", rotate_prob), ("speckle_prob", speckle_prob),
+                        ("depth_gain_prob", depth_gain_prob), ("dynamic_range_prob", dynamic_range_prob),
+                        ("gamma_gain_prob", gamma_gain_prob), ("blur_prob", blur_prob)):
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {p!r}")
         self.size, self.scale, self.ratio, self.keep_top = size, tuple(scale), tuple(ratio), keep_top
-        self.flip_prob, self.rotate_range = flip_prob, rotate_range
+        self.flip_prob, self.rotate_range, self.rotate_prob = flip_prob, rotate_range, rotate_prob
         self.speckle = (speckle_prob, tuple(speckle_strength), speckle_distribution, tuple(gamma_shape))
         self.depth_gain = (depth_gain_prob, tuple(attenuation_db), tuple(tgc_db), tgc_nodes)
         self.dynamic_range = (dynamic_range_prob, tuple(range_db))
@@ -243,7 +246,7 @@ class UltrasoundBatchAugment:
         n, _, height, width = x.shape
         boxes = self.crop_boxes(g, n, height, width)
         flip = self._chosen(g, self.flip_prob, n)
-        angle = self._uniform(g, -self.rotate_range, self.rotate_range, n)
+        angle = self._uniform(g, -self.rotate_range, self.rotate_range, n) * self._chosen(g, self.rotate_prob, n)
         grid, cover = self.sampling_grid(boxes, flip, angle, height, width)
         # "border" clamps source coordinates to the image, as F.interpolate (MONAI's Resize) does at the edges;
         # what a rotation brings in from outside the crop box is black, as RandRotated(padding_mode="zeros") leaves it

@@ -87,10 +87,21 @@ def test_rotation_corners_are_black_as_the_cpu_recipe_leaves_them(box):
     bright = np.ones((1, 32, 32), np.float32)
     image = bright if box == "whole image" else np.pad(bright, ((0, 0), (16, 16), (16, 16)), constant_values=1.0)
     crop = {"size": 32, "scale": (1.0, 1.0) if box == "whole image" else (0.25, 0.25), "ratio": (1.0, 1.0)}
-    gpu = gpu_path(image, rotate_range=0.5, **crop)
+    gpu = gpu_path(image, rotate_range=0.5, rotate_prob=1.0, **crop)
     cpu = cpu_path(bright, RandRotate(range_x=0.5, prob=1.0, padding_mode="zeros"))
     assert_same_distribution(gpu, cpu)
     assert gpu[:, :, 0, 0].min() == 0 and 0.85 < gpu.mean() < 0.97  # the corners' share of a 0.25 rad turn
+
+
+@pytest.mark.parametrize("prob", [0.0, 0.5])
+def test_rotates_a_share_of_samples_as_the_recipe_does(prob):
+    """The ultrasound recipe turns half its samples (``RandRotated(prob=0.5)``); the batch path turned every one."""
+    bright = np.ones((1, 32, 32), np.float32)
+    gpu = gpu_path(bright, rotate_range=0.5, rotate_prob=prob, size=32, scale=(1.0, 1.0), ratio=(1.0, 1.0))
+    cpu = cpu_path(bright, RandRotate(range_x=0.5, prob=prob, padding_mode="zeros"))
+    assert_same_distribution(gpu, cpu)
+    upright = (gpu[:, 0, 0, 0] == 1.0).float().mean().item()  # an unturned frame keeps its bright corner
+    assert upright == 1.0 if prob == 0.0 else 0.4 < upright < 0.6
 
 
 def test_normalisation_matches_the_cpu_transform(frame):
@@ -154,6 +165,7 @@ def test_16bit_batches_are_scaled_by_their_type_as_uint8_is(frame, dtype, peak):
     ({"size": 8, "gamma": (0.0, 1.0)}, r"gamma must be an increasing pair >= 0.001, got \(0.0, 1.0\)"),
     ({"size": 8, "axial_sigma": (-1.0, 1.0)}, r"axial_sigma must be an increasing pair >= 0.0, got \(-1.0, 1.0\)"),
     ({"size": 8, "rotate_range": -0.2}, "rotate_range must be >= 0, got -0.2"),
+    ({"size": 8, "rotate_prob": 1.5}, r"rotate_prob must be in \[0, 1\], got 1.5"),
     ({"size": 8, "normalize": "corpus"}, "mode 'corpus' needs mean and a positive std, got mean=None, std=None"),
     ({"size": 8, "channels": 2}, "channels must be 1 or 3, got 2"),
     ({"size": 8, "dynamic_range_db": 0.0}, "dynamic_range_db must be positive, got 0.0"),
