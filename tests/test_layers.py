@@ -37,7 +37,18 @@ def imported_modules(path: Path) -> list[tuple[int, str]]:
             found.append((node.lineno, node.module))
         elif isinstance(node, ast.ImportFrom) and node.level > 0:
             found.append((node.lineno, f"<relative import level {node.level}>"))
+        elif dynamic_import(node).startswith("monai_ext"):
+            found.append((node.lineno, dynamic_import(node)))
     return found
+
+
+def dynamic_import(node: ast.AST) -> str:
+    """The module named by ``importlib.import_module("...")`` or ``__import__("...")``; '' for any other node."""
+    if not isinstance(node, ast.Call) or not node.args or not isinstance(node.args[0], ast.Constant):
+        return ""
+    name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+    target = node.args[0].value
+    return target if name in ("import_module", "__import__") and isinstance(target, str) else ""
 
 
 def upward_imports(path: Path, module: str | None = None) -> list[str]:
@@ -75,6 +86,9 @@ def test_every_folder_is_a_known_layer() -> None:
         ("def f():\n    from monai_ext.handlers.tracking import git_commit\n", True),  # hidden in a function
         ("from monai_ext.io.errors import root_cause\n", False),
         ("from . import atomic\n", True),
+        ("import importlib\nimportlib.import_module('monai_ext.apps.crossval')\n", True),  # built at run time
+        ("__import__('monai_ext.cli')\n", True),
+        ("from importlib import import_module\nimport_module('monai_ext.io.errors')\n", False),
     ],
 )
 def test_checker_catches_upward_imports(tmp_path: Path, source: str, expected_violation: bool) -> None:

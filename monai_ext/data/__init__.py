@@ -1,1 +1,3 @@
-"""data"""
+"""Data: the ultrasound simulator, corpus ingestion, datalists, downstream and segmentation protocols, datasets."""
+
+from __future__ import annotations

@@ -512,6 +512,7 @@ def _kill_hook(done: int, kill_after: int) -> None:
 
 # ------------------------------------------------------------------------------------------- dedup and exclusion
 def hamming(a: int, b: int) -> int:
+    """Number of bits in which the 64-bit hashes ``a`` and ``b`` differ."""
     return (a ^ b).bit_count()
 
 
@@ -813,6 +814,7 @@ def _shortened(source: str, length: int = 40) -> str:
 
 # ------------------------------------------------------------------------------------------------ training reader
 def is_corpus_cache(path: str | os.PathLike | None) -> bool:
+    """Whether ``path`` is a folder written by ``prepare-corpus`` (``kept.npy`` and ``chunks/``)."""
     folder = path_setting(path, "dataset_dir")
     return folder is not None and (Path(folder) / "kept.npy").is_file() and (Path(folder) / "chunks").is_dir()
 

@@ -55,9 +55,6 @@ class Protocol:
     class_names: list[str]
     splits: list[Split] = field(default_factory=list)
 
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "class_names": self.class_names, "splits": self.splits}
-
 
 def _require(path: Path, what: str) -> Path:
     if not path.exists():

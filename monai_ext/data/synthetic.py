@@ -261,7 +261,8 @@ def beamform_envelope(
 
 
 def log_compress(envelope: np.ndarray, dynamic_range_db: float, gain_db: float = 26.0) -> np.ndarray:
-    """Map the envelope to uint8 over ``dynamic_range_db``; 0 dB (white) lies ``gain_db`` above the median echo."""
+    """Map the envelope (any shape) to uint8 of the same shape over ``dynamic_range_db``; 0 dB (white) lies
+    ``gain_db`` above the median echo."""
     ref = np.median(envelope) * 10 ** (gain_db / 20.0) + 1e-12
     db = 20.0 * np.log10(envelope / ref + 1e-12)
     return np.clip((db + dynamic_range_db) / dynamic_range_db * 255.0, 0, 255).astype(np.uint8)

@@ -301,7 +301,8 @@ def prepare_view(pixels: np.ndarray, gray: np.ndarray, box: tuple[int, int, int,
 
 
 def has_no_signal(gray: np.ndarray, mask: np.ndarray, options: ViewOptions) -> bool:
-    """True when the field of view is black or near constant (standard deviation below ``min_signal_std``)."""
+    """True when the field of view ``mask`` ((H, W), non-zero inside) of the (H, W) uint8 ``gray`` is black or near
+    constant (standard deviation below ``min_signal_std``)."""
     if gray.size == 0 or int(gray.max(initial=0)) <= options.fov_threshold:
         return True
     _, std = cv2.meanStdDev(gray, mask=mask.astype(np.uint8))

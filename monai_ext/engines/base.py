@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import numpy as np
@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "bf16")
 
 
-def autocast(device: torch.device | str, precision: str):
+def autocast(device: torch.device | str, precision: str) -> AbstractContextManager[Any]:
     """bf16 autocast on CUDA when asked for; float32 (a no-op context) otherwise, including on CPU."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")

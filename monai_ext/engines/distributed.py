@@ -26,6 +26,7 @@ def rank() -> int:
 
 
 def world_size() -> int:
+    """Number of processes in the group; 1 without one."""
     return dist.get_world_size() if is_distributed() else 1
 
 
@@ -36,6 +37,7 @@ def is_main_process() -> bool:
 
 
 def barrier() -> None:
+    """Wait for every rank of the group; nothing without one."""
     if is_distributed():
         dist.barrier()
 

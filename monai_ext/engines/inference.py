@@ -96,7 +96,7 @@ class NonFiniteOutputError(ValueError):
 
 
 def require_finite_output(logits: torch.Tensor) -> None:
-    """Refuse NaN or inf logits: their arg-max is class 0, so damaged or diverged weights labelled a whole archive
+    """Refuse NaN or inf ``logits`` (any shape, e.g. (N, K)): their arg-max is class 0, so damaged or diverged weights labelled a whole archive
     with the first class (and segmented it as background) while the run ended well.
 
     Raises:

@@ -260,8 +260,11 @@ def fit_linear_probe(
     class_weight = probe_class_weight(class_weight, num_classes=num_classes)
     if not cs or any(c <= 0 for c in cs):
         raise ValueError(f"cs must be positive inverse regularisation strengths, got {cs!r}")
-    if num_classes < 2 or int(max(train[1].max(), validation[1].max())) >= num_classes:
-        raise ValueError(f"labels must lie in [0, {num_classes}) with num_classes >= 2")
+    low = int(min(train[1].min(), validation[1].min()))
+    high = int(max(train[1].max(), validation[1].max()))
+    if num_classes < 2 or low < 0 or high >= num_classes:
+        raise ValueError(f"labels must lie in [0, num_classes) with num_classes >= 2, got num_classes "
+                         f"{num_classes!r} and labels from {low} to {high}")
     if len(np.unique(train[1])) < 2:
         raise ValueError(f"the training part has one class only ({np.unique(train[1])!r}); a probe needs two")
     names = [str(i) for i in range(num_classes)]

@@ -2,3 +2,5 @@
 
 The lowest layer: it imports nothing else from ``monai_ext``.
 """
+
+from __future__ import annotations

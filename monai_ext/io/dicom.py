@@ -557,7 +557,8 @@ def _codec_errors_named(ds: Any, source: str) -> Iterator[None]:
 
 
 def first_dicom_frame(ds: Any, source: str) -> np.ndarray:
-    """The first frame as displayed (what single-image loaders use for cine loops and multi-frame files)."""
+    """The first frame as displayed (what single-image loaders use for cine loops and multi-frame files): (H, W) or
+    (H, W, 3), of the dtypes :func:`iter_dicom_frames` gives."""
     return next(iter_dicom_frames(ds, source, frame_stride=frame_count(ds)))[1]
 
 
@@ -744,7 +745,8 @@ def _stored_values(values: np.ndarray, bits_stored: int, signed: bool) -> np.nda
 
 # -------------------------------------------------------------------------------------------------------- display
 def dicom_display(decoded: np.ndarray, ds: Any, source: str, tools: SimpleNamespace | None = None) -> np.ndarray:
-    """One decoded frame (stored values, colour as RGB) -> display-ready pixels (see :func:`iter_dicom_frames`)."""
+    """One decoded frame, (H, W) stored values or (H, W, 3) RGB, -> display-ready (H, W) or (H, W, 3) pixels (dtypes
+    as :func:`iter_dicom_frames` gives them)."""
     tools = tools or _pixel_tools()
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip()
     bits_stored = int(ds.get("BitsStored", decoded.dtype.itemsize * 8))

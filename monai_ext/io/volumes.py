@@ -304,7 +304,8 @@ def _plane_axis(shape_xyz: tuple[int, ...], slice_axis: int) -> int:
 
 
 def first_volume_frame(path: str | os.PathLike) -> np.ndarray:
-    """The first slice with content along z: what single-image loaders use (a 2-D file's only slice)."""
+    """The first slice with content along z, display-ready (rows, cols[, c]) as :func:`iter_volume_frames` gives
+    it: what single-image loaders use (a 2-D file's only slice)."""
     return first_volume_frame_and_count(path)[0]
 
 

@@ -117,6 +117,7 @@ class MaskedAutoencoderViT(nn.Module):
 
     @property
     def num_patches(self) -> int:
+        """L, the number of patches of an image."""
         return self.patch_embed.num_patches
 
     def patchify(self, imgs: torch.Tensor) -> torch.Tensor:

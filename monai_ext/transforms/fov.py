@@ -340,7 +340,8 @@ class SectorFit:
 
 
 def sector_fit(region: np.ndarray) -> SectorFit | None:
-    """The sector (apex above the image, straight sides) of ``region``; None if the sides do not meet above it."""
+    """The sector (apex above the image, straight sides) of the (H, W) bool ``region``; None if the sides do not
+    meet above it."""
     width = region.shape[1]
     present = np.flatnonzero(region.any(1))
     if len(present) < 8:
@@ -377,18 +378,6 @@ def render_sector(shape: tuple[int, int], fit: SectorFit) -> np.ndarray:
     mask = np.zeros(shape, bool)
     mask[top:bottom] = inside & (rows > 0)
     return mask
-
-
-def fit_sector(region: np.ndarray, gray: np.ndarray | None = None, dim_level: int = 0) -> np.ndarray | None:
-    """Annular sector (apex above the image, straight sides, arcs top and bottom) fitted to ``region``; None if the
-    sides do not meet above the region. With ``gray``, the sides then widen over dim edges above ``dim_level``
-    (see :func:`widen_to_dim_edges`)."""
-    fit = sector_fit(region)
-    if fit is None:
-        return None
-    if gray is not None:
-        fit = SectorFit(fit.apex, widen_to_dim_edges(gray, fit.apex, fit.slopes, fit.radii, dim_level), fit.radii)
-    return render_sector(region.shape, fit)
 
 
 def detect_fov(image: Any, threshold: int = 0, region_box: Sequence[int] | None = None,

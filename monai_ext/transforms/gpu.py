@@ -52,7 +52,8 @@ class UltrasoundBatchAugment:
         normalize: "imagenet", "zscore", "corpus" or None (leave in [0, 1]); ``channels``, ``mean``, ``std`` as
             :class:`NormalizeUltrasound`.
         dynamic_range_db: assumed dynamic range of the inputs.
-        seed: seed of the per-device generator (None: nondeterministic).
+        seed: seed of the per-device generator (None: drawn from torch's global generator, so that
+            ``torch.manual_seed`` and MONAI's ``set_determinism`` make a run repeatable, as they do the rest).
 
     Call with a batch (N, 1, H, W), integer, or float in [0, 1] or [0, 255] (scaled by
     :func:`monai_ext.transforms.intensity.full_scale`), on any device; returns
@@ -137,7 +138,8 @@ class UltrasoundBatchAugment:
     def _generator(self, device: torch.device) -> torch.Generator:
         if device not in self._generators:
             g = torch.Generator(device=device)
-            g.manual_seed(self.seed) if self.seed is not None else g.seed()
+            seed = self.seed if self.seed is not None else int(torch.randint(2**62, (1,)))
+            g.manual_seed(seed)
             self._generators[device] = g
         return self._generators[device]
 
@@ -199,10 +201,6 @@ class UltrasoundBatchAugment:
     # -------------------------------------------------------------------------------------------------- intensity
     def _intensity(self, g: torch.Generator, x: torch.Tensor) -> torch.Tensor:
         n, _, h, w = x.shape
-        prob, axial, lateral = self.blur
-        if prob > 0:
-            x = torch.where(self._chosen(g, prob, n).view(-1, 1, 1, 1),
-                            apply_axial_lateral_blur(x, self._uniform(g, *axial, n), self._uniform(g, *lateral, n)), x)
         prob, attenuation, tgc, nodes = self.depth_gain
         if prob > 0:
             curve = depth_gain_curve(self._uniform(g, *attenuation, n), self._uniform(g, *tgc, n, nodes), h)
@@ -220,6 +218,11 @@ class UltrasoundBatchAugment:
             gam = torch.exp(self._uniform(g, math.log(gamma[0]), math.log(gamma[1]), n))
             gan = self._uniform(g, *gain, n)
             x = apply_gamma_gain(x, torch.where(chosen, gam, 1.0), torch.where(chosen, gan, 1.0))
+        # blur last, as the bundles' physics recipe orders it: the speckle it smooths is about 5x fainter
+        prob, axial, lateral = self.blur
+        if prob > 0:
+            x = torch.where(self._chosen(g, prob, n).view(-1, 1, 1, 1),
+                            apply_axial_lateral_blur(x, self._uniform(g, *axial, n), self._uniform(g, *lateral, n)), x)
         return x
 
     def _speckle(self, g: torch.Generator, x: torch.Tensor) -> torch.Tensor:

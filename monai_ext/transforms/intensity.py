@@ -25,6 +25,8 @@ def is_float_dtype(dtype: np.dtype | torch.dtype) -> bool:
 #: A float image whose largest finite value is above this is taken as [0, 255], else as [0, 1]: above 1 and not
 #: above 1.5 is a [0, 1] frame overshooting after bicubic resizing or noise (a [0, 255] frame that dark is black).
 FLOAT_UNIT_RANGE_LIMIT = 1.5
+#: ... and one above this is neither: most often 16-bit pixels that ``LoadImage``'s default float32 kept at 0-65535.
+FLOAT_BYTE_RANGE_LIMIT = 255.0 * FLOAT_UNIT_RANGE_LIMIT
 
 
 def integer_peak(dtype: np.dtype | torch.dtype) -> float:
@@ -47,12 +49,21 @@ def integer_peak(dtype: np.dtype | torch.dtype) -> float:
 def float_peak(img: np.ndarray | torch.Tensor) -> float:
     """Full-scale value of a float image: 255 when its largest finite value exceeds ``FLOAT_UNIT_RANGE_LIMIT``
     (MONAI's ``LoadImage`` with its default float32 keeps a PNG's 0-255), else 1 (NaN and inf are ignored: one bad
-    pixel must not decide it)."""
+    pixel must not decide it).
+
+    Raises:
+        ValueError: the largest finite value exceeds ``FLOAT_BYTE_RANGE_LIMIT``. Taken as [0, 255], a 16-bit frame
+            read as float saturated to white with no error.
+    """
     if isinstance(img, torch.Tensor):
         finite = img[torch.isfinite(img)]
         top = float(finite.max()) if finite.numel() else 0.0
     else:
         top = float(np.max(img, initial=0, where=np.isfinite(img)))
+    if top > FLOAT_BYTE_RANGE_LIMIT:
+        raise ValueError(f"a float image with values up to {top:g} is neither in [0, 1] nor in [0, 255]: 16-bit "
+                         f"pixels read as float (LoadImage's default dtype float32)? Load with dtype=None to keep "
+                         f"their integer type, or scale them to [0, 1]")
     return 255.0 if top > FLOAT_UNIT_RANGE_LIMIT else 1.0
 
 

@@ -66,6 +66,9 @@ class NormalizeUltrasound(Transform):
         self.mode, self.channels, self.mean, self.std = mode, channels, mean, std
 
     def __call__(self, img: Any) -> Any:
+        if len(img.shape) != 3 or img.shape[0] != 1:
+            raise ValueError(f"expected a gray image (1, H, W), got shape {tuple(img.shape)!r}: convert colour "
+                             f"frames with ToGrayscale first")
         # statistics are of [0, 1] images: integer frames (and floats in [0, 255]) are scaled there first
         t = convert_to_tensor(img, track_meta=False, dtype=torch.float32) / full_scale(img)
         out = normalize_batch(t[None], self.mode, self.channels, self.mean, self.std)[0]

@@ -75,7 +75,8 @@ def apply_dynamic_range(img: torch.Tensor, new_range_db: torch.Tensor | float,
 
 
 def apply_gamma_gain(img: torch.Tensor, gamma: torch.Tensor | float, gain: torch.Tensor | float) -> torch.Tensor:
-    """``gain * img ** gamma`` per sample (display gamma and overall gain knobs)."""
+    """``gain * img ** gamma`` per sample (display gamma and overall gain knobs): img (N, C, H, W), ``gamma`` and
+    ``gain`` (N,) or scalars; returns (N, C, H, W)."""
     return _keep_background(_per_sample(gain, img) * img.clamp_min(0.0) ** _per_sample(gamma, img), img)
 
 
@@ -324,8 +325,9 @@ class _RandUltrasoundd(RandomizableTransform, MapTransform):
 
     def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False, **kwargs: Any) -> None:
         MapTransform.__init__(self, keys, allow_missing_keys)
-        RandomizableTransform.__init__(self, 1.0)
         self.transform = self.transform_class(**kwargs)
+        # the array transform draws whether to apply; ``prob`` mirrors it for whatever reads a recipe's transforms
+        RandomizableTransform.__init__(self, self.transform.prob)
 
     def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None) -> _RandUltrasoundd:
         super().set_random_state(seed, state)

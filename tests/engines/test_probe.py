@@ -183,7 +183,8 @@ def test_features_come_from_eval_mode_and_train_mode_is_restored() -> None:
     [
         ((np.zeros((4, 3)), np.array([0, 0, 0, 0])), [1.0], "one class"),
         ((np.zeros((4, 3)), np.array([0, 1, 0, 1])), [0.0], "positive"),
-        ((np.zeros((4, 3)), np.array([0, 1, 0, 5])), [1.0], r"\[0, 2\)"),
+        ((np.zeros((4, 3)), np.array([0, 1, 0, 5])), [1.0], r"\[0, num_classes\).*got num_classes 2 .*from 0 to 5$"),
+        ((np.zeros((4, 3)), np.array([0, 1, 0, -1])), [1.0], r"got num_classes 2 and labels from -1 to 1$"),
         ((np.zeros((4, 3)), np.array([0, 1])), [1.0], "train"),
     ],
 )

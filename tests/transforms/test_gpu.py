@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from monai.transforms import RandRotate, Resize
+from monai.transforms import Compose, RandRotate, Resize
+from monai.utils import set_determinism
 from scipy.stats import ks_2samp
 
 from monai_ext.data.synthetic import SimulatorConfig, simulate_frame
@@ -93,6 +94,19 @@ def test_rotation_corners_are_black_as_the_cpu_recipe_leaves_them(box):
     assert gpu[:, :, 0, 0].min() == 0 and 0.85 < gpu.mean() < 0.97  # the corners' share of a 0.25 rad turn
 
 
+def test_physics_in_the_recipe_order_blur_smooths_the_speckle():
+    """The bundles' recipe blurs after speckle; the batch path blurred first, so its speckle came out ~5x stronger.
+    Each augmentation alone matched, so only the two together show the order: on a flat frame, what varies is the
+    speckle left after the blur."""
+    flat = np.full((1, 32, 32), 0.5, np.float32)
+    physics = {"speckle_prob": 1.0, "speckle_strength": (0.5, 0.5), "blur_prob": 1.0, "axial_sigma": (1.5, 1.5),
+               "lateral_sigma": (1.5, 1.5)}
+    gpu = gpu_path(flat, size=32, scale=(1.0, 1.0), ratio=(1.0, 1.0), **physics)
+    cpu = cpu_path(flat, Compose([RandSpeckle(1.0, (0.5, 0.5)), RandAxialLateralBlur(1.0, (1.5, 1.5), (1.5, 1.5))]))
+    gpu_speckle, cpu_speckle = gpu.std(dim=(1, 2, 3)).mean().item(), cpu.std(dim=(1, 2, 3)).mean().item()
+    assert gpu_speckle == pytest.approx(cpu_speckle, rel=0.15), (gpu_speckle, cpu_speckle)
+
+
 @pytest.mark.parametrize("prob", [0.0, 0.5])
 def test_rotates_a_share_of_samples_as_the_recipe_does(prob):
     """The ultrasound recipe turns half its samples (``RandRotated(prob=0.5)``); the batch path turned every one."""
@@ -102,6 +116,19 @@ def test_rotates_a_share_of_samples_as_the_recipe_does(prob):
     assert_same_distribution(gpu, cpu)
     upright = (gpu[:, 0, 0, 0] == 1.0).float().mean().item()  # an unturned frame keeps its bright corner
     assert upright == 1.0 if prob == 0.0 else 0.4 < upright < 0.6
+
+
+def test_without_a_seed_set_determinism_makes_it_repeatable(frame):
+    """With seed=None the generator was seeded from the OS: runs differed after ``set_determinism``."""
+    batch = torch.as_tensor(frame)[None].expand(4, -1, -1, -1)
+    aug = {"size": 16, "rotate_range": 0.2, "speckle_prob": 1.0}
+    runs = []
+    for seed in (0, 0, 1):
+        set_determinism(seed)
+        runs.append(UltrasoundBatchAugment(**aug)(batch))
+    set_determinism(None)
+    torch.testing.assert_close(runs[0], runs[1])
+    assert not torch.allclose(runs[0], runs[2])
 
 
 def test_normalisation_matches_the_cpu_transform(frame):

@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from monai_ext.transforms import ScaleIntensityByDtype, ScaleIntensityByDtyped, ToGrayscale, ToGrayscaled
+from monai_ext.transforms import (
+    NormalizeUltrasound,
+    RandGammaGain,
+    ScaleIntensityByDtype,
+    ScaleIntensityByDtyped,
+    ToGrayscale,
+    ToGrayscaled,
+)
 
 RGB = np.random.default_rng(0).integers(0, 256, (32, 40, 3), dtype=np.uint8)
 
@@ -107,6 +114,18 @@ def test_integer_types_of_no_known_full_scale_are_refused_naming_the_type(dtype)
         np.array([[[0, 128, 255]]], dtype)
     with pytest.raises(ValueError, match=f"an image of type {re.escape(str(frame.dtype))} has no known full scale"):
         ScaleIntensityByDtype()(frame)
+
+
+@pytest.mark.parametrize("transform", [ScaleIntensityByDtype(), NormalizeUltrasound("imagenet"),
+                                       RandGammaGain(1.0, gamma=(1.0, 1.0), gain=(1.0, 1.0))])
+@pytest.mark.parametrize("as_tensor", [False, True])
+def test_16_bit_pixels_read_as_float_are_refused(transform, as_tensor) -> None:
+    """``LoadImage``'s default float32 keeps a 16-bit PNG at 0-65535: taken as [0, 255], an identity gamma still
+    saturated 63 of 64 pixels to white, with no error."""
+    frame = np.linspace(0, 60000, 64, dtype=np.float32).reshape(1, 8, 8)
+    with pytest.raises(ValueError, match=r"values up to 60000 is neither in \[0, 1\] nor in \[0, 255\]: 16-bit"):
+        transform(torch.as_tensor(frame) if as_tensor else frame)
+    transform(np.clip(frame, 0, 382.0))  # a [0, 255] frame overshooting after resizing is still read
 
 
 @pytest.mark.parametrize("as_tensor", [False, True])

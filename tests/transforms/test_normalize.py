@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -96,3 +98,10 @@ def test_dict_version_and_corpus_mode():
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         NormalizeUltrasound(**kwargs)
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 4), (4, 4), (1, 1, 4, 4)])
+def test_anything_but_one_gray_image_is_refused_with_its_own_shape(shape):
+    """A (3, H, W) frame was reported as a batch of shape (1, 3, 4, 4): an axis the caller never passed."""
+    with pytest.raises(ValueError, match=rf"expected a gray image \(1, H, W\), got shape {re.escape(repr(shape))}"):
+        NormalizeUltrasound("imagenet")(np.zeros(shape, np.float32))

@@ -60,6 +60,12 @@ def test_dict_version_one_draw_for_every_key_equals_array_version(array_cls, dic
     np.testing.assert_array_equal(out["image"], array_cls(prob=1.0, **kwargs).set_random_state(9)(img))
 
 
+@pytest.mark.parametrize("array_cls,dict_cls,kwargs", PAIRS)
+def test_dict_version_reports_the_probability_it_applies(array_cls, dict_cls, kwargs):
+    """It said 1.0 whatever it was given, as read by anything that logs a recipe's transforms."""
+    assert dict_cls("image", prob=0.3, **kwargs).prob == array_cls(prob=0.3, **kwargs).prob == 0.3
+
+
 def test_rayleigh_noise_has_unit_power_and_rayleigh_median():
     u = torch.rand(200_000, generator=torch.Generator().manual_seed(0))
     n = rayleigh_from_uniform(u)

@@ -3,3 +3,5 @@
 ``bundle_model`` and ``datalist`` need only the main environment; ``infer``, ``train``, ``app`` and ``main`` import
 MONAI Label and run in the separate ``.venv-label`` environment (see ``requirements-label.txt``).
 """
+
+from __future__ import annotations

@@ -63,7 +63,8 @@ class BundleClassifier:
         return self._overlay(self.prepare(path)[0], class_index, path)
 
     def predict_and_explain(self, path: str | os.PathLike) -> tuple[dict[str, Any], np.ndarray | None]:
-        """:meth:`predict` plus the Grad-CAM overlay of the predicted class, reading the file once."""
+        """:meth:`predict` plus the Grad-CAM overlay of the predicted class ((H, W, 3) uint8 at the file's own size;
+        None for a network without token blocks), reading the file once."""
         result, image = self._classify(path)
         return result, self._overlay(image, result["label"], path)
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -106,9 +105,10 @@ def publish(model_file: Path, published: Path, lineage: Lineage) -> Path | None:
     if published.is_file() and not serves_published(published, lineage):
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
         kept = published.with_name(f"{published.stem}.superseded-{stamp}{published.suffix}")
-        shutil.copy2(published, kept)
+        # atomic: the warning below sends users to this copy to serve it again, so it must never be half-written
+        atomic_write_bytes(kept, published.read_bytes())
         if lineage_file(published).is_file():
-            shutil.copy2(lineage_file(published), lineage_file(kept))
+            atomic_write_bytes(lineage_file(kept), lineage_file(published).read_bytes())
         logger.warning("the model at %s came from another checkpoint or studies folder: kept as %s", published, kept)
     # the model first: a crash before the record leaves a model that is not served, never a record that lies
     atomic_write_bytes(published, model_file.read_bytes())

@@ -4,6 +4,8 @@
 ``model/`` and ``lib/`` beside it.
 """
 
+from __future__ import annotations
+
 from monai_ext.apps.label.app import UltrasoundClassifierApp
 
 __all__ = ["UltrasoundClassifierApp"]

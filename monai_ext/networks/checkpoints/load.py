@@ -35,6 +35,8 @@ class LoadReport:
     adapted: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
+        """One line: the layout, and the counts (top-level module names) of new, dropped and adapted keys."""
+
         def brief(keys: list[str]) -> str:
             groups = sorted({k.split(".")[0] for k in keys})
             return f"{len(keys)} ({', '.join(groups)})" if keys else "0"
