@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 import torch
 from monai.config import KeysCollection
-from monai.transforms import MapTransform, Randomizable, Resize, SpatialCrop, Transform
-from monai.utils import convert_to_dst_type, ensure_tuple_rep
+from monai.data import MetaTensor
+from monai.transforms import BorderPad, InvertibleTransform, MapTransform, Randomizable, Resize, SpatialCrop
+from monai.utils import TraceKeys, convert_to_dst_type, ensure_tuple_rep
 
 from monai_ext.transforms.intensity import is_float_dtype
 
@@ -23,7 +24,7 @@ def check_crop_ranges(scale: Sequence[float], ratio: Sequence[float]) -> None:
         raise ValueError(f"ratio must satisfy 0 < low <= high, got {tuple(ratio)!r}")
 
 
-class RandResizedCrop(Randomizable, Transform):
+class RandResizedCrop(Randomizable, InvertibleTransform):
     """Crop a random area and aspect ratio, then resize to ``size`` (torchvision's ``RandomResizedCrop`` sampling).
 
     With ``keep_top`` the crop window starts at the first row, so the transducer face (the top of an ultrasound
@@ -37,7 +38,8 @@ class RandResizedCrop(Randomizable, Transform):
         mode: interpolation of ``Resize`` ("bilinear" for images, "nearest-exact" for masks: centre-aligned as
             bilinear is, where "nearest" takes each block's top-left).
 
-    Input (C, H, W) numpy array or tensor; output (C, size_h, size_w) MetaTensor.
+    Input (C, H, W) numpy array or tensor; output (C, size_h, size_w) MetaTensor. Invertible as MONAI's spatial
+    transforms are (``inverse``, ``Invertd``, ``Compose.inverse``): back to (C, H, W) float, zero outside the crop.
     """
 
     backend = Resize.backend
@@ -89,7 +91,26 @@ class RandResizedCrop(Randomizable, Transform):
         top, left, h, w = self._box
         cropped = SpatialCrop(roi_start=(top, left), roi_end=(top + h, left + w))(img)
         resized = Resize(self.size, mode=mode or self.mode, anti_aliasing=False)(cropped)
-        return _like_input_dtype(resized, img)
+        return _like_input_dtype(self._traced_as_one(resized), img)
+
+    def _traced_as_one(self, resized: Any) -> Any:
+        """Replace the crop's and the resize's trace entries with one of this transform's, as MONAI's
+        ``ResizeWithPadOrCrop`` joins its parts: left as they were, ``inverse`` of the transforms after this one
+        met entries of objects that no longer exist, and ``Compose.inverse`` stopped silently at the crop's size."""
+        operations = resized.applied_operations if isinstance(resized, MetaTensor) else []
+        if not self.tracing or len(operations) < 2 or operations[-1].get(TraceKeys.CLASS_NAME) != "Resize":
+            return resized  # tracing is off (MONAI_TRACE_TRANSFORM=0 or get_track_meta() False)
+        resize_info, crop_info = operations.pop(), operations.pop()
+        return self.push_transform(resized, orig_size=crop_info.get(TraceKeys.ORIG_SIZE),
+                                   extra_info={"crop_info": crop_info, "resize_info": resize_info})
+
+    def inverse(self, data: Any) -> Any:
+        """(C, size_h, size_w) -> (C, H, W) float: resized back to the crop box, zero-padded to the image."""
+        extra = self.pop_transform(data)[TraceKeys.EXTRA_INFO]
+        resized_back = Resize(self.size).inverse_transform(data, extra["resize_info"])
+        pad = BorderPad(extra["crop_info"][TraceKeys.EXTRA_INFO]["cropped"])
+        with pad.trace_transform(False):
+            return pad(resized_back)
 
 
 def _like_input_dtype(resized: Any, img: Any) -> Any:
@@ -104,7 +125,7 @@ def _like_input_dtype(resized: Any, img: Any) -> Any:
     return convert_to_dst_type(rounded, resized, dtype=dtype)[0]
 
 
-class RandResizedCropd(Randomizable, MapTransform):
+class RandResizedCropd(Randomizable, MapTransform, InvertibleTransform):
     """Dictionary version of :class:`RandResizedCrop`: one draw per sample applied to every key.
 
     Args:
@@ -146,4 +167,11 @@ class RandResizedCropd(Randomizable, MapTransform):
         self.randomize(d[first].shape[1:])
         for key, mode in self.key_iterator(d, self.mode):
             d[key] = self.cropper(d[key], randomize=False, mode=mode)
+        return d
+
+    def inverse(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        """Undo the crop on every key, as :meth:`RandResizedCrop.inverse`."""
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.cropper.inverse(d[key])
         return d

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from monai.transforms import Compose, Invertd, RandFlipd
 
 from monai_ext.transforms import RandResizedCrop, RandResizedCropd
 
@@ -83,6 +84,33 @@ def test_dict_version_applies_one_draw_to_image_and_mask() -> None:
     torch.testing.assert_close(torch.as_tensor(out["image"]), torch.as_tensor(out["mask"]))
     single = RandResizedCrop(24, mode="nearest").set_random_state(3)(img)
     torch.testing.assert_close(torch.as_tensor(out["image"]), torch.as_tensor(single))
+
+
+def crop_then_flip(seed: int) -> Compose:
+    keys = ["image", "label"]
+    # output larger than any box: nearest resizing up and back loses nothing, so the label must come back exactly
+    crop = RandResizedCropd(keys, 48, scale=(0.3, 0.6), mode=["bilinear", "nearest-exact"])
+    return Compose([crop, RandFlipd(keys, prob=1.0, spatial_axis=1)]).set_random_state(seed)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_inverse_puts_the_crop_back_where_it_was_cut(seed: int) -> None:
+    """Its crop and resize left their own trace entries: ``Compose.inverse`` stopped silently at the crop's size
+    with those entries left over, and ``Invertd`` raised on the transform after it."""
+    label = np.zeros((1, 32, 40), np.uint8)
+    label[:, 8:24, 10:30] = 1
+    pipeline = crop_then_flip(seed)
+    out = pipeline({"image": row_index_image(32, 40), "label": label})
+    assert [op["class"] for op in out["label"].applied_operations] == ["RandResizedCrop", "RandFlipd"]
+    top, left, h, w = pipeline.transforms[0].cropper._box
+    out["pred"] = out["label"].clone()
+    pred = Invertd("pred", pipeline, orig_keys="label", nearest_interp=False)(out)["pred"]  # as it was resized
+    assert pred.shape == (1, 32, 40) and pred.applied_operations == []
+    np.testing.assert_array_equal(pred[0, top:top + h, left:left + w].numpy(), label[0, top:top + h, left:left + w])
+    assert float(pred.sum()) == float(label[0, top:top + h, left:left + w].sum())  # zero outside the box
+    image = pipeline.inverse(out)["image"]
+    rows = image[0, top:top + h, left:left + w].numpy()
+    np.testing.assert_allclose(rows.mean(axis=1), np.arange(top, top + h), atol=0.8)  # rows back at their depth
 
 
 @pytest.mark.parametrize("kwargs", [dict(scale=(0.0, 1.0)), dict(scale=(0.9, 0.5)), dict(ratio=(2.0, 1.0))])
