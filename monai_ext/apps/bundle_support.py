@@ -655,8 +655,10 @@ def inference_files(input_dir: str | os.PathLike | None, input_files: str | os.P
     NRRD / MHA / MHD) plus ``input_files``, each once.
 
     The other files under ``input_dir`` are counted by suffix in a warning (a cine loop, a ``.jfif``, notes), so a
-    batch that predicts fewer files than the folder holds says why; a file given twice (in ``input_dir`` and in
-    ``input_files``, or twice in the list) is predicted once, with a warning.
+    batch that predicts fewer files than the folder holds says why. Lesion masks saved beside their images there
+    (BUSI's ``benign (1)_mask.png`` and ``_mask_1.png`` next to ``benign (1).png``) are ground truth, not scans, and
+    are left out with a warning (:func:`~monai_ext.data.folders.without_masks`). A file given twice (in
+    ``input_dir`` and in ``input_files``, or twice in the list) is predicted once, with a warning.
 
     Args:
         input_dir: a folder, searched recursively; whatever lies under ``output_dir`` is left out, so that an output
@@ -671,6 +673,7 @@ def inference_files(input_dir: str | os.PathLike | None, input_files: str | os.P
         ValueError: neither gives any file, or (``pictures_only``) a named file is no picture.
     """
     from monai_ext.data.corpus import is_corpus_cache
+    from monai_ext.data.folders import without_masks
     from monai_ext.io.images import IMAGE_SUFFIXES, SINGLE_IMAGE_SUFFIXES
 
     input_dir, output_dir = path_setting(input_dir, "input_dir"), path_setting(output_dir, "output_dir")
@@ -681,6 +684,11 @@ def inference_files(input_dir: str | os.PathLike | None, input_files: str | os.P
                          f"predict; give the folder of the source files{score}")
     suffixes = IMAGE_SUFFIXES if pictures_only else SINGLE_IMAGE_SUFFIXES
     found, others, listed = _folder_inputs(input_dir, suffixes, output_dir)
+    # a BUSI-style folder: its masks would be segmented and classified as scans, and their results mixed with the
+    # images'; a mask named in input_files is the user's choice and is kept
+    found = [str(p) for p in without_masks([Path(p) for p in found], input_dir, "scans to predict",
+                                           "`make-datalist busi` reads them as masks; name one in --input_files "
+                                           "to predict on it")]
     named = path_list_setting(input_files, "input_files")
     if pictures_only:
         _refuse_non_pictures(named)

@@ -13,7 +13,6 @@ import json
 import logging
 import numbers
 import os
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from monai_ext.data.datalists import patients_by_part
-from monai_ext.data.folders import file_in_any_case, is_hidden_name, walk_files
+from monai_ext.data.folders import file_in_any_case, is_hidden_name, walk_files, without_masks
 from monai_ext.data.identical import keep_one_copy, warn_of_copies_across_parts
 from monai_ext.data.screening import leave_out_non_images
 from monai_ext.io.images import image_stem, is_single_image
@@ -34,8 +33,6 @@ SPLIT_FOLDER_NAMES = frozenset({"train", "training", "val", "valid", "validation
 #: Sub-folders of a segmentation set (images beside their masks): a "folder per class" root of these is no class set.
 SEGMENTATION_FOLDER_NAMES = frozenset({"images", "image", "imgs", "masks", "mask", "labels", "label", "annotations",
                                        "groundtruth", "ground_truth", "gt"})
-#: BUSI-style mask names: the image stem plus ``_mask`` or ``_mask_<k>``.
-BUSI_MASK = re.compile(r"^(?P<stem>.+)_mask(?:_(?P<k>\d+))?$")
 Item = dict[str, Any]
 Split = dict[str, list[Item]]
 
@@ -628,7 +625,7 @@ def folder_protocol(root: str | os.PathLike, folds: int = 5, val_fraction: float
     root = Path(root)
     folders = sorted(p.name for p in _require(root, "dataset folder").iterdir()
                      if p.is_dir() and not is_hidden_name(p.name))
-    images = {name: _without_masks([p for p in walk_files(root / name) if is_single_image(p)], root / name)
+    images = {name: without_masks([p for p in walk_files(root / name) if is_single_image(p)], root / name)
               for name in folders}
     empty = [name for name, found in images.items() if not found]
     if empty:
@@ -655,31 +652,6 @@ def _require_every_class(items: list[dict], class_names: list[str], source: str)
     if left:
         raise ValueError(f"{source}: class(es) {[class_names[c] for c in left]!r} have no image left once the files "
                          "that cannot be images and the copies across classes are left out (see the warnings)")
-
-
-def _without_masks(paths: list[Path], folder: Path) -> list[Path]:
-    """``paths`` less the lesion masks saved beside their images (BUSI's ``benign (1)_mask.png`` next to
-    ``benign (1).png``), with a warning: a class folder of BUSI is images and masks, and a mask counted as an image
-    of its class would put an outline of the answer into training and test.
-
-    In a folder where masks sit beside their images, a ``_mask`` file whose image is gone (a duplicate image
-    deleted, its mask kept) is a mask too, and is named in a second warning. A ``_mask`` name in a folder with no
-    such pairs is an image like any other.
-    """
-    stems = {(p.parent, image_stem(p)) for p in paths}
-    named = {p: m["stem"] for p in paths if (m := BUSI_MASK.match(image_stem(p)))}
-    paired = [p for p, stem in named.items() if (p.parent, stem) in stems]
-    if paired:
-        logger.warning("%s: %d mask file(s) beside their images (<image>_mask.png, as BUSI ships them) are not "
-                       "class images and are left out, e.g. %s; `make-datalist busi` reads them as masks",
-                       folder, len(paired), paired[0].name)
-    with_pairs = {p.parent for p in paired}
-    lone = [p for p, stem in named.items() if (p.parent, stem) not in stems and p.parent in with_pairs]
-    if lone:
-        logger.warning("%s: %d mask file(s) have no image beside them and are left out as masks, not images: %s",
-                       folder, len(lone), ", ".join(p.name for p in lone[:5]))
-    left_out = set(paired) | set(lone)
-    return [p for p in paths if p not in left_out]
 
 
 def _read_csv_rows(csv_path: str | os.PathLike) -> list[tuple[int, dict[str, str]]]:

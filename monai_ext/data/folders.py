@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from monai_ext.data.synthetic import GENERATION_RECORD, SimulatorConfig, generate_dataset
-from monai_ext.io.images import IMAGE_SUFFIXES, matches_suffixes
+from monai_ext.io.images import IMAGE_SUFFIXES, image_stem, matches_suffixes
 from monai_ext.io.settings import path_setting, setting_text
 
 logger = logging.getLogger(__name__)
@@ -22,6 +23,8 @@ logger = logging.getLogger(__name__)
 #: drive, as Linux does in ``.Trash-1000``, and its own records in ``System Volume Information``.
 ARCHIVE_METADATA_FOLDERS = frozenset({"__MACOSX", "$RECYCLE.BIN", "RECYCLER", "System Volume Information"})
 _METADATA_FOLDERS_UPPER = frozenset(name.upper() for name in ARCHIVE_METADATA_FOLDERS)
+#: BUSI-style mask names: the image stem plus ``_mask`` or ``_mask_<k>``.
+BUSI_MASK = re.compile(r"^(?P<stem>.+)_mask(?:_(?P<k>\d+))?$")
 
 
 def is_hidden_name(name: str) -> bool:
@@ -84,6 +87,38 @@ def list_images_and_others(folder: str | os.PathLike,
         held = f" (it holds {len(others)} other file(s): {suffix_counts(others)})" if others else ""
         raise ValueError(f"no images ({', '.join(sorted(wanted))}) found under {str(root)!r}{held}")
     return sorted(images), sorted(others)
+
+
+def without_masks(paths: Sequence[Path], folder: str | os.PathLike, role: str = "class images",
+                  hint: str = "`make-datalist busi` reads them as masks") -> list[Path]:
+    """``paths`` less the lesion masks saved beside their images (BUSI's ``benign (1)_mask.png`` next to
+    ``benign (1).png``), with a warning: a class folder of BUSI is images and masks, and a mask counted as an image
+    of its class would put an outline of the answer into training and test; a folder to predict on would have its
+    ground truth segmented and classified as scans.
+
+    In a folder where masks sit beside their images, a ``_mask`` file whose image is gone (a duplicate image
+    deleted, its mask kept) is a mask too, and is named in a second warning. A ``_mask`` name in a folder with no
+    such pairs is an image like any other.
+
+    Args:
+        paths: the images found, in any folders (pairs are looked for within each file's own folder).
+        folder: the folder searched, for the warnings.
+        role: what the masks are not, for the warning (``"class images"``, ``"scans to predict"``).
+        hint: where such masks are read as masks, for the warning.
+    """
+    stems = {(p.parent, image_stem(p)) for p in paths}
+    named = {p: m["stem"] for p in paths if (m := BUSI_MASK.match(image_stem(p)))}
+    paired = [p for p, stem in named.items() if (p.parent, stem) in stems]
+    if paired:
+        logger.warning("%s: %d mask file(s) beside their images (<image>_mask.png, as BUSI ships them) are not "
+                       "%s and are left out, e.g. %s; %s", folder, len(paired), role, paired[0].name, hint)
+    with_pairs = {p.parent for p in paired}
+    lone = [p for p, stem in named.items() if (p.parent, stem) not in stems and p.parent in with_pairs]
+    if lone:
+        logger.warning("%s: %d mask file(s) have no image beside them and are left out as masks, not images: %s",
+                       folder, len(lone), ", ".join(p.name for p in lone[:5]))
+    left_out = set(paired) | set(lone)
+    return [p for p in paths if p not in left_out]
 
 
 def file_in_any_case(path: Path) -> Path:

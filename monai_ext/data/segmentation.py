@@ -21,7 +21,6 @@ import numpy as np
 from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
 
 from monai_ext.data.downstream import (
-    BUSI_MASK,
     MMOTU_CLASSES,
     Item,
     Protocol,
@@ -31,7 +30,7 @@ from monai_ext.data.downstream import (
     patient_groups,
     read_utf8,
 )
-from monai_ext.data.folders import IMAGE_SUFFIXES, file_in_any_case, walk_files
+from monai_ext.data.folders import BUSI_MASK, IMAGE_SUFFIXES, file_in_any_case, walk_files
 from monai_ext.data.synthetic import SimulatorConfig, simulate_frame
 from monai_ext.io.atomic import atomic_write_bytes
 from monai_ext.io.images import image_stem, is_single_image

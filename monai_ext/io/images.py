@@ -407,6 +407,20 @@ def picture_frame_count(path: str | os.PathLike) -> int:
     return max(1, counted)
 
 
+def pil_frame_count(img: Image.Image) -> int:
+    """The frames an open picture holds, by its format (not its name): a TIFF's pages less its reduced-resolution
+    copies (as :func:`iter_picture_frames` counts them), an animated GIF's, WebP's or PNG's (APNG) frames; 1 for any
+    other format (an MPO's extra images are previews of its one picture). ``img`` is left at its first frame.
+    """
+    if img.format == "TIFF":
+        count = sum(1 for _ in _frame_pages(img, 1))
+        img.seek(0)
+        return max(1, count)
+    if img.format in ("GIF", "WEBP", "PNG"):
+        return max(1, int(getattr(img, "n_frames", 1)))
+    return 1
+
+
 def frames_held(path: str | os.PathLike) -> int:
     """The frames a file the single-image loader reads holds, read as cheaply as its format allows: a DICOM
     header's ``NumberOfFrames`` (no pixel data read), a multi-frame picture's pages (:func:`picture_frame_count`), a

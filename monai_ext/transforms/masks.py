@@ -19,7 +19,7 @@ from monai.utils import TransformBackends
 from PIL import Image
 
 from monai_ext.io.errors import UnreadableImageError
-from monai_ext.io.images import check_file, upright
+from monai_ext.io.images import check_file, pil_frame_count, upright
 
 MASK_ENCODINGS = ("binary", "index")
 
@@ -36,14 +36,23 @@ def read_mask_file(path: str | os.PathLike, palette_as_colours: bool = False) ->
             palette indices. Indices are class numbers in an index-encoded mask (VOC-style palettes), but in a
             black-and-white mask they say nothing: PIL's conversion of an RGB mask, ``quantize`` and image editors
             often put white first, so index 0 is the lesion.
+
+    Raises:
+        UnreadableImageError: the file cannot be decoded, or holds several pages (a multi-page TIFF, an animated GIF):
+            only the first would be read, and a lesion drawn on another page would silently become "no lesion".
     """
     check_file(Path(path))  # a missing or empty mask is named as such, not as PIL's "cannot identify image file"
     try:
         with Image.open(path) as img:
+            pages = pil_frame_count(img)
+            if pages > 1:
+                raise UnreadableImageError(f"{path}: mask has {pages} pages; save one page per mask")
             upright_img = upright(img)
             if palette_as_colours and upright_img.mode in ("P", "PA") and _palette_tells_indices_apart(upright_img):
                 upright_img = upright_img.convert("RGBA")  # the palette's transparency becomes alpha
             return np.asarray(upright_img), img.format in ("JPEG", "MPO")
+    except UnreadableImageError:  # the page count's refusal, already naming the file
+        raise
     except Exception as e:  # decoders raise many types; all mean the same thing to the caller
         raise UnreadableImageError(f"{path}: cannot decode mask ({type(e).__name__}: {e})") from e
 
@@ -82,17 +91,58 @@ def _single_channel(pixels: np.ndarray, source: str) -> np.ndarray:
     return pixels
 
 
-def _binary_foreground(pixels: np.ndarray, jpeg: bool) -> np.ndarray:
-    """(H, W) bool: the set pixels of a binary mask.
+def _binary_foreground(pixels: np.ndarray, jpeg: bool, source: str) -> np.ndarray:
+    """(H, W) bool: the set pixels of a binary mask, by how the mask was stored.
 
-    Lossless masks: any non-zero pixel (0/1 and 0/255 alike). A JPEG mask rings: its 0/255 edges decode to values
-    1..254 around the lesion and specks further out, so there a pixel is set from half the mask's maximum up (128 of
-    255, 1 of a 0/1 mask).
+    JPEG masks ring: a 0/255 mask's edges decode to values 1..254 around the lesion and specks further out, and its
+    black may not be 0. By the brightest pixel (the peak):
+
+    - 128 and up: a 0/255 mask; a pixel is set from half the peak up.
+    - 0 or 1: a 0/1 mask (or an empty one); any non-zero pixel is set.
+    - 2 to 127: refused. Half the peak would make JPEG noise on an empty mask (a background of 2) a lesion covering
+      the image, while reading such a mask as empty would drop the lesion of a 0/1 or 0/k mask that ringing lifted
+      above 1; no rule reads both right, so the file is named and asked for losslessly.
+
+    Lossless masks (PNG, BMP, TIFF, ...): any non-zero pixel (0/1, 0/k and label-valued masks alike), except a
+    0/255-style mask (peak 128 and up) with values strictly between 0 and its peak that lie on its edges: a mask
+    resized with bilinear or bicubic interpolation, or drawn anti-aliased. Its edge pixels are part lesion, and any
+    non-zero would grow the lesion by its whole blurred rim (8% of its area for a bilinear resize), so a pixel is set
+    from half the peak up, as a nearest-neighbour resize would have kept it. Where most in-between pixels sit in flat
+    areas of their own value (a 0/85/170/255 label map), they are classes, not edges, and any non-zero stays.
+
+    Raises:
+        UnreadableImageError: a JPEG mask whose peak is between 2 and 127, naming ``source`` and the peak.
     """
     peak = int(pixels.max(initial=0))
-    if peak > 1 and jpeg:
+    if jpeg:
+        if 1 < peak < 128:
+            raise UnreadableImageError(
+                f"{source}: a JPEG mask whose brightest pixel is {peak} is neither 0/255 nor 0/1: JPEG noise on an "
+                "empty mask, or a 0/1 mask's ringing? save masks losslessly (PNG)")
+        return pixels >= peak / 2 if peak > 1 else pixels > 0
+    if peak >= 128 and _edges_only_in_between(pixels, peak):
         return pixels >= peak / 2
     return pixels > 0
+
+
+def _edges_only_in_between(pixels: np.ndarray, peak: int) -> bool:
+    """Whether ``pixels`` holds values strictly between 0 and ``peak``, and they are edges, not areas: fewer than a
+    quarter of them have eight neighbours of their own value.
+
+    Interpolation leaves ramps across a mask's edges, where neighbours differ; a flat patch of an in-between value
+    is a class of a label map (or, in a few pixels, the slow tail of a bicubic or wide blur, well under a quarter).
+    """
+    between = (pixels > 0) & (pixels < peak)
+    count = int(between.sum())
+    if count == 0:
+        return False
+    height, width = pixels.shape
+    inner = pixels[1:-1, 1:-1]
+    flat = between[1:-1, 1:-1].copy()
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            flat &= pixels[1 + dy:height - 1 + dy, 1 + dx:width - 1 + dx] == inner
+    return int(flat.sum()) * 4 < count
 
 
 class LoadMask(Transform):
@@ -100,7 +150,9 @@ class LoadMask(Transform):
 
     Args:
         encoding: ``"binary"``: any non-zero pixel is class ``foreground`` (0/1 and 0/255 alike; a palette image
-            by the colours it shows); ``"index"``: pixel values (a palette image's indices) are class indices already.
+            by the colours it shows), but from half the brightest value up in a JPEG mask and in a 0/255 mask with
+            interpolated edges (:func:`_binary_foreground`); ``"index"``: pixel values (a palette image's indices)
+            are class indices already.
         foreground: the class a binary mask's set pixels get (e.g. the tumour class of an MMOTU image).
         num_classes: with ``"index"``, values must be below it (a mask with 255s is then reported, not trained on).
 
@@ -126,7 +178,7 @@ class LoadMask(Transform):
         stored, jpeg = read_mask_file(path, palette_as_colours=self.encoding == "binary")
         pixels = _single_channel(stored, str(path))
         if self.encoding == "binary":
-            return _binary_foreground(pixels, jpeg).astype(np.uint8) * np.uint8(self.foreground)
+            return _binary_foreground(pixels, jpeg, str(path)).astype(np.uint8) * np.uint8(self.foreground)
         # without num_classes, still refuse what uint8 cannot hold (a 16-bit mask's 256 would wrap to class 0)
         limit = self.num_classes if self.num_classes is not None else 256
         if int(pixels.max(initial=0)) >= limit:

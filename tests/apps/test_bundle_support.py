@@ -180,6 +180,30 @@ def test_the_outputs_of_earlier_runs_inside_the_input_folder_are_not_predicted(t
     assert "3 image(s) under" in caplog.text and "outputs of an earlier run" in caplog.text
 
 
+def test_masks_beside_their_images_in_the_input_folder_are_not_predicted(tmp_path, caplog):
+    """A BUSI-style folder (``benign (1).png`` beside ``benign (1)_mask.png`` and ``_mask_1.png``): its ground-truth
+    masks were segmented and classified as scans, as the class-folder readers no longer count them as images."""
+    import cv2
+
+    busi = tmp_path / "BUSI"
+    for folder in ("benign", "other"):
+        (busi / folder).mkdir(parents=True)
+    for name in ("benign (1).png", "benign (1)_mask.png", "benign (1)_mask_1.png", "benign (2).png",
+                 "benign (2)_mask.png", "benign (3)_mask.png", "other/lone_mask.png"):
+        cv2.imwrite(str(busi / ("benign/" + name if "/" not in name else name)), IMAGE)
+    with caplog.at_level(logging.WARNING):
+        found = inference_files(busi, None)
+    # benign (3)_mask.png lost its image, in a folder of image + mask pairs: a mask all the same; a "_mask" name in
+    # a folder without pairs is a scan like any other
+    assert sorted(Path(p).relative_to(busi).as_posix() for p in found) == [
+        "benign/benign (1).png", "benign/benign (2).png", "other/lone_mask.png"]
+    assert "3 mask file(s) beside their images" in caplog.text and "not scans to predict" in caplog.text
+    assert "e.g. benign (1)_mask.png" in caplog.text
+    assert "1 mask file(s) have no image beside them" in caplog.text and "benign (3)_mask.png" in caplog.text
+    named = str(busi / "benign" / "benign (1)_mask.png")  # named on purpose: predicted
+    assert named in inference_files(busi, [named])
+
+
 # ------------------------------------------------------------------------------------------------ yes/no settings
 @pytest.mark.parametrize("value", [True, 1, "true", "True", "TRUE", " yes ", "Yes", "1"])
 def test_as_flag_reads_yes(value):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from monai_ext.io.errors import UnreadableImageError
 from monai_ext.transforms.masks import LoadMask, LoadMaskd
@@ -91,12 +91,93 @@ def test_jpeg_mask_halo_is_not_foreground(tmp_path: Path, quality: int, mode: st
     assert int((mask != (truth > 0)).sum()) <= 4  # ringing right at the edge may still flip a pixel or two
 
 
-def test_png_binary_mask_keeps_any_non_zero_pixel(tmp_path: Path) -> None:
-    """Lossless masks keep their documented rule: a faint value (a 0/1 mask drawn at value 1, a 50) is foreground."""
-    pixels = _disc(255)
-    pixels[0, 0], pixels[1, 1] = 1, 50
+def _label_bands(values: tuple[int, ...]) -> np.ndarray:
+    """A label-valued mask: vertical bands of ``values`` over a 48 x 64 image."""
+    return np.asarray(values, np.uint8)[np.arange(64) * len(values) // 64][None].repeat(48, 0)
+
+
+@pytest.mark.parametrize("name, pixels", [
+    ("0/1", _disc(1)),
+    ("0/1 with a stray 1", np.maximum(_disc(1), np.eye(48, 64, dtype=np.uint8))),
+    ("0/50, drawn faint", _disc(50)),
+    ("0/50 with a fainter 1", np.maximum(_disc(50), np.eye(48, 64, dtype=np.uint8))),
+    ("labels 0/1/2", _label_bands((0, 1, 2))),
+    ("labels 0/85/170/255", _label_bands((0, 85, 170, 255))),
+])
+def test_png_binary_mask_keeps_any_non_zero_pixel(tmp_path: Path, name: str, pixels: np.ndarray) -> None:
+    """Lossless 0/1, faint 0/k and label-valued masks keep their documented rule: every non-zero pixel is
+    foreground, however faint, and a label map's middle classes (85 and 170 of 0/85/170/255: flat areas of their
+    value, not edges) are not taken for the interpolated rim of a 0/255 mask."""
     Image.fromarray(pixels).save(tmp_path / "mask.png")
     np.testing.assert_array_equal(LoadMask("binary")(str(tmp_path / "mask.png"))[0], pixels > 0)
+
+
+def _ellipse_255(height: int, width: int) -> np.ndarray:
+    rows, cols = np.ogrid[:height, :width]
+    inside = ((rows - height / 2) / (height * 0.3)) ** 2 + ((cols - width / 2) / (width * 0.2)) ** 2 <= 1
+    return inside.astype(np.uint8) * np.uint8(255)
+
+
+@pytest.mark.parametrize("how", ["bilinear", "bicubic", "blurred"])
+def test_a_0_255_png_mask_with_interpolated_edges_is_not_dilated(tmp_path: Path, how: str) -> None:
+    """A 0/255 mask resized with bilinear or bicubic interpolation (or drawn anti-aliased) holds 1..254 along its
+    edge: 'any non-zero' made the whole blurred rim lesion (a bilinear 80 x 100 -> 91 x 137 resize grew the lesion by
+    8%, silently). Read from half the peak up, it matches the nearest-neighbour resize up to the edge pixels."""
+    truth = _ellipse_255(80, 100)
+    if how == "blurred":
+        stored, expected = np.asarray(Image.fromarray(truth).filter(ImageFilter.GaussianBlur(1.5))), truth > 0
+    else:
+        resample = Image.Resampling.BILINEAR if how == "bilinear" else Image.Resampling.BICUBIC
+        stored = np.asarray(Image.fromarray(truth).resize((137, 91), resample))
+        expected = np.asarray(Image.fromarray(truth).resize((137, 91), Image.Resampling.NEAREST)) > 0
+    assert 0 < int(((stored > 0) & (stored < 255)).sum())  # the awkward case: in-between values on the edge
+    Image.fromarray(stored).save(tmp_path / "mask.png")
+    mask = LoadMask("binary")(str(tmp_path / "mask.png"))[0].astype(bool)
+    rim = int((stored > 0).sum()) - int(expected.sum())
+    assert int((mask != expected).sum()) <= rim // 4  # before: every rim pixel was lesion
+
+
+@pytest.mark.parametrize("suffix", ["tif", "gif"])
+def test_a_multi_page_mask_is_refused_not_read_from_its_first_page(tmp_path: Path, suffix: str) -> None:
+    """A two-page mask with the lesion drawn on page 2 read as its first page: "no lesion", silently."""
+    pages = [Image.fromarray(np.zeros((48, 64), np.uint8)), Image.fromarray(_disc(255))]
+    path = tmp_path / f"mask.{suffix}"
+    pages[0].save(path, save_all=True, append_images=pages[1:])
+    for encoding in ("binary", "index"):
+        with pytest.raises(UnreadableImageError, match=rf"mask\.{suffix}: mask has 2 pages; save one page per mask"):
+            LoadMask(encoding, num_classes=256)(str(path))
+
+
+def test_a_tiff_mask_with_a_thumbnail_page_reads_its_one_page(tmp_path: Path) -> None:
+    """A reduced-resolution copy (TIFF NewSubfileType 1: a thumbnail) is not a second page of the mask."""
+    truth = _disc(255)
+    thumbnail = Image.fromarray(truth).resize((16, 12))
+    thumbnail.encoderinfo = {"tiffinfo": {254: 1}}
+    path = tmp_path / "mask.tif"
+    Image.fromarray(truth).save(path, save_all=True, append_images=[thumbnail])
+    with Image.open(path) as saved:
+        assert saved.n_frames == 2
+    np.testing.assert_array_equal(LoadMask("binary")(str(path))[0], truth > 0)
+
+
+@pytest.mark.parametrize("black", [2, 5, 127])
+def test_a_jpeg_mask_neither_0_255_nor_0_1_is_refused(tmp_path: Path, black: int) -> None:
+    """An empty JPEG mask whose black is not 0 (2 after a viewer's export): half its peak is 1, and the whole image
+    became lesion, silently. Reading it as empty would drop a 0/1 mask's lesion that ringing lifted to 2, so it is
+    refused, named, with its peak."""
+    Image.fromarray(np.full((48, 64), black, np.uint8)).save(tmp_path / "mask.jpg", quality=90)
+    with pytest.raises(UnreadableImageError, match=f"mask.jpg: a JPEG mask whose brightest pixel is {black} is "
+                                                   "neither 0/255 nor 0/1.*save masks losslessly"):
+        LoadMask("binary")(str(tmp_path / "mask.jpg"))
+
+
+@pytest.mark.parametrize("value", [0, 1])
+def test_an_empty_or_0_1_jpeg_mask_reads(tmp_path: Path, value: int) -> None:
+    """Either side of the refused range: an empty JPEG mask (black 0) and a 0/1 one still read."""
+    truth = _disc(value)
+    Image.fromarray(truth).save(tmp_path / "mask.jpg", quality=95)
+    mask = LoadMask("binary")(str(tmp_path / "mask.jpg"))[0]
+    assert abs(int(mask.sum()) - int(truth.sum())) <= truth.sum() // 20  # a 0/1 JPEG's ringing moves its edge a little
 
 
 @pytest.mark.parametrize("transparent", [(255, 255, 255, 0), (0, 0, 0, 0), (255, 0, 0, 0)])
