@@ -43,7 +43,8 @@ def report_user_error(kind: type[BaseException], error: BaseException, trace: Tr
     """``sys.excepthook``: one line on stderr for a user error, then exit code 2; the usual traceback else."""
     cause = user_error_in(error)
     message = one_line(str(cause)) if cause is not None else (setting_typed_as_number(error, sys.argv)
-                                                               or export_of_another_network(error, sys.argv))
+                                                               or export_of_another_network(error, sys.argv)
+                                                               or compile_without_a_compiler(error))
     if message is None or traceback_wanted():
         sys.__excepthook__(kind, error, trace)
         return
@@ -88,6 +89,19 @@ def export_of_another_network(error: BaseException, argv: Sequence[str]) -> str 
                 "size mismatch" in str(link):
             return ("--ckpt_file's weights do not fit the network that inference.yaml builds from --ckpt_path (the "
                     "bundle's models/model.pt when not given): give --ckpt_path the same file as --ckpt_file")
+        seen.append(link)
+        link = link.__cause__ or link.__context__
+    return None
+
+
+def compile_without_a_compiler(error: BaseException) -> str | None:
+    """What to say when ``--compile true`` meets a machine with no working C++ compiler: torch's inductor raises
+    at the first iteration, after the data is prepared, with some 390 lines of log. None for any other error."""
+    link, seen = error, []
+    while link is not None and link not in seen:
+        if "No working C++ compiler found" in str(link) or type(link).__name__ == "InvalidCxxCompiler":
+            return ("--compile true needs a working C++ compiler for torch.compile's inductor backend: install one "
+                    "(e.g. g++) or run with --compile false")
         seen.append(link)
         link = link.__cause__ or link.__context__
     return None

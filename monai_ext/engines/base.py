@@ -35,6 +35,44 @@ logger = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "bf16")
 
 
+#: (device, precision) pairs already announced by :func:`usable_device` in this process: one line each.
+_ANNOUNCED: set[tuple[str, str | None]] = set()
+
+
+def usable_device(device: torch.device | str, precision: str | None = None) -> torch.device:
+    """``device`` as a ``torch.device``, checked before a network moves there; says once where the run goes.
+
+    The bundles choose CUDA when there is one and the CPU otherwise: a machine whose CUDA is broken (a driver
+    mismatch) trained on the CPU for days with nothing in its log to say so, and bf16 asked for ran as float32.
+    So the first call for a device logs it, with the precision it really gets.
+
+    Raises:
+        ValueError: ``device`` is not a device name, or names CUDA (or a CUDA index) this machine does not have:
+            torch's ``AssertionError`` from deep inside a config expression said only "not compiled with CUDA".
+    """
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device must name a torch device such as 'cpu' or 'cuda:0', got {device!r}") from e
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"device {str(device)!r}: this machine has no usable CUDA device (torch "
+                             f"{torch.__version__}); use --device cpu or leave device unset")
+        if resolved.index is not None and resolved.index >= count:
+            raise ValueError(f"device {str(device)!r}: this machine has {count} CUDA device(s), numbered from 0")
+    if precision is not None:
+        autocast(resolved, precision)  # checks the precision's name
+    if (str(resolved), precision) not in _ANNOUNCED:
+        _ANNOUNCED.add((str(resolved), precision))
+        if precision == "bf16" and resolved.type != "cuda":
+            logger.info("running on %s in float32 (bf16 autocast runs on CUDA only; CUDA available: %s)", resolved,
+                        torch.cuda.is_available())
+        else:
+            logger.info("running on %s%s", resolved, f" in {precision}" if precision else "")
+    return resolved
+
+
 def autocast(device: torch.device | str, precision: str) -> AbstractContextManager[Any]:
     """bf16 autocast on CUDA when asked for; float32 (a no-op context) otherwise, including on CPU."""
     if precision not in PRECISIONS:

@@ -130,6 +130,36 @@ def test_an_export_of_weights_into_another_network_says_to_give_ckpt_path(argv, 
         assert message.startswith("--ckpt_file's weights do not fit the network") and "give --ckpt_path" in message
 
 
+@pytest.mark.parametrize("message, hinted", [
+    ("InvalidCxxCompiler: No working C++ compiler found in torch._inductor.config.cpp.cxx: (None, 'g++')", True),
+    ("Compiler: g++ is not found.", False),  # another compiler trouble keeps its traceback
+])
+def test_compile_without_a_compiler_says_how_to_go_on(message, hinted) -> None:
+    """``--compile true`` where no C++ compiler works failed at the first iteration with some 390 lines of log."""
+    try:
+        try:
+            raise RuntimeError(message)
+        except RuntimeError as e:
+            raise RuntimeError("backend='inductor' raised") from e
+    except RuntimeError as outer:
+        said = one_line_errors.compile_without_a_compiler(outer)
+    assert (said is not None) == hinted
+    if hinted:
+        assert said.startswith("--compile true needs a working C++ compiler") and "--compile false" in said
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is of CUDA on a machine without it")
+def test_device_cuda_without_a_gpu_exits_2_with_one_line(tmp_path) -> None:
+    cmd = bundle_command("run", ["bundles/usf_mae_classify/configs/inference.yaml"],
+                         {"device": "cuda", "allow_random_weights": True, "output_dir": str(tmp_path / "out"),
+                          "input_files": [str(tmp_path / "scan.png")]})
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    lines = [line for line in result.stderr.splitlines() if line.startswith("usf_mae_classify: ")]
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr and len(lines) == 1, result.stderr[-3000:]
+    assert "device 'cuda': this machine has no usable CUDA device" in lines[0]
+
+
 @pytest.mark.parametrize("traceback", [False, True])
 def test_bundle_command_line_mistake_exits_2_with_one_line(tmp_path, traceback: bool) -> None:
     """The real thing: inference asked for a checkpoint that does not exist."""

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import re
 
 import numpy as np
 import pytest
+import torch
 
-from monai_ext.engines.base import gradient_norm_limit
+from monai_ext.engines import base
+from monai_ext.engines.base import gradient_norm_limit, usable_device
 
 
 @pytest.mark.parametrize("given, limit", [
@@ -30,6 +33,34 @@ def test_other_clip_grad_norms_are_refused_naming_the_value(given, match) -> Non
     with pytest.raises(ValueError, match=re.escape(f"clip_grad_norm {match}") + f".*got {re.escape(repr(given))}$"):
         gradient_norm_limit(given)
 
+
+@pytest.mark.parametrize("device, gpus, match", [
+    ("cuda", 0, r"device 'cuda': this machine has no usable CUDA device .*use --device cpu or leave device unset$"),
+    ("cuda:1", 0, r"device 'cuda:1': this machine has no usable CUDA device"),
+    ("cuda:2", 2, r"device 'cuda:2': this machine has 2 CUDA device\(s\), numbered from 0$"),
+    ("gpu", 0, r"device must name a torch device such as 'cpu' or 'cuda:0', got 'gpu'$"),
+])
+def test_a_device_this_machine_lacks_is_refused_in_one_line(device, gpus, match, monkeypatch) -> None:
+    """``--device cuda`` on a laptop (as run_label_server.sh suggests) ended in torch's "not compiled with CUDA"
+    from deep inside a config expression."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    with pytest.raises(ValueError, match=match):
+        usable_device(device, "bf16")
+
+
+def test_the_device_and_the_precision_it_really_gets_are_said_once(monkeypatch, caplog) -> None:
+    """Without CUDA the bundles trained on the CPU in float32 with bf16 asked for, and not one log line said so."""
+    monkeypatch.setattr(base, "_ANNOUNCED", set())
+    with caplog.at_level(logging.INFO, logger="monai_ext.engines.base"):
+        assert usable_device("cpu", "bf16") == torch.device("cpu")
+        usable_device(torch.device("cpu"), "bf16")
+        usable_device("cpu", "fp32")
+    said = [r.getMessage() for r in caplog.records]
+    assert said[0].startswith("running on cpu in float32 (bf16 autocast runs on CUDA only") and len(said) == 2
+    assert said[1] == "running on cpu in fp32"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        usable_device("cpu", "fp16")
 
 
 @pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP"])
