@@ -412,6 +412,43 @@ def recorded_datalist(trained: Mapping[str, Any], ckpt_path: str | os.PathLike) 
                           "a file", "--datalist_file (that list where it is now, or another test set)")
 
 
+def use_validation_probe(network: torch.nn.Module, ckpt_path: str | os.PathLike, eval_split: str) -> str | None:
+    """Score a linear-probe checkpoint's validation part with the probe that training scored it with.
+
+    The saved probe head was refit on training + validation (CLIP's protocol, :mod:`monai_ext.engines.probe`), so
+    on the validation part it scores images it was fit on (near 1.0 where training recorded 0.52). The checkpoint
+    keeps the head fit on the training part only (``validation_head``); for ``eval_split`` ``validation`` it
+    replaces the saved one in ``network``, so the report reproduces the recorded validation metrics. Other splits,
+    and checkpoints of another kind, keep the saved head. Called by the evaluate overlay after the weights load.
+
+    Args:
+        network: the classifier, the checkpoint's weights loaded.
+        ckpt_path: the checkpoint.
+        eval_split: the part evaluated.
+
+    Returns:
+        A one-line summary of the head used (also logged), or None where the saved head is kept without remark.
+    """
+    if eval_split != "validation":
+        return None
+    content = read_checkpoint(ckpt_path)
+    arch_args = ((content.get("arch") or {}).get("arch_args") or {}) if isinstance(content, Mapping) else {}
+    if not arch_args.get("linear_probe"):
+        return None
+    model = getattr(network, "module", network)
+    if "validation_head" not in content:  # saved before the head was kept
+        summary = (f"{ckpt_path}: its probe head was refit on training + validation, and this checkpoint (saved by "
+                   "an earlier version) keeps no head fit on training only: the validation figures score images the "
+                   "probe was fit on; the ones training recorded are probe_report.json's linear_validation")
+        logger.warning(summary)
+        return summary
+    model.head.load_state_dict(content["validation_head"])
+    summary = ("validation scored with the probe head fit on the training part only, as in training (the saved head "
+               "was refit on training + validation)")
+    logger.info(summary)
+    return summary
+
+
 def trained_settings(path: str | os.PathLike, bundle: str, default_path: str | os.PathLike | None = None,
                      kinds: Sequence[str] | None = None) -> dict[str, Any]:
     """Bundle settings fixed by a trained bundle checkpoint's architecture record, or ``{}`` before training.

@@ -22,6 +22,27 @@ from monai_ext.data.lesion_benchmark import subtle_lesion_dataset
 KNN_METRICS = ("knn_macro_f1", "knn_balanced_accuracy", "knn_auc")
 #: The metrics the paired comparison shows, in this order, when the runs have them.
 COMPARED_METRICS = ("macro_f1", "auc", "balanced_accuracy", "accuracy", *KNN_METRICS)
+#: Averages over the classes of a test part: a class it lacks is left out of them, not scored (:func:`fold_value`).
+CLASS_AVERAGED_METRICS = ("macro_f1", "balanced_accuracy", "knn_macro_f1", "knn_balanced_accuracy")
+
+
+def classes_missing(report: Mapping[str, Any]) -> list[str]:
+    """The classes with no image in the test part that ``report`` scored (its ``per_class`` supports); empty for a
+    report without them (segmentation, or a hand-made one)."""
+    return [name for name, stats in (report.get("per_class") or {}).items() if stats.get("support") == 0]
+
+
+def fold_value(report: Mapping[str, Any], metric: str) -> float | None:
+    """``report[metric]`` as a fold's value in a summary over folds: None (undefined, as a one-class fold's AUC)
+    for a class average (:data:`CLASS_AVERAGED_METRICS`) of a test part that lacks a class.
+
+    Such a fold scores macro-F1 and balanced accuracy over the classes it holds, so a model that never predicts the
+    absent class scores 1.0 there; averaged with complete folds it would lift the mean of a model that never finds
+    that class. Its own report keeps the value.
+    """
+    if metric in CLASS_AVERAGED_METRICS and classes_missing(report):
+        return None
+    return report[metric]
 
 
 def knn_test_metrics(eval_dir: str | os.PathLike) -> dict[str, float]:
@@ -61,12 +82,13 @@ def statistic_text(stats: Mapping[str, Any], scale: float = 100.0, unit: str = "
 
 def add_knn_summary(summary: dict[str, dict[str, Any]], results: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
     """Add the statistics of the kNN metrics (:func:`fold_statistics`) to ``summary`` (in place) for methods whose
-    runs report them (linear-probe runs); a fold that leaves one undefined (a one-class test fold's AUC) counts as
-    undefined there, as in the main metrics, instead of removing the metric."""
+    runs report them (linear-probe runs); a fold that leaves one undefined (a one-class test fold's AUC, a class
+    average of a test fold without a class: :func:`fold_value`) counts as undefined there, as in the main metrics,
+    instead of removing the metric."""
     for method, reports in results.items():
         for metric in KNN_METRICS:
             if reports and all(metric in r for r in reports):
-                summary[method][metric] = fold_statistics([r[metric] for r in reports])
+                summary[method][metric] = fold_statistics([fold_value(r, metric) for r in reports])
 
 
 def paired_differences(summary: Mapping[str, Mapping[str, Mapping[str, Any]]], first: str, second: str,
@@ -137,13 +159,16 @@ def difference_text(d: Mapping[str, float]) -> str:
     """``+1.4 [+0.2, +2.6]``: a paired difference (fractions) in points with its interval, ``[n/a]`` for the
     interval where one pair gives none (one fold or repeat), ``n/a`` for a mean without any pair.
 
-    Where every pair differs by the same amount the t interval has no width; ``[n/a: every pair equal]`` says so
-    instead of an interval that reads as certainty (a few small test folds often give equal accuracy differences).
+    Where every pair differs by the same amount (two or more pairs) the t interval has no width;
+    ``[n/a: every pair differs by the same amount]`` (``every pair equal`` where that amount is 0) says so instead
+    of an interval that reads as certainty (a few small test folds often give equal accuracy differences).
     """
     mean = f"{100 * d['mean']:+.1f}" if np.isfinite(d["mean"]) else "n/a"
     interval = f"[{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]" if np.isfinite(d["low"]) else "[n/a]"
+    # the interval is finite only with two pairs or more (paired_differences); its width is 0 when their spread is
     if np.isfinite(d["low"]) and d["high"] - d["low"] < 1e-12:
-        interval = "[n/a: every pair equal]"
+        same = "every pair equal" if abs(d["mean"]) < 1e-12 else "every pair differs by the same amount"
+        interval = f"[n/a: {same}]"
     return f"{mean} {interval}"
 
 

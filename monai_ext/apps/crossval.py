@@ -24,6 +24,7 @@ from monai_ext.apps.comparison import (
     add_knn_summary,
     comparison_table,
     fold_statistics,
+    fold_value,
     knn_test_metrics,
     paired_differences,
     statistic_text,
@@ -244,8 +245,10 @@ def run_fold(split_file: Path, out: Path, overrides: Mapping[str, Any], bundle: 
 def summarise(results: Mapping[str, list[dict[str, Any]]],
               metrics: Sequence[str] = SUMMARY_METRICS) -> dict[str, dict[str, dict[str, float]]]:
     """Mean and sample standard deviation of each summary metric per method, over the folds that define it
-    (:func:`~monai_ext.apps.comparison.fold_statistics`)."""
-    return {method: {metric: fold_statistics([r[metric] for r in reports]) for metric in metrics}
+    (:func:`~monai_ext.apps.comparison.fold_statistics`): a one-class test fold defines no AUC, and a test fold
+    without a class no macro-F1 or balanced accuracy (:func:`~monai_ext.apps.comparison.fold_value`); the table
+    then says over how many folds, as ``(3 of 5 folds)``."""
+    return {method: {metric: fold_statistics([fold_value(r, metric) for r in reports]) for metric in metrics}
             for method, reports in results.items()}
 
 

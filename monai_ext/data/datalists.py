@@ -27,6 +27,7 @@ import numpy as np
 
 from monai_ext.io.atomic import atomic_write_text
 from monai_ext.io.images import frames_held
+from monai_ext.io.paths import unicode_twin
 
 logger = logging.getLogger(__name__)
 
@@ -354,11 +355,17 @@ def _why_not_a_file(file: str) -> str:
     Unicode form (macOS writes names decomposed, "e" + accent, and an editor may save the datalist composed)."""
     if os.path.isdir(file):
         return " is a folder, not a file"
-    for form in ("NFC", "NFD"):
-        other = unicodedata.normalize(form, file)
-        if other != file and os.path.isfile(other):
-            return f" is spelled in another Unicode form on disk ({form}: {ascii(other)}); write it as the disk has it"
-    return ""
+    return unicode_form_note(file)
+
+
+def unicode_form_note(file: str | os.PathLike) -> str:
+    """`` is spelled in another Unicode form on disk (NFD: '...')...`` where :func:`unicode_twin` finds ``file``
+    under another Unicode form, else ``""``: the end of a missing-file message (the two spellings look alike)."""
+    other = unicode_twin(file)
+    if other is None or not other.is_file():
+        return ""
+    form = next((f for f in ("NFD", "NFC") if unicodedata.normalize(f, str(other)) == str(other)), "mixed")
+    return f" is spelled in another Unicode form on disk ({form}: {ascii(str(other))}); write it as the disk has it"
 
 
 def _require_no_repeats(split: Mapping[str, Any], path: Path) -> None:

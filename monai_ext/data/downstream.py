@@ -14,6 +14,7 @@ import logging
 import numbers
 import os
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from monai_ext.data.folders import file_in_any_case, is_hidden_name, walk_files,
 from monai_ext.data.identical import keep_one_copy, warn_of_copies_across_parts
 from monai_ext.data.screening import leave_out_non_images
 from monai_ext.io.images import image_stem, is_single_image
+from monai_ext.io.paths import unicode_twin
 
 logger = logging.getLogger(__name__)
 #: Folder names of a split's parts: a "folder per class" root whose sub-folders are these is a split layout.
@@ -97,6 +99,23 @@ def warn_unlisted_images(folder: Path, protocol: Protocol, lists: str) -> None:
                        lists, ", ".join(p.name for p in unlisted[:5]))
 
 
+def warn_of_test_parts_without_a_class(protocol: Protocol, lists: str) -> None:
+    """Warn, naming the folds (numbered as ``--folds`` and the cross-validation name them) and the class, where the
+    dataset's own split leaves a class out of a test part: macro-F1 and balanced accuracy there are over the other
+    classes (a model that never predicts the absent one can score 1.0), so the cross-validation summary counts them
+    as undefined for that fold, as the AUC of a one-class fold. Drawn folds refuse this instead (:func:`_kfold`)."""
+    absent: dict[str, list[int]] = {}
+    for k, split in enumerate(protocol.splits):
+        held = {it["label"] for it in split["test"]}
+        for c, name in enumerate(protocol.class_names):
+            if c not in held:
+                absent.setdefault(name, []).append(k)
+    for name, folds in absent.items():
+        logger.warning("%s: test fold(s) %s of %d (numbered from 0) hold no image of class %r; their macro-F1 and "
+                       "balanced accuracy leave it out, and the cross-validation summary counts those metrics as "
+                       "undefined there", lists, folds, len(protocol.splits), name)
+
+
 SPLIT_PURPOSES = ("folds", "validation")
 
 
@@ -107,7 +126,8 @@ def smallest_class(labels: np.ndarray) -> int:
     return int(counts[counts > 0].min()) if counts.any() else 0
 
 
-def check_splittable(labels: np.ndarray | None, groups: np.ndarray | None, n_splits: int, purpose: str) -> None:
+def check_splittable(labels: np.ndarray | None, groups: np.ndarray | None, n_splits: int, purpose: str,
+                     class_names: Sequence[str] | None = None) -> None:
     """Refuse, with the counts and what the user can do, a split that scikit-learn's k-fold splitters would refuse
     with their own traceback. Shared by the classification and segmentation protocols, so both say the same.
 
@@ -118,9 +138,11 @@ def check_splittable(labels: np.ndarray | None, groups: np.ndarray | None, n_spl
         purpose: ``"folds"``: the dataset into ``n_splits`` test folds, a number the user asked for (fewer folds
             are advised only where fewer would do, see :func:`_needs`); ``"validation"``: a fold's training part
             into ``n_splits`` parts, one of them its validation part (no fold count can help there).
+        class_names: names of the class indices, for the message (indices where None).
 
     Raises:
-        ValueError: fewer patients than parts, or fewer images than parts in every class.
+        ValueError: fewer patients than parts, or fewer images than parts in every class; for ``"folds"`` with
+            ``labels`` and ``groups``, a class whose images come from fewer patients than folds.
     """
     if purpose not in SPLIT_PURPOSES:
         raise ValueError(f"purpose must be one of {SPLIT_PURPOSES}, got {purpose!r}")
@@ -131,11 +153,34 @@ def check_splittable(labels: np.ndarray | None, groups: np.ndarray | None, n_spl
             purpose, n_splits, patients, "patient-disjoint", f"images of at least {n_splits} patients",
             "add images of other patients"))
     present = labels is not None and len(labels) > 0
+    if purpose == "folds" and groups is not None and present:
+        _check_patients_per_class(labels, groups, n_splits, class_names)
     counts = {int(c): int(n) for c, n in enumerate(np.bincount(labels)) if n} if present else {}
     if counts and max(counts.values()) < n_splits:
         raise ValueError(f"{whole} has fewer than {n_splits} images in every class (images per class index: {counts}); "
                          + _needs(purpose, n_splits, max(counts.values()), "stratified",
                                   f"a class with at least {n_splits} images", "add images"))
+
+
+def _check_patients_per_class(labels: np.ndarray, groups: np.ndarray, folds: int,
+                              class_names: Sequence[str] | None) -> None:
+    """Refuse patient-disjoint test folds that cannot all hold every class: a patient's images share a fold, so a
+    class of 3 patients in 5 folds leaves 2 test folds without it, and there macro-F1 and balanced accuracy leave the
+    class out (a model that never predicts it scores 1.0 on those folds and lifts the mean).
+
+    Raises:
+        ValueError: naming the class with the fewest patients, its patient count and the fold count.
+    """
+    per_class = {int(c): len(set(groups[labels == c].tolist())) for c in np.unique(labels)}
+    c, patients = min(per_class.items(), key=lambda pair: (pair[1], pair[0]))
+    if patients >= folds:
+        return
+    name = class_names[c] if class_names is not None and c < len(class_names) else c
+    # make-datalist names the count --folds; cross-validate and label-efficiency --num_folds (--folds picks folds)
+    fewer = f"ask for at most {patients} folds (--folds or --num_folds {patients}) or " if patients >= 2 else ""
+    raise ValueError(f"class {name!r} has images of {patients} patient(s), fewer than the {folds} folds: a patient's "
+                     f"images share a test fold, so {folds - patients} test fold(s) would hold no image of it and "
+                     f"score it nowhere; {fewer}add images of other patients of that class")
 
 
 def _needs(purpose: str, n_splits: int, most: int, kind: str, need: str, remedy: str) -> str:
@@ -290,6 +335,7 @@ def busbra_protocol(root: str | os.PathLike, folds: int = 5) -> Protocol:
         _check_patients_apart(split, sheet, k)
         protocol.splits.append(split)
     warn_unlisted_images(root / "Images", protocol, f"BUS-BRA {sheet}")
+    warn_of_test_parts_without_a_class(protocol, f"BUS-BRA {sheet}")
     warn_of_copies_across_parts(protocol.splits, f"BUS-BRA {sheet}")
     return protocol
 
@@ -440,6 +486,7 @@ def mmotu_protocol(root: str | os.PathLike, val_fraction: float = 0.1, seed: int
     train, validation = validation_from_train(train, val_fraction, seed)
     protocol = Protocol("mmotu", MMOTU_CLASSES, [{"train": train, "validation": validation, "test": test}])
     warn_unlisted_images(root / "images", protocol, "MMOTU train_cls.txt and val_cls.txt")
+    warn_of_test_parts_without_a_class(protocol, "MMOTU val_cls.txt")
     warn_of_copies_across_parts(protocol.splits, "MMOTU train_cls.txt and val_cls.txt")
     return protocol
 
@@ -506,12 +553,14 @@ def gist514_protocol(root: str | os.PathLike, val_fraction: float = 0.1, seed: i
         train, validation = validation_from_train(train, val_fraction, seed + k)
         protocol.splits.append({"train": train, "validation": validation, "test": test})
     warn_unlisted_images(root / "images", protocol, "GIST514 annotations/*_split_*.json")
+    warn_of_test_parts_without_a_class(protocol, "GIST514 annotations/val_anno_crop_split_*.json")
     warn_of_copies_across_parts(protocol.splits, "GIST514 annotations/*_split_*.json")
     return protocol
 
 
 # ------------------------------------------------------------------------------------------------ generic layouts
-def _kfold(items: list[Item], folds: int, val_fraction: float, seed: int, max_train: int | None) -> list[Split]:
+def _kfold(items: list[Item], folds: int, val_fraction: float, seed: int, max_train: int | None,
+           class_names: Sequence[str] | None = None) -> list[Split]:
     labels = np.array([it["label"] for it in items], dtype=int)
     smallest = smallest_class(labels)
     if isinstance(folds, bool) or not isinstance(folds, int) or not 2 <= folds <= max(smallest, 2):
@@ -525,7 +574,7 @@ def _kfold(items: list[Item], folds: int, val_fraction: float, seed: int, max_tr
         raise ValueError(f"max_train must be a whole number of at least {2 * classes} (two labelled images for each "
                          f"of the {classes} classes: one to train on, one to validate on), got {max_train!r}")
     groups = patient_groups(items)
-    check_splittable(labels, groups, folds, "folds")
+    check_splittable(labels, groups, folds, "folds", class_names)
     if groups is not None:
         splits = StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(items)), labels, groups)
     else:
@@ -617,14 +666,20 @@ def folder_protocol(root: str | os.PathLike, folds: int = 5, val_fraction: float
     """Folder per class (``root/<class>/*.png``, or any format the loader reads: DICOM, NIfTI, NRRD, MHA, ...;
     linked study folders followed), stratified k-fold; optionally at most ``max_train`` training images.
 
+    The images inside a sub-folder of a class folder (``root/<class>/<study>/frame.png``, at any depth below it) are
+    one study: they share a test fold and a side of the validation split (``patient`` is that first-level
+    sub-folder), since frames of one study tested after their neighbours were trained on inflate every figure. An
+    image directly in its class folder is a study of its own.
+
     Raises:
-        ValueError: fewer than two class folders, or a class folder without images (an empty class would
-            otherwise become a class no image has). Hidden folders and an unzipped archive's ``__MACOSX`` are not
-            classes.
+        ValueError: fewer than two class folders, class folders whose names differ only in case or surrounding
+            spaces (one class saved twice), or a class folder without images (an empty class would otherwise
+            become a class no image has). Hidden folders and an unzipped archive's ``__MACOSX`` are not classes.
     """
     root = Path(root)
     folders = sorted(p.name for p in _require(root, "dataset folder").iterdir()
                      if p.is_dir() and not is_hidden_name(p.name))
+    _refuse_names_differing_in_case(folders, root, "class folders", "merge them into one folder")
     images = {name: without_masks([p for p in walk_files(root / name) if is_single_image(p)], root / name)
               for name in folders}
     empty = [name for name, found in images.items() if not found]
@@ -641,9 +696,30 @@ def folder_protocol(root: str | os.PathLike, folds: int = 5, val_fraction: float
         raise ValueError(f"the sub-folders {layers!r} of {str(root)!r} are a segmentation set's images and masks, "
                          "not classes; make a segmentation datalist (make-datalist image-mask-folders)")
     items = [{"image": str(p), "label": c, "id": image_stem(p)} for c, name in enumerate(folders) for p in images[name]]
+    _group_by_study_folder(items, root, folders)
     items = keep_one_copy(leave_out_non_images(items, repr(str(root))), folders, repr(str(root)))
     _require_every_class(items, folders, repr(str(root)))
-    return Protocol(root.name, folders, _kfold(items, folds, val_fraction, seed, max_train))
+    return Protocol(root.name, folders, _kfold(items, folds, val_fraction, seed, max_train, folders))
+
+
+def _group_by_study_folder(items: list[Item], root: Path, folders: list[str]) -> None:
+    """Give each item (in place) its study as ``patient`` where any class folder has sub-folders: the first-level
+    sub-folder of its class folder (``<class>/<study>``), or for an image directly in its class folder its own path
+    (a study of one). Nothing is added where no class folder has sub-folders, so those splits are unchanged.
+
+    Every item gets one or none: :func:`patient_groups` refuses a mix.
+    """
+    # walk_files gives paths as reached under the class folder, so a linked study folder keeps its name here
+    relative = [Path(it["image"]).relative_to(root / folders[it["label"]]).parts for it in items]
+    studies = [f"{folders[it['label']]}/{parts[0]}" for it, parts in zip(items, relative)]
+    in_studies = sum(len(parts) > 1 for parts in relative)
+    if not in_studies:
+        return
+    for it, study in zip(items, studies):
+        it["patient"] = study
+    logger.info("%s: %d of %d image(s) sit in sub-folders of their class folders; folds are grouped by study folder "
+                "(%d studies): the images of one sub-folder share a test fold and a side of the validation split",
+                root, in_studies, len(items), len(set(studies)))
 
 
 def _require_every_class(items: list[dict], class_names: list[str], source: str) -> None:
@@ -657,7 +733,8 @@ def _require_every_class(items: list[dict], class_names: list[str], source: str)
 def _read_csv_rows(csv_path: str | os.PathLike) -> list[tuple[int, dict[str, str]]]:
     """The rows of a ``path, label`` CSV as a spreadsheet writes it, each with its line in the file: a UTF-8
     byte-order mark (Excel's "CSV UTF-8") is dropped, cells lose surrounding spaces, rows with every cell empty
-    (a spreadsheet's trailing ``,,``) are no entries; paths resolved against the CSV's folder.
+    (a spreadsheet's trailing ``,,``) are no entries; paths resolved against the CSV's folder, and spelled as the disk
+    has them where they differ only in Unicode form (:func:`~monai_ext.io.paths.unicode_twin`).
 
     Raises:
         ValueError: no rows or columns missing, an empty label, or files that do not exist (the lines named).
@@ -678,6 +755,8 @@ def _read_csv_rows(csv_path: str | os.PathLike) -> list[tuple[int, dict[str, str
         raise ValueError(f"{str(csv_path)!r}: empty label on line(s) {unlabelled[:10]!r}")
     for _, r in rows:
         r["path"] = str((csv_path.parent / r["path"]).resolve())
+        if (twin := unicode_twin(r["path"])) is not None and twin.is_file():
+            r["path"] = str(twin)  # "é" composed in the sheet, decomposed on disk (macOS): the same name to the user
     missing = [(line, r["path"]) for line, r in rows if not Path(r["path"]).is_file()]
     if missing:
         raise ValueError(f"{str(csv_path)!r}: {len(missing)} file(s) not found, on line(s) "
@@ -700,7 +779,7 @@ def csv_protocol(csv_path: str | os.PathLike, folds: int | None = None, val_frac
     """
     rows = _read_csv_rows(csv_path)
     names = sorted({r["label"] for _, r in rows}, key=lambda v: (not v.isdigit(), int(v) if v.isdigit() else v))
-    _refuse_labels_differing_in_case(names, csv_path)
+    _refuse_names_differing_in_case(names, csv_path, "labels", "write each class one way")
     patients = _complete_column(rows, "patient", csv_path)
     fold_cells = _complete_column(rows, "fold", csv_path)
     items = []
@@ -727,22 +806,32 @@ def csv_protocol(csv_path: str | os.PathLike, folds: int | None = None, val_frac
             train, validation = validation_from_train(train, val_fraction, seed + k)
             splits.append({"train": train, "validation": validation, "test": [it for it in items if it["fold"] == k]})
     else:
-        splits = _kfold(items, 5 if folds is None else folds, val_fraction, seed, None)
-    return Protocol(Path(csv_path).stem, names, splits)
+        splits = _kfold(items, 5 if folds is None else folds, val_fraction, seed, None, names)
+    protocol = Protocol(Path(csv_path).stem, names, splits)
+    if fold_cells:
+        warn_of_test_parts_without_a_class(protocol, f"{str(csv_path)!r} 'fold' column")
+    return protocol
 
 
-def _refuse_labels_differing_in_case(names: list[str], csv_path: str | os.PathLike) -> None:
-    """``benign`` and ``Benign`` in one sheet are one class typed twice, not two classes.
+def _refuse_names_differing_in_case(names: list[str], source: str | os.PathLike, what: str, remedy: str) -> None:
+    """``benign`` and ``Benign`` in one sheet, or folders ``benign/`` and ``Benign/`` (or ``malignant /`` with a
+    trailing space) in one dataset, are one class saved twice, not two classes.
+
+    Args:
+        names: the class names as found.
+        source: the CSV or dataset folder, for the message.
+        what: ``"labels"`` or ``"class folders"``, for the message.
+        remedy: what the user can do, for the message.
 
     Raises:
         ValueError: naming the spellings.
     """
     spellings: dict[str, list[str]] = {}
     for name in names:
-        spellings.setdefault(name.casefold(), []).append(name)
+        spellings.setdefault(name.strip().casefold(), []).append(name)
     twice = [found for found in spellings.values() if len(found) > 1]
     if twice:
-        raise ValueError(f"{str(csv_path)!r}: labels {twice[0]!r} differ only in case; write each class one way")
+        raise ValueError(f"{str(source)!r}: {what} {twice[0]!r} differ only in case or surrounding spaces; {remedy}")
 
 
 def _complete_column(rows: list[tuple[int, dict[str, str]]], column: str, csv_path: str | os.PathLike) -> bool:

@@ -6,6 +6,7 @@ import hashlib
 import logging
 import os
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 
 from monai_ext.data.synthetic import GENERATION_RECORD, SimulatorConfig, generate_dataset
 from monai_ext.io.images import IMAGE_SUFFIXES, image_stem, matches_suffixes
+from monai_ext.io.paths import unicode_twin
 from monai_ext.io.settings import path_setting, setting_text
 
 logger = logging.getLogger(__name__)
@@ -123,12 +125,19 @@ def without_masks(paths: Sequence[Path], folder: str | os.PathLike, role: str = 
 
 def file_in_any_case(path: Path) -> Path:
     """``path``, or the one file beside it whose name differs only in case (``1.jpg`` for the listed ``1.JPG``: an
-    archive unpacked on Windows or macOS, or renamed by a tool); ``path`` itself where none is, for the caller's
-    missing-file error."""
-    if path.is_file() or not path.parent.is_dir():
+    archive unpacked on Windows or macOS, or renamed by a tool) or Unicode form (``é`` decomposed on disk, as macOS
+    writes it, composed in the list: :func:`~monai_ext.io.paths.unicode_twin`), or both; ``path`` itself where none
+    is, for the caller's missing-file error."""
+    if path.is_file():
         return path
-    wanted = path.name.casefold()
-    found = [p for p in path.parent.iterdir() if p.name.casefold() == wanted and p.is_file()]
+    twin = unicode_twin(path)  # also finds a folder along the path spelled in another form
+    if twin is not None and twin.is_file():
+        return twin
+    if not path.parent.is_dir():
+        return path
+    wanted = unicodedata.normalize("NFC", path.name).casefold()
+    found = [p for p in path.parent.iterdir()
+             if unicodedata.normalize("NFC", p.name).casefold() == wanted and p.is_file()]
     return found[0] if len(found) == 1 else path
 
 

@@ -16,6 +16,7 @@ The fitted probe is exported into the classifier's ``BatchNorm1d(affine=False) +
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import warnings
@@ -109,6 +110,8 @@ class LinearProbe:
         num_classes: classes of the task.
         c: the chosen inverse L2 strength.
         sweep: per C, the validation macro-F1 and log loss.
+        train_only: of a probe refit on train + validation (:func:`refit_probe`), the probe before the refit, fit
+            on the training part only: the one that scored validation (None for a probe that was not refit).
     """
 
     mean: np.ndarray
@@ -118,6 +121,7 @@ class LinearProbe:
     num_classes: int
     c: float
     sweep: list[dict[str, float]] = field(default_factory=list)
+    train_only: LinearProbe | None = None
 
     def logits(self, features: np.ndarray) -> np.ndarray:
         """(N, D) features -> (N, K) logits (two columns for a binary task)."""
@@ -292,7 +296,7 @@ def refit_probe(probe: LinearProbe, data: tuple[np.ndarray, np.ndarray], class_w
     """The same C fitted again on ``data`` (features (N, D), labels (N,)), e.g. train + validation."""
     _check_pair(*data, "refit data")
     refit = _as_probe(*_fit(*data, probe.c, class_weight, seed), probe.num_classes, probe.c)
-    refit.sweep = probe.sweep
+    refit.sweep, refit.train_only = probe.sweep, probe
     return refit
 
 
@@ -429,7 +433,10 @@ class FrozenFeatureProbe:
     Features of the train, validation and (when present) test datalists are extracted once through ``transform``
     (loading and normalisation, no augmentation) with the network in eval mode; :func:`evaluate_frozen_features`
     tunes the probe and kNN; the refit probe is written into the network's probe head and the network saved to
-    ``save_path`` in the bundle's checkpoint format, so ``evaluate.yaml`` and inference read it like any other.
+    ``save_path`` in the bundle's checkpoint format, so ``evaluate.yaml`` and inference read it like any other. The
+    checkpoint also keeps, under ``validation_head``, the head of the probe fit on the training part only, which
+    scored validation (its ``val_macro_f1``): the saved head was refit on validation too, so evaluating the
+    validation part loads this one instead (:func:`~monai_ext.apps.bundle_support.use_validation_probe`).
     ``<output_dir>/probe_report.json`` holds C, k, both sweeps and the kNN and probe reports per split, and under
     ``skipped`` each split's unreadable files with their reason (left out of the fit and the scores, not replaced).
 
@@ -504,8 +511,14 @@ class FrozenFeatureProbe:
         model = getattr(self.network, "module", self.network)
         export_to_head(probe, model.head)
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        # the head that scored validation (val_macro_f1): the saved one was refit on those images and would score
+        # them near perfectly, so evaluating the validation part needs this one to reproduce the recorded figures
+        validation_head = copy.deepcopy(model.head)
+        export_to_head(probe.train_only, validation_head)
+        val_state = {k: v.detach().cpu() for k, v in validation_head.state_dict().items()}
         val_f1 = report["linear_validation"]["macro_f1"]
-        atomic_torch_save({"model": state, "arch": self.record.state_dict(), "val_macro_f1": val_f1}, self.save_path)
+        atomic_torch_save({"model": state, "arch": self.record.state_dict(), "val_macro_f1": val_f1,
+                           "validation_head": val_state}, self.save_path)
         self.report = _json_safe(report)
         atomic_write_text(f"{self.output_dir}/probe_report.json", json.dumps(self.report, indent=1))
         logger.info("probe saved to %s: C=%g, k=%d, validation macro-F1 probe %.4f, kNN %.4f", self.save_path,

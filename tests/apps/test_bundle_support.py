@@ -622,3 +622,22 @@ def test_a_corpus_cache_given_to_inference_is_refused_in_words(tmp_path):
     assert "--eval_split all" in str(e.value)  # the pretraining bundle's evaluate reads caches; the others do not
     with pytest.raises(ValueError, match="give the folder of the source files$"):
         inference_files(tmp_path / "cache", None)
+
+
+def test_a_probe_checkpoint_without_its_validation_head_is_evaluated_with_a_warning(tmp_path, caplog) -> None:
+    """A linear-probe checkpoint of an earlier version keeps only the head refit on training + validation: scoring
+    its validation part says so; other splits, and fine-tuned checkpoints, pass without a word."""
+    from monai_ext.apps.bundle_support import use_validation_probe
+
+    network = torch.nn.Module()
+    network.head = torch.nn.Linear(3, 2)
+    before = {k: v.clone() for k, v in network.head.state_dict().items()}
+    for linear_probe in (True, False):
+        torch.save({"model": {}, "arch": {"arch_args": {"linear_probe": linear_probe}}}, tmp_path / f"{linear_probe}.pt")
+    with caplog.at_level(logging.INFO):
+        assert use_validation_probe(network, tmp_path / "True.pt", "test") is None
+        assert use_validation_probe(network, tmp_path / "False.pt", "validation") is None
+        assert caplog.text == ""
+        summary = use_validation_probe(network, tmp_path / "True.pt", "validation")
+    assert "refit on training + validation" in summary and "linear_validation" in summary and summary in caplog.text
+    assert all(torch.equal(v, network.head.state_dict()[k]) for k, v in before.items())

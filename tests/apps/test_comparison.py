@@ -34,8 +34,12 @@ def test_paired_interval_matches_scipy_ttest_rel(confidence: float) -> None:
 
 
 @pytest.mark.parametrize("a, b, expected", [
-    ([0.8, 0.7, 0.9], [0.7, 0.6, 0.8], "+10.0 [n/a: every pair equal]"),  # once "+10.0 [+10.0, +10.0]"
+    ([0.8, 0.7, 0.9], [0.7, 0.6, 0.8], "+10.0 [n/a: every pair differs by the same amount]"),  # once "+10.0 [+10.0, +10.0]"
     ([0.8, 0.7, 0.9], [0.7, 0.6, 0.7], "+13.3 [-1.0, +27.7]"),  # scipy: ttest_rel(a, b).confidence_interval()
+    # the pairs differ (100.0 against 33.3): "every pair equal" said the opposite
+    ([1.0, 1.0, 1.0], [1 / 3, 1 / 3, 1 / 3], "+66.7 [n/a: every pair differs by the same amount]"),
+    ([0.8], [0.7], "+10.0 [n/a]"),  # one pair: no interval, and no claim about pairs
+    ([0.8, 0.6], [0.8, 0.6], "+0.0 [n/a: every pair equal]"),  # here they are
 ])
 def test_an_interval_without_width_is_not_printed_as_certainty(a, b, expected) -> None:
     from monai_ext.apps.comparison import difference_text
@@ -158,3 +162,29 @@ def test_paired_differences_refuse_fold_lists_of_different_lengths() -> None:
     summary = {"a": {"macro_f1": {"folds": [0.5] * 5}}, "b": {"macro_f1": {"folds": [0.4]}}}
     with pytest.raises(ValueError, match="'a' has 5 fold value.* 'b' 1"):
         paired_differences(summary, "a", "b")
+
+
+def test_class_averages_of_a_test_fold_without_a_class_are_counted_as_undefined() -> None:
+    """A model that never finds the malignant class scores macro-F1 and balanced accuracy 1.0 on a test fold
+    without malignant images (those leave the absent class out): averaged in, its cross-validation read 64 %. Such
+    a fold counts as undefined for the class averages, as a one-class fold for AUC, and the tables say so."""
+    from monai_ext.apps.crossval import markdown_table, summarise
+
+    def report(score: float, malignant: int) -> dict:
+        return {"macro_f1": score, "balanced_accuracy": score, "accuracy": 0.9, "auc": 0.5,
+                "per_class": {"benign": {"support": 8}, "malignant": {"support": malignant}},
+                "knn_macro_f1": score, "knn_balanced_accuracy": score, "knn_auc": 0.5}
+
+    reports = {"pretrained": [report(0.45, 2), report(1.0, 0), report(0.45, 2)],
+               "random": [report(0.40, 2), report(1.0, 0), report(0.30, 2)]}
+    summary = summarise(reports)
+    add_knn_summary(summary, reports)
+    for metric in ("macro_f1", "balanced_accuracy", "knn_macro_f1", "knn_balanced_accuracy"):
+        assert summary["pretrained"][metric]["mean"] == pytest.approx(0.45) and summary["pretrained"][metric]["n"] == 2
+        assert np.isnan(summary["pretrained"][metric]["folds"][1])
+    for metric in ("accuracy", "auc", "knn_auc"):  # defined whatever the classes held
+        assert summary["pretrained"][metric]["n"] == 3
+    table = markdown_table(summary, "toy: test metrics over 3 folds", ["macro_f1", "accuracy"])
+    assert "| pretrained | 45.0 ± 0.0 (2 of 3 folds) | 90.0 ± 0.0 |" in table
+    assert "| macro_f1 | +10.0 [" in comparison_table(summary) and "(over 2 of 3 folds) | +5.0, n/a, +15.0 |" \
+        in comparison_table(summary)

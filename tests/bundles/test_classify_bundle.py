@@ -82,6 +82,20 @@ def test_evaluate_reproduces_the_validation_metrics_of_training(trained, cache) 
     assert sum(map(sum, report["confusion_matrix"])) == report["n"]
 
 
+def test_evaluate_reproduces_a_linear_probes_validation_metrics(cache, tmp_path) -> None:
+    """A linear probe's saved head was refit on validation too, and scored it 1.0 where training recorded 0.52:
+    the validation part is scored with the head fit on the training part only, as recorded."""
+    overrides = tiny_classify_overrides(tmp_path, cache, linear_probe=True)
+    run_bundle([TRAIN], overrides)
+    recorded = json.loads((tmp_path / "eval" / "probe_report.json").read_text())["linear_validation"]
+    result = run_bundle([TRAIN, EVALUATE], {**overrides, "eval_split": "validation"})
+    report = json.loads((tmp_path / "eval" / "validation_report.json").read_text())
+    assert report["macro_f1"] == pytest.approx(recorded["macro_f1"], abs=1e-6)
+    assert report["confusion_matrix"] == recorded["confusion_matrix"]
+    assert report["macro_f1"] == pytest.approx(read_checkpoint(tmp_path / "models" / "model.pt")["val_macro_f1"])
+    assert "validation scored with the probe head fit on the training part only" in result.stdout + result.stderr
+
+
 def test_test_split_report(trained, cache) -> None:
     out, _ = trained
     result = run_bundle([TRAIN, EVALUATE], tiny_classify_overrides(out, cache))

@@ -956,3 +956,108 @@ def test_busbra_names_each_crossing_case_with_its_own_image(tmp_path) -> None:
 def test_a_numpy_training_cap_is_a_cap(tmp_path) -> None:
     proto = ds.folder_protocol(_classes_of({"a": 12, "b": 12}, tmp_path / "d"), folds=3, max_train=np.int64(6))
     assert all(len(s["train"]) + len(s["validation"]) == 6 for s in proto.splits)
+
+
+def _study_folders(root: Path, studies: int = 6, frames: int = 3, flat: int = 2) -> None:
+    """``root/<class>/<class>_study<j>/frame<k>.png`` (frames of one study) and ``flat`` images directly in each
+    class folder."""
+    for name in ("benign", "malignant"):
+        for j in range(studies):
+            (root / name / f"{name}_study{j}").mkdir(parents=True)
+            for k in range(frames):
+                write_stub(root / name / f"{name}_study{j}" / f"frame{k}.png", "png")
+        for i in range(flat):
+            write_stub(root / name / f"{name}_{i}.png", "png")
+
+
+def test_folder_protocol_keeps_the_frames_of_a_study_folder_in_one_part(tmp_path, caplog) -> None:
+    """``root/<class>/<study>/frame.png``: every frame was an item of its own, so a study's frames were trained on
+    and tested on (9 of 14 studies crossed parts). A study folder is now a group (``patient``), an image directly
+    in its class folder a group of one."""
+    _study_folders(tmp_path / "data")
+    with caplog.at_level("INFO"):
+        proto = ds.folder_protocol(tmp_path / "data", folds=3, val_fraction=0.25)
+    assert "folds are grouped by study folder (16 studies)" in caplog.text
+    tested = []
+    for split in proto.splits:
+        parts_of: dict[str, set[str]] = {}
+        for part, items in split.items():
+            for it in items:
+                parts_of.setdefault(it["patient"], set()).add(part)
+        assert all(len(parts) == 1 for parts in parts_of.values()), parts_of
+        tested += [it["image"] for it in split["test"]]
+    assert len(tested) == len(set(tested)) == 2 * (6 * 3 + 2)
+    patients = {Path(it["image"]).relative_to(tmp_path / "data").as_posix(): it["patient"]
+                for it in proto.splits[0]["train"] + proto.splits[0]["validation"] + proto.splits[0]["test"]}
+    assert patients["benign/benign_study2/frame1.png"] == "benign/benign_study2"
+    assert patients["malignant/malignant_0.png"] == "malignant/malignant_0.png"
+
+
+def test_folder_protocol_without_study_folders_is_split_by_image_as_before(tmp_path, caplog) -> None:
+    _class_folders(tmp_path / "data", per_class=10)
+    with caplog.at_level("INFO"):
+        proto = ds.folder_protocol(tmp_path / "data", folds=5)
+    assert "study folder" not in caplog.text
+    assert not any("patient" in it for split in proto.splits for items in split.values() for it in items)
+
+
+@pytest.mark.parametrize("spellings", [("benign", "Benign"), ("malignant", "malignant "), ("BENIGN", " benign")])
+def test_folder_protocol_refuses_class_folders_that_differ_only_in_case_or_spaces(tmp_path, spellings) -> None:
+    """``benign/``, ``Benign/`` and ``malignant /`` were three classes of two, as the csv protocol refuses."""
+    _class_folders(tmp_path / "data", classes=("other", *spellings))
+    with pytest.raises(ValueError, match=re.escape(f"class folders {sorted(spellings)!r} differ only in case or "
+                                                   "surrounding spaces; merge them into one folder")):
+        ds.folder_protocol(tmp_path / "data", folds=2)
+
+
+def test_grouped_folds_refuse_a_class_with_fewer_patients_than_folds(tmp_path) -> None:
+    """5 patient-disjoint folds of a class of 3 patients left 2 test folds without it, where a model that never
+    predicts it scored macro-F1 1.0; the class, its patients and the folds are named, and the advised count works."""
+    rows = ["path,label,patient"]
+    for i in range(30):
+        malignant = i < 9
+        write_stub(tmp_path / f"{i}.png", "png")
+        rows.append(f"{i}.png,{'malignant' if malignant else 'benign'},{f'm{i % 3}' if malignant else f'b{i}'}")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    with pytest.raises(ValueError) as refused:
+        ds.csv_protocol(tmp_path / "labels.csv", folds=5)
+    assert str(refused.value) == (
+        "class 'malignant' has images of 3 patient(s), fewer than the 5 folds: a patient's images share a test fold, "
+        "so 2 test fold(s) would hold no image of it and score it nowhere; ask for at most 3 folds (--folds or "
+        "--num_folds 3) or add images of other patients of that class")
+    for split in ds.csv_protocol(tmp_path / "labels.csv", folds=3).splits:
+        assert {it["label"] for it in split["test"]} == {0, 1}
+
+
+def test_a_dataset_fold_without_a_class_is_warned_of_by_fold_and_class(tmp_path, caplog) -> None:
+    """A fold column (as BUS-BRA's sheets) may leave a class out of a test fold: its macro-F1 leaves the class out."""
+    labels = write_labels_csv(tmp_path, 6, fold_of=lambda c, i: i % 3 if c == "benign" else i % 2)
+    with caplog.at_level("WARNING"):
+        proto = ds.csv_protocol(labels)
+    assert len(proto.splits) == 3 and {it["label"] for it in proto.splits[2]["test"]} == {0}
+    assert "'fold' column: test fold(s) [2] of 3 (numbered from 0) hold no image of class 'malignant'" in caplog.text
+
+
+def test_busbra_warns_of_a_test_fold_without_a_class(tmp_path, caplog) -> None:
+    make_busbra(tmp_path, patients=30)
+    sheet = (tmp_path / "5-fold-cv.csv").read_text().splitlines()
+    # fold 3 (index 2) loses its malignant rows: they are relabelled benign in the fold sheet
+    edited = [re.sub(r",malignant,3,", ",benign,3,", line) for line in sheet]
+    (tmp_path / "5-fold-cv.csv").write_text("\n".join(edited) + "\n")
+    with caplog.at_level("WARNING"):
+        ds.busbra_protocol(tmp_path, folds=5)
+    assert "BUS-BRA 5-fold-cv.csv: test fold(s) [2] of 5 (numbered from 0) hold no image of class 'malignant'" in caplog.text
+
+
+def test_csv_reads_a_file_named_in_another_unicode_form_than_the_disks(tmp_path) -> None:
+    """macOS writes "é" decomposed (NFD), a spreadsheet saves it composed (NFC): the file was "not found"."""
+    import unicodedata
+
+    rows = []
+    for c in ("benign", "malignant"):
+        for i in range(4):
+            write_stub(tmp_path / unicodedata.normalize("NFD", f"{c}_é{i}.png"), "png")
+            rows.append((unicodedata.normalize("NFC", f"{c}_é{i}.png"), c))
+    proto = ds.csv_protocol(_write_csv(tmp_path / "labels.csv", rows), folds=2)
+    images = [it["image"] for split in proto.splits for it in split["test"]]
+    assert len(images) == 8 and all(Path(image).is_file() for image in images)

@@ -246,3 +246,17 @@ def test_a_held_out_share_far_below_val_fraction_is_warned(caplog) -> None:
         with caplog.at_level("WARNING"):
             _, val = split_by_source(range(129), sources, 0.1, seed)
         assert ("held out for validation, not about 10%" in caplog.text) == (len(val) in (1, 64, 65, 128))
+
+
+@pytest.mark.parametrize("listed", ["é1.JPG", "É1.jpg", "é1.jpg"])
+def test_file_in_any_case_finds_a_name_in_another_unicode_form(tmp_path, listed) -> None:
+    """MMOTU's and GIST514's lists name their images; macOS writes "é" decomposed (NFD) where the list has it
+    composed (NFC), and the image read as missing, without a hint."""
+    import unicodedata
+
+    from monai_ext.data.folders import file_in_any_case
+
+    on_disk = tmp_path / unicodedata.normalize("NFD", "é1.jpg")
+    on_disk.write_bytes(b"jpeg")
+    assert file_in_any_case(tmp_path / unicodedata.normalize("NFC", listed)) == on_disk
+    assert file_in_any_case(tmp_path / "e1.jpg") == tmp_path / "e1.jpg"  # no accent is no other form: missing

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 from sklearn.pipeline import make_pipeline
@@ -323,3 +324,58 @@ def test_evaluate_frozen_features_reads_class_weight_null_as_none() -> None:
     unweighted, _ = evaluate_frozen_features(splits, ["a", "b"], cs=[1.0], ks=[1], class_weight=None)
     balanced, _ = evaluate_frozen_features(splits, ["a", "b"], cs=[1.0], ks=[1], class_weight="balanced")
     assert np.allclose(probe.coef, unweighted.coef) and not np.allclose(probe.coef, balanced.coef)
+
+
+def _brightness_folder(folder: Path, per_class: int, seed: int) -> list[dict[str, object]]:
+    """16 x 16 noise PNGs, class 1 brighter on average, drawn from ``seed`` (train and validation apart)."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir()
+    items: list[dict[str, object]] = []
+    for i in range(2 * per_class):
+        path = folder / f"case{i}.png"
+        pixels = rng.integers(0, 160, (16, 16)) + 40 * (i % 2) * rng.random()
+        Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(path)
+        items.append({"image": str(path), "label": i % 2, "id": f"case{i}"})
+    return items
+
+
+def test_the_checkpoint_keeps_the_head_that_scored_validation(tmp_path) -> None:
+    """The saved head is refit on train + validation and scores the validation images it was fit on (1.0 where
+    training recorded 0.52); the train-only head, whose figures are the recorded ones, is kept beside it, and the
+    evaluate overlay's ``use_validation_probe`` puts it in place for ``--eval_split validation`` only."""
+    from monai_ext.apps.bundle_support import use_validation_probe
+    from monai_ext.engines.metrics import classification_report
+    from monai_ext.io.checkpoints import read_checkpoint
+
+    splits = {name: _brightness_folder(tmp_path / name, 8, seed) for name, seed in (("train", 0), ("validation", 1))}
+
+    def tiny() -> ViTClassifier:
+        torch.manual_seed(0)
+        return ViTClassifier(2, img_size=16, patch_size=8, in_chans=1, embed_dim=24, depth=1, num_heads=2,
+                             linear_probe=True)
+
+    runner = FrozenFeatureProbe(tiny(), splits, load(), ["dark", "bright"], str(tmp_path / "model.pt"), _Record(),
+                                str(tmp_path), batch_size=4, cs=[100.0], ks=[1])
+    report = runner.run()
+    features, labels, _ = runner.features(splits["validation"])
+    saved = read_checkpoint(tmp_path / "model.pt")
+    saved["arch"] = {"arch_args": {"linear_probe": True}}  # the bundle's record says so; _Record() does not
+    torch.save(saved, tmp_path / "model.pt")
+
+    def scored_with(eval_split: str) -> dict:
+        model = tiny()
+        model.load_state_dict(saved["model"])
+        model.eval()
+        use_validation_probe(model, tmp_path / "model.pt", eval_split)
+        with torch.no_grad():
+            probs = torch.softmax(model.head(torch.from_numpy(features)), dim=1).numpy()
+        return classification_report(probs, labels, ["dark", "bright"])
+
+    recorded = report["linear_validation"]
+    assert saved["val_macro_f1"] == recorded["macro_f1"]
+    validation = scored_with("validation")
+    assert validation["macro_f1"] == pytest.approx(recorded["macro_f1"], abs=1e-6)
+    assert validation["auc"] == pytest.approx(recorded["auc"], abs=1e-4)
+    assert validation["confusion_matrix"] == recorded["confusion_matrix"]
+    # the saved head, fit on these images too, scores them otherwise (C=100: near perfectly)
+    assert scored_with("test")["macro_f1"] > recorded["macro_f1"]
