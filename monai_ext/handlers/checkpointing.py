@@ -8,6 +8,8 @@ and ignite's atomic mode cannot keep a fixed best-model file name. These handler
 
 from __future__ import annotations
 
+import glob
+import json
 import logging
 import os
 import random
@@ -23,6 +25,7 @@ from ignite.handlers import Checkpoint
 from torch.optim.lr_scheduler import LRScheduler
 
 from monai_ext.engines.distributed import broadcast_object, gather_objects, is_main_process, rank, world_size
+from monai_ext.io.atomic import atomic_write_text
 from monai_ext.networks.checkpoints import CheckpointError, arch_record, atomic_torch_save, read_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -32,15 +35,35 @@ CHECKPOINT_PATTERN = re.compile(r"^checkpoint_iteration=(\d+)\.pt$")
 #: untracked run into the folder would otherwise leave the earlier run's record, and a later resume of the new
 #: checkpoints would continue the earlier MLflow run.
 MLFLOW_RUN_RECORD = "mlflow_run.json"
+#: The file in a checkpoint folder listing the checkpoints that were there when the run training into it started
+#: without ``resume`` (an earlier run's), by name and stamp (inode, mtime in ns, size). A run killed before its first
+#: save leaves only those; a ``resume`` then must not continue that other run under this run's settings.
+EARLIER_CHECKPOINTS_RECORD = "earlier_checkpoints.json"
+#: ignite's line for an exception that ends a run: the checkpointer's refusals are shown once, by the caller.
+_ENGINE_ERROR_PREFIX = "Engine run is terminating due to exception: "
 
 
 class ModelRecord:
-    """Stateful stand-in that stores the architecture record beside the weights (so files rebuild the model)."""
+    """Stateful stand-in that stores the architecture record beside the weights (so files rebuild the model).
 
-    def __init__(self, network: torch.nn.Module, kind: str, config: Mapping[str, Any] | None = None) -> None:
+    Args:
+        network: the network whose architecture is recorded (wrappers are unwrapped).
+        kind: "mae", "classifier", "segmenter" or "external".
+        config: bundle settings recorded beside the architecture (data, split, labels, ...).
+        fixed_settings: keys of ``config`` a resume must not change: the data, split and label settings, under
+            which validation images of the new split were training images of the checkpoint's, and labels index
+            other classes. Hyper-parameters (lr, batch size, epochs) stay out: changing them on resume is allowed.
+    """
+
+    def __init__(self, network: torch.nn.Module, kind: str, config: Mapping[str, Any] | None = None,
+                 fixed_settings: Sequence[str] = ()) -> None:
         self.network = getattr(network, "module", network)
         self.kind = kind
         self.config = dict(config or {})
+        unknown = sorted(set(fixed_settings) - set(self.config))
+        if unknown:
+            raise ValueError(f"fixed_settings {unknown!r} are not in config {sorted(self.config)!r}")
+        self.fixed_settings = tuple(fixed_settings)
 
     def state_dict(self) -> dict[str, Any]:
         return arch_record(self.network, self.kind, self.config)
@@ -49,17 +72,24 @@ class ModelRecord:
         """Check that the checkpoint's record describes this network; restores nothing.
 
         Raises:
-            CheckpointError: another kind of model (a classifier's checkpoint in a pretraining run) or other
-                architecture settings, naming only what differs.
+            CheckpointError: another kind of model (a classifier's checkpoint in a pretraining run), other
+                architecture settings, or other values of ``fixed_settings``, naming only what differs.
         """
         if state.get("kind") != self.kind:
             raise CheckpointError(f"it holds a {state.get('kind')!r} model and this run trains a {self.kind!r} model")
         # both as records are written (a tuple img_size is a list there): (32, 32) here was "[32, 32] there"
-        theirs, ours = state.get("arch_args") or {}, self.state_dict().get("arch_args") or {}
+        record = self.state_dict()
+        theirs, ours = state.get("arch_args") or {}, record.get("arch_args") or {}
         differing = [f"{k}: {theirs.get(k)!r} there, {ours.get(k)!r} here" for k in sorted(set(theirs) | set(ours))
                      if theirs.get(k) != ours.get(k)]
         if differing:
             raise CheckpointError(f"its architecture differs from this run's ({'; '.join(differing)})")
+        # a key the checkpoint does not record (written before it was recorded) cannot be compared: it resumes
+        theirs, ours = state.get("config") or {}, record.get("config") or {}
+        differing = [f"{k}: {theirs[k]!r} there, {ours.get(k)!r} here" for k in self.fixed_settings
+                     if k in theirs and theirs[k] != ours.get(k)]
+        if differing:
+            raise CheckpointError(f"its data, split or label settings differ from this run's ({'; '.join(differing)})")
 
 
 class RandomStates:
@@ -125,9 +155,50 @@ def list_checkpoints(save_dir: str | os.PathLike) -> list[Path]:
     return [p for _, p in sorted(found, reverse=True)]
 
 
+def _stamp(path: Path) -> list[int] | None:
+    """``[inode, mtime in ns, size]`` of ``path`` (None when it is gone): the inode tells a file written later under
+    the same name from the listed one even where timestamps are coarse."""
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return [status.st_ino, status.st_mtime_ns, status.st_size]
+
+
+def record_earlier_checkpoints(save_dir: str | os.PathLike) -> None:
+    """Write :data:`EARLIER_CHECKPOINTS_RECORD` in ``save_dir`` for a run starting there without ``resume``: the
+    checkpoints already there are another run's (removed only at this run's first save). None there: the record is
+    removed (a stale one lists nothing that is there anyway)."""
+    folder = Path(save_dir)
+    earlier = {path.name: stamp for path in list_checkpoints(folder) if (stamp := _stamp(path)) is not None}
+    if earlier:
+        atomic_write_text(folder / EARLIER_CHECKPOINTS_RECORD, json.dumps({"earlier_checkpoints": earlier}) + "\n")
+    else:
+        (folder / EARLIER_CHECKPOINTS_RECORD).unlink(missing_ok=True)
+
+
+def earlier_checkpoints(save_dir: str | os.PathLike) -> list[Path]:
+    """The checkpoints in ``save_dir`` that :data:`EARLIER_CHECKPOINTS_RECORD` lists as another run's (same name and
+    stamp), newest first; none without a readable record."""
+    folder = Path(save_dir)
+    try:
+        listed = json.loads((folder / EARLIER_CHECKPOINTS_RECORD).read_text(encoding="utf-8"))["earlier_checkpoints"]
+        listed = {str(name): list(stamp) for name, stamp in listed.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # none, or unreadable: nothing is excluded
+        return []
+    return [path for path in list_checkpoints(folder) if listed.get(path.name) == _stamp(path)]
+
+
+def resumable_checkpoints(save_dir: str | os.PathLike) -> list[Path]:
+    """The checkpoints in ``save_dir`` a resume may continue, newest first: all but :func:`earlier_checkpoints`."""
+    earlier = set(earlier_checkpoints(save_dir))
+    return [path for path in list_checkpoints(save_dir) if path not in earlier]
+
+
 def will_resume(save_dir: str | os.PathLike, resume: bool) -> bool:
     """Whether a :class:`TrainingCheckpointer` with these settings will continue a run: ``resume`` is on and
-    ``save_dir`` holds a checkpoint (whether it reads is found out at the start; none readable stops the run).
+    ``save_dir`` holds a checkpoint of the run (:func:`resumable_checkpoints`; whether it reads is found out at the
+    start; none readable stops the run).
 
     Known before the trainer is built, for what a resumed run must not repeat: the baseline validation of the
     initial weights at the start (MONAI ``ValidationHandler(exec_at_start=True)``), which runs before the
@@ -140,7 +211,7 @@ def will_resume(save_dir: str | os.PathLike, resume: bool) -> bool:
     """
     if not resume:
         return False
-    return bool(broadcast_object(bool(list_checkpoints(save_dir)) if is_main_process() else None))
+    return bool(broadcast_object(bool(resumable_checkpoints(save_dir)) if is_main_process() else None))
 
 
 class TrainingCheckpointer:
@@ -154,7 +225,9 @@ class TrainingCheckpointer:
         epoch_level: interval in epochs (True) or iterations.
         n_saved: how many of the newest checkpoints to keep.
         resume: at start, restore the newest checkpoint that reads; corrupt ones are skipped with a warning, and
-            when none reads the run stops (:class:`CheckpointError`) rather than start over; none at all: a fresh start.
+            when none reads the run stops (:class:`CheckpointError`) rather than start over; none at all: a fresh start
+            (with a warning). Checkpoints that were in ``save_dir`` when the run started there without ``resume``
+            are another run's (:data:`EARLIER_CHECKPOINTS_RECORD`) and are never resumed.
         optional_entries: names in ``save_dict`` that a checkpoint may lack (entries added to a bundle after files
             were written: those files still resume, the entry keeps its fresh state); every other entry is required.
     """
@@ -186,8 +259,15 @@ class TrainingCheckpointer:
     def attach(self, engine: Engine) -> None:
         if self.resume:
             engine.add_event_handler(Events.STARTED, self.load_latest)
+            # the refusals of load_latest reach the user as one line from whoever runs the engine; ignite's ERROR
+            # line would say the same again first
+            if _REPEATED_REFUSALS not in engine.logger.filters:
+                engine.logger.addFilter(_REPEATED_REFUSALS)
         elif is_main_process():  # before the tracking handler records this run's MLflow run, at STARTED
             (self.save_dir / MLFLOW_RUN_RECORD).unlink(missing_ok=True)
+            # whether or not tracking is on: a resume after a kill before this run's first save would otherwise
+            # continue the earlier run's checkpoints under this run's settings
+            record_earlier_checkpoints(self.save_dir)
         if self.save_interval:
             event = Events.EPOCH_COMPLETED if self.epoch_level else Events.ITERATION_COMPLETED
             engine.add_event_handler(event(every=self.save_interval), self.save)
@@ -211,6 +291,7 @@ class TrainingCheckpointer:
             self._remove_partial_writes()
         atomic_torch_save(state, path)
         self._remove_stale(iteration)
+        self._remove_earlier_run()
         for old in list_checkpoints(self.save_dir)[self.n_saved :]:
             old.unlink(missing_ok=True)
         logger.info("saved checkpoint %s", path)
@@ -221,9 +302,15 @@ class TrainingCheckpointer:
         :func:`atomic_torch_save` removes its temporary file on an exception, but a SIGKILL or a lost node mid-write
         leaves it: a full-size file (over a GB for ViT-B with AdamW) per crash that nothing reads. No other writer
         is busy in ``save_dir``: only rank 0 of the one run that owns it writes there, and its writes are complete.
+        The best model files of the :class:`BestModelSaver` entries of ``save_dict`` are this run's writes too
+        (``.model.pt.*.tmp``): written in the same thread, none is under way while a checkpoint is saved.
         """
         self._swept = True
-        leftovers = sorted(self.save_dir.glob(".checkpoint_iteration=*.pt.*.tmp"))
+        leftovers = set(self.save_dir.glob(".checkpoint_iteration=*.pt.*.tmp"))
+        for saver in self.save_dict.values():
+            if isinstance(saver, BestModelSaver):
+                leftovers.update(_partial_writes_of(saver.save_path))
+        leftovers = sorted(leftovers)
         for leftover in leftovers:
             leftover.unlink(missing_ok=True)
         if leftovers:
@@ -247,6 +334,21 @@ class TrainingCheckpointer:
                            "unreadable, or of epochs of another length): %s", len(stale), iteration, self.save_dir,
                            ", ".join(p.name for p in stale))
 
+    def _remove_earlier_run(self) -> None:
+        """Delete the checkpoints of an earlier run that :data:`EARLIER_CHECKPOINTS_RECORD` lists, and the record,
+        now that this run has a checkpoint of its own.
+
+        :meth:`_remove_stale` leaves those numbered before this run's: kept among the newest ``n_saved``, they would
+        be skipped with a warning at every resume, and continued by none.
+        """
+        earlier = earlier_checkpoints(self.save_dir)
+        for old in earlier:
+            old.unlink(missing_ok=True)
+        (self.save_dir / EARLIER_CHECKPOINTS_RECORD).unlink(missing_ok=True)
+        if earlier:
+            logger.warning("removed %d checkpoint(s) of the run before this one from %s: %s", len(earlier),
+                           self.save_dir, ", ".join(p.name for p in earlier))
+
     def _read_usable(self, path: Path) -> dict[str, Any]:
         """The checkpoint at ``path`` if it reads and has every entry of ``save_dict``."""
         checkpoint = read_checkpoint(path)
@@ -255,8 +357,8 @@ class TrainingCheckpointer:
             raise CheckpointError(f"{str(path)!r} lacks entries {missing!r}")
         return checkpoint
 
-    def _newest_usable(self) -> tuple[Path, dict[str, Any]] | None:
-        for path in list_checkpoints(self.save_dir):
+    def _newest_usable(self, candidates: Sequence[Path]) -> tuple[Path, dict[str, Any]] | None:
+        for path in candidates:
             try:
                 return path, self._read_usable(path)
             except CheckpointError as e:
@@ -277,8 +379,11 @@ class TrainingCheckpointer:
                 try:
                     obj.load_state_dict(checkpoint[name])
                 except CheckpointError as e:
-                    raise CheckpointError(f"cannot resume from {str(path)!r}: {e}; give this run its own ckpt_dir "
-                                          "or the settings that checkpoint was trained with") from None
+                    # no setting of this run turns it into another kind of model
+                    same_kind = isinstance(checkpoint[name], Mapping) and checkpoint[name].get("kind") == obj.kind
+                    advice = " or the settings that checkpoint was trained with" if same_kind else ""
+                    raise CheckpointError(f"cannot resume from {str(path)!r}: {e}; give this run its own "
+                                          f"ckpt_dir{advice}") from None
 
     def _load_entries(self, path: Path, checkpoint: Mapping[str, Any]) -> None:
         """Restore every entry of ``save_dict`` the checkpoint holds, one at a time (ignite's ``load_objects``).
@@ -344,14 +449,25 @@ class TrainingCheckpointer:
     def load_latest(self, engine: Engine) -> None:
         """Restore the newest readable checkpoint (keeping the configured ``max_epochs``).
 
-        Rank 0 chooses the file (skipping corrupt ones) and every rank reads that same file name from its own
-        ``save_dir``. If any rank cannot read it (on several nodes: ``save_dir`` is not on a shared filesystem),
-        every rank raises :class:`CheckpointError` naming the path and the requirement, instead of ranks resuming
-        from different states or waiting for each other forever.
+        Rank 0 chooses the file (skipping corrupt ones and an earlier run's) and every rank reads that same file
+        name from its own ``save_dir``. If any rank cannot read it (on several nodes: ``save_dir`` is not on a shared
+        filesystem), every rank raises :class:`CheckpointError` naming the path and the requirement, instead of ranks
+        resuming from different states or waiting for each other forever.
+
+        Raises:
+            CheckpointError: one line; ignite's own ERROR line for it is held back (:class:`_RepeatedRefusalFilter`).
         """
-        found = self._newest_usable() if is_main_process() else None
+        try:
+            self._load_latest(engine)
+        except CheckpointError as e:
+            _REPEATED_REFUSALS.messages.add(_ENGINE_ERROR_PREFIX + str(e))
+            raise
+
+    def _load_latest(self, engine: Engine) -> None:
+        candidates = self._resumable() if is_main_process() else []
+        found = self._newest_usable(candidates) if is_main_process() else None
         # rank 0's verdict for every rank: the file to read, or why there is none when checkpoints exist
-        unusable = None if found or not is_main_process() else [p.name for p in list_checkpoints(self.save_dir)]
+        unusable = None if found or not is_main_process() else [p.name for p in candidates]
         name, unusable = broadcast_object((found[0].name if found else None, unusable))
         if unusable:
             # Starting over would throw the run's progress away without being asked to (and this run's first save
@@ -362,7 +478,8 @@ class TrainingCheckpointer:
                 "over with resume false"
             )
         if name is None:
-            logger.info("no checkpoint to resume from in %s; starting from the beginning", self.save_dir)
+            # asked to resume, the user expects a continuation: a fresh start (a wrong ckpt_dir) must stand out
+            logger.warning("no checkpoint to resume from in %s; starting from the beginning", self.save_dir)
             return
         path = self.save_dir / name
         checkpoint, error = (found[1], None) if found else (None, None)
@@ -388,6 +505,45 @@ class TrainingCheckpointer:
         self.resumed_from = path
         self._saved_iteration = engine.state.iteration  # that state is on disk already
         logger.info("resumed from %s at epoch %d, iteration %d", path, engine.state.epoch, engine.state.iteration)
+        if engine.state.max_epochs is not None and engine.state.epoch >= engine.state.max_epochs:
+            # ignite ends such a run at once with exit code 0: without a word it looked like a finished resume
+            logger.warning("checkpoint %s is at epoch %d, --epochs is %d: nothing to train; raise --epochs to "
+                           "continue", path, engine.state.epoch, engine.state.max_epochs)
+
+    def _resumable(self) -> list[Path]:
+        """The checkpoints a resume may continue (rank 0): those of ``save_dir`` but an earlier run's, which are
+        named in one warning (:data:`EARLIER_CHECKPOINTS_RECORD`)."""
+        earlier = earlier_checkpoints(self.save_dir)
+        if earlier:
+            logger.warning("not resuming from %s in %s: another run's, there when a run started in this folder "
+                           "without resume (this run's first save removes them; to continue them instead, stop and "
+                           "delete %s)", ", ".join(p.name for p in earlier), self.save_dir, EARLIER_CHECKPOINTS_RECORD)
+        return [path for path in list_checkpoints(self.save_dir) if path not in earlier]
+
+
+class _RepeatedRefusalFilter(logging.Filter):
+    """Drops ignite's "Engine run is terminating due to exception: <message>" line for a refusal of
+    :meth:`TrainingCheckpointer.load_latest`: the caller shows that message (the bundles' one-line error, exit code
+    2), and the line repeated it word for word. Any other exception keeps ignite's line."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() not in self.messages
+
+
+_REPEATED_REFUSALS = _RepeatedRefusalFilter()
+
+
+def _partial_writes_of(path: str | os.PathLike) -> list[Path]:
+    """The temporary files :func:`atomic_torch_save` of ``path`` leaves when killed mid-write
+    (``.{name}.XXXXXXXX.tmp`` beside it, or beside the file a link points to, the name cut at 64 bytes as
+    :mod:`monai_ext.io.atomic` cuts it)."""
+    path = Path(os.path.realpath(path)) if Path(path).is_symlink() else Path(path)
+    head = path.name.encode("utf-8", "surrogateescape")[:64].decode("utf-8", "ignore")
+    return sorted(path.parent.glob(f".{glob.escape(head)}.*.tmp"))
 
 
 class BestModelSaver:

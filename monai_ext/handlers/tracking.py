@@ -244,8 +244,9 @@ def _health_status(uri: str, timeout: float) -> int:
 
 
 #: Keys of MONAI's executed config that differ on every run: no setting of the run, and a resume tagged them as
-#: changed (``save_execute_config`` holds MONAI's unevaluated path text with the start time).
-PER_RUN_KEYS = frozenset({"save_execute_config"})
+#: changed (``save_execute_config`` holds MONAI's unevaluated path text with the start time; ``resume`` is true in
+#: every resume of a run started without it, which the ``resumes`` tag counts already).
+PER_RUN_KEYS = frozenset({"save_execute_config", "resume"})
 
 
 def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:

@@ -100,6 +100,20 @@ def test_false_typed_on_the_command_line_switches_the_setting_off(bundle, files,
         assert parser.get_parsed_content(effect_id) == expected, (flag, typed)
 
 
+@pytest.mark.parametrize("bundle, expected", [
+    ("usf_mae_pretrain", {"dataset_dir", "num_synthetic", "val_fraction", "data_seed"}),
+    ("usf_mae_classify", {"datalist_file", "fold", "data_seed", "synthetic_per_class", "synthetic_multiclass",
+                          "class_names"}),
+    ("usf_mae_segment", {"datalist_file", "fold", "data_seed", "synthetic_images", "max_train", "class_names",
+                         "mask_encoding"}),
+])
+def test_a_resume_may_not_change_the_data_split_or_labels(bundle, expected, tmp_path) -> None:
+    """The data, split and label settings the checkpoint records are fixed on resume; seed (which draws the split
+    only through data_seed) and the hyper-parameters are not."""
+    record = parser_for(bundle, ["train.yaml"], tmp_path).get_parsed_content("model_record")
+    assert set(record.fixed_settings) == expected
+
+
 def test_a_misspelt_flag_is_an_error_naming_it(tmp_path) -> None:
     parser = parser_for("usf_mae_pretrain", ["train.yaml"], tmp_path, resume="flase")
     with pytest.raises(Exception) as error:

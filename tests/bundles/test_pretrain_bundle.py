@@ -214,6 +214,7 @@ def test_resuming_a_monitored_run_keeps_its_best_model_and_history(tmp_path, cac
     assert [h["epoch"] for h in json.loads(history)] == [0, 1]
     result = run_bundle([TRAIN], {**overrides, "resume": True})  # the finished run: nothing left to train
     assert "resumed from" in result.stdout + result.stderr
+    assert "is at epoch 1, --epochs is 1: nothing to train; raise --epochs to continue" in result.stdout + result.stderr
     assert (tmp_path / "models" / "model.pt").read_bytes() == best
     assert (tmp_path / "eval" / "metrics.json").read_text() == history
     # extended by an epoch: the monitor's scores go on from the checkpoint's (they restarted empty)

@@ -22,6 +22,7 @@ from monai.engines import SupervisedEvaluator
 
 from monai_ext.engines.optim import WarmupCosineLR
 from monai_ext.handlers.checkpointing import (
+    EARLIER_CHECKPOINTS_RECORD,
     MLFLOW_RUN_RECORD,
     BestModelSaver,
     ModelRecord,
@@ -521,3 +522,121 @@ def test_every_rank_takes_rank_0s_view_of_whether_the_run_resumes(tmp_path, proc
     result = run_bounded(cmd, env=env, timeout=300, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     assert [json.loads((tmp_path / f"answer.rank{r}.json").read_text()) for r in range(processes)] == [True] * processes
+
+
+def test_a_resume_after_a_kill_before_the_first_save_does_not_continue_another_runs_checkpoints(tmp_path,
+                                                                                                caplog) -> None:
+    """Run B's finished checkpoints are in the folder; run A starts there without resume and is killed before its
+    first save; A's ``--resume true`` must start afresh, not continue B under A's settings (with tracking off)."""
+    other_model = torch.nn.Linear(1, 1, bias=False)
+    other = counting_engine(other_model)
+    TrainingCheckpointer(tmp_path, {"model": other_model, "trainer": other}).attach(other)
+    other.run([1.0], max_epochs=2)  # leaves iterations 2 and 1
+    killed_model = torch.nn.Linear(1, 1, bias=False)
+    killed = counting_engine(killed_model)
+    TrainingCheckpointer(tmp_path, {"model": killed_model, "trainer": killed}).attach(killed)  # then killed
+    assert (tmp_path / EARLIER_CHECKPOINTS_RECORD).is_file()
+    assert not will_resume(tmp_path, True)  # the baseline validation of a fresh start is not skipped
+    model = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.zeros_(model.weight)
+    engine = counting_engine(model)
+    ckpt = TrainingCheckpointer(tmp_path, {"model": model, "trainer": engine}, resume=True)
+    ckpt.attach(engine)
+    with caplog.at_level("WARNING"):
+        engine.run([1.0, 1.0], max_epochs=2)
+    assert ckpt.resumed_from is None and model.weight.item() == pytest.approx(4.0)  # trained from the start
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("not resuming from checkpoint_iteration=2.pt, checkpoint_iteration=1.pt" in w for w in warnings)
+    # this run's first save removed the other run's checkpoints, lower-numbered ones too, and the record
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_iteration=2.pt", "checkpoint_iteration=4.pt"]
+    resumed_model = torch.nn.Linear(1, 1, bias=False)
+    resumed = counting_engine(resumed_model)
+    ckpt = TrainingCheckpointer(tmp_path, {"model": resumed_model, "trainer": resumed}, resume=True)
+    ckpt.attach(resumed)
+    resumed.run([1.0, 1.0], max_epochs=3)
+    assert ckpt.resumed_from.name == "checkpoint_iteration=4.pt"
+    assert resumed_model.weight.item() == pytest.approx(6.0)
+
+
+def test_a_fresh_start_in_an_empty_folder_writes_no_record(tmp_path) -> None:
+    (tmp_path / EARLIER_CHECKPOINTS_RECORD).write_text("{}")  # a stale one
+    model = torch.nn.Linear(1, 1, bias=False)
+    engine = counting_engine(model)
+    TrainingCheckpointer(tmp_path, {"model": model, "trainer": engine}).attach(engine)
+    assert not (tmp_path / EARLIER_CHECKPOINTS_RECORD).exists()
+
+
+def record_run(folder, config: dict, resume: bool, max_epochs: int = 1) -> TrainingCheckpointer:
+    """A run of a tiny MAE recording ``config`` with its data settings fixed (as the bundles fix theirs)."""
+    network = MaskedAutoencoderViT(**TINY_MAE)
+    engine = idle_engine()
+    record = ModelRecord(network, "mae", config, fixed_settings=["val_fraction", "data_seed", "dataset_dir"])
+    ckpt = TrainingCheckpointer(folder, {"network": network, "trainer": engine, "arch": record}, resume=resume)
+    ckpt.attach(engine)
+    engine.run([0, 1], max_epochs=max_epochs)
+    return ckpt
+
+
+def test_a_resume_refuses_other_data_settings_in_one_line_and_takes_other_hyper_parameters(tmp_path) -> None:
+    """Another split on resume validates on images the checkpoint trained on: refused naming old and new values."""
+    settings = {"val_fraction": 0.25, "data_seed": 1, "dataset_dir": None, "lr": 0.1}
+    record_run(tmp_path, settings, resume=False)
+    with pytest.raises(CheckpointError) as error:
+        record_run(tmp_path, {**settings, "val_fraction": 0.5, "data_seed": 2}, resume=True, max_epochs=2)
+    assert str(error.value) == (
+        f"cannot resume from '{tmp_path / 'checkpoint_iteration=2.pt'}': its data, split or label settings differ "
+        "from this run's (val_fraction: 0.25 there, 0.5 here; data_seed: 1 there, 2 here); give this run its own "
+        "ckpt_dir or the settings that checkpoint was trained with")
+    assert record_run(tmp_path, {**settings, "lr": 0.2}, resume=True, max_epochs=2).resumed_from is not None
+    with pytest.raises(ValueError, match=r"fixed_settings \['fold'\] are not in config"):
+        ModelRecord(torch.nn.Linear(1, 1), "external", settings, fixed_settings=["fold"])
+
+
+def test_a_resume_into_another_kind_of_model_is_not_told_to_change_settings(tmp_path, caplog) -> None:
+    """No setting turns a classifier's checkpoint into an MAE's; and the refusal is said once, not also by ignite."""
+    write_checkpoint_of(tmp_path, ViTClassifier(num_classes=3, **{k: TINY_MAE[k] for k in (
+        "img_size", "patch_size", "embed_dim", "depth", "num_heads")}), "classifier")
+    network = MaskedAutoencoderViT(**TINY_MAE)
+    engine = idle_engine()
+    TrainingCheckpointer(tmp_path, {"network": network, "trainer": engine, "arch": ModelRecord(network, "mae")},
+                         resume=True).attach(engine)
+    with caplog.at_level("INFO"), pytest.raises(CheckpointError) as error:
+        engine.run([0, 1], max_epochs=2)
+    assert str(error.value).endswith("and this run trains a 'mae' model; give this run its own ckpt_dir")
+    assert str(error.value) not in caplog.text
+    other = idle_engine()
+    other.add_event_handler(Events.STARTED, lambda e: (_ for _ in ()).throw(RuntimeError("any other error")))
+    with caplog.at_level("INFO"), pytest.raises(RuntimeError):
+        other.run([0], max_epochs=1)
+    assert "Engine run is terminating due to exception: any other error" in caplog.text
+
+
+def test_a_resume_without_checkpoints_or_with_no_epoch_left_warns(tmp_path, caplog) -> None:
+    model = torch.nn.Linear(1, 1, bias=False)
+    engine = counting_engine(model)
+    TrainingCheckpointer(tmp_path / "empty", {"model": model, "trainer": engine}, resume=True).attach(engine)
+    with caplog.at_level("WARNING"):
+        engine.run([1.0], max_epochs=1)
+    assert f"no checkpoint to resume from in {tmp_path / 'empty'}; starting from the beginning" in caplog.text
+    engine = counting_engine(model)
+    TrainingCheckpointer(tmp_path / "done", {"model": model, "trainer": engine}).attach(engine)
+    engine.run([1.0], max_epochs=5)
+    caplog.clear()
+    engine = counting_engine(model)
+    TrainingCheckpointer(tmp_path / "done", {"model": model, "trainer": engine}, resume=True).attach(engine)
+    with caplog.at_level("WARNING"):
+        engine.run([1.0], max_epochs=3)
+    assert (f"checkpoint {tmp_path / 'done' / 'checkpoint_iteration=5.pt'} is at epoch 5, --epochs is 3: nothing to "
+            "train; raise --epochs to continue") in caplog.text
+
+
+def test_a_best_model_write_cut_by_a_kill_is_removed_at_the_next_runs_first_save(tmp_path) -> None:
+    """BestModelSaver writes through the same atomic write: a kill mid-write leaves ``.model.pt.*.tmp``."""
+    network = torch.nn.Linear(1, 1, bias=False)
+    (tmp_path / ".model.pt.x1y2z3.tmp").write_bytes(b"half a model")
+    (tmp_path / ".other.pt.x1y2z3.tmp").write_bytes(b"another writer's")
+    saver = BestModelSaver(tmp_path / "model.pt", network, ModelRecord(network, "external"), "loss")
+    engine = counting_engine(network)
+    TrainingCheckpointer(tmp_path, {"model": network, "trainer": engine, "best_model": saver}).attach(engine)
+    engine.run([1.0], max_epochs=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.pt.x1y2z3.tmp", "checkpoint_iteration=1.pt"]

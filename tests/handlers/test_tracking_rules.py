@@ -228,6 +228,13 @@ def test_settings_given_resolved_are_logged_as_values_not_expressions(tmp_path) 
     assert "save_execute_config" not in params  # MONAI's per-run file name: a resume tagged it as a changed setting
 
 
+def test_resume_is_no_setting_a_resume_changes() -> None:
+    """``resume`` is true in every resume of a run started without it: tagged "resume 1 changed resume"."""
+    from monai_ext.handlers.tracking import flatten_config
+
+    assert flatten_config({"resume": True, "epochs": 3}) == {"epochs": "3"}
+
+
 def test_a_folder_in_the_environment_does_not_refuse_a_given_store(tmp_path, monkeypatch) -> None:
     """MONAI's handler checks MLFLOW_TRACKING_URI first: a folder there refused the store the user typed."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "./mlruns")
