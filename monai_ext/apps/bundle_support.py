@@ -429,9 +429,10 @@ def use_validation_probe(network: torch.nn.Module, ckpt_path: str | os.PathLike,
     Returns:
         A one-line summary of the head used (also logged), or None where the saved head is kept without remark.
     """
-    if eval_split != "validation":
+    path = path_setting(ckpt_path, "ckpt_path")  # as initialize_weights reads it (``~``, unset values)
+    if eval_split != "validation" or path is None:
         return None
-    content = read_checkpoint(ckpt_path)
+    content = read_checkpoint(path)
     arch_args = ((content.get("arch") or {}).get("arch_args") or {}) if isinstance(content, Mapping) else {}
     if not arch_args.get("linear_probe"):
         return None

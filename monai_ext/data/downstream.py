@@ -696,24 +696,37 @@ def folder_protocol(root: str | os.PathLike, folds: int = 5, val_fraction: float
         raise ValueError(f"the sub-folders {layers!r} of {str(root)!r} are a segmentation set's images and masks, "
                          "not classes; make a segmentation datalist (make-datalist image-mask-folders)")
     items = [{"image": str(p), "label": c, "id": image_stem(p)} for c, name in enumerate(folders) for p in images[name]]
-    _group_by_study_folder(items, root, folders)
+    _group_by_study_folder(items, root, folders, folds)
     items = keep_one_copy(leave_out_non_images(items, repr(str(root))), folders, repr(str(root)))
     _require_every_class(items, folders, repr(str(root)))
     return Protocol(root.name, folders, _kfold(items, folds, val_fraction, seed, max_train, folders))
 
 
-def _group_by_study_folder(items: list[Item], root: Path, folders: list[str]) -> None:
-    """Give each item (in place) its study as ``patient`` where any class folder has sub-folders: the first-level
+def _group_by_study_folder(items: list[Item], root: Path, folders: list[str], folds: int) -> None:
+    """Give each item (in place) its study as ``patient`` where class folders have sub-folders: the first-level
     sub-folder of its class folder (``<class>/<study>``), or for an image directly in its class folder its own path
-    (a study of one). Nothing is added where no class folder has sub-folders, so those splits are unchanged.
+    (a study of one). Then the frames of one study share a test fold and a side of the validation split.
 
-    Every item gets one or none: :func:`patient_groups` refuses a mix.
+    Sub-folders are read as studies only where every class holds at least ``folds`` of them: an archive unpacked
+    into a folder of its own name (``benign/benign/``) or images filed by scanner or site (``benign/scannerA/``) hold
+    a few folders that are no studies, and grouping by them would refuse a split that works by image. Those are split
+    by image, as folders without sub-folders are, with a warning. Every item gets a study or none:
+    :func:`patient_groups` refuses a mix.
     """
     # walk_files gives paths as reached under the class folder, so a linked study folder keeps its name here
     relative = [Path(it["image"]).relative_to(root / folders[it["label"]]).parts for it in items]
     studies = [f"{folders[it['label']]}/{parts[0]}" for it, parts in zip(items, relative)]
     in_studies = sum(len(parts) > 1 for parts in relative)
     if not in_studies:
+        return
+    per_class = [len({s for it, s in zip(items, studies) if it["label"] == c}) for c in range(len(folders))]
+    if min(per_class) < folds:
+        logger.warning("%s: %d of %d image(s) sit in sub-folders of their class folders, but class %r has %d "
+                       "sub-folder(s) and loose image(s) in all, fewer than the %d folds: the sub-folders are not read "
+                       "as studies and the images are split one by one (frames of one study may then sit in several "
+                       "parts); to keep studies together, list each image's patient in a CSV (protocol csv, "
+                       "'patient' column)", root, in_studies, len(items), folders[int(np.argmin(per_class))],
+                       min(per_class), folds)
         return
     for it, study in zip(items, studies):
         it["patient"] = study

@@ -12,6 +12,7 @@ from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
@@ -94,35 +95,53 @@ def _single_channel(pixels: np.ndarray, source: str) -> np.ndarray:
 def _binary_foreground(pixels: np.ndarray, jpeg: bool, source: str) -> np.ndarray:
     """(H, W) bool: the set pixels of a binary mask, by how the mask was stored.
 
-    JPEG masks ring: a 0/255 mask's edges decode to values 1..254 around the lesion and specks further out, and its
-    black may not be 0. By the brightest pixel (the peak):
+    JPEG masks ring: a 0/255 mask's edges decode to values 1..254 around the lesion and specks further out, a 0/1
+    mask's lesion to 1s and 2s, and an exported mask's black may not be 0. By the brightest pixel (the peak) and the
+    most common value (the background):
 
-    - 128 and up: a 0/255 mask; a pixel is set from half the peak up.
-    - 0 or 1: a 0/1 mask (or an empty one); any non-zero pixel is set.
-    - 2 to 127: refused. Half the peak would make JPEG noise on an empty mask (a background of 2) a lesion covering
-      the image, while reading such a mask as empty would drop the lesion of a 0/1 or 0/k mask that ringing lifted
-      above 1; no rule reads both right, so the file is named and asked for losslessly.
+    - peak 128 and up: a 0/255 mask; a pixel is set from half the peak up.
+    - background not 0: refused. Half a low peak would make the raised black of an empty mask a lesion covering the
+      image, and reading it as empty could drop a lesion: no rule reads both right.
+    - background 0, peak 1 to 3: a 0/1 mask whose ringing lifted its lesion to 2 or 3; any non-zero pixel is set.
+    - background 0, peak 4 to 127: refused (a 0/k mask's ringing cannot be told from its lesion).
 
     Lossless masks (PNG, BMP, TIFF, ...): any non-zero pixel (0/1, 0/k and label-valued masks alike), except a
     0/255-style mask (peak 128 and up) with values strictly between 0 and its peak that lie on its edges: a mask
     resized with bilinear or bicubic interpolation, or drawn anti-aliased. Its edge pixels are part lesion, and any
     non-zero would grow the lesion by its whole blurred rim (8% of its area for a bilinear resize), so a pixel is set
-    from half the peak up, as a nearest-neighbour resize would have kept it. Where most in-between pixels sit in flat
-    areas of their own value (a 0/85/170/255 label map), they are classes, not edges, and any non-zero stays.
+    from half the peak of its own region up, as a nearest-neighbour resize would have kept it; a small lesion that
+    the resize dimmed below half the mask's peak keeps its brightest pixels. Where most in-between pixels sit in
+    flat areas of their own value (a 0/85/170/255 label map), they are classes, not edges, and any non-zero stays.
 
     Raises:
-        UnreadableImageError: a JPEG mask whose peak is between 2 and 127, naming ``source`` and the peak.
+        UnreadableImageError: a JPEG mask refused by the rules above, naming ``source``, its peak and background.
     """
     peak = int(pixels.max(initial=0))
-    if jpeg:
-        if 1 < peak < 128:
+    if jpeg and peak < 128:
+        background = int(np.bincount(pixels.ravel()).argmax())
+        if background != 0 or peak > 3:
             raise UnreadableImageError(
-                f"{source}: a JPEG mask whose brightest pixel is {peak} is neither 0/255 nor 0/1: JPEG noise on an "
-                "empty mask, or a 0/1 mask's ringing? save masks losslessly (PNG)")
-        return pixels >= peak / 2 if peak > 1 else pixels > 0
-    if peak >= 128 and _edges_only_in_between(pixels, peak):
+                f"{source}: a JPEG mask whose brightest pixel is {peak} and most common value {background} is neither "
+                "0/255 nor 0/1 on a black background (JPEG noise on an empty mask exported with a raised black?): "
+                "save masks losslessly (PNG)")
+        return pixels > 0
+    if jpeg:
         return pixels >= peak / 2
+    if peak >= 128 and _edges_only_in_between(pixels, peak):
+        return _from_half_of_each_regions_peak(pixels)
     return pixels > 0
+
+
+def _from_half_of_each_regions_peak(pixels: np.ndarray) -> np.ndarray:
+    """(H, W) bool: the pixels at or above half the peak of their own connected non-zero region (8-connected).
+
+    Per region rather than the whole mask's: a 5-px lesion beside a large one, shrunk 4x with bilinear
+    interpolation, peaks at 118 of 255 and vanished under a global cut at 128, where a nearest resize keeps a pixel.
+    """
+    count, regions = cv2.connectedComponents((pixels > 0).astype(np.uint8), connectivity=8)
+    peaks = np.zeros(count, np.int64)
+    np.maximum.at(peaks, regions.ravel(), pixels.ravel().astype(np.int64))
+    return (pixels > 0) & (pixels.astype(np.int64) * 2 >= peaks[regions])
 
 
 def _edges_only_in_between(pixels: np.ndarray, peak: int) -> bool:

@@ -993,6 +993,24 @@ def test_folder_protocol_keeps_the_frames_of_a_study_folder_in_one_part(tmp_path
     assert patients["malignant/malignant_0.png"] == "malignant/malignant_0.png"
 
 
+@pytest.mark.parametrize("sub_folders", [["{name}"], ["scannerA", "scannerB", "scannerC"]],
+                         ids=["archive unpacked into its own name", "filed by scanner"])
+def test_sub_folders_fewer_than_the_folds_are_no_studies_and_the_images_split_as_before(tmp_path, caplog,
+                                                                                        sub_folders) -> None:
+    """``benign/benign/*.png`` or ``benign/scannerA..C/``: every sub-folder was read as a study, and a split that
+    worked by image was refused for want of patients the user never declared."""
+    for name in ("benign", "malignant"):
+        for i in range(12):
+            folder = tmp_path / "data" / name / sub_folders[i % len(sub_folders)].format(name=name)
+            folder.mkdir(parents=True, exist_ok=True)
+            write_stub(folder / f"{name}_{i}.png", "png")
+    with caplog.at_level("INFO"):
+        proto = ds.folder_protocol(tmp_path / "data", folds=5)
+    assert "fewer than the 5 folds: the sub-folders are not read as studies" in caplog.text
+    assert not any("patient" in it for split in proto.splits for items in split.values() for it in items)
+    assert sorted(len(split["test"]) for split in proto.splits) == [4, 5, 5, 5, 5]
+
+
 def test_folder_protocol_without_study_folders_is_split_by_image_as_before(tmp_path, caplog) -> None:
     _class_folders(tmp_path / "data", per_class=10)
     with caplog.at_level("INFO"):

@@ -160,24 +160,49 @@ def test_a_tiff_mask_with_a_thumbnail_page_reads_its_one_page(tmp_path: Path) ->
     np.testing.assert_array_equal(LoadMask("binary")(str(path))[0], truth > 0)
 
 
-@pytest.mark.parametrize("black", [2, 5, 127])
-def test_a_jpeg_mask_neither_0_255_nor_0_1_is_refused(tmp_path: Path, black: int) -> None:
-    """An empty JPEG mask whose black is not 0 (2 after a viewer's export): half its peak is 1, and the whole image
-    became lesion, silently. Reading it as empty would drop a 0/1 mask's lesion that ringing lifted to 2, so it is
-    refused, named, with its peak."""
-    Image.fromarray(np.full((48, 64), black, np.uint8)).save(tmp_path / "mask.jpg", quality=90)
-    with pytest.raises(UnreadableImageError, match=f"mask.jpg: a JPEG mask whose brightest pixel is {black} is "
-                                                   "neither 0/255 nor 0/1.*save masks losslessly"):
+@pytest.mark.parametrize("black, lesion", [(1, 0), (2, 0), (5, 0), (127, 0), (0, 50)],
+                         ids=["black 1", "black 2", "black 5", "black 127", "0/50 mask"])
+def test_a_jpeg_mask_neither_0_255_nor_0_1_on_black_is_refused(tmp_path: Path, black: int, lesion: int) -> None:
+    """An empty JPEG mask whose black is not 0 (1 or 2 after a viewer's export): half its peak is 1, and the whole
+    image became lesion, silently. Reading it as empty could drop a lesion, so it is refused, named, with its peak
+    and background; so is a 0/k mask, whose ringing cannot be told from its lesion."""
+    stored = _disc(lesion) if lesion else np.full((48, 64), black, np.uint8)
+    Image.fromarray(stored).save(tmp_path / "mask.jpg", quality=90)
+    peak = int(np.asarray(Image.open(tmp_path / "mask.jpg")).max())
+    with pytest.raises(UnreadableImageError, match=f"mask.jpg: a JPEG mask whose brightest pixel is {peak} and most "
+                                                   f"common value {black} is neither.*save masks losslessly"):
         LoadMask("binary")(str(tmp_path / "mask.jpg"))
 
 
+@pytest.mark.parametrize("size", [(48, 64), (240, 320)])
+@pytest.mark.parametrize("quality", [75, 95])
 @pytest.mark.parametrize("value", [0, 1])
-def test_an_empty_or_0_1_jpeg_mask_reads(tmp_path: Path, value: int) -> None:
-    """Either side of the refused range: an empty JPEG mask (black 0) and a 0/1 one still read."""
-    truth = _disc(value)
-    Image.fromarray(truth).save(tmp_path / "mask.jpg", quality=95)
+def test_an_empty_or_0_1_jpeg_mask_reads(tmp_path: Path, value: int, quality: int, size: tuple[int, int]) -> None:
+    """An empty JPEG mask (black 0) and a 0/1 one read, at the sizes and qualities users save: ringing lifts a 0/1
+    lesion's peak to 2 at 240 x 320, which a rule by peak alone refused."""
+    height, width = size
+    yy, xx = np.mgrid[:height, :width]
+    truth = (((yy - height / 2) / (height / 4)) ** 2 + ((xx - width / 2) / (width / 4)) ** 2 <= 1).astype(np.uint8)
+    Image.fromarray(truth * np.uint8(value)).save(tmp_path / "mask.jpg", quality=quality)
     mask = LoadMask("binary")(str(tmp_path / "mask.jpg"))[0]
-    assert abs(int(mask.sum()) - int(truth.sum())) <= truth.sum() // 20  # a 0/1 JPEG's ringing moves its edge a little
+    expected = int(truth.sum()) * value
+    assert abs(int(mask.sum()) - expected) <= truth.sum() // 20  # a 0/1 JPEG's ringing moves its edge a little
+
+
+def test_a_small_lesion_dimmed_by_a_resize_is_kept(tmp_path: Path) -> None:
+    """A 4-px lesion beside a large one, shrunk 4x with bilinear interpolation, peaks at 120 of 255: half the whole
+    mask's peak dropped it, where a nearest resize keeps a pixel of it."""
+    big = np.zeros((400, 400), np.uint8)
+    yy, xx = np.mgrid[:400, :400]
+    big[(yy - 200) ** 2 + (xx - 150) ** 2 <= 80 ** 2] = 255
+    big[301:305, 331:335] = 255
+    stored = np.asarray(Image.fromarray(big).resize((100, 100), Image.Resampling.BILINEAR))
+    assert 0 < int(stored[70:80, 78:88].max()) < 128  # the awkward case: the small lesion dimmed below half
+    Image.fromarray(stored).save(tmp_path / "mask.png")
+    mask = LoadMask("binary")(str(tmp_path / "mask.png"))[0].astype(bool)
+    assert mask[70:80, 78:88].any() and not mask[70:80, 78:88].all()
+    nearest = np.asarray(Image.fromarray(big).resize((100, 100), Image.Resampling.NEAREST)) > 0
+    assert abs(int(mask[:, :70].sum()) - int(nearest[:, :70].sum())) <= 20  # the large lesion as a nearest resize
 
 
 @pytest.mark.parametrize("transparent", [(255, 255, 255, 0), (0, 0, 0, 0), (255, 0, 0, 0)])
