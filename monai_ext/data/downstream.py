@@ -707,10 +707,11 @@ def _group_by_study_folder(items: list[Item], root: Path, folders: list[str], fo
     sub-folder of its class folder (``<class>/<study>``), or for an image directly in its class folder its own path
     (a study of one). Then the frames of one study share a test fold and a side of the validation split.
 
-    Sub-folders are read as studies only where every class holds at least ``folds`` of them: an archive unpacked
-    into a folder of its own name (``benign/benign/``) or images filed by scanner or site (``benign/scannerA/``) hold
-    a few folders that are no studies, and grouping by them would refuse a split that works by image. Those are split
-    by image, as folders without sub-folders are, with a warning. Every item gets a study or none:
+    Sub-folders are read as studies only where every class that has any holds at least ``folds`` of them (loose
+    images not counted): an archive unpacked into a folder of its own name (``benign/benign/``) or images filed by
+    scanner or site (``benign/scannerA/``) hold a few folders that are no studies, and grouping by them refused a
+    split that works by image, or, with a few loose images beside them, left one fold's training part 8 images.
+    Those are split by image, as folders without sub-folders are, with a warning. Every item gets a study or none:
     :func:`patient_groups` refuses a mix.
     """
     # walk_files gives paths as reached under the class folder, so a linked study folder keeps its name here
@@ -719,14 +720,17 @@ def _group_by_study_folder(items: list[Item], root: Path, folders: list[str], fo
     in_studies = sum(len(parts) > 1 for parts in relative)
     if not in_studies:
         return
-    per_class = [len({s for it, s in zip(items, studies) if it["label"] == c}) for c in range(len(folders))]
-    if min(per_class) < folds:
+    # loose images are studies of one, but they must not make a class of one big folder look like many studies
+    sub_folders = {c: len({s for it, s, parts in zip(items, studies, relative) if it["label"] == c and len(parts) > 1})
+                   for c in range(len(folders))}
+    few = {c: n for c, n in sub_folders.items() if 0 < n < folds}
+    if few:
+        c = min(few, key=few.get)
         logger.warning("%s: %d of %d image(s) sit in sub-folders of their class folders, but class %r has %d "
-                       "sub-folder(s) and loose image(s) in all, fewer than the %d folds: the sub-folders are not read "
-                       "as studies and the images are split one by one (frames of one study may then sit in several "
-                       "parts); to keep studies together, list each image's patient in a CSV (protocol csv, "
-                       "'patient' column)", root, in_studies, len(items), folders[int(np.argmin(per_class))],
-                       min(per_class), folds)
+                       "sub-folder(s), fewer than the %d folds: the sub-folders are not read as studies and the images "
+                       "are split one by one (frames of one study may then sit in several parts); to keep studies "
+                       "together, list each image's patient in a CSV (protocol csv, 'patient' column)", root,
+                       in_studies, len(items), folders[c], few[c], folds)
         return
     for it, study in zip(items, studies):
         it["patient"] = study

@@ -21,6 +21,7 @@ from monai_ext.transforms.fov import (
 )
 from monai_ext.transforms.gpu import UltrasoundBatchAugment
 from monai_ext.transforms.intensity import ScaleIntensityByDtype, ScaleIntensityByDtyped, ToGrayscale, ToGrayscaled
+from monai_ext.transforms.masks import LoadMask, LoadMaskd
 from monai_ext.transforms.normalize import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -47,7 +48,7 @@ from monai_ext.transforms.tint import display_tint
 
 __all__ = [
     "IMAGENET_MEAN", "IMAGENET_STD", "Deannotate", "Deannotated", "DopplerToGray", "DopplerToGrayd", "FieldOfView",
-    "FieldOfViewMask", "FieldOfViewMaskd", "MixupCutmix", "NormalizeUltrasound", "NormalizeUltrasoundd",
+    "FieldOfViewMask", "FieldOfViewMaskd", "LoadMask", "LoadMaskd", "MixupCutmix", "NormalizeUltrasound", "NormalizeUltrasoundd",
     "RandAxialLateralBlur", "RandAxialLateralBlurd", "RandDepthGain", "RandDepthGaind", "RandDynamicRange",
     "RandDynamicRanged", "RandGammaGain", "RandGammaGaind", "RandResizedCrop", "RandResizedCropd", "RandSpeckle",
     "RandSpeckled", "ScaleIntensityByDtype", "ScaleIntensityByDtyped", "ToGrayscale", "ToGrayscaled",

@@ -23,6 +23,12 @@ from monai_ext.io.errors import UnreadableImageError
 from monai_ext.io.images import check_file, pil_frame_count, upright
 
 MASK_ENCODINGS = ("binary", "index")
+#: A JPEG mask with a low peak and fewer pixels of exact 0 than this has a raised black: an empty mask exported so
+#: decodes with no 0 at all, while a 0/1 mask whose lesion covers 95 % of the image keeps some 5 % of zeros.
+MIN_JPEG_BLACK_SHARE = 0.01
+#: Side of the square by which a resized mask's lesions are widened before its regions are found: a cubic or
+#: Lanczos resize leaves ringing lobes 1-3 px beyond the edge, parted from the lesion by undershoot clipped to 0.
+RINGING_REACH = 5
 
 
 def read_mask_file(path: str | os.PathLike, palette_as_colours: bool = False) -> tuple[np.ndarray, bool]:
@@ -97,13 +103,14 @@ def _binary_foreground(pixels: np.ndarray, jpeg: bool, source: str) -> np.ndarra
 
     JPEG masks ring: a 0/255 mask's edges decode to values 1..254 around the lesion and specks further out, a 0/1
     mask's lesion to 1s and 2s, and an exported mask's black may not be 0. By the brightest pixel (the peak) and the
-    most common value (the background):
+    share of pixels that are 0:
 
     - peak 128 and up: a 0/255 mask; a pixel is set from half the peak up.
-    - background not 0: refused. Half a low peak would make the raised black of an empty mask a lesion covering the
-      image, and reading it as empty could drop a lesion: no rule reads both right.
-    - background 0, peak 1 to 3: a 0/1 mask whose ringing lifted its lesion to 2 or 3; any non-zero pixel is set.
-    - background 0, peak 4 to 127: refused (a 0/k mask's ringing cannot be told from its lesion).
+    - almost no pixel 0 (under 1 %): refused. Half a low peak would make the raised black of an empty mask (1 or 2
+      after a viewer's export, with no 0 left) a lesion covering the image, and reading it as empty could drop a
+      lesion: no rule reads both right.
+    - peak 1 to 3: a 0/1 mask, whose ringing lifts its lesion to 2 or 3; any non-zero pixel is set.
+    - peak 4 to 127: refused (a 0/k mask's ringing cannot be told from its lesion).
 
     Lossless masks (PNG, BMP, TIFF, ...): any non-zero pixel (0/1, 0/k and label-valued masks alike), except a
     0/255-style mask (peak 128 and up) with values strictly between 0 and its peak that lie on its edges: a mask
@@ -114,16 +121,17 @@ def _binary_foreground(pixels: np.ndarray, jpeg: bool, source: str) -> np.ndarra
     flat areas of their own value (a 0/85/170/255 label map), they are classes, not edges, and any non-zero stays.
 
     Raises:
-        UnreadableImageError: a JPEG mask refused by the rules above, naming ``source``, its peak and background.
+        UnreadableImageError: a JPEG mask refused by the rules above, naming ``source``, its peak and its share of
+            black pixels.
     """
     peak = int(pixels.max(initial=0))
     if jpeg and peak < 128:
-        background = int(np.bincount(pixels.ravel()).argmax())
-        if background != 0 or peak > 3:
+        black = float(np.mean(pixels == 0))
+        if black < MIN_JPEG_BLACK_SHARE or peak > 3:
             raise UnreadableImageError(
-                f"{source}: a JPEG mask whose brightest pixel is {peak} and most common value {background} is neither "
-                "0/255 nor 0/1 on a black background (JPEG noise on an empty mask exported with a raised black?): "
-                "save masks losslessly (PNG)")
+                f"{source}: a JPEG mask whose brightest pixel is {peak}, with {black:.1%} of its pixels 0, is neither "
+                "0/255 nor 0/1 on black (an empty mask exported with a raised black, or a 0/k mask?): save masks "
+                "losslessly (PNG)")
         return pixels > 0
     if jpeg:
         return pixels >= peak / 2
@@ -133,12 +141,16 @@ def _binary_foreground(pixels: np.ndarray, jpeg: bool, source: str) -> np.ndarra
 
 
 def _from_half_of_each_regions_peak(pixels: np.ndarray) -> np.ndarray:
-    """(H, W) bool: the pixels at or above half the peak of their own connected non-zero region (8-connected).
+    """(H, W) bool: the non-zero pixels at or above half the peak of their own region, a region being a lesion with
+    what lies within ``RINGING_REACH // 2`` px of it (8-connected).
 
-    Per region rather than the whole mask's: a 5-px lesion beside a large one, shrunk 4x with bilinear
-    interpolation, peaks at 118 of 255 and vanished under a global cut at 128, where a nearest resize keeps a pixel.
+    Per region rather than the whole mask's: a 4-px lesion beside a large one, shrunk 4x with bilinear
+    interpolation, peaks at 120 of 255 and vanished under a global cut at 128, where a nearest resize keeps a pixel.
+    Widened first, so that the ringing lobes of a cubic or Lanczos resize fall in their lesion's region and under its
+    cut: on their own, each lobe of value 2 was a region above half its own peak (64 specks around one disc).
     """
-    count, regions = cv2.connectedComponents((pixels > 0).astype(np.uint8), connectivity=8)
+    support = cv2.dilate((pixels > 0).astype(np.uint8), np.ones((RINGING_REACH, RINGING_REACH), np.uint8))
+    count, regions = cv2.connectedComponents(support, connectivity=8)
     peaks = np.zeros(count, np.int64)
     np.maximum.at(peaks, regions.ravel(), pixels.ravel().astype(np.int64))
     return (pixels > 0) & (pixels.astype(np.int64) * 2 >= peaks[regions])

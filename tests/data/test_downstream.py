@@ -993,17 +993,21 @@ def test_folder_protocol_keeps_the_frames_of_a_study_folder_in_one_part(tmp_path
     assert patients["malignant/malignant_0.png"] == "malignant/malignant_0.png"
 
 
+@pytest.mark.parametrize("loose", [0, 3], ids=["only sub-folders", "a few loose images beside them"])
 @pytest.mark.parametrize("sub_folders", [["{name}"], ["scannerA", "scannerB", "scannerC"]],
                          ids=["archive unpacked into its own name", "filed by scanner"])
 def test_sub_folders_fewer_than_the_folds_are_no_studies_and_the_images_split_as_before(tmp_path, caplog,
-                                                                                        sub_folders) -> None:
+                                                                                        sub_folders, loose) -> None:
     """``benign/benign/*.png`` or ``benign/scannerA..C/``: every sub-folder was read as a study, and a split that
-    worked by image was refused for want of patients the user never declared."""
+    worked by image was refused for want of patients the user never declared; with a few loose images beside them,
+    each counted as a study, the folds were grouped and one training part held 8 images."""
     for name in ("benign", "malignant"):
-        for i in range(12):
+        for i in range(12 - loose):
             folder = tmp_path / "data" / name / sub_folders[i % len(sub_folders)].format(name=name)
             folder.mkdir(parents=True, exist_ok=True)
             write_stub(folder / f"{name}_{i}.png", "png")
+        for i in range(loose):
+            write_stub(tmp_path / "data" / name / f"{name}_loose{i}.png", "png")
     with caplog.at_level("INFO"):
         proto = ds.folder_protocol(tmp_path / "data", folds=5)
     assert "fewer than the 5 folds: the sub-folders are not read as studies" in caplog.text

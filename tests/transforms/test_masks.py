@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image, ImageFilter
@@ -165,13 +166,42 @@ def test_a_tiff_mask_with_a_thumbnail_page_reads_its_one_page(tmp_path: Path) ->
 def test_a_jpeg_mask_neither_0_255_nor_0_1_on_black_is_refused(tmp_path: Path, black: int, lesion: int) -> None:
     """An empty JPEG mask whose black is not 0 (1 or 2 after a viewer's export): half its peak is 1, and the whole
     image became lesion, silently. Reading it as empty could drop a lesion, so it is refused, named, with its peak
-    and background; so is a 0/k mask, whose ringing cannot be told from its lesion."""
+    and its share of black; so is a 0/k mask, whose ringing cannot be told from its lesion."""
     stored = _disc(lesion) if lesion else np.full((48, 64), black, np.uint8)
     Image.fromarray(stored).save(tmp_path / "mask.jpg", quality=90)
     peak = int(np.asarray(Image.open(tmp_path / "mask.jpg")).max())
-    with pytest.raises(UnreadableImageError, match=f"mask.jpg: a JPEG mask whose brightest pixel is {peak} and most "
-                                                   f"common value {black} is neither.*save masks losslessly"):
+    with pytest.raises(UnreadableImageError, match=f"mask.jpg: a JPEG mask whose brightest pixel is {peak}, with "
+                                                   r"[0-9.]+% of its pixels 0, is neither.*save masks losslessly"):
         LoadMask("binary")(str(tmp_path / "mask.jpg"))
+
+
+@pytest.mark.parametrize("quality", [60, 95])
+@pytest.mark.parametrize("cover", [0.68, 0.95])
+def test_a_0_1_jpeg_mask_whose_lesion_covers_most_of_the_image_reads(tmp_path: Path, quality: int,
+                                                                      cover: float) -> None:
+    """Judged by its most common value, a 0/1 mask mostly lesion looked like an empty mask with a raised black."""
+    yy, xx = np.mgrid[:250, :250]
+    radius = 250 * np.sqrt(cover / np.pi)
+    truth = ((yy - 125) ** 2 + (xx - 125) ** 2 <= radius ** 2) if cover < 0.7 else ~(
+        (yy < 250 * (1 - cover) ** 0.5) & (xx < 250 * (1 - cover) ** 0.5))
+    Image.fromarray(truth.astype(np.uint8)).save(tmp_path / "mask.jpg", quality=quality)
+    mask = LoadMask("binary")(str(tmp_path / "mask.jpg"))[0]
+    assert abs(int(mask.sum()) - int(truth.sum())) <= truth.sum() // 50
+
+
+@pytest.mark.parametrize("interpolation", [cv2.INTER_CUBIC, cv2.INTER_LANCZOS4], ids=["cubic", "lanczos"])
+def test_a_cubic_resize_leaves_one_lesion_not_a_ring_of_specks(tmp_path: Path, interpolation: int) -> None:
+    """A cubic or Lanczos resize rings 1-3 px beyond the edge, parted from the lesion by undershoot clipped to 0:
+    cut at half its own peak, each lobe became a lesion of its own (64 specks around one disc)."""
+    yy, xx = np.mgrid[:400, :400]
+    disc = (((yy - 200) ** 2 + (xx - 190) ** 2) <= 110 ** 2).astype(np.uint8) * np.uint8(255)
+    stored = cv2.resize(disc, (600, 600), interpolation=interpolation)
+    Image.fromarray(stored).save(tmp_path / "mask.png")
+    mask = LoadMask("binary")(str(tmp_path / "mask.png"))[0]
+    count, _ = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    assert count - 1 == 1  # one lesion, as a nearest resize keeps it
+    nearest = cv2.resize(disc, (600, 600), interpolation=cv2.INTER_NEAREST_EXACT) > 0
+    assert int((mask.astype(bool) != nearest).sum()) <= 4 * 2 * np.pi * 165  # edge pixels only
 
 
 @pytest.mark.parametrize("size", [(48, 64), (240, 320)])
