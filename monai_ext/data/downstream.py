@@ -707,11 +707,11 @@ def _group_by_study_folder(items: list[Item], root: Path, folders: list[str], fo
     sub-folder of its class folder (``<class>/<study>``), or for an image directly in its class folder its own path
     (a study of one). Then the frames of one study share a test fold and a side of the validation split.
 
-    Sub-folders are read as studies only where every class that has any holds at least ``folds`` of them (loose
-    images not counted): an archive unpacked into a folder of its own name (``benign/benign/``) or images filed by
-    scanner or site (``benign/scannerA/``) hold a few folders that are no studies, and grouping by them refused a
-    split that works by image, or, with a few loose images beside them, left one fold's training part 8 images.
-    Those are split by image, as folders without sub-folders are, with a warning. Every item gets a study or none:
+    Sub-folders are read as studies only where none holds more than a fold's share (``1 / folds``) of its class's
+    images: an archive unpacked into a folder of its own name (``benign/benign/``) or images filed by scanner or site
+    (``benign/scannerA/``) are containers, not studies, and grouping by them refused a split that works by image,
+    or, with a few loose images beside them, left one fold's training part 8 images. Those are split by image, as
+    folders without sub-folders are, with a warning. A few small study folders beside many loose images are grouped. Every item gets a study or none:
     :func:`patient_groups` refuses a mix.
     """
     # walk_files gives paths as reached under the class folder, so a linked study folder keeps its name here
@@ -720,17 +720,18 @@ def _group_by_study_folder(items: list[Item], root: Path, folders: list[str], fo
     in_studies = sum(len(parts) > 1 for parts in relative)
     if not in_studies:
         return
-    # loose images are studies of one, but they must not make a class of one big folder look like many studies
-    sub_folders = {c: len({s for it, s, parts in zip(items, studies, relative) if it["label"] == c and len(parts) > 1})
-                   for c in range(len(folders))}
-    few = {c: n for c, n in sub_folders.items() if 0 < n < folds}
-    if few:
-        c = min(few, key=few.get)
-        logger.warning("%s: %d of %d image(s) sit in sub-folders of their class folders, but class %r has %d "
-                       "sub-folder(s), fewer than the %d folds: the sub-folders are not read as studies and the images "
-                       "are split one by one (frames of one study may then sit in several parts); to keep studies "
-                       "together, list each image's patient in a CSV (protocol csv, 'patient' column)", root,
-                       in_studies, len(items), folders[c], few[c], folds)
+    # a study folder holding more than a fold's share of its class is no study but a container (the archive's own
+    # name, a scanner, a site): loose images beside it are studies of one and would hide it in a count of groups
+    sizes = Counter((it["label"], s) for it, s, parts in zip(items, studies, relative) if len(parts) > 1)
+    per_class = Counter(it["label"] for it in items)
+    (c, folder), largest = max(sizes.items(), key=lambda pair: pair[1] / per_class[pair[0][0]])
+    if largest * folds > per_class[c]:
+        logger.warning("%s: %d of %d image(s) sit in sub-folders of their class folders, but %r holds %d of class "
+                       "%r's %d images, more than a fold's share of the %d folds: the sub-folders are not read as "
+                       "studies and the images are split one by one (frames of one study may then sit in several "
+                       "parts); to keep studies together, list each image's patient in a CSV (protocol csv, "
+                       "'patient' column)", root, in_studies, len(items), folder, largest, folders[c], per_class[c],
+                       folds)
         return
     for it, study in zip(items, studies):
         it["patient"] = study

@@ -29,6 +29,8 @@ MIN_JPEG_BLACK_SHARE = 0.01
 #: Side of the square by which a resized mask's lesions are widened before its regions are found: a cubic or
 #: Lanczos resize leaves ringing lobes 1-3 px beyond the edge, parted from the lesion by undershoot clipped to 0.
 RINGING_REACH = 5
+#: A region of a resized mask whose peak is under 1/8 of the brightest within that reach is ringing, not a lesion.
+FAINT_REGION_RATIO = 8
 
 
 def read_mask_file(path: str | os.PathLike, palette_as_colours: bool = False) -> tuple[np.ndarray, bool]:
@@ -141,19 +143,27 @@ def _binary_foreground(pixels: np.ndarray, jpeg: bool, source: str) -> np.ndarra
 
 
 def _from_half_of_each_regions_peak(pixels: np.ndarray) -> np.ndarray:
-    """(H, W) bool: the non-zero pixels at or above half the peak of their own region, a region being a lesion with
-    what lies within ``RINGING_REACH // 2`` px of it (8-connected).
+    """(H, W) bool: the non-zero pixels at or above half the peak of their own 8-connected region; a faint region
+    (its peak under ``1 / FAINT_REGION_RATIO`` of the brightest within ``RINGING_REACH // 2`` px) is cut at that
+    brighter peak instead.
 
     Per region rather than the whole mask's: a 4-px lesion beside a large one, shrunk 4x with bilinear
     interpolation, peaks at 120 of 255 and vanished under a global cut at 128, where a nearest resize keeps a pixel.
-    Widened first, so that the ringing lobes of a cubic or Lanczos resize fall in their lesion's region and under its
-    cut: on their own, each lobe of value 2 was a region above half its own peak (64 specks around one disc).
+    A cubic or Lanczos resize leaves ringing lobes (9 of 255 at most) 1-3 px beyond the edge, parted from the lesion
+    by undershoot clipped to 0: on their own each was a region above half its own peak (64 specks around one disc),
+    so a faint region is judged with its neighbourhood; a dimmed lesion (56 of 255 and up) keeps its own peak even a
+    pixel away from a large one.
     """
-    support = cv2.dilate((pixels > 0).astype(np.uint8), np.ones((RINGING_REACH, RINGING_REACH), np.uint8))
-    count, regions = cv2.connectedComponents(support, connectivity=8)
-    peaks = np.zeros(count, np.int64)
-    np.maximum.at(peaks, regions.ravel(), pixels.ravel().astype(np.int64))
-    return (pixels > 0) & (pixels.astype(np.int64) * 2 >= peaks[regions])
+    set_pixels = pixels > 0
+    values = pixels.astype(np.int64)
+    own_count, own = cv2.connectedComponents(set_pixels.astype(np.uint8), connectivity=8)
+    reach = np.ones((RINGING_REACH, RINGING_REACH), np.uint8)
+    near_count, near = cv2.connectedComponents(cv2.dilate(set_pixels.astype(np.uint8), reach), connectivity=8)
+    own_peak, near_peak = np.zeros(own_count, np.int64), np.zeros(near_count, np.int64)
+    np.maximum.at(own_peak, own.ravel(), values.ravel())
+    np.maximum.at(near_peak, near.ravel(), values.ravel())
+    peak = np.where(own_peak[own] * FAINT_REGION_RATIO < near_peak[near], near_peak[near], own_peak[own])
+    return set_pixels & (values * 2 >= peak)
 
 
 def _edges_only_in_between(pixels: np.ndarray, peak: int) -> bool:

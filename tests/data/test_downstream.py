@@ -1010,9 +1010,30 @@ def test_sub_folders_fewer_than_the_folds_are_no_studies_and_the_images_split_as
             write_stub(tmp_path / "data" / name / f"{name}_loose{i}.png", "png")
     with caplog.at_level("INFO"):
         proto = ds.folder_protocol(tmp_path / "data", folds=5)
-    assert "fewer than the 5 folds: the sub-folders are not read as studies" in caplog.text
+    assert "more than a fold's share of the 5 folds: the sub-folders are not read as studies" in caplog.text
     assert not any("patient" in it for split in proto.splits for items in split.values() for it in items)
     assert sorted(len(split["test"]) for split in proto.splits) == [4, 5, 5, 5, 5]
+
+
+def test_a_few_small_study_folders_beside_many_loose_images_are_grouped(tmp_path, caplog) -> None:
+    """Three study folders of 5 frames beside 20 loose images per class: 23 groups a class, so grouped folds hold;
+    counted as three folders against five folds, their frames were split one by one."""
+    for name in ("benign", "malignant"):
+        for j in range(3):
+            (tmp_path / "data" / name / f"study{j}").mkdir(parents=True)
+            for k in range(5):
+                write_stub(tmp_path / "data" / name / f"study{j}" / f"frame{k}.png", "png")
+        for i in range(20):
+            write_stub(tmp_path / "data" / name / f"{name}_{i}.png", "png")
+    with caplog.at_level("INFO"):
+        proto = ds.folder_protocol(tmp_path / "data", folds=5)
+    assert "folds are grouped by study folder (46 studies)" in caplog.text
+    for split in proto.splits:
+        parts_of: dict[str, set[str]] = {}
+        for part, items in split.items():
+            for it in items:
+                parts_of.setdefault(it["patient"], set()).add(part)
+        assert all(len(parts) == 1 for parts in parts_of.values())
 
 
 def test_folder_protocol_without_study_folders_is_split_by_image_as_before(tmp_path, caplog) -> None:
