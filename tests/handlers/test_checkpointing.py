@@ -159,6 +159,17 @@ def test_resume_from_another_architecture_or_bundle_says_what_differs_in_one_lin
     assert all(torch.equal(v, before[k]) for k, v in network.state_dict().items())  # nothing was half-loaded
 
 
+
+def assert_resumes_one_more_epoch(folder: Path) -> None:
+    """A resume in ``folder`` continues this run's iteration-4 checkpoint: its 4 steps of +1, then 2 more."""
+    resumed_model = torch.nn.Linear(1, 1, bias=False)
+    resumed = counting_engine(resumed_model)
+    ckpt = TrainingCheckpointer(folder, {"model": resumed_model, "trainer": resumed}, resume=True)
+    ckpt.attach(resumed)
+    resumed.run([1.0, 1.0], max_epochs=3)
+    assert ckpt.resumed_from.name == "checkpoint_iteration=4.pt"
+    assert resumed_model.weight.item() == pytest.approx(6.0)
+
 def test_a_new_run_is_what_resume_continues_despite_later_checkpoints_of_another_run(tmp_path, caplog) -> None:
     """An earlier, longer run left checkpoints of later iterations in the folder; a new run (not resumed) must keep
     its own newest checkpoint and be the one a resume continues."""
@@ -174,13 +185,7 @@ def test_a_new_run_is_what_resume_continues_despite_later_checkpoints_of_another
         engine.run([1.0, 1.0], max_epochs=2)
     assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint_iteration=4.pt", "checkpoint_iteration=2.pt"]
     assert "checkpoint_iteration=10.pt" in caplog.text  # the removal is said
-    resumed_model = torch.nn.Linear(1, 1, bias=False)
-    resumed = counting_engine(resumed_model)
-    ckpt = TrainingCheckpointer(tmp_path, {"model": resumed_model, "trainer": resumed}, resume=True)
-    ckpt.attach(resumed)
-    resumed.run([1.0, 1.0], max_epochs=3)
-    assert ckpt.resumed_from.name == "checkpoint_iteration=4.pt"
-    assert resumed_model.weight.item() == pytest.approx(6.0)  # this run's 4 steps, then 2 more
+    assert_resumes_one_more_epoch(tmp_path)
 
 
 @pytest.mark.parametrize("resume", [False, True])
@@ -549,13 +554,7 @@ def test_a_resume_after_a_kill_before_the_first_save_does_not_continue_another_r
     assert any("not resuming from checkpoint_iteration=2.pt, checkpoint_iteration=1.pt" in w for w in warnings)
     # this run's first save removed the other run's checkpoints, lower-numbered ones too, and the record
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_iteration=2.pt", "checkpoint_iteration=4.pt"]
-    resumed_model = torch.nn.Linear(1, 1, bias=False)
-    resumed = counting_engine(resumed_model)
-    ckpt = TrainingCheckpointer(tmp_path, {"model": resumed_model, "trainer": resumed}, resume=True)
-    ckpt.attach(resumed)
-    resumed.run([1.0, 1.0], max_epochs=3)
-    assert ckpt.resumed_from.name == "checkpoint_iteration=4.pt"
-    assert resumed_model.weight.item() == pytest.approx(6.0)
+    assert_resumes_one_more_epoch(tmp_path)
 
 
 def test_a_fresh_start_in_an_empty_folder_writes_no_record(tmp_path) -> None:
