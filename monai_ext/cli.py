@@ -110,7 +110,10 @@ def convert_checkpoint(src: str, dst: str, arch: str | None = None, img_size: in
     norm_pix_loss = bool(arch_args.get("norm_pix_loss", False)) if norm_pix_loss is None else norm_pix_loss
     model = build_mae(arch, img_size=img_size, in_chans=in_chans, norm_pix_loss=norm_pix_loss)
     report = load_mae_weights(model, content, name=src)
-    save_model_checkpoint(dst, model, "mae", {"arch": arch, "converted_from": str(Path(src).name)})
+    # a file of this project keeps its training record (data, split, scoring): evaluate follows it
+    record = {**config, "arch": arch, "converted_from": str(Path(src).name)}
+    record.update({key: value for key, value in (("image_size", img_size), ("in_channels", in_chans)) if key in config})
+    save_model_checkpoint(dst, model, "mae", record)
     print(f"{src} -> {dst}: {report.summary()}")
 
 

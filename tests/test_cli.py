@@ -603,10 +603,12 @@ def test_convert_checkpoint_takes_the_files_record_and_refuses_another_kind(tmp_
 
     tiny = "mae_vit_tiny_patch16_dec128d2b"
     gray = build_mae(tiny, img_size=64, in_chans=1, norm_pix_loss=True)  # a gray MAE; its config names the arch only
-    save_model_checkpoint(tmp_path / "mae.pt", gray, "mae", {"arch": tiny})
+    trained = {"arch": tiny, "image_size": 64, "dataset_dir": "/data/cache", "val_fraction": 0.1, "data_seed": 7}
+    save_model_checkpoint(tmp_path / "mae.pt", gray, "mae", trained)
     main(["convert-checkpoint", str(tmp_path / "mae.pt"), str(tmp_path / "converted.pt")])
     record = torch.load(tmp_path / "converted.pt", weights_only=True)["arch"]
-    assert record["config"]["arch"] == tiny
+    # the training record stays: evaluate of the converted file ran on the synthetic default, with another seed
+    assert record["config"] == {**trained, "converted_from": "mae.pt"}
     assert {key: record["arch_args"][key] for key in ("img_size", "in_chans", "norm_pix_loss")} == {
         "img_size": 64, "in_chans": 1, "norm_pix_loss": True}  # it became a 3-channel 224-px MAE
     save_model_checkpoint(tmp_path / "cls.pt", build_classifier(tiny, 2, img_size=64), "classifier", {"arch": tiny})

@@ -450,6 +450,40 @@ def use_validation_probe(network: torch.nn.Module, ckpt_path: str | os.PathLike,
     return summary
 
 
+def init_architecture(checkpoint: str | os.PathLike | None) -> dict[str, Any]:
+    """The network settings a fine-tuning run takes from its ``--init_checkpoint``, where the file records them.
+
+    A pretraining, classification or segmentation ``model.pt`` of this project records its ``arch``,
+    ``image_size`` and ``in_channels``; the train configs default to these, so the README's hand-off
+    (``--init_checkpoint bundles/usf_mae_pretrain/models/model.pt``) fine-tunes a ViT-Tiny 128-px gray pretraining
+    as what it is. Before, the ViT-B 224-px 3-channel defaults applied: a tiny encoder was refused for its head
+    count, and a 64-px gray one silently had its position grid stretched and its patch embedding widened. Settings
+    given on the command line still win (they replace these expressions).
+
+    Returns:
+        The recorded ones of ``arch``, ``image_size``, ``in_channels``; ``{}`` for no checkpoint, a released or
+        foreign file (no record), or one that does not read (:func:`initialize_weights` then names the problem).
+    """
+    path = path_setting(checkpoint, "init_checkpoint")
+    if path is None or not Path(path).expanduser().is_file():
+        return {}
+    try:
+        content = read_checkpoint(Path(path).expanduser())
+    except CheckpointError:
+        return {}
+    record = content.get("arch") if isinstance(content, Mapping) else None
+    if not isinstance(record, Mapping) or record.get("kind") not in ("mae", "classifier", "segmenter"):
+        return {}
+    config, arch_args = record.get("config") or {}, record.get("arch_args") or {}
+    found = {"arch": config.get("arch"), "image_size": config.get("image_size", arch_args.get("img_size")),
+             "in_channels": arch_args.get("in_chans")}
+    found = {key: value for key, value in found.items() if value is not None}
+    if found:
+        logger.info("network settings from --init_checkpoint's record: %s (settings given on the command line win)",
+                    ", ".join(f"{key}={value!r}" for key, value in found.items()))
+    return found
+
+
 def trained_settings(path: str | os.PathLike, bundle: str, default_path: str | os.PathLike | None = None,
                      kinds: Sequence[str] | None = None) -> dict[str, Any]:
     """Bundle settings fixed by a trained bundle checkpoint's architecture record, or ``{}`` before training.

@@ -375,3 +375,27 @@ def test_data_seed_keeps_the_data_while_the_seed_changes(bundle, data, parts, tm
 
     assert images(seed=1, data_seed=42) == images(seed=42)
     assert images(seed=1) != images(seed=42)  # the default still follows --seed, as before
+
+
+@pytest.mark.parametrize("bundle", ["usf_mae_classify", "usf_mae_segment"])
+def test_fine_tuning_follows_the_init_checkpoints_record_and_a_given_setting_wins(bundle, tmp_path) -> None:
+    """The README's hand-off, ``--init_checkpoint <pretrain>/models/model.pt``, built the ViT-B 224-px 3-channel
+    defaults: a tiny encoder was refused for its head count, and a 64-px gray one silently had its position grid
+    stretched and its patch embedding widened to 224 px and 3 channels."""
+    gray = build_mae(TINY, img_size=64, in_chans=1)
+    save_model_checkpoint(tmp_path / "model.pt", gray, "mae", {"arch": TINY, "image_size": 64})
+    base = {"bundle_root": str(REPO / "bundles" / bundle), "ckpt_dir": str(tmp_path / "models"),
+            "output_dir": str(tmp_path / "out"), "init_checkpoint": str(tmp_path / "model.pt")}
+    parser = ConfigParser()
+    parser.read_config(str(configs(bundle) / "train.yaml"))
+    parser.update(base)
+    assert [parser.get_parsed_content(key) for key in ("arch", "image_size", "in_channels")] == [TINY, 64, 1]
+    parser = ConfigParser()
+    parser.read_config(str(configs(bundle) / "train.yaml"))
+    parser.update({**base, "image_size": 32})
+    assert [parser.get_parsed_content(key) for key in ("arch", "image_size", "in_channels")] == [TINY, 32, 1]
+    parser = ConfigParser()
+    parser.read_config(str(configs(bundle) / "train.yaml"))
+    parser.update({**base, "init_checkpoint": None})  # no checkpoint: the documented defaults
+    assert [parser.get_parsed_content(key) for key in ("arch", "image_size", "in_channels")] == [
+        "mae_vit_base_patch16_dec512d8b", 224, 3]
