@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from monai_ext.apps.bundle_support import as_flag, check_counts, locate_bundle_root
+from monai_ext.apps.bundle_support import as_flag, check_counts, init_architecture, locate_bundle_root
 from monai_ext.apps.comparison import (
     add_knn_summary,
     comparison_table,
@@ -97,6 +97,14 @@ def method_name(method: str) -> str:
     """The name a start is reported and stored under (the part before ``=`` of a named checkpoint)."""
     named = named_checkpoint(method)
     return named[0] if named else method
+
+
+def shared_architecture(init_checkpoint: str | None, overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``overrides`` with the architecture ``init_checkpoint`` records (arch, image size, channels) where they do
+    not say otherwise: every start, random and cnn-free ViT ones included, then builds the pretrained start's
+    network, so a paired difference compares weights, not a ViT-Tiny against a ViT-B."""
+    recorded = init_architecture(init_checkpoint) if init_checkpoint else {}
+    return {**recorded, **(overrides or {})}
 
 
 def method_overrides(method: str, init_checkpoint: str | None, task: str = "classify") -> dict[str, Any]:
@@ -337,6 +345,7 @@ def cross_validate(
     out = Path(out_dir)
     folds = check_folds(protocol, folds)
     check_run_inputs(methods, init_checkpoint, overrides, task)
+    overrides = shared_architecture(init_checkpoint, overrides)
     split_task = "segmentation" if task == "segment" else "classification"
     for k in folds:  # a missing file or a repeat in fold 2 is refused before fold 0 trains
         check_split(protocol.splits[k], protocol.class_names, out / "splits" / f"fold{k}.json", split_task)

@@ -35,6 +35,7 @@ from monai_ext.apps.crossval import (
     protocol_by_name,
     refuse_generator_options,
     run_fold,
+    shared_architecture,
     summarise,
     task_of,
 )
@@ -153,7 +154,7 @@ def label_efficiency(
     if not init_checkpoint or not Path(init_checkpoint).is_file():
         raise ValueError(f"init checkpoint not found: {str(init_checkpoint)!r}")
     check_run_inputs(STARTS, init_checkpoint, overrides)
-    overrides = dict(overrides or {})
+    overrides = shared_architecture(str(init_checkpoint), overrides)
     if str(overrides.get("linear_probe", "false")).strip().lower() in ("true", "1", "yes"):
         raise ValueError("the label-efficiency curve fine-tunes the whole network: linear_probe must stay false")
     out = Path(out_dir)

@@ -213,3 +213,19 @@ def test_images_holding_several_frames_are_named_once_not_for_every_fold(tmp_pat
         crossval.cross_validate(Protocol("toy", ["a", "b"], folds), tmp_path / "cv", ["random"], None)
     said = [r.getMessage() for r in caplog.records if "several frames" in r.getMessage()]
     assert len(said) == 1 and "train[0] 'loop.dcm': 3 frames" in said[0], said
+
+
+def test_every_start_builds_the_architecture_the_pretrained_file_records(tmp_path) -> None:
+    """With the train configs following ``--init_checkpoint``'s record, the pretrained start of a ViT-Tiny gray file
+    would have been compared with a random ViT-B 224-px 3-channel start: every start now shares the file's
+    architecture, and what the command line gives still wins."""
+    from monai_ext.networks import build_mae
+    from monai_ext.networks.checkpoints import save_model_checkpoint
+
+    tiny = "mae_vit_tiny_patch16_dec128d2b"
+    save_model_checkpoint(tmp_path / "model.pt", build_mae(tiny, img_size=64, in_chans=1), "mae",
+                          {"arch": tiny, "image_size": 64})
+    shared = crossval.shared_architecture(str(tmp_path / "model.pt"), {"epochs": 1})
+    assert shared == {"arch": tiny, "image_size": 64, "in_channels": 1, "epochs": 1}
+    assert crossval.shared_architecture(str(tmp_path / "model.pt"), {"image_size": 32})["image_size"] == 32
+    assert crossval.shared_architecture(None, {"epochs": 1}) == {"epochs": 1}
