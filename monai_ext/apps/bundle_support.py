@@ -467,17 +467,11 @@ def init_architecture(checkpoint: str | os.PathLike | None) -> dict[str, Any]:
     path = path_setting(checkpoint, "init_checkpoint")
     if path is None or not Path(path).expanduser().is_file():
         return {}
-    try:
-        content = read_checkpoint(Path(path).expanduser())
-    except CheckpointError:
+    try:  # the record as evaluate and inference read theirs
+        trained = trained_settings(Path(path).expanduser(), "usf_mae_classify", kinds=("mae", "classifier", "segmenter"))
+    except CheckpointError:  # unreadable, or a kind no fine-tuning starts from: initialize_weights names it
         return {}
-    record = content.get("arch") if isinstance(content, Mapping) else None
-    if not isinstance(record, Mapping) or record.get("kind") not in ("mae", "classifier", "segmenter"):
-        return {}
-    config, arch_args = record.get("config") or {}, record.get("arch_args") or {}
-    found = {"arch": config.get("arch"), "image_size": config.get("image_size", arch_args.get("img_size")),
-             "in_channels": arch_args.get("in_chans")}
-    found = {key: value for key, value in found.items() if value is not None}
+    found = {key: trained[key] for key in ("arch", "image_size", "in_channels") if key in trained}
     if found:
         logger.info("network settings from --init_checkpoint's record: %s (settings given on the command line win)",
                     ", ".join(f"{key}={value!r}" for key, value in found.items()))

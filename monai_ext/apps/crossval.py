@@ -101,7 +101,7 @@ def method_name(method: str) -> str:
 
 def shared_architecture(init_checkpoint: str | None, overrides: Mapping[str, Any] | None) -> dict[str, Any]:
     """``overrides`` with the architecture ``init_checkpoint`` records (arch, image size, channels) where they do
-    not say otherwise: every start, random and cnn-free ViT ones included, then builds the pretrained start's
+    not say otherwise: every ViT start, the random one included, then builds the pretrained start's
     network, so a paired difference compares weights, not a ViT-Tiny against a ViT-B."""
     recorded = init_architecture(init_checkpoint) if init_checkpoint else {}
     return {**recorded, **(overrides or {})}
