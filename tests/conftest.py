@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -77,3 +79,16 @@ def module_tmp(
         for folder in made:
             shutil.rmtree(folder, ignore_errors=True)
 
+
+REPO = Path(__file__).resolve().parents[1]
+# where scripts/_venv.sh builds MONAI Label's environment (it honours LABEL_VENV, so the tests must too)
+LABEL_PYTHON = Path(os.environ.get("LABEL_VENV", REPO / ".venv-label")) / "bin" / "python"
+
+
+@pytest.fixture(scope="session")
+def label_python() -> Path:
+    """MONAI Label's environment (pydicom 2.x), built as ``scripts/run_label_server.sh`` builds it when missing
+    (about two minutes on a fresh machine; a lock makes a parallel worker that needs it too wait for one install)."""
+    script = shlex.quote(str(REPO / "scripts" / "_venv.sh"))  # a clone under a folder with spaces
+    subprocess.run(["bash", "-c", f"source {script} && ensure_label_venv"], check=True, timeout=1800)
+    return LABEL_PYTHON

@@ -1,4 +1,5 @@
-"""The package's layers: each folder is one layer and imports only run downwards (or within the layer)."""
+"""The package's layers: each folder is one layer and imports only run downwards (or within the layer); and every
+module has its mirror test file (tests/<layer>/test_<module>.py)."""
 
 from __future__ import annotations
 
@@ -96,3 +97,46 @@ def test_checker_catches_upward_imports(tmp_path: Path, source: str, expected_vi
     probe = tmp_path / "probe.py"
     probe.write_text(source)
     assert bool(upward_imports(probe, "monai_ext.io.probe")) is expected_violation
+
+
+#: Modules without a mirror test file: package markers, and ``python -m monai_ext``, which tests/test_cli.py runs.
+MIRROR_EXEMPT = ("__init__.py", "__main__.py")
+TESTS = Path(__file__).resolve().parent
+
+
+def mirror_of(source: Path, package: Path = PACKAGE, tests: Path = TESTS) -> Path:
+    """The test file that mirrors a module: monai_ext/<layer>/<module>.py -> tests/<layer>/test_<module>.py
+    (sub-packages likewise). Further files named test_<module>_<aspect>.py may sit beside it."""
+    relative = source.relative_to(package)
+    return tests / relative.parent / f"test_{relative.name}"
+
+
+def missing_mirrors(package: Path = PACKAGE, tests: Path = TESTS) -> list[str]:
+    return [f"{path.relative_to(package.parent)} has no {mirror_of(path, package, tests).relative_to(tests.parent)}"
+            for path in sorted(package.rglob("*.py")) if path.name not in MIRROR_EXEMPT
+            and not mirror_of(path, package, tests).is_file()]
+
+
+def test_every_module_has_its_mirror_test_file() -> None:
+    """Tests mirror the package: monai_ext/<layer>/<module>.py is tested in tests/<layer>/test_<module>.py."""
+    assert missing_mirrors() == []
+
+
+def test_the_mirror_check_names_a_removed_mirror(tmp_path: Path) -> None:
+    """The checker itself can fail: a copy of the package and its tests with one mirror file removed is reported."""
+    package, tests = tmp_path / "monai_ext", tmp_path / "tests"
+    for source in SOURCES:
+        copy = package / source.relative_to(PACKAGE)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.touch()
+        if source.name not in MIRROR_EXEMPT:
+            mirror = mirror_of(copy, package, tests)
+            mirror.parent.mkdir(parents=True, exist_ok=True)
+            mirror.touch()
+    assert missing_mirrors(package, tests) == []
+    (tests / "engines" / "test_signals.py").unlink()
+    (tests / "networks" / "checkpoints" / "test_adapt.py").unlink()
+    assert missing_mirrors(package, tests) == [
+        "monai_ext/engines/signals.py has no tests/engines/test_signals.py",
+        "monai_ext/networks/checkpoints/adapt.py has no tests/networks/checkpoints/test_adapt.py",
+    ]

@@ -4,8 +4,6 @@ equal the main environment's (pydicom 3) to the last bit, or the served model wo
 from __future__ import annotations
 
 import json
-import os
-import shlex
 import subprocess
 from pathlib import Path
 
@@ -21,8 +19,6 @@ from monai_ext.io.images import read_image
 from monai_ext.io.writers import write_dicom_frames, write_dicom_values
 
 REPO = Path(__file__).resolve().parents[2]
-# where scripts/_venv.sh builds MONAI Label's environment (it honours LABEL_VENV, so the test must too)
-LABEL_PYTHON = Path(os.environ.get("LABEL_VENV", REPO / ".venv-label")) / "bin" / "python"
 rows, cols = np.mgrid[0:48, 0:64]
 SCENE12 = np.rint(4095 * (0.5 + 0.5 * np.sin(rows / 5.0) * np.cos(cols / 7.0))).astype(np.uint16)
 RGB = np.stack([SCENE12 >> 4, cols * 4, 255 - rows * 5], -1).astype(np.uint8)
@@ -91,15 +87,6 @@ def _colour_marked_streams(folder: Path) -> dict[str, Path]:
         ds.save_as(folder / f"{name}.dcm")
         paths[name] = folder / f"{name}.dcm"
     return paths
-
-
-@pytest.fixture(scope="module")
-def label_python() -> Path:
-    """MONAI Label's environment (pydicom 2.x), built as ``scripts/run_label_server.sh`` builds it when missing
-    (about two minutes on a fresh machine; a lock makes a parallel worker that needs it too wait for one install)."""
-    script = shlex.quote(str(REPO / "scripts" / "_venv.sh"))  # a clone under a folder with spaces
-    subprocess.run(["bash", "-c", f"source {script} && ensure_label_venv"], check=True, timeout=1800)
-    return LABEL_PYTHON
 
 
 @pytest.mark.slow

@@ -255,16 +255,6 @@ def test_errors_name_the_file(tmp_path) -> None:
             LoadUltrasoundImage()(tmp_path / name)
 
 
-def test_dict_version_keeps_the_path_and_optionally_the_region(tmp_path) -> None:
-    Image.fromarray(GRAY).save(tmp_path / "a.png")
-    out = LoadUltrasoundImaged("image")({"image": str(tmp_path / "a.png"), "label": 1})
-    assert out["image"].shape == (1, 20, 30) and out["image_path"].endswith("a.png") and out["label"] == 1
-    path = write_dicom_frames(GRAY[None], tmp_path / "region.dcm", region_box=(2, 3, 25, 18))
-    assert "us_region" not in LoadUltrasoundImaged("image")({"image": str(path)})
-    assert LoadUltrasoundImaged("image", region_key="us_region")({"image": str(path)})["us_region"] == (2, 3, 25, 18)
-    assert "us_region" not in LoadUltrasoundImaged("image", region_key="us_region")({"image": str(tmp_path / "a.png")})
-
-
 @pytest.mark.parametrize("name, kind", [("a.PNG", "image"), ("b.nii.gz", "nifti"), ("c.nii", "nifti"),
                                         ("d.mhd", "itk"), ("e.DCM", "dicom"), ("f.mp4", "video"), ("g.txt", None)])
 def test_source_kind_by_suffix_in_any_case(name, kind) -> None:

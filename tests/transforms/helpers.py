@@ -1,10 +1,12 @@
-"""Shared by the transform tests and the ingestion tests: frames as a tinted display shows them."""
+"""Shared by the transform tests and the ingestion tests: frames as a tinted display shows them, simulated screen
+captures and the overlap of two masks."""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
+from monai_ext.data.synthetic import SimulatorConfig, simulate_frame
 from monai_ext.transforms.tint import channel_spread
 
 #: Per-channel gains of a few display presets: warm (sepia), cool (blue) and green.
@@ -24,3 +26,15 @@ def shown_through(screen: np.ndarray, keep: np.ndarray, name: str) -> np.ndarray
     through = (channel_spread(screen) <= 40) & ~keep
     shown[through] = tinted[through]
     return shown
+
+
+FRAMES_PER_CASE = 12
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / (a | b).sum())
+
+
+def screens(size: int, geometry: str):
+    config = SimulatorConfig(size=size, geometry=geometry, screen_capture=True)
+    return [simulate_frame(np.random.default_rng([size, i]), config) for i in range(FRAMES_PER_CASE)]

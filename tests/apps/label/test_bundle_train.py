@@ -1,0 +1,120 @@
+"""BundleTrainTask (apps/label/bundle_train.py) without a server or a real training: a task must name its metric;
+a call writes the datalist, runs the bundle from the served checkpoint into a fresh run folder, publishes the best
+model with its lineage, keeps a model of another lineage aside, and reports the best metric (null when no epoch had
+one), which stats() returns later. Runs in MONAI Label's environment; the bundle run is a stand-in."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+SCRIPT = r"""
+import json, sys
+from pathlib import Path
+from monai_ext.apps.label.bundle_train import BundleTrainTask
+from monai_ext.apps.label.lineage import Lineage, lineage_file
+from monai_ext.apps.label.train_settings import TRAIN_DEFAULTS
+
+tmp = Path(sys.argv[1])
+checkpoint, studies = tmp / "served.pt", tmp / "studies"
+checkpoint.write_bytes(b"served")
+studies.mkdir()
+out = {}
+
+class NoMetric(BundleTrainTask):
+    def write_datalist(self, items, out, params): raise AssertionError
+    def checkpoint_overrides(self, checkpoint): return {}
+
+try:
+    NoMetric("x", tmp, lambda: checkpoint, tmp / "model" / "m.pt", Lineage.of(checkpoint, str(studies)), ["a"], {})
+except TypeError as e:
+    out["no_metric"] = str(e)
+
+class Task(BundleTrainTask):
+    metric = "val_score"
+    runs = []
+    history = [{"val_score": 0.5}, {"val_score": 0.75}, {"val_score": None}]
+
+    def write_datalist(self, items, out, params):
+        out.write_text(json.dumps({"train": items[:2], "validation": items[2:], "test": []}))
+        return out, {"bad.json": "not a class"}
+
+    def checkpoint_overrides(self, checkpoint): return {}
+
+    def _run_bundle(self, datalist, start_from, run_dir, params, train_size):
+        type(self).runs.append({"start_from": str(start_from), "run_dir_existed": run_dir.exists(),
+                                "train_size": train_size, "max_epochs": params["max_epochs"]})
+        (run_dir / "models").mkdir(parents=True)
+        (run_dir / "eval").mkdir()
+        (run_dir / "models" / "model.pt").write_bytes(b"fine-tuned %d" % len(type(self).runs))
+        (run_dir / "eval" / "metrics.json").write_text(json.dumps(type(self).history))
+
+class Store:
+    def datalist(self):
+        return [{"image": f"{i}.png", "label": f"{i}.json"} for i in range(3)]
+
+published = tmp / "model" / "usf.pt"
+lineage = Lineage.of(checkpoint, str(studies))
+task = Task("fine-tune", tmp, lambda: checkpoint, published, lineage, ["a", "b"], {})
+out["config"] = task.config() == TRAIN_DEFAULTS
+out["stats_before"] = task.stats()
+stale = task.work / "run" / "stale.txt"
+stale.parent.mkdir(parents=True)
+stale.write_text("an older training")
+out["summary"] = task({"max_epochs": 3, "val_fraction": "0.3"}, Store())
+out["runs"] = Task.runs
+out["published"] = published.read_bytes().decode()
+out["record"] = json.loads(lineage_file(published).read_text())
+out["stale_left"] = stale.exists()
+out["stats_after"] = task.stats()
+try:
+    task({"max_epochs": 0}, Store())
+except ValueError as e:
+    out["bad_param"] = str(e)
+# a model of another lineage at the published place is kept aside, and no epoch with a value gives null
+lineage_file(published).write_text(json.dumps({"checkpoint": "other", "sha256": "0" * 64, "studies": "elsewhere"}))
+Task.history = [{"val_score": None}]
+second = task({}, Store())
+out["second"] = second
+out["kept_content"] = Path(second.get("kept_previous", tmp / "missing")).read_bytes().decode() \
+    if second.get("kept_previous") else None
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def outcome(label_env, tmp_path_factory) -> dict:
+    return label_env.run(SCRIPT, str(tmp_path_factory.mktemp("bundle_train")))
+
+
+def test_a_task_without_a_metric_is_refused(outcome) -> None:
+    assert "must name its validation metric" in outcome["no_metric"]
+
+
+def test_the_parameters_shown_are_the_defaults_and_no_stats_before_a_run(outcome) -> None:
+    assert outcome["config"] is True and outcome["stats_before"] == {}
+
+
+def test_a_run_starts_fresh_from_the_served_checkpoint_with_checked_parameters(outcome) -> None:
+    (run,) = outcome["runs"][:1]
+    assert run["start_from"].endswith("served.pt") and run["run_dir_existed"] is False
+    assert run["train_size"] == 2 and run["max_epochs"] == 3
+    assert outcome["stale_left"] is False
+    assert "max_epochs" in outcome["bad_param"]
+
+
+def test_the_best_model_is_published_with_its_lineage_and_summarised(outcome) -> None:
+    summary = outcome["summary"]
+    assert outcome["published"] == "fine-tuned 1"
+    assert outcome["record"]["checkpoint"].endswith("served.pt") and outcome["record"]["studies"].endswith("studies")
+    assert summary["train"] == 2 and summary["validation"] == 1 and summary["epochs"] == 3
+    assert summary["best_val_score"] == 0.75 and summary["skipped_labels"] == {"bad.json": "not a class"}
+    assert "kept_previous" not in summary
+    assert outcome["stats_after"] == summary
+
+
+def test_a_model_of_another_lineage_is_kept_aside_and_an_undefined_metric_is_null(outcome) -> None:
+    second = outcome["second"]
+    assert second["best_val_score"] is None
+    assert "superseded" in second["kept_previous"] and outcome["kept_content"] == "fine-tuned 1"

@@ -1,0 +1,59 @@
+"""UltrasoundSegmentTrain (apps/label/segment_train.py) without a server or a training: its metric and description
+(foreground classes), and its datalist from saved masks read as class indices for a model of several classes (a
+mask of another size skipped with the reason, a mask without a lesion kept out of validation). Runs in MONAI
+Label's environment."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+SCRIPT = r"""
+import json, sys
+from pathlib import Path
+import numpy as np
+from PIL import Image
+from monai_ext.apps.label.lineage import Lineage
+from monai_ext.apps.label.segment_train import UltrasoundSegmentTrain
+from monai_ext.apps.label.train_settings import train_parameters
+
+tmp = Path(sys.argv[1])
+checkpoint = tmp / "served.pt"  # never read: with two foreground classes masks are class indices
+checkpoint.write_bytes(b"served")
+task = UltrasoundSegmentTrain(tmp, lambda: checkpoint, tmp / "model" / "seg.pt", Lineage.of(checkpoint, str(tmp)),
+                              ["background", "benign", "malignant"], {})
+out = {"metric": task.metric, "item": task.item, "description": task.description}
+items = []
+for i in range(6):
+    image, mask = tmp / f"case{i}.png", tmp / f"case{i}_mask.png"
+    Image.fromarray(np.full((16, 16), 40 + 10 * i, np.uint8)).save(image)
+    label = np.zeros((12, 16) if i == 5 else (16, 16), np.uint8)
+    if i < 4:
+        label[4:8, 4:8] = 1 + i % 2
+    Image.fromarray(label).save(mask)
+    items.append({"image": str(image), "label": str(mask)})
+path, skipped = task.write_datalist(items, tmp / "datalist.json", train_parameters({}))
+out["datalist"] = json.loads(Path(path).read_text())
+out["skipped"] = skipped
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def outcome(label_env, tmp_path_factory) -> dict:
+    return label_env.run(SCRIPT, str(tmp_path_factory.mktemp("segment_train")))
+
+
+def test_the_task_reports_mean_dice_and_names_the_foreground(outcome) -> None:
+    assert outcome["metric"] == "val_mean_dice" and outcome["item"] == "masks"
+    assert "(benign, malignant)" in outcome["description"] and "background" not in outcome["description"]
+
+
+def test_the_datalist_holds_the_usable_masks_and_validates_on_lesions_only(outcome) -> None:
+    train, validation = outcome["datalist"]["train"], outcome["datalist"]["validation"]
+    named = {entry["image"].rsplit("/", 1)[-1] for entry in train + validation}
+    assert named == {f"case{i}.png" for i in range(5)}
+    assert validation and all(entry["image"].rsplit("/", 1)[-1] != "case4.png" for entry in validation)  # no lesion
+    (label, reason), = outcome["skipped"].items()
+    assert label.endswith("case5_mask.png") and "differs" in reason

@@ -1,0 +1,197 @@
+"""Views of one frame (data/views.py: prepare_views, locate_fov, ViewOptions): dim sector edges kept, tinted frames
+kept whole, crops inside the frame, pages of text left out, spectral strips and fluid-filled scans kept, views too
+thin left out, bold coloured tables not taken for flow, views a narrow gap apart split and dark stripes not."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from monai_ext.data.synthetic import SimulatorConfig, simulate_frame
+from monai_ext.data.views import ViewOptions, fit_square, locate_fov, prepare_views
+from tests.data.screens import assert_crop_hugs, on_screen
+from tests.transforms.helpers import shown_through
+
+
+@pytest.mark.parametrize("edge_gain_db", [20, 25])
+def test_sector_crop_keeps_dim_edges(edge_gain_db):
+    """Low-gain outer scan lines: the field of view still holds at least 99% of the sector's signal pixels."""
+    for seed in range(4):
+        config = SimulatorConfig(size=480, geometry="curvilinear", screen_capture=True, edge_gain_db=edge_gain_db)
+        frame = simulate_frame(np.random.default_rng([31, seed]), config)
+        (x0, y0, x1, y1), mask = locate_fov(frame.image, ViewOptions().fov_threshold)
+        found = np.zeros_like(frame.fov_mask)
+        found[y0:y1, x0:x1] = mask
+        signal = frame.fov_mask & (frame.bmode > 0)
+        edges = signal & (np.abs(np.arange(480)[None, :] - 240) > 0.8 * np.abs(np.arange(480)[None, :] - 240).max())
+        assert (signal & ~found).sum() / signal.sum() <= 0.01
+        assert (edges & found).sum() / max(edges.sum(), 1) >= 0.9
+
+
+@pytest.mark.parametrize("doppler", ["inpaint", "drop"])
+def test_a_tinted_frame_is_kept_whole_by_ingestion(doppler):
+    """A sepia-tinted B-mode frame was 89% "flow": inpainted from its edges, or dropped as Doppler."""
+    frame = simulate_frame(3, SimulatorConfig(size=256, screen_capture=True))
+    shown = shown_through(frame.screen, np.zeros_like(frame.fov_mask), "sepia")
+    for pixels in (shown, frame.screen):
+        (view,) = prepare_views(pixels, None, ViewOptions(size=128, doppler=doppler))
+        assert view.drop == "" and view.flow_fraction == 0.0
+        assert view.annotation_fraction <= 0.05
+
+
+@pytest.mark.parametrize("shape", [(16, 2500, 3), (2500, 17), (300, 4001, 3), (999, 1001)])
+def test_the_crop_of_a_shrunk_frame_stays_inside_the_frame(shape):
+    """Crops found on a frame shrunk for speed are scaled back; rounding put an end a pixel past the frame's edge."""
+    pixels = np.random.default_rng(0).integers(0, 256, shape, np.uint8)
+    for view in prepare_views(pixels, None, ViewOptions(size=64)):
+        x0, y0, x1, y1 = view.crop
+        assert 0 <= x0 < x1 <= shape[1] and 0 <= y0 < y1 <= shape[0], (view.crop, shape)
+
+
+def text_page(lines: list[str], ink: int, paper: int, thickness: int) -> np.ndarray:
+    """(480, 640) a page of text as scanners export it: a patient-data screen or a measurement worksheet."""
+    page = np.full((480, 640), paper, np.uint8)
+    for row, line in enumerate(lines):
+        cv2.putText(page, line, (30, 60 + 50 * row), cv2.FONT_HERSHEY_SIMPLEX, 1.0, ink, thickness, cv2.LINE_AA)
+    return page
+
+
+PATIENT_SCREEN = ["PATIENT: DOE, JANE", "ID: 12345678", "DOB: 1970-01-01", "EXAM: OB 2ND TRIM", "ACC: A99887766"]
+
+
+WORKSHEET = [f"BPD {40 + i}.0 mm  HC {170 + i} mm  AC {150 + i} mm" for i in range(8)]
+
+
+@pytest.mark.parametrize("lines, ink, paper, thickness", [
+    (PATIENT_SCREEN, 255, 0, 2),  # white on black, letters 3 px wide: more than de-annotation removes
+    (PATIENT_SCREEN, 230, 0, 1),
+    (WORKSHEET, 0, 255, 2),  # black on white
+    (PATIENT_SCREEN, 255, 128, 2),  # on gray: the fixed mid-tone test let these through
+    (PATIENT_SCREEN, 255, 64, 2),
+    (WORKSHEET, 0, 200, 2),
+])
+@pytest.mark.parametrize("deannotate", [True, False])
+def test_pages_of_text_are_left_out_not_cached_with_the_patients_name(lines, ink, paper, thickness, deannotate):
+    """A patient-data screen passed the signal check and reached the cache whole, its name and ID legible."""
+    views = prepare_views(text_page(lines, ink, paper, thickness), None, ViewOptions(size=64, deannotate=deannotate))
+    assert [view.drop for view in views] == ["text_page"] * len(views) and views
+
+
+def test_a_patient_screen_on_a_coloured_background_is_left_out():
+    page = np.zeros((480, 640, 3), np.uint8)
+    page[:] = (30, 40, 110)  # a scanner's dark blue
+    for row, line in enumerate(PATIENT_SCREEN):
+        cv2.putText(page, line, (30, 60 + 50 * row), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (255, 255, 255), 2, cv2.LINE_AA)
+    assert [view.drop for view in prepare_views(page, None, ViewOptions(size=64))] == ["text_page"]
+
+
+@pytest.mark.parametrize("crop_fov", [True, False])
+def test_a_spectral_doppler_strip_with_its_scale_is_kept(crop_fov):
+    """Black, with a bright trace over a few rows and a scale's digits: the two-tone test took it for a page."""
+    strip = np.zeros((300, 800), np.uint8)
+    for x in range(760):  # a gray trace over a twelfth of the strip: two tones far apart, few mid-tones
+        strip[150 - int(15 + 25 * np.sin(x / 40) ** 2) : 150, x] = 160
+    strip[150, :] = 255  # the baseline
+    for i, label in enumerate(["-40", "-20", "0", "20", "40", "cm/s"]):
+        cv2.putText(strip, label, (762, 30 + 50 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.4, 255, 1)
+    views = prepare_views(strip, (0, 0, 800, 300), ViewOptions(size=64, crop_fov=crop_fov))
+    assert [view.drop for view in views] == [""]
+
+
+@pytest.mark.parametrize("fluid", [0.0, 0.6, 0.85])
+def test_a_scan_mostly_of_fluid_with_its_measurements_is_kept(fluid):
+    """Anechoic fluid (near black) over most of the field of view, and burned-in text: still a scan."""
+    frame = simulate_frame(4, SimulatorConfig(size=480, geometry="linear", screen_capture=True))
+    image = frame.image.copy()
+    rows = np.flatnonzero(frame.fov_mask.any(1))
+    image[rows[0] : rows[0] + int(fluid * len(rows))] //= 12  # a full bladder: dark, its speckle faint
+    views = prepare_views(image, None, ViewOptions(size=64))
+    assert [view.drop for view in views] == [""]
+
+
+@pytest.mark.parametrize("height, width, drop", [(40, 1200, "extreme_aspect"), (1200, 40, "extreme_aspect"),
+                                                 (112, 1024, "")])  # an M-mode strip (9:1) stays
+def test_a_view_too_thin_to_fit_the_square_is_left_out(height, width, drop):
+    """A 40 x 12000 image was cached as one row of pixels in an empty frame."""
+    strip = cv2.resize(simulate_frame(5, SimulatorConfig(size=256, geometry="linear")).bmode, (width, height))
+    views = prepare_views(strip, None, ViewOptions(size=64, crop_fov=False))
+    assert [view.drop for view in views] == [drop]
+
+
+def with_measurement_table(screen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A yellow measurement table in text three pixels wide over the field of view of an :func:`on_screen` linear
+    frame: (H, W, 3) screen, (H, W) bool table pixels."""
+    drawn = np.zeros(screen.shape[:2], np.uint8)
+    for i, line in enumerate(("AC 25.1cm", "HC 31.2cm", "FL 6.1cm", "EFW 1234g")):
+        cv2.putText(drawn, line, (190, 200 + 28 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.7, 255, 2, cv2.LINE_8)
+    marked = screen.copy()
+    marked[drawn > 0] = (255, 255, 0)
+    return marked, drawn > 0
+
+
+@pytest.mark.parametrize("doppler,deannotate", [("drop", True), ("drop", False), ("keep", True)])
+def test_a_bold_coloured_measurement_table_is_not_colour_flow(doppler, deannotate):
+    """A B-mode frame with a yellow table was dropped as doppler_flow (flow fraction 0.05), and with --doppler keep
+    the text reached the cache: strokes three pixels wide survive the opening that parts flow from marks."""
+    frame = simulate_frame(np.random.default_rng([17, 98]), SimulatorConfig(size=480, geometry="linear",
+                                                                             screen_capture=True))
+    clean = on_screen(frame.screen)
+    marked, table = with_measurement_table(clean)
+    assert on_screen(frame.fov_mask)[table].all()  # the table is over the tissue
+    options = ViewOptions(size=128, doppler=doppler, deannotate=deannotate)
+    (view,) = prepare_views(marked, None, options)
+    if doppler == "keep":
+        (plain,) = prepare_views(clean, None, options)
+        x0, y0, x1, y1 = view.crop
+        assert view.crop == plain.crop
+        covered = fit_square(table[y0:y1, x0:x1].astype(np.uint8) * 255, 128) >= 128
+        assert np.abs(view.pixels.astype(int) - plain.pixels)[covered].mean() < 20  # filled, not the text's luma
+    assert view.flow_fraction == 0.0 and view.drop == ""
+
+
+def dual_screen(size: tuple[int, int], gap: int, stripe: bool = False) -> tuple[np.ndarray, list[tuple[int, ...]]]:
+    """Two simulated linear views side by side, ``gap`` columns apart, on a black (width, height) ``size`` screen:
+    (H, W) uint8 screen and each view's (x0, y0, x1, y1). With ``stripe``, the gap holds tissue in the views' top
+    tenth: one view with a dark stripe down from there (an acoustic shadow), not two."""
+    width, height = size
+    view_w, view_h, top = (width - gap - 80) // 2, height * 3 // 4, height // 8
+    screen = np.zeros((height, width), np.uint8)
+    boxes = []
+    for k in range(2):
+        frame = simulate_frame(np.random.default_rng([61, k]), SimulatorConfig(size=480, geometry="linear"))
+        rows, cols = np.flatnonzero(frame.fov_mask.any(1)), np.flatnonzero(frame.fov_mask.any(0))
+        inside = frame.bmode[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+        left = 40 + k * (view_w + gap)
+        screen[top : top + view_h, left : left + view_w] = cv2.resize(inside, (view_w, view_h))
+        boxes.append((left, top, left + view_w, top + view_h))
+    if stripe:
+        screen[top : top + view_h // 10, 40 + view_w : 40 + view_w + gap] = 60
+    return screen, boxes
+
+
+@pytest.mark.parametrize("size,gap", [((960, 480), 2), ((960, 480), 6), ((960, 480), 16), ((1920, 1080), 20),
+                                      ((1920, 1080), 40)], ids=lambda value: "x".join(map(str, value))
+                         if isinstance(value, tuple) else f"gap{value}")
+def test_views_a_narrow_gap_apart_give_one_frame_each_a_dark_stripe_does_not_split(size, gap):
+    """Detection runs on a copy halved to under 320 px, whose closing bridged gaps under about 3% of the screen's
+    width (16 px of 960, 40 of 1920): the two views were cached as one frame. A gap is looked for on the frame; a dark
+    stripe with tissue above it is not one."""
+    screen, boxes = dual_screen(size, gap)
+    views = prepare_views(screen, None, ViewOptions(size=64))
+    assert len(views) == 2
+    for view, box in zip(views, boxes):
+        assert_crop_hugs(" ".join(str(v) for v in view.crop), box, tolerance=4)
+    striped, _ = dual_screen(size, gap, stripe=True)
+    assert len(prepare_views(striped, None, ViewOptions(size=64))) == 1
+
+
+@pytest.mark.parametrize("gap", [2, 6])
+def test_a_full_height_dark_column_with_noise_inside_a_view_does_not_split_it(gap):
+    """A shadow or a dead element down the whole view is dark, not the screen's black: it keeps its gain's noise,
+    and two 'views' cut at it would be halves of one."""
+    screen, _ = dual_screen((960, 480), gap)
+    top, height, left = 480 // 8, 480 * 3 // 4, 40 + (960 - gap - 80) // 2
+    noise = np.random.default_rng(3).integers(3, 10, (height, gap)).astype(np.uint8)  # under the FOV threshold
+    screen[top : top + height, left : left + gap] = noise
+    assert len(prepare_views(screen, None, ViewOptions(size=64))) == 1

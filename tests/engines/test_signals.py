@@ -1,0 +1,118 @@
+"""stop_signals_raise: a default-handled SIGTERM / SIGHUP becomes SystemExit(128 + signal) inside the block; an
+ignored signal or a caller's own handler is kept; handlers are restored after the block (also on an exception); a
+non-main thread changes nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from monai_ext.engines.signals import STOP_SIGNALS, stop_signals_raise
+
+NAMES = ("SIGTERM", "SIGHUP")
+
+
+def number_of(name: str) -> int:
+    if not hasattr(signal, name):
+        pytest.skip(f"{name} does not exist on this platform")
+    return getattr(signal, name)
+
+
+@pytest.fixture
+def restored_handlers() -> Iterator[None]:
+    """Whatever a test sets for the stop signals is undone, so a stray signal can never end the test process."""
+    saved = {number: signal.getsignal(number) for number in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for number, handler in saved.items():
+            signal.signal(number, handler if handler is not None else signal.SIG_DFL)
+
+
+def send_and_wait(number: int) -> None:
+    """Send ``number`` to this process and give Python's handler time to run (it runs on the main thread)."""
+    os.kill(os.getpid(), number)
+    for _ in range(200):
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_default_signal_becomes_system_exit(name: str, restored_handlers: None) -> None:
+    number = number_of(name)
+    signal.signal(number, signal.SIG_DFL)
+    with pytest.raises(SystemExit) as raised, stop_signals_raise():
+        assert signal.getsignal(number) is not signal.SIG_DFL
+        send_and_wait(number)
+    assert raised.value.code == 128 + number
+    assert signal.getsignal(number) is signal.SIG_DFL  # restored after the block
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_ignored_signal_stays_ignored(name: str, restored_handlers: None) -> None:
+    number = number_of(name)
+    signal.signal(number, signal.SIG_IGN)
+    with stop_signals_raise():
+        assert signal.getsignal(number) is signal.SIG_IGN
+        os.kill(os.getpid(), number)  # ignored: nothing is raised and the process goes on
+        time.sleep(0.05)
+    assert signal.getsignal(number) is signal.SIG_IGN
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_callers_own_handler_is_kept(name: str, restored_handlers: None) -> None:
+    number = number_of(name)
+    received: list[int] = []
+
+    def own(signum: int, frame: object) -> None:
+        received.append(signum)
+
+    signal.signal(number, own)
+    with stop_signals_raise():
+        assert signal.getsignal(number) is own
+        os.kill(os.getpid(), number)
+        for _ in range(200):
+            if received:
+                break
+            time.sleep(0.01)
+    assert received == [number]
+    assert signal.getsignal(number) is own
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_handlers_restored_after_an_exception(name: str, restored_handlers: None) -> None:
+    number = number_of(name)
+    signal.signal(number, signal.SIG_DFL)
+    with pytest.raises(KeyError), stop_signals_raise():
+        assert signal.getsignal(number) is not signal.SIG_DFL
+        raise KeyError("boom")
+    assert signal.getsignal(number) is signal.SIG_DFL
+
+
+def test_nothing_changes_in_a_non_main_thread(restored_handlers: None) -> None:
+    for number in STOP_SIGNALS:
+        signal.signal(number, signal.SIG_DFL)
+    seen: dict[int, object] = {}
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            with stop_signals_raise():
+                seen.update({number: signal.getsignal(number) for number in STOP_SIGNALS})
+        except BaseException as error:  # noqa: BLE001 - reported to the main thread below
+            errors.append(error)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join(timeout=10)
+    assert errors == []
+    assert seen and all(handler is signal.SIG_DFL for handler in seen.values())
+    assert all(signal.getsignal(number) is signal.SIG_DFL for number in STOP_SIGNALS)
+
+
+def test_stop_signals_are_the_ones_a_queue_sends() -> None:
+    assert STOP_SIGNALS == tuple(getattr(signal, name) for name in NAMES if hasattr(signal, name))

@@ -1,0 +1,121 @@
+"""Reading a checkpoint file (io/checkpoints.py): both torch formats, pickled code refused and never run, a damaged
+or foreign file named as such, and the sha256 check (sha256_of against hashlib)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import re
+
+import pytest
+import torch
+
+from monai_ext.io import checkpoints as ck
+from monai_ext.networks.checkpoints.layouts import USF_MAE_100EP_SHA256
+
+
+class _Exploit:
+    """Pickles as a call that would write a marker file when unpickled."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_arbitrary_pickled_object_is_refused_and_not_run(tmp_path) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    torch.save({"model": {"w": torch.zeros(1)}, "payload": _Exploit(str(marker))}, path)
+    with pytest.raises(ck.CheckpointError, match="refused to load .*evil.pth") as refused:
+        ck.read_checkpoint(path)
+    assert not marker.exists()
+    assert "torch.load(path, weights_only=False)['state_dict']" in str(refused.value)  # how to keep the weights
+
+
+def _legacy_checkpoint_prefix(tmp_path, length: int | None) -> bytes:
+    """The first ``length`` bytes (all if None) of a checkpoint in torch's legacy (pre-zip) format: a pickle stream."""
+    torch.save({"w": torch.ones(3)}, tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
+    return (tmp_path / "legacy.pth").read_bytes()[:length]
+
+
+def _legacy_checkpoint_with_a_changed_storage_key(tmp_path) -> bytes:
+    """A legacy checkpoint whose list of storage keys (pickled after the object) no longer matches the object's."""
+    data = bytearray(_legacy_checkpoint_prefix(tmp_path, None))
+    last_key = [m.start() for m in re.finditer(rb"\d{6,}", bytes(data))][-1]
+    data[last_key] = ord("9") if data[last_key] != ord("9") else ord("8")
+    return bytes(data)
+
+
+def _legacy_checkpoint_with_a_damaged_opcode(tmp_path) -> bytes:
+    """A legacy checkpoint whose first pickle opcode was changed to one no unpickler knows (149)."""
+    data = bytearray(_legacy_checkpoint_prefix(tmp_path, None))
+    data[2] = 149
+    return bytes(data)
+
+
+@pytest.mark.parametrize("content", [b"", b"not a torch file", b"PK\x03\x04truncated",
+                                     b"root:x:0:0:root:/root:/bin/bash\n",  # a text file given by mistake
+                                     16, 30, 90,                            # legacy files cut short
+                                     "changed storage key", "damaged opcode",
+                                     pickle.dumps({"blocks.0.norm1.weight": [1.0, 2.0]}, protocol=2)])  # plain pickle
+def test_corrupt_file_gives_clear_error(tmp_path, content: bytes | int | str) -> None:
+    """Damaged bytes were reported as a security refusal ("pickles objects outside the allow-list"), advising
+    torch.load(..., weights_only=False); a cut-short legacy file gave an empty reason, "()"."""
+    if isinstance(content, int):
+        content = _legacy_checkpoint_prefix(tmp_path, content)
+    elif content == "changed storage key":
+        content = _legacy_checkpoint_with_a_changed_storage_key(tmp_path)
+    elif content == "damaged opcode":
+        content = _legacy_checkpoint_with_a_damaged_opcode(tmp_path)
+    path = tmp_path / "broken.pth"
+    path.write_bytes(content)
+    with pytest.raises(ck.CheckpointError, match="cannot read checkpoint .*broken.pth.*: corrupt or not a torch file") \
+            as refused:
+        ck.read_checkpoint(path)
+    message = str(refused.value)
+    assert "allow-list" not in message and "weights_only" not in message and not message.endswith("()")
+
+
+@pytest.mark.parametrize("zip_format", [True, False])
+def test_both_torch_file_formats_load(tmp_path, zip_format: bool) -> None:
+    state = {"w": torch.arange(6.0).view(2, 3), "step": 3}
+    path = tmp_path / "w.pth"
+    torch.save(state, path, _use_new_zipfile_serialization=zip_format)
+    loaded = ck.read_checkpoint(path)
+    assert torch.equal(loaded["w"], state["w"]) and loaded["step"] == 3
+
+
+def test_sha256_is_checked(tmp_path) -> None:
+    path = tmp_path / "w.pth"
+    torch.save({"w": torch.arange(12.0)}, path)
+    good = hashlib.sha256(path.read_bytes()).hexdigest()
+    ck.read_checkpoint(path, sha256=good)
+    with pytest.raises(ck.CheckpointError, match="expected 'f815c6"):
+        ck.read_checkpoint(path, sha256=USF_MAE_100EP_SHA256)
+    ck.read_checkpoint(path, sha256=f" {good.upper()}\n")  # as pasted from sha256sum output
+
+
+@pytest.mark.parametrize("digest", [0, 1234, "f815c6", "z" * 64, ["f815"]])
+def test_malformed_sha256_is_refused_naming_it(tmp_path, digest) -> None:
+    """An all-digit digest given on a command line may arrive as a number: it must not be compared as text."""
+    path = tmp_path / "w.pth"
+    torch.save({"w": torch.zeros(1)}, path)
+    with pytest.raises(ValueError, match=re.escape(f"sha256 must be 64 hexadecimal characters, got {digest!r}")):
+        ck.read_checkpoint(path, sha256=digest)
+
+
+def test_sha256_of_is_hashlibs_digest_of_the_bytes(tmp_path) -> None:
+    path = tmp_path / "blob.bin"
+    content = os.urandom(3 * 1024 * 1024 + 17)  # more than one read chunk
+    path.write_bytes(content)
+    assert ck.sha256_of(path) == hashlib.sha256(content).hexdigest()
+    assert ck.sha256_of(str(path)) == ck.sha256_of(path)
+    path.write_bytes(content[:-1])
+    assert ck.sha256_of(path) != hashlib.sha256(content).hexdigest()
+
+
+def test_checkpoint_error_is_a_value_error() -> None:
+    assert issubclass(ck.CheckpointError, ValueError)

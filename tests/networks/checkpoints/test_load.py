@@ -1,0 +1,100 @@
+"""Loading with the exact missing and dropped keys checked (networks/checkpoints/load.py): encoder into
+classifier heads, keys named when missing or without a place, refusals naming the file, and rebuilding from a
+file (build_from_checkpoint)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+from monai_ext.networks import checkpoints as ck
+from monai_ext.networks.classifier import ViTClassifier
+from monai_ext.networks.mae import MaskedAutoencoderViT
+from tests.networks.checkpoints.helpers import TINY, TINY_ENC
+
+
+def test_cls_pooling_keeps_the_pretrained_norm() -> None:
+    mae = MaskedAutoencoderViT(**TINY)
+    clf = ViTClassifier(3, global_pool="cls", **TINY_ENC)
+    report = ck.load_encoder_weights(clf, mae.state_dict())
+    assert report.missing == ["head.bias", "head.weight"]
+    torch.testing.assert_close(clf.norm.weight, mae.norm.weight)
+
+
+def test_missing_encoder_keys_are_named() -> None:
+    sd = MaskedAutoencoderViT(**TINY).state_dict()
+    del sd["blocks.1.mlp.fc2.bias"]
+    with pytest.raises(ValueError, match="blocks.1.mlp.fc2.bias"):
+        ck.load_encoder_weights(ViTClassifier(2, **TINY_ENC), sd)
+    with pytest.raises(ValueError, match="blocks.1.mlp.fc2.bias"):
+        ck.load_mae_weights(MaskedAutoencoderViT(**TINY), sd)
+
+
+def test_encoder_into_linear_probe_head() -> None:
+    clf = ViTClassifier(3, linear_probe=True, **TINY_ENC)
+    report = ck.load_encoder_weights(clf, MaskedAutoencoderViT(**TINY).state_dict())
+    assert report.missing == ["fc_norm.bias", "fc_norm.weight", "head.0.running_mean", "head.0.running_var",
+                              "head.1.bias", "head.1.weight"]
+
+
+@pytest.mark.parametrize("extra, named", [
+    ({"depth": 3}, "blocks.2."),                       # a deeper encoder, cut to fit
+    ("layerscale", "blocks.0.ls1.gamma"),              # LayerScale gammas (1e-5) thrown away: branches 1e5 too strong
+])
+def test_encoder_keys_the_model_has_no_place_for_are_refused(extra, named) -> None:
+    state = MaskedAutoencoderViT(**{**TINY, **extra}).state_dict() if isinstance(extra, dict) else \
+        MaskedAutoencoderViT(**TINY).state_dict()
+    if extra == "layerscale":
+        state.update({f"blocks.{i}.ls{j}.gamma": torch.full((TINY["embed_dim"],), 1e-5)
+                      for i in range(TINY["depth"]) for j in (1, 2)})
+    with pytest.raises(ck.CheckpointError, match=f"have no place in this model, e.g. .*'{named}"):
+        ck.load_encoder_weights(ViTClassifier(2, **TINY_ENC), state)
+
+
+@pytest.mark.parametrize("content", [{}, {"model_ema": {"w": torch.zeros(1)}}])
+def test_a_layout_refusal_names_the_file(tmp_path, content) -> None:
+    path = tmp_path / "odd.pth"
+    torch.save(content, path)
+    with pytest.raises(ck.CheckpointError, match=f"^{re.escape(str(path))}: "):
+        ck.load_mae_weights(MaskedAutoencoderViT(**TINY), path)
+
+
+def test_a_refusal_while_fitting_the_file_names_it(tmp_path) -> None:
+    sd = MaskedAutoencoderViT(**TINY).state_dict()
+    sd["pos_embed"] = sd["pos_embed"][0]  # saved without its batch axis
+    path = tmp_path / "flat.pth"
+    torch.save(sd, path)
+    with pytest.raises(ck.CheckpointError, match=re.escape(f"{path}: pos_embed: checkpoint shape (17, 32)")):
+        ck.load_mae_weights(MaskedAutoencoderViT(**TINY), path)
+
+
+def test_foreign_file_cannot_be_rebuilt() -> None:
+    with pytest.raises(ValueError, match="no architecture record"):
+        ck.build_from_checkpoint(MaskedAutoencoderViT(**TINY).state_dict())
+
+
+def test_a_training_checkpoint_given_for_a_model_is_named_in_a_short_message() -> None:
+    """checkpoint_iteration=N.pt lies beside models/model.pt: the message quoted the whole content it was given
+    (megabytes of tensors on one line) instead of the file, and did not say which file to give."""
+    training = {"network": MaskedAutoencoderViT(**TINY).state_dict(), "optimizer": {"state": {}},
+                "arch": {"format": "monai_ext", "kind": "classifier"}}
+    with pytest.raises(ValueError) as raised:
+        ck.build_from_checkpoint(training, "run/models/checkpoint_iteration=8.pt")
+    assert str(raised.value) == ("run/models/checkpoint_iteration=8.pt: not a monai_ext model checkpoint; a training "
+                                 "checkpoint, for resuming a run; give the run's models/model.pt (the best model)")
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: c["model"].pop("head.bias"), r"keys do not match its architecture record: missing \['head.bias'\]"),
+    (lambda c: c["arch"]["arch_args"].update(bogus=1), "its architecture record does not build a classifier: .*bogus"),
+])
+def test_an_edited_own_file_is_refused_naming_it(tmp_path, edit, message) -> None:
+    """A hand-edited file (or one with a newer version's arguments) gave torch's key dump or a TypeError."""
+    path = tmp_path / "model.pt"
+    ck.save_model_checkpoint(path, ViTClassifier(2, **TINY_ENC), "classifier")
+    content = torch.load(path, weights_only=True)
+    edit(content)
+    with pytest.raises(ck.CheckpointError, match=f"^edited.pt: {message}"):
+        ck.build_from_checkpoint(content, "edited.pt")

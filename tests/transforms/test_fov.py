@@ -1,0 +1,151 @@
+"""Field of view (transforms/fov.py) against the simulator's ground truth: DICOM regions, blank and empty images,
+side-by-side, stacked and duplex views, views closer than the closing bridges (issues #5, #17)."""
+
+from __future__ import annotations
+
+import re
+
+import cv2
+import numpy as np
+import pytest
+
+from monai_ext.data.synthetic import SimulatorConfig, simulate_frame
+from monai_ext.transforms import FieldOfViewMaskd, deannotate, detect_fov
+from tests.transforms.helpers import iou, screens
+
+
+def test_dicom_region_restricts_detection():
+    frame = simulate_frame(7, SimulatorConfig(size=256, geometry="linear", screen_capture=True))
+    rows, cols = np.flatnonzero(frame.fov_mask.any(1)), np.flatnonzero(frame.fov_mask.any(0))
+    box = (int(cols[0]) - 2, int(rows[0]) - 2, int(cols[-1]) + 3, int(rows[-1]) + 3)  # (x0, y0, x1, y1)
+    fov = detect_fov(frame.screen, region_box=box)
+    assert iou(fov.mask, frame.fov_mask) >= 0.97
+    assert not fov.mask[:, : box[0]].any() and not fov.mask[: box[1]].any()
+    with pytest.raises(ValueError, match=r"region_box \(300, 0, 999, 10\) does not overlap the image"):
+        detect_fov(frame.screen, region_box=(300, 0, 999, 10))
+
+
+@pytest.mark.parametrize("overshoot", [1, 5])
+def test_dicom_region_reaching_past_the_image_is_clipped_as_ingestion_clips_it(overshoot):
+    """Some scanners write RegionLocationMaxX1/Y1 as exclusive (one past the last pixel), so the box read from the
+    standard's inclusive coordinates reaches one pixel outside. Before, FieldOfViewMaskd raised on such files while
+    corpus ingestion (data/views.py) clipped them."""
+    frame = simulate_frame(7, SimulatorConfig(size=256, geometry="linear", screen_capture=True))
+    rows, cols = np.flatnonzero(frame.fov_mask.any(1)), np.flatnonzero(frame.fov_mask.any(0))
+    inside = (int(cols[0]) - 2, int(rows[0]) - 2, 256, 256)
+    past = (inside[0], inside[1], 256 + overshoot, 256 + overshoot)
+    expected = detect_fov(frame.screen, region_box=inside)
+    found = FieldOfViewMaskd("image")({"image": np.moveaxis(frame.screen, -1, 0), "us_region": past})
+    np.testing.assert_array_equal(found["fov"][0], expected.mask)
+    assert found["fov_bbox"] == expected.bbox
+
+
+def test_blank_image_has_no_fov():
+    fov = detect_fov(np.zeros((64, 64), np.uint8))
+    assert fov.kind == "none" and not fov.mask.any()
+
+
+@pytest.mark.parametrize("views", [1, 2, 3])
+def test_side_by_side_views_are_found(views):
+    from monai_ext.transforms.fov import detect_views
+
+    frames = [simulate_frame(np.random.default_rng([41, k]), SimulatorConfig(size=160, screen_capture=True))
+              for k in range(views)]
+    screen = np.hstack([f.image for f in frames])
+    boxes = detect_views(screen, threshold=5)
+    assert len(boxes) == views
+    for k, (x0, y0, x1, y1) in enumerate(boxes):
+        cols = np.flatnonzero(frames[k].fov_mask.any(0)) + 160 * k
+        assert x0 <= cols[0] and cols[-1] < x1 and (y0, y1) == (0, 160)
+
+
+@pytest.mark.parametrize("geometry", ["linear", "curvilinear"])
+def test_single_view_screens_are_detected_as_before(geometry):
+    from monai_ext.transforms.fov import detect_screen_fov
+
+    for frame in screens(256, geometry)[:4]:
+        alone, screen = detect_fov(frame.screen), detect_screen_fov(frame.screen)
+        np.testing.assert_array_equal(screen.mask, alone.mask)
+        assert (screen.kind, screen.bbox) == (alone.kind, alone.bbox)
+
+
+def test_duplex_screen_spectral_strip_below_the_image_stays_outside():
+    """A single column (B-mode above a spectral Doppler strip of similar area) is not split into stacked views:
+    the strip is not tissue and stays outside the field of view, as before; only grids (quad screens) split rows."""
+    from monai_ext.transforms.fov import detect_screen_fov
+
+    frame = simulate_frame(np.random.default_rng([7, 0]), SimulatorConfig(size=160, screen_capture=True))
+    strip = np.zeros((70, 160, 3), np.uint8)
+    strip[10:60, 5:155] = np.random.default_rng(1).integers(30, 200, (50, 150, 1), np.uint8)  # 7500 px: 84% of the image
+    screen = np.vstack([frame.screen, strip])
+    alone = detect_fov(screen)
+    assert not alone.mask[160:].any()
+    np.testing.assert_array_equal(detect_screen_fov(screen).mask, alone.mask)
+    assert (deannotate(np.moveaxis(screen, -1, 0)).image[160:] == 0).all()
+
+
+def test_dual_view_duplex_screen_keeps_each_spectral_strip_outside():
+    """Two duplex views side by side (each B-mode over its spectral Doppler strip): the columns are views, the strips
+    under them are not (before, each column was split into two stacked 'views' and the strips kept as tissue);
+    a quad screen's stacked views are still split (test_multi_view_screens_keep_every_view)."""
+    from monai_ext.transforms.fov import detect_screen_fov, detect_view_boxes, solid_components, to_gray_uint8
+
+    cells = []
+    for k in range(2):
+        frame = simulate_frame(np.random.default_rng([7, k]), SimulatorConfig(size=160, screen_capture=True))
+        strip = np.zeros((70, 160, 3), np.uint8)
+        strip[10:60, 5:155] = np.random.default_rng(k).integers(30, 200, (50, 150, 1), np.uint8)
+        cells.append(np.pad(np.vstack([frame.screen, strip]), ((0, 0), (8, 8), (0, 0))))
+    screen = np.hstack(cells)
+    gray = to_gray_uint8(screen)
+    boxes = detect_view_boxes(gray, 10, solid_components(gray, 10))
+    assert len(boxes) == 2 and all(y0 == 0 and y1 == screen.shape[0] for _, y0, _, y1 in boxes)
+    fov = detect_screen_fov(screen, 10)
+    assert fov.mask[:160].any() and not fov.mask[160:].any()
+
+
+@pytest.mark.parametrize("shape", [(0, 40), (40, 0), (0, 0)])
+def test_an_empty_image_is_refused_before_opencv(shape):
+    """OpenCV's morphology on an empty array crashes the process without a Python error."""
+    from monai_ext.transforms.fov import solid_components
+
+    with pytest.raises(ValueError, match=re.escape(f"empty image of shape {shape!r}")):
+        solid_components(np.zeros(shape, np.uint8), 10)
+
+
+def views_apart(gap: int, stripe: bool = False) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Two simulated linear views (fields of view resized to 367 x 304) side by side on a black 440-row screen, ``gap`` columns
+    apart: (H, W) uint8 screen and each view's true mask. With ``stripe``, the gap holds tissue in the views' top
+    tenth: one view with a dark stripe down from there (an acoustic shadow), not two."""
+    views = []
+    for k in range(2):
+        frame = simulate_frame(np.random.default_rng([43, k]), SimulatorConfig(size=480, geometry="linear"))
+        rows, cols = np.flatnonzero(frame.fov_mask.any(1)), np.flatnonzero(frame.fov_mask.any(0))
+        inside = frame.bmode[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+        views.append(cv2.resize(inside, (304, 367), interpolation=cv2.INTER_LINEAR))
+    screen = np.zeros((440, 2 * 304 + gap + 40), np.uint8)
+    truths = []
+    for k, view in enumerate(views):
+        left = 20 + k * (304 + gap)
+        screen[36:403, left : left + 304] = view
+        truth = np.zeros(screen.shape, bool)
+        truth[36:403, left : left + 304] = True
+        truths.append(truth)
+    if stripe:
+        screen[36:73, 324 : 324 + gap] = views[0][:37, -gap:]
+    return screen, truths
+
+
+@pytest.mark.parametrize("gap", [2, 6])
+def test_views_closer_than_the_closing_bridges_are_parted_a_dark_stripe_is_not(gap):
+    """The closing of a 440-row screen (a 9 px disk) bridged gaps up to 8 px: the two views were one "linear" field of
+    view over both and the gap. A gap is a run of empty columns over the views' whole height."""
+    from monai_ext.transforms.fov import detect_screen_fov
+
+    screen, truths = views_apart(gap)
+    fov = detect_screen_fov(screen)
+    assert fov.kind == "views"
+    assert iou(fov.mask, truths[0] | truths[1]) >= 0.97
+    assert not fov.mask[:, 324 : 324 + gap].any()
+    striped, _ = views_apart(gap, stripe=True)
+    assert detect_screen_fov(striped).kind == "linear"
