@@ -43,6 +43,13 @@ DICOM_SUFFIXES = (".dcm", ".dicom")
 _MAGIC_OFFSET, _MAGIC = 128, b"DICM"
 #: Colour encodings converted to RGB here (YBR_ICT / YBR_RCT come back RGB from the JPEG 2000 codec).
 _YBR_TO_CONVERT = ("YBR_FULL", "YBR_FULL_422")
+#: Transfer syntaxes by codec family (UIDs, as pydicom 2.4 and 3 name some of them differently): JPEG Baseline and
+#: Extended, whose YCbCr is full range whatever a YBR label says (:func:`_codestream_photometric`); JPEG 2000 and
+#: HTJ2K, whose codec undoes the YBR_ICT / YBR_RCT colour transforms; these and JPEG Lossless, whose decoders give
+#: interleaved samples whatever ``PlanarConfiguration`` says (PS3.5 8.2.1: it is irrelevant for them).
+_JPEG_LOSSY_SYNTAXES = frozenset(f"1.2.840.10008.1.2.4.{n}" for n in (50, 51))
+_J2K_SYNTAXES = frozenset(f"1.2.840.10008.1.2.4.{n}" for n in (90, 91, 201, 202, 203))
+_INTERLEAVED_CODEC_SYNTAXES = _JPEG_LOSSY_SYNTAXES | _J2K_SYNTAXES | {f"1.2.840.10008.1.2.4.{n}" for n in (57, 70)}
 
 
 def _pixel_tools() -> SimpleNamespace:
@@ -125,15 +132,19 @@ def read_dicom(path: str | os.PathLike) -> Any:
     garbage pixels.
 
     Raises:
-        UnreadableImageError: naming the file and the reason: not DICOM, no (integer) pixel data, a required
-            Image Pixel attribute missing or not an integer, pixel data shorter than its header says, compressed
-            pixel data without a transfer syntax, or a transfer syntax no installed codec decodes.
+        UnreadableImageError: naming the file and the reason: not DICOM, no (integer) pixel data, an empty Pixel
+            Data element, a required Image Pixel attribute missing or not an integer, pixel data shorter than its
+            header says, compressed pixel data without a transfer syntax, a transfer syntax no installed codec
+            decodes, or a colour encoding not converted to RGB here.
     """
     ds = _dcmread(path)
     if "PixelData" not in ds:
         ds = _with_cut_pixel_data_recovered(ds, path)
     if "PixelData" not in ds:
         raise UnreadableImageError(f"{path}: {_why_no_pixel_data(ds, path)}")
+    if not ds.PixelData:  # present but empty (pydicom gives None): counting its frames crashed on len(None)
+        raise UnreadableImageError(f"{path}: its Pixel Data element is empty")
+    _upper_case_photometric(ds, str(path))
     _fill_pixel_defaults(ds)
     _check_pixel_module(ds, str(path))
     _promote_functional_groups(ds, str(path))
@@ -141,6 +152,7 @@ def read_dicom(path: str | os.PathLike) -> Any:
     _fill_transfer_syntax(ds, str(path))
     _fill_planar_configuration(ds, str(path))
     _check_codec(ds, str(path))  # first: the fragments of a video syntax (MPEG, H.264) are not frames to count
+    _check_colour_encoding(ds, str(path))  # before the length check, which subsampled YBR_PARTIAL data would fail
     reconcile_frame_count(ds, str(path))
     _check_pixel_length(ds, str(path))
     return ds
@@ -235,6 +247,17 @@ def _dcmread(path: str | os.PathLike, header_only: bool = False) -> Any:
 _REQUIRED_PIXEL_ATTRIBUTES = ("Rows", "Columns", "SamplesPerPixel", "PhotometricInterpretation", "BitsAllocated")
 _INTEGER_PIXEL_ATTRIBUTES = ("Rows", "Columns", "SamplesPerPixel", "BitsAllocated", "BitsStored", "HighBit",
                              "PixelRepresentation", "NumberOfFrames")
+
+
+def _upper_case_photometric(ds: Any, source: str) -> None:
+    """Upper-case a ``PhotometricInterpretation`` written in lower case ('rgb', 'monochrome1'), with a warning naming
+    the file, as ``VOILUTFunction`` is: the defined terms are upper case, and pydicom and the display read the value
+    by its exact term (a 'monochrome1' image was refused, or would have been shown as another encoding)."""
+    value = ds.get("PhotometricInterpretation")
+    if isinstance(value, str) and value != value.upper():
+        warnings.warn(f"{source}: PhotometricInterpretation {value!r} is read as {value.upper()!r}", UserWarning,
+                      stacklevel=3)
+        ds.PhotometricInterpretation = value.upper()
 
 
 def _fill_pixel_defaults(ds: Any) -> None:
@@ -401,13 +424,44 @@ def _fill_transfer_syntax(ds: Any, source: str) -> None:
 def _fill_planar_configuration(ds: Any, source: str) -> None:
     """Give colour pixel data without ``PlanarConfiguration`` (type 1C, left out by some exports) the interleaved
     layout, 0, as GDCM and DCMTK assume; pydicom refuses such a file. A compressed frame's codec stream sets its own
-    layout, so there it changes nothing; native data gets a warning, as the guess decides how its bytes are read."""
-    if int(ds.SamplesPerPixel) < 2 or ds.get("PlanarConfiguration") not in (None, ""):
+    layout, so there it changes nothing; native data gets a warning, as the guess decides how its bytes are read.
+
+    JPEG and JPEG 2000 data that says 1 is read as 0, with a warning: their codecs give interleaved samples, and
+    pydicom 3 reshaped them by the attribute into scrambled colour (pydicom 2.4 ignores it). RLE (planar by its
+    definition) and JPEG-LS (pydicom's decoders follow the stream's interleave mode) are read right as they are.
+    """
+    if int(ds.SamplesPerPixel) < 2:
         return
-    if not ds.file_meta.TransferSyntaxUID.is_compressed:
-        warnings.warn(f"{source}: colour pixel data without PlanarConfiguration; read as interleaved (0)",
-                      UserWarning, stacklevel=2)
-    ds.PlanarConfiguration = 0
+    planar = ds.get("PlanarConfiguration")
+    if planar in (None, ""):
+        if not ds.file_meta.TransferSyntaxUID.is_compressed:
+            warnings.warn(f"{source}: colour pixel data without PlanarConfiguration; read as interleaved (0)",
+                          UserWarning, stacklevel=2)
+        ds.PlanarConfiguration = 0
+    elif ds.file_meta.TransferSyntaxUID in _INTERLEAVED_CODEC_SYNTAXES and int(planar) != 0:
+        warnings.warn(f"{source}: PlanarConfiguration {int(planar)} does not apply to "
+                      f"{_syntax_name(ds.file_meta.TransferSyntaxUID)} pixel data, whose codec interleaves the "
+                      "samples; read as 0", UserWarning, stacklevel=2)
+        ds.PlanarConfiguration = 0
+
+
+def _check_colour_encoding(ds: Any, source: str) -> None:
+    """Refuse colour data whose ``PhotometricInterpretation`` is not converted to RGB here, naming it: RGB, YBR_FULL
+    and YBR_FULL_422 are; YBR_ICT / YBR_RCT under JPEG 2000 (its codec gives RGB); and any YBR label on a JPEG
+    Baseline / Extended stream. Anything else (YBR_PARTIAL_422 / 420 or YBR_ICT outside those codecs, HSV, a
+    monochrome label on three samples) was shown as if its samples were RGB: a B-mode image pink at a third of its
+    contrast, which the corpus then took for colour flow; native subsampled YBR_PARTIAL data was refused as
+    truncated."""
+    photometric = str(ds.get("PhotometricInterpretation", "")).strip()
+    if int(ds.get("SamplesPerPixel", 1)) < 2 or photometric in ("RGB", *_YBR_TO_CONVERT):
+        return
+    syntax = ds.file_meta.TransferSyntaxUID
+    if (photometric in ("YBR_ICT", "YBR_RCT") and syntax in _J2K_SYNTAXES) or \
+            (photometric.startswith("YBR_") and syntax in _JPEG_LOSSY_SYNTAXES):
+        return
+    raise UnreadableImageError(f"{source}: colour pixel data with PhotometricInterpretation {photometric!r} "
+                               f"({_syntax_name(syntax)}), a colour encoding not supported here (only RGB, YBR_FULL "
+                               "and YBR_FULL_422, YBR_ICT / YBR_RCT under JPEG 2000)")
 
 
 def _check_pixel_length(ds: Any, source: str) -> None:
@@ -465,15 +519,20 @@ def _short_detail(error: BaseException, limit: int = 200) -> str:
 
 #: Sides (pixels, after clipping to the frame) below which a region holds no image a view could show.
 MIN_REGION_SIDE = 8
+#: Pixels by which a region may reach past the frame and still be clipped to it and used: writers that put the
+#: exclusive end in the inclusive RegionLocationMaxX1 / MaxY1 (x1 = Columns) overshoot by one.
+REGION_OVERSHOOT = 1
 
 
 def _region_boxes(ds: Any, data_types: tuple[int, ...]) -> list[tuple[int, int, int, int]]:
     """(x0, y0, x1, y1), exclusive ends and clipped to the frame, of the 2-D regions of these data types.
 
-    A region that misses the frame or is smaller than :data:`MIN_REGION_SIDE` on a side is left out with a warning
-    (the file's other regions, or field-of-view detection on the whole frame, take its place): de-identification
-    tools that crop or resize the pixels but keep ``SequenceOfUltrasoundRegions`` leave such regions behind, and
-    an empty crop would reach OpenCV.
+    A region that misses the frame, reaches past it by more than :data:`REGION_OVERSHOOT` pixels, or is smaller than
+    :data:`MIN_REGION_SIDE` on a side is left out with a warning (the file's other regions, or field-of-view
+    detection on the whole frame, take its place): de-identification tools and exports that crop or resize the
+    pixels but keep ``SequenceOfUltrasoundRegions`` leave such regions behind (pydicom's examples_ybr_color.dcm: a
+    region of 512x384 pixels on a 320x240 frame). Clipped, such a region cut the tissue at a place that has nothing
+    to do with it; an empty crop would reach OpenCV.
     """
     rows, columns = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
     boxes = []
@@ -489,6 +548,12 @@ def _region_boxes(ds: Any, data_types: tuple[int, ...]) -> list[tuple[int, int, 
         x0, y0, x1, y1 = fields
         box = (x0, y0, x1 + 1, y1 + 1)
         clipped = (max(box[0], 0), max(box[1], 0), min(box[2], columns or box[2]), min(box[3], rows or box[3]))
+        overshoot = max(-box[0], -box[1], box[2] - (columns or box[2]), box[3] - (rows or box[3]))
+        if overshoot > REGION_OVERSHOOT and clipped[2] > clipped[0] and clipped[3] > clipped[1]:
+            warnings.warn(f"{getattr(ds, 'filename', None) or 'DICOM'}: ultrasound region {box} reaches "
+                          f"{overshoot} pixels past the {columns}x{rows} frame (the pixels were resized or cropped "
+                          "after the regions were written?); ignored", UserWarning, stacklevel=3)
+            continue
         if min(clipped[2] - clipped[0], clipped[3] - clipped[1]) < MIN_REGION_SIDE:
             warnings.warn(f"{getattr(ds, 'filename', None) or 'DICOM'}: ultrasound region {box} lies outside the "
                           f"{columns}x{rows} frame or is under {MIN_REGION_SIDE} pixels on a side; ignored",
@@ -536,12 +601,15 @@ def iter_dicom_frames(ds: Any, source: str, frame_stride: int = 1) -> Iterator[t
     # pydicom 2.4 decodes every frame when asked for the iterator, 3.x one frame at a time
     with _codec_errors_named(ds, source):
         decoded_frames = _decoded_frames(ds, indices, source, tools)
+    held = None
     for index in indices:
         with _codec_errors_named(ds, source):
             decoded = next(decoded_frames, None)
         if decoded is None:
             return
-        yield index, dicom_display(decoded, ds, source, tools)
+        if index == 0:  # the first frame read is always frame 0
+            held = _file_values_held(ds, source, decoded, several=len(indices) > 1)
+        yield index, dicom_display(decoded, ds, source, tools, held)
 
 
 @contextmanager
@@ -601,17 +669,25 @@ def _codestream_photometric(ds: Any, source: str, stream_is_rgb: bool | None) ->
     output asked for here does not go through; under 2.4 libjpeg converts any "RGB" JPEG itself, rounding
     differently from pydicom's conversion). Both are given the corrected value instead, so both convert alike. The
     file keeps a warning that names it.
+
+    Another YBR label (YBR_PARTIAL_422 / 420, YBR_ICT / RCT) on a JPEG stream that is not RGB is read as
+    YBR_FULL_422 the same way: a JPEG stream's YCbCr is full range whatever the label says (ITU-T T.871), and
+    nothing converted it: a gray B-mode image came out pink at a third of its contrast.
     """
     from pydicom.uid import JPEGBaseline8Bit
 
     photometric = str(ds.get("PhotometricInterpretation", "")).strip()
-    if photometric not in ("RGB", *_YBR_TO_CONVERT) or stream_is_rgb is None or \
-            stream_is_rgb == (photometric == "RGB"):
-        return photometric
     syntax = ds.file_meta.TransferSyntaxUID
+    other_ybr = photometric.startswith("YBR_") and photometric not in _YBR_TO_CONVERT and \
+        syntax in _JPEG_LOSSY_SYNTAXES and int(ds.get("SamplesPerPixel", 1)) == 3
+    if not other_ybr and (photometric not in ("RGB", *_YBR_TO_CONVERT) or stream_is_rgb is None or
+                          stream_is_rgb == (photometric == "RGB")):
+        return photometric
     corrected = "RGB" if stream_is_rgb else "YBR_FULL_422" if syntax == JPEGBaseline8Bit else "YBR_FULL"
-    warnings.warn(f"{source}: PhotometricInterpretation is {photometric!r} but its JPEG stream's markers say "
-                  f"{'RGB' if stream_is_rgb else 'YCbCr'}; read as {corrected!r}", UserWarning, stacklevel=2)
+    why = "a JPEG stream's YCbCr is full range whatever the label says" if other_ybr and not stream_is_rgb else \
+        f"its JPEG stream's markers say {'RGB' if stream_is_rgb else 'YCbCr'}"
+    warnings.warn(f"{source}: PhotometricInterpretation is {photometric!r} but {why}; read as {corrected!r}",
+                  UserWarning, stacklevel=2)
     return corrected
 
 
@@ -744,9 +820,11 @@ def _stored_values(values: np.ndarray, bits_stored: int, signed: bool) -> np.nda
 
 
 # -------------------------------------------------------------------------------------------------------- display
-def dicom_display(decoded: np.ndarray, ds: Any, source: str, tools: SimpleNamespace | None = None) -> np.ndarray:
+def dicom_display(decoded: np.ndarray, ds: Any, source: str, tools: SimpleNamespace | None = None,
+                  held: tuple[float, float] | None = None) -> np.ndarray:
     """One decoded frame, (H, W) stored values or (H, W, 3) RGB, -> display-ready (H, W) or (H, W, 3) pixels (dtypes
-    as :func:`iter_dicom_frames` gives them)."""
+    as :func:`iter_dicom_frames` gives them). ``held``: the range of values a multi-frame file holds
+    (:func:`_file_values_held`), over which each of its frames is shown where no window applies."""
     tools = tools or _pixel_tools()
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip()
     bits_stored = int(ds.get("BitsStored", decoded.dtype.itemsize * 8))
@@ -754,10 +832,11 @@ def dicom_display(decoded: np.ndarray, ds: Any, source: str, tools: SimpleNamesp
     if photometric == "PALETTE COLOR":
         return _eight_bit_palette_as_uint8(tools.apply_color_lut(_stored_values(decoded, bits_stored, False), ds), ds)
     if decoded.ndim == 3:
+        _check_colour_encoding(ds, source)  # as read_dicom does, for a dataset that did not come through it
         return _colour_display(decoded, bits_stored)
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise UnreadableImageError(f"{source}: one sample per pixel with photometric interpretation {photometric!r}")
-    return _monochrome_display(_stored_values(decoded, bits_stored, signed), ds, photometric, tools)
+    return _monochrome_display(_stored_values(decoded, bits_stored, signed), ds, photometric, tools, held)
 
 
 def _eight_bit_palette_as_uint8(rgb: np.ndarray, ds: Any) -> np.ndarray:
@@ -853,16 +932,20 @@ def _lut_entry_range(ds: Any, tools: SimpleNamespace) -> tuple[float, float]:
     return float(entries.min()), float(entries.max())
 
 
-def _values_held(ds: Any, output: np.ndarray, black: float, white: float) -> tuple[float, float]:
+def _values_held(ds: Any, output: np.ndarray, black: float, white: float,
+                 held: tuple[float, float] | None = None) -> tuple[float, float]:
     """(black, white) of an image deeper than 8 bits with no window: the values it holds, not every value its type
     could hold. A 12- or 16-bit image uses a few hundred of 65,536 values, and shown over the whole range it was one
     flat gray (pydicom's CT_small: 9 gray levels); volumes and signed TIFFs were already shown over their values.
 
-    The file's Smallest/LargestImagePixelValue where they hold the frame's values (through the rescale, read signed for
-    signed pixels: they may be encoded US), one window for every frame; else a single frame's own range. A file of
-    several frames without those tags keeps ``(black, white)``, so that its frames stay comparable (a dim frame
-    stretched as bright as a bright one), and so does a constant frame.
+    A file of several frames is shown over ``held``, the range of the whole file (:func:`_file_values_held`), one
+    for every frame, so that its frames stay comparable (a dim frame not stretched as bright as a bright one);
+    without it (every frame one value, or no range given) it keeps ``(black, white)``. A single frame: the file's
+    Smallest/LargestImagePixelValue where they hold its values (:func:`_tagged_range`), else its own range; a
+    constant frame keeps ``(black, white)``.
     """
+    if held is not None:
+        return held
     finite = output[np.isfinite(output)]
     if not finite.size or finite.max() <= finite.min():
         return black, white
@@ -885,12 +968,66 @@ def _tagged_range(ds: Any) -> tuple[float, float] | None:
         ends.append(value - 65536 if signed and value > 32767 else value)  # SS written as US
     if ends[1] <= ends[0]:
         return None
+    return _rescaled_range(ds, ends[0], ends[1])
+
+
+def _rescaled_range(ds: Any, low: float, high: float) -> tuple[float, float]:
+    """Stored values ``low`` and ``high`` through the rescale, in order (a negative slope reverses them)."""
     slope, intercept = float(ds.get("RescaleSlope") or 1.0), float(ds.get("RescaleIntercept") or 0.0)
-    low, high = sorted((ends[0] * slope + intercept, ends[1] * slope + intercept))
+    low, high = sorted((low * slope + intercept, high * slope + intercept))
     return low, high
 
 
-def _monochrome_display(values: np.ndarray, ds: Any, photometric: str, tools: SimpleNamespace) -> np.ndarray:
+def _shown_over_values_held(ds: Any) -> bool:
+    """Whether monochrome frames are shown over the values they hold (:func:`_values_held`): deeper than 8 bits,
+    with no VOI LUT, window or modality LUT (the display's last branch)."""
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip()
+    return (photometric in ("MONOCHROME1", "MONOCHROME2") and int(ds.get("BitsStored", 8)) > 8
+            and not (_has_voi_lut(ds) or _has_window(ds) or ds.get("ModalityLUTSequence")))
+
+
+def _file_values_held(ds: Any, source: str, first: np.ndarray, several: bool) -> tuple[float, float] | None:
+    """(smallest, largest) value, through the rescale, of a multi-frame file shown over the values it holds
+    (:func:`_shown_over_values_held`): one range for every frame. None for a single frame (shown over its own), for
+    other files, and where every value is one.
+
+    Such a file was shown over every value its bit depth allows: a 16-bit loop holding values up to 1,000 came out
+    black, and the corpus dropped its frames as holding no signal. Native data: the values of the whole pixel data.
+    Compressed data: those of ``first``, the first frame, decoded already (decoding a long loop twice to find its
+    range would double its reading), with a warning where ``several`` frames are read: values beyond are clipped.
+    The file's Smallest/LargestImagePixelValue win where they hold those values.
+    """
+    if frame_count(ds) < 2 or not _shown_over_values_held(ds):
+        return None
+    signed, bits_stored = int(ds.get("PixelRepresentation", 0)) == 1, int(ds.BitsStored)
+    compressed = ds.file_meta.TransferSyntaxUID.is_compressed
+    if compressed:
+        frames = first[None]
+    elif _needs_high_bit_shift(ds):
+        frames = _native_values_at_high_bit(ds, source)
+    else:
+        order = "<" if ds.file_meta.TransferSyntaxUID.is_little_endian else ">"
+        dtype = f"{order}{'i' if signed else 'u'}{int(ds.BitsAllocated) // 8}"
+        count = frame_count(ds) * int(ds.Rows) * int(ds.Columns)
+        frames = np.frombuffer(ds.PixelData, dtype=dtype, count=count).reshape(frame_count(ds), -1)
+    # a frame at a time: the stored values of a long loop at once would be a second copy of its pixel data
+    stored = (_stored_values(frame, bits_stored, signed) for frame in frames)
+    ends = [(int(values.min()), int(values.max())) for values in stored]
+    low, high = min(end[0] for end in ends), max(end[1] for end in ends)
+    if high <= low:
+        return None
+    held, tagged = _rescaled_range(ds, low, high), _tagged_range(ds)
+    if tagged is not None and tagged[0] <= held[0] and held[1] <= tagged[1]:
+        return tagged
+    if compressed and several:
+        warnings.warn(f"{source}: {frame_count(ds)} frames of {bits_stored}-bit values without a window or "
+                      f"Smallest/LargestImagePixelValue; all are shown over the first frame's values ({low} to "
+                      f"{high}), values beyond clipped", UserWarning, stacklevel=3)
+    return held
+
+
+def _monochrome_display(values: np.ndarray, ds: Any, photometric: str, tools: SimpleNamespace,
+                        held: tuple[float, float] | None = None) -> np.ndarray:
     """Stored values -> modality LUT -> VOI LUT or window -> [0, 1] over the chain's output range -> MONOCHROME1."""
     bits_stored = int(ds.get("BitsStored", values.dtype.itemsize * 8))
     signed = int(ds.get("PixelRepresentation", 0)) == 1
@@ -909,7 +1046,7 @@ def _monochrome_display(values: np.ndarray, ds: Any, photometric: str, tools: Si
     else:
         black, white = min(black, white), max(black, white)  # a negative slope reverses the ends
         if bits_stored > 8:
-            black, white = _values_held(ds, np.asarray(output, np.float64), black, white)
+            black, white = _values_held(ds, np.asarray(output, np.float64), black, white, held)
     if not (np.isfinite(black) and np.isfinite(white)) or white == black:
         raise UnreadableImageError(f"{getattr(ds, 'filename', None) or 'DICOM'}: its display range is empty "
                                    f"(black {black!r}, white {white!r}): no pixel values to show")

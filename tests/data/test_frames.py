@@ -48,15 +48,23 @@ def test_region_box_is_read_and_used_for_the_crop(tmp_path):
                                   crop_to_view(screen[0, 10:106, 40:136], None))
 
 
-@pytest.mark.parametrize("box, kept", [
-    ((100, 10, 200, 90), (100, 10, 160, 90)),  # reaches past the right edge: clipped to the frame
-    ((200, 10, 300, 90), None),                # right of the frame (the pixels were cropped, the regions kept)
-    ((10, 130, 120, 200), None),               # below it
-    ((100, 100, 20, 20), None),                # inverted
-    ((10, 10, 14, 100), None),                 # four pixels wide
-    ((0, 0, 1, 1), None),                      # a zeroed region
+OUTSIDE = "lies outside the 160x120 frame or is under 8 pixels on a side; ignored"
+PAST = "pixels past the 160x120 frame (the pixels were resized or cropped after the regions were written?); ignored"
+
+
+@pytest.mark.parametrize("box, kept, note", [
+    # reaching 40 pixels past the right edge: a region of a larger original (a resized export that kept its
+    # regions, as pydicom's examples_ybr_color.dcm); clipped, it cut the tissue where the frame happens to end
+    ((100, 10, 200, 90), None, f"reaches 40 {PAST}"),
+    ((0, 0, 161, 121), (0, 0, 160, 120), None),  # one past (the exclusive end in MaxX1 / MaxY1): clipped and used
+    ((0, 0, 162, 120), None, f"reaches 2 {PAST}"),
+    ((200, 10, 300, 90), None, OUTSIDE),         # right of the frame (the pixels were cropped, the regions kept)
+    ((10, 130, 120, 200), None, OUTSIDE),        # below it
+    ((100, 100, 20, 20), None, OUTSIDE),         # inverted
+    ((10, 10, 14, 100), None, OUTSIDE),          # four pixels wide
+    ((0, 0, 1, 1), None, OUTSIDE),               # a zeroed region
 ])
-def test_a_region_off_the_frame_is_ignored_with_a_warning(tmp_path, box, kept):
+def test_a_region_off_the_frame_is_ignored_with_a_warning(tmp_path, box, kept, note):
     """Such a region used to become an empty crop, on which OpenCV crashed the whole ingestion process."""
     path = write_dicom_frames(np.zeros((1, 120, 160), np.uint8) + us_image(160)[:120], tmp_path / "region.dcm",
                               region_box=box)
@@ -65,8 +73,7 @@ def test_a_region_off_the_frame_is_ignored_with_a_warning(tmp_path, box, kept):
         frame = next(iter_frames(path))
     assert frame.region_box == kept
     notes = [str(w.message) for w in caught if "ultrasound region" in str(w.message)]
-    assert notes == ([] if kept else [f"{path}: ultrasound region {box} lies outside the 160x120 frame or is under "
-                                      "8 pixels on a side; ignored"])
+    assert notes == ([f"{path}: ultrasound region {box} {note}"] if note else [])
 
 
 @pytest.mark.parametrize("kwargs,message", [

@@ -11,7 +11,7 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from monai_ext.io.dicom import first_dicom_frame, iter_dicom_frames, read_dicom
+from monai_ext.io.dicom import dicom_display, first_dicom_frame, iter_dicom_frames, read_dicom
 from monai_ext.io.display import to_gray_unit
 from monai_ext.io.errors import UnreadableImageError
 from monai_ext.io.writers import write_dicom, write_dicom_frames, write_dicom_values
@@ -272,3 +272,144 @@ def test_colour_without_planar_configuration_is_read_interleaved(tmp_path, photo
         frame = first_dicom_frame(read_dicom(path), "colour.dcm")
     assert np.abs(frame.astype(int) - frames[0]).max() <= tolerance
     assert any("without PlanarConfiguration; read as interleaved" in str(w.message) for w in caught) == warned
+
+
+def relabelled(path, **attributes):
+    """``path`` rewritten with ``attributes`` set (by keyword) on its data set."""
+    ds = pydicom.dcmread(path)
+    with warnings.catch_warnings():  # pydicom's note on the invalid values some tests write
+        warnings.simplefilter("ignore")
+        for name, value in attributes.items():
+            setattr(ds, name, value)
+        ds.save_as(path)
+    return path
+
+
+def all_frames(path, caught: list | None = None) -> np.ndarray:
+    """Every displayed frame of ``path``, stacked; warnings recorded into ``caught`` where given."""
+    with warnings.catch_warnings(record=True) as recorded:
+        warnings.simplefilter("always")
+        frames = np.stack([pixels for _, pixels in iter_dicom_frames(read_dicom(path), str(path))])
+    if caught is not None:
+        caught.extend(str(w.message) for w in recorded)
+    return frames
+
+
+@pytest.mark.parametrize("photometric", ["YBR_PARTIAL_422", "YBR_PARTIAL_420", "YBR_ICT", "YBR_RCT"])
+def test_another_ybr_label_on_a_jpeg_stream_is_read_as_full_range_ycbcr(tmp_path, photometric) -> None:
+    """A JPEG stream's YCbCr is full range whatever the label says (ITU-T T.871); read by such a label, its YCbCr
+    planes were shown as RGB: gray tissue pink at a third of its contrast, which the corpus took for colour flow."""
+    frames = colourful_frames()
+    path = write_dicom_frames(frames, tmp_path / "ybr.dcm", "YBR_FULL_422", "jpeg_baseline")
+    reference = pydicom.dcmread(path).pixel_array  # pydicom's own decoding and YBR_FULL_422 -> RGB conversion
+    caught: list[str] = []
+    got = all_frames(relabelled(path, PhotometricInterpretation=photometric), caught)
+    np.testing.assert_array_equal(got, reference)
+    assert np.abs(got.astype(int) - frames).max() <= 10
+    assert f"{path}: PhotometricInterpretation is {photometric!r} but a JPEG stream's YCbCr is full range whatever " \
+           "the label says; read as 'YBR_FULL_422'" in caught
+
+
+@pytest.mark.parametrize("photometric, syntax", [
+    ("YBR_PARTIAL_422", "explicit"),  # native, subsampled: was refused as "pixel data truncated"
+    ("YBR_PARTIAL_420", "explicit"),
+    ("YBR_ICT", "explicit"),          # the JPEG 2000 colour transforms outside JPEG 2000
+    ("YBR_RCT", "rle"),
+    ("YBR_PARTIAL_422", "jpeg2000"),
+    ("HSV", "explicit"),              # retired
+    ("MONOCHROME2", "explicit"),      # a monochrome label on three samples
+])
+def test_colour_encodings_not_converted_to_rgb_are_refused_naming_them(tmp_path, photometric, syntax) -> None:
+    """Their samples were shown as if they were RGB, without a word."""
+    frames = colourful_frames(2)
+    path = write_dicom_frames(frames, tmp_path / "colour.dcm", "RGB", syntax)
+    relabelled(path, PhotometricInterpretation=photometric)
+    if photometric.startswith("YBR_PARTIAL") and syntax == "explicit":  # two samples a pixel: Y Y Cb Cr
+        relabelled(path, PixelData=bytes(2 * frames[..., 0].size))
+    message = rf"colour.dcm: colour pixel data with PhotometricInterpretation '{photometric}' \(.*\), a colour " \
+              r"encoding not supported here"
+    with pytest.raises(UnreadableImageError, match=message):
+        all_frames(path)
+
+
+def test_dicom_display_refuses_a_colour_encoding_it_does_not_convert(tmp_path) -> None:
+    """For a data set that did not come through read_dicom: its frames were shown as RGB."""
+    path = write_dicom_frames(colourful_frames(1), tmp_path / "colour.dcm", "RGB", "explicit")
+    ds = pydicom.dcmread(path)
+    frame = ds.pixel_array
+    ds.PhotometricInterpretation = "YBR_PARTIAL_422"
+    with pytest.raises(UnreadableImageError, match=r"colour.dcm: .*PhotometricInterpretation 'YBR_PARTIAL_422'"):
+        dicom_display(frame, ds, "colour.dcm")
+
+
+@pytest.mark.parametrize("syntax, tolerance, warned", [
+    ("jpeg_baseline", 10, True), ("jpeg2000", 0, True),
+    ("rle", 0, False),  # RLE is planar by definition, and pydicom decodes it so whatever the attribute says
+])
+def test_planar_configuration_1_on_compressed_colour_follows_the_codec(tmp_path, syntax, tolerance, warned) -> None:
+    """PS3.5 8.2.1: the attribute is irrelevant for JPEG-family data, whose codecs give interleaved samples; pydicom 3
+    reshaped them by it, and the colour came out scrambled."""
+    frames = colourful_frames()
+    path = write_dicom_frames(frames, tmp_path / "planar.dcm", "YBR_FULL_422" if syntax == "jpeg_baseline" else "RGB",
+                              syntax)
+    caught: list[str] = []
+    got = all_frames(relabelled(path, PlanarConfiguration=1), caught)
+    assert np.abs(got.astype(int) - frames).max() <= tolerance
+    assert any("PlanarConfiguration 1 does not apply to" in message for message in caught) == warned
+
+
+def loop_values(signed: bool) -> np.ndarray:
+    """(3, 32, 48) values of a 16-bit loop that uses a small part of its range (0..1020), each frame less of it."""
+    ramp = np.arange(32 * 48).reshape(32, 48) % 1021
+    frames = np.stack([ramp // 3, ramp // 2 + 5, ramp])
+    return (frames - 500).astype(np.int16) if signed else frames.astype(np.uint16)
+
+
+@pytest.mark.parametrize("bits_stored, high_bit, signed", [(16, None, False), (12, 15, False), (12, None, True)])
+def test_a_native_loop_is_shown_over_the_values_the_whole_file_holds(tmp_path, bits_stored, high_bit, signed) -> None:
+    """Without a window or Smallest/LargestImagePixelValue, a loop was shown over every value of its bit depth:
+    a 16-bit loop holding values up to 1,020 came out black, and the corpus dropped its frames as no signal. One
+    range for every frame keeps them comparable (a dim frame is not stretched as bright as a bright one)."""
+    values = loop_values(signed)
+    path = write_dicom_values(values, tmp_path / "loop.dcm", bits_stored=bits_stored, high_bit=high_bit)
+    expected = (values - values.min()) / float(values.max() - values.min())
+    np.testing.assert_allclose(all_frames(path), expected, atol=1e-6)
+
+
+def test_a_compressed_loop_is_shown_over_its_first_frames_values_with_a_warning(tmp_path) -> None:
+    """Compressed frames are decoded once: the first frame's range serves them all, values beyond it clipped."""
+    from pydicom.uid import JPEG2000Lossless
+
+    values = loop_values(False)
+    path = write_dicom_values(values, tmp_path / "loop.dcm", bits_stored=16)
+    ds = pydicom.dcmread(path)
+    ds.compress(JPEG2000Lossless)
+    ds.save_as(path)
+    caught: list[str] = []
+    got = all_frames(path, caught)
+    low, high = int(values[0].min()), int(values[0].max())
+    np.testing.assert_allclose(got, np.clip((values - low) / float(high - low), 0, 1), atol=1e-6)
+    assert f"{path}: 3 frames of 16-bit values without a window or Smallest/LargestImagePixelValue; all are shown " \
+           f"over the first frame's values ({low} to {high}), values beyond clipped" in caught
+
+
+@pytest.mark.parametrize("syntax", ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1"])  # implicit, explicit VR
+def test_an_empty_pixel_data_element_is_refused_naming_the_file(tmp_path, syntax) -> None:
+    """It crashed with "TypeError: object of type 'NoneType' has no len()"."""
+    path = write_dicom(np.zeros((8, 8), np.uint8), tmp_path / "empty.dcm")
+    ds = pydicom.dcmread(path)
+    ds.PixelData = b""
+    ds.file_meta.TransferSyntaxUID = syntax
+    ds.save_as(path, implicit_vr=syntax == "1.2.840.10008.1.2", little_endian=True)
+    with pytest.raises(UnreadableImageError, match=r"empty.dcm: its Pixel Data element is empty"):
+        read_dicom(path)
+
+
+@pytest.mark.parametrize("photometric", ["monochrome1", "monochrome2", "rgb", "ybr_full"])
+def test_a_lower_case_photometric_interpretation_is_read_upper_cased(tmp_path, photometric) -> None:
+    frames = colourful_frames(2) if photometric in ("rgb", "ybr_full") else colourful_frames(2)[..., 1]
+    path = write_dicom_frames(frames, tmp_path / "lower.dcm", photometric.upper())
+    caught: list[str] = []
+    got = all_frames(relabelled(path, PhotometricInterpretation=photometric), caught)
+    assert np.abs(got.astype(int) - frames).max() <= (1 if photometric == "ybr_full" else 0)
+    assert f"{path}: PhotometricInterpretation {photometric!r} is read as {photometric.upper()!r}" in caught

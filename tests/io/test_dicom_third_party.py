@@ -83,8 +83,9 @@ def linear_window(x: np.ndarray, center: float, width: float) -> np.ndarray:
     return np.where(x <= low, 0.0, np.where(x > high, 1.0, (x - (center - 0.5)) / (width - 1) + 0.5))
 
 
-def reference_display(frame: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:
-    """One frame of ``ds.pixel_array`` as displayed, from pydicom's public functions and PS3.3."""
+def reference_display(frame: np.ndarray, ds: pydicom.Dataset, frames: np.ndarray) -> np.ndarray:
+    """One frame of ``ds.pixel_array`` (all of which are ``frames``) as displayed, from pydicom's public functions
+    and PS3.3."""
     if ds.PhotometricInterpretation == "PALETTE COLOR":
         return apply_color_lut(frame, ds)
     if frame.ndim == 3:
@@ -98,15 +99,19 @@ def reference_display(frame: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:
     bits, signed = int(ds.BitsStored), int(ds.PixelRepresentation) == 1
     low, high = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
     slope, intercept = float(ds.get("RescaleSlope", 1)), float(ds.get("RescaleIntercept", 0))
-    if bits > 8 and values.max() > values.min():  # no window, deeper than 8 bits: the values held, not the type's
+    # no window, deeper than 8 bits: the values held, not the type's; a frame's own, or for several frames one range
+    # for all: the whole file's (native), its first frame's (compressed: not decoded twice)
+    several = int(ds.get("NumberOfFrames", 1) or 1) > 1
+    compressed = ds.file_meta.TransferSyntaxUID.is_compressed
+    span = apply_modality_lut(frames[0] if compressed else frames, ds).astype(np.float64) if several else values
+    if bits > 8 and span.max() > span.min():
         held = [ds.get("SmallestImagePixelValue"), ds.get("LargestImagePixelValue")]
         if all(isinstance(v, int) for v in held):
             held = [v - 65536 if signed and v > 32767 else v for v in held]
             tagged = sorted((held[0] * slope + intercept, held[1] * slope + intercept))
-            if held[1] > held[0] and tagged[0] <= values.min() and values.max() <= tagged[1]:
+            if held[1] > held[0] and tagged[0] <= span.min() and span.max() <= tagged[1]:
                 return (values - tagged[0]) / (tagged[1] - tagged[0])  # the file's range: every frame alike
-        if int(ds.get("NumberOfFrames", 1) or 1) == 1:
-            return (values - values.min()) / (values.max() - values.min())  # one frame: its own range
+        return np.clip((values - span.min()) / (span.max() - span.min()), 0.0, 1.0)  # beyond the first: clipped
     low, high = sorted((low * slope + intercept, high * slope + intercept))
     return (values - low) / (high - low)
 
@@ -120,7 +125,7 @@ def test_displayed_frames_match_pydicoms_own_decoding(name, frames, shape) -> No
     decoded = decoded[None] if int(reference_ds.get("NumberOfFrames", 1) or 1) == 1 else decoded
     assert len(ours) == len(decoded) == frames
     for pixels, frame in zip(ours, decoded):
-        reference = reference_display(frame, reference_ds)
+        reference = reference_display(frame, reference_ds, decoded)
         assert pixels.shape == reference.shape == shape
         if np.issubdtype(pixels.dtype, np.integer):  # stored values or LUT entries: exact, in the same type
             assert pixels.dtype == reference.dtype.newbyteorder("=")
