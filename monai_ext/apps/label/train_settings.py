@@ -18,8 +18,8 @@ TRAIN_DEFAULTS: dict[str, Any] = {"max_epochs": 10, "batch_size": 8, "num_worker
 def train_parameters(request: Mapping[str, Any]) -> dict[str, Any]:
     """Request values over :data:`TRAIN_DEFAULTS`, checked, numbers as numbers.
 
-    Clients send what their option tables hold: ``val_fraction`` may come as the text ``"0.3"``, and an untouched
-    ``base_lr`` (default None) as ``""`` or ``"None"``, meaning the bundle's own.
+    Clients send what their option tables hold: ``val_fraction`` may come as the text ``"0.3"``, ``max_epochs`` as
+    ``"3"``, and an untouched ``base_lr`` (default None) as ``""`` or ``"None"``, meaning the bundle's own.
 
     Raises:
         ValueError: quoting the parameter and its bad value.
@@ -27,9 +27,7 @@ def train_parameters(request: Mapping[str, Any]) -> dict[str, Any]:
     _refuse_misspelt(request)
     params = {key: request.get(key, default) for key, default in TRAIN_DEFAULTS.items()}
     for key, lowest in (("max_epochs", 1), ("batch_size", 1), ("num_workers", 0), ("seed", 0)):
-        value = params[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
-            raise ValueError(f"train parameter {key!r} must be an integer of at least {lowest}, got {value!r}")
+        params[key] = _integer(params[key], key, lowest)
     if isinstance(params["base_lr"], str) and params["base_lr"].strip().lower() in ("", "none", "null"):
         params["base_lr"] = None
     params["base_lr"] = _number(params["base_lr"], "base_lr", "a positive number", lambda v: v > 0, none_ok=True)
@@ -54,6 +52,16 @@ def _refuse_misspelt(request: Mapping[str, Any]) -> None:
         if meant:
             raise ValueError(f"train parameter {key!r} is not one (did you mean {meant[0]!r}?); the parameters are "
                              f"{sorted(TRAIN_DEFAULTS)}")
+
+
+def _integer(value: Any, key: str, lowest: int) -> int:
+    """``value`` (an integer, or one written as text: ``"3"``, not ``"2.5"`` or ``True``) as an int of at least
+    ``lowest``."""
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
+        raise ValueError(f"train parameter {key!r} must be an integer of at least {lowest}, got {value!r}")
+    return value
 
 
 def _number(value: Any, key: str, wanted: str, valid: Callable[[float], bool], none_ok: bool = False) -> float | None:

@@ -30,6 +30,14 @@ def test_parameters_come_out_as_numbers(request_values, expected) -> None:
     assert set(params) == set(TRAIN_DEFAULTS)
 
 
+@pytest.mark.parametrize("key, text, expected", [("max_epochs", "3", 3), ("batch_size", " 16 ", 16),
+                                                 ("num_workers", "0", 0), ("seed", "+7", 7)])
+def test_an_integer_written_as_text_is_read(key, text, expected) -> None:
+    """A client whose option table sends every value as text had integer settings refused (val_fraction was read)."""
+    params = train_parameters({key: text})
+    assert params[key] == expected and type(params[key]) is int
+
+
 @pytest.mark.parametrize("request_values, message", [
     ({"val_fraction": "a third"}, "'val_fraction' must be in (0, 0.5), got 'a third'"),
     ({"val_fraction": 0.5}, "'val_fraction' must be in (0, 0.5), got 0.5"),
@@ -37,7 +45,10 @@ def test_parameters_come_out_as_numbers(request_values, expected) -> None:
     ({"val_fraction": True}, "'val_fraction' must be in (0, 0.5), got True"),
     ({"base_lr": -1}, "'base_lr' must be a positive number, got -1"),
     ({"base_lr": "fast"}, "'base_lr' must be a positive number, got 'fast'"),
-    ({"max_epochs": "10"}, "'max_epochs' must be an integer of at least 1, got '10'"),
+    ({"max_epochs": "2.5"}, "'max_epochs' must be an integer of at least 1, got '2.5'"),
+    ({"max_epochs": "0"}, "'max_epochs' must be an integer of at least 1, got 0"),
+    ({"seed": "-1"}, "'seed' must be an integer of at least 0, got -1"),
+    ({"num_workers": 1.0}, "'num_workers' must be an integer of at least 0, got 1.0"),
     ({"batch_size": 0}, "'batch_size' must be an integer of at least 1, got 0"),
     # misspelt: ignored, and the run trained with the default
     ({"epochs": 2}, "train parameter 'epochs' is not one (did you mean 'max_epochs'"),
