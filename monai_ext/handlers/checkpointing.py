@@ -41,6 +41,23 @@ MLFLOW_RUN_RECORD = "mlflow_run.json"
 EARLIER_CHECKPOINTS_RECORD = "earlier_checkpoints.json"
 #: ignite's line for an exception that ends a run: the checkpointer's refusals are shown once, by the caller.
 _ENGINE_ERROR_PREFIX = "Engine run is terminating due to exception: "
+#: The checkpoint entry, and the trainer's ``state`` attribute, holding how far the steps its iterations are logged
+#: under (MLflow's curves) run ahead of its iteration count: a resume with epochs of another length renumbers the
+#: iterations (:meth:`TrainingCheckpointer._keep_epoch_length`), and the curves must go on after the steps the
+#: earlier attempts logged, not over them. Saved in every checkpoint, as later resumes may renumber again.
+STEP_OFFSET = "step_offset"
+
+
+def logged_step(engine: Engine) -> int:
+    """The step the engine's current iteration is logged under: its iteration plus the :data:`STEP_OFFSET` its resume
+    kept (0 for a run that was never renumbered, and for an engine no checkpointer restored, such as a validator)."""
+    return engine.state.iteration + getattr(engine.state, STEP_OFFSET, 0)
+
+
+def nothing_to_train(engine: Engine) -> bool:
+    """Whether the engine is at its ``max_epochs`` already (a resume of a checkpoint saved at or after them), so that
+    ignite ends its run without an iteration."""
+    return engine.state.max_epochs is not None and engine.state.epoch >= engine.state.max_epochs
 
 
 class ModelRecord:
@@ -227,7 +244,8 @@ class TrainingCheckpointer:
         resume: at start, restore the newest checkpoint that reads; corrupt ones are skipped with a warning, and
             when none reads the run stops (:class:`CheckpointError`) rather than start over; none at all: a fresh start
             (with a warning). Checkpoints that were in ``save_dir`` when the run started there without ``resume``
-            are another run's (:data:`EARLIER_CHECKPOINTS_RECORD`) and are never resumed.
+            are another run's (:data:`EARLIER_CHECKPOINTS_RECORD`) and are never resumed. The restore runs first at
+            ``STARTED``, and sets the trainer's :data:`STEP_OFFSET`.
         optional_entries: names in ``save_dict`` that a checkpoint may lack (entries added to a bundle after files
             were written: those files still resume, the entry keeps its fresh state); every other entry is required.
     """
@@ -259,6 +277,11 @@ class TrainingCheckpointer:
     def attach(self, engine: Engine) -> None:
         if self.resume:
             engine.add_event_handler(Events.STARTED, self.load_latest)
+            # first of the start handlers, though attached after them (the bundles attach the trainer's handlers as
+            # they build it): they must see the resumed position. The MLflow handler's start would otherwise reopen
+            # the run of a resume that has nothing left to train. ignite has no public way to reorder handlers.
+            handlers = engine._event_handlers[Events.STARTED]
+            handlers.insert(0, handlers.pop())
             # the refusals of load_latest reach the user as one line from whoever runs the engine; ignite's ERROR
             # line would say the same again first
             if _REPEATED_REFUSALS not in engine.logger.filters:
@@ -284,6 +307,7 @@ class TrainingCheckpointer:
             return
         self._saved_iteration = iteration
         state = {name: obj.state_dict() for name, obj in self.save_dict.items()}
+        state[STEP_OFFSET] = getattr(engine.state, STEP_OFFSET, 0)
         if not is_main_process():
             return
         path = self.save_dir / f"checkpoint_iteration={iteration}.pt"
@@ -501,11 +525,13 @@ class TrainingCheckpointer:
         self._load_entries(path, checkpoint)
         if max_epochs is not None:
             engine.state.max_epochs = max_epochs
+        saved_step = engine.state.iteration + int(checkpoint.get(STEP_OFFSET, 0))  # files before it: never renumbered
         self._keep_epoch_length(engine, epoch_length, path)
+        setattr(engine.state, STEP_OFFSET, saved_step - engine.state.iteration)
         self.resumed_from = path
         self._saved_iteration = engine.state.iteration  # that state is on disk already
         logger.info("resumed from %s at epoch %d, iteration %d", path, engine.state.epoch, engine.state.iteration)
-        if engine.state.max_epochs is not None and engine.state.epoch >= engine.state.max_epochs:
+        if nothing_to_train(engine):
             # ignite ends such a run at once with exit code 0: without a word it looked like a finished resume
             logger.warning("checkpoint %s is at epoch %d, --epochs is %d: nothing to train; raise --epochs to "
                            "continue", path, engine.state.epoch, engine.state.max_epochs)

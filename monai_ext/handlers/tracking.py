@@ -6,7 +6,8 @@
 * starts a fresh run for a training process (MONAI's handler would append to any unfinished run of the
   experiment, such as one left by a crash) and shares it with the validator through a :class:`RunHolder`; a run
   resumed from its checkpoints (``--resume true``) continues the MLflow run recorded beside them, so its curves go
-  on from the saved step;
+  on from the saved step (after the steps logged already, where another batch size renumbered the iterations); a
+  resume with nothing left to train starts or reopens no run;
 * ends a crashed run as FAILED;
 * checks the tracking URI and a remote server before training starts, with a clear one-line error; a server that
   goes away during training is warned of once, and the training goes on untracked (its outputs stay in its folders);
@@ -39,7 +40,7 @@ from monai.handlers import MLFlowHandler
 from torch import nn
 
 from monai_ext.engines.distributed import is_main_process
-from monai_ext.handlers.checkpointing import list_checkpoints
+from monai_ext.handlers.checkpointing import list_checkpoints, logged_step, nothing_to_train
 from monai_ext.io.atomic import atomic_write_text
 from monai_ext.io.checkpoints import read_checkpoint
 from monai_ext.io.errors import one_line
@@ -425,6 +426,7 @@ class ProjectMLFlowHandler(MLFlowHandler):
         self.registered_model_name = None if is_unset(registered_model_name) else registered_model_name
         self.record_run = record_run
         self.resolved_params = {param_key(str(k)): _param_text(v) for k, v in (resolved_params or {}).items()}
+        self._step_offset = 0  # added to the steps of the metrics logged while an iteration is logged
 
     # ------------------------------------------------------------------------------------------------ run handling
     def attach(self, engine: Engine) -> None:
@@ -438,7 +440,17 @@ class ProjectMLFlowHandler(MLFlowHandler):
 
     def start(self, engine: Engine) -> None:
         """Start (or join) the run. The first start happens before training, where a store that fails stops the
-        command; a later one (the validator's, after the first epoch) is guarded like any logging."""
+        command; a later one (the validator's, after the first epoch) is guarded like any logging.
+
+        A trainer restored at or past its ``max_epochs`` (a resume with nothing left to train) trains no iteration:
+        no run is started or reopened, so the tracked run stays as its last training left it (its status, end time,
+        files and model: a no-op command adds no model version to the registry). The checkpointer restores first at
+        ``STARTED`` and says that there is nothing to train.
+        """
+        if hasattr(engine, "optimizer") and nothing_to_train(engine):
+            logger.info("MLflow: nothing to train (epoch %d of %d): no run started or reopened", engine.state.epoch,
+                        engine.state.max_epochs)
+            return
         if self.run_holder.run_id is None:
             self._start(engine)
         else:
@@ -498,15 +510,16 @@ class ProjectMLFlowHandler(MLFlowHandler):
                         number)
 
     def _tag_resume_point(self, engine: Engine) -> None:
-        """Tag the iteration a resumed run went on from (``resume_<n>.from_iteration``): the iterations between the
-        last checkpoint and the crash are trained and logged again, and MLflow cannot delete the first attempt's
-        points, so its curves hold two points at each of those steps; the tag says from where."""
+        """Tag the step a resumed run went on from (``resume_<n>.from_iteration``, in the steps its iterations are
+        logged under, :func:`logged_step`): the iterations between the last checkpoint and the crash are trained and
+        logged again, and MLflow cannot delete the first attempt's points, so its curves hold two points at each of
+        those steps; the tag says from where."""
         if not self.run_holder.resume_point_due or not hasattr(engine, "optimizer"):  # the trainer's position only
             return
         self.run_holder.resume_point_due = False
         if self.cur_run and is_main_process():
             self._guarded("tag the resume point", self.client.set_tag, self.run_holder.run_id,
-                          f"resume_{self.run_holder.resume_number}.from_iteration", str(engine.state.iteration - 1))
+                          f"resume_{self.run_holder.resume_number}.from_iteration", str(logged_step(engine) - 1))
 
     def _new_run(self) -> str:
         tags = {"git_commit": git_commit()}
@@ -533,7 +546,7 @@ class ProjectMLFlowHandler(MLFlowHandler):
         are artifacts (the report JSON and PNGs), not metric series."""
         scalars = {k: float(v) for k, v in metrics.items() if _is_scalar(v)}
         if scalars:
-            super()._log_metrics(scalars, step)
+            super()._log_metrics(scalars, step if step is None else step + self._step_offset)
 
     def _mark_failed(self, engine: Engine, error: BaseException) -> None:
         # tried even after a store error earlier in the run: that error may have passed (a server restarted)
@@ -562,7 +575,18 @@ class ProjectMLFlowHandler(MLFlowHandler):
                            "its folders", what, one_line(str(e))[:300])
 
     def iteration_completed(self, engine: Engine) -> None:
-        self._guarded("log the iteration's values", super().iteration_completed, engine)
+        self._guarded("log the iteration's values", self._log_iteration, engine)
+
+    def _log_iteration(self, engine: Engine) -> None:
+        """MONAI's iteration log under :func:`logged_step`: a resume with epochs of another length renumbers the
+        trainer's iterations, and the loss and lr curves would go on over the earlier attempts' points. MONAI's log
+        takes its step from ``engine.state.iteration`` itself, so the offset is added where the metrics are
+        logged."""
+        self._step_offset = logged_step(engine) - engine.state.iteration
+        try:
+            super().iteration_completed(engine)
+        finally:
+            self._step_offset = 0
 
     def epoch_completed(self, engine: Engine) -> None:
         self._guarded("log the epoch's metrics", super().epoch_completed, engine)

@@ -399,3 +399,28 @@ def test_fine_tuning_follows_the_init_checkpoints_record_and_a_given_setting_win
     parser.update({**base, "init_checkpoint": None})  # no checkpoint: the documented defaults
     assert [parser.get_parsed_content(key) for key in ("arch", "image_size", "in_channels")] == [
         "mae_vit_base_patch16_dec512d8b", 224, 3]
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+@pytest.mark.parametrize("resume, checkpoint, resumed", [
+    ("true", "own", True),        # a resume: the files in the folders are its own earlier outputs
+    ("true", None, False),        # --resume true that finds no checkpoint starts afresh
+    ("true", "earlier", False),   # as does one that finds only an earlier run's (earlier_checkpoints.json)
+    ("false", "own", False),
+])
+def test_only_a_run_that_resumes_a_checkpoint_logs_the_files_it_finds_as_its_own(bundle, resume, checkpoint, resumed,
+                                                                                 tmp_path) -> None:
+    """The trainer's MLflow handler logs the files the output folders held before it started only when they are its
+    training's own: a fresh start under --resume true logged pictures earlier runs left there (epoch_0001.png of a
+    run that validated every epoch, beside its own epoch_0002.png) as its own."""
+    from monai_ext.handlers.checkpointing import record_earlier_checkpoints
+
+    tracking = yaml.safe_load((configs(bundle) / "mlflow_tracking.yaml").read_text())["configs"]
+    if checkpoint:
+        (tmp_path / "models").mkdir()
+        (tmp_path / "models" / "checkpoint_iteration=4.pt").write_bytes(b"weights")
+        if checkpoint == "earlier":
+            record_earlier_checkpoints(tmp_path / "models")
+    parser = parser_for(bundle, ["train.yaml"], tmp_path, resume=resume)
+    parser.update({"tracking_trainer_resumed": tracking["trainer"]["resumed"]})
+    assert parser.get_parsed_content("tracking_trainer_resumed") is resumed

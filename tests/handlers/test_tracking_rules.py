@@ -17,6 +17,7 @@ from ignite.engine import Engine, Events
 
 mlflow = pytest.importorskip("mlflow")
 
+from monai_ext.handlers.checkpointing import MLFLOW_RUN_RECORD, TrainingCheckpointer  # noqa: E402
 from monai_ext.handlers.tracking import (  # noqa: E402 - after the skip: the module needs MLflow
     ProjectMLFlowHandler,
     RunHolder,
@@ -328,3 +329,61 @@ def test_a_new_run_is_named_by_its_start_time_not_by_the_seeded_global_random(tm
         engine.run([0], max_epochs=1)
         names.append(mlflow.MlflowClient(uri).get_run(handler.run_holder.run_id).info.run_name)
     assert all(re.fullmatch(r"run_\d{8}_\d{6}", name) for name in names), names
+
+
+def _tracked_training(uri: str, folder: Path, batches: int, epochs: int, resume: bool) -> None:
+    """A tracked training as a bundle runs one: the trainer's MLflow handler attached as the trainer is built, its
+    checkpointer (into ``folder``) after it; every iteration's loss and lr logged."""
+    trainer = _trainer()
+    holder = RunHolder(record_file=str(folder / MLFLOW_RUN_RECORD), resume=resume)
+    _handler(uri, run_holder=holder, record_run=True, epoch_log=False, tag_name="train_loss",
+             output_transform=lambda out: out["loss"], close_on_complete=True).attach(trainer)
+    TrainingCheckpointer(folder, {"trainer": trainer}, resume=resume).attach(trainer)
+    trainer.run(list(range(batches)), max_epochs=epochs)
+
+
+@pytest.mark.parametrize("attempts", [
+    [(4, 2), (2, 4)],          # a larger batch on resume: epochs of 2 iterations, the trainer renumbered from 8 to 4
+    [(2, 2), (4, 4)],          # a smaller one: renumbered from 4 to 8
+    [(4, 2), (2, 3), (2, 4)],  # the renumbered run resumed again with its own batch size: the offset is kept
+    [(3, 1), (3, 2)],          # the same epochs: nothing renumbered
+])
+def test_a_resume_with_another_batch_size_logs_its_iterations_after_the_earlier_ones(attempts, tmp_path) -> None:
+    """Each attempt (iterations an epoch, epochs) resumes the one before: the run's loss and lr curves go on one
+    step an iteration after the earlier attempts' points. Another batch size renumbers the trainer's iterations, and
+    the resumed points were logged over the first attempt's (a gap after them with a smaller batch)."""
+    uri, folder = _store(tmp_path / "store"), tmp_path / "models"
+    folder.mkdir()
+    trained = [0]  # iterations trained by the end of each attempt
+    for i, (batches, epochs) in enumerate(attempts):
+        _tracked_training(uri, folder, batches, epochs, resume=i > 0)
+        trained.append(trained[-1] + batches * (epochs - (attempts[i - 1][1] if i else 0)))
+    (run,) = _runs(uri)
+    client = mlflow.MlflowClient(uri)
+    for metric in ("train_loss", "lr_group_0"):
+        assert [m.step for m in client.get_metric_history(run.info.run_id, metric)] == list(range(1, trained[-1] + 1))
+    resumes = len(attempts) - 1
+    assert run.data.tags["resumes"] == str(resumes)
+    assert run.data.tags[f"resume_{resumes}.from_iteration"] == str(trained[-2])  # in the curves' steps
+
+
+@pytest.mark.parametrize("epochs, trains", [
+    (2, False),  # the saved epochs again: nothing to train
+    (1, False),  # fewer: nothing either
+    (3, True),   # more: the run is continued
+])
+def test_a_resume_with_nothing_left_to_train_leaves_its_run_as_it_was(epochs, trains, tmp_path) -> None:
+    """A resume at or past its ``--epochs`` trains nothing: it reopened the finished run, counted a resume, logged the
+    files and the model again (a new version of a registered one) and ended it anew."""
+    uri, folder = _store(tmp_path / "store"), tmp_path / "models"
+    folder.mkdir()
+    _tracked_training(uri, folder, batches=2, epochs=2, resume=False)
+    (before,) = _runs(uri)
+    _tracked_training(uri, folder, batches=2, epochs=epochs, resume=True)
+    (after,) = _runs(uri)  # and no new run either
+    assert after.info.status == "FINISHED"
+    if trains:
+        assert after.data.tags["resumes"] == "1" and after.info.end_time > before.info.end_time
+    else:
+        assert (after.info.end_time, after.data.tags, after.data.metrics) == (
+            before.info.end_time, before.data.tags, before.data.metrics)
