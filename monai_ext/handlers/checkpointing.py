@@ -544,7 +544,7 @@ class TrainingCheckpointer:
             logger.warning("not resuming from %s in %s: another run's, there when a run started in this folder "
                            "without resume (this run's first save removes them; to continue them instead, stop and "
                            "delete %s)", ", ".join(p.name for p in earlier), self.save_dir, EARLIER_CHECKPOINTS_RECORD)
-        return [path for path in list_checkpoints(self.save_dir) if path not in earlier]
+        return resumable_checkpoints(self.save_dir)
 
 
 class _RepeatedRefusalFilter(logging.Filter):
