@@ -776,7 +776,8 @@ def write_report_png(out: Path, root: Path, records: list[dict], report: dict[st
     chosen = before_after_pairs(root, out, records, options, pairs)
     columns = 2  # pairs per row
     rows = max(1, int(np.ceil(len(chosen) / columns)))
-    fig = plt.figure(figsize=(6 + 5.2 * columns, max(4.5, 2.9 * rows)), dpi=100)
+    # tall enough for one readable bar per dataset too (46 datasets in the height of 4 pair rows overlapped)
+    fig = plt.figure(figsize=(6 + 5.2 * columns, max(4.5, 2.9 * rows, 1.5 + 0.22 * len(report["datasets"]))), dpi=100)
     grid = fig.add_gridspec(rows, 1 + columns, width_ratios=[1.2] + [1.0] * columns)
     _draw_dataset_bars(fig.add_subplot(grid[:, 0]), report)
     state = "on" if options.deannotate else "off"
@@ -800,6 +801,7 @@ def _draw_dataset_bars(bars: Any, report: dict[str, Any]) -> None:
     removed = [report["datasets"][n]["frames"] - report["datasets"][n]["kept"] for n in names]
     bars.barh(names, kept, label="kept")
     bars.barh(names, removed, left=kept, label="removed")
+    bars.invert_yaxis()  # the first name at the top: barh stacks upwards, which read Z to A
     bars.set_xlabel("frames")
     bars.legend()
     bars.set_title(f"{report['kept']} of {report['frames']} frames kept")

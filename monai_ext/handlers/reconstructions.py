@@ -19,6 +19,7 @@ from monai_ext.visualize.reconstructions import (
     enlarge,
     is_gray,
     masked_patch_losses,
+    mid_gray,
     reconstruction_panels,
     to_display,
 )
@@ -81,7 +82,8 @@ class ReconstructionGridSaver:
             _, pred, mask = model(images, self.mask_ratio, noise.to(device))
         model.train(was_training)
         losses = masked_patch_losses(model, images.float(), pred.float(), mask.float()).cpu().tolist()
-        panels = [images, *reconstruction_panels(model, images.float(), pred.float(), mask.float())]
+        fill = mid_gray(self.mean, self.std, images.shape[1])  # removed patches 50% gray: apart from black background
+        panels = [images, *reconstruction_panels(model, images.float(), pred.float(), mask.float(), fill)]
         gray = is_gray(images.float(), self.mean, self.std)
         columns = [enlarge(to_display(p, self.mean, self.std, gray)) for p in panels]  # each (K, H', W', 3)
         names = ("original", f"masked {round(100 * self.mask_ratio)}%", "reconstruction", "recon + visible")

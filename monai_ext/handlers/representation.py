@@ -182,8 +182,13 @@ class RepresentationMonitor:
         epochs = [h["epoch"] for h in self.history]
         curves = {name: (epochs, [h[key] for h in self.history]) for name, key in
                   (("kNN accuracy", "knn_accuracy"), ("probe accuracy", "probe_accuracy"), ("probe AUC", "probe_auc"))}
+        # scores on their whole range with what guessing scores, so that fold-to-fold noise does not look like a trend
+        k = len(self.class_names)
+        chance = ([(0.5, "chance (accuracy and AUC)")] if k == 2 else
+                  [(1 / k, f"chance accuracy (1/{k})"), (0.5, "chance AUC")])
         plot_curves(curves, self.png_path, f"encoder features on {len(self.items)} labelled images "
-                    f"({len(self.class_names)} classes, {self.folds_used}-fold)", "epoch", "score")
+                    f"({k} classes, {self.folds_used}-fold)", "epoch", "accuracy / AUC", ylim=(0, 1),
+                    reference_lines=chance, integer_x=True)
         logger.info("epoch %d representation: %s", epoch, {k: round(v, 4) for k, v in scores.items()})
 
     def state_dict(self) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from monai_ext.io.figures import save_png
 from monai_ext.io.images import unique_output_stems
 from monai_ext.io.json_values import json_number, json_tree
 from monai_ext.visualize.overlays import comparison_overlay
+from monai_ext.visualize.reconstructions import enlarge
 
 logger = logging.getLogger(__name__)
 #: Report entry -> the evaluator metric holding its per-image (N, K - 1) details.
@@ -218,7 +219,9 @@ class SegmentationReportWriter:
         # ids may be whole paths (a datalist without "id"): flattened, then cut to a name the filesystem takes
         names = unique_output_stems([image_id.replace("/", "_") for image_id, *_ in self._samples])
         for (image_id, image, prediction, truth), name in zip(self._samples, names):
-            save_png(comparison_overlay(image, prediction, truth), self.folder / f"{self.prefix}overlays" / f"{name}.png")
+            # enlarged as the reconstruction grids are: at network size (64 px) a 1-px outline is hard to see
+            overlay = enlarge(comparison_overlay(image, prediction, truth)[None])[0]
+            save_png(overlay, self.folder / f"{self.prefix}overlays" / f"{name}.png")
         logger.info("segmentation report: %s (n %d, %d unreadable left out; Dice %.4f, IoU %s, HD95 %s)",
                     self.folder / f"{self.prefix}report.json", report["n"], len(report["skipped"]), score,
                     report.get("mean_iou"), report.get("mean_hd95"))

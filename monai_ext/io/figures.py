@@ -21,12 +21,13 @@ def save_png(image: np.ndarray, path: Path) -> None:
 
 
 def save_figure(fig: Any, path: Path) -> None:
-    """Save a matplotlib figure as PNG atomically and close it."""
+    """Save a matplotlib figure as PNG atomically and close it, cropped or grown to what is drawn (``bbox_inches=
+    "tight"``: a label or legend reaching past the figure's edge is kept, not cut off)."""
     from io import BytesIO
 
     import matplotlib.pyplot as plt
 
     buffer = BytesIO()
-    fig.savefig(buffer, format="png")
+    fig.savefig(buffer, format="png", bbox_inches="tight", pad_inches=0.1)
     plt.close(fig)
     atomic_write_bytes(path, buffer.getvalue())

@@ -16,6 +16,9 @@ def plot_curves(
     ylabel: str,
     bands: Mapping[str, Sequence[float]] | None = None,
     log_x: bool = False,
+    ylim: tuple[float, float] | None = None,
+    reference_lines: Sequence[tuple[float, str]] = (),
+    integer_x: bool = False,
 ) -> None:
     """Write one line per named curve as a PNG (atomically).
 
@@ -25,11 +28,15 @@ def plot_curves(
         title, xlabel, ylabel: labels.
         bands: optional name -> per-point half-widths drawn as a shaded band (e.g. a std over seeds).
         log_x: logarithmic x axis (labels per class).
+        ylim: fixed y limits (scores in [0, 1]: autoscaled, a change of 0.01 filled the plot); None autoscales.
+        reference_lines: (y, label) pairs drawn as gray horizontal lines, dashed, then dotted (e.g. chance).
+        integer_x: ticks at whole x values only (epochs: no tick at 0.5).
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     if not curves:
         raise ValueError("no curves to plot")
@@ -37,13 +44,20 @@ def plot_curves(
     for name, (xs, ys) in curves.items():
         if len(xs) != len(ys):
             raise ValueError(f"curve {name!r} has {len(xs)} x values and {len(ys)} y values")
-        (line,) = ax.plot(xs, ys, marker="o", label=name)
+        # unclipped: a marker at a fixed limit (an accuracy of 1) is drawn whole
+        (line,) = ax.plot(xs, ys, marker="o", label=name, clip_on=ylim is None)
         if bands and name in bands:
             low = [y - b for y, b in zip(ys, bands[name])]
             high = [y + b for y, b in zip(ys, bands[name])]
             ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.2)
+    for (y, label), style in zip(reference_lines, ("--", ":", "-.") * len(reference_lines)):
+        ax.axhline(y, color="gray", linestyle=style, linewidth=1, label=label)  # styles tell the lines apart
     if log_x:
         ax.set_xscale("log")
+    if integer_x:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if ylim is not None:
+        ax.set_ylim(*ylim)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)

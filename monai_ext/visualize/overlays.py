@@ -5,9 +5,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-#: Contour colours (RGB): ground truth green, prediction red; further classes cycle through the rest.
+#: Contour colours (RGB): ground truth green, prediction red, both on the same pixel yellow; further classes cycle
+#: through the rest.
 GROUND_TRUTH_RGB = (0, 220, 0)
 PREDICTION_RGB = (255, 40, 40)
+AGREEMENT_RGB = (255, 230, 0)
 CLASS_RGB = ((255, 40, 40), (40, 120, 255), (255, 200, 0), (200, 0, 255), (0, 220, 220), (255, 120, 0),
              (160, 255, 60), (255, 0, 140))
 
@@ -25,9 +27,16 @@ def to_uint8_gray(image: np.ndarray) -> np.ndarray:
     return ((image - low) / (high - low) * 255).astype(np.uint8)
 
 
-def _draw_contours(canvas: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int]) -> None:
+def _draw_contours(canvas: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int] | int) -> None:
     contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     cv2.drawContours(canvas, contours, -1, colour, 1)
+
+
+def _contour_pixels(mask: np.ndarray) -> np.ndarray:
+    """(H, W) bool: the pixels of the outline of ``mask``'s foreground, as ``_draw_contours`` draws it."""
+    outline = np.zeros(mask.shape, np.uint8)
+    _draw_contours(outline, mask, 1)
+    return outline > 0
 
 
 def mask_overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.35) -> np.ndarray:
@@ -44,7 +53,8 @@ def mask_overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.35) -> np
 
 
 def comparison_overlay(image: np.ndarray, prediction: np.ndarray, ground_truth: np.ndarray) -> np.ndarray:
-    """Prediction (red) and ground-truth (green) outlines of every foreground class on the gray image.
+    """Prediction (red) and ground-truth (green) outlines of every foreground class on the gray image, yellow where
+    the two outlines share a pixel.
 
     Args:
         image: (H, W) any range.
@@ -56,6 +66,10 @@ def comparison_overlay(image: np.ndarray, prediction: np.ndarray, ground_truth: 
     """
     gray = np.repeat(to_uint8_gray(image)[..., None], 3, axis=2)
     canvas = gray.copy()
-    _draw_contours(canvas, ground_truth > 0, GROUND_TRUTH_RGB)
-    _draw_contours(canvas, prediction > 0, PREDICTION_RGB)
+    truth, predicted = _contour_pixels(ground_truth > 0), _contour_pixels(prediction > 0)
+    # one colour per pixel, not one outline over the other: the red outline once hid the green where they agreed,
+    # so a perfect prediction looked like a false positive without any truth
+    canvas[truth & ~predicted] = GROUND_TRUTH_RGB
+    canvas[predicted & ~truth] = PREDICTION_RGB
+    canvas[truth & predicted] = AGREEMENT_RGB
     return np.concatenate([canvas, gray], axis=1)

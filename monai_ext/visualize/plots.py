@@ -37,12 +37,17 @@ def plot_confusion_matrix(matrix: Sequence[Sequence[int]], class_names: Sequence
                          f"got shape {cm.shape!r}")
     plt = _pyplot()
     side = 0.8 * len(class_names)
-    fig, ax = plt.subplots(figsize=(2.6 + side, 2.2 + side), dpi=120)
+    # the tick labels take room by their length (a 45-degree x label reaches down and left, a y label left): a size
+    # by class count alone overlapped long names and cut off the "true" label
+    names = 0.075 * min(max((len(str(n)) for n in class_names), default=0), 60)
+    fig, ax = plt.subplots(figsize=(2.6 + side + names, 2.2 + side + 0.7 * names), dpi=120)
     # counts as whole numbers; a normalised (or JSON-read float) matrix with its fractions ("d" refused floats)
     whole = np.issubdtype(cm.dtype, np.integer) or bool(np.all(np.mod(cm, 1) == 0))
     display = ConfusionMatrixDisplay(confusion_matrix=cm.astype(np.int64) if whole else cm,
                                      display_labels=list(class_names))
     display.plot(ax=ax, cmap="Blues", xticks_rotation=45, colorbar=False, values_format="d" if whole else ".2f")
+    # each rotated name ends under its own column (centred, a long name ran under its neighbours')
+    plt.setp(ax.get_xticklabels(), rotation=45, ha="right", rotation_mode="anchor")
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
@@ -63,7 +68,8 @@ def plot_roc(roc: Mapping[str, Mapping[str, Sequence[float]]], auc: float | None
     from sklearn.metrics import auc as area_under
 
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(4.5, 4.2), dpi=120)
+    # taller by a legend line per curve, which goes below the axes (see below); constrained layout makes room for it
+    fig, ax = plt.subplots(figsize=(4.5, 4.2 + 0.14 * (len(roc) + 1)), dpi=120, layout="constrained")
     for index, (name, curve) in enumerate(roc.items()):
         fpr, tpr = np.asarray(curve["fpr"]), np.asarray(curve["tpr"])
         display = RocCurveDisplay(fpr=fpr, tpr=tpr, roc_auc=area_under(fpr, tpr), name=name)
@@ -73,6 +79,8 @@ def plot_roc(roc: Mapping[str, Mapping[str, Sequence[float]]], auc: float | None
     defined = auc is not None and np.isfinite(auc)
     ax.set_title(f"{title} (AUC {auc:.3f})" if defined else f"{title} (AUC undefined)")
     if roc:  # no curve: no legend (matplotlib warns of an empty one)
-        ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
+        # below the axes and their labels, not in them: inside, long names covered the curves and the y tick labels
+        if ax.get_legend() is not None:  # the one RocCurveDisplay put inside the axes
+            ax.get_legend().remove()
+        fig.legend(*ax.get_legend_handles_labels(), fontsize=7, loc="outside lower center")
     save_figure(fig, path)

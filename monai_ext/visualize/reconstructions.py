@@ -57,10 +57,25 @@ def caption(panel: np.ndarray, text: str, bottom: bool = False) -> np.ndarray:
     (readable on any background); returns a copy."""
     out = np.ascontiguousarray(panel.copy())
     scale = max(0.35, panel.shape[0] / 450)
-    row = panel.shape[0] - 5 if bottom else int(14 * scale) + 3
-    for colour, thickness in (((0, 0, 0), 3), ((255, 255, 255), 1)):
-        cv2.putText(out, text, (3, row), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thickness, cv2.LINE_AA)
-    return out
+    # the baseline from the text's measured height (and descent), so that the outline stays inside the panel: a
+    # guessed height cut the top caption at row 0
+    (_, height), descent = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    row = panel.shape[0] - 2 - descent if bottom else height + 2
+    text_mask = np.zeros(panel.shape[:2], np.uint8)
+    cv2.putText(text_mask, text, (3, row), cv2.FONT_HERSHEY_SIMPLEX, scale, 255, 1, cv2.LINE_AA)
+    # the outline is the text grown by a pixel, not the text drawn thicker: Hershey glyphs advance further when
+    # thicker, so a thick outline drifted away from the thin text (a ghost of the last letters)
+    out[cv2.dilate(text_mask, np.ones((3, 3), np.uint8)) > 0] = 0
+    alpha = (text_mask.astype(np.float32) / 255)[..., None]
+    return (out * (1 - alpha) + 255 * alpha).round().astype(np.uint8)
+
+
+def mid_gray(mean: Sequence[float], std: Sequence[float], channels: int) -> torch.Tensor:
+    """(1, C, 1, 1): the normalised value of a 50% gray pixel on every channel (the same gray on each, so a gray
+    image stays gray)."""
+    mean_t = torch.tensor(mean, dtype=torch.float32)[:channels]
+    std_t = torch.tensor(std, dtype=torch.float32)[:channels]
+    return ((0.5 - mean_t) / std_t).view(1, -1, 1, 1)
 
 
 def enlarge(panels: np.ndarray, min_side: int = 192) -> np.ndarray:
@@ -71,7 +86,8 @@ def enlarge(panels: np.ndarray, min_side: int = 192) -> np.ndarray:
 
 
 def reconstruction_panels(
-    model: torch.nn.Module, images: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor
+    model: torch.nn.Module, images: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor,
+    fill: torch.Tensor | float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Masked input, reconstruction, and reconstruction with the visible patches pasted back, in image space.
 
@@ -83,6 +99,9 @@ def reconstruction_panels(
         images: (N, C, H, W) normalised inputs.
         pred: (N, L, P*P*C).
         mask: (N, L), 1 = removed.
+        fill: the normalised value shown in the removed patches of the masked input, a number or (1, C, 1, 1) per
+            channel; 0 (the normalisation mean) as in the MAE reference visualisation, ``mid_gray`` for a gray
+            that stands out from both black background and bright tissue.
 
     Returns:
         Three (N, C, H, W) tensors.
@@ -93,6 +112,8 @@ def reconstruction_panels(
         pred = pred * (var + 1e-6) ** 0.5 + mean
     pixel_mask = model.unpatchify(mask.unsqueeze(-1).expand(-1, -1, pred.shape[-1]).to(images.dtype))
     recon = model.unpatchify(pred.to(images.dtype))
-    masked = images * (1 - pixel_mask) + pixel_mask * images.amin()  # removed patches shown dark
+    # removed patches in one flat value, not the darkest pixel: black patches vanished into an ultrasound's black
+    # background, so the masked input looked less masked than it was
+    masked = images * (1 - pixel_mask) + pixel_mask * torch.as_tensor(fill, dtype=images.dtype).to(images.device)
     pasted = images * (1 - pixel_mask) + recon * pixel_mask
     return masked, recon, pasted

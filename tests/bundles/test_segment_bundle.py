@@ -79,7 +79,7 @@ def test_test_report_has_every_test_image_and_overlays(trained, cache) -> None:
     assert [e["id"] for e in report["per_image"]] == expected and report["n"] == 4
     assert set(report["per_class"]) == {"lesion"} and set(report["per_image"][0]) == {"id", "dice", "iou", "hd95"}
     overlays = sorted((out / "eval" / "test_overlays").iterdir())
-    assert len(overlays) == 2 and cv2.imread(str(overlays[0])).shape == (64, 128, 3)
+    assert len(overlays) == 2 and cv2.imread(str(overlays[0])).shape == (192, 384, 3)  # 64 px enlarged 3x
 
 
 def _expected_mask(network: torch.nn.Module, gray: np.ndarray) -> np.ndarray:

@@ -101,7 +101,7 @@ def test_the_figure_names_the_folds_used_not_those_asked_for(tmp_path, monkeypat
     import monai_ext.handlers.representation as module
 
     titles = []
-    monkeypatch.setattr(module, "plot_curves", lambda curves, path, title, *rest: titles.append(title))
+    monkeypatch.setattr(module, "plot_curves", lambda curves, path, title, *rest, **options: titles.append(title))
     items = [{"image": torch.randn(3, 32, 32) + (2.0 if i % 2 else -2.0), "label": i % 2} for i in range(6)]
     monitor = RepresentationMonitor(ViTClassifier(2, **TINY).train(), items, ["a", "b"], transform=None,
                                     output_dir=tmp_path, interval=1, max_epochs=1, batch_size=8)
