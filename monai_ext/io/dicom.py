@@ -152,6 +152,7 @@ def read_dicom(path: str | os.PathLike) -> Any:
     _fill_transfer_syntax(ds, str(path))
     _fill_planar_configuration(ds, str(path))
     _check_codec(ds, str(path))  # first: the fragments of a video syntax (MPEG, H.264) are not frames to count
+    _relabel_three_sample_monochrome(ds, str(path))
     _check_colour_encoding(ds, str(path))  # before the length check, which subsampled YBR_PARTIAL data would fail
     reconcile_frame_count(ds, str(path))
     _check_pixel_length(ds, str(path))
@@ -445,6 +446,16 @@ def _fill_planar_configuration(ds: Any, source: str) -> None:
         ds.PlanarConfiguration = 0
 
 
+def _relabel_three_sample_monochrome(ds: Any, source: str) -> None:
+    """Read three samples labelled MONOCHROME2 as RGB, with a warning naming the file: exports that copy a gray
+    frame into three channels keep the gray label, and their samples are RGB (gray in, gray out), as they were
+    shown. MONOCHROME1 (inverted) on three samples is left to be refused: which samples it inverts is not known."""
+    photometric = str(ds.get("PhotometricInterpretation", "")).strip()
+    if int(ds.get("SamplesPerPixel", 1)) == 3 and photometric == "MONOCHROME2":
+        warnings.warn(f"{source}: 3 samples per pixel labelled MONOCHROME2; read as RGB", UserWarning, stacklevel=3)
+        ds.PhotometricInterpretation = "RGB"
+
+
 def _check_colour_encoding(ds: Any, source: str) -> None:
     """Refuse colour data whose ``PhotometricInterpretation`` is not converted to RGB here, naming it: RGB, YBR_FULL
     and YBR_FULL_422 are; YBR_ICT / YBR_RCT under JPEG 2000 (its codec gives RGB); and any YBR label on a JPEG
@@ -608,7 +619,7 @@ def iter_dicom_frames(ds: Any, source: str, frame_stride: int = 1) -> Iterator[t
         if decoded is None:
             return
         if index == 0:  # the first frame read is always frame 0
-            held = _file_values_held(ds, source, decoded, several=len(indices) > 1)
+            held = _file_values_held(ds, source, decoded)
         yield index, dicom_display(decoded, ds, source, tools, held)
 
 
@@ -972,9 +983,16 @@ def _tagged_range(ds: Any) -> tuple[float, float] | None:
 
 
 def _rescaled_range(ds: Any, low: float, high: float) -> tuple[float, float]:
-    """Stored values ``low`` and ``high`` through the rescale, in order (a negative slope reverses them)."""
-    slope, intercept = float(ds.get("RescaleSlope") or 1.0), float(ds.get("RescaleIntercept") or 0.0)
-    low, high = sorted((low * slope + intercept, high * slope + intercept))
+    """Stored values ``low`` and ``high`` through the rescale, in order (a negative slope reverses them).
+
+    Rescaled only where both RescaleSlope and RescaleIntercept are present, as the pixels are
+    (:func:`_has_modality_transform`, pydicom's ``apply_modality_lut``): with one of them alone, the range and the
+    pixels disagreed, and an intercept-only loop was shown all white.
+    """
+    slope, intercept = ds.get("RescaleSlope"), ds.get("RescaleIntercept")
+    if slope is None or intercept is None:
+        return low, high
+    low, high = sorted((low * float(slope) + float(intercept), high * float(slope) + float(intercept)))
     return low, high
 
 
@@ -986,23 +1004,24 @@ def _shown_over_values_held(ds: Any) -> bool:
             and not (_has_voi_lut(ds) or _has_window(ds) or ds.get("ModalityLUTSequence")))
 
 
-def _file_values_held(ds: Any, source: str, first: np.ndarray, several: bool) -> tuple[float, float] | None:
+def _file_values_held(ds: Any, source: str, first: np.ndarray) -> tuple[float, float] | None:
     """(smallest, largest) value, through the rescale, of a multi-frame file shown over the values it holds
     (:func:`_shown_over_values_held`): one range for every frame. None for a single frame (shown over its own), for
     other files, and where every value is one.
 
     Such a file was shown over every value its bit depth allows: a 16-bit loop holding values up to 1,000 came out
     black, and the corpus dropped its frames as holding no signal. Native data: the values of the whole pixel data.
-    Compressed data: those of ``first``, the first frame, decoded already (decoding a long loop twice to find its
-    range would double its reading), with a warning where ``several`` frames are read: values beyond are clipped.
-    The file's Smallest/LargestImagePixelValue win where they hold those values.
+    Compressed data: those of every frame that decodes (:func:`_frames_for_range`), ``first`` being frame 0 decoded
+    already: such a file is decoded twice, a cost only deep compressed loops without a window pay (ultrasound
+    loops are 8-bit); the range of the first frame alone saturated a later, brighter frame to white. The file's
+    Smallest/LargestImagePixelValue win where they hold those values.
     """
     if frame_count(ds) < 2 or not _shown_over_values_held(ds):
         return None
     signed, bits_stored = int(ds.get("PixelRepresentation", 0)) == 1, int(ds.BitsStored)
     compressed = ds.file_meta.TransferSyntaxUID.is_compressed
     if compressed:
-        frames = first[None]
+        frames = _frames_for_range(ds, source, first)
     elif _needs_high_bit_shift(ds):
         frames = _native_values_at_high_bit(ds, source)
     else:
@@ -1019,11 +1038,18 @@ def _file_values_held(ds: Any, source: str, first: np.ndarray, several: bool) ->
     held, tagged = _rescaled_range(ds, low, high), _tagged_range(ds)
     if tagged is not None and tagged[0] <= held[0] and held[1] <= tagged[1]:
         return tagged
-    if compressed and several:
-        warnings.warn(f"{source}: {frame_count(ds)} frames of {bits_stored}-bit values without a window or "
-                      f"Smallest/LargestImagePixelValue; all are shown over the first frame's values ({low} to "
-                      f"{high}), values beyond clipped", UserWarning, stacklevel=3)
     return held
+
+
+def _frames_for_range(ds: Any, source: str, first: np.ndarray) -> Iterator[np.ndarray]:
+    """Every frame of a compressed file as decoded, ``first`` (frame 0) included, up to the first one that does not
+    decode: the reading that follows names that one in its error, after the frames before it (a corrupt frame
+    must not cost the good ones)."""
+    yield first
+    try:
+        yield from _decoded_frames(ds, range(1, frame_count(ds)), source, _pixel_tools())
+    except Exception:  # noqa: BLE001 - codecs raise many types; the display pass reports it, naming the file
+        return
 
 
 def _monochrome_display(values: np.ndarray, ds: Any, photometric: str, tools: SimpleNamespace,

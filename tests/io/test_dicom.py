@@ -317,7 +317,7 @@ def test_another_ybr_label_on_a_jpeg_stream_is_read_as_full_range_ycbcr(tmp_path
     ("YBR_RCT", "rle"),
     ("YBR_PARTIAL_422", "jpeg2000"),
     ("HSV", "explicit"),              # retired
-    ("MONOCHROME2", "explicit"),      # a monochrome label on three samples
+    ("MONOCHROME1", "explicit"),      # an inverted monochrome label on three samples: which to invert is unknown
 ])
 def test_colour_encodings_not_converted_to_rgb_are_refused_naming_them(tmp_path, photometric, syntax) -> None:
     """Their samples were shown as if they were RGB, without a word."""
@@ -330,6 +330,18 @@ def test_colour_encodings_not_converted_to_rgb_are_refused_naming_them(tmp_path,
               r"encoding not supported here"
     with pytest.raises(UnreadableImageError, match=message):
         all_frames(path)
+
+
+@pytest.mark.parametrize("syntax", ["explicit", "rle"])
+def test_three_samples_labelled_monochrome2_are_read_as_rgb_with_a_warning(tmp_path, syntax) -> None:
+    """Exports that copy a gray frame into three channels keep the gray label: their samples were shown as RGB, and
+    the colour check first refused them."""
+    frames = colourful_frames(2)
+    path = relabelled(write_dicom_frames(frames, tmp_path / "gray3.dcm", "RGB", syntax),
+                      PhotometricInterpretation="MONOCHROME2")
+    caught: list[str] = []
+    np.testing.assert_array_equal(all_frames(path, caught), frames)
+    assert f"{path}: 3 samples per pixel labelled MONOCHROME2; read as RGB" in caught
 
 
 def test_dicom_display_refuses_a_colour_encoding_it_does_not_convert(tmp_path) -> None:
@@ -376,21 +388,28 @@ def test_a_native_loop_is_shown_over_the_values_the_whole_file_holds(tmp_path, b
     np.testing.assert_allclose(all_frames(path), expected, atol=1e-6)
 
 
-def test_a_compressed_loop_is_shown_over_its_first_frames_values_with_a_warning(tmp_path) -> None:
-    """Compressed frames are decoded once: the first frame's range serves them all, values beyond it clipped."""
-    from pydicom.uid import JPEG2000Lossless
+@pytest.mark.parametrize("syntax", ["jpeg2000", "rle"])
+def test_a_compressed_loop_is_shown_over_the_values_of_all_its_frames(tmp_path, syntax) -> None:
+    """Its first frame is the darkest: shown over that frame's range alone, the later ones saturated to white."""
+    from pydicom.uid import JPEG2000Lossless, RLELossless
 
     values = loop_values(False)
     path = write_dicom_values(values, tmp_path / "loop.dcm", bits_stored=16)
     ds = pydicom.dcmread(path)
-    ds.compress(JPEG2000Lossless)
+    ds.compress(JPEG2000Lossless if syntax == "jpeg2000" else RLELossless)
     ds.save_as(path)
-    caught: list[str] = []
-    got = all_frames(path, caught)
-    low, high = int(values[0].min()), int(values[0].max())
-    np.testing.assert_allclose(got, np.clip((values - low) / float(high - low), 0, 1), atol=1e-6)
-    assert f"{path}: 3 frames of 16-bit values without a window or Smallest/LargestImagePixelValue; all are shown " \
-           f"over the first frame's values ({low} to {high}), values beyond clipped" in caught
+    expected = (values - values.min()) / float(values.max() - values.min())
+    np.testing.assert_allclose(all_frames(path), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("attributes", [{"RescaleIntercept": -1024}, {"RescaleSlope": 2}, {"RescaleSlope": 0.5}])
+def test_a_loop_with_one_rescale_attribute_alone_is_shown_as_its_pixels_are_read(tmp_path, attributes) -> None:
+    """Neither is applied to the pixels without the other (pydicom's apply_modality_lut): the range applied it, and
+    an intercept-only loop came out all white, a slope-only one at half or clipped contrast."""
+    values = loop_values(False)
+    path = write_dicom_values(values, tmp_path / "loop.dcm", bits_stored=16, attributes=attributes)
+    expected = (values - values.min()) / float(values.max() - values.min())
+    np.testing.assert_allclose(all_frames(path), expected, atol=1e-6)
 
 
 @pytest.mark.parametrize("syntax", ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1"])  # implicit, explicit VR

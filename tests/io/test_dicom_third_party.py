@@ -100,10 +100,9 @@ def reference_display(frame: np.ndarray, ds: pydicom.Dataset, frames: np.ndarray
     low, high = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
     slope, intercept = float(ds.get("RescaleSlope", 1)), float(ds.get("RescaleIntercept", 0))
     # no window, deeper than 8 bits: the values held, not the type's; a frame's own, or for several frames one range
-    # for all: the whole file's (native), its first frame's (compressed: not decoded twice)
+    # for all: the whole file's
     several = int(ds.get("NumberOfFrames", 1) or 1) > 1
-    compressed = ds.file_meta.TransferSyntaxUID.is_compressed
-    span = apply_modality_lut(frames[0] if compressed else frames, ds).astype(np.float64) if several else values
+    span = apply_modality_lut(frames, ds).astype(np.float64) if several else values
     if bits > 8 and span.max() > span.min():
         held = [ds.get("SmallestImagePixelValue"), ds.get("LargestImagePixelValue")]
         if all(isinstance(v, int) for v in held):
@@ -111,7 +110,7 @@ def reference_display(frame: np.ndarray, ds: pydicom.Dataset, frames: np.ndarray
             tagged = sorted((held[0] * slope + intercept, held[1] * slope + intercept))
             if held[1] > held[0] and tagged[0] <= span.min() and span.max() <= tagged[1]:
                 return (values - tagged[0]) / (tagged[1] - tagged[0])  # the file's range: every frame alike
-        return np.clip((values - span.min()) / (span.max() - span.min()), 0.0, 1.0)  # beyond the first: clipped
+        return (values - span.min()) / (span.max() - span.min())
     low, high = sorted((low * slope + intercept, high * slope + intercept))
     return (values - low) / (high - low)
 

@@ -6,6 +6,7 @@ environment tests them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -57,11 +58,10 @@ def _refuse_misspelt(request: Mapping[str, Any]) -> None:
 def _integer(value: Any, key: str, lowest: int) -> int:
     """``value`` (an integer, or one written as text: ``"3"``, not ``"2.5"`` or ``True``) as an int of at least
     ``lowest``."""
-    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
-        value = int(value.strip())
-    if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
+    number = int(value) if isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value, re.ASCII) else value
+    if isinstance(number, bool) or not isinstance(number, int) or number < lowest:
         raise ValueError(f"train parameter {key!r} must be an integer of at least {lowest}, got {value!r}")
-    return value
+    return number
 
 
 def _number(value: Any, key: str, wanted: str, valid: Callable[[float], bool], none_ok: bool = False) -> float | None:

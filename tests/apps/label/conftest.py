@@ -3,6 +3,7 @@ MONAI Label's own environment to run scripts in."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -28,14 +29,21 @@ def classifier_run(tmp_path_factory) -> Path:
 
 
 #: Runs in MONAI Label's environment: executes each script sent as a JSON line ({"script", "args"}) in a fresh
-#: namespace and answers with one line starting with ANSWER. One process serves a test worker's whole session: the
-#: imports (monailabel, torch, MONAI) take about 10 s, which each script would otherwise pay again.
+#: namespace and answers with one line starting with ANSWER. One process serves a test worker's scripts: the imports
+#: (monailabel, torch, MONAI) take about 10 s, which each script would otherwise pay again. Requests come on a private
+#: copy of the pipe; the scripts (and what they start) get /dev/null as stdin, so one that reads it cannot take the
+#: next request. The working folder, environment and import path are put back after each script.
 DRIVER = r"""
-import contextlib, io, json, sys, traceback
+import contextlib, io, json, os, sys, traceback
+requests = os.fdopen(os.dup(0), "r")
+null = os.open(os.devnull, os.O_RDONLY)
+os.dup2(null, 0)
+sys.stdin = open(os.devnull)
 answer = sys.stdout
-for line in sys.stdin:
+for line in requests:
     request = json.loads(line)
     sys.argv = ["-c", *request["args"]]
+    cwd, environ, path = os.getcwd(), dict(os.environ), list(sys.path)
     printed = io.StringIO()
     try:
         with contextlib.redirect_stdout(printed):
@@ -43,49 +51,71 @@ for line in sys.stdin:
         reply = {"ok": True, "stdout": printed.getvalue()}
     except BaseException:  # a script's SystemExit too: the answer says what ended it
         reply = {"ok": False, "stdout": printed.getvalue(), "error": traceback.format_exc()}
+    finally:
+        os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(environ)
+        sys.path[:] = path
     answer.write("ANSWER " + json.dumps(reply) + "\n")
     answer.flush()
 """
 
 
 class LabelEnvironment:
-    """One long-lived interpreter of MONAI Label's environment with this checkout first on the path. The app's modules
-    import ``monailabel``, which the main environment lacks."""
+    """A long-lived interpreter of MONAI Label's environment with this checkout first on the path. The app's modules
+    import ``monailabel``, which the main environment lacks. After a script fails, the next one gets a fresh
+    interpreter, so that what the failed one changed (a patched module) cannot change the tests that follow."""
 
     def __init__(self, label_python: Path, log: Path) -> None:
-        self._log = log
-        self._stderr = open(log, "w", encoding="utf-8")  # noqa: SIM115 - open for the process's life, closed in close()
-        self._process = subprocess.Popen([str(label_python), "-c", DRIVER], cwd=REPO, stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, stderr=self._stderr, text=True,
-                                         env={**os.environ, "PYTHONPATH": str(REPO)})
+        self._label_python, self._log = label_python, log
+        self._process: subprocess.Popen | None = None
+
+    def _started(self) -> subprocess.Popen:
+        if self._process is None or self._process.poll() is not None:
+            with open(self._log, "a", encoding="utf-8") as stderr:  # the child keeps its own descriptor
+                self._process = subprocess.Popen([str(self._label_python), "-c", DRIVER], cwd=REPO,
+                                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
+                                                 text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+        return self._process
 
     def run(self, script: str, *args: str) -> dict:
         """Runs ``script`` with ``sys.argv[1:] == args``; returns the JSON object it prints last."""
-        assert self._process.stdin is not None and self._process.stdout is not None
-        self._process.stdin.write(json.dumps({"script": script, "args": list(args)}) + "\n")
-        self._process.stdin.flush()
+        process = self._started()
+        assert process.stdin is not None and process.stdout is not None
+        log_start = self._log.stat().st_size
+        process.stdin.write(json.dumps({"script": script, "args": list(args)}) + "\n")
+        process.stdin.flush()
         # a line without the prefix was written by something the script started (a subprocess shares the stream)
-        for line in self._process.stdout:
-            if line.startswith("ANSWER "):
-                reply = json.loads(line[len("ANSWER "):])
-                assert reply["ok"], reply["error"] + self._log.read_text(encoding="utf-8")[-4000:]
-                return json.loads(reply["stdout"].strip().splitlines()[-1])
-        raise AssertionError("MONAI Label's interpreter ended: " + self._log.read_text(encoding="utf-8")[-4000:])
+        reply = next((json.loads(line[len("ANSWER "):]) for line in process.stdout if line.startswith("ANSWER ")),
+                     None)
+        stderr = self._log.read_text(encoding="utf-8", errors="replace")[log_start:][-4000:]
+        if reply is None:
+            raise AssertionError(f"MONAI Label's interpreter ended (exit code {process.wait()}): {stderr}")
+        if not reply["ok"]:
+            self.close()
+            raise AssertionError(reply["error"] + stderr)
+        lines = reply["stdout"].strip().splitlines()
+        assert lines, f"the script printed no JSON line: {stderr}"
+        return json.loads(lines[-1])
 
     def close(self) -> None:
-        assert self._process.stdin is not None
-        self._process.stdin.close()
+        if self._process is None:
+            return
+        with contextlib.suppress(BrokenPipeError, OSError):
+            self._process.stdin.close()
         try:
             self._process.wait(timeout=60)
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait()
-        self._stderr.close()
+        self._process = None
 
 
 @pytest.fixture(scope="session")
 def label_env(label_python, tmp_path_factory) -> Iterator[LabelEnvironment]:
     """MONAI Label's environment, shared by this test worker's label-app tests."""
-    environment = LabelEnvironment(label_python, tmp_path_factory.mktemp("label_env") / "stderr.log")
+    log = tmp_path_factory.mktemp("label_env") / "stderr.log"
+    log.touch()
+    environment = LabelEnvironment(label_python, log)
     yield environment
     environment.close()
