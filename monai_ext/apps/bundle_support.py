@@ -16,6 +16,7 @@ from monai_ext.io.settings import is_unset, path_list_setting, path_setting, set
 from monai_ext.networks.checkpoints import (
     FORMAT_NAME,
     CheckpointError,
+    check_class_count,
     check_shapes,
     detect_layout,
     filter_monai_ext,
@@ -500,7 +501,8 @@ def trained_settings(path: str | os.PathLike, bundle: str, default_path: str | o
 
     Raises:
         FileNotFoundError, ValueError: as :func:`checkpoint_file`.
-        CheckpointError: a checkpoint of another kind (:func:`check_kind`), or an unreadable file.
+        CheckpointError: a checkpoint of another kind (:func:`check_kind`), one whose network has another number of
+            classes than it names (:func:`~monai_ext.networks.checkpoints.check_class_count`), or an unreadable file.
     """
     found_file = checkpoint_file(path, default_path)
     if found_file is None:
@@ -509,6 +511,7 @@ def trained_settings(path: str | os.PathLike, bundle: str, default_path: str | o
     content = read_checkpoint(found_file)
     check_kind(content, path, bundle, kinds)
     record = (content.get("arch") if isinstance(content, Mapping) else None) or {}
+    check_class_count(record, str(path))
     config, arch_args = record.get("config") or {}, record.get("arch_args") or {}
     found = {
         "arch": config.get("arch"),
@@ -590,21 +593,35 @@ def class_names_trained_for(datalist_names: Sequence[str], trained: Mapping[str,
 COUNT_SETTINGS = {"epochs": 1, "batch_size": 1, "num_workers": 0, "seed": 0, "data_seed": 0}
 
 
-def check_mask_encoding(split: Mapping[str, Any], mask_encoding: str) -> None:
-    """Refuse binary masks for a datalist of several foreground classes whose items do not say their class.
+#: Masks read per datalist part by :func:`check_mask_encoding` for ``index``, up to the first one that holds a lesion.
+MASK_ENCODING_PROBES = 5
+
+
+def check_mask_encoding(split: Mapping[str, Any], mask_encoding: str, num_classes: int | None = None) -> None:
+    """Refuse binary masks for a datalist of several foreground classes whose items do not say their class, and
+    ``index`` for binary (0/255) masks.
 
     ``binary`` reads every set pixel as class 1 (or the item's ``foreground``): class-index masks of three or more
     classes would train as one lesion class, and nothing would say so (the report only shows the other classes
-    without a Dice).
+    without a Dice). ``index`` refuses every 0/255 mask as it is loaded: each part's masks with a lesion were left
+    out with a warning each, and training stopped on the few lesion-free ones left, saying that none held a lesion.
 
     Args:
         split: the datalist (``class_names``, parts of items with ``label`` mask files).
         mask_encoding: the bundle's ``mask_encoding``.
+        num_classes: the bundle's ``num_classes``, the classes the masks are read into (:func:`check_num_classes`).
 
     Raises:
-        ValueError: naming the classes and an item without ``foreground``.
+        ValueError: a ``num_classes`` other than the number of class names; naming the classes and an item without
+            ``foreground``; or, for ``index``, the first mask (of at most :data:`MASK_ENCODING_PROBES` per part, up
+            to one with a lesion) that holds 0 and one value that is no class index.
     """
     names = list(split.get("class_names", []))
+    if num_classes is not None:
+        check_num_classes(num_classes, names)
+    if mask_encoding == "index":
+        _refuse_binary_masks_read_as_indices(split, len(names))
+        return
     if mask_encoding != "binary" or len(names) <= 2:
         return
     bare = [it for part in ("train", "validation", "test") for it in split.get(part, []) if "foreground" not in it]
@@ -613,6 +630,44 @@ def check_mask_encoding(split: Mapping[str, Any], mask_encoding: str) -> None:
                          f"binary reads every mask as one class and {len(bare)} item(s) do not give their "
                          f"'foreground' class, e.g. {bare[0]['image']!r}: give --mask_encoding index for "
                          "class-index masks (0 background, 1, 2, ...), or each item's 'foreground'")
+
+
+def _refuse_binary_masks_read_as_indices(split: Mapping[str, Any], num_classes: int) -> None:
+    """Raise ValueError for a mask of 0 and one value of ``num_classes`` or more (0/255) in the first few of each
+    part's masks; unreadable masks are left to the loader, which names each."""
+    from monai_ext.io.errors import UnreadableImageError
+    from monai_ext.transforms.masks import stored_mask_values
+
+    for part in ("train", "validation", "test"):
+        labelled = [item["label"] for item in split.get(part, []) if item.get("label")]
+        for label in labelled[:MASK_ENCODING_PROBES]:
+            path = label if isinstance(label, (str, os.PathLike)) else label[0]  # several masks: the first tells
+            try:
+                values = stored_mask_values(path).tolist()
+            except (UnreadableImageError, OSError):
+                continue
+            if len(values) == 2 and values[0] == 0 and values[1] >= num_classes:
+                raise ValueError(f"--mask_encoding index reads mask values as class indices below {num_classes}, "
+                                 f"but {str(path)!r} holds 0 and {values[1]} only: a binary mask; give "
+                                 "--mask_encoding binary")
+            if len(values) > 1:  # a mask with a lesion read right: this part's masks are class indices
+                break
+
+
+def check_num_classes(num_classes: Any, class_names: Sequence[Any]) -> None:
+    """Refuse a ``--num_classes`` other than the number of the datalist's ``class_names``.
+
+    The network's outputs are the mask classes the datalist names: a run with ``--num_classes 3`` on a two-class
+    datalist trained a whole epoch, saved a model.pt with an unnamed class, and only then stopped on the shape of
+    the validation Dice.
+
+    Raises:
+        ValueError: quoting both.
+    """
+    if num_classes != len(class_names):
+        raise ValueError(f"--num_classes {num_classes!r} differs from the {len(class_names)} class_names of the "
+                         f"datalist, {list(class_names)!r}: the network predicts the datalist's classes, so leave "
+                         "--num_classes out")
 
 
 def check_counts(settings: Mapping[str, Any]) -> None:

@@ -255,18 +255,39 @@ def summarise(results: Mapping[str, list[dict[str, Any]]],
     """Mean and sample standard deviation of each summary metric per method, over the folds that define it
     (:func:`~monai_ext.apps.comparison.fold_statistics`): a one-class test fold defines no AUC, and a test fold
     without a class no macro-F1 or balanced accuracy (:func:`~monai_ext.apps.comparison.fold_value`); the table
-    then says over how many folds, as ``(3 of 5 folds)``."""
-    return {method: {metric: fold_statistics([fold_value(r, metric) for r in reports]) for metric in metrics}
-            for method, reports in results.items()}
+    then says over how many folds, as ``(3 of 5 folds)``.
+
+    ``mean_hd95`` also keeps, per fold, ``hd95_undefined`` (the test report's (image, class) pairs without a
+    distance: a class missing from the prediction or the truth) and ``pairs`` (all of them, N x (K - 1)): a start
+    that misses lesions has its HD95 averaged over fewer, easier images, and looks better by it."""
+    summary = {method: {metric: fold_statistics([fold_value(r, metric) for r in reports]) for metric in metrics}
+               for method, reports in results.items()}
+    if "mean_hd95" in metrics:
+        for method, reports in results.items():
+            summary[method]["mean_hd95"]["hd95_undefined"] = [r.get("hd95_undefined") for r in reports]
+            summary[method]["mean_hd95"]["pairs"] = [r["n"] * (len(r["class_names"]) - 1)
+                                                     if "n" in r and "class_names" in r else None for r in reports]
+    return summary
+
+
+def undefined_note(stats: Mapping[str, Any]) -> str:
+    """`` (3/15 undefined)``: the (image, class) pairs without a distance over all folds, for an HD95 cell (nothing
+    where the folds' reports do not count them)."""
+    undefined, pairs = stats.get("hd95_undefined"), stats.get("pairs")
+    if not undefined or not pairs or None in undefined or None in pairs:
+        return ""
+    return f" ({sum(undefined)}/{sum(pairs)} undefined)"
 
 
 def markdown_table(summary: Mapping[str, Mapping[str, Mapping[str, float]]], title: str,
                    metrics: Sequence[str] = SUMMARY_METRICS) -> str:
-    """The paper's format: percent (distances as they are), mean +/- std over folds."""
+    """The paper's format: percent (distances as they are), mean +/- std over folds; HD95 with its undefined pairs
+    (:func:`undefined_note`), as its means of two starts may cover different images."""
     lines = [f"### {title}", "", "| start | " + " | ".join(metrics) + " |",
              "|---|" + "---|" * len(metrics)]
     for method, values in summary.items():
-        cells = [statistic_text(values[k], 100 if k in PERCENT_METRICS else 1) for k in metrics]
+        cells = [statistic_text(values[k], 100 if k in PERCENT_METRICS else 1) + undefined_note(values[k])
+                 for k in metrics]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

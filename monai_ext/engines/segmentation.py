@@ -86,8 +86,16 @@ def segment_image(network: torch.nn.Module, image: torch.Tensor, original_size: 
 
 
 def mask_summary(mask: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
-    """Per-class pixel counts and area fractions of a (H, W) class-index mask (background included)."""
-    counts = np.bincount(mask.reshape(-1), minlength=len(class_names))[: len(class_names)]
+    """Per-class pixel counts and area fractions of a (H, W) class-index mask (background included).
+
+    Raises:
+        ValueError: the mask holds a class index with no name (a network of more classes than ``class_names``):
+            its pixels were left out of the summary, whose fractions then did not add up to 1.
+    """
+    counts = np.bincount(mask.reshape(-1), minlength=len(class_names))
+    if len(counts) > len(class_names):
+        raise ValueError(f"the mask holds class index {len(counts) - 1}, but only {len(class_names)} classes are "
+                         f"named, {list(class_names)!r}")
     total = max(int(mask.size), 1)
     return {"size": list(mask.shape), "pixels": {n: int(c) for n, c in zip(class_names, counts)},
             "fraction": {n: float(c) / total for n, c in zip(class_names, counts)}}

@@ -65,7 +65,8 @@ def gather_ids(ids: list[Any]) -> list[Any]:
     return [i for part in parts for i in part]
 
 
-def _empty_truth(ids: Sequence[str], presence: np.ndarray, foreground: Sequence[str]) -> dict[str, Any]:
+def _empty_truth(ids: Sequence[str], presence: np.ndarray, foreground: Sequence[str],
+                 lost: np.ndarray | None = None) -> dict[str, Any]:
     """Per foreground class: the images whose truth lacks it and those of them where it was predicted anyway.
 
     MONAI's Dice and IoU (``ignore_empty=True``) are NaN for every such image, a false positive included, so these
@@ -75,17 +76,19 @@ def _empty_truth(ids: Sequence[str], presence: np.ndarray, foreground: Sequence[
         ids: N image ids.
         presence: (N, 2, K - 1) bool, [:, 0] the class is in the truth, [:, 1] in the prediction.
         foreground: the K - 1 foreground class names.
+        lost: optional (N, K - 1) bool, the class is in the mask file but not in the truth at the training size:
+            those images are not lesion-free, and are left out here.
     """
     out = {}
     for c, name in enumerate(foreground):
-        empty = ~presence[:, 0, c]
+        empty = ~presence[:, 0, c] & (~lost[:, c] if lost is not None else True)
         out[name] = {"images": int(empty.sum()),
                      "predicted": [ids[i] for i in np.flatnonzero(empty & presence[:, 1, c])]}
     return out
 
 
 def segmentation_report(details: dict[str, torch.Tensor], ids: Sequence[str], class_names: Sequence[str],
-                        presence: np.ndarray | None = None) -> dict[str, Any]:
+                        presence: np.ndarray | None = None, loaded: np.ndarray | None = None) -> dict[str, Any]:
     """Per-image and per-class metrics from the metrics' gathered details.
 
     Args:
@@ -94,6 +97,8 @@ def segmentation_report(details: dict[str, torch.Tensor], ids: Sequence[str], cl
         class_names: K names, background first.
         presence: optional (N, 2, K - 1) bool, whether each foreground class is in the truth ([:, 0]) and in the
             prediction ([:, 1]) of each image.
+        loaded: optional (N, K - 1) bool, whether each foreground class is in the mask at its own size (before the
+            resize to the training size; ``LoadMaskd(record_presence=True)``); used with ``presence`` only.
 
     Returns:
         JSON-serialisable dict: n, per-class means (finite values only), ``mean_*`` reduced as MONAI's metrics
@@ -101,7 +106,9 @@ def segmentation_report(details: dict[str, torch.Tensor], ids: Sequence[str], cl
         Dice and IoU when a class is absent from the ground truth, whatever was predicted (MONAI's ``ignore_empty``),
         HD95 when it is absent from either), ``hd95_undefined``, the number of (image, class) pairs without a
         distance, and with ``presence`` ``empty_truth``: per class, the number of images without it in the truth
-        and the ids of those where it was predicted (false positives that no Dice or IoU counts).
+        and the ids of those where it was predicted (false positives that no Dice or IoU counts), and with
+        ``loaded`` too ``lost_in_resize``: per class, the ids of the images whose mask holds it but whose truth at
+        the training size does not (a lesion too small for that size; no Dice, and not in ``empty_truth``).
     """
     foreground = list(class_names[1:])
     arrays = {k: v.detach().float().cpu().reshape(len(ids), -1).numpy() for k, v in details.items()}
@@ -118,7 +125,14 @@ def segmentation_report(details: dict[str, torch.Tensor], ids: Sequence[str], cl
     if presence is not None:
         if presence.shape != (len(ids), 2, len(foreground)):
             raise ValueError(f"presence has shape {presence.shape!r}, expected {(len(ids), 2, len(foreground))!r}")
-        report["empty_truth"] = _empty_truth(ids, presence, foreground)
+        lost = None
+        if loaded is not None:
+            if loaded.shape != (len(ids), len(foreground)):
+                raise ValueError(f"loaded has shape {loaded.shape!r}, expected {(len(ids), len(foreground))!r}")
+            lost = loaded.astype(bool) & ~presence[:, 0]
+            report["lost_in_resize"] = {name: [ids[i] for i in np.flatnonzero(lost[:, c])]
+                                        for c, name in enumerate(foreground)}
+        report["empty_truth"] = _empty_truth(ids, presence, foreground, lost)
     for i, image_id in enumerate(ids):
         entry: dict[str, Any] = {"id": image_id}
         for key, array in arrays.items():
@@ -139,6 +153,9 @@ class SegmentationReportWriter:
         num_overlays: images (of rank 0's shard, in loader order) drawn with prediction (red) and truth (green).
         best_only: write only when the key metric improves on the best so far (during training).
         id_key: the batch field naming each image.
+        present_key: the batch field holding which foreground classes each mask holds at its own size
+            (``LoadMaskd(record_presence=True)``); where the items have it, images whose lesion the resize to the
+            training size removed are listed under ``lost_in_resize`` (with a warning) instead of ``empty_truth``.
 
     The best so far is saved in training checkpoints (``state_dict``): a resumed run does not replace the best
     epoch's report and overlays by a worse one's: it restores the higher of the checkpoint's best and the report on
@@ -146,16 +163,20 @@ class SegmentationReportWriter:
     """
 
     def __init__(self, output_dir: str | os.PathLike, class_names: Sequence[str], key_metric: str = "val_mean_dice",
-                 prefix: str = "", num_overlays: int = 4, best_only: bool = False, id_key: str = "id") -> None:
+                 prefix: str = "", num_overlays: int = 4, best_only: bool = False, id_key: str = "id",
+                 present_key: str = "label_present") -> None:
         if num_overlays < 0:
             raise ValueError(f"num_overlays must be >= 0, got {num_overlays!r}")
         self.folder, self.class_names = Path(output_dir), list(class_names)
         self.key_metric, self.prefix, self.num_overlays = key_metric, prefix, num_overlays
-        self.best_only, self.id_key = best_only, id_key
+        self.best_only, self.id_key, self.present_key = best_only, id_key, present_key
         self.best: float | None = None
         self.last_report: dict[str, Any] | None = None
         self._ids: list[str] = []
         self._presence: list[np.ndarray] = []  # per image (2, K - 1): foreground class in truth, in prediction
+        self._loaded: list[np.ndarray] = []  # per image (K - 1,): foreground class in the mask at its own size
+        self._size: tuple[int, ...] = ()  # the truth's (H, W) at the training size, for the warning
+        self._warned_lost: set[str] = set()  # said once per image, not at every validation of a training
         self._samples: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []
 
     def attach(self, engine: Engine) -> None:
@@ -164,7 +185,7 @@ class SegmentationReportWriter:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self)
 
     def _reset(self, engine: Engine) -> None:
-        self._ids, self._presence, self._samples = [], [], []
+        self._ids, self._presence, self._loaded, self._samples = [], [], [], []
 
     def _collect(self, engine: Engine) -> None:
         """Record the ids of this iteration's images, which foreground classes their truth and prediction hold, and,
@@ -176,12 +197,15 @@ class SegmentationReportWriter:
             image_id = next((str(v) for v in (item.get(self.id_key), item.get("image_path")) if v is not None),
                             str(len(self._ids)))
             self._ids.append(image_id)
+            if item.get(self.present_key) is not None:
+                self._loaded.append(torch.as_tensor(item[self.present_key]).bool().reshape(-1).cpu().numpy())
             if not isinstance(output, list):
                 continue
             out = output[index]
             # one-hot (K, H, W) after the postprocessing; background (channel 0) left out as by the metrics
             self._presence.append(np.stack([torch.as_tensor(out[key])[1:].flatten(1).any(dim=1).cpu().numpy()
                                             for key in ("label", "pred")]))
+            self._size = tuple(torch.as_tensor(out["label"]).shape[1:])
             if is_main_process() and len(self._samples) < self.num_overlays:
                 self._samples.append((
                     image_id,
@@ -193,11 +217,14 @@ class SegmentationReportWriter:
     def __call__(self, engine: Engine) -> None:
         ids = gather_ids(self._ids)  # every rank takes part, whatever it then writes
         presence = gather_ids(self._presence)
+        loaded = gather_ids(self._loaded)
+        loaded_array = np.stack(loaded) if loaded and len(loaded) == len(ids) else None
         if self.best_only and presence and not np.stack(presence)[:, 0].any():
             # whether the truth holds a class never changes between epochs: say so now, not after the last one
-            raise ValueError(f"none of the {len(ids)} validation masks holds a foreground class "
-                             f"({', '.join(self.class_names[1:])}): Dice and IoU are undefined at every epoch, so "
-                             "no epoch can be chosen as the best; give the validation part images with lesions")
+            raise ValueError(self._no_lesion_message(engine, len(ids), loaded_array))
+        if is_main_process() and loaded_array is not None and len(presence) == len(ids):
+            # said whether or not this epoch's report is written: it is about the data, not the scores
+            self._warn_of_lost_lesions(ids, loaded_array & ~np.stack(presence)[:, 0])
         score = float(engine.state.metrics[self.key_metric])
         if self.best_only and not is_new_best(score, self.best):
             return
@@ -205,7 +232,8 @@ class SegmentationReportWriter:
         details = {key: engine.state.metric_details[name] for key, name in DETAIL_METRICS.items()
                    if name in getattr(engine.state, "metric_details", {})}
         report = {"key_metric": self.key_metric, "score": score, **segmentation_report(details, ids, self.class_names,
-                                                       np.stack(presence) if len(presence) == len(ids) else None),
+                                                       np.stack(presence) if len(presence) == len(ids) else None,
+                                                       loaded_array),
                   "skipped": skipped_items(engine)}
         self.last_report = report
         if not is_main_process():
@@ -225,6 +253,41 @@ class SegmentationReportWriter:
         logger.info("segmentation report: %s (n %d, %d unreadable left out; Dice %.4f, IoU %s, HD95 %s)",
                     self.folder / f"{self.prefix}report.json", report["n"], len(report["skipped"]), score,
                     report.get("mean_iou"), report.get("mean_hd95"))
+
+    def _no_lesion_message(self, engine: Engine, count: int, loaded: np.ndarray | None) -> str:
+        """Why no epoch can be the best when no validation truth holds a lesion, with what may have caused it: masks
+        whose lesion the resize removed, and items left out as unreadable (a wrong --mask_encoding leaves out the
+        masks with lesions and said only that the few left had none)."""
+        message = f"none of the {count} validation masks holds a foreground class ({', '.join(self.class_names[1:])})"
+        lost = int(loaded.any(axis=1).sum()) if loaded is not None else 0
+        if lost:
+            message += (f" at the training size {'x'.join(map(str, self._size))} ({lost} hold one that the resize to "
+                        "it removes: a larger --image_size may keep it)")
+        message += (": Dice and IoU are undefined at every epoch, so no epoch can be chosen as the best; give the "
+                    "validation part images with lesions")
+        skipped = skipped_items(engine)
+        if skipped:
+            message += (f"; {len(skipped)} more validation item(s) were left out as unreadable, the first "
+                        f"{skipped[0].get('image')!r}: {skipped[0].get('reason')}")
+        return message
+
+    def _warn_of_lost_lesions(self, ids: Sequence[str], lost: np.ndarray) -> None:
+        """Name the images whose lesion the resize to the training size removed (once each in a training): their
+        truth there is empty, so they have no Dice and would have read as lesion-free images with a false positive.
+
+        Args:
+            ids: N image ids.
+            lost: (N, K - 1) bool, the class is in the mask file but not in the truth at the training size.
+        """
+        for c, name in enumerate(self.class_names[1:]):
+            new = [ids[i] for i in np.flatnonzero(lost[:, c]) if f"{name}/{ids[i]}" not in self._warned_lost]
+            if not new:
+                continue
+            self._warned_lost.update(f"{name}/{image_id}" for image_id in new)
+            logger.warning("%d image(s) hold a %s region that the resize to the training size %s removes, so they "
+                           "have no Dice and are listed under lost_in_resize, not empty_truth (a model trained at a "
+                           "larger --image_size may keep it): %s",
+                           len(new), name, "x".join(map(str, self._size)), ", ".join(new))
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best}

@@ -165,9 +165,9 @@ def unique_output_stems(paths: Sequence[str | os.PathLike]) -> list[str]:
     folder, or ``case.png`` beside ``case.nrrd``) get their path relative to the inputs' common folder, suffix
     included, flattened into one name (``a__scan_dcm``); a name longer than ``MAX_OUTPUT_STEM_BYTES`` is cut and
     ends in ``~`` and a hash of the whole name (an output file name must fit the filesystem's 255 bytes); a name
-    still taken gets ``_2``, ``_3``, ... so that no output overwrites another. Names that differ only in case count
-    as the same (``IMG1.png`` and ``img1.png`` give ``IMG1_png`` and ``img1_png_2``): on macOS and Windows they
-    are one file.
+    still taken gets the first of ``_2``, ``_3``, ... that is free (neither given before nor another input's own
+    name) so that no output overwrites another. Names that differ only in case count as the same (``IMG1.png`` and
+    ``img1.png`` give ``IMG1_png`` and ``img1_png_2``): on macOS and Windows they are one file.
     """
     stems = [image_stem(p) for p in paths]
     # names are compared case-folded: on the case-insensitive filesystems of macOS and Windows ``Scan`` is ``scan``
@@ -178,12 +178,18 @@ def unique_output_stems(paths: Sequence[str | os.PathLike]) -> list[str]:
         stems = [re.sub(r"[^\w-]", "_", os.path.relpath(p, common).replace(os.sep, "__"))
                  if stem.casefold() in shared else stem for p, stem in zip(absolute, stems)]
     stems = [_shorten_stem(stem) for stem in stems]
-    seen: Counter[str] = Counter()
+    # every input's own name is reserved from the start, so a suffixed name never takes the plain name of a later
+    # input (``a_b``, ``a_b``, ``a_b_2`` give ``a_b``, ``a_b_3``, ``a_b_2``: ``a_b_2`` twice overwrote one output)
+    taken = {stem.casefold() for stem in stems}
+    given: set[str] = set()
     names = []
     for stem in stems:
-        seen[stem.casefold()] += 1
-        count = seen[stem.casefold()]
-        names.append(stem if count == 1 else f"{stem}_{count}")
+        name, count = stem, 1
+        while name.casefold() in given or (count > 1 and name.casefold() in taken):
+            count += 1
+            name = f"{stem}_{count}"
+        given.add(name.casefold())
+        names.append(name)
     return names
 
 

@@ -186,6 +186,16 @@ def _edges_only_in_between(pixels: np.ndarray, peak: int) -> bool:
     return int(flat.sum()) * 4 < count
 
 
+def stored_mask_values(path: str | os.PathLike) -> np.ndarray:
+    """The distinct values of a mask file as ``encoding="index"`` reads them (one channel, a palette's indices).
+
+    Raises:
+        UnreadableImageError: as :func:`read_mask_file`.
+    """
+    stored, _ = read_mask_file(path)
+    return np.unique(_single_channel(stored, str(path)))
+
+
 class LoadMask(Transform):
     """Mask file(s) -> (1, H, W) uint8 class indices.
 
@@ -245,6 +255,10 @@ class LoadMaskd(MapTransform):
     """Dictionary version of :class:`LoadMask`; ``foreground_key`` names an item field holding the foreground class.
 
     Keeps the file name(s) under ``<key>_path`` (several joined by ``;``). Checks that the mask and ``image_key``'s already loaded image have the same size, naming the file otherwise.
+
+    With ``record_presence`` (and ``num_classes``), also keeps under ``<key>_present`` a (K - 1,) bool array: which
+    foreground classes the mask holds at its own size. A resize to the training size can remove a small lesion
+    (6 px on a 600 px image at 64 px); the evaluation report tells such images from lesion-free ones by this.
     """
 
     backend = LoadMask.backend
@@ -258,8 +272,12 @@ class LoadMaskd(MapTransform):
         foreground_key: str | None = None,
         image_key: str | None = "image",
         allow_missing_keys: bool = False,
+        record_presence: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
+        if record_presence and num_classes is None:  # the array has one entry per foreground class, for collation
+            raise ValueError("record_presence needs num_classes, got num_classes=None")
+        self.record_presence = record_presence
         self.encoding, self.default_foreground, self.num_classes = encoding, foreground, num_classes
         self.loader = LoadMask(encoding, foreground, num_classes)
         self.foreground_key, self.image_key = foreground_key, image_key
@@ -285,4 +303,6 @@ class LoadMaskd(MapTransform):
                     f"{tuple(image.shape[-2:])!r}"
                 )
             d[key] = mask
+            if self.record_presence:
+                d[f"{key}_present"] = np.isin(np.arange(1, self.num_classes), mask)
         return d

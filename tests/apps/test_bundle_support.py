@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from monai_ext.apps.bundle_support import (
     as_flag,
@@ -598,6 +599,73 @@ def test_binary_masks_of_several_classes_are_refused_unless_items_give_their_cla
             check_mask_encoding(split, encoding)
     else:
         check_mask_encoding(split, encoding)
+
+
+@pytest.mark.parametrize("num_classes, names, refused", [
+    (3, ["background", "lesion"], True),     # trained a whole epoch, saved model.pt, then failed on the Dice shape
+    (1, ["background", "lesion"], True),
+    (2, ["background", "lesion"], False),
+    (3, ["background", "benign", "malignant"], False),
+])
+def test_a_num_classes_other_than_the_datalists_is_refused_naming_both(num_classes, names, refused) -> None:
+    """The bundle checks it with the masks' encoding (its mask_check), before the weights or any data are loaded."""
+    from monai_ext.apps.bundle_support import check_mask_encoding, check_num_classes
+
+    split = {"class_names": names, "train": [{"image": "/d/a.png", "label": "/d/a_mask.png", "foreground": 1}]}
+    for check in (lambda: check_num_classes(num_classes, names),
+                  lambda: check_mask_encoding(split, "binary", num_classes)):
+        if refused:
+            with pytest.raises(ValueError, match=rf"--num_classes {num_classes} differs from the 2 class_names of "
+                                                 r"the datalist, \['background', 'lesion'\]"):
+                check()
+        else:
+            check()
+
+
+@pytest.mark.parametrize("kind, outputs, names", [
+    ("segmenter", 3, ["background", "lesion"]),
+    ("classifier", 2, ["a", "b", "c"]),
+])
+def test_a_checkpoint_of_more_or_fewer_outputs_than_class_names_is_refused(tmp_path, kind, outputs, names) -> None:
+    """Such a file (a run given --num_classes) predicted a class with no name, left out of every summary."""
+    path = tmp_path / "model.pt"
+    model = (build_segmenter(TINY, outputs, img_size=64, feature_size=8) if kind == "segmenter"
+             else build_classifier(TINY, outputs, img_size=64))
+    save_model_checkpoint(path, model, kind, {"arch": TINY, "image_size": 64, "class_names": names})
+    with pytest.raises(CheckpointError, match=rf"model\.pt: its network has {outputs} output classes but it names "
+                                              rf"{len(names)}, {re.escape(repr(names))}"):
+        trained_settings(path, f"usf_mae_{'segment' if kind == 'segmenter' else 'classify'}")
+
+
+@pytest.mark.parametrize("values, names, refused", [
+    ((0, 255), ["background", "lesion"], True),                  # BUSI / BUS-BRA masks
+    ((0, 255), ["background", "benign", "malignant"], True),
+    ((0, 1), ["background", "lesion"], False),                   # 0/1 masks are class indices already
+    ((0, 1, 2), ["background", "benign", "malignant"], False),
+    ((0,), ["background", "lesion"], False),                     # a lesion-free mask tells nothing
+])
+def test_index_encoding_is_refused_for_binary_masks_naming_the_file(tmp_path, values, names, refused) -> None:
+    """Each 0/255 mask was left out as it was loaded, with a warning each, and the run ended saying that the few
+    lesion-free masks left held no lesion."""
+    from monai_ext.apps.bundle_support import check_mask_encoding
+
+    pixels = np.zeros((8, 10), np.uint8)
+    for row, value in enumerate(values):
+        pixels[row] = value
+    mask = tmp_path / "a_mask.png"
+    Image.fromarray(pixels).save(mask)
+    empty = tmp_path / "empty_mask.png"
+    Image.fromarray(np.zeros((8, 10), np.uint8)).save(empty)
+    split = {"class_names": names, "train": [{"image": "/d/e.png", "label": str(empty)},  # looked past: no lesion
+                                             {"image": "/d/a.png", "label": str(mask)}],
+             "validation": [{"image": "/d/m.png", "label": [str(empty), str(empty)]}]}  # BUSI's several masks
+    if refused:
+        with pytest.raises(ValueError, match=rf"--mask_encoding index reads mask values as class indices below "
+                                             rf"{len(names)}, but '[^']*a_mask\.png' holds 0 and 255 only: a binary "
+                                             r"mask; give --mask_encoding binary"):
+            check_mask_encoding(split, "index")
+    else:
+        check_mask_encoding(split, "index")
 
 
 def test_a_recorded_dataset_folder_that_is_gone_says_where_it_came_from(tmp_path) -> None:

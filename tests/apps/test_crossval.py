@@ -229,3 +229,24 @@ def test_every_start_builds_the_architecture_the_pretrained_file_records(tmp_pat
     assert shared == {"arch": tiny, "image_size": 64, "in_channels": 1, "epochs": 1}
     assert crossval.shared_architecture(str(tmp_path / "model.pt"), {"image_size": 32})["image_size"] == 32
     assert crossval.shared_architecture(None, {"epochs": 1}) == {"epochs": 1}
+
+
+@pytest.mark.parametrize("undefined, note", [((0, 1), "(1/30 undefined)"), ((9, 11), "(20/30 undefined)"),
+                                             ((0, 0), "(0/30 undefined)")])
+def test_hd95_shows_its_undefined_pairs_and_cv_summary_keeps_them_per_fold(tmp_path, monkeypatch, undefined,
+                                                                           note) -> None:
+    """HD95 averages over the pairs with a distance: a start that misses lesions has fewer of them and looked better
+    in the table, which compared its mean with another start's over other images without a word."""
+    reports = iter({"mean_dice": 0.5, "mean_iou": 0.4, "mean_hd95": 10.0 + k, "hd95_undefined": u, "n": 15,
+                    "class_names": ["background", "lesion"]} for k, u in enumerate(undefined))
+    monkeypatch.setattr(crossval, "check_run_inputs", lambda *args: None)
+    monkeypatch.setattr(crossval, "run_fold", lambda *args, **kwargs: next(reports))
+    monkeypatch.setattr(crossval, "write_split", lambda *args: tmp_path / "split.json")
+    monkeypatch.setattr(crossval, "check_split", lambda *args: None)
+    monkeypatch.setattr(crossval, "locate_bundle_root", lambda name: tmp_path)
+    protocol = Protocol("toy", ["background", "lesion"], [{"train": [], "validation": [], "test": []}] * 2)
+    record = crossval.cross_validate(protocol, tmp_path / "cv", ["random"], None, task="segment")
+    row = next(line for line in record["table"].splitlines() if line.startswith("| random"))
+    assert row.endswith(f"| 10.5 ± 0.7 {note} |"), row
+    stats = json.loads((tmp_path / "cv" / "cv_summary.json").read_text())["summary"]["random"]["mean_hd95"]
+    assert stats["hd95_undefined"] == list(undefined) and stats["pairs"] == [15, 15]

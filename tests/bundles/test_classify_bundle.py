@@ -68,6 +68,15 @@ def test_a_run_that_validates_no_epoch_stops_instead_of_passing_off_an_earlier_m
     assert (tmp_path / "models" / "model.pt").read_bytes() == b"an earlier run's best model"  # not this run's
 
 
+def test_a_num_classes_other_than_the_datalists_is_refused_before_training(cache, tmp_path) -> None:
+    """--num_classes 3 on the two-class set trained and saved a model.pt whose third output has no name."""
+    result = run_bundle([TRAIN], tiny_classify_overrides(tmp_path, cache, num_classes=3), check=False)
+    assert result.returncode == 2, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("usf_mae_classify: --num_classes 3 differs from the 2 class_names of the datalist"), last
+    assert "Epoch[1/" not in result.stdout + result.stderr and not (tmp_path / "models" / "model.pt").exists()
+
+
 def test_evaluate_reproduces_the_validation_metrics_of_training(trained, cache) -> None:
     out, _ = trained
     best = read_checkpoint(out / "models" / "model.pt")

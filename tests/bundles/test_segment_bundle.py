@@ -189,6 +189,17 @@ def test_training_without_a_best_model_says_why(case, message, cache, tmp_path) 
         assert "Epoch[2/2]" not in result.stdout + result.stderr
 
 
+def test_a_num_classes_other_than_the_datalists_is_refused_before_training(cache, tmp_path) -> None:
+    """--num_classes 3 on the two-class set trained an epoch, saved a model.pt of three outputs, then stopped on the
+    shape of the Dice details."""
+    result = run_bundle([TRAIN], tiny_segment_overrides(tmp_path, cache, num_classes=3), check=False)
+    assert result.returncode == 2, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("usf_mae_segment: --num_classes 3 differs from the 2 class_names of the datalist, "
+                           "['background', 'lesion']"), last
+    assert "Epoch[1/" not in result.stdout + result.stderr and not (tmp_path / "models" / "model.pt").exists()
+
+
 def test_class_index_masks_read_as_binary_are_refused_before_training(cache, tmp_path) -> None:
     split = synthetic_segmentation_protocol(cache, 20, 42, 14).splits[0]
     datalist = {"class_names": ["background", "benign", "malignant"], **{k: split[k] for k in ("train", "validation")}}

@@ -186,3 +186,21 @@ def test_a_network_giving_nan_is_an_error_per_file_not_an_empty_mask(tmp_path):
     assert list(result["masks"]) == [files[1]]
     assert result["errors"][files[0]].startswith("the network's output holds NaN or inf")
     assert sorted(p.name for p in (tmp_path / "out" / "masks").iterdir()) == ["z_bright_mask.png"]
+
+
+@pytest.mark.parametrize("mask, refused", [
+    (np.array([[0, 1], [1, 0]], np.uint8), False),
+    (np.array([[0, 0], [0, 0]], np.uint8), False),   # a class absent from the mask counts 0 pixels
+    (np.array([[0, 1], [2, 0]], np.uint8), True),    # a network of 3 classes: its third was left out, unsaid
+])
+def test_mask_summary_refuses_a_class_index_with_no_name(mask: np.ndarray, refused: bool) -> None:
+    from monai_ext.engines.segmentation import mask_summary
+
+    names = ["background", "lesion"]
+    if refused:
+        with pytest.raises(ValueError, match=r"class index 2, but only 2 classes are named, "
+                                             r"\['background', 'lesion'\]"):
+            mask_summary(mask, names)
+    else:
+        summary = mask_summary(mask, names)
+        assert sum(summary["fraction"].values()) == 1.0 and list(summary["pixels"]) == names

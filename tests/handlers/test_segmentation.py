@@ -12,6 +12,7 @@ import torch
 from monai.engines import SupervisedEvaluator
 from monai.handlers import HausdorffDistance, MeanDice, MeanIoUHandler, from_engine
 from monai.transforms import AsDiscreted, Compose
+from PIL import Image
 
 from monai_ext.data.datasets import SkipCorruptDataset
 from monai_ext.handlers.metric_values import MeanDiceOrNaN
@@ -36,9 +37,12 @@ class _Lookup(torch.nn.Module):
         return self.logits[x[:, 0, 0, 0].long()]
 
 
-def _evaluate(predictions, truths, tmp_path, classes=2, best_only=False, runs=1, restored=None, dice=MeanDice):
+def _evaluate(predictions, truths, tmp_path, classes=2, best_only=False, runs=1, restored=None, dice=MeanDice,
+              present=None):
     data = [{"image": torch.full((1, 32, 32), float(i)), "label": torch.as_tensor(t)[None], "id": f"img{i}"}
             for i, t in enumerate(truths)]
+    for item, classes_present in zip(data, present or []):  # LoadMaskd(record_presence=True)'s, at the mask's size
+        item["label_present"] = np.array(classes_present)
     writer = SegmentationReportWriter(tmp_path, ["background"] + [f"c{k}" for k in range(1, classes)],
                                       prefix="test_", num_overlays=2, best_only=best_only)
     if restored is not None:
@@ -115,6 +119,29 @@ def test_training_validation_without_any_lesion_stops_at_once(tmp_path) -> None:
     assert report["n"] == 2 and report["mean_dice"] is None
 
 
+@pytest.mark.parametrize("predicted", [True, False])
+def test_a_lesion_the_resize_removed_is_listed_apart_not_as_a_lesion_free_image(tmp_path, caplog, predicted) -> None:
+    """img1's mask held a lesion at its own size (label_present) that is gone at the training size: it was counted
+    under empty_truth, and a lesion predicted there named as a false positive on a lesion-free image."""
+    empty, disc = np.zeros((32, 32), np.int64), _disc(32, (16, 16), 8)
+    truths, predictions = [disc, empty, empty], [disc, disc if predicted else empty, disc]
+    present = [[True], [True], [False]]  # img2 is lesion-free at any size: its false positive stays one
+    with caplog.at_level("WARNING", logger="monai_ext.handlers.segmentation"):
+        report, _ = _evaluate(predictions, truths, tmp_path, present=present)
+    assert report["lost_in_resize"] == {"c1": ["img1"]}
+    assert report["empty_truth"] == {"c1": {"images": 1, "predicted": ["img2"]}}
+    assert report["per_image"][1]["dice"]["c1"] is None  # still no Dice at the training size
+    assert "1 image(s) hold a c1 region that the resize to the training size 32x32 removes" in caplog.text
+    assert caplog.text.rstrip().endswith(": img1")
+
+
+def test_validation_whose_lesions_the_resize_removed_says_so(tmp_path) -> None:
+    empty = [np.zeros((32, 32), np.int64)] * 2
+    with pytest.raises(ValueError, match=r"none of the 2 validation masks holds a foreground class \(c1\) at the "
+                                         r"training size 32x32 \(1 hold one that the resize to it removes"):
+        _evaluate(empty, empty, tmp_path, best_only=True, present=[[True], [False]])
+
+
 def test_an_earlier_runs_overlays_are_not_left_beside_this_reports(tmp_path) -> None:
     (tmp_path / "test_overlays").mkdir()
     (tmp_path / "test_overlays" / "other_dataset_case.png").write_bytes(b"another model's picture")
@@ -183,6 +210,28 @@ def test_unreadable_images_are_left_out_of_the_per_image_report_and_listed(tmp_p
     assert [e["dice"]["lesion"] for e in report["per_image"]] == pytest.approx([1.0] * 8)
     assert sorted(Path(s["image"]).name for s in report["skipped"]) == sorted(BAD)
     assert all(s["reason"] for s in report["skipped"])
+
+
+def test_validation_without_lesions_says_how_many_items_were_left_out_as_unreadable(tmp_path) -> None:
+    """With --mask_encoding index on 0/255 masks every mask with a lesion was left out, and the run ended saying only
+    that the few lesion-free ones left held no lesion."""
+    items = with_masks(image_folder(tmp_path, good=2), tmp_path)
+    for item in items:  # the readable ones lesion-free
+        Image.fromarray(np.zeros((16, 16), np.uint8)).save(item["label"])
+    dataset = SkipCorruptDataset(items, load(keys=("image", "label")))
+    writer = SegmentationReportWriter(tmp_path, ["background", "lesion"], num_overlays=0, best_only=True)
+    pair = from_engine(["pred", "label"])
+    evaluator = SupervisedEvaluator(
+        device=torch.device("cpu"), val_data_loader=torch.utils.data.DataLoader(dataset, batch_size=3),
+        network=_Squares(),
+        postprocessing=Compose([AsDiscreted(keys=["pred", "label"], argmax=[True, False], to_onehot=2)]),
+        key_val_metric={"val_mean_dice": MeanDice(include_background=False, output_transform=pair)},
+        val_handlers=[writer],
+    )
+    with pytest.raises(ValueError, match=r"none of the 2 validation masks holds a foreground class \(lesion\): .*; 3 "
+                                         r"more validation item\(s\) were left out as unreadable, the first "
+                                         r"'[^']*empty\.png': \S"):
+        evaluator.run()
 
 
 def test_false_positives_on_images_without_the_class_are_counted_though_dice_leaves_them_out(tmp_path) -> None:

@@ -278,6 +278,10 @@ def test_image_stem_drops_the_whole_image_suffix(name: str, stem: str, single: b
     # names that differ only in case are one file on macOS and Windows
     (["d/x/Scan.dcm", "d/y/scan.dcm"], ["x__Scan_dcm", "y__scan_dcm"]),
     (["d/IMG1.png", "d/img1.png"], ["IMG1_png", "img1_png_2"]),
+    # a suffixed name must not take the own name of another input, listed later or earlier, in any case
+    (["d/a.png", "d/a.png", "d/a_png_2.png"], ["a_png", "a_png_3", "a_png_2"]),
+    (["d/a_png_2.png", "d/a.png", "d/a.png"], ["a_png_2", "a_png", "a_png_3"]),
+    (["d/A.png", "d/a.png", "d/A_PNG_2.png", "d/a_png_3.png"], ["A_png", "a_png_4", "A_PNG_2", "a_png_3"]),
 ])
 def test_unique_output_stems_never_give_two_inputs_one_name(tmp_path, paths: list[str], names: list[str]) -> None:
     from monai_ext.io.images import unique_output_stems

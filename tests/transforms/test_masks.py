@@ -75,6 +75,36 @@ def test_every_item_leaves_with_its_foreground_so_mixed_items_collate(tmp_path: 
     assert batch["foreground"].tolist() == [2, 1]
 
 
+@pytest.mark.parametrize("encoding, value, foreground, present", [
+    ("binary", 255, None, [True, False]),
+    ("binary", 255, 2, [False, True]),     # an MMOTU item's class
+    ("index", 2, None, [False, True]),
+    ("binary", 0, None, [False, False]),   # a lesion-free image
+])
+def test_the_classes_a_mask_holds_are_recorded_at_its_own_size(tmp_path: Path, encoding: str, value: int,
+                                                                foreground: int | None, present: list[bool]) -> None:
+    """A 6 px lesion on a 600 x 800 mask is gone after the resize to 64 px: the report told it from a lesion-free
+    image only by what the mask held when it was loaded."""
+    from monai.data import list_data_collate
+    from monai.transforms import Resized
+
+    pixels = np.zeros((600, 800), np.uint8)
+    pixels[306:312, 407:413] = value  # between the rows and columns that nearest-exact samples at 64 px
+    Image.fromarray(pixels).save(tmp_path / "m.png")
+    loader = LoadMaskd("label", encoding=encoding, num_classes=3, foreground_key="foreground", image_key=None,
+                       record_presence=True)
+    item = loader({"label": str(tmp_path / "m.png"), **({"foreground": foreground} if foreground else {})})
+    assert item["label_present"].tolist() == present
+    resized = Resized("label", (64, 64), mode="nearest-exact")(item)
+    assert not np.asarray(resized["label"]).any() and resized["label_present"].tolist() == present
+    assert list_data_collate([item, item])["label_present"].shape == (2, 2)  # collates, as in the bundles' batches
+
+
+def test_recording_presence_needs_the_number_of_classes() -> None:
+    with pytest.raises(ValueError, match="record_presence needs num_classes, got num_classes=None"):
+        LoadMaskd("label", record_presence=True)
+
+
 def _disc(value: int) -> np.ndarray:
     rows, cols = np.ogrid[:48, :64]
     return (((rows - 24) ** 2 + (cols - 30) ** 2) <= 15**2).astype(np.uint8) * np.uint8(value)

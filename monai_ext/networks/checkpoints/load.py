@@ -155,6 +155,28 @@ def load_encoder_weights(
     return _load_exact(model, kept, expected_missing, report, name)
 
 
+def check_class_count(record: Mapping[str, Any], name: str) -> None:
+    """Refuse an architecture record whose network has another number of outputs than the classes it names.
+
+    A bundle run given ``--num_classes 3`` on a two-class datalist saved such a file: its predictions hold a class
+    with no name, which the summaries and reports then left out without a word. Records without both (MAEs, older
+    or external files) pass.
+
+    Args:
+        record: the checkpoint's ``arch`` record (``arch_args``, ``config``).
+        name: the file, for the message.
+
+    Raises:
+        CheckpointError: quoting both numbers and the class names.
+    """
+    num_classes = (record.get("arch_args") or {}).get("num_classes")
+    class_names = (record.get("config") or {}).get("class_names")
+    if num_classes is not None and class_names is not None and num_classes != len(class_names):
+        raise CheckpointError(f"{name}: its network has {num_classes!r} output classes but it names "
+                              f"{len(class_names)}, {list(class_names)!r} (trained with a --num_classes other than the "
+                              "datalist's class_names): train it again without --num_classes")
+
+
 def build_from_checkpoint(source: str | os.PathLike | Mapping[str, Any], name: str | None = None) -> nn.Module:
     """Rebuild and load a model from a file written by this project (its ``arch`` record).
 
@@ -178,6 +200,7 @@ def build_from_checkpoint(source: str | os.PathLike | Mapping[str, Any], name: s
     cls = {"mae": MaskedAutoencoderViT, "classifier": ViTClassifier, "segmenter": ViTSegmenter}.get(arch.get("kind"))
     if cls is None:
         raise CheckpointError(f"{name}: unknown model kind {arch.get('kind')!r}")
+    check_class_count(arch, name)
     try:
         model = cls(**arch["arch_args"])
     except (TypeError, ValueError) as e:  # an edited record, or one of a newer version with more arguments

@@ -98,3 +98,18 @@ def test_an_edited_own_file_is_refused_naming_it(tmp_path, edit, message) -> Non
     edit(content)
     with pytest.raises(ck.CheckpointError, match=f"^edited.pt: {message}"):
         ck.build_from_checkpoint(content, "edited.pt")
+
+
+@pytest.mark.parametrize("names, refused", [(["a", "b"], False), (["a", "b", "c"], True), (["a"], True), (None, False)])
+def test_a_record_naming_another_number_of_classes_than_the_network_has_is_refused(tmp_path, names, refused) -> None:
+    """A bundle run given --num_classes 3 on a two-class datalist saved such a file; its unnamed class was left out
+    of every summary. Records without class names (files saved outside a bundle run) pass."""
+    path = tmp_path / "model.pt"
+    ck.save_model_checkpoint(path, ViTClassifier(2, **TINY_ENC), "classifier",
+                             {"class_names": names} if names is not None else None)
+    if refused:
+        with pytest.raises(ck.CheckpointError, match=rf"model\.pt: its network has 2 output classes but it names "
+                                                      rf"{len(names)}, {re.escape(repr(names))}"):
+            ck.build_from_checkpoint(path)
+    else:
+        ck.build_from_checkpoint(path)
