@@ -26,14 +26,15 @@ for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # 
     os.environ.setdefault(_name, "1")
 
 import argparse
+import itertools
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
+from _bench import Rate, per_second, whole_number
 
 
 def write_screens(folder: Path, count: int) -> list[Path]:
@@ -49,29 +50,6 @@ def write_screens(folder: Path, count: int) -> list[Path]:
         cv2.imwrite(str(path), cv2.cvtColor(screen, cv2.COLOR_RGB2BGR))
         paths.append(path)
     return paths
-
-
-class Rate(float):
-    """Items per wall-clock second (the float value), with ``cpu``: items per CPU-second of this process."""
-
-    cpu: float
-
-    def __format__(self, spec: str) -> str:
-        return f"{format(float(self), spec)} ({format(self.cpu, spec)} per CPU-s)"
-
-
-def per_second(fn, items, repeats: int = 1) -> Rate:
-    """Items per second of ``fn`` over ``items``, wall-clock and CPU time, each the best of ``repeats`` passes."""
-    wall = cpu = float("inf")
-    for _ in range(repeats):
-        start, start_cpu = time.perf_counter(), time.process_time()
-        for item in items:
-            fn(item)
-        wall = min(wall, time.perf_counter() - start)
-        cpu = min(cpu, time.process_time() - start_cpu)
-    rate = Rate(len(items) / wall)
-    rate.cpu = len(items) / max(cpu, 1e-9)
-    return rate
 
 
 def chunk_write_memory(work: Path, count: int, size: int) -> None:
@@ -105,10 +83,10 @@ def chunk_write_memory(work: Path, count: int, size: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=int, default=120)
-    parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--chunk_frames", type=int, default=1200)
+    parser.add_argument("--images", type=whole_number(1), default=120)
+    parser.add_argument("--size", type=whole_number(1), default=224)
+    parser.add_argument("--repeats", type=whole_number(1), default=3)
+    parser.add_argument("--chunk_frames", type=whole_number(1), default=1200)
     args = parser.parse_args()
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
@@ -130,15 +108,18 @@ def main() -> None:
         print(f"ingest, de-annotation off:    {ingest_plain:8.1f} frames/s  (goal >= 150 per core)  "
               f"ingest / decode = {ingest_plain.cpu / decode.cpu:.2f}")
         print(f"decoding alone (iter_frames): {decode:8.1f} frames/s  1 core")
-        whole = per_second(lambda _: prepare_corpus(work / "root", work / "cache", options, workers=1), [None])
+        # a fresh cache each pass: a second run into the same one resumes it, with nothing left to do
+        caches = (work / f"cache_{run}" for run in itertools.count())
+        whole = per_second(lambda _: prepare_corpus(work / "root", next(caches), options, workers=1), [None],
+                           args.repeats)
         whole, whole.cpu = Rate(len(paths) * whole), len(paths) * whole.cpu
         print(f"whole prepare-corpus run:     {whole:8.1f} frames/s  (1 worker; adds chunk writes, dedup, "
               f"manifest, report PNG)")
-        data = CorpusFrames(work / "cache")
+        data = CorpusFrames(work / "cache_0")
         order = np.random.default_rng(0).integers(0, len(data), size=20 * len(data))
         data[0]  # open the shard
-        cached = per_second(lambda i: data[int(i)], order)
-        source = per_second(lambda p: cv2.imread(str(p), cv2.IMREAD_GRAYSCALE), paths)
+        cached = per_second(lambda i: data[int(i)], order, args.repeats)
+        source = per_second(lambda p: cv2.imread(str(p), cv2.IMREAD_GRAYSCALE), paths, args.repeats)
         print(f"cached reader, 1 core:        {cached:8.1f} images/s  (goal >= 5000)")
         print(f"source PNG reads, 1 core:     {source:8.1f} images/s  cached / PNG = {cached.cpu / source.cpu:.1f}")
         chunk_write_memory(work, args.chunk_frames, args.size)

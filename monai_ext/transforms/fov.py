@@ -309,12 +309,20 @@ def widen_to_dim_edges(gray: np.ndarray, apex: tuple[float, float], slopes: tupl
     taken while at least 60% of their pixels are above ``level`` (a band the side only grazes is not);
     the background beyond a sector is black.
     """
-    rows, cols = np.nonzero(gray >= 0)  # every pixel, row-major
-    dr, dc = rows - apex[0], cols - apex[1]
+    # Only pixels that can lie in a band count: below the apex, within the outer radius of it, and not well inside
+    # both sides (a column or more: far above the rounding of the angles below). The trigonometry runs on them alone,
+    # in row-major order as over the whole frame, so the bands and the result are the same; over every pixel it
+    # cost as much as the rest of the detection.
+    height, width = gray.shape
+    top, bottom = max(0, int(np.floor(apex[0]))), min(height, int(np.ceil(apex[0] + radii[1])) + 1)
+    left, right = max(0, int(np.floor(apex[1] - radii[1]))), min(width, int(np.ceil(apex[1] + radii[1])) + 1)
+    dr, dc = np.broadcast_arrays(np.arange(top, bottom)[:, None] - apex[0], np.arange(left, right)[None, :] - apex[1])
+    candidate = (dr > 0) & ~((dc > slopes[0] * dr + 1.0) & (dc < slopes[1] * dr - 1.0))
+    dr, dc = dr[candidate], dc[candidate]
     radius = np.hypot(dr, dc)
-    inside_ring = (dr > 0) & (radius >= radii[0]) & (radius <= radii[1])
+    inside_ring = (radius >= radii[0]) & (radius <= radii[1])
     angle = np.arctan2(dc[inside_ring], dr[inside_ring])  # 0 straight down, positive to the right
-    bright = gray.ravel()[inside_ring] > level
+    bright = gray[top:bottom, left:right][candidate][inside_ring] > level
     step = 1.0 / max(radii[1], 1.0)
     widened = []
     for slope, sign in ((slopes[0], -1.0), (slopes[1], 1.0)):

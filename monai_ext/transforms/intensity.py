@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Mapping
 from typing import Any
 
@@ -55,11 +56,19 @@ def float_peak(img: np.ndarray | torch.Tensor) -> float:
         ValueError: the largest finite value exceeds ``FLOAT_BYTE_RANGE_LIMIT``. Taken as [0, 255], a 16-bit frame
             read as float saturated to white with no error.
     """
+    # Every range-scaling transform asks this per image, so it is one reduction: a plain max is the largest finite
+    # value unless it came out NaN or inf (NaN propagates, -inf never wins over a finite value); only then are the
+    # non-finite pixels masked. A boolean-index copy, through MetaTensor's __torch_function__, cost more than the
+    # augmentation it served.
     if isinstance(img, torch.Tensor):
-        finite = img[torch.isfinite(img)]
-        top = float(finite.max()) if finite.numel() else 0.0
+        t = img.as_subclass(torch.Tensor)  # a MetaTensor's metadata tracking is not needed for one number
+        top = float(t.amax()) if t.numel() else 0.0
+        if not math.isfinite(top):
+            top = float(torch.where(torch.isfinite(t), t, torch.zeros((), dtype=t.dtype, device=t.device)).amax())
     else:
-        top = float(np.max(img, initial=0, where=np.isfinite(img)))
+        top = float(np.max(img, initial=0))
+        if not math.isfinite(top):
+            top = float(np.max(img, initial=0, where=np.isfinite(img)))
     if top > FLOAT_BYTE_RANGE_LIMIT:
         raise ValueError(f"a float image with values up to {top:g} is neither in [0, 1] nor in [0, 255]: 16-bit "
                          f"pixels read as float (LoadImage's default dtype float32)? Load with dtype=None to keep "
@@ -71,6 +80,8 @@ def full_scale(img: np.ndarray | torch.Tensor) -> float:
     """The value that stands for full white in ``img``: its integer type's (:func:`integer_peak`), or for floats
     1 or 255 (:func:`float_peak`). Every transform that scales by range asks this, so that a float frame in [0, 255]
     (MONAI ``LoadImage``'s default float32) is read the same way everywhere."""
+    if isinstance(img, torch.Tensor):  # a MetaTensor answers even its dtype through __torch_function__: per image
+        img = img.as_subclass(torch.Tensor)
     return float_peak(img) if is_float_dtype(img.dtype) else integer_peak(img.dtype)
 
 

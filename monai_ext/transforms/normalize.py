@@ -66,11 +66,16 @@ class NormalizeUltrasound(Transform):
         self.mode, self.channels, self.mean, self.std = mode, channels, mean, std
 
     def __call__(self, img: Any) -> Any:
-        if len(img.shape) != 3 or img.shape[0] != 1:
-            raise ValueError(f"expected a gray image (1, H, W), got shape {tuple(img.shape)!r}: convert colour "
+        shape = tuple(img.shape)  # read once: a MetaTensor answers it through __torch_function__
+        if len(shape) != 3 or shape[0] != 1:
+            raise ValueError(f"expected a gray image (1, H, W), got shape {shape!r}: convert colour "
                              f"frames with ToGrayscale first")
-        # statistics are of [0, 1] images: integer frames (and floats in [0, 255]) are scaled there first
-        t = convert_to_tensor(img, track_meta=False, dtype=torch.float32) / full_scale(img)
+        # statistics are of [0, 1] images: integer frames (and floats in [0, 255]) are scaled there first; a frame
+        # already there is not divided by 1 (a pass over every pixel, per sample, for nothing)
+        t = convert_to_tensor(img, track_meta=False, dtype=torch.float32)
+        peak = full_scale(img)
+        if peak != 1.0:
+            t = t / peak
         out = normalize_batch(t[None], self.mode, self.channels, self.mean, self.std)[0]
         return convert_to_dst_type(out, img, dtype=torch.float32 if isinstance(img, torch.Tensor) else np.float32)[0]
 

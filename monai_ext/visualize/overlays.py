@@ -27,6 +27,12 @@ def to_uint8_gray(image: np.ndarray) -> np.ndarray:
     return ((image - low) / (high - low) * 255).astype(np.uint8)
 
 
+def _check_shape(image: np.ndarray, mask: np.ndarray, name: str) -> None:
+    """A mask of another size than its image was drawn scaled wrongly, or (an empty one) not at all, without a word."""
+    if np.shape(mask) != np.shape(image):
+        raise ValueError(f"{name} shape {tuple(np.shape(mask))} differs from the image's {tuple(np.shape(image))}")
+
+
 def _draw_contours(canvas: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int] | int) -> None:
     contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     cv2.drawContours(canvas, contours, -1, colour, 1)
@@ -40,7 +46,12 @@ def _contour_pixels(mask: np.ndarray) -> np.ndarray:
 
 
 def mask_overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.35) -> np.ndarray:
-    """A class-index mask (H, W) tinted and outlined on the gray image (H, W). Returns (H, W, 3) uint8 RGB."""
+    """A class-index mask (H, W) tinted and outlined on the gray image (H, W). Returns (H, W, 3) uint8 RGB.
+
+    Raises:
+        ValueError: the mask's shape is not the image's.
+    """
+    _check_shape(image, mask, "mask")
     canvas = np.repeat(to_uint8_gray(image)[..., None], 3, axis=2)
     for k in range(1, int(mask.max(initial=0)) + 1):
         region = mask == k
@@ -63,7 +74,12 @@ def comparison_overlay(image: np.ndarray, prediction: np.ndarray, ground_truth: 
 
     Returns:
         (H, 2W, 3) uint8 RGB: the image with both outlines, then the image alone for comparison.
+
+    Raises:
+        ValueError: the prediction's or the ground truth's shape is not the image's.
     """
+    _check_shape(image, prediction, "prediction")
+    _check_shape(image, ground_truth, "ground truth")
     gray = np.repeat(to_uint8_gray(image)[..., None], 3, axis=2)
     canvas = gray.copy()
     truth, predicted = _contour_pixels(ground_truth > 0), _contour_pixels(prediction > 0)

@@ -114,5 +114,9 @@ def test_nothing_changes_in_a_non_main_thread(restored_handlers: None) -> None:
     assert all(signal.getsignal(number) is signal.SIG_DFL for number in STOP_SIGNALS)
 
 
-def test_stop_signals_are_the_ones_a_queue_sends() -> None:
-    assert STOP_SIGNALS == tuple(getattr(signal, name) for name in NAMES if hasattr(signal, name))
+def test_ctrl_c_is_left_to_pythons_keyboard_interrupt() -> None:
+    """Only the signals a scheduler or a closed terminal send are turned into SystemExit; SIGINT keeps its handler."""
+    before = signal.getsignal(signal.SIGINT)
+    with stop_signals_raise():
+        assert signal.getsignal(signal.SIGINT) is before
+    assert signal.SIGINT not in STOP_SIGNALS

@@ -119,3 +119,31 @@ def test_sha256_of_is_hashlibs_digest_of_the_bytes(tmp_path) -> None:
 
 def test_checkpoint_error_is_a_value_error() -> None:
     assert issubclass(ck.CheckpointError, ValueError)
+
+
+def test_an_argparse_namespace_round_trips(tmp_path) -> None:
+    """Older training scripts kept their hyper-parameters as an argparse.Namespace: on the allow-list."""
+    import argparse
+
+    path = tmp_path / "args.pt"
+    torch.save({"args": argparse.Namespace(lr=0.1, arch="vit_tiny"), "w": torch.ones(2)}, path)
+    loaded = ck.read_checkpoint(path)
+    assert loaded["args"] == argparse.Namespace(lr=0.1, arch="vit_tiny") and loaded["w"].tolist() == [1.0, 1.0]
+
+
+def test_a_folder_is_refused_naming_it(tmp_path) -> None:
+    with pytest.raises(IsADirectoryError, match=re.escape(f"checkpoint {str(tmp_path)!r} is a folder")):
+        ck.read_checkpoint(tmp_path)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+def test_a_pipe_is_refused_naming_it_without_waiting_for_a_writer(tmp_path) -> None:
+    pipe = tmp_path / "model.pt"
+    os.mkfifo(pipe)
+    with pytest.raises(ck.CheckpointError, match=re.escape(f"checkpoint {str(pipe)!r} is not a regular file")):
+        ck.read_checkpoint(pipe)
+
+
+def test_an_error_without_a_message_is_named_by_its_type() -> None:
+    assert ck._reason(EOFError()) == "EOFError"  # a cut-short legacy file raises a bare EOFError
+    assert ck._reason(ValueError("  bad byte  ")) == "bad byte"

@@ -55,7 +55,8 @@ def second_frame(first: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------ the files: writer -> (path, expected display)
 def dicom_12_bit(folder: Path) -> tuple[Path, np.ndarray, float]:
     path = write_dicom_values(np.stack([SCENE12, second_frame(SCENE12)]), folder / "deep12.dcm", bits_stored=12)
-    return path, SCENE12 / 4095.0, 1e-6  # no window, two frames, no range tags: the type's range keeps them comparable
+    # no window, two frames, no range tags: one range for both, the values the whole file holds
+    return path, (SCENE12 - SCENE12.min()) / float(SCENE12.max() - SCENE12.min()), 1e-6
 
 
 def dicom_monochrome1(folder: Path) -> tuple[Path, np.ndarray, float]:

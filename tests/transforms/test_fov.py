@@ -149,3 +149,52 @@ def test_views_closer_than_the_closing_bridges_are_parted_a_dark_stripe_is_not(g
     assert not fov.mask[:, 324 : 324 + gap].any()
     striped, _ = views_apart(gap, stripe=True)
     assert detect_screen_fov(striped).kind == "linear"
+
+
+def _widen_over_every_pixel(gray, apex, slopes, radii, level):
+    """widen_to_dim_edges as first written: the angles of every pixel of the frame (the reference)."""
+    rows, cols = np.nonzero(gray >= 0)
+    dr, dc = rows - apex[0], cols - apex[1]
+    radius = np.hypot(dr, dc)
+    inside_ring = (dr > 0) & (radius >= radii[0]) & (radius <= radii[1])
+    angle = np.arctan2(dc[inside_ring], dr[inside_ring])
+    bright = gray.ravel()[inside_ring] > level
+    step = 1.0 / max(radii[1], 1.0)
+    widened = []
+    for slope, sign in ((slopes[0], -1.0), (slopes[1], 1.0)):
+        beyond = (angle - np.arctan(slope)) * sign
+        band = np.floor(beyond[beyond > 0] / step).astype(np.int64)
+        counts = np.bincount(band, minlength=1)
+        hits = np.bincount(band, weights=bright[beyond > 0], minlength=1)
+        full = (counts > 0) & (hits >= 0.6 * counts)
+        extra = int(np.argmin(full)) if not full.all() else len(full)
+        widened.append(float(np.tan(np.arctan(slope) + sign * max(extra - 0.5, 0.0) * step)))
+    return widened[0], widened[1]
+
+
+def test_widening_over_dim_edges_looks_at_the_pixels_that_matter_with_the_same_result():
+    """The angles of only the pixels that can lie outside a side (no longer of the whole frame, which cost as much
+    as the rest of the detection) give exactly the same sides: on simulated sectors, bright frames where the sides
+    widen far, and sectors partly or wholly off the frame."""
+    from monai_ext.transforms.fov import widen_to_dim_edges
+
+    rng = np.random.default_rng(0)
+    cases = []
+    for i, frame in enumerate(screens(256, "curvilinear")[:4]):
+        gray = cv2.cvtColor(frame.screen, cv2.COLOR_RGB2GRAY)
+        cases.append((gray, (-40.0 - i, 128.3), (-0.55, 0.6), (50.0, 300.0), 10))
+    for k in range(60):
+        height, width = int(rng.integers(8, 160)), int(rng.integers(8, 200))
+        gray = np.full((height, width), 200, np.uint8) if k % 2 else \
+            (rng.random((height, width)) < 0.8).astype(np.uint8) * 200
+        apex = (float(rng.uniform(-2 * height, height)), float(rng.uniform(-width, 2 * width)))
+        left, right = sorted(rng.uniform(-3, 3, 2).tolist())
+        inner = float(rng.uniform(0, height))
+        radii = (inner, inner + float(rng.uniform(0, 2 * height)))
+        cases += [(gray, apex, (left, right), radii, 100),
+                  (gray, (float(round(apex[0])), float(round(apex[1]))), (left, right), (round(inner), 2 * height), 100)]
+    widened = 0
+    for case in cases:
+        assert widen_to_dim_edges(*case) == _widen_over_every_pixel(*case), case[1:]
+        widened += widen_to_dim_edges(*case)[0] < np.tan(np.arctan(case[2][0])) - 1e-9
+    assert widened >= 10  # the cases widen sides, not only keep them

@@ -133,3 +133,24 @@ def test_a_boolean_image_is_0_and_1(as_tensor) -> None:
     frame = np.array([[[False, True]]])
     out = ScaleIntensityByDtype()(torch.as_tensor(frame) if as_tensor else frame)
     np.testing.assert_array_equal(np.asarray(out), [[[0.0, 1.0]]])
+
+
+@pytest.mark.parametrize("kind", ["numpy", "tensor", "metatensor"])
+@pytest.mark.parametrize("values, peak", [([0.0, 0.5, 200.0], 255.0), ([np.nan, 0.5, 200.0], 255.0),
+                                          ([np.inf, 0.2, 0.4], 1.0), ([-np.inf, 0.2, 300.0], 255.0),
+                                          ([np.nan, np.inf, -np.inf], 1.0), ([-5.0, -1.0, np.nan], 1.0),
+                                          ([], 1.0), ([np.nan, 1e5, 0.0], None), ([np.inf, 1e5, 0.0], None)])
+def test_float_peak_ignores_non_finite_pixels_for_every_array_type(values, peak, kind) -> None:
+    """The largest finite value decides (one plain max, masking only when that max is NaN or inf): NaN or inf never
+    does, and a finite value above 382.5 is refused whatever non-finite pixels sit beside it."""
+    from monai.data import MetaTensor
+
+    from monai_ext.transforms.intensity import float_peak
+
+    frame = np.asarray(values, np.float32)
+    img = frame if kind == "numpy" else torch.as_tensor(frame) if kind == "tensor" else MetaTensor(frame)
+    if peak is None:
+        with pytest.raises(ValueError, match="values up to 100000 is neither"):
+            float_peak(img)
+    else:
+        assert float_peak(img) == peak

@@ -4,6 +4,8 @@ files are refused naming them. The decoding of each container is tested in tests
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -47,6 +49,17 @@ def test_the_frame_count_is_one_for_a_single_picture_and_only_when_asked(tmp_pat
     assert "frames" not in LoadUltrasoundImaged("image")({"image": str(tmp_path / "a.png")})
 
 
+def test_the_frame_count_of_a_cine_loop_or_a_multi_page_picture_is_its_number_of_frames(tmp_path) -> None:
+    path = write_dicom_frames(np.stack([GRAY, GRAY // 2, GRAY // 3]), tmp_path / "cine.dcm")
+    out = LoadUltrasoundImaged("image", frames_key="frames")({"image": str(path)})
+    assert out["frames"] == 3 and out["image"].shape == (1, 20, 30)  # the first frame, and how many there are
+    np.testing.assert_allclose(out["image"][0], GRAY / 255.0, atol=1e-6)
+    # a multi-page picture: its pages are counted only when asked (the decoder skips the count otherwise)
+    pages = [Image.fromarray(GRAY), Image.fromarray(GRAY // 2), Image.fromarray(GRAY // 3)]
+    pages[0].save(tmp_path / "pages.tif", save_all=True, append_images=pages[1:])
+    assert LoadUltrasoundImaged("image", frames_key="frames")({"image": str(tmp_path / "pages.tif")})["frames"] == 3
+
+
 def test_several_keys_and_missing_keys(tmp_path) -> None:
     Image.fromarray(GRAY).save(tmp_path / "a.png")
     both = LoadUltrasoundImaged(["image", "other"])({"image": str(tmp_path / "a.png"),
@@ -66,3 +79,15 @@ def test_an_unreadable_file_is_refused_naming_it(tmp_path, content: bytes) -> No
         with pytest.raises(UnreadableImageError, match="bad.png") as refused:
             load()
         assert isinstance(refused.value, ValueError)
+
+
+def test_pixels_the_display_conversion_refuses_are_refused_naming_the_file(tmp_path, monkeypatch) -> None:
+    """Decoded pixels that are no 2-D image (here a stand-in decoder's 4-D array) name the file, not 'image'."""
+    import monai_ext.transforms.loading as loading
+
+    decoded = SimpleNamespace(pixels=np.zeros((2, 3, 4, 5), np.uint8), region_box=None, frame_count=1)
+    monkeypatch.setattr(loading, "read_image", lambda path, **kwargs: decoded)
+    path = tmp_path / "odd_volume.png"
+    for load in (lambda: LoadUltrasoundImage()(path), lambda: LoadUltrasoundImaged("image")({"image": str(path)})):
+        with pytest.raises(UnreadableImageError, match="odd_volume.png: expected a 2-D image"):
+            load()

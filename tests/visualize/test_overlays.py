@@ -1,5 +1,6 @@
-"""Overlays (visualize/overlays.py): to_uint8_gray's stretch (NaN included), mask_overlay's tint and outline only
-on the mask, comparison_overlay's two outlines beside the plain image."""
+"""Overlays (visualize/overlays.py): to_uint8_gray's stretch (NaN and infinities included), mask_overlay's tint at
+alpha and outline (outer edge only) only on the mask, a colour per class, comparison_overlay's two outlines of every
+foreground class beside the plain image, and masks of another shape than the image refused naming both."""
 
 from __future__ import annotations
 
@@ -63,11 +64,67 @@ def test_mask_overlay_of_an_empty_mask_is_the_gray_image() -> None:
     np.testing.assert_array_equal(out, np.repeat(to_uint8_gray(image)[..., None], 3, axis=2))
 
 
-def test_mask_overlay_refuses_a_mask_of_another_shape() -> None:
+@pytest.mark.parametrize("fill", [False, True], ids=["empty", "with_a_lesion"])
+def test_mask_overlay_refuses_a_mask_of_another_shape(fill: bool) -> None:
+    """An empty mask of another size came back as the plain picture, without a word."""
     mask = np.zeros((12, 16), np.uint8)
-    mask[2:6, 2:6] = 1
-    with pytest.raises(IndexError):
+    if fill:
+        mask[2:6, 2:6] = 1
+    with pytest.raises(ValueError, match=r"mask shape \(12, 16\) differs from the image's \(24, 32\)"):
         mask_overlay(ramp(), mask)
+
+
+@pytest.mark.parametrize("which", ["prediction", "ground truth"])
+def test_comparison_overlay_refuses_a_mask_of_another_shape(which: str) -> None:
+    """A (12, 16) truth on a (24, 32) image gave a (24, 64) picture with an outline at the wrong scale."""
+    small, full = np.zeros((12, 16), np.int64), np.zeros((24, 32), np.int64)
+    small[2:6, 2:6] = 1
+    prediction, truth = (small, full) if which == "prediction" else (full, small)
+    with pytest.raises(ValueError, match=rf"{which} shape \(12, 16\) differs from the image's \(24, 32\)"):
+        comparison_overlay(ramp(), prediction, truth)
+
+
+def test_the_tint_blends_the_class_colour_at_alpha() -> None:
+    image, mask = np.full((9, 9), 0.5, np.float32), np.zeros((9, 9), np.int64)
+    image[0, 0] = 1.0  # the stretch: 0.5 -> 127
+    mask[2:7, 2:7] = 1
+    out = mask_overlay(image, mask)
+    expected = (0.65 * 127 + 0.35 * np.array(CLASS_RGB[0], np.float32)).astype(np.uint8)  # default alpha 0.35
+    np.testing.assert_array_equal(out[4, 4], expected)  # inside, off the outline
+    blended = mask_overlay(image, mask, alpha=0.5)[4, 4]
+    np.testing.assert_array_equal(blended, (0.5 * 127 + 0.5 * np.array(CLASS_RGB[0], np.float32)).astype(np.uint8))
+
+
+def test_a_third_class_takes_the_third_colour() -> None:
+    mask = np.zeros((24, 32), np.int64)
+    mask[4:10, 4:10] = 3
+    out = mask_overlay(ramp(), mask)
+    assert (out[4, 4:10] == np.array(CLASS_RGB[2], np.uint8)).all()  # its outline
+
+
+def test_a_region_is_outlined_along_its_outer_edge_only() -> None:
+    """RETR_EXTERNAL: a lesion with a hole (a ring) is outlined once, around it; the hole's edge is no second
+    outline (the hole stays tinted as background, i.e. gray)."""
+    mask = np.zeros((24, 32), np.int64)
+    mask[4:20, 4:20] = 1
+    mask[9:15, 9:15] = 0
+    out = mask_overlay(np.zeros((24, 32), np.float32), mask)
+    colour = np.array(CLASS_RGB[0], np.uint8)
+    assert (out[4, 4:20] == colour).all()  # the outer edge
+    assert not (out[8, 9:15] == colour).all(axis=-1).any()  # the ring's inner edge: tinted, not outlined
+    assert not (out[9:15, 9:15]).any()  # the hole: the black image
+
+
+def test_a_truth_of_class_two_is_outlined() -> None:
+    truth = np.zeros((24, 32), np.int64)
+    truth[4:12, 4:12] = 2
+    out = comparison_overlay(np.zeros((24, 32), np.float32), np.zeros((24, 32), np.int64), truth)
+    assert (out[4, 4:12] == np.array(GROUND_TRUTH_RGB, np.uint8)).all()
+
+
+def test_infinities_show_as_the_ends_and_zero_is_the_low_end() -> None:
+    np.testing.assert_array_equal(to_uint8_gray(np.array([[0, 1], [np.inf, 0.5]])), [[0, 255], [255, 127]])
+    np.testing.assert_array_equal(to_uint8_gray(np.array([[0, 0.5]])), [[0, 255]])  # stretched to its own max
 
 
 def test_comparison_overlay_outlines_beside_the_plain_image() -> None:

@@ -38,6 +38,32 @@ label.write_text(json.dumps({"class": "malignant"}))
 store.save_label("case0", str(label), "class", {})
 out["labelled"] = store.get_labeled_images()
 out["unlabelled"] = store.get_unlabeled_images()
+out["labelled_final"] = store.get_labeled_images("final")  # a client asking about masks only
+out["unlabelled_final"] = sorted(store.get_unlabeled_images("final"))
+
+# the app's datastore says which files of the studies folder it will not serve
+import logging
+from types import SimpleNamespace
+from monai_ext.apps.label.app import UltrasoundClassifierApp
+other = tmp / "other_studies"
+other.mkdir()
+Image.fromarray(np.zeros((4, 4), np.uint8)).save(other / "case0.png")
+(other / "scan0001").write_bytes(b"DICM without a suffix")
+warnings = []
+handler = logging.Handler(logging.WARNING)
+handler.emit = lambda record: warnings.append(record.getMessage())
+datastore_logger = logging.getLogger("monai_ext.apps.label.datastore")
+datastore_logger.addHandler(handler)
+try:
+    served = UltrasoundClassifierApp.init_datastore(SimpleNamespace(studies=str(other)))
+    out["served_store"] = [type(served).__name__, sorted(served.list_images())]
+    observer = getattr(served, "_observer", None)  # auto_reload's folder watcher: stopped, the interpreter is shared
+    if observer is not None:
+        observer.stop()
+        observer.join(timeout=5)
+finally:
+    datastore_logger.removeHandler(handler)
+out["unlisted_warnings"] = warnings
 try:
     store.save_label("nobody", str(label), "class", {})
 except HTTPException as e:
@@ -68,6 +94,16 @@ def test_hidden_files_are_not_listed(outcome) -> None:
 
 def test_a_class_label_makes_an_image_labelled(outcome) -> None:
     assert outcome["labelled"] == ["case0"] and outcome["unlabelled"] == ["case1"]
+
+
+def test_a_client_asking_about_one_tag_counts_that_tag_only(outcome) -> None:
+    assert outcome["labelled_final"] == [] and outcome["unlabelled_final"] == ["case0", "case1"]
+
+
+def test_the_apps_datastore_names_the_files_it_does_not_serve(outcome) -> None:
+    assert outcome["served_store"] == ["UltrasoundDatastore", ["case0"]]
+    (warning,) = outcome["unlisted_warnings"]
+    assert "1 file(s)" in warning and "not served" in warning and "scan0001" in warning
 
 
 def test_a_label_for_an_unknown_image_is_a_404(outcome) -> None:

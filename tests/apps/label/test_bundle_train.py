@@ -79,6 +79,56 @@ second = task({}, Store())
 out["second"] = second
 out["kept_content"] = Path(second.get("kept_previous", tmp / "missing")).read_bytes().decode() \
     if second.get("kept_previous") else None
+
+# train_stats.json is replaced atomically: a failed replace leaves the previous summary whole and no temporary file
+import monai_ext.io.atomic as atomic_module
+stats_file = task.work / "train_stats.json"
+before = stats_file.read_bytes()
+real_replace = atomic_module.os.replace
+
+def failing_replace(src, dst, *a, **k):
+    if Path(dst).name == "train_stats.json":
+        raise OSError("disk full")
+    return real_replace(src, dst, *a, **k)
+
+atomic_module.os.replace = failing_replace
+try:
+    task({}, Store())
+    out["stats_replace_error"] = None
+except OSError as e:
+    out["stats_replace_error"] = str(e)
+finally:
+    atomic_module.os.replace = real_replace
+out["stats_unchanged"] = stats_file.read_bytes() == before
+out["tmp_left"] = sorted(p.name for p in task.work.iterdir() if p.name.endswith(".tmp"))
+
+# the real _run_bundle: the app's overrides win over the checkpoint's, which fix what the app leaves alone
+import monai.bundle
+from monai_ext.apps.label.train_settings import train_parameters
+
+class Real(Task):
+    def checkpoint_overrides(self, checkpoint): return {"image_size": 224, "num_classes": 2}
+
+Real._run_bundle = BundleTrainTask._run_bundle
+captured = {}
+real_run = monai.bundle.run
+monai.bundle.run = lambda **settings: captured.update(settings)
+try:
+    real = Real("fine-tune", tmp, lambda: checkpoint, tmp / "model" / "real.pt", lineage, ["a", "b"],
+                {"image_size": 64})
+    real._run_bundle(tmp / "datalist.json", checkpoint, tmp / "real_run", train_parameters({}), 2)
+finally:
+    monai.bundle.run = real_run
+out["bundle_settings"] = {k: str(captured.get(k)) for k in ("image_size", "num_classes", "init_checkpoint")}
+
+# config() hands out a copy: a caller changing it leaves the defaults alone (restored: the interpreter is shared)
+snapshot = dict(TRAIN_DEFAULTS)
+try:
+    task.config()["max_epochs"] = -1
+    out["defaults_kept"] = TRAIN_DEFAULTS == snapshot
+finally:
+    TRAIN_DEFAULTS.clear()
+    TRAIN_DEFAULTS.update(snapshot)
 print(json.dumps(out))
 """
 
@@ -112,6 +162,26 @@ def test_the_best_model_is_published_with_its_lineage_and_summarised(outcome) ->
     assert summary["best_val_score"] == 0.75 and summary["skipped_labels"] == {"bad.json": "not a class"}
     assert "kept_previous" not in summary
     assert outcome["stats_after"] == summary
+
+
+def test_the_shown_parameters_are_a_copy(outcome) -> None:
+    assert outcome["defaults_kept"] is True
+
+
+def test_a_later_run_starts_from_the_served_model_too(outcome) -> None:
+    # the served() callable decides, not whether a published model exists
+    assert len(outcome["runs"]) >= 2 and outcome["runs"][1]["start_from"].endswith("served.pt")
+
+
+def test_the_summary_file_is_replaced_atomically(outcome) -> None:
+    assert outcome["stats_replace_error"] == "disk full"
+    assert outcome["stats_unchanged"] is True and outcome["tmp_left"] == []
+
+
+def test_the_apps_overrides_win_over_the_checkpoints(outcome) -> None:
+    settings = outcome["bundle_settings"]
+    assert settings["image_size"] == "64" and settings["num_classes"] == "2"
+    assert settings["init_checkpoint"].endswith("served.pt")
 
 
 def test_a_model_of_another_lineage_is_kept_aside_and_an_undefined_metric_is_null(outcome) -> None:

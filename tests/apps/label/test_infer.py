@@ -9,7 +9,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 SCRIPT = r"""
-import json, os, sys
+import json, os, sys, time
 from pathlib import Path
 import cv2
 import numpy as np
@@ -24,18 +24,21 @@ loads = []
 class Stub:
     class_names = ["benign", "malignant"]
     device = "cpu"
+    delay = 0.0  # seconds a prediction takes
+    explains = True  # False: a network without ViT blocks, no Grad-CAM
 
     def __init__(self, path):
         self.content = Path(path).read_bytes().decode()
 
     def predict(self, image):
+        time.sleep(self.delay)
         return {"label": 1, "class": "malignant", "probabilities": {"benign": 0.25, "malignant": 0.75},
                 "model": self.content, "image": image}
 
     def predict_and_explain(self, image):
         overlay = np.zeros((6, 8, 3), np.uint8)
         overlay[..., 0] = 200
-        return self.predict(image), overlay
+        return self.predict(image), overlay if self.explains else None
 
 def load(path):
     loads.append(str(path))
@@ -43,7 +46,8 @@ def load(path):
 
 task = UltrasoundClassifyInfer(load, lambda: checkpoint)
 out = {"loads_at_start": len(loads), "labels": task.labels, "classification": task.type == InferType.CLASSIFICATION,
-       "dimension": task.dimension, "config": task.config(), "valid": task.is_valid()}
+       "dimension": task.dimension, "config": task.config(), "valid": task.is_valid(),
+       "description": task.description}
 file, result = task({"image": "x.png"})
 out["plain"] = {"file": file, "result": result}
 file, result = task({"image": "x.png", "heatmap": "yes"})
@@ -60,6 +64,11 @@ replacement.write_bytes(b"second")
 os.replace(replacement, checkpoint)  # a train task publishes atomically
 out["after_publish"] = task({"image": "x.png"})[1]["model"]
 out["loads"] = len(loads)
+Stub.delay = 0.05
+out["slow_latency"] = task({"image": "x.png"})[1]["latency_s"]
+Stub.delay, Stub.explains = 0.0, False
+file, result = task({"image": "x.png", "heatmap": True})
+out["no_overlay"] = {"file": file, "class": result["class"]}
 print(json.dumps(out))
 """
 
@@ -74,6 +83,7 @@ def test_the_task_describes_the_served_classes(outcome) -> None:
     assert outcome["labels"] == {"benign": 0, "malignant": 1}
     assert outcome["classification"] and outcome["dimension"] == 2 and outcome["valid"]
     assert outcome["config"] == {"heatmap": False}
+    assert "benign, malignant" in outcome["description"]
 
 
 def test_a_plain_request_gives_the_class_and_its_latency_without_a_file(outcome) -> None:
@@ -87,6 +97,14 @@ def test_a_heatmap_request_writes_the_overlay_as_png(outcome) -> None:
     heat = outcome["heatmap"]
     assert heat["suffix"] == "_gradcam.png" and heat["shape"] == [6, 8, 3]
     assert heat["bgr"] == [0, 0, 200] and heat["class"] == "malignant"  # the RGB overlay, red
+
+
+def test_the_latency_is_measured(outcome) -> None:
+    assert 0.05 <= outcome["slow_latency"] < 5  # the stand-in sleeps 0.05 s
+
+
+def test_a_heatmap_request_without_an_overlay_writes_no_file(outcome) -> None:
+    assert outcome["no_overlay"] == {"file": None, "class": "malignant"}  # a network without ViT blocks
 
 
 def test_a_heatmap_param_that_is_no_yes_no_word_is_refused(outcome) -> None:

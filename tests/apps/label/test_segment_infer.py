@@ -9,7 +9,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 SCRIPT = r"""
-import json, os, sys
+import json, os, sys, time
 from pathlib import Path
 import cv2
 import numpy as np
@@ -23,11 +23,13 @@ loads = []
 
 class Stub:
     class_names = ["background", "benign", "malignant"]
+    delay = 0.0  # seconds a segmentation takes
 
     def __init__(self, path):
         self.value = int(Path(path).read_bytes())
 
     def segment(self, image):
+        time.sleep(self.delay)
         mask = np.zeros((9, 13), np.uint8)
         mask[2:5, 3:8] = self.value
         return mask, {"pixels": {"lesion": 15}, "fraction": {"lesion": 15 / 117}}
@@ -38,7 +40,7 @@ def load(path):
 
 task = UltrasoundSegmentInfer(load, lambda: checkpoint)
 out = {"loads_at_start": len(loads), "labels": task.labels, "segmentation": task.type == InferType.SEGMENTATION,
-       "dimension": task.dimension, "valid": task.is_valid()}
+       "dimension": task.dimension, "valid": task.is_valid(), "description": task.description}
 file, summary = task({"image": "x.png"})
 mask = cv2.imread(file, cv2.IMREAD_UNCHANGED)
 out["first"] = {"suffix": file[-9:], "mask": mask.tolist(), "summary": summary}
@@ -50,6 +52,15 @@ file, _ = task({"image": "x.png"})
 out["after_publish"] = sorted(set(cv2.imread(file, cv2.IMREAD_UNCHANGED).ravel().tolist()))
 os.unlink(file)
 out["loads"] = len(loads)
+# two requests in flight: MONAI Label sends each file and then removes it, so each needs its own
+first_file, _ = task({"image": "x.png"})
+second_file, _ = task({"image": "y.png"})
+out["two_files"] = [first_file, second_file, os.path.exists(first_file)]
+os.unlink(first_file)
+if os.path.exists(second_file):
+    os.unlink(second_file)
+Stub.delay = 0.05
+out["slow_latency"] = task({"image": "x.png"})[1]["latency_s"]
 print(json.dumps(out))
 """
 
@@ -63,6 +74,7 @@ def test_the_task_names_the_foreground_classes_only(outcome) -> None:
     assert outcome["loads_at_start"] == 1
     assert outcome["labels"] == {"benign": 1, "malignant": 2}
     assert outcome["segmentation"] and outcome["dimension"] == 2 and outcome["valid"]
+    assert "benign, malignant" in outcome["description"] and "background" not in outcome["description"]
 
 
 def test_the_mask_is_a_png_label_map_of_class_indices(outcome) -> None:
@@ -76,6 +88,12 @@ def test_the_mask_is_a_png_label_map_of_class_indices(outcome) -> None:
 def test_the_summary_carries_the_counts_and_the_latency(outcome) -> None:
     summary = outcome["first"]["summary"]
     assert summary["pixels"] == {"lesion": 15} and isinstance(summary["latency_s"], float)
+    assert 0.05 <= outcome["slow_latency"] < 5  # the stand-in sleeps 0.05 s
+
+
+def test_each_request_gets_its_own_mask_file(outcome) -> None:
+    first, second, first_kept = outcome["two_files"]
+    assert first != second and first_kept
 
 
 def test_a_replaced_checkpoint_is_loaded_by_the_next_request(outcome) -> None:

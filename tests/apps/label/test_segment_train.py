@@ -25,17 +25,25 @@ task = UltrasoundSegmentTrain(tmp, lambda: checkpoint, tmp / "model" / "seg.pt",
                               ["background", "benign", "malignant"], {})
 out = {"metric": task.metric, "item": task.item, "description": task.description}
 items = []
-for i in range(6):
+for i in range(7):
     image, mask = tmp / f"case{i}.png", tmp / f"case{i}_mask.png"
     Image.fromarray(np.full((16, 16), 40 + 10 * i, np.uint8)).save(image)
     label = np.zeros((12, 16) if i == 5 else (16, 16), np.uint8)
     if i < 4:
         label[4:8, 4:8] = 1 + i % 2
+    if i == 6:
+        label[4:8, 4:8] = 255  # a 0/255 mask: no class index of a 3-class model
     Image.fromarray(label).save(mask)
     items.append({"image": str(image), "label": str(mask)})
 path, skipped = task.write_datalist(items, tmp / "datalist.json", train_parameters({}))
 out["datalist"] = json.loads(Path(path).read_text())
 out["skipped"] = skipped
+# a served model that recorded binary masks: with two foreground classes the app's index masks win
+import torch
+recorded = tmp / "recorded.pt"
+torch.save({"arch": {"config": {"arch": "vit_tiny", "image_size": 64, "mask_encoding": "binary"},
+                     "arch_args": {"in_chans": 1}}}, recorded)
+out["overrides"] = task.checkpoint_overrides(recorded)
 print(json.dumps(out))
 """
 
@@ -55,5 +63,19 @@ def test_the_datalist_holds_the_usable_masks_and_validates_on_lesions_only(outco
     named = {entry["image"].rsplit("/", 1)[-1] for entry in train + validation}
     assert named == {f"case{i}.png" for i in range(5)}
     assert validation and all(entry["image"].rsplit("/", 1)[-1] != "case4.png" for entry in validation)  # no lesion
-    (label, reason), = outcome["skipped"].items()
-    assert label.endswith("case5_mask.png") and "differs" in reason
+    skipped = outcome["skipped"]
+    assert sorted(label.rsplit("/", 1)[-1] for label in skipped) == ["case5_mask.png", "case6_mask.png"]
+    reasons = {label.rsplit("/", 1)[-1]: reason for label, reason in skipped.items()}
+    assert "differs" in reasons["case5_mask.png"]
+
+
+def test_masks_are_read_as_class_indices_of_a_model_of_several_classes(outcome) -> None:
+    # a 0/255 mask read as binary would train as class 1; as a class index of a 3-class model it is refused
+    reason = {label.rsplit("/", 1)[-1]: r for label, r in outcome["skipped"].items()}["case6_mask.png"]
+    assert "not a class index below 3" in reason
+
+
+def test_the_bundle_reads_the_masks_as_the_app_saves_them(outcome) -> None:
+    overrides = outcome["overrides"]
+    assert overrides["mask_encoding"] == "index"  # not the recorded "binary"
+    assert overrides["image_size"] == 64 and overrides["in_channels"] == 1

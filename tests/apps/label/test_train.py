@@ -36,6 +36,8 @@ labels["case6"] = tmp / "case6.json"
 labels["case6"].write_text(json.dumps({"class": "cyst"}))
 
 class Store:
+    def datalist(self):  # the final labels: masks here, which a classifier does not train on
+        return [{"image": str(tmp / "masked.png"), "label": str(tmp / "masked_mask.png")}]
     def list_images(self):
         return sorted(images) + ["masked", "unlabelled"]
     def get_image_uri(self, image_id):
@@ -49,6 +51,33 @@ out["items"] = task.labelled_items(Store())
 path, skipped = task.write_datalist(out["items"], tmp / "datalist.json", train_parameters({}))
 out["datalist"] = json.loads(Path(path).read_text())
 out["skipped"] = skipped
+
+# 20 labelled images, 10 per class: the request's val_fraction and seed decide the split
+many = []
+for i in range(20):
+    image, label = tmp / f"many{i}.png", tmp / f"many{i}.json"
+    Image.fromarray(np.full((8, 8), 10 * i, np.uint8)).save(image)
+    label.write_text(json.dumps({"class": ["benign", "malignant"][i % 2]}))
+    many.append({"image": str(image), "label": str(label)})
+
+def validation(request):
+    path, _ = task.write_datalist(many, tmp / "many.json", train_parameters(request))
+    return sorted(entry["image"].rsplit("/", 1)[-1] for entry in json.loads(Path(path).read_text())["validation"])
+
+out["split_default"] = validation({})
+out["split_seed0"] = validation({"seed": 0})
+out["split_seed0_again"] = validation({"seed": 0})
+out["split_seed1"] = validation({"seed": 1})
+out["split_large"] = validation({"val_fraction": 0.25})
+
+# a recorded model's architecture fields become the bundle's settings
+import torch
+from monai_ext.networks.checkpoints.save import save_model_checkpoint
+model = torch.nn.Linear(2, 2)
+model.arch_args = {"in_chans": 1, "global_pool": "avg", "linear_probe": False}
+recorded = tmp / "recorded.pt"
+save_model_checkpoint(recorded, model, "classifier", {"arch": "vit_tiny", "image_size": 64})
+out["overrides"] = task.checkpoint_overrides(recorded)
 print(json.dumps(out))
 """
 
@@ -76,3 +105,15 @@ def test_the_datalist_is_a_stratified_split_and_a_label_naming_no_class_is_skipp
     assert {entry["image"].rsplit("/", 1)[-1] for entry in train + validation} == {f"case{i}.png" for i in range(6)}
     (reason,) = outcome["skipped"].values()
     assert list(outcome["skipped"])[0].endswith("case6.json") and "'cyst'" in reason
+
+
+def test_the_request_chooses_the_validation_part(outcome) -> None:
+    assert len(outcome["split_default"]) == 4  # val_fraction 0.2 of 20
+    assert len(outcome["split_large"]) == 5  # one of 4 stratified folds
+    assert outcome["split_seed0"] == outcome["split_seed0_again"] == outcome["split_default"]  # seed 0 is the default
+    assert outcome["split_seed1"] != outcome["split_seed0"]
+
+
+def test_the_recorded_architecture_becomes_the_bundles_settings(outcome) -> None:
+    assert outcome["overrides"] == {"arch": "vit_tiny", "image_size": 64, "in_channels": 1, "global_pool": "avg",
+                                    "linear_probe": False}

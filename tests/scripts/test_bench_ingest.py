@@ -1,0 +1,56 @@
+"""scripts/bench_ingest.py: every rate the best of --repeats passes (the whole prepare-corpus run into a fresh cache
+each time); bad counts are one line and exit code 2."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "scripts" / "bench_ingest.py"
+
+
+def test_every_rate_is_the_best_of_the_repeats_each_whole_run_into_a_fresh_cache(monkeypatch, capsys):
+    """The whole prepare-corpus run, the cached reader and the source-PNG baseline were timed once each, whatever
+    --repeats said; a second run into the same cache would have resumed it with nothing left to do."""
+    import monai_ext.data.corpus as corpus
+
+    monkeypatch.syspath_prepend(str(REPO / "scripts"))
+    import bench_ingest
+
+    repeats, outs = [], []
+    timed = bench_ingest.per_second
+
+    def recording(fn, items, repeats_=1, *rest, **kw):
+        repeats.append(repeats_)
+        return timed(fn, items, repeats_, *rest, **kw)
+
+    real_prepare = corpus.prepare_corpus
+
+    def prepare(root, out, *args, **kwargs):
+        outs.append(Path(out))
+        return real_prepare(root, out, *args, **kwargs)
+
+    monkeypatch.setattr(bench_ingest, "per_second", recording)
+    monkeypatch.setattr(corpus, "prepare_corpus", prepare)
+    monkeypatch.setattr(sys, "argv", ["bench_ingest.py", "--images", "2", "--size", "32", "--repeats", "2",
+                                      "--chunk_frames", "2"])
+    bench_ingest.main()
+    out = capsys.readouterr().out
+    assert repeats == [2] * 6, repeats  # decode, ingest on and off, whole run, cached reader, source PNG
+    assert len(outs) == 2 and len(set(outs)) == 2, outs
+    assert "whole prepare-corpus run:" in out and "cached / PNG = " in out, out
+
+
+@pytest.mark.parametrize("option, value", [("--images", "0"), ("--repeats", "0"), ("--chunk_frames", "0"),
+                                           ("--size", "-1"), ("--images", "many")])
+def test_a_count_below_one_is_one_line_and_exit_code_2(option, value):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, str(SCRIPT), option, value], env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2 and f"argument {option}: must be" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
