@@ -593,8 +593,9 @@ def class_names_trained_for(datalist_names: Sequence[str], trained: Mapping[str,
 COUNT_SETTINGS = {"epochs": 1, "batch_size": 1, "num_workers": 0, "seed": 0, "data_seed": 0}
 
 
-#: Masks read per datalist part by :func:`check_mask_encoding` for ``index``, up to the first one that holds a lesion.
-MASK_ENCODING_PROBES = 5
+#: Masks read per datalist part by :func:`check_mask_encoding` for ``index`` while looking for one that holds a lesion
+#: (the first such decides; lesion-free masks say nothing): a part of mostly normal images may start with many.
+MASK_ENCODING_PROBES = 50
 
 
 def check_mask_encoding(split: Mapping[str, Any], mask_encoding: str, num_classes: int | None = None) -> None:
@@ -613,8 +614,8 @@ def check_mask_encoding(split: Mapping[str, Any], mask_encoding: str, num_classe
 
     Raises:
         ValueError: a ``num_classes`` other than the number of class names; naming the classes and an item without
-            ``foreground``; or, for ``index``, the first mask (of at most :data:`MASK_ENCODING_PROBES` per part, up
-            to one with a lesion) that holds 0 and one value that is no class index.
+            ``foreground``; or, for ``index``, the first mask with a lesion of each part (of the first
+            :data:`MASK_ENCODING_PROBES` masks read) that holds 0 and one value that is no class index.
     """
     names = list(split.get("class_names", []))
     if num_classes is not None:
@@ -633,15 +634,16 @@ def check_mask_encoding(split: Mapping[str, Any], mask_encoding: str, num_classe
 
 
 def _refuse_binary_masks_read_as_indices(split: Mapping[str, Any], num_classes: int) -> None:
-    """Raise ValueError for a mask of 0 and one value of ``num_classes`` or more (0/255) in the first few of each
-    part's masks; unreadable masks are left to the loader, which names each."""
+    """Raise ValueError where the first mask with a lesion in a part (of the first :data:`MASK_ENCODING_PROBES`
+    read) holds 0 and one value of ``num_classes`` or more (0/255); unreadable masks are left to the loader, which
+    names each. Every mask of an item with several counts: a binary one second was refused item by item."""
     from monai_ext.io.errors import UnreadableImageError
     from monai_ext.transforms.masks import stored_mask_values
 
     for part in ("train", "validation", "test"):
-        labelled = [item["label"] for item in split.get(part, []) if item.get("label")]
-        for label in labelled[:MASK_ENCODING_PROBES]:
-            path = label if isinstance(label, (str, os.PathLike)) else label[0]  # several masks: the first tells
+        labels = [item["label"] for item in split.get(part, []) if item.get("label")]
+        paths = [path for label in labels for path in ([label] if isinstance(label, (str, os.PathLike)) else label)]
+        for path in paths[:MASK_ENCODING_PROBES]:
             try:
                 values = stored_mask_values(path).tolist()
             except (UnreadableImageError, OSError):

@@ -668,6 +668,25 @@ def test_index_encoding_is_refused_for_binary_masks_naming_the_file(tmp_path, va
         check_mask_encoding(split, "index")
 
 
+@pytest.mark.parametrize("layout", ["many_empty_first", "second_of_an_items_masks"])
+def test_index_encoding_finds_a_binary_mask_behind_lesion_free_ones(tmp_path, layout) -> None:
+    """The check read five masks a part, lesion-free ones included, and only the first of an item's several masks:
+    a part of mostly normal images, or an item whose lesion mask came second, passed, and each 0/255 mask was then
+    left out as it was loaded."""
+    from monai_ext.apps.bundle_support import check_mask_encoding
+
+    empty, binary = tmp_path / "empty_mask.png", tmp_path / "lesion_mask.png"
+    Image.fromarray(np.zeros((8, 10), np.uint8)).save(empty)
+    pixels = np.zeros((8, 10), np.uint8)
+    pixels[2:5, 3:6] = 255
+    Image.fromarray(pixels).save(binary)
+    items = ([{"image": f"/d/n{i}.png", "label": str(empty)} for i in range(12)] + [{"image": "/d/a.png",
+             "label": str(binary)}] if layout == "many_empty_first" else
+             [{"image": "/d/a.png", "label": [str(empty), str(binary)]}])
+    with pytest.raises(ValueError, match=r"but '[^']*lesion_mask\.png' holds 0 and 255 only: a binary mask"):
+        check_mask_encoding({"class_names": ["background", "lesion"], "train": items}, "index")
+
+
 def test_a_recorded_dataset_folder_that_is_gone_says_where_it_came_from(tmp_path) -> None:
     from monai_ext.apps.bundle_support import recorded_dataset_dir
 
