@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.scripts.helpers import refusal
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -44,14 +46,12 @@ def test_smoke_run_prints_every_measurement():
 
 @pytest.mark.parametrize("option, value", [("--warmup", "0"), ("--steps", "0"), ("--batch", "-4"),
                                            ("--image-size", "big"), ("--image-size", "100"), ("--workers", "-1")])
-def test_a_count_below_one_is_refused_before_anything_runs(option, value):
+def test_a_count_below_one_is_refused_before_anything_runs(option, value, monkeypatch, capsys):
     """--warmup 0 never started the end-to-end clock and ended in 'the cache was too small for the requested
     steps'; --workers -1 failed in the DataLoader after every step measurement, and --image-size 100 (not a
     multiple of the 16-pixel patches) in the first model."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    result = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_gpu.py"), "--smoke", option, value],
-                            env=env, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2 and f"argument {option}: must be" in result.stderr, result.stderr
+    stderr = refusal("bench_gpu", ["--smoke", option, value], monkeypatch, capsys)
+    assert f"argument {option}: must be" in stderr and "Traceback" not in stderr, stderr
 
 
 @pytest.mark.parametrize("device, peak", [("NVIDIA H100 80GB HBM3", 989.4), ("NVIDIA H100 PCIe", 756.0),
