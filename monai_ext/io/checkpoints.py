@@ -18,6 +18,10 @@ from monai_ext.io.settings import setting_text
 TORCH_FILE_MAGIC = (b"PK\x03\x04", b"\x80")
 
 
+# a safetensors file (Hugging Face) starts with its JSON header's length, 8 bytes little-endian, then the header's "{"
+SAFETENSORS_HEAD = 9
+
+
 class CheckpointError(ValueError):
     """A checkpoint that cannot be read safely or does not fit the model."""
 
@@ -36,16 +40,18 @@ def read_checkpoint(path: str | os.PathLike, sha256: str | None = None) -> Any:
     """Load a checkpoint file safely onto the CPU.
 
     Args:
-        path: file written by ``torch.save``.
+        path: file written by ``torch.save`` (or a safetensors file, where the ``safetensors`` package is installed).
         sha256: expected hex digest; checked before anything is unpickled.
 
     Returns:
-        The unpickled object (tensors, containers, numbers, strings, ``argparse.Namespace``).
+        The unpickled object (tensors, containers, numbers, strings, ``argparse.Namespace``); a safetensors file's
+        tensors by name.
 
     Raises:
         FileNotFoundError: no such file.
         IsADirectoryError: ``path`` is a folder.
-        CheckpointError: digest mismatch, or the file is corrupt or pickles anything beyond the allow-list.
+        CheckpointError: digest mismatch, the file is corrupt or pickles anything beyond the allow-list, or it is a
+            safetensors file and the ``safetensors`` package is not installed (saying how to convert it).
     """
     path = Path(setting_text(path, "checkpoint"))  # --ckpt_path 2024 arrives as a number
     if path.is_dir():
@@ -63,7 +69,9 @@ def read_checkpoint(path: str | os.PathLike, sha256: str | None = None) -> Any:
         if actual.lower() != sha256.lower():
             raise CheckpointError(f"checkpoint {str(path)!r} has SHA-256 {actual!r}, expected {sha256!r}")
     with open(path, "rb") as f:
-        head = f.read(4)
+        head = f.read(SAFETENSORS_HEAD)
+    if not head.startswith(TORCH_FILE_MAGIC) and is_safetensors(head, path.stat().st_size):
+        return _read_safetensors(path)
     if not head.startswith(TORCH_FILE_MAGIC):
         raise CheckpointError(f"cannot read checkpoint {str(path)!r}: corrupt or not a torch file "
                               f"(starts with {head!r}, not a zip archive or a pickle stream)")
@@ -87,6 +95,36 @@ def read_checkpoint(path: str | os.PathLike, sha256: str | None = None) -> Any:
     # storage key: AssertionError, KeyError; a damaged zip: RuntimeError): all mean the file is unreadable
     except Exception as e:  # noqa: BLE001
         raise CheckpointError(f"cannot read checkpoint {str(path)!r}: corrupt or not a torch file ({_reason(e)})") from e
+
+
+def is_safetensors(head: bytes, size: int) -> bool:
+    """Whether a file of ``size`` bytes starting with ``head`` (its first 9 bytes) is a safetensors file: a header
+    length that fits in the file, then the header's opening brace. Neither torch format starts so (a zip archive
+    with ``PK``, a pickle stream with ``0x80``)."""
+    if len(head) < SAFETENSORS_HEAD or head[8:9] != b"{":
+        return False
+    return 0 < int.from_bytes(head[:8], "little") <= size - 8
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file (no pickle: nothing in it can run), read with the ``safetensors`` package
+    where it is installed; it is no dependency of this project, so without it the file is refused saying how to
+    convert it.
+
+    Raises:
+        CheckpointError: ``safetensors`` is not installed, or the file does not read.
+    """
+    try:
+        from safetensors.torch import load_file
+    except ImportError as e:
+        raise CheckpointError(
+            f"cannot read checkpoint {str(path)!r}: it is a safetensors file (Hugging Face), which is read only where "
+            f"the safetensors package is installed; convert it where it is: import safetensors.torch, torch; "
+            f"torch.save(safetensors.torch.load_file(path), 'weights.pt')") from e
+    try:
+        return load_file(str(path), device="cpu")
+    except Exception as e:  # noqa: BLE001 - safetensors' own errors (SafetensorError, OSError) all mean unreadable
+        raise CheckpointError(f"cannot read safetensors checkpoint {str(path)!r}: {_reason(e)}") from e
 
 
 def _reason(error: BaseException) -> str:

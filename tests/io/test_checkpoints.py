@@ -147,3 +147,51 @@ def test_a_pipe_is_refused_naming_it_without_waiting_for_a_writer(tmp_path) -> N
 def test_an_error_without_a_message_is_named_by_its_type() -> None:
     assert ck._reason(EOFError()) == "EOFError"  # a cut-short legacy file raises a bare EOFError
     assert ck._reason(ValueError("  bad byte  ")) == "bad byte"
+
+
+def _safetensors_file(tmp_path) -> tuple[str, bytes]:
+    """A one-tensor safetensors file as Hugging Face writes it: header length (8 bytes, little-endian), JSON header,
+    then the raw data. Returns (path, data bytes)."""
+    import json
+    import struct
+
+    data = torch.arange(4, dtype=torch.float32).numpy().tobytes()
+    header = json.dumps({"cls_token": {"dtype": "F32", "shape": [1, 1, 4], "data_offsets": [0, len(data)]}}).encode()
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header + data)
+    return str(path), data
+
+
+@pytest.mark.parametrize("installed", [False, True])
+def test_a_safetensors_file_is_named_as_such(tmp_path, monkeypatch, installed: bool) -> None:
+    """It was "corrupt or not a torch file (starts with b'O\\x00\\x00\\x00')": the file was fine, only its format
+    unsupported. Without the safetensors package it is refused saying how to convert it; with it, it is read."""
+    import sys
+    import types
+
+    path, _ = _safetensors_file(tmp_path)
+    if installed:  # a stand-in for the package (it is no dependency of this project): its loader's call is checked
+        torch_module = types.ModuleType("safetensors.torch")
+        torch_module.load_file = lambda name, device: {"cls_token": torch.zeros(1, 1, 4), "read": (name, device)}
+        monkeypatch.setitem(sys.modules, "safetensors", types.ModuleType("safetensors"))
+        monkeypatch.setitem(sys.modules, "safetensors.torch", torch_module)
+        assert ck.read_checkpoint(path)["read"] == (path, "cpu")
+        return
+    monkeypatch.setitem(sys.modules, "safetensors", None)  # importing it raises ImportError, installed or not
+    monkeypatch.setitem(sys.modules, "safetensors.torch", None)
+    with pytest.raises(ck.CheckpointError) as refused:
+        ck.read_checkpoint(path)
+    message = str(refused.value)
+    assert "it is a safetensors file" in message and "torch.save(safetensors.torch.load_file(path)" in message
+    assert "\n" not in message and "corrupt" not in message
+
+
+@pytest.mark.parametrize("head, size, expected", [
+    (b"\x10\x00\x00\x00\x00\x00\x00\x00{", 100, True),
+    (b"\x10\x00\x00\x00\x00\x00\x00\x00{", 20, False),   # a header longer than the file: not one
+    (b"\x10\x00\x00\x00\x00\x00\x00\x00[", 100, False),  # no JSON object after the length
+    (b"\x00\x00\x00\x00\x00\x00\x00\x00{", 100, False),  # an empty header
+    (b"{", 100, False),                                   # too short to hold the length
+])
+def test_the_safetensors_header_is_recognised(head: bytes, size: int, expected: bool) -> None:
+    assert ck.is_safetensors(head, size) is expected

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import torch
@@ -84,7 +85,11 @@ def adapt_decoder_pred_channels(param: torch.Tensor, patch_size: int, in_chans: 
 
     Outputs are laid out (row, column, channel); 3 -> 1 averages the channel outputs, 1 -> 3 replicates them.
     """
-    old = param.shape[0] // (patch_size * patch_size)
+    area = patch_size * patch_size
+    if param.shape[0] % area:  # another patch size: no channel count makes these outputs
+        raise CheckpointError(f"cannot adapt decoder_pred of {param.shape[0]!r} outputs to {patch_size} x "
+                              f"{patch_size} patches: not a whole number of channels")
+    old = param.shape[0] // area
     if old == in_chans:
         return param
     grouped = param.reshape(patch_size * patch_size, old, *param.shape[1:])
@@ -95,13 +100,34 @@ def adapt_decoder_pred_channels(param: torch.Tensor, patch_size: int, in_chans: 
     raise CheckpointError(f"cannot adapt decoder_pred from {old!r} to {in_chans!r} channels")
 
 
+def _file_grid(pos: torch.Tensor, source_grid: tuple[int, int] | None,
+              num_extra_tokens: int = 1) -> tuple[int, int] | None:
+    """The (h, w) patch grid a (1, extra + h*w, D) position embedding belongs to: ``source_grid`` where the file
+    records it, else (side, side) for a square count (every released checkpoint is square), else None (unknown).
+    """
+    if source_grid is not None:
+        return (int(source_grid[0]), int(source_grid[1]))
+    patches = pos.shape[1] - num_extra_tokens
+    side = math.isqrt(max(patches, 0))
+    return (side, side) if side * side == patches else None
+
+
+def _channel_change(param: torch.Tensor, model: nn.Module) -> bool:
+    """Whether a ``decoder_pred`` weight or bias differs from ``model``'s by its channels alone: P*P*1 or P*P*3
+    outputs for the model's patch P. Another patch size (a ViT-H/14 file into a /16 model) is left for
+    :func:`check_shapes`, which names the key and the --arch to give, where reshaping it crashed."""
+    area = model.patch_embed.patch_size ** 2
+    return param.shape[0] in (area, 3 * area)
+
+
 def adapt_to_model(state_dict: StateDict, model: nn.Module,
                    source_grid: tuple[int, int] | None = None) -> tuple[StateDict, list[str]]:
     """Fit position grids and input channels of ``state_dict`` to ``model``. Returns (new dict, adapted keys).
 
-    ``source_grid`` is the (h, w) patch grid the file records (:func:`recorded_geometry`): with it a grid of the same
-    count but another shape (12 x 16 into 16 x 12) is resized too, where comparing sizes alone loaded it as it was,
-    each embedding at another image position.
+    ``source_grid`` is the (h, w) patch grid the file records (:func:`recorded_geometry`); a file that records none
+    (released USF-MAE, Facebook, timm, MONAI) has a square grid where its patch count is a square. Either way a grid
+    of the same count but another shape (12 x 16 into 16 x 12, 14 x 14 into 7 x 28) is resized too, where comparing
+    sizes alone loaded it as it was, each embedding at another image position.
     """
     target = model.state_dict()
     out, adapted = dict(state_dict), []
@@ -110,10 +136,13 @@ def adapt_to_model(state_dict: StateDict, model: nn.Module,
             raise CheckpointError(f"{key}: checkpoint shape {tuple(out[key].shape)}, the model's "
                                   f"{tuple(target[key].shape)}")
     grid = tuple(model.patch_embed.grid_size)
-    other_shape = source_grid is not None and tuple(source_grid) != grid
     for key in ("pos_embed", "decoder_pos_embed"):
-        if key in out and key in target and (out[key].shape != target[key].shape or other_shape):
-            out[key] = interpolate_pos_embed(out[key], grid, source_grid=source_grid)
+        if key not in out or key not in target:
+            continue
+        known = _file_grid(out[key], source_grid)
+        if out[key].shape != target[key].shape or (known is not None and known != grid):
+            # an unknown (non-square, unrecorded) grid of another count is refused there, naming the count
+            out[key] = interpolate_pos_embed(out[key], grid, source_grid=known)
             adapted.append(key)
     key, bias_key = "patch_embed.proj.weight", "patch_embed.proj.bias"
     if key in out and out[key].shape[1] != target[key].shape[1]:
@@ -123,7 +152,7 @@ def adapt_to_model(state_dict: StateDict, model: nn.Module,
             out[bias_key] = bias
             adapted.append(bias_key)
     for key in ("decoder_pred.weight", "decoder_pred.bias"):
-        if key in out and key in target and out[key].shape != target[key].shape:
+        if key in out and key in target and out[key].shape != target[key].shape and _channel_change(out[key], model):
             out[key] = adapt_decoder_pred_channels(out[key], model.patch_size, model.in_chans)
             adapted.append(key)
     return out, adapted
@@ -134,12 +163,21 @@ def check_shapes(state_dict: Mapping[str, torch.Tensor], model: nn.Module, sourc
     target = model.state_dict()
     for key, value in state_dict.items():
         if key in target and tuple(value.shape) != tuple(target[key].shape):
-            width, wanted = value.shape[-1], target[key].shape[-1]
-            hint = (f": the file's encoder is {width} wide, the model's {wanted}; give the --arch of that width "
-                    f"({WIDTH_NAMES.get(width, 'see the registered architectures')})"
-                    if key == "cls_token" and width != wanted else "")
             raise CheckpointError(f"{source}: key {key!r} has shape {tuple(value.shape)!r}, the model expects "
-                                  f"{tuple(target[key].shape)!r}{hint}")
+                                  f"{tuple(target[key].shape)!r}{_shape_hint(key, value, target[key])}")
+
+
+def _shape_hint(key: str, value: torch.Tensor, wanted: torch.Tensor) -> str:
+    """What to change for a misfit the shapes alone do not explain: another encoder width (told by ``cls_token``) or
+    another patch size (told by the patch kernel, e.g. a ViT-H/14 file into a /16 model); else nothing."""
+    if key == "cls_token" and value.shape[-1] != wanted.shape[-1]:
+        width = value.shape[-1]
+        return (f": the file's encoder is {width} wide, the model's {wanted.shape[-1]}; give the --arch of that width "
+                f"({WIDTH_NAMES.get(width, 'see the registered architectures')})")
+    if key == "patch_embed.proj.weight" and value.shape[-2:] != wanted.shape[-2:]:
+        return (f": the file's patches are {tuple(value.shape[-2:])!r} pixels, the model's "
+                f"{tuple(wanted.shape[-2:])!r}; give the --arch of that patch size (see the registered architectures)")
+    return ""
 
 
 def recorded_geometry(checkpoint: object) -> dict[str, object]:

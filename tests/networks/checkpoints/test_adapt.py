@@ -135,3 +135,51 @@ def test_a_malformed_size_in_a_record_is_refused_naming_the_file(tmp_path, img_s
     with pytest.raises(ck.CheckpointError, match=re.escape(f"{path}: its architecture record has img_size "
                                                            f"{img_size!r} and patch_size 8: not whole numbers")):
         ck.load_mae_weights(MaskedAutoencoderViT(**TINY), path)
+
+
+@pytest.mark.parametrize("wrap, model_kind, target_size, resized", [
+    (False, "mae", (16, 64), True),         # the released USF-MAE's plain dict: 4 x 4 into 2 x 8, the same 16 patches
+    (True, "mae", (64, 16), True),          # Facebook's {"model": ...}: 4 x 4 into 8 x 2
+    (False, "classifier", (16, 64), True),  # the encoder alone, into a fine-tuned classifier
+    (False, "mae", (32, 32), False),        # the same square grid: loaded as it is
+])
+def test_an_unrecorded_square_grid_is_resized_to_another_shape_of_the_same_count(wrap, model_kind, target_size,
+                                                                                  resized) -> None:
+    """A file that records no grid was compared by size alone: a 4 x 4 embedding loaded unchanged into a 2 x 8
+    model, each patch given another image position's embedding, and the report said adapted=none."""
+    torch.manual_seed(0)
+    source = MaskedAutoencoderViT(**TINY)
+    with torch.no_grad():
+        source.pos_embed.normal_()  # learnt-looking values: a sin-cos table of one grid would hide a misplacement
+    state = source.state_dict()
+    content = {"model": state, "epoch": 1} if wrap else dict(state)
+    if model_kind == "mae":
+        model = MaskedAutoencoderViT(**{**TINY, "img_size": target_size})
+        report = ck.load_mae_weights(model, content)
+    else:
+        model = ViTClassifier(num_classes=2, **{**TINY_ENC, "img_size": target_size})
+        report = ck.load_encoder_weights(model, content)
+    grid = (target_size[0] // 8, target_size[1] // 8)
+    expected = {"mae": ["pos_embed", "decoder_pos_embed"], "classifier": ["pos_embed"]}[model_kind] if resized else []
+    assert report.adapted == expected
+    assert ("adapted=none" in report.summary()) is not resized
+    torch.testing.assert_close(model.pos_embed.data, _bicubic(state["pos_embed"], (4, 4), grid))
+
+
+@pytest.mark.parametrize("in_chans", [3, 1])
+def test_a_file_of_another_patch_size_is_refused_naming_the_key_and_the_arch_to_give(in_chans) -> None:
+    """A ViT-H/14 file into a /16 model crashed reshaping its decoder_pred ("shape '[256, 2, 512]' is invalid for
+    input of size ...") before any check named the file's patch size."""
+    patch4 = MaskedAutoencoderViT(**{**TINY, "img_size": 16, "patch_size": 4})  # 4 x 4 patches of 4 px
+    with pytest.raises(ck.CheckpointError, match=re.escape(
+            "'patch_embed.proj.weight' has shape (32, 3, 4, 4)" if in_chans == 3 else "'patch_embed.proj.weight' "
+            "has shape (32, 1, 4, 4)") + r".*the file's patches are \(4, 4\) pixels, the model's \(8, 8\); give the "
+            r"--arch of that patch size"):
+        ck.load_mae_weights(MaskedAutoencoderViT(**{**TINY, "in_chans": in_chans}), patch4.state_dict(), name="p4.pth")
+
+
+@pytest.mark.parametrize("outputs", [48, 100])
+def test_decoder_pred_of_another_patch_size_is_refused_by_the_channel_adapter(outputs) -> None:
+    with pytest.raises(ck.CheckpointError, match=re.escape(f"cannot adapt decoder_pred of {outputs} outputs to 8 x 8 "
+                                                           "patches")):
+        ck.adapt_decoder_pred_channels(torch.zeros(outputs, 16), 8, 3)
