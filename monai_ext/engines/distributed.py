@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import ctypes
+import logging
+import os
+import signal
+import sys
 from collections.abc import Iterator, Mapping, Sequence, Sized
+from datetime import timedelta
 from typing import Any
 
+import ignite.distributed as idist
 import torch
 import torch.distributed as dist
 from torch.utils.data import DistributedSampler as TorchDistributedSampler
@@ -60,24 +67,73 @@ def init_process_group(timeout_minutes: int = 30) -> bool:
     launched by ``torchrun`` (a plain single process) or when already initialised; a torchrun world of one process
     gets its group.
 
+    Under torchrun's agent the process also ends with its launcher (:func:`end_with_the_launcher`), and ignite's
+    view of the group is built before anything runs (see the comment there).
+
     Returns:
         True when running distributed.
     """
-    import os
-    from datetime import timedelta
-
-    import torch
-
     if is_distributed():
         return True
     if not launched_by_torchrun(os.environ):
         return False
+    if TORCHRUN_AGENT_VARIABLE in os.environ:
+        end_with_the_launcher()
     if torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         backend = "nccl"
     else:
         backend = "gloo"
     dist.init_process_group(backend=backend, timeout=timedelta(minutes=timeout_minutes))
+    # ignite builds its own view of the group (a new_group and two collectives) lazily, the first time a metric
+    # completes: a rank that failed before its first validation ended left the others blocked there, deaf to SIGTERM,
+    # until the group's timeout (30 minutes). Built now, while every rank is alive.
+    idist.sync()
+    if dist.get_rank() > 0:
+        quiet_repeated_logs()
+    return True
+
+
+#: Loggers whose INFO lines every rank prints alike (an engine's "Epoch[2] Complete", "Got new best metric", this
+#: package's "resumed from ... at epoch 2"): on 8 GPUs each came 8 times. Their warnings still show on every rank.
+REPEATED_LOGGERS = ("ignite.engine", "monai_ext")
+
+
+def quiet_repeated_logs() -> None:
+    """Raise :data:`REPEATED_LOGGERS` to WARNING in this process (a rank above 0: rank 0 says it once)."""
+    for name in REPEATED_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+#: Set by torchrun's elastic agent in every worker it starts (a plain ``env://`` launch, or a shell that set RANK
+#: and the rest by hand, has no agent to follow).
+TORCHRUN_AGENT_VARIABLE = "TORCHELASTIC_RUN_ID"
+
+#: Linux ``prctl`` option: the signal this process gets when its parent dies (``<linux/prctl.h>``).
+PR_SET_PDEATHSIG = 1
+
+
+def end_with_the_launcher() -> bool:
+    """Ask Linux to send this process SIGTERM when its parent (torchrun's agent) dies; nothing elsewhere.
+
+    torchrun starts its workers in sessions of their own, so a launcher killed with SIGKILL (a scheduler's hard
+    limit, ``timeout -s KILL``) left them training and writing to ``ckpt_dir``, where a resumed run then met them.
+    SIGTERM lets a worker stop as a queue's stop does (:mod:`monai_ext.engines.signals`).
+
+    Returns:
+        True when the request was made.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
+            return False
+    except (OSError, AttributeError):  # no C library to ask (a static or unusual build)
+        return False
+    if os.getppid() != parent:  # the launcher died before the request: it would never come
+        os.kill(os.getpid(), signal.SIGTERM)
     return True
 
 

@@ -13,7 +13,8 @@ Scenarios (run in order in one process group, each with a fresh model):
                 averaged them, are every rank's
     unreadable  resume where rank 1's checkpoint folder is empty (a node without the shared filesystem)
 
-Each scenario writes OUT_DIR/<scenario>.rank<r>.json (and .pt for the final states); the masks of every iteration are
+Every launch writes OUT_DIR/process.rank<r>.json (what the process group's start left behind). Each scenario writes
+OUT_DIR/<scenario>.rank<r>.json (and .pt for the final states); the masks of every iteration are
 appended to OUT_DIR/<scenario>.masks.rank<r>.txt as they happen (so a killed run leaves them too).
 """
 
@@ -146,8 +147,33 @@ def run_scenario(out: Path, scenario: str) -> None:
     gc.collect()
 
 
+def record_process(out: Path) -> None:
+    """OUT_DIR/process.rank<r>.json: what init_process_group left behind. ``new_groups``: the groups ignite still
+    had to build when a metric first asked it the world size (each a collective that a dead peer blocks);
+    ``death_signal``: the signal Linux sends this worker when the launcher dies (0: none); ``engine_log_level``: the
+    level set on the engines' parent logger (0: none, the lines show as the application configured them)."""
+    import ctypes
+
+    import ignite.distributed as idist
+    import torch.distributed as dist
+
+    built = []
+    new_group = dist.new_group
+    dist.new_group = lambda *args, **kwargs: built.append(args) or new_group(*args, **kwargs)
+    try:
+        idist.get_world_size()
+    finally:
+        dist.new_group = new_group
+    death_signal = ctypes.c_int(0)
+    ctypes.CDLL(None).prctl(2, ctypes.byref(death_signal), 0, 0, 0)  # PR_GET_PDEATHSIG
+    record = {"new_groups": len(built), "death_signal": death_signal.value,
+              "engine_log_level": logging.getLogger("ignite.engine").level}
+    Path(out / f"process.rank{rank()}.json").write_text(json.dumps(record))
+
+
 def main(out: str, scenarios: list[str]) -> None:
     init_process_group()
+    record_process(Path(out))
     for scenario in scenarios:
         run_scenario(Path(out), scenario)
     destroy_process_group()

@@ -11,7 +11,9 @@ Three launches of tests/engines/ddp_scenarios_worker.py:
 from __future__ import annotations
 
 import json
+import logging
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -69,6 +71,22 @@ def scenarios(module_tmp) -> tuple[Path, Path, subprocess.CompletedProcess]:
     c = launch(killed, "resume")
     assert c.returncode == 0, c.stderr[-5000:]
     return uninterrupted, killed, b
+
+
+def test_workers_end_with_their_launcher_and_find_ignites_group_built(scenarios) -> None:
+    """A launcher killed with SIGKILL left its workers training on their own; a rank that failed before the first
+    metric left the others blocked in ignite's lazy new_group until the group's 30-minute timeout."""
+    uninterrupted = scenarios[0]
+    for r in range(2):
+        process = json.loads((uninterrupted / f"process.rank{r}.json").read_text())
+        assert {k: process[k] for k in ("new_groups", "death_signal")} == {"new_groups": 0,
+                                                                         "death_signal": int(signal.SIGTERM)}
+
+
+def test_ranks_above_0_do_not_repeat_rank_0s_engine_lines(scenarios) -> None:
+    """Every rank printed "Epoch[N] Complete", "Got new best metric" and the resume lines: 8 times on 8 GPUs."""
+    levels = [json.loads((scenarios[0] / f"process.rank{r}.json").read_text())["engine_log_level"] for r in range(2)]
+    assert levels == [logging.NOTSET, logging.WARNING]
 
 
 def test_sigkilled_and_resumed_run_ends_as_the_uninterrupted_one(scenarios) -> None:
