@@ -68,7 +68,12 @@ def synthesize(
 
 
 def inspect_checkpoint(path: str, sha256: str | None = None) -> None:
-    """Read a checkpoint safely and report its layout, parameter count and top-level key groups."""
+    """Read a checkpoint safely and report its layout, parameter count and top-level key groups.
+
+    Args:
+        path: the checkpoint file.
+        sha256: its expected SHA-256, checked before it is read.
+    """
     from monai_ext.io.checkpoints import CheckpointError
     from monai_ext.networks.checkpoints import read_checkpoint, to_state_dict
 
@@ -106,12 +111,19 @@ def convert_checkpoint(src: str, dst: str, arch: str | None = None, img_size: in
                        sha256: str | None = None) -> None:
     """Load ``src`` (any known MAE layout) into ``arch`` strictly and save it with its architecture record.
 
+    Each setting of the MAE to build that is not given comes from what ``src`` records (a file of this project: its
+    whole architecture record, ``norm_eps`` included; a Facebook file: the ``model``, ``input_size`` and
+    ``norm_pix_loss`` of its training ``args``), else from the released USF-MAE's and Facebook's. The summary says
+    where each setting came from.
+
     Args:
-        arch, img_size, in_chans, norm_pix_loss: the MAE to build; default: what ``src`` records (a file of this
-            project: its whole architecture record, ``norm_eps`` included; a Facebook file: the ``model``,
-            ``input_size`` and ``norm_pix_loss`` of its training ``args``), else the released USF-MAE's and
-            Facebook's: mae_vit_base_patch16_dec512d8b, 224 px, 3 channels, no per-patch normalisation. The summary
-            says where each setting came from.
+        src: the checkpoint to convert.
+        dst: the file to write.
+        arch: the MAE architecture to build (default mae_vit_base_patch16_dec512d8b).
+        img_size: its image size in pixels (default 224).
+        in_chans: its input channels (default 3).
+        norm_pix_loss: whether it predicts per-patch normalised pixels (default no).
+        sha256: the expected SHA-256 of ``src``, checked before it is read.
     """
     from monai_ext.networks.checkpoints import read_checkpoint, save_model_checkpoint
 
@@ -377,15 +389,16 @@ def cross_validate(
             reported as NAME (e.g. random,released=usf_mae_100ep.pth,ours=models/model.pt compares two checkpoints
             with a random start on the same folds; a path with a comma needs a link without one).
         folds: comma-separated fold indices to run (default all).
-        num_folds: how many folds to split a dataset into (folder, csv, busi, image-mask-folders; busbra and
-            busbra-seg: 5 or 10, the official files); default 5. Fewer folds let a class with few images be tested.
+        num_folds: how many folds to split a dataset into (folder, csv, busi, image-mask-folders); default 5.
+            busbra and busbra-seg take 5 or 10 (the official files). Fewer folds let a class with few images be
+            tested.
         cache_dir: where the synthetic benchmark is generated.
         per_class: synthetic benchmark images per class (synthetic, subtle; default 60).
         max_train: at most this many labelled images (training + validation) per run (default 100 for synthetic and
             subtle, 50 for synthetic-seg, none for a dataset; folder, busi and image-mask-folders take it too).
         synthetic_images: images of the simulated segmentation set (synthetic-seg; default 75).
         data_seed: seed of a generated set (synthetic, subtle, synthetic-seg) and of the folds and validation parts
-            of any protocol that draws them: another value draws other images and other splits, to repeat a
+            of any protocol that draws them; another value draws other images and other splits, to repeat a
             comparison on new data (``--seed`` is the bundles' seed).
         tracking: MLflow tracking settings (bundles/usf_mae_classify/configs/mlflow_tracking.yaml): a parent run
             with one nested run per fold.
@@ -605,6 +618,9 @@ def bundle_path(name: str) -> None:
 
     After ``pip install``: ``python -m monai.bundle run --config_file "$(monai-ext bundle-path usf_mae_classify)/
     configs/train.yaml" --ckpt_dir ... --output_dir ... --cache_dir ...`` from any folder.
+
+    Args:
+        name: the bundle (usf_mae_pretrain, usf_mae_classify or usf_mae_segment).
     """
     from monai_ext.apps.bundle_support import bundle_path as locate
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import re
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from monai_ext import cli
 from monai_ext.cli import main
 from monai_ext.networks.checkpoints import save_model_checkpoint
 from monai_ext.networks.mae import build_mae
@@ -702,3 +704,16 @@ def test_a_facebook_model_name_is_read_as_its_registered_architecture(model, exp
             _registered_arch(model, "fb.pth")
     else:
         assert _registered_arch(model, "fb.pth") == expected
+
+
+@pytest.mark.parametrize("name", sorted(cli.COMMANDS))
+def test_help_describes_every_argument_in_whole_sentences(name) -> None:
+    """fire's help ends an argument's description where a wrapped line reads like a new ``name:`` entry
+    (``busbra-seg: 5 or 10``), so ``--num_folds`` stopped mid-sentence; and an Args entry naming four arguments at
+    once left each without one."""
+    import fire.docstrings
+
+    command = inspect.unwrap(cli.COMMANDS[name])
+    described = {arg.name: (arg.description or "").strip() for arg in fire.docstrings.parse(command.__doc__).args or ()}
+    for parameter in inspect.signature(command).parameters:
+        assert described.get(parameter, "").endswith((".", ")")), (name, parameter, described.get(parameter))

@@ -17,7 +17,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TextIO
@@ -302,8 +302,33 @@ def unknown_settings(argv: Sequence[str]) -> list[str]:
     unknown = [name for name, _ in _settings_given(argv) if name not in _RUN_ARGUMENTS
                and not name.startswith("_meta_") and not _defined(config, name.split("#"))]
     known = sorted({*config, *_RUN_ARGUMENTS})
-    return [f"--{name}" + (f" (did you mean --{close[0]}?)" if (close := difflib.get_close_matches(name, known, 1))
-                           else "") for name in unknown]
+    return [f"--{name}" + _closest_known(name, known, config) for name in unknown]
+
+
+def _closest_known(name: str, known: Sequence[str], config: object) -> str:
+    """A hint for an unknown setting: the closest top-level id, else the nested ids it names the last part of
+    (``--base_lr``: ``--recipes#ultrasound#base_lr``, where a bundle keeps the setting per recipe); else nothing."""
+    close = difflib.get_close_matches(name, known, 1)
+    if close:
+        return f" (did you mean --{close[0]}?)"
+    nested = sorted(_ids_ending_with(config, name))[:NESTED_HINTS]
+    return f" (did you mean {' or '.join('--' + n for n in nested)}?)" if nested and "#" not in name else ""
+
+
+#: The most nested ids one hint names (a setting kept in every one of several recipes).
+NESTED_HINTS = 3
+
+
+def _ids_ending_with(config: object, name: str, prefix: str = "") -> Iterator[str]:
+    """The ``a#b#name`` ids of ``config``'s nested mappings whose last part is ``name`` (below the top level)."""
+    if not isinstance(config, Mapping):
+        return
+    for key, value in config.items():
+        if not isinstance(key, str):
+            continue
+        if prefix and key == name:
+            yield f"{prefix}{key}"
+        yield from _ids_ending_with(value, name, f"{prefix}{key}#")
 
 
 def _defined(config: object, path: list[str]) -> bool:
@@ -342,6 +367,10 @@ class UnknownSettings(ValueError):
     """Settings on a ``monai.bundle run`` command line that the bundle does not define."""
 
 
+class HelpAsked(UnknownSettings):
+    """``--help`` on a ``monai.bundle run`` command line: answered with where the settings are described, exit 0."""
+
+
 def check_settings(argv: Sequence[str]) -> None:
     """Refuse misspelt settings of a ``monai.bundle run`` command line (:func:`unknown_settings`), settings given
     twice, and ``--help`` (which MONAI would take for a setting).
@@ -354,9 +383,9 @@ def check_settings(argv: Sequence[str]) -> None:
         return
     names = [name for name, _ in _settings_given(argv)]
     if "help" in names or "h" in names or "-h" in argv:
-        raise UnknownSettings("a bundle's settings and one command per use are in its docs/README.md (and the "
-                              "comments of its configs/*.yaml); `python -m monai.bundle run -- --help` shows "
-                              "MONAI's own options")
+        raise HelpAsked("a bundle's settings and one command per use are in its docs/README.md (and the "
+                        "comments of its configs/*.yaml); `python -m monai.bundle run -- --help` shows MONAI's own "
+                        "options")
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:  # MONAI keeps the last value without a word
         raise UnknownSettings(f"setting{'s' if len(repeated) > 1 else ''} {', '.join('--' + n for n in repeated)} "
@@ -376,6 +405,9 @@ def install() -> None:
         install_log_filter()
         try:
             check_settings(sys.argv)
+        except HelpAsked as e:  # an answer, not an error
+            print(e)
+            exit_now(0)
         except UnknownSettings as e:  # reported here: MONAI's config imports turn an error on import into a stub
             report_user_error(type(e), e, e.__traceback__)  # one line and exit code 2, or the traceback, then:
             exit_now(1)

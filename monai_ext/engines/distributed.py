@@ -11,7 +11,6 @@ from collections.abc import Iterator, Mapping, Sequence, Sized
 from datetime import timedelta
 from typing import Any
 
-import ignite.distributed as idist
 import torch
 import torch.distributed as dist
 from torch.utils.data import DistributedSampler as TorchDistributedSampler
@@ -87,7 +86,10 @@ def init_process_group(timeout_minutes: int = 30) -> bool:
     dist.init_process_group(backend=backend, timeout=timedelta(minutes=timeout_minutes))
     # ignite builds its own view of the group (a new_group and two collectives) lazily, the first time a metric
     # completes: a rank that failed before its first validation ended left the others blocked there, deaf to SIGTERM,
-    # until the group's timeout (30 minutes). Built now, while every rank is alive.
+    # until the group's timeout (30 minutes). Built now, while every rank is alive. (Imported here: ignite takes
+    # seconds to import, and every command line imports this module for its rank queries.)
+    import ignite.distributed as idist
+
     idist.sync()
     if dist.get_rank() > 0:
         quiet_repeated_logs()

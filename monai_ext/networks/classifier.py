@@ -181,5 +181,6 @@ def build_classifier(arch: str, num_classes: int, **kwargs: Any) -> ViTClassifie
     """Build a registered classifier by name (a classifier name or the MAE name whose encoder it fine-tunes)."""
     arch = ENCODER_OF_MAE.get(arch, arch)
     if arch not in CLASSIFIER_FACTORIES:
-        raise ValueError(f"unknown classifier architecture {arch!r}; choose one of {sorted(CLASSIFIER_FACTORIES)}")
+        raise ValueError(f"unknown classifier architecture {arch!r}; choose one of {sorted(CLASSIFIER_FACTORIES)} "
+                         f"or the MAE whose encoder it fine-tunes ({', '.join(sorted(ENCODER_OF_MAE))})")
     return CLASSIFIER_FACTORIES[arch](num_classes, **kwargs)

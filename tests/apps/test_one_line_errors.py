@@ -208,6 +208,8 @@ TRACKING = "bundles/usf_mae_pretrain/configs/mlflow_tracking.yaml"
     (["--ckpt-dir", "/tmp/a", "--recipes::ultrasound::base_lr", "8e-3"], []),  # fire's hyphens, MONAI's "::"
     (["--epochs", "2", "--", "--verbose"], []),  # fire's own flag after a bare --
     (["--tracking", "{'configs': {}}", "--epochs", "2"], []),  # settings this check cannot read: MONAI's to judge
+    (["--base_lr", "1e-3"], ["--base_lr (did you mean --recipes#ultrasound#base_lr or "  # kept per recipe: named
+                             "--recipes#ultrasound_physics#base_lr or --recipes#usf_mae#base_lr?)"]),
 ])
 def test_misspelt_settings_are_found(settings, unknown) -> None:
     """MONAI adds any --name to the config, so a misspelt one was ignored in silence (random weights, outputs in the
@@ -243,6 +245,22 @@ def test_a_setting_given_twice_or_help_is_refused_with_a_pointer(settings, messa
     argv = ["/x/monai/bundle/__main__.py", "run", "--config_file", str(REPO / TRAIN), *settings]
     with pytest.raises(one_line_errors.UnknownSettings, match=re.escape(message)):
         one_line_errors.check_settings(argv)
+
+
+@pytest.mark.parametrize("asked", [["--help"], ["--epochs", "2", "-h"]])
+def test_help_on_a_bundle_command_line_is_answered_with_exit_code_0(asked, monkeypatch, capsys) -> None:
+    """It was reported as an error: exit code 2 and the "MONAI_EXT_TRACEBACK=1 shows where" hint."""
+    def leave(code: int) -> None:
+        raise SystemExit(code)
+
+    monkeypatch.setattr(sys, "argv", ["/x/monai/bundle/__main__.py", "run", "--config_file", str(REPO / TRAIN), *asked])
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # put back after the test
+    monkeypatch.setattr(one_line_errors, "install_log_filter", lambda: None)
+    monkeypatch.setattr(one_line_errors, "exit_now", leave)
+    with pytest.raises(SystemExit) as stopped:
+        one_line_errors.install()
+    out, err = capsys.readouterr()
+    assert stopped.value.code == 0 and "docs/README.md" in out and not err
 
 
 def test_a_misspelt_setting_stops_the_run_in_one_line(tmp_path) -> None:

@@ -55,3 +55,9 @@ def test_torchscript_script_and_trace_match_eager(pool: str) -> None:
 def test_bad_arguments(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         ViTClassifier(**{**TINY_ENC, **kwargs})
+
+
+def test_an_unknown_architecture_is_refused_naming_the_mae_names_too() -> None:
+    """The bundles' default and documented --arch is an MAE name; the refusal listed only the classifier names."""
+    with pytest.raises(ValueError, match=r"'nonsense'.*vit_tiny_patch16.*mae_vit_tiny_patch16_dec128d2b"):
+        build_classifier("nonsense", 2)
