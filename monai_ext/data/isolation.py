@@ -3,8 +3,8 @@
 A codec that segfaults on one corrupt file, or a file the kernel's out-of-memory killer stops, takes the whole
 process with it: no Python exception, so the batch's per-file error handling never sees it. A process pool then
 fails with ``BrokenProcessPool`` for every chunk in flight, and a rerun meets the same file again, so an archive
-holding one such file could never be ingested. The remedy is to read a suspect group of files one by one, each in a
-process of its own, and to skip the file that kills its process, named.
+holding one such file could never be ingested. The remedy is to read a suspect group of files one by one in a process
+of their own, and to skip the file that kills it, named, going on with the rest in a fresh process.
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -23,35 +22,73 @@ logger = logging.getLogger(__name__)
 KILLED_READER = "its reader's process died while reading it (a crash in a decoder, or stopped for memory)"
 
 
-def completes_in_own_process(function: Callable[[Any], Any], argument: Any) -> bool:
-    """Whether ``function(argument)`` returns in a fresh process; False when that process dies.
-
-    Exceptions raised by ``function`` are the caller's to see: they come through unchanged.
-    """
-    # spawn, not fork: forking a process that already runs OpenMP / OpenCV threads can deadlock the child
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        try:
-            pool.submit(function, argument).result()
-        except BrokenProcessPool:
-            return False
-    return True
-
-
 def files_that_kill_their_reader(read_one: Callable[[Any], Any], files: Iterable[str],
                                  argument_of: Callable[[str], Any]) -> dict[str, str]:
-    """Read each file in a process of its own; {file: reason} for those whose process died.
+    """Read the files in turn in a process of their own; {file: reason} for those whose process died.
+
+    One process reads file after file and reports each one done; when it dies, the file it was on is the killer, and
+    a fresh process goes on from the next file. So a chunk of N files costs one process start per killer plus one,
+    where a process per file cost N (a spawn imports the readers: seconds each).
 
     Args:
-        read_one: reads one file (its result is dropped); it must catch what a bad file raises.
+        read_one: reads one file (its result is dropped); it must catch what a bad file raises. A module-level
+            function (it is pickled into the reader process).
         files: the suspect group.
-        argument_of: the argument ``read_one`` takes for a file.
+        argument_of: the argument ``read_one`` takes for a file (picklable).
+
+    Raises:
+        Exception: what ``read_one`` raised: the caller's to see, not a death.
     """
     killers = {}
-    for name in files:
-        if not completes_in_own_process(read_one, argument_of(name)):
-            logger.warning("%s: %s; it is skipped", name, KILLED_READER)
-            killers[name] = KILLED_READER
+    pending = list(files)
+    while pending:
+        done = _read_until_death(read_one, [argument_of(name) for name in pending])
+        if done == len(pending):
+            break
+        logger.warning("%s: %s; it is skipped", pending[done], KILLED_READER)
+        killers[pending[done]] = KILLED_READER
+        pending = pending[done + 1 :]
     return killers
+
+
+def _read_until_death(read_one: Callable[[Any], Any], arguments: list[Any]) -> int:
+    """How many of ``arguments`` a fresh process read in turn before it died (all of them when it did not)."""
+    # spawn, not fork: forking a process that already runs OpenMP / OpenCV threads can deadlock the child
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    reader = context.Process(target=_read_in_turn, args=(read_one, arguments, sender), daemon=True)
+    reader.start()
+    sender.close()  # the reader's end only: its death then ends the receiving below
+    done, raised = 0, None
+    try:
+        while True:
+            kind, value = receiver.recv()
+            if kind == "raised":
+                raised = value
+                break
+            done += 1
+    except EOFError:  # the reader ended: all read, or died on the file after the last one reported
+        pass
+    finally:
+        receiver.close()
+        reader.join()
+    if raised is not None:
+        raise raised
+    return done
+
+
+def _read_in_turn(read_one: Callable[[Any], Any], arguments: list[Any], sender: Connection) -> None:
+    """The reader process: reads each argument in turn, reporting each one done, or what it raised."""
+    for argument in arguments:
+        try:
+            read_one(argument)
+        except Exception as e:  # noqa: BLE001 - handed to the caller, who sees it as if raised there
+            try:
+                sender.send(("raised", e))
+            except Exception:  # noqa: BLE001 - an exception that does not pickle: its text still reaches the caller
+                sender.send(("raised", RuntimeError(f"{type(e).__name__}: {e}")))
+            return
+        sender.send(("done", None))
 
 
 def started_marker(result: Path) -> Path:

@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from monai_ext.data.isolation import KILLED_READER, completes_in_own_process, files_that_kill_their_reader
+from monai_ext.data.isolation import KILLED_READER, files_that_kill_their_reader
 from tests.data.corpus_builder import us_image
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,26 +38,51 @@ corpus.process_file = process_file
 """
 
 
-def die_on_odd(number: int) -> int:
-    """Dies (SIGKILL) on an odd number; a picklable function for a spawned process."""
+def die_on_odd(argument: tuple[int, str]) -> int:
+    """Notes its process id in the file ``argument[1]``, then dies (SIGKILL) on an odd number; a picklable function
+    for a spawned process."""
+    number, log = argument
+    with open(log, "a", encoding="utf-8") as f:
+        f.write(f"{os.getpid()}\n")
     if number % 2:
         os.kill(os.getpid(), signal.SIGKILL)
     return number
 
 
-def refuse(number: int) -> int:
-    raise ValueError(f"bad number {number}")
+def refuse(argument: tuple[int, str]) -> int:
+    raise ValueError(f"bad number {argument[0]}")
 
 
-def test_a_dying_process_is_told_from_one_that_returns_or_raises() -> None:
-    assert completes_in_own_process(die_on_odd, 2) and not completes_in_own_process(die_on_odd, 3)
-    with pytest.raises(ValueError, match="bad number 4"):  # an exception is the caller's to see, not a death
-        completes_in_own_process(refuse, 4)
+class Unpicklable(Exception):
+    def __reduce__(self):
+        raise TypeError("not picklable")
 
 
-def test_the_files_that_kill_their_reader_are_named() -> None:
-    killers = files_that_kill_their_reader(die_on_odd, ["a1", "b2", "c3"], lambda name: int(name[1]))
-    assert killers == {"a1": KILLED_READER, "c3": KILLED_READER}
+def refuse_unpicklably(argument: tuple[int, str]) -> int:
+    raise Unpicklable(f"bad number {argument[0]}")
+
+
+@pytest.mark.parametrize("names, killers", [
+    (["a1", "b2", "c3"], ["a1", "c3"]),
+    (["a2", "b4", "c6", "d7"], ["d7"]),
+    (["a2", "b4"], []),
+    (["a1", "b3", "c5"], ["a1", "b3", "c5"]),
+])
+def test_the_files_that_kill_their_reader_are_named_at_one_process_a_killer(names, killers, tmp_path) -> None:
+    """Each file was read in a process of its own: a spawn (seconds of imports) per file of a suspect chunk."""
+    log = tmp_path / "pids.txt"
+    found = files_that_kill_their_reader(die_on_odd, names, lambda name: (int(name[1]), str(log)))
+    assert found == dict.fromkeys(killers, KILLED_READER)
+    pids = log.read_text().split()
+    assert len(pids) == len(names)  # every file read once
+    last_lived = names[-1] not in killers
+    assert len(set(pids)) == len(killers) + last_lived  # a fresh process after each killer only
+
+
+@pytest.mark.parametrize("reader", [refuse, refuse_unpicklably])
+def test_an_exception_of_the_reader_is_the_callers_not_a_death(reader, tmp_path) -> None:
+    with pytest.raises(Exception, match="bad number 4"):
+        files_that_kill_their_reader(reader, ["a4"], lambda name: (int(name[1]), str(tmp_path / "log")))
 
 
 def run_corpus(root: Path, out: Path, hook: Path, workers: int) -> subprocess.CompletedProcess:
