@@ -43,7 +43,9 @@ class ViewOptions:
         fov_threshold: gray level at or below which a pixel is background for field-of-view detection (above 0 so
             that JPEG noise around the image does not count as image).
         deannotate: remove burned-in text, calipers, markers and overlays (on the colour frame) before gray.
-        doppler: colour flow inside the image: "inpaint" fills it from the B-mode around it; "drop" also leaves
+        doppler: colour flow inside the image: "inpaint" fills it from the B-mode around it, and leaves frames
+            whose colour covers more than ``MAX_INPAINT_FLOW`` of the field of view (an elastography or
+            tissue-Doppler overlay, not flow) out of training (reason ``colour_overlay``); "drop" also leaves
             frames whose flow covers more than ``doppler_threshold`` of the field of view out of training (reason
             ``doppler_flow``); "keep" leaves the flow in as its gray luma. With or without ``deannotate``.
         doppler_threshold: flow fraction of the field of view above which "drop" leaves a frame out.
@@ -89,7 +91,7 @@ class PreparedView:
         annotation_fraction: fraction of the field-of-view pixels found as annotation (and filled).
         flow_fraction: fraction of the field-of-view pixels found as colour-Doppler flow.
         drop: "" or why the view is left out of training (``no_signal``, ``extreme_aspect``, ``text_page``,
-            ``doppler_flow``).
+            ``doppler_flow``, ``colour_overlay``, ``spectral``: a spectral Doppler or M-mode strip and no image).
     """
 
     pixels: np.ndarray
@@ -175,18 +177,30 @@ def reduce_for_detection(gray: np.ndarray, threshold: int, detect_side: int = 16
 def locate_fov(gray: np.ndarray, threshold: int = 10, detect_side: int = 160,
                reduced: ReducedCopy | None = None) -> tuple[tuple[int, int, int, int], np.ndarray]:
     """Field of view of a gray view: (crop (x0, y0, x1, y1), mask over the crop (h, w) bool); the whole view with
-    an all-True mask when none is found.
+    an all-True mask when none is found (see :func:`find_fov`, which also says what kind it is)."""
+    crop, mask, _ = find_fov(gray, threshold, detect_side, reduced)
+    return crop, mask
+
+
+def find_fov(gray: np.ndarray, threshold: int = 10, detect_side: int = 160,
+             reduced: ReducedCopy | None = None) -> tuple[tuple[int, int, int, int], np.ndarray, str]:
+    """:func:`locate_fov` and the kind of field of view found (:class:`FieldOfView`'s: "strip" for a spectral
+    Doppler or M-mode strip with no tissue image beside it).
 
     Detection runs on a copy halved until its long side is below ``2 * detect_side`` (``reduced``, when made
     already). The reduced mask is scaled back up over the crop only, bilinearly, so its edges are smooth rather
     than blocky.
+
+    Returns:
+        (crop (x0, y0, x1, y1), mask over the crop (h, w) bool, kind).
     """
     reduced = reduced or reduce_for_detection(gray, threshold, detect_side)
     small, factor = reduced.small, reduced.factor
-    fov = detect_fov(small, reduced.threshold, solid=reduced.solid)
+    # the frame itself too: a spectral strip's baseline, one pixel thick, is averaged away on the reduced copy
+    fov = detect_fov(small, reduced.threshold, solid=reduced.solid, full=gray if factor > 1 else None)
     h, w = gray.shape
     if fov.kind == "none":
-        return (0, 0, w, h), np.ones((h, w), bool)
+        return (0, 0, w, h), np.ones((h, w), bool), fov.kind
     top, left, bottom, right = fov.bbox
     mask = fov.mask[top:bottom, left:right]
     # the reduced copy dropped odd last rows/columns: a box reaching its edge reaches the full image's edge
@@ -195,7 +209,7 @@ def locate_fov(gray: np.ndarray, threshold: int = 10, detect_side: int = 160,
     top, left = top * factor, left * factor
     if factor > 1:
         mask = cv2.resize(mask.astype(np.uint8) * 255, (right - left, bottom - top), interpolation=cv2.INTER_LINEAR) >= 128
-    return (left, top, right, bottom), mask
+    return (left, top, right, bottom), mask, fov.kind
 
 
 def crop_to_view(gray: np.ndarray, region_box: Sequence[int] | None, threshold: int = 10,
@@ -250,7 +264,7 @@ def snap_to_gap(x: int, gaps: Sequence[tuple[int, int]], factor: int, width: int
 
 # ---------------------------------------------------------------------------------------------------------- a view
 def prepare_view(pixels: np.ndarray, gray: np.ndarray, box: tuple[int, int, int, int], index: int,
-                 options: ViewOptions, reduced: ReducedCopy | None = None) -> PreparedView:
+                 options: ViewOptions, reduced: ReducedCopy | None = None, declared: bool = False) -> PreparedView:
     """One view of a frame: crop, de-annotate, gray, check the signal, fit the square.
 
     Args:
@@ -260,11 +274,14 @@ def prepare_view(pixels: np.ndarray, gray: np.ndarray, box: tuple[int, int, int,
         index: view number.
         options: how views are prepared.
         reduced: the view's reduced copy for detection, when made already.
+        declared: ``box`` is a DICOM region, which names 2-D tissue (or flow) images only: a strip found inside it
+            is kept (on a screen, a spectral Doppler or M-mode strip with no image beside it is left out).
     """
     x0, y0, x1, y1 = box
     region_gray = gray[y0:y1, x0:x1]
+    kind = "given"
     if options.crop_fov:
-        (cx0, cy0, cx1, cy1), mask = locate_fov(region_gray, options.fov_threshold, reduced=reduced)
+        (cx0, cy0, cx1, cy1), mask, kind = find_fov(region_gray, options.fov_threshold, reduced=reduced)
     else:
         (cx0, cy0, cx1, cy1), mask = (0, 0, region_gray.shape[1], region_gray.shape[0]), np.ones(region_gray.shape, bool)
     crop = (x0 + cx0, y0 + cy0, x0 + cx1, y0 + cy1)
@@ -290,6 +307,10 @@ def prepare_view(pixels: np.ndarray, gray: np.ndarray, box: tuple[int, int, int,
     drop = ""
     if options.doppler == "drop" and flow_fraction > options.doppler_threshold:
         drop = "doppler_flow"
+    if options.doppler == "inpaint" and flow_fraction > MAX_INPAINT_FLOW:
+        drop = "colour_overlay"
+    if kind == "strip" and not declared:
+        drop = "spectral"
     if is_text_page(plain, mask):  # as shown: de-annotation leaves ghosts of thin letters, still legible
         drop = "text_page"
     if max(cleaned.shape) > MAX_VIEW_ASPECT * min(cleaned.shape):
@@ -309,6 +330,12 @@ def has_no_signal(gray: np.ndarray, mask: np.ndarray, options: ViewOptions) -> b
     return float(std[0, 0]) < options.min_signal_std
 
 
+#: Colour over more than this fraction of the field of view is an overlay, not flow to fill in: an elastography or
+#: tissue-Doppler box tints the whole area under it (0.34 of the field in the reviewer's screen), and filling a
+#: quarter of the image from the B-mode around it leaves a smooth patch, not tissue. A colour-Doppler box's flow
+#: covers far less (vessels: 0.04-0.08 of the field in the reviewer's colour and power Doppler screens), and
+#: "--doppler drop" leaves those out at its own, lower ``doppler_threshold``.
+MAX_INPAINT_FLOW = 0.25
 #: Views longer than this many times their width (or the reverse) are left out: fitted to the square they would be
 #: a line or two of pixels in an empty frame (a 40 x 12000 strip became one row). An M-mode strip (9:1) is kept.
 MAX_VIEW_ASPECT = 16
@@ -389,7 +416,7 @@ def prepare_views(pixels: np.ndarray, region_box: Sequence[int] | None, options:
         region_box = tuple(int(round(v * scale)) for v in region_box)
     gray = to_gray(small)
     boxes, reduced = view_boxes(gray, region_box, options)
-    views = [prepare_view(small, gray, box, i, options, reduced) for i, box in enumerate(boxes)]
+    views = [prepare_view(small, gray, box, i, options, reduced, region_box is not None) for i, box in enumerate(boxes)]
     if scale != 1.0:
         height, width = pixels.shape[:2]
         for view in views:  # rounding back up may pass the frame's edge by a pixel: clipped to the frame

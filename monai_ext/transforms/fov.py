@@ -1,10 +1,12 @@
 """Field-of-view detection: where the image is in an ultrasound screen capture.
 
 A screen capture is the scan-converted image (a rectangle for linear probes, an annular sector for curvilinear and
-phased-array probes) on a black background, with text, scales and colour bars around it. Detection finds the
-largest solid, textured region, then fits both geometric models to it and keeps the better fit, so acoustic shadows
-and anechoic cysts (black inside the field) do not bite holes or notches into the mask. Where neither model fits,
-the region itself is returned ("freeform").
+phased-array probes) on a black background, with text, scales and colour bars around it. Detection takes the
+largest solid region with speckle (:func:`choose_region`: not a vendor's side panel, not the spectral Doppler or
+M-mode strip of a duplex or M-mode screen, however large, and a region either model fits before a larger one neither
+fits), fits both geometric models to it and keeps the better fit, so acoustic shadows and anechoic cysts (black inside
+the field) do not bite holes or notches into the mask. Where neither model fits, the region itself is returned
+("freeform"); where only a strip is found, the strip ("strip").
 
 Written by hand: neither MONAI nor OpenCV ships a field-of-view detector for ultrasound; the building blocks
 (morphology, connected components, flood fill) are OpenCV's.
@@ -37,12 +39,53 @@ MAX_STACKED_VIEW_ASPECT = 2.0
 #: Side-by-side views closer than the closing of :func:`solid_components` bridges are still apart where a run of at
 #: least this many columns of the screen, at its own resolution, ...
 MIN_GAP_WIDTH = 2
-#: ... holds signal in at most this fraction of the views' rows (a tick or a label in the gap; a dark stripe inside
-#: one view, an acoustic shadow or a cyst, has tissue above or below it).
+#: ... is black (its median at most ``MAX_GAP_LEVEL``) and holds tissue in at most this fraction of the views' rows
+#: (a tick or a label in the gap; a dark stripe inside one view, an acoustic shadow or a cyst, has tissue above or
+#: below it) ...
 MAX_GAP_SIGNAL = 0.02
-#: ... where signal is anything above this level: the screen's own black between views is black, while a dark
-#: column inside one view (an acoustic shadow, a dead element, lost contact) keeps the noise of its gain.
+#: ... where black is this level or below: the screen's own black between views is black, while a dark column inside
+#: one view (an acoustic shadow, a dead element, lost contact) keeps the noise of its gain (3 and up). The median,
+#: not every pixel: JPEG ringing beside the views lifts single pixels of a narrow gap to 4-21 (q95 to q60) ...
 MAX_GAP_LEVEL = 2
+#: ... and tissue is anything above this level (the corpus's default background threshold, ``fov_threshold``): JPEG
+#: ringing stays below it in all but a few of the gap's rows, a stripe of tissue does not.
+GAP_TISSUE_LEVEL = 10
+#: Solid regions of at least this fraction of the largest one's area are candidates for the field of view: a duplex
+#: or M-mode screen's B-mode image may be a third of its strip's area or less (0.32 on a 1024 x 768 duplex screen, a
+#: small sector over a full-width strip less); a side bar's thumbnails (0.06) and icons are smaller, and text the
+#: opening of :func:`solid_components` removes.
+MIN_CANDIDATE_AREA = 0.1
+#: A candidate either model fits wins over a larger one that neither fits when it has at least this fraction of its
+#: area (the share side-by-side views have, :data:`MIN_VIEW_AREA`): a freeform region much larger is the image, a
+#: picture-in-picture or thumbnail beside it is not.
+MIN_FITTED_SHARE = 0.4
+#: At most this many of the largest candidates are looked at (each costs a fit of both models).
+MAX_CANDIDATES = 4
+#: A candidate, and an extra side-by-side view, is tissue only when its speckle texture (median absolute Laplacian
+#: inside it, :func:`speckle_texture`) is at least this fraction of the most textured candidate's: speckle gives
+#: 20-50 gray levels at any gain the views of one screen share (10 dB less gain: 0.3 of it); a vendor's side panel,
+#: a flat fill or a smooth gradient with button icons gives 0-1 (0.02), the noise floor of a spectral strip 0.18.
+MIN_TEXTURE_SHARE = 0.2
+#: Texture and streaks are measured on a copy halved until its long side is under twice this (the scale of
+#: detection in data/views.py): speckle is smoother and a spectral trace's noise sharper at a screen's own resolution.
+TEXTURE_SIDE = 160
+#: A region at least this many times as wide as tall may be a spectral Doppler or M-mode strip (a band some 3-8
+#: times as wide as tall under the B-mode image); B-mode images are rarely wider than 1.5 times their depth ...
+MIN_STRIP_ASPECT = 2.0
+#: ... and is one when its texture runs along the time axis: mean horizontal over mean vertical gray-level change at
+#: most this (M-mode, one scan line repeated over time: 0.24; speckle 0.9-1.1, and 0.5-0.6 even stretched to 2.5
+#: times its width) ...
+MAX_STREAK_RATIO = 0.4
+#: ... or when it fits neither model (a spectral trace's envelope) and one of its long sides is a straight line (the
+#: baseline): its first or last row lies within a pixel of one row in at least this fraction of its columns; or when
+#: a row across at least this fraction of its columns is a line drawn on it (a baseline inside a spectrum over a
+#: noisy background, an M-mode time axis) ...
+MIN_BASELINE_SHARE = 0.9
+#: ... all within this many gray levels of the row's median (a row of speckle spreads over tens of levels) ...
+BASELINE_SPREAD = 8
+#: ... which stands at least this many levels above the row two above or two below it (a flat black or gray row of
+#: a panel or background is no line).
+BASELINE_CONTRAST = 40
 
 
 @dataclass
@@ -52,7 +95,8 @@ class FieldOfView:
     Attributes:
         mask: bool (H, W).
         bbox: (top, left, bottom, right), bottom/right exclusive; all zeros when nothing was found.
-        kind: "linear", "sector", "freeform", "views" (several views of one screen, see :func:`detect_screen_fov`)
+        kind: "linear", "sector", "freeform", "views" (several views of one screen, see :func:`detect_screen_fov`),
+            "strip" (only a spectral Doppler or M-mode strip was found, no tissue image: see :func:`choose_region`)
             or "none".
         fit_iou: agreement of the chosen model with the detected region (1.0 for freeform).
     """
@@ -144,17 +188,201 @@ def solid_components(gray: np.ndarray, threshold: int = 0, kernel: int | None = 
 
 def signal_region(gray: np.ndarray, threshold: int = 0, kernel: int | None = None,
                   solid: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-    """The largest solid bright region, holes filled: (H, W) uint8 gray -> (H, W) bool.
+    """The solid bright region taken for the field of view, holes filled: (H, W) uint8 gray -> (H, W) bool.
 
-    The largest of :func:`solid_components` (``solid``, when computed already with the same settings) drops what is
-    apart from it (text, bars). Corners rounded by the opening do not matter: the geometric fits use the straight
-    parts.
+    The region :func:`choose_region` picks among :func:`solid_components` (``solid``, when computed already with the
+    same settings), which drops what is apart from it (text, bars, side panels, a spectral strip). Corners rounded
+    by the opening do not matter: the geometric fits use the straight parts.
     """
-    labels, stats = solid if solid is not None else solid_components(gray, threshold, kernel)
+    return choose_region(gray, *(solid if solid is not None else solid_components(gray, threshold, kernel))).mask
+
+
+@dataclass
+class RegionFit:
+    """A candidate region for the field of view with the better of both models fitted to it.
+
+    Attributes:
+        mask: (H, W) bool region, holes filled.
+        kind: "linear", "sector" or "freeform" (neither model agrees with it at ``MIN_MODEL_IOU``); "strip" when
+            it is a spectral Doppler or M-mode strip; "none" when there is no region.
+        model: (H, W) bool mask of the better model (the region itself for "freeform").
+        fit_iou: agreement of ``model`` with the region.
+        sector: the sector fitted, when ``kind`` is "sector".
+    """
+
+    mask: np.ndarray
+    kind: str
+    model: np.ndarray
+    fit_iou: float
+    sector: SectorFit | None = None
+
+
+def fit_models(region: np.ndarray) -> RegionFit:
+    """(H, W) bool region -> :class:`RegionFit`: the rectangle or sector that agrees best with it when it agrees at
+    ``MIN_MODEL_IOU`` or better, else the region itself ("freeform")."""
+    sector = sector_fit(region)
+    models = [("linear", fit_rectangle(region), None)]
+    if sector is not None:
+        models.append(("sector", render_sector(region.shape, sector), sector))
+    score, name, model, fitted = max(((_iou(m, region), n, m, f) for n, m, f in models), key=lambda item: item[0])
+    if score < MIN_MODEL_IOU:
+        return RegionFit(region, "freeform", region, 1.0)
+    return RegionFit(region, name, model, score, fitted)
+
+
+def _detection_scale(shape: tuple[int, int]) -> int:
+    """The halvings that bring an image of ``shape`` (H, W) to a long side under ``2 * TEXTURE_SIDE``, as a factor."""
+    factor = 1
+    while max(shape) >= 2 * factor * TEXTURE_SIDE and min(shape) >= 4 * factor:
+        factor *= 2
+    return factor
+
+
+def _reduce(image: np.ndarray, factor: int) -> np.ndarray:
+    """(H, W) uint8 or bool -> 2 x 2 means (bool: any) ``factor`` times smaller (odd last rows/columns dropped)."""
+    if factor == 1:
+        return image
+    height, width = image.shape[0] // factor * factor, image.shape[1] // factor * factor
+    small = cv2.resize(image[:height, :width].astype(np.uint8), (width // factor, height // factor),
+                       interpolation=cv2.INTER_AREA)
+    return small > 0 if image.dtype == bool else small
+
+
+def speckle_texture(gray: np.ndarray, mask: np.ndarray) -> float:
+    """Median absolute Laplacian of (H, W) uint8 ``gray`` inside (H, W) bool ``mask`` eroded by two pixels (its
+    edge against the black around it is not texture), on a copy halved to the scale of detection
+    (``TEXTURE_SIDE``), so that it is the same on a screen and on its reduced copy: 20-50 over speckle, 0-1 over a
+    flat or gradient panel, whose icons and labels are edges over a minority of its pixels."""
+    factor = _detection_scale(gray.shape)
+    gray, mask = _reduce(gray, factor), _reduce(mask, factor)
+    inner = cv2.erode(mask.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    inner = inner if inner.any() else mask
+    if not inner.any():
+        return 0.0
+    laplacian = cv2.Laplacian(gray, cv2.CV_16S, ksize=1)
+    return float(np.median(np.abs(laplacian[inner])))
+
+
+def streak_ratio(gray: np.ndarray, mask: np.ndarray) -> float:
+    """Mean absolute gray-level change along the rows over that along the columns of (H, W) uint8 ``gray``, inside
+    (H, W) bool ``mask``, at the scale of detection (``TEXTURE_SIDE``): about 1 for speckle, well under 1 for an
+    M-mode strip (one scan line over time)."""
+    factor = _detection_scale(gray.shape)
+    values, mask = _reduce(gray, factor).astype(np.float32), _reduce(mask, factor)
+    across = np.abs(np.diff(values, axis=1))[mask[:, 1:] & mask[:, :-1]]
+    down = np.abs(np.diff(values, axis=0))[mask[1:] & mask[:-1]]
+    if across.size == 0 or down.size == 0:
+        return 1.0
+    return float(across.mean() / max(float(down.mean()), 1e-6))
+
+
+def straight_side(mask: np.ndarray) -> bool:
+    """True when the first or the last row of (H, W) bool ``mask``'s columns lies within a pixel of one row over at
+    least ``MIN_BASELINE_SHARE`` of them: a straight side, the baseline a spectral trace grows from."""
+    columns = np.flatnonzero(mask.any(0))
+    if columns.size == 0:
+        return False
+    first = mask[:, columns].argmax(0)
+    last = mask.shape[0] - 1 - mask[::-1, columns].argmax(0)
+    for ends in (first, last):
+        near = np.convolve(np.bincount(ends, minlength=1), np.ones(3), mode="same")  # within one row of each row
+        if near.max() >= MIN_BASELINE_SHARE * columns.size:
+            return True
+    return False
+
+
+def drawn_line(gray: np.ndarray, mask: np.ndarray) -> bool:
+    """True when a row of (H, W) uint8 ``gray`` is a straight line drawn across (H, W) bool ``mask`` (a spectral
+    baseline, an M-mode time axis): over at least ``MIN_BASELINE_SHARE`` of the region's columns within
+    ``BASELINE_SPREAD`` levels of its median, which is at least ``BASELINE_CONTRAST`` above the row two above or
+    two below it."""
+    columns = np.flatnonzero(mask.any(0))
+    if columns.size == 0 or mask.shape[0] < 5:
+        return False
+    values = gray[:, columns].astype(np.int16)
+    median = np.median(values, axis=1)
+    flat = np.mean(np.abs(values - median[:, None]) <= BASELINE_SPREAD, axis=1) >= MIN_BASELINE_SHARE
+    covered = np.mean(mask[:, columns], axis=1) >= MIN_BASELINE_SHARE
+    raised = np.zeros_like(flat)
+    raised[2:-2] = np.maximum(median[2:-2] - median[:-4], median[2:-2] - median[4:]) >= BASELINE_CONTRAST
+    return bool(np.any(flat & covered & raised))
+
+
+def is_strip(gray: np.ndarray, fit: RegionFit, full: np.ndarray | None = None) -> bool:
+    """True when the region of ``fit`` over (H, W) uint8 ``gray`` is a spectral Doppler or M-mode strip, not a
+    tissue image: wider than ``MIN_STRIP_ASPECT`` times its height, and streaked along the time axis
+    (``MAX_STREAK_RATIO``), or fitting neither model with a straight baseline side (:func:`straight_side`), or
+    crossed by a line drawn at the screen's resolution (:func:`drawn_line`, looked for on ``full``, the (H', W')
+    screen ``gray`` was reduced from by an integer factor, when given: a reduced copy averages a one-pixel line
+    away)."""
+    top, left, bottom, right = _bbox(fit.mask)
+    if right - left < MIN_STRIP_ASPECT * (bottom - top):
+        return False
+    if (fit.kind == "freeform" and straight_side(fit.mask)) or streak_ratio(gray, fit.mask) <= MAX_STREAK_RATIO:
+        return True
+    factor = 1 if full is None else max(1, full.shape[0] // gray.shape[0])
+    screen = gray if full is None else full
+    inside = fit.mask[top:bottom, left:right]
+    if factor > 1:
+        inside = np.repeat(np.repeat(inside, factor, 0), factor, 1)
+    crop = screen[top * factor : bottom * factor, left * factor : right * factor]
+    return drawn_line(crop, inside[: crop.shape[0], : crop.shape[1]])
+
+
+def choose_region(gray: np.ndarray, labels: np.ndarray, stats: np.ndarray,
+                  full: np.ndarray | None = None) -> RegionFit:
+    """The field of view among the solid regions of a screen: (H, W) uint8 gray, its :func:`solid_components`
+    (labels (H, W), OpenCV stats (n, 5)) -> :class:`RegionFit`.
+
+    The ``MAX_CANDIDATES`` largest regions of at least ``MIN_CANDIDATE_AREA`` of the largest's area are looked at.
+    Strips (:func:`is_strip`: a duplex screen's spectral Doppler, an M-mode trace, either of which may be larger
+    than the B-mode image above it) and regions without speckle (``MIN_TEXTURE_SHARE`` of the most textured one's:
+    side panels, flat fills, gradients) are not tissue. Of the rest, the largest that fits a model wins over larger
+    freeform ones (of at most ``1 / MIN_FITTED_SHARE`` times its area); else the largest. When only strips are left, the largest comes back as kind "strip"
+    (data/views.py leaves it out of training); with no region at all, kind "none".
+
+    Args:
+        gray: (H, W) uint8 screen or its reduced copy.
+        labels: (H, W) int32 solid regions of ``gray``.
+        stats: (n, 5) their OpenCV stats, row 0 the background.
+        full: (H', W') uint8 screen ``gray`` was reduced from, when it was (see :func:`is_strip`).
+    """
+    empty = np.zeros(gray.shape, bool)
     if len(stats) < 2:
-        return np.zeros(gray.shape, bool)
-    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    return fill_holes(labels == largest)
+        return RegionFit(empty, "none", empty, 0.0)
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    order = [int(i) + 1 for i in np.argsort(-areas, kind="stable")[:MAX_CANDIDATES]
+             if areas[i] >= MIN_CANDIDATE_AREA * areas.max()]
+    fits = [fit_models(fill_holes(labels == label)) for label in order]
+    tissue = [fit for fit in fits if not is_strip(gray, fit, full)]
+    if not tissue:
+        fits[0].kind = "strip"
+        return fits[0]
+    if len(tissue) > 1:
+        textures = [speckle_texture(gray, fit.mask) for fit in tissue]
+        tissue = [fit for fit, texture in zip(tissue, textures) if texture >= MIN_TEXTURE_SHARE * max(textures)]
+    fitted = [fit for fit in tissue if fit.kind != "freeform"
+              and fit.mask.sum() >= MIN_FITTED_SHARE * tissue[0].mask.sum()]
+    return fitted[0] if fitted else tissue[0]
+
+
+def textured_regions(gray: np.ndarray, labels: np.ndarray, stats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`solid_components` (labels (H, W), stats (n, 5)) of (H, W) uint8 ``gray`` without the regions that could
+    be views (``MIN_VIEW_AREA`` of the largest's area) but lack speckle (``MIN_TEXTURE_SHARE`` of the most textured
+    such region's :func:`speckle_texture`): a vendor's side panel is not a second view. Their labels become
+    background and their areas 0, so label numbers still index the stats."""
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    large = [int(i) + 1 for i in np.flatnonzero(areas >= MIN_VIEW_AREA * areas.max())] if len(areas) else []
+    if len(large) < 2:
+        return labels, stats
+    textures = [speckle_texture(gray, labels == label) for label in large]
+    flat = [label for label, texture in zip(large, textures) if texture < MIN_TEXTURE_SHARE * max(textures)]
+    if not flat:
+        return labels, stats
+    labels = np.where(np.isin(labels, flat), 0, labels).astype(labels.dtype)
+    stats = stats.copy()
+    stats[flat, cv2.CC_STAT_AREA] = 0
+    return labels, stats
 
 
 def detect_views(image: Any, threshold: int = 0,
@@ -203,13 +431,16 @@ def detect_views(image: Any, threshold: int = 0,
 def empty_column_runs(gray: np.ndarray, threshold: int, box: tuple[int, int, int, int],
                       min_width: int = MIN_GAP_WIDTH) -> list[tuple[int, int]]:
     """Runs (start, end) of at least ``min_width`` columns of (H, W) uint8 ``gray``, end exclusive, inside ``box``
-    (x0, y0, x1, y1) where at most ``MAX_GAP_SIGNAL`` of the box's rows are above ``threshold`` (and above
-    ``MAX_GAP_LEVEL``: black), with signal columns on both sides of the run inside the box."""
+    (x0, y0, x1, y1) that are black (median at most ``MAX_GAP_LEVEL`` over the box's rows) with at most
+    ``MAX_GAP_SIGNAL`` of the box's rows above ``threshold`` and ``GAP_TISSUE_LEVEL`` (tissue), with signal columns
+    on both sides of the run inside the box."""
     x0, y0, x1, y1 = box
     if x1 - x0 < min_width + 2 or y1 <= y0:
         return []
-    signal = np.count_nonzero(gray[y0:y1, x0:x1] > min(threshold, MAX_GAP_LEVEL), axis=0)
-    empty = np.concatenate([[False], signal <= MAX_GAP_SIGNAL * (y1 - y0), [False]])
+    block = gray[y0:y1, x0:x1]
+    black = np.median(block, axis=0) <= MAX_GAP_LEVEL
+    tissue = np.count_nonzero(block > max(threshold, GAP_TISSUE_LEVEL), axis=0)
+    empty = np.concatenate([[False], black & (tissue <= MAX_GAP_SIGNAL * (y1 - y0)), [False]])
     edges = np.flatnonzero(np.diff(empty.astype(np.int8)))  # run starts and ends alternate
     return [(x0 + int(start), x0 + int(end)) for start, end in zip(edges[::2], edges[1::2])
             if end - start >= min_width and start > 0 and end < x1 - x0]
@@ -389,7 +620,8 @@ def render_sector(shape: tuple[int, int], fit: SectorFit) -> np.ndarray:
 
 
 def detect_fov(image: Any, threshold: int = 0, region_box: Sequence[int] | None = None,
-               dim_edges: bool = True, solid: tuple[np.ndarray, np.ndarray] | None = None) -> FieldOfView:
+               dim_edges: bool = True, solid: tuple[np.ndarray, np.ndarray] | None = None,
+               full: np.ndarray | None = None) -> FieldOfView:
     """Find the field of view of a screen capture.
 
     Args:
@@ -400,6 +632,8 @@ def detect_fov(image: Any, threshold: int = 0, region_box: Sequence[int] | None 
         dim_edges: widen a fitted sector over dim edges above ``threshold // 2`` (low-gain outer scan lines).
         solid: :func:`solid_components` of the whole image computed already with this threshold (not with
             ``region_box``).
+        full: (H', W') uint8 gray the image was reduced from by an integer factor, when it was: lines drawn at
+            its resolution tell spectral strips from tissue (see :func:`choose_region`).
 
     Returns:
         :class:`FieldOfView` with an (H, W) mask.
@@ -418,21 +652,17 @@ def detect_fov(image: Any, threshold: int = 0, region_box: Sequence[int] | None 
         top, left, bottom, right = inner.bbox
         bbox = (top + y0, left + x0, bottom + y0, right + x0) if inner.kind != "none" else (0, 0, 0, 0)
         return FieldOfView(mask, bbox, inner.kind, inner.fit_iou)
-    region = signal_region(gray, threshold, solid=solid)
-    if not region.any():
-        return FieldOfView(region, (0, 0, 0, 0), "none", 0.0)
-    best = FieldOfView(region, _bbox(region), "freeform", 1.0)
-    sector = sector_fit(region)
-    candidates = [("linear", fit_rectangle(region)), ("sector", None if sector is None else render_sector(region.shape, sector))]
-    scored = [(name, mask, _iou(mask, region)) for name, mask in candidates if mask is not None]
-    name, mask, score = max(scored, key=lambda item: item[2])
-    if name == "sector" and score >= MIN_MODEL_IOU and dim_edges:
+    chosen = choose_region(gray, *(solid if solid is not None else solid_components(gray, threshold)), full=full)
+    if chosen.kind == "none":
+        return FieldOfView(chosen.mask, (0, 0, 0, 0), "none", 0.0)
+    if chosen.kind in ("freeform", "strip"):
+        return FieldOfView(chosen.mask, _bbox(chosen.mask), chosen.kind, 1.0)
+    mask, sector = chosen.model, chosen.sector
+    if sector is not None and dim_edges:
         # judged against the region as found; then widened over dim edges the threshold left out of the region
         slopes = widen_to_dim_edges(gray, sector.apex, sector.slopes, sector.radii, threshold // 2)
-        mask = render_sector(region.shape, SectorFit(sector.apex, slopes, sector.radii))
-    if score >= MIN_MODEL_IOU:
-        best = FieldOfView(mask, _bbox(mask), name, score)
-    return best
+        mask = render_sector(mask.shape, SectorFit(sector.apex, slopes, sector.radii))
+    return FieldOfView(mask, _bbox(mask), chosen.kind, chosen.fit_iou)
 
 
 def detect_view_boxes(gray: np.ndarray, threshold: int = 0, solid: tuple[np.ndarray, np.ndarray] | None = None,
@@ -447,8 +677,9 @@ def detect_view_boxes(gray: np.ndarray, threshold: int = 0, solid: tuple[np.ndar
     side by side) the spectral Doppler strip under each B-mode image is not tissue and must stay outside the field
     of view, which :func:`detect_fov` of the whole column keeps it.
 
-    Views closer together than the closing bridges are one region; ``cuts`` (:func:`gap_columns` of
-    :func:`view_gaps`) part them. The layout found with the cuts is taken only when it has more views: a cut that
+    Solid regions without speckle (:func:`textured_regions`: a vendor's side panel, a flat or gradient fill with
+    button icons) are no views. Views closer together than the closing bridges are one region; ``cuts``
+    (:func:`gap_columns` of :func:`view_gaps`) part them. The layout found with the cuts is taken only when it has more views: a cut that
     leaves no second view of plausible size (``MIN_VIEW_AREA``, level with the first) changes nothing.
 
     Args:
@@ -457,10 +688,10 @@ def detect_view_boxes(gray: np.ndarray, threshold: int = 0, solid: tuple[np.ndar
         solid: :func:`solid_components` of ``gray`` with this threshold, when computed already.
         cuts: (W,) bool columns of ``gray`` at gaps between views, or None.
     """
-    labels, stats = solid if solid is not None else solid_components(gray, threshold)
+    labels, stats = textured_regions(gray, *(solid if solid is not None else solid_components(gray, threshold)))
     boxes = _grid_boxes(gray, threshold, labels, stats)
     if cuts is not None and cuts.any():
-        split = _grid_boxes(gray, threshold, *solid_components(gray, threshold, cuts=cuts))
+        split = _grid_boxes(gray, threshold, *textured_regions(gray, *solid_components(gray, threshold, cuts=cuts)))
         if len(split) > len(boxes):
             return split
     return boxes

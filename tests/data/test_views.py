@@ -11,7 +11,7 @@ import pytest
 from monai_ext.data.synthetic import SimulatorConfig, simulate_frame
 from monai_ext.data.views import ViewOptions, fit_square, locate_fov, prepare_views
 from tests.data.screens import assert_crop_hugs, on_screen
-from tests.transforms.helpers import shown_through
+from tests.transforms.helpers import PANELS, STRIPS, duplex_screen, shown_through, side_panel_screen
 
 
 @pytest.mark.parametrize("edge_gain_db", [20, 25])
@@ -186,12 +186,102 @@ def test_views_a_narrow_gap_apart_give_one_frame_each_a_dark_stripe_does_not_spl
     assert len(prepare_views(striped, None, ViewOptions(size=64))) == 1
 
 
+def as_jpeg(screen: np.ndarray, quality: int | None) -> np.ndarray:
+    """(H, W) uint8 screen saved as a JPEG of ``quality`` and decoded (unchanged for None)."""
+    if quality is None:
+        return screen
+    return cv2.imdecode(cv2.imencode(".jpg", screen, [cv2.IMWRITE_JPEG_QUALITY, quality])[1], cv2.IMREAD_GRAYSCALE)
+
+
+@pytest.mark.parametrize("quality", [95, 85])
+@pytest.mark.parametrize("gap", [3, 6, 10])
+def test_views_a_narrow_gap_apart_on_a_jpeg_screen_give_one_frame_each(gap, quality):
+    """JPEG ringing beside the views lifts a narrow gap's black to 4-21: a gap was a column with no pixel above 2, so
+    a dual-view JPEG screen was cached as one frame. A gap is black at its median, with next to no tissue."""
+    screen, boxes = dual_screen((960, 480), gap)
+    views = prepare_views(as_jpeg(screen, quality), None, ViewOptions(size=64))
+    assert len(views) == 2
+    for view, box in zip(views, boxes):
+        assert_crop_hugs(" ".join(str(v) for v in view.crop), box, tolerance=4)
+    striped, _ = dual_screen((960, 480), gap, stripe=True)
+    assert len(prepare_views(as_jpeg(striped, quality), None, ViewOptions(size=64))) == 1
+
+
+@pytest.mark.parametrize("quality", [None, 95, 85])
 @pytest.mark.parametrize("gap", [2, 6])
-def test_a_full_height_dark_column_with_noise_inside_a_view_does_not_split_it(gap):
+def test_a_full_height_dark_column_with_noise_inside_a_view_does_not_split_it(gap, quality):
     """A shadow or a dead element down the whole view is dark, not the screen's black: it keeps its gain's noise,
-    and two 'views' cut at it would be halves of one."""
+    and two 'views' cut at it would be halves of one (in a JPEG too, whose gaps are told by their median)."""
     screen, _ = dual_screen((960, 480), gap)
     top, height, left = 480 // 8, 480 * 3 // 4, 40 + (960 - gap - 80) // 2
     noise = np.random.default_rng(3).integers(3, 10, (height, gap)).astype(np.uint8)  # under the FOV threshold
     screen[top : top + height, left : left + gap] = noise
-    assert len(prepare_views(screen, None, ViewOptions(size=64))) == 1
+    assert len(prepare_views(as_jpeg(screen, quality), None, ViewOptions(size=64))) == 1
+
+
+@pytest.mark.parametrize("geometry", ["linear", "curvilinear"])
+@pytest.mark.parametrize("strip", STRIPS)
+def test_a_duplex_or_m_mode_strip_is_not_the_view_and_alone_is_left_out(strip, geometry):
+    """The spectral or M-mode strip under a B-mode image, larger than it, was cached as the view (the image blanked
+    as annotation), and a strip alone was cached as tissue. The view is the image; a strip alone is left out
+    (reason ``spectral``), unless a DICOM region names it."""
+    screen, truth, top = duplex_screen(strip, geometry, scale=2)
+    (view,) = prepare_views(screen, None, ViewOptions(size=64))
+    rows, cols = np.flatnonzero(truth.any(1)), np.flatnonzero(truth.any(0))
+    assert_crop_hugs(" ".join(str(v) for v in view.crop), (cols[0], rows[0], cols[-1] + 1, rows[-1] + 1), tolerance=6)
+    assert view.drop == ""
+    alone, _, _ = duplex_screen(strip, geometry, scale=2, with_image=False)
+    assert [view.drop for view in prepare_views(alone, None, ViewOptions(size=64))] == ["spectral"]
+    height, width = alone.shape[:2]
+    assert [view.drop for view in prepare_views(alone, (0, 0, width, height), ViewOptions(size=64))] == [""]
+
+
+@pytest.mark.parametrize("panel", PANELS)
+def test_a_vendor_side_panel_is_not_cached_as_a_second_view(panel):
+    """A UI panel (flat, gradient, gradient with icons) down the screen's edge was a second view, cached whole."""
+    screen, truth, _ = side_panel_screen(panel)
+    screen = cv2.resize(screen, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)  # reduced for detection, as most are
+    truth = cv2.resize(truth.astype(np.uint8), None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST) > 0
+    (view,) = prepare_views(screen, None, ViewOptions(size=64))
+    rows, cols = np.flatnonzero(truth.any(1)), np.flatnonzero(truth.any(0))
+    assert_crop_hugs(" ".join(str(v) for v in view.crop), (cols[0], rows[0], cols[-1] + 1, rows[-1] + 1))
+
+
+def with_colour_overlay(screen: np.ndarray, fov: np.ndarray, side: float) -> np.ndarray:
+    """An elastography-style overlay: a jet colour map blended half and half over a centred square box of ``side``
+    times the (H, W) bool field of view's width, on an (H, W, 3) screen."""
+    rows, cols = np.flatnonzero(fov.any(1)), np.flatnonzero(fov.any(0))
+    half = int(side * len(cols)) // 2
+    cy, cx = (rows[0] + rows[-1]) // 2, (cols[0] + cols[-1]) // 2
+    box = np.zeros_like(fov)
+    box[cy - half : cy + half, cx - half : cx + half] = True
+    box &= fov
+    stiffness = cv2.GaussianBlur(np.random.default_rng(9).random(fov.shape).astype(np.float32), (0, 0), 15)
+    stiffness = (stiffness - stiffness.min()) / (np.ptp(stiffness) + 1e-6)
+    jet = cv2.applyColorMap((stiffness * 255).astype(np.uint8), cv2.COLORMAP_JET)[..., ::-1]
+    shown = screen.copy()
+    shown[box] = (0.5 * screen[box] + 0.5 * jet[box]).astype(np.uint8)
+    return shown
+
+
+@pytest.mark.parametrize("side, doppler, drop", [(0.3, "inpaint", ""), (0.75, "inpaint", "colour_overlay"),
+                                                 (0.75, "keep", "")])
+def test_a_colour_overlay_over_much_of_the_image_is_left_out_not_inpainted(side, doppler, drop):
+    """A semi-transparent elastography box over a third of the field of view was 'flow' flattened by inpainting and
+    cached; only --doppler drop had a limit. Above ``MAX_INPAINT_FLOW`` the frame is left out; a small box, and any
+    box with --doppler keep, stays."""
+    frame = simulate_frame(np.random.default_rng([17, 5]), SimulatorConfig(size=480, geometry="linear"))
+    screen = with_colour_overlay(on_screen(np.repeat(frame.bmode[..., None], 3, axis=2)), on_screen(frame.fov_mask),
+                                 side)
+    (view,) = prepare_views(screen, None, ViewOptions(size=64, doppler=doppler))
+    assert view.drop == drop
+    assert (view.flow_fraction > 0.25) == (side > 0.5)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_colour_doppler_boxes_are_still_inpainted_and_kept(seed):
+    """The simulator's colour-Doppler boxes (a vessel's flow) stay far under ``MAX_INPAINT_FLOW``: inpainted, kept."""
+    config = SimulatorConfig(size=480, screen_capture=True, doppler_probability=1.0)
+    frame = simulate_frame(np.random.default_rng([19, seed]), config)
+    (view,) = prepare_views(on_screen(frame.screen), None, ViewOptions(size=64))
+    assert view.drop == "" and 0.0 < view.flow_fraction < 0.25

@@ -1,5 +1,6 @@
 """Field of view (transforms/fov.py) against the simulator's ground truth: DICOM regions, blank and empty images,
-side-by-side, stacked and duplex views, views closer than the closing bridges (issues #5, #17)."""
+side-by-side, stacked and duplex views, views closer than the closing bridges (issues #5, #17), spectral and M-mode
+strips larger than the image, vendor side panels."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from monai_ext.data.synthetic import SimulatorConfig, simulate_frame
 from monai_ext.transforms import FieldOfViewMaskd, deannotate, detect_fov
-from tests.transforms.helpers import iou, screens
+from tests.transforms.helpers import PANELS, STRIPS, duplex_screen, iou, screens, side_panel_screen
 
 
 def test_dicom_region_restricts_detection():
@@ -102,6 +103,54 @@ def test_dual_view_duplex_screen_keeps_each_spectral_strip_outside():
     assert len(boxes) == 2 and all(y0 == 0 and y1 == screen.shape[0] for _, y0, _, y1 in boxes)
     fov = detect_screen_fov(screen, 10)
     assert fov.mask[:160].any() and not fov.mask[160:].any()
+
+
+@pytest.mark.parametrize("geometry", ["linear", "curvilinear"])
+@pytest.mark.parametrize("strip", STRIPS)
+def test_a_strip_larger_than_the_image_stays_outside_and_alone_is_a_strip(strip, geometry):
+    """Duplex and M-mode screens whose spectral or M-mode strip is larger than the B-mode image above it: the largest
+    solid region was taken for the field of view, so the strip was kept as tissue and the image blanked as
+    annotation. The image is the field of view; a strip alone is kind "strip" (left out of training by ingestion)."""
+    from monai_ext.transforms.fov import detect_screen_fov
+
+    screen, truth, top = duplex_screen(strip, geometry)
+    assert np.count_nonzero(screen[top:, :, 0]) > 2 * truth.sum()
+    fov = detect_fov(screen)
+    assert fov.kind == ("linear" if geometry == "linear" else "sector")
+    assert iou(fov.mask, truth) >= 0.95 and not fov.mask[top:].any()
+    np.testing.assert_array_equal(detect_screen_fov(screen).mask, fov.mask)
+    cleaned = deannotate(np.moveaxis(screen, -1, 0)).image
+    assert (cleaned[truth] > 0).mean() >= 0.9 and (cleaned[top:] == 0).all()
+    alone, _, _ = duplex_screen(strip, geometry, with_image=False)
+    assert detect_fov(alone).kind == "strip"
+
+
+@pytest.mark.parametrize("rows", [0.3, 0.45])
+def test_a_wide_shallow_linear_image_is_not_a_strip(rows):
+    """A linear image 2.2-3.3 times as wide as deep (a shallow preset) is wide like a strip: its speckle is not
+    streaked and it has no drawn line, so it stays the field of view."""
+    frame = simulate_frame(np.random.default_rng([75, 0]), SimulatorConfig(size=480, geometry="linear"))
+    band = frame.fov_mask.any(1)
+    keep = np.zeros_like(frame.fov_mask)
+    first = int(np.flatnonzero(band)[0])
+    keep[first : first + int(rows * 480 * 0.55)] = True
+    truth = frame.fov_mask & keep
+    screen = np.where(truth, frame.bmode, 0).astype(np.uint8)
+    fov = detect_fov(screen)
+    assert fov.kind == "linear" and iou(fov.mask, truth) >= 0.95
+
+
+@pytest.mark.parametrize("panel", PANELS)
+def test_a_vendor_side_panel_is_not_a_second_view(panel):
+    """A UI panel down the screen's edge (a flat fill, a smooth gradient, button icons) of about the image's area was
+    kept as a second view: every solid region of 40% of the largest's area was one. A view has speckle."""
+    from monai_ext.transforms.fov import detect_screen_fov, detect_view_boxes, solid_components, to_gray_uint8
+
+    screen, truth, left = side_panel_screen(panel)
+    gray = to_gray_uint8(screen)
+    assert len(detect_view_boxes(gray, 10, solid_components(gray, 10))) == 1
+    for fov in (detect_screen_fov(screen), detect_fov(screen)):
+        assert fov.kind == "sector" and iou(fov.mask, truth) >= 0.95 and not fov.mask[:, left:].any()
 
 
 @pytest.mark.parametrize("shape", [(0, 40), (40, 0), (0, 0)])
