@@ -543,7 +543,7 @@ def prepare_corpus(
     slice_axis: int = 2,
     slice_stride: int = 1,
     modality: str | None = None,
-    dedup_threshold: int = 4,
+    dedup_threshold: int = 6,
     exclude_datasets: object = (),
     evaluation: object = (),
     files_per_chunk: int = 64,
@@ -565,10 +565,11 @@ def prepare_corpus(
         slice_axis: the axis along which volumes are cut into frames.
         slice_stride: every n-th slice of a volume.
         modality: keep only DICOM files of this Modality, e.g. US.
-        dedup_threshold: perceptual-hash distance for near-duplicates (-1: exact duplicates only).
+        dedup_threshold: perceptual-hash distance (bits of 64, of the field of view) for near-duplicates (-1: exact
+            duplicates only).
         exclude_datasets: dataset folder names to leave out, comma-separated.
         evaluation: evaluation folders whose images must not be in the corpus, comma-separated (every frame of
-            every file, whatever modality and strides; near matches within at least 4 bits).
+            every file, whatever modality and strides; near matches within at least 8 bits).
         files_per_chunk: files per unit of work and of resuming.
         crop_fov: crop to the DICOM region or the detected field of view.
         deannotate: remove burned-in text, calipers, markers and overlays on the colour frame (true|false).

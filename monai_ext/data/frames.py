@@ -5,7 +5,8 @@ or 4-D time series), AVI/MP4 cine loops.
 Each source yields :class:`Frame` objects holding 8-bit pixels as displayed, gray or RGB: colour is kept, because
 de-annotation needs it to tell colour flow and coloured marks from tissue (gray is taken after it, with the same
 luma as :func:`monai_ext.io.display.to_gray_uint8`). A DICOM frame with several views in
-``SequenceOfUltrasoundRegions`` gives one :class:`Frame` per view. The decoding is
+``SequenceOfUltrasoundRegions`` gives one :class:`Frame` per view; one whose regions are all spectral, M-mode or
+traces is skipped (:class:`SkippedSource`): it holds no image of tissue. The decoding is
 :mod:`monai_ext.io`'s, the one the training loader, bundle inference and MONAI Label use (they take a file's first
 frame): a frame here equals ``rint(255 * LoadUltrasoundImage()(path))`` of that frame. Only pixel-describing DICOM
 attributes are read (photometric interpretation, bits, LUTs and windows, frames, modality, ultrasound regions);
@@ -21,7 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
-from monai_ext.io.dicom import iter_dicom_frames, read_dicom, read_dicom_header, ultrasound_region_boxes
+from monai_ext.io.dicom import (
+    iter_dicom_frames,
+    non_tissue_region_kinds,
+    read_dicom,
+    read_dicom_header,
+    ultrasound_region_boxes,
+)
 from monai_ext.io.display import to_gray_uint8
 from monai_ext.io.errors import SkippedSource, UnreadableImageError, one_line
 from monai_ext.io.images import ALL_SUFFIXES, iter_picture_frames, source_kind
@@ -122,6 +129,11 @@ def _dicom_frames(path: Path, options: FrameOptions) -> Iterator[Frame]:
         if modality.upper() != options.modality.upper():
             raise SkippedSource(f"{path}: modality {modality or 'missing'!r} is not {options.modality!r}")
     ds = read_dicom(path)
+    if kinds := non_tissue_region_kinds(ds):
+        # detection on the whole screen would take the spectrum or the M-mode trace for the field of view
+        raise SkippedSource(f"{path}: no tissue region: its ultrasound regions are {', '.join(kinds)} only "
+                            "(SequenceOfUltrasoundRegions lists no 2-D tissue or colour-flow region)")
+    # no sequence, or its tissue regions are off the frame (a resized export): the views are detected
     boxes = ultrasound_region_boxes(ds) or [None]
     for index, pixels in iter_dicom_frames(ds, str(path), options.frame_stride):
         display = to_display_uint8(pixels, str(path))

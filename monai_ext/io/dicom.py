@@ -36,7 +36,8 @@ from monai_ext.io.dicom_frames import (
 from monai_ext.io.errors import UnreadableImageError, one_line
 
 __all__ = ["DICOM_SUFFIXES", "dicom_display", "first_dicom_frame", "has_dicom_preamble", "has_dicom_signature",
-           "iter_dicom_frames", "read_dicom", "read_dicom_header", "ultrasound_region_box", "ultrasound_region_boxes"]
+           "iter_dicom_frames", "non_tissue_region_kinds", "read_dicom", "read_dicom_header", "ultrasound_region_box",
+           "ultrasound_region_boxes"]
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 #: DICOM PS3.10 7.1: a 128-byte preamble, then the magic b"DICM" at bytes 128-131.
@@ -592,6 +593,26 @@ def ultrasound_region_boxes(ds: Any) -> list[tuple[int, int, int, int]]:
         return a != b and b[0] <= a[0] and b[1] <= a[1] and a[2] <= b[2] and a[3] <= b[3]
 
     return sorted((a for a in boxes if not any(inside(a, b) for b in boxes)), key=lambda box: (box[0], box[1]))
+
+
+#: Names of the region kinds that are no image of tissue, by RegionSpatialFormat (0018,6012), for messages.
+REGION_FORMAT_NAMES = {0: "no spatial format", 1: "2-D", 2: "M-mode", 3: "spectral", 4: "waveform", 5: "graphics"}
+
+
+def non_tissue_region_kinds(ds: Any) -> list[str]:
+    """The kinds of region (``["spectral", "waveform"]``) of a ``SequenceOfUltrasoundRegions`` that lists regions
+    but no 2-D tissue or colour-flow region (spatial format 1 with data type 1 or 2), on the frame or not: the file
+    holds no image of tissue (a PW or M-mode capture). Empty where it has no such sequence, lists a tissue or flow
+    region (off the frame or not: detection on the whole frame then takes its place), or a region whose format or
+    data type is missing (de-identified: it may have been one)."""
+    kinds = []
+    for region in getattr(ds, "SequenceOfUltrasoundRegions", []) or []:
+        spatial, data_type = (_region_number(region, name) for name in REGION_FIELDS[:2])
+        if spatial is None or data_type is None or (spatial == 1 and data_type in (1, 2)):
+            return []
+        name = REGION_FORMAT_NAMES.get(spatial, f"spatial format {spatial}")
+        kinds.append(f"{name} of data type {data_type}" if spatial == 1 else name)
+    return list(dict.fromkeys(kinds))
 
 
 def iter_dicom_frames(ds: Any, source: str, frame_stride: int = 1) -> Iterator[tuple[int, np.ndarray]]:

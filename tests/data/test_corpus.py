@@ -18,11 +18,14 @@ import pytest
 
 from monai_ext.data.corpus import (
     CACHE_FORMAT,
+    DEDUP_THRESHOLD,
+    EVALUATION_NEAR_BITS,
     KILL_AFTER_CHUNKS_ENV,
     CorpusFrames,
     CorpusOptions,
     NearDuplicateIndex,
     hamming,
+    perceptual_hash,
     prepare_corpus,
     process_file,
 )
@@ -108,7 +111,7 @@ def test_excluding_a_dataset_on_rerun_reuses_the_cache(prepared, caplog):
         prepare_corpus(base / "root", out, CorpusOptions(size=32, files_per_chunk=4))
 
 
-@pytest.mark.parametrize("written_format", [None, 2, 4, 6])
+@pytest.mark.parametrize("written_format", [None, 2, 5, 7])
 def test_a_cache_of_another_format_is_not_finished_by_this_version(prepared, tmp_path, written_format):
     """A run cut short and resumed after an upgrade would finish the cache in other rules (files listed by the old
     plan, chunks read by the new code): refused, whatever the settings."""
@@ -139,19 +142,109 @@ def test_no_patient_identifier_reaches_any_output(prepared, caplog, capsys):
             assert value not in text and value.replace("^", " ") not in text
 
 
-def test_near_duplicate_index_is_exact_within_the_threshold():
-    rng = np.random.default_rng(0)
+@pytest.mark.parametrize("threshold", [0, 3, 4, 6, 8, 12])
+def test_near_duplicate_index_is_exact_within_the_threshold(threshold):
+    rng = np.random.default_rng(threshold)
     stored = [int(v) for v in rng.integers(0, 2**63, size=200)]
-    index = NearDuplicateIndex(threshold=4)
+    index = NearDuplicateIndex(threshold=threshold)
     for i, value in enumerate(stored):
         index.add(value, str(i))
     for value in stored[:50]:
         flipped = value
-        for bit in rng.choice(64, size=4, replace=False):
+        for bit in rng.choice(64, size=threshold, replace=False):
             flipped ^= 1 << int(bit)
         match = index.find(flipped)
-        assert match is not None and hamming(stored[int(match)], flipped) <= 4
+        assert match is not None and hamming(stored[int(match)], flipped) <= threshold
     assert index.find(~stored[0] & (2**64 - 1)) is None  # 64 bits away from its source, far from the rest
+
+
+#: Seeds of simulated frames of one pinned curvilinear geometry whose hashes of the padded square (cache format 5)
+#: were 4 bits apart: the fan's outline, shared, outweighed the tissue (the new hashes are 14 to 22 bits apart).
+OUTLINE_TWINS = [(2, 14), (27, 32), (29, 39)]
+
+
+def _pinned_screens(monkeypatch, seeds: tuple[int, ...]) -> list[np.ndarray]:
+    """(600, 800, 3) uint8 screens of simulated frames, one fixed curvilinear probe geometry for all."""
+    from monai_ext.data import synthetic
+
+    geometry = synthetic.curvilinear_geometry(np.random.default_rng(123), 480)
+    monkeypatch.setattr(synthetic, "curvilinear_geometry", lambda rng, size: geometry)
+    screens = []
+    for seed in seeds:
+        frame = synthetic.simulate_frame(seed, synthetic.SimulatorConfig(size=480, geometry="curvilinear"), None)
+        screen = np.zeros((600, 800, 3), np.uint8)
+        screen[60:540, 160:640] = frame.bmode[..., None]
+        screens.append(screen)
+    return screens
+
+
+@pytest.mark.parametrize("seeds", OUTLINE_TWINS)
+def test_distinct_frames_of_one_geometry_are_kept_and_their_jpeg_copies_dropped(tmp_path, monkeypatch, seeds):
+    """Distinct frames of one probe geometry were dropped as near-duplicates of each other (58 of 300): the hash
+    saw the black outside and the fan's outline. A JPEG copy must still be caught, in the corpus (default
+    threshold) and against an evaluation set."""
+    first, second = _pinned_screens(monkeypatch, seeds)
+    site, evaluation = tmp_path / "root" / "site", tmp_path / "evalset"
+    site.mkdir(parents=True)
+    evaluation.mkdir()
+    cv2.imwrite(str(site / "a.png"), first)
+    cv2.imwrite(str(site / "b.png"), second)
+    cv2.imwrite(str(site / "c_copy_of_a.jpg"), first, [cv2.IMWRITE_JPEG_QUALITY, 60])
+    cv2.imwrite(str(site / "d_copy_of_b.jpg"), second, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    cv2.imwrite(str(evaluation / "b.png"), second)
+    report = prepare_corpus(tmp_path / "root", tmp_path / "cache", CorpusOptions(), evaluation_folders=[evaluation])
+    reasons = {r["source"]: r["reason"] for r in manifest(tmp_path / "cache")}
+    assert reasons["site/a.png"] == "" and reasons["site/c_copy_of_a.jpg"].startswith("near_duplicate_of:")
+    assert reasons["site/b.png"] == "matches_evaluation:evalset/b.png"
+    assert reasons["site/d_copy_of_b.jpg"] == "near_evaluation:evalset/b.png"
+    assert report["kept"] == 1
+
+
+@pytest.mark.parametrize("edit", ["jpeg q60", "jpeg q85", "resize 0.9", "brighter", "caliper"])
+def test_a_copy_of_a_frame_hashes_within_the_default_threshold(monkeypatch, edit):
+    """Both sides of the field-of-view hash on one frame: its copies within :data:`DEDUP_THRESHOLD` bits, a
+    distinct frame of the same geometry beyond :data:`EVALUATION_NEAR_BITS`."""
+    from monai_ext.data.views import ViewOptions, prepare_views
+
+    original, other = _pinned_screens(monkeypatch, OUTLINE_TWINS[0])
+    if edit.startswith("jpeg"):
+        _, encoded = cv2.imencode(".jpg", original, [cv2.IMWRITE_JPEG_QUALITY, int(edit[-2:])])
+        copy = cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED)
+    elif edit == "resize 0.9":
+        copy = cv2.resize(original, None, fx=0.9, fy=0.9, interpolation=cv2.INTER_AREA)
+    elif edit == "brighter":
+        copy = np.where(original > 0, np.clip(original.astype(int) + 8, 0, 255), 0).astype(np.uint8)
+    else:  # yellow caliper crosses and their dotted line, as scanners draw them
+        copy = original.copy()
+        for x, y in ((380, 300), (460, 360)):
+            cv2.line(copy, (x - 6, y), (x + 6, y), (255, 255, 0), 1)
+            cv2.line(copy, (x, y - 6), (x, y + 6), (255, 255, 0), 1)
+        for t in np.linspace(0, 1, 14):
+            copy[int(300 + 60 * t):int(302 + 60 * t), int(380 + 80 * t):int(382 + 80 * t)] = (255, 255, 0)
+    hashes = [perceptual_hash(prepare_views(screen, None, ViewOptions())[0].pixels)
+              for screen in (original, copy, other)]
+    assert hamming(hashes[0], hashes[1]) <= DEDUP_THRESHOLD
+    assert hamming(hashes[0], hashes[2]) > EVALUATION_NEAR_BITS
+
+
+def test_a_dicom_of_spectral_regions_only_is_a_skipped_file_in_the_report(tmp_path):
+    """A PW Doppler capture (its one region spectral) was cached as a training frame, its spectrum the view."""
+    from pydicom import dcmread
+
+    from monai_ext.io.writers import write_dicom_frames
+
+    site = tmp_path / "root" / "site"
+    site.mkdir(parents=True)
+    write_dicom_frames(us_image(96)[None], site / "pw.dcm", region_box=(0, 48, 96, 96))
+    ds = dcmread(site / "pw.dcm")
+    ds.SequenceOfUltrasoundRegions[0].RegionSpatialFormat, ds.SequenceOfUltrasoundRegions[0].RegionDataType = 3, 3
+    ds.save_as(site / "pw.dcm")
+    cv2.imwrite(str(site / "scan.png"), us_image(96, 5))
+    report = prepare_corpus(tmp_path / "root", tmp_path / "cache", CorpusOptions(size=32))
+    assert report["frames"] == 1
+    assert report["skipped_files"] == [{"source": "site/pw.dcm", "reason": "site/pw.dcm: no tissue region: its "
+                                        "ultrasound regions are spectral only (SequenceOfUltrasoundRegions lists "
+                                        "no 2-D tissue or colour-flow region)"}]
 
 
 def test_killed_midway_resumes_without_duplicates_or_corrupt_entries(tmp_path):

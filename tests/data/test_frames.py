@@ -76,6 +76,63 @@ def test_a_region_off_the_frame_is_ignored_with_a_warning(tmp_path, box, kept, n
     assert notes == ([f"{path}: ultrasound region {box} {note}"] if note else [])
 
 
+def _with_regions(path, regions: list[tuple[int | None, int | None, tuple[int, int, int, int]]]):
+    """Rewrite the ``SequenceOfUltrasoundRegions`` of the DICOM at ``path``: one item per (RegionSpatialFormat,
+    RegionDataType, (x0, y0, x1, y1) exclusive ends); None leaves that attribute out (de-identified)."""
+    import pydicom
+    from pydicom.dataset import Dataset
+
+    ds = pydicom.dcmread(path)
+    items = []
+    for spatial, data_type, (x0, y0, x1, y1) in regions:
+        region = Dataset()
+        if spatial is not None:
+            region.RegionSpatialFormat = spatial
+        if data_type is not None:
+            region.RegionDataType = data_type
+        region.RegionLocationMinX0, region.RegionLocationMinY0 = x0, y0
+        region.RegionLocationMaxX1, region.RegionLocationMaxY1 = x1 - 1, y1 - 1
+        items.append(region)
+    ds.SequenceOfUltrasoundRegions = pydicom.Sequence(items)
+    ds.save_as(path)
+    return path
+
+
+STRIP = (0, 60, 160, 120)  # the lower half of the 160x120 screen: where a spectrum or an M-mode trace sits
+
+
+@pytest.mark.parametrize("regions, kinds", [
+    ([(3, 3, STRIP)], "spectral"),                          # a PW Doppler capture
+    ([(3, 4, STRIP)], "spectral"),                          # CW
+    ([(2, 1, STRIP)], "M-mode"),
+    ([(3, 3, STRIP), (4, 10, (0, 0, 160, 20))], "spectral, waveform"),  # a spectrum and its ECG
+    ([(1, 13, (0, 0, 10, 60)), (3, 3, STRIP)], "2-D of data type 13, spectral"),  # a gray bar beside it
+])
+def test_a_dicom_whose_regions_hold_no_tissue_is_skipped_with_the_reason(tmp_path, regions, kinds):
+    """Its regions were taken for no regions at all: the spectrum or the trace was detected as the field of view and
+    cached as a training frame ("1 of 1 frames kept")."""
+    path = _with_regions(write_dicom_frames(us_image(160)[None, :120], tmp_path / "pw.dcm"), regions)
+    with pytest.raises(SkippedSource, match=rf"pw.dcm: no tissue region: its ultrasound regions are {kinds} only"):
+        list(iter_frames(path))
+
+
+@pytest.mark.parametrize("regions, boxes", [
+    (None, [None]),                                             # no sequence: the views are detected
+    ([(1, 1, (0, 0, 160, 60)), (3, 3, STRIP)], [(0, 0, 160, 60)]),  # B-mode above its spectrum (duplex)
+    ([(1, 2, (0, 0, 160, 60)), (3, 3, STRIP)], [(0, 0, 160, 60)]),  # colour flow above its spectrum
+    ([(1, 1, (200, 0, 300, 60)), (3, 3, STRIP)], [None]),      # its tissue region is off the frame: detected
+    ([(None, 3, STRIP)], [None]),                               # a format emptied: it may have been tissue
+    ([(3, None, STRIP)], [None]),
+])
+def test_a_dicom_with_a_tissue_region_or_none_listed_is_read(tmp_path, regions, boxes):
+    path = write_dicom_frames(us_image(160)[None, :120], tmp_path / "scan.dcm")
+    if regions is not None:
+        _with_regions(path, regions)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the region off the frame is named in a warning (tested above)
+        assert [frame.region_box for frame in iter_frames(path)] == boxes
+
+
 @pytest.mark.parametrize("kwargs,message", [
     ({"frame_stride": 0}, "frame_stride must be at least 1, got 0"),
     ({"slice_axis": 3}, "slice_axis must be 0, 1 or 2, got 3"),
