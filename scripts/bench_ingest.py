@@ -10,8 +10,11 @@
 3. Chunk writing memory: the peak Python memory (``tracemalloc``) of writing one chunk of ``--chunk_frames`` cached
    frames (a chunk of cine loops) the way ``prepare-corpus`` writes it (a frame at a time), against the baseline
    in the same run of stacking the frames and serialising the stack (how chunks were written before).
+4. A suspect chunk read again: after a reader process died on a chunk, ``prepare-corpus`` reads its
+   ``--suspect_files`` files in turn in one fresh process (``files_that_kill_their_reader``), in wall-clock seconds;
+   baseline in the same run: each file in a process of its own (how it was done before). 0 leaves it out.
 
-    python scripts/bench_ingest.py [--images 120] [--size 224] [--repeats 3] [--chunk_frames 1200]
+    python scripts/bench_ingest.py [--images 120] [--size 224] [--repeats 3] [--chunk_frames 1200] [--suspect_files 8]
 
 Each rate is the best of ``--repeats`` passes, given twice: per second of wall-clock time, and per second of CPU time
 of this (single-threaded) process, which is frames per core-second even when other jobs share the cores (note the
@@ -81,12 +84,36 @@ def chunk_write_memory(work: Path, count: int, size: int) -> None:
           f"{peaks['stacked'] / max(peaks['streamed'], 1e-3):.0f}; files identical: {same}")
 
 
+def suspect_chunk(root: Path, paths: list[Path], options) -> None:
+    """Print the wall-clock seconds of reading ``paths`` again as a suspect chunk: in turn in one process, and (the
+    baseline) each in a process of its own. Spawned processes: their imports, not this process's CPU, dominate."""
+    import multiprocessing
+    import time
+    from concurrent.futures import ProcessPoolExecutor
+
+    from monai_ext.data.corpus import _read_file_only
+    from monai_ext.data.isolation import files_that_kill_their_reader
+
+    arguments = {p.relative_to(root).as_posix(): (p.relative_to(root).as_posix(), str(root), options) for p in paths}
+    start = time.perf_counter()
+    killers = files_that_kill_their_reader(_read_file_only, list(arguments), arguments.__getitem__)
+    in_turn = time.perf_counter() - start
+    start = time.perf_counter()
+    for argument in arguments.values():
+        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            pool.submit(_read_file_only, argument).result()
+    apart = time.perf_counter() - start
+    print(f"suspect chunk of {len(paths)} files read again: in turn in one process {in_turn:.1f} s, a process per "
+          f"file {apart:.1f} s, per file / in turn = {apart / in_turn:.1f} (files that killed it: {len(killers)})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=whole_number(1), default=120)
     parser.add_argument("--size", type=whole_number(1), default=224)
     parser.add_argument("--repeats", type=whole_number(1), default=3)
     parser.add_argument("--chunk_frames", type=whole_number(1), default=1200)
+    parser.add_argument("--suspect_files", type=whole_number(0), default=8)
     args = parser.parse_args()
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
@@ -123,6 +150,8 @@ def main() -> None:
         print(f"cached reader, 1 core:        {cached:8.1f} images/s  (goal >= 5000)")
         print(f"source PNG reads, 1 core:     {source:8.1f} images/s  cached / PNG = {cached.cpu / source.cpu:.1f}")
         chunk_write_memory(work, args.chunk_frames, args.size)
+        if args.suspect_files:
+            suspect_chunk(work / "root", paths[: args.suspect_files], options)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -10,7 +10,8 @@ the cache:
   records, the files skipped with reasons and the readers' warnings about files (not printed). The JSON is
   written after the array, both atomically, so a chunk with a JSON is complete; a rerun skips those (resumable).
 - ``manifest.csv``: every frame view (kept or not, with the reason; its crop on the source frame; the fractions of
-  its field of view found as annotation and as colour flow), ``kept.npy``: (K, 2) int32 (chunk, row) of the
+  its field of view found as annotation and as colour flow; the raised black level brought to 0, and whether it was
+  limited-range video expanded to full), ``kept.npy``: (K, 2) int32 (chunk, row) of the
   training frames, ``report.json`` (counts per dataset, removals, skipped files, readers' warnings per file) and
   ``report.png`` (counts per dataset, before/after de-annotation pairs).
 
@@ -67,7 +68,8 @@ __all__ = ["DOPPLER_POLICIES", "CorpusFrames", "CorpusOptions", "LoadCorpusFrame
 
 logger = logging.getLogger(__name__)
 MANIFEST_COLUMNS = ("frame_id", "dataset", "source", "frame", "view", "orig_height", "orig_width", "crop",
-                    "annotation_fraction", "flow_fraction", "sha256", "phash", "chunk", "row", "keep", "reason")
+                    "annotation_fraction", "flow_fraction", "black_level", "video_range", "sha256", "phash", "chunk",
+                    "row", "keep", "reason")
 #: Test-only hook, not a user setting: when this environment variable is N, a run kills itself with SIGKILL right
 #: after its N-th chunk is on disk, so the resume test (tests/data/test_corpus.py) interrupts at a known point
 #: instead of racing the wall clock. Unset (the normal case) it costs one environment lookup per run.
@@ -86,7 +88,9 @@ KILL_AFTER_CHUNKS_ENV = "MONAI_EXT_TEST_KILL_AFTER_CHUNKS"
 #: traces skipped; screens: a duplex or M-mode screen's strip not taken for the image (alone: dropped as
 #: ``spectral``), side panels no views, JPEG dual views split, colour over a quarter of the field dropped as
 #: ``colour_overlay``.
-CACHE_FORMAT = 6
+#: 7: a raised black (frame grabbers' video range, black 16) brought to 0 before detection and caching, recorded in
+#: the records' ``black_level`` and ``video_range``.
+CACHE_FORMAT = 7
 
 
 #: Default near-duplicate distance (bits of 64). Measured on 300 distinct simulated frames, 150 of each of two fixed
@@ -214,6 +218,7 @@ def process_file(path: Path, root: Path, options: CorpusOptions) -> tuple[list[n
                               "view": getattr(frame, "view", 0) + view.view, "orig_height": h, "orig_width": w,
                               "crop": " ".join(str(v) for v in view.crop),
                               "annotation_fraction": view.annotation_fraction, "flow_fraction": view.flow_fraction,
+                              "black_level": view.black_level, "video_range": view.video_range,
                               "drop": view.drop, "sha256": hashlib.sha256(view.pixels.tobytes()).hexdigest(),
                               "phash": f"{perceptual_hash(view.pixels):016x}"} for view in views]
             # a frame's views join together, once all are done: a failure inside a frame leaves no view of it, and

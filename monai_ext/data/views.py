@@ -5,7 +5,13 @@ them; otherwise side-by-side views are detected on the screen. Each view is crop
 de-annotated on the colour pixels (colour is what tells Doppler flow and coloured calipers from tissue; in gray it
 is lost), turned gray, checked for signal, and fitted into a square:
 
-    colour frame -> views -> field of view -> crop -> de-annotation (colour) -> gray -> no-signal check -> square
+    colour frame -> black level -> views -> field of view -> crop -> de-annotation (colour) -> gray -> no-signal
+    check -> square
+
+A screen captured through a frame grabber often has a raised black (limited-range video: black 16, white 235; or a
+black a few levels above 0): it is estimated on the frame and brought to 0 first
+(:func:`~monai_ext.transforms.black_level.restore_black`), so that detection finds the image, not the whole screen,
+and the cached view has black 0 like every other source.
 
 Detection runs on copies halved until small (the field of view is a large, smooth shape); de-annotation runs at the
 frame's own resolution inside the crop only, where the one- and two-pixel strokes it looks for are still thin.
@@ -19,6 +25,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from monai_ext.transforms.black_level import restore_black
 from monai_ext.transforms.deannotate import colour_flow, colour_mask, deannotate, fill_with_local_mean
 from monai_ext.transforms.fov import (
     FieldOfView,
@@ -92,6 +99,8 @@ class PreparedView:
         flow_fraction: fraction of the field-of-view pixels found as colour-Doppler flow.
         drop: "" or why the view is left out of training (``no_signal``, ``extreme_aspect``, ``text_page``,
             ``doppler_flow``, ``colour_overlay``, ``spectral``: a spectral Doppler or M-mode strip and no image).
+        black_level: the frame's raised black level brought to 0 before detection (0: black already 0).
+        video_range: the frame was limited-range video (black 16, white 235) and was expanded to full range.
     """
 
     pixels: np.ndarray
@@ -100,6 +109,8 @@ class PreparedView:
     annotation_fraction: float = 0.0
     flow_fraction: float = 0.0
     drop: str = ""
+    black_level: int = 0
+    video_range: bool = False
 
 
 # ------------------------------------------------------------------------------------------------- resizing helpers
@@ -409,14 +420,19 @@ def prepare_views(pixels: np.ndarray, region_box: Sequence[int] | None, options:
         options: how views are prepared.
 
     Returns:
-        One :class:`PreparedView` per view, left to right; crops in the frame's own pixels.
+        One :class:`PreparedView` per view, left to right; crops in the frame's own pixels; a raised black level
+        brought to 0 (:func:`restore_black`) recorded on each.
     """
     small, scale = shrink_large(pixels, options.size)
     if region_box is not None and scale != 1.0:
         region_box = tuple(int(round(v * scale)) for v in region_box)
-    gray = to_gray(small)
+    # a raised black (a frame grabber's video range) is brought to 0 first: detection takes pixels above
+    # fov_threshold for image, and the cached view has black 0 like every other source's
+    small, gray, level, video_range = restore_black(small, to_gray(small))
     boxes, reduced = view_boxes(gray, region_box, options)
     views = [prepare_view(small, gray, box, i, options, reduced, region_box is not None) for i, box in enumerate(boxes)]
+    for view in views:
+        view.black_level, view.video_range = level, video_range
     if scale != 1.0:
         height, width = pixels.shape[:2]
         for view in views:  # rounding back up may pass the frame's edge by a pixel: clipped to the frame

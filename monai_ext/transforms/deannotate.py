@@ -11,12 +11,19 @@ OCR binary. Here annotations are found by what they are on a screen, with OpenCV
   over the image), found with a white top-hat under a 3x3 opening. The scanner's point-spread function makes tissue
   echoes, including specular reflectors, wider than the opening, so they survive; the rare bright, isolated speckle
   grain is the false positive that remains;
+* white or gray strokes up to three pixels wide in the few exact gray levels annotations are drawn in (text bold or
+  not, in white or gray down to 200, body-marker and box outlines): levels over-represented among the pixels a
+  top-hat under a 4x4 opening finds (tissue grains spread over all levels), every pixel of those levels standing
+  out from the tissue, grown through glyph edges blended with the tissue (:func:`drawn_level_strokes`). Clipping
+  puts a saturated echo line up to three pixels wide (bone cortex, pleura, A-line, needle shaft) on level 255 too:
+  white strokes longer than a glyph and thin along their length are kept as such lines (:func:`saturated_lines`).
+  JPEG blurs the exact levels, leaving the top-hats;
 * bright runs of one exact gray level, seven pixels or longer, across or down (box outlines, caliper arms, rulers
   drawn over bright tissue, where the top-hat contrast is too low): speckle never repeats one level that long, and
   saturated tissue (255) is left alone.
 
-In-field marks (and colour flow, unless kept) are filled with OpenCV's Telea inpainting; outside the field of view
-the image is set to black.
+In-field marks (and colour flow, unless kept) are filled with OpenCV's Telea inpainting (or a local mean); outside the
+field of view the image is set to black.
 """
 
 from __future__ import annotations
@@ -56,6 +63,49 @@ FLOW_MIN_RADIUS = 4.5
 #: How :func:`deannotate` fills: OpenCV's Telea inpainting, or the mean of the known pixels around (see
 #: :func:`fill_with_local_mean`).
 FILL_METHODS = ("telea", "mean")
+#: Widest white or gray stroke (pixels) :func:`drawn_level_strokes` finds: OpenCV text of thickness 2 or 3 up to scale
+#: 0.6 and circles of thickness 2 are at most three wide (a 4x4 opening leaves 3% of such text); a flat four-pixel
+#: band is taken for tissue, a specular interface (as by :func:`flat_bright_runs`).
+STROKE_WIDTH = 3
+#: Burned-in annotations are drawn in a few exact gray levels, tissue spreads over all: a level is an annotation's
+#: when at least this many bright, high-contrast pixels have it (a short word of 1 px text has a hundred; bright
+#: tissue grains of a clean 256 px frame have at most nine of any one level) ...
+MIN_LEVEL_PIXELS = 12
+#: ... and this many times the mean count of the levels around it (tissue's counts change smoothly with the level)
+LEVEL_EXCESS = 4
+#: ... the levels this far on each side (the blended edges of glyphs spread over many levels below the glyph's).
+LEVEL_SPREAD = 3
+#: Steps (pixels) strokes grow through pixels of their level and blended glyph edges: the edges of 1 px text, three
+#: quarters of its pixels, chain several pixels away from the nearest exact-level pixel (gray-200 text: 85% found
+#: with 6 steps, 74% with 3).
+LEVEL_GROWTH = 6
+#: Top-hat contrast above which a pixel next to a stroke is filled too: glyph edges covered less than half still
+#: leave a legible ghost, while the tissue beside crisp marks (calipers) mostly stays below it.
+EDGE_CONTRAST = 10
+#: Top-hat contrast a pixel of an annotation level, or a glyph edge blended with the tissue, needs to be a stroke's:
+#: it stands out from the tissue around (a level found, its pixels need not reach ``min_contrast``).
+STAND_OUT_CONTRAST = 20
+#: Length (pixels, along its main axis) above which a white stroke found by its level may be an echo line: a capital
+#: of OpenCV text at scale 1.0 is 22 px tall, screen text smaller; a saturated (255) echo line (bone cortex, pleura,
+#: A-line, needle shaft) runs longer.
+ECHO_LINE_LENGTH = 24
+#: Gap (pixels) across which pieces of one echo line are joined: speckle breaks a clipped line's 255 core into pieces
+#: 10-20 px long up to about ten pixels apart (6 px left a third of the pieces of curved 1 px lines found); the
+#: letters, words and lines of text this joins too are told apart by their height.
+ECHO_LINE_GAP = 10
+#: Widest (pixels, across its main axis, at three quarters of the positions along it) an echo line found by its level
+#: is: three pixels and the blurred edges grown on either side; the stems of the capitals a word is made of span the
+#: text's height, at least 7 px at screen sizes.
+ECHO_LINE_WIDTH = 6
+#: Positions along a stroke (pixels) its width across is measured over: two, so an oblique line's staircase counts
+#: once per position.
+ECHO_LINE_BIN = 2
+#: Percentile of those widths held to ``ECHO_LINE_WIDTH``: a line's ends, and bright grains touching it, may be wider.
+ECHO_LINE_WIDTH_PERCENTILE = 75
+#: Least ratio of an echo line's length to its overall extent across (its width and its sag): a slightly curved line
+#: 30 px long, 3 px wide, sagging 3 px is 4; half a body-marker circle (JPEG breaks the outline into arcs) is 2.
+ECHO_LINE_ELONGATION = 3.0
+
 
 
 @dataclass
@@ -96,6 +146,140 @@ def thin_bright_strokes(gray: np.ndarray, min_level: int = 180, min_contrast: in
     """Bright structures at most 2 px thin: (H, W) uint8 -> (H, W) bool (white top-hat under a 3x3 opening)."""
     tophat = cv2.morphologyEx(gray, cv2.MORPH_TOPHAT, np.ones((3, 3), np.uint8))
     return (gray >= min_level) & (tophat >= min_contrast)
+
+
+def stroke_opening(gray: np.ndarray) -> np.ndarray:
+    """Grayscale opening of (H, W) uint8 ``gray`` with a ``STROKE_WIDTH + 1`` square: (H, W) uint8.
+
+    The erosion's anchor is mirrored in the dilation (OpenCV does not reflect an even kernel), so this is a true
+    opening: never above ``gray``, and a stroke up to ``STROKE_WIDTH`` pixels wide is gone from it.
+    """
+    side = STROKE_WIDTH + 1
+    kernel = np.ones((side, side), np.uint8)
+    anchor = (side - 1) // 2
+    eroded = cv2.erode(gray, kernel, anchor=(anchor, anchor))
+    return cv2.dilate(eroded, kernel, anchor=(side - 1 - anchor,) * 2)
+
+
+def annotation_levels(levels: np.ndarray) -> np.ndarray:
+    """The exact gray levels over-represented among ``levels``, the (N,) uint8 levels of bright, high-contrast
+    pixels: (256,) bool lookup table (True: an annotation level).
+
+    A level counts when it holds at least ``MIN_LEVEL_PIXELS`` of them and ``LEVEL_EXCESS`` times the mean count of
+    the ``LEVEL_SPREAD`` levels on each side (those within 0-255; the mean is taken as at least one).
+    """
+    counts = np.bincount(levels, minlength=256).astype(np.float32)
+    kernel = np.ones(2 * LEVEL_SPREAD + 1, np.float32)
+    kernel[LEVEL_SPREAD] = 0
+    neighbours = np.convolve(np.ones(256, np.float32), kernel, mode="same")  # fewer at either end of the range
+    around = np.convolve(counts, kernel, mode="same") / neighbours
+    return (counts >= MIN_LEVEL_PIXELS) & (counts >= LEVEL_EXCESS * np.maximum(around, 1.0))
+
+
+def drawn_level_strokes(gray: np.ndarray, zone: np.ndarray, min_level: int = 180,
+                        min_contrast: int = 60) -> tuple[np.ndarray, np.ndarray]:
+    """Bright strokes up to ``STROKE_WIDTH`` pixels wide drawn in a few exact gray levels (white or gray text,
+    body-marker and box outlines, bold or not), and the pixels around them to fill as well.
+
+    Seeds are the ``zone`` pixels of at least ``min_level`` whose top-hat under :func:`stroke_opening` reaches
+    ``min_contrast``, at a level :func:`annotation_levels` finds over-represented among them. Every pixel of those
+    levels standing out from the tissue (top-hat ``STAND_OUT_CONTRAST``) is a stroke's; strokes grow ``LEVEL_GROWTH``
+    steps (8-connected) through pixels of their levels and through glyph edges blended with the tissue (at least
+    half-way from the tissue to the lowest such level). Tissue is left alone: its bright grains spread over many
+    levels, and a band wider than a stroke (a specular interface, a bone surface) survives the opening.
+
+    Args:
+        gray: (H, W) uint8.
+        zone: (H, W) bool, where to look (the field of view).
+        min_level, min_contrast: level and top-hat contrast of the seeds.
+
+    Returns:
+        (H, W) bool strokes (annotations), and (H, W) bool the zone's pixels next to them with a top-hat of
+        ``EDGE_CONTRAST`` (glyph edges covered less than half, which leave a legible ghost: filled, not counted as
+        annotations).
+    """
+    opened = stroke_opening(gray)
+    tophat = gray - opened  # the opening is never above gray: no wrap-around
+    seeds = zone & (gray >= min_level) & (tophat >= min_contrast)
+    found = np.zeros(gray.shape, bool)
+    lookup = annotation_levels(gray[seeds]) if seeds.any() else np.zeros(256, bool)
+    same = zone & lookup[gray] & (tophat >= STAND_OUT_CONTRAST)
+    if not same.any():
+        return found, found.copy()
+    # inside the strokes' bounding box grown by the steps they may take: a few words cost their size, not the frame's
+    left, top, width, height = cv2.boundingRect(same.astype(np.uint8))
+    reach = LEVEL_GROWTH + 1
+    box = (slice(max(top - reach, 0), top + height + reach), slice(max(left - reach, 0), left + width + reach))
+    level = int(np.flatnonzero(lookup)[0])
+    # a glyph's edge pixel at least half covered is at least half-way from the tissue to the glyph's level
+    blended = 2 * gray[box].astype(np.int16) >= opened[box].astype(np.int16) + level
+    standing_out = zone[box] & (tophat[box] >= STAND_OUT_CONTRAST)
+    path = zone[box] & lookup[gray[box]] | standing_out & blended  # a stroke's level may match the tissue there
+    strokes = _grow_within(same[box], path, LEVEL_GROWTH)
+    strokes &= ~saturated_lines(strokes, same[box] & (gray[box] == 255))
+    found[box] = strokes
+    halo = np.zeros(gray.shape, bool)
+    halo[box] = _grow_within(strokes, zone[box] & (tophat[box] >= EDGE_CONTRAST), 1) & ~strokes
+    return found, halo
+
+
+def saturated_lines(strokes: np.ndarray, white: np.ndarray) -> np.ndarray:
+    """The strokes that are saturated echo lines, not drawn marks: (H, W) bool, of (H, W) bool ``strokes`` some of
+    whose (H, W) bool ``white`` pixels (those of an annotation level at 255) they grew from.
+
+    Clipping at 255 makes 255 an over-represented level, so a bright echo line up to three pixels wide (bone cortex,
+    pleural line, A-line, needle shaft) is found like white text. Strokes are joined across ``ECHO_LINE_GAP`` (speckle
+    breaks such a line into pieces); a group is taken for a line when it grew from ``white`` pixels, is longer than
+    ``ECHO_LINE_LENGTH`` and ``ECHO_LINE_ELONGATION`` times its extent across its main axis, and at most
+    ``ECHO_LINE_WIDTH`` wide across it at most positions (straight or slightly curved): glyphs are shorter, words
+    and markers (arcs of them too) wider. Gray strokes (below 255: never clipped tissue) are all kept, and a white
+    line drawn 1-2 px wide is still found by :func:`thin_bright_strokes`.
+    """
+    join = np.ones((ECHO_LINE_GAP + 1,) * 2, np.uint8)
+    count, groups = cv2.connectedComponents(cv2.dilate(strokes.astype(np.uint8), join), connectivity=8)
+    groups = np.where(strokes, groups, 0)
+    lines = np.zeros(count, bool)
+    for label in np.unique(groups[white & strokes]):
+        lines[label] = label > 0 and _is_thin_and_long(np.argwhere(groups == label).astype(np.float32))
+    return lines[groups]
+
+
+def _is_thin_and_long(points: np.ndarray) -> bool:
+    """Whether (N, 2) float32 pixel coordinates are longer than ``ECHO_LINE_LENGTH`` along their main axis and
+    ``ECHO_LINE_ELONGATION`` times their extent across it, and at most ``ECHO_LINE_WIDTH`` wide across it at
+    ``ECHO_LINE_WIDTH_PERCENTILE`` percent of the ``ECHO_LINE_BIN`` px bins along it (see :func:`saturated_lines`).
+
+    Args:
+        points: (N, 2) float32 (row, column) of one group of strokes.
+
+    Returns:
+        True for a long, thin (straight or slightly curved) line.
+    """
+    centred = points - points.mean(0)
+    _, axes = np.linalg.eigh(centred.T @ centred)  # ascending: the last is the main axis
+    along, across = centred @ axes[:, 1], centred @ axes[:, 0]
+    length = along.max() - along.min() + 1
+    if length <= ECHO_LINE_LENGTH or length < ECHO_LINE_ELONGATION * (across.max() - across.min() + 1):
+        return False
+    bins = np.floor((along - along.min()) / ECHO_LINE_BIN).astype(np.int64)
+    highest = np.full(bins.max() + 1, -np.inf)
+    lowest = np.full(bins.max() + 1, np.inf)
+    np.maximum.at(highest, bins, across)
+    np.minimum.at(lowest, bins, across)
+    occupied = np.isfinite(highest)
+    widths = highest[occupied] - lowest[occupied] + 1
+    return bool(np.percentile(widths, ECHO_LINE_WIDTH_PERCENTILE) <= ECHO_LINE_WIDTH)
+
+
+def _grow_within(mask: np.ndarray, within: np.ndarray, steps: int) -> np.ndarray:
+    """(H, W) bool ``mask`` grown ``steps`` times by its 8 neighbours, each time kept to (H, W) bool ``within``
+    (``mask`` itself always kept): (H, W) bool."""
+    step = np.ones((3, 3), np.uint8)
+    grown = mask.astype(np.uint8)
+    allowed = (within | mask).astype(np.uint8)
+    for _ in range(steps):
+        grown = cv2.dilate(grown, step) & allowed
+    return grown > 0
 
 
 def colour_flow(colour: np.ndarray, min_radius: float = FLOW_MIN_RADIUS) -> np.ndarray:
@@ -252,8 +436,8 @@ def deannotate(image: Any, fov: FieldOfView | None = None, margin: int = 2, chro
             a dual- or quad-view screen (:func:`detect_screen_fov`).
         margin: the field of view is grown by this many pixels before blanking, so tissue at its edge is never lost.
         chroma: channel spread above which a pixel is colour (see :func:`colour_mask`).
-        min_level, min_contrast: thresholds of :func:`thin_bright_strokes` (``min_level`` also of
-            :func:`flat_bright_runs`).
+        min_level, min_contrast: thresholds of :func:`thin_bright_strokes` and of the seeds of
+            :func:`drawn_level_strokes` (``min_level`` also of :func:`flat_bright_runs`).
         dilate_marks: grow in-field marks by this many pixels before inpainting (anti-aliased or JPEG screens).
         doppler: "inpaint" fills colour flow from the B-mode around it; "keep" leaves it as its luma.
         fill: "telea" (OpenCV's inpainting, smooth) or "mean" (:func:`fill_with_local_mean`, a cost that does not
@@ -270,9 +454,13 @@ def deannotate(image: Any, fov: FieldOfView | None = None, margin: int = 2, chro
     colour = colour_mask(rgb, chroma)
     outside = ~zone & ((gray > 0) | colour)
     flow = zone & colour_flow(colour)
-    strokes = thin_bright_strokes(gray, min_level, min_contrast) | flat_bright_runs(gray, min_level)
+    # colour pixels count as white (never lowering the opening of the gray ones beside) and are not looked at: what
+    # is found does not depend on the colours (colour flow's palette puts its luma on a few exact levels too)
+    bmode = np.where(colour, np.uint8(255), gray) if colour.any() else gray
+    drawn, edges = drawn_level_strokes(bmode, zone & ~colour, min_level, min_contrast)
+    strokes = thin_bright_strokes(gray, min_level, min_contrast) | flat_bright_runs(gray, min_level) | drawn
     marks = zone & ~flow & (colour | strokes)
-    target = marks | flow if doppler == "inpaint" else marks
+    target = (marks | flow if doppler == "inpaint" else marks) | (edges & ~flow)
     if dilate_marks:
         target = zone & (cv2.dilate(target.astype(np.uint8), np.ones((2 * dilate_marks + 1,) * 2, np.uint8)) > 0)
     if not target.any():

@@ -12,7 +12,15 @@ import cv2
 import numpy as np
 import pytest
 
-from monai_ext.data.corpus import CorpusFrames, CorpusOptions, before_after_pairs, fit_square, prepare_corpus
+from monai_ext.data.corpus import (
+    MANIFEST_COLUMNS,
+    CorpusFrames,
+    CorpusOptions,
+    before_after_pairs,
+    fit_square,
+    prepare_corpus,
+    process_file,
+)
 from monai_ext.data.synthetic import SimulatorConfig, simulate_frame
 from monai_ext.data.views import ViewOptions, prepare_views
 from tests.data.screens import assert_crop_hugs, on_screen
@@ -296,3 +304,20 @@ def test_frames_without_signal_are_dropped_with_the_reason(tmp_path):
     assert rows["blank/scan.png"][0]["keep"] == "1"
     assert report["removed"] == {"no_signal": 2}
     assert json.loads((tmp_path / "cache" / "report.json").read_text())["kept"] == 1
+
+
+def test_a_video_range_capture_is_cached_as_its_full_range_screen(tmp_path):
+    """A frame grabber's limited-range capture (black 16, white 235) was cropped to the whole screen: its records
+    now name the black level brought to 0, and its crop and cached frame are those of the full-range screen."""
+    frame = simulate_frame(np.random.default_rng([53, 0]), SimulatorConfig(size=SIZE, screen_capture=True))
+    video = np.clip(np.round(frame.screen * (219 / 255) + 16), 0, 255).astype(np.uint8)
+    for name, screen in (("full.png", frame.screen), ("video.png", video)):
+        write_rgb(tmp_path / "root" / "grabber" / name, screen)
+    options = CorpusOptions(size=64)
+    (full,), (full_record,), _ = process_file(tmp_path / "root" / "grabber" / "full.png", tmp_path / "root", options)
+    (cached,), (record,), _ = process_file(tmp_path / "root" / "grabber" / "video.png", tmp_path / "root", options)
+    assert (record["black_level"], record["video_range"]) == (16, True)
+    assert (full_record["black_level"], full_record["video_range"]) == (0, False)
+    assert {"black_level", "video_range"} <= set(MANIFEST_COLUMNS)
+    assert record["crop"] == full_record["crop"]
+    assert np.abs(cached.astype(int) - full).mean() <= 0.5

@@ -10,6 +10,7 @@ import pytest
 
 from monai_ext.data.synthetic import SimulatorConfig, simulate_frame
 from monai_ext.data.views import ViewOptions, fit_square, locate_fov, prepare_views
+from monai_ext.transforms.black_level import black_level, restore_black
 from tests.data.screens import assert_crop_hugs, on_screen
 from tests.transforms.helpers import PANELS, STRIPS, duplex_screen, shown_through, side_panel_screen
 
@@ -285,3 +286,102 @@ def test_colour_doppler_boxes_are_still_inpainted_and_kept(seed):
     frame = simulate_frame(np.random.default_rng([19, seed]), config)
     (view,) = prepare_views(on_screen(frame.screen), None, ViewOptions(size=64))
     assert view.drop == "" and 0.0 < view.flow_fraction < 0.25
+
+
+# ------------------------------------------------------------------------------------------ raised black, video range
+def raised_black(screen: np.ndarray, black: int | str, quality: int | None = None) -> np.ndarray:
+    """(H, W[, 3]) uint8 ``screen`` as a frame grabber gives it: ``black`` added to every channel (clipped), or
+    "video" for limited range (black 16, white 235); JPEG-compressed at ``quality`` when given."""
+    values = screen.astype(np.float64)
+    values = values * 219 / 255 + 16 if black == "video" else values + black
+    shown = np.clip(np.round(values), 0, 255).astype(np.uint8)
+    return shown if quality is None else jpeg_round_trip(shown, quality)
+
+
+def jpeg_round_trip(image: np.ndarray, quality: int) -> np.ndarray:
+    """(H, W[, 3]) uint8 RGB or gray through a JPEG at ``quality``."""
+    bgr = image[..., ::-1] if image.ndim == 3 else image
+    _, data = cv2.imencode(".jpg", np.ascontiguousarray(bgr), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    decoded = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    return decoded[..., ::-1].copy() if decoded.ndim == 3 else decoded
+
+
+def assert_same_view(view, base, crop_tolerance: int = 3, level_tolerance: float = 1.5) -> None:
+    """``view`` of a raised-black screen is ``base``'s of the black-0 screen: the crop within ``crop_tolerance``
+    pixels, the drop and the cached frame's mean within ``level_tolerance`` (a black left raised shows in it)."""
+    assert max(abs(a - b) for a, b in zip(view.crop, base.crop)) <= crop_tolerance, (view.crop, base.crop)
+    assert view.drop == base.drop
+    assert abs(float(view.pixels.mean()) - float(base.pixels.mean())) <= level_tolerance
+
+
+@pytest.mark.parametrize("quality", [None, 75])
+@pytest.mark.parametrize("black", [4, 8, 12, 16, "video"])
+@pytest.mark.parametrize("geometry", ["linear", "curvilinear"])
+def test_a_raised_black_screen_gives_the_view_of_its_black_screen(geometry, black, quality):
+    """A frame grabber's raised black (or video range, black 16) was taken for signal: the crop widened over it
+    (+8) or was the whole screen (+12, +16), text and bars included. The black is brought to 0 first, recorded."""
+    frame = simulate_frame(np.random.default_rng([41, len(geometry)]),
+                           SimulatorConfig(size=256, geometry=geometry, screen_capture=True))
+    black_screen = frame.screen if quality is None else jpeg_round_trip(frame.screen, quality)
+    (base,) = prepare_views(black_screen, None, ViewOptions(size=64))
+    (view,) = prepare_views(raised_black(frame.screen, black, quality), None, ViewOptions(size=64))
+    assert_same_view(view, base)
+    assert (view.black_level, view.video_range) == ((16, True) if black == "video" else (black, False))
+    assert (base.black_level, base.video_range) == (0, False)
+    if quality is None:  # the cached frame itself: black 0, the tissue's levels back (video range: within rounding)
+        assert np.abs(view.pixels.astype(int) - base.pixels).mean() <= (0.5 if black == "video" else 0.0)
+
+
+@pytest.mark.parametrize("black", [8, 16, "video"])
+def test_a_raised_black_colour_doppler_screen_keeps_its_view_and_flow(black):
+    """Colour frames: the black comes off every channel, so flow is still told from tissue and inpainted alike."""
+    config = SimulatorConfig(size=256, geometry="curvilinear", screen_capture=True, doppler_probability=1.0)
+    frame = simulate_frame(np.random.default_rng([43, 1]), config)
+    (base,) = prepare_views(frame.screen, None, ViewOptions(size=64))
+    (view,) = prepare_views(raised_black(frame.screen, black, 90), None, ViewOptions(size=64))
+    assert base.flow_fraction > 0 and abs(view.flow_fraction - base.flow_fraction) <= 0.005
+    assert_same_view(view, prepare_views(jpeg_round_trip(frame.screen, 90), None, ViewOptions(size=64))[0])
+
+
+@pytest.mark.parametrize("black", [12, "video"])  # +16 with nothing above 240: taken for video range, by design
+@pytest.mark.parametrize("strip", STRIPS)
+def test_a_raised_black_duplex_screen_keeps_its_image_not_the_strip(strip, black):
+    """Duplex and M-mode screens with a raised black: the B-mode image is still the view, the strip not."""
+    screen, _, _ = duplex_screen(strip, "curvilinear")
+    base = prepare_views(screen, None, ViewOptions(size=64))
+    views = prepare_views(raised_black(screen, black), None, ViewOptions(size=64))
+    assert len(views) == len(base)
+    for view, expected in zip(views, base):
+        assert_same_view(view, expected)
+
+
+def whole_screen_linear(dark: bool) -> np.ndarray:
+    """(H, W) a linear image cropped to its field of view: no background at all; ``dark``: mostly dark tissue
+    (levels 4-40) with a thin band of true black (0) down one side."""
+    frame = simulate_frame(np.random.default_rng([47, 0]), SimulatorConfig(size=256, geometry="linear"))
+    rows, cols = np.flatnonzero(frame.fov_mask.any(1)), np.flatnonzero(frame.fov_mask.any(0))
+    image = frame.bmode[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    if dark:
+        image = (image * 0.25 + 4).astype(np.uint8)
+        image[:, :6] = 0
+    return image
+
+
+def unchanged_frames() -> dict[str, np.ndarray]:
+    """Frames whose black is not raised, or that have no background to tell it from."""
+    frame = simulate_frame(np.random.default_rng([49, 0]), SimulatorConfig(size=256, screen_capture=True))
+    linear = whole_screen_linear(dark=False)
+    return {"black screen": frame.screen, "black screen, JPEG": jpeg_round_trip(frame.screen, 50),
+            "whole-screen linear": linear, "whole-screen linear +8": raised_black(linear, 8),
+            "dark tissue, a little black": whole_screen_linear(dark=True), "all black": np.zeros((64, 64), np.uint8)}
+
+
+@pytest.mark.parametrize("name", list(unchanged_frames()))
+def test_frames_without_a_raised_black_are_left_as_they_are(name):
+    """No false black level: a black-0 screen (JPEG too), a linear image filling the frame (no background to
+    measure: its darkest tissue is no black), dark tissue over a little true black, a black frame."""
+    pixels = unchanged_frames()[name]
+    gray = pixels if pixels.ndim == 2 else cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
+    assert black_level(gray) == 0
+    restored, restored_gray, level, video_range = restore_black(pixels, gray)
+    assert restored is pixels and restored_gray is gray and (level, video_range) == (0, False)

@@ -38,16 +38,18 @@ def test_every_rate_is_the_best_of_the_repeats_each_whole_run_into_a_fresh_cache
     monkeypatch.setattr(bench_ingest, "per_second", recording)
     monkeypatch.setattr(corpus, "prepare_corpus", prepare)
     monkeypatch.setattr(sys, "argv", ["bench_ingest.py", "--images", "2", "--size", "32", "--repeats", "2",
-                                      "--chunk_frames", "2"])
+                                      "--chunk_frames", "2", "--suspect_files", "0"])
     bench_ingest.main()
     out = capsys.readouterr().out
     assert repeats == [2] * 6, repeats  # decode, ingest on and off, whole run, cached reader, source PNG
     assert len(outs) == 2 and len(set(outs)) == 2, outs
     assert "whole prepare-corpus run:" in out and "cached / PNG = " in out, out
+    assert "suspect chunk" not in out  # 0 leaves the spawned processes out
 
 
 @pytest.mark.parametrize("option, value", [("--images", "0"), ("--repeats", "0"), ("--chunk_frames", "0"),
-                                           ("--size", "-1"), ("--images", "many")])
+                                           ("--size", "-1"), ("--images", "many"),
+                                           ("--suspect_files", "-1")])
 def test_a_count_below_one_is_one_line_and_exit_code_2(option, value, monkeypatch, capsys):
     stderr = refusal("bench_ingest", [option, value], monkeypatch, capsys)
     assert f"argument {option}: must be" in stderr and "Traceback" not in stderr, stderr
