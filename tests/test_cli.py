@@ -717,3 +717,11 @@ def test_help_describes_every_argument_in_whole_sentences(name) -> None:
     described = {arg.name: (arg.description or "").strip() for arg in fire.docstrings.parse(command.__doc__).args or ()}
     for parameter in inspect.signature(command).parameters:
         assert described.get(parameter, "").endswith((".", ")")), (name, parameter, described.get(parameter))
+
+
+def test_prepare_corpus_defaults_to_the_corpus_dedup_threshold() -> None:
+    """The command line spells its default out (it imports no corpus code to start): it must stay the corpus's."""
+    from monai_ext.data.corpus import DEDUP_THRESHOLD
+
+    default = inspect.signature(inspect.unwrap(cli.COMMANDS["prepare-corpus"])).parameters["dedup_threshold"].default
+    assert default == DEDUP_THRESHOLD

@@ -428,7 +428,8 @@ def _plan(root: Path, out: Path, options: CorpusOptions, sources: list[str]) -> 
                              f"{plan.get('format', 1)}, this version writes {CACHE_FORMAT}: it lists and reads files "
                              "by other rules); use a new --out folder")
         if plan["settings"] != settings:
-            raise ValueError(f"{out} was prepared with other settings ({_settings_differences(plan['settings'], settings)}); "
+            differences = _settings_differences(plan["settings"], settings)
+            raise ValueError(f"{out} was prepared with other settings ({differences}); "
                              "use a new --out folder, or the settings it was prepared with")
         if plan["root"] != str(root):
             raise ValueError(f"{out} was prepared from {plan['root']!r}, not {str(root)!r}; use a new --out folder")

@@ -219,7 +219,8 @@ def find_fov(gray: np.ndarray, threshold: int = 10, detect_side: int = 160,
     right = w if right == small.shape[1] else right * factor
     top, left = top * factor, left * factor
     if factor > 1:
-        mask = cv2.resize(mask.astype(np.uint8) * 255, (right - left, bottom - top), interpolation=cv2.INTER_LINEAR) >= 128
+        mask = cv2.resize(mask.astype(np.uint8) * 255, (right - left, bottom - top),
+                          interpolation=cv2.INTER_LINEAR) >= 128
     return (left, top, right, bottom), mask, fov.kind
 
 
@@ -294,7 +295,8 @@ def prepare_view(pixels: np.ndarray, gray: np.ndarray, box: tuple[int, int, int,
     if options.crop_fov:
         (cx0, cy0, cx1, cy1), mask, kind = find_fov(region_gray, options.fov_threshold, reduced=reduced)
     else:
-        (cx0, cy0, cx1, cy1), mask = (0, 0, region_gray.shape[1], region_gray.shape[0]), np.ones(region_gray.shape, bool)
+        (cx0, cy0, cx1, cy1) = (0, 0, region_gray.shape[1], region_gray.shape[0])
+        mask = np.ones(region_gray.shape, bool)
     crop = (x0 + cx0, y0 + cy0, x0 + cx1, y0 + cy1)
     view_pixels = pixels[crop[1] : crop[3], crop[0] : crop[2]]
     view_gray = gray[crop[1] : crop[3], crop[0] : crop[2]]

@@ -12,14 +12,15 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-#: A screen's black is looked for up to this level: frame grabbers give video range (black 16) or a black a few
-#: levels up; a background brighter than this is a gray page or panel, which detection already tells from the image.
-MAX_BLACK_LEVEL = 32
+#: A screen's black is looked for up to this level: frame grabbers give video range (black 16, JPEG spreading it to
+#: 18) or a black a few levels up. A flat background brighter than this is a vendor's gray interface around an image
+#: whose own black is 0 (at 24, subtracting it darkened the tissue by a third and sent its cysts' edges to 0).
+MAX_BLACK_LEVEL = 20
 #: JPEG spreads a flat black over a few levels (14-18 for a black of 16 at quality 75): counted give or take this.
 BLACK_SPREAD = 2
 #: The black must cover this share of the frame: the background of a screen around a sector or a linear image
-#: (0.38-0.53 of the simulator's screens measured, JPEG quality 50-95 included). Dark tissue or fluid spreads over tens of levels
-#: and does not pile up on five.
+#: (0.38-0.53 of the simulator's screens measured, JPEG quality 50-95 included). Dark tissue or fluid spreads over
+#: tens of levels and does not pile up on five.
 MIN_BLACK_SHARE = 0.15
 #: ... with at most this share of the frame more than ``BLACK_SPREAD`` darker: JPEG undershoot beside the image's
 #: edges and bright text (0.006-0.008 of the simulator's raised-black screens at quality 95, 0.02-0.035 at 75,

@@ -62,7 +62,7 @@ MIN_CANDIDATE_AREA = 0.1
 MIN_FITTED_SHARE = 0.4
 #: At most this many of the largest candidates are looked at (each costs a fit of both models).
 MAX_CANDIDATES = 4
-#: A candidate, and an extra side-by-side view, is tissue only when its speckle texture (median absolute Laplacian
+#: A candidate, and an extra side-by-side view, is tissue only when its speckle texture (absolute Laplacian
 #: inside it, :func:`speckle_texture`) is at least this fraction of the most textured candidate's: speckle gives
 #: 20-50 gray levels at any gain the views of one screen share (10 dB less gain: 0.3 of it); a vendor's side panel,
 #: a flat fill or a smooth gradient with button icons gives 0-1 (0.02), the noise floor of a spectral strip 0.18.
@@ -220,7 +220,8 @@ def choose_region(gray: np.ndarray, labels: np.ndarray, stats: np.ndarray,
     Strips (:func:`is_strip`: a duplex screen's spectral Doppler, an M-mode trace, either of which may be larger
     than the B-mode image above it) and regions without speckle (``MIN_TEXTURE_SHARE`` of the most textured one's:
     side panels, flat fills, gradients) are not tissue. Of the rest, the largest that fits a model wins over larger
-    freeform ones (of at most ``1 / MIN_FITTED_SHARE`` times its area); else the largest. When only strips are left, the largest comes back as kind "strip"
+    freeform ones (of at most ``1 / MIN_FITTED_SHARE`` times its area); else the largest. When only strips are left,
+    the largest comes back as kind "strip"
     (data/views.py leaves it out of training); with no region at all, kind "none".
 
     Args:
@@ -561,7 +562,8 @@ def detect_view_boxes(gray: np.ndarray, threshold: int = 0, solid: tuple[np.ndar
 
     Solid regions without speckle (:func:`textured_regions`: a vendor's side panel, a flat or gradient fill with
     button icons) are no views. Views closer together than the closing bridges are one region; ``cuts``
-    (:func:`gap_columns` of :func:`view_gaps`) part them. The layout found with the cuts is taken only when it has more views: a cut that
+    (:func:`gap_columns` of :func:`view_gaps`) part them. The layout found with the cuts is taken only when it has
+    more views: a cut that
     leaves no second view of plausible size (``MIN_VIEW_AREA``, level with the first) changes nothing.
 
     Args:

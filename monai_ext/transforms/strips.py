@@ -13,6 +13,11 @@ import numpy as np
 #: Texture and streaks are measured on a copy halved until its long side is under twice this (the scale of
 #: detection in data/views.py): speckle is smoother and a spectral trace's noise sharper at a screen's own resolution.
 TEXTURE_SIDE = 160
+#: Speckle texture is measured over the pixels above this level only: a view whose anechoic fluid (bladder,
+#: gallbladder, amniotic fluid) covers more than half of it keeps the texture of its tissue (over all its pixels the
+#: median fell to the fluid's noise, 0.12 of the tissue view beside it, and the view was dropped as a side panel); a
+#: panel's fill is above it and flat. The corpus's default background threshold (``fov_threshold``).
+TEXTURE_DARK_LEVEL = 10
 #: A region at least this many times as wide as tall may be a spectral Doppler or M-mode strip (a band some 3-8
 #: times as wide as tall under the B-mode image); B-mode images are rarely wider than 1.5 times their depth ...
 MIN_STRIP_ASPECT = 2.0
@@ -20,6 +25,10 @@ MIN_STRIP_ASPECT = 2.0
 #: most this (M-mode, one scan line repeated over time: 0.24; speckle 0.9-1.1, and 0.5-0.6 even stretched to 2.5
 #: times its width) ...
 MAX_STREAK_RATIO = 0.4
+#: ... when at least this many times as wide as tall: horizontally layered tissue (tendon, muscle, abdominal wall)
+#: streaks too (0.23-0.31 for a simulated linear image with strong layers, stretched to 2-2.5 times as wide as tall),
+#: while an M-mode strip runs 3-8 times its height.
+MIN_STREAKED_STRIP_ASPECT = 3.0
 #: ... or when it fits neither model (a spectral trace's envelope) and one of its long sides is a straight line (the
 #: baseline): its first or last row lies within a pixel of one row in at least this fraction of its columns; or when
 #: a row across at least this fraction of its columns is a line drawn on it (a baseline inside a spectrum over a
@@ -51,10 +60,11 @@ def _reduce(image: np.ndarray, factor: int) -> np.ndarray:
 
 
 def speckle_texture(gray: np.ndarray, mask: np.ndarray) -> float:
-    """Median absolute Laplacian of (H, W) uint8 ``gray`` inside (H, W) bool ``mask`` eroded by two pixels (its
-    edge against the black around it is not texture), on a copy halved to the scale of detection
-    (``TEXTURE_SIDE``), so that it is the same on a screen and on its reduced copy: 20-50 over speckle, 0-1 over a
-    flat or gradient panel, whose icons and labels are edges over a minority of its pixels."""
+    """Median absolute Laplacian of (H, W) uint8 ``gray`` inside (H, W) bool ``mask`` eroded by two pixels (its edge
+    against the black around it is not texture), over its pixels above ``TEXTURE_DARK_LEVEL`` (all of them where
+    none is), on a copy halved to the scale of detection
+    (``TEXTURE_SIDE``), so that it is the same on a screen and on its reduced copy: tens over speckle, next to
+    nothing over a flat or gradient panel, whose icons and labels are edges over a minority of its pixels."""
     factor = _detection_scale(gray.shape)
     gray, mask = _reduce(gray, factor), _reduce(mask, factor)
     inner = cv2.erode(mask.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
@@ -62,7 +72,8 @@ def speckle_texture(gray: np.ndarray, mask: np.ndarray) -> float:
     if not inner.any():
         return 0.0
     laplacian = cv2.Laplacian(gray, cv2.CV_16S, ksize=1)
-    return float(np.median(np.abs(laplacian[inner])))
+    lit = inner & (gray > TEXTURE_DARK_LEVEL)
+    return float(np.median(np.abs(laplacian[lit if lit.any() else inner])))
 
 
 def streak_ratio(gray: np.ndarray, mask: np.ndarray) -> float:
@@ -113,18 +124,19 @@ def drawn_line(gray: np.ndarray, mask: np.ndarray) -> bool:
 def is_strip(gray: np.ndarray, mask: np.ndarray, freeform: bool, full: np.ndarray | None = None) -> bool:
     """True when the (H, W) bool region ``mask`` over (H, W) uint8 ``gray`` is a spectral Doppler or M-mode strip,
     not a tissue image: wider than ``MIN_STRIP_ASPECT`` times its height, and streaked along the time axis
-    (``MAX_STREAK_RATIO``), or ``freeform`` (fitting neither field-of-view model) with a straight baseline side
-    (:func:`straight_side`), or
-    crossed by a line drawn at the screen's resolution (:func:`drawn_line`, looked for on ``full``, the (H', W')
-    screen ``gray`` was reduced from by an integer factor, when given: a reduced copy averages a one-pixel line
-    away)."""
+    (``MAX_STREAK_RATIO``, when wider than ``MIN_STREAKED_STRIP_ASPECT`` times its height), or ``freeform`` (fitting
+    neither field-of-view model) with a straight baseline side (:func:`straight_side`), or crossed by a line drawn
+    at the screen's resolution (:func:`drawn_line`, looked for on ``full``, the (H', W') screen ``gray`` was reduced
+    from by an integer factor, when given: a reduced copy averages a one-pixel line away)."""
     rows, columns = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
     if rows.size == 0:
         return False
     top, left, bottom, right = int(rows[0]), int(columns[0]), int(rows[-1]) + 1, int(columns[-1]) + 1
     if right - left < MIN_STRIP_ASPECT * (bottom - top):
         return False
-    if (freeform and straight_side(mask)) or streak_ratio(gray, mask) <= MAX_STREAK_RATIO:
+    wide = right - left >= MIN_STREAKED_STRIP_ASPECT * (bottom - top)
+    streaked = wide and streak_ratio(gray, mask) <= MAX_STREAK_RATIO
+    if (freeform and straight_side(mask)) or streaked:
         return True
     factor = 1 if full is None else max(1, full.shape[0] // gray.shape[0])
     screen = gray if full is None else full

@@ -24,7 +24,7 @@ def jpeg(gray: np.ndarray, quality: int) -> np.ndarray:
     return cv2.imdecode(cv2.imencode(".jpg", gray, [cv2.IMWRITE_JPEG_QUALITY, quality])[1], cv2.IMREAD_GRAYSCALE)
 
 
-@pytest.mark.parametrize("black", [0, 4, 8, 16, 30])
+@pytest.mark.parametrize("black", [0, 4, 8, 16, 20])
 def test_a_flat_black_is_found_at_its_level(black) -> None:
     assert black_level(screen(black)) == black
 
@@ -36,10 +36,12 @@ def test_a_jpeg_black_spread_over_a_few_levels_is_found_near_its_level(black, qu
 
 @pytest.mark.parametrize("frame", [
     np.random.default_rng(1).integers(4, 41, (120, 160)).astype(np.uint8),  # dark tissue: a slope, not one level
-    screen(40),  # brighter than a black: a gray page
+    screen(24),  # brighter than a black: a vendor's gray interface
     np.zeros((0, 0), np.uint8),
 ])
 def test_no_black_level_where_there_is_no_flat_dark_background(frame) -> None:
+    """A gray interface at 24 or 30 was taken for a raised black and subtracted: the tissue lost a third of its level
+    and the cysts' edges went to 0."""
     assert black_level(frame) == 0
 
 

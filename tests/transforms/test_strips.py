@@ -80,3 +80,32 @@ def test_a_tissue_image_is_no_strip_even_when_wide(geometry) -> None:
     wide = np.ascontiguousarray(gray[100:220])  # a 320 x 120 band of speckle: wide enough to be asked
     band = np.ascontiguousarray(mask[100:220])
     assert not is_strip(gray, mask, freeform=False) and not is_strip(wide, band, freeform=False)
+
+
+def layered_band(width: int, height: int = 100) -> tuple[np.ndarray, np.ndarray]:
+    """(H, W) uint8 horizontally layered tissue (a tendon's fibres: layers over faint speckle) and its (H, W) mask."""
+    rng = np.random.default_rng(9)
+    layers = 130 + 100 * np.sin(np.arange(height) / 2.0)[:, None]
+    band = np.clip(layers + rng.normal(0, 6, (height, width)), 0, 255).astype(np.uint8)
+    return band, np.ones(band.shape, bool)
+
+
+@pytest.mark.parametrize("width, strip", [(220, False), (250, False), (400, True)])
+def test_layered_tissue_shown_wide_is_no_strip_unless_as_wide_as_a_trace(width, strip) -> None:
+    """Tendon or muscle layers streak along the rows as an M-mode trace does: a linear image 2-2.5 times as wide as
+    deep was dropped as 'spectral'. Streaks count from 3 times as wide as tall, as M-mode strips are."""
+    band, mask = layered_band(width)
+    assert streak_ratio(band, mask) <= MAX_STREAK_RATIO
+    assert is_strip(band, mask, freeform=False) is strip
+
+
+@pytest.mark.parametrize("fluid_share", [0.5, 0.6, 0.7])
+def test_a_view_mostly_of_anechoic_fluid_keeps_its_tissues_texture(fluid_share) -> None:
+    """The median over every pixel fell to the fluid's noise, and a real view (a full bladder) was dropped as a side
+    panel."""
+    gray, mask = bmode("linear")
+    rows = np.flatnonzero(mask.any(1))
+    cut = rows[0] + int(fluid_share * (rows[-1] - rows[0]))
+    fluid = gray.copy()
+    fluid[rows[0] : cut] = np.random.default_rng(4).normal(6, 3, (cut - rows[0], gray.shape[1])).clip(0, 255)
+    assert speckle_texture(fluid, mask) >= 0.5 * speckle_texture(gray, mask)
