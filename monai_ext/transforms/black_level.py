@@ -12,6 +12,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from monai_ext.transforms.fov import to_gray_uint8
+
 #: A screen's black is looked for up to this level: frame grabbers give video range (black 16, JPEG spreading it to
 #: 18) or a black a few levels up. A flat background brighter than this is a vendor's gray interface around an image
 #: whose own black is 0 (at 24, subtracting it darkened the tissue by a third and sent its cysts' edges to 0).
@@ -102,5 +104,4 @@ def restore_black(pixels: np.ndarray, gray: np.ndarray) -> tuple[np.ndarray, np.
         return pixels, gray, 0, False
     video_range = is_video_range(gray, level)
     pixels = cv2.LUT(np.ascontiguousarray(pixels), black_lut(level, video_range))
-    gray = pixels if pixels.ndim == 2 else cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
-    return pixels, gray, level, video_range
+    return pixels, to_gray_uint8(pixels), level, video_range

@@ -167,17 +167,6 @@ def solid_components(gray: np.ndarray, threshold: int = 0, kernel: int | None = 
     return labels, stats
 
 
-def signal_region(gray: np.ndarray, threshold: int = 0, kernel: int | None = None,
-                  solid: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-    """The solid bright region taken for the field of view, holes filled: (H, W) uint8 gray -> (H, W) bool.
-
-    The region :func:`choose_region` picks among :func:`solid_components` (``solid``, when computed already with the
-    same settings), which drops what is apart from it (text, bars, side panels, a spectral strip). Corners rounded
-    by the opening do not matter: the geometric fits use the straight parts.
-    """
-    return choose_region(gray, *(solid if solid is not None else solid_components(gray, threshold, kernel))).mask
-
-
 @dataclass
 class RegionFit:
     """A candidate region for the field of view with the better of both models fitted to it.

@@ -37,6 +37,18 @@ class _Lookup(torch.nn.Module):
         return self.logits[x[:, 0, 0, 0].long()]
 
 
+def dice_evaluator(data, network, writer, batch_size: int) -> SupervisedEvaluator:
+    """MONAI's evaluator of a two-class network over ``data`` with the mean Dice and ``writer`` attached."""
+    pair = from_engine(["pred", "label"])
+    return SupervisedEvaluator(
+        device=torch.device("cpu"), val_data_loader=torch.utils.data.DataLoader(data, batch_size=batch_size),
+        network=network,
+        postprocessing=Compose([AsDiscreted(keys=["pred", "label"], argmax=[True, False], to_onehot=2)]),
+        key_val_metric={"val_mean_dice": MeanDice(include_background=False, output_transform=pair)},
+        val_handlers=[writer],
+    )
+
+
 def _evaluate(predictions, truths, tmp_path, classes=2, best_only=False, runs=1, restored=None, dice=MeanDice,
               present=None):
     data = [{"image": torch.full((1, 32, 32), float(i)), "label": torch.as_tensor(t)[None], "id": f"img{i}"}
@@ -196,14 +208,7 @@ def test_unreadable_images_are_left_out_of_the_per_image_report_and_listed(tmp_p
     items = with_masks(image_folder(tmp_path, good=8), tmp_path)
     dataset = SkipCorruptDataset(items, load(keys=("image", "label")))  # the bundles' call
     writer = SegmentationReportWriter(tmp_path, ["background", "lesion"], prefix="test_", num_overlays=0)
-    pair = from_engine(["pred", "label"])
-    evaluator = SupervisedEvaluator(
-        device=torch.device("cpu"), val_data_loader=torch.utils.data.DataLoader(dataset, batch_size=3),
-        network=_Squares(),
-        postprocessing=Compose([AsDiscreted(keys=["pred", "label"], argmax=[True, False], to_onehot=2)]),
-        key_val_metric={"val_mean_dice": MeanDice(include_background=False, output_transform=pair)},
-        val_handlers=[writer],
-    )
+    evaluator = dice_evaluator(dataset, _Squares(), writer, batch_size=3)
     evaluator.run()
     report = json.loads((tmp_path / "test_report.json").read_text())
     assert [e["id"] for e in report["per_image"]] == [f"case{i}" for i in range(8)] and report["n"] == 8
@@ -220,14 +225,7 @@ def test_validation_without_lesions_says_how_many_items_were_left_out_as_unreada
         Image.fromarray(np.zeros((16, 16), np.uint8)).save(item["label"])
     dataset = SkipCorruptDataset(items, load(keys=("image", "label")))
     writer = SegmentationReportWriter(tmp_path, ["background", "lesion"], num_overlays=0, best_only=True)
-    pair = from_engine(["pred", "label"])
-    evaluator = SupervisedEvaluator(
-        device=torch.device("cpu"), val_data_loader=torch.utils.data.DataLoader(dataset, batch_size=3),
-        network=_Squares(),
-        postprocessing=Compose([AsDiscreted(keys=["pred", "label"], argmax=[True, False], to_onehot=2)]),
-        key_val_metric={"val_mean_dice": MeanDice(include_background=False, output_transform=pair)},
-        val_handlers=[writer],
-    )
+    evaluator = dice_evaluator(dataset, _Squares(), writer, batch_size=3)
     with pytest.raises(ValueError, match=r"none of the 2 validation masks holds a foreground class \(lesion\): .*; 3 "
                                          r"more validation item\(s\) were left out as unreadable, the first "
                                          r"'[^']*empty\.png': \S"):
@@ -272,14 +270,7 @@ def test_overlays_of_images_named_by_long_paths_are_written_under_names_the_file
     data = [{"image": torch.full((1, 32, 32), float(i)), "label": torch.as_tensor(truth)[None],
              "image_path": f"{deep}/case {i}.png"} for i in range(2)]
     writer = SegmentationReportWriter(tmp_path, ["background", "lesion"], prefix="test_", num_overlays=2)
-    pair = from_engine(["pred", "label"])
-    SupervisedEvaluator(
-        device=torch.device("cpu"), val_data_loader=torch.utils.data.DataLoader(data, batch_size=2),
-        network=_Lookup([truth, truth], 2),
-        postprocessing=Compose([AsDiscreted(keys=["pred", "label"], argmax=[True, False], to_onehot=2)]),
-        key_val_metric={"val_mean_dice": MeanDice(include_background=False, output_transform=pair)},
-        val_handlers=[writer],
-    ).run()
+    dice_evaluator(data, _Lookup([truth, truth], 2), writer, batch_size=2).run()
     report = json.loads((tmp_path / "test_report.json").read_text())
     assert [e["id"] for e in report["per_image"]] == [d["image_path"] for d in data]
     names = sorted(p.name for p in (tmp_path / "test_overlays").iterdir())
