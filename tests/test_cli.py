@@ -5,7 +5,6 @@ from __future__ import annotations
 import inspect
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -622,50 +621,6 @@ def test_convert_checkpoint_takes_the_files_record_and_refuses_another_kind(tmp_
 TINY_MAE = "mae_vit_tiny_patch16_dec128d2b"
 
 
-@pytest.mark.parametrize("config, flags, expected, named, told", [
-    # the whole record rebuilds: norm_eps was lost (1e-5 became 1e-6: every LayerNorm changed)
-    ({"arch": TINY_MAE}, [], {"norm_eps": 1e-5, "img_size": 32}, TINY_MAE,
-     f"arch={TINY_MAE!r} (the file's record), img_size=32 (the file's record)"),
-    # a record without config['arch'] was built as the default ViT-B and refused; no arch name is made up for it
-    ({}, [], {"norm_eps": 1e-5, "img_size": 32}, None, "arch=None (the file's record), img_size=32 (the file's record)"),
-    # a flag given still wins; the record's other settings stay
-    ({}, ["--img_size", "64", "--in_chans", "1"], {"norm_eps": 1e-5, "img_size": 64, "in_chans": 1}, None,
-     "img_size=64 (given), in_chans=1 (given), norm_pix_loss=False (the file's record)"),
-    ({}, ["--arch", TINY_MAE], {"norm_eps": 1e-5, "depth": 12}, TINY_MAE, f"arch={TINY_MAE!r} (given)"),
-])
-def test_convert_checkpoint_rebuilds_a_project_file_from_its_whole_record(config, flags, expected, named, told,
-                                                                           tmp_path, capsys) -> None:
-    tiny = build_mae(TINY_MAE, img_size=32, norm_eps=1e-5)
-    save_model_checkpoint(tmp_path / "eps.pt", tiny, "mae", config)
-    main(["convert-checkpoint", str(tmp_path / "eps.pt"), str(tmp_path / "out.pt"), *flags])
-    record = torch.load(tmp_path / "out.pt", weights_only=True)["arch"]
-    assert {key: record["arch_args"][key] for key in expected} == expected
-    assert record["config"].get("arch") == named
-    assert told in capsys.readouterr().out
-
-
-@pytest.mark.parametrize("flags, expected, told", [
-    ([], {"img_size": 64, "norm_pix_loss": True},
-     f"arch={TINY_MAE!r} (the file's args), img_size=64 (the file's args), in_chans=3 (default), "
-     "norm_pix_loss=True (the file's args)"),
-    (["--nonorm_pix_loss", "--img_size", "96"], {"img_size": 96, "norm_pix_loss": False},
-     "img_size=96 (given), in_chans=3 (default), norm_pix_loss=False (given)"),
-])
-def test_convert_checkpoint_takes_a_facebook_files_args(flags, expected, told, tmp_path, capsys) -> None:
-    """Its args (model, input_size, norm_pix_loss) were ignored: a --norm_pix_loss 64-px run became a raw-pixel
-    224-px ViT-B, and was refused for its width."""
-    import argparse
-
-    mae = build_mae(TINY_MAE, img_size=64, norm_pix_loss=True)
-    args = argparse.Namespace(model=TINY_MAE, input_size=64, norm_pix_loss=True, mask_ratio=0.75)
-    torch.save({"model": mae.state_dict(), "epoch": 799, "args": args}, tmp_path / "fb.pth")
-    main(["convert-checkpoint", str(tmp_path / "fb.pth"), str(tmp_path / "out.pt"), *flags])
-    record = torch.load(tmp_path / "out.pt", weights_only=True)["arch"]
-    assert {key: record["arch_args"][key] for key in expected} == expected
-    assert record["arch_args"]["embed_dim"] == 192 and record["config"]["arch"] == TINY_MAE
-    assert told in capsys.readouterr().out
-
-
 @pytest.mark.parametrize("args, message", [
     ({"model": "mae_vit_huge_patch14"}, "its args name model 'mae_vit_huge_patch14', which is not a registered "
                                         "architecture"),
@@ -687,23 +642,6 @@ def test_convert_checkpoint_refuses_a_facebook_file_it_cannot_build_in_one_line(
     code, err = run_main(["convert-checkpoint", str(tmp_path / "fb.pth"), str(tmp_path / "out.pt"), *flags], capsys)
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
     assert message in err
-
-
-@pytest.mark.parametrize("model, expected", [
-    ("mae_vit_base_patch16", "mae_vit_base_patch16_dec512d8b"),  # Facebook's models_mae aliases
-    ("mae_vit_large_patch16", "mae_vit_large_patch16_dec512d8b"),
-    (TINY_MAE, TINY_MAE),
-    (["mae_vit_base_patch16"], None),                            # not a name at all: refused quoting it
-])
-def test_a_facebook_model_name_is_read_as_its_registered_architecture(model, expected) -> None:
-    from monai_ext.cli import _registered_arch
-
-    if expected is None:
-        with pytest.raises(ValueError, match=re.escape(f"fb.pth: its args name model {model!r}, which is not a "
-                                                       "registered architecture")):
-            _registered_arch(model, "fb.pth")
-    else:
-        assert _registered_arch(model, "fb.pth") == expected
 
 
 @pytest.mark.parametrize("name", sorted(cli.COMMANDS))

@@ -1,0 +1,107 @@
+"""Checkpoint description and conversion (``monai_ext.apps.conversion``): the settings of the MAE to build come from
+what the file records, a caller's settings win, and the summary says where each came from. The command line's one-line
+refusals are tested in ``tests/test_cli.py``."""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+import pytest
+import torch
+
+from monai_ext.apps.conversion import convert_mae_checkpoint, describe_checkpoint, registered_arch
+from monai_ext.networks.checkpoints import save_model_checkpoint
+from monai_ext.networks.mae import build_mae
+
+TINY_MAE = "mae_vit_tiny_patch16_dec128d2b"
+
+
+@pytest.mark.parametrize("config, given, expected, named, told", [
+    # the whole record rebuilds: norm_eps was lost (1e-5 became 1e-6: every LayerNorm changed)
+    ({"arch": TINY_MAE}, {}, {"norm_eps": 1e-5, "img_size": 32}, TINY_MAE,
+     f"arch={TINY_MAE!r} (the file's record), img_size=32 (the file's record)"),
+    # a record without config['arch'] was built as the default ViT-B and refused; no arch name is made up for it
+    ({}, {}, {"norm_eps": 1e-5, "img_size": 32}, None, "arch=None (the file's record), img_size=32 (the file's record)"),
+    # a setting given still wins; the record's other settings stay
+    ({}, {"img_size": 64, "in_chans": 1}, {"norm_eps": 1e-5, "img_size": 64, "in_chans": 1}, None,
+     "img_size=64 (given), in_chans=1 (given), norm_pix_loss=False (the file's record)"),
+    ({}, {"arch": TINY_MAE}, {"norm_eps": 1e-5, "depth": 12}, TINY_MAE, f"arch={TINY_MAE!r} (given)"),
+])
+def test_a_project_file_is_rebuilt_from_its_whole_record(config, given, expected, named, told, tmp_path) -> None:
+    tiny = build_mae(TINY_MAE, img_size=32, norm_eps=1e-5)
+    save_model_checkpoint(tmp_path / "eps.pt", tiny, "mae", config)
+    summary = convert_mae_checkpoint(str(tmp_path / "eps.pt"), str(tmp_path / "out.pt"), **given)
+    record = torch.load(tmp_path / "out.pt", weights_only=True)["arch"]
+    assert {key: record["arch_args"][key] for key in expected} == expected
+    assert record["config"].get("arch") == named
+    assert told in summary
+
+
+@pytest.mark.parametrize("given, expected, told", [
+    ({}, {"img_size": 64, "norm_pix_loss": True},
+     f"arch={TINY_MAE!r} (the file's args), img_size=64 (the file's args), in_chans=3 (default), "
+     "norm_pix_loss=True (the file's args)"),
+    ({"norm_pix_loss": False, "img_size": 96}, {"img_size": 96, "norm_pix_loss": False},
+     "img_size=96 (given), in_chans=3 (default), norm_pix_loss=False (given)"),
+])
+def test_a_facebook_files_args_give_the_settings(given, expected, told, tmp_path) -> None:
+    """Its args (model, input_size, norm_pix_loss) were ignored: a --norm_pix_loss 64-px run became a raw-pixel
+    224-px ViT-B, and was refused for its width."""
+    mae = build_mae(TINY_MAE, img_size=64, norm_pix_loss=True)
+    args = argparse.Namespace(model=TINY_MAE, input_size=64, norm_pix_loss=True, mask_ratio=0.75)
+    torch.save({"model": mae.state_dict(), "epoch": 799, "args": args}, tmp_path / "fb.pth")
+    summary = convert_mae_checkpoint(str(tmp_path / "fb.pth"), str(tmp_path / "out.pt"), **given)
+    record = torch.load(tmp_path / "out.pt", weights_only=True)["arch"]
+    assert {key: record["arch_args"][key] for key in expected} == expected
+    assert record["arch_args"]["embed_dim"] == 192 and record["config"]["arch"] == TINY_MAE
+    assert told in summary
+
+
+def test_the_converted_file_holds_the_sources_weights(tmp_path) -> None:
+    """Every tensor of a Facebook file reaches the converted file unchanged (compared key by key with the source)."""
+    mae = build_mae(TINY_MAE, img_size=32)
+    torch.save({"model": mae.state_dict()}, tmp_path / "fb.pth")
+    convert_mae_checkpoint(str(tmp_path / "fb.pth"), str(tmp_path / "out.pt"), arch=TINY_MAE, img_size=32)
+    converted = torch.load(tmp_path / "out.pt", weights_only=True)["model"]
+    assert converted.keys() == mae.state_dict().keys()
+    assert all(torch.equal(converted[key], value) for key, value in mae.state_dict().items())
+
+
+def test_the_source_itself_is_refused_as_the_output(tmp_path) -> None:
+    torch.save({"model": build_mae(TINY_MAE, img_size=32).state_dict()}, tmp_path / "fb.pth")
+    with pytest.raises(ValueError, match="is the source checkpoint itself"):
+        convert_mae_checkpoint(str(tmp_path / "fb.pth"), str(tmp_path / "." / "fb.pth"), arch=TINY_MAE)
+
+
+@pytest.mark.parametrize("model, expected", [
+    ("mae_vit_base_patch16", "mae_vit_base_patch16_dec512d8b"),  # Facebook's models_mae aliases
+    ("mae_vit_large_patch16", "mae_vit_large_patch16_dec512d8b"),
+    (TINY_MAE, TINY_MAE),
+    (["mae_vit_base_patch16"], None),                            # not a name at all: refused quoting it
+])
+def test_a_facebook_model_name_is_read_as_its_registered_architecture(model, expected) -> None:
+    if expected is None:
+        with pytest.raises(ValueError, match=re.escape(f"fb.pth: its args name model {model!r}, which is not a "
+                                                       "registered architecture")):
+            registered_arch(model, "fb.pth")
+    else:
+        assert registered_arch(model, "fb.pth") == expected
+
+
+@pytest.mark.parametrize("layout", ["facebook_mae", "monai_ext"])
+def test_a_checkpoint_is_described_by_its_layout_and_sizes(layout, tmp_path) -> None:
+    mae = build_mae(TINY_MAE, img_size=32)
+    path = tmp_path / "file.pt"
+    if layout == "facebook_mae":
+        torch.save({"model": mae.state_dict()}, path)
+    else:
+        save_model_checkpoint(path, mae, "mae", {"arch": TINY_MAE})
+    info = describe_checkpoint(str(path))
+    state = mae.state_dict()
+    assert info["layout"] == layout and info["tensors"] == len(state)
+    assert info["parameters"] == sum(value.numel() for value in state.values())  # buffers (pos_embed) included
+    assert info["groups"] == sorted({key.split(".")[0] for key in state})
+    assert (info["arch"] is None) == (layout == "facebook_mae")
+    if layout == "monai_ext":
+        assert info["arch"]["arch_args"]["img_size"] == 32
