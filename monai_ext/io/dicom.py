@@ -51,6 +51,10 @@ _YBR_TO_CONVERT = ("YBR_FULL", "YBR_FULL_422")
 _JPEG_LOSSY_SYNTAXES = frozenset(f"1.2.840.10008.1.2.4.{n}" for n in (50, 51))
 _J2K_SYNTAXES = frozenset(f"1.2.840.10008.1.2.4.{n}" for n in (90, 91, 201, 202, 203))
 _INTERLEAVED_CODEC_SYNTAXES = _JPEG_LOSSY_SYNTAXES | _J2K_SYNTAXES | {f"1.2.840.10008.1.2.4.{n}" for n in (57, 70)}
+#: The syntaxes pylibjpeg decodes with libjpeg (JPEG Baseline, Extended, Lossless and JPEG-LS): pydicom 2.4 passes it
+#: the header's ``PhotometricInterpretation``, and libjpeg converts a stream labelled RGB from YCbCr (see
+#: :func:`_decoded_frames`).
+_LIBJPEG_SYNTAXES = _JPEG_LOSSY_SYNTAXES | {f"1.2.840.10008.1.2.4.{n}" for n in (57, 70, 80, 81)}
 
 
 def _pixel_tools() -> SimpleNamespace:
@@ -672,22 +676,51 @@ def _decoded_frames(ds: Any, indices: range, source: str, tools: SimpleNamespace
     if photometric != str(ds.get("PhotometricInterpretation", "")).strip():
         # the codecs of both pydicom versions then return a YCbCr stream's planes, converted below as any YBR file's
         ds.PhotometricInterpretation = photometric
-    if tools.iter_pixels is None and stream_is_rgb is True:
-        # an RGB stream's planes are RGB already, but pydicom 2.4's libjpeg converts a frame labelled RGB from
-        # YCbCr itself: labelled YBR, it leaves them alone (and nothing converts them below, photometric being RGB)
-        ds.PhotometricInterpretation = "YBR_FULL"
     if _needs_high_bit_shift(ds):
         frames: Iterable[np.ndarray] = iter(_native_values_at_high_bit(ds, source)[indices.start::indices.step])
     elif tools.iter_pixels is not None:  # pydicom 3 decodes only the frames asked for
         frames = tools.iter_pixels(ds, indices=indices, as_rgb=False, decoding_plugin=_lossy_codec_plugin(ds))
     else:  # pydicom 2.4: all frames at once
-        if _lossy_codec_plugin(ds):
-            ds.convert_pixel_data(handler_name="pylibjpeg")
-        pixels = ds.pixel_array
+        pixels = _pixel_array_as_pydicom_3(ds)
         frames = iter((pixels[None] if frame_count(ds) == 1 else pixels)[indices.start::indices.step])
     if photometric in _YBR_TO_CONVERT:
         return (tools.convert_color_space(frame, photometric, "RGB") for frame in frames)
     return frames
+
+
+def _pixel_array_as_pydicom_3(ds: Any) -> np.ndarray:
+    """pydicom 2.4's ``pixel_array`` (all frames), decoded as pydicom 3's ``iter_pixels(as_rgb=False)`` decodes it,
+    with the header as it was before.
+
+    Two of 2.4's decoding steps differ from 3.x's, silently:
+
+    * pydicom 3 asks libjpeg for a 3-sample stream's planes as coded (no colour transform) and leaves their colour to
+      the caller (:func:`_decoded_frames` converts a YBR label's). pydicom 2.4 passes libjpeg the header's label, and
+      libjpeg converts a frame labelled RGB from YCbCr, whatever its markers say: an RGB stream without a JFIF,
+      Adobe or R, G, B marker (an Adobe APP14 segment too short to hold its transform does not count) came out
+      magenta, and a JPEG-LS near-lossless RGB stream's red (255, 0, 0) as (76, 255, 28). Labelled YBR_FULL while
+      it decodes, libjpeg returns the planes as coded, as in 3.x (a stream whose markers say YCbCr is labelled YBR
+      already, by :func:`_codestream_photometric`, and converted by the caller).
+    * where a JPEG 2000 stream is unsigned and the header says signed, pydicom 2.4's pylibjpeg handler sign-extends
+      the values as 3.x does, but then sets the header's ``PixelRepresentation`` to 0 for good: the display read the
+      signed values (CT numbers from -2000) as unsigned ones, and the windowed image came out other than 3.x's
+      (mean 0.870 instead of 0.248 for pydicom's ``J2K_pixelrep_mismatch.dcm``).
+    """
+    photometric, signed = ds.get("PhotometricInterpretation"), ds.get("PixelRepresentation")
+    plugin = _lossy_codec_plugin(ds)
+    rgb_through_libjpeg = photometric == "RGB" and int(ds.get("SamplesPerPixel", 1)) == 3 and (
+        ds.file_meta.TransferSyntaxUID in _LIBJPEG_SYNTAXES)
+    if plugin and rgb_through_libjpeg:
+        ds.PhotometricInterpretation = "YBR_FULL"
+    try:
+        if plugin:
+            ds.convert_pixel_data(handler_name=plugin)
+        return ds.pixel_array
+    finally:  # the header as read: the values are the stored ones in either version
+        if photometric is not None:
+            ds.PhotometricInterpretation = photometric
+        if signed is not None:
+            ds.PixelRepresentation = signed
 
 
 def _codestream_photometric(ds: Any, source: str, stream_is_rgb: bool | None) -> str:

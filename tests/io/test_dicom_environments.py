@@ -160,3 +160,60 @@ def test_a_codec_error_names_the_file_in_monai_labels_environment_too(label_pyth
                             timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"{path}: cannot decode its pixel data (RLE Lossless" in result.stdout
+
+
+FIRST_FRAMES = """
+import json, sys, warnings
+import numpy as np
+from monai_ext.io.dicom import iter_dicom_frames, read_dicom
+warnings.simplefilter("ignore")
+paths = json.loads(sys.argv[1])
+np.savez(sys.argv[2], **{name: next(iter_dicom_frames(read_dicom(p), p))[1] for name, p in paths.items()})
+"""
+
+#: pydicom's test files that pydicom 2.4 decoded otherwise than 3.x, and a pixel (row, column) whose value is known
+#: from what each file holds: a near-white RGB stream coded without colour transform and without a marker saying so
+#: (an Adobe APP14 segment too short to count, in SC_rgb_jpeg.dcm), read magenta (255, 121, 255) from YCbCr;
+#: red bands of near-lossless JPEG-LS RGB, line and sample interleaved, read (76, 255, 28); CT air (-2000 in a
+#: signed header, coded unsigned in the J2K stream) under the file's window 40 / 100, read white (1.0).
+SHIPPED_PARITY = [("SC_jpeg_no_color_transform.dcm", (5, 50), (244, 244, 244)),
+                  ("SC_rgb_jpeg.dcm", (5, 50), (244, 244, 244)),
+                  ("SC_rgb_jls_lossy_line.dcm", (5, 50), (255, 0, 0)),
+                  ("SC_rgb_jls_lossy_sample.dcm", (5, 50), (255, 0, 0)),
+                  ("J2K_pixelrep_mismatch.dcm", (5, 50), 0.0)]
+
+
+@pytest.fixture(scope="module")
+def label_first_frames(label_python, module_tmp) -> dict[str, np.ndarray]:
+    """The first displayed frame of each of :data:`SHIPPED_PARITY`'s files in MONAI Label's environment; the files
+    are this environment's pydicom's (2.4 ships fewer)."""
+    from tests.io.test_dicom_third_party import shipped
+
+    paths = {name: str(shipped(name)) for name, _, _ in SHIPPED_PARITY}
+    out = module_tmp("label_first_frames") / "frames.npz"
+    result = subprocess.run([str(label_python), "-c", FIRST_FRAMES, json.dumps(paths), str(out)], check=False,
+                            cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return dict(np.load(out))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, pixel, value", SHIPPED_PARITY, ids=[case[0] for case in SHIPPED_PARITY])
+def test_monai_label_environment_decodes_pydicoms_jpeg_family_files_as_pydicom_3(
+        label_first_frames, name, pixel, value) -> None:
+    """pydicom 2.4's libjpeg converted any 3-sample stream labelled RGB from YCbCr, and its J2K handler left a signed
+    header unsigned: the served image was another than the bundle's, without an error. The reference is pydicom 3's
+    own decoding through its public functions (``reference_display``, independent of this package), and a known
+    pixel of each file."""
+    from tests.io.test_dicom_third_party import reference_display, shipped
+
+    reference_ds = pydicom.dcmread(shipped(name))
+    decoded = reference_ds.pixel_array
+    reference = reference_display(decoded, reference_ds, decoded[None])
+    label = label_first_frames[name]
+    assert label.shape == reference.shape
+    if np.issubdtype(label.dtype, np.integer):  # RGB: the stored values, exact and of the same type
+        assert label.dtype == reference.dtype
+    np.testing.assert_allclose(label[pixel], value, atol=1e-6)
+    np.testing.assert_allclose(label, reference, atol=1e-6)
