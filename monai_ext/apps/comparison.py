@@ -1,5 +1,6 @@
 """Comparing two starting points over the same folds: kNN test metrics of linear-probe runs, paired differences with
-95 % intervals, and the subtle synthetic benchmark as a cross-validation protocol.
+95 % intervals (classification and segmentation metrics), and the subtle synthetic benchmark as a cross-validation
+protocol.
 
 A gap between two means over five folds says little when the folds disagree; the paired per-fold difference and its
 t interval say whether it is real.
@@ -20,10 +21,17 @@ from monai_ext.data.lesion_benchmark import subtle_lesion_dataset
 
 #: Test metrics of the kNN classifier that a linear-probe run tunes beside the probe (``probe_report.json``).
 KNN_METRICS = ("knn_macro_f1", "knn_balanced_accuracy", "knn_auc")
+#: Test metrics of a segmentation run (the segmentation bundle's ``test_report.json``) that the comparison pairs.
+SEGMENTATION_COMPARED = ("mean_dice", "mean_iou", "mean_hd95")
 #: The metrics the paired comparison shows, in this order, when the runs have them.
-COMPARED_METRICS = ("macro_f1", "auc", "balanced_accuracy", "accuracy", *KNN_METRICS)
+COMPARED_METRICS = ("macro_f1", "auc", "balanced_accuracy", "accuracy", *KNN_METRICS, *SEGMENTATION_COMPARED)
+#: Compared metrics in their own unit (HD95: pixels at the training size), shown as they are, not as points; lower
+#: is better.
+DISTANCE_METRICS = ("mean_hd95",)
 #: Averages over the classes of a test part: a class it lacks is left out of them, not scored (:func:`fold_value`).
-CLASS_AVERAGED_METRICS = ("macro_f1", "balanced_accuracy", "knn_macro_f1", "knn_balanced_accuracy")
+#: AUC is one too: with several classes it is the mean of the one-vs-rest AUCs of the classes present
+#: (``monai_ext.engines.metrics``).
+CLASS_AVERAGED_METRICS = ("macro_f1", "balanced_accuracy", "auc", "knn_macro_f1", "knn_balanced_accuracy", "knn_auc")
 
 
 def classes_missing(report: Mapping[str, Any]) -> list[str]:
@@ -36,9 +44,11 @@ def fold_value(report: Mapping[str, Any], metric: str) -> float | None:
     """``report[metric]`` as a fold's value in a summary over folds: None (undefined, as a one-class fold's AUC)
     for a class average (:data:`CLASS_AVERAGED_METRICS`) of a test part that lacks a class.
 
-    Such a fold scores macro-F1 and balanced accuracy over the classes it holds, so a model that never predicts the
-    absent class scores 1.0 there; averaged with complete folds it would lift the mean of a model that never finds
-    that class. Its own report keeps the value.
+    Such a fold scores macro-F1, balanced accuracy and AUC over the classes it holds, so a model that never predicts
+    the absent class scores 1.0 there (macro-F1, balanced accuracy); averaged with complete folds it would lift the
+    mean of a model that never finds that class. AUC goes with them, so that every class-averaged column covers the
+    same folds: a mean of (K - 1)-class AUCs with K-class ones, over more folds than the macro-F1 beside it, would
+    compare neither with the other columns nor between starts. Its own report keeps the value.
     """
     if metric in CLASS_AVERAGED_METRICS and classes_missing(report):
         return None
@@ -102,8 +112,9 @@ def paired_differences(summary: Mapping[str, Mapping[str, Mapping[str, Any]]], f
 
     Returns:
         ``{metric: {"folds": [d_k], "mean": d, "low": l, "high": h, "n": n}}``: ``folds`` holds every fold, NaN where
-        either method's metric is undefined (a test fold with one class has no AUC); mean and interval are over the
-        ``n`` defined ones, the interval NaN when fewer than two.
+        either method's metric is undefined (a test fold with one class has no AUC, a segmentation fold in which a
+        start predicted no lesion no HD95); mean and interval are over the ``n`` defined ones, the interval NaN when
+        fewer than two.
     """
     from scipy import stats
 
@@ -140,14 +151,49 @@ def knn_table(summary: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[st
     return lines
 
 
-def difference_table(diffs: Mapping[str, Mapping[str, Any]], first: str, second: str) -> list[str]:
-    """Markdown lines: ``first - second`` per metric, paired over folds, with its interval and the fold values."""
-    lines = ["", f"{first} minus {second}, paired over the same folds (points: mean [95 % paired-t interval]):", "",
+def difference_table(diffs: Mapping[str, Mapping[str, Any]], first: str, second: str,
+                     notes: Mapping[str, str] | None = None) -> list[str]:
+    """Markdown lines: ``first - second`` per metric, paired over folds, with its interval and the fold values.
+
+    Args:
+        diffs: from :func:`paired_differences`.
+        first, second: the two methods.
+        notes: text to add after a metric's difference (:func:`undefined_pairs_note`).
+
+    Fractions are shown as points, :data:`DISTANCE_METRICS` as they are (pixels), which the title says.
+    """
+    distances = [m for m in diffs if m in DISTANCE_METRICS]
+    # HD95 in points would read 100 times too large, and its sign means the opposite of the other rows'
+    unit = "points" + (f"; {', '.join(distances)} in pixels, lower is better" if distances else "")
+    lines = ["", f"{first} minus {second}, paired over the same folds ({unit}: mean [95 % paired-t interval]):", "",
              "| metric | difference [95 % CI] | per fold |", "|---|---|---|"]
     for metric, d in diffs.items():
-        folds = ", ".join(f"{100 * v:+.1f}" if np.isfinite(v) else "n/a" for v in d["folds"])
-        lines.append(f"| {metric} | {difference_text(d)}{pairs_note(d)} | {folds} |")
+        scale = 1.0 if metric in DISTANCE_METRICS else 100.0
+        folds = ", ".join(f"{scale * v:+.1f}" if np.isfinite(v) else "n/a" for v in d["folds"])
+        note = (notes or {}).get(metric, "")
+        lines.append(f"| {metric} | {difference_text(d, scale)}{pairs_note(d)}{note} | {folds} |")
     return lines
+
+
+def undefined_pairs_note(summary: Mapping[str, Mapping[str, Mapping[str, Any]]], metric: str,
+                         methods: Sequence[str]) -> str:
+    """`` (undefined pairs: pretrained 3/75, random 0/75)``: per method, the (image, class) pairs over all folds
+    without a distance (``hd95_undefined`` and ``pairs`` of a segmentation summary's ``mean_hd95``), where any
+    method has some; nothing where the summary does not count them.
+
+    An HD95 mean leaves out the pairs without a distance, so a start that misses more lesions is averaged over fewer,
+    easier images: its paired difference is then not like for like, and the row says so.
+    """
+    counts: dict[str, tuple[int, int]] = {}
+    for method in methods:
+        stats = summary[method].get(metric, {})
+        undefined, pairs = stats.get("hd95_undefined"), stats.get("pairs")
+        if not undefined or not pairs or None in undefined or None in pairs:
+            return ""
+        counts[method] = (sum(undefined), sum(pairs))
+    if not any(undefined for undefined, _ in counts.values()):
+        return ""
+    return " (undefined pairs: " + ", ".join(f"{m} {u}/{p}" for m, (u, p) in counts.items()) + ")"
 
 
 def pairs_note(d: Mapping[str, Any], unit: str = "folds") -> str:
@@ -155,16 +201,17 @@ def pairs_note(d: Mapping[str, Any], unit: str = "folds") -> str:
     return f" (over {d['n']} of {len(d['folds'])} {unit})" if d["n"] < len(d["folds"]) else ""
 
 
-def difference_text(d: Mapping[str, float]) -> str:
+def difference_text(d: Mapping[str, float], scale: float = 100.0) -> str:
     """``+1.4 [+0.2, +2.6]``: a paired difference (fractions) in points with its interval, ``[n/a]`` for the
-    interval where one pair gives none (one fold or repeat), ``n/a`` for a mean without any pair.
+    interval where one pair gives none (one fold or repeat), ``n/a`` for a mean without any pair; ``scale=1`` shows
+    a difference in its own unit (HD95 in pixels).
 
     Where every pair differs by the same amount (two or more pairs) the t interval has no width;
     ``[n/a: every pair differs by the same amount]`` (``every pair equal`` where that amount is 0) says so instead
     of an interval that reads as certainty (a few small test folds often give equal accuracy differences).
     """
-    mean = f"{100 * d['mean']:+.1f}" if np.isfinite(d["mean"]) else "n/a"
-    interval = f"[{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]" if np.isfinite(d["low"]) else "[n/a]"
+    mean = f"{scale * d['mean']:+.1f}" if np.isfinite(d["mean"]) else "n/a"
+    interval = f"[{scale * d['low']:+.1f}, {scale * d['high']:+.1f}]" if np.isfinite(d["low"]) else "[n/a]"
     # the interval is finite only with two pairs or more (paired_differences); its width is 0 when their spread is
     if np.isfinite(d["low"]) and d["high"] - d["low"] < 1e-12:
         same = "every pair equal" if abs(d["mean"]) < 1e-12 else "every pair differs by the same amount"
@@ -175,7 +222,8 @@ def difference_text(d: Mapping[str, float]) -> str:
 def comparison_table(summary: Mapping[str, Mapping[str, Mapping[str, Any]]],
                      firsts: Sequence[str] = ("pretrained",), second: str = "random") -> str:
     """Markdown: the kNN means (when present), then each of ``firsts`` minus ``second`` paired over folds with 95 %
-    intervals.
+    intervals: the classification metrics, or Dice, IoU and HD95 of a segmentation summary (HD95 in pixels, with
+    each start's undefined pairs where it has some: :func:`undefined_pairs_note`).
 
     Empty when ``summary`` lacks ``second`` or every one of ``firsts``, or has none of the compared metrics.
     """
@@ -186,8 +234,9 @@ def comparison_table(summary: Mapping[str, Mapping[str, Mapping[str, Any]]],
     tables = []
     for first in firsts:
         diffs = paired_differences(summary, first, second)
-        if diffs:  # segmentation metrics: nothing of this comparison to show
-            tables += difference_table(diffs, first, second)
+        if diffs:  # a hand-made summary may hold none of the compared metrics
+            notes = {m: undefined_pairs_note(summary, m, (first, second)) for m in diffs if m in DISTANCE_METRICS}
+            tables += difference_table(diffs, first, second, notes)
     return "\n".join(knn_table(summary) + tables) + "\n" if tables else ""
 
 

@@ -1,9 +1,10 @@
-"""Paired comparison of two starts over folds (against scipy's paired t-test), kNN metrics of probe runs, and the
-cross-validation runner's linear-probe path on the subtle benchmark."""
+"""Paired comparison of two starts over folds (against scipy's paired t-test), for classification and segmentation
+summaries, kNN metrics of probe runs, and the cross-validation runner's linear-probe path on the subtle benchmark."""
 
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -182,9 +183,123 @@ def test_class_averages_of_a_test_fold_without_a_class_are_counted_as_undefined(
     for metric in ("macro_f1", "balanced_accuracy", "knn_macro_f1", "knn_balanced_accuracy"):
         assert summary["pretrained"][metric]["mean"] == pytest.approx(0.45) and summary["pretrained"][metric]["n"] == 2
         assert np.isnan(summary["pretrained"][metric]["folds"][1])
-    for metric in ("accuracy", "auc", "knn_auc"):  # defined whatever the classes held
-        assert summary["pretrained"][metric]["n"] == 3
+    assert summary["pretrained"]["accuracy"]["n"] == 3  # defined whatever the classes held
+    for metric in ("auc", "knn_auc"):  # class averages too (over the classes present): the same folds as macro-F1
+        assert summary["pretrained"][metric]["n"] == 2 and np.isnan(summary["pretrained"][metric]["folds"][1])
     table = markdown_table(summary, "toy: test metrics over 3 folds", ["macro_f1", "accuracy"])
     assert "| pretrained | 45.0 ± 0.0 (2 of 3 folds) | 90.0 ± 0.0 |" in table
     assert "| macro_f1 | +10.0 [" in comparison_table(summary) and "(over 2 of 3 folds) | +5.0, n/a, +15.0 |" \
         in comparison_table(summary)
+
+
+def scored_fold(labels: np.ndarray, probs: np.ndarray, num_classes: int) -> dict:
+    """A test report as the classification bundle writes it: scikit-learn's metrics, AUC as the mean one-vs-rest AUC
+    over the classes present (``monai_ext.engines.metrics``), and the per-class supports."""
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
+
+    pred = probs.argmax(1)
+    with warnings.catch_warnings():  # a class the fold lacks but the model predicts: scored 0 as in the bundle
+        warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
+        f1, balanced = f1_score(labels, pred, average="macro"), balanced_accuracy_score(labels, pred)
+    auc = float(np.mean([roc_auc_score(labels == c, probs[:, c]) for c in np.unique(labels)]))
+    scores = {"macro_f1": f1, "accuracy": accuracy_score(labels, pred), "balanced_accuracy": balanced, "auc": auc}
+    return {**scores, **{f"knn_{k}": v for k, v in scores.items() if k != "accuracy"},
+            "per_class": {f"c{c}": {"support": int((labels == c).sum())} for c in range(num_classes)}}
+
+
+@pytest.mark.parametrize("num_classes, short_fold", [(3, 1), (4, 0), (5, 2)])
+def test_auc_of_a_test_fold_without_a_class_is_undefined_as_its_macro_f1(num_classes: int, short_fold: int) -> None:
+    """A multi-class test fold without a class scored AUC over the classes it held (``{'macro_f1': None, 'auc':
+    0.9}``): the AUC column averaged (K - 1)-class AUCs with K-class ones, over more folds than macro-F1's."""
+    from sklearn.metrics import roc_auc_score
+
+    from monai_ext.apps.crossval import markdown_table, summarise
+
+    rng = np.random.default_rng(num_classes)
+    folds = [np.repeat(np.arange(num_classes), 4) for _ in range(3)]
+    folds[short_fold] = folds[short_fold][folds[short_fold] != num_classes - 1]  # the last class is absent there
+    results, probs = {}, {}
+    for start in ("pretrained", "random"):
+        probs[start] = [rng.dirichlet(np.ones(num_classes), size=len(labels)) for labels in folds]
+        results[start] = [scored_fold(labels, p, num_classes) for labels, p in zip(folds, probs[start])]
+    assert results["pretrained"][short_fold]["auc"] is not None  # its own report keeps the value
+    summary = summarise(results)
+    add_knn_summary(summary, results)
+    full = [k for k in range(3) if k != short_fold]
+    for start in results:
+        # independent reference: scikit-learn's multi-class one-vs-rest AUC of the complete folds only
+        expected = np.mean([roc_auc_score(folds[k], probs[start][k], multi_class="ovr") for k in full])
+        for metric in ("auc", "knn_auc"):
+            column = summary[start][metric]
+            assert column["n"] == summary[start]["macro_f1"]["n"] == 2 and np.isnan(column["folds"][short_fold])
+            assert column["mean"] == pytest.approx(expected)
+    for row in markdown_table(summary, "toy", ["macro_f1", "auc", "accuracy"]).splitlines()[-2:]:
+        assert row.count("(2 of 3 folds)") == 2  # macro-F1 and AUC, not accuracy
+    d = paired_differences(summary, "pretrained", "random")
+    assert d["auc"]["n"] == d["macro_f1"]["n"] == 2 and d["accuracy"]["n"] == 3
+    a, b = (np.array(summary[s]["auc"]["folds"])[full] for s in ("pretrained", "random"))
+    ci = stats.ttest_rel(a, b).confidence_interval(0.95)
+    assert (d["auc"]["low"], d["auc"]["high"]) == pytest.approx((ci.low, ci.high))
+    assert "| auc | " in comparison_table(summary) and "(over 2 of 3 folds) | " in comparison_table(summary)
+
+
+def segmentation_fold(dice: float, hd95: float | None, undefined: int) -> dict:
+    """A segmentation test report's summary keys (``monai_ext.handlers.segmentation``): 15 images, one lesion class."""
+    return {"mean_dice": dice, "mean_iou": dice / (2 - dice), "mean_hd95": hd95, "hd95_undefined": undefined,
+            "n": 15, "class_names": ["background", "lesion"]}
+
+
+@pytest.mark.parametrize("undefined_fold", [None, 0, 3])
+def test_segmentation_summaries_get_paired_differences_of_dice_iou_and_hd95(undefined_fold: int | None) -> None:
+    """A segmentation cross-validation had no pretrained-minus-random comparison: ``paired_differences`` returned
+    ``{}``, the table none and ``cv_summary.json`` ``differences_from_random: {"pretrained": {}}``."""
+    from monai_ext.apps.crossval import SEGMENTATION_METRICS, summarise
+
+    rng = np.random.default_rng(0 if undefined_fold is None else undefined_fold + 1)
+    dice = {s: rng.uniform(0.3, 0.9, 5) for s in ("pretrained", "random")}
+    hd95 = {s: rng.uniform(5, 30, 5).tolist() for s in dice}
+    undefined = {s: rng.integers(0, 4, 5).tolist() for s in dice}
+    if undefined_fold is not None:  # a fold where the pretrained start found no lesion: no distance at all
+        hd95["pretrained"][undefined_fold], undefined["pretrained"][undefined_fold] = None, 15
+    results = {s: [segmentation_fold(*values) for values in zip(dice[s], hd95[s], undefined[s])] for s in dice}
+    summary = summarise(results, SEGMENTATION_METRICS)
+    diffs = paired_differences(summary, "pretrained", "random")
+    assert list(diffs) == ["mean_dice", "mean_iou", "mean_hd95"]
+    table = comparison_table(summary)
+    assert "mean_hd95 in pixels, lower is better" in table
+    for metric in diffs:
+        a, b = (np.array([np.nan if r[metric] is None else r[metric] for r in results[s]]) for s in results)
+        kept = np.isfinite(a) & np.isfinite(b)  # an undefined fold of either start is no pair
+        ci = stats.ttest_rel(a[kept], b[kept]).confidence_interval(0.95)
+        d = diffs[metric]
+        assert d["n"] == kept.sum() and d["mean"] == pytest.approx(np.mean(a[kept] - b[kept]))
+        assert (d["low"], d["high"]) == pytest.approx((ci.low, ci.high))
+        scale = 1 if metric == "mean_hd95" else 100  # HD95 in pixels, the others in points
+        row = f"| {metric} | {scale * d['mean']:+.1f} [{scale * ci.low:+.1f}, {scale * ci.high:+.1f}]"
+        assert row in table, table
+    hd95_row = next(line for line in table.splitlines() if line.startswith("| mean_hd95 |"))
+    assert ("(over 4 of 5 folds)" in hd95_row) == (undefined_fold is not None)
+    assert f"(undefined pairs: pretrained {sum(undefined['pretrained'])}/75, random {sum(undefined['random'])}/75)" \
+        in hd95_row
+    per_fold = ["n/a" if k == undefined_fold else f"{hd95['pretrained'][k] - hd95['random'][k]:+.1f}" for k in range(5)]
+    assert hd95_row.endswith(f"| {', '.join(per_fold)} |")  # in pixels, not points
+
+
+def test_segmentation_cross_validation_writes_the_paired_differences(tmp_path, monkeypatch) -> None:
+    """``cv_summary.json`` of a segmentation run held ``differences_from_random: {"pretrained": {}}``."""
+    from monai_ext.apps import crossval
+    from monai_ext.data.downstream import Protocol
+
+    reports = iter(segmentation_fold(dice, 10.0 + k, 0) for k, dice in enumerate([0.7, 0.5, 0.8, 0.55]))
+    monkeypatch.setattr(crossval, "check_run_inputs", lambda *args: None)
+    monkeypatch.setattr(crossval, "shared_architecture", lambda checkpoint, overrides: overrides)
+    monkeypatch.setattr(crossval, "run_fold", lambda *args, **kwargs: next(reports))
+    monkeypatch.setattr(crossval, "write_split", lambda *args: tmp_path / "split.json")
+    monkeypatch.setattr(crossval, "check_split", lambda *args: None)
+    monkeypatch.setattr(crossval, "locate_bundle_root", lambda name: tmp_path)
+    protocol = Protocol("toy", ["background", "lesion"], [{"train": [], "validation": [], "test": []}] * 2)
+    crossval.cross_validate(protocol, tmp_path / "cv", ["pretrained", "random"], "model.pt", task="segment")
+    record = json.loads((tmp_path / "cv" / "cv_summary.json").read_text())
+    d = record["differences_from_random"]["pretrained"]
+    assert set(d) == {"mean_dice", "mean_iou", "mean_hd95"} and d["mean_dice"]["folds"] == pytest.approx([0.2, 0.25])
+    assert "pretrained minus random, paired" in record["table"]
