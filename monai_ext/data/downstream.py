@@ -13,6 +13,7 @@ import json
 import logging
 import numbers
 import os
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,11 +24,13 @@ import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from monai_ext.data.datalists import patients_by_part
-from monai_ext.data.folders import file_in_any_case, is_hidden_name, walk_files, without_masks
+from monai_ext.data.folders import file_in_any_case, is_hidden_name, suffix_counts, walk_files, without_masks
 from monai_ext.data.identical import keep_one_copy, warn_of_copies_across_parts
 from monai_ext.data.screening import leave_out_non_images
+from monai_ext.data.synthetic import GENERATION_RECORD
 from monai_ext.io.images import image_stem, is_single_image
 from monai_ext.io.paths import unicode_twin
+from monai_ext.io.volumes import without_metaimage_data_files
 
 logger = logging.getLogger(__name__)
 #: Folder names of a split's parts: a "folder per class" root whose sub-folders are these is a split layout.
@@ -35,6 +38,15 @@ SPLIT_FOLDER_NAMES = frozenset({"train", "training", "val", "valid", "validation
 #: Sub-folders of a segmentation set (images beside their masks): a "folder per class" root of these is no class set.
 SEGMENTATION_FOLDER_NAMES = frozenset({"images", "image", "imgs", "masks", "mask", "labels", "label", "annotations",
                                        "groundtruth", "ground_truth", "gt"})
+#: Folder names under which a set files its masks (compared with case, spaces, ``_`` and ``-`` ignored): inside a
+#: class folder (``benign/images/`` beside ``benign/masks/``) their files are masks, not images of the class.
+MASK_FOLDER_NAMES = frozenset({"mask", "masks", "label", "labels", "gt", "groundtruth", "annotation", "annotations",
+                               "segmentation", "segmentations"})
+#: Suffixes of JPEG files saved under another name (browsers save ``.jfif``): the readers go by suffix and pass them
+#: over, so the warning says how to use them.
+JPEG_ALIASES = (".jfif", ".jpe", ".jif")
+#: The optional columns of a ``csv`` protocol's sheet, read in lower case only, as ``path`` and ``label``.
+OPTIONAL_CSV_COLUMNS = ("fold", "patient")
 Item = dict[str, Any]
 Split = dict[str, list[Item]]
 
@@ -669,24 +681,22 @@ def folder_protocol(root: str | os.PathLike, folds: int = 5, val_fraction: float
     The images inside a sub-folder of a class folder (``root/<class>/<study>/frame.png``, at any depth below it) are
     one study: they share a test fold and a side of the validation split (``patient`` is that first-level
     sub-folder), since frames of one study tested after their neighbours were trained on inflate every figure. An
-    image directly in its class folder is a study of its own.
+    image directly in its class folder is a study of its own. Files in a mask folder inside a class folder
+    (``<class>/masks/``, :data:`MASK_FOLDER_NAMES`) are masks and are left out, as are files the loader cannot read
+    (cine loops, notes), each with a warning that counts them.
 
     Raises:
         ValueError: fewer than two class folders, class folders whose names differ only in case or surrounding
-            spaces (one class saved twice), or a class folder without images (an empty class would otherwise
-            become a class no image has). Hidden folders and an unzipped archive's ``__MACOSX`` are not classes.
+            spaces (one class saved twice), sub-folders that are a split's parts or a segmentation set's images
+            and masks (naming the protocol that reads a published set), or a class folder without images (an empty
+            class would otherwise become a class no image has). Hidden folders and an unzipped archive's
+            ``__MACOSX`` are not classes.
     """
     root = Path(root)
     folders = sorted(p.name for p in _require(root, "dataset folder").iterdir()
                      if p.is_dir() and not is_hidden_name(p.name))
     _refuse_names_differing_in_case(folders, root, "class folders", "merge them into one folder")
-    images = {name: without_masks([p for p in walk_files(root / name) if is_single_image(p)], root / name)
-              for name in folders}
-    empty = [name for name, found in images.items() if not found]
-    if empty:
-        raise ValueError(f"class folders without images under {str(root)!r}: {empty!r}; remove them or add images")
-    if len(folders) < 2:
-        raise ValueError(f"{str(root)!r} needs one sub-folder per class (at least two), found {folders!r}")
+    # the layout is refused before the class folders are walked: their masks and other files are not worth warning of
     parts = [name for name in folders if name.lower() in SPLIT_FOLDER_NAMES]
     if len(parts) >= 2:  # ROOT/train/<class>, ROOT/test/<class>: the classes would be "train" and "test"
         raise ValueError(f"the sub-folders {parts!r} of {str(root)!r} are parts of a split, not classes; give the "
@@ -694,7 +704,15 @@ def folder_protocol(root: str | os.PathLike, folds: int = 5, val_fraction: float
     layers = [name for name in folders if name.lower() in SEGMENTATION_FOLDER_NAMES]
     if len(layers) >= 2:  # ROOT/images, ROOT/masks: the classes would be "images" and "masks"
         raise ValueError(f"the sub-folders {layers!r} of {str(root)!r} are a segmentation set's images and masks, "
-                         "not classes; make a segmentation datalist (make-datalist image-mask-folders)")
+                         f"not classes; {_protocol_for_images_and_masks(root)}")
+    found = {name: _class_folder_files(root / name) for name in folders}
+    _warn_of_files_left_out(root, found)
+    images = {name: without_masks(found[name][0], root / name) for name in folders}
+    empty = [name for name, kept in images.items() if not kept]
+    if empty:
+        raise ValueError(f"class folders without images under {str(root)!r}: {empty!r}; remove them or add images")
+    if len(folders) < 2:
+        raise ValueError(f"{str(root)!r} needs one sub-folder per class (at least two), found {folders!r}")
     items = [{"image": str(p), "label": c, "id": image_stem(p)} for c, name in enumerate(folders) for p in images[name]]
     _group_by_study_folder(items, root, folders, folds)
     items = keep_one_copy(leave_out_non_images(items, repr(str(root))), folders, repr(str(root)))
@@ -702,17 +720,85 @@ def folder_protocol(root: str | os.PathLike, folds: int = 5, val_fraction: float
     return Protocol(root.name, folders, _kfold(items, folds, val_fraction, seed, max_train, folders))
 
 
+def _protocol_for_images_and_masks(root: Path) -> str:
+    """What to run on a root whose sub-folders are images and masks (the end of :func:`folder_protocol`'s message):
+    a published set's own protocol where its lists are there (``image-mask-folders`` would refuse BUS-BRA's
+    ``Images/`` and ``Masks/``, whose file names differ, and drop its official folds), else ``image-mask-folders``."""
+    if (root / "bus_data.csv").is_file():
+        return ("it holds bus_data.csv, so it is BUS-BRA: make-datalist busbra (classification, its official folds) "
+                "or busbra-seg (segmentation)")
+    if (root / "train_cls.txt").is_file():
+        return ("it holds train_cls.txt, so it is MMOTU-2D: make-datalist mmotu (classification, its published "
+                "split) or mmotu-seg (segmentation)")
+    if (root / "annotations" / "train_anno_crop_split_0.json").is_file():
+        return "it holds annotations/train_anno_crop_split_0.json, so it is GIST514-DB: make-datalist gist514"
+    return "make a segmentation datalist (make-datalist image-mask-folders)"
+
+
+def _is_mask_folder(name: str) -> bool:
+    """Whether a folder name is one of :data:`MASK_FOLDER_NAMES` (``Masks``, ``ground_truth``, ``Ground Truth``)."""
+    return re.sub(r"[\s_-]", "", name).casefold() in MASK_FOLDER_NAMES
+
+
+def _class_folder_files(folder: Path) -> tuple[list[Path], list[Path], list[Path]]:
+    """(images the loader reads, files in mask folders, other files) under one class folder, from one walk.
+
+    The images keep :func:`walk_files`' order, as before, so that the folds drawn from them do not change
+    (:func:`~monai_ext.data.folders.list_images_and_others` sorts its paths, which reorders a class folder's loose
+    images and sub-folders). A generated set's record (``synthetic.json`` at the top, which the synthetic benchmark
+    writes into each class folder) and a MetaImage header's voxel file (read through the ``.mhd``) are neither.
+    """
+    images, masks, others = [], [], []
+    for path in walk_files(folder):
+        if any(_is_mask_folder(part) for part in path.relative_to(folder).parts[:-1]):
+            masks.append(path)
+        elif is_single_image(path):
+            images.append(path)
+        elif path != folder / GENERATION_RECORD:
+            others.append(path)
+    return images, masks, without_metaimage_data_files(others, images)
+
+
+def _warn_of_files_left_out(root: Path, found: dict[str, tuple[list[Path], list[Path], list[Path]]]) -> None:
+    """Warn, counting them, of the files in mask folders and of those the loader cannot read
+    (:func:`_class_folder_files` of each class folder): a ``<class>/masks/`` folder was trained and tested as images
+    of its class, and cine loops or JPEGs saved as ``.jfif`` were dropped without a word."""
+    masks = [p for _, in_masks, _ in found.values() for p in in_masks]
+    if masks:
+        folders = sorted({_mask_folder_of(p, root) for p in masks})
+        shown = ", ".join(folders[:5]) + (" ..." if len(folders) > 5 else "")
+        logger.warning("%s: %d file(s) in mask folders inside the class folders (%s) are masks, not images of their "
+                       "class, and are left out", root, len(masks), shown)
+    others = [p for _, _, other in found.values() for p in other]
+    if others:
+        jpegs = sorted({p.suffix.lower() for p in others if p.suffix.lower() in JPEG_ALIASES})
+        hint = f"; {', '.join(jpegs)} files are JPEGs: rename them to .jpg to use them" if jpegs else ""
+        logger.warning("%s: %d file(s) in the class folders are of no format the image loader reads and are left "
+                       "out (%s), e.g. %s%s", root, len(others), suffix_counts(others),
+                       ", ".join(p.relative_to(root).as_posix() for p in others[:3]), hint)
+
+
+def _mask_folder_of(path: Path, root: Path) -> str:
+    """``benign/masks`` for ``root/benign/masks/a.png``: the path, below ``root``, to the first mask folder that
+    holds ``path`` below its class folder."""
+    parts = path.relative_to(root).parts
+    depth = next(i for i in range(1, len(parts) - 1) if _is_mask_folder(parts[i]))
+    return "/".join(parts[: depth + 1])
+
+
 def _group_by_study_folder(items: list[Item], root: Path, folders: list[str], folds: int) -> None:
     """Give each item (in place) its study as ``patient`` where class folders have sub-folders: the first-level
     sub-folder of its class folder (``<class>/<study>``), or for an image directly in its class folder its own path
     (a study of one). Then the frames of one study share a test fold and a side of the validation split.
 
-    Sub-folders are read as studies only where none holds more than a fold's share (``1 / folds``) of its class's
-    images: an archive unpacked into a folder of its own name (``benign/benign/``) or images filed by scanner or site
-    (``benign/scannerA/``) are containers, not studies, and grouping by them refused a split that works by image,
-    or, with a few loose images beside them, left one fold's training part 8 images. Those are split by image, as
-    folders without sub-folders are, with a warning. A few small study folders beside many loose images are grouped. Every item gets a study or none:
-    :func:`patient_groups` refuses a mix.
+    Sub-folders are containers, not studies, where a class has fewer of them than folds and one of them holds more
+    than a fold's share (``1 / folds``) of the class's images: an archive unpacked into a folder of its own name
+    (``benign/benign/``) or images filed by scanner or site (``benign/scannerA/``), where grouping refused a split
+    that works by image, or, with a few loose images beside them, left one fold's training part 8 images. Those are
+    split by image, as folders without sub-folders are, with a warning. A class of at least as many sub-folders as
+    folds is of studies whatever their sizes (a long study among twelve turned grouping off for every class, and
+    studies crossed parts; StratifiedGroupKFold takes unequal groups), and a few small study folders beside many
+    loose images are grouped. Every item gets a study or none: :func:`patient_groups` refuses a mix.
     """
     # walk_files gives paths as reached under the class folder, so a linked study folder keeps its name here
     relative = [Path(it["image"]).relative_to(root / folders[it["label"]]).parts for it in items]
@@ -720,19 +806,25 @@ def _group_by_study_folder(items: list[Item], root: Path, folders: list[str], fo
     in_studies = sum(len(parts) > 1 for parts in relative)
     if not in_studies:
         return
-    # a study folder holding more than a fold's share of its class is no study but a container (the archive's own
-    # name, a scanner, a site): loose images beside it are studies of one and would hide it in a count of groups
+    # fewer sub-folders than folds, one of them more than a fold's share of its class: a container (the archive's
+    # own name, a scanner, a site), not a study. Loose images beside it are studies of one and would hide it in a
+    # count of groups, so the sub-folders alone are counted. As many sub-folders as folds can each give a test fold
+    # a study: a large one among them is a long study, not a container
     sizes = Counter((it["label"], s) for it, s, parts in zip(items, studies, relative) if len(parts) > 1)
     per_class = Counter(it["label"] for it in items)
-    (c, folder), largest = max(sizes.items(), key=lambda pair: pair[1] / per_class[pair[0][0]])
-    if largest * folds > per_class[c]:
-        logger.warning("%s: %d of %d image(s) sit in sub-folders of their class folders, but %r holds %d of class "
-                       "%r's %d images, more than a fold's share of the %d folds: the sub-folders are not read as "
-                       "studies and the images are split one by one (frames of one study may then sit in several "
-                       "parts); to keep studies together, list each image's patient in a CSV (protocol csv, "
-                       "'patient' column)", root, in_studies, len(items), folder, largest, folders[c], per_class[c],
-                       folds)
-        return
+    sub_folders = Counter(c for c, _ in sizes)
+    few = {key: n for key, n in sizes.items() if sub_folders[key[0]] < folds}
+    if few:
+        (c, folder), largest = max(few.items(), key=lambda pair: pair[1] / per_class[pair[0][0]])
+        if largest * folds > per_class[c]:
+            logger.warning("%s: %d of %d image(s) sit in sub-folders of their class folders, but class %r has %d "
+                           "sub-folder(s), fewer than the %d folds, and %r holds %d of its %d images, more than a "
+                           "fold's share of the %d folds: the sub-folders are not read as studies and the images are "
+                           "split one by one (frames of one study may then sit in several parts); to keep studies "
+                           "together, list each image's patient in a CSV (protocol csv, 'patient' column)", root,
+                           in_studies, len(items), folders[c], sub_folders[c], folds, folder, largest, per_class[c],
+                           folds)
+            return
     for it, study in zip(items, studies):
         it["patient"] = study
     logger.info("%s: %d of %d image(s) sit in sub-folders of their class folders; folds are grouped by study folder "
@@ -788,14 +880,17 @@ def csv_protocol(csv_path: str | os.PathLike, folds: int | None = None, val_frac
 
     Relative paths are relative to the CSV's folder. Labels may be names (sorted into indices) or integers. An
     optional column is used only when every row fills it (a blank cell is refused: it would silently turn the
-    user's folds or patient grouping off); a patient's images must share one fold.
+    user's folds or patient grouping off); a patient's images must share one fold. Column names are read in lower
+    case only: ``Path`` or ``Patient`` is refused, naming it.
 
     Raises:
-        ValueError: as :func:`_read_csv_rows`; a partly blank ``fold`` or ``patient`` column, a fold that is not a
-            whole number, or a patient in several folds (naming the lines); ``folds`` given for a CSV whose
-            ``fold`` column sets them (it was ignored in silence).
+        ValueError: as :func:`_read_csv_rows`; ``Patient`` or ``Fold`` (a column that is ``patient`` or ``fold`` in
+            another case); a partly blank ``fold`` or ``patient`` column, a fold that is not a whole number, or a
+            patient in several folds (naming the lines); ``folds`` given for a CSV whose ``fold`` column sets them
+            (it was ignored in silence).
     """
     rows = _read_csv_rows(csv_path)
+    _refuse_optional_columns_in_another_case(list(rows[0][1]), csv_path)
     names = sorted({r["label"] for _, r in rows}, key=lambda v: (not v.isdigit(), int(v) if v.isdigit() else v))
     _refuse_names_differing_in_case(names, csv_path, "labels", "write each class one way")
     patients = _complete_column(rows, "patient", csv_path)
@@ -829,6 +924,26 @@ def csv_protocol(csv_path: str | os.PathLike, folds: int | None = None, val_frac
     if fold_cells:
         warn_of_test_parts_without_a_class(protocol, f"{str(csv_path)!r} 'fold' column")
     return protocol
+
+
+def _refuse_optional_columns_in_another_case(columns: list[str], csv_path: str | os.PathLike) -> None:
+    """Refuse ``Patient`` or ``Fold``, as spreadsheets capitalise headers: only ``patient`` and ``fold`` are read,
+    so the column was ignored without a word, and patients crossed splits or folds were drawn instead of the
+    user's. Refused rather than read in any case, as ``Path`` and ``Label`` are (:func:`_read_csv_rows`): one rule,
+    lower case, for every column, and a sheet read today means what it meant before.
+
+    Args:
+        columns: the header's column names, surrounding spaces stripped.
+        csv_path: the CSV, for the message.
+
+    Raises:
+        ValueError: naming the column(s) and the spelling that is read.
+    """
+    other_case = [c for c in columns if c.casefold() in OPTIONAL_CSV_COLUMNS and c not in OPTIONAL_CSV_COLUMNS]
+    if other_case:
+        wanted = [c.casefold() for c in other_case]
+        raise ValueError(f"{str(csv_path)!r}: column(s) {other_case!r} are read only as {wanted!r} (column names are "
+                         "lower case, as 'path' and 'label'); rename them, or they would be ignored")
 
 
 def _refuse_names_differing_in_case(names: list[str], source: str | os.PathLike, what: str, remedy: str) -> None:

@@ -29,8 +29,10 @@ from monai_ext.data.downstream import (
     check_splittable,
     patient_groups,
     read_utf8,
+    warn_unlisted_images,
 )
 from monai_ext.data.folders import BUSI_MASK, IMAGE_SUFFIXES, file_in_any_case, walk_files
+from monai_ext.data.identical import keep_one_copy, warn_of_copies_across_parts
 from monai_ext.data.synthetic import SimulatorConfig, simulate_frame
 from monai_ext.io.atomic import atomic_write_bytes
 from monai_ext.io.images import image_stem, is_single_image
@@ -150,7 +152,9 @@ def busbra_segmentation_protocol(root: str | os.PathLike, folds: int = 5) -> Pro
             _check_files(seg_split[part], "BUS-BRA")
         protocol.splits.append(seg_split)
     used = {os.path.realpath(item["label"]) for items in protocol.splits[0].values() for item in items}
-    _warn_orphan_masks([p for p in walk_files(root / "Masks") if os.path.realpath(p) not in used])
+    # pictures only: a folder browsed on Windows holds Thumbs.db (desktop.ini, ...), which is no mask left over
+    _warn_orphan_masks([p for p in walk_files(root / "Masks")
+                        if p.suffix.lower() in IMAGE_SUFFIXES and os.path.realpath(p) not in used])
     return protocol
 
 
@@ -206,9 +210,32 @@ def mmotu_segmentation_protocol(root: str | os.PathLike, multiclass: bool = Fals
                 item["foreground"], item["group"] = classes[stem] + 1, MMOTU_CLASSES[classes[stem]]
             items.append(item)
         parts[part] = _check_files(items, "MMOTU-2D")
+    both = sorted({it["id"] for it in parts["train"]} & {it["id"] for it in parts["test"]})
+    if both:  # as mmotu's train_cls.txt / val_cls.txt: the copy would be trained on and tested on
+        raise ValueError(f"MMOTU train.txt and val.txt both list {len(both)} image(s), e.g. {both[0]!r}; an image is "
+                         "trained on or tested on, not both")
     train, validation = split_validation(parts["train"], val_fraction, seed)
     names = MMOTU_SEG_CLASSES if multiclass else ["background", "ovarian tumour"]
-    return Protocol("mmotu_seg", names, [{"train": train, "validation": validation, "test": parts["test"]}])
+    protocol = Protocol("mmotu_seg", names, [{"train": train, "validation": validation, "test": parts["test"]}])
+    # the checks of the classification protocol (mmotu), over the segmentation lists
+    warn_unlisted_images(root / "images", protocol, "MMOTU train.txt and val.txt")
+    if multiclass:
+        _warn_of_classes_absent_from_test(protocol, "MMOTU val.txt")
+    warn_of_copies_across_parts(protocol.splits, "MMOTU train.txt and val.txt")
+    return protocol
+
+
+def _warn_of_classes_absent_from_test(protocol: Protocol, lists: str) -> None:
+    """Warn, naming them, of the foreground classes that a published split's test part holds no image of: their Dice
+    and IoU are undefined there (no truth of the class), so the test figures are over the other classes only and
+    say nothing of them. Items give their class as ``foreground`` (an index into ``protocol.class_names``)."""
+    for k, split in enumerate(protocol.splits):
+        held = {it.get("foreground") for it in split["test"]}
+        absent = [name for c, name in enumerate(protocol.class_names) if c and c not in held]
+        if absent:
+            logger.warning("%s: the test part of split %d holds no image of %d class(es), %s; their Dice and IoU are "
+                           "undefined there and the test figures leave them out", lists, k, len(absent),
+                           ", ".join(repr(name) for name in absent))
 
 
 # ------------------------------------------------------------------------------------------------ generic layouts
@@ -217,7 +244,8 @@ def busi_items(root: str | os.PathLike) -> list[Item]:
     (symbolic links to folders followed, :func:`~monai_ext.data.folders.walk_files`).
 
     The folder of an image (``benign``, ``malignant``, ``normal`` in BUSI) becomes its ``group``. An image without
-    any mask is an error naming it (BUSI ships an empty mask for normal images).
+    any mask is an error naming it (BUSI ships an empty mask for normal images). Byte-identical images are kept once
+    (:func:`_keep_one_copy`; BUSI holds copies under other names).
     """
     root = _require(Path(root), "dataset folder")
     files = sorted(p for p in walk_files(root) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
@@ -247,14 +275,17 @@ def busi_items(root: str | os.PathLike) -> list[Item]:
         group = image.parent.relative_to(root).as_posix() if image.parent != root else ""
         items.append({"image": str(image), "label": label, "id": f"{group}/{image.stem}" if group else image.stem,
                       "group": group})
-    return items
+    return _keep_one_copy(items, repr(str(root)))
 
 
 def busi_protocol(root: str | os.PathLike, folds: int = 5, val_fraction: float = 0.2, seed: int = 0,
                   max_train: int | None = None) -> Protocol:
     """A BUSI-style folder (``image.png`` + ``image_mask.png`` [+ ``image_mask_1.png`` ...]), k-fold stratified by
-    class folder."""
-    return Protocol(Path(root).name, BINARY_CLASSES, kfold_splits(busi_items(root), folds, val_fraction, seed, max_train))
+    class folder; images in sub-folders of a class folder (``<class>/<study>/``) are grouped by study
+    (:func:`group_by_study_folder`)."""
+    items = busi_items(root)
+    group_by_study_folder(items, folds, repr(str(root)), "busi")
+    return Protocol(Path(root).name, BINARY_CLASSES, kfold_splits(items, folds, val_fraction, seed, max_train))
 
 
 def image_mask_folder_items(root: str | os.PathLike, images: str = "images", masks: str = "masks") -> list[Item]:
@@ -262,9 +293,15 @@ def image_mask_folder_items(root: str | os.PathLike, images: str = "images", mas
     stems, ``case.nii.gz`` pairs with ``case.png``). Sub-folders count (``images/site2/a.png`` pairs with
     ``masks/site2/a.png``, its id ``site2/a``): a set gathered from several sites or exports keeps one per folder,
     and files passed over would shrink it without a word. Hidden files (macOS ``._`` copies) are not images.
+    ``images/`` and ``masks/`` are found in another letter case too (``Images/``, as some archives name them).
+    Byte-identical images are kept once (:func:`_keep_one_copy`).
+
+    Raises:
+        ValueError: a folder missing (naming the protocol to use where the root is BUS-BRA or MMOTU-2D, whose masks
+            are named otherwise), an image without a mask, or two files of one stem.
     """
     root = Path(root)
-    image_dir, mask_dir = _require(root / images, "images folder"), _require(root / masks, "masks folder")
+    image_dir, mask_dir = _layer_folder(root, images, "images"), _layer_folder(root, masks, "masks")
     mask_files = [(p, _pair_key(p, mask_dir, p.stem)) for p in walk_files(mask_dir)
                   if p.suffix.lower() in IMAGE_SUFFIXES]
     images = [(p, _pair_key(p, image_dir, image_stem(p))) for p in walk_files(image_dir) if is_single_image(p)]
@@ -279,7 +316,99 @@ def image_mask_folder_items(root: str | os.PathLike, images: str = "images", mas
                          f"{str(mask_dir)!r}, e.g. {unmatched[:5]!r}")
     stems = {stem for _, stem in images}
     _warn_orphan_masks([mask for stem, mask in mask_by_stem.items() if stem not in stems])
-    return [{"image": str(p), "label": str(mask_by_stem[stem]), "id": stem} for p, stem in images]
+    items = [{"image": str(p), "label": str(mask_by_stem[stem]), "id": stem} for p, stem in images]
+    return _keep_one_copy(items, repr(str(root)))
+
+
+#: Files that mark a root as a dataset with a protocol of its own: (file, the dataset, its masks, its protocol).
+_OWN_PROTOCOL_MARKS = (
+    ("bus_data.csv", "BUS-BRA", "Masks/mask_<ID without bus_>.png", "busbra-seg"),
+    ("train_cls.txt", "MMOTU-2D", "annotations/<stem>_binary.PNG", "mmotu-seg"),
+    ("train.txt", "MMOTU-2D", "annotations/<stem>_binary.PNG", "mmotu-seg"),
+)
+
+
+def _layer_folder(root: Path, name: str, what: str) -> Path:
+    """``root/name``, or the one folder beside it whose name differs only in letter case (``Images/``).
+
+    Raises:
+        ValueError: neither is there, saying which protocol reads the root where it is BUS-BRA (``bus_data.csv``:
+            masks are ``Masks/mask_<id>.png``, not of the image's stem) or MMOTU-2D (``train_cls.txt`` or
+            ``train.txt``: masks in ``annotations/``), and naming the folders of that name in several cases.
+    """
+    path = root / name
+    if path.is_dir():
+        return path
+    for mark, dataset, named, protocol in _OWN_PROTOCOL_MARKS:
+        # checked before another case is accepted: BUS-BRA's Images/ and Masks/ do not pair by stem
+        if (root / mark).is_file():
+            raise ValueError(f"{what} folder not found: {str(path)!r}; {str(root)!r} holds {mark}, as {dataset} "
+                             f"does, whose masks are {named}, not of their image's stem: use make-datalist "
+                             f"{protocol}")
+    siblings = root.iterdir() if root.is_dir() else iter(())
+    found = sorted(p for p in siblings if p.is_dir() and p.name.casefold() == name.casefold())
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise ValueError(f"{what} folder not found: {str(path)!r}; {str(root)!r} holds {len(found)} folders of that "
+                         f"name in other letter cases, {[p.name for p in found]!r}: keep one")
+    return _require(path, f"{what} folder")
+
+
+def _keep_one_copy(items: list[Item], source: str) -> list[Item]:
+    """``items`` without byte-identical copies of an image, as the classification protocols leave them out
+    (:func:`~monai_ext.data.identical.keep_one_copy`, which warns with the count): a copy drawn into training while
+    its twin is drawn into test would be tested after being trained on. An item's ``group`` (its class folder) is
+    its class there: copies under two class folders are all left out, since which is right is the user's call."""
+    groups = sorted({str(it.get("group", "")) for it in items})
+    # stand-ins that carry the class index keep_one_copy reads from "label" (here a mask), and the item's place
+    stand_ins = [{"image": it["image"], "label": groups.index(str(it.get("group", ""))), "at": i}
+                 for i, it in enumerate(items)]
+    return [items[kept["at"]] for kept in keep_one_copy(stand_ins, groups, source)]
+
+
+def group_by_study_folder(items: list[Item], folds: int, source: str, layout: str) -> None:
+    """Give each item (in place) its study as ``patient`` where images sit in study sub-folders, so that the frames
+    of one study share a test fold and a side of the validation split (frames of one patient tested after their
+    neighbours were trained on inflate every figure).
+
+    The study is read from the item's ``id`` (its folder path, then its stem): for ``layout`` ``"image-mask-folders"``
+    the first sub-folder of ``images/`` (``patient3/frame1``), for ``"busi"`` the sub-folder of the class folder
+    (``benign/patient3/frame1``; the item's ``group`` becomes the class folder, ``benign``, the stratum). Folders
+    that every image sits in (an archive unpacked into a folder of its own name) are passed over first. An image
+    outside any study folder is a study of its own.
+
+    Sub-folders are containers (sites, scanners, exports), not studies, only where there are fewer of them than
+    ``folds`` and one holds more than a fold's share of the images: grouping by them could not fill every test fold
+    (loose images beside a few small studies can). Then the images are split one by one, with a warning. A single
+    large study among enough others does not turn grouping off: the folds are then uneven, but no study is split.
+    """
+    paths = [str(it["id"]).split("/")[:-1] for it in items]  # ids are "<folder>/<stem>", stems hold no "/"
+    common = 0
+    while paths and all(len(p) > common for p in paths) and len({p[common] for p in paths}) == 1:
+        common += 1
+    depth = common + (1 if layout == "busi" else 0)  # busi: below the class folder
+    studies = ["/".join(p[:depth + 1]) if len(p) > depth else None for p in paths]
+    found = sorted({s for s in studies if s is not None})
+    if not found:
+        return
+    in_studies = sum(s is not None for s in studies)
+    largest = max(studies.count(s) for s in found)
+    # as the classification folder protocol (downstream.py): a few sub-folders, one of them more than a fold's share
+    if len(found) < folds and largest * folds > len(items):
+        fewer = f"ask for at most {len(found)} folds (--folds {len(found)}) or " if len(found) >= 3 else ""
+        logger.warning("%s: %d of %d image(s) sit in %d sub-folder(s), fewer than the %d folds: the sub-folders are "
+                       "read as containers (sites, exports), not studies, and the images are split one by one "
+                       "(frames of one study may then sit in several parts); to keep studies together, %sgive each "
+                       "study a sub-folder of its own", source, in_studies, len(items), len(found), folds, fewer)
+        return
+    for it, path, study in zip(items, paths, studies):
+        it["patient"] = study if study is not None else it["image"]  # a loose image: a study of one (its path)
+        if layout == "busi":
+            it["group"] = "/".join(path[:common + 1])
+    logger.info("%s: %d of %d image(s) sit in sub-folders; folds are grouped by study folder (%d studies): the "
+                "images of one sub-folder share a test fold and a side of the validation split", source, in_studies,
+                len(items), len(found))
 
 
 def _pair_key(path: Path, folder: Path, stem: str) -> str:
@@ -302,8 +431,10 @@ def _one_file_per_stem(files: list[tuple[Path, str]], folder: Path) -> None:
 
 def image_mask_folder_protocol(root: str | os.PathLike, folds: int = 5, val_fraction: float = 0.2, seed: int = 0,
                                max_train: int | None = None) -> Protocol:
-    """A folder with ``images/`` and ``masks/`` side by side (thyroid, kidney, nerve, fetal-head sets), k-fold."""
+    """A folder with ``images/`` and ``masks/`` side by side (thyroid, kidney, nerve, fetal-head sets), k-fold;
+    images in sub-folders of ``images/`` (``images/<study>/``) are grouped by study (:func:`group_by_study_folder`)."""
     items = image_mask_folder_items(root)
+    group_by_study_folder(items, folds, repr(str(root)), "image-mask-folders")
     return Protocol(Path(root).name, BINARY_CLASSES, kfold_splits(items, folds, val_fraction, seed, max_train))
 
 

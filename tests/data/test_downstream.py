@@ -341,6 +341,32 @@ def test_folder_protocol_lists_every_format_the_loader_reads(tmp_path) -> None:
     assert sorted((it["label"], it["id"]) for it in items) == [(0, "a"), (0, "b"), (0, "c"), (1, "d"), (1, "e"), (1, "f")]
 
 
+@pytest.mark.parametrize("extra, warned", [
+    ({"benign": ["loop.avi"], "malignant": ["extra.jfif", "notes.txt"]},
+     "3 file(s) in the class folders are of no format the image loader reads and are left out (.avi 1, .jfif 1, "
+     ".txt 1), e.g. benign/loop.avi, malignant/extra.jfif, malignant/notes.txt; .jfif files are JPEGs: rename "
+     "them to .jpg to use them"),
+    ({"benign": ["study/a.mp4", "study/b.mp4"]},
+     "2 file(s) in the class folders are of no format the image loader reads and are left out (.mp4 2), e.g. "
+     "benign/study/a.mp4, benign/study/b.mp4"),
+    # the synthetic benchmark's record in each class folder and an MHD's voxel file are no data passed over
+    ({"benign": ["synthetic.json", "sweep.mhd", "sweep.raw"]}, None),
+])
+def test_folder_protocol_counts_the_files_it_leaves_out_by_suffix(tmp_path, caplog, extra, warned) -> None:
+    """Cine loops, JPEGs saved as ``.jfif`` and notes in a class folder were dropped without a word."""
+    _class_folders(tmp_path / "data")
+    for name, files in extra.items():
+        for f in files:
+            (tmp_path / "data" / name / f).parent.mkdir(parents=True, exist_ok=True)
+            write_stub(tmp_path / "data" / name / f, "x")
+    with caplog.at_level("WARNING", logger="monai_ext.data.downstream"):
+        ds.folder_protocol(tmp_path / "data", folds=3)
+    if warned is None:
+        assert "no format the image loader reads" not in caplog.text
+    else:
+        assert warned in caplog.text
+
+
 def _class_folders(root: Path, per_class: int = 6, classes=("benign", "malignant")) -> None:
     for name in classes:
         (root / name).mkdir(parents=True, exist_ok=True)
@@ -850,6 +876,41 @@ def test_folder_protocol_refuses_a_segmentation_sets_images_and_masks_as_classes
         ds.folder_protocol(tmp_path / "seg", folds=3)
 
 
+@pytest.mark.parametrize("make, advised", [(make_busbra, "so it is BUS-BRA: make-datalist busbra"),
+                                           (make_mmotu, "so it is MMOTU-2D: make-datalist mmotu"),
+                                           (make_gist, "so it is GIST514-DB: make-datalist gist514")])
+def test_folder_protocol_on_a_published_set_names_its_own_protocol(tmp_path, make, advised) -> None:
+    """``make-datalist folder BUSBRA`` advised ``image-mask-folders``, which refuses BUS-BRA's ``Images/`` and
+    ``Masks/`` (their names differ) and has none of its official folds; GIST514 was refused as a class folder
+    without images (``annotations/``)."""
+    make(tmp_path / "set")
+    with pytest.raises(ValueError, match=r"are a segmentation set's images and masks, not classes; it holds .*"
+                                         + re.escape(advised)):
+        ds.folder_protocol(tmp_path / "set", folds=3)
+
+
+@pytest.mark.parametrize("masks", ["masks", "Mask", "GT", "ground_truth", "Annotations", "segmentations",
+                                   "study1/labels"])
+def test_folder_protocol_leaves_out_mask_folders_inside_class_folders(tmp_path, caplog, masks) -> None:
+    """``<class>/images/`` beside ``<class>/masks/`` (equal stems): the masks were trained and tested as images of
+    their class, a quarter of the items."""
+    for name in ("benign", "malignant"):
+        (tmp_path / "data" / name / "images").mkdir(parents=True)
+        (tmp_path / "data" / name / masks).mkdir(parents=True)
+        for i in range(6):
+            write_stub(tmp_path / "data" / name / "images" / f"{name}_{i}.png", "png")
+        for i in range(2):
+            write_stub(tmp_path / "data" / name / masks / f"{name}_{i}.png", "png")
+    with caplog.at_level("WARNING"):
+        proto = ds.folder_protocol(tmp_path / "data", folds=3)
+    for split in proto.splits:
+        images = [Path(it["image"]).relative_to(tmp_path / "data") for items in split.values() for it in items]
+        assert sorted(images) == sorted(Path(name, "images", f"{name}_{i}.png")
+                                        for name in ("benign", "malignant") for i in range(6))
+    assert (f"4 file(s) in mask folders inside the class folders (benign/{masks}, malignant/{masks}) are masks, not "
+            "images of their class, and are left out") in caplog.text
+
+
 def test_folder_protocol_keeps_one_of_byte_identical_copies_of_a_class(tmp_path, caplog) -> None:
     """A copy could be trained on while its twin was tested."""
     _class_folders(tmp_path / "data")
@@ -893,6 +954,27 @@ def test_csv_header_without_the_columns_says_what_it_has(tmp_path, header) -> No
     with pytest.raises(ValueError, match=re.escape(f"needs columns 'path' and 'label' (lower case, comma-separated); "
                                                    f"its header has {found!r}")):
         ds.csv_protocol(tmp_path / "l.csv")
+
+
+@pytest.mark.parametrize("header, refused", [(["path", "label", "Patient", "Fold"], ["Patient", "Fold"]),
+                                             (["path", "label", "PATIENT"], ["PATIENT"]),
+                                             (["path", "label", "patient", " Fold "], ["Fold"])])
+def test_csv_refuses_patient_and_fold_columns_in_another_case(tmp_path, header, refused) -> None:
+    """``Patient`` and ``Fold``, as spreadsheets capitalise headers, were ignored without a word: patients crossed
+    the split (p0_0 tested, p0_1 trained on) and folds were drawn instead of the user's. ``Path`` is refused for
+    not being lower case; so are they."""
+    rows = []
+    for p in range(10):
+        for j in range(3):
+            write_stub(tmp_path / f"p{p}_{j}.png", "png")
+            cells = {"path": f"p{p}_{j}.png", "label": "benign" if p % 2 else "malignant", "patient": f"p{p}",
+                     "fold": str(p % 2)}
+            rows.append([cells[c.strip().lower()] for c in header])
+    with open(tmp_path / "list.csv", "w", newline="") as f:
+        csv.writer(f).writerows([header, *rows])
+    with pytest.raises(ValueError, match=re.escape(f"column(s) {refused!r} are read only as "
+                                                   f"{[c.lower() for c in refused]!r} (column names are lower case")):
+        ds.csv_protocol(tmp_path / "list.csv")
 
 
 def _classes_of(sizes: dict[str, int], root: Path) -> Path:
@@ -1034,6 +1116,28 @@ def test_a_few_small_study_folders_beside_many_loose_images_are_grouped(tmp_path
             for it in items:
                 parts_of.setdefault(it["patient"], set()).add(part)
         assert all(len(parts) == 1 for parts in parts_of.values())
+
+
+@pytest.mark.parametrize("folds, long_study", [(5, 7), (3, 12), (6, 20)])
+def test_one_long_study_among_as_many_study_folders_as_folds_keeps_the_grouping(tmp_path, caplog, folds,
+                                                                                 long_study) -> None:
+    """Six study folders a class, ``benign/benign_study0`` holding more than a fold's share of benign: grouping was
+    turned off for every class with a warning, and studies sat in training and test. A class of at least as many
+    sub-folders as folds is of studies; StratifiedGroupKFold takes unequal ones."""
+    for name in ("benign", "malignant"):
+        for j in range(6):
+            (tmp_path / "data" / name / f"{name}_study{j}").mkdir(parents=True)
+            for k in range(long_study if (name, j) == ("benign", 0) else 3):
+                write_stub(tmp_path / "data" / name / f"{name}_study{j}" / f"frame{k}.png", "png")
+    with caplog.at_level("INFO"):
+        proto = ds.folder_protocol(tmp_path / "data", folds=folds)
+    assert "folds are grouped by study folder (12 studies)" in caplog.text and "not read as studies" not in caplog.text
+    for split in proto.splits:
+        parts_of: dict[str, set[str]] = {}
+        for part, items in split.items():
+            for it in items:
+                parts_of.setdefault(it["patient"], set()).add(part)
+        assert all(len(parts) == 1 for parts in parts_of.values()), parts_of
 
 
 def test_folder_protocol_without_study_folders_is_split_by_image_as_before(tmp_path, caplog) -> None:

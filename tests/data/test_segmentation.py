@@ -4,6 +4,7 @@ splits), and the mask loader that turns every encoding into the same class-index
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import logging
 import re
@@ -160,10 +161,10 @@ def test_mmotu_multiclass_masks_take_the_image_class(mmotu: Path) -> None:
 @pytest.fixture
 def busi(tmp_path: Path) -> Path:
     root = tmp_path / "Dataset_BUSI_with_GT"
-    for cls in ("benign", "malignant", "normal"):
+    for c, cls in enumerate(("benign", "malignant", "normal")):
         for i in range(1, 6):
             name = f"{cls} ({i})"
-            _write(root / cls / f"{name}.png", _image(seed=i))
+            _write(root / cls / f"{name}.png", _image(seed=10 * c + i))  # each its own picture: copies are left out
             empty = cls == "normal"
             _write(root / cls / f"{name}_mask.png", np.zeros((24, 24), np.uint8) if empty else _disc((24), (8, 8), 3))
     # a second lesion in its own mask file: the masks of one image are merged
@@ -473,3 +474,161 @@ def test_segmentation_items_with_and_without_patients_are_not_split_by_image() -
         split_validation(items, 0.2, 0)
     with pytest.raises(ValueError, match="have no patient while the others do"):
         kfold_splits(items, folds=3)
+
+
+# ------------------------------------------------------------------------------------- copies, studies, messages
+def _study_tree(root: Path, layout: str, studies: int, frames: int = 4) -> None:
+    """``studies`` study folders of ``frames`` frames each: ``images/patient<k>/frame<j>.png`` with the same tree under
+    ``masks/``, or BUSI's ``<class>/patient<k>/frame<j>.png`` with ``frame<j>_mask.png`` beside it (two classes)."""
+    for k in range(studies):
+        for j in range(frames):
+            if layout == "busi":
+                folder = root / ("benign" if k % 2 else "malignant") / f"patient{k}"
+                _write(folder / f"frame{j}.png", _image(seed=100 * k + j))
+                _write(folder / f"frame{j}_mask.png", _disc())
+            else:
+                _write(root / "images" / f"patient{k}" / f"frame{j}.png", _image(seed=100 * k + j))
+                _write(root / "masks" / f"patient{k}" / f"frame{j}.png", _disc())
+
+
+@pytest.mark.parametrize("layout", ["busi", "image-mask-folders"])
+def test_byte_identical_copies_are_kept_once_with_a_warning(tmp_path: Path, layout: str, caplog) -> None:
+    """BUSI holds copies under other names: a copy was drawn into training while its twin was tested, without a
+    word (``benign (11..15)`` copies of ``benign (1..5)``, and so for ``images/`` + ``masks/``)."""
+    for i in range(1, 11):
+        image = _image(seed=i if i <= 5 else i - 5)  # 6..10 are copies of 1..5
+        if layout == "busi":
+            _write(tmp_path / "benign" / f"benign ({i}).png", image)
+            _write(tmp_path / "benign" / f"benign ({i})_mask.png", _disc())
+            _write(tmp_path / "malignant" / f"malignant ({i}).png", _image(seed=50 + i))
+            _write(tmp_path / "malignant" / f"malignant ({i})_mask.png", _disc())
+        else:
+            _write(tmp_path / "images" / f"case_{i}.png", image)
+            _write(tmp_path / "masks" / f"case_{i}.png", _disc())
+    load = busi_protocol if layout == "busi" else image_mask_folder_protocol
+    with caplog.at_level(logging.WARNING, logger="monai_ext.data.identical"):
+        protocol = load(tmp_path, folds=2)
+    assert "5 image(s) are byte-identical copies of others of their class and are left out" in caplog.text
+    for split in protocol.splits:
+        contents = [hashlib.sha256(Path(it["image"]).read_bytes()).hexdigest() for part in split.values()
+                    for it in part]
+        assert len(contents) == len(set(contents)) == (15 if layout == "busi" else 5)
+
+
+def test_busi_copies_under_two_class_folders_are_all_left_out(busi: Path, caplog) -> None:
+    """Which folder is right is the user's call, as for the classification folder protocol."""
+    _write(busi / "malignant" / "malignant (9).png", _image(seed=1))  # the picture of benign (1)
+    _write(busi / "malignant" / "malignant (9)_mask.png", _disc())
+    with caplog.at_level(logging.WARNING, logger="monai_ext.data.identical"):
+        ids = {it["id"] for it in busi_items(busi)}
+    assert "1 set(s) of byte-identical images have different classes" in caplog.text
+    assert len(ids) == 14 and "benign/benign (1)" not in ids and "malignant/malignant (9)" not in ids
+
+
+@pytest.mark.parametrize("layout", ["busi", "image-mask-folders"])
+@pytest.mark.parametrize("studies, folds", [(5, 5), (6, 3)])
+def test_frames_of_one_study_folder_share_a_part(tmp_path: Path, layout: str, studies: int, folds: int) -> None:
+    """One patient's frames (``patient0/frame0..3``) were spread over training, validation and test."""
+    _study_tree(tmp_path, layout, studies)
+    load = busi_protocol if layout == "busi" else image_mask_folder_protocol
+    protocol = load(tmp_path, folds=folds)
+    assert {it["patient"].split("/")[-1] for it in _every_item(protocol)} == {f"patient{k}" for k in range(studies)}
+    for split in protocol.splits:
+        patients = [{it["patient"] for it in split[part]} for part in ("train", "validation", "test")]
+        assert all(patients) and sum(map(len, patients)) == len(set.union(*patients)) == studies
+    if layout == "busi":  # the class folder is the stratum, not the study
+        assert {it["group"] for it in _every_item(protocol)} == {"benign", "malignant"}
+
+
+@pytest.mark.parametrize("layout", ["busi", "image-mask-folders"])
+def test_fewer_sub_folders_than_folds_are_containers_split_by_image(tmp_path: Path, layout: str, caplog) -> None:
+    """Sites or exports, not studies: grouping by 4 folders could not fill 5 test folds, so images are split one by
+    one, and a warning says so and what would keep studies together."""
+    _study_tree(tmp_path, layout, 4)
+    load = busi_protocol if layout == "busi" else image_mask_folder_protocol
+    with caplog.at_level(logging.WARNING, logger="monai_ext.data.segmentation"):
+        protocol = load(tmp_path, folds=5)
+    assert "16 of 16 image(s) sit in 4 sub-folder(s), fewer than the 5 folds" in caplog.text
+    assert "--folds 4" in caplog.text and not any("patient" in it for it in _every_item(protocol))
+
+
+def test_a_few_small_studies_beside_loose_images_are_still_grouped(tmp_path: Path, caplog) -> None:
+    """3 study folders of 2 frames beside 14 loose images can fill 5 test folds (each loose image a study of its
+    own): read as containers, the study frames were split one by one, as the classification protocol does not."""
+    _study_tree(tmp_path, "image-mask-folders", 3, frames=2)
+    for i in range(14):
+        _write(tmp_path / "images" / f"case_{i}.png", _image(seed=1000 + i))
+        _write(tmp_path / "masks" / f"case_{i}.png", _disc())
+    with caplog.at_level(logging.WARNING, logger="monai_ext.data.segmentation"):
+        protocol = image_mask_folder_protocol(tmp_path, folds=5)
+    assert "fewer than the 5 folds" not in caplog.text
+    for split in protocol.splits:
+        parts = [{it["patient"] for it in split[part] if "/" in it["id"]} for part in ("train", "validation", "test")]
+        assert sum(map(len, parts)) == len(set.union(*parts)) == 3  # each study on one side only
+
+
+@pytest.mark.parametrize("wrapper", ["", "Dataset_BUSI_with_GT/"])
+def test_busi_class_folders_are_no_studies_even_inside_a_wrapper_folder(busi: Path, wrapper: str) -> None:
+    """The folder a BUSI archive unpacks into holds the class folders: they stay strata, not studies."""
+    root = busi.parent / "download"
+    (root / wrapper).parent.mkdir(parents=True, exist_ok=True)
+    busi.rename(root / wrapper) if wrapper else busi.rename(root)
+    protocol = busi_protocol(root, folds=5)
+    assert not any("patient" in it for it in _every_item(protocol))
+    for split in protocol.splits:
+        assert sorted(it["group"] for it in split["test"]) == [f"{wrapper}{c}" for c in ("benign", "malignant", "normal")]
+
+
+@pytest.mark.parametrize("change, warning", [
+    (lambda root: _write(root / "images" / "9.JPG", _image(seed=9)),
+     "1 image(s) in {root}/images are in none of MMOTU train.txt and val.txt and are left out, e.g. 9.JPG"),
+    (lambda root: (root / "images" / "8.JPG").write_bytes((root / "images" / "2.JPG").read_bytes()),
+     "MMOTU train.txt and val.txt, split 0: 1 test image(s) are byte-identical to training or validation images"),
+    (None, "MMOTU val.txt: the test part of split 0 holds no image of 6 class(es), 'chocolate cyst'"),
+], ids=["unlisted-image", "test-copy-of-training", "multiclass-absent-class"])
+def test_mmotu_segmentation_warns_as_the_classification_protocol_does(mmotu: Path, change, warning: str,
+                                                                      caplog) -> None:
+    """Unlisted images, test images that are copies of training ones, and (multi-class) classes the test part lacks
+    were said by ``mmotu`` but not by ``mmotu-seg``."""
+    if change is not None:
+        change(mmotu)
+    with caplog.at_level(logging.WARNING):
+        mmotu_segmentation_protocol(mmotu, multiclass=change is None, val_fraction=0.2)
+    assert warning.format(root=mmotu) in caplog.text
+
+
+def test_mmotu_segmentation_refuses_an_image_in_both_lists(mmotu: Path) -> None:
+    (mmotu / "val.txt").write_text("7\n8\n3\n")
+    with pytest.raises(ValueError, match=r"train.txt and val.txt both list 1 image\(s\), e.g. '3'"):
+        mmotu_segmentation_protocol(mmotu, val_fraction=0.2)
+
+
+@pytest.mark.parametrize("name", ["Thumbs.db", "desktop.ini"])
+def test_busbra_files_of_a_windows_folder_are_no_masks(busbra: Path, name: str, caplog) -> None:
+    (busbra / "Masks" / name).write_bytes(b"\xd0\xcf\x11\xe0 not a mask")
+    with caplog.at_level(logging.WARNING, logger="monai_ext.data.segmentation"):
+        busbra_segmentation_protocol(busbra, folds=5)
+    assert "mask files have no image" not in caplog.text
+
+
+@pytest.mark.parametrize("dataset, protocol", [("busbra", "busbra-seg"), ("mmotu", "mmotu-seg")])
+def test_image_mask_folders_on_busbra_or_mmotu_names_their_protocol(request, dataset: str, protocol: str) -> None:
+    """``images folder not found`` (BUS-BRA has ``Images/`` with ``mask_*.png`` masks) left the user guessing."""
+    root = request.getfixturevalue(dataset)
+    with pytest.raises(ValueError, match=rf"folder not found: .*: use make-datalist {protocol}$"):
+        image_mask_folder_items(root)
+
+
+@pytest.mark.parametrize("folders, error", [
+    (("Images", "Masks"), None),                                                 # read as downloaded
+    (("Images", "IMAGES", "masks"), r"holds 2 folders of that name in other letter cases, \['IMAGES', 'Images'\]"),
+])
+def test_images_and_masks_folders_in_another_letter_case(tmp_path: Path, folders, error) -> None:
+    for i in range(3):
+        for folder in folders:
+            _write(tmp_path / folder / f"case_{i}.png", _image(seed=i) if folder.lower() == "images" else _disc())
+    if error is None:
+        assert [Path(it["image"]).parent.name for it in image_mask_folder_items(tmp_path)] == ["Images"] * 3
+    else:
+        with pytest.raises(ValueError, match=error):
+            image_mask_folder_items(tmp_path)
