@@ -113,9 +113,10 @@ def warn_unlisted_images(folder: Path, protocol: Protocol, lists: str) -> None:
 
 def warn_of_test_parts_without_a_class(protocol: Protocol, lists: str) -> None:
     """Warn, naming the folds (numbered as ``--folds`` and the cross-validation name them) and the class, where the
-    dataset's own split leaves a class out of a test part: macro-F1 and balanced accuracy there are over the other
-    classes (a model that never predicts the absent one can score 1.0), so the cross-validation summary counts them
-    as undefined for that fold, as the AUC of a one-class fold. Drawn folds refuse this instead (:func:`_kfold`)."""
+    dataset's own split leaves a class out of a test part: macro-F1, balanced accuracy and AUC there are over the
+    other classes (a model that never predicts the absent one can score 1.0), so the cross-validation summary counts
+    them as undefined for that fold, as the AUC of a one-class fold. Drawn folds refuse this instead
+    (:func:`_kfold`)."""
     absent: dict[str, list[int]] = {}
     for k, split in enumerate(protocol.splits):
         held = {it["label"] for it in split["test"]}
@@ -123,9 +124,9 @@ def warn_of_test_parts_without_a_class(protocol: Protocol, lists: str) -> None:
             if c not in held:
                 absent.setdefault(name, []).append(k)
     for name, folds in absent.items():
-        logger.warning("%s: test fold(s) %s of %d (numbered from 0) hold no image of class %r; their macro-F1 and "
-                       "balanced accuracy leave it out, and the cross-validation summary counts those metrics as "
-                       "undefined there", lists, folds, len(protocol.splits), name)
+        logger.warning("%s: test fold(s) %s of %d (numbered from 0) hold no image of class %r; their macro-F1, "
+                       "balanced accuracy and AUC leave it out, and the cross-validation summary counts those "
+                       "metrics as undefined there", lists, folds, len(protocol.splits), name)
 
 
 SPLIT_PURPOSES = ("folds", "validation")
@@ -311,10 +312,16 @@ def validation_from_train(train: list[Item], val_fraction: float, seed: int) -> 
 
 
 # --------------------------------------------------------------------------------------------------------- BUS-BRA
-def busbra_protocol(root: str | os.PathLike, folds: int = 5) -> Protocol:
+def busbra_protocol(root: str | os.PathLike, folds: int = 5, classes_tested: bool = True) -> Protocol:
     """BUS-BRA with its official patient-disjoint ``5-fold-cv.csv`` or ``10-fold-cv.csv``.
 
     Run k tests on fold k (``kFold == k``); its training rows have ``valid_k == 1`` and validation rows ``valid_k == 0``.
+
+    Args:
+        root: the dataset folder (``bus_data.csv``, the fold sheets, ``Images/``).
+        folds: 5 or 10, the sheet to follow.
+        classes_tested: warn of a test fold without a pathology (its class-averaged scores leave it out); False for
+            the segmentation protocol built on these folds, whose lesion masks have no pathology classes.
     """
     if folds not in (5, 10):
         raise ValueError(f"BUS-BRA ships 5- and 10-fold files, got folds={folds!r}")
@@ -347,7 +354,8 @@ def busbra_protocol(root: str | os.PathLike, folds: int = 5) -> Protocol:
         _check_patients_apart(split, sheet, k)
         protocol.splits.append(split)
     warn_unlisted_images(root / "Images", protocol, f"BUS-BRA {sheet}")
-    warn_of_test_parts_without_a_class(protocol, f"BUS-BRA {sheet}")
+    if classes_tested:
+        warn_of_test_parts_without_a_class(protocol, f"BUS-BRA {sheet}")
     warn_of_copies_across_parts(protocol.splits, f"BUS-BRA {sheet}")
     return protocol
 

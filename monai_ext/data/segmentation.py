@@ -139,7 +139,7 @@ def busbra_mask_path(root: Path, image_id: str) -> Path:
 def busbra_segmentation_protocol(root: str | os.PathLike, folds: int = 5) -> Protocol:
     """BUS-BRA lesion masks with the official patient-disjoint folds (``5-fold-cv.csv`` or ``10-fold-cv.csv``)."""
     root = Path(root)
-    classification = busbra_protocol(root, folds)
+    classification = busbra_protocol(root, folds, classes_tested=False)  # masks: lesion or not, any pathology
     protocol = Protocol("busbra_seg", BINARY_CLASSES)
     for split in classification.splits:
         seg_split: Split = {}

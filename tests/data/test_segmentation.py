@@ -95,6 +95,19 @@ def test_busbra_masks_follow_the_official_patient_disjoint_folds(busbra: Path) -
     assert mask.shape == (1, 24, 24) and set(np.unique(mask)) == {0, 1}
 
 
+def test_busbra_masks_are_not_warned_of_a_test_fold_without_a_pathology(busbra: Path, caplog) -> None:
+    """Each test fold here holds one patient, so one pathology: busbra-seg passed on the classification warning
+    that macro-F1 leaves the other out, which lesion masks (lesion or not, any pathology) have nothing to do with."""
+    from monai_ext.data.downstream import busbra_protocol
+
+    with caplog.at_level(logging.WARNING):
+        busbra_segmentation_protocol(busbra, folds=5)
+    assert "hold no image of class" not in caplog.text
+    with caplog.at_level(logging.WARNING):
+        busbra_protocol(busbra, folds=5)  # the classification protocol of the same folds still warns
+    assert "hold no image of class 'benign'" in caplog.text
+
+
 def test_busbra_masks_no_image_uses_are_named(busbra: Path, caplog) -> None:
     """A mask left over from an image deleted or renamed shrank the dataset without a word."""
     _write(busbra / "Masks" / "mask_9999-l.png", _disc())
