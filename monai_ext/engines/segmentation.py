@@ -31,7 +31,7 @@ from monai_ext.engines.inference import (
 )
 from monai_ext.io.errors import root_cause
 from monai_ext.io.figures import save_png
-from monai_ext.io.images import unique_output_stems
+from monai_ext.io.images import picture_orientation, undo_orientation, unique_output_stems
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +126,10 @@ def predict_mask_files(
     is the file's name without suffix, or a longer distinct one where inputs share it
     (:func:`~monai_ext.io.images.unique_output_stems`).
 
+    Masks are on the file's stored pixel grid, where those viewers show the image and where training reads masks
+    (:class:`~monai_ext.transforms.masks.LoadMaskd`): a picture with an EXIF orientation is segmented upright and
+    its mask turned back; its overlay, a picture of its own, is drawn upright.
+
     Args:
         network: segmentation network.
         files: image paths (any format the single-image loader reads).
@@ -181,8 +185,9 @@ def predict_mask_files(
                 record_error(result, path, str(e))
                 remove_earlier_outputs(mask_file, overlay_file)
                 continue
+            stored = undo_orientation(mask, picture_orientation(path))  # the overlay is a picture: drawn upright
             try:
-                save_png(mask, mask_file)
+                save_png(stored, mask_file)
                 if overlays:
                     save_png(mask_overlay(original, mask), overlay_file)
             except OSError as e:  # a full disk or a name the filesystem refuses: this file fails, the batch goes on
@@ -190,7 +195,7 @@ def predict_mask_files(
                 remove_earlier_outputs(mask_file, overlay_file)
                 continue
             # absolute: the JSON is read (and its earlier outputs cleared) from whatever folder a later run starts in
-            result["masks"][str(path)] = {"mask": os.path.abspath(mask_file), **mask_summary(mask, class_names)}
+            result["masks"][str(path)] = {"mask": os.path.abspath(mask_file), **mask_summary(stored, class_names)}
             note_if_blank(result["masks"][str(path)], path, image)
             note_if_several_frames(result["masks"][str(path)], path, int(loaded.get(FRAMES_KEY, 1)))
     logger.info("%d masks, %d errors: %s", len(result["masks"]), len(result["errors"]), out / "masks.json")

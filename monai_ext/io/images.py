@@ -16,7 +16,7 @@ import os
 import re
 import warnings
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,7 +48,9 @@ __all__ = [
     "SINGLE_IMAGE_SUFFIXES",
     "VIDEO_SUFFIXES",
     "DisplayImage",
+    "apply_orientation",
     "check_file",
+    "checked_orientation",
     "frames_held",
     "image_stem",
     "is_dicom_by_content",
@@ -56,10 +58,14 @@ __all__ = [
     "iter_picture_frames",
     "matches_suffixes",
     "picture_frame_count",
+    "picture_orientation",
     "pil_display_pixels",
+    "pil_orientation",
     "read_image",
     "read_picture",
     "source_kind",
+    "stored_shape",
+    "undo_orientation",
     "unique_output_stems",
 ]
 
@@ -273,13 +279,100 @@ def _png_rgb(path: Path) -> np.ndarray | None:
     return pixels
 
 
-def upright(img: Image.Image) -> Image.Image:
-    """The picture the way viewers show it: an EXIF Orientation other than 1 (phone photographs of a scanner's
-    screen, some exporters) applied by PIL's ``exif_transpose``, so that pixels match masks drawn in a viewer."""
+#: What PIL's ``exif_transpose`` does to a picture's stored (H, W[, C]) pixels for each EXIF Orientation but 1.
+_SHOWN_FROM_STORED: dict[int, Callable[[np.ndarray], np.ndarray]] = {
+    2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1], 5: lambda a: np.swapaxes(a, 0, 1),
+    6: lambda a: np.rot90(a, -1), 7: lambda a: np.swapaxes(np.rot90(a, 2), 0, 1), 8: lambda a: np.rot90(a, 1)}
+#: The orientation that undoes each one: the quarter turns undo each other, the flips and 180 degrees themselves.
+_INVERSE_ORIENTATION = {2: 2, 3: 3, 4: 4, 5: 5, 6: 8, 7: 7, 8: 6}
+#: Orientations that swap width and height.
+_QUARTER_TURNS = (5, 6, 7, 8)
+
+
+def pil_orientation(img: Image.Image) -> int:
+    """The EXIF Orientation that :func:`upright` applies to an open picture: 2-8, or 1 where the picture is shown
+    as stored (no tag, 1, or a value outside 1-8, which ``exif_transpose`` ignores too)."""
     orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
-    if orientation in (1, 0, None):
+    return orientation if isinstance(orientation, int) and orientation in _SHOWN_FROM_STORED else 1
+
+
+def picture_orientation(path: str | os.PathLike) -> int:
+    """The EXIF Orientation :func:`read_image` applies to the stored pixels of ``path`` (2-8), else 1.
+
+    1 for every file shown as stored: a picture without an orientation, DICOM (a DICOM file under a picture's name
+    too), volumes, videos, and a file that cannot be opened (its reader names the reason). Masks are exchanged with
+    viewers on the stored grid (ITK, and so 3D Slicer, reads pictures without applying EXIF), while the network
+    sees the image upright: this is the turn between the two. Only the header is read (a PNG's bytes are searched
+    for an orientation first: PIL decodes a whole PNG to look for a trailing ``eXIf`` chunk).
+    """
+    path = Path(path)
+    try:
+        if source_kind(path) not in ("image", None) or has_dicom_preamble(path):
+            return 1
+        with path.open("rb") as f:
+            head = f.read(len(_PNG_SIGNATURE))
+        if head == _PNG_SIGNATURE and not _may_carry_orientation(path.read_bytes()):
+            return 1
+        with Image.open(path) as img:
+            return pil_orientation(img)
+    except Exception:  # noqa: BLE001 - informative: the image's reader names the reason when it reads the file
+        return 1
+
+
+def checked_orientation(orientation: int) -> int:
+    """``orientation`` if it is an EXIF Orientation (1-8).
+
+    Raises:
+        ValueError: quoting any other value.
+    """
+    if isinstance(orientation, bool) or not isinstance(orientation, (int, np.integer)) or not 1 <= orientation <= 8:
+        raise ValueError(f"orientation must be an EXIF Orientation 1-8, got {orientation!r}")
+    return int(orientation)
+
+
+def apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """Stored (H, W[, C]) pixels as a viewer shows them under EXIF ``orientation``, as :func:`upright` turns a
+    picture: how a mask on its image's stored grid comes onto the upright image the network sees.
+
+    Raises:
+        ValueError: ``orientation`` is not 1-8.
+    """
+    orientation = checked_orientation(orientation)
+    if orientation == 1:
+        return pixels
+    return np.ascontiguousarray(_SHOWN_FROM_STORED[orientation](pixels))  # torch and OpenCV refuse negative strides
+
+
+def undo_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """(H, W[, C]) pixels of an upright image brought back to its file's stored grid: the inverse of
+    :func:`apply_orientation`, for a mask computed on the upright image and saved for viewers.
+
+    Raises:
+        ValueError: ``orientation`` is not 1-8.
+    """
+    orientation = checked_orientation(orientation)
+    return pixels if orientation == 1 else apply_orientation(pixels, _INVERSE_ORIENTATION[orientation])
+
+
+def stored_shape(shape: Sequence[int], orientation: int) -> tuple[int, int]:
+    """(H, W) on the stored grid of an upright image of (H, W[, ...]) ``shape`` under EXIF ``orientation``.
+
+    Raises:
+        ValueError: ``orientation`` is not 1-8.
+    """
+    height, width = (int(s) for s in shape[:2])
+    return (width, height) if checked_orientation(orientation) in _QUARTER_TURNS else (height, width)
+
+
+def upright(img: Image.Image) -> Image.Image:
+    """The picture the way photo viewers show it: an EXIF Orientation other than 1 (phone photographs of a
+    scanner's screen, some exporters) applied by PIL's ``exif_transpose``, so that the network sees it upright.
+    Masks stay on the stored grid, where 3D Slicer (ITK) shows the file, and are turned to match
+    (:func:`apply_orientation`, :func:`undo_orientation`)."""
+    orientation = pil_orientation(img)
+    if orientation == 1:
         return img
-    if orientation in (5, 6, 7, 8) and img.format == "TIFF" and img.filename:
+    if orientation in _QUARTER_TURNS and img.format == "TIFF" and img.filename:
         # Pillow 11+ gives such a TIFF its upright size when it opens it, then memory-maps an uncompressed
         # single-strip page (gray, 16-bit, palette, RGBA) with that size: scrambled pixels, no error. Without a file
         # name it decodes the strip from the open file at its stored size instead.

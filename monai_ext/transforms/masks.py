@@ -20,7 +20,16 @@ from monai.utils import TransformBackends
 from PIL import Image
 
 from monai_ext.io.errors import UnreadableImageError
-from monai_ext.io.images import check_file, pil_frame_count, upright
+from monai_ext.io.images import (
+    apply_orientation,
+    check_file,
+    checked_orientation,
+    picture_orientation,
+    pil_frame_count,
+    pil_orientation,
+    stored_shape,
+    upright,
+)
 
 MASK_ENCODINGS = ("binary", "index")
 #: A JPEG mask with a low peak and fewer pixels of exact 0 than this has a raised black: an empty mask exported so
@@ -33,34 +42,53 @@ RINGING_REACH = 5
 FAINT_REGION_RATIO = 8
 
 
-def read_mask_file(path: str | os.PathLike, palette_as_colours: bool = False) -> tuple[np.ndarray, bool]:
+def read_mask_file(path: str | os.PathLike, palette_as_colours: bool = False,
+                   orientation: int | None = None) -> tuple[np.ndarray, bool]:
     """The stored values of a mask file, (H, W) or (H, W, C), and whether it is a JPEG (by content, any suffix).
 
     Read with PIL directly rather than through the image reader: a mask needs its stored values, not the display
-    conversion that images get; an EXIF orientation is applied as it is to images
-    (:func:`~monai_ext.io.images.upright`), so a mask stays on its image.
+    conversion that images get.
 
     Args:
         palette_as_colours: a palette (indexed) PNG or GIF as the (H, W, 4) RGBA colours its viewers show, not its
             palette indices. Indices are class numbers in an index-encoded mask (VOC-style palettes), but in a
             black-and-white mask they say nothing: PIL's conversion of an RGB mask, ``quantize`` and image editors
             often put white first, so index 0 is the lesion.
+        orientation: the EXIF Orientation of the mask's image (:func:`~monai_ext.io.images.picture_orientation`).
+            The mask is on its image file's stored pixel grid, as ITK-based viewers (3D Slicer) and OHIF show the
+            image and save masks (a PNG mask carries no orientation), and is turned by it, as the image is, to lie
+            on the upright image that is trained on. A mask that carries the same orientation itself is turned
+            once; one that carries another is refused, as which grid it was drawn on cannot be told. None (no image
+            known): the mask's own orientation is applied, as :func:`~monai_ext.io.images.upright` applies an
+            image's.
 
     Raises:
-        UnreadableImageError: the file cannot be decoded, or holds several pages (a multi-page TIFF, an animated GIF):
-            only the first would be read, and a lesion drawn on another page would silently become "no lesion".
+        UnreadableImageError: the file cannot be decoded, holds several pages (a multi-page TIFF, an animated GIF):
+            only the first would be read, and a lesion drawn on another page would silently become "no lesion"; or
+            carries an orientation other than ``orientation``.
+        ValueError: ``orientation`` is not an EXIF Orientation (1-8).
     """
     check_file(Path(path))  # a missing or empty mask is named as such, not as PIL's "cannot identify image file"
+    if orientation is not None:
+        checked_orientation(orientation)  # a bad value is the caller's error, not the file's
     try:
         with Image.open(path) as img:
             pages = pil_frame_count(img)
             if pages > 1:
                 raise UnreadableImageError(f"{path}: mask has {pages} pages; save one page per mask")
+            own = pil_orientation(img)
+            if orientation is not None and own not in (1, orientation):
+                raise UnreadableImageError(
+                    f"{path}: the mask carries EXIF orientation {own}, its image {orientation}: save the mask "
+                    "without an orientation, on the image file's stored pixel grid (as 3D Slicer shows it)")
             upright_img = upright(img)
             if palette_as_colours and upright_img.mode in ("P", "PA") and _palette_tells_indices_apart(upright_img):
                 upright_img = upright_img.convert("RGBA")  # the palette's transparency becomes alpha
-            return np.asarray(upright_img), img.format in ("JPEG", "MPO")
-    except UnreadableImageError:  # the page count's refusal, already naming the file
+            pixels = np.asarray(upright_img)
+            if orientation is not None and own == 1:  # on the image's stored grid: turned as the image is
+                pixels = apply_orientation(pixels, orientation)
+            return pixels, img.format in ("JPEG", "MPO")
+    except UnreadableImageError:  # the page count's or orientation's refusal, already naming the file
         raise
     except Exception as e:  # decoders raise many types; all mean the same thing to the caller
         raise UnreadableImageError(f"{path}: cannot decode mask ({type(e).__name__}: {e})") from e
@@ -186,6 +214,15 @@ def _edges_only_in_between(pixels: np.ndarray, peak: int) -> bool:
     return int(flat.sum()) * 4 < count
 
 
+def orientation_note(orientation: int) -> str:
+    """For a message on a mask's size: that sizes are on the stored grid of an image with EXIF ``orientation``
+    (2-8), which a user who drew the mask on the upright picture needs to know; "" for 1."""
+    if orientation == 1:
+        return ""
+    return (f" (as stored: masks are drawn on the image file's stored pixel grid, as 3D Slicer shows it, and take "
+            f"its EXIF orientation {orientation} with it)")
+
+
 def stored_mask_values(path: str | os.PathLike) -> np.ndarray:
     """The distinct values of a mask file as ``encoding="index"`` reads them (one channel, a palette's indices).
 
@@ -223,10 +260,11 @@ class LoadMask(Transform):
             raise ValueError(f"foreground {foreground!r} is not a class index below num_classes {num_classes!r}")
         self.encoding, self.foreground, self.num_classes = encoding, int(foreground), num_classes
 
-    def read_one(self, path: str | os.PathLike) -> np.ndarray:
-        """One mask file as (H, W) uint8 class indices."""
+    def read_one(self, path: str | os.PathLike, orientation: int | None = None) -> np.ndarray:
+        """One mask file as (H, W) uint8 class indices, turned by its image's EXIF ``orientation`` where given
+        (:func:`read_mask_file`)."""
         # one open: the JPEG rule needs the format, read with the pixels
-        stored, jpeg = read_mask_file(path, palette_as_colours=self.encoding == "binary")
+        stored, jpeg = read_mask_file(path, palette_as_colours=self.encoding == "binary", orientation=orientation)
         pixels = _single_channel(stored, str(path))
         if self.encoding == "binary":
             return _binary_foreground(pixels, jpeg, str(path)).astype(np.uint8) * np.uint8(self.foreground)
@@ -240,11 +278,13 @@ class LoadMask(Transform):
                                        + hint)
         return pixels.astype(np.uint8)
 
-    def __call__(self, paths: str | os.PathLike | Sequence[str | os.PathLike]) -> np.ndarray:
+    def __call__(self, paths: str | os.PathLike | Sequence[str | os.PathLike],
+                 orientation: int | None = None) -> np.ndarray:
+        """The mask file(s) of one image, merged; ``orientation`` is the image's (:func:`read_mask_file`)."""
         files = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
         if not files:
             raise ValueError("no mask file given")
-        masks = [self.read_one(f) for f in files]
+        masks = [self.read_one(f, orientation) for f in files]
         shapes = {m.shape for m in masks}
         if len(shapes) != 1:
             raise UnreadableImageError(f"{files[0]}: the masks of one image differ in size: {sorted(shapes)!r}")
@@ -255,6 +295,10 @@ class LoadMaskd(MapTransform):
     """Dictionary version of :class:`LoadMask`; ``foreground_key`` names an item field holding the foreground class.
 
     Keeps the file name(s) under ``<key>_path`` (several joined by ``;``). Checks that the mask and ``image_key``'s already loaded image have the same size, naming the file otherwise.
+
+    Masks are on their image file's stored pixel grid (what 3D Slicer and OHIF show and save; PNG masks carry no
+    EXIF): where ``<image_key>_path`` names a picture with an EXIF orientation, which the image loader applied, the
+    mask is turned by it too (:func:`read_mask_file`), or it would lie rotated or flipped on its image.
 
     With ``record_presence`` (and ``num_classes``), also keeps under ``<key>_present`` a (K - 1,) bool array: which
     foreground classes the mask holds at its own size. A resize to the training size can remove a small lesion
@@ -295,12 +339,15 @@ class LoadMaskd(MapTransform):
                     raise UnreadableImageError(f"{d[f'{key}_path']}: {e}") from e
             if self.foreground_key is not None:  # every item then has it: a batch mixing items with and without collates
                 d[self.foreground_key] = loader.foreground
-            mask = loader(d[key])
+            image_path = d.get(f"{self.image_key}_path") if self.image_key else None
+            orientation = picture_orientation(image_path) if image_path is not None else None
+            mask = loader(d[key], orientation)
             image = d.get(self.image_key) if self.image_key else None
             if image is not None and tuple(image.shape[-2:]) != tuple(mask.shape[-2:]):
+                turn = orientation or 1
                 raise UnreadableImageError(
-                    f"{d[f'{key}_path']}: mask size {tuple(mask.shape[-2:])!r} differs from the image's "
-                    f"{tuple(image.shape[-2:])!r}"
+                    f"{d[f'{key}_path']}: mask size {stored_shape(mask.shape[-2:], turn)!r} differs from the image's "
+                    f"{stored_shape(image.shape[-2:], turn)!r}{orientation_note(turn)}"
                 )
             d[key] = mask
             if self.record_presence:

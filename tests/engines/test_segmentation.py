@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -204,3 +205,30 @@ def test_mask_summary_refuses_a_class_index_with_no_name(mask: np.ndarray, refus
     else:
         summary = mask_summary(mask, names)
         assert sum(summary["fraction"].values()) == 1.0 and list(summary["pixels"]) == names
+
+
+@pytest.mark.parametrize("shape", [(40, 60), (48, 48)], ids=["non-square", "square"])
+@pytest.mark.parametrize("orientation", [2, 3, 5, 6, 7, 8])
+def test_a_mask_is_written_on_the_files_stored_grid_and_its_overlay_upright(tmp_path, shape, orientation) -> None:
+    """A picture stored sideways with an EXIF orientation is segmented upright; 3D Slicer (ITK) and OHIF show it as
+    stored and laid the upright mask over it turned (a square one without a sign), so the mask file is turned back
+    while the overlay, a picture of its own, stays upright."""
+    from PIL import Image
+
+    from monai_ext.io.images import read_image
+    from monai_ext.transforms.loading import LoadUltrasoundImaged
+
+    stored = np.zeros(shape, np.uint8)
+    stored[2:12, 3:20] = 255  # the lesion, in one corner of the stored pixels
+    exif = Image.new("L", (1, 1)).getexif()
+    exif[0x0112] = orientation
+    path = tmp_path / "photo.png"
+    Image.fromarray(stored).save(path, exif=exif.tobytes())
+    result = predict_mask_files(Threshold(), [str(path)], LoadUltrasoundImaged("image"),
+                                lambda item: {"image": item["image"] - 0.5}, ["background", "lesion"], "cpu",
+                                tmp_path / "out", "fp32", overlays=True)
+    entry = result["masks"][str(path)]
+    np.testing.assert_array_equal(cv2.imread(entry["mask"], cv2.IMREAD_UNCHANGED), stored // 255)
+    assert entry["size"] == list(shape) and entry["pixels"]["lesion"] == 10 * 17
+    overlay = cv2.imread(str(tmp_path / "out" / "overlays" / "photo_overlay.png"))
+    assert overlay.shape[:2] == read_image(path).pixels.shape

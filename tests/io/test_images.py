@@ -17,11 +17,15 @@ from PIL import Image
 
 from monai_ext.io.errors import UnreadableImageError, root_cause
 from monai_ext.io.images import (
+    apply_orientation,
     frames_held,
     image_stem,
     is_single_image,
+    picture_orientation,
     read_image,
     source_kind,
+    stored_shape,
+    undo_orientation,
     unique_output_stems,
 )
 from monai_ext.io.writers import LPS_AFFINE, write_dicom, write_dicom_frames
@@ -531,6 +535,45 @@ def test_a_png_with_an_xmp_orientation_is_read_upright_like_its_mask(tmp_path) -
     np.testing.assert_array_equal(read, np.rot90(GRAY, -1))
     mask = np.asarray(LoadMask("binary")(str(tmp_path / "mask.png")))[0]
     np.testing.assert_array_equal(mask.astype(bool), np.rot90(GRAY > 128, -1))
+
+
+@pytest.mark.parametrize("suffix", ["png", "jpg"])
+@pytest.mark.parametrize("orientation", sorted(ALL_ORIENTATIONS))
+def test_the_turn_an_exif_orientation_makes_is_told_and_can_be_undone(tmp_path, suffix, orientation) -> None:
+    """Masks are exchanged with viewers on a file's stored grid (ITK, and so 3D Slicer, ignores EXIF) while the
+    network sees the picture upright: the orientation read_image applied, the turn itself, and its inverse."""
+    path = tmp_path / f"scan.{suffix}"
+    exif = Image.new("L", (1, 1)).getexif()
+    exif[0x0112] = orientation
+    Image.fromarray(GRAY).save(path, exif=exif.tobytes(), **({"quality": 100} if suffix == "jpg" else {}))
+    with Image.open(path) as img:
+        stored = np.asarray(img.convert("L"))  # as stored: PIL applies no orientation when it opens a file
+    shown = read_image(path).pixels
+    assert picture_orientation(path) == orientation
+    np.testing.assert_array_equal(apply_orientation(stored, orientation), shown)
+    np.testing.assert_array_equal(undo_orientation(shown, orientation), stored)
+    assert stored_shape(shown.shape, orientation) == stored.shape == (20, 30)
+
+
+@pytest.mark.parametrize("kind", ["png", "bmp", "dcm", "nii", "avi", "missing"])
+def test_files_shown_as_stored_have_orientation_1(tmp_path, kind) -> None:
+    path = tmp_path / "gone.png" if kind == "missing" else write_gray(kind, tmp_path / "a")
+    assert picture_orientation(path) == 1
+
+
+def test_a_dicom_file_named_jpg_is_shown_as_stored(tmp_path) -> None:
+    """read_image reads it as DICOM, which has no EXIF; nothing may turn its masks."""
+    path = write_dicom(GRAY, tmp_path / "scan.dcm").rename(tmp_path / "scan.jpg")
+    assert picture_orientation(path) == 1
+
+
+@pytest.mark.parametrize("orientation", [0, 9, -1, 6.0, "6", True, None])
+def test_an_orientation_outside_exifs_1_to_8_is_refused(orientation) -> None:
+    for turn in (apply_orientation, undo_orientation):
+        with pytest.raises(ValueError, match=re.escape(f"EXIF Orientation 1-8, got {orientation!r}")):
+            turn(GRAY, orientation)
+    with pytest.raises(ValueError, match=re.escape(f"got {orientation!r}")):
+        stored_shape(GRAY.shape, orientation)
 
 
 def _frames_file(kind: str, folder) -> str:

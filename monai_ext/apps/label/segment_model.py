@@ -27,9 +27,9 @@ from monai_ext.data.segmentation import split_validation
 from monai_ext.engines.inference import FRAMES_KEY, note_if_blank, note_if_several_frames
 from monai_ext.engines.segmentation import mask_summary, segment_image
 from monai_ext.io.errors import UnreadableImageError
-from monai_ext.io.images import read_image
+from monai_ext.io.images import picture_orientation, read_image, stored_shape, undo_orientation
 from monai_ext.networks.checkpoints import read_checkpoint
-from monai_ext.transforms.masks import LoadMask
+from monai_ext.transforms.masks import LoadMask, orientation_note
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,10 @@ class BundleSegmenter:
         """(mask (H, W) uint8 class indices at the file's size, per-class pixel counts and area fractions, and a
         ``warning`` for a blank image, ``frames`` for a file of several, whose first is segmented).
 
+        The mask is on the file's stored pixel grid, as the bundle's inference writes it
+        (:func:`~monai_ext.engines.segmentation.predict_mask_files`): a picture with an EXIF orientation is
+        segmented upright and its mask turned back, to lie on the image as 3D Slicer and OHIF show it.
+
         Raises:
             UnreadableImageError: the file is not a decodable image (MONAI's Compose wrapping removed).
         """
@@ -63,6 +67,7 @@ class BundleSegmenter:
                 raise
             raise UnreadableImageError(str(unreadable or e)) from e
         mask, _ = segment_image(self.network, image, size, self.precision)
+        mask = undo_orientation(mask, picture_orientation(path))
         summary = mask_summary(mask, self.class_names)
         note_if_blank(summary, path, image)
         note_if_several_frames(summary, path, int(loaded.get(FRAMES_KEY, 1)))
@@ -164,6 +169,10 @@ def mask_datalist(items: Sequence[Mapping[str, str]], class_names: Sequence[str]
 def _mask_shows_lesion(image: str, label: str, encoding: str = "binary", num_classes: int = 2) -> bool:
     """Whether the mask file ``label`` has a set pixel; checks that it is a picture of its image's size.
 
+    The mask is on the image file's stored pixel grid, where 3D Slicer and OHIF draw it and where served masks
+    are (:meth:`BundleSegmenter.segment`); the bundle turns it by the image's EXIF orientation, as this check
+    does (:class:`~monai_ext.transforms.masks.LoadMaskd`), and sizes are named as stored.
+
     Raises:
         ValueError: not a picture; UnreadableImageError: the mask or image cannot be read, or the sizes differ.
     """
@@ -172,9 +181,11 @@ def _mask_shows_lesion(image: str, label: str, encoding: str = "binary", num_cla
                          "2-D masks as PNG label maps (0 background, 1 or 255 lesion)")
     if not is_picture_mask(label):
         raise ValueError(f"{label}: not a mask image (PNG/JPG/BMP/TIFF)")
-    mask = LoadMask(encoding, num_classes=num_classes if encoding == "index" else None).read_one(label)
+    orientation = picture_orientation(image)
+    mask = LoadMask(encoding, num_classes=num_classes if encoding == "index" else None).read_one(label, orientation)
     size = read_image(image).pixels.shape[:2]
     if mask.shape != size:
-        raise UnreadableImageError(f"{label}: mask size {mask.shape[1]}x{mask.shape[0]} (width x height) differs "
-                                   f"from its image's {size[1]}x{size[0]} ({image})")
+        (mask_h, mask_w), (image_h, image_w) = stored_shape(mask.shape, orientation), stored_shape(size, orientation)
+        raise UnreadableImageError(f"{label}: mask size {mask_w}x{mask_h} (width x height) differs from its "
+                                   f"image's {image_w}x{image_h} ({image}){orientation_note(orientation)}")
     return bool(mask.any())

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from tests.apps.label.test_label_server import label_server, wait_for_training
-from tests.apps.label.test_segment_model import SEG_INFERENCE, segmenter_run  # noqa: F401  (fixture)
+from tests.apps.label.test_segment_model import SEG_INFERENCE, segmenter_run, write_sideways  # noqa: F401  (fixture)
 from tests.bundles.helpers import run_bundle
 
 pytestmark = pytest.mark.slow
@@ -48,13 +48,19 @@ def test_info_lists_the_segmenter(seg_server) -> None:
 
 
 def test_served_masks_equal_the_bundle_inference(seg_server, segmenter_run, tmp_path) -> None:  # noqa: F811
+    """Also for a picture stored 123 wide x 77 high with EXIF orientation 6 (a phone's photograph): both masks are
+    on its stored grid, where 3D Slicer (ITK) and OHIF show it; it was served upright, 77x123, and overlaid turned."""
     url, files, _ = seg_server
-    expected = bundle_masks(segmenter_run / "models" / "model.pt", files.values(), tmp_path / "bundle")
-    for path in files.values():
+    sideways = tmp_path / "exif6_77x123.jpg"
+    write_sideways(sideways, (77, 123), 6)
+    uploads = [*files.values(), sideways]
+    expected = bundle_masks(segmenter_run / "models" / "model.pt", uploads, tmp_path / "bundle")
+    for path in uploads:
         response = segment(url, path)
         assert response.status_code == 200, response.text
         served = cv2.imdecode(np.frombuffer(response.content, np.uint8), cv2.IMREAD_UNCHANGED)
         np.testing.assert_array_equal(served, expected[str(path)])
+    assert served.shape == (77, 123)
 
 
 def test_non_image_upload_is_a_client_error_and_the_server_keeps_serving(seg_server, tmp_path) -> None:

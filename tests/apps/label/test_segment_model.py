@@ -9,10 +9,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
+from PIL import Image
 
-from monai_ext.apps.label.segment_model import load_bundle_segmenter, mask_datalist, segmenter_overrides
+from monai_ext.apps.label.segment_model import (
+    BundleSegmenter,
+    load_bundle_segmenter,
+    mask_datalist,
+    segmenter_overrides,
+)
+from monai_ext.engines.inference import FRAMES_KEY
 from monai_ext.io.errors import UnreadableImageError
 from monai_ext.io.writers import write_dicom_frames
+from monai_ext.transforms.loading import LoadUltrasoundImaged
 from tests.bundles.helpers import SEGMENT, run_bundle, tiny_segment_overrides
 
 SEG_TRAIN = "bundles/usf_mae_segment/configs/train.yaml"
@@ -38,6 +47,8 @@ def test_served_mask_equals_the_bundle_inference_mask(segmenter_run, tmp_path) -
     cv2.imwrite(str(files[-1]), np.zeros((50, 70), np.uint8))
     files.append(tmp_path / "loop.dcm")  # a cine loop: its first frame segmented, its frames counted
     write_dicom_frames(np.stack([rng.integers(0, 256, (60, 90), np.uint8) for _ in range(3)]), files[-1])
+    files.append(tmp_path / "exif6.jpg")  # stored sideways: both masks on its stored grid
+    write_sideways(files[-1], (77, 123), 6)
     run_bundle([SEG_INFERENCE], {"ckpt_dir": str(segmenter_run / "models"), "output_dir": str(tmp_path / "bundle"),
                                  "input_files": [str(f) for f in files]})
     expected = json.loads((tmp_path / "bundle" / "masks.json").read_text())["masks"]
@@ -150,3 +161,58 @@ def test_the_apps_fine_tuning_reads_masks_as_the_app_saves_them(tmp_path, names,
     save_model_checkpoint(tmp_path / "m.pt", build_segmenter(tiny, len(names), img_size=64, feature_size=8),
                           "segmenter", config)
     assert app_mask_encoding(tmp_path / "m.pt", names) == expected
+
+
+def write_sideways(path: Path, shape: tuple[int, int], orientation: int) -> np.ndarray:
+    """A JPEG stored as ``shape`` (H, W) with EXIF ``orientation`` (a phone's photograph of the scanner's screen):
+    bright, with a dark lesion in one corner of its stored pixels. Returns the lesion's mask on the stored grid."""
+    stored = np.full(shape, 200, np.uint8)
+    stored[5:25, 5:30] = 20
+    exif = Image.new("L", (1, 1)).getexif()
+    exif[0x0112] = orientation
+    Image.fromarray(stored).save(path, exif=exif.tobytes(), quality=100)
+    return (stored < 100).astype(np.uint8)
+
+
+class DarkIsLesion(torch.nn.Module):
+    """The segmenter's stand-in: two-class logits, the lesion where the pixel is dark. (N, 1, H, W) -> (N, 2, H, W)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x - 0.5, 0.5 - x], dim=1)
+
+
+@pytest.mark.parametrize("shape", [(77, 123), (64, 64)], ids=["non-square", "square"])
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_the_served_mask_lies_on_the_files_stored_grid_as_viewers_show_it(tmp_path, shape, orientation) -> None:
+    """The mask of an EXIF-turned picture was served upright, 77x123 over an image 3D Slicer (ITK) shows 123x77;
+    a square one turned without a sign. The network still sees the picture upright."""
+    truth = write_sideways(tmp_path / "photo.jpg", shape, orientation)
+    seen = []
+    segmenter = BundleSegmenter(network=DarkIsLesion(), load=LoadUltrasoundImaged("image", frames_key=FRAMES_KEY),
+                                preprocess=lambda item: seen.append(item["image"].shape) or item,
+                                class_names=["background", "lesion"], device=torch.device("cpu"), precision="fp32",
+                                checkpoint="stand-in")
+    mask, summary = segmenter.segment(tmp_path / "photo.jpg")
+    np.testing.assert_array_equal(mask, truth)
+    assert summary["size"] == list(shape) and summary["pixels"]["lesion"] == 20 * 25
+    assert seen[0][1:] == (shape[::-1] if orientation in (6, 8) else shape)  # upright for the network
+    if shape == (77, 123) and orientation == 6:  # the reviewer's file, against the reader 3D Slicer is built on
+        itk = pytest.importorskip("itk")
+        assert tuple(itk.size(itk.imread(str(tmp_path / "photo.jpg")))) == (123, 77) == mask.shape[::-1]
+
+
+def test_a_mask_on_an_exif_turned_images_stored_grid_trains_and_an_upright_one_is_named(tmp_path) -> None:
+    """A mask drawn in 3D Slicer (on the stored grid) was skipped as "mask size 123x77 differs from its image's
+    77x123", contradicting the file's header (123 wide); a mask drawn on the upright picture is skipped, with the
+    sizes as stored and the rule. (That a square one now lines up is LoadMaskd's test, which the bundle reads with.)"""
+    items = [write_case(tmp_path, f"case{i}", (40, 60)) for i in range(2)]
+    truth = write_sideways(tmp_path / "sideways.jpg", (77, 123), 6)
+    cv2.imwrite(str(tmp_path / "sideways_mask.png"), truth * 255)  # as 3D Slicer saves it: on the stored grid
+    cv2.imwrite(str(tmp_path / "upright_mask.png"), np.rot90(truth * 255, -1))  # drawn on the upright picture
+    items += [{"image": str(tmp_path / "sideways.jpg"), "label": str(tmp_path / f"{name}_mask.png")}
+              for name in ("sideways", "upright")]
+    path, skipped = mask_datalist(items, ["background", "lesion"], tmp_path / "d.json", 0.2, 0)
+    data = json.loads(path.read_text())
+    assert len(data["train"]) + len(data["validation"]) == 3 and list(skipped) == [str(tmp_path / "upright_mask.png")]
+    assert "mask size 77x123 (width x height) differs from its image's 123x77" in skipped[items[-1]["label"]]
+    assert "stored pixel grid, as 3D Slicer shows it, and take its EXIF orientation 6" in skipped[items[-1]["label"]]
