@@ -110,6 +110,17 @@ def _auc(probs: np.ndarray, labels: np.ndarray, k: int) -> float:
     return float(np.mean(aucs))
 
 
+def require_finite_outputs(bad: int, total: int) -> None:
+    """Stop a validation in which the network gave NaN or inf for ``bad`` of its ``total`` images (every rank's).
+
+    Raises:
+        ValueError: naming the usual cause and its remedy, on one line (what MONAI Label shows of a failed train).
+    """
+    if bad:
+        raise ValueError(f"the network's outputs are not finite (NaN or inf) for {bad} of {total} images: "
+                         "its weights have diverged (lower the learning rate) or an input holds NaN")
+
+
 class _ProbabilityAccumulator(Metric):
     """Collects softmax probabilities and labels over an epoch, gathered across ranks at compute time."""
 
@@ -142,10 +153,8 @@ class _ProbabilityAccumulator(Metric):
         if idist.get_world_size() > 1:
             probs = evenly_divisible_all_gather(probs.to(idist.device()), concat=True).cpu()
             labels = evenly_divisible_all_gather(labels.to(idist.device()), concat=True).cpu()
-        bad = int((~torch.isfinite(probs)).any(dim=1).sum())
-        if bad:  # scikit-learn would stop the run with "Input contains NaN", which says nothing about the cause
-            raise ValueError(f"the network's outputs are not finite (NaN or inf) for {bad} of {len(probs)} images: "
-                             "its weights have diverged (lower the learning rate) or an input holds NaN")
+        # scikit-learn would stop the run with "Input contains NaN", which says nothing about the cause
+        require_finite_outputs(int((~torch.isfinite(probs)).any(dim=1).sum()), len(probs))
         return probs.numpy(), labels.numpy()
 
 

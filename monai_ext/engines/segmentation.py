@@ -12,10 +12,14 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from ignite.engine import Events
 from monai.engines import SupervisedEvaluator
+from monai.engines.utils import IterationEvents
+from monai.utils import CommonKeys
 from tqdm import tqdm
 
 from monai_ext.engines.base import RobustStepTrainer, ShardSafeEvaluatorMixin, autocast, batch_images
+from monai_ext.engines.distributed import gather_objects
 from monai_ext.engines.inference import (
     FRAMES_KEY,
     NonFiniteOutputError,
@@ -29,6 +33,7 @@ from monai_ext.engines.inference import (
     require_finite_output,
     require_some_result,
 )
+from monai_ext.engines.metrics import require_finite_outputs
 from monai_ext.io.errors import root_cause
 from monai_ext.io.figures import save_png
 from monai_ext.io.images import picture_orientation, undo_orientation, unique_output_stems
@@ -38,7 +43,53 @@ logger = logging.getLogger(__name__)
 
 class SegmentationEvaluator(ShardSafeEvaluatorMixin, SupervisedEvaluator):
     """MONAI's ``SupervisedEvaluator`` that also works when a rank's validation shard is empty (a validation set
-    smaller than the number of GPUs; see :class:`~monai_ext.engines.base.ShardSafeEvaluatorMixin`)."""
+    smaller than the number of GPUs; see :class:`~monai_ext.engines.base.ShardSafeEvaluatorMixin`), and that stops a
+    validation whose network outputs are not finite.
+
+    NaN logits arg-max to background everywhere, whose Dice is 0.0, not NaN: a fine-tune whose weights had diverged
+    ended with exit code 0 and "best validation Dice: 0.0", its model saved and published by the label app, where
+    every request then failed. The evaluator counts the images with a non-finite output as their logits come
+    (before the arg-max) and raises at the end of the epoch, on every rank together and before the metrics and the
+    handlers (the best-model saver above all) see it, as the classifier's metrics do.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._outputs: list[int] | None = None  # [images with a non-finite output, images] of this rank's epoch
+        super().__init__(*args, **kwargs)
+        self._count_nonfinite_outputs()  # neither metrics nor handlers: nothing else runs at EPOCH_COMPLETED
+
+    # MONAI's Workflow registers the metrics, then the handlers, in its __init__: the check, registered by whichever
+    # comes first, runs before both at EPOCH_COMPLETED
+    def _register_metrics(self, k_metric: dict, add_metrics: dict | None = None) -> None:
+        self._count_nonfinite_outputs()
+        super()._register_metrics(k_metric, add_metrics)
+
+    def _register_handlers(self, handlers: Sequence) -> None:
+        self._count_nonfinite_outputs()
+        super()._register_handlers(handlers)
+
+    def _count_nonfinite_outputs(self) -> None:
+        """Register the count and the check, once."""
+        if self._outputs is not None:
+            return
+        self._outputs = [0, 0]
+        self.add_event_handler(Events.EPOCH_STARTED, self._reset_output_count)
+        self.add_event_handler(IterationEvents.FORWARD_COMPLETED, self._count_outputs)
+        self.add_event_handler(Events.EPOCH_COMPLETED, self._require_finite_outputs)
+
+    def _reset_output_count(self, engine: SegmentationEvaluator) -> None:
+        self._outputs = [0, 0]
+
+    def _count_outputs(self, engine: SegmentationEvaluator) -> None:
+        """After the forward, before decollation and the arg-max: (N, K, H, W) logits."""
+        logits = torch.as_tensor(engine.state.output[CommonKeys.PRED]).detach()
+        self._outputs[0] += int((~torch.isfinite(logits)).reshape(len(logits), -1).any(dim=1).sum())
+        self._outputs[1] += len(logits)
+
+    def _require_finite_outputs(self, engine: SegmentationEvaluator) -> None:
+        # every rank's counts, an empty shard's included: all ranks raise together, none waits in a later gather
+        bad, total = (sum(counts) for counts in zip(*gather_objects(tuple(self._outputs))))
+        require_finite_outputs(bad, total)
 
 
 class SegmentationTrainer(RobustStepTrainer):

@@ -232,3 +232,48 @@ def test_a_mask_is_written_on_the_files_stored_grid_and_its_overlay_upright(tmp_
     assert entry["size"] == list(shape) and entry["pixels"]["lesion"] == 10 * 17
     overlay = cv2.imread(str(tmp_path / "out" / "overlays" / "photo_overlay.png"))
     assert overlay.shape[:2] == read_image(path).pixels.shape
+
+
+class EpochRecorder:
+    """A validation handler standing in for the best-model saver: records each completed epoch."""
+
+    def __init__(self, seen: list[int]) -> None:
+        self.seen = seen
+
+    def attach(self, engine) -> None:
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.EPOCH_COMPLETED, lambda e: self.seen.append(e.state.epoch))
+
+
+@pytest.mark.parametrize("bad_images, key_metric", [([], True), ([1], True), ([0, 1, 2], True), ([2], False)])
+def test_the_evaluator_stops_a_validation_with_non_finite_outputs_before_any_handler(bad_images: list[int],
+                                                                                    key_metric: bool) -> None:
+    """NaN logits arg-max to background, whose Dice is 0.0: a diverged fine-tune ended well, its model saved and
+    published. Now the epoch fails before the best-model choice and the handlers (here: one that records epochs)."""
+    from monai.data import DataLoader
+    from monai.handlers import from_engine
+    from monai.transforms import AsDiscreted
+
+    from monai_ext.engines.segmentation import SegmentationEvaluator
+    from monai_ext.handlers.metric_values import MeanDiceOrNaN
+
+    images = torch.rand(3, 1, 8, 8) - 0.5
+    images[bad_images, 0, 0, 0] = float("inf")  # inf - inf in the logits of those images: NaN, as diverged weights
+    data = [{"image": image, "label": (image > 0).long()} for image in images]
+    seen: list[int] = []
+    metric = {"val_mean_dice": MeanDiceOrNaN(include_background=False,
+                                             output_transform=from_engine(["pred", "label"]))}
+    evaluator = SegmentationEvaluator(
+        device="cpu", val_data_loader=DataLoader(data, batch_size=2), network=Threshold(),
+        postprocessing=AsDiscreted(keys=["pred", "label"], argmax=[True, False], to_onehot=2),
+        key_val_metric=metric if key_metric else None,
+        val_handlers=[EpochRecorder(seen)])
+    if not bad_images:
+        evaluator.run()
+        assert seen == [1] and evaluator.state.metrics["val_mean_dice"] == pytest.approx(1.0)
+        return
+    with pytest.raises(ValueError, match=rf"not finite \(NaN or inf\) for {len(bad_images)} of 3 images: .*lower "
+                                         r"the learning rate"):
+        evaluator.run()
+    assert seen == [] and evaluator.state.best_metric_epoch == -1

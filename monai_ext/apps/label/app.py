@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from monai_ext.apps.label.infer_request import (
     RequestedImage,
     RequestRefused,
     endpoint_call,
+    named_by_content,
     request_flag,
     requested_image,
     shown_to_client,
@@ -164,8 +166,23 @@ class UltrasoundClassifierApp(MONAILabelApp):
             raise HTTPException(status_code=e.status, detail=e.detail) from e
         # MONAI Label resolves an id to its file; the messages below name it by the id instead
         shown = {store.get_image_uri(request["image"]) if image.is_datastore_id else request["image"]: image.name}
+        with ExitStack() as stack:
+            if call is not None and call.upload and request["image"] == call.upload:  # read by its content's suffix
+                request = {**request, "image": stack.enter_context(named_by_content(call.upload))}
+                shown[request["image"]] = image.name
+            result = self._infer_shown(request, datastore, shown)
+        if call is not None and call.output == "image" and not result.get("file"):
+            # MONAI Label would send a file named None: a TypeError, HTTP 500
+            raise HTTPException(status_code=422, detail=f"model {request.get('model')!r} gave no image for "
+                                                        f"{image.name} (Grad-CAM needs a ViT network): use output=json")
+        return result
+
+    def _infer_shown(self, request: dict[str, Any], datastore: Datastore | None,
+                     shown: dict[str, str]) -> dict[str, Any]:
+        """MONAI Label's infer, with an unreadable image (422) and a model that gives NaN (500) answered naming the
+        image by ``shown``."""
         try:
-            result = super().infer(request, datastore)
+            return super().infer(request, datastore)
         except UnreadableImageError as e:
             logger.warning("refused %s: %s", request.get("image"), e)
             raise HTTPException(
@@ -174,11 +191,6 @@ class UltrasoundClassifierApp(MONAILabelApp):
         except NonFiniteOutputError as e:  # the model's fault, not the request's: said, not a bare 500
             logger.error("no result for %s: %s", request.get("image"), e)
             raise HTTPException(status_code=500, detail=shown_to_client(str(e), shown)) from e
-        if call is not None and call.output == "image" and not result.get("file"):
-            # MONAI Label would send a file named None: a TypeError, HTTP 500
-            raise HTTPException(status_code=422, detail=f"model {request.get('model')!r} gave no image for "
-                                                        f"{image.name} (Grad-CAM needs a ViT network): use output=json")
-        return result
 
     def _accept(self, request: dict[str, Any], call: EndpointCall | None, store: Datastore) -> RequestedImage:
         """The request's image, once its model, image and params are ones this app serves.

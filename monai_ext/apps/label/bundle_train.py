@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import shutil
 from abc import abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -24,6 +25,7 @@ from monailabel.interfaces.tasks.train import TrainTask
 from monai_ext.apps.label.lineage import Lineage, publish
 from monai_ext.apps.label.train_settings import TRAIN_DEFAULTS, bundle_train_settings, train_parameters
 from monai_ext.io.atomic import atomic_write_bytes
+from monai_ext.io.errors import root_cause
 
 
 class BundleTrainTask(TrainTask):
@@ -83,7 +85,9 @@ class BundleTrainTask(TrainTask):
         """Train from the served model, publish atomically, return the run's summary.
 
         Raises:
-            ValueError: a parameter of the wrong type or range, or too few labels.
+            ValueError: a parameter of the wrong type or range, too few labels, or a result not worth publishing
+                (:meth:`best_metric`).
+            RuntimeError: the bundle's training failed; its message is the root cause on one line.
         """
         params = train_parameters(request)
         self.work.mkdir(parents=True, exist_ok=True)
@@ -91,18 +95,44 @@ class BundleTrainTask(TrainTask):
         split = json.loads(datalist.read_text())
         start_from, run_dir = Path(self.served()), self.work / "run"
         shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run: no resume from an older training's files
-        self._run_bundle(datalist, start_from, run_dir, params, train_size=len(split["train"]))
+        try:
+            self._run_bundle(datalist, start_from, run_dir, params, train_size=len(split["train"]))
+        except Exception as e:
+            # MONAI Label shows the last 20 lines of a failed train: the reason must be the last, not the bundle's
+            # wrapping ("Failed to evaluate ConfigExpression ..."), which left it in the server's log alone
+            raise RuntimeError(f"training failed, {self.published.name} kept: {root_cause(e)}") from e
+        history = json.loads((run_dir / "eval" / "metrics.json").read_text())
+        best = self.best_metric(history)
         # atomic: the serving process never reads a half-written model
         kept = publish(run_dir / "models" / "model.pt", self.published, self.lineage)
-        history = json.loads((run_dir / "eval" / "metrics.json").read_text())
         summary = {"published": str(self.published), "started_from": str(start_from), "train": len(split["train"]),
                    "validation": len(split["validation"]), "skipped_labels": skipped, "epochs": len(history),
-                   **({"kept_previous": str(kept)} if kept else {}),
-                   f"best_{self.metric}": max((h[self.metric] for h in history if h.get(self.metric) is not None),
-                                                   default=None)}  # null: no epoch had a defined value
+                   **({"kept_previous": str(kept)} if kept else {}), f"best_{self.metric}": best}
         atomic_write_bytes(self.work / "train_stats.json", json.dumps(summary, indent=1).encode())
         logging.getLogger(type(self).__module__).info("fine-tuned on %d %s: %s", summary["train"], self.item, summary)
         return summary
+
+    def best_metric(self, history: Sequence[Mapping[str, Any]]) -> float:
+        """The best validation value of a run's ``metrics.json`` ``history``, refusing a model not worth publishing.
+
+        The published model replaces the served one at once, for every annotator: a model whose validation never
+        gave a finite value, or gave 0 at best (a Dice of 0.0: no lesion pixel of any validation image found; a
+        macro F1 of 0.0: no image's class right) cannot be better than it and is not published.
+
+        Raises:
+            ValueError: no epoch had a finite value, or the best is not above 0; the served model is kept.
+        """
+        values = [h.get(self.metric) for h in history]
+        finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]  # null: undefined, NaN
+        if not finite:
+            raise ValueError(f"no validation of the {len(history)} epochs gave a finite {self.metric} (got "
+                             f"{values!r}): the model cannot be judged, {self.published.name} kept; check the "
+                             f"validation labels (a Dice needs a lesion in some mask)")
+        if max(finite) <= 0:
+            raise ValueError(f"the best {self.metric} of {len(history)} epochs is {max(finite)!r}: the model is no "
+                             f"better than none, {self.published.name} kept; train longer, on more labels, or with "
+                             f"another learning rate")
+        return max(finite)
 
     def _run_bundle(self, datalist: Path, start_from: Path, run_dir: Path, params: Mapping[str, Any],
                     train_size: int) -> None:

@@ -14,8 +14,12 @@ Nothing here imports MONAI Label: the main environment tests it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+import shutil
+import tempfile
+from collections.abc import Callable, Collection, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from types import CodeType, FrameType
 from typing import Any
 
@@ -24,6 +28,11 @@ from monai_ext.apps.bundle_support import FLAG_WORDS, as_flag
 #: how many frames above ``app.infer`` the endpoint may be (MONAI Label's ``infer_wsi`` calls ``infer`` in between)
 _MAX_DEPTH = 8
 UPLOAD_NAME = "the uploaded file"
+#: the suffix MONAI Label gives an upload sent without a file name (its endpoint's default), and plain NIfTI's
+_NIFTI_SUFFIXES = (".nii.gz", ".nii")
+#: (offset, magic bytes, suffix) of the formats the app reads; DICOM PS3.10: b"DICM" after a 128-byte preamble
+_MAGIC = ((0, b"\x89PNG\r\n\x1a\n", ".png"), (0, b"\xff\xd8\xff", ".jpg"), (128, b"DICM", ".dcm"),
+          (0, b"II*\x00", ".tif"), (0, b"MM\x00*", ".tif"), (0, b"BM", ".bmp"))
 
 
 class RequestRefused(Exception):
@@ -147,8 +156,42 @@ def request_flag(request: Mapping[str, Any], name: str, default: bool = False) -
 def shown_to_client(text: str, paths: Mapping[str, str]) -> str:
     """``text`` with each server path of ``paths`` replaced by its name for the client (the temporary file of an
     upload by "the uploaded file", a datastore image's file by its id): the server's file layout is not the
-    client's business, and the temporary name means nothing to it."""
+    client's business, and the temporary name means nothing to it.
+
+    A quoted path is replaced with its quotes: the names quote what they name (``the uploaded file 'notes.png'``),
+    and a reader's ``cannot identify image file '<path>'`` read ``... file 'the uploaded file 'notes.png''``."""
     for path, name in sorted(paths.items(), key=lambda item: -len(item[0])):  # a longer path before its prefix
         if path:
-            text = text.replace(path, name)
+            text = text.replace(f"'{path}'", name).replace(f'"{path}"', name).replace(path, name)
     return text
+
+
+def content_suffix(path: str | Path) -> str | None:
+    """The suffix of the image format ``path``'s first bytes show (``.png``, ``.jpg``, ``.dcm``, ``.tif``,
+    ``.bmp``), or None for none of them."""
+    with open(path, "rb") as f:
+        head = f.read(132)
+    return next((suffix for offset, magic, suffix in _MAGIC if head[offset:offset + len(magic)] == magic), None)
+
+
+@contextmanager
+def named_by_content(upload: str) -> Iterator[str]:
+    """The upload's path for the image reader: as it is, or a copy named by its content when MONAI Label named it
+    ``.nii.gz`` only because the client sent no file name.
+
+    MONAI Label saves an upload under the suffix of the client's file name, ``.nii.gz`` when there is none, and the
+    reader goes by the suffix: a valid PNG sent without a name was refused as "not a gzip file". The app serves no
+    NIfTI, so a NIfTI-named upload whose bytes begin as a PNG, JPEG, DICOM, TIFF or BMP is read as that; the copy is
+    removed on leaving.
+    """
+    suffix = content_suffix(upload) if upload.endswith(_NIFTI_SUFFIXES) and Path(upload).is_file() else None
+    if suffix is None:
+        yield upload
+        return
+    folder = tempfile.mkdtemp(prefix="upload_")
+    try:
+        named = Path(folder) / f"upload{suffix}"
+        shutil.copyfile(upload, named)
+        yield str(named)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

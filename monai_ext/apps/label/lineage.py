@@ -6,7 +6,9 @@ another ``checkpoint`` (a new base model, another task's classes) or on another 
 old fine-tune in its place, its classes included, with nothing but a log line to say so. Each published model now has
 a record beside it (``<model_name>.lineage.json``: the configured checkpoint's path and SHA-256, the studies); the
 app serves the published model only when the record matches how it was started, and a training that would replace
-a model of another lineage first keeps it as ``<model_name>.superseded-<UTC time>.pt`` with its record.
+a model of another lineage first keeps it as ``<model_name>.superseded-<UTC time>.pt`` with its record. A model of the
+same lineage is replaced, its last version kept as ``<model_name>.previous.pt`` (one file, replaced by each training):
+a fine-tune that turned out worse is undone by copying it back over ``<model_name>.pt``.
 
 No MONAI Label import: the main environment tests it.
 """
@@ -91,12 +93,20 @@ def explain_unserved(published: Path, lineage: Lineage) -> None:
                    published.parent)
 
 
+def previous_file(published: Path) -> Path:
+    """Where the last replaced model of the published one's own lineage is kept: ``model/usf_mae_segmenter.pt`` ->
+    ``model/usf_mae_segmenter.previous.pt``."""
+    return published.with_name(f"{published.stem}.previous{published.suffix}")
+
+
 def publish(model_file: Path, published: Path, lineage: Lineage) -> Path | None:
     """Publish ``model_file`` at ``published`` atomically with its lineage record.
 
     A model already there of another lineage is copied aside first (copied, not moved: it is still served until
-    the new one is in place). Where the app was started with the published file itself as its checkpoint, the
-    user chose to train it in place: it is replaced without a copy.
+    the new one is in place). One of the same lineage (a fine-tune of this app, or the published file configured as
+    the checkpoint, which the user chose to train in place) is copied to :func:`previous_file`, replacing the copy of
+    the training before: a fine-tune that passed validation but serves worse was otherwise lost for good, and each
+    later training started from it.
 
     Returns:
         Where the replaced model of another lineage was kept, or None.
@@ -110,6 +120,10 @@ def publish(model_file: Path, published: Path, lineage: Lineage) -> Path | None:
         if lineage_file(published).is_file():
             atomic_write_bytes(lineage_file(kept), lineage_file(published).read_bytes())
         logger.warning("the model at %s came from another checkpoint or studies folder: kept as %s", published, kept)
+    elif published.is_file():  # its record stays valid for it: copied back, it is served again
+        atomic_write_bytes(previous_file(published), published.read_bytes())
+        logger.info("the model replaced at %s is kept as %s (copy it back to serve it again)", published,
+                    previous_file(published))
     # the model first: a crash before the record leaves a model that is not served, never a record that lies
     atomic_write_bytes(published, model_file.read_bytes())
     atomic_write_bytes(lineage_file(published), json.dumps(asdict(lineage), indent=1).encode())

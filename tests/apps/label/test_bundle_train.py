@@ -72,13 +72,46 @@ try:
     task({"max_epochs": 0}, Store())
 except ValueError as e:
     out["bad_param"] = str(e)
-# a model of another lineage at the published place is kept aside, and no epoch with a value gives null
+# a model of another lineage at the published place is kept aside; an epoch without a value is passed over
 lineage_file(published).write_text(json.dumps({"checkpoint": "other", "sha256": "0" * 64, "studies": "elsewhere"}))
-Task.history = [{"val_score": None}]
+Task.history = [{"val_score": None}, {"val_score": 0.25}]
 second = task({}, Store())
 out["second"] = second
 out["kept_content"] = Path(second.get("kept_previous", tmp / "missing")).read_bytes().decode() \
     if second.get("kept_previous") else None
+
+# a result not worth publishing, or a failed run, leaves the published model, its record and the summary alone
+def state():
+    return [published.read_bytes(), lineage_file(published).read_bytes(), (task.work / "train_stats.json").read_bytes()]
+
+before = state()
+out["refused"] = {}
+for name, history in {"null": [{"val_score": None}], "nan": [{"val_score": float("nan")}, {"val_score": None}],
+                      "inf": [{"val_score": float("inf")}], "zero": [{"val_score": 0.0}, {"val_score": None}],
+                      "no_epoch": []}.items():
+    Task.history = history
+    try:
+        task({}, Store())
+        out["refused"][name] = None
+    except ValueError as e:
+        out["refused"][name] = str(e)
+Task.history = [{"val_score": 0.5}]
+
+class Failing(Task):
+    def _run_bundle(self, datalist, start_from, run_dir, params, train_size):
+        try:  # as monai.bundle.run wraps an error of the training: the reason is its cause
+            raise ValueError("the network's outputs are not finite (NaN or inf) for 3 of 3 images")
+        except ValueError as e:
+            raise RuntimeError("Failed to evaluate ConfigExpression: ('$@train#trainer.run()')") from e
+
+try:
+    Failing("fine-tune", tmp, lambda: checkpoint, published, lineage, ["a", "b"], {})({}, Store())
+    out["failed"] = None
+except RuntimeError as e:
+    import traceback
+    out["failed"] = str(e)
+    out["failed_last_line"] = traceback.format_exception(e)[-1].strip()
+out["unchanged"] = state() == before
 
 # train_stats.json is replaced atomically: a failed replace leaves the previous summary whole and no temporary file
 import monai_ext.io.atomic as atomic_module
@@ -184,7 +217,29 @@ def test_the_apps_overrides_win_over_the_checkpoints(outcome) -> None:
     assert settings["init_checkpoint"].endswith("served.pt")
 
 
-def test_a_model_of_another_lineage_is_kept_aside_and_an_undefined_metric_is_null(outcome) -> None:
+def test_a_model_of_another_lineage_is_kept_aside_and_an_undefined_metric_is_passed_over(outcome) -> None:
     second = outcome["second"]
-    assert second["best_val_score"] is None
+    assert second["best_val_score"] == 0.25
     assert "superseded" in second["kept_previous"] and outcome["kept_content"] == "fine-tuned 1"
+
+
+@pytest.mark.parametrize("history, reason", [
+    ("null", "no validation of the 1 epochs gave a finite val_score (got [None])"),
+    ("nan", "no validation of the 2 epochs gave a finite val_score (got [nan, None])"),
+    ("inf", "no validation of the 1 epochs gave a finite val_score (got [inf])"),
+    ("zero", "the best val_score of 2 epochs is 0.0: the model is no better than none, usf.pt kept"),
+    ("no_epoch", "no validation of the 0 epochs gave a finite val_score (got [])"),
+])
+def test_a_result_without_a_finite_positive_best_metric_is_not_published(outcome, history: str, reason: str) -> None:
+    """A diverged segmentation fine-tune (Dice 0.0) was published over the working model and could not be undone."""
+    assert outcome["refused"][history] is not None and outcome["refused"][history].startswith(reason)
+    assert outcome["unchanged"] is True
+
+
+def test_a_failed_run_ends_on_its_root_cause_and_keeps_the_published_model(outcome) -> None:
+    """MONAI Label shows a failed train's last 20 lines: they ended in the bundle's "Failed to evaluate
+    ConfigExpression", the reason in the server's log alone."""
+    expected = ("training failed, usf.pt kept: ValueError: the network's outputs are not finite (NaN or inf) for 3 "
+                "of 3 images")
+    assert outcome["failed"] == expected and outcome["failed_last_line"] == f"RuntimeError: {expected}"
+    assert outcome["unchanged"] is True

@@ -4,6 +4,7 @@ path a client wrote; yes/no params with the bundles' words; server paths kept ou
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -11,7 +12,9 @@ import pytest
 from monai_ext.apps.label.infer_request import (
     EndpointCall,
     RequestRefused,
+    content_suffix,
     endpoint_call,
+    named_by_content,
     request_flag,
     requested_image,
     shown_to_client,
@@ -134,6 +137,44 @@ def test_other_yes_no_values_are_refused_not_read_as_false(value) -> None:
 def test_server_paths_are_named_as_the_client_knows_them() -> None:
     text = "/tmp/tmpkfq_rnuh.png: cannot decode (ValueError: '/tmp/tmpkfq_rnuh.png' is no image)"
     assert shown_to_client(text, {"/tmp/tmpkfq_rnuh.png": "the uploaded file"}) == \
-        "the uploaded file: cannot decode (ValueError: 'the uploaded file' is no image)"
+        "the uploaded file: cannot decode (ValueError: the uploaded file is no image)"
     assert shown_to_client("/data/a.png and /data/a.png.bak", {"/data/a.png": "A", "/data/a.png.bak": "B"}) == \
         "A and B"
+
+
+
+@pytest.mark.parametrize("quote", ["'", '"'])
+def test_a_quoted_path_is_replaced_with_its_quotes(quote: str) -> None:
+    """PIL's message for a non-image upload read "cannot identify image file 'the uploaded file 'notes.png''"."""
+    text = f"cannot identify image file {quote}/tmp/tmpab12.png{quote}"
+    assert shown_to_client(text, {"/tmp/tmpab12.png": "the uploaded file 'notes.png'"}) == \
+        "cannot identify image file the uploaded file 'notes.png'"
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(24)
+DICOM = bytes(128) + b"DICM" + bytes(16)
+
+
+@pytest.mark.parametrize("name, content, read_as", [
+    ("tmpab12.nii.gz", PNG, ".png"),                    # MONAI Label's name for an upload sent without a file name
+    ("tmpab12.nii.gz", b"\xff\xd8\xff\xe0" + bytes(16), ".jpg"),
+    ("tmpab12.nii.gz", DICOM, ".dcm"),
+    ("tmpab12.nii", b"II*\x00" + bytes(16), ".tif"),
+    ("tmpab12.nii.gz", b"\x1f\x8b\x08" + bytes(16), None),  # gzip: left to the reader, which names the format
+    ("tmpab12.nii.gz", b"meeting notes", None),
+    ("tmpab12.png", DICOM, None),                       # a named upload keeps its name: the reader sniffs DICOM itself
+])
+def test_an_upload_named_nifti_by_default_is_read_by_its_content(tmp_path, name: str, content: bytes,
+                                                                 read_as: str | None) -> None:
+    upload = tmp_path / name
+    upload.write_bytes(content)
+    with named_by_content(str(upload)) as path:
+        assert Path(path).read_bytes() == content
+        assert (Path(path).suffix == read_as and path != str(upload)) if read_as else path == str(upload)
+    assert not Path(path).exists() if read_as else upload.is_file()
+    assert upload.is_file()  # MONAI Label removes its own file
+
+
+def test_content_suffix_of_a_short_file_is_none(tmp_path) -> None:
+    (tmp_path / "empty.nii.gz").write_bytes(b"")
+    assert content_suffix(tmp_path / "empty.nii.gz") is None

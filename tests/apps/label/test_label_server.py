@@ -156,7 +156,19 @@ def test_non_image_upload_is_a_client_error_and_the_server_keeps_serving(server,
     detail = response.json()["detail"]
     assert detail.startswith(f"not a readable PNG/JPG/BMP/TIFF/DICOM image: the uploaded file {name!r}: "), detail
     assert "/tmp" not in detail  # the server's temporary file of the upload was named, which means nothing to a client
+    assert "''" not in detail  # "cannot identify image file 'the uploaded file 'notes.png''"
     assert infer(url, files["case0_png"]).status_code == 200
+
+
+@pytest.mark.parametrize("key", ["case0_png", "case3_dcm"])
+def test_an_upload_without_a_file_name_is_read_by_its_content(server, key: str) -> None:
+    """MONAI Label saves an upload without a name as .nii.gz: a PNG was refused as "not a gzip file"."""
+    url, files, _ = server
+    content = files[key].read_bytes()
+    response = requests.post(f"{url}/infer/{MODEL}", params={"output": "json"}, files={"file": ("", content)},
+                             timeout=120)
+    assert response.status_code == 200, response.text
+    assert response.json()["probabilities"] == pytest.approx(infer(url, files[key]).json()["probabilities"])
 
 
 def test_heatmap_request_returns_the_grad_cam_png(server) -> None:

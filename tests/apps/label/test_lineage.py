@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from monai_ext.apps.label.lineage import Lineage, explain_unserved, lineage_file, publish, serves_published
+from monai_ext.apps.label.lineage import (
+    Lineage,
+    explain_unserved,
+    lineage_file,
+    previous_file,
+    publish,
+    serves_published,
+)
 
 
 @pytest.fixture
@@ -115,3 +122,21 @@ def test_the_advice_for_an_earlier_fine_tune_serves_it_from_a_copy(app, caplog) 
     assert kept.read_bytes() == b"old fine-tune" and serves_published(app["published"], copy)
     (app["root"] / "run.pt").write_bytes(b"fine-tune 2")
     assert publish(app["root"] / "run.pt", app["published"], _lineage(app, "copy.pt", "studies_a")) is None
+
+
+@pytest.mark.parametrize("in_place", [False, True])
+def test_the_model_a_training_replaces_is_kept_once_and_served_again_when_copied_back(app, in_place: bool) -> None:
+    """A fine-tune that passed validation but serves worse replaced the working model with no way back, and each
+    later training started from it."""
+    app["published"].parent.mkdir(parents=True)
+    lineage = (Lineage.of(app["published"], str(app["root"] / "studies_a")) if in_place
+               else _lineage(app, "breast.pt", "studies_a"))
+    for round_ in range(3):
+        (app["root"] / "run.pt").write_bytes(f"fine-tune {round_}".encode())
+        assert publish(app["root"] / "run.pt", app["published"], lineage) is None
+        assert previous_file(app["published"]).is_file() == (round_ > 0)
+    assert previous_file(app["published"]).read_bytes() == b"fine-tune 1"  # one copy: the last replaced model
+    assert sorted(p.name for p in app["published"].parent.glob("*.pt")) == [
+        "usf_mae_classifier.previous.pt", "usf_mae_classifier.pt"]
+    shutil.copy(previous_file(app["published"]), app["published"])  # undone
+    assert serves_published(app["published"], lineage) and app["published"].read_bytes() == b"fine-tune 1"

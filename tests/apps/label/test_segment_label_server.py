@@ -71,8 +71,8 @@ def test_non_image_upload_is_a_client_error_and_the_server_keeps_serving(seg_ser
     assert segment(url, files["case0_png"]).status_code == 200
 
 
-def test_train_on_saved_masks_publishes_the_model_the_next_request_uses(seg_server, segmenter_run, tmp_path) -> None:  # noqa: F811
-    url, files, log = seg_server
+def save_masks(url: str) -> None:
+    """A lesion mask (a disc) for each of the datastore's four images, at each image's size."""
     for index, image_id in enumerate(["case0", "case1", "case2", "case3"]):
         mask = np.zeros((80 + 16 * min(index, 2), 120), np.uint8)
         cv2.circle(mask, (60, 40), 12 + 3 * index, 255, -1)
@@ -80,6 +80,28 @@ def test_train_on_saved_masks_publishes_the_model_the_next_request_uses(seg_serv
         response = requests.put(f"{url}/datastore/label", params={"image": image_id, "tag": "final"},
                                 files={"label": (f"{image_id}.png", encoded.tobytes())}, timeout=30)
         assert ok and response.status_code == 200, response.text
+
+
+def test_a_diverging_train_fails_naming_the_reason_and_the_served_model_stays(seg_server) -> None:
+    """A learning rate of 1e9 gave NaN weights, "DONE" with Dice 0.0, and a published model every request then
+    failed on; a later train started from it. The reason was cut from the details, which MONAI Label limits to 20."""
+    url, files, _ = seg_server
+    save_masks(url)
+    before = segment(url, files["case0_png"])
+    response = requests.post(f"{url}/train/{MODEL}", json={"max_epochs": 1, "num_workers": 0, "batch_size": 2,
+                                                           "base_lr": 1e9}, timeout=30)
+    assert response.status_code == 200, response.text
+    status = wait_for_training(url, timeout_s=600)
+    assert status["status"] == "ERROR", status
+    assert "the network's outputs are not finite" in status["details"][-1], status["details"]
+    assert "lower the learning rate" in status["details"][-1]
+    after = segment(url, files["case0_png"])
+    assert after.status_code == 200 and after.content == before.content
+
+
+def test_train_on_saved_masks_publishes_the_model_the_next_request_uses(seg_server, segmenter_run, tmp_path) -> None:  # noqa: F811
+    url, files, log = seg_server
+    save_masks(url)
     response = requests.post(f"{url}/train/{MODEL}", json={"max_epochs": 2, "num_workers": 0, "batch_size": 2,
                                                            "base_lr": 0.05}, timeout=30)
     assert response.status_code == 200, response.text
