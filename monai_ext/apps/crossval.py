@@ -11,8 +11,10 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import math
 import os
 import re
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,7 +40,8 @@ from monai_ext.data.segmentation import (
     synthetic_segmentation_protocol,
 )
 from monai_ext.data.synthetic import synthetic_lesion_dataset
-from monai_ext.io.atomic import atomic_write_bytes
+from monai_ext.io.atomic import atomic_write_bytes, atomic_write_text
+from monai_ext.io.errors import one_line
 from monai_ext.io.json_values import json_tree
 
 logger = logging.getLogger(__name__)
@@ -347,7 +350,9 @@ def cross_validate(
         folds: which folds (default: all); checked before anything runs (:func:`check_folds`).
         overrides: bundle overrides for every run (arch, image_size, epochs, ...).
         tracking: MONAI tracking settings (e.g. the bundle's ``mlflow_tracking.yaml``): a parent MLflow run with one
-            nested run per (method, fold) and the mean/std summary on the parent.
+            nested run per (method, fold), which also gets the fold's test scores (``test_<metric>``) and
+            ``test_report.json``, and the mean/std summary on the parent (:class:`ParentRun`; ``resume`` in
+            ``overrides`` reopens the parent run recorded in ``out_dir``).
         tracking_uri: MLflow server or store for ``tracking`` (default MLFLOW_TRACKING_URI, else SQLite in out_dir).
 
     Returns:
@@ -373,17 +378,25 @@ def cross_validate(
     warn_of_several_frames(protocol.splits[folds[0]], out / "splits" / f"fold{folds[0]}.json")  # once: folds share images
     clear_previous_summary([out / "cv_summary.json", out / "cv_table.md"])
     results: dict[str, list[dict[str, Any]]] = {method_name(m): [] for m in methods}
-    parent = ParentRun(protocol.name, out, tracking_uri) if tracking else None
-    tracked = {"tracking_uri": parent.uri, "experiment_name": parent.experiment} if parent else {}
+    resume = as_flag((overrides or {}).get("resume", False), "resume")
+    parent = ParentRun(protocol.name, out, tracking_uri, resume=resume) if tracking else None
     try:
         for k in folds:
             split_file = write_split(protocol.splits[k], protocol.class_names, out / "splits" / f"fold{k}.json",
                                      split_task)
             for method in methods:
                 name = method_name(method)
-                run_overrides = {**(overrides or {}), **method_overrides(method, init_checkpoint, task), **tracked,
-                                 **({"run_name": f"{name}_fold{k}"} if parent else {})}
-                report = run_fold(split_file, out / name / f"fold{k}", run_overrides, bundle, tracking=tracking)
+                # a server lost during an earlier fold: this one trains untracked rather than ending the whole run
+                # (its handler would refuse the unreachable server before training)
+                tracked = parent is not None and parent.reachable()
+                fold_tracking = {"tracking_uri": parent.uri, "experiment_name": parent.experiment,
+                                 "run_name": f"{name}_fold{k}"} if tracked else {}
+                run_overrides = {**(overrides or {}), **method_overrides(method, init_checkpoint, task),
+                                 **fold_tracking}
+                fold_dir = out / name / f"fold{k}"
+                report = run_fold(split_file, fold_dir, run_overrides, bundle, tracking=tracking if tracked else None)
+                if tracked:
+                    parent.log_fold_test(f"{name}_fold{k}", report, fold_dir / "eval" / "test_report.json")
                 # null where the fold defines no value (Dice of a test part without lesions)
                 score = "undefined" if report[key] is None else f"{report[key]:.4f}"
                 logger.info("%s fold %d: test %s %s", name, k, key, score)
@@ -413,42 +426,169 @@ def cross_validate(
     return record
 
 
-class ParentRun:
-    """The MLflow parent run of a cross-validation; fold runs attach to it through MLFLOW_PARENT_RUN_ID."""
+#: The record of a cross-validation's MLflow parent run, in its results folder: ``--resume true`` reopens that run.
+PARENT_RUN_RECORD = "mlflow_parent.json"
 
-    def __init__(self, name: str, out: Path, tracking_uri: str | None) -> None:
+
+class ParentRun:
+    """The MLflow parent run of a cross-validation; fold runs attach to it through MLFLOW_PARENT_RUN_ID.
+
+    Its id is recorded in ``out/mlflow_parent.json``. A resumed cross-validation reopens the recorded run where the
+    tracking store still holds it (a new parent, said in a warning, where it does not): a new parent on each resume
+    held none of the continued fold runs, which stayed under the first, whose mean/std no longer described them.
+
+    Its calls make few quick tries (:func:`~monai_ext.handlers.tracking.http_limits`). Once the store fails, the
+    parent goes offline with one warning: later folds train untracked (:meth:`reachable`), and the summary is left
+    to ``cv_summary.json``; a lost server ended the whole cross-validation at the next fold.
+
+    Args:
+        name: the protocol's name (the experiment is ``cv_<name>``).
+        out: the results folder (its SQLite store where no URI is given, and the record).
+        tracking_uri: MLflow server or store (default MLFLOW_TRACKING_URI, else ``out/mlruns.db``).
+        resume: reopen the parent run recorded in ``out``.
+    """
+
+    def __init__(self, name: str, out: Path, tracking_uri: str | None, resume: bool = False) -> None:
         from mlflow.tracking import MlflowClient
         from monai.utils import path_to_sqlite_uri
 
-        from monai_ext.handlers.tracking import check_tracking_server, git_commit, sqlite_artifact_location
+        from monai_ext.handlers.tracking import (
+            check_tracking_server,
+            git_commit,
+            http_limits,
+            sqlite_artifact_location,
+        )
 
         self.uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or path_to_sqlite_uri(str(out / "mlruns.db"))
         check_tracking_server(self.uri)
         self.experiment = f"cv_{name}"
         self.client = MlflowClient(self.uri)
-        found = self.client.get_experiment_by_name(self.experiment)
-        # the fold runs log into this experiment, so its artifact location is theirs too
-        experiment_id = found.experiment_id if found else self.client.create_experiment(
-            self.experiment, artifact_location=sqlite_artifact_location(self.uri))
-        run = self.client.create_run(experiment_id, run_name=f"cv_{name}", tags={"git_commit": git_commit()})
-        self.run_id = run.info.run_id
+        self.record_file = out / PARENT_RUN_RECORD
+        self.offline = False  # the store failed: nothing more is logged
+        self.unreachable = False  # ... because the server did not answer: the run's end is not tried either
+        with http_limits():
+            found = self.client.get_experiment_by_name(self.experiment)
+            # the fold runs log into this experiment, so its artifact location is theirs too
+            self.experiment_id = found.experiment_id if found else self.client.create_experiment(
+                self.experiment, artifact_location=sqlite_artifact_location(self.uri))
+            self.run_id = (self.recorded_run() if resume else None) or self.client.create_run(
+                self.experiment_id, run_name=f"cv_{name}", tags={"git_commit": git_commit()}).info.run_id
+        atomic_write_text(self.record_file, json.dumps({"run_id": self.run_id}) + "\n")
         os.environ["MLFLOW_PARENT_RUN_ID"] = self.run_id
 
+    def recorded_run(self) -> str | None:
+        """Reopen the parent run of ``record_file`` and return its id; None (said) where there is no record, or
+        its run is not an active run of this store's experiment."""
+        from mlflow.exceptions import MlflowException
+
+        if not self.record_file.is_file():
+            logger.info("MLflow: no parent run recorded in %s; the resumed folds go under a new parent run",
+                        self.record_file.parent)
+            return None
+        try:
+            run_id = str(json.loads(self.record_file.read_text(encoding="utf-8"))["run_id"])
+            run = self.client.get_run(run_id)
+            if run.info.experiment_id != self.experiment_id or run.info.lifecycle_stage != "active":
+                raise ValueError(f"run {run_id} is deleted or of another experiment")
+        # unreadable, of another layout, or not in this store
+        except (OSError, ValueError, KeyError, TypeError, MlflowException) as e:
+            logger.warning("MLflow: the parent run recorded in %s is not in this tracking store (%s); the resumed "
+                           "folds go under a new parent run", self.record_file, one_line(str(e))[:300])
+            return None
+        self.client.update_run(run_id, status="RUNNING")
+        resumes = int(run.data.tags.get("resumes", "0")) + 1
+        self.client.set_tag(run_id, "resumes", str(resumes))
+        logger.info("MLflow: continuing parent run %s (resume %d)", run_id, resumes)
+        return run_id
+
+    def reachable(self) -> bool:
+        """Whether the next fold is to be tracked: the store has not failed, and a server answers its health
+        check (asked once, without MLflow's retries); a server that does not turns tracking off, with a warning."""
+        from monai_ext.handlers.tracking import check_tracking_server
+
+        if not self.offline:
+            try:
+                check_tracking_server(self.uri)
+            except ValueError as e:
+                self._go_offline("reach the server before the next fold", e, unreachable=True)
+        return not self.offline
+
+    def log_fold_test(self, run_name: str, report: Mapping[str, Any], report_file: Path) -> None:
+        """Log a fold's test scores (its report's numbers, as ``test_<name>``) and ``report_file`` into the fold's
+        run (the latest run named ``run_name`` under this parent): the test is a bundle run of its own, untracked,
+        and the fold run held only validation figures."""
+        self._call("log the fold's test scores", self._log_fold_test, run_name, report, report_file)
+
+    def _log_fold_test(self, run_name: str, report: Mapping[str, Any], report_file: Path) -> None:
+        from mlflow.entities import Metric
+
+        runs = self.client.search_runs(
+            [self.experiment_id], order_by=["attributes.start_time DESC"], max_results=1,
+            filter_string=f"tags.`mlflow.parentRunId` = '{self.run_id}' and attributes.run_name = '{run_name}'")
+        if not runs:  # a resume with nothing left to train reopens no run, so it was not put under a new parent
+            logger.info("MLflow: no run %s under parent run %s; its test scores are in %s", run_name, self.run_id,
+                        report_file)
+            return
+        now = int(time.time() * 1000)
+        # null (a metric the fold leaves undefined) and the report's tables are not scores to log
+        scores = [Metric(f"test_{key}", float(value), now, 0) for key, value in report.items()
+                  if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)]
+        if scores:
+            self.client.log_batch(runs[0].info.run_id, metrics=scores)
+        if report_file.is_file():
+            self.client.log_artifact(runs[0].info.run_id, str(report_file))
+
     def finish(self, summary: Mapping[str, Any], artifacts: Sequence[Path]) -> None:
+        """Log the mean/std of every start and metric and the summary files, and end the run as FINISHED."""
         for method, metrics in summary.items():
             for metric, stats in metrics.items():
                 for name in ("mean", "std"):  # an undefined one (no fold, or one) is left out, not logged as NaN
                     if np.isfinite(stats[name]):
-                        self.client.log_metric(self.run_id, f"{method}_{metric}_{name}", stats[name])
+                        self._call("log the summary", self.client.log_metric, self.run_id, f"{method}_{metric}_{name}",
+                                   stats[name])
         for path in artifacts:
-            self.client.log_artifact(self.run_id, str(path))
-        self.client.set_terminated(self.run_id, status="FINISHED")
+            self._call("log the summary files", self.client.log_artifact, self.run_id, str(path))
+        self._end("FINISHED")
         os.environ.pop("MLFLOW_PARENT_RUN_ID", None)
 
     def fail(self) -> None:
-        """Close the run as FAILED (a fold raised, or the user stopped the run)."""
+        """Close the run as FAILED (a fold raised, or the user stopped the run); a store that fails then is warned
+        of, so that the fold's own error is the one raised."""
         os.environ.pop("MLFLOW_PARENT_RUN_ID", None)
-        self.client.set_terminated(self.run_id, status="FAILED")
+        self._end("FAILED")
+
+    def _call(self, what: str, call: Any, *args: Any) -> None:
+        """``call(*args)`` under the request limits, unless the store failed before; a failure now turns tracking
+        off (:meth:`_go_offline`)."""
+        from monai_ext.handlers.tracking import http_limits, is_unreachable, tracking_errors
+
+        if self.offline:
+            return
+        try:
+            with http_limits():
+                call(*args)
+        except tracking_errors() as e:
+            self._go_offline(what, e, is_unreachable(e))
+
+    def _go_offline(self, what: str, error: BaseException, unreachable: bool) -> None:
+        self.offline, self.unreachable = True, unreachable
+        logger.warning("MLflow: could not %s (%s); the cross-validation goes on without tracking (its results are in "
+                       "cv_summary.json), parent run %s is left as the store has it", what, one_line(str(error))[:300],
+                       self.run_id)
+
+    def _end(self, status: str) -> None:
+        """End the run as ``status``; tried after a store error (it may have passed), not after a server that did
+        not answer (each try would wait out the retries again)."""
+        from monai_ext.handlers.tracking import http_limits, tracking_errors
+
+        if self.unreachable:
+            return
+        try:
+            with http_limits():
+                self.client.set_terminated(self.run_id, status=status)
+        except tracking_errors() as e:
+            logger.warning("MLflow: parent run %s could not be ended as %s (%s); the store shows it RUNNING",
+                           self.run_id, status, one_line(str(e))[:300])
 
 
 #: Protocols generated into the cache folder rather than read from ``--root``.

@@ -10,7 +10,9 @@
   resume with nothing left to train starts or reopens no run;
 * ends a crashed run as FAILED;
 * checks the tracking URI and a remote server before training starts, with a clear one-line error; a server that
-  goes away during training is warned of once, and the training goes on untracked (its outputs stay in its folders);
+  goes away during training is warned of once, and the training goes on untracked (its outputs stay in its folders):
+  its calls try a server a few times within seconds (:func:`http_limits`), not MLflow's minutes, and once a server
+  did not answer, no further call (not even the run's end) waits on it;
 * uses the ``tracking_uri`` it is given even where ``MLFLOW_TRACKING_URI`` is set (MONAI's handler prefers the
   variable);
 * logs the flattened executed config, a hash of the data lists, git commit and bundle version tags, the pictures and
@@ -66,6 +68,43 @@ def _environment_without(name: str | None) -> Iterator[None]:
             os.environ[name] = saved
 
 
+#: MLflow's HTTP settings for this project's calls, where the user has not set them: MLflow's own (7 retries with a
+#: doubling backoff, 120 s a try) held a training for 247 s on one call to a stopped server, and again in the run's
+#: end. Two retries 1 s apart ride out a blip; 60 s a try still waits for a large model's upload to be stored.
+HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+               "MLFLOW_HTTP_REQUEST_TIMEOUT": "60"}
+
+
+@contextmanager
+def http_limits() -> Iterator[None]:
+    """Within the block, MLflow's HTTP calls use :data:`HTTP_LIMITS` (those the environment does not set already);
+    the environment is restored after. MLflow reads these variables at each request, so only calls made in the
+    block (this project's tracking calls) are limited."""
+    added = [name for name in HTTP_LIMITS if name not in os.environ]
+    os.environ.update({name: HTTP_LIMITS[name] for name in added})
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
+
+
+def is_unreachable(error: BaseException) -> bool:
+    """Whether a tracking call failed because the server could not be reached or did not answer in time (a refused
+    connection, a timeout, a lost network), as opposed to an answer that was an error (503, a full disk): MLflow
+    wraps the HTTP layer's error in its own, so the chain of causes is searched."""
+    import requests
+
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, (requests.exceptions.ConnectionError, requests.exceptions.Timeout)):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def tracking_errors() -> tuple[type[BaseException], ...]:
     """What a tracking call raises when the store or server fails: MLflow's own error, the HTTP layer's, the file
     system's."""
@@ -103,6 +142,9 @@ class RunHolder:
         self._continued: dict[str, Any] | None = None  # the record of the run this process continues
         # set when the store failed during training: both handlers then stop logging (one warning, no crash)
         self.offline = False
+        # set when that failure was a server that could not be reached: the run's end is not tried either (each call
+        # would wait out its retries again for nothing)
+        self.unreachable = False
         self.resume_number = 0  # which resume of its run this process is (0: a new run)
         self.resume_point_due = False  # the trainer's position at the resume is tagged at its first iteration
 
@@ -181,11 +223,31 @@ def check_tracking_uri(tracking_uri: str | None, timeout: float = 5.0) -> None:
     if not tracking_uri:
         return
     uri = str(tracking_uri)
-    if uri.startswith("file:") or ("://" not in uri and not uri.startswith("databricks")):  # "databricks": a profile
-        raise ValueError(f"tracking_uri {uri!r} is a folder: MLflow 3 keeps runs in a database or on a server; give "
+    if uri.startswith("file:"):
+        raise ValueError(f"tracking_uri {uri!r} is a file: URI: MLflow 3 keeps runs in a database or on a server; give "
                          f"sqlite:///<folder>/mlruns.db or http://<host>:<port>")
+    if "://" not in uri and not uri.startswith("databricks"):  # "databricks": a profile
+        raise ValueError(path_as_tracking_uri_message(uri))
     check_sqlite_database(uri)
     check_tracking_server(uri, timeout)
+
+
+#: Endings of a path given as tracking URI that name a SQLite database file rather than a folder.
+SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+
+
+def path_as_tracking_uri_message(path: str) -> str:
+    """What to say of a plain path given as tracking URI, with the URI to give instead: a database file
+    (``runs/mlruns.db``) as ``sqlite:///<absolute path>``, a folder as a database in it. It was called "a folder"
+    in every case, a database file too. Not taken as SQLite unasked: MLflow reads a bare path as a file store."""
+    from monai.utils import path_to_sqlite_uri
+
+    absolute = Path(path).expanduser().absolute()
+    if absolute.suffix.lower() in SQLITE_SUFFIXES:
+        return (f"tracking_uri {path!r} is a path, not a URI: for a SQLite database there give "
+                f"{path_to_sqlite_uri(str(absolute))} (or http://<host>:<port> for a server)")
+    return (f"tracking_uri {path!r} is a path, not a URI: MLflow 3 keeps runs in a database or on a server; give "
+            f"{path_to_sqlite_uri(str(absolute / 'mlruns.db'))} or http://<host>:<port>")
 
 
 def check_sqlite_database(tracking_uri: str) -> None:
@@ -452,7 +514,8 @@ class ProjectMLFlowHandler(MLFlowHandler):
                         engine.state.max_epochs)
             return
         if self.run_holder.run_id is None:
-            self._start(engine)
+            with http_limits():
+                self._start(engine)
         else:
             self._guarded("join the run", self._start, engine)
 
@@ -535,7 +598,15 @@ class ProjectMLFlowHandler(MLFlowHandler):
         run_id = self.run_holder.recorded_run(self.client, self.experiment.experiment_id)
         if run_id is not None:
             self.client.update_run(run_id, status="RUNNING")
-            resumes = int(self.client.get_run(run_id).data.tags.get("resumes", "0")) + 1
+            tags = self.client.get_run(run_id).data.tags
+            parent = self.run_holder.parent_run_id
+            if parent and tags.get("mlflow.parentRunId") != parent:
+                # a resumed cross-validation's parent may be another run (the first one was deleted): the fold goes
+                # with the parent that summarises it, not the one that holds its first attempt
+                self.client.set_tag(run_id, "mlflow.parentRunId", parent)
+                logger.info("MLflow: run %s now belongs to parent run %s (was %s)", run_id, parent,
+                            tags.get("mlflow.parentRunId"))
+            resumes = int(tags.get("resumes", "0")) + 1
             self.client.set_tag(run_id, "resumes", str(resumes))
             self.run_holder.resume_number, self.run_holder.resume_point_due = resumes, True
             logger.info("MLflow: continuing run %s (resume %d)", run_id, resumes)
@@ -549,11 +620,13 @@ class ProjectMLFlowHandler(MLFlowHandler):
             super()._log_metrics(scalars, step if step is None else step + self._step_offset)
 
     def _mark_failed(self, engine: Engine, error: BaseException) -> None:
-        # tried even after a store error earlier in the run: that error may have passed (a server restarted)
-        if self.cur_run and is_main_process():
+        # tried even after a store error earlier in the run: that error may have passed (a server restarted); not
+        # after a server that could not be reached, which would hold the training's own error for the retries
+        if self.cur_run and is_main_process() and not self.run_holder.unreachable:
             run_id = self.cur_run.info.run_id
             try:
-                self.client.set_terminated(run_id, status="FAILED")
+                with http_limits():
+                    self.client.set_terminated(run_id, status="FAILED")
                 logger.error("MLflow run %s ended as FAILED: %s", run_id, error)
             except tracking_errors() as e:  # the training's own error is the one to surface
                 logger.warning("MLflow: run %s could not be marked FAILED (%s)", run_id, one_line(str(e))[:300])
@@ -568,9 +641,11 @@ class ProjectMLFlowHandler(MLFlowHandler):
         if self.run_holder.offline:
             return
         try:
-            log(*args)
+            with http_limits():
+                log(*args)
         except tracking_errors() as e:
             self.run_holder.offline = True
+            self.run_holder.unreachable = is_unreachable(e)
             logger.warning("MLflow: could not %s (%s); the training goes on without tracking, its outputs stay in "
                            "its folders", what, one_line(str(e))[:300])
 
@@ -595,7 +670,8 @@ class ProjectMLFlowHandler(MLFlowHandler):
         """Log a frozen-feature probe's fit (``--linear_probe true``) as a run of its own: it runs no engine, so the
         start, its scores (step 0: ``C``, ``k`` and each section's scalars, as ``linear_validation_macro_f1``), its
         files and model, and the end happen here, as a training's happen on its engine's events."""
-        self._start(Engine(lambda engine, batch: None))
+        with http_limits():
+            self._start(Engine(lambda engine, batch: None))
         scores = {key: value for key, value in report.items() if _is_scalar(value)}
         scores.update({f"{section}_{key}": value for section, values in report.items() if isinstance(values, Mapping)
                        for key, value in values.items() if _is_scalar(value)})
@@ -617,9 +693,15 @@ class ProjectMLFlowHandler(MLFlowHandler):
 
     def close(self) -> None:
         """End the run as FINISHED, tried even after a store error earlier in the run (it may have passed: a
-        server restarted); a run left RUNNING is said in a warning."""
+        server restarted), but not after a server that could not be reached (its retries would hold the end of the
+        training for nothing); a run left RUNNING is said in a warning."""
+        if self.run_holder.unreachable and self.cur_run:
+            logger.warning("MLflow: the server did not answer earlier; run %s is left RUNNING in the store",
+                           self.cur_run.info.run_id)
+            self.cur_run = None
         try:
-            super().close()  # MONAI's: ends the run, then releases a local SQLite store whatever happened
+            with http_limits():
+                super().close()  # MONAI's: ends the run, then releases a local SQLite store whatever happened
         except tracking_errors() as e:
             logger.warning("MLflow: the run could not be ended (%s); the store shows it RUNNING",
                            one_line(str(e))[:300])

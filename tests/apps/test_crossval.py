@@ -91,8 +91,11 @@ class FakeParent:
 
     ended: list[str] = []
 
-    def __init__(self, name, out, tracking_uri) -> None:
+    def __init__(self, name, out, tracking_uri, resume=False) -> None:
         self.uri, self.experiment = "sqlite:///unused.db", f"cv_{name}"
+
+    def reachable(self) -> bool:
+        return True
 
     def finish(self, summary, artifacts) -> None:
         FakeParent.ended.append("FINISHED")
@@ -116,18 +119,26 @@ def test_a_failed_fold_closes_the_parent_run_as_failed(tmp_path, monkeypatch, er
     assert FakeParent.ended == ["FAILED"]
 
 
-def test_parent_run_fail_ends_the_run_and_unsets_the_parent_id(monkeypatch) -> None:
+@pytest.mark.parametrize("store", ["answers", "fails"])
+def test_parent_run_fail_ends_the_run_and_unsets_the_parent_id(store, monkeypatch, caplog) -> None:
+    """A store failing as the run is closed was raised over the fold's own error (MLflow's, after minutes)."""
+    from mlflow.exceptions import MlflowException
+
     calls = []
 
     class Client:
         def set_terminated(self, run_id, status) -> None:
             calls.append((run_id, status))
+            if store == "fails":
+                raise MlflowException("API request to http://127.0.0.1:9/api/2.0/mlflow/runs/update failed")
 
     parent = object.__new__(crossval.ParentRun)
-    parent.client, parent.run_id = Client(), "abc"
+    parent.client, parent.run_id, parent.offline, parent.unreachable = Client(), "abc", False, False
     monkeypatch.setenv("MLFLOW_PARENT_RUN_ID", "abc")
-    parent.fail()
+    with caplog.at_level("WARNING"):
+        parent.fail()
     assert calls == [("abc", "FAILED")] and "MLFLOW_PARENT_RUN_ID" not in os.environ
+    assert ("could not be ended as FAILED" in caplog.text) is (store == "fails")
 
 
 def test_a_local_store_keeps_the_parent_runs_artifacts_beside_its_database(tmp_path, monkeypatch) -> None:
@@ -250,3 +261,155 @@ def test_hd95_shows_its_undefined_pairs_and_cv_summary_keeps_them_per_fold(tmp_p
     assert row.endswith(f"| 10.5 ± 0.7 {note} |"), row
     stats = json.loads((tmp_path / "cv" / "cv_summary.json").read_text())["summary"]["random"]["mean_hd95"]
     assert stats["hd95_undefined"] == list(undefined) and stats["pairs"] == [15, 15]
+
+
+@pytest.mark.parametrize("store, reachable", [("server_gone", False), ("sqlite", True)])
+def test_a_server_gone_before_a_fold_leaves_it_and_the_parents_end_untracked(store, reachable, tmp_path,
+                                                                             caplog) -> None:
+    """The fold's handler refused the unreachable server and ended the whole cross-validation; now the parent
+    says so once, the fold trains untracked, and the parent's summary and end do not try the server again."""
+    from tests.servers import free_port
+
+    calls = []
+
+    class Client:
+        def __getattr__(self, name):
+            return lambda *args, **kwargs: calls.append(name)
+
+    parent = object.__new__(crossval.ParentRun)
+    parent.uri = f"http://127.0.0.1:{free_port()}" if store == "server_gone" else f"sqlite:///{tmp_path}/m.db"
+    parent.client, parent.run_id, parent.offline, parent.unreachable = Client(), "abc", False, False
+    with caplog.at_level("WARNING"):
+        assert parent.reachable() is reachable and parent.reachable() is reachable
+        parent.finish({"random": {"macro_f1": {"mean": 0.5, "std": 0.1}}}, [tmp_path / "cv_table.md"])
+    assert caplog.text.count("goes on without tracking") == (0 if reachable else 1)
+    assert calls == (["log_metric", "log_metric", "log_artifact", "set_terminated"] if reachable else [])
+
+
+def tracked_fold(split_file, out, overrides, bundle=None, tracking=None) -> dict:
+    """run_fold's stand-in that tracks as a bundle run does (the trainer's handler starts or continues the run
+    recorded in ``models``, and a checkpoint is saved) without training; its test report is written."""
+    from ignite.engine import Engine
+
+    from monai_ext.apps.bundle_support import as_flag
+    from monai_ext.handlers.checkpointing import MLFLOW_RUN_RECORD
+    from monai_ext.handlers.tracking import ProjectMLFlowHandler, RunHolder
+    from monai_ext.io.atomic import atomic_write_text
+
+    if tracking:
+        holder = RunHolder(record_file=str(out / "models" / MLFLOW_RUN_RECORD),
+                           resume=as_flag(overrides.get("resume", False), "resume"))
+        handler = ProjectMLFlowHandler(run_holder=holder, tracking_uri=overrides["tracking_uri"],
+                                       experiment_name=overrides["experiment_name"], run_name=overrides["run_name"],
+                                       record_run=True)
+        handler.start(Engine(lambda engine, batch: None))
+        atomic_write_text(out / "models" / "checkpoint_iteration=4.pt", "weights")  # a new file, as every save
+        handler.close()
+    report = {"macro_f1": 0.5, "accuracy": 0.75, "balanced_accuracy": 0.5, "auc": None, "n": 4, "per_class": {}}
+    atomic_write_text(out / "eval" / "test_report.json", json.dumps(report))
+    return report
+
+
+def _cross_validate(out: Path, uri: str, **overrides) -> dict:
+    protocol = Protocol("toy", ["a", "b"], [{"train": [], "validation": [], "test": []}] * 2)
+    return crossval.cross_validate(protocol, out, ["random"], None, overrides=overrides,
+                                   tracking="mlflow_tracking.yaml", tracking_uri=uri)
+
+
+def _runs(uri: str) -> tuple[list, list]:
+    """(parent runs, fold runs) of the toy protocol's experiment, oldest first."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("cv_toy").experiment_id],
+                              order_by=["attributes.start_time ASC"])
+    return ([r for r in runs if "mlflow.parentRunId" not in r.data.tags],
+            [r for r in runs if "mlflow.parentRunId" in r.data.tags])
+
+
+@pytest.fixture
+def fake_folds(tmp_path, monkeypatch):
+    """Cross-validation without training: folds tracked by :func:`tracked_fold`, splits not checked."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_PARENT_RUN_ID", raising=False)
+    monkeypatch.setattr(crossval, "check_run_inputs", lambda *args: None)
+    monkeypatch.setattr(crossval, "write_split", lambda *args: tmp_path / "split.json")
+    monkeypatch.setattr(crossval, "check_split", lambda *args: None)
+    monkeypatch.setattr(crossval, "run_fold", tracked_fold)
+
+
+@pytest.mark.parametrize("second, parents", [
+    ("resume", 1),             # the recorded parent is reopened and summarises the continued folds
+    ("parent_deleted", 2),     # not in the store any more: a new one, which the continued folds join
+    ("rerun", 2),              # no --resume: a new cross-validation, new parent and fold runs
+])
+def test_a_resumed_cross_validation_keeps_its_summary_with_its_fold_runs(second, parents, fake_folds, tmp_path,
+                                                                         caplog) -> None:
+    """Each --resume true made a new parent run without children; the continued folds stayed under the first
+    parent, whose mean/std no longer described them."""
+    from mlflow.tracking import MlflowClient
+
+    out, uri = tmp_path / "cv", f"sqlite:///{tmp_path}/mlruns.db"
+    _cross_validate(out, uri)
+    first = json.loads((out / crossval.PARENT_RUN_RECORD).read_text())["run_id"]
+    if second == "parent_deleted":
+        MlflowClient(uri).delete_run(first)
+    with caplog.at_level("INFO", logger="monai_ext"):
+        _cross_validate(out, uri, **({} if second == "rerun" else {"resume": True}))
+    parent_runs, fold_runs = _runs(uri)
+    current = json.loads((out / crossval.PARENT_RUN_RECORD).read_text())["run_id"]
+    assert len(parent_runs) + (second == "parent_deleted") == parents and parent_runs[-1].info.run_id == current
+    assert (current == first) is (second == "resume")
+    assert ("is not in this tracking store" in caplog.text) is (second == "parent_deleted")
+    children = [r for r in fold_runs if r.data.tags["mlflow.parentRunId"] == current]
+    assert sorted(r.info.run_name for r in children) == ["random_fold0", "random_fold1"]
+    assert parent_runs[-1].info.status == "FINISHED" and "random_macro_f1_mean" in parent_runs[-1].data.metrics
+    assert all(r.info.status == "FINISHED" for r in children)
+    assert len(fold_runs) == (4 if second == "rerun" else 2)  # a resume continues the fold runs
+
+
+def test_a_fold_run_gets_its_test_scores_and_report(fake_folds, tmp_path) -> None:
+    """The test is an untracked bundle run: the fold run held only the validation figures."""
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/mlruns.db"
+    _cross_validate(tmp_path / "cv", uri)
+    client = MlflowClient(uri)
+    for run in _runs(uri)[1]:
+        # the report's numbers; an undefined one (null) and its tables are not scores
+        assert run.data.metrics == {"test_macro_f1": 0.5, "test_accuracy": 0.75, "test_balanced_accuracy": 0.5,
+                                    "test_n": 4.0}
+        assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["test_report.json"]
+
+
+@pytest.mark.slow
+def test_a_server_lost_mid_cross_validation_leaves_the_later_folds_untracked(fake_folds, tmp_path, monkeypatch,
+                                                                             caplog) -> None:
+    """The next fold's handler refused the unreachable server and ended the whole cross-validation, and closing the
+    parent run waited out MLflow's retries and raised its error: now one warning, the later folds train untracked,
+    the summary is written, and no call waits on the server."""
+    from tests.handlers.test_tracking_lost_server import live_mlflow_server, record_requests, within_limits
+
+    for name in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
+                 "MLFLOW_HTTP_REQUEST_TIMEOUT"):
+        monkeypatch.delenv(name, raising=False)
+    stopped, tracked = [False], []
+    after_stop = record_requests(monkeypatch, stopped)
+    (tmp_path / "server").mkdir()
+    with live_mlflow_server(tmp_path / "server") as server:
+
+        def fold_then_stop(split_file, out, overrides, bundle=None, tracking=None) -> dict:
+            tracked.append(tracking is not None)
+            report = tracked_fold(split_file, out, overrides, bundle, tracking)
+            if not stopped[0]:
+                server.stop()
+                stopped[0] = True
+            return report
+
+        monkeypatch.setattr(crossval, "run_fold", fold_then_stop)
+        with caplog.at_level("WARNING"):
+            record = _cross_validate(tmp_path / "cv", server.url)
+    assert tracked == [True, False] and record["summary"]["random"]["macro_f1"]["mean"] == 0.5
+    assert (tmp_path / "cv" / "cv_summary.json").is_file()
+    assert caplog.text.count("the cross-validation goes on without tracking") == 1
+    assert len(after_stop) == 1 and all(within_limits(r) for r in after_stop), after_stop

@@ -349,6 +349,9 @@ def test_cross_validation_logs_nested_runs(server, tmp_path) -> None:
     assert len(parent) == 1 and [r.info.run_name for r in children] == ["random_fold0"]
     assert "random_macro_f1_mean" in parent[0].data.metrics
     assert {"cv_table.md", "cv_summary.json"} <= artifact_paths(client, parent[0].info.run_id)
+    # the fold's test, an untracked bundle run of its own, in the fold's run (through the server's artifact proxy)
+    assert {"test_macro_f1", "test_auc"} <= set(children[0].data.metrics)
+    assert "test_report.json" in artifact_paths(client, children[0].info.run_id)
 
 
 @pytest.mark.parametrize("unset", ["null", "None", "none"])

@@ -71,9 +71,19 @@ def test_a_store_under_a_folder_with_spaces_keeps_its_artifacts_beside_it(tmp_pa
     assert _handler(_store(folder)).artifact_location == location
 
 
-@pytest.mark.parametrize("uri", ["mlruns", "file:/tmp/mlruns", "./runs"])
-def test_a_folder_as_tracking_uri_is_refused_in_our_words(uri) -> None:
-    with pytest.raises(ValueError, match=f"tracking_uri '{uri}' is a folder: .*sqlite:///"):
+@pytest.mark.parametrize("uri, said", [
+    ("mlruns", "is a path, not a URI: MLflow 3 keeps runs in a database or on a server; give "
+               "sqlite:///{cwd}/mlruns/mlruns.db"),
+    ("./runs", "is a path, not a URI: MLflow 3 keeps runs in a database or on a server; give "
+               "sqlite:///{cwd}/runs/mlruns.db"),
+    ("/tmp/x/mlruns.db", "is a path, not a URI: for a SQLite database there give sqlite:////tmp/x/mlruns.db"),
+    ("runs/store.sqlite", "is a path, not a URI: for a SQLite database there give sqlite:///{cwd}/runs/store.sqlite"),
+    ("file:/tmp/mlruns", "is a file: URI: MLflow 3 keeps runs in a database or on a server; give sqlite:///"),
+])
+def test_a_path_as_tracking_uri_is_refused_in_our_words(uri, said, tmp_path, monkeypatch) -> None:
+    """A database file's path was refused as "a folder"; the message now gives the URI to type, absolute."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=re.escape(f"tracking_uri '{uri}' {said.format(cwd=tmp_path.as_posix())}")):
         _handler(uri)
 
 
@@ -262,6 +272,88 @@ def test_after_a_store_error_the_run_is_still_ended_once_the_store_answers(tmp_p
     handler.attach(engine)
     engine.run([0, 1], max_epochs=1)
     assert handler.run_holder.offline and [r.info.status for r in _runs(uri)] == ["FINISHED"]
+
+
+def _connection_refused() -> Exception:
+    """The error MLflow raises for a stopped server: its own, with the HTTP layer's as context."""
+    import requests
+    from mlflow.exceptions import MlflowException
+
+    try:
+        raise requests.exceptions.ConnectionError("[Errno 111] Connection refused")
+    except requests.exceptions.ConnectionError as e:
+        try:
+            raise MlflowException(f"API request to http://127.0.0.1:9/api/2.0/mlflow/runs/log-batch failed: {e}")
+        except MlflowException as wrapped:
+            return wrapped
+
+
+@pytest.mark.parametrize("failure, ended", [("refused", False), ("503", True)])
+def test_after_a_server_that_did_not_answer_the_runs_end_is_not_tried(failure, ended, tmp_path) -> None:
+    """A stopped server: each call waited out its retries, the run's end (and a crash's FAILED) too. An answer that
+    was an error (503) may pass, so the end is still tried then."""
+    from mlflow.exceptions import MlflowException
+
+    handler = _handler(_store(tmp_path), iteration_log=True, epoch_log=False, output_transform=lambda out: out["loss"],
+                       close_on_complete=True)
+    engine, ends = _trainer(), []
+    error = _connection_refused() if failure == "refused" else MlflowException("runs/log-batch failed (HTTP 503)")
+
+    def down(*args, **kwargs):
+        raise error
+
+    engine.add_event_handler(Events.ITERATION_STARTED(once=1), lambda _: setattr(handler.client, "log_batch", down))
+    ending = handler.client.set_terminated
+    handler.client.set_terminated = lambda *args, **kwargs: (ends.append(args), ending(*args, **kwargs))
+    handler.attach(engine)
+    engine.run([0, 1], max_epochs=2)
+    assert engine.state.epoch == 2 and handler.run_holder.offline
+    assert handler.run_holder.unreachable is not ended and bool(ends) is ended
+
+
+@pytest.mark.parametrize("given", [{}, {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "5"},
+                                   {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "9", "MLFLOW_HTTP_REQUEST_TIMEOUT": "9"}])
+def test_tracking_calls_try_a_server_briefly_unless_the_user_says_otherwise(given, monkeypatch) -> None:
+    """MLflow's own limits (7 retries with a doubling backoff) held a training 247 s on one call to a stopped
+    server; the project's apply to its own calls only, and a value the user set wins."""
+    from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_MAX_RETRIES, MLFLOW_HTTP_REQUEST_TIMEOUT
+
+    from monai_ext.handlers.tracking import HTTP_LIMITS, http_limits
+
+    for name in HTTP_LIMITS:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in given.items():
+        monkeypatch.setenv(name, value)
+    before = {name: __import__("os").environ.get(name) for name in HTTP_LIMITS}
+    with http_limits():
+        inside = (MLFLOW_HTTP_REQUEST_MAX_RETRIES.get(), MLFLOW_HTTP_REQUEST_TIMEOUT.get())
+    expected = {**HTTP_LIMITS, **given}
+    assert inside == (int(expected["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]), int(expected["MLFLOW_HTTP_REQUEST_TIMEOUT"]))
+    assert {name: __import__("os").environ.get(name) for name in HTTP_LIMITS} == before  # put back
+
+
+@pytest.mark.parametrize("first_parent, parent, expected", [
+    ("first", "second", "second"),  # the cross-validation's recorded parent was deleted: a new one holds the fold
+    ("first", "first", "first"),    # reopened parent: nothing to change
+    (None, "second", "second"),
+    ("first", None, "first"),       # a bundle run resumed on its own keeps the parent it had
+])
+def test_a_continued_run_goes_under_the_current_parent(first_parent, parent, expected, tmp_path, monkeypatch) -> None:
+    """A resumed cross-validation's fold continued its run under the first parent, away from the summary."""
+    monkeypatch.delenv("MLFLOW_PARENT_RUN_ID", raising=False)
+    uri, folder = _store(tmp_path), tmp_path / "models"
+    client = mlflow.MlflowClient(uri)
+    experiment = client.create_experiment("rules")
+    tags = {"mlflow.parentRunId": first_parent} if first_parent else {}
+    run_id = client.create_run(experiment, tags=tags).info.run_id
+    client.set_terminated(run_id, status="FAILED")
+    folder.mkdir()
+    (folder / MLFLOW_RUN_RECORD).write_text(__import__("json").dumps({"run_id": run_id}))
+    (folder / "checkpoint_iteration=4.pt").write_bytes(b"weights")  # the one the run saved before it crashed
+    holder = RunHolder(parent_run_id=parent, record_file=str(folder / MLFLOW_RUN_RECORD), resume=True)
+    _handler(uri, run_holder=holder).start(Engine(lambda e, batch: None))
+    assert holder.run_id == run_id
+    assert client.get_run(run_id).data.tags.get("mlflow.parentRunId") == expected
 
 
 def test_an_artifact_that_cannot_be_read_is_named_and_the_others_are_logged(tmp_path, caplog) -> None:
