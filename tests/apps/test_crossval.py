@@ -4,12 +4,12 @@ settings checked before any fold, the options a dataset protocol takes (bundle r
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 from monai_ext.apps import crossval
+from monai_ext.apps.cv_tracking import PARENT_RUN_RECORD
 from monai_ext.data.downstream import Protocol
 
 
@@ -119,48 +119,6 @@ def test_a_failed_fold_closes_the_parent_run_as_failed(tmp_path, monkeypatch, er
     assert FakeParent.ended == ["FAILED"]
 
 
-@pytest.mark.parametrize("store", ["answers", "fails"])
-def test_parent_run_fail_ends_the_run_and_unsets_the_parent_id(store, monkeypatch, caplog) -> None:
-    """A store failing as the run is closed was raised over the fold's own error (MLflow's, after minutes)."""
-    from mlflow.exceptions import MlflowException
-
-    calls = []
-
-    class Client:
-        def set_terminated(self, run_id, status) -> None:
-            calls.append((run_id, status))
-            if store == "fails":
-                raise MlflowException("API request to http://127.0.0.1:9/api/2.0/mlflow/runs/update failed")
-
-    parent = object.__new__(crossval.ParentRun)
-    parent.client, parent.run_id, parent.offline, parent.unreachable = Client(), "abc", False, False
-    monkeypatch.setenv("MLFLOW_PARENT_RUN_ID", "abc")
-    with caplog.at_level("WARNING"):
-        parent.fail()
-    assert calls == [("abc", "FAILED")] and "MLFLOW_PARENT_RUN_ID" not in os.environ
-    assert ("could not be ended as FAILED" in caplog.text) is (store == "fails")
-
-
-def test_a_local_store_keeps_the_parent_runs_artifacts_beside_its_database(tmp_path, monkeypatch) -> None:
-    """No server: the store is ``OUT/mlruns.db``, and the artifacts of the parent run (and of the fold runs, which
-    share its experiment) go to ``OUT/mlruns``, as a bundle run's do; MLflow put them in ``./mlruns`` of whichever
-    folder the command ran in."""
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    elsewhere = tmp_path / "where_the_user_ran_it"
-    elsewhere.mkdir()
-    monkeypatch.chdir(elsewhere)
-    out = tmp_path / "cv"
-    out.mkdir()
-    (out / "cv_table.md").write_text("| method |")
-    parent = crossval.ParentRun("toy", out, None)
-    try:
-        parent.finish({"random": {"macro_f1": {"mean": 0.5, "std": 0.1}}}, [out / "cv_table.md"])
-    finally:
-        os.environ.pop("MLFLOW_PARENT_RUN_ID", None)
-    assert (out / "mlruns.db").is_file() and [p.name for p in (out / "mlruns").rglob("cv_table.md")] == ["cv_table.md"]
-    assert not list(elsewhere.iterdir())
-
-
 @pytest.mark.parametrize("key, value", [("epochs", 0), ("batch_size", 0), ("batch_size", -2), ("seed", 1.5),
                                         ("seed", -1), ("num_workers", -1), ("epochs", "ten"), ("epochs", True)])
 def test_count_settings_are_refused_before_any_fold(key, value) -> None:
@@ -263,29 +221,6 @@ def test_hd95_shows_its_undefined_pairs_and_cv_summary_keeps_them_per_fold(tmp_p
     assert stats["hd95_undefined"] == list(undefined) and stats["pairs"] == [15, 15]
 
 
-@pytest.mark.parametrize("store, reachable", [("server_gone", False), ("sqlite", True)])
-def test_a_server_gone_before_a_fold_leaves_it_and_the_parents_end_untracked(store, reachable, tmp_path,
-                                                                             caplog) -> None:
-    """The fold's handler refused the unreachable server and ended the whole cross-validation; now the parent
-    says so once, the fold trains untracked, and the parent's summary and end do not try the server again."""
-    from tests.servers import free_port
-
-    calls = []
-
-    class Client:
-        def __getattr__(self, name):
-            return lambda *args, **kwargs: calls.append(name)
-
-    parent = object.__new__(crossval.ParentRun)
-    parent.uri = f"http://127.0.0.1:{free_port()}" if store == "server_gone" else f"sqlite:///{tmp_path}/m.db"
-    parent.client, parent.run_id, parent.offline, parent.unreachable = Client(), "abc", False, False
-    with caplog.at_level("WARNING"):
-        assert parent.reachable() is reachable and parent.reachable() is reachable
-        parent.finish({"random": {"macro_f1": {"mean": 0.5, "std": 0.1}}}, [tmp_path / "cv_table.md"])
-    assert caplog.text.count("goes on without tracking") == (0 if reachable else 1)
-    assert calls == (["log_metric", "log_metric", "log_artifact", "set_terminated"] if reachable else [])
-
-
 def tracked_fold(split_file, out, overrides, bundle=None, tracking=None) -> dict:
     """run_fold's stand-in that tracks as a bundle run does (the trainer's handler starts or continues the run
     recorded in ``models``, and a checkpoint is saved) without training; its test report is written."""
@@ -351,13 +286,13 @@ def test_a_resumed_cross_validation_keeps_its_summary_with_its_fold_runs(second,
 
     out, uri = tmp_path / "cv", f"sqlite:///{tmp_path}/mlruns.db"
     _cross_validate(out, uri)
-    first = json.loads((out / crossval.PARENT_RUN_RECORD).read_text())["run_id"]
+    first = json.loads((out / PARENT_RUN_RECORD).read_text())["run_id"]
     if second == "parent_deleted":
         MlflowClient(uri).delete_run(first)
     with caplog.at_level("INFO", logger="monai_ext"):
         _cross_validate(out, uri, **({} if second == "rerun" else {"resume": True}))
     parent_runs, fold_runs = _runs(uri)
-    current = json.loads((out / crossval.PARENT_RUN_RECORD).read_text())["run_id"]
+    current = json.loads((out / PARENT_RUN_RECORD).read_text())["run_id"]
     assert len(parent_runs) + (second == "parent_deleted") == parents and parent_runs[-1].info.run_id == current
     assert (current == first) is (second == "resume")
     assert ("is not in this tracking store" in caplog.text) is (second == "parent_deleted")
