@@ -148,14 +148,20 @@ def make_datalist(protocol: str, root: str, out: str, fold: int = 0, folds: int 
 
 def _class_counts(split: dict[str, list[dict]], class_names: list[str], task: str) -> str:
     """``benign 120, malignant 80`` over every part of a classification split (a wrong class, from a typo or a
-    folder of masks, shows at once); the names alone for segmentation, whose labels are masks."""
-    if task != "classification":
+    folder of masks, shows at once). For segmentation, whose labels are masks: the images of each foreground class
+    where items name theirs (``foreground``: MMOTU-2D's ``--multiclass``; the background class has no count), else
+    the names alone."""
+    if task == "classification":
+        key, first = "label", 0
+    elif any("foreground" in item for items in split.values() for item in items):
+        key, first = "foreground", 1
+    else:
         return ", ".join(class_names)
     counts = [0] * len(class_names)
     for items in split.values():
         for item in items:
-            counts[int(item["label"])] += 1
-    return ", ".join(f"{name} {n}" for name, n in zip(class_names, counts))
+            counts[int(item[key])] += 1
+    return ", ".join(name if c < first else f"{name} {n}" for c, (name, n) in enumerate(zip(class_names, counts)))
 
 
 def _check_protocol_options(protocol: str, loaders: dict[str, Callable[..., object]],

@@ -538,6 +538,22 @@ def test_make_datalist_prints_each_class_with_its_count(tmp_path, capsys) -> Non
     assert "classes: benign 5, malignant 5, normal 6" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("multiclass, expected", [
+    # each image's class: 1..6 in train_cls.txt, 7 and 8 in val_cls.txt, as the tests' MMOTU-2D stand-in lists them
+    (True, "classes: background, chocolate cyst 1, serous cystadenoma 1, teratoma 1, theca cell tumour 1, "
+           "simple cyst 1, normal ovary 1, mucinous cystadenoma 1, high-grade serous cystadenocarcinoma 1"),
+    (False, "classes: background, ovarian tumour"),  # one lesion class: every image's masks are of it
+])
+def test_make_datalist_counts_the_images_of_each_segmentation_class(multiclass, expected, tmp_path, capsys) -> None:
+    """Multi-class masks listed the class names alone, so a class missing from the set did not show."""
+    from tests.data.test_segmentation import make_mmotu_segmentation
+
+    root = make_mmotu_segmentation(tmp_path / "OTU_2d")
+    flags = ["--multiclass", "true"] if multiclass else []
+    main(["make-datalist", "mmotu-seg", str(root), str(tmp_path / "list.json"), *flags])
+    assert expected in capsys.readouterr().out
+
+
 def test_make_datalist_names_labelled_cine_loops_read_by_their_first_frame(tmp_path, capsys, caplog) -> None:
     """A class folder of multi-frame DICOM loops trains on each loop's first frame: the command says so, once."""
     from monai_ext.io.writers import write_dicom_frames

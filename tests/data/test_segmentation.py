@@ -125,7 +125,12 @@ def test_busbra_missing_mask_is_named(busbra: Path) -> None:
 # ---------------------------------------------------------------------------------------------------------- MMOTU-2D
 @pytest.fixture
 def mmotu(tmp_path: Path) -> Path:
-    root = tmp_path / "OTU_2d"
+    return make_mmotu_segmentation(tmp_path / "OTU_2d")
+
+
+def make_mmotu_segmentation(root: Path) -> Path:
+    """MMOTU-2D's segmentation layout in ``root``: 8 images, binary and colour masks, 6 listed to train and 2 to
+    test, each of its own class (1..8) in the classification lists."""
     for stem in range(1, 9):
         _write(root / "images" / f"{stem}.JPG", _image(seed=stem))
         _write(root / "annotations" / f"{stem}_binary.PNG", _disc(radius=2 + stem % 4, value=1 if stem % 2 else 255))
