@@ -30,9 +30,11 @@ _MAX_DEPTH = 8
 UPLOAD_NAME = "the uploaded file"
 #: the suffix MONAI Label gives an upload sent without a file name (its endpoint's default), and plain NIfTI's
 _NIFTI_SUFFIXES = (".nii.gz", ".nii")
-#: (offset, magic bytes, suffix) of the formats the app reads; DICOM PS3.10: b"DICM" after a 128-byte preamble
+#: (offset, magic bytes, suffix) of the formats the app reads; DICOM PS3.10: b"DICM" after a 128-byte preamble;
+#: WebP: a RIFF container whose form type, at byte 8, is WEBP
 _MAGIC = ((0, b"\x89PNG\r\n\x1a\n", ".png"), (0, b"\xff\xd8\xff", ".jpg"), (128, b"DICM", ".dcm"),
-          (0, b"II*\x00", ".tif"), (0, b"MM\x00*", ".tif"), (0, b"BM", ".bmp"))
+          (0, b"II*\x00", ".tif"), (0, b"MM\x00*", ".tif"), (0, b"BM", ".bmp"), (0, b"GIF87a", ".gif"),
+          (0, b"GIF89a", ".gif"), (8, b"WEBP", ".webp"))
 
 
 class RequestRefused(Exception):
@@ -181,8 +183,8 @@ def named_by_content(upload: str) -> Iterator[str]:
 
     MONAI Label saves an upload under the suffix of the client's file name, ``.nii.gz`` when there is none, and the
     reader goes by the suffix: a valid PNG sent without a name was refused as "not a gzip file". The app serves no
-    NIfTI, so a NIfTI-named upload whose bytes begin as a PNG, JPEG, DICOM, TIFF or BMP is read as that; the copy is
-    removed on leaving.
+    NIfTI, so a NIfTI-named upload whose bytes begin as a PNG, JPEG, DICOM, TIFF, BMP, GIF or WebP is read as
+    that; the copy is removed on leaving.
     """
     suffix = content_suffix(upload) if upload.endswith(_NIFTI_SUFFIXES) and Path(upload).is_file() else None
     if suffix is None:

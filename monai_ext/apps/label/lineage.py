@@ -103,7 +103,7 @@ def publish(model_file: Path, published: Path, lineage: Lineage) -> Path | None:
     """Publish ``model_file`` at ``published`` atomically with its lineage record.
 
     A model already there of another lineage is copied aside first (copied, not moved: it is still served until
-    the new one is in place). One of the same lineage (a fine-tune of this app, or the published file configured as
+    the new one is in place), its :func:`previous_file` moved beside the copy. One of the same lineage (a fine-tune of this app, or the published file configured as
     the checkpoint, which the user chose to train in place) is copied to :func:`previous_file`, replacing the copy of
     the training before: a fine-tune that passed validation but serves worse was otherwise lost for good, and each
     later training started from it.
@@ -119,6 +119,10 @@ def publish(model_file: Path, published: Path, lineage: Lineage) -> Path | None:
         atomic_write_bytes(kept, published.read_bytes())
         if lineage_file(published).is_file():
             atomic_write_bytes(lineage_file(kept), lineage_file(published).read_bytes())
+        if previous_file(published).is_file():
+            # the old lineage's undo copy goes with it: copied back over the new lineage's model, it would be served
+            # under the new record, another checkpoint's model (and classes) taken for this app's
+            previous_file(published).replace(previous_file(kept))
         logger.warning("the model at %s came from another checkpoint or studies folder: kept as %s", published, kept)
     elif published.is_file():  # its record stays valid for it: copied back, it is served again
         atomic_write_bytes(previous_file(published), published.read_bytes())

@@ -160,6 +160,9 @@ DICOM = bytes(128) + b"DICM" + bytes(16)
     ("tmpab12.nii.gz", b"\xff\xd8\xff\xe0" + bytes(16), ".jpg"),
     ("tmpab12.nii.gz", DICOM, ".dcm"),
     ("tmpab12.nii", b"II*\x00" + bytes(16), ".tif"),
+    ("tmpab12.nii.gz", b"GIF89a" + bytes(16), ".gif"),  # formats the reader takes: they were "not a gzip file"
+    ("tmpab12.nii.gz", b"RIFF\x10\x00\x00\x00WEBPVP8 " + bytes(8), ".webp"),
+    ("tmpab12.nii.gz", b"RIFF\x10\x00\x00\x00WAVEfmt " + bytes(8), None),  # a RIFF of another kind: not a picture
     ("tmpab12.nii.gz", b"\x1f\x8b\x08" + bytes(16), None),  # gzip: left to the reader, which names the format
     ("tmpab12.nii.gz", b"meeting notes", None),
     ("tmpab12.png", DICOM, None),                       # a named upload keeps its name: the reader sniffs DICOM itself

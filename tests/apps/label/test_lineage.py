@@ -140,3 +140,16 @@ def test_the_model_a_training_replaces_is_kept_once_and_served_again_when_copied
         "usf_mae_classifier.previous.pt", "usf_mae_classifier.pt"]
     shutil.copy(previous_file(app["published"]), app["published"])  # undone
     assert serves_published(app["published"], lineage) and app["published"].read_bytes() == b"fine-tune 1"
+
+
+def test_the_undo_copy_of_another_lineage_goes_aside_with_its_model(app) -> None:
+    """After a fine-tune from another checkpoint, the old lineage's .previous.pt stayed: copied back as the docs say,
+    it was served under the new lineage's record, another checkpoint's model taken for this app's."""
+    app["published"].parent.mkdir(parents=True)
+    breast, thyroid = _lineage(app, "breast.pt", "studies_a"), _lineage(app, "thyroid.pt", "studies_a")
+    for content, lineage in ((b"breast 1", breast), (b"breast 2", breast), (b"thyroid 1", thyroid)):
+        (app["root"] / "run.pt").write_bytes(content)
+        kept = publish(app["root"] / "run.pt", app["published"], lineage)
+    assert not previous_file(app["published"]).exists()  # nothing of the thyroid lineage was replaced yet
+    assert kept.read_bytes() == b"breast 2" and previous_file(kept).read_bytes() == b"breast 1"
+    assert app["published"].read_bytes() == b"thyroid 1" and serves_published(app["published"], thyroid)
