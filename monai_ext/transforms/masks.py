@@ -7,6 +7,7 @@ loader turns them all into the same class-index map, so every layout feeds the s
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
@@ -31,6 +32,7 @@ from monai_ext.io.images import (
     upright,
 )
 
+logger = logging.getLogger(__name__)
 MASK_ENCODINGS = ("binary", "index")
 #: A JPEG mask with a low peak and fewer pixels of exact 0 than this has a raised black: an empty mask exported so
 #: decodes with no 0 at all, while a 0/1 mask whose lesion covers 95 % of the image keeps some 5 % of zeros.
@@ -223,6 +225,32 @@ def orientation_note(orientation: int) -> str:
             f"its EXIF orientation {orientation} with it)")
 
 
+#: Images already warned of by :func:`warn_if_grids_look_alike` in this process (once each, not every epoch).
+_WARNED_OF_GRIDS: set[str] = set()
+
+
+def warn_if_grids_look_alike(image: str | os.PathLike | None, orientation: int | None, shape: Sequence[int]) -> None:
+    """Warn once per image where a mask drawn on the upright picture would read as one on the stored grid: an EXIF
+    orientation that flips or turns by 180 degrees (2, 3, 4: a phone held upside down), or a quarter turn of a square
+    image. Such a mask is turned by the orientation with no size to refuse it by, and lies flipped on its image; a
+    tool that applies EXIF (labelme, CVAT) draws masks upright.
+
+    Args:
+        image: the mask's image file (for the message), or None.
+        orientation: its EXIF orientation (1-8), or None where unknown.
+        shape: the mask's (H, W) after the turn.
+    """
+    if image is None or orientation in (None, 1) or str(image) in _WARNED_OF_GRIDS:
+        return
+    if orientation in (5, 6, 7, 8) and shape[0] != shape[1]:
+        return  # a mask of the other grid has the other size, which is refused naming the rule
+    _WARNED_OF_GRIDS.add(str(image))
+    logger.warning("%s: the picture has EXIF orientation %d, so its mask is read on the file's stored pixel grid (as "
+                   "3D Slicer shows it) and turned with it; a mask drawn on the upright picture (labelme, CVAT) "
+                   "cannot be told apart here and would lie flipped: turn such masks to the stored grid", image,
+                   orientation)
+
+
 def stored_mask_values(path: str | os.PathLike) -> np.ndarray:
     """The distinct values of a mask file as ``encoding="index"`` reads them (one channel, a palette's indices).
 
@@ -342,6 +370,7 @@ class LoadMaskd(MapTransform):
             image_path = d.get(f"{self.image_key}_path") if self.image_key else None
             orientation = picture_orientation(image_path) if image_path is not None else None
             mask = loader(d[key], orientation)
+            warn_if_grids_look_alike(image_path, orientation, mask.shape[-2:])
             image = d.get(self.image_key) if self.image_key else None
             if image is not None and tuple(image.shape[-2:]) != tuple(mask.shape[-2:]):
                 turn = orientation or 1

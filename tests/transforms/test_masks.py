@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
@@ -424,3 +425,25 @@ def test_a_mask_drawn_on_the_upright_picture_is_named_with_the_stored_sizes(tmp_
             "mask size (60, 40) differs from the image's (40, 60) (as stored: masks are drawn on the image file's "
             "stored pixel grid, as 3D Slicer shows it, and take its EXIF orientation 6 with it)")):
         LoadMaskd("label")(LoadUltrasoundImaged("image")(item))
+
+
+@pytest.mark.parametrize("shape, orientation, warned", [
+    ((40, 60), 3, True),    # upside down: both grids have one size, whatever the shape
+    ((40, 60), 2, True),
+    ((64, 64), 6, True),    # a quarter turn of a square picture
+    ((40, 60), 6, False),   # a quarter turn of another shape: the other grid's size is refused instead
+    ((40, 60), 1, False),
+])
+def test_a_mask_whose_grid_cannot_be_told_is_warned_of_once(tmp_path: Path, shape, orientation: int, warned: bool,
+                                                           monkeypatch, caplog) -> None:
+    """A mask drawn on the upright picture of such an image is turned as a stored-grid one, with no size to refuse it
+    by: it trained flipped without a word."""
+    import monai_ext.transforms.masks as masks
+    from monai_ext.transforms.loading import LoadUltrasoundImaged
+
+    monkeypatch.setattr(masks, "_WARNED_OF_GRIDS", set())
+    item = _sideways_case(tmp_path, shape, orientation)
+    with caplog.at_level(logging.WARNING, logger="monai_ext.transforms.masks"):
+        for _ in range(3):  # three epochs: one warning
+            LoadMaskd("label", image_key="image")(LoadUltrasoundImaged("image")(item))
+    assert caplog.text.count("cannot be told apart here") == (1 if warned else 0)
