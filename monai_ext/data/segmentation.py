@@ -10,6 +10,7 @@ get each dataset: ``docs/datasets.md``. Nothing is renamed or copied.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -18,7 +19,7 @@ from typing import Any
 
 import cv2
 import numpy as np
-from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
+from sklearn.model_selection import KFold, StratifiedGroupKFold, StratifiedKFold
 
 from monai_ext.data.downstream import (
     MMOTU_CLASSES,
@@ -32,9 +33,10 @@ from monai_ext.data.downstream import (
     warn_unlisted_images,
 )
 from monai_ext.data.folders import BUSI_MASK, IMAGE_SUFFIXES, file_in_any_case, walk_files
-from monai_ext.data.identical import keep_one_copy, warn_of_copies_across_parts
+from monai_ext.data.identical import identical_sets, keep_one_copy, warn_of_copies_across_parts
 from monai_ext.data.synthetic import SimulatorConfig, simulate_frame
 from monai_ext.io.atomic import atomic_write_bytes
+from monai_ext.io.checkpoints import sha256_of
 from monai_ext.io.images import image_stem, is_single_image
 from monai_ext.io.settings import is_unset
 
@@ -83,16 +85,20 @@ def _splitter(items: list[Item], n_splits: int, seed: int, purpose: str):
     # no class check: strata too small for n_splits fall back to unstratified folds below, never refused
     check_splittable(None, None if groups is None else np.array(groups), n_splits, purpose)
     if groups is not None:
-        if stratified:
-            return StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed), strata, groups
-        return GroupKFold(n_splits), strata, groups
+        # without strata, one stratum: StratifiedGroupKFold then puts the groups, in an order shuffled by the seed,
+        # each into the fold of fewest images. GroupKFold does not shuffle (scikit-learn < 1.6): every seed gave the
+        # same folds, and its first fold, the validation part, always held the largest study
+        one = strata if stratified else [""] * len(items)
+        return StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed), one, groups
     if stratified:
         return StratifiedKFold(n_splits, shuffle=True, random_state=seed), strata, None
     return KFold(n_splits, shuffle=True, random_state=seed), strata, None
 
 
 def split_validation(train: list[Item], val_fraction: float, seed: int) -> tuple[list[Item], list[Item]]:
-    """A validation part carved out of ``train`` (patient-disjoint and stratified by ``group`` where known)."""
+    """A validation part carved out of ``train`` (patient-disjoint and stratified by ``group`` where known): of
+    patients (studies), whole ones making about ``val_fraction`` of each group's images (:func:`_whole_groups_near`),
+    else one of ``1 / val_fraction`` k-fold parts."""
     if not 0.0 < val_fraction < 0.5:
         raise ValueError(f"val_fraction must be in (0, 0.5), got {val_fraction!r}")
     if len(train) < 2:
@@ -102,8 +108,43 @@ def split_validation(train: list[Item], val_fraction: float, seed: int) -> tuple
     if groups is not None:  # few patients: a larger validation share rather than none
         n_splits = min(n_splits, max(2, len(set(groups.tolist()))))
     splitter, strata, groups = _splitter(train, n_splits, seed, "validation")
+    if groups is not None:
+        val_idx = _whole_groups_near(groups, strata, val_fraction, seed)
+        return ([it for i, it in enumerate(train) if i not in val_idx],
+                [it for i, it in enumerate(train) if i in val_idx])
     train_idx, val_idx = next(splitter.split(np.zeros(len(train)), strata, groups))
     return [train[i] for i in sorted(train_idx)], [train[i] for i in sorted(val_idx)]
+
+
+def _whole_groups_near(groups: list[str], strata: list[str], val_fraction: float, seed: int) -> set[int]:
+    """Indices of a validation part of whole groups: of each stratum, the groups, taken in an order shuffled by
+    ``seed``, that bring its count nearest ``val_fraction`` of the stratum's images.
+
+    A k-fold part of unequal groups is no share of the images: a study of 60 frames among nine of 6 made the whole
+    validation part of every fold that did not test it, and was never trained on. A group is taken where it brings
+    its stratum's count nearer the target; a group's stratum is that of its first image (a class folder holds its
+    studies). Where no group of any stratum does (every one larger than twice its target), the smallest group is
+    taken, so that a validation part is there.
+    """
+    sizes: dict[str, int] = {}
+    stratum_of: dict[str, str] = {}
+    for g, s in zip(groups, strata):
+        sizes[g] = sizes.get(g, 0) + 1
+        stratum_of.setdefault(g, s)
+    order = sorted(sizes)
+    np.random.default_rng(seed).shuffle(order)
+    taken: list[str] = []
+    for stratum in sorted(set(stratum_of.values())):
+        target = val_fraction * sum(n for g, n in sizes.items() if stratum_of[g] == stratum)
+        count = 0
+        for g in order:
+            if stratum_of[g] == stratum and abs(count + sizes[g] - target) < abs(count - target):
+                taken.append(g)
+                count += sizes[g]
+    if not taken:  # the smallest, the first of them in the shuffled order
+        taken = [min(order, key=lambda g: sizes[g])]
+    chosen = set(taken)
+    return {i for i, g in enumerate(groups) if g in chosen}
 
 
 def kfold_splits(items: list[Item], folds: int = 5, val_fraction: float = 0.2, seed: int = 0,
@@ -275,7 +316,10 @@ def busi_items(root: str | os.PathLike) -> list[Item]:
         group = image.parent.relative_to(root).as_posix() if image.parent != root else ""
         items.append({"image": str(image), "label": label, "id": f"{group}/{image.stem}" if group else image.stem,
                       "group": group})
-    return _keep_one_copy(items, repr(str(root)))
+    # the class folder, not the image's folder: copies in two study folders of one class are copies, not a conflict
+    paths = [_folders_of(it) for it in items]
+    depth = _class_depth(paths)
+    return _keep_one_copy(items, repr(str(root)), ["/".join(p[:depth]) for p in paths])
 
 
 def busi_protocol(root: str | os.PathLike, folds: int = 5, val_fraction: float = 0.2, seed: int = 0,
@@ -320,11 +364,13 @@ def image_mask_folder_items(root: str | os.PathLike, images: str = "images", mas
     return _keep_one_copy(items, repr(str(root)))
 
 
-#: Files that mark a root as a dataset with a protocol of its own: (file, the dataset, its masks, its protocol).
+#: Files that mark a root as a dataset with a protocol of its own: (file, the folder beside it that the dataset also
+#: has, or None, the dataset, its masks, its protocol). A ``train.txt`` alone is common to many sets: MMOTU-2D is named
+#: only beside its ``annotations/`` folder, and a generic ``Images/`` + ``Masks/`` set with one is read.
 _OWN_PROTOCOL_MARKS = (
-    ("bus_data.csv", "BUS-BRA", "Masks/mask_<ID without bus_>.png", "busbra-seg"),
-    ("train_cls.txt", "MMOTU-2D", "annotations/<stem>_binary.PNG", "mmotu-seg"),
-    ("train.txt", "MMOTU-2D", "annotations/<stem>_binary.PNG", "mmotu-seg"),
+    ("bus_data.csv", None, "BUS-BRA", "Masks/mask_<ID without bus_>.png", "busbra-seg"),
+    ("train_cls.txt", "annotations", "MMOTU-2D", "annotations/<stem>_binary.PNG", "mmotu-seg"),
+    ("train.txt", "annotations", "MMOTU-2D", "annotations/<stem>_binary.PNG", "mmotu-seg"),
 )
 
 
@@ -334,14 +380,17 @@ def _layer_folder(root: Path, name: str, what: str) -> Path:
     Raises:
         ValueError: neither is there, saying which protocol reads the root where it is BUS-BRA (``bus_data.csv``:
             masks are ``Masks/mask_<id>.png``, not of the image's stem) or MMOTU-2D (``train_cls.txt`` or
-            ``train.txt``: masks in ``annotations/``), and naming the folders of that name in several cases.
+            ``train.txt`` beside an ``annotations/`` folder, which holds its masks), and naming the folders of that
+            name in several cases.
     """
     path = root / name
     if path.is_dir():
         return path
-    for mark, dataset, named, protocol in _OWN_PROTOCOL_MARKS:
+    for mark, beside, dataset, named, protocol in _OWN_PROTOCOL_MARKS:
         # checked before another case is accepted: BUS-BRA's Images/ and Masks/ do not pair by stem
-        if (root / mark).is_file():
+        # (root / mark) a file: root is a folder. Its folder in any letter case, as Images/ and Masks/ are read
+        if (root / mark).is_file() and (beside is None or any(p.is_dir() and p.name.casefold() == beside
+                                                               for p in root.iterdir())):
             raise ValueError(f"{what} folder not found: {str(path)!r}; {str(root)!r} holds {mark}, as {dataset} "
                              f"does, whose masks are {named}, not of their image's stem: use make-datalist "
                              f"{protocol}")
@@ -355,16 +404,77 @@ def _layer_folder(root: Path, name: str, what: str) -> Path:
     return _require(path, f"{what} folder")
 
 
-def _keep_one_copy(items: list[Item], source: str) -> list[Item]:
+def _keep_one_copy(items: list[Item], source: str, strata: list[str] | None = None) -> list[Item]:
     """``items`` without byte-identical copies of an image, as the classification protocols leave them out
     (:func:`~monai_ext.data.identical.keep_one_copy`, which warns with the count): a copy drawn into training while
-    its twin is drawn into test would be tested after being trained on. An item's ``group`` (its class folder) is
-    its class there: copies under two class folders are all left out, since which is right is the user's call."""
-    groups = sorted({str(it.get("group", "")) for it in items})
+    its twin is drawn into test would be tested after being trained on.
+
+    Args:
+        items: datalist items, in the order found.
+        source: the dataset, named in warnings.
+        strata: each item's class folder (default: none), its class there: copies under two class folders are all
+            left out, since which is right is the user's call.
+
+    Copies are one image only where their masks are equal too (same bytes or same decoded pixels): for segmentation
+    the mask is the label, so copies with different masks are all left out with a warning, as copies of different
+    classes are (keeping the first dropped the other's lesion without a word).
+    """
+    strata = strata if strata is not None else [""] * len(items)
+    # copies under two class folders are keep_one_copy's to leave out (and to name as such); within one, the masks
+    differ = [found for found in identical_sets([it["image"] for it in items])
+              if len({strata[i] for i in found}) == 1 and len({_mask_content(items[i]["label"]) for i in found}) > 1]
+    if differ:
+        shown = ", ".join(f"{items[i]['image']!r} (mask {items[i]['label']!r})" for i in differ[0])
+        logger.warning("%s: %d set(s) of byte-identical images have different masks and are left out, every copy, "
+                       "since which mask is right is yours to say: %s", source, len(differ), shown)
+    dropped = {i for found in differ for i in found}
+    rest = [i for i in range(len(items)) if i not in dropped]
+    names = sorted({strata[i] for i in rest})
     # stand-ins that carry the class index keep_one_copy reads from "label" (here a mask), and the item's place
-    stand_ins = [{"image": it["image"], "label": groups.index(str(it.get("group", ""))), "at": i}
-                 for i, it in enumerate(items)]
-    return [items[kept["at"]] for kept in keep_one_copy(stand_ins, groups, source)]
+    stand_ins = [{"image": items[i]["image"], "label": names.index(strata[i]), "at": i} for i in rest]
+    return [items[kept["at"]] for kept in keep_one_copy(stand_ins, names, source)]
+
+
+def _mask_content(label: str | list[str]) -> tuple[str, ...]:
+    """What a mask (or each of an image's masks) holds: its decoded pixels' digest, or where it does not decode as
+    a picture its bytes' digest; so a mask saved again (another PNG compression) equals its original."""
+    found = []
+    for path in _as_list(label):
+        pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        found.append(sha256_of(path) if pixels is None else
+                     f"{pixels.shape}:{pixels.dtype}:{hashlib.sha256(pixels.tobytes()).hexdigest()}")
+    return tuple(found)
+
+
+def _folders_of(item: Item) -> list[str]:
+    """The folders of an item's ``id`` (``"<folder>/<stem>"``; stems hold no ``/``)."""
+    return str(item["id"]).split("/")[:-1]
+
+
+def _common_depth(paths: list[list[str]]) -> int:
+    """How many leading folders every path shares (an archive unpacked into a folder of its own name)."""
+    common = 0
+    while paths and all(len(p) > common for p in paths) and len({p[common] for p in paths}) == 1:
+        common += 1
+    return common
+
+
+#: BUSI-style sets have two or three class folders (benign, malignant, normal): more folders below a folder that
+#: holds every image are studies of one class, not classes.
+_MOST_CLASS_FOLDERS = 3
+
+
+def _class_depth(paths: list[list[str]]) -> int:
+    """How many leading folders of a BUSI-style item's folders name its class: the common folders and the class
+    folder below them; or, for a set of one class (its folder common to every image) whose images all sit in more
+    than :data:`_MOST_CLASS_FOLDERS` sub-folders with none deeper, the common folders alone (``malignant/p0/f0``: the
+    class is ``malignant``, the study ``p0``; stripped as a wrapper, the class made every study a class of its own
+    and nothing was grouped)."""
+    common = _common_depth(paths)
+    if (common and all(len(p) <= common + 1 for p in paths)
+            and len({p[common] for p in paths if len(p) > common}) > _MOST_CLASS_FOLDERS):
+        return common
+    return common + 1
 
 
 def group_by_study_folder(items: list[Item], folds: int, source: str, layout: str) -> None:
@@ -374,24 +484,38 @@ def group_by_study_folder(items: list[Item], folds: int, source: str, layout: st
 
     The study is read from the item's ``id`` (its folder path, then its stem): for ``layout`` ``"image-mask-folders"``
     the first sub-folder of ``images/`` (``patient3/frame1``), for ``"busi"`` the sub-folder of the class folder
-    (``benign/patient3/frame1``; the item's ``group`` becomes the class folder, ``benign``, the stratum). Folders
-    that every image sits in (an archive unpacked into a folder of its own name) are passed over first. An image
-    outside any study folder is a study of its own.
+    (``benign/patient3/frame1``; the item's ``group`` becomes the class folder, ``benign``, the stratum; a set of one
+    class folder, ``malignant/p0/f0``, :func:`_class_depth`). Folders that every image sits in (an archive unpacked
+    into a folder of its own name) are passed over first. An image outside any study folder is a study of its own.
 
-    Sub-folders are containers (sites, scanners, exports), not studies, only where there are fewer of them than
-    ``folds`` and one holds more than a fold's share of the images: grouping by them could not fill every test fold
-    (loose images beside a few small studies can). Then the images are split one by one, with a warning. A single
-    large study among enough others does not turn grouping off: the folds are then uneven, but no study is split.
+    Where the folders of that level look like containers (sites, scanners, exports) holding the studies, the level
+    below is read as studies, and the log says which: fewer of them than ``folds`` with sub-folders in them, or every
+    one of them holding sub-folders (``images/siteA/patient3/frame.png``; read by site, 5 sites made the folds
+    leave-one-site-out). Folders with no level below are containers, not studies, only where there are fewer of them
+    than ``folds`` and one holds more than a fold's share of the images: grouping by them could not fill every test
+    fold (loose images beside a few small studies can). Then the images are split one by one, with a warning. A
+    single large study among enough others does not turn grouping off: the folds are then uneven, but no study is
+    split.
     """
-    paths = [str(it["id"]).split("/")[:-1] for it in items]  # ids are "<folder>/<stem>", stems hold no "/"
-    common = 0
-    while paths and all(len(p) > common for p in paths) and len({p[common] for p in paths}) == 1:
-        common += 1
-    depth = common + (1 if layout == "busi" else 0)  # busi: below the class folder
-    studies = ["/".join(p[:depth + 1]) if len(p) > depth else None for p in paths]
+    paths = [_folders_of(it) for it in items]
+    depth = _class_depth(paths) if layout == "busi" else _common_depth(paths)  # busi: below the class folder
+    classes = depth
+
+    def studies_at(level: int) -> list[str | None]:
+        return ["/".join(p[:level + 1]) if len(p) > level else None for p in paths]
+
+    studies = studies_at(depth)
     found = sorted({s for s in studies if s is not None})
     if not found:
         return
+    holding = {s for s, p in zip(studies, paths) if s is not None and len(p) > depth + 1}  # folders with sub-folders
+    if holding and (len(found) < folds or holding == set(found)):
+        logger.info("%s: the %d folder(s) at level %d (e.g. %r) hold sub-folders of their own: read as containers "
+                    "(sites, exports), and the folders below them as studies", source, len(found), depth + 1,
+                    found[0])
+        depth += 1
+        studies = studies_at(depth)
+        found = sorted({s for s in studies if s is not None})
     in_studies = sum(s is not None for s in studies)
     largest = max(studies.count(s) for s in found)
     # as the classification folder protocol (downstream.py): a few sub-folders, one of them more than a fold's share
@@ -405,10 +529,10 @@ def group_by_study_folder(items: list[Item], folds: int, source: str, layout: st
     for it, path, study in zip(items, paths, studies):
         it["patient"] = study if study is not None else it["image"]  # a loose image: a study of one (its path)
         if layout == "busi":
-            it["group"] = "/".join(path[:common + 1])
-    logger.info("%s: %d of %d image(s) sit in sub-folders; folds are grouped by study folder (%d studies): the "
-                "images of one sub-folder share a test fold and a side of the validation split", source, in_studies,
-                len(items), len(found))
+            it["group"] = "/".join(path[:classes])
+    logger.info("%s: %d of %d image(s) sit in sub-folders; folds are grouped by study folder (%d studies, the folders "
+                "at level %d, e.g. %r): the images of one sub-folder share a test fold and a side of the validation "
+                "split", source, in_studies, len(items), len(found), depth + 1, found[0])
 
 
 def _pair_key(path: Path, folder: Path, stem: str) -> str:

@@ -650,3 +650,144 @@ def test_images_and_masks_folders_in_another_letter_case(tmp_path: Path, folders
     else:
         with pytest.raises(ValueError, match=error):
             image_mask_folder_items(tmp_path)
+
+
+def _frames(root: Path, folder: str, count: int, seed: int, mask: np.ndarray | None = None) -> None:
+    """``count`` frames ``images/<folder>/frame<j>.png`` with their masks under ``masks/`` (each its own picture)."""
+    for j in range(count):
+        _write(root / "images" / folder / f"frame{j}.png", _image(seed=seed + j))
+        _write(root / "masks" / folder / f"frame{j}.png", _disc() if mask is None else mask)
+
+
+@pytest.mark.parametrize("layout", ["busi", "image-mask-folders"])
+@pytest.mark.parametrize("sizes", [(60, *[6] * 9), (30, 20, *[4] * 8)], ids=["one-long-study", "unequal-sites"])
+def test_studies_of_unequal_size_are_split_by_seed_and_every_one_is_trained_on(tmp_path: Path, layout: str,
+                                                                               sizes) -> None:
+    """GroupKFold did not shuffle and split_validation took a whole k-fold part: the largest study was the whole
+    validation part of every fold that did not test it (never trained on), and seeds gave identical splits."""
+    for k, size in enumerate(sizes):
+        if layout == "busi":
+            for j in range(size):
+                folder = tmp_path / ("benign" if k % 2 == 0 else "malignant") / f"study{k}"
+                _write(folder / f"frame{j}.png", _image(seed=1000 * k + j))
+                _write(folder / f"frame{j}_mask.png", _disc())
+        else:
+            _frames(tmp_path, f"study{k}", size, seed=1000 * k)
+    load = busi_protocol if layout == "busi" else image_mask_folder_protocol
+    folds = {seed: load(tmp_path, folds=5, seed=seed).splits for seed in (0, 1)}
+    for splits in folds.values():
+        for split in splits:
+            tested, trained, held_out = ({it["patient"].split("/")[-1] for it in split[part]}
+                                         for part in ("test", "train", "validation"))
+            assert "study0" in tested | trained  # the longest study is trained on wherever it is not tested
+            assert held_out and len(split["validation"]) < 0.35 * (len(split["train"]) + len(split["validation"]))
+    if layout == "image-mask-folders":  # the stratified busi folds were drawn with the seed before
+        assert [[it["id"] for it in s["test"]] for s in folds[0]] != [[it["id"] for it in s["test"]] for s in folds[1]]
+
+
+def test_the_simulated_default_folds_are_not_grouped_and_stay_as_they_were(tmp_path: Path) -> None:
+    """The embedded default (bundle tests, docs figures) splits image by image: the grouped rule does not reach it."""
+    protocol = synthetic_segmentation_protocol(tmp_path, num=10, seed=0, max_train=50)
+    assert not any("patient" in it for it in _every_item(protocol))
+    # as split before studies were grouped (the default of 75 images too, checked when the grouped rule came)
+    assert [sorted(it["id"][-1] for it in s["test"]) for s in protocol.splits] == [
+        ["2", "8"], ["4", "9"], ["1", "6"], ["3", "7"], ["0", "5"]]
+    assert [sorted(it["id"][-1] for it in s["validation"]) for s in protocol.splits] == [
+        ["3", "7"], ["2", "8"], ["2", "5"], ["6", "9"], ["6", "9"]]
+
+
+@pytest.mark.parametrize("sites, patients, folds", [(5, 8, 5), (3, 4, 5), (2, 6, 3)])
+def test_sites_that_hold_patient_folders_group_by_patient(tmp_path: Path, sites: int, patients: int, folds: int,
+                                                          caplog) -> None:
+    """``images/siteA/patient3/frame.png``: 5 sites made every test fold one site (leave-one-site-out, no word);
+    fewer sites than folds split the images one by one with a warning whose advice did not fit the tree."""
+    for s in range(sites):
+        for p in range(patients):
+            _frames(tmp_path, f"site{s}/patient{p}", 2, seed=1000 * s + 10 * p)
+    with caplog.at_level(logging.INFO, logger="monai_ext.data.segmentation"):
+        protocol = image_mask_folder_protocol(tmp_path, folds=folds)
+    assert "fewer than the" not in caplog.text and "the folders below them as studies" in caplog.text
+    assert {it["patient"] for it in _every_item(protocol)} == {
+        f"site{s}/patient{p}" for s in range(sites) for p in range(patients)}
+    for split in protocol.splits:
+        parts = [{it["patient"] for it in split[part]} for part in ("train", "validation", "test")]
+        assert sum(map(len, parts)) == len(set.union(*parts)) == sites * patients
+    assert any(len({it["patient"].split("/")[0] for it in split["test"]}) > 1 for split in protocol.splits)
+
+
+@pytest.mark.parametrize("wrapper", ["", "export/"])
+def test_busi_set_of_one_class_folder_groups_its_study_folders(tmp_path: Path, wrapper: str) -> None:
+    """``malignant/p0..p9/f0..f3.png``: the class folder, common to every image, was stripped as a wrapper, and the
+    studies were looked for below them: nothing grouped, 6 of 10 patients crossed train and test in every fold."""
+    for p in range(10):
+        for j in range(4):
+            _write(tmp_path / f"{wrapper}malignant" / f"p{p}" / f"f{j}.png", _image(seed=10 * p + j))
+            _write(tmp_path / f"{wrapper}malignant" / f"p{p}" / f"f{j}_mask.png", _disc())
+    protocol = busi_protocol(tmp_path, folds=5)
+    assert {it["patient"] for it in _every_item(protocol)} == {f"{wrapper}malignant/p{p}" for p in range(10)}
+    assert {it["group"] for it in _every_item(protocol)} == {f"{wrapper}malignant"}
+    for split in protocol.splits:
+        parts = [{it["patient"] for it in split[part]} for part in ("train", "validation", "test")]
+        assert sum(map(len, parts)) == len(set.union(*parts)) == 10
+
+
+@pytest.mark.parametrize("layout", ["busi", "image-mask-folders"])
+@pytest.mark.parametrize("second_mask, kept", [
+    ("same-bytes", 1),
+    ("same-pixels", 1),  # saved again with another PNG compression: the same mask
+    ("other-lesion", 0),
+])
+def test_identical_images_are_one_copy_only_where_their_masks_agree(tmp_path: Path, layout: str, second_mask: str,
+                                                                    kept: int, caplog) -> None:
+    """a.png (empty mask) and b.png (its bytes, a lesion mask): a.png was kept and the lesion dropped silently."""
+    first = np.zeros((24, 24), np.uint8)
+    second = _disc() if second_mask == "other-lesion" else first
+    level = 0 if second_mask == "same-bytes" else 9
+    for stem, mask, compression in (("a", first, 0), ("b", second, level)):
+        image = tmp_path / ("benign" if layout == "busi" else "images") / f"{stem}.png"
+        mask_path = image.with_name(f"{stem}_mask.png") if layout == "busi" else tmp_path / "masks" / f"{stem}.png"
+        _write(image, _image(seed=1))
+        mask_path.parent.mkdir(parents=True, exist_ok=True)
+        assert cv2.imwrite(str(mask_path), mask, [cv2.IMWRITE_PNG_COMPRESSION, compression])
+    for k in range(3):  # other images
+        image = tmp_path / ("benign" if layout == "busi" else "images") / f"c{k}.png"
+        _write(image, _image(seed=10 + k))
+        _write(image.with_name(f"c{k}_mask.png") if layout == "busi" else tmp_path / "masks" / f"c{k}.png", _disc())
+    load = busi_items if layout == "busi" else image_mask_folder_items
+    with caplog.at_level(logging.WARNING):
+        stems = {Path(it["image"]).stem for it in load(tmp_path)}
+    assert len(stems & {"a", "b"}) == kept and {"c0", "c1", "c2"} <= stems
+    assert ("1 set(s) of byte-identical images have different masks and are left out" in caplog.text) == (kept == 0)
+
+
+@pytest.mark.parametrize("studies", [("p0", "p1"), ("p0", "p1/series2")])
+def test_busi_copies_in_two_study_folders_of_one_class_are_kept_once(tmp_path: Path, studies, caplog) -> None:
+    """benign/p0 and benign/p1 hold the same picture: its copies were named of "different classes" and all dropped,
+    since the copies were compared by folder before the class folder was known."""
+    for c in ("benign", "malignant"):
+        for k in range(4):
+            _write(tmp_path / c / f"p{k}" / "f.png", _image(seed=100 * (c == "benign") + k))
+            _write(tmp_path / c / f"p{k}" / "f_mask.png", _disc())
+    for study in studies:
+        _write(tmp_path / "benign" / study / "copy.png", _image(seed=7))
+        _write(tmp_path / "benign" / study / "copy_mask.png", _disc())
+    with caplog.at_level(logging.WARNING, logger="monai_ext.data.identical"):
+        ids = [it["id"] for it in busi_items(tmp_path)]
+    assert "different classes" not in caplog.text
+    assert "1 image(s) are byte-identical copies of others of their class" in caplog.text
+    assert sum(i.endswith("/copy") for i in ids) == 1 and len(ids) == 9
+
+
+@pytest.mark.parametrize("mark", ["train.txt", "train_cls.txt"])
+def test_a_generic_set_with_a_train_list_is_no_mmotu_without_its_annotations_folder(tmp_path: Path,
+                                                                                   mark: str) -> None:
+    """``Images/`` + ``Masks/`` with a ``train.txt`` of its own was refused as MMOTU-2D ("use make-datalist
+    mmotu-seg"); MMOTU is named only beside its ``annotations/`` folder."""
+    for i in range(3):
+        _write(tmp_path / "Images" / f"case_{i}.png", _image(seed=i))
+        _write(tmp_path / "Masks" / f"case_{i}.png", _disc())
+    (tmp_path / mark).write_text("case_0\ncase_1\n")
+    assert len(image_mask_folder_items(tmp_path)) == 3
+    (tmp_path / "Annotations").mkdir()  # in any letter case, as Images/ and Masks/
+    with pytest.raises(ValueError, match="use make-datalist mmotu-seg$"):
+        image_mask_folder_items(tmp_path)
