@@ -104,7 +104,9 @@ def test_the_published_file_configured_as_the_checkpoint_is_trained_in_place(app
             explain_unserved(app["published"], lineage)
         (app["root"] / "run.pt").write_bytes(f"fine-tune {round_}".encode())
         assert publish(app["root"] / "run.pt", app["published"], lineage) is None
-    assert app["published"].read_bytes() == b"fine-tune 2" and caplog.text == ""
+    # warnings only: the INFO line naming the undo copy is there when another test left the root logger at INFO
+    assert app["published"].read_bytes() == b"fine-tune 2"
+    assert not [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING]
     assert not list(app["published"].parent.glob("*.superseded-*"))
 
 
