@@ -69,20 +69,16 @@ def describe_checkpoint(path: str, sha256: str | None = None) -> dict[str, objec
 def convert_mae_checkpoint(src: str, dst: str, *, arch: str | None = None, img_size: int | None = None,
                            in_chans: int | None = None, norm_pix_loss: bool | None = None,
                            sha256: str | None = None) -> str:
-    """Load ``src`` (any known MAE layout) into ``arch`` strictly and save it with its architecture record.
-
-    Each setting of the MAE to build that is not given comes from what ``src`` records (a file of this project: its
-    whole architecture record, ``norm_eps`` included; a Facebook file: the ``model``, ``input_size`` and
-    ``norm_pix_loss`` of its training ``args``), else from the released USF-MAE's and Facebook's. The summary says
-    where each setting came from.
+    """Build the MAE that ``src`` (any layout the checkpoint filters read) records, load its weights strictly, and
+    save it at ``dst`` as this project's self-describing file.
 
     Args:
         src: the checkpoint to convert.
-        dst: the file to write.
-        arch: the MAE architecture to build (default mae_vit_base_patch16_dec512d8b).
-        img_size: its image size in pixels (default 224).
-        in_chans: its input channels (default 3).
-        norm_pix_loss: whether it predicts per-patch normalised pixels (default no).
+        dst: the file to write (not ``src`` itself).
+        arch, img_size, in_chans, norm_pix_loss: settings of the MAE to build; each one None is taken from what
+            ``src`` records (a file of this project: its whole architecture record, ``norm_eps`` included; a Facebook
+            file: ``model``, ``input_size`` and ``norm_pix_loss`` of its training ``args``), else from
+            :data:`CONVERT_DEFAULTS` (the released USF-MAE's and Facebook's).
         sha256: the expected SHA-256 of ``src``, checked before it is read.
 
     Returns:

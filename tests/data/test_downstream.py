@@ -1052,6 +1052,16 @@ def _study_folders(root: Path, studies: int = 6, frames: int = 3, flat: int = 2)
             write_stub(root / name / f"{name}_{i}.png", "png")
 
 
+def assert_each_patient_in_one_part(splits: list[dict]) -> None:
+    """Every patient's images sit in one part (train, validation or test) of each split."""
+    for split in splits:
+        parts_of: dict[str, set[str]] = {}
+        for part, items in split.items():
+            for it in items:
+                parts_of.setdefault(it["patient"], set()).add(part)
+        assert all(len(parts) == 1 for parts in parts_of.values()), parts_of
+
+
 def test_folder_protocol_keeps_the_frames_of_a_study_folder_in_one_part(tmp_path, caplog) -> None:
     """``root/<class>/<study>/frame.png``: every frame was an item of its own, so a study's frames were trained on
     and tested on (9 of 14 studies crossed parts). A study folder is now a group (``patient``), an image directly
@@ -1062,11 +1072,7 @@ def test_folder_protocol_keeps_the_frames_of_a_study_folder_in_one_part(tmp_path
     assert "folds are grouped by study folder (16 studies)" in caplog.text
     tested = []
     for split in proto.splits:
-        parts_of: dict[str, set[str]] = {}
-        for part, items in split.items():
-            for it in items:
-                parts_of.setdefault(it["patient"], set()).add(part)
-        assert all(len(parts) == 1 for parts in parts_of.values()), parts_of
+        assert_each_patient_in_one_part([split])
         tested += [it["image"] for it in split["test"]]
     assert len(tested) == len(set(tested)) == 2 * (6 * 3 + 2)
     patients = {Path(it["image"]).relative_to(tmp_path / "data").as_posix(): it["patient"]
@@ -1132,12 +1138,7 @@ def test_one_long_study_among_as_many_study_folders_as_folds_keeps_the_grouping(
     with caplog.at_level("INFO"):
         proto = ds.folder_protocol(tmp_path / "data", folds=folds)
     assert "folds are grouped by study folder (12 studies)" in caplog.text and "not read as studies" not in caplog.text
-    for split in proto.splits:
-        parts_of: dict[str, set[str]] = {}
-        for part, items in split.items():
-            for it in items:
-                parts_of.setdefault(it["patient"], set()).add(part)
-        assert all(len(parts) == 1 for parts in parts_of.values()), parts_of
+    assert_each_patient_in_one_part(proto.splits)
 
 
 def test_folder_protocol_without_study_folders_is_split_by_image_as_before(tmp_path, caplog) -> None:
