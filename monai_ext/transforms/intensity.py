@@ -18,6 +18,22 @@ from monai_ext.io.display import LUMA
 INT32_IMAGE_PEAK = 65535.0
 
 
+
+def as_pair(name: str, value: Any) -> tuple[float, float]:
+    """``value`` as a (low, high) pair of floats, not yet ordered.
+
+    Raises:
+        ValueError: ``value`` is not two numbers (a single number, as many MONAI transforms take for a range, or
+            three), quoting it and naming the setting.
+    """
+    try:
+        pair = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        pair = ()
+    if len(pair) != 2:
+        raise ValueError(f"{name} must be a (low, high) pair of numbers, got {value!r}")
+    return pair[0], pair[1]
+
 def is_float_dtype(dtype: np.dtype | torch.dtype) -> bool:
     """Whether an image type (numpy or torch) is floating point: values in [0, 1], not scaled by a full scale."""
     return dtype.is_floating_point if isinstance(dtype, torch.dtype) else bool(np.issubdtype(dtype, np.floating))

@@ -24,7 +24,7 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, RandomizableTransform
 from monai.utils import TransformBackends, convert_to_dst_type, convert_to_tensor
 
-from monai_ext.transforms.intensity import full_scale, is_float_dtype
+from monai_ext.transforms.intensity import as_pair, full_scale, is_float_dtype
 
 #: Dynamic range assumed for images whose compression is unknown (typical scanner presets span 40-80 dB).
 NOMINAL_DYNAMIC_RANGE_DB = 60.0
@@ -157,8 +157,9 @@ def _default_generator_seeded(device: torch.device, seed: int) -> Iterator[None]
 
 # ------------------------------------------------------------------------------------------- array / dict classes
 def check_range(name: str, value: Sequence[float], low: float | None = None) -> tuple[float, float]:
-    """``value`` as a (low, high) pair of floats; ``ValueError`` quoting it unless low <= high (and >= ``low``)."""
-    lo, hi = (float(v) for v in value)
+    """``value`` as a (low, high) pair of floats; ``ValueError`` quoting it unless a pair (:func:`as_pair`) with
+    low <= high (and >= ``low``)."""
+    lo, hi = as_pair(name, value)
     if lo > hi or (low is not None and lo < low):
         raise ValueError(f"{name} must be an increasing pair{'' if low is None else f' >= {low}'}, got {tuple(value)!r}")
     return lo, hi
@@ -180,10 +181,13 @@ class _RandUltrasound(RandomizableTransform):
     def _apply(self, img: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    _drawn = False  # whether randomize() has run: its draws exist
+
     def randomize(self, spatial_shape: Sequence[int]) -> None:
         super().randomize(None)
         if self._do_transform:
             self._draw(tuple(int(s) for s in spatial_shape))
+        self._drawn = True
 
     def _draw(self, spatial_shape: tuple[int, int]) -> None:
         raise NotImplementedError
@@ -191,6 +195,8 @@ class _RandUltrasound(RandomizableTransform):
     def __call__(self, img: Any, randomize: bool = True) -> Any:
         if randomize:
             self.randomize(img.shape[1:])
+        elif not self._drawn:  # an AttributeError on a draw's private name said nothing of the cause
+            raise RuntimeError("call randomize() before applying the transform with randomize=False")
         if not self._do_transform:
             return img
         t = convert_to_tensor(img, track_meta=False, dtype=torch.float32)
@@ -326,8 +332,19 @@ class _RandUltrasoundd(RandomizableTransform, MapTransform):
     def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False, **kwargs: Any) -> None:
         MapTransform.__init__(self, keys, allow_missing_keys)
         self.transform = self.transform_class(**kwargs)
-        # the array transform draws whether to apply; ``prob`` mirrors it for whatever reads a recipe's transforms
         RandomizableTransform.__init__(self, self.transform.prob)
+
+    # the array transform draws whether to apply: ``prob`` is its, read and set, so that setting it here (an
+    # augmentation turned off for validation, or on a schedule) takes effect, as on MONAI's dict transforms (it was
+    # a copy made at construction, and setting it changed nothing)
+    @property
+    def prob(self) -> float:
+        return self.transform.prob
+
+    @prob.setter
+    def prob(self, value: float) -> None:
+        if hasattr(self, "transform"):  # RandomizableTransform.__init__ sets it before the array transform exists
+            self.transform.prob = min(max(value, 0.0), 1.0)
 
     def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None) -> _RandUltrasoundd:
         super().set_random_state(seed, state)

@@ -13,11 +13,13 @@ from monai.data import MetaTensor
 from monai.transforms import BorderPad, InvertibleTransform, MapTransform, Randomizable, Resize, SpatialCrop
 from monai.utils import TraceKeys, convert_to_dst_type, ensure_tuple_rep
 
-from monai_ext.transforms.intensity import is_float_dtype
+from monai_ext.transforms.intensity import as_pair, is_float_dtype
 
 
 def check_crop_ranges(scale: Sequence[float], ratio: Sequence[float]) -> None:
-    """Validate random-resized-crop ranges: area fraction 0 < low <= high <= 1, aspect ratio 0 < low <= high."""
+    """Validate random-resized-crop ranges: area fraction 0 < low <= high <= 1, aspect ratio 0 < low <= high
+    (each a pair: :func:`~monai_ext.transforms.intensity.as_pair`)."""
+    scale, ratio = as_pair("scale", scale), as_pair("ratio", ratio)
     if not 0 < scale[0] <= scale[1] <= 1:
         raise ValueError(f"scale must satisfy 0 < low <= high <= 1, got {tuple(scale)!r}")
     if not 0 < ratio[0] <= ratio[1]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -156,3 +158,32 @@ def test_the_blur_does_not_spread_a_nan_pixel() -> None:
     img[0, 8, 8] = float("nan")
     out = torch.as_tensor(RandAxialLateralBlur(prob=1.0, axial_sigma=(1.0, 1.0), lateral_sigma=(1.0, 1.0))(img))
     assert torch.isfinite(out).all()  # 63 NaN neighbours before
+
+
+@pytest.mark.parametrize("prob, changed", [(0.0, False), (1.0, True)])
+def test_a_dict_transforms_prob_set_later_is_the_one_applied(prob: float, changed: bool) -> None:
+    """Turning an augmentation off by its prob (for validation, or on a schedule) left it on: the wrapper's prob was
+    a copy the array transform never read (MONAI's own dict transforms obey theirs)."""
+    image = np.full((1, 16, 16), 0.5, np.float32)
+    transform = RandGammaGaind("image", prob=1.0 - prob)
+    transform.prob = prob
+    assert transform.transform.prob == prob
+    for seed in range(5):
+        out = transform.set_random_state(seed)({"image": image})["image"]
+        assert (not np.array_equal(out, image)) is changed
+
+
+def test_applying_without_a_draw_asks_for_randomize() -> None:
+    with pytest.raises(RuntimeError, match=r"call randomize\(\) before applying the transform with randomize=False"):
+        RandSpeckle(prob=1.0)(np.ones((1, 8, 8), np.float32), randomize=False)
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda: RandSpeckle(strength=0.3), "strength must be a (low, high) pair of numbers, got 0.3"),
+    (lambda: RandSpeckle(strength=(0.1, 0.2, 0.3)), "strength must be a (low, high) pair of numbers, got (0.1, 0.2, 0.3)"),
+    (lambda: RandSpeckle(strength=("a", 1)), "strength must be a (low, high) pair of numbers, got ('a', 1)"),
+])
+def test_a_range_that_is_not_a_pair_is_named_in_the_message(build, message: str) -> None:
+    """A single number (as many MONAI transforms take for a range) failed with "'float' object is not iterable"."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        build()

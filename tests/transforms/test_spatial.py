@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -162,3 +164,13 @@ def test_a_numpy_bool_mask_is_cropped_as_a_torch_one() -> None:
         outs.append(crop(given, mode="nearest"))
     assert all(out.dtype == torch.float32 for out in outs)
     assert torch.equal(torch.as_tensor(outs[0]), torch.as_tensor(outs[1]))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"scale": 0.5}, "scale must be a (low, high) pair of numbers, got 0.5"),
+    ({"ratio": (0.75, 1.0, 1.33)}, "ratio must be a (low, high) pair of numbers, got (0.75, 1.0, 1.33)"),
+])
+def test_a_crop_range_that_is_not_a_pair_is_named_in_the_message(kwargs, message: str) -> None:
+    """A single number failed with "'float' object is not subscriptable", naming no setting."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        RandResizedCrop(32, **kwargs)
