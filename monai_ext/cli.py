@@ -477,9 +477,10 @@ def export_onnx(checkpoint: str, out: str, opset: int = 18, tolerance: float = 1
 
     _check_output_file(out)  # before the export runs
     info = export_checkpoint_onnx(checkpoint, out, opset, tolerance)
+    named = f"for {info['class_names']}" if info["class_names"] else "(the checkpoint records no class names)"
     print(f"{info['path']}: input image (N, {', '.join(map(str, info['input_shape']))}), output pred (N, "
-          f"{len(info['class_names'] or [])}) logits for {info['class_names']}; onnxruntime matches eager within "
-          f"{info['max_difference']:.2e}")
+          f"{info['num_classes']}) logits {named}; class names and preprocessing in its metadata_props; onnxruntime "
+          f"matches eager within {info['max_difference']:.2e}")
 
 
 def _coerce(name: str, value: object, hint: object) -> object:

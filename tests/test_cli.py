@@ -679,3 +679,16 @@ def test_prepare_corpus_defaults_to_the_corpus_dedup_threshold() -> None:
 
     default = inspect.signature(inspect.unwrap(cli.COMMANDS["prepare-corpus"])).parameters["dedup_threshold"].default
     assert default == DEDUP_THRESHOLD
+
+
+@pytest.mark.parametrize("class_names, told", [
+    (["benign", "malignant"], "output pred (N, 2) logits for ['benign', 'malignant']"),
+    # it printed "(N, 0) logits for None" for a graph of 2 logits
+    ([], "output pred (N, 2) logits (the checkpoint records no class names)"),
+])
+def test_export_onnx_tells_the_logits_it_wrote(class_names, told, tmp_path, capsys) -> None:
+    from tests.networks.test_export import _tiny_classifier_checkpoint
+
+    checkpoint = _tiny_classifier_checkpoint(tmp_path / "model.pt", class_names)
+    main(["export-onnx", str(checkpoint), str(tmp_path / "model.onnx")])
+    assert told in capsys.readouterr().out

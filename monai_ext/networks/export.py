@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,8 @@ logger = logging.getLogger(__name__)
 
 
 def export_onnx(
-    model: nn.Module, path: str | os.PathLike, input_shape: Sequence[int], opset: int = 18, dynamic_batch: bool = True
+    model: nn.Module, path: str | os.PathLike, input_shape: Sequence[int], opset: int = 18, dynamic_batch: bool = True,
+    metadata: Mapping[str, str] | None = None,
 ) -> Path:
     """Export ``model`` (in eval mode, on the CPU) to an ONNX file with torch's exporter, written atomically.
 
@@ -29,6 +31,8 @@ def export_onnx(
         input_shape: (N, C, H, W) of the example input; H and W stay fixed in the graph.
         opset: ONNX opset version.
         dynamic_batch: let the batch dimension vary (named "batch").
+        metadata: text entries for the file's ``metadata_props`` (what a runtime reads with the model: its classes,
+            its preprocessing).
 
     Returns:
         The written path. Input name "image", output name "pred".
@@ -50,8 +54,12 @@ def export_onnx(
     if written != opset:
         raise ValueError(f"the model could not be exported at opset {opset} (torch wrote opset {written}); choose "
                          f"opset {written} or a torch version that converts to {opset}")
+    proto = program.model_proto  # built anew on each access: the entries go on this one, which is written
+    for key, value in (metadata or {}).items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = str(key), str(value)
     path = Path(path)
-    atomic_write_bytes(path, program.model_proto.SerializeToString())
+    atomic_write_bytes(path, proto.SerializeToString())
     logger.info("ONNX model written to %s (opset %d, input %s)", path, opset, tuple(int(s) for s in input_shape[1:]))
     return path
 
@@ -154,8 +162,10 @@ def export_checkpoint_onnx(
     shape = (model.arch_args["in_chans"], height, width)
     # exported beside the target and published only once checked: a file that failed its check is never left behind
     candidate = path.with_name(f".{path.stem[:40]}.unchecked.onnx")
+    class_names = (content["arch"].get("config") or {}).get("class_names")
+    metadata = onnx_metadata(model, class_names, Path(checkpoint))
     try:
-        export_onnx(model, candidate, (2, *shape), opset)
+        export_onnx(model, candidate, (2, *shape), opset, metadata=metadata)
         images = torch.randn(3, *shape, generator=torch.Generator().manual_seed(seed))  # a batch size not exported
         difference = onnx_max_difference(model, candidate, images)
         if difference > tolerance:
@@ -164,5 +174,33 @@ def export_checkpoint_onnx(
         atomic_write_bytes(path, candidate.read_bytes())
     finally:
         candidate.unlink(missing_ok=True)
-    return {"path": str(path), "input_shape": shape, "class_names": content["arch"].get("config", {}).get("class_names"),
-            "max_difference": difference}
+    return {"path": str(path), "input_shape": shape, "class_names": class_names,
+            "num_classes": int(model.arch_args["num_classes"]), "max_difference": difference, "metadata": metadata}
+
+
+def onnx_metadata(model: nn.Module, class_names: Sequence[str] | None, checkpoint: Path) -> dict[str, str]:
+    """What a runtime needs beside the graph, as ONNX ``metadata_props`` (text; lists as JSON): the classes of the
+    output logits in order, and the preprocessing the classification bundle's inference applies. A team deploying
+    the ``.onnx`` alone could not tell which logit is which class, nor what input the network expects.
+
+    Args:
+        model: the classifier (its ``arch_args``: ``num_classes``, ``img_size``, ``in_chans``).
+        class_names: the checkpoint's class names, or None where it records none (``[]`` then).
+        checkpoint: the source file (its name and SHA-256 are recorded).
+    """
+    from monai_ext.io.checkpoints import sha256_of
+    from monai_ext.networks.input_stats import input_stats
+
+    mean, std = input_stats(int(model.arch_args["in_chans"]))
+    size = model.arch_args["img_size"]
+    height, width = (size, size) if isinstance(size, int) else tuple(size)
+    return {
+        "class_names": json.dumps(list(class_names or [])),  # [] where the checkpoint records none
+        "num_classes": str(model.arch_args["num_classes"]),
+        "input": f"image (N, {model.arch_args['in_chans']}, {height}, {width}) float32",
+        "preprocessing": (f"gray display values scaled to [0, 1], resized to {height}x{width} by area, repeated to "
+                          f"{model.arch_args['in_chans']} channel(s), then (x - mean) / std per channel"),
+        "mean": json.dumps(mean), "std": json.dumps(std),
+        "output": "pred (N, K) logits; softmax gives the class probabilities",
+        "source_checkpoint": f"{checkpoint.name} sha256:{sha256_of(checkpoint)}",
+    }

@@ -35,12 +35,13 @@ def test_checkpoint_export_says_bare_weights_have_no_architecture_record(tmp_pat
         export_checkpoint_onnx(tmp_path / "bare.pt", tmp_path / "x.onnx")
 
 
-def _tiny_classifier_checkpoint(path):
+def _tiny_classifier_checkpoint(path, class_names: list[str] | None = None):
     from monai_ext.networks.classifier import build_classifier
 
     torch.manual_seed(0)
     model = build_classifier(arch="mae_vit_tiny_patch16_dec128d2b", num_classes=2, img_size=32, in_chans=1, depth=1)
-    save_model_checkpoint(path, model, "classifier", {"class_names": ["benign", "malignant"]})
+    names = ["benign", "malignant"] if class_names is None else class_names
+    save_model_checkpoint(path, model, "classifier", {"class_names": names} if names else None)
     return path
 
 
@@ -140,3 +141,25 @@ def test_export_gives_the_model_back_in_the_mode_it_came_in(tmp_path) -> None:
     assert [m.training for m in model.modules()] == modes and not model.blocks.training
     assert onnx_max_difference(model, tmp_path / "x.onnx", torch.rand(2, 1, 32, 32)) < 1e-4  # compared in eval mode
     assert model.training
+
+
+@pytest.mark.parametrize("class_names", [["normal", "abnormal"], []])
+def test_the_file_carries_its_classes_and_preprocessing(tmp_path, class_names) -> None:
+    """The .onnx held the graph alone: a team deploying it could not tell which logit is which class, nor the input
+    the network expects; the classes were only in the export command's console line."""
+    import json
+
+    import onnx
+
+    from monai_ext.networks.input_stats import input_stats
+
+    checkpoint = _tiny_classifier_checkpoint(tmp_path / "model.pt", class_names)
+    info = export_checkpoint_onnx(checkpoint, tmp_path / "model.onnx")
+    props = {entry.key: entry.value for entry in onnx.load(str(tmp_path / "model.onnx")).metadata_props}
+    assert json.loads(props["class_names"]) == class_names
+    assert props["num_classes"] == "2" and info["num_classes"] == 2
+    assert props["input"] == "image (N, 1, 32, 32) float32"
+    mean, std = input_stats(1)
+    assert json.loads(props["mean"]) == mean and json.loads(props["std"]) == std
+    assert "resized to 32x32 by area" in props["preprocessing"]
+    assert props["source_checkpoint"].startswith("model.pt sha256:")
