@@ -65,8 +65,10 @@ def test_every_yes_no_setting_is_read_through_as_flag(bundle: str) -> None:
 def parser_for(bundle: str, files: list[str], tmp_path: Path, **overrides) -> ConfigParser:
     parser = ConfigParser()
     parser.read_config([str(configs(bundle) / f) for f in files])
+    # cache_dir too: generated data went into the checkout's bundles/<bundle>/cache, and later runs reused it
     parser.update({"bundle_root": str(REPO / "bundles" / bundle), "ckpt_dir": str(tmp_path / "models"),
-                   "output_dir": str(tmp_path / "out"), "arch": TINY, "image_size": 64, **overrides})
+                   "output_dir": str(tmp_path / "out"), "cache_dir": str(tmp_path / "cache"), "arch": TINY,
+                   "image_size": 64, **overrides})
     return parser
 
 

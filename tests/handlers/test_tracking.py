@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,17 @@ from tests.servers import free_port, serve
 from tests.warm_python import run_python
 
 mlflow = pytest.importorskip("mlflow")
+
+
+@pytest.fixture(autouse=True)
+def no_tracking_uri_left_behind(monkeypatch):
+    """``mlflow.set_tracking_uri`` (the tests' reads of a store) also sets ``MLFLOW_TRACKING_URI`` in the
+    environment, which outlived the test: a later bundle run in the worker would log to a stopped server or a
+    deleted store. Cleared after each test; monkeypatch puts back a value the user had."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    yield
+    mlflow.set_tracking_uri(None)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
 pytestmark = pytest.mark.slow
 PRETRAIN = "bundles/usf_mae_pretrain/configs"
 CLASSIFY = "bundles/usf_mae_classify/configs"
