@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import shutil
@@ -55,6 +56,22 @@ def temp_files_inside_basetemp(tmp_path_factory: pytest.TempPathFactory) -> Iter
     patch.setattr(tempfile, "tempdir", str(folder))
     yield folder
     patch.undo()
+
+
+@pytest.fixture(autouse=True)
+def root_logging_as_before() -> Iterator[None]:
+    """The root logger's level and handlers as before each test. A bundle run in the test's own process (the
+    cross-validation and label-efficiency runners, the installed-package checks) applies the bundle's logging.conf,
+    root at INFO with a console handler, and it outlived the test: a later test in the worker then saw INFO records
+    it did not ask for (an assertion on no log failed only in the full run)."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    yield
+    root.setLevel(level)
+    for handler in [h for h in root.handlers if h not in handlers]:
+        root.removeHandler(handler)
+    for handler in [h for h in handlers if h not in root.handlers]:
+        root.addHandler(handler)
 
 
 @pytest.fixture(scope="module")
