@@ -560,6 +560,35 @@ def _same_setting(given: Any, recorded: Any) -> bool:
     return given == recorded
 
 
+def recorded_class_names(trained: Mapping[str, Any], path: str | os.PathLike,
+                         default_path: str | os.PathLike | None = None,
+                         defaults: Sequence[str] | None = None) -> list[str]:
+    """The class names the checkpoint at ``path`` records, for an inference config given no ``--class_names``.
+
+    A checkpoint saved without a training config (``save_model_checkpoint(path, model, "classifier")``) records no
+    names; inventing the bundle's defaults for it relabelled every prediction of, say, a normal/abnormal model as
+    benign/malignant without a word. So it is refused, as the evaluate config (the datalist's names) and the segment
+    bundle (the record's) never guess them either; ``--class_names`` given on the command line replaces this setting.
+
+    Args:
+        trained: :func:`trained_settings` of the checkpoint.
+        path: the checkpoint (``ckpt_path``).
+        default_path: the bundle's default file, the only one allowed not to exist (:func:`checkpoint_file`).
+        defaults: names for a run without any checkpoint (random weights, a smoke test); None: a checkpoint is
+            needed.
+
+    Raises:
+        ValueError: a checkpoint that records no class names, naming ``--class_names``.
+    """
+    recorded = trained.get("class_names")
+    if recorded is not None:
+        return [str(name) for name in recorded]
+    if defaults is not None and checkpoint_file(path, default_path) is None:
+        return [str(name) for name in defaults]  # no checkpoint yet: random weights, whose labels mean nothing
+    raise ValueError(f"{path} records no class names (saved without a training config): give them in the order the "
+                     "model was trained for, e.g. --class_names \"['benign', 'malignant']\"")
+
+
 def class_names_trained_for(datalist_names: Sequence[str], trained: Mapping[str, Any],
                             path: str | os.PathLike) -> list[str]:
     """The datalist's class names, once they are the ones the checkpoint at ``path`` was trained for.

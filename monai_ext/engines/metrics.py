@@ -33,7 +33,8 @@ def classification_report(probs: np.ndarray, labels: np.ndarray, class_names: Se
         accuracy, balanced_accuracy, auc (two classes: ROC AUC of class 1;
         more: mean one-vs-rest AUC over the classes present in ``labels``; NaN when fewer than two are present),
         per_class (precision, recall, F1 NaN where undefined: no prediction, no support), confusion_matrix
-        (rows = truth), roc (per class fpr/tpr), n.
+        (rows = truth), roc (per class fpr/tpr), n, classes_without_images (the class names no label is of: a
+        test part missing a class, whose recall, F1 and ROC curve are not defined).
 
     Raises:
         ValueError: no labels (an empty part), probabilities not (N, K), or a label outside [0, K).
@@ -69,6 +70,7 @@ def classification_report(probs: np.ndarray, labels: np.ndarray, class_names: Se
         },
         "confusion_matrix": skm.confusion_matrix(labels, pred, labels=classes).tolist(),
         "roc": {},
+        "classes_without_images": [name for name, count in zip(class_names, support) if count == 0],
     }
     for c, name in enumerate(class_names):
         positives = labels == c

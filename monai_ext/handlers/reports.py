@@ -89,6 +89,7 @@ class ClassificationReportWriter:
         self.best_only = best_only
         self.best: float | None = None
         self.last_report: dict[str, Any] | None = None
+        self._warned_missing: list[str] = []
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self)
@@ -109,13 +110,31 @@ class ClassificationReportWriter:
         title = f"macro-F1 {report['macro_f1']:.3f}"
         plot_confusion_matrix(report["confusion_matrix"], self.class_names, self.folder / f"{self.prefix}confusion_matrix.png", title)
         roc_png = self.folder / f"{self.prefix}roc.png"
+        self._warn_of_missing_classes(report.get("classes_without_images") or [])
         if report["roc"]:
             plot_roc(report["roc"], report["auc"], roc_png, "ROC")
         else:  # no curve for this part (one class): an earlier run's figure must not sit beside this report
             roc_png.unlink(missing_ok=True)
+            logger.warning("no ROC figure (%s): a ROC curve needs images of at least two classes, and this part has "
+                           "images of one", roc_png)
         logger.info("classification report: %s (n %d, %d unreadable left out; macro-F1 %.4f, accuracy %.4f, AUC %.4f)",
                     self.folder / f"{self.prefix}report.json", report["n"], len(report["skipped"]), report["macro_f1"],
                     report["accuracy"], report["auc"])
+
+    def _warn_of_missing_classes(self, missing: list[str]) -> None:
+        """Say in the log which classes the evaluated part has no image of, once per set (a validation part misses
+        the same class at every epoch): the report's numbers read as if every class had been tested.
+
+        A benign-only test part gave macro-F1 0.3333, AUC null and no ROC figure without a word.
+        """
+        if not missing or missing == self._warned_missing:
+            return
+        self._warned_missing = list(missing)
+        logger.warning(
+            "%s: no images of class(es) %s in the evaluated part: their recall, F1 and ROC curve are not defined, "
+            "and AUC is not either when fewer than two classes have images; macro-F1 averages over the classes with "
+            "images or predictions only (an absent class that was predicted counts with F1 0); see "
+            "classes_without_images in the report", self.folder / f"{self.prefix}report.json", ", ".join(missing))
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best}

@@ -20,6 +20,7 @@ from monai_ext.apps.bundle_support import (
     inference_files,
     initialize_weights,
     load_inference_weights,
+    recorded_class_names,
     trained_settings,
 )
 from monai_ext.io.checkpoints import CheckpointError
@@ -728,3 +729,27 @@ def test_a_probe_checkpoint_without_its_validation_head_is_evaluated_with_a_warn
         summary = use_validation_probe(network, tmp_path / "True.pt", "validation")
     assert "refit on training + validation" in summary and "linear_validation" in summary and summary in caplog.text
     assert all(torch.equal(v, network.head.state_dict()[k]) for k, v in before.items())
+
+
+@pytest.mark.parametrize("trained, defaults, expected", [
+    ({"class_names": [2, 3]}, ["benign", "malignant"], ["2", "3"]),  # recorded: taken, as text
+    ({"in_channels": 3}, ["benign", "malignant"], None),  # a file without names: not the defaults
+    ({"in_channels": 3}, None, None),
+])
+def test_recorded_class_names_never_invents_names_for_a_checkpoint(tmp_path, trained, defaults, expected) -> None:
+    """A checkpoint saved without a training config got the bundle's benign/malignant, relabelling its classes."""
+    path = tmp_path / "model.pt"
+    path.write_bytes(b"a checkpoint")
+    if expected is None:
+        with pytest.raises(ValueError, match=r"records no class names .*--class_names"):
+            recorded_class_names(trained, path, None, defaults)
+    else:
+        assert recorded_class_names(trained, path, None, defaults) == expected
+
+
+def test_recorded_class_names_defaults_only_before_any_checkpoint(tmp_path) -> None:
+    default = tmp_path / "bundle" / "models" / "model.pt"
+    default.parent.mkdir(parents=True)
+    assert recorded_class_names({}, default, default, ["benign", "malignant"]) == ["benign", "malignant"]
+    with pytest.raises(ValueError, match="records no class names"):
+        recorded_class_names({}, default, default, None)  # the segment bundle needs a checkpoint

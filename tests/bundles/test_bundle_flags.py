@@ -426,3 +426,30 @@ def test_only_a_run_that_resumes_a_checkpoint_logs_the_files_it_finds_as_its_own
     parser = parser_for(bundle, ["train.yaml"], tmp_path, resume=resume)
     parser.update({"tracking_trainer_resumed": tracking["trainer"]["resumed"]})
     assert parser.get_parsed_content("tracking_trainer_resumed") is resumed
+
+
+@pytest.mark.parametrize("bundle,model", [
+    ("usf_mae_classify", lambda: build_classifier(TINY, 2, img_size=64)),
+    ("usf_mae_segment", lambda: build_segmenter(TINY, 2, img_size=64, feature_size=8)),
+])
+def test_inference_on_a_checkpoint_without_class_names_refuses_to_invent_them(tmp_path, bundle, model) -> None:
+    """The classify bundle labelled such a checkpoint's predictions benign/malignant without a word (a model trained
+    on normal/abnormal relabelled), and the segment bundle failed with a KeyError; given names are taken."""
+    path = tmp_path / "unnamed.pt"
+    save_model_checkpoint(path, model(), "segmenter" if bundle == "usf_mae_segment" else "classifier")
+    parser = parser_for(bundle, ["inference.yaml"], tmp_path, ckpt_path=str(path))
+    with pytest.raises(Exception) as error:
+        parser.get_parsed_content("class_names")
+    message = cause(error.value)
+    assert message.startswith(f"ValueError: {path} records no class names") and "--class_names" in message
+    given = parser_for(bundle, ["inference.yaml"], tmp_path, ckpt_path=str(path), class_names=["normal", "abnormal"])
+    assert given.get_parsed_content("class_names") == ["normal", "abnormal"]
+
+
+def test_classifier_inference_without_any_checkpoint_keeps_its_default_names(tmp_path) -> None:
+    """Before training (no models/model.pt) the config still parses, as verify_net_in_out and ckpt_export need."""
+    parser = parser_for("usf_mae_classify", ["inference.yaml"], tmp_path)
+    parser["ckpt_path"] = str(REPO / "bundles" / "usf_mae_classify" / "models" / "model.pt")
+    if Path(parser["ckpt_path"]).exists():
+        pytest.skip("a trained models/model.pt is in the bundle folder")
+    assert parser.get_parsed_content("class_names") == ["benign", "malignant"]

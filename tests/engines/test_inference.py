@@ -342,3 +342,51 @@ def test_heat_maps_asked_of_a_network_without_token_blocks_are_said_not_written(
         predict_files(Mean(), [str(tmp_path / "a.png")], brightness, ["dark", "bright"], "cpu",
                       tmp_path / "predictions.json", heatmap_dir=tmp_path / "heatmaps")
     assert "heat maps need a ViT's token blocks" in caplog.text and "Mean has none" in caplog.text
+
+
+@pytest.mark.parametrize("rerun_heatmaps", [True, False])
+def test_a_killed_runs_heat_maps_do_not_survive_a_rerun(tmp_path, heatmaps, monkeypatch, rerun_heatmaps) -> None:
+    """A heat map is written after every file, the JSON every SAVE_EVERY files: a run killed outright (SIGKILL)
+    left maps its JSON does not list, and a rerun with other inputs kept them beside its own."""
+    out, folder = tmp_path / "out", tmp_path / "out" / "heatmaps"
+    files = [str(tmp_path / "in" / f"scan_{i}.png") for i in range(4)]
+    real_write, writes = inference._write_results, []
+
+    def killed_after_the_start(path: Path, result: dict, complete: bool) -> None:
+        writes.append(complete)
+        if len(writes) == 1:  # the start's write only: a kill leaves no later one
+            real_write(path, result, complete)
+
+    def killed_at_the_fourth(item: dict) -> dict:
+        if item["image"] == files[3]:
+            raise KeyboardInterrupt
+        return brightness(item)
+
+    monkeypatch.setattr(inference, "_write_results", killed_after_the_start)
+    with pytest.raises(KeyboardInterrupt):
+        predict_files(Mean(), files, killed_at_the_fourth, ["dark", "bright"], "cpu", out / "p.json", folder)
+    monkeypatch.setattr(inference, "_write_results", real_write)
+    killed = json.loads((out / "p.json").read_text())
+    assert killed["predictions"] == {} and killed["complete"] is False and len(list(folder.iterdir())) == 3
+    (folder / "notes.txt").write_text("a user's file, not a heat map")
+    other = [str(tmp_path / "in" / "other.png")]
+    result = predict_files(Mean(), other, brightness, ["dark", "bright"], "cpu", out / "p.json",
+                           folder if rerun_heatmaps else None)
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt", *(["other_gradcam.png"] if rerun_heatmaps else [])]
+    assert list(result["predictions"]) == other
+
+
+@pytest.mark.parametrize("recorded,removed", [("inside", True), ("outside", False), (None, False)])
+def test_an_unfinished_earlier_run_clears_only_its_own_heat_map_folder(tmp_path, recorded, removed) -> None:
+    """Only a folder the earlier results file records, inside the output folder, is swept, and only for maps."""
+    folders = {"inside": tmp_path / "out" / "heatmaps", "outside": tmp_path / "elsewhere"}
+    for folder in folders.values():
+        folder.mkdir(parents=True)
+        (folder / "a_gradcam.png").write_bytes(b"x")
+    earlier = {"predictions": {}, "complete": False,
+               **({"heatmap_dir": str(folders[recorded])} if recorded else {})}
+    (tmp_path / "out" / "p.json").write_text(json.dumps(earlier))
+    inference.clear_earlier_outputs(tmp_path / "out" / "p.json", "predictions", ["heatmap"],
+                                    unfinished=("heatmap_dir", "*_gradcam.png"))
+    assert (folders["inside"] / "a_gradcam.png").exists() is not removed
+    assert (folders["outside"] / "a_gradcam.png").exists()

@@ -162,3 +162,13 @@ def test_a_part_of_one_class_reports_its_balanced_accuracy_without_a_warning() -
         warnings.simplefilter("error")
         report = classification_report(probs, np.array([0, 0, 0]), ["a", "b"])
     assert report["balanced_accuracy"] == pytest.approx(2 / 3)
+
+
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
+@pytest.mark.parametrize("labels, missing", [([0, 0, 0], ["b", "c"]), ([0, 2, 2], ["b"]), ([1, 1, 1], ["a", "c"]),
+                                             ([0, 1, 2], [])])
+def test_the_report_lists_the_classes_without_images(labels, missing) -> None:
+    """A benign-only test part reported a malignant support of 0 among the numbers, with nothing saying so."""
+    probs = np.array([[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.1, 0.1, 0.8]])
+    report = classification_report(probs, np.array(labels), ["a", "b", "c"])
+    assert report["classes_without_images"] == missing
