@@ -166,7 +166,7 @@ def predict_files(
                               # SAVE_EVERY files, so a killed run's record lists none of its latest maps; a rerun
                               # clears this folder's maps instead (clear_earlier_outputs)
                               **({HEATMAP_DIR_KEY: os.path.abspath(heatmap_dir)} if heatmaps else {})}
-    clear_earlier_outputs(output_json, "predictions", ["heatmap"], unfinished=(HEATMAP_DIR_KEY, HEATMAP_PATTERN))
+    clear_earlier_outputs(output_json, "predictions", ["heatmap"], unfinished=[(HEATMAP_DIR_KEY, HEATMAP_PATTERN)])
     with kept_results(output_json, result) as one_more_file:
         for path, stem in zip(tqdm(files, desc="predict", unit="image"), unique_output_stems(files)):
             one_more_file()
@@ -262,7 +262,7 @@ def kept_results(path: Path, result: dict[str, Any], save_every: int = SAVE_EVER
 
 def clear_earlier_outputs(results_json: Path, entries_key: str, file_keys: Sequence[str],
                           derived: Callable[[Path], Sequence[Path]] | None = None,
-                          unfinished: tuple[str, str] | None = None) -> None:
+                          unfinished: Sequence[tuple[str, str]] = ()) -> None:
     """Remove the files an earlier run into this output folder wrote, as its results file lists them, before this
     run replaces that file: its heat maps or masks of other inputs (or of another model) left beside this run's
     would be taken for this run's by anyone browsing the folder.
@@ -275,10 +275,10 @@ def clear_earlier_outputs(results_json: Path, entries_key: str, file_keys: Seque
         entries_key: its per-input part (``"predictions"``, ``"masks"``).
         file_keys: the keys of an entry that name an output file (``"heatmap"``, ``"mask"``).
         derived: further outputs of a listed file (a mask's overlay).
-        unfinished: ``(key, pattern)``: when the earlier results file is not ``"complete": true`` (a run killed
-            outright, whose file was last written up to :data:`SAVE_EVERY` inputs before), every file matching
-            ``pattern`` (``*_gradcam.png``) in the folder it records under ``key`` is removed too, since its latest
-            outputs are in no list; only when that folder is inside the results file's folder.
+        unfinished: ``(key, pattern)`` pairs: when the earlier results file is not ``"complete": true`` (a run
+            killed outright, whose file was last written up to :data:`SAVE_EVERY` inputs before), every file
+            matching ``pattern`` (``*_gradcam.png``) in the folder it records under ``key`` is removed too, since its
+            latest outputs are in no list; only when that folder is inside the results file's folder.
     """
     try:
         earlier = json.loads(results_json.read_text(encoding="utf-8"))
@@ -292,10 +292,11 @@ def clear_earlier_outputs(results_json: Path, entries_key: str, file_keys: Seque
             listed = entry.get(key) if isinstance(entry, dict) else None
             if isinstance(listed, str):
                 files += [Path(listed), *(derived(Path(listed)) if derived else [])]
-    if unfinished is not None and isinstance(earlier, dict) and earlier.get("complete") is not True:
-        written_to = earlier.get(unfinished[0])
-        if isinstance(written_to, str) and Path(written_to).is_dir():
-            files += sorted(Path(written_to).glob(unfinished[1]))
+    if isinstance(earlier, dict) and earlier.get("complete") is not True:
+        for key, pattern in unfinished:
+            written_to = earlier.get(key)
+            if isinstance(written_to, str) and Path(written_to).is_dir():
+                files += sorted(Path(written_to).glob(pattern))
     # real paths: the folder may be reached through a link (/data -> /mnt/data) by one run and not by the next
     inside = [f for f in files if Path(os.path.realpath(f)).is_relative_to(folder)]
     remove_earlier_outputs(*inside)

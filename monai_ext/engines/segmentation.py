@@ -158,6 +158,10 @@ def _overlay_of(mask_file: Path) -> Path:
     return mask_file.parent.parent / "overlays" / f"{stem}_overlay.png"
 
 
+#: Keys of ``masks.json`` recording the folders its masks and overlays are written to.
+MASK_DIR_KEY, OVERLAY_DIR_KEY = "mask_dir", "overlay_dir"
+
+
 def predict_mask_files(
     network: torch.nn.Module,
     files: Sequence[str | os.PathLike],
@@ -214,9 +218,14 @@ def predict_mask_files(
     device, out = torch.device(device), Path(output_dir)
     make_output_folders(out, out / "masks", *([out / "overlays"] if overlays else []))
     network.eval()
+    # the folders are recorded from the first write: a run killed outright leaves masks its JSON, written every
+    # SAVE_EVERY files, does not list, and a rerun clears them by these (as predict_files clears heat maps)
     result: dict[str, Any] = {"class_names": list(class_names), "masks": {}, "errors": {},
-                              **({"weights": weights} if weights is not None else {})}
-    clear_earlier_outputs(out / "masks.json", "masks", ["mask"], lambda mask: [_overlay_of(mask)])
+                              **({"weights": weights} if weights is not None else {}),
+                              MASK_DIR_KEY: os.path.abspath(out / "masks"),
+                              **({OVERLAY_DIR_KEY: os.path.abspath(out / "overlays")} if overlays else {})}
+    clear_earlier_outputs(out / "masks.json", "masks", ["mask"], lambda mask: [_overlay_of(mask)],
+                          unfinished=[(MASK_DIR_KEY, "*_mask.png"), (OVERLAY_DIR_KEY, "*_overlay.png")])
     with kept_results(out / "masks.json", result) as one_more_file:
         for path, stem in zip(tqdm(files, desc="segment", unit="image"), unique_output_stems(files)):
             one_more_file()

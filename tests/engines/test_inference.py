@@ -387,6 +387,6 @@ def test_an_unfinished_earlier_run_clears_only_its_own_heat_map_folder(tmp_path,
                **({"heatmap_dir": str(folders[recorded])} if recorded else {})}
     (tmp_path / "out" / "p.json").write_text(json.dumps(earlier))
     inference.clear_earlier_outputs(tmp_path / "out" / "p.json", "predictions", ["heatmap"],
-                                    unfinished=("heatmap_dir", "*_gradcam.png"))
+                                    unfinished=[("heatmap_dir", "*_gradcam.png")])
     assert (folders["inside"] / "a_gradcam.png").exists() is not removed
     assert (folders["outside"] / "a_gradcam.png").exists()
