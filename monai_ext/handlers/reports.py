@@ -115,8 +115,10 @@ class ClassificationReportWriter:
             plot_roc(report["roc"], report["auc"], roc_png, "ROC")
         else:  # no curve for this part (one class): an earlier run's figure must not sit beside this report
             roc_png.unlink(missing_ok=True)
-            logger.warning("no ROC figure (%s): a ROC curve needs images of at least two classes, and this part has "
-                           "images of one", roc_png)
+            # info: the missing classes are warned of once above, and a one-class validation part meets this at
+            # every epoch
+            logger.info("no ROC figure (%s): a ROC curve needs images of at least two classes, and this part has "
+                        "images of one", roc_png)
         logger.info("classification report: %s (n %d, %d unreadable left out; macro-F1 %.4f, accuracy %.4f, AUC %.4f)",
                     self.folder / f"{self.prefix}report.json", report["n"], len(report["skipped"]), report["macro_f1"],
                     report["accuracy"], report["auc"])

@@ -110,11 +110,14 @@ def test_a_non_finite_score_is_never_the_best(scores, best) -> None:
 def test_a_part_missing_a_class_says_so_and_why_there_is_no_roc(tmp_path, caplog, label, missing) -> None:
     """A benign-only test part ended with macro-F1, AUC null and no test_roc.png, and nothing in the log."""
     items = [item for item in image_folder(tmp_path, good=8) if item["id"] not in BAD and item["label"] == label]
-    with caplog.at_level("WARNING", logger="monai_ext.handlers.reports"):
+    with caplog.at_level("INFO", logger="monai_ext.handlers.reports"):
         report = _evaluate(tmp_path, items)
     assert report["classes_without_images"] == [missing]
     assert f"no images of class(es) {missing} in the evaluated part" in caplog.text and "macro-F1" in caplog.text
     assert "no ROC figure" in caplog.text and "at least two classes" in caplog.text
+    warnings = [r.getMessage() for r in caplog.records
+                if r.levelname == "WARNING" and r.name == "monai_ext.handlers.reports"]
+    assert len(warnings) == 1, warnings  # the missing class, once; the ROC line is information
 
 
 def test_a_part_with_every_class_warns_of_none(tmp_path, caplog) -> None:
