@@ -160,15 +160,14 @@ def predict_files(
     if heatmap_dir is not None and not heatmaps:  # the folder stayed empty without a word
         logger.warning("heat maps need a ViT's token blocks (Grad-CAM over patch tokens); %s has none, so none are "
                        "written to %s", type(network).__name__, heatmap_dir)
+    stems = unique_output_stems(files)
     result: dict[str, Any] = {"class_names": list(class_names), "predictions": {}, "errors": {},
-                              **({"weights": weights} if weights is not None else {}),
-                              # from the first write on: heat maps are written after every file and the JSON every
-                              # SAVE_EVERY files, so a killed run's record lists none of its latest maps; a rerun
-                              # clears this folder's maps instead (clear_earlier_outputs)
-                              **({HEATMAP_DIR_KEY: os.path.abspath(heatmap_dir)} if heatmaps else {})}
-    clear_earlier_outputs(output_json, "predictions", ["heatmap"], unfinished=[(HEATMAP_DIR_KEY, HEATMAP_PATTERN)])
+                              **({"weights": weights} if weights is not None else {})}
+    if heatmaps:  # until the run completes: the files it may write (kept_results)
+        result[PENDING_KEY] = [os.path.abspath(Path(heatmap_dir) / f"{stem}_gradcam.png") for stem in stems]
+    clear_earlier_outputs(output_json, "predictions", ["heatmap"])
     with kept_results(output_json, result) as one_more_file:
-        for path, stem in zip(tqdm(files, desc="predict", unit="image"), unique_output_stems(files)):
+        for path, stem in zip(tqdm(files, desc="predict", unit="image"), stems):
             one_more_file()
             try:
                 image, frames = prepare_image(path, transform, device)
@@ -195,9 +194,11 @@ def predict_files(
     return result
 
 
-#: Where predictions.json records the folder its run writes heat maps to, and the names of those heat maps.
-HEATMAP_DIR_KEY = "heatmap_dir"
-HEATMAP_PATTERN = "*_gradcam.png"
+#: Where a results file lists, while its run goes, every output file the run may write (absolute paths): outputs are
+#: written after every input and the file every SAVE_EVERY inputs, so a run killed outright left outputs that no
+#: list named, and a rerun with other inputs kept them beside its own (:func:`clear_earlier_outputs`). Dropped when
+#: the run completes, whose entries list what it wrote.
+PENDING_KEY = "pending_outputs"
 
 
 def _heatmap(network: torch.nn.Module, image: torch.Tensor, label: int, folder: Path, stem: str,
@@ -238,7 +239,7 @@ def kept_results(path: Path, result: dict[str, Any], save_every: int = SAVE_EVER
     """Keep ``result`` in the JSON file ``path`` while a batch fills it.
 
     The file is written at once with ``"complete": false``, so an earlier run's file in the same folder never
-    outlives the start of this one. Yields a function to call once per file: every ``save_every`` calls the file
+    outlives the start of this one; ``result``'s :data:`PENDING_KEY` is kept until the end, then dropped. Yields a function to call once per file: every ``save_every`` calls the file
     is rewritten (atomically), and so it is when the batch stops on an exception, Ctrl-C, SIGTERM or SIGHUP (then
     re-raised); at the end it is written with ``"complete": true``.
     """
@@ -257,28 +258,26 @@ def kept_results(path: Path, result: dict[str, Any], save_every: int = SAVE_EVER
     except BaseException:
         _write_results(path, result, complete=False)
         raise
+    result.pop(PENDING_KEY, None)  # complete: its entries list what it wrote
     _write_results(path, result, complete=True)
 
 
 def clear_earlier_outputs(results_json: Path, entries_key: str, file_keys: Sequence[str],
-                          derived: Callable[[Path], Sequence[Path]] | None = None,
-                          unfinished: Sequence[tuple[str, str]] = ()) -> None:
+                          derived: Callable[[Path], Sequence[Path]] | None = None) -> None:
     """Remove the files an earlier run into this output folder wrote, as its results file lists them, before this
     run replaces that file: its heat maps or masks of other inputs (or of another model) left beside this run's
     would be taken for this run's by anyone browsing the folder.
 
     Only files the earlier results file names (and ``derived`` from them), inside its folder, are removed: a user's
-    own files there, whatever their names, stay.
+    own files there, whatever their names, stay. An earlier run that did not complete (killed outright, its file
+    last written up to :data:`SAVE_EVERY` inputs before) names, under :data:`PENDING_KEY`, every file it was to
+    write; those are removed too (its latest outputs are in no entry), and nothing else.
 
     Args:
         results_json: the results file (``predictions.json``, ``masks.json``) about to be written.
         entries_key: its per-input part (``"predictions"``, ``"masks"``).
         file_keys: the keys of an entry that name an output file (``"heatmap"``, ``"mask"``).
         derived: further outputs of a listed file (a mask's overlay).
-        unfinished: ``(key, pattern)`` pairs: when the earlier results file is not ``"complete": true`` (a run
-            killed outright, whose file was last written up to :data:`SAVE_EVERY` inputs before), every file
-            matching ``pattern`` (``*_gradcam.png``) in the folder it records under ``key`` is removed too, since its
-            latest outputs are in no list; only when that folder is inside the results file's folder.
     """
     try:
         earlier = json.loads(results_json.read_text(encoding="utf-8"))
@@ -292,16 +291,14 @@ def clear_earlier_outputs(results_json: Path, entries_key: str, file_keys: Seque
             listed = entry.get(key) if isinstance(entry, dict) else None
             if isinstance(listed, str):
                 files += [Path(listed), *(derived(Path(listed)) if derived else [])]
-    if isinstance(earlier, dict) and earlier.get("complete") is not True:
-        for key, pattern in unfinished:
-            written_to = earlier.get(key)
-            if isinstance(written_to, str) and Path(written_to).is_dir():
-                files += sorted(Path(written_to).glob(pattern))
+    pending = earlier.get(PENDING_KEY) if isinstance(earlier, dict) and earlier.get("complete") is not True else None
+    files += [Path(listed) for listed in (pending if isinstance(pending, list) else []) if isinstance(listed, str)]
     # real paths: the folder may be reached through a link (/data -> /mnt/data) by one run and not by the next
     inside = [f for f in files if Path(os.path.realpath(f)).is_relative_to(folder)]
     remove_earlier_outputs(*inside)
     if inside:
-        logger.info("%s: removed %d output file(s) of the earlier run it lists", results_json, len(inside))
+        logger.info("%s: removed %d output file(s) of the earlier run it lists (or that a run which did not complete "
+                    "was to write)", results_json, len(inside))
 
 
 def require_some_result(done: int, errors: dict[str, str], what: str, output_json: Path) -> None:

@@ -22,6 +22,7 @@ from monai_ext.engines.base import RobustStepTrainer, ShardSafeEvaluatorMixin, a
 from monai_ext.engines.distributed import gather_objects
 from monai_ext.engines.inference import (
     FRAMES_KEY,
+    PENDING_KEY,
     NonFiniteOutputError,
     clear_earlier_outputs,
     kept_results,
@@ -158,9 +159,6 @@ def _overlay_of(mask_file: Path) -> Path:
     return mask_file.parent.parent / "overlays" / f"{stem}_overlay.png"
 
 
-#: Keys of ``masks.json`` recording the folders its masks and overlays are written to.
-MASK_DIR_KEY, OVERLAY_DIR_KEY = "mask_dir", "overlay_dir"
-
 
 def predict_mask_files(
     network: torch.nn.Module,
@@ -218,16 +216,16 @@ def predict_mask_files(
     device, out = torch.device(device), Path(output_dir)
     make_output_folders(out, out / "masks", *([out / "overlays"] if overlays else []))
     network.eval()
-    # the folders are recorded from the first write: a run killed outright leaves masks its JSON, written every
-    # SAVE_EVERY files, does not list, and a rerun clears them by these (as predict_files clears heat maps)
+    stems = unique_output_stems(files)
+    masks = [out / "masks" / f"{stem}_mask.png" for stem in stems]
     result: dict[str, Any] = {"class_names": list(class_names), "masks": {}, "errors": {},
                               **({"weights": weights} if weights is not None else {}),
-                              MASK_DIR_KEY: os.path.abspath(out / "masks"),
-                              **({OVERLAY_DIR_KEY: os.path.abspath(out / "overlays")} if overlays else {})}
-    clear_earlier_outputs(out / "masks.json", "masks", ["mask"], lambda mask: [_overlay_of(mask)],
-                          unfinished=[(MASK_DIR_KEY, "*_mask.png"), (OVERLAY_DIR_KEY, "*_overlay.png")])
+                              # until the run completes: the files it may write (a rerun after a kill removes them)
+                              PENDING_KEY: [os.path.abspath(f) for mask in masks
+                                            for f in ([mask, _overlay_of(mask)] if overlays else [mask])]}
+    clear_earlier_outputs(out / "masks.json", "masks", ["mask"], lambda mask: [_overlay_of(mask)])
     with kept_results(out / "masks.json", result) as one_more_file:
-        for path, stem in zip(tqdm(files, desc="segment", unit="image"), unique_output_stems(files)):
+        for path, stem in zip(tqdm(files, desc="segment", unit="image"), stems):
             one_more_file()
             mask_file = out / "masks" / f"{stem}_mask.png"
             overlay_file = _overlay_of(mask_file)

@@ -369,24 +369,29 @@ def test_a_killed_runs_heat_maps_do_not_survive_a_rerun(tmp_path, heatmaps, monk
     killed = json.loads((out / "p.json").read_text())
     assert killed["predictions"] == {} and killed["complete"] is False and len(list(folder.iterdir())) == 3
     (folder / "notes.txt").write_text("a user's file, not a heat map")
+    (folder / "benign (1)_gradcam.png").write_bytes(b"a user's file of the pattern")
     other = [str(tmp_path / "in" / "other.png")]
     result = predict_files(Mean(), other, brightness, ["dark", "bright"], "cpu", out / "p.json",
                            folder if rerun_heatmaps else None)
-    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt", *(["other_gradcam.png"] if rerun_heatmaps else [])]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "benign (1)_gradcam.png", "notes.txt", *(["other_gradcam.png"] if rerun_heatmaps else [])]
     assert list(result["predictions"]) == other
+    assert inference.PENDING_KEY not in json.loads((out / "p.json").read_text())  # complete: its entries list all
 
 
-@pytest.mark.parametrize("recorded,removed", [("inside", True), ("outside", False), (None, False)])
-def test_an_unfinished_earlier_run_clears_only_its_own_heat_map_folder(tmp_path, recorded, removed) -> None:
-    """Only a folder the earlier results file records, inside the output folder, is swept, and only for maps."""
-    folders = {"inside": tmp_path / "out" / "heatmaps", "outside": tmp_path / "elsewhere"}
-    for folder in folders.values():
-        folder.mkdir(parents=True)
-        (folder / "a_gradcam.png").write_bytes(b"x")
-    earlier = {"predictions": {}, "complete": False,
-               **({"heatmap_dir": str(folders[recorded])} if recorded else {})}
+@pytest.mark.parametrize("complete", [False, True])
+def test_an_unfinished_earlier_run_clears_only_the_files_it_was_to_write(tmp_path, complete: bool) -> None:
+    """The files a run that did not complete planned, inside the output folder, go; a user's own file of the same
+    pattern (a map or a BUSI mask kept in the output folder) stays, and so does anything outside it. A folder-wide
+    sweep by name pattern removed a user's own ``benign (1)_gradcam.png`` after a Ctrl-C that wrote nothing."""
+    folder, outside = tmp_path / "out" / "heatmaps", tmp_path / "elsewhere"
+    for place in (folder, outside):
+        place.mkdir(parents=True)
+        (place / "a_gradcam.png").write_bytes(b"x")
+    (folder / "benign (1)_gradcam.png").write_bytes(b"the user's own")
+    earlier = {"predictions": {}, "complete": complete,
+               inference.PENDING_KEY: [str(folder / "a_gradcam.png"), str(outside / "a_gradcam.png")]}
     (tmp_path / "out" / "p.json").write_text(json.dumps(earlier))
-    inference.clear_earlier_outputs(tmp_path / "out" / "p.json", "predictions", ["heatmap"],
-                                    unfinished=[("heatmap_dir", "*_gradcam.png")])
-    assert (folders["inside"] / "a_gradcam.png").exists() is not removed
-    assert (folders["outside"] / "a_gradcam.png").exists()
+    inference.clear_earlier_outputs(tmp_path / "out" / "p.json", "predictions", ["heatmap"])
+    assert (folder / "a_gradcam.png").exists() is complete  # a complete run's entries, not its plan, count
+    assert (outside / "a_gradcam.png").exists() and (folder / "benign (1)_gradcam.png").exists()

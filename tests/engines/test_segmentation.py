@@ -299,15 +299,17 @@ def test_a_killed_runs_masks_do_not_survive_a_rerun(tmp_path, overlays, monkeypa
         return bright_or_dark(item)
 
     out = tmp_path / "out"
+    (out / "masks").mkdir(parents=True)
+    (out / "masks" / "benign (1)_mask.png").write_bytes(b"a user's own ground truth, BUSI's name pattern")
     monkeypatch.setattr(inference, "_write_results", killed_after_the_start)
     with pytest.raises(KeyboardInterrupt):
         predict_mask_files(Threshold(), files, killed_at_the_fourth, lambda item: item, ["background", "lesion"],
                            "cpu", out, overlays=overlays)
     monkeypatch.setattr(inference, "_write_results", real_write)
-    assert json.loads((out / "masks.json").read_text())["masks"] == {} and len(list((out / "masks").iterdir())) == 3
+    assert json.loads((out / "masks.json").read_text())["masks"] == {} and len(list((out / "masks").iterdir())) == 4
     (out / "masks" / "notes.txt").write_text("a user's file, not a mask")
     predict_mask_files(Threshold(), ["other.png"], bright_or_dark, lambda item: item, ["background", "lesion"], "cpu",
                        out, overlays=overlays)
-    assert sorted(p.name for p in (out / "masks").iterdir()) == ["notes.txt", "other_mask.png"]
+    assert sorted(p.name for p in (out / "masks").iterdir()) == ["benign (1)_mask.png", "notes.txt", "other_mask.png"]
     if overlays:
         assert sorted(p.name for p in (out / "overlays").iterdir()) == ["other_overlay.png"]
