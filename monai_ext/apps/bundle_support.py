@@ -562,7 +562,8 @@ def _same_setting(given: Any, recorded: Any) -> bool:
 
 def recorded_class_names(trained: Mapping[str, Any], path: str | os.PathLike,
                          default_path: str | os.PathLike | None = None,
-                         defaults: Sequence[str] | None = None) -> list[str]:
+                         defaults: Sequence[str] | None = None,
+                         example: Sequence[str] = ("benign", "malignant")) -> list[str]:
     """The class names the checkpoint at ``path`` records, for an inference config given no ``--class_names``.
 
     A checkpoint saved without a training config (``save_model_checkpoint(path, model, "classifier")``) records no
@@ -576,6 +577,7 @@ def recorded_class_names(trained: Mapping[str, Any], path: str | os.PathLike,
         default_path: the bundle's default file, the only one allowed not to exist (:func:`checkpoint_file`).
         defaults: names for a run without any checkpoint (random weights, a smoke test); None: a checkpoint is
             needed.
+        example: names the message shows (a segmenter's begin with its background class).
 
     Raises:
         ValueError: a checkpoint that records no class names, naming ``--class_names``.
@@ -585,8 +587,10 @@ def recorded_class_names(trained: Mapping[str, Any], path: str | os.PathLike,
         return [str(name) for name in recorded]
     if defaults is not None and checkpoint_file(path, default_path) is None:
         return [str(name) for name in defaults]  # no checkpoint yet: random weights, whose labels mean nothing
+    names = repr([str(name) for name in example])
     raise ValueError(f"{path} records no class names (saved without a training config): give them in the order the "
-                     "model was trained for, e.g. --class_names \"['benign', 'malignant']\"")
+                     f"model was trained for, e.g. --class_names \"{names}\" (MONAI Label: --conf overrides "
+                     f"'{{\"class_names\": {json.dumps(list(map(str, example)))}}}')")
 
 
 def class_names_trained_for(datalist_names: Sequence[str], trained: Mapping[str, Any],

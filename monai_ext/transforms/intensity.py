@@ -26,8 +26,8 @@ def as_pair(name: str, value: Any) -> tuple[float, float]:
         ValueError: ``value`` is not two numbers (a single number, as many MONAI transforms take for a range, or
             three), quoting it and naming the setting.
     """
-    try:
-        pair = tuple(float(v) for v in value)
+    try:  # a string iterates as characters: "12" would read as (1, 2)
+        pair = () if isinstance(value, (str, bytes)) else tuple(float(v) for v in value)
     except (TypeError, ValueError):
         pair = ()
     if len(pair) != 2:

@@ -428,11 +428,13 @@ def test_only_a_run_that_resumes_a_checkpoint_logs_the_files_it_finds_as_its_own
     assert parser.get_parsed_content("tracking_trainer_resumed") is resumed
 
 
-@pytest.mark.parametrize("bundle,model", [
-    ("usf_mae_classify", lambda: build_classifier(TINY, 2, img_size=64)),
-    ("usf_mae_segment", lambda: build_segmenter(TINY, 2, img_size=64, feature_size=8)),
+@pytest.mark.parametrize("bundle,model,example", [
+    ("usf_mae_classify", lambda: build_classifier(TINY, 2, img_size=64), "['benign', 'malignant']"),
+    # a segmenter's names begin with the background: the classifier's example would label it "benign"
+    ("usf_mae_segment", lambda: build_segmenter(TINY, 2, img_size=64, feature_size=8), "['background', 'lesion']"),
 ])
-def test_inference_on_a_checkpoint_without_class_names_refuses_to_invent_them(tmp_path, bundle, model) -> None:
+def test_inference_on_a_checkpoint_without_class_names_refuses_to_invent_them(tmp_path, bundle, model,
+                                                                             example) -> None:
     """The classify bundle labelled such a checkpoint's predictions benign/malignant without a word (a model trained
     on normal/abnormal relabelled), and the segment bundle failed with a KeyError; given names are taken."""
     path = tmp_path / "unnamed.pt"
@@ -442,6 +444,7 @@ def test_inference_on_a_checkpoint_without_class_names_refuses_to_invent_them(tm
         parser.get_parsed_content("class_names")
     message = cause(error.value)
     assert message.startswith(f"ValueError: {path} records no class names") and "--class_names" in message
+    assert f"--class_names \"{example}\"" in message and "MONAI Label: --conf overrides" in message
     given = parser_for(bundle, ["inference.yaml"], tmp_path, ckpt_path=str(path), class_names=["normal", "abnormal"])
     assert given.get_parsed_content("class_names") == ["normal", "abnormal"]
 

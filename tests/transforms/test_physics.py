@@ -182,6 +182,7 @@ def test_applying_without_a_draw_asks_for_randomize() -> None:
     (lambda: RandSpeckle(strength=0.3), "strength must be a (low, high) pair of numbers, got 0.3"),
     (lambda: RandSpeckle(strength=(0.1, 0.2, 0.3)), "strength must be a (low, high) pair of numbers, got (0.1, 0.2, 0.3)"),
     (lambda: RandSpeckle(strength=("a", 1)), "strength must be a (low, high) pair of numbers, got ('a', 1)"),
+    (lambda: RandSpeckle(strength="01"), "strength must be a (low, high) pair of numbers, got '01'"),  # not (0, 1)
 ])
 def test_a_range_that_is_not_a_pair_is_named_in_the_message(build, message: str) -> None:
     """A single number (as many MONAI transforms take for a range) failed with "'float' object is not iterable"."""
