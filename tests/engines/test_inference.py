@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import signal
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -344,28 +346,41 @@ def test_heat_maps_asked_of_a_network_without_token_blocks_are_said_not_written(
     assert "heat maps need a ViT's token blocks" in caplog.text and "Mean has none" in caplog.text
 
 
+@contextlib.contextmanager
+def killed_outright(monkeypatch) -> Iterator[None]:
+    """A batch killed outright (SIGKILL): its results file keeps only the start's write, the block's run stops
+    (KeyboardInterrupt from :func:`stopping_at`, expected here), and writes work again after it."""
+    real_write, writes = inference._write_results, []
+
+    def first_write_only(path: Path, result: dict, complete: bool) -> None:
+        writes.append(complete)
+        if len(writes) == 1:  # a kill leaves no later write
+            real_write(path, result, complete)
+
+    monkeypatch.setattr(inference, "_write_results", first_write_only)
+    with pytest.raises(KeyboardInterrupt):
+        yield
+    monkeypatch.setattr(inference, "_write_results", real_write)
+
+
+def stopping_at(stop: str, load: Callable[[dict], dict]) -> Callable[[dict], dict]:
+    """``load``, stopping the batch (KeyboardInterrupt) at the item of image ``stop``."""
+    def loading(item: dict) -> dict:
+        if item["image"] == stop:
+            raise KeyboardInterrupt
+        return load(item)
+    return loading
+
+
 @pytest.mark.parametrize("rerun_heatmaps", [True, False])
 def test_a_killed_runs_heat_maps_do_not_survive_a_rerun(tmp_path, heatmaps, monkeypatch, rerun_heatmaps) -> None:
     """A heat map is written after every file, the JSON every SAVE_EVERY files: a run killed outright (SIGKILL)
     left maps its JSON does not list, and a rerun with other inputs kept them beside its own."""
     out, folder = tmp_path / "out", tmp_path / "out" / "heatmaps"
     files = [str(tmp_path / "in" / f"scan_{i}.png") for i in range(4)]
-    real_write, writes = inference._write_results, []
-
-    def killed_after_the_start(path: Path, result: dict, complete: bool) -> None:
-        writes.append(complete)
-        if len(writes) == 1:  # the start's write only: a kill leaves no later one
-            real_write(path, result, complete)
-
-    def killed_at_the_fourth(item: dict) -> dict:
-        if item["image"] == files[3]:
-            raise KeyboardInterrupt
-        return brightness(item)
-
-    monkeypatch.setattr(inference, "_write_results", killed_after_the_start)
-    with pytest.raises(KeyboardInterrupt):
-        predict_files(Mean(), files, killed_at_the_fourth, ["dark", "bright"], "cpu", out / "p.json", folder)
-    monkeypatch.setattr(inference, "_write_results", real_write)
+    with killed_outright(monkeypatch):
+        predict_files(Mean(), files, stopping_at(files[3], brightness), ["dark", "bright"], "cpu", out / "p.json",
+                      folder)
     killed = json.loads((out / "p.json").read_text())
     assert killed["predictions"] == {} and killed["complete"] is False and len(list(folder.iterdir())) == 3
     (folder / "notes.txt").write_text("a user's file, not a heat map")

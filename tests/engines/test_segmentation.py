@@ -283,29 +283,15 @@ def test_the_evaluator_stops_a_validation_with_non_finite_outputs_before_any_han
 def test_a_killed_runs_masks_do_not_survive_a_rerun(tmp_path, overlays, monkeypatch) -> None:
     """masks.json is written every SAVE_EVERY files, a mask after every file: a run killed outright (SIGKILL) left
     masks (and overlays) its JSON does not list, and a rerun on other inputs kept them beside its own."""
-    from monai_ext.engines import inference
+    from tests.engines.test_inference import killed_outright, stopping_at
 
     files = [f"scan_{i}.png" for i in range(4)]
-    real_write, writes = inference._write_results, []
-
-    def killed_after_the_start(path: Path, result: dict, complete: bool) -> None:
-        writes.append(complete)
-        if len(writes) == 1:  # the start's write only: a kill leaves no later one
-            real_write(path, result, complete)
-
-    def killed_at_the_fourth(item: dict) -> dict:
-        if item["image"] == files[3]:
-            raise KeyboardInterrupt
-        return bright_or_dark(item)
-
     out = tmp_path / "out"
     (out / "masks").mkdir(parents=True)
     (out / "masks" / "benign (1)_mask.png").write_bytes(b"a user's own ground truth, BUSI's name pattern")
-    monkeypatch.setattr(inference, "_write_results", killed_after_the_start)
-    with pytest.raises(KeyboardInterrupt):
-        predict_mask_files(Threshold(), files, killed_at_the_fourth, lambda item: item, ["background", "lesion"],
-                           "cpu", out, overlays=overlays)
-    monkeypatch.setattr(inference, "_write_results", real_write)
+    with killed_outright(monkeypatch):
+        predict_mask_files(Threshold(), files, stopping_at(files[3], bright_or_dark), lambda item: item,
+                           ["background", "lesion"], "cpu", out, overlays=overlays)
     assert json.loads((out / "masks.json").read_text())["masks"] == {} and len(list((out / "masks").iterdir())) == 4
     (out / "masks" / "notes.txt").write_text("a user's file, not a mask")
     predict_mask_files(Threshold(), ["other.png"], bright_or_dark, lambda item: item, ["background", "lesion"], "cpu",
