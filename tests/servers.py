@@ -9,9 +9,10 @@ to start again on a new port when, and only when, that is why the server stopped
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 #: Starts on a port chosen afresh each time; a lost race is rare, so three chances are plenty.
@@ -25,6 +26,16 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def refused_port() -> Iterator[int]:
+    """A loopback port that refuses connections for the whole block: bound, never listening, so no other process
+    (another test worker's server, a torchrun rendezvous) can take it between the choice and the use, as it could a
+    :func:`free_port`."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield s.getsockname()[1]
 
 
 def port_was_taken(log: Path) -> bool:

@@ -58,7 +58,7 @@ def test_a_server_gone_before_a_fold_leaves_it_and_the_parents_end_untracked(sto
                                                                              caplog) -> None:
     """The fold's handler refused the unreachable server and ended the whole cross-validation; now the parent
     says so once, the fold trains untracked, and the parent's summary and end do not try the server again."""
-    from tests.servers import free_port
+    from tests.servers import refused_port
 
     calls = []
 
@@ -67,9 +67,9 @@ def test_a_server_gone_before_a_fold_leaves_it_and_the_parents_end_untracked(sto
             return lambda *args, **kwargs: calls.append(name)
 
     parent = object.__new__(ParentRun)
-    parent.uri = f"http://127.0.0.1:{free_port()}" if store == "server_gone" else f"sqlite:///{tmp_path}/m.db"
     parent.client, parent.run_id, parent.offline, parent.unreachable = Client(), "abc", False, False
-    with caplog.at_level("WARNING"):
+    with refused_port() as port, caplog.at_level("WARNING"):
+        parent.uri = f"http://127.0.0.1:{port}" if store == "server_gone" else f"sqlite:///{tmp_path}/m.db"
         assert parent.reachable() is reachable and parent.reachable() is reachable
         parent.finish({"random": {"macro_f1": {"mean": 0.5, "std": 0.1}}}, [tmp_path / "cv_table.md"])
     assert caplog.text.count("goes on without tracking") == (0 if reachable else 1)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from tests.bundles.helpers import REPO, run_bundle, tiny_classify_overrides, tiny_pretrain_overrides
-from tests.servers import free_port, serve
+from tests.servers import refused_port, serve
 from tests.warm_python import run_python
 
 mlflow = pytest.importorskip("mlflow")
@@ -338,11 +338,12 @@ def test_monai_stock_tracking_setting_records_params_metrics_and_artifacts(serve
 
 
 def test_unreachable_server_fails_before_training(tmp_path) -> None:
-    uri = f"http://127.0.0.1:{free_port()}"
-    overrides = {**tiny_pretrain_overrides(tmp_path, tmp_path / "cache", epochs=1), **tracked(PRETRAIN, uri, "x")}
-    # MLflow's client retries an unreachable server for minutes; the bundle must check first and stop at once
-    # (a generous limit: subprocess.TimeoutExpired fails the test only if it waited on the retries).
-    result = run_bundle([f"{PRETRAIN}/train.yaml"], overrides, check=False, timeout=300)
+    with refused_port() as port:
+        uri = f"http://127.0.0.1:{port}"
+        overrides = {**tiny_pretrain_overrides(tmp_path, tmp_path / "cache", epochs=1), **tracked(PRETRAIN, uri, "x")}
+        # MLflow's client retries an unreachable server for minutes; the bundle must check first and stop at once
+        # (a generous limit: subprocess.TimeoutExpired fails the test only if it waited on the retries).
+        result = run_bundle([f"{PRETRAIN}/train.yaml"], overrides, check=False, timeout=300)
     log = result.stdout + result.stderr
     assert result.returncode != 0 and f"MLflow tracking server '{uri}' is unreachable" in log
     assert not (tmp_path / "models").exists()  # nothing trained
