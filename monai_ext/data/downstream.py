@@ -27,6 +27,7 @@ from monai_ext.data.datalists import patients_by_part
 from monai_ext.data.folders import file_in_any_case, is_hidden_name, suffix_counts, walk_files, without_masks
 from monai_ext.data.identical import keep_one_copy, warn_of_copies_across_parts
 from monai_ext.data.screening import leave_out_non_images
+from monai_ext.data.studies import study_folders, whole_groups_near
 from monai_ext.data.synthetic import GENERATION_RECORD
 from monai_ext.io.images import image_stem, is_single_image
 from monai_ext.io.paths import unicode_twin
@@ -226,39 +227,20 @@ def patient_groups(items: list[Item]) -> np.ndarray | None:
     return np.array([str(it["patient"]) for it in items])
 
 
-def _covering_split(splits: Any, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """The first (train, validation) index pair whose two sides each hold every class of ``labels``, or None."""
-    classes = set(labels.tolist())
-    for train_idx, val_idx in splits:
-        if set(labels[train_idx].tolist()) == classes == set(labels[val_idx].tolist()):
-            return train_idx, val_idx
-    return None
-
-
-def _grouped_validation_split(labels: np.ndarray, groups: np.ndarray, n_splits: int,
+def _grouped_validation_split(labels: np.ndarray, groups: np.ndarray, val_fraction: float,
                               seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A patient-disjoint (train, validation) split with every class on both sides, where any split gives one.
-
-    Grouped splits cannot always stratify: with few patients a class may fall wholly on one side, and the best
-    checkpoint would be chosen on a validation part without it. The folds of ``n_splits`` parts are tried in order,
-    then those of fewer, larger parts (down to halves); if none holds every class on both sides, the first fold of
-    ``n_splits`` is kept and a warning says so.
-    """
-    for n in range(n_splits, 1, -1):
-        splitter = StratifiedGroupKFold(n_splits=n, shuffle=True, random_state=seed)
-        found = _covering_split(splitter.split(np.zeros(len(labels)), labels, groups), labels)
-        if found is not None:
-            return found
-    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    splits = list(splitter.split(np.zeros(len(labels)), labels, groups))
-    # a class that cannot be on both sides goes to training: one never trained on scores 0 in every test, while
-    # a validation part without it only chooses the best checkpoint on the other classes
-    classes = set(labels.tolist())
-    train_idx, val_idx = next((s for s in splits if set(labels[s[0]].tolist()) == classes), splits[0])
-    logger.warning("no patient-disjoint validation part holds every class (classes in validation: %s, in training: "
-                   "%s): a class has too few patients", sorted(set(labels[val_idx].tolist())),
-                   sorted(set(labels[train_idx].tolist())))
-    return train_idx, val_idx
+    """A patient-disjoint (train, validation) split of about ``val_fraction`` of each class, every class of two or
+    more patients on both sides (:func:`~monai_ext.data.studies.whole_groups_near`, the segmentation protocols'
+    rule too). A class of one patient stays in training (one never trained on scores 0 in every test, while a
+    validation part without it only chooses the best checkpoint on the other classes), with a warning."""
+    val = np.array(sorted(whole_groups_near(groups.tolist(), [str(c) for c in labels.tolist()], val_fraction, seed,
+                                            every_stratum=True)), dtype=int)
+    train = np.setdiff1d(np.arange(len(labels)), val)
+    if set(labels[val].tolist()) != set(labels.tolist()):
+        logger.warning("no patient-disjoint validation part holds every class (classes in validation: %s, in "
+                       "training: %s): a class has too few patients", sorted(set(labels[val].tolist())),
+                       sorted(set(labels[train].tolist())))
+    return train, val
 
 
 def _per_class_validation_split(labels: np.ndarray, val_fraction: float,
@@ -290,8 +272,8 @@ def validation_from_train(train: list[Item], val_fraction: float, seed: int) -> 
 
     The validation part is about ``val_fraction`` of ``train``. Without patients, a class too small to fill every
     part is split on its own (:func:`_per_class_validation_split`: a class of one image stays in training). With
-    patients, the part is larger when a class or the patients are too few for that many parts (one part in two at
-    most), and a class that cannot be on both sides is kept in training where a split allows.
+    patients, whole patients make about ``val_fraction`` of each class, at least one of every class of two or more
+    patients (:func:`_grouped_validation_split`), whatever the patients' sizes.
     """
     if not 0.0 < val_fraction < 0.5:
         raise ValueError(f"val_fraction must be in (0, 0.5), got {val_fraction!r}")
@@ -304,10 +286,9 @@ def validation_from_train(train: list[Item], val_fraction: float, seed: int) -> 
     elif groups is None:  # every class fills every part: scikit-learn's stratified k-fold, its first part
         splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
         train_idx, val_idx = next(splitter.split(np.zeros(len(train)), labels))
-    else:  # few patients: a larger validation share rather than none
-        n_splits = min(n_splits, max(2, smallest_class(labels)), max(2, len(set(groups.tolist()))))
-        check_splittable(labels, groups, n_splits, "validation")
-        train_idx, val_idx = _grouped_validation_split(labels, groups, n_splits, seed)
+    else:
+        check_splittable(labels, groups, 2, "validation")
+        train_idx, val_idx = _grouped_validation_split(labels, groups, val_fraction, seed)
     return [train[i] for i in sorted(train_idx)], [train[i] for i in sorted(val_idx)]
 
 
@@ -795,49 +776,22 @@ def _mask_folder_of(path: Path, root: Path) -> str:
 
 
 def _group_by_study_folder(items: list[Item], root: Path, folders: list[str], folds: int) -> None:
-    """Give each item (in place) its study as ``patient`` where class folders have sub-folders: the first-level
-    sub-folder of its class folder (``<class>/<study>``), or for an image directly in its class folder its own path
-    (a study of one). Then the frames of one study share a test fold and a side of the validation split.
-
-    Sub-folders are containers, not studies, where a class has fewer of them than folds and one of them holds more
-    than a fold's share (``1 / folds``) of the class's images: an archive unpacked into a folder of its own name
-    (``benign/benign/``) or images filed by scanner or site (``benign/scannerA/``), where grouping refused a split
-    that works by image, or, with a few loose images beside them, left one fold's training part 8 images. Those are
-    split by image, as folders without sub-folders are, with a warning. A class of at least as many sub-folders as
-    folds is of studies whatever their sizes (a long study among twelve turned grouping off for every class, and
-    studies crossed parts; StratifiedGroupKFold takes unequal groups), and a few small study folders beside many
-    loose images are grouped. Every item gets a study or none: :func:`patient_groups` refuses a mix.
+    """Give each item (in place) its study as ``patient`` where class folders have sub-folders
+    (:func:`~monai_ext.data.studies.study_folders`, within each class, since every test fold needs every class): the
+    sub-folder of its class folder (``<class>/<study>``; below sites or scanners holding studies, the folder below),
+    or for an image directly in its class folder its own path (a study of one). Sub-folders that look like
+    containers (``benign/benign/``, ``benign/scannerA/``) leave the images to be split one by one, with a warning.
+    Every item gets a study or none: :func:`patient_groups` refuses a mix.
     """
     # walk_files gives paths as reached under the class folder, so a linked study folder keeps its name here
     relative = [Path(it["image"]).relative_to(root / folders[it["label"]]).parts for it in items]
-    studies = [f"{folders[it['label']]}/{parts[0]}" for it, parts in zip(items, relative)]
-    in_studies = sum(len(parts) > 1 for parts in relative)
-    if not in_studies:
+    classes = [folders[it["label"]] for it in items]
+    studies = study_folders([[c, *parts[:-1]] for c, parts in zip(classes, relative)], 1, folds, str(root),
+                            "list each image's patient in a CSV (protocol csv, 'patient' column)", classes)
+    if studies is None:
         return
-    # fewer sub-folders than folds, one of them more than a fold's share of its class: a container (the archive's
-    # own name, a scanner, a site), not a study. Loose images beside it are studies of one and would hide it in a
-    # count of groups, so the sub-folders alone are counted. As many sub-folders as folds can each give a test fold
-    # a study: a large one among them is a long study, not a container
-    sizes = Counter((it["label"], s) for it, s, parts in zip(items, studies, relative) if len(parts) > 1)
-    per_class = Counter(it["label"] for it in items)
-    sub_folders = Counter(c for c, _ in sizes)
-    few = {key: n for key, n in sizes.items() if sub_folders[key[0]] < folds}
-    if few:
-        (c, folder), largest = max(few.items(), key=lambda pair: pair[1] / per_class[pair[0][0]])
-        if largest * folds > per_class[c]:
-            logger.warning("%s: %d of %d image(s) sit in sub-folders of their class folders, but class %r has %d "
-                           "sub-folder(s), fewer than the %d folds, and %r holds %d of its %d images, more than a "
-                           "fold's share of the %d folds: the sub-folders are not read as studies and the images are "
-                           "split one by one (frames of one study may then sit in several parts); to keep studies "
-                           "together, list each image's patient in a CSV (protocol csv, 'patient' column)", root,
-                           in_studies, len(items), folders[c], sub_folders[c], folds, folder, largest, per_class[c],
-                           folds)
-            return
-    for it, study in zip(items, studies):
-        it["patient"] = study
-    logger.info("%s: %d of %d image(s) sit in sub-folders of their class folders; folds are grouped by study folder "
-                "(%d studies): the images of one sub-folder share a test fold and a side of the validation split",
-                root, in_studies, len(items), len(set(studies)))
+    for it, c, parts, study in zip(items, classes, relative, studies):
+        it["patient"] = study if study is not None else f"{c}/{parts[0]}"
 
 
 def _require_every_class(items: list[dict], class_names: list[str], source: str) -> None:

@@ -34,6 +34,7 @@ from monai_ext.data.downstream import (
 )
 from monai_ext.data.folders import BUSI_MASK, IMAGE_SUFFIXES, file_in_any_case, walk_files
 from monai_ext.data.identical import identical_sets, keep_one_copy, warn_of_copies_across_parts
+from monai_ext.data.studies import study_folders, whole_groups_near
 from monai_ext.data.synthetic import SimulatorConfig, simulate_frame
 from monai_ext.io.atomic import atomic_write_bytes
 from monai_ext.io.checkpoints import sha256_of
@@ -97,7 +98,7 @@ def _splitter(items: list[Item], n_splits: int, seed: int, purpose: str):
 
 def split_validation(train: list[Item], val_fraction: float, seed: int) -> tuple[list[Item], list[Item]]:
     """A validation part carved out of ``train`` (patient-disjoint and stratified by ``group`` where known): of
-    patients (studies), whole ones making about ``val_fraction`` of each group's images (:func:`_whole_groups_near`),
+    patients (studies), whole ones making about ``val_fraction`` of each group's images (:func:`~monai_ext.data.studies.whole_groups_near`),
     else one of ``1 / val_fraction`` k-fold parts."""
     if not 0.0 < val_fraction < 0.5:
         raise ValueError(f"val_fraction must be in (0, 0.5), got {val_fraction!r}")
@@ -109,42 +110,11 @@ def split_validation(train: list[Item], val_fraction: float, seed: int) -> tuple
         n_splits = min(n_splits, max(2, len(set(groups.tolist()))))
     splitter, strata, groups = _splitter(train, n_splits, seed, "validation")
     if groups is not None:
-        val_idx = _whole_groups_near(groups, strata, val_fraction, seed)
+        val_idx = whole_groups_near(groups, strata, val_fraction, seed)
         return ([it for i, it in enumerate(train) if i not in val_idx],
                 [it for i, it in enumerate(train) if i in val_idx])
     train_idx, val_idx = next(splitter.split(np.zeros(len(train)), strata, groups))
     return [train[i] for i in sorted(train_idx)], [train[i] for i in sorted(val_idx)]
-
-
-def _whole_groups_near(groups: list[str], strata: list[str], val_fraction: float, seed: int) -> set[int]:
-    """Indices of a validation part of whole groups: of each stratum, the groups, taken in an order shuffled by
-    ``seed``, that bring its count nearest ``val_fraction`` of the stratum's images.
-
-    A k-fold part of unequal groups is no share of the images: a study of 60 frames among nine of 6 made the whole
-    validation part of every fold that did not test it, and was never trained on. A group is taken where it brings
-    its stratum's count nearer the target; a group's stratum is that of its first image (a class folder holds its
-    studies). Where no group of any stratum does (every one larger than twice its target), the smallest group is
-    taken, so that a validation part is there.
-    """
-    sizes: dict[str, int] = {}
-    stratum_of: dict[str, str] = {}
-    for g, s in zip(groups, strata):
-        sizes[g] = sizes.get(g, 0) + 1
-        stratum_of.setdefault(g, s)
-    order = sorted(sizes)
-    np.random.default_rng(seed).shuffle(order)
-    taken: list[str] = []
-    for stratum in sorted(set(stratum_of.values())):
-        target = val_fraction * sum(n for g, n in sizes.items() if stratum_of[g] == stratum)
-        count = 0
-        for g in order:
-            if stratum_of[g] == stratum and abs(count + sizes[g] - target) < abs(count - target):
-                taken.append(g)
-                count += sizes[g]
-    if not taken:  # the smallest, the first of them in the shuffled order
-        taken = [min(order, key=lambda g: sizes[g])]
-    chosen = set(taken)
-    return {i for i, g in enumerate(groups) if g in chosen}
 
 
 def kfold_splits(items: list[Item], folds: int = 5, val_fraction: float = 0.2, seed: int = 0,
@@ -478,61 +448,25 @@ def _class_depth(paths: list[list[str]]) -> int:
 
 
 def group_by_study_folder(items: list[Item], folds: int, source: str, layout: str) -> None:
-    """Give each item (in place) its study as ``patient`` where images sit in study sub-folders, so that the frames
-    of one study share a test fold and a side of the validation split (frames of one patient tested after their
-    neighbours were trained on inflate every figure).
+    """Give each item (in place) its study as ``patient`` where images sit in study sub-folders
+    (:func:`~monai_ext.data.studies.study_folders`, over the whole set: the strata only balance the folds), so that
+    the frames of one study share a test fold and a side of the validation split.
 
     The study is read from the item's ``id`` (its folder path, then its stem): for ``layout`` ``"image-mask-folders"``
     the first sub-folder of ``images/`` (``patient3/frame1``), for ``"busi"`` the sub-folder of the class folder
     (``benign/patient3/frame1``; the item's ``group`` becomes the class folder, ``benign``, the stratum; a set of one
     class folder, ``malignant/p0/f0``, :func:`_class_depth`). Folders that every image sits in (an archive unpacked
     into a folder of its own name) are passed over first. An image outside any study folder is a study of its own.
-
-    Where the folders of that level look like containers (sites, scanners, exports) holding the studies, the level
-    below is read as studies, and the log says which: fewer of them than ``folds`` with sub-folders in them, or every
-    one of them holding sub-folders (``images/siteA/patient3/frame.png``; read by site, 5 sites made the folds
-    leave-one-site-out). Folders with no level below are containers, not studies, only where there are fewer of them
-    than ``folds`` and one holds more than a fold's share of the images: grouping by them could not fill every test
-    fold (loose images beside a few small studies can). Then the images are split one by one, with a warning. A
-    single large study among enough others does not turn grouping off: the folds are then uneven, but no study is
-    split.
     """
     paths = [_folders_of(it) for it in items]
     depth = _class_depth(paths) if layout == "busi" else _common_depth(paths)  # busi: below the class folder
-    classes = depth
-
-    def studies_at(level: int) -> list[str | None]:
-        return ["/".join(p[:level + 1]) if len(p) > level else None for p in paths]
-
-    studies = studies_at(depth)
-    found = sorted({s for s in studies if s is not None})
-    if not found:
-        return
-    holding = {s for s, p in zip(studies, paths) if s is not None and len(p) > depth + 1}  # folders with sub-folders
-    if holding and (len(found) < folds or holding == set(found)):
-        logger.info("%s: the %d folder(s) at level %d (e.g. %r) hold sub-folders of their own: read as containers "
-                    "(sites, exports), and the folders below them as studies", source, len(found), depth + 1,
-                    found[0])
-        depth += 1
-        studies = studies_at(depth)
-        found = sorted({s for s in studies if s is not None})
-    in_studies = sum(s is not None for s in studies)
-    largest = max(studies.count(s) for s in found)
-    # as the classification folder protocol (downstream.py): a few sub-folders, one of them more than a fold's share
-    if len(found) < folds and largest * folds > len(items):
-        fewer = f"ask for at most {len(found)} folds (--folds {len(found)}) or " if len(found) >= 3 else ""
-        logger.warning("%s: %d of %d image(s) sit in %d sub-folder(s), fewer than the %d folds: the sub-folders are "
-                       "read as containers (sites, exports), not studies, and the images are split one by one "
-                       "(frames of one study may then sit in several parts); to keep studies together, %sgive each "
-                       "study a sub-folder of its own", source, in_studies, len(items), len(found), folds, fewer)
+    studies = study_folders(paths, depth, folds, source, "give each study a sub-folder of its own")
+    if studies is None:
         return
     for it, path, study in zip(items, paths, studies):
         it["patient"] = study if study is not None else it["image"]  # a loose image: a study of one (its path)
         if layout == "busi":
-            it["group"] = "/".join(path[:classes])
-    logger.info("%s: %d of %d image(s) sit in sub-folders; folds are grouped by study folder (%d studies, the folders "
-                "at level %d, e.g. %r): the images of one sub-folder share a test fold and a side of the validation "
-                "split", source, in_studies, len(items), len(found), depth + 1, found[0])
+            it["group"] = "/".join(path[:depth])
 
 
 def _pair_key(path: Path, folder: Path, stem: str) -> str:

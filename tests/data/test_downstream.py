@@ -1069,7 +1069,7 @@ def test_folder_protocol_keeps_the_frames_of_a_study_folder_in_one_part(tmp_path
     _study_folders(tmp_path / "data")
     with caplog.at_level("INFO"):
         proto = ds.folder_protocol(tmp_path / "data", folds=3, val_fraction=0.25)
-    assert "folds are grouped by study folder (16 studies)" in caplog.text
+    assert "folds are grouped by study folder (16 studies:" in caplog.text
     tested = []
     for split in proto.splits:
         assert_each_patient_in_one_part([split])
@@ -1098,7 +1098,7 @@ def test_sub_folders_fewer_than_the_folds_are_no_studies_and_the_images_split_as
             write_stub(tmp_path / "data" / name / f"{name}_loose{i}.png", "png")
     with caplog.at_level("INFO"):
         proto = ds.folder_protocol(tmp_path / "data", folds=5)
-    assert "more than a fold's share of the 5 folds: the sub-folders are not read as studies" in caplog.text
+    assert "fewer than the 5 folds" in caplog.text and "the sub-folders are read as containers" in caplog.text
     assert not any("patient" in it for split in proto.splits for items in split.values() for it in items)
     assert sorted(len(split["test"]) for split in proto.splits) == [4, 5, 5, 5, 5]
 
@@ -1115,7 +1115,7 @@ def test_a_few_small_study_folders_beside_many_loose_images_are_grouped(tmp_path
             write_stub(tmp_path / "data" / name / f"{name}_{i}.png", "png")
     with caplog.at_level("INFO"):
         proto = ds.folder_protocol(tmp_path / "data", folds=5)
-    assert "folds are grouped by study folder (46 studies)" in caplog.text
+    assert "folds are grouped by study folder (46 studies:" in caplog.text
     for split in proto.splits:
         parts_of: dict[str, set[str]] = {}
         for part, items in split.items():
@@ -1137,7 +1137,7 @@ def test_one_long_study_among_as_many_study_folders_as_folds_keeps_the_grouping(
                 write_stub(tmp_path / "data" / name / f"{name}_study{j}" / f"frame{k}.png", "png")
     with caplog.at_level("INFO"):
         proto = ds.folder_protocol(tmp_path / "data", folds=folds)
-    assert "folds are grouped by study folder (12 studies)" in caplog.text and "not read as studies" not in caplog.text
+    assert "folds are grouped by study folder (12 studies:" in caplog.text and "read as containers" not in caplog.text
     assert_each_patient_in_one_part(proto.splits)
 
 

@@ -564,7 +564,7 @@ def test_fewer_sub_folders_than_folds_are_containers_split_by_image(tmp_path: Pa
     one, and a warning says so and what would keep studies together."""
     _study_tree(tmp_path, layout, 4)
     load = busi_protocol if layout == "busi" else image_mask_folder_protocol
-    with caplog.at_level(logging.WARNING, logger="monai_ext.data.segmentation"):
+    with caplog.at_level(logging.WARNING, logger="monai_ext.data.studies"):
         protocol = load(tmp_path, folds=5)
     assert "16 of 16 image(s) sit in 4 sub-folder(s), fewer than the 5 folds" in caplog.text
     assert "--folds 4" in caplog.text and not any("patient" in it for it in _every_item(protocol))
@@ -577,7 +577,7 @@ def test_a_few_small_studies_beside_loose_images_are_still_grouped(tmp_path: Pat
     for i in range(14):
         _write(tmp_path / "images" / f"case_{i}.png", _image(seed=1000 + i))
         _write(tmp_path / "masks" / f"case_{i}.png", _disc())
-    with caplog.at_level(logging.WARNING, logger="monai_ext.data.segmentation"):
+    with caplog.at_level(logging.WARNING, logger="monai_ext.data.studies"):
         protocol = image_mask_folder_protocol(tmp_path, folds=5)
     assert "fewer than the 5 folds" not in caplog.text
     for split in protocol.splits:
@@ -704,7 +704,7 @@ def test_sites_that_hold_patient_folders_group_by_patient(tmp_path: Path, sites:
     for s in range(sites):
         for p in range(patients):
             _frames(tmp_path, f"site{s}/patient{p}", 2, seed=1000 * s + 10 * p)
-    with caplog.at_level(logging.INFO, logger="monai_ext.data.segmentation"):
+    with caplog.at_level(logging.INFO, logger="monai_ext.data.studies"):
         protocol = image_mask_folder_protocol(tmp_path, folds=folds)
     assert "fewer than the" not in caplog.text and "the folders below them as studies" in caplog.text
     assert {it["patient"] for it in _every_item(protocol)} == {
