@@ -6,7 +6,7 @@ import itertools
 import json
 import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from monai_ext.engines.signals import stop_signals_raise
 from monai_ext.io.atomic import atomic_write_bytes
 from monai_ext.io.errors import UnreadableImageError, root_cause
 from monai_ext.io.figures import save_png
-from monai_ext.io.images import read_image, unique_output_stems
+from monai_ext.io.images import picture_orientation, read_image, unique_output_stems
 from monai_ext.io.json_values import json_tree
 from monai_ext.visualize.gradcam import gradcam_overlay, has_token_blocks
 
@@ -28,6 +28,15 @@ logger = logging.getLogger(__name__)
 
 #: Where the bundles' loading (``LoadUltrasoundImaged(frames_key=...)``) puts the number of frames a file holds.
 FRAMES_KEY = "image_frames"
+#: Where the segmentation bundle's loading (``LoadUltrasoundImaged(orientation_key=...)``) puts the EXIF Orientation
+#: it applied to a file's stored pixels.
+ORIENTATION_KEY = "image_orientation"
+
+
+def applied_orientation(loaded: Mapping[str, Any], path: str | os.PathLike) -> int:
+    """The EXIF Orientation the loader applied to ``path`` (its record under :data:`ORIENTATION_KEY`), else asked of
+    the file (:func:`~monai_ext.io.images.picture_orientation`: a loading config written before the record)."""
+    return int(loaded[ORIENTATION_KEY]) if ORIENTATION_KEY in loaded else picture_orientation(path)
 
 
 def prepare_image(

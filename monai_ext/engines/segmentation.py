@@ -24,6 +24,7 @@ from monai_ext.engines.inference import (
     FRAMES_KEY,
     PENDING_KEY,
     NonFiniteOutputError,
+    applied_orientation,
     clear_earlier_outputs,
     kept_results,
     make_output_folders,
@@ -37,7 +38,7 @@ from monai_ext.engines.inference import (
 from monai_ext.engines.metrics import require_finite_outputs
 from monai_ext.io.errors import root_cause
 from monai_ext.io.figures import save_png
-from monai_ext.io.images import picture_orientation, undo_orientation, unique_output_stems
+from monai_ext.io.images import undo_orientation, unique_output_stems
 
 logger = logging.getLogger(__name__)
 
@@ -243,7 +244,7 @@ def predict_mask_files(
                 record_error(result, path, str(e))
                 remove_earlier_outputs(mask_file, overlay_file)
                 continue
-            stored = undo_orientation(mask, picture_orientation(path))  # the overlay is a picture: drawn upright
+            stored = undo_orientation(mask, applied_orientation(loaded, path))  # the overlay is a picture: drawn upright
             try:
                 save_png(stored, mask_file)
                 if overlays:

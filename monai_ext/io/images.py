@@ -59,6 +59,7 @@ __all__ = [
     "matches_suffixes",
     "picture_frame_count",
     "picture_orientation",
+    "read_picture_and_orientation",
     "pil_display_pixels",
     "pil_orientation",
     "read_image",
@@ -98,11 +99,15 @@ class DisplayImage:
         frame_count: the frames the file holds (a cine loop's, a volume's planes, a multi-page TIFF's pages);
             ``pixels`` is the first. None where they were not counted: a video or a multi-frame picture format read
             without ``read_image(..., count_frames=True)``.
+        orientation: the EXIF Orientation (1-8) applied to the file's stored pixels to give ``pixels``
+            (:func:`upright`); 1 for every file shown as stored (:func:`picture_orientation` gives the same without
+            decoding). Masks are turned by it between the stored grid and ``pixels``.
     """
 
     pixels: np.ndarray
     region_box: tuple[int, int, int, int] | None = None
     frame_count: int | None = 1
+    orientation: int = 1
 
 
 def _lacks_suffix(name: str) -> bool:
@@ -455,13 +460,23 @@ def read_picture(path: str | os.PathLike, colour: bool = False) -> np.ndarray:
         colour: keep 8-bit PNG colour as (H, W, 3) RGB instead of taking OpenCV's luma at decoding (the corpus
             de-annotates on colour); other formats keep their colour either way.
     """
+    return read_picture_and_orientation(path, colour)[0]
+
+
+def read_picture_and_orientation(path: str | os.PathLike, colour: bool = False) -> tuple[np.ndarray, int]:
+    """:func:`read_picture`'s pixels and the EXIF Orientation applied to give them (1 where none), from one read.
+
+    The segmentation loaders turn a mask by the orientation its image was read with: asked of the file again
+    (:func:`picture_orientation`), a PNG's bytes were read twice per sample.
+    """
     path = Path(path)
     if path.suffix.lower() == ".png":
         pixels = _png_rgb(path) if colour else _png_gray(path)
-        if pixels is not None:
-            return pixels
+        if pixels is not None:  # OpenCV reads only PNGs that carry no orientation (_png_8bit)
+            return pixels, 1
     with Image.open(path) as img:
-        return pil_display_pixels(img)
+        orientation = pil_orientation(img)  # before upright(), which may clear a TIFF's file name
+        return pil_display_pixels(img), orientation
 
 
 def iter_picture_frames(path: str | os.PathLike, frame_stride: int = 1,
@@ -577,10 +592,11 @@ def _decode_first(path: Path, count_frames: bool) -> DisplayImage:
     if kind == "video":
         return DisplayImage(next(iter_video_frames(path))[1],
                             frame_count=video_frame_count(path) if count_frames else None)
-    pixels = read_picture(path)  # pictures, and any other file PIL opens
+    pixels, orientation = read_picture_and_orientation(path)  # pictures, and any other file PIL opens
     if Path(path).suffix.lower() not in _MULTI_FRAME_PICTURES:
-        return DisplayImage(pixels)
-    return DisplayImage(pixels, frame_count=picture_frame_count(path) if count_frames else None)
+        return DisplayImage(pixels, orientation=orientation)
+    return DisplayImage(pixels, frame_count=picture_frame_count(path) if count_frames else None,
+                        orientation=orientation)
 
 
 def check_file(path: Path) -> None:

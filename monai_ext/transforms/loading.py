@@ -44,16 +44,20 @@ class LoadUltrasoundImaged(MapTransform):
         frames_key: if given, the number of frames the file holds (a cine loop's, a volume's planes; the image is
             the first) is stored under this key, for every file. Inference uses it to say that a prediction is of
             one frame of several.
+        orientation_key: if given, the EXIF Orientation (1-8) the loader applied to the file's stored pixels is
+            stored under this key, for every file (1 where none): masks, kept on the stored grid, are turned by it
+            (:class:`~monai_ext.transforms.masks.LoadMaskd`) without the file being read again.
         allow_missing_keys: skip keys that are absent.
     """
 
     backend = LoadUltrasoundImage.backend
 
     def __init__(self, keys: KeysCollection, region_key: str | None = None, frames_key: str | None = None,
-                 allow_missing_keys: bool = False) -> None:
+                 orientation_key: str | None = None, allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         self.region_key = region_key
         self.frames_key = frames_key
+        self.orientation_key = orientation_key
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
@@ -66,4 +70,6 @@ class LoadUltrasoundImaged(MapTransform):
                 d[self.region_key] = image.region_box
             if self.frames_key is not None:
                 d[self.frames_key] = image.frame_count or 1
+            if self.orientation_key is not None:
+                d[self.orientation_key] = image.orientation
         return d

@@ -325,8 +325,10 @@ class LoadMaskd(MapTransform):
     Keeps the file name(s) under ``<key>_path`` (several joined by ``;``). Checks that the mask and ``image_key``'s already loaded image have the same size, naming the file otherwise.
 
     Masks are on their image file's stored pixel grid (what 3D Slicer and OHIF show and save; PNG masks carry no
-    EXIF): where ``<image_key>_path`` names a picture with an EXIF orientation, which the image loader applied, the
-    mask is turned by it too (:func:`read_mask_file`), or it would lie rotated or flipped on its image.
+    EXIF): where the image loader applied an EXIF orientation, the mask is turned by it too (:func:`read_mask_file`),
+    or it would lie rotated or flipped on its image. The orientation is the one the loader recorded under
+    ``orientation_key`` (``LoadUltrasoundImaged(orientation_key=...)``); where the item has none, it is read from
+    the file ``<image_key>_path`` names (:func:`~monai_ext.io.images.picture_orientation`, a second read).
 
     With ``record_presence`` (and ``num_classes``), also keeps under ``<key>_present`` a (K - 1,) bool array: which
     foreground classes the mask holds at its own size. A resize to the training size can remove a small lesion
@@ -345,14 +347,23 @@ class LoadMaskd(MapTransform):
         image_key: str | None = "image",
         allow_missing_keys: bool = False,
         record_presence: bool = False,
+        orientation_key: str | None = None,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
+        self.orientation_key = orientation_key
         if record_presence and num_classes is None:  # the array has one entry per foreground class, for collation
             raise ValueError("record_presence needs num_classes, got num_classes=None")
         self.record_presence = record_presence
         self.encoding, self.default_foreground, self.num_classes = encoding, foreground, num_classes
         self.loader = LoadMask(encoding, foreground, num_classes)
         self.foreground_key, self.image_key = foreground_key, image_key
+
+    def _orientation_of(self, d: Mapping[Hashable, Any], image_path: str | None) -> int | None:
+        """The EXIF Orientation the image was read with: the loader's record, else asked of the image file, else
+        None (no image)."""
+        if self.orientation_key is not None and self.orientation_key in d:
+            return int(d[self.orientation_key])
+        return picture_orientation(image_path) if image_path is not None else None
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
@@ -368,7 +379,7 @@ class LoadMaskd(MapTransform):
             if self.foreground_key is not None:  # every item then has it: a batch mixing items with and without collates
                 d[self.foreground_key] = loader.foreground
             image_path = d.get(f"{self.image_key}_path") if self.image_key else None
-            orientation = picture_orientation(image_path) if image_path is not None else None
+            orientation = self._orientation_of(d, image_path)
             mask = loader(d[key], orientation)
             warn_if_grids_look_alike(image_path, orientation, mask.shape[-2:])
             image = d.get(self.image_key) if self.image_key else None

@@ -58,3 +58,24 @@ def test_a_resized_mask_stays_centred_on_its_image(item, seed) -> None:
     clear = (fraction < 0.25) | (fraction > 0.75)
     wrong = (label[0].bool() != (fraction > 0.5)) & clear
     assert int(wrong.sum()) == 0, f"{int(wrong.sum())} pixel(s) off their image"  # nearest: 24 to 98
+
+
+def test_the_bundles_loading_turns_an_exif_mask_by_the_loaders_record(tmp_path, monkeypatch) -> None:
+    """train.yaml's loader records the EXIF turn it applied and LoadMaskd uses it: the image file is read once."""
+    from PIL import Image
+
+    from monai_ext.transforms import masks
+
+    image = np.full((40, 60), 200, np.uint8)
+    image[2:12, 3:20] = 20
+    exif = Image.new("L", (1, 1)).getexif()
+    exif[0x0112] = 6
+    Image.fromarray(image).save(tmp_path / "scan.jpg", exif=exif.tobytes(), quality=95)
+    cv2.imwrite(str(tmp_path / "scan_mask.png"), (image < 100).astype(np.uint8) * 255)
+    monkeypatch.setattr(masks, "picture_orientation", lambda path: pytest.fail(f"{path} read again"))
+    out = {"image": str(tmp_path / "scan.jpg"), "label": str(tmp_path / "scan_mask.png")}
+    for transform in _parser().get_parsed_content("load_transforms", instantiate=True)[:2]:  # the two loaders
+        out = transform(out)
+    assert out["image_orientation"] == 6
+    picture, mask = np.asarray(out["image"])[0], np.asarray(out["label"])[0].astype(bool)
+    assert picture.shape == mask.shape == (60, 40) and picture[mask].mean() < 0.2

@@ -447,3 +447,26 @@ def test_a_mask_whose_grid_cannot_be_told_is_warned_of_once(tmp_path: Path, shap
         for _ in range(3):  # three epochs: one warning
             LoadMaskd("label", image_key="image")(LoadUltrasoundImaged("image")(item))
     assert caplog.text.count("cannot be told apart here") == (1 if warned else 0)
+
+
+@pytest.mark.parametrize("orientation", [1, 3, 6, 8])
+@pytest.mark.parametrize("suffix", ["jpg", "png", "tif"])
+def test_the_loader_records_the_orientation_it_applied_and_the_mask_is_turned_by_it(tmp_path: Path, monkeypatch,
+                                                                                      orientation: int,
+                                                                                      suffix: str) -> None:
+    """LoadMaskd asked the image file for its EXIF orientation although the loader had just applied it (for a PNG,
+    its bytes read a second time): the loader now records it, equal to what the file says, and the mask is turned
+    by the record, the file not asked again (here it is gone once loaded)."""
+    from monai_ext.io import images
+    from monai_ext.transforms import masks
+    from monai_ext.transforms.loading import LoadUltrasoundImaged
+
+    item = _sideways_case(tmp_path, (40, 60), orientation, suffix)
+    assert images.picture_orientation(item["image"]) == orientation
+    loaded = LoadUltrasoundImaged("image", orientation_key="image_orientation")(item)
+    assert loaded["image_orientation"] == orientation
+    Path(item["image"]).unlink()
+    monkeypatch.setattr(masks, "picture_orientation", lambda path: pytest.fail(f"{path} read again"))
+    out = LoadMaskd("label", orientation_key="image_orientation")(loaded)
+    image, mask = np.asarray(out["image"])[0], np.asarray(out["label"])[0].astype(bool)
+    assert mask.shape == image.shape and image[mask].mean() < 0.2 and image[~mask].mean() > 0.7

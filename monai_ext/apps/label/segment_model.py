@@ -24,10 +24,10 @@ from monai_ext.apps.label.datalist import skipped_text
 from monai_ext.apps.label.datastore import is_mask_file, is_picture_mask
 from monai_ext.data.datalists import write_split
 from monai_ext.data.segmentation import split_validation
-from monai_ext.engines.inference import FRAMES_KEY, note_if_blank, note_if_several_frames
+from monai_ext.engines.inference import FRAMES_KEY, applied_orientation, note_if_blank, note_if_several_frames
 from monai_ext.engines.segmentation import mask_summary, segment_image
 from monai_ext.io.errors import UnreadableImageError
-from monai_ext.io.images import picture_orientation, read_image, stored_shape, undo_orientation
+from monai_ext.io.images import read_image, stored_shape, undo_orientation
 from monai_ext.networks.checkpoints import read_checkpoint
 from monai_ext.transforms.masks import LoadMask, orientation_note
 
@@ -67,7 +67,7 @@ class BundleSegmenter:
                 raise
             raise UnreadableImageError(str(unreadable or e)) from e
         mask, _ = segment_image(self.network, image, size, self.precision)
-        mask = undo_orientation(mask, picture_orientation(path))
+        mask = undo_orientation(mask, applied_orientation(loaded, path))
         summary = mask_summary(mask, self.class_names)
         note_if_blank(summary, path, image)
         note_if_several_frames(summary, path, int(loaded.get(FRAMES_KEY, 1)))
@@ -181,9 +181,10 @@ def _mask_shows_lesion(image: str, label: str, encoding: str = "binary", num_cla
                          "2-D masks as PNG label maps (0 background, 1 or 255 lesion)")
     if not is_picture_mask(label):
         raise ValueError(f"{label}: not a mask image (PNG/JPG/BMP/TIFF)")
-    orientation = picture_orientation(image)
+    read = read_image(image)
+    orientation = read.orientation
     mask = LoadMask(encoding, num_classes=num_classes if encoding == "index" else None).read_one(label, orientation)
-    size = read_image(image).pixels.shape[:2]
+    size = read.pixels.shape[:2]
     if mask.shape != size:
         (mask_h, mask_w), (image_h, image_w) = stored_shape(mask.shape, orientation), stored_shape(size, orientation)
         raise UnreadableImageError(f"{label}: mask size {mask_w}x{mask_h} (width x height) differs from its "
