@@ -327,11 +327,24 @@ def image_mask_folder_items(root: str | os.PathLike, images: str = "images", mas
     unmatched = [stem for _, stem in images if stem not in mask_by_stem]  # behind its sub-folder, where it has one
     if unmatched:
         raise ValueError(f"{len(unmatched)} images in {str(image_dir)!r} have no mask of the same stem in "
-                         f"{str(mask_dir)!r}, e.g. {unmatched[:5]!r}")
+                         f"{str(mask_dir)!r}, e.g. {unmatched[:5]!r}{_masks_of_other_formats(mask_dir, unmatched)}")
     stems = {stem for _, stem in images}
     _warn_orphan_masks([mask for stem, mask in mask_by_stem.items() if stem not in stems])
     items = [{"image": str(p), "label": str(mask_by_stem[stem]), "id": stem} for p, stem in images]
     return _keep_one_copy(items, repr(str(root)))
+
+
+def _masks_of_other_formats(mask_dir: Path, stems: list[str]) -> str:
+    """The end of the "no mask" message where the masks folder holds files of those stems that are no pictures
+    (``case.nii.gz`` label maps, as 3D Slicer saves them): they were passed over, and the message said only that
+    masks were missing."""
+    others = [p for p in walk_files(mask_dir) if p.suffix.lower() not in IMAGE_SUFFIXES
+              and _pair_key(p, mask_dir, image_stem(p)) in set(stems)]
+    if not others:
+        return ""
+    return (f"; {str(mask_dir)!r} holds {len(others)} file(s) of those stems that are no pictures, e.g. "
+            f"{others[0].name!r}: masks are read as 2-D pictures (PNG label maps: 0 background, 1 or 255 lesion), "
+            "convert them to PNG")
 
 
 #: Files that mark a root as a dataset with a protocol of its own: (file, the folder beside it that the dataset also

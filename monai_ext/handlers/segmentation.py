@@ -141,6 +141,21 @@ def segmentation_report(details: dict[str, torch.Tensor], ids: Sequence[str], cl
     return report
 
 
+def report_counts(report: dict[str, Any]) -> str:
+    """What a report's mean Dice is over, for the lines that print it: the images with a defined Dice (a class in
+    their truth), of all, and per class the images whose truth lacks it and where it was predicted anyway.
+
+    The mean leaves out lesion-free images, a false positive on one included (MONAI's ``ignore_empty``): printed
+    beside ``n`` alone, a Dice over 2 of 3 images read as over all 3, and the false positive went unseen.
+    """
+    defined = sum(any(value is not None for value in entry.get("dice", {}).values()) for entry in report["per_image"])
+    text = f"Dice over {defined} of {report['n']} image(s)"
+    for name, empty in report.get("empty_truth", {}).items():
+        if empty["images"]:
+            text += f"; {empty['images']} without {name}, {len(empty['predicted'])} of them with {name} predicted"
+    return text
+
+
 class SegmentationReportWriter:
     """After an evaluation, write ``<prefix>report.json`` and ``<prefix>overlays/<id>.png`` for ``num_overlays`` images
     (``/`` in the id as ``_``; a name too long for the filesystem is cut, :func:`~monai_ext.io.images.unique_output_stems`).
@@ -250,9 +265,9 @@ class SegmentationReportWriter:
             # enlarged as the reconstruction grids are: at network size (64 px) a 1-px outline is hard to see
             overlay = enlarge(comparison_overlay(image, prediction, truth)[None])[0]
             save_png(overlay, self.folder / f"{self.prefix}overlays" / f"{name}.png")
-        logger.info("segmentation report: %s (n %d, %d unreadable left out; Dice %.4f, IoU %s, HD95 %s)",
+        logger.info("segmentation report: %s (n %d, %d unreadable left out; Dice %.4f, IoU %s, HD95 %s; %s)",
                     self.folder / f"{self.prefix}report.json", report["n"], len(report["skipped"]), score,
-                    report.get("mean_iou"), report.get("mean_hd95"))
+                    report.get("mean_iou"), report.get("mean_hd95"), report_counts(report))
 
     def _no_lesion_message(self, engine: Engine, count: int, loaded: np.ndarray | None) -> str:
         """Why no epoch can be the best when no validation truth holds a lesion, with what may have caused it: masks

@@ -28,12 +28,16 @@ from monai_ext.io.images import (
     picture_orientation,
     pil_frame_count,
     pil_orientation,
+    source_kind,
     stored_shape,
     upright,
 )
 
 logger = logging.getLogger(__name__)
 MASK_ENCODINGS = ("binary", "index")
+#: A binary mask whose lesion covers more than this share of it is warned of as perhaps inverted.
+MOST_LESION_SHARE = 0.9
+_WARNED_OF_COVER: set[str] = set()  # files warned of as mostly lesion: once each, not at every epoch
 #: A JPEG mask with a low peak and fewer pixels of exact 0 than this has a raised black: an empty mask exported so
 #: decodes with no 0 at all, while a 0/1 mask whose lesion covers 95 % of the image keeps some 5 % of zeros.
 MIN_JPEG_BLACK_SHARE = 0.01
@@ -93,6 +97,12 @@ def read_mask_file(path: str | os.PathLike, palette_as_colours: bool = False,
     except UnreadableImageError:  # the page count's or orientation's refusal, already naming the file
         raise
     except Exception as e:  # decoders raise many types; all mean the same thing to the caller
+        kind = source_kind(Path(path))
+        if kind not in ("image", None):  # a volume or DICOM label map, as 3D Slicer saves them: PIL's words say nothing
+            what = {"nifti": "a NIfTI", "itk": "an ITK volume (NRRD, MetaImage)", "dicom": "a DICOM"}.get(kind, "a video")
+            raise UnreadableImageError(f"{path}: {what} file, not a picture: masks are read as 2-D pictures on "
+                                       "their image's pixel grid (PNG label maps: 0 background, 1 or 255 lesion); "
+                                       "convert it to PNG") from e
         raise UnreadableImageError(f"{path}: cannot decode mask ({type(e).__name__}: {e})") from e
 
 
@@ -152,9 +162,12 @@ def _binary_foreground(pixels: np.ndarray, jpeg: bool, source: str) -> np.ndarra
     the resize dimmed below half the mask's peak keeps its brightest pixels. Where most in-between pixels sit in
     flat areas of their own value (a 0/85/170/255 label map), they are classes, not edges, and any non-zero stays.
 
+    A lossless mask without a single 0 is refused (a raised black, a 128/255 mask: every pixel would be lesion), and
+    a mask read as lesion over more than :data:`MOST_LESION_SHARE` of it is warned of (inverted?).
+
     Raises:
         UnreadableImageError: a JPEG mask refused by the rules above, naming ``source``, its peak and its share of
-            black pixels.
+            black pixels, or a lossless mask with no pixel 0, naming its lowest and highest values.
     """
     peak = int(pixels.max(initial=0))
     if jpeg and peak < 128:
@@ -166,10 +179,29 @@ def _binary_foreground(pixels: np.ndarray, jpeg: bool, source: str) -> np.ndarra
                 "losslessly (PNG)")
         return pixels > 0
     if jpeg:
-        return pixels >= peak / 2
+        return _warn_if_mostly_lesion(pixels >= peak / 2, source)
+    lowest = int(pixels.min()) if pixels.size else 0
+    if lowest > 0:  # read by "any non-zero", every pixel would be lesion
+        raise UnreadableImageError(
+            f"{source}: no pixel of this binary mask is 0 (its lowest value is {lowest}, its highest {peak}): a "
+            "binary mask needs a background of 0 (an empty mask exported with a raised black, or a "
+            f"{lowest}/{peak} mask?); save the background as 0")
     if peak >= 128 and _edges_only_in_between(pixels, peak):
-        return _from_half_of_each_regions_peak(pixels)
-    return pixels > 0
+        return _warn_if_mostly_lesion(_from_half_of_each_regions_peak(pixels), source)
+    return _warn_if_mostly_lesion(pixels > 0, source)
+
+
+def _warn_if_mostly_lesion(foreground: np.ndarray, source: str) -> np.ndarray:
+    """``foreground``, with a warning (once per file) where it covers more than :data:`MOST_LESION_SHARE` of the
+    mask: an inverted mask (white background, black lesion) reads as a lesion covering the image, which trains the
+    wrong target and scores a model predicting lesion everywhere as excellent. A warning, not a refusal: a crop
+    around a large lesion can be mostly lesion."""
+    share = float(foreground.mean()) if foreground.size else 0.0
+    if share > MOST_LESION_SHARE and source not in _WARNED_OF_COVER:
+        _WARNED_OF_COVER.add(source)
+        logger.warning("%s: %.1f%% of this binary mask is lesion (every pixel that is not 0): is it inverted (a white "
+                       "background)? Lesion pixels must be non-zero and the background 0", source, 100 * share)
+    return foreground
 
 
 def _from_half_of_each_regions_peak(pixels: np.ndarray) -> np.ndarray:

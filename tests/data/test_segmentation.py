@@ -791,3 +791,15 @@ def test_a_generic_set_with_a_train_list_is_no_mmotu_without_its_annotations_fol
     (tmp_path / "Annotations").mkdir()  # in any letter case, as Images/ and Masks/
     with pytest.raises(ValueError, match="use make-datalist mmotu-seg$"):
         image_mask_folder_items(tmp_path)
+
+
+def test_label_maps_of_the_images_stems_are_named_when_no_picture_mask_pairs(tmp_path: Path) -> None:
+    """``masks/c0.nii.gz`` for ``images/c0.png``: the label map was passed over and the message said only that the
+    image had no mask of its stem, which it has."""
+    for i in range(3):
+        _write(tmp_path / "images" / f"c{i}.png", _image(seed=i))
+        (tmp_path / "masks").mkdir(exist_ok=True)
+        (tmp_path / "masks" / f"c{i}.nii.gz").write_bytes(b"label map")
+    with pytest.raises(ValueError, match=r"3 images .* e\.g\. \['c0', 'c1', 'c2'\]; .*masks' holds 3 file\(s\) of "
+                                         r"those stems that are no pictures, e\.g\. 'c\d\.nii\.gz': masks are read"):
+        image_mask_folder_protocol(tmp_path, folds=2)

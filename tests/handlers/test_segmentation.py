@@ -275,3 +275,15 @@ def test_overlays_of_images_named_by_long_paths_are_written_under_names_the_file
     assert [e["id"] for e in report["per_image"]] == [d["image_path"] for d in data]
     names = sorted(p.name for p in (tmp_path / "test_overlays").iterdir())
     assert len(names) == 2 and all(len(n.encode()) <= 255 for n in names)
+
+
+def test_report_counts_say_what_the_dice_is_over_and_the_false_positives(tmp_path) -> None:
+    """The log printed ``n 3 ... Dice 0.5`` for a Dice over 2 images; the lesion-free image with a predicted lesion
+    showed only inside the JSON."""
+    from monai_ext.handlers.segmentation import report_counts
+
+    report = {"n": 3, "per_image": [{"dice": {"lesion": 0.4}}, {"dice": {"lesion": 0.6}}, {"dice": {"lesion": None}}],
+              "empty_truth": {"lesion": {"images": 1, "predicted": ["case03"]}}}
+    assert report_counts(report) == "Dice over 2 of 3 image(s); 1 without lesion, 1 of them with lesion predicted"
+    assert report_counts({"n": 2, "per_image": [{"dice": {"a": None, "b": 0.5}}, {"dice": {"a": None, "b": None}}],
+                          "empty_truth": {"a": {"images": 0, "predicted": []}}}) == "Dice over 1 of 2 image(s)"

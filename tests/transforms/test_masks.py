@@ -470,3 +470,48 @@ def test_the_loader_records_the_orientation_it_applied_and_the_mask_is_turned_by
     out = LoadMaskd("label", orientation_key="image_orientation")(loaded)
     image, mask = np.asarray(out["image"])[0], np.asarray(out["label"])[0].astype(bool)
     assert mask.shape == image.shape and image[mask].mean() < 0.2 and image[~mask].mean() > 0.7
+
+
+@pytest.mark.parametrize("suffix", ["png", "bmp", "tif"])
+@pytest.mark.parametrize("background, lesion", [(1, 255), (128, 255), (2, 2)],
+                         ids=["raised-black", "128-255", "empty-raised-black"])
+def test_a_lossless_binary_mask_without_a_zero_is_refused(tmp_path: Path, suffix: str, background: int,
+                                                          lesion: int) -> None:
+    """Read as "any non-zero", a mask exported with a raised black (or a 128/255 one) was a lesion covering the
+    whole image, trained and scored without a word (as JPEG masks already were refused)."""
+    pixels = np.full((20, 30), background, np.uint8)
+    pixels[5:10, 5:15] = lesion
+    path = tmp_path / f"mask.{suffix}"
+    Image.fromarray(pixels).save(path)
+    with pytest.raises(UnreadableImageError, match=rf"mask.{suffix}: no pixel of this binary mask is 0 \(its "
+                                                   rf"lowest value is {background}, its highest {lesion}\)"):
+        LoadMask("binary")(str(path))
+    assert LoadMask("index", num_classes=256)(str(path)).max() == lesion  # label values: any class may fill it
+
+
+def test_an_inverted_binary_mask_is_warned_of_once(tmp_path: Path, caplog) -> None:
+    """White background, black lesion: 97 % lesion, trained as the target and scored as excellent for a model
+    predicting lesion everywhere. Warned once per file, not at every epoch."""
+    pixels = np.full((20, 30), 255, np.uint8)
+    pixels[5:10, 5:9] = 0
+    Image.fromarray(pixels).save(tmp_path / "inverted.png")
+    Image.fromarray(255 - pixels).save(tmp_path / "upright.png")
+    with caplog.at_level(logging.WARNING, logger="monai_ext.transforms.masks"):
+        for _ in range(3):
+            LoadMask("binary")(str(tmp_path / "inverted.png"))
+        LoadMask("binary")(str(tmp_path / "upright.png"))
+    warned = [r.getMessage() for r in caplog.records if "is it inverted" in r.getMessage()]
+    assert len(warned) == 1 and "inverted.png: 96.7% of this binary mask is lesion" in warned[0]
+
+
+@pytest.mark.parametrize("name, what", [("mask.nii.gz", "a NIfTI"), ("mask.nrrd", r"an ITK volume \(NRRD")])
+def test_a_volume_label_map_given_as_a_mask_is_named_as_such(tmp_path: Path, name: str, what: str) -> None:
+    """A 3D Slicer label map in a datalist was "cannot identify image file": the message now says masks are pictures."""
+    import nibabel as nib
+
+    (tmp_path / name).write_bytes(b"not a picture" * 30)
+    if name.endswith(".nii.gz"):
+        nib.save(nib.Nifti1Image(np.zeros((8, 8, 1), np.uint8), np.eye(4)), tmp_path / name)
+    with pytest.raises(UnreadableImageError, match=rf"{name}: {what}.* file, not a picture: masks are read as 2-D "
+                                                   "pictures"):
+        LoadMask("binary")(str(tmp_path / name))
