@@ -12,6 +12,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+import torch
 import torch.distributed as dist
 from monai.data import Dataset
 from monai.transforms import Compose, OneOf, RandomizableTrait, RandomOrder, SomeOf
@@ -87,6 +88,8 @@ class SkipCorruptDataset(Dataset):
         agree_across_ranks: (evaluation, under ``torch.distributed``) drop on every rank the items any rank found
             unreadable, through one collective; every rank must then build the dataset, in the same order (the
             bundles' validation datasets). Off for datasets one rank builds alone (the probe's, the monitor's).
+        part: what the datalist is, for the error when none of its items can be read ("the validation part").
+        remedy: what the user can do then, appended to that error (a bundle knows its settings; this class not).
 
     Attributes:
         skipped: ``[{name_key: value, "reason": "ErrorType: message"}]`` for each item dropped at screening (evaluation)
@@ -97,10 +100,12 @@ class SkipCorruptDataset(Dataset):
     """
 
     def __init__(self, data: Sequence[dict[str, Any]], transform: Any = None, name_key: str = "image",
-                 evaluation: bool | None = None, agree_across_ranks: bool = False) -> None:
+                 evaluation: bool | None = None, agree_across_ranks: bool = False, part: str = "the dataset",
+                 remedy: str = "") -> None:
         if len(data) == 0:
-            raise ValueError("the datalist is empty")
+            raise ValueError(f"the datalist of {part} is empty" if part != "the dataset" else "the datalist is empty")
         self.name_key = name_key
+        self.part, self.remedy = part, remedy
         self.evaluation = not is_random_transform(transform) if evaluation is None else bool(evaluation)
         self.skipped: list[dict[str, str]] = []
         self.bad: set[int] = set()
@@ -139,8 +144,9 @@ class SkipCorruptDataset(Dataset):
         good = [item for index, item in enumerate(self.data) if index not in failed]
         if not good:
             reasons = "; ".join(f"{s[self.name_key]}: {s['reason']}" for s in self.skipped[:3])
-            raise ValueError(f"none of the {len(self.data)} items of the dataset can be read ({reasons}"
-                             f"{'; ...' if len(self.skipped) > 3 else ''})")
+            # which part is left empty, and what to do: "none of the 1 items of the dataset" named neither
+            raise ValueError(f"none of the {len(self.data)} items of {self.part} can be read ({reasons}"
+                             f"{'; ...' if len(self.skipped) > 3 else ''}){'; ' + self.remedy if self.remedy else ''}")
         if self.skipped:
             logger.info("%d of %d items are unreadable and left out of the evaluation", len(self.skipped),
                         len(self.data))
@@ -162,4 +168,39 @@ class SkipCorruptDataset(Dataset):
             except Exception as e:  # noqa: BLE001 - any decoder or transform error means this one file is unusable
                 self.bad.add(i)
                 self._record(i, e)
-        raise RuntimeError("every item of the dataset failed to load")
+        raise RuntimeError(f"every item of {self.part} failed to load"
+                           f"{'; ' + self.remedy if self.remedy else ''}")
+
+
+def first_readable(data: Sequence[dict[str, Any]], transform: Any, count: int, key: str = "image",
+                   name_key: str = "image") -> torch.Tensor:
+    """Stack the ``key`` outputs of ``transform`` for the first ``count`` items of ``data`` that it reads: (K, ...).
+
+    Read in order and only until ``count`` are found: a grid of four pictures from a folder of thousands decoded
+    every one of them first (:class:`SkipCorruptDataset` screens its whole list when built). An item that fails is
+    skipped with a warning naming the file and the reason, as the dataset does.
+
+    Raises:
+        ValueError: ``count`` below 1, an empty ``data``, or none of its items can be read (naming a few reasons).
+    """
+    if count < 1:
+        raise ValueError(f"need at least one image, count is {count!r}")
+    if len(data) == 0:
+        raise ValueError("the datalist is empty")
+    images: list[torch.Tensor] = []
+    failed: list[str] = []
+    for item in data:
+        try:
+            out = transform(dict(item)) if transform is not None else item
+        except Exception as e:  # noqa: BLE001 - any decoder or transform error means this one file is unusable
+            name = str(item.get(name_key, "?"))
+            failed.append(f"{name}: {root_cause(e)}")
+            logger.warning("skipping unreadable image %s: %s", name, root_cause(e))
+            continue
+        images.append(torch.as_tensor(out[key]))
+        if len(images) == count:
+            break
+    if not images:
+        raise ValueError(f"none of the {len(data)} items can be read ({'; '.join(failed[:3])}"
+                         f"{'; ...' if len(failed) > 3 else ''})")
+    return torch.stack(images)

@@ -255,7 +255,9 @@ def pretrain_datalists(
         dataset_dir: a folder of pictures (searched recursively), a corpus cache written by ``prepare-corpus``
             (items are then ``{"image": index of a kept frame}``, read by ``LoadCorpusFramed``), or None for the
             synthetic default. The other files of a folder (DICOM, cine loops, volumes, notes) are counted in a
-            warning that points to ``prepare-corpus``, which reads them.
+            warning that points to ``prepare-corpus``, which reads them. Of a folder's pictures, those that cannot be
+            pictures (empty, a header no reader knows) are left out before the split, with a warning, and
+            byte-identical copies share one side of it.
         cache_dir: where the synthetic default is generated.
         num_synthetic: images of the synthetic default.
         val_fraction: share held out for validation reconstruction loss (which chooses the best model), in (0, 1).
@@ -264,7 +266,8 @@ def pretrain_datalists(
             back they would join the data and reshuffle the split on the next run or resume).
 
     Raises:
-        ValueError: ``val_fraction`` out of range, or too few images to hold one out for validation.
+        ValueError: ``val_fraction`` out of range, or too few images (readable, and not all copies of one) to hold
+            one out for validation.
     """
     from monai_ext.data.corpus import CorpusFrames, is_corpus_cache, kept_sources
 
@@ -276,14 +279,20 @@ def pretrain_datalists(
     if is_corpus_cache(folder):
         files = [{"image": i} for i in range(len(CorpusFrames(folder)))]
         sources = [source_group(source, frame) for source, frame in kept_sources(folder)]
+        screened_out = 0  # the corpus left out what it could not read when it was prepared
     else:
-        pictures = _pictures(Path(folder), exclude)
+        pictures, screened_out = _readable_pictures(Path(folder), _pictures(Path(folder), exclude))
         files = [{"image": str(p)} for p in pictures]
-        sources = [source_group(os.path.relpath(p, folder)) for p in pictures]  # the folder may move; its layout stays
+        sources = _copies_in_one_group(pictures, [source_group(os.path.relpath(p, folder)) for p in pictures], folder)
     if len(files) < 2:
-        raise ValueError(f"{str(folder)!r} holds {len(files)} training image(s): pretraining holds part of them out "
-                         "for its validation loss and needs at least 2")
+        unread = f" ({screened_out} more cannot be pictures and were left out, named in the warning above)" \
+            if screened_out else ""
+        raise ValueError(f"{str(folder)!r} holds {len(files)} training image(s){unread}: pretraining holds part of "
+                         "them out for its validation loss and needs at least 2")
     train, val = split_by_source(files, sources, val_fraction, seed)
+    if (not train or not val) and not is_corpus_cache(folder) and len(set(sources)) == 1:
+        raise ValueError(f"all {len(files)} images under {str(folder)!r} are byte-identical copies of one picture: "
+                         "a copy cannot be both trained on and held out for the validation loss; add other pictures")
     if not train or not val:
         raise ValueError(f"all {len(files)} images under {str(folder)!r} come from one stretch of one source file "
                          f"({sources[0].rsplit('#', 1)[0]!r}): its nearly alike frames cannot be both trained on and "
@@ -304,3 +313,63 @@ def _pictures(folder: Path, exclude: Sequence[str | os.PathLike | None]) -> list
                        "and volumes are read by `python -m monai_ext prepare-corpus`, whose cache --dataset_dir "
                        "takes", len(others), folder, suffix_counts(others))
     return kept_images
+
+
+def _readable_pictures(folder: Path, pictures: Sequence[Path]) -> tuple[list[Path], int]:
+    """(the ``pictures`` that may be read, how many were left out), the others named in one warning.
+
+    An empty file or one whose header no reader knows (a download cut off, a text file named ``.png``) took part in
+    the split like a picture and was only skipped when loaded: it could make up the whole validation part, which
+    then stopped the run. The check is the header's (:func:`~monai_ext.data.screening.why_not_an_image`, no pixel
+    decoded), so a file damaged further in (a truncated PNG) is still skipped when loaded, naming the reason. A DICOM
+    file under a picture's name passes: the bundle's loader reads it as DICOM.
+    """
+    from monai_ext.data.screening import why_not_an_image
+    from monai_ext.io.dicom import has_dicom_preamble
+
+    reasons = {p: why_not_an_image(p) for p in pictures}
+    bad = {p: reason for p, reason in reasons.items() if reason and not has_dicom_preamble(p)}
+    if bad:
+        counts = Counter(reason for reason in bad.values())
+        shown = "; ".join(f"{p.relative_to(folder) if p.is_relative_to(folder) else p}: {reason}"
+                          for p, reason in list(bad.items())[:3])
+        logger.warning("%d of %d picture file(s) under %s cannot be pictures and are left out before the split (%s), "
+                       "e.g. %s%s", len(bad), len(pictures), folder,
+                       ", ".join(f"{reason} {n}" for reason, n in counts.most_common()), shown,
+                       "; ..." if len(bad) > 3 else "")
+    return [p for p in pictures if p not in bad], len(bad)
+
+
+def _copies_in_one_group(pictures: Sequence[Path], sources: list[str], folder: str | os.PathLike) -> list[str]:
+    """``sources`` with the byte-identical copies of a picture put in one group: that of the shortest name.
+
+    Copies of one picture under other names (``scan.png`` and ``scan copy.png``, two exports of one study) drawn
+    to both sides trained on a validation image, and the validation loss, which chooses the best model, came out
+    too good. Only copies move: the group standing for a set keeps its draw, and so its side, and every other
+    group keeps its draw, so a folder without copies splits as before. Only files of a size another file has are hashed
+    (:func:`~monai_ext.data.identical.identical_sets`): an archive of thousands is read in full only where sizes
+    meet.
+    """
+    from monai_ext.data.identical import identical_sets
+
+    by_size: dict[int, list[int]] = {}
+    for i, path in enumerate(pictures):
+        by_size.setdefault(path.stat().st_size, []).append(i)
+    candidates = [i for found in by_size.values() if len(found) > 1 for i in found]
+    sets = [[candidates[j] for j in found] for found in identical_sets([pictures[i] for i in candidates])]
+    if not sets:
+        return sources
+    grouped = list(sources)
+    for found in sets:
+        # the shortest name stands for the set ("scan.png", not "scan copy.png" or "scan (1).png", which sorts
+        # first): the picture a copy was made of keeps the side it had before the copy was added
+        kept = min(found, key=lambda i: (len(sources[i]), sources[i]))
+        for i in found:
+            grouped[i] = sources[kept]
+    example = sets[0]
+    kept = min(example, key=lambda i: (len(sources[i]), sources[i]))
+    logger.warning("%d picture(s) under %s are byte-identical copies of others and are kept on their side of the "
+                   "split, so that no copy is validated on after its twin was trained on: e.g. %s with %s",
+                   sum(len(found) - 1 for found in sets), folder, pictures[next(i for i in example if i != kept)].name,
+                   pictures[kept].name)
+    return grouped

@@ -4,23 +4,29 @@ MONAI's ``LoadImage`` picks a reader by suffix and the readers disagree on axis 
 (none applies the photometric interpretation, LUTs or windows of the display pipeline); this pair reads every format
 through :func:`monai_ext.io.images.read_image`, the decoder the corpus uses too, and converts with the shared
 :func:`monai_ext.io.display.to_gray_unit`. The classification bundle, its inference and MONAI Label load with it.
+:class:`LoadDisplayPixelsd` reads through the same decoders but keeps colour and type, for the pretraining bundle,
+which de-annotates on colour before converting to gray.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Hashable, Mapping
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends
 
+from monai_ext.io.dicom import has_dicom_preamble
 from monai_ext.io.display import to_gray_unit
-from monai_ext.io.images import read_image
+from monai_ext.io.errors import UnreadableImageError
+from monai_ext.io.images import check_file, read_image, read_picture, source_kind
 
-__all__ = ["LoadUltrasoundImage", "LoadUltrasoundImaged"]
+__all__ = ["LoadDisplayPixelsd", "LoadUltrasoundImage", "LoadUltrasoundImaged", "read_display_pixels"]
 
 
 class LoadUltrasoundImage(Transform):
@@ -72,4 +78,58 @@ class LoadUltrasoundImaged(MapTransform):
                 d[self.frames_key] = image.frame_count or 1
             if self.orientation_key is not None:
                 d[self.orientation_key] = image.orientation
+        return d
+
+
+def read_display_pixels(path: str | os.PathLike) -> np.ndarray:
+    """The display-ready (H, W) or (H, W, C) pixels of the first frame of any supported file, colour kept.
+
+    Pictures keep their colour and their type (:func:`~monai_ext.io.images.read_picture` with ``colour=True``), so
+    that de-annotation can find coloured marks before the gray conversion; DICOM (a DICOM file under a picture's
+    name too), volumes and cine loops come as :func:`~monai_ext.io.images.read_image` gives them. Bilevel pictures
+    come as 0 / 255 (uint8), as MONAI's ``PILReader`` with :func:`~monai_ext.io.images.pil_display_image` gave them.
+
+    Raises:
+        UnreadableImageError: (a ``ValueError``) naming the file and the reason: missing, empty, not decodable.
+    """
+    path = Path(path)
+    check_file(path)  # "empty file (0 bytes)", not a decoder's "cannot identify"
+    if source_kind(path) != "image" or has_dicom_preamble(path):
+        return read_image(path).pixels
+    try:
+        pixels = read_picture(path, colour=True)
+    except Exception as e:  # decoders raise many types; all mean the same thing to the caller
+        raise UnreadableImageError(f"{path}: cannot decode ({type(e).__name__}: {e})") from e
+    if pixels.size == 0 or min(pixels.shape[:2]) < 1:
+        raise UnreadableImageError(f"{path}: empty image")
+    return pixels.astype(np.uint8) * np.uint8(255) if pixels.dtype == np.bool_ else pixels
+
+
+class LoadDisplayPixelsd(MapTransform):
+    """Paths -> channel-first (C, H, W) display-ready pixels in the file's own type and colour (C = 1 gray, 2 gray
+    + alpha, 3 RGB, 4 RGBA), through :func:`read_display_pixels`, as a tensor.
+
+    For the pretraining bundle, which de-annotates on colour before its gray conversion: the pixels of a picture
+    are those MONAI's ``LoadImaged(reader=PILReader, converter=pil_display_image, reverse_indexing=False,
+    dtype=None)`` and ``EnsureChannelFirstd`` gave, but a file that cannot be read is named with the reason (empty,
+    truncated, not a picture) in one error, where ``LoadImage`` tried seven readers, logged a line for each and said
+    only that no reader suited; and a DICOM file under a picture's name is read as DICOM.
+
+    Args:
+        keys: keys holding file paths.
+        allow_missing_keys: skip keys that are absent.
+    """
+
+    backend: ClassVar[list[TransformBackends]] = [TransformBackends.TORCH]
+
+    def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            pixels = read_display_pixels(d[key])
+            channel_first = pixels[None] if pixels.ndim == 2 else np.moveaxis(pixels, -1, 0)
+            # a decoder's buffer may be read-only, which torch warns of: copied only then (or where not contiguous)
+            d[key] = torch.from_numpy(np.require(channel_first, requirements=["C", "W"]))
         return d

@@ -168,25 +168,23 @@ def lesion_free_validation_datalist(cache, folder) -> str:
     return str(folder / "fold.json")
 
 
+# no "no_validation" case (val_interval above the epochs) any more: the last epoch is validated whatever the
+# interval (tests/handlers/test_validation.py)
 @pytest.mark.parametrize("case, message", [
     ("lesion_free_validation", "none of the"),
-    ("no_validation", "no validation ran during training"),
 ])
 def test_training_without_a_best_model_says_why(case, message, cache, tmp_path) -> None:
     """No epoch can be the best when every validation Dice is undefined (MONAI gave 0.0, which made an arbitrary
-    epoch the best) or when no validation ran: the run stops in one line instead of leaving no model.pt."""
-    extra = {"datalist_file": lesion_free_validation_datalist(cache, tmp_path)} if case == "lesion_free_validation" \
-        else {"val_interval": 5}
+    epoch the best): the run stops in one line instead of leaving no model.pt."""
+    extra = {"datalist_file": lesion_free_validation_datalist(cache, tmp_path)}
     result = run_bundle([TRAIN], tiny_segment_overrides(tmp_path, cache, **extra), check=False)
     assert result.returncode == 2, result.stderr[-3000:]
     last = result.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "models" / "model.pt").exists()
-    if case == "no_validation":
-        assert last.startswith(f"usf_mae_segment: {message}") and "model.pt was not written" in last, last
-    else:  # said at the first validation, not after the last epoch: empty truths never change
-        assert last.startswith("usf_mae_segment: none of the 3 validation masks holds a foreground class (lesion): "
-                               "Dice and IoU are undefined at every epoch"), last
-        assert "Epoch[2/2]" not in result.stdout + result.stderr
+    # said at the first validation, not after the last epoch: empty truths never change
+    assert last.startswith("usf_mae_segment: none of the 3 validation masks holds a foreground class (lesion): "
+                           "Dice and IoU are undefined at every epoch"), last
+    assert "Epoch[2/2]" not in result.stdout + result.stderr
 
 
 def test_a_num_classes_other_than_the_datalists_is_refused_before_training(cache, tmp_path) -> None:

@@ -104,3 +104,31 @@ def test_augmentation_decides_training_unless_told(tmp_path, transform, random: 
     assert SkipCorruptDataset(items, load(random), evaluation=None).evaluation is not random
     assert SkipCorruptDataset(items, load(random), evaluation=not random).evaluation is not random
     assert SkipCorruptDataset(items, load(random=True), evaluation=True).evaluation  # explicit wins
+
+
+def test_a_part_without_a_readable_file_is_named_with_what_to_do(tmp_path) -> None:
+    """"none of the 1 items of the dataset can be read" named neither the part left empty nor what to do."""
+    items = [item for item in image_folder(tmp_path) if item["id"] == "empty.png"]
+    with pytest.raises(ValueError, match=r"none of the 1 items of the validation part can be read \(.*empty.png.*\); "
+                                         r"remove them"):
+        SkipCorruptDataset(items, load(), evaluation=True, part="the validation part", remedy="remove them")
+
+
+def test_first_readable_reads_in_order_only_until_it_has_enough(tmp_path) -> None:
+    """A grid of two pictures decoded every file of the folder first; now the reading stops at the second good one,
+    skipping a bad one on the way."""
+    from monai_ext.data.datasets import first_readable
+
+    items = image_folder(tmp_path)  # case0, empty.png, case1, case2, ...
+    read: list[str] = []
+    chain = load()
+
+    def counting(item):
+        read.append(str(item["id"]))
+        return chain(item)
+
+    images = first_readable(items, counting, 2)
+    assert images.shape == (2, 1, 16, 16) and [int(im.max()) for im in images] == [0, 1]
+    assert read == ["case0", "empty.png", "case1"]
+    with pytest.raises(ValueError, match="none of the 3 items can be read"):
+        first_readable([item for item in items if item["id"] in BAD], load(), 2)

@@ -79,8 +79,9 @@ def test_a_dataset_folder_typed_as_a_number_is_read(dataset_dir, setting, tmp_pa
     from monai_ext.data.folders import pretrain_datalists
 
     monkeypatch.chdir(tmp_path)
-    for i in range(4):
-        picture(tmp_path / "2024" / f"{i}.png")
+    for i in range(4):  # distinct pictures: byte-identical copies share a split group (one side)
+        (tmp_path / "2024").mkdir(exist_ok=True)
+        Image.fromarray(np.full((8, 8), 10 * i, np.uint8)).save(tmp_path / "2024" / f"{i}.png")
     cache_dir = 1.5 if setting == "cache_dir" else "cache"
     if setting is None:
         lists = pretrain_datalists(dataset_dir, cache_dir, val_fraction=0.25, seed=0)
@@ -260,3 +261,85 @@ def test_file_in_any_case_finds_a_name_in_another_unicode_form(tmp_path, listed)
     on_disk.write_bytes(b"jpeg")
     assert file_in_any_case(tmp_path / unicodedata.normalize("NFC", listed)) == on_disk
     assert file_in_any_case(tmp_path / "e1.jpg") == tmp_path / "e1.jpg"  # no accent is no other form: missing
+
+
+def _distinct_pictures(folder: Path, count: int) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        paths.append(folder / f"scan {i:02d}.png")
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (8, 8), np.uint8)).save(paths[-1])
+    return paths
+
+
+def _sides(lists: dict) -> dict[str, str]:
+    return {Path(it["image"]).name: part for part, items in lists.items() for it in items}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_byte_identical_copies_fall_on_one_side_and_the_other_pictures_keep_theirs(tmp_path, seed) -> None:
+    """10 pictures and a "... copy.png" of each: 3 of 5 validation pictures had their copy in training (an
+    optimistic val_loss); the copies now follow their first copy, and nothing else moves."""
+    import shutil
+
+    originals = _distinct_pictures(tmp_path / "data", 10)
+    before = _sides(pretrain_datalists(tmp_path / "data", tmp_path / "cache", val_fraction=0.3, seed=seed))
+    for path in originals:
+        shutil.copyfile(path, path.with_name(f"{path.stem} copy.png"))
+    after = _sides(pretrain_datalists(tmp_path / "data", tmp_path / "cache", val_fraction=0.3, seed=seed))
+    assert len(after) == 20
+    for path in originals:
+        assert after[f"{path.stem} copy.png"] == after[path.name], path.name
+    assert {name: after[name] for name in before} == before  # the originals kept their sides
+
+
+def test_a_folder_without_copies_splits_as_before(tmp_path) -> None:
+    """Existing users' splits must not change: the split of a folder without copies is the hash split of its
+    relative paths."""
+    from monai_ext.data.folders import source_group, split_by_source
+
+    paths = _distinct_pictures(tmp_path / "data", 12)
+    lists = pretrain_datalists(tmp_path / "data", tmp_path / "cache", val_fraction=0.25, seed=42)
+    names = [p.name for p in paths]
+    train, val = split_by_source(names, [source_group(n) for n in names], 0.25, 42)
+    assert [Path(it["image"]).name for it in lists["train"]] == train
+    assert [Path(it["image"]).name for it in lists["validation"]] == val
+
+
+def test_files_that_cannot_be_pictures_are_left_out_before_the_split(tmp_path, caplog) -> None:
+    """A zero-byte or text "picture" took part in the split and could be the whole validation part, which stopped
+    the run with "none of the 1 items of the dataset can be read"."""
+    from monai_ext.io.writers import write_dicom
+
+    _distinct_pictures(tmp_path / "data", 6)
+    (tmp_path / "data" / "zero.png").write_bytes(b"")
+    (tmp_path / "data" / "empty.jpg").write_bytes(b"")
+    (tmp_path / "data" / "notes.png").write_text("not a picture")
+    write_dicom(GRAY, tmp_path / "data" / "export.png")  # a DICOM under a picture's name: the loader reads it
+    with caplog.at_level("WARNING", logger="monai_ext.data.folders"):
+        lists = pretrain_datalists(tmp_path / "data", tmp_path / "cache", val_fraction=0.25, seed=0)
+    names = sorted(_sides(lists))
+    assert names == sorted([f"scan {i:02d}.png" for i in range(6)] + ["export.png"])
+    warnings = [r.getMessage() for r in caplog.records if "cannot be pictures" in r.getMessage()]
+    assert len(warnings) == 1, warnings  # once, with counts and examples
+    assert "3 of 10 picture file(s)" in warnings[0] and "empty file (0 bytes) 2" in warnings[0]
+    assert "not a picture PIL recognises" in warnings[0] and "zero.png: empty file (0 bytes)" in warnings[0]
+
+
+def test_a_folder_left_with_one_picture_after_the_screening_says_so(tmp_path) -> None:
+    _distinct_pictures(tmp_path / "data", 1)
+    (tmp_path / "data" / "zero.png").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"holds 1 training image\(s\) \(1 more cannot be pictures"):
+        pretrain_datalists(tmp_path / "data", tmp_path / "cache", val_fraction=0.25)
+
+
+def test_the_synthetic_default_is_the_same_whatever_the_data_seed(tmp_path) -> None:
+    """--data_seed draws the validation share only; the README said it drew the synthetic default too."""
+    readme = (Path(__file__).resolve().parents[2] / "bundles" / "usf_mae_pretrain" / "docs" / "README.md").read_text()
+    assert "the synthetic default and the validation share" not in readme
+    assert "the synthetic default is always generated with seed 0" in readme
+    parts = [pretrain_datalists(None, tmp_path / "cache", num_synthetic=4, val_fraction=0.25, seed=seed)
+             for seed in (1, 2)]
+    assert [sorted(it["image"] for part in p.values() for it in part) for p in parts][0] == \
+        sorted(it["image"] for part in parts[1].values() for it in part)
+    assert {Path(it["image"]).parent.name for it in parts[0]["train"]} == {"synthetic_4_seed0"}

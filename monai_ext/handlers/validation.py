@@ -1,0 +1,30 @@
+"""Validation every ``interval`` epochs and at the last one."""
+
+from __future__ import annotations
+
+from ignite.engine import Engine, Events
+from monai.handlers import ValidationHandler
+
+
+class FinalEpochValidationHandler(ValidationHandler):
+    """MONAI's ``ValidationHandler`` that, at epoch level, also validates the last epoch (``max_epochs``).
+
+    ``Events.EPOCH_COMPLETED(every=interval)`` left the last epoch unvalidated where ``interval`` does not divide
+    the epochs (``--epochs 3 --val_interval 2`` validated epoch 2 only): the final weights were never scored, so they
+    could not become the best model, and the representation monitor, which runs inside validation, skipped its
+    promised last check. Iteration-level validation is MONAI's.
+    """
+
+    def attach(self, engine: Engine) -> None:
+        """Attach to ``engine`` (the trainer): every ``interval`` epochs, the last epoch, and at the start if asked."""
+        if not self.epoch_level:
+            super().attach(engine)
+            return
+        engine.add_event_handler(Events.EPOCH_COMPLETED(event_filter=self._due), self)
+        if self.exec_at_start:
+            engine.add_event_handler(Events.STARTED, self)
+
+    def _due(self, engine: Engine, epoch: int) -> bool:
+        """Whether ``epoch`` is validated: a multiple of ``interval``, or the last one (read when it ends, so that a
+        resumed run given more ``--epochs`` validates its own last epoch)."""
+        return epoch % self.interval == 0 or epoch == engine.state.max_epochs
