@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import TextIO
 
 from monai_ext.engines.distributed import is_distributed
+from monai_ext.engines.signals import is_stop_record
 from monai_ext.io.errors import one_line, user_error_in
 
 
@@ -236,13 +237,19 @@ class UserErrorLogFilter(logging.Filter):
 
     An error raised inside an ignite run (``--resume true`` refused when the trainer starts) is first handed to the
     engine's ``EXCEPTION_RAISED`` handlers, and MONAI's ``StatsHandler`` logs it with ``logger.exception``: the whole
-    traceback, before the one line. Records without an exception, faults, and every record under
+    traceback, before the one line. So is a stop signal's exit (:func:`~monai_ext.engines.signals.is_stop_record`),
+    which the trainer reports in one line. Records without an exception, faults, and every record under
     ``MONAI_EXT_TRACEBACK=1`` pass.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if traceback_wanted():
+            return True
+        # a stop signal (SIGTERM of a queue's time limit) ends the run as planned: the trainer says so in one line
+        if is_stop_record(record):
+            return False
         error = record.exc_info[1] if record.exc_info else None
-        return error is None or user_error_in(error) is None or traceback_wanted()
+        return error is None or user_error_in(error) is None
 
 
 def install_log_filter() -> None:

@@ -8,6 +8,7 @@ non-finite losses. :class:`RobustStepTrainer` replaces just the iteration; handl
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
@@ -25,9 +26,10 @@ from monai_ext.engines.distributed import (
     collective_device,
     evaluation_network,
     is_distributed,
+    is_main_process,
     ranks_flagged_each,
 )
-from monai_ext.engines.signals import stop_signals_raise
+from monai_ext.engines.signals import StopSignal, StopSignalLogFilter, reraise_last, stop_signals_raise
 from monai_ext.io.settings import is_unset
 
 logger = logging.getLogger(__name__)
@@ -199,11 +201,25 @@ class RobustStepTrainer(SupervisedTrainer):
 
     def run(self, *args: Any, **kwargs: Any) -> Any:
         """Train. A stop signal (a queue's time limit or ``docker stop`` sends SIGTERM, a closed session SIGHUP)
-        raises ``SystemExit`` inside the run instead of ending the process at once, so the engine's exception
-        handlers run: the MLflow run ends FAILED rather than RUNNING for ever (the checkpoints are those of the
-        last save, as after any kill)."""
-        with stop_signals_raise():
-            return super().run(*args, **kwargs)
+        raises :class:`~monai_ext.engines.signals.StopSignal` inside the run instead of ending the process at once,
+        so the engine's exception handlers run: the training checkpointer writes the state of the last completed
+        epoch (:meth:`monai_ext.handlers.checkpointing.TrainingCheckpointer.stopped`) and the MLflow run ends FAILED
+        rather than RUNNING for ever. The run then ends with one line on stderr (rank 0), naming the signal and
+        what a resume continues from, and exit status 128 + signal, without a traceback (ignite's and MONAI's
+        lines for it are filtered: the stop is expected, not a fault)."""
+        if not any(isinstance(f, StopSignalLogFilter) for f in self.logger.filters):
+            self.logger.addFilter(StopSignalLogFilter())
+        reraise_last(self)  # handlers attached after the checkpointer's (MLflow's) would otherwise follow it
+        try:
+            with stop_signals_raise():
+                return super().run(*args, **kwargs)
+        except StopSignal as stop:
+            if is_main_process():
+                where = f"at epoch {self.state.epoch}, iteration {self.state.iteration}"
+                report = stop.report or f"training {stop} {where}"
+                print(report, file=sys.stderr, flush=True)
+            raise
+
     def _register_decollate(self) -> None:
         """Decollate the batch and the output once the iteration is complete (first ITERATION_COMPLETED handler).
 

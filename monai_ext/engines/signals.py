@@ -3,6 +3,7 @@ has done written and its MLflow run marked, instead of vanishing mid-write."""
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from collections.abc import Iterator
@@ -15,12 +16,68 @@ from typing import Any
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
+class StopSignal(SystemExit):
+    """The ``SystemExit(128 + signal)`` a stop signal raises inside :func:`stop_signals_raise`.
+
+    A subclass, so that handlers can tell a stop from any other exit (a training writes its last checkpoint,
+    loggers leave out its traceback) while code that catches ``SystemExit`` keeps working.
+
+    Args:
+        signum: the signal received.
+
+    Attributes:
+        signum: the signal received.
+        report: the one line to show for the stop (set by whoever knows what was kept, such as the training
+            checkpointer); None: :meth:`__str__`'s.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(128 + signum)
+        self.signum = signum
+        self.report: str | None = None
+
+    @property
+    def signal_name(self) -> str:
+        """``"SIGTERM"``, ``"SIGHUP"``, or ``"signal N"`` for a number without a name."""
+        try:
+            return signal.Signals(self.signum).name
+        except ValueError:
+            return f"signal {self.signum}"
+
+    def __str__(self) -> str:
+        # ignite logs "Engine run is terminating due to exception: {e}": the signal's name, not a bare "143"
+        return f"stopped by {self.signal_name}"
+
+
+def is_stop_record(record: logging.LogRecord) -> bool:
+    """Whether a log record only repeats a :class:`StopSignal`: one logged with it as its exception (MONAI's
+    ``StatsHandler`` logs the traceback of every exception that ends a run), or ignite's "Engine run is terminating
+    due to exception: stopped by SIGTERM" line. The stop is reported once, in one line, by whoever ran the engine."""
+    error = record.exc_info[1] if record.exc_info else None
+    if isinstance(error, StopSignal):
+        return True
+    message = record.getMessage()
+    return message.startswith(_ENGINE_ERROR_PREFIX) and message[len(_ENGINE_ERROR_PREFIX):] in _STOP_MESSAGES
+
+
+#: ignite's ERROR line for an exception that ends an engine's run
+_ENGINE_ERROR_PREFIX = "Engine run is terminating due to exception: "
+_STOP_MESSAGES = frozenset(str(StopSignal(number)) for number in STOP_SIGNALS)
+
+
+class StopSignalLogFilter(logging.Filter):
+    """Drops the records :func:`is_stop_record` finds: a stop signal is an expected end, not a fault to trace."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not is_stop_record(record)
+
+
 @contextmanager
 def stop_signals_raise() -> Iterator[None]:
     """Within the block, :data:`STOP_SIGNALS` that would end the process (default handling) raise
-    ``SystemExit(128 + signal)`` (the exit status a shell reports for a killed process) instead, so the batch writes
-    what it has done, and a training's exception handlers run, as Ctrl-C's do. An ignored signal (``nohup``) or one
-    the caller handles keeps its handling.
+    :class:`StopSignal` (a ``SystemExit(128 + signal)``, the exit status a shell reports for a killed process)
+    instead, so the batch writes what it has done, and a training's exception handlers run, as Ctrl-C's do. An
+    ignored signal (``nohup``) or one the caller handles keeps its handling.
 
     Python delivers signals to the main thread only; elsewhere (a server's worker thread) nothing changes.
     """
@@ -29,7 +86,7 @@ def stop_signals_raise() -> Iterator[None]:
         return
 
     def stop(signum: int, frame: Any) -> None:
-        raise SystemExit(128 + signum)
+        raise StopSignal(signum)
 
     # only where the signal would end the process: one that is ignored (nohup's SIGHUP) or handled by the caller
     # keeps what it does
@@ -40,3 +97,26 @@ def stop_signals_raise() -> Iterator[None]:
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler if handler is not None else signal.SIG_DFL)
+
+
+def _reraise(engine: Any, error: BaseException) -> None:
+    """The last ``EXCEPTION_RAISED`` handler (:func:`reraise_last`): the exception ends the run."""
+    raise error
+
+
+def reraise_last(engine: Any) -> None:
+    """Make the last ``EXCEPTION_RAISED`` handler of an ignite engine re-raise the exception.
+
+    ignite swallows an exception that every ``EXCEPTION_RAISED`` handler returns from, and the run then returns as
+    if it had completed. The handlers that must see a stop before MONAI's ``StatsHandler`` re-raises it (the
+    training checkpointer's write at a stop signal, MLflow's failure mark) return, so that the others run too; an
+    engine without a re-raising handler would then go on to its finishing steps after a SIGTERM. Called again, the
+    re-raising handler moves to the end (handlers attached since would follow it and never run).
+    """
+    from ignite.engine import Events
+
+    if not engine.has_event_handler(_reraise, Events.EXCEPTION_RAISED):
+        engine.add_event_handler(Events.EXCEPTION_RAISED, _reraise)
+        return
+    handlers = engine._event_handlers[Events.EXCEPTION_RAISED]  # ignite has no public way to reorder handlers
+    handlers.append(handlers.pop(next(i for i, entry in enumerate(handlers) if entry[0] is _reraise)))

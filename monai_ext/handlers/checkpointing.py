@@ -8,12 +8,15 @@ and ignite's atomic mode cannot keep a fixed best-model file name. These handler
 
 from __future__ import annotations
 
+import copy
 import glob
+import hashlib
 import json
 import logging
 import os
 import random
 import re
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,7 @@ from ignite.handlers import Checkpoint
 from torch.optim.lr_scheduler import LRScheduler
 
 from monai_ext.engines.distributed import broadcast_object, gather_objects, is_main_process, rank, world_size
+from monai_ext.engines.signals import StopSignal, reraise_last
 from monai_ext.io.atomic import atomic_write_text
 from monai_ext.networks.checkpoints import CheckpointError, arch_record, atomic_torch_save, read_checkpoint
 
@@ -248,6 +252,10 @@ class TrainingCheckpointer:
             ``STARTED``, and sets the trainer's :data:`STEP_OFFSET`.
         optional_entries: names in ``save_dict`` that a checkpoint may lack (entries added to a bundle after files
             were written: those files still resume, the entry keeps its fresh state); every other entry is required.
+        save_on_stop: keep the state of each completed epoch that no checkpoint holds in memory (rank 0, on the CPU:
+            the weights, the optimiser's moments and the rest, about three times the model's size with AdamW), and
+            write it when a stop signal ends the run (:meth:`stopped`): a queue's time limit or ``docker stop``
+            loses the epochs since the last checkpoint otherwise, up to ``save_interval`` of them.
     """
 
     def __init__(
@@ -259,6 +267,7 @@ class TrainingCheckpointer:
         n_saved: int = 2,
         resume: bool = False,
         optional_entries: Sequence[str] = (),
+        save_on_stop: bool = True,
     ) -> None:
         if save_interval < 0 or n_saved < 1:
             raise ValueError(f"need save_interval >= 0 and n_saved >= 1, got {save_interval!r} and {n_saved!r}")
@@ -271,7 +280,12 @@ class TrainingCheckpointer:
             raise ValueError(f"optional_entries {unknown!r} are not in save_dict {sorted(self.save_dict)!r}")
         self.optional_entries = frozenset(optional_entries)
         self.resumed_from: Path | None = None
-        self._saved_iteration: int | None = None
+        self.save_on_stop = save_on_stop
+        self._saved_iteration: int | None = None  # the iteration whose state the last save built (every rank)
+        # (iteration, epoch, file) of this run's newest checkpoint on disk (rank 0)
+        self._written: tuple[int, int, Path] | None = None
+        # (iteration, epoch, state) of the last completed epoch no checkpoint holds, on the CPU (rank 0)
+        self._snapshot: tuple[int, int, dict[str, Any]] | None = None
         self._swept = False
 
     def attach(self, engine: Engine) -> None:
@@ -294,7 +308,23 @@ class TrainingCheckpointer:
         if self.save_interval:
             event = Events.EPOCH_COMPLETED if self.epoch_level else Events.ITERATION_COMPLETED
             engine.add_event_handler(event(every=self.save_interval), self.save)
+        if self.save_on_stop:
+            # after the interval save (an epoch it wrote needs no copy) and after the validation handler, which the
+            # trainer's handlers attach first: the copy holds that epoch's best model and history
+            engine.add_event_handler(Events.EPOCH_COMPLETED, self._keep_snapshot)
+            # first, as the MLflow handler's is: MONAI's StatsHandler re-raises and would end the chain before it
+            engine.add_event_handler(Events.EXCEPTION_RAISED, self.stopped)
+            handlers = engine._event_handlers[Events.EXCEPTION_RAISED]
+            handlers.insert(0, handlers.pop())
+            reraise_last(engine)  # this handler returns: the exception must still end the run
         engine.add_event_handler(Events.COMPLETED, self.save)
+
+    def _state(self, engine: Engine) -> dict[str, Any]:
+        """The checkpoint of the engine's current position, on every rank (per-rank random states are gathered,
+        a collective: every rank must call this)."""
+        state = {name: obj.state_dict() for name, obj in self.save_dict.items()}
+        state[STEP_OFFSET] = getattr(engine.state, STEP_OFFSET, 0)
+        return state
 
     def save(self, engine: Engine) -> None:
         """Write ``checkpoint_iteration=N.pt`` (rank 0) and keep the newest ``n_saved``.
@@ -306,19 +336,67 @@ class TrainingCheckpointer:
         if self._saved_iteration == iteration:  # the final save right after an interval save of the same iteration
             return
         self._saved_iteration = iteration
-        state = {name: obj.state_dict() for name, obj in self.save_dict.items()}
-        state[STEP_OFFSET] = getattr(engine.state, STEP_OFFSET, 0)
-        if not is_main_process():
-            return
+        state = self._state(engine)
+        if is_main_process():
+            self._write(state, iteration, engine.state.epoch)
+
+    def _write(self, state: Mapping[str, Any], iteration: int, epoch: int) -> Path:
+        """Write ``state`` as ``checkpoint_iteration={iteration}.pt`` (rank 0), keep the newest ``n_saved``."""
         path = self.save_dir / f"checkpoint_iteration={iteration}.pt"
         if not self._swept:
             self._remove_partial_writes()
         atomic_torch_save(state, path)
+        self._written, self._snapshot = (iteration, epoch, path), None  # the copy is of this state or an older one
         self._remove_stale(iteration)
         self._remove_earlier_run()
         for old in list_checkpoints(self.save_dir)[self.n_saved :]:
             old.unlink(missing_ok=True)
         logger.info("saved checkpoint %s", path)
+        return path
+
+    def _keep_snapshot(self, engine: Engine) -> None:
+        """At the end of an epoch no checkpoint was written for, copy its state to the CPU (rank 0) for
+        :meth:`stopped`.
+
+        The end of an epoch is the position a resume continues exactly (ignite restarts a mid-epoch position at the
+        start of its data loader, and an accumulation window's gradients are in no checkpoint), and building the
+        state there needs no agreement between ranks at the stop: under torchrun each rank gets the signal at
+        another iteration, and a collective then would wait for ranks that have already left.
+        """
+        if self._saved_iteration == engine.state.iteration:  # the interval save has just written this epoch
+            self._snapshot = None
+            return
+        state = self._state(engine)  # every rank: the random states are gathered
+        if is_main_process():
+            # assigned when whole: a signal during the copy leaves the previous epoch's copy, complete
+            self._snapshot = (engine.state.iteration, engine.state.epoch, _cpu_copy(state))
+
+    def stopped(self, engine: Engine, error: BaseException) -> None:
+        """``EXCEPTION_RAISED``: on a :class:`~monai_ext.engines.signals.StopSignal`, write the last completed
+        epoch's state that no checkpoint holds yet (rank 0), and set the stop's one-line report (which the trainer
+        prints) to the signal and what ``--resume true`` continues from. Any other exception: nothing. Never raises,
+        so that the MLflow handler still marks the run FAILED; the trainer re-raises after its handlers."""
+        if not isinstance(error, StopSignal):
+            return
+        where = f"training {error} at epoch {engine.state.epoch}, iteration {engine.state.iteration}"
+        if not is_main_process():
+            error.report = f"{where}: rank 0 keeps the checkpoint"
+            return
+        snapshot, self._snapshot = self._snapshot, None
+        written = self._written
+        if snapshot is not None and (written is None or snapshot[0] > written[0]):
+            iteration, epoch, state = snapshot
+            try:
+                written = (iteration, epoch, self._write(state, iteration, epoch))
+            except (OSError, RuntimeError) as e:  # a full disk: the stop is reported, with what is left
+                logger.error("cannot write the checkpoint of epoch %d on %s: %s", epoch, error, e)
+        if written is None:
+            error.report = (f"{where}: no checkpoint in {str(self.save_dir)!r} (none was written before an epoch "
+                            "completed); start again")
+            return
+        iteration, epoch, path = written
+        error.report = (f"{where}: continue from {str(path)!r} (epoch {epoch}, iteration {iteration}) with "
+                        "--resume true")
 
     def _remove_partial_writes(self) -> None:
         """Delete the temporary files of checkpoint writes that a killed process left (once, at this run's first save).
@@ -504,6 +582,11 @@ class TrainingCheckpointer:
         if name is None:
             # asked to resume, the user expects a continuation: a fresh start (a wrong ckpt_dir) must stand out
             logger.warning("no checkpoint to resume from in %s; starting from the beginning", self.save_dir)
+            # The best model a killed run saved before its first checkpoint is still the one to beat: the first
+            # validation of the new start would otherwise replace it with a worse model.
+            for obj in self.save_dict.values():
+                if isinstance(obj, BestModelSaver):
+                    obj.keep_best_on_disk()
             return
         path = self.save_dir / name
         checkpoint, error = (found[1], None) if found else (None, None)
@@ -530,6 +613,7 @@ class TrainingCheckpointer:
         setattr(engine.state, STEP_OFFSET, saved_step - engine.state.iteration)
         self.resumed_from = path
         self._saved_iteration = engine.state.iteration  # that state is on disk already
+        self._written = (engine.state.iteration, engine.state.epoch, path)
         logger.info("resumed from %s at epoch %d, iteration %d", path, engine.state.epoch, engine.state.iteration)
         if nothing_to_train(engine):
             # ignite ends such a run at once with exit code 0: without a word it looked like a finished resume
@@ -545,6 +629,35 @@ class TrainingCheckpointer:
                            "without resume (this run's first save removes them; to continue them instead, stop and "
                            "delete %s)", ", ".join(p.name for p in earlier), self.save_dir, EARLIER_CHECKPOINTS_RECORD)
         return resumable_checkpoints(self.save_dir)
+
+
+def _item_identity(item: Any) -> str:
+    """What names a validation item for :meth:`BestModelSaver.validation_record`: its ``"image"`` (path or frame
+    key), else its whole content (positions added by ``with_positions`` aside, they follow from the order)."""
+    if isinstance(item, Mapping):
+        if "image" in item:
+            return str(item["image"])
+        return json.dumps({str(k): v for k, v in item.items() if k != "index"}, sort_keys=True, default=str)
+    return str(item)
+
+
+def _cpu_copy(value: Any) -> Any:
+    """A copy of a state (nested mappings, lists and tuples) that shares nothing with the live objects: tensors are
+    copied to the CPU (a state dict's tensors are the parameters and optimiser moments themselves, which training
+    goes on changing; on the GPU they would take its memory), everything else deep-copied. An ``OrderedDict`` keeps
+    its type and torch's ``_metadata`` (the module versions ``load_state_dict`` reads)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, OrderedDict):
+        copied = OrderedDict((k, _cpu_copy(v)) for k, v in value.items())
+        if hasattr(value, "_metadata"):
+            copied._metadata = copy.deepcopy(value._metadata)
+        return copied
+    if isinstance(value, Mapping):
+        return {k: _cpu_copy(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)) and type(value) in (list, tuple):
+        return type(value)(_cpu_copy(v) for v in value)
+    return copy.deepcopy(value)
 
 
 class _RepeatedRefusalFilter(logging.Filter):
@@ -575,6 +688,11 @@ def _partial_writes_of(path: str | os.PathLike) -> list[Path]:
 class BestModelSaver:
     """Write ``{"model": weights, "arch": record}`` atomically whenever a validation metric improves.
 
+    The file and the saver's state (in training checkpoints) also record the validation set the metric was scored
+    on (:meth:`validation_record`: its item count and a digest of its items): a resume onto another validation set
+    (files added to the folder, a grown corpus cache) starts the best afresh, with a warning, rather than compare
+    scores of different sets.
+
     Args:
         save_path: file to (over)write, e.g. ``models/model.pt``.
         network: the network (wrappers are unwrapped).
@@ -594,6 +712,8 @@ class BestModelSaver:
         self.best: float | None = None
         self.best_epoch: int | None = None  # the (trainer's) epoch whose validation gave ``best``
         self.evaluator: Engine | None = None
+        self._validation: dict[str, Any] | None = None  # validation_record's value, once found
+        self._validation_warned: set[tuple[Any, Any]] = set()  # records of other sets already warned of
 
     def attach(self, evaluator: Engine) -> None:
         evaluator.add_event_handler(Events.EPOCH_COMPLETED, self)
@@ -616,12 +736,55 @@ class BestModelSaver:
         self.best, self.best_epoch = value, getattr(evaluator.state, "epoch", None)
         if is_main_process():
             state = {k: v for k, v in self.network.state_dict().items()}
-            saved = {"model": state, "arch": self.record.state_dict(), self.metric_name: value, "epoch": self.best_epoch}
+            saved = {"model": state, "arch": self.record.state_dict(), self.metric_name: value,
+                     "epoch": self.best_epoch, "validation": self.validation_record()}
             atomic_torch_save(saved, self.save_path)
             logger.info("new best %s %.6f: saved %s", self.metric_name, value, self.save_path)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "epoch": self.best_epoch}
+        return {"best": self.best, "epoch": self.best_epoch, "validation": self.validation_record()}
+
+    def validation_record(self) -> dict[str, Any] | None:
+        """``{"count": items, "digest": sha256}`` of the attached evaluator's validation set, None where it has no
+        datalist (``data_loader.dataset.data``) to describe.
+
+        An item is known by its ``"image"`` (a path, or a corpus cache's frame key) and otherwise by all of its
+        content; the digest is of the sorted identities, so another order of the same items is the same set. The
+        whole datalist on every rank (a rank's shard is its sampler's), so every rank's record is the same.
+        """
+        if self._validation is None:
+            loader = getattr(self.evaluator, "data_loader", None)
+            data = getattr(getattr(loader, "dataset", None), "data", None)
+            if not isinstance(data, Sequence) or isinstance(data, (str, bytes)):
+                return None
+            identities = sorted(_item_identity(item) for item in data)
+            digest = hashlib.sha256("\n".join(identities).encode("utf-8", "surrogateescape")).hexdigest()
+            self._validation = {"count": len(identities), "digest": digest}
+        return dict(self._validation)
+
+    def _same_validation(self, theirs: Any, source: str) -> bool:
+        """Whether a best scored on the validation set ``theirs`` records (checkpoint or model file) compares with
+        this run's; warns, naming both counts, when not. A record missing on either side (files of earlier versions,
+        an evaluator without a datalist) cannot be compared and counts as the same."""
+        ours = self.validation_record()
+        if not isinstance(theirs, Mapping) or ours is None or (theirs.get("count"), theirs.get("digest")) == (
+                ours["count"], ours["digest"]):
+            return True
+        seen = (theirs.get("count"), theirs.get("digest"))
+        if seen not in self._validation_warned:  # the checkpoint and model.pt of the old set: said once
+            self._validation_warned.add(seen)
+            logger.warning("the validation set changed since %s was scored (%s validation item(s) then, %d now%s): "
+                           "its best %s is not compared with this run's; the next validation's model replaces %s",
+                           source, theirs.get("count"), ours["count"],
+                           ", other items" if theirs.get("count") == ours["count"] else "", self.metric_name,
+                           self.save_path)
+        return False
+
+    def keep_best_on_disk(self) -> None:
+        """Take the best of the model file at ``save_path`` as the one to beat (a resume that finds no checkpoint of
+        the run, killed before its first one, which may have saved a best model already). Every rank must call
+        this (one broadcast)."""
+        self.load_state_dict({})
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore the best value, or the better one that the file at ``save_path`` holds.
@@ -633,11 +796,14 @@ class BestModelSaver:
         """
         best = state.get("best")
         finite = best is not None and np.isfinite(best)  # a NaN saved by earlier versions is no best
+        if finite and not self._same_validation(state.get("validation"), "the checkpoint's best model"):
+            finite = False  # scored on another validation set: the next validation's model is saved afresh
         self.best, self.best_epoch = (best, state.get("epoch")) if finite else (None, None)
         on_disk = broadcast_object(self._best_on_disk() if is_main_process() else None)
         if on_disk is not None and self.improved(on_disk[0]):
-            logger.info("%s holds a better %s (%.6f) than the checkpoint's best (%s): kept as the best to beat",
-                        self.save_path, self.metric_name, on_disk[0], self.best)
+            than = "" if self.best is None else f" than the checkpoint's best ({self.best})"
+            logger.info("%s holds a better %s (%.6f)%s: kept as the best to beat", self.save_path, self.metric_name,
+                        on_disk[0], than)
             self.best, self.best_epoch = on_disk
         self._restore_evaluator_best()
 
@@ -674,6 +840,8 @@ class BestModelSaver:
         if isinstance(value, torch.Tensor) and value.numel() == 1:
             value = value.item()
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+            return None
+        if not self._same_validation(saved.get("validation"), str(self.save_path)):
             return None
         epoch = saved.get("epoch")
         return float(value), epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None

@@ -13,6 +13,7 @@ import torch
 from ignite.engine import Engine, Events
 
 from monai_ext.engines.distributed import is_main_process
+from monai_ext.engines.signals import reraise_last
 from monai_ext.io.atomic import atomic_write_bytes
 from monai_ext.io.json_values import json_number
 
@@ -33,6 +34,20 @@ class ProgressBar:
             # the first item of a decollated output (MONAI's default), or the output itself when not decollated
             bar.attach(engine, output_transform=lambda out: {
                 self.loss_key: (out[0] if isinstance(out, list) else out)[self.loss_key]})
+            # ignite closes the bar at the end of an epoch only: a run ended by an exception (a stop signal) left
+            # it open, and the stop's line or the traceback went on after the bar's last redraw, on its line.
+            def close(engine: Engine, error: BaseException) -> None:
+                bar._close(engine)
+
+            def close_first(engine: Engine) -> None:
+                # First of the exception handlers, which are all attached by the start: MONAI's StatsHandler and
+                # the MLflow handler re-raise and end the chain. ignite has no public way to reorder handlers.
+                handlers = engine._event_handlers[Events.EXCEPTION_RAISED]
+                handlers.insert(0, handlers.pop(next(i for i, entry in enumerate(handlers) if entry[0] is close)))
+                reraise_last(engine)  # the close returns: the exception must still end the run
+
+            engine.add_event_handler(Events.EXCEPTION_RAISED, close)
+            engine.add_event_handler(Events.STARTED, close_first)
 
 
 def handlers_of_this_rank(handlers: Sequence[Any]) -> list[Any]:

@@ -190,6 +190,38 @@ def test_killed_run_resumes_at_the_right_epoch_iteration_and_lr(tmp_path, cache)
     assert [h["epoch"] for h in history] == [1, 2, 3]
 
 
+# As KILL_AFTER_ITERATION_3 with the SIGTERM of a queue's time limit or ``docker stop``.
+TERMINATE_AFTER_ITERATION_3 = KILL_AFTER_ITERATION_3.replace("SIGKILL", "SIGTERM")
+
+
+def test_a_terminated_run_saves_its_last_epoch_and_resumes_like_an_uninterrupted_one(trained, tmp_path,
+                                                                                       cache) -> None:
+    """SIGTERM during epoch 2 wrote no checkpoint (the first was due at epoch 10, ``save_interval``) and ended with
+    a traceback of ``SystemExit: 143``: epoch 1 is saved at the stop, the run ends with one line and exit status
+    143, and the resume ends where the uninterrupted ``trained`` run did."""
+    straight, _ = trained
+    stop = tmp_path / "terminate_after_iteration_3.yaml"
+    stop.write_text(TERMINATE_AFTER_ITERATION_3)
+    stopped = run_bundle([TRAIN, str(stop)], tiny_pretrain_overrides(tmp_path, cache), check=False)
+    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr[-3000:]
+    checkpoint = tmp_path / "models" / "checkpoint_iteration=2.pt"
+    assert [p.name for p in (tmp_path / "models").glob("checkpoint_*.pt")] == [checkpoint.name]
+    assert "Traceback" not in stopped.stdout + stopped.stderr
+    last = stopped.stderr.strip().splitlines()[-1].split("\r")[-1].strip()  # after the progress bar's last redraw
+    assert last == (f"training stopped by SIGTERM at epoch 2, iteration 3: continue from {str(checkpoint)!r} "
+                    "(epoch 1, iteration 2) with --resume true")
+    result = run_bundle([TRAIN], tiny_pretrain_overrides(tmp_path, cache, resume=True))
+    assert f"resumed from {checkpoint} at epoch 1, iteration 2" in result.stdout + result.stderr
+    a, b = _final_checkpoint(straight / "models"), _final_checkpoint(tmp_path / "models")
+    assert a["trainer"]["iteration"] == b["trainer"]["iteration"] == 4
+    assert a["lr_scheduler"]["last_epoch"] == b["lr_scheduler"]["last_epoch"] == 4
+    assert {s["step"].item() for s in b["optimizer"]["state"].values()} == {4.0}
+    for key, value in a["network"].items():
+        torch.testing.assert_close(b["network"][key], value, atol=1e-6, rtol=0, msg=key)
+    history = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert history == json.loads((straight / "eval" / "metrics.json").read_text())
+
+
 def test_trains_from_a_prepared_corpus_cache(tmp_path, cache) -> None:
     from monai_ext.data.corpus import CorpusOptions, prepare_corpus
     from monai_ext.data.folders import pretrain_datalists

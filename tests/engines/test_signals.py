@@ -4,6 +4,7 @@ non-main thread changes nothing."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -12,7 +13,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from monai_ext.engines.signals import STOP_SIGNALS, stop_signals_raise
+from monai_ext.engines.signals import (
+    STOP_SIGNALS,
+    StopSignal,
+    StopSignalLogFilter,
+    is_stop_record,
+    stop_signals_raise,
+)
 
 NAMES = ("SIGTERM", "SIGHUP")
 
@@ -120,3 +127,31 @@ def test_ctrl_c_is_left_to_pythons_keyboard_interrupt() -> None:
     with stop_signals_raise():
         assert signal.getsignal(signal.SIGINT) is before
     assert signal.SIGINT not in STOP_SIGNALS
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_stop_is_a_stop_signal_naming_the_signal(name: str, restored_handlers: None) -> None:
+    """Handlers tell a stop from any other exit by its class (the training checkpointer writes its last epoch),
+    and ignite's "terminating due to exception" line names the signal instead of a bare "143"."""
+    number = number_of(name)
+    signal.signal(number, signal.SIG_DFL)
+    with pytest.raises(StopSignal) as raised, stop_signals_raise():
+        send_and_wait(number)
+    assert isinstance(raised.value, SystemExit) and raised.value.code == 128 + number
+    assert raised.value.signum == number and str(raised.value) == f"stopped by {name}"
+
+
+def test_only_the_records_repeating_a_stop_are_filtered() -> None:
+    """A stop signal ends a run as planned: MONAI's StatsHandler logged its traceback and ignite an ERROR line."""
+    stop = StopSignal(signal.SIGTERM)
+
+    def record(message: str, error: BaseException | None = None) -> logging.LogRecord:
+        exc_info = (type(error), error, None) if error is not None else None
+        return logging.LogRecord("x", logging.ERROR, __file__, 1, message, None, exc_info)
+
+    assert is_stop_record(record("Exception: 143", stop))
+    assert is_stop_record(record(f"Engine run is terminating due to exception: {stop}"))
+    assert not is_stop_record(record("Exception: 143", SystemExit(143)))
+    assert not is_stop_record(record("Engine run is terminating due to exception: out of memory"))
+    assert not is_stop_record(record("stopped by SIGTERM"))
+    assert not StopSignalLogFilter().filter(record("Exception", stop))

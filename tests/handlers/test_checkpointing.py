@@ -9,6 +9,7 @@ import random
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -21,6 +22,7 @@ from ignite.metrics import Metric
 from monai.engines import SupervisedEvaluator
 
 from monai_ext.engines.optim import WarmupCosineLR
+from monai_ext.engines.signals import StopSignal
 from monai_ext.handlers.checkpointing import (
     EARLIER_CHECKPOINTS_RECORD,
     MLFLOW_RUN_RECORD,
@@ -639,3 +641,105 @@ def test_a_best_model_write_cut_by_a_kill_is_removed_at_the_next_runs_first_save
     TrainingCheckpointer(tmp_path, {"model": network, "trainer": engine, "best_model": saver}).attach(engine)
     engine.run([1.0], max_epochs=1)
     assert sorted(p.name for p in tmp_path.iterdir()) == [".other.pt.x1y2z3.tmp", "checkpoint_iteration=1.pt"]
+
+
+def validating(saver: BestModelSaver, value: float) -> Callable[[Engine], None]:
+    """A trainer's end-of-epoch validation that scores ``value``, for ``saver``."""
+    return lambda engine: saver(SimpleNamespace(state=SimpleNamespace(metrics={"val_loss": value},
+                                                                      epoch=engine.state.epoch)))
+
+
+def test_a_resume_that_finds_no_checkpoint_keeps_the_best_model_on_disk_to_beat(tmp_path, caplog) -> None:
+    """A run killed before its first checkpoint leaves only model.pt (its best); ``resume`` then starts from the
+    beginning, and its first validation replaced that model with a worse one (the saver started with no best)."""
+    path = tmp_path / "model.pt"
+    validate(best_saver(path, MaskedAutoencoderViT(**TINY_MAE), "min"), 0.5)  # the killed run's best
+    network = MaskedAutoencoderViT(**TINY_MAE)
+    saver = best_saver(path, network, "min")
+    engine = idle_engine()
+    engine.add_event_handler(Events.EPOCH_COMPLETED, validating(saver, 0.8))
+    TrainingCheckpointer(tmp_path, {"network": network, "trainer": engine, "best_model": saver}, save_interval=0,
+                         resume=True).attach(engine)
+    with caplog.at_level("WARNING"):
+        engine.run([0], max_epochs=1)
+    assert "no checkpoint to resume from" in caplog.text
+    assert saver.best == 0.5 and read_checkpoint(path)["val_loss"] == 0.5
+
+
+def validation_on(saver: BestModelSaver, images: list[str]) -> BestModelSaver:
+    """``saver`` as attached to an evaluator whose validation datalist is ``images`` (with positions, as the
+    pretraining bundle's)."""
+    data = [{"image": image, "index": i} for i, image in enumerate(images)]
+    saver.evaluator = SimpleNamespace(data_loader=SimpleNamespace(dataset=SimpleNamespace(data=data)))
+    return saver
+
+
+@pytest.mark.parametrize("changed", ["file added", "file replaced"])
+def test_a_resume_onto_another_validation_set_starts_the_best_afresh_with_a_warning(tmp_path, caplog,
+                                                                                      changed) -> None:
+    """Scores of different validation sets do not compare: the checkpoint's best and model.pt's were kept as the
+    ones to beat when files were added to the folder, and the best model was chosen across the two sets."""
+    path, images = tmp_path / "model.pt", ["a.png", "b.png", "c.png"]
+    first = validation_on(best_saver(path, MaskedAutoencoderViT(**TINY_MAE), "min"), images)
+    validate(first, 0.5)
+    state = first.state_dict()
+    assert state["validation"]["count"] == read_checkpoint(path)["validation"]["count"] == 3
+    # the same set in another order (another listing of the folder) is the same set
+    same = validation_on(best_saver(path, MaskedAutoencoderViT(**TINY_MAE), "min"), images[::-1])
+    same.load_state_dict(state)
+    assert same.best == 0.5
+    other = images + ["d.png"] if changed == "file added" else images[:2] + ["d.png"]
+    resumed = validation_on(best_saver(path, MaskedAutoencoderViT(**TINY_MAE), "min"), other)
+    with caplog.at_level("WARNING"):
+        resumed.load_state_dict(state)
+    assert resumed.best is None
+    assert f"(3 validation item(s) then, {len(other)} now" in caplog.text
+    validate(resumed, 0.8)  # the new set's first score is its best model, whatever the old set's was
+    saved = read_checkpoint(path)
+    assert saved["val_loss"] == 0.8 and saved["validation"]["count"] == len(other)
+
+
+def test_a_stop_signal_leaves_the_last_completed_epochs_checkpoint(tmp_path) -> None:
+    """SIGTERM (a queue's time limit) lost every epoch since the last ``save_interval`` checkpoint: the state of
+    the last completed epoch is written at the stop, as it was then (not as training had changed it since)."""
+    model = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.zeros_(model.weight)
+    engine = counting_engine(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    checkpointer = TrainingCheckpointer(tmp_path, {"model": model, "optimizer": optimizer, "trainer": engine},
+                                        save_interval=10)
+    checkpointer.attach(engine)
+
+    def stop(engine: Engine) -> None:
+        raise StopSignal(signal.SIGTERM)
+
+    engine.add_event_handler(Events.ITERATION_COMPLETED(once=5), stop)  # in epoch 3 of [1, 1] epochs
+    with pytest.raises(StopSignal) as raised:
+        engine.run([1.0, 1.0], max_epochs=20)
+    assert model.weight.item() == 5.0  # trained on: the checkpoint must not hold the live weights
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint_iteration=4.pt"]
+    saved = read_checkpoint(tmp_path / "checkpoint_iteration=4.pt")
+    assert saved["model"]["weight"].item() == 4.0
+    assert saved["trainer"]["iteration"] == 4
+    assert raised.value.code == 128 + signal.SIGTERM
+    assert raised.value.report == (f"training stopped by SIGTERM at epoch 3, iteration 5: continue from "
+                                   f"{str(tmp_path / 'checkpoint_iteration=4.pt')!r} (epoch 2, iteration 4) with "
+                                   "--resume true")
+    resumed_model = torch.nn.Linear(1, 1, bias=False)
+    resumed = counting_engine(resumed_model)
+    TrainingCheckpointer(tmp_path, {"model": resumed_model, "trainer": resumed}, resume=True).attach(resumed)
+    resumed.run([1.0, 1.0], max_epochs=3)
+    assert resumed_model.weight.item() == 6.0  # epoch 3 once more, from the end of epoch 2
+
+
+def test_a_stop_before_any_epoch_completed_writes_nothing_and_says_so(tmp_path) -> None:
+    model = torch.nn.Linear(1, 1, bias=False)
+    engine = counting_engine(model)
+    TrainingCheckpointer(tmp_path, {"model": model, "trainer": engine}, save_interval=10).attach(engine)
+    engine.add_event_handler(Events.ITERATION_COMPLETED(once=1),
+                             lambda e: (_ for _ in ()).throw(StopSignal(signal.SIGTERM)))
+    with pytest.raises(StopSignal) as raised:
+        engine.run([1.0, 1.0], max_epochs=3)
+    assert list_checkpoints(tmp_path) == []
+    assert raised.value.report.endswith(f"no checkpoint in {str(tmp_path)!r} (none was written before an epoch "
+                                        "completed); start again")
