@@ -13,6 +13,7 @@ Commands:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import json
@@ -20,7 +21,7 @@ import re
 import sys
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import fire
@@ -28,7 +29,7 @@ import fire.core
 
 from monai_ext.apps.one_line_errors import traceback_wanted
 from monai_ext.io.errors import one_line, user_error_in
-from monai_ext.io.settings import setting_text
+from monai_ext.io.settings import is_unset, setting_text, typed_command_line
 
 
 def synthesize(
@@ -49,14 +50,17 @@ def synthesize(
         num: number of images.
         seed: base seed (image i uses seed (seed, i)).
         size: image side in pixels.
-        geometry: linear, curvilinear, or None for a mix.
+        geometry: linear, curvilinear, or none for a mix.
         screen_capture: burn in text, calipers, colour bar and depth scale.
         fmt: png, dcm or nii.
-        lesion: oval, irregular, cyst, None, or random.
+        lesion: oval, irregular, cyst, none (no lesion), or random.
         workers: processes (default: all cores).
     """
     from monai_ext.data.synthetic import SimulatorConfig, generate_dataset
 
+    # fire passes --lesion none / null on as text (only None becomes Python's None): the bundles' words for unset
+    geometry = None if is_unset(geometry) else geometry
+    lesion = None if is_unset(lesion) else lesion
     config = SimulatorConfig(size=size, geometry=geometry, screen_capture=screen_capture)
     record = generate_dataset(out, num, seed, config, fmt, lesion, workers)
     print(f"{len(record['files'])} images in {out}: {record['images_per_second']:.1f} images/s")
@@ -250,12 +254,13 @@ def cross_validate(
     check_protocol_name(protocol)  # first: the protocol decides which bundle the other inputs are checked against
     _require_seed(data_seed)
     if num_folds is not None:
-        _require_number("num_folds", num_folds, int)
+        _require_fold_count(num_folds)
     for name, value in (("max_train", max_train), ("per_class", per_class), ("synthetic_images", synthetic_images)):
         if value is not None:
             _require_count(name, value)
     # before any data is generated or read: a bad start, checkpoint or bundle setting fails in a second, not later
-    check_run_inputs(_as_list(methods), init_checkpoint, {"cache_dir": cache_dir, **overrides}, task_of(protocol))
+    check_run_inputs(_as_list(methods), init_checkpoint, {"cache_dir": cache_dir, **overrides}, task_of(protocol),
+                     tracking)
     refuse_generator_options(protocol, per_class=per_class, synthetic_images=synthetic_images)
     kwargs: dict[str, object] = {}
     if protocol in ("synthetic", "subtle"):
@@ -268,7 +273,8 @@ def cross_validate(
         kwargs = dataset_options(protocol, num_folds, data_seed, max_train)
     if num_folds is not None and protocol in GENERATED_PROTOCOLS:
         raise ValueError(f"protocol {protocol!r} is generated with 5 folds: --num_folds does not apply to it")
-    proto = protocol_by_name(protocol, root, cache_dir, **kwargs)
+    with _named_num_folds(num_folds):
+        proto = protocol_by_name(protocol, root, cache_dir, **kwargs)
     fold_list = _int_list("folds", folds) if folds not in (None, "") else None
     record = run_cv(proto, out, _as_list(methods), init_checkpoint, fold_list, {"cache_dir": cache_dir, **overrides},
                     tracking, tracking_uri, task_of(protocol))
@@ -319,7 +325,7 @@ def label_efficiency(
         overrides: any classification-bundle override, e.g. --arch ... --image_size 128 --epochs 30 --seed 1.
     """
     from monai_ext.apps.crossval import check_run_inputs
-    from monai_ext.apps.label_efficiency import STARTS, check_counts, curve_protocol
+    from monai_ext.apps.label_efficiency import STARTS, check_counts, check_repeats, curve_protocol
     from monai_ext.apps.label_efficiency import label_efficiency as run_curve
 
     for name, value, kind in (("repeats", repeats, int), ("val_fraction", val_fraction, float)):
@@ -330,10 +336,13 @@ def label_efficiency(
     if per_class is not None:
         _require_count("per_class", per_class)
     if num_folds is not None:
-        _require_number("num_folds", num_folds, int)
+        _require_fold_count(num_folds)
     count_list = check_counts(_int_list("counts", counts))
-    check_run_inputs(STARTS, init_checkpoint, {"cache_dir": cache_dir, **overrides})
-    proto = curve_protocol(protocol, root, cache_dir, count_list, per_class, data_seed, num_folds)
+    check_repeats(protocol, repeats, num_folds)  # before a benchmark is generated for repeats it cannot hold
+    check_run_inputs(STARTS, init_checkpoint, {"cache_dir": cache_dir, **overrides}, "classify", None,
+                     "label-efficiency")
+    with _named_num_folds(num_folds):
+        proto = curve_protocol(protocol, root, cache_dir, count_list, per_class, data_seed, num_folds)
     record = run_curve(proto, out, init_checkpoint, count_list, repeats, {"cache_dir": cache_dir, **overrides},
                        val_fraction, data_seed)
     print(record["table"])
@@ -349,6 +358,26 @@ def _require_seed(value: object) -> None:
     _require_number("data_seed", value, int)
     if not 0 <= value < _MAX_DATA_SEED:  # type: ignore[operator]
         raise ValueError(f"--data_seed must be a whole number from 0 to {_MAX_DATA_SEED - 1}, got {value!r}")
+
+
+def _require_fold_count(value: object) -> None:
+    """``--num_folds``: a whole number of at least 2 (one fold tests everything and trains on nothing), named as
+    typed; the protocol's loader would say ``folds must be ...``, the option of make-datalist."""
+    _require_number("num_folds", value, int)
+    if value < 2:  # type: ignore[operator]
+        raise ValueError(f"--num_folds must be a whole number of at least 2, got {value!r}")
+
+
+@contextlib.contextmanager
+def _named_num_folds(num_folds: int | None) -> Iterator[None]:
+    """Name ``--num_folds`` in the loader's refusal of too many folds for the dataset (``folds must be an integer
+    from 2 to 4 ...``): the loaders speak of ``folds``, which is make-datalist's option and another option here."""
+    try:
+        yield
+    except ValueError as e:
+        if num_folds is None or not str(e).startswith("folds must be "):
+            raise
+        raise ValueError(f"--num_{e}") from None
 
 
 def _require_count(name: str, value: object) -> None:
@@ -573,6 +602,10 @@ def _check_options(args: list[str]) -> list[str]:
     function = COMMANDS.get(command or "")
     end = args.index("--") if "--" in args else len(args)  # after "--" come fire's own flags
     if function is None:
+        if command is not None:  # fire would say only "Cannot find key: bogus"
+            near = f" (did you mean {command.replace('_', '-')}?)" if command.replace("_", "-") in COMMANDS else ""
+            raise ValueError(f"unknown command {command!r}{near}; the commands are {', '.join(COMMANDS)} (see "
+                             "--help)")
         return args
     if {"-h", "--help"} & set(args):  # after "--" too: fire ran the command first, then showed its result's help
         # fire takes --help as a request for help only before the arguments or after "--"; anywhere else the
@@ -660,7 +693,8 @@ def main(argv: list[str] | None = None) -> None:
     args = argv if argv is not None else sys.argv[1:]
     fire.core._DisplayError = _one_line_fire_error
     try:
-        fire.Fire(COMMANDS, command=_check_options(args), name="monai_ext")
+        with typed_command_line(args):  # fire reads 2024_01 as 202401: text settings take back what was typed
+            fire.Fire(COMMANDS, command=_check_options(args), name="monai_ext")
     except KeyboardInterrupt:  # Ctrl-C is the user's choice: what to do next, not a traceback
         command = next((a for a in args if not a.startswith("-")), "")
         print(f"monai_ext {command}: interrupted{INTERRUPTED_HINTS.get(command, '')}", file=sys.stderr)

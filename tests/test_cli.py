@@ -73,7 +73,8 @@ def dataset(tmp_path: Path) -> Path:
      "--multiclass does not apply to protocol 'folder'; it applies to mmotu-seg"),
     # checked before the process pool starts (its workers' errors would surface from concurrent.futures)
     (["synthesize", "{tmp}/sim", "--num", "4", "--workers", "2", "--lesion", "nosuch"],
-     "lesion must be 'random', None or one of ('oval', 'irregular', 'cyst'), got 'nosuch'"),
+     "lesion must be 'random', None (none on a command line) or one of ('oval', 'irregular', 'cyst'), got "
+     "'nosuch'"),
     (["synthesize", "{tmp}/sim", "--num", "4", "--workers", "2", "--fmt", "bmpx"],
      "format must be one of ('png', 'dcm', 'nii'), got 'bmpx'"),
     # the operating system's refusal of a path, raised inside pathlib: the user's paths, not a fault to debug
@@ -315,6 +316,14 @@ def test_arguments_are_coerced_to_their_annotation(hint, given, expected):
     assert value == expected and type(value) is type(expected)
 
 
+@pytest.mark.parametrize("typed", ["2024_01", "0x10"])
+def test_a_folder_fire_reads_as_a_number_is_written_as_typed(typed, tmp_path, monkeypatch):
+    """``synthesize 2024_01`` wrote into '202401' (fire reads it as 202401, ``0x10`` as 16)."""
+    monkeypatch.chdir(tmp_path)
+    main(["synthesize", typed, "--num", "1", "--size", "32", "--workers", "1"])
+    assert [p.name for p in tmp_path.iterdir()] == [typed]
+
+
 @pytest.mark.parametrize("given", [2024.1, 1e3, True])
 def test_a_text_argument_whose_typed_text_is_lost_is_refused(given):
     """``--root 2024.10`` arrives as 2024.1: the folder '2024.1' would be a wrong guess; the option is named."""
@@ -452,6 +461,35 @@ def test_cross_validate_num_folds_and_data_seed_reach_a_dataset_protocol(protoco
     assert seen == expected
 
 
+def test_too_many_folds_for_a_dataset_name_the_option_typed(tmp_path, capsys):
+    """The loader's "folds must be an integer from 2 to 3" named make-datalist's option, not --num_folds."""
+    for name in ("benign", "malignant"):
+        (tmp_path / "root" / name).mkdir(parents=True)
+        for i in range(3):
+            cv2.imwrite(str(tmp_path / "root" / name / f"{i}.png"), np.random.default_rng([len(name), i]).integers(0, 255, (32, 32), np.uint8))
+    code, err = run_main(["cross-validate", "folder", str(tmp_path / "cv"), "--root", str(tmp_path / "root"),
+                          "--methods", "random", "--num_folds", "5"], capsys)
+    assert code == 2 and "cross-validate: --num_folds must be an integer from 2 to 3" in err, err
+
+
+def test_an_unknown_command_lists_the_commands(capsys):
+    """fire said only "Cannot find key: bogus"."""
+    code, err = run_main(["bogus"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "unknown command 'bogus'; the commands are synthesize, inspect-checkpoint, " in err
+    code, err = run_main(["bundle_path", "usf_mae_classify"], capsys)
+    assert code == 2 and "(did you mean bundle-path?)" in err, err
+
+
+@pytest.mark.parametrize("word", ["none", "null", "None"])
+def test_synthesize_takes_none_for_no_lesion_and_mixed_geometry(word, tmp_path):
+    """``--lesion none`` was refused ("lesion must be 'random', None or ..."): only ``None`` became Python's None,
+    while the bundles take none and null."""
+    main(["synthesize", str(tmp_path / "sim"), "--num", "1", "--size", "32", "--workers", "1", "--lesion", word,
+          "--geometry", word])
+    assert len(list((tmp_path / "sim").rglob("*.png"))) == 1
+
+
 @pytest.mark.parametrize("args, message", [
     (["cross-validate", "subtle", "OUT", "--methods", "random", "--num_folds", "3"],
      "protocol 'subtle' is generated with 5 folds: --num_folds does not apply to it"),
@@ -459,6 +497,10 @@ def test_cross_validate_num_folds_and_data_seed_reach_a_dataset_protocol(protoco
      "protocol 'mmotu' has fixed splits: --num_folds does not apply to it"),
     (["cross-validate", "folder", "OUT", "--root", "OUT", "--methods", "random", "--num_folds", "three"],
      "--num_folds must be an integer, got 'three'"),
+    (["cross-validate", "folder", "OUT", "--root", "OUT", "--methods", "random", "--num_folds", "1"],
+     "--num_folds must be a whole number of at least 2, got 1"),  # was "folds must be ...", no such option here
+    (["label-efficiency", "OUT", "OUT", "--protocol", "folder", "--root", "OUT", "--num_folds", "1"],
+     "--num_folds must be a whole number of at least 2, got 1"),
     (["cross-validate", "subtle", "OUT", "--methods", "random", "--epochs", "0"],
      "--epochs must be a whole number of at least 1, got 0"),
 ])

@@ -124,16 +124,28 @@ def method_overrides(method: str, init_checkpoint: str | None, task: str = "clas
 
 
 def check_run_inputs(methods: Sequence[str], init_checkpoint: str | os.PathLike | None,
-                     overrides: Mapping[str, Any] | None, task: str = "classify") -> None:
-    """Refuse what would otherwise fail only after hours of training: an unknown start, an init checkpoint that
-    cannot be read, a bundle setting the bundle does not have (a misspelt ``--epoch`` would be ignored).
+                     overrides: Mapping[str, Any] | None, task: str = "classify",
+                     tracking: str | os.PathLike | None = None, runner: str = "cross-validate") -> None:
+    """Refuse what would otherwise fail only after hours of training, or after the previous run's summary was
+    removed: an unknown start, an init checkpoint that cannot be read, a bundle setting the bundle does not have (a
+    misspelt ``--epoch`` or ``--probe#c`` would be ignored), a yes/no setting that is neither (``--linear_probe
+    maybe``), and tracking settings that do not exist.
+
+    Args:
+        methods: the starts.
+        init_checkpoint: the pretrained start's weights.
+        overrides: the bundle settings of every run.
+        task: ``"classify"`` or ``"segment"`` (which bundle the settings are checked against).
+        tracking: ``--tracking``: ``"mlflow"`` or a tracking settings file.
+        runner: the command, whose words refuse a setting it sets itself (:func:`check_runner_settings`).
 
     Raises:
-        ValueError: quoting the bad method, checkpoint or setting (CheckpointError is one).
+        ValueError: quoting the bad method, checkpoint, setting or tracking settings (CheckpointError is one).
         FileNotFoundError: the init checkpoint does not exist.
     """
     from monai.bundle import ConfigParser
 
+    from monai_ext.apps.one_line_errors import defined_id
     from monai_ext.networks.checkpoints import read_checkpoint, to_state_dict
 
     if not methods:
@@ -142,14 +154,19 @@ def check_run_inputs(methods: Sequence[str], init_checkpoint: str | os.PathLike 
     if len(set(names)) != len(names):
         raise ValueError(f"methods {list(methods)!r}: name each start once")
     configs = Path(locate_bundle_root("usf_mae_segment" if task == "segment" else "usf_mae_classify")) / "configs"
-    # the configs a fold runs: train, its evaluate overlay and the tracking settings
-    known = {key for name in ("train.yaml", "evaluate.yaml", "mlflow_tracking.yaml") if (configs / name).is_file()
-             for key in ConfigParser.load_config_file(configs / name)}
-    unknown = sorted(k for k in (overrides or {}) if k.split("#", 1)[0] not in known)
+    # the configs a fold runs: train, its evaluate overlay and the tracking settings; the whole id is checked:
+    # --probe#c (for probe#cs) would be added to a plain mapping and ignored
+    config: dict[str, Any] = {}
+    for name in ("train.yaml", "evaluate.yaml", "mlflow_tracking.yaml"):
+        if (configs / name).is_file():
+            config.update(ConfigParser.load_config_file(configs / name))
+    unknown = sorted(k for k in (overrides or {}) if not defined_id(config, str(k).replace("::", "#").split("#")))
     if unknown:
         raise ValueError(f"{configs.parent.name} has no setting {', '.join('--' + k for k in unknown)} "
                          f"(see its configs/train.yaml)")
-    check_runner_settings(overrides or {})
+    check_runner_settings(overrides or {}, runner)
+    check_flag_settings(config, overrides or {})
+    check_tracking(tracking)
     check_counts(overrides or {})
     check_network_settings(names, overrides or {})
     if init_checkpoint and "pretrained" not in names:
@@ -159,6 +176,40 @@ def check_run_inputs(methods: Sequence[str], init_checkpoint: str | os.PathLike 
         checkpoint = method_overrides(method, init_checkpoint, task).get("init_checkpoint")
         if checkpoint:
             to_state_dict(read_checkpoint(checkpoint))  # readable, and a layout the loaders know
+
+
+#: How a config reads a yes/no setting: ``as_flag(@linear_probe, 'linear_probe')``.
+_FLAG_READ = re.compile(r"as_flag\(@(\w+),")
+
+
+def check_flag_settings(config: Mapping[str, Any], overrides: Mapping[str, Any]) -> None:
+    """Refuse a yes/no setting that is neither (``--linear_probe maybe``) before anything is touched: the bundle
+    reads it with :func:`~monai_ext.apps.bundle_support.as_flag` only when the first fold's run builds its config,
+    after the previous summary was removed and a tracked parent run opened. The yes/no settings are those the
+    configs read that way.
+
+    Raises:
+        ValueError: naming the setting and quoting its value.
+    """
+    flags = set(_FLAG_READ.findall(json.dumps(config, default=str)))
+    for key, value in overrides.items():
+        if key in flags:
+            as_flag(value, f"--{key}")
+
+
+def check_tracking(tracking: str | os.PathLike | None) -> None:
+    """Refuse ``--tracking`` that is neither ``mlflow`` (MONAI's default settings) nor an existing settings file:
+    the first fold's run would refuse it, after the previous summary was removed and a FAILED MLflow parent run
+    recorded.
+
+    Raises:
+        ValueError: quoting the value.
+    """
+    if tracking is None or tracking == "" or str(tracking) == "mlflow":
+        return
+    if not Path(tracking).expanduser().is_file():
+        raise ValueError(f"--tracking {str(tracking)!r} is no file; give a tracking settings file (such as the "
+                         "bundle's configs/mlflow_tracking.yaml) or mlflow")
 
 
 def check_network_settings(names: Sequence[str], overrides: Mapping[str, Any]) -> None:
@@ -193,16 +244,37 @@ RUNNER_SETTINGS = {
     "init_checkpoint": "each start sets it: give --init_checkpoint to the runner, or NAME=CHECKPOINT in --methods",
 }
 
+#: The same settings as ``label-efficiency`` sets them: its layout and options are not cross-validate's (it has no
+#: --folds or --methods; repeat r uses fold r).
+CURVE_RUNNER_SETTINGS = {
+    "fold": "repeat r uses fold r of the protocol; choose how many with --repeats",
+    "datalist_file": "each run's labelled images are drawn by the runner (give the data as the protocol's ROOT)",
+    "ckpt_dir": "each run's models go under OUT/n<count>/<start>/rep<r>/models; choose OUT",
+    "output_dir": "each run's outputs go under OUT/n<count>/<start>/rep<r>/eval; choose OUT",
+    "eval_split": "the runner tests every repeat on its fold's test part",
+    "init_checkpoint": "the pretrained start uses the runner's INIT_CHECKPOINT and the random start none; give "
+                       "INIT_CHECKPOINT",
+}
 
-def check_runner_settings(overrides: Mapping[str, Any]) -> None:
-    """Refuse a bundle setting the runner sets itself (:data:`RUNNER_SETTINGS`), saying what to give instead.
+#: Each runner's words for the settings it sets, by command name.
+RUNNERS = {"cross-validate": RUNNER_SETTINGS, "label-efficiency": CURVE_RUNNER_SETTINGS}
+
+
+def check_runner_settings(overrides: Mapping[str, Any], runner: str = "cross-validate") -> None:
+    """Refuse a bundle setting the runner sets itself (:data:`RUNNERS`), saying what to give instead in the
+    runner's own terms.
+
+    Args:
+        overrides: the bundle settings given.
+        runner: ``"cross-validate"`` or ``"label-efficiency"``.
 
     Raises:
         ValueError: naming the setting.
     """
+    settings = RUNNERS[runner]
     for key in overrides:
-        if key in RUNNER_SETTINGS:
-            raise ValueError(f"--{key} is set by the runner: {RUNNER_SETTINGS[key]}")
+        if key in settings:
+            raise ValueError(f"--{key} is set by the runner: {settings[key]}")
 
 
 def clear_previous_summary(paths: Sequence[Path]) -> None:
@@ -367,7 +439,7 @@ def cross_validate(
     bundle = locate_bundle_root("usf_mae_segment") if task == "segment" else None
     out = Path(out_dir)
     folds = check_folds(protocol, folds)
-    check_run_inputs(methods, init_checkpoint, overrides, task)
+    check_run_inputs(methods, init_checkpoint, overrides, task, tracking)
     overrides = shared_architecture(init_checkpoint, overrides)
     split_task = "segmentation" if task == "segment" else "classification"
     for k in folds:  # a missing file or a repeat in fold 2 is refused before fold 0 trains

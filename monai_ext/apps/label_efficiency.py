@@ -39,7 +39,7 @@ from monai_ext.apps.crossval import (
     summarise,
     task_of,
 )
-from monai_ext.data.datalists import write_split
+from monai_ext.data.datalists import check_split, write_split
 from monai_ext.data.downstream import Protocol, labels_per_class
 from monai_ext.io.atomic import atomic_write_text
 from monai_ext.io.json_values import json_tree
@@ -105,10 +105,16 @@ def _run_dir(out: Path, count: int, start: str, repeat: int) -> Path:
     return out / f"n{count}" / start / f"rep{repeat}"
 
 
-def budget_splits(protocol: Protocol, counts: Sequence[int], repeats: int, val_fraction: float, data_seed: int,
-                  out: Path) -> dict[tuple[int, int], Path]:
-    """Write every (count, repeat) datalist before any training, so an impossible budget fails at once."""
-    files = {}
+def draw_budget_splits(protocol: Protocol, counts: Sequence[int], repeats: int, val_fraction: float, data_seed: int,
+                       out: Path) -> dict[tuple[int, int], dict[str, list[dict[str, Any]]]]:
+    """Every (count, repeat) split, in memory and checked as the bundle would read it; nothing is written, so a
+    budget refused at the last repeat leaves no datalist of the first ones (``splits/n2_rep0.json``) behind.
+
+    Raises:
+        ValueError: a budget a fold cannot give, naming the repeat, fold, protocol and classes; or a split the
+            bundle would refuse (:func:`~monai_ext.data.datalists.check_split`).
+    """
+    splits = {}
     for r in range(repeats):
         for n in counts:
             try:
@@ -116,9 +122,38 @@ def budget_splits(protocol: Protocol, counts: Sequence[int], repeats: int, val_f
             except ValueError as e:  # the class by name, and where: a fold's labelled part is not the whole class
                 raise ValueError(f"repeat {r} (fold {r} of protocol {protocol.name!r}, classes "
                                  f"{protocol.class_names!r}): {e}") from None
-            files[(n, r)] = write_split(split, protocol.class_names, out / "splits" / f"n{n}_rep{r}.json",
-                                         "classification")
-    return files
+            check_split(split, protocol.class_names, _split_file(out, n, r), "classification")
+            splits[(n, r)] = split
+    return splits
+
+
+def write_budget_splits(splits: Mapping[tuple[int, int], Mapping[str, Any]], class_names: Sequence[str],
+                        out: Path) -> dict[tuple[int, int], Path]:
+    """Write the splits of :func:`draw_budget_splits` as ``OUT/splits/n<count>_rep<r>.json``; returns the files."""
+    return {(n, r): write_split(split, class_names, _split_file(out, n, r), "classification")
+            for (n, r), split in splits.items()}
+
+
+def _split_file(out: Path, count: int, repeat: int) -> Path:
+    return out / "splits" / f"n{count}_rep{repeat}.json"
+
+
+#: Folds of the generated benchmarks (subtle, synthetic): repeat r uses fold r, so at most this many repeats.
+GENERATED_FOLDS = 5
+
+
+def check_repeats(name: str, repeats: int, num_folds: int | None = None) -> None:
+    """Refuse ``--repeats`` beyond the folds a protocol will have, where that is known before its data is made or
+    read: the generated benchmarks' 5, or ``--num_folds``. (A dataset's own fold count is checked once it is read,
+    still before anything is written.)
+
+    Raises:
+        ValueError: quoting ``repeats`` and the fold count.
+    """
+    folds = GENERATED_FOLDS if name in ("subtle", "synthetic") else num_folds
+    if folds is not None and not 1 <= repeats <= folds:
+        raise ValueError(f"repeats must be an integer in [1, {folds}] (repeat r uses fold r of the {folds} folds of "
+                         f"protocol {name!r}), got {repeats!r}")
 
 
 def label_efficiency(
@@ -153,14 +188,15 @@ def label_efficiency(
                          f"got {repeats!r}")
     if not init_checkpoint or not Path(init_checkpoint).is_file():
         raise ValueError(f"init checkpoint not found: {str(init_checkpoint)!r}")
-    check_run_inputs(STARTS, init_checkpoint, overrides)
+    check_run_inputs(STARTS, init_checkpoint, overrides, "classify", None, "label-efficiency")
     overrides = shared_architecture(str(init_checkpoint), overrides)
     if str(overrides.get("linear_probe", "false")).strip().lower() in ("true", "1", "yes"):
         raise ValueError("the label-efficiency curve fine-tunes the whole network: linear_probe must stay false")
     out = Path(out_dir)
     outputs = {k: out / f"label_efficiency.{k}" for k in ("json", "md", "png")}
+    splits = draw_budget_splits(protocol, counts, repeats, val_fraction, data_seed, out)  # all, before any write
     clear_previous_summary(list(outputs.values()))
-    files = budget_splits(protocol, counts, repeats, val_fraction, data_seed, out)
+    files = write_budget_splits(splits, protocol.class_names, out)
     reports: dict[int, dict[str, list[dict[str, Any]]]] = {n: {s: [] for s in STARTS} for n in counts}
     runs = []
     for r in range(repeats):

@@ -192,9 +192,20 @@ def _numbers_given(argv: Sequence[str]) -> list[tuple[str, str]]:
         name, equals, value = arg[2:].partition("=")
         if not equals and index + 1 < len(argv):
             value = argv[index + 1]
-        if _NUMBER.fullmatch(value.strip()):
+        if _NUMBER.fullmatch(value.strip()) or _read_as_number(value.strip()):
             pairs.append((name, value.strip()))
     return pairs
+
+
+def _read_as_number(value: str) -> bool:
+    """Whether fire reads ``value`` as a number (``2024_01``, ``0x10`` and ``+5`` as well as ``2024``)."""
+    from fire.parser import DefaultParseValue
+
+    try:
+        parsed = DefaultParseValue(value)
+    except Exception:  # noqa: BLE001 - a word fire cannot read stays text
+        return False
+    return isinstance(parsed, (int, float)) and not isinstance(parsed, bool)
 
 
 def traceback_wanted(environ: Mapping[str, str] | None = None) -> bool:
@@ -285,8 +296,8 @@ def unknown_settings(argv: Sequence[str]) -> list[str]:
 
     MONAI adds any ``--name value`` to the config as a new item, so a misspelt ``--ckpt_pth`` is accepted in silence
     and the run goes on with the default (random weights, outputs inside the bundle). Known are the ids of the
-    config files (``a#b`` or ``a::b`` for nested ones; an id under an existing mapping counts, being a new argument
-    of a component), ``_meta_`` ids, ``run``'s own arguments, and with ``--tracking`` the tracking settings' items.
+    config files (``a#b`` or ``a::b`` for nested ones; a new id under a component counts, being a new argument
+    of it: :func:`defined_id`), ``_meta_`` ids, ``run``'s own arguments, and with ``--tracking`` the tracking settings' items.
     Settings read from ``--args_file`` count as given there. Where the configs or the tracking settings cannot be
     read here (a dict typed as ``--tracking``), nothing is refused: MONAI says what is wrong with them.
     """
@@ -307,7 +318,7 @@ def unknown_settings(argv: Sequence[str]) -> list[str]:
         settings = DEFAULT_MLFLOW_SETTINGS if tracking == "mlflow" else ConfigParser.load_config_file(tracking)
         config = {**config, **(settings.get("configs") or {})}
     unknown = [name for name, _ in _settings_given(argv) if name not in _RUN_ARGUMENTS
-               and not name.startswith("_meta_") and not _defined(config, name.split("#"))]
+               and not name.startswith("_meta_") and not defined_id(config, name.split("#"))]
     known = sorted({*config, *_RUN_ARGUMENTS})
     return [f"--{name}" + _closest_known(name, known, config) for name in unknown]
 
@@ -315,11 +326,29 @@ def unknown_settings(argv: Sequence[str]) -> list[str]:
 def _closest_known(name: str, known: Sequence[str], config: object) -> str:
     """A hint for an unknown setting: the closest top-level id, else the nested ids it names the last part of
     (``--base_lr``: ``--recipes#ultrasound#base_lr``, where a bundle keeps the setting per recipe); else nothing."""
+    parent, _, leaf = name.rpartition("#")
+    siblings = _value_at(config, parent.split("#")) if parent else None
+    if isinstance(siblings, Mapping):  # --probe#c: the nearest key beside it (probe#cs), not the top-level probe
+        close = difflib.get_close_matches(leaf, [k for k in siblings if isinstance(k, str)], 1)
+        if close:
+            return f" (did you mean --{parent}#{close[0]}?)"
     close = difflib.get_close_matches(name, known, 1)
     if close:
         return f" (did you mean --{close[0]}?)"
     nested = sorted(_ids_ending_with(config, name))[:NESTED_HINTS]
     return f" (did you mean {' or '.join('--' + n for n in nested)}?)" if nested and "#" not in name else ""
+
+
+def _value_at(config: object, path: Sequence[str]) -> object:
+    """The item at the id ``path`` of ``config``, None where there is none."""
+    for key in path:
+        if isinstance(config, Mapping) and key in config:
+            config = config[key]
+        elif isinstance(config, list) and key.isdigit() and int(key) < len(config):
+            config = config[int(key)]
+        else:
+            return None
+    return config
 
 
 #: The most nested ids one hint names (a setting kept in every one of several recipes).
@@ -338,15 +367,18 @@ def _ids_ending_with(config: object, name: str, prefix: str = "") -> Iterator[st
         yield from _ids_ending_with(value, name, f"{prefix}{key}#")
 
 
-def _defined(config: object, path: list[str]) -> bool:
-    """Whether the id ``path`` is in ``config``, or names a new key of a mapping that is."""
+def defined_id(config: object, path: Sequence[str]) -> bool:
+    """Whether the id ``path`` (``["probe", "cs"]`` for ``probe#cs``) is in ``config``, or names a new keyword
+    argument of a component that is (``optimizer#betas``: a mapping with ``_target_``, which MONAI instantiates
+    with every key and whose class refuses one it does not take). A new key under a plain mapping (``probe#c``
+    beside ``probe#cs``) is read by nobody: MONAI would add it and the run go on with the default."""
     for depth, key in enumerate(path):
         if isinstance(config, Mapping) and key in config:
             config = config[key]
         elif isinstance(config, list) and key.isdigit() and int(key) < len(config):
             config = config[int(key)]
         else:
-            return depth == len(path) - 1 and depth > 0 and isinstance(config, Mapping)
+            return depth == len(path) - 1 and depth > 0 and isinstance(config, Mapping) and "_target_" in config
     return True
 
 

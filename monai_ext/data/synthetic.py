@@ -84,7 +84,8 @@ class SimulatorConfig:
         if self.size < 32:
             raise ValueError(f"size must be at least 32 pixels, got {self.size!r}")
         if self.geometry is not None and self.geometry not in GEOMETRIES:
-            raise ValueError(f"geometry must be one of {GEOMETRIES} or None, got {self.geometry!r}")
+            raise ValueError(f"geometry must be one of {GEOMETRIES} or None (none on a command line), got "
+                             f"{self.geometry!r}")
         if not 0.0 <= self.lesion_probability <= 1.0:
             raise ValueError(f"lesion_probability must be in [0, 1], got {self.lesion_probability!r}")
         if not 0.0 <= self.doppler_probability <= 1.0:
@@ -610,7 +611,8 @@ def generate_dataset(
     if fmt not in FRAME_FORMATS:
         raise ValueError(f"format must be one of {FRAME_FORMATS}, got {fmt!r}")
     if lesion is not None and lesion not in ("random", *LESION_STYLES):
-        raise ValueError(f"lesion must be 'random', None or one of {LESION_STYLES}, got {lesion!r}")
+        raise ValueError(f"lesion must be 'random', None (none on a command line) or one of {LESION_STYLES}, got "
+                         f"{lesion!r}")
     out = Path(out_dir)
     record_path = out / GENERATION_RECORD
     wanted = json.loads(json.dumps({"num": num, "seed": seed, "config": asdict(config), "format": fmt, "lesion": lesion}))

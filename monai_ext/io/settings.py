@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import os
+import sys
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 #: What a setting left empty arrives as from a ``monai.bundle run`` command line: fire passes ``--x null`` and
@@ -18,21 +21,72 @@ def is_unset(value: Any) -> bool:
     return value is None or (isinstance(value, str) and value.strip().lower() in UNSET_WORDS)
 
 
+#: The command line whose typed text :func:`setting_text` recovers; None: ``sys.argv`` (a ``monai.bundle run``
+#: process). ``python -m monai_ext`` sets it to the arguments it runs (:func:`typed_command_line`).
+_COMMAND_LINE: list[str] | None = None
+
+
+@contextlib.contextmanager
+def typed_command_line(args: Sequence[str]) -> Iterator[None]:
+    """Within the block, :func:`setting_text` recovers typed text from ``args`` instead of ``sys.argv``: the
+    ``monai_ext`` command line may be run in-process with arguments of its own (``main([...])``)."""
+    global _COMMAND_LINE
+    previous, _COMMAND_LINE = _COMMAND_LINE, list(args)
+    try:
+        yield
+    finally:
+        _COMMAND_LINE = previous
+
+
+def typed_number_texts(value: int | float, argv: Sequence[str] | None = None) -> list[str]:
+    """The texts on the command line that fire reads as this very number, sorted.
+
+    fire reads ``2024_01`` as 202401, ``0x10`` as 16, ``+5`` as 5 and ``2024.10`` as 2024.1: writing the number back
+    gives another path. The command line's values (``--name value``, ``--name=value``, plain words, and the items of
+    ``a,b``) that fire reads as a number of the same type and value are the candidates; more than one text
+    (``--a 0x10 --b 16``) means the one meant cannot be told.
+
+    Args:
+        value: the number fire made of a setting.
+        argv: the command line (default: the one set by :func:`typed_command_line`, else ``sys.argv[1:]``).
+    """
+    from fire.parser import DefaultParseValue
+
+    if argv is None:
+        argv = _COMMAND_LINE if _COMMAND_LINE is not None else sys.argv[1:]
+    texts = set()
+    for arg in argv:
+        word = arg.split("=", 1)[1] if arg.startswith("--") and "=" in arg else arg
+        if word.startswith("-") and not word[1:2].isdigit():  # an option's name, not a value
+            continue
+        for part in {word, *word.strip("[]()").split(",")}:
+            part = part.strip()
+            try:
+                parsed = DefaultParseValue(part)
+            except Exception:  # noqa: BLE001, S112 - a word fire cannot read is no number
+                continue
+            if type(parsed) is type(value) and parsed == value:
+                texts.add(part)
+    return sorted(texts)
+
+
 def setting_text(value: Any, name: str) -> str:
     """A setting meant as text (a path, a name, a digest) as the text the user typed, whatever fire made of it.
 
     fire reads every command-line value as a Python literal where it can (``python -m monai.bundle run`` and
-    ``python -m monai_ext`` alike): ``--input_dir 2024`` arrives as the int 2024 and ``--input_dir a,b`` as the tuple
-    ``("a", "b")``. A whole number is written back in decimal and a tuple or list joined by commas, item by item;
-    a float is refused because the text typed is lost (``2024.10`` arrives as 2024.1, ``1e3`` as 1000.0), and so are
-    a bool (``True``) and anything else.
+    ``python -m monai_ext`` alike): ``--input_dir 2024`` arrives as the int 2024, ``--input_dir 2024_01`` as 202401,
+    ``--input_dir 0x10`` as 16 and ``--input_dir a,b`` as the tuple ``("a", "b")``. A number is given back as the
+    command line typed it (:func:`typed_number_texts`), a whole number found nowhere on it (a YAML value) in
+    decimal; a tuple or list is joined by commas, item by item. Refused: a number typed in two ways (which one is
+    meant cannot be told), a float not found on the command line (its text is lost: ``1e3`` arrives as 1000.0), a
+    bool (``True``) and anything else.
 
     Args:
         value: the setting as parsed.
         name: the setting's name, quoted in the error.
 
     Raises:
-        ValueError: a float, a bool or another type, naming ``name`` and quoting ``value``.
+        ValueError: naming ``name``, quoting ``value`` and, for a number, the quoting that keeps it text.
     """
     if isinstance(value, (tuple, list)):
         return ",".join(setting_text(item, name) for item in value)
@@ -40,10 +94,18 @@ def setting_text(value: Any, name: str) -> str:
         return value
     if isinstance(value, os.PathLike):
         return str(os.fspath(value))
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    # on a command line, fire keeps a quoted value as text: --input_dir "'2024.10'"
-    hint = "; quote it on the command line to keep the text as typed, as \"'2024.10'\"" if isinstance(value, float) else ""
+    hint = ""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        typed = typed_number_texts(value)
+        if len(typed) == 1:  # 2024_01 read as 202401: the folder is the one typed, not the number
+            return typed[0]
+        if not typed and isinstance(value, int):  # from YAML, or typed as its own decimal
+            return str(value)
+        # on a command line, fire keeps a quoted value as text: --input_dir "'2024.10'"
+        shown = " or ".join(f"\"'{text}'\"" for text in typed) or f"\"'{value!r}'\""
+        hint = f"; quote it on the command line to keep the text as typed, as {shown}"
+        if typed:
+            hint = f", typed as {' and '.join(typed)} on the command line{hint}"
     raise ValueError(f"{name} must be text (a path or a name), got {type(value).__name__} {value!r}{hint}")
 
 

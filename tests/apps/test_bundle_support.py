@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -475,6 +476,21 @@ def test_a_path_typed_as_a_number_names_the_file_or_folder_of_that_name(setting,
     assert found.startswith(expected) if isinstance(expected, str) else found == expected
     with pytest.raises(ValueError, match=rf"{setting} must be text \(a path or a name\), got float 2024\.1"):
         PATH_READERS[setting](2024.1)
+
+
+@pytest.mark.parametrize("typed", ["2024_01", "0x10", "+7", "2024.10"])
+@pytest.mark.parametrize("setting", ["input_dir", "datalist_file", "ckpt_path"])
+def test_a_path_fire_reads_as_another_number_is_the_one_typed(setting, typed, tiny_files, tmp_path, monkeypatch):
+    """``monai.bundle run ... --input_dir 2024_01``: MONAI's fire makes it 202401 (``0x10`` 16, ``2024.10`` 2024.1)
+    before the config sees it; the bundle reads the folder typed, found on the command line, not '202401'."""
+    from fire.parser import DefaultParseValue
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["monai/bundle/__main__.py", "run", "--config_file", "c.yaml", f"--{setting}",
+                                      typed])
+    _named_2024(setting, tmp_path, tiny_files).rename(tmp_path / typed)
+    found = PATH_READERS[setting](DefaultParseValue(typed))
+    assert found == ([f"{typed}/a.png"] if setting == "input_dir" else PATH_READ_AS[setting])
 
 
 @pytest.mark.parametrize("datalist, recorded, refused", [

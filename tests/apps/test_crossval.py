@@ -80,10 +80,52 @@ def test_a_rerun_removes_the_previous_summary_before_its_first_fold(tmp_path, mo
     assert "removed the previous run's cv_summary.json, cv_table.md" in caplog.text
 
 
+@pytest.mark.parametrize("overrides, tracking, message", [
+    ({"linear_probe": "maybe"}, None, r"--linear_probe must be true or false \(or yes/no, 1/0\), got 'maybe'"),
+    ({"resume": "sure"}, None, r"--resume must be true or false"),
+    ({}, "banana.yaml", r"--tracking 'banana.yaml' is no file; give a tracking settings file"),
+])
+def test_a_typo_is_refused_before_the_previous_results_are_touched(overrides, tracking, message, tmp_path,
+                                                                     monkeypatch) -> None:
+    """``--linear_probe maybe`` and a missing ``--tracking`` file were found by the first fold's bundle run, after
+    the previous summary was removed (and, tracked, a FAILED parent run written)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(crossval, "ParentRun", lambda *args, **kwargs: pytest.fail("a parent run was started"))
+    out = tmp_path / "cv"
+    out.mkdir()
+    for name in ("cv_summary.json", "cv_table.md"):
+        (out / name).write_text("an earlier run's")
+    protocol = Protocol("toy", ["a", "b"], [{"train": [], "validation": [], "test": []}])
+    with pytest.raises(ValueError, match=message):
+        crossval.cross_validate(protocol, out, ["random"], None, None, overrides, tracking)
+    assert (out / "cv_summary.json").read_text() == "an earlier run's" and (out / "cv_table.md").exists()
+
+
+@pytest.mark.parametrize("overrides, tracking", [
+    ({"linear_probe": "yes", "resume": 0, "compile": False}, "mlflow"),
+    ({}, str(Path(__file__).parents[2] / "bundles/usf_mae_classify/configs/mlflow_tracking.yaml")),
+])
+def test_good_flags_and_tracking_settings_pass_the_check(overrides, tracking) -> None:
+    crossval.check_run_inputs(["random"], None, overrides, "classify", tracking)
+
+
 @pytest.mark.parametrize("key", sorted(crossval.RUNNER_SETTINGS))
 def test_settings_the_runner_sets_are_refused_before_any_checkpoint_is_read(key, tmp_path) -> None:
     with pytest.raises(ValueError, match=f"--{key} is set by the runner: "):
         crossval.check_run_inputs(["pretrained"], tmp_path / "missing.pt", {key: "x"})
+
+
+@pytest.mark.parametrize("key", ["probe#bogus", "probe#c", "probe::c", "recipes#x"])
+def test_a_misspelt_nested_setting_is_refused_before_any_run(key) -> None:
+    """Only the part before the first ``#`` was checked: ``--probe#c 0.1`` ran with the default sweep."""
+    with pytest.raises(ValueError, match=f"usf_mae_classify has no setting --{key} "):
+        crossval.check_run_inputs(["random"], None, {key: 0.1})
+
+
+@pytest.mark.parametrize("key", ["probe#cs", "probe#ks", "probe#class_weight", "checkpointer#n_saved",
+                                 "optimizer#betas", "resume"])
+def test_the_documented_nested_settings_are_accepted(key) -> None:
+    crossval.check_run_inputs(["random"], None, {key: 1})
 
 
 class FakeParent:

@@ -131,12 +131,18 @@ def test_numpy_counts_are_counts() -> None:
 
 
 def test_counts_above_the_labelled_images_are_refused_before_any_run(tmp_path, cache, checkpoint) -> None:
+    """Refused before anything is written: the datalists of the budgets drawn before the impossible one
+    (``splits/n2_rep0.json``) were left behind, and the previous run's outputs removed."""
     protocol = curve_protocol("subtle", None, cache, COUNTS, per_class=6)  # 4 or 5 labelled images per class
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "label_efficiency.json").write_text("an earlier run's")
     with pytest.raises(ValueError, match=r"repeat 0 \(fold 0 of protocol 'subtle_lesions', classes \[.*\]\): class "
                                          r"\d has \d labelled images in the split's training and validation parts "
                                          r"\(its other images are in the test part\), fewer than 6 labels per class"):
         label_efficiency(protocol, tmp_path / "out", checkpoint, (2, 6), repeats=1, overrides=TINY)
     assert not list((tmp_path / "out").glob("n2/*"))  # nothing trained
+    assert not (tmp_path / "out" / "splits").exists()  # nothing written
+    assert (tmp_path / "out" / "label_efficiency.json").read_text() == "an earlier run's"  # nothing removed
 
 
 @pytest.mark.parametrize("kwargs, message", [({"repeats": 6}, "repeats must be an integer in \\[1, 5\\]"),
@@ -154,6 +160,14 @@ def test_bad_settings_are_refused(tmp_path, cache, checkpoint, kwargs: dict, mes
     (["--counts", "10,1"], "at least 2, got 1"),
     (["--repeats", "two"], "--repeats must be an integer"),
     (["--protocol", "busbra-seg"], "segmentation protocol"),
+    (["--repeats", "6"], "repeats must be an integer in [1, 5] (repeat r uses fold r of the 5 folds of protocol "
+                         "'subtle'), got 6"),  # before the benchmark is generated: the cache stays empty
+    (["--repeats", "4", "--protocol", "folder", "--root", ".", "--num_folds", "3"], "in [1, 3]"),
+    # the runner's own settings in its own words: it has no --folds, and its runs are OUT/n<count>/<start>/rep<r>
+    (["--fold", "3"], "--fold is set by the runner: repeat r uses fold r of the protocol; choose how many with "
+                      "--repeats"),
+    (["--output_dir", "x"], "go under OUT/n<count>/<start>/rep<r>/eval; choose OUT"),
+    (["--ckpt_dir", "x"], "go under OUT/n<count>/<start>/rep<r>/models; choose OUT"),
 ])
 def test_cli_user_errors_are_one_line_with_exit_code_2(tmp_path, checkpoint, capsys, args, message) -> None:
     with pytest.raises(SystemExit) as exit_info:
@@ -161,7 +175,7 @@ def test_cli_user_errors_are_one_line_with_exit_code_2(tmp_path, checkpoint, cap
               "--cache_dir", str(tmp_path / "cache"), *args])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and message in err and len(err.strip().splitlines()) == 1
-    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
 
 
 @pytest.mark.parametrize("counts, expected", [([2], 5), ([2, 4], 5), ([10, 100], 125)])

@@ -234,6 +234,26 @@ def test_the_args_file_can_name_the_config(tmp_path, args, unknown) -> None:
     assert one_line_errors.unknown_settings(argv) == unknown
 
 
+CLASSIFY = "bundles/usf_mae_classify/configs/train.yaml"
+
+
+@pytest.mark.parametrize("settings, unknown", [
+    (["--probe#bogus", "1"], ["--probe#bogus"]),  # probe: is a plain mapping, nobody reads a new key of it
+    (["--probe#c", "0.1"], ["--probe#c"]),
+    (["--probe#cs", "0.1,1", "--probe#ks", "5", "--probe#class_weight", "null"], []),  # the documented ones
+    (["--checkpointer#n_saved", "2", "--optimizer#betas", "[0.9,0.95]"], []),  # a new keyword of a component
+])
+def test_a_new_key_under_a_plain_mapping_is_unknown(settings, unknown) -> None:
+    """``--probe#c 0.1`` (for ``probe#cs``) was taken as a new argument and the probe swept its defaults."""
+    argv = ["monai/bundle/__main__.py", "run", "--config_file", CLASSIFY, *settings]
+    assert [u.split(" (")[0] for u in one_line_errors.unknown_settings(argv)] == unknown
+
+
+def test_a_misspelt_nested_key_is_pointed_to_the_key_beside_it() -> None:
+    argv = ["monai/bundle/__main__.py", "run", "--config_file", CLASSIFY, "--probe#c", "0.1"]
+    assert one_line_errors.unknown_settings(argv) == ["--probe#c (did you mean --probe#cs?)"]
+
+
 @pytest.mark.parametrize("settings, message", [
     (["--epochs", "2", "--epochs=3"], "setting --epochs given twice; give each once"),
     (["--dataset_dir", "a", "--dataset-dir", "b"], "setting --dataset_dir given twice"),   # fire's hyphen, same name
@@ -322,6 +342,9 @@ def failed_expression(config: dict, key: str) -> BaseException:
      "--bundle_root 1"),
     (["--dataset_dir", "2024"], {"dataset_dir": 2024, "path": "$'/data/' + @dataset_dir"}, "--dataset_dir 2024"),
     (["--run_name", "7"], {"run_name": 7, "path": "$'fold0_' + @run_name"}, "--run_name 7"),
+    # fire reads 2024_01 as 202401 and 0x10 as 16: named as typed, with the quotes that keep it
+    (["--output_dir", "2024_01"], {"output_dir": 202401, "path": "$@output_dir + '/eval'"}, "--output_dir 2024_01"),
+    (["--ckpt_dir=0x10"], {"ckpt_dir": 16, "path": "$@ckpt_dir + '/model.pt'"}, "--ckpt_dir 0x10"),
     # a component given the setting under its own name (the report writers' and the monitor's output_dir)
     (["--output_dir", "2025"], {"output_dir": 2025, "path": {"_target_": "monai_ext.handlers.history.MetricsHistory",
                                                               "path": "@output_dir"}}, None),

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from monai_ext.io.settings import is_unset, number_list_setting, path_list_setting, path_setting, setting_text
+from monai_ext.io.settings import (
+    is_unset,
+    number_list_setting,
+    path_list_setting,
+    path_setting,
+    setting_text,
+    typed_command_line,
+)
 
 
 @pytest.mark.parametrize("value, unset", [
@@ -32,6 +39,31 @@ def test_a_value_whose_text_is_lost_is_refused_naming_the_setting(value) -> None
     for read in (setting_text, path_setting, path_list_setting):
         with pytest.raises(ValueError, match=r"dataset_dir must be text .*got \w+ "):
             read(value, "dataset_dir")
+
+
+@pytest.mark.parametrize("argv, value, text", [
+    (["synthesize", "2024_01"], 202401, "2024_01"), (["run", "--input_dir", "0x10"], 16, "0x10"),
+    (["run", "--input_dir=+5"], 5, "+5"), (["run", "--input_dir", "2024.10"], 2024.1, "2024.10"),
+    (["run", "--input_dir", "a,2024_01"], ("a", 202401), "a,2024_01"), (["run", "--input_dir", "2024"], 2024, "2024"),
+    (["run", "--epochs", "2"], 2024, "2024"),  # a number not on the command line (YAML) is written in decimal
+])
+def test_a_number_fire_made_of_a_path_comes_back_as_typed(argv, value, text) -> None:
+    """fire reads ``2024_01`` as 202401 and ``0x10`` as 16: the folder is the one typed, not the number's decimal."""
+    with typed_command_line(argv):
+        assert setting_text(value, "input_dir") == text
+        assert path_setting(value, "input_dir") == text
+
+
+@pytest.mark.parametrize("argv, value, hint", [
+    (["run", "--input_dir", "0x10", "--name", "16"], 16, "typed as 0x10 and 16 on the command line; quote it "
+                                                         "on the command line to keep the text as typed, as \"'0x10'\" or \"'16'\""),
+    (["run"], 1000.0, "quote it on the command line to keep the text as typed, as \"'1000.0'\""),
+])
+def test_a_number_whose_typed_text_cannot_be_told_is_refused_quoting_it(argv, value, hint) -> None:
+    """Two texts for one number cannot be told apart; the hint quotes what was typed, not a fixed '2024.10'."""
+    with typed_command_line(argv), pytest.raises(ValueError) as error:
+        setting_text(value, "input_dir")
+    assert str(error.value).endswith(hint), error.value
 
 
 @pytest.mark.parametrize("value, paths", [
