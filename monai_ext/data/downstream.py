@@ -233,8 +233,14 @@ def _grouped_validation_split(labels: np.ndarray, groups: np.ndarray, val_fracti
     more patients on both sides (:func:`~monai_ext.data.studies.whole_groups_near`, the segmentation protocols'
     rule too). A class of one patient stays in training (one never trained on scores 0 in every test, while a
     validation part without it only chooses the best checkpoint on the other classes), with a warning."""
-    val = np.array(sorted(whole_groups_near(groups.tolist(), [str(c) for c in labels.tolist()], val_fraction, seed,
-                                            every_stratum=True)), dtype=int)
+    chosen = whole_groups_near(groups.tolist(), [str(c) for c in labels.tolist()], val_fraction, seed,
+                               every_stratum=True)
+    # a patient's stratum is its first image's class: one with images of two classes could take the last training
+    # images of a class with it; such a patient goes back (the smallest first) until training holds every class
+    for c in sorted(set(labels.tolist()) - {int(labels[i]) for i in range(len(labels)) if i not in chosen}):
+        holding = sorted({groups[i] for i in chosen if labels[i] == c}, key=lambda g: (int((groups == g).sum()), g))
+        chosen -= set(np.flatnonzero(groups == holding[0]).tolist())
+    val = np.array(sorted(chosen), dtype=int)
     train = np.setdiff1d(np.arange(len(labels)), val)
     if set(labels[val].tolist()) != set(labels.tolist()):
         logger.warning("no patient-disjoint validation part holds every class (classes in validation: %s, in "

@@ -25,22 +25,27 @@ def _studies_at(folders: Sequence[Sequence[str]], level: int) -> list[str | None
     return ["/".join(path[:level + 1]) if len(path) > level else None for path in folders]
 
 
-def _below_containers(folders: Sequence[Sequence[str]], level: int, folds: int,
+def _below_containers(folders: Sequence[Sequence[str]], level: int, folds: int, parts: Sequence[str],
                       source: str) -> tuple[int, list[str | None]]:
     """The level whose folders are the studies, ``level`` or the one below it, and each image's study there.
 
-    The folders at ``level`` are containers (sites, scanners, exports) holding the studies where some hold
-    sub-folders and either they are fewer than ``folds`` or every one of them holds sub-folders
-    (``images/siteA/patient3/frame.png``: read by site, 5 sites made the folds leave-one-site-out). Only one level
-    down: a tree whose every patient folder has sub-folders (``patientK/left/``) is then grouped by those.
+    The folders at ``level`` are containers (sites, scanners, exports) holding the studies where every part has
+    fewer of them than ``folds`` (grouped by them, the folds could not be filled), some hold sub-folders, and none of
+    those holds images of its own (``images/siteA/patient3/frame.png``). Otherwise they are the studies: a folder as
+    coarse as a site never lets a patient cross parts, while going down from patients that keep their frames in
+    sub-folders (``patient3/left/``, ``patient3/cine/`` beside loose frames) split one patient over train and test.
+    Only one level down.
     """
     studies = _studies_at(folders, level)
     found = {s for s in studies if s is not None}
     holding = {s for s, path in zip(studies, folders) if s is not None and len(path) > level + 1}
-    if holding and (len(found) < folds or holding == found):
-        logger.info("%s: the %d folder(s) at level %d (e.g. %r) hold sub-folders of their own: read as containers "
-                    "(sites, exports), and the folders below them as studies", source, len(found), level + 1,
-                    min(found))
+    loose_in_holding = any(s in holding and len(path) == level + 1 for s, path in zip(studies, folders))
+    most = max(Counter(part for part, _ in {(part, s) for part, s in zip(parts, studies) if s is not None}).values(),
+               default=0)
+    if holding and most < folds and not loose_in_holding:
+        logger.info("%s: the %d folder(s) at level %d (e.g. %r) hold sub-folders of their own and cannot fill %d "
+                    "folds: read as containers (sites, exports), and the folders below them as studies", source,
+                    len(found), level + 1, min(found), folds)
         return level + 1, _studies_at(folders, level + 1)
     return level, studies
 
@@ -102,12 +107,13 @@ def study_folders(folders: Sequence[Sequence[str]], level: int, folds: int, sour
     """
     if parts is not None and len(parts) != len(folders):
         raise ValueError(f"parts must give one part per image ({len(folders)}), got {len(parts)}")
-    level, studies = _below_containers(folders, level, folds, source)
+    parts = list(parts) if parts is not None else [""] * len(folders)
+    level, studies = _below_containers(folders, level, folds, parts, source)
     found = {s for s in studies if s is not None}
     if not found:
         return None
     in_studies = sum(s is not None for s in studies)
-    container = _container_part(studies, parts if parts is not None else [""] * len(studies), folds)
+    container = _container_part(studies, parts, folds)
     if container is not None:
         _warn_of_containers(container, in_studies, len(studies), len(found), folds, source, remedy)
         return None

@@ -72,31 +72,70 @@ class StopSignalLogFilter(logging.Filter):
         return not is_stop_record(record)
 
 
+#: The stop signals' shared state: how deep in :func:`stop_signals_deferred` blocks the main thread is, a signal held
+#: there, and whether a stop was raised (the handler raises once).
+_STOP = {"deferring": 0, "pending": None, "raised": False}
+
+
+@contextmanager
+def stop_signals_deferred() -> Iterator[None]:
+    """Within the block, a stop signal that :func:`stop_signals_raise` would raise is held and raised at its end.
+
+    For writes that must not be cut: a signal raised inside ``torch.save`` left a ``RuntimeError`` (the archive
+    writer's) instead of the stop, and the checkpoint being written was lost. An exception leaving the block keeps
+    the signal held for the next block's end or none (the exception ends the run anyway).
+    """
+    _STOP["deferring"] += 1
+    try:
+        yield
+    except BaseException:
+        _STOP["deferring"] -= 1
+        raise
+    _STOP["deferring"] -= 1
+    pending = _STOP["pending"]
+    if not _STOP["deferring"] and pending is not None:
+        _STOP["pending"], _STOP["raised"] = None, True
+        raise StopSignal(pending)
+
+
+def _stop(signum: int, frame: Any) -> None:
+    """The handler :func:`stop_signals_raise` installs: raise :class:`StopSignal` once; hold it inside
+    :func:`stop_signals_deferred`; ignore later signals (torchrun's agent forwards a SIGTERM after the scheduler's,
+    and a second stop raised inside the stop's own checkpoint write lost it)."""
+    if _STOP["raised"]:
+        return
+    if _STOP["deferring"]:
+        _STOP["pending"] = signum
+        return
+    _STOP["raised"] = True
+    raise StopSignal(signum)
+
+
 @contextmanager
 def stop_signals_raise() -> Iterator[None]:
     """Within the block, :data:`STOP_SIGNALS` that would end the process (default handling) raise
     :class:`StopSignal` (a ``SystemExit(128 + signal)``, the exit status a shell reports for a killed process)
     instead, so the batch writes what it has done, and a training's exception handlers run, as Ctrl-C's do. An
-    ignored signal (``nohup``) or one the caller handles keeps its handling.
+    ignored signal (``nohup``) or one the caller handles keeps its handling. The first signal raises; later ones
+    are ignored, and one arriving inside :func:`stop_signals_deferred` is raised at that block's end.
 
     Python delivers signals to the main thread only; elsewhere (a server's worker thread) nothing changes.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def stop(signum: int, frame: Any) -> None:
-        raise StopSignal(signum)
-
     # only where the signal would end the process: one that is ignored (nohup's SIGHUP) or handled by the caller
     # keeps what it does
-    previous = {number: signal.signal(number, stop) for number in STOP_SIGNALS
+    previous = {number: signal.signal(number, _stop) for number in STOP_SIGNALS
                 if signal.getsignal(number) is signal.SIG_DFL}
+    saved = dict(_STOP)
+    _STOP.update(pending=None, raised=False)
     try:
         yield
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler if handler is not None else signal.SIG_DFL)
+        _STOP.update(pending=saved["pending"], raised=saved["raised"])
 
 
 def _reraise(engine: Any, error: BaseException) -> None:

@@ -28,7 +28,7 @@ from ignite.handlers import Checkpoint
 from torch.optim.lr_scheduler import LRScheduler
 
 from monai_ext.engines.distributed import broadcast_object, gather_objects, is_main_process, rank, world_size
-from monai_ext.engines.signals import StopSignal, reraise_last
+from monai_ext.engines.signals import StopSignal, reraise_last, stop_signals_deferred
 from monai_ext.io.atomic import atomic_write_text
 from monai_ext.networks.checkpoints import CheckpointError, arch_record, atomic_torch_save, read_checkpoint
 
@@ -345,7 +345,8 @@ class TrainingCheckpointer:
         path = self.save_dir / f"checkpoint_iteration={iteration}.pt"
         if not self._swept:
             self._remove_partial_writes()
-        atomic_torch_save(state, path)
+        with stop_signals_deferred():  # a stop raised inside torch.save lost this checkpoint (and the stop's own)
+            atomic_torch_save(state, path)
         self._written, self._snapshot = (iteration, epoch, path), None  # the copy is of this state or an older one
         self._remove_stale(iteration)
         self._remove_earlier_run()
@@ -368,8 +369,11 @@ class TrainingCheckpointer:
             return
         state = self._state(engine)  # every rank: the random states are gathered
         if is_main_process():
-            # assigned when whole: a signal during the copy leaves the previous epoch's copy, complete
-            self._snapshot = (engine.state.iteration, engine.state.epoch, _cpu_copy(state))
+            # the previous copy goes first, so that two are never held at once (a ViT-L's would be 8 GB at peak);
+            # a signal during the copy is held until it is whole (stop_signals_deferred)
+            self._snapshot = None
+            with stop_signals_deferred():
+                self._snapshot = (engine.state.iteration, engine.state.epoch, _cpu_copy(state))
 
     def stopped(self, engine: Engine, error: BaseException) -> None:
         """``EXCEPTION_RAISED``: on a :class:`~monai_ext.engines.signals.StopSignal`, write the last completed
@@ -641,6 +645,18 @@ def _item_identity(item: Any) -> str:
     return str(item)
 
 
+def _below_common_folder(identities: list[str]) -> list[str]:
+    """Paths below the folder they all share, other identities as they are: the same files under another root (a
+    job's scratch copy, another mount, a relative ``--dataset_dir``) are the same validation set, and a resume onto
+    them kept its best model."""
+    # a relative path typed from another folder names the same file: made absolute where it is one
+    paths = [i if os.path.isabs(i) else os.path.abspath(i) for i in identities if os.path.isabs(i) or os.path.exists(i)]
+    if len(paths) != len(identities) or not paths:
+        return identities
+    common = os.path.dirname(paths[0]) if len(paths) == 1 else os.path.commonpath(paths)
+    return [os.path.relpath(p, common) for p in paths]
+
+
 def _cpu_copy(value: Any) -> Any:
     """A copy of a state (nested mappings, lists and tuples) that shares nothing with the live objects: tensors are
     copied to the CPU (a state dict's tensors are the parameters and optimiser moments themselves, which training
@@ -738,7 +754,8 @@ class BestModelSaver:
             state = {k: v for k, v in self.network.state_dict().items()}
             saved = {"model": state, "arch": self.record.state_dict(), self.metric_name: value,
                      "epoch": self.best_epoch, "validation": self.validation_record()}
-            atomic_torch_save(saved, self.save_path)
+            with stop_signals_deferred():  # a stop inside torch.save would lose the new best model
+                atomic_torch_save(saved, self.save_path)
             logger.info("new best %s %.6f: saved %s", self.metric_name, value, self.save_path)
 
     def state_dict(self) -> dict[str, Any]:
@@ -757,7 +774,7 @@ class BestModelSaver:
             data = getattr(getattr(loader, "dataset", None), "data", None)
             if not isinstance(data, Sequence) or isinstance(data, (str, bytes)):
                 return None
-            identities = sorted(_item_identity(item) for item in data)
+            identities = sorted(_below_common_folder([_item_identity(item) for item in data]))
             digest = hashlib.sha256("\n".join(identities).encode("utf-8", "surrogateescape")).hexdigest()
             self._validation = {"count": len(identities), "digest": digest}
         return dict(self._validation)

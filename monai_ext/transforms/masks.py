@@ -127,8 +127,11 @@ def _single_channel(pixels: np.ndarray, source: str) -> np.ndarray:
     """(H, W) from a gray, gray + alpha, or RGB(A) mask; colour masks count a pixel as set when any channel is.
 
     Where the alpha channel varies, the mask was painted on a transparent layer: a transparent pixel is background
-    whatever colour it stores (editors often store white), and a mask drawn in black shows only in its alpha.
+    whatever colour it stores (editors often store white), and a mask drawn in black shows only in its alpha. A
+    layer transparent everywhere is an empty mask (its stored white was a lesion covering the image).
     """
+    if pixels.ndim == 3 and pixels.shape[2] in (2, 4) and not pixels[..., -1].any():
+        return np.zeros(pixels.shape[:2], pixels.dtype)  # a layer painted on nowhere: no lesion, whatever colour it stores
     if pixels.ndim == 3 and pixels.shape[2] in (2, 4) and pixels[..., -1].min() < pixels[..., -1].max():
         alpha, colour = pixels[..., -1], pixels[..., :-1].max(axis=2)
         painted = alpha > 0

@@ -28,6 +28,15 @@ def _tree(*groups: tuple[str, int]) -> list[list[str]]:
     # sites holding patients: the patients are the studies
     (_tree(*[(f"benign/site{s}/p{k}", 2) for s in range(2) for k in range(3)]), 5,
      [f"benign/site{s}/p{k}" for s in range(2) for k in range(3) for _ in range(2)]),
+    # as many sites as folds: grouped by site (coarse, but no patient crosses parts)
+    (_tree(*[(f"benign/site{s}/p{k}", 2) for s in range(5) for k in range(2)]), 5,
+     [f"benign/site{s}" for s in range(5) for k in range(2) for _ in range(2)]),
+    # patients keeping their frames in left/right sub-folders: the patient is the study, not the side
+    (_tree(*[(f"benign/p{k}/{side}", 2) for k in range(6) for side in ("left", "right")]), 5,
+     [f"benign/p{k}" for k in range(6) for _ in range(4)]),
+    # fewer patients than folds, one with loose frames beside its cine sub-folder: still one study per patient
+    (_tree(("benign/p0", 2), ("benign/p0/cine", 2), ("benign/p1/cine", 2), ("benign/p2/cine", 2)), 3,
+     ["benign/p0"] * 4 + ["benign/p1", "benign/p1", "benign/p2", "benign/p2"]),
     # three folders, one with 6 of 10 images, against 5 folds: containers (scanners), split by image
     (_tree(("benign/scannerA", 6), ("benign/scannerB", 2), ("benign/scannerC", 2)), 5, None),
     # the same three folders against 3 folds: as many as the folds, so studies whatever their sizes
@@ -116,3 +125,14 @@ def test_every_stratum_takes_the_smallest_group_of_a_stratum_that_would_give_non
     strata = ["a"] * 20 + ["b"] * 50
     taken = {groups[i] for i in whole_groups_near(groups, strata, 0.1, seed=3, every_stratum=every_stratum)}
     assert len({g for g in taken if g.startswith("a")}) == 2 and {g for g in taken if g.startswith("b")} == taken_of_b
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_patient_of_two_classes_never_takes_a_class_out_of_training(seed) -> None:
+    """A patient's stratum is its first image's class: P0, with 3 images of class 0 and the only 2 of class 2, went
+    wholly to validation for some seeds, and class 2 was never trained on, without a warning."""
+    items = [{"image": f"p0-{j}.png", "label": 0 if j < 3 else 2, "patient": "P0"} for j in range(5)]
+    items += [{"image": f"p{p}-{j}.png", "label": p % 2, "patient": f"P{p}"} for p in range(1, 10) for j in range(3)]
+    train, validation = ds.validation_from_train(items, 0.2, seed)
+    assert {it["label"] for it in train} == {0, 1, 2}
+    assert not {it["patient"] for it in train} & {it["patient"] for it in validation}

@@ -18,6 +18,7 @@ from monai_ext.engines.signals import (
     StopSignal,
     StopSignalLogFilter,
     is_stop_record,
+    stop_signals_deferred,
     stop_signals_raise,
 )
 
@@ -155,3 +156,36 @@ def test_only_the_records_repeating_a_stop_are_filtered() -> None:
     assert not is_stop_record(record("Engine run is terminating due to exception: out of memory"))
     assert not is_stop_record(record("stopped by SIGTERM"))
     assert not StopSignalLogFilter().filter(record("Exception", stop))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_stop_inside_a_deferred_write_is_raised_when_the_write_is_whole(name: str, restored_handlers: None) -> None:
+    """A SIGTERM raised inside ``torch.save`` became the archive writer's RuntimeError: the checkpoint being written
+    was lost and the run crashed with a traceback instead of stopping."""
+    number = number_of(name)
+    signal.signal(number, signal.SIG_DFL)
+    written = []
+    with pytest.raises(StopSignal) as raised, stop_signals_raise():
+        with stop_signals_deferred():
+            signal.raise_signal(number)
+            written.append("whole")  # reached: the signal waits for the block's end
+    assert written == ["whole"] and raised.value.signum == number
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_second_stop_is_ignored_while_the_first_is_handled(name: str, restored_handlers: None) -> None:
+    """torchrun's agent forwards a SIGTERM after the scheduler's: raised again inside the stop's own checkpoint
+    write, it lost that checkpoint."""
+    number = number_of(name)
+    signal.signal(number, signal.SIG_DFL)
+    handled = []
+    with pytest.raises(StopSignal), stop_signals_raise():
+        try:
+            signal.raise_signal(number)
+        except StopSignal:
+            signal.raise_signal(number)  # the second, while the first is handled: ignored
+            handled.append("after the second")
+            raise
+    assert handled == ["after the second"]
+    with pytest.raises(StopSignal), stop_signals_raise():  # a new block raises again
+        signal.raise_signal(number)

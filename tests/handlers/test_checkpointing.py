@@ -699,6 +699,28 @@ def test_a_resume_onto_another_validation_set_starts_the_best_afresh_with_a_warn
     assert saved["val_loss"] == 0.8 and saved["validation"]["count"] == len(other)
 
 
+def test_the_same_validation_files_under_another_root_keep_the_best(tmp_path, caplog, monkeypatch) -> None:
+    """A job's scratch copy (``/scratch/job1001/busi`` then ``/scratch/job1002/busi``) was another validation set by
+    its absolute paths: the resume dropped the best and the first validation replaced model.pt, however worse."""
+    path = tmp_path / "model.pt"
+    first = validation_on(best_saver(path, MaskedAutoencoderViT(**TINY_MAE), "min"),
+                          [f"/scratch/job1001/busi/{n}.png" for n in "abc"])
+    validate(first, 0.5)
+    moved = [f"/scratch/job1002/busi/{n}.png" for n in "abc"]
+    resumed = validation_on(best_saver(path, MaskedAutoencoderViT(**TINY_MAE), "min"), moved)
+    with caplog.at_level("WARNING"):
+        resumed.load_state_dict(first.state_dict())
+    assert resumed.best == 0.5 and "validation set changed" not in caplog.text
+    for name in "abc":  # the same files given by a relative --dataset_dir, from the folder above them
+        (tmp_path / "busi").mkdir(exist_ok=True)
+        (tmp_path / "busi" / f"{name}.png").write_bytes(b"x")
+    monkeypatch.chdir(tmp_path)
+    relative = validation_on(best_saver(path, MaskedAutoencoderViT(**TINY_MAE), "min"),
+                             [f"busi/{n}.png" for n in "abc"])
+    relative.load_state_dict(first.state_dict())
+    assert relative.best == 0.5 and "validation set changed" not in caplog.text
+
+
 def test_a_stop_signal_leaves_the_last_completed_epochs_checkpoint(tmp_path) -> None:
     """SIGTERM (a queue's time limit) lost every epoch since the last ``save_interval`` checkpoint: the state of
     the last completed epoch is written at the stop, as it was then (not as training had changed it since)."""

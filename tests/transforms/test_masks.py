@@ -515,3 +515,12 @@ def test_a_volume_label_map_given_as_a_mask_is_named_as_such(tmp_path: Path, nam
     with pytest.raises(UnreadableImageError, match=rf"{name}: {what}.* file, not a picture: masks are read as 2-D "
                                                    "pictures"):
         LoadMask("binary")(str(tmp_path / name))
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA"])
+def test_a_layer_transparent_everywhere_is_an_empty_mask(tmp_path: Path, mode: str) -> None:
+    """An empty painted layer stores white under alpha 0 everywhere: read as a lesion covering the image (then
+    refused as having no 0), it holds no lesion."""
+    colour = (255, 255, 255, 0) if mode == "RGBA" else (255, 0)
+    Image.new(mode, (30, 20), colour).save(tmp_path / "empty.png")
+    assert not LoadMask("binary")(str(tmp_path / "empty.png")).any()
