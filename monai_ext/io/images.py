@@ -576,7 +576,7 @@ def _frame_pages(img: Image.Image, frame_stride: int) -> Iterator[int]:
         yield page
 
 
-def _decode_first(path: Path, count_frames: bool) -> DisplayImage:
+def _decode_first(path: Path, count_frames: bool, colour: bool = False) -> DisplayImage:
     kind = source_kind(path)
     if kind in ("image", None) and has_dicom_preamble(path):
         # a DICOM export named .png or .jpg (PIL's "cannot identify image file" would say nothing of it)
@@ -592,7 +592,7 @@ def _decode_first(path: Path, count_frames: bool) -> DisplayImage:
     if kind == "video":
         return DisplayImage(next(iter_video_frames(path))[1],
                             frame_count=video_frame_count(path) if count_frames else None)
-    pixels, orientation = read_picture_and_orientation(path)  # pictures, and any other file PIL opens
+    pixels, orientation = read_picture_and_orientation(path, colour)  # pictures, and any other file PIL opens
     if Path(path).suffix.lower() not in _MULTI_FRAME_PICTURES:
         return DisplayImage(pixels, orientation=orientation)
     return DisplayImage(pixels, frame_count=picture_frame_count(path) if count_frames else None,
@@ -608,7 +608,7 @@ def check_file(path: Path) -> None:
         raise UnreadableImageError(f"{path}: empty file (0 bytes)")
 
 
-def read_image(path: str | os.PathLike, count_frames: bool = False) -> DisplayImage:
+def read_image(path: str | os.PathLike, count_frames: bool = False, colour: bool = False) -> DisplayImage:
     """The first frame of any supported file, as displayed (what the corpus's first frame of it holds).
 
     Args:
@@ -616,6 +616,7 @@ def read_image(path: str | os.PathLike, count_frames: bool = False) -> DisplayIm
         count_frames: also count the frames of a video or of a multi-frame picture format (TIFF, GIF, WebP), a
             second, best-effort reading of the file (:func:`picture_frame_count`; a video's container count, 1
             where it gives none). DICOM files and volumes give their count as they are read.
+        colour: keep an 8-bit PNG's colour (:func:`read_picture`'s ``colour``); other formats keep theirs either way.
 
     Raises:
         UnreadableImageError: naming the file and the reason (missing, empty, not decodable, no pixel data, an
@@ -624,7 +625,7 @@ def read_image(path: str | os.PathLike, count_frames: bool = False) -> DisplayIm
     path = Path(path)
     check_file(path)
     try:
-        image = _decode_first(path, count_frames)
+        image = _decode_first(path, count_frames, colour)
     except UnreadableImageError:
         raise
     except SkippedSource as e:  # a file the corpus leaves out (a constant volume) is no image to a loader either

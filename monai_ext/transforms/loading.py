@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Hashable, Mapping
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -21,10 +20,8 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends
 
-from monai_ext.io.dicom import has_dicom_preamble
 from monai_ext.io.display import to_gray_unit
-from monai_ext.io.errors import UnreadableImageError
-from monai_ext.io.images import check_file, read_image, read_picture, source_kind
+from monai_ext.io.images import read_image
 
 __all__ = ["LoadDisplayPixelsd", "LoadUltrasoundImage", "LoadUltrasoundImaged", "read_display_pixels"]
 
@@ -84,24 +81,15 @@ class LoadUltrasoundImaged(MapTransform):
 def read_display_pixels(path: str | os.PathLike) -> np.ndarray:
     """The display-ready (H, W) or (H, W, C) pixels of the first frame of any supported file, colour kept.
 
-    Pictures keep their colour and their type (:func:`~monai_ext.io.images.read_picture` with ``colour=True``), so
-    that de-annotation can find coloured marks before the gray conversion; DICOM (a DICOM file under a picture's
-    name too), volumes and cine loops come as :func:`~monai_ext.io.images.read_image` gives them. Bilevel pictures
+    Read by :func:`~monai_ext.io.images.read_image` with ``colour=True``: pictures keep their colour and their type,
+    so that de-annotation can find coloured marks before the gray conversion; DICOM (a DICOM file under a picture's
+    name too), volumes and cine loops come as displayed. Bilevel pictures
     come as 0 / 255 (uint8), as MONAI's ``PILReader`` with :func:`~monai_ext.io.images.pil_display_image` gave them.
 
     Raises:
         UnreadableImageError: (a ``ValueError``) naming the file and the reason: missing, empty, not decodable.
     """
-    path = Path(path)
-    check_file(path)  # "empty file (0 bytes)", not a decoder's "cannot identify"
-    if source_kind(path) != "image" or has_dicom_preamble(path):
-        return read_image(path).pixels
-    try:
-        pixels = read_picture(path, colour=True)
-    except Exception as e:  # decoders raise many types; all mean the same thing to the caller
-        raise UnreadableImageError(f"{path}: cannot decode ({type(e).__name__}: {e})") from e
-    if pixels.size == 0 or min(pixels.shape[:2]) < 1:
-        raise UnreadableImageError(f"{path}: empty image")
+    pixels = read_image(path, colour=True).pixels
     return pixels.astype(np.uint8) * np.uint8(255) if pixels.dtype == np.bool_ else pixels
 
 
