@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
-from collections.abc import Sequence
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
+
+from tests.warm_python import run_python
+
+WARM_RANK = Path(__file__).with_name("warm_rank.py")
 
 #: Seconds a launcher gets to stop its workers after SIGTERM before it is killed. More than torchrun's own 30 s: it
 #: SIGKILLs the workers that have not stopped 30 s after its SIGTERM (a worker blocked in a collective never runs the
@@ -42,3 +49,27 @@ def run_bounded(cmd: Sequence[str], *, timeout: float, check: bool = False,
     if check:
         result.check_returncode()
     return result
+
+
+def run_torchrun(target: Sequence[str | int | os.PathLike], *, processes: int, env: Mapping[str, str], timeout: float,
+                 cwd: str | os.PathLike | None = None, check: bool = False,
+                 fresh: bool = False) -> subprocess.CompletedProcess:
+    """``torchrun --standalone --nproc_per_node=PROCESSES TARGET...``, where ``TARGET`` is ``[SCRIPT, *ARGS]`` or
+    ``["-m", MODULE, *ARGS]``; output captured as text.
+
+    By default the launcher runs in a fork of the worker's warm interpreter and its ranks are forks of it
+    (:mod:`tests.warm_rank`): the same elastic agent, rendezvous, process group and exit codes, without each rank's
+    imports. ``fresh`` (or ``MONAI_EXT_TEST_FRESH_PYTHON=1``) starts the real ``python -m torch.distributed.run``
+    with fresh interpreters, as a user's command does: the tests of what the launcher and a fresh rank do with
+    signals, kills and uncaught errors, and one run of each bundle, ask for it.
+
+    Raises:
+        subprocess.TimeoutExpired: past ``timeout`` seconds, after the launcher and its ranks have stopped.
+        subprocess.CalledProcessError: ``check`` and a non-zero exit.
+    """
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
+    target = [str(part) if isinstance(part, int) else os.fspath(part) for part in target]
+    if fresh or os.environ.get("MONAI_EXT_TEST_FRESH_PYTHON") == "1":
+        return run_bounded([*launcher, *target], timeout=timeout, check=check, cwd=cwd, env=dict(env))
+    return run_python([*launcher, "--run-path", "--start-method", "fork", str(WARM_RANK), *target], cwd=cwd,
+                      env=env, timeout=timeout, check=check)

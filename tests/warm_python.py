@@ -29,7 +29,7 @@ import sys
 import tempfile
 import threading
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 #: Imported once by the warm interpreter: what every bundle run imports, and takes seconds to.
@@ -185,15 +185,29 @@ def _child(request: dict) -> None:
     np.random.seed()
     sys.path[1:1] = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p not in sys.path]
     sys.argv = [sys.argv[0], *request["args"]]
+    # what -m runs: the module in __main__, which stays in place for the exit handlers; argv[0] its file
+    code = run_as_main(lambda: runpy._run_module_as_main(request["module"], alter_argv=True))
+    if code is None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+    os._exit(1 if code is None else code)
+
+
+def run_as_main(run: Callable[[], object]) -> int | None:
+    """Run ``run`` as the interpreter runs its main module, up to its exit: an uncaught exception printed by
+    ``sys.excepthook``, then the wait for non-daemon threads and the exit handlers.
+
+    Returns:
+        The exit code the interpreter would give, or None for a run ended by Ctrl-C (Python then ends by SIGINT).
+    """
     code: int | None = 0
     try:
-        # what -m runs: the module in __main__, which stays in place for the exit handlers; argv[0] its file
-        runpy._run_module_as_main(request["module"], alter_argv=True)
+        run()
     except SystemExit as e:
         code = _exit_code(e.code)
     except KeyboardInterrupt:
         sys.excepthook(*sys.exc_info())
-        code = None  # Python ends such a run by SIGINT, after its exit handlers
+        code = None
     except BaseException:  # noqa: BLE001 - what the interpreter does with an uncaught exception
         sys.excepthook(*sys.exc_info())
         code = 1
@@ -201,10 +215,7 @@ def _child(request: dict) -> None:
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()
-    if code is None:
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGINT)
-    os._exit(1 if code is None else code)
+    return code
 
 
 def _exit_code(code: object) -> int:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.launch import run_bounded
+from tests.launch import run_bounded, run_torchrun
 
 pytestmark = pytest.mark.slow
 
@@ -30,10 +30,10 @@ BUNDLES = ("usf_mae_pretrain", "usf_mae_classify", "usf_mae_segment", "usf_mae_c
 
 def launch(out: Path, cache: Path, processes: int) -> list[dict]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, str(WORKER), str(out), str(cache)]
-    if processes > 1:
-        cmd[1:1] = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
-    result = run_bounded(cmd, env=env, timeout=400, check=False)
+    if processes == 1:
+        result = run_bounded([sys.executable, WORKER, out, cache], env=env, timeout=400)
+    else:
+        result = run_torchrun([WORKER, out, cache], processes=processes, env=env, timeout=400)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-5000:]
     return [json.loads(Path(f"{out}.rank{r}").read_text()) for r in range(processes)]
 

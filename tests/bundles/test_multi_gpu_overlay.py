@@ -6,26 +6,26 @@ import json
 import os
 import re
 import subprocess
-import sys
 
 import pytest
 
 from monai_ext.networks.checkpoints import read_checkpoint
 from tests.bundles.helpers import REPO, tiny_classify_overrides, tiny_pretrain_overrides
-from tests.launch import run_bounded
+from tests.launch import run_torchrun
 
 pytestmark = pytest.mark.slow
 
 
-def torchrun_bundle(bundle: str, overrides: dict[str, object], processes: int = 2,
-                    expect_rc: int = 0) -> subprocess.CompletedProcess:
+def torchrun_bundle(bundle: str, overrides: dict[str, object], processes: int = 2, expect_rc: int = 0,
+                    fresh: bool = False) -> subprocess.CompletedProcess:
+    """``torchrun -m monai.bundle run`` of the bundle's train.yaml and multi_gpu_train.yaml; ``fresh``: the user's
+    own command, fresh interpreters for the launcher and every rank (``tests.launch.run_torchrun``)."""
     configs = json.dumps([f"bundles/{bundle}/configs/train.yaml", f"bundles/{bundle}/configs/multi_gpu_train.yaml"])
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", "-m",
-           "monai.bundle", "run", "--config_file", configs]
+    target = ["-m", "monai.bundle", "run", "--config_file", configs]
     for key, value in overrides.items():
-        cmd += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
+        target += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    result = run_bounded(cmd, cwd=REPO, env=env, timeout=600)
+    result = run_torchrun(target, processes=processes, cwd=REPO, env=env, timeout=600, fresh=fresh)
     assert result.returncode == expect_rc, result.stdout[-3000:] + result.stderr[-5000:]
     return result
 
@@ -44,7 +44,7 @@ def test_a_users_mistake_under_torchrun_is_one_line_on_every_rank(tmp_path) -> N
     so under torchrun the line was lost: exit code 2 and no reason. Each rank that fails says it in that one line."""
     missing = tmp_path / "no_such_folder"
     overrides = {**tiny_pretrain_overrides(tmp_path, tmp_path / "cache", num_synthetic=32), "dataset_dir": str(missing)}
-    result = torchrun_bundle("usf_mae_pretrain", overrides, expect_rc=1)
+    result = torchrun_bundle("usf_mae_pretrain", overrides, expect_rc=1, fresh=True)
     # torchrun stops the other ranks once one fails: a rank still parsing its config may be stopped before its line
     worker_lines = [line for line in result.stderr.splitlines() if re.match(r"\[rank\d\]: ", line)]
     line = f"usf_mae_pretrain: dataset folder '{missing}' does not exist"
@@ -53,7 +53,8 @@ def test_a_users_mistake_under_torchrun_is_one_line_on_every_rank(tmp_path) -> N
 
 
 def test_pretrain_bundle_under_torchrun(tmp_path) -> None:
-    result = torchrun_bundle("usf_mae_pretrain", tiny_pretrain_overrides(tmp_path, tmp_path / "cache", num_synthetic=32))
+    overrides = tiny_pretrain_overrides(tmp_path, tmp_path / "cache", num_synthetic=32)
+    result = torchrun_bundle("usf_mae_pretrain", overrides, fresh=True)
     history = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2]
     final = read_checkpoint(tmp_path / "models" / "checkpoint_iteration=2.pt")  # 24 train / (8 x 2 ranks) = 1 step
@@ -65,7 +66,7 @@ def test_pretrain_bundle_under_torchrun(tmp_path) -> None:
 
 
 def test_classify_bundle_under_torchrun(tmp_path) -> None:
-    result = torchrun_bundle("usf_mae_classify", tiny_classify_overrides(tmp_path, tmp_path / "cache"))
+    result = torchrun_bundle("usf_mae_classify", tiny_classify_overrides(tmp_path, tmp_path / "cache"), fresh=True)
     # train.yaml's finish steps ran after the overlay's teardown: the best-model check, and the summary on rank 0
     assert result.stdout.count("best validation macro-F1:") == 1
     history = json.loads((tmp_path / "eval" / "metrics.json").read_text())

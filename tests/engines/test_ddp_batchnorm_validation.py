@@ -8,14 +8,13 @@ images waited in that broadcast until the group's 30-minute timeout. Launched th
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from tests.engines.ddp_batchnorm_worker import EPOCHS, make_network, validation_items
-from tests.launch import run_bounded
+from tests.launch import run_torchrun
 
 pytestmark = pytest.mark.slow
 
@@ -29,9 +28,8 @@ VALIDATION_IMAGES = 2  # shards 1/1/0: rank 2 has none
 def records(module_tmp) -> list[dict]:
     out = module_tmp("ddp_batchnorm")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={RANKS}", str(WORKER),
-           str(out), str(VALIDATION_IMAGES)]
-    result = run_bounded(cmd, env=env, timeout=150)  # seconds when it works; a hang raises TimeoutExpired
+    # seconds when it works; a hang raises TimeoutExpired
+    result = run_torchrun([WORKER, out, VALIDATION_IMAGES], processes=RANKS, env=env, timeout=150)
     assert result.returncode == 0, result.stderr[-5000:]
     return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(RANKS)]
 

@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from monai_ext.engines.optim import warmup_cosine_factor
-from tests.launch import run_bounded
+from tests.launch import run_torchrun
 
 pytestmark = pytest.mark.slow
 
@@ -25,9 +24,9 @@ def launch(out: Path, name: str, processes: int, kill_at: int | None = None) -> 
     env.pop("KILL_AT_ITERATION", None)
     if kill_at is not None:
         env["KILL_AT_ITERATION"] = str(kill_at)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-           str(WORKER), str(out), name]
-    return run_bounded(cmd, env=env, timeout=300, check=False)  # a hang fails
+    # the launcher's report of a SIGKILLed rank is a fresh torchrun's (forked ranks report the first to notice)
+    return run_torchrun([WORKER, out, name], processes=processes, env=env, timeout=300,  # a hang fails
+                        fresh=kill_at is not None)
 
 
 def test_killed_on_two_ranks_and_resumed_on_three_continues_at_the_saved_epoch(tmp_path) -> None:

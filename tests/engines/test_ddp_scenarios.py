@@ -15,13 +15,12 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.launch import run_bounded
+from tests.launch import run_torchrun
 
 pytestmark = pytest.mark.slow
 
@@ -36,9 +35,9 @@ def launch(out: Path, *scenarios: str, kill_at: int | None = None) -> subprocess
     env.pop("KILL_AT_ITERATION", None)
     if kill_at is not None:
         env["KILL_AT_ITERATION"] = str(kill_at)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(WORKER), str(out),
-           *scenarios]
-    return run_bounded(cmd, env=env, timeout=300, check=False)  # a hang fails
+    # the launcher's report of a SIGKILLed rank is a fresh torchrun's (forked ranks report the first to notice)
+    return run_torchrun([WORKER, out, *scenarios], processes=2, env=env, timeout=300,  # a hang fails
+                        fresh=kill_at is not None)
 
 
 def records(out: Path, scenario: str) -> list[dict]:

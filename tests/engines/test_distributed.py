@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.launch import run_bounded
+from tests.launch import run_bounded, run_torchrun
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 REPO = Path(__file__).resolve().parents[2]
@@ -22,8 +22,9 @@ def run_worker(out: Path, accumulations: tuple[int, ...], processes: int) -> Non
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     args = [str(WORKER), str(out), ",".join(map(str, accumulations))]
     if processes > 1:
-        args = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", *args]
-    result = run_bounded([sys.executable, *args], env=env, timeout=300)
+        result = run_torchrun(args, processes=processes, env=env, timeout=300)
+    else:
+        result = run_bounded([sys.executable, *args], env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-4000:]
 
 

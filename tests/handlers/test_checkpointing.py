@@ -36,7 +36,7 @@ from monai_ext.handlers.checkpointing import (
 from monai_ext.networks.checkpoints import CheckpointError, read_checkpoint
 from monai_ext.networks.classifier import ViTClassifier
 from monai_ext.networks.mae import MaskedAutoencoderViT
-from tests.launch import run_bounded
+from tests.launch import run_torchrun
 
 
 def counting_engine(model: torch.nn.Module) -> Engine:
@@ -524,9 +524,7 @@ def test_every_rank_takes_rank_0s_view_of_whether_the_run_resumes(tmp_path, proc
     the start-of-run validation would wait in its collectives for those that skip it."""
     worker = Path(__file__).with_name("ddp_resume_view_worker.py")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-           str(worker), str(tmp_path)]
-    result = run_bounded(cmd, env=env, timeout=300, check=False)
+    result = run_torchrun([worker, tmp_path], processes=processes, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert [json.loads((tmp_path / f"answer.rank{r}.json").read_text()) for r in range(processes)] == [True] * processes
 

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.data.unreadable import BAD, image_folder, with_masks
-from tests.launch import run_bounded
+from tests.launch import run_torchrun
 
 pytestmark = pytest.mark.slow
 
@@ -26,9 +25,8 @@ def test_each_readable_image_counts_once_over_uneven_shards(tmp_path, processes:
              for item in with_masks(image_folder(tmp_path, good=8), tmp_path)]
     (tmp_path / "items.json").write_text(json.dumps(items))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-           str(WORKER), str(tmp_path / "items.json"), str(tmp_path / "out")]
-    result = run_bounded(cmd, env=env, timeout=300, check=False)
+    result = run_torchrun([WORKER, tmp_path / "items.json", tmp_path / "out"], processes=processes, env=env,
+                          timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-5000:]
     for r in range(processes):
         reports = json.loads((tmp_path / f"out.rank{r}.json").read_text())
