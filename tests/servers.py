@@ -10,8 +10,11 @@ to start again on a new port when, and only when, that is why the server stopped
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
 import socket
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,6 +22,20 @@ from pathlib import Path
 ATTEMPTS = 3
 #: What the servers' logs say when the port was taken (Linux errno 98, and macOS's wording).
 PORT_TAKEN = ("Address already in use", "address already in use", "Errno 98", "Errno 48")
+
+
+def start_mlflow_server(root: Path, port: int, log: Path, **popen_kwargs) -> subprocess.Popen:
+    """``mlflow server`` with its SQLite store and artifacts in ``root``, on ``port`` of the loopback, output in ``log``.
+
+    Without MLflow's job execution (``MLFLOW_SERVER_ENABLE_JOB_EXECUTION``): with a database store, MLflow 3 starts a
+    job runner and three task consumers beside the server, four more interpreters importing MLflow that no test uses.
+    """
+    exe = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
+    cmd = [exe, "server", "--backend-store-uri", f"sqlite:///{root}/mlflow.db", "--artifacts-destination",
+           str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    with open(log, "wb") as out:
+        return subprocess.Popen(cmd, cwd=root, stdout=out, stderr=subprocess.STDOUT, env=env, **popen_kwargs)
 
 
 def free_port() -> int:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from tests.bundles.helpers import REPO, run_bundle, tiny_classify_overrides, tiny_pretrain_overrides
-from tests.servers import refused_port, serve
+from tests.servers import refused_port, serve, start_mlflow_server
 from tests.warm_python import run_python
 
 mlflow = pytest.importorskip("mlflow")
@@ -53,14 +53,10 @@ def wait_for_health(uri: str, proc: subprocess.Popen) -> None:
 @pytest.fixture(scope="module")
 def server(module_tmp):
     root = module_tmp("mlflow_server")
-    exe = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
     log = root / "server.log"
 
     def start(port: int) -> subprocess.Popen:
-        cmd = [exe, "server", "--backend-store-uri", f"sqlite:///{root}/mlflow.db", "--artifacts-destination",
-               str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-        with open(log, "wb") as out:
-            return subprocess.Popen(cmd, cwd=root, stdout=out, stderr=subprocess.STDOUT)
+        return start_mlflow_server(root, port, log)
 
     def stop(proc: subprocess.Popen) -> None:
         proc.terminate()

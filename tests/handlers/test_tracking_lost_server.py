@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,7 +16,7 @@ import pytest
 import torch
 from ignite.engine import Engine, Events
 
-from tests.servers import serve
+from tests.servers import serve, start_mlflow_server
 
 mlflow = pytest.importorskip("mlflow")
 pytestmark = pytest.mark.slow  # a server process of its own: it is stopped
@@ -50,14 +48,10 @@ def live_mlflow_server(root: Path) -> Iterator[LiveServer]:
     """A fresh ``mlflow server`` (SQLite backend in ``root``) on a free loopback port, stopped when the block ends."""
     from tests.handlers.test_tracking import wait_for_health
 
-    exe = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
     log = root / "server.log"
 
-    def start(port: int) -> subprocess.Popen:
-        cmd = [exe, "server", "--backend-store-uri", f"sqlite:///{root}/mlflow.db", "--artifacts-destination",
-               str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-        with open(log, "wb") as out:  # a session of its own: stop() ends the workers with it
-            return subprocess.Popen(cmd, cwd=root, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    def start(port: int) -> subprocess.Popen:  # a session of its own: stop() ends the workers with it
+        return start_mlflow_server(root, port, log, start_new_session=True)
 
     process, url = serve(start, wait_for_health, lambda p: LiveServer(p, "").stop(), log)
     server = LiveServer(process, url)
