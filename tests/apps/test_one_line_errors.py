@@ -18,6 +18,7 @@ from monai_ext.apps import one_line_errors
 from monai_ext.apps.bundle_support import as_flag, classification_split
 from monai_ext.io.checkpoints import read_checkpoint
 from tests.bundles.helpers import REPO, bundle_command
+from tests.warm_python import run_python
 
 
 @pytest.mark.parametrize("argv, name", [
@@ -153,7 +154,7 @@ def test_device_cuda_without_a_gpu_exits_2_with_one_line(tmp_path) -> None:
     cmd = bundle_command("run", ["bundles/usf_mae_classify/configs/inference.yaml"],
                          {"device": "cuda", "allow_random_weights": True, "output_dir": str(tmp_path / "out"),
                           "input_files": [str(tmp_path / "scan.png")]})
-    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    result = run_python(cmd, cwd=REPO, timeout=300)
     lines = [line for line in result.stderr.splitlines() if line.startswith("usf_mae_classify: ")]
     assert result.returncode == 2, result.stderr[-3000:]
     assert "Traceback" not in result.stderr and len(lines) == 1, result.stderr[-3000:]
@@ -162,7 +163,8 @@ def test_device_cuda_without_a_gpu_exits_2_with_one_line(tmp_path) -> None:
 
 @pytest.mark.parametrize("traceback", [False, True])
 def test_bundle_command_line_mistake_exits_2_with_one_line(tmp_path, traceback: bool) -> None:
-    """The real thing: inference asked for a checkpoint that does not exist."""
+    """The real thing, in a fresh interpreter (the others fork the warm one): inference asked for a checkpoint that
+    does not exist."""
     cmd = bundle_command("run", ["bundles/usf_mae_segment/configs/inference.yaml"],
                          {"ckpt_path": str(tmp_path / "missing.pt"), "output_dir": str(tmp_path / "out"),
                           "input_files": [str(tmp_path / "scan.png")]})
@@ -185,7 +187,7 @@ def test_inference_with_a_mistyped_model_folder_is_refused_not_run_with_random_w
     cmd = bundle_command("run", [f"bundles/{bundle}/configs/inference.yaml"],
                          {setting: str(tmp_path / "typo_models"), "output_dir": str(tmp_path / "out"),
                           "input_files": [str(tmp_path / "scan.png")]})
-    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    result = run_python(cmd, cwd=REPO, timeout=300)
     lines = [line for line in result.stderr.splitlines() if line.startswith(f"{bundle}: ")]
     assert result.returncode == 2, result.stderr[-3000:]
     assert len(lines) == 1 and "typo_models" in lines[0] and "no such checkpoint file" in lines[0], lines
@@ -288,7 +290,7 @@ def test_a_misspelt_setting_stops_the_run_in_one_line(tmp_path) -> None:
                          {"ckpt_pth": str(tmp_path / "model.pt"), "input_files": [str(tmp_path / "scan.png")],
                           "output_dir": str(tmp_path / "out")})
     env = {k: v for k, v in os.environ.items() if k != "MONAI_EXT_TRACEBACK"}
-    result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+    result = run_python(cmd, cwd=REPO, env=env, timeout=300)
     assert result.returncode == 2, result.stderr[-3000:]
     assert result.stderr.strip().splitlines()[-1].startswith(
         "usf_mae_classify: unknown setting --ckpt_pth (did you mean --ckpt_path?): not defined by the bundle's configs")
