@@ -20,8 +20,10 @@ PROBE = textwrap.dedent("""
     import os, sys, tempfile, threading
     import torch
     print("argv0", os.path.basename(sys.argv[0]), sys.argv[1:])
-    print("main", __name__, __spec__.name)
-    print("cwd", os.getcwd() == os.environ["EXPECTED_CWD"], sys.path[0] in ("", os.getcwd()))
+    print("main", __name__, getattr(__spec__, "name", None))  # a script has no spec
+    first = sys.path[0]
+    print("cwd", os.getcwd() == os.environ["EXPECTED_CWD"], first in ("", os.getcwd()),
+          "" if first in ("", os.getcwd()) else os.path.basename(first))
     print("env", os.environ.get("PROBE_SETTING"), "NOT_GIVEN" in os.environ)
     print("tmp", tempfile.gettempdir() == os.environ["TMPDIR"])
     print("threads", torch.get_num_threads())
@@ -91,6 +93,22 @@ def test_a_warm_run_gives_what_a_fresh_interpreter_gives(how, tmp_path, probe_en
         lines = [line for line in text.splitlines() if line.strip() and not line.startswith("random")]
         return lines[-1] if lines else ""
     assert last_line(warm.stderr) == last_line(expected.stderr)
+
+
+@pytest.mark.parametrize("how", ["end", "raise"])
+def test_a_warm_script_run_gives_what_a_fresh_interpreter_gives(how, tmp_path, probe_env) -> None:
+    """``python SCRIPT``: the script's folder first on ``sys.path``, its path as ``argv[0]``, no module spec."""
+    command = [sys.executable, str(tmp_path / "modules" / "probe_module.py"), how]
+    expected = subprocess.run(command, cwd=tmp_path, env=probe_env, capture_output=True, text=True, timeout=120)
+    warm = run_python(command, cwd=tmp_path, env=probe_env, timeout=120)
+    assert warm.returncode == expected.returncode == {"end": 0, "raise": 1}[how]
+    assert warm.stdout == expected.stdout
+    assert "main __main__ None" in warm.stdout and "cwd True False modules" in warm.stdout
+    # Python takes a script's __file__ from __main__ once it has run: the exit handler fails in both
+    assert "has no attribute '__file__'" in warm.stderr and "has no attribute '__file__'" in expected.stderr
+    def without_random(text: str) -> list[str]:
+        return [line for line in text.splitlines() if not line.startswith("random")]
+    assert without_random(warm.stderr)[-1] == without_random(expected.stderr)[-1]
 
 
 def test_a_warm_run_past_its_timeout_is_killed_and_raises(tmp_path, probe_env) -> None:

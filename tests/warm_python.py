@@ -1,4 +1,5 @@
-"""``python -m MODULE ARGS`` for the tests, in a process forked from an interpreter that has imported the libraries.
+"""``python -m MODULE ARGS`` (or ``python SCRIPT ARGS``) for the tests, in a process forked from an interpreter that
+has imported the libraries.
 
 A bundle run of the CPU miniature spends about 6 of its 10 s importing MONAI (which loads every submodule), torch,
 ignite, MLflow and scikit-learn, and the suite starts about a hundred of them: most of the suite's time went into
@@ -40,8 +41,8 @@ PRELOADED = ("torch", "monai", "monai.bundle.scripts", "monai.handlers", "ignite
 def run_python(command: Sequence[str], cwd: str | os.PathLike | None = None, env: Mapping[str, str] | None = None,
                timeout: float | None = None, check: bool = False) -> subprocess.CompletedProcess:
     """``subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=check)``;
-    a ``[sys.executable, "-m", MODULE, *ARGS]`` command runs in a fork of the worker's warm interpreter unless
-    ``MONAI_EXT_TEST_FRESH_PYTHON=1``.
+    a ``[sys.executable, "-m", MODULE, *ARGS]`` or ``[sys.executable, SCRIPT.py, *ARGS]`` command runs in a fork of
+    the worker's warm interpreter unless ``MONAI_EXT_TEST_FRESH_PYTHON=1``.
 
     Raises:
         subprocess.TimeoutExpired: the run took longer than ``timeout`` seconds (it is killed, as subprocess does).
@@ -51,8 +52,8 @@ def run_python(command: Sequence[str], cwd: str | os.PathLike | None = None, env
     env = dict(os.environ if env is None else env)
     if cwd is not None and not os.path.isdir(cwd):  # as subprocess says it, before anything starts
         raise (NotADirectoryError if os.path.exists(cwd) else FileNotFoundError)(f"no folder {os.fspath(cwd)!r}")
-    warm = (os.environ.get("MONAI_EXT_TEST_FRESH_PYTHON") != "1" and len(command) > 2
-            and command[:2] == [sys.executable, "-m"])
+    warm = (os.environ.get("MONAI_EXT_TEST_FRESH_PYTHON") != "1" and len(command) > 1 and command[0] == sys.executable
+            and ((command[1] == "-m" and len(command) > 2) or command[1].endswith(".py")))
     if not warm:
         return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=check)
     result = _warm().run(command, os.fspath(cwd or os.getcwd()), env, timeout)
@@ -80,8 +81,9 @@ class _WarmInterpreter:
             timeout: float | None) -> subprocess.CompletedProcess:
         folder = Path(tempfile.gettempdir())
         out, err = (folder / f"warm_python_{os.getpid()}.{name}" for name in ("out", "err"))
-        request = {"module": command[2], "args": command[3:], "cwd": cwd, "env": env, "stdout": str(out),
-                   "stderr": str(err), "timeout": timeout}
+        target = {"module": command[2], "args": command[3:]} if command[1] == "-m" else {
+            "script": command[1], "args": command[2:]}
+        request = {**target, "cwd": cwd, "env": env, "stdout": str(out), "stderr": str(err), "timeout": timeout}
         with self.lock:
             pid = None
             try:
@@ -184,13 +186,32 @@ def _child(request: dict) -> None:
     torch.seed()  # fresh interpreters start from fresh random states (Python's random reseeds itself on fork)
     np.random.seed()
     sys.path[1:1] = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p not in sys.path]
-    sys.argv = [sys.argv[0], *request["args"]]
-    # what -m runs: the module in __main__, which stays in place for the exit handlers; argv[0] its file
-    code = run_as_main(lambda: runpy._run_module_as_main(request["module"], alter_argv=True))
+    if "script" in request:  # what python SCRIPT runs: the script's folder first on sys.path, argv[0] the script
+        script = request["script"]
+        sys.path[0] = os.path.dirname(os.path.realpath(script))
+        sys.argv = [script, *request["args"]]
+        code = run_as_main(lambda: _run_script(script))
+    else:  # what -m runs: the module in __main__, which stays in place for the exit handlers; argv[0] its file
+        sys.argv = [sys.argv[0], *request["args"]]
+        code = run_as_main(lambda: runpy._run_module_as_main(request["module"], alter_argv=True))
     if code is None:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGINT)
     os._exit(1 if code is None else code)
+
+
+def _run_script(script: str) -> None:
+    """Run ``script`` in the ``__main__`` module itself, as Python runs a script, which takes its ``__file__`` away
+    again once it has run (so exit handlers see a ``__main__`` without one)."""
+    import runpy
+
+    main = sys.modules["__main__"].__dict__
+    try:
+        runpy._run_code(compile(Path(script).read_bytes(), script, "exec"), main, mod_name="__main__",
+                        script_name=script)
+    finally:
+        main.pop("__file__", None)
+        main.pop("__cached__", None)
 
 
 def run_as_main(run: Callable[[], object]) -> int | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 import torch
 
 from tests.scripts.helpers import refusal
+from tests.warm_python import run_python
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -26,8 +26,7 @@ def bench_gpu():
 
 def run(*args: str) -> str:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    result = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_gpu.py"), *args], env=env,
-                            capture_output=True, text=True, timeout=600, check=True)
+    result = run_python([sys.executable, REPO / "scripts" / "bench_gpu.py", *args], env=env, timeout=600, check=True)
     return result.stdout
 
 
@@ -64,8 +63,8 @@ def test_mfu_is_against_the_datasheet_peak_of_the_device(device, peak):
 
 def test_smoke_help_says_which_options_it_overrides():
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    out = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_gpu.py"), "--help"], env=env,
-                         capture_output=True, text=True, timeout=120, check=True).stdout
+    out = run_python([sys.executable, REPO / "scripts" / "bench_gpu.py", "--help"], env=env, timeout=120,
+                     check=True).stdout
     assert "overrides --batch and --finetune-batch" in " ".join(out.split()), out
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.scripts.helpers import refusal
+from tests.warm_python import run_python
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "bench_transforms.py"
@@ -18,8 +19,7 @@ SCRIPT = REPO / "scripts" / "bench_transforms.py"
 
 def bench(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, str(SCRIPT), *args], env=env, capture_output=True, text=True,
-                          timeout=300, check=check)
+    return run_python([sys.executable, SCRIPT, *args], env=env, timeout=300, check=check)
 
 
 def test_every_rate_is_per_cpu_second_and_every_ratio_printed():

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 import torch
 
 from monai_ext.networks.mae import build_mae
+from tests.warm_python import run_python
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "sweep_pretraining_recipes.py"
@@ -71,8 +71,7 @@ def test_cross_validation_separates_informative_features_and_not_noise(sweep, in
 
 def test_an_unknown_recipe_is_one_line_and_exit_code_2(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, str(SCRIPT), "--recipes", "demo,bogus", "--out", str(tmp_path)],
-                            check=False, capture_output=True, text=True, env=env, timeout=300)
+    result = run_python([sys.executable, SCRIPT, "--recipes", "demo,bogus", "--out", tmp_path], env=env, timeout=300)
     assert result.returncode == 2
     assert "unknown recipes ['bogus']" in result.stderr and "Traceback" not in result.stderr
 
