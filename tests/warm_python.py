@@ -5,8 +5,9 @@ A bundle run of the CPU miniature spends about 6 of its 10 s importing MONAI (wh
 ignite, MLflow and scikit-learn, and the suite starts about a hundred of them: most of the suite's time went into
 those imports. Each test worker therefore keeps one *warm* interpreter that has imported those third-party
 libraries, and forks it for each run. The child takes the run's command line, working folder and environment, runs
-the module as ``python -m`` does (``runpy``, ``sys.argv[0]`` the module's file, ``__main__``), with stdout and stderr
-in files, and exits with the code the interpreter would give. This package is never imported before the fork: its
+the module as ``python -m`` does (``runpy``, ``sys.argv[0]`` the module's file, ``__main__``) or the script as
+``python SCRIPT`` does (its folder first on ``sys.path``), with stdout and stderr in files, and exits with the code
+the interpreter would give. ``torchrun`` runs in such a child too, its ranks forks of it (:mod:`tests.warm_rank`). This package is never imported before the fork: its
 import-time behaviour (the one-line error hook of ``python -m monai.bundle``, settings checks) runs in each child as
 it does in a user's process.
 
@@ -14,7 +15,8 @@ What a fresh interpreter sets up at start-up is redone in the child: ``OMP_NUM_T
 ``PYTHONPATH``, ``TMPDIR``, fresh random states of numpy and torch. What cannot be redone: the string hash seed
 (every run shares the server's), and ``PYTHONPATH`` cannot shadow a module of :data:`PRELOADED` or add a
 ``sitecustomize``; no test needs them. ``MONAI_EXT_TEST_FRESH_PYTHON=1`` starts a new interpreter for every run
-instead, as the ``torchrun``, installed-package, kill-midway and entry-point error tests always do.
+instead, as the installed-package, kill-midway and reader-killing tests, one entry-point error test, the launcher
+tests of kills and signals and one ``torchrun`` run of each bundle always do.
 """
 
 from __future__ import annotations
