@@ -33,3 +33,23 @@ def test_an_environment_whose_python_is_gone_is_made_again_and_reinstalled(tmp_p
     assert not (venv / ".monai_ext_installed").exists()
     (venv / ".monai_ext_installed").write_text(marker)
     assert is_stale(venv).returncode == 1  # a working environment with a matching marker is reused
+
+
+def test_compile_venv_compiles_every_package_and_passes_over_files_that_are_not_python_3(tmp_path) -> None:
+    """pip installs with --no-compile (its byte-compiling on one core was two thirds of the install); compile_venv
+    then compiles on every core. A file that is not Python 3 (some packages ship templates) failed the whole
+    set-up under ``set -e``: pip passes over such files, and so must this."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    site = Path(subprocess.run([str(venv / "bin" / "python"), "-c",
+                                "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               capture_output=True, text=True, check=True, timeout=60).stdout.strip())
+    (site / "good_pkg").mkdir()
+    (site / "good_pkg" / "__init__.py").write_text("VALUE = 1\n")
+    (site / "good_pkg" / "template.py").write_text("print 'python 2'\n")
+    script = f'set -euo pipefail; source "{REPO}/scripts/_venv.sh"; compile_venv "$VENV"; echo compiled'
+    result = subprocess.run(["bash", "-c", script], env={"VENV": str(venv), "PATH": "/usr/bin:/bin"},
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip().endswith("compiled"), result.stdout + result.stderr
+    assert [p.name for p in (site / "good_pkg" / "__pycache__").iterdir()] == [
+        f"__init__.{sys.implementation.cache_tag}.pyc"]
