@@ -109,3 +109,11 @@ def label_python() -> Path:
     script = shlex.quote(str(REPO / "scripts" / "_venv.sh"))  # a clone under a folder with spaces
     subprocess.run(["bash", "-c", f"source {script} && ensure_label_venv"], check=True, timeout=1800)
     return LABEL_PYTHON
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The files that hold a ``slow`` test first, each file's tests in their order: under ``--dist loadfile`` the
+    workers take files in this order, and a slow file taken last kept one worker busy for up to a minute and a half
+    while the other had nothing left to do."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)

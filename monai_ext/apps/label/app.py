@@ -8,16 +8,20 @@ Start it with ``scripts/run_label_server.sh`` (loopback only by default). Settin
 - ``checkpoint``: the fine-tuned model (default: ``<bundle_root>/models/model.pt``);
 - ``model_name``: the name under ``/infer/<model_name>`` (default ``usf_mae_classifier``);
 - ``device``: ``cpu``, ``cuda`` or ``cuda:1`` (default: CUDA when available);
-- ``overrides``: JSON of further bundle settings, e.g. ``'{"precision": "fp32"}'``;
+- ``overrides``: JSON of further settings of the classification bundle, e.g. ``'{"precision": "fp32"}'``, for
+  serving and fine-tuning the classifier alike;
 - ``segmentation_checkpoint``: a ``usf_mae_segment`` model; when given, the app also serves lesion masks under
   ``/infer/usf_mae_segmenter`` (``segmentation_model_name``) and fine-tunes them on saved masks
-  (``segmentation_bundle_root`` defaults to the repository's ``usf_mae_segment``).
+  (``segmentation_bundle_root`` defaults to the repository's ``usf_mae_segment``);
+- ``segmentation_overrides``: JSON of further settings of the segmentation bundle, for serving and fine-tuning the
+  segmenter alike (``overrides`` are the classification bundle's and do not apply to it).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from contextlib import ExitStack
 from pathlib import Path
@@ -34,7 +38,17 @@ from monailabel.interfaces.tasks.train import TrainTask
 
 from monai_ext.apps.bundle_support import locate_bundle_root
 from monai_ext.apps.label.bundle_model import BundleClassifier, load_bundle_classifier
-from monai_ext.apps.label.datastore import IMAGE_PATTERNS, is_labelled, served_names, warn_unlisted_files
+from monai_ext.apps.label.datastore import (
+    IMAGE_PATTERNS,
+    LABEL_PATTERNS,
+    check_image_id,
+    check_label_tag,
+    is_labelled,
+    label_file_id,
+    served_names,
+    stays_in,
+    warn_unlisted_files,
+)
 from monai_ext.apps.label.infer import UltrasoundClassifyInfer
 from monai_ext.apps.label.infer_request import (
     EndpointCall,
@@ -61,22 +75,36 @@ DEFAULT_SEGMENTATION_NAME = "usf_mae_segmenter"
 _ENDPOINTS = (run_inference.__code__, run_wsi_inference.__code__)
 
 
-def parse_overrides(text: str) -> dict[str, Any]:
-    """The ``overrides`` setting: a JSON object of bundle settings."""
+def parse_overrides(text: str, name: str = "overrides") -> dict[str, Any]:
+    """The ``overrides`` (or ``segmentation_overrides``, ``name``) setting: a JSON object of bundle settings.
+
+    Raises:
+        ValueError: ``text`` is no JSON object, quoting it and the setting's ``name``.
+    """
     try:
         value = json.loads(text)
     except ValueError as e:
-        raise ValueError(f"conf 'overrides' must be a JSON object, got {text!r} ({e})") from e
+        raise ValueError(f"conf {name!r} must be a JSON object, got {text!r} ({e})") from e
     if not isinstance(value, dict):
-        raise ValueError(f"conf 'overrides' must be a JSON object, got {text!r}")
+        raise ValueError(f"conf {name!r} must be a JSON object, got {text!r}")
     return value
 
 
 class UltrasoundDatastore(LocalDatastore):
-    """MONAI Label's local datastore, with class labels counted as labels and hidden files not listed."""
+    """MONAI Label's local datastore, with class labels counted as labels, hidden files not listed, the label files
+    the app is sent (class files, NIfTI masks) listed when the datastore's record is rebuilt, uploads named by their
+    content, and no upload written outside its folder."""
 
     def _list_files(self, path: str, patterns: list[str]) -> dict[str, str]:
+        if os.path.realpath(path) != os.path.realpath(self._datastore.image_path()):
+            # a label folder: MONAI Label lists it with the image patterns, so a rebuilt record (datastore_v2.json
+            # deleted or lost) kept no class file or NIfTI mask, and training found no labels with all of them on disk
+            patterns = [*patterns, *LABEL_PATTERNS]
         return served_names(super()._list_files(path, patterns))
+
+    def _to_id(self, file: str) -> tuple[str, str]:
+        # MONAI Label takes every suffix of a name it has no pattern for: case.1.json was the label of "case"
+        return label_file_id(file) or super()._to_id(file)
 
     def get_labeled_images(self, label_tag: str | None = None, labels: list[str] | None = None) -> list[str]:
         return [k for k, v in self._datastore.objects.items() if is_labelled(v.labels, label_tag)]
@@ -84,12 +112,46 @@ class UltrasoundDatastore(LocalDatastore):
     def get_unlabeled_images(self, label_tag: str | None = None, labels: list[str] | None = None) -> list[str]:
         return [k for k, v in self._datastore.objects.items() if not is_labelled(v.labels, label_tag)]
 
+    def add_image(self, image_id: str, image_filename: str, image_info: dict[str, Any]) -> str:
+        """MONAI Label's upload of an image, refusing an id that names no file directly in the studies folder
+        (``../pwn`` was written outside it) with HTTP 422, and naming an upload sent without a file name (``.nii.gz``
+        by MONAI Label's endpoint, which the datastore does not list) by its content."""
+        if image_id:  # none: MONAI Label names the image by its temporary file
+            try:
+                check_image_id(image_id)
+            except ValueError as e:
+                raise _unprocessable(str(e)) from e
+        with named_by_content(image_filename) as named:
+            if image_id and not stays_in(self._datastore.image_path(), image_id + self._to_id(Path(named).name)[1]):
+                raise _unprocessable(f"image id {image_id!r} names a file outside the studies folder (a link?): "
+                                     "not written")
+            return super().add_image(image_id, named, image_info)
+
     def save_label(self, image_id: str, label_filename: str, label_tag: str, label_info: dict[str, Any]) -> str:
-        """MONAI Label's save, with a label for an image id the datastore lacks answered as HTTP 404 (its own
-        exception reached the client as a server error)."""
+        """MONAI Label's save, refusing a tag or image id that would write outside the tag's label folder (``tag=..``
+        overwrote the image itself) with HTTP 422, a label for an image id the datastore lacks with HTTP 404 (its own
+        exception reached the client as a server error), and naming a picture sent without a file name by its
+        content: MONAI Label's endpoint names it ``.nii.gz``, and training refused it as a 3D Slicer NIfTI."""
+        try:
+            check_label_tag(label_tag)
+            check_image_id(image_id)
+        except ValueError as e:
+            raise _unprocessable(str(e)) from e
         if image_id not in self._datastore.objects:
             raise HTTPException(status_code=404, detail=f"no image {image_id!r} in the datastore")
-        return super().save_label(image_id, label_filename, label_tag, label_info)
+        with named_by_content(label_filename) as named:
+            folder = self._datastore.label_path(label_tag)
+            if not stays_in(folder, image_id + self._to_id(Path(named).name)[1]):
+                raise _unprocessable(f"the label of image {image_id!r} under tag {label_tag!r} names a file outside "
+                                     "its folder (a link?): not written")
+            return super().save_label(image_id, named, label_tag, label_info)
+
+
+def _unprocessable(detail: str) -> HTTPException:
+    """HTTP 422 with ``detail``, logged (MONAI Label's endpoints let the datastore's exceptions through to the
+    client)."""
+    logger.warning("refused datastore upload: %s", detail)
+    return HTTPException(status_code=422, detail=detail)
 
 
 class UltrasoundClassifierApp(MONAILabelApp):
@@ -218,6 +280,9 @@ class SegmentationService:
         self.checkpoint = Path(conf["segmentation_checkpoint"])
         self.name = conf.get("segmentation_model_name", DEFAULT_SEGMENTATION_NAME)
         self.device = device
+        # the segmentation bundle's own settings: the classifier's (``overrides``) are another bundle's, whose keys
+        # (image_size for a classifier checkpoint) would break this model
+        self.overrides = parse_overrides(conf.get("segmentation_overrides", "{}"), "segmentation_overrides")
         self.published = Path(app_dir) / "model" / f"{self.name}.pt"
         self.lineage = Lineage.of(self.checkpoint, studies)
         explain_unserved(self.published, self.lineage)
@@ -228,8 +293,8 @@ class SegmentationService:
         return self.published if serves_published(self.published, self.lineage) else self.checkpoint
 
     def load(self, checkpoint: Path) -> BundleSegmenter:
-        return load_bundle_segmenter(self.bundle_root, checkpoint, self.device)
+        return load_bundle_segmenter(self.bundle_root, checkpoint, self.device, self.overrides)
 
     def train_task(self) -> UltrasoundSegmentTrain:
         return UltrasoundSegmentTrain(self.bundle_root, self.served_checkpoint, self.published, self.lineage,
-                                      self.infer_task.model.class_names, {}, self.device)
+                                      self.infer_task.model.class_names, self.overrides, self.device)

@@ -20,7 +20,7 @@ from monai.bundle import ConfigParser
 
 from monai_ext.engines.inference import classify_image, note_if_blank, note_if_several_frames, prepare_image
 from monai_ext.io.errors import UnreadableImageError
-from monai_ext.io.images import read_image
+from monai_ext.io.images import read_image, undo_orientation
 from monai_ext.networks.checkpoints import read_checkpoint
 from monai_ext.visualize.gradcam import gradcam_overlay, has_token_blocks
 
@@ -58,8 +58,8 @@ class BundleClassifier:
         return self._classify(path)[0]
 
     def heatmap(self, path: str | os.PathLike, class_index: int) -> np.ndarray | None:
-        """Grad-CAM overlay (H, W, 3) uint8 at the file's size for ``class_index``, or None for networks without ViT
-        blocks."""
+        """Grad-CAM overlay (H, W, 3) uint8 at the file's size, on its stored pixel grid (:meth:`_overlay`), for
+        ``class_index``, or None for networks without ViT blocks."""
         return self._overlay(self.prepare(path)[0], class_index, path)
 
     def predict_and_explain(self, path: str | os.PathLike) -> tuple[dict[str, Any], np.ndarray | None]:
@@ -77,10 +77,17 @@ class BundleClassifier:
 
     def _overlay(self, image: torch.Tensor, class_index: int, path: str | os.PathLike) -> np.ndarray | None:
         """Drawn over the file's own pixels, so that it lines up with the image the annotator's viewer shows (the
-        network saw a square resize of it); the file is read again only for a heat map."""
+        network saw a square resize of it); the file is read again only for a heat map.
+
+        The overlay is on the file's stored pixel grid, as served masks are
+        (:meth:`~monai_ext.apps.label.segment_model.BundleSegmenter.segment`): a picture with an EXIF orientation is
+        explained upright, as the network saw it, and the overlay turned back, to lie on the image as 3D Slicer and
+        OHIF show it (an upright 77x123 overlay lay across a 123x77 image there).
+        """
         if not has_token_blocks(self.network):
             return None
-        return gradcam_overlay(self.network, image, class_index, read_image(path).pixels)
+        read = read_image(path)
+        return undo_orientation(gradcam_overlay(self.network, image, class_index, read.pixels), read.orientation)
 
 
 def _unreadable_cause(error: BaseException) -> UnreadableImageError | None:

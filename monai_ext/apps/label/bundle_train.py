@@ -61,8 +61,9 @@ class BundleTrainTask(TrainTask):
 
     @abstractmethod
     def write_datalist(self, items: Sequence[Mapping[str, str]], out: Path,
-                       params: Mapping[str, Any]) -> tuple[Path, dict[str, str]]:
-        """The datastore's labelled ``items`` as the bundle's datalist at ``out``; returns it and the skipped labels."""
+                       params: Mapping[str, Any]) -> tuple[Path, dict[str, str], dict[str, str]]:
+        """The datastore's labelled ``items`` as the bundle's datalist at ``out``; returns it, the skipped labels and
+        the suspect ones (trained on, but likely wrong), each as {label file: reason}."""
 
     def labelled_items(self, datastore: Datastore) -> list[dict[str, Any]]:
         """``{"image", "label"}`` of the images this task trains on: by default their ``final`` labels."""
@@ -91,7 +92,8 @@ class BundleTrainTask(TrainTask):
         """
         params = train_parameters(request)
         self.work.mkdir(parents=True, exist_ok=True)
-        datalist, skipped = self.write_datalist(self.labelled_items(datastore), self.work / "datalist.json", params)
+        datalist, skipped, suspect = self.write_datalist(self.labelled_items(datastore), self.work / "datalist.json",
+                                                         params)
         split = json.loads(datalist.read_text())
         start_from, run_dir = Path(self.served()), self.work / "run"
         shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run: no resume from an older training's files
@@ -106,10 +108,16 @@ class BundleTrainTask(TrainTask):
         # atomic: the serving process never reads a half-written model
         kept = publish(run_dir / "models" / "model.pt", self.published, self.lineage)
         summary = {"published": str(self.published), "started_from": str(start_from), "train": len(split["train"]),
-                   "validation": len(split["validation"]), "skipped_labels": skipped, "epochs": len(history),
+                   "validation": len(split["validation"]), "skipped_labels": skipped,
+                   # in the summary that clients read (/info/'s train stats, /train/'s details), not only in the
+                   # training process's log: a mask inverted by an export trains the wrong target in silence
+                   "suspect_labels": suspect, "epochs": len(history),
                    **({"kept_previous": str(kept)} if kept else {}), f"best_{self.metric}": best}
         atomic_write_bytes(self.work / "train_stats.json", json.dumps(summary, indent=1).encode())
-        logging.getLogger(type(self).__module__).info("fine-tuned on %d %s: %s", summary["train"], self.item, summary)
+        log = logging.getLogger(type(self).__module__)
+        for label, reason in suspect.items():
+            log.warning("trained on a suspect label %s: %s", label, reason)
+        log.info("fine-tuned on %d %s: %s", summary["train"], self.item, summary)
         return summary
 
     def best_metric(self, history: Sequence[Mapping[str, Any]]) -> float:

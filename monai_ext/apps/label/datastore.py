@@ -14,6 +14,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -31,6 +32,16 @@ _SUFFIXES = ["png", "jpg", "jpeg", "bmp", "tif", "tiff", "dcm"]
 IMAGE_PATTERNS = [f"*.{suffix}" for suffix in _SUFFIXES] + [f"*.{suffix.upper()}" for suffix in _SUFFIXES]
 #: the datastore's own record, beside the images
 _DATASTORE_FILES = {"datastore_v2.json", "datastore.json"}
+#: label maps that viewers save (3D Slicer's MONAI Label module saves .nii.gz): masks, never class files
+_LABEL_MAP_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".seg.nrrd", ".mha", ".mhd", ".dcm")
+#: the suffixes of labels the app is sent besides pictures (:data:`IMAGE_PATTERNS`): class files (JSON or text, as the
+#: README saves them) and label maps, longest first (``.seg.nrrd`` before ``.nrrd``)
+_LABEL_SUFFIXES = tuple(sorted({".json", ".txt", *_LABEL_MAP_SUFFIXES} - {".dcm"}, key=len, reverse=True))
+#: The label folders' patterns beyond the images': MONAI Label lists label files with the image patterns, so that
+#: class files and NIfTI masks vanished from the datastore's record when it rebuilt it (a deleted datastore_v2.json).
+LABEL_PATTERNS = [f"*{suffix}" for suffix in _LABEL_SUFFIXES] + [f"*{suffix.upper()}" for suffix in _LABEL_SUFFIXES]
+#: a label tag names a folder under ``labels/``: ``..`` put a label over the image itself, ``../../x`` outside
+_TAG = re.compile(r"[A-Za-z0-9_-]+")
 
 
 class LabelStore(Protocol):
@@ -68,6 +79,47 @@ def unlisted_files(studies: Path) -> list[str]:
     return sorted(p.name for p in studies.iterdir()
                   if p.is_file() and not p.name.startswith(".") and p.name not in _DATASTORE_FILES
                   and not any(fnmatch.fnmatchcase(p.name, pattern) for pattern in IMAGE_PATTERNS))
+
+
+def label_file_id(name: str) -> tuple[str, str] | None:
+    """(image id, suffix) of a label file named by one of the label suffixes beyond the images' (``case.1.json``:
+    ``("case.1", ".json")``), or None for another name, which MONAI Label's own rule names."""
+    if any(fnmatch.fnmatchcase(name, pattern) for pattern in IMAGE_PATTERNS):
+        return None
+    suffix = next((s for s in _LABEL_SUFFIXES if name.lower().endswith(s) and len(name) > len(s)), None)
+    return (name[:-len(suffix)], name[-len(suffix):]) if suffix else None
+
+
+def check_label_tag(tag: object) -> str:
+    """``tag`` when it can name a folder under ``labels/``: letters, digits, ``_`` and ``-`` only.
+
+    Raises:
+        ValueError: any other tag (``..``, ``../x``, empty), quoting it.
+    """
+    if not isinstance(tag, str) or not _TAG.fullmatch(tag):
+        raise ValueError(f"label tag {tag!r} is not allowed: use letters, digits, '_' and '-' only (e.g. "
+                         f"{FINAL_TAG!r}, {CLASS_TAG!r})")
+    return tag
+
+
+def check_image_id(image_id: object) -> str:
+    """``image_id`` when it can name a file directly in the studies folder: no ``/``, ``\\`` or ``..``, and not
+    hidden (the datastore does not list hidden files, :func:`served_names`).
+
+    Raises:
+        ValueError: any other id, quoting it.
+    """
+    if not isinstance(image_id, str) or image_id.startswith(".") or any(
+            part in image_id for part in ("/", "\\", "..", "\0")):
+        raise ValueError(f"image id {image_id!r} is not allowed: an id names a file directly in the studies "
+                         "folder (no '/', '\\' or '..', not starting with '.')")
+    return image_id
+
+
+def stays_in(folder: str | os.PathLike, name: str) -> bool:
+    """Whether the file ``name`` of ``folder`` is in that folder once links are resolved (a link in the studies
+    folder to a file elsewhere would have the upload written over its target)."""
+    return Path(folder, name).resolve().parent == Path(folder).resolve()
 
 
 def _image_id(name: str) -> str:
@@ -119,10 +171,6 @@ def warn_unlisted_files(studies: Path) -> None:
     for names in shadowed_files(studies):
         logger.warning("%s in %s share the id %r: the datastore serves one of them only; rename the others",
                        ", ".join(names), studies, _image_id(names[0]))
-
-
-#: label maps that viewers save (3D Slicer's MONAI Label module saves .nii.gz): masks, never class files
-_LABEL_MAP_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".seg.nrrd", ".mha", ".mhd", ".dcm")
 
 
 def is_picture_mask(path: str) -> bool:

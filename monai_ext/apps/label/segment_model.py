@@ -29,7 +29,7 @@ from monai_ext.engines.segmentation import mask_summary, segment_image
 from monai_ext.io.errors import UnreadableImageError
 from monai_ext.io.images import read_image, stored_shape, undo_orientation
 from monai_ext.networks.checkpoints import read_checkpoint
-from monai_ext.transforms.masks import LoadMask, orientation_note
+from monai_ext.transforms.masks import MOST_LESION_SHARE, LoadMask, orientation_note
 
 logger = logging.getLogger(__name__)
 
@@ -130,44 +130,52 @@ def app_mask_encoding(checkpoint: str | Path, class_names: Sequence[str]) -> str
 
 
 def mask_datalist(items: Sequence[Mapping[str, str]], class_names: Sequence[str], out: Path, val_fraction: float,
-                  seed: int, encoding: str = "binary") -> tuple[Path, dict[str, str]]:
+                  seed: int, encoding: str = "binary") -> tuple[Path, dict[str, str], dict[str, str]]:
     """The datastore's images with mask labels as a datalist.
 
     Every mask is read here, before training: one that is not a picture, cannot be decoded or differs in size from
     its image is skipped with the reason (the bundle would drop it with a log line only, and the summary would
     count it). Masks without a lesion pixel (normal scans) train, but stay out of the validation part: Dice is not
     defined on them, and a validation part of only such masks would leave no epoch to choose the best model by.
+    A binary mask that is mostly lesion (over :data:`~monai_ext.transforms.masks.MOST_LESION_SHARE`: inverted, a
+    white background?) trains, as a crop around a large lesion may be, but is returned as suspect with the reason:
+    the bundle warns of it in the training process's log only, which annotators do not see.
 
     Masks are read in the ``encoding`` the training will read them in (the served checkpoint's: a 0/255 mask is no
     class-index mask of a multi-class model, and the bundle would refuse it after this check had counted it).
 
     Returns:
-        (datalist path, {label file: reason} for labels that were skipped).
+        (datalist path, {label file: reason} for labels that were skipped, {label file: reason} for masks that train
+        but look wrong).
 
     Raises:
         ValueError: fewer than two masks with a lesion (one must go to validation), with the skipped labels' reasons.
     """
-    lesion, empty, skipped = [], [], {}
+    lesion, empty, skipped, suspect = [], [], {}, {}
     for item in items:
         label = str(item.get("label", ""))
         try:
-            shows_lesion = _mask_shows_lesion(str(item["image"]), label, encoding, len(class_names))
+            share = _mask_lesion_share(str(item["image"]), label, encoding, len(class_names))
         except (UnreadableImageError, ValueError) as e:
             skipped[label] = str(e)
             continue
+        if encoding == "binary" and share > MOST_LESION_SHARE:
+            suspect[label] = (f"{share:.1%} of this binary mask is lesion: is it inverted (a white background)? "
+                              "Lesion pixels must be non-zero and the background 0")
         entry = {"image": item["image"], "label": label, "id": Path(item["image"]).stem}
-        (lesion if shows_lesion else empty).append(entry)
+        (lesion if share > 0 else empty).append(entry)
     if len(lesion) < 2:
         blank = f" ({len(empty)} saved mask(s) have no lesion pixel)" if empty else ""
         raise ValueError(f"need at least 2 images whose saved mask shows a lesion (one for validation), found "
                          f"{len(lesion)}{blank}{skipped_text(skipped)}")
     train, validation = split_validation(lesion, val_fraction, seed)
     return write_split({"train": train + empty, "validation": validation, "test": []}, class_names, out,
-                       "segmentation"), skipped
+                       "segmentation"), skipped, suspect
 
 
-def _mask_shows_lesion(image: str, label: str, encoding: str = "binary", num_classes: int = 2) -> bool:
-    """Whether the mask file ``label`` has a set pixel; checks that it is a picture of its image's size.
+def _mask_lesion_share(image: str, label: str, encoding: str = "binary", num_classes: int = 2) -> float:
+    """The share of the mask file ``label``'s pixels that are set (0 for a mask without a lesion); checks that it is
+    a picture of its image's size.
 
     The mask is on the image file's stored pixel grid, where 3D Slicer and OHIF draw it and where served masks
     are (:meth:`BundleSegmenter.segment`); the bundle turns it by the image's EXIF orientation, as this check
@@ -189,4 +197,4 @@ def _mask_shows_lesion(image: str, label: str, encoding: str = "binary", num_cla
         (mask_h, mask_w), (image_h, image_w) = stored_shape(mask.shape, orientation), stored_shape(size, orientation)
         raise UnreadableImageError(f"{label}: mask size {mask_w}x{mask_h} (width x height) differs from its "
                                    f"image's {image_w}x{image_h} ({image}){orientation_note(orientation)}")
-    return bool(mask.any())
+    return float(np.count_nonzero(mask)) / max(mask.size, 1)

@@ -28,7 +28,7 @@ class UltrasoundSegmentTrain(BundleTrainTask):
                          published, lineage, class_names, overrides, device)
 
     def write_datalist(self, items: Sequence[Mapping[str, str]], out: Path,
-                       params: Mapping[str, Any]) -> tuple[Path, dict[str, str]]:
+                       params: Mapping[str, Any]) -> tuple[Path, dict[str, str], dict[str, str]]:
         """See :meth:`BundleTrainTask.write_datalist`."""
         encoding = app_mask_encoding(self.served(), self.class_names)  # as the bundle will read them
         return mask_datalist(items, self.class_names, out, params["val_fraction"], params["seed"], encoding)

@@ -31,9 +31,9 @@ class UltrasoundClassifyTrain(BundleTrainTask):
                          served, published, lineage, class_names, overrides, device)
 
     def write_datalist(self, items: Sequence[Mapping[str, str]], out: Path,
-                       params: Mapping[str, Any]) -> tuple[Path, dict[str, str]]:
-        """See :meth:`BundleTrainTask.write_datalist`."""
-        return labelled_datalist(items, self.class_names, out, params["val_fraction"], params["seed"])
+                       params: Mapping[str, Any]) -> tuple[Path, dict[str, str], dict[str, str]]:
+        """See :meth:`BundleTrainTask.write_datalist`; a class label is right or skipped, never suspect."""
+        return *labelled_datalist(items, self.class_names, out, params["val_fraction"], params["seed"]), {}
 
     def labelled_items(self, datastore: Datastore) -> list[dict[str, Any]]:
         """See :func:`~monai_ext.apps.label.datastore.class_label_items` (class labels apart from masks)."""

@@ -8,11 +8,16 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 import numpy as np
 import pytest
+import torch
+from PIL import Image
 
-from monai_ext.apps.label.bundle_model import load_bundle_classifier, overrides_from_checkpoint
+from monai_ext.apps.label import bundle_model
+from monai_ext.apps.label.bundle_model import BundleClassifier, load_bundle_classifier, overrides_from_checkpoint
 from monai_ext.io.errors import UnreadableImageError, root_cause
+from monai_ext.io.images import read_image
 from monai_ext.io.writers import write_dicom_frames
 from tests.apps.label.conftest import INFERENCE, TRAIN
+from tests.apps.label.test_segment_model import write_sideways
 from tests.bundles.helpers import CLASSIFY, run_bundle, tiny_classify_overrides
 
 pytestmark = pytest.mark.slow
@@ -66,6 +71,37 @@ def test_heatmap_is_an_rgb_overlay_at_the_files_size(classifier, tmp_path) -> No
     overlay = classifier.heatmap(tmp_path / "scan.png", class_index=1)
     assert overlay.shape == (90, 70, 3) and overlay.dtype == np.uint8
     assert overlay.std() > 0
+
+
+@pytest.mark.parametrize("shape", [(77, 123), (64, 64)], ids=["non-square", "square"])
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_the_heatmap_lies_on_the_files_stored_grid_as_viewers_show_it(tmp_path, monkeypatch, shape,
+                                                                       orientation) -> None:
+    """The overlay of an EXIF-turned picture came back upright (77x123 over an image 3D Slicer shows 123x77), while
+    served masks lie on the stored grid. Stand-ins: the overlay is the display pixels it is drawn over."""
+    write_sideways(tmp_path / "photo.jpg", shape, orientation)
+    drawn_over = []
+    monkeypatch.setattr(bundle_model, "has_token_blocks", lambda network: True)
+    monkeypatch.setattr(bundle_model, "gradcam_overlay", lambda network, image, index, display: drawn_over.append(
+        display.shape) or np.repeat(display[..., None], 3, axis=2))
+    classifier = BundleClassifier(network=torch.nn.Identity(), transform=lambda item: {"image": np.zeros((1, 8, 8))},
+                                  class_names=["benign", "malignant"], device=torch.device("cpu"), precision="fp32",
+                                  checkpoint="stand-in")
+    overlay = classifier.heatmap(tmp_path / "photo.jpg", class_index=1)
+    stored = np.asarray(Image.open(tmp_path / "photo.jpg"))  # PIL leaves the EXIF orientation unapplied
+    assert drawn_over == [read_image(tmp_path / "photo.jpg").pixels.shape]  # drawn over the upright picture
+    assert overlay.shape == (*shape, 3)
+    np.testing.assert_allclose(overlay[..., 0], stored, atol=2)
+
+
+def test_the_heatmap_of_an_exif_turned_picture_is_the_upright_ones_turned_back(classifier, tmp_path) -> None:
+    """The real Grad-CAM: the network sees the picture upright either way, so the overlay of the stored file is
+    the overlay of its upright copy, turned back onto the stored grid."""
+    write_sideways(tmp_path / "photo.jpg", (77, 123), 6)
+    cv2.imwrite(str(tmp_path / "upright.png"), read_image(tmp_path / "photo.jpg").pixels)
+    overlay = classifier.heatmap(tmp_path / "photo.jpg", class_index=1)
+    assert overlay.shape == (77, 123, 3)
+    np.testing.assert_array_equal(overlay, np.rot90(classifier.heatmap(tmp_path / "upright.png", 1), 1))
 
 
 @pytest.mark.parametrize(

@@ -38,7 +38,7 @@ class Task(BundleTrainTask):
 
     def write_datalist(self, items, out, params):
         out.write_text(json.dumps({"train": items[:2], "validation": items[2:], "test": []}))
-        return out, {"bad.json": "not a class"}
+        return out, {"bad.json": "not a class"}, {"white.png": "inverted?"}
 
     def checkpoint_overrides(self, checkpoint): return {}
 
@@ -193,6 +193,7 @@ def test_the_best_model_is_published_with_its_lineage_and_summarised(outcome) ->
     assert outcome["record"]["checkpoint"].endswith("served.pt") and outcome["record"]["studies"].endswith("studies")
     assert summary["train"] == 2 and summary["validation"] == 1 and summary["epochs"] == 3
     assert summary["best_val_score"] == 0.75 and summary["skipped_labels"] == {"bad.json": "not a class"}
+    assert summary["suspect_labels"] == {"white.png": "inverted?"}  # trained on, and said where clients read
     assert "kept_previous" not in summary
     assert outcome["stats_after"] == summary
 

@@ -4,6 +4,7 @@ environment: a stand-in with the ``Datastore`` methods the tasks call; the live 
 from __future__ import annotations
 
 import fnmatch
+import re
 
 import pytest
 
@@ -11,9 +12,13 @@ from monai_ext.apps.label.datastore import (
     CLASS_TAG,
     FINAL_TAG,
     IMAGE_PATTERNS,
+    LABEL_PATTERNS,
+    check_image_id,
+    check_label_tag,
     class_label_items,
     images_in_subfolders,
     is_labelled,
+    label_file_id,
     served_names,
     shadowed_files,
     unlisted_files,
@@ -99,3 +104,38 @@ def test_hidden_companion_files_are_not_served() -> None:
     """macOS writes ._case0.png beside case0.png on SMB and exFAT shares: it matched *.png and became a case."""
     listed = {"case0.png": "case0.png", "._case0.png": "._case0.png", ".DS_Store.png": ".DS_Store.png"}
     assert served_names(listed) == {"case0.png": "case0.png"}
+
+
+@pytest.mark.parametrize("tag, allowed", [("final", True), ("class", True), ("my_tag-2", True), ("..", False),
+                                          ("../../x", False), ("class/..", False), ("", False), ("final\n", False),
+                                          ("fin al", False), (None, False)])
+def test_a_label_tag_must_be_a_plain_folder_name(tag, allowed) -> None:
+    """``tag=..`` saved the label over the study image itself; ``../../x`` outside the studies folder."""
+    if allowed:
+        assert check_label_tag(tag) == tag
+    else:
+        with pytest.raises(ValueError, match=f"^label tag {re.escape(repr(tag))} is not allowed"):
+            check_label_tag(tag)
+
+
+@pytest.mark.parametrize("image_id, allowed", [("case0", True), ("Läsion rechts 2", True), ("case.1", True),
+                                               ("../pwn", False), ("..", False), ("..\\pwn", False),
+                                               ("sub/pwn", False), ("a..b", False), (".hidden", False),
+                                               (None, False)])
+def test_an_image_id_must_name_a_file_directly_in_the_studies_folder(image_id, allowed) -> None:
+    if allowed:
+        assert check_image_id(image_id) == image_id
+    else:
+        with pytest.raises(ValueError, match=f"^image id {re.escape(repr(image_id))} is not allowed"):
+            check_image_id(image_id)
+
+
+@pytest.mark.parametrize("name, found", [("ga.json", ("ga", ".json")), ("case.1.txt", ("case.1", ".txt")),
+                                         ("ga.nii.gz", ("ga", ".nii.gz")), ("ga.seg.nrrd", ("ga", ".seg.nrrd")),
+                                         ("GA.JSON", ("GA", ".JSON")), ("ga.png", None), ("ga.dcm", None),
+                                         ("notes.csv", None)])
+def test_label_files_are_listed_and_named_by_their_whole_suffix(name, found) -> None:
+    """MONAI Label lists label folders with the image patterns: class files and NIfTI masks were lost whenever the
+    datastore's record was rebuilt."""
+    assert label_file_id(name) == found
+    assert any(fnmatch.fnmatchcase(name, p) for p in LABEL_PATTERNS) is (found is not None)

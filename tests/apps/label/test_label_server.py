@@ -216,6 +216,26 @@ def test_an_image_id_the_datastore_lacks_is_a_404_naming_it(server) -> None:
                          timeout=60).status_code == 200
 
 
+@pytest.mark.parametrize("endpoint, query, value", [
+    ("label", {"image": "case0", "tag": ".."}, "label tag '..'"),          # over the study image itself
+    ("label", {"image": "case0", "tag": "../../x"}, "label tag '../../x'"),  # outside the studies folder
+    ("label", {"image": "../case0", "tag": "final"}, "image id '../case0'"),
+    ("", {"image": "../pwn"}, "image id '../pwn'"),                          # MONAI Label's own add_image
+    ("image", {"image": "..\\pwn"}, "image id '..\\\\pwn'"),
+])
+def test_an_upload_that_would_be_written_outside_its_folder_is_a_422_naming_it(server, endpoint, query,
+                                                                                value) -> None:
+    """The reviewer's requests: ``tag=..`` answered HTTP 200 with the upload written over case0.png itself."""
+    url, files, _ = server
+    before = {path.name: path.read_bytes() for path in files["case0_png"].parent.parent.rglob("*.png")}
+    part = "label" if endpoint == "label" else "file"
+    response = requests.put(f"{url}/datastore/{endpoint}", params=query,
+                            files={part: ("mask.png", files["case1_png"].read_bytes())}, timeout=30)
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"].startswith(f"{value} is not allowed"), response.text
+    assert {path.name: path.read_bytes() for path in files["case0_png"].parent.parent.rglob("*.png")} == before
+
+
 def post_infer(url: str, query: dict, params: dict | None = None, upload: Path | None = None,
                model: str = MODEL) -> requests.Response:
     files = {"file": (upload.name, upload.read_bytes())} if upload else None

@@ -84,7 +84,7 @@ def test_mask_datalist_keeps_mask_labels_and_skips_class_labels(tmp_path) -> Non
     items = [write_case(tmp_path, f"case{i}", (40, 60)) for i in range(5)]
     (tmp_path / "case9.json").write_text('{"class": "benign"}')
     items.append({"image": items[0]["image"], "label": str(tmp_path / "case9.json")})
-    path, skipped = mask_datalist(items, ["background", "lesion"], tmp_path / "datalist.json", 0.2, 0)
+    path, skipped, _ = mask_datalist(items, ["background", "lesion"], tmp_path / "datalist.json", 0.2, 0)
     data = json.loads(path.read_text())
     assert data["class_names"] == ["background", "lesion"]
     assert sorted(it["id"] for it in data["train"] + data["validation"]) == [f"case{i}" for i in range(5)]
@@ -113,7 +113,7 @@ def test_a_mask_of_another_size_or_unreadable_is_skipped_with_its_reason(tmp_pat
     items.append({"image": items[0]["image"], "label": str(tmp_path / "broken_mask.png")})
     (tmp_path / "slicer.nii.gz").write_bytes(b"\x1f\x8b")  # as 3D Slicer's MONAI Label module uploads masks
     items.append({"image": items[1]["image"], "label": str(tmp_path / "slicer.nii.gz")})
-    path, skipped = mask_datalist(items, ["background", "lesion"], tmp_path / "d.json", 0.2, 0)
+    path, skipped, _ = mask_datalist(items, ["background", "lesion"], tmp_path / "d.json", 0.2, 0)
     data = json.loads(path.read_text())
     assert len(data["train"]) + len(data["validation"]) == 3
     assert "mask size 40x60 (width x height) differs from its image's 60x40" in skipped[items[3]["label"]]
@@ -122,6 +122,32 @@ def test_a_mask_of_another_size_or_unreadable_is_skipped_with_its_reason(tmp_pat
         skipped[str(tmp_path / "slicer.nii.gz")]
     with pytest.raises(ValueError, match=r"found 0; 3 label\(s\) skipped: .*turned_mask.png: mask size"):
         mask_datalist(items[3:], ["background", "lesion"], tmp_path / "d.json", 0.2, 0)
+
+
+@pytest.mark.parametrize("share, encoding, suspect", [
+    (0.96, "binary", True),    # inverted: a white background around a small black lesion
+    (0.91, "binary", True),
+    (0.5, "binary", False),    # a large lesion
+    (0.96, "index", False),    # class indices: no inverted background to suspect, as the bundle's reader
+], ids=["inverted", "just-over", "half", "index"])
+def test_a_mostly_lesion_mask_trains_and_is_named_as_suspect(tmp_path, share, encoding, suspect) -> None:
+    """A mask inverted by its export (90 % lesion and more) was trained on with a warning in the training process's
+    log alone: the summary annotators read (``suspect_labels``) now names it, with the reason; it is not refused."""
+    items = [write_case(tmp_path, f"case{i}", (40, 60)) for i in range(3)]
+    if encoding == "index":
+        for item in items:
+            cv2.imwrite(item["label"], (cv2.imread(item["label"], cv2.IMREAD_UNCHANGED) > 0).astype(np.uint8))
+    mask = np.zeros((40, 60), np.uint8)
+    mask.flat[:round(share * mask.size)] = 255 if encoding == "binary" else 1
+    cv2.imwrite(str(tmp_path / "white_mask.png"), mask)
+    items.append({"image": items[0]["image"], "label": str(tmp_path / "white_mask.png")})
+    path, skipped, suspects = mask_datalist(items, ["background", "lesion"], tmp_path / "d.json", 0.2, 0, encoding)
+    data = json.loads(path.read_text())
+    assert skipped == {} and len(data["train"]) + len(data["validation"]) == 4  # trained on, not refused
+    assert list(suspects) == ([str(tmp_path / "white_mask.png")] if suspect else [])
+    if suspect:
+        assert suspects[str(tmp_path / "white_mask.png")].startswith(f"{share:.1%} of this binary mask is lesion: is "
+                                                                     "it inverted")
 
 
 def test_masks_are_checked_in_the_encoding_the_served_model_trains_with(tmp_path) -> None:
@@ -135,7 +161,7 @@ def test_masks_are_checked_in_the_encoding_the_served_model_trains_with(tmp_path
         cv2.imwrite(str(tmp_path / f"index{i}.png"), np.full((40, 60), 90, np.uint8))
         items.append({"image": str(tmp_path / f"index{i}.png"), "label": str(tmp_path / f"index{i}_mask.png")})
     names = ["background", "solid", "cystic"]
-    path, skipped = mask_datalist(items, names, tmp_path / "d.json", 0.2, 0, encoding="index")
+    path, skipped, _ = mask_datalist(items, names, tmp_path / "d.json", 0.2, 0, encoding="index")
     data = json.loads(path.read_text())
     assert sorted(it["id"] for it in data["train"] + data["validation"]) == ["index2", "index3", "index4"]
     assert sorted(Path(label).name for label in skipped) == ["case0_mask.png", "case1_mask.png"]
@@ -211,7 +237,7 @@ def test_a_mask_on_an_exif_turned_images_stored_grid_trains_and_an_upright_one_i
     cv2.imwrite(str(tmp_path / "upright_mask.png"), np.rot90(truth * 255, -1))  # drawn on the upright picture
     items += [{"image": str(tmp_path / "sideways.jpg"), "label": str(tmp_path / f"{name}_mask.png")}
               for name in ("sideways", "upright")]
-    path, skipped = mask_datalist(items, ["background", "lesion"], tmp_path / "d.json", 0.2, 0)
+    path, skipped, _ = mask_datalist(items, ["background", "lesion"], tmp_path / "d.json", 0.2, 0)
     data = json.loads(path.read_text())
     assert len(data["train"]) + len(data["validation"]) == 3 and list(skipped) == [str(tmp_path / "upright_mask.png")]
     assert "mask size 77x123 (width x height) differs from its image's 123x77" in skipped[items[-1]["label"]]

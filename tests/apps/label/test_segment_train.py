@@ -35,9 +35,10 @@ for i in range(7):
         label[4:8, 4:8] = 255  # a 0/255 mask: no class index of a 3-class model
     Image.fromarray(label).save(mask)
     items.append({"image": str(image), "label": str(mask)})
-path, skipped = task.write_datalist(items, tmp / "datalist.json", train_parameters({}))
+path, skipped, suspect = task.write_datalist(items, tmp / "datalist.json", train_parameters({}))
 out["datalist"] = json.loads(Path(path).read_text())
 out["skipped"] = skipped
+out["suspect"] = suspect
 # a served model that recorded binary masks: with two foreground classes the app's index masks win
 import torch
 recorded = tmp / "recorded.pt"
@@ -67,6 +68,7 @@ def test_the_datalist_holds_the_usable_masks_and_validates_on_lesions_only(outco
     assert sorted(label.rsplit("/", 1)[-1] for label in skipped) == ["case5_mask.png", "case6_mask.png"]
     reasons = {label.rsplit("/", 1)[-1]: reason for label, reason in skipped.items()}
     assert "differs" in reasons["case5_mask.png"]
+    assert outcome["suspect"] == {}  # class-index masks of small lesions
 
 
 def test_masks_are_read_as_class_indices_of_a_model_of_several_classes(outcome) -> None:

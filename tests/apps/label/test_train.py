@@ -48,7 +48,7 @@ class Store:
         return str(labels[image_id]) if image_id in labels and tag == "class" else ""
 
 out["items"] = task.labelled_items(Store())
-path, skipped = task.write_datalist(out["items"], tmp / "datalist.json", train_parameters({}))
+path, skipped, out["suspect"] = task.write_datalist(out["items"], tmp / "datalist.json", train_parameters({}))
 out["datalist"] = json.loads(Path(path).read_text())
 out["skipped"] = skipped
 
@@ -61,7 +61,7 @@ for i in range(20):
     many.append({"image": str(image), "label": str(label)})
 
 def validation(request):
-    path, _ = task.write_datalist(many, tmp / "many.json", train_parameters(request))
+    path, _, _ = task.write_datalist(many, tmp / "many.json", train_parameters(request))
     return sorted(entry["image"].rsplit("/", 1)[-1] for entry in json.loads(Path(path).read_text())["validation"])
 
 out["split_default"] = validation({})
@@ -105,6 +105,7 @@ def test_the_datalist_is_a_stratified_split_and_a_label_naming_no_class_is_skipp
     assert {entry["image"].rsplit("/", 1)[-1] for entry in train + validation} == {f"case{i}.png" for i in range(6)}
     (reason,) = outcome["skipped"].values()
     assert list(outcome["skipped"])[0].endswith("case6.json") and "'cyst'" in reason
+    assert outcome["suspect"] == {}  # a class label is right or skipped
 
 
 def test_the_request_chooses_the_validation_part(outcome) -> None:
