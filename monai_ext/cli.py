@@ -146,7 +146,7 @@ def make_datalist(protocol: str, root: str, out: str, fold: int = 0, folds: int 
     warn_of_several_frames(split, out)
     write_split(split, proto.class_names, out, task)
     sizes = ", ".join(f"{k} {len(v)}" for k, v in split.items())
-    print(f"{proto.name} fold {fold}: {sizes} -> {out}")
+    print(f"{proto.name} {proto.fold_name(fold)}: {sizes} -> {out}")  # a CSV's fold column numbers folds its own way
     print(f"classes: {_class_counts(split, proto.class_names, task)}")
 
 

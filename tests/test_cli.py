@@ -302,6 +302,39 @@ def test_make_datalist_from_a_csv_writes_a_datalist_the_bundles_read(tmp_path, c
     assert sum(len(split[p]) for p in ("train", "validation", "test")) == 10
 
 
+@pytest.mark.parametrize("column", ["patient_id", "Case"])
+def test_make_datalist_refuses_a_patient_column_under_another_name_in_one_line(tmp_path, capsys, column) -> None:
+    """It was ignored without a word, and a patient's images landed in both training and test."""
+    rows = [f"path,label,{column}"]
+    for i in range(12):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((8, 8), i, np.uint8))
+        rows.append(f"{i}.png,{'benign' if i % 2 else 'malignant'},p{i // 2}")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    code, err = run_main(["make-datalist", "csv", str(tmp_path / "labels.csv"), str(tmp_path / "list.json")], capsys)
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"column(s) ['{column}'] look like a patient's identifier" in err and "rename it to 'patient'" in err
+    assert not (tmp_path / "list.json").exists()
+
+
+@pytest.mark.parametrize("values, fold, said", [((1, 2, 3), 1, "labels fold 1 (column value 2): train"),
+                                                 ((0, 1, 2), 0, "labels fold 0 (column value 0): train"),
+                                                 (None, 1, "labels fold 1: train")])
+def test_make_datalist_names_a_fold_columns_value_beside_the_fold(tmp_path, capsys, values, fold, said) -> None:
+    """A ``fold`` column of 1, 2, 3: ``--fold 1`` tests the rows of value 2, and the output said only "fold 1"."""
+    from monai_ext.data.datalists import read_split
+
+    rows = ["path,label" + (",fold" if values else "")]
+    for i in range(12):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((8, 8), i, np.uint8))
+        rows.append(f"{i}.png,{'benign' if i % 2 else 'malignant'}" + (f",{values[i % 3]}" if values else ""))
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    main(["make-datalist", "csv", str(tmp_path / "labels.csv"), str(tmp_path / "list.json"), "--fold", str(fold)]
+         + ([] if values else ["--folds", "3"]))
+    assert said in capsys.readouterr().out
+    if values:
+        assert sorted(int(Path(it["image"]).stem) % 3 for it in read_split(tmp_path / "list.json")["test"]) == [fold] * 4
+
+
 @pytest.mark.parametrize("hint, given, expected", [
     (bool, "no", False), (bool, "True", True), (bool, True, True), (bool, "1", True),
     (int, 3, 3), (float, 3, 3.0), ("int | None", None, None), ("str | None", 123, "123"),  # a digest read as a number

@@ -23,6 +23,7 @@ from monai_ext.networks.checkpoints import (
     load_encoder_weights,
     load_mae_weights,
     read_checkpoint,
+    sha256_of,
 )
 
 logger = logging.getLogger(__name__)
@@ -216,6 +217,7 @@ def classification_split(
 
     datalist_file = path_setting(datalist_file, "datalist_file")
     if datalist_file is not None:
+        check_fold_with_datalist(datalist_file, fold)
         return read_split(datalist_file)
     cache_dir = setting_text(cache_dir, "cache_dir")
     folder = synthetic_lesion_dataset(Path(cache_dir), per_class=per_class, multiclass=multiclass, seed=seed)
@@ -223,6 +225,29 @@ def classification_split(
     if not 0 <= fold < len(protocol.splits):
         raise ValueError(f"fold must be in [0, {len(protocol.splits)}), got {fold!r}")
     return {"class_names": protocol.class_names, **protocol.splits[fold]}
+
+
+def check_fold_with_datalist(datalist_file: str | os.PathLike | None, fold: Any) -> None:
+    """Refuse a non-zero ``--fold`` with a ``--datalist_file``: the datalist is one fold (``make-datalist --fold N``
+    chose it), so the setting was ignored, yet recorded in model.pt and MLflow as the fold trained on.
+
+    Raises:
+        ValueError: quoting the fold and the datalist.
+    """
+    if path_setting(datalist_file, "datalist_file") is not None and not is_unset(fold) and str(fold).strip() != "0":
+        raise ValueError(f"--fold {fold!r} does not apply to --datalist_file {str(datalist_file)!r}: the datalist is "
+                         "one fold; make it with make-datalist --fold N")
+
+
+def recorded_fold(datalist_file: str | os.PathLike | None, fold: Any) -> int | None:
+    """The fold a checkpoint records: None where a datalist (one fold, chosen when it was made) gave the data,
+    else ``fold`` of the synthetic default.
+
+    Raises:
+        ValueError: as :func:`check_fold_with_datalist`.
+    """
+    check_fold_with_datalist(datalist_file, fold)
+    return None if path_setting(datalist_file, "datalist_file") is not None else fold
 
 
 def split_part(split: Mapping[str, Any], name: str, purpose: str) -> list[dict[str, Any]]:
@@ -413,6 +438,94 @@ def recorded_datalist(trained: Mapping[str, Any], ckpt_path: str | os.PathLike) 
                           "a file", "--datalist_file (that list where it is now, or another test set)")
 
 
+#: What a fine-tuned classifier's checkpoint records of the images it trained on: the SHA-256 of its
+#: ``datalist_file`` and the sorted paths of the datalist's training and validation images, relative to the datalist's
+#: folder. Evaluate and cross-validate warn from them of test images the model trained or was selected on (another
+#: datalist whose test part holds them, or the recorded datalist edited since). Checkpoints without them pass silently.
+TRAINED_IMAGES_SETTINGS = ("datalist_sha256", "trained_images")
+
+
+def datalist_sha256(datalist_file: str | os.PathLike | None) -> str | None:
+    """The SHA-256 of the datalist a run reads, for its checkpoint's record; None without one (the synthetic
+    default, which its seed and fold regenerate)."""
+    path = path_setting(datalist_file, "datalist_file")
+    return None if path is None else sha256_of(path)
+
+
+def trained_images(datalist_file: str | os.PathLike | None, split: Mapping[str, Any]) -> list[str] | None:
+    """The training and validation images of ``split``, sorted, relative to the datalist's folder, for the
+    checkpoint's record (:data:`TRAINED_IMAGES_SETTINGS`); None without a datalist."""
+    path = path_setting(datalist_file, "datalist_file")
+    if path is None:
+        return None
+    folder = os.path.dirname(os.path.abspath(path))
+    return sorted({Path(os.path.relpath(str(item["image"]), folder)).as_posix()
+                   for part in ("train", "validation") for item in split.get(part) or []})
+
+
+def recorded_trained_images(config: Mapping[str, Any]) -> set[str] | None:
+    """The real paths of the images a checkpoint's record says it trained or was selected on
+    (:func:`trained_images`, resolved against its recorded datalist's folder); None where it records none."""
+    images, datalist = config.get("trained_images"), config.get("datalist_file")
+    if images is None or not datalist:
+        return None
+    folder = os.path.dirname(str(datalist))
+    return {os.path.realpath(os.path.join(folder, image)) for image in images}
+
+
+def warn_of_trained_images(images: Sequence[Mapping[str, Any]], config: Mapping[str, Any], ckpt_path: str | os.PathLike,
+                           what: str) -> list[str]:
+    """Warn, counting them and naming a few, of the ``images`` that the checkpoint at ``ckpt_path`` trained or was
+    selected on (its record's :data:`TRAINED_IMAGES_SETTINGS`): their scores are no held-out test.
+
+    Args:
+        images: the items scored (``{"image": path, ...}``).
+        config: the checkpoint's recorded settings (``datalist_file``, ``trained_images``).
+        ckpt_path: the checkpoint, for the message.
+        what: the images scored, for the message (``"the test part of 'fold1.json'"``).
+
+    Returns:
+        The paths of the images it trained on, as the items give them (empty without a record).
+    """
+    trained = recorded_trained_images(config)
+    if not trained:
+        return []
+    seen = [str(item["image"]) for item in images if os.path.realpath(str(item["image"])) in trained]
+    if seen:
+        logger.warning("%d of %d image(s) of %s are training or validation images of %s (its datalist %s), e.g. %s: "
+                       "their scores are not of held-out images", len(seen), len(images), what, ckpt_path,
+                       config.get("datalist_file"), ", ".join(Path(p).name for p in seen[:3]))
+    return seen
+
+
+def check_evaluated_images(trained: Mapping[str, Any], ckpt_path: str | os.PathLike,
+                           datalist_file: str | os.PathLike | None, items: Sequence[Mapping[str, Any]],
+                           eval_split: str) -> list[str]:
+    """The evaluate overlay's check of a checkpoint's test part against what it trained on: warn where the recorded
+    datalist file changed since training (its SHA-256 differs: the parts may have moved), and where the test part
+    (of the recorded datalist or another one) holds images the checkpoint trained or was selected on. Other parts
+    (``eval_split`` validation or train) are scored knowingly; checkpoints without the record pass silently.
+
+    Args:
+        trained: the checkpoint's recorded settings (:func:`trained_settings`).
+        ckpt_path: the checkpoint, for the messages.
+        datalist_file: the datalist evaluated (the recorded one, or another given).
+        items: the test part's items.
+        eval_split: the part evaluated.
+
+    Returns:
+        The test images it trained on (empty where none, or where nothing is checked).
+    """
+    path = path_setting(datalist_file, "datalist_file")
+    if eval_split != "test" or path is None:
+        return []
+    recorded, digest = trained.get("datalist_file"), trained.get("datalist_sha256")
+    if recorded and digest and os.path.realpath(path) == os.path.realpath(recorded) and sha256_of(path) != digest:
+        logger.warning("%s changed since %s was trained on it (its SHA-256 differs): its test part may hold images "
+                       "the model trained on", path, ckpt_path)
+    return warn_of_trained_images(items, trained, ckpt_path, f"the test part of {path}")
+
+
 def use_validation_probe(network: torch.nn.Module, ckpt_path: str | os.PathLike, eval_split: str) -> str | None:
     """Score a linear-probe checkpoint's validation part with the probe that training scored it with.
 
@@ -527,7 +640,7 @@ def trained_settings(path: str | os.PathLike, bundle: str, default_path: str | o
         **{key: config.get(key) for key in (*PRETRAIN_DATA_SETTINGS, *PRETRAIN_SCORING_SETTINGS)},
     }
     # a recorded None is a setting ("no cap", "no datalist"), not a missing record: kept, or the default replaced it
-    recorded = {key: config[key] for key in FINETUNE_DATA_SETTINGS if key in config}
+    recorded = {key: config[key] for key in (*FINETUNE_DATA_SETTINGS, *TRAINED_IMAGES_SETTINGS) if key in config}
     return {**{key: value for key, value in found.items() if value is not None}, **recorded}
 
 
@@ -840,6 +953,11 @@ def inference_files(input_dir: str | os.PathLike | None, input_files: str | os.P
                          f"predict; give the folder of the source files{score}")
     suffixes = IMAGE_SUFFIXES if pictures_only else SINGLE_IMAGE_SUFFIXES
     found, others, listed = _folder_inputs(input_dir, suffixes, output_dir)
+    # a dataset folder (BUS-BRA's Masks/, a class folder's masks/ or annotations/): its masks are ground truth, not
+    # scans; the rule make-datalist folder leaves them out by
+    in_masks = _in_mask_folders(found, input_dir)
+    left_out = set(in_masks)
+    found = [p for p in found if p not in left_out]
     # a BUSI-style folder: its masks would be segmented and classified as scans, and their results mixed with the
     # images'; a mask named in input_files is the user's choice and is kept
     found = [str(p) for p in without_masks([Path(p) for p in found], input_dir, "scans to predict",
@@ -854,8 +972,18 @@ def inference_files(input_dir: str | os.PathLike | None, input_files: str | os.P
                          f"{output_dir!r}, whose files are never read back; choose an --output_dir outside it")
     if not files:
         raise ValueError("give --input_dir or --input_files")
-    _warn_not_read(input_dir, found, others, pictures_only)
+    _warn_not_read(input_dir, found, others, pictures_only, in_masks)
     return _each_once(files)
+
+
+def _in_mask_folders(files: Sequence[str], input_dir: str | None) -> list[str]:
+    """The ``files`` that lie in a mask folder below ``input_dir`` (``Masks/``, ``masks/``, ``annotations/``,
+    ``ground_truth/``: :func:`~monai_ext.data.downstream.is_mask_folder`, as ``make-datalist folder`` reads them)."""
+    from monai_ext.data.downstream import is_mask_folder
+
+    if input_dir is None:
+        return []
+    return [f for f in files if any(is_mask_folder(part) for part in Path(os.path.relpath(f, input_dir)).parts[:-1])]
 
 
 def _refuse_non_pictures(files: Sequence[str]) -> None:
@@ -914,13 +1042,16 @@ def _earlier_output_folders(files: Sequence[Path]) -> list[Path]:
 
 
 def _warn_not_read(input_dir: str | None, images: Sequence[str], others: Sequence[Path],
-                   pictures_only: bool = False) -> None:
+                   pictures_only: bool = False, masks: Sequence[str] = ()) -> None:
+    """Warn, counting them, of the files under ``input_dir`` left out: ``others`` (not images by their suffix or
+    content) and ``masks`` (images in mask folders, :func:`_in_mask_folders`), so that a batch that predicts fewer
+    files than the folder holds says why."""
     from monai_ext.data.folders import suffix_counts
     from monai_ext.io.images import VIDEO_SUFFIXES
     from monai_ext.io.volumes import without_metaimage_data_files
 
     others = without_metaimage_data_files(list(others), images)
-    if not others:
+    if not others and not masks:
         return
     counts = suffix_counts(others)
     videos = [p for p in others if p.name.lower().endswith(VIDEO_SUFFIXES)]
@@ -928,8 +1059,16 @@ def _warn_not_read(input_dir: str | None, images: Sequence[str], others: Sequenc
         hint = "; this bundle reads pictures: DICOM files, cine loops and volumes go through prepare-corpus"
     else:
         hint = "; cine loops are predicted from their first frame when named in --input_files" if videos else ""
-    logger.warning("--input_dir %s: %d file(s) not read, not images by their suffix or content (%s)%s",
-                   input_dir, len(others), counts, hint)
+    if not masks:
+        logger.warning("--input_dir %s: %d file(s) not read, not images by their suffix or content (%s)%s",
+                       input_dir, len(others), counts, hint)
+        return
+    folders = sorted({Path(os.path.relpath(m, input_dir)).parent.as_posix() for m in masks})
+    shown = ", ".join(folders[:3]) + (" ..." if len(folders) > 3 else "")
+    rest = f"; {len(others)} not images by their suffix or content ({counts}){hint}" if others else ""
+    logger.warning("--input_dir %s: %d file(s) not read: %d in mask folders (%s), masks rather than scans (name one "
+                   "in --input_files to predict on it)%s", input_dir, len(others) + len(masks), len(masks), shown,
+                   rest)
 
 
 def _each_once(files: Sequence[str]) -> list[str]:

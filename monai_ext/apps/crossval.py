@@ -20,6 +20,7 @@ from typing import Any
 from monai_ext.apps.bundle_support import as_flag, check_counts, init_architecture, locate_bundle_root
 from monai_ext.apps.comparison import (
     add_knn_summary,
+    classes_missing,
     comparison_table,
     fold_statistics,
     fold_value,
@@ -197,6 +198,40 @@ def check_flag_settings(config: Mapping[str, Any], overrides: Mapping[str, Any])
             as_flag(value, f"--{key}")
 
 
+def warn_of_starts_trained_on_test_images(methods: Sequence[str], init_checkpoint: str | None,
+                                          protocol: Protocol, folds: Sequence[int]) -> dict[str, list[int]]:
+    """Warn, per start and fold, where a fold's test part holds images that a start's checkpoint trained or was
+    selected on (a fine-tuned ``model.pt`` whose record names its datalist and images,
+    :data:`~monai_ext.apps.bundle_support.TRAINED_IMAGES_SETTINGS`): the fold's scores are then not of held-out
+    images. Starts without such a record (pretraining files, released weights, older checkpoints) pass silently.
+
+    Returns:
+        ``{start: [folds warned of]}`` for the starts that overlap some fold.
+    """
+    from monai_ext.apps.bundle_support import recorded_trained_images, warn_of_trained_images
+    from monai_ext.networks.checkpoints import read_checkpoint
+
+    overlapping: dict[str, list[int]] = {}
+    for method in methods:
+        named = named_checkpoint(method)
+        checkpoint = named[1] if named else init_checkpoint if method == "pretrained" else None
+        if not checkpoint or not Path(checkpoint).expanduser().is_file():
+            continue
+        try:
+            content = read_checkpoint(Path(checkpoint).expanduser())
+        except (OSError, ValueError):  # check_run_inputs names what is wrong with it
+            continue
+        record = content.get("arch") if isinstance(content, Mapping) else None
+        config = (record.get("config") if isinstance(record, Mapping) else None) or {}
+        if not recorded_trained_images(config):
+            continue
+        for k in folds:
+            if warn_of_trained_images(protocol.splits[k]["test"], config, checkpoint,
+                                      f"{protocol.name} test fold {k} (start {method_name(method)})"):
+                overlapping.setdefault(method_name(method), []).append(k)
+    return overlapping
+
+
 def check_tracking(tracking: str | os.PathLike | None) -> None:
     """Refuse ``--tracking`` that is neither ``mlflow`` (MONAI's default settings) nor an existing settings file:
     the first fold's run would refuse it, after the previous summary was removed and a FAILED MLflow parent run
@@ -321,6 +356,17 @@ def run_fold(split_file: Path, out: Path, overrides: Mapping[str, Any], bundle: 
     return {**json.loads((out / "eval" / "test_report.json").read_text()), **knn_test_metrics(out / "eval")}
 
 
+def fold_score_text(report: Mapping[str, Any], metric: str) -> str:
+    """A fold's test ``metric`` for its console line, as the summary counts it: ``n/a (class 'malignant' absent)``
+    for a class average of a test part without a class (:func:`~monai_ext.apps.comparison.fold_value`; its report
+    holds 0.0 or an average over the other classes, which the summary calls undefined), ``undefined`` where the
+    report has no value (Dice of a test part without lesions), else 4 decimals."""
+    if report[metric] is not None and fold_value(report, metric) is None:
+        absent = classes_missing(report)
+        return f"n/a (class{'es' if len(absent) > 1 else ''} {', '.join(map(repr, absent))} absent)"
+    return "undefined" if report[metric] is None else f"{report[metric]:.4f}"
+
+
 def summarise(results: Mapping[str, list[dict[str, Any]]],
               metrics: Sequence[str] = SUMMARY_METRICS) -> dict[str, dict[str, dict[str, float]]]:
     """Mean and sample standard deviation of each summary metric per method, over the folds that define it
@@ -440,6 +486,7 @@ def cross_validate(
     out = Path(out_dir)
     folds = check_folds(protocol, folds)
     check_run_inputs(methods, init_checkpoint, overrides, task, tracking)
+    warn_of_starts_trained_on_test_images(methods, init_checkpoint, protocol, folds)
     overrides = shared_architecture(init_checkpoint, overrides)
     split_task = "segmentation" if task == "segment" else "classification"
     for k in folds:  # a missing file or a repeat in fold 2 is refused before fold 0 trains
@@ -466,10 +513,10 @@ def cross_validate(
                 report = run_fold(split_file, fold_dir, run_overrides, bundle, tracking=tracking if tracked else None)
                 if tracked:
                     parent.log_fold_test(f"{name}_fold{k}", report, fold_dir / "eval" / "test_report.json")
-                # null where the fold defines no value (Dice of a test part without lesions)
-                score = "undefined" if report[key] is None else f"{report[key]:.4f}"
+                score = fold_score_text(report, key)
                 logger.info("%s fold %d: test %s %s", name, k, key, score)
-                print(f"[cross-validation] {protocol.name} fold {k} {name}: test {key} {score}", flush=True)
+                print(f"[cross-validation] {protocol.name} {protocol.fold_name(k)} {name}: test {key} {score}",
+                      flush=True)
                 results[name].append(report)
     except BaseException:
         if parent:

@@ -48,6 +48,11 @@ MASK_FOLDER_NAMES = frozenset({"mask", "masks", "label", "labels", "gt", "ground
 JPEG_ALIASES = (".jfif", ".jpe", ".jif")
 #: The optional columns of a ``csv`` protocol's sheet, read in lower case only, as ``path`` and ``label``.
 OPTIONAL_CSV_COLUMNS = ("fold", "patient")
+#: A column name that holds a patient's, case's, subject's or study's identifier (``patient_id``, ``Case``,
+#: ``PatientID``, ``subject``, ``Study ID``), compared with case and everything but letters and digits ignored: in a
+#: sheet without a ``patient`` column it was ignored, and a patient's images were split across train and test.
+PATIENT_LIKE_COLUMN = re.compile(r"(patient|pat|pt|case|subject|subj|participant|study|person|mrn)"
+                                 r"(id|ids|no|nr|num|number|code|name|key)?|(id)?(patient|case|subject|study)|pid|mrn")
 Item = dict[str, Any]
 Split = dict[str, list[Item]]
 
@@ -61,11 +66,20 @@ GIST_CLASSES = ["leiomyoma", "GIST"]  # COCO category ids 1 and 2
 
 @dataclass
 class Protocol:
-    """A dataset's evaluation protocol: class names and the splits of its runs (one per fold)."""
+    """A dataset's evaluation protocol: class names and the splits of its runs (one per fold).
+
+    ``fold_values`` are, where a CSV's ``fold`` column sets the folds, the column's value of each split's test part:
+    the splits are numbered from 0 (``--fold 1`` is the second), which a column of 1, 2, 3 numbers otherwise.
+    """
 
     name: str
     class_names: list[str]
     splits: list[Split] = field(default_factory=list)
+    fold_values: list[int] | None = None
+
+    def fold_name(self, k: int) -> str:
+        """``fold 1``, or ``fold 1 (column value 2)`` where a ``fold`` column numbers the folds its own way."""
+        return f"fold {k}" + (f" (column value {self.fold_values[k]})" if self.fold_values else "")
 
 
 def _require(path: Path, what: str) -> Path:
@@ -730,7 +744,7 @@ def _protocol_for_images_and_masks(root: Path) -> str:
     return "make a segmentation datalist (make-datalist image-mask-folders)"
 
 
-def _is_mask_folder(name: str) -> bool:
+def is_mask_folder(name: str) -> bool:
     """Whether a folder name is one of :data:`MASK_FOLDER_NAMES` (``Masks``, ``ground_truth``, ``Ground Truth``)."""
     return re.sub(r"[\s_-]", "", name).casefold() in MASK_FOLDER_NAMES
 
@@ -745,7 +759,7 @@ def _class_folder_files(folder: Path) -> tuple[list[Path], list[Path], list[Path
     """
     images, masks, others = [], [], []
     for path in walk_files(folder):
-        if any(_is_mask_folder(part) for part in path.relative_to(folder).parts[:-1]):
+        if any(is_mask_folder(part) for part in path.relative_to(folder).parts[:-1]):
             masks.append(path)
         elif is_single_image(path):
             images.append(path)
@@ -777,7 +791,7 @@ def _mask_folder_of(path: Path, root: Path) -> str:
     """``benign/masks`` for ``root/benign/masks/a.png``: the path, below ``root``, to the first mask folder that
     holds ``path`` below its class folder."""
     parts = path.relative_to(root).parts
-    depth = next(i for i in range(1, len(parts) - 1) if _is_mask_folder(parts[i]))
+    depth = next(i for i in range(1, len(parts) - 1) if is_mask_folder(parts[i]))
     return "/".join(parts[: depth + 1])
 
 
@@ -798,6 +812,30 @@ def _group_by_study_folder(items: list[Item], root: Path, folders: list[str], fo
         return
     for it, c, parts, study in zip(items, classes, relative, studies):
         it["patient"] = study if study is not None else f"{c}/{parts[0]}"
+    _warn_of_studies_under_several_classes([s for s in studies if s is not None], root)
+
+
+def _warn_of_studies_under_several_classes(studies: list[str], root: Path) -> None:
+    """Warn, naming them, of study folders of one name under several class folders (``benign/pt0/`` and
+    ``malignant/pt0/``): each is a study of its own, so if they are one patient's (a benign and a malignant lesion),
+    that patient is tested on a model trained on its other lesion. Only the CSV protocol's ``patient`` column can
+    say which folders are one patient.
+
+    Args:
+        studies: the study folders (``"benign/pt0"``), class folder first.
+        root: the dataset folder, for the message.
+    """
+    classes_of: dict[str, set[str]] = {}
+    for study in studies:
+        class_name, _, below = study.partition("/")
+        classes_of.setdefault(below, set()).add(class_name)
+    shared = sorted(below for below, classes in classes_of.items() if len(classes) > 1)
+    if shared:
+        shown = ", ".join(" and ".join(f"{c}/{below}/" for c in sorted(classes_of[below])) for below in shared[:3])
+        logger.warning("%s: %d study folder name(s) are under several class folders (%s%s); each folder is a patient "
+                       "of its own here: if they are one patient's, list each image's patient in a CSV (protocol "
+                       "csv, 'patient' column) to keep them on one side of the split", root, len(shared), shown,
+                       " ..." if len(shared) > 3 else "")
 
 
 def _require_every_class(items: list[dict], class_names: list[str], source: str) -> None:
@@ -853,12 +891,14 @@ def csv_protocol(csv_path: str | os.PathLike, folds: int | None = None, val_frac
 
     Raises:
         ValueError: as :func:`_read_csv_rows`; ``Patient`` or ``Fold`` (a column that is ``patient`` or ``fold`` in
-            another case); a partly blank ``fold`` or ``patient`` column, a fold that is not a whole number, or a
+            another case); no ``patient`` column but one named like a patient's identifier (``patient_id``, ``Case``:
+            :func:`_check_unread_columns`, which also warns of every column not read); a partly blank ``fold`` or ``patient`` column, a fold that is not a whole number, or a
             patient in several folds (naming the lines); ``folds`` given for a CSV whose ``fold`` column sets them
             (it was ignored in silence).
     """
     rows = _read_csv_rows(csv_path)
     _refuse_optional_columns_in_another_case(list(rows[0][1]), csv_path)
+    _check_unread_columns(list(rows[0][1]), csv_path)
     names = sorted({r["label"] for _, r in rows}, key=lambda v: (not v.isdigit(), int(v) if v.isdigit() else v))
     _refuse_names_differing_in_case(names, csv_path, "labels", "write each class one way")
     patients = _complete_column(rows, "patient", csv_path)
@@ -890,6 +930,7 @@ def csv_protocol(csv_path: str | os.PathLike, folds: int | None = None, val_frac
         splits = _kfold(items, 5 if folds is None else folds, val_fraction, seed, None, names)
     protocol = Protocol(Path(csv_path).stem, names, splits)
     if fold_cells:
+        protocol.fold_values = sorted({it["fold"] for it in items})
         warn_of_test_parts_without_a_class(protocol, f"{str(csv_path)!r} 'fold' column")
     return protocol
 
@@ -912,6 +953,31 @@ def _refuse_optional_columns_in_another_case(columns: list[str], csv_path: str |
         wanted = [c.casefold() for c in other_case]
         raise ValueError(f"{str(csv_path)!r}: column(s) {other_case!r} are read only as {wanted!r} (column names are "
                          "lower case, as 'path' and 'label'); rename them, or they would be ignored")
+
+
+def _check_unread_columns(columns: list[str], csv_path: str | os.PathLike) -> None:
+    """Warn of the columns a ``csv`` protocol does not read (every one but ``path``, ``label``, ``fold`` and
+    ``patient``), naming them, and refuse a sheet without a ``patient`` column whose other column names a patient's
+    identifier (:data:`PATIENT_LIKE_COLUMN`): ``patient_id`` or ``Case`` was ignored without a word, the images were
+    split one by one, and a patient's images landed in both training and test.
+
+    Args:
+        columns: the header's column names, surrounding spaces stripped.
+        csv_path: the CSV, for the messages.
+
+    Raises:
+        ValueError: naming the column(s) that look like a patient's identifier, and the name that is read.
+    """
+    unread = [c for c in columns if c not in ("path", "label", *OPTIONAL_CSV_COLUMNS)]
+    if "patient" not in columns:
+        patient_like = [c for c in unread if PATIENT_LIKE_COLUMN.fullmatch(re.sub(r"[^0-9a-z]", "", c.casefold()))]
+        if patient_like:
+            raise ValueError(f"{str(csv_path)!r}: column(s) {patient_like!r} look like a patient's identifier, but "
+                             "only a column named 'patient' groups a patient's images (they would be split across "
+                             "train and test); rename it to 'patient'")
+    if unread:
+        logger.warning("%r: column(s) %r are not read (a csv protocol reads path, label, fold and patient)",
+                       str(csv_path), unread)
 
 
 def _refuse_names_differing_in_case(names: list[str], source: str | os.PathLike, what: str, remedy: str) -> None:

@@ -138,9 +138,9 @@ def test_outputs_inside_the_input_folder_are_not_read_back(tmp_path):
     import cv2
 
     root = tmp_path / "nest"
-    (root / "results" / "masks").mkdir(parents=True)
+    (root / "results" / "overlays").mkdir(parents=True)
     (root / "results_old").mkdir()
-    for path in (root / "good.png", root / "results" / "masks" / "good_mask.png", root / "results_old" / "a.png"):
+    for path in (root / "good.png", root / "results" / "overlays" / "good.png", root / "results_old" / "a.png"):
         cv2.imwrite(str(path), IMAGE)
     for output_dir in (root / "results", str(root / "results") + "/", tmp_path / "nest" / "." / "results"):
         found = inference_files(root, None, output_dir)
@@ -169,17 +169,18 @@ def test_the_outputs_of_earlier_runs_inside_the_input_folder_are_not_predicted(t
     import cv2
 
     study = tmp_path / "study"
-    for folder in ("run1/masks", "run1/overlays", "run2/heatmaps", "notes/masks"):
+    for folder in ("run1/masks", "run1/overlays", "run2/heatmaps", "notes/overlays"):
         (study / folder).mkdir(parents=True)
     for name in ("scan.png", "run1/masks/scan_mask.png", "run1/overlays/scan_overlay.png",
-                 "run2/heatmaps/scan_gradcam.png", "notes/masks/hand_drawn.png"):
+                 "run2/heatmaps/scan_gradcam.png", "notes/overlays/hand_drawn.png"):
         cv2.imwrite(str(study / name), IMAGE)
     (study / "run1" / "masks.json").write_text(json.dumps({"class_names": ["background", "lesion"], "masks": {}}))
     (study / "run2" / "predictions.json").write_text(json.dumps({"class_names": ["a", "b"], "predictions": {}}))
     (study / "notes" / "masks.json").write_text(json.dumps({"todo": "a user's own file"}))
     with caplog.at_level(logging.WARNING, logger="monai_ext.apps.bundle_support"):
         found = inference_files(study, None, study / "run3")
-    assert sorted(Path(p).relative_to(study).as_posix() for p in found) == ["notes/masks/hand_drawn.png", "scan.png"]
+    assert sorted(Path(p).relative_to(study).as_posix() for p in found) == ["notes/overlays/hand_drawn.png",
+                                                                             "scan.png"]
     assert "3 image(s) under" in caplog.text and "outputs of an earlier run" in caplog.text
 
 
@@ -205,6 +206,33 @@ def test_masks_beside_their_images_in_the_input_folder_are_not_predicted(tmp_pat
     assert "1 mask file(s) have no image beside them" in caplog.text and "benign (3)_mask.png" in caplog.text
     named = str(busi / "benign" / "benign (1)_mask.png")  # named on purpose: predicted
     assert named in inference_files(busi, [named])
+
+
+@pytest.mark.parametrize("layout, masks, folders", [
+    # BUS-BRA as distributed: Images/ beside Masks/
+    ({"Images/bus_0001-l.png": 1, "Images/bus_0002-r.png": 1, "Masks/mask_0001-l.png": 0, "Masks/mask_0002-r.png": 0},
+     2, "Masks"),
+    # class folders, each with its images and a masks/ or annotations/ folder
+    ({"benign/images/a.png": 1, "benign/masks/a.png": 0, "malignant/b.png": 1, "malignant/annotations/b.png": 0,
+      "malignant/Ground Truth/c.png": 0}, 3, "benign/masks, malignant/Ground Truth, malignant/annotations"),
+])
+def test_files_in_mask_folders_of_a_dataset_folder_are_not_predicted(tmp_path, caplog, layout, masks, folders):
+    """``--input_dir data/BUSBRA`` classified the masks in ``Masks/`` as scans; ``make-datalist folder`` already
+    left such folders out."""
+    import cv2
+
+    root = tmp_path / "data"
+    for name in layout:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / name), IMAGE)
+    (root / "notes.txt").write_text("not an image")
+    with caplog.at_level(logging.WARNING):
+        found = inference_files(root, None)
+    assert sorted(Path(p).relative_to(root).as_posix() for p in found) == sorted(n for n, scan in layout.items()
+                                                                               if scan)
+    assert (f"{masks + 1} file(s) not read: {masks} in mask folders ({folders}), masks rather than scans" in
+            caplog.text), caplog.text
+    assert "1 not images by their suffix or content (.txt 1)" in caplog.text
 
 
 # ------------------------------------------------------------------------------------------------ yes/no settings

@@ -390,3 +390,58 @@ def test_a_server_lost_mid_cross_validation_leaves_the_later_folds_untracked(fak
     assert (tmp_path / "cv" / "cv_summary.json").is_file()
     assert caplog.text.count("the cross-validation goes on without tracking") == 1
     assert len(after_stop) == 1 and all(within_limits(r) for r in after_stop), after_stop
+
+
+def _report(macro_f1: float, supports: dict[str, int]) -> dict:
+    return {"macro_f1": macro_f1, "accuracy": 0.5, "balanced_accuracy": 0.5, "auc": 0.6,
+            "per_class": {name: {"support": n} for name, n in supports.items()}}
+
+
+@pytest.mark.parametrize("supports, said", [
+    ({"benign": 4, "malignant": 0}, "test macro_f1 n/a (class 'malignant' absent)"),
+    ({"benign": 0, "malignant": 0, "normal": 3}, "test macro_f1 n/a (classes 'benign', 'malignant' absent)"),
+    ({"benign": 4, "malignant": 2}, "test macro_f1 0.0000"),
+])
+def test_a_folds_line_says_a_class_average_is_undefined_where_its_test_part_lacks_a_class(tmp_path, monkeypatch,
+                                                                                          capsys, supports,
+                                                                                          said) -> None:
+    """The fold's line printed "test macro_f1 0.0000" where the summary counted the fold's macro-F1 as undefined."""
+    reports = iter([_report(0.0, supports)])
+    monkeypatch.setattr(crossval, "check_run_inputs", lambda *args: None)
+    monkeypatch.setattr(crossval, "run_fold", lambda *args, **kwargs: next(reports))
+    monkeypatch.setattr(crossval, "write_split", lambda *args: tmp_path / "split.json")
+    monkeypatch.setattr(crossval, "check_split", lambda *args: None)
+    protocol = Protocol("toy", list(supports), [{"train": [], "validation": [], "test": []}])
+    crossval.cross_validate(protocol, tmp_path / "cv", ["random"], None)
+    assert f"[cross-validation] toy fold 0 random: {said}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("recorded, warned", [(True, [0]), (False, [])])
+def test_a_start_checkpoint_trained_on_a_folds_test_images_is_warned_of(tmp_path, caplog, recorded, warned) -> None:
+    """``ours=models/model.pt`` fine-tuned on a datalist of the same images: folds whose test part it trained on
+    were scored as held out without a word. An older checkpoint (no record of its images) passes silently."""
+    from monai_ext.networks import build_classifier
+    from monai_ext.networks.checkpoints import save_model_checkpoint
+
+    items = [{"image": str(tmp_path / "data" / f"{i}.png"), "label": i % 2} for i in range(8)]
+    (tmp_path / "data").mkdir()
+    for item in items:
+        Path(item["image"]).write_bytes(b"")
+    config = {"arch": "vit_tiny_patch16", "class_names": ["a", "b"], "datalist_file": str(tmp_path / "fold.json")}
+    if recorded:
+        config.update(datalist_sha256="0" * 64, trained_images=["data/0.png", "data/1.png", "data/2.png"])
+    save_model_checkpoint(tmp_path / "model.pt", build_classifier("vit_tiny_patch16", 2, img_size=32), "classifier",
+                          config)
+    protocol = Protocol("toy", ["a", "b"], [{"train": items[2:], "validation": [], "test": items[:2]},
+                                            {"train": items[:6], "validation": [], "test": items[6:]}])
+    with caplog.at_level("WARNING"):
+        found = crossval.warn_of_starts_trained_on_test_images(
+            ["random", f"ours={tmp_path / 'model.pt'}"], None, protocol, [0, 1])
+    assert found == ({"ours": warned} if warned else {})
+    said = [r.getMessage() for r in caplog.records if "training or validation images" in r.getMessage()]
+    if warned:
+        assert len(said) == 1 and said[0].startswith("2 of 2 image(s) of toy test fold 0 (start ours) are training "
+                                                     f"or validation images of {tmp_path / 'model.pt'}"), said
+        assert "e.g. 0.png, 1.png" in said[0]
+    else:
+        assert said == []

@@ -116,6 +116,18 @@ def test_a_resume_may_not_change_the_data_split_or_labels(bundle, expected, tmp_
     assert set(record.fixed_settings) == expected
 
 
+def test_a_run_on_a_datalist_resumes_a_checkpoint_that_recorded_its_fold(tmp_path) -> None:
+    """Checkpoints saved before the fold of a datalist run was recorded as null recorded --fold 0: their resume was
+    refused as a change of split. With a datalist, the datalist is the split; the fold is no fixed setting."""
+    fold0, _ = _fold_datalists(tmp_path)
+    record = parser_for("usf_mae_classify", ["train.yaml"], tmp_path, datalist_file=str(fold0)).get_parsed_content(
+        "model_record")
+    older = record.state_dict()
+    older["config"] = {**older["config"], "fold": 0}
+    record.load_state_dict(older)
+    assert "fold" not in record.fixed_settings and "datalist_file" in record.fixed_settings
+
+
 def test_a_misspelt_flag_is_an_error_naming_it(tmp_path) -> None:
     parser = parser_for("usf_mae_pretrain", ["train.yaml"], tmp_path, resume="flase")
     with pytest.raises(Exception) as error:
@@ -318,19 +330,21 @@ def test_tracking_logs_where_the_files_went_as_paths(bundle, tmp_path) -> None:
                         "output_dir": str(tmp_path / "out")}
 
 
-@pytest.mark.parametrize("bundle, kind, build, data", [
+@pytest.mark.parametrize("bundle, kind, build, data, datalist", [
+    # the classification bundle refuses a fold with a datalist (one fold): its fold is the synthetic default's
     ("usf_mae_classify", "classifier", lambda: build_classifier(TINY, 2, img_size=64),
-     {"fold": 2, "seed": 7, "data_seed": 9, "synthetic_per_class": 12, "synthetic_multiclass": True}),
+     {"fold": 2, "seed": 7, "data_seed": 9, "synthetic_per_class": 12, "synthetic_multiclass": True}, False),
     ("usf_mae_segment", "segmenter", lambda: build_segmenter(TINY, 2, img_size=64, feature_size=8),
-     {"fold": 3, "seed": 5, "data_seed": 3, "synthetic_images": 40, "max_train": 20}),
+     {"fold": 3, "seed": 5, "data_seed": 3, "synthetic_images": 40, "max_train": 20}, True),
 ])
-def test_evaluate_tests_on_the_part_its_training_held_out(bundle, kind, build, data, tmp_path) -> None:
+def test_evaluate_tests_on_the_part_its_training_held_out(bundle, kind, build, data, datalist, tmp_path) -> None:
     """A model trained on fold 2 (or a synthetic set of another size) was evaluated on fold 0 of the default set,
     whose test part holds images it trained on (4 of 24 for --synthetic_per_class 12): an inflated score."""
     (tmp_path / "list.json").write_text("{}")  # the recorded list must be there to be followed
-    train = parser_for(bundle, ["train.yaml"], tmp_path, datalist_file=str(tmp_path / "list.json"), **data)
+    listed = str(tmp_path / "list.json") if datalist else None
+    train = parser_for(bundle, ["train.yaml"], tmp_path, datalist_file=listed, **data)
     recorded = {key: train.get_parsed_content(f"model_record#config#{key}") for key in (*data, "datalist_file")}
-    assert recorded == {**data, "datalist_file": str(tmp_path / "list.json")}
+    assert recorded == {**data, "datalist_file": listed}
     path = tmp_path / "model.pt"
     save_model_checkpoint(path, build(), kind, {"arch": TINY, "image_size": 64, "class_names": ["a", "b"],
                                                 "mask_encoding": "binary", **recorded})
@@ -338,6 +352,46 @@ def test_evaluate_tests_on_the_part_its_training_held_out(bundle, kind, build, d
     assert {key: parser.get_parsed_content(key) for key in recorded} == recorded
     parser = evaluate_parser(bundle, path, fold=0, datalist_file=None)
     assert parser.get_parsed_content("fold") == 0 and parser.get_parsed_content("datalist_file") is None  # given wins
+
+
+@pytest.mark.parametrize("fold", [2, "1"])
+def test_a_fold_with_a_datalist_is_refused(tmp_path, fold) -> None:
+    """--fold N with --datalist_file (one fold, chosen by make-datalist) was ignored, yet recorded in model.pt and
+    MLflow as the fold trained on."""
+    (tmp_path / "list.json").write_text("{}")
+    train = parser_for("usf_mae_classify", ["train.yaml"], tmp_path, datalist_file=str(tmp_path / "list.json"),
+                       fold=fold)
+    for key in ("model_record#config#fold", "split"):
+        with pytest.raises(Exception) as error:
+            train.get_parsed_content(key)
+        assert cause(error.value) == (f"ValueError: --fold {fold!r} does not apply to --datalist_file "
+                                      f"{str(tmp_path / 'list.json')!r}: the datalist is one fold; make it with "
+                                      "make-datalist --fold N")
+
+
+@pytest.mark.parametrize("datalist, fold, recorded", [(True, 0, None), (True, None, None), (False, 3, 3)])
+def test_the_fold_recorded_is_null_with_a_datalist(tmp_path, datalist, fold, recorded) -> None:
+    """The model record and the MLflow params say the datalist was the fold (null), not the unused --fold 0."""
+    tracking = yaml.safe_load((configs("usf_mae_classify") / "mlflow_tracking.yaml").read_text())["configs"]
+    (tmp_path / "list.json").write_text("{}")
+    train = parser_for("usf_mae_classify", ["train.yaml"], tmp_path, fold=fold,
+                       datalist_file=str(tmp_path / "list.json") if datalist else None)
+    train.update({"trainer_params": tracking["trainer"]["resolved_params"],
+                  "probe_params": tracking["probe_runner"]["resolved_params"]})
+    assert train.get_parsed_content("model_record#config#fold") == recorded
+    assert train.get_parsed_content("trainer_params#fold") == train.get_parsed_content("probe_params#fold") == recorded
+
+
+def test_evaluate_reads_an_older_record_of_a_fold_with_a_datalist(tmp_path) -> None:
+    """Checkpoints saved before the refusal recorded the ignored --fold beside their datalist: still evaluated."""
+    (tmp_path / "list.json").write_text("{}")
+    path = tmp_path / "model.pt"
+    save_model_checkpoint(path, build_classifier(TINY, 2, img_size=64), "classifier",
+                          {"arch": TINY, "image_size": 64, "class_names": ["a", "b"], "fold": 3,
+                           "datalist_file": str(tmp_path / "list.json")})
+    parser = evaluate_parser("usf_mae_classify", path)
+    assert parser.get_parsed_content("fold") is None
+    assert parser.get_parsed_content("model_record#config#fold") is None
 
 
 def test_a_recorded_datalist_that_is_gone_says_where_the_path_came_from(tmp_path) -> None:
@@ -456,3 +510,81 @@ def test_classifier_inference_without_any_checkpoint_keeps_its_default_names(tmp
     if Path(parser["ckpt_path"]).exists():
         pytest.skip("a trained models/model.pt is in the bundle folder")
     assert parser.get_parsed_content("class_names") == ["benign", "malignant"]
+
+
+def _fold_datalists(tmp_path: Path) -> tuple[Path, Path]:
+    """Two datalists of one folder of 8 images (``data/<class>/<i>.png``) whose parts overlap: fold1.json tests on
+    two images that fold0.json trains and validates on."""
+    import cv2
+    import numpy as np
+
+    from monai_ext.data.datalists import write_split
+
+    items = []
+    for c, name in enumerate(("a", "b")):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i in range(4):
+            cv2.imwrite(str(tmp_path / "data" / name / f"{i}.png"), np.full((8, 8), 10 * i + c, np.uint8))
+            items.append({"image": str(tmp_path / "data" / name / f"{i}.png"), "label": c})
+    fold0 = {"train": items[0:2] + items[4:6], "validation": [items[2], items[6]], "test": [items[3], items[7]]}
+    fold1 = {"train": items[1:4] + items[5:8], "validation": [], "test": [items[0], items[4]]}
+    return (write_split(fold0, ["a", "b"], tmp_path / "lists" / "fold0.json", "classification"),
+            write_split(fold1, ["a", "b"], tmp_path / "lists" / "fold1.json", "classification"))
+
+
+def _trained_on(tmp_path: Path, datalist: Path, **drop) -> Path:
+    """model.pt as the classify bundle's training records it on ``datalist`` (``drop``: record keys left out)."""
+    train = parser_for("usf_mae_classify", ["train.yaml"], tmp_path, datalist_file=str(datalist))
+    config = train.get_parsed_content("model_record#config")
+    path = tmp_path / "models" / "model.pt"
+    save_model_checkpoint(path, build_classifier(TINY, 2, img_size=64), "classifier",
+                          {k: v for k, v in config.items() if k not in drop})
+    return path
+
+
+@pytest.mark.parametrize("given, edit, warned", [
+    ("fold1.json", False, "2 of 2 image(s) of the test part of {lists}/fold1.json are training or validation images"),
+    ("fold0.json", True, "{lists}/fold0.json changed since"),
+    ("fold0.json", False, None),
+])
+def test_evaluate_warns_of_test_images_the_checkpoint_trained_on(tmp_path, caplog, given, edit, warned) -> None:
+    """Evaluate scored another datalist's test part, holding images the checkpoint trained on, without a word."""
+    fold0, _ = _fold_datalists(tmp_path)
+    path = _trained_on(tmp_path, fold0)
+    recorded = torch.load(path, weights_only=True)["arch"]["config"]
+    assert recorded["trained_images"] == ["../data/a/0.png", "../data/a/1.png", "../data/a/2.png", "../data/b/0.png",
+                                          "../data/b/1.png", "../data/b/2.png"]
+    if edit:
+        fold0.write_text(fold0.read_text() + "\n")
+    parser = evaluate_parser("usf_mae_classify", path, datalist_file=str(tmp_path / "lists" / given),
+                             output_dir=str(tmp_path / "out"))
+    with caplog.at_level("WARNING"):
+        seen = parser.get_parsed_content("initialize#1")
+    if warned is None:
+        assert seen == [] and "training or validation images" not in caplog.text and "changed" not in caplog.text
+    else:
+        assert warned.format(lists=tmp_path / "lists") in caplog.text, caplog.text
+    if given == "fold1.json":
+        assert sorted(Path(p).name for p in seen) == ["0.png", "0.png"] and "e.g. 0.png, 0.png" in caplog.text
+
+
+def test_evaluate_of_an_older_checkpoint_without_the_record_is_silent(tmp_path, caplog) -> None:
+    fold0, fold1 = _fold_datalists(tmp_path)
+    path = _trained_on(tmp_path, fold0, datalist_sha256=None, trained_images=None)
+    parser = evaluate_parser("usf_mae_classify", path, datalist_file=str(fold1), output_dir=str(tmp_path / "out"))
+    with caplog.at_level("WARNING"):
+        assert parser.get_parsed_content("initialize#1") == []
+    assert "training or validation images" not in caplog.text
+
+
+@pytest.mark.parametrize("eval_split", ["test", "validation", "train"])
+def test_evaluate_names_its_key_metric_by_the_part_it_scores(tmp_path, eval_split) -> None:
+    """Evaluate logged its test score as val_macro_f1 ("Got new best metric of val_macro_f1")."""
+    path = tmp_path / "model.pt"
+    save_model_checkpoint(path, build_classifier(TINY, 2, img_size=64), "classifier",
+                          {"arch": TINY, "image_size": 64, "class_names": ["benign", "malignant"]})
+    parser = evaluate_parser("usf_mae_classify", path, eval_split=eval_split, cache_dir=str(tmp_path / "cache"))
+    assert list(parser.get_parsed_content("validate#evaluator#key_val_metric")) == [f"{eval_split}_macro_f1"]
+    assert parser.get_parsed_content("validate#report_writer").key_metric == f"{eval_split}_macro_f1"
+    train = parser_for("usf_mae_classify", ["train.yaml"], tmp_path)  # training's validation keeps its name
+    assert list(train.get_parsed_content("validate#evaluator#key_val_metric")) == ["val_macro_f1"]

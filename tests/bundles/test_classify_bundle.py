@@ -108,6 +108,9 @@ def test_test_split_report(trained, cache) -> None:
     out, _ = trained
     result = run_bundle([TRAIN, EVALUATE], tiny_classify_overrides(out, cache))
     assert "test macro-F1" in result.stdout
+    # the test score was logged as "Got new best metric of val_macro_f1"
+    log = result.stdout + result.stderr
+    assert "Got new best metric of test_macro_f1" in log and "val_macro_f1" not in log, log[-3000:]
     assert json.loads((out / "eval" / "test_report.json").read_text())["n"] == 5  # 24 images / 5 folds
 
 

@@ -1209,3 +1209,75 @@ def test_csv_reads_a_file_named_in_another_unicode_form_than_the_disks(tmp_path)
     proto = ds.csv_protocol(_write_csv(tmp_path / "labels.csv", rows), folds=2)
     images = [it["image"] for split in proto.splits for it in split["test"]]
     assert len(images) == 8 and all(Path(image).is_file() for image in images)
+
+
+def _patient_csv(path: Path, header: list[str]) -> Path:
+    """``path``: a sheet of 10 patients of 3 images each (written beside it), its columns named by ``header`` in the
+    order path, label, patient, fold, site (a header shorter than that leaves the rest out)."""
+    rows = []
+    for p in range(10):
+        for j in range(3):
+            write_stub(path.parent / f"p{p}_{j}.png", "png")
+            rows.append([f"p{p}_{j}.png", "benign" if p % 2 else "malignant", f"p{p}", str(p % 2), "siteA"])
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows([header, *[row[: len(header)] for row in rows]])
+    return path
+
+
+@pytest.mark.parametrize("column", ["patient_id", "Case", "PatientID", "subject", "Study ID", "case_no", "MRN"])
+def test_csv_refuses_a_patient_column_under_another_name(tmp_path, column) -> None:
+    """``patient_id`` or ``Case`` was ignored without a word: the images were split one by one, and a patient's
+    images landed in both training and test."""
+    sheet = _patient_csv(tmp_path / "list.csv", ["path", "label", column])
+    with pytest.raises(ValueError, match=re.escape(f"column(s) {[column]!r} look like a patient's identifier, but "
+                                                   "only a column named 'patient' groups") + ".*rename it to 'patient'"):
+        ds.csv_protocol(sheet, folds=2)
+
+
+@pytest.mark.parametrize("header, unread", [(["path", "label", "patient", "fold", "site"], ["site"]),
+                                            (["path", "label", "patient", "patient_id"], ["patient_id"]),
+                                            (["path", "label", "notes"], ["notes"]),
+                                            (["path", "label", "patient", "fold"], [])])
+def test_csv_names_the_columns_it_does_not_read(tmp_path, caplog, header, unread) -> None:
+    """A column beside ``patient`` (or one that names no patient) is read as before, with a warning naming it;
+    a sheet of the columns read only warns of none."""
+    sheet = _patient_csv(tmp_path / "list.csv", header)
+    with caplog.at_level("WARNING"):
+        proto = ds.csv_protocol(sheet, folds=None if "fold" in header else 2)
+    said = f"column(s) {unread!r} are not read (a csv protocol reads path, label, fold and patient)"
+    assert (said in caplog.text) if unread else ("are not read" not in caplog.text), caplog.text
+    assert sum(len(items) for items in proto.splits[0].values()) == 30
+
+
+@pytest.mark.parametrize("values, expected", [((0, 1, 2), [0, 1, 2]), ((1, 2, 3), [1, 2, 3]), ((3, 7, 5), [3, 5, 7])])
+def test_csv_fold_column_values_are_kept_in_split_order(tmp_path, values, expected) -> None:
+    """``--fold 1`` is the second split, whose test part is the column's second value (2 for a column of 1, 2, 3)."""
+    _class_folders(tmp_path / "data")
+    with open(tmp_path / "labels.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "label", "fold"])
+        w.writerows((f"data/{c}/{c}_{i}.png", c, values[i % 3]) for c in ("benign", "malignant") for i in range(6))
+    proto = ds.csv_protocol(tmp_path / "labels.csv")
+    assert proto.fold_values == expected
+    for split, value in zip(proto.splits, expected):
+        assert {int(Path(it["image"]).stem.rsplit("_", 1)[1]) % 3 for it in split["test"]} == {values.index(value)}
+
+
+@pytest.mark.parametrize("shared", [["pt0"], ["pt0", "pt3"], []])
+def test_folder_protocol_warns_of_a_study_folder_name_under_two_classes(tmp_path, caplog, shared) -> None:
+    """``benign/pt0/`` and ``malignant/pt0/`` were two patients without a word: if one patient's, tested on a model
+    trained on its other lesion. Study folders of distinct names are not warned of."""
+    for name in ("benign", "malignant"):
+        for j in range(6):
+            study = f"pt{j}" if f"pt{j}" in shared else f"{name}_pt{j}"
+            (tmp_path / "data" / name / study).mkdir(parents=True)
+            for k in range(2):
+                write_stub(tmp_path / "data" / name / study / f"{name}_{j}_{k}.png", "png")
+    with caplog.at_level("WARNING"):
+        ds.folder_protocol(tmp_path / "data", folds=3)
+    if not shared:
+        assert "under several class folders" not in caplog.text
+        return
+    named = ", ".join(f"benign/{s}/ and malignant/{s}/" for s in shared)
+    assert f"{len(shared)} study folder name(s) are under several class folders ({named})" in caplog.text
+    assert "'patient' column" in caplog.text
