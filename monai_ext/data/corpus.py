@@ -29,9 +29,12 @@ import logging
 import math
 import multiprocessing
 import os
+import signal
+import sys
 from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import closing
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -57,6 +60,8 @@ from monai_ext.data.views import (
     halve_until,
     prepare_views,
 )
+from monai_ext.engines.distributed import end_with_the_launcher
+from monai_ext.engines.signals import StopSignal, stop_signals_raise
 from monai_ext.io.atomic import atomic_open, atomic_write_bytes
 from monai_ext.io.errors import UnreadableImageError, collected_reader_warnings, one_line
 from monai_ext.io.settings import path_setting, setting_text
@@ -468,7 +473,9 @@ def ingest(root: Path, out: Path, options: CorpusOptions, sources: list[str], wo
 
     A chunk whose reading killed its process (here, or in an earlier run that died with it) is read again file by
     file in a process of its own (a fresh one after each file that kills it), and such files are skipped, named
-    (:mod:`monai_ext.data.isolation`).
+    (:mod:`monai_ext.data.isolation`). A stop signal (SIGTERM, SIGHUP) ends the run as Ctrl-C does
+    (:func:`~monai_ext.engines.signals.stop_signals_raise`): the chunks written are kept, those in flight are
+    dropped, and a rerun resumes.
 
     Args:
         sources: the supported files now under ``root`` (:attr:`RootSurvey.sources`).
@@ -482,23 +489,33 @@ def ingest(root: Path, out: Path, options: CorpusOptions, sources: list[str], wo
     bar = tqdm(total=len(chunks), initial=len(chunks) - len(todo), desc="ingest (chunks)", unit="chunk")
     kill_after = int(os.environ.get(KILL_AFTER_CHUNKS_ENV, "0") or 0)
     written: set[int] = set()  # by this run: a chunk queued for its changed files still has its old result
-    while todo:
-        suspects = [i for i in todo if _chunk_started(out, i)]
-        for index in suspects:  # in this process, once its killers are known: progress whatever the pool does
-            written.add(_write_chunk(_job_of_suspect(index, chunks[index], root, out, options))[0])
-            bar.update()
-        jobs = [(i, chunks[i], str(root), str(out), options, {}) for i in todo if i not in suspects]
-        try:
-            for index, _, _ in _run_chunks(jobs, workers):
-                written.add(index)
-                bar.update()
-                _kill_hook(len(written), kill_after)
-        except BrokenProcessPool:
-            if not any(_chunk_started(out, i) for i in todo):
-                raise RuntimeError(f"a worker process died before it read any chunk of {root}: rerun with "
-                                   "--workers 1 to see why") from None
-            logger.warning("a reader process died; the chunks it was reading are read again file by file")
-        todo = [i for i in todo if i not in written]
+    try:
+        with stop_signals_raise():
+            while todo:
+                suspects = [i for i in todo if _chunk_started(out, i)]
+                # in this process, once its killers are known: progress whatever the pool does
+                for index in suspects:
+                    written.add(_write_chunk(_job_of_suspect(index, chunks[index], root, out, options))[0])
+                    bar.update()
+                jobs = [(i, chunks[i], str(root), str(out), options, {}) for i in todo if i not in suspects]
+                try:
+                    # closed on any way out of the loop: an interrupt between two chunks stops the pool too
+                    with closing(_run_chunks(jobs, workers, out)) as results:
+                        for index, _, _ in results:
+                            written.add(index)
+                            bar.update()
+                            _kill_hook(len(written), kill_after)
+                except BrokenProcessPool:
+                    if not any(_chunk_started(out, i) for i in todo):
+                        raise RuntimeError(f"a worker process died before it read any chunk of {root}: rerun with "
+                                           "--workers 1 to see why") from None
+                    logger.warning("a reader process died; the chunks it was reading are read again file by file")
+                todo = [i for i in todo if i not in written]
+    except StopSignal as stop:  # the one line the CLI says at Ctrl-C; the exit status is 128 + signal, a shell's
+        bar.close()
+        print(f"monai_ext prepare-corpus: {stop}; the chunks already written are kept: rerun the same command to "
+              "resume", file=sys.stderr, flush=True)
+        raise
     bar.close()
 
 
@@ -507,14 +524,60 @@ def _chunk_started(out: Path, index: int) -> bool:
     return started_marker(_chunk_paths(out, index)[1]).exists()
 
 
-def _run_chunks(jobs: list[tuple], workers: int) -> Iterator[tuple[int, int, int]]:
-    """Write the chunks, here or in a pool of ``workers`` processes; yields as each is written."""
+def _run_chunks(jobs: list[tuple], workers: int, out: Path) -> Iterator[tuple[int, int, int]]:
+    """Write the chunks, here or in a pool of ``workers`` processes; yields as each is written.
+
+    Interrupted (Ctrl-C, a stop signal, or closed early), the pool's queued chunks are cancelled and its workers
+    ended at once: shutting down as usual would first read every chunk already handed to the pool (minutes of cine
+    loops), and the workers caught Ctrl-C's ``KeyboardInterrupt`` per chunk and went on to the next. The chunks in
+    flight lose their started markers: they were stopped, not killed by one of their files.
+    """
     if workers <= 1:
         yield from map(_write_chunk, jobs)
         return
     # spawn, not fork: forking a process that already runs OpenMP / OpenCV threads can deadlock the children.
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        yield from pool.map(_write_chunk, jobs)
+    # Each worker ends with this process (SIGKILL or SIGTERM here left them reading the queue, then idle for ever).
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_start_worker)
+    unwritten = {job[0] for job in jobs}
+    try:
+        for result in pool.map(_write_chunk, jobs):
+            unwritten.discard(result[0])
+            yield result
+    except (KeyboardInterrupt, SystemExit, GeneratorExit):  # SystemExit: a stop signal's StopSignal
+        _end_workers(pool)
+        for index in unwritten:
+            started_marker(_chunk_paths(out, index)[1]).unlink(missing_ok=True)
+        raise
+    finally:
+        pool.shutdown(wait=True)  # at once where the workers were ended
+
+
+def _start_worker() -> None:
+    """Pool initializer: the worker ends with its parent (Linux; a no-op elsewhere), and leaves Ctrl-C to it.
+
+    A terminal's Ctrl-C reaches the whole process group; a worker raised ``KeyboardInterrupt`` in the chunk it was
+    reading, which the pool hands back as that chunk's result, and read the next. The parent stops the pool instead
+    (:func:`_run_chunks`).
+    """
+    end_with_the_launcher()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _end_workers(pool: ProcessPoolExecutor) -> None:
+    """Cancel ``pool``'s queued work and end its worker processes now, as Python 3.14's ``terminate_workers``
+    does (its process table is private before that)."""
+    terminate = getattr(pool, "terminate_workers", None)
+    if terminate is not None:
+        terminate()
+        return
+    processes = list((pool._processes or {}).values())  # shutdown() forgets them
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join()
 
 
 def _job_of_suspect(index: int, files: list[str], root: Path, out: Path, options: CorpusOptions) -> tuple:
@@ -559,8 +622,6 @@ def _chunks_with_changed_files(root: Path, out: Path, chunks: list[list[str]], t
 def _kill_hook(done: int, kill_after: int) -> None:
     """Test-only (``MONAI_EXT_TEST_KILL_AFTER_CHUNKS``): SIGKILL this process once ``kill_after`` chunks are written."""
     if kill_after and done >= kill_after:
-        import signal
-
         os.kill(os.getpid(), signal.SIGKILL)
 
 

@@ -31,6 +31,7 @@ from monai_ext.transforms.fov import (
     FieldOfView,
     detect_fov,
     detect_view_boxes,
+    empty_column_runs,
     gap_columns,
     solid_components,
     view_gaps,
@@ -237,9 +238,13 @@ def crop_to_view(gray: np.ndarray, region_box: Sequence[int] | None, threshold: 
 
 def view_boxes(gray: np.ndarray, region_box: Sequence[int] | None,
                options: ViewOptions) -> tuple[list[tuple[int, int, int, int]], ReducedCopy | None]:
-    """(x0, y0, x1, y1) of each view on a frame: the DICOM region if given, else the detected views of a screen
-    (side by side, or a 2 x 2 quad grid: :func:`detect_view_boxes`); and the frame's reduced copy when the single
+    """(x0, y0, x1, y1) of each view on a frame: the detected views of a screen (side by side, or a 2 x 2 quad
+    grid: :func:`detect_view_boxes`), inside the DICOM region if given; and the frame's reduced copy when the single
     view is the whole frame (its field-of-view detection reuses it).
+
+    A region is one view as declared unless the views found in it are parted by empty columns (a region spanning a
+    whole two-view screen): taken as one view, it gave the largest field of view and dropped the others unsaid. A
+    view the detection cuts into pieces without a gap between them (a spectral trace, thin in places) stays whole.
 
     Gaps between views are looked for on the frame itself (:func:`view_gaps`): halved, a gap of a few pixels is
     blended with the views around it and bridged by the detection's closing, so the views were taken for one.
@@ -247,9 +252,30 @@ def view_boxes(gray: np.ndarray, region_box: Sequence[int] | None,
     h, w = gray.shape
     if region_box is not None:
         x0, y0, x1, y1 = (int(v) for v in region_box)
-        return [(max(x0, 0), max(y0, 0), min(x1, w), min(y1, h))], None
+        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+        if not (options.crop_fov and options.split_views) or x1 <= x0 or y1 <= y0:
+            return [(x0, y0, x1, y1)], None
+        inside = gray[y0:y1, x0:x1]
+        boxes, reduced, gaps = _screen_views(inside, options)
+        # gaps wide enough for the closing to leave the views apart too (view_gaps looks inside joined ones only)
+        gaps = [*gaps, *empty_column_runs(inside, options.fov_threshold, (0, 0, x1 - x0, y1 - y0))]
+        edges = {left for left, _, _, _ in boxes if left > 0}
+        parted = all(any(start - reduced.factor <= edge <= end + reduced.factor for start, end in gaps)
+                     for edge in edges)
+        if len(boxes) < 2 or not parted:
+            return [(x0, y0, x1, y1)], None
+        return [(x0 + a, y0 + b, x0 + c, y0 + d) for a, b, c, d in boxes], None
     if not (options.crop_fov and options.split_views):
         return [(0, 0, w, h)], None
+    boxes, reduced, _ = _screen_views(gray, options)
+    return boxes, reduced if len(boxes) == 1 else None
+
+
+def _screen_views(gray: np.ndarray, options: ViewOptions) -> tuple[list[tuple[int, int, int, int]], ReducedCopy,
+                                                                    list[tuple[int, int]]]:
+    """The views :func:`detect_view_boxes` finds on (H, W) uint8 ``gray``, at full resolution; the reduced copy they
+    were found on; and the gaps between views found on ``gray`` (:func:`view_gaps`)."""
+    h, w = gray.shape
     reduced = reduce_for_detection(gray, options.fov_threshold)
     small, factor = reduced.small, reduced.factor
     gaps = view_gaps(gray, options.fov_threshold, reduced.solid[1], factor)
@@ -258,7 +284,7 @@ def view_boxes(gray: np.ndarray, region_box: Sequence[int] | None,
     boxes = [(x0 * factor, y0 * factor, w if x1 == small.shape[1] else x1 * factor,
               h if y1 == small.shape[0] else y1 * factor) for x0, y0, x1, y1 in boxes]
     boxes = [(snap_to_gap(x0, gaps, factor, w), y0, snap_to_gap(x1, gaps, factor, w), y1) for x0, y0, x1, y1 in boxes]
-    return boxes, reduced if len(boxes) == 1 else None
+    return boxes, reduced, gaps
 
 
 def snap_to_gap(x: int, gaps: Sequence[tuple[int, int]], factor: int, width: int) -> int:

@@ -66,6 +66,7 @@ def _pixel_tools() -> SimpleNamespace:
             apply_windowing,
             convert_color_space,
             iter_pixels,
+            pixel_array,
         )
     except ImportError:  # pydicom 2.4 (MONAI Label's environment)
         from pydicom.pixel_data_handlers.util import (
@@ -75,10 +76,10 @@ def _pixel_tools() -> SimpleNamespace:
             convert_color_space,
         )
 
-        iter_pixels = None
+        iter_pixels = pixel_array = None
     return SimpleNamespace(apply_color_lut=apply_color_lut, apply_modality_lut=apply_modality_lut,
                            apply_windowing=apply_windowing, convert_color_space=convert_color_space,
-                           iter_pixels=iter_pixels)
+                           iter_pixels=iter_pixels, pixel_array=pixel_array)
 
 
 def has_dicom_preamble(path: str | os.PathLike) -> bool:
@@ -678,6 +679,11 @@ def _decoded_frames(ds: Any, indices: range, source: str, tools: SimpleNamespace
         ds.PhotometricInterpretation = photometric
     if _needs_high_bit_shift(ds):
         frames: Iterable[np.ndarray] = iter(_native_values_at_high_bit(ds, source)[indices.start::indices.step])
+    elif tools.pixel_array is not None and not ds.file_meta.TransferSyntaxUID.is_compressed:
+        # one decode per frame, still one frame in memory at a time: pydicom 3's iterator reads frame k at k times the
+        # length of frame 0 *as decoded*, and uncompressed YBR_FULL_422 (2 bytes a pixel) comes out as YBR_FULL (3):
+        # frames 1.. were read from the wrong bytes (other frames' pixels mixed) and the read stopped two thirds in
+        frames = (tools.pixel_array(ds, index=index, as_rgb=False) for index in indices)
     elif tools.iter_pixels is not None:  # pydicom 3 decodes only the frames asked for
         frames = tools.iter_pixels(ds, indices=indices, as_rgb=False, decoding_plugin=_lossy_codec_plugin(ds))
     else:  # pydicom 2.4: all frames at once

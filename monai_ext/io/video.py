@@ -48,14 +48,18 @@ def iter_video_frames(path: str | os.PathLike, frame_stride: int = 1,
             index += 1
         if index == 0:
             raise UnreadableImageError(f"{path}: video has no decodable frames")
-        cut_short = (0 < index < expected and os.fsdecode(path).lower().endswith(EXACT_COUNT_SUFFIXES)
-                     and _riff_cut_short(path) is not False)
+        counted_short = 0 < index < expected and os.fsdecode(path).lower().endswith(EXACT_COUNT_SUFFIXES)
+        # an AVI cut inside its last frame decodes as many frames as it counts (the cut one partly decoded, or the
+        # last good one again): its RIFF chunks tell, whatever the count (None: no AVI, the count decides)
+        riff_cut = _riff_cut_short(path)
+        cut_short = riff_cut is True or (counted_short and riff_cut is None)
+        ends = f"ends after {index} of its {expected} frames (cut short)" if counted_short else \
+            f"is cut short (its RIFF chunks run past the end of the file; {index} frame(s) decoded)"
         if cut_short and index == 1:
-            raise UnreadableImageError(f"{path}: the video ends after 1 of its {expected} frames (cut short), and "
-                                       "that frame may be partly decoded")
+            raise UnreadableImageError(f"{path}: the video {ends}, and that frame may be partly decoded")
         if cut_short:
-            warnings.warn(f"{path}: the video ends after {index} of its {expected} frames (cut short); its last "
-                          "decoded frame is left out, as it may be partly decoded", UserWarning, stacklevel=2)
+            warnings.warn(f"{path}: the video {ends}; its last decoded frame is left out, as it may be partly "
+                          "decoded", UserWarning, stacklevel=2)
         if pending is not None and not (cut_short and pending[0] == index - 1):
             yield pending
     finally:

@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -586,3 +587,87 @@ def test_a_file_gone_from_a_chunk_read_again_keeps_its_cached_frames(tmp_path, c
     after = {r["source"]: r["sha256"] for r in manifest(out)}
     assert after["site/scan_1.png"] == before["site/scan_1.png"] and after["site/scan_0.png"] != before["site/scan_0.png"]
     assert report["skipped_files"] == [] and report["kept"] == 2
+
+
+#: Loaded at the start of every Python process of the run under test (its spawned workers too): every file but the
+#: first takes a minute to read, as a long cine loop does, so that a run is stopped while its workers are busy and no
+#: chunk but the first can be written before it ends.
+SLOW_READER_HOOK = """
+import os
+import time
+import monai_ext.data.corpus as corpus
+
+_read = corpus.process_file
+
+
+def process_file(path, root, options):
+    (root.parent / "reading" / str(os.getpid())).touch()  # a worker started, its initializer run
+    if path.name != "img_00.png":
+        time.sleep(60)
+    return _read(path, root, options)
+
+
+corpus.process_file = process_file
+"""
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, dead but not yet reaped by its new parent, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; workers end with their parent on Linux")
+@pytest.mark.parametrize("stop, status", [("ctrl-c", 130), (signal.SIGTERM, 128 + signal.SIGTERM),
+                                          (signal.SIGKILL, -signal.SIGKILL)])
+def test_a_stopped_run_with_workers_ends_them_and_their_queued_chunks(tmp_path, stop, status):
+    """Stopped with --workers 2, the run went on: Ctrl-C read the chunks queued in the pool before it ended (each
+    worker took Ctrl-C's KeyboardInterrupt as its chunk's result and read the next), and after SIGTERM or SIGKILL
+    the workers outlived it (re-parented, reading the queue, then idle for ever)."""
+    root = tmp_path / "root" / "set"
+    root.mkdir(parents=True)
+    for i in range(8):
+        cv2.imwrite(str(root / f"img_{i:02d}.png"), us_image(64, seed=i))
+    (tmp_path / "hook").mkdir()
+    (tmp_path / "hook" / "sitecustomize.py").write_text(SLOW_READER_HOOK)
+    (tmp_path / "reading").mkdir()
+    chunks = tmp_path / "cache" / "chunks"
+    command = [sys.executable, "-m", "monai_ext", "prepare-corpus", str(tmp_path / "root"), "--out",
+               str(tmp_path / "cache"), "--size", "32", "--files_per_chunk", "1", "--workers", "2",
+               "--dedup_threshold", "-1"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "hook"), str(REPO)])}
+    with open(tmp_path / "stderr.txt", "w", encoding="utf-8") as stderr:  # a file: workers left behind hold it
+        run = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr,
+                               start_new_session=True)  # its own group: Ctrl-C reaches it and its workers only
+    try:
+        deadline = time.monotonic() + 180  # both workers reading (past their start), the first chunk written
+        while time.monotonic() < deadline and run.poll() is None and not (
+                (chunks / "chunk_000000.json").exists() and len(list((tmp_path / "reading").iterdir())) == 2):
+            time.sleep(0.2)
+        workers = [int(path.name) for path in (tmp_path / "reading").iterdir()]
+        assert len(workers) == 2 and run.poll() is None
+        if stop == "ctrl-c":
+            os.killpg(run.pid, signal.SIGINT)  # a terminal sends it to the whole foreground group
+        else:
+            os.kill(run.pid, stop)
+        stopped = time.monotonic()
+        run.wait(timeout=50)  # under the minute a queued chunk takes
+        message = (tmp_path / "stderr.txt").read_text()
+        assert run.returncode == status, message[-2000:]
+        assert time.monotonic() - stopped < 20
+        while any(alive(pid) for pid in workers) and time.monotonic() < stopped + 20:
+            time.sleep(0.2)
+        assert not any(alive(pid) for pid in workers)
+    finally:  # whatever failed, nothing of the run outlives the test
+        try:
+            os.killpg(run.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        run.wait()
+    assert sorted(path.name for path in chunks.glob("*.json")) == ["chunk_000000.json"]
+    if stop != signal.SIGKILL:  # stopped, not killed by a file: no chunk is taken for a killer on the rerun
+        assert not list(chunks.glob("*.started"))
+        assert "the chunks already written are kept: rerun the same command to resume" in message

@@ -187,6 +187,21 @@ def test_views_a_narrow_gap_apart_give_one_frame_each_a_dark_stripe_does_not_spl
     assert len(prepare_views(striped, None, ViewOptions(size=64))) == 1
 
 
+@pytest.mark.parametrize("gap", [4, 16])
+@pytest.mark.parametrize("region, views", [((0, 0, 960, 480), [0, 1]), ((20, 30, 940, 460), [0, 1]),
+                                           ((0, 0, 470, 480), [0]), ((490, 0, 960, 480), [1])])
+def test_a_dicom_region_holding_two_views_gives_both(region, views, gap):
+    """A SequenceOfUltrasoundRegions region spanning a whole two-view screen was taken as one view: the larger field
+    of view was cached and the other dropped without a word. A region holding one view is that view, as before (and
+    a view the detection cuts into pieces without a gap between them stays whole: the spectral strip test above)."""
+    screen, boxes = dual_screen((960, 480), gap)
+    prepared = prepare_views(screen, region, ViewOptions(size=64))
+    assert [view.view for view in prepared] == list(range(len(views)))
+    for view, k in zip(prepared, views):
+        assert_crop_hugs(" ".join(str(v) for v in view.crop), boxes[k])
+        assert view.drop == ""
+
+
 def as_jpeg(screen: np.ndarray, quality: int | None) -> np.ndarray:
     """(H, W) uint8 screen saved as a JPEG of ``quality`` and decoded (unchanged for None)."""
     if quality is None:

@@ -216,3 +216,29 @@ def test_full_size_colour_labelled_ybr_full_422_is_refused_not_read_at_wrong_off
     ds.save_as(tmp_path / "ybr.dcm")
     with pytest.raises(UnreadableImageError, match="ybr.dcm: .*(YBR_FULL_422|third larger)"):
         frame_levels(tmp_path / "ybr.dcm")
+
+
+def native_ybr_full_422(path: Path, rgb: np.ndarray) -> Path:
+    """(N, H, W, 3) uint8 ``rgb`` (W even) written uncompressed as YBR_FULL_422: Y1 Y2 Cb Cr for each pair of
+    pixels, 2 bytes a pixel (PS3.3 C.7.6.3.1.2), the chroma of the pair's first pixel."""
+    from pydicom.pixels import convert_color_space
+
+    ybr = convert_color_space(rgb, "RGB", "YBR_FULL")
+    stored = np.stack([ybr[:, :, 0::2, 0], ybr[:, :, 1::2, 0], ybr[:, :, 0::2, 1], ybr[:, :, 0::2, 2]], axis=-1)
+    ds = pydicom.dcmread(write_dicom_frames(rgb, path, photometric="RGB"))
+    ds.PhotometricInterpretation, ds.PixelData = "YBR_FULL_422", stored.tobytes()
+    ds.save_as(path)
+    return path
+
+
+@pytest.mark.parametrize("count, stride", [(2, 1), (5, 1), (5, 2)])
+def test_uncompressed_ybr_full_422_frames_are_read_at_their_own_offsets(tmp_path, count, stride):
+    """pydicom 3's frame iterator placed frames after the first at 3 bytes a pixel where this layout stores 2:
+    frames 1.. mixed other frames' bytes and the read failed two thirds in ("insufficient pixel data")."""
+    rgb = np.stack([np.full((16, 32, 3), (30 * (k + 1), 200 - 30 * k, 100), np.uint8) for k in range(count)])
+    path = native_ybr_full_422(tmp_path / "ybr422.dcm", rgb)
+    reference = pydicom.dcmread(path).pixel_array.reshape(count, 16, 32, 3)  # pydicom's decoding of all frames
+    read = list(iter_dicom_frames(read_dicom(path), str(path), frame_stride=stride))
+    assert [index for index, _ in read] == list(range(0, count, stride))
+    for index, frame in read:
+        np.testing.assert_array_equal(frame, reference[index])

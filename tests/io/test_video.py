@@ -72,6 +72,36 @@ def test_a_video_cut_short_warns_and_leaves_out_its_last_decoded_frame(tmp_path,
         assert np.abs(pixels.astype(int) - frames[index]).mean() < 4  # whole frames only
 
 
+@pytest.mark.parametrize("kept", [0.3, 0.6, 0.9])
+def test_an_avi_cut_inside_its_last_frame_leaves_it_out_saying_so(tmp_path, kept) -> None:
+    """Cut inside the last frame's JPEG data (``kept`` of it on disk), an MJPEG AVI decodes all the frames its header
+    counts, the last one partly: the count matched, so the file was never asked whether it was cut, and the partly
+    decoded frame was kept without a word."""
+    rows, cols = np.mgrid[0:128, 0:128]
+    frames = np.stack([np.rint(127.5 + 100 * np.sin(rows / (2 + i / 4)) * np.cos(cols / 3)) for i in range(6)])
+    frames = frames.astype(np.uint8)
+    path = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (128, 128), isColor=True)
+    for frame in frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
+    writer.release()
+    data = path.read_bytes()
+    last = data.rfind(b"00dc", 0, data.rfind(b"idx1"))  # the last frame's chunk in the movi list, not its index entry
+    size = int.from_bytes(data[last + 4 : last + 8], "little")
+    (tmp_path / "cut.avi").write_bytes(data[: last + 8 + int(size * kept)])
+    capture = cv2.VideoCapture(str(tmp_path / "cut.avi"))
+    decoded = 0
+    while capture.read()[0]:
+        decoded += 1
+    capture.release()
+    assert decoded == 6  # the case this test is about: as many frames as written
+    with pytest.warns(UserWarning, match=r"cut.avi: the video is cut short \(its RIFF chunks run past the end"):
+        read = list(iter_video_frames(tmp_path / "cut.avi"))
+    assert [index for index, _ in read] == list(range(5))
+    for index, pixels in read:
+        assert np.abs(pixels.astype(int) - frames[index]).mean() < 4  # whole frames only
+
+
 def test_a_name_that_is_not_utf8_is_read_not_a_crash(tmp_path) -> None:
     path = non_utf8_name(tmp_path, ".avi")
     write_avi(tmp_path / "loop.avi").replace(path)
