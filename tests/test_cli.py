@@ -316,6 +316,14 @@ def test_make_datalist_refuses_a_patient_column_under_another_name_in_one_line(t
     assert not (tmp_path / "list.json").exists()
 
 
+def test_make_datalist_csv_of_a_folder_points_to_the_folder_protocol(tmp_path, capsys) -> None:
+    """It said "[Errno 21] Is a directory" and nothing of the protocol a folder of class folders takes."""
+    (tmp_path / "data" / "benign").mkdir(parents=True)
+    code, err = run_main(["make-datalist", "csv", str(tmp_path / "data"), str(tmp_path / "list.json")], capsys)
+    assert code == 2 and err.count("\n") == 1, err
+    assert "is a folder: the csv protocol reads a CSV file" in err and "make-datalist folder" in err
+
+
 @pytest.mark.parametrize("values, fold, said", [((1, 2, 3), 1, "labels fold 1 (column value 2): train"),
                                                  ((0, 1, 2), 0, "labels fold 0 (column value 0): train"),
                                                  (None, 1, "labels fold 1: train")])

@@ -853,9 +853,13 @@ def _read_csv_rows(csv_path: str | os.PathLike) -> list[tuple[int, dict[str, str
     has them where they differ only in Unicode form (:func:`~monai_ext.io.paths.unicode_twin`).
 
     Raises:
-        ValueError: no rows or columns missing, an empty label, or files that do not exist (the lines named).
+        ValueError: a folder given for the CSV, no rows or columns missing, an empty label, or files that do not exist
+            (the lines named).
     """
     csv_path = Path(_require(Path(csv_path), "CSV file"))
+    if csv_path.is_dir():  # "[Errno 21] Is a directory" said nothing of the protocol a folder of classes takes
+        raise ValueError(f"{str(csv_path)!r} is a folder: the csv protocol reads a CSV file of path,label rows; for a "
+                         "folder of class folders use 'make-datalist folder'")
     rows = []
     reader = csv.DictReader(io.StringIO(read_utf8(csv_path), newline=""))
     for row in reader:
