@@ -438,7 +438,7 @@ def recorded_datalist(trained: Mapping[str, Any], ckpt_path: str | os.PathLike) 
                           "a file", "--datalist_file (that list where it is now, or another test set)")
 
 
-#: What a fine-tuned classifier's checkpoint records of the images it trained on: the SHA-256 of its
+#: What a fine-tuned classifier's or segmenter's checkpoint records of the images it trained on: the SHA-256 of its
 #: ``datalist_file`` and the sorted paths of the datalist's training and validation images, relative to the datalist's
 #: folder. Evaluate and cross-validate warn from them of test images the model trained or was selected on (another
 #: datalist whose test part holds them, or the recorded datalist edited since). Checkpoints without them pass silently.

@@ -22,6 +22,8 @@ from tests.bundles.helpers import REPO
 
 TINY = "mae_vit_tiny_patch16_dec128d2b"
 BUNDLES = ("usf_mae_pretrain", "usf_mae_classify", "usf_mae_segment")
+#: The bundles that fine-tune on a datalist or a fold of their synthetic default.
+FINETUNE_BUNDLES = ("usf_mae_classify", "usf_mae_segment")
 #: Every yes/no setting a user may type on the command line, per bundle.
 FLAGS = {
     "usf_mae_pretrain": {"norm_pix_loss", "resume", "compile", "deannotate"},
@@ -116,12 +118,12 @@ def test_a_resume_may_not_change_the_data_split_or_labels(bundle, expected, tmp_
     assert set(record.fixed_settings) == expected
 
 
-def test_a_run_on_a_datalist_resumes_a_checkpoint_that_recorded_its_fold(tmp_path) -> None:
+@pytest.mark.parametrize("bundle", FINETUNE_BUNDLES)
+def test_a_run_on_a_datalist_resumes_a_checkpoint_that_recorded_its_fold(bundle, tmp_path) -> None:
     """Checkpoints saved before the fold of a datalist run was recorded as null recorded --fold 0: their resume was
     refused as a change of split. With a datalist, the datalist is the split; the fold is no fixed setting."""
-    fold0, _ = _fold_datalists(tmp_path)
-    record = parser_for("usf_mae_classify", ["train.yaml"], tmp_path, datalist_file=str(fold0)).get_parsed_content(
-        "model_record")
+    fold0, _ = _fold_datalists(tmp_path, bundle)
+    record = parser_for(bundle, ["train.yaml"], tmp_path, datalist_file=str(fold0)).get_parsed_content("model_record")
     older = record.state_dict()
     older["config"] = {**older["config"], "fold": 0}
     record.load_state_dict(older)
@@ -330,21 +332,19 @@ def test_tracking_logs_where_the_files_went_as_paths(bundle, tmp_path) -> None:
                         "output_dir": str(tmp_path / "out")}
 
 
-@pytest.mark.parametrize("bundle, kind, build, data, datalist", [
-    # the classification bundle refuses a fold with a datalist (one fold): its fold is the synthetic default's
+# both bundles refuse a fold with a datalist (one fold): the fold is the synthetic default's
+@pytest.mark.parametrize("bundle, kind, build, data", [
     ("usf_mae_classify", "classifier", lambda: build_classifier(TINY, 2, img_size=64),
-     {"fold": 2, "seed": 7, "data_seed": 9, "synthetic_per_class": 12, "synthetic_multiclass": True}, False),
+     {"fold": 2, "seed": 7, "data_seed": 9, "synthetic_per_class": 12, "synthetic_multiclass": True}),
     ("usf_mae_segment", "segmenter", lambda: build_segmenter(TINY, 2, img_size=64, feature_size=8),
-     {"fold": 3, "seed": 5, "data_seed": 3, "synthetic_images": 40, "max_train": 20}, True),
+     {"fold": 3, "seed": 5, "data_seed": 3, "synthetic_images": 40, "max_train": 20}),
 ])
-def test_evaluate_tests_on_the_part_its_training_held_out(bundle, kind, build, data, datalist, tmp_path) -> None:
+def test_evaluate_tests_on_the_part_its_training_held_out(bundle, kind, build, data, tmp_path) -> None:
     """A model trained on fold 2 (or a synthetic set of another size) was evaluated on fold 0 of the default set,
     whose test part holds images it trained on (4 of 24 for --synthetic_per_class 12): an inflated score."""
-    (tmp_path / "list.json").write_text("{}")  # the recorded list must be there to be followed
-    listed = str(tmp_path / "list.json") if datalist else None
-    train = parser_for(bundle, ["train.yaml"], tmp_path, datalist_file=listed, **data)
+    train = parser_for(bundle, ["train.yaml"], tmp_path, **data)
     recorded = {key: train.get_parsed_content(f"model_record#config#{key}") for key in (*data, "datalist_file")}
-    assert recorded == {**data, "datalist_file": listed}
+    assert recorded == {**data, "datalist_file": None}
     path = tmp_path / "model.pt"
     save_model_checkpoint(path, build(), kind, {"arch": TINY, "image_size": 64, "class_names": ["a", "b"],
                                                 "mask_encoding": "binary", **recorded})
@@ -354,13 +354,13 @@ def test_evaluate_tests_on_the_part_its_training_held_out(bundle, kind, build, d
     assert parser.get_parsed_content("fold") == 0 and parser.get_parsed_content("datalist_file") is None  # given wins
 
 
+@pytest.mark.parametrize("bundle", FINETUNE_BUNDLES)
 @pytest.mark.parametrize("fold", [2, "1"])
-def test_a_fold_with_a_datalist_is_refused(tmp_path, fold) -> None:
+def test_a_fold_with_a_datalist_is_refused(tmp_path, bundle, fold) -> None:
     """--fold N with --datalist_file (one fold, chosen by make-datalist) was ignored, yet recorded in model.pt and
     MLflow as the fold trained on."""
     (tmp_path / "list.json").write_text("{}")
-    train = parser_for("usf_mae_classify", ["train.yaml"], tmp_path, datalist_file=str(tmp_path / "list.json"),
-                       fold=fold)
+    train = parser_for(bundle, ["train.yaml"], tmp_path, datalist_file=str(tmp_path / "list.json"), fold=fold)
     for key in ("model_record#config#fold", "split"):
         with pytest.raises(Exception) as error:
             train.get_parsed_content(key)
@@ -369,27 +369,42 @@ def test_a_fold_with_a_datalist_is_refused(tmp_path, fold) -> None:
                                       "make-datalist --fold N")
 
 
+#: The MLflow runs of each bundle that log the fold among their resolved params.
+TRACKED_RUNS = {"usf_mae_classify": ("trainer", "probe_runner"), "usf_mae_segment": ("trainer",)}
+
+
+@pytest.mark.parametrize("bundle", FINETUNE_BUNDLES)
 @pytest.mark.parametrize("datalist, fold, recorded", [(True, 0, None), (True, None, None), (False, 3, 3)])
-def test_the_fold_recorded_is_null_with_a_datalist(tmp_path, datalist, fold, recorded) -> None:
+def test_the_fold_recorded_is_null_with_a_datalist(tmp_path, bundle, datalist, fold, recorded) -> None:
     """The model record and the MLflow params say the datalist was the fold (null), not the unused --fold 0."""
-    tracking = yaml.safe_load((configs("usf_mae_classify") / "mlflow_tracking.yaml").read_text())["configs"]
+    tracking = yaml.safe_load((configs(bundle) / "mlflow_tracking.yaml").read_text())["configs"]
     (tmp_path / "list.json").write_text("{}")
-    train = parser_for("usf_mae_classify", ["train.yaml"], tmp_path, fold=fold,
+    train = parser_for(bundle, ["train.yaml"], tmp_path, fold=fold,
                        datalist_file=str(tmp_path / "list.json") if datalist else None)
-    train.update({"trainer_params": tracking["trainer"]["resolved_params"],
-                  "probe_params": tracking["probe_runner"]["resolved_params"]})
+    train.update({f"{run}_params": tracking[run]["resolved_params"] for run in TRACKED_RUNS[bundle]})
     assert train.get_parsed_content("model_record#config#fold") == recorded
-    assert train.get_parsed_content("trainer_params#fold") == train.get_parsed_content("probe_params#fold") == recorded
+    assert [train.get_parsed_content(f"{run}_params#fold") for run in TRACKED_RUNS[bundle]] == \
+        [recorded] * len(TRACKED_RUNS[bundle])
 
 
-def test_evaluate_reads_an_older_record_of_a_fold_with_a_datalist(tmp_path) -> None:
+#: Per fine-tuning bundle: its checkpoint kind, a tiny network of that kind, and the class names of its datalists.
+FINETUNED = {
+    "usf_mae_classify": ("classifier", lambda: build_classifier(TINY, 2, img_size=64), ["a", "b"]),
+    "usf_mae_segment": ("segmenter", lambda: build_segmenter(TINY, 2, img_size=64, feature_size=8),
+                        ["background", "lesion"]),
+}
+
+
+@pytest.mark.parametrize("bundle", FINETUNE_BUNDLES)
+def test_evaluate_reads_an_older_record_of_a_fold_with_a_datalist(tmp_path, bundle) -> None:
     """Checkpoints saved before the refusal recorded the ignored --fold beside their datalist: still evaluated."""
     (tmp_path / "list.json").write_text("{}")
     path = tmp_path / "model.pt"
-    save_model_checkpoint(path, build_classifier(TINY, 2, img_size=64), "classifier",
-                          {"arch": TINY, "image_size": 64, "class_names": ["a", "b"], "fold": 3,
-                           "datalist_file": str(tmp_path / "list.json")})
-    parser = evaluate_parser("usf_mae_classify", path)
+    kind, build, class_names = FINETUNED[bundle]
+    save_model_checkpoint(path, build(), kind, {"arch": TINY, "image_size": 64, "class_names": class_names,
+                                                "mask_encoding": "binary", "fold": 3,
+                                                "datalist_file": str(tmp_path / "list.json")})
+    parser = evaluate_parser(bundle, path)
     assert parser.get_parsed_content("fold") is None
     assert parser.get_parsed_content("model_record#config#fold") is None
 
@@ -512,54 +527,71 @@ def test_classifier_inference_without_any_checkpoint_keeps_its_default_names(tmp
     assert parser.get_parsed_content("class_names") == ["benign", "malignant"]
 
 
-def _fold_datalists(tmp_path: Path) -> tuple[Path, Path]:
-    """Two datalists of one folder of 8 images (``data/<class>/<i>.png``) whose parts overlap: fold1.json tests on
-    two images that fold0.json trains and validates on."""
+def _fold_datalists(tmp_path: Path, bundle: str = "usf_mae_classify") -> tuple[Path, Path]:
+    """Two datalists of ``bundle`` of one folder of 8 images (``data/<group>/<i>.png``; for segmentation each with
+    its lesion mask in ``masks/<group>/<i>.png``) whose parts overlap: fold1.json tests on two images that fold0.json
+    trains and validates on."""
     import cv2
     import numpy as np
 
     from monai_ext.data.datalists import write_split
 
+    task = "segmentation" if bundle == "usf_mae_segment" else "classification"
     items = []
     for c, name in enumerate(("a", "b")):
-        (tmp_path / "data" / name).mkdir(parents=True)
+        for folder in ("data", "masks"):
+            (tmp_path / folder / name).mkdir(parents=True)
         for i in range(4):
             cv2.imwrite(str(tmp_path / "data" / name / f"{i}.png"), np.full((8, 8), 10 * i + c, np.uint8))
-            items.append({"image": str(tmp_path / "data" / name / f"{i}.png"), "label": c})
+            mask = np.zeros((8, 8), np.uint8)
+            mask[2:6, 2:6] = 255
+            cv2.imwrite(str(tmp_path / "masks" / name / f"{i}.png"), mask)
+            label = str(tmp_path / "masks" / name / f"{i}.png") if task == "segmentation" else c
+            items.append({"image": str(tmp_path / "data" / name / f"{i}.png"), "label": label})
     fold0 = {"train": items[0:2] + items[4:6], "validation": [items[2], items[6]], "test": [items[3], items[7]]}
     fold1 = {"train": items[1:4] + items[5:8], "validation": [], "test": [items[0], items[4]]}
-    return (write_split(fold0, ["a", "b"], tmp_path / "lists" / "fold0.json", "classification"),
-            write_split(fold1, ["a", "b"], tmp_path / "lists" / "fold1.json", "classification"))
+    class_names = FINETUNED[bundle][2]
+    return (write_split(fold0, class_names, tmp_path / "lists" / "fold0.json", task),
+            write_split(fold1, class_names, tmp_path / "lists" / "fold1.json", task))
 
 
-def _trained_on(tmp_path: Path, datalist: Path, **drop) -> Path:
-    """model.pt as the classify bundle's training records it on ``datalist`` (``drop``: record keys left out)."""
-    train = parser_for("usf_mae_classify", ["train.yaml"], tmp_path, datalist_file=str(datalist))
+def _trained_on(tmp_path: Path, datalist: Path, bundle: str = "usf_mae_classify", **drop) -> Path:
+    """model.pt as ``bundle``'s training records it on ``datalist`` (``drop``: record keys left out)."""
+    train = parser_for(bundle, ["train.yaml"], tmp_path, datalist_file=str(datalist))
     config = train.get_parsed_content("model_record#config")
     path = tmp_path / "models" / "model.pt"
-    save_model_checkpoint(path, build_classifier(TINY, 2, img_size=64), "classifier",
-                          {k: v for k, v in config.items() if k not in drop})
+    kind, build, _ = FINETUNED[bundle]
+    save_model_checkpoint(path, build(), kind, {k: v for k, v in config.items() if k not in drop})
     return path
 
 
+def _image_check(parser: ConfigParser) -> str:
+    """The id of the evaluate overlay's check of the test images against the checkpoint's record: its place in
+    ``initialize`` differs between bundles (the segmentation bundle checks its masks first)."""
+    steps = parser["initialize"]
+    return f"initialize#{next(i for i, step in enumerate(steps) if 'check_evaluated_images' in str(step))}"
+
+
+@pytest.mark.parametrize("bundle", FINETUNE_BUNDLES)
 @pytest.mark.parametrize("given, edit, warned", [
     ("fold1.json", False, "2 of 2 image(s) of the test part of {lists}/fold1.json are training or validation images"),
     ("fold0.json", True, "{lists}/fold0.json changed since"),
     ("fold0.json", False, None),
 ])
-def test_evaluate_warns_of_test_images_the_checkpoint_trained_on(tmp_path, caplog, given, edit, warned) -> None:
+def test_evaluate_warns_of_test_images_the_checkpoint_trained_on(tmp_path, caplog, bundle, given, edit,
+                                                                 warned) -> None:
     """Evaluate scored another datalist's test part, holding images the checkpoint trained on, without a word."""
-    fold0, _ = _fold_datalists(tmp_path)
-    path = _trained_on(tmp_path, fold0)
+    fold0, _ = _fold_datalists(tmp_path, bundle)
+    path = _trained_on(tmp_path, fold0, bundle)
     recorded = torch.load(path, weights_only=True)["arch"]["config"]
     assert recorded["trained_images"] == ["../data/a/0.png", "../data/a/1.png", "../data/a/2.png", "../data/b/0.png",
                                           "../data/b/1.png", "../data/b/2.png"]
     if edit:
         fold0.write_text(fold0.read_text() + "\n")
-    parser = evaluate_parser("usf_mae_classify", path, datalist_file=str(tmp_path / "lists" / given),
+    parser = evaluate_parser(bundle, path, datalist_file=str(tmp_path / "lists" / given),
                              output_dir=str(tmp_path / "out"))
     with caplog.at_level("WARNING"):
-        seen = parser.get_parsed_content("initialize#1")
+        seen = parser.get_parsed_content(_image_check(parser))
     if warned is None:
         assert seen == [] and "training or validation images" not in caplog.text and "changed" not in caplog.text
     else:
@@ -568,13 +600,35 @@ def test_evaluate_warns_of_test_images_the_checkpoint_trained_on(tmp_path, caplo
         assert sorted(Path(p).name for p in seen) == ["0.png", "0.png"] and "e.g. 0.png, 0.png" in caplog.text
 
 
-def test_evaluate_of_an_older_checkpoint_without_the_record_is_silent(tmp_path, caplog) -> None:
-    fold0, fold1 = _fold_datalists(tmp_path)
-    path = _trained_on(tmp_path, fold0, datalist_sha256=None, trained_images=None)
-    parser = evaluate_parser("usf_mae_classify", path, datalist_file=str(fold1), output_dir=str(tmp_path / "out"))
+@pytest.mark.parametrize("bundle", FINETUNE_BUNDLES)
+def test_evaluate_of_an_older_checkpoint_without_the_record_is_silent(tmp_path, caplog, bundle) -> None:
+    fold0, fold1 = _fold_datalists(tmp_path, bundle)
+    path = _trained_on(tmp_path, fold0, bundle, datalist_sha256=None, trained_images=None)
+    parser = evaluate_parser(bundle, path, datalist_file=str(fold1), output_dir=str(tmp_path / "out"))
     with caplog.at_level("WARNING"):
-        assert parser.get_parsed_content("initialize#1") == []
+        assert parser.get_parsed_content(_image_check(parser)) == []
     assert "training or validation images" not in caplog.text
+
+
+@pytest.mark.parametrize("bundle", FINETUNE_BUNDLES)
+def test_cross_validation_warns_of_a_start_trained_on_a_folds_test_images(tmp_path, caplog, bundle) -> None:
+    """``ours=models/model.pt`` fine-tuned by the bundle on a datalist of the same images: the folds whose test
+    part it trained on are warned of (a segmentation checkpoint recorded no images, so none was)."""
+    from monai_ext.apps import crossval
+    from monai_ext.data.datalists import read_split
+    from monai_ext.data.downstream import Protocol
+
+    fold0, fold1 = _fold_datalists(tmp_path, bundle)
+    path = _trained_on(tmp_path, fold0, bundle)
+    task = "segmentation" if bundle == "usf_mae_segment" else "classification"
+    splits = [read_split(fold0, task), read_split(fold1, task)]
+    protocol = Protocol("toy", splits[0]["class_names"], [{k: s[k] for k in ("train", "validation", "test")}
+                                                          for s in splits])
+    with caplog.at_level("WARNING"):
+        found = crossval.warn_of_starts_trained_on_test_images([f"ours={path}"], None, protocol, [0, 1])
+    assert found == {"ours": [1]}, caplog.text
+    assert f"2 of 2 image(s) of toy test fold 1 (start ours) are training or validation images of {path}" in \
+        caplog.text
 
 
 @pytest.mark.parametrize("eval_split", ["test", "validation", "train"])

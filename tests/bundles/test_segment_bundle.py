@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+from monai_ext.data.datalists import write_split
 from monai_ext.data.segmentation import synthetic_segmentation_protocol
 from monai_ext.io.writers import write_dicom_frames
 from monai_ext.networks import build_from_checkpoint
-from monai_ext.networks.checkpoints import read_checkpoint
+from monai_ext.networks.checkpoints import read_checkpoint, sha256_of
 from monai_ext.networks.mae import build_mae
 from monai_ext.transforms import IMAGENET_MEAN, IMAGENET_STD
 from tests.bundles.helpers import REPO, SEGMENT, bundle_command, run_bundle, tiny_segment_overrides
@@ -209,3 +210,38 @@ def test_class_index_masks_read_as_binary_are_refused_before_training(cache, tmp
     assert "2 foreground classes ['benign', 'malignant'], but --mask_encoding binary reads every mask as one " \
            "class" in last and "give --mask_encoding index" in last, last
     assert "Epoch[1/" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("configs", [[TRAIN], [TRAIN, EVALUATE]])
+def test_a_fold_with_a_datalist_is_refused_in_one_line(configs, trained, cache, tmp_path) -> None:
+    """--fold 2 with --datalist_file (one fold, chosen by make-datalist) was ignored, yet recorded in model.pt and
+    MLflow as the fold trained on."""
+    datalist = lesion_free_validation_datalist(cache, tmp_path)
+    checkpoint = {"ckpt_path": str(trained[0] / "models" / "model.pt")} if EVALUATE in configs else {}
+    overrides = tiny_segment_overrides(tmp_path, cache, datalist_file=datalist, fold=2, **checkpoint)
+    result = run_bundle(configs, overrides, check=False)
+    assert result.returncode == 2, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"usf_mae_segment: --fold 2 does not apply to --datalist_file {datalist!r}: the datalist "
+                           "is one fold; make it with make-datalist --fold N"), last
+    assert "Traceback" not in result.stderr and "Epoch[1/" not in result.stdout + result.stderr
+    assert not (tmp_path / "models" / "model.pt").exists()
+
+
+def test_model_pt_records_its_images_and_evaluate_warns_of_them_in_another_test_part(cache, tmp_path) -> None:
+    """Evaluate scored fold 1's test part, which fold 0's model trained and was selected on, as held out."""
+    protocol = synthetic_segmentation_protocol(cache, 20, 42, 14)
+    lists = [write_split(protocol.splits[k], protocol.class_names, tmp_path / "lists" / f"fold{k}.json",
+                         "segmentation") for k in (0, 1)]
+    run_bundle([TRAIN], tiny_segment_overrides(tmp_path, cache, datalist_file=str(lists[0]), epochs=1))
+    config = read_checkpoint(tmp_path / "models" / "model.pt")["arch"]["config"]
+    seen = {it["image"] for part in ("train", "validation") for it in protocol.splits[0][part]}
+    assert config["fold"] is None and config["datalist_sha256"] == sha256_of(lists[0])
+    assert len(config["trained_images"]) == len(seen)
+    overlap = [it for it in protocol.splits[1]["test"] if it["image"] in seen]
+    assert overlap  # the folds' test parts are disjoint, so fold 1's test images are fold 0's training images
+    result = run_bundle([TRAIN, EVALUATE], tiny_segment_overrides(tmp_path, cache, datalist_file=str(lists[1])))
+    said = (f"{len(overlap)} of {len(protocol.splits[1]['test'])} image(s) of the test part of {lists[1]} are "
+            f"training or validation images of {tmp_path / 'models' / 'model.pt'}")
+    assert said in result.stdout + result.stderr, (result.stdout + result.stderr)[-3000:]
+    assert "test Dice" in result.stdout
