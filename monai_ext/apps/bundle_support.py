@@ -939,7 +939,8 @@ def inference_files(input_dir: str | os.PathLike | None, input_files: str | os.P
             the files not read, and one named in ``input_files`` is refused.
 
     Raises:
-        ValueError: neither gives any file, or (``pictures_only``) a named file is no picture.
+        ValueError: neither gives any file, a folder is named in ``input_files``, or (``pictures_only``) a named file
+            is no picture.
     """
     from monai_ext.data.corpus import is_corpus_cache
     from monai_ext.data.folders import without_masks
@@ -964,6 +965,10 @@ def inference_files(input_dir: str | os.PathLike | None, input_files: str | os.P
                                            "`make-datalist busi` reads them as masks; name one in --input_files "
                                            "to predict on it")]
     named = path_list_setting(input_files, "input_files")
+    folders = [f for f in named if os.path.isdir(f)]
+    if folders:  # it was "cannot open (missing, a broken link or not a file)", which did not say where folders go
+        raise ValueError(f"--input_files {folders[0]!r} is a folder: give folders as --input_dir (searched "
+                         "recursively), files as --input_files")
     if pictures_only:
         _refuse_non_pictures(named)
     files = found + named

@@ -115,7 +115,8 @@ def method_overrides(method: str, init_checkpoint: str | None, task: str = "clas
         return {"init_checkpoint": named[1]}
     if method == "pretrained":
         if not init_checkpoint:
-            raise ValueError("method 'pretrained' needs an init checkpoint")
+            raise ValueError("method 'pretrained' needs an init checkpoint (--init_checkpoint FILE); without one, "
+                             "compare the others (e.g. --methods random,cnn)")
         return {"init_checkpoint": str(init_checkpoint)}
     if method == "random":
         return {"init_checkpoint": None}

@@ -208,6 +208,14 @@ def test_masks_beside_their_images_in_the_input_folder_are_not_predicted(tmp_pat
     assert named in inference_files(busi, [named])
 
 
+@pytest.mark.parametrize("pictures_only", [False, True])
+def test_a_folder_named_in_input_files_is_pointed_to_input_dir(tmp_path, pictures_only) -> None:
+    """It was "cannot open (missing, a broken link or not a file)", which did not say where a folder goes."""
+    (tmp_path / "scans").mkdir()
+    with pytest.raises(ValueError, match=r"--input_files '.*scans' is a folder: give folders as --input_dir"):
+        inference_files(None, [str(tmp_path / "scans")], pictures_only=pictures_only)
+
+
 @pytest.mark.parametrize("layout, masks, folders", [
     # BUS-BRA as distributed: Images/ beside Masks/
     ({"Images/bus_0001-l.png": 1, "Images/bus_0002-r.png": 1, "Masks/mask_0001-l.png": 0, "Masks/mask_0002-r.png": 0},

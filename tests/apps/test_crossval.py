@@ -445,3 +445,11 @@ def test_a_start_checkpoint_trained_on_a_folds_test_images_is_warned_of(tmp_path
         assert "e.g. 0.png, 1.png" in said[0]
     else:
         assert said == []
+
+
+@pytest.mark.parametrize("task", ["classify", "segment"])
+def test_the_pretrained_start_without_a_checkpoint_says_how_to_go_on(task) -> None:
+    """cross-validate's default --methods start with 'pretrained': without --init_checkpoint the refusal named the
+    missing checkpoint only, not the comparison that needs none."""
+    with pytest.raises(ValueError, match=r"needs an init checkpoint \(--init_checkpoint FILE\).*--methods random,cnn"):
+        crossval.method_overrides("pretrained", None, task)
