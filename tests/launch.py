@@ -71,5 +71,6 @@ def run_torchrun(target: Sequence[str | int | os.PathLike], *, processes: int, e
     target = [str(part) if isinstance(part, int) else os.fspath(part) for part in target]
     if fresh or os.environ.get("MONAI_EXT_TEST_FRESH_PYTHON") == "1":
         return run_bounded([*launcher, *target], timeout=timeout, check=check, cwd=cwd, env=dict(env))
+    # past the timeout, SIGTERM first as run_bounded sends it: the agent stops its ranks (SIGKILL after its own 30 s)
     return run_python([*launcher, "--run-path", "--start-method", "fork", str(WARM_RANK), *target], cwd=cwd,
-                      env=env, timeout=timeout, check=check)
+                      env=env, timeout=timeout, check=check, grace=GRACE_S)

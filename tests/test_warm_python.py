@@ -42,8 +42,13 @@ PROBE = textwrap.dedent("""
     if how == "interrupt":
         raise KeyboardInterrupt
     if how == "hang":
+        import signal, time
+        def stopped(number, frame):
+            open(os.path.join(os.environ["TMPDIR"], "stopped_by"), "w").write(signal.Signals(number).name)
+            sys.exit(143)
+        signal.signal(signal.SIGTERM, stopped)
         print("started, then hangs")
-        import time; time.sleep(60)
+        time.sleep(60)
 """)
 
 
@@ -109,6 +114,24 @@ def test_a_warm_script_run_gives_what_a_fresh_interpreter_gives(how, tmp_path, p
     def without_random(text: str) -> list[str]:
         return [line for line in text.splitlines() if not line.startswith("random")]
     assert without_random(warm.stderr)[-1] == without_random(expected.stderr)[-1]
+
+
+def test_a_missing_script_is_said_as_python_says_it(tmp_path, probe_env) -> None:
+    command = [sys.executable, str(tmp_path / "missing.py")]
+    expected = subprocess.run(command, cwd=tmp_path, env=probe_env, capture_output=True, text=True, timeout=120)
+    warm = run_python(command, cwd=tmp_path, env=probe_env, timeout=120)
+    assert warm.returncode == expected.returncode == 2
+    assert warm.stderr.split(": ", 1)[1] == expected.stderr.split(": ", 1)[1]  # less the interpreter's path
+
+
+@pytest.mark.parametrize("grace", [None, 30])
+def test_a_warm_run_past_its_timeout_is_stopped_as_asked(tmp_path, probe_env, grace) -> None:
+    """Killed at once, as subprocess kills it; or, with a grace, sent SIGTERM first (a launcher stops its workers)."""
+    with pytest.raises(subprocess.TimeoutExpired):
+        run_python([sys.executable, "-m", "probe_module", "hang"], cwd=tmp_path, env=probe_env, timeout=5,
+                   grace=grace)
+    said = (tmp_path / "tmp" / "stopped_by").read_text() if (tmp_path / "tmp" / "stopped_by").exists() else None
+    assert said == ("SIGTERM" if grace else None)
 
 
 def test_a_warm_run_past_its_timeout_is_killed_and_raises(tmp_path, probe_env) -> None:

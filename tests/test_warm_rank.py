@@ -16,7 +16,7 @@ own_warm_interpreter = test_warm_python.own_warm_interpreter  # the fixture: a w
 # Each rank writes what it sees of its start-up to OUT/rank<r>.txt, then ends as its first argument says (on rank 1
 # only for the failures, as one failing rank does, after rank 0 has ended).
 PROBE = textwrap.dedent("""
-    import atexit, os, sys, threading
+    import atexit, os, signal, sys, threading
     from pathlib import Path
     import numpy, torch
     out = Path(os.environ["PROBE_OUT"]) / f"rank{os.environ['RANK']}.txt"
@@ -27,6 +27,8 @@ PROBE = textwrap.dedent("""
         f"threads {torch.get_num_threads()}",
         f"monai_ext {'monai_ext' in sys.modules}",
         f"path0 {Path(sys.path[0] or os.getcwd()).resolve() == Path(os.environ['PROBE_FIRST']).resolve()}",
+        f"cwd importable {any(Path(p or os.getcwd()).resolve() == Path.cwd().resolve() for p in sys.path)}",
+        f"sigterm default {signal.getsignal(signal.SIGTERM) is signal.SIG_DFL}",
     ]
     out.write_text("\\n".join(lines) + "\\n")
     with open(out.with_suffix(".random"), "w") as f:
@@ -80,7 +82,9 @@ def test_a_forked_rank_sees_what_a_fresh_rank_sees(how, form, tmp_path, probe) -
     assert warm[0].returncode == expected[0].returncode == 1
     assert warm[1] == expected[1]  # what each rank saw, and its exit handlers
     assert all("at exit" in text and "threads 1" in text and "monai_ext False" in text and "path0 True" in text
-               for text in warm[1].values())
+               and "sigterm default True" in text for text in warm[1].values())
+    # python SCRIPT has the script's folder on sys.path, not the working folder; -m the working folder
+    assert all(f"cwd importable {form == 'module'}" in text for text in warm[1].values())
     assert warm[3] == expected[3] == {0: "joined", 1: "joined"}
     assert warm[2][0] != warm[2][1]  # fresh random states on every rank, as fresh interpreters have
     # the launcher names the failed rank, and a raise is printed as Python prints it

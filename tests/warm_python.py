@@ -41,10 +41,13 @@ PRELOADED = ("torch", "monai", "monai.bundle.scripts", "monai.handlers", "ignite
 
 
 def run_python(command: Sequence[str], cwd: str | os.PathLike | None = None, env: Mapping[str, str] | None = None,
-               timeout: float | None = None, check: bool = False) -> subprocess.CompletedProcess:
+               timeout: float | None = None, check: bool = False,
+               grace: float | None = None) -> subprocess.CompletedProcess:
     """``subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=check)``;
     a ``[sys.executable, "-m", MODULE, *ARGS]`` or ``[sys.executable, SCRIPT.py, *ARGS]`` command runs in a fork of
-    the worker's warm interpreter unless ``MONAI_EXT_TEST_FRESH_PYTHON=1``.
+    the worker's warm interpreter unless ``MONAI_EXT_TEST_FRESH_PYTHON=1``. Past ``timeout`` the run is killed, as
+    subprocess kills it; with ``grace``, it is sent SIGTERM first and killed ``grace`` seconds later if still running
+    (a launcher then stops its own workers).
 
     Raises:
         subprocess.TimeoutExpired: the run took longer than ``timeout`` seconds (it is killed, as subprocess does).
@@ -58,7 +61,9 @@ def run_python(command: Sequence[str], cwd: str | os.PathLike | None = None, env
             and ((command[1] == "-m" and len(command) > 2) or command[1].endswith(".py")))
     if not warm:
         return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=check)
-    result = _warm().run(command, os.fspath(cwd or os.getcwd()), env, timeout)
+    if grace is not None and not warm:
+        raise ValueError("grace is for warm runs; a fresh one is tests.launch.run_bounded's")
+    result = _warm().run(command, os.fspath(cwd or os.getcwd()), env, timeout, grace)
     if check:
         result.check_returncode()
     return result
@@ -79,13 +84,14 @@ class _WarmInterpreter:
     def alive(self) -> bool:
         return self.process.poll() is None
 
-    def run(self, command: list[str], cwd: str, env: dict[str, str],
-            timeout: float | None) -> subprocess.CompletedProcess:
+    def run(self, command: list[str], cwd: str, env: dict[str, str], timeout: float | None,
+            grace: float | None = None) -> subprocess.CompletedProcess:
         folder = Path(tempfile.gettempdir())
         out, err = (folder / f"warm_python_{os.getpid()}.{name}" for name in ("out", "err"))
         target = {"module": command[2], "args": command[3:]} if command[1] == "-m" else {
             "script": command[1], "args": command[2:]}
-        request = {**target, "cwd": cwd, "env": env, "stdout": str(out), "stderr": str(err), "timeout": timeout}
+        request = {**target, "cwd": cwd, "env": env, "stdout": str(out), "stderr": str(err), "timeout": timeout,
+                   "grace": grace}
         with self.lock:
             pid = None
             try:
@@ -148,16 +154,21 @@ def serve() -> None:
                 traceback.print_exc()
             os._exit(1)
         print(json.dumps({"pid": pid}), flush=True)
-        status, timed_out = _wait(pid, request["timeout"])
+        status, timed_out = _wait(pid, request["timeout"], request["grace"])
         print(json.dumps({"returncode": os.waitstatus_to_exitcode(status), "timed_out": timed_out}), flush=True)
 
 
-def _wait(pid: int, timeout: float | None) -> tuple[int, bool]:
-    """The wait status of child ``pid``, and whether it was killed for running past ``timeout`` seconds. It is
-    killed before it is reaped, so the pid is still its own."""
+def _wait(pid: int, timeout: float | None, grace: float | None) -> tuple[int, bool]:
+    """The wait status of child ``pid``, and whether it was stopped for running past ``timeout`` seconds: killed, or
+    with ``grace`` sent SIGTERM and killed ``grace`` seconds later if still running. It is signalled before it is
+    reaped, so the pid is still its own."""
     pidfd = os.pidfd_open(pid)  # readable when the process ends (Linux 5.3+)
     try:
         ended, _, _ = select.select([pidfd], [], [], timeout)
+        if not ended and grace is not None:
+            os.kill(pid, signal.SIGTERM)
+            if select.select([pidfd], [], [], grace)[0]:
+                return os.waitpid(pid, 0)[1], True
     finally:
         os.close(pidfd)
     if not ended:
@@ -190,6 +201,10 @@ def _child(request: dict) -> None:
     sys.path[1:1] = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p not in sys.path]
     if "script" in request:  # what python SCRIPT runs: the script's folder first on sys.path, argv[0] the script
         script = request["script"]
+        if not os.path.isfile(script):  # as Python says it, exit code 2
+            print(f"{sys.executable}: can't open file {os.path.abspath(script)!r}: [Errno 2] No such file or "
+                  "directory", file=sys.stderr)
+            os._exit(2)
         sys.path[0] = os.path.dirname(os.path.realpath(script))
         sys.argv = [script, *request["args"]]
         code = run_as_main(lambda: _run_script(script))
@@ -203,14 +218,19 @@ def _child(request: dict) -> None:
 
 
 def _run_script(script: str) -> None:
-    """Run ``script`` in the ``__main__`` module itself, as Python runs a script, which takes its ``__file__`` away
-    again once it has run (so exit handlers see a ``__main__`` without one)."""
-    import runpy
+    """Run ``script`` in a new ``__main__`` module (the server's holds its own globals), as Python runs a script,
+    which takes its ``__file__`` away again once it has run (so exit handlers see a ``__main__`` without one)."""
+    import builtins
+    import importlib.machinery
+    import types
 
-    main = sys.modules["__main__"].__dict__
+    module = types.ModuleType("__main__")
+    main = module.__dict__
+    main.update(__builtins__=builtins, __file__=script, __cached__=None, __package__=None, __spec__=None,
+                __loader__=importlib.machinery.SourceFileLoader("__main__", script))
+    sys.modules["__main__"] = module
     try:
-        runpy._run_code(compile(Path(script).read_bytes(), script, "exec"), main, mod_name="__main__",
-                        script_name=script)
+        exec(compile(Path(script).read_bytes(), script, "exec"), main)
     finally:
         main.pop("__file__", None)
         main.pop("__cached__", None)

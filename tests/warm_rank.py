@@ -9,7 +9,9 @@ those libraries: a 3-rank launch saved about 20 s of CPU on the 2-core CI machin
 interpreter would be (its own random states, torch's thread count from ``OMP_NUM_THREADS``, the script's folder first
 on ``sys.path``, its own exit handlers), then runs its target as Python would, with an uncaught exception printed by
 ``sys.excepthook`` and the interpreter's exit code. This package is not imported before the fork, as in
-:mod:`tests.warm_python`.
+:mod:`tests.warm_python`. What is not redone: the string hash seed, which every rank shares (a fresh rank has its
+own), so a rank's order of a set of strings is the others'; the launcher tests of kills and signals and one run of
+each bundle start fresh ranks.
 """
 
 from __future__ import annotations
@@ -46,6 +48,11 @@ def _fresh_process() -> None:
     ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     atexit._clear()  # the launcher's exit handlers are not the rank's: its own imports and run register them
     atexit.register(logging.shutdown)
+    # nor are its signal handlers: torchrun's Python handler of SIGTERM kept the project's stop handling from being
+    # installed (it installs only over the default), and never ran in a rank blocked in a collective
+    for number in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(number, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if os.environ.get("OMP_NUM_THREADS", "").isdigit():  # torchrun sets it to 1 for several ranks
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     torch.seed()
@@ -63,7 +70,8 @@ def main() -> None:
         code = run_as_main(lambda: runpy.run_module(target[1], run_name="__main__", alter_sys=True))
     else:
         sys.argv = target
-        sys.path.insert(0, str(Path(target[0]).resolve().parent))  # as python SCRIPT puts its folder first
+        # as python SCRIPT puts its folder first, in place of the launcher's working folder ("": it has none)
+        sys.path[0] = str(Path(target[0]).resolve().parent)
         code = run_as_main(lambda: runpy.run_path(target[0], run_name="__main__"))
     if code is None:  # Ctrl-C: Python ends by SIGINT
         signal.signal(signal.SIGINT, signal.SIG_DFL)

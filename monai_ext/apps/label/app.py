@@ -116,13 +116,15 @@ class UltrasoundDatastore(LocalDatastore):
         """MONAI Label's upload of an image, refusing an id that names no file directly in the studies folder
         (``../pwn`` was written outside it) with HTTP 422, and naming an upload sent without a file name (``.nii.gz``
         by MONAI Label's endpoint, which the datastore does not list) by its content."""
-        if image_id:  # none: MONAI Label names the image by its temporary file
-            try:
-                check_image_id(image_id)
-            except ValueError as e:
-                raise _unprocessable(str(e)) from e
+        # none given: MONAI Label names the image by its temporary file, taken before the content naming below
+        # renames it (every such upload was "upload", each over the one before)
+        image_id = image_id or self._to_id(Path(image_filename).name)[0]
+        try:
+            check_image_id(image_id)
+        except ValueError as e:
+            raise _unprocessable(str(e)) from e
         with named_by_content(image_filename) as named:
-            if image_id and not stays_in(self._datastore.image_path(), image_id + self._to_id(Path(named).name)[1]):
+            if not stays_in(self._datastore.image_path(), image_id + self._to_id(Path(named).name)[1]):
                 raise _unprocessable(f"image id {image_id!r} names a file outside the studies folder (a link?): "
                                      "not written")
             return super().add_image(image_id, named, image_info)

@@ -103,16 +103,17 @@ def check_label_tag(tag: object) -> str:
 
 
 def check_image_id(image_id: object) -> str:
-    """``image_id`` when it can name a file directly in the studies folder: no ``/``, ``\\`` or ``..``, and not
-    hidden (the datastore does not list hidden files, :func:`served_names`).
+    """``image_id`` when it can name a file directly in the studies folder: not empty, no ``/`` or ``\\``, and not
+    starting with ``.`` (``.`` and ``..`` themselves, and hidden files, which the datastore does not list:
+    :func:`served_names`). ``..`` inside a name (``pt1..left``, a file the datastore lists) is a name like any other.
 
     Raises:
         ValueError: any other id, quoting it.
     """
-    if not isinstance(image_id, str) or image_id.startswith(".") or any(
-            part in image_id for part in ("/", "\\", "..", "\0")):
+    if not isinstance(image_id, str) or not image_id or image_id.startswith(".") or any(
+            part in image_id for part in ("/", "\\", "\0")):
         raise ValueError(f"image id {image_id!r} is not allowed: an id names a file directly in the studies "
-                         "folder (no '/', '\\' or '..', not starting with '.')")
+                         "folder (no '/' or '\\', not starting with '.')")
     return image_id
 
 

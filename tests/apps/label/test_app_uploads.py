@@ -68,6 +68,16 @@ store.save_label("ga", str(nameless), "final", {})
 out["nameless_label"] = Path(store.get_label_uri("ga", "final")).name
 out["nameless_image"] = answer(lambda: store.add_image("sent", str(nameless), {}))
 out["nameless_image_file"] = Path(store.get_image_uri("sent")).name
+# sent with neither a file name nor an id: each was "upload", the second over the first
+first, second = tmp / "tmpfirst.nii.gz", tmp / "tmpsecond.nii.gz"
+Image.fromarray(np.full((4, 4), 10, np.uint8)).save(first, format="PNG")
+Image.fromarray(np.full((4, 4), 200, np.uint8)).save(second, format="PNG")
+out["nameless_ids"] = [store.add_image("", str(first), {}), store.add_image("", str(second), {})]
+out["nameless_pixels"] = [int(np.asarray(Image.open(store.get_image_uri(i)))[0, 0]) for i in out["nameless_ids"]]
+# ".." inside a listed file's name is a name like any other: its labels save
+Image.fromarray(np.full((4, 4), 3, np.uint8)).save(studies / "pt1..left.png")
+store.refresh()
+out["dotted_label"] = answer(lambda: store.save_label("pt1..left", str(upload), "final", {}))
 
 # the README's class files, a 3D Slicer mask, and an id with a dot: listed again once the record is rebuilt
 for image_id, name in (("ga", "class.json"), ("case.1", "class.txt")):
@@ -143,6 +153,14 @@ def test_nothing_was_written_outside_and_the_image_was_kept(outcome) -> None:
 def test_a_picture_sent_without_a_file_name_is_saved_under_its_own_suffix(outcome, key, name) -> None:
     assert outcome[key] == name
     assert outcome["nameless_image"] == ["ok", "sent"]
+
+
+def test_uploads_without_a_file_name_or_an_id_keep_their_own_ids(outcome) -> None:
+    assert outcome["nameless_ids"] == ["tmpfirst", "tmpsecond"] and outcome["nameless_pixels"] == [10, 200]
+
+
+def test_an_image_whose_name_holds_two_dots_takes_labels(outcome) -> None:
+    assert outcome["dotted_label"] == ["ok", "pt1..left"]
 
 
 @pytest.mark.parametrize("image_id, labels", [

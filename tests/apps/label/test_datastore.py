@@ -120,8 +120,8 @@ def test_a_label_tag_must_be_a_plain_folder_name(tag, allowed) -> None:
 
 @pytest.mark.parametrize("image_id, allowed", [("case0", True), ("Läsion rechts 2", True), ("case.1", True),
                                                ("../pwn", False), ("..", False), ("..\\pwn", False),
-                                               ("sub/pwn", False), ("a..b", False), (".hidden", False),
-                                               (None, False)])
+                                               ("sub/pwn", False), ("a..b", True), ("pt1..left", True),
+                                               (".hidden", False), ("", False), (None, False)])
 def test_an_image_id_must_name_a_file_directly_in_the_studies_folder(image_id, allowed) -> None:
     if allowed:
         assert check_image_id(image_id) == image_id
