@@ -134,9 +134,9 @@ def test_the_mirror_check_names_a_removed_mirror(tmp_path: Path) -> None:
             mirror.parent.mkdir(parents=True, exist_ok=True)
             mirror.touch()
     assert missing_mirrors(package, tests) == []
-    (tests / "engines" / "test_signals.py").unlink()
+    (tests / "io" / "test_signals.py").unlink()
     (tests / "networks" / "checkpoints" / "test_adapt.py").unlink()
     assert missing_mirrors(package, tests) == [
-        "monai_ext/engines/signals.py has no tests/engines/test_signals.py",
+        "monai_ext/io/signals.py has no tests/io/test_signals.py",
         "monai_ext/networks/checkpoints/adapt.py has no tests/networks/checkpoints/test_adapt.py",
     ]

@@ -23,8 +23,8 @@ from types import TracebackType
 from typing import TextIO
 
 from monai_ext.engines.distributed import is_distributed
-from monai_ext.engines.signals import is_stop_record
 from monai_ext.io.errors import one_line, user_error_in
+from monai_ext.io.signals import is_stop_record
 
 
 def bundle_name(argv: Sequence[str]) -> str:
@@ -248,7 +248,7 @@ class UserErrorLogFilter(logging.Filter):
 
     An error raised inside an ignite run (``--resume true`` refused when the trainer starts) is first handed to the
     engine's ``EXCEPTION_RAISED`` handlers, and MONAI's ``StatsHandler`` logs it with ``logger.exception``: the whole
-    traceback, before the one line. So is a stop signal's exit (:func:`~monai_ext.engines.signals.is_stop_record`),
+    traceback, before the one line. So is a stop signal's exit (:func:`~monai_ext.io.signals.is_stop_record`),
     which the trainer reports in one line. Records without an exception, faults, and every record under
     ``MONAI_EXT_TRACEBACK=1`` pass.
     """

@@ -60,11 +60,10 @@ from monai_ext.data.views import (
     halve_until,
     prepare_views,
 )
-from monai_ext.engines.distributed import end_with_the_launcher
-from monai_ext.engines.signals import StopSignal, stop_signals_raise
 from monai_ext.io.atomic import atomic_open, atomic_write_bytes
 from monai_ext.io.errors import UnreadableImageError, collected_reader_warnings, one_line
 from monai_ext.io.settings import path_setting, setting_text
+from monai_ext.io.signals import StopSignal, end_with_the_launcher, stop_signals_raise
 from monai_ext.io.volumes import without_metaimage_data_files
 
 __all__ = ["DOPPLER_POLICIES", "CorpusFrames", "CorpusOptions", "LoadCorpusFramed", "NearDuplicateIndex",
@@ -474,7 +473,7 @@ def ingest(root: Path, out: Path, options: CorpusOptions, sources: list[str], wo
     A chunk whose reading killed its process (here, or in an earlier run that died with it) is read again file by
     file in a process of its own (a fresh one after each file that kills it), and such files are skipped, named
     (:mod:`monai_ext.data.isolation`). A stop signal (SIGTERM, SIGHUP) ends the run as Ctrl-C does
-    (:func:`~monai_ext.engines.signals.stop_signals_raise`): the chunks written are kept, those in flight are
+    (:func:`~monai_ext.io.signals.stop_signals_raise`): the chunks written are kept, those in flight are
     dropped, and a rerun resumes.
 
     Args:

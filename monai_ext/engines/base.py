@@ -29,8 +29,8 @@ from monai_ext.engines.distributed import (
     is_main_process,
     ranks_flagged_each,
 )
-from monai_ext.engines.signals import StopSignal, StopSignalLogFilter, reraise_last, stop_signals_raise
 from monai_ext.io.settings import is_unset
+from monai_ext.io.signals import StopSignal, StopSignalLogFilter, reraise_last, stop_signals_raise
 
 logger = logging.getLogger(__name__)
 
@@ -201,7 +201,7 @@ class RobustStepTrainer(SupervisedTrainer):
 
     def run(self, *args: Any, **kwargs: Any) -> Any:
         """Train. A stop signal (a queue's time limit or ``docker stop`` sends SIGTERM, a closed session SIGHUP)
-        raises :class:`~monai_ext.engines.signals.StopSignal` inside the run instead of ending the process at once,
+        raises :class:`~monai_ext.io.signals.StopSignal` inside the run instead of ending the process at once,
         so the engine's exception handlers run: the training checkpointer writes the state of the last completed
         epoch (:meth:`monai_ext.handlers.checkpointing.TrainingCheckpointer.stopped`) and the MLflow run ends FAILED
         rather than RUNNING for ever. The run then ends with one line on stderr (rank 0), naming the signal and

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
-import signal
-import sys
 from collections.abc import Iterator, Mapping, Sequence, Sized
 from datetime import timedelta
 from typing import Any
@@ -14,6 +11,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch.utils.data import DistributedSampler as TorchDistributedSampler
+
+from monai_ext.io.signals import end_with_the_launcher
 
 
 def is_distributed() -> bool:
@@ -66,8 +65,8 @@ def init_process_group(timeout_minutes: int = 30) -> bool:
     launched by ``torchrun`` (a plain single process) or when already initialised; a torchrun world of one process
     gets its group.
 
-    Under torchrun's agent the process also ends with its launcher (:func:`end_with_the_launcher`), and ignite's
-    view of the group is built before anything runs (see the comment there).
+    Under torchrun's agent the process also ends with its launcher (:func:`~monai_ext.io.signals.end_with_the_launcher`),
+    and ignite's view of the group is built before anything runs (see the comment there).
 
     Returns:
         True when running distributed.
@@ -110,33 +109,6 @@ def quiet_repeated_logs() -> None:
 #: Set by torchrun's elastic agent in every worker it starts (a plain ``env://`` launch, or a shell that set RANK
 #: and the rest by hand, has no agent to follow).
 TORCHRUN_AGENT_VARIABLE = "TORCHELASTIC_RUN_ID"
-
-#: Linux ``prctl`` option: the signal this process gets when its parent dies (``<linux/prctl.h>``).
-PR_SET_PDEATHSIG = 1
-
-
-def end_with_the_launcher() -> bool:
-    """Ask Linux to send this process SIGTERM when its parent (torchrun's agent) dies; nothing elsewhere.
-
-    torchrun starts its workers in sessions of their own, so a launcher killed with SIGKILL (a scheduler's hard
-    limit, ``timeout -s KILL``) left them training and writing to ``ckpt_dir``, where a resumed run then met them.
-    SIGTERM lets a worker stop as a queue's stop does (:mod:`monai_ext.engines.signals`).
-
-    Returns:
-        True when the request was made.
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    parent = os.getppid()
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
-            return False
-    except (OSError, AttributeError):  # no C library to ask (a static or unusual build)
-        return False
-    if os.getppid() != parent:  # the launcher died before the request: it would never come
-        os.kill(os.getpid(), signal.SIGTERM)
-    return True
 
 
 def destroy_process_group(*networks: torch.nn.Module) -> None:

@@ -15,12 +15,12 @@ import torch
 from tqdm import tqdm
 
 from monai_ext.engines.base import autocast
-from monai_ext.engines.signals import stop_signals_raise
 from monai_ext.io.atomic import atomic_write_bytes
 from monai_ext.io.errors import UnreadableImageError, root_cause
 from monai_ext.io.figures import save_png
 from monai_ext.io.images import picture_orientation, read_image, unique_output_stems
 from monai_ext.io.json_values import json_tree
+from monai_ext.io.signals import stop_signals_raise
 from monai_ext.visualize.gradcam import gradcam_overlay, has_token_blocks
 
 logger = logging.getLogger(__name__)

@@ -28,8 +28,8 @@ from ignite.handlers import Checkpoint
 from torch.optim.lr_scheduler import LRScheduler
 
 from monai_ext.engines.distributed import broadcast_object, gather_objects, is_main_process, rank, world_size
-from monai_ext.engines.signals import StopSignal, reraise_last, stop_signals_deferred
 from monai_ext.io.atomic import atomic_write_text
+from monai_ext.io.signals import StopSignal, reraise_last, stop_signals_deferred
 from monai_ext.networks.checkpoints import CheckpointError, arch_record, atomic_torch_save, read_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -376,7 +376,7 @@ class TrainingCheckpointer:
                 self._snapshot = (engine.state.iteration, engine.state.epoch, _cpu_copy(state))
 
     def stopped(self, engine: Engine, error: BaseException) -> None:
-        """``EXCEPTION_RAISED``: on a :class:`~monai_ext.engines.signals.StopSignal`, write the last completed
+        """``EXCEPTION_RAISED``: on a :class:`~monai_ext.io.signals.StopSignal`, write the last completed
         epoch's state that no checkpoint holds yet (rank 0), and set the stop's one-line report (which the trainer
         prints) to the signal and what ``--resume true`` continues from. Any other exception: nothing. Never raises,
         so that the MLflow handler still marks the run FAILED; the trainer re-raises after its handlers."""

@@ -13,9 +13,9 @@ import torch
 from ignite.engine import Engine, Events
 
 from monai_ext.engines.distributed import is_main_process
-from monai_ext.engines.signals import reraise_last
 from monai_ext.io.atomic import atomic_write_bytes
 from monai_ext.io.json_values import json_number
+from monai_ext.io.signals import reraise_last
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,6 @@ from ignite.metrics import Metric
 from monai.engines import SupervisedEvaluator
 
 from monai_ext.engines.optim import WarmupCosineLR
-from monai_ext.engines.signals import StopSignal
 from monai_ext.handlers.checkpointing import (
     EARLIER_CHECKPOINTS_RECORD,
     MLFLOW_RUN_RECORD,
@@ -33,6 +32,7 @@ from monai_ext.handlers.checkpointing import (
     list_checkpoints,
     will_resume,
 )
+from monai_ext.io.signals import StopSignal
 from monai_ext.networks.checkpoints import CheckpointError, read_checkpoint
 from monai_ext.networks.classifier import ViTClassifier
 from monai_ext.networks.mae import MaskedAutoencoderViT

@@ -3,8 +3,11 @@ has done written and its MLflow run marked, instead of vanishing mid-write."""
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -159,3 +162,33 @@ def reraise_last(engine: Any) -> None:
         return
     handlers = engine._event_handlers[Events.EXCEPTION_RAISED]  # ignite has no public way to reorder handlers
     handlers.append(handlers.pop(next(i for i, entry in enumerate(handlers) if entry[0] is _reraise)))
+
+
+#: Linux ``prctl`` option: the signal this process gets when its parent dies (``<linux/prctl.h>``).
+PR_SET_PDEATHSIG = 1
+
+
+def end_with_the_launcher() -> bool:
+    """Ask Linux to send this process SIGTERM when its parent (torchrun's agent, or the ingestion run of a corpus
+    reader) dies; nothing elsewhere.
+
+    torchrun starts its workers in sessions of their own, so a launcher killed with SIGKILL (a scheduler's hard
+    limit, ``timeout -s KILL``) left them training and writing to ``ckpt_dir``, where a resumed run then met them;
+    a killed ``prepare-corpus`` left its pool's readers reading on for ever. SIGTERM lets such a process stop as a
+    queue's stop does (:func:`stop_signals_raise`).
+
+    Returns:
+        True when the request was made.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
+            return False
+    except (OSError, AttributeError):  # no C library to ask (a static or unusual build)
+        return False
+    if os.getppid() != parent:  # the launcher died before the request: it would never come
+        os.kill(os.getpid(), signal.SIGTERM)
+    return True

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from monai_ext.engines.signals import (
+from monai_ext.io.signals import (
     STOP_SIGNALS,
     StopSignal,
     StopSignalLogFilter,
