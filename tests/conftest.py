@@ -111,6 +111,13 @@ def label_python() -> Path:
     return LABEL_PYTHON
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under ``--dist loadfile``, hand the files out in the collection's order (:func:`pytest_collection_modifyitems`):
+    pytest-xdist 3.8 reorders them by their number of tests, which put the slow files of one or two multi-process
+    tests last, one worker running them while the other had nothing left to do."""
+    config.option.loadscopereorder = False
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The files that hold a ``slow`` test first, each file's tests in their order: under ``--dist loadfile`` the
     workers take files in this order, and a slow file taken last kept one worker busy for up to a minute and a half
