@@ -46,19 +46,24 @@ def test_every_frame_is_read_as_written(tmp_path) -> None:
     np.testing.assert_array_equal(np.stack(frames), FRAMES)
 
 
-@pytest.mark.parametrize("stride", [1, 2, 3])
-def test_a_video_cut_short_warns_and_leaves_out_its_last_decoded_frame(tmp_path, stride) -> None:
-    """An MJPEG AVI cut in half (a copy interrupted): the decoder stops early, and the last frame it returns may be
-    half decoded. It used to end silently, that frame included, while the header says how many there are."""
+def textured_avi(path: Path, count: int) -> tuple[Path, np.ndarray]:
+    """An MJPEG AVI of ``count`` gray 128 x 128 frames of fine structure, so that the frames and not the headers make
+    up most of the file; the frames written, (count, 128, 128) uint8."""
     rows, cols = np.mgrid[0:128, 0:128]
-    # fine structure, so the frames and not the headers make up most of the file
-    frames = np.stack([np.rint(127.5 + 100 * np.sin(rows / (2 + i / 4)) * np.cos(cols / 3)) for i in range(12)])
+    frames = np.stack([np.rint(127.5 + 100 * np.sin(rows / (2 + i / 4)) * np.cos(cols / 3)) for i in range(count)])
     frames = frames.astype(np.uint8)
-    path = tmp_path / "clip.avi"
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (128, 128), isColor=True)
     for frame in frames:
         writer.write(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
     writer.release()
+    return path, frames
+
+
+@pytest.mark.parametrize("stride", [1, 2, 3])
+def test_a_video_cut_short_warns_and_leaves_out_its_last_decoded_frame(tmp_path, stride) -> None:
+    """An MJPEG AVI cut in half (a copy interrupted): the decoder stops early, and the last frame it returns may be
+    half decoded. It used to end silently, that frame included, while the header says how many there are."""
+    path, frames = textured_avi(tmp_path / "clip.avi", 12)
     whole = [index for index, _ in iter_video_frames(path, stride)]
     assert whole == list(range(0, 12, stride))
     cut = tmp_path / "clip_cut.avi"
@@ -77,14 +82,7 @@ def test_an_avi_cut_inside_its_last_frame_leaves_it_out_saying_so(tmp_path, kept
     """Cut inside the last frame's JPEG data (``kept`` of it on disk), an MJPEG AVI decodes all the frames its header
     counts, the last one partly: the count matched, so the file was never asked whether it was cut, and the partly
     decoded frame was kept without a word."""
-    rows, cols = np.mgrid[0:128, 0:128]
-    frames = np.stack([np.rint(127.5 + 100 * np.sin(rows / (2 + i / 4)) * np.cos(cols / 3)) for i in range(6)])
-    frames = frames.astype(np.uint8)
-    path = tmp_path / "clip.avi"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (128, 128), isColor=True)
-    for frame in frames:
-        writer.write(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
-    writer.release()
+    path, frames = textured_avi(tmp_path / "clip.avi", 6)
     data = path.read_bytes()
     last = data.rfind(b"00dc", 0, data.rfind(b"idx1"))  # the last frame's chunk in the movi list, not its index entry
     size = int.from_bytes(data[last + 4 : last + 8], "little")
