@@ -260,8 +260,10 @@ def view_boxes(gray: np.ndarray, region_box: Sequence[int] | None,
         # gaps wide enough for the closing to leave the views apart too (view_gaps looks inside joined ones only)
         gaps = [*gaps, *empty_column_runs(inside, options.fov_threshold, (0, 0, x1 - x0, y1 - y0))]
         edges = {left for left, _, _, _ in boxes if left > 0}
-        parted = all(any(start - reduced.factor <= edge <= end + reduced.factor for start, end in gaps)
-                     for edge in edges)
+        # views side by side only: views stacked in rows (every left edge 0) have no column gap checked, and all()
+        # of nothing would have split the region where no empty gap parts them
+        parted = bool(edges) and all(any(start - reduced.factor <= edge <= end + reduced.factor
+                                         for start, end in gaps) for edge in edges)
         if len(boxes) < 2 or not parted:
             return [(x0, y0, x1, y1)], None
         return [(x0 + a, y0 + b, x0 + c, y0 + d) for a, b, c, d in boxes], None

@@ -50,9 +50,10 @@ def iter_video_frames(path: str | os.PathLike, frame_stride: int = 1,
             raise UnreadableImageError(f"{path}: video has no decodable frames")
         counted_short = 0 < index < expected and os.fsdecode(path).lower().endswith(EXACT_COUNT_SUFFIXES)
         # an AVI cut inside its last frame decodes as many frames as it counts (the cut one partly decoded, or the
-        # last good one again): its RIFF chunks tell, whatever the count (None: no AVI, the count decides)
+        # last good one again): its RIFF chunks tell (None: no AVI, the count decides), and where the count matched
+        # only a cut inside the frame data counts (one inside the index after them leaves every frame whole)
         riff_cut = _riff_cut_short(path)
-        cut_short = riff_cut is True or (counted_short and riff_cut is None)
+        cut_short = (counted_short and riff_cut is not False) or (riff_cut is True and _frame_data_cut_short(path))
         ends = f"ends after {index} of its {expected} frames (cut short)" if counted_short else \
             f"is cut short (its RIFF chunks run past the end of the file; {index} frame(s) decoded)"
         if cut_short and index == 1:
@@ -90,6 +91,33 @@ def _riff_cut_short(path: str | os.PathLike) -> bool | None:
             position += 8 + length + (length & 1)
             if position > size + 1:  # an odd last chunk may lack its pad byte
                 return True
+    return False
+
+
+def _frame_data_cut_short(path: str | os.PathLike) -> bool:
+    """Whether the frame data of an AVI (the ``movi`` list of any of its RIFF chunks) runs past the end of the file.
+
+    A file cut after its frames, inside the ``idx1`` index that follows them (or whose writer left the RIFF size too
+    large), has every frame whole although its RIFF chunk runs past the end (:func:`_riff_cut_short`).
+    """
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        riff = 0
+        while riff + 12 <= size:
+            f.seek(riff)
+            header = f.read(12)
+            if header[:4] != b"RIFF":
+                return False
+            riff_end = riff + 8 + int.from_bytes(header[4:8], "little")
+            position = riff + 12
+            while position + 12 <= min(riff_end, size):
+                f.seek(position)
+                chunk = f.read(12)
+                length = int.from_bytes(chunk[4:8], "little")
+                if chunk[:4] == b"LIST" and chunk[8:12] == b"movi" and position + 8 + length > size:
+                    return True
+                position += 8 + length + (length & 1)
+            riff = riff_end + (riff_end & 1)
     return False
 
 

@@ -202,6 +202,18 @@ def test_a_dicom_region_holding_two_views_gives_both(region, views, gap):
         assert view.drop == ""
 
 
+def test_a_region_whose_views_are_found_stacked_is_not_split_without_a_gap(monkeypatch):
+    """Views found one above the other inside a declared region have no left edge past 0 to check against a column
+    gap: all() of no edges split the region where nothing showed the views apart."""
+    from monai_ext.data import views
+
+    stacked = [(0, 0, 100, 40), (0, 50, 100, 100)]
+    reduced = views.ReducedCopy(np.zeros((100, 100), np.uint8), 1, 0, (np.zeros(0), np.zeros(0)))
+    monkeypatch.setattr(views, "_screen_views", lambda gray, options: (stacked, reduced, []))
+    gray = np.zeros((100, 100), np.uint8)
+    assert views.view_boxes(gray, (0, 0, 100, 100), ViewOptions(size=64))[0] == [(0, 0, 100, 100)]
+
+
 def as_jpeg(screen: np.ndarray, quality: int | None) -> np.ndarray:
     """(H, W) uint8 screen saved as a JPEG of ``quality`` and decoded (unchanged for None)."""
     if quality is None:

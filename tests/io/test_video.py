@@ -77,6 +77,22 @@ def test_a_video_cut_short_warns_and_leaves_out_its_last_decoded_frame(tmp_path,
         assert np.abs(pixels.astype(int) - frames[index]).mean() < 4  # whole frames only
 
 
+@pytest.mark.parametrize("count, cut", [(5, 16), (5, 4), (1, 16)])
+def test_an_avi_cut_inside_its_index_keeps_every_frame_without_a_word(tmp_path, count, cut) -> None:
+    """Cut after its frames, inside the idx1 index: every frame is whole, yet its RIFF chunk runs past the end of the
+    file, and the last good frame was left out (a one-frame clip refused) as if cut inside it."""
+    path, frames = textured_avi(tmp_path / "clip.avi", count)
+    data = path.read_bytes()
+    index = data.rfind(b"idx1")
+    (tmp_path / "cut.avi").write_bytes(data[: index + cut])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read = list(iter_video_frames(tmp_path / "cut.avi"))
+    assert [i for i, _ in read] == list(range(count))
+    for i, pixels in read:
+        assert np.abs(pixels.astype(int) - frames[i]).mean() < 4
+
+
 @pytest.mark.parametrize("kept", [0.3, 0.6, 0.9])
 def test_an_avi_cut_inside_its_last_frame_leaves_it_out_saying_so(tmp_path, kept) -> None:
     """Cut inside the last frame's JPEG data (``kept`` of it on disk), an MJPEG AVI decodes all the frames its header
