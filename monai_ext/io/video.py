@@ -69,6 +69,18 @@ def iter_video_frames(path: str | os.PathLike, frame_stride: int = 1,
             stream.close()
 
 
+def _chunks(f: BinaryIO, start: int, end: int) -> Iterator[tuple[int, bytes, int, bytes]]:
+    """(position, id, length, list type) of the RIFF chunks of open file ``f`` from ``start``, while a chunk's header
+    begins 8 bytes or more before ``end``: the walk of both cut checks (the list type is ``b""`` where cut off)."""
+    position = start
+    while position + 8 <= end:
+        f.seek(position)
+        header = f.read(12)
+        length = int.from_bytes(header[4:8], "little")
+        yield position, header[:4], length, header[8:12]
+        position += 8 + length + (length & 1)
+
+
 def _riff_cut_short(path: str | os.PathLike) -> bool | None:
     """Whether an AVI's RIFF chunks (OpenDML's ``AVIX`` ones too) run past the end of the file: True cut, False whole,
     None where the file is no RIFF (the frame count decides then).
@@ -81,15 +93,10 @@ def _riff_cut_short(path: str | os.PathLike) -> bool | None:
         return None
     size = os.path.getsize(path)
     with open(path, "rb") as f:
-        position = 0
-        while position + 8 <= size:
-            f.seek(position)
-            header = f.read(12)
-            if header[:4] != b"RIFF":
+        for position, name, length, _ in _chunks(f, 0, size):
+            if name != b"RIFF":
                 return None if position == 0 else False  # past the RIFF chunks: padding or junk, not frames
-            length = int.from_bytes(header[4:8], "little")
-            position += 8 + length + (length & 1)
-            if position > size + 1:  # an odd last chunk may lack its pad byte
+            if position + 8 + length + (length & 1) > size + 1:  # an odd last chunk may lack its pad byte
                 return True
     return False
 
@@ -102,22 +109,12 @@ def _frame_data_cut_short(path: str | os.PathLike) -> bool:
     """
     size = os.path.getsize(path)
     with open(path, "rb") as f:
-        riff = 0
-        while riff + 12 <= size:
-            f.seek(riff)
-            header = f.read(12)
-            if header[:4] != b"RIFF":
+        for riff, name, riff_length, _ in list(_chunks(f, 0, size)):
+            if name != b"RIFF":
                 return False
-            riff_end = riff + 8 + int.from_bytes(header[4:8], "little")
-            position = riff + 12
-            while position + 12 <= min(riff_end, size):
-                f.seek(position)
-                chunk = f.read(12)
-                length = int.from_bytes(chunk[4:8], "little")
-                if chunk[:4] == b"LIST" and chunk[8:12] == b"movi" and position + 8 + length > size:
+            for position, chunk, length, form in _chunks(f, riff + 12, min(riff + 8 + riff_length, size)):
+                if chunk == b"LIST" and form == b"movi" and position + 8 + length > size:
                     return True
-                position += 8 + length + (length & 1)
-            riff = riff_end + (riff_end & 1)
     return False
 
 
