@@ -7,7 +7,7 @@ per-class precision/recall/F1, the confusion matrix and ROC curves.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import ignite.distributed as idist
@@ -110,6 +110,32 @@ def _auc(probs: np.ndarray, labels: np.ndarray, k: int) -> float:
         return float(skm.roc_auc_score(labels, probs[:, 1]))
     aucs = [skm.roc_auc_score(labels == c, probs[:, c]) for c in range(k) if c in present]
     return float(np.mean(aucs))
+
+
+def chance_level(report: Mapping[str, Any], class_names: Sequence[str]) -> str | None:
+    """Why a :func:`classification_report`'s predictions are no better than guessing, or None when they are.
+
+    A model that gives every image one class, or swaps the classes, has a balanced accuracy of at most one over the
+    number of classes present (what a constant guess scores), whatever its macro-F1 (a constant guess scores 1/3 on
+    two images of two classes, above the 0 a publication check refuses).
+
+    Args:
+        report: a :func:`classification_report` (its ``confusion_matrix``, rows = truth, and ``balanced_accuracy``).
+        class_names: the K names of its rows and columns.
+
+    Returns:
+        One line naming the balanced accuracy, the chance level and the classes predicted; None where fewer than two
+        classes are present (chance is then 1: nothing to compare) or the balanced accuracy is above chance.
+    """
+    matrix = np.asarray(report["confusion_matrix"])
+    present = int((matrix.sum(axis=1) > 0).sum())
+    chance = 1.0 / max(present, 1)
+    balanced = float(report["balanced_accuracy"])
+    if present < 2 or balanced > chance + 1e-9:  # 1e-9: 1/3 summed from three recalls is not exactly 1/3
+        return None
+    predicted = [f"{name!r} {int(n)}" for name, n in zip(class_names, matrix.sum(axis=0)) if n]
+    return (f"balanced accuracy {balanced:.3g} on {int(matrix.sum())} images of {present} classes, no better than "
+            f"guessing ({chance:.3g}); predicted: {', '.join(predicted)}")
 
 
 def require_finite_outputs(bad: int, total: int) -> None:

@@ -1,4 +1,5 @@
-"""classification_report, MacroF1 and ClassificationReport against scikit-learn's metrics computed independently."""
+"""classification_report, MacroF1 and ClassificationReport against scikit-learn's metrics computed independently;
+chance_level, the publication check of a fine-tuned classifier."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import torch
 from ignite.engine import Engine, Events
 from sklearn import metrics as skm
 
-from monai_ext.engines.metrics import ClassificationReport, MacroF1, classification_report
+from monai_ext.engines.metrics import ClassificationReport, MacroF1, chance_level, classification_report
 
 
 def scored_sample(n: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -172,3 +173,33 @@ def test_the_report_lists_the_classes_without_images(labels, missing) -> None:
     probs = np.array([[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.1, 0.1, 0.8]])
     report = classification_report(probs, np.array(labels), ["a", "b", "c"])
     assert report["classes_without_images"] == missing
+
+
+def one_hot(pred: list[int], k: int) -> np.ndarray:
+    return np.eye(k)[pred] * 0.8 + 0.2 / k  # rows sum to 1, argmax = pred
+
+
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
+@pytest.mark.parametrize("labels, pred, k, guessing", [
+    ([0, 1], [0, 0], 2, True),                      # one class for both images: macro-F1 1/3, balanced 0.5
+    ([0, 1], [1, 0], 2, True),                      # swapped: worse than guessing
+    ([0, 1], [0, 1], 2, False),
+    ([0, 0, 0, 1], [1, 1, 1, 1], 2, True),          # the minority class for every image: accuracy 0.25
+    ([0, 0, 0, 1], [0, 0, 0, 0], 2, True),          # the majority for every image: accuracy 0.75, still a guess
+    ([0, 0, 1, 1], [0, 1, 1, 1], 2, False),         # 0.75 balanced: better than guessing
+    ([0, 1, 2], [2, 2, 2], 3, True),                # 1/3 summed from recalls: not above 1/3
+    ([0, 1, 2, 2], [0, 0, 2, 2], 3, False),         # two of three classes found
+    ([0, 2, 2], [0, 0, 0], 3, True),                # a class absent: chance is 1/2 over the two present
+    ([1, 1, 1], [0, 0, 0], 2, False),               # one class present: nothing to compare
+])
+def test_chance_level_flags_a_model_no_better_than_a_constant_guess(labels, pred, k, guessing) -> None:
+    names = ["benign", "malignant", "normal"][:k]
+    report = classification_report(one_hot(pred, k), np.asarray(labels), names)
+    reason = chance_level(report, names)
+    present = len(set(labels))
+    # independent reference: scikit-learn's balanced accuracy against one over the classes present
+    expected = bool(present >= 2 and skm.balanced_accuracy_score(labels, pred) <= 1 / present + 1e-9)
+    assert (reason is not None) is guessing is expected
+    if guessing:
+        assert f"of {present} classes" in reason and f"{names[pred[0]]!r} {pred.count(pred[0])}" in reason
+

@@ -105,6 +105,10 @@ class BundleTrainTask(TrainTask):
             raise RuntimeError(f"training failed, {self.published.name} kept: {root_cause(e)}") from e
         history = json.loads((run_dir / "eval" / "metrics.json").read_text())
         best = self.best_metric(history)
+        refusal = self.not_worth_publishing(run_dir, datalist, start_from, params)
+        if refusal:
+            raise ValueError(f"the best model is not published, {self.published.name} kept: {refusal}; label more "
+                             f"images or train longer")
         # atomic: the serving process never reads a half-written model
         kept = publish(run_dir / "models" / "model.pt", self.published, self.lineage)
         summary = {"published": str(self.published), "started_from": str(start_from), "train": len(split["train"]),
@@ -141,6 +145,18 @@ class BundleTrainTask(TrainTask):
                              f"better than none, {self.published.name} kept; train longer, on more labels, or with "
                              f"another learning rate")
         return max(finite)
+
+    def not_worth_publishing(self, run_dir: Path, datalist: Path, served: Path, params: Mapping[str, Any]) -> str | None:
+        """Why the run's best model must not replace the ``served`` one though its metric is positive, or None; by
+        default None (a positive Dice found lesion pixels).
+
+        Args:
+            run_dir: the run's folder (``eval/`` holds its reports).
+            datalist: the run's datalist.
+            served: the checkpoint served now, which the run started from.
+            params: the checked request parameters.
+        """
+        return None
 
     def _run_bundle(self, datalist: Path, start_from: Path, run_dir: Path, params: Mapping[str, Any],
                     train_size: int) -> None:

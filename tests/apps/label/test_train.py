@@ -23,7 +23,7 @@ checkpoint = tmp / "served.pt"
 checkpoint.write_bytes(b"served")
 task = UltrasoundClassifyTrain(tmp, lambda: checkpoint, tmp / "model" / "usf.pt", Lineage.of(checkpoint, str(tmp)),
                                ["benign", "malignant"], {})
-out = {"metric": task.metric, "item": task.item, "description": task.description}
+out = {"metric": task.metric, "item": task.item, "description": task.description, "served": str(checkpoint)}
 
 images, labels = {}, {}
 for i in range(7):
@@ -78,6 +78,56 @@ model.arch_args = {"in_chans": 1, "global_pool": "avg", "linear_probe": False}
 recorded = tmp / "recorded.pt"
 save_model_checkpoint(recorded, model, "classifier", {"arch": "vit_tiny", "image_size": 64})
 out["overrides"] = task.checkpoint_overrides(recorded)
+
+# a run whose best model guesses (one class for every validation image) is not published where the served model
+# tells the validation images apart; where the served model guesses too, or the new one tells, it is
+from monai_ext.engines.metrics import classification_report
+
+class Stub(UltrasoundClassifyTrain):
+    predictions, served_predictions, served_scored = [], [], []
+
+    def _report(self, datalist, predictions):
+        labels = np.array([e["label"] for e in json.loads(Path(datalist).read_text())["validation"]])
+        return classification_report(np.eye(2)[np.asarray(predictions)], labels, self.class_names)
+
+    def _run_bundle(self, datalist, start_from, run_dir, params, train_size):
+        report = self._report(datalist, type(self).predictions)
+        (run_dir / "models").mkdir(parents=True)
+        (run_dir / "eval").mkdir()
+        (run_dir / "models" / "model.pt").write_bytes(b"fine-tuned %d" % len(type(self).served_scored))
+        (run_dir / "eval" / "metrics.json").write_text(json.dumps([{"val_macro_f1": report["macro_f1"]}]))
+        (run_dir / "eval" / "validation_report.json").write_text(json.dumps(report))
+
+    def served_validation_report(self, datalist, served, out, params):
+        type(self).served_scored.append(str(served))
+        return self._report(datalist, type(self).served_predictions)
+
+published = tmp / "model" / "stub.pt"
+stub = Stub(tmp, lambda: checkpoint, published, Lineage.of(checkpoint, str(tmp)), ["benign", "malignant"], {})
+
+class ManyStore:
+    def list_images(self):
+        return [f"many{i}" for i in range(20)]
+    def get_image_uri(self, image_id):
+        return str(tmp / f"{image_id}.png")
+    def get_label_uri(self, image_id, tag):
+        return str(tmp / f"{image_id}.json") if tag == "class" else ""
+
+stub.write_datalist(many, tmp / "labels.json", train_parameters({}))
+labels = [e["label"] for e in json.loads((tmp / "labels.json").read_text())["validation"]]
+one_wrong = [1 - labels[0], *labels[1:]]  # balanced accuracy 0.75
+out["publication"] = {}
+for case, fine_tuned, served in [("guess_where_served_tells", [0, 0, 0, 0], one_wrong),
+                                 ("guess_where_served_guesses", [0, 0, 0, 0], [1, 1, 1, 1]),
+                                 ("tells", one_wrong, [0, 0, 0, 0])]:
+    Stub.predictions, Stub.served_predictions, before = fine_tuned, served, len(Stub.served_scored)
+    published.unlink(missing_ok=True)
+    try:
+        result = stub({}, ManyStore()).get("best_val_macro_f1")
+    except ValueError as e:
+        result = str(e)
+    out["publication"][case] = {"result": result, "published": published.exists(),
+                                "served_scored": Stub.served_scored[before:]}
 print(json.dumps(out))
 """
 
@@ -118,3 +168,22 @@ def test_the_request_chooses_the_validation_part(outcome) -> None:
 def test_the_recorded_architecture_becomes_the_bundles_settings(outcome) -> None:
     assert outcome["overrides"] == {"arch": "vit_tiny", "image_size": 64, "in_channels": 1, "global_pool": "avg",
                                     "linear_probe": False}
+
+
+def test_a_best_model_that_guesses_where_the_served_one_tells_is_not_published(outcome) -> None:
+    """A fine-tuned classifier that called every validation image one class (macro-F1 1/3 on two images) replaced
+    the served model for every annotator: the check refused only a best value of 0."""
+    refused = outcome["publication"]["guess_where_served_tells"]
+    assert refused["result"] == ("the best model is not published, stub.pt kept: its balanced accuracy 0.5 on 4 "
+                                 "images of 2 classes, no better than guessing (0.5); predicted: 'benign' 4, where the "
+                                 "served model scores a balanced accuracy of 0.75 on the same images; label more "
+                                 "images or train longer")
+    assert refused["published"] is False and refused["served_scored"] == [outcome["served"]]
+
+
+def test_a_guessing_model_replaces_a_guessing_one_and_a_telling_one_needs_no_comparison(outcome) -> None:
+    no_loss, tells = outcome["publication"]["guess_where_served_guesses"], outcome["publication"]["tells"]
+    assert no_loss["published"] is True and no_loss["result"] == pytest.approx(1 / 3)
+    assert no_loss["served_scored"] == [outcome["served"]]
+    assert tells["published"] is True and tells["result"] == pytest.approx(0.7333, abs=1e-3)
+    assert tells["served_scored"] == []  # the served model is scored only when the new one guesses
