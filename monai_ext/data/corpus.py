@@ -948,6 +948,8 @@ def write_report_png(out: Path, root: Path, records: list[dict], report: dict[st
 
 
 def _draw_dataset_bars(bars: Any, report: dict[str, Any]) -> None:
+    from matplotlib.ticker import MaxNLocator
+
     names = sorted(report["datasets"])
     kept = [report["datasets"][n]["kept"] for n in names]
     removed = [report["datasets"][n]["frames"] - report["datasets"][n]["kept"] for n in names]
@@ -955,6 +957,7 @@ def _draw_dataset_bars(bars: Any, report: dict[str, Any]) -> None:
     bars.barh(names, removed, left=kept, label="removed")
     bars.invert_yaxis()  # the first name at the top: barh stacks upwards, which read Z to A
     bars.set_xlabel("frames")
+    bars.xaxis.set_major_locator(MaxNLocator(integer=True))  # frames are counted: a few of them were ticked at 0.5
     bars.legend()
     bars.set_title(f"{report['kept']} of {report['frames']} frames kept")
 

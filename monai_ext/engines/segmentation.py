@@ -248,7 +248,8 @@ def predict_mask_files(
             try:
                 save_png(stored, mask_file)
                 if overlays:
-                    save_png(mask_overlay(original, mask), overlay_file)
+                    # the loader's display values as they are: stretched, a dim scan was drawn brighter
+                    save_png(mask_overlay(original, mask, stretch=False), overlay_file)
             except OSError as e:  # a full disk or a name the filesystem refuses: this file fails, the batch goes on
                 record_error(result, path, f"mask not written: {type(e).__name__}: {e}")
                 remove_earlier_outputs(mask_file, overlay_file)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from monai_ext.io.figures import save_figure
 
@@ -36,7 +37,6 @@ def plot_curves(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
 
     if not curves:
         raise ValueError("no curves to plot")
@@ -55,7 +55,7 @@ def plot_curves(
     if log_x:
         ax.set_xscale("log")
     if integer_x:
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        _whole_x_ticks(ax, [x for xs, _ in curves.values() for x in xs])
     if ylim is not None:
         ax.set_ylim(*ylim)
     ax.set_xlabel(xlabel)
@@ -65,6 +65,25 @@ def plot_curves(
     ax.legend(fontsize=8)
     fig.tight_layout()
     save_figure(fig, path)
+
+
+def _whole_x_ticks(ax: Any, xs: Sequence[float]) -> None:
+    """Ticks at whole x values only: matplotlib's ``MaxNLocator(integer=True)``, or, for one x value, a tick at it
+    alone.
+
+    Args:
+        ax: the matplotlib axes.
+        xs: every x value drawn (whole numbers: epochs).
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    present = set(xs)
+    if len(present) == 1:
+        # one point (the first epoch's plot) spans x +- 0.05: with no two whole values in that span MaxNLocator
+        # gives up on integer=True and ticked -0.045, ..., 0.045
+        ax.set_xticks(sorted(present))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def plot_errorbar_panels(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from monai_ext.io.display import to_gray_uint8
+
 #: Contour colours (RGB): ground truth green, prediction red, both on the same pixel yellow; further classes cycle
 #: through the rest.
 GROUND_TRUTH_RGB = (0, 220, 0)
@@ -45,14 +47,24 @@ def _contour_pixels(mask: np.ndarray) -> np.ndarray:
     return outline > 0
 
 
-def mask_overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.35) -> np.ndarray:
+def mask_overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.35, *, stretch: bool = True) -> np.ndarray:
     """A class-index mask (H, W) tinted and outlined on the gray image (H, W). Returns (H, W, 3) uint8 RGB.
+
+    Args:
+        image: (H, W) gray.
+        mask: (H, W) class indices, 0 background.
+        alpha: the tint's weight on the mask's pixels.
+        stretch: True: ``image`` is in any range (normalised), stretched to its own 0..max (:func:`to_uint8_gray`).
+            False: ``image`` holds display values (float in [0, 1], or uint8), drawn as they are, so that an
+            inference overlay shows the file as a viewer does (stretched, a dim scan came out brighter and a
+            uniform one white).
 
     Raises:
         ValueError: the mask's shape is not the image's.
     """
     _check_shape(image, mask, "mask")
-    canvas = np.repeat(to_uint8_gray(image)[..., None], 3, axis=2)
+    gray = to_uint8_gray(image) if stretch else to_gray_uint8(np.asarray(image), "the overlay's image")
+    canvas = np.repeat(gray[..., None], 3, axis=2)
     for k in range(1, int(mask.max(initial=0)) + 1):
         region = mask == k
         if not region.any():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -18,6 +19,53 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+#: Line styles that, with the 20 colours of matplotlib's ``tab20``, tell up to 80 curves apart.
+LINE_STYLES = ("-", "--", ":", "-.")
+
+
+def curve_styles(count: int) -> list[tuple[tuple[float, ...], str]]:
+    """A (colour, line style) pair per curve, all different for up to ``20 * len(LINE_STYLES)`` curves.
+
+    Up to 10 curves: matplotlib's default colours (``tab10``), solid; up to 20: ``tab20``, solid; beyond: ``tab20``
+    again in each further line style. The default colour cycle alone repeats after 10, so that from 11 classes on
+    two ROC curves looked the same and the legend could not tell them apart.
+
+    Args:
+        count: the number of curves.
+    """
+    from matplotlib import colormaps
+
+    colours = colormaps["tab10" if count <= 10 else "tab20"].colors
+    return [(tuple(colours[i % len(colours)]), LINE_STYLES[(i // len(colours)) % len(LINE_STYLES)])
+            for i in range(count)]
+
+
+def _readable_despite_nan(display: Any, cm: np.ndarray) -> None:
+    """Cell texts readable where the matrix holds NaN (a normalised row of a class with no sample): "–" in dark
+    text on the blank cell, and the others dark or light by their cell's shade among the finite values.
+
+    scikit-learn compares each cell with the mid-point of min and max, NaN with a NaN: every text came out in the
+    lightest colour, so the zeros (near white cells) could not be seen.
+
+    Args:
+        display: the plotted ``ConfusionMatrixDisplay`` (its ``text_`` and ``im_``).
+        cm: the (K, K) matrix it shows.
+    """
+    finite = np.isfinite(cm)
+    if finite.all():
+        return  # scikit-learn's own colours are right
+    cmap = display.im_.cmap
+    light, dark = cmap(0.0), cmap(1.0)
+    values = cm[finite]
+    middle = (values.max(initial=0.0) + values.min(initial=0.0)) / 2.0
+    for (i, j), text in np.ndenumerate(display.text_):
+        if not finite[i, j]:
+            text.set_text("\N{EN DASH}")
+            text.set_color(dark)  # NaN cells are drawn blank (the axes' white)
+        else:
+            text.set_color(dark if cm[i, j] < middle else light)
 
 
 def plot_confusion_matrix(matrix: Sequence[Sequence[int]], class_names: Sequence[str], path: Path, title: str) -> None:
@@ -46,6 +94,7 @@ def plot_confusion_matrix(matrix: Sequence[Sequence[int]], class_names: Sequence
     display = ConfusionMatrixDisplay(confusion_matrix=cm.astype(np.int64) if whole else cm,
                                      display_labels=list(class_names))
     display.plot(ax=ax, cmap="Blues", xticks_rotation=45, colorbar=False, values_format="d" if whole else ".2f")
+    _readable_despite_nan(display, cm)
     # each rotated name ends under its own column (centred, a long name ran under its neighbours')
     plt.setp(ax.get_xticklabels(), rotation=45, ha="right", rotation_mode="anchor")
     ax.set_xlabel("predicted")
@@ -70,10 +119,14 @@ def plot_roc(roc: Mapping[str, Mapping[str, Sequence[float]]], auc: float | None
     plt = _pyplot()
     # taller by a legend line per curve, which goes below the axes (see below); constrained layout makes room for it
     fig, ax = plt.subplots(figsize=(4.5, 4.2 + 0.14 * (len(roc) + 1)), dpi=120, layout="constrained")
-    for index, (name, curve) in enumerate(roc.items()):
+    for index, ((name, curve), (colour, style)) in enumerate(zip(roc.items(), curve_styles(len(roc)))):
         fpr, tpr = np.asarray(curve["fpr"]), np.asarray(curve["tpr"])
         display = RocCurveDisplay(fpr=fpr, tpr=tpr, roc_auc=area_under(fpr, tpr), name=name)
         display.plot(ax=ax, plot_chance_level=index == len(roc) - 1)  # one chance line, drawn with the last curve
+        # styled after plotting, not through plot(curve_kwargs=...), which scikit-learn < 1.7 lacks (>= 1.4 is
+        # required); the legend is built below, from the styled lines
+        display.line_.set_color(colour)
+        display.line_.set_linestyle(style)
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
     defined = auc is not None and np.isfinite(auc)

@@ -234,6 +234,33 @@ def test_a_mask_is_written_on_the_files_stored_grid_and_its_overlay_upright(tmp_
     assert overlay.shape[:2] == read_image(path).pixels.shape
 
 
+
+@pytest.mark.parametrize(("dtype", "background", "lesion"), [
+    (np.uint8, 30, 60),      # a dim scan: stretched to its own maximum, it was drawn twice as bright
+    (np.uint8, 40, None),    # a uniform dark picture: drawn pure white
+    (np.uint16, 30, 60),     # 16-bit: the loader's [0, 1] values, 30 * 257 / 65535 is 30 of 255
+], ids=["dim", "uniform", "16-bit"])
+def test_an_inference_overlay_shows_the_image_as_it_is(tmp_path, dtype, background: int, lesion: int | None) -> None:
+    """The overlay is a picture for people: outside the mask it holds the file's own gray, not a stretch of it."""
+    from PIL import Image
+
+    from monai_ext.transforms.loading import LoadUltrasoundImaged
+
+    scale = 257 if dtype == np.uint16 else 1
+    pixels = np.full((40, 60), background * scale, dtype)
+    if lesion is not None:
+        pixels[10:25, 20:45] = lesion * scale
+    path = tmp_path / "scan.png"
+    Image.fromarray(pixels).save(path)
+    threshold = (background + (lesion or 255)) / 2 / 255  # the lesion, if any, is foreground
+    result = predict_mask_files(Threshold(), [str(path)], LoadUltrasoundImaged("image"),
+                                lambda item: {"image": item["image"] - threshold}, ["background", "lesion"], "cpu",
+                                tmp_path / "out", "fp32", overlays=True)
+    mask = cv2.imread(result["masks"][str(path)]["mask"], cv2.IMREAD_UNCHANGED)
+    overlay = cv2.imread(str(tmp_path / "out" / "overlays" / "scan_overlay.png"))
+    assert (mask > 0).sum() == (0 if lesion is None else 15 * 25)
+    assert (overlay[mask == 0] == background).all()
+
 class EpochRecorder:
     """A validation handler standing in for the best-model saver: records each completed epoch."""
 

@@ -47,3 +47,22 @@ def test_bad_panels_are_refused(tmp_path, panels: dict, message: str) -> None:
         curves.plot_errorbar_panels(panels, tmp_path / "p.png", "t", "x")
     assert plt.get_fignums() == open_before  # no figure left open by the refusal
     assert not (tmp_path / "p.png").exists()
+
+
+@pytest.mark.parametrize("xs", [[0], [7], [3, 3]], ids=["epoch-0", "epoch-7", "one-x-twice"])
+def test_one_whole_x_value_is_ticked_as_a_whole_number(drawn, tmp_path, xs: list[int]) -> None:
+    """The first epoch's monitor plot has one point: its axis spans x +- 0.05, where MaxNLocator(integer=True) finds
+    no two whole values and ticked -0.045, ..., 0.045."""
+    curves.plot_curves({"kNN accuracy": (xs, [0.5] * len(xs)), "probe AUC": (xs, [float("nan")] * len(xs))},
+                       tmp_path / "c.png", "t", "epoch", "score", ylim=(0.0, 1.0), integer_x=True)
+    ax = drawn[0].axes[0]
+    ticks = [float(t) for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    labels = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+    assert ticks == [xs[0]] and labels == [str(xs[0])]
+
+
+@pytest.mark.parametrize("xs", [[0, 1], [0, 5, 10]])
+def test_several_x_values_are_ticked_at_whole_numbers(drawn, tmp_path, xs: list[int]) -> None:
+    curves.plot_curves({"a": (xs, [0.5] * len(xs))}, tmp_path / "c.png", "t", "epoch", "score", integer_x=True)
+    ticks = drawn[0].axes[0].get_xticks()
+    assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks)

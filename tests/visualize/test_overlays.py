@@ -1,6 +1,7 @@
 """Overlays (visualize/overlays.py): to_uint8_gray's stretch (NaN and infinities included), mask_overlay's tint at
-alpha and outline (outer edge only) only on the mask, a colour per class, comparison_overlay's two outlines of every
-foreground class beside the plain image, and masks of another shape than the image refused naming both."""
+alpha and outline (outer edge only) only on the mask, a colour per class, its display values kept unstretched for
+inference, comparison_overlay's two outlines of every foreground class beside the plain image, and masks of another
+shape than the image refused naming both."""
 
 from __future__ import annotations
 
@@ -147,3 +148,15 @@ def test_comparison_overlay_outlines_beside_the_plain_image() -> None:
     np.testing.assert_array_equal(coloured, outline_truth | outline_prediction)  # colour only on the outlines
     assert (left[outline_truth] == np.array(GROUND_TRUTH_RGB, np.uint8)).all()
     assert (left[outline_prediction] == np.array(PREDICTION_RGB, np.uint8)).all()
+
+
+@pytest.mark.parametrize("image", [np.full((24, 32), 0.1, np.float32), np.linspace(0.0, 0.3, 24 * 32).reshape(24, 32),
+                                   np.full((24, 32), 40, np.uint8)], ids=["uniform", "dim-ramp", "uint8"])
+def test_an_unstretched_mask_overlay_keeps_the_display_values(image: np.ndarray) -> None:
+    """Inference overlays (``stretch=False``) show the file as it is: stretched, a dim scan came out bright and a
+    uniform one white."""
+    mask = np.zeros((24, 32), np.int64)
+    mask[6:14, 8:20] = 1
+    out = mask_overlay(image, mask, stretch=False)
+    shown = image if image.dtype == np.uint8 else np.rint(image * 255).astype(np.uint8)
+    np.testing.assert_array_equal(out[mask == 0], np.repeat(shown[mask == 0][:, None], 3, axis=1))

@@ -75,3 +75,46 @@ def test_an_undefined_auc_is_titled_so(tmp_path, auc) -> None:
     plots.plot_roc(roc, auc, tmp_path / "roc.png", "test")
     plots.plot_roc({}, auc, tmp_path / "empty.png", "test")
     assert cv2.imread(str(tmp_path / "roc.png")) is not None and cv2.imread(str(tmp_path / "empty.png")) is not None
+
+
+def luminance(colour) -> float:
+    """Relative brightness of a matplotlib colour, 0 black to 1 white."""
+    from matplotlib.colors import to_rgb
+
+    red, green, blue = to_rgb(colour)
+    return 0.299 * red + 0.587 * green + 0.114 * blue
+
+
+@pytest.mark.parametrize("counts, empty", [
+    ([[2, 1, 0], [0, 0, 0], [1, 0, 1]], [1]),  # a class with no sample in the test part
+    ([[0, 0], [3, 1]], [0]),
+    ([[0, 0, 0], [0, 0, 0], [0, 4, 0]], [0, 1]),
+])
+def test_a_normalised_matrix_with_an_empty_row_keeps_every_cell_readable(drawn, tmp_path, counts, empty) -> None:
+    """The empty row's NaN made scikit-learn draw every text in the lightest colour: the zeros, on near-white cells,
+    could not be seen."""
+    counts = np.asarray(counts, float)
+    with np.errstate(invalid="ignore"):
+        matrix = counts / counts.sum(axis=1, keepdims=True)
+    plots.plot_confusion_matrix(matrix, [f"c{k}" for k in range(len(counts))], tmp_path / "cm.png", "normalised")
+    ax = drawn[0].axes[0]
+    image = ax.images[0]
+    for (i, j), text in zip(np.ndindex(matrix.shape), ax.texts):
+        if i in empty or matrix[i, j] == 0:  # the near-white cells: a NaN one is left blank, the axes' colour shows
+            cell = ax.get_facecolor() if i in empty else image.to_rgba(matrix[i, j])
+            assert abs(luminance(text.get_color()) - luminance(cell)) > 0.5, (i, j, text.get_text())
+        assert text.get_text() == ("\N{EN DASH}" if i in empty else f"{matrix[i, j]:.2f}")
+
+
+@pytest.mark.parametrize("count", [3, 12, 20, 25, 80])
+def test_every_roc_curve_has_a_colour_and_line_style_of_its_own(drawn, tmp_path, count: int) -> None:
+    """matplotlib's colour cycle has 10 colours: from 11 classes on two curves (and their legend entries) looked the
+    same."""
+    from matplotlib.colors import to_rgba
+
+    roc = {f"class {k}": {"fpr": [0.0, 0.5, 1.0], "tpr": [0.0, 0.8, 1.0]} for k in range(count)}
+    plots.plot_roc(roc, 0.65, tmp_path / "roc.png", "ROC")
+    ax = drawn[0].axes[0]
+    lines = [line for line in ax.get_lines() if "chance" not in line.get_label().lower()]
+    styles = {(to_rgba(line.get_color()), line.get_linestyle()) for line in lines}
+    assert len(lines) == count and len(styles) == count
