@@ -313,7 +313,8 @@ def label_efficiency(
         protocol: subtle, synthetic, busbra, mmotu, gist514, folder or csv (repeat r uses its fold r).
         root: dataset folder (not for subtle or synthetic).
         counts: comma-separated labelled images per class (training + validation), each at least 2.
-        repeats: runs per count and start (folds of the protocol), mean +/- std and paired 95 % intervals over them.
+        repeats: runs per count and start (folds of the protocol), mean +/- std and paired 95 % intervals over them
+            (unadjusted paired t: the repeats share training images, so too narrow).
         cache_dir: where the generated benchmarks are written.
         per_class: images per class of a generated benchmark (default: enough for the largest count plus a fifth
             for testing).

@@ -6,7 +6,8 @@
 #   2. the subtle lesion benchmark (4 classes told apart by margin, echotexture or posterior shadowing; at most 100
 #      labelled training images per fold): 5-fold cross-validation of the classification bundle's linear probe
 #      (frozen features, logistic regression with C tuned on validation) and kNN, from the pretrained encoder and from
-#      a random one, with the paired per-fold differences and their 95 % intervals.
+#      a random one, with the paired per-fold differences and their 95 % paired-t intervals (unadjusted for the
+#      folds' shared training images: too narrow).
 # Start: from a random initialisation, unless START names a small MAE checkpoint to continue from (default: the
 # GPU-pretrained one in checkpoints/demo_start/ when that folder holds one; START=none forces the random start).
 # With a start, step 1 continues pretraining from it (its SHA-256 checked against SHA256SUMS beside it) and step 2
@@ -86,6 +87,6 @@ for name, diffs in record["differences_from_random"].items():
     for metric in ("macro_f1", "auc", "balanced_accuracy", "knn_macro_f1"):
         d = diffs[metric]
         print(f"{name} - random, {metric}: {points(d['mean'])} points "
-              f"[95% CI {points(d['low'])}, {points(d['high'])}]")
+              f"[95% CI, unadjusted {points(d['low'])}, {points(d['high'])}]")
 print(f"demo wall time: {time.time() - float(sys.argv[2]):.0f} s")
 PY

@@ -2,8 +2,12 @@
 95 % intervals (classification and segmentation metrics), and the subtle synthetic benchmark as a cross-validation
 protocol.
 
-A gap between two means over five folds says little when the folds disagree; the paired per-fold difference and its
-t interval say whether it is real.
+A gap between two means over five folds says little when the folds disagree; the paired per-fold difference shows
+how far they do. Its interval is the plain paired t over the folds, unadjusted: it treats the fold differences as
+independent, while the folds' training sets overlap (in plain 5-fold cross-validation any two share three quarters
+of their images), so it is too narrow. Nadeau and Bengio (2003) scale the variance of the mean by
+``1/n + n_test/n_train`` instead of ``1/n``: for five plain folds an interval 1.5 times wider. An interval that
+excludes zero is a hint, not a test; the tables say so (:data:`INTERVAL_CAPTION`).
 """
 
 from __future__ import annotations
@@ -32,6 +36,13 @@ DISTANCE_METRICS = ("mean_hd95",)
 #: AUC is one too: with several classes it is the mean of the one-vs-rest AUCs of the classes present
 #: (``monai_ext.engines.metrics``).
 CLASS_AVERAGED_METRICS = ("macro_f1", "balanced_accuracy", "auc", "knn_macro_f1", "knn_balanced_accuracy", "knn_auc")
+#: What a table's interval is, ``{unit}`` the folds or repeats paired: it must not read as a test of the gap.
+INTERVAL_CAPTION = "95 % unadjusted paired-t interval; the {unit} share training images, so it is too narrow"
+
+
+def interval_caption(unit: str = "folds") -> str:
+    """The caption of a paired-difference table's interval (:data:`INTERVAL_CAPTION`) for ``unit`` (folds, repeats)."""
+    return INTERVAL_CAPTION.format(unit=unit)
 
 
 def classes_missing(report: Mapping[str, Any]) -> list[str]:
@@ -105,6 +116,10 @@ def paired_differences(summary: Mapping[str, Mapping[str, Mapping[str, Any]]], f
                        confidence: float = 0.95) -> dict[str, dict[str, Any]]:
     """Per metric, ``first - second`` fold by fold (the same folds), its mean and a paired-t interval.
 
+    The interval is scipy's ``ttest_rel`` one: it takes the fold differences as independent, which folds with
+    overlapping training sets are not, so it is too narrow (unadjusted; see the module's note). The per-fold sizes
+    a corrected variance needs are not in ``summary``.
+
     Args:
         summary: ``{method: {metric: {"folds": [...], ...}}}`` as the cross-validation writes it.
         first, second: the two methods.
@@ -153,7 +168,8 @@ def knn_table(summary: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[st
 
 def difference_table(diffs: Mapping[str, Mapping[str, Any]], first: str, second: str,
                      notes: Mapping[str, str] | None = None) -> list[str]:
-    """Markdown lines: ``first - second`` per metric, paired over folds, with its interval and the fold values.
+    """Markdown lines: ``first - second`` per metric, paired over folds, with its interval (unadjusted for the
+    folds' overlap, as the title says: :func:`interval_caption`) and the fold values.
 
     Args:
         diffs: from :func:`paired_differences`.
@@ -165,8 +181,8 @@ def difference_table(diffs: Mapping[str, Mapping[str, Any]], first: str, second:
     distances = [m for m in diffs if m in DISTANCE_METRICS]
     # HD95 in points would read 100 times too large, and its sign means the opposite of the other rows'
     unit = "points" + (f"; {', '.join(distances)} in pixels, lower is better" if distances else "")
-    lines = ["", f"{first} minus {second}, paired over the same folds ({unit}: mean [95 % paired-t interval]):", "",
-             "| metric | difference [95 % CI] | per fold |", "|---|---|---|"]
+    lines = ["", f"{first} minus {second}, paired over the same folds ({unit}: mean [{interval_caption()}]):", "",
+             "| metric | difference [95 % CI, unadjusted] | per fold |", "|---|---|---|"]
     for metric, d in diffs.items():
         scale = 1.0 if metric in DISTANCE_METRICS else 100.0
         folds = ", ".join(f"{scale * v:+.1f}" if np.isfinite(v) else "n/a" for v in d["folds"])
@@ -222,8 +238,9 @@ def difference_text(d: Mapping[str, float], scale: float = 100.0) -> str:
 def comparison_table(summary: Mapping[str, Mapping[str, Mapping[str, Any]]],
                      firsts: Sequence[str] = ("pretrained",), second: str = "random") -> str:
     """Markdown: the kNN means (when present), then each of ``firsts`` minus ``second`` paired over folds with 95 %
-    intervals: the classification metrics, or Dice, IoU and HD95 of a segmentation summary (HD95 in pixels, with
-    each start's undefined pairs where it has some: :func:`undefined_pairs_note`).
+    unadjusted paired-t intervals (too narrow: :func:`interval_caption`): the classification metrics, or Dice, IoU
+    and HD95 of a segmentation summary (HD95 in pixels, with each start's undefined pairs where it has some:
+    :func:`undefined_pairs_note`).
 
     Empty when ``summary`` lacks ``second`` or every one of ``firsts``, or has none of the compared metrics.
     """

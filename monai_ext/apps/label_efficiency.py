@@ -7,7 +7,8 @@ probe. Repeat ``r`` draws its labelled images from fold ``r``'s training + valid
 (:func:`monai_ext.data.downstream.labels_per_class`: exactly ``count`` per class, smaller budgets nested in larger
 ones) and tests on fold ``r``'s test part, which is the same for every budget and both starts; so the pretrained and
 the random run of a (budget, repeat) are paired, and :func:`monai_ext.apps.comparison.paired_differences` gives the
-difference with its 95 % interval per budget.
+difference with its 95 % interval per budget: the plain paired t, unadjusted, too narrow since the repeats' training
+images come from overlapping parts of the same protocol (:func:`monai_ext.apps.comparison.interval_caption`).
 
 Writes ``label_efficiency.json`` (everything, with each run's report path), ``label_efficiency.md`` (the table) and
 ``label_efficiency.png`` (macro-F1 and AUC against labels per class, log x axis, mean ± std over repeats).
@@ -25,7 +26,13 @@ from typing import Any
 
 import numpy as np
 
-from monai_ext.apps.comparison import difference_text, paired_differences, pairs_note, statistic_text
+from monai_ext.apps.comparison import (
+    difference_text,
+    interval_caption,
+    paired_differences,
+    pairs_note,
+    statistic_text,
+)
 from monai_ext.apps.crossval import (
     SUMMARY_METRICS,
     check_run_inputs,
@@ -225,7 +232,8 @@ def label_efficiency(
 
 
 def efficiency_table(per_count: Mapping[str, Mapping[str, Any]], name: str, repeats: int) -> str:
-    """Markdown: mean ± std per (budget, start) in percent, then pretrained minus random with 95 % paired intervals."""
+    """Markdown: mean ± std per (budget, start) in percent, then pretrained minus random with 95 % paired intervals
+    (unadjusted paired t, too narrow: the title says so, :func:`~monai_ext.apps.comparison.interval_caption`)."""
     title = (f"### {name}: full fine-tuning by labelled images per class (test, mean ± sample std over {repeats} "
              f"repeat{'s' if repeats != 1 else ''}, %)")
     lines = [title, "", "| labels per class | start | " + " | ".join(CURVE_METRICS) + " |",
@@ -236,7 +244,8 @@ def efficiency_table(per_count: Mapping[str, Mapping[str, Any]], name: str, repe
             lines.append(f"| {n} | {start} | " + " | ".join(
                 statistic_text(values[m], unit="repeats") for m in CURVE_METRICS) + " |")
     diff_metrics = CURVE_METRICS[:3]
-    lines += ["", "pretrained minus random, paired over the same repeats (points: mean [95 % paired-t interval]):", "",
+    caption = interval_caption("repeats")
+    lines += ["", f"pretrained minus random, paired over the same repeats (points: mean [{caption}]):", "",
               "| labels per class | " + " | ".join(diff_metrics) + " |", "|---|" + "---|" * len(diff_metrics)]
     for n, entry in per_count.items():
         d = entry["paired_differences"]

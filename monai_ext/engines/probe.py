@@ -140,12 +140,34 @@ def _check_pair(features: np.ndarray, labels: np.ndarray, name: str) -> None:
     if features.ndim != 2 or len(features) != len(labels) or len(labels) == 0:
         raise ValueError(f"{name}: need (N, D) features and N labels with N > 0, got {features.shape!r} and "
                          f"{np.shape(labels)!r}")
+    _check_finite(features, name)
 
 
-def _fit(features: np.ndarray, labels: np.ndarray, c: float, class_weight: str | None, seed: int) -> tuple[StandardScaler, LogisticRegression]:
+def _check_finite(features: np.ndarray, name: str) -> None:
+    """Refuse NaN or infinite features, naming the split: a diverged encoder's NaN would otherwise turn into NaN
+    probabilities (kNN) or scikit-learn's message about its own input, far from the split that holds them."""
+    finite = np.isfinite(np.asarray(features, dtype=np.float64)).all(axis=tuple(range(1, np.ndim(features))))
+    if not finite.all():
+        rows = np.flatnonzero(~finite)
+        raise ValueError(f"{name}: features must be finite, got NaN or infinite values in {len(rows)} of "
+                         f"{len(finite)} rows (first rows {rows[:5].tolist()!r}); the encoder's outputs diverged or "
+                         "overflowed")
+
+
+def _fit(features: np.ndarray, labels: np.ndarray, c: float, class_weight: ClassWeight, seed: int,
+         part: str = "the training part") -> tuple[StandardScaler, LogisticRegression]:
+    """Standardise and fit one logistic regression; ``part`` names the data in an error (the training part, or train
+    + validation of a refit)."""
     scaler = StandardScaler().fit(features)
     if isinstance(class_weight, Mapping):  # scikit-learn refuses keys of classes this fit lacks (a fold's rare class)
-        class_weight = {int(c): class_weight.get(int(c), 1.0) for c in np.unique(labels)}
+        given = class_weight
+        class_weight = {int(c): given.get(int(c), 1.0) for c in np.unique(labels)}
+        # probe_class_weight lets {0: 0, 1: 0} through for 3 classes (class 2 weighs 1); a part without class 2 then
+        # has no sample that weighs anything, and scikit-learn stops on a bare ZeroDivisionError
+        if not any(class_weight.values()):
+            raise ValueError(f"probe#class_weight {given!r} weighs every class of {part} 0 (its classes: "
+                             f"{sorted(class_weight)!r}): no sample would count in the fit; give one of them a "
+                             "weight above 0")
     model = LogisticRegression(C=c, max_iter=2000, class_weight=class_weight, random_state=seed)
     with warnings.catch_warnings():
         # Very weak regularisation on separable data stops at max_iter; such a C then loses on validation anyway.
@@ -295,7 +317,7 @@ def refit_probe(probe: LinearProbe, data: tuple[np.ndarray, np.ndarray], class_w
                 seed: int = 0) -> LinearProbe:
     """The same C fitted again on ``data`` (features (N, D), labels (N,)), e.g. train + validation."""
     _check_pair(*data, "refit data")
-    refit = _as_probe(*_fit(*data, probe.c, class_weight, seed), probe.num_classes, probe.c)
+    refit = _as_probe(*_fit(*data, probe.c, class_weight, seed, "the refit data"), probe.num_classes, probe.c)
     refit.sweep, refit.train_only = probe.sweep, probe
     return refit
 
@@ -343,17 +365,35 @@ def knn_probabilities(
         temperature: T of the vote weights.
 
     Returns:
-        (N, K) class probabilities (normalised votes).
+        (N, K) class probabilities (normalised votes), float64.
+
+    Raises:
+        ValueError: ``k`` below 1, or NaN or infinite features in the bank or the queries.
     """
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k!r}")
-    bank_x = torch.nn.functional.normalize(torch.as_tensor(bank[0], dtype=torch.float32), dim=1)
-    query_x = torch.nn.functional.normalize(torch.as_tensor(queries, dtype=torch.float32), dim=1)
+    bank_x, query_x = _unit_rows(bank[0], "kNN memory (bank)"), _unit_rows(queries, "kNN queries")
     sims, idx = (query_x @ bank_x.T).topk(min(k, len(bank_x)), dim=1)
-    votes = torch.zeros(len(query_x), num_classes)
+    votes = torch.zeros(len(query_x), num_classes, dtype=sims.dtype)
     labels = torch.as_tensor(bank[1], dtype=torch.long)[idx]
     votes.scatter_add_(1, labels, (sims / temperature).exp())
     return (votes / votes.sum(dim=1, keepdim=True)).numpy()
+
+
+def _unit_rows(features: np.ndarray, name: str) -> torch.Tensor:
+    """(N, D) features scaled to unit L2 norm in float64 (a zero row stays zero: similarity 0 to every row).
+
+    Each row is first divided by its largest magnitude: the squares in a float32 norm overflow past ~1.8e19, which
+    turned every row into zeros (kNN fell to chance without a word) and float32 cannot hold features past ~3.4e38
+    (NaN probabilities); divided so, the squares stay at most D whatever the scale, and cosine similarity does not
+    depend on it.
+    """
+    _check_finite(features, name)
+    x = np.asarray(features, dtype=np.float64)
+    peak = np.abs(x).max(axis=1, keepdims=True) if x.size else np.ones((len(x), 1))
+    x = x / np.where(peak > 0, peak, 1.0)
+    norm = np.linalg.norm(x, axis=1, keepdims=True)
+    return torch.from_numpy(x / np.where(norm > 0, norm, 1.0))
 
 
 def choose_knn_k(
@@ -398,6 +438,9 @@ def evaluate_frozen_features(
     """
     k_classes = len(class_names)
     train, validation = splits["train"], splits["validation"]
+    for name, (x, y) in splits.items():  # the test split too: it is only scored, never fitted, so checked here
+        if len(y):
+            _check_pair(x, y, name)
     class_weight = probe_class_weight(class_weight, class_names)  # cleaned once: the refit below receives it too
     train_only = fit_linear_probe(train, validation, k_classes, cs, class_weight, refit=False, seed=seed)
     k, knn_sweep = choose_knn_k(train, validation, k_classes, ks)

@@ -48,6 +48,32 @@ def test_an_interval_without_width_is_not_printed_as_certainty(a, b, expected) -
     assert difference_text(paired_differences(summary_of({"p": {"auc": a}, "r": {"auc": b}}), "p", "r")["auc"]) == expected
 
 
+def _cv_table(unit: str) -> str:
+    a, b = [0.71, 0.64, 0.80, 0.58, 0.69], [0.55, 0.60, 0.61, 0.57, 0.49]
+    if unit == "folds":
+        return comparison_table(summary_of({"pretrained": {"auc": a}, "random": {"auc": b}}))
+    from monai_ext.apps.label_efficiency import CURVE_METRICS, efficiency_table
+
+    summary = summary_of({"pretrained": {m: a for m in CURVE_METRICS}, "random": {m: b for m in CURVE_METRICS}})
+    return efficiency_table({"10": {"summary": summary, "paired_differences": paired_differences(
+        summary, "pretrained", "random")}}, "subtle", repeats=5)
+
+
+@pytest.mark.parametrize("unit", ["folds", "repeats"])
+def test_the_tables_call_the_interval_an_unadjusted_paired_t_over_overlapping_folds(unit: str) -> None:
+    """The folds' (and the label-efficiency repeats') training sets overlap, so the paired t, which takes them as
+    independent, is too narrow: the tables printed "95 % paired-t interval" as if it told whether a gap is real."""
+    table = _cv_table(unit)
+    assert f"mean [95 % unadjusted paired-t interval; the {unit} share training images, so it is too narrow]" in table
+    assert "[95 % paired-t interval]" not in table
+    if unit == "folds":
+        assert "| metric | difference [95 % CI, unadjusted] | per fold |" in table
+    # the numbers stay scipy's paired t: only the words around them changed
+    a, b = [0.71, 0.64, 0.80, 0.58, 0.69], [0.55, 0.60, 0.61, 0.57, 0.49]
+    ci = stats.ttest_rel(a, b).confidence_interval()
+    assert f"{100 * np.mean(np.subtract(a, b)):+.1f} [{100 * ci.low:+.1f}, {100 * ci.high:+.1f}]" in table
+
+
 def test_one_fold_has_no_interval_and_missing_metrics_are_skipped() -> None:
     d = paired_differences(summary_of({"p": {"auc": [0.7], "dice": [0.5]}, "r": {"auc": [0.6]}}), "p", "r")
     assert set(d) == {"auc"} and np.isnan(d["auc"]["low"])

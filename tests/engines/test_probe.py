@@ -126,6 +126,58 @@ def test_knn_matches_a_brute_force_reference() -> None:
         np.testing.assert_allclose(probs[q], votes / votes.sum(), rtol=1e-4)
 
 
+def sklearn_cosine_knn(bank: tuple[np.ndarray, np.ndarray], queries: np.ndarray, k: int,
+                       num_classes: int) -> np.ndarray:
+    """DINO's vote through scikit-learn: cosine distance d = 1 - similarity, a neighbour weighing exp((1 - d) / T)."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    knn = KNeighborsClassifier(n_neighbors=min(k, len(bank[1])), metric="cosine", algorithm="brute",
+                               weights=lambda d: np.exp((1 - d) / 0.07)).fit(*bank)
+    probs = np.zeros((len(queries), num_classes))
+    probs[:, knn.classes_] = knn.predict_proba(queries)
+    return probs
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("scale", [1.0, 1e20, 1e-30])
+@pytest.mark.parametrize("k", [1, 5, 30])
+def test_knn_matches_sklearn_cosine_knn_at_any_feature_scale(scale: float, dtype: type, k: int) -> None:
+    """Past ~1.8e19 the float32 L2 norm overflowed and every feature became zero: kNN guessed."""
+    rng = np.random.default_rng(3)
+    bank_x, bank_y, queries = rng.standard_normal((30, 8)), rng.integers(0, 3, 30), rng.standard_normal((9, 8))
+    probs = knn_probabilities(((bank_x * scale).astype(dtype), bank_y), (queries * scale).astype(dtype), k, 3)
+    # the reference sees the unscaled features: cosine similarity does not depend on the scale
+    np.testing.assert_allclose(probs, sklearn_cosine_knn((bank_x, bank_y), queries, k, 3), atol=1e-6)
+
+
+def test_knn_of_features_beyond_float32_range_is_not_nan() -> None:
+    rng = np.random.default_rng(4)
+    bank_x, bank_y, queries = rng.standard_normal((20, 6)), rng.integers(0, 2, 20), rng.standard_normal((5, 6))
+    probs = knn_probabilities((bank_x * 1e40, bank_y), queries * 1e40, 5, 2)
+    np.testing.assert_allclose(probs, sklearn_cosine_knn((bank_x, bank_y), queries, 5, 2), atol=1e-6)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("where, match", [("bank", r"^kNN memory \(bank\): features must be finite"),
+                                          ("queries", r"^kNN queries: features must be finite")])
+def test_knn_refuses_non_finite_features(bad: float, where: str, match: str) -> None:
+    rng = np.random.default_rng(5)
+    bank_x, bank_y, queries = rng.standard_normal((10, 4)), rng.integers(0, 2, 10), rng.standard_normal((3, 4))
+    (bank_x if where == "bank" else queries)[1, 2] = bad
+    with pytest.raises(ValueError, match=match + r", got NaN or infinite values in 1 of \d+ rows \(first rows \[1\]\)"):
+        knn_probabilities((bank_x, bank_y), queries, 3, 2)
+
+
+@pytest.mark.parametrize("split", ["train", "validation", "test"])
+def test_evaluate_frozen_features_names_the_split_with_non_finite_features(split: str) -> None:
+    """A diverged encoder's NaN: the test split is only scored, and gave NaN kNN probabilities without a word."""
+    splits = {name: blobs(2, 20, seed=seed) for seed, name in enumerate(("train", "validation", "test"))}
+    splits[split][0][3, 0] = np.nan
+    with pytest.raises(ValueError, match=rf"^{split}: features must be finite, got NaN or infinite values in 1 of 20 "
+                                         r"rows \(first rows \[3\]\)"):
+        evaluate_frozen_features(splits, ["a", "b"], cs=[1.0], ks=[1])
+
+
 def test_k_is_chosen_on_validation_and_capped_at_the_bank_size() -> None:
     train, val = blobs(3, 12, seed=7), blobs(3, 30, seed=8)
     k, sweep = choose_knn_k(train, val, 3, ks=(1, 5, 50))
@@ -252,6 +304,28 @@ def test_a_weighted_class_missing_from_a_fit_weighs_nothing_there() -> None:
     ref = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, class_weight={0: 3.0, 2: 1.0}, max_iter=2000))
     ref.fit(features, labels)
     assert (probe.logits(features).argmax(1) == ref.predict(features)).all()
+
+
+def test_a_training_part_whose_classes_all_weigh_0_is_refused_in_words() -> None:
+    """{0: 0, 1: 0} passes for 3 classes (class 2 weighs 1); a part without class 2 had every sample weigh 0 and
+    scikit-learn stopped on a bare ZeroDivisionError."""
+    rng = np.random.default_rng(0)
+    features, labels = rng.normal(size=(20, 4)), np.array([0, 1] * 10)
+    with pytest.raises(ValueError, match=r"^probe#class_weight \{0: 0\.0, 1: 0\.0\} weighs every class of the training "
+                                         r"part 0 \(its classes: \[0, 1\]\)"):
+        fit_linear_probe((features, labels), (features[:4], labels[:4]), 3, cs=[1.0], class_weight={0: 0, 1: 0})
+
+
+def test_a_class_that_weighs_0_beside_one_that_counts_still_fits() -> None:
+    """The refusal above is for a part where nothing counts; one class at 0 beside a weighed one fits as sklearn."""
+    rng = np.random.default_rng(1)
+    features, labels = rng.normal(size=(40, 3)), np.array([0, 1, 2, 2] * 10)
+    features[labels == 2] += 1.5
+    probe = fit_linear_probe((features, labels), (features[:8], labels[:8]), 3, cs=[1.0], class_weight={0: 0, 1: 0},
+                             refit=False)  # class 2 left out: it weighs 1
+    ref = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, class_weight={0: 0, 1: 0, 2: 1}, max_iter=2000))
+    ref.fit(features, labels)
+    np.testing.assert_allclose(probe.probabilities(features), ref.predict_proba(features), atol=1e-4)
 
 
 @pytest.mark.parametrize("sweeps, cs, ks", [

@@ -59,7 +59,7 @@ def test_demo_continues_from_the_start_and_compares_three_starts(start: Path, tm
     assert set(record["summary"]) == {"random", "start", "continued"}
     assert set(record["differences_from_random"]) == {"start", "continued"}
     assert "start - random, macro_f1:" in result.stdout and "continued - random, auc:" in result.stdout
-    assert "[95% CI n/a, n/a]" in result.stdout  # one fold: no interval (null in cv_summary.json), no crash
+    assert "[95% CI, unadjusted n/a, n/a]" in result.stdout  # one fold: no interval (null in cv_summary.json), no crash
     assert "    1 | " in result.stdout and " | nan" not in result.stdout  # an epoch not monitored shows "-"
     # each start's frozen encoder (saved with its probe head): the start is the published file, the continued one
     # is the demo's own pretraining output, different from both the start and the random one
