@@ -323,9 +323,18 @@ def unknown_settings(argv: Sequence[str]) -> list[str]:
     return [f"--{name}" + _closest_known(name, known, config) for name in unknown]
 
 
+#: Settings of other tools (MONAI's own trainers, other bundles) that the bundles have under another name: the hint
+#: names that one, not the closest spelling (``--amp`` was pointed at ``--validate#evaluator#amp``, which follows
+#: ``precision`` and does nothing for training).
+OTHER_NAMES = {"amp": "--precision bf16"}
+
+
 def _closest_known(name: str, known: Sequence[str], config: object) -> str:
-    """A hint for an unknown setting: the closest top-level id, else the nested ids it names the last part of
-    (``--base_lr``: ``--recipes#ultrasound#base_lr``, where a bundle keeps the setting per recipe); else nothing."""
+    """A hint for an unknown setting: the bundles' name for another tool's setting (:data:`OTHER_NAMES`), the closest
+    top-level id, else the nested ids it names the last part of (``--base_lr``: ``--recipes#ultrasound#base_lr``,
+    where a bundle keeps the setting per recipe); else nothing."""
+    if name in OTHER_NAMES:
+        return f" (did you mean {OTHER_NAMES[name]}?)"
     parent, _, leaf = name.rpartition("#")
     siblings = _value_at(config, parent.split("#")) if parent else None
     if isinstance(siblings, Mapping):  # --probe#c: the nearest key beside it (probe#cs), not the top-level probe

@@ -46,33 +46,86 @@ def usable_device(device: torch.device | str, precision: str | None = None) -> t
 
     The bundles choose CUDA when there is one and the CPU otherwise: a machine whose CUDA is broken (a driver
     mismatch) trained on the CPU for days with nothing in its log to say so, and bf16 asked for ran as float32.
-    So the first call for a device logs it, with the precision it really gets.
+    So the first call for a device logs it, with the precision it really gets (:func:`effective_precision`).
 
     Raises:
-        ValueError: ``device`` is not a device name, or names CUDA (or a CUDA index) this machine does not have:
-            torch's ``AssertionError`` from deep inside a config expression said only "not compiled with CUDA".
+        ValueError: ``device`` is not a device name, or names an accelerator (CUDA, MPS, XPU, or an index of one)
+            this machine does not have: torch's ``AssertionError`` from deep inside a config expression said only
+            "not compiled with CUDA", and ``--device mps`` on Linux passed here and failed later in the config.
     """
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as e:
         raise ValueError(f"device must name a torch device such as 'cpu' or 'cuda:0', got {device!r}") from e
-    if resolved.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise ValueError(f"device {str(device)!r}: this machine has no usable CUDA device (torch "
-                             f"{torch.__version__}); use --device cpu or leave device unset")
-        if resolved.index is not None and resolved.index >= count:
-            raise ValueError(f"device {str(device)!r}: this machine has {count} CUDA device(s), numbered from 0")
+    count = accelerator_count(resolved.type)
+    if count == 0:
+        name = {"cuda": "CUDA", "mps": "MPS (Apple GPU)", "xpu": "XPU (Intel GPU)"}[resolved.type]
+        raise ValueError(f"device {str(device)!r}: this machine has no usable {name} device (torch "
+                         f"{torch.__version__}); use --device cpu or leave device unset")
+    if count is not None and resolved.index is not None and resolved.index >= count:
+        raise ValueError(f"device {str(device)!r}: this machine has {count} {resolved.type.upper()} device(s), "
+                         "numbered from 0")
     if precision is not None:
         autocast(resolved, precision)  # checks the precision's name
     if (str(resolved), precision) not in _ANNOUNCED:
         _ANNOUNCED.add((str(resolved), precision))
-        if precision == "bf16" and resolved.type != "cuda":
+        if precision is not None and effective_precision(resolved, precision) != precision:
             logger.info("running on %s in float32 (bf16 autocast runs on CUDA only; CUDA available: %s)", resolved,
                         torch.cuda.is_available())
         else:
             logger.info("running on %s%s", resolved, f" in {precision}" if precision else "")
     return resolved
+
+
+def accelerator_count(device_type: str) -> int | None:
+    """How many devices of an accelerator type (``"cuda"``, ``"mps"``, ``"xpu"``) this machine can use: 0 where
+    torch was built without it or finds none; None for another type (the CPU), which :func:`usable_device` leaves
+    alone."""
+    if device_type == "cuda":
+        return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device_type == "mps":  # one Apple GPU at most; torch.backends.mps is missing from some builds
+        mps = getattr(torch.backends, "mps", None)
+        return int(bool(mps is not None and mps.is_available()))
+    if device_type == "xpu":  # torch.xpu came with torch 2.4
+        xpu = getattr(torch, "xpu", None)
+        return xpu.device_count() if xpu is not None and xpu.is_available() else 0
+    return None
+
+
+def effective_precision(device: torch.device | str, precision: str) -> str:
+    """The precision a run on ``device`` really computes in: "bf16" only for bf16 on CUDA (:func:`autocast`), else
+    "fp32". Logged by the bundles' MLflow tracking in place of the setting: CPU runs asked for bf16 (the default)
+    were recorded as bf16 while they trained in float32.
+
+    Raises:
+        ValueError: ``precision`` is not one of :data:`PRECISIONS`, or ``device`` names no torch device.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    try:
+        device_type = torch.device(device).type
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device must name a torch device such as 'cpu' or 'cuda:0', got {device!r}") from e
+    return "bf16" if precision == "bf16" and device_type == "cuda" else "fp32"
+
+
+def refuse_amp(amp: Any, engine: str) -> None:
+    """Refuse MONAI's ``amp`` switch for an engine that computes in ``precision`` and never reads ``amp``.
+
+    ``--train#trainer#amp true`` was taken by MONAI's ``SupervisedTrainer`` and then ignored by this project's
+    iteration: a run asked for mixed precision trained in float32 with nothing to say so.
+
+    Args:
+        amp: the value given for ``amp`` (a bool, or its text from a command line); false, 0 or unset pass.
+        engine: the engine's class name, for the message.
+
+    Raises:
+        ValueError: ``amp`` is true, naming ``--precision bf16`` as the setting to use.
+    """
+    if is_unset(amp) or str(amp).strip().lower() in ("false", "0", "no", "off"):
+        return
+    raise ValueError(f"{engine} does not use amp (got {amp!r}): its mixed precision is set by precision; use "
+                     "--precision bf16 (bf16 autocast on CUDA) and leave amp unset")
 
 
 def autocast(device: torch.device | str, precision: str) -> AbstractContextManager[Any]:
@@ -183,6 +236,7 @@ class RobustStepTrainer(SupervisedTrainer):
         # stock handlers and its `--tracking mlflow` settings read with from_engine(["loss"], first=True); on an
         # undecollated dict that returns a 1-tuple, which MLflow cannot log as a metric.
         kwargs.setdefault("decollate", True)
+        refuse_amp(kwargs.get("amp"), type(self).__name__)  # SupervisedTrainer's; this iteration reads precision
         super().__init__(*args, **kwargs)
         autocast(self.state.device, precision)  # validates the name early
         if max_nonfinite_steps < 1:

@@ -58,30 +58,42 @@ def launched_by_torchrun(environ: Mapping[str, str]) -> bool:
     return all(name in environ for name in TORCHRUN_VARIABLES)
 
 
-def init_process_group(timeout_minutes: int = 30) -> bool:
+def init_process_group(timeout_minutes: int = 30, device: torch.device | str | None = None,
+                       required: bool = False) -> bool:
     """Initialise the default process group from ``torchrun``'s environment (RANK, WORLD_SIZE, MASTER_ADDR, ...).
 
-    NCCL with one GPU per process (``LOCAL_RANK``) when CUDA is available, gloo on CPU. Does nothing when not
-    launched by ``torchrun`` (a plain single process) or when already initialised; a torchrun world of one process
-    gets its group.
+    The backend follows the run's device (:func:`process_group_backend`): NCCL with one GPU per process
+    (``LOCAL_RANK``) for a CUDA run, gloo otherwise. Does nothing when not launched by ``torchrun`` (a plain single
+    process) or when already initialised; a torchrun world of one process gets its group.
 
     Under torchrun's agent the process also ends with its launcher (:func:`~monai_ext.io.signals.end_with_the_launcher`),
     and ignite's view of the group is built before anything runs (see the comment there).
 
+    Args:
+        timeout_minutes: how long a collective waits for the other ranks.
+        device: the device this rank trains on (a bundle's ``@device``: a ``torch.device``, or the text of
+            ``--device``); None: CUDA when there is one, as the bundles' default device.
+        required: refuse to run without torchrun (``multi_gpu_train.yaml``, whose ``DistributedSampler`` needs the
+            group) instead of going on in a single process.
+
     Returns:
         True when running distributed.
+
+    Raises:
+        ValueError: ``required`` and the process was not started by torchrun.
     """
     if is_distributed():
         return True
     if not launched_by_torchrun(os.environ):
+        if required:  # the overlay's DistributedSampler would otherwise fail with an 86-line traceback
+            raise ValueError("multi_gpu_train.yaml runs under torchrun (torchrun --nproc_per_node=N -m monai.bundle "
+                             "run ...); for one process use train.yaml alone")
         return False
     if TORCHRUN_AGENT_VARIABLE in os.environ:
         end_with_the_launcher()
-    if torch.cuda.is_available():
+    backend = process_group_backend(device)
+    if backend == "nccl":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        backend = "nccl"
-    else:
-        backend = "gloo"
     dist.init_process_group(backend=backend, timeout=timedelta(minutes=timeout_minutes))
     # ignite builds its own view of the group (a new_group and two collectives) lazily, the first time a metric
     # completes: a rank that failed before its first validation ended left the others blocked there, deaf to SIGTERM,
@@ -93,6 +105,31 @@ def init_process_group(timeout_minutes: int = 30) -> bool:
     if dist.get_rank() > 0:
         quiet_repeated_logs()
     return True
+
+
+def process_group_backend(device: torch.device | str | None = None) -> str:
+    """The ``torch.distributed`` backend for a run on ``device``: "nccl" for CUDA, "gloo" for anything else.
+
+    Chosen from the run's device, not from whether the machine has CUDA: ``--device cpu`` under torchrun on a GPU
+    machine got NCCL, whose collectives refuse the CPU tensors such a run holds, and every rank claimed GPU 0.
+
+    Args:
+        device: the run's device; None: CUDA when this machine has it (the bundles' default device), else the CPU.
+
+    Raises:
+        ValueError: ``device`` names no torch device, or CUDA on a machine without it (the overlay starts the group
+            before the network is moved, where ``usable_device`` would say the same).
+    """
+    if device is None:
+        return "nccl" if torch.cuda.is_available() else "gloo"
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device must name a torch device such as 'cpu' or 'cuda:0', got {device!r}") from e
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r}: this machine has no usable CUDA device (torch {torch.__version__}); "
+                         "use --device cpu or leave device unset")
+    return "nccl" if kind == "cuda" else "gloo"
 
 
 #: Loggers whose INFO lines every rank prints alike (an engine's "Epoch[2] Complete", "Got new best metric", this
@@ -237,20 +274,26 @@ class UnpaddedShardSampler(TorchDistributedSampler):
         return len(self.indices)
 
 
-def wrap_ddp(network: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+def wrap_ddp(network: torch.nn.Module, device: torch.device | str) -> torch.nn.Module:
     """DistributedDataParallel over ``network`` when distributed (only parameters that require gradients take part;
     no blanket ``find_unused_parameters``: the project's networks use every trainable parameter).
 
     DDP keeps its default ``broadcast_buffers=True`` for training (rank 0's BatchNorm statistics at the start of
     every training forward). That broadcast is a collective every rank must join, so validation, where a rank may
     have no image, does not run through the wrapper: see :func:`evaluation_network`.
-    """
-    import torch
 
+    Args:
+        network: the module to wrap, already on ``device``.
+        device: where this rank trains: a ``torch.device``, or its name as ``--device cpu`` gives it (text).
+    """
     if not is_distributed():
         return network
-    ids = [device.index] if device.type == "cuda" else None
-    return torch.nn.parallel.DistributedDataParallel(network, device_ids=ids)
+    device = torch.device(device)  # from the command line @device is text: "cpu" has no .type
+    if device.type != "cuda":
+        return torch.nn.parallel.DistributedDataParallel(network)
+    # "cuda" without an index: the rank's own GPU, which init_process_group made the current one (LOCAL_RANK)
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return torch.nn.parallel.DistributedDataParallel(network, device_ids=[index])
 
 
 def evaluation_network(network: torch.nn.Module) -> torch.nn.Module:

@@ -13,7 +13,7 @@ import torch
 from monai.engines import SupervisedEvaluator
 from monai.engines.utils import IterationEvents
 
-from monai_ext.engines.base import RobustStepTrainer, ShardSafeEvaluatorMixin, autocast, batch_images
+from monai_ext.engines.base import RobustStepTrainer, ShardSafeEvaluatorMixin, autocast, batch_images, refuse_amp
 
 
 def _unused_loss(*_: Any) -> torch.Tensor:
@@ -90,6 +90,8 @@ class MAEEvaluator(ShardSafeEvaluatorMixin, SupervisedEvaluator):
         self, *args: Any, mask_ratio: float = 0.75, precision: str = "bf16", noise_seed: int = 0, **kwargs: Any
     ) -> None:
         kwargs.setdefault("decollate", False)
+        # SupervisedEvaluator's amp is read by its own iteration only, which this class replaces
+        refuse_amp(kwargs.get("amp"), type(self).__name__)
         super().__init__(*args, **kwargs)
         autocast(self.state.device, precision)
         self.mask_ratio = check_training_mask_ratio(mask_ratio, self.network)

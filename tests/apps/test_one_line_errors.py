@@ -256,6 +256,14 @@ def test_a_misspelt_nested_key_is_pointed_to_the_key_beside_it() -> None:
     assert one_line_errors.unknown_settings(argv) == ["--probe#c (did you mean --probe#cs?)"]
 
 
+@pytest.mark.parametrize("bundle", ["usf_mae_pretrain", "usf_mae_classify", "usf_mae_segment"])
+def test_amp_is_pointed_to_the_precision_setting(bundle) -> None:
+    """``--amp true`` (MONAI's trainers' switch) got no hint in pretraining and ``--validate#evaluator#amp`` in the
+    others, an evaluator setting that follows --precision and does nothing for training."""
+    argv = ["monai/bundle/__main__.py", "run", "--config_file", f"bundles/{bundle}/configs/train.yaml", "--amp", "true"]
+    assert one_line_errors.unknown_settings(argv) == ["--amp (did you mean --precision bf16?)"]
+
+
 @pytest.mark.parametrize("settings, message", [
     (["--epochs", "2", "--epochs=3"], "setting --epochs given twice; give each once"),
     (["--dataset_dir", "a", "--dataset-dir", "b"], "setting --dataset_dir given twice"),   # fire's hyphen, same name

@@ -332,6 +332,25 @@ def test_tracking_logs_where_the_files_went_as_paths(bundle, tmp_path) -> None:
                         "output_dir": str(tmp_path / "out")}
 
 
+@pytest.mark.parametrize("bundle", BUNDLES)
+@pytest.mark.parametrize("device, precision, computed", [
+    ("cpu", "bf16", "fp32"),          # the default precision on a CPU: bf16 autocast runs on CUDA only
+    ("cuda:0", "bf16", "bf16"),
+    ("cuda:1", "fp32", "fp32"),
+])
+def test_tracking_logs_the_precision_the_run_computes_in(bundle, device, precision, computed, tmp_path) -> None:
+    """MLflow recorded precision 'bf16' for CPU runs that trained in float32 (the run log said float32), and the
+    evaluators' amp as the expression "$torch.cuda.is_available() and ...". ``--device`` arrives as text."""
+    tracking = yaml.safe_load((configs(bundle) / "mlflow_tracking.yaml").read_text())["configs"]
+    parser = parser_for(bundle, ["train.yaml"], tmp_path, device=device, precision=precision)
+    runs = TRACKED_RUNS.get(bundle, ("trainer",))  # classify's linear probe logs its own params
+    parser.update({f"tracking_{run}_params": tracking[run]["resolved_params"] for run in runs})
+    assert [parser.get_parsed_content(f"tracking_{run}_params#precision") for run in runs] == [computed] * len(runs)
+    if bundle in FINETUNE_BUNDLES:  # MONAI's evaluator autocasts by amp: logged as the value it resolves to
+        assert parser.get_parsed_content("tracking_trainer_params#validate.evaluator.amp") is (computed == "bf16")
+        assert parser.get_parsed_content("validate#evaluator#amp") is (computed == "bf16")
+
+
 # both bundles refuse a fold with a datalist (one fold): the fold is the synthetic default's
 @pytest.mark.parametrize("bundle, kind, build, data", [
     ("usf_mae_classify", "classifier", lambda: build_classifier(TINY, 2, img_size=64),

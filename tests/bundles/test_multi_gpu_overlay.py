@@ -10,7 +10,13 @@ import subprocess
 import pytest
 
 from monai_ext.networks.checkpoints import read_checkpoint
-from tests.bundles.helpers import REPO, tiny_classify_overrides, tiny_pretrain_overrides
+from tests.bundles.helpers import (
+    REPO,
+    run_bundle,
+    tiny_classify_overrides,
+    tiny_pretrain_overrides,
+    tiny_segment_overrides,
+)
 from tests.launch import run_torchrun
 
 pytestmark = pytest.mark.slow
@@ -33,10 +39,30 @@ def torchrun_bundle(bundle: str, overrides: dict[str, object], processes: int = 
 def test_a_torchrun_world_of_one_process_runs_the_overlay(tmp_path) -> None:
     """A 1-GPU machine (or an 8-GPU run resumed on one) with the same torchrun command: the group was not started
     for a world of one, and the overlay's DistributedSampler failed with 'Default process group has not been
-    initialized'."""
-    torchrun_bundle("usf_mae_classify", tiny_classify_overrides(tmp_path, tmp_path / "cache", epochs=1), processes=1)
+    initialized'. ``--device cpu`` as the bundles tell a user to type it (text on the command line): the DDP wrapper
+    failed on every rank with "'str' object has no attribute 'type'"."""
+    overrides = tiny_classify_overrides(tmp_path, tmp_path / "cache", epochs=1, device="cpu")
+    torchrun_bundle("usf_mae_classify", overrides, processes=1)
     history = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert [h["epoch"] for h in history] == [1] and history[0]["n"] == 4
+
+
+TINY_OVERRIDES = {"usf_mae_pretrain": tiny_pretrain_overrides, "usf_mae_classify": tiny_classify_overrides,
+                  "usf_mae_segment": tiny_segment_overrides}
+
+
+@pytest.mark.parametrize("bundle", TINY_OVERRIDES)
+def test_the_overlay_without_torchrun_is_refused_in_one_line(bundle, tmp_path) -> None:
+    """``python -m monai.bundle run`` of train.yaml + multi_gpu_train.yaml, without torchrun, ended in an 86-line
+    traceback from the DistributedSampler ("Default process group has not been initialized")."""
+    configs = [f"bundles/{bundle}/configs/train.yaml", f"bundles/{bundle}/configs/multi_gpu_train.yaml"]
+    result = run_bundle(configs, TINY_OVERRIDES[bundle](tmp_path, tmp_path / "cache"), check=False, timeout=300)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        f"{bundle}: multi_gpu_train.yaml runs under torchrun (torchrun --nproc_per_node=N -m monai.bundle run ...); "
+        "for one process use train.yaml alone")
+    assert not (tmp_path / "models").exists()  # nothing trained or written
 
 
 def test_a_users_mistake_under_torchrun_is_one_line_on_every_rank(tmp_path) -> None:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from monai_ext.engines import base
-from monai_ext.engines.base import gradient_norm_limit, usable_device
+from monai_ext.engines.base import effective_precision, gradient_norm_limit, usable_device
 
 
 @pytest.mark.parametrize("given, limit", [
@@ -47,6 +47,53 @@ def test_a_device_this_machine_lacks_is_refused_in_one_line(device, gpus, match,
     monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
     with pytest.raises(ValueError, match=match):
         usable_device(device, "bf16")
+
+
+@pytest.mark.parametrize("device, backend, match", [
+    ("mps", "mps", r"device 'mps': this machine has no usable MPS \(Apple GPU\) device .*use --device cpu"),
+    ("xpu", "xpu", r"device 'xpu': this machine has no usable XPU \(Intel GPU\) device .*use --device cpu"),
+    ("xpu:0", "xpu", r"device 'xpu:0': this machine has no usable XPU"),
+])
+def test_an_mps_or_xpu_device_this_machine_lacks_is_refused_in_one_line(device, backend, match, monkeypatch) -> None:
+    """Only CUDA was checked: ``--device mps`` on Linux passed and failed deep inside the config."""
+    if backend == "mps":
+        monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    else:
+        monkeypatch.setattr(torch.xpu, "is_available", lambda: False)
+    with pytest.raises(ValueError, match=match):
+        usable_device(device, "bf16")
+
+
+@pytest.mark.parametrize("device, refused", [
+    ("mps", None), ("xpu", None), ("xpu:1", None),
+    ("mps:1", r"device 'mps:1': this machine has 1 MPS device\(s\), numbered from 0$"),
+    ("xpu:2", r"device 'xpu:2': this machine has 2 XPU device\(s\), numbered from 0$"),
+])
+def test_an_mps_or_xpu_device_this_machine_has_is_accepted(device, refused, monkeypatch) -> None:
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    monkeypatch.setattr(torch.xpu, "is_available", lambda: True)
+    monkeypatch.setattr(torch.xpu, "device_count", lambda: 2)
+    if refused is None:
+        assert usable_device(device, "fp32") == torch.device(device)
+    else:
+        with pytest.raises(ValueError, match=refused):
+            usable_device(device, "fp32")
+
+
+@pytest.mark.parametrize("device, precision, computed", [
+    ("cpu", "bf16", "fp32"), (torch.device("cpu"), "fp32", "fp32"), ("cuda", "bf16", "bf16"),
+    (torch.device("cuda", 1), "bf16", "bf16"), ("cuda:0", "fp32", "fp32"), ("mps", "bf16", "fp32"),
+])
+def test_the_effective_precision_is_bf16_only_for_bf16_on_cuda(device, precision, computed) -> None:
+    """What the MLflow tracking logs as the run's precision: a CPU run asked for bf16 computes in float32."""
+    assert effective_precision(device, precision) == computed
+
+
+@pytest.mark.parametrize("device, precision, match", [
+    ("cpu", "fp16", "precision must be one of"), ("gpu", "bf16", "device must name a torch device")])
+def test_the_effective_precision_of_a_wrong_setting_is_refused(device, precision, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        effective_precision(device, precision)
 
 
 def test_the_device_and_the_precision_it_really_gets_are_said_once(monkeypatch, caplog) -> None:

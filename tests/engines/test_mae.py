@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from monai.data import DataLoader
@@ -43,6 +45,45 @@ def test_mask_ratio_that_keeps_no_patch_is_refused() -> None:
     with pytest.raises(ValueError, match="keeps no patch of the 16"):
         trainer([images(1)[0]], mask_ratio=0.95)  # int(16 x 0.05) = 0 patches visible
     assert trainer([images(1)[0]], mask_ratio=0.9).mask_ratio == 0.9  # one visible patch is enough
+
+
+@pytest.mark.parametrize("amp, refused", [(True, True), ("true", True), (1, True), (False, False), (None, False),
+                                           ("false", False)])
+@pytest.mark.parametrize("engine", ["MAETrainer", "MAEEvaluator", "ClassificationTrainer", "SegmentationTrainer"])
+def test_amp_that_the_engine_would_ignore_is_refused_pointing_to_precision(engine, amp, refused) -> None:
+    """``--train#trainer#amp true`` was taken by MONAI's SupervisedTrainer and ignored by these engines' own
+    iterations (they autocast by ``precision``): the run trained in float32 without a word."""
+    from monai_ext.engines.classification import ClassificationTrainer
+    from monai_ext.engines.segmentation import SegmentationTrainer
+
+    network = tiny_mae()
+    common = {"device": torch.device("cpu"), "network": network, "precision": "fp32", "amp": amp}
+    build = {
+        "MAETrainer": lambda: trainer([images(1)[0]], amp=amp),
+        "MAEEvaluator": lambda: MAEEvaluator(val_data_loader=[], **common),
+        "ClassificationTrainer": lambda: ClassificationTrainer(
+            max_epochs=1, train_data_loader=[], optimizer=torch.optim.SGD(network.parameters(), lr=0.1),
+            loss_function=torch.nn.CrossEntropyLoss(), **common),
+        "SegmentationTrainer": lambda: SegmentationTrainer(
+            max_epochs=1, train_data_loader=[], optimizer=torch.optim.SGD(network.parameters(), lr=0.1),
+            loss_function=torch.nn.CrossEntropyLoss(), **common),
+    }[engine]
+    if refused:
+        with pytest.raises(ValueError, match=rf"^{engine} does not use amp \(got {re.escape(repr(amp))}\): .*use "
+                                             r"--precision bf16 \(bf16 autocast on CUDA\)"):
+            build()
+    else:
+        assert type(build()).__name__ == engine
+
+
+def test_monai_evaluators_keep_their_amp() -> None:
+    """The classification and segmentation evaluators run MONAI's own iteration, which autocasts by amp (the bundles
+    set it from the precision on CUDA): they take it."""
+    from monai_ext.engines.classification import ClassificationEvaluator
+    from monai_ext.engines.segmentation import SegmentationEvaluator
+
+    for evaluator in (ClassificationEvaluator, SegmentationEvaluator):
+        assert evaluator(device=torch.device("cpu"), val_data_loader=[], network=tiny_mae(), amp=True).amp
 
 
 def validation(batch_size: int, positions: bool) -> dict[str, float]:

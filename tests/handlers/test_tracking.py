@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from tests.bundles.helpers import REPO, run_bundle, tiny_classify_overrides, tiny_pretrain_overrides
 from tests.servers import refused_port, serve, start_mlflow_server
@@ -124,6 +125,8 @@ def test_pretrain_run_is_tracked_and_a_crashed_run_is_marked_failed(server, tmp_
     assert len(client.get_metric_history(run.info.run_id, "monitor_knn_accuracy")) == 3
     params, tags = run.data.params, run.data.tags
     assert params["arch"] == "mae_vit_tiny_patch16_dec128d2b" and params["recipe"] == "ultrasound"
+    # the precision the run computed in, not the bf16 asked for by default (bf16 autocast runs on CUDA only)
+    assert params["precision"] == ("bf16" if torch.cuda.is_available() else "fp32")
     split = pretrain_datalists(None, tmp_path / "cache", num_synthetic=24, val_fraction=0.25, seed=42)  # the run's
     assert len(params["dataset_hash"]) == 16
     assert params["dataset_sizes"] == f"{len(split['train'])},{len(split['validation'])}" == "17,7"
