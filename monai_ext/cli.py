@@ -314,7 +314,7 @@ def label_efficiency(
         root: dataset folder (not for subtle or synthetic).
         counts: comma-separated labelled images per class (training + validation), each at least 2.
         repeats: runs per count and start (folds of the protocol), mean +/- std and paired 95 % intervals over them
-            (unadjusted paired t: the repeats share training images, so too narrow).
+            (an unadjusted paired t, too narrow as the repeats share training images).
         cache_dir: where the generated benchmarks are written.
         per_class: images per class of a generated benchmark (default: enough for the largest count plus a fifth
             for testing).
@@ -503,10 +503,14 @@ def export_onnx(checkpoint: str, out: str, opset: int = 18, tolerance: float = 1
         opset: ONNX opset version.
         tolerance: largest allowed absolute difference of the logits.
     """
-    from monai_ext.networks.export import export_checkpoint_onnx
+    from monai_ext.networks.export import MissingPackagesError, export_checkpoint_onnx
 
     _check_output_file(out)  # before the export runs
-    info = export_checkpoint_onnx(checkpoint, out, opset, tolerance)
+    try:
+        info = export_checkpoint_onnx(checkpoint, out, opset, tolerance)
+    except MissingPackagesError as e:  # an ImportError, which main() leaves to a traceback: what to install is known
+        print(f"monai_ext export-onnx: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
     named = f"for {info['class_names']}" if info["class_names"] else "(the checkpoint records no class names)"
     print(f"{info['path']}: input image (N, {', '.join(map(str, info['input_shape']))}), output pred (N, "
           f"{info['num_classes']}) logits {named}; class names and preprocessing in its metadata_props; onnxruntime "

@@ -775,3 +775,19 @@ def test_export_onnx_tells_the_logits_it_wrote(class_names, told, tmp_path, caps
     checkpoint = _tiny_classifier_checkpoint(tmp_path / "model.pt", class_names)
     main(["export-onnx", str(checkpoint), str(tmp_path / "model.onnx")])
     assert told in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("blocked", [["onnx"], ["onnxscript"], ["onnxruntime"], ["onnx", "onnxruntime"]])
+def test_export_onnx_without_its_packages_is_one_line_naming_what_to_install(blocked, tmp_path, monkeypatch,
+                                                                             capsys) -> None:
+    """Without onnx, onnxscript or onnxruntime export-onnx ended in an ImportError's traceback."""
+    from tests.networks.test_export import _tiny_classifier_checkpoint
+
+    checkpoint = _tiny_classifier_checkpoint(tmp_path / "model.pt", ["benign", "malignant"])
+    for name in blocked:
+        monkeypatch.setitem(sys.modules, name, None)  # import then raises ImportError, as where it is not installed
+    code, err = run_main(["export-onnx", str(checkpoint), str(tmp_path / "model.onnx")], capsys)
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith("monai_ext export-onnx: ONNX export needs ") and "Traceback" not in err
+    assert err.rstrip().endswith(f"pip install {' '.join(blocked)}"), err
+    assert not (tmp_path / "model.onnx").exists()

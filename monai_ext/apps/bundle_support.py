@@ -111,7 +111,7 @@ def _trained_with(content: Mapping[str, Any]) -> str:
     """``arch=..., image_size=..., in_channels=...`` as a checkpoint's record states them (for error messages)."""
     record = content.get("arch") or {}
     config, arch_args = record.get("config") or {}, record.get("arch_args") or {}
-    found = {"arch": config.get("arch"), "image_size": config.get("image_size"), "in_channels": arch_args.get("in_chans")}
+    found = {"arch": recorded_arch(record), "image_size": config.get("image_size"), "in_channels": arch_args.get("in_chans")}
     return ", ".join(f"{key}={value!r}" for key, value in found.items() if value is not None)
 
 
@@ -129,7 +129,11 @@ def _load_content(network: torch.nn.Module, content: Any, name: str, encoder_onl
         if encoder_only:
             raise CheckpointError("init_options encoder_only applies to fine-tuning bundles: pretraining continues "
                                   "a whole MAE (released USF-MAE, Facebook MAE, this bundle's models/model.pt)")
-    if detect_layout(content) == "monai_ext" and content["arch"].get("kind") != "mae":
+    try:
+        layout = detect_layout(content)
+    except CheckpointError as e:  # the layout's refusal ("unrecognised checkpoint layout") names no file
+        raise CheckpointError(f"{name}: {e}") from e
+    if layout == "monai_ext" and content["arch"].get("kind") != "mae":
         state_dict = filter_monai_ext(content)
         if encoder_only and _transfers_encoder(network, content["arch"].get("kind"), state_dict):
             report = load_encoder_weights(network, content, name=name)
@@ -149,7 +153,7 @@ def _load_content(network: torch.nn.Module, content: Any, name: str, encoder_onl
     try:
         return f"{name}: {load(network, content, name=name).summary()}"
     except CheckpointError as e:  # e.g. a ViT-Tiny 64-px MAE of this project into the default ViT-B 224 network
-        trained = _trained_with(content) if detect_layout(content) == "monai_ext" else ""
+        trained = _trained_with(content) if layout == "monai_ext" else ""
         if not trained:
             raise
         raise CheckpointError(f"{e}; the checkpoint was trained with {trained} (pass those)") from e
@@ -627,7 +631,7 @@ def trained_settings(path: str | os.PathLike, bundle: str, default_path: str | o
     check_class_count(record, str(path))
     config, arch_args = record.get("config") or {}, record.get("arch_args") or {}
     found = {
-        "arch": config.get("arch"),
+        "arch": recorded_arch(record),
         "image_size": config.get("image_size", arch_args.get("img_size")),  # files saved outside a bundle run
         "class_names": config.get("class_names"),
         "mask_encoding": config.get("mask_encoding"),
@@ -642,6 +646,41 @@ def trained_settings(path: str | os.PathLike, bundle: str, default_path: str | o
     # a recorded None is a setting ("no cap", "no datalist"), not a missing record: kept, or the default replaced it
     recorded = {key: config[key] for key in (*FINETUNE_DATA_SETTINGS, *TRAINED_IMAGES_SETTINGS) if key in config}
     return {**{key: value for key, value in found.items() if value is not None}, **recorded}
+
+
+def recorded_arch(record: Mapping[str, Any]) -> str | None:
+    """The registered architecture a checkpoint's ``arch`` record names: its config's ``arch``, else the MAE whose
+    structure its ``arch_args`` have (``patch_size``, ``embed_dim``, ``depth``, ``num_heads``, ``mlp_ratio``; an MAE's
+    decoder too).
+
+    The bundles rebuild their network by this name: a classifier saved through ``save_model_checkpoint`` without a
+    config records ``arch_args`` only, and evaluate and inference rebuilt it as the default ViT-B. Fine-tuned networks
+    are named by the MAE whose encoder they have, as the bundles' own records do (``build_classifier`` and
+    ``build_segmenter`` take that name).
+
+    Args:
+        record: the checkpoint's ``arch`` record (``kind``, ``arch_args``, ``config``).
+
+    Returns:
+        The name, or None where the record names none and its structure is no registered architecture's (the strict
+        load then refuses the bundle's default network, naming what the file was trained with).
+    """
+    from monai_ext.networks.classifier import ENCODER_OF_MAE
+    from monai_ext.networks.mae import MAE_SPECS
+    from monai_ext.networks.segmentation import ENCODER_SPECS
+
+    config, arch_args = record.get("config") or {}, record.get("arch_args") or {}
+    if config.get("arch") is not None:
+        return config["arch"]
+    if record.get("kind") == "mae":
+        specs = MAE_SPECS
+    elif record.get("kind") in ("classifier", "segmenter"):
+        # the fine-tuned network's factories set the encoder's structure, with the MAE's (and timm's) MLP ratio
+        specs = {mae: {**ENCODER_SPECS[encoder], "mlp_ratio": 4.0} for mae, encoder in ENCODER_OF_MAE.items()}
+    else:  # external networks are rebuilt from their config, not by a registered name
+        return None
+    return next((name for name, spec in specs.items()
+                 if all(key in arch_args and arch_args[key] == value for key, value in spec.items())), None)
 
 
 def as_trained(network: torch.nn.Module, given: Mapping[str, Any], trained: Mapping[str, Any],

@@ -17,6 +17,7 @@ from monai_ext.io.checkpoints import CheckpointError
 from monai_ext.networks.checkpoints import (
     LoadReport,
     build_from_checkpoint,
+    checkpoint_mapping,
     detect_layout,
     load_mae_weights,
     read_checkpoint,
@@ -93,7 +94,7 @@ def convert_mae_checkpoint(src: str, dst: str, *, arch: str | None = None, img_s
         # the converted file is another layout (and image size): the source, a released checkpoint whose published
         # SHA-256 identifies it, would be gone
         raise ValueError(f"out {dst!r} is the source checkpoint itself; give another file to write")
-    content = read_checkpoint(src, sha256)
+    content = checkpoint_mapping(read_checkpoint(src, sha256), src)  # a str inside is no path to load instead
     config, _ = _mae_record(content, src)
     given = {key: value for key, value in (("arch", arch), ("img_size", img_size), ("in_chans", in_chans),
                                            ("norm_pix_loss", norm_pix_loss)) if value is not None}
@@ -159,6 +160,7 @@ def _convert_foreign(content: object, src: str,
     names, else the file's Facebook training ``args`` (:func:`_facebook_args`), else :data:`CONVERT_DEFAULTS`.
     Returns (model, load report, settings with their origins)."""
 
+    _refuse_encoder_only(content, src)
     found = _facebook_args(content, src, check_model="arch" not in given)
     settings: dict[str, Setting] = {}
     for key, default in CONVERT_DEFAULTS.items():
@@ -167,6 +169,23 @@ def _convert_foreign(content: object, src: str,
     values = {key: value for key, (value, _) in settings.items()}
     model = build_mae(values.pop("arch"), **values)
     return model, load_mae_weights(model, content, name=src), settings
+
+
+def _refuse_encoder_only(content: object, src: str) -> None:
+    """Refuse a foreign file that holds an encoder only (a timm or MONAI ViT, a fine-tuned classifier): the strict
+    load listed each of the MAE's decoder keys as missing, 3.6 KB of text, where the file needs no conversion.
+
+    Raises:
+        CheckpointError: ``src`` of a known layout without any ``decoder_`` key, naming it and what to do instead.
+    """
+    try:
+        layout, state_dict = to_state_dict(content)
+    except CheckpointError:  # an unknown layout: the load refuses it, naming the file
+        return
+    if not any(key.startswith("decoder_") for key in state_dict):
+        raise CheckpointError(f"{src}: its {layout!r} weights are an encoder only (no decoder_* keys): an encoder-only "
+                              "ViT or classifier has no decoder to convert; give it as --init_checkpoint of "
+                              "usf_mae_classify or usf_mae_segment")
 
 
 def _facebook_args(content: object, src: str, check_model: bool) -> dict[str, object]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import logging
 import os
@@ -17,6 +18,32 @@ from torch import nn
 from monai_ext.io.atomic import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
+
+#: What ONNX export needs beyond torch, none of them a dependency of this project: onnx (torch's exporter writes its
+#: model proto), onnxscript (torch's dynamo exporter converts with it) and onnxruntime (the exported file's check).
+EXPORT_PACKAGES = ("onnx", "onnxscript", "onnxruntime")
+
+
+class MissingPackagesError(ImportError):
+    """Packages ONNX export needs are not installed; the message names them and the ``pip install`` line."""
+
+
+def require_export_packages(packages: Sequence[str] = EXPORT_PACKAGES) -> None:
+    """Import each of ``packages``, before any work: without them an export ended in a traceback from deep inside
+    torch's exporter, and only after the checkpoint was read.
+
+    Raises:
+        MissingPackagesError: naming each package that does not import and the command that installs them.
+    """
+    missing = []
+    for name in packages:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise MissingPackagesError(f"ONNX export needs {', '.join(repr(name) for name in missing)}, not installed in "
+                                   f"this environment: pip install {' '.join(missing)}")
 
 
 def export_onnx(
@@ -36,12 +63,16 @@ def export_onnx(
 
     Returns:
         The written path. Input name "image", output name "pred".
+
+    Raises:
+        MissingPackagesError: onnx or onnxscript is not installed.
     """
     if len(input_shape) != 4 or any(int(s) < 1 for s in input_shape):
         raise ValueError(f"input_shape must be (N, C, H, W) with positive sizes, got {input_shape!r}")
     if isinstance(opset, bool) or not isinstance(opset, int) or opset < 1:
         raise ValueError(f"opset must be a positive integer, got {opset!r}")
-    import onnx  # torch's exporter needs it; an opset it does not know fails deep in a converter, with a traceback
+    require_export_packages(EXPORT_PACKAGES[:2])  # the exporter's own; onnxruntime only checks the file
+    import onnx  # an opset it does not know fails deep in a converter, with a traceback: checked below
 
     if opset > onnx.defs.onnx_opset_version():
         raise ValueError(f"opset must be at most {onnx.defs.onnx_opset_version()} (the newest this onnx "
@@ -105,6 +136,7 @@ def onnx_max_difference(model: nn.Module, path: str | os.PathLike, images: torch
         path: the ``.onnx`` file.
         images: (N, C, H, W) float32 inputs.
     """
+    require_export_packages(EXPORT_PACKAGES[2:])
     import onnxruntime as ort  # a test / export-time dependency only
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -133,6 +165,7 @@ def export_checkpoint_onnx(
 
     Raises:
         CheckpointError: not a classifier checkpoint of this project.
+        MissingPackagesError: onnx, onnxscript or onnxruntime is not installed (before the checkpoint is read).
         ValueError: a negative ``tolerance``; onnxruntime's outputs differ from the eager model's by more than
             ``tolerance`` (then nothing is written at ``path``).
         IsADirectoryError: ``path`` is a folder.
@@ -150,6 +183,7 @@ def export_checkpoint_onnx(
         # a slip in the shell (the .pt left as the output) would replace a trained model by its ONNX export
         raise ValueError(f"ONNX output {str(path)!r} is the checkpoint itself; give another file, such as "
                          f"{str(path.with_suffix('.onnx'))!r}")
+    require_export_packages()  # before the checkpoint is read: without them nothing can be written
     content = read_checkpoint(checkpoint)
     kind = (content.get("arch") or {}).get("kind") if isinstance(content, dict) else None
     if kind != "classifier":

@@ -272,32 +272,38 @@ def _mae(**kwargs: Any) -> MaskedAutoencoderViT:
     return MaskedAutoencoderViT(**kwargs)
 
 
+#: The structure each registered MAE's factory sets (the rest are keyword arguments): a checkpoint that records its
+#: ``arch_args`` but no architecture name is named by these (the bundles rebuild networks by name).
+MAE_SPECS: dict[str, dict[str, Any]] = {
+    "mae_vit_base_patch16_dec512d8b": dict(patch_size=16, embed_dim=768, depth=12, num_heads=12, decoder_embed_dim=512,
+                                           decoder_depth=8, decoder_num_heads=16, mlp_ratio=4.0),
+    "mae_vit_large_patch16_dec512d8b": dict(patch_size=16, embed_dim=1024, depth=24, num_heads=16,
+                                            decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16, mlp_ratio=4.0),
+    "mae_vit_small_patch16_dec256d4b": dict(patch_size=16, embed_dim=384, depth=12, num_heads=6, decoder_embed_dim=256,
+                                            decoder_depth=4, decoder_num_heads=8, mlp_ratio=4.0),
+    "mae_vit_tiny_patch16_dec128d2b": dict(patch_size=16, embed_dim=192, depth=12, num_heads=3, decoder_embed_dim=128,
+                                           decoder_depth=2, decoder_num_heads=4, mlp_ratio=4.0),
+}
+
+
 def mae_vit_base_patch16_dec512d8b(**kwargs: Any) -> MaskedAutoencoderViT:
     """ViT-B/16 encoder, 8-block 512-wide decoder: the USF-MAE / ImageNet MAE base model (about 112M parameters)."""
-    arch = dict(patch_size=16, embed_dim=768, depth=12, num_heads=12)
-    arch.update(decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16, mlp_ratio=4.0)
-    return _mae(**{**arch, **kwargs})
+    return _mae(**{**MAE_SPECS["mae_vit_base_patch16_dec512d8b"], **kwargs})
 
 
 def mae_vit_large_patch16_dec512d8b(**kwargs: Any) -> MaskedAutoencoderViT:
     """ViT-L/16 encoder with the same 8-block 512-wide decoder (about 330M parameters)."""
-    arch = dict(patch_size=16, embed_dim=1024, depth=24, num_heads=16)
-    arch.update(decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16, mlp_ratio=4.0)
-    return _mae(**{**arch, **kwargs})
+    return _mae(**{**MAE_SPECS["mae_vit_large_patch16_dec512d8b"], **kwargs})
 
 
 def mae_vit_small_patch16_dec256d4b(**kwargs: Any) -> MaskedAutoencoderViT:
     """ViT-S/16 encoder, 4-block 256-wide decoder: for single-GPU and CPU experiments (about 26M parameters)."""
-    arch = dict(patch_size=16, embed_dim=384, depth=12, num_heads=6)
-    arch.update(decoder_embed_dim=256, decoder_depth=4, decoder_num_heads=8, mlp_ratio=4.0)
-    return _mae(**{**arch, **kwargs})
+    return _mae(**{**MAE_SPECS["mae_vit_small_patch16_dec256d4b"], **kwargs})
 
 
 def mae_vit_tiny_patch16_dec128d2b(**kwargs: Any) -> MaskedAutoencoderViT:
     """ViT-Ti/16 encoder, 2-block 128-wide decoder: the CPU demo and test model (about 6M parameters)."""
-    arch = dict(patch_size=16, embed_dim=192, depth=12, num_heads=3)
-    arch.update(decoder_embed_dim=128, decoder_depth=2, decoder_num_heads=4, mlp_ratio=4.0)
-    return _mae(**{**arch, **kwargs})
+    return _mae(**{**MAE_SPECS["mae_vit_tiny_patch16_dec128d2b"], **kwargs})
 
 
 MAE_FACTORIES = {

@@ -805,3 +805,40 @@ def test_recorded_class_names_defaults_only_before_any_checkpoint(tmp_path) -> N
     assert recorded_class_names({}, default, default, ["benign", "malignant"]) == ["benign", "malignant"]
     with pytest.raises(ValueError, match="records no class names"):
         recorded_class_names({}, default, default, None)  # the segment bundle needs a checkpoint
+
+
+@pytest.mark.parametrize("content, told", [({"a": torch.zeros(1)}, "unrecognised checkpoint layout; first keys: ['a']"),
+                                           ("other.pth", "a checkpoint must be a dict, got 'str'")])
+@pytest.mark.parametrize("network", ["mae", "classifier"])
+def test_an_unrecognised_checkpoint_is_refused_naming_the_file(tmp_path, content, told, network) -> None:
+    """The layout's refusal reached the user without the file's name ("unrecognised checkpoint layout")."""
+    path = tmp_path / "odd_weights.pt"
+    torch.save(content, path)
+    model = build_mae(TINY, img_size=64) if network == "mae" else build_classifier(TINY, 2, img_size=64)
+    with pytest.raises(CheckpointError, match=rf"^{re.escape(str(path))}: {re.escape(told)}"):
+        initialize_weights(model, path)
+    with pytest.raises(CheckpointError, match=rf"^{re.escape(str(path))}: {re.escape(told)}"):
+        load_inference_weights(model, path, "usf_mae_pretrain" if network == "mae" else "usf_mae_classify")
+
+
+@pytest.mark.parametrize("arch", [TINY, "mae_vit_small_patch16_dec256d4b"])
+@pytest.mark.parametrize("kind", ["mae", "classifier", "segmenter"])
+def test_a_record_without_an_arch_name_is_named_by_its_structure(tmp_path, kind, arch) -> None:
+    """A classifier saved by save_model_checkpoint without config.arch was rebuilt by evaluate and inference as the
+    bundles' default ViT-B."""
+    build = {"mae": lambda name: build_mae(name, img_size=32),
+             "classifier": lambda name: build_classifier(name, 2, img_size=32),
+             "segmenter": lambda name: build_segmenter(name, 2, img_size=32, feature_size=8)}[kind]
+    path = tmp_path / f"{kind}.pt"
+    save_model_checkpoint(path, build(arch), kind, {"class_names": ["a", "b"]})
+    bundle = {"mae": "usf_mae_pretrain", "classifier": "usf_mae_classify", "segmenter": "usf_mae_segment"}[kind]
+    trained = trained_settings(path, bundle)
+    assert trained["arch"] == arch
+    # the network the bundle then builds by that name takes the file whole (a refusal raises)
+    assert load_inference_weights(build(trained["arch"]), path, bundle) == str(path.resolve())
+
+
+def test_a_record_of_no_registered_structure_names_no_arch(tmp_path) -> None:
+    path = tmp_path / "odd.pt"
+    save_model_checkpoint(path, build_classifier(TINY, 2, img_size=32, depth=2), "classifier", {"class_names": ["a", "b"]})
+    assert "arch" not in trained_settings(path, "usf_mae_classify")

@@ -105,3 +105,40 @@ def test_a_checkpoint_is_described_by_its_layout_and_sizes(layout, tmp_path) -> 
     assert (info["arch"] is None) == (layout == "facebook_mae")
     if layout == "monai_ext":
         assert info["arch"]["arch_args"]["img_size"] == 32
+
+
+@pytest.mark.parametrize("content, named", [("other", "str"), ([1, 2, 3], "list")])
+def test_a_file_holding_no_dict_is_refused_not_read_as_a_path(tmp_path, content, named) -> None:
+    """A file holding the text of another checkpoint's path converted that other file, rc 0."""
+    torch.save({"model": build_mae(TINY_MAE, img_size=32).state_dict()}, tmp_path / "other.pth")
+    path = tmp_path / "holds_a_path.pth"
+    torch.save(str(tmp_path / content) if content == "other" else content, path)
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}: a checkpoint must be a dict, got '{named}'"):
+        convert_mae_checkpoint(str(path), str(tmp_path / "out.pt"), arch=TINY_MAE, img_size=32)
+    assert not (tmp_path / "out.pt").exists()
+
+
+def _encoder_only(kind: str) -> dict:
+    """The content of an encoder-only file of ``kind``: a timm ViT, a MONAI ViT, a Facebook fine-tuned classifier."""
+    from monai_ext.networks.classifier import build_classifier
+
+    classifier = build_classifier(TINY_MAE, 2, img_size=32)
+    if kind == "timm_vit":
+        return {key: value for key, value in classifier.state_dict().items() if not key.startswith("fc_norm")}
+    if kind == "facebook_finetuned":
+        return {"model": classifier.state_dict(), "epoch": 99}
+    from monai.networks.nets import ViT
+
+    return ViT(in_channels=3, img_size=(32, 32), patch_size=(16, 16), hidden_size=192, mlp_dim=768, num_layers=2,
+               num_heads=3, spatial_dims=2, classification=True, num_classes=2).state_dict()
+
+
+@pytest.mark.parametrize("kind", ["timm_vit", "facebook_finetuned", "monai_vit"])
+def test_an_encoder_only_file_is_refused_in_one_line(tmp_path, kind) -> None:
+    """convert-checkpoint of a ViT without a decoder listed every missing decoder key (3.6 KB)."""
+    path = tmp_path / "encoder.pth"
+    torch.save(_encoder_only(kind), path)
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}: its '\w+' weights are an encoder only .*"
+                                         r"--init_checkpoint of usf_mae_classify or usf_mae_segment$") as refused:
+        convert_mae_checkpoint(str(path), str(tmp_path / "out.pt"), arch=TINY_MAE, img_size=32)
+    assert len(str(refused.value)) < 400 and "\n" not in str(refused.value)

@@ -195,3 +195,37 @@ def test_a_safetensors_file_is_named_as_such(tmp_path, monkeypatch, installed: b
 ])
 def test_the_safetensors_header_is_recognised(head: bytes, size: int, expected: bool) -> None:
     assert ck.is_safetensors(head, size) is expected
+
+
+def _damage_tensor_bytes(path, data_entry_suffix: str = "/data/0") -> str:
+    """XOR a few bytes in the middle of the stored (uncompressed) tensor entry ``*/data/0`` of a zip-format torch
+    file; returns the entry's name."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        info = next(i for i in archive.infolist() if i.filename.endswith(data_entry_suffix))
+    raw = bytearray(path.read_bytes())
+    # the local header is 30 bytes plus the name and the extra field, which may differ from the central directory's
+    name_length = int.from_bytes(raw[info.header_offset + 26:info.header_offset + 28], "little")
+    extra_length = int.from_bytes(raw[info.header_offset + 28:info.header_offset + 30], "little")
+    start = info.header_offset + 30 + name_length + extra_length + info.file_size // 2
+    for i in range(start, start + 4):
+        raw[i] ^= 0x5A
+    path.write_bytes(bytes(raw))
+    return info.filename
+
+
+@pytest.mark.parametrize("damaged", [False, True])
+def test_damaged_tensor_bytes_in_a_zip_file_are_refused_naming_the_entry(tmp_path, damaged: bool) -> None:
+    """torch's zip reader does not check CRCs: a file whose tensor bytes were damaged loaded silently with wrong
+    weights."""
+    state = {"blocks.0.attn.qkv.weight": torch.arange(256.0).view(16, 16)}
+    path = tmp_path / "w.pth"
+    torch.save(state, path)
+    if not damaged:
+        assert torch.equal(ck.read_checkpoint(path)["blocks.0.attn.qkv.weight"], state["blocks.0.attn.qkv.weight"])
+        return
+    entry = _damage_tensor_bytes(path)
+    with pytest.raises(ck.CheckpointError, match=rf"cannot read checkpoint .*w\.pth.*{re.escape(repr(entry))} "
+                                                 r"fails its CRC-32 check"):
+        ck.read_checkpoint(path)

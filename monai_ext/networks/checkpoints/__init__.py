@@ -39,6 +39,7 @@ from monai_ext.networks.checkpoints.load import (
     LoadReport,
     build_from_checkpoint,
     check_class_count,
+    checkpoint_mapping,
     load_encoder_weights,
     load_mae_weights,
 )
@@ -47,7 +48,7 @@ from monai_ext.networks.checkpoints.save import arch_record, save_model_checkpoi
 __all__ = [
     "FORMAT_NAME", "FORMAT_VERSION", "PREFIXES", "USF_MAE_100EP_SHA256", "CheckpointError", "LoadReport", "StateDict",
     "adapt_decoder_pred_channels", "adapt_patch_embed", "adapt_to_model", "arch_record", "atomic_torch_save",
-    "build_from_checkpoint", "check_class_count", "check_shapes", "detect_layout", "filter_facebook_mae",
+    "build_from_checkpoint", "check_class_count", "check_shapes", "checkpoint_mapping", "detect_layout", "filter_facebook_mae",
     "filter_monai_ext", "filter_monai_mae", "filter_monai_vit", "filter_timm_vit", "filter_usf_mae", "filter_wrapped",
     "interpolate_pos_embed", "load_encoder_weights", "load_mae_weights", "read_checkpoint", "save_model_checkpoint",
     "sha256_of", "strip_prefixes", "to_state_dict", "unwrap_container",

@@ -94,6 +94,11 @@ def _rename_monai_blocks(state_dict: Mapping[str, torch.Tensor], prefix: str, no
         for pattern, repl in _MONAI_BLOCK_RENAMES:
             key = re.sub(pattern, repl, key)
         out[key] = value
+    # MONAI's attention defaults to qkv_bias=False (no key); a zero bias is exactly that in our blocks, which have one
+    for key in [k for k in out if k.endswith(".attn.qkv.weight")]:
+        bias = key[: -len("weight")] + "bias"
+        if bias not in out:
+            out[bias] = out[key].new_zeros(out[key].shape[0])
     return out
 
 

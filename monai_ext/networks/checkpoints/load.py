@@ -57,9 +57,52 @@ class _Source:
     geometry: dict[str, Any]  # what the file records of its grid and heads (recorded_geometry)
 
 
+def _names_a_file(source: object, content_given: bool) -> bool:
+    """Whether ``source`` is a path to read rather than a checkpoint's content.
+
+    A ``str`` or :class:`os.PathLike` is a path, and so is a number where no name says ``source`` is content
+    (``--ckpt_path 2024`` arrives from the command line as an int; :func:`read_checkpoint` takes its text back). Any
+    other type is content: a file holding a list was read as the path "1,2,3" ("does not exist").
+    """
+    if isinstance(source, (str, os.PathLike)):
+        return True
+    return not content_given and isinstance(source, (int, float)) and not isinstance(source, bool)
+
+
+def _content(source: object, sha256: str | None, name: str, is_path: bool) -> Mapping[str, Any]:
+    """The checkpoint ``source`` is (a mapping, read already) or names (``is_path``: read here).
+
+    Callers that read a file first check its content with :func:`checkpoint_mapping`: one holding a path string was
+    otherwise taken for that other file's path, and converted it without a word.
+
+    Raises:
+        CheckpointError: ``source``, or the file it names, holds anything but a mapping, naming ``name``.
+    """
+    if isinstance(source, Mapping):
+        return source
+    if not is_path:
+        raise CheckpointError(f"{name}: a checkpoint must be a dict, got {type(source).__name__!r}")
+    return checkpoint_mapping(read_checkpoint(source, sha256), name)
+
+
+def checkpoint_mapping(content: Any, name: str | os.PathLike) -> Mapping[str, Any]:
+    """``content``, a checkpoint file's, once it is a mapping (every layout is one: a state dict or a dict holding one).
+
+    Callers that read a file and pass its content on check it here first: a file holding a ``str`` would otherwise be
+    taken for the path of another checkpoint by the loaders, which accept a path or content.
+
+    Raises:
+        CheckpointError: ``content`` is not a mapping, naming the file ``name`` and the type found.
+    """
+    if not isinstance(content, Mapping):
+        raise CheckpointError(f"{name}: a checkpoint must be a dict, got {type(content).__name__!r}")
+    return content
+
+
 def _resolve(source: str | os.PathLike | Mapping[str, Any], sha256: str | None, name: str | None = None) -> _Source:
-    name = name or (str(source) if not isinstance(source, Mapping) else "<in-memory checkpoint>")
-    checkpoint = source if isinstance(source, Mapping) else read_checkpoint(source, sha256)
+    is_path = _names_a_file(source, content_given=name is not None)
+    name = name or (str(source) if is_path else "<in-memory checkpoint>")
+    checkpoint = _content(source, sha256, name, is_path)
     try:
         layout, state_dict = to_state_dict(checkpoint)
         geometry = recorded_geometry(checkpoint)
@@ -190,8 +233,9 @@ def build_from_checkpoint(source: str | os.PathLike | Mapping[str, Any], name: s
     from monai_ext.networks.mae import MaskedAutoencoderViT
     from monai_ext.networks.segmentation import ViTSegmenter
 
-    checkpoint = source if isinstance(source, Mapping) else read_checkpoint(source)
-    name = name or (str(source) if not isinstance(source, Mapping) else "the checkpoint")
+    is_path = _names_a_file(source, content_given=name is not None)
+    name = name or (str(source) if is_path else "the checkpoint")
+    checkpoint = _content(source, None, name, is_path)
     if detect_layout(checkpoint) != "monai_ext":
         hint = ("a training checkpoint, for resuming a run; give the run's models/model.pt (the best model)"
                 if {"network", "optimizer"} <= set(checkpoint) else "it carries no architecture record")

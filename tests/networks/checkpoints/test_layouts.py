@@ -84,12 +84,13 @@ def test_timm_vit_layout_into_classifier() -> None:
     (lambda sd: {"model": sd, "optimizer": {"state": {}}, "epoch": 4}, "facebook_mae"),  # a MONAI bundle's save dict
     (lambda sd: {"state_dict": {f"net.{k}": v for k, v in sd.items()}, "epoch": 4}, "wrapped(state_dict: monai_vit)"),
 ])
-def test_monai_vit_gives_the_same_logits(nest, layout: str) -> None:
+@pytest.mark.parametrize("qkv_bias", [True, False])  # MONAI's default, False, was refused (no attn.qkv.bias key)
+def test_monai_vit_gives_the_same_logits(nest, layout: str, qkv_bias: bool) -> None:
     from monai.networks.nets import ViT
 
     torch.manual_seed(0)
     monai_vit = ViT(in_channels=3, img_size=32, patch_size=8, hidden_size=32, mlp_dim=128, num_layers=2,
-                    num_heads=4, spatial_dims=2, classification=True, num_classes=3, qkv_bias=True,
+                    num_heads=4, spatial_dims=2, classification=True, num_classes=3, qkv_bias=qkv_bias,
                     post_activation=None).eval()
     clf = ViTClassifier(3, global_pool="cls", norm_eps=1e-5, **TINY_ENC).eval()
     found, sd = ck.to_state_dict(nest(monai_vit.state_dict()))
@@ -99,13 +100,14 @@ def test_monai_vit_gives_the_same_logits(nest, layout: str) -> None:
     torch.testing.assert_close(clf(x), monai_vit(x)[0], atol=1e-5, rtol=1e-5)
 
 
-def test_monai_mae_gives_the_same_reconstruction() -> None:
+@pytest.mark.parametrize("qkv_bias", [True, False])  # MONAI's default, False, was refused (no attn.qkv.bias key)
+def test_monai_mae_gives_the_same_reconstruction(qkv_bias: bool) -> None:
     from monai.networks.nets import MaskedAutoEncoderViT
 
     torch.manual_seed(0)
     theirs = MaskedAutoEncoderViT(in_channels=3, img_size=32, patch_size=8, hidden_size=32, mlp_dim=128,
                                   num_layers=2, num_heads=4, decoder_hidden_size=16, decoder_mlp_dim=64,
-                                  decoder_num_layers=1, decoder_num_heads=2, spatial_dims=2, qkv_bias=True,
+                                  decoder_num_layers=1, decoder_num_heads=2, spatial_dims=2, qkv_bias=qkv_bias,
                                   pos_embed_type="sincos", decoder_pos_embed_type="sincos").eval()
     ours = MaskedAutoencoderViT(**TINY, norm_eps=1e-5).eval()
     report = ck.load_mae_weights(ours, theirs.state_dict())

@@ -113,3 +113,34 @@ def test_a_record_naming_another_number_of_classes_than_the_network_has_is_refus
             ck.build_from_checkpoint(path)
     else:
         ck.build_from_checkpoint(path)
+
+
+@pytest.mark.parametrize("content, named", [([1, 2, 3], "list"), ((torch.zeros(2),), "tuple"), (7, "int"),
+                                            (torch.zeros(3), "Tensor")])
+@pytest.mark.parametrize("given", ["path", "content"])
+def test_a_checkpoint_that_is_no_dict_is_refused_naming_the_file(tmp_path, content, named, given) -> None:
+    """torch.save([1, 2, 3]) was taken for the path '1,2,3': "checkpoint '1,2,3' does not exist"."""
+    path = tmp_path / "listed.pth"
+    torch.save(content, path)
+    source = path if given == "path" else ck.read_checkpoint(path)
+    expected = rf"^{re.escape(str(path))}: a checkpoint must be a dict, got '{named}'$"
+    for load in (ck.load_mae_weights, lambda model, src, name: ck.build_from_checkpoint(src, name)):
+        with pytest.raises(ck.CheckpointError, match=expected):
+            load(MaskedAutoencoderViT(**TINY), source, name=None if given == "path" else str(path))
+
+
+def test_content_given_without_a_name_is_not_taken_for_a_path() -> None:
+    with pytest.raises(ck.CheckpointError, match=r"^<in-memory checkpoint>: a checkpoint must be a dict, got 'list'"):
+        ck.load_mae_weights(MaskedAutoencoderViT(**TINY), [1, 2, 3])
+
+
+@pytest.mark.parametrize("load", ["mae", "build"])
+def test_a_path_typed_as_a_number_is_still_read(tmp_path, monkeypatch, load) -> None:
+    """``--ckpt_path 2024`` arrives from the command line as an int: it names the file "2024", as before."""
+    monkeypatch.chdir(tmp_path)
+    model = MaskedAutoencoderViT(**TINY)
+    ck.save_model_checkpoint(tmp_path / "2024", model, "mae")
+    if load == "mae":
+        assert ck.load_mae_weights(MaskedAutoencoderViT(**TINY), 2024).layout == "monai_ext"
+    else:
+        assert isinstance(ck.build_from_checkpoint(2024), MaskedAutoencoderViT)
