@@ -29,9 +29,28 @@ APP_DIR="${LABEL_APP_DIR:-$REPO_ROOT/.monailabel/app}"
 # MONAI Label writes logs/, model/ and lib/ next to main.py, so the app runs from a working folder, not the package.
 mkdir -p "$APP_DIR"
 cp "$REPO_ROOT/monai_ext/apps/label/main.py" "$APP_DIR/main.py"
+# Without --log_config MONAI Label writes its logging config to a new temporary file at every start and never removes
+# it (one more tmp*.json in /tmp per start): the app folder's own copy is written instead, from MONAI Label's template
+# as MONAI Label fills it in (its logs in <app>/logs/app.log). A --log_config of the caller's, later, still wins.
+LOG_CONFIG="$APP_DIR/logging.json"
+"$LABEL_VENV/bin/python" - "$APP_DIR" "$LOG_CONFIG" <<'PY'
+import importlib.util, json, os, sys
+app_dir, target = os.path.realpath(sys.argv[1]), sys.argv[2]
+template = os.path.join(os.path.dirname(importlib.util.find_spec("monailabel").origin), "logging.json")
+logs = os.path.join(app_dir, "logs")
+os.makedirs(logs, exist_ok=True)
+with open(template, encoding="utf-8") as f:
+    text = f.read()
+for name, value in (("${LOGDIR}", logs), ("${LOGFILE}", os.path.join(logs, "app.log"))):
+    text = text.replace(name, json.dumps(value)[1:-1])  # inside a JSON string: quotes and backslashes escaped
+partial = f"{target}.{os.getpid()}.new"  # replaced whole: a server starting beside this one reads a whole file
+with open(partial, "w", encoding="utf-8") as f:
+    f.write(text)
+os.replace(partial, target)
+PY
 PORT="${LABEL_PORT:-8000}"
 export PYTHONUNBUFFERED=1
 # python -m rather than the bin/monailabel wrapper, which runs whichever python is first on PATH and splits
 # arguments that contain spaces (such as --conf overrides JSON).
 exec "$LABEL_VENV/bin/python" -m monailabel.main start_server --app "$APP_DIR" --studies "$STUDIES" \
-  --host 127.0.0.1 --port "$PORT" "$@"
+  --host 127.0.0.1 --port "$PORT" --log_config "$LOG_CONFIG" "$@"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 
+import cv2
 import numpy as np
 import pytest
 
@@ -252,3 +253,25 @@ def test_a_colour_volume_keeps_its_colour_until_deannotation(tmp_path):
     nib.save(nib.Nifti1Image(voxels, LPS_AFFINE), str(tmp_path / "doppler.nii.gz"))
     frame = next(iter_frames(tmp_path / "doppler.nii.gz", FrameOptions()))
     np.testing.assert_array_equal(frame.pixels, rgb)
+
+
+def write_colour_avi(path, frames: np.ndarray):
+    """(N, H, W, 3) uint8 RGB frames as a lossless (FFV1) AVI: decoded frames equal the written ones exactly."""
+    height, width = frames.shape[1:3]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"FFV1"), 5, (width, height), isColor=True)
+    for frame in frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
+@pytest.mark.parametrize("stride, kept", [(1, [0, 1, 2, 3, 4]), (2, [0, 2, 4]), (3, [0, 3])])
+def test_a_colour_cine_loop_keeps_every_strided_frame_in_colour(tmp_path, stride, kept):
+    """The video reader was the one source whose stride and colour no test of iter_frames saw: gray frames, or every
+    frame at any stride, passed."""
+    frames = np.random.default_rng(3).integers(0, 256, (5, 24, 32, 3), np.uint8)
+    frames[..., 0] = 255  # red everywhere: gray would lose it, BGR order would swap it into blue
+    frames[..., 2] //= 4
+    read = list(iter_frames(write_colour_avi(tmp_path / "loop.avi", frames), FrameOptions(frame_stride=stride)))
+    assert [frame.index for frame in read] == kept
+    np.testing.assert_array_equal(np.stack([frame.pixels for frame in read]), frames[kept])

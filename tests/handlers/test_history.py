@@ -1,4 +1,4 @@
-"""MetricsHistory: the per-validation metrics JSON."""
+"""MetricsHistory: the per-validation metrics JSON; ProgressBar: the exception that ends a run still ends it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 from ignite.engine import Engine
 
-from monai_ext.handlers.history import MetricsHistory
+from monai_ext.handlers.history import MetricsHistory, ProgressBar
 
 
 def strict_json(text: str) -> object:
@@ -31,6 +31,33 @@ def test_non_finite_metrics_are_written_as_null(value, written, tmp_path) -> Non
     entries = strict_json((tmp_path / "metrics.json").read_text())
     assert entries == [{"epoch": 1, "val_hd95": written, "val_mean_dice": 0.75},
                        {"epoch": 2, "val_hd95": written, "val_mean_dice": 0.75}]
+
+
+@pytest.mark.parametrize("per_class", [torch.tensor([0.5, 0.75]), torch.tensor([[0.5], [0.75]])])
+def test_a_per_class_tensor_metric_is_left_out_and_the_scalars_written(per_class, tmp_path) -> None:
+    """A metric of one value per class (a Dice without reduction) has no single number to write: it crashed the
+    validation ('only one element tensors can be converted to Python scalars') when taken for a scalar."""
+    history = MetricsHistory(tmp_path / "metrics.json")
+    engine = Engine(lambda e, b: None)
+    engine.state.epoch, engine.state.metrics = 1, {"val_dice_per_class": per_class, "val_mean_dice": torch.tensor(0.6)}
+    history(engine)
+    assert strict_json((tmp_path / "metrics.json").read_text()) == [{"epoch": 1, "val_mean_dice": pytest.approx(0.6)}]
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt, RuntimeError])
+def test_an_exception_in_a_run_with_a_progress_bar_still_ends_the_run(error) -> None:
+    """The bar closes itself first among the exception handlers; ignite leaves the raising to them, so a Ctrl-C (or a
+    crash) in a run with no other exception handler returned from run() as if the run had ended well."""
+    def step(engine: Engine, batch: int) -> dict[str, float]:
+        if engine.state.iteration == 2:
+            raise error("stop")
+        return {"loss": 1.0}
+
+    engine = Engine(step)
+    ProgressBar().attach(engine)
+    with pytest.raises(error, match="stop"):
+        engine.run(range(4), max_epochs=1)
+    assert engine.state.iteration == 2
 
 
 def test_a_history_from_an_older_checkpoint_with_nan_is_written_as_json(tmp_path) -> None:

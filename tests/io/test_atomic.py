@@ -54,6 +54,16 @@ def test_content_replaces_the_previous_file_with_umask_permissions(tmp_path, uma
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_the_process_umask_is_the_same_after_a_write(tmp_path, umask, kind) -> None:
+    """The mode is read by setting the umask to 0 and back: without the restore, every later file the process made
+    (logs, exports, a server's uploads) was world-writable."""
+    write_with(kind)(tmp_path / "report.json", b"new")
+    assert os.umask(umask) == umask  # os.umask returns the mask it replaces
+    (tmp_path / "later.txt").write_bytes(b"")
+    assert stat.S_IMODE((tmp_path / "later.txt").stat().st_mode) == 0o666 & ~umask
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_the_content_is_fsynced_before_the_rename_and_the_folder_after_it(tmp_path, monkeypatch, kind) -> None:
     """Without the file's fsync a power cut after the rename can leave an empty or partial checkpoint under the
     final name; without the folder's, the rename itself can be lost (the old file back after a reboot)."""

@@ -84,6 +84,38 @@ def test_corpus_statistics_of_uint8_frames_are_on_the_scale_they_are_applied_to(
     assert abs(float(out.mean())) < 1.0 and 0.5 < float(out.std()) < 2.0
 
 
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("as_tensor", [False, True])
+def test_zscore_of_an_all_nan_frame_is_zero(channels, as_tensor):
+    """The docstring's promise for a frame with no finite pixel (a dropped frame of a cine loop): its statistics had
+    no pixel to count, and 0 / 0 made every output pixel NaN."""
+    frame = np.full((1, 6, 5), np.nan, np.float32)
+    out = np.asarray(NormalizeUltrasound("zscore", channels)(torch.as_tensor(frame) if as_tensor else frame))
+    np.testing.assert_array_equal(out, np.zeros((channels, 6, 5), np.float32))
+
+
+@pytest.mark.parametrize("value", [7, 11, 44])
+def test_corpus_statistics_of_constant_frames_have_a_zero_std_not_nan(value):
+    """E[x^2] - E[x]^2 of a constant corpus comes out a little below 0 by rounding for these values: its square root
+    was NaN, which NormalizeUltrasound's check (std <= 0) lets through, and every normalised frame was NaN."""
+    from monai_ext.transforms import corpus_statistics
+
+    mean, std = corpus_statistics([np.full((1, 10, 10), value, np.uint8)] * 2)
+    assert mean == pytest.approx(value / 255, rel=1e-12)
+    assert std == 0.0
+    with pytest.raises(ValueError, match="needs mean and a positive std"):  # said, instead of NaN frames
+        NormalizeUltrasound("corpus", 1, mean=mean, std=std)
+
+
+@pytest.mark.parametrize("images", [[], iter(()), (f for f in [])])
+def test_corpus_statistics_of_no_images_is_a_named_error(images):
+    """An empty training list (a filter that kept nothing) is said, not a ZeroDivisionError."""
+    from monai_ext.transforms import corpus_statistics
+
+    with pytest.raises(ValueError, match="corpus_statistics got no images"):
+        corpus_statistics(images)
+
+
 def test_dict_version_and_corpus_mode():
     unit = FRAME.astype(np.float32) / 255
     out = NormalizeUltrasoundd("image", mode="corpus", channels=1, mean=0.3, std=0.2)({"image": unit})["image"]

@@ -29,6 +29,8 @@ from typing import Any
 
 from fastapi import HTTPException
 from monailabel.datastore.local import LocalDatastore
+from monailabel.endpoints.datastore import add_image as add_image_endpoint
+from monailabel.endpoints.datastore import save_label as save_label_endpoint
 from monailabel.endpoints.infer import run_inference
 from monailabel.endpoints.wsi_infer import run_wsi_inference
 from monailabel.interfaces.app import MONAILabelApp
@@ -65,6 +67,7 @@ from monai_ext.apps.label.segment_infer import UltrasoundSegmentInfer
 from monai_ext.apps.label.segment_model import BundleSegmenter, load_bundle_segmenter
 from monai_ext.apps.label.segment_train import UltrasoundSegmentTrain
 from monai_ext.apps.label.train import UltrasoundClassifyTrain
+from monai_ext.apps.label.uploads import discarded_on_failure, endpoint_upload
 from monai_ext.engines.inference import NonFiniteOutputError
 from monai_ext.io.errors import UnreadableImageError
 
@@ -73,6 +76,8 @@ DEFAULT_MODEL_NAME = "usf_mae_classifier"
 DEFAULT_SEGMENTATION_NAME = "usf_mae_segmenter"
 # MONAI Label's endpoints that call app.infer with a file they saved themselves (an upload, a session's image)
 _ENDPOINTS = (run_inference.__code__, run_wsi_inference.__code__)
+# MONAI Label's datastore endpoints that hand the datastore a file they saved an upload to, and its variable's name
+_DATASTORE_ENDPOINTS = {add_image_endpoint.__code__: "image_file", save_label_endpoint.__code__: "label_file"}
 
 
 def parse_overrides(text: str, name: str = "overrides") -> dict[str, Any]:
@@ -115,7 +120,12 @@ class UltrasoundDatastore(LocalDatastore):
     def add_image(self, image_id: str, image_filename: str, image_info: dict[str, Any]) -> str:
         """MONAI Label's upload of an image, refusing an id that names no file directly in the studies folder
         (``../pwn`` was written outside it) with HTTP 422, and naming an upload sent without a file name (``.nii.gz``
-        by MONAI Label's endpoint, which the datastore does not list) by its content."""
+        by MONAI Label's endpoint, which the datastore does not list) by its content. A refused upload's temporary
+        file is removed (:mod:`monai_ext.apps.label.uploads`)."""
+        with discarded_on_failure(_saved_upload(image_filename)):
+            return self._add_image(image_id, image_filename, image_info)
+
+    def _add_image(self, image_id: str, image_filename: str, image_info: dict[str, Any]) -> str:
         # none given: MONAI Label names the image by its temporary file, taken before the content naming below
         # renames it (every such upload was "upload", each over the one before)
         image_id = image_id or self._to_id(Path(image_filename).name)[0]
@@ -133,7 +143,12 @@ class UltrasoundDatastore(LocalDatastore):
         """MONAI Label's save, refusing a tag or image id that would write outside the tag's label folder (``tag=..``
         overwrote the image itself) with HTTP 422, a label for an image id the datastore lacks with HTTP 404 (its own
         exception reached the client as a server error), and naming a picture sent without a file name by its
-        content: MONAI Label's endpoint names it ``.nii.gz``, and training refused it as a 3D Slicer NIfTI."""
+        content: MONAI Label's endpoint names it ``.nii.gz``, and training refused it as a 3D Slicer NIfTI. A refused
+        upload's temporary file is removed (:mod:`monai_ext.apps.label.uploads`)."""
+        with discarded_on_failure(_saved_upload(label_filename)):
+            return self._save_label(image_id, label_filename, label_tag, label_info)
+
+    def _save_label(self, image_id: str, label_filename: str, label_tag: str, label_info: dict[str, Any]) -> str:
         try:
             check_label_tag(label_tag)
             check_image_id(image_id)
@@ -147,6 +162,16 @@ class UltrasoundDatastore(LocalDatastore):
                 raise _unprocessable(f"the label of image {image_id!r} under tag {label_tag!r} names a file outside "
                                      "its folder (a link?): not written")
             return super().save_label(image_id, named, label_tag, label_info)
+
+
+def _saved_upload(path: str) -> list[str]:
+    """``[path]`` when the caller of the datastore method calling this is MONAI Label's datastore endpoint and
+    ``path`` the temporary file it saved the upload to; ``[]`` for a file a script gave the datastore."""
+    frame = sys._getframe(2)
+    try:
+        return endpoint_upload(frame, _DATASTORE_ENDPOINTS, path)
+    finally:
+        del frame  # a frame kept in a local would keep the endpoint's locals alive in a reference cycle
 
 
 def _unprocessable(detail: str) -> HTTPException:
@@ -215,12 +240,22 @@ class UltrasoundClassifierApp(MONAILabelApp):
         """MONAI Label's infer, serving only a datastore id or the file MONAI Label's endpoint made for this request
         (see :mod:`monai_ext.apps.label.infer_request`), with refusals answered as HTTP 4xx naming the reason: an
         unknown model or image id (404), a bad ``heatmap`` param, ``output=image`` without an image to send, an
-        unreadable image (422). Answers name the image as the client knows it, never by its file on the server."""
-        frame = sys._getframe(1)
-        try:
-            call = endpoint_call(frame, _ENDPOINTS)
-        finally:
-            del frame  # a frame kept in a local would keep the endpoint's locals alive in a reference cycle
+        unreadable image (422). Answers name the image as the client knows it, never by its file on the server. The
+        endpoint's temporary files of a failed request are removed (:mod:`monai_ext.apps.label.uploads`)."""
+        call = _endpoint_call()
+        with discarded_on_failure(call.files if call is not None else ()):
+            return self._infer_call(request, call, datastore)
+
+    def infer_wsi(self, request: dict[str, Any], datastore: Datastore | None = None) -> dict[str, Any]:
+        """MONAI Label's WSI infer, with the endpoint's temporary file of a failed request removed: the tiles' infer
+        calls run in a thread pool, where :meth:`infer` finds no endpoint, and a tiled upload fails before any."""
+        call = _endpoint_call()
+        with discarded_on_failure(call.files if call is not None else ()):
+            return super().infer_wsi(request, datastore)
+
+    def _infer_call(self, request: dict[str, Any], call: EndpointCall | None,
+                    datastore: Datastore | None) -> dict[str, Any]:
+        """:meth:`infer` of a request that ``call``, MONAI Label's endpoint, made (None outside one)."""
         store = datastore or self.datastore()
         try:
             image = self._accept(request, call, store)
@@ -272,6 +307,15 @@ class UltrasoundClassifierApp(MONAILabelApp):
                 raise RequestRefused(422, 'output=image returns the Grad-CAM heat map and needs params '
                                           '{"heatmap": true}; use output=json for the class alone')
         return image
+
+
+def _endpoint_call() -> EndpointCall | None:
+    """The endpoint's view of the request, for the app's method calling this (:func:`endpoint_call`)."""
+    frame = sys._getframe(2)
+    try:
+        return endpoint_call(frame, _ENDPOINTS)
+    finally:
+        del frame  # a frame kept in a local would keep the endpoint's locals alive in a reference cycle
 
 
 class SegmentationService:

@@ -61,6 +61,7 @@ class EndpointCall:
         session_id: the request's ``session_id`` ("" without one).
         session_image: the image file of that session, when the session exists.
         output: the requested ``output`` (``json``, ``image``, ``all``, ...), or None.
+        label: the temporary file it saved this request's ``label`` upload to, or None without one.
     """
 
     upload: str | None = None
@@ -68,6 +69,13 @@ class EndpointCall:
     session_id: str = ""
     session_image: str | None = None
     output: str | None = None
+    label: str | None = None
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """The temporary files the endpoint saved for this request, which MONAI Label removes only after a
+        successful answer (:mod:`monai_ext.apps.label.uploads`)."""
+        return tuple(path for path in (self.upload, self.label) if path)
 
 
 @dataclass(frozen=True)
@@ -101,12 +109,14 @@ def endpoint_call(frame: FrameType | None, endpoints: Collection[CodeType]) -> E
             file, session, output = local.get("file"), local.get("session"), local.get("output")
             # image_file is set only where the endpoint saved an upload; file is the client's UploadFile
             upload = local.get("image_file") if file else None
+            label = local.get("label_file") if local.get("label") else None  # likewise for the label upload
             return EndpointCall(
                 upload=str(upload) if upload else None,
                 upload_name=str(getattr(file, "filename", "") or ""),
                 session_id=str(local.get("session_id") or ""),
                 session_image=str(session.image) if session is not None and getattr(session, "image", None) else None,
                 output=getattr(output, "value", output),  # MONAI Label's ResultType enum, or None
+                label=str(label) if label else None,
             )
         frame, depth = frame.f_back, depth + 1
     return None

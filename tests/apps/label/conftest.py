@@ -6,15 +6,22 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import queue
+import signal
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
 from tests.bundles.helpers import run_bundle, tiny_classify_overrides
 
 REPO = Path(__file__).resolve().parents[3]
+#: how long one script may run: the longest (a fine-tuning on CPU) take a few minutes; past this it hangs
+SCRIPT_TIMEOUT_S = 900
 TRAIN = "bundles/usf_mae_classify/configs/train.yaml"
 INFERENCE = "bundles/usf_mae_classify/configs/inference.yaml"
 
@@ -64,30 +71,48 @@ for line in requests:
 class LabelEnvironment:
     """A long-lived interpreter of MONAI Label's environment with this checkout first on the path. The app's modules
     import ``monailabel``, which the main environment lacks. After a script fails, the next one gets a fresh
-    interpreter, so that what the failed one changed (a patched module) cannot change the tests that follow."""
+    interpreter, so that what the failed one changed (a patched module) cannot change the tests that follow. A script
+    that runs past its time has the interpreter, and all it started, stopped: a hanging script fails its test, not
+    the whole CI job at its own time limit."""
 
     def __init__(self, label_python: Path, log: Path) -> None:
         self._label_python, self._log = label_python, log
         self._process: subprocess.Popen | None = None
+        self._lines: queue.Queue[str | None] = queue.Queue()
 
     def _started(self) -> subprocess.Popen:
         if self._process is None or self._process.poll() is not None:
             with open(self._log, "a", encoding="utf-8") as stderr:  # the child keeps its own descriptor
+                # its own process group: a script past its time is stopped with whatever it started
                 self._process = subprocess.Popen([str(self._label_python), "-c", DRIVER], cwd=REPO,
                                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
-                                                 text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+                                                 text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+                                                 start_new_session=True)
+            # read by a thread, so that run() can wait with a deadline (a pipe's readline has none)
+            self._lines = queue.Queue()
+            threading.Thread(target=_pump, args=(self._process.stdout, self._lines), daemon=True,
+                             name="label-env-stdout").start()
         return self._process
 
-    def run(self, script: str, *args: str) -> dict:
-        """Runs ``script`` with ``sys.argv[1:] == args``; returns the JSON object it prints last."""
+    def run(self, script: str, *args: str, timeout_s: float = SCRIPT_TIMEOUT_S) -> dict:
+        """Runs ``script`` with ``sys.argv[1:] == args``; returns the JSON object it prints last.
+
+        Raises:
+            AssertionError: the script failed, printed no JSON line, or ran past ``timeout_s`` (the interpreter and
+                what the script started are then stopped), with the end of its stderr.
+        """
         process = self._started()
-        assert process.stdin is not None and process.stdout is not None
+        assert process.stdin is not None
         log_start = self._log.stat().st_size
         process.stdin.write(json.dumps({"script": script, "args": list(args)}) + "\n")
         process.stdin.flush()
-        # a line without the prefix was written by something the script started (a subprocess shares the stream)
-        reply = next((json.loads(line[len("ANSWER "):]) for line in process.stdout if line.startswith("ANSWER ")),
-                     None)
+        try:
+            reply = self._reply(time.monotonic() + timeout_s)
+        except TimeoutError:
+            self._stop()
+            stderr = self._log.read_text(encoding="utf-8", errors="replace")[log_start:][-4000:]
+            raise AssertionError(f"the script ran past {timeout_s} s; MONAI Label's interpreter was stopped. Its "
+                                 f"stderr ends:\n{stderr}") from None
         stderr = self._log.read_text(encoding="utf-8", errors="replace")[log_start:][-4000:]
         if reply is None:
             raise AssertionError(f"MONAI Label's interpreter ended (exit code {process.wait()}): {stderr}")
@@ -98,6 +123,32 @@ class LabelEnvironment:
         assert lines, f"the script printed no JSON line: {stderr}"
         return json.loads(lines[-1])
 
+    def _reply(self, deadline: float) -> dict | None:
+        """The driver's answer, or None when its output ended first (it died).
+
+        Raises:
+            TimeoutError: no answer by ``deadline`` (``time.monotonic()``).
+        """
+        while True:
+            try:
+                line = self._lines.get(timeout=max(deadline - time.monotonic(), 0.0))
+            except queue.Empty:
+                raise TimeoutError from None
+            if line is None:
+                return None
+            # a line without the prefix was written by something the script started (a subprocess shares the stream)
+            if line.startswith("ANSWER "):
+                return json.loads(line[len("ANSWER "):])
+
+    def _stop(self) -> None:
+        """Kill the interpreter and everything in its process group; the next script gets a fresh one."""
+        if self._process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._process.pid, signal.SIGKILL)
+        self._process.wait()
+        self._process = None
+
     def close(self) -> None:
         if self._process is None:
             return
@@ -106,9 +157,15 @@ class LabelEnvironment:
         try:
             self._process.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
+            self._stop()
         self._process = None
+
+
+def _pump(stream: IO[str], lines: queue.Queue[str | None]) -> None:
+    """Put each line of ``stream`` on ``lines``, then None at its end."""
+    for line in stream:
+        lines.put(line)
+    lines.put(None)
 
 
 @pytest.fixture(scope="session")

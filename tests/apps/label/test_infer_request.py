@@ -32,12 +32,15 @@ def app_infer() -> EndpointCall | None:
         del frame
 
 
-def run_inference(file=None, image: str = "", session_id: str = "", output=None, params_image: str | None = None):
+def run_inference(file=None, image: str = "", session_id: str = "", output=None, params_image: str | None = None,
+                  label=None):
     """Stands for MONAI Label 0.8.5's ``run_inference``: its variables carry the same names."""
     request = {"image": image}
     if file:
         image_file = "/tmp/tmpab12cd34.png"  # noqa: F841  (read from the frame)
         request["image"] = image_file
+    if label:
+        label_file = "/tmp/tmplabel99.nii.gz"  # noqa: F841  (read from the frame)
     if session_id == "s1":
         session = SimpleNamespace(image="/sessions/s1/image.png")  # noqa: F841  (read from the frame)
     if params_image is not None:  # the request's params JSON is merged over the endpoint's dict
@@ -71,6 +74,19 @@ def test_the_endpoint_is_found_by_its_code_and_its_upload_read_from_its_variable
     assert run_inference(image="case0")[0] == EndpointCall()  # no upload: the query's image is no file of the server
     assert run_wsi_inference().upload == "/tmp/tmpzz99yy88.png"  # through infer_wsi
     assert impostor() is None and app_infer() is None  # outside an endpoint: only datastore ids are served
+
+
+@pytest.mark.parametrize("file, label, files", [
+    (SimpleNamespace(filename="scan.png"), None, ("/tmp/tmpab12cd34.png",)),
+    (SimpleNamespace(filename="scan.png"), SimpleNamespace(filename="m.nii.gz"),
+     ("/tmp/tmpab12cd34.png", "/tmp/tmplabel99.nii.gz")),
+    (None, SimpleNamespace(filename="m.nii.gz"), ("/tmp/tmplabel99.nii.gz",)),
+    (None, None, ()),
+])
+def test_the_files_the_endpoint_saved_are_its_upload_and_label(file, label, files) -> None:
+    """The app removes them when it refuses the request (MONAI Label only after a successful answer)."""
+    call, _ = run_inference(file=file, image="case0", label=label)
+    assert call.files == files
 
 
 def test_the_upload_and_datastore_ids_are_served() -> None:

@@ -9,11 +9,13 @@ import json
 import os
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -100,10 +102,38 @@ def wait_until_serving(url: str, process: subprocess.Popen) -> None:
         try:
             if requests.get(f"{url}/info/", timeout=5).status_code == 200:
                 return
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening yet, or a first /info/ slower than 5 s (ReadTimeout)
             pass
         time.sleep(2)
     pytest.fail(f"server not serving after {START_TIMEOUT_S} s")
+
+
+@pytest.mark.parametrize("error", [requests.ConnectionError, requests.ReadTimeout, requests.exceptions.ChunkedEncodingError])
+def test_the_start_wait_outlasts_a_server_that_is_slow_to_answer(monkeypatch, error) -> None:
+    """A first /info/ slower than 5 s (the app loading its model on a busy machine) ended the wait in a ReadTimeout,
+    and every test of the module failed in its fixture."""
+    answers = [error("not yet"), SimpleNamespace(status_code=200)]
+
+    def get(url: str, timeout: float) -> SimpleNamespace:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(requests, "get", get)
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)
+    wait_until_serving("http://127.0.0.1:9", SimpleNamespace(poll=lambda: None))
+    assert answers == []
+
+
+@contextmanager
+def no_temporary_file_left() -> Iterator[None]:
+    """Assert that the block leaves nothing new in the temporary folder, the server's too (tests/conftest.py gives
+    both the same TMPDIR): MONAI Label's endpoints left every upload the app refused there for good."""
+    folder = Path(tempfile.gettempdir())
+    before = set(folder.iterdir())
+    yield
+    assert sorted(p.name for p in set(folder.iterdir()) - before) == []
 
 
 def infer(url: str, path: Path, **params) -> requests.Response:
@@ -151,7 +181,8 @@ def test_datastore_image_by_id(server) -> None:
 def test_non_image_upload_is_a_client_error_and_the_server_keeps_serving(server, tmp_path, name, content) -> None:
     url, files, _ = server
     (tmp_path / name).write_bytes(content)
-    response = infer(url, tmp_path / name)
+    with no_temporary_file_left():
+        response = infer(url, tmp_path / name)
     assert response.status_code == 422, response.text
     detail = response.json()["detail"]
     assert detail.startswith(f"not a readable PNG/JPG/BMP/TIFF/DICOM image: the uploaded file {name!r}: "), detail
@@ -229,8 +260,9 @@ def test_an_upload_that_would_be_written_outside_its_folder_is_a_422_naming_it(s
     url, files, _ = server
     before = {path.name: path.read_bytes() for path in files["case0_png"].parent.parent.rglob("*.png")}
     part = "label" if endpoint == "label" else "file"
-    response = requests.put(f"{url}/datastore/{endpoint}", params=query,
-                            files={part: ("mask.png", files["case1_png"].read_bytes())}, timeout=30)
+    with no_temporary_file_left():
+        response = requests.put(f"{url}/datastore/{endpoint}", params=query,
+                                files={part: ("mask.png", files["case1_png"].read_bytes())}, timeout=30)
     assert response.status_code == 422, response.text
     assert response.json()["detail"].startswith(f"{value} is not allowed"), response.text
     assert {path.name: path.read_bytes() for path in files["case0_png"].parent.parent.rglob("*.png")} == before
@@ -278,8 +310,12 @@ def test_a_heatmap_param_that_is_no_yes_no_word_is_refused(server) -> None:
 
 
 def test_an_unknown_model_is_a_404_naming_the_served_ones(server) -> None:
-    url, _, _ = server
+    url, files, _ = server
     response = post_infer(url, {"image": "case0", "output": "json"}, model="nosuchmodel")
+    assert response.status_code == 404, response.text
+    assert response.json()["detail"] == f"no model 'nosuchmodel'; this server serves {MODEL!r}"
+    with no_temporary_file_left():  # an upload to it, refused, is removed
+        response = post_infer(url, {"output": "json"}, upload=files["case0_png"], model="nosuchmodel")
     assert response.status_code == 404, response.text
     assert response.json()["detail"] == f"no model 'nosuchmodel'; this server serves {MODEL!r}"
 
