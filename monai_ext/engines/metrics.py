@@ -19,6 +19,8 @@ from ignite.metrics.metric import reinit__is_reduced, sync_all_reduce
 from monai.utils import evenly_divisible_all_gather
 from sklearn import metrics as skm
 
+from monai_ext.engines.distributed import collective_device
+
 
 def classification_report(probs: np.ndarray, labels: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
     """Metrics of predicted probabilities against integer labels.
@@ -179,8 +181,11 @@ class _ProbabilityAccumulator(Metric):
         probs = torch.cat(self._probs) if self._probs else torch.zeros(0, k)
         labels = torch.cat(self._labels) if self._labels else torch.zeros(0, dtype=torch.long)
         if idist.get_world_size() > 1:
-            probs = evenly_divisible_all_gather(probs.to(idist.device()), concat=True).cpu()
-            labels = evenly_divisible_all_gather(labels.to(idist.device()), concat=True).cpu()
+            # the backend's device, not ignite's idist.device(): that is the current GPU wherever CUDA exists, and
+            # a --device cpu run under gloo on a GPU machine put every rank's gather on GPU 0
+            device = collective_device(probs.device)
+            probs = evenly_divisible_all_gather(probs.to(device), concat=True).cpu()
+            labels = evenly_divisible_all_gather(labels.to(device), concat=True).cpu()
         # scikit-learn would stop the run with "Input contains NaN", which says nothing about the cause
         require_finite_outputs(int((~torch.isfinite(probs)).any(dim=1).sum()), len(probs))
         return probs.numpy(), labels.numpy()

@@ -119,7 +119,7 @@ def test_a_device_the_group_cannot_start_on_is_refused_in_one_line(device, match
         process_group_backend(device)
 
 
-def test_a_cpu_run_under_torchrun_on_a_gpu_machine_gets_gloo_and_claims_no_gpu(tmp_path, monkeypatch) -> None:
+def test_a_cpu_run_under_torchrun_on_a_gpu_machine_gets_gloo_and_sets_no_gpu(tmp_path, monkeypatch) -> None:
     """The backend came from torch.cuda.is_available(): a CPU run under torchrun on a GPU machine got NCCL (whose
     collectives refuse CPU tensors) and every rank called set_device."""
     import ignite.distributed

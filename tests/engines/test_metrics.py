@@ -203,3 +203,22 @@ def test_chance_level_flags_a_model_no_better_than_a_constant_guess(labels, pred
     if guessing:
         assert f"of {present} classes" in reason and f"{names[pred[0]]!r} {pred.count(pred[0])}" in reason
 
+
+
+def test_the_gather_stays_on_the_cpu_of_a_cpu_run_on_a_gpu_machine(monkeypatch) -> None:
+    """The gather went to ignite's idist.device(), the current GPU wherever CUDA exists: a --device cpu run under
+    gloo on a GPU machine put every rank's probabilities on GPU 0 (review of session 32's gloo backend choice)."""
+    import monai_ext.engines.metrics as metrics_module
+
+    devices: list[str] = []
+
+    def gather(tensor: torch.Tensor, concat: bool) -> torch.Tensor:
+        devices.append(tensor.device.type)
+        return tensor
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU machine; the run is on its CPU
+    monkeypatch.setattr(metrics_module.idist, "get_world_size", lambda: 2)
+    monkeypatch.setattr(metrics_module, "evenly_divisible_all_gather", gather)
+    metric = MacroF1(class_names=["a", "b"])
+    metric.update((torch.tensor([[2.0, 0.0], [0.0, 2.0]]), torch.tensor([0, 1])))
+    assert metric.compute() == 1.0 and devices == ["cpu", "cpu"]

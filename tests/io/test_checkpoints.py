@@ -7,6 +7,7 @@ import hashlib
 import os
 import pickle
 import re
+import zipfile
 
 import pytest
 import torch
@@ -229,3 +230,18 @@ def test_damaged_tensor_bytes_in_a_zip_file_are_refused_naming_the_entry(tmp_pat
     with pytest.raises(ck.CheckpointError, match=rf"cannot read checkpoint .*w\.pth.*{re.escape(repr(entry))} "
                                                  r"fails its CRC-32 check"):
         ck.read_checkpoint(path)
+
+
+def test_a_zip_file_saved_without_checksums_is_read(tmp_path) -> None:
+    """``torch.serialization.set_crc32_options(False)`` (torch >= 2.6, faster saves) writes CRC 0 for every entry;
+    torch.load reads such a file, which the CRC check refused as damaged."""
+    state = {"blocks.0.attn.qkv.weight": torch.arange(256.0).view(16, 16)}
+    path = tmp_path / "nocrc.pth"
+    torch.serialization.set_crc32_options(False)
+    try:
+        torch.save(state, path)
+    finally:
+        torch.serialization.set_crc32_options(True)
+    with zipfile.ZipFile(path) as archive:
+        assert {entry.CRC for entry in archive.infolist()} == {0}  # what the check must tell from damage
+    assert torch.equal(ck.read_checkpoint(path)["blocks.0.attn.qkv.weight"], state["blocks.0.attn.qkv.weight"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from monai_ext.apps.label.datastore import class_label_items
 from monai_ext.apps.label.lineage import Lineage
 from monai_ext.apps.label.train_settings import bundle_train_settings
 from monai_ext.engines.metrics import chance_level
+from monai_ext.io.atomic import atomic_write_bytes
 
 
 class UltrasoundClassifyTrain(BundleTrainTask):
@@ -50,30 +52,68 @@ class UltrasoundClassifyTrain(BundleTrainTask):
     def not_worth_publishing(self, run_dir: Path, datalist: Path, served: Path, params: Mapping[str, Any]) -> str | None:
         """A best model that guesses on the validation part (one class for every image: macro-F1 1/3 on two images,
         which the positive-metric check let through) where the served model tells those images apart; see
-        :func:`~monai_ext.engines.metrics.chance_level`. A model guessing where the served one guesses too is no
-        loss, and it has learnt from the annotators' labels: it is published. See
-        :meth:`BundleTrainTask.not_worth_publishing`."""
+        :func:`~monai_ext.engines.metrics.chance_level`. See :meth:`BundleTrainTask.not_worth_publishing`.
+
+        The two are compared on the validation images the served model did not train on (its record's
+        ``trained_images``): the split is drawn anew at every training, so most of this one's validation images
+        trained an earlier fine-tune, whose score on them is memory. A model guessing where the served one guesses
+        too is no loss, and it has learnt from the annotators' labels: it is published, as it is where too few of
+        the images are new to the served model to compare.
+        """
         guess = chance_level(json.loads((run_dir / "eval" / "validation_report.json").read_text()), self.class_names)
         if guess is None:
             return None
-        served_report = self.served_validation_report(datalist, served, run_dir / "served", params)
-        if chance_level(served_report, self.class_names) is not None:
-            logging.getLogger(__name__).warning(
-                "the fine-tuned model guesses on the validation part (%s), as the served model does (balanced "
-                "accuracy %.3g): published, having learnt from the labels", guess, served_report["balanced_accuracy"])
+        log = logging.getLogger(__name__)
+        held_out = self.held_out_datalist(datalist, served, run_dir / "held_out.json")
+        if held_out is None:
+            log.warning("the fine-tuned model guesses on the validation part (%s); the served model trained on too many "
+                        "of its images to compare: published", guess)
             return None
-        return (f"its {guess}, where the served model scores a balanced accuracy of "
-                f"{served_report['balanced_accuracy']:.3g} on the same images")
+        if held_out != datalist:  # the fine-tuned model on the same images as the served one
+            guess = chance_level(self.validation_report(run_dir / "models" / "model.pt", held_out,
+                                                        run_dir / "held_out", params), self.class_names)
+            if guess is None:
+                return None
+        served_report = self.validation_report(served, held_out, run_dir / "served", params)
+        if chance_level(served_report, self.class_names) is not None:
+            log.warning("the fine-tuned model guesses on the validation part (%s), as the served model does (balanced "
+                        "accuracy %.3g): published, having learnt from the labels", guess,
+                        served_report["balanced_accuracy"])
+            return None
+        return (f"its {guess}, where the served model, which trained on none of them, scores a balanced accuracy of "
+                f"{served_report['balanced_accuracy']:.3g}")
 
-    def served_validation_report(self, datalist: Path, served: Path, out: Path,
-                                 params: Mapping[str, Any]) -> dict[str, Any]:
-        """The served checkpoint's ``validation_report.json`` on the run's validation part (the bundle's
+    def served_trained_images(self, served: Path) -> set[str]:
+        """The real paths of the images the served checkpoint trained or was selected on, as its record gives them
+        (empty for a checkpoint without the record: the bundle's own model, trained on other data)."""
+        from monai_ext.apps.bundle_support import recorded_trained_images, trained_settings
+
+        record = trained_settings(served, "usf_mae_classify", kinds=["classifier", "external"])
+        return recorded_trained_images(record) or set()
+
+    def held_out_datalist(self, datalist: Path, served: Path, out: Path) -> Path | None:
+        """``datalist`` with its validation part cut to the images the served model did not train on: ``datalist``
+        itself where that is all of them, a copy at ``out`` where it is some, None where fewer than two classes
+        remain (nothing to compare)."""
+        split = json.loads(datalist.read_text())
+        trained = self.served_trained_images(served)
+        held_out = [item for item in split["validation"] if os.path.realpath(str(item["image"])) not in trained]
+        if len({item["label"] for item in held_out}) < 2:
+            return None
+        if len(held_out) == len(split["validation"]):
+            return datalist
+        atomic_write_bytes(out, json.dumps({**split, "validation": held_out}, indent=1).encode())
+        return out
+
+    def validation_report(self, checkpoint: Path, datalist: Path, out: Path,
+                          params: Mapping[str, Any]) -> dict[str, Any]:
+        """``checkpoint``'s ``validation_report.json`` on ``datalist``'s validation part (the bundle's
         ``evaluate.yaml`` with ``--eval_split validation``), written under ``out``."""
         from monai.bundle import run
 
         configs = self.bundle_root / "configs"
-        settings = bundle_train_settings(self.bundle_root, datalist, served, out, params, 1, {}, self.overrides,
+        settings = bundle_train_settings(self.bundle_root, datalist, checkpoint, out, params, 1, {}, self.overrides,
                                          self.device)
         run(config_file=[str(configs / "train.yaml"), str(configs / "evaluate.yaml")],
-            **{**settings, "ckpt_path": str(served), "eval_split": "validation", "batch_size": params["batch_size"]})
+            **{**settings, "ckpt_path": str(checkpoint), "eval_split": "validation", "batch_size": params["batch_size"]})
         return json.loads((out / "eval" / "validation_report.json").read_text())

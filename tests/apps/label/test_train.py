@@ -10,7 +10,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 SCRIPT = r"""
-import json, sys
+import json, os, sys
 from pathlib import Path
 import numpy as np
 from PIL import Image
@@ -80,28 +80,40 @@ save_model_checkpoint(recorded, model, "classifier", {"arch": "vit_tiny", "image
 out["overrides"] = task.checkpoint_overrides(recorded)
 
 # a run whose best model guesses (one class for every validation image) is not published where the served model
-# tells the validation images apart; where the served model guesses too, or the new one tells, it is
+# tells apart the validation images it did not train on; where the served model guesses too, where too few images are
+# new to it, or where the new one tells, it is
 from monai_ext.engines.metrics import classification_report
 
-class Stub(UltrasoundClassifyTrain):
-    predictions, served_predictions, served_scored = [], [], []
+def predicted(mode, labels):  # guess: one class for every image; tell: every image right; one_wrong: the first wrong
+    labels = list(labels)
+    return {"guess": [0] * len(labels), "tell": labels, "one_wrong": [1 - labels[0], *labels[1:]]}[mode]
 
-    def _report(self, datalist, predictions):
+class Stub(UltrasoundClassifyTrain):
+    new, served_mode, served_trained, calls = "guess", "tell", set(), []
+
+    def _report(self, datalist, mode):
         labels = np.array([e["label"] for e in json.loads(Path(datalist).read_text())["validation"]])
-        return classification_report(np.eye(2)[np.asarray(predictions)], labels, self.class_names)
+        return classification_report(np.eye(2)[np.asarray(predicted(mode, labels))], labels, self.class_names)
 
     def _run_bundle(self, datalist, start_from, run_dir, params, train_size):
-        report = self._report(datalist, type(self).predictions)
+        report = self._report(datalist, "one_wrong" if type(self).new == "tell" else "guess")
         (run_dir / "models").mkdir(parents=True)
         (run_dir / "eval").mkdir()
-        (run_dir / "models" / "model.pt").write_bytes(b"fine-tuned %d" % len(type(self).served_scored))
+        (run_dir / "models" / "model.pt").write_bytes(b"fine-tuned")
         (run_dir / "eval" / "metrics.json").write_text(json.dumps([{"val_macro_f1": report["macro_f1"]}]))
         (run_dir / "eval" / "validation_report.json").write_text(json.dumps(report))
 
-    def served_validation_report(self, datalist, served, out, params):
-        type(self).served_scored.append(str(served))
-        return self._report(datalist, type(self).served_predictions)
+    def served_trained_images(self, served):
+        return type(self).served_trained
 
+    def validation_report(self, checkpoint, datalist, out, params):
+        served = Path(checkpoint) == checkpoint_served
+        n = len(json.loads(Path(datalist).read_text())["validation"])
+        type(self).calls.append({"model": "served" if served else Path(checkpoint).name, "images": n,
+                                 "datalist": Path(datalist).name})
+        return self._report(datalist, type(self).served_mode if served else "guess")
+
+checkpoint_served = checkpoint
 published = tmp / "model" / "stub.pt"
 stub = Stub(tmp, lambda: checkpoint, published, Lineage.of(checkpoint, str(tmp)), ["benign", "malignant"], {})
 
@@ -114,20 +126,23 @@ class ManyStore:
         return str(tmp / f"{image_id}.json") if tag == "class" else ""
 
 stub.write_datalist(many, tmp / "labels.json", train_parameters({}))
-labels = [e["label"] for e in json.loads((tmp / "labels.json").read_text())["validation"]]
-one_wrong = [1 - labels[0], *labels[1:]]  # balanced accuracy 0.75
+validation = json.loads((tmp / "labels.json").read_text())["validation"]
+real = [os.path.realpath(e["image"]) for e in validation]
+one_class = {os.path.realpath(e["image"]) for e in validation if e["label"] == validation[0]["label"]}
 out["publication"] = {}
-for case, fine_tuned, served in [("guess_where_served_tells", [0, 0, 0, 0], one_wrong),
-                                 ("guess_where_served_guesses", [0, 0, 0, 0], [1, 1, 1, 1]),
-                                 ("tells", one_wrong, [0, 0, 0, 0])]:
-    Stub.predictions, Stub.served_predictions, before = fine_tuned, served, len(Stub.served_scored)
+for case, new, served_mode, served_trained in [
+        ("guess_where_served_tells", "guess", "tell", set()),
+        ("guess_where_served_guesses", "guess", "guess", set()),
+        ("tells", "tell", "tell", set()),
+        ("guess_where_served_tells_the_images_new_to_it", "guess", "tell", {real[0]}),
+        ("guess_where_served_trained_on_a_class_s_images", "guess", "tell", one_class)]:
+    Stub.new, Stub.served_mode, Stub.served_trained, Stub.calls = new, served_mode, served_trained, []
     published.unlink(missing_ok=True)
     try:
         result = stub({}, ManyStore()).get("best_val_macro_f1")
     except ValueError as e:
         result = str(e)
-    out["publication"][case] = {"result": result, "published": published.exists(),
-                                "served_scored": Stub.served_scored[before:]}
+    out["publication"][case] = {"result": result, "published": published.exists(), "calls": Stub.calls}
 print(json.dumps(out))
 """
 
@@ -176,14 +191,26 @@ def test_a_best_model_that_guesses_where_the_served_one_tells_is_not_published(o
     refused = outcome["publication"]["guess_where_served_tells"]
     assert refused["result"] == ("the best model is not published, stub.pt kept: its balanced accuracy 0.5 on 4 "
                                  "images of 2 classes, no better than guessing (0.5); predicted: 'benign' 4, where the "
-                                 "served model scores a balanced accuracy of 0.75 on the same images; label more "
-                                 "images or train longer")
-    assert refused["published"] is False and refused["served_scored"] == [outcome["served"]]
+                                 "served model, which trained on none of them, scores a balanced accuracy of 1; label "
+                                 "more images or train longer")
+    assert refused["published"] is False
+    assert refused["calls"] == [{"model": "served", "images": 4, "datalist": "datalist.json"}]
+
+
+def test_the_served_model_is_compared_on_the_validation_images_it_did_not_train_on(outcome) -> None:
+    """The split is drawn anew at every training: an earlier fine-tune scored on its own training images looked
+    better than it is, and refused models it should not have."""
+    subset = outcome["publication"]["guess_where_served_tells_the_images_new_to_it"]
+    assert subset["published"] is False and "on 3 images of 2 classes" in subset["result"]
+    assert subset["calls"] == [{"model": "model.pt", "images": 3, "datalist": "held_out.json"},
+                               {"model": "served", "images": 3, "datalist": "held_out.json"}]
+    too_few = outcome["publication"]["guess_where_served_trained_on_a_class_s_images"]
+    assert too_few["published"] is True and too_few["calls"] == []  # one class left: nothing to compare
 
 
 def test_a_guessing_model_replaces_a_guessing_one_and_a_telling_one_needs_no_comparison(outcome) -> None:
     no_loss, tells = outcome["publication"]["guess_where_served_guesses"], outcome["publication"]["tells"]
     assert no_loss["published"] is True and no_loss["result"] == pytest.approx(1 / 3)
-    assert no_loss["served_scored"] == [outcome["served"]]
+    assert [call["model"] for call in no_loss["calls"]] == ["served"]
     assert tells["published"] is True and tells["result"] == pytest.approx(0.7333, abs=1e-3)
-    assert tells["served_scored"] == []  # the served model is scored only when the new one guesses
+    assert tells["calls"] == []  # the served model is scored only when the new one guesses
