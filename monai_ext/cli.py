@@ -19,6 +19,7 @@ import inspect
 import json
 import re
 import sys
+import traceback
 import types
 import typing
 from collections.abc import Callable, Iterator, Mapping
@@ -689,7 +690,25 @@ def _long_form(arg: str, parameters: Mapping[str, inspect.Parameter], forwards: 
 #: What a command interrupted midway keeps, said when Ctrl-C stops it.
 INTERRUPTED_HINTS = {
     "prepare-corpus": "; the chunks already written are kept: rerun the same command to resume",
+    "cross-validate": "; the folds already finished are kept: rerun the same command with --resume true to continue",
 }
+
+
+def _fold_failure(error: BaseException, command: str) -> int | None:
+    """Show a cross-validation fold that failed in one line naming the start and fold, what is kept and how to go on
+    (:class:`~monai_ext.apps.crossval.FoldFailed`), and return the exit code: 2 for a user's mistake inside it, 1
+    for a fault, whose traceback is shown first (it is a fault to debug). None for any other error."""
+    if command != "cross-validate":
+        return None
+    from monai_ext.apps.crossval import FoldFailed
+
+    if not isinstance(error, FoldFailed) or traceback_wanted():
+        return None
+    fault = user_error_in(error.__cause__) is None if error.__cause__ is not None else True
+    if fault:
+        traceback.print_exception(error.__cause__, file=sys.stderr)
+    print(f"monai_ext {command}: {one_line(str(error))}", file=sys.stderr)
+    return 1 if fault else 2
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -705,6 +724,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"monai_ext {command}: interrupted{INTERRUPTED_HINTS.get(command, '')}", file=sys.stderr)
         raise SystemExit(130) from None  # the shell's code for SIGINT
     except Exception as e:  # MONAI wraps a user error of an in-process bundle run (cross-validate) in RuntimeErrors
+        code = _fold_failure(e, next((a for a in args if not a.startswith("-")), ""))
+        if code is not None:
+            raise SystemExit(code) from None
         cause = user_error_in(e)
         if cause is None or traceback_wanted():
             raise  # a library's own ValueError (torch, scikit-learn) is a fault to debug: keep its traceback

@@ -697,6 +697,56 @@ def test_ctrl_c_says_what_was_kept_and_how_to_resume(dataset, tmp_path, capsys, 
                                    "the same command to resume\n")
 
 
+def _raise_in_monai_ext() -> None:
+    """A user's mistake as validation raises it (inside monai_ext, so the CLI counts it as one)."""
+    from monai_ext.apps.crossval import check_folds
+    from monai_ext.data.downstream import Protocol
+
+    check_folds(Protocol("toy", ["a", "b"], []), [9])
+
+
+def _out_of_memory() -> None:
+    raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+
+def _ctrl_c() -> None:
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("inner, code, lines", [
+    (_out_of_memory, 1, None),          # a fault: its traceback, then the one line
+    (_raise_in_monai_ext, 2, 1),        # a user's mistake: the one line alone
+    (_ctrl_c, 130, 1),
+])
+def test_a_cross_validation_that_fails_or_is_stopped_says_what_is_kept_and_how_to_continue(inner, code, lines,
+                                                                                         tmp_path, monkeypatch,
+                                                                                         capsys) -> None:
+    """A fold's exception was a raw traceback naming neither start nor fold; Ctrl-C did not say that finished folds
+    are kept or that --resume true continues."""
+    import monai_ext.apps.crossval as crossval
+
+    def fake_run(*args, **kwargs):
+        try:
+            inner()
+        except Exception as e:
+            raise crossval.FoldFailed("random fold 1 failed: what went wrong; done and kept: random fold 0; rerun "
+                                      "with --resume true to continue") from e
+
+    monkeypatch.delenv("MONAI_EXT_TRACEBACK", raising=False)
+    monkeypatch.setattr(crossval, "protocol_by_name", lambda *args, **kwargs: "protocol")
+    monkeypatch.setattr(crossval, "cross_validate", fake_run)
+    got, err = run_main(["cross-validate", "synthetic", str(tmp_path / "cv"), "--methods", "random"], capsys)
+    said = err.strip().splitlines()
+    assert got == code and (lines is None or len(said) == lines), err
+    if code == 130:
+        assert said[-1] == ("monai_ext cross-validate: interrupted; the folds already finished are kept: rerun the "
+                            "same command with --resume true to continue")
+    else:
+        assert said[-1] == ("monai_ext cross-validate: random fold 1 failed: what went wrong; done and kept: random "
+                            "fold 0; rerun with --resume true to continue")
+    assert ("Traceback" in err) is (code == 1)
+
+
 def test_convert_checkpoint_takes_the_files_record_and_refuses_another_kind(tmp_path, capsys) -> None:
     """A tiny MAE needed --arch and --img_size restated (the default ViT-B refused it naming only head counts); a
     classifier gave a 1,200-character list of keys that did not match."""

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from monai_ext.data.segmentation import (
 from monai_ext.data.synthetic import synthetic_lesion_dataset
 from monai_ext.io.atomic import atomic_write_bytes
 from monai_ext.io.json_values import json_tree
+from monai_ext.io.signals import StopSignal
 
 logger = logging.getLogger(__name__)
 SUMMARY_METRICS = ("macro_f1", "accuracy", "balanced_accuracy", "auc")
@@ -325,6 +327,179 @@ def clear_previous_summary(paths: Sequence[Path]) -> None:
                        paths[0].parent, ", ".join(removed))
 
 
+#: The record of the settings a fold trained with, in its folder (``OUT/<start>/fold<k>``): ``--resume true``
+#: compares it with the run's, as a finished fold's checkpoint is otherwise kept and tested whatever the new settings.
+FOLD_RECORD = "fold_settings.json"
+
+#: Settings a resume may change without changing what the fold computes: how it runs and is tracked, and where the
+#: generated data is cached (the split's hash stands for the data).
+RESUME_FREE_SETTINGS = frozenset({"resume", "num_workers", "device", "log_interval", "save_interval", "cache_dir",
+                                  "tracking_uri", "experiment_name", "run_name"})
+
+
+class FoldFailed(RuntimeError):
+    """A fold that raised, with the start and fold named and what is kept: the CLI shows it as one line (exit code
+    2 for a user's mistake inside, 1 for a fault, whose traceback it shows first). Its ``__cause__`` is the error."""
+
+
+def _plain(value: Any) -> Any:
+    """A setting as compared between runs: JSON's form (a tuple is a list), with yes/no words as bools
+    (``--linear_probe yes`` then and ``true`` now are the same setting)."""
+    value = json.loads(json.dumps(value, default=str))
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "yes", "no"):
+        return as_flag(value, "setting")
+    return value
+
+
+def bundle_defaults(bundle: str | os.PathLike | None) -> dict[str, Any]:
+    """The plain top-level values of the bundle's ``train.yaml`` (not its ``$``/``@`` expressions): a setting
+    left out in one run and given as its default in another is the same setting."""
+    from monai.bundle import ConfigParser
+
+    config = ConfigParser.load_config_file(Path(bundle or locate_bundle_root("usf_mae_classify")) / "configs"
+                                           / "train.yaml")
+    return {k: _plain(v) for k, v in config.items()
+            if not isinstance(v, (dict, list)) and not (isinstance(v, str) and v.startswith(("$", "@", "%")))}
+
+
+def fold_record(overrides: Mapping[str, Any], split_sha256: str | None,
+                checkpoint_sha256: str | None) -> dict[str, Any]:
+    """What :data:`FOLD_RECORD` holds: the fold's bundle settings (all but :data:`RESUME_FREE_SETTINGS`), the
+    SHA-256 of its split and of its start checkpoint (None for a start without one)."""
+    settings = {str(k): _plain(v) for k, v in overrides.items() if k not in RESUME_FREE_SETTINGS}
+    return {"settings": settings, "split_sha256": split_sha256, "init_checkpoint_sha256": checkpoint_sha256}
+
+
+def _short(digest: str | None) -> str:
+    return "none" if digest is None else digest[:12]
+
+
+def has_progress(fold_dir: Path) -> bool:
+    """Whether a fold's folder holds anything a resume continues or tests: a best model or a trainer checkpoint."""
+    from monai_ext.handlers.checkpointing import CHECKPOINT_PATTERN
+
+    models = fold_dir / "models"
+    return (models / "model.pt").is_file() or (models.is_dir() and any(
+        CHECKPOINT_PATTERN.match(p.name) for p in models.iterdir()))
+
+
+def check_fold_resume(fold_dir: Path, fold: str, record: Mapping[str, Any], defaults: Mapping[str, Any]) -> None:
+    """Refuse ``--resume true`` onto a fold trained otherwise: its kept best model (a finished fold trains nothing
+    more) would be tested and reported as this run's, under this run's start name and settings.
+
+    Compared with the fold's :data:`FOLD_RECORD` (settings, split and start checkpoint hashes); a folder written
+    before that record existed is compared with what its ``model.pt`` records (split hash, linear probe or not). A
+    folder with nothing to resume passes.
+
+    Args:
+        fold_dir: ``OUT/<start>/fold<k>``.
+        fold: ``"random fold 1"``, for the message.
+        record: this run's :func:`fold_record`.
+        defaults: :func:`bundle_defaults`, standing for a setting one run left out.
+
+    Raises:
+        ValueError: one line naming the fold, the setting, its value then and now, and what to do.
+    """
+    if not has_progress(fold_dir):
+        return
+    again = "rerun without --resume true (or into another output folder)"
+    then = _recorded_fold(fold_dir)
+    if then.get("split_sha256") and record["split_sha256"] and then["split_sha256"] != record["split_sha256"]:
+        raise ValueError(f"{fold}'s split changed since its checkpoint (sha256 {_short(then['split_sha256'])} then, "
+                         f"{_short(record['split_sha256'])} now: another --data_seed, other images or labels); "
+                         f"{again}")
+    if "init_checkpoint_sha256" in then and then["init_checkpoint_sha256"] != record["init_checkpoint_sha256"]:
+        was, now = then["settings"].get("init_checkpoint"), record["settings"].get("init_checkpoint")
+        raise ValueError(f"{fold} was trained from start checkpoint {was!r} (sha256 "
+                         f"{_short(then['init_checkpoint_sha256'])}) and this run starts from {now!r} (sha256 "
+                         f"{_short(record['init_checkpoint_sha256'])}); {again}")
+    ours, theirs = record["settings"], then.get("settings", {})
+    # an older folder's model.pt records a few settings only: the others cannot be compared
+    for key in sorted(set(theirs) if then.get("partial") else set(theirs) | set(ours)):
+        if key == "init_checkpoint" and "init_checkpoint_sha256" in then:
+            continue  # compared by content above: the same file moved is the same start
+        missing = "(the bundle's default)"
+        was = theirs.get(key, defaults.get(key, missing))
+        now = ours.get(key, defaults.get(key, missing))
+        if was != now:
+            raise ValueError(f"{fold} was trained with --{key} {was!r} and this run has --{key} {now!r}; {again}")
+
+
+def _recorded_fold(fold_dir: Path) -> dict[str, Any]:
+    """The fold's :data:`FOLD_RECORD`, or for a folder without one what its ``models/model.pt`` records: the split's
+    SHA-256 (``datalist_sha256``) and whether it is a linear probe (``{}`` where it records neither)."""
+    path = fold_dir / FOLD_RECORD
+    if path.is_file():
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise ValueError(f"{path} cannot be read ({e}); rerun without --resume true") from None
+    from monai_ext.networks.checkpoints import CheckpointError, read_checkpoint
+
+    try:
+        content = read_checkpoint(fold_dir / "models" / "model.pt")
+    except (OSError, CheckpointError, RuntimeError):  # RuntimeError: torch's for a damaged archive
+        return {}  # nothing readable to compare: the bundle's resume checks its trainer checkpoints itself
+    arch = content.get("arch") if isinstance(content, Mapping) else None
+    if not isinstance(arch, Mapping):
+        return {}
+    recorded: dict[str, Any] = {"split_sha256": (arch.get("config") or {}).get("datalist_sha256"), "partial": True}
+    if "linear_probe" in (arch.get("arch_args") or {}):
+        recorded["settings"] = {"linear_probe": bool(arch["arch_args"]["linear_probe"])}
+    return recorded
+
+
+def split_sha256(split: Mapping[str, Any], class_names: Sequence[str], task: str) -> str | None:
+    """The SHA-256 of the datalist :func:`write_split` writes for ``split``, without touching the fold's file: a
+    refused resume leaves the split its checkpoint trained on in place. None where nothing is written (tests)."""
+    import tempfile
+
+    from monai_ext.io.checkpoints import sha256_of
+
+    with tempfile.TemporaryDirectory() as tmp:
+        written = Path(write_split(split, class_names, Path(tmp) / "split.json", task))
+        return sha256_of(written) if written.is_file() else None
+
+
+def start_sha256(checkpoint: str | None, known: dict[str, str | None]) -> str | None:
+    """The SHA-256 of a start's checkpoint file (None without one), hashed once per run."""
+    from monai_ext.io.checkpoints import sha256_of
+
+    if not checkpoint:
+        return None
+    if checkpoint not in known:
+        path = Path(checkpoint).expanduser()
+        known[checkpoint] = sha256_of(path) if path.is_file() else None
+    return known[checkpoint]
+
+
+def folds_done_text(done: Sequence[str]) -> str:
+    """``"done and kept: random fold 0, ours fold 0"``, or that none finished."""
+    return f"done and kept: {', '.join(done)}" if done else "no fold finished in this run"
+
+
+def unreadable_text(report: Mapping[str, Any], fold: int | str) -> str:
+    """``"1 test image unreadable in fold 1"`` for a test report that left images out (``""`` where none)."""
+    count = len(report.get("skipped") or [])
+    return f"{count} test image{'s' if count != 1 else ''} unreadable in fold {fold}" if count else ""
+
+
+def tested_image_counts(results: Mapping[str, list[dict[str, Any]]],
+                      folds: Sequence[int]) -> dict[str, list[dict[str, Any]]]:
+    """Per start, each fold's tested images (``n``) and those left out as unreadable (``skipped``), for
+    ``cv_summary.json``: a fold's scores are then of fewer images than its test part holds."""
+    return {name: [{"fold": k, "n": r.get("n"), "skipped": len(r.get("skipped") or [])}
+                   for k, r in zip(folds, reports)] for name, reports in results.items()}
+
+
+def unreadable_notes(results: Mapping[str, list[dict[str, Any]]], folds: Sequence[int]) -> str:
+    """Lines under the table naming, per start, the folds whose test images were left out as unreadable."""
+    lines = [f"- {name}: {'; '.join(notes)} (left out of its scores)"
+             for name, reports in results.items()
+             if (notes := [t for k, r in zip(folds, reports) if (t := unreadable_text(r, k))])]
+    return ("\n" + "\n".join(lines) + "\n") if lines else ""
+
+
 def run_fold(split_file: Path, out: Path, overrides: Mapping[str, Any], bundle: str | os.PathLike | None = None,
              tracking: str | None = None) -> dict[str, Any]:
     """Fine-tune on one split (tracked when ``tracking`` names MONAI tracking settings), then evaluate the best
@@ -493,16 +668,32 @@ def cross_validate(
     for k in folds:  # a missing file or a repeat in fold 2 is refused before fold 0 trains
         check_split(protocol.splits[k], protocol.class_names, out / "splits" / f"fold{k}.json", split_task)
     warn_of_several_frames(protocol.splits[folds[0]], out / "splits" / f"fold{folds[0]}.json")  # once: folds share images
+    resume = as_flag((overrides or {}).get("resume", False), "resume")
+    # each (start, fold)'s record, checked on resume before anything is touched or trains: a finished fold's kept
+    # model would otherwise be tested as this run's whatever its start, settings or split were
+    records: dict[tuple[str, int], dict[str, Any]] = {}
+    hashes: dict[str, str | None] = {}
+    defaults = bundle_defaults(bundle) if resume else {}
+    for k in folds:
+        split_hash = split_sha256(protocol.splits[k], protocol.class_names, split_task)
+        for method in methods:
+            name = method_name(method)
+            settings = {**(overrides or {}), **method_overrides(method, init_checkpoint, task)}
+            records[name, k] = fold_record(settings, split_hash, start_sha256(settings.get("init_checkpoint"), hashes))
+            if resume:
+                check_fold_resume(out / name / f"fold{k}", f"{name} fold {k}", records[name, k], defaults)
     clear_previous_summary([out / "cv_summary.json", out / "cv_table.md"])
     results: dict[str, list[dict[str, Any]]] = {method_name(m): [] for m in methods}
-    resume = as_flag((overrides or {}).get("resume", False), "resume")
     parent = ParentRun(protocol.name, out, tracking_uri, resume=resume) if tracking else None
+    done: list[str] = []  # the (start, fold)s this run finished, named when a later one fails
+    current = ""
     try:
         for k in folds:
             split_file = write_split(protocol.splits[k], protocol.class_names, out / "splits" / f"fold{k}.json",
                                      split_task)
             for method in methods:
                 name = method_name(method)
+                current = f"{name} fold {k}"
                 # a server lost during an earlier fold: this one trains untracked rather than ending the whole run
                 # (its handler would refuse the unreachable server before training)
                 tracked = parent is not None and parent.reachable()
@@ -511,14 +702,35 @@ def cross_validate(
                 run_overrides = {**(overrides or {}), **method_overrides(method, init_checkpoint, task),
                                  **fold_tracking}
                 fold_dir = out / name / f"fold{k}"
-                report = run_fold(split_file, fold_dir, run_overrides, bundle, tracking=tracking if tracked else None)
+                # before training: a run stopped midway leaves checkpoints that a resume must check against it
+                fold_dir.mkdir(parents=True, exist_ok=True)
+                atomic_write_bytes(fold_dir / FOLD_RECORD, json.dumps(records[name, k], indent=1).encode())
+                try:
+                    report = run_fold(split_file, fold_dir, run_overrides, bundle,
+                                      tracking=tracking if tracked else None)
+                except Exception as e:
+                    from monai_ext.io.errors import one_line, root_cause, user_error_in
+
+                    user = user_error_in(e)
+                    reason = one_line(str(user)) if user is not None else root_cause(e)
+                    raise FoldFailed(f"{current} failed: {reason}; {folds_done_text(done)}; rerun "
+                                     "with --resume true to continue") from e
                 if tracked:
                     parent.log_fold_test(f"{name}_fold{k}", report, fold_dir / "eval" / "test_report.json")
                 score = fold_score_text(report, key)
+                unreadable = unreadable_text(report, k)
                 logger.info("%s fold %d: test %s %s", name, k, key, score)
-                print(f"[cross-validation] {protocol.name} {protocol.fold_name(k)} {name}: test {key} {score}",
-                      flush=True)
+                print(f"[cross-validation] {protocol.name} {protocol.fold_name(k)} {name}: test {key} {score}"
+                      + (f" ({unreadable}, left out)" if unreadable else ""), flush=True)
                 results[name].append(report)
+                done.append(current)
+    except StopSignal as stop:  # SIGTERM of a queue's time limit: say what is kept and how to go on
+        where = f" in {current}" if current else ""
+        print(f"cross-validation stopped by {stop.signal_name}{where} ({protocol.name}); {folds_done_text(done)}; "
+              "rerun the same command with --resume true to continue", file=sys.stderr, flush=True)
+        if parent:
+            parent.fail()
+        raise
     except BaseException:
         if parent:
             parent.fail()  # closed, so that later runs in this process do not attach to it
@@ -529,9 +741,11 @@ def cross_validate(
     title = f"{protocol.name}: test metrics over {len(folds)} fold{'s' if len(folds) != 1 else ''} (mean ± sample std, {unit})"
     # every start from weights (pretrained, NAME=CHECKPOINT) is compared with the random one on the same folds
     weighted = [method_name(m) for m in methods if m == "pretrained" or named_checkpoint(m)]
-    table = markdown_table(summary, title, metrics) + comparison_table(summary, weighted)
+    notes = unreadable_notes(results, folds)
+    table = markdown_table(summary, title, metrics) + (
+        f"\nTest images left out as unreadable:{notes}" if notes else "") + comparison_table(summary, weighted)
     record = {"protocol": protocol.name, "class_names": protocol.class_names, "folds": folds, "summary": summary,
-              "table": table}
+              "table": table, "test_images": tested_image_counts(results, folds)}
     if "random" in summary and weighted:
         record["differences_from_random"] = {name: paired_differences(summary, name, "random") for name in weighted}
         if "pretrained" in weighted:

@@ -453,3 +453,162 @@ def test_the_pretrained_start_without_a_checkpoint_says_how_to_go_on(task) -> No
     missing checkpoint only, not the comparison that needs none."""
     with pytest.raises(ValueError, match=r"needs an init checkpoint \(--init_checkpoint FILE\).*--methods random,cnn"):
         crossval.method_overrides("pretrained", None, task)
+
+
+def _toy_protocol(tmp_path: Path, label: int = 1) -> Protocol:
+    """Two folds over three image files (existence is all a split's check reads); ``label`` relabels one image."""
+    files = []
+    for i in range(3):
+        files.append(tmp_path / "images" / f"{i}.png")
+        files[-1].parent.mkdir(exist_ok=True)
+        files[-1].write_bytes(b"image")
+    items = [{"image": str(f), "label": lab} for f, lab in zip(files, (0, label, 1))]
+    split = {"train": items[:1], "validation": items[1:2], "test": items[2:]}
+    return Protocol("toy", ["a", "b"], [split, split])
+
+
+def finishing_fold(split_file, out, overrides=None, bundle=None, tracking=None) -> dict:
+    """run_fold's stand-in for a finished fold: a best model and a trainer checkpoint kept, a test report."""
+    (out / "models").mkdir(parents=True, exist_ok=True)
+    (out / "models" / "model.pt").write_bytes(b"best model")
+    (out / "models" / "checkpoint_iteration=4.pt").write_bytes(b"trainer")
+    return {"macro_f1": 0.5, "accuracy": 0.75, "balanced_accuracy": 0.5, "auc": 0.6, "n": 1, "skipped": []}
+
+
+@pytest.mark.parametrize("first, second, refused", [
+    ({"methods": ["ours=A.pt"]}, {"methods": ["ours=B.pt"]}, "was trained from start checkpoint"),
+    ({"linear_probe": "true"}, {}, "--linear_probe True and this run has --linear_probe False"),
+    ({"epochs": 3}, {"epochs": 5}, "--epochs 3 and this run has --epochs 5"),
+    ({}, {"base_lr": 0.01}, "--base_lr 0.001 and this run has --base_lr 0.01"),
+    ({}, {"label_smoothing": 0.0}, "--label_smoothing 0.1 and this run has --label_smoothing 0.0"),
+    ({}, {"label": 0}, "split changed since its checkpoint"),
+    ({}, {}, None),
+    ({"num_workers": 0}, {"num_workers": 2, "epochs": 50}, None),  # how it runs; 50 is the bundle's default
+    ({"methods": ["ours=A.pt"]}, {"methods": ["ours=A2.pt"]}, None),  # the same weights under another name
+])
+def test_a_resume_onto_a_fold_trained_otherwise_is_refused(first, second, refused, tmp_path, monkeypatch) -> None:
+    """--resume true kept a finished fold's model.pt and tested it as this run's: another start's model, a linear
+    probe as a fine-tune, other epochs or a changed split, reported without a word."""
+    monkeypatch.setattr(crossval, "check_run_inputs", lambda *args: None)
+    calls = []
+    monkeypatch.setattr(crossval, "run_fold", lambda *args, **kw: calls.append(args[1]) or finishing_fold(*args))
+    for name, content in (("A.pt", b"A"), ("A2.pt", b"A"), ("B.pt", b"B")):
+        (tmp_path / name).write_bytes(content)
+
+    def run(settings: dict, resume: bool) -> None:
+        settings = dict(settings)
+        methods = [m.replace("=", f"={tmp_path}/") for m in settings.pop("methods", ["random"])]
+        protocol = _toy_protocol(tmp_path, settings.pop("label", 1))
+        crossval.cross_validate(protocol, tmp_path / "cv", methods, None, [0],
+                                {**settings, **({"resume": "true"} if resume else {})})
+
+    run(first, resume=False)
+    calls.clear()
+    if refused is None:
+        run(second, resume=True)
+        assert len(calls) == 1
+        return
+    with pytest.raises(ValueError, match="rerun without --resume true") as raised:
+        run(second, resume=True)
+    assert refused in str(raised.value) and "fold 0" in str(raised.value)
+    assert calls == [] and (tmp_path / "cv" / "cv_summary.json").exists()  # refused before anything was touched
+
+
+@pytest.mark.parametrize("recorded, now, refused", [
+    ({"datalist_sha256": "aaa", "linear_probe": False}, {"split": "bbb"}, "split changed"),
+    ({"datalist_sha256": "aaa", "linear_probe": True}, {"split": "aaa"}, "--linear_probe True"),
+    ({"datalist_sha256": "aaa", "linear_probe": False}, {"split": "aaa"}, None),
+])
+def test_a_fold_written_before_its_record_is_checked_against_its_model(recorded, now, refused, tmp_path) -> None:
+    """A fold folder of an earlier version has no fold_settings.json: its model.pt's record (split hash, probe or
+    not) is compared instead."""
+    import torch
+
+    (tmp_path / "models").mkdir()
+    torch.save({"model": {}, "arch": {"kind": "classifier", "arch_args": {"linear_probe": recorded["linear_probe"]},
+                                      "config": {"datalist_sha256": recorded["datalist_sha256"]}}},
+               tmp_path / "models" / "model.pt")
+    record = crossval.fold_record({"linear_probe": False, "epochs": 5}, now["split"], None)  # epochs: not recorded
+    if refused is None:
+        crossval.check_fold_resume(tmp_path, "random fold 2", record, {})
+        return
+    with pytest.raises(ValueError, match=f"random fold 2.*{refused}"):
+        crossval.check_fold_resume(tmp_path, "random fold 2", record, {})
+
+
+@pytest.mark.parametrize("error, reason", [
+    (RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"), "RuntimeError: CUDA out of memory"),
+    (MemoryError("cannot allocate"), "MemoryError: cannot allocate"),
+])
+def test_a_failing_fold_is_named_with_what_is_kept(error, reason, tmp_path, monkeypatch) -> None:
+    """A fold's exception was a raw traceback naming neither the start nor the fold, nor that the folds before it
+    were kept."""
+    def fold(split_file, out, *args, **kwargs):
+        if out.name == "fold1":
+            raise error
+        return finishing_fold(split_file, out)
+
+    monkeypatch.setattr(crossval, "check_run_inputs", lambda *args: None)
+    monkeypatch.setattr(crossval, "run_fold", fold)
+    with pytest.raises(crossval.FoldFailed) as raised:
+        crossval.cross_validate(_toy_protocol(tmp_path), tmp_path / "cv", ["random"], None)
+    assert str(raised.value).startswith(f"random fold 1 failed: {reason}")
+    assert str(raised.value).endswith("; done and kept: random fold 0; rerun with --resume true to continue")
+    assert raised.value.__cause__ is error
+
+
+def test_a_stop_signal_says_which_folds_are_kept_and_how_to_continue(tmp_path, monkeypatch, capsys) -> None:
+    """SIGTERM (a queue's time limit) in a later fold said only the trainer's "start again"."""
+    from monai_ext.io.signals import StopSignal
+
+    def fold(split_file, out, *args, **kwargs):
+        if out.name == "fold1":
+            raise StopSignal(15)
+        return finishing_fold(split_file, out)
+
+    monkeypatch.setattr(crossval, "check_run_inputs", lambda *args: None)
+    monkeypatch.setattr(crossval, "run_fold", fold)
+    with pytest.raises(StopSignal):
+        crossval.cross_validate(_toy_protocol(tmp_path), tmp_path / "cv", ["random"], None)
+    assert ("stopped by SIGTERM in random fold 1 (toy); done and kept: random fold 0; rerun the same command with "
+            "--resume true to continue") in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("skipped, said", [(0, None), (1, "1 test image unreadable in fold 1"),
+                                           (2, "2 test images unreadable in fold 1")])
+def test_unreadable_test_images_show_in_the_line_the_table_and_the_summary(skipped, said, tmp_path, monkeypatch,
+                                                                           capsys) -> None:
+    """Test images left out as unreadable were only a warning in the log: the fold's scores are of fewer images."""
+    def fold(split_file, out, *args, **kwargs):
+        report = finishing_fold(split_file, out)
+        lost = skipped if out.name == "fold1" else 0
+        return {**report, "skipped": [{"image": f"{i}.png", "reason": "truncated"} for i in range(lost)]}
+
+    monkeypatch.setattr(crossval, "check_run_inputs", lambda *args: None)
+    monkeypatch.setattr(crossval, "run_fold", fold)
+    record = crossval.cross_validate(_toy_protocol(tmp_path), tmp_path / "cv", ["random"], None)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[cross-validation]")]
+    assert (said is not None and said in lines[1]) or (said is None and "unreadable" not in lines[1])
+    assert (said in (tmp_path / "cv" / "cv_table.md").read_text()) if said else "unreadable" not in record["table"]
+    counts = json.loads((tmp_path / "cv" / "cv_summary.json").read_text())["test_images"]["random"]
+    assert counts == [{"fold": 0, "n": 1, "skipped": 0}, {"fold": 1, "n": 1, "skipped": skipped}]
+
+
+def test_a_stopped_fold_run_is_tagged_as_superseded_by_its_resume(fake_folds, tmp_path) -> None:
+    """After SIGTERM and --resume true the parent held a FAILED fold run beside the FINISHED one of the same fold,
+    read as a fold that failed."""
+    from mlflow.tracking import MlflowClient
+
+    from monai_ext.handlers.checkpointing import MLFLOW_RUN_RECORD
+
+    out, uri = tmp_path / "cv", f"sqlite:///{tmp_path}/mlruns.db"
+    _cross_validate(out, uri)
+    stopped = next(r for r in _runs(uri)[1] if r.info.run_name == "random_fold0")
+    MlflowClient(uri).set_terminated(stopped.info.run_id, status="FAILED")
+    # stopped before its first checkpoint: nothing records the run, and the resume starts a new one
+    (out / "random" / "fold0" / "models" / MLFLOW_RUN_RECORD).unlink()
+    _cross_validate(out, uri, resume=True)
+    runs = {r.info.run_id: r for r in _runs(uri)[1]}
+    new = next(r for r in runs.values() if r.info.run_name == "random_fold0" and r.info.run_id != stopped.info.run_id)
+    assert runs[stopped.info.run_id].data.tags.get("superseded_by") == new.info.run_id
+    assert not any("superseded_by" in r.data.tags for r in runs.values() if r.info.run_id != stopped.info.run_id)

@@ -209,3 +209,14 @@ def test_cross_validation_runner_writes_the_table(tmp_path, cache, released_layo
     table = (tmp_path / "cv" / "cv_table.md").read_text()
     assert "| pretrained |" in table and "±" in table
     assert table in result.stdout
+    counts = json.loads((tmp_path / "cv" / "cv_summary.json").read_text())["test_images"]
+    assert all(c["skipped"] == 0 and c["n"] > 0 for folds in counts.values() for c in folds), counts
+    # a resume with other settings: the finished folds' models would be tested as this run's; refused in one line
+    # before anything trains, and the summary of the finished run is left as it was
+    resumed = run_python([*cmd[:cmd.index("--epochs")], "--epochs", "2", *cmd[cmd.index("--epochs") + 2:],
+                          "--resume", "true"], cwd=REPO, timeout=300)
+    assert resumed.returncode == 2, resumed.stderr[-4000:]
+    assert resumed.stderr.strip().splitlines()[-1] == (
+        "monai_ext cross-validate: pretrained fold 0 was trained with --epochs 1 and this run has --epochs 2; rerun "
+        "without --resume true (or into another output folder)")
+    assert (tmp_path / "cv" / "cv_table.md").read_text() == table

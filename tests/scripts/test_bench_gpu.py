@@ -38,7 +38,7 @@ def test_without_a_gpu_it_skips():
 def test_smoke_run_prints_every_measurement():
     out = run("--smoke")
     for line in ("pretraining step, this project", "pretraining step, MONAI MaskedAutoEncoderViT",
-                 "pretraining step, this project / MONAI = ", "fine-tuning step, ViT classifier",
+                 "pretraining step, this project / MONAI = ", "fine-tuning step, ViT classifier (absolute)",
                  "end to end (cache -> GPU augmentation -> step)"):
         assert line in out, out
 

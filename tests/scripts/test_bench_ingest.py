@@ -44,6 +44,9 @@ def test_every_rate_is_the_best_of_the_repeats_each_whole_run_into_a_fresh_cache
     assert repeats == [2] * 6, repeats  # decode, ingest on and off, whole run, cached reader, source PNG
     assert len(outs) == 2 and len(set(outs)) == 2, outs
     assert "whole prepare-corpus run:" in out and "cached / PNG = " in out, out
+    # every line's figure is against a same-run baseline, and the cached reads are said to be of the page cache
+    assert "whole / decode = " in out.split("whole prepare-corpus run:")[1].splitlines()[0], out
+    assert "hot page cache" in out.split("cached reader")[1].splitlines()[0], out
     assert "suspect chunk" not in out  # 0 leaves the spawned processes out
 
 
