@@ -462,8 +462,10 @@ def trained_images(datalist_file: str | os.PathLike | None, split: Mapping[str, 
     path = path_setting(datalist_file, "datalist_file")
     if path is None:
         return None
-    folder = os.path.dirname(os.path.abspath(path))
-    return sorted({Path(os.path.relpath(str(item["image"]), folder)).as_posix()
+    # both real paths: relpath works on the text, and a folder reached through a link at another depth put the
+    # record's ".." steps elsewhere once resolved (:func:`recorded_trained_images`), so no trained image matched
+    folder = os.path.realpath(os.path.dirname(os.path.abspath(path)))
+    return sorted({Path(os.path.relpath(os.path.realpath(str(item["image"])), folder)).as_posix()
                    for part in ("train", "validation") for item in split.get(part) or []})
 
 
@@ -473,7 +475,7 @@ def recorded_trained_images(config: Mapping[str, Any]) -> set[str] | None:
     images, datalist = config.get("trained_images"), config.get("datalist_file")
     if images is None or not datalist:
         return None
-    folder = os.path.dirname(str(datalist))
+    folder = os.path.realpath(os.path.dirname(str(datalist)))  # as :func:`trained_images` wrote them
     return {os.path.realpath(os.path.join(folder, image)) for image in images}
 
 

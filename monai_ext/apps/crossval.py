@@ -39,6 +39,7 @@ from monai_ext.data.segmentation import (
     synthetic_segmentation_protocol,
 )
 from monai_ext.data.synthetic import synthetic_lesion_dataset
+from monai_ext.handlers.checkpointing import record_earlier_checkpoints
 from monai_ext.io.atomic import atomic_write_bytes
 from monai_ext.io.json_values import json_tree
 from monai_ext.io.signals import StopSignal
@@ -351,15 +352,36 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def bundle_defaults(bundle: str | os.PathLike | None) -> dict[str, Any]:
-    """The plain top-level values of the bundle's ``train.yaml`` (not its ``$``/``@`` expressions): a setting
-    left out in one run and given as its default in another is the same setting."""
-    from monai.bundle import ConfigParser
+class BundleDefaults(dict):
+    """The bundle's top-level defaults: plain values at once, and an expression's value (``arch``, ``image_size``,
+    ``in_channels``, ``data_seed``: ``$@init_arch...``, ``@seed``) resolved when first asked for, as a run without
+    the setting would resolve it: ``--image_size 224`` given once and left out the next time is the same setting.
+    Only the settings a resume compares are resolved (the datalist's expressions are never)."""
 
-    config = ConfigParser.load_config_file(Path(bundle or locate_bundle_root("usf_mae_classify")) / "configs"
-                                           / "train.yaml")
-    return {k: _plain(v) for k, v in config.items()
-            if not isinstance(v, (dict, list)) and not (isinstance(v, str) and v.startswith(("$", "@", "%")))}
+    def __init__(self, train_yaml: Path) -> None:
+        from monai.bundle import ConfigParser
+
+        self._parser = ConfigParser()
+        self._parser.read_config(str(train_yaml))
+        config = self._parser.get() or {}
+        super().__init__({k: _plain(v) for k, v in config.items() if not isinstance(v, (dict, list))
+                          and not (isinstance(v, str) and v.startswith(("$", "@", "%")))})
+        self._expressions = {k for k, v in config.items() if isinstance(v, str) and v.startswith(("$", "@"))}
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        if key not in self and key in self._expressions:
+            try:
+                self[key] = _plain(self._parser.get_parsed_content(key))
+            except Exception:  # noqa: BLE001 - any failure of an expression that needs a run's other settings:
+                # the setting is left to the missing-default marker
+                self._expressions.discard(key)
+        return super().get(key, default)
+
+
+def bundle_defaults(bundle: str | os.PathLike | None) -> BundleDefaults:
+    """The bundle's ``train.yaml`` defaults (:class:`BundleDefaults`): a setting left out in one run and given as
+    its default in another is the same setting."""
+    return BundleDefaults(Path(bundle or locate_bundle_root("usf_mae_classify")) / "configs" / "train.yaml")
 
 
 def fold_record(overrides: Mapping[str, Any], split_sha256: str | None,
@@ -704,6 +726,9 @@ def cross_validate(
                 fold_dir = out / name / f"fold{k}"
                 # before training: a run stopped midway leaves checkpoints that a resume must check against it
                 fold_dir.mkdir(parents=True, exist_ok=True)
+                if not resume:  # an earlier run's trainer checkpoints there are not this record's: a resume of a
+                    # run stopped before its trainer listed them would have continued them under this record
+                    record_earlier_checkpoints(fold_dir / "models")
                 atomic_write_bytes(fold_dir / FOLD_RECORD, json.dumps(records[name, k], indent=1).encode())
                 try:
                     report = run_fold(split_file, fold_dir, run_overrides, bundle,
@@ -713,8 +738,8 @@ def cross_validate(
 
                     user = user_error_in(e)
                     reason = one_line(str(user)) if user is not None else root_cause(e)
-                    raise FoldFailed(f"{current} failed: {reason}; {folds_done_text(done)}; rerun "
-                                     "with --resume true to continue") from e
+                    raise FoldFailed(f"{current} failed: {reason}; {folds_done_text(done)}; once the cause is "
+                                     "dealt with, rerun with --resume true to continue") from e
                 if tracked:
                     parent.log_fold_test(f"{name}_fold{k}", report, fold_dir / "eval" / "test_report.json")
                 score = fold_score_text(report, key)

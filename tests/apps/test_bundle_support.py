@@ -842,3 +842,27 @@ def test_a_record_of_no_registered_structure_names_no_arch(tmp_path) -> None:
     path = tmp_path / "odd.pt"
     save_model_checkpoint(path, build_classifier(TINY, 2, img_size=32, depth=2), "classifier", {"class_names": ["a", "b"]})
     assert "arch" not in trained_settings(path, "usf_mae_classify")
+
+
+@pytest.mark.parametrize("through_link", [False, True])
+def test_the_trained_images_record_resolves_through_a_linked_folder(tmp_path, through_link: bool) -> None:
+    """The record's paths were relative to the datalist folder's text: reached through a link at another depth
+    (``/data`` -> ``/mnt/disk/x``), its ``..`` steps resolved elsewhere and no trained image was recognised, so the
+    label app scored the served model on its own training images."""
+    from monai_ext.apps.bundle_support import recorded_trained_images, trained_images
+
+    images = tmp_path / "studies"
+    images.mkdir()
+    for name in ("a.png", "b.png"):
+        (images / name).write_bytes(b"image")
+    work = tmp_path / "deep" / "a" / "b" / "work"
+    work.mkdir(parents=True)
+    folder = work
+    if through_link:
+        (tmp_path / "link").symlink_to(work.parent)  # one level up from tmp_path, four levels deep for real
+        folder = tmp_path / "link" / "work"
+    datalist = folder / "datalist.json"
+    datalist.write_text("{}")
+    split = {"train": [{"image": str(images / "a.png")}], "validation": [{"image": str(images / "b.png")}]}
+    config = {"trained_images": trained_images(datalist, split), "datalist_file": str(datalist)}
+    assert recorded_trained_images(config) == {str((images / n).resolve()) for n in ("a.png", "b.png")}

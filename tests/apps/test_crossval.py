@@ -485,6 +485,10 @@ def finishing_fold(split_file, out, overrides=None, bundle=None, tracking=None) 
     ({}, {}, None),
     ({"num_workers": 0}, {"num_workers": 2, "epochs": 50}, None),  # how it runs; 50 is the bundle's default
     ({"methods": ["ours=A.pt"]}, {"methods": ["ours=A2.pt"]}, None),  # the same weights under another name
+    # defaults that are expressions (resolved as a run without the setting resolves them): given once, left out next
+    ({"image_size": 224}, {}, None),
+    ({}, {"data_seed": 42, "arch": "mae_vit_base_patch16_dec512d8b"}, None),
+    ({"image_size": 128}, {}, "--image_size 128 and this run has --image_size 224"),
 ])
 def test_a_resume_onto_a_fold_trained_otherwise_is_refused(first, second, refused, tmp_path, monkeypatch) -> None:
     """--resume true kept a finished fold's model.pt and tested it as this run's: another start's model, a linear
@@ -553,7 +557,8 @@ def test_a_failing_fold_is_named_with_what_is_kept(error, reason, tmp_path, monk
     with pytest.raises(crossval.FoldFailed) as raised:
         crossval.cross_validate(_toy_protocol(tmp_path), tmp_path / "cv", ["random"], None)
     assert str(raised.value).startswith(f"random fold 1 failed: {reason}")
-    assert str(raised.value).endswith("; done and kept: random fold 0; rerun with --resume true to continue")
+    assert str(raised.value).endswith("; done and kept: random fold 0; once the cause is dealt with, rerun with "
+                                      "--resume true to continue")
     assert raised.value.__cause__ is error
 
 
@@ -612,3 +617,23 @@ def test_a_stopped_fold_run_is_tagged_as_superseded_by_its_resume(fake_folds, tm
     new = next(r for r in runs.values() if r.info.run_name == "random_fold0" and r.info.run_id != stopped.info.run_id)
     assert runs[stopped.info.run_id].data.tags.get("superseded_by") == new.info.run_id
     assert not any("superseded_by" in r.data.tags for r in runs.values() if r.info.run_id != stopped.info.run_id)
+
+
+def test_a_fresh_run_stopped_before_training_leaves_the_earlier_run_s_checkpoints_listed(tmp_path, monkeypatch) -> None:
+    """A fresh run (new settings) stopped before its trainer listed the folder's older checkpoints as another run's
+    left its own record beside them: a resume then passed the check and continued the older run's checkpoint."""
+    from monai_ext.handlers.checkpointing import earlier_checkpoints
+
+    monkeypatch.setattr(crossval, "check_run_inputs", lambda *args: None)
+    monkeypatch.setattr(crossval, "run_fold", finishing_fold)
+    crossval.cross_validate(_toy_protocol(tmp_path), tmp_path / "cv", ["random"], None, [0], {"epochs": 3})
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(crossval, "run_fold", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        crossval.cross_validate(_toy_protocol(tmp_path), tmp_path / "cv", ["random"], None, [0], {"epochs": 5})
+    models = tmp_path / "cv" / "random" / "fold0" / "models"
+    assert [p.name for p in earlier_checkpoints(models)] == ["checkpoint_iteration=4.pt"]  # no resume continues it
+
