@@ -39,7 +39,7 @@ from monai_ext.data.segmentation import (
     synthetic_segmentation_protocol,
 )
 from monai_ext.data.synthetic import synthetic_lesion_dataset
-from monai_ext.handlers.checkpointing import record_earlier_checkpoints
+from monai_ext.handlers.checkpointing import CHECKPOINT_PATTERN, record_earlier_checkpoints
 from monai_ext.io.atomic import atomic_write_bytes
 from monai_ext.io.json_values import json_tree
 from monai_ext.io.signals import StopSignal
@@ -398,8 +398,6 @@ def _short(digest: str | None) -> str:
 
 def has_progress(fold_dir: Path) -> bool:
     """Whether a fold's folder holds anything a resume continues or tests: a best model or a trainer checkpoint."""
-    from monai_ext.handlers.checkpointing import CHECKPOINT_PATTERN
-
     models = fold_dir / "models"
     return (models / "model.pt").is_file() or (models.is_dir() and any(
         CHECKPOINT_PATTERN.match(p.name) for p in models.iterdir()))
