@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -28,12 +29,13 @@ from monai_ext.io.atomic import atomic_write_bytes
 from monai_ext.io.figures import save_png
 from monai_ext.io.images import unique_output_stems
 from monai_ext.io.json_values import json_number, json_tree
-from monai_ext.visualize.overlays import comparison_overlay
+from monai_ext.visualize.overlays import aspect_size, comparison_overlay
 from monai_ext.visualize.reconstructions import enlarge
 
 logger = logging.getLogger(__name__)
-#: Report entry -> the evaluator metric holding its per-image (N, K - 1) details.
-DETAIL_METRICS = {"dice": "val_mean_dice", "iou": "val_mean_iou", "hd95": "val_hd95"}
+#: Report entry -> the evaluator metric holding its per-image (N, K - 1) details, after the part's prefix
+#: (``val_mean_dice`` in training, ``test_mean_dice`` in evaluate.yaml's default).
+DETAIL_METRICS = {"dice": "mean_dice", "iou": "mean_iou", "hd95": "hd95"}
 
 
 def _finite_mean(values: np.ndarray) -> float | None:
@@ -141,6 +143,39 @@ def segmentation_report(details: dict[str, torch.Tensor], ids: Sequence[str], cl
     return report
 
 
+def _size_of(value: Any) -> tuple[int, ...] | None:
+    """An item's recorded (H, W) as ints, None where it has none."""
+    return None if value is None else tuple(int(s) for s in torch.as_tensor(value).reshape(-1).tolist())
+
+
+def overlay_panel(image: np.ndarray, prediction: np.ndarray, truth: np.ndarray,
+                  original: Sequence[int] | None = None) -> np.ndarray:
+    """A scored image's comparison overlay (:func:`~monai_ext.visualize.overlays.comparison_overlay`), enlarged as
+    the reconstruction grids are (at network size, 64 px, a 1-px outline is hard to see).
+
+    Args:
+        image: (h, w) at the training size, any range.
+        prediction: (h, w) class indices.
+        truth: (h, w) class indices.
+        original: the image's (H, W) as read: the panel is drawn in that aspect, its shorter side as long as the
+            enlarged square's, with outlines as thick as the enlargement makes them; None: the square, enlarged.
+
+    Returns:
+        (rows, 2 cols, 3) uint8 RGB.
+    """
+    factor = max(1, -(-192 // image.shape[0]))  # enlarge()'s factor for the square panel
+    if original is None:
+        return enlarge(comparison_overlay(image, prediction, truth)[None])[0]
+    size = aspect_size(original, image.shape[0] * factor)
+    return comparison_overlay(image, prediction, truth, size=size, thickness=factor)
+
+
+def score_text(score: float) -> str:
+    """A mean Dice for a console line: ``undefined`` where it is NaN (no image's truth holds a lesion, as in a test
+    part of lesion-free images), as cross-validate's lines say; "Dice nan" read as a failed run."""
+    return f"{score}" if math.isfinite(score) else "undefined"
+
+
 def report_counts(report: dict[str, Any]) -> str:
     """What a report's mean Dice is over, for the lines that print it: the images with a defined Dice (a class in
     their truth), of all, and per class the images whose truth lacks it and where it was predicted anyway.
@@ -163,8 +198,13 @@ class SegmentationReportWriter:
     Args:
         output_dir: folder of the files.
         class_names: K names, background first.
-        key_metric: the Dice metric's name (the model-selection metric).
+        key_metric: the Dice metric's name (the model-selection metric); ``<metric_prefix>mean_dice`` if None.
         prefix: file-name prefix (e.g. "test_").
+        metric_prefix: the part in the evaluator's metric names, ``val_`` (``val_mean_dice``, ``val_mean_iou``,
+            ``val_hd95``) or, in evaluate.yaml, the part scored (``test_``).
+        size_key: the batch field holding each image's (H, W) as read; where the items have it, an overlay is drawn
+            in the image's own aspect (:func:`~monai_ext.visualize.overlays.aspect_size`), not as the square it was
+            scored at (a 40 x 600 strip was drawn square, its lesions squeezed into other shapes).
         num_overlays: images (of rank 0's shard, in loader order) drawn with prediction (red) and truth (green).
         best_only: write only when the key metric improves on the best so far (during training).
         id_key: the batch field naming each image.
@@ -177,14 +217,17 @@ class SegmentationReportWriter:
     disk (:func:`~monai_ext.handlers.reports.best_after_resume`). A non-finite score is never the best.
     """
 
-    def __init__(self, output_dir: str | os.PathLike, class_names: Sequence[str], key_metric: str = "val_mean_dice",
+    def __init__(self, output_dir: str | os.PathLike, class_names: Sequence[str], key_metric: str | None = None,
                  prefix: str = "", num_overlays: int = 4, best_only: bool = False, id_key: str = "id",
-                 present_key: str = "label_present") -> None:
+                 present_key: str = "label_present", metric_prefix: str = "val_",
+                 size_key: str = "original_size") -> None:
         if num_overlays < 0:
             raise ValueError(f"num_overlays must be >= 0, got {num_overlays!r}")
         self.folder, self.class_names = Path(output_dir), list(class_names)
-        self.key_metric, self.prefix, self.num_overlays = key_metric, prefix, num_overlays
-        self.best_only, self.id_key, self.present_key = best_only, id_key, present_key
+        self.metric_prefix = metric_prefix
+        self.key_metric = key_metric if key_metric is not None else f"{metric_prefix}mean_dice"
+        self.prefix, self.num_overlays = prefix, num_overlays
+        self.best_only, self.id_key, self.present_key, self.size_key = best_only, id_key, present_key, size_key
         self.best: float | None = None
         self.last_report: dict[str, Any] | None = None
         self._ids: list[str] = []
@@ -192,7 +235,8 @@ class SegmentationReportWriter:
         self._loaded: list[np.ndarray] = []  # per image (K - 1,): foreground class in the mask at its own size
         self._size: tuple[int, ...] = ()  # the truth's (H, W) at the training size, for the warning
         self._warned_lost: set[str] = set()  # said once per image, not at every validation of a training
-        self._samples: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []
+        # (id, image, prediction, truth, (H, W) as read or None) of the first images, for overlays
+        self._samples: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, tuple[int, ...] | None]] = []
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.EPOCH_STARTED, self._reset)
@@ -227,6 +271,7 @@ class SegmentationReportWriter:
                     torch.as_tensor(out["image"])[0].detach().float().cpu().numpy(),
                     torch.as_tensor(out["pred"]).argmax(dim=0).cpu().numpy(),
                     torch.as_tensor(out["label"]).argmax(dim=0).cpu().numpy(),
+                    _size_of(item.get(self.size_key)),
                 ))
 
     def __call__(self, engine: Engine) -> None:
@@ -244,7 +289,8 @@ class SegmentationReportWriter:
         if self.best_only and not is_new_best(score, self.best):
             return
         self.best = score
-        details = {key: engine.state.metric_details[name] for key, name in DETAIL_METRICS.items()
+        names = {key: self.metric_prefix + name for key, name in DETAIL_METRICS.items()}
+        details = {key: engine.state.metric_details[name] for key, name in names.items()
                    if name in getattr(engine.state, "metric_details", {})}
         report = {"key_metric": self.key_metric, "score": score, **segmentation_report(details, ids, self.class_names,
                                                        np.stack(presence) if len(presence) == len(ids) else None,
@@ -261,10 +307,9 @@ class SegmentationReportWriter:
             old.unlink(missing_ok=True)
         # ids may be whole paths (a datalist without "id"): flattened, then cut to a name the filesystem takes
         names = unique_output_stems([image_id.replace("/", "_") for image_id, *_ in self._samples])
-        for (image_id, image, prediction, truth), name in zip(self._samples, names):
-            # enlarged as the reconstruction grids are: at network size (64 px) a 1-px outline is hard to see
-            overlay = enlarge(comparison_overlay(image, prediction, truth)[None])[0]
-            save_png(overlay, self.folder / f"{self.prefix}overlays" / f"{name}.png")
+        for (image_id, image, prediction, truth, original), name in zip(self._samples, names):
+            save_png(overlay_panel(image, prediction, truth, original),
+                     self.folder / f"{self.prefix}overlays" / f"{name}.png")
         logger.info("segmentation report: %s (n %d, %d unreadable left out; Dice %.4f, IoU %s, HD95 %s; %s)",
                     self.folder / f"{self.prefix}report.json", report["n"], len(report["skipped"]), score,
                     report.get("mean_iou"), report.get("mean_hd95"), report_counts(report))

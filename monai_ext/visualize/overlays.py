@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
 
@@ -35,16 +37,43 @@ def _check_shape(image: np.ndarray, mask: np.ndarray, name: str) -> None:
         raise ValueError(f"{name} shape {tuple(np.shape(mask))} differs from the image's {tuple(np.shape(image))}")
 
 
-def _draw_contours(canvas: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int] | int) -> None:
+def _draw_contours(canvas: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int] | int,
+                   thickness: int = 1) -> None:
     contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    cv2.drawContours(canvas, contours, -1, colour, 1)
+    cv2.drawContours(canvas, contours, -1, colour, thickness)
 
 
-def _contour_pixels(mask: np.ndarray) -> np.ndarray:
+def _contour_pixels(mask: np.ndarray, thickness: int = 1) -> np.ndarray:
     """(H, W) bool: the pixels of the outline of ``mask``'s foreground, as ``_draw_contours`` draws it."""
     outline = np.zeros(mask.shape, np.uint8)
-    _draw_contours(outline, mask, 1)
+    _draw_contours(outline, mask, 1, thickness)
     return outline > 0
+
+
+def aspect_size(original: Sequence[int], side: int, max_ratio: float = 4.0) -> tuple[int, int]:
+    """The (rows, cols) to draw an image of ``original`` (H, W) at, in its own aspect: its shorter side at ``side``
+    pixels (the size a square image is drawn at), its longer side at most ``max_ratio`` times that (a 40 x 600 strip
+    would be 2,880 pixels wide), the shorter then smaller.
+
+    Raises:
+        ValueError: ``original`` is not two positive sizes, or ``side`` is not positive.
+    """
+    rows, cols = (int(s) for s in original)
+    if rows < 1 or cols < 1 or side < 1:
+        raise ValueError(f"sizes must be positive, got original {tuple(original)!r} and side {side!r}")
+    scale = min(side / min(rows, cols), max_ratio * side / max(rows, cols))
+    return max(1, round(rows * scale)), max(1, round(cols * scale))
+
+
+def _resized(array: np.ndarray, size: tuple[int, int], nearest: bool) -> np.ndarray:
+    """(H, W) -> ``size`` (rows, cols): class indices by nearest neighbour (no label invented between two), the
+    image by area averaging when it shrinks and bilinearly when it grows."""
+    rows, cols = size
+    if nearest:
+        return cv2.resize(np.asarray(array, np.int32), (cols, rows), interpolation=cv2.INTER_NEAREST_EXACT)
+    shrinks = rows * cols < array.shape[0] * array.shape[1]
+    return cv2.resize(np.asarray(array, np.float32), (cols, rows),
+                      interpolation=cv2.INTER_AREA if shrinks else cv2.INTER_LINEAR)
 
 
 def mask_overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.35, *, stretch: bool = True) -> np.ndarray:
@@ -75,7 +104,8 @@ def mask_overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.35, *, st
     return canvas
 
 
-def comparison_overlay(image: np.ndarray, prediction: np.ndarray, ground_truth: np.ndarray) -> np.ndarray:
+def comparison_overlay(image: np.ndarray, prediction: np.ndarray, ground_truth: np.ndarray,
+                       size: Sequence[int] | None = None, thickness: int = 1) -> np.ndarray:
     """Prediction (red) and ground-truth (green) outlines of every foreground class on the gray image, yellow where
     the two outlines share a pixel.
 
@@ -83,18 +113,26 @@ def comparison_overlay(image: np.ndarray, prediction: np.ndarray, ground_truth: 
         image: (H, W) any range.
         prediction: (H, W) class indices.
         ground_truth: (H, W) class indices.
+        size: (rows, cols) to draw at, or None for (H, W): an image scored at the square training size is drawn in
+            its own aspect (:func:`aspect_size`), the masks resized by nearest neighbour before their outlines are
+            drawn, so that the outlines are not squeezed with the picture.
+        thickness: of the outlines, in pixels of the drawing.
 
     Returns:
-        (H, 2W, 3) uint8 RGB: the image with both outlines, then the image alone for comparison.
+        (rows, 2 cols, 3) uint8 RGB: the image with both outlines, then the image alone for comparison.
 
     Raises:
         ValueError: the prediction's or the ground truth's shape is not the image's.
     """
     _check_shape(image, prediction, "prediction")
     _check_shape(image, ground_truth, "ground truth")
+    if size is not None:
+        size = (int(size[0]), int(size[1]))
+        image, prediction, ground_truth = (_resized(image, size, nearest=False), _resized(prediction, size, True),
+                                           _resized(ground_truth, size, True))
     gray = np.repeat(to_uint8_gray(image)[..., None], 3, axis=2)
     canvas = gray.copy()
-    truth, predicted = _contour_pixels(ground_truth > 0), _contour_pixels(prediction > 0)
+    truth, predicted = _contour_pixels(ground_truth > 0, thickness), _contour_pixels(prediction > 0, thickness)
     # one colour per pixel, not one outline over the other: the red outline once hid the green where they agreed,
     # so a perfect prediction looked like a false positive without any truth
     canvas[truth & ~predicted] = GROUND_TRUTH_RGB

@@ -61,7 +61,7 @@ def test_evaluate_reproduces_the_best_validation_dice_of_training(trained, cache
     assert best == pytest.approx(max(h["val_mean_dice"] for h in history), abs=1e-9)
     run_bundle([TRAIN, EVALUATE], tiny_segment_overrides(out, cache, eval_split="validation"))
     report = json.loads((out / "eval" / "validation_report.json").read_text())
-    assert report["score"] == pytest.approx(best, abs=1e-6)
+    assert report["score"] == pytest.approx(best, abs=1e-6) and report["key_metric"] == "validation_mean_dice"
     # HD95 in the history is the report's mean over defined distances, null where no image had one (MONAI's own
     # mean over no values is 0.0, a perfect distance)
     at_best = next(h for h in history if h["val_mean_dice"] == pytest.approx(best, abs=1e-9))
@@ -76,6 +76,11 @@ def test_test_report_has_every_test_image_and_overlays(trained, cache) -> None:
     result = run_bundle([TRAIN, EVALUATE], tiny_segment_overrides(out, cache))
     assert "test Dice" in result.stdout
     report = json.loads((out / "eval" / "test_report.json").read_text())
+    # named by the part scored, as the classification bundle's test_macro_f1: the log said "Got new best metric of
+    # val_mean_dice" of a test score, and the report and MLflow recorded it as a validation
+    log = result.stdout + result.stderr
+    assert report["key_metric"] == "test_mean_dice" and "Got new best metric of test_mean_dice" in log
+    assert "test_mean_iou" in log and "test_hd95" in log and "val_mean_dice" not in log
     expected = [it["id"] for it in synthetic_segmentation_protocol(cache, 20, 42, 14).splits[0]["test"]]
     assert [e["id"] for e in report["per_image"]] == expected and report["n"] == 4
     assert set(report["per_class"]) == {"lesion"} and set(report["per_image"][0]) == {"id", "dice", "iou", "hd95"}
@@ -167,6 +172,28 @@ def lesion_free_validation_datalist(cache, folder) -> str:
                 "test": split["test"]}
     (folder / "fold.json").write_text(json.dumps(datalist))
     return str(folder / "fold.json")
+
+
+def test_a_lesion_free_test_part_is_scored_undefined_in_strict_json(trained, cache, tmp_path) -> None:
+    """A test part of normal images only (every mask empty): no Dice is defined. The line said "test Dice nan", which
+    reads as a failed run; the report is strict JSON (null, not NaN) and names the false positives."""
+    out, _ = trained
+    split = synthetic_segmentation_protocol(cache, 20, 42, 14).splits[0]
+    test = []
+    for item in split["test"]:
+        empty = tmp_path / f"{item['id']}_empty_mask.png"
+        cv2.imwrite(str(empty), np.zeros_like(cv2.imread(item["label"], cv2.IMREAD_GRAYSCALE)))
+        test.append({**item, "label": str(empty)})
+    (tmp_path / "normal.json").write_text(json.dumps({"class_names": ["background", "lesion"], "test": test}))
+    overrides = tiny_segment_overrides(out, cache, datalist_file=str(tmp_path / "normal.json"),
+                                       output_dir=str(tmp_path / "eval"))
+    result = run_bundle([TRAIN, EVALUATE], overrides)
+    text = (tmp_path / "eval" / "test_report.json").read_text()
+    report = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in the report"))
+    assert report["score"] is None and report["mean_dice"] is None and report["mean_hd95"] is None
+    assert report["empty_truth"]["lesion"]["images"] == 4 and report["hd95_undefined"] == 4
+    line = next(x for x in result.stdout.splitlines() if x.startswith("test Dice"))
+    assert line.startswith("test Dice undefined (Dice over 0 of 4 image(s); 4 without lesion, "), line
 
 
 # no "no_validation" case (val_interval above the epochs) any more: the last epoch is validated whatever the

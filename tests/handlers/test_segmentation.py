@@ -50,13 +50,14 @@ def dice_evaluator(data, network, writer, batch_size: int) -> SupervisedEvaluato
 
 
 def _evaluate(predictions, truths, tmp_path, classes=2, best_only=False, runs=1, restored=None, dice=MeanDice,
-              present=None):
+              present=None, metric_prefix="val_"):
     data = [{"image": torch.full((1, 32, 32), float(i)), "label": torch.as_tensor(t)[None], "id": f"img{i}"}
             for i, t in enumerate(truths)]
     for item, classes_present in zip(data, present or []):  # LoadMaskd(record_presence=True)'s, at the mask's size
         item["label_present"] = np.array(classes_present)
     writer = SegmentationReportWriter(tmp_path, ["background"] + [f"c{k}" for k in range(1, classes)],
-                                      prefix="test_", num_overlays=2, best_only=best_only)
+                                      prefix="test_", num_overlays=2, best_only=best_only,
+                                      metric_prefix=metric_prefix)
     if restored is not None:
         writer.load_state_dict(restored)
     pair = from_engine(["pred", "label"])
@@ -64,9 +65,10 @@ def _evaluate(predictions, truths, tmp_path, classes=2, best_only=False, runs=1,
         device=torch.device("cpu"), val_data_loader=torch.utils.data.DataLoader(data, batch_size=2),
         network=_Lookup(predictions, classes),
         postprocessing=Compose([AsDiscreted(keys=["pred", "label"], argmax=[True, False], to_onehot=classes)]),
-        key_val_metric={"val_mean_dice": dice(include_background=False, output_transform=pair)},
-        additional_metrics={"val_mean_iou": MeanIoUHandler(include_background=False, output_transform=pair),
-                            "val_hd95": HausdorffDistance(include_background=False, percentile=95, output_transform=pair)},
+        key_val_metric={f"{metric_prefix}mean_dice": dice(include_background=False, output_transform=pair)},
+        additional_metrics={
+            f"{metric_prefix}mean_iou": MeanIoUHandler(include_background=False, output_transform=pair),
+            f"{metric_prefix}hd95": HausdorffDistance(include_background=False, percentile=95, output_transform=pair)},
         val_handlers=[writer],
     )
     for _ in range(runs):
@@ -88,6 +90,16 @@ def test_per_image_dice_and_iou_match_numpy(tmp_path) -> None:
     assert report["per_class"]["c1"]["dice"] == pytest.approx(np.mean([e["dice"]["c1"] for e in report["per_image"]]))
     assert report["mean_dice"] == pytest.approx(report["score"])
     assert sorted(p.name for p in (tmp_path / "test_overlays").iterdir()) == ["img0.png", "img1.png"]
+
+
+def test_metrics_named_by_the_part_scored_fill_the_report(tmp_path) -> None:
+    """evaluate.yaml names its metrics by the part it scores (test_mean_dice, as the classification bundle's
+    test_macro_f1): the report reads their details by that name and records it as its key metric."""
+    truths = [_disc(32, (16, 16), 8), _disc(32, (10, 12), 5)]
+    report, writer = _evaluate([_disc(32, (16, 18), 8), truths[1]], truths, tmp_path, metric_prefix="test_")
+    assert report["key_metric"] == writer.key_metric == "test_mean_dice"
+    assert report["per_image"][1] == {"id": "img1", "dice": {"c1": 1.0}, "iou": {"c1": 1.0}, "hd95": {"c1": 0.0}}
+    assert report["mean_dice"] == pytest.approx(report["score"]) and report["mean_hd95"] is not None
 
 
 def test_undefined_values_are_null_and_excluded_from_means(tmp_path) -> None:

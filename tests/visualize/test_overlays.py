@@ -1,7 +1,7 @@
 """Overlays (visualize/overlays.py): to_uint8_gray's stretch (NaN and infinities included), mask_overlay's tint at
 alpha and outline (outer edge only) only on the mask, a colour per class, its display values kept unstretched for
-inference, comparison_overlay's two outlines of every foreground class beside the plain image, and masks of another
-shape than the image refused naming both."""
+inference, comparison_overlay's two outlines of every foreground class beside the plain image (drawn in the image's
+own aspect where given a size), and masks of another shape than the image refused naming both."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 
 from monai_ext.visualize.overlays import (
+    AGREEMENT_RGB,
     CLASS_RGB,
     GROUND_TRUTH_RGB,
     PREDICTION_RGB,
+    aspect_size,
     comparison_overlay,
     mask_overlay,
     to_uint8_gray,
@@ -160,3 +162,27 @@ def test_an_unstretched_mask_overlay_keeps_the_display_values(image: np.ndarray)
     out = mask_overlay(image, mask, stretch=False)
     shown = image if image.dtype == np.uint8 else np.rint(image * 255).astype(np.uint8)
     np.testing.assert_array_equal(out[mask == 0], np.repeat(shown[mask == 0][:, None], 3, axis=1))
+
+
+@pytest.mark.parametrize("original, expected", [((64, 64), (192, 192)), ((96, 128), (192, 256)),
+                                                ((128, 96), (256, 192)), ((40, 600), (51, 768))])
+def test_aspect_size_keeps_the_images_aspect_with_its_shorter_side_at_the_square_side(original, expected) -> None:
+    """A 40 x 600 strip: its longer side at most 4 x 192, not 2,880 pixels."""
+    assert aspect_size(original, 192) == expected
+
+
+def test_comparison_overlay_at_another_size_draws_the_resized_masks_in_that_aspect() -> None:
+    """An image scored at the square training size is drawn in its own aspect: a lesion twice as wide as high in the
+    file (a square on the squeezed 32 x 32 grid of a 32 x 64 image) is drawn twice as wide as high."""
+    truth = np.zeros((32, 32), np.int64)
+    truth[8:24, 8:24] = 1
+    out = comparison_overlay(ramp(32, 32), truth, truth, size=(64, 128), thickness=2)
+    assert out.shape == (64, 256, 3)
+    rows, cols = np.nonzero(~is_gray(out[:, :128]))
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (15, 48, 31, 96)  # 2-px outline around 16:48, 32:96
+    assert (out[rows, cols] == np.array(AGREEMENT_RGB, np.uint8)).all()  # a perfect prediction: all agreement
+
+
+def test_aspect_size_refuses_an_empty_size() -> None:
+    with pytest.raises(ValueError, match=r"sizes must be positive, got original \(0, 5\) and side 192"):
+        aspect_size((0, 5), 192)
