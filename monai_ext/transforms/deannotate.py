@@ -44,6 +44,7 @@ from monai_ext.transforms.fov import (
     channel_last,
     detect_screen_fov,
     display_scale,
+    mask_like,
     to_gray_uint8,
     to_hwc_uint8,
 )
@@ -532,7 +533,8 @@ class Deannotate(Transform):
 
 class Deannotated(MapTransform):
     """Dictionary version of :class:`Deannotate`; optionally stores the annotation and field-of-view masks
-    (1, H, W) bool under ``annotation_key`` / ``fov_key``."""
+    (1, H, W) bool under ``annotation_key`` / ``fov_key``, in the image's array type (and device and metadata, as
+    :class:`~monai_ext.transforms.fov.FieldOfViewMaskd` stores its mask)."""
 
     backend = Deannotate.backend
 
@@ -546,13 +548,16 @@ class Deannotated(MapTransform):
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         for key in self.key_iterator(d):
-            hwc = channel_last(d[key])
+            image = d[key]
+            hwc = channel_last(image)
             result = deannotate(hwc, **self.kwargs)
-            d[key] = _gray_out(result.image, d[key], hwc)
+            d[key] = _gray_out(result.image, image, hwc)
+            # the masks in the image's type: they were numpy beside a tensor image (a tensor pipeline met a numpy
+            # mask, off the image's device and without its metadata)
             if self.annotation_key:
-                d[self.annotation_key] = result.annotations[None]
+                d[self.annotation_key] = mask_like(result.annotations, image)
             if self.fov_key:
-                d[self.fov_key] = result.fov.mask[None]
+                d[self.fov_key] = mask_like(result.fov.mask, image)
         return d
 
 
@@ -590,8 +595,8 @@ class DopplerToGray(Transform):
 
 
 class DopplerToGrayd(MapTransform):
-    """Dictionary version of :class:`DopplerToGray`; optionally stores the colour mask (1, H, W) under
-    ``colour_key``."""
+    """Dictionary version of :class:`DopplerToGray`; optionally stores the colour mask (1, H, W) bool under
+    ``colour_key``, in the image's array type (and device and metadata)."""
 
     backend = DopplerToGray.backend
 
@@ -605,6 +610,7 @@ class DopplerToGrayd(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             if self.colour_key:
-                d[self.colour_key] = colour_mask(to_hwc_uint8(channel_last(d[key])), self.converter.chroma)[None]
+                colour = colour_mask(to_hwc_uint8(channel_last(d[key])), self.converter.chroma)
+                d[self.colour_key] = mask_like(colour, d[key])  # in the image's type, as Deannotated's masks
             d[key] = self.converter(d[key])
         return d

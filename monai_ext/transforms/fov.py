@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
-from monai.utils import TransformBackends
+from monai.utils import TransformBackends, convert_to_dst_type
 
-from monai_ext.transforms.intensity import full_scale
+from monai_ext.transforms.intensity import as_numpy, full_scale
 from monai_ext.transforms.strips import is_strip, speckle_texture
 
 #: A fitted model must agree with the detected region at least this well (IoU) to replace it.
@@ -106,7 +106,7 @@ def to_hwc_uint8(image: Any) -> np.ndarray:
     Values are scaled by :func:`display_scale`; NaN and inf pixels become 0 (background); alpha is dropped (gray +
     alpha keeps its gray channel).
     """
-    img = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+    img = as_numpy(image)
     if img.ndim == 2:
         img = img[..., None]
     elif img.shape[0] in (1, 2, 3, 4) and img.shape[-1] not in (1, 2, 3, 4):
@@ -124,7 +124,7 @@ def channel_last(image: Any) -> np.ndarray:
     their input over this way, so that :func:`to_hwc_uint8`'s guess never reads a narrow (C, H, W) image (a width
     of 1 to 4) as (H, W, C).
     """
-    img = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+    img = as_numpy(image)
     if img.ndim == 2:
         return img[..., None]
     if img.ndim == 3 and img.shape[0] in (1, 2, 3, 4):
@@ -639,10 +639,14 @@ def screen_or_region_fov(image: Any, threshold: int = 0, region_box: Sequence[in
     return detect_screen_fov(image, threshold)
 
 
-def _like(mask: np.ndarray, img: Any) -> Any:
-    """(H, W) bool -> (1, H, W) bool, as a tensor on ``img``'s device when ``img`` is one."""
+def mask_like(mask: np.ndarray, img: Any) -> Any:
+    """(H, W) bool -> (1, H, W) bool, as a tensor on ``img``'s device when ``img`` is one; a MetaTensor's metadata
+    (affine, file name) carried over, as MONAI's ``ForegroundMask`` carries it: the mask was a plain tensor, and a
+    saved or inverted mask lost the image's geometry."""
     out = mask[None]
-    return torch.from_numpy(out).to(img.device) if isinstance(img, torch.Tensor) else out
+    if not isinstance(img, torch.Tensor):
+        return out
+    return convert_to_dst_type(out, img, dtype=torch.bool)[0]
 
 
 class FieldOfViewMask(Transform):
@@ -660,7 +664,7 @@ class FieldOfViewMask(Transform):
         self.threshold = threshold
 
     def __call__(self, img: Any, region_box: Sequence[int] | None = None) -> Any:
-        return _like(screen_or_region_fov(channel_last(img), self.threshold, region_box).mask, img)
+        return mask_like(screen_or_region_fov(channel_last(img), self.threshold, region_box).mask, img)
 
 
 class FieldOfViewMaskd(MapTransform):
@@ -684,6 +688,6 @@ class FieldOfViewMaskd(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             fov = screen_or_region_fov(channel_last(d[key]), self.threshold, d.get(self.region_key))
-            d[self.mask_key] = _like(fov.mask, d[key])
+            d[self.mask_key] = mask_like(fov.mask, d[key])
             d[f"{self.mask_key}_bbox"] = fov.bbox
         return d

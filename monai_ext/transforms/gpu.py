@@ -242,6 +242,19 @@ class UltrasoundBatchAugment:
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         if batch.ndim != 4 or batch.shape[1] != 1:
             raise ValueError(f"expected a gray batch (N, 1, H, W), got shape {tuple(batch.shape)!r}")
+        # float32 throughout, as documented and as the CPU transforms compute: called under a bf16 autocast (inside
+        # the training step's context), the blur's convolution ran in bf16 and moved pixels by up to 1/255
+        if not torch.amp.is_autocast_available(batch.device.type):
+            return self._augment(batch)
+        with torch.autocast(batch.device.type, enabled=False):
+            return self._augment(batch)
+
+    def _augment(self, batch: torch.Tensor) -> torch.Tensor:
+        """:meth:`__call__` on a checked batch, autocast off."""
+        # an empty batch is an empty result: the blur's kernel size (a max over the samples) raised torch's "max():
+        # Expected reduction dim to be specified", naming neither the batch nor the augmentation
+        if batch.shape[0] == 0:
+            return torch.zeros(0, self.channels, self.size, self.size, device=batch.device)
         g = self._generator(batch.device)
         # by the batch's full scale: uint8 / 255, 16-bit (uint16, or int32 as PIL holds it) / 65535, floats in
         # [0, 255] / 255 (a float batch costs one host read for its range; the corpus cache's frames are uint8)

@@ -34,6 +34,17 @@ def as_pair(name: str, value: Any) -> tuple[float, float]:
         raise ValueError(f"{name} must be a (low, high) pair of numbers, got {value!r}")
     return pair[0], pair[1]
 
+
+def as_numpy(img: Any) -> np.ndarray:
+    """``img`` (numpy array, tensor on any device, or anything ``np.asarray`` takes) as a numpy array; a bfloat16
+    tensor comes as float32, which holds its values exactly (numpy has no bfloat16: ``Tensor.numpy`` raised
+    "Got unsupported ScalarType BFloat16", naming no transform and no fix)."""
+    if isinstance(img, torch.Tensor):
+        t = img.detach().cpu()
+        return (t.float() if t.dtype == torch.bfloat16 else t).numpy()
+    return np.asarray(img)
+
+
 def is_float_dtype(dtype: np.dtype | torch.dtype) -> bool:
     """Whether an image type (numpy or torch) is floating point: values in [0, 1], not scaled by a full scale."""
     return dtype.is_floating_point if isinstance(dtype, torch.dtype) else bool(np.issubdtype(dtype, np.floating))

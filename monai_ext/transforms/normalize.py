@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Iterable, Mapping
 from typing import Any
 
@@ -12,7 +13,7 @@ from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends, convert_to_dst_type, convert_to_tensor
 
 from monai_ext.networks.input_stats import IMAGENET_MEAN, IMAGENET_STD, input_stats  # noqa: F401 (transforms API)
-from monai_ext.transforms.intensity import full_scale
+from monai_ext.transforms.intensity import as_numpy, full_scale, is_float_dtype
 
 NORMALIZATION_MODES = ("imagenet", "zscore", "corpus")
 
@@ -24,18 +25,23 @@ def normalization_stats(in_channels: int) -> tuple[list[float], list[float]]:
 
 
 def corpus_statistics(images: Iterable[Any]) -> tuple[float, float]:
-    """Mean and standard deviation of all pixels of ``images``, accumulated in float64, on the [0, 1] scale that
-    :class:`NormalizeUltrasound` applies them to: each frame is divided by its :func:`full_scale` first (the corpus
-    cache's uint8 by 255, a float frame in [0, 255] by 255, one in [0, 1] kept)."""
+    """Mean and standard deviation of all finite pixels of ``images``, accumulated in float64, on the [0, 1] scale
+    that :class:`NormalizeUltrasound` applies them to: each frame is divided by its :func:`full_scale` first (the
+    corpus cache's uint8 by 255, a float frame in [0, 255] by 255, one in [0, 1] kept). NaN and inf pixels are left
+    out, as :func:`full_scale` and the z-score leave them out: one such pixel made both statistics NaN, and every
+    image normalised with them all NaN."""
     count, total, squares = 0, 0.0, 0.0
     for img in images:
-        arr = img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
+        arr = as_numpy(img)
+        floats = is_float_dtype(arr.dtype)
         arr = arr.astype(np.float64) / full_scale(arr)
+        if floats:  # integer frames are finite: no mask, no copy
+            arr = arr[np.isfinite(arr)]
         count += arr.size
         total += float(arr.sum())
         squares += float(np.square(arr).sum())
     if count == 0:
-        raise ValueError("corpus_statistics got no images")
+        raise ValueError("corpus_statistics got no images (or no finite pixels)")
     mean = total / count
     return mean, float(np.sqrt(max(squares / count - mean * mean, 0.0)))
 
@@ -61,7 +67,10 @@ class NormalizeUltrasound(Transform):
             raise ValueError(f"mode must be one of {NORMALIZATION_MODES}, got {mode!r}")
         if channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {channels!r}")
-        if mode == "corpus" and (mean is None or std is None or std <= 0):
+        # and both finite: a NaN mean or std (statistics of a corpus with a NaN pixel) made every output NaN, an
+        # infinite std every output 0, with no error
+        if mode == "corpus" and (mean is None or std is None or not math.isfinite(mean) or not math.isfinite(std)
+                                 or std <= 0):
             raise ValueError(f"mode 'corpus' needs mean and a positive std, got mean={mean!r}, std={std!r}")
         self.mode, self.channels, self.mean, self.std = mode, channels, mean, std
 

@@ -14,7 +14,15 @@ from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
 from PIL import Image
 
 from monai_ext.data.synthetic import SimulatorConfig, simulate_frame
-from monai_ext.transforms import Deannotate, Deannotated, DopplerToGray, FieldOfViewMask, ScaleIntensityByDtyped
+from monai_ext.transforms import (
+    Deannotate,
+    Deannotated,
+    DopplerToGray,
+    DopplerToGrayd,
+    FieldOfViewMask,
+    FieldOfViewMaskd,
+    ScaleIntensityByDtyped,
+)
 
 
 def screen() -> np.ndarray:
@@ -142,3 +150,48 @@ def test_narrow_channel_first_images_keep_their_layout(shape, transform):
     img = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
     for given in (img, torch.as_tensor(img)):
         assert tuple(transform(given).shape) == (1, *shape[1:])
+
+
+@pytest.mark.parametrize("make", [
+    lambda: Deannotate(), lambda: DopplerToGray(), lambda: DopplerToGray("mask"), lambda: FieldOfViewMask(),
+], ids=["deannotate", "doppler inpaint", "doppler mask", "field of view"])
+def test_bfloat16_tensors_are_read_as_float32_ones(make) -> None:
+    """numpy has no bfloat16: a bf16 frame (a bf16 pipeline's) raised "Got unsupported ScalarType BFloat16". Read
+    as float32, which holds every bf16 value exactly, it gives the float32 frame's result, back in bf16 (a mask in
+    bool). Tolerance: one bf16 step of the result (2^-8 relative), the rounding of the way back."""
+    unit = torch.as_tensor(screen()).float().div(255).bfloat16()
+    out = make()(unit)
+    reference = make()(unit.float())
+    assert out.dtype == (torch.bool if reference.dtype == torch.bool else torch.bfloat16)
+    torch.testing.assert_close(out.float(), reference.float(), atol=0, rtol=2**-8)
+
+
+@pytest.mark.parametrize("dict_version", [False, True])
+def test_the_field_of_view_mask_keeps_the_images_metadata(dict_version) -> None:
+    """MONAI's ``ForegroundMask`` returns its mask with the image's metadata; this mask came back a plain tensor,
+    so a saved or inverted mask lost the image's affine and file name."""
+    affine = torch.diag(torch.tensor([0.3, 0.2, 1.0, 1.0], dtype=torch.float64))
+    img = MetaTensor(torch.as_tensor(screen()), affine=affine, meta={"filename_or_obj": "scan.png"})
+    mask = FieldOfViewMaskd("image")({"image": img})["fov"] if dict_version else FieldOfViewMask()(img)
+    assert isinstance(mask, MetaTensor) and mask.dtype == torch.bool and mask.shape == (1, 128, 128)
+    assert mask.meta["filename_or_obj"] == "scan.png"
+    torch.testing.assert_close(mask.affine, affine)
+
+
+@pytest.mark.parametrize("kind", ["numpy", "tensor", "metatensor"])
+@pytest.mark.parametrize("make,keys", [
+    (lambda: Deannotated("image", annotation_key="ann", fov_key="fov"), ("ann", "fov")),
+    (lambda: DopplerToGrayd("image", colour_key="colour"), ("colour",)),
+], ids=["deannotated", "doppler"])
+def test_the_dict_versions_masks_come_in_the_images_type(kind, make, keys) -> None:
+    """The annotation, field-of-view and colour masks were numpy arrays beside a tensor image: off its device and
+    without its metadata, where ``FieldOfViewMaskd`` gave its mask in the image's type."""
+    u8 = screen()
+    img = {"numpy": u8, "tensor": torch.as_tensor(u8),
+           "metatensor": MetaTensor(torch.as_tensor(u8), meta={"filename_or_obj": "scan.png"})}[kind]
+    d = make()({"image": img})
+    for key in keys:
+        mask = d[key]
+        assert mask.shape == (1, 128, 128) and mask.dtype in (np.bool_, torch.bool)
+        assert isinstance(mask, torch.Tensor) == (kind != "numpy")
+        assert (kind != "metatensor") or mask.meta["filename_or_obj"] == "scan.png"

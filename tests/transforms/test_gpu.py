@@ -227,3 +227,59 @@ def test_a_float_frame_in_0_255_is_read_as_the_same_uint8_frame_everywhere(frame
     if from_u8.max() > 1.5:  # an image-in, image-out transform keeps each input's range: bring them to [0, 1]
         from_u8, from_float = from_u8 / 255, from_float / 255
     np.testing.assert_allclose(from_float, from_u8, atol=1 / 255 + 1e-6)
+
+
+@pytest.mark.parametrize("physics", [
+    {"blur_prob": 1.0, "axial_sigma": (1.0, 1.0), "lateral_sigma": (1.0, 1.0)},
+    {"speckle_prob": 1.0, "depth_gain_prob": 1.0, "dynamic_range_prob": 1.0, "gamma_gain_prob": 1.0, "blur_prob": 1.0},
+], ids=["blur", "all physics"])
+def test_a_bf16_autocast_around_the_call_does_not_lower_its_precision(frame, physics):
+    """Called inside a training step's bf16 autocast, the blur's convolution ran in bf16: pixels moved by up to 1/255
+    (0.0042 measured) from what the CPU transforms compute. The same ops in float32 either way: equal to 1e-6."""
+    batch = torch.as_tensor(frame)[None].expand(4, -1, -1, -1)
+    aug = {"size": 24, "rotate_range": 0.2, **OFF, **physics}
+    plain = UltrasoundBatchAugment(seed=5, **aug)(batch)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        autocast = UltrasoundBatchAugment(seed=5, **aug)(batch)
+    assert autocast.dtype == torch.float32
+    torch.testing.assert_close(autocast, plain, atol=1e-6, rtol=0)
+
+
+def _as_bf16(f):
+    return torch.as_tensor(f).bfloat16()
+
+
+#: (input, its own rounding on the [0, 1] scale): bf16's 2^-9 relative (values below 1: under 2^-9) and float16's
+#: 2^-11, which the identity crop passes through; integer types and uint8 levels in bf16 [0, 255] are exact.
+LAYOUTS = {
+    "bfloat16 [0, 1]": (lambda f: _as_bf16(f)[None], 2**-9),
+    "bfloat16 [0, 255]": (lambda f: _as_bf16(np.rint(f * 255))[None], 0.0),
+    "float16 [0, 1]": (lambda f: torch.as_tensor(f).half()[None], 2**-11),
+    "uint8": (lambda f: torch.as_tensor(np.rint(f * 255).astype(np.uint8))[None], 0.0),
+    "uint16": (lambda f: torch.as_tensor((np.rint(f * 255) * 257).astype(np.uint16))[None], 0.0),
+    "channels last": (lambda f: torch.as_tensor(f)[None].contiguous(memory_format=torch.channels_last), 0.0),
+    "strided view": (lambda f: torch.as_tensor(np.repeat(np.repeat(f, 2, 1), 2, 2))[None, :, ::2, ::2], 0.0),
+}
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_every_pixel_type_and_layout_matches_the_cpu_transforms(frame, layout):
+    """A batch of one in each type and memory layout against the CPU recipe it mirrors (MONAI's ``Resize``, then
+    :class:`NormalizeUltrasound`) on the same frame as float32: the identity crop, so only the input differs."""
+    make, tolerance = LAYOUTS[layout]
+    u8_frame = np.rint(frame * 255).astype(np.float32) / 255  # every type holds this frame (uint8 levels)
+    batch = make(u8_frame)
+    kwargs = {"size": 48, "scale": (1.0, 1.0), "ratio": (40 / 48, 40 / 48), "flip_prob": 0.0}
+    out = UltrasoundBatchAugment(normalize=None, channels=1, **kwargs)(batch)[0]
+    expected = Resize((48, 48), mode="bilinear", anti_aliasing=False)(u8_frame)
+    # plus 1e-5: grid_sample and F.interpolate round differently in float32 (as in the full-crop test above)
+    torch.testing.assert_close(out, torch.as_tensor(np.asarray(expected)), atol=tolerance + 1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("normalize", ["imagenet", "zscore", None])
+def test_an_empty_batch_gives_an_empty_batch(normalize):
+    """An empty batch (every frame of it filtered out upstream) raised torch's "max(): Expected reduction dim to be specified"
+    from the blur's kernel size, naming neither the batch nor the augmentation."""
+    aug = UltrasoundBatchAugment(8, blur_prob=1.0, speckle_prob=1.0, normalize=normalize, seed=0)
+    out = aug(torch.zeros(0, 1, 16, 16, dtype=torch.uint8))
+    assert out.shape == (0, 3, 8, 8) and out.dtype == torch.float32

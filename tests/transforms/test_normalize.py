@@ -137,3 +137,28 @@ def test_anything_but_one_gray_image_is_refused_with_its_own_shape(shape):
     """A (3, H, W) frame was reported as a batch of shape (1, 3, 4, 4): an axis the caller never passed."""
     with pytest.raises(ValueError, match=rf"expected a gray image \(1, H, W\), got shape {re.escape(repr(shape))}"):
         NormalizeUltrasound("imagenet")(np.zeros(shape, np.float32))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("as_tensor", [False, True])
+def test_corpus_statistics_leave_non_finite_pixels_out(bad, as_tensor):
+    """One NaN or inf pixel in a corpus made its mean and std NaN, which mode "corpus" took: every normalised frame
+    came out NaN, with no error. The finite pixels' statistics are those of the corpus without the bad pixel."""
+    from monai_ext.transforms import corpus_statistics
+
+    frame = FRAME.astype(np.float32) / 255
+    spoilt = frame.copy()
+    spoilt[0, 3, 4] = bad
+    kept = np.delete(frame.ravel(), 3 * frame.shape[2] + 4).astype(np.float64)
+    images = [torch.as_tensor(spoilt) if as_tensor else spoilt, FRAME]
+    mean, std = corpus_statistics(images)
+    everything = np.concatenate([kept, FRAME.ravel() / 255.0])
+    assert mean == pytest.approx(everything.mean(), rel=1e-9) and std == pytest.approx(everything.std(), rel=1e-9)
+
+
+@pytest.mark.parametrize("mean,std", [(float("nan"), 0.2), (0.5, float("nan")), (0.5, float("inf")),
+                                      (float("inf"), 0.2)])
+def test_corpus_mode_refuses_statistics_that_are_not_finite(mean, std):
+    """A NaN std passed the check ``std <= 0`` (every output NaN), an infinite one gave all zeros."""
+    with pytest.raises(ValueError, match=re.escape(f"got mean={mean!r}, std={std!r}")):
+        NormalizeUltrasound("corpus", 1, mean=mean, std=std)

@@ -188,3 +188,17 @@ def test_a_range_that_is_not_a_pair_is_named_in_the_message(build, message: str)
     """A single number (as many MONAI transforms take for a range) failed with "'float' object is not iterable"."""
     with pytest.raises(ValueError, match=re.escape(message)):
         build()
+
+
+@pytest.mark.parametrize("shape", [(1, 64, 5), (1, 5, 64), (1, 9, 12)])
+def test_the_blur_of_a_narrow_image_is_a_gaussian_along_its_long_axis(shape) -> None:
+    """One kernel radius for both axes, cut to the shorter side's, cut the long axis' Gaussian to a few taps: on a
+    5-pixel-wide image an axial sigma of 1.5 blurred depth with 5 taps (0.07 off on values in [0, 1]). The reference
+    is scipy's Gaussian (reflect is scipy's "mirror"); it mirrors again past the short side, which torch's padding
+    cannot: the one place the two may part, by less than 2e-3 (the 3-sigma kernel's tail cut at 2.7 sigma)."""
+    from scipy.ndimage import gaussian_filter
+
+    img = np.random.default_rng(1).uniform(0.1, 0.9, size=shape).astype(np.float32)
+    out = RandAxialLateralBlur(prob=1.0, axial_sigma=(1.5, 1.5), lateral_sigma=(1.5, 1.5))(img)
+    expected = gaussian_filter(img[0].astype(np.float64), 1.5, mode="mirror", truncate=3.0)
+    np.testing.assert_allclose(out[0], expected, atol=2e-3, rtol=0)
