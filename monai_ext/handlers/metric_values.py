@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
+from ignite.engine import Engine
 from monai.handlers import HausdorffDistance, MeanDice, MeanIoUHandler
 from monai.utils import evenly_divisible_all_gather
 
@@ -75,7 +77,41 @@ class MeanIoUOrNaN(_NaNWhenUndefined, MeanIoUHandler):
 
 class HausdorffDistanceOrNaN(_NaNWhenUndefined, HausdorffDistance):
     """MONAI's ``HausdorffDistance`` handler; NaN when no image has a distance (the class missing from the
-    prediction or the truth of every image)."""
+    prediction or the truth of every image); in pixels of each image as read where the output carries its size.
+
+    The masks are scored at the square training size, where a pixel of a 40 x 600 image is 0.6 of its rows high and
+    9.4 of its columns wide: measured in those pixels, a 2-pixel vertical error counted more than a 20-pixel horizontal
+    one. Given ``(pred, label, size)`` per image (``size``: the (H, W) as read), each image's distances are measured
+    with MONAI's per-axis ``spacing`` H / h, W / w, i.e. in pixels of the image as read, comparable across images of
+    any size; ``(pred, label)`` measures them in pixels of the grid scored, as MONAI's handler does.
+    """
+
+    def iteration_completed(self, engine: Engine) -> None:
+        # ignite unrolls an output of per-image lists only where it has two items (prediction, truth) and refuses a
+        # third; MONAI's metric takes the lists as they are, so they go to ``update`` whole
+        self.update(self._output_transform(engine.state.output))
+
+    def update(self, output: Sequence[Any]) -> None:
+        """Args: output: ``(pred, label)`` as MONAI's handler, or ``(pred, label, size)``: per image a one-hot
+        (K, h, w) prediction and truth and its (H, W) as read."""
+        if len(output) != 3:
+            super().update(output)
+            return
+        for prediction, truth, size in zip(*output):
+            self.metric_fn([prediction], [truth], spacing=pixel_spacing(size, prediction.shape[-2:]))
+
+
+def pixel_spacing(original: Any, scored: Sequence[int]) -> list[float]:
+    """The (rows, cols) size of a pixel of the grid ``scored`` (h, w), in pixels of the image as read ``original``
+    (H, W): ``[H / h, W / w]``.
+
+    Raises:
+        ValueError: ``original`` is not two positive sizes.
+    """
+    sizes = [float(s) for s in torch.as_tensor(original).reshape(-1).tolist()]
+    if len(sizes) != 2 or min(sizes) <= 0:
+        raise ValueError(f"an image's size as read must be two positive numbers (H, W), got {sizes!r}")
+    return [sizes[0] / int(scored[0]), sizes[1] / int(scored[1])]
 
 
 def finite_improvement(current: float, best: float) -> bool:

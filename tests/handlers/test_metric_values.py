@@ -15,6 +15,7 @@ from monai_ext.handlers.metric_values import (
     MeanDiceOrNaN,
     MeanIoUOrNaN,
     finite_improvement,
+    pixel_spacing,
 )
 
 
@@ -106,3 +107,43 @@ def test_a_finite_dice_replaces_a_nan_best_in_monais_evaluator() -> None:
             assert math.isnan(evaluator.state.best_metric)
         else:
             assert evaluator.state.best_metric == expected_best and evaluator.state.best_metric_epoch == 2
+
+
+def dot(row: int, col: int, size: int = 16) -> torch.Tensor:
+    """(2, size, size) one-hot mask of a one-pixel lesion at (row, col): its distance to another is exact."""
+    lesion = torch.zeros(size, size)
+    lesion[row, col] = 1
+    return torch.stack([1 - lesion, lesion])
+
+
+@pytest.mark.parametrize("original, predicted_at, expected", [
+    # scored at 16 x 16 from a 32 x 160 image: a grid pixel is 2 rows and 10 columns of the image as read
+    ((32, 160), (6, 4), 4.0),                      # 2 grid rows: 4 pixels of the image
+    ((32, 160), (4, 6), 20.0),                     # 2 grid columns: 20 pixels of the image
+    ((32, 160), (6, 6), math.hypot(4, 20)),
+    ((16, 16), (4, 6), 2.0),                       # an image read at the size scored: grid pixels
+    (None, (4, 6), 2.0),                           # no size in the output: MONAI's own, in grid pixels
+])
+def test_hd95_is_in_pixels_of_the_image_as_read(original, predicted_at, expected) -> None:
+    """Truth at (4, 4), prediction at ``predicted_at``: the exact distance, as the bundle wires it (the size carried
+    by the batch, copied into the output by a postprocessing transform)."""
+    from monai.transforms import Compose, CopyItemsd
+
+    keys = ["pred", "label"] + ([] if original is None else ["scored_original_size"])
+    item = {"image": torch.tensor([[0]]), "label": dot(4, 4)[None]}
+    if original is not None:
+        item["original_size"] = torch.tensor([original])
+    evaluator = SupervisedEvaluator(
+        device=torch.device("cpu"), val_data_loader=[item], network=Replay([dot(*predicted_at)]),
+        postprocessing=Compose([CopyItemsd(keys="original_size", names="scored_original_size",
+                                           allow_missing_keys=True)]),
+        key_val_metric={"val_hd95": HausdorffDistanceOrNaN(include_background=False, percentile=95,
+                                                           output_transform=from_engine(keys))})
+    evaluator.run()
+    assert evaluator.state.metrics["val_hd95"] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("original", [(32,), (0, 16), (16, -1)])
+def test_pixel_spacing_refuses_a_size_that_is_not_two_positive_numbers(original) -> None:
+    with pytest.raises(ValueError, match=r"two positive numbers .*got \["):
+        pixel_spacing(original, (16, 16))
