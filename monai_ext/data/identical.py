@@ -65,8 +65,13 @@ def keep_one_copy(items: list[Item], class_names: Sequence[str], source: str) ->
 
 
 def _refuse_a_file_listed_twice(items: list[Item], source: str) -> None:
-    """A file listed twice (a CSV row repeated) is a mistake in the list, not a copy: refused, naming the file."""
-    counts = Counter(os.path.realpath(it["image"]) for it in items)
+    """A file listed twice (a CSV row repeated) is a mistake in the list, not a copy: refused, naming the file.
+
+    Paths are compared as written (made absolute, ``.`` and ``..`` resolved), not through symbolic links: a link to
+    another file of the set (an export's ``latest.png``, a folder linked in twice) is a copy under another name,
+    which :func:`keep_one_copy` leaves out as such; refused, it stopped a folder set whose list no one wrote.
+    """
+    counts = Counter(os.path.abspath(it["image"]) for it in items)
     repeated = sorted(path for path, n in counts.items() if n > 1)
     if repeated:
         raise ValueError(f"{source} lists {len(repeated)} file(s) more than once, e.g. {repeated[0]!r}; list each "

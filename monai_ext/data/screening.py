@@ -37,7 +37,13 @@ def why_not_an_image(path: str | Path) -> str | None:
     try:
         with Image.open(path):  # the header only: no pixel is decoded
             return None
-    except (UnidentifiedImageError, OSError, ValueError) as e:  # PIL's refusals of a header
+    except UnidentifiedImageError as e:
+        return f"not a picture PIL recognises ({type(e).__name__})"
+    except OSError as e:
+        if e.errno is not None:  # the system's refusal (no permission, an I/O error), not the picture's: said so
+            return f"cannot be opened ({e.strerror})"
+        return f"not a picture PIL recognises ({type(e).__name__})"
+    except ValueError as e:  # PIL's other refusals of a header
         return f"not a picture PIL recognises ({type(e).__name__})"
 
 

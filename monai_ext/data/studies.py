@@ -34,10 +34,10 @@ def _below_containers(folders: Sequence[Sequence[str]], level: int, folds: int, 
     those holds images of its own (``images/siteA/patient3/frame.png``). Otherwise they are the studies: a folder as
     coarse as a site never lets a patient cross parts, while going down from patients that keep their frames in
     sub-folders (``patient3/left/``, ``patient3/cine/`` beside loose frames) split one patient over train and test.
-    Only one level down.
+    Only one level down, and only below the folders that hold sub-folders: a folder beside them holding its images
+    directly (``images/patient7/frame.png`` beside ``images/siteA/``) stays a study.
     """
     studies = _studies_at(folders, level)
-    found = {s for s in studies if s is not None}
     holding = {s for s, path in zip(studies, folders) if s is not None and len(path) > level + 1}
     loose_in_holding = any(s in holding and len(path) == level + 1 for s, path in zip(studies, folders))
     most = max(Counter(part for part, _ in {(part, s) for part, s in zip(parts, studies) if s is not None}).values(),
@@ -45,8 +45,11 @@ def _below_containers(folders: Sequence[Sequence[str]], level: int, folds: int, 
     if holding and most < folds and not loose_in_holding:
         logger.info("%s: the %d folder(s) at level %d (e.g. %r) hold sub-folders of their own and cannot fill %d "
                     "folds: read as containers (sites, exports), and the folders below them as studies", source,
-                    len(found), level + 1, min(found), folds)
-        return level + 1, _studies_at(folders, level + 1)
+                    len(holding), level + 1, min(holding), folds)
+        # a folder at ``level`` without sub-folders is a study, not a container: its images, outside any folder
+        # one level down, were each a study of one, and one patient's frames were split over train and test
+        below = _studies_at(folders, level + 1)
+        return level + 1, [under if s in holding else s for s, under in zip(studies, below)]
     return level, studies
 
 

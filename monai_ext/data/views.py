@@ -28,6 +28,11 @@ import numpy as np
 from monai_ext.transforms.black_level import restore_black
 from monai_ext.transforms.deannotate import colour_flow, colour_mask, deannotate, fill_with_local_mean
 from monai_ext.transforms.fov import (
+    GAP_TISSUE_LEVEL,
+    MAX_GAP_SIGNAL,
+    MAX_STACKED_VIEW_ASPECT,
+    MIN_GAP_WIDTH,
+    MIN_VIEW_AREA,
     FieldOfView,
     detect_fov,
     detect_view_boxes,
@@ -285,21 +290,99 @@ def _screen_views(gray: np.ndarray, options: ViewOptions) -> tuple[list[tuple[in
     # the reduced copy dropped odd last rows/columns: a box reaching its edge reaches the full frame's edge
     boxes = [(x0 * factor, y0 * factor, w if x1 == small.shape[1] else x1 * factor,
               h if y1 == small.shape[0] else y1 * factor) for x0, y0, x1, y1 in boxes]
-    boxes = [(snap_to_gap(x0, gaps, factor, w), y0, snap_to_gap(x1, gaps, factor, w), y1) for x0, y0, x1, y1 in boxes]
+    spans = separated_gaps(gaps)
+    boxes = [(snap_to_gap(x0, spans, factor, w, "left"), y0, snap_to_gap(x1, spans, factor, w, "right"), y1)
+             for x0, y0, x1, y1 in boxes]
+    if len(boxes) > 1:  # a grid's columns: views stacked in one closer than the closing bridges are looked for too
+        boxes = [part for box in boxes for part in _stacked_views(gray, box, options)]
     return boxes, reduced, gaps
 
 
-def snap_to_gap(x: int, gaps: Sequence[tuple[int, int]], factor: int, width: int) -> int:
-    """A box edge ``x`` inside a frame ``width`` wide, found on a copy reduced by ``factor`` -> the middle of the
-    nearest full-resolution gap (start, end) within ``factor`` columns of it, else ``x`` (the frame's own edges stay).
+def _stacked_views(gray: np.ndarray, box: tuple[int, int, int, int],
+                   options: ViewOptions) -> list[tuple[int, int, int, int]]:
+    """The views stacked in the full-height column ``box`` (x0, y0, x1, y1) of a grid on (H, W) uint8 ``gray``, found
+    as :func:`_screen_views` finds side-by-side ones, on the column turned on its side; ``[box]`` when there are none.
+
+    Only column gaps were looked for at the screen's resolution: the rows between the views of a quad screen that
+    fills the screen, under some 30 pixels on a 1280 x 960 one, were bridged on the reduced copy, and each column
+    was cached as one view of two scans stacked. A column whose stacked parts include a band wider than
+    ``MAX_STACKED_VIEW_ASPECT`` times its height stays whole, as in :func:`~monai_ext.transforms.fov.detect_view_boxes`
+    (a duplex screen's spectral strip under its image is not a view).
+    """
+    x0, y0, x1, y1 = box
+    if y0 > 0 or y1 < gray.shape[0] or x1 - x0 < 4:
+        return [box]  # split into stacked views already, or too thin to hold any
+    if not _parted_by_empty_rows(gray[:, x0:x1], options.fov_threshold):
+        return [box]  # nothing to split, and no second detection to pay for (most columns of dual screens)
+    side = np.ascontiguousarray(gray[:, x0:x1].T)
+    parts, reduced, _ = _screen_views(side, options)
+    # on its side, a part spans the column's whole width (its height there) unless it is split again: taken whole
+    if len(parts) < 2 or any(top > 0 or bottom < side.shape[0] for _, top, _, bottom in parts):
+        return [box]
+    # the shape of each part's solid regions (text and labels opened away), turned back upright
+    solid, factor = reduced.solid[0] > 0, reduced.factor
+    if any(_content_aspect(solid[:, first // factor : -(-last // factor)].T) > MAX_STACKED_VIEW_ASPECT
+           for first, _, last, _ in parts):
+        return [box]
+    return [(x0, first, x1, last) for first, _, last, _ in parts]
+
+
+def _parted_by_empty_rows(column: np.ndarray, threshold: int) -> bool:
+    """Whether a run of at least ``MIN_GAP_WIDTH`` rows of (H, W) uint8 ``column`` without tissue (above ``threshold``
+    and ``GAP_TISSUE_LEVEL`` in at most ``MAX_GAP_SIGNAL`` of the columns) parts rows with tissue of comparable
+    extent (the fewer at least ``MIN_VIEW_AREA`` of the more): two stacked views may be there. A cheap test, on
+    counts only: a label row above a view, which most screens have, parts nothing of a view's size."""
+    tissue = np.count_nonzero(column > max(threshold, GAP_TISSUE_LEVEL), axis=1) > MAX_GAP_SIGNAL * column.shape[1]
+    edges = np.flatnonzero(np.diff(np.concatenate([[True], tissue, [True]]).astype(np.int8)))
+    above = np.cumsum(tissue)
+    for start, end in zip(edges[::2], edges[1::2]):  # runs of rows without tissue
+        if end - start < MIN_GAP_WIDTH or start == 0 or end == len(tissue):
+            continue
+        before, after = int(above[start - 1]), int(above[-1] - above[end - 1])
+        if min(before, after) >= MIN_VIEW_AREA * max(before, after):
+            return True
+    return False
+
+
+def _content_aspect(content: np.ndarray) -> float:
+    """Width over height of the rows and columns of (H, W) bool ``content`` holding any of it (0 for none)."""
+    rows, columns = np.flatnonzero(content.any(1)), np.flatnonzero(content.any(0))
+    if rows.size == 0:
+        return 0.0
+    return (columns[-1] - columns[0] + 1) / (rows[-1] - rows[0] + 1)
+
+
+#: A separator line some scanners draw down the middle of the gap between views is at most this many columns wide.
+MAX_SEPARATOR_WIDTH = 3
+
+
+def separated_gaps(gaps: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Gaps (start, end), left to right, with those apart by a separator line (at most ``MAX_SEPARATOR_WIDTH``
+    columns) joined into one gap holding the line."""
+    joined: list[tuple[int, int]] = []
+    for start, end in sorted(gaps):
+        if joined and start - joined[-1][1] <= MAX_SEPARATOR_WIDTH:
+            joined[-1] = (joined[-1][0], max(end, joined[-1][1]))
+        else:
+            joined.append((start, end))
+    return joined
+
+
+def snap_to_gap(x: int, gaps: Sequence[tuple[int, int]], factor: int, width: int, side: str = "middle") -> int:
+    """A box edge ``x`` inside a frame ``width`` wide, found on a copy reduced by ``factor`` -> the nearest
+    full-resolution gap (start, end) within ``factor`` columns of it, else ``x`` (the frame's own edges stay): its
+    middle, or for ``side`` "left" (a box's left edge) its end and for "right" its start, so that the box holds
+    none of the gap, nor a separator line drawn in it (:func:`separated_gaps`).
 
     The reduced copy places an edge up to ``factor - 1`` columns off: beside a gap narrower than that, inside a view,
-    whose edge columns then went to its neighbour's box.
+    whose edge columns then went to its neighbour's box. A separator line at the middle of the gap went to the box
+    beside it, and into its view's crop: the field of view took it in.
     """
-    near = [(start + end) // 2 for start, end in gaps if start - factor <= x <= end + factor]
+    near = [(start, end) for start, end in gaps if start - factor <= x <= end + factor]
     if not 0 < x < width or not near:
         return x
-    return min(near, key=lambda middle: abs(middle - x))
+    start, end = min(near, key=lambda gap: abs((gap[0] + gap[1]) // 2 - x))
+    return {"left": end, "right": start}.get(side, (start + end) // 2)
 
 
 # ---------------------------------------------------------------------------------------------------------- a view

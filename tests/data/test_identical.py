@@ -67,6 +67,18 @@ def test_one_file_listed_twice_is_refused_as_a_repeat_not_taken_for_a_copy(tmp_p
         keep_one_copy(items, ["x", "y"], "'l.csv'")
 
 
+@pytest.mark.parametrize("linked_label, kept_ids", [(0, ["b0.png", "m0.png"]), (1, ["m0.png"])])
+def test_a_link_to_another_file_of_the_set_is_a_copy_not_a_file_listed_twice(tmp_path, linked_label,
+                                                                              kept_ids) -> None:
+    """A symbolic link beside its target (an export's ``latest scan.png``) was refused as a repeated row: a folder
+    set, whose list no one wrote, stopped. It is a copy: kept once in its class, left out under two."""
+    paths = _files(tmp_path, {"b0.png": b"0", "m0.png": b"m"})
+    (tmp_path / "latest scan.png").symlink_to(tmp_path / "b0.png")
+    items = [{"image": paths["b0.png"], "label": 0, "id": "b0.png"}, {"image": paths["m0.png"], "label": 1, "id": "m0.png"},
+             {"image": str(tmp_path / "latest scan.png"), "label": linked_label, "id": "latest scan.png"}]
+    assert [it["id"] for it in keep_one_copy(items, ["benign", "malignant"], "'data'")] == kept_ids
+
+
 def test_copies_across_a_split_are_warned_of_once_per_split(tmp_path, caplog) -> None:
     paths = _files(tmp_path, {"t0.png": b"0", "t1.png": b"1", "v0.png": b"v", "x0.png": b"0", "x1.png": b"x"})
     item = {n: {"image": p, "label": 0, "id": n} for n, p in paths.items()}

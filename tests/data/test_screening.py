@@ -25,6 +25,19 @@ def test_why_a_file_cannot_be_an_image(name, content, reason, tmp_path) -> None:
     assert found == reason if reason is None else reason in found
 
 
+def test_a_picture_that_cannot_be_opened_is_said_so_not_called_unrecognised(tmp_path, monkeypatch) -> None:
+    """A picture the user may not read (copied off a scanner as another user) was "not a picture PIL recognises"."""
+    from monai_ext.data import screening
+
+    (tmp_path / "scan.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+
+    def refused(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))  # root reads every file: the refusal simulated
+
+    monkeypatch.setattr(screening.Image, "open", refused)
+    assert why_not_an_image(tmp_path / "scan.png") == "cannot be opened (Permission denied)"
+
+
 def a_folder_set(root: Path, bad: dict[str, bytes]) -> None:
     for name in ("benign", "malignant"):
         (root / name).mkdir(parents=True)

@@ -28,6 +28,9 @@ def _tree(*groups: tuple[str, int]) -> list[list[str]]:
     # sites holding patients: the patients are the studies
     (_tree(*[(f"benign/site{s}/p{k}", 2) for s in range(2) for k in range(3)]), 5,
      [f"benign/site{s}/p{k}" for s in range(2) for k in range(3) for _ in range(2)]),
+    # a patient folder holding its frames directly beside a site holding patients: still one study, not four
+    (_tree(*[(f"benign/siteA/p{k}", 2) for k in range(6)], ("benign/p7", 4)), 5,
+     [f"benign/siteA/p{k}" for k in range(6) for _ in range(2)] + ["benign/p7"] * 4),
     # as many sites as folds: grouped by site (coarse, but no patient crosses parts)
     (_tree(*[(f"benign/site{s}/p{k}", 2) for s in range(5) for k in range(2)]), 5,
      [f"benign/site{s}" for s in range(5) for k in range(2) for _ in range(2)]),

@@ -1,6 +1,7 @@
 """Views of one frame (data/views.py: prepare_views, locate_fov, ViewOptions): dim sector edges kept, tinted frames
 kept whole, crops inside the frame, pages of text left out, spectral strips and fluid-filled scans kept, views too
-thin left out, bold coloured tables not taken for flow, views a narrow gap apart split and dark stripes not."""
+thin left out, bold coloured tables not taken for flow, views a narrow gap apart split (in rows too, on quad screens)
+and dark stripes not, separator lines in no view."""
 
 from __future__ import annotations
 
@@ -212,6 +213,54 @@ def test_a_region_whose_views_are_found_stacked_is_not_split_without_a_gap(monke
     monkeypatch.setattr(views, "_screen_views", lambda gray, options: (stacked, reduced, []))
     gray = np.zeros((100, 100), np.uint8)
     assert views.view_boxes(gray, (0, 0, 100, 100), ViewOptions(size=64))[0] == [(0, 0, 100, 100)]
+
+
+@pytest.mark.parametrize("gap", [5, 8, 16])
+def test_a_separator_line_between_views_is_in_neither_view(gap):
+    """A thin gray line down the middle of the gap between two views (as some scanners draw it) went to the box of the
+    view beside it, and the field of view took it in: the cached view had a bright stripe down one side."""
+    screen, boxes = dual_screen((960, 480), gap)
+    line = boxes[0][2] + gap // 2
+    screen[:, line] = 160
+    views = prepare_views(screen, None, ViewOptions(size=64))
+    assert len(views) == 2
+    for view, box in zip(views, boxes):
+        assert_crop_hugs(" ".join(str(v) for v in view.crop), box, tolerance=1)
+        assert not view.crop[0] <= line < view.crop[2]
+
+
+def quad_screen(gap: int, separator: bool) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+    """Four simulated linear views in a 2 x 2 grid filling a 640 x 480 screen, ``gap`` pixels apart (with a one-pixel
+    gray ``separator`` line down the middle of each gap): (H, W) uint8 screen and each view's (x0, y0, x1, y1),
+    column by column and top to bottom."""
+    view_w, view_h = (640 - gap) // 2, (480 - gap) // 2
+    screen = np.zeros((480, 640), np.uint8)
+    boxes = []
+    for column in range(2):
+        for row in range(2):
+            frame = simulate_frame(np.random.default_rng([62, column, row]), SimulatorConfig(size=240, geometry="linear"))
+            rows, cols = np.flatnonzero(frame.fov_mask.any(1)), np.flatnonzero(frame.fov_mask.any(0))
+            left, top = column * (view_w + gap), row * (view_h + gap)
+            screen[top : top + view_h, left : left + view_w] = cv2.resize(
+                frame.bmode[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1], (view_w, view_h))
+            boxes.append((left, top, left + view_w, top + view_h))
+    if separator:
+        screen[:, view_w + gap // 2] = screen[view_h + gap // 2, :] = 160
+    return screen, boxes
+
+
+@pytest.mark.parametrize("separator", [False, True])
+@pytest.mark.parametrize("gap", [6, 12])
+def test_a_quad_screen_a_narrow_gap_apart_gives_four_views_not_two_columns(gap, separator):
+    """Only the gaps between columns were looked for at the screen's resolution: on a quad screen filling the screen
+    with views a few pixels apart (a separator line or not), each column was cached as one view of two scans stacked
+    and squeezed into the square."""
+    screen, boxes = quad_screen(gap, separator)
+    views = prepare_views(screen, None, ViewOptions(size=64))
+    assert len(views) == 4
+    for view, box in zip(views, boxes):
+        assert_crop_hugs(" ".join(str(v) for v in view.crop), box, tolerance=4)
+        assert view.drop == ""
 
 
 def as_jpeg(screen: np.ndarray, quality: int | None) -> np.ndarray:
