@@ -254,7 +254,8 @@ class RobustStepTrainer(SupervisedTrainer):
 
 
     def run(self, *args: Any, **kwargs: Any) -> Any:
-        """Train. A stop signal (a queue's time limit or ``docker stop`` sends SIGTERM, a closed session SIGHUP)
+        """Train. A stop signal (a queue's time limit or ``docker stop`` sends SIGTERM, a closed session SIGHUP, a
+        scheduler's warning SIGUSR1 or SIGUSR2)
         raises :class:`~monai_ext.io.signals.StopSignal` inside the run instead of ending the process at once,
         so the engine's exception handlers run: the training checkpointer writes the state of the last completed
         epoch (:meth:`monai_ext.handlers.checkpointing.TrainingCheckpointer.stopped`) and the MLflow run ends FAILED

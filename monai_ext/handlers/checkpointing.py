@@ -254,8 +254,9 @@ class TrainingCheckpointer:
             were written: those files still resume, the entry keeps its fresh state); every other entry is required.
         save_on_stop: keep the state of each completed epoch that no checkpoint holds in memory (rank 0, on the CPU:
             the weights, the optimiser's moments and the rest, about three times the model's size with AdamW), and
-            write it when a stop signal ends the run (:meth:`stopped`): a queue's time limit or ``docker stop``
-            loses the epochs since the last checkpoint otherwise, up to ``save_interval`` of them.
+            write it when a stop signal or an error ends the run (:meth:`stopped`): a queue's time limit, ``docker
+            stop`` or a crash (of any rank: a peer's reaches rank 0 as the process group's error) loses the epochs
+            since the last checkpoint otherwise, up to ``save_interval`` of them.
     """
 
     def __init__(
@@ -345,22 +346,26 @@ class TrainingCheckpointer:
         path = self.save_dir / f"checkpoint_iteration={iteration}.pt"
         if not self._swept:
             self._remove_partial_writes()
-        with stop_signals_deferred():  # a stop raised inside torch.save lost this checkpoint (and the stop's own)
+        # a stop raised inside torch.save lost this checkpoint (and the stop's own). The bookkeeping is in the block
+        # too: a stop held during the write is raised at its end, and its report (:meth:`stopped`) named the
+        # previous checkpoint, or none ("start again") at the first, while this file was on disk
+        with stop_signals_deferred():
             atomic_torch_save(state, path)
-        self._written, self._snapshot = (iteration, epoch, path), None  # the copy is of this state or an older one
-        self._remove_stale(iteration)
-        self._remove_earlier_run()
-        for old in list_checkpoints(self.save_dir)[self.n_saved :]:
-            old.unlink(missing_ok=True)
-        logger.info("saved checkpoint %s", path)
+            self._written, self._snapshot = (iteration, epoch, path), None  # the copy is of this state or an older one
+            self._remove_stale(iteration)
+            self._remove_earlier_run()
+            for old in list_checkpoints(self.save_dir)[self.n_saved :]:
+                old.unlink(missing_ok=True)
+            logger.info("saved checkpoint %s", path)
         return path
 
     def _keep_snapshot(self, engine: Engine) -> None:
         """At the end of an epoch no checkpoint was written for, copy its state to the CPU (rank 0) for
         :meth:`stopped`.
 
-        The end of an epoch is the position a resume continues exactly (ignite restarts a mid-epoch position at the
-        start of its data loader, and an accumulation window's gradients are in no checkpoint), and building the
+        The end of an epoch is the position a resume continues exactly (a mid-epoch one reads the epoch's trained
+        batches again to skip them, :meth:`_skip_trained_batches`, and an accumulation window's gradients are in no
+        checkpoint), and building the
         state there needs no agreement between ranks at the stop: under torchrun each rank gets the signal at
         another iteration, and a collective then would wait for ranks that have already left.
         """
@@ -376,31 +381,69 @@ class TrainingCheckpointer:
                 self._snapshot = (engine.state.iteration, engine.state.epoch, _cpu_copy(state))
 
     def stopped(self, engine: Engine, error: BaseException) -> None:
-        """``EXCEPTION_RAISED``: on a :class:`~monai_ext.io.signals.StopSignal`, write the last completed
-        epoch's state that no checkpoint holds yet (rank 0), and set the stop's one-line report (which the trainer
-        prints) to the signal and what ``--resume true`` continues from. Any other exception: nothing. Never raises,
-        so that the MLflow handler still marks the run FAILED; the trainer re-raises after its handlers."""
-        if not isinstance(error, StopSignal):
-            return
-        where = f"training {error} at epoch {engine.state.epoch}, iteration {engine.state.iteration}"
+        """``EXCEPTION_RAISED``: write the last completed epoch's state that no checkpoint holds yet (rank 0),
+        whatever ends the run, and on a :class:`~monai_ext.io.signals.StopSignal` set the stop's one-line report
+        (which the trainer prints) to the signal and what ``--resume true`` continues from. Raises nothing but a
+        stop held during its write, so that the MLflow handler still marks the run FAILED; the trainer re-raises
+        after its handlers.
+
+        Not only at a stop: a peer's crash (out of memory, a failing file) reaches rank 0 as the process group's
+        error ("Connection closed by peer" under gloo) before torchrun's SIGTERM, and rank 0's own errors end the run
+        alike; the epochs since the last ``save_interval`` checkpoint were lost, and a resume started over when none
+        had been written. The held state is that of a completed epoch, as an interval save would have written it.
+        """
         if not is_main_process():
-            error.report = f"{where}: rank 0 keeps the checkpoint"
+            if isinstance(error, StopSignal):
+                error.report = f"{self._where(engine, error)}: rank 0 keeps the checkpoint"
             return
+        if isinstance(error, StopSignal):
+            self._write_snapshot(error)
+            self._report(engine, error)
+            return
+        try:
+            # torchrun's SIGTERM after a peer's crash comes while this writes: held until what it wrote is said
+            with stop_signals_deferred():
+                self._written_on_error(engine, error)
+        except StopSignal as held:
+            self._report(engine, held)
+            raise
+
+    @staticmethod
+    def _where(engine: Engine, stop: StopSignal) -> str:
+        return f"training {stop} at epoch {engine.state.epoch}, iteration {engine.state.iteration}"
+
+    def _report(self, engine: Engine, stop: StopSignal) -> None:
+        """Set the stop's one-line report to what ``--resume true`` continues from (rank 0)."""
+        if self._written is None:
+            stop.report = (f"{self._where(engine, stop)}: no checkpoint in {str(self.save_dir)!r} (none was written "
+                           "before an epoch completed); start again")
+            return
+        iteration, epoch, path = self._written
+        stop.report = (f"{self._where(engine, stop)}: continue from {str(path)!r} (epoch {epoch}, iteration "
+                       f"{iteration}) with --resume true")
+
+    def _written_on_error(self, engine: Engine, error: BaseException) -> None:
+        """Write the held state at an error (rank 0), and say which file ``--resume true`` continues from."""
+        before = self._written
+        written = self._write_snapshot(type(error).__name__)
+        # said when this wrote it (ignite raises an iteration's error twice: once from the epoch, once from the run)
+        if written is not None and written != before:
+            logger.warning("training ended on %s at epoch %d, iteration %d: %r (epoch %d, iteration %d) is what "
+                           "--resume true continues from", type(error).__name__, engine.state.epoch,
+                           engine.state.iteration, str(written[2]), written[1], written[0])
+
+    def _write_snapshot(self, cause: Any) -> tuple[int, int, Path] | None:
+        """Write the held state of the last completed epoch when it is newer than this run's newest checkpoint
+        (rank 0); return (iteration, epoch, file) of the newest checkpoint then on disk, None without one."""
         snapshot, self._snapshot = self._snapshot, None
         written = self._written
         if snapshot is not None and (written is None or snapshot[0] > written[0]):
             iteration, epoch, state = snapshot
             try:
                 written = (iteration, epoch, self._write(state, iteration, epoch))
-            except (OSError, RuntimeError) as e:  # a full disk: the stop is reported, with what is left
-                logger.error("cannot write the checkpoint of epoch %d on %s: %s", epoch, error, e)
-        if written is None:
-            error.report = (f"{where}: no checkpoint in {str(self.save_dir)!r} (none was written before an epoch "
-                            "completed); start again")
-            return
-        iteration, epoch, path = written
-        error.report = (f"{where}: continue from {str(path)!r} (epoch {epoch}, iteration {iteration}) with "
-                        "--resume true")
+            except (OSError, RuntimeError) as e:  # a full disk: the end is reported, with what is left
+                logger.error("cannot write the checkpoint of epoch %d on %s: %s", epoch, cause, e)
+        return written
 
     def _remove_partial_writes(self) -> None:
         """Delete the temporary files of checkpoint writes that a killed process left (once, at this run's first save).
@@ -619,10 +662,37 @@ class TrainingCheckpointer:
         self._saved_iteration = engine.state.iteration  # that state is on disk already
         self._written = (engine.state.iteration, engine.state.epoch, path)
         logger.info("resumed from %s at epoch %d, iteration %d", path, engine.state.epoch, engine.state.iteration)
+        self._skip_trained_batches(engine)
         if nothing_to_train(engine):
             # ignite ends such a run at once with exit code 0: without a word it looked like a finished resume
             logger.warning("checkpoint %s is at epoch %d, --epochs is %d: nothing to train; raise --epochs to "
                            "continue", path, engine.state.epoch, engine.state.max_epochs)
+
+    def _skip_trained_batches(self, engine: Engine) -> None:
+        """After a checkpoint saved mid-epoch (``epoch_level=False``), skip the batches of the epoch it has trained.
+
+        ignite resumes such a position with a fresh data loader: the rest of the epoch took the loader's first
+        batches (trained again) and stopped short of its end, and every later epoch went on from that loader, its
+        batches shifted across the epochs' shuffles (epochs of 4 batches saved after 3: ``a`` once more where ``d``
+        was due, then ``b c d a``). The batches trained are read and dropped (no step runs on them), before the
+        seeding handlers draw for the first batch trained, so the resumed epoch continues where the saved one was.
+        """
+        epoch_length = engine.state.epoch_length
+        done = engine.state.iteration % epoch_length if epoch_length else 0
+        if not done or _length(engine.state.dataloader) not in (None, epoch_length):
+            return  # an epoch shorter than the loader goes on with the previous epoch's loader: no position to find
+
+        def skip(engine: Engine) -> None:
+            engine.remove_event_handler(skip, Events.GET_BATCH_STARTED)
+            for _ in range(done):
+                # the loader has the saved epochs' length (_keep_epoch_length refuses another one mid-epoch)
+                next(engine._dataloader_iter)  # ignite has no public way to start an epoch's data mid-way
+
+        engine.add_event_handler(Events.GET_BATCH_STARTED, skip)
+        handlers = engine._event_handlers[Events.GET_BATCH_STARTED]
+        handlers.insert(0, handlers.pop())  # before a reseeding handler (PositionSeeding) draws for the next batch
+        logger.info("the checkpoint was saved after %d of the epoch's %d batches: they are read again and skipped",
+                    done, epoch_length)
 
     def _resumable(self) -> list[Path]:
         """The checkpoints a resume may continue (rank 0): those of ``save_dir`` but an earlier run's, which are
@@ -633,6 +703,14 @@ class TrainingCheckpointer:
                            "without resume (this run's first save removes them; to continue them instead, stop and "
                            "delete %s)", ", ".join(p.name for p in earlier), self.save_dir, EARLIER_CHECKPOINTS_RECORD)
         return resumable_checkpoints(self.save_dir)
+
+
+def _length(data: Any) -> int | None:
+    """``len(data)``, None where it has none (an iterable data source, no data)."""
+    try:
+        return len(data)
+    except TypeError:
+        return None
 
 
 def _item_identity(item: Any) -> str:

@@ -67,8 +67,19 @@ class PositionSeeding:
         engine.add_event_handler(Events.ITERATION_STARTED, self.reseed_randomizables)
 
     def seed_for(self, engine: Engine) -> int:
-        """The seed of the iteration about to run (ITERATION_STARTED comes after the counter's increment)."""
-        position = engine.state.iteration + (0 if engine.last_event_name == Events.ITERATION_STARTED else 1)
+        """The seed of the iteration about to run (ITERATION_STARTED comes after the counter's increment); at
+        ``EPOCH_STARTED``, of the epoch's first iteration.
+
+        The epoch's first, not the one about to run: a run resumed from a checkpoint saved mid-epoch
+        (``TrainingCheckpointer(epoch_level=False)``) makes the epoch's loader there, and a ``RandomSampler`` then
+        shuffled the epoch otherwise than the uninterrupted run, whose batches already trained it skips. The same
+        position in an uninterrupted run, where an epoch starts after the previous one's last iteration.
+        """
+        state = engine.state
+        if engine.last_event_name == Events.EPOCH_STARTED and state.epoch_length:
+            position = (state.epoch - 1) * state.epoch_length + 1
+        else:
+            position = state.iteration + (0 if engine.last_event_name == Events.ITERATION_STARTED else 1)
         return position_seed(self.seed, rank(), position)
 
     def reseed_generators(self, engine: Engine) -> None:

@@ -13,10 +13,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-#: What a queue's time limit (SLURM), ``docker stop``, Kubernetes and ``timeout`` send (SIGTERM), and a closed SSH
-#: session (SIGHUP): by default they end the process at once, with the work since the last save lost and an MLflow
-#: run left RUNNING.
-STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+#: What a queue's time limit (SLURM), ``docker stop``, Kubernetes and ``timeout`` send (SIGTERM), a closed SSH
+#: session (SIGHUP), and a scheduler's warning ahead of its time limit (SLURM's ``--signal=USR1@120``, which reaches
+#: every process of the job step, torchrun's workers included; SIGUSR2 where a site uses that one): by default they
+#: end the process at once, with the work since the last save lost and an MLflow run left RUNNING.
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGUSR1", "SIGUSR2")
+                     if hasattr(signal, name))
 
 
 class StopSignal(SystemExit):

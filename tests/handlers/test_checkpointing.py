@@ -22,6 +22,7 @@ from ignite.metrics import Metric
 from monai.engines import SupervisedEvaluator
 
 from monai_ext.engines.optim import WarmupCosineLR
+from monai_ext.handlers import checkpointing
 from monai_ext.handlers.checkpointing import (
     EARLIER_CHECKPOINTS_RECORD,
     MLFLOW_RUN_RECORD,
@@ -32,7 +33,7 @@ from monai_ext.handlers.checkpointing import (
     list_checkpoints,
     will_resume,
 )
-from monai_ext.io.signals import StopSignal
+from monai_ext.io.signals import StopSignal, stop_signals_raise
 from monai_ext.networks.checkpoints import CheckpointError, read_checkpoint
 from monai_ext.networks.classifier import ViTClassifier
 from monai_ext.networks.mae import MaskedAutoencoderViT
@@ -763,3 +764,99 @@ def test_a_stop_before_any_epoch_completed_writes_nothing_and_says_so(tmp_path) 
     assert list_checkpoints(tmp_path) == []
     assert raised.value.report.endswith(f"no checkpoint in {str(tmp_path)!r} (none was written before an epoch "
                                         "completed); start again")
+
+
+@pytest.mark.parametrize("earlier_save", [False, True])
+def test_a_stop_held_during_a_checkpoint_write_names_that_checkpoint(tmp_path, monkeypatch, earlier_save) -> None:
+    """A SIGTERM arriving while rank 0 wrote an interval checkpoint (torchrun's agent stopping every rank after a
+    peer's crash) was held until the write was whole and then raised before the write was recorded: the report
+    named the previous checkpoint, or at the first save said "no checkpoint ... start again" with the file on disk,
+    and the pruning to ``n_saved`` did not run."""
+    real_save = checkpointing.atomic_torch_save
+    stop_at = "checkpoint_iteration=4.pt"
+
+    def save_during_a_stop(state: Any, path: Path) -> None:
+        real_save(state, path)
+        if Path(path).name == stop_at:
+            signal.raise_signal(signal.SIGTERM)  # held by stop_signals_deferred until the write is whole
+
+    monkeypatch.setattr(checkpointing, "atomic_torch_save", save_during_a_stop)
+    model = torch.nn.Linear(1, 1, bias=False)
+    engine = counting_engine(model)
+    TrainingCheckpointer(tmp_path, {"model": model, "trainer": engine}, save_interval=2 if earlier_save else 4,
+                         n_saved=1).attach(engine)
+    with pytest.raises(StopSignal) as raised, stop_signals_raise():
+        engine.run([1.0], max_epochs=10)
+    assert [p.name for p in list_checkpoints(tmp_path)] == [stop_at]  # the earlier one pruned (n_saved=1)
+    assert raised.value.report == (f"training stopped by SIGTERM at epoch 4, iteration 4: continue from "
+                                   f"{str(tmp_path / stop_at)!r} (epoch 4, iteration 4) with --resume true")
+
+
+def test_an_error_ending_the_run_leaves_the_last_completed_epochs_checkpoint(tmp_path, caplog) -> None:
+    """A crash of any rank (a peer's reaches rank 0 as gloo's "Connection closed by peer" before torchrun's SIGTERM)
+    lost every epoch since the last ``save_interval`` checkpoint, and a resume before the first one started over:
+    the state of the last completed epoch is written on an error as on a stop, and the error is still raised."""
+    model = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.zeros_(model.weight)
+    engine = counting_engine(model)
+    TrainingCheckpointer(tmp_path, {"model": model, "trainer": engine}, save_interval=10).attach(engine)
+
+    def crash(engine: Engine) -> None:
+        raise RuntimeError("Connection closed by peer")
+
+    engine.add_event_handler(Events.ITERATION_COMPLETED(once=5), crash)  # in epoch 3 of [1, 1] epochs
+    with caplog.at_level("WARNING"), pytest.raises(RuntimeError, match="closed by peer"):
+        engine.run([1.0, 1.0], max_epochs=20)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint_iteration=4.pt"]
+    assert read_checkpoint(tmp_path / "checkpoint_iteration=4.pt")["model"]["weight"].item() == 4.0
+    said = (f"training ended on RuntimeError at epoch 3, iteration 5: {str(tmp_path / 'checkpoint_iteration=4.pt')!r} "
+            "(epoch 2, iteration 4) is what --resume true continues from")
+    assert caplog.text.count(said) == 1
+
+
+def test_a_stop_during_the_write_at_an_error_comes_after_the_write_is_said(tmp_path, monkeypatch, caplog) -> None:
+    """torchrun stops every rank with SIGTERM after a peer's crash, while rank 0 writes at its own error (gloo's
+    "Connection closed by peer"): the stop is held until the checkpoint is written and named."""
+    real_save = checkpointing.atomic_torch_save
+
+    def save_during_a_stop(state: Any, path: Path) -> None:
+        signal.raise_signal(signal.SIGTERM)  # the launcher's SIGTERM, as the write starts
+        real_save(state, path)
+
+    monkeypatch.setattr(checkpointing, "atomic_torch_save", save_during_a_stop)
+    model = torch.nn.Linear(1, 1, bias=False)
+    engine = counting_engine(model)
+    TrainingCheckpointer(tmp_path, {"model": model, "trainer": engine}, save_interval=10).attach(engine)
+    engine.add_event_handler(Events.ITERATION_COMPLETED(once=5),
+                             lambda e: (_ for _ in ()).throw(RuntimeError("Connection closed by peer")))
+    with caplog.at_level("WARNING"), pytest.raises(StopSignal) as raised, stop_signals_raise():
+        engine.run([1.0, 1.0], max_epochs=20)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint_iteration=4.pt"]
+    assert f"{str(tmp_path / 'checkpoint_iteration=4.pt')!r} (epoch 2, iteration 4) is what" in caplog.text
+    assert raised.value.report == (f"training stopped by SIGTERM at epoch 3, iteration 5: continue from "
+                                   f"{str(tmp_path / 'checkpoint_iteration=4.pt')!r} (epoch 2, iteration 4) with "
+                                   "--resume true")
+
+
+def test_a_resume_from_a_mid_epoch_checkpoint_continues_the_epochs_data_where_it_was(tmp_path) -> None:
+    """ignite restarts a mid-epoch position with a fresh data loader: resumed after 3 of 4 batches, the run trained
+    ``a`` again where ``d`` was due and then every later epoch shifted (``b c d a``), without a word."""
+    data = ["a", "b", "c", "d"]
+    seen: list[tuple[int, str]] = []
+
+    def recording_engine() -> Engine:
+        return Engine(lambda engine, batch: seen.append((engine.state.epoch, batch)))
+
+    first = recording_engine()
+    TrainingCheckpointer(tmp_path, {"trainer": first}, save_interval=3, epoch_level=False,
+                         save_on_stop=False).attach(first)
+    first.add_event_handler(Events.ITERATION_COMPLETED(once=5),
+                            lambda e: (_ for _ in ()).throw(RuntimeError("killed")))
+    with pytest.raises(RuntimeError, match="killed"):
+        first.run(data, max_epochs=3)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint_iteration=3.pt"]
+    seen.clear()
+    resumed = recording_engine()
+    TrainingCheckpointer(tmp_path, {"trainer": resumed}, save_interval=0, resume=True).attach(resumed)
+    resumed.run(data, max_epochs=3)
+    assert seen == [(1, "d")] + [(epoch, batch) for epoch in (2, 3) for batch in data]

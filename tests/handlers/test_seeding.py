@@ -81,3 +81,39 @@ def test_each_iteration_draws_from_the_seed_of_its_own_position() -> None:
         augment = Compose([RandGaussianNoised("x", prob=1.0, std=1.0)])
         set_rnd(augment, seed)
         assert noise == pytest.approx([float(augment({"x": torch.zeros(1)})["x"]) for _ in noise]), i
+
+
+def test_a_resume_from_a_mid_epoch_checkpoint_draws_what_the_uninterrupted_run_drew(tmp_path) -> None:
+    """A ``RandomSampler``'s shuffle is drawn when the epoch's loader is made: at the epoch's start in an
+    uninterrupted run, after the restored iteration in a run resumed mid-epoch (``TrainingCheckpointer`` with
+    ``epoch_level=False``), which then shuffled the epoch otherwise and, skipping the batches trained, repeated some
+    images and left others out."""
+    from ignite.engine import Events
+
+    from monai_ext.handlers.checkpointing import TrainingCheckpointer
+
+    def run(resume: bool) -> dict[int, tuple]:
+        augment = Compose([RandGaussianNoised("x", prob=1.0, std=1.0)])
+        data = Dataset([{"i": i, "x": torch.zeros(1)} for i in range(6)], transform=augment)
+        loader = DataLoader(data, batch_size=2, shuffle=True, num_workers=0)
+        seen: dict[int, tuple] = {}
+        engine = Engine(lambda e, b: seen.setdefault(e.state.iteration, (b["i"].tolist(), b["x"].flatten().tolist(),
+                                                                          torch.rand(2).tolist())))
+        PositionSeeding(11, [augment]).attach(engine)  # before the checkpointer, as in the bundles
+        TrainingCheckpointer(tmp_path, {"trainer": engine}, save_interval=0 if resume else 4, epoch_level=False,
+                             resume=resume, save_on_stop=False).attach(engine)
+        if resume:
+            engine.run(loader, max_epochs=EPOCHS)
+            return seen
+        # killed after iteration 5; the checkpoint of iteration 4 is mid-way through epoch 2
+        engine.add_event_handler(Events.ITERATION_COMPLETED(once=5),
+                                 lambda e: (_ for _ in ()).throw(RuntimeError("killed")))
+        with pytest.raises(RuntimeError, match="killed"):
+            engine.run(loader, max_epochs=EPOCHS)
+        return seen
+
+    whole = draws_of_run()
+    run(resume=False)
+    resumed = run(resume=True)
+    assert sorted(resumed) == list(range(5, EPOCHS * PER_EPOCH + 1))
+    assert all(resumed[i] == whole[i][:3] for i in resumed)

@@ -1,4 +1,4 @@
-"""stop_signals_raise: a default-handled SIGTERM / SIGHUP becomes SystemExit(128 + signal) inside the block; an
+"""stop_signals_raise: a default-handled SIGTERM / SIGHUP / SIGUSR1 / SIGUSR2 becomes SystemExit(128 + signal) inside the block; an
 ignored signal or a caller's own handler is kept; handlers are restored after the block (also on an exception); a
 non-main thread changes nothing."""
 
@@ -189,3 +189,18 @@ def test_a_second_stop_is_ignored_while_the_first_is_handled(name: str, restored
     assert handled == ["after the second"]
     with pytest.raises(StopSignal), stop_signals_raise():  # a new block raises again
         signal.raise_signal(number)
+
+
+@pytest.mark.parametrize("name", ["SIGUSR1", "SIGUSR2"])
+def test_a_schedulers_warning_signal_stops_as_sigterm_does(name: str, restored_handlers: None) -> None:
+    """SLURM's ``--signal=USR1@120`` (the time limit's warning, sent to every process of the job step, torchrun's
+    workers included) ended a training at once by default: no checkpoint of the epochs since the last save, an
+    MLflow run left RUNNING."""
+    number = number_of(name)
+    signal.signal(number, signal.SIG_DFL)
+    with pytest.raises(StopSignal) as raised, stop_signals_raise():
+        # checked before the signal is sent: unhandled, it would end the test process
+        assert signal.getsignal(number) is not signal.SIG_DFL, f"{name} is not turned into a stop"
+        send_and_wait(number)
+    assert raised.value.code == 128 + number and str(raised.value) == f"stopped by {name}"
+    assert signal.getsignal(number) is signal.SIG_DFL  # restored after the block

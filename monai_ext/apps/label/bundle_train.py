@@ -22,7 +22,8 @@ from typing import Any
 from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.train import TrainTask
 
-from monai_ext.apps.label.lineage import Lineage, publish
+from monai_ext.apps.label.lineage import Lineage, publish, read_record, serves_published
+from monai_ext.apps.label.split import SplitMemory
 from monai_ext.apps.label.train_settings import TRAIN_DEFAULTS, bundle_train_settings, train_parameters
 from monai_ext.io.atomic import atomic_write_bytes
 from monai_ext.io.errors import root_cause
@@ -60,10 +61,21 @@ class BundleTrainTask(TrainTask):
         self.work = self.published.with_suffix("")  # <app_dir>/model/<model_name>/
 
     @abstractmethod
-    def write_datalist(self, items: Sequence[Mapping[str, str]], out: Path,
-                       params: Mapping[str, Any]) -> tuple[Path, dict[str, str], dict[str, str]]:
-        """The datastore's labelled ``items`` as the bundle's datalist at ``out``; returns it, the skipped labels and
-        the suspect ones (trained on, but likely wrong), each as {label file: reason}."""
+    def write_datalist(self, items: Sequence[Mapping[str, str]], out: Path, params: Mapping[str, Any],
+                       memory: SplitMemory | None = None) -> tuple[Path, dict[str, str], dict[str, str]]:
+        """The datastore's labelled ``items`` as the bundle's datalist at ``out``, its validation part stable across
+        rounds (:mod:`monai_ext.apps.label.split`: ``memory`` is the served model's line, :meth:`split_memory`);
+        returns it, the skipped labels and the suspect ones (trained on, but likely wrong), each as
+        {label file: reason}."""
+
+    def split_memory(self, served: Path) -> SplitMemory:
+        """Which datastore images the ``served`` model's line trained and validated on: the ``split`` of its lineage
+        record where it is this app's published model (:func:`~monai_ext.apps.label.lineage.publish` writes it);
+        empty for the configured checkpoint, which this app never trained, and for a model published before the
+        record held it."""
+        if Path(served).absolute() != self.published.absolute() or not serves_published(self.published, self.lineage):
+            return SplitMemory()
+        return SplitMemory.from_record(read_record(self.published))
 
     def labelled_items(self, datastore: Datastore) -> list[dict[str, Any]]:
         """``{"image", "label"}`` of the images this task trains on: by default their ``final`` labels."""
@@ -92,10 +104,11 @@ class BundleTrainTask(TrainTask):
         """
         params = train_parameters(request)
         self.work.mkdir(parents=True, exist_ok=True)
-        datalist, skipped, suspect = self.write_datalist(self.labelled_items(datastore), self.work / "datalist.json",
-                                                         params)
-        split = json.loads(datalist.read_text())
         start_from, run_dir = Path(self.served()), self.work / "run"
+        memory = self.split_memory(start_from)
+        datalist, skipped, suspect = self.write_datalist(self.labelled_items(datastore), self.work / "datalist.json",
+                                                         params, memory)
+        split = json.loads(datalist.read_text())
         shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run: no resume from an older training's files
         try:
             self._run_bundle(datalist, start_from, run_dir, params, train_size=len(split["train"]))
@@ -110,7 +123,9 @@ class BundleTrainTask(TrainTask):
             raise ValueError(f"the best model is not published, {self.published.name} kept: {refusal}; label more "
                              f"images or train longer")
         # atomic: the serving process never reads a half-written model
-        kept = publish(run_dir / "models" / "model.pt", self.published, self.lineage)
+        # the published model's line now trained on this training part too: the next round keeps every image's part
+        kept = publish(run_dir / "models" / "model.pt", self.published, self.lineage,
+                       {"split": memory.after(split).as_record()})
         summary = {"published": str(self.published), "started_from": str(start_from), "train": len(split["train"]),
                    "validation": len(split["validation"]), "skipped_labels": skipped,
                    # in the summary that clients read (/info/'s train stats, /train/'s details), not only in the

@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from monai_ext.apps.label.split import SplitMemory, image_identity, stable_split
 from monai_ext.data.datalists import class_index_of, write_split
-from monai_ext.data.downstream import validation_from_train
 from monai_ext.io.errors import UnreadableImageError
 from monai_ext.io.images import read_image
 
@@ -65,16 +65,22 @@ def _label_text(path: Path) -> str:
 
 def labelled_datalist(
     items: Sequence[Mapping[str, str]], class_names: Sequence[str], out: str | os.PathLike,
-    val_fraction: float = 0.2, seed: int = 0,
+    val_fraction: float = 0.2, seed: int = 0, memory: SplitMemory | None = None,
 ) -> tuple[Path, dict[str, str]]:
-    """Write the datastore's labelled images as a datalist with a stratified validation part.
+    """Write the datastore's labelled images as a datalist with a stratified validation part that is stable across
+    training rounds (:func:`~monai_ext.apps.label.split.stable_split`).
 
     Args:
-        items: MONAI Label ``datastore.datalist()`` entries, ``{"image": path, "label": label file}``.
+        items: ``{"image": path, "label": label file, "id"?: datastore image id}``
+            (:func:`~monai_ext.apps.label.datastore.class_label_items`); without ``id``, the image's file name less
+            its suffix.
         class_names: the served model's classes (the fine-tuned model keeps them).
-        out: the JSON datalist to write (atomically).
-        val_fraction: share of each class held out for validation (at least one image per class).
-        seed: split seed.
+        out: the JSON datalist to write (atomically); each item keeps its ``id``.
+        val_fraction: share of each class held out for validation (at least one image per class), of the images
+            new to the served model's line.
+        seed: ranks the images new to the served model's line.
+        memory: which images the served model's line trained and validated on (they keep their part); None for a
+            model that trained on none of the datastore's images.
 
     Returns:
         (datalist path, {label file: reason} for labels that were skipped: a label naming no class, or an image
@@ -82,7 +88,8 @@ def labelled_datalist(
         validation while the summary counted it).
 
     Raises:
-        ValueError: a class with fewer than two labelled images (one must go to validation).
+        ValueError: a class with fewer than two labelled images (one must go to validation), or one whose images
+            all trained the served model (see :func:`~monai_ext.apps.label.split.stable_split`).
     """
     train, skipped = [], {}
     for item in items:
@@ -92,13 +99,14 @@ def labelled_datalist(
         except (ValueError, UnreadableImageError) as e:
             skipped[str(item["label"])] = str(e)
             continue
-        train.append({"image": item["image"], "label": label})
+        train.append({"image": item["image"], "label": label, "id": image_identity(item)})
     counts = {name: sum(it["label"] == index for it in train) for index, name in enumerate(class_names)}
     short = {name: n for name, n in counts.items() if n < 2}
     if short:
         raise ValueError(f"every class needs at least 2 labelled images (one for validation); too few: {short!r}"
                          f"{skipped_text(skipped)}")
-    train, validation = validation_from_train(train, val_fraction, seed)
+    train, validation = stable_split(train, [f"class {class_names[it['label']]!r}" for it in train], val_fraction,
+                                     seed, memory)
     return write_split({"train": train, "validation": validation, "test": []}, class_names, out,
                        "classification"), skipped
 

@@ -186,8 +186,9 @@ def is_mask_file(path: str) -> bool:
 
 
 def class_label_items(datastore: LabelStore) -> list[dict[str, Any]]:
-    """``{"image", "label"}`` of every image with a class label: its :data:`CLASS_TAG` label, else a class file
-    (not a mask) saved under :data:`FINAL_TAG`."""
+    """``{"image", "label", "id"}`` of every image with a class label: its :data:`CLASS_TAG` label, else a class file
+    (not a mask) saved under :data:`FINAL_TAG`; ``id`` is the datastore's image id, which keeps the image's part of
+    the split (:mod:`monai_ext.apps.label.split`)."""
     items = []
     for image_id in datastore.list_images():
         label = datastore.get_label_uri(image_id, CLASS_TAG)
@@ -195,5 +196,5 @@ def class_label_items(datastore: LabelStore) -> list[dict[str, Any]]:
             final = datastore.get_label_uri(image_id, FINAL_TAG)
             label = final if final and not is_mask_file(final) else ""
         if label:
-            items.append({"image": datastore.get_image_uri(image_id), "label": label})
+            items.append({"image": datastore.get_image_uri(image_id), "label": label, "id": image_id})
     return items

@@ -10,6 +10,10 @@ a model of another lineage first keeps it as ``<model_name>.superseded-<UTC time
 same lineage is replaced, its last version kept as ``<model_name>.previous.pt`` (one file, replaced by each training):
 a fine-tune that turned out worse is undone by copying it back over ``<model_name>.pt``.
 
+The record also keeps the train task's ``split``: which datastore images the model's line trained on and which it
+only validated on (:class:`~monai_ext.apps.label.split.SplitMemory`), so that the next training keeps each image's
+part. It is cumulative, so it stays true (if stricter than needed) for a ``previous`` model copied back.
+
 No MONAI Label import: the main environment tests it.
 """
 
@@ -18,9 +22,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from monai_ext.io.atomic import atomic_write_bytes
 from monai_ext.io.checkpoints import sha256_of
@@ -99,8 +105,10 @@ def previous_file(published: Path) -> Path:
     return published.with_name(f"{published.stem}.previous{published.suffix}")
 
 
-def publish(model_file: Path, published: Path, lineage: Lineage) -> Path | None:
-    """Publish ``model_file`` at ``published`` atomically with its lineage record.
+def publish(model_file: Path, published: Path, lineage: Lineage,
+            extra: Mapping[str, Any] | None = None) -> Path | None:
+    """Publish ``model_file`` at ``published`` atomically with its lineage record (and ``extra`` entries in it: the
+    train task's ``split``, :class:`~monai_ext.apps.label.split.SplitMemory`).
 
     A model already there of another lineage is copied aside first (copied, not moved: it is still served until
     the new one is in place), its :func:`previous_file` moved beside the copy. One of the same lineage (a fine-tune of this app, or the published file configured as
@@ -130,5 +138,5 @@ def publish(model_file: Path, published: Path, lineage: Lineage) -> Path | None:
                     previous_file(published))
     # the model first: a crash before the record leaves a model that is not served, never a record that lies
     atomic_write_bytes(published, model_file.read_bytes())
-    atomic_write_bytes(lineage_file(published), json.dumps(asdict(lineage), indent=1).encode())
+    atomic_write_bytes(lineage_file(published), json.dumps({**(extra or {}), **asdict(lineage)}, indent=1).encode())
     return kept

@@ -22,8 +22,8 @@ from monai.bundle import ConfigParser
 from monai_ext.apps.label.bundle_model import _unreadable_cause
 from monai_ext.apps.label.datalist import skipped_text
 from monai_ext.apps.label.datastore import is_mask_file, is_picture_mask
+from monai_ext.apps.label.split import SplitMemory, image_identity, stable_split
 from monai_ext.data.datalists import write_split
-from monai_ext.data.segmentation import split_validation
 from monai_ext.engines.inference import FRAMES_KEY, applied_orientation, note_if_blank, note_if_several_frames
 from monai_ext.engines.segmentation import mask_summary, segment_image
 from monai_ext.io.errors import UnreadableImageError
@@ -130,7 +130,8 @@ def app_mask_encoding(checkpoint: str | Path, class_names: Sequence[str]) -> str
 
 
 def mask_datalist(items: Sequence[Mapping[str, str]], class_names: Sequence[str], out: Path, val_fraction: float,
-                  seed: int, encoding: str = "binary") -> tuple[Path, dict[str, str], dict[str, str]]:
+                  seed: int, encoding: str = "binary",
+                  memory: SplitMemory | None = None) -> tuple[Path, dict[str, str], dict[str, str]]:
     """The datastore's images with mask labels as a datalist.
 
     Every mask is read here, before training: one that is not a picture, cannot be decoded or differs in size from
@@ -143,6 +144,11 @@ def mask_datalist(items: Sequence[Mapping[str, str]], class_names: Sequence[str]
 
     Masks are read in the ``encoding`` the training will read them in (the served checkpoint's: a 0/255 mask is no
     class-index mask of a multi-class model, and the bundle would refuse it after this check had counted it).
+
+    The validation part is stable across training rounds (:func:`~monai_ext.apps.label.split.stable_split`, one
+    stratum): images the served model's line (``memory``) trained on stay in training, those it validated on stay in
+    validation while their mask shows a lesion, and new images fill about ``val_fraction`` of the masks with a lesion
+    in the order of their id's hash with ``seed``.
 
     Returns:
         (datalist path, {label file: reason} for labels that were skipped, {label file: reason} for masks that train
@@ -162,13 +168,14 @@ def mask_datalist(items: Sequence[Mapping[str, str]], class_names: Sequence[str]
         if encoding == "binary" and share > MOST_LESION_SHARE:
             suspect[label] = (f"{share:.1%} of this binary mask is lesion: is it inverted (a white background)? "
                               "Lesion pixels must be non-zero and the background 0")
-        entry = {"image": item["image"], "label": label, "id": Path(item["image"]).stem}
+        entry = {"image": item["image"], "label": label, "id": image_identity(item)}
         (lesion if share > 0 else empty).append(entry)
     if len(lesion) < 2:
         blank = f" ({len(empty)} saved mask(s) have no lesion pixel)" if empty else ""
         raise ValueError(f"need at least 2 images whose saved mask shows a lesion (one for validation), found "
                          f"{len(lesion)}{blank}{skipped_text(skipped)}")
-    train, validation = split_validation(lesion, val_fraction, seed)
+    train, validation = stable_split(lesion, ["masks with a lesion"] * len(lesion), val_fraction, seed, memory,
+                                     "images")
     return write_split({"train": train + empty, "validation": validation, "test": []}, class_names, out,
                        "segmentation"), skipped, suspect
 

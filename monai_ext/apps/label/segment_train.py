@@ -14,6 +14,7 @@ from typing import Any
 from monai_ext.apps.label.bundle_train import BundleTrainTask
 from monai_ext.apps.label.lineage import Lineage
 from monai_ext.apps.label.segment_model import app_mask_encoding, mask_datalist, segmenter_overrides
+from monai_ext.apps.label.split import SplitMemory
 
 
 class UltrasoundSegmentTrain(BundleTrainTask):
@@ -27,11 +28,11 @@ class UltrasoundSegmentTrain(BundleTrainTask):
         super().__init__(f"Fine-tune on the datastore's masks ({', '.join(class_names[1:])})", bundle_root, served,
                          published, lineage, class_names, overrides, device)
 
-    def write_datalist(self, items: Sequence[Mapping[str, str]], out: Path,
-                       params: Mapping[str, Any]) -> tuple[Path, dict[str, str], dict[str, str]]:
+    def write_datalist(self, items: Sequence[Mapping[str, str]], out: Path, params: Mapping[str, Any],
+                       memory: SplitMemory | None = None) -> tuple[Path, dict[str, str], dict[str, str]]:
         """See :meth:`BundleTrainTask.write_datalist`."""
         encoding = app_mask_encoding(self.served(), self.class_names)  # as the bundle will read them
-        return mask_datalist(items, self.class_names, out, params["val_fraction"], params["seed"], encoding)
+        return mask_datalist(items, self.class_names, out, params["val_fraction"], params["seed"], encoding, memory)
 
     def checkpoint_overrides(self, checkpoint: Path) -> dict[str, Any]:
         """See :meth:`BundleTrainTask.checkpoint_overrides` (masks in :func:`app_mask_encoding`)."""

@@ -20,6 +20,7 @@ from monai_ext.apps.label.bundle_train import BundleTrainTask
 from monai_ext.apps.label.datalist import labelled_datalist
 from monai_ext.apps.label.datastore import class_label_items
 from monai_ext.apps.label.lineage import Lineage
+from monai_ext.apps.label.split import SplitMemory, image_identity
 from monai_ext.apps.label.train_settings import bundle_train_settings
 from monai_ext.engines.metrics import chance_level
 from monai_ext.io.atomic import atomic_write_bytes
@@ -36,10 +37,10 @@ class UltrasoundClassifyTrain(BundleTrainTask):
         super().__init__(f"Fine-tune on the datastore's class labels ({', '.join(class_names)})", bundle_root,
                          served, published, lineage, class_names, overrides, device)
 
-    def write_datalist(self, items: Sequence[Mapping[str, str]], out: Path,
-                       params: Mapping[str, Any]) -> tuple[Path, dict[str, str], dict[str, str]]:
+    def write_datalist(self, items: Sequence[Mapping[str, str]], out: Path, params: Mapping[str, Any],
+                       memory: SplitMemory | None = None) -> tuple[Path, dict[str, str], dict[str, str]]:
         """See :meth:`BundleTrainTask.write_datalist`; a class label is right or skipped, never suspect."""
-        return *labelled_datalist(items, self.class_names, out, params["val_fraction"], params["seed"]), {}
+        return *labelled_datalist(items, self.class_names, out, params["val_fraction"], params["seed"], memory), {}
 
     def labelled_items(self, datastore: Datastore) -> list[dict[str, Any]]:
         """See :func:`~monai_ext.apps.label.datastore.class_label_items` (class labels apart from masks)."""
@@ -54,11 +55,12 @@ class UltrasoundClassifyTrain(BundleTrainTask):
         which the positive-metric check let through) where the served model tells those images apart; see
         :func:`~monai_ext.engines.metrics.chance_level`. See :meth:`BundleTrainTask.not_worth_publishing`.
 
-        The two are compared on the validation images the served model did not train on (its record's
-        ``trained_images``): the split is drawn anew at every training, so most of this one's validation images
-        trained an earlier fine-tune, whose score on them is memory. A model guessing where the served one guesses
-        too is no loss, and it has learnt from the annotators' labels: it is published, as it is where too few of
-        the images are new to the served model to compare.
+        The two are compared on the validation images the served model did not train on: the split keeps each
+        image's part across rounds (:mod:`monai_ext.apps.label.split`), so these are all of them where the served
+        model is this app's fine-tune, and those its checkpoint's ``trained_images`` do not list otherwise (a score
+        on a training image is memory). A model guessing where the served one guesses too is no loss, and it has
+        learnt from the annotators' labels: it is published, as it is where too few of the images are new to the
+        served model to compare.
         """
         guess = chance_level(json.loads((run_dir / "eval" / "validation_report.json").read_text()), self.class_names)
         if guess is None:
@@ -96,8 +98,8 @@ class UltrasoundClassifyTrain(BundleTrainTask):
         itself where that is all of them, a copy at ``out`` where it is some, None where fewer than two classes
         remain (nothing to compare)."""
         split = json.loads(datalist.read_text())
-        trained = self.served_trained_images(served)
-        held_out = [item for item in split["validation"] if os.path.realpath(str(item["image"])) not in trained]
+        trained, memory = self.served_trained_images(served), self.split_memory(served)
+        held_out = [item for item in split["validation"] if not_trained_on(item, trained, memory)]
         if len({item["label"] for item in held_out}) < 2:
             return None
         if len(held_out) == len(split["validation"]):
@@ -117,3 +119,18 @@ class UltrasoundClassifyTrain(BundleTrainTask):
         run(config_file=[str(configs / "train.yaml"), str(configs / "evaluate.yaml")],
             **{**settings, "ckpt_path": str(checkpoint), "eval_split": "validation", "batch_size": params["batch_size"]})
         return json.loads((out / "eval" / "validation_report.json").read_text())
+
+
+def not_trained_on(item: Mapping[str, Any], trained: set[str], memory: SplitMemory) -> bool:
+    """Whether the served model never trained on ``item``'s image: not in its line's training images (``memory``),
+    and either validated on only or not in its checkpoint's ``trained_images`` (real paths, ``trained``).
+
+    The checkpoint's record lists its validation images with its training ones, all "seen". An image its line only
+    validated on chose the served model's best epoch but gave it no gradient step, and the fine-tune is chosen on it
+    too (its part is kept): a score on it is no memory, so it counts as new. Before the split record, every image
+    came back to validation from an earlier round's training or validation part, and few were left to compare on.
+    """
+    identity = image_identity(item)
+    if identity in memory.trained:
+        return False
+    return identity in memory.validation or os.path.realpath(str(item["image"])) not in trained

@@ -36,7 +36,7 @@ class Task(BundleTrainTask):
     runs = []
     history = [{"val_score": 0.5}, {"val_score": 0.75}, {"val_score": None}]
 
-    def write_datalist(self, items, out, params):
+    def write_datalist(self, items, out, params, memory=None):
         out.write_text(json.dumps({"train": items[:2], "validation": items[2:], "test": []}))
         return out, {"bad.json": "not a class"}, {"white.png": "inverted?"}
 
@@ -191,6 +191,8 @@ def test_the_best_model_is_published_with_its_lineage_and_summarised(outcome) ->
     summary = outcome["summary"]
     assert outcome["published"] == "fine-tuned 1"
     assert outcome["record"]["checkpoint"].endswith("served.pt") and outcome["record"]["studies"].endswith("studies")
+    # which images the model trained and validated on, by datastore id: the next training keeps their parts
+    assert outcome["record"]["split"] == {"trained": ["0", "1"], "validation": ["2"]}
     assert summary["train"] == 2 and summary["validation"] == 1 and summary["epochs"] == 3
     assert summary["best_val_score"] == 0.75 and summary["skipped_labels"] == {"bad.json": "not a class"}
     assert summary["suspect_labels"] == {"white.png": "inverted?"}  # trained on, and said where clients read
