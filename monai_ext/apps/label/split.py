@@ -158,4 +158,3 @@ def _stratum_validation(stratum: Hashable, indices: list[int], ids: list[str], q
         logger.warning("%s: all these %s were validation images; %r now trains", stratum, what, ids[back])
         chosen.remove(back)
     return set(chosen)
-
