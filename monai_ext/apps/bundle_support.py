@@ -198,14 +198,6 @@ def _transfers_encoder(network: torch.nn.Module, file_kind: str | None, state_di
     return bool(reshaped) or set(target) != set(state_dict)
 
 
-def first_images(dataset: Sequence[Mapping[str, Any]], count: int, key: str = "image") -> torch.Tensor:
-    """Stack the ``key`` tensors of the first ``count`` items of a dataset: (K, C, H, W)."""
-    count = min(count, len(dataset))
-    if count < 1:
-        raise ValueError(f"need at least one image, the dataset has {len(dataset)!r}")
-    return torch.stack([torch.as_tensor(dataset[i][key]) for i in range(count)])
-
-
 def classification_split(
     datalist_file: str | os.PathLike | None, cache_dir: str | os.PathLike, fold: int = 0, seed: int = 0,
     per_class: int = 60, max_train: int = 100, multiclass: bool = False,
@@ -932,8 +924,14 @@ def load_inference_weights(network: torch.nn.Module, path: str | os.PathLike, bu
     # LoadReport.summary() ends with "adapted=[...]": a grid resized for inference means bare weights (no record
     # of their image size) meet this run's --image_size, which may not be the size they were trained at
     if "pos_embed" in summary.rpartition("adapted=")[2]:
-        logger.warning("%s records no image size and its position embeddings were resized to this run's: if it was "
-                       "trained at another size, give that --image_size (predictions at another size are off)", path)
+        recorded = _trained_with(content) if isinstance(content, Mapping) else ""
+        if "image_size=" in recorded:  # it said "records no image size" of a file that records one
+            logger.warning("%s was trained with %s; its position embeddings were interpolated to this run's image "
+                           "size (--image_size given): predictions at another size are off", path, recorded)
+        else:
+            logger.warning("%s records no image size and its position embeddings were resized to this run's: if it "
+                           "was trained at another size, give that --image_size (predictions at another size are off)",
+                           path)
     return str(found_file.resolve())
 
 

@@ -20,8 +20,9 @@ def _unused_loss(*_: Any) -> torch.Tensor:
     raise RuntimeError("the MAE network computes its own loss")
 
 
-def check_training_mask_ratio(mask_ratio: float, network: torch.nn.Module) -> float:
-    """``mask_ratio`` as a float, if it removes at least one patch and keeps at least one.
+def check_training_mask_ratio(mask_ratio: float, network: torch.nn.Module | None = None) -> float:
+    """``mask_ratio`` as a float, if it removes at least one patch and keeps at least one (of ``network``'s images,
+    where given).
 
     The network itself accepts 0 (no masking, for features), but its loss is the mean over removed patches: with
     none removed it is 0/0 = NaN, and with none kept the encoder sees nothing.
@@ -31,7 +32,8 @@ def check_training_mask_ratio(mask_ratio: float, network: torch.nn.Module) -> fl
     """
     ratio = float(mask_ratio)
     if not 0.0 < ratio < 1.0:
-        raise ValueError(f"mask_ratio must be in (0, 1) for training and validation, got {mask_ratio!r}")
+        raise ValueError(f"mask_ratio must be in (0, 1) (the loss is a mean over removed patches, and the encoder needs "
+                         f"a kept one), got {mask_ratio!r}")
     patches = getattr(getattr(network, "module", network), "num_patches", None)
     if patches is not None and int(patches * (1 - ratio)) < 1:
         raise ValueError(f"mask_ratio {mask_ratio!r} keeps no patch of the {patches} in an image")
@@ -42,6 +44,13 @@ def with_positions(datalist: Sequence[Mapping[str, Any]], key: str = "index") ->
     """Copies of the datalist's items with their position in it under ``key`` (collated into batches), which
     :class:`MAEEvaluator` seeds each image's mask with."""
     return [{**item, key: i} for i, item in enumerate(datalist)]
+
+
+def image_masking_noise(positions: Sequence[int], num_patches: int, noise_seed: int = 0) -> torch.Tensor:
+    """(len(positions), L) masking noise on the CPU, row j seeded by ``noise_seed + positions[j]``: the masks
+    :class:`MAEEvaluator` scores the image at each position with (reconstruction grids show the same ones)."""
+    rows = [torch.rand(num_patches, generator=torch.Generator().manual_seed(noise_seed + int(i))) for i in positions]
+    return torch.stack(rows)
 
 
 class MAETrainer(RobustStepTrainer):
@@ -105,9 +114,7 @@ class MAEEvaluator(ShardSafeEvaluatorMixin, SupervisedEvaluator):
 
     def image_masking_noise(self, positions: Sequence[int], num_patches: int, device: torch.device) -> torch.Tensor:
         """(len(positions), L) noise, row j seeded by ``noise_seed + positions[j]`` (drawn on the CPU)."""
-        rows = [torch.rand(num_patches, generator=torch.Generator().manual_seed(self.noise_seed + int(i)))
-                for i in positions]
-        return torch.stack(rows).to(device, non_blocking=True)
+        return image_masking_noise(positions, num_patches, self.noise_seed).to(device, non_blocking=True)
 
     def _iteration(self, engine: MAEEvaluator, batchdata: Any) -> dict[str, torch.Tensor]:
         if batchdata is None:

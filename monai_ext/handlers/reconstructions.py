@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +13,7 @@ from ignite.engine import Engine, Events
 
 from monai_ext.engines.base import autocast
 from monai_ext.engines.distributed import is_main_process
+from monai_ext.engines.mae import check_training_mask_ratio, image_masking_noise
 from monai_ext.io.figures import save_png
 from monai_ext.visualize.reconstructions import (
     caption,
@@ -26,6 +27,26 @@ from monai_ext.visualize.reconstructions import (
 
 logger = logging.getLogger(__name__)
 
+
+def first_images_and_positions(
+    dataset: Sequence[Mapping[str, object]], count: int, key: str = "image", position_key: str = "index"
+) -> tuple[torch.Tensor, list[int] | None]:
+    """The first ``count`` items' ``key`` tensors stacked (K, C, H, W), and their positions in the validation set
+    (``position_key``, see :func:`~monai_ext.engines.mae.with_positions`), or None where the items carry none.
+
+    With the positions the grid masks each image as :class:`~monai_ext.engines.mae.MAEEvaluator` does, so that the
+    loss written on it is that image's share of ``val_loss``.
+
+    Raises:
+        ValueError: ``count`` below 1 or an empty dataset, quoting both.
+    """
+    if min(int(count), len(dataset)) < 1:
+        raise ValueError(f"the grid needs at least one image: grid_images {count!r}, the dataset has {len(dataset)!r}")
+    items = [dataset[i] for i in range(min(int(count), len(dataset)))]
+    images = torch.stack([torch.as_tensor(item[key]) for item in items])
+    if not all(position_key in item for item in items):
+        return images, None
+    return images, [int(torch.as_tensor(item[position_key]).reshape(-1)[0]) for item in items]
 
 
 class ReconstructionGridSaver:
@@ -42,6 +63,10 @@ class ReconstructionGridSaver:
         mean, std: the normalisation to undo for display.
         mask_ratio: fraction of patches removed.
         noise_seed: seed of the fixed masks.
+        positions: the images' positions in the validation set: each is then masked as
+            :class:`~monai_ext.engines.mae.MAEEvaluator` with this ``noise_seed`` masks it (its default, 0, in the
+            bundle), so the loss written on it is the one the validation scored for it. Without them the images'
+            masks are drawn together from ``noise_seed``.
         precision: autocast precision.
         epoch_engine: engine whose epoch numbers the files (the trainer); defaults to the attached one.
         file_name: one file written at every validation instead of ``epoch_NNNN.png`` and ``latest.png`` (an
@@ -59,12 +84,19 @@ class ReconstructionGridSaver:
         precision: str = "bf16",
         epoch_engine: Engine | None = None,
         file_name: str | None = None,
+        positions: Sequence[int] | None = None,
     ) -> None:
+        if positions is not None and len(positions) != len(images):
+            raise ValueError(f"positions must give one position per image ({len(images)}), got {list(positions)!r}")
+        # a ratio that removes no patch wrote "loss 0.000" on the grid (a mean over no patches), and one that keeps
+        # none a reconstruction of nothing: refused as training refuses them
+        self.mask_ratio = check_training_mask_ratio(mask_ratio)
         self.folder = Path(output_dir) / "reconstructions"
         self.file_name = file_name
         self.images = images
         self.mean, self.std = list(mean), list(std)
-        self.mask_ratio, self.noise_seed, self.precision = mask_ratio, noise_seed, precision
+        self.noise_seed, self.precision = noise_seed, precision
+        self.positions = None if positions is None else [int(i) for i in positions]
         self.epoch_engine = epoch_engine
         self.last_path: Path | None = None
 
@@ -74,8 +106,9 @@ class ReconstructionGridSaver:
     def render(self, network: torch.nn.Module, device: torch.device) -> np.ndarray:
         """The grid as a uint8 (K*H', 4*W', 3) array (panels enlarged to at least 192 rows, see ``enlarge``)."""
         model = getattr(network, "module", network)
+        check_training_mask_ratio(self.mask_ratio, model)  # keeps at least one of this model's patches
         images = self.images.to(device)
-        noise = torch.rand(images.shape[0], model.num_patches, generator=torch.Generator().manual_seed(self.noise_seed))
+        noise = self.masking_noise(images.shape[0], model.num_patches)
         was_training = model.training
         model.eval()
         with torch.no_grad(), autocast(device, self.precision):
@@ -93,6 +126,13 @@ class ReconstructionGridSaver:
             cells[2] = caption(cells[2], f"loss {loss:.3f}", bottom=True)
             rows.append(np.concatenate(cells, axis=1))
         return np.concatenate(rows, axis=0)
+
+    def masking_noise(self, count: int, num_patches: int) -> torch.Tensor:
+        """(count, L) noise of the grid's fixed masks: the evaluator's per image with ``positions``, else drawn
+        together from ``noise_seed``."""
+        if self.positions is not None:
+            return image_masking_noise(self.positions, num_patches, self.noise_seed)
+        return torch.rand(count, num_patches, generator=torch.Generator().manual_seed(self.noise_seed))
 
     def save(self, network: torch.nn.Module, device: torch.device, name: str, latest: bool = False) -> Path:
         """Render and write ``<output_dir>/reconstructions/<name>``, and ``latest.png`` with ``latest`` (the

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from monai_ext.networks.mae import MaskedAutoencoderViT, build_mae, validate_mask_ratio
+
+logger = logging.getLogger(__name__)
 
 
 class MAEReconstructor(MaskedAutoencoderViT):
@@ -69,3 +75,24 @@ def build_mae_reconstructor(arch: str, mask_ratio: float = 0.75, mask_seed: int 
     with torch.device("meta"):  # only the architecture's arguments are wanted, not its weights
         arch_args = build_mae(arch, **kwargs).arch_args
     return MAEReconstructor(mask_ratio=mask_ratio, mask_seed=mask_seed, **arch_args)
+
+
+def recorded_norm_pix_loss(trained: Mapping[str, Any], ckpt_path: str | os.PathLike) -> bool:
+    """The ``norm_pix_loss`` a checkpoint's record states, else False with a warning where the file has no record.
+
+    A released or foreign file (the released USF-MAE, Facebook's ImageNet MAE) records no targets. Read as raw-pixel
+    targets, weights trained on per-patch normalised ones (Facebook's ``_full`` files) give a loss against the wrong
+    targets, smaller than their own, and reconstructions without their patches' mean and variance, without an error.
+
+    Args:
+        trained: the checkpoint's settings (:func:`monai_ext.apps.bundle_support.trained_settings`).
+        ckpt_path: the checkpoint; a missing one (before training) is the config's defaults, without a warning.
+    """
+    if "norm_pix_loss" in trained:
+        return bool(trained["norm_pix_loss"])
+    if Path(ckpt_path).expanduser().is_file():
+        logger.warning("%s records no norm_pix_loss: its targets are taken as raw pixels, as the released USF-MAE "
+                       "regressed them; for weights trained on per-patch normalised pixels (Facebook's ImageNet MAE "
+                       "_full checkpoints) give --norm_pix_loss true, or the loss and the reconstructions are wrong",
+                       ckpt_path)
+    return False

@@ -326,6 +326,18 @@ def test_bare_weights_resized_for_inference_are_warned_of(trained_at, warned, tm
     assert ("records no image size and its position embeddings were resized" in caplog.text) is warned, caplog.text
 
 
+def test_recorded_weights_run_at_another_size_are_warned_of_with_the_size_they_were_trained_at(tmp_path, caplog):
+    """A 64-px pretraining model.pt run with --image_size 96 was warned of as a file that "records no image size"."""
+    from monai_ext.networks.checkpoints import save_model_checkpoint
+    from monai_ext.networks.mae import build_mae
+
+    save_model_checkpoint(tmp_path / "model.pt", build_mae(TINY, img_size=64), "mae", {"arch": TINY, "image_size": 64})
+    with caplog.at_level(logging.WARNING, logger="monai_ext"):
+        load_inference_weights(build_mae(TINY, img_size=96), tmp_path / "model.pt", "usf_mae_pretrain")
+    assert "records no image size" not in caplog.text
+    assert f"model.pt was trained with arch='{TINY}', image_size=64" in caplog.text and "interpolated" in caplog.text
+
+
 @pytest.mark.parametrize("kind,bundle,advice", [
     ("mae", "usf_mae_classify", "fine-tune it with usf_mae_classify first"),
     ("mae", "usf_mae_segment", "fine-tune it with usf_mae_segment first"),

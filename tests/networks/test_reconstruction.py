@@ -57,3 +57,24 @@ def test_unknown_architecture_and_bad_mask_ratio_are_rejected() -> None:
         build_mae_reconstructor("mae_vit_huge_nope", img_size=64)
     with pytest.raises(ValueError):
         build_mae_reconstructor(TINY, img_size=64, mask_ratio=1.5)
+
+
+def test_a_file_without_a_record_is_read_as_raw_pixel_targets_with_a_warning(tmp_path, caplog) -> None:
+    """Weights trained on per-patch normalised pixels, saved without a record (Facebook's ``_full`` layout), were
+    evaluated against raw pixels without a word: a loss of 0.71 for a model whose own loss was 1.26."""
+    import logging
+
+    from monai_ext.networks.checkpoints import save_model_checkpoint
+    from monai_ext.networks.reconstruction import recorded_norm_pix_loss
+
+    bare, recorded = tmp_path / "released.pth", tmp_path / "model.pt"
+    mae = build_mae(TINY, img_size=64, norm_pix_loss=True)
+    torch.save(mae.state_dict(), bare)
+    save_model_checkpoint(recorded, mae, "mae")
+    with caplog.at_level(logging.WARNING, logger="monai_ext.networks.reconstruction"):
+        assert recorded_norm_pix_loss({"norm_pix_loss": True}, recorded) is True
+        assert recorded_norm_pix_loss({}, tmp_path / "models" / "model.pt") is False  # before training: defaults
+        assert not caplog.records
+        assert recorded_norm_pix_loss({}, bare) is False
+    assert len(caplog.records) == 1 and f"{bare} records no norm_pix_loss" in caplog.text
+    assert "give --norm_pix_loss true" in caplog.text

@@ -148,9 +148,24 @@ def load_mae_weights(
     ``name`` names the file in errors when ``source`` is its content, read already.
     """
     found = _resolve(source, sha256, name)
+    _refuse_encoder_only(found, model)
     state_dict, adapted = _adapted(found, found.state_dict, model)
     report = LoadReport(layout=found.layout, adapted=adapted)
     return _load_exact(model, state_dict, set(), report, found.name)
+
+
+def _refuse_encoder_only(found: _Source, model: nn.Module) -> None:
+    """Refuse a file that holds an encoder without the MAE's decoder, saying so (it listed some 40 decoder keys).
+
+    Raises:
+        CheckpointError: naming the file, what it holds and the files that hold a whole MAE.
+    """
+    missing = set(model.state_dict()) - set(found.state_dict)
+    if missing and all(k.startswith(("decoder_", "mask_token")) for k in missing):
+        raise CheckpointError(
+            f"{found.name}: holds an encoder only (layout {found.layout!r}, no decoder or mask token: a ViT, or "
+            "Facebook's mae_pretrain_vit_base.pth rather than mae_pretrain_vit_base_full.pth), but this needs the "
+            "whole MAE: the released USF-MAE, Facebook's _full file or a pretraining models/model.pt")
 
 
 #: What fine-tuning may leave out of a pretraining or classification checkpoint: the MAE's decoder and mask token,

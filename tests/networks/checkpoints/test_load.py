@@ -144,3 +144,19 @@ def test_a_path_typed_as_a_number_is_still_read(tmp_path, monkeypatch, load) -> 
         assert ck.load_mae_weights(MaskedAutoencoderViT(**TINY), 2024).layout == "monai_ext"
     else:
         assert isinstance(ck.build_from_checkpoint(2024), MaskedAutoencoderViT)
+
+
+def test_an_encoder_only_file_given_for_a_whole_mae_is_named_as_such(tmp_path) -> None:
+    """Facebook's encoder-only mae_pretrain_vit_base.pth (or a timm ViT) given for the MAE: the refusal listed some
+    40 decoder keys and never said what the file held."""
+    from monai_ext.io.checkpoints import CheckpointError
+    from monai_ext.networks.checkpoints import load_mae_weights
+    from monai_ext.networks.mae import MaskedAutoencoderViT
+
+    model = MaskedAutoencoderViT(**TINY)
+    encoder = {k: v for k, v in model.state_dict().items() if not k.startswith(("decoder_", "mask_token"))}
+    path = tmp_path / "mae_pretrain_vit_base.pth"
+    torch.save({"model": encoder}, path)
+    with pytest.raises(CheckpointError, match=rf"^{re.escape(str(path))}: holds an encoder only \(layout "
+                                              r"'facebook_mae', no decoder or mask token"):
+        load_mae_weights(MaskedAutoencoderViT(**TINY), path)
