@@ -248,6 +248,7 @@ def pretrain_datalists(
     val_fraction: float = 0.1,
     seed: int = 42,
     exclude: Sequence[str | os.PathLike | None] = (),
+    held_out: bool = True,
 ) -> dict[str, list[dict[str, Any]]]:
     """Train and validation datalists (``[{"image": path}, ...]``) for MAE pretraining.
 
@@ -264,10 +265,13 @@ def pretrain_datalists(
         seed: split seed.
         exclude: folders whose files are left out (the run's outputs: its reconstruction grids are PNGs, and read
             back they would join the data and reshuffle the split on the next run or resume).
+        held_out: split as training does; False: every image in ``validation``, in file order, none in ``train``
+            (the pretraining ``evaluate --eval_split all`` of an archive held out of pretraining: one image, or
+            copies of one, are a set to score, where a split needs two it can part).
 
     Raises:
-        ValueError: ``val_fraction`` out of range, or too few images (readable, and not all copies of one) to hold
-            one out for validation.
+        ValueError: ``val_fraction`` out of range, no image, or (``held_out``) too few images (readable, and not all
+            copies of one) to hold one out for validation.
     """
     from monai_ext.data.corpus import CorpusFrames, is_corpus_cache, kept_sources
 
@@ -284,9 +288,14 @@ def pretrain_datalists(
         pictures, screened_out = _readable_pictures(Path(folder), _pictures(Path(folder), exclude))
         files = [{"image": str(p)} for p in pictures]
         sources = _copies_in_one_group(pictures, [source_group(os.path.relpath(p, folder)) for p in pictures], folder)
+    unread = f" ({screened_out} more cannot be pictures and were left out, named in the warning above)" \
+        if screened_out else ""
+    if not held_out:
+        if not files:
+            raise ValueError(f"{str(folder)!r} holds no image to evaluate{unread}")
+        logger.info("pretraining data from %s: %d images, none held out", folder, len(files))
+        return {"train": [], "validation": sorted(files, key=lambda item: item["image"])}
     if len(files) < 2:
-        unread = f" ({screened_out} more cannot be pictures and were left out, named in the warning above)" \
-            if screened_out else ""
         raise ValueError(f"{str(folder)!r} holds {len(files)} training image(s){unread}: pretraining holds part of "
                          "them out for its validation loss and needs at least 2")
     train, val = split_by_source(files, sources, val_fraction, seed)

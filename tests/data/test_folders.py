@@ -343,3 +343,27 @@ def test_the_synthetic_default_is_the_same_whatever_the_data_seed(tmp_path) -> N
     assert [sorted(it["image"] for part in p.values() for it in part) for p in parts][0] == \
         sorted(it["image"] for part in parts[1].values() for it in part)
     assert {Path(it["image"]).parent.name for it in parts[0]["train"]} == {"synthetic_4_seed0"}
+
+
+@pytest.mark.parametrize("pictures, copies", [(1, 0), (1, 2), (3, 0)])
+def test_an_archive_scored_whole_needs_no_split(tmp_path, pictures, copies) -> None:
+    """``held_out=False`` (the pretraining ``evaluate --eval_split all``): one picture, or copies of one, are a set to
+    score; split as training splits, they were refused ("needs at least 2", "byte-identical copies")."""
+    folder = tmp_path / "data"
+    _distinct_pictures(folder, pictures)
+    first = sorted(folder.iterdir())[0]
+    for i in range(copies):
+        (folder / f"copy {i}.png").write_bytes(first.read_bytes())
+    lists = pretrain_datalists(folder, tmp_path / "cache", held_out=False)
+    names = sorted(p.name for p in folder.iterdir())
+    assert lists["train"] == [] and [Path(item["image"]).name for item in lists["validation"]] == names
+    if pictures == 1:
+        with pytest.raises(ValueError, match="holds 1 training image|byte-identical copies"):
+            pretrain_datalists(folder, tmp_path / "cache", val_fraction=0.5)  # what training asks: refused
+
+
+def test_an_archive_of_no_readable_picture_scored_whole_is_refused(tmp_path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "zero.png").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"holds no image to evaluate \(1 more cannot be pictures"):
+        pretrain_datalists(tmp_path / "data", tmp_path / "cache", held_out=False)
