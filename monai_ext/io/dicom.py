@@ -26,7 +26,9 @@ from typing import Any
 import numpy as np
 
 from monai_ext.io.dicom_frames import (
+    begins_rle_frame,
     encapsulated_value,
+    first_fragment,
     fragments_before_cut,
     frame_count,
     native_pixel_data_cut,
@@ -156,6 +158,8 @@ def read_dicom(path: str | os.PathLike) -> Any:
     _promote_functional_groups(ds, str(path))
     _repair_presentation(ds, str(path))
     _fill_transfer_syntax(ds, str(path))
+    _match_transfer_syntax_to_pixel_data(ds, str(path))
+    _match_samples_to_codestream(ds, str(path))
     _fill_planar_configuration(ds, str(path))
     _check_codec(ds, str(path))  # first: the fragments of a video syntax (MPEG, H.264) are not frames to count
     _relabel_three_sample_monochrome(ds, str(path))
@@ -179,11 +183,26 @@ def _why_no_pixel_data(ds: Any, path: str | os.PathLike) -> str:
         return "DICOM file has float pixel data (a parametric map, not an image)"
     if sop_class == _DICOMDIR_CLASS:
         return "a DICOMDIR (the directory of a CD or export), not an image: the images are the files it lists"
-    if sop_class.startswith(_STRUCTURED_REPORT_PREFIX):
+    if sop_class.startswith(_STRUCTURED_REPORT_PREFIX) and sop_class != _KEY_OBJECT_SELECTION_CLASS:
         return "a DICOM structured report (measurements as text), not an image"
     if len(ds) == 0:  # a file meta header and nothing after it
         return f"DICOM file holds nothing after its file meta header ({os.path.getsize(path)} bytes): it is cut short"
-    return "DICOM file has no pixel data"
+    return f"DICOM file has no pixel data{_sop_class_said(sop_class)}"
+
+
+#: Key Object Selection: a list of references to key images (under the structured reports' UIDs, but no report).
+_KEY_OBJECT_SELECTION_CLASS = "1.2.840.10008.5.1.4.1.1.88.59"
+
+
+def _sop_class_said(sop_class: str) -> str:
+    """``" (SOP class Raw Data Storage, 1.2.840.10008.5.1.4.1.1.66)"``: what a file without pixel data is, by its SOP
+    class as pydicom names it; "" where it names none. Ultrasound archives keep presentation states, key object
+    selections, scanners' raw data and PDF reports beside the images: each was "no pixel data", which sent users
+    looking for a broken image or a missing codec."""
+    from pydicom.uid import UID
+
+    name = UID(sop_class).name if sop_class else ""
+    return f" (SOP class {name}, {sop_class})" if name and name != sop_class else ""
 
 
 def _with_cut_pixel_data_recovered(ds: Any, path: str | os.PathLike) -> Any:
@@ -301,6 +320,22 @@ def _check_pixel_module(ds: Any, source: str) -> None:
             int(value)
         except (TypeError, ValueError):
             raise UnreadableImageError(f"{source}: {name} is {str(value)!r}, not an integer") from None
+    _drop_frame_count_below_one(ds, source)
+
+
+def _drop_frame_count_below_one(ds: Any, source: str) -> None:
+    """Read a ``NumberOfFrames`` below 1 as absent, with a warning naming the file: the frames are then counted from
+    the pixel data (:func:`monai_ext.io.dicom_frames.reconcile_frame_count`) as for a file without one.
+
+    A count of -1 (exports that write "unknown" so) made native data read as no frames at all: the corpus listed
+    the file as holding none, and the single-image loaders refused it as "frame_stride must be at least 1, got -1".
+    """
+    value = ds.get("NumberOfFrames")
+    if value in (None, "") or int(value) >= 1:
+        return
+    warnings.warn(f"{source}: NumberOfFrames {str(value)!r} is no frame count; read as if absent",
+                  UserWarning, stacklevel=3)
+    del ds.NumberOfFrames
 
 
 #: VOI LUT functions of PS3.3 C.11.2.1.3; another value is read as LINEAR, the default.
@@ -428,6 +463,130 @@ def _fill_transfer_syntax(ds: Any, source: str) -> None:
     ds.file_meta.TransferSyntaxUID = syntaxes[tuple(encoding)]
 
 
+#: Transfer syntaxes by the codec family whose codestream their fragments hold (the key of a codestream's syntax).
+_CODEC_FAMILIES = {
+    **{f"1.2.840.10008.1.2.4.{n}": "JPEG" for n in (50, 51)},
+    **{f"1.2.840.10008.1.2.4.{n}": "JPEG Lossless" for n in (57, 70)},
+    **{f"1.2.840.10008.1.2.4.{n}": "JPEG-LS" for n in (80, 81)},
+    **{f"1.2.840.10008.1.2.4.{n}": "JPEG 2000" for n in (90, 91, 201, 202, 203)},
+    "1.2.840.10008.1.2.5": "RLE",
+}
+#: The transfer syntax read for a codestream by its JPEG frame marker (SOF0, SOF1, SOF3, JPEG-LS SOF55).
+_SYNTAX_OF_JPEG_FRAME = {0xC0: "1.2.840.10008.1.2.4.50", 0xC1: "1.2.840.10008.1.2.4.51",
+                         0xC3: "1.2.840.10008.1.2.4.57", 0xF7: "1.2.840.10008.1.2.4.80"}
+#: A JPEG 2000 codestream (SOC then SIZ) and a JP2 file's signature box.
+_J2K_STARTS = (b"\xff\x4f\xff\x51", b"\x00\x00\x00\x0cjP  \r\n\x87\n")
+
+
+def _codestream_syntax(fragment: bytes) -> str | None:
+    """The transfer syntax that decodes a frame's first fragment, by its codestream's own markers: JPEG by its frame
+    marker, JPEG 2000 (lossless: the codec reads lossy streams the same way), RLE by its header; None where the
+    bytes are of none of these (a video stream, a corrupt frame)."""
+    if fragment[:2] == b"\xff\xd8":
+        code = next((code for code, _ in _jpeg_header_segments(fragment) if code in _SYNTAX_OF_JPEG_FRAME), None)
+        return _SYNTAX_OF_JPEG_FRAME.get(code) if code is not None else None
+    if fragment.startswith(_J2K_STARTS):
+        return "1.2.840.10008.1.2.4.90"
+    return "1.2.840.10008.1.2.5" if begins_rle_frame(fragment) else None
+
+
+def _match_transfer_syntax_to_pixel_data(ds: Any, source: str) -> None:
+    """Read pixel data by what it holds where its ``TransferSyntaxUID`` says otherwise, with a warning naming the
+    file, as GDCM does: anonymisers and exporters that re-encode the pixels and keep the old file meta leave such
+    files in archives.
+
+    - Encapsulated (compressed) pixel data under an uncompressed syntax was read as raw pixels: the codestream's
+      bytes shown as noise, with nothing said but a frame count; a codec family the codestream contradicts (JPEG
+      under a JPEG 2000 or RLE label) failed with the wrong codec's complaint. Such data is decoded by the syntax
+      its first frame's codestream tells (:func:`_codestream_syntax`).
+    - Pixel data of a defined length (not encapsulated) under a compressed syntax failed on "unexpected tag
+      (2828,2828) ... Basic Offset Table": it is read as the uncompressed data it is (explicit VR little endian,
+      the encoding of every compressed syntax) where it holds the header's frames.
+
+    Raises:
+        UnreadableImageError: encapsulated data whose codestream tells no codec read here, or data of a defined
+            length under a compressed syntax that is too short to be the header's frames uncompressed.
+    """
+    from pydicom.uid import UID, ExplicitVRLittleEndian
+
+    syntax = ds.file_meta.TransferSyntaxUID
+    encapsulated = bool(ds["PixelData"].is_undefined_length)
+    if not encapsulated and syntax.is_compressed:
+        if len(ds.PixelData) < _native_length(ds):
+            raise UnreadableImageError(f"{source}: its transfer syntax says compressed ({_syntax_name(syntax)}) but "
+                                       f"its pixel data is not encapsulated, and its {len(ds.PixelData)} bytes are "
+                                       "too few for its frames uncompressed: the file is damaged")
+        warnings.warn(f"{source}: its transfer syntax says compressed ({_syntax_name(syntax)}) but its pixel data is "
+                      "not encapsulated; read as uncompressed", UserWarning, stacklevel=3)
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        return
+    if not encapsulated or (syntax.is_compressed and str(syntax) not in _CODEC_FAMILIES):
+        return  # a video or JPEG 2000 Part 2 syntax: its own decoder (or the lack of one) speaks
+    fragment = first_fragment(ds.PixelData)
+    found = _codestream_syntax(fragment) if fragment else None
+    if found is None:
+        if not syntax.is_compressed:
+            raise UnreadableImageError(f"{source}: its pixel data is encapsulated (compressed) but its transfer "
+                                       f"syntax says uncompressed ({_syntax_name(syntax)}), and its first frame is "
+                                       "no JPEG, JPEG-LS, JPEG 2000 or RLE codestream: the codec is unknown")
+        return  # a damaged frame: the labelled codec names it
+    if _CODEC_FAMILIES[found] == _CODEC_FAMILIES.get(str(syntax)):
+        return
+    warnings.warn(f"{source}: its pixel data is {_CODEC_FAMILIES[found]} but its transfer syntax says otherwise "
+                  f"({_syntax_name(syntax)}); read as {_syntax_name(UID(found))}", UserWarning, stacklevel=3)
+    ds.file_meta.TransferSyntaxUID = UID(found)
+
+
+def _codestream_components(fragment: bytes) -> int | None:
+    """The number of components a JPEG (any SOF, JPEG-LS SOF55) or JPEG 2000 codestream codes, from its frame
+    header (ITU-T T.81 B.2.2: Nf after precision, lines and samples per line) or the SIZ segment right after SOC
+    (T.800 A.5.1: Csiz after Lsiz, Rsiz and eight 4-byte sizes); None for other bytes."""
+    if fragment.startswith(b"\xff\x4f\xff\x51") and len(fragment) >= 42:
+        return int.from_bytes(fragment[40:42], "big")
+    frames = (segment for code, segment in _jpeg_header_segments(fragment) if code in _SOF_CODES | {0xF7})
+    segment = next(frames, b"")
+    return segment[5] if len(segment) >= 6 else None
+
+
+def _match_samples_to_codestream(ds: Any, source: str) -> None:
+    """Read JPEG-family or JPEG 2000 pixel data by the number of components its first frame's codestream codes where
+    ``SamplesPerPixel`` says 1 or 3 otherwise, with a warning naming the file, as GDCM does: scanners and exports
+    that label gray frames as colour (3 samples, YBR_FULL_422 or RGB) or colour frames as MONOCHROME2 leave such
+    files, and pydicom refused them with "could not broadcast input array from shape (1536,) into shape (4608,)".
+
+    Gray read as colour becomes MONOCHROME2; colour read as gray becomes YBR_FULL_422 under lossy JPEG (its markers
+    may still make it RGB, :func:`_codestream_photometric`), RGB under the other codecs (lossless JPEG and JPEG-LS
+    code the samples as given; JPEG 2000's codec undoes its colour transform).
+    """
+    syntax = ds.file_meta.TransferSyntaxUID
+    samples = int(ds.SamplesPerPixel)
+    if str(syntax) not in _CODEC_FAMILIES or _CODEC_FAMILIES[str(syntax)] == "RLE" or samples not in (1, 3):
+        return
+    fragment = first_fragment(ds.PixelData)
+    components = _codestream_components(fragment) if fragment else None
+    if components not in (1, 3) or components == samples:
+        return
+    said = f"SamplesPerPixel {samples}, {str(ds.get('PhotometricInterpretation', ''))!r}"
+    if components == 1:
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        if "PlanarConfiguration" in ds:
+            del ds.PlanarConfiguration
+    else:
+        ds.SamplesPerPixel, ds.PlanarConfiguration = 3, 0
+        ds.PhotometricInterpretation = "YBR_FULL_422" if syntax in _JPEG_LOSSY_SYNTAXES else "RGB"
+    warnings.warn(f"{source}: its header says {said} but its {_CODEC_FAMILIES[str(syntax)]} codestream codes "
+                  f"{components} component(s); read as {ds.PhotometricInterpretation!r}", UserWarning, stacklevel=3)
+
+
+def _native_length(ds: Any) -> int:
+    """Bytes that the header's frames take uncompressed (pydicom 3 or 2.4)."""
+    try:
+        from pydicom.pixels.utils import get_expected_length
+    except ImportError:  # pydicom 2.4
+        from pydicom.pixel_data_handlers.util import get_expected_length
+    return int(get_expected_length(ds))
+
+
 def _fill_planar_configuration(ds: Any, source: str) -> None:
     """Give colour pixel data without ``PlanarConfiguration`` (type 1C, left out by some exports) the interleaved
     layout, 0, as GDCM and DCMTK assume; pydicom refuses such a file. A compressed frame's codec stream sets its own
@@ -485,11 +644,7 @@ def _check_pixel_length(ds: Any, source: str) -> None:
     """Refuse native pixel data shorter than its header says (a file cut off while copied)."""
     if ds.file_meta.TransferSyntaxUID.is_compressed:
         return  # each frame's codec stream tells its own length
-    try:
-        from pydicom.pixels.utils import get_expected_length
-    except ImportError:  # pydicom 2.4
-        from pydicom.pixel_data_handlers.util import get_expected_length
-    expected, actual = get_expected_length(ds), len(ds.PixelData)
+    expected, actual = _native_length(ds), len(ds.PixelData)
     if actual < expected:
         raise UnreadableImageError(f"{source}: pixel data truncated: {actual} of the {expected} bytes that "
                                    f"{frame_count(ds)} frame(s) of {int(ds.Rows)}x{int(ds.Columns)} take")
@@ -581,9 +736,16 @@ def _region_boxes(ds: Any, data_types: tuple[int, ...]) -> list[tuple[int, int, 
 
 
 def ultrasound_region_box(ds: Any) -> tuple[int, int, int, int] | None:
-    """(x0, y0, x1, y1), exclusive ends, of the first 2-D tissue region in ``SequenceOfUltrasoundRegions`` that
-    lies on the frame (see :func:`_region_boxes`)."""
-    boxes = _region_boxes(ds, (1,))
+    """(x0, y0, x1, y1), exclusive ends, of the first view of :func:`ultrasound_region_boxes` (the leftmost 2-D
+    tissue or colour-flow region on the frame): the region of the view the corpus reads first, so that the
+    single-image loaders crop a file as the corpus does.
+
+    It was the first tissue region listed: a colour-flow image whose 2-D region is of data type 2 (colour flow)
+    above its spectrum got no region, and the loaders detected the field of view on the whole screen, spectrum
+    included, where the corpus cropped the region; a dual view listed right to left gave the loaders its right view
+    and the corpus its left one first.
+    """
+    boxes = ultrasound_region_boxes(ds)
     return boxes[0] if boxes else None
 
 
@@ -686,12 +848,61 @@ def _decoded_frames(ds: Any, indices: range, source: str, tools: SimpleNamespace
         frames = (tools.pixel_array(ds, index=index, as_rgb=False) for index in indices)
     elif tools.iter_pixels is not None:  # pydicom 3 decodes only the frames asked for
         frames = tools.iter_pixels(ds, indices=indices, as_rgb=False, decoding_plugin=_lossy_codec_plugin(ds))
-    else:  # pydicom 2.4: all frames at once
+    elif ds.file_meta.TransferSyntaxUID.is_compressed and frame_count(ds) > 1:  # pydicom 2.4: one frame at a time
+        frames = _each_compressed_frame(ds, indices)
+    else:  # pydicom 2.4, native data (a view of the pixel data) or one frame: all frames at once
         pixels = _pixel_array_as_pydicom_3(ds)
         frames = iter((pixels[None] if frame_count(ds) == 1 else pixels)[indices.start::indices.step])
     if photometric in _YBR_TO_CONVERT:
         return (tools.convert_color_space(frame, photometric, "RGB") for frame in frames)
     return frames
+
+
+def _each_compressed_frame(ds: Any, indices: range) -> Iterator[np.ndarray]:
+    """pydicom 2.4: frames ``indices`` of a compressed multi-frame file, each decoded alone
+    (:func:`_decoded_alone`), its codestream found as 2.4's own handlers find it (``generate_pixel_data_frame``).
+
+    pydicom 2.4 decodes every frame of a data set at once: MONAI Label's first frame of a 300-frame 640x480 JPEG
+    colour loop took 11 s and 280 MB more than pydicom 3's (which decodes the frames asked for), and a long loop could
+    exhaust the server's memory for one frame.
+    """
+    import pydicom
+    from pydicom.encaps import generate_pixel_data_frame
+
+    wanted, found = set(indices), 0
+    if not wanted:
+        return
+    for index, codestream in enumerate(generate_pixel_data_frame(ds.PixelData, frame_count(ds))):
+        found += 1
+        if index in wanted:
+            yield _decoded_alone(ds, codestream)
+        if index >= indices[-1]:
+            return
+    # fewer codestreams than frames (fragments whose frame boundaries 2.4 cannot find): 2.4's handlers refused the
+    # whole array as too short, and so is the frame past the last one found
+    raise ValueError(f"pydicom {pydicom.__version__} finds {found} frame(s) in the pixel data, not the "
+                     f"{frame_count(ds)} of its header")
+
+
+def _decoded_alone(ds: Any, codestream: bytes) -> np.ndarray:
+    """One frame's codestream decoded as :func:`_pixel_array_as_pydicom_3` decodes a file of that one frame, with
+    the data set as it was before (between two frames its header says what the file holds)."""
+    from pydicom.encaps import encapsulate
+
+    whole, count = ds.PixelData, ds.get("NumberOfFrames")
+    # pydicom 2.4 keeps the last array decoded and gives it again while the id()s of the pixel attributes are those
+    # it was decoded from: the frame before's pixel data, freed, can leave its id() to this one (every frame of an
+    # RLE loop came out as its first)
+    vars(ds).pop("_pixel_array", None)
+    try:
+        ds.PixelData, ds.NumberOfFrames = encapsulate([codestream]), 1
+        return _pixel_array_as_pydicom_3(ds)
+    finally:
+        ds.PixelData = whole
+        if count is None:
+            del ds.NumberOfFrames
+        else:
+            ds.NumberOfFrames = count
 
 
 def _pixel_array_as_pydicom_3(ds: Any) -> np.ndarray:
@@ -788,13 +999,32 @@ def _jpeg_stream_is_rgb(stream: bytes) -> bool | None:
     means YCbCr (False); else an Adobe APP14 marker's transform, 0 RGB (True) or YCbCr (False); else component ids
     'R', 'G', 'B' mean RGB (True); None when they say nothing.
 
-    Written here because pydicom's marker reader is private (3.x) or absent (2.4). The segments before the first
-    scan (ITU-T T.81 B.1.1.2) are a marker (0xFF, code) and a big-endian length each; a frame header (SOFn) lists
-    each component as (id, sampling, table).
+    Written here because pydicom's marker reader is private (3.x) or absent (2.4). A frame header (SOFn) lists each
+    component as (id, sampling, table).
     """
+    jfif, adobe, ids = False, None, b""
+    for code, segment in _jpeg_header_segments(stream):
+        if code == 0xE0 and segment[:5] == b"JFIF\x00":
+            jfif = True
+        elif code == 0xEE and segment[:5] == b"Adobe" and len(segment) >= 12:
+            adobe = segment[11]
+        elif code in _SOF_CODES and len(segment) >= 6:
+            ids = bytes(segment[6 + 3 * k] for k in range(segment[5]) if 6 + 3 * k < len(segment))
+    # libjpeg's order (jdapimin.c default_decompress_parms): JFIF, then the Adobe transform, then the ids
+    if jfif:
+        return False
+    if adobe is not None:
+        return adobe == 0
+    return True if ids == b"RGB" else None
+
+
+def _jpeg_header_segments(stream: bytes) -> Iterator[tuple[int, bytes]]:
+    """(marker code, segment) of each segment of a JPEG (or JPEG-LS) codestream before its first scan; nothing for
+    bytes that do not start with SOI. The segments (ITU-T T.81 B.1.1.2) are a marker (0xFF, code) and a big-endian
+    length each."""
     if stream[:2] != b"\xff\xd8":
-        return None
-    at, jfif, adobe, ids = 2, False, None, b""
+        return
+    at = 2
     while at + 1 < len(stream) and stream[at] == 0xFF:
         code = stream[at + 1]
         if code == 0xFF:  # a fill byte before the marker (B.1.1.2)
@@ -804,22 +1034,10 @@ def _jpeg_stream_is_rgb(stream: bytes) -> bool | None:
             at += 2
             continue
         if code == 0xDA or at + 4 > len(stream):  # start of scan: no more header segments
-            break
+            return
         length = int.from_bytes(stream[at + 2 : at + 4], "big")
-        segment = stream[at + 4 : at + 2 + length]
-        if code == 0xE0 and segment[:5] == b"JFIF\x00":
-            jfif = True
-        elif code == 0xEE and segment[:5] == b"Adobe" and len(segment) >= 12:
-            adobe = segment[11]
-        elif code in _SOF_CODES and len(segment) >= 6:
-            ids = bytes(segment[6 + 3 * k] for k in range(segment[5]) if 6 + 3 * k < len(segment))
+        yield code, stream[at + 4 : at + 2 + length]
         at += 2 + length
-    # libjpeg's order (jdapimin.c default_decompress_parms): JFIF, then the Adobe transform, then the ids
-    if jfif:
-        return False
-    if adobe is not None:
-        return adobe == 0
-    return True if ids == b"RGB" else None
 
 
 #: Start-of-frame markers (ITU-T T.81 table B.1): SOF0-3, 5-7, 9-11, 13-15.

@@ -84,8 +84,9 @@ def encapsulated_value(fragments: list[bytes]) -> bytes:
 
 
 def frame_count(ds: Any) -> int:
-    """Number of frames as the header says (``NumberOfFrames``, 1 when absent or empty)."""
-    return int(ds.get("NumberOfFrames", 1) or 1)
+    """Number of frames as the header says (``NumberOfFrames``; 1 when absent, empty or below 1, as pydicom reads 0:
+    a header-only count of -1 was given on as -1 frames)."""
+    return max(1, int(ds.get("NumberOfFrames", 1) or 1))
 
 
 def reconcile_frame_count(ds: Any, source: str) -> None:
@@ -177,13 +178,22 @@ def _offsets_and_fragment_count(ds: Any) -> tuple[list[int], int | None]:
     for fragment in fragments:  # one at a time: a long cine loop is not copied whole
         count += 1
         ends += _END_OF_CODESTREAM in fragment[-_END_MARKER_WINDOW:]
-        rle_starts += rle and _begins_rle_frame(fragment)
+        rle_starts += rle and begins_rle_frame(fragment)
     if count == frame_count(ds) and (not rle or rle_starts == count):
         return offsets, count
     return offsets, (rle_starts if rle else ends) or None
 
 
-def _begins_rle_frame(fragment: bytes) -> bool:
+def first_fragment(pixel_data: bytes) -> bytes | None:
+    """The first fragment after the Basic Offset Table of encapsulated pixel data (the start of the first frame's
+    codestream), or None where the items do not parse or hold none."""
+    try:
+        return next(iter(_offsets_and_fragments(pixel_data)[1]), None)
+    except (ValueError, EOFError, struct.error):
+        return None
+
+
+def begins_rle_frame(fragment: bytes) -> bool:
     """Whether a fragment starts with an RLE header: 1 to 15 segments, the first one right after the 64-byte
     header (PS3.5 G.5)."""
     if len(fragment) < 64:

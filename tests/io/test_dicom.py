@@ -189,6 +189,23 @@ def test_files_without_image_pixels_are_refused_with_the_reason(tmp_path) -> Non
         read_dicom(path)
 
 
+@pytest.mark.parametrize("sop_class, said", [
+    ("1.2.840.10008.5.1.4.1.1.11.1", "Grayscale Softcopy Presentation State Storage"),
+    ("1.2.840.10008.5.1.4.1.1.88.59", "Key Object Selection Document Storage"),  # was "a structured report
+    ("1.2.840.10008.5.1.4.1.1.66", "Raw Data Storage"),                           # (measurements as text)"
+    ("1.2.840.10008.5.1.4.1.1.104.1", "Encapsulated PDF Storage"),
+])
+def test_a_non_image_object_is_named_by_its_sop_class(tmp_path, sop_class, said) -> None:
+    """Ultrasound archives keep presentation states, key object selections, scanners' raw data and PDF reports
+    beside the images; each was refused as "DICOM file has no pixel data" alone."""
+    from monai_ext.io.writers import new_dicom_dataset, save_dicom
+
+    path = save_dicom(new_dicom_dataset(tmp_path / "other.dcm", sop_class), tmp_path / "other.dcm")
+    with pytest.raises(UnreadableImageError, match=rf"other.dcm: DICOM file has no pixel data \(SOP class {said}, "
+                                                   rf"{re.escape(sop_class)}\)$"):
+        read_dicom(path)
+
+
 @pytest.mark.parametrize("bits_stored, signed", [(12, False), (12, True), (10, False)])
 def test_big_endian_values_with_unused_high_bits_keep_their_order(tmp_path, bits_stored, signed) -> None:
     """Explicit VR Big Endian (retired, still in old archives): masking the unused bits dropped the byte order and
@@ -432,3 +449,32 @@ def test_a_lower_case_photometric_interpretation_is_read_upper_cased(tmp_path, p
     got = all_frames(relabelled(path, PhotometricInterpretation=photometric), caught)
     assert np.abs(got.astype(int) - frames).max() <= (1 if photometric == "ybr_full" else 0)
     assert f"{path}: PhotometricInterpretation {photometric!r} is read as {photometric.upper()!r}" in caught
+
+
+@pytest.mark.parametrize("syntax", ["jpeg_baseline", "jpeg2000"])
+@pytest.mark.parametrize("coded, header", [("gray", ("RGB", 3)), ("gray", ("YBR_FULL_422", 3)),
+                                           ("colour", ("MONOCHROME2", 1))])
+def test_samples_per_pixel_follow_the_codestream_where_the_header_says_otherwise(tmp_path, syntax, coded,
+                                                                                  header) -> None:
+    """Gray JPEG frames labelled colour (and colour ones labelled MONOCHROME2) were refused with pydicom's "could not
+    broadcast input array from shape (1536,) into shape (4608,)"; they are read as their codestream codes them."""
+    levels = (40, 80, 120)
+    if coded == "gray":
+        frames = np.stack([np.full((32, 48), level, np.uint8) for level in levels])
+        path = write_dicom_frames(frames, tmp_path / "coded.dcm", transfer_syntax=syntax)
+    else:
+        frames = np.stack([np.full((32, 48, 3), (level, 255 - level, 0), np.uint8) for level in levels])
+        path = write_dicom_frames(frames, tmp_path / "coded.dcm", "YBR_FULL_422" if syntax == "jpeg_baseline" else "RGB",
+                                  transfer_syntax=syntax)
+    ds = pydicom.dcmread(path)
+    ds.PhotometricInterpretation, ds.SamplesPerPixel = header
+    if header[1] == 3:
+        ds.PlanarConfiguration = 0
+    else:
+        del ds.PlanarConfiguration
+    ds.save_as(path)
+    with pytest.warns(UserWarning, match=rf"coded.dcm: its header says SamplesPerPixel {header[1]}, '{header[0]}' but "
+                                         rf"its JPEG( 2000)? codestream codes {4 - header[1]} component"):
+        read = [pixels for _, pixels in iter_dicom_frames(read_dicom(path), str(path))]
+    assert [pixels.shape for pixels in read] == [frame.shape for frame in frames]
+    np.testing.assert_allclose(np.stack(read).astype(float), frames.astype(float), atol=3)

@@ -217,3 +217,45 @@ def test_monai_label_environment_decodes_pydicoms_jpeg_family_files_as_pydicom_3
         assert label.dtype == reference.dtype
     np.testing.assert_allclose(label[pixel], value, atol=1e-6)
     np.testing.assert_allclose(label, reference, atol=1e-6)
+
+
+FRAMES_ALONE = """
+import json, sys, warnings
+import pydicom
+from monai_ext.io.dicom import iter_dicom_frames, read_dicom
+warnings.simplefilter("ignore")
+from pydicom.pixel_data_handlers import pylibjpeg_handler, rle_handler
+decoded = []  # the bytes of pixel data each decoding by a handler was given
+def counting(handler):
+    get_pixeldata = handler.get_pixeldata
+    def wrapped(ds, *args, **kwargs):
+        decoded.append(len(ds.PixelData))
+        return get_pixeldata(ds, *args, **kwargs)
+    handler.get_pixeldata = wrapped
+counting(pylibjpeg_handler)
+counting(rle_handler)
+path, stride = sys.argv[1], int(sys.argv[2])
+ds = read_dicom(path)
+means = [[index, float(frame.mean())] for index, frame in iter_dicom_frames(ds, path, stride)]
+print(json.dumps({"means": means, "decoded": decoded, "whole": len(ds.PixelData)}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("syntax", ["jpeg_baseline", "rle", "jpeg2000"])
+@pytest.mark.parametrize("stride", [1, 2, 5])
+def test_monai_labels_environment_decodes_the_frames_asked_for_one_at_a_time(label_python, tmp_path, syntax,
+                                                                             stride) -> None:
+    """pydicom 2.4 decoded every frame of a loop to give its first (MONAI Label's first frame of a 300-frame 640x480
+    colour loop: 11 s and 280 MB more); each frame is decoded alone now, and gives the frame pydicom 3 gives."""
+    from tests.io.test_dicom_frames import loop_with_header
+
+    path = str(loop_with_header(tmp_path, syntax, 5))
+    result = subprocess.run([str(label_python), "-c", FRAMES_ALONE, path, str(stride)], check=False, cwd=REPO,
+                            env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    label = json.loads(result.stdout)
+    main = [[index, float(frame.mean())] for index, frame in iter_dicom_frames(read_dicom(path), path, stride)]
+    assert label["means"] == main and [index for index, _ in main] == list(range(0, 5, stride))
+    assert label["decoded"] and max(label["decoded"]) < label["whole"] / 2  # no handler was given the whole loop

@@ -242,3 +242,71 @@ def test_uncompressed_ybr_full_422_frames_are_read_at_their_own_offsets(tmp_path
     assert [index for index, _ in read] == list(range(0, count, stride))
     for index, frame in read:
         np.testing.assert_array_equal(frame, reference[index])
+
+
+@pytest.mark.parametrize("syntax", SYNTAXES)
+@pytest.mark.parametrize("header", [-1, 0])
+def test_a_frame_count_below_one_is_read_as_absent(tmp_path, syntax, header):
+    """NumberOfFrames -1 ("unknown") read native data as no frames at all, and refused the file in a loader as
+    "frame_stride must be at least 1, got -1"; it now reads as a file without the attribute: every encapsulated
+    frame, the first native one (extra native bytes are not trusted to be frames)."""
+    path = loop_with_header(tmp_path, syntax, header)
+    with pytest.warns(UserWarning, match=rf"{path.name}: NumberOfFrames '{header}' is no frame count; read as if absent"):
+        levels = frame_levels(path)
+    expected = LEVELS[:1] if syntax == "explicit" else LEVELS
+    assert len(levels) == len(expected) and np.abs(np.array(levels) - expected).max() <= 2
+
+
+def relabelled(source: Path, path: Path, syntax: str) -> Path:
+    """``source`` written again with its file meta saying transfer syntax ``syntax``, its data set (pixel data
+    included) unchanged: what an exporter that re-encodes the pixels and keeps the old file meta leaves."""
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset, write_file_meta_info
+
+    ds = pydicom.dcmread(source)
+    ds.file_meta.TransferSyntaxUID = syntax
+    meta, body = DicomBytesIO(), DicomBytesIO()
+    for stream in (meta, body):
+        stream.is_little_endian, stream.is_implicit_VR = True, False
+    write_file_meta_info(meta, ds.file_meta, enforce_standard=True)
+    write_dataset(body, ds)
+    path.write_bytes(b"\0" * 128 + b"DICM" + meta.getvalue() + body.getvalue())
+    return path
+
+
+@pytest.mark.parametrize("written, label, read_as", [
+    ("jpeg_baseline", pydicom.uid.ExplicitVRLittleEndian, "JPEG Baseline"),  # was read as raw bytes: noise
+    ("rle", pydicom.uid.ExplicitVRLittleEndian, "RLE Lossless"),             # was "pixel data truncated"
+    ("jpeg2000", pydicom.uid.ImplicitVRLittleEndian, "JPEG 2000"),
+    ("jpeg_baseline", pydicom.uid.JPEG2000Lossless, "JPEG Baseline"),        # was the wrong codec's complaint
+    ("jpeg_baseline", pydicom.uid.RLELossless, "JPEG Baseline"),
+    ("rle", pydicom.uid.JPEGBaseline8Bit, "RLE Lossless"),
+    ("explicit", pydicom.uid.JPEGBaseline8Bit, "uncompressed"),  # was "unexpected tag (2828,2828) ... Offset Table"
+    ("explicit", pydicom.uid.RLELossless, "uncompressed"),
+    ("explicit", pydicom.uid.JPEG2000Lossless, "uncompressed"),
+])
+def test_pixel_data_is_read_by_what_it_holds_when_its_transfer_syntax_says_otherwise(tmp_path, written, label,
+                                                                                       read_as):
+    path = relabelled(loop_with_header(tmp_path, written, len(LEVELS)), tmp_path / "relabelled.dcm", label)
+    with pytest.warns(UserWarning, match=rf"relabelled.dcm: .*; read as {read_as}"):
+        levels = frame_levels(path)
+    assert len(levels) == len(LEVELS) and np.abs(np.array(levels) - LEVELS).max() <= 2
+
+
+@pytest.mark.parametrize("written, label, reason", [
+    ("jpeg_baseline", pydicom.uid.ExplicitVRLittleEndian,
+     r"encapsulated \(compressed\) but its transfer syntax says uncompressed .* the codec is unknown"),
+    ("explicit", pydicom.uid.JPEGBaseline8Bit,
+     r"says compressed .* not encapsulated, and its \d+ bytes are too few for its frames uncompressed"),
+])
+def test_pixel_data_that_fits_no_transfer_syntax_is_refused_with_the_reason(tmp_path, written, label, reason):
+    source = loop_with_header(tmp_path, written, len(LEVELS))
+    ds = pydicom.dcmread(source)
+    if written == "explicit":
+        ds.PixelData = ds.PixelData[: len(ds.PixelData) // 2]  # less than one frame per header frame
+    else:  # a first fragment that is no codestream known here (an MPEG stream, say)
+        ds.PixelData = encapsulate([b"\0\0\1\xb3" + bytes(60)] * len(LEVELS))
+    ds.save_as(source)
+    path = relabelled(source, tmp_path / "relabelled.dcm", label)
+    with pytest.raises(UnreadableImageError, match=rf"relabelled.dcm: .*{reason}"):
+        frame_levels(path)

@@ -127,6 +127,36 @@ def test_multi_frame_dicom_gives_its_first_frame_and_its_region(tmp_path) -> Non
     assert image.region_box == (2, 3, 25, 18)
 
 
+@pytest.mark.parametrize("regions", [
+    [(1, 2, (0, 0, 60, 30)), (3, 3, (0, 30, 60, 40))],  # colour flow above its spectrum: the loaders had no region
+    [(1, 1, (30, 0, 60, 40)), (1, 1, (0, 0, 30, 40))],  # a dual view listed right to left: the loaders took the right
+    [(1, 1, (0, 0, 60, 40)), (1, 2, (10, 5, 40, 30))],  # a colour box inside its B-mode region
+    [(3, 3, (0, 20, 60, 40))],                          # a spectrum alone: no region for either
+])
+def test_the_loaders_take_the_region_of_the_view_the_corpus_reads_first(tmp_path, regions) -> None:
+    """A file gives the same pixels wherever it is read: the single-image loaders' region is the corpus's first
+    view's, not the first tissue region listed (a colour-flow region got none, and the field of view was detected
+    on the whole screen, spectrum included)."""
+    from pydicom.dataset import Dataset
+
+    from monai_ext.data.frames import iter_frames
+
+    path = write_dicom_frames(np.tile(GRAY, (2, 2))[None], tmp_path / "duplex.dcm")
+    ds = pydicom.dcmread(path)
+    items = []
+    for spatial, data_type, (x0, y0, x1, y1) in regions:
+        item = Dataset()
+        item.RegionSpatialFormat, item.RegionDataType = spatial, data_type
+        item.RegionLocationMinX0, item.RegionLocationMinY0 = x0, y0
+        item.RegionLocationMaxX1, item.RegionLocationMaxY1 = x1 - 1, y1 - 1
+        items.append(item)
+    ds.SequenceOfUltrasoundRegions = pydicom.Sequence(items)
+    ds.save_as(path)
+    no_view = all(spatial != 1 for spatial, _, _ in regions)  # the corpus skips such a file: no tissue region
+    corpus = [None] if no_view else [frame.region_box for frame in iter_frames(path)]
+    assert read_image(path).region_box == corpus[0]
+
+
 @pytest.mark.parametrize("blank", ["RegionLocationMinX0", "RegionLocationMaxY1"])
 @pytest.mark.parametrize("how", ["deleted", "emptied"])
 def test_a_region_item_missing_its_location_is_ignored_not_the_file(tmp_path, blank, how) -> None:
