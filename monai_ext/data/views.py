@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from monai_ext.transforms.black_level import restore_black
+from monai_ext.transforms.black_level import black_lut, restore_black
 from monai_ext.transforms.deannotate import colour_flow, colour_mask, deannotate, fill_with_local_mean
 from monai_ext.transforms.fov import (
     GAP_TISSUE_LEVEL,
@@ -199,8 +199,8 @@ def locate_fov(gray: np.ndarray, threshold: int = 10, detect_side: int = 160,
     return crop, mask
 
 
-def find_fov(gray: np.ndarray, threshold: int = 10, detect_side: int = 160,
-             reduced: ReducedCopy | None = None) -> tuple[tuple[int, int, int, int], np.ndarray, str]:
+def find_fov(gray: np.ndarray, threshold: int = 10, detect_side: int = 160, reduced: ReducedCopy | None = None,
+             full: np.ndarray | None = None) -> tuple[tuple[int, int, int, int], np.ndarray, str]:
     """:func:`locate_fov` and the kind of field of view found (:class:`FieldOfView`'s: "strip" for a spectral
     Doppler or M-mode strip with no tissue image beside it).
 
@@ -208,13 +208,20 @@ def find_fov(gray: np.ndarray, threshold: int = 10, detect_side: int = 160,
     already). The reduced mask is scaled back up over the crop only, bilinearly, so its edges are smooth rather
     than blocky.
 
+    Args:
+        gray: (H, W) uint8 view.
+        threshold: background gray level.
+        detect_side: half the long side under which detection's copy is no longer halved.
+        reduced: ``gray``'s reduced copy, when made already.
+        full: (H', W') uint8, the same view at the resolution ``gray`` was shrunk from (:func:`shrink_large`),
+            when it was: lines one pixel thick are looked for on it (see :func:`strip_lines_copy`).
+
     Returns:
         (crop (x0, y0, x1, y1), mask over the crop (h, w) bool, kind).
     """
     reduced = reduced or reduce_for_detection(gray, threshold, detect_side)
     small, factor = reduced.small, reduced.factor
-    # the frame itself too: a spectral strip's baseline, one pixel thick, is averaged away on the reduced copy
-    fov = detect_fov(small, reduced.threshold, solid=reduced.solid, full=gray if factor > 1 else None)
+    fov = detect_fov(small, reduced.threshold, solid=reduced.solid, full=strip_lines_copy(gray, factor, small, full))
     h, w = gray.shape
     if fov.kind == "none":
         return (0, 0, w, h), np.ones((h, w), bool), fov.kind
@@ -228,6 +235,28 @@ def find_fov(gray: np.ndarray, threshold: int = 10, detect_side: int = 160,
         mask = cv2.resize(mask.astype(np.uint8) * 255, (right - left, bottom - top),
                           interpolation=cv2.INTER_LINEAR) >= 128
     return (left, top, right, bottom), mask, fov.kind
+
+
+def strip_lines_copy(gray: np.ndarray, factor: int, small: np.ndarray,
+                     full: np.ndarray | None = None) -> np.ndarray | None:
+    """The copy of (H, W) uint8 ``gray`` on which the strip test looks for lines drawn one pixel thick (a spectral
+    Doppler baseline, an M-mode time axis): an integer multiple of ``small``, ``gray`` reduced ``factor`` times,
+    as :func:`~monai_ext.transforms.strips.is_strip` maps one onto the other; None when ``small`` is ``gray``.
+
+    That is ``gray`` itself, unless it was shrunk from ``full`` (H', W') by a factor that need not be an integer
+    (:func:`shrink_large`): such a shrink smooths a one-pixel line into two rows of mixed levels, the strip test
+    missed the baseline, and a duplex screen wider than 1024 px had its spectral strip cached as the view and its
+    B-mode image lost. ``full`` is then resampled (nearest neighbour, so a line keeps its level; enlarged, so no row
+    is skipped) to the smallest integer multiple of ``small`` at least its size: a row drawn on it is one or two
+    rows thick there, still a line to the test.
+    """
+    if full is None:
+        return gray if factor > 1 else None
+    height, width = small.shape[0] * factor, small.shape[1] * factor  # the rows and columns of gray small holds
+    enlarge = max(-(-full.shape[0] // gray.shape[0]), -(-full.shape[1] // gray.shape[1]), 1)
+    # the part of full that holds those rows and columns (the reduction dropped gray's odd last ones)
+    held = full[: round(height * full.shape[0] / gray.shape[0]), : round(width * full.shape[1] / gray.shape[1])]
+    return cv2.resize(held, (width * enlarge, height * enlarge), interpolation=cv2.INTER_NEAREST)
 
 
 def crop_to_view(gray: np.ndarray, region_box: Sequence[int] | None, threshold: int = 10,
@@ -286,7 +315,8 @@ def _screen_views(gray: np.ndarray, options: ViewOptions) -> tuple[list[tuple[in
     reduced = reduce_for_detection(gray, options.fov_threshold)
     small, factor = reduced.small, reduced.factor
     gaps = view_gaps(gray, options.fov_threshold, reduced.solid[1], factor)
-    boxes = detect_view_boxes(small, reduced.threshold, reduced.solid, gap_columns(gaps, factor, small.shape[1]))
+    boxes = detect_view_boxes(small, reduced.threshold, reduced.solid, gap_columns(gaps, factor, small.shape[1]),
+                              full=gray)
     # the reduced copy dropped odd last rows/columns: a box reaching its edge reaches the full frame's edge
     boxes = [(x0 * factor, y0 * factor, w if x1 == small.shape[1] else x1 * factor,
               h if y1 == small.shape[0] else y1 * factor) for x0, y0, x1, y1 in boxes]
@@ -387,7 +417,8 @@ def snap_to_gap(x: int, gaps: Sequence[tuple[int, int]], factor: int, width: int
 
 # ---------------------------------------------------------------------------------------------------------- a view
 def prepare_view(pixels: np.ndarray, gray: np.ndarray, box: tuple[int, int, int, int], index: int,
-                 options: ViewOptions, reduced: ReducedCopy | None = None, declared: bool = False) -> PreparedView:
+                 options: ViewOptions, reduced: ReducedCopy | None = None, declared: bool = False,
+                 full: np.ndarray | None = None) -> PreparedView:
     """One view of a frame: crop, de-annotate, gray, check the signal, fit the square.
 
     Args:
@@ -399,12 +430,14 @@ def prepare_view(pixels: np.ndarray, gray: np.ndarray, box: tuple[int, int, int,
         reduced: the view's reduced copy for detection, when made already.
         declared: ``box`` is a DICOM region, which names 2-D tissue (or flow) images only: a strip found inside it
             is kept (on a screen, a spectral Doppler or M-mode strip with no image beside it is left out).
+        full: the box's luma at the resolution the frame was shrunk from (:func:`shrink_large`), when it was (see
+            :func:`find_fov`).
     """
     x0, y0, x1, y1 = box
     region_gray = gray[y0:y1, x0:x1]
     kind = "given"
     if options.crop_fov:
-        (cx0, cy0, cx1, cy1), mask, kind = find_fov(region_gray, options.fov_threshold, reduced=reduced)
+        (cx0, cy0, cx1, cy1), mask, kind = find_fov(region_gray, options.fov_threshold, reduced=reduced, full=full)
     else:
         (cx0, cy0, cx1, cy1) = (0, 0, region_gray.shape[1], region_gray.shape[0])
         mask = np.ones(region_gray.shape, bool)
@@ -543,7 +576,9 @@ def prepare_views(pixels: np.ndarray, region_box: Sequence[int] | None, options:
     # fov_threshold for image, and the cached view has black 0 like every other source's
     small, gray, level, video_range = restore_black(small, to_gray(small))
     boxes, reduced = view_boxes(gray, region_box, options)
-    views = [prepare_view(small, gray, box, i, options, reduced, region_box is not None) for i, box in enumerate(boxes)]
+    views = [prepare_view(small, gray, box, i, options, reduced, region_box is not None,
+                          full_luma(pixels, box, scale, level, video_range) if options.crop_fov else None)
+             for i, box in enumerate(boxes)]
     for view in views:
         view.black_level, view.video_range = level, video_range
     if scale != 1.0:
@@ -552,3 +587,16 @@ def prepare_views(pixels: np.ndarray, region_box: Sequence[int] | None, options:
             x0, y0, x1, y1 = (int(round(v / scale)) for v in view.crop)
             view.crop = (min(x0, width), min(y0, height), min(x1, width), min(y1, height))
     return views
+
+
+def full_luma(pixels: np.ndarray, box: tuple[int, int, int, int], scale: float, level: int,
+              video_range: bool) -> np.ndarray | None:
+    """The luma of ``box`` (x0, y0, x1, y1) of a frame shrunk by ``scale`` (:func:`shrink_large`) at the frame's own
+    resolution, its raised black brought to 0 as the shrunk frame's was (:func:`restore_black`); None when the frame
+    was not shrunk. Only the box is converted, not the whole frame."""
+    if scale == 1.0:
+        return None
+    height, width = pixels.shape[:2]
+    x0, y0, x1, y1 = (int(round(v / scale)) for v in box)
+    luma = to_gray(np.ascontiguousarray(pixels[y0 : min(y1, height), x0 : min(x1, width)]))
+    return cv2.LUT(luma, black_lut(level, video_range)) if level else luma

@@ -60,6 +60,20 @@ MIN_CANDIDATE_AREA = 0.1
 #: area (the share side-by-side views have, :data:`MIN_VIEW_AREA`): a freeform region much larger is the image, a
 #: picture-in-picture or thumbnail beside it is not.
 MIN_FITTED_SHARE = 0.4
+#: A solid region under ``MIN_VIEW_AREA`` of the largest's area is a view all the same (a 300 x 240 view beside a
+#: 540 x 400 one: 0.33, and was dropped unsaid) when it has at least this fraction of it (a side bar's thumbnails:
+#: 0.06), speckle (``MIN_TEXTURE_SHARE`` of the most textured view's: colour bars, logos and panels are flat), and a
+#: run of empty columns between it and the view level with it at the screen's own resolution (a bar or box that the
+#: opening of :func:`solid_components` cut off the image touches it): see :func:`smaller_views` ...
+MIN_SMALL_VIEW_AREA = 0.1
+#: ... and when its tissue is no strokes: at most this share of its pixels above ``GAP_TISSUE_LEVEL`` touch one at or
+#: below it (3 x 3), at the screen's resolution. A block of text, whose letters the closing joins into one region and
+#: whose strokes have texture, has 0.36-0.6 (bold to thin letters, JPEG or not); speckle 0.015-0.035, 0.15 at a sixth
+#: of its gain (dark speckle between the tissue).
+MAX_SMALL_VIEW_STROKES = 0.25
+#: ... and when it is at most this many times as tall as wide or the reverse: a colour or gray bar is a band 6-18
+#: times as tall as wide, whose dithering or JPEG noise can pass for faint speckle (0.17 of a view's texture).
+MAX_SMALL_VIEW_ASPECT = 4.0
 #: At most this many of the largest candidates are looked at (each costs a fit of both models).
 MAX_CANDIDATES = 4
 #: A candidate, and an extra side-by-side view, is tissue only when its speckle texture (absolute Laplacian
@@ -257,38 +271,40 @@ def textured_regions(gray: np.ndarray, labels: np.ndarray, stats: np.ndarray) ->
     return labels, stats
 
 
-def detect_views(image: Any, threshold: int = 0,
-                 solid: tuple[np.ndarray, np.ndarray] | None = None) -> list[tuple[int, int, int, int]]:
+def detect_views(image: Any, threshold: int = 0, solid: tuple[np.ndarray, np.ndarray] | None = None,
+                 full: np.ndarray | None = None) -> list[tuple[int, int, int, int]]:
     """Side-by-side views of a screen capture (dual-view screens): one (x0, y0, x1, y1) box per view, left to right,
     exclusive ends; a single box covering the image when the screen holds one view.
 
-    Views are solid regions of at least ``MIN_VIEW_AREA`` of the largest one's area, side by side (no column in
-    common) and level with each other (sharing at least ``MIN_VIEW_ROW_OVERLAP`` of the shorter one's rows). The
-    screen is cut at the middle of the gaps between them and keeps its full height, so each box still holds its
-    view's whole field of view for :func:`detect_fov`.
+    Views are solid regions of at least ``MIN_VIEW_AREA`` of the largest one's area, or smaller ones that
+    :func:`smaller_views` finds parted from a view by an empty gap on ``full``, side by side (no column in common)
+    and level with each other (sharing at least ``MIN_VIEW_ROW_OVERLAP`` of the shorter one's rows). The screen is
+    cut at the middle of the gaps between them and keeps its full height, so each box still holds its view's whole
+    field of view for :func:`detect_fov`.
 
     Args:
         image: (H, W) gray or any image :func:`to_gray_uint8` accepts.
         threshold: background gray level (see :func:`detect_fov`).
         solid: :func:`solid_components` of the image computed already with this threshold.
+        full: (H', W') uint8 screen ``image`` was halved from (:func:`~monai_ext.data.views.halve_until`), or
+            ``image`` itself: gaps parting smaller views are looked for on it. None: no view under ``MIN_VIEW_AREA``.
     """
     gray = to_gray_uint8(image)
     height, width = gray.shape
-    _, stats = solid if solid is not None else solid_components(gray, threshold)
+    labels, stats = solid if solid is not None else solid_components(gray, threshold)
     areas = stats[1:, cv2.CC_STAT_AREA]
     if len(areas) < 2:
         return [(0, 0, width, height)]
-    large = stats[1:][areas >= MIN_VIEW_AREA * areas.max()]
+    chosen = areas >= MIN_VIEW_AREA * areas.max()
+    if full is not None:
+        chosen[[label - 1 for label in smaller_views(gray, threshold, labels, stats, full)]] = True
+    large = stats[1:][chosen]
     large = large[np.argsort(large[:, cv2.CC_STAT_LEFT])]
     views = [large[0]]
     for candidate in large[1:]:
         previous = views[-1]
         previous_right = previous[cv2.CC_STAT_LEFT] + previous[cv2.CC_STAT_WIDTH]
-        top = max(previous[cv2.CC_STAT_TOP], candidate[cv2.CC_STAT_TOP])
-        bottom = min(previous[cv2.CC_STAT_TOP] + previous[cv2.CC_STAT_HEIGHT],
-                     candidate[cv2.CC_STAT_TOP] + candidate[cv2.CC_STAT_HEIGHT])
-        shorter = min(previous[cv2.CC_STAT_HEIGHT], candidate[cv2.CC_STAT_HEIGHT])
-        if candidate[cv2.CC_STAT_LEFT] >= previous_right and bottom - top >= MIN_VIEW_ROW_OVERLAP * shorter:
+        if candidate[cv2.CC_STAT_LEFT] >= previous_right and _level(previous, candidate):
             views.append(candidate)
     if len(views) < 2:
         return [(0, 0, width, height)]
@@ -298,6 +314,93 @@ def detect_views(image: Any, threshold: int = 0,
         cuts.append(int((gap_start + right_view[cv2.CC_STAT_LEFT]) // 2))
     cuts.append(width)
     return [(x0, 0, x1, height) for x0, x1 in zip(cuts[:-1], cuts[1:])]
+
+
+def _level(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two regions (OpenCV stats rows) share at least ``MIN_VIEW_ROW_OVERLAP`` of the shorter one's rows."""
+    top = max(a[cv2.CC_STAT_TOP], b[cv2.CC_STAT_TOP])
+    bottom = min(a[cv2.CC_STAT_TOP] + a[cv2.CC_STAT_HEIGHT], b[cv2.CC_STAT_TOP] + b[cv2.CC_STAT_HEIGHT])
+    return bool(bottom - top >= MIN_VIEW_ROW_OVERLAP * min(a[cv2.CC_STAT_HEIGHT], b[cv2.CC_STAT_HEIGHT]))
+
+
+def smaller_views(gray: np.ndarray, threshold: int, labels: np.ndarray, stats: np.ndarray,
+                  full: np.ndarray) -> list[int]:
+    """Labels of the solid regions of (H, W) uint8 ``gray`` smaller than ``MIN_VIEW_AREA`` of the largest's area (of
+    ``MIN_SMALL_VIEW_AREA`` or more) that are views all the same: no band (``MAX_SMALL_VIEW_ASPECT``), with speckle
+    (``MIN_TEXTURE_SHARE`` of the most textured larger region's :func:`speckle_texture`) that is no strokes of text
+    (:func:`stroke_share`, ``MAX_SMALL_VIEW_STROKES``), and parted from the nearest larger region level with them
+    (:func:`_level`, no column in common) by a run of empty columns (:func:`empty_column_runs`) over the rows of
+    both. Gaps and strokes are looked for on ``full``, the screen ``gray`` was halved from (or ``gray``), where a gap
+    of two pixels is still black and a stroke still thin.
+
+    Args:
+        gray: (H, W) uint8 screen, or its halved copy.
+        threshold: background gray level of ``gray`` (the halved copy's is at most the screen's: a gap found with
+            it is empty at the screen's too).
+        labels: (H, W) int32 :func:`solid_components` of ``gray``.
+        stats: (n, 5) their OpenCV stats, row 0 the background.
+        full: (H', W') uint8 screen ``gray`` was halved from, or ``gray``.
+    """
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    large = np.flatnonzero(areas >= MIN_VIEW_AREA * areas.max()) + 1
+    small = np.flatnonzero((areas >= MIN_SMALL_VIEW_AREA * areas.max()) & (areas < MIN_VIEW_AREA * areas.max())) + 1
+    if small.size == 0:
+        return []
+    factor = max(1, min(full.shape[0] // gray.shape[0], full.shape[1] // gray.shape[1]))
+    reference = max(speckle_texture(gray, labels == label) for label in large)
+    found = []
+    for label in small.tolist():
+        region = stats[label]
+        beside = [other for other in large.tolist() if _level(stats[other], region) and _apart(stats[other], region)]
+        sides = sorted((int(region[cv2.CC_STAT_WIDTH]), int(region[cv2.CC_STAT_HEIGHT])))
+        if not beside or sides[1] > MAX_SMALL_VIEW_ASPECT * sides[0] or \
+                speckle_texture(gray, labels == label) < MIN_TEXTURE_SHARE * reference:
+            continue
+        nearest = stats[min(beside, key=lambda other: _column_distance(stats[other], region))]
+        if _parted_by_gap(full, threshold, nearest, region, factor) and \
+                stroke_share(full, labels == label, factor) <= MAX_SMALL_VIEW_STROKES:
+            found.append(label)
+    return found
+
+
+def stroke_share(full: np.ndarray, region: np.ndarray, factor: int = 1) -> float:
+    """The share of the pixels above ``GAP_TISSUE_LEVEL`` of (H', W') uint8 ``full`` inside the (H, W) bool
+    ``region`` of its copy ``factor`` times smaller that touch a pixel at or below it (3 x 3): most of a text block's
+    (letters are strokes a few pixels wide), few of a scan's (0 for a region without any)."""
+    rows, columns = np.flatnonzero(region.any(1)), np.flatnonzero(region.any(0))
+    if rows.size == 0:
+        return 0.0
+    top, left = int(rows[0]) * factor, int(columns[0]) * factor
+    crop = full[top : (int(rows[-1]) + 1) * factor, left : (int(columns[-1]) + 1) * factor]
+    inside = cv2.resize(region[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1].astype(np.uint8),
+                        (crop.shape[1], crop.shape[0]), interpolation=cv2.INTER_NEAREST) > 0
+    lit = (crop > GAP_TISSUE_LEVEL).astype(np.uint8)
+    counted = int(np.count_nonzero(lit & inside))
+    touching = (lit > cv2.erode(lit, np.ones((3, 3), np.uint8))) & inside  # OpenCV pads the border as lit
+    return int(np.count_nonzero(touching)) / counted if counted else 0.0
+
+
+def _apart(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two regions (OpenCV stats rows) have no column in common."""
+    return bool(a[cv2.CC_STAT_LEFT] + a[cv2.CC_STAT_WIDTH] <= b[cv2.CC_STAT_LEFT]
+                or b[cv2.CC_STAT_LEFT] + b[cv2.CC_STAT_WIDTH] <= a[cv2.CC_STAT_LEFT])
+
+
+def _column_distance(a: np.ndarray, b: np.ndarray) -> int:
+    """Columns between two regions (OpenCV stats rows) with none in common."""
+    return int(max(b[cv2.CC_STAT_LEFT] - a[cv2.CC_STAT_LEFT] - a[cv2.CC_STAT_WIDTH],
+                   a[cv2.CC_STAT_LEFT] - b[cv2.CC_STAT_LEFT] - b[cv2.CC_STAT_WIDTH]))
+
+
+def _parted_by_gap(full: np.ndarray, threshold: int, a: np.ndarray, b: np.ndarray, factor: int) -> bool:
+    """Whether a run of empty columns of ``full`` (:func:`empty_column_runs`) lies between two regions side by side
+    (OpenCV stats rows of a copy ``factor`` times smaller), over the rows of both: the reduced copy places their
+    edges up to ``factor`` columns off."""
+    (l0, t0, w0, h0, _), (l1, t1, w1, h1, _) = sorted((a.tolist(), b.tolist()))  # left to right, Python ints
+    box = (l0 * factor, min(t0, t1) * factor, min((l1 + w1) * factor, full.shape[1]),
+           min(max(t0 + h0, t1 + h1) * factor, full.shape[0]))
+    return any(start >= (l0 + w0 - 1) * factor and end <= (l1 + 1) * factor
+               for start, end in empty_column_runs(full, threshold, box))
 
 
 def empty_column_runs(gray: np.ndarray, threshold: int, box: tuple[int, int, int, int],
@@ -327,6 +430,9 @@ def view_gaps(gray: np.ndarray, threshold: int, stats: np.ndarray, factor: int =
     over (almost) all of them. Detection may run on a copy reduced by ``factor`` (``stats`` are its
     :func:`solid_components`); the gaps are looked for at full resolution, where a gap of two pixels is still empty
     (a reduced copy blends it with the views around it).
+
+    Views that touch, with no black column between them, only a separator line drawn (a column of one level), are
+    not parted: a solid line drawn down one image (an M-mode cursor) is such a column too.
 
     Args:
         gray: (H, W) uint8 screen at full resolution.
@@ -538,7 +644,8 @@ def detect_fov(image: Any, threshold: int = 0, region_box: Sequence[int] | None 
 
 
 def detect_view_boxes(gray: np.ndarray, threshold: int = 0, solid: tuple[np.ndarray, np.ndarray] | None = None,
-                      cuts: np.ndarray | None = None) -> list[tuple[int, int, int, int]]:
+                      cuts: np.ndarray | None = None,
+                      full: np.ndarray | None = None) -> list[tuple[int, int, int, int]]:
     """Views of a screen laid out in a grid (dual-view side by side, quad-view 2 x 2): (x0, y0, x1, y1) per view,
     exclusive ends, column by column and top to bottom in each; one box covering the screen for a single view.
 
@@ -553,27 +660,32 @@ def detect_view_boxes(gray: np.ndarray, threshold: int = 0, solid: tuple[np.ndar
     button icons) are no views. Views closer together than the closing bridges are one region; ``cuts``
     (:func:`gap_columns` of :func:`view_gaps`) part them. The layout found with the cuts is taken only when it has
     more views: a cut that
-    leaves no second view of plausible size (``MIN_VIEW_AREA``, level with the first) changes nothing.
+    leaves no second view of plausible size (``MIN_VIEW_AREA``, or a smaller one :func:`smaller_views` finds parted
+    by an empty gap on ``full``, level with the first) changes nothing.
 
     Args:
         gray: (H, W) uint8 screen.
         threshold: background gray level (see :func:`detect_fov`).
         solid: :func:`solid_components` of ``gray`` with this threshold, when computed already.
         cuts: (W,) bool columns of ``gray`` at gaps between views, or None.
+        full: (H', W') uint8 screen ``gray`` was halved from, or ``gray`` itself, for side-by-side views smaller
+            than ``MIN_VIEW_AREA`` (see :func:`detect_views`); None: none.
     """
     labels, stats = textured_regions(gray, *(solid if solid is not None else solid_components(gray, threshold)))
-    boxes = _grid_boxes(gray, threshold, labels, stats)
+    boxes = _grid_boxes(gray, threshold, labels, stats, full)
     if cuts is not None and cuts.any():
-        split = _grid_boxes(gray, threshold, *textured_regions(gray, *solid_components(gray, threshold, cuts=cuts)))
+        split = _grid_boxes(gray, threshold, *textured_regions(gray, *solid_components(gray, threshold, cuts=cuts)),
+                            full)
         if len(split) > len(boxes):
             return split
     return boxes
 
 
-def _grid_boxes(gray: np.ndarray, threshold: int, labels: np.ndarray,
-                stats: np.ndarray) -> list[tuple[int, int, int, int]]:
-    """:func:`detect_view_boxes` on given solid regions (labels (H, W), OpenCV stats (n, 5))."""
-    columns = detect_views(gray, threshold, (labels, stats))
+def _grid_boxes(gray: np.ndarray, threshold: int, labels: np.ndarray, stats: np.ndarray,
+                full: np.ndarray | None = None) -> list[tuple[int, int, int, int]]:
+    """:func:`detect_view_boxes` on given solid regions (labels (H, W), OpenCV stats (n, 5)); smaller views (see
+    :func:`detect_views`) side by side only."""
+    columns = detect_views(gray, threshold, (labels, stats), full)
     if len(columns) == 1:
         return columns
     boxes = []
@@ -611,7 +723,7 @@ def detect_screen_fov(image: Any, threshold: int = 0) -> FieldOfView:
     gray = to_gray_uint8(image)
     solid = solid_components(gray, threshold)
     cuts = gap_columns(view_gaps(gray, threshold, solid[1]), 1, gray.shape[1])
-    boxes = detect_view_boxes(gray, threshold, solid, cuts)
+    boxes = detect_view_boxes(gray, threshold, solid, cuts, full=gray)
     if len(boxes) == 1:
         return detect_fov(gray, threshold, solid=solid)
     found = [fov for fov in (detect_fov(gray, threshold, region_box=box) for box in boxes) if fov.kind != "none"]

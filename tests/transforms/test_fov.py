@@ -1,6 +1,6 @@
 """Field of view (transforms/fov.py) against the simulator's ground truth: DICOM regions, blank and empty images,
 side-by-side, stacked and duplex views, views closer than the closing bridges (issues #5, #17), spectral and M-mode
-strips larger than the image, vendor side panels."""
+strips larger than the image, vendor side panels, smaller views parted by an empty gap."""
 
 from __future__ import annotations
 
@@ -198,6 +198,30 @@ def test_views_closer_than_the_closing_bridges_are_parted_a_dark_stripe_is_not(g
     assert not fov.mask[:, 324 : 324 + gap].any()
     striped, _ = views_apart(gap, stripe=True)
     assert detect_screen_fov(striped).kind == "linear"
+
+
+@pytest.mark.parametrize("gap", [4, 40])
+def test_a_smaller_view_parted_by_an_empty_gap_is_a_view(gap):
+    """A 300 x 240 view beside a 540 x 400 one (0.33 of its area, under ``MIN_VIEW_AREA``) was left out of the
+    screen's field of view; a band as small without speckle (a gray bar) still is."""
+    from monai_ext.transforms.fov import detect_screen_fov
+
+    screen = np.zeros((480, 620 + gap + 300), np.uint8)
+    truths = []
+    for k, (x0, y0, x1, y1) in enumerate([(40, 40, 580, 440), (580 + gap, 40, 880 + gap, 280)]):
+        frame = simulate_frame(np.random.default_rng([61, k]), SimulatorConfig(size=480, geometry="linear"))
+        rows, cols = np.flatnonzero(frame.fov_mask.any(1)), np.flatnonzero(frame.fov_mask.any(0))
+        inside = frame.bmode[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+        screen[y0:y1, x0:x1] = cv2.resize(inside, (x1 - x0, y1 - y0))
+        truths.append(np.zeros(screen.shape, bool))
+        truths[-1][y0:y1, x0:x1] = True
+    fov = detect_screen_fov(screen, 10)
+    assert fov.kind == "views" and iou(fov.mask, truths[0] | truths[1]) >= 0.97
+    barred = screen.copy()
+    barred[:, 580:] = 0
+    barred[60:420, 620:680] = np.linspace(255, 0, 360).astype(np.uint8)[:, None]
+    fov = detect_screen_fov(barred, 10)
+    assert fov.kind == "linear" and iou(fov.mask, truths[0]) >= 0.97
 
 
 def _widen_over_every_pixel(gray, apex, slopes, radii, level):
