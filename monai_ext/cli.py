@@ -9,6 +9,7 @@ Commands:
     label-efficiency    full fine-tuning, pretrained vs random, at several labels per class: table and PNG
     bundle-path         print the folder of a bundle shipped with the package (for --config_file when installed)
     export-onnx         export a classifier checkpoint to ONNX, checked against the eager model with onnxruntime
+    prepare-corpus      ingest ROOT/<dataset>/... into a memory-mapped, deduplicated pretraining cache
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ KNN_METRICS = ("knn_macro_f1", "knn_balanced_accuracy", "knn_auc")
 SEGMENTATION_COMPARED = ("mean_dice", "mean_iou", "mean_hd95")
 #: The metrics the paired comparison shows, in this order, when the runs have them.
 COMPARED_METRICS = ("macro_f1", "auc", "balanced_accuracy", "accuracy", *KNN_METRICS, *SEGMENTATION_COMPARED)
-#: Compared metrics in their own unit (HD95: pixels at the training size), shown as they are, not as points; lower
+#: Compared metrics in their own unit (HD95: pixels of each image as read), shown as they are, not as points; lower
 #: is better.
 DISTANCE_METRICS = ("mean_hd95",)
 #: Averages over the classes of a test part: a class it lacks is left out of them, not scored (:func:`fold_value`).

@@ -760,7 +760,7 @@ def cross_validate(
         raise
     summary = summarise(results, metrics)
     add_knn_summary(summary, results)
-    unit = "%; HD95 in pixels at the training size" if task == "segment" else "%"
+    unit = "%; HD95 in pixels of each image as read" if task == "segment" else "%"
     title = f"{protocol.name}: test metrics over {len(folds)} fold{'s' if len(folds) != 1 else ''} (mean ± sample std, {unit})"
     # every start from weights (pretrained, NAME=CHECKPOINT) is compared with the random one on the same folds
     weighted = [method_name(m) for m in methods if m == "pretrained" or named_checkpoint(m)]
