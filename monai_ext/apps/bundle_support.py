@@ -109,7 +109,9 @@ def initialize_weights(
 
 def _trained_with(content: Mapping[str, Any]) -> str:
     """``arch=..., image_size=..., in_channels=...`` as a checkpoint's record states them (for error messages)."""
-    record = content.get("arch") or {}
+    record = content.get("arch")
+    if not isinstance(record, Mapping):  # another script's {"arch": "vit_base", "state_dict": ...}: no record
+        return ""
     config, arch_args = record.get("config") or {}, record.get("arch_args") or {}
     found = {"arch": recorded_arch(record), "image_size": config.get("image_size"), "in_channels": arch_args.get("in_chans")}
     return ", ".join(f"{key}={value!r}" for key, value in found.items() if value is not None)

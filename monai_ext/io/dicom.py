@@ -510,7 +510,7 @@ def _match_transfer_syntax_to_pixel_data(ds: Any, source: str) -> None:
     from pydicom.uid import UID, ExplicitVRLittleEndian
 
     syntax = ds.file_meta.TransferSyntaxUID
-    encapsulated = bool(ds["PixelData"].is_undefined_length)
+    encapsulated = _is_encapsulated(ds)
     if not encapsulated and syntax.is_compressed:
         if len(ds.PixelData) < _native_length(ds):
             raise UnreadableImageError(f"{source}: its transfer syntax says compressed ({_syntax_name(syntax)}) but "
@@ -535,6 +535,23 @@ def _match_transfer_syntax_to_pixel_data(ds: Any, source: str) -> None:
     warnings.warn(f"{source}: its pixel data is {_CODEC_FAMILIES[found]} but its transfer syntax says otherwise "
                   f"({_syntax_name(syntax)}); read as {_syntax_name(UID(found))}", UserWarning, stacklevel=3)
     ds.file_meta.TransferSyntaxUID = UID(found)
+
+
+#: The item tag (FFFE,E000) that starts encapsulated pixel data (its Basic Offset Table), little endian.
+_ITEM_TAG = b"\xfe\xff\x00\xe0"
+
+
+def _is_encapsulated(ds: Any) -> bool:
+    """Whether ``ds``'s pixel data is encapsulated: of undefined length, or of a defined length but made of items
+    (the Basic Offset Table's item tag first, and items that parse), as some writers give it and pydicom and GDCM
+    decode it; such data was refused as damaged, or read as raw bytes where it was as long as its frames
+    uncompressed (an RLE of noisy frames)."""
+    if ds["PixelData"].is_undefined_length:
+        return True
+    if ds.PixelData[:4] != _ITEM_TAG or first_fragment(ds.PixelData) is None:
+        return False
+    ds["PixelData"].is_undefined_length = True  # as read from a conforming file, for the steps after this one
+    return True
 
 
 def _codestream_components(fragment: bytes) -> int | None:

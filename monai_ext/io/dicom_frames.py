@@ -184,13 +184,20 @@ def _offsets_and_fragment_count(ds: Any) -> tuple[list[int], int | None]:
     return offsets, (rle_starts if rle else ends) or None
 
 
-def first_fragment(pixel_data: bytes) -> bytes | None:
-    """The first fragment after the Basic Offset Table of encapsulated pixel data (the start of the first frame's
-    codestream), or None where the items do not parse or hold none."""
+def first_fragment(pixel_data: bytes, header_bytes: int = 1 << 16) -> bytes | None:
+    """The start of the first frame's codestream in encapsulated pixel data: its fragments after the Basic Offset
+    Table joined until one ends the codestream or ``header_bytes`` are held (a frame split into small fragments may
+    have its frame header past the first one, after a large APPn segment); None where the items do not parse or
+    hold none."""
+    head = b""
     try:
-        return next(iter(_offsets_and_fragments(pixel_data)[1]), None)
+        for fragment in _offsets_and_fragments(pixel_data)[1]:
+            head += fragment
+            if len(head) >= header_bytes or _END_OF_CODESTREAM in fragment[-_END_MARKER_WINDOW:]:
+                break
     except (ValueError, EOFError, struct.error):
         return None
+    return head or None
 
 
 def begins_rle_frame(fragment: bytes) -> bool:

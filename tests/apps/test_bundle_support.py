@@ -878,3 +878,16 @@ def test_the_trained_images_record_resolves_through_a_linked_folder(tmp_path, th
     split = {"train": [{"image": str(images / "a.png")}], "validation": [{"image": str(images / "b.png")}]}
     config = {"trained_images": trained_images(datalist, split), "datalist_file": str(datalist)}
     assert recorded_trained_images(config) == {str((images / n).resolve()) for n in ("a.png", "b.png")}
+
+
+def test_inference_weights_of_another_scripts_file_naming_its_arch_load_at_another_size(tmp_path, caplog) -> None:
+    """``{"arch": "<name>", "state_dict": ...}`` (MoCo v3, DINO style) resized to --image_size: the size warning read
+    the name as a record and raised AttributeError: 'str' object has no attribute 'get'."""
+    from monai_ext.networks.reconstruction import build_mae_reconstructor
+
+    arch = "mae_vit_tiny_patch16_dec128d2b"
+    torch.save({"arch": arch, "state_dict": build_mae(arch, img_size=64).state_dict()}, tmp_path / "mae.pth")
+    with caplog.at_level(logging.WARNING, logger="monai_ext.apps.bundle_support"):
+        assert load_inference_weights(build_mae_reconstructor(arch, img_size=96), str(tmp_path / "mae.pth"),
+                                      "usf_mae_pretrain").endswith("mae.pth")
+    assert "records no image size" in caplog.text

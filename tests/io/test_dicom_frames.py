@@ -310,3 +310,55 @@ def test_pixel_data_that_fits_no_transfer_syntax_is_refused_with_the_reason(tmp_
     path = relabelled(source, tmp_path / "relabelled.dcm", label)
     with pytest.raises(UnreadableImageError, match=rf"relabelled.dcm: .*{reason}"):
         frame_levels(path)
+
+
+def with_defined_length(source: Path, path: Path) -> Path:
+    """``source`` (encapsulated pixel data last) written again with its pixel data given a defined length and no
+    sequence delimiter, as some writers leave encapsulated data (pydicom and GDCM decode it)."""
+    raw = source.read_bytes()
+    start = raw.rfind(b"\xe0\x7f\x10\x00OB\x00\x00\xff\xff\xff\xff")
+    end = raw.rfind(b"\xfe\xff\xdd\xe0\x00\x00\x00\x00")
+    value = raw[start + 12 : end]
+    path.write_bytes(raw[:start] + b"\xe0\x7f\x10\x00OB\x00\x00" + struct.pack("<I", len(value)) + value)
+    return path
+
+
+@pytest.mark.parametrize("syntax", ["rle", "jpeg2000", "jpeg_baseline"])
+def test_encapsulated_pixel_data_of_a_defined_length_is_decoded(tmp_path, syntax):
+    """Taken for uncompressed data under a compressed label: refused as "damaged", shorter than its frames."""
+    path = with_defined_length(loop_with_header(tmp_path, syntax, len(LEVELS)), tmp_path / "defined.dcm")
+    assert not pydicom.dcmread(path)["PixelData"].is_undefined_length
+    levels = frame_levels(path)
+    assert len(levels) == len(LEVELS) and np.abs(np.array(levels) - LEVELS).max() <= 2
+
+
+def test_encapsulated_noise_of_a_defined_length_is_not_read_as_raw_bytes(tmp_path):
+    """An RLE of noisy frames is longer than the frames: it was relabelled uncompressed and its bytes shown."""
+    frames = np.random.default_rng(0).integers(0, 256, (3, 32, 48), dtype=np.uint8)
+    path = with_defined_length(write_dicom_frames(frames, tmp_path / "rle.dcm", transfer_syntax="rle"),
+                               tmp_path / "defined.dcm")
+    read = [pixels for _, pixels in iter_dicom_frames(read_dicom(path), str(path))]
+    np.testing.assert_array_equal(np.stack(read), frames)
+
+
+def test_a_codestream_whose_frame_header_is_past_its_first_fragment_is_sniffed(tmp_path):
+    """A JPEG frame split into fragments, a 3 kB APP2 segment before its frame header: only the first fragment
+    was read, and the mislabelled file was refused as "the codec is unknown"."""
+    import io
+
+    from PIL import Image
+
+    source = loop_with_header(tmp_path, "jpeg_baseline", len(LEVELS))
+    ds = pydicom.dcmread(source)
+    streams = []
+    for level in LEVELS:
+        out = io.BytesIO()
+        Image.fromarray(np.full((int(ds.Rows), int(ds.Columns)), level, np.uint8)).save(
+            out, "JPEG", quality=95, icc_profile=bytes(3000))
+        streams.append(out.getvalue())
+    ds.PixelData = encapsulate(streams, fragments_per_frame=4, has_bot=False)
+    ds.save_as(source)
+    path = relabelled(source, tmp_path / "relabelled.dcm", pydicom.uid.ExplicitVRLittleEndian)
+    with pytest.warns(UserWarning, match=r"relabelled.dcm: .*; read as JPEG Baseline"):
+        levels = frame_levels(path)
+    assert len(levels) == len(LEVELS) and np.abs(np.array(levels) - LEVELS).max() <= 2

@@ -160,8 +160,9 @@ def _refuse_encoder_only(found: _Source, model: nn.Module) -> None:
     Raises:
         CheckpointError: naming the file, what it holds and the files that hold a whole MAE.
     """
-    missing = set(model.state_dict()) - set(found.state_dict)
-    if missing and all(k.startswith(("decoder_", "mask_token")) for k in missing):
+    decoder = {k for k in model.state_dict() if k.startswith(("decoder_", "mask_token"))}
+    # every decoder key missing, not some: a whole MAE saved without its fixed decoder_pos_embed is no encoder
+    if decoder and set(model.state_dict()) - set(found.state_dict) == decoder:
         raise CheckpointError(
             f"{found.name}: holds an encoder only (layout {found.layout!r}, no decoder or mask token: a ViT, or "
             "Facebook's mae_pretrain_vit_base.pth rather than mae_pretrain_vit_base_full.pth), but this needs the "

@@ -160,3 +160,15 @@ def test_an_encoder_only_file_given_for_a_whole_mae_is_named_as_such(tmp_path) -
     with pytest.raises(CheckpointError, match=rf"^{re.escape(str(path))}: holds an encoder only \(layout "
                                               r"'facebook_mae', no decoder or mask token"):
         load_mae_weights(MaskedAutoencoderViT(**TINY), path)
+
+
+def test_a_whole_mae_without_its_fixed_decoder_grid_is_not_called_an_encoder(tmp_path) -> None:
+    """A whole MAE saved without its non-trainable ``decoder_pos_embed`` was refused as "holds an encoder only"."""
+    from monai_ext.io.checkpoints import CheckpointError
+    from monai_ext.networks.checkpoints import load_mae_weights
+    from monai_ext.networks.mae import MaskedAutoencoderViT
+
+    state = {k: v for k, v in MaskedAutoencoderViT(**TINY).state_dict().items() if k != "decoder_pos_embed"}
+    torch.save({"model": state}, tmp_path / "mae.pth")
+    with pytest.raises(CheckpointError, match=r"Missing beyond the expected: \['decoder_pos_embed'\]"):
+        load_mae_weights(MaskedAutoencoderViT(**TINY), tmp_path / "mae.pth")
