@@ -14,9 +14,10 @@ from contextlib import contextmanager
 from typing import Any
 
 #: What a queue's time limit (SLURM), ``docker stop``, Kubernetes and ``timeout`` send (SIGTERM), a closed SSH
-#: session (SIGHUP), and a scheduler's warning ahead of its time limit (SLURM's ``--signal=USR1@120``, which reaches
-#: every process of the job step, torchrun's workers included; SIGUSR2 where a site uses that one): by default they
-#: end the process at once, with the work since the last save lost and an MLflow run left RUNNING.
+#: session (SIGHUP), and a scheduler's warning ahead of its time limit (SLURM's ``--signal=USR1@120``; SIGUSR2 where a
+#: site uses that one): by default they end the process at once, with the work since the last save lost and an MLflow
+#: run left RUNNING. (torchrun's agent handles SIGTERM, SIGINT, SIGHUP and SIGQUIT only: SIGUSR1 ends it at once, while
+#: rank 0 still writes; the docs tell torchrun users to ask for SIGTERM.)
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGUSR1", "SIGUSR2")
                      if hasattr(signal, name))
 
@@ -130,9 +131,10 @@ def stop_signals_raise() -> Iterator[None]:
         yield
         return
     # only where the signal would end the process: one that is ignored (nohup's SIGHUP) or handled by the caller
-    # keeps what it does
+    # keeps what it does, a handler installed in C too (faulthandler.register(SIGUSR1), a common way to dump a hung
+    # job's stacks, which Python's getsignal reports as the default): replaced, a dump request stopped the training
     previous = {number: signal.signal(number, _stop) for number in STOP_SIGNALS
-                if signal.getsignal(number) is signal.SIG_DFL}
+                if signal.getsignal(number) is signal.SIG_DFL and not _caught_outside_python(number)}
     saved = dict(_STOP)
     _STOP.update(pending=None, raised=False)
     try:
@@ -141,6 +143,18 @@ def stop_signals_raise() -> Iterator[None]:
         for number, handler in previous.items():
             signal.signal(number, handler if handler is not None else signal.SIG_DFL)
         _STOP.update(pending=saved["pending"], raised=saved["raised"])
+
+
+def _caught_outside_python(number: int) -> bool:
+    """Whether the kernel holds a handler for signal ``number`` of this process (Linux: its bit in ``SigCgt`` of
+    ``/proc/self/status``) where Python reports the default: one installed in C (``faulthandler.register``). False
+    where the kernel does not say (another system): the signal is then taken as Python reports it."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            caught = next((line.split()[1] for line in status if line.startswith("SigCgt:")), None)
+    except OSError:
+        return False
+    return caught is not None and bool(int(caught, 16) >> (number - 1) & 1)
 
 
 def _reraise(engine: Any, error: BaseException) -> None:

@@ -147,3 +147,20 @@ def test_hd95_is_in_pixels_of_the_image_as_read(original, predicted_at, expected
 def test_pixel_spacing_refuses_a_size_that_is_not_two_positive_numbers(original) -> None:
     with pytest.raises(ValueError, match=r"two positive numbers .*got \["):
         pixel_spacing(original, (16, 16))
+
+
+def test_hd95_measures_each_image_of_a_batch_in_its_own_pixels() -> None:
+    """A batch of a wide and a tall image, the same 2-grid-column error in each: 20 and 4 pixels as read (mean 12);
+    one image's size applied to the whole batch gives 20 or 4."""
+    from monai.transforms import Compose, CopyItemsd
+
+    item = {"image": torch.tensor([[0], [1]]), "label": torch.stack([dot(4, 4), dot(4, 4)]),
+            "original_size": torch.tensor([[32, 160], [160, 32]])}
+    evaluator = SupervisedEvaluator(
+        device=torch.device("cpu"), val_data_loader=[item], network=Replay([dot(4, 6), dot(4, 6)]),
+        postprocessing=Compose([CopyItemsd(keys="original_size", names="scored_original_size")]),
+        key_val_metric={"val_hd95": HausdorffDistanceOrNaN(
+            include_background=False, percentile=95,
+            output_transform=from_engine(["pred", "label", "scored_original_size"]))})
+    evaluator.run()
+    assert evaluator.state.metrics["val_hd95"] == pytest.approx(12.0)

@@ -204,3 +204,24 @@ def test_a_schedulers_warning_signal_stops_as_sigterm_does(name: str, restored_h
         send_and_wait(number)
     assert raised.value.code == 128 + number and str(raised.value) == f"stopped by {name}"
     assert signal.getsignal(number) is signal.SIG_DFL  # restored after the block
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="the kernel's handler mask is read on Linux")
+def test_a_stack_dump_handler_registered_in_c_is_kept(restored_handlers: None, tmp_path) -> None:
+    """``faulthandler.register(SIGUSR1)``, a common way to dump a hung training's stacks, is invisible to
+    ``signal.getsignal`` (it reports the default): replaced by the stop handler, a dump request stopped the training,
+    and the handler restored after the block was the default, so the next request killed the process."""
+    import faulthandler
+
+    number = number_of("SIGUSR1")
+    signal.signal(number, signal.SIG_DFL)
+    with open(tmp_path / "stacks.txt", "w") as dump:
+        faulthandler.register(number, file=dump)
+        try:
+            with stop_signals_raise():
+                assert signal.getsignal(number) is signal.SIG_DFL  # not replaced
+                send_and_wait(number)  # dumps the stacks; raises nothing
+            send_and_wait(number)  # still the dump handler after the block: the process lives on
+        finally:
+            faulthandler.unregister(number)
+    assert (tmp_path / "stacks.txt").read_text().count("Current thread") == 2

@@ -23,7 +23,7 @@ from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.train import TrainTask
 
 from monai_ext.apps.label.lineage import Lineage, publish, read_record, serves_published
-from monai_ext.apps.label.split import SplitMemory
+from monai_ext.apps.label.split import SplitMemory, trained_before
 from monai_ext.apps.label.train_settings import TRAIN_DEFAULTS, bundle_train_settings, train_parameters
 from monai_ext.io.atomic import atomic_write_bytes
 from monai_ext.io.errors import root_cause
@@ -75,7 +75,22 @@ class BundleTrainTask(TrainTask):
         record held it."""
         if Path(served).absolute() != self.published.absolute() or not serves_published(self.published, self.lineage):
             return SplitMemory()
-        return SplitMemory.from_record(read_record(self.published))
+        return SplitMemory.from_record(read_record(self.published), self.lineage.studies)
+
+    def served_trained_images(self, served: Path) -> set[str]:
+        """The real paths of the images the ``served`` checkpoint's record says it trained (or was selected) on; by
+        default none (a task whose bundle records none)."""
+        return set()
+
+    def published_memory(self, memory: SplitMemory, split: Mapping[str, Any], served: Path) -> SplitMemory:
+        """The ``split`` record of the model trained on ``split`` from ``served`` (whose memory is ``memory``).
+
+        Where ``memory`` comes from no record (a model published before the record held it, or a copy of a
+        fine-tune served as the configured checkpoint), this round's validation images that the served checkpoint
+        lists among its ``trained_images`` are recorded as trained: recorded as validated only, they counted as new
+        to the line for good, and the publication check scored the served model on images it remembers.
+        """
+        return memory.after(split, () if memory.recorded else trained_before(split, self.served_trained_images(served)))
 
     def labelled_items(self, datastore: Datastore) -> list[dict[str, Any]]:
         """``{"image", "label"}`` of the images this task trains on: by default their ``final`` labels."""
@@ -125,7 +140,7 @@ class BundleTrainTask(TrainTask):
         # atomic: the serving process never reads a half-written model
         # the published model's line now trained on this training part too: the next round keeps every image's part
         kept = publish(run_dir / "models" / "model.pt", self.published, self.lineage,
-                       {"split": memory.after(split).as_record()})
+                       {"split": self.published_memory(memory, split, start_from).as_record()})
         summary = {"published": str(self.published), "started_from": str(start_from), "train": len(split["train"]),
                    "validation": len(split["validation"]), "skipped_labels": skipped,
                    # in the summary that clients read (/info/'s train stats, /train/'s details), not only in the

@@ -29,7 +29,8 @@ import fnmatch
 import hashlib
 import logging
 import math
-from collections.abc import Hashable, Mapping, Sequence
+import os
+from collections.abc import Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,30 +49,47 @@ class SplitMemory:
     Attributes:
         trained: ids of images some model of the line trained on: they never go to validation.
         validation: ids of images models of the line validated on (chose their best epoch by) and never trained on.
+        recorded: whether this memory comes from a record (or follows one): an empty memory of a model published
+            before the record held it cannot tell which of its images it trained on.
     """
 
     trained: frozenset[str] = frozenset()
     validation: frozenset[str] = frozenset()
+    recorded: bool = False
 
     @classmethod
-    def from_record(cls, record: Mapping[str, Any] | None) -> SplitMemory:
-        """The memory in a lineage record's ``split`` entry; empty without one (an earlier publication)."""
+    def from_record(cls, record: Mapping[str, Any] | None, studies: str | None = None) -> SplitMemory:
+        """The memory in a lineage record's ``split`` entry; empty without one (an earlier publication), or where
+        ``studies`` is given and the record's are others (the app started with its own published file as checkpoint
+        on another studies folder: the record's ids are another datastore's, whose ``image_0001`` is another image).
+        """
         split = (record or {}).get("split")
-        if not isinstance(split, Mapping):
+        if not isinstance(split, Mapping) or (studies is not None and (record or {}).get("studies") != studies):
             return cls()
         trained = frozenset(str(i) for i in split.get("trained") or [])
-        return cls(trained, frozenset(str(i) for i in split.get("validation") or []) - trained)
+        return cls(trained, frozenset(str(i) for i in split.get("validation") or []) - trained, recorded=True)
 
-    def after(self, split: Mapping[str, Sequence[Mapping[str, Any]]]) -> SplitMemory:
+    def after(self, split: Mapping[str, Sequence[Mapping[str, Any]]],
+              seen: Collection[str] = ()) -> SplitMemory:
         """The memory of a model trained on ``split`` (a datalist's ``train`` and ``validation`` items) from the
-        model this memory is of."""
-        trained = self.trained | {image_identity(item) for item in split.get("train") or []}
+        model this memory is of; ``seen``: ids of images the model it started from trained on otherwise than this
+        memory says (a model published before the record: its checkpoint's ``trained_images``), recorded as trained,
+        never as validated only (they would count as new to the line for good)."""
+        trained = self.trained | {image_identity(item) for item in split.get("train") or []} | set(seen)
         validated = self.validation | {image_identity(item) for item in split.get("validation") or []}
-        return SplitMemory(frozenset(trained), frozenset(validated - trained))
+        return SplitMemory(frozenset(trained), frozenset(validated - trained), recorded=True)
 
     def as_record(self) -> dict[str, list[str]]:
         """The ``split`` entry of a lineage record (sorted, so that the record reads the same each time)."""
         return {"trained": sorted(self.trained), "validation": sorted(self.validation)}
+
+
+def trained_before(split: Mapping[str, Sequence[Mapping[str, Any]]], trained_paths: Collection[str]) -> set[str]:
+    """Ids of ``split``'s validation images that a checkpoint's ``trained_images`` (real paths) list: what a served
+    model without a split record trained on (or was selected on: its record does not tell which), to be recorded as
+    trained by :meth:`SplitMemory.after`."""
+    return {image_identity(item) for item in split.get("validation") or []
+            if os.path.realpath(str(item["image"])) in trained_paths}
 
 
 def image_identity(item: Mapping[str, Any]) -> str:

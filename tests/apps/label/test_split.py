@@ -16,7 +16,7 @@ import pytest
 from monai_ext.apps.label.datalist import labelled_datalist
 from monai_ext.apps.label.lineage import Lineage, publish, read_record
 from monai_ext.apps.label.segment_model import mask_datalist
-from monai_ext.apps.label.split import SplitMemory, image_identity, validation_quotas
+from monai_ext.apps.label.split import SplitMemory, image_identity, trained_before, validation_quotas
 
 CLASSES = ["benign", "malignant", "normal"]
 
@@ -202,9 +202,28 @@ def test_masks_keep_their_part_across_rounds(tmp_path, sequence) -> None:
 def test_the_lineage_record_keeps_the_split_memory(tmp_path) -> None:
     (tmp_path / "run.pt").write_bytes(b"model")
     (tmp_path / "base.pt").write_bytes(b"base")
-    memory = SplitMemory(frozenset({"a", "b"}), frozenset({"c"}))
+    memory = SplitMemory(frozenset({"a", "b"}), frozenset({"c"}), recorded=True)
     publish(tmp_path / "run.pt", tmp_path / "model.pt", Lineage.of(tmp_path / "base.pt", str(tmp_path)),
             {"split": memory.as_record()})
     record = read_record(tmp_path / "model.pt")
     assert SplitMemory.from_record(record) == memory and Lineage.of(tmp_path / "base.pt", str(tmp_path)).matches(record)
     assert SplitMemory.from_record({"sha256": "x"}) == SplitMemory()  # a record written before the split was kept
+
+    # the app started with its own published file on another studies folder: the record's ids are another datastore's
+    assert SplitMemory.from_record(record, str(tmp_path)) == memory
+    assert SplitMemory.from_record(record, str(tmp_path / "other studies")) == SplitMemory()
+
+
+def test_what_a_served_model_without_a_split_record_trained_on_is_never_recorded_as_validated_only(tmp_path) -> None:
+    """A model published before the split record (or a copy served as the configured checkpoint) has trained on
+    some of this round's validation images: recorded as validated only, they counted as new to the line for good,
+    and the publication check scored the served model on images it remembers."""
+    paths = {name: tmp_path / f"{name}.png" for name in ("a", "b", "c", "d")}
+    for path in paths.values():
+        path.write_bytes(b"png")
+    split = {"train": [{"image": str(paths["d"])}], "validation": [{"image": str(paths[n])} for n in "abc"]}
+    served_trained = {str(paths["a"].resolve()), str(tmp_path / "elsewhere.png")}
+    naive = SplitMemory().after(split)
+    assert "a" in naive.validation  # what the record said before: a new image to the line
+    after = SplitMemory().after(split, trained_before(split, served_trained))
+    assert after.trained == {"a", "d"} and after.validation == {"b", "c"} and after.recorded
