@@ -8,11 +8,15 @@
   resumed from its checkpoints (``--resume true``) continues the MLflow run recorded beside them, so its curves go
   on from the saved step (after the steps logged already, where another batch size renumbered the iterations); a
   resume with nothing left to train starts or reopens no run;
-* ends a crashed run as FAILED;
-* checks the tracking URI and a remote server before training starts, with a clear one-line error; a server that
-  goes away during training is warned of once, and the training goes on untracked (its outputs stay in its folders):
+* ends a crashed run as FAILED, and one stopped by a stop signal or Ctrl-C as KILLED;
+* tracks an evaluation (``evaluate.yaml``) as a run of its own, ended at its completion and tagged with the training
+  run that wrote the checkpoint it scores (``evaluated_run_id``);
+* checks the tracking URI and a remote server before training starts, with a clear one-line error; a store that
+  fails during training is warned of once, and the training goes on untracked (its outputs stay in its folders):
   its calls try a server a few times within seconds (:func:`http_limits`), not MLflow's minutes, and once a server
-  did not answer, no further call (not even the run's end) waits on it;
+  did not answer, no call waits on it until a quick health check (every :data:`RETRY_INTERVAL_S` and at the run's
+  end) finds it back; logging then goes on, the run's files and model are logged and the run ended, and the run is
+  tagged ``tracking_incomplete`` with what was not logged;
 * uses the ``tracking_uri`` it is given even where ``MLFLOW_TRACKING_URI`` is set (MONAI's handler prefers the
   variable);
 * logs the flattened executed config, a hash of the data lists, git commit and bundle version tags, the pictures and
@@ -28,6 +32,7 @@ import hashlib
 import json
 import logging
 import os
+import posixpath
 import re
 import subprocess
 import time
@@ -42,11 +47,12 @@ from monai.handlers import MLFlowHandler
 from torch import nn
 
 from monai_ext.engines.distributed import is_main_process
-from monai_ext.handlers.checkpointing import list_checkpoints, logged_step, nothing_to_train
+from monai_ext.handlers.checkpointing import MLFLOW_RUN_RECORD, list_checkpoints, logged_step, nothing_to_train
 from monai_ext.io.atomic import atomic_write_text
 from monai_ext.io.checkpoints import read_checkpoint
 from monai_ext.io.errors import one_line
 from monai_ext.io.settings import is_unset
+from monai_ext.io.signals import StopSignal
 
 logger = logging.getLogger(__name__)
 PARAM_VALUE_LIMIT = 500
@@ -55,6 +61,8 @@ PARAM_KEY_LIMIT = 250
 #: Characters a param key keeps: those MLflow takes on every system (letters, digits, ``_ - .`` and spaces; ``/``
 #: too, but a key with ``/`` must also be a normalised path, so it is replaced with the rest).
 _PARAM_KEY_REFUSED = re.compile(r"[^\w\-. ]")
+#: Characters a metric name keeps: those MLflow takes (letters, digits, ``_ - .``, spaces, ``:`` and ``/``).
+_METRIC_KEY_REFUSED = re.compile(r"[^\w\-. :/]")
 
 
 @contextmanager
@@ -73,6 +81,13 @@ def _environment_without(name: str | None) -> Iterator[None]:
 #: end. Two retries 1 s apart ride out a blip; 60 s a try still waits for a large model's upload to be stored.
 HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
                "MLFLOW_HTTP_REQUEST_TIMEOUT": "60"}
+
+
+#: Seconds between tries of a store that failed during the training (one health check of a server that did not answer,
+#: at most 5 s; or the next call itself): a server restarted after minutes gets the rest of a days-long run.
+RETRY_INTERVAL_S = 300.0
+#: Seconds the health check of a server that did not answer may take.
+RETRY_HEALTH_TIMEOUT_S = 5.0
 
 
 @contextmanager
@@ -142,9 +157,14 @@ class RunHolder:
         self._continued: dict[str, Any] | None = None  # the record of the run this process continues
         # set when the store failed during training: both handlers then stop logging (one warning, no crash)
         self.offline = False
-        # set when that failure was a server that could not be reached: the run's end is not tried either (each call
-        # would wait out its retries again for nothing)
+        # set when that failure was a server that could not be reached: no call is tried until a health check finds
+        # it back (each call would wait out its retries again for nothing)
         self.unreachable = False
+        self.failure: str | None = None  # the first call that failed, and why (tagged as tracking_incomplete)
+        self.lost_calls = 0  # logging calls failed or skipped while the store was failing
+        self.retry_at = 0.0  # time.monotonic() of the next try of a store that failed
+        self.recovering = False  # a store that failed is tried again: its next success is said
+        self.end_tried = False  # the run's end tried the store at once (once: its files, then its end, wait no more)
         self.resume_number = 0  # which resume of its run this process is (0: a new run)
         self.resume_point_due = False  # the trainer's position at the resume is tagged at its first iteration
 
@@ -198,6 +218,25 @@ class RunHolder:
         return {path.name: stamp for path, stamp in file_stamps(list_checkpoints(self.record_file.parent)).items()}
 
 
+def evaluated_run(client: Any, checkpoint: str | os.PathLike) -> str | None:
+    """The id of the MLflow run that trained ``checkpoint``: the run recorded beside it (:data:`MLFLOW_RUN_RECORD`,
+    written by a tracked training into that folder), when the store holds it and the checkpoint is not older than
+    the run (a later training into the folder that stopped before its first best model records itself beside the
+    earlier training's ``model.pt``); None where that is not known (an untracked training, another store)."""
+    from mlflow.exceptions import MlflowException
+
+    path = Path(checkpoint)
+    try:
+        run_id = str(json.loads((path.parent / MLFLOW_RUN_RECORD).read_text(encoding="utf-8"))["run_id"])
+        run = client.get_run(run_id)
+        written_ms = path.stat().st_mtime_ns // 1_000_000
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, MlflowException):
+        return None
+    if run.info.lifecycle_stage != "active" or written_ms < (run.info.start_time or 0):
+        return None
+    return run_id
+
+
 def sqlite_artifact_location(tracking_uri: str) -> str | None:
     """Where the runs of a local SQLite store keep their artifacts: ``mlruns`` beside the database, where MONAI's
     ``MLFlowHandler`` puts a bundle run's; None for other stores (a server decides itself).
@@ -225,11 +264,23 @@ def check_tracking_uri(tracking_uri: str | None, timeout: float = 5.0) -> None:
     uri = str(tracking_uri)
     if uri.startswith("file:"):
         raise ValueError(f"tracking_uri {uri!r} is a file: URI: MLflow 3 keeps runs in a database or on a server; give "
-                         f"sqlite:///<folder>/mlruns.db or http://<host>:<port>")
+                         f"{file_uri_as_sqlite_uri(uri)} or http://<host>:<port>")
     if "://" not in uri and not uri.startswith("databricks"):  # "databricks": a profile
         raise ValueError(path_as_tracking_uri_message(uri))
     check_sqlite_database(uri)
     check_tracking_server(uri, timeout)
+
+
+def file_uri_as_sqlite_uri(uri: str) -> str:
+    """The SQLite URI of a database in the folder a ``file:`` URI names (percent-decoded, made absolute), for the
+    message that refuses it: it said ``sqlite:///<folder>/mlruns.db``, and a folder with spaces or accents had to be
+    percent-encoded by hand."""
+    from urllib.parse import unquote, urlparse
+
+    from monai.utils import path_to_sqlite_uri
+
+    folder = Path(unquote(urlparse(uri).path) or ".").expanduser().absolute()
+    return path_to_sqlite_uri(str(folder / "mlruns.db"))
 
 
 #: Endings of a path given as tracking URI that name a SQLite database file rather than a folder.
@@ -348,6 +399,25 @@ def param_key(key: str) -> str:
     return _PARAM_KEY_REFUSED.sub("_", key.replace("#", "."))[:PARAM_KEY_LIMIT]
 
 
+def _path_not_unique(key: str) -> bool:
+    """MLflow's refusal of a name that is not its own normalised path (``a//b``, ``/a``, ``.``, ``..a``)."""
+    norm = posixpath.normpath(key)
+    return norm != key or norm == "." or norm.startswith(("..", "/"))
+
+
+def metric_key(name: str) -> str:
+    """``name`` as MLflow takes a metric name: characters it refuses (a class name such as ``auc_benign (BI-RADS 3)``
+    in a user's metric) as ``_``, ``/`` kept only in a normalised path, at most :data:`PARAM_KEY_LIMIT` characters.
+    Refused, the name failed the whole batch, which turned tracking off for the rest of the training as a failed
+    server does."""
+    key = _METRIC_KEY_REFUSED.sub("_", str(name))[:PARAM_KEY_LIMIT]
+    if _path_not_unique(key):
+        key = key.replace("/", "_")
+    if _path_not_unique(key):  # ".", "..", "..a": nothing but the leading dots is wrong
+        key = "_" + key.lstrip(".")
+    return key
+
+
 def datalist_hash(datalists: Sequence[Sequence[Mapping[str, Any]]]) -> str:
     """SHA-256 (first 16 hex digits) of the sorted image paths and labels of the given data lists."""
     digest = hashlib.sha256()
@@ -442,6 +512,10 @@ class ProjectMLFlowHandler(MLFlowHandler):
             beside it are this run's; an evaluation, which has no trainer, leaves the record of the training run).
         resolved_params: settings logged with their values, in place of the expressions the executed config holds
             for them (``num_classes`` is ``$len(@class_names)`` there, which no search or comparison of runs reads).
+        evaluated_checkpoint: the checkpoint an evaluation scores (``evaluate.yaml``'s ``ckpt_path``; None in a
+            training): the handler then tracks the evaluation as a new run of its own (never a training's run, not
+            even with ``--resume true``), tagged ``evaluated_checkpoint`` and ``evaluated_run_id`` (the training run
+            that wrote it: :func:`evaluated_run`), and ends it at completion.
         **kwargs: ``MLFlowHandler`` arguments (tracking_uri, experiment_name, run_name, ...).
     """
 
@@ -460,8 +534,13 @@ class ProjectMLFlowHandler(MLFlowHandler):
         registered_model_name: str | None = None,
         record_run: bool = False,
         resolved_params: Mapping[str, Any] | None = None,
+        evaluated_checkpoint: str | os.PathLike | None = None,
         **kwargs: Any,
     ) -> None:
+        self.evaluated_checkpoint = None if is_unset(evaluated_checkpoint) else Path(evaluated_checkpoint).absolute()
+        if self.evaluated_checkpoint is not None:
+            # no trainer ends an evaluation's run: left to itself it stayed RUNNING in the store for good
+            kwargs["close_on_complete"] = True
         given_uri = None if is_unset(kwargs.get("tracking_uri")) else kwargs.get("tracking_uri")
         check_tracking_uri(given_uri or os.environ.get("MLFLOW_TRACKING_URI"))
         if is_unset(kwargs.get("run_name")):  # --run_name null arrives as text: MLflow would name the run "null"
@@ -489,6 +568,7 @@ class ProjectMLFlowHandler(MLFlowHandler):
         self.record_run = record_run
         self.resolved_params = {param_key(str(k)): _param_text(v) for k, v in (resolved_params or {}).items()}
         self._step_offset = 0  # added to the steps of the metrics logged while an iteration is logged
+        self._renamed_metrics: set[str] = set()  # metric names logged under another name (said once each)
 
     # ------------------------------------------------------------------------------------------------ run handling
     def attach(self, engine: Engine) -> None:
@@ -522,6 +602,8 @@ class ProjectMLFlowHandler(MLFlowHandler):
     def _start(self, engine: Engine) -> None:
         if not self.cur_run:
             self._set_experiment()
+            if self.run_holder.run_id is None and self.evaluated_checkpoint is not None:
+                self.run_holder.run_id = self._new_run(self._evaluation_tags())
             if self.run_holder.run_id is None:
                 self.run_holder.run_id = self._continued_run() or self._new_run()
             if self.record_run:
@@ -584,8 +666,18 @@ class ProjectMLFlowHandler(MLFlowHandler):
             self._guarded("tag the resume point", self.client.set_tag, self.run_holder.run_id,
                           f"resume_{self.run_holder.resume_number}.from_iteration", str(logged_step(engine) - 1))
 
-    def _new_run(self) -> str:
-        tags = {"git_commit": git_commit()}
+    def _evaluation_tags(self) -> dict[str, str]:
+        """The tags that say what an evaluation scored: the checkpoint and, where known, the training run."""
+        tags = {"evaluated_checkpoint": str(self.evaluated_checkpoint)}
+        training = evaluated_run(self.client, self.evaluated_checkpoint)
+        if training is not None:
+            tags["evaluated_run_id"] = training
+        logger.info("MLflow: evaluation of %s (%s)", self.evaluated_checkpoint,
+                    f"training run {training}" if training else "no tracked training run recorded beside it")
+        return tags
+
+    def _new_run(self, extra_tags: Mapping[str, str] | None = None) -> str:
+        tags = {"git_commit": git_commit(), **(extra_tags or {})}
         if self.run_holder.parent_run_id:
             tags["mlflow.parentRunId"] = self.run_holder.parent_run_id
         # MONAI's own default name: with none, MLflow draws one from Python's global random, which the bundles seed,
@@ -615,39 +707,96 @@ class ProjectMLFlowHandler(MLFlowHandler):
     def _log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
         """Log scalar metrics only: the classification report's per-class tables, confusion matrix and ROC points
         are artifacts (the report JSON and PNGs), not metric series."""
-        scalars = {k: float(v) for k, v in metrics.items() if _is_scalar(v)}
+        scalars = {self._metric_key(k): float(v) for k, v in metrics.items() if _is_scalar(v)}
         if scalars:
             super()._log_metrics(scalars, step if step is None else step + self._step_offset)
 
+    def _metric_key(self, name: str) -> str:
+        """:func:`metric_key` of ``name``; a name that had to change is said once."""
+        key = metric_key(name)
+        if key != name and name not in self._renamed_metrics:
+            self._renamed_metrics.add(name)
+            logger.warning("MLflow: metric %r is logged as %r (MLflow refuses the name as it is)", name, key)
+        return key
+
     def _mark_failed(self, engine: Engine, error: BaseException) -> None:
-        # tried even after a store error earlier in the run: that error may have passed (a server restarted); not
-        # after a server that could not be reached, which would hold the training's own error for the retries
-        if self.cur_run and is_main_process() and not self.run_holder.unreachable:
+        # tried even after a store error earlier in the run: that error may have passed (a server restarted); after
+        # a server that could not be reached only once its quick health check answers (its retries would hold the
+        # training's own error)
+        if self.cur_run and is_main_process() and (not self.run_holder.unreachable or self._store_back(final=True)):
             run_id = self.cur_run.info.run_id
+            # a stop signal (a queue's time limit, docker stop) or Ctrl-C is a stop asked for, not a fault: MLflow's
+            # KILLED, so that a search for FAILED runs finds the crashes only
+            stopped = isinstance(error, (StopSignal, KeyboardInterrupt))
+            status = "KILLED" if stopped else "FAILED"
             try:
                 with http_limits():
-                    self.client.set_terminated(run_id, status="FAILED")
-                logger.error("MLflow run %s ended as FAILED: %s", run_id, error)
+                    self._tag_incomplete(run_id)
+                    self.client.set_terminated(run_id, status=status)
+                # Ctrl-C's KeyboardInterrupt has no message: the line ended in "FAILED: "
+                (logger.warning if stopped else logger.error)("MLflow run %s ended as %s: %s", run_id, status,
+                                                              str(error) or type(error).__name__)
             except tracking_errors() as e:  # the training's own error is the one to surface
-                logger.warning("MLflow: run %s could not be marked FAILED (%s)", run_id, one_line(str(e))[:300])
+                logger.warning("MLflow: run %s could not be marked %s (%s)", run_id, status, one_line(str(e))[:300])
         self.cur_run = None
         raise error
 
     # ------------------------------------------------------------------------------------ logging during the run
-    def _guarded(self, what: str, log: Any, *args: Any) -> None:
-        """``log(*args)``, unless the store failed earlier in this process; a failure now (a server restarted, a
-        full disk) is warned of once and turns logging off for the rest of the run, instead of ending a training
+    def _guarded(self, what: str, log: Any, *args: Any, final: bool = False) -> None:
+        """``log(*args)``, unless the store failed earlier in this process and is not tried again yet
+        (:meth:`_store_back`; ``final``: the run's end, which tries it at once). A failure (a server restarted, a
+        full disk) is warned of once and turns logging off until the store is back, instead of ending a training
         that may have run for days. Its checkpoints, metrics.json and pictures are written as ever."""
-        if self.run_holder.offline:
+        holder = self.run_holder
+        if holder.offline and not self._store_back(final):
+            holder.lost_calls += 1
             return
         try:
             with http_limits():
                 log(*args)
         except tracking_errors() as e:
-            self.run_holder.offline = True
-            self.run_holder.unreachable = is_unreachable(e)
-            logger.warning("MLflow: could not %s (%s); the training goes on without tracking, its outputs stay in "
-                           "its folders", what, one_line(str(e))[:300])
+            holder.offline, holder.unreachable, holder.recovering = True, is_unreachable(e), False
+            holder.retry_at = time.monotonic() + RETRY_INTERVAL_S
+            holder.lost_calls += 1
+            if holder.failure is None:  # said once: a store down for hours is tried every few minutes
+                holder.failure = f"could not {what} ({one_line(str(e))[:300]})"
+                logger.warning("MLflow: %s; the training goes on without tracking (the store is tried again every "
+                               "%d s and at the end), its outputs stay in its folders", holder.failure,
+                               RETRY_INTERVAL_S)
+            return
+        if holder.recovering:
+            holder.recovering = False
+            logger.warning("MLflow: the store answers again; tracking goes on (%d logging call(s) were lost, the "
+                           "run is tagged tracking_incomplete)", holder.lost_calls)
+
+    def _store_back(self, final: bool = False) -> bool:
+        """Whether to try a store that failed earlier again now: once every :data:`RETRY_INTERVAL_S` (``final``, the
+        run's end: at once, the first time), and for a server that did not answer only once a quick health check (no
+        retries) answers. Before, a server that went away for a minute lost the rest of the training, its files and
+        model too, and its run stayed RUNNING for good."""
+        holder = self.run_holder
+        if final and not holder.end_tried:
+            holder.end_tried = True
+        elif time.monotonic() < holder.retry_at:
+            return False
+        holder.retry_at = time.monotonic() + RETRY_INTERVAL_S
+        if holder.unreachable:
+            try:
+                if _health_status(str(self.client.tracking_uri).rstrip("/"), RETRY_HEALTH_TIMEOUT_S) != 200:
+                    return False
+            except Exception:  # noqa: BLE001 - refused, timed out, DNS: all say "not back"
+                return False
+        holder.offline = holder.unreachable = False
+        holder.recovering = True
+        return True
+
+    def _tag_incomplete(self, run_id: str) -> None:
+        """Tag a run whose store failed during it ``tracking_incomplete`` (what was lost, and the first failure), so
+        that its curves with a gap are not read as the whole training."""
+        holder = self.run_holder
+        if holder.failure is not None:
+            self.client.set_tag(run_id, "tracking_incomplete",
+                                f"{holder.lost_calls} logging call(s) lost; first: {holder.failure}"[:5000])
 
     def iteration_completed(self, engine: Engine) -> None:
         self._guarded("log the iteration's values", self._log_iteration, engine)
@@ -681,7 +830,9 @@ class ProjectMLFlowHandler(MLFlowHandler):
 
     # ---------------------------------------------------------------------------------------------- completion
     def complete(self) -> None:
-        self._guarded("log the run's files and model", self._complete)
+        # the run's end (a trainer's, an evaluation's) tries a store that failed at once: its files (metrics.json
+        # holds every validation) and model then keep what its curves lost
+        self._guarded("log the run's files and model", self._complete, final=self.close_on_complete)
 
     def _complete(self) -> None:
         if self.cur_run:
@@ -692,15 +843,18 @@ class ProjectMLFlowHandler(MLFlowHandler):
         super().complete()
 
     def close(self) -> None:
-        """End the run as FINISHED, tried even after a store error earlier in the run (it may have passed: a
-        server restarted), but not after a server that could not be reached (its retries would hold the end of the
-        training for nothing); a run left RUNNING is said in a warning."""
-        if self.run_holder.unreachable and self.cur_run:
+        """End the run as FINISHED (tagged ``tracking_incomplete`` where the store failed during it), tried even
+        after a store error earlier in the run (it may have passed: a server restarted), but after a server that
+        could not be reached only once its health check answers (its retries would hold the end of the training
+        for nothing); a run left RUNNING is said in a warning."""
+        if self.run_holder.unreachable and self.cur_run and not self._store_back(final=True):
             logger.warning("MLflow: the server did not answer earlier; run %s is left RUNNING in the store",
                            self.cur_run.info.run_id)
             self.cur_run = None
         try:
             with http_limits():
+                if self.cur_run:
+                    self._tag_incomplete(self.cur_run.info.run_id)
                 super().close()  # MONAI's: ends the run, then releases a local SQLite store whatever happened
         except tracking_errors() as e:
             logger.warning("MLflow: the run could not be ended (%s); the store shows it RUNNING",

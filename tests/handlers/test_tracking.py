@@ -145,6 +145,12 @@ def test_pretrain_run_is_tracked_and_a_crashed_run_is_marked_failed(server, tmp_
     model = mlflow.pytorch.load_model(f"runs:/{run.info.run_id}/model", dst_path=str(tmp_path))
     pred = model(__import__("torch").zeros(2, 3, 64, 64))
     assert tuple(pred.shape) == (2, 16, 768)
+    # the pretraining's evaluate.yaml too: its own run, linked, with its metrics file and grid
+    run_bundle([f"{PRETRAIN}/train.yaml", f"{PRETRAIN}/evaluate.yaml"], monitored)
+    client, runs = runs_of(server, "pre")
+    evaluation = runs[-1]
+    assert evaluation.info.status == "FINISHED" and evaluation.data.tags["evaluated_run_id"] == run.info.run_id
+    assert {"evaluate_metrics.json", "reconstructions/evaluate.png"} <= artifact_paths(client, evaluation.info.run_id)
 
 
 def test_classify_run_is_tracked(server, tmp_path) -> None:
@@ -168,6 +174,17 @@ def test_classify_run_is_tracked(server, tmp_path) -> None:
     assert {r.split("==")[0] for r in requirements} == {"mlflow", "torch", "cloudpickle"}
     assert list(tmp_path.rglob("model.pt2")), "the downloaded model is not a torch.export archive"
     assert not any("bus_" in v or "/" in v and v.endswith(".png") for v in run.data.params.values())
+    # evaluate.yaml with the same settings: a run of its own, ended, linked to the training run it scores (it was
+    # left RUNNING, with no link, tags or files)
+    run_bundle([f"{CLASSIFY}/train.yaml", f"{CLASSIFY}/evaluate.yaml"], overrides)
+    client, runs = runs_of(server, "clf")
+    evaluation = runs[-1]
+    assert evaluation.info.status == "FINISHED" and evaluation.data.tags["evaluated_run_id"] == run.info.run_id
+    assert evaluation.data.tags["eval_split"] == "test" and evaluation.data.tags["bundle"] == "usf_mae_classify"
+    assert "test_macro_f1" in evaluation.data.metrics and len(evaluation.data.params["dataset_hash"]) == 16
+    files = artifact_paths(client, evaluation.info.run_id)
+    assert {"test_report.json", "test_confusion_matrix.png", "test_roc.png"} <= files
+    assert client.get_run(run.info.run_id).data.metrics == run.data.metrics  # the training run is left as it was
 
 
 def test_a_linear_probe_fit_is_tracked_as_a_run(tmp_path, monkeypatch) -> None:

@@ -26,6 +26,7 @@ from monai_ext.handlers.tracking import (  # noqa: E402 - after the skip: the mo
     sqlite_artifact_location,
 )
 from monai_ext.io.atomic import atomic_torch_save  # noqa: E402
+from monai_ext.io.signals import StopSignal  # noqa: E402
 
 
 def _store(folder: Path) -> str:
@@ -78,7 +79,13 @@ def test_a_store_under_a_folder_with_spaces_keeps_its_artifacts_beside_it(tmp_pa
                "sqlite:///{cwd}/runs/mlruns.db"),
     ("/tmp/x/mlruns.db", "is a path, not a URI: for a SQLite database there give sqlite:////tmp/x/mlruns.db"),
     ("runs/store.sqlite", "is a path, not a URI: for a SQLite database there give sqlite:///{cwd}/runs/store.sqlite"),
-    ("file:/tmp/mlruns", "is a file: URI: MLflow 3 keeps runs in a database or on a server; give sqlite:///"),
+    ("file:/tmp/mlruns", "is a file: URI: MLflow 3 keeps runs in a database or on a server; give "
+                         "sqlite:////tmp/mlruns/mlruns.db or http://"),
+    # the URI to type, encoded: it said sqlite:///<folder>/mlruns.db
+    ("file:///tmp/my%20runs/donn%C3%A9es", "is a file: URI: MLflow 3 keeps runs in a database or on a server; give "
+                                           "sqlite:////tmp/my%20runs/donn%C3%A9es/mlruns.db or http://"),
+    ("file:runs", "is a file: URI: MLflow 3 keeps runs in a database or on a server; give "
+                  "sqlite:///{cwd}/runs/mlruns.db or http://"),
 ])
 def test_a_path_as_tracking_uri_is_refused_in_our_words(uri, said, tmp_path, monkeypatch) -> None:
     """A database file's path was refused as "a folder"; the message now gives the URI to type, absolute."""
@@ -271,7 +278,9 @@ def test_after_a_store_error_the_run_is_still_ended_once_the_store_answers(tmp_p
                              lambda _: setattr(handler.client, "log_batch", once_down))
     handler.attach(engine)
     engine.run([0, 1], max_epochs=1)
-    assert handler.run_holder.offline and [r.info.status for r in _runs(uri)] == ["FINISHED"]
+    (run,) = _runs(uri)
+    assert handler.run_holder.failure is not None and run.info.status == "FINISHED"
+    assert run.data.tags["tracking_incomplete"].startswith("2 logging call(s) lost")  # what the gap is
 
 
 def _connection_refused() -> Exception:
@@ -307,7 +316,7 @@ def test_after_a_server_that_did_not_answer_the_runs_end_is_not_tried(failure, e
     handler.client.set_terminated = lambda *args, **kwargs: (ends.append(args), ending(*args, **kwargs))
     handler.attach(engine)
     engine.run([0, 1], max_epochs=2)
-    assert engine.state.epoch == 2 and handler.run_holder.offline
+    assert engine.state.epoch == 2 and handler.run_holder.failure is not None
     assert handler.run_holder.unreachable is not ended and bool(ends) is ended
 
 
@@ -479,3 +488,133 @@ def test_a_resume_with_nothing_left_to_train_leaves_its_run_as_it_was(epochs, tr
     else:
         assert (after.info.end_time, after.data.tags, after.data.metrics) == (
             before.info.end_time, before.data.tags, before.data.metrics)
+
+
+@pytest.mark.parametrize("error, status", [
+    (RuntimeError("CUDA out of memory"), "FAILED"),
+    (StopSignal(15), "KILLED"),        # a queue's time limit, docker stop
+    (KeyboardInterrupt(), "KILLED"),   # Ctrl-C
+])
+def test_a_stopped_training_ends_its_run_killed_and_a_crashed_one_failed(error, status, tmp_path, caplog) -> None:
+    """A stop signal or Ctrl-C ended the run FAILED, so a search for failed runs listed every stopped job; Ctrl-C's
+    line also ended in "FAILED: " with nothing after it."""
+    handler = _handler(_store(tmp_path), iteration_log=False, epoch_log=False)
+    engine = _trainer()
+    handler.attach(engine)
+
+    @engine.on(Events.ITERATION_COMPLETED)
+    def _stop(_: Engine) -> None:
+        raise error
+
+    with caplog.at_level(logging.WARNING, logger="monai_ext.handlers.tracking"), pytest.raises(type(error)):
+        engine.run([0], max_epochs=1)
+    assert mlflow.MlflowClient(handler.client.tracking_uri).get_run(handler.run_holder.run_id).info.status == status
+    said = [r.getMessage() for r in caplog.records if "ended as" in r.getMessage()]
+    assert len(said) == 1 and said[0].endswith(f"ended as {status}: {str(error) or type(error).__name__}")
+
+
+@pytest.mark.parametrize("name, key", [
+    ("auc_benign (BI-RADS 3)", "auc_benign _BI-RADS 3_"),
+    ("train/loss", "train/loss"),   # a normalised path: kept
+    ("/loss", "_loss"), ("a//b", "a__b"), ("..", "_"), ("val_dice", "val_dice"), ("x" * 300, "x" * 250),
+])
+def test_metric_names_are_made_ones_mlflow_takes(name, key) -> None:
+    from mlflow.utils.validation import _validate_metric_name
+
+    from monai_ext.handlers.tracking import metric_key
+
+    assert metric_key(name) == key
+    _validate_metric_name(key)
+
+
+def test_a_metric_name_mlflow_refuses_is_logged_under_one_it_takes(tmp_path, caplog) -> None:
+    """One metric name MLflow refuses failed the epoch's whole batch and turned tracking off for the rest of the
+    training, as a stopped server does, with a warning that blamed the store."""
+    handler = _handler(_store(tmp_path), iteration_log=False, epoch_log=True)
+    engine = Engine(lambda e, batch: None)
+    handler.attach(engine)
+    name = "auc_benign (BI-RADS 3)"
+    engine.add_event_handler(Events.ITERATION_COMPLETED, lambda e: e.state.metrics.update({name: 0.5, "n": 2}))
+    with caplog.at_level(logging.WARNING, logger="monai_ext.handlers.tracking"):
+        engine.run([0], max_epochs=2)
+    client = mlflow.MlflowClient(handler.client.tracking_uri)
+    for key in ("auc_benign _BI-RADS 3_", "n"):
+        assert [m.step for m in client.get_metric_history(handler.run_holder.run_id, key)] == [1, 2]
+    assert not handler.run_holder.offline
+    assert sum(f"{name!r} is logged as" in r.getMessage() for r in caplog.records) == 1  # once, not each epoch
+
+
+@pytest.mark.parametrize("written_by_the_run", [True, False])
+def test_an_evaluation_is_a_run_of_its_own_linked_to_the_training_that_wrote_the_checkpoint(written_by_the_run,
+                                                                                            tmp_path) -> None:
+    """evaluate.yaml's run was left RUNNING for good (no trainer ends it), and nothing said which training it scored.
+    A checkpoint older than the run recorded beside it (a later training stopped before its first best model) is
+    not that run's."""
+    import os
+
+    uri, folder = _store(tmp_path / "store"), tmp_path / "models"
+    folder.mkdir()
+    _tracked_training(uri, folder, batches=2, epochs=1, resume=False)
+    (training,) = _runs(uri)
+    checkpoint = folder / "model.pt"
+    checkpoint.write_bytes(b"the best model")
+    if not written_by_the_run:
+        os.utime(checkpoint, (0, 0))
+    # as evaluate.yaml builds it: the run holder of the checkpoint folder, here even with --resume true
+    holder = RunHolder(record_file=str(folder / MLFLOW_RUN_RECORD), resume=True)
+    handler = _handler(uri, run_holder=holder, evaluated_checkpoint=str(checkpoint), iteration_log=False)
+    evaluator = Engine(lambda e, batch: None)
+    evaluator.add_event_handler(Events.ITERATION_COMPLETED, lambda e: e.state.metrics.update({"test_macro_f1": 0.5}))
+    handler.attach(evaluator)
+    evaluator.run([0], max_epochs=1)
+    runs = {run.info.run_id: run for run in _runs(uri)}
+    evaluation = runs.pop(handler.run_holder.run_id)
+    after = runs[training.info.run_id]
+    assert list(runs) == [training.info.run_id]
+    assert (after.info.status, after.data.tags, after.data.metrics) == (  # not reopened or changed
+        training.info.status, training.data.tags, training.data.metrics)
+    assert evaluation.info.status == "FINISHED" and evaluation.data.metrics == {"test_macro_f1": 0.5}
+    assert evaluation.data.tags["evaluated_checkpoint"] == str(checkpoint)
+    assert evaluation.data.tags.get("evaluated_run_id") == (training.info.run_id if written_by_the_run else None)
+
+
+@pytest.mark.parametrize("interval, logged", [
+    (0.0, [1, 2, 5, 6]),  # tried again at the next call: the curves go on after the outage
+    (3600.0, [1, 2]),     # not before the run's end: its files are logged and it is ended all the same
+])
+def test_a_server_back_after_an_outage_gets_the_rest_of_the_run(interval, logged, tmp_path, monkeypatch) -> None:
+    """A server that refused connections for two iterations lost the rest of the training: every later value, the
+    run's files and model, and its end (left RUNNING for good), though it answered again a moment later."""
+    from monai_ext.handlers import tracking
+
+    down = [False]
+
+    def health(uri: str, timeout: float) -> int:
+        if down[0]:
+            raise _connection_refused()
+        return 200
+
+    monkeypatch.setattr(tracking, "_health_status", health)
+    monkeypatch.setattr(tracking, "RETRY_INTERVAL_S", interval, raising=False)
+    (tmp_path / "metrics.json").write_text("[]")
+    handler = _handler(_store(tmp_path), iteration_log=True, epoch_log=False, output_transform=lambda out: out["loss"],
+                       tag_name="train_loss", close_on_complete=True, artifact_paths=[str(tmp_path / "metrics.json")],
+                       resumed=True)
+    working = handler.client.log_batch
+
+    def log_batch(*args, **kwargs):
+        if down[0]:
+            raise _connection_refused()
+        return working(*args, **kwargs)
+
+    handler.client.log_batch = log_batch
+    engine = _trainer()
+    engine.add_event_handler(Events.ITERATION_STARTED, lambda e: down.__setitem__(0, e.state.iteration in (3, 4)))
+    handler.attach(engine)
+    engine.run([0, 1], max_epochs=3)
+    client = mlflow.MlflowClient(handler.client.tracking_uri)
+    run = client.get_run(handler.run_holder.run_id)
+    assert run.info.status == "FINISHED"
+    assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["metrics.json"]  # the end logged its files
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")] == logged
+    assert run.data.tags["tracking_incomplete"].startswith(f"{6 - len(logged)} logging call(s) lost; first: could not")
