@@ -752,11 +752,11 @@ def cross_validate(
         print(f"cross-validation stopped by {stop.signal_name}{where} ({protocol.name}); {folds_done_text(done)}; "
               "rerun the same command with --resume true to continue", file=sys.stderr, flush=True)
         if parent:
-            parent.fail()
+            parent.fail(stopped=True)
         raise
-    except BaseException:
-        if parent:
-            parent.fail()  # closed, so that later runs in this process do not attach to it
+    except BaseException as error:
+        if parent:  # closed, so that later runs in this process do not attach to it
+            parent.fail(stopped=isinstance(error, KeyboardInterrupt))
         raise
     summary = summarise(results, metrics)
     add_knn_summary(summary, results)

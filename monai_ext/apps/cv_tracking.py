@@ -153,11 +153,12 @@ class ParentRun:
         self._end("FINISHED")
         os.environ.pop("MLFLOW_PARENT_RUN_ID", None)
 
-    def fail(self) -> None:
-        """Close the run as FAILED (a fold raised, or the user stopped the run); a store that fails then is warned
+    def fail(self, stopped: bool = False) -> None:
+        """Close the run as FAILED (a fold raised), or KILLED where the user ``stopped`` it (a stop signal, Ctrl-C;
+        as the fold runs end, so that a search for FAILED runs finds the crashes); a store that fails then is warned
         of, so that the fold's own error is the one raised."""
         os.environ.pop("MLFLOW_PARENT_RUN_ID", None)
-        self._end("FAILED")
+        self._end("KILLED" if stopped else "FAILED")
 
     def _call(self, what: str, call: Any, *args: Any) -> None:
         """``call(*args)`` under the request limits, unless the store failed before; a failure now turns tracking

@@ -11,6 +11,7 @@ import pytest
 from monai_ext.apps import crossval
 from monai_ext.apps.cv_tracking import PARENT_RUN_RECORD
 from monai_ext.data.downstream import Protocol
+from monai_ext.io.signals import StopSignal
 
 
 def fake_bundle_run(config_file, tracking=None, **settings) -> None:
@@ -142,12 +143,13 @@ class FakeParent:
     def finish(self, summary, artifacts) -> None:
         FakeParent.ended.append("FINISHED")
 
-    def fail(self) -> None:
-        FakeParent.ended.append("FAILED")
+    def fail(self, stopped: bool = False) -> None:
+        FakeParent.ended.append("KILLED" if stopped else "FAILED")
 
 
-@pytest.mark.parametrize("error", [RuntimeError("a fold's training failed"), KeyboardInterrupt()])
-def test_a_failed_fold_closes_the_parent_run_as_failed(tmp_path, monkeypatch, error) -> None:
+@pytest.mark.parametrize("error, status", [(RuntimeError("a fold's training failed"), "FAILED"),
+                                           (KeyboardInterrupt(), "KILLED"), (StopSignal(15), "KILLED")])
+def test_a_failed_fold_closes_the_parent_run_as_failed(tmp_path, monkeypatch, error, status) -> None:
     def failing_fold(*args, **kwargs):
         raise error
 
@@ -158,7 +160,7 @@ def test_a_failed_fold_closes_the_parent_run_as_failed(tmp_path, monkeypatch, er
     protocol = Protocol("toy", ["a", "b"], [{"train": [], "validation": [], "test": []}])
     with pytest.raises(type(error)):
         crossval.cross_validate(protocol, tmp_path, ["random"], None, tracking="mlflow_tracking.yaml")
-    assert FakeParent.ended == ["FAILED"]
+    assert FakeParent.ended == [status]  # stopped by the user: KILLED, as its fold runs end
 
 
 @pytest.mark.parametrize("key, value", [("epochs", 0), ("batch_size", 0), ("batch_size", -2), ("seed", 1.5),
@@ -564,8 +566,6 @@ def test_a_failing_fold_is_named_with_what_is_kept(error, reason, tmp_path, monk
 
 def test_a_stop_signal_says_which_folds_are_kept_and_how_to_continue(tmp_path, monkeypatch, capsys) -> None:
     """SIGTERM (a queue's time limit) in a later fold said only the trainer's "start again"."""
-    from monai_ext.io.signals import StopSignal
-
     def fold(split_file, out, *args, **kwargs):
         if out.name == "fold1":
             raise StopSignal(15)

@@ -11,9 +11,11 @@ import pytest
 from monai_ext.apps.cv_tracking import ParentRun
 
 
-@pytest.mark.parametrize("store", ["answers", "fails"])
-def test_parent_run_fail_ends_the_run_and_unsets_the_parent_id(store, monkeypatch, caplog) -> None:
-    """A store failing as the run is closed was raised over the fold's own error (MLflow's, after minutes)."""
+@pytest.mark.parametrize("store, stopped, status", [("answers", False, "FAILED"), ("fails", False, "FAILED"),
+                                                    ("answers", True, "KILLED"), ("fails", True, "KILLED")])
+def test_parent_run_fail_ends_the_run_and_unsets_the_parent_id(store, stopped, status, monkeypatch, caplog) -> None:
+    """A store failing as the run is closed was raised over the fold's own error (MLflow's, after minutes); a run
+    the user stopped ends KILLED, as its fold runs do, not FAILED."""
     from mlflow.exceptions import MlflowException
 
     calls = []
@@ -28,9 +30,9 @@ def test_parent_run_fail_ends_the_run_and_unsets_the_parent_id(store, monkeypatc
     parent.client, parent.run_id, parent.offline, parent.unreachable = Client(), "abc", False, False
     monkeypatch.setenv("MLFLOW_PARENT_RUN_ID", "abc")
     with caplog.at_level("WARNING"):
-        parent.fail()
-    assert calls == [("abc", "FAILED")] and "MLFLOW_PARENT_RUN_ID" not in os.environ
-    assert ("could not be ended as FAILED" in caplog.text) is (store == "fails")
+        parent.fail(stopped=stopped)
+    assert calls == [("abc", status)] and "MLFLOW_PARENT_RUN_ID" not in os.environ
+    assert (f"could not be ended as {status}" in caplog.text) is (store == "fails")
 
 
 def test_a_local_store_keeps_the_parent_runs_artifacts_beside_its_database(tmp_path, monkeypatch) -> None:
