@@ -150,14 +150,17 @@ def shrink_large(pixels: np.ndarray, size: int) -> tuple[np.ndarray, float]:
     return small, scale
 
 
-def halve_until(gray: np.ndarray, side: int) -> tuple[np.ndarray, int]:
-    """Halve (H, W) uint8 with 2x2 means while its long side stays at least ``side``: (reduced, total factor).
+def halve_until(gray: np.ndarray, side: int, least: int = 2) -> tuple[np.ndarray, int]:
+    """Halve (H, W) uint8 with 2x2 means while its long side stays at least ``side`` and its short side at least
+    ``least``: (reduced, total factor).
 
     Exact halvings take OpenCV's integer-factor INTER_AREA path, over ten times faster than an arbitrary scale (an
     odd last row or column is dropped, which detection does not notice).
     """
+    if least < 1:
+        raise ValueError(f"least must be at least 1, got {least!r}")
     factor = 1
-    while max(gray.shape) >= 2 * side and min(gray.shape) >= 4:
+    while max(gray.shape) >= 2 * side and min(gray.shape) >= 2 * least:
         h, w = gray.shape[0] // 2 * 2, gray.shape[1] // 2 * 2
         gray = cv2.resize(gray[:h, :w], (w // 2, h // 2), interpolation=cv2.INTER_AREA)
         factor *= 2
@@ -181,9 +184,17 @@ class ReducedCopy:
     solid: tuple[np.ndarray, np.ndarray]
 
 
+#: Detection's copy is not halved below this many pixels on its short side: halved for its long side alone, a
+#: 600 x 3000 duplex screen (at ``--size 700``) was 37 rows high, where its image and its spectral strip merged into
+#: one region (cached as the view, or left out as a strip). Screens up to 5:2 reach the long side first and are reduced
+#: as before.
+MIN_DETECT_SHORT_SIDE = 64
+
+
 def reduce_for_detection(gray: np.ndarray, threshold: int, detect_side: int = 160) -> ReducedCopy:
-    """(H, W) uint8 -> :class:`ReducedCopy`, halved until its long side is below ``2 * detect_side``."""
-    small, factor = halve_until(gray, detect_side)
+    """(H, W) uint8 -> :class:`ReducedCopy`, halved until its long side is below ``2 * detect_side`` or its short
+    side would fall below ``MIN_DETECT_SHORT_SIDE``."""
+    small, factor = halve_until(gray, detect_side, MIN_DETECT_SHORT_SIDE)
     # Each reduced pixel averages factor**2 pixels: noise around the image (JPEG ringing) averages out towards 0,
     # while low-gain speckle at a sector's dim edges averages to its (low but steady) mean. Half the threshold
     # still rejects the first and keeps the second.

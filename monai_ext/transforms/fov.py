@@ -66,11 +66,7 @@ MIN_FITTED_SHARE = 0.4
 #: run of empty columns between it and the view level with it at the screen's own resolution (a bar or box that the
 #: opening of :func:`solid_components` cut off the image touches it): see :func:`smaller_views` ...
 MIN_SMALL_VIEW_AREA = 0.1
-#: ... and when its tissue is no strokes: at most this share of its pixels above ``GAP_TISSUE_LEVEL`` touch one at or
-#: below it (3 x 3), at the screen's resolution. A block of text, whose letters the closing joins into one region and
-#: whose strokes have texture, has 0.36-0.6 (bold to thin letters, JPEG or not); speckle 0.015-0.035, 0.15 at a sixth
-#: of its gain (dark speckle between the tissue).
-MAX_SMALL_VIEW_STROKES = 0.25
+#: ... and when its tissue is no strokes (:data:`MAX_TISSUE_STROKES`) ...
 #: ... and when it is at most this many times as tall as wide or the reverse: a colour or gray bar is a band 6-18
 #: times as tall as wide, whose dithering or JPEG noise can pass for faint speckle (0.17 of a view's texture).
 MAX_SMALL_VIEW_ASPECT = 4.0
@@ -81,6 +77,14 @@ MAX_CANDIDATES = 4
 #: 20-50 gray levels at any gain the views of one screen share (10 dB less gain: 0.3 of it); a vendor's side panel,
 #: a flat fill or a smooth gradient with button icons gives 0-1 (0.02), the noise floor of a spectral strip 0.18.
 MIN_TEXTURE_SHARE = 0.2
+#: A region is strokes of text, not tissue, when more than this share of its pixels above ``GAP_TISSUE_LEVEL`` touch
+#: one at or below it (3 x 3), at the screen's resolution (:func:`stroke_share`). A block of text (a report panel, a
+#: measurements table), whose letters the closing joins into one region and whose strokes have some five times a
+#: scan's texture, has 0.36-0.6 (bold to thin letters, JPEG or not); speckle 0.015-0.035, 0.15 at a sixth of its gain
+#: (dark speckle between the tissue). Such a region is neither a candidate nor the reference of
+#: ``MIN_TEXTURE_SHARE`` where another region is no strokes (:func:`choose_region`, :func:`textured_regions`), nor a
+#: smaller view (:func:`smaller_views`).
+MAX_TISSUE_STROKES = 0.25
 
 
 @dataclass
@@ -245,6 +249,10 @@ def choose_region(gray: np.ndarray, labels: np.ndarray, stats: np.ndarray,
         fits[0].kind = "strip"
         return fits[0]
     if len(tissue) > 1:
+        # a block of text beside the image has some five times its texture: as the reference, it left the image out
+        tissue = [fit for fit, strokes in zip(tissue, region_strokes(gray, [fit.mask for fit in tissue], full))
+                  if not strokes] or tissue
+    if len(tissue) > 1:
         textures = [speckle_texture(gray, fit.mask) for fit in tissue]
         tissue = [fit for fit, texture in zip(tissue, textures) if texture >= MIN_TEXTURE_SHARE * max(textures)]
     fitted = [fit for fit in tissue if fit.kind != "freeform"
@@ -252,17 +260,24 @@ def choose_region(gray: np.ndarray, labels: np.ndarray, stats: np.ndarray,
     return fitted[0] if fitted else tissue[0]
 
 
-def textured_regions(gray: np.ndarray, labels: np.ndarray, stats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def textured_regions(gray: np.ndarray, labels: np.ndarray, stats: np.ndarray,
+                     full: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """:func:`solid_components` (labels (H, W), stats (n, 5)) of (H, W) uint8 ``gray`` without the regions that could
     be views (``MIN_VIEW_AREA`` of the largest's area) but lack speckle (``MIN_TEXTURE_SHARE`` of the most textured
-    such region's :func:`speckle_texture`): a vendor's side panel is not a second view. Their labels become
-    background and their areas 0, so label numbers still index the stats."""
+    such region's :func:`speckle_texture`): a vendor's side panel is not a second view. Nor are, or set the
+    reference, regions of strokes of text (:func:`region_strokes` on ``full``, the screen ``gray`` was reduced
+    from, or ``gray``) while another is none. Their labels become background and their areas 0, so label numbers
+    still index the stats."""
     areas = stats[1:, cv2.CC_STAT_AREA]
     large = [int(i) + 1 for i in np.flatnonzero(areas >= MIN_VIEW_AREA * areas.max())] if len(areas) else []
     if len(large) < 2:
         return labels, stats
-    textures = [speckle_texture(gray, labels == label) for label in large]
-    flat = [label for label, texture in zip(large, textures) if texture < MIN_TEXTURE_SHARE * max(textures)]
+    strokes = region_strokes(gray, [labels == label for label in large], full)
+    # a block of text beside a view has some five times its texture: as the reference, it left the view out
+    text = [label for label, stroke in zip(large, strokes) if stroke and not all(strokes)]
+    rest = [label for label in large if label not in text]
+    textures = [speckle_texture(gray, labels == label) for label in rest]
+    flat = text + [label for label, texture in zip(rest, textures) if texture < MIN_TEXTURE_SHARE * max(textures)]
     if not flat:
         return labels, stats
     labels = np.where(np.isin(labels, flat), 0, labels).astype(labels.dtype)
@@ -328,7 +343,7 @@ def smaller_views(gray: np.ndarray, threshold: int, labels: np.ndarray, stats: n
     """Labels of the solid regions of (H, W) uint8 ``gray`` smaller than ``MIN_VIEW_AREA`` of the largest's area (of
     ``MIN_SMALL_VIEW_AREA`` or more) that are views all the same: no band (``MAX_SMALL_VIEW_ASPECT``), with speckle
     (``MIN_TEXTURE_SHARE`` of the most textured larger region's :func:`speckle_texture`) that is no strokes of text
-    (:func:`stroke_share`, ``MAX_SMALL_VIEW_STROKES``), and parted from the nearest larger region level with them
+    (:func:`stroke_share`, ``MAX_TISSUE_STROKES``), and parted from the nearest larger region level with them
     (:func:`_level`, no column in common) by a run of empty columns (:func:`empty_column_runs`) over the rows of
     both. Gaps and strokes are looked for on ``full``, the screen ``gray`` was halved from (or ``gray``), where a gap
     of two pixels is still black and a stroke still thin.
@@ -358,7 +373,7 @@ def smaller_views(gray: np.ndarray, threshold: int, labels: np.ndarray, stats: n
             continue
         nearest = stats[min(beside, key=lambda other: _column_distance(stats[other], region))]
         if _parted_by_gap(full, threshold, nearest, region, factor) and \
-                stroke_share(full, labels == label, factor) <= MAX_SMALL_VIEW_STROKES:
+                stroke_share(full, labels == label, factor) <= MAX_TISSUE_STROKES:
             found.append(label)
     return found
 
@@ -378,6 +393,15 @@ def stroke_share(full: np.ndarray, region: np.ndarray, factor: int = 1) -> float
     counted = int(np.count_nonzero(lit & inside))
     touching = (lit > cv2.erode(lit, np.ones((3, 3), np.uint8))) & inside  # OpenCV pads the border as lit
     return int(np.count_nonzero(touching)) / counted if counted else 0.0
+
+
+def region_strokes(gray: np.ndarray, regions: Sequence[np.ndarray], full: np.ndarray | None = None) -> list[bool]:
+    """Whether each (H, W) bool region of (H, W) uint8 ``gray`` is strokes of text, not tissue (:func:`stroke_share`
+    above ``MAX_TISSUE_STROKES``), looked at on ``full`` (H', W'), the screen ``gray`` was reduced from by an integer
+    factor, where a stroke is still thin, or on ``gray`` itself when None."""
+    full = gray if full is None else full
+    factor = max(1, min(full.shape[0] // gray.shape[0], full.shape[1] // gray.shape[1]))
+    return [stroke_share(full, region, factor) > MAX_TISSUE_STROKES for region in regions]
 
 
 def _apart(a: np.ndarray, b: np.ndarray) -> bool:
@@ -671,11 +695,11 @@ def detect_view_boxes(gray: np.ndarray, threshold: int = 0, solid: tuple[np.ndar
         full: (H', W') uint8 screen ``gray`` was halved from, or ``gray`` itself, for side-by-side views smaller
             than ``MIN_VIEW_AREA`` (see :func:`detect_views`); None: none.
     """
-    labels, stats = textured_regions(gray, *(solid if solid is not None else solid_components(gray, threshold)))
+    labels, stats = textured_regions(gray, *(solid if solid is not None else solid_components(gray, threshold)), full)
     boxes = _grid_boxes(gray, threshold, labels, stats, full)
     if cuts is not None and cuts.any():
-        split = _grid_boxes(gray, threshold, *textured_regions(gray, *solid_components(gray, threshold, cuts=cuts)),
-                            full)
+        split = _grid_boxes(gray, threshold,
+                            *textured_regions(gray, *solid_components(gray, threshold, cuts=cuts), full), full)
         if len(split) > len(boxes):
             return split
     return boxes

@@ -1,8 +1,9 @@
 """Views of one frame (data/views.py: prepare_views, locate_fov, ViewOptions): dim sector edges kept, tinted frames
 kept whole, crops inside the frame, pages of text left out, spectral strips and fluid-filled scans kept, views too
 thin left out, bold coloured tables not taken for flow, views a narrow gap apart split (in rows too, on quad screens)
-and dark stripes not, separator lines in no view, smaller views kept and text, logos and bars still no views, wide
-duplex screens shrunk for detection keeping their image."""
+and dark stripes not, separator lines in no view, smaller views kept and text, logos and bars still no views, report
+panels beside a view neither the view nor a second one, wide duplex screens shrunk for detection keeping their
+image, on enough rows to part it from the strip."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 from monai_ext.data.synthetic import SimulatorConfig, simulate_frame
-from monai_ext.data.views import ViewOptions, fit_square, locate_fov, prepare_views
+from monai_ext.data.views import ViewOptions, fit_square, halve_until, locate_fov, prepare_views
 from monai_ext.transforms.black_level import black_level, restore_black
 from tests.data.screens import assert_crop_hugs, on_screen
 from tests.transforms.helpers import PANELS, STRIPS, duplex_screen, shown_through, side_panel_screen
@@ -287,10 +288,9 @@ def not_a_view(kind: str) -> np.ndarray:
 @pytest.mark.parametrize("kind, geometry", [
     *[(kind, geometry) for kind in ("logo", "round_logo", "gray_bar", "jet_bar", "dithered_bar", "wide_bar")
       for geometry in ("linear", "curvilinear")],
-    ("text", "curvilinear"),
-    # the text's strokes have five times the linear image's texture: choose_region drops the image as too flat beside
-    # it, and caches the text as the view (a bug older than smaller views: choose_region has no stroke test)
-    pytest.param("text", "linear", marks=pytest.mark.xfail(strict=True, reason="text block taken for the image")),
+    # the text's strokes have five times the linear image's texture: choose_region dropped the image as too flat
+    # beside it, and cached the text as the view
+    ("text", "curvilinear"), ("text", "linear"),
 ])
 def test_text_logos_and_colour_bars_beside_a_view_are_still_no_views(kind, geometry):
     """What a screen shows beside its image, of 0.1-0.35 of its area (the range of smaller views) and an empty gap
@@ -301,6 +301,49 @@ def test_text_logos_and_colour_bars_beside_a_view_are_still_no_views(kind, geome
     (view,) = prepare_views(np.hstack([screen, not_a_view(kind)]), None, ViewOptions(size=64))
     assert_crop_hugs(" ".join(str(v) for v in view.crop), expected.crop, tolerance=4)  # a wider screen: a coarser copy
     assert view.drop == expected.drop == ""
+
+
+def report_panel(lines: int, thickness: int) -> np.ndarray:
+    """(480, 340, 3) a report panel or measurements table as scanners show it beside the image: ``lines`` lines of
+    text on black, letters ``thickness`` pixels wide."""
+    panel = np.zeros((480, 340, 3), np.uint8)
+    for row in range(lines):
+        cv2.putText(panel, "MEASURE 12.3 45.6 78.9", (20, 40 + 20 * row), cv2.FONT_HERSHEY_PLAIN, 1.2, (230, 230, 230),
+                    thickness)
+    return panel
+
+
+@pytest.mark.parametrize("quality", [None, 85])
+@pytest.mark.parametrize("left", [False, True])
+@pytest.mark.parametrize("lines, thickness", [(8, 2), (20, 1), (20, 2)])
+@pytest.mark.parametrize("geometry", ["linear", "curvilinear"])
+def test_a_report_panel_beside_a_view_is_neither_the_view_nor_a_second_one(geometry, lines, thickness, left,
+                                                                           quality):
+    """A block of text beside the image (its letters joined by the closing into one region, whose strokes have some
+    five times a scan's texture) was the reference texture: the image was dropped as flat and the text cached as the
+    view, or a column of the text cached as a second view. Strokes are no tissue: the screen gives its image."""
+    screen, _ = beside_a_view(1, 1, 0, geometry)
+    screen = np.repeat(screen[:, :580, None], 3, axis=2)
+    (expected,) = prepare_views(screen, None, ViewOptions(size=64))
+    panel = report_panel(lines, thickness)
+    shown = as_jpeg(cv2.cvtColor(np.hstack([panel, screen] if left else [screen, panel]), cv2.COLOR_RGB2GRAY), quality)
+    (view,) = prepare_views(shown, None, ViewOptions(size=64))
+    x0, y0, x1, y1 = expected.crop
+    shift = panel.shape[1] if left else 0
+    assert_crop_hugs(" ".join(str(v) for v in view.crop), (x0 + shift, y0, x1 + shift, y1), tolerance=4)
+    assert view.drop == ""
+
+
+def test_a_dim_view_beside_a_bright_one_is_still_a_view():
+    """Speckle at a quarter of the gain has more dark pixels between its tissue than a bright view, but is no strokes
+    of text: both views are kept."""
+    screen, boxes = dual_screen((960, 480), 16)
+    screen[:, 480:] //= 4
+    views = prepare_views(screen, None, ViewOptions(size=64))
+    assert len(views) == 2
+    for view, box in zip(views, boxes):
+        assert_crop_hugs(" ".join(str(v) for v in view.crop), box, tolerance=4)
+        assert view.drop == ""
 
 
 def quad_screen(gap: int, separator: bool) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
@@ -402,6 +445,31 @@ def test_a_wide_duplex_screen_shrunk_for_detection_keeps_its_image_not_the_strip
         image_only[top:] = 0
         (expected,) = prepare_views(np.pad(image_only, margins), None, ViewOptions(size=256))
         assert (view.crop, view.drop) == (expected.crop, "") and expected.crop[3] <= top + shift
+
+
+@pytest.mark.parametrize("width", [3000, 4000])
+@pytest.mark.parametrize("geometry", ["linear", "curvilinear"])
+@pytest.mark.parametrize("strip", STRIPS)
+def test_a_very_wide_duplex_screen_is_detected_on_enough_rows_to_part_image_and_strip(strip, geometry, width):
+    """A 600 x 3000 duplex screen at ``--size 700`` was halved for detection until its long side was small: 37 rows
+    (26 at 4000 px), where the image and the strip under it merged into one region, cached as one view or left out
+    as a strip. The detection copy keeps ``MIN_DETECT_SHORT_SIDE`` rows: the view is the image."""
+    screen, truth, top = duplex_screen(strip, geometry, scale=2)
+    pad = (width - screen.shape[1]) // 2
+    wide = np.pad(screen, ((0, 0), (pad, width - screen.shape[1] - pad), (0, 0)))
+    (view,) = prepare_views(wide, None, ViewOptions(size=700))
+    rows, cols = np.flatnonzero(truth.any(1)), np.flatnonzero(truth.any(0))
+    assert_crop_hugs(" ".join(str(v) for v in view.crop), (cols[0] + pad, rows[0], cols[-1] + 1 + pad, rows[-1] + 1),
+                     tolerance=12)
+    assert view.drop == "" and view.crop[3] <= top
+
+
+def test_halving_keeps_the_short_side_asked_for_and_refuses_none():
+    gray = np.zeros((600, 3000), np.uint8)
+    assert halve_until(gray, 160)[0].shape == (37, 187)  # the copy a wide duplex screen was detected on
+    assert halve_until(gray, 160, 64)[0].shape == (75, 375)
+    with pytest.raises(ValueError, match="least must be at least 1, got 0"):
+        halve_until(gray, 160, 0)
 
 
 @pytest.mark.parametrize("panel", PANELS)

@@ -1,6 +1,7 @@
 """Field of view (transforms/fov.py) against the simulator's ground truth: DICOM regions, blank and empty images,
 side-by-side, stacked and duplex views, views closer than the closing bridges (issues #5, #17), spectral and M-mode
-strips larger than the image, vendor side panels, smaller views parted by an empty gap."""
+strips larger than the image, vendor side panels, smaller views parted by an empty gap, text blocks told from
+tissue by their strokes."""
 
 from __future__ import annotations
 
@@ -271,3 +272,25 @@ def test_widening_over_dim_edges_looks_at_the_pixels_that_matter_with_the_same_r
         assert widen_to_dim_edges(*case) == _widen_over_every_pixel(*case), case[1:]
         widened += widen_to_dim_edges(*case)[0] < np.tan(np.arctan(case[2][0])) - 1e-9
     assert widened >= 10  # the cases widen sides, not only keep them
+
+
+@pytest.mark.parametrize("geometry", ["linear", "curvilinear"])
+def test_blocks_of_text_are_strokes_and_scans_are_not(geometry):
+    """A block of text, whose letters the closing joins into one region, is strokes (it is no tissue, nor the texture
+    a view is measured against); a simulated scan with its overlays (text, calipers, colour bar, depth scale), at its
+    gain or a sixth of it, JPEG or not, is not."""
+    from monai_ext.transforms.fov import region_strokes
+
+    for frame in screens(256, geometry)[:3]:
+        gray = cv2.cvtColor(frame.screen, cv2.COLOR_RGB2GRAY)
+        jpeg = cv2.imdecode(cv2.imencode(".jpg", gray, [cv2.IMWRITE_JPEG_QUALITY, 75])[1], cv2.IMREAD_GRAYSCALE)
+        for shown in (gray, gray // 6, jpeg):
+            assert region_strokes(shown, [frame.fov_mask]) == [False]
+    for thickness in (1, 2):
+        page = np.zeros((240, 340), np.uint8)
+        for row in range(10):
+            cv2.putText(page, "MEASURE 12.3 45.6 78.9", (20, 30 + 20 * row), cv2.FONT_HERSHEY_PLAIN, 1.2, 230, thickness)
+        block = np.zeros_like(page, bool)
+        block[15:225, 15:325] = True
+        halved = cv2.resize(page, (170, 120), interpolation=cv2.INTER_AREA)  # detection's copy: strokes on the screen
+        assert region_strokes(page, [block]) == region_strokes(halved, [block[::2, ::2]], page) == [True]
