@@ -45,6 +45,7 @@ from monai_ext.apps.crossval import (
     shared_architecture,
     summarise,
     task_of,
+    warn_of_starts_trained_on_test_images,
 )
 from monai_ext.data.datalists import check_split, write_split
 from monai_ext.data.downstream import Protocol, labels_per_class
@@ -163,6 +164,28 @@ def check_repeats(name: str, repeats: int, num_folds: int | None = None) -> None
                          f"protocol {name!r}), got {repeats!r}")
 
 
+def warn_of_start_trained_on_test_images(protocol: Protocol, init_checkpoint: str | os.PathLike,
+                                         repeats: int) -> list[int]:
+    """The repeats whose test part (fold ``r``'s) holds images the pretrained start's checkpoint trained or was
+    selected on, by its record (a classifier fine-tuned on them; cross-validate's check,
+    :func:`~monai_ext.apps.crossval.warn_of_starts_trained_on_test_images`, warns per fold naming the checkpoint and
+    counting them); then one line of what to do: the pretrained curve there is scored on images it saw and compared
+    with a random start's that did not, so its lead is inflated. Checkpoints without such a record pass silently.
+
+    Returns:
+        The repeats warned of, for the record and the table.
+    """
+    found = warn_of_starts_trained_on_test_images(["pretrained"], str(init_checkpoint), protocol,
+                                                  list(range(repeats))).get("pretrained", [])
+    if found:
+        logger.warning("label-efficiency: the pretrained start %s trained or was selected on test images of "
+                       "repeat(s) %s (counted above): its curve there is not of held-out images and its lead over "
+                       "the random start is inflated; start from a checkpoint that did not see them (the MAE "
+                       "pretraining rather than a fine-tune on this dataset), or use a protocol whose test parts it "
+                       "did not train on", init_checkpoint, ", ".join(map(str, found)))
+    return found
+
+
 def label_efficiency(
     protocol: Protocol,
     out_dir: str | os.PathLike,
@@ -187,7 +210,9 @@ def label_efficiency(
             ``overrides["seed"]``.
 
     Returns:
-        ``{"protocol", "class_names", "counts", "repeats", "per_count", "runs", "table", "outputs"}``.
+        ``{"protocol", "class_names", "counts", "repeats", "per_count", "runs", "table", "outputs"}``, and
+        ``"pretrained_trained_on_test"``: the repeats whose test images the start's checkpoint records as trained
+        on (:func:`warn_of_start_trained_on_test_images`; the table says so too).
     """
     counts = check_counts(counts)
     if isinstance(repeats, bool) or not isinstance(repeats, int) or not 1 <= repeats <= len(protocol.splits):
@@ -196,6 +221,7 @@ def label_efficiency(
     if not init_checkpoint or not Path(init_checkpoint).is_file():
         raise ValueError(f"init checkpoint not found: {str(init_checkpoint)!r}")
     check_run_inputs(STARTS, init_checkpoint, overrides, "classify", None, "label-efficiency")
+    trained_on_test = warn_of_start_trained_on_test_images(protocol, init_checkpoint, repeats)  # before hours of runs
     overrides = shared_architecture(str(init_checkpoint), overrides)
     if str(overrides.get("linear_probe", "false")).strip().lower() in ("true", "1", "yes"):
         raise ValueError("the label-efficiency curve fine-tunes the whole network: linear_probe must stay false")
@@ -219,11 +245,12 @@ def label_efficiency(
     summaries = {n: summarise(reports[n], SUMMARY_METRICS) for n in counts}
     per_count = {str(n): {"summary": summaries[n], "paired_differences": paired_differences(summaries[n], *STARTS)}
                  for n in counts}
-    table = efficiency_table(per_count, protocol.name, repeats)
+    table = efficiency_table(per_count, protocol.name, repeats, trained_on_test)
     record = {"protocol": protocol.name, "class_names": protocol.class_names, "counts": counts, "repeats": repeats,
               "val_fraction": val_fraction, "data_seed": data_seed, "init_checkpoint": str(init_checkpoint),
               "overrides": {k: str(v) for k, v in overrides.items()}, "per_count": per_count, "runs": runs,
-              "table": table, "outputs": {k: str(v) for k, v in outputs.items()}}
+              "pretrained_trained_on_test": trained_on_test, "table": table,
+              "outputs": {k: str(v) for k, v in outputs.items()}}
     plot_efficiency(per_count, outputs["png"], f"{protocol.name}: full fine-tuning, {repeats} repeat(s)",
                     len(protocol.class_names))
     atomic_write_text(outputs["md"], table)
@@ -231,9 +258,12 @@ def label_efficiency(
     return record
 
 
-def efficiency_table(per_count: Mapping[str, Mapping[str, Any]], name: str, repeats: int) -> str:
+def efficiency_table(per_count: Mapping[str, Mapping[str, Any]], name: str, repeats: int,
+                     trained_on_test: Sequence[int] = ()) -> str:
     """Markdown: mean ± std per (budget, start) in percent, then pretrained minus random with 95 % paired intervals
-    (unadjusted paired t, too narrow: the title says so, :func:`~monai_ext.apps.comparison.interval_caption`)."""
+    (unadjusted paired t, too narrow: the title says so, :func:`~monai_ext.apps.comparison.interval_caption`).
+    ``trained_on_test``: the repeats whose test images the pretrained start trained on, noted under the table (the
+    table outlives the run's warnings)."""
     title = (f"### {name}: full fine-tuning by labelled images per class (test, mean ± sample std over {repeats} "
              f"repeat{'s' if repeats != 1 else ''}, %)")
     lines = [title, "", "| labels per class | start | " + " | ".join(CURVE_METRICS) + " |",
@@ -251,6 +281,9 @@ def efficiency_table(per_count: Mapping[str, Mapping[str, Any]], name: str, repe
         d = entry["paired_differences"]
         lines.append(f"| {n} | " + " | ".join(difference_text(d[m]) + pairs_note(d[m], "repeats")
                                                for m in diff_metrics) + " |")
+    if trained_on_test:
+        lines += ["", f"Note: the pretrained start trained or was selected on test images of repeat(s) "
+                      f"{', '.join(map(str, trained_on_test))}: its scores there are not of held-out images."]
     return "\n".join(lines) + "\n"
 
 

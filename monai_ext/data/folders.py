@@ -35,14 +35,16 @@ def is_hidden_name(name: str) -> bool:
     return name.startswith(".") or name.upper() in _METADATA_FOLDERS_UPPER  # Windows names ignore case
 
 
-def walk_files(root: str | os.PathLike, exclude: Sequence[str | os.PathLike] = ()) -> Iterator[Path]:
+def walk_files(root: str | os.PathLike, exclude: Sequence[str | os.PathLike] = (),
+               hidden: list[Path] | None = None) -> Iterator[Path]:
     """Every file under ``root`` (paths as reached, under ``root``), following symbolic links to folders: each real
     folder is entered once, so a link back up the tree (a loop) or two links to one folder cannot repeat files.
     Folders in ``exclude`` (that exist) are never entered, by whatever path or link they are reached (an output
     folder inside the root: a rerun must not read its own cache and figures as data).
     Hidden files and folders below ``root`` are left out (a drive's ``.Trash-1000`` holds deleted images, evaluation
     ones among them; ``.thumbnails`` copies; ``._name`` macOS metadata), and so is an unzipped ``__MACOSX``. Folders
-    in sorted order, files sorted within each.
+    in sorted order, files sorted within each. Where ``hidden`` is given, the hidden files of the folders walked are
+    appended to it, for a caller to count what it passed over (a hidden folder is not entered, so its files are not).
 
     ``Path.rglob`` is not used: before Python 3.13 it does not follow links to folders, and a study folder linked
     into a dataset (``study1 -> /data/exports/study1``) would be skipped without a word.
@@ -58,6 +60,8 @@ def walk_files(root: str | os.PathLike, exclude: Sequence[str | os.PathLike] = (
         for name in sorted(filenames):
             if not is_hidden_name(name):
                 yield Path(dirpath) / name
+            elif hidden is not None:
+                hidden.append(Path(dirpath) / name)
 
 
 def list_images(folder: str | os.PathLike, suffixes: Sequence[str] = IMAGE_SUFFIXES) -> list[Path]:
@@ -68,27 +72,48 @@ def list_images(folder: str | os.PathLike, suffixes: Sequence[str] = IMAGE_SUFFI
     return list_images_and_others(folder, suffixes)[0]
 
 
-def list_images_and_others(folder: str | os.PathLike,
-                           suffixes: Sequence[str] = IMAGE_SUFFIXES) -> tuple[list[Path], list[Path]]:
+def list_images_and_others(folder: str | os.PathLike, suffixes: Sequence[str] = IMAGE_SUFFIXES,
+                           hidden: list[Path] | None = None) -> tuple[list[Path], list[Path]]:
     """(:func:`list_images`, the other files under ``folder``, hidden ones left out), from one walk: what a run
     passes over is said, not dropped in silence. A generated set's own record (``synthetic.json`` at the top, which
     ``synthesize`` writes beside its frames) is no passed-over file: every run on such a folder warned of it.
 
+    Args:
+        folder: the dataset folder.
+        suffixes: the image suffixes listed.
+        hidden: where given, the hidden files named as images (``._IMG_0001.png``: macOS's AppleDouble copies of a
+            folder copied off a Mac) are appended to it, sorted, for the caller's warning
+            (:func:`hidden_files_text`); other hidden files (``.DS_Store``, in every such folder) are not.
+
     Raises:
-        ValueError: ``folder`` is not a folder, or holds no image.
+        ValueError: ``folder`` is not a folder, or holds no image (counting its hidden image files, if any: all of
+            a folder's images hidden would otherwise read as an empty folder).
     """
     root = Path(folder)
     if not root.is_dir():
         raise ValueError(f"dataset folder {str(root)!r} does not exist or is not a folder")
     wanted = tuple(sorted({s.lower() for s in suffixes}))
-    images, others = [], []
-    for path in walk_files(root):
+    images, others, passed_over = [], [], []
+    for path in walk_files(root, hidden=passed_over):
         if path.is_file() and path != root / GENERATION_RECORD:
             (images if matches_suffixes(path, wanted) else others).append(path)
+    # by name only: a hidden file is not opened (its content is no reason to read it, AppleDouble ones are no image)
+    named_as_images = sorted(p for p in passed_over if p.name.lower().endswith(wanted))
     if not images:
         held = f" (it holds {len(others)} other file(s): {suffix_counts(others)})" if others else ""
-        raise ValueError(f"no images ({', '.join(sorted(wanted))}) found under {str(root)!r}{held}")
+        hid = f"; {hidden_files_text(named_as_images)}" if named_as_images else ""
+        raise ValueError(f"no images ({', '.join(sorted(wanted))}) found under {str(root)!r}{held}{hid}")
+    if hidden is not None:
+        hidden.extend(named_as_images)
     return sorted(images), sorted(others)
+
+
+def hidden_files_text(hidden: Sequence[Path]) -> str:
+    """``3 hidden file(s) (names starting with '.') left out, e.g. '._scan.png'``, for the warning that counts the
+    files a run passes over (``._`` names are macOS metadata copies, said so, as they are the common case)."""
+    apple = " ('._' ones are macOS metadata, not images)" if any(p.name.startswith("._") for p in hidden) else ""
+    return (f"{len(hidden)} hidden file(s) (names starting with '.') left out{apple}, e.g. "
+            f"{', '.join(repr(p.name) for p in hidden[:3])}")
 
 
 def without_masks(paths: Sequence[Path], folder: str | os.PathLike, role: str = "class images",
@@ -311,16 +336,23 @@ def pretrain_datalists(
 
 
 def _pictures(folder: Path, exclude: Sequence[str | os.PathLike | None]) -> list[Path]:
-    """The pictures under ``folder`` outside ``exclude``; the files passed over are counted in a warning."""
-    images, others = list_images_and_others(folder)
+    """The pictures under ``folder`` outside ``exclude``; the files passed over are counted in a warning, hidden
+    ones named as pictures among them (a folder copied off a Mac holds a ``._`` copy of each: the user counts more
+    pictures than were trained on)."""
+    hidden: list[Path] = []
+    images, others = list_images_and_others(folder, hidden=hidden)
     kept_images, others = outside_folders(images, exclude), outside_folders(others, exclude)
+    hidden = outside_folders(hidden, exclude)
     if len(kept_images) < len(images):
         logger.warning("%d picture(s) under %s lie in this run's output folders and are not trained on",
                        len(images) - len(kept_images), folder)
+    hid = hidden_files_text(hidden) if hidden else ""
     if others:
         logger.warning("%d file(s) under %s are not pictures and are not trained on (%s); DICOM files, cine loops "
                        "and volumes are read by `python -m monai_ext prepare-corpus`, whose cache --dataset_dir "
-                       "takes", len(others), folder, suffix_counts(others))
+                       "takes%s", len(others), folder, suffix_counts(others), f"; {hid}" if hid else "")
+    elif hid:
+        logger.warning("%s: %s", folder, hid)
     return kept_images
 
 

@@ -212,3 +212,45 @@ def test_one_repeat_gives_no_interval_and_says_so_in_the_table() -> None:
     diffs = paired_differences(summary, "pretrained", "random")
     table = le.efficiency_table({"10": {"summary": summary, "paired_differences": diffs}}, "subtle", repeats=1)
     assert "| 10 | +10.0 [n/a] | +0.0 [n/a] | +0.0 [n/a] |" in table and "nan" not in table
+
+
+@pytest.mark.parametrize("recorded, warned", [(True, [0]), (False, [])])
+def test_a_pretrained_start_trained_on_a_repeats_test_images_is_warned_of(tmp_path, monkeypatch, caplog, recorded,
+                                                                         warned) -> None:
+    """A classifier fine-tuned on the test images of repeat 0, given as the pretrained start: its curve was scored
+    on images it had seen, and its lead over the random start shown, without a word (cross-validate warned). An
+    older checkpoint (no record of its images) passes silently."""
+    from monai_ext.apps.crossval import SUMMARY_METRICS
+    from monai_ext.data.downstream import Protocol
+    from monai_ext.networks import build_classifier
+    from monai_ext.networks.checkpoints import save_model_checkpoint
+
+    (tmp_path / "data").mkdir()
+    items = [{"image": str(tmp_path / "data" / f"{i}.png"), "label": i % 2, "id": str(i)} for i in range(12)]
+    for item in items:
+        cv2.imwrite(item["image"], np.full((8, 8), 10, np.uint8))
+    config = {"arch": "vit_tiny_patch16", "image_size": 32, "in_channels": 1, "class_names": ["a", "b"],
+              "datalist_file": str(tmp_path / "fold.json")}
+    if recorded:
+        config.update(datalist_sha256="0" * 64, trained_images=["data/0.png", "data/1.png", "data/5.png"])
+    path = tmp_path / "model.pt"
+    save_model_checkpoint(path, build_classifier("vit_tiny_patch16", 2, img_size=32, in_chans=1), "classifier",
+                          config)
+    protocol = Protocol("toy", ["a", "b"], [{"train": items[2:], "validation": [], "test": items[:2]},
+                                            {"train": items[:10], "validation": [], "test": items[10:]}])
+    report = {**{m: 0.5 for m in SUMMARY_METRICS}, "per_class": {"a": {"support": 1}, "b": {"support": 1}}}
+    monkeypatch.setattr(le, "run_fold", lambda *args, **kwargs: report)  # the check, not the training, is tested
+    monkeypatch.setattr(le, "plot_efficiency", lambda *args: None)
+    with caplog.at_level("WARNING"):
+        record = label_efficiency(protocol, tmp_path / "out", path, (2,), repeats=2, overrides={"image_size": 32})
+    said = [r.getMessage() for r in caplog.records if str(path) in r.getMessage()]
+    if warned:
+        assert len(said) == 2, said
+        assert said[0].startswith(f"2 of 2 image(s) of toy test fold 0 (start pretrained) are training or validation "
+                                  f"images of {path}") and "e.g. 0.png, 1.png" in said[0]
+        assert said[1].startswith(f"label-efficiency: the pretrained start {path} trained or was selected on test "
+                                  "images of repeat(s) 0 (counted above)") and "start from a checkpoint" in said[1]
+        assert "Note: the pretrained start trained or was selected on test images of repeat(s) 0" in record["table"]
+    else:
+        assert said == [] and "Note:" not in record["table"]
+    assert record["pretrained_trained_on_test"] == warned

@@ -129,6 +129,38 @@ def test_a_generated_folders_own_record_is_no_passed_over_file(tmp_path, caplog)
     assert "1 file(s) under" in caplog.text and "(.json 1)" in caplog.text
 
 
+def test_hidden_pictures_are_counted_in_the_passed_over_files_warning(tmp_path, caplog) -> None:
+    """A folder copied off a Mac holds a ``._`` AppleDouble copy of each picture: they were left out without a word,
+    and the user counted more pictures than were trained on. ``.DS_Store`` (in every such folder) is not named."""
+    data = tmp_path / "data"
+    _pictures(data, 4)
+    for name in ("._p0.png", "._p1.png", "sub/.p9.PNG", ".DS_Store"):
+        (data / name).parent.mkdir(parents=True, exist_ok=True)
+        (data / name).write_bytes(b"\x00\x05\x16\x07")  # AppleDouble magic: no picture
+    with caplog.at_level("WARNING", logger="monai_ext.data.folders"):
+        lists = pretrain_datalists(data, tmp_path / "cache", val_fraction=0.25, seed=0)
+        assert sorted(Path(it["image"]).name for part in lists.values() for it in part) == \
+            [f"p{i}.png" for i in range(4)]
+        said = [r.getMessage() for r in caplog.records]
+        assert said == [f"{data}: 3 hidden file(s) (names starting with '.') left out ('._' ones are macOS metadata, "
+                        "not images), e.g. '._p0.png', '._p1.png', '.p9.PNG'"], said
+        caplog.clear()
+        (data / "notes.txt").write_text("x")  # the same warning as the other files passed over
+        pretrain_datalists(data, tmp_path / "cache", val_fraction=0.25, seed=0)
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and said[0].startswith("1 file(s) under") and said[0].endswith(
+        "; 3 hidden file(s) (names starting with '.') left out ('._' ones are macOS metadata, not images), e.g. "
+        "'._p0.png', '._p1.png', '.p9.PNG'"), said
+
+
+def test_a_folder_of_hidden_pictures_only_says_so(tmp_path) -> None:
+    """Every picture hidden (an export tool's, or ``._`` copies alone) read as a folder without images."""
+    picture(tmp_path / ".scan.png")
+    with pytest.raises(ValueError, match=r"no images .* found under .*; 1 hidden file\(s\) \(names starting with "
+                                         r"'\.'\) left out, e.g. '\.scan\.png'$"):
+        list_images(tmp_path)
+
+
 @pytest.mark.parametrize("count, val_fraction, message", [
     (1, 0.1, "holds 1 training image(s): pretraining holds part of them out for its validation loss and needs at "
              "least 2"),
