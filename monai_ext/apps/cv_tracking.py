@@ -122,8 +122,8 @@ class ParentRun:
         runs = self.client.search_runs(
             [self.experiment_id], order_by=["attributes.start_time DESC"],
             filter_string=f"tags.`mlflow.parentRunId` = '{self.run_id}' and attributes.run_name = '{run_name}'")
-        # a fold stopped (SIGTERM) and resumed has its stopped run FAILED beside the new one: say which replaced it,
-        # so that the parent's FAILED child is not read as a fold that failed
+        # a fold stopped (SIGTERM) and resumed has its stopped run KILLED (FAILED before 0.6.28, or after a crash)
+        # beside the new one: say which replaced it, so that the parent's child is not read as a fold that failed
         for abandoned in runs[1:]:
             if abandoned.info.status in ("FAILED", "KILLED") and "superseded_by" not in abandoned.data.tags:
                 self.client.set_tag(abandoned.info.run_id, "superseded_by", runs[0].info.run_id)

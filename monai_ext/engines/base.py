@@ -258,7 +258,7 @@ class RobustStepTrainer(SupervisedTrainer):
         scheduler's warning SIGUSR1 or SIGUSR2)
         raises :class:`~monai_ext.io.signals.StopSignal` inside the run instead of ending the process at once,
         so the engine's exception handlers run: the training checkpointer writes the state of the last completed
-        epoch (:meth:`monai_ext.handlers.checkpointing.TrainingCheckpointer.stopped`) and the MLflow run ends FAILED
+        epoch (:meth:`monai_ext.handlers.checkpointing.TrainingCheckpointer.stopped`) and the MLflow run ends KILLED
         rather than RUNNING for ever. The run then ends with one line on stderr (rank 0), naming the signal and
         what a resume continues from, and exit status 128 + signal, without a traceback (ignite's and MONAI's
         lines for it are filtered: the stop is expected, not a fault)."""

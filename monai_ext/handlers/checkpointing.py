@@ -384,7 +384,7 @@ class TrainingCheckpointer:
         """``EXCEPTION_RAISED``: write the last completed epoch's state that no checkpoint holds yet (rank 0),
         whatever ends the run, and on a :class:`~monai_ext.io.signals.StopSignal` set the stop's one-line report
         (which the trainer prints) to the signal and what ``--resume true`` continues from. Raises nothing but a
-        stop held during its write, so that the MLflow handler still marks the run FAILED; the trainer re-raises
+        stop held during its write, so that the MLflow handler still ends the run (KILLED at a stop, FAILED at an error); the trainer re-raises
         after its handlers.
 
         Not only at a stop: a peer's crash (out of memory, a failing file) reaches rank 0 as the process group's

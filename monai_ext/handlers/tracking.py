@@ -86,22 +86,31 @@ HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACK
 #: Seconds between tries of a store that failed during the training (one health check of a server that did not answer,
 #: at most 5 s; or the next call itself): a server restarted after minutes gets the rest of a days-long run.
 RETRY_INTERVAL_S = 300.0
-#: Seconds the health check of a server that did not answer may take.
+#: Seconds the probe of a store that failed may take (one try, whatever the environment sets).
 RETRY_HEALTH_TIMEOUT_S = 5.0
+#: MLflow's HTTP settings for that probe: a probe must stay quick, or a half-working server (its /health answering,
+#: its database locked) holds the training at each try for the retries of a normal call (3 x 60 s).
+PROBE_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0",
+                "MLFLOW_HTTP_REQUEST_TIMEOUT": str(int(RETRY_HEALTH_TIMEOUT_S))}
 
 
 @contextmanager
-def http_limits() -> Iterator[None]:
-    """Within the block, MLflow's HTTP calls use :data:`HTTP_LIMITS` (those the environment does not set already);
-    the environment is restored after. MLflow reads these variables at each request, so only calls made in the
-    block (this project's tracking calls) are limited."""
-    added = [name for name in HTTP_LIMITS if name not in os.environ]
-    os.environ.update({name: HTTP_LIMITS[name] for name in added})
+def http_limits(forced: Mapping[str, str] | None = None) -> Iterator[None]:
+    """Within the block, MLflow's HTTP calls use :data:`HTTP_LIMITS` (those the environment does not set already)
+    and ``forced`` (whatever it sets: :data:`PROBE_LIMITS`); the environment is restored after. MLflow reads these
+    variables at each request, so only calls made in the block (this project's tracking calls) are limited."""
+    forced = dict(forced or {})
+    saved = {name: os.environ.get(name) for name in [*HTTP_LIMITS, *forced]}
+    os.environ.update({name: value for name, value in HTTP_LIMITS.items() if saved[name] is None})
+    os.environ.update(forced)
     try:
         yield
     finally:
-        for name in added:
-            os.environ.pop(name, None)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def is_unreachable(error: BaseException) -> bool:
@@ -232,7 +241,8 @@ def evaluated_run(client: Any, checkpoint: str | os.PathLike) -> str | None:
         written_ms = path.stat().st_mtime_ns // 1_000_000
     except (OSError, ValueError, KeyError, TypeError, AttributeError, MlflowException):
         return None
-    if run.info.lifecycle_stage != "active" or written_ms < (run.info.start_time or 0):
+    # a minute's leeway: the file's time is the file server's clock, the run's the training machine's
+    if run.info.lifecycle_stage != "active" or written_ms < (run.info.start_time or 0) - 60_000:
         return None
     return run_id
 
@@ -409,13 +419,19 @@ def metric_key(name: str) -> str:
     """``name`` as MLflow takes a metric name: characters it refuses (a class name such as ``auc_benign (BI-RADS 3)``
     in a user's metric) as ``_``, ``/`` kept only in a normalised path, at most :data:`PARAM_KEY_LIMIT` characters.
     Refused, the name failed the whole batch, which turned tracking off for the rest of the training as a failed
-    server does."""
-    key = _METRIC_KEY_REFUSED.sub("_", str(name))[:PARAM_KEY_LIMIT]
+    server does. A name that had to change ends in ``_`` and 8 hex digits of its SHA-256: two names that differ only
+    in refused characters (``recall <10 mm``, ``recall >10 mm``) or beyond the limit would share one series, one
+    value lost without an error; the suffix is the same at every run and resume."""
+    name = str(name)
+    key = _METRIC_KEY_REFUSED.sub("_", name)[:PARAM_KEY_LIMIT]
     if _path_not_unique(key):
         key = key.replace("/", "_")
     if _path_not_unique(key):  # ".", "..", "..a": nothing but the leading dots is wrong
         key = "_" + key.lstrip(".")
-    return key
+    if key == name:
+        return key
+    suffix = "_" + hashlib.sha256(name.encode()).hexdigest()[:8]
+    return key[: PARAM_KEY_LIMIT - len(suffix)] + suffix
 
 
 def datalist_hash(datalists: Sequence[Sequence[Mapping[str, Any]]]) -> str:
@@ -771,21 +787,25 @@ class ProjectMLFlowHandler(MLFlowHandler):
 
     def _store_back(self, final: bool = False) -> bool:
         """Whether to try a store that failed earlier again now: once every :data:`RETRY_INTERVAL_S` (``final``, the
-        run's end: at once, the first time), and for a server that did not answer only once a quick health check (no
-        retries) answers. Before, a server that went away for a minute lost the rest of the training, its files and
-        model too, and its run stayed RUNNING for good."""
+        run's end: at once, the first time), and only once a quick probe answers: the run read from the store, one
+        try of at most :data:`RETRY_HEALTH_TIMEOUT_S` (:data:`PROBE_LIMITS`). Not the server's ``/health``, which
+        answers while a locked database or a failing-over one hangs every call: each try then held the training for
+        a normal call's retries. Before, a server that went away for a minute lost the rest of the training, its
+        files and model too, and its run stayed RUNNING for good."""
         holder = self.run_holder
         if final and not holder.end_tried:
             holder.end_tried = True
         elif time.monotonic() < holder.retry_at:
             return False
         holder.retry_at = time.monotonic() + RETRY_INTERVAL_S
-        if holder.unreachable:
-            try:
-                if _health_status(str(self.client.tracking_uri).rstrip("/"), RETRY_HEALTH_TIMEOUT_S) != 200:
-                    return False
-            except Exception:  # noqa: BLE001 - refused, timed out, DNS: all say "not back"
-                return False
+        try:
+            with http_limits(PROBE_LIMITS):
+                if holder.run_id:
+                    self.client.get_run(holder.run_id)
+                else:  # no run started yet: any read of the store
+                    self.client.search_experiments(max_results=1)
+        except tracking_errors():  # refused, timed out, an error answer: not back
+            return False
         holder.offline = holder.unreachable = False
         holder.recovering = True
         return True

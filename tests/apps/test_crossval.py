@@ -599,7 +599,8 @@ def test_unreadable_test_images_show_in_the_line_the_table_and_the_summary(skipp
     assert counts == [{"fold": 0, "n": 1, "skipped": 0}, {"fold": 1, "n": 1, "skipped": skipped}]
 
 
-def test_a_stopped_fold_run_is_tagged_as_superseded_by_its_resume(fake_folds, tmp_path) -> None:
+@pytest.mark.parametrize("status", ["KILLED", "FAILED"])  # stopped; crashed (or stopped before 0.6.28)
+def test_a_stopped_fold_run_is_tagged_as_superseded_by_its_resume(fake_folds, tmp_path, status) -> None:
     """After SIGTERM and --resume true the parent held a FAILED fold run beside the FINISHED one of the same fold,
     read as a fold that failed."""
     from mlflow.tracking import MlflowClient
@@ -609,7 +610,7 @@ def test_a_stopped_fold_run_is_tagged_as_superseded_by_its_resume(fake_folds, tm
     out, uri = tmp_path / "cv", f"sqlite:///{tmp_path}/mlruns.db"
     _cross_validate(out, uri)
     stopped = next(r for r in _runs(uri)[1] if r.info.run_name == "random_fold0")
-    MlflowClient(uri).set_terminated(stopped.info.run_id, status="FAILED")
+    MlflowClient(uri).set_terminated(stopped.info.run_id, status=status)
     # stopped before its first checkpoint: nothing records the run, and the resume starts a new one
     (out / "random" / "fold0" / "models" / MLFLOW_RUN_RECORD).unlink()
     _cross_validate(out, uri, resume=True)

@@ -121,8 +121,10 @@ def test_a_server_stopped_mid_training_costs_one_quick_failed_call(tmp_path, mon
         with caplog.at_level(logging.WARNING, logger="monai_ext.handlers.tracking"):
             engine.run([0, 1], max_epochs=3)
     assert engine.state.epoch == 3 and handler.run_holder.offline and handler.run_holder.unreachable
-    # the failed call, and one health check at the run's end (no retries): the server may be back by then
-    assert [r["url"].rsplit("/", 1)[-1] for r in after_stop] == ["log-batch", "health"], after_stop
+    # the failed call, and one probe at the run's end (the run read back, one try of at most 5 s): the server may be
+    # back by then
+    assert [r["url"].rsplit("/", 1)[-1] for r in after_stop] == ["log-batch", "get"], after_stop
     assert all(within_limits(r) for r in after_stop), after_stop
+    assert (after_stop[1]["max_retries"], after_stop[1]["timeout"]) == (0, 5), after_stop
     said = [r.getMessage() for r in caplog.records if "without tracking" in r.getMessage()]
     assert len(said) == 1, said

@@ -299,8 +299,9 @@ def _connection_refused() -> Exception:
 
 @pytest.mark.parametrize("failure, ended", [("refused", False), ("503", True)])
 def test_after_a_server_that_did_not_answer_the_runs_end_is_not_tried(failure, ended, tmp_path) -> None:
-    """A stopped server: each call waited out its retries, the run's end (and a crash's FAILED) too. An answer that
-    was an error (503) may pass, so the end is still tried then."""
+    """A stopped server: each call waited out its retries, the run's end (and a crash's FAILED) too; the end is tried
+    only once the quick probe (the run read back) answers. An answer that was an error (503) to a write may pass,
+    and the store answers the probe, so the end is tried then."""
     from mlflow.exceptions import MlflowException
 
     handler = _handler(_store(tmp_path), iteration_log=True, epoch_log=False, output_transform=lambda out: out["loss"],
@@ -312,6 +313,8 @@ def test_after_a_server_that_did_not_answer_the_runs_end_is_not_tried(failure, e
         raise error
 
     engine.add_event_handler(Events.ITERATION_STARTED(once=1), lambda _: setattr(handler.client, "log_batch", down))
+    if failure == "refused":  # the whole server gone: the probe is refused too
+        engine.add_event_handler(Events.ITERATION_STARTED(once=1), lambda _: setattr(handler.client, "get_run", down))
     ending = handler.client.set_terminated
     handler.client.set_terminated = lambda *args, **kwargs: (ends.append(args), ending(*args, **kwargs))
     handler.attach(engine)
@@ -513,10 +516,19 @@ def test_a_stopped_training_ends_its_run_killed_and_a_crashed_one_failed(error, 
     assert len(said) == 1 and said[0].endswith(f"ended as {status}: {str(error) or type(error).__name__}")
 
 
+def _hashed(key: str, name: str) -> str:
+    """A renamed metric's key: ``key`` (cut to fit), ``_`` and 8 hex digits of the original name's SHA-256."""
+    import hashlib
+
+    suffix = "_" + hashlib.sha256(name.encode()).hexdigest()[:8]
+    return key[: 250 - len(suffix)] + suffix
+
+
 @pytest.mark.parametrize("name, key", [
-    ("auc_benign (BI-RADS 3)", "auc_benign _BI-RADS 3_"),
+    ("auc_benign (BI-RADS 3)", _hashed("auc_benign _BI-RADS 3_", "auc_benign (BI-RADS 3)")),
     ("train/loss", "train/loss"),   # a normalised path: kept
-    ("/loss", "_loss"), ("a//b", "a__b"), ("..", "_"), ("val_dice", "val_dice"), ("x" * 300, "x" * 250),
+    ("/loss", _hashed("_loss", "/loss")), ("a//b", _hashed("a__b", "a//b")), ("..", _hashed("_", "..")),
+    ("val_dice", "val_dice"), ("x" * 300, _hashed("x" * 250, "x" * 300)),
 ])
 def test_metric_names_are_made_ones_mlflow_takes(name, key) -> None:
     from mlflow.utils.validation import _validate_metric_name
@@ -525,6 +537,16 @@ def test_metric_names_are_made_ones_mlflow_takes(name, key) -> None:
 
     assert metric_key(name) == key
     _validate_metric_name(key)
+
+
+@pytest.mark.parametrize("names", [("recall_lesion <10 mm", "recall_lesion >10 mm"), ("auc_HER2+", "auc_HER2?"),
+                                   ("val_" + "x" * 246 + "_auc", "val_" + "x" * 246 + "_f1"),
+                                   ("auc_a b", "auc_a/b/")])
+def test_names_that_differ_only_where_mlflow_refuses_keep_series_of_their_own(names) -> None:
+    """Renamed alike, two metrics shared one series and one value was lost without an error."""
+    from monai_ext.handlers.tracking import metric_key
+
+    assert len({metric_key(name) for name in names}) == 2
 
 
 def test_a_metric_name_mlflow_refuses_is_logged_under_one_it_takes(tmp_path, caplog) -> None:
@@ -538,7 +560,7 @@ def test_a_metric_name_mlflow_refuses_is_logged_under_one_it_takes(tmp_path, cap
     with caplog.at_level(logging.WARNING, logger="monai_ext.handlers.tracking"):
         engine.run([0], max_epochs=2)
     client = mlflow.MlflowClient(handler.client.tracking_uri)
-    for key in ("auc_benign _BI-RADS 3_", "n"):
+    for key in (_hashed("auc_benign _BI-RADS 3_", name), "n"):
         assert [m.step for m in client.get_metric_history(handler.run_holder.run_id, key)] == [1, 2]
     assert not handler.run_holder.offline
     assert sum(f"{name!r} is logged as" in r.getMessage() for r in caplog.records) == 1  # once, not each epoch
@@ -588,26 +610,24 @@ def test_a_server_back_after_an_outage_gets_the_rest_of_the_run(interval, logged
     from monai_ext.handlers import tracking
 
     down = [False]
-
-    def health(uri: str, timeout: float) -> int:
-        if down[0]:
-            raise _connection_refused()
-        return 200
-
-    monkeypatch.setattr(tracking, "_health_status", health)
     monkeypatch.setattr(tracking, "RETRY_INTERVAL_S", interval, raising=False)
     (tmp_path / "metrics.json").write_text("[]")
     handler = _handler(_store(tmp_path), iteration_log=True, epoch_log=False, output_transform=lambda out: out["loss"],
                        tag_name="train_loss", close_on_complete=True, artifact_paths=[str(tmp_path / "metrics.json")],
                        resumed=True)
-    working = handler.client.log_batch
+    working, read = handler.client.log_batch, handler.client.get_run
 
     def log_batch(*args, **kwargs):
         if down[0]:
             raise _connection_refused()
         return working(*args, **kwargs)
 
-    handler.client.log_batch = log_batch
+    def get_run(*args, **kwargs):  # the probe of a store that failed
+        if down[0]:
+            raise _connection_refused()
+        return read(*args, **kwargs)
+
+    handler.client.log_batch, handler.client.get_run = log_batch, get_run
     engine = _trainer()
     engine.add_event_handler(Events.ITERATION_STARTED, lambda e: down.__setitem__(0, e.state.iteration in (3, 4)))
     handler.attach(engine)
@@ -618,3 +638,35 @@ def test_a_server_back_after_an_outage_gets_the_rest_of_the_run(interval, logged
     assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["metrics.json"]  # the end logged its files
     assert [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")] == logged
     assert run.data.tags["tracking_incomplete"].startswith(f"{6 - len(logged)} logging call(s) lost; first: could not")
+
+
+def test_a_store_that_failed_is_probed_quickly_before_any_call_waits_on_it(tmp_path, monkeypatch) -> None:
+    """A half-working server (its /health answering, its database locked) passed the old health check, and each
+    next call then held the training for a normal call's retries (3 x 60 s), every five minutes. The probe is the
+    run read back, one try of at most 5 s whatever the environment sets; while it fails, no logging call is made."""
+    import os
+
+    from monai_ext.handlers import tracking
+
+    monkeypatch.setattr(tracking, "RETRY_INTERVAL_S", 0.0, raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "9")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "120")
+    handler = _handler(_store(tmp_path), iteration_log=True, epoch_log=False, output_transform=lambda out: out["loss"])
+    writes, probes = [], []
+
+    def log_batch(*args, **kwargs):
+        writes.append(args)
+        raise _connection_refused()
+
+    def get_run(*args, **kwargs):
+        probes.append((os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"], os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"]))
+        raise _connection_refused()  # a locked database: the read hangs until its timeout
+
+    engine = _trainer()
+    engine.add_event_handler(Events.ITERATION_STARTED(once=1), lambda _: setattr(handler.client, "log_batch", log_batch))
+    engine.add_event_handler(Events.ITERATION_STARTED(once=1), lambda _: setattr(handler.client, "get_run", get_run))
+    handler.attach(engine)
+    engine.run([0, 1], max_epochs=3)
+    assert len(writes) == 1  # the call that failed; none after it while the probe fails
+    assert probes and set(probes) == {("0", "5")}
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "9"  # the user's setting put back
