@@ -32,7 +32,7 @@ import os
 import signal
 import sys
 from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import closing
 from dataclasses import asdict, dataclass, field, replace
@@ -286,8 +286,9 @@ def _write_chunk(args: tuple[int, list[str], str, str, CorpusOptions, dict[str, 
     index, files, root, out, options, killers = args
     cv2.setNumThreads(1)  # one process per core already
     marker = started_marker(_chunk_paths(Path(out), index)[1])
+    died_on_before = marker.exists()
     marker.touch()
-    try:  # the marker outlives only a process killed on the chunk (an exception or Ctrl-C is no crash)
+    try:
         stats = source_stats(Path(root), files)  # before reading: a file changed while it is read is read again
         frames, records, skipped, warned = _read_chunk_files(index, files, Path(root), Path(out), options, stats,
                                                              killers)
@@ -295,8 +296,14 @@ def _write_chunk(args: tuple[int, list[str], str, str, CorpusOptions, dict[str, 
         _write_frames(array_path, frames, options.size)
         chunk = {"files": files, "records": records, "skipped": skipped, "warnings": warned, "stats": stats}
         atomic_write_bytes(json_path, json.dumps(chunk).encode())
-    finally:
-        marker.unlink(missing_ok=True)
+    except BaseException:
+        # the marker outlives a process killed on the chunk only (an exception or Ctrl-C is no crash), unless a
+        # process died on it before: removed when a stop came while its files were read in the end, the next run
+        # read it as any chunk, and its killer killed the run (--workers 1) or a pool's worker again
+        if not died_on_before:
+            marker.unlink(missing_ok=True)
+        raise
+    marker.unlink(missing_ok=True)
     return index, len(frames), len(skipped)
 
 
@@ -483,6 +490,7 @@ def ingest(root: Path, out: Path, options: CorpusOptions, sources: list[str], wo
 
     chunks = _plan(root, out, options, sources)  # first: a refused plan leaves no folder in the user's tree
     (out / "chunks").mkdir(parents=True, exist_ok=True)
+    _remove_unfinished_writes(out / "chunks")
     todo = [i for i in range(len(chunks)) if not _chunk_paths(out, i)[1].exists()]
     todo = sorted(todo + _chunks_with_changed_files(root, out, chunks, set(todo)))
     bar = tqdm(total=len(chunks), initial=len(chunks) - len(todo), desc="ingest (chunks)", unit="chunk")
@@ -518,6 +526,24 @@ def ingest(root: Path, out: Path, options: CorpusOptions, sources: list[str], wo
     bar.close()
 
 
+def _remove_unfinished_writes(folder: Path) -> None:
+    """Remove the temporary files of chunk writes that a killed run left in ``folder`` (SIGKILL or a power cut
+    mid-write: no handler removes them), said in a log line. Never a chunk's data (a chunk is written in full, then
+    renamed), but a chunk's size each (gigabytes for cine loops), and a run killed again and again (a scheduler's
+    time limit) piled them up."""
+    leftovers = sorted(folder.glob(".chunk_*.tmp"))
+    size = 0
+    for path in leftovers:
+        try:
+            size += path.stat().st_size
+            path.unlink()
+        except FileNotFoundError:
+            pass
+    if leftovers:
+        logger.info("removed %d unfinished chunk write(s) of an earlier run that was killed (%.1f MB)",
+                    len(leftovers), size / 1e6)
+
+
 def _chunk_started(out: Path, index: int) -> bool:
     """Whether reading chunk ``index`` began and its process died on it (its marker outlived it)."""
     return started_marker(_chunk_paths(out, index)[1]).exists()
@@ -526,10 +552,13 @@ def _chunk_started(out: Path, index: int) -> bool:
 def _run_chunks(jobs: list[tuple], workers: int, out: Path) -> Iterator[tuple[int, int, int]]:
     """Write the chunks, here or in a pool of ``workers`` processes; yields as each is written.
 
-    Interrupted (Ctrl-C, a stop signal, or closed early), the pool's queued chunks are cancelled and its workers
-    ended at once: shutting down as usual would first read every chunk already handed to the pool (minutes of cine
-    loops), and the workers caught Ctrl-C's ``KeyboardInterrupt`` per chunk and went on to the next. The chunks in
-    flight lose their started markers: they were stopped, not killed by one of their files.
+    Chunks are yielded as they are written, not in order: a chunk's error is raised when it happens. Interrupted
+    (Ctrl-C, a stop signal, closed early) or a chunk failed (a full disk, a cache folder not writable), the pool's
+    queued chunks are cancelled and its workers ended at once: shutting down as usual would first read every chunk
+    already handed to the pool (minutes of cine loops each) before the error was seen, and the workers caught
+    Ctrl-C's ``KeyboardInterrupt`` per chunk and went on to the next. The chunks in flight lose their started
+    markers: they were stopped, not killed by one of their files. A worker that died (``BrokenProcessPool``) leaves
+    them: its chunk's files are read one by one next.
     """
     if workers <= 1:
         yield from map(_write_chunk, jobs)
@@ -540,10 +569,13 @@ def _run_chunks(jobs: list[tuple], workers: int, out: Path) -> Iterator[tuple[in
                                initializer=_start_worker)
     unwritten = {job[0] for job in jobs}
     try:
-        for result in pool.map(_write_chunk, jobs):
+        for future in as_completed([pool.submit(_write_chunk, job) for job in jobs]):
+            result = future.result()
             unwritten.discard(result[0])
             yield result
-    except (KeyboardInterrupt, SystemExit, GeneratorExit):  # SystemExit: a stop signal's StopSignal
+    except BrokenProcessPool:
+        raise
+    except BaseException:  # SystemExit: a stop signal's StopSignal; Exception: a chunk's own error
         _end_workers(pool)
         for index in unwritten:
             started_marker(_chunk_paths(out, index)[1]).unlink(missing_ok=True)

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import signal
 from collections.abc import Callable, Iterable
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
+
+from monai_ext.io.signals import end_with_the_launcher
 
 logger = logging.getLogger(__name__)
 
@@ -57,10 +60,10 @@ def _read_until_death(read_one: Callable[[Any], Any], arguments: list[Any]) -> i
     context = multiprocessing.get_context("spawn")
     receiver, sender = context.Pipe(duplex=False)
     reader = context.Process(target=_read_in_turn, args=(read_one, arguments, sender), daemon=True)
-    reader.start()
-    sender.close()  # the reader's end only: its death then ends the receiving below
     done, raised = 0, None
     try:
+        reader.start()
+        sender.close()  # the reader's end only: its death then ends the receiving below
         while True:
             kind, value = receiver.recv()
             if kind == "raised":
@@ -69,16 +72,31 @@ def _read_until_death(read_one: Callable[[Any], Any], arguments: list[Any]) -> i
             done += 1
     except EOFError:  # the reader ended: all read, or died on the file after the last one reported
         pass
+    except BaseException:
+        # Ctrl-C or a stop signal here: the reader is ended, not waited for; joined as it was, the run went on with
+        # its file to the end (minutes of a cine loop) before it stopped, past a scheduler's grace period
+        if reader.is_alive():
+            reader.terminate()
+        raise
     finally:
+        sender.close()
         receiver.close()
-        reader.join()
+        if reader.pid is not None:  # started
+            reader.join()
     if raised is not None:
         raise raised
     return done
 
 
 def _read_in_turn(read_one: Callable[[Any], Any], arguments: list[Any], sender: Connection) -> None:
-    """The reader process: reads each argument in turn, reporting each one done, or what it raised."""
+    """The reader process: reads each argument in turn, reporting each one done, or what it raised.
+
+    It leaves Ctrl-C to the run, which ends it (a terminal's Ctrl-C reaches the whole process group: the reader died
+    of its ``KeyboardInterrupt`` with a traceback, a death on its file as a killer's is), and ends with the run (a
+    run killed with SIGKILL left it reading its file on).
+    """
+    end_with_the_launcher()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     for argument in arguments:
         try:
             read_one(argument)

@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -671,3 +672,90 @@ def test_a_stopped_run_with_workers_ends_them_and_their_queued_chunks(tmp_path, 
     if stop != signal.SIGKILL:  # stopped, not killed by a file: no chunk is taken for a killer on the rerun
         assert not list(chunks.glob("*.started"))
         assert "the chunks already written are kept: rerun the same command to resume" in message
+
+
+def test_a_chunks_error_in_the_pool_is_raised_at_once_not_after_the_queued_chunks(tmp_path):
+    """One chunk failed with an ordinary error (here its array cannot replace a folder; a full disk in practice)
+    while another was still being read: the error came after that chunk (in order), and after every chunk queued in
+    the pool (a shutdown that waits): hours of an archive read to report a full disk."""
+    from monai_ext.data.corpus import _run_chunks  # noqa: PLC0415 - private, for this test only
+
+    root, chunks = tmp_path / "root", tmp_path / "cache" / "chunks"
+    (root / "site").mkdir(parents=True)
+    chunks.mkdir(parents=True)
+    cv2.imwrite(str(root / "site" / "a.png"), us_image(64, seed=1))
+    # chunk 0 is read again (its cached views first): its JSON is a pipe that nobody writes, so reading it never ends
+    np.save(chunks / "chunk_000000.npy", np.zeros((0, 32, 32), np.uint8))
+    os.mkfifo(chunks / "chunk_000000.json")
+    (chunks / "chunk_000001.npy").mkdir()  # chunk 1 cannot be written
+    jobs = [(index, ["site/a.png"], str(root), str(tmp_path / "cache"), CorpusOptions(size=32), {})
+            for index in (0, 1)]
+    unblocked = threading.Event()
+
+    def unblock() -> None:  # a guard only, so that the test fails rather than hangs where the error waits
+        unblocked.set()
+        try:
+            descriptor = os.open(chunks / "chunk_000000.json", os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:  # no reader (ended): nothing to unblock
+            return
+        os.write(descriptor, json.dumps({"files": [], "records": []}).encode())
+        os.close(descriptor)
+
+    guard = threading.Timer(120, unblock)
+    guard.daemon = True
+    guard.start()
+    try:
+        with pytest.raises(IsADirectoryError):
+            for _ in _run_chunks(jobs, 2, tmp_path / "cache"):
+                pass
+    finally:
+        guard.cancel()
+    assert not unblocked.is_set(), "the error was raised only once the chunk being read ended"
+    assert not list(chunks.glob("*.started"))  # the chunk in flight was stopped, not killed by one of its files
+
+
+def test_a_stop_while_a_chunk_that_killed_its_process_is_written_keeps_its_marker(tmp_path, monkeypatch):
+    """Ctrl-C or a stop signal while a chunk that a process had died on was read in the end (its killers known)
+    removed its marker: the next run read it as any chunk, and its killer killed the run (--workers 1) again."""
+    from monai_ext.data import corpus  # noqa: PLC0415 - private, for this test only
+
+    root, chunks = tmp_path / "root", tmp_path / "cache" / "chunks"
+    (root / "site").mkdir(parents=True)
+    chunks.mkdir(parents=True)
+    for name in ("a.png", "b.png"):
+        cv2.imwrite(str(root / "site" / name), us_image(64, seed=len(name)))
+    read = corpus.process_file
+
+    def stopped_on_b(path: Path, root: Path, options: CorpusOptions):
+        if path.name == "b.png":
+            raise KeyboardInterrupt
+        return read(path, root, options)
+
+    monkeypatch.setattr(corpus, "process_file", stopped_on_b)
+    killers = {"site/killer.png": "its reader's process died"}
+    for index, died_on_before in ((0, True), (1, False)):
+        if died_on_before:
+            (chunks / f"chunk_{index:06d}.json.started").touch()
+        job = (index, ["site/a.png", "site/killer.png", "site/b.png"], str(root), str(tmp_path / "cache"),
+               CorpusOptions(size=32), killers if died_on_before else {})
+        with pytest.raises(KeyboardInterrupt):
+            corpus._write_chunk(job)
+    assert sorted(path.name for path in chunks.glob("*.started")) == ["chunk_000000.json.started"]
+    assert not list(chunks.glob("*.json"))
+
+
+def test_a_rerun_removes_the_unfinished_writes_of_a_killed_run(tmp_path):
+    """A run killed (SIGKILL) while it wrote a chunk left the temporary file of that write, a chunk's size, for
+    ever: no later run removed it."""
+    root = tmp_path / "root" / "site"
+    root.mkdir(parents=True)
+    cv2.imwrite(str(root / "a.png"), us_image(64, seed=3))
+    chunks = tmp_path / "cache" / "chunks"
+    chunks.mkdir(parents=True)
+    leftovers = [chunks / ".chunk_000000.npy.k3x9q2ab.tmp", chunks / ".chunk_000000.json.p0w1e2r3.tmp"]
+    for path in leftovers:
+        path.write_bytes(b"\x93NUMPY half-written")
+    other = tmp_path / "cache" / "chunks" / "notes.tmp"  # not a chunk write: left alone
+    other.write_text("mine")
+    assert prepare_corpus(tmp_path / "root", tmp_path / "cache", CorpusOptions(size=32))["kept"] == 1
+    assert not any(path.exists() for path in leftovers) and other.exists()

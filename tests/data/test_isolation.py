@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import cv2
@@ -153,3 +154,46 @@ def test_chunks_read_again_for_changed_files_are_all_read_after_a_reader_dies(tm
     skipped = json.loads((out / "report.json").read_text())["skipped_files"]
     assert skipped == [{"source": "site/killer.png", "reason": f"site/killer.png: {KILLED_READER}"}]
     assert not list((out / "chunks").glob("*.started"))
+
+
+class Stopped(BaseException):
+    """What the test's stop signal raises (Ctrl-C's KeyboardInterrupt or a stop signal's StopSignal in a run)."""
+
+
+def stop_the_run_then_read_on(fifo: str) -> None:
+    """Tells the run to stop (SIGUSR1 to the parent), then reads a file that never ends (a pipe nobody writes) as a
+    long cine loop does; a picklable function for a spawned process."""
+    os.kill(os.getppid(), signal.SIGUSR1)
+    with open(fifo, "rb") as f:
+        f.read()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="a named pipe stands for a file that is long to read")
+def test_a_stop_ends_the_reader_at_once_not_after_its_file(tmp_path) -> None:
+    """Stopped while a suspect chunk's file was read, the run waited for the reader to finish that file (minutes of
+    a cine loop, past a scheduler's grace period), and the reader then died on the closed pipe with a traceback."""
+    fifo = tmp_path / "long_cine.fifo"
+    os.mkfifo(fifo)
+    ended = threading.Event()
+
+    def end_the_file() -> None:  # a guard only, so that the test fails rather than hangs where the stop waits
+        ended.set()
+        try:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:  # no reader (ended): nothing to unblock
+            pass
+
+    def stop(signum, frame) -> None:
+        raise Stopped
+
+    previous = signal.signal(signal.SIGUSR1, stop)
+    guard = threading.Timer(120, end_the_file)
+    guard.daemon = True
+    guard.start()
+    try:
+        with pytest.raises(Stopped):
+            files_that_kill_their_reader(stop_the_run_then_read_on, ["long_cine.avi"], lambda name: str(fifo))
+    finally:
+        guard.cancel()
+        signal.signal(signal.SIGUSR1, previous)
+    assert not ended.is_set(), "the run stopped only once the reader's file ended"
