@@ -160,16 +160,21 @@ def test_verify_net_in_out_and_metadata(cache, tmp_path) -> None:
         result.stderr[-3000:]
 
 
+def with_empty_masks(items, folder) -> list[dict]:
+    """``items`` with every mask replaced by an empty one written to ``folder`` (normal images)."""
+    emptied = []
+    for item in items:
+        empty = folder / f"{item['id']}_empty_mask.png"
+        cv2.imwrite(str(empty), np.zeros_like(cv2.imread(item["label"], cv2.IMREAD_GRAYSCALE)))
+        emptied.append({**item, "label": str(empty)})
+    return emptied
+
+
 def lesion_free_validation_datalist(cache, folder) -> str:
     """Fold 0 of the simulated set with every validation mask replaced by an empty one (normal images)."""
     split = synthetic_segmentation_protocol(cache, 20, 42, 14).splits[0]
-    validation = []
-    for item in split["validation"]:
-        empty = folder / f"{item['id']}_empty_mask.png"
-        cv2.imwrite(str(empty), np.zeros_like(cv2.imread(item["label"], cv2.IMREAD_GRAYSCALE)))
-        validation.append({**item, "label": str(empty)})
-    datalist = {"class_names": ["background", "lesion"], "train": split["train"], "validation": validation,
-                "test": split["test"]}
+    datalist = {"class_names": ["background", "lesion"], "train": split["train"],
+                "validation": with_empty_masks(split["validation"], folder), "test": split["test"]}
     (folder / "fold.json").write_text(json.dumps(datalist))
     return str(folder / "fold.json")
 
@@ -179,11 +184,7 @@ def test_a_lesion_free_test_part_is_scored_undefined_in_strict_json(trained, cac
     reads as a failed run; the report is strict JSON (null, not NaN) and names the false positives."""
     out, _ = trained
     split = synthetic_segmentation_protocol(cache, 20, 42, 14).splits[0]
-    test = []
-    for item in split["test"]:
-        empty = tmp_path / f"{item['id']}_empty_mask.png"
-        cv2.imwrite(str(empty), np.zeros_like(cv2.imread(item["label"], cv2.IMREAD_GRAYSCALE)))
-        test.append({**item, "label": str(empty)})
+    test = with_empty_masks(split["test"], tmp_path)
     (tmp_path / "normal.json").write_text(json.dumps({"class_names": ["background", "lesion"], "test": test}))
     overrides = tiny_segment_overrides(out, cache, datalist_file=str(tmp_path / "normal.json"),
                                        output_dir=str(tmp_path / "eval"))
