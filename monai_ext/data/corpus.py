@@ -34,7 +34,7 @@ import sys
 from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -485,12 +485,46 @@ def ingest(root: Path, out: Path, options: CorpusOptions, sources: list[str], wo
 
     Args:
         sources: the supported files now under ``root`` (:attr:`RootSurvey.sources`).
-    """
-    from tqdm import tqdm
 
+    Raises:
+        ValueError: another run is writing to ``out`` (:func:`_sole_writer`).
+    """
     chunks = _plan(root, out, options, sources)  # first: a refused plan leaves no folder in the user's tree
     (out / "chunks").mkdir(parents=True, exist_ok=True)
-    _remove_unfinished_writes(out / "chunks")
+    with _sole_writer(out):
+        _remove_unfinished_writes(out / "chunks")
+        _ingest_chunks(root, out, options, chunks, workers)
+
+
+@contextmanager
+def _sole_writer(out: Path) -> Iterator[None]:
+    """Within the block this process is the only ``prepare-corpus`` run writing to ``out``: an exclusive lock on
+    ``out/.ingest.lock`` (released when the block ends, or with the process). A second run on the same cache (the
+    command started twice, a requeued job while the first is in its grace period) would remove the first's chunk
+    writes in flight as a killed run's leftovers, and the first then failed on its rename. Where the system has no
+    ``fcntl`` (Windows), no lock.
+
+    Raises:
+        ValueError: another run holds the lock, naming the cache.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(out / ".ingest.lock", "a+b") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueError(f"another prepare-corpus run is writing to {str(out)!r}: wait for it to end (or stop it), "
+                             "then rerun to resume") from None
+        yield
+
+
+def _ingest_chunks(root: Path, out: Path, options: CorpusOptions, chunks: list[list[str]], workers: int) -> None:
+    """:func:`ingest`'s chunks, written by the only run on ``out``."""
+    from tqdm import tqdm
+
     todo = [i for i in range(len(chunks)) if not _chunk_paths(out, i)[1].exists()]
     todo = sorted(todo + _chunks_with_changed_files(root, out, chunks, set(todo)))
     bar = tqdm(total=len(chunks), initial=len(chunks) - len(todo), desc="ingest (chunks)", unit="chunk")

@@ -250,14 +250,30 @@ def choose_region(gray: np.ndarray, labels: np.ndarray, stats: np.ndarray,
         return fits[0]
     if len(tissue) > 1:
         # a block of text beside the image has some five times its texture: as the reference, it left the image out
-        tissue = [fit for fit, strokes in zip(tissue, region_strokes(gray, [fit.mask for fit in tissue], full))
-                  if not strokes] or tissue
+        tissue = [fit for fit, text in zip(tissue, text_regions(gray, [fit.mask for fit in tissue], full))
+                  if not text]
     if len(tissue) > 1:
         textures = [speckle_texture(gray, fit.mask) for fit in tissue]
         tissue = [fit for fit, texture in zip(tissue, textures) if texture >= MIN_TEXTURE_SHARE * max(textures)]
     fitted = [fit for fit in tissue if fit.kind != "freeform"
               and fit.mask.sum() >= MIN_FITTED_SHARE * tissue[0].mask.sum()]
     return fitted[0] if fitted else tissue[0]
+
+
+def text_regions(gray: np.ndarray, masks: Sequence[np.ndarray], full: np.ndarray | None = None) -> list[bool]:
+    """Which of the regions ``masks`` of (H, W) uint8 ``gray`` to leave out as text: strokes of text
+    (:func:`region_strokes`) where another region is none and holds speckle (at least a fifth of
+    ``MIN_TEXTURE_SHARE`` of the most textured region's :func:`speckle_texture`). None where all or none are strokes,
+    or where what is left is flat: a scan full of fluid near the noise floor (a bladder, amniotic fluid) or a dim scan
+    measures as strokes too, and beside a flat side panel it was left out and the panel became the field of view."""
+    strokes = region_strokes(gray, masks, full)
+    if all(strokes) or not any(strokes):
+        return [False] * len(strokes)
+    textures = [speckle_texture(gray, mask) for mask in masks]
+    left = max(texture for texture, stroke in zip(textures, strokes) if not stroke)
+    if left < MIN_TEXTURE_SHARE / 5 * max(textures):
+        return [False] * len(strokes)
+    return strokes
 
 
 def textured_regions(gray: np.ndarray, labels: np.ndarray, stats: np.ndarray,
@@ -272,9 +288,9 @@ def textured_regions(gray: np.ndarray, labels: np.ndarray, stats: np.ndarray,
     large = [int(i) + 1 for i in np.flatnonzero(areas >= MIN_VIEW_AREA * areas.max())] if len(areas) else []
     if len(large) < 2:
         return labels, stats
-    strokes = region_strokes(gray, [labels == label for label in large], full)
     # a block of text beside a view has some five times its texture: as the reference, it left the view out
-    text = [label for label, stroke in zip(large, strokes) if stroke and not all(strokes)]
+    text = [label for label, is_text in zip(large, text_regions(gray, [labels == label for label in large], full))
+            if is_text]
     rest = [label for label in large if label not in text]
     textures = [speckle_texture(gray, labels == label) for label in rest]
     flat = text + [label for label, texture in zip(rest, textures) if texture < MIN_TEXTURE_SHARE * max(textures)]

@@ -759,3 +759,26 @@ def test_a_rerun_removes_the_unfinished_writes_of_a_killed_run(tmp_path):
     other.write_text("mine")
     assert prepare_corpus(tmp_path / "root", tmp_path / "cache", CorpusOptions(size=32))["kept"] == 1
     assert not any(path.exists() for path in leftovers) and other.exists()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="the lock is fcntl's")
+def test_a_second_run_on_a_cache_being_written_is_refused_and_leaves_its_writes(tmp_path):
+    """A second run on the same cache (the command started twice, a requeued job while the first is in its grace
+    period) removed the first's chunk writes in flight as a killed run's leftovers; the first then failed on its
+    rename."""
+    import fcntl
+
+    root = tmp_path / "root" / "site"
+    root.mkdir(parents=True)
+    cv2.imwrite(str(root / "a.png"), us_image(64, seed=3))
+    out = tmp_path / "cache"
+    (out / "chunks").mkdir(parents=True)
+    in_flight = out / "chunks" / ".chunk_000000.npy.k3x9q2ab.tmp"  # the first run's write
+    in_flight.write_bytes(b"\x93NUMPY being written")
+    with open(out / ".ingest.lock", "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as the first run holds it
+        with pytest.raises(ValueError, match="another prepare-corpus run is writing to"):
+            prepare_corpus(tmp_path / "root", out, CorpusOptions(size=32))
+        assert in_flight.exists()
+    assert prepare_corpus(tmp_path / "root", out, CorpusOptions(size=32))["kept"] == 1  # the first run ended
+    assert not in_flight.exists()

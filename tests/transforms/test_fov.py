@@ -294,3 +294,17 @@ def test_blocks_of_text_are_strokes_and_scans_are_not(geometry):
         block[15:225, 15:325] = True
         halved = cv2.resize(page, (170, 120), interpolation=cv2.INTER_AREA)  # detection's copy: strokes on the screen
         assert region_strokes(page, [block]) == region_strokes(halved, [block[::2, ::2]], page) == [True]
+
+
+@pytest.mark.parametrize("axes", [(85, 70), (95, 80)])  # fluid over about half, and most, of the image
+def test_a_scan_full_of_fluid_beside_a_flat_panel_is_the_field_of_view(axes) -> None:
+    """Echo-free fluid (a bladder, amniotic fluid) is noise near the floor, which measures as strokes of text: the
+    scan was left out as text, and the flat side panel beside it, the only region left, became the field of view."""
+    screen, truth, left = side_panel_screen("flat")
+    fluid = np.zeros(truth.shape, np.uint8)
+    cv2.ellipse(fluid, (180, 170), axes, 0, 0, 360, 1, -1)
+    fluid = (fluid > 0) & truth
+    noise = np.clip(np.random.default_rng(0).normal(9, 5, truth.shape), 0, 255).astype(np.uint8)
+    screen[fluid] = noise[fluid][:, None]
+    fov = detect_fov(screen)
+    assert not fov.mask[:, left:].any() and iou(fov.mask, truth) > 0.95
