@@ -498,6 +498,57 @@ def warn_of_trained_images(images: Sequence[Mapping[str, Any]], config: Mapping[
     return seen
 
 
+def pretrained_on(config: Mapping[str, Any], images: Sequence[str]) -> list[str]:
+    """The ``images`` (paths, as given) that an MAE checkpoint's record says it pretrained on, for training or its
+    validation loss: the pictures inside its ``dataset_dir`` (a folder: pretraining lists every picture in it), or
+    for a ``prepare-corpus`` cache the files of its kept frames (its plan's root; files the cache kept out, as
+    evaluation images or of an excluded dataset, were not pretrained on). Empty for the synthetic default, a record
+    without ``dataset_dir`` or a folder no longer here.
+
+    Args:
+        config: the MAE checkpoint's recorded settings (``dataset_dir``).
+        images: the image paths to look for.
+    """
+    from monai_ext.data.corpus import is_corpus_cache, kept_sources
+    from monai_ext.io.images import IMAGE_SUFFIXES, matches_suffixes
+
+    dataset_dir = config.get("dataset_dir")
+    if not dataset_dir or not Path(str(dataset_dir)).is_dir():
+        return []
+    if is_corpus_cache(dataset_dir):
+        root = json.loads((Path(str(dataset_dir)) / "plan.json").read_text())["root"]
+        seen = {os.path.realpath(os.path.join(root, source)) for source, _ in kept_sources(dataset_dir)}
+        return [image for image in images if os.path.realpath(image) in seen]
+    # a folder: pretraining read its pictures (other files only through prepare-corpus), so a suffix and the place
+    # tell, without listing an archive of hundreds of thousands of files
+    folder = Path(os.path.realpath(str(dataset_dir)))
+    return [image for image in images if matches_suffixes(image, IMAGE_SUFFIXES)
+            and Path(os.path.realpath(image)).is_relative_to(folder)]
+
+
+def warn_of_pretraining_images(images: Sequence[Mapping[str, Any]], config: Mapping[str, Any],
+                               ckpt_path: str | os.PathLike, what: str) -> list[str]:
+    """Warn, counting them and naming a few, of the ``images`` that the MAE checkpoint at ``ckpt_path`` pretrained
+    on (:func:`pretrained_on`): the encoder saw them, unlabelled, so their scores are not of unseen images.
+
+    Args:
+        images: the items scored (``{"image": path, ...}``).
+        config: the checkpoint's recorded settings (``dataset_dir``).
+        ckpt_path: the checkpoint, for the message.
+        what: the images scored, for the message.
+
+    Returns:
+        The paths of the images it pretrained on, as the items give them.
+    """
+    seen = pretrained_on(config, [str(item["image"]) for item in images])
+    if seen:
+        logger.warning("%d of %d image(s) of %s were pretrained on by %s (unlabelled, from %s), e.g. %s: their "
+                       "scores are not of images the encoder never saw; prepare-corpus --evaluation keeps "
+                       "a test set out of pretraining", len(seen), len(images), what, ckpt_path,
+                       config.get("dataset_dir"), ", ".join(Path(p).name for p in seen[:3]))
+    return seen
+
+
 def check_evaluated_images(trained: Mapping[str, Any], ckpt_path: str | os.PathLike,
                            datalist_file: str | os.PathLike | None, items: Sequence[Mapping[str, Any]],
                            eval_split: str) -> list[str]:

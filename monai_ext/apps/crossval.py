@@ -206,13 +206,19 @@ def warn_of_starts_trained_on_test_images(methods: Sequence[str], init_checkpoin
                                           protocol: Protocol, folds: Sequence[int]) -> dict[str, list[int]]:
     """Warn, per start and fold, where a fold's test part holds images that a start's checkpoint trained or was
     selected on (a fine-tuned ``model.pt`` whose record names its datalist and images,
-    :data:`~monai_ext.apps.bundle_support.TRAINED_IMAGES_SETTINGS`): the fold's scores are then not of held-out
-    images. Starts without such a record (pretraining files, released weights, older checkpoints) pass silently.
+    :data:`~monai_ext.apps.bundle_support.TRAINED_IMAGES_SETTINGS`), or pretrained on (an MAE of the pretraining
+    bundle whose record names its ``dataset_dir``, :func:`~monai_ext.apps.bundle_support.pretrained_on`): the
+    fold's scores are then not of held-out images. Starts without such a record (released weights, older
+    checkpoints, the synthetic default's MAE) pass silently.
 
     Returns:
         ``{start: [folds warned of]}`` for the starts that overlap some fold.
     """
-    from monai_ext.apps.bundle_support import recorded_trained_images, warn_of_trained_images
+    from monai_ext.apps.bundle_support import (
+        recorded_trained_images,
+        warn_of_pretraining_images,
+        warn_of_trained_images,
+    )
     from monai_ext.networks.checkpoints import read_checkpoint
 
     overlapping: dict[str, list[int]] = {}
@@ -227,11 +233,15 @@ def warn_of_starts_trained_on_test_images(methods: Sequence[str], init_checkpoin
             continue
         record = content.get("arch") if isinstance(content, Mapping) else None
         config = (record.get("config") if isinstance(record, Mapping) else None) or {}
-        if not recorded_trained_images(config):
+        if recorded_trained_images(config):
+            warn = warn_of_trained_images
+        elif isinstance(record, Mapping) and record.get("kind") == "mae" and config.get("dataset_dir"):
+            warn = warn_of_pretraining_images
+        else:
             continue
         for k in folds:
-            if warn_of_trained_images(protocol.splits[k]["test"], config, checkpoint,
-                                      f"{protocol.name} test fold {k} (start {method_name(method)})"):
+            if warn(protocol.splits[k]["test"], config, checkpoint,
+                    f"{protocol.name} test fold {k} (start {method_name(method)})"):
                 overlapping.setdefault(method_name(method), []).append(k)
     return overlapping
 

@@ -167,7 +167,8 @@ def check_repeats(name: str, repeats: int, num_folds: int | None = None) -> None
 def warn_of_start_trained_on_test_images(protocol: Protocol, init_checkpoint: str | os.PathLike,
                                          repeats: int) -> list[int]:
     """The repeats whose test part (fold ``r``'s) holds images the pretrained start's checkpoint trained or was
-    selected on, by its record (a classifier fine-tuned on them; cross-validate's check,
+    selected on, by its record (a classifier fine-tuned on them, or an MAE pretrained on a folder or corpus holding
+    them; cross-validate's check,
     :func:`~monai_ext.apps.crossval.warn_of_starts_trained_on_test_images`, warns per fold naming the checkpoint and
     counting them); then one line of what to do: the pretrained curve there is scored on images it saw and compared
     with a random start's that did not, so its lead is inflated. Checkpoints without such a record pass silently.
@@ -178,11 +179,12 @@ def warn_of_start_trained_on_test_images(protocol: Protocol, init_checkpoint: st
     found = warn_of_starts_trained_on_test_images(["pretrained"], str(init_checkpoint), protocol,
                                                   list(range(repeats))).get("pretrained", [])
     if found:
-        logger.warning("label-efficiency: the pretrained start %s trained or was selected on test images of "
-                       "repeat(s) %s (counted above): its curve there is not of held-out images and its lead over "
-                       "the random start is inflated; start from a checkpoint that did not see them (the MAE "
-                       "pretraining rather than a fine-tune on this dataset), or use a protocol whose test parts it "
-                       "did not train on", init_checkpoint, ", ".join(map(str, found)))
+        logger.warning("label-efficiency: the pretrained start %s saw test images of repeat(s) %s (counted above): "
+                       "its curve there is not of held-out images and its lead over the random start is inflated; "
+                       "start from a checkpoint that did not see them (an MAE pretrained without them, e.g. on a "
+                       "prepare-corpus cache with --evaluation naming the test folder, rather than a fine-tune on "
+                       "this dataset), or use a protocol whose test parts it did not train on", init_checkpoint,
+                       ", ".join(map(str, found)))
     return found
 
 
@@ -282,7 +284,7 @@ def efficiency_table(per_count: Mapping[str, Mapping[str, Any]], name: str, repe
         lines.append(f"| {n} | " + " | ".join(difference_text(d[m]) + pairs_note(d[m], "repeats")
                                                for m in diff_metrics) + " |")
     if trained_on_test:
-        lines += ["", f"Note: the pretrained start trained or was selected on test images of repeat(s) "
+        lines += ["", f"Note: the pretrained start trained, was selected or pretrained on test images of repeat(s) "
                       f"{', '.join(map(str, trained_on_test))}: its scores there are not of held-out images."]
     return "\n".join(lines) + "\n"
 

@@ -449,6 +449,75 @@ def test_a_start_checkpoint_trained_on_a_folds_test_images_is_warned_of(tmp_path
         assert said == []
 
 
+def _mae_pretrained_on(path: Path, dataset_dir: Path | None) -> Path:
+    """A tiny MAE checkpoint whose record says it was pretrained on ``dataset_dir`` (None: the synthetic default)."""
+    from monai_ext.networks import build_mae
+    from monai_ext.networks.checkpoints import save_model_checkpoint
+
+    save_model_checkpoint(path, build_mae("mae_vit_tiny_patch16_dec128d2b", img_size=32, depth=1), "mae",
+                          {"arch": "mae_vit_tiny_patch16_dec128d2b", "image_size": 32,
+                           "dataset_dir": None if dataset_dir is None else str(dataset_dir)})
+    return path
+
+
+@pytest.mark.parametrize("pretrained_on, warned", [("archive", [0]), ("elsewhere", []), (None, [])])
+def test_an_mae_pretrained_on_a_folder_holding_a_folds_test_images_is_warned_of(tmp_path, caplog, pretrained_on,
+                                                                                warned) -> None:
+    """The MAE start of a comparison pretrained (unlabelled) on a folder that holds fold 0's test images: the encoder
+    saw them, yet its lead over the random start was reported as on unseen images without a word. The pretraining
+    record names its folder; a folder elsewhere and the synthetic default pass silently."""
+    import cv2
+    import numpy as np
+
+    for name in ("archive/site/a.png", "archive/site/b.jpg", "archive/site/notes.txt", "held/c.png", "elsewhere/d.png"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(tmp_path / name), np.zeros((8, 8), np.uint8)) if name.endswith(("png", "jpg")) else \
+            (tmp_path / name).write_text("x")
+    items = [{"image": str(tmp_path / name), "label": i % 2}
+             for i, name in enumerate(["archive/site/a.png", "archive/site/b.jpg", "held/c.png", "archive/site/notes.txt"])]
+    protocol = Protocol("toy", ["a", "b"], [{"train": items[2:], "validation": [], "test": items[:2]},
+                                            {"train": items[:2], "validation": [], "test": items[2:]}])
+    mae = _mae_pretrained_on(tmp_path / "mae.pt", None if pretrained_on is None else tmp_path / pretrained_on)
+    with caplog.at_level("WARNING"):
+        found = crossval.warn_of_starts_trained_on_test_images(["random", "pretrained"], str(mae), protocol, [0, 1])
+    assert found == ({"pretrained": warned} if warned else {})
+    said = [r.getMessage() for r in caplog.records if "pretrained on by" in r.getMessage()]
+    if warned:  # fold 1's test part: an image outside the folder and a file pretraining does not read
+        assert len(said) == 1 and said[0].startswith(f"2 of 2 image(s) of toy test fold 0 (start pretrained) were "
+                                                     f"pretrained on by {mae}"), said
+        assert "e.g. a.png, b.jpg" in said[0] and "--evaluation" in said[0]
+    else:
+        assert said == []
+
+
+@pytest.mark.parametrize("evaluation", [False, True])
+def test_an_mae_pretrained_on_a_corpus_is_warned_of_the_test_images_the_corpus_kept(tmp_path, caplog,
+                                                                                   evaluation) -> None:
+    """A prepare-corpus cache as the MAE's dataset_dir: test images among its kept frames are warned of; with
+    --evaluation naming the test folder the corpus kept them out, and nothing is said."""
+    import cv2
+
+    from monai_ext.data.corpus import CorpusOptions, prepare_corpus
+    from tests.data.corpus_builder import us_image
+
+    names = ["root/site/a.png", "root/site/b.png", "root/site/c.png"]
+    for i, name in enumerate(names):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(tmp_path / name), us_image(96, seed=i))
+    (tmp_path / "test").mkdir()
+    cv2.imwrite(str(tmp_path / "test" / "a.png"), us_image(96, seed=0))  # the test folder's copy of a.png
+    prepare_corpus(tmp_path / "root", tmp_path / "cache", CorpusOptions(size=64),
+                   evaluation_folders=[tmp_path / "test"] if evaluation else [])
+    items = [{"image": str(tmp_path / name), "label": i % 2} for i, name in enumerate(names)]
+    protocol = Protocol("toy", ["a", "b"], [{"train": items[1:], "validation": [], "test": items[:1]}])
+    mae = _mae_pretrained_on(tmp_path / "mae.pt", tmp_path / "cache")
+    with caplog.at_level("WARNING"):
+        found = crossval.warn_of_starts_trained_on_test_images(["pretrained"], str(mae), protocol, [0])
+    assert found == ({} if evaluation else {"pretrained": [0]})
+    said = [r.getMessage() for r in caplog.records if "pretrained on by" in r.getMessage()]
+    assert len(said) == (0 if evaluation else 1), said
+
+
 @pytest.mark.parametrize("task", ["classify", "segment"])
 def test_the_pretrained_start_without_a_checkpoint_says_how_to_go_on(task) -> None:
     """cross-validate's default --methods start with 'pretrained': without --init_checkpoint the refusal named the
