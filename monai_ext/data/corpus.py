@@ -293,6 +293,9 @@ def _write_chunk(args: tuple[int, list[str], str, str, CorpusOptions, dict[str, 
         frames, records, skipped, warned = _read_chunk_files(index, files, Path(root), Path(out), options, stats,
                                                              killers)
         array_path, json_path = _chunk_paths(Path(out), index)
+        # a chunk read again (a file changed) loses its old result before its array is replaced: cut between the two
+        # writes, the old JSON stood over the new array, and trusted again once the file was changed back
+        json_path.unlink(missing_ok=True)
         _write_frames(array_path, frames, options.size)
         chunk = {"files": files, "records": records, "skipped": skipped, "warnings": warned, "stats": stats}
         atomic_write_bytes(json_path, json.dumps(chunk).encode())

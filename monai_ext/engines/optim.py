@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from typing import Any
 
 import torch
@@ -12,8 +13,11 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from monai_ext.engines.distributed import is_main_process
 
-#: Parameters that never get weight decay besides biases and norm weights (every tensor of ndim <= 1).
-NO_DECAY_NAMES = ("cls_token", "mask_token", "pos_embed", "decoder_pos_embed")
+#: Parameters that never get weight decay besides biases and norm weights (every tensor of ndim <= 1), by the last
+#: part of their name: the MAE / timm names, and MONAI's for the same tokens and position embeddings (its ``ViT``
+#: learns ``patch_embedding.position_embeddings``, which an external ``network_def`` trained with weight decay).
+NO_DECAY_NAMES = ("cls_token", "mask_token", "pos_embed", "decoder_pos_embed",
+                  "position_embeddings", "mask_tokens", "decoder_pos_embedding")
 
 logger = logging.getLogger(__name__)
 
@@ -97,8 +101,10 @@ class WarmupCosineLR(LambdaLR):
 
     Args:
         optimizer: optimiser whose groups' initial lr is the peak lr.
-        total_steps: optimiser steps of the whole run.
-        warmup_steps: steps of linear warmup (or give ``warmup_fraction``).
+        total_steps: steps (``step()`` calls) of the whole run. The bundles step it every iteration, so with
+            gradient accumulation these are micro-batches (epochs x batches per epoch), not optimiser steps: counted
+            in optimiser steps, the schedule would end after 1 / accumulation_steps of the run and stay at ``min_lr``.
+        warmup_steps: steps of linear warmup, at least 0 (or give ``warmup_fraction``).
         warmup_fraction: warmup as a fraction of ``total_steps`` when ``warmup_steps`` is None.
         min_lr: final learning rate.
     """
@@ -118,6 +124,8 @@ class WarmupCosineLR(LambdaLR):
             if not 0.0 <= warmup_fraction < 1.0:
                 raise ValueError(f"warmup_fraction must be in [0, 1), got {warmup_fraction!r}")
             warmup_steps = int(round(warmup_fraction * total_steps))
+        if warmup_steps < 0:  # a negative warmup started the run part-way down the cosine, below its peak lr
+            raise ValueError(f"warmup_steps must be at least 0, got {warmup_steps!r}")
         self.total_steps, self.warmup_steps = int(total_steps), int(warmup_steps)
         # One multiplier for every group: groups scaled by layer-wise decay keep their ratio down to the end, as in
         # MAE (where min_lr is reached by the largest group).
@@ -130,6 +138,18 @@ class WarmupCosineLR(LambdaLR):
         factor = min(1.0, min_lr / peak)
         super().__init__(optimizer, lambda s: warmup_cosine_factor(s, self.warmup_steps, self.total_steps, factor),
                          last_epoch)
+
+    def step(self, epoch: int | None = None) -> None:
+        """One step along the schedule (PyTorch's ``step``), without its warning of a step before the optimiser's.
+
+        With gradient accumulation the bundles step the schedule every micro-batch, so its first step comes before
+        the first optimiser step, and PyTorch warned that "the first value of the learning rate schedule" was
+        skipped: none is (the lr is computed from the step count), so the warning only misled.
+        """
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before "
+                                    r"`optimizer\.step\(\)`")
+            super().step(epoch)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore the position in the schedule (the steps taken), keeping this run's shape.
@@ -166,8 +186,9 @@ def layer_id_for_vit(name: str, num_layers: int) -> int:
 def param_groups_layer_decay(model: nn.Module, lr: float, weight_decay: float, layer_decay: float) -> list[dict]:
     """Parameter groups with layer-wise lr decay (MAE fine-tuning): block i gets ``lr * decay^(L + 1 - (i + 1))``.
 
-    No weight decay on biases, norms and tokens. Models without ViT ``blocks`` (the CNN baselines) get the plain
-    two groups at ``lr``.
+    No weight decay on biases, norms, tokens and position embeddings (:data:`NO_DECAY_NAMES`). Parameters outside
+    the embeddings and the blocks (the final norm, a classifier's head, a segmenter's decoder) are layer L + 1 and get
+    ``lr`` itself. Models without ViT ``blocks`` (the CNN baselines) get the plain two groups at ``lr``.
     """
     if not 0.0 < layer_decay <= 1.0:
         raise ValueError(f"layer_decay must be in (0, 1], got {layer_decay!r}")
@@ -180,7 +201,7 @@ def param_groups_layer_decay(model: nn.Module, lr: float, weight_decay: float, l
     for name, param in inner.named_parameters():
         if not param.requires_grad:
             continue
-        no_decay = param.ndim <= 1 or name in ("cls_token", "pos_embed")
+        no_decay = param.ndim <= 1 or name.split(".")[-1] in NO_DECAY_NAMES
         layer = layer_id_for_vit(name, num_layers)
         scale = layer_decay ** (num_layers + 1 - layer)
         group = groups.setdefault((layer, no_decay), {"params": [], "weight_decay": 0.0 if no_decay else weight_decay,

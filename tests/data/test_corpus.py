@@ -452,6 +452,38 @@ def test_a_rerun_reads_again_the_files_changed_since_they_were_cached(tmp_path, 
     assert {p.name: p.stat().st_mtime_ns for p in (out / "chunks").iterdir() if p.stem.endswith("2")} == unchanged
 
 
+def test_a_reread_chunk_cut_between_its_array_and_its_json_is_read_again(tmp_path, monkeypatch):
+    """A chunk re-read for a changed file, cut after its new array and before its new JSON (SIGKILL, a power cut),
+    kept its old JSON over the new array; with the file changed back (a restored backup: size and time as cached)
+    the rerun trusted the chunk and trained on the other file's frame. The old JSON now goes before the new array."""
+    from monai_ext.data import corpus
+    from monai_ext.io.atomic import atomic_write_bytes
+
+    options = CorpusOptions(size=32, files_per_chunk=1, dedup_threshold=-1)
+    site = tmp_path / "root" / "site"
+    site.mkdir(parents=True)
+    cv2.imwrite(str(site / "scan.png"), us_image(64, 41))
+    original, stat = (site / "scan.png").read_bytes(), (site / "scan.png").stat()
+    out = tmp_path / "cache"
+    prepare_corpus(tmp_path / "root", out, options)
+    expected = np.load(out / "chunks" / "chunk_000000.npy").copy()
+    cv2.imwrite(str(site / "scan.png"), us_image(48, 42))              # re-exported: the chunk is read again
+
+    def cut_before_the_json(path, data):
+        if Path(path).name == "chunk_000000.json":
+            raise KeyboardInterrupt  # the process ends here, its new array on disk
+        return atomic_write_bytes(path, data)
+
+    monkeypatch.setattr(corpus, "atomic_write_bytes", cut_before_the_json)
+    with pytest.raises(KeyboardInterrupt):
+        prepare_corpus(tmp_path / "root", out, options)
+    monkeypatch.undo()
+    (site / "scan.png").write_bytes(original)                           # the backup restored as it was cached
+    os.utime(site / "scan.png", ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    prepare_corpus(tmp_path / "root", out, options)
+    np.testing.assert_array_equal(np.load(out / "chunks" / "chunk_000000.npy"), expected)
+
+
 def test_an_out_folder_inside_the_root_is_never_read_as_data(tmp_path, caplog):
     """The rerun ingested the cache's own report.png as a frame of a dataset named after the cache folder, and
     warned of its .npy and .json files as files of no image type."""

@@ -208,3 +208,54 @@ def test_lr_rule_is_printed_with_its_parts(capsys) -> None:
 def test_lr_rule_rejects_bad_parts(bad) -> None:
     with pytest.raises(ValueError, match="base_lr"):
         scaled_lr(*bad)
+
+
+def test_a_monai_vit_gets_facebook_maes_groups_with_its_position_embeddings_undecayed() -> None:
+    """An external ``network_def`` of MONAI's ViT learns ``patch_embedding.position_embeddings`` (3-D): fine-tuning
+    decayed it with the weight matrices, where MAE (timm's ``no_weight_decay``) exempts the position embedding."""
+    from monai.networks.nets import ViT
+
+    model = ViT(3, (32, 32), (16, 16), hidden_size=32, mlp_dim=64, num_layers=2, num_heads=4, spatial_dims=2,
+                classification=True, num_classes=3)
+    lr = 1e-3
+    ours = param_groups_layer_decay(model, lr, 0.05, 0.75)
+    # MONAI's names for timm's {"pos_embed", "cls_token"}; MAE's layer ids already read patch_embedding.* as layer 0
+    reference = param_groups_lrd(model, 0.05, {"patch_embedding.position_embeddings", "cls_token"}, 0.75)
+    assert by_parameter(ours, lr) == by_parameter(reference, lr)
+    assert by_parameter(ours, lr)[id(model.patch_embedding.position_embeddings)] == (
+        round(lr * 0.75 ** 3, 12), round(0.75 ** 3, 12), 0.0)
+
+
+def test_monai_mae_tokens_get_no_weight_decay() -> None:
+    """MONAI's MaskedAutoEncoderViT names its mask token ``mask_tokens``: it was decayed like a weight matrix."""
+    from monai.networks.nets import MaskedAutoEncoderViT as MonaiMAE
+
+    model = MonaiMAE(3, (32, 32), (16, 16), hidden_size=32, mlp_dim=64, num_layers=1, num_heads=4,
+                     decoder_hidden_size=16, decoder_mlp_dim=32, decoder_num_layers=1, decoder_num_heads=4,
+                     spatial_dims=2)
+    decay, no_decay = param_groups_weight_decay(model, 0.05)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert {"cls_token", "mask_tokens"} <= {names[id(p)] for p in no_decay["params"]}
+    assert all(p.ndim >= 2 and names[id(p)].endswith("weight") for p in decay["params"])
+
+
+def test_a_negative_warmup_is_refused() -> None:
+    """warmup_steps=-10 started the run part-way down the cosine (0.98 of the peak at the first step) without a word."""
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    with pytest.raises(ValueError, match="warmup_steps must be at least 0, got -10"):
+        WarmupCosineLR(opt, total_steps=100, warmup_steps=-10)
+
+
+def test_a_schedule_step_before_the_first_optimiser_step_says_nothing() -> None:
+    """With gradient accumulation the schedule steps every micro-batch, before the first optimiser step: PyTorch
+    warned that the schedule's first value was skipped, which it never is (the lr comes from the step count)."""
+    import warnings
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = WarmupCosineLR(opt, total_steps=10, warmup_steps=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sched.step()  # micro-batch 1 of a window of 2: no optimiser step yet
+    opt.step()
+    sched.step()
+    assert sched.last_epoch == 2 and opt.param_groups[0]["lr"] == pytest.approx(warmup_cosine_factor(2, 2, 10, 0.0))
