@@ -108,13 +108,23 @@ def _stop(signum: int, frame: Any) -> None:
     """The handler :func:`stop_signals_raise` installs: raise :class:`StopSignal` once; hold it inside
     :func:`stop_signals_deferred`; ignore later signals (torchrun's agent forwards a SIGTERM after the scheduler's,
     and a second stop raised inside the stop's own checkpoint write lost it)."""
-    if _STOP["raised"]:
+    if _STOP["raised"] or _in_data_loader_worker():
         return
     if _STOP["deferring"]:
         _STOP["pending"] = signum
         return
     _STOP["raised"] = True
     raise StopSignal(signum)
+
+
+def _in_data_loader_worker() -> bool:
+    """Whether this process is a PyTorch DataLoader worker: forked inside :func:`stop_signals_raise`, it has the
+    handler too, and a signal sent to the whole job (SLURM's ``scancel --signal=USR1``, a closed session's SIGHUP)
+    made each worker raise the stop and exit (status 138 for SIGUSR1), so the training also printed "DataLoader
+    worker exited unexpectedly" and could take that for its error. The main process stops and ends its workers.
+    (SIGTERM never gets here in a worker: PyTorch's own handler, installed in C, ends the worker.)"""
+    data = sys.modules.get("torch.utils.data")  # never imported here: a process without torch has no such worker
+    return data is not None and data.get_worker_info() is not None
 
 
 @contextmanager

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+import torch
 
 from monai_ext.io.signals import (
     STOP_SIGNALS,
@@ -225,3 +226,33 @@ def test_a_stack_dump_handler_registered_in_c_is_kept(restored_handlers: None, t
         finally:
             faulthandler.unregister(number)
     assert (tmp_path / "stacks.txt").read_text().count("Current thread") == 2
+
+
+class _SignalsItself(torch.utils.data.Dataset):
+    """Three items; reading the second sends ``number`` to the reading process (a DataLoader worker)."""
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+
+    def __len__(self) -> int:
+        return 3
+
+    def __getitem__(self, index: int) -> int:
+        if index == 1:
+            os.kill(os.getpid(), self.number)
+            time.sleep(0.05)  # Python runs the handler at once; a default-handled signal would end the worker
+        return index
+
+
+@pytest.mark.parametrize("name", ["SIGUSR1", "SIGHUP"])  # SIGTERM: PyTorch's handler in C ends its workers
+def test_a_signal_to_the_whole_job_leaves_the_data_loader_workers_to_the_main_process(name: str,
+                                                                                      restored_handlers: None) -> None:
+    """SLURM's ``scancel --signal=USR1`` reaches every process of the job: DataLoader workers forked inside the block
+    had the stop handler, raised the stop themselves and exited (138), and the main process failed with "DataLoader
+    worker exited unexpectedly" instead of stopping. The workers now leave the stop to the main process."""
+    number = number_of(name)
+    signal.signal(number, signal.SIG_DFL)
+    loader = torch.utils.data.DataLoader(_SignalsItself(number), batch_size=None, num_workers=1,
+                                         multiprocessing_context="fork")
+    with stop_signals_raise():
+        assert list(loader) == [0, 1, 2]
