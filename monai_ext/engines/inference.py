@@ -146,8 +146,8 @@ def predict_files(
 
     Returns:
         ``{"class_names", "predictions": {path: {"label", "class", "probabilities": {name: p}[, "heatmap": file]
-        [, "warning": text][, "frames": n]}}, "errors": {path: reason}[, "weights"][, "heatmap_dir"],
-        "complete": true}`` (``heatmap_dir``, absolute, when heat maps are written). A file
+        [, "warning": text][, "frames": n]}}, "errors": {path: reason}[, "weights"], "complete": true}``
+        (``heatmap``, absolute; while the run goes, :data:`PENDING_KEY` lists the heat maps it may write). A file
         whose heat map could not be written keeps its prediction (without ``heatmap``) and is listed under
         ``errors`` too; a blank image's prediction carries a ``warning`` (:func:`note_if_blank`), and that of a file
         of several frames, which is of the first, their number (:func:`note_if_several_frames`, when ``transform``

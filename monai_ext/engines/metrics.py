@@ -167,7 +167,10 @@ class _ProbabilityAccumulator(Metric):
     @reinit__is_reduced
     def update(self, output: tuple[torch.Tensor, torch.Tensor]) -> None:
         logits, labels = output
-        self._probs.append(torch.softmax(logits.detach().float(), dim=1).cpu())
+        # float64: a float32 softmax rounds every probability above 1 - 6e-8 (a logit margin past ~17: training
+        # without label smoothing, a confident error) to exactly 1.0, and the AUC then counts a confident false
+        # positive as tied with the positives it ranks below (0.75 instead of 1.0 for margins 30, 25 against 20)
+        self._probs.append(torch.softmax(logits.detach().double(), dim=1).cpu())
         self._labels.append(torch.as_tensor(labels).detach().reshape(-1).long().cpu())
 
     def gathered(self) -> tuple[np.ndarray, np.ndarray]:
@@ -178,7 +181,8 @@ class _ProbabilityAccumulator(Metric):
         and drops the padding again.
         """
         k = len(self.class_names)
-        probs = torch.cat(self._probs) if self._probs else torch.zeros(0, k)
+        # an empty rank's rows in the other ranks' dtype: the gather pads and concatenates them together
+        probs = torch.cat(self._probs) if self._probs else torch.zeros(0, k, dtype=torch.float64)
         labels = torch.cat(self._labels) if self._labels else torch.zeros(0, dtype=torch.long)
         if idist.get_world_size() > 1:
             # the backend's device, not ignite's idist.device(): that is the current GPU wherever CUDA exists, and

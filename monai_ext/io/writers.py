@@ -155,7 +155,8 @@ def write_dicom_frames(frames: np.ndarray, path: str | os.PathLike, photometric:
     Args:
         frames: (N, H, W) gray, or (N, H, W, 3) RGB for the colour interpretations (RGB, YBR_FULL, YBR_FULL_422).
         photometric: one of ``PHOTOMETRICS``. "YBR_FULL_422" needs ``transfer_syntax="jpeg_baseline"`` (the way
-            scanners write it); a colour "jpeg_baseline" file should be "YBR_FULL_422".
+            scanners write it); a colour "jpeg_baseline" file is "YBR_FULL_422" as scanners write it, "YBR_FULL"
+            (chroma not subsampled) or "RGB" (as some exports say of a YCbCr JPEG).
         transfer_syntax: "explicit" (uncompressed), "rle", "jpeg2000" (lossless) or "jpeg_baseline" (lossy).
         region_box: (x0, y0, x1, y1) exclusive ends, written as a 2-D tissue ``SequenceOfUltrasoundRegions`` item.
         identity: patient attributes to write (for de-identification tests), e.g. {"PatientName": "DOE^JANE"}.
@@ -173,7 +174,10 @@ def write_dicom_frames(frames: np.ndarray, path: str | os.PathLike, photometric:
     ds = _frames_dataset(frames, Path(path), photometric, modality, identity)
     if region_box is not None:
         ds.SequenceOfUltrasoundRegions = _tissue_region(region_box)
-    _set_pixel_data(ds, _stored_pixels(frames, photometric), transfer_syntax, photometric in _COLOUR)
+    # a JPEG encoder takes RGB and stores YCbCr itself: frames converted to YCbCr first were converted twice
+    stored = _stored_pixels(frames, "RGB" if transfer_syntax == "jpeg_baseline" and photometric in _COLOUR
+                            else photometric)
+    _set_pixel_data(ds, stored, transfer_syntax, photometric in _COLOUR, photometric == "YBR_FULL")
     return save_dicom(ds, path)
 
 
@@ -213,8 +217,9 @@ def _tissue_region(region_box: tuple[int, int, int, int]) -> Any:
     return pydicom.Sequence([region])
 
 
-def _set_pixel_data(ds: Any, stored: np.ndarray, transfer_syntax: str, colour: bool) -> None:
-    """Encode ``stored`` (N, H, W[, 3]) uint8 with ``transfer_syntax`` into ``ds``."""
+def _set_pixel_data(ds: Any, stored: np.ndarray, transfer_syntax: str, colour: bool, full_chroma: bool = False) -> None:
+    """Encode ``stored`` (N, H, W[, 3]) uint8 with ``transfer_syntax`` into ``ds``; a colour JPEG keeps every chroma
+    sample with ``full_chroma`` (4:4:4, as YBR_FULL says), else every second one across (4:2:2, YBR_FULL_422)."""
     from PIL import Image
     from pydicom.encaps import encapsulate
     from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit, RLELossless
@@ -223,8 +228,9 @@ def _set_pixel_data(ds: Any, stored: np.ndarray, transfer_syntax: str, colour: b
         encoded = []
         for frame in stored:
             buffer = io.BytesIO()
-            Image.fromarray(frame, "RGB" if colour else "L").save(buffer, format="JPEG", quality=95, subsampling=1)
-            encoded.append(buffer.getvalue())  # subsampling=1: 4:2:2
+            Image.fromarray(frame, "RGB" if colour else "L").save(buffer, format="JPEG", quality=95,
+                                                                  subsampling=0 if full_chroma else 1)
+            encoded.append(buffer.getvalue())  # subsampling 0: 4:4:4, 1: 4:2:2
         ds.PixelData = encapsulate(encoded)
         ds["PixelData"].VR = "OB"
         ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit

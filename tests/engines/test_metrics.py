@@ -222,3 +222,20 @@ def test_the_gather_stays_on_the_cpu_of_a_cpu_run_on_a_gpu_machine(monkeypatch) 
     metric = MacroF1(class_names=["a", "b"])
     metric.update((torch.tensor([[2.0, 0.0], [0.0, 2.0]]), torch.tensor([0, 1])))
     assert metric.compute() == 1.0 and devices == ["cpu", "cpu"]
+
+
+def test_auc_of_confident_logits_equals_sklearn_on_the_logits() -> None:
+    """A float32 softmax rounded every probability past a logit margin of ~17 to exactly 1.0: a confident false
+    positive (margin 20) then tied with the positives above it (30, 25), and the AUC read 0.75 instead of 1.0;
+    on overlapping confident scores 0.81 instead of 0.92 (review: stats)."""
+    rng = np.random.default_rng(0)
+    labels = np.concatenate([[1, 1, 0, 0], rng.integers(0, 2, 300)])
+    margins = np.concatenate([[30.0, 25.0, 20.0, -5.0], np.where(labels[4:] == 1, rng.normal(30, 6, 300),
+                                                                  rng.normal(14, 6, 300))])
+    logits = torch.tensor(np.stack([np.zeros_like(margins), margins], axis=1), dtype=torch.float32)
+    report = ClassificationReport(["benign", "malignant"])
+    report.update((logits[:4], torch.as_tensor(labels[:4])))
+    assert report.compute()["auc"] == 1.0
+    report.reset()
+    report.update((logits, torch.as_tensor(labels)))
+    assert report.compute()["auc"] == pytest.approx(skm.roc_auc_score(labels, margins), abs=1e-12)

@@ -6,6 +6,7 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
+from PIL import Image
 
 from monai_ext.io.images import read_image
 from monai_ext.io.writers import write_dicom_frames, write_dicom_values, write_nifti
@@ -51,3 +52,17 @@ def test_bad_arguments_are_refused(tmp_path, call, match) -> None:
     with pytest.raises(ValueError, match=match):
         call(tmp_path / "x.dcm")
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("photometric, subsampling", [("YBR_FULL", "4:4:4"), ("YBR_FULL_422", "4:2:2")])
+def test_a_colour_jpeg_baseline_file_displays_as_the_frames_given(tmp_path, photometric, subsampling) -> None:
+    """YBR_FULL frames were converted to YCbCr before the JPEG encoder converted them again: the file showed other
+    colours (up to 178 levels off) than the frames it was written from, with no error."""
+    yy, xx = np.mgrid[0:32, 0:48]
+    rgb = np.dstack([xx * 5, yy * 7, np.full_like(xx, 100)]).astype(np.uint8)[None]
+    path = write_dicom_frames(rgb, tmp_path / "colour.dcm", photometric, "jpeg_baseline")
+    shown = read_image(path, colour=True).pixels
+    assert np.abs(shown.astype(int) - rgb[0].astype(int)).max() <= 8  # lossy JPEG at quality 95
+    frame = next(iter(pydicom.encaps.generate_frames(pydicom.dcmread(path).PixelData, number_of_frames=1)))
+    luma = Image.open(pydicom.filebase.DicomBytesIO(frame)).layer[0]  # (id, across, down, table): Y per Cb, Cr
+    assert luma[1:3] == {"4:4:4": (1, 1), "4:2:2": (2, 1)}[subsampling]  # what the photometric interpretation says
