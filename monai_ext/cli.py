@@ -86,16 +86,17 @@ def convert_checkpoint(src: str, dst: str, arch: str | None = None, img_size: in
     """Load ``src`` (any known MAE layout) into an MAE strictly and save it with its architecture record.
 
     Each setting of the MAE to build that is not given comes from what ``src`` records (a file of this project: its
-    whole architecture record, ``norm_eps`` included; a Facebook file: the ``model``, ``input_size`` and
-    ``norm_pix_loss`` of its training ``args``), else from the released USF-MAE's and Facebook's. The summary says
-    where each setting came from.
+    whole architecture record, ``norm_eps`` included, a training checkpoint's too; a Facebook file: the ``model``,
+    ``input_size`` and ``norm_pix_loss`` of its training ``args``; then a foreign file's weights: the channels of its
+    patch kernel and the image size of its position grid), else from the released USF-MAE's and Facebook's. The
+    summary says where each setting came from.
 
     Args:
         src: the checkpoint to convert.
         dst: the file to write.
         arch: the MAE architecture to build (default mae_vit_base_patch16_dec512d8b).
-        img_size: its image size in pixels (default 224).
-        in_chans: its input channels (default 3).
+        img_size: its image size in pixels (default: the file's record or weights, else 224).
+        in_chans: its input channels (default: the file's record or weights, else 3).
         norm_pix_loss: whether it predicts per-patch normalised pixels (default no).
         sha256: the expected SHA-256 of ``src``, checked before it is read.
     """

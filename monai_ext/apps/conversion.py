@@ -3,18 +3,20 @@ Facebook's MAE, MONAI's ViT, wrapped state dicts, this project's own) loaded str
 as this project's self-describing file (:func:`~monai_ext.networks.checkpoints.save_model_checkpoint`).
 
 The settings of the MAE to build come from what the file records (a project file: its whole architecture record; a
-Facebook file: its training ``args``), else from the released USF-MAE's, and a caller's settings win; the summary says
-where each came from.
+Facebook file: its training ``args``; a foreign file's weights: its channels and image size), else from the released
+USF-MAE's, and a caller's settings win; the summary says where each came from.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Mapping
 from pathlib import Path
 
 from monai_ext.io.checkpoints import CheckpointError
 from monai_ext.networks.checkpoints import (
+    FORMAT_NAME,
     LoadReport,
     build_from_checkpoint,
     checkpoint_mapping,
@@ -47,7 +49,8 @@ def describe_checkpoint(path: str, sha256: str | None = None) -> dict[str, objec
 
     Returns:
         ``path``, ``layout`` (the filter that reads it), ``tensors``, ``parameters``, ``groups`` (the first parts of
-        its keys, sorted) and ``arch`` (the factory a file of this project records, else None).
+        its keys, sorted) and ``arch`` (the architecture record a file of this project holds, a training
+        checkpoint's too, else None).
 
     Raises:
         CheckpointError: an unreadable file or an unknown layout, naming the file.
@@ -63,8 +66,15 @@ def describe_checkpoint(path: str, sha256: str | None = None) -> dict[str, objec
         "tensors": len(state_dict),
         "parameters": int(sum(v.numel() for v in state_dict.values())),
         "groups": sorted({key.split(".")[0] for key in state_dict}),
-        "arch": checkpoint.get("arch") if layout == "monai_ext" else None,
+        "arch": _project_record(checkpoint),
     }
+
+
+def _project_record(checkpoint: object) -> Mapping[str, object] | None:
+    """The architecture record a file of this project holds (a model file's, or a training checkpoint's beside its
+    optimiser state, which was described as recording none), else None."""
+    record = checkpoint.get("arch") if isinstance(checkpoint, Mapping) else None
+    return record if isinstance(record, Mapping) and record.get("format") == FORMAT_NAME else None
 
 
 def convert_mae_checkpoint(src: str, dst: str, *, arch: str | None = None, img_size: int | None = None,
@@ -78,7 +88,8 @@ def convert_mae_checkpoint(src: str, dst: str, *, arch: str | None = None, img_s
         dst: the file to write (not ``src`` itself).
         arch, img_size, in_chans, norm_pix_loss: settings of the MAE to build; each one None is taken from what
             ``src`` records (a file of this project: its whole architecture record, ``norm_eps`` included; a Facebook
-            file: ``model``, ``input_size`` and ``norm_pix_loss`` of its training ``args``), else from
+            file: ``model``, ``input_size`` and ``norm_pix_loss`` of its training ``args``; then a foreign file's
+            weights: ``in_chans`` and ``img_size`` of its patch kernel and position grid), else from
             :data:`CONVERT_DEFAULTS` (the released USF-MAE's and Facebook's).
         sha256: the expected SHA-256 of ``src``, checked before it is read.
 
@@ -96,6 +107,7 @@ def convert_mae_checkpoint(src: str, dst: str, *, arch: str | None = None, img_s
         raise ValueError(f"out {dst!r} is the source checkpoint itself; give another file to write")
     content = checkpoint_mapping(read_checkpoint(src, sha256), src)  # a str inside is no path to load instead
     config, _ = _mae_record(content, src)
+    content = _as_project_file(content, src)
     given = {key: value for key, value in (("arch", arch), ("img_size", img_size), ("in_chans", in_chans),
                                            ("norm_pix_loss", norm_pix_loss)) if value is not None}
     convert = _convert_recorded if _is_project_file(content) else _convert_foreign
@@ -113,6 +125,27 @@ def convert_mae_checkpoint(src: str, dst: str, *, arch: str | None = None, img_s
 
 #: A converted setting: (value, where it came from).
 Setting = tuple[object, str]
+
+
+def _as_project_file(content: Mapping[str, object], src: str) -> Mapping[str, object]:
+    """A training checkpoint of this project (a pretraining run's ``checkpoint_iteration=N.pt``: the weights under
+    ``network`` beside the optimiser's state and the run's architecture record) as the project file it holds,
+    ``{"model": weights, "arch": record}``; any other content as it is.
+
+    Its layout is a wrapped state dict, so it was converted as a foreign file: a 64-px ``norm_pix_loss`` run became
+    the default 224-px raw-pixel MAE (position embeddings resized) without a word, its record ignored.
+
+    Raises:
+        CheckpointError: the nested weights of an unknown layout, naming ``src``.
+    """
+    record = _project_record(content)
+    if record is None or "model" in content:
+        return content
+    try:
+        layout, state_dict = to_state_dict(content)
+    except CheckpointError as e:  # the layout's refusal names no file
+        raise CheckpointError(f"{src}: {e}") from e
+    return {"model": state_dict, "arch": record} if layout.startswith("wrapped(") else content
 
 
 def _is_project_file(content: object) -> bool:
@@ -157,18 +190,43 @@ def _with_settings(recorded: Mapping[str, object], given: Mapping[str, object]) 
 def _convert_foreign(content: object, src: str,
                      given: Mapping[str, object]) -> tuple[MaskedAutoencoderViT, LoadReport, dict[str, Setting]]:
     """A foreign file (released USF-MAE, Facebook, MONAI, wrapped) loaded into the MAE whose settings ``given``
-    names, else the file's Facebook training ``args`` (:func:`_facebook_args`), else :data:`CONVERT_DEFAULTS`.
-    Returns (model, load report, settings with their origins)."""
+    names, else the file's Facebook training ``args`` (:func:`_facebook_args`), else what its weights fix
+    (:func:`_weights_settings`), else :data:`CONVERT_DEFAULTS`. Returns (model, load report, settings with their
+    origins)."""
 
     _refuse_encoder_only(content, src)
     found = _facebook_args(content, src, check_model="arch" not in given)
+    shown = _weights_settings(content)
     settings: dict[str, Setting] = {}
     for key, default in CONVERT_DEFAULTS.items():
         settings[key] = ((given[key], "given") if key in given else (found[key], "the file's args") if key in found
-                         else (default, "default"))
+                         else (shown[key], "the file's weights") if key in shown else (default, "default"))
     values = {key: value for key, (value, _) in settings.items()}
     model = build_mae(values.pop("arch"), **values)
     return model, load_mae_weights(model, content, name=src), settings
+
+
+def _weights_settings(content: object) -> dict[str, object]:
+    """The settings a foreign file's weights fix: ``in_chans`` (its patch kernel's channels, 1 or 3) and ``img_size``
+    (the side of its square position grid times the kernel's); ``{}`` where they tell nothing (an unknown layout is
+    refused by the load, naming the file).
+
+    Without them a 64-px or gray MAE saved as a plain state dict became the default 224-px, 3-channel MAE: its
+    position embeddings resized and its kernel spread over three channels, said only by "(default)" in the summary.
+    """
+    try:
+        _, state_dict = to_state_dict(content)
+    except CheckpointError:
+        return {}
+    kernel, pos = state_dict.get("patch_embed.proj.weight"), state_dict.get("pos_embed")
+    if kernel is None or kernel.ndim != 4:
+        return {}
+    found: dict[str, object] = {"in_chans": int(kernel.shape[1])} if kernel.shape[1] in (1, 3) else {}
+    if pos is not None and pos.ndim == 3 and kernel.shape[-1] == kernel.shape[-2]:
+        side = math.isqrt(max(pos.shape[1] - 1, 0))  # after the cls slot, which every foreign layout has
+        if side > 0 and side * side == pos.shape[1] - 1:
+            found["img_size"] = side * int(kernel.shape[-1])
+    return found
 
 
 def _refuse_encoder_only(content: object, src: str) -> None:

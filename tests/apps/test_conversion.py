@@ -40,10 +40,10 @@ def test_a_project_file_is_rebuilt_from_its_whole_record(config, given, expected
 
 @pytest.mark.parametrize("given, expected, told", [
     ({}, {"img_size": 64, "norm_pix_loss": True},
-     f"arch={TINY_MAE!r} (the file's args), img_size=64 (the file's args), in_chans=3 (default), "
+     f"arch={TINY_MAE!r} (the file's args), img_size=64 (the file's args), in_chans=3 (the file's weights), "
      "norm_pix_loss=True (the file's args)"),
     ({"norm_pix_loss": False, "img_size": 96}, {"img_size": 96, "norm_pix_loss": False},
-     "img_size=96 (given), in_chans=3 (default), norm_pix_loss=False (given)"),
+     "img_size=96 (given), in_chans=3 (the file's weights), norm_pix_loss=False (given)"),
 ])
 def test_a_facebook_files_args_give_the_settings(given, expected, told, tmp_path) -> None:
     """Its args (model, input_size, norm_pix_loss) were ignored: a --norm_pix_loss 64-px run became a raw-pixel
@@ -142,3 +142,53 @@ def test_an_encoder_only_file_is_refused_in_one_line(tmp_path, kind) -> None:
                                          r"--init_checkpoint of usf_mae_classify or usf_mae_segment$") as refused:
         convert_mae_checkpoint(str(path), str(tmp_path / "out.pt"), arch=TINY_MAE, img_size=32)
     assert len(str(refused.value)) < 400 and "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize("given", [{}, {"arch": TINY_MAE}])
+@pytest.mark.parametrize("prefix", ["", "module."])
+def test_a_training_checkpoint_is_converted_by_its_own_record(tmp_path, given, prefix) -> None:
+    """A pretraining run's checkpoint_iteration=N.pt (weights under "network", beside the optimiser and the run's
+    architecture record) was converted as a foreign file: a 64-px norm_pix_loss run became a 224-px raw-pixel MAE,
+    its position embeddings resized, rc 0 (or, without --arch, was refused for the default ViT-B's width)."""
+    from monai_ext.networks.checkpoints import arch_record
+
+    mae = build_mae(TINY_MAE, img_size=64, norm_pix_loss=True)
+    record = arch_record(mae, "mae", {"arch": TINY_MAE, "image_size": 64, "recipe": "ultrasound"})
+    weights = {prefix + key: value for key, value in mae.state_dict().items()}  # a DDP run's names too
+    torch.save({"network": weights, "optimizer": {"state": {}, "param_groups": []}, "lr_scheduler": {},
+                "trainer": {"epoch": 3, "iteration": 30}, "arch": record}, tmp_path / "checkpoint_iteration=30.pt")
+    summary = convert_mae_checkpoint(str(tmp_path / "checkpoint_iteration=30.pt"), str(tmp_path / "out.pt"), **given)
+    converted = torch.load(tmp_path / "out.pt", weights_only=True)
+    assert converted["arch"]["arch_args"] == record["arch_args"]
+    assert converted["arch"]["config"]["image_size"] == 64 and "adapted=none" in summary
+    assert "img_size=64 (the file's record)" in summary and "norm_pix_loss=True (the file's record)" in summary
+    assert all(torch.equal(converted["model"][key], value) for key, value in mae.state_dict().items())
+
+
+@pytest.mark.parametrize("img_size, in_chans, wrap", [(64, 1, False), (48, 3, True), (224, 3, False)])
+def test_a_foreign_files_weights_give_its_image_size_and_channels(tmp_path, img_size, in_chans, wrap) -> None:
+    """A plain state dict (the released USF-MAE's layout) or a Facebook file without args, of a 64-px gray MAE, became
+    the default 224-px 3-channel MAE: its position grid resized 4 x 4 to 14 x 14 and its kernel spread over three
+    channels, rc 0, the summary saying "img_size=224 (default)"."""
+    mae = build_mae(TINY_MAE, img_size=img_size, in_chans=in_chans)
+    torch.save({"model": mae.state_dict(), "epoch": 9} if wrap else mae.state_dict(), tmp_path / "plain.pth")
+    summary = convert_mae_checkpoint(str(tmp_path / "plain.pth"), str(tmp_path / "out.pt"), arch=TINY_MAE)
+    converted = torch.load(tmp_path / "out.pt", weights_only=True)
+    assert {key: converted["arch"]["arch_args"][key] for key in ("img_size", "in_chans")} == {
+        "img_size": img_size, "in_chans": in_chans}
+    assert f"img_size={img_size} (the file's weights), in_chans={in_chans} (the file's weights)" in summary
+    assert "adapted=none" in summary
+    assert all(torch.equal(converted["model"][key], value) for key, value in mae.state_dict().items())
+    given = convert_mae_checkpoint(str(tmp_path / "plain.pth"), str(tmp_path / "out.pt"), arch=TINY_MAE, img_size=32)
+    assert "img_size=32 (given)" in given and "'pos_embed'" in given  # a setting given still wins
+
+
+def test_a_training_checkpoint_is_described_with_its_record(tmp_path) -> None:
+    """inspect-checkpoint said "arch": null of a pretraining run's checkpoint_iteration=N.pt, which records it."""
+    from monai_ext.networks.checkpoints import arch_record
+
+    mae = build_mae(TINY_MAE, img_size=32)
+    record = arch_record(mae, "mae", {"arch": TINY_MAE})
+    torch.save({"network": mae.state_dict(), "optimizer": {"state": {}}, "arch": record}, tmp_path / "ckpt.pt")
+    info = describe_checkpoint(str(tmp_path / "ckpt.pt"))
+    assert info["layout"] == "wrapped(network: usf_mae)" and info["arch"] == record

@@ -131,11 +131,23 @@ def _load_exact(
     expected_missing = {k for k in expected_missing if not k.endswith("num_batches_tracked")}
     if missing != expected_missing or unexpected:
         raise CheckpointError(
-            f"{name}: keys do not match the model. Missing beyond the expected: {sorted(missing - expected_missing)!r}; "
-            f"expected missing but provided: {sorted(expected_missing - missing)!r}; unexpected: {sorted(unexpected)!r}"
+            f"{name}: keys do not match the model. Missing beyond the expected: {_some(missing - expected_missing)}; "
+            f"expected missing but provided: {_some(expected_missing - missing)}; unexpected: {_some(unexpected)}"
         )
     report.missing = sorted(missing)
     return report
+
+
+#: Keys a refusal quotes of each kind; the rest are counted. A file of another depth listed every key of the blocks
+#: it lacks (a 6 KB line for eleven blocks of a ViT-B).
+QUOTED_KEYS = 8
+
+
+def _some(keys: set[str]) -> str:
+    """The first :data:`QUOTED_KEYS` of ``keys`` (sorted) as a list, with the count of the others."""
+    listed = sorted(keys)
+    more = len(listed) - QUOTED_KEYS
+    return f"{listed[:QUOTED_KEYS]!r}" + (f" and {more} more" if more > 0 else "")
 
 
 def load_mae_weights(

@@ -172,3 +172,14 @@ def test_a_whole_mae_without_its_fixed_decoder_grid_is_not_called_an_encoder(tmp
     torch.save({"model": state}, tmp_path / "mae.pth")
     with pytest.raises(CheckpointError, match=r"Missing beyond the expected: \['decoder_pos_embed'\]"):
         load_mae_weights(MaskedAutoencoderViT(**TINY), tmp_path / "mae.pth")
+
+
+def test_a_file_of_another_depth_is_refused_quoting_some_keys_and_counting_the_rest() -> None:
+    """A file with fewer blocks listed every key of each block it lacks: a 6 KB "one line" for a 1-block ViT-B."""
+    shallow = MaskedAutoencoderViT(**{**TINY, "depth": 1}).state_dict()
+    with pytest.raises(ck.CheckpointError) as refused:
+        ck.load_mae_weights(MaskedAutoencoderViT(**{**TINY, "depth": 3}), shallow, name="shallow.pth")
+    message = str(refused.value)
+    assert message.startswith("shallow.pth: keys do not match the model. Missing beyond the expected: "
+                              "['blocks.1.attn.proj.bias', ") and "] and 16 more; expected missing" in message
+    assert len(message) < 600, message
