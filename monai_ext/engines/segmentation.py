@@ -38,7 +38,7 @@ from monai_ext.engines.inference import (
 from monai_ext.engines.metrics import require_finite_outputs
 from monai_ext.io.errors import root_cause
 from monai_ext.io.figures import save_png
-from monai_ext.io.images import undo_orientation, unique_output_stems
+from monai_ext.io.images import to_stored_grid, unique_output_stems
 
 logger = logging.getLogger(__name__)
 
@@ -244,7 +244,8 @@ def predict_mask_files(
                 record_error(result, path, str(e))
                 remove_earlier_outputs(mask_file, overlay_file)
                 continue
-            stored = undo_orientation(mask, applied_orientation(loaded, path))  # the overlay is a picture: drawn upright
+            # the overlay is a picture: drawn upright, on square pixels
+            stored = to_stored_grid(mask, path, applied_orientation(loaded, path))
             try:
                 save_png(stored, mask_file)
                 if overlays:

@@ -38,8 +38,8 @@ from monai_ext.io.dicom_frames import (
 from monai_ext.io.errors import UnreadableImageError, one_line
 
 __all__ = ["DICOM_SUFFIXES", "dicom_display", "first_dicom_frame", "has_dicom_preamble", "has_dicom_signature",
-           "iter_dicom_frames", "non_tissue_region_kinds", "read_dicom", "read_dicom_header", "ultrasound_region_box",
-           "ultrasound_region_boxes"]
+           "iter_dicom_frames", "non_tissue_region_kinds", "read_dicom", "read_dicom_header", "square_pixel_shape",
+           "ultrasound_region_box", "ultrasound_region_boxes"]
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 #: DICOM PS3.10 7.1: a 128-byte preamble, then the magic b"DICM" at bytes 128-131.
@@ -166,6 +166,7 @@ def read_dicom(path: str | os.PathLike) -> Any:
     _check_colour_encoding(ds, str(path))  # before the length check, which subsampled YBR_PARTIAL data would fail
     reconcile_frame_count(ds, str(path))
     _check_pixel_length(ds, str(path))
+    square_pixel_shape(ds, str(path))  # worked out (and said) once, with the file's name
     return ds
 
 
@@ -770,13 +771,17 @@ def ultrasound_region_boxes(ds: Any) -> list[tuple[int, int, int, int]]:
     """(x0, y0, x1, y1), exclusive ends, of every 2-D view in ``SequenceOfUltrasoundRegions``: spatial format 1 with
     tissue (1) or colour flow (2) data, left to right then top to bottom. A region inside another one (a colour box
     over its B-mode region) is part of that view, not a view of its own. Spectral, M-mode, traces and bars are not
-    images of tissue and are left out, and so are regions off the frame (see :func:`_region_boxes`)."""
+    images of tissue and are left out, and so are regions off the frame (see :func:`_region_boxes`).
+
+    The boxes are on the frames as :func:`iter_dicom_frames` gives them: where the pixels are not square
+    (:func:`square_pixel_shape`), scaled as the frames are resampled."""
     boxes = list(dict.fromkeys(_region_boxes(ds, (1, 2))))
 
     def inside(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
         return a != b and b[0] <= a[0] and b[1] <= a[1] and a[2] <= b[2] and a[3] <= b[3]
 
-    return sorted((a for a in boxes if not any(inside(a, b) for b in boxes)), key=lambda box: (box[0], box[1]))
+    views = sorted((a for a in boxes if not any(inside(a, b) for b in boxes)), key=lambda box: (box[0], box[1]))
+    return [_box_on_square_pixels(box, ds) for box in views]
 
 
 #: Names of the region kinds that are no image of tissue, by RegionSpatialFormat (0018,6012), for messages.
@@ -799,11 +804,196 @@ def non_tissue_region_kinds(ds: Any) -> list[str]:
     return list(dict.fromkeys(kinds))
 
 
+# ------------------------------------------------------------------------------------------------- square pixels
+#: The largest pixel aspect (either way) taken for a real one: a 10\1 value is a writer's error, and honouring it
+#: would make every frame ten times as large.
+MAX_PIXEL_ASPECT = 10.0
+#: Relative difference under which two attributes agree on the pixel aspect (spacings are written to a few digits).
+_ASPECT_TOLERANCE = 0.01
+#: Relative difference from 1:1 under which pixels are taken for square: spacings written to a few digits or
+#: calibrated per axis differ from square by a percent or so on scanners whose pixels are square, and resampling an
+#: 800-row frame to 808 rows for that only blurred it.
+SQUARE_TOLERANCE = 0.02
+#: PhysicalUnitsX/YDirection (0018,6024 / 6026) of a region calibrated in centimetres.
+_CENTIMETRES = 3
+
+
+def square_pixel_shape(ds: Any, source: str | None = None) -> tuple[int, int] | None:
+    """(rows, columns) at which :func:`iter_dicom_frames` gives the frames of ``ds``, so that its pixels are square;
+    None where they are square already or nothing says otherwise (the frames are then given as stored).
+
+    The pixels' aspect (row spacing / column spacing) is read from ``PixelSpacing`` (0028,0030), else
+    ``PixelAspectRatio`` (0028,0034: "row \\ column", the attribute DICOM requires where no spacing is given), else the
+    ``PhysicalDeltaY`` / ``PhysicalDeltaX`` of the 2-D tissue and colour-flow ultrasound regions calibrated in cm
+    (where they all give one aspect). The axis with the coarser spacing is resampled to the finer one, the other axis
+    kept: no stored sample is lost (halving the finer axis would drop fine speckle, calipers and the text that
+    de-annotation looks for), a region box only grows (it never falls under the side a view needs), and DICOM viewers
+    magnify in the same way; the model's own resize to its input size comes after. An aspect within
+    :data:`SQUARE_TOLERANCE` or half a pixel of 1:1 is left alone.
+
+    Worked out once per data set (by :func:`read_dicom`, which names the file): a warning says how the frames are
+    resampled, and one names each value that cannot be used (zero, negative, one number where two belong, not a
+    number, beyond :data:`MAX_PIXEL_ASPECT`) or that another attribute contradicts. Other coordinates on the stored
+    grid (masks drawn on it, boxes from elsewhere) scale by ``(rows / Rows, columns / Columns)``.
+    """
+    if "_square_pixel_shape" not in vars(ds):
+        ds._square_pixel_shape = _square_pixel_shape(ds, source or str(getattr(ds, "filename", None) or "DICOM"))
+    return ds._square_pixel_shape
+
+
+def _square_pixel_shape(ds: Any, source: str) -> tuple[int, int] | None:
+    """:func:`square_pixel_shape`, worked out, with its warnings."""
+    found = _pixel_aspect(ds, source)
+    if found is None:
+        return None
+    said, aspect = found
+    if abs(aspect - 1) <= SQUARE_TOLERANCE:
+        return None
+    rows, columns = int(ds.Rows), int(ds.Columns)
+    # rows further apart than columns: more rows, as many columns; else more columns (halves rounded up, as the
+    # region boxes' edges are)
+    shape = (_rounded(rows * aspect), columns) if aspect > 1 else (rows, _rounded(columns / aspect))
+    if shape == (rows, columns):
+        return None
+    warnings.warn(f"{source}: its pixels are not square ({said}: {aspect:.4g} times as tall as wide); its frames are "
+                  f"resampled from {rows}x{columns} to {shape[0]}x{shape[1]} (rows x columns), its ultrasound "
+                  "regions with them", UserWarning, stacklevel=4)
+    return shape
+
+
+def _pixel_aspect(ds: Any, source: str) -> tuple[str, float] | None:
+    """(what said it, row spacing / column spacing) by the first attribute of :func:`square_pixel_shape`'s order that
+    gives a usable one, with a warning where a later one contradicts it; None where none gives one."""
+    candidates = [_two_positive_numbers(ds, name, source) for name in ("PixelSpacing", "PixelAspectRatio")]
+    candidates.append(_region_aspect(ds, source))
+    given = [found for found in candidates if found is not None]
+    if not given:
+        return None
+    (said, aspect), *others = given
+    for other_said, other in others:
+        if abs(other / aspect - 1) > _ASPECT_TOLERANCE:
+            warnings.warn(f"{source}: {said} and {other_said} disagree on the pixels' aspect; {said} is used",
+                          UserWarning, stacklevel=5)
+    if not 1 / MAX_PIXEL_ASPECT <= aspect <= MAX_PIXEL_ASPECT:
+        warnings.warn(f"{source}: {said} makes pixels {aspect:.4g} times as tall as wide, beyond "
+                      f"{MAX_PIXEL_ASPECT:g} either way: taken for a writer's error, the frames are kept as stored",
+                      UserWarning, stacklevel=5)
+        return None
+    return said, aspect
+
+
+def _two_positive_numbers(ds: Any, name: str, source: str) -> tuple[str, float] | None:
+    """(``"PixelAspectRatio 2\\1"``, first / second) of an attribute that holds "row \\ column" as two positive
+    numbers; None where it is absent or empty, and with a warning naming the file and the value where it holds
+    anything else (the pixels are then taken for square by this attribute)."""
+    try:
+        value = ds.get(name)
+    except Exception:  # noqa: BLE001 - a value pydicom cannot convert to its VR (it gives strings for most)
+        warnings.warn(f"{source}: {name} cannot be read as numbers; ignored", UserWarning, stacklevel=6)
+        return None
+    if value in (None, ""):
+        return None
+    values = list(value) if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue" else [value]
+    numbers = [_positive_number(v) for v in values]
+    said = f"{name} " + "\\".join(str(v) for v in values)
+    if len(numbers) != 2 or None in numbers:
+        warnings.warn(f"{source}: {said} is not two positive numbers (row \\ column); ignored", UserWarning,
+                      stacklevel=6)
+        return None
+    return said, numbers[0] / numbers[1]
+
+
+def _positive_number(value: Any) -> float | None:
+    """``value`` as a positive finite float, else None."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if np.isfinite(number) and number > 0 else None
+
+
+def _region_aspect(ds: Any, source: str) -> tuple[str, float] | None:
+    """(what said it, PhysicalDeltaY / PhysicalDeltaX) of the 2-D tissue and colour-flow ultrasound regions
+    calibrated in cm in both directions, where they agree; None where there are none, or (with a warning) where
+    their aspects differ (one resampling of the frame cannot square them all) or a delta is not a positive number."""
+    aspects = []
+    for region in getattr(ds, "SequenceOfUltrasoundRegions", []) or []:
+        if _region_number(region, REGION_FIELDS[0]) != 1 or _region_number(region, REGION_FIELDS[1]) not in (1, 2):
+            continue
+        units = [_region_number(region, f"PhysicalUnits{axis}Direction") for axis in ("Y", "X")]
+        if units != [_CENTIMETRES, _CENTIMETRES]:
+            continue  # not calibrated in length on both axes: says nothing of the pixels' shape
+        deltas = [region.get(f"PhysicalDelta{axis}") for axis in ("Y", "X")]
+        dy, dx = (_positive_number(delta) for delta in deltas)
+        if dy is None or dx is None:
+            warnings.warn(f"{source}: an ultrasound region's PhysicalDeltaY\\X {deltas[0]}\\{deltas[1]} is not two "
+                          "positive numbers; ignored", UserWarning, stacklevel=6)
+            continue
+        aspects.append((f"ultrasound region PhysicalDeltaY\\X {dy:g}\\{dx:g}", dy / dx))
+    if not aspects:
+        return None
+    if any(abs(aspect / aspects[0][1] - 1) > _ASPECT_TOLERANCE for _, aspect in aspects):
+        warnings.warn(f"{source}: its ultrasound regions differ in their pixels' aspect "
+                      f"({', '.join(said for said, _ in aspects)}); none is used", UserWarning, stacklevel=6)
+        return None
+    return aspects[0]
+
+
+def _on_square_pixels(frame: np.ndarray, shape: tuple[int, int] | None) -> np.ndarray:
+    """A display-ready (H, W) or (H, W, C) frame resampled to ``shape`` (rows, columns) by linear interpolation, in
+    its own dtype (integers rounded); as it is where ``shape`` is None.
+
+    Linear: it stays within the values of its neighbours, so display-ready ranges hold (cubic overshoots past 0
+    and 1). Written here, one axis at a time with pixel centres at half-pixel offsets (OpenCV's and PIL's
+    convention), for every dtype the display gives (OpenCV has no uint32) and alike in MONAI Label's environment.
+    """
+    if shape is None:
+        return frame
+    for axis, length in enumerate(shape):
+        if frame.shape[axis] != length:
+            frame = _resampled_axis(frame, axis, length)
+    return frame
+
+
+def _resampled_axis(frame: np.ndarray, axis: int, length: int) -> np.ndarray:
+    """``frame`` linearly resampled to ``length`` samples along ``axis``."""
+    stored = frame.shape[axis]
+    centres = np.clip((np.arange(length) + 0.5) * (stored / length) - 0.5, 0, stored - 1)
+    low = np.floor(centres).astype(np.intp)
+    high = np.minimum(low + 1, stored - 1)
+    compute = np.float64 if frame.dtype.itemsize > 2 and np.issubdtype(frame.dtype, np.integer) else np.float32
+    weight = (centres - low).astype(compute).reshape([-1 if a == axis else 1 for a in range(frame.ndim)])
+    first, second = (np.take(frame, index, axis=axis).astype(compute) for index in (low, high))
+    out = first + (second - first) * weight
+    if np.issubdtype(frame.dtype, np.integer):
+        return np.rint(out).astype(frame.dtype)
+    return out.astype(frame.dtype)
+
+
+def _box_on_square_pixels(box: tuple[int, int, int, int], ds: Any) -> tuple[int, int, int, int]:
+    """A box (x0, y0, x1, y1), exclusive ends on the stored grid, on the frames of :func:`square_pixel_shape`:
+    its edges scaled as the frame's (an exclusive end is an edge, so it scales exactly)."""
+    shape = square_pixel_shape(ds)
+    if shape is None:
+        return box
+    across, down = shape[1] / int(ds.Columns), shape[0] / int(ds.Rows)
+    x0, y0, x1, y1 = box
+    return _rounded(x0 * across), _rounded(y0 * down), _rounded(x1 * across), _rounded(y1 * down)
+
+
+def _rounded(value: float) -> int:
+    """``value`` to the nearest whole number, halves up (Python's ``round`` takes halves to the even number: 37.5
+    and 38.5 would both give 38)."""
+    return int(np.floor(value + 0.5))
+
+
 def iter_dicom_frames(ds: Any, source: str, frame_stride: int = 1) -> Iterator[tuple[int, np.ndarray]]:
     """(index, display-ready frame) for every ``frame_stride``-th frame of a dataset read by :func:`read_dicom`.
 
     Frames are (H, W) uint8 (8-bit monochrome with no LUT), (H, W) float32 in [0, 1] (any other monochrome) or
     (H, W, 3) RGB (uint8 / uint16 / uint32 from their type's range, float32 for colour stored in fewer bits).
+    Frames of pixels that are not square are resampled to square ones (:func:`square_pixel_shape`), as DICOM viewers
+    show them: stored, a 2\\1 image was drawn and learnt from squashed to half its height.
 
     Raises:
         UnreadableImageError: naming the file, the transfer syntax and the codec's reason in one line, where a
@@ -825,7 +1015,7 @@ def iter_dicom_frames(ds: Any, source: str, frame_stride: int = 1) -> Iterator[t
             return
         if index == 0:  # the first frame read is always frame 0
             held = _file_values_held(ds, source, decoded)
-        yield index, dicom_display(decoded, ds, source, tools, held)
+        yield index, _on_square_pixels(dicom_display(decoded, ds, source, tools, held), square_pixel_shape(ds, source))
 
 
 @contextmanager

@@ -31,6 +31,7 @@ from monai_ext.io.dicom import (
     has_dicom_signature,
     read_dicom,
     read_dicom_header,
+    square_pixel_shape,
     ultrasound_region_box,
 )
 from monai_ext.io.dicom_frames import frame_count
@@ -357,6 +358,58 @@ def undo_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
     """
     orientation = checked_orientation(orientation)
     return pixels if orientation == 1 else apply_orientation(pixels, _INVERSE_ORIENTATION[orientation])
+
+
+def resampled_grid(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(rows, columns) of the stored pixel grid of a file whose pixels :func:`read_image` gives resampled from it:
+    a DICOM of non-square pixels (:func:`~monai_ext.io.dicom.square_pixel_shape`); None for every other file, and
+    for one no longer there (removed since it was read: no grid to lay a mask on).
+
+    Masks lie on the stored grid (what 3D Slicer and OHIF save): read for such an image, they are resampled to its
+    pixels (:func:`resample_labels`), and masks predicted on its pixels are resampled back before they are saved.
+    A header read, quiet (reading the image said how it was resampled).
+
+    Raises:
+        UnreadableImageError: a DICOM file whose header cannot be read, naming it.
+    """
+    path = Path(path)
+    kind = source_kind(path)
+    if not path.is_file() or kind != "dicom" and not (kind in ("image", None) and has_dicom_preamble(path)):
+        return None
+    ds = read_dicom_header(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        shape = square_pixel_shape(ds, str(path))
+    return None if shape is None else (int(ds.Rows), int(ds.Columns))
+
+
+def resample_labels(labels: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """(..., H, W) labels (class indices, a boolean mask) resampled to (..., rows, columns) ``shape`` by nearest
+    neighbour, pixel centres at half-pixel offsets as the frames of :func:`resampled_grid` are (linear there: a
+    label between two classes would be a third). Written here: OpenCV's ``INTER_NEAREST`` takes the pixel left of the
+    centre (a half-pixel shift), and it has no bool or many-channel arrays."""
+    height, width = labels.shape[-2:]
+    rows = np.minimum(((np.arange(shape[0]) + 0.5) * height / shape[0]).astype(np.intp), height - 1)
+    columns = np.minimum(((np.arange(shape[1]) + 0.5) * width / shape[1]).astype(np.intp), width - 1)
+    return labels[..., rows[:, None], columns[None, :]]
+
+
+def to_stored_grid(pixels: np.ndarray, path: str | os.PathLike, orientation: int) -> np.ndarray:
+    """(H, W) or (H, W, C) pixels computed on the image :func:`read_image` gives of ``path`` (a mask, an overlay),
+    brought back to the file's stored pixel grid, where 3D Slicer and OHIF draw over it: its EXIF ``orientation``
+    undone (:func:`undo_orientation`), and a DICOM of non-square pixels resampled back (:func:`resampled_grid`;
+    nearest neighbour, so a mask keeps its classes).
+
+    Raises:
+        ValueError: ``orientation`` is not 1-8.
+    """
+    pixels = undo_orientation(pixels, orientation)
+    grid = resampled_grid(path)
+    if grid is None:
+        return pixels
+    if pixels.ndim == 2:
+        return resample_labels(pixels, grid)
+    return np.ascontiguousarray(np.moveaxis(resample_labels(np.moveaxis(pixels, -1, 0), grid), 0, -1))
 
 
 def stored_shape(shape: Sequence[int], orientation: int) -> tuple[int, int]:

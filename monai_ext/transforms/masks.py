@@ -28,6 +28,8 @@ from monai_ext.io.images import (
     picture_orientation,
     pil_frame_count,
     pil_orientation,
+    resample_labels,
+    resampled_grid,
     source_kind,
     stored_shape,
     upright,
@@ -363,7 +365,9 @@ class LoadMaskd(MapTransform):
     EXIF): where the image loader applied an EXIF orientation, the mask is turned by it too (:func:`read_mask_file`),
     or it would lie rotated or flipped on its image. The orientation is the one the loader recorded under
     ``orientation_key`` (``LoadUltrasoundImaged(orientation_key=...)``); where the item has none, it is read from
-    the file ``<image_key>_path`` names (:func:`~monai_ext.io.images.picture_orientation`, a second read).
+    the file ``<image_key>_path`` names (:func:`~monai_ext.io.images.picture_orientation`, a second read). A DICOM
+    of non-square pixels is read resampled to square ones: its mask, on the stored grid, is resampled with it
+    (nearest neighbour, :func:`~monai_ext.io.images.resample_labels`).
 
     With ``record_presence`` (and ``num_classes``), also keeps under ``<key>_present`` a (K - 1,) bool array: which
     foreground classes the mask holds at its own size. A resize to the training size can remove a small lesion
@@ -400,6 +404,24 @@ class LoadMaskd(MapTransform):
             return int(d[self.orientation_key])
         return picture_orientation(image_path) if image_path is not None else None
 
+    @staticmethod
+    def _on_the_image(mask: np.ndarray, image_shape: tuple[int, int], image_path: str | None, turn: int,
+                      mask_path: str) -> np.ndarray:
+        """A (1, H, W) mask of another size than its image's (H', W'): resampled to it where the image's pixels were
+        resampled from the file's stored grid and the mask lies on that grid (a DICOM of non-square pixels,
+        :func:`~monai_ext.io.images.resampled_grid`); else refused.
+
+        Raises:
+            UnreadableImageError: naming the mask file and both sizes on the image file's stored grid.
+        """
+        grid = resampled_grid(image_path) if image_path is not None else None
+        if grid is not None and tuple(mask.shape[-2:]) == grid:
+            return resample_labels(mask, image_shape)
+        shown = f"{grid!r} (its pixels are resampled to {image_shape!r} to be square)" if grid is not None \
+            else f"{stored_shape(image_shape, turn)!r}{orientation_note(turn)}"
+        raise UnreadableImageError(f"{mask_path}: mask size {stored_shape(mask.shape[-2:], turn)!r} differs from the "
+                                   f"image's {shown}")
+
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         for key in self.key_iterator(d):
@@ -419,11 +441,7 @@ class LoadMaskd(MapTransform):
             warn_if_grids_look_alike(image_path, orientation, mask.shape[-2:])
             image = d.get(self.image_key) if self.image_key else None
             if image is not None and tuple(image.shape[-2:]) != tuple(mask.shape[-2:]):
-                turn = orientation or 1
-                raise UnreadableImageError(
-                    f"{d[f'{key}_path']}: mask size {stored_shape(mask.shape[-2:], turn)!r} differs from the image's "
-                    f"{stored_shape(image.shape[-2:], turn)!r}{orientation_note(turn)}"
-                )
+                mask = self._on_the_image(mask, tuple(image.shape[-2:]), image_path, orientation or 1, d[f"{key}_path"])
             d[key] = mask
             if self.record_presence:
                 d[f"{key}_present"] = np.isin(np.arange(1, self.num_classes), mask)

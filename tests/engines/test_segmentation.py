@@ -326,3 +326,41 @@ def test_a_killed_runs_masks_do_not_survive_a_rerun(tmp_path, overlays, monkeypa
     assert sorted(p.name for p in (out / "masks").iterdir()) == ["benign (1)_mask.png", "notes.txt", "other_mask.png"]
     if overlays:
         assert sorted(p.name for p in (out / "overlays").iterdir()) == ["other_overlay.png"]
+
+
+def _non_square_dicom(path, ratio: list[int]) -> np.ndarray:
+    """A 40 x 60 DICOM whose pixels are ``ratio`` (row \\ column spacing) apart, a bright lesion in it; returns the
+    lesion's mask on the stored grid."""
+    import pydicom
+
+    from monai_ext.io.writers import write_dicom_frames
+
+    stored = np.zeros((1, 40, 60), np.uint8)
+    stored[0, 10:20, 5:25] = 255
+    write_dicom_frames(stored, path)
+    ds = pydicom.dcmread(path)
+    ds.PixelAspectRatio = ratio
+    ds.save_as(path)
+    return stored[0] // 255
+
+
+@pytest.mark.parametrize("ratio", [[2, 1], [1, 2]])
+def test_a_dicoms_mask_is_written_on_its_stored_grid_when_its_pixels_are_not_square(tmp_path, ratio) -> None:
+    """A DICOM of non-square pixels is read resampled to square ones (80 x 60 for 2\\1): its mask was written at
+    that size, where 3D Slicer lays a label map on the stored 40 x 60 grid. It is resampled back; the overlay, a
+    picture of its own, stays on square pixels."""
+    import warnings
+
+    from monai_ext.transforms.loading import LoadUltrasoundImaged
+
+    path = tmp_path / "scan.dcm"
+    truth = _non_square_dicom(path, ratio)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the reader's note that the frames are resampled
+        result = predict_mask_files(Threshold(), [str(path)], LoadUltrasoundImaged("image"),
+                                    lambda item: {"image": item["image"] - 0.5}, ["background", "lesion"], "cpu",
+                                    tmp_path / "out", "fp32", overlays=True)
+    entry = result["masks"][str(path)]
+    np.testing.assert_array_equal(cv2.imread(entry["mask"], cv2.IMREAD_UNCHANGED), truth)
+    square = (80, 60) if ratio == [2, 1] else (40, 120)
+    assert cv2.imread(str(tmp_path / "out" / "overlays" / "scan_overlay.png")).shape[:2] == square

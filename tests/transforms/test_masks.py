@@ -524,3 +524,39 @@ def test_a_layer_transparent_everywhere_is_an_empty_mask(tmp_path: Path, mode: s
     colour = (255, 255, 255, 0) if mode == "RGBA" else (255, 0)
     Image.new(mode, (30, 20), colour).save(tmp_path / "empty.png")
     assert not LoadMask("binary")(str(tmp_path / "empty.png")).any()
+
+
+@pytest.mark.parametrize("ratio, repeat_axis", [([2, 1], 0), ([1, 2], 1)])
+def test_a_mask_on_a_dicoms_stored_grid_is_resampled_with_its_non_square_pixels(tmp_path, ratio, repeat_axis) -> None:
+    """A DICOM of non-square pixels is read resampled to square ones; its mask, drawn on the stored grid (as 3D
+    Slicer and OHIF save it), was refused for its size. It is resampled with the image (nearest neighbour: each
+    stored row or column twice for a 2:1 aspect); a mask of neither size is refused, naming both grids."""
+    import warnings
+
+    import pydicom
+
+    from monai_ext.io.writers import write_dicom_frames
+    from monai_ext.transforms.loading import LoadUltrasoundImaged
+
+    frames = np.random.default_rng(0).integers(0, 200, (1, 40, 60)).astype(np.uint8)
+    image = write_dicom_frames(frames, tmp_path / "scan.dcm")
+    ds = pydicom.dcmread(image)
+    ds.PixelAspectRatio = ratio
+    ds.save_as(image)
+    stored = np.zeros((40, 60), np.uint8)
+    stored[10:20, 5:25] = 255
+    stored[33, 50] = 255  # one stored pixel: two on the square grid
+    cv2.imwrite(str(tmp_path / "scan_mask.png"), stored)
+    cv2.imwrite(str(tmp_path / "other_mask.png"), np.zeros((40, 61), np.uint8))
+    load = LoadUltrasoundImaged("image")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the image's own note that it is resampled
+        item = load({"image": str(image), "mask": str(tmp_path / "scan_mask.png")})
+        wrong = load({"image": str(image), "mask": str(tmp_path / "other_mask.png")})
+    mask = LoadMaskd("mask")(item)["mask"]
+    expected = np.repeat(stored // 255, 2, axis=repeat_axis)[None]
+    assert item["image"].shape == expected.shape
+    np.testing.assert_array_equal(mask, expected)
+    with pytest.raises(UnreadableImageError, match=re.escape("mask size (40, 61) differs from the image's (40, 60) "
+                                                             "(its pixels are resampled to")):
+        LoadMaskd("mask")(wrong)

@@ -20,7 +20,7 @@ from monai.bundle import ConfigParser
 
 from monai_ext.engines.inference import classify_image, note_if_blank, note_if_several_frames, prepare_image
 from monai_ext.io.errors import UnreadableImageError
-from monai_ext.io.images import read_image, undo_orientation
+from monai_ext.io.images import read_image, to_stored_grid
 from monai_ext.networks.checkpoints import read_checkpoint
 from monai_ext.visualize.gradcam import gradcam_overlay, has_token_blocks
 
@@ -82,12 +82,13 @@ class BundleClassifier:
         The overlay is on the file's stored pixel grid, as served masks are
         (:meth:`~monai_ext.apps.label.segment_model.BundleSegmenter.segment`): a picture with an EXIF orientation is
         explained upright, as the network saw it, and the overlay turned back, to lie on the image as 3D Slicer and
-        OHIF show it (an upright 77x123 overlay lay across a 123x77 image there).
+        OHIF show it (an upright 77x123 overlay lay across a 123x77 image there); a DICOM of non-square pixels is
+        explained on square ones and the overlay resampled back to the stored grid.
         """
         if not has_token_blocks(self.network):
             return None
         read = read_image(path)
-        return undo_orientation(gradcam_overlay(self.network, image, class_index, read.pixels), read.orientation)
+        return to_stored_grid(gradcam_overlay(self.network, image, class_index, read.pixels), path, read.orientation)
 
 
 def _unreadable_cause(error: BaseException) -> UnreadableImageError | None:

@@ -151,3 +151,21 @@ def test_heatmaps_from_concurrent_threads_equal_sequential_ones(classifier, tmp_
     for got, want in zip(concurrent, sequential):
         np.testing.assert_array_equal(got, want)
     assert all(p.grad is None for p in classifier.network.parameters())
+
+
+def test_a_non_square_dicoms_heat_map_lies_on_its_stored_grid(classifier, tmp_path) -> None:
+    """A DICOM of non-square pixels (PixelAspectRatio 2\\1) is explained on square pixels (80 x 60); the overlay
+    served with it was that size over an image the viewer shows 40 x 60."""
+    import warnings
+
+    import pydicom
+
+    from monai_ext.io.writers import write_dicom_frames
+
+    write_dicom_frames(np.random.default_rng(4).integers(0, 256, (1, 40, 60)).astype(np.uint8), tmp_path / "s.dcm")
+    ds = pydicom.dcmread(tmp_path / "s.dcm")
+    ds.PixelAspectRatio = [2, 1]
+    ds.save_as(tmp_path / "s.dcm")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the reader's note that the frames are resampled
+        assert classifier.heatmap(tmp_path / "s.dcm", 0).shape[:2] == (40, 60)

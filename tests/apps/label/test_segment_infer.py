@@ -59,6 +59,18 @@ out["two_files"] = [first_file, second_file, os.path.exists(first_file)]
 os.unlink(first_file)
 if os.path.exists(second_file):
     os.unlink(second_file)
+# a 72-dpi JPEG of the stand-in's mask size: ITK (3D Slicer's reader) places it at 0.353 mm a pixel
+from PIL import Image
+import itk
+photo = tmp / "photo.jpg"
+Image.fromarray(np.full((9, 13), 128, np.uint8)).save(photo, dpi=(72, 72))
+file, summary = task({"image": str(photo)})
+label = itk.imread(file)
+out["dpi72"] = {"suffix": Path(file).suffix, "spacing": list(label.GetSpacing()),
+                "image_spacing": list(itk.imread(str(photo)).GetSpacing()),
+                "values": sorted(set(itk.array_from_image(label).ravel().tolist())),
+                "summary_spacing": summary.get("pixel_spacing_mm")}
+os.unlink(file)
 Stub.delay = 0.05
 out["slow_latency"] = task({"image": "x.png"})[1]["latency_s"]
 print(json.dumps(out))
@@ -94,6 +106,16 @@ def test_the_summary_carries_the_counts_and_the_latency(outcome) -> None:
 def test_each_request_gets_its_own_mask_file(outcome) -> None:
     first, second, first_kept = outcome["two_files"]
     assert first != second and first_kept
+
+
+def test_the_label_map_of_an_image_with_a_pixel_size_carries_it(outcome) -> None:
+    """3D Slicer places the image by the pixel size ITK reads from it and the label map by its own: a PNG mask
+    (1 mm a pixel) of a 72-dpi JPEG (0.353 mm) lay 2.8 times the image's size. The mask is a TIFF of that size."""
+    served = outcome["dpi72"]
+    assert served["suffix"] == ".tif" and served["values"] == [0, 2]
+    assert served["spacing"] == pytest.approx(served["image_spacing"][:2])
+    assert served["spacing"] == pytest.approx([25.4 / 72] * 2)
+    assert served["summary_spacing"] == pytest.approx([25.4 / 72] * 2, abs=1e-6)
 
 
 def test_a_replaced_checkpoint_is_loaded_by_the_next_request(outcome) -> None:

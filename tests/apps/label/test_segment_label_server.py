@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 import requests
+from PIL import Image
 
 from tests.apps.label.test_label_server import label_server, wait_for_training
 from tests.apps.label.test_segment_model import SEG_INFERENCE, segmenter_run, write_sideways  # noqa: F401  (fixture)
@@ -53,11 +54,14 @@ def test_served_masks_equal_the_bundle_inference(seg_server, segmenter_run, tmp_
     url, files, _ = seg_server
     sideways = tmp_path / "exif6_77x123.jpg"
     write_sideways(sideways, (77, 123), 6)
-    uploads = [*files.values(), sideways]
+    photo = tmp_path / "photo_72dpi.jpg"  # 3D Slicer reads it at 0.353 mm a pixel: the mask comes as a TIFF of it
+    Image.fromarray(cv2.imread(str(files["case0_png"]), cv2.IMREAD_GRAYSCALE)).save(photo, dpi=(72, 72))
+    uploads = [*files.values(), photo, sideways]
     expected = bundle_masks(segmenter_run / "models" / "model.pt", uploads, tmp_path / "bundle")
     for path in uploads:
         response = segment(url, path)
         assert response.status_code == 200, response.text
+        assert response.headers["content-type"] == ("image/tiff" if path == photo else "image/png")
         served = cv2.imdecode(np.frombuffer(response.content, np.uint8), cv2.IMREAD_UNCHANGED)
         np.testing.assert_array_equal(served, expected[str(path)])
     assert served.shape == (77, 123)
