@@ -5,21 +5,65 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${VENV:-$REPO_ROOT/.venv}"
 # MONAI Label's environment, apart from .venv: its pins (pydicom 2.x via pydicom-seg) conflict with the main one.
 LABEL_VENV="${LABEL_VENV:-$REPO_ROOT/.venv-label}"
+# relative to where the command ran: the scripts then cd into the repository, and a relative VENV/bin on PATH named
+# nothing there, so "python" was whichever other one PATH held (tests failed on 'No module named torch')
+case "$VENV" in /*) ;; *) VENV="$PWD/$VENV" ;; esac
+case "$LABEL_VENV" in /*) ;; *) LABEL_VENV="$PWD/$LABEL_VENV" ;; esac
 PYTHON_BIN="${PYTHON_BIN:-python3}"
+# The oldest Python the project supports: pyproject.toml's requires-python (tests/scripts/test_venv_setup.py checks
+# that the two agree).
+MIN_PYTHON=3.10
+
+# python_supported PY: true when PY runs and is at least MIN_PYTHON (written to run on Python 2 as well).
+python_supported() {
+  "$1" -c "import sys; sys.exit(sys.version_info[:2] < tuple(map(int, sys.argv[1].split('.'))))" "$MIN_PYTHON" \
+    2>/dev/null
+}
+
+# make_venv DIR: a new environment in DIR (emptied first) made by PYTHON_BIN, with pip; else one line saying why
+# and exit 1. Its checks are explicit: venv_is_stale runs as an if's condition, where set -e does not act, and a
+# failed venv went on to "installing" into nothing.
+make_venv() {
+  local venv="$1" version
+  if ! python_supported "$PYTHON_BIN"; then
+    if version=$("$PYTHON_BIN" -c "import sys; print('%d.%d' % sys.version_info[:2])" 2>/dev/null); then
+      echo "error: the project needs Python >= $MIN_PYTHON; PYTHON_BIN=$PYTHON_BIN is $version: set PYTHON_BIN to a" \
+        "newer one (e.g. PYTHON_BIN=python3.12)" >&2
+    else
+      echo "error: PYTHON_BIN=$PYTHON_BIN does not run: set PYTHON_BIN to a Python >= $MIN_PYTHON" >&2
+    fi
+    exit 1
+  fi
+  echo "[setup] creating $venv"
+  if ! "$PYTHON_BIN" -m venv --clear "$venv" || ! "$venv/bin/python" -c "import pip" 2>/dev/null; then
+    echo "error: $PYTHON_BIN -m venv could not make $venv with pip (Debian and Ubuntu: install python3-venv)" >&2
+    exit 1
+  fi
+}
 
 # venv_is_stale DIR FILE...: creates DIR if missing; true when the FILEs changed since the last install, which then
 # records their hash with mark_installed DIR FILE...
 venv_is_stale() {
-  local venv="$1"
+  local venv="$1" marker="$1/.monai_ext_installed" installed=false
   shift
-  # a python that does not run (its interpreter gone after a pyenv or Homebrew upgrade: a dangling link) means a
-  # new environment: --clear, and no install marker, or the old marker would skip the install
-  if ! "$venv/bin/python" -c "" 2>/dev/null; then
-    echo "[setup] creating $venv"
-    "$PYTHON_BIN" -m venv --clear "$venv"
-    rm -f "$venv/.monai_ext_installed"
+  if [ -f "$marker" ] && [ "$(cat "$marker")" = "$(cat "$@" | sha256sum)" ]; then installed=true; fi
+  # a new environment (--clear, and no install marker, or the old marker would skip the install) where its python
+  # does not run (its interpreter gone after a pyenv or Homebrew upgrade: a dangling link) or is older than the
+  # project supports (made by an old python3: every later run reused it), or where an install is due and it has no
+  # pip (a venv cut off while it set pip up, or made without ensurepip): pip failed the same way at every run
+  if ! python_supported "$venv/bin/python" || { ! $installed && ! "$venv/bin/python" -c "import pip" 2>/dev/null; }
+  then
+    make_venv "$venv"
+    rm -f "$marker"
+    return 0
   fi
-  [ ! -f "$venv/.monai_ext_installed" ] || [ "$(cat "$venv/.monai_ext_installed")" != "$(cat "$@" | sha256sum)" ]
+  ! $installed
+}
+
+# hold_lock FD: wait for an exclusive lock on the file or folder open as FD; where flock(1) is missing (macOS) no
+# lock, as before: only runs started at the same moment need it.
+hold_lock() {
+  if command -v flock > /dev/null 2>&1; then flock "$1"; fi
 }
 
 mark_installed() {
@@ -54,8 +98,20 @@ install_torch() {
 }
 
 ensure_venv() {
+  install_venv
+  export PATH="$VENV/bin:$PATH"
+  export PYTHONUNBUFFERED=1
+}
+
+# In a subshell holding a lock on the environment's folder (which venv --clear empties but keeps): the README's two
+# commands started at once on a first run both installed into it, or one emptied it under the other's install; the
+# second now waits, then finds the install done.
+install_venv() (
   local files=("$REPO_ROOT/requirements.txt" "$REPO_ROOT/requirements-dev.txt" "$REPO_ROOT/pyproject.toml"
                "$REPO_ROOT/setup.py")
+  mkdir -p "$VENV"
+  exec 9<"$VENV"
+  hold_lock 9
   if venv_is_stale "$VENV" "${files[@]}"; then
     echo "[setup] installing requirements into $VENV (first run only)"
     install_torch "$VENV"
@@ -64,15 +120,13 @@ ensure_venv() {
     compile_venv "$VENV"
     mark_installed "$VENV" "${files[@]}"
   fi
-  export PATH="$VENV/bin:$PATH"
-  export PYTHONUNBUFFERED=1
-}
+)
 
 # In a subshell holding a lock: parallel test workers (the label server tests, the pydicom 2.x parity test) may ask
 # for it at the same time, and the second must wait for the first install, not start another into the same folder.
 ensure_label_venv() (
   exec 9>"$LABEL_VENV.lock"
-  flock 9
+  hold_lock 9
   local files=("$REPO_ROOT/requirements-label.txt" "$REPO_ROOT/pyproject.toml" "$REPO_ROOT/setup.py")
   if venv_is_stale "$LABEL_VENV" "${files[@]}"; then
     echo "[setup] installing MONAI Label into $LABEL_VENV (first run only, about 2 minutes)"
