@@ -28,6 +28,9 @@ logger = logging.getLogger(__name__)
 
 #: Where the bundles' loading (``LoadUltrasoundImaged(frames_key=...)``) puts the number of frames a file holds.
 FRAMES_KEY = "image_frames"
+#: Where that loading puts the index of the frame it read (``<frames_key>_index``): 0 but for a volume, whose first
+#: slice with content it reads (:func:`~monai_ext.io.volumes.read_first_volume_frame`).
+FRAME_INDEX_KEY = f"{FRAMES_KEY}_index"
 #: Where the segmentation bundle's loading (``LoadUltrasoundImaged(orientation_key=...)``) puts the EXIF Orientation
 #: it applied to a file's stored pixels.
 ORIENTATION_KEY = "image_orientation"
@@ -41,12 +44,12 @@ def applied_orientation(loaded: Mapping[str, Any], path: str | os.PathLike) -> i
 
 def prepare_image(
     path: str | os.PathLike, transform: Callable[[dict[str, Any]], dict[str, Any]], device: torch.device
-) -> tuple[torch.Tensor, int]:
+) -> tuple[torch.Tensor, int, int]:
     """Read and preprocess one file into a batch of one.
 
     Returns:
-        (1, C, H, W) float32 on ``device``, and the number of frames the file holds (the image is the first; 1 when
-        ``transform`` does not record it under :data:`FRAMES_KEY`).
+        (1, C, H, W) float32 on ``device``, the number of frames the file holds and the index of the one the image
+        is (:func:`frames_read`).
 
     Raises:
         Whatever the transform raises for an unreadable file (``UnreadableImageError`` names the file and reason).
@@ -58,7 +61,13 @@ def prepare_image(
     if not bool(torch.isfinite(image).all()):
         raise UnreadableImageError(f"{path}: {int((~torch.isfinite(image)).sum())} of {image.numel()} preprocessed "
                                    "values are NaN or infinite")
-    return image[None].to(device), int(data.get(FRAMES_KEY, 1))
+    return image[None].to(device), *frames_read(data)
+
+
+def frames_read(loaded: Mapping[str, Any]) -> tuple[int, int]:
+    """(the frames the file holds, the index of the one read) as the loading recorded them under :data:`FRAMES_KEY`
+    and :data:`FRAME_INDEX_KEY`; 1 and 0 where it recorded none (a loading config that does not count frames)."""
+    return int(loaded.get(FRAMES_KEY, 1)), int(loaded.get(FRAME_INDEX_KEY, 0))
 
 
 def classify_image(
@@ -146,12 +155,12 @@ def predict_files(
 
     Returns:
         ``{"class_names", "predictions": {path: {"label", "class", "probabilities": {name: p}[, "heatmap": file]
-        [, "warning": text][, "frames": n]}}, "errors": {path: reason}[, "weights"], "complete": true}``
+        [, "warning": text][, "frames": n, "frame": i]}}, "errors": {path: reason}[, "weights"], "complete": true}``
         (``heatmap``, absolute; while the run goes, :data:`PENDING_KEY` lists the heat maps it may write). A file
         whose heat map could not be written keeps its prediction (without ``heatmap``) and is listed under
         ``errors`` too; a blank image's prediction carries a ``warning`` (:func:`note_if_blank`), and that of a file
-        of several frames, which is of the first, their number (:func:`note_if_several_frames`, when ``transform``
-        records it); the JSON is written whatever single files
+        of several frames their number and the index of the one predicted (:func:`note_if_several_frames`, when
+        ``transform`` records them); the JSON is written whatever single files
         do, and kept while the batch runs (:func:`kept_results`: a stopped run leaves the files done,
         ``"complete": false``).
 
@@ -179,7 +188,7 @@ def predict_files(
         for path, stem in zip(tqdm(files, desc="predict", unit="image"), stems):
             one_more_file()
             try:
-                image, frames = prepare_image(path, transform, device)
+                image, frames, frame = prepare_image(path, transform, device)
             except Exception as e:  # noqa: BLE001 - one bad file must not stop the batch
                 record_error(result, path, root_cause(e))
                 if heatmaps:
@@ -193,7 +202,7 @@ def predict_files(
                     remove_earlier_outputs(Path(heatmap_dir) / f"{stem}_gradcam.png")
                 continue
             note_if_blank(prediction, path, image)
-            note_if_several_frames(prediction, path, frames)
+            note_if_several_frames(prediction, path, frames, frame)
             result["predictions"][str(path)] = prediction
             if heatmaps:
                 prediction.update(_heatmap(network, image, prediction["label"], Path(heatmap_dir), stem, result,
@@ -356,17 +365,24 @@ def note_if_blank(entry: dict[str, Any], path: str | os.PathLike, image: torch.T
         logger.warning("%s: %s", path, BLANK_IMAGE_WARNING)
 
 
-def note_if_several_frames(entry: dict[str, Any], path: str | os.PathLike, frames: int) -> None:
-    """Add ``"frames": frames`` to ``entry`` (and say in the log that the output is of the first frame) when the
-    file holds several: a cine loop, a multi-frame DICOM, a volume or a multi-page TIFF.
+def note_if_several_frames(entry: dict[str, Any], path: str | os.PathLike, frames: int, frame: int = 0) -> None:
+    """Add ``"frames": frames`` and ``"frame": frame``, the index of the frame the output is of, to ``entry`` (and
+    say in the log which it is) when the file holds several: a cine loop, a multi-frame DICOM, a volume or a
+    multi-page TIFF.
 
-    The single-image loader reads the first frame. A person reading a result expects it to be about the whole loop
-    the viewer plays, and a loop's first frame is often one taken before the probe settles.
+    The single-image loader reads the first frame (0) of a loop, a multi-frame DICOM or a multi-page picture, and
+    the first slice with content of a volume (:func:`frames_read`): a viewer given a 2-D mask with the count alone
+    laid it on slice 0. A person reading a result expects it to be about the whole loop the viewer plays, and a
+    loop's first frame is often one taken before the probe settles.
     """
-    if frames > 1:
-        entry["frames"] = frames
-        logger.warning("%s: holds %d frames; the output is of the first (of a volume, its first slice with content)",
-                       path, frames)
+    if frames <= 1:
+        return
+    entry["frames"], entry["frame"] = frames, frame
+    if frame == 0:
+        logger.warning("%s: holds %d frames; the output is of the first (frame 0)", path, frames)
+    else:
+        logger.warning("%s: holds %d frames; the output is of frame %d, the volume's first slice with content", path,
+                       frames, frame)
 
 
 def remove_earlier_outputs(*files: Path) -> None:

@@ -21,11 +21,11 @@ from tqdm import tqdm
 from monai_ext.engines.base import RobustStepTrainer, ShardSafeEvaluatorMixin, autocast, batch_images
 from monai_ext.engines.distributed import gather_objects
 from monai_ext.engines.inference import (
-    FRAMES_KEY,
     PENDING_KEY,
     NonFiniteOutputError,
     applied_orientation,
     clear_earlier_outputs,
+    frames_read,
     kept_results,
     make_output_folders,
     note_if_blank,
@@ -39,6 +39,7 @@ from monai_ext.engines.metrics import require_finite_outputs
 from monai_ext.io.errors import root_cause
 from monai_ext.io.figures import save_png
 from monai_ext.io.images import to_stored_grid, unique_output_stems
+from monai_ext.io.label_maps import LABEL_MAP_SUFFIXES, itk_pixel_spacing, label_map_suffix, save_label_map
 
 logger = logging.getLogger(__name__)
 
@@ -155,10 +156,21 @@ def mask_summary(mask: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]
 
 
 def _overlay_of(mask_file: Path) -> Path:
-    """``<out>/masks/<stem>_mask.png`` -> ``<out>/overlays/<stem>_overlay.png``."""
-    stem = mask_file.name.removesuffix("_mask.png")
-    return mask_file.parent.parent / "overlays" / f"{stem}_overlay.png"
+    """``<out>/masks/<stem>_mask.png`` (or ``.tif``) -> ``<out>/overlays/<stem>_overlay.png``."""
+    stem = mask_file.name
+    for suffix in LABEL_MAP_SUFFIXES:
+        stem = stem.removesuffix(f"_mask{suffix}")
+    return _overlay_file(mask_file.parent.parent, stem)
 
+
+def _overlay_file(out: Path, stem: str) -> Path:
+    return out / "overlays" / f"{stem}_overlay.png"
+
+
+def _mask_files(out: Path, stem: str) -> list[Path]:
+    """The names a mask of ``stem`` may take, one per :data:`~monai_ext.io.label_maps.LABEL_MAP_SUFFIXES`: which one
+    is written depends on the image's pixel size, known once it is read."""
+    return [out / "masks" / f"{stem}_mask{suffix}" for suffix in LABEL_MAP_SUFFIXES]
 
 
 def predict_mask_files(
@@ -176,9 +188,14 @@ def predict_mask_files(
     """Segment every file; unreadable ones are listed with the reason and skipped.
 
     Writes ``<output_dir>/masks/<stem>_mask.png`` (uint8 class indices at the original size, the label-map that
-    3D Slicer and OHIF display), optional ``<output_dir>/overlays/<stem>_overlay.png``, and ``masks.json``; ``stem``
+    3D Slicer and OHIF display), or ``<stem>_mask.tif`` carrying the image's pixel size where ITK reads one from the
+    image (a DICOM's ``PixelSpacing``, a JPEG's or TIFF's dots per inch), as the MONAI Label app serves masks
+    (:mod:`monai_ext.io.label_maps`): 3D Slicer places the image by that size and a PNG mask at 1 mm a pixel, several
+    times the image's size. Also optional ``<output_dir>/overlays/<stem>_overlay.png``, and ``masks.json``; ``stem``
     is the file's name without suffix, or a longer distinct one where inputs share it
-    (:func:`~monai_ext.io.images.unique_output_stems`).
+    (:func:`~monai_ext.io.images.unique_output_stems`). The names of an input's outputs are this run's: a mask of
+    the other suffix there (of an earlier run on an image of another format) is removed when its mask is written,
+    and both, with the overlay, when the input fails.
 
     Masks are on the file's stored pixel grid, where those viewers show the image and where training reads masks
     (:class:`~monai_ext.transforms.masks.LoadMaskd`): a picture with an EXIF orientation is segmented upright and
@@ -197,13 +214,15 @@ def predict_mask_files(
         weights: the checkpoint the network holds, recorded as ``"weights"`` from the first write on.
 
     Returns:
-        ``{"class_names", "masks": {path: {"mask": file, "size", "pixels", "fraction"[, "warning"][, "frames"]}},
-        "errors": {path: reason}[, "weights"], "complete": true}``; a file whose mask (or overlay) could not be
-        written is under ``errors``, a blank image's entry carries a ``warning``
-        (:func:`~monai_ext.engines.inference.note_if_blank`), and that of a file of several frames, whose first is
-        segmented, their number (:func:`~monai_ext.engines.inference.note_if_several_frames`, when ``load`` records
-        it). ``masks.json`` is written whatever single files do, and
-        kept while the batch runs (:func:`~monai_ext.engines.inference.kept_results`).
+        ``{"class_names", "masks": {path: {"mask": file, "size", "pixels", "fraction"[, "pixel_spacing_mm"]
+        [, "warning"][, "frames", "frame"]}}, "errors": {path: reason}[, "weights"], "complete": true}``; a TIFF
+        mask's entry gives the pixel size it carries as (rows, columns) in mm, as the served summary and DICOM's
+        ``PixelSpacing`` do; a file whose mask (or overlay) could not be written is under ``errors``, a blank
+        image's entry carries a ``warning`` (:func:`~monai_ext.engines.inference.note_if_blank`), and that of a file
+        of several frames their number and the index of the one segmented (0, or a volume's first slice with
+        content: :func:`~monai_ext.engines.inference.note_if_several_frames`, when ``load`` records them).
+        ``masks.json`` is written whatever single files do, and kept while the batch runs
+        (:func:`~monai_ext.engines.inference.kept_results`).
 
     Raises:
         FileExistsError: ``output_dir`` (or its ``masks`` / ``overlays`` folder) is an existing file, before any
@@ -218,47 +237,55 @@ def predict_mask_files(
     make_output_folders(out, out / "masks", *([out / "overlays"] if overlays else []))
     network.eval()
     stems = unique_output_stems(files)
-    masks = [out / "masks" / f"{stem}_mask.png" for stem in stems]
     result: dict[str, Any] = {"class_names": list(class_names), "masks": {}, "errors": {},
                               **({"weights": weights} if weights is not None else {}),
-                              # until the run completes: the files it may write (a rerun after a kill removes them)
-                              PENDING_KEY: [os.path.abspath(f) for mask in masks
-                                            for f in ([mask, _overlay_of(mask)] if overlays else [mask])]}
+                              # until the run completes: the files it may write, a mask under either suffix (a rerun
+                              # after a kill removes them)
+                              PENDING_KEY: [os.path.abspath(f) for stem in stems for f in
+                                            [*_mask_files(out, stem), *([_overlay_file(out, stem)] if overlays else [])]]}
     clear_earlier_outputs(out / "masks.json", "masks", ["mask"], lambda mask: [_overlay_of(mask)])
     with kept_results(out / "masks.json", result) as one_more_file:
         for path, stem in zip(tqdm(files, desc="segment", unit="image"), stems):
             one_more_file()
-            mask_file = out / "masks" / f"{stem}_mask.png"
-            overlay_file = _overlay_of(mask_file)
+            mask_files = _mask_files(out, stem)
+            overlay_file = _overlay_file(out, stem)
             try:
                 loaded = load({"image": str(path)})
                 original = np.asarray(loaded["image"])[0]
                 image = torch.as_tensor(preprocess(loaded)["image"]).float()[None].to(device)
             except Exception as e:  # noqa: BLE001 - one bad file must not stop the batch
                 record_error(result, path, root_cause(e))
-                remove_earlier_outputs(mask_file, overlay_file)
+                remove_earlier_outputs(*mask_files, overlay_file)
                 continue
             try:
                 mask, _ = segment_image(network, image, original.shape, precision)
             except NonFiniteOutputError as e:
                 record_error(result, path, str(e))
-                remove_earlier_outputs(mask_file, overlay_file)
+                remove_earlier_outputs(*mask_files, overlay_file)
                 continue
             # the overlay is a picture: drawn upright, on square pixels
             stored = to_stored_grid(mask, path, applied_orientation(loaded, path))
+            spacing = itk_pixel_spacing(path, stored.shape)  # where 3D Slicer places the image (None: a PNG)
+            mask_file = out / "masks" / f"{stem}_mask{label_map_suffix(spacing)}"
             try:
-                save_png(stored, mask_file)
+                save_label_map(stored, mask_file, spacing)
+                # the other suffix's mask of this name, an earlier run's of an image in another format, would be
+                # loaded by name beside this one
+                remove_earlier_outputs(*(f for f in mask_files if f != mask_file))
                 if overlays:
                     # the loader's display values as they are: stretched, a dim scan was drawn brighter
                     save_png(mask_overlay(original, mask, stretch=False), overlay_file)
             except OSError as e:  # a full disk or a name the filesystem refuses: this file fails, the batch goes on
                 record_error(result, path, f"mask not written: {type(e).__name__}: {e}")
-                remove_earlier_outputs(mask_file, overlay_file)
+                remove_earlier_outputs(*mask_files, overlay_file)
                 continue
             # absolute: the JSON is read (and its earlier outputs cleared) from whatever folder a later run starts in
-            result["masks"][str(path)] = {"mask": os.path.abspath(mask_file), **mask_summary(stored, class_names)}
-            note_if_blank(result["masks"][str(path)], path, image)
-            note_if_several_frames(result["masks"][str(path)], path, int(loaded.get(FRAMES_KEY, 1)))
+            entry = result["masks"][str(path)] = {"mask": os.path.abspath(mask_file), **mask_summary(stored,
+                                                                                                      class_names)}
+            if spacing is not None:
+                entry["pixel_spacing_mm"] = [round(spacing[1], 6), round(spacing[0], 6)]  # (rows, columns) as DICOM
+            note_if_blank(entry, path, image)
+            note_if_several_frames(entry, path, *frames_read(loaded))
     logger.info("%d masks, %d errors: %s", len(result["masks"]), len(result["errors"]), out / "masks.json")
     require_some_result(len(result["masks"]), result["errors"], "masks", out / "masks.json")
     return result

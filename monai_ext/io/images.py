@@ -38,7 +38,7 @@ from monai_ext.io.dicom_frames import frame_count
 from monai_ext.io.display import window_to_unit
 from monai_ext.io.errors import SkippedSource, UnreadableImageError
 from monai_ext.io.video import VIDEO_SUFFIXES, iter_video_frames, video_frame_count
-from monai_ext.io.volumes import ITK_SUFFIXES, NIFTI_SUFFIXES, first_volume_frame_and_count, volume_plane_count
+from monai_ext.io.volumes import ITK_SUFFIXES, NIFTI_SUFFIXES, read_first_volume_frame, volume_plane_count
 
 __all__ = [
     "ALL_SUFFIXES",
@@ -103,12 +103,15 @@ class DisplayImage:
         orientation: the EXIF Orientation (1-8) applied to the file's stored pixels to give ``pixels``
             (:func:`upright`); 1 for every file shown as stored (:func:`picture_orientation` gives the same without
             decoding). Masks are turned by it between the stored grid and ``pixels``.
+        frame_index: the index of the frame ``pixels`` is among the ``frame_count``: 0 but for a volume, whose
+            first slice with content it is (:func:`~monai_ext.io.volumes.read_first_volume_frame`).
     """
 
     pixels: np.ndarray
     region_box: tuple[int, int, int, int] | None = None
     frame_count: int | None = 1
     orientation: int = 1
+    frame_index: int = 0
 
 
 def _lacks_suffix(name: str) -> bool:
@@ -640,8 +643,8 @@ def _decode_first(path: Path, count_frames: bool, colour: bool = False) -> Displ
         ds = read_dicom(path)  # NumberOfFrames made to say what the pixel data holds
         return DisplayImage(first_dicom_frame(ds, str(path)), ultrasound_region_box(ds), frame_count(ds))
     if kind in ("nifti", "itk"):
-        pixels, planes = first_volume_frame_and_count(path)
-        return DisplayImage(pixels, frame_count=planes)
+        first = read_first_volume_frame(path)
+        return DisplayImage(first.pixels, frame_count=first.count, frame_index=first.index)
     if kind == "video":
         return DisplayImage(next(iter_video_frames(path))[1],
                             frame_count=video_frame_count(path) if count_frames else None)

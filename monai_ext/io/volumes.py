@@ -21,16 +21,16 @@ import os
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from monai_ext.io.display import window_to_unit
 from monai_ext.io.errors import SkippedSource, UnreadableImageError
 
-__all__ = ["ITK_SUFFIXES", "NIFTI_SUFFIXES", "first_volume_frame", "first_volume_frame_and_count",
-           "is_metaimage_data_file", "iter_volume_frames", "metaimage_data_file", "read_volume",
-           "without_metaimage_data_files"]
+__all__ = ["ITK_SUFFIXES", "NIFTI_SUFFIXES", "FirstVolumeFrame", "first_volume_frame", "first_volume_frame_and_count",
+           "is_metaimage_data_file", "iter_volume_frames", "metaimage_data_file", "read_first_volume_frame",
+           "read_volume", "without_metaimage_data_files"]
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 ITK_SUFFIXES = (".nrrd", ".mha", ".mhd")
@@ -337,7 +337,31 @@ def volume_plane_count(path: str | os.PathLike) -> int:
 def first_volume_frame_and_count(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     """(:func:`first_volume_frame`, the number of planes the file holds: its slices along z times its time points;
     1 for a 2-D image), from one reading of the file."""
+    first = read_first_volume_frame(path)
+    return first.pixels, first.count
+
+
+class FirstVolumeFrame(NamedTuple):
+    """The frame single-image loaders take of a volume (:func:`read_first_volume_frame`)."""
+
+    #: display-ready (rows, cols[, c]) pixels of the first slice with content, as :func:`iter_volume_frames` gives
+    pixels: np.ndarray
+    #: its index among the planes, as :func:`iter_volume_frames` numbers them (``t * slices + k``; the slice index
+    #: of a 3-D file): 0 only where slice 0 has content, so a mask made of the frame is laid on this slice
+    index: int
+    #: the planes the file holds: its slices along z times its time points (1 for a 2-D image)
+    count: int
+
+
+def read_first_volume_frame(path: str | os.PathLike) -> FirstVolumeFrame:
+    """The first slice with content along z, its index and the file's number of planes, from one reading of the
+    file.
+
+    Raises:
+        SkippedSource: a constant volume, or no slice with content.
+        UnreadableImageError: no voxels, or a shape that is not a 2-D, 3-D or 4-D image.
+    """
     volume, display = _volume_and_display(path)
     axis = _plane_axis(volume.shape[:3], 2)
-    first = next(_planes(volume, display, axis, 1, 1, str(path), stored_axes_orientation(path)))[1]
-    return first, volume.shape[axis] * volume.shape[3]
+    index, pixels = next(_planes(volume, display, axis, 1, 1, str(path), stored_axes_orientation(path)))
+    return FirstVolumeFrame(pixels, index, volume.shape[axis] * volume.shape[3])

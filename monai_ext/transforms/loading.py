@@ -44,9 +44,10 @@ class LoadUltrasoundImaged(MapTransform):
         region_key: if given, the DICOM B-mode region (x0, y0, x1, y1) is stored under this key when the file has
             one (``FieldOfViewMaskd`` reads it from ``"us_region"``). Off by default: items with and without the key
             cannot be collated into one batch.
-        frames_key: if given, the number of frames the file holds (a cine loop's, a volume's planes; the image is
-            the first) is stored under this key, for every file. Inference uses it to say that a prediction is of
-            one frame of several.
+        frames_key: if given, the number of frames the file holds (a cine loop's, a volume's planes) is stored
+            under this key, and the index of the one the image is (0, the first, but for a volume: its first slice
+            with content) under ``<frames_key>_index``, for every file. Inference uses them to say that a
+            prediction is of one frame of several, and which.
         orientation_key: if given, the EXIF Orientation (1-8) the loader applied to the file's stored pixels is
             stored under this key, for every file (1 where none): masks, kept on the stored grid, are turned by it
             (:class:`~monai_ext.transforms.masks.LoadMaskd`) without the file being read again.
@@ -73,6 +74,7 @@ class LoadUltrasoundImaged(MapTransform):
                 d[self.region_key] = image.region_box
             if self.frames_key is not None:
                 d[self.frames_key] = image.frame_count or 1
+                d[f"{self.frames_key}_index"] = image.frame_index
             if self.orientation_key is not None:
                 d[self.orientation_key] = image.orientation
         return d

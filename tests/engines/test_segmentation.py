@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from monai_ext.engines.segmentation import predict_mask_files
 
@@ -62,13 +63,13 @@ def test_a_failed_mask_write_is_listed_and_the_batch_goes_on(tmp_path, monkeypat
 
     from monai_ext.engines import segmentation
 
-    def full_disk_for_the_long_name(image: np.ndarray, path) -> None:
+    def full_disk_for_the_long_name(image: np.ndarray, path, spacing=None) -> None:
         if LONG[:10] in path.name:
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"png")
 
-    monkeypatch.setattr(segmentation, "save_png", full_disk_for_the_long_name)
+    monkeypatch.setattr(segmentation, "save_label_map", full_disk_for_the_long_name)
     files = [str(tmp_path / "in" / n) for n in ("a_first.png", f"{LONG}.png", "z_last.png")]
     result = predict_mask_files(Threshold(), files, bright_or_dark, lambda item: item, ["background", "lesion"], "cpu",
                                 tmp_path / "out")
@@ -364,3 +365,162 @@ def test_a_dicoms_mask_is_written_on_its_stored_grid_when_its_pixels_are_not_squ
     np.testing.assert_array_equal(cv2.imread(entry["mask"], cv2.IMREAD_UNCHANGED), truth)
     square = (80, 60) if ratio == [2, 1] else (40, 120)
     assert cv2.imread(str(tmp_path / "out" / "overlays" / "scan_overlay.png")).shape[:2] == square
+
+
+def _scan_with_pixel_size(path: Path, kind: str) -> tuple[np.ndarray, tuple[float, float] | None]:
+    """A 60 x 90 scan, bright with a dark lesion, written as ``kind``; (the mask :class:`Threshold` gives of it, the
+    (x, y) pixel size in mm ITK reads from the file, None for 1 x 1)."""
+    import pydicom
+
+    from monai_ext.io.writers import write_dicom, write_nifti
+
+    scan = np.full((60, 90), 200, np.uint8)
+    scan[20:40, 30:60] = 20
+    spacing = None
+    if kind == "jpeg-72dpi":
+        Image.fromarray(scan).save(path, dpi=(72, 72), quality=95)
+        spacing = (25.4 / 72, 25.4 / 72)
+    elif kind == "tiff-300x150dpi":
+        Image.fromarray(scan).save(path, dpi=(300, 150))
+        spacing = (25.4 / 300, 25.4 / 150)
+    elif kind == "dicom-pixel-spacing":
+        write_dicom(scan, path)
+        ds = pydicom.dcmread(path)
+        ds.PixelSpacing = [0.2, 0.1]  # rows, columns
+        ds.save_as(path)
+        spacing = (0.1, 0.2)
+    elif kind == "png-72dpi":  # ITK ignores a PNG's resolution: 1 x 1, as a PNG mask's
+        Image.fromarray(scan).save(path, dpi=(72, 72))
+    else:  # a volume's mask is on its displayed plane, not ITK's grid: no pixel size claimed
+        write_nifti(scan, path)
+    return (scan > 127).astype(np.uint8), spacing
+
+
+def _load_and_centre(item: dict) -> dict:
+    """The bundle's loading (every record), and the image centred for :class:`Threshold`."""
+    from monai_ext.engines.inference import FRAMES_KEY, ORIENTATION_KEY
+    from monai_ext.transforms.loading import LoadUltrasoundImaged
+
+    return LoadUltrasoundImaged("image", frames_key=FRAMES_KEY, orientation_key=ORIENTATION_KEY)(item)
+
+
+def _centred(item: dict) -> dict:
+    return {**item, "image": item["image"] - 0.5}
+
+
+@pytest.mark.parametrize(("kind", "name"), [
+    ("jpeg-72dpi", "scan.jpg"), ("tiff-300x150dpi", "scan.tif"), ("dicom-pixel-spacing", "scan.dcm"),
+    ("png-72dpi", "scan.png"), ("nifti", "scan.nii.gz"),
+])
+def test_a_batch_mask_lies_where_3d_slicer_places_its_image(tmp_path, kind: str, name: str) -> None:
+    """3D Slicer places an image by ITK's pixel size (a 72-dpi JPEG at 0.353 mm a pixel, a DICOM at its
+    PixelSpacing) and a PNG label map at 1 mm a pixel: the batch's masks covered several times their image, where
+    the MONAI Label app's served ones lay right. A batch mask is the served one: a TIFF of the image's pixel size,
+    its class indices unchanged; a PNG where ITK reads none."""
+    itk = pytest.importorskip("itk")
+    image = tmp_path / "in" / name
+    image.parent.mkdir()
+    truth, spacing = _scan_with_pixel_size(image, kind)
+    result = predict_mask_files(Threshold(), [str(image)], _load_and_centre, _centred, ["background", "lesion"], "cpu",
+                                tmp_path / "out", "fp32", overlays=True)
+    entry = result["masks"][str(image)]
+    mask_file = Path(entry["mask"])
+    assert mask_file == tmp_path / "out" / "masks" / ("scan_mask.png" if spacing is None else "scan_mask.tif")
+    assert sorted(p.name for p in (tmp_path / "out" / "masks").iterdir()) == [mask_file.name]
+    assert (tmp_path / "out" / "overlays" / "scan_overlay.png").is_file()
+    label = itk.imread(str(mask_file))
+    np.testing.assert_array_equal(itk.array_from_image(label), truth)
+    if spacing is None:
+        assert tuple(label.GetSpacing()) == (1.0, 1.0) and "pixel_spacing_mm" not in entry
+    else:
+        assert tuple(label.GetSpacing()) == pytest.approx(tuple(itk.imread(str(image)).GetSpacing())[:2], rel=1e-6)
+        assert entry["pixel_spacing_mm"] == pytest.approx([spacing[1], spacing[0]], rel=1e-5)
+
+
+def test_a_rerun_replaces_a_mask_of_the_other_format_and_keeps_the_users_files(tmp_path) -> None:
+    """One stem, first a PNG (a PNG mask), then a 72-dpi JPEG (a TIFF mask), then the PNG again: each run's mask
+    replaces the other's, listed by the earlier masks.json or not (a masks.json deleted), and a user's own masks
+    under other names stay."""
+    out = tmp_path / "out"
+    png, jpeg = tmp_path / "a" / "scan.png", tmp_path / "b" / "scan.jpg"
+    for path, kind in ((png, "png-72dpi"), (jpeg, "jpeg-72dpi")):
+        path.parent.mkdir()
+        _scan_with_pixel_size(path, kind)
+    (out / "masks").mkdir(parents=True)
+    for own in ("truth_mask.png", "truth_mask.tif"):
+        (out / "masks" / own).write_bytes(b"a user's own mask, never listed")
+
+    def run(image: Path) -> list[str]:
+        predict_mask_files(Threshold(), [str(image)], _load_and_centre, _centred, ["background", "lesion"], "cpu",
+                           out, "fp32", overlays=True)
+        assert sorted(p.name for p in (out / "overlays").iterdir()) == ["scan_overlay.png"]
+        return sorted(p.name for p in (out / "masks").iterdir())
+
+    assert run(png) == ["scan_mask.png", "truth_mask.png", "truth_mask.tif"]
+    assert run(jpeg) == ["scan_mask.tif", "truth_mask.png", "truth_mask.tif"]
+    assert run(png) == ["scan_mask.png", "truth_mask.png", "truth_mask.tif"]
+    (out / "masks.json").unlink()  # nothing lists the PNG now: it is at the name of this input's mask all the same
+    assert run(jpeg) == ["scan_mask.tif", "truth_mask.png", "truth_mask.tif"]
+
+
+def test_a_killed_runs_tiff_masks_do_not_survive_a_rerun(tmp_path, monkeypatch) -> None:
+    """A run killed outright names, under pending_outputs, every mask it may write: a TIFF one too, whose suffix
+    is known only once its image is read."""
+    from tests.engines.test_inference import killed_outright, stopping_at
+
+    files = [str(tmp_path / "in" / f"scan_{i}.jpg") for i in range(3)]
+    (tmp_path / "in").mkdir()
+    for path in files:
+        _scan_with_pixel_size(Path(path), "jpeg-72dpi")
+    out = tmp_path / "out"
+    (out / "masks").mkdir(parents=True)
+    (out / "masks" / "benign (1)_mask.tif").write_bytes(b"a user's own ground truth")
+    with killed_outright(monkeypatch):
+        predict_mask_files(Threshold(), files, stopping_at(files[2], _load_and_centre), _centred,
+                           ["background", "lesion"], "cpu", out, "fp32")
+    assert sorted(p.name for p in (out / "masks").iterdir()) == ["benign (1)_mask.tif", "scan_0_mask.tif",
+                                                                 "scan_1_mask.tif"]
+    predict_mask_files(Threshold(), ["other.png"], bright_or_dark, lambda item: item, ["background", "lesion"], "cpu",
+                       out)
+    assert sorted(p.name for p in (out / "masks").iterdir()) == ["benign (1)_mask.tif", "other_mask.png"]
+
+
+def _sweep_from_slice_3(path: Path) -> np.ndarray:
+    """A NIfTI sweep of 5 slices, the first 3 empty (outside the scanned region), slice 3 a scan with a dark lesion;
+    returns the mask :class:`Threshold` gives of slice 3 as it is shown."""
+    import nibabel as nib
+
+    from monai_ext.io.writers import LPS_AFFINE
+
+    scan = np.full((60, 90), 200, np.uint8)
+    scan[20:40, 30:60] = 20
+    volume = np.zeros((90, 60, 5), np.uint8)  # (x, y, z): rows are y
+    volume[:, :, 3] = scan.T
+    volume[:, :, 4] = 120
+    nib.save(nib.Nifti1Image(volume, LPS_AFFINE), path)
+    return (scan > 127).astype(np.uint8)
+
+
+@pytest.mark.parametrize(("kind", "frames", "frame"), [
+    ("sweep_from_slice_3", 5, 3), ("nifti_5_slices", 5, 0), ("mha_5_slices", 5, 0), ("nifti_cine_6", 6, 0),
+    ("dicom_loop", 3, 0), ("tiff_3_pages_and_a_thumbnail", 3, 0), ("gif_4", 4, 0), ("avi_7", 7, 0), ("png", 1, None),
+])
+def test_a_mask_of_a_file_of_several_frames_names_the_frame_it_is_of(tmp_path, caplog, kind, frames, frame) -> None:
+    """A volume's first slice with content is segmented, not slice 0, and masks.json said only "frames": 5, so a
+    viewer laid the 2-D mask on slice 0. The entry names the frame: 0 for a loop, a multi-frame DICOM or picture."""
+    from tests.io.test_images import _frames_file
+
+    if kind == "sweep_from_slice_3":
+        path = str(tmp_path / "sweep.nii.gz")
+        truth = _sweep_from_slice_3(Path(path))
+    else:
+        path = _frames_file(kind, tmp_path)
+    with caplog.at_level("WARNING"):
+        result = predict_mask_files(Threshold(), [path], _load_and_centre, _centred, ["background", "lesion"], "cpu",
+                                    tmp_path / "out", "fp32")
+    entry = result["masks"][path]
+    assert (entry.get("frames"), entry.get("frame")) == ((frames, frame) if frame is not None else (None, None))
+    assert json.loads((tmp_path / "out" / "masks.json").read_text())["masks"][path] == entry
+    if kind == "sweep_from_slice_3":  # the mask is slice 3's, and the log says so
+        np.testing.assert_array_equal(cv2.imread(entry["mask"], cv2.IMREAD_UNCHANGED), truth)
+        assert f"{path}: holds 5 frames; the output is of frame 3, the volume's first slice with content" in caplog.text

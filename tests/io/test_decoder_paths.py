@@ -156,7 +156,7 @@ def test_every_path_gives_the_same_pixels_and_the_file_s_display(tmp_path, name,
     bundle_loaded = loader({"image": str(path)})["image"]
     bundle_input = bundle_preprocessing({"image": str(path)})["image"]
     # (d) MONAI Label: the served model's preprocessing
-    label_input, _ = label_classifier.prepare(path)  # frame counts: tests/io/test_images.py
+    label_input = label_classifier.prepare(path)[0]  # frame counts: tests/io/test_images.py
 
     assert training.shape == (1, ROWS, COLS) and corpus.shape == (ROWS, COLS)
     np.testing.assert_allclose(training[0], expected, atol=tolerance)  # the display the file defines

@@ -282,3 +282,25 @@ def test_a_sheared_sform_gives_way_to_the_qform_as_in_itk(tmp_path) -> None:
     image.set_qform(np.diag([-1.0, 1.0, 1.0, 1.0]), code=1)  # L, A: rows stored flipped
     nib.save(image, str(tmp_path / "sheared.nii"))
     np.testing.assert_array_equal(first_volume_frame(tmp_path / "sheared.nii"), gray)
+
+
+@pytest.mark.parametrize(("shape_tzyx", "blank", "expected"), [
+    ((1, 5, ROWS, COLS), [(0, 0), (0, 1), (0, 2)], 3),  # a sweep whose first slices are padding
+    ((1, 5, ROWS, COLS), [], 0),
+    ((3, 2, ROWS, COLS), [(0, 0), (0, 1), (1, 0)], 3),  # time point 1, slice 1: t * slices + k
+])
+def test_the_first_frame_read_is_named_by_its_index(tmp_path, shape_tzyx, blank, expected) -> None:
+    """A loader takes a volume's first slice with content, not slice 0: its index is recorded with the frame count,
+    so a viewer lays the 2-D mask on that slice, not on slice 0."""
+    from monai_ext.io.volumes import read_first_volume_frame
+
+    series = np.random.default_rng(12).integers(1, 256, shape_tzyx, np.uint8)
+    for t, k in blank:
+        series[t, k] = 0
+    path = tmp_path / "sweep.nrrd"
+    itk.imwrite(itk.image_from_array(series if shape_tzyx[0] > 1 else series[0]), str(path))
+    first = read_first_volume_frame(path)
+    assert (first.index, first.count) == (expected, shape_tzyx[0] * shape_tzyx[1])
+    t, k = divmod(expected, shape_tzyx[1])
+    np.testing.assert_array_equal(first.pixels, series[t, k])
+    assert dict(iter_volume_frames(path))[first.index].tobytes() == first.pixels.tobytes()

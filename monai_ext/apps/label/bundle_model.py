@@ -39,9 +39,10 @@ class BundleClassifier:
     precision: str
     checkpoint: str
 
-    def prepare(self, path: str | os.PathLike) -> tuple[torch.Tensor, int]:
-        """(1, C, H, W) preprocessed image and the frames the file holds (the image is the first); raises
-        ``UnreadableImageError`` (a ``ValueError``) for a bad file."""
+    def prepare(self, path: str | os.PathLike) -> tuple[torch.Tensor, int, int]:
+        """(1, C, H, W) preprocessed image, the frames the file holds and the index of the one the image is
+        (:func:`~monai_ext.engines.inference.prepare_image`); raises ``UnreadableImageError`` (a ``ValueError``)
+        for a bad file."""
         try:
             return prepare_image(path, self.transform, self.device)
         except Exception as e:
@@ -52,9 +53,10 @@ class BundleClassifier:
             raise UnreadableImageError(str(unreadable)) from e
 
     def predict(self, path: str | os.PathLike) -> dict[str, Any]:
-        """``{"label", "class", "probabilities": {name: p}[, "warning"][, "frames"]}`` for one image file (a blank
-        image is flagged, :func:`~monai_ext.engines.inference.note_if_blank`, and a file of several frames, whose
-        first is classified, gives their number, :func:`~monai_ext.engines.inference.note_if_several_frames`)."""
+        """``{"label", "class", "probabilities": {name: p}[, "warning"][, "frames", "frame"]}`` for one image file
+        (a blank image is flagged, :func:`~monai_ext.engines.inference.note_if_blank`, and a file of several frames
+        gives their number and the index of the one classified,
+        :func:`~monai_ext.engines.inference.note_if_several_frames`)."""
         return self._classify(path)[0]
 
     def heatmap(self, path: str | os.PathLike, class_index: int) -> np.ndarray | None:
@@ -69,10 +71,10 @@ class BundleClassifier:
         return result, self._overlay(image, result["label"], path)
 
     def _classify(self, path: str | os.PathLike) -> tuple[dict[str, Any], torch.Tensor]:
-        image, frames = self.prepare(path)
+        image, frames, frame = self.prepare(path)
         result = classify_image(self.network, image, self.class_names, self.precision)
         note_if_blank(result, path, image)
-        note_if_several_frames(result, path, frames)
+        note_if_several_frames(result, path, frames, frame)
         return result, image
 
     def _overlay(self, image: torch.Tensor, class_index: int, path: str | os.PathLike) -> np.ndarray | None:

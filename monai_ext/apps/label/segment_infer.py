@@ -2,7 +2,8 @@
 
 The result file is a PNG label map (uint8 class indices, 0 background) at the image's own size, what 3D Slicer and
 OHIF load as a 2-D segmentation, as in MONAI Label's 2-D endoscopy app; a TIFF carrying the image's pixel size where
-ITK, and so 3D Slicer, reads the image with one (:func:`~monai_ext.apps.label.segment_model.itk_pixel_spacing`). The
+ITK, and so 3D Slicer, reads the image with one (:func:`~monai_ext.io.label_maps.itk_pixel_spacing`), as the
+bundle's batch inference writes it. The
 mask is the segmentation bundle's inference output for the same image
 (:class:`~monai_ext.apps.label.segment_model.BundleSegmenter`).
 """
@@ -19,8 +20,9 @@ from typing import Any
 
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
-from monai_ext.apps.label.segment_model import BundleSegmenter, itk_pixel_spacing, save_label_map
+from monai_ext.apps.label.segment_model import BundleSegmenter
 from monai_ext.apps.label.served import ServedModel
+from monai_ext.io.label_maps import itk_pixel_spacing, label_map_suffix, save_label_map
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +69,7 @@ class UltrasoundSegmentInfer(InferTask):
         mask, summary = self.model.segment(request["image"])
         spacing = itk_pixel_spacing(request["image"], mask.shape)
         # MONAI Label sends the file, then removes it
-        handle, mask_file = tempfile.mkstemp(suffix="_mask.png" if spacing is None else "_mask.tif")
+        handle, mask_file = tempfile.mkstemp(suffix=f"_mask{label_map_suffix(spacing)}")
         os.close(handle)
         save_label_map(mask, Path(mask_file), spacing)
         if spacing is not None:

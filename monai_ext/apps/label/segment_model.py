@@ -12,26 +12,22 @@ import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from io import BytesIO
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from monai.bundle import ConfigParser
-from PIL import Image
 
 from monai_ext.apps.label.bundle_model import _unreadable_cause
 from monai_ext.apps.label.datalist import skipped_text
 from monai_ext.apps.label.datastore import is_mask_file, is_picture_mask
 from monai_ext.apps.label.split import SplitMemory, image_identity, stable_split
 from monai_ext.data.datalists import write_split
-from monai_ext.engines.inference import FRAMES_KEY, applied_orientation, note_if_blank, note_if_several_frames
+from monai_ext.engines.inference import applied_orientation, frames_read, note_if_blank, note_if_several_frames
 from monai_ext.engines.segmentation import mask_summary, segment_image
-from monai_ext.io.atomic import atomic_write_bytes
 from monai_ext.io.errors import UnreadableImageError
-from monai_ext.io.figures import save_png
-from monai_ext.io.images import read_image, resampled_grid, source_kind, stored_shape, to_stored_grid
+from monai_ext.io.images import read_image, resampled_grid, stored_shape, to_stored_grid
 from monai_ext.networks.checkpoints import read_checkpoint
 from monai_ext.transforms.masks import MOST_LESION_SHARE, LoadMask, orientation_note
 
@@ -52,7 +48,8 @@ class BundleSegmenter:
 
     def segment(self, path: str | os.PathLike) -> tuple[np.ndarray, dict[str, Any]]:
         """(mask (H, W) uint8 class indices at the file's size, per-class pixel counts and area fractions, and a
-        ``warning`` for a blank image, ``frames`` for a file of several, whose first is segmented).
+        ``warning`` for a blank image, ``frames`` and ``frame``, the index of the one segmented, for a file of
+        several).
 
         The mask is on the file's stored pixel grid, as the bundle's inference writes it
         (:func:`~monai_ext.engines.segmentation.predict_mask_files`): a picture with an EXIF orientation is
@@ -75,50 +72,8 @@ class BundleSegmenter:
         mask = to_stored_grid(mask, path, applied_orientation(loaded, path))
         summary = mask_summary(mask, self.class_names)
         note_if_blank(summary, path, image)
-        note_if_several_frames(summary, path, int(loaded.get(FRAMES_KEY, 1)))
+        note_if_several_frames(summary, path, *frames_read(loaded))
         return mask, summary
-
-
-def itk_pixel_spacing(image: str | os.PathLike, mask_shape: Sequence[int]) -> tuple[float, float] | None:
-    """The (x, y) pixel size in mm that ITK reads from the picture or DICOM file ``image``, where it is not 1 x 1;
-    None where it is, where ITK reads no such file, or where ITK's grid is not the mask's (H, W).
-
-    3D Slicer places an image by it (its volume reader is ITK's, and a DICOM's ``PixelSpacing``, a JPEG's JFIF or a
-    TIFF's resolution in dots per inch become millimetres), and its MONAI Label module reads the served label map
-    with SimpleITK: a PNG, whose resolution ITK ignores, always lies at 1 mm a pixel, 2.8 times the size of a 72-dpi
-    JPEG beside it. Volumes (NIfTI, NRRD, MHA) are left out: their mask is on the displayed plane, not on ITK's grid.
-    """
-    if source_kind(image) not in ("image", "dicom", None):
-        return None
-    try:
-        import itk
-
-        io = itk.ImageIOFactory.CreateImageIO(str(image), itk.CommonEnums.IOFileMode_ReadMode)
-        if io is None:
-            return None
-        io.SetFileName(str(image))
-        io.ReadImageInformation()
-        size = (io.GetDimensions(1) if io.GetNumberOfDimensions() > 1 else 1, io.GetDimensions(0))
-        spacing = (float(io.GetSpacing(0)), float(io.GetSpacing(1)) if io.GetNumberOfDimensions() > 1 else 1.0)
-    except Exception as e:  # noqa: BLE001 - ITK raises RuntimeError and others for files it half reads
-        logger.debug("%s: no ITK pixel spacing (%s); the mask is served as a PNG", image, e)
-        return None
-    if size != tuple(mask_shape) or not all(np.isfinite(spacing)) or min(spacing) <= 0:
-        return None
-    return None if np.allclose(spacing, 1.0, rtol=0, atol=1e-6) else spacing
-
-
-def save_label_map(mask: np.ndarray, path: Path, spacing: tuple[float, float] | None = None) -> None:
-    """Write the (H, W) uint8 class-index ``mask`` as a PNG, or, given an (x, y) ``spacing`` in mm, as a TIFF whose
-    resolution ITK reads back as that spacing (a TIFF, not a NIfTI label map: the app's training reads masks as
-    pictures), atomically."""
-    if spacing is None:
-        save_png(mask, path)
-        return
-    buffer = BytesIO()
-    Image.fromarray(mask).save(buffer, format="TIFF", dpi=(25.4 / spacing[0], 25.4 / spacing[1]),
-                               compression="tiff_deflate")
-    atomic_write_bytes(path, buffer.getvalue())
 
 
 def load_bundle_segmenter(

@@ -15,15 +15,13 @@ from PIL import Image
 from monai_ext.apps.label.segment_model import (
     BundleSegmenter,
     _mask_lesion_share,
-    itk_pixel_spacing,
     load_bundle_segmenter,
     mask_datalist,
-    save_label_map,
     segmenter_overrides,
 )
 from monai_ext.engines.inference import FRAMES_KEY
 from monai_ext.io.errors import UnreadableImageError
-from monai_ext.io.writers import write_dicom, write_dicom_frames, write_nifti
+from monai_ext.io.writers import write_dicom_frames
 from monai_ext.transforms.loading import LoadUltrasoundImaged
 from tests.bundles.helpers import SEGMENT, run_bundle, tiny_segment_overrides
 
@@ -63,6 +61,7 @@ def test_served_mask_equals_the_bundle_inference_mask(segmenter_run, tmp_path) -
         assert summary.get("warning") == expected[str(path)].get("warning")
         assert ("warning" in summary) is (path.name == "blank.png")
         assert summary.get("frames") == expected[str(path)].get("frames") == (3 if path.suffix == ".dcm" else None)
+        assert summary.get("frame") == expected[str(path)].get("frame") == (0 if path.suffix == ".dcm" else None)
     (tmp_path / "notes.png").write_text("not an image")
     with pytest.raises(UnreadableImageError, match="notes.png"):
         model.segment(tmp_path / "notes.png")
@@ -247,58 +246,6 @@ def test_a_mask_on_an_exif_turned_images_stored_grid_trains_and_an_upright_one_i
     assert "stored pixel grid, as 3D Slicer shows it, and take its EXIF orientation 6" in skipped[items[-1]["label"]]
 
 
-def write_with_pixel_size(path: Path, kind: str) -> tuple[float, float] | None:
-    """A 90 x 60 scan as ``kind``; returns the (x, y) pixel size in mm that ITK reads from it (None: 1 x 1)."""
-    scan = np.full((60, 90), 150, np.uint8)
-    if kind == "jpeg-72dpi":  # a JFIF density, as cameras, phones and many exporters write it
-        Image.fromarray(scan).save(path, dpi=(72, 72), quality=95)
-        return 25.4 / 72, 25.4 / 72
-    if kind == "tiff-300x150dpi":
-        Image.fromarray(scan).save(path, dpi=(300, 150))
-        return 25.4 / 300, 25.4 / 150
-    if kind in ("dicom-pixel-spacing", "dicom"):
-        import pydicom
-
-        write_dicom(scan, path)
-        if kind == "dicom-pixel-spacing":
-            ds = pydicom.dcmread(path)
-            ds.PixelSpacing = [0.2, 0.1]  # rows, columns
-            ds.save_as(path)
-            return 0.1, 0.2
-        return None
-    if kind == "png-72dpi":  # ITK ignores a PNG's resolution: 1 x 1, as a PNG mask's
-        Image.fromarray(scan).save(path, dpi=(72, 72))
-        return None
-    write_nifti(scan, path)  # a volume's mask is on its displayed plane, not ITK's grid: no spacing claimed
-    return None
-
-
-@pytest.mark.parametrize(("kind", "name"), [
-    ("jpeg-72dpi", "scan.jpg"), ("tiff-300x150dpi", "scan.tif"), ("dicom-pixel-spacing", "scan.dcm"),
-    ("dicom", "plain.dcm"), ("png-72dpi", "scan.png"), ("nifti", "scan.nii.gz"),
-])
-def test_the_served_label_map_lies_where_3d_slicer_places_its_image(tmp_path, kind: str, name: str) -> None:
-    """3D Slicer reads the image with ITK (a 72-dpi JPEG at 0.353 mm a pixel, a DICOM at its PixelSpacing) and the
-    served label map with SimpleITK: a PNG mask, 1 mm a pixel whatever the image, covered 2.8 to 12 times the image's
-    area and missed the lesion. The label map carries the image's pixel size, its class indices unchanged."""
-    import itk
-
-    image = tmp_path / name
-    expected = write_with_pixel_size(image, kind)
-    mask = np.zeros((60, 90), np.uint8)
-    mask[20:40, 30:60] = 1
-    spacing = itk_pixel_spacing(image, mask.shape)
-    assert spacing == pytest.approx(expected) if expected else spacing is None
-    label_file = tmp_path / ("label.png" if spacing is None else "label.tif")  # the served file's suffix
-    save_label_map(mask, label_file, spacing)
-    label = itk.imread(str(label_file))
-    np.testing.assert_array_equal(itk.array_from_image(label), mask)
-    if expected:
-        assert tuple(label.GetSpacing()) == pytest.approx(tuple(itk.imread(str(image)).GetSpacing())[:2], rel=1e-6)
-    else:
-        assert tuple(label.GetSpacing()) == (1.0, 1.0)
-
-
 def test_a_non_square_dicoms_served_mask_and_its_saved_mask_lie_on_the_stored_grid(tmp_path) -> None:
     """A DICOM of non-square pixels (PixelAspectRatio 2\\1) is segmented on square pixels (80 x 60); the served mask
     was that size over an image 3D Slicer shows 40 x 60, and a mask saved back on the stored grid was refused for
@@ -326,3 +273,17 @@ def test_a_non_square_dicoms_served_mask_and_its_saved_mask_lie_on_the_stored_gr
     np.testing.assert_array_equal(mask, (stored[0] < 100).astype(np.uint8))
     assert seen[0][1:] == (80, 60) and summary["size"] == [40, 60]
     assert share == pytest.approx(200 / 2400)
+
+
+def test_the_served_summary_names_the_frame_segmented(tmp_path) -> None:
+    """A volume's first slice with content is segmented (slice 3 of 5 here): the summary said "frames": 5 only, so
+    a viewer laid the served 2-D mask on slice 0."""
+    from tests.engines.test_segmentation import _sweep_from_slice_3
+
+    truth = _sweep_from_slice_3(tmp_path / "sweep.nii.gz")
+    segmenter = BundleSegmenter(network=DarkIsLesion(), load=LoadUltrasoundImaged("image", frames_key=FRAMES_KEY),
+                                preprocess=lambda item: item, class_names=["background", "lesion"],
+                                device=torch.device("cpu"), precision="fp32", checkpoint="stand-in")
+    mask, summary = segmenter.segment(tmp_path / "sweep.nii.gz")
+    np.testing.assert_array_equal(mask, 1 - truth)  # the stand-in's lesion is dark: slice 3's
+    assert (summary["frames"], summary["frame"]) == (5, 3)
