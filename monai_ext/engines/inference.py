@@ -6,6 +6,7 @@ import itertools
 import json
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -213,9 +214,9 @@ def predict_files(
 
 
 #: Where a results file lists, while its run goes, every output file the run may write (absolute paths): outputs are
-#: written after every input and the file every SAVE_EVERY inputs, so a run killed outright left outputs that no
-#: list named, and a rerun with other inputs kept them beside its own (:func:`clear_earlier_outputs`). Dropped when
-#: the run completes, whose entries list what it wrote.
+#: written after every input and the file only now and then (:data:`SAVE_EVERY`), so a run killed outright left
+#: outputs that no list named, and a rerun with other inputs kept them beside its own (:func:`clear_earlier_outputs`).
+#: Dropped when the run completes, whose entries list what it wrote.
 PENDING_KEY = "pending_outputs"
 
 
@@ -247,9 +248,31 @@ def make_output_folders(*folders: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
 
 
-#: Files between two writes of the results file while a batch runs: a run killed outright (SIGKILL, a lost
-#: machine) on a large archive loses at most this many files' results; an exception or Ctrl-C loses none.
+#: Files between two writes of the results file while a batch runs, at least. A run killed outright (SIGKILL, a
+#: lost machine) loses the results of the files since its last write: fewer than SAVE_EVERY at first, then fewer
+#: than :data:`SAVE_GROWTH` of those done or about :data:`SAVE_SECONDS` of work, whichever is fewer. An exception,
+#: Ctrl-C, SIGTERM or SIGHUP loses none.
 SAVE_EVERY = 50
+#: Each write holds every result so far (and :data:`PENDING_KEY`'s whole list), so a write every SAVE_EVERY files
+#: made the writing quadratic: 40 GB in 2,000 writes for 10^5 images. The gap grows with the results instead (a
+#: write holds at least this fraction more than the last): O(log N) writes, of about 1 / SAVE_GROWTH times the
+#: final file's size in all.
+SAVE_GROWTH = 0.1
+#: Seconds after which the file is rewritten however little it grew (a slow run, Grad-CAM on a CPU, would lose up to
+#: SAVE_GROWTH of a long run), or after :data:`SAVE_COST_RATIO` times the last write's duration where that is
+#: longer, so that these writes take at most 1 / SAVE_COST_RATIO of the run whatever its size.
+SAVE_SECONDS = 60.0
+SAVE_COST_RATIO = 20.0
+
+
+def save_due(done: int, saved: int, seconds_since: float, write_seconds: float, save_every: int = SAVE_EVERY) -> bool:
+    """Whether a results file written when ``saved`` files were done, ``seconds_since`` ago, in ``write_seconds``,
+    is due to be rewritten now that ``done`` are (see :data:`SAVE_EVERY`, :data:`SAVE_GROWTH`,
+    :data:`SAVE_SECONDS`)."""
+    gap = done - saved
+    if gap < save_every:
+        return False
+    return gap >= SAVE_GROWTH * saved or seconds_since >= max(SAVE_SECONDS, SAVE_COST_RATIO * write_seconds)
 
 
 @contextmanager
@@ -257,19 +280,28 @@ def kept_results(path: Path, result: dict[str, Any], save_every: int = SAVE_EVER
     """Keep ``result`` in the JSON file ``path`` while a batch fills it.
 
     The file is written at once with ``"complete": false``, so an earlier run's file in the same folder never
-    outlives the start of this one; ``result``'s :data:`PENDING_KEY` is kept until the end, then dropped. Yields a function to call once per file: every ``save_every`` calls the file
-    is rewritten (atomically), and so it is when the batch stops on an exception, Ctrl-C, SIGTERM or SIGHUP (then
+    outlives the start of this one; ``result``'s :data:`PENDING_KEY` is kept until the end, then dropped. Yields a
+    function to call once per file: the file is rewritten (atomically) every ``save_every`` calls at first, then
+    at growing gaps (:func:`save_due`), and when the batch stops on an exception, Ctrl-C, SIGTERM or SIGHUP (then
     re-raised); at the end it is written with ``"complete": true``.
     """
     if save_every < 1:
         raise ValueError(f"save_every must be at least 1, got {save_every!r}")
     calls = itertools.count(1)
+    last = {"calls": 0, "at": 0.0, "took": 0.0}  # the latest write: after how many calls, when, how long it took
+
+    def write(calls_made: int) -> None:
+        start = time.monotonic()
+        _write_results(path, result, complete=False)
+        end = time.monotonic()
+        last.update(calls=calls_made, at=end, took=end - start)
 
     def one_more_file() -> None:
-        if next(calls) % save_every == 0:
-            _write_results(path, result, complete=False)
+        calls_made = next(calls)
+        if save_due(calls_made, last["calls"], time.monotonic() - last["at"], last["took"], save_every):
+            write(calls_made)
 
-    _write_results(path, result, complete=False)
+    write(0)
     try:
         with stop_signals_raise():
             yield one_more_file
@@ -288,7 +320,7 @@ def clear_earlier_outputs(results_json: Path, entries_key: str, file_keys: Seque
 
     Only files the earlier results file names (and ``derived`` from them), inside its folder, are removed: a user's
     own files there, whatever their names, stay. An earlier run that did not complete (killed outright, its file
-    last written up to :data:`SAVE_EVERY` inputs before) names, under :data:`PENDING_KEY`, every file it was to
+    last written some inputs before: :data:`SAVE_EVERY`) names, under :data:`PENDING_KEY`, every file it was to
     write; those are removed too (its latest outputs are in no entry), and nothing else.
 
     Args:

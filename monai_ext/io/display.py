@@ -10,12 +10,14 @@ pixels and therefore agree exactly (``to_gray_uint8(p) == rint(to_gray_unit(p) *
 
 from __future__ import annotations
 
+import warnings
+
 import cv2
 import numpy as np
 
 from monai_ext.io.errors import UnreadableImageError
 
-__all__ = ["LUMA", "WINDOW_PERCENTILES", "to_gray_uint8", "to_gray_unit", "window_to_unit"]
+__all__ = ["LUMA", "WINDOW_PERCENTILES", "to_gray_uint8", "to_gray_unit", "warn_if_few_bits_used", "window_to_unit"]
 
 #: ITU-R BT.601 luma weights (R, G, B), the conversion OpenCV and PIL use.
 LUMA = (0.299, 0.587, 0.114)
@@ -97,3 +99,45 @@ def to_gray_uint8(pixels: np.ndarray, source: str) -> np.ndarray:
     if gray.dtype == np.uint8:
         return gray  # 8-bit input: already the answer, no float round trip
     return np.rint(to_gray_unit(gray, source) * np.float32(255.0)).astype(np.uint8)
+
+
+#: The largest value of 12-bit data: a 16-bit picture whose values stay at or below it uses 1/16 of its range.
+TWELVE_BIT_MAX = 4095
+
+
+def warn_if_few_bits_used(pixels: np.ndarray, source: str) -> None:
+    """Warn, once per file in a process, where a 16-bit picture's values reach at most :data:`TWELVE_BIT_MAX`.
+
+    A PNG or TIFF is displayed by its type's range (65535 white), and so it is read here: right for a standard file.
+    Some exporters write 12-bit data (0..4095) into 16-bit files without scaling it up: shown and read as such, the
+    image is nearly black (1/16 of white at most), and the network predicted as for a black image without a word.
+    DICOM says its bit depth (``BitsStored``) and is read by it, so this is for pictures only: the caller's to ask.
+
+    Args:
+        pixels: a picture's display-ready pixels; only uint16 ones are looked at.
+        source: the file, named in the warning.
+    """
+    if pixels.dtype != np.uint16 or pixels.size == 0:
+        return
+    brightest = int(pixels.max())
+    if not 0 < brightest <= TWELVE_BIT_MAX or not _first_warning("few bits", source):
+        return
+    warnings.warn(f"{source}: a 16-bit picture whose values reach only {brightest} of 65535 (12 of its 16 bits used "
+                  f"at most): read as viewers display it, nearly black, and so the network sees it. If it holds 12-bit "
+                  f"data that its exporter did not scale up, scale the files (values x 16) or export 8-bit pictures; "
+                  f"a picture that is truly this dark needs nothing", UserWarning, stacklevel=2)
+
+
+#: Files warned of, per kind, in this process: once each, not at every read (a training reads a file each epoch).
+_warned_here: set[str] = set()
+
+
+def _first_warning(kind: str, source: str) -> bool:
+    """Whether ``kind`` of warning is made of ``source`` for the first time in this process. (DataLoader workers
+    forked anew at each epoch start with their parent's memory, so a training's main process that read the file
+    keeps them quiet; a file read only in workers is warned of once per epoch, as the readers' other notes are.)"""
+    key = f"{kind}\0{source}"
+    if key in _warned_here:
+        return False
+    _warned_here.add(key)
+    return True

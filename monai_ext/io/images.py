@@ -35,7 +35,7 @@ from monai_ext.io.dicom import (
     ultrasound_region_box,
 )
 from monai_ext.io.dicom_frames import frame_count
-from monai_ext.io.display import window_to_unit
+from monai_ext.io.display import warn_if_few_bits_used, window_to_unit
 from monai_ext.io.errors import SkippedSource, UnreadableImageError
 from monai_ext.io.video import VIDEO_SUFFIXES, iter_video_frames, video_frame_count
 from monai_ext.io.volumes import ITK_SUFFIXES, NIFTI_SUFFIXES, read_first_volume_frame, volume_plane_count
@@ -316,7 +316,8 @@ def picture_orientation(path: str | os.PathLike) -> int:
     """
     path = Path(path)
     try:
-        if source_kind(path) not in ("image", None) or has_dicom_preamble(path):
+        kind = source_kind(path)
+        if kind not in ("image", None) and not _picture_under_dicom_name(path) or has_dicom_preamble(path):
             return 1
         with path.open("rb") as f:
             head = f.read(len(_PNG_SIGNATURE))
@@ -378,6 +379,8 @@ def resampled_grid(path: str | os.PathLike) -> tuple[int, int] | None:
     path = Path(path)
     kind = source_kind(path)
     if not path.is_file() or kind != "dicom" and not (kind in ("image", None) and has_dicom_preamble(path)):
+        return None
+    if _picture_under_dicom_name(path):  # read as the picture it is (read_image)
         return None
     ds = read_dicom_header(path)
     with warnings.catch_warnings():
@@ -532,7 +535,9 @@ def read_picture_and_orientation(path: str | os.PathLike, colour: bool = False) 
             return pixels, 1
     with Image.open(path) as img:
         orientation = pil_orientation(img)  # before upright(), which may clear a TIFF's file name
-        return pil_display_pixels(img), orientation
+        pixels = pil_display_pixels(img)
+    warn_if_few_bits_used(pixels, str(path))  # 12-bit data in a 16-bit file reads nearly black
+    return pixels, orientation
 
 
 def iter_picture_frames(path: str | os.PathLike, frame_stride: int = 1,
@@ -552,7 +557,9 @@ def iter_picture_frames(path: str | os.PathLike, frame_stride: int = 1,
         return
     with Image.open(path) as img:
         for page in _frame_pages(img, frame_stride):
-            yield page, pil_display_pixels(img)
+            pixels = pil_display_pixels(img)
+            warn_if_few_bits_used(pixels, str(path))
+            yield page, pixels
 
 
 def picture_frame_count(path: str | os.PathLike) -> int:
@@ -632,6 +639,32 @@ def _frame_pages(img: Image.Image, frame_stride: int) -> Iterator[int]:
         yield page
 
 
+#: The first bytes of the picture formats a file under a DICOM name is told by (:func:`_picture_under_dicom_name`);
+#: a BMP's two (b"BM") are told by the file size that follows them too.
+_PICTURE_SIGNATURES = {_PNG_SIGNATURE: "PNG", b"\xff\xd8\xff": "JPEG", b"II*\x00": "TIFF", b"MM\x00*": "TIFF",
+                       b"GIF87a": "GIF", b"GIF89a": "GIF"}
+
+
+def _picture_under_dicom_name(path: Path) -> str | None:
+    """The format of a picture named as DICOM (``.dcm``, ``.dicom``) by its first bytes, as a DICOM file under a
+    picture's name is told by its b"DICM"; None for any other file, and for one with b"DICM" at byte 128 (a file
+    both TIFF and DICOM is read as DICOM)."""
+    if not path.name.lower().endswith(DICOM_SUFFIXES):
+        return None
+    try:
+        with path.open("rb") as f:
+            head = f.read(12)
+        size = path.stat().st_size
+    except OSError:
+        return None
+    picture = next((name for magic, name in _PICTURE_SIGNATURES.items() if head.startswith(magic)), None)
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        picture = "WebP"
+    elif head[:2] == b"BM" and int.from_bytes(head[2:6], "little") == size:
+        picture = "BMP"
+    return picture if picture is not None and not has_dicom_preamble(path) else None
+
+
 def _decode_first(path: Path, count_frames: bool, colour: bool = False) -> DisplayImage:
     kind = source_kind(path)
     if kind in ("image", None) and has_dicom_preamble(path):
@@ -639,6 +672,11 @@ def _decode_first(path: Path, count_frames: bool, colour: bool = False) -> Displ
         warnings.warn(f"{path}: a DICOM file (b'DICM' at byte 128) under a picture's name; read as DICOM",
                       UserWarning, stacklevel=2)
         kind = "dicom"
+    elif kind == "dicom" and (picture := _picture_under_dicom_name(path)):
+        # the other way round: pydicom's "no pixel data" said nothing of what the file is
+        warnings.warn(f"{path}: a {picture} picture under a DICOM name (no b'DICM' at byte 128); read as a picture",
+                      UserWarning, stacklevel=2)
+        kind = "image"
     if kind == "dicom":
         ds = read_dicom(path)  # NumberOfFrames made to say what the pixel data holds
         return DisplayImage(first_dicom_frame(ds, str(path)), ultrasound_region_box(ds), frame_count(ds))

@@ -173,6 +173,57 @@ def test_results_are_rewritten_every_few_files_while_the_batch_runs(tmp_path) ->
             pass
 
 
+def writes_recorded(monkeypatch) -> list[int]:
+    """The results each write of the results file holds (``len(result["done"])``), recorded instead of written."""
+    writes: list[int] = []
+    monkeypatch.setattr(inference, "_write_results", lambda path, result, complete: writes.append(len(result["done"])))
+    return writes
+
+
+def test_the_results_file_is_written_in_about_linear_time_and_kept_close_behind(tmp_path, monkeypatch) -> None:
+    """Each write holds every result so far: rewritten every 50 files, 10^5 images made 2,000 writes of a file
+    growing to tens of MB (40 GB). The results written in all now stay about 11 times the results (the gap grows
+    by 10 %), and a kill at any point still finds the file at most 50 files or 10 % of those done behind."""
+    monkeypatch.setattr(inference, "SAVE_SECONDS", float("inf"), raising=False)  # counts alone: no clock
+    writes, result, n = writes_recorded(monkeypatch), {"done": []}, 5000
+    with inference.kept_results(tmp_path / "results.json", result) as one_more_file:
+        for i in range(n):
+            one_more_file()
+            behind = i - writes[-1]  # results a kill now would lose
+            assert behind < max(inference.SAVE_EVERY, 0.1 * i + 1), (i, writes[-1])  # 0.1: SAVE_GROWTH
+            result["done"].append(i)
+    assert writes[-1] == n  # the final write
+    assert sum(writes) <= 12 * n, f"{len(writes)} writes of {sum(writes)} results in all for {n} files"
+
+
+def test_a_slow_run_is_written_at_least_every_save_seconds(tmp_path, monkeypatch) -> None:
+    """Grown by 10 % a write, the gap reaches 500 files after 5,000: at a second a file (Grad-CAM on a CPU) a kill
+    lost over 8 minutes of work. A file is rewritten once SAVE_SECONDS have passed (a clock of our own: no race)."""
+    now = [0.0]
+    monkeypatch.setattr(inference, "time", type("Clock", (), {"monotonic": staticmethod(lambda: now[0])}))
+    writes, result = writes_recorded(monkeypatch), {"done": []}
+    with inference.kept_results(tmp_path / "results.json", result) as one_more_file:
+        for i in range(3000):
+            now[0] += 1.0  # one second a file
+            one_more_file()
+            result["done"].append(i)
+    gaps = [b - a for a, b in zip(writes, writes[1:-1])]  # the final write aside
+    assert max(gaps) == gaps[-1] == inference.SAVE_SECONDS  # 60 files at a second each (10 % would be 290)
+
+
+@pytest.mark.parametrize("done, saved, seconds_since, write_seconds, due", [
+    (5049, 5000, 3600.0, 0.1, False),  # fewer than SAVE_EVERY files since the last write: never
+    (5050, 5000, 59.0, 0.1, False),  # 50 of 5000 is less than 10 %, and not a minute since
+    (5500, 5000, 0.0, 0.1, True),  # 10 % more
+    (5050, 5000, 60.0, 0.1, True),  # a minute since
+    (5050, 5000, 60.0, 10.0, False),  # ... but the last write took 10 s: not before 200 s (5 % of the run at most)
+    (5050, 5000, 200.0, 10.0, True),
+    (50, 0, 0.0, 0.0, True),  # the first gap: SAVE_EVERY
+])
+def test_when_a_results_file_is_due(done, saved, seconds_since, write_seconds, due) -> None:
+    assert inference.save_due(done, saved, seconds_since, write_seconds) is due
+
+
 def test_a_file_of_several_frames_says_how_many_and_that_the_first_was_used(tmp_path, caplog) -> None:
     """A cine loop's prediction is of its first frame: the record gives the loop's frame count, the log says so."""
     def loading_with_frames(item: dict) -> dict:

@@ -309,7 +309,7 @@ def test_the_evaluator_stops_a_validation_with_non_finite_outputs_before_any_han
 
 @pytest.mark.parametrize("overlays", [False, True])
 def test_a_killed_runs_masks_do_not_survive_a_rerun(tmp_path, overlays, monkeypatch) -> None:
-    """masks.json is written every SAVE_EVERY files, a mask after every file: a run killed outright (SIGKILL) left
+    """masks.json is written from time to time, a mask after every file: a run killed outright (SIGKILL) left
     masks (and overlays) its JSON does not list, and a rerun on other inputs kept them beside its own."""
     from tests.engines.test_inference import killed_outright, stopping_at
 

@@ -66,3 +66,45 @@ def test_float_outside_the_unit_range_is_clipped() -> None:
 def test_pixels_that_are_not_display_ready_are_refused_naming_the_source(pixels, match) -> None:
     with pytest.raises(UnreadableImageError, match=f"scan.dcm: {match}"):
         to_gray_unit(pixels, "scan.dcm")
+
+
+def few_bits_warnings(path) -> list[str]:
+    """The warnings of 12-bit data in a 16-bit picture that reading ``path`` (as the loaders do) gives."""
+    import warnings
+
+    from monai_ext.io.images import read_image
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        read_image(path)
+    return [str(w.message) for w in caught if "16-bit picture" in str(w.message)]
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_twelve_bit_data_in_a_sixteen_bit_picture_is_warned_of_once(tmp_path, suffix) -> None:
+    """Some exporters write 12-bit data (0..4095) unscaled into a 16-bit PNG: read by the 16-bit range (as viewers
+    show it, and right for a standard file) it is nearly black, and the network predicted as for a black image
+    without a word. Said once per file in a process, not at every read."""
+    from PIL import Image
+
+    path = tmp_path / f"scan{suffix}"
+    Image.fromarray(np.arange(0, 4096, 4, dtype=np.uint16).reshape(32, 32)).save(path)
+    said = few_bits_warnings(path)
+    assert len(said) == 1 and said[0].startswith(f"{path}: a 16-bit picture whose values reach only 4092 of 65535")
+    assert "scale the files (values x 16) or export 8-bit pictures" in said[0]
+    assert few_bits_warnings(path) == []  # the next epoch
+
+
+def test_sixteen_bit_pictures_that_use_their_range_eight_bit_ones_and_dicom_are_not_warned_of(tmp_path) -> None:
+    """A standard 16-bit picture, a dark 8-bit one (which uses its range as displayed) and a 12-bit DICOM (read by
+    its BitsStored) are as they should be; a black 16-bit picture is a blank image (said elsewhere), not 12-bit."""
+    from PIL import Image
+
+    from monai_ext.io.writers import write_dicom_values
+
+    Image.fromarray(np.arange(0, 65536, 64, dtype=np.uint16).reshape(32, 32)).save(tmp_path / "full.png")
+    Image.fromarray(np.arange(0, 16, dtype=np.uint8).reshape(4, 4)).save(tmp_path / "dark8.png")
+    Image.fromarray(np.zeros((4, 4), np.uint16)).save(tmp_path / "black.png")
+    write_dicom_values(np.arange(0, 4096, 4, dtype=np.uint16).reshape(32, 32), tmp_path / "twelve.dcm", 12)
+    for name in ("full.png", "dark8.png", "black.png", "twelve.dcm"):
+        assert few_bits_warnings(tmp_path / name) == [], name

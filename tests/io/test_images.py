@@ -732,6 +732,30 @@ def test_a_dicom_export_under_a_pictures_name_is_read_as_dicom(tmp_path, name: s
     assert any("under a picture's name; read as DICOM" in str(w.message) for w in caught) == name.endswith(("png", "jpg"))
 
 
+@pytest.mark.parametrize("name, fmt", [("scan.dcm", "PNG"), ("scan.DICOM", "PNG"), ("scan.dcm", "JPEG"),
+                                       ("scan.dcm", "TIFF"), ("scan.dcm", "BMP")])
+def test_a_picture_under_a_dicom_name_is_read_as_the_picture_it_is(tmp_path, name: str, fmt: str) -> None:
+    """The other way round from a DICOM export named .png: a PNG saved as ``scan.dcm`` failed with "not a DICOM
+    image: ... it has no pixel data", which said nothing of what it is. It is read as a picture, with a warning."""
+    from monai_ext.io.images import picture_orientation, resampled_grid
+
+    Image.fromarray(GRAY).save(tmp_path / name, format=fmt, **({"quality": 100} if fmt == "JPEG" else {}))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pixels = read_image(tmp_path / name).pixels
+    assert np.abs(pixels.astype(int) - GRAY).max() <= (4 if fmt == "JPEG" else 0)
+    assert [str(w.message) for w in caught] == [
+        f"{tmp_path / name}: a {fmt} picture under a DICOM name (no b'DICM' at byte 128); read as a picture"]
+    # and as such by the parts that turn masks to its stored grid (no DICOM header to read there)
+    assert resampled_grid(tmp_path / name) is None and picture_orientation(tmp_path / name) == 1
+
+
+def test_a_non_dicom_file_under_a_dicom_name_that_is_no_picture_is_still_refused(tmp_path) -> None:
+    (tmp_path / "notes.dcm").write_bytes(b"BMI 23, not a bitmap")  # starts as a BMP would
+    with pytest.raises(UnreadableImageError, match="not a DICOM"):
+        read_image(tmp_path / "notes.dcm")
+
+
 def test_file_meta_without_the_preamble_is_dicom_by_content(tmp_path) -> None:
     """A data set written with File Meta Information but no 128-byte preamble, named IM0001: it was not listed."""
     from monai_ext.io.dicom import has_dicom_signature
