@@ -111,14 +111,18 @@ def read_split(path: str | os.PathLike, task: Task = "classification") -> dict[s
         raise ValueError(f"datalist {str(path)!r} has no items in any of {list(PARTS)!r}")
     class_names = _class_names(data["class_names"], path, task)
     result: dict[str, Any] = {"class_names": class_names}
+    checked: dict[str, list[Item]] = {}
     for part in PARTS:
         items = data.get(part, [])
         if not isinstance(items, list):
             raise ValueError(f"datalist {str(path)!r}: {part!r} must be a list of items, got {type(items).__name__}")
-        checked = [_checked_item(item, f"{part}[{i}]", path, task, class_names) for i, item in enumerate(items)]
-        result[part] = _same_keys(checked, part, path)
-    _require_no_repeats(result, path)
-    _require_patients_apart(result, path, warn=True)
+        checked[part] = [_checked_item(item, f"{part}[{i}]", path, task, class_names) for i, item in enumerate(items)]
+    _require_no_repeats(checked, path)
+    # before _same_keys drops a patient that only some items of a part give: the others' patients were then
+    # unchecked, and a patient in test and in training was read without a word
+    _require_patients_apart(checked, path, warn=True)
+    for part in PARTS:
+        result[part] = _same_keys(checked[part], part, path)
     _require_files(result, path, data)
     warn_of_several_frames(result, path)
     return {**{k: v for k, v in data.items() if k not in result}, **result}

@@ -24,13 +24,19 @@ import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from monai_ext.data.datalists import patients_by_part
-from monai_ext.data.folders import file_in_any_case, is_hidden_name, suffix_counts, walk_files, without_masks
+from monai_ext.data.folders import (
+    file_in_any_case,
+    folder_in_any_case,
+    is_hidden_name,
+    suffix_counts,
+    walk_files,
+    without_masks,
+)
 from monai_ext.data.identical import keep_one_copy, warn_of_copies_across_parts
-from monai_ext.data.screening import leave_out_non_images
+from monai_ext.data.screening import leave_out_non_images, why_not_an_image
 from monai_ext.data.studies import study_folders, whole_groups_near
 from monai_ext.data.synthetic import GENERATION_RECORD
 from monai_ext.io.images import image_stem, is_single_image
-from monai_ext.io.paths import unicode_twin
 from monai_ext.io.volumes import without_metaimage_data_files
 
 logger = logging.getLogger(__name__)
@@ -116,9 +122,32 @@ def refuse_missing_images(listing: str, folder: Path, missing: list[str], datase
                          f"{missing[:5]!r}; the download or copy is incomplete")
 
 
+def refuse_unreadable_images(listing: str, images: dict[str, Path], dataset: str) -> None:
+    """Refuse listed images that are on disk but cannot be images (:func:`~monai_ext.data.screening.why_not_an_image`:
+    an empty file an interrupted unzip or copy left, a web page a download saved under the image's name): the
+    official split was written whole, and the bundles then left these out of training and of the test figures with
+    a warning only, so the test folds were no longer the published ones. Called once the missing ones are refused.
+
+    Args:
+        listing: the file that lists the images, for the message.
+        images: each listed image (as the list names it, with its line where it has one) and its file on disk.
+        dataset: the dataset's name, to start the message.
+
+    Raises:
+        ValueError: naming the list, the count and the first images with the reason.
+    """
+    bad = [(name, reason) for name, path in images.items() if (reason := why_not_an_image(path))]
+    if bad:
+        shown = "; ".join(f"{name!r}: {reason}" for name, reason in bad[:5])
+        raise ValueError(f"{dataset} {listing} lists {len(bad)} image(s) that cannot be images, e.g. {shown}; the "
+                         "download or copy is damaged: copy or download those files again")
+
+
 def warn_unlisted_images(folder: Path, protocol: Protocol, lists: str) -> None:
-    """Warn, counting them, of the images in ``folder`` that no split of ``protocol`` uses: a wrong or edited list
+    """Warn, counting them, of the images in ``folder`` (or the folder so named in another case,
+    :func:`~monai_ext.data.folders.folder_in_any_case`) that no split of ``protocol`` uses: a wrong or edited list
     would otherwise shrink the dataset without a word."""
+    folder = folder_in_any_case(folder)
     used = {os.path.realpath(item["image"]) for split in protocol.splits for part in split.values() for item in part}
     unlisted = [p for p in walk_files(folder) if is_single_image(p) and os.path.realpath(p) not in used]
     if unlisted:
@@ -337,8 +366,10 @@ def busbra_protocol(root: str | os.PathLike, folds: int = 5, classes_tested: boo
     if without_case:  # its patient unknown, an image could sit in training and validation beside its twin
         raise ValueError(f"BUS-BRA {sheet} lists {len(without_case)} image(s) that bus_data.csv gives no Case "
                          f"(patient), e.g. {without_case[:5]!r}; the patient-disjoint parts need it")
-    images = {row["ID"]: file_in_any_case(root / "Images" / f"{row['ID']}.png") for row in rows}
-    refuse_missing_images(sheet, root / "Images", [i for i, path in images.items() if not path.is_file()], "BUS-BRA")
+    folder = folder_in_any_case(root / "Images")
+    images = {row["ID"]: file_in_any_case(folder / f"{row['ID']}.png") for row in rows}
+    refuse_missing_images(sheet, folder, [i for i, path in images.items() if not path.is_file()], "BUS-BRA")
+    refuse_unreadable_images(sheet, images, "BUS-BRA")
     protocol = Protocol("busbra", BUSBRA_CLASSES)
     for k in range(1, folds + 1):
         split: Split = {"train": [], "validation": [], "test": []}
@@ -354,7 +385,7 @@ def busbra_protocol(root: str | os.PathLike, folds: int = 5, classes_tested: boo
                 split["train" if _sheet_number(row, f"valid_{k}", (0, 1)) == 1 else "validation"].append(item)
         _check_patients_apart(split, sheet, k)
         protocol.splits.append(split)
-    warn_unlisted_images(root / "Images", protocol, f"BUS-BRA {sheet}")
+    warn_unlisted_images(folder, protocol, f"BUS-BRA {sheet}")
     if classes_tested:
         warn_of_test_parts_without_a_class(protocol, f"BUS-BRA {sheet}")
     warn_of_copies_across_parts(protocol.splits, f"BUS-BRA {sheet}")
@@ -474,10 +505,10 @@ def _read_cls_list(path: Path, images: Path) -> list[Item]:
     """The items of ``train_cls.txt`` or ``val_cls.txt`` (``FILE  LABEL`` lines).
 
     Raises:
-        ValueError: a malformed line or an image listed twice (with the line numbers), or listed images missing from
-            ``images``.
+        ValueError: a malformed line or an image listed twice (with the line numbers), listed images missing from
+            ``images``, or listed ones that cannot be images (:func:`refuse_unreadable_images`).
     """
-    items, missing, line_of = [], [], {}
+    items, missing, line_of, listed = [], [], {}, {}
     for line_no, line in enumerate(read_utf8(path).splitlines(), 1):
         if not line.strip():
             continue
@@ -488,25 +519,28 @@ def _read_cls_list(path: Path, images: Path) -> list[Item]:
         if first != line_no:
             raise ValueError(f"{path}: {parts[0]!r} is listed on lines {first} and {line_no}; list each image once")
         image = file_in_any_case(images / parts[0])
+        listed[f"{parts[0]} (line {line_no})"] = image
         if not image.is_file():
             missing.append(f"{parts[0]} (line {line_no})")
         items.append({"image": str(image), "label": int(parts[1]), "id": Path(parts[0]).stem})
     refuse_missing_images(path.name, images, missing, "MMOTU")
+    refuse_unreadable_images(path.name, listed, "MMOTU")
     return items
 
 
 def mmotu_protocol(root: str | os.PathLike, val_fraction: float = 0.1, seed: int = 0) -> Protocol:
     """MMOTU-2D (8 classes): train on ``train_cls.txt``, test on ``val_cls.txt``; validation from the train part."""
     root = Path(root)
-    train = _read_cls_list(_require(root / "train_cls.txt", "MMOTU train_cls.txt"), root / "images")
-    test = _read_cls_list(_require(root / "val_cls.txt", "MMOTU val_cls.txt"), root / "images")
+    folder = folder_in_any_case(root / "images")
+    train = _read_cls_list(_require(root / "train_cls.txt", "MMOTU train_cls.txt"), folder)
+    test = _read_cls_list(_require(root / "val_cls.txt", "MMOTU val_cls.txt"), folder)
     both = sorted({it["image"] for it in train} & {it["image"] for it in test})
     if both:
         raise ValueError(f"MMOTU train_cls.txt and val_cls.txt both list {len(both)} image(s), e.g. "
                          f"{Path(both[0]).name!r}; an image is trained on or tested on, not both")
     train, validation = validation_from_train(train, val_fraction, seed)
     protocol = Protocol("mmotu", MMOTU_CLASSES, [{"train": train, "validation": validation, "test": test}])
-    warn_unlisted_images(root / "images", protocol, "MMOTU train_cls.txt and val_cls.txt")
+    warn_unlisted_images(folder, protocol, "MMOTU train_cls.txt and val_cls.txt")
     warn_of_test_parts_without_a_class(protocol, "MMOTU val_cls.txt")
     warn_of_copies_across_parts(protocol.splits, "MMOTU train_cls.txt and val_cls.txt")
     return protocol
@@ -518,7 +552,8 @@ def _read_coco(path: Path, images: Path) -> list[Item]:
 
     Raises:
         ValueError: not JSON, a category table that does not name ``lmym`` and ``gist``, an image with no or two
-            categories, or listed images missing from ``images``.
+            categories, an image file listed twice (under two image ids), listed images missing from ``images``, or
+            listed ones that cannot be images (:func:`refuse_unreadable_images`).
     """
     try:
         coco = json.loads(read_utf8(path))
@@ -538,8 +573,45 @@ def _read_coco(path: Path, images: Path) -> list[Item]:
         if not file.is_file():
             missing.append(image["file_name"])
         items.append({"image": str(file), "label": label_of[categories.pop()], "id": Path(image["file_name"]).stem})
+    _refuse_images_listed_twice(coco["images"], items, path)
     refuse_missing_images(path.name, images, missing, "GIST514")
+    refuse_unreadable_images(path.name, {str(entry["file_name"]): Path(it["image"])
+                                         for entry, it in zip(coco["images"], items)}, "GIST514")
     return items
+
+
+def _refuse_images_listed_twice(entries: list[dict[str, Any]], items: list[Item], path: Path) -> None:
+    """Refuse a COCO file that lists one image file under two image ids (``case_001.jpg`` twice, or once as
+    ``case_001.JPG``): the image was trained on twice, or trained on and validated on, without a word.
+
+    Args:
+        entries: the file's ``images`` entries.
+        items: the items read from them, in the same order (their ``image`` the file found on disk).
+        path: the COCO file, for the message.
+
+    Raises:
+        ValueError: naming the file name and its image ids.
+    """
+    ids_of: dict[Any, list[Any]] = {}
+    name_of: dict[Any, str] = {}
+    for entry, item in zip(entries, items):
+        key = _same_file(item["image"])
+        ids_of.setdefault(key, []).append(entry["id"])
+        name_of.setdefault(key, str(entry["file_name"]))
+    twice = [key for key, ids in ids_of.items() if len(ids) > 1]
+    if twice:
+        raise ValueError(f"GIST514 {path.name} lists {len(twice)} image file(s) more than once, e.g. "
+                         f"{name_of[twice[0]]!r} as image ids {ids_of[twice[0]]!r}; list each image once")
+
+
+def _same_file(path: str) -> Any:
+    """What tells files apart: device and inode where the file exists (on a case-insensitive disk ``case_001.jpg``
+    and ``case_001.JPG`` are one file under two spellings), else the real path."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return os.path.realpath(path)
+    return stat.st_dev, stat.st_ino
 
 
 #: GIST514's COCO category names and the class index each gets (``GIST_CLASSES``).
@@ -567,13 +639,19 @@ def gist514_protocol(root: str | os.PathLike, val_fraction: float = 0.1, seed: i
     """GIST514-DB: the five COCO splits ``{train,val}_anno_crop_split_{0..4}.json``; ``val`` is the test part."""
     root = Path(root)
     protocol = Protocol("gist514", GIST_CLASSES)
+    ann, folder = folder_in_any_case(root / "annotations"), folder_in_any_case(root / "images")
     for k in range(5):
-        ann = root / "annotations"
-        train = _read_coco(_require(ann / f"train_anno_crop_split_{k}.json", "GIST514 split"), root / "images")
-        test = _read_coco(_require(ann / f"val_anno_crop_split_{k}.json", "GIST514 split"), root / "images")
+        train = _read_coco(_require(ann / f"train_anno_crop_split_{k}.json", "GIST514 split"), folder)
+        test = _read_coco(_require(ann / f"val_anno_crop_split_{k}.json", "GIST514 split"), folder)
+        tested = {_same_file(it["image"]) for it in test}
+        both = [it["image"] for it in train if _same_file(it["image"]) in tested]
+        if both:  # refused now, naming the split's files, as MMOTU's lists are: the datalist check named no COCO file
+            raise ValueError(f"GIST514 train_anno_crop_split_{k}.json and val_anno_crop_split_{k}.json both list "
+                             f"{len(both)} image(s), e.g. {Path(both[0]).name!r}; an image is trained on or tested "
+                             "on, not both")
         train, validation = validation_from_train(train, val_fraction, seed + k)
         protocol.splits.append({"train": train, "validation": validation, "test": test})
-    warn_unlisted_images(root / "images", protocol, "GIST514 annotations/*_split_*.json")
+    warn_unlisted_images(folder, protocol, "GIST514 annotations/*_split_*.json")
     warn_of_test_parts_without_a_class(protocol, "GIST514 annotations/val_anno_crop_split_*.json")
     warn_of_copies_across_parts(protocol.splits, "GIST514 annotations/*_split_*.json")
     return protocol
@@ -716,6 +794,7 @@ def folder_protocol(root: str | os.PathLike, folds: int = 5, val_fraction: float
                          f"not classes; {_protocol_for_images_and_masks(root)}")
     found = {name: _class_folder_files(root / name) for name in folders}
     _warn_of_files_left_out(root, found)
+    _warn_of_images_in_no_class_folder(root)
     images = {name: without_masks(found[name][0], root / name) for name in folders}
     empty = [name for name, kept in images.items() if not kept]
     if empty:
@@ -787,6 +866,16 @@ def _warn_of_files_left_out(root: Path, found: dict[str, tuple[list[Path], list[
                        ", ".join(p.relative_to(root).as_posix() for p in others[:3]), hint)
 
 
+def _warn_of_images_in_no_class_folder(root: Path) -> None:
+    """Warn, counting them, of images directly in the dataset folder: they are in no class folder, so no class
+    takes them, and a class unpacked into the root instead of its folder was dropped without a word."""
+    loose = sorted(p for p in root.iterdir() if p.is_file() and not is_hidden_name(p.name) and is_single_image(p))
+    if loose:
+        logger.warning("%s: %d image(s) lie directly in the dataset folder, in no class folder, and are left out, "
+                       "e.g. %s; move them into their class folder to use them", root, len(loose),
+                       ", ".join(p.name for p in loose[:3]))
+
+
 def _mask_folder_of(path: Path, root: Path) -> str:
     """``benign/masks`` for ``root/benign/masks/a.png``: the path, below ``root``, to the first mask folder that
     holds ``path`` below its class folder."""
@@ -850,7 +939,7 @@ def _read_csv_rows(csv_path: str | os.PathLike) -> list[tuple[int, dict[str, str
     """The rows of a ``path, label`` CSV as a spreadsheet writes it, each with its line in the file: a UTF-8
     byte-order mark (Excel's "CSV UTF-8") is dropped, cells lose surrounding spaces, rows with every cell empty
     (a spreadsheet's trailing ``,,``) are no entries; paths resolved against the CSV's folder, and spelled as the disk
-    has them where they differ only in Unicode form (:func:`~monai_ext.io.paths.unicode_twin`).
+    has them where they differ only in case or Unicode form (:func:`~monai_ext.data.folders.file_in_any_case`).
 
     Raises:
         ValueError: a folder given for the CSV, no rows or columns missing, an empty label, or files that do not exist
@@ -874,9 +963,9 @@ def _read_csv_rows(csv_path: str | os.PathLike) -> list[tuple[int, dict[str, str
     if unlabelled:
         raise ValueError(f"{str(csv_path)!r}: empty label on line(s) {unlabelled[:10]!r}")
     for _, r in rows:
-        r["path"] = str((csv_path.parent / r["path"]).resolve())
-        if (twin := unicode_twin(r["path"])) is not None and twin.is_file():
-            r["path"] = str(twin)  # "é" composed in the sheet, decomposed on disk (macOS): the same name to the user
+        # "é" composed in the sheet, decomposed on disk (macOS), or "IMG_1.PNG" for "img_1.png" (a sheet written where
+        # names ignore case, read on Linux): the same name to the user
+        r["path"] = str(file_in_any_case((csv_path.parent / r["path"]).resolve()))
     missing = [(line, r["path"]) for line, r in rows if not Path(r["path"]).is_file()]
     if missing:
         raise ValueError(f"{str(csv_path)!r}: {len(missing)} file(s) not found, on line(s) "

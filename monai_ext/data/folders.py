@@ -8,7 +8,7 @@ import os
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +22,10 @@ logger = logging.getLogger(__name__)
 
 #: Folders that hold no data of the archive: macOS's zip keeps resource forks in ``__MACOSX`` (``._name`` copies);
 #: Windows keeps deleted files, suffixes and all, in ``$RECYCLE.BIN`` (``RECYCLER`` before Vista) on an NTFS or exFAT
-#: drive, as Linux does in ``.Trash-1000``, and its own records in ``System Volume Information``.
-ARCHIVE_METADATA_FOLDERS = frozenset({"__MACOSX", "$RECYCLE.BIN", "RECYCLER", "System Volume Information"})
+#: drive, as Linux does in ``.Trash-1000``, and its own records in ``System Volume Information``. A Synology NAS
+#: writes thumbnails of every picture into an ``@eaDir`` folder beside it (``@eaDir/a.png/SYNOPHOTO_THUMB_M.jpg``):
+#: read as images, a copy taken off such a drive doubled its classes, with a thumbnail of each test image trained on.
+ARCHIVE_METADATA_FOLDERS = frozenset({"__MACOSX", "$RECYCLE.BIN", "RECYCLER", "System Volume Information", "@eaDir"})
 _METADATA_FOLDERS_UPPER = frozenset(name.upper() for name in ARCHIVE_METADATA_FOLDERS)
 #: BUSI-style mask names: the image stem plus ``_mask`` or ``_mask_<k>``.
 BUSI_MASK = re.compile(r"^(?P<stem>.+)_mask(?:_(?P<k>\d+))?$")
@@ -151,19 +153,37 @@ def without_masks(paths: Sequence[Path], folder: str | os.PathLike, role: str = 
 def file_in_any_case(path: Path) -> Path:
     """``path``, or the one file beside it whose name differs only in case (``1.jpg`` for the listed ``1.JPG``: an
     archive unpacked on Windows or macOS, or renamed by a tool) or Unicode form (``é`` decomposed on disk, as macOS
-    writes it, composed in the list: :func:`~monai_ext.io.paths.unicode_twin`), or both; ``path`` itself where none
-    is, for the caller's missing-file error."""
+    writes it, composed in the list: :func:`~monai_ext.io.paths.unicode_twin`), or both, in its folder or in the one
+    folder whose name differs so (:func:`folder_in_any_case`); ``path`` itself where none is, for the caller's
+    missing-file error."""
     if path.is_file():
         return path
     twin = unicode_twin(path)  # also finds a folder along the path spelled in another form
     if twin is not None and twin.is_file():
         return twin
-    if not path.parent.is_dir():
+    folder = folder_in_any_case(path.parent)
+    if not folder.is_dir():
         return path
-    wanted = unicodedata.normalize("NFC", path.name).casefold()
-    found = [p for p in path.parent.iterdir()
-             if unicodedata.normalize("NFC", p.name).casefold() == wanted and p.is_file()]
+    found = _entries_in_any_case(folder, path.name, Path.is_file)
     return found[0] if len(found) == 1 else path
+
+
+def folder_in_any_case(path: Path) -> Path:
+    """``path``, or the one folder beside it whose name differs only in case or Unicode form (``images/`` for
+    BUS-BRA's ``Images/``: ``unzip -L`` lowercases every name, and a renaming tool may); ``path`` itself where none
+    is. A folder's files were all reported missing (the download "incomplete"), and its unlisted images not
+    counted."""
+    if path.is_dir() or not path.parent.is_dir():
+        return path
+    found = _entries_in_any_case(path.parent, path.name, Path.is_dir)
+    return found[0] if len(found) == 1 else path
+
+
+def _entries_in_any_case(folder: Path, name: str, kind: Callable[[Path], bool]) -> list[Path]:
+    """The entries of ``folder`` of ``kind`` (``Path.is_file``, ``Path.is_dir``) named ``name`` in any case or
+    Unicode form."""
+    wanted = unicodedata.normalize("NFC", name).casefold()
+    return [p for p in folder.iterdir() if unicodedata.normalize("NFC", p.name).casefold() == wanted and kind(p)]
 
 
 def count_by_suffix(paths: Sequence[Path]) -> dict[str, int]:

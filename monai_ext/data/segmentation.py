@@ -32,7 +32,7 @@ from monai_ext.data.downstream import (
     read_utf8,
     warn_unlisted_images,
 )
-from monai_ext.data.folders import BUSI_MASK, IMAGE_SUFFIXES, file_in_any_case, walk_files
+from monai_ext.data.folders import BUSI_MASK, IMAGE_SUFFIXES, file_in_any_case, folder_in_any_case, walk_files
 from monai_ext.data.identical import identical_sets, keep_one_copy, warn_of_copies_across_parts
 from monai_ext.data.studies import study_folders, whole_groups_near
 from monai_ext.data.synthetic import SimulatorConfig, simulate_frame
@@ -210,10 +210,11 @@ def mmotu_segmentation_protocol(root: str | os.PathLike, multiclass: bool = Fals
     root = Path(root)
     classes = _mmotu_classes(root) if multiclass else {}
     parts = {}
+    images = folder_in_any_case(root / "images")  # Images/ as a renaming tool leaves it: every image was "missing"
     for part, name in (("train", "train.txt"), ("test", "val.txt")):
         items = []
         for stem in _read_stems(_require(root / name, f"MMOTU {name}")):
-            item: Item = {"image": str(_mmotu_image(root / "images", stem)),
+            item: Item = {"image": str(_mmotu_image(images, stem)),
                           "label": str(file_in_any_case(root / "annotations" / f"{stem}_binary.PNG")), "id": stem}
             if multiclass:
                 if stem not in classes:
@@ -229,7 +230,7 @@ def mmotu_segmentation_protocol(root: str | os.PathLike, multiclass: bool = Fals
     names = MMOTU_SEG_CLASSES if multiclass else ["background", "ovarian tumour"]
     protocol = Protocol("mmotu_seg", names, [{"train": train, "validation": validation, "test": parts["test"]}])
     # the checks of the classification protocol (mmotu), over the segmentation lists
-    warn_unlisted_images(root / "images", protocol, "MMOTU train.txt and val.txt")
+    warn_unlisted_images(images, protocol, "MMOTU train.txt and val.txt")
     if multiclass:
         _warn_of_classes_absent_from_test(protocol, "MMOTU val.txt")
     warn_of_copies_across_parts(protocol.splits, "MMOTU train.txt and val.txt")

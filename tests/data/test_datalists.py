@@ -410,6 +410,19 @@ def test_a_patient_in_test_and_in_training_or_validation_is_refused(tmp_path, pa
         check_split(split, ["benign", "malignant"], tmp_path / "out.json", "classification")
 
 
+
+@pytest.mark.parametrize("bare, index", [("test", 0), ("train", 1)])
+def test_a_patient_in_test_and_training_is_refused_where_a_part_gives_some_patients_only(tmp_path, bare,
+                                                                                          index) -> None:
+    """A merged list whose part gives ``patient`` for some items only had that key dropped (for MONAI's collate)
+    before the parts were compared: a patient in test and in training was read with a warning about the key only."""
+    path = _patients(tmp_path, {"train": ["P1", "P2"], "validation": ["P4"], "test": ["P3", "P1"]})
+    data = json.loads(path.read_text())
+    del data[bare][index]["patient"]  # another patient's: P1 stays in train and in test
+    _write(path, data)
+    with pytest.raises(ValueError, match=r"1 patient\(s\) have images in test and in train, e.g. 'P1'"):
+        read_split(path)
+
 def test_a_patient_in_train_and_validation_is_warned_of_and_apart_is_fine(tmp_path, caplog) -> None:
     with caplog.at_level("WARNING", logger="monai_ext.data.datalists"):
         read_split(_patients(tmp_path / "a", {"train": ["P1", "P2"], "validation": ["P3"], "test": ["P4"]}))

@@ -236,6 +236,44 @@ def test_mmotu_and_gist_name_a_listed_image_missing_on_disk_with_its_list(tmp_pa
         ds.gist514_protocol(tmp_path / "g")
 
 
+
+@pytest.mark.parametrize("content, reason", [(b"", "empty file \\(0 bytes\\)"),
+                                             (b"<!DOCTYPE html><html>Virus scan warning</html>", "not a picture")])
+@pytest.mark.parametrize("dataset", ["busbra", "mmotu", "gist"])
+def test_published_lists_refuse_a_listed_image_that_cannot_be_an_image(tmp_path, dataset, content, reason) -> None:
+    """An interrupted unzip leaves empty files, a download a web page under the image's name: the official folds
+    were written whole, then the bundles left those images out of training and the test figures with a warning."""
+    root = tmp_path / dataset
+    {"busbra": make_busbra, "mmotu": make_mmotu, "gist": make_gist}[dataset](root)
+    image, listed = {"busbra": ("Images/bus_0002-l.png", "5-fold-cv.csv lists 1 image\\(s\\) .* 'bus_0002-l'"),
+                     "mmotu": ("images/41.JPG", "val_cls.txt lists 1 image\\(s\\) .* '41.JPG \\(line 1\\)'"),
+                     "gist": ("images/case_003.jpg", "train_anno_crop_split_0.json lists 1 image\\(s\\) .* "
+                                                     "'case_003.jpg'")}[dataset]
+    (root / image).write_bytes(content)
+    read = {"busbra": ds.busbra_protocol, "mmotu": ds.mmotu_protocol, "gist": ds.gist514_protocol}[dataset]
+    with pytest.raises(ValueError, match=f"{listed}: {reason}.* damaged"):
+        read(root)
+
+
+@pytest.mark.parametrize("dataset, folders", [("busbra", {"Images": "images"}), ("mmotu", {"images": "Images"}),
+                                              ("gist", {"images": "IMAGES", "annotations": "Annotations"})])
+def test_published_folders_renamed_in_another_case_are_found(tmp_path, caplog, dataset, folders) -> None:
+    """``unzip -L`` lowercases BUS-BRA's ``Images/``: every image was refused as missing, the download called
+    incomplete, and an unlisted image in the folder would not have been counted."""
+    root = tmp_path / dataset
+    {"busbra": make_busbra, "mmotu": make_mmotu, "gist": make_gist}[dataset](root)
+    read = {"busbra": ds.busbra_protocol, "mmotu": ds.mmotu_protocol, "gist": ds.gist514_protocol}[dataset]
+    clean = _parts(read(root))
+    for listed, on_disk in folders.items():
+        (root / listed).rename(root / on_disk)
+    images = root / next(iter(folders.values()))
+    write_stub(images / "stray.png", "png")
+    with caplog.at_level("WARNING", logger="monai_ext.data.downstream"):
+        proto = read(root)
+    assert _parts(proto) == clean
+    assert all(Path(it["image"]).parent == images for split in proto.splits for items in split.values() for it in items)
+    assert "1 image(s) in " in caplog.text and "stray.png" in caplog.text
+
 def test_gist_images_renamed_in_another_case_are_found(tmp_path) -> None:
     make_gist(tmp_path / "g")
     (tmp_path / "g" / "images" / "case_004.jpg").rename(tmp_path / "g" / "images" / "case_004.JPG")
@@ -425,6 +463,34 @@ def test_folder_protocol_passes_over_an_unzipped_macosx_folder(tmp_path) -> None
     proto = ds.folder_protocol(tmp_path / "data", folds=2)
     assert proto.class_names == ["benign", "malignant"] and _parts(proto) == clean
 
+
+
+def test_folder_protocol_passes_over_a_synology_thumbnail_folder(tmp_path) -> None:
+    """A copy taken off a Synology NAS holds ``@eaDir/<image>/SYNOPHOTO_THUMB_*.jpg`` beside every picture: each
+    class doubled without a word, and a thumbnail of each test image was trained on."""
+    _class_folders(tmp_path / "data", per_class=10)
+    clean = _parts(ds.folder_protocol(tmp_path / "data"))
+    for image in sorted((tmp_path / "data").glob("*/*.png")):
+        thumbs = image.parent / "@eaDir" / image.name
+        thumbs.mkdir(parents=True)
+        for size in ("S", "M"):
+            write_stub(thumbs / f"SYNOPHOTO_THUMB_{size}.jpg", "jpg")
+    proto = ds.folder_protocol(tmp_path / "data")
+    assert _parts(proto) == clean and sum(len(items) for items in proto.splits[0].values()) == 20
+
+
+def test_folder_protocol_warns_of_images_in_no_class_folder(tmp_path, caplog) -> None:
+    """Images unpacked into the dataset folder instead of their class folder were left out without a word."""
+    _class_folders(tmp_path / "data")
+    (tmp_path / "data" / "README.txt").write_text("benign and malignant")
+    with caplog.at_level("WARNING", logger="monai_ext.data.downstream"):
+        clean = _parts(ds.folder_protocol(tmp_path / "data", folds=2))
+        assert "in no class folder" not in caplog.text  # other files beside the class folders are no images
+        for i in range(3):
+            write_stub(tmp_path / "data" / f"normal_{i}.png", "png")
+        assert _parts(ds.folder_protocol(tmp_path / "data", folds=2)) == clean
+    assert "3 image(s) lie directly in the dataset folder, in no class folder, and are left out, e.g. normal_0.png" \
+        in caplog.text
 
 def _write_csv(path: Path, rows, encoding: str = "utf-8") -> Path:
     with open(path, "w", newline="", encoding=encoding) as f:
@@ -843,6 +909,41 @@ def test_mmotu_warns_of_a_test_image_that_is_a_copy_of_a_training_one(tmp_path, 
     assert "50.JPG" in caplog.text and "7.JPG" in caplog.text
 
 
+
+def _list_gist_image_again(root: Path, source: str, target: str, image_index: int, spelling=lambda name: name) -> str:
+    """Append the ``image_index``-th image of the COCO file ``source`` (and its annotation) to ``target`` under a
+    new image id, its file name spelt by ``spelling``; the file name as listed."""
+    src = json.loads((root / "annotations" / source).read_text())
+    dst = json.loads((root / "annotations" / target).read_text())
+    image = {**src["images"][image_index], "id": 999}
+    image["file_name"] = spelling(image["file_name"])
+    ann = next(a for a in src["annotations"] if a["image_id"] == src["images"][image_index]["id"])
+    dst["images"].append(image)
+    dst["annotations"].append({**ann, "id": 999, "image_id": 999})
+    (root / "annotations" / target).write_text(json.dumps(dst))
+    return image["file_name"]
+
+
+@pytest.mark.parametrize("spelling", [lambda name: name, str.upper])
+def test_gist_refuses_an_image_listed_twice_in_a_split_file(tmp_path, spelling) -> None:
+    """A COCO file listing one image under two ids was read as two images: trained on twice, or trained on and
+    validated on, without a word (MMOTU's lists refuse this)."""
+    make_gist(tmp_path / "g")
+    _list_gist_image_again(tmp_path / "g", "train_anno_crop_split_0.json", "train_anno_crop_split_0.json", 0, spelling)
+    with pytest.raises(ValueError, match=r"GIST514 train_anno_crop_split_0.json lists 1 image file\(s\) more than "
+                                         r"once, e.g. 'case_001.jpg' as image ids \[2, 999\]"):
+        ds.gist514_protocol(tmp_path / "g")
+
+
+def test_gist_refuses_an_image_in_the_training_and_test_files_of_one_split(tmp_path) -> None:
+    """An image in ``train_anno_crop_split_k`` and ``val_anno_crop_split_k`` was trained on and tested on; only the
+    datalist check stopped it, naming a datalist and no COCO file."""
+    make_gist(tmp_path / "g")
+    listed = _list_gist_image_again(tmp_path / "g", "val_anno_crop_split_2.json", "train_anno_crop_split_2.json", 0)
+    with pytest.raises(ValueError, match=f"GIST514 train_anno_crop_split_2.json and val_anno_crop_split_2.json both "
+                                         f"list 1 image\\(s\\), e.g. '{listed}'"):
+        ds.gist514_protocol(tmp_path / "g")
+
 def _flip_gist_categories(root: Path, categories: list[dict]) -> None:
     for path in (root / "annotations").glob("*.json"):
         coco = json.loads(path.read_text())
@@ -1210,6 +1311,20 @@ def test_csv_reads_a_file_named_in_another_unicode_form_than_the_disks(tmp_path)
     images = [it["image"] for split in proto.splits for it in split["test"]]
     assert len(images) == 8 and all(Path(image).is_file() for image in images)
 
+
+
+def test_csv_reads_a_file_named_in_another_case_than_the_disks(tmp_path) -> None:
+    """A sheet written where names ignore case (``Images/IMG_0.PNG`` for ``images/img_0.png``, Windows or macOS) was
+    refused on Linux, every file "not found", though the published lists find such names."""
+    (tmp_path / "images").mkdir()
+    rows = []
+    for c in ("benign", "malignant"):
+        for i in range(4):
+            write_stub(tmp_path / "images" / f"{c}_{i}.png", "png")
+            rows.append((f"Images/{c.upper()}_{i}.PNG", c))
+    proto = ds.csv_protocol(_write_csv(tmp_path / "labels.csv", rows), folds=2)
+    images = sorted(it["image"] for split in proto.splits for it in split["test"])
+    assert images == sorted(str(tmp_path / "images" / f"{c}_{i}.png") for c in ("benign", "malignant") for i in range(4))
 
 def _patient_csv(path: Path, header: list[str]) -> Path:
     """``path``: a sheet of 10 patients of 3 images each (written beside it), its columns named by ``header`` in the

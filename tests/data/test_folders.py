@@ -58,7 +58,8 @@ def test_walk_files_leaves_hidden_files_out(tmp_path) -> None:
 
 
 @pytest.mark.parametrize("hidden", [".Trash-1000/files", ".thumbnails/normal", ".git/objects", "__MACOSX",
-                                    "$Recycle.Bin/S-1-5-21-1", "RECYCLER/S-1-5-21-1", "System Volume Information"])
+                                    "$Recycle.Bin/S-1-5-21-1", "RECYCLER/S-1-5-21-1", "System Volume Information",
+                                    "@eaDir/a.png"])
 def test_walk_files_leaves_hidden_folders_and_their_files_out(tmp_path, hidden: str) -> None:
     """A drive's trash (deleted images, evaluation ones among them; Windows's ``$Recycle.Bin`` keeps their suffixes),
     thumbnails, or the folder macOS's zip keeps its AppleDouble copies in (``__MACOSX``, whatever its files are

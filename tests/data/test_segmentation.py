@@ -803,3 +803,14 @@ def test_label_maps_of_the_images_stems_are_named_when_no_picture_mask_pairs(tmp
     with pytest.raises(ValueError, match=r"3 images .* e\.g\. \['c0', 'c1', 'c2'\]; .*masks' holds 3 file\(s\) of "
                                          r"those stems that are no pictures, e\.g\. 'c\d\.nii\.gz': masks are read"):
         image_mask_folder_protocol(tmp_path, folds=2)
+
+
+def test_mmotu_segmentation_finds_its_images_folder_named_in_another_case(mmotu: Path, caplog) -> None:
+    """``Images/`` for ``images/`` (a renaming tool, another archive's spelling): every image was reported missing,
+    as the classification protocol already found it; its unlisted images are counted too."""
+    (mmotu / "images").rename(mmotu / "Images")
+    _write(mmotu / "Images" / "9.JPG", _image(seed=9))
+    with caplog.at_level(logging.WARNING):
+        protocol = mmotu_segmentation_protocol(mmotu, val_fraction=0.2)
+    assert len(protocol.splits[0]["test"]) == 2 and Path(protocol.splits[0]["test"][0]["image"]).parent.name == "Images"
+    assert "1 image(s) in" in caplog.text and "9.JPG" in caplog.text
