@@ -60,10 +60,14 @@ venv_is_stale() {
   ! $installed
 }
 
-# hold_lock FD: wait for an exclusive lock on the file or folder open as FD; where flock(1) is missing (macOS) no
-# lock, as before: only runs started at the same moment need it.
+# hold_lock FD WHAT: wait for an exclusive lock on the file or folder WHAT open as FD; where flock(1) is missing
+# (macOS) or refuses it, no lock, as before: only runs started at the same moment need it. NFS and SMB mounts
+# emulate flock with a byte-range lock, which needs the file open for writing (flock(2)): on a folder, open for
+# reading, it failed with "Bad file descriptor" and, under set -e, every run of every script on such a mount.
 hold_lock() {
-  if command -v flock > /dev/null 2>&1; then flock "$1"; fi
+  if command -v flock > /dev/null 2>&1 && ! flock "$1" 2>/dev/null; then
+    echo "[setup] warning: could not lock $2 (a network file system?): two first runs at once would both install" >&2
+  fi
 }
 
 mark_installed() {
@@ -111,7 +115,7 @@ install_venv() (
                "$REPO_ROOT/setup.py")
   mkdir -p "$VENV"
   exec 9<"$VENV"
-  hold_lock 9
+  hold_lock 9 "$VENV"
   if venv_is_stale "$VENV" "${files[@]}"; then
     echo "[setup] installing requirements into $VENV (first run only)"
     install_torch "$VENV"
@@ -126,7 +130,7 @@ install_venv() (
 # for it at the same time, and the second must wait for the first install, not start another into the same folder.
 ensure_label_venv() (
   exec 9>"$LABEL_VENV.lock"
-  hold_lock 9
+  hold_lock 9 "$LABEL_VENV.lock"
   local files=("$REPO_ROOT/requirements-label.txt" "$REPO_ROOT/pyproject.toml" "$REPO_ROOT/setup.py")
   if venv_is_stale "$LABEL_VENV" "${files[@]}"; then
     echo "[setup] installing MONAI Label into $LABEL_VENV (first run only, about 2 minutes)"

@@ -94,7 +94,9 @@ KILL_AFTER_CHUNKS_ENV = "MONAI_EXT_TEST_KILL_AFTER_CHUNKS"
 #: ``colour_overlay``.
 #: 7: a raised black (frame grabbers' video range, black 16) brought to 0 before detection and caching, recorded in
 #: the records' ``black_level`` and ``video_range``.
-CACHE_FORMAT = 7
+#: 8: DICOM frames of non-square pixels resampled to square ones, their ultrasound regions with them (a cache of 7
+#: resumed or rerun kept their frames stretched beside resampled ones).
+CACHE_FORMAT = 8
 
 
 #: Default near-duplicate distance (bits of 64). Measured on 300 distinct simulated frames, 150 of each of two fixed
@@ -276,6 +278,32 @@ def _chunk_paths(out: Path, index: int) -> tuple[Path, Path]:
     return base.with_suffix(".npy"), base.with_suffix(".json")
 
 
+def _next(path: Path) -> Path:
+    """Where the new version of a chunk's file is written before it replaces ``path`` (:func:`_commit_chunk`)."""
+    return path.with_name(path.name + ".next")
+
+
+def _commit_chunk(array_path: Path, json_path: Path) -> None:
+    """Put a chunk's new pair (both whole, as ``*.next``) in place of its old one: the array, then the JSON. A run cut
+    between the two renames has them finished by the next (:func:`_finish_chunk_commits`)."""
+    os.replace(_next(array_path), array_path)
+    os.replace(_next(json_path), json_path)
+
+
+def _finish_chunk_commits(folder: Path) -> None:
+    """Finish, or drop, the chunk writes a killed run left half done in ``folder``. A new JSON (``chunk_N.json.next``)
+    is written only after its array: both are whole, so both are put in place (the array may be in place already). A
+    new array without its JSON is dropped: the chunk's old pair, still whole, stands (a chunk without one is read
+    again)."""
+    for new_json in sorted(folder.glob("chunk_*.json.next")):
+        array = new_json.with_name(new_json.name.removesuffix(".json.next") + ".npy")
+        if _next(array).exists():
+            os.replace(_next(array), array)
+        os.replace(new_json, new_json.with_name(new_json.name.removesuffix(".next")))
+    for new_array in folder.glob("chunk_*.npy.next"):
+        new_array.unlink()
+
+
 def _write_chunk(args: tuple[int, list[str], str, str, CorpusOptions, dict[str, str]]) -> tuple[int, int, int]:
     """Worker: process the files of one chunk and write the chunk atomically. Returns (index, frames, skipped).
 
@@ -293,12 +321,14 @@ def _write_chunk(args: tuple[int, list[str], str, str, CorpusOptions, dict[str, 
         frames, records, skipped, warned = _read_chunk_files(index, files, Path(root), Path(out), options, stats,
                                                              killers)
         array_path, json_path = _chunk_paths(Path(out), index)
-        # a chunk read again (a file changed) loses its old result before its array is replaced: cut between the two
-        # writes, the old JSON stood over the new array, and trusted again once the file was changed back
-        json_path.unlink(missing_ok=True)
-        _write_frames(array_path, frames, options.size)
+        # the new pair beside the old one, then in its place (_commit_chunk): the old pair stays whole until the new
+        # one is. A chunk read again for a changed file, cut between its new array and its new JSON, kept the old
+        # JSON over the new frames (trusted again once the file was changed back); dropping the old JSON first lost
+        # the frames kept from files gone from the root where a stop came during the new array's write
+        _write_frames(_next(array_path), frames, options.size)
         chunk = {"files": files, "records": records, "skipped": skipped, "warnings": warned, "stats": stats}
-        atomic_write_bytes(json_path, json.dumps(chunk).encode())
+        atomic_write_bytes(_next(json_path), json.dumps(chunk).encode())
+        _commit_chunk(array_path, json_path)
     except BaseException:
         # the marker outlives a process killed on the chunk only (an exception or Ctrl-C is no crash), unless a
         # process died on it before: removed when a stop came while its files were read in the end, the next run
@@ -495,6 +525,7 @@ def ingest(root: Path, out: Path, options: CorpusOptions, sources: list[str], wo
     chunks = _plan(root, out, options, sources)  # first: a refused plan leaves no folder in the user's tree
     (out / "chunks").mkdir(parents=True, exist_ok=True)
     with _sole_writer(out):
+        _finish_chunk_commits(out / "chunks")
         _remove_unfinished_writes(out / "chunks")
         _ingest_chunks(root, out, options, chunks, workers)
 

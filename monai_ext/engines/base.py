@@ -30,7 +30,13 @@ from monai_ext.engines.distributed import (
     ranks_flagged_each,
 )
 from monai_ext.io.settings import is_unset
-from monai_ext.io.signals import StopSignal, StopSignalLogFilter, reraise_last, stop_signals_raise
+from monai_ext.io.signals import (
+    StopSignal,
+    StopSignalLogFilter,
+    reraise_last,
+    stop_of_a_worker_death,
+    stop_signals_raise,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -274,6 +280,12 @@ class RobustStepTrainer(SupervisedTrainer):
                 report = stop.report or f"training {stop} {where}"
                 print(report, file=sys.stderr, flush=True)
             raise
+
+    def _handle_exception(self, e: BaseException) -> None:
+        """ignite's: the exception handlers get ``e``, or the stop a DataLoader worker's death of a job-wide SIGTERM
+        stands for (:func:`~monai_ext.io.signals.stop_of_a_worker_death`): the stop's checkpoint and KILLED mark, not
+        a failure's."""
+        super()._handle_exception(stop_of_a_worker_death(e))
 
     def _register_decollate(self) -> None:
         """Decollate the batch and the output once the iteration is complete (first ITERATION_COMPLETED handler).

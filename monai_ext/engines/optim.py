@@ -145,7 +145,14 @@ class WarmupCosineLR(LambdaLR):
         With gradient accumulation the bundles step the schedule every micro-batch, so its first step comes before
         the first optimiser step, and PyTorch warned that "the first value of the learning rate schedule" was
         skipped: none is (the lr is computed from the step count), so the warning only misled.
+
+        Filtered at the first step only, where PyTorch checks: ``catch_warnings`` resets every module's record of
+        the warnings already shown, so entered at each step it showed a warning raised at every iteration (a
+        transform's, a deprecation) once per step instead of once.
         """
+        if self._step_count != 1:
+            super().step(epoch)
+            return
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before "
                                     r"`optimizer\.step\(\)`")

@@ -36,7 +36,7 @@ from monai_ext.engines.inference import (
     require_some_result,
 )
 from monai_ext.engines.metrics import require_finite_outputs
-from monai_ext.io.errors import root_cause
+from monai_ext.io.errors import UnreadableImageError, root_cause
 from monai_ext.io.figures import save_png
 from monai_ext.io.images import to_stored_grid, unique_output_stems
 from monai_ext.io.label_maps import LABEL_MAP_SUFFIXES, itk_pixel_spacing, label_map_suffix, save_label_map
@@ -263,8 +263,13 @@ def predict_mask_files(
                 record_error(result, path, str(e))
                 remove_earlier_outputs(*mask_files, overlay_file)
                 continue
-            # the overlay is a picture: drawn upright, on square pixels
-            stored = to_stored_grid(mask, path, applied_orientation(loaded, path))
+            try:  # the overlay is a picture: drawn upright, on square pixels
+                stored = to_stored_grid(mask, path, applied_orientation(loaded, path))
+            except UnreadableImageError as e:  # the header read again for the stored grid failed (the file replaced
+                # since it was read): this file fails, the batch goes on
+                record_error(result, path, str(e))
+                remove_earlier_outputs(*mask_files, overlay_file)
+                continue
             spacing = itk_pixel_spacing(path, stored.shape)  # where 3D Slicer places the image (None: a PNG)
             mask_file = out / "masks" / f"{stem}_mask{label_map_suffix(spacing)}"
             try:

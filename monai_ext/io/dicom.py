@@ -36,6 +36,7 @@ from monai_ext.io.dicom_frames import (
     whole_frame_fragments,
 )
 from monai_ext.io.errors import UnreadableImageError, one_line
+from monai_ext.io.once import first_time
 
 __all__ = ["DICOM_SUFFIXES", "dicom_display", "first_dicom_frame", "has_dicom_preamble", "has_dicom_signature",
            "iter_dicom_frames", "non_tissue_region_kinds", "read_dicom", "read_dicom_header", "square_pixel_shape",
@@ -825,7 +826,9 @@ def square_pixel_shape(ds: Any, source: str | None = None) -> tuple[int, int] | 
     The pixels' aspect (row spacing / column spacing) is read from ``PixelSpacing`` (0028,0030), else
     ``PixelAspectRatio`` (0028,0034: "row \\ column", the attribute DICOM requires where no spacing is given), else the
     ``PhysicalDeltaY`` / ``PhysicalDeltaX`` of the 2-D tissue and colour-flow ultrasound regions calibrated in cm
-    (where they all give one aspect). The axis with the coarser spacing is resampled to the finer one, the other axis
+    (where they all give one aspect); for an ultrasound image (``Modality`` US) the regions' come first, its
+    calibration (``PixelSpacing`` is no attribute of the US Image module: converters write a placeholder 1\\1).
+    The axis with the coarser spacing is resampled to the finer one, the other axis
     kept: no stored sample is lost (halving the finer axis would drop fine speckle, calipers and the text that
     de-annotation looks for), a region box only grows (it never falls under the side a view needs), and DICOM viewers
     magnify in the same way; the model's own resize to its input size comes after. An aspect within
@@ -839,6 +842,13 @@ def square_pixel_shape(ds: Any, source: str | None = None) -> tuple[int, int] | 
     if "_square_pixel_shape" not in vars(ds):
         ds._square_pixel_shape = _square_pixel_shape(ds, source or str(getattr(ds, "filename", None) or "DICOM"))
     return ds._square_pixel_shape
+
+
+def _say_once(message: str, category: type[Warning], stacklevel: int) -> None:
+    """``warnings.warn`` the first time ``message`` (naming its file) is given in this job
+    (:func:`~monai_ext.io.once.first_time`): a training reads each file at every epoch, in workers forked anew."""
+    if first_time(message):
+        warnings.warn(message, category, stacklevel=stacklevel + 1)
 
 
 def _square_pixel_shape(ds: Any, source: str) -> tuple[int, int] | None:
@@ -855,7 +865,7 @@ def _square_pixel_shape(ds: Any, source: str) -> tuple[int, int] | None:
     shape = (_rounded(rows * aspect), columns) if aspect > 1 else (rows, _rounded(columns / aspect))
     if shape == (rows, columns):
         return None
-    warnings.warn(f"{source}: its pixels are not square ({said}: {aspect:.4g} times as tall as wide); its frames are "
+    _say_once(f"{source}: its pixels are not square ({said}: {aspect:.4g} times as tall as wide); its frames are "
                   f"resampled from {rows}x{columns} to {shape[0]}x{shape[1]} (rows x columns), its ultrasound "
                   "regions with them", UserWarning, stacklevel=4)
     return shape
@@ -865,19 +875,23 @@ def _pixel_aspect(ds: Any, source: str) -> tuple[str, float] | None:
     """(what said it, row spacing / column spacing) by the first attribute of :func:`square_pixel_shape`'s order that
     gives a usable one, with a warning where a later one contradicts it; None where none gives one."""
     candidates = [_two_positive_numbers(ds, name, source) for name in ("PixelSpacing", "PixelAspectRatio")]
-    candidates.append(_region_aspect(ds, source))
+    region = _region_aspect(ds, source)
+    # an ultrasound image's calibration is its regions' (PixelSpacing is no attribute of the US Image module, and
+    # converters write a placeholder 1\1 there, which outranked the regions' real deltas)
+    candidates.insert(0 if str(ds.get("Modality", "")).strip().upper() == "US" else 2, region)
     given = [found for found in candidates if found is not None]
     if not given:
         return None
     (said, aspect), *others = given
     for other_said, other in others:
-        if abs(other / aspect - 1) > _ASPECT_TOLERANCE:
-            warnings.warn(f"{source}: {said} and {other_said} disagree on the pixels' aspect; {said} is used",
-                          UserWarning, stacklevel=5)
-    if not 1 / MAX_PIXEL_ASPECT <= aspect <= MAX_PIXEL_ASPECT:
-        warnings.warn(f"{source}: {said} makes pixels {aspect:.4g} times as tall as wide, beyond "
-                      f"{MAX_PIXEL_ASPECT:g} either way: taken for a writer's error, the frames are kept as stored",
+        both_square = max(abs(aspect - 1), abs(other - 1)) <= SQUARE_TOLERANCE  # the frames are as stored either way
+        if abs(other / aspect - 1) > _ASPECT_TOLERANCE and not both_square:
+            _say_once(f"{source}: {said} and {other_said} disagree on the pixels' aspect; {said} is used",
                       UserWarning, stacklevel=5)
+    if not 1 / MAX_PIXEL_ASPECT <= aspect <= MAX_PIXEL_ASPECT:
+        _say_once(f"{source}: {said} makes pixels {aspect:.4g} times as tall as wide, beyond "
+                  f"{MAX_PIXEL_ASPECT:g} either way: taken for a writer's error, the frames are kept as stored",
+                  UserWarning, stacklevel=5)
         return None
     return said, aspect
 
@@ -889,7 +903,7 @@ def _two_positive_numbers(ds: Any, name: str, source: str) -> tuple[str, float] 
     try:
         value = ds.get(name)
     except Exception:  # noqa: BLE001 - a value pydicom cannot convert to its VR (it gives strings for most)
-        warnings.warn(f"{source}: {name} cannot be read as numbers; ignored", UserWarning, stacklevel=6)
+        _say_once(f"{source}: {name} cannot be read as numbers; ignored", UserWarning, stacklevel=6)
         return None
     if value in (None, ""):
         return None
@@ -897,7 +911,7 @@ def _two_positive_numbers(ds: Any, name: str, source: str) -> tuple[str, float] 
     numbers = [_positive_number(v) for v in values]
     said = f"{name} " + "\\".join(str(v) for v in values)
     if len(numbers) != 2 or None in numbers:
-        warnings.warn(f"{source}: {said} is not two positive numbers (row \\ column); ignored", UserWarning,
+        _say_once(f"{source}: {said} is not two positive numbers (row \\ column); ignored", UserWarning,
                       stacklevel=6)
         return None
     return said, numbers[0] / numbers[1]
@@ -926,14 +940,14 @@ def _region_aspect(ds: Any, source: str) -> tuple[str, float] | None:
         deltas = [region.get(f"PhysicalDelta{axis}") for axis in ("Y", "X")]
         dy, dx = (_positive_number(delta) for delta in deltas)
         if dy is None or dx is None:
-            warnings.warn(f"{source}: an ultrasound region's PhysicalDeltaY\\X {deltas[0]}\\{deltas[1]} is not two "
+            _say_once(f"{source}: an ultrasound region's PhysicalDeltaY\\X {deltas[0]}\\{deltas[1]} is not two "
                           "positive numbers; ignored", UserWarning, stacklevel=6)
             continue
         aspects.append((f"ultrasound region PhysicalDeltaY\\X {dy:g}\\{dx:g}", dy / dx))
     if not aspects:
         return None
     if any(abs(aspect / aspects[0][1] - 1) > _ASPECT_TOLERANCE for _, aspect in aspects):
-        warnings.warn(f"{source}: its ultrasound regions differ in their pixels' aspect "
+        _say_once(f"{source}: its ultrasound regions differ in their pixels' aspect "
                       f"({', '.join(said for said, _ in aspects)}); none is used", UserWarning, stacklevel=6)
         return None
     return aspects[0]

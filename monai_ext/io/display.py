@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from monai_ext.io.errors import UnreadableImageError
+from monai_ext.io.once import first_time
 
 __all__ = ["LUMA", "WINDOW_PERCENTILES", "to_gray_uint8", "to_gray_unit", "warn_if_few_bits_used", "window_to_unit"]
 
@@ -106,7 +107,7 @@ TWELVE_BIT_MAX = 4095
 
 
 def warn_if_few_bits_used(pixels: np.ndarray, source: str) -> None:
-    """Warn, once per file in a process, where a 16-bit picture's values reach at most :data:`TWELVE_BIT_MAX`.
+    """Warn, once per file in a job, where a 16-bit picture's values reach at most :data:`TWELVE_BIT_MAX`.
 
     A PNG or TIFF is displayed by its type's range (65535 white), and so it is read here: right for a standard file.
     Some exporters write 12-bit data (0..4095) into 16-bit files without scaling it up: shown and read as such, the
@@ -128,16 +129,7 @@ def warn_if_few_bits_used(pixels: np.ndarray, source: str) -> None:
                   f"a picture that is truly this dark needs nothing", UserWarning, stacklevel=2)
 
 
-#: Files warned of, per kind, in this process: once each, not at every read (a training reads a file each epoch).
-_warned_here: set[str] = set()
-
-
 def _first_warning(kind: str, source: str) -> bool:
-    """Whether ``kind`` of warning is made of ``source`` for the first time in this process. (DataLoader workers
-    forked anew at each epoch start with their parent's memory, so a training's main process that read the file
-    keeps them quiet; a file read only in workers is warned of once per epoch, as the readers' other notes are.)"""
-    key = f"{kind}\0{source}"
-    if key in _warned_here:
-        return False
-    _warned_here.add(key)
-    return True
+    """Whether ``kind`` of warning is made of ``source`` for the first time in this job
+    (:func:`~monai_ext.io.once.first_time`: not again at every epoch's read, in DataLoader workers forked anew)."""
+    return first_time(f"{kind}\0{source}")

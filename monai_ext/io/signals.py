@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -117,12 +118,38 @@ def _stop(signum: int, frame: Any) -> None:
     raise StopSignal(signum)
 
 
+#: PyTorch's error (from C) for a DataLoader worker that died of a signal, with the signal's name (``strsignal``).
+_WORKER_KILLED = re.compile(r"DataLoader worker \(pid\(?s?\)? ?[\d, ]+\) is killed by signal: (Terminated|Hangup)")
+
+
+def stop_of_a_worker_death(error: BaseException) -> BaseException:
+    """``error``, or the :class:`StopSignal` it stands for where a DataLoader worker died of SIGTERM or SIGHUP while
+    this process handles that signal as a stop (inside :func:`stop_signals_raise`).
+
+    A job-wide SIGTERM (SLURM's time limit, ``kill -TERM -PGID``) reaches the workers too, and PyTorch's handler in
+    each ends it; the main process then often met "DataLoader worker (pid N) is killed by signal: Terminated" before
+    its own signal, and the stopped training ended as a failure (a FAILED MLflow run, a traceback, exit status 1).
+    The worker's death is the same stop: the main process's own signal, on its way, is then ignored as a second one.
+    """
+    found = _WORKER_KILLED.search(str(error)) if isinstance(error, RuntimeError) else None
+    if found is None or threading.current_thread() is not threading.main_thread():
+        return error
+    number = signal.SIGTERM if found.group(1) == "Terminated" else signal.SIGHUP
+    if signal.getsignal(number) is not _stop:
+        return error
+    _STOP["raised"] = True
+    stop = StopSignal(number)
+    stop.__cause__ = error
+    return stop
+
+
 def _in_data_loader_worker() -> bool:
     """Whether this process is a PyTorch DataLoader worker: forked inside :func:`stop_signals_raise`, it has the
     handler too, and a signal sent to the whole job (SLURM's ``scancel --signal=USR1``, a closed session's SIGHUP)
     made each worker raise the stop and exit (status 138 for SIGUSR1), so the training also printed "DataLoader
     worker exited unexpectedly" and could take that for its error. The main process stops and ends its workers.
-    (SIGTERM never gets here in a worker: PyTorch's own handler, installed in C, ends the worker.)"""
+    (SIGTERM never gets here in a worker: PyTorch's own handler, installed in C, ends the worker, and the main
+    process takes that death for the stop: :func:`stop_of_a_worker_death`.)"""
     data = sys.modules.get("torch.utils.data")  # never imported here: a process without torch has no such worker
     return data is not None and data.get_worker_info() is not None
 

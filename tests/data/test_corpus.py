@@ -113,7 +113,7 @@ def test_excluding_a_dataset_on_rerun_reuses_the_cache(prepared, caplog):
         prepare_corpus(base / "root", out, CorpusOptions(size=32, files_per_chunk=4))
 
 
-@pytest.mark.parametrize("written_format", [None, 2, 6, 8])
+@pytest.mark.parametrize("written_format", [None, 2, 7, 9])
 def test_a_cache_of_another_format_is_not_finished_by_this_version(prepared, tmp_path, written_format):
     """A run cut short and resumed after an upgrade would finish the cache in other rules (files listed by the old
     plan, chunks read by the new code): refused, whatever the settings."""
@@ -470,7 +470,7 @@ def test_a_reread_chunk_cut_between_its_array_and_its_json_is_read_again(tmp_pat
     cv2.imwrite(str(site / "scan.png"), us_image(48, 42))              # re-exported: the chunk is read again
 
     def cut_before_the_json(path, data):
-        if Path(path).name == "chunk_000000.json":
+        if Path(path).name.startswith("chunk_000000.json"):
             raise KeyboardInterrupt  # the process ends here, its new array on disk
         return atomic_write_bytes(path, data)
 
@@ -482,6 +482,65 @@ def test_a_reread_chunk_cut_between_its_array_and_its_json_is_read_again(tmp_pat
     os.utime(site / "scan.png", ns=(stat.st_atime_ns, stat.st_mtime_ns))
     prepare_corpus(tmp_path / "root", out, options)
     np.testing.assert_array_equal(np.load(out / "chunks" / "chunk_000000.npy"), expected)
+
+
+def test_a_stop_while_a_reread_chunk_writes_its_array_keeps_a_gone_files_frames(tmp_path, monkeypatch):
+    """A chunk read again (one file changed, one gone), stopped while its new array is written: the gone file's
+    frames, which the cache keeps, were lost where the old JSON was dropped before the new array was written."""
+    from monai_ext.data import corpus
+
+    options, site = RERUN_OPTIONS, _site_of_scans(tmp_path, 2, first_seed=90)
+    out = tmp_path / "cache"
+    prepare_corpus(tmp_path / "root", out, options)
+    before = {r["source"]: r["sha256"] for r in manifest(out)}
+    cv2.imwrite(str(site / "scan_0.png"), us_image(48, 92))   # changed: the chunk is read again
+    (site / "scan_1.png").unlink()                             # gone: its frames stay, from the cache
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt  # Ctrl-C / a stop signal while the (large) array is being written
+
+    monkeypatch.setattr(corpus, "_write_frames", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        prepare_corpus(tmp_path / "root", out, options)
+    monkeypatch.undo()
+    prepare_corpus(tmp_path / "root", out, options)
+    after = {r["source"]: r["sha256"] for r in manifest(out)}
+    assert after.get("site/scan_1.png") == before["site/scan_1.png"] and after["site/scan_0.png"] != before[
+        "site/scan_0.png"]
+
+
+def test_a_chunk_write_cut_between_its_two_renames_is_finished_by_the_next_run(tmp_path, monkeypatch):
+    """The new array in place, the new JSON not yet (a kill between the two renames), then the file changed back (a
+    backup restored, size and time as cached): the old JSON would stand over the new frames and match the file. The
+    next run puts the new JSON in place first, so the chunk is found changed and read again."""
+    from monai_ext.data import corpus
+
+    options, site = RERUN_OPTIONS, _site_of_scans(tmp_path, 1, first_seed=95)
+    original, stat = (site / "scan_0.png").read_bytes(), (site / "scan_0.png").stat()
+    out = tmp_path / "cache"
+    prepare_corpus(tmp_path / "root", out, options)
+    expected = np.load(out / "chunks" / "chunk_000000.npy").copy()
+    cv2.imwrite(str(site / "scan_0.png"), us_image(48, 96))   # changed: the chunk is read again
+    renames = []
+    real_replace = os.replace
+
+    def killed_after_the_first_rename(source, target):
+        if str(source).endswith(".next"):
+            renames.append(source)
+            if len(renames) == 2:
+                raise KeyboardInterrupt  # the process ends here: the array renamed, its JSON not
+        return real_replace(source, target)
+
+    monkeypatch.setattr(corpus.os, "replace", killed_after_the_first_rename)
+    with pytest.raises(KeyboardInterrupt):
+        prepare_corpus(tmp_path / "root", out, options)
+    monkeypatch.undo()
+    assert sorted(p.name for p in (out / "chunks").iterdir() if p.name.endswith(".next")) == ["chunk_000000.json.next"]
+    (site / "scan_0.png").write_bytes(original)
+    os.utime(site / "scan_0.png", ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    prepare_corpus(tmp_path / "root", out, options)
+    np.testing.assert_array_equal(np.load(out / "chunks" / "chunk_000000.npy"), expected)
+    assert not list((out / "chunks").glob("*.next"))
 
 
 def test_an_out_folder_inside_the_root_is_never_read_as_data(tmp_path, caplog):

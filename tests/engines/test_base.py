@@ -143,6 +143,55 @@ def test_a_stop_signal_during_training_runs_the_exception_handlers(name) -> None
     assert trainer.state.iteration == 1 and signal.getsignal(number) is signal.SIG_DFL
 
 
+@pytest.mark.parametrize("signal_name, said", [("SIGTERM", "Terminated"), ("SIGHUP", "Hangup")])
+def test_a_data_loader_worker_killed_by_a_job_wide_stop_is_that_stop(signal_name, said) -> None:
+    """A job-wide SIGTERM reaches the DataLoader workers too, and PyTorch ends them: the main process often met
+    "DataLoader worker (pid N) is killed by signal: Terminated" before its own signal, and the stopped training ended
+    as a failure. The exception handlers now get the stop, and the main process's own signal after it is ignored."""
+    import os
+    import signal
+
+    from ignite.engine import Events
+
+    from monai_ext.io.signals import StopSignal
+    from tests.engines.test_nonfinite_guard import FINITE, run
+
+    number = getattr(signal, signal_name)
+    _, trainer = run([FINITE, FINITE, FINITE], max_nonfinite_steps=1)
+    seen = []
+
+    def worker_killed(_) -> None:  # what PyTorch raises in the main process (its C handler's message)
+        raise RuntimeError(f"DataLoader worker (pid 4242) is killed by signal: {said}. ")
+
+    def exception_handler(_, error: BaseException) -> None:
+        seen.append(error)
+        os.kill(os.getpid(), number)  # the main process's own signal, arriving after: the same stop, ignored
+        raise error
+
+    trainer.add_event_handler(Events.ITERATION_COMPLETED(once=1), worker_killed)
+    trainer.add_event_handler(Events.EXCEPTION_RAISED, exception_handler)
+    with pytest.raises(StopSignal) as stopped:
+        trainer.run()
+    assert stopped.value.code == 128 + number and isinstance(seen[0], StopSignal)
+    assert isinstance(stopped.value.__cause__, RuntimeError) and signal.getsignal(number) is signal.SIG_DFL
+
+
+def test_a_data_loader_worker_killed_otherwise_is_the_error_it_is() -> None:
+    """A worker killed by SIGKILL (the out-of-memory killer) or exiting stays an error: no stop stands behind it."""
+    from ignite.engine import Events
+
+    from tests.engines.test_nonfinite_guard import FINITE, run
+
+    _, trainer = run([FINITE, FINITE], max_nonfinite_steps=1)
+
+    def worker_killed(_) -> None:
+        raise RuntimeError("DataLoader worker (pid 4242) is killed by signal: Killed. ")
+
+    trainer.add_event_handler(Events.ITERATION_COMPLETED(once=1), worker_killed)
+    with pytest.raises(RuntimeError, match="Killed"):
+        trainer.run()
+
+
 @pytest.mark.parametrize("iteration, epoch_length, interval, logged", [
     (10, 25, 10, True), (11, 25, 10, False), (25, 25, 10, True),  # an epoch's last iteration
     (3, 3, 10, True), (2, 3, 10, False),                            # epochs shorter than the interval: their ends

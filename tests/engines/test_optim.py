@@ -259,3 +259,29 @@ def test_a_schedule_step_before_the_first_optimiser_step_says_nothing() -> None:
     opt.step()
     sched.step()
     assert sched.last_epoch == 2 and opt.param_groups[0]["lr"] == pytest.approx(warmup_cosine_factor(2, 2, 10, 0.0))
+
+
+def _warns_each_iteration() -> None:
+    """A transform or a model call that warns at every iteration."""
+    import warnings
+
+    warnings.warn("deprecated at every iteration", UserWarning, stacklevel=1)
+
+
+def test_a_warning_raised_at_every_iteration_is_not_shown_again_at_every_schedule_step() -> None:
+    """The schedule's step filtered PyTorch's warning inside ``catch_warnings`` at every step, which resets the record
+    of warnings already shown: a warning Python shows once per place was shown at every iteration."""
+    import warnings
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = WarmupCosineLR(opt, total_steps=100, warmup_steps=2)
+    shown = []
+    with warnings.catch_warnings():  # restores showwarning too
+        warnings.simplefilter("default")  # Python's own for UserWarning: once per place
+        warnings.showwarning = lambda message, *args, **kwargs: shown.append(str(message))
+        for _ in range(6):
+            _warns_each_iteration()
+            opt.step()
+            sched.step()
+    # the first step's filter may show it once more; never once per step
+    assert 1 <= shown.count("deprecated at every iteration") <= 2, shown

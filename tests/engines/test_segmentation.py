@@ -524,3 +524,33 @@ def test_a_mask_of_a_file_of_several_frames_names_the_frame_it_is_of(tmp_path, c
     if kind == "sweep_from_slice_3":  # the mask is slice 3's, and the log says so
         np.testing.assert_array_equal(cv2.imread(entry["mask"], cv2.IMREAD_UNCHANGED), truth)
         assert f"{path}: holds 5 frames; the output is of frame 3, the volume's first slice with content" in caplog.text
+
+
+def test_a_header_read_failing_for_the_stored_grid_fails_that_file_not_the_batch(tmp_path, monkeypatch) -> None:
+    """The stored grid is read again from the file's header after its pixels: where that read fails (the file
+    replaced since), that file is an error of the batch, and the batch goes on (it stopped there)."""
+    import warnings
+
+    import monai_ext.io.images as images
+    from monai_ext.io.errors import UnreadableImageError
+    from monai_ext.transforms.loading import LoadUltrasoundImaged
+
+    first, second = tmp_path / "first.dcm", tmp_path / "second.dcm"
+    _non_square_dicom(first, [2, 1])
+    truth = _non_square_dicom(second, [2, 1])
+    header = images.read_dicom_header
+
+    def failing_for_the_first(path):
+        if Path(path).name == "first.dcm":
+            raise UnreadableImageError(f"{path}: not a DICOM file")
+        return header(path)
+
+    monkeypatch.setattr(images, "read_dicom_header", failing_for_the_first)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the reader's note that the frames are resampled
+        result = predict_mask_files(Threshold(), [str(first), str(second)], LoadUltrasoundImaged("image"),
+                                    lambda item: {"image": item["image"] - 0.5}, ["background", "lesion"], "cpu",
+                                    tmp_path / "out", "fp32")
+    assert list(result["masks"]) == [str(second)]
+    assert "not a DICOM file" in str(result["errors"])
+    np.testing.assert_array_equal(cv2.imread(result["masks"][str(second)]["mask"], cv2.IMREAD_UNCHANGED), truth)

@@ -224,3 +224,20 @@ def test_monai_label_environment_resamples_alike(label_python, tmp_path) -> None
         warnings.simplefilter("ignore")
         main = read_image(path)
     assert json.loads(result.stdout) == [[80, 60], [4, 12, 28, 36], float(main.pixels.astype(float).sum())]
+
+
+def test_an_ultrasound_images_regions_outrank_a_placeholder_pixel_spacing(tmp_path) -> None:
+    """Converters write PixelSpacing 1\\1 into ultrasound files, where the regions' deltas are the calibration: the
+    placeholder outranked them and the frames were kept stretched. Attributes that agree within the square tolerance
+    are not said to disagree."""
+    frames = scene()
+    path = with_attributes(write_dicom_frames(frames, tmp_path / "us.dcm"), PixelSpacing=[1, 1],
+                           SequenceOfUltrasoundRegions=[ultrasound_region(0.02, 0.01)])
+    got, _, caught = read_quietly(path)
+    np.testing.assert_allclose(np.stack(got), reference(frames, 80, 60), atol=1)
+    assert any("ultrasound region PhysicalDeltaY\\X 0.02\\0.01 and PixelSpacing 1.0\\1.0 disagree" in m for m in caught)
+    near = with_attributes(write_dicom_frames(frames, tmp_path / "near.dcm"), PixelSpacing=[0.1, 0.1],
+                           SequenceOfUltrasoundRegions=[ultrasound_region(0.01015, 0.01)])
+    got, _, caught = read_quietly(near)
+    np.testing.assert_array_equal(np.stack(got), frames)
+    assert caught == []

@@ -176,3 +176,22 @@ def test_a_relative_venv_is_taken_from_where_the_command_ran(tmp_path) -> None:
                             timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(venv / "bin" / "python")
+
+
+def test_a_lock_refused_as_on_a_network_file_system_is_warned_of_and_the_script_goes_on(tmp_path) -> None:
+    """NFS and SMB emulate flock with a byte-range lock, which needs the file open for writing: on .venv, a folder
+    open for reading, flock failed with "Bad file descriptor" and, under set -e, ended every run of every script."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    files = " ".join(f'"{REPO / name}"' for name in ("requirements.txt", "requirements-dev.txt", "pyproject.toml",
+                                                     "setup.py"))
+    (venv / ".monai_ext_installed").write_text(subprocess.run(["bash", "-c", f"cat {files} | sha256sum"],
+                                                              capture_output=True, text=True, check=True).stdout)
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    (stubs / "flock").write_text('#!/bin/sh\necho "flock: $1: Bad file descriptor" >&2\nexit 1\n')
+    (stubs / "flock").chmod(0o755)
+    result = run_sourced("ensure_venv; echo ready", VENV=str(venv), PATH=f"{stubs}:/usr/bin:/bin")
+    assert result.returncode == 0 and result.stdout.strip() == "ready", result.stdout + result.stderr
+    assert result.stderr == (f"[setup] warning: could not lock {venv} (a network file system?): two first runs at "
+                             "once would both install\n")
