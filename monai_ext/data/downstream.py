@@ -606,11 +606,15 @@ def _refuse_images_listed_twice(entries: list[dict[str, Any]], items: list[Item]
 
 def _same_file(path: str) -> Any:
     """What tells files apart: device and inode where the file exists (on a case-insensitive disk ``case_001.jpg``
-    and ``case_001.JPG`` are one file under two spellings), else the real path."""
+    and ``case_001.JPG`` are one file under two spellings), else the real path (in the system's case: Windows'
+    ``normcase``). A filesystem without inode numbers gives 0 for every file (Python's ``st_ino``: "if non-zero";
+    FAT, some network shares): every image was then one file listed many times."""
     try:
         stat = os.stat(path)
     except OSError:
         return os.path.realpath(path)
+    if stat.st_ino == 0:
+        return os.path.normcase(os.path.realpath(path))
     return stat.st_dev, stat.st_ino
 
 

@@ -183,7 +183,26 @@ def _entries_in_any_case(folder: Path, name: str, kind: Callable[[Path], bool]) 
     """The entries of ``folder`` of ``kind`` (``Path.is_file``, ``Path.is_dir``) named ``name`` in any case or
     Unicode form."""
     wanted = unicodedata.normalize("NFC", name).casefold()
-    return [p for p in folder.iterdir() if unicodedata.normalize("NFC", p.name).casefold() == wanted and kind(p)]
+    known = _FOLDER_INDEX.get(str(folder))
+    if known is not None and (found := [p for p in known.get(wanted, ()) if kind(p)]):
+        return found  # a listing of before, checked: an entry gone or renamed since is no longer of its kind
+    if len(_FOLDER_INDEX) >= 16:
+        _FOLDER_INDEX.clear()
+    _FOLDER_INDEX[str(folder)] = index = _folder_index(folder)
+    return [p for p in index.get(wanted, ()) if kind(p)]
+
+
+#: Folders listed by :func:`_entries_in_any_case`, by path: a sheet of N names in another case than the disk's listed
+#: the folder once per row, N^2 in all (25 s for 4000 rows). A name not found in a listing is looked for in a new one.
+_FOLDER_INDEX: dict[str, dict[str, tuple[Path, ...]]] = {}
+
+
+def _folder_index(folder: Path) -> dict[str, tuple[Path, ...]]:
+    """``folder``'s entries by their NFC case-folded name."""
+    index: dict[str, list[Path]] = {}
+    for entry in folder.iterdir():
+        index.setdefault(unicodedata.normalize("NFC", entry.name).casefold(), []).append(entry)
+    return {key: tuple(entries) for key, entries in index.items()}
 
 
 def count_by_suffix(paths: Sequence[Path]) -> dict[str, int]:

@@ -31,7 +31,7 @@ from monai_ext.io.dicom import (
 )
 from monai_ext.io.display import to_gray_uint8
 from monai_ext.io.errors import SkippedSource, UnreadableImageError, one_line
-from monai_ext.io.images import ALL_SUFFIXES, iter_picture_frames, source_kind
+from monai_ext.io.images import ALL_SUFFIXES, iter_picture_frames, kind_by_content, source_kind
 from monai_ext.io.video import iter_video_frames
 from monai_ext.io.volumes import iter_volume_frames
 
@@ -92,7 +92,7 @@ def iter_frames(path: str | os.PathLike, options: FrameOptions = FrameOptions())
         raise UnreadableImageError(f"{path}: cannot open (missing, a broken link or not a file)")
     if path.stat().st_size == 0:
         raise UnreadableImageError(f"{path}: empty file (0 bytes)")
-    kind = source_kind(path)
+    kind = kind_by_content(path)  # a picture named .dcm, a DICOM named .png: read as what they are, as the loaders do
     readers = {"image": _image_frames, "dicom": _dicom_frames, "nifti": _volume_frames, "itk": _volume_frames,
                "video": _video_frames}
     if kind is None:

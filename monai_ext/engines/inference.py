@@ -249,8 +249,8 @@ def make_output_folders(*folders: Path) -> None:
 
 
 #: Files between two writes of the results file while a batch runs, at least. A run killed outright (SIGKILL, a
-#: lost machine) loses the results of the files since its last write: fewer than SAVE_EVERY at first, then fewer
-#: than :data:`SAVE_GROWTH` of those done or about :data:`SAVE_SECONDS` of work, whichever is fewer. An exception,
+#: lost machine) loses the results of the files since its last write: fewer than SAVE_EVERY, then fewer than
+#: :data:`SAVE_GROWTH` of those done, and in any case about :data:`SAVE_SECONDS` of work at most. An exception,
 #: Ctrl-C, SIGTERM or SIGHUP loses none.
 SAVE_EVERY = 50
 #: Each write holds every result so far (and :data:`PENDING_KEY`'s whole list), so a write every SAVE_EVERY files
@@ -258,8 +258,8 @@ SAVE_EVERY = 50
 #: write holds at least this fraction more than the last): O(log N) writes, of about 1 / SAVE_GROWTH times the
 #: final file's size in all.
 SAVE_GROWTH = 0.1
-#: Seconds after which the file is rewritten however little it grew (a slow run, Grad-CAM on a CPU, would lose up to
-#: SAVE_GROWTH of a long run), or after :data:`SAVE_COST_RATIO` times the last write's duration where that is
+#: Seconds after which the file is rewritten however little it grew, by one file or more (a slow run, Grad-CAM on a
+#: CPU, would lose up to SAVE_GROWTH of a long run, or SAVE_EVERY files of minutes each), or after :data:`SAVE_COST_RATIO` times the last write's duration where that is
 #: longer, so that these writes take at most 1 / SAVE_COST_RATIO of the run whatever its size.
 SAVE_SECONDS = 60.0
 SAVE_COST_RATIO = 20.0
@@ -270,9 +270,12 @@ def save_due(done: int, saved: int, seconds_since: float, write_seconds: float, 
     is due to be rewritten now that ``done`` are (see :data:`SAVE_EVERY`, :data:`SAVE_GROWTH`,
     :data:`SAVE_SECONDS`)."""
     gap = done - saved
-    if gap < save_every:
+    if gap < 1:
         return False
-    return gap >= SAVE_GROWTH * saved or seconds_since >= max(SAVE_SECONDS, SAVE_COST_RATIO * write_seconds)
+    # the time bound first: at six seconds a file (Grad-CAM on a CPU) SAVE_EVERY files were five minutes of work
+    if seconds_since >= max(SAVE_SECONDS, SAVE_COST_RATIO * write_seconds):
+        return True
+    return gap >= save_every and gap >= SAVE_GROWTH * saved
 
 
 @contextmanager

@@ -11,6 +11,8 @@ import re
 import warnings
 from collections.abc import Iterator, Sequence
 
+from monai_ext.io.once import every_time
+
 #: Errors that mean "the command line asks for something impossible" (validation raises these naming the value):
 #: reported as one line with exit code 2. Set MONAI_EXT_TRACEBACK=1 to see the traceback instead.
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, FileExistsError, PermissionError)
@@ -133,7 +135,8 @@ def collected_reader_warnings(loggers: Sequence[str] = ("pydicom",)) -> Iterator
         logger.addHandler(handler)
         logger.propagate = False  # otherwise Python's last-resort handler prints them too
     try:
-        with warnings.catch_warnings(record=True) as caught:
+        # every note, also one said before in this job: these are kept under the file's name, not shown
+        with warnings.catch_warnings(record=True) as caught, every_time():
             warnings.simplefilter("always")
             try:
                 yield messages

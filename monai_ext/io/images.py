@@ -57,6 +57,7 @@ __all__ = [
     "is_dicom_by_content",
     "is_single_image",
     "iter_picture_frames",
+    "kind_by_content",
     "matches_suffixes",
     "picture_frame_count",
     "picture_orientation",
@@ -65,8 +66,11 @@ __all__ = [
     "pil_orientation",
     "read_image",
     "read_picture",
+    "resample_labels",
+    "resampled_grid",
     "source_kind",
     "stored_shape",
+    "to_stored_grid",
     "undo_orientation",
     "unique_output_stems",
 ]
@@ -665,18 +669,26 @@ def _picture_under_dicom_name(path: Path) -> str | None:
     return picture if picture is not None and not has_dicom_preamble(path) else None
 
 
-def _decode_first(path: Path, count_frames: bool, colour: bool = False) -> DisplayImage:
+def kind_by_content(path: str | os.PathLike) -> str | None:
+    """:func:`source_kind` of ``path``, corrected by its content with a warning naming the file: a DICOM file under a
+    picture's name (b"DICM" at byte 128: a DICOM export named .png or .jpg, where PIL's "cannot identify image file"
+    said nothing of it) is "dicom", and a picture under a DICOM name (its first bytes a PNG's, a JPEG's...: pydicom's
+    "no pixel data" said nothing of what it is) is "image". The single-image loader and the corpus read by it."""
+    path = Path(path)
     kind = source_kind(path)
     if kind in ("image", None) and has_dicom_preamble(path):
-        # a DICOM export named .png or .jpg (PIL's "cannot identify image file" would say nothing of it)
         warnings.warn(f"{path}: a DICOM file (b'DICM' at byte 128) under a picture's name; read as DICOM",
-                      UserWarning, stacklevel=2)
-        kind = "dicom"
-    elif kind == "dicom" and (picture := _picture_under_dicom_name(path)):
-        # the other way round: pydicom's "no pixel data" said nothing of what the file is
+                      UserWarning, stacklevel=3)
+        return "dicom"
+    if kind == "dicom" and (picture := _picture_under_dicom_name(path)):
         warnings.warn(f"{path}: a {picture} picture under a DICOM name (no b'DICM' at byte 128); read as a picture",
-                      UserWarning, stacklevel=2)
-        kind = "image"
+                      UserWarning, stacklevel=3)
+        return "image"
+    return kind
+
+
+def _decode_first(path: Path, count_frames: bool, colour: bool = False) -> DisplayImage:
+    kind = kind_by_content(path)
     if kind == "dicom":
         ds = read_dicom(path)  # NumberOfFrames made to say what the pixel data holds
         return DisplayImage(first_dicom_frame(ds, str(path)), ultrasound_region_box(ds), frame_count(ds))

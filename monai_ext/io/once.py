@@ -15,19 +15,24 @@ from __future__ import annotations
 
 import hashlib
 import mmap
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-__all__ = ["first_time"]
+__all__ = ["every_time", "first_time"]
 
 #: Bits of the memory (512 KB). A note sets two bits, chosen by its hash: after 100 000 distinct notes about 0.2 % of
 #: new ones find both set already and go unsaid; earlier, far fewer.
 _BITS = 1 << 22
 _SEEN = mmap.mmap(-1, _BITS // 8)
+#: How deep in :func:`every_time` blocks this process is.
+_EVERY_TIME = [0]
 
 
 def first_time(note: str) -> bool:
     """Whether ``note`` (a message naming its file) is said for the first time in this job, remembering it.
 
-    Two processes asking at the same instant may both be told yes: the note is then said twice, never lost.
+    Two processes asking at the same instant may both be told yes: the note is then said twice, never lost. Inside
+    :func:`every_time`, always yes.
     """
     digest = hashlib.blake2b(note.encode("utf-8", "surrogateescape"), digest_size=8).digest()
     new = False
@@ -36,4 +41,16 @@ def first_time(note: str) -> bool:
         if not _SEEN[byte] >> bit & 1:
             _SEEN[byte] |= 1 << bit
             new = True
-    return new
+    return new or _EVERY_TIME[0] > 0
+
+
+@contextmanager
+def every_time() -> Iterator[None]:
+    """Within the block, every note is said (and remembered): for a caller that collects a file's notes to keep them
+    under its name (a corpus chunk's record, :func:`~monai_ext.io.errors.collected_reader_warnings`), which a note
+    said before in the job (an earlier ingestion in this process) left empty."""
+    _EVERY_TIME[0] += 1
+    try:
+        yield
+    finally:
+        _EVERY_TIME[0] -= 1

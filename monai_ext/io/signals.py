@@ -131,7 +131,7 @@ def stop_of_a_worker_death(error: BaseException) -> BaseException:
     its own signal, and the stopped training ended as a failure (a FAILED MLflow run, a traceback, exit status 1).
     The worker's death is the same stop: the main process's own signal, on its way, is then ignored as a second one.
     """
-    found = _WORKER_KILLED.search(str(error)) if isinstance(error, RuntimeError) else None
+    found = _worker_killed_by(error)
     if found is None or threading.current_thread() is not threading.main_thread():
         return error
     number = signal.SIGTERM if found.group(1) == "Terminated" else signal.SIGHUP
@@ -141,6 +141,21 @@ def stop_of_a_worker_death(error: BaseException) -> BaseException:
     stop = StopSignal(number)
     stop.__cause__ = error
     return stop
+
+
+def _worker_killed_by(error: BaseException) -> re.Match[str] | None:
+    """:data:`_WORKER_KILLED`'s match in ``error`` or the errors it was raised from. The main process waiting on
+    the workers' queue (a training bound by its data) gets the death as PyTorch's "DataLoader worker (pid(s) N)
+    exited unexpectedly", raised from the signal's message: only a death met elsewhere is that message itself."""
+    seen: set[int] = set()
+    # a RuntimeError's chain only: a stop already made of the death (ignite handles an iteration's error twice, the
+    # second time as what the first handlers raised) is that stop
+    while isinstance(error, RuntimeError) and id(error) not in seen:
+        seen.add(id(error))
+        if found := _WORKER_KILLED.search(str(error)):
+            return found
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def _in_data_loader_worker() -> bool:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -1396,3 +1398,20 @@ def test_folder_protocol_warns_of_a_study_folder_name_under_two_classes(tmp_path
     named = ", ".join(f"benign/{s}/ and malignant/{s}/" for s in shared)
     assert f"{len(shared)} study folder name(s) are under several class folders ({named})" in caplog.text
     assert "'patient' column" in caplog.text
+
+
+def test_gist_on_a_filesystem_without_inode_numbers(tmp_path, monkeypatch) -> None:
+    """FAT or a network share gives st_ino 0 for every file: the images are still told apart (by their path), not all
+    refused as one image listed many times."""
+    make_gist(tmp_path / "g")
+    real_stat = os.stat
+
+    class NoInode:
+        def __init__(self, result: os.stat_result) -> None:
+            self._result = result
+
+        def __getattr__(self, name: str) -> Any:
+            return 0 if name == "st_ino" else getattr(self._result, name)
+
+    monkeypatch.setattr(ds.os, "stat", lambda path, *args, **kwargs: NoInode(real_stat(path, *args, **kwargs)))
+    assert len(ds.gist514_protocol(tmp_path / "g").splits) == 5

@@ -275,3 +275,21 @@ def test_a_colour_cine_loop_keeps_every_strided_frame_in_colour(tmp_path, stride
     read = list(iter_frames(write_colour_avi(tmp_path / "loop.avi", frames), FrameOptions(frame_stride=stride)))
     assert [frame.index for frame in read] == kept
     np.testing.assert_array_equal(np.stack([frame.pixels for frame in read]), frames[kept])
+
+
+@pytest.mark.parametrize("written_as, named", [("png", "scan.dcm"), ("dicom", "scan.png")])
+def test_a_file_under_another_formats_name_is_read_as_what_it_is(tmp_path, written_as: str, named: str) -> None:
+    """A picture named .dcm (and a DICOM named .png) was refused by prepare-corpus, which chose the reader by the
+    name, while the bundles' loaders read it as what it is: the corpus left out files the bundles train on."""
+    pixels = us_image(64, 7)
+    path = tmp_path / named
+    if written_as == "png":
+        path.write_bytes(cv2.imencode(".png", pixels)[1].tobytes())
+    else:
+        write_dicom_frames(pixels[None], path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        frames = list(iter_frames(path))
+    assert len(frames) == 1 and frames[0].pixels.shape[:2] == (64, 64)
+    np.testing.assert_array_equal(frames[0].pixels if frames[0].pixels.ndim == 2 else frames[0].pixels[..., 0], pixels)
+    assert any("under a" in str(w.message) and str(path) in str(w.message) for w in caught)

@@ -176,6 +176,32 @@ def test_a_data_loader_worker_killed_by_a_job_wide_stop_is_that_stop(signal_name
     assert isinstance(stopped.value.__cause__, RuntimeError) and signal.getsignal(number) is signal.SIG_DFL
 
 
+def test_a_data_loader_worker_killed_while_the_main_process_waits_on_it_is_that_stop() -> None:
+    """The main process waiting on the workers' queue (a training bound by its data) gets PyTorch's "DataLoader worker
+    (pid(s) N) exited unexpectedly", raised from the SIGCHLD handler's "is killed by signal: Terminated": the same
+    stop, not a failure."""
+    import signal
+
+    from ignite.engine import Events
+
+    from monai_ext.io.signals import StopSignal
+    from tests.engines.test_nonfinite_guard import FINITE, run
+
+    _, trainer = run([FINITE, FINITE, FINITE], max_nonfinite_steps=1)
+
+    def worker_killed(_) -> None:  # torch.utils.data.dataloader._try_get_data's re-raise
+        try:
+            raise RuntimeError("DataLoader worker (pid 4242) is killed by signal: Terminated. ")
+        except RuntimeError as e:
+            raise RuntimeError("DataLoader worker (pid(s) 4242) exited unexpectedly") from e
+
+    trainer.add_event_handler(Events.ITERATION_COMPLETED(once=1), worker_killed)
+    with pytest.raises(StopSignal) as stopped:
+        trainer.run()
+    assert stopped.value.code == 128 + signal.SIGTERM
+    assert "exited unexpectedly" in str(stopped.value.__cause__)
+
+
 def test_a_data_loader_worker_killed_otherwise_is_the_error_it_is() -> None:
     """A worker killed by SIGKILL (the out-of-memory killer) or exiting stays an error: no stop stands behind it."""
     from ignite.engine import Events

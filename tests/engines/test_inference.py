@@ -212,7 +212,9 @@ def test_a_slow_run_is_written_at_least_every_save_seconds(tmp_path, monkeypatch
 
 
 @pytest.mark.parametrize("done, saved, seconds_since, write_seconds, due", [
-    (5049, 5000, 3600.0, 0.1, False),  # fewer than SAVE_EVERY files since the last write: never
+    (5049, 5000, 3600.0, 0.1, True),  # an hour since: written, however few files (at 6 s a file, 50 took 5 min)
+    (5001, 5000, 59.0, 0.1, False),  # one file, not a minute since
+    (5000, 5000, 3600.0, 0.1, False),  # nothing new to write
     (5050, 5000, 59.0, 0.1, False),  # 50 of 5000 is less than 10 %, and not a minute since
     (5500, 5000, 0.0, 0.1, True),  # 10 % more
     (5050, 5000, 60.0, 0.1, True),  # a minute since

@@ -64,3 +64,23 @@ def test_a_dicoms_resampling_note_is_said_once_over_epochs_of_workers(tmp_path, 
     loader = torch.utils.data.DataLoader(_NonSquareDicoms(str(path)), batch_size=None, num_workers=workers,
                                          **({"multiprocessing_context": "fork"} if workers else {}))
     assert sum(sum(loader) for _ in range(3)) == 1  # three epochs, two reads each
+
+
+def test_a_file_s_notes_are_collected_though_said_before_in_the_job(tmp_path) -> None:
+    """A corpus chunk keeps its files' notes under their names (collected_reader_warnings): an ingestion earlier in
+    the process (a second prepare_corpus, a notebook) had said them, and the second chunk recorded none."""
+    from PIL import Image
+
+    from monai_ext.io.errors import collected_reader_warnings
+    from monai_ext.io.images import read_image
+
+    path = tmp_path / f"{uuid.uuid4()}.png"
+    Image.fromarray(np.full((8, 8), 4000, np.uint16)).save(path)  # 12-bit data in a 16-bit picture
+    for _ in range(2):
+        with collected_reader_warnings() as notes:
+            read_image(path)
+        assert len(notes) == 1 and "16-bit" in notes[0]
+    with warnings.catch_warnings(record=True) as shown:  # outside a collection: said once, as before
+        warnings.simplefilter("always")
+        read_image(path)
+    assert not shown
