@@ -6,6 +6,7 @@ import hashlib
 import logging
 import os
 import re
+import time
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -158,13 +159,19 @@ def file_in_any_case(path: Path) -> Path:
     missing-file error."""
     if path.is_file():
         return path
-    twin = unicode_twin(path)  # also finds a folder along the path spelled in another form
-    if twin is not None and twin.is_file():
-        return twin
+    if not path.parent.is_dir():  # a folder along the path spelled in another form (the name itself is below)
+        twin = unicode_twin(path)
+        if twin is not None and twin.is_file():
+            return twin
     folder = folder_in_any_case(path.parent)
     if not folder.is_dir():
         return path
+    # the folder's one listing (unicode_twin listed it again for every row: N^2 over a sheet of N rows); of twins
+    # that differ in case, the one in the list's case but another Unicode form, as unicode_twin chose it
     found = _entries_in_any_case(folder, path.name, Path.is_file)
+    if len(found) > 1:
+        wanted = unicodedata.normalize("NFC", path.name)
+        found = [p for p in found if unicodedata.normalize("NFC", p.name) == wanted] or found
     return found[0] if len(found) == 1 else path
 
 
@@ -183,18 +190,26 @@ def _entries_in_any_case(folder: Path, name: str, kind: Callable[[Path], bool]) 
     """The entries of ``folder`` of ``kind`` (``Path.is_file``, ``Path.is_dir``) named ``name`` in any case or
     Unicode form."""
     wanted = unicodedata.normalize("NFC", name).casefold()
+    stamp = folder.stat().st_mtime_ns  # changed by an entry added, removed or renamed since the listing
     known = _FOLDER_INDEX.get(str(folder))
-    if known is not None and (found := [p for p in known.get(wanted, ()) if kind(p)]):
-        return found  # a listing of before, checked: an entry gone or renamed since is no longer of its kind
-    if len(_FOLDER_INDEX) >= 16:
-        _FOLDER_INDEX.clear()
-    _FOLDER_INDEX[str(folder)] = index = _folder_index(folder)
-    return [p for p in index.get(wanted, ()) if kind(p)]
+    # a listing made within a clock tick of the folder's last change (2 s: FAT's tick; ext4's is milliseconds) may
+    # miss a change made in the same tick, which leaves the stamp as it was: such a listing is not kept
+    if known is None or known[0] != stamp or known[1] - stamp < _TRUSTED_AFTER_NS:
+        if len(_FOLDER_INDEX) >= 16:
+            _FOLDER_INDEX.clear()
+        known = _FOLDER_INDEX[str(folder)] = stamp, time.time_ns(), _folder_index(folder)
+    # checked all the same: an entry replaced by one of another kind keeps the folder's stamp
+    return [p for p in known[2].get(wanted, ()) if kind(p)]
 
 
-#: Folders listed by :func:`_entries_in_any_case`, by path: a sheet of N names in another case than the disk's listed
-#: the folder once per row, N^2 in all (25 s for 4000 rows). A name not found in a listing is looked for in a new one.
-_FOLDER_INDEX: dict[str, dict[str, tuple[Path, ...]]] = {}
+#: How long after a folder's last change a listing of it is kept (:func:`_entries_in_any_case`), in ns.
+_TRUSTED_AFTER_NS = 2_000_000_000
+
+
+#: Folders listed by :func:`_entries_in_any_case`, by path, with their modification time then: a sheet of N names in
+#: another case than the disk's listed the folder once per row, N^2 in all (25 s for 4000 rows). A folder changed
+#: since (a new twin that makes a name ambiguous, a file renamed) is listed again.
+_FOLDER_INDEX: dict[str, tuple[int, int, dict[str, tuple[Path, ...]]]] = {}
 
 
 def _folder_index(folder: Path) -> dict[str, tuple[Path, ...]]:

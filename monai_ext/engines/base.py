@@ -195,6 +195,12 @@ class ShardSafeEvaluatorMixin:
         finally:
             self.network = wrapper  # training, checkpoints and later runs see the network they were given
 
+    def _handle_exception(self, e: BaseException) -> None:
+        """ignite's, with a DataLoader worker's death of a job-wide SIGTERM taken for the stop it stands for, as the
+        trainer takes it (:meth:`RobustStepTrainer._handle_exception`): validation inside a training meets it too,
+        and its handlers (the validator's MLflow handler) took it for a failure."""
+        super()._handle_exception(stop_of_a_worker_death(e))  # type: ignore[misc]
+
     def _run_shard(self, global_epoch: int) -> None:
         """MONAI's run, or for an empty shard in a process group its events without iterations."""
         if self.state.epoch_length != 0 or not is_distributed():
@@ -267,7 +273,9 @@ class RobustStepTrainer(SupervisedTrainer):
         epoch (:meth:`monai_ext.handlers.checkpointing.TrainingCheckpointer.stopped`) and the MLflow run ends KILLED
         rather than RUNNING for ever. The run then ends with one line on stderr (rank 0), naming the signal and
         what a resume continues from, and exit status 128 + signal, without a traceback (ignite's and MONAI's
-        lines for it are filtered: the stop is expected, not a fault)."""
+        lines for it are filtered: the stop is expected, not a fault; a DataLoader worker's death taken for the
+        stop, :func:`~monai_ext.io.signals.stop_of_a_worker_death`, keeps ignite's ERROR line before it, which cannot
+        be told from an out-of-memory kill's)."""
         if not any(isinstance(f, StopSignalLogFilter) for f in self.logger.filters):
             self.logger.addFilter(StopSignalLogFilter())
         reraise_last(self)  # handlers attached after the checkpointer's (MLflow's) would otherwise follow it

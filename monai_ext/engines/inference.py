@@ -250,13 +250,14 @@ def make_output_folders(*folders: Path) -> None:
 
 #: Files between two writes of the results file while a batch runs, at least. A run killed outright (SIGKILL, a
 #: lost machine) loses the results of the files since its last write: fewer than SAVE_EVERY, then fewer than
-#: :data:`SAVE_GROWTH` of those done, and in any case about :data:`SAVE_SECONDS` of work at most. An exception,
+#: :data:`SAVE_GROWTH` of those done, and in any case about :data:`SAVE_SECONDS` of work at most (or
+#: :data:`SAVE_COST_RATIO` times a slow write's duration). An exception,
 #: Ctrl-C, SIGTERM or SIGHUP loses none.
 SAVE_EVERY = 50
 #: Each write holds every result so far (and :data:`PENDING_KEY`'s whole list), so a write every SAVE_EVERY files
 #: made the writing quadratic: 40 GB in 2,000 writes for 10^5 images. The gap grows with the results instead (a
-#: write holds at least this fraction more than the last): O(log N) writes, of about 1 / SAVE_GROWTH times the
-#: final file's size in all.
+#: write holds at least this fraction more than the last): O(log N) writes, of about twice 1 / SAVE_GROWTH times the
+#: final file's size in all (the pending outputs' whole list is in each, and the first gaps are SAVE_EVERY files).
 SAVE_GROWTH = 0.1
 #: Seconds after which the file is rewritten however little it grew, by one file or more (a slow run, Grad-CAM on a
 #: CPU, would lose up to SAVE_GROWTH of a long run, or SAVE_EVERY files of minutes each), or after :data:`SAVE_COST_RATIO` times the last write's duration where that is

@@ -406,12 +406,15 @@ def test_names_in_another_case_are_found_with_one_listing_of_their_folder(tmp_pa
     """A sheet naming N files in another case than the disk's listed their folder once per row (N^2: 25 s for 4000
     rows); one listing serves them all, and a file renamed since is still found (a new listing where the old one
     fails)."""
+    import os
     from pathlib import Path
 
     from monai_ext.data.folders import file_in_any_case
 
     for i in range(40):
         (tmp_path / f"case_{i}.png").write_bytes(b"x")
+    changed = tmp_path.stat().st_mtime_ns - 10**10  # ten seconds ago: a listing made now is kept
+    os.utime(tmp_path, ns=(changed, changed))
     listings = []
     real = Path.iterdir
     monkeypatch.setattr(Path, "iterdir", lambda self: listings.append(self) or real(self))
@@ -419,3 +422,44 @@ def test_names_in_another_case_are_found_with_one_listing_of_their_folder(tmp_pa
     assert len(listings) == 1
     (tmp_path / "case_0.png").rename(tmp_path / "CASE_0.Png")
     assert file_in_any_case(tmp_path / "case_0.PNG") == tmp_path / "CASE_0.Png"
+
+
+def test_names_in_another_case_cost_one_listing_however_they_are_listed(tmp_path, monkeypatch) -> None:
+    """unicode_twin (os.listdir) listed the folder for every row as well, and a missing name listed it again each
+    time: N^2 still. A folder changed since its listing is listed again: a twin made since makes the name ambiguous."""
+    import os
+    from pathlib import Path
+
+    from monai_ext.data.folders import file_in_any_case
+
+    for i in range(40):
+        (tmp_path / f"case_{i}.png").write_bytes(b"x")
+    changed = tmp_path.stat().st_mtime_ns - 10**10  # ten seconds ago: a listing made now is kept
+    os.utime(tmp_path, ns=(changed, changed))
+    listings = []
+    real_iterdir, real_listdir = Path.iterdir, os.listdir
+    monkeypatch.setattr(Path, "iterdir", lambda self: listings.append(self) or real_iterdir(self))
+    monkeypatch.setattr(os, "listdir", lambda path=".": listings.append(Path(path)) or real_listdir(path))
+    assert file_in_any_case(tmp_path / "case_0.PNG") == tmp_path / "case_0.png"
+    first = listings.count(tmp_path)  # one listing (Path.iterdir may go through os.listdir)
+    assert all(file_in_any_case(tmp_path / f"case_{i}.PNG") == tmp_path / f"case_{i}.png" for i in range(40))
+    assert all(file_in_any_case(tmp_path / f"gone_{i}.png") == tmp_path / f"gone_{i}.png" for i in range(40))
+    assert 0 < first <= 2 and listings.count(tmp_path) == first
+    (tmp_path / "CASE_1.PNG").write_bytes(b"y")
+    os.utime(tmp_path, ns=(0, tmp_path.stat().st_mtime_ns + 1))  # a clock coarser than the test: changed all the same
+    assert file_in_any_case(tmp_path / "Case_1.png") == tmp_path / "Case_1.png"  # two candidates: none chosen
+
+
+def test_a_listing_made_within_a_clock_tick_of_the_folders_change_is_not_kept(tmp_path) -> None:
+    """A file renamed in the same tick of the folder's clock as the listing (FAT's 2 s) leaves the folder's stamp as
+    it was: a kept listing would miss it. A folder changed moments before is listed again at every look."""
+    import os
+
+    from monai_ext.data.folders import file_in_any_case
+
+    (tmp_path / "scan.png").write_bytes(b"x")
+    stamp = tmp_path.stat().st_mtime_ns
+    assert file_in_any_case(tmp_path / "SCAN.PNG") == tmp_path / "scan.png"
+    (tmp_path / "scan.png").rename(tmp_path / "Scan.Png")
+    os.utime(tmp_path, ns=(stamp, stamp))  # the rename within the same tick: the stamp unchanged
+    assert file_in_any_case(tmp_path / "SCAN.PNG") == tmp_path / "Scan.Png"

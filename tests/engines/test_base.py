@@ -202,6 +202,38 @@ def test_a_data_loader_worker_killed_while_the_main_process_waits_on_it_is_that_
     assert "exited unexpectedly" in str(stopped.value.__cause__)
 
 
+def test_a_data_loader_worker_killed_during_validation_is_that_stop_for_the_validator_too() -> None:
+    """The validation of a training meets the worker's death in the evaluator, whose handlers (the validator's MLflow
+    handler, marking the shared run FAILED) ran before the trainer took it for the stop: they see the stop too."""
+    import signal
+
+    from ignite.engine import Events
+
+    from monai_ext.engines.classification import ClassificationEvaluator
+    from monai_ext.io.signals import StopSignal
+    from tests.engines.test_nonfinite_guard import FINITE, run
+
+    _, trainer = run([FINITE], max_nonfinite_steps=1)
+    evaluator = ClassificationEvaluator(
+        device=torch.device("cpu"), network=trainer.network, decollate=False,
+        val_data_loader=[{"image": torch.zeros(2, 1, 4, 4), "label": torch.tensor([0, 1])}])
+    seen = []
+
+    def handler(_, error: BaseException) -> None:
+        seen.append(type(error))
+        raise error
+
+    def worker_killed(_) -> None:
+        raise RuntimeError("DataLoader worker (pid 4242) is killed by signal: Terminated. ")
+
+    evaluator.add_event_handler(Events.EXCEPTION_RAISED, handler)
+    evaluator.add_event_handler(Events.ITERATION_COMPLETED(once=1), worker_killed)
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda _: evaluator.run(trainer.state.epoch))
+    with pytest.raises(StopSignal) as stopped:
+        trainer.run()
+    assert stopped.value.code == 128 + signal.SIGTERM and set(seen) == {StopSignal}  # ignite hands it on twice
+
+
 def test_a_data_loader_worker_killed_otherwise_is_the_error_it_is() -> None:
     """A worker killed by SIGKILL (the out-of-memory killer) or exiting stays an error: no stop stands behind it."""
     from ignite.engine import Events

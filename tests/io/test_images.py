@@ -750,6 +750,22 @@ def test_a_picture_under_a_dicom_name_is_read_as_the_picture_it_is(tmp_path, nam
     assert resampled_grid(tmp_path / name) is None and picture_orientation(tmp_path / name) == 1
 
 
+def test_a_file_under_another_formats_name_is_warned_of_once_in_the_job(tmp_path) -> None:
+    """Read at every epoch (in DataLoader workers forked anew), a picture named .dcm was warned of every time: once
+    per file in the job, as the other notes on a file; a corpus collecting its files' notes still gets it."""
+    from monai_ext.io.errors import collected_reader_warnings
+
+    Image.fromarray(GRAY).save(tmp_path / "scan.dcm", format="PNG")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            read_image(tmp_path / "scan.dcm")
+    assert len(caught) == 1
+    with collected_reader_warnings() as notes:
+        read_image(tmp_path / "scan.dcm")
+    assert len(notes) == 1 and "under a DICOM name" in notes[0]
+
+
 def test_a_non_dicom_file_under_a_dicom_name_that_is_no_picture_is_still_refused(tmp_path) -> None:
     (tmp_path / "notes.dcm").write_bytes(b"BMI 23, not a bitmap")  # starts as a BMP would
     with pytest.raises(UnreadableImageError, match="not a DICOM"):
