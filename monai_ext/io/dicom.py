@@ -36,7 +36,7 @@ from monai_ext.io.dicom_frames import (
     whole_frame_fragments,
 )
 from monai_ext.io.errors import UnreadableImageError, one_line
-from monai_ext.io.once import first_time
+from monai_ext.io.once import warn_once
 
 __all__ = ["DICOM_SUFFIXES", "dicom_display", "first_dicom_frame", "has_dicom_preamble", "has_dicom_signature",
            "iter_dicom_frames", "non_tissue_region_kinds", "read_dicom", "read_dicom_header", "square_pixel_shape",
@@ -844,13 +844,6 @@ def square_pixel_shape(ds: Any, source: str | None = None) -> tuple[int, int] | 
     return ds._square_pixel_shape
 
 
-def _say_once(message: str, category: type[Warning], stacklevel: int) -> None:
-    """``warnings.warn`` the first time ``message`` (naming its file) is given in this job
-    (:func:`~monai_ext.io.once.first_time`): a training reads each file at every epoch, in workers forked anew."""
-    if first_time(message):
-        warnings.warn(message, category, stacklevel=stacklevel + 1)
-
-
 def _square_pixel_shape(ds: Any, source: str) -> tuple[int, int] | None:
     """:func:`square_pixel_shape`, worked out, with its warnings."""
     found = _pixel_aspect(ds, source)
@@ -865,9 +858,9 @@ def _square_pixel_shape(ds: Any, source: str) -> tuple[int, int] | None:
     shape = (_rounded(rows * aspect), columns) if aspect > 1 else (rows, _rounded(columns / aspect))
     if shape == (rows, columns):
         return None
-    _say_once(f"{source}: its pixels are not square ({said}: {aspect:.4g} times as tall as wide); its frames are "
-                  f"resampled from {rows}x{columns} to {shape[0]}x{shape[1]} (rows x columns), its ultrasound "
-                  "regions with them", UserWarning, stacklevel=4)
+    warn_once(f"{source}: its pixels are not square ({said}: {aspect:.4g} times as tall as wide); its frames are "
+              f"resampled from {rows}x{columns} to {shape[0]}x{shape[1]} (rows x columns), its ultrasound "
+              "regions with them", UserWarning, stacklevel=4)
     return shape
 
 
@@ -886,10 +879,10 @@ def _pixel_aspect(ds: Any, source: str) -> tuple[str, float] | None:
     for other_said, other in others:
         both_square = max(abs(aspect - 1), abs(other - 1)) <= SQUARE_TOLERANCE  # the frames are as stored either way
         if abs(other / aspect - 1) > _ASPECT_TOLERANCE and not both_square:
-            _say_once(f"{source}: {said} and {other_said} disagree on the pixels' aspect; {said} is used",
+            warn_once(f"{source}: {said} and {other_said} disagree on the pixels' aspect; {said} is used",
                       UserWarning, stacklevel=5)
     if not 1 / MAX_PIXEL_ASPECT <= aspect <= MAX_PIXEL_ASPECT:
-        _say_once(f"{source}: {said} makes pixels {aspect:.4g} times as tall as wide, beyond "
+        warn_once(f"{source}: {said} makes pixels {aspect:.4g} times as tall as wide, beyond "
                   f"{MAX_PIXEL_ASPECT:g} either way: taken for a writer's error, the frames are kept as stored",
                   UserWarning, stacklevel=5)
         return None
@@ -903,7 +896,7 @@ def _two_positive_numbers(ds: Any, name: str, source: str) -> tuple[str, float] 
     try:
         value = ds.get(name)
     except Exception:  # noqa: BLE001 - a value pydicom cannot convert to its VR (it gives strings for most)
-        _say_once(f"{source}: {name} cannot be read as numbers; ignored", UserWarning, stacklevel=6)
+        warn_once(f"{source}: {name} cannot be read as numbers; ignored", UserWarning, stacklevel=6)
         return None
     if value in (None, ""):
         return None
@@ -911,8 +904,8 @@ def _two_positive_numbers(ds: Any, name: str, source: str) -> tuple[str, float] 
     numbers = [_positive_number(v) for v in values]
     said = f"{name} " + "\\".join(str(v) for v in values)
     if len(numbers) != 2 or None in numbers:
-        _say_once(f"{source}: {said} is not two positive numbers (row \\ column); ignored", UserWarning,
-                      stacklevel=6)
+        warn_once(f"{source}: {said} is not two positive numbers (row \\ column); ignored", UserWarning,
+                  stacklevel=6)
         return None
     return said, numbers[0] / numbers[1]
 
@@ -940,15 +933,15 @@ def _region_aspect(ds: Any, source: str) -> tuple[str, float] | None:
         deltas = [region.get(f"PhysicalDelta{axis}") for axis in ("Y", "X")]
         dy, dx = (_positive_number(delta) for delta in deltas)
         if dy is None or dx is None:
-            _say_once(f"{source}: an ultrasound region's PhysicalDeltaY\\X {deltas[0]}\\{deltas[1]} is not two "
-                          "positive numbers; ignored", UserWarning, stacklevel=6)
+            warn_once(f"{source}: an ultrasound region's PhysicalDeltaY\\X {deltas[0]}\\{deltas[1]} is not two "
+                      "positive numbers; ignored", UserWarning, stacklevel=6)
             continue
         aspects.append((f"ultrasound region PhysicalDeltaY\\X {dy:g}\\{dx:g}", dy / dx))
     if not aspects:
         return None
     if any(abs(aspect / aspects[0][1] - 1) > _ASPECT_TOLERANCE for _, aspect in aspects):
-        _say_once(f"{source}: its ultrasound regions differ in their pixels' aspect "
-                      f"({', '.join(said for said, _ in aspects)}); none is used", UserWarning, stacklevel=6)
+        warn_once(f"{source}: its ultrasound regions differ in their pixels' aspect "
+                  f"({', '.join(said for said, _ in aspects)}); none is used", UserWarning, stacklevel=6)
         return None
     return aspects[0]
 

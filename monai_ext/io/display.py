@@ -10,13 +10,11 @@ pixels and therefore agree exactly (``to_gray_uint8(p) == rint(to_gray_unit(p) *
 
 from __future__ import annotations
 
-import warnings
-
 import cv2
 import numpy as np
 
 from monai_ext.io.errors import UnreadableImageError
-from monai_ext.io.once import first_time
+from monai_ext.io.once import warn_once
 
 __all__ = ["LUMA", "WINDOW_PERCENTILES", "to_gray_uint8", "to_gray_unit", "warn_if_few_bits_used", "window_to_unit"]
 
@@ -121,15 +119,10 @@ def warn_if_few_bits_used(pixels: np.ndarray, source: str) -> None:
     if pixels.dtype != np.uint16 or pixels.size == 0:
         return
     brightest = int(pixels.max())
-    if not 0 < brightest <= TWELVE_BIT_MAX or not _first_warning("few bits", source):
+    if not 0 < brightest <= TWELVE_BIT_MAX:
         return
-    warnings.warn(f"{source}: a 16-bit picture whose values reach only {brightest} of 65535 (12 of its 16 bits used "
-                  f"at most): read as viewers display it, nearly black, and so the network sees it. If it holds 12-bit "
-                  f"data that its exporter did not scale up, scale the files (values x 16) or export 8-bit pictures; "
-                  f"a picture that is truly this dark needs nothing", UserWarning, stacklevel=2)
+    warn_once(f"{source}: a 16-bit picture whose values reach only {brightest} of 65535 (12 of its 16 bits used "
+              f"at most): read as viewers display it, nearly black, and so the network sees it. If it holds 12-bit "
+              f"data that its exporter did not scale up, scale the files (values x 16) or export 8-bit pictures; "
+              f"a picture that is truly this dark needs nothing", UserWarning, stacklevel=2)
 
-
-def _first_warning(kind: str, source: str) -> bool:
-    """Whether ``kind`` of warning is made of ``source`` for the first time in this job
-    (:func:`~monai_ext.io.once.first_time`: not again at every epoch's read, in DataLoader workers forked anew)."""
-    return first_time(f"{kind}\0{source}")

@@ -37,7 +37,7 @@ from monai_ext.io.dicom import (
 from monai_ext.io.dicom_frames import frame_count
 from monai_ext.io.display import warn_if_few_bits_used, window_to_unit
 from monai_ext.io.errors import SkippedSource, UnreadableImageError
-from monai_ext.io.once import first_time
+from monai_ext.io.once import warn_once
 from monai_ext.io.video import VIDEO_SUFFIXES, iter_video_frames, video_frame_count
 from monai_ext.io.volumes import ITK_SUFFIXES, NIFTI_SUFFIXES, read_first_volume_frame, volume_plane_count
 
@@ -678,19 +678,13 @@ def kind_by_content(path: str | os.PathLike) -> str | None:
     path = Path(path)
     kind = source_kind(path)
     if kind in ("image", None) and has_dicom_preamble(path):
-        _say_once(f"{path}: a DICOM file (b'DICM' at byte 128) under a picture's name; read as DICOM")
+        warn_once(f"{path}: a DICOM file (b'DICM' at byte 128) under a picture's name; read as DICOM", stacklevel=3)
         return "dicom"
     if kind == "dicom" and (picture := _picture_under_dicom_name(path)):
-        _say_once(f"{path}: a {picture} picture under a DICOM name (no b'DICM' at byte 128); read as a picture")
+        warn_once(f"{path}: a {picture} picture under a DICOM name (no b'DICM' at byte 128); read as a picture",
+                  stacklevel=3)  # the caller of kind_by_content's caller
         return "image"
     return kind
-
-
-def _say_once(message: str) -> None:
-    """Warn of ``message`` (naming its file) the first time in this job (:func:`~monai_ext.io.once.first_time`): a
-    training reads each file at every epoch, in DataLoader workers forked anew, and said it every time."""
-    if first_time(message):
-        warnings.warn(message, UserWarning, stacklevel=4)  # the caller of kind_by_content's caller
 
 
 def _decode_first(path: Path, count_frames: bool, colour: bool = False) -> DisplayImage:

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import mmap
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["every_time", "first_time"]
+__all__ = ["every_time", "first_time", "warn_once"]
 
 #: Bits of the memory (512 KB). A note sets two bits, chosen by its hash: after 100 000 distinct notes about 0.2 % of
 #: new ones find both set already and go unsaid; earlier, far fewer.
@@ -54,3 +55,10 @@ def every_time() -> Iterator[None]:
         yield
     finally:
         _EVERY_TIME[0] -= 1
+
+
+def warn_once(message: str, category: type[Warning] = UserWarning, stacklevel: int = 1) -> None:
+    """``warnings.warn`` (``stacklevel`` counted from the caller, as there) the first time ``message``, which names its
+    file, is given in this job (:func:`first_time`)."""
+    if first_time(message):
+        warnings.warn(message, category, stacklevel=stacklevel + 1)
