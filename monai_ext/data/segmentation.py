@@ -515,15 +515,18 @@ def synthetic_segmentation_dataset(cache_dir: str | os.PathLike, num: int = 75, 
     """Simulated screen captures with one lesion each (oval, irregular or cyst) and its ground-truth mask, written
     BUSI-style (``us_000000.png`` + ``us_000000_mask.png``, 0/255) into ``cache_dir/seg_lesions_{num}_seed{seed}``.
 
-    Generated once: the folder is complete when its ``synthetic.json`` record exists. Seeds differ from the
-    pretraining default's and from the classification benchmark's, so no image is shared with them.
+    Generated once: the folder is complete when its ``synthetic.json`` record exists, and it is reused only while
+    that record matches the simulator's settings (a folder made with other settings is generated again over itself,
+    as :func:`monai_ext.data.synthetic.generate_dataset` does). Seeds differ from the pretraining default's and from
+    the classification benchmark's, so no image is shared with them.
     """
     if num < 5:
         raise ValueError(f"num must be at least 5 (one per fold), got {num!r}")
     root = Path(cache_dir) / f"seg_lesions_{num}_seed{seed}"
     record_path = root / "synthetic.json"
     config = SimulatorConfig(screen_capture=True, lesion_scale=1.6, lesion_probability=1.0)
-    if record_path.is_file():
+    record = {"num": num, "seed": seed, "layout": "busi", "config": repr(config)}
+    if _read_record(record_path) == record:
         return root
     for i in range(num):
         frame = simulate_frame(np.random.default_rng([50_000 + seed, i]), config, "random")
@@ -533,9 +536,18 @@ def synthetic_segmentation_dataset(cache_dir: str | os.PathLike, num: int = 75, 
             if not ok:
                 raise OSError(f"could not encode {name}")
             atomic_write_bytes(root / name, encoded.tobytes())
-    record = {"num": num, "seed": seed, "layout": "busi", "config": repr(config)}
     atomic_write_bytes(record_path, json.dumps(record, indent=1).encode())
     return root
+
+
+def _read_record(path: Path) -> dict[str, Any] | None:
+    """The generation record at ``path``, or None where there is none or it cannot be read (then the set is made
+    again: a cut or hand-edited record must not stand for frames it may not describe)."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def synthetic_segmentation_protocol(cache_dir: str | os.PathLike, num: int = 75, seed: int = 0,

@@ -92,6 +92,30 @@ class SimulatorConfig:
             raise ValueError(f"doppler_probability must be in [0, 1], got {self.doppler_probability!r}")
         if self.edge_gain_db < 0:
             raise ValueError(f"edge_gain_db must be >= 0, got {self.edge_gain_db!r}")
+        # Each of these divides somewhere, and none failed: 0 gave a black field of view (NaN pixels of the PSF or
+        # of the dynamic range) or a lesion of no pixel that the metadata still reported (lesion_scale); a negative
+        # value a white field (dynamic range) or, for lesion_scale, ovals drawn as if positive but irregular lesions
+        # never (an empty mask again).
+        for name in ("pulse_period", "axial_sigma", "lateral_sigma", "lesion_scale"):
+            if not getattr(self, name) > 0:  # "not >" refuses NaN as well
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        low, high = _dynamic_range_pair(self.dynamic_range_db)
+        if not 0 < low <= high:  # a reversed pair failed in numpy as "high - low < 0", naming no option
+            raise ValueError(f"dynamic_range_db must be an increasing (low, high) pair of positive dB, got "
+                             f"{self.dynamic_range_db!r}")
+
+
+def _dynamic_range_pair(value: Any) -> tuple[float, float]:
+    """``SimulatorConfig.dynamic_range_db`` as a (low, high) pair of floats, or ``ValueError`` quoting it (as
+    :func:`monai_ext.transforms.intensity.as_pair`, which is not imported: the simulator needs no torch)."""
+    try:  # a string iterates as characters
+        pair = () if isinstance(value, (str, bytes)) else tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        pair = ()
+    if len(pair) != 2:
+        raise ValueError(f"dynamic_range_db must be a (low, high) pair of dB (equal values for a fixed range), got "
+                         f"{value!r}")
+    return pair[0], pair[1]
 
 
 @dataclass
@@ -174,6 +198,9 @@ def lesion_model(
         axes = (size * rng.uniform(0.55, 0.8), size * rng.uniform(1.1, 1.5))  # wider than tall
         mask = _ellipse_mask(shape, center, axes, rng.uniform(-0.2, 0.2))
         echo, atten = (rng.uniform(0.25, 0.45), 0.002) if style == "oval" else (0.02, 0.0)
+    if not mask.any():  # else the frame's metadata reports a lesion that neither its image nor its mask holds
+        raise ValueError(f"the {style} lesion (size {size:.3g} samples) covers no sample of the {shape!r} beam: raise "
+                         f"lesion_scale (got {scale!r}) or beam_shape")
     params = {"style": style, "center": [float(c) for c in center], "size": float(size)}
     return mask, float(echo), float(atten), params
 
@@ -655,6 +682,8 @@ def synthetic_lesion_dataset(
     Returns:
         The folder (``cache_dir/lesions_{binary|multiclass}_{per_class}_seed{seed}``), generated once.
     """
+    if per_class < 1:  # else generate_dataset's check refused it as "num", an option the caller never gave
+        raise ValueError(f"per_class must be at least 1, got {per_class!r}")
     classes = LESION_CLASSES_MULTI if multiclass else LESION_CLASSES
     root = Path(cache_dir) / f"lesions_{'multiclass' if multiclass else 'binary'}_{per_class}_seed{seed}"
     config = SimulatorConfig(screen_capture=True, lesion_scale=1.6)

@@ -176,6 +176,20 @@ def check_dynamic_range(dynamic_range_db: float) -> float:
     return dynamic_range_db
 
 
+def check_channel_first(img: Any, name: str = "the image") -> None:
+    """Refuse anything but one channel-first 2-D image (C, H, W), with a ``ValueError`` quoting its shape.
+
+    The draws are shaped from ``img.shape[1:]``, so another layout did not fail but came out wrong: an (H, W) frame
+    got one speckle row repeated down the image (vertical stripes) and came back (1, H, W); a batch (N, C, H, W)
+    got its depth-gain curve drawn over the channel axis, one flat gain instead of a ramp over depth.
+    """
+    shape = tuple(int(s) for s in img.shape)
+    if len(shape) != 3:
+        raise ValueError(f"{name} must be one channel-first 2-D image (C, H, W), got shape {shape!r}: add the channel "
+                         "with EnsureChannelFirst(d), and augment a batch (N, C, H, W) one sample at a time or with "
+                         "monai_ext.transforms.gpu.UltrasoundBatchAugment")
+
+
 class _RandUltrasound(RandomizableTransform):
     """Base: (C, H, W) image (numpy or tensor), integer, or float in [0, 1] or [0, 255] (taken over its
     :func:`full_scale`) -> same type, device, dtype and range."""
@@ -186,23 +200,35 @@ class _RandUltrasound(RandomizableTransform):
         raise NotImplementedError
 
     _drawn = False  # whether randomize() has run: its draws exist
+    _drawn_shape: tuple[int, ...] = ()  # the (H, W) the draws were made for
 
     def randomize(self, spatial_shape: Sequence[int]) -> None:
         super().randomize(None)
+        self._drawn_shape = tuple(int(s) for s in spatial_shape)
         if self._do_transform:
-            self._draw(tuple(int(s) for s in spatial_shape))
+            self._draw(self._drawn_shape)
         self._drawn = True
 
     def _draw(self, spatial_shape: tuple[int, int]) -> None:
         raise NotImplementedError
 
+    def _fits(self, spatial_shape: tuple[int, ...]) -> bool:
+        """Whether the current draws apply to an image of this (H, W): any, unless they are shaped (noise, curves)."""
+        return True
+
     def __call__(self, img: Any, randomize: bool = True) -> Any:
+        check_channel_first(img)
         if randomize:
             self.randomize(img.shape[1:])
         elif not self._drawn:  # an AttributeError on a draw's private name said nothing of the cause
             raise RuntimeError("call randomize() before applying the transform with randomize=False")
         if not self._do_transform:
             return img
+        spatial = tuple(int(s) for s in img.shape[1:])
+        if not self._fits(spatial):  # torch broadcast a (1, W) image over the (H, W) noise, or failed naming no cause
+            raise ValueError(f"{type(self).__name__} drew for images of spatial shape {self._drawn_shape!r}, got an "
+                             f"image of shape {tuple(img.shape)!r}: a dict transform draws once from its first key, "
+                             "so every key must have that key's height and width")
         t = convert_to_tensor(img, track_meta=False, dtype=torch.float32)
         # the physics works on [0, 1]: integer frames (and floats in [0, 255]) are scaled there and back, not clamped
         is_float = is_float_dtype(img.dtype)
@@ -242,6 +268,9 @@ class RandSpeckle(_RandUltrasound):
             k = self.R.uniform(*self.gamma_shape)
             self._noise = torch.from_numpy(np.sqrt(self.R.gamma(k, 1.0 / k, size=size)).astype(np.float32))
 
+    def _fits(self, spatial_shape: tuple[int, ...]) -> bool:
+        return spatial_shape == self._drawn_shape  # one noise value per pixel
+
     def _apply(self, img: torch.Tensor) -> torch.Tensor:
         return apply_speckle(img, self._noise.to(img.device), self._strength, self.dynamic_range_db)
 
@@ -272,6 +301,9 @@ class RandDepthGain(_RandUltrasound):
         attenuation = torch.tensor([self.R.uniform(*self.attenuation_db)], dtype=torch.float32)
         tgc = torch.from_numpy(self.R.uniform(*self.tgc_db, size=(1, self.nodes)).astype(np.float32))
         self._curve = depth_gain_curve(attenuation, tgc, spatial_shape[0])
+
+    def _fits(self, spatial_shape: tuple[int, ...]) -> bool:
+        return spatial_shape[0] == self._drawn_shape[0]  # one gain per row: any width
 
     def _apply(self, img: torch.Tensor) -> torch.Tensor:
         return apply_depth_gain(img, self._curve.to(img.device), self.dynamic_range_db)
@@ -360,6 +392,8 @@ class _RandUltrasoundd(RandomizableTransform, MapTransform):
         first = self.first_key(d)
         if first == ():
             return d
+        for key in self.key_iterator(d):  # before the draw, which is shaped from the first key
+            check_channel_first(d[key], f"key {key!r}")
         self.transform.randomize(d[first].shape[1:])
         for key in self.key_iterator(d):
             d[key] = self.transform(d[key], randomize=False)

@@ -25,6 +25,7 @@ from monai_ext.data.segmentation import (
     kfold_splits,
     mmotu_segmentation_protocol,
     split_validation,
+    synthetic_segmentation_dataset,
     synthetic_segmentation_protocol,
 )
 from monai_ext.io.errors import UnreadableImageError
@@ -366,6 +367,28 @@ def test_simulated_set_masks_match_the_lesions(tmp_path: Path) -> None:
     # simulated lesions are hypoechoic or anechoic: darker inside the mask than in a ring around it
     ring = cv2.dilate(mask, np.ones((15, 15), np.uint8)).astype(bool) & ~mask.astype(bool)
     assert image[mask.astype(bool)].mean() < image[ring].mean()
+
+
+
+@pytest.mark.parametrize("record_text", ['{"num": 5, "seed": 0, "layout": "busi", "config": "SimulatorConfig(old)"}',
+                                         '{"num": 5, "seed"', "[]"])
+def test_simulated_set_made_with_other_settings_is_made_again(tmp_path: Path, record_text: str) -> None:
+    root = synthetic_segmentation_dataset(tmp_path, num=5)
+    record = (root / "synthetic.json").read_text()
+    original = (root / "us_000000.png").read_bytes()
+    # a folder of an older simulator (or a cut record): its frames must not be served as this simulator's
+    cv2.imwrite(str(root / "us_000000.png"), np.zeros((8, 8), np.uint8))
+    (root / "synthetic.json").write_text(record_text)
+    synthetic_segmentation_dataset(tmp_path, num=5)
+    assert (root / "us_000000.png").read_bytes() == original
+    assert (root / "synthetic.json").read_text() == record
+
+
+def test_simulated_set_of_the_same_settings_is_reused(tmp_path: Path) -> None:
+    root = synthetic_segmentation_dataset(tmp_path, num=5)
+    stamp = (root / "us_000000.png").stat().st_mtime_ns
+    assert synthetic_segmentation_dataset(tmp_path, num=5) == root
+    assert (root / "us_000000.png").stat().st_mtime_ns == stamp
 
 
 # ------------------------------------------------------------------------------------ links and DICOM without suffix

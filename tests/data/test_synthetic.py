@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 
 import cv2
@@ -171,3 +172,46 @@ def test_low_gain_edges_darken_the_outer_scan_lines_only() -> None:
     assert abs(dim.bmode[:, centre].mean() - flat.bmode[:, centre].mean()) < 3
     with pytest.raises(ValueError, match="edge_gain_db must be >= 0, got -1"):
         syn.SimulatorConfig(edge_gain_db=-1)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"lesion_scale": 0.0}, "lesion_scale must be > 0, got 0.0"),  # an empty mask, the metadata saying "lesion"
+    ({"lesion_scale": -1.0}, "lesion_scale must be > 0, got -1.0"),  # ovals drawn, irregular lesions never
+    ({"lesion_scale": float("nan")}, "lesion_scale must be > 0, got nan"),
+    ({"axial_sigma": 0.0}, "axial_sigma must be > 0, got 0.0"),  # a black field of view
+    ({"lateral_sigma": -1.0}, "lateral_sigma must be > 0, got -1.0"),
+    ({"pulse_period": 0}, "pulse_period must be > 0, got 0"),
+    ({"dynamic_range_db": (0.0, 0.0)}, "dynamic_range_db must be an increasing (low, high) pair of positive dB, "
+                                       "got (0.0, 0.0)"),  # black
+    ({"dynamic_range_db": (-60.0, -45.0)}, "got (-60.0, -45.0)"),  # white
+    ({"dynamic_range_db": (65.0, 45.0)}, "got (65.0, 45.0)"),  # numpy's "high - low < 0", naming no option
+    ({"dynamic_range_db": 60.0}, "dynamic_range_db must be a (low, high) pair of dB (equal values for a fixed "
+                                 "range), got 60.0"),  # "cannot unpack non-iterable float object"
+    ({"dynamic_range_db": "60"}, "got '60'"),
+])
+def test_settings_that_make_a_wrong_frame_are_refused_by_name(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        syn.SimulatorConfig(**kwargs)
+
+
+@pytest.mark.parametrize("style", syn.LESION_STYLES)
+@pytest.mark.parametrize("kwargs", [{"lesion_scale": 0.01}, {"beam_shape": (4, 4)}])
+def test_a_lesion_finer_than_a_beam_sample_is_refused_not_reported_with_an_empty_mask(style: str, kwargs: dict) -> None:
+    """The metadata reported the lesion while its mask (and image) held none of it: a "lesion" item with an empty
+    ground truth in a segmentation set."""
+    with pytest.raises(ValueError, match=rf"the {style} lesion \(size .* samples\) covers no sample of the "):
+        syn.simulate_frame(5, syn.SimulatorConfig(**kwargs), style)  # seed 5: a lesion of 0.32 samples in (4, 4)
+
+
+@pytest.mark.parametrize("dynamic_range_db", [(50.0, 50.0), (45, 65), [40.0, 80.0]])
+def test_a_fixed_or_integer_dynamic_range_is_accepted(dynamic_range_db) -> None:
+    frame = syn.simulate_frame(0, syn.SimulatorConfig(size=64, dynamic_range_db=dynamic_range_db), "oval")
+    assert frame.lesion_mask.any() and frame.bmode[frame.fov_mask].mean() > 20
+
+
+@pytest.mark.parametrize("per_class", [0, -3])
+def test_the_lesion_benchmark_names_its_own_option(tmp_path, per_class: int) -> None:
+    """It was refused as "num must be at least 1", an option of generate_dataset the caller never gave."""
+    with pytest.raises(ValueError, match=f"per_class must be at least 1, got {per_class}"):
+        syn.synthetic_lesion_dataset(tmp_path, per_class=per_class)
+    assert not any(tmp_path.iterdir())

@@ -202,3 +202,46 @@ def test_the_blur_of_a_narrow_image_is_a_gaussian_along_its_long_axis(shape) -> 
     out = RandAxialLateralBlur(prob=1.0, axial_sigma=(1.5, 1.5), lateral_sigma=(1.5, 1.5))(img)
     expected = gaussian_filter(img[0].astype(np.float64), 1.5, mode="mirror", truncate=3.0)
     np.testing.assert_allclose(out[0], expected, atol=2e-3, rtol=0)
+
+
+@pytest.mark.parametrize("array_cls,dict_cls,kwargs", PAIRS)
+@pytest.mark.parametrize("shape", [(40, 32), (2, 1, 40, 32), (1, 1, 40, 32)], ids=["no channel", "batch", "batch of 1"])
+@pytest.mark.parametrize("as_tensor", [False, True])
+def test_an_image_without_its_channel_or_a_batch_is_refused_naming_its_shape(array_cls, dict_cls, kwargs, shape,
+                                                                              as_tensor) -> None:
+    """The draws are shaped from ``img.shape[1:]``: an (H, W) frame got one speckle row repeated down the image and
+    came back (1, H, W); a batch got its depth-gain curve over the channel axis (a flat gain), or a torch error."""
+    img = np.full(shape, 0.5, np.float32)
+    img = torch.as_tensor(img) if as_tensor else img
+    message = re.escape(f"must be one channel-first 2-D image (C, H, W), got shape {shape!r}")
+    with pytest.raises(ValueError, match=f"the image {message}"):
+        array_cls(prob=1.0, **kwargs).set_random_state(0)(img)
+    with pytest.raises(ValueError, match=f"key 'image' {message}"):
+        dict_cls("image", prob=1.0, **kwargs).set_random_state(0)({"image": img})
+
+
+@pytest.mark.parametrize("dict_cls,kwargs,other", [
+    (RandSpeckled, {}, (1, 1, 32)),  # broadcast silently: came back (1, 40, 32)
+    (RandSpeckled, {}, (1, 40, 1)),
+    (RandSpeckled, {"distribution": "gamma"}, (1, 20, 16)),
+    (RandDepthGaind, {}, (1, 1, 32)),
+    (RandDepthGaind, {}, (1, 20, 32)),
+])
+def test_a_dict_key_the_shaped_draw_does_not_fit_is_refused(dict_cls, kwargs, other) -> None:
+    """One draw from the first key: a speckle field (H, W) or a gain curve over H cannot serve a key of another
+    size; torch broadcast a one-row key to the first key's size, or failed naming neither key nor cause."""
+    data = {"image": np.full((1, 40, 32), 0.5, np.float32), "other": np.full(other, 0.5, np.float32)}
+    with pytest.raises(ValueError, match=re.escape(f"spatial shape (40, 32), got an image of shape {other!r}")):
+        dict_cls(["image", "other"], prob=1.0, **kwargs).set_random_state(0)(data)
+
+
+@pytest.mark.parametrize("dict_cls,kwargs,other", [
+    (RandDepthGaind, {}, (1, 40, 7)),  # one gain per row: any width
+    (RandDynamicRanged, {}, (3, 9, 5)),
+    (RandGammaGaind, {}, (1, 9, 5)),
+    (RandAxialLateralBlurd, {}, (1, 9, 5)),
+])
+def test_draws_that_are_not_shaped_serve_keys_of_any_size(dict_cls, kwargs, other) -> None:
+    data = {"image": np.full((1, 40, 32), 0.5, np.float32), "other": np.full(other, 0.5, np.float32)}
+    out = dict_cls(["image", "other"], prob=1.0, **kwargs).set_random_state(0)(data)
+    assert out["other"].shape == other
