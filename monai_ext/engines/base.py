@@ -321,13 +321,9 @@ class RobustStepTrainer(SupervisedTrainer):
         divided by its own length, so that its step follows the mean gradient of its images as every other step
         does (divided by ``accumulation_steps``, its gradient would be scaled down by the missing micro-steps).
         """
-        acc = engine.accumulation_steps
-        length = engine.state.epoch_length
-        local = (engine.state.iteration - 1) % length if length else engine.state.iteration - 1
-        last_of_epoch = length is not None and local + 1 == length
-        window_start = local - local % acc
-        window = min(acc, length - window_start) if length else acc
-        return local % acc == 0, (local + 1) % acc == 0 or last_of_epoch, window
+        first, last = accumulation_window(engine)
+        iteration = engine.state.iteration
+        return iteration == first, iteration == last, last - first + 1
 
     def _logs_loss(self, engine: RobustStepTrainer) -> bool:
         return logs_loss(engine, self.log_interval)
@@ -416,6 +412,26 @@ def nonfinite_source(loss_ranks: list[int], gradient_ranks: list[int]) -> str:
     if loss_ranks:
         return f"non-finite loss on rank(s) {loss_ranks}"
     return f"non-finite gradient norm on rank(s) {gradient_ranks} (every rank's loss finite)"
+
+
+def accumulation_window(engine: Engine) -> tuple[int, int]:
+    """(first, last) iteration of the gradient accumulation window that the engine's current iteration is in.
+
+    A window is ``accumulation_steps`` micro-steps (1 for an engine without the setting), counted from each epoch's
+    start; an epoch whose length they do not divide ends on a shorter window. The optimiser steps on a window's last
+    iteration only, so the gradients of its earlier ones live in the parameters' ``.grad`` and in no checkpoint: a
+    checkpoint taken before ``last`` resumes with the window's step short of them
+    (:class:`~monai_ext.handlers.checkpointing.TrainingCheckpointer` saves only at a window's last iteration). The
+    answer follows from the iteration and the epoch length alone, so every rank gets the same without a collective.
+    """
+    accumulation = getattr(engine, "accumulation_steps", 1)
+    length = engine.state.epoch_length
+    iteration = engine.state.iteration
+    local = (iteration - 1) % length if length else iteration - 1  # 0-based position in the epoch
+    first = iteration - local % accumulation
+    window_start = local - local % accumulation
+    window = min(accumulation, length - window_start) if length else accumulation
+    return first, first + window - 1
 
 
 def logs_loss(engine: Engine, log_interval: int) -> bool:

@@ -27,6 +27,7 @@ from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint
 from torch.optim.lr_scheduler import LRScheduler
 
+from monai_ext.engines.base import accumulation_window
 from monai_ext.engines.distributed import broadcast_object, gather_objects, is_main_process, rank, world_size
 from monai_ext.io.atomic import atomic_write_text
 from monai_ext.io.signals import StopSignal, reraise_last, stop_signals_deferred
@@ -242,7 +243,8 @@ class TrainingCheckpointer:
         save_dir: folder of ``checkpoint_iteration=N.pt`` files.
         save_dict: name -> object with ``state_dict``/``load_state_dict`` (network, optimizer, lr_scheduler,
             trainer, ...). Wrapped networks are saved without their ``module.`` prefix.
-        save_interval: save every this many epochs (or iterations with ``epoch_level=False``); 0: only at the end.
+        save_interval: save every this many epochs (or iterations with ``epoch_level=False``, each save at the end
+            of the gradient accumulation window it falls in, :meth:`_iteration_save_due`); 0: only at the end.
         epoch_level: interval in epochs (True) or iterations.
         n_saved: how many of the newest checkpoints to keep.
         resume: at start, restore the newest checkpoint that reads; corrupt ones are skipped with a warning, and
@@ -307,8 +309,10 @@ class TrainingCheckpointer:
             # continue the earlier run's checkpoints under this run's settings
             record_earlier_checkpoints(self.save_dir)
         if self.save_interval:
-            event = Events.EPOCH_COMPLETED if self.epoch_level else Events.ITERATION_COMPLETED
-            engine.add_event_handler(event(every=self.save_interval), self.save)
+            if self.epoch_level:
+                engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.save_interval), self.save)
+            else:
+                engine.add_event_handler(Events.ITERATION_COMPLETED(event_filter=self._iteration_save_due), self.save)
         if self.save_on_stop:
             # after the interval save (an epoch it wrote needs no copy) and after the validation handler, which the
             # trainer's handlers attach first: the copy holds that epoch's best model and history
@@ -319,6 +323,19 @@ class TrainingCheckpointer:
             handlers.insert(0, handlers.pop())
             reraise_last(engine)  # this handler returns: the exception must still end the run
         engine.add_event_handler(Events.COMPLETED, self.save)
+
+    def _iteration_save_due(self, engine: Engine, iteration: int) -> bool:
+        """Whether an iteration-level interval save is due: on the last iteration of each gradient accumulation
+        window (:func:`~monai_ext.engines.base.accumulation_window`) that holds a multiple of ``save_interval``.
+
+        A save on the multiple itself, inside a window, held the weights from before the window's optimiser step and
+        none of the gradients its earlier micro-steps had summed: the resumed run stepped on the rest of the window
+        alone, one smaller step than the uninterrupted run's. At the window's end the checkpoint is a state the
+        uninterrupted run passes through. Decided from the iteration alone, the same on every rank (the save is a
+        collective). Without accumulation a window is one iteration: every ``save_interval``-th, as before.
+        """
+        first, last = accumulation_window(engine)
+        return iteration == last and iteration // self.save_interval > (first - 1) // self.save_interval
 
     def _state(self, engine: Engine) -> dict[str, Any]:
         """The checkpoint of the engine's current position, on every rank (per-rank random states are gathered,
@@ -662,11 +679,29 @@ class TrainingCheckpointer:
         self._saved_iteration = engine.state.iteration  # that state is on disk already
         self._written = (engine.state.iteration, engine.state.epoch, path)
         logger.info("resumed from %s at epoch %d, iteration %d", path, engine.state.epoch, engine.state.iteration)
+        self._warn_mid_window(engine, path)
         self._skip_trained_batches(engine)
         if nothing_to_train(engine):
             # ignite ends such a run at once with exit code 0: without a word it looked like a finished resume
             logger.warning("checkpoint %s is at epoch %d, --epochs is %d: nothing to train; raise --epochs to "
                            "continue", path, engine.state.epoch, engine.state.max_epochs)
+
+    @staticmethod
+    def _warn_mid_window(engine: Engine, path: Path) -> None:
+        """Say that a checkpoint saved inside a gradient accumulation window resumes with that window's step short of
+        the gradients of its micro-steps before the save, which no checkpoint holds.
+
+        Interval saves wait for a window's end (:meth:`_iteration_save_due`); such a file is an iteration-level save
+        of an earlier version, the final save of a run ended inside a window (ignite's ``terminate()`` or
+        ``max_iters``), or one resumed with another ``accumulation_steps``, whose windows end elsewhere.
+        """
+        iteration = engine.state.iteration
+        first, last = accumulation_window(engine)
+        if not iteration or iteration == last:
+            return
+        logger.warning("%s was saved after %d of the %d micro-steps of an accumulation window: their gradients are "
+                       "not in it, so the optimiser step at iteration %d follows the remaining %d alone",
+                       path, iteration - first + 1, last - first + 1, last, last - iteration)
 
     def _skip_trained_batches(self, engine: Engine) -> None:
         """After a checkpoint saved mid-epoch (``epoch_level=False``), skip the batches of the epoch it has trained.

@@ -315,6 +315,27 @@ def test_every_optimiser_step_follows_the_mean_gradient_of_its_window(micro_batc
         assert torch.allclose(got, want, atol=1e-6), f"step {step} of windows {windows}: {got.norm()} vs {want.norm()}"
 
 
+@pytest.mark.parametrize("accumulation, epoch_length, windows", [
+    (1, 3, [(1, 1), (2, 2), (3, 3), (4, 4), (5, 5), (6, 6)]),
+    (2, 3, [(1, 2), (1, 2), (3, 3), (4, 5), (4, 5), (6, 6)]),      # each epoch ends on a shorter window
+    (3, 3, [(1, 3), (1, 3), (1, 3), (4, 6), (4, 6), (4, 6)]),
+    (4, 3, [(1, 3), (1, 3), (1, 3), (4, 6), (4, 6), (4, 6)]),      # a window never crosses an epoch's end
+    (2, None, [(1, 2), (1, 2), (3, 4), (3, 4), (5, 6), (5, 6)]),   # no epoch length (an iterable data source)
+])
+def test_the_accumulation_window_of_each_iteration(accumulation, epoch_length, windows) -> None:
+    """The trainer's optimiser steps and the checkpointer's iteration-level saves both follow these windows."""
+    from types import SimpleNamespace
+
+    from monai_ext.engines.base import accumulation_window
+
+    engine = SimpleNamespace(accumulation_steps=accumulation, state=SimpleNamespace(epoch_length=epoch_length))
+    found = []
+    for iteration in range(1, 7):
+        engine.state.iteration = iteration
+        found.append(accumulation_window(engine))
+    assert found == windows
+
+
 @pytest.mark.parametrize("limit", [0.5, None])
 def test_clip_grad_norm_bounds_the_gradient_each_step_takes(limit) -> None:
     """``clip_grad_norm`` was read but a step could still follow the full gradient: a batch of large pixel values
