@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from monai_ext.apps.bundle_support import as_flag
 from monai_ext.apps.comparison import (
     difference_text,
     interval_caption,
@@ -34,21 +35,29 @@ from monai_ext.apps.comparison import (
     statistic_text,
 )
 from monai_ext.apps.crossval import (
+    FOLD_RECORD,
     SUMMARY_METRICS,
+    bundle_defaults,
+    check_fold_resume,
     check_run_inputs,
     clear_previous_summary,
     dataset_options,
+    fold_record,
+    fold_score_text,
     method_overrides,
     protocol_by_name,
     refuse_generator_options,
     run_fold,
     shared_architecture,
+    split_sha256,
+    start_sha256,
     summarise,
     task_of,
     warn_of_starts_trained_on_test_images,
 )
 from monai_ext.data.datalists import check_split, write_split
 from monai_ext.data.downstream import Protocol, labels_per_class
+from monai_ext.handlers.checkpointing import record_earlier_checkpoints
 from monai_ext.io.atomic import atomic_write_text
 from monai_ext.io.json_values import json_tree
 from monai_ext.visualize.curves import plot_errorbar_panels
@@ -146,6 +155,49 @@ def _split_file(out: Path, count: int, repeat: int) -> Path:
     return out / "splits" / f"n{count}_rep{repeat}.json"
 
 
+def run_records(splits: Mapping[tuple[int, int], Mapping[str, Any]], class_names: Sequence[str],
+                overrides: Mapping[str, Any], init_checkpoint: str | os.PathLike, out: Path,
+                resume: bool) -> dict[tuple[int, str, int], dict[str, Any]]:
+    """Each run's settings record (cross-validate's :data:`~monai_ext.apps.crossval.FOLD_RECORD`: its bundle
+    settings, the SHA-256 of its split and of its start checkpoint), by (count, start, repeat); with ``resume``, each
+    checked against what its folder's earlier run trained with, before anything is written.
+
+    A resume keeps a finished run's best model and tests it as this run's, and continues an unfinished one from its
+    checkpoints: the bundle's own check compares the datalist's path, which every rerun writes anew under the same
+    name, not the labelled images in it, nor the start checkpoint. Without this check, a rerun from another
+    pretrained checkpoint (or with other images drawn, or other settings) reported the earlier run's scores under
+    the new checkpoint's name.
+
+    Raises:
+        ValueError: a run folder trained from another start, split or setting
+            (:func:`~monai_ext.apps.crossval.check_fold_resume`), naming the run.
+    """
+    records: dict[tuple[int, str, int], dict[str, Any]] = {}
+    hashes: dict[str, str | None] = {}
+    defaults = bundle_defaults(None) if resume else {}
+    for (n, r), split in splits.items():
+        split_hash = split_sha256(split, class_names, "classification")
+        for start in STARTS:
+            settings = {**overrides, **method_overrides(start, str(init_checkpoint))}
+            record = fold_record(settings, split_hash, start_sha256(settings.get("init_checkpoint"), hashes))
+            if resume:
+                # named as its folder under OUT, where the user finds what it trained with (fold_settings.json)
+                check_fold_resume(_run_dir(out, n, start, r), f"run n{n}/{start}/rep{r}", record, defaults)
+            records[n, start, r] = record
+    return records
+
+
+def prepare_run_dir(run_dir: Path, record: Mapping[str, Any], resume: bool) -> None:
+    """Write a run's settings record into its folder before it trains (a run stopped midway leaves checkpoints that
+    a later resume checks against it); without ``resume``, also list the checkpoints an earlier run left there, so
+    that a later resume does not continue them as this run's
+    (:func:`~monai_ext.handlers.checkpointing.record_earlier_checkpoints`)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        record_earlier_checkpoints(run_dir / "models")
+    atomic_write_text(run_dir / FOLD_RECORD, json.dumps(record, indent=1))
+
+
 #: Folds of the generated benchmarks (subtle, synthetic): repeat r uses fold r, so at most this many repeats.
 GENERATED_FOLDS = 5
 
@@ -230,6 +282,8 @@ def label_efficiency(
     out = Path(out_dir)
     outputs = {k: out / f"label_efficiency.{k}" for k in ("json", "md", "png")}
     splits = draw_budget_splits(protocol, counts, repeats, val_fraction, data_seed, out)  # all, before any write
+    resume = as_flag(overrides.get("resume", False), "resume")
+    records = run_records(splits, protocol.class_names, overrides, init_checkpoint, out, resume)  # before any write
     clear_previous_summary(list(outputs.values()))
     files = write_budget_splits(splits, protocol.class_names, out)
     reports: dict[int, dict[str, list[dict[str, Any]]]] = {n: {s: [] for s in STARTS} for n in counts}
@@ -238,12 +292,15 @@ def label_efficiency(
         for n in counts:
             for start in STARTS:
                 run_dir = _run_dir(out, n, start, r)
+                prepare_run_dir(run_dir, records[n, start, r], resume)
                 report = run_fold(files[(n, r)], run_dir, {**overrides, **method_overrides(start, str(init_checkpoint))})
                 reports[n][start].append(report)
                 runs.append({"labels_per_class": n, "start": start, "repeat": r, "datalist": str(files[(n, r)]),
                              "report": str(run_dir / "eval" / "test_report.json")})
+                # as the table counts it: a test part without a class has no macro-F1 there (n/a, naming the
+                # class), while its report holds the average over the classes it has
                 print(f"[label-efficiency] {n} labels per class, {start}, repeat {r}: test macro-F1 "
-                      f"{report['macro_f1']:.4f}", flush=True)
+                      f"{fold_score_text(report, 'macro_f1')}", flush=True)
     summaries = {n: summarise(reports[n], SUMMARY_METRICS) for n in counts}
     per_count = {str(n): {"summary": summaries[n], "paired_differences": paired_differences(summaries[n], *STARTS)}
                  for n in counts}

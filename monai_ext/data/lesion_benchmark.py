@@ -22,6 +22,7 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import json
+import math
 import multiprocessing
 import os
 from pathlib import Path
@@ -53,6 +54,20 @@ SUBTLE_CLASSES: tuple[str, ...] = ("circumscribed", "microlobulated", "heterogen
 BENCHMARK_VERSION = 1
 
 
+def check_strength(strength: float) -> None:
+    """Refuse a cue strength that is not a finite number of at least 0.
+
+    NaN passed a plain ``strength < 0`` check, and NaN or inf then gave black heterogeneous and shadowing frames and
+    lesion-free microlobulated ones (a NaN margin holds no pixel), written to the cache as a benchmark.
+
+    Raises:
+        ValueError: quoting ``strength``.
+    """
+    number = isinstance(strength, (int, float, np.integer, np.floating)) and not isinstance(strength, bool)
+    if not number or not math.isfinite(strength) or strength < 0:
+        raise ValueError(f"strength must be a finite number of at least 0, got {strength!r}")
+
+
 def subtle_lesion(
     rng: np.random.Generator, shape: tuple[int, int], kind: str, strength: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray, float, dict[str, Any]]:
@@ -70,8 +85,7 @@ def subtle_lesion(
     """
     if kind not in SUBTLE_CLASSES:
         raise ValueError(f"lesion kind must be one of {SUBTLE_CLASSES}, got {kind!r}")
-    if strength < 0:
-        raise ValueError(f"strength must be non-negative, got {strength!r}")
+    check_strength(strength)
     depth, lines = shape
     center = (rng.uniform(0.3, 0.6) * depth, rng.uniform(0.25, 0.75) * lines)
     size = rng.uniform(0.08, 0.13) * min(depth, lines)
@@ -151,6 +165,7 @@ def subtle_lesion_dataset(
 
     if per_class < 1:
         raise ValueError(f"per_class must be at least 1, got {per_class!r}")
+    check_strength(strength)  # before the folder is named after it (``_snan``) and made
     suffix = "" if strength == 1.0 else f"_s{strength:g}"
     suffix += "" if size == 256 else f"_{size}px"
     root = Path(cache_dir) / f"subtle_lesions_{per_class}_seed{seed}{suffix}"

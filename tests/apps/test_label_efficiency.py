@@ -255,3 +255,114 @@ def test_a_pretrained_start_trained_on_a_repeats_test_images_is_warned_of(tmp_pa
     else:
         assert said == [] and "Note:" not in record["table"]
     assert record["pretrained_trained_on_test"] == warned
+
+
+def _toy_curve_protocol(folder: Path):
+    """Two classes of 6 images each; fold 0 tests 2 of them and labels from the other 10 (5 per class)."""
+    from monai_ext.data.downstream import Protocol
+
+    folder.mkdir(exist_ok=True)
+    items = [{"image": str(folder / f"{i}.png"), "label": i % 2, "id": str(i)} for i in range(12)]
+    for item in items:
+        cv2.imwrite(item["image"], np.full((8, 8), 10, np.uint8))
+    return Protocol("toy", ["a", "b"], [{"train": items[2:], "validation": [], "test": items[:2]}])
+
+
+def _finished_run(split_file, out, overrides=None, bundle=None, tracking=None) -> dict:
+    """run_fold's stand-in for a finished run: a best model and a trainer checkpoint kept, a test report."""
+    from monai_ext.apps.crossval import SUMMARY_METRICS
+
+    (out / "models").mkdir(parents=True, exist_ok=True)
+    (out / "models" / "model.pt").write_bytes(b"best model")
+    (out / "models" / "checkpoint_iteration=4.pt").write_bytes(b"trainer")
+    return {**{m: 0.5 for m in SUMMARY_METRICS}, "per_class": {"a": {"support": 1}, "b": {"support": 1}}}
+
+
+@pytest.fixture
+def fake_curve(tmp_path, monkeypatch):
+    """label_efficiency on a toy protocol with run_fold replaced by :func:`_finished_run` (the settings checks and
+    the training are not what is tested); returns ``run(settings, resume)`` and the run folders run_fold was given."""
+    monkeypatch.setattr(le, "check_run_inputs", lambda *args, **kwargs: None)
+    monkeypatch.setattr(le, "shared_architecture", lambda checkpoint, overrides: dict(overrides or {}))
+    monkeypatch.setattr(le, "warn_of_start_trained_on_test_images", lambda *args: [])
+    monkeypatch.setattr(le, "plot_efficiency", lambda *args: None)
+    calls: list[Path] = []
+    monkeypatch.setattr(le, "run_fold", lambda *args, **kw: calls.append(args[1]) or _finished_run(*args))
+    for name, content in (("A.pt", b"A"), ("A2.pt", b"A"), ("B.pt", b"B")):
+        (tmp_path / name).write_bytes(content)
+    protocol = _toy_curve_protocol(tmp_path / "data")
+
+    def run(settings: dict, resume: bool) -> dict:
+        settings = dict(settings)
+        checkpoint = tmp_path / settings.pop("checkpoint", "A.pt")
+        data_seed = settings.pop("data_seed", 0)
+        return label_efficiency(protocol, tmp_path / "out", checkpoint, (2,), repeats=1, data_seed=data_seed,
+                                overrides={**settings, **({"resume": "true"} if resume else {})})
+
+    return run, calls
+
+
+@pytest.mark.parametrize("first, second, refused", [
+    ({"checkpoint": "A.pt"}, {"checkpoint": "B.pt"}, "run n2/pretrained/rep0 was trained from start checkpoint"),
+    ({}, {"data_seed": 3}, "run n2/pretrained/rep0's split changed since its checkpoint"),
+    ({"epochs": 3}, {"epochs": 5}, "run n2/pretrained/rep0 was trained with --epochs 3 and this run has --epochs 5"),
+    ({}, {}, None),
+    ({"checkpoint": "A.pt"}, {"checkpoint": "A2.pt"}, None),  # the same weights under another name
+    ({"num_workers": 0}, {"num_workers": 2}, None),  # how it runs, not what it computes
+])
+def test_a_resume_onto_runs_trained_otherwise_is_refused(fake_curve, tmp_path, first, second, refused) -> None:
+    """--resume true kept each finished run's best model and tested it as this run's: a rerun from another pretrained
+    checkpoint reported the first checkpoint's curve under the second's name (the bundle compares the datalist's
+    path, which every rerun rewrites, not its images or the start); cross-validate refused it, label-efficiency did
+    not."""
+    run, calls = fake_curve
+    run(first, resume=False)
+    calls.clear()
+    if refused is None:
+        run(second, resume=True)
+        assert len(calls) == 2  # both starts continued
+        return
+    with pytest.raises(ValueError, match="rerun without --resume true") as raised:
+        run(second, resume=True)
+    assert refused in str(raised.value)
+    assert calls == [] and (tmp_path / "out" / "label_efficiency.json").is_file()  # refused before anything changed
+
+
+def test_a_resume_does_not_continue_an_earlier_runs_checkpoints(fake_curve, tmp_path, monkeypatch) -> None:
+    """A rerun without --resume, stopped before its first checkpoint, then resumed: the checkpoint left by the run
+    before it (another start) was continued as this run's, unless the rerun listed it as an earlier run's."""
+    from monai_ext.handlers.checkpointing import resumable_checkpoints
+
+    run, calls = fake_curve
+    run({"checkpoint": "A.pt"}, resume=False)
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt  # Ctrl-C before the run saved anything
+
+    monkeypatch.setattr(le, "run_fold", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        run({"checkpoint": "B.pt"}, resume=False)
+    seen: list[list[Path]] = []
+
+    def resumed(split_file, out, *args, **kwargs):
+        seen.append(resumable_checkpoints(out / "models"))
+        return _finished_run(split_file, out)
+
+    monkeypatch.setattr(le, "run_fold", resumed)
+    run({"checkpoint": "B.pt"}, resume=True)
+    assert seen[0] == []  # the pretrained run of checkpoint A's trainer state is not this run's to continue
+
+
+@pytest.mark.parametrize("support, shown", [({"a": 2, "b": 0}, "n/a (class 'b' absent)"), ({"a": 1, "b": 1}, "0.6667")])
+def test_the_console_line_scores_a_repeat_as_the_table_counts_it(fake_curve, monkeypatch, capsys, support,
+                                                                shown) -> None:
+    """A test part without a class: the table says its macro-F1 is undefined there (n/a), the console line printed
+    the report's average over the other classes as the repeat's score."""
+    from monai_ext.apps.crossval import SUMMARY_METRICS
+
+    run, _ = fake_curve
+    report = {**{m: 2 / 3 for m in SUMMARY_METRICS},
+              "per_class": {name: {"support": count} for name, count in support.items()}}
+    monkeypatch.setattr(le, "run_fold", lambda *args, **kwargs: report)
+    run({}, resume=False)
+    assert f"2 labels per class, pretrained, repeat 0: test macro-F1 {shown}\n" in capsys.readouterr().out

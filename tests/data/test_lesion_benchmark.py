@@ -69,3 +69,20 @@ def test_pretraining_frames_do_not_depend_on_the_worker_count(tmp_path) -> None:
     assert len({(one / name).read_bytes() for name in files[:5]}) == 5  # frames differ from one another
     with pytest.raises(ValueError, match="workers must be an integer >= 1, got 0"):
         subtle_pretraining_frames(tmp_path / "three", num=3, workers=0)
+
+
+@pytest.mark.parametrize("strength", [float("nan"), float("inf"), -0.5, "1", True])
+def test_a_strength_that_is_not_a_finite_number_of_at_least_0_is_refused(tmp_path, strength) -> None:
+    """NaN passed ``strength < 0``; NaN and inf then wrote black heterogeneous and shadowing frames and lesion-free
+    microlobulated ones into the cache as a benchmark, without a word."""
+    with pytest.raises(ValueError, match=r"strength must be a finite number of at least 0, got "):
+        subtle_lesion(np.random.default_rng(0), SHAPE, "heterogeneous", strength)
+    with pytest.raises(ValueError, match=r"strength must be a finite number of at least 0, got "):
+        subtle_lesion_dataset(tmp_path, per_class=1, strength=strength, size=64)
+    assert not any(tmp_path.iterdir())  # refused before its folder was made
+
+
+@pytest.mark.parametrize("strength", [0, 0.0, 2, np.float32(1.5)])
+def test_a_finite_strength_of_at_least_0_is_taken(strength) -> None:
+    mask, echo, _, params = subtle_lesion(np.random.default_rng(0), SHAPE, "heterogeneous", strength)
+    assert mask.any() and np.isfinite(echo).all() and np.isfinite(params["cue"])
