@@ -693,14 +693,15 @@ def _long_form(arg: str, parameters: Mapping[str, inspect.Parameter], forwards: 
 INTERRUPTED_HINTS = {
     "prepare-corpus": "; the chunks already written are kept: rerun the same command to resume",
     "cross-validate": "; the folds already finished are kept: rerun the same command with --resume true to continue",
+    "label-efficiency": "; the runs already finished are kept: rerun the same command with --resume true to continue",
 }
 
 
 def _fold_failure(error: BaseException, command: str) -> int | None:
-    """Show a cross-validation fold that failed in one line naming the start and fold, what is kept and how to go on
-    (:class:`~monai_ext.apps.crossval.FoldFailed`), and return the exit code: 2 for a user's mistake inside it, 1
-    for a fault, whose traceback is shown first (it is a fault to debug). None for any other error."""
-    if command != "cross-validate":
+    """Show a cross-validation fold or label-efficiency run that failed in one line naming it, what is kept and how
+    to go on (:class:`~monai_ext.apps.crossval.FoldFailed`), and return the exit code: 2 for a user's mistake inside
+    it, 1 for a fault, whose traceback is shown first (it is a fault to debug). None for any other error."""
+    if command not in ("cross-validate", "label-efficiency"):
         return None
     from monai_ext.apps.crossval import FoldFailed
 

@@ -747,6 +747,41 @@ def test_a_cross_validation_that_fails_or_is_stopped_says_what_is_kept_and_how_t
     assert ("Traceback" in err) is (code == 1)
 
 
+
+@pytest.mark.parametrize("inner, code, lines", [
+    (_out_of_memory, 1, None),
+    (_raise_in_monai_ext, 2, 1),
+    (_ctrl_c, 130, 1),
+])
+def test_a_label_efficiency_curve_that_fails_or_is_stopped_says_what_is_kept_and_how_to_continue(
+        inner, code, lines, tmp_path, monkeypatch, capsys) -> None:
+    """As cross-validate: a failing run of the curve was a raw traceback, Ctrl-C said nothing of the runs kept."""
+    import monai_ext.apps.crossval as crossval
+    import monai_ext.apps.label_efficiency as le
+
+    def fake_curve(*args, **kwargs):
+        try:
+            inner()
+        except Exception as e:
+            raise crossval.FoldFailed("run n2/random/rep0 failed: what went wrong; done and kept: run "
+                                      "n2/pretrained/rep0; rerun with --resume true to continue") from e
+
+    monkeypatch.delenv("MONAI_EXT_TRACEBACK", raising=False)
+    monkeypatch.setattr(crossval, "check_run_inputs", lambda *args, **kwargs: None)
+    monkeypatch.setattr(le, "curve_protocol", lambda *args, **kwargs: "protocol")
+    monkeypatch.setattr(le, "label_efficiency", fake_curve)
+    got, err = run_main(["label-efficiency", str(tmp_path / "le"), str(tmp_path / "start.pt")], capsys)
+    said = err.strip().splitlines()
+    assert got == code and (lines is None or len(said) == lines), err
+    if code == 130:
+        assert said[-1] == ("monai_ext label-efficiency: interrupted; the runs already finished are kept: rerun the "
+                            "same command with --resume true to continue")
+    else:
+        assert said[-1] == ("monai_ext label-efficiency: run n2/random/rep0 failed: what went wrong; done and kept: "
+                            "run n2/pretrained/rep0; rerun with --resume true to continue")
+    assert ("Traceback" in err) is (code == 1)
+
+
 def test_convert_checkpoint_takes_the_files_record_and_refuses_another_kind(tmp_path, capsys) -> None:
     """A tiny MAE needed --arch and --img_size restated (the default ViT-B refused it naming only head counts); a
     classifier gave a 1,200-character list of keys that did not match."""

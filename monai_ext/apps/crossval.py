@@ -503,9 +503,9 @@ def start_sha256(checkpoint: str | None, known: dict[str, str | None]) -> str | 
     return known[checkpoint]
 
 
-def folds_done_text(done: Sequence[str]) -> str:
-    """``"done and kept: random fold 0, ours fold 0"``, or that none finished."""
-    return f"done and kept: {', '.join(done)}" if done else "no fold finished in this run"
+def folds_done_text(done: Sequence[str], none: str = "no fold finished in this run") -> str:
+    """``"done and kept: random fold 0, ours fold 0"``, or ``none`` where nothing finished."""
+    return f"done and kept: {', '.join(done)}" if done else none
 
 
 def unreadable_text(report: Mapping[str, Any], fold: int | str) -> str:

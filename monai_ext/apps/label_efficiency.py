@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from monai_ext.apps.comparison import (
 from monai_ext.apps.crossval import (
     FOLD_RECORD,
     SUMMARY_METRICS,
+    FoldFailed,
     bundle_defaults,
     check_fold_resume,
     check_run_inputs,
@@ -44,6 +46,7 @@ from monai_ext.apps.crossval import (
     dataset_options,
     fold_record,
     fold_score_text,
+    folds_done_text,
     method_overrides,
     protocol_by_name,
     refuse_generator_options,
@@ -59,7 +62,9 @@ from monai_ext.data.datalists import check_split, write_split
 from monai_ext.data.downstream import Protocol, labels_per_class
 from monai_ext.handlers.checkpointing import record_earlier_checkpoints
 from monai_ext.io.atomic import atomic_write_text
+from monai_ext.io.errors import one_line, root_cause, user_error_in
 from monai_ext.io.json_values import json_tree
+from monai_ext.io.signals import StopSignal
 from monai_ext.visualize.curves import plot_errorbar_panels
 
 logger = logging.getLogger(__name__)
@@ -198,6 +203,62 @@ def prepare_run_dir(run_dir: Path, record: Mapping[str, Any], resume: bool) -> N
     atomic_write_text(run_dir / FOLD_RECORD, json.dumps(record, indent=1))
 
 
+
+def train_runs(files: Mapping[tuple[int, int], Path], records: Mapping[tuple[int, str, int], Mapping[str, Any]],
+               out: Path, counts: Sequence[int], repeats: int, overrides: Mapping[str, Any],
+               init_checkpoint: str | os.PathLike, resume: bool,
+               ) -> tuple[dict[int, dict[str, list[dict[str, Any]]]], list[dict[str, Any]]]:
+    """Train and test every (repeat, budget, start) run in turn (:func:`~monai_ext.apps.crossval.run_fold`).
+
+    A curve is hours of runs: as cross-validate does, a run that fails is raised as
+    :class:`~monai_ext.apps.crossval.FoldFailed` naming it, the runs done and kept, and ``--resume true``; a stop
+    (SIGTERM of a queue's time limit) says the same on stderr before it ends the curve.
+
+    Returns:
+        ``(reports, runs)``: the test reports by budget and start (in repeat order, so the starts pair), and one
+        ``{"labels_per_class", "start", "repeat", "datalist", "report"}`` row per run.
+    """
+    reports: dict[int, dict[str, list[dict[str, Any]]]] = {n: {s: [] for s in STARTS} for n in counts}
+    runs: list[dict[str, Any]] = []
+    done: list[str] = []
+    current = ""
+    try:
+        for r in range(repeats):
+            for n in counts:
+                for start in STARTS:
+                    current = f"run n{n}/{start}/rep{r}"  # as its folder under OUT
+                    run_dir = _run_dir(out, n, start, r)
+                    prepare_run_dir(run_dir, records[n, start, r], resume)
+                    settings = {**overrides, **method_overrides(start, str(init_checkpoint))}
+                    report = _run_one(files[(n, r)], run_dir, settings, current, done)
+                    reports[n][start].append(report)
+                    runs.append({"labels_per_class": n, "start": start, "repeat": r, "datalist": str(files[(n, r)]),
+                                 "report": str(run_dir / "eval" / "test_report.json")})
+                    done.append(current)
+                    # as the table counts it: a test part without a class has no macro-F1 there (n/a, naming the
+                    # class), while its report holds the average over the classes it has
+                    print(f"[label-efficiency] {n} labels per class, {start}, repeat {r}: test macro-F1 "
+                          f"{fold_score_text(report, 'macro_f1')}", flush=True)
+    except StopSignal as stop:
+        print(f"label-efficiency stopped by {stop.signal_name} in {current}; {folds_done_text(done, 'no run finished yet')}; rerun "
+              "the same command with --resume true to continue", file=sys.stderr, flush=True)
+        raise
+    return reports, runs
+
+
+def _run_one(datalist: Path, run_dir: Path, overrides: Mapping[str, Any], name: str, done: Sequence[str],
+             ) -> dict[str, Any]:
+    """One run's test report; its error raised as :class:`~monai_ext.apps.crossval.FoldFailed` naming the run,
+    the runs done and kept and how to go on (a user's mistake inside in one line, as the CLI shows it)."""
+    try:
+        return run_fold(datalist, run_dir, overrides)
+    except Exception as e:
+        user = user_error_in(e)
+        reason = one_line(str(user)) if user is not None else root_cause(e)
+        raise FoldFailed(f"{name} failed: {reason}; {folds_done_text(done, 'no run finished yet')}; once the cause is dealt with, "
+                         "rerun with --resume true to continue") from e
+
+
 #: Folds of the generated benchmarks (subtle, synthetic): repeat r uses fold r, so at most this many repeats.
 GENERATED_FOLDS = 5
 
@@ -286,21 +347,7 @@ def label_efficiency(
     records = run_records(splits, protocol.class_names, overrides, init_checkpoint, out, resume)  # before any write
     clear_previous_summary(list(outputs.values()))
     files = write_budget_splits(splits, protocol.class_names, out)
-    reports: dict[int, dict[str, list[dict[str, Any]]]] = {n: {s: [] for s in STARTS} for n in counts}
-    runs = []
-    for r in range(repeats):
-        for n in counts:
-            for start in STARTS:
-                run_dir = _run_dir(out, n, start, r)
-                prepare_run_dir(run_dir, records[n, start, r], resume)
-                report = run_fold(files[(n, r)], run_dir, {**overrides, **method_overrides(start, str(init_checkpoint))})
-                reports[n][start].append(report)
-                runs.append({"labels_per_class": n, "start": start, "repeat": r, "datalist": str(files[(n, r)]),
-                             "report": str(run_dir / "eval" / "test_report.json")})
-                # as the table counts it: a test part without a class has no macro-F1 there (n/a, naming the
-                # class), while its report holds the average over the classes it has
-                print(f"[label-efficiency] {n} labels per class, {start}, repeat {r}: test macro-F1 "
-                      f"{fold_score_text(report, 'macro_f1')}", flush=True)
+    reports, runs = train_runs(files, records, out, counts, repeats, overrides, init_checkpoint, resume)
     summaries = {n: summarise(reports[n], SUMMARY_METRICS) for n in counts}
     per_count = {str(n): {"summary": summaries[n], "paired_differences": paired_differences(summaries[n], *STARTS)}
                  for n in counts}

@@ -366,3 +366,57 @@ def test_the_console_line_scores_a_repeat_as_the_table_counts_it(fake_curve, mon
     monkeypatch.setattr(le, "run_fold", lambda *args, **kwargs: report)
     run({}, resume=False)
     assert f"2 labels per class, pretrained, repeat 0: test macro-F1 {shown}\n" in capsys.readouterr().out
+
+
+def _refused_batch_size() -> None:
+    from monai_ext.engines.optim import scaled_lr
+
+    scaled_lr(1e-3, 0)  # a user's mistake: validation refuses it, naming the value
+
+
+def _device_fault() -> None:
+    raise RuntimeError("CUDA error: device-side assert")  # a fault: its type is kept, its traceback shown by the CLI
+
+
+@pytest.mark.parametrize("fail, said", [
+    (_refused_batch_size, "need base_lr > 0 and whole numbers >= 1 for ['accumulation_steps', 'batch_size', "
+                          "'world_size'], got 0.001 and {'batch_size': 0, 'accumulation_steps': 1, 'world_size': 1}"),
+    (_device_fault, "RuntimeError: CUDA error: device-side assert"),
+])
+def test_a_failing_run_names_itself_and_what_is_kept(fake_curve, monkeypatch, fail, said) -> None:
+    """A run that failed hours into a curve ended it with a bare traceback: cross-validate names the fold, what is
+    done and kept and that --resume true continues; label-efficiency now says the same of its runs."""
+    from monai_ext.apps.crossval import FoldFailed
+
+    run, _ = fake_curve
+    finished: list[Path] = []
+
+    def second_fails(split_file, out, *args, **kwargs):
+        if finished:
+            fail()
+        finished.append(out)
+        return _finished_run(split_file, out)
+
+    monkeypatch.setattr(le, "run_fold", second_fails)
+    with pytest.raises(FoldFailed) as raised:
+        run({}, resume=False)
+    assert str(raised.value) == (f"run n2/random/rep0 failed: {said}; done and kept: run n2/pretrained/rep0; once the "
+                                 "cause is dealt with, rerun with --resume true to continue")
+    assert isinstance(raised.value.__cause__, (ValueError, RuntimeError))
+
+
+def test_a_stopped_curve_says_what_is_kept_and_how_to_go_on(fake_curve, monkeypatch, capsys) -> None:
+    """SIGTERM of a queue's time limit in the first run: the stop still ends the curve, with one line saying how to
+    go on."""
+    from monai_ext.io.signals import StopSignal
+
+    run, _ = fake_curve
+
+    def stopped(*args, **kwargs):
+        raise StopSignal(15)
+
+    monkeypatch.setattr(le, "run_fold", stopped)
+    with pytest.raises(StopSignal):
+        run({}, resume=False)
+    assert capsys.readouterr().err == ("label-efficiency stopped by SIGTERM in run n2/pretrained/rep0; no run finished "
+                                       "yet; rerun the same command with --resume true to continue\n")
