@@ -107,9 +107,9 @@ def test_false_typed_on_the_command_line_switches_the_setting_off(bundle, files,
 @pytest.mark.parametrize("bundle, expected", [
     ("usf_mae_pretrain", {"dataset_dir", "num_synthetic", "val_fraction", "data_seed"}),
     ("usf_mae_classify", {"datalist_file", "fold", "data_seed", "synthetic_per_class", "synthetic_multiclass",
-                          "class_names"}),
+                          "class_names", "datalist_sha256"}),
     ("usf_mae_segment", {"datalist_file", "fold", "data_seed", "synthetic_images", "max_train", "class_names",
-                         "mask_encoding"}),
+                         "mask_encoding", "datalist_sha256"}),
 ])
 def test_a_resume_may_not_change_the_data_split_or_labels(bundle, expected, tmp_path) -> None:
     """The data, split and label settings the checkpoint records are fixed on resume; seed (which draws the split
@@ -128,6 +128,27 @@ def test_a_run_on_a_datalist_resumes_a_checkpoint_that_recorded_its_fold(bundle,
     older["config"] = {**older["config"], "fold": 0}
     record.load_state_dict(older)
     assert "fold" not in record.fixed_settings and "datalist_file" in record.fixed_settings
+
+
+
+@pytest.mark.parametrize("bundle", FINETUNE_BUNDLES)
+def test_a_datalist_rewritten_with_another_split_under_its_name_is_not_resumed(bundle, tmp_path) -> None:
+    """The resume compared the datalist's path only: one rewritten in place with another split (by hand, or by a
+    runner that writes its folds anew under the same names) resumed, validating on images the checkpoint trained on.
+    The same split written again resumes."""
+    from monai_ext.io.checkpoints import CheckpointError
+
+    fold0, fold1 = _fold_datalists(tmp_path, bundle)
+    saved = parser_for(bundle, ["train.yaml"], tmp_path, datalist_file=str(fold0)).get_parsed_content("model_record")
+    state = saved.state_dict()
+    rewritten = fold0.read_bytes()
+    fold0.write_bytes(rewritten)  # the same split again: resumes
+    parser_for(bundle, ["train.yaml"], tmp_path, datalist_file=str(fold0)).get_parsed_content(
+        "model_record").load_state_dict(state)
+    fold0.write_bytes(fold1.read_bytes())
+    record = parser_for(bundle, ["train.yaml"], tmp_path, datalist_file=str(fold0)).get_parsed_content("model_record")
+    with pytest.raises(CheckpointError, match="datalist_sha256"):
+        record.load_state_dict(state)
 
 
 def test_a_misspelt_flag_is_an_error_naming_it(tmp_path) -> None:
