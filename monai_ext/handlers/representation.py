@@ -109,6 +109,32 @@ def _check_class_counts(labels: Sequence[int], class_names: Sequence[str], skipp
                          f"class; too few: {short!r}{unread}")
 
 
+def chance_lines(labels: Sequence[int], num_classes: int) -> list[tuple[float, str]]:
+    """The monitor plot's reference lines ``(y, label)``: what features carrying nothing score on this set.
+
+    Accuracy: the largest class's share (always answering it), which is 1/K only on a balanced set. A line at 1/K
+    made noise look like a representation on an imbalanced datalist: at 90 % of one class, random features scored a
+    kNN accuracy of 0.84 and a probe accuracy of 0.73, far above a "chance" line at 0.5. AUC: 0.5 whatever the
+    balance.
+
+    Args:
+        labels: the class index of each image of the monitor set.
+        num_classes: K.
+
+    Raises:
+        ValueError: no labels, quoting them.
+    """
+    counts = np.bincount(np.asarray(labels, dtype=int), minlength=num_classes)
+    if counts.sum() == 0:
+        raise ValueError(f"chance levels need labelled images, got labels {list(labels)!r}")
+    share = float(counts.max() / counts.sum())
+    if np.isclose(share, 0.5):  # accuracy and AUC at the same height: one line, one legend entry
+        return [(0.5, "chance (accuracy and AUC)")]
+    balanced = bool((counts == counts[0]).all())
+    accuracy = f"chance accuracy (1/{num_classes})" if balanced else f"chance accuracy (largest class, {share:.2f})"
+    return [(share, accuracy), (0.5, "chance AUC")]
+
+
 class RepresentationMonitor:
     """Every ``interval`` epochs, score the encoder's frozen features on a labelled set (see the module docstring).
 
@@ -184,8 +210,7 @@ class RepresentationMonitor:
                   (("kNN accuracy", "knn_accuracy"), ("probe accuracy", "probe_accuracy"), ("probe AUC", "probe_auc"))}
         # scores on their whole range with what guessing scores, so that fold-to-fold noise does not look like a trend
         k = len(self.class_names)
-        chance = ([(0.5, "chance (accuracy and AUC)")] if k == 2 else
-                  [(1 / k, f"chance accuracy (1/{k})"), (0.5, "chance AUC")])
+        chance = chance_lines([int(item["label"]) for item in self.items], k)
         plot_curves(curves, self.png_path, f"encoder features on {len(self.items)} labelled images "
                     f"({k} classes, {self.folds_used}-fold)", "epoch", "accuracy / AUC", ylim=(0, 1),
                     reference_lines=chance, integer_x=True)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from monai_ext.io.figures import save_figure
+from monai_ext.visualize.plots import literal_text
 
 
 def plot_curves(
@@ -45,7 +46,7 @@ def plot_curves(
         if len(xs) != len(ys):
             raise ValueError(f"curve {name!r} has {len(xs)} x values and {len(ys)} y values")
         # unclipped: a marker at a fixed limit (an accuracy of 1) is drawn whole
-        (line,) = ax.plot(xs, ys, marker="o", label=name, clip_on=ylim is None)
+        (line,) = ax.plot(xs, ys, marker="o", label=literal_text(name), clip_on=ylim is None)
         if bands and name in bands:
             low = [y - b for y, b in zip(ys, bands[name])]
             high = [y + b for y, b in zip(ys, bands[name])]
@@ -60,7 +61,7 @@ def plot_curves(
         ax.set_ylim(*ylim)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    ax.set_title(literal_text(title))  # a data set's name, drawn as written
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -121,7 +122,7 @@ def plot_errorbar_panels(
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), dpi=120, squeeze=False)
     for ax, (metric, curves) in zip(axes[0], panels.items()):
         for name, (xs, ys, errs) in curves.items():
-            ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=4, label=name)
+            ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=4, label=literal_text(name))
         if reference_lines and metric in reference_lines:
             y, label = reference_lines[metric]
             ax.axhline(y, color="gray", linestyle="--", linewidth=1, label=label)
@@ -135,6 +136,6 @@ def plot_errorbar_panels(
         ax.set_title(metric)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(literal_text(title), fontsize=10)  # "<data set>: full fine-tuning, ...", drawn as written
     fig.tight_layout()
     save_figure(fig, path)

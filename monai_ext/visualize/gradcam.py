@@ -32,7 +32,8 @@ def token_gradcam(model: torch.nn.Module, image: torch.Tensor, class_index: int)
         class_index: the class whose logit is explained, in [0, K).
 
     Returns:
-        (H, W) map in [0, 1] at the image's resolution.
+        (H, W) float32 map in [0, 1] at the image's resolution (float32 for a bfloat16 or half model too: NumPy,
+        which draws it, has no bfloat16).
     """
     model = getattr(model, "module", model)
     if image.ndim != 4 or image.shape[0] != 1:
@@ -53,7 +54,7 @@ def token_gradcam(model: torch.nn.Module, image: torch.Tensor, class_index: int)
     cam = F.relu((tokens.detach()[0, 1:] * grads[0, 1:]).sum(dim=-1))  # (L,), cls token dropped
     gh, gw = model.patch_embed.grid_size
     cam = F.interpolate(cam.reshape(1, 1, gh, gw), size=tuple(image.shape[-2:]), mode="bilinear", align_corners=False)
-    cam = cam[0, 0]
+    cam = cam[0, 0].float()
     return cam / cam.max() if cam.max() > 0 else cam
 
 
@@ -79,7 +80,7 @@ def gradcam_overlay(network: torch.nn.Module, image: torch.Tensor, class_index: 
     """
     cam = token_gradcam(network, image, class_index).cpu().numpy()
     if display is None:
-        gray = image[0].mean(0).detach().cpu().numpy()
+        gray = image[0].mean(0).detach().cpu().float().numpy()  # float32: NumPy has no bfloat16
         gray = (gray - gray.min()) / max(float(gray.max() - gray.min()), 1e-6)
         return overlay_heatmap(gray, cam)
     import cv2

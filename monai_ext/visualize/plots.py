@@ -21,6 +21,19 @@ def _pyplot():
     return plt
 
 
+def literal_text(text: object) -> str:
+    """``text`` (a class name, a data set's name) as matplotlib must draw it: as written, each ``$`` escaped.
+
+    matplotlib draws the text between two unescaped ``$`` as mathematics: a class named "$5-$10 lesion" was drawn
+    as the formula "5 - 10 lesion", and one named "$\\frac{a$" failed the figure (and the training that drew it) with a
+    mathtext ValueError when the PNG was saved.
+
+    Args:
+        text: any text; non-strings are drawn as ``str`` draws them.
+    """
+    return str(text).replace("$", r"\$")
+
+
 #: Line styles that, with the 20 colours of matplotlib's ``tab20``, tell up to 80 curves apart.
 LINE_STYLES = ("-", "--", ":", "-.")
 
@@ -92,14 +105,14 @@ def plot_confusion_matrix(matrix: Sequence[Sequence[int]], class_names: Sequence
     # counts as whole numbers; a normalised (or JSON-read float) matrix with its fractions ("d" refused floats)
     whole = np.issubdtype(cm.dtype, np.integer) or bool(np.all(np.mod(cm, 1) == 0))
     display = ConfusionMatrixDisplay(confusion_matrix=cm.astype(np.int64) if whole else cm,
-                                     display_labels=list(class_names))
+                                     display_labels=[literal_text(name) for name in class_names])
     display.plot(ax=ax, cmap="Blues", xticks_rotation=45, colorbar=False, values_format="d" if whole else ".2f")
     _readable_despite_nan(display, cm)
     # each rotated name ends under its own column (centred, a long name ran under its neighbours')
     plt.setp(ax.get_xticklabels(), rotation=45, ha="right", rotation_mode="anchor")
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(title)
+    ax.set_title(literal_text(title))
     fig.tight_layout()
     save_figure(fig, path)
 
@@ -121,7 +134,7 @@ def plot_roc(roc: Mapping[str, Mapping[str, Sequence[float]]], auc: float | None
     fig, ax = plt.subplots(figsize=(4.5, 4.2 + 0.14 * (len(roc) + 1)), dpi=120, layout="constrained")
     for index, ((name, curve), (colour, style)) in enumerate(zip(roc.items(), curve_styles(len(roc)))):
         fpr, tpr = np.asarray(curve["fpr"]), np.asarray(curve["tpr"])
-        display = RocCurveDisplay(fpr=fpr, tpr=tpr, roc_auc=area_under(fpr, tpr), name=name)
+        display = RocCurveDisplay(fpr=fpr, tpr=tpr, roc_auc=area_under(fpr, tpr), name=literal_text(name))
         display.plot(ax=ax, plot_chance_level=index == len(roc) - 1)  # one chance line, drawn with the last curve
         # styled after plotting, not through plot(curve_kwargs=...), which scikit-learn < 1.7 lacks (>= 1.4 is
         # required); the legend is built below, from the styled lines
@@ -130,7 +143,7 @@ def plot_roc(roc: Mapping[str, Mapping[str, Sequence[float]]], auc: float | None
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
     defined = auc is not None and np.isfinite(auc)
-    ax.set_title(f"{title} (AUC {auc:.3f})" if defined else f"{title} (AUC undefined)")
+    ax.set_title(f"{literal_text(title)} (AUC {auc:.3f})" if defined else f"{literal_text(title)} (AUC undefined)")
     if roc:  # no curve: no legend (matplotlib warns of an empty one)
         # below the axes and their labels, not in them: inside, long names covered the curves and the y tick labels
         if ax.get_legend() is not None:  # the one RocCurveDisplay put inside the axes

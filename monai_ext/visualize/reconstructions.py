@@ -10,10 +10,14 @@ import torch
 
 
 def undo_normalization(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """(N, C, H, W) normalised -> (N, C, H, W) pixels in [0, 1] (per-channel ``x * std + mean``, clamped)."""
-    mean_t = torch.tensor(mean, dtype=images.dtype).view(1, -1, 1, 1)[:, : images.shape[1]]
-    std_t = torch.tensor(std, dtype=images.dtype).view(1, -1, 1, 1)[:, : images.shape[1]]
-    return (images.detach().cpu() * std_t + mean_t).clamp(0, 1)
+    """(N, C, H, W) normalised, of any float type -> (N, C, H, W) float32 pixels in [0, 1] (per-channel
+    ``x * std + mean``, clamped)."""
+    # in float32 whatever the input: bfloat16 has no NumPy type (to_display failed), and its 8-bit mantissa rounded
+    # each channel's mean and std differently, so that a gray image failed is_gray and was shown with a colour cast
+    images = images.detach().cpu().float()
+    mean_t = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)[:, : images.shape[1]]
+    std_t = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)[:, : images.shape[1]]
+    return (images * std_t + mean_t).clamp(0, 1)
 
 
 def is_gray(images: torch.Tensor, mean: Sequence[float], std: Sequence[float], tolerance: float = 1.5 / 255) -> bool:

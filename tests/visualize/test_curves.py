@@ -66,3 +66,15 @@ def test_several_x_values_are_ticked_at_whole_numbers(drawn, tmp_path, xs: list[
     curves.plot_curves({"a": (xs, [0.5] * len(xs))}, tmp_path / "c.png", "t", "epoch", "score", integer_x=True)
     ticks = drawn[0].axes[0].get_xticks()
     assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks)
+
+
+@pytest.mark.parametrize("name", ["$5-$10 data", "$\\frac{a$", "plain"])
+def test_titles_and_curve_names_with_dollar_signs_are_drawn_as_written(drawn, tmp_path, name: str) -> None:
+    """A data set's name reaches the label-efficiency figure's title: between two $ matplotlib drew a formula, and
+    a malformed one ("$\\frac{a$") failed the figure when saved."""
+    curves.plot_errorbar_panels({"F1": {name: ([10, 20], [0.5, 0.6], [0.1, 0.1])}}, tmp_path / "p.png", name, "x")
+    curves.plot_curves({name: ([1, 2], [0.5, 0.6])}, tmp_path / "c.png", name, "epoch", "score")
+    panels, lines = drawn
+    shown = [text._preprocess_math(text.get_text()) for text in (panels._suptitle, *panels.axes[0].get_legend().texts,
+                                                                 lines.axes[0].title, *lines.axes[0].get_legend().texts)]
+    assert shown == [(name, False)] * 4

@@ -36,3 +36,25 @@ def test_the_monitor_plot_has_whole_epochs_a_unit_score_axis_and_chance_lines(ke
     assert ax.get_ylabel() not in ("", "score") and "AUC" in ax.get_ylabel()
     dashed = [line.get_ydata()[0] for line in ax.get_lines() if line.get_linestyle() != "-"]
     assert sorted(dashed) == pytest.approx(sorted(chance))
+
+
+@pytest.mark.parametrize(("counts", "chance"), [((27, 3), {0.9, 0.5}), ((12, 3, 3), {2 / 3, 0.5}),
+                                                ((3, 3, 3, 3), {0.25, 0.5}), ((6, 3, 3), {0.5}), ((5, 5), {0.5})])
+def test_the_chance_accuracy_line_is_the_largest_class_share(keep_figures, tmp_path, counts, chance) -> None:
+    """A line at 1/K made noise look like a representation on an imbalanced set: at 90 % of one class random features
+    scored a kNN accuracy of 0.84, far above a 'chance' line at 0.5; always answering the largest class scores 0.9."""
+    drawn = keep_figures(curves)
+    labels = [k for k, count in enumerate(counts) for _ in range(count)]
+    items = [{"image": torch.randn(3, 32, 32), "label": label} for label in labels]
+    monitor = RepresentationMonitor(ViTClassifier(len(counts), **TINY), items, [f"c{k}" for k in range(len(counts))],
+                                    transform=None, output_dir=tmp_path, interval=1, max_epochs=1, batch_size=8)
+    monitor.scores = lambda: dict.fromkeys(("knn_accuracy", "knn_macro_f1", "probe_accuracy", "probe_macro_f1",
+                                            "probe_auc"), 0.6)
+    engine = Engine(lambda e, b: None)
+    engine.state.epoch, engine.state.metrics = 0, {}
+    monitor(engine)
+    ax = drawn[-1].axes[0]
+    dashed = [line.get_ydata()[0] for line in ax.get_lines() if line.get_linestyle() != "-"]
+    assert sorted(dashed) == pytest.approx(sorted(chance))
+    legend = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert sum("chance" in text for text in legend) == len(chance)

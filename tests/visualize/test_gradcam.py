@@ -159,3 +159,15 @@ def test_overlay_over_the_displayed_file_has_its_size_and_a_resized_map(display_
 def test_bad_arguments(shape: tuple[int, ...], class_index: int, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         token_gradcam(tiny_classifier(), torch.zeros(shape), class_index)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_a_low_precision_model_gives_a_float32_map_and_overlays(dtype: torch.dtype) -> None:
+    """A model cast to bfloat16 (to serve it) gave a bfloat16 map, which NumPy cannot hold: every overlay failed."""
+    model, image = tiny_classifier().to(dtype), images(1)[0].to(dtype)
+    cam = token_gradcam(model, image, 1)
+    assert cam.dtype == torch.float32 and cam.shape == IMAGE_SHAPE[2:] and float(cam.max()) == 1.0
+    full = token_gradcam(tiny_classifier(), image.float(), 1)
+    assert float((cam - full).abs().max()) < 0.2  # the same map, at the type's precision
+    assert gradcam_overlay(model, image, 1).shape == (*IMAGE_SHAPE[2:], 3)  # over the network's input
+    assert gradcam_overlay(model, image, 1, np.zeros((20, 30), np.uint8)).shape == (20, 30, 3)  # over the file

@@ -118,3 +118,24 @@ def test_every_roc_curve_has_a_colour_and_line_style_of_its_own(drawn, tmp_path,
     lines = [line for line in ax.get_lines() if "chance" not in line.get_label().lower()]
     styles = {(to_rgba(line.get_color()), line.get_linestyle()) for line in lines}
     assert len(lines) == count and len(styles) == count
+
+
+def drawn_text(text) -> str:
+    """What matplotlib draws for a ``Text``: its string as written, or ``<math ...>`` where it draws a formula
+    (matplotlib's own preprocessing step before drawing)."""
+    shown, math = text._preprocess_math(text.get_text())
+    return f"<math {shown}>" if math else shown
+
+
+@pytest.mark.parametrize("name", ["$5-$10 lesion", "$\\frac{a$", "US$ only", "plain"])
+def test_names_with_dollar_signs_are_drawn_as_written(drawn, tmp_path, name: str) -> None:
+    """matplotlib takes the text between two $ for a formula: a class named "$5-$10 lesion" was drawn as 5 - 10,
+    and one named "$\\frac{a$" failed the report writer (and the training) with a mathtext ValueError at the save."""
+    names = [name, "other"]
+    plots.plot_confusion_matrix([[1, 2], [3, 4]], names, tmp_path / "cm.png", name)
+    plots.plot_roc({n: {"fpr": [0, 0.5, 1], "tpr": [0, 0.8, 1]} for n in names}, 0.8, tmp_path / "roc.png", name)
+    matrix, roc = drawn[0].axes[0], drawn[1]
+    assert [drawn_text(t) for t in matrix.get_xticklabels()] == names
+    assert [drawn_text(t) for t in matrix.get_yticklabels()] == names and drawn_text(matrix.title) == name
+    assert [drawn_text(t) for t in roc.legends[0].get_texts()][:2] == [f"{n} (AUC = 0.65)" for n in names]
+    assert drawn_text(roc.axes[0].title) == f"{name} (AUC 0.800)"
