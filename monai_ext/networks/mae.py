@@ -66,6 +66,11 @@ class MaskedAutoencoderViT(nn.Module):
         super().__init__()
         if in_chans not in (1, 3):
             raise ValueError(f"in_chans must be 1 or 3, got {in_chans!r}")
+        # checked here by its own name: the sin-cos builder's refusal called the decoder's width "embed_dim", and a
+        # user who had set embed_dim=768 was told that 510 was the embed_dim at fault
+        if decoder_embed_dim <= 0 or decoder_embed_dim % 4:
+            raise ValueError("decoder_embed_dim must be positive and divisible by 4 for a 2-D sine-cosine embedding, "
+                             f"got {decoder_embed_dim!r}")
         # Kept so that checkpoints can rebuild the model from the file alone (see checkpoints.arch_record).
         self.arch_args: dict[str, Any] = {
             "img_size": img_size,
@@ -128,8 +133,16 @@ class MaskedAutoencoderViT(nn.Module):
 
         Returns:
             (N, L, P*P*C), each patch flattened in (row, column, channel) order as in the reference.
+
+        Raises:
+            ValueError: ``imgs`` is not (N, C, H, W) with H and W multiples of P, quoting its shape.
         """
         p = self.patch_size
+        if imgs.ndim != 4 or imgs.shape[2] % p or imgs.shape[3] % p:
+            # a reshape error ("shape '[1, 3, 4, 8, 4, 8]' is invalid for input of size 3888") named neither the
+            # image size nor the patch size
+            raise ValueError(f"patchify needs images (N, C, H, W) with H and W divisible by the patch size {p}, got "
+                             f"{list(map(int, imgs.shape))}")
         n, c, h, w = imgs.shape
         gh, gw = h // p, w // p
         x = imgs.reshape(n, c, gh, p, gw, p)
@@ -137,9 +150,16 @@ class MaskedAutoencoderViT(nn.Module):
         return x.reshape(n, gh * gw, p * p * c)
 
     def unpatchify(self, x: torch.Tensor) -> torch.Tensor:
-        """Inverse of :meth:`patchify`: (N, L, P*P*C) -> (N, C, H, W) on this model's patch grid."""
+        """Inverse of :meth:`patchify`: (N, L, P*P*C) -> (N, C, H, W) on this model's patch grid.
+
+        Raises:
+            ValueError: ``x`` is not (N, L, P*P*C) for this model's grid and channels, quoting its shape.
+        """
         p = self.patch_size
         gh, gw = self.patch_embed.grid_size
+        if x.ndim != 3 or x.shape[1] != gh * gw or x.shape[2] != p * p * self.in_chans:
+            raise ValueError(f"unpatchify needs patches (N, {gh * gw}, {p * p * self.in_chans}) of this model's "
+                             f"{gh} x {gw} grid, got {list(map(int, x.shape))}")
         n = x.shape[0]
         x = x.reshape(n, gh, gw, p, p, self.in_chans)
         x = torch.einsum("nhwpqc->nchpwq", x)
@@ -158,7 +178,13 @@ class MaskedAutoencoderViT(nn.Module):
         Returns:
             x_masked (N, L_keep, D) with L_keep = int(L * (1 - mask_ratio)); mask (N, L), 0 = kept, 1 = removed,
             in ``x``'s dtype; ids_restore (N, L), the permutation that undoes the shuffle.
+
+        Raises:
+            ValueError: ``mask_ratio`` outside [0, 1), quoting it; ``noise`` not (N, L).
         """
+        # forward() checks the ratio, but forward_encoder and this are public too: 1.5 kept L/2 tokens with a mask
+        # saying all were removed, and a percentage (75) kept none, each without an error
+        mask_ratio = validate_mask_ratio(mask_ratio)
         n, length, dim = x.shape
         len_keep = int(length * (1 - mask_ratio))
         if noise is None:

@@ -122,6 +122,9 @@ def test_base_model_size() -> None:
         (dict(img_size=30), r"\(30, 30\).*patch size 8"),
         (dict(in_chans=2), "in_chans must be 1 or 3, got 2"),
         (dict(embed_dim=30), "divisible by 4.*30"),
+        # the decoder's width is named as such (the sin-cos builder called it embed_dim)
+        (dict(decoder_embed_dim=18), r"^decoder_embed_dim must be positive and divisible by 4.*got 18$"),
+        (dict(decoder_embed_dim=0), r"^decoder_embed_dim must .*got 0$"),
     ],
 )
 def test_bad_construction_arguments(kwargs: dict, match: str) -> None:
@@ -146,3 +149,37 @@ def test_bad_input_shape_and_noise() -> None:
 def test_unknown_factory() -> None:
     with pytest.raises(ValueError, match="'mae_vit_giant'"):
         build_mae("mae_vit_giant")
+
+
+@pytest.mark.parametrize("ratio", [1.5, 75, -0.25])
+@pytest.mark.parametrize("stage", ["forward_encoder", "random_masking"])
+def test_the_public_masking_stages_refuse_a_ratio_outside_0_1(stage: str, ratio: float) -> None:
+    """forward() checked the ratio, its public stages did not: 1.5 kept half the tokens with a mask saying all were
+    removed, and a percentage (75) kept none, each without an error."""
+    model = tiny_mae()
+    imgs = torch.randn(2, 3, 32, 32)
+    with pytest.raises(ValueError, match=f"mask_ratio must be in \\[0, 1\\), got {ratio}"):
+        if stage == "forward_encoder":
+            model.forward_encoder(imgs, ratio)
+        else:
+            model.random_masking(torch.randn(2, model.num_patches, 32), ratio)
+
+
+@pytest.mark.parametrize("ratio", [0.0, 0.5, 0.99])
+def test_the_encoder_sees_exactly_the_tokens_the_mask_keeps(ratio: float) -> None:
+    model = tiny_mae()
+    latent, mask, _ = model.forward_encoder(torch.randn(2, 3, 32, 32), ratio)
+    assert latent.shape[1] - 1 == int((mask[0] == 0).sum()) == int(model.num_patches * (1 - ratio))
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 36, 36), (1, 3, 32, 36), (3, 32, 32)])
+def test_patchify_refuses_images_off_the_patch_grid_quoting_the_shape(shape: tuple) -> None:
+    """A reshape error ("shape '[1, 3, 4, 8, 4, 8]' is invalid for input of size 3888") named neither size."""
+    with pytest.raises(ValueError, match=rf"patch size 8, got \[{', '.join(map(str, shape))}\]"):
+        tiny_mae().patchify(torch.randn(*shape))
+
+
+@pytest.mark.parametrize("shape", [(1, 15, 192), (1, 16, 64), (16, 192)])
+def test_unpatchify_refuses_patches_of_another_grid_quoting_the_shape(shape: tuple) -> None:
+    with pytest.raises(ValueError, match=rf"\(N, 16, 192\).*4 x 4 grid, got \[{', '.join(map(str, shape))}\]"):
+        tiny_mae().unpatchify(torch.randn(*shape))

@@ -34,6 +34,7 @@ from monai_ext.networks.checkpoints.layouts import (
     strip_prefixes,
     to_state_dict,
     unwrap_container,
+    unwrapped,
 )
 from monai_ext.networks.checkpoints.load import (
     LoadReport,
@@ -51,5 +52,5 @@ __all__ = [
     "build_from_checkpoint", "check_class_count", "check_shapes", "checkpoint_mapping", "detect_layout", "filter_facebook_mae",
     "filter_monai_ext", "filter_monai_mae", "filter_monai_vit", "filter_timm_vit", "filter_usf_mae", "filter_wrapped",
     "interpolate_pos_embed", "load_encoder_weights", "load_mae_weights", "read_checkpoint", "save_model_checkpoint",
-    "sha256_of", "strip_prefixes", "to_state_dict", "unwrap_container",
+    "sha256_of", "strip_prefixes", "to_state_dict", "unwrap_container", "unwrapped",
 ]

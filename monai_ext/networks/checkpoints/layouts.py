@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
+from torch import nn
 
 from monai_ext.io.checkpoints import CheckpointError
 
@@ -38,6 +39,23 @@ def strip_prefixes(state_dict: Mapping[str, torch.Tensor], prefixes: tuple[str, 
                     key, changed = key[len(prefix) :], True
         out[key] = value
     return out
+
+
+def unwrapped(model: nn.Module) -> nn.Module:
+    """The network inside ``model``'s wrappers: DDP's and DataParallel's ``module``, ``torch.compile``'s
+    ``_orig_mod`` (in any nesting).
+
+    The wrapper shares the network's parameters, so loading into the network loads the wrapper; but its own
+    state-dict keys carry the wrapper's prefix (``_orig_mod.blocks.0...``), against which a load of a compiled or
+    DDP model ended in a bare ``KeyError: 'patch_embed.proj.weight'``.
+    """
+    while True:
+        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+            model = model.module
+        elif isinstance(getattr(model, "_orig_mod", None), nn.Module):  # torch.compile's OptimizedModule
+            model = model._orig_mod
+        else:
+            return model
 
 
 def filter_usf_mae(state_dict: Mapping[str, torch.Tensor]) -> StateDict:

@@ -22,6 +22,7 @@ from monai_ext.networks.checkpoints.layouts import (
     detect_layout,
     filter_monai_ext,
     to_state_dict,
+    unwrapped,
 )
 
 
@@ -157,8 +158,10 @@ def load_mae_weights(
     """Load a full MAE (encoder and decoder) from any known layout into ``model``, strictly.
 
     Every model key must be provided and every provided key used, after position grids and channels are adapted.
-    ``name`` names the file in errors when ``source`` is its content, read already.
+    ``name`` names the file in errors when ``source`` is its content, read already. A compiled or DDP-wrapped
+    ``model`` is loaded through the network it wraps (:func:`unwrapped`).
     """
+    model = unwrapped(model)
     found = _resolve(source, sha256, name)
     _refuse_encoder_only(found, model)
     state_dict, adapted = _adapted(found, found.state_dict, model)
@@ -198,8 +201,17 @@ def load_encoder_weights(
     inside the encoder's own modules that the model lacks is refused, naming it (a deeper encoder, or blocks with
     LayerScale or qk-norm, would otherwise be cut to fit without a word). The head (and ``fc_norm`` with
     average pooling) must be exactly the keys left at initialisation.
-    ``name`` names the file in errors when ``source`` is its content, read already.
+    ``name`` names the file in errors when ``source`` is its content, read already. A compiled or DDP-wrapped
+    ``model`` is loaded through the network it wraps (:func:`unwrapped`).
+
+    Raises:
+        TypeError: ``model`` has no encoder of its own to fill (an MAE: ``load_mae_weights`` loads a whole one),
+            naming its type; it was an ``AttributeError`` about ``encoder_parameter_names``.
     """
+    model = unwrapped(model)
+    if not callable(getattr(model, "encoder_parameter_names", None)):
+        raise TypeError(f"load_encoder_weights fills the encoder of a ViTClassifier or a ViTSegmenter, not of a "
+                        f"{type(model).__name__}; an MAE loads a whole MAE with load_mae_weights")
     found = _resolve(source, sha256, name)
     layout, state_dict, name = found.layout, found.state_dict, found.name
     wanted = set(model.encoder_parameter_names())

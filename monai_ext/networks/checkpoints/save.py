@@ -11,11 +11,16 @@ import torch
 from torch import nn
 
 from monai_ext.io.atomic import atomic_torch_save
-from monai_ext.networks.checkpoints.layouts import FORMAT_NAME, FORMAT_VERSION, strip_prefixes
+from monai_ext.networks.checkpoints.layouts import FORMAT_NAME, FORMAT_VERSION, strip_prefixes, unwrapped
 
 
 def arch_record(model: nn.Module, kind: str, config: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The architecture record stored beside the weights, enough to rebuild ``model`` from the file alone."""
+    """The architecture record stored beside the weights, enough to rebuild ``model`` from the file alone.
+
+    A compiled or DDP-wrapped ``model`` is recorded as the network it wraps (:func:`unwrapped`): a DataParallel
+    model was refused as carrying no ``arch_args``, and a compiled one recorded ``OptimizedModule`` as its network.
+    """
+    model = unwrapped(model)
     if kind not in ("mae", "classifier", "segmenter", "external"):
         raise ValueError(f"kind must be 'mae', 'classifier', 'segmenter' or 'external', got {kind!r}")
     # "external" networks (e.g. MONAI CNN baselines) have no arch_args: their files hold weights and the config only.
@@ -54,5 +59,6 @@ def save_model_checkpoint(
     path: str | os.PathLike, model: nn.Module, kind: str, config: Mapping[str, Any] | None = None
 ) -> None:
     """Write ``{"model": state_dict, "arch": arch_record}`` atomically (wrapper prefixes removed)."""
+    model = unwrapped(model)
     state_dict = strip_prefixes(model.state_dict())
     atomic_torch_save({"model": state_dict, "arch": arch_record(model, kind, config)}, path)

@@ -183,3 +183,32 @@ def test_a_file_of_another_depth_is_refused_quoting_some_keys_and_counting_the_r
     assert message.startswith("shallow.pth: keys do not match the model. Missing beyond the expected: "
                               "['blocks.1.attn.proj.bias', ") and "] and 16 more; expected missing" in message
     assert len(message) < 600, message
+
+
+WRAPPERS = {
+    "compiled": lambda m: torch.compile(m, backend="eager"),
+    "data_parallel": torch.nn.DataParallel,
+    "compiled_data_parallel": lambda m: torch.compile(torch.nn.DataParallel(m), backend="eager"),
+}
+
+
+@pytest.mark.parametrize("wrapper", sorted(WRAPPERS))
+@pytest.mark.parametrize("kind", ["mae", "classifier"])
+def test_a_wrapped_model_is_loaded_through_the_network_it_wraps(wrapper: str, kind: str) -> None:
+    """A model compiled or wrapped before its weights were loaded (``_orig_mod.`` / ``module.`` keys) ended in a
+    bare ``KeyError: 'patch_embed.proj.weight'``."""
+    torch.manual_seed(0)
+    source = MaskedAutoencoderViT(**TINY)
+    torch.manual_seed(1)
+    network = MaskedAutoencoderViT(**TINY) if kind == "mae" else ViTClassifier(2, **TINY_ENC)
+    wrapped = WRAPPERS[wrapper](network)
+    load = ck.load_mae_weights if kind == "mae" else ck.load_encoder_weights
+    report = load(wrapped, source.state_dict())
+    assert report.missing == ([] if kind == "mae" else ["fc_norm.bias", "fc_norm.weight", "head.bias", "head.weight"])
+    torch.testing.assert_close(network.blocks[1].attn.qkv.weight, source.blocks[1].attn.qkv.weight, atol=0, rtol=0)
+
+
+def test_an_mae_given_to_the_encoder_loader_is_named_with_the_loader_to_use() -> None:
+    """It was an AttributeError: 'MaskedAutoencoderViT' object has no attribute 'encoder_parameter_names'."""
+    with pytest.raises(TypeError, match="not of a MaskedAutoencoderViT; an MAE loads a whole MAE with load_mae_weights"):
+        ck.load_encoder_weights(MaskedAutoencoderViT(**TINY), MaskedAutoencoderViT(**TINY).state_dict())

@@ -44,3 +44,18 @@ def test_a_record_with_paths_and_numpy_numbers_reads_back(tmp_path) -> None:
                                                           "nested": {"k": None}}
     with pytest.raises(ValueError, match=re.escape("config.hook is a builtin_function_or_method, which a checkpoint cannot hold")):
         ck.save_model_checkpoint(path, MaskedAutoencoderViT(**TINY), "mae", {"hook": len})
+
+
+@pytest.mark.parametrize("wrap", ["compiled", "data_parallel"])
+def test_a_wrapped_model_is_saved_as_the_network_it_wraps(tmp_path, wrap: str) -> None:
+    """A DataParallel model was refused ("must carry arch_args; DataParallel does not"), and a compiled one recorded
+    torch's ``OptimizedModule`` as its network."""
+    model = ViTClassifier(2, **TINY_ENC).eval()
+    wrapped = torch.compile(model, backend="eager") if wrap == "compiled" else torch.nn.DataParallel(model)
+    path = tmp_path / "model.pt"
+    ck.save_model_checkpoint(path, wrapped, "classifier")
+    record = ck.read_checkpoint(path)["arch"]
+    assert record["network"] == "monai_ext.networks.classifier.ViTClassifier"
+    rebuilt = ck.build_from_checkpoint(path).eval()
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(rebuilt(x), model(x))
