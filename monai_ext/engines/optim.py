@@ -12,6 +12,7 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
 from monai_ext.engines.distributed import is_main_process
+from monai_ext.networks.checkpoints import unwrapped
 
 #: Parameters that never get weight decay besides biases and norm weights (every tensor of ndim <= 1), by the last
 #: part of their name: the MAE / timm names, and MONAI's for the same tokens and position embeddings (its ``ViT``
@@ -199,7 +200,9 @@ def param_groups_layer_decay(model: nn.Module, lr: float, weight_decay: float, l
     """
     if not 0.0 < layer_decay <= 1.0:
         raise ValueError(f"layer_decay must be in (0, 1], got {layer_decay!r}")
-    inner = getattr(model, "module", model)
+    # torch.compile's wrapper too: its parameters are named "_orig_mod.blocks.3...", so no name had a layer and every
+    # parameter of a compiled ViT got the full lr (layer decay silently off)
+    inner = unwrapped(getattr(model, "module", model))
     if not hasattr(inner, "blocks"):
         groups = param_groups_weight_decay(inner, weight_decay)
         return [{**g, "lr": lr} for g in groups]
