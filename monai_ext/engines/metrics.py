@@ -26,7 +26,8 @@ def classification_report(probs: np.ndarray, labels: np.ndarray, class_names: Se
     """Metrics of predicted probabilities against integer labels.
 
     Args:
-        probs: (N, K) class probabilities.
+        probs: (N, K) class probabilities, or any one increasing function of them such as :func:`log_odds`
+            (every metric here depends only on each column's order and each row's argmax, which it keeps).
         labels: (N,) integer labels in [0, K).
         class_names: K names.
 
@@ -151,8 +152,24 @@ def require_finite_outputs(bad: int, total: int) -> None:
                          "its weights have diverged (lower the learning rate) or an input holds NaN")
 
 
+def log_odds(logits: torch.Tensor) -> torch.Tensor:
+    """(N, K) logits -> (N, K) float64 log-odds of the softmax probabilities, ``log(p_c / (1 - p_c))``.
+
+    The scores the metrics rank by. Probabilities round confident predictions together: a float32 softmax gives
+    exactly 1.0 past a logit margin of ~17 (training without label smoothing, a confident error), a float64 one past
+    ~37, and the AUC then counts a confident false positive as tied with the positives it ranks below (0.75 instead
+    of 1.0 for margins 30, 25 against 20). The log-odds, ``z_c - logsumexp(z_j, j != c)``, are exact at any margin
+    (for two classes, the logits' difference) and increase with ``p_c``, so the argmax and every ranking are the
+    probabilities' own.
+    """
+    z = logits.double()
+    others = z.unsqueeze(1).expand(-1, z.shape[1], -1).masked_fill(torch.eye(z.shape[1], dtype=torch.bool), -torch.inf)
+    return z - torch.logsumexp(others, dim=2)  # others[n, c] is row n without class c
+
+
 class _ProbabilityAccumulator(Metric):
-    """Collects softmax probabilities and labels over an epoch, gathered across ranks at compute time."""
+    """Collects the log-odds of the class probabilities (:func:`log_odds`) and labels over an epoch, gathered across
+    ranks at compute time."""
 
     def __init__(self, class_names: Sequence[str], output_transform: Any = lambda out: (out["pred"], out["label"]),
                  device: str | torch.device = "cpu") -> None:
@@ -161,20 +178,17 @@ class _ProbabilityAccumulator(Metric):
 
     @reinit__is_reduced
     def reset(self) -> None:
-        self._probs: list[torch.Tensor] = []
+        self._log_odds: list[torch.Tensor] = []
         self._labels: list[torch.Tensor] = []
 
     @reinit__is_reduced
     def update(self, output: tuple[torch.Tensor, torch.Tensor]) -> None:
         logits, labels = output
-        # float64: a float32 softmax rounds every probability above 1 - 6e-8 (a logit margin past ~17: training
-        # without label smoothing, a confident error) to exactly 1.0, and the AUC then counts a confident false
-        # positive as tied with the positives it ranks below (0.75 instead of 1.0 for margins 30, 25 against 20)
-        self._probs.append(torch.softmax(logits.detach().double(), dim=1).cpu())
+        self._log_odds.append(log_odds(logits.detach()).cpu())
         self._labels.append(torch.as_tensor(labels).detach().reshape(-1).long().cpu())
 
     def gathered(self) -> tuple[np.ndarray, np.ndarray]:
-        """Every rank's probabilities (N, K) and labels (N,), concatenated in rank order.
+        """Every rank's log-odds (N, K) and labels (N,), concatenated in rank order.
 
         Ranks hold different numbers of images (the validation sampler does not pad, so no image is counted twice),
         and a rank may hold none: MONAI's ``evenly_divisible_all_gather`` pads each rank's rows to the longest, gathers
@@ -182,7 +196,7 @@ class _ProbabilityAccumulator(Metric):
         """
         k = len(self.class_names)
         # an empty rank's rows in the other ranks' dtype: the gather pads and concatenates them together
-        probs = torch.cat(self._probs) if self._probs else torch.zeros(0, k, dtype=torch.float64)
+        probs = torch.cat(self._log_odds) if self._log_odds else torch.zeros(0, k, dtype=torch.float64)
         labels = torch.cat(self._labels) if self._labels else torch.zeros(0, dtype=torch.long)
         if idist.get_world_size() > 1:
             # the backend's device, not ignite's idist.device(): that is the current GPU wherever CUDA exists, and

@@ -239,3 +239,24 @@ def test_auc_of_confident_logits_equals_sklearn_on_the_logits() -> None:
     report.reset()
     report.update((logits, torch.as_tensor(labels)))
     assert report.compute()["auc"] == pytest.approx(skm.roc_auc_score(labels, margins), abs=1e-12)
+
+
+@pytest.mark.parametrize("scale", [1.0, 2.0, 10.0])
+@pytest.mark.parametrize("classes", [2, 3])
+def test_auc_of_logits_past_float64s_softmax_equals_sklearn_on_the_logits(scale: float, classes: int) -> None:
+    """A float64 softmax still rounds a probability to 1.0 past a logit margin of ~37: margins 80 and 60 of the
+    positives tied with a confident error's 45, and the AUC was again 0.75, not 1.0 (scale 1; at scale 10 every
+    score of the set was tied)."""
+    labels = np.array([1, 1, 0, 0] + [2] * (classes - 2))
+    margins = scale * np.array([80.0, 60.0, 45.0, -5.0] + [0.0] * (classes - 2))
+    logits = torch.zeros(len(labels), classes, dtype=torch.float64)
+    logits[:, 1] = torch.as_tensor(margins)
+    if classes == 3:
+        logits[-1, 2] = 100.0 * scale  # the third class's image, confidently right
+    report = ClassificationReport([f"c{c}" for c in range(classes)])
+    report.update((logits, torch.as_tensor(labels)))
+    result = report.compute()
+    # the independent reference: scikit-learn on the logit margins, exact in float64 (one-vs-rest of class 1; the
+    # other classes' images are ranked right by any score)
+    assert skm.roc_auc_score(labels == 1, margins) == 1.0
+    assert result["auc"] == 1.0
