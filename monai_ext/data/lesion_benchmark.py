@@ -33,6 +33,7 @@ import numpy as np
 
 from monai_ext.data.synthetic import (
     GEOMETRIES,
+    SIMULATOR_VERSION,
     SimulatedFrame,
     SimulatorConfig,
     beamform_envelope,
@@ -50,7 +51,8 @@ from monai_ext.data.synthetic import (
 
 #: Class names of the benchmark, in label order.
 SUBTLE_CLASSES: tuple[str, ...] = ("circumscribed", "microlobulated", "heterogeneous", "shadowing")
-#: Bumped whenever the lesion model changes, so cached folders of an older model are regenerated.
+#: Bumped whenever the lesion model changes, so cached folders of an older model are regenerated (the records also
+#: hold the simulator's own :data:`~monai_ext.data.synthetic.SIMULATOR_VERSION`, for changes of the image formation).
 BENCHMARK_VERSION = 1
 
 
@@ -169,8 +171,8 @@ def subtle_lesion_dataset(
     suffix = "" if strength == 1.0 else f"_s{strength:g}"
     suffix += "" if size == 256 else f"_{size}px"
     root = Path(cache_dir) / f"subtle_lesions_{per_class}_seed{seed}{suffix}"
-    record = {"version": BENCHMARK_VERSION, "classes": list(SUBTLE_CLASSES), "per_class": per_class, "seed": seed, "strength": strength,
-              "size": size}
+    record = {"version": BENCHMARK_VERSION, "simulator": SIMULATOR_VERSION, "classes": list(SUBTLE_CLASSES),
+              "per_class": per_class, "seed": seed, "strength": strength, "size": size}
     record_path = root / "benchmark.json"
     if record_path.is_file() and json.loads(record_path.read_text()) == record:
         return root
@@ -207,7 +209,7 @@ def subtle_pretraining_frames(cache_dir: str | os.PathLike, num: int = 1000, see
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
     root = Path(cache_dir) / (f"subtle_unlabelled_{num}_seed{seed}" + ("" if size == 256 else f"_{size}px"))
-    record = {"version": BENCHMARK_VERSION, "num": num, "seed": seed, "size": size}
+    record = {"version": BENCHMARK_VERSION, "simulator": SIMULATOR_VERSION, "num": num, "seed": seed, "size": size}
     record_path = root / "frames.json"
     if record_path.is_file() and json.loads(record_path.read_text()) == record:
         return root

@@ -35,7 +35,7 @@ from monai_ext.data.downstream import (
 from monai_ext.data.folders import BUSI_MASK, IMAGE_SUFFIXES, file_in_any_case, folder_in_any_case, walk_files
 from monai_ext.data.identical import identical_sets, keep_one_copy, warn_of_copies_across_parts
 from monai_ext.data.studies import study_folders, whole_groups_near
-from monai_ext.data.synthetic import SimulatorConfig, simulate_frame
+from monai_ext.data.synthetic import SIMULATOR_VERSION, SimulatorConfig, simulate_frame
 from monai_ext.io.atomic import atomic_write_bytes
 from monai_ext.io.checkpoints import sha256_of
 from monai_ext.io.images import image_stem, is_single_image
@@ -525,7 +525,7 @@ def synthetic_segmentation_dataset(cache_dir: str | os.PathLike, num: int = 75, 
     root = Path(cache_dir) / f"seg_lesions_{num}_seed{seed}"
     record_path = root / "synthetic.json"
     config = SimulatorConfig(screen_capture=True, lesion_scale=1.6, lesion_probability=1.0)
-    record = {"num": num, "seed": seed, "layout": "busi", "config": repr(config)}
+    record = {"num": num, "seed": seed, "layout": "busi", "config": repr(config), "simulator": SIMULATOR_VERSION}
     if _read_record(record_path) == record:
         return root
     for i in range(num):

@@ -41,6 +41,9 @@ GEOMETRIES: tuple[str, ...] = ("linear", "curvilinear")
 LESION_STYLES: tuple[str, ...] = ("oval", "irregular", "cyst")
 #: The record a generated folder holds beside its frames; the folder is complete once it exists.
 GENERATION_RECORD = "synthetic.json"
+#: Bumped whenever the simulator's image formation changes (what a seed and a config draw): every generated folder's
+#: record holds it, so a folder cached by an older simulator is made again rather than served as this one's frames.
+SIMULATOR_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -642,7 +645,8 @@ def generate_dataset(
                          f"{lesion!r}")
     out = Path(out_dir)
     record_path = out / GENERATION_RECORD
-    wanted = json.loads(json.dumps({"num": num, "seed": seed, "config": asdict(config), "format": fmt, "lesion": lesion}))
+    wanted = json.loads(json.dumps({"num": num, "seed": seed, "config": asdict(config), "format": fmt, "lesion": lesion,
+                                    "simulator": SIMULATOR_VERSION}))
     if record_path.is_file():
         record = json.loads(record_path.read_text())
         if all(record.get(k) == v for k, v in wanted.items()):

@@ -215,3 +215,40 @@ def test_the_lesion_benchmark_names_its_own_option(tmp_path, per_class: int) -> 
     with pytest.raises(ValueError, match=f"per_class must be at least 1, got {per_class}"):
         syn.synthetic_lesion_dataset(tmp_path, per_class=per_class)
     assert not any(tmp_path.iterdir())
+
+
+def _generated_folders():
+    """(name, make(cache) -> folder, record file name) of each generator that caches a folder of frames."""
+    from monai_ext.data.lesion_benchmark import subtle_lesion_dataset, subtle_pretraining_frames
+    from monai_ext.data.segmentation import synthetic_segmentation_dataset
+
+    small = syn.SimulatorConfig(size=64)
+    return [
+        ("generate_dataset", lambda cache: (syn.generate_dataset(cache / "gen", 2, config=small, workers=1),
+                                            cache / "gen")[1], syn.GENERATION_RECORD),
+        ("subtle_lesion_dataset", lambda cache: subtle_lesion_dataset(cache, per_class=1, size=64), "benchmark.json"),
+        ("subtle_pretraining_frames", lambda cache: subtle_pretraining_frames(cache, num=2, size=64), "frames.json"),
+        ("synthetic_segmentation_dataset", lambda cache: synthetic_segmentation_dataset(cache, num=5),
+         "synthetic.json"),
+    ]
+
+
+@pytest.mark.parametrize("older", [False, True])
+@pytest.mark.parametrize("index", range(4), ids=[name for name, _, _ in _generated_folders()])
+def test_a_folder_cached_by_another_simulator_version_is_made_again(tmp_path, index: int, older: bool) -> None:
+    """Generated folders were reused whenever their settings matched, so frames cached by an older simulator were
+    served as this one's; the records now hold SIMULATOR_VERSION. A folder of this version is reused as is."""
+    import json
+
+    _, make, record_name = _generated_folders()[index]
+    folder = make(tmp_path)
+    first = sorted(folder.rglob("*.png"))[0]
+    original = first.read_bytes()
+    cv2.imwrite(str(first), np.zeros((4, 4), np.uint8))  # stands for a frame the other simulator drew
+    if older:
+        record_path = folder / record_name
+        record = json.loads(record_path.read_text())
+        assert record["simulator"] == syn.SIMULATOR_VERSION
+        record_path.write_text(json.dumps({**record, "simulator": syn.SIMULATOR_VERSION - 1}))
+    assert make(tmp_path) == folder
+    assert (first.read_bytes() == original) is older
