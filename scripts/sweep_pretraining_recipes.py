@@ -252,8 +252,8 @@ def check_sizes(parser: argparse.ArgumentParser, args: argparse.Namespace, names
     for name, value, least in (("frames", args.frames, 1), ("seed", args.seed, 0)):
         if value < least:
             parser.error(f"--{name} must be at least {least}, got {value}")
-    if args.strength < 0:
-        parser.error(f"--strength must be at least 0, got {args.strength}")
+    if not args.strength >= 0 or math.isinf(args.strength):  # "not >=" refuses nan too
+        parser.error(f"--strength must be a finite number of at least 0, got {args.strength}")
     for name in names:
         patch = {**DEMO, **RECIPES[name]}["patch"]
         if args.image_size <= 0 or args.image_size % patch:

@@ -81,7 +81,9 @@ def test_an_unknown_recipe_is_one_line_and_exit_code_2(tmp_path):
                            "of each class in each), got 3"),  # failed in scikit-learn after pretraining
     (["--seed", "-1"], "--seed must be at least 0, got -1"),  # failed in numpy after pretraining
     (["--frames", "0"], "--frames must be at least 1, got 0"),
-    (["--strength", "-1"], "--strength must be at least 0, got -1.0"),
+    (["--strength", "-1"], "--strength must be a finite number of at least 0, got -1.0"),
+    (["--strength", "nan"], "--strength must be a finite number of at least 0, got nan"),  # all-black frames cached
+    (["--strength", "inf"], "--strength must be a finite number of at least 0, got inf"),
     (["--image_size", "100"], "--image_size must be a positive multiple of recipe 'demo''s patch 16, got 100"),
     (["--recipes", "patch_8", "--image_size", "12"], "recipe 'patch_8''s patch 8, got 12"),
     (["--recipes", ","], "--recipes names no recipe"),  # ran nothing and wrote an empty table
