@@ -32,6 +32,11 @@ def interpolate_pos_embed(pos: torch.Tensor, grid_size: tuple[int, int], num_ext
     if source_grid is None:
         side = int(round(patches.shape[1] ** 0.5))
         if side * side != patches.shape[1]:
+            whole = pos.shape[1]
+            if num_extra_tokens and int(round(whole ** 0.5)) ** 2 == whole:  # e.g. 196 = 14 x 14 with no slot left
+                raise CheckpointError(f"its position embedding has {whole} entries, a {int(round(whole ** 0.5))}-square "
+                                      f"patch grid with no slot for the {num_extra_tokens} cls token(s) this ViT puts "
+                                      "first (timm's no_embed_class layout), which this model's layout does not hold")
             raise CheckpointError(f"cannot interpolate a non-square position grid of {patches.shape[1]!r} patches "
                                   "without a record of its shape")
         source_grid = (side, side)

@@ -183,3 +183,14 @@ def test_decoder_pred_of_another_patch_size_is_refused_by_the_channel_adapter(ou
     with pytest.raises(ck.CheckpointError, match=re.escape(f"cannot adapt decoder_pred of {outputs} outputs to 8 x 8 "
                                                            "patches")):
         ck.adapt_decoder_pred_channels(torch.zeros(outputs, 16), 8, 3)
+
+
+@pytest.mark.parametrize("entries, message", [
+    (196, "its position embedding has 196 entries, a 14-square patch grid with no slot for the 1 cls token(s)"),
+    (21, "cannot interpolate a non-square position grid of 20 patches without a record of its shape"),
+])
+def test_a_position_embedding_without_a_cls_slot_is_named_as_such(entries: int, message: str) -> None:
+    """timm's no_embed_class files hold 196 = 14 x 14 entries: taken as a cls slot and 195 patches, the refusal
+    spoke of a 'non-square grid' of a file whose grid is square."""
+    with pytest.raises(ck.CheckpointError, match=re.escape(message)):
+        ck.interpolate_pos_embed(torch.zeros(1, entries, 8), (8, 8))
