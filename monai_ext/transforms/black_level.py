@@ -68,6 +68,32 @@ def black_level(gray: np.ndarray) -> int:
     return level
 
 
+def detection_gray(gray: np.ndarray, threshold: int = 0) -> tuple[np.ndarray, int]:
+    """(H, W) uint8 ``gray`` and a background ``threshold`` as field-of-view detection needs them: a raised black
+    (:func:`black_level`) brought to 0 as :func:`restore_black` brings it, and the threshold at least
+    ``BLACK_SPREAD`` (the JPEG noise left around the restored black).
+
+    The transforms that detect the field of view themselves (``Deannotate``, ``FieldOfViewMask``) meet frames whose
+    black was never brought to 0 (the corpus restores it first; a bundle's loader does not): a JPEG screenshot whose
+    black decodes as 1 (libjpeg at quality 70), a grabber's video-range black of 16. At threshold 0 every pixel of
+    such a screen was signal and the field of view the whole screen, text, gray bar and depth scale kept; raising the
+    threshold alone is not enough, as a fitted sector is widened over dim edges above half of it, which the raised
+    black then was everywhere. A frame whose black is 0 (the simulator's screens, PNG captures) comes back as it is.
+
+    Args:
+        gray: (H, W) uint8 frame.
+        threshold: the background level asked for (0-254).
+
+    Returns:
+        (the (H, W) uint8 gray to detect on, the threshold to detect with).
+    """
+    level = black_level(gray)
+    if level == 0:
+        return gray, threshold
+    restored = cv2.LUT(np.ascontiguousarray(gray), black_lut(level, is_video_range(gray, level)))
+    return restored, max(threshold, BLACK_SPREAD)
+
+
 def is_video_range(gray: np.ndarray, level: int) -> bool:
     """True when (H, W) uint8 ``gray`` with black ``level`` is a limited-range capture (black 16, white 235).
 

@@ -39,6 +39,7 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends, convert_to_dst_type
 
+from monai_ext.transforms.black_level import detection_gray
 from monai_ext.transforms.fov import (
     FieldOfView,
     channel_last,
@@ -452,7 +453,8 @@ def deannotate(image: Any, fov: FieldOfView | None = None, margin: int = 2, chro
         image: (H, W), (H, W, 3) or (C, H, W) screen capture: 8-bit, 16-bit (uint16, or int32 as PIL holds it),
             or float in [0, 1] or [0, 255]; the result is in the input's range.
         fov: a field of view found already (for example from DICOM regions); detected when None, in every view of
-            a dual- or quad-view screen (:func:`detect_screen_fov`).
+            a dual- or quad-view screen (:func:`detect_screen_fov`), a raised black brought to 0 first
+            (:func:`~monai_ext.transforms.black_level.detection_gray`).
         margin: the field of view is grown by this many pixels before blanking, so tissue at its edge is never lost.
         chroma: channel spread above which a pixel is colour (see :func:`colour_mask`).
         min_level, min_contrast: thresholds of :func:`thin_bright_strokes` and of the seeds of
@@ -468,7 +470,9 @@ def deannotate(image: Any, fov: FieldOfView | None = None, margin: int = 2, chro
     check_options(margin, chroma, min_level, min_contrast, dilate_marks, doppler, fill)
     rgb = to_hwc_uint8(image)
     gray = to_gray_uint8(rgb)
-    fov = fov or detect_screen_fov(gray)  # every view of a dual- or quad-view screen
+    # every view of a dual- or quad-view screen; above a raised black (a JPEG black decoded as 1, a grabber's 16),
+    # which at threshold 0 made the whole screen the field of view and kept its text and bars
+    fov = fov or detect_screen_fov(*detection_gray(gray))
     zone = cv2.dilate(fov.mask.astype(np.uint8), np.ones((2 * margin + 1,) * 2, np.uint8)) > 0
     colour = colour_mask(rgb, chroma)
     outside = ~zone & ((gray > 0) | colour)

@@ -85,6 +85,11 @@ MIN_TEXTURE_SHARE = 0.2
 #: ``MIN_TEXTURE_SHARE`` where another region is no strokes (:func:`choose_region`, :func:`textured_regions`), nor a
 #: smaller view (:func:`smaller_views`).
 MAX_TISSUE_STROKES = 0.25
+#: A fitted sector's inner arc is where the opening of :func:`solid_components` cut a narrow sector's tip off (see
+#: :func:`is_eaten_tip`) when its chord is at most this many times the opening's disk: a 30-degree phased-array
+#: sector lost its top 37 rows of a 600-row screen (1.2% of its tissue, the near field); a curvilinear footprint is
+#: 2.4 times the disk or more (the simulator's, whose detection this leaves as it was).
+TIP_CHORD_RATIO = 1.5
 
 
 @dataclass
@@ -586,6 +591,50 @@ def widen_to_dim_edges(gray: np.ndarray, apex: tuple[float, float], slopes: tupl
     return widened[0], widened[1]
 
 
+def opening_diameter(shape: tuple[int, int]) -> int:
+    """Side (pixels) of the disk :func:`solid_components` opens an (H, W) screen with by default: anything narrower
+    is gone from the regions it finds."""
+    return 2 * max(5, (min(shape) // 50) | 1) + 1
+
+
+def is_eaten_tip(sector: SectorFit, diameter: int) -> bool:
+    """Whether the inner arc of a fitted sector is where the opening of :func:`solid_components` (a disk
+    ``diameter`` pixels across) cut a narrow sector's tip off, not where the image begins.
+
+    A phased-array sector (or any sector whose sides meet at the top of the image) narrows to its apex; the opening
+    removes it where it is narrower than the disk, so the region, and the inner radius fitted to it, began there:
+    the chord at that radius is about the disk's width (up to ``TIP_CHORD_RATIO`` times). A curvilinear probe's
+    footprint, where its image truly begins, is wider (the simulator's: 2.4 times the disk at least).
+    """
+    (slope_l, slope_r), inner = sector.slopes, sector.radii[0]
+    chord = inner * (np.sin(np.arctan(slope_r)) - np.sin(np.arctan(slope_l)))
+    return bool(chord <= TIP_CHORD_RATIO * diameter)
+
+
+def reach_apex(gray: np.ndarray, sector: SectorFit, level: int) -> float:
+    """The inner radius of ``sector`` moved towards its apex over the tissue of (H, W) uint8 ``gray``: one-pixel
+    radial bands inside the inner arc, between the sides, are taken while at least 60% of their pixels are above
+    ``level`` (as :func:`widen_to_dim_edges` takes angular bands); the black above a probe's footprint stops it.
+    """
+    (apex_row, apex_col), (slope_l, slope_r), (inner, _) = sector.apex, sector.slopes, sector.radii
+    height, width = gray.shape
+    top, bottom = max(0, int(np.floor(apex_row))), min(height, int(np.ceil(apex_row + inner)) + 1)
+    if bottom <= top:
+        return inner
+    rows = np.arange(top, bottom, dtype=np.float64)[:, None] - apex_row
+    cols = np.arange(width, dtype=np.float64)[None, :] - apex_col
+    radius = np.hypot(rows, cols)
+    between = (rows > 0) & (cols >= slope_l * rows) & (cols <= slope_r * rows) & (radius < inner)
+    band = np.floor(inner - radius[between]).astype(np.int64)  # 0: the band just inside the inner arc
+    if band.size == 0:
+        return inner
+    counts = np.bincount(band)
+    hits = np.bincount(band, weights=gray[top:bottom][between] > level)
+    full = (counts > 0) & (hits >= 0.6 * counts)
+    taken = int(np.argmin(full)) if not full.all() else len(full)
+    return float(max(inner - taken, 0.0))
+
+
 @dataclass
 class SectorFit:
     """An annular sector: apex (row, col), side slopes (columns per row from the apex, left and right), and inner
@@ -676,6 +725,10 @@ def detect_fov(image: Any, threshold: int = 0, region_box: Sequence[int] | None 
     if chosen.kind in ("freeform", "strip"):
         return FieldOfView(chosen.mask, _bbox(chosen.mask), chosen.kind, 1.0)
     mask, sector = chosen.model, chosen.sector
+    if sector is not None and is_eaten_tip(sector, opening_diameter(gray.shape)):
+        # judged against the region as found; then taken up to the apex the opening cut off (a narrow sector)
+        sector = SectorFit(sector.apex, sector.slopes, (reach_apex(gray, sector, threshold // 2), sector.radii[1]))
+        mask = render_sector(mask.shape, sector)
     if sector is not None and dim_edges:
         # judged against the region as found; then widened over dim edges the threshold left out of the region
         slopes = widen_to_dim_edges(gray, sector.apex, sector.slopes, sector.radii, threshold // 2)
@@ -785,10 +838,15 @@ def check_threshold(threshold: int) -> None:
 
 
 def screen_or_region_fov(image: Any, threshold: int = 0, region_box: Sequence[int] | None = None) -> FieldOfView:
-    """The DICOM B-mode region's field of view when there is one, else the whole screen's (every view's)."""
+    """The DICOM B-mode region's field of view when there is one, else the whole screen's (every view's), above a
+    raised black brought to 0 first (see :func:`~monai_ext.transforms.black_level.detection_gray`)."""
+    # imported here: black_level.py imports this module (to_gray_uint8)
+    from monai_ext.transforms.black_level import detection_gray
+
+    gray, threshold = detection_gray(to_gray_uint8(image), threshold)
     if region_box is not None:
-        return detect_fov(image, threshold, region_box)
-    return detect_screen_fov(image, threshold)
+        return detect_fov(gray, threshold, region_box)
+    return detect_screen_fov(gray, threshold)
 
 
 def mask_like(mask: np.ndarray, img: Any) -> Any:

@@ -444,3 +444,30 @@ def test_saturated_echo_lines_are_kept(line):
         assert core.sum() > 100
         result = deannotate(image, fill="mean")
         assert result.annotations[core].mean() <= 0.25, seed
+
+
+def raised_black_screen(black: int) -> tuple[np.ndarray, np.ndarray]:
+    """(96, 128) uint8 screen on a flat black of ``black``: a block of speckle (the image), white text top left and
+    a gray bar at the left edge; and (96, 128) bool the image's pixels grown by the field-of-view margin (2)."""
+    rng = np.random.default_rng(7)
+    gray = np.full((96, 128), black, np.uint8)
+    speckle = cv2.GaussianBlur(rng.uniform(0, 1, (60, 60)).astype(np.float32), (0, 0), 1.5)  # grains, not pixels
+    gray[30:90, 34:94] = np.interp(speckle, (speckle.min(), speckle.max()), (black + 20, 200)).astype(np.uint8)
+    cv2.putText(gray, "ID 12", (2, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, 255, 1)
+    gray[30:80, 4:10] = np.linspace(250, black + 10, 50).astype(np.uint8)[:, None]
+    image = np.zeros(gray.shape, bool)
+    image[28:92, 32:96] = True
+    return gray, image
+
+
+@pytest.mark.parametrize("black", [0, 1, 3, 16])
+def test_a_raised_black_is_not_taken_for_the_field_of_view(black):
+    """A black above 0 (a JPEG screenshot's black decoded as 1, a grabber's video-range 16) was signal at the
+    threshold 0 Deannotate and FieldOfViewMask detect with: the whole screen was the field of view, its text and
+    gray bar kept. Detection brings the black to 0 first, as the corpus does (a black of 0 is unchanged)."""
+    gray, image = raised_black_screen(black)
+    cleaned = Deannotate()(gray[None])[0]
+    assert not cleaned[~image].any(), f"{np.count_nonzero(cleaned[~image])} pixels kept outside the image"
+    assert (cleaned[30:90, 34:94] == gray[30:90, 34:94]).mean() > 0.99  # the image itself kept as it was
+    for mask in (FieldOfViewMask()(gray[None])[0], FieldOfViewMaskd("image")({"image": gray[None]})["fov"][0]):
+        assert not mask[~image].any() and mask[30:90, 34:94].all()

@@ -308,3 +308,28 @@ def test_a_scan_full_of_fluid_beside_a_flat_panel_is_the_field_of_view(axes) -> 
     screen[fluid] = noise[fluid][:, None]
     fov = detect_fov(screen)
     assert not fov.mask[:, left:].any() and iou(fov.mask, truth) > 0.95
+
+
+def narrow_sector_screen(half_angle_deg: float) -> tuple[np.ndarray, np.ndarray]:
+    """(160, 200) uint8 screen of a phased-array sector, its sides meeting at an apex at the top of the image (row
+    6), speckle down to the apex; and its (160, 200) bool field of view."""
+    rng = np.random.default_rng(11)
+    rows, cols = np.mgrid[0:160, 0:200].astype(np.float64)
+    radius, angle = np.hypot(rows - 6, cols - 100), np.degrees(np.arctan2(cols - 100, rows - 6))
+    fov = (rows > 6) & (radius < 145) & (np.abs(angle) < half_angle_deg)
+    speckle = cv2.GaussianBlur(rng.uniform(0, 1, fov.shape).astype(np.float32), (0, 0), 1.2)
+    gray = np.where(fov, np.interp(speckle, (speckle.min(), speckle.max()), (30, 230)), 0).astype(np.uint8)
+    return gray, fov
+
+
+@pytest.mark.parametrize("half_angle_deg", [15, 25, 45])
+def test_a_narrow_sector_keeps_its_tip(half_angle_deg):
+    """The opening that removes strokes ate a phased-array sector's narrow tip, and the inner radius fitted to what
+    was left cut the near field off (15 degrees: 21 of 153 rows). The fitted sector is taken up to its apex over the
+    tissue there."""
+    gray, fov = narrow_sector_screen(half_angle_deg)
+    found = detect_fov(gray)
+    assert found.kind == "sector"
+    first_row = int(np.flatnonzero(fov.any(1))[0])
+    assert found.bbox[0] <= first_row + 3, f"the field of view begins at row {found.bbox[0]}, the sector at {first_row}"
+    assert (found.mask & fov).sum() / fov.sum() >= 0.98
