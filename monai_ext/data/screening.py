@@ -15,6 +15,7 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
+from monai_ext.io.dicom import has_dicom_preamble
 from monai_ext.io.images import IMAGE_SUFFIXES
 
 logger = logging.getLogger(__name__)
@@ -24,7 +25,8 @@ Item = dict[str, Any]
 
 def why_not_an_image(path: str | Path) -> str | None:
     """Why the file at ``path`` cannot be an image (empty, unopenable, a picture whose header no reader knows), or
-    None where it may be one (DICOM, NIfTI and ITK files are left to their readers: their headers cost more)."""
+    None where it may be one (DICOM, NIfTI and ITK files are left to their readers: their headers cost more; a
+    DICOM file under a picture's name, ``DICM`` at byte 128, is one, as the loaders read it)."""
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -33,6 +35,10 @@ def why_not_an_image(path: str | Path) -> str | None:
     if size == 0:
         return "empty file (0 bytes)"
     if path.suffix.lower() not in IMAGE_SUFFIXES:
+        return None
+    if has_dicom_preamble(path):
+        # a PACS export named .png or .jpg: PIL knows no DICOM header, but every loader reads it as DICOM
+        # (kind_by_content); left out, a class lost the images the user had put in it, "not a picture" said of them
         return None
     try:
         with Image.open(path):  # the header only: no pixel is decoded

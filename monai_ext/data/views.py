@@ -98,7 +98,7 @@ class PreparedView:
     """One view of a frame, ready for the cache.
 
     Attributes:
-        pixels: (size, size) uint8 gray.
+        pixels: (size, size) uint8 gray (black for a ``text_page``: the cache keeps no page of text).
         view: number of the view on its frame (0 for a single view).
         crop: (x0, y0, x1, y1) of the crop in the frame's pixels, exclusive ends.
         annotation_fraction: fraction of the field-of-view pixels found as annotation (and filled).
@@ -485,8 +485,19 @@ def prepare_view(pixels: np.ndarray, gray: np.ndarray, box: tuple[int, int, int,
         drop = "extreme_aspect"
     if has_no_signal(cleaned, mask, options):
         drop = "no_signal"
-    return PreparedView(fit_square(cleaned, options.size), index, crop, round(annotation_fraction, 5),
-                        round(flow_fraction, 5), drop)
+    return PreparedView(_cached_pixels(fit_square(cleaned, options.size), drop), index, crop,
+                        round(annotation_fraction, 5), round(flow_fraction, 5), drop)
+
+
+def _cached_pixels(square: np.ndarray, drop: str) -> np.ndarray:
+    """The (S, S) uint8 pixels a view leaves in the cache: black for a page of text.
+
+    The chunks hold every view, the ones left out too (the manifest's rows index them); a page dropped as
+    ``text_page`` still had its letters, a patient's name, ID and birth date, legible in ``chunks/*.npy``, though
+    the drop is there to keep them out of the cache. Nothing reads a dropped view's pixels back (its reason is
+    recorded, not found again), so the page is kept as black.
+    """
+    return np.zeros_like(square) if drop == "text_page" else square
 
 
 def has_no_signal(gray: np.ndarray, mask: np.ndarray, options: ViewOptions) -> bool:

@@ -10,9 +10,11 @@ from typing import BinaryIO
 import cv2
 import numpy as np
 
+from monai_ext.io.dicom import MAX_PIXEL_ASPECT, SQUARE_TOLERANCE
 from monai_ext.io.errors import UnreadableImageError
+from monai_ext.io.once import warn_once
 
-__all__ = ["VIDEO_SUFFIXES", "iter_video_frames", "video_frame_count"]
+__all__ = ["VIDEO_SUFFIXES", "iter_video_frames", "square_pixel_shape", "video_frame_count"]
 
 VIDEO_SUFFIXES = (".avi", ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".wmv", ".mpg", ".mpeg")
 #: Containers whose frame count FFmpeg reads from the file (AVI's header, MP4/QuickTime's sample table): a loop that
@@ -34,7 +36,7 @@ def iter_video_frames(path: str | os.PathLike, frame_stride: int = 1,
         if not capture.isOpened():
             raise UnreadableImageError(f"{path}: OpenCV cannot open the video")
         expected = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))  # from the container; 0 or less where it gives none
-        index, pending = 0, None
+        index, pending, shape = 0, None, None
         while True:
             ok, bgr = capture.read()
             if not ok:
@@ -43,8 +45,11 @@ def iter_video_frames(path: str | os.PathLike, frame_stride: int = 1,
                 yield pending
                 pending = None
             if index % frame_stride == 0:
+                if index == 0:
+                    shape = square_pixel_shape(capture, path, bgr.shape[0], bgr.shape[1])
                 # held back one read: in a file cut short the last frame that decodes can be partly decoded
-                pending = index, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB if colour else cv2.COLOR_BGR2GRAY)
+                pending = index, _on_square_pixels(
+                    cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB if colour else cv2.COLOR_BGR2GRAY), shape)
             index += 1
         if index == 0:
             raise UnreadableImageError(f"{path}: video has no decodable frames")
@@ -116,6 +121,57 @@ def _frame_data_cut_short(path: str | os.PathLike) -> bool:
                 if chunk == b"LIST" and form == b"movi" and position + 8 + length > size:
                     return True
     return False
+
+
+def square_pixel_shape(capture: cv2.VideoCapture, path: str | os.PathLike, rows: int,
+                       columns: int) -> tuple[int, int] | None:
+    """(rows, columns) at which the frames of ``capture`` are given so that their pixels are square, as players show
+    them; None where they are square already or the stream says nothing (the frames are then given as stored).
+
+    The stream's sample aspect ratio (SAR: a pixel's width over its height; FFmpeg's, from the codec's header or the
+    container's) is applied as the DICOM reader applies ``PixelSpacing``
+    (:func:`monai_ext.io.dicom.square_pixel_shape`): the coarser axis is resampled to the finer one, no stored
+    sample is lost, and an aspect within
+    :data:`~monai_ext.io.dicom.SQUARE_TOLERANCE` of 1:1 is left alone. Frame grabbers record an ultrasound
+    machine's video output anamorphic: PAL 720x576 at SAR 16:15 and NTSC 720x480 at 8:9 (7 and 11 % off), which
+    OpenCV decodes as stored, every structure stretched. A warning names the file, once per job.
+
+    Args:
+        capture: an opened capture of the video.
+        path: the file, named in the warning.
+        rows: the height of its frames as OpenCV gives them (turned where the container says so).
+        columns: their width, likewise.
+    """
+    numerator, denominator = capture.get(cv2.CAP_PROP_SAR_NUM), capture.get(cv2.CAP_PROP_SAR_DEN)
+    if not (numerator > 0 and denominator > 0):  # 0:1 or 0:0 is FFmpeg's "unknown": players show such pixels square
+        return None
+    sar = numerator / denominator
+    said = f"sample aspect ratio {numerator:g}:{denominator:g}"
+    if capture.get(cv2.CAP_PROP_ORIENTATION_AUTO) and round(capture.get(cv2.CAP_PROP_ORIENTATION_META)) % 180 == 90:
+        # the ratio is of the stored pixels; OpenCV gives the frames turned by a quarter (a rotation in the
+        # container), so the pixels' width is the frame's height
+        sar = 1 / sar
+    if not 1 / MAX_PIXEL_ASPECT <= sar <= MAX_PIXEL_ASPECT:  # a broken header, not a recording: kept as stored
+        warn_once(f"{path}: its {said} is beyond {MAX_PIXEL_ASPECT:g}:1 either way and is not used; its frames are "
+                  "given as stored", UserWarning, stacklevel=3)
+        return None
+    if abs(sar - 1) <= SQUARE_TOLERANCE:
+        return None
+    # pixels wider than tall: more columns, as many rows; else more rows (halves rounded up, as DICOM's are)
+    shape = (rows, int(np.floor(columns * sar + 0.5))) if sar > 1 else (int(np.floor(rows / sar + 0.5)), columns)
+    if shape == (rows, columns):
+        return None
+    warn_once(f"{path}: its pixels are not square ({said}: {1 / sar:.4g} times as tall as wide); its frames are "
+              f"resampled from {rows}x{columns} to {shape[0]}x{shape[1]} (rows x columns)", UserWarning, stacklevel=3)
+    return shape
+
+
+def _on_square_pixels(frame: np.ndarray, shape: tuple[int, int] | None) -> np.ndarray:
+    """A (H, W) or (H, W, 3) uint8 ``frame`` linearly resampled to ``shape`` (rows, columns); as it is where
+    ``shape`` is None. Linear, as the DICOM reader's: it stays within the values of its neighbours."""
+    if shape is None or frame.shape[:2] == shape:
+        return frame
+    return cv2.resize(frame, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
 
 
 def video_frame_count(path: str | os.PathLike) -> int:

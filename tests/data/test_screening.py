@@ -64,6 +64,25 @@ def test_folder_and_csv_sets_leave_out_what_cannot_be_an_image(tmp_path, caplog)
     assert all(Path(it["image"]).name != "cut.png" for part in proto.splits[0].values() for it in part)
 
 
+@pytest.mark.parametrize("name", ["export_0001.png", "export_0001.JPG", "export_0001.jpeg", "export_0001.bmp"])
+def test_a_dicom_file_under_a_pictures_name_is_kept_in_its_class(name, tmp_path, caplog) -> None:
+    """A PACS export named .png was left out of its class as "not a picture PIL recognises", though every loader
+    reads it as DICOM (b"DICM" at byte 128)."""
+    import numpy as np
+
+    from monai_ext.io.writers import write_dicom_frames
+
+    a_folder_set(tmp_path / "data", {})
+    frame = np.random.default_rng(7).integers(0, 256, (1, 16, 16), np.uint8)
+    write_dicom_frames(frame, tmp_path / "data" / "benign" / name)
+    assert why_not_an_image(tmp_path / "data" / "benign" / name) is None
+    with caplog.at_level(logging.WARNING):
+        proto = ds.folder_protocol(tmp_path / "data", folds=5)
+    listed = {Path(it["image"]).name for split in proto.splits[:1] for part in split.values() for it in part}
+    assert name in listed and len(listed) == 21
+    assert "cannot be images" not in caplog.text
+
+
 def test_a_class_with_no_image_left_is_refused_by_name(tmp_path) -> None:
     a_folder_set(tmp_path / "data", {"empty_class/a.png": b"", "empty_class/b.png": b"not a picture"})
     with pytest.raises(ValueError, match=r"class\(es\) \['empty_class'\] have no image left"):

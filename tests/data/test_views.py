@@ -82,6 +82,15 @@ def test_pages_of_text_are_left_out_not_cached_with_the_patients_name(lines, ink
     assert [view.drop for view in views] == ["text_page"] * len(views) and views
 
 
+@pytest.mark.parametrize("lines, ink, paper", [(PATIENT_SCREEN, 255, 0), (WORKSHEET, 0, 255)])
+@pytest.mark.parametrize("deannotate", [True, False])
+def test_a_page_of_text_leaves_black_pixels_not_its_letters(lines, ink, paper, deannotate):
+    """The page was dropped, but its view's pixels, written to the chunks like every view's, held it legible."""
+    views = prepare_views(text_page(lines, ink, paper, 2), None, ViewOptions(size=64, deannotate=deannotate))
+    assert views and all(view.drop == "text_page" and not view.pixels.any() for view in views)
+    assert all(view.pixels.shape == (64, 64) and view.pixels.dtype == np.uint8 for view in views)
+
+
 def test_a_patient_screen_on_a_coloured_background_is_left_out():
     page = np.zeros((480, 640, 3), np.uint8)
     page[:] = (30, 40, 110)  # a scanner's dark blue

@@ -263,3 +263,62 @@ def test_a_whole_avi_with_a_dropped_frame_is_not_taken_for_a_cut_one(tmp_path) -
         warnings.simplefilter("error")  # no "cut short"
         levels = [int(round(frame.mean())) for _, frame in iter_video_frames(tmp_path / "vfr.avi")]
     assert len(levels) == 5 and abs(levels[-1] - 200) <= 6  # the last frame kept
+
+
+def with_sample_aspect(path: Path, code: int) -> Path:
+    """``path``, an MPEG-4 part 2 (mp4v) video, with the aspect_ratio_info of its VOL headers set to ``code`` (ISO
+    14496-2 table 6-12: 1 square, 2 12:11, 3 10:11, 4 16:11, 5 40:33), as a frame grabber recording PAL or NTSC
+    writes it; OpenCV's writer always says square."""
+    data = bytearray(path.read_bytes())
+    start = data.find(b"\x00\x00\x01\x20")
+    assert start >= 0, "no VOL header: not an mp4v stream"
+    while start >= 0:
+        bit = (start + 4) * 8 + 1 + 8  # after random_accessible_vol and video_object_type_indication
+        bit += 1 + (7 if data[bit // 8] >> (7 - bit % 8) & 1 else 0)  # is_object_layer_identifier (+ verid, priority)
+        for k in range(4):
+            byte, shift = (bit + k) // 8, 7 - (bit + k) % 8
+            data[byte] = data[byte] & ~(1 << shift) & 0xFF | ((code >> (3 - k)) & 1) << shift
+        start = data.find(b"\x00\x00\x01\x20", start + 4)
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("code, shape", [(1, (120, 160)), (2, (120, 175)), (3, (132, 160)), (4, (120, 233))])
+@pytest.mark.parametrize("colour", [False, True])
+def test_non_square_pixels_of_a_video_are_made_square(tmp_path, code, shape, colour) -> None:
+    """A grabber's anamorphic recording (SAR 12:11, 10:11, 16:11) was read as stored, every structure squeezed."""
+    path = tmp_path / "grabbed.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 5, (160, 120))
+    for _ in range(2):
+        writer.write(np.full((120, 160, 3), 128, np.uint8))
+    writer.release()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        frames = list(iter_video_frames(with_sample_aspect(path, code), colour=colour))
+    assert [frame.shape[:2] for _, frame in frames] == [shape] * 2
+    said = [str(w.message) for w in caught if "not square" in str(w.message)]
+    assert said == ([] if code == 1 else [f"{path}: its pixels are not square (sample aspect ratio "
+                                          f"{ {2: '12:11', 3: '10:11', 4: '16:11'}[code]}: "
+                                          f"{ {2: 11 / 12, 3: 1.1, 4: 11 / 16}[code]:.4g} times as tall as wide); "
+                                          f"its frames are resampled from 120x160 to {shape[0]}x{shape[1]} "
+                                          "(rows x columns)"])
+
+
+@pytest.mark.parametrize("code, shape", [(2, (175, 120)), (3, (160, 132))])
+def test_non_square_pixels_of_a_turned_video_are_made_square_across_the_turn(tmp_path, code, shape) -> None:
+    """The ratio is of the stored pixels: in a video turned by a quarter in its container (OpenCV gives it turned)
+    their width is the frame's height."""
+    import struct
+
+    path = tmp_path / "turned.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 5, (160, 120))
+    writer.write(np.full((120, 160, 3), 128, np.uint8))
+    writer.release()
+    data = bytearray(path.read_bytes())
+    matrix = data.find(b"tkhd") - 4 + 48  # a version-0 track header's display matrix: a quarter turn
+    data[matrix : matrix + 36] = struct.pack(">9i", 0, 65536, 0, -65536, 0, 0, 0, 0, 1 << 30)
+    path.write_bytes(bytes(data))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        frames = list(iter_video_frames(with_sample_aspect(path, code)))
+    assert [frame.shape for _, frame in frames] == [shape]
