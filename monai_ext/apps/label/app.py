@@ -45,14 +45,19 @@ from monai_ext.apps.label.datastore import (
     LABEL_PATTERNS,
     check_image_id,
     check_label_tag,
+    check_uploaded_image,
     is_labelled,
+    is_listed_image,
+    is_listed_label,
     label_file_id,
     served_names,
     stays_in,
+    upload_image_id,
     warn_unlisted_files,
 )
 from monai_ext.apps.label.infer import UltrasoundClassifyInfer
 from monai_ext.apps.label.infer_request import (
+    UPLOAD_NAME,
     EndpointCall,
     RequestedImage,
     RequestRefused,
@@ -67,7 +72,7 @@ from monai_ext.apps.label.segment_infer import UltrasoundSegmentInfer
 from monai_ext.apps.label.segment_model import BundleSegmenter, load_bundle_segmenter
 from monai_ext.apps.label.segment_train import UltrasoundSegmentTrain
 from monai_ext.apps.label.train import UltrasoundClassifyTrain
-from monai_ext.apps.label.uploads import discarded_on_failure, endpoint_upload
+from monai_ext.apps.label.uploads import discarded_on_failure, endpoint_file_name, endpoint_upload
 from monai_ext.engines.inference import NonFiniteOutputError
 from monai_ext.io.errors import UnreadableImageError
 
@@ -119,13 +124,26 @@ class UltrasoundDatastore(LocalDatastore):
 
     def add_image(self, image_id: str, image_filename: str, image_info: dict[str, Any]) -> str:
         """MONAI Label's upload of an image, refusing an id that names no file directly in the studies folder
-        (``../pwn`` was written outside it) with HTTP 422, and naming an upload sent without a file name (``.nii.gz``
-        by MONAI Label's endpoint, which the datastore does not list) by its content. A refused upload's temporary
-        file is removed (:mod:`monai_ext.apps.label.uploads`)."""
-        with discarded_on_failure(_saved_upload(image_filename)):
-            return self._add_image(image_id, image_filename, image_info)
+        (``../pwn`` was written outside it) and a file that is no image the datastore lists and reads (a text file,
+        one cut off at 0 bytes) with HTTP 422, and naming an upload sent without a file name (``.nii.gz`` by MONAI
+        Label's endpoint, which the datastore does not list) or under a name the datastore does not list (a DICOM
+        export's ``IM0001``) by its content. An upload sent without an id takes its file name less its image suffix
+        as its id (:func:`~monai_ext.apps.label.datastore.upload_image_id`). A refused upload's temporary file is
+        removed (:mod:`monai_ext.apps.label.uploads`)."""
+        frame = sys._getframe(1)
+        try:
+            saved = endpoint_file_name(frame, _DATASTORE_ENDPOINTS, image_filename)
+        finally:
+            del frame  # a frame kept in a local would keep the endpoint's locals alive in a reference cycle
+        with discarded_on_failure([image_filename] if saved is not None else []):
+            client_name, id_given = saved if saved is not None else ("", True)
+            if client_name and not id_given:
+                # MONAI Label cut every suffix off the name: patient1.left.png and .right.png were both "patient1"
+                image_id = upload_image_id(client_name)
+            shown = _upload_shown(saved, image_filename)
+            return self._add_image(image_id, image_filename, image_info, shown)
 
-    def _add_image(self, image_id: str, image_filename: str, image_info: dict[str, Any]) -> str:
+    def _add_image(self, image_id: str, image_filename: str, image_info: dict[str, Any], shown: str) -> str:
         # none given: MONAI Label names the image by its temporary file, taken before the content naming below
         # renames it (every such upload was "upload", each over the one before)
         image_id = image_id or self._to_id(Path(image_filename).name)[0]
@@ -133,18 +151,30 @@ class UltrasoundDatastore(LocalDatastore):
             check_image_id(image_id)
         except ValueError as e:
             raise _unprocessable(str(e)) from e
-        with named_by_content(image_filename) as named:
-            if not stays_in(self._datastore.image_path(), image_id + self._to_id(Path(named).name)[1]):
+        with named_by_content(image_filename, is_listed_image) as named:
+            try:
+                check_uploaded_image(named, shown)
+            except ValueError as e:
+                raise _unprocessable(str(e)) from e
+            stored = image_id + self._to_id(Path(named).name)[1]
+            if not stays_in(self._datastore.image_path(), stored):
                 raise _unprocessable(f"image id {image_id!r} names a file outside the studies folder (a link?): "
                                      "not written")
+            listed_as = self._to_id(stored)[0]
+            if listed_as != image_id:
+                # MONAI Label lists a file by its name with every copy of its suffix removed: scan.png.png is image
+                # "scan" once the record is rebuilt, its labels and "scan.png" the id the client was given lost
+                raise _unprocessable(f"image id {image_id!r} would be stored as {stored!r}, which the datastore lists "
+                                     f"as image {listed_as!r}: give another id (image=...) or rename the file")
             return super().add_image(image_id, named, image_info)
 
     def save_label(self, image_id: str, label_filename: str, label_tag: str, label_info: dict[str, Any]) -> str:
         """MONAI Label's save, refusing a tag or image id that would write outside the tag's label folder (``tag=..``
         overwrote the image itself) with HTTP 422, a label for an image id the datastore lacks with HTTP 404 (its own
         exception reached the client as a server error), and naming a picture sent without a file name by its
-        content: MONAI Label's endpoint names it ``.nii.gz``, and training refused it as a 3D Slicer NIfTI. A refused
-        upload's temporary file is removed (:mod:`monai_ext.apps.label.uploads`)."""
+        content: MONAI Label's endpoint names it ``.nii.gz``, and training refused it as a 3D Slicer NIfTI (a picture
+        sent under a name the datastore does not list, ``mask``, likewise). A refused upload's temporary file is
+        removed (:mod:`monai_ext.apps.label.uploads`)."""
         with discarded_on_failure(_saved_upload(label_filename)):
             return self._save_label(image_id, label_filename, label_tag, label_info)
 
@@ -154,14 +184,39 @@ class UltrasoundDatastore(LocalDatastore):
             check_image_id(image_id)
         except ValueError as e:
             raise _unprocessable(str(e)) from e
-        if image_id not in self._datastore.objects:
-            raise HTTPException(status_code=404, detail=f"no image {image_id!r} in the datastore")
-        with named_by_content(label_filename) as named:
+        self._known_image(image_id)
+        # a mask sent as "mask" was stored as labels/final/<id>: training took it for no picture, a rebuilt record
+        # dropped it
+        with named_by_content(label_filename, is_listed_label) as named:
             folder = self._datastore.label_path(label_tag)
             if not stays_in(folder, image_id + self._to_id(Path(named).name)[1]):
                 raise _unprocessable(f"the label of image {image_id!r} under tag {label_tag!r} names a file outside "
                                      "its folder (a link?): not written")
             return super().save_label(image_id, named, label_tag, label_info)
+
+    def remove_image(self, image_id: str) -> None:
+        """MONAI Label's removal of an image and its labels, answering HTTP 404 for an id the datastore lacks (its
+        own exception reached the client as a server error, HTTP 500)."""
+        self._known_image(image_id)
+        super().remove_image(image_id)
+
+    def update_image_info(self, image_id: str, info: dict[str, Any]) -> None:
+        """MONAI Label's update of an image's info, answering HTTP 404 for an id the datastore lacks (HTTP 500)."""
+        self._known_image(image_id)
+        super().update_image_info(image_id, info)
+
+    def update_label_info(self, label_id: str, label_tag: str, info: dict[str, Any]) -> None:
+        """MONAI Label's update of a label's info, answering HTTP 404 for a label the datastore lacks (HTTP 500)."""
+        if self._datastore.label(label_id, label_tag) is None:
+            raise HTTPException(status_code=404, detail=f"no label of image {label_id!r} under tag {label_tag!r} in "
+                                                        "the datastore")
+        super().update_label_info(label_id, label_tag, info)
+
+    def _known_image(self, image_id: str) -> None:
+        """Raise HTTP 404 naming ``image_id`` where the datastore has no such image (a misspelt id): MONAI Label's
+        ``ImageNotFoundException`` is no HTTP exception, and its endpoints answered it as a server error."""
+        if image_id not in self._datastore.objects:
+            raise HTTPException(status_code=404, detail=f"no image {image_id!r} in the datastore")
 
 
 def _saved_upload(path: str) -> list[str]:
@@ -172,6 +227,14 @@ def _saved_upload(path: str) -> list[str]:
         return endpoint_upload(frame, _DATASTORE_ENDPOINTS, path)
     finally:
         del frame  # a frame kept in a local would keep the endpoint's locals alive in a reference cycle
+
+
+def _upload_shown(saved: tuple[str, bool] | None, path: str) -> str:
+    """How messages name an image upload: by the client's file name where the endpoint saved it (``saved``, from
+    :func:`~monai_ext.apps.label.uploads.endpoint_file_name`), else by the file a script gave, ``path``."""
+    if saved is None:
+        return path
+    return f"{UPLOAD_NAME} {saved[0]!r}" if saved[0] else UPLOAD_NAME
 
 
 def _unprocessable(detail: str) -> HTTPException:

@@ -18,7 +18,9 @@ import re
 from pathlib import Path
 from typing import Any, Protocol
 
-from monai_ext.io.images import IMAGE_SUFFIXES
+from monai_ext.apps.label.infer_request import shown_to_client
+from monai_ext.io.errors import UnreadableImageError
+from monai_ext.io.images import IMAGE_SUFFIXES, read_image
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +32,8 @@ CLASS_TAG = "class"
 # case (fnmatch on Linux), and scanners and PACS exports write IMG0001.JPG and US4.DCM: both spellings are listed.
 _SUFFIXES = ["png", "jpg", "jpeg", "bmp", "tif", "tiff", "dcm"]
 IMAGE_PATTERNS = [f"*.{suffix}" for suffix in _SUFFIXES] + [f"*.{suffix.upper()}" for suffix in _SUFFIXES]
+#: the suffixes of :data:`IMAGE_PATTERNS`, compared in lower case (an upload's ``scan.Png`` is stored as ``scan.png``)
+_LISTED_SUFFIXES = {f".{suffix}" for suffix in _SUFFIXES}
 #: the datastore's own record, beside the images
 _DATASTORE_FILES = {"datastore_v2.json", "datastore.json"}
 #: label maps that viewers save (3D Slicer's MONAI Label module saves .nii.gz): masks, never class files
@@ -115,6 +119,53 @@ def check_image_id(image_id: object) -> str:
         raise ValueError(f"image id {image_id!r} is not allowed: an id names a file directly in the studies "
                          "folder (no '/' or '\\', not starting with '.')")
     return image_id
+
+
+def upload_image_id(file_name: str) -> str:
+    """The image id of an upload the client named ``file_name`` and gave no id: the name less its image suffix, in
+    any case (``scan.Png``: ``scan``), or the whole name where it has none the datastore lists (a DICOM export's
+    ``IM0001`` or ``1.2.840.113619.2.55.3``, stored with ``.dcm`` added).
+
+    MONAI Label's endpoint cut every suffix (``"".join(Path(name).suffixes)``): ``patient1.left.png`` and
+    ``patient1.right.png`` were both ``patient1``, the second written over the first, and every DICOM named by its
+    UID was image ``1``, each upload replacing the one before (and taking its labels).
+    """
+    suffix = Path(file_name).suffix
+    if suffix.lower() in _LISTED_SUFFIXES and len(file_name) > len(suffix):
+        return file_name[:-len(suffix)]
+    return file_name
+
+
+def is_listed_image(name: str) -> bool:
+    """Whether the datastore lists a file of this name among its images (:data:`IMAGE_PATTERNS`)."""
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in IMAGE_PATTERNS)
+
+
+def is_listed_label(name: str) -> bool:
+    """Whether the datastore lists a label file of this name: a picture (:data:`IMAGE_PATTERNS`) or a class file or
+    label map (:data:`LABEL_PATTERNS`)."""
+    return is_listed_image(name) or label_file_id(name) is not None
+
+
+def check_uploaded_image(path: str, shown: str) -> None:
+    """Refuse an image upload at ``path`` that the datastore would not list or that does not decode, naming it by
+    ``shown`` (``the uploaded file 'notes.txt'``).
+
+    An upload was written whatever it held: a text file or a copy cut off at 0 bytes was answered HTTP 200, took a
+    place in the annotators' worklist that no viewer opens, and was told apart only at training, as a skipped label.
+
+    Raises:
+        ValueError: naming ``shown`` and the reason.
+    """
+    if not is_listed_image(Path(path).name):
+        raise ValueError(f"{shown} is no image the datastore lists (PNG, JPG, BMP, TIFF or DICOM, by its name or "
+                         f"content): not added")
+    try:
+        read_image(path)
+    except UnreadableImageError as e:
+        # the reader names the server's temporary file, which means nothing to the client
+        raise ValueError(f"not a readable PNG/JPG/BMP/TIFF/DICOM image: {shown_to_client(str(e), {path: shown})}; "
+                         "not added") from e
 
 
 def stays_in(folder: str | os.PathLike, name: str) -> bool:

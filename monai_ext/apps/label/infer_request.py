@@ -24,6 +24,7 @@ from types import CodeType, FrameType
 from typing import Any
 
 from monai_ext.apps.bundle_support import FLAG_WORDS, as_flag
+from monai_ext.io.images import is_dicom_by_content
 
 #: how many frames above ``app.infer`` the endpoint may be (MONAI Label's ``infer_wsi`` calls ``infer`` in between)
 _MAX_DEPTH = 8
@@ -187,16 +188,22 @@ def content_suffix(path: str | Path) -> str | None:
 
 
 @contextmanager
-def named_by_content(upload: str) -> Iterator[str]:
+def named_by_content(upload: str, listed: Callable[[str], bool] | None = None) -> Iterator[str]:
     """The upload's path for the image reader: as it is, or a copy named by its content when MONAI Label named it
-    ``.nii.gz`` only because the client sent no file name.
+    ``.nii.gz`` only because the client sent no file name, or, given ``listed`` (which tells the file names the
+    datastore lists), when its name is not one of those (a mask sent as ``mask``, an image as ``IM0001``).
 
     MONAI Label saves an upload under the suffix of the client's file name, ``.nii.gz`` when there is none, and the
     reader goes by the suffix: a valid PNG sent without a name was refused as "not a gzip file". The app serves no
     NIfTI, so a NIfTI-named upload whose bytes begin as a PNG, JPEG, DICOM, TIFF, BMP, GIF or WebP is read as
-    that; the copy is removed on leaving.
+    that; the copy is removed on leaving. The datastore lists images by their suffix only: an image uploaded as a
+    DICOM export names it (``IM0001``, ``1.2.840.113619.2.55.3``, which MONAI Label took for suffix ``.3``) or as
+    ``scan.Png`` was written under a name it does not list, and lost from it once its record was rebuilt; a DICOM without
+    the b"DICM" preamble, as such exports write them, is told by its first element
+    (:func:`~monai_ext.io.images.is_dicom_by_content`).
     """
-    suffix = content_suffix(upload) if upload.endswith(_NIFTI_SUFFIXES) and Path(upload).is_file() else None
+    renamed = upload.endswith(_NIFTI_SUFFIXES) or (listed is not None and not listed(Path(upload).name))
+    suffix = _suffix_by_content(upload) if renamed and Path(upload).is_file() else None
     if suffix is None:
         yield upload
         return
@@ -207,3 +214,8 @@ def named_by_content(upload: str) -> Iterator[str]:
         yield str(named)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _suffix_by_content(path: str) -> str | None:
+    """:func:`content_suffix`, or ``.dcm`` for a DICOM file without the preamble under a name without a suffix."""
+    return content_suffix(path) or (".dcm" if is_dicom_by_content(path) else None)

@@ -49,10 +49,37 @@ def endpoint_upload(frame: FrameType | None, endpoints: Mapping[CodeType, str], 
             variable that holds the saved upload (``image_file``, ``label_file``).
         path: the file the datastore method was given.
     """
+    return [path] if _endpoint_frame(frame, endpoints, path) is not None else []
+
+
+def endpoint_file_name(frame: FrameType | None, endpoints: Mapping[CodeType, str],
+                       path: str) -> tuple[str, bool] | None:
+    """(the client's name of the file that one of ``endpoints`` saved at ``path``, "" where it sent none; whether
+    the request gave the image id, ``image=``), or None where ``path`` is no endpoint's upload (a script's file).
+
+    MONAI Label's ``add_image`` endpoint makes an id that the request does not give by cutting every suffix off the
+    name (``"".join(suffixes)``): the app needs the name itself to give the image its own id
+    (:func:`~monai_ext.apps.label.datastore.upload_image_id`).
+
+    Args:
+        frame: the frame of the datastore method's caller.
+        endpoints: as :func:`endpoint_upload`'s.
+        path: the file the datastore method was given.
+    """
+    found = _endpoint_frame(frame, endpoints, path)
+    if found is None:
+        return None
+    name = getattr(found.f_locals.get("file"), "filename", None)
+    return (os.path.basename(str(name)) if name else "", bool(found.f_locals.get("image")))
+
+
+def _endpoint_frame(frame: FrameType | None, endpoints: Mapping[CodeType, str], path: str) -> FrameType | None:
+    """The first of ``frame`` and its callers that runs one of ``endpoints`` with ``path`` as its saved upload, or
+    None (no endpoint within :data:`_MAX_DEPTH` frames, or one whose upload is another file)."""
     depth = 0
     while frame is not None and depth < _MAX_DEPTH:
         variable = next((name for code, name in endpoints.items() if frame.f_code is code), None)
         if variable is not None:
-            return [path] if path and frame.f_locals.get(variable) == path else []
+            return frame if path and frame.f_locals.get(variable) == path else None
         frame, depth = frame.f_back, depth + 1
-    return []
+    return None

@@ -6,6 +6,9 @@ environment; the live server's HTTP 422 is tested in test_label_server.py."""
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
 
 pytestmark = pytest.mark.slow
@@ -178,3 +181,148 @@ def test_segmentation_overrides_reach_the_segmenters_serving_and_training(outcom
     assert outcome["segmenter_loaded_with"] == [{"precision": "fp32"}]
     assert outcome["segmenter_trains_with"] == {"precision": "fp32"}
     assert outcome["bad_segmentation_overrides"] == "conf 'segmentation_overrides' must be a JSON object, got '[1]'"
+
+
+ENDPOINT_SCRIPT = r"""
+import json, sys, tempfile
+from pathlib import Path
+import numpy as np
+from PIL import Image
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+import monailabel.endpoints.datastore as datastore_endpoints
+from monai_ext.apps.label.app import UltrasoundDatastore
+from monai_ext.apps.label.datastore import IMAGE_PATTERNS
+
+tmp, sent = Path(sys.argv[1]), Path(sys.argv[2])
+uploads = tmp / "uploads"  # tempfile's folder: where MONAI Label's endpoint saves each upload
+uploads.mkdir()
+tempfile.tempdir = str(uploads)
+studies = tmp / "studies"
+studies.mkdir()
+store = UltrasoundDatastore(str(studies), extensions=IMAGE_PATTERNS, auto_reload=False)
+
+class App:
+    def datastore(self):
+        return store
+
+    def on_save_label(self, image_id, label_id):
+        return {}
+
+datastore_endpoints.app_instance = lambda: App()
+server = FastAPI()
+server.include_router(datastore_endpoints.router)
+client = TestClient(server, raise_server_exceptions=False)
+out = {}
+for name, query in [("patient1.left.png", {}), ("patient1.right.png", {}), ("IM0001", {}), ("IM0001", {"image": "given"}),
+                    ("1.2.840.113619.2.55.3.604688119.969.1268071029.320", {}),
+                    ("1.2.840.113619.2.55.3.604688119.969.1268071029.321", {}), ("scan.Png", {}),
+                    ("notes.txt", {}), ("empty.png", {}), ("scan.png.png", {}), ("scan.Png", {"image": "x.png"})]:
+    response = client.put("/datastore/image", params=query, files={"file": (name, (sent / name).read_bytes())})
+    out[name + json.dumps(query)] = [response.status_code, response.json()]
+out["left_in_uploads"] = sorted(p.name for p in uploads.iterdir())
+out["files"] = sorted(p.name for p in studies.iterdir() if p.is_file() and p.name not in (".lock", "datastore_v2.json"))
+out["first_pixels"] = {i: int(np.asarray(Image.open(store.get_image_uri(i)))[0, 0]) if store.get_image_uri(i) else None
+                       for i in ("patient1", "patient1.left", "patient1.right")}
+# an id the datastore lacks: MONAI Label's ImageNotFoundException was answered HTTP 500
+for name, (method, url, query, data) in {
+        "remove unknown image": ("delete", "/datastore/image", {"id": "nosuch"}, None),
+        "info of unknown image": ("put", "/datastore/image/info", {"image": "nosuch"}, {"info": "{}"}),
+        "info of unknown label": ("put", "/datastore/label/info", {"label": "scan", "tag": "final"}, {"info": "{}"}),
+        "info of an image": ("put", "/datastore/image/info", {"image": "scan"}, {"info": '{"seen": 1}'})}.items():
+    response = getattr(client, method)(url, params=query, **({"data": data} if data else {}))
+    out[name] = [response.status_code, response.text]
+out["info_kept"] = store.get_image_info("scan").get("seen")
+# a mask sent under a name without a suffix (curl -F label=@mask): stored as labels/final/scan, no picture to training
+response = client.put("/datastore/label", params={"image": "scan", "tag": "final"},
+                      files={"label": ("mask", (sent / "scan.Png").read_bytes())})
+out["mask_label"] = [response.status_code, Path(store.get_label_uri("scan", "final")).name]
+(studies / "datastore_v2.json").unlink()  # the record rebuilt from the files: every upload is listed again
+rebuilt = UltrasoundDatastore(str(studies), extensions=IMAGE_PATTERNS, auto_reload=False)
+out["rebuilt"] = sorted(rebuilt.list_images())
+out["rebuilt_mask_label"] = Path(rebuilt.get_label_uri("scan", "final")).name
+print(json.dumps(out))
+"""
+UID = "1.2.840.113619.2.55.3.604688119.969.1268071029.32"
+
+
+@pytest.fixture(scope="module")
+def image_uploads(label_env, tmp_path_factory) -> dict:
+    """MONAI Label's own ``PUT /datastore/image`` endpoint over the app's datastore, sent files named as
+    annotators' files are (two views of a patient, a PACS export's names, a text file, a copy cut off at 0 bytes)."""
+    from PIL import Image
+
+    from monai_ext.io.writers import write_dicom
+
+    sent = tmp_path_factory.mktemp("sent")
+    Image.fromarray(np.full((40, 50), 10, np.uint8)).save(sent / "patient1.left.png")
+    Image.fromarray(np.full((60, 70), 250, np.uint8)).save(sent / "patient1.right.png")
+    Image.fromarray(np.full((8, 8), 5, np.uint8)).save(sent / "scan.Png", format="PNG")
+    Image.fromarray(np.full((8, 8), 6, np.uint8)).save(sent / "scan.png.png")
+    for name, value in (("IM0001", 1), (f"{UID}0", 2), (f"{UID}1", 3)):
+        write_dicom(np.full((8, 8), value, np.uint8), sent / name)
+    (sent / "notes.txt").write_text("meeting notes")
+    (sent / "empty.png").write_bytes(b"")
+    return label_env.run(ENDPOINT_SCRIPT, str(tmp_path_factory.mktemp("image_uploads")), str(sent))
+
+
+@pytest.mark.parametrize("name, query, image_id", [
+    ("patient1.left.png", {}, "patient1.left"), ("patient1.right.png", {}, "patient1.right"),
+    ("IM0001", {}, "IM0001"), ("IM0001", {"image": "given"}, "given"),
+    (f"{UID}0", {}, f"{UID}0"), (f"{UID}1", {}, f"{UID}1"), ("scan.Png", {}, "scan"),
+])
+def test_an_uploaded_image_keeps_its_own_name_as_its_id(image_uploads, name, query, image_id) -> None:
+    """MONAI Label's endpoint cut every suffix off the name: patient1.left.png and patient1.right.png were both
+    "patient1" (the second written over the first), every UID-named DICOM was "1", and IM0001 was written under a
+    name the datastore does not list (gone from it once its record was rebuilt)."""
+    assert image_uploads[name + json.dumps(query)] == [200, {"image": image_id}]
+
+
+def test_uploaded_images_are_stored_under_names_the_datastore_lists_and_none_over_another(image_uploads) -> None:
+    assert image_uploads["files"] == [f"{UID}0.dcm", f"{UID}1.dcm", "IM0001.dcm", "given.dcm", "patient1.left.png",
+                                      "patient1.right.png", "scan.png"]
+    assert image_uploads["first_pixels"] == {"patient1": None, "patient1.left": 10, "patient1.right": 250}
+    assert image_uploads["rebuilt"] == [f"{UID}0", f"{UID}1", "IM0001", "given", "patient1.left", "patient1.right",
+                                        "scan"]
+
+
+@pytest.mark.parametrize("name, detail", [
+    ("notes.txt", "the uploaded file 'notes.txt' is no image the datastore lists (PNG, JPG, BMP, TIFF or DICOM, by "
+                  "its name or content): not added"),
+    ("empty.png", "not a readable PNG/JPG/BMP/TIFF/DICOM image: the uploaded file 'empty.png': empty file (0 bytes); "
+                  "not added"),
+])
+def test_an_upload_that_is_no_readable_image_is_a_422_naming_it(image_uploads, name, detail) -> None:
+    """Both were answered HTTP 200 and put in the annotators' worklist, which no viewer opens."""
+    assert image_uploads[name + "{}"] == [422, {"detail": detail}]
+    assert image_uploads["left_in_uploads"] == []  # refused uploads' temporary files removed
+
+
+@pytest.mark.parametrize("request_name, detail", [
+    ("remove unknown image", "no image 'nosuch' in the datastore"),
+    ("info of unknown image", "no image 'nosuch' in the datastore"),
+    ("info of unknown label", "no label of image 'scan' under tag 'final' in the datastore"),
+])
+def test_an_image_or_label_the_datastore_lacks_is_a_404_naming_it(image_uploads, request_name, detail) -> None:
+    """MONAI Label's ImageNotFoundException and LabelNotFoundException were answered HTTP 500."""
+    status, text = image_uploads[request_name]
+    assert (status, json.loads(text)) == (404, {"detail": detail})
+    assert image_uploads["info of an image"][0] == 200 and image_uploads["info_kept"] == 1
+
+
+@pytest.mark.parametrize("name, query, detail", [
+    ("scan.png.png", {}, "image id 'scan.png' would be stored as 'scan.png.png', which the datastore lists as image "
+                         "'scan': give another id (image=...) or rename the file"),
+    ("scan.Png", {"image": "x.png"}, "image id 'x.png' would be stored as 'x.png.png', which the datastore lists as "
+                                     "image 'x': give another id (image=...) or rename the file"),
+])
+def test_an_id_the_datastore_would_list_as_another_is_a_422_naming_it(image_uploads, name, query, detail) -> None:
+    """MONAI Label removes every copy of the suffix from a listed name: the image was listed under another id once
+    the datastore rebuilt its record, away from the id the client was given and its labels."""
+    assert image_uploads[name + json.dumps(query)] == [422, {"detail": detail}]
+
+
+def test_a_mask_sent_under_a_name_without_a_suffix_is_stored_as_the_picture_it_is(image_uploads) -> None:
+    """It was stored as ``labels/final/scan``: training skipped it as "not a mask image", a rebuilt record lost it."""
+    assert image_uploads["mask_label"] == [200, "scan.png"]
+    assert image_uploads["rebuilt_mask_label"] == "scan.png"

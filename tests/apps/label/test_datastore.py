@@ -15,13 +15,17 @@ from monai_ext.apps.label.datastore import (
     LABEL_PATTERNS,
     check_image_id,
     check_label_tag,
+    check_uploaded_image,
     class_label_items,
     images_in_subfolders,
     is_labelled,
+    is_listed_image,
+    is_listed_label,
     label_file_id,
     served_names,
     shadowed_files,
     unlisted_files,
+    upload_image_id,
     warn_unlisted_files,
 )
 
@@ -139,3 +143,47 @@ def test_label_files_are_listed_and_named_by_their_whole_suffix(name, found) -> 
     datastore's record was rebuilt."""
     assert label_file_id(name) == found
     assert any(fnmatch.fnmatchcase(name, p) for p in LABEL_PATTERNS) is (found is not None)
+
+
+@pytest.mark.parametrize("name, image_id", [
+    ("patient1.left.png", "patient1.left"),  # MONAI Label cut ".left.png": .left and .right were one "patient1"
+    ("US 2024.03.01 scan.png", "US 2024.03.01 scan"),
+    ("scan.Png", "scan"), ("US4.DCM", "US4"), ("case.tiff", "case"),
+    ("IM0001", "IM0001"),  # a DICOM export's names: the whole name (every UID-named file was image "1")
+    ("1.2.840.113619.2.55.3.604688119.969.1268071029.320", "1.2.840.113619.2.55.3.604688119.969.1268071029.320"),
+    ("scan Müller 超声 1.png", "scan Müller 超声 1"), (".png", ".png"),
+])
+def test_an_uploads_id_is_its_name_less_its_image_suffix_only(name, image_id) -> None:
+    assert upload_image_id(name) == image_id
+
+
+@pytest.mark.parametrize("name, listed", [("a.png", True), ("A.PNG", True), ("a.dcm", True), ("a.Png", False),
+                                          ("IM0001", False), ("1.2.840.3", False), ("a.gif", False),
+                                          ("a.nii.gz", False), ("notes.txt", False)])
+def test_listed_images_are_the_datastores_patterns(name, listed) -> None:
+    assert is_listed_image(name) is listed
+
+
+@pytest.mark.parametrize("name, listed", [("case0.png", True), ("case0.json", True), ("case.1.txt", True),
+                                          ("case0.nii.gz", True), ("case0", False), ("case0.Png", False)])
+def test_listed_labels_are_pictures_class_files_and_label_maps(name, listed) -> None:
+    assert is_listed_label(name) is listed
+
+
+def test_an_uploaded_image_is_refused_when_unlisted_or_unreadable_naming_it(tmp_path) -> None:
+    from PIL import Image
+
+    Image.new("L", (3, 2)).save(tmp_path / "ok.png")
+    check_uploaded_image(str(tmp_path / "ok.png"), "the uploaded file 'ok.png'")
+    (tmp_path / "notes.txt").write_text("meeting notes")
+    with pytest.raises(ValueError, match=r"^the uploaded file 'notes.txt' is no image the datastore lists"):
+        check_uploaded_image(str(tmp_path / "notes.txt"), "the uploaded file 'notes.txt'")
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(ValueError) as error:
+        check_uploaded_image(str(tmp_path / "empty.png"), "the uploaded file 'empty.png'")
+    assert str(error.value) == ("not a readable PNG/JPG/BMP/TIFF/DICOM image: the uploaded file 'empty.png': empty "
+                                "file (0 bytes); not added")
+    (tmp_path / "text.png").write_text("not pixels")
+    with pytest.raises(ValueError, match="the uploaded file 'text.png': cannot decode") as error:
+        check_uploaded_image(str(tmp_path / "text.png"), "the uploaded file 'text.png'")
+    assert str(tmp_path) not in str(error.value)  # the server's temporary file means nothing to the client

@@ -194,6 +194,21 @@ def test_an_upload_named_nifti_by_default_is_read_by_its_content(tmp_path, name:
     assert upload.is_file()  # MONAI Label removes its own file
 
 
+@pytest.mark.parametrize("name, content, read_as", [
+    ("tmpab12", DICOM, ".dcm"),                       # a DICOM export's IM0001: the datastore lists no such name
+    ("tmpab12.2.840.113619.2.55.3", DICOM, ".dcm"),   # a UID name: MONAI Label took its digits for a suffix
+    ("tmpab12.Png", PNG, ".png"),
+    ("tmpab12.txt", b"meeting notes", None),          # not an image: kept for the check to refuse by its name
+    ("tmpab12.left.png", PNG, None),                  # a listed name stays
+])
+def test_an_image_upload_under_a_name_the_datastore_does_not_list_is_named_by_its_content(
+        tmp_path, name: str, content: bytes, read_as: str | None) -> None:
+    upload = tmp_path / name
+    upload.write_bytes(content)
+    with named_by_content(str(upload), lambda file: file.endswith(".png")) as path:
+        assert Path(path).suffix == read_as if read_as else path == str(upload)
+
+
 def test_content_suffix_of_a_short_file_is_none(tmp_path) -> None:
     (tmp_path / "empty.nii.gz").write_bytes(b"")
     assert content_suffix(tmp_path / "empty.nii.gz") is None

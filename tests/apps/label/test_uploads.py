@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import sys
 from contextlib import nullcontext
+from types import SimpleNamespace
 
 import pytest
 
-from monai_ext.apps.label.uploads import discard, discarded_on_failure, endpoint_upload
+from monai_ext.apps.label.uploads import discard, discarded_on_failure, endpoint_file_name, endpoint_upload
 
 
 def datastore_method(path: str) -> list[str]:
@@ -61,3 +62,26 @@ def test_discarding_a_file_already_gone_is_no_error(tmp_path) -> None:
     discard([str(tmp_path / "gone.png")])
     assert kept.exists()
 
+
+
+def add_image(image_file: str, image: str | None, file: SimpleNamespace) -> tuple[str, bool] | None:
+    """Stands for MONAI Label's add_image endpoint: ``image`` is the request's id, ``file`` the client's upload."""
+    frame = sys._getframe(0)
+    try:
+        return endpoint_file_name(frame, {add_image.__code__: "image_file"}, image_file)
+    finally:
+        del frame
+
+
+@pytest.mark.parametrize("image, filename, expected", [
+    (None, "patient1.left.png", ("patient1.left.png", False)),
+    ("given", "patient1.left.png", ("patient1.left.png", True)),
+    (None, None, ("", False)),  # sent without a file name
+    (None, "C:/exports/IM0001", ("IM0001", False)),
+])
+def test_the_clients_file_name_of_an_image_upload_is_read_from_the_endpoint(image, filename, expected) -> None:
+    assert add_image("/tmp/tmpab.png", image, SimpleNamespace(filename=filename)) == expected
+
+
+def test_a_file_that_is_not_the_endpoints_upload_has_no_client_name() -> None:
+    assert endpoint_file_name(sys._getframe(0), {add_image.__code__: "image_file"}, "/data/own.png") is None
