@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from ignite.engine import Engine
 from monai.handlers import HausdorffDistance, MeanDice, MeanIoUHandler
-from monai.utils import evenly_divisible_all_gather
+from monai.utils import MetricReduction, evenly_divisible_all_gather, look_up_option
 
 from monai_ext.engines.distributed import is_distributed
 from monai_ext.handlers.reports import is_new_best
@@ -27,8 +27,9 @@ logger = logging.getLogger(__name__)
 
 class _NaNWhenUndefined:
     """Mixin for a MONAI ``IgniteMetricHandler`` over a cumulative per-image metric: ``compute`` gives NaN when none
-    of the (N, C) per-image values of the epoch (gathered from every rank) is finite, else MONAI's own mean; a rank
-    without images takes part (:func:`join_from_an_empty_shard`)."""
+    of the (N, C) per-image values of the epoch (gathered from every rank) is finite, else the mean of MONAI's "mean"
+    reduction computed exactly (:func:`mean_over_images`; other reductions are MONAI's own); a rank without images
+    takes part (:func:`join_from_an_empty_shard`)."""
 
     metric_fn: Any
     _name: str | None
@@ -38,10 +39,34 @@ class _NaNWhenUndefined:
         result = super().compute()  # type: ignore[misc]
         values = torch.as_tensor(self.metric_fn.get_buffer())
         if values.numel() and torch.isfinite(values).any():
+            if look_up_option(self.metric_fn.reduction, MetricReduction) == MetricReduction.MEAN:
+                return mean_over_images(values)
             return result
         logger.info("%s is undefined for every image (Dice and IoU need the class in the truth, HD95 in both masks):"
                     " NaN, not MONAI's 0.0", self._name)
         return math.nan
+
+
+def mean_over_images(values: torch.Tensor) -> float:
+    """MONAI's "mean" reduction of (N, C) per-image values: the mean over the classes an image defines (not NaN),
+    then over the images that define any; NaN when none does. Exactly rounded (``math.fsum`` in float64), so the
+    same whatever the images' order.
+
+    MONAI sums in float32 in the order of its gathered buffer, which under torchrun is rank by rank (rank 0's
+    images 0, 2, 4, ..., then rank 1's), not the datalist's: the same per-image Dice of 7 validation images gave
+    0.1828237921 on 2 ranks and 0.1828238070 in one process, and the report written with it said ``score``
+    0.1828237921 beside its own ``mean_dice`` 0.1828238091.
+
+    Args:
+        values: (N, C) or (N,) per-image values, NaN where an image does not define a class.
+    """
+    rows = values.detach().to("cpu", torch.float64).reshape(values.shape[0], -1).tolist() if values.ndim else []
+    per_image = []
+    for row in rows:
+        defined = [v for v in row if not math.isnan(v)]
+        if defined:
+            per_image.append(math.fsum(defined) / len(defined))
+    return math.fsum(per_image) / len(per_image) if per_image else math.nan
 
 
 def join_from_an_empty_shard(metric_fn: Any) -> None:

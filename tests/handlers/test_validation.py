@@ -49,6 +49,28 @@ def test_a_resumed_run_given_more_epochs_validates_its_own_last_epoch() -> None:
     assert seen == [2, 3, 4, 5]
 
 
+@pytest.mark.parametrize("interval", [0, -1, 1.5, 2.0, "2", True, None])
+@pytest.mark.parametrize("epoch_level", [True, False])
+def test_an_interval_that_is_not_a_whole_number_of_at_least_1_is_refused_when_made(interval, epoch_level) -> None:
+    """``--val_interval 0`` trained a whole epoch (on every rank under torchrun) and then failed with a
+    ZeroDivisionError traceback in the epoch filter, the epoch lost; ``-1`` validated every epoch and ``1.5`` every
+    third, silently. Refused before any training, quoting the value."""
+    with pytest.raises(ValueError, match=r"--val_interval must be a whole number of at least 1, got " + repr(interval)
+                       .replace(".", r"\.")):
+        FinalEpochValidationHandler(interval=interval, epoch_level=epoch_level)
+
+
+def test_an_interval_of_zero_fails_before_the_first_epoch_trains() -> None:
+    trained: list[int] = []
+    with pytest.raises(ValueError, match="got 0"):
+        handler = FinalEpochValidationHandler(interval=0)
+        handler.validator = SimpleNamespace(run=lambda epoch: None)
+        trainer = Engine(lambda engine, batch: trained.append(engine.state.iteration))
+        handler.attach(trainer)
+        trainer.run([0, 1], max_epochs=2)
+    assert trained == []  # nothing trained: ZeroDivisionError came only once epoch 1 had trained
+
+
 @pytest.mark.parametrize("bundle", ["usf_mae_pretrain", "usf_mae_classify", "usf_mae_segment"])
 def test_every_training_bundle_validates_its_last_epoch(bundle) -> None:
     handlers = yaml.safe_load((REPO / "bundles" / bundle / "configs" / "train.yaml").read_text())["train"]["handlers"]
