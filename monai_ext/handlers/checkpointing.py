@@ -157,8 +157,10 @@ class RandomStates:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         per_rank = state.get("per_rank", [state])  # [state]: files written before per-rank states
         if len(per_rank) != world_size():
-            logger.warning("the checkpoint holds random states of %d rank(s) and this run has %d: not restored",
-                           len(per_rank), world_size())
+            if is_main_process():  # the same on every rank: once, not once per rank
+                logger.warning("the checkpoint holds random states of %d rank(s) and this run has %d: not restored "
+                               "(each rank keeps the generators seeded at its start; the bundles' draws follow the "
+                               "seed, rank and iteration anyway, PositionSeeding)", len(per_rank), world_size())
             return
         self.restore_local(per_rank[rank()])
 
@@ -609,8 +611,10 @@ class TrainingCheckpointer:
                 else:
                     logger.warning("%s (%s) stays at step %d of the saved epochs of %d iterations", name,
                                    type(obj).__name__, saved_iteration, saved_length)
-        logger.warning("%s was saved with epochs of %d iterations and this run's have %d: resuming after epoch %d at "
-                       "iteration %d", path, saved_length, epoch_length, engine.state.epoch, engine.state.iteration)
+        if is_main_process():  # the same on every rank: once, not once per rank
+            logger.warning("%s was saved with epochs of %d iterations and this run's have %d: resuming after epoch %d "
+                           "at iteration %d", path, saved_length, epoch_length, engine.state.epoch,
+                           engine.state.iteration)
 
     def load_latest(self, engine: Engine) -> None:
         """Restore the newest readable checkpoint (keeping the configured ``max_epochs``).
