@@ -68,6 +68,14 @@ def _is_scalar(value: Any) -> bool:
     return isinstance(value, (int, float)) or (isinstance(value, torch.Tensor) and value.numel() == 1)
 
 
+def _history_value(value: Any) -> int | float | None:
+    """A metric as the history writes it: a count (``n``, the images validated) as the whole number it is (it read
+    ``7.0``), any other number as :func:`~monai_ext.io.json_values.json_number` writes it."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return json_number(value)
+
+
 class MetricsHistory:
     """Append each validation's metrics (with the trainer's epoch) to a JSON list at ``path`` (null where a metric
     is not finite).
@@ -89,7 +97,7 @@ class MetricsHistory:
 
     def __call__(self, engine: Engine) -> None:
         epoch = (self.epoch_engine or engine).state.epoch
-        entry = {"epoch": epoch, **{k: json_number(v) for k, v in engine.state.metrics.items() if _is_scalar(v)}}
+        entry = {"epoch": epoch, **{k: _history_value(v) for k, v in engine.state.metrics.items() if _is_scalar(v)}}
         self.history = [h for h in self.history if h["epoch"] < epoch] + [entry]
         if is_main_process():
             atomic_write_bytes(self.path, json.dumps(self.history, indent=1, allow_nan=False).encode())
@@ -101,5 +109,5 @@ class MetricsHistory:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         # checkpoints of earlier versions hold NaN where this version holds None
-        self.history = [{k: v if k == "epoch" or v is None else json_number(v) for k, v in entry.items()}
+        self.history = [{k: v if k == "epoch" or v is None else _history_value(v) for k, v in entry.items()}
                         for entry in state.get("history", [])]

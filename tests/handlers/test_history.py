@@ -33,6 +33,19 @@ def test_non_finite_metrics_are_written_as_null(value, written, tmp_path) -> Non
                        {"epoch": 2, "val_hd95": written, "val_mean_dice": 0.75}]
 
 
+@pytest.mark.parametrize("count, written", [(7, "7"), (0, "0")])
+def test_the_count_of_images_validated_is_written_as_a_whole_number(count, written, tmp_path) -> None:
+    """n, the images validated, read 7.0 in metrics.json (the reports wrote 7)."""
+    history = MetricsHistory(tmp_path / "metrics.json")
+    engine = Engine(lambda e, b: None)
+    engine.state.epoch = 1
+    engine.state.metrics = {"n": count, "val_mean_dice": 0.75, "flag": True}
+    history(engine)
+    assert f'"n": {written},' in (tmp_path / "metrics.json").read_text()
+    assert strict_json((tmp_path / "metrics.json").read_text()) == [
+        {"epoch": 1, "n": count, "val_mean_dice": 0.75, "flag": 1.0}]
+
+
 @pytest.mark.parametrize("per_class", [torch.tensor([0.5, 0.75]), torch.tensor([[0.5], [0.75]])])
 def test_a_per_class_tensor_metric_is_left_out_and_the_scalars_written(per_class, tmp_path) -> None:
     """A metric of one value per class (a Dice without reduction) has no single number to write: it crashed the
