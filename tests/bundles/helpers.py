@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -89,3 +91,18 @@ def tiny_segment_overrides(tmp: Path, cache: Path, **extra: object) -> dict[str,
         "cache_dir": str(cache),
         **extra,
     }
+
+
+def readme_bundle_commands(bundle: str) -> list[list[str]]:
+    """The ``monai.bundle`` commands of a bundle's docs/README.md as a user copies them: each bash line (with its
+    backslash continuations) split as the shell splits it, from the verb on (``run``, ``ckpt_export``, ...)."""
+    text = (REPO / "bundles" / bundle / "docs" / "README.md").read_text()
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            args = shlex.split(line)
+            # a comment starts a word, as in bash (shlex's own comments also cut --recipes#ultrasound#base_lr)
+            args = args[:next((i for i, arg in enumerate(args) if arg.startswith("#")), len(args))]
+            if "monai.bundle" in args:
+                commands.append(args[args.index("monai.bundle") + 1:])
+    return commands

@@ -7,6 +7,7 @@ does; a checkpoint of another kind is refused by name.
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -14,11 +15,12 @@ import pytest
 import torch
 import yaml
 from monai.bundle import ConfigParser
+from monai.bundle.utils import DEFAULT_MLFLOW_SETTINGS
 
 from monai_ext.networks import build_classifier, build_mae
 from monai_ext.networks.checkpoints import save_model_checkpoint
 from monai_ext.networks.segmentation import build_segmenter
-from tests.bundles.helpers import REPO
+from tests.bundles.helpers import REPO, readme_bundle_commands
 
 TINY = "mae_vit_tiny_patch16_dec128d2b"
 BUNDLES = ("usf_mae_pretrain", "usf_mae_classify", "usf_mae_segment")
@@ -62,6 +64,55 @@ def test_every_yes_no_setting_is_read_through_as_flag(bundle: str) -> None:
         assert uses, f"{flag} is never read"
         wrong = [t for t in uses if len(re.findall(rf"@{flag}\b(?![#\w])", t)) != t.count(f"as_flag(@{flag}, '{flag}')")]
         assert not wrong, f"{bundle}: {flag} read without as_flag in {wrong}"
+
+
+#: Arguments of MONAI's bundle commands (monai.bundle.scripts) that are not config ids.
+COMMAND_ARGS = {"config_file", "meta_file", "logging_file", "tracking", "args_file", "filepath", "ckpt_file",
+                "key_in_ckpt", "use_trace", "input_shape"}
+
+
+def _command_settings(args: list[str]) -> tuple[list[str], dict[str, str]]:
+    """A command's bare words and its ``--key value`` (or ``--key=value``) settings."""
+    words, given, args = [], {}, list(args)
+    while args:
+        word = args.pop(0)
+        if not word.startswith("--"):
+            words.append(word)
+            continue
+        key, equals, value = word[2:].partition("=")
+        given[key] = value if equals else args.pop(0)
+    return words, given
+
+
+def _has_setting(parser: ConfigParser, key: str) -> bool:
+    """An id of the config, or a new keyword of one of its components (``--checkpointer#n_saved 5``)."""
+    parent = key.rpartition("#")[0]
+    return key in parser or (bool(parent) and parent in parser and isinstance(parser[parent], dict)
+                             and "_target_" in parser[parent])
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_readme_bundle_commands_give_only_settings_their_configs_have(bundle: str) -> None:
+    """Every documented ``monai.bundle`` command runs as written: its words after the verb are the network id (for
+    ckpt_export and verify_net_in_out) and ``--id value`` pairs naming ids of the configs it reads or of its
+    ``--tracking`` settings. The segment README's ``[--tracking_uri http://127.0.0.1:5000]`` (an optional part in
+    brackets) stopped the copied command: ``run ID '[--tracking_uri' doesn't exist in the config file``."""
+    commands = readme_bundle_commands(bundle)
+    assert {verb for verb, *_ in commands} >= {"run", "verify_metadata", "verify_net_in_out"}
+    for verb, *args in commands:
+        words, given = _command_settings(args)
+        assert words == (["network_def"] if verb in ("ckpt_export", "verify_net_in_out") else []), (verb, words)
+        files = given.get("config_file", "[]")
+        files = ast.literal_eval(files) if files.startswith("[") else [files]
+        parser = ConfigParser()
+        parser.read_config([str(REPO / f) for f in files])
+        tracking = given.get("tracking")
+        if tracking:  # MONAI adds the settings file's ids (or its stock MLflow settings') to the config
+            settings = DEFAULT_MLFLOW_SETTINGS if tracking == "mlflow" else yaml.safe_load((REPO / tracking).read_text())
+            parser.update({key: value for key, value in settings["configs"].items() if key not in parser})
+        unknown = [key for key in given
+                   if key not in COMMAND_ARGS and not key.startswith("_meta_#") and not _has_setting(parser, key)]
+        assert not unknown, f"{bundle} README: {verb} {' '.join(args)} gives settings no config has: {unknown}"
 
 
 def parser_for(bundle: str, files: list[str], tmp_path: Path, **overrides) -> ConfigParser:

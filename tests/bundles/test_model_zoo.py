@@ -25,12 +25,15 @@ from monai_ext.networks import build_classifier
 from monai_ext.networks.checkpoints import build_from_checkpoint, save_model_checkpoint
 from monai_ext.networks.mae import build_mae
 from monai_ext.networks.reconstruction import build_mae_reconstructor
+from monai_ext.networks.segmentation import build_segmenter
 from monai_ext.transforms.loading import LoadUltrasoundImage
-from tests.bundles.helpers import REPO, bundle_command
+from tests.bundles.helpers import REPO, bundle_command, readme_bundle_commands
 from tests.warm_python import run_python
 
 pytestmark = pytest.mark.slow
 BUNDLES = ("usf_mae_pretrain", "usf_mae_classify")
+#: The bundles whose README documents a TorchScript export (the segmenter's inference.yaml needs a checkpoint)
+EXPORTED = (*BUNDLES, "usf_mae_segment")
 TINY = "mae_vit_tiny_patch16_dec128d2b"
 CLASS_NAMES = ["cyst", "solid", "mixed"]  # not the default pair: the record must win
 
@@ -65,7 +68,11 @@ def checkpoints(module_tmp) -> dict[str, Path]:
     classifier = randomised(build_classifier(TINY, len(CLASS_NAMES), img_size=64))
     save_model_checkpoint(root / "usf_mae_classify" / "model.pt", classifier, "classifier",
                           {"arch": TINY, "class_names": CLASS_NAMES, "image_size": 64})
-    return {name: root / name / "model.pt" for name in BUNDLES}
+    (root / "usf_mae_segment").mkdir()
+    segmenter = randomised(build_segmenter(TINY, 2, img_size=64, feature_size=8))
+    save_model_checkpoint(root / "usf_mae_segment" / "model.pt", segmenter, "segmenter",
+                          {"arch": TINY, "class_names": ["background", "lesion"], "image_size": 64})
+    return {name: root / name / "model.pt" for name in EXPORTED}
 
 
 @pytest.mark.parametrize("bundle", BUNDLES)
@@ -107,6 +114,30 @@ def test_torchscript_export_of_the_inference_network_matches_eager(bundle: str, 
     with torch.no_grad():
         reference, output = eager(images), exported(images)
     assert tuple(output.shape) == expected_shape
+    assert reference.abs().max() > 1e-2  # a comparison of near-zero outputs would prove nothing
+    torch.testing.assert_close(output, reference, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("bundle", EXPORTED)
+def test_the_readme_torchscript_export_command_matches_eager(bundle: str, checkpoints, tmp_path) -> None:
+    """Each README's ckpt_export command as written, for a 64-px model.pt outside models/ (with the ``--ckpt_path``
+    the READMEs say to add, and the pretraining README's ``--input_shape`` at the trained size). The segment README
+    had no export command, though its inference.yaml exports."""
+    ckpt, exported_file = checkpoints[bundle], tmp_path / "model.ts"
+    (command,) = [args for args in readme_bundle_commands(bundle) if args[0] == "ckpt_export"]
+    models = f"bundles/{bundle}/models/"
+    command = [arg.replace(models + "model.pt", str(ckpt)).replace(models + "model.ts", str(exported_file))
+               .replace("[1, 3, 224, 224]", "[1, 3, 64, 64]") for arg in command]
+    run([sys.executable, "-m", "monai.bundle", *command, "--ckpt_path", str(ckpt)])
+    exported = torch.jit.load(str(exported_file))
+    if bundle == "usf_mae_pretrain":
+        eager = build_mae_reconstructor(TINY, img_size=64).eval()
+        eager.load_state_dict(torch.load(ckpt, weights_only=True)["model"])
+    else:
+        eager = build_from_checkpoint(ckpt).eval()
+    images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        reference, output = eager(images), exported(images)
     assert reference.abs().max() > 1e-2  # a comparison of near-zero outputs would prove nothing
     torch.testing.assert_close(output, reference, atol=1e-4, rtol=0)
 
