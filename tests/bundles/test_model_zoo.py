@@ -268,3 +268,22 @@ def test_pretraining_reads_pictures_as_the_project_reader_does(config, key, kind
         mean, std = parser.get_parsed_content("norm_stats")
         expected = (expected - torch.as_tensor(mean).view(-1, 1, 1)) / torch.as_tensor(std).view(-1, 1, 1)
     torch.testing.assert_close(actual.float(), expected.float(), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("bundle", ["usf_mae_pretrain", "usf_mae_classify", "usf_mae_segment"])
+def test_required_packages_name_this_project_and_the_readers_the_docs_promise(bundle: str) -> None:
+    """No config of the bundles parses without this project's package, and DICOM (pydicom, its JPEG codecs), NIfTI
+    (nibabel), NRRD/MHA (itk) and the figures (matplotlib) are read or drawn by every bundle: metadata.json named
+    none of them (the pretraining bundle neither pydicom nor matplotlib), so an environment made from it could not
+    run the bundle. Each listed package is installed in the environment the suite runs in."""
+    import re
+    from importlib.metadata import version
+
+    required = json.loads((REPO / "bundles" / bundle / "configs" / "metadata.json").read_text())[
+        "required_packages_version"]
+    # read without tomllib, which Python 3.10 (supported) lacks
+    project = dict(re.findall(r'^(name|version) = "([^"]+)"', (REPO / "pyproject.toml").read_text(), re.M))
+    assert required.get(project["name"]) == project["version"]
+    assert {"pydicom", "pylibjpeg", "nibabel", "itk-io", "matplotlib"} <= set(required)
+    for name in required:
+        version(name)  # PackageNotFoundError names a package listed but not installed
