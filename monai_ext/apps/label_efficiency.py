@@ -203,6 +203,9 @@ def prepare_run_dir(run_dir: Path, record: Mapping[str, Any], resume: bool) -> N
     atomic_write_text(run_dir / FOLD_RECORD, json.dumps(record, indent=1))
 
 
+#: What the stop and failure messages say where no run of this invocation finished.
+NO_RUN_DONE = "no run finished yet"
+
 
 def train_runs(files: Mapping[tuple[int, int], Path], records: Mapping[tuple[int, str, int], Mapping[str, Any]],
                out: Path, counts: Sequence[int], repeats: int, overrides: Mapping[str, Any],
@@ -240,8 +243,8 @@ def train_runs(files: Mapping[tuple[int, int], Path], records: Mapping[tuple[int
                     print(f"[label-efficiency] {n} labels per class, {start}, repeat {r}: test macro-F1 "
                           f"{fold_score_text(report, 'macro_f1')}", flush=True)
     except StopSignal as stop:
-        print(f"label-efficiency stopped by {stop.signal_name} in {current}; {folds_done_text(done, 'no run finished yet')}; rerun "
-              "the same command with --resume true to continue", file=sys.stderr, flush=True)
+        print(f"label-efficiency stopped by {stop.signal_name} in {current}; {folds_done_text(done, NO_RUN_DONE)}; "
+              "rerun the same command with --resume true to continue", file=sys.stderr, flush=True)
         raise
     return reports, runs
 
@@ -255,8 +258,8 @@ def _run_one(datalist: Path, run_dir: Path, overrides: Mapping[str, Any], name: 
     except Exception as e:
         user = user_error_in(e)
         reason = one_line(str(user)) if user is not None else root_cause(e)
-        raise FoldFailed(f"{name} failed: {reason}; {folds_done_text(done, 'no run finished yet')}; once the cause is dealt with, "
-                         "rerun with --resume true to continue") from e
+        raise FoldFailed(f"{name} failed: {reason}; {folds_done_text(done, NO_RUN_DONE)}; once the cause is dealt "
+                         "with, rerun with --resume true to continue") from e
 
 
 #: Folds of the generated benchmarks (subtle, synthetic): repeat r uses fold r, so at most this many repeats.

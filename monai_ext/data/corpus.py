@@ -97,7 +97,8 @@ KILL_AFTER_CHUNKS_ENV = "MONAI_EXT_TEST_KILL_AFTER_CHUNKS"
 #: 8: DICOM frames of non-square pixels resampled to square ones, their ultrasound regions with them (a cache of 7
 #: resumed or rerun kept their frames stretched beside resampled ones).
 #: 9: pages of text dropped as ``text_page`` stored black (format 8 kept their letters, names and IDs legible in the
-#: chunks), video of non-square pixels (the stream's sample aspect ratio) resampled to square ones.
+#: chunks), video of non-square pixels (the stream's sample aspect ratio) resampled to square ones, a narrow
+#: phased-array sector's tip kept in its crop (:func:`~monai_ext.transforms.fov.is_eaten_tip`; format 8 cut it off).
 CACHE_FORMAT = 9
 
 

@@ -168,6 +168,9 @@ def subtle_lesion_dataset(
     if per_class < 1:
         raise ValueError(f"per_class must be at least 1, got {per_class!r}")
     check_strength(strength)  # before the folder is named after it (``_snan``) and made
+    # a plain float in the record: numpy's float32 or int64, taken by check_strength, failed json.dumps after every
+    # frame was written, and the folder was left without its record
+    strength = float(strength)
     suffix = "" if strength == 1.0 else f"_s{strength:g}"
     suffix += "" if size == 256 else f"_{size}px"
     root = Path(cache_dir) / f"subtle_lesions_{per_class}_seed{seed}{suffix}"

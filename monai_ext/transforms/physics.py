@@ -182,6 +182,13 @@ def check_channel_first(img: Any, name: str = "the image") -> None:
     The draws are shaped from ``img.shape[1:]``, so another layout did not fail but came out wrong: an (H, W) frame
     got one speckle row repeated down the image (vertical stripes) and came back (1, H, W); a batch (N, C, H, W)
     got its depth-gain curve drawn over the channel axis, one flat gain instead of a ramp over depth.
+
+    Args:
+        img: the image, numpy or tensor; only its shape is read.
+        name: how the message names it (``key 'image'`` for a dict transform's key).
+
+    Raises:
+        ValueError: quoting the shape, where it is not 3-D.
     """
     shape = tuple(int(s) for s in img.shape)
     if len(shape) != 3:

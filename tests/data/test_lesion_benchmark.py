@@ -86,3 +86,14 @@ def test_a_strength_that_is_not_a_finite_number_of_at_least_0_is_refused(tmp_pat
 def test_a_finite_strength_of_at_least_0_is_taken(strength) -> None:
     mask, echo, _, params = subtle_lesion(np.random.default_rng(0), SHAPE, "heterogeneous", strength)
     assert mask.any() and np.isfinite(echo).all() and np.isfinite(params["cue"])
+
+
+@pytest.mark.parametrize("strength", [np.float32(1.5), np.int64(2)])
+def test_a_numpy_strength_makes_a_benchmark_with_its_record(tmp_path, strength) -> None:
+    """check_strength takes numpy numbers, but the record of such a strength failed json.dumps once every frame was
+    written ("Object of type float32 is not JSON serializable"), leaving the folder without its record."""
+    import json
+
+    root = subtle_lesion_dataset(tmp_path, per_class=1, strength=strength, size=64)
+    assert json.loads((root / "benchmark.json").read_text())["strength"] == float(strength)
+    assert subtle_lesion_dataset(tmp_path, per_class=1, strength=float(strength), size=64) == root

@@ -369,7 +369,6 @@ def test_simulated_set_masks_match_the_lesions(tmp_path: Path) -> None:
     assert image[mask.astype(bool)].mean() < image[ring].mean()
 
 
-
 @pytest.mark.parametrize("record_text", ['{"num": 5, "seed": 0, "layout": "busi", "config": "SimulatorConfig(old)"}',
                                          '{"num": 5, "seed"', "[]"])
 def test_simulated_set_made_with_other_settings_is_made_again(tmp_path: Path, record_text: str) -> None:

@@ -41,6 +41,9 @@ _LABEL_MAP_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".seg.nrrd", ".mha", ".mhd", 
 #: the suffixes of labels the app is sent besides pictures (:data:`IMAGE_PATTERNS`): class files (JSON or text, as the
 #: README saves them) and label maps, longest first (``.seg.nrrd`` before ``.nrrd``)
 _LABEL_SUFFIXES = tuple(sorted({".json", ".txt", *_LABEL_MAP_SUFFIXES} - {".dcm"}, key=len, reverse=True))
+#: volumes a viewer uploads as an image: 3D Slicer's MONAI Label module saves the image it shows as one (NIfTI by
+#: default) and sends that, never the picture it opened
+_VOLUME_SUFFIXES = tuple(suffix for suffix in _LABEL_MAP_SUFFIXES if suffix != ".dcm")
 #: The label folders' patterns beyond the images': MONAI Label lists label files with the image patterns, so that
 #: class files and NIfTI masks vanished from the datastore's record when it rebuilt it (a deleted datastore_v2.json).
 LABEL_PATTERNS = [f"*{suffix}" for suffix in _LABEL_SUFFIXES] + [f"*{suffix.upper()}" for suffix in _LABEL_SUFFIXES]
@@ -158,8 +161,12 @@ def check_uploaded_image(path: str, shown: str) -> None:
         ValueError: naming ``shown`` and the reason.
     """
     if not is_listed_image(Path(path).name):
+        # a Slicer upload was stored (HTTP 200) before this check: its users need to know what to send instead
+        volume = ("; a volume, as 3D Slicer's MONAI Label module uploads the image it shows, is not served: send the "
+                  "picture or DICOM file itself (PUT /datastore/image with that file) or copy it into the studies "
+                  "folder") if path.lower().endswith(_VOLUME_SUFFIXES) else ""
         raise ValueError(f"{shown} is no image the datastore lists (PNG, JPG, BMP, TIFF or DICOM, by its name or "
-                         f"content): not added")
+                         f"content): not added{volume}")
     try:
         read_image(path)
     except UnreadableImageError as e:

@@ -170,6 +170,21 @@ def test_listed_labels_are_pictures_class_files_and_label_maps(name, listed) -> 
     assert is_listed_label(name) is listed
 
 
+@pytest.mark.parametrize("name", ["tmpab12.nii.gz", "tmpab12.nii", "tmpab12.nrrd", "tmpab12.mha"])
+def test_a_volume_upload_is_refused_saying_what_to_send_instead(tmp_path, name: str) -> None:
+    """3D Slicer's MONAI Label module uploads the image it shows as a volume (NIfTI by default): such an upload was
+    stored (HTTP 200) before the datastore refused unlisted images; its 422 named what the datastore lists but not
+    what a Slicer user is to send instead."""
+    (tmp_path / name).write_bytes(b"\x1f\x8b volume")
+    with pytest.raises(ValueError) as error:
+        check_uploaded_image(str(tmp_path / name), "the uploaded file 'vol.nii.gz'")
+    assert str(error.value).startswith("the uploaded file 'vol.nii.gz' is no image the datastore lists")
+    assert "3D Slicer" in str(error.value) and "the picture or DICOM file itself" in str(error.value)
+    (tmp_path / "notes.txt").write_text("meeting notes")  # no volume: no word of Slicer
+    with pytest.raises(ValueError, match="not added$"):
+        check_uploaded_image(str(tmp_path / "notes.txt"), "the uploaded file 'notes.txt'")
+
+
 def test_an_uploaded_image_is_refused_when_unlisted_or_unreadable_naming_it(tmp_path) -> None:
     from PIL import Image
 
