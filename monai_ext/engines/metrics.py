@@ -161,9 +161,17 @@ def log_odds(logits: torch.Tensor) -> torch.Tensor:
     of 1.0 for margins 30, 25 against 20). The log-odds, ``z_c - logsumexp(z_j, j != c)``, are exact at any margin
     (for two classes, the logits' difference) and increase with ``p_c``, so the argmax and every ranking are the
     probabilities' own.
+
+    Args:
+        logits: (N, K) logits, on any device (the result is on the same one).
+
+    Returns:
+        (N, K) float64 log-odds.
     """
     z = logits.double()
-    others = z.unsqueeze(1).expand(-1, z.shape[1], -1).masked_fill(torch.eye(z.shape[1], dtype=torch.bool), -torch.inf)
+    # the mask on the logits' device: masked_fill refuses a CPU mask for CUDA logits, which every GPU validation has
+    diagonal = torch.eye(z.shape[1], dtype=torch.bool, device=z.device)
+    others = z.unsqueeze(1).expand(-1, z.shape[1], -1).masked_fill(diagonal, -torch.inf)
     return z - torch.logsumexp(others, dim=2)  # others[n, c] is row n without class c
 
 
@@ -184,7 +192,13 @@ class _ProbabilityAccumulator(Metric):
     @reinit__is_reduced
     def update(self, output: tuple[torch.Tensor, torch.Tensor]) -> None:
         logits, labels = output
-        self._log_odds.append(log_odds(logits.detach()).cpu())
+        # on the CPU, where they are kept: float64 is refused on an Apple GPU (--device mps), and the (N, K, K)
+        # others of log_odds need no accelerator memory
+        scores = log_odds(logits.detach().cpu())
+        # a row without probabilities (a NaN or +inf logit, every logit -inf: the softmax is NaN) is marked NaN for
+        # gathered()'s check; a single -inf logit is no fault (probability 0, the others' log-odds +inf at 1)
+        undefined = torch.isnan(torch.softmax(logits.detach().cpu().double(), dim=1)).any(dim=1)
+        self._log_odds.append(scores.masked_fill(undefined.unsqueeze(1), torch.nan))
         self._labels.append(torch.as_tensor(labels).detach().reshape(-1).long().cpu())
 
     def gathered(self) -> tuple[np.ndarray, np.ndarray]:
@@ -205,8 +219,11 @@ class _ProbabilityAccumulator(Metric):
             probs = evenly_divisible_all_gather(probs.to(device), concat=True).cpu()
             labels = evenly_divisible_all_gather(labels.to(device), concat=True).cpu()
         # scikit-learn would stop the run with "Input contains NaN", which says nothing about the cause
-        require_finite_outputs(int((~torch.isfinite(probs)).any(dim=1).sum()), len(probs))
-        return probs.numpy(), labels.numpy()
+        require_finite_outputs(int(torch.isnan(probs).any(dim=1).sum()), len(probs))
+        # log-odds of -inf and +inf (probabilities 0 and 1 exactly) as the extreme finite numbers: scikit-learn
+        # refuses infinite scores, and the ranking is the same
+        extreme = torch.finfo(torch.float64)
+        return probs.clamp(extreme.min, extreme.max).numpy(), labels.numpy()
 
 
 class MacroF1(_ProbabilityAccumulator):

@@ -697,11 +697,12 @@ class TrainingCheckpointer:
 
         Interval saves wait for a window's end (:meth:`_iteration_save_due`); such a file is an iteration-level save
         of an earlier version, the final save of a run ended inside a window (ignite's ``terminate()`` or
-        ``max_iters``), or one resumed with another ``accumulation_steps``, whose windows end elsewhere.
+        ``max_iters``), or one resumed with another ``accumulation_steps``, whose windows end elsewhere. Said by
+        rank 0 alone, as the other resume warnings are.
         """
         iteration = engine.state.iteration
         first, last = accumulation_window(engine)
-        if not iteration or iteration == last:
+        if not iteration or iteration == last or not is_main_process():  # the same on every rank: said once
             return
         logger.warning("%s was saved after %d of the %d micro-steps of an accumulation window: their gradients are "
                        "not in it, so the optimiser step at iteration %d follows the remaining %d alone",

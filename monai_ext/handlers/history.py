@@ -76,6 +76,15 @@ def _history_value(value: Any) -> int | float | None:
     return json_number(value)
 
 
+def _restored_value(key: str, value: Any) -> int | float | None:
+    """A value of a checkpoint's history as this version writes it: the count ``n`` that earlier versions kept as a
+    float (``7.0``) made the whole number it is, so that a resumed history does not read ``7.0`` and ``7`` by
+    turns; every other value as :func:`_history_value` gives it."""
+    if key == "n" and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return _history_value(value)
+
+
 class MetricsHistory:
     """Append each validation's metrics (with the trainer's epoch) to a JSON list at ``path`` (null where a metric
     is not finite).
@@ -108,6 +117,6 @@ class MetricsHistory:
         return {"history": self.history}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        # checkpoints of earlier versions hold NaN where this version holds None
-        self.history = [{k: v if k == "epoch" or v is None else _history_value(v) for k, v in entry.items()}
+        # checkpoints of earlier versions hold NaN where this version holds None, and n as a float
+        self.history = [{k: v if k == "epoch" or v is None else _restored_value(k, v) for k, v in entry.items()}
                         for entry in state.get("history", [])]

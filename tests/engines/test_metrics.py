@@ -3,6 +3,9 @@ chance_level, the publication check of a fine-tuned classifier."""
 
 from __future__ import annotations
 
+import json
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -260,3 +263,49 @@ def test_auc_of_logits_past_float64s_softmax_equals_sklearn_on_the_logits(scale:
     # other classes' images are ranked right by any score)
     assert skm.roc_auc_score(labels == 1, margins) == 1.0
     assert result["auc"] == 1.0
+
+
+def test_log_odds_are_computed_on_the_logits_device() -> None:
+    """The class mask was made on the CPU whatever the logits' device: CUDA's masked_fill refuses it ("expected self
+    and mask to be on the same device"), so every validation on a GPU failed at its first batch. The meta device
+    makes the same check on a machine without one."""
+    from monai_ext.engines.metrics import log_odds
+
+    assert log_odds(torch.zeros(4, 3, device="meta")).device.type == "meta"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("classes", [2, 3])
+def test_the_report_of_logits_on_a_gpu_is_the_report_of_the_same_logits_on_the_cpu(classes: int) -> None:
+    torch.manual_seed(0)
+    logits, labels = 20 * torch.randn(16, classes), torch.arange(16) % classes
+    reports = []
+    for device in ("cpu", "cuda"):
+        report = ClassificationReport([f"c{c}" for c in range(classes)])
+        report.update((logits.to(device), labels.to(device)))
+        reports.append(report.compute())
+    assert json.dumps(reports[0]) == json.dumps(reports[1])  # as text: a NaN precision equals itself there
+
+
+@pytest.mark.parametrize("logits, auc", [
+    ([[0.0, -math.inf], [0.0, 1.0], [2.0, 0.0], [0.0, 3.0]], 1.0),  # a class masked to -inf: probability 0
+    ([[-math.inf, 0.0], [0.0, -math.inf], [0.0, 1.0], [1.0, 0.0]], 0.0),  # probabilities 1 and 0: ranked wrong
+])
+def test_a_logit_of_minus_infinity_is_a_probability_of_zero_not_a_fault(logits, auc) -> None:
+    """The softmax gave such a class a finite 0; its log-odds are -inf, which stopped validation as 'not finite'
+    (review A) and which scikit-learn refuses as a score."""
+    report = ClassificationReport(["a", "b"])
+    report.update((torch.tensor(logits), torch.tensor([0, 1, 0, 1])))
+    result = report.compute()
+    probabilities = torch.softmax(torch.tensor(logits, dtype=torch.float64), dim=1)[:, 1].numpy()
+    assert result["auc"] == pytest.approx(skm.roc_auc_score([0, 1, 0, 1], probabilities)) == auc
+
+
+@pytest.mark.parametrize("logits", [[[math.inf, 0.0], [0.0, 1.0]], [[math.nan, 0.0], [0.0, 1.0]],
+                                    [[-math.inf, -math.inf], [0.0, 1.0]]])
+def test_logits_without_probabilities_still_stop_validation(logits) -> None:
+    """+inf, NaN or every class at -inf: the softmax is NaN, a diverged network, refused naming the cause."""
+    report = ClassificationReport(["a", "b"])
+    report.update((torch.tensor(logits), torch.tensor([0, 1])))
+    with pytest.raises(ValueError, match="not finite"):
+        report.compute()

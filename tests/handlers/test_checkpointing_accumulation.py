@@ -155,3 +155,18 @@ def test_ranks_stopped_after_a_save_inside_a_window_resume_into_the_uninterrupte
     found = json.loads((tmp_path / "result.json").read_text())
     assert all(found[case]["same"] for case in cases), found
     assert {case: found[case]["resumed_from"] for case in cases} == cases
+
+
+@pytest.mark.parametrize("main, said", [(True, 1), (False, 0)])
+def test_the_mid_window_resume_warning_is_said_by_rank_0_alone(caplog, monkeypatch, main, said) -> None:
+    """Every rank resumes the same file: the warning from each of them read as that many problems, as the other
+    resume warnings did before they were said by rank 0 alone."""
+    from types import SimpleNamespace
+
+    from monai_ext.handlers import checkpointing
+
+    monkeypatch.setattr(checkpointing, "is_main_process", lambda: main)
+    engine = SimpleNamespace(accumulation_steps=3, state=SimpleNamespace(iteration=4, epoch_length=7))
+    with caplog.at_level("WARNING"):
+        TrainingCheckpointer._warn_mid_window(engine, Path("checkpoint_iteration=4.pt"))
+    assert sum("micro-steps of an accumulation window" in r.getMessage() for r in caplog.records) == said

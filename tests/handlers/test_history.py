@@ -46,6 +46,21 @@ def test_the_count_of_images_validated_is_written_as_a_whole_number(count, writt
         {"epoch": 1, "n": count, "val_mean_dice": 0.75, "flag": 1.0}]
 
 
+def test_a_history_resumed_from_an_earlier_versions_checkpoint_writes_every_count_as_a_whole_number(tmp_path) -> None:
+    """Checkpoints written before the count was kept whole hold n as 7.0: the resumed metrics.json read 7.0 for the
+    epochs before the resume and 7 after it."""
+    history = MetricsHistory(tmp_path / "metrics.json")
+    history.load_state_dict({"history": [{"epoch": 1, "n": 7.0, "val_mean_dice": 1.0, "val_hd95": math.nan}]})
+    engine = Engine(lambda e, b: None)
+    engine.state.epoch = 2
+    engine.state.metrics = {"n": 7, "val_mean_dice": 0.75, "val_hd95": 2.0}
+    history(engine)
+    text = (tmp_path / "metrics.json").read_text()
+    assert text.count('"n": 7,') == 2 and "7.0" not in text
+    assert strict_json(text) == [{"epoch": 1, "n": 7, "val_mean_dice": 1.0, "val_hd95": None},
+                                 {"epoch": 2, "n": 7, "val_mean_dice": 0.75, "val_hd95": 2.0}]
+
+
 @pytest.mark.parametrize("per_class", [torch.tensor([0.5, 0.75]), torch.tensor([[0.5], [0.75]])])
 def test_a_per_class_tensor_metric_is_left_out_and_the_scalars_written(per_class, tmp_path) -> None:
     """A metric of one value per class (a Dice without reduction) has no single number to write: it crashed the
