@@ -14,12 +14,12 @@ from pathlib import Path
 import torch
 from monai.engines import SupervisedEvaluator
 from monai.handlers import from_engine
-from torch import nn
 from torch.utils.data import DataLoader
 
 from monai_ext.engines.base import ShardSafeEvaluatorMixin
 from monai_ext.engines.distributed import UnpaddedShardSampler, init_process_group, rank
 from monai_ext.handlers.metric_values import HausdorffDistanceOrNaN, MeanDiceOrNaN, MeanIoUOrNaN
+from tests.handlers.test_metric_values import Replay  # each image's stored prediction
 
 SIDE = 32
 #: (overlap, predicted pixels, true pixels) per image: Dice 2k / (p + t). Chosen so that MONAI's float32 sum of the 7
@@ -34,17 +34,6 @@ def masks(overlap: int, predicted: int, true: int) -> tuple[torch.Tensor, torch.
     truth[predicted - overlap : predicted - overlap + true] = 1
     pred, truth = pred.reshape(SIDE, SIDE), truth.reshape(SIDE, SIDE)
     return torch.stack([1 - pred, pred]), torch.stack([1 - truth, truth])
-
-
-class Replay(nn.Module):
-    """A "network" giving each image's stored prediction (the batch carries the image's index)."""
-
-    def __init__(self, predictions: list[torch.Tensor]) -> None:
-        super().__init__()
-        self.register_buffer("predictions", torch.stack(predictions))
-
-    def forward(self, index: torch.Tensor) -> torch.Tensor:
-        return self.predictions[index.flatten().long()]
 
 
 class Evaluator(ShardSafeEvaluatorMixin, SupervisedEvaluator):
