@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 from ignite.engine import Engine, Events
 
-from monai_ext.engines.distributed import is_distributed, is_main_process, world_size
+from monai_ext.engines.distributed import UnpaddedShardSampler, is_distributed, is_main_process, world_size
 from monai_ext.handlers.reports import best_after_resume, is_new_best, skipped_items
 from monai_ext.io.atomic import atomic_write_bytes
 from monai_ext.io.figures import save_png
@@ -65,6 +65,22 @@ def gather_ids(ids: list[Any]) -> list[Any]:
     parts: list[Any] = [None] * world_size()
     dist.all_gather_object(parts, list(ids))
     return [i for part in parts for i in part]
+
+
+def datalist_order(counts: Sequence[int]) -> list[int]:
+    """Positions in the gathered (rank-major) order of the images in datalist order, for shards drawn as
+    :class:`~monai_ext.engines.distributed.UnpaddedShardSampler` draws them (rank r's j-th image is image
+    ``r + j * world``).
+
+    Args:
+        counts: the number of images of each rank, in rank order (the world is its length).
+
+    Returns:
+        ``order`` with ``gathered[order[i]]`` the datalist's i-th image.
+    """
+    world = len(counts)
+    index = [r + j * world for r, count in enumerate(counts) for j in range(count)]
+    return sorted(range(len(index)), key=index.__getitem__)
 
 
 def _empty_truth(ids: Sequence[str], presence: np.ndarray, foreground: Sequence[str],
@@ -205,7 +221,8 @@ class SegmentationReportWriter:
         size_key: the batch field holding each image's (H, W) as read; where the items have it, an overlay is drawn
             in the image's own aspect (:func:`~monai_ext.visualize.overlays.aspect_size`), not as the square it was
             scored at (a 40 x 600 strip was drawn square, its lesions squeezed into other shapes).
-        num_overlays: images (of rank 0's shard, in loader order) drawn with prediction (red) and truth (green).
+        num_overlays: images (of rank 0's shard, in loader order) drawn with prediction (red) and truth (green);
+            ``per_image`` lists every image in datalist order, whatever the number of ranks.
         best_only: write only when the key metric improves on the best so far (during training).
         id_key: the batch field naming each image.
         present_key: the batch field holding which foreground classes each mask holds at its own size
@@ -278,6 +295,10 @@ class SegmentationReportWriter:
         ids = gather_ids(self._ids)  # every rank takes part, whatever it then writes
         presence = gather_ids(self._presence)
         loaded = gather_ids(self._loaded)
+        order = self._datalist_order(engine)
+        if order is not None:
+            ids, presence, loaded = ([part[i] for i in order] if len(part) == len(order) else part
+                                     for part in (ids, presence, loaded))
         loaded_array = np.stack(loaded) if loaded and len(loaded) == len(ids) else None
         if self.best_only and presence and not np.stack(presence)[:, 0].any():
             # whether the truth holds a class never changes between epochs: say so now, not after the last one
@@ -292,6 +313,9 @@ class SegmentationReportWriter:
         names = {key: self.metric_prefix + name for key, name in DETAIL_METRICS.items()}
         details = {key: engine.state.metric_details[name] for key, name in names.items()
                    if name in getattr(engine.state, "metric_details", {})}
+        if order is not None:  # MONAI's gathered per-image buffers are rank-major too
+            details = {key: torch.as_tensor(value)[torch.as_tensor(order)] if len(value) == len(order) else value
+                       for key, value in details.items()}
         report = {"key_metric": self.key_metric, "score": score, **segmentation_report(details, ids, self.class_names,
                                                        np.stack(presence) if len(presence) == len(ids) else None,
                                                        loaded_array),
@@ -313,6 +337,20 @@ class SegmentationReportWriter:
         logger.info("segmentation report: %s (n %d, %d unreadable left out; Dice %.4f, IoU %s, HD95 %s; %s)",
                     self.folder / f"{self.prefix}report.json", report["n"], len(report["skipped"]), score,
                     report.get("mean_iou"), report.get("mean_hd95"), report_counts(report))
+
+    def _datalist_order(self, engine: Engine) -> list[int] | None:
+        """The permutation putting the gathered (rank-major) per-image records in datalist order, or None where
+        they are in it already (one process) or the shards are not :class:`UnpaddedShardSampler`'s.
+
+        Under torchrun the records came rank by rank (``us_000001, us_000019, us_000008, ...`` on 2 ranks against
+        ``us_000001, us_000015, us_000019, ...`` in one process): reports of one model on 1, 2 or 3 GPUs listed their
+        images in different orders. Every rank takes part (a collective).
+        """
+        if not is_distributed():
+            return None
+        counts = [int(n) for n in gather_ids([len(self._ids)])]
+        loader = getattr(engine.state, "dataloader", None)
+        return datalist_order(counts) if isinstance(getattr(loader, "sampler", None), UnpaddedShardSampler) else None
 
     def _no_lesion_message(self, engine: Engine, count: int, loaded: np.ndarray | None) -> str:
         """Why no epoch can be the best when no validation truth holds a lesion, with what may have caused it: masks

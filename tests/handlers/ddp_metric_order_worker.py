@@ -1,5 +1,5 @@
 """Worker of ``test_metric_values_ddp.py``: one validation of 7 images with this project's Dice, IoU and HD95
-handlers, in one process or as one rank of a torchrun gloo group (unpadded shards: 4/3 on 2 ranks, 3/2/2 on 3).
+handlers and its segmentation report, in one process or as one rank of a torchrun gloo group (unpadded shards: 4/3 on 2 ranks, 3/2/2 on 3).
 
 Usage: python ddp_metric_order_worker.py OUT.json (rank r writes OUT.json.rank{r}).
 """
@@ -10,6 +10,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 from monai.engines import SupervisedEvaluator
@@ -19,6 +20,7 @@ from torch.utils.data import DataLoader
 from monai_ext.engines.base import ShardSafeEvaluatorMixin
 from monai_ext.engines.distributed import UnpaddedShardSampler, init_process_group, rank
 from monai_ext.handlers.metric_values import HausdorffDistanceOrNaN, MeanDiceOrNaN, MeanIoUOrNaN
+from monai_ext.handlers.segmentation import SegmentationReportWriter
 from tests.handlers.test_metric_values import Replay  # each image's stored prediction
 
 SIDE = 32
@@ -40,9 +42,10 @@ class Evaluator(ShardSafeEvaluatorMixin, SupervisedEvaluator):
     """MONAI's evaluator, safe for an empty shard, as the bundles' are."""
 
 
-def validate() -> dict[str, float]:
+def validate(report_dir: Path) -> dict[str, Any]:
+    """The evaluator's metrics and the segmentation report's per-image ids, as this rank holds them."""
     pairs = [masks(*image) for image in IMAGES]
-    data = [{"image": torch.tensor([i]), "label": truth} for i, (_, truth) in enumerate(pairs)]
+    data = [{"image": torch.tensor([i]), "label": truth, "id": f"img{i}"} for i, (_, truth) in enumerate(pairs)]
     pair = from_engine(["pred", "label"])
     evaluator = Evaluator(
         device=torch.device("cpu"), network=Replay([p for p, _ in pairs]),
@@ -50,12 +53,15 @@ def validate() -> dict[str, float]:
         key_val_metric={"val_mean_dice": MeanDiceOrNaN(include_background=False, output_transform=pair)},
         additional_metrics={"val_mean_iou": MeanIoUOrNaN(include_background=False, output_transform=pair),
                             "val_hd95": HausdorffDistanceOrNaN(include_background=False, output_transform=pair)})
+    report = SegmentationReportWriter(report_dir, ["background", "lesion"], num_overlays=0)
+    report.attach(evaluator)
     evaluator.run()
-    return {name: float(value) for name, value in evaluator.state.metrics.items()}
+    return {**{name: float(value) for name, value in evaluator.state.metrics.items()},
+            "per_image": [(entry["id"], entry["dice"]["lesion"]) for entry in report.last_report["per_image"]]}
 
 
 if __name__ == "__main__":
     out = Path(sys.argv[1])
     init_process_group(device="cpu")  # gloo under torchrun; nothing in a plain process
     os.makedirs(out.parent, exist_ok=True)
-    Path(f"{out}.rank{rank()}").write_text(json.dumps(validate()))
+    Path(f"{out}.rank{rank()}").write_text(json.dumps(validate(out.parent / "report")))

@@ -45,5 +45,8 @@ def test_metrics_over_unequal_shards_equal_one_process_exactly(tmp_path, process
     reference = launch(tmp_path / "one" / "metrics.json", 1)[0]
     expected_dice = math.fsum(2 * k / (p + t) for k, p, t in IMAGES) / len(IMAGES)
     assert reference["val_mean_dice"] == pytest.approx(expected_dice, rel=1e-7)
-    for got in launch(tmp_path / "ddp" / "metrics.json", processes):  # every rank holds the gathered metrics
+    assert [image_id for image_id, _ in reference["per_image"]] == [f"img{i}" for i in range(len(IMAGES))]
+    # every rank holds the gathered metrics, and the report lists the images in datalist order, as one process does
+    # (they came rank by rank: img0, img2, img4, img6, img1, ... on 2 ranks)
+    for got in launch(tmp_path / "ddp" / "metrics.json", processes):
         assert got == reference
