@@ -713,72 +713,61 @@ def _ctrl_c() -> None:
     raise KeyboardInterrupt
 
 
+def _stand_in_cross_validation(tmp_path, monkeypatch, run) -> tuple[list[str], str, str]:
+    """cross-validate with its runner replaced by ``run``: (argv, what it keeps, the runner's failure line)."""
+    import monai_ext.apps.crossval as crossval
+
+    monkeypatch.setattr(crossval, "protocol_by_name", lambda *args, **kwargs: "protocol")
+    monkeypatch.setattr(crossval, "cross_validate", run)
+    return (["cross-validate", "synthetic", str(tmp_path / "cv"), "--methods", "random"], "folds",
+            "random fold 1 failed: what went wrong; done and kept: random fold 0; rerun with --resume true to continue")
+
+
+def _stand_in_label_efficiency(tmp_path, monkeypatch, run) -> tuple[list[str], str, str]:
+    """label-efficiency with its curve replaced by ``run``: (argv, what it keeps, the curve's failure line)."""
+    import monai_ext.apps.crossval as crossval
+    import monai_ext.apps.label_efficiency as le
+
+    monkeypatch.setattr(crossval, "check_run_inputs", lambda *args, **kwargs: None)
+    monkeypatch.setattr(le, "curve_protocol", lambda *args, **kwargs: "protocol")
+    monkeypatch.setattr(le, "label_efficiency", run)
+    return (["label-efficiency", str(tmp_path / "le"), str(tmp_path / "start.pt")], "runs",
+            "run n2/random/rep0 failed: what went wrong; done and kept: run n2/pretrained/rep0; rerun with --resume "
+            "true to continue")
+
+
+@pytest.mark.parametrize("stand_in", [_stand_in_cross_validation, _stand_in_label_efficiency])
 @pytest.mark.parametrize("inner, code, lines", [
     (_out_of_memory, 1, None),          # a fault: its traceback, then the one line
     (_raise_in_monai_ext, 2, 1),        # a user's mistake: the one line alone
     (_ctrl_c, 130, 1),
 ])
-def test_a_cross_validation_that_fails_or_is_stopped_says_what_is_kept_and_how_to_continue(inner, code, lines,
-                                                                                         tmp_path, monkeypatch,
-                                                                                         capsys) -> None:
-    """A fold's exception was a raw traceback naming neither start nor fold; Ctrl-C did not say that finished folds
-    are kept or that --resume true continues."""
+def test_a_runner_that_fails_or_is_stopped_says_what_is_kept_and_how_to_continue(stand_in, inner, code, lines,
+                                                                                  tmp_path, monkeypatch,
+                                                                                  capsys) -> None:
+    """A fold's (or a curve's run's) exception was a raw traceback naming neither start nor fold; Ctrl-C did not say
+    that finished folds (runs) are kept or that --resume true continues."""
     import monai_ext.apps.crossval as crossval
+
+    failure: list[str] = []
 
     def fake_run(*args, **kwargs):
         try:
             inner()
         except Exception as e:
-            raise crossval.FoldFailed("random fold 1 failed: what went wrong; done and kept: random fold 0; rerun "
-                                      "with --resume true to continue") from e
+            raise crossval.FoldFailed(failure[0]) from e
 
     monkeypatch.delenv("MONAI_EXT_TRACEBACK", raising=False)
-    monkeypatch.setattr(crossval, "protocol_by_name", lambda *args, **kwargs: "protocol")
-    monkeypatch.setattr(crossval, "cross_validate", fake_run)
-    got, err = run_main(["cross-validate", "synthetic", str(tmp_path / "cv"), "--methods", "random"], capsys)
+    argv, kept, line = stand_in(tmp_path, monkeypatch, fake_run)
+    failure.append(line)
+    got, err = run_main(argv, capsys)
     said = err.strip().splitlines()
     assert got == code and (lines is None or len(said) == lines), err
     if code == 130:
-        assert said[-1] == ("monai_ext cross-validate: interrupted; the folds already finished are kept: rerun the "
+        assert said[-1] == (f"monai_ext {argv[0]}: interrupted; the {kept} already finished are kept: rerun the "
                             "same command with --resume true to continue")
     else:
-        assert said[-1] == ("monai_ext cross-validate: random fold 1 failed: what went wrong; done and kept: random "
-                            "fold 0; rerun with --resume true to continue")
-    assert ("Traceback" in err) is (code == 1)
-
-
-
-@pytest.mark.parametrize("inner, code, lines", [
-    (_out_of_memory, 1, None),
-    (_raise_in_monai_ext, 2, 1),
-    (_ctrl_c, 130, 1),
-])
-def test_a_label_efficiency_curve_that_fails_or_is_stopped_says_what_is_kept_and_how_to_continue(
-        inner, code, lines, tmp_path, monkeypatch, capsys) -> None:
-    """As cross-validate: a failing run of the curve was a raw traceback, Ctrl-C said nothing of the runs kept."""
-    import monai_ext.apps.crossval as crossval
-    import monai_ext.apps.label_efficiency as le
-
-    def fake_curve(*args, **kwargs):
-        try:
-            inner()
-        except Exception as e:
-            raise crossval.FoldFailed("run n2/random/rep0 failed: what went wrong; done and kept: run "
-                                      "n2/pretrained/rep0; rerun with --resume true to continue") from e
-
-    monkeypatch.delenv("MONAI_EXT_TRACEBACK", raising=False)
-    monkeypatch.setattr(crossval, "check_run_inputs", lambda *args, **kwargs: None)
-    monkeypatch.setattr(le, "curve_protocol", lambda *args, **kwargs: "protocol")
-    monkeypatch.setattr(le, "label_efficiency", fake_curve)
-    got, err = run_main(["label-efficiency", str(tmp_path / "le"), str(tmp_path / "start.pt")], capsys)
-    said = err.strip().splitlines()
-    assert got == code and (lines is None or len(said) == lines), err
-    if code == 130:
-        assert said[-1] == ("monai_ext label-efficiency: interrupted; the runs already finished are kept: rerun the "
-                            "same command with --resume true to continue")
-    else:
-        assert said[-1] == ("monai_ext label-efficiency: run n2/random/rep0 failed: what went wrong; done and kept: "
-                            "run n2/pretrained/rep0; rerun with --resume true to continue")
+        assert said[-1] == f"monai_ext {argv[0]}: {line}"
     assert ("Traceback" in err) is (code == 1)
 
 
